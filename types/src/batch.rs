@@ -1,0 +1,629 @@
+//! The columnar batch: the unit in which scans hand rows to their consumer.
+//!
+//! A batch lives in one caller-provided byte buffer (later: straight in the linear
+//! memory of a sandbox), laid out by a [`BatchLayout`]:
+//!
+//! ```text
+//! [header, 16 bytes: u32 row_count, u32 column_count, u32 heap_used, u32 layout_version]
+//! for each column, in order, each region starting on a 16-byte boundary:
+//!   validity  ceil(rows_max/8) bytes rounded up to 16; bit r set = row r is not NULL
+//!   values    fixed width: rows_max * width, little-endian
+//!             variable:    rows_max * 8: (u32 offset into the heap, u32 length)
+//! heap        heap_bytes: the bytes of variable-length values
+//! ```
+//!
+//! All integers are little-endian. A NULL has its validity bit clear and zeroed value
+//! bytes (a variable-length NULL has length 0). [`BatchWriter`] fills a buffer;
+//! [`BatchView`] reads one and checks every offset before use.
+#![deny(clippy::indexing_slicing)]
+
+use crate::error::TypeError;
+use crate::limits::{BATCH_HEAP_MAX_BYTES, BATCH_ROWS_MAX, COLUMNS_MAX};
+use crate::row::value_from_bytes;
+use crate::sqltype::{PhysicalType, SqlType};
+use crate::value::Value;
+use std::ops::Range;
+
+/// Size of the batch header in bytes.
+pub const HEADER_BYTES: usize = 16;
+/// Version of this layout, written in every header.
+pub const LAYOUT_VERSION: u32 = 1;
+const ALIGN: usize = 16;
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ColumnSlot {
+    ty: SqlType,
+    validity: usize,
+    values: usize,
+    width: usize,
+    var: bool,
+}
+
+/// Where everything of a batch of given column types lives in the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchLayout {
+    columns: Vec<ColumnSlot>,
+    rows_max: u32,
+    heap_bytes: u32,
+    heap: usize,
+    total: usize,
+}
+
+impl BatchLayout {
+    /// A layout for up to `rows_max` rows of `types`, with `heap_bytes` for
+    /// variable-length values.
+    ///
+    /// # Errors
+    /// [`TypeError::Batch`] if a bound is out of range (`rows_max` must be a positive
+    /// multiple of 8 up to `BATCH_ROWS_MAX`).
+    pub fn new(types: &[SqlType], rows_max: u32, heap_bytes: u32) -> Result<Self, TypeError> {
+        if rows_max == 0 || rows_max > BATCH_ROWS_MAX || !rows_max.is_multiple_of(8) {
+            return Err(TypeError::Batch(
+                "rows_max must be a multiple of 8 between 8 and 65536",
+            ));
+        }
+        if heap_bytes > BATCH_HEAP_MAX_BYTES {
+            return Err(TypeError::Batch("heap_bytes is above the 64 MiB limit"));
+        }
+        if types.len() > COLUMNS_MAX {
+            return Err(TypeError::Batch("more than 1024 columns"));
+        }
+        let rows = rows_max as usize;
+        let mut at = HEADER_BYTES;
+        let mut columns = Vec::with_capacity(types.len());
+        for ty in types {
+            ty.validate()?;
+            let phys = ty.physical();
+            let (width, var) = match phys.fixed_width() {
+                Some(w) => (w, false),
+                None => (8, true),
+            };
+            let validity = at;
+            at = align(at + rows / 8);
+            let values = at;
+            at = align(at + rows * width);
+            columns.push(ColumnSlot {
+                ty: *ty,
+                validity,
+                values,
+                width,
+                var,
+            });
+        }
+        let heap = at;
+        let total = heap + heap_bytes as usize;
+        Ok(Self {
+            columns,
+            rows_max,
+            heap_bytes,
+            heap,
+            total,
+        })
+    }
+
+    /// Bytes the buffer must have.
+    #[must_use]
+    pub fn total_bytes(&self) -> usize {
+        self.total
+    }
+
+    /// Maximum rows in one batch.
+    #[must_use]
+    pub fn rows_max(&self) -> u32 {
+        self.rows_max
+    }
+
+    /// Capacity of the heap.
+    #[must_use]
+    pub fn heap_bytes(&self) -> u32 {
+        self.heap_bytes
+    }
+
+    /// The column types, in order.
+    #[must_use]
+    pub fn types(&self) -> Vec<SqlType> {
+        self.columns.iter().map(|c| c.ty).collect()
+    }
+
+    /// Number of columns.
+    #[must_use]
+    pub fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Byte range of column `col`'s validity bitmap.
+    #[must_use]
+    pub fn validity_range(&self, col: usize) -> Option<Range<usize>> {
+        self.columns
+            .get(col)
+            .map(|c| c.validity..c.validity + (self.rows_max as usize) / 8)
+    }
+
+    /// Byte range of column `col`'s values.
+    #[must_use]
+    pub fn values_range(&self, col: usize) -> Option<Range<usize>> {
+        self.columns
+            .get(col)
+            .map(|c| c.values..c.values + self.rows_max as usize * c.width)
+    }
+
+    /// Byte range of the heap.
+    #[must_use]
+    pub fn heap_range(&self) -> Range<usize> {
+        self.heap..self.total
+    }
+}
+
+fn batch_err(msg: &'static str) -> TypeError {
+    TypeError::Batch(msg)
+}
+
+/// Copies `n` bits from `src` (starting at bit `src_bit`) to `dst` (starting at bit
+/// `dst_bit`), LSB-first bit order.
+///
+/// # Errors
+/// A range falls outside a slice.
+pub fn copy_bits(
+    dst: &mut [u8],
+    dst_bit: usize,
+    src: &[u8],
+    src_bit: usize,
+    n: usize,
+) -> Result<(), TypeError> {
+    if n == 0 {
+        return Ok(());
+    }
+    if (dst_bit + n).div_ceil(8) > dst.len() || (src_bit + n).div_ceil(8) > src.len() {
+        return Err(batch_err("bit range out of bounds"));
+    }
+    let get = |i: usize| -> bool { src.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0) };
+    let mut done = 0usize;
+    // Single bits until the destination is byte aligned.
+    while done < n && !(dst_bit + done).is_multiple_of(8) {
+        set_bit(dst, dst_bit + done, get(src_bit + done));
+        done += 1;
+    }
+    // Whole destination bytes, gathered from a 16-bit window of the source.
+    while n - done >= 8 {
+        let s = src_bit + done;
+        let shift = s % 8;
+        let lo = src.get(s / 8).copied().unwrap_or(0);
+        let hi = if shift == 0 {
+            0
+        } else {
+            src.get(s / 8 + 1).copied().unwrap_or(0)
+        };
+        let byte = ((u16::from(lo) | (u16::from(hi) << 8)) >> shift) as u8;
+        if let Some(d) = dst.get_mut((dst_bit + done) / 8) {
+            *d = byte;
+        }
+        done += 8;
+    }
+    while done < n {
+        set_bit(dst, dst_bit + done, get(src_bit + done));
+        done += 1;
+    }
+    Ok(())
+}
+
+fn set_bit(bits: &mut [u8], i: usize, on: bool) {
+    if let Some(b) = bits.get_mut(i / 8) {
+        if on {
+            *b |= 1 << (i % 8);
+        } else {
+            *b &= !(1 << (i % 8));
+        }
+    }
+}
+
+/// Fills a buffer with a batch of a given layout.
+///
+/// Rows are written at explicit row indexes below `rows_max`; [`BatchWriter::finish`]
+/// records how many rows the batch holds. Every method checks its bounds and returns an
+/// error instead of writing outside the buffer.
+#[derive(Debug)]
+pub struct BatchWriter<'b> {
+    layout: &'b BatchLayout,
+    buf: &'b mut [u8],
+    heap_used: usize,
+}
+
+impl<'b> BatchWriter<'b> {
+    /// Starts a batch in `buf`, clearing its validity bitmaps.
+    ///
+    /// # Errors
+    /// `buf` is smaller than the layout.
+    pub fn new(layout: &'b BatchLayout, buf: &'b mut [u8]) -> Result<Self, TypeError> {
+        if buf.len() < layout.total {
+            return Err(batch_err("buffer is smaller than the batch layout"));
+        }
+        for col in 0..layout.columns.len() {
+            if let Some(v) = layout.validity_range(col).and_then(|r| buf.get_mut(r)) {
+                v.fill(0);
+            }
+        }
+        if let Some(h) = buf.get_mut(..HEADER_BYTES) {
+            h.fill(0);
+        }
+        Ok(Self {
+            layout,
+            buf,
+            heap_used: 0,
+        })
+    }
+
+    /// The layout.
+    #[must_use]
+    pub fn layout(&self) -> &BatchLayout {
+        self.layout
+    }
+
+    /// Heap bytes still free.
+    #[must_use]
+    pub fn heap_remaining(&self) -> usize {
+        self.layout.heap_bytes as usize - self.heap_used
+    }
+
+    fn slot(&self, col: usize, row: usize) -> Result<&ColumnSlot, TypeError> {
+        if row >= self.layout.rows_max as usize {
+            return Err(batch_err("row index beyond rows_max"));
+        }
+        self.layout
+            .columns
+            .get(col)
+            .ok_or(batch_err("column index out of range"))
+    }
+
+    /// Marks (col, row) NULL.
+    ///
+    /// # Errors
+    /// Out of bounds.
+    pub fn set_null(&mut self, col: usize, row: usize) -> Result<(), TypeError> {
+        let slot = self.slot(col, row)?.clone();
+        let at = slot.values + row * slot.width;
+        self.buf
+            .get_mut(at..at + slot.width)
+            .ok_or(batch_err("value out of bounds"))?
+            .fill(0);
+        let v = self
+            .buf
+            .get_mut(slot.validity..)
+            .ok_or(batch_err("validity out of bounds"))?;
+        set_bit(v, row, false);
+        Ok(())
+    }
+
+    /// Writes a fixed-width value's stored bytes at (col, row).
+    ///
+    /// # Errors
+    /// Out of bounds, or the width differs from the column's.
+    pub fn set_fixed(&mut self, col: usize, row: usize, bytes: &[u8]) -> Result<(), TypeError> {
+        let slot = self.slot(col, row)?.clone();
+        if slot.var || bytes.len() != slot.width {
+            return Err(batch_err("fixed value of the wrong width for its column"));
+        }
+        let at = slot.values + row * slot.width;
+        self.buf
+            .get_mut(at..at + slot.width)
+            .ok_or(batch_err("value out of bounds"))?
+            .copy_from_slice(bytes);
+        let v = self
+            .buf
+            .get_mut(slot.validity..)
+            .ok_or(batch_err("validity out of bounds"))?;
+        set_bit(v, row, true);
+        Ok(())
+    }
+
+    /// Copies variable-length bytes into the heap and points (col, row) at them.
+    ///
+    /// # Errors
+    /// Out of bounds, a fixed-width column, or the heap is full (nothing is written
+    /// then; the caller ends the batch before this row).
+    pub fn set_bytes(&mut self, col: usize, row: usize, bytes: &[u8]) -> Result<(), TypeError> {
+        let slot = self.slot(col, row)?.clone();
+        if !slot.var {
+            return Err(batch_err("variable-length value for a fixed-width column"));
+        }
+        if bytes.len() > self.heap_remaining() {
+            return Err(batch_err("heap full"));
+        }
+        let off = self.heap_used;
+        let h = self.layout.heap + off;
+        self.buf
+            .get_mut(h..h + bytes.len())
+            .ok_or(batch_err("heap out of bounds"))?
+            .copy_from_slice(bytes);
+        self.heap_used += bytes.len();
+        let at = slot.values + row * 8;
+        let entry = self
+            .buf
+            .get_mut(at..at + 8)
+            .ok_or(batch_err("value out of bounds"))?;
+        let (o, l) = entry.split_at_mut(4);
+        o.copy_from_slice(
+            &u32::try_from(off)
+                .map_err(|_| batch_err("heap offset"))?
+                .to_le_bytes(),
+        );
+        l.copy_from_slice(
+            &u32::try_from(bytes.len())
+                .map_err(|_| batch_err("length"))?
+                .to_le_bytes(),
+        );
+        let v = self
+            .buf
+            .get_mut(slot.validity..)
+            .ok_or(batch_err("validity out of bounds"))?;
+        set_bit(v, row, true);
+        Ok(())
+    }
+
+    /// Copies a run of `n` fixed-width values (`values` holds `n * width` bytes) and
+    /// their validity bits (from `validity` starting at bit `src_bit`) to rows
+    /// `dst_row..dst_row + n`. This is the scan fast path: one copy per column.
+    ///
+    /// # Errors
+    /// Out of bounds or a variable-length column.
+    pub fn copy_fixed_run(
+        &mut self,
+        col: usize,
+        dst_row: usize,
+        values: &[u8],
+        validity: &[u8],
+        src_bit: usize,
+        n: usize,
+    ) -> Result<(), TypeError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let slot = self.slot(col, dst_row + n - 1)?.clone();
+        if slot.var || values.len() != n * slot.width {
+            return Err(batch_err("run of the wrong width for its column"));
+        }
+        let at = slot.values + dst_row * slot.width;
+        self.buf
+            .get_mut(at..at + values.len())
+            .ok_or(batch_err("values out of bounds"))?
+            .copy_from_slice(values);
+        let rows = self.layout.rows_max as usize;
+        let v = self
+            .buf
+            .get_mut(slot.validity..slot.validity + rows / 8)
+            .ok_or(batch_err("validity out of bounds"))?;
+        copy_bits(v, dst_row, validity, src_bit, n)
+    }
+
+    /// Records the row count and heap use in the header. Returns the row count.
+    ///
+    /// # Errors
+    /// `rows` above `rows_max`.
+    pub fn finish(self, rows: usize) -> Result<u32, TypeError> {
+        if rows > self.layout.rows_max as usize {
+            return Err(batch_err("row count beyond rows_max"));
+        }
+        let rows = u32::try_from(rows).map_err(|_| batch_err("row count"))?;
+        let ncols = u32::try_from(self.layout.columns.len()).map_err(|_| batch_err("columns"))?;
+        let heap = u32::try_from(self.heap_used).map_err(|_| batch_err("heap"))?;
+        let h = self
+            .buf
+            .get_mut(..HEADER_BYTES)
+            .ok_or(batch_err("header"))?;
+        for (i, word) in [rows, ncols, heap, LAYOUT_VERSION].into_iter().enumerate() {
+            if let Some(dst) = h.get_mut(i * 4..i * 4 + 4) {
+                dst.copy_from_slice(&word.to_le_bytes());
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Reads a batch, checking every offset against the layout and the buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'b> {
+    layout: &'b BatchLayout,
+    buf: &'b [u8],
+    rows: usize,
+    heap_used: usize,
+}
+
+impl<'b> BatchView<'b> {
+    /// Validates the header of a batch in `buf`.
+    ///
+    /// # Errors
+    /// The header disagrees with the layout or the buffer is too small.
+    pub fn new(layout: &'b BatchLayout, buf: &'b [u8]) -> Result<Self, TypeError> {
+        if buf.len() < layout.total {
+            return Err(batch_err("buffer is smaller than the batch layout"));
+        }
+        let word = |i: usize| -> Result<u32, TypeError> {
+            buf.get(i * 4..i * 4 + 4)
+                .and_then(|s| s.try_into().ok())
+                .map(u32::from_le_bytes)
+                .ok_or(batch_err("header"))
+        };
+        let (rows, ncols, heap, version) = (word(0)?, word(1)?, word(2)?, word(3)?);
+        if version != LAYOUT_VERSION {
+            return Err(batch_err("unknown batch layout version"));
+        }
+        if rows > layout.rows_max
+            || heap > layout.heap_bytes
+            || ncols as usize != layout.columns.len()
+        {
+            return Err(batch_err("batch header disagrees with its layout"));
+        }
+        Ok(Self {
+            layout,
+            buf,
+            rows: rows as usize,
+            heap_used: heap as usize,
+        })
+    }
+
+    /// Number of rows.
+    #[must_use]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn slot(&self, col: usize, row: usize) -> Result<&ColumnSlot, TypeError> {
+        if row >= self.rows {
+            return Err(batch_err("row index beyond the batch"));
+        }
+        self.layout
+            .columns
+            .get(col)
+            .ok_or(batch_err("column index out of range"))
+    }
+
+    /// Whether (col, row) is NULL.
+    ///
+    /// # Errors
+    /// Out of bounds.
+    pub fn is_null(&self, col: usize, row: usize) -> Result<bool, TypeError> {
+        let slot = self.slot(col, row)?;
+        let byte = self
+            .buf
+            .get(slot.validity + row / 8)
+            .ok_or(batch_err("validity out of bounds"))?;
+        Ok(byte & (1 << (row % 8)) == 0)
+    }
+
+    /// The stored bytes at (col, row), `None` if NULL.
+    ///
+    /// # Errors
+    /// Out of bounds, including a variable-length entry pointing outside the used heap.
+    pub fn raw(&self, col: usize, row: usize) -> Result<Option<&'b [u8]>, TypeError> {
+        if self.is_null(col, row)? {
+            return Ok(None);
+        }
+        let slot = self.slot(col, row)?;
+        let at = slot.values + row * slot.width;
+        let entry = self
+            .buf
+            .get(at..at + slot.width)
+            .ok_or(batch_err("value out of bounds"))?;
+        if !slot.var {
+            return Ok(Some(entry));
+        }
+        let off = u32::from_le_bytes(
+            entry
+                .get(..4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(batch_err("entry"))?,
+        ) as usize;
+        let len = u32::from_le_bytes(
+            entry
+                .get(4..8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(batch_err("entry"))?,
+        ) as usize;
+        if off.checked_add(len).is_none_or(|end| end > self.heap_used) {
+            return Err(batch_err("variable-length entry points outside the heap"));
+        }
+        let h = self.layout.heap + off;
+        self.buf
+            .get(h..h + len)
+            .map(Some)
+            .ok_or(batch_err("heap out of bounds"))
+    }
+
+    /// The value at (col, row).
+    ///
+    /// # Errors
+    /// Out of bounds or malformed bytes.
+    pub fn value(&self, col: usize, row: usize) -> Result<Value, TypeError> {
+        let ty = self.slot(col, row)?.ty;
+        match self.raw(col, row)? {
+            None => Ok(Value::Null),
+            Some(raw) => value_from_bytes(&ty, raw),
+        }
+    }
+
+    /// Row `row` as values.
+    ///
+    /// # Errors
+    /// Out of bounds or malformed bytes.
+    pub fn row(&self, row: usize) -> Result<Vec<Value>, TypeError> {
+        (0..self.layout.columns.len())
+            .map(|c| self.value(c, row))
+            .collect()
+    }
+}
+
+/// Whether a physical type is stored in the heap.
+#[must_use]
+pub fn is_var(phys: PhysicalType) -> bool {
+    phys.fixed_width().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn writer_and_view_agree() {
+        let types = [SqlType::Integer, SqlType::Text];
+        let layout = BatchLayout::new(&types, 16, 64).unwrap();
+        let mut buf = vec![0u8; layout.total_bytes()];
+        let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+        w.set_fixed(0, 0, &7i32.to_le_bytes()).unwrap();
+        w.set_bytes(1, 0, b"seven").unwrap();
+        w.set_null(0, 1).unwrap();
+        w.set_bytes(1, 1, b"").unwrap();
+        assert!(
+            w.set_bytes(1, 2, &[0u8; 100]).is_err(),
+            "heap overflow is refused"
+        );
+        w.finish(2).unwrap();
+        let v = BatchView::new(&layout, &buf).unwrap();
+        assert_eq!(
+            v.row(0).unwrap(),
+            vec![Value::Integer(7), Value::Text("seven".into())]
+        );
+        assert_eq!(
+            v.row(1).unwrap(),
+            vec![Value::Null, Value::Text(String::new())]
+        );
+        assert!(v.row(2).is_err());
+    }
+
+    #[test]
+    fn layout_rejects_unaligned_row_counts() {
+        assert!(BatchLayout::new(&[SqlType::Integer], 10, 0).is_err());
+        assert!(BatchLayout::new(&[SqlType::Integer], 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_forged_heap_entry_is_refused() {
+        let layout = BatchLayout::new(&[SqlType::Text], 8, 8).unwrap();
+        let mut buf = vec![0u8; layout.total_bytes()];
+        let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+        w.set_bytes(0, 0, b"ab").unwrap();
+        w.finish(1).unwrap();
+        let at = layout.values_range(0).unwrap().start;
+        buf[at + 4..at + 8].copy_from_slice(&1000u32.to_le_bytes());
+        let v = BatchView::new(&layout, &buf).unwrap();
+        assert!(v.raw(0, 0).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn copy_bits_matches_bit_by_bit(src in proptest::collection::vec(any::<u8>(), 1..20), src_bit in 0usize..16, dst_bit in 0usize..16, n in 0usize..100) {
+            let n = n.min(src.len() * 8 - src_bit.min(src.len() * 8));
+            let mut dst = vec![0xA5u8; 40];
+            let mut expected = dst.clone();
+            for i in 0..n {
+                let bit = src[(src_bit + i) / 8] & (1 << ((src_bit + i) % 8)) != 0;
+                set_bit(&mut expected, dst_bit + i, bit);
+            }
+            copy_bits(&mut dst, dst_bit, &src, src_bit, n).unwrap();
+            prop_assert_eq!(dst, expected);
+        }
+    }
+}

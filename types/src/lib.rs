@@ -1,0 +1,25 @@
+//! The vocabulary every ScratchBird crate shares.
+//!
+//! * [`ids`]: opaque identifiers (`TableId`, `TxnId`, `CommitNumber`, ...).
+//! * [`sqltype`] and [`value`]: the SQL types the engine stores and their values.
+//! * [`row`]: the compact row encoding used for record versions and the commit log.
+//! * [`key`]: the order-preserving ("memcomparable") key encoding used for primary keys
+//!   and index entries.
+//! * [`batch`]: the columnar batch layout that scans write into a caller-provided buffer
+//!   (later: straight into sandbox memory).
+//!
+//! Architecture invariant: this crate does no I/O, reads no clock and no randomness.
+
+pub mod batch;
+pub mod error;
+pub mod ids;
+pub mod key;
+pub mod limits;
+pub mod row;
+pub mod sqltype;
+pub mod value;
+
+pub use error::TypeError;
+pub use ids::{ColumnId, CommitNumber, DomainId, IndexId, TableId, TxnId};
+pub use sqltype::{PhysicalType, SqlType};
+pub use value::{Date, Decimal, Timestamp, Value};
