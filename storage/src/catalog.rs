@@ -1,0 +1,714 @@
+//! The catalog: tables, columns, domains and indexes.
+//!
+//! Every object has a UUID; names resolve to UUIDs. The catalog is stored as rows of
+//! the system table `SB$OBJECTS`, so catalog changes are transactional exactly like
+//! data: a transaction sees its own DDL, others see it when it commits, concurrent
+//! creations of one name collide on a unique index, and time travel sees the catalog
+//! of its snapshot. Definitions are immutable once created (there is no ALTER yet).
+//!
+//! Names are compared exactly; the SQL layer normalises case before they get here.
+
+use crate::error::{Result, StorageError};
+use crate::limits::{
+    CHECK_TEXT_MAX_BYTES, IDENTIFIER_MAX_BYTES, KEY_COLUMNS_MAX, TABLE_COLUMNS_MAX,
+};
+use scratchbird_types::row::RowLayout;
+use scratchbird_types::{ColumnId, DomainId, IndexId, SqlType, TableId, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Fixed ids of the system objects are built from constants.
+const fn fixed_id(v: u128) -> [u8; 16] {
+    v.to_be_bytes()
+}
+
+/// A column of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Identity.
+    pub id: ColumnId,
+    /// Name, unique in its table.
+    pub name: String,
+    /// Type (a domain column has its domain's base type).
+    pub ty: SqlType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// Value used when an insert does not give one.
+    pub default: Option<Value>,
+    /// The domain this column was declared with.
+    pub domain: Option<DomainId>,
+}
+
+/// A table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    /// Identity.
+    pub id: TableId,
+    /// Name, unique among tables.
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<ColumnDef>,
+    /// Positions of the primary key columns; empty for a table without a primary key
+    /// (its records are then keyed by a hidden, increasing row number).
+    pub primary_key: Vec<usize>,
+}
+
+impl TableDef {
+    /// Column types in order.
+    #[must_use]
+    pub fn types(&self) -> Vec<SqlType> {
+        self.columns.iter().map(|c| c.ty).collect()
+    }
+
+    /// Types of the primary key columns.
+    #[must_use]
+    pub fn key_types(&self) -> Vec<SqlType> {
+        self.primary_key
+            .iter()
+            .filter_map(|&i| self.columns.get(i).map(|c| c.ty))
+            .collect()
+    }
+
+    /// Whether records are keyed by a hidden row number.
+    #[must_use]
+    pub fn is_keyless(&self) -> bool {
+        self.primary_key.is_empty()
+    }
+
+    /// Position of a column by name.
+    #[must_use]
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// The row layout of this table.
+    ///
+    /// # Errors
+    /// Never for a validated definition.
+    pub fn row_layout(&self) -> Result<RowLayout> {
+        Ok(RowLayout::new(&self.types())?)
+    }
+}
+
+/// A domain: a named base type with NOT NULL, default and CHECK.
+///
+/// The CHECK is kept as SQL expression text (`VALUE > 0`). Storage keeps it with the
+/// domain; evaluating it on writes needs the SQL expression machinery and is done by
+/// the sandbox host's write path (see ARCHITECTURE.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainDef {
+    /// Identity.
+    pub id: DomainId,
+    /// Name, unique among domains.
+    pub name: String,
+    /// Base type.
+    pub base: SqlType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// Default value.
+    pub default: Option<Value>,
+    /// CHECK expression text, over `VALUE`.
+    pub check: Option<String>,
+}
+
+/// A secondary index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// Identity.
+    pub id: IndexId,
+    /// Name, unique among indexes.
+    pub name: String,
+    /// Indexed table.
+    pub table: TableId,
+    /// Positions of the indexed columns.
+    pub columns: Vec<usize>,
+    /// Whether two current rows may not share a (non-NULL) key.
+    pub unique: bool,
+}
+
+/// The type of a new column: a SQL type or a domain by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnType {
+    /// A SQL type.
+    Sql(SqlType),
+    /// A domain, by name.
+    Domain(String),
+}
+
+/// A column of a table to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// Name.
+    pub name: String,
+    /// Type.
+    pub ty: ColumnType,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// DEFAULT.
+    pub default: Option<Value>,
+}
+
+impl ColumnSpec {
+    /// A nullable column of a SQL type without default.
+    #[must_use]
+    pub fn new(name: &str, ty: SqlType) -> Self {
+        Self {
+            name: name.to_owned(),
+            ty: ColumnType::Sql(ty),
+            not_null: false,
+            default: None,
+        }
+    }
+
+    /// A column of a domain.
+    #[must_use]
+    pub fn of_domain(name: &str, domain: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ty: ColumnType::Domain(domain.to_owned()),
+            not_null: false,
+            default: None,
+        }
+    }
+
+    /// Marks the column NOT NULL.
+    #[must_use]
+    pub fn not_null(mut self) -> Self {
+        self.not_null = true;
+        self
+    }
+
+    /// Sets the default.
+    #[must_use]
+    pub fn default_value(mut self, v: Value) -> Self {
+        self.default = Some(v);
+        self
+    }
+}
+
+/// A table to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    /// Name.
+    pub name: String,
+    /// Columns.
+    pub columns: Vec<ColumnSpec>,
+    /// Names of the primary key columns (empty: no primary key).
+    pub primary_key: Vec<String>,
+}
+
+/// A domain to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSpec {
+    /// Name.
+    pub name: String,
+    /// Base type.
+    pub base: SqlType,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// DEFAULT.
+    pub default: Option<Value>,
+    /// CHECK expression text.
+    pub check: Option<String>,
+}
+
+/// An index to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    /// Name.
+    pub name: String,
+    /// Table name.
+    pub table: String,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// UNIQUE.
+    pub unique: bool,
+}
+
+/// What is stored in the definition column of `SB$OBJECTS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ObjectDef {
+    Table(TableDef),
+    Index(IndexDef),
+    Domain(DomainDef),
+}
+
+impl ObjectDef {
+    pub(crate) fn kind_code(&self) -> i16 {
+        match self {
+            Self::Table(_) => KIND_TABLE,
+            Self::Index(_) => KIND_INDEX,
+            Self::Domain(_) => KIND_DOMAIN,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Table(t) => &t.name,
+            Self::Index(i) => &i.name,
+            Self::Domain(d) => &d.name,
+        }
+    }
+
+    pub(crate) fn id_bytes(&self) -> [u8; 16] {
+        match self {
+            Self::Table(t) => *t.id.as_bytes(),
+            Self::Index(i) => *i.id.as_bytes(),
+            Self::Domain(d) => *d.id.as_bytes(),
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out)
+            .map_err(|_| StorageError::Internal("catalog definition could not be encoded"))?;
+        Ok(out)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self> {
+        ciborium::from_reader(bytes).map_err(|e| StorageError::Corruption {
+            what: "catalog definition",
+            location: "SB$OBJECTS".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The row of `SB$OBJECTS` that stores this definition.
+    pub(crate) fn to_row(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            Value::Blob(self.id_bytes().to_vec()),
+            Value::SmallInt(self.kind_code()),
+            Value::Text(self.name().to_owned()),
+            Value::Blob(self.encode()?),
+        ])
+    }
+
+    pub(crate) fn from_row(values: &[Value]) -> Result<Self> {
+        match values.get(3) {
+            Some(Value::Blob(b)) => Self::decode(b),
+            _ => Err(StorageError::Corruption {
+                what: "catalog row",
+                location: "SB$OBJECTS".into(),
+                reason: "definition column is not a BLOB".into(),
+            }),
+        }
+    }
+}
+
+pub(crate) const KIND_TABLE: i16 = 1;
+pub(crate) const KIND_INDEX: i16 = 2;
+pub(crate) const KIND_DOMAIN: i16 = 3;
+
+/// Name of the system table that holds the catalog.
+pub const SYSTEM_TABLE_NAME: &str = "SB$OBJECTS";
+
+/// The fixed id of `SB$OBJECTS`.
+#[must_use]
+pub fn system_table_id() -> TableId {
+    TableId::from_bytes(fixed_id(0x5342_244f_424a_4543_5453_0000_0000_0001))
+}
+
+fn system_index_id() -> IndexId {
+    IndexId::from_bytes(fixed_id(0x5342_244f_424a_4543_5453_0000_0000_0002))
+}
+
+/// The definition of `SB$OBJECTS` (ID BLOB PK, KIND SMALLINT, NAME TEXT, DEFINITION BLOB).
+pub(crate) fn system_table_def() -> TableDef {
+    let col = |n: u128, name: &str, ty: SqlType| ColumnDef {
+        id: ColumnId::from_bytes(fixed_id(0x5342_244f_424a_4543_5453_0000_0001_0000 + n)),
+        name: name.to_owned(),
+        ty,
+        nullable: false,
+        default: None,
+        domain: None,
+    };
+    TableDef {
+        id: system_table_id(),
+        name: SYSTEM_TABLE_NAME.to_owned(),
+        columns: vec![
+            col(0, "ID", SqlType::Blob),
+            col(1, "KIND", SqlType::SmallInt),
+            col(2, "NAME", SqlType::Text),
+            col(3, "DEFINITION", SqlType::Blob),
+        ],
+        primary_key: vec![0],
+    }
+}
+
+/// The unique index of `SB$OBJECTS` on (KIND, NAME).
+pub(crate) fn system_index_def() -> IndexDef {
+    IndexDef {
+        id: system_index_id(),
+        name: "SB$OBJECTS_KIND_NAME".to_owned(),
+        table: system_table_id(),
+        columns: vec![1, 2],
+        unique: true,
+    }
+}
+
+/// The catalog as one transaction sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    tables: BTreeMap<TableId, Arc<TableDef>>,
+    table_names: HashMap<String, TableId>,
+    indexes: BTreeMap<IndexId, Arc<IndexDef>>,
+    index_names: HashMap<String, IndexId>,
+    domains: BTreeMap<DomainId, Arc<DomainDef>>,
+    domain_names: HashMap<String, DomainId>,
+}
+
+impl Catalog {
+    pub(crate) fn insert(&mut self, def: ObjectDef) {
+        match def {
+            ObjectDef::Table(t) => {
+                self.table_names.insert(t.name.clone(), t.id);
+                self.tables.insert(t.id, Arc::new(t));
+            }
+            ObjectDef::Index(i) => {
+                self.index_names.insert(i.name.clone(), i.id);
+                self.indexes.insert(i.id, Arc::new(i));
+            }
+            ObjectDef::Domain(d) => {
+                self.domain_names.insert(d.name.clone(), d.id);
+                self.domains.insert(d.id, Arc::new(d));
+            }
+        }
+    }
+
+    /// A table by id.
+    #[must_use]
+    pub fn table(&self, id: TableId) -> Option<&Arc<TableDef>> {
+        self.tables.get(&id)
+    }
+
+    /// A table by name.
+    #[must_use]
+    pub fn table_by_name(&self, name: &str) -> Option<&Arc<TableDef>> {
+        self.table_names
+            .get(name)
+            .and_then(|id| self.tables.get(id))
+    }
+
+    /// All tables, by id.
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<TableDef>> {
+        self.tables.values()
+    }
+
+    /// An index by id.
+    #[must_use]
+    pub fn index(&self, id: IndexId) -> Option<&Arc<IndexDef>> {
+        self.indexes.get(&id)
+    }
+
+    /// An index by name.
+    #[must_use]
+    pub fn index_by_name(&self, name: &str) -> Option<&Arc<IndexDef>> {
+        self.index_names
+            .get(name)
+            .and_then(|id| self.indexes.get(id))
+    }
+
+    /// The indexes of a table.
+    pub fn indexes_of(&self, table: TableId) -> impl Iterator<Item = &Arc<IndexDef>> {
+        self.indexes.values().filter(move |i| i.table == table)
+    }
+
+    /// A domain by name.
+    #[must_use]
+    pub fn domain_by_name(&self, name: &str) -> Option<&Arc<DomainDef>> {
+        self.domain_names
+            .get(name)
+            .and_then(|id| self.domains.get(id))
+    }
+
+    /// All domains.
+    pub fn domains(&self) -> impl Iterator<Item = &Arc<DomainDef>> {
+        self.domains.values()
+    }
+
+    /// Resolves a table name, with the error a user should see.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`].
+    pub fn resolve_table(&self, name: &str) -> Result<&Arc<TableDef>> {
+        self.table_by_name(name)
+            .ok_or_else(|| StorageError::NotFound {
+                kind: "table",
+                name: name.to_owned(),
+            })
+    }
+}
+
+pub(crate) fn check_identifier(kind: &str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "a name must not be empty"
+    } else if name.len() > IDENTIFIER_MAX_BYTES {
+        "a name must be at most 128 bytes"
+    } else if name.contains('\0') {
+        "a name must not contain NUL"
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::InvalidDefinition {
+        object: format!("{kind} {name:?}"),
+        reason,
+    })
+}
+
+fn invalid(object: String, reason: &'static str) -> StorageError {
+    StorageError::InvalidDefinition { object, reason }
+}
+
+/// Builds a validated table definition. `new_id` supplies fresh column ids.
+pub(crate) fn build_table(
+    spec: &TableSpec,
+    id: TableId,
+    catalog: &Catalog,
+    mut new_column_id: impl FnMut() -> ColumnId,
+) -> Result<TableDef> {
+    check_identifier("table", &spec.name)?;
+    let obj = || format!("table {}", spec.name);
+    if spec.columns.is_empty() {
+        return Err(invalid(obj(), "a table needs at least one column"));
+    }
+    if spec.columns.len() > TABLE_COLUMNS_MAX {
+        return Err(invalid(obj(), "a table has at most 1024 columns"));
+    }
+    let mut columns: Vec<ColumnDef> = Vec::with_capacity(spec.columns.len());
+    for c in &spec.columns {
+        check_identifier("column", &c.name)?;
+        let cobj = || format!("column {}.{}", spec.name, c.name);
+        if columns.iter().any(|d| d.name == c.name) {
+            return Err(invalid(cobj(), "two columns have this name"));
+        }
+        let (ty, mut nullable, mut default, domain) = match &c.ty {
+            ColumnType::Sql(ty) => (*ty, true, None, None),
+            ColumnType::Domain(name) => {
+                let d = catalog
+                    .domain_by_name(name)
+                    .ok_or_else(|| StorageError::NotFound {
+                        kind: "domain",
+                        name: name.clone(),
+                    })?;
+                (d.base, d.nullable, d.default.clone(), Some(d.id))
+            }
+        };
+        ty.validate().map_err(|source| StorageError::ColumnValue {
+            table: spec.name.clone(),
+            column: c.name.clone(),
+            source,
+        })?;
+        if c.not_null {
+            nullable = false;
+        }
+        if let Some(v) = &c.default {
+            default = Some(v.clone());
+        }
+        if let Some(v) = &default {
+            ty.check_value(v)
+                .map_err(|source| StorageError::ColumnValue {
+                    table: spec.name.clone(),
+                    column: c.name.clone(),
+                    source,
+                })?;
+            if v.is_null() && !nullable {
+                return Err(invalid(
+                    cobj(),
+                    "the default is NULL but the column is NOT NULL",
+                ));
+            }
+        }
+        columns.push(ColumnDef {
+            id: new_column_id(),
+            name: c.name.clone(),
+            ty,
+            nullable,
+            default,
+            domain,
+        });
+    }
+    if spec.primary_key.len() > KEY_COLUMNS_MAX {
+        return Err(invalid(obj(), "a primary key has at most 16 columns"));
+    }
+    let mut primary_key = Vec::with_capacity(spec.primary_key.len());
+    for name in &spec.primary_key {
+        let i = columns
+            .iter()
+            .position(|c| &c.name == name)
+            .ok_or_else(|| StorageError::NotFound {
+                kind: "column",
+                name: format!("{}.{name}", spec.name),
+            })?;
+        if primary_key.contains(&i) {
+            return Err(invalid(obj(), "a primary key names a column twice"));
+        }
+        if let Some(c) = columns.get_mut(i) {
+            // A primary key column is NOT NULL, as in SQL.
+            c.nullable = false;
+        }
+        primary_key.push(i);
+    }
+    let def = TableDef {
+        id,
+        name: spec.name.clone(),
+        columns,
+        primary_key,
+    };
+    def.row_layout()?;
+    Ok(def)
+}
+
+/// Builds a validated domain definition.
+pub(crate) fn build_domain(spec: &DomainSpec, id: DomainId) -> Result<DomainDef> {
+    check_identifier("domain", &spec.name)?;
+    let obj = || format!("domain {}", spec.name);
+    spec.base.validate()?;
+    if let Some(v) = &spec.default {
+        spec.base.check_value(v)?;
+        if v.is_null() && spec.not_null {
+            return Err(invalid(
+                obj(),
+                "the default is NULL but the domain is NOT NULL",
+            ));
+        }
+    }
+    if let Some(check) = &spec.check {
+        if check.trim().is_empty() {
+            return Err(invalid(obj(), "the CHECK expression is empty"));
+        }
+        if check.len() > CHECK_TEXT_MAX_BYTES {
+            return Err(invalid(obj(), "the CHECK expression is longer than 16 KiB"));
+        }
+    }
+    Ok(DomainDef {
+        id,
+        name: spec.name.clone(),
+        base: spec.base,
+        nullable: !spec.not_null,
+        default: spec.default.clone(),
+        check: spec.check.clone(),
+    })
+}
+
+/// Builds a validated index definition.
+pub(crate) fn build_index(spec: &IndexSpec, id: IndexId, table: &TableDef) -> Result<IndexDef> {
+    check_identifier("index", &spec.name)?;
+    let obj = || format!("index {}", spec.name);
+    if spec.columns.is_empty() {
+        return Err(invalid(obj(), "an index needs at least one column"));
+    }
+    if spec.columns.len() > KEY_COLUMNS_MAX {
+        return Err(invalid(obj(), "an index has at most 16 columns"));
+    }
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    for name in &spec.columns {
+        let i = table
+            .column_index(name)
+            .ok_or_else(|| StorageError::NotFound {
+                kind: "column",
+                name: format!("{}.{name}", table.name),
+            })?;
+        if columns.contains(&i) {
+            return Err(invalid(obj(), "an index names a column twice"));
+        }
+        columns.push(i);
+    }
+    Ok(IndexDef {
+        id,
+        name: spec.name.clone(),
+        table: table.id,
+        columns,
+        unique: spec.unique,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> impl FnMut() -> ColumnId {
+        let mut n = 0u8;
+        move || {
+            n += 1;
+            ColumnId::from_bytes([n; 16])
+        }
+    }
+
+    #[test]
+    fn a_table_definition_round_trips_through_its_catalog_row() {
+        let spec = TableSpec {
+            name: "t".into(),
+            columns: vec![
+                ColumnSpec::new("id", SqlType::BigInt),
+                ColumnSpec::new("name", SqlType::Varchar { max_chars: 20 })
+                    .default_value(Value::Text("x".into())),
+            ],
+            primary_key: vec!["id".into()],
+        };
+        let def = build_table(
+            &spec,
+            TableId::from_bytes([1; 16]),
+            &Catalog::default(),
+            ids(),
+        )
+        .unwrap();
+        assert!(!def.columns[0].nullable, "primary key columns are NOT NULL");
+        let obj = ObjectDef::Table(def);
+        assert_eq!(ObjectDef::from_row(&obj.to_row().unwrap()).unwrap(), obj);
+    }
+
+    #[test]
+    fn invalid_definitions_say_what_is_wrong() {
+        let spec = TableSpec {
+            name: "t".into(),
+            columns: vec![
+                ColumnSpec::new("a", SqlType::Integer),
+                ColumnSpec::new("a", SqlType::Integer),
+            ],
+            primary_key: vec![],
+        };
+        let err = build_table(
+            &spec,
+            TableId::from_bytes([1; 16]),
+            &Catalog::default(),
+            ids(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("two columns have this name"),
+            "{err}"
+        );
+        let spec = TableSpec {
+            name: "t".into(),
+            columns: vec![
+                ColumnSpec::new("a", SqlType::Integer)
+                    .not_null()
+                    .default_value(Value::Null),
+            ],
+            primary_key: vec![],
+        };
+        assert!(
+            build_table(
+                &spec,
+                TableId::from_bytes([1; 16]),
+                &Catalog::default(),
+                ids()
+            )
+            .is_err()
+        );
+        let spec = TableSpec {
+            name: "t".into(),
+            columns: vec![ColumnSpec::new("a", SqlType::Integer)],
+            primary_key: vec!["b".into()],
+        };
+        let err = build_table(
+            &spec,
+            TableId::from_bytes([1; 16]),
+            &Catalog::default(),
+            ids(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, StorageError::NotFound { kind: "column", .. }));
+    }
+}

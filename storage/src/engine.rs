@@ -1,0 +1,811 @@
+//! The store: opening and recovery, the commit pipeline (group commit), the snapshot
+//! registry and the garbage-collection horizon, the catalog cache.
+
+use crate::catalog::{
+    Catalog, IndexDef, ObjectDef, TableDef, system_index_def, system_table_def, system_table_id,
+};
+use crate::codec::{Reader, seal, unseal};
+use crate::config::{Durability, StorageConfig};
+use crate::error::{Result, StorageError};
+use crate::keys::{
+    KS_COMMITLOG, KS_DELTA, KS_INDEX, KS_META, KS_PAGEDIR, KS_PAGES, KS_TIP, KS_TXLOG, META_FORMAT,
+    META_GC_FLOOR, META_LAST_CN, META_TIP_FLOOR, commitlog_key, split_delta_key, split_page_key,
+    tip_key, u64_key,
+};
+use crate::locks::LockManager;
+use crate::table::{
+    PageMeta, ReadView, RowSource, TableState, TableStore, Version, decode_page_meta,
+    decode_version,
+};
+use crate::tip::{Tip, TipRecord, TxnState, decode_record, encode_record};
+use fjall::{Database, KeyspaceCreateOptions, PersistMode};
+use scratchbird_types::{CommitNumber, IndexId, TableId, TxnId};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+/// On-disk format version written in the meta keyspace.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub(crate) struct Keyspaces {
+    pub meta: fjall::Keyspace,
+    pub tip: fjall::Keyspace,
+    pub pages: fjall::Keyspace,
+    pub pagedir: fjall::Keyspace,
+    pub delta: fjall::Keyspace,
+    pub index: fjall::Keyspace,
+    pub txlog: fjall::Keyspace,
+    pub commitlog: fjall::Keyspace,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CommitState {
+    pub next_cn: u64,
+    pub written: u64,
+    pub durable: u64,
+    pub syncing: bool,
+    pub pending: Vec<(TxnId, CommitNumber, bool)>,
+    pub last_ts: i64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Active {
+    /// Active transactions and, for SNAPSHOT and time-travel ones, their snapshot.
+    pub txns: BTreeMap<TxnId, Option<CommitNumber>>,
+    /// Snapshots held by statements and scans of READ COMMITTED transactions.
+    pub stmt: BTreeMap<CommitNumber, usize>,
+}
+
+impl Active {
+    fn oldest(&self) -> Option<CommitNumber> {
+        let a = self.txns.values().flatten().min().copied();
+        let b = self.stmt.keys().next().copied();
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub db: Database,
+    pub ks: Keyspaces,
+    pub config: StorageConfig,
+    pub tip: Tip,
+    pub locks: LockManager,
+    pub tables: RwLock<HashMap<TableId, Arc<TableStore>>>,
+    pub commit: Mutex<CommitState>,
+    pub commit_cv: Condvar,
+    pub visible_cn: AtomicU64,
+    pub next_txn: AtomicU64,
+    pub next_seq: AtomicU64,
+    pub active: Mutex<Active>,
+    /// Oldest commit number a snapshot may still use (time travel below it is refused).
+    pub gc_floor: AtomicU64,
+    /// Oldest commit log position still readable, minus one.
+    pub log_floor: AtomicU64,
+    pub poisoned: AtomicBool,
+    pub poison_cause: Mutex<Option<String>>,
+    pub catalog_cache: RwLock<Option<(u64, Arc<Catalog>)>>,
+    pub last_ddl_cn: AtomicU64,
+    pub delta_bytes: AtomicUsize,
+    pub sweep_lock: Mutex<()>,
+    pub sweeper_wake: (Mutex<SweeperSignal>, Condvar),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct SweeperSignal {
+    pub stop: bool,
+    pub requested: bool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("visible_cn", &self.visible_cn)
+            .field("next_txn", &self.next_txn)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A durable commit log record: `[txn u64][commit ts i64][entries u64]`, sealed.
+pub(crate) fn encode_commit_record(cn: CommitNumber, txn: TxnId, ts: i64, entries: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(24);
+    p.extend_from_slice(&txn.0.to_le_bytes());
+    p.extend_from_slice(&ts.to_le_bytes());
+    p.extend_from_slice(&entries.to_le_bytes());
+    seal(&commitlog_key(cn), p)
+}
+
+pub(crate) fn decode_commit_record(cn: CommitNumber, v: &[u8]) -> Result<(TxnId, i64, u64)> {
+    let p = unseal("commit log record", &commitlog_key(cn), v)?;
+    let mut r = Reader::new("commit log record", p);
+    let out = (TxnId(r.u64()?), r.i64()?, r.u64()?);
+    r.finish()?;
+    Ok(out)
+}
+
+fn meta_u64(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64>> {
+    match meta.get(key)? {
+        None => Ok(None),
+        Some(v) => {
+            let p = unseal("meta value", key, &v)?;
+            let mut r = Reader::new("meta value", p);
+            let x = r.u64()?;
+            r.finish()?;
+            Ok(Some(x))
+        }
+    }
+}
+
+pub(crate) fn meta_value(key: &[u8], v: u64) -> Vec<u8> {
+    seal(key, v.to_le_bytes().to_vec())
+}
+
+/// What snapshot a new transaction registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SnapshotWanted {
+    None,
+    Current,
+    At(CommitNumber),
+}
+
+/// Releases a statement snapshot when dropped.
+#[derive(Debug)]
+pub(crate) struct SnapshotGuard {
+    inner: Arc<Inner>,
+    cn: CommitNumber,
+}
+
+impl Drop for SnapshotGuard {
+    fn drop(&mut self) {
+        let mut a = lock(&self.inner.active);
+        if let Some(n) = a.stmt.get_mut(&self.cn) {
+            *n -= 1;
+            if *n == 0 {
+                a.stmt.remove(&self.cn);
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn open(path: &Path, config: StorageConfig) -> Result<Arc<Self>> {
+        let db = Database::builder(path)
+            .cache_size(config.cache_bytes)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => StorageError::DirectoryLocked {
+                    path: path.display().to_string(),
+                },
+                other => StorageError::from(other),
+            })?;
+        let plain = || KeyspaceCreateOptions::default().manual_journal_persist(true);
+        // Pages are already compact and are read on the scan path: no block
+        // compression, so a cached block is used in place.
+        let pages_opts = || {
+            KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
+        };
+        let ks = Keyspaces {
+            meta: db.keyspace(KS_META, plain)?,
+            tip: db.keyspace(KS_TIP, plain)?,
+            pages: db.keyspace(KS_PAGES, pages_opts)?,
+            pagedir: db.keyspace(KS_PAGEDIR, plain)?,
+            delta: db.keyspace(KS_DELTA, plain)?,
+            index: db.keyspace(KS_INDEX, plain)?,
+            txlog: db.keyspace(KS_TXLOG, plain)?,
+            commitlog: db.keyspace(KS_COMMITLOG, plain)?,
+        };
+        match meta_u64(&ks.meta, META_FORMAT)? {
+            None => {
+                ks.meta.insert(
+                    META_FORMAT,
+                    meta_value(META_FORMAT, u64::from(FORMAT_VERSION)),
+                )?;
+            }
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(StorageError::FormatVersion {
+                    found: u32::try_from(v).unwrap_or(u32::MAX),
+                    expected: FORMAT_VERSION,
+                });
+            }
+        }
+        let gc_floor = meta_u64(&ks.meta, META_GC_FLOOR)?.unwrap_or(0);
+        let tip_floor = meta_u64(&ks.meta, META_TIP_FLOOR)?.unwrap_or(1).max(1);
+        let mut last_cn = meta_u64(&ks.meta, META_LAST_CN)?.unwrap_or(0);
+
+        // The transaction inventory. Transactions that were active when the store
+        // stopped are rolled back now: nothing of theirs was acknowledged.
+        let tip = Tip::new(tip_floor);
+        let mut max_txn = tip_floor - 1;
+        let mut last_ts = 0i64;
+        let mut interrupted = Vec::new();
+        for kv in ks.tip.range(tip_key(TxnId(tip_floor))..) {
+            let (k, v) = kv.into_inner()?;
+            let txn = TxnId(u64_key(&k)?);
+            let rec = decode_record(txn, &v)?;
+            max_txn = max_txn.max(txn.0);
+            match rec.state {
+                TxnState::Active => {
+                    interrupted.push(txn);
+                    tip.set(txn, TxnState::RolledBack);
+                }
+                TxnState::Committed(cn) => {
+                    last_cn = last_cn.max(cn.0);
+                    last_ts = last_ts.max(rec.commit_ts);
+                    tip.set(txn, rec.state);
+                }
+                other => tip.set(txn, other),
+            }
+        }
+        if let Some(kv) = ks.commitlog.last_key_value() {
+            let k = kv.key()?;
+            last_cn = last_cn.max(u64_key(&k)?);
+        }
+        if !interrupted.is_empty() {
+            let mut b = db.batch();
+            for &txn in &interrupted {
+                let rec = TipRecord {
+                    state: TxnState::RolledBack,
+                    commit_ts: 0,
+                };
+                b.insert(&ks.tip, tip_key(txn), encode_record(txn, rec));
+            }
+            b.commit()?;
+            tracing::info!(
+                count = interrupted.len(),
+                "rolled back transactions interrupted by the last shutdown"
+            );
+        }
+        let log_floor = match ks.commitlog.first_key_value() {
+            Some(kv) => u64_key(&kv.key()?)?.saturating_sub(1),
+            None => last_cn,
+        };
+
+        let inner = Arc::new(Self {
+            db,
+            ks,
+            tip,
+            locks: LockManager::default(),
+            tables: RwLock::new(HashMap::new()),
+            commit: Mutex::new(CommitState {
+                next_cn: last_cn + 1,
+                written: last_cn,
+                durable: last_cn,
+                last_ts,
+                ..CommitState::default()
+            }),
+            commit_cv: Condvar::new(),
+            visible_cn: AtomicU64::new(last_cn),
+            next_txn: AtomicU64::new(max_txn + 1),
+            next_seq: AtomicU64::new(1),
+            active: Mutex::new(Active::default()),
+            gc_floor: AtomicU64::new(gc_floor),
+            log_floor: AtomicU64::new(log_floor),
+            poisoned: AtomicBool::new(false),
+            poison_cause: Mutex::new(None),
+            catalog_cache: RwLock::new(None),
+            last_ddl_cn: AtomicU64::new(0),
+            delta_bytes: AtomicUsize::new(0),
+            sweep_lock: Mutex::new(()),
+            sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
+            config,
+        });
+        inner.load_tables()?;
+        // A DDL commit before the restart is not known: every catalog is built fresh.
+        inner.last_ddl_cn.store(last_cn, Ordering::SeqCst);
+        inner.db.persist(PersistMode::SyncAll)?;
+        Ok(inner)
+    }
+
+    /// Loads page directories and version chains, and the table and index
+    /// definitions found in any retained version of the catalog.
+    fn load_tables(self: &Arc<Self>) -> Result<()> {
+        let mut dirs: HashMap<TableId, BTreeMap<Vec<u8>, PageMeta>> = HashMap::new();
+        for kv in self.ks.pagedir.iter() {
+            let (k, v) = kv.into_inner()?;
+            let (table, first) = split_page_key(&k)?;
+            let meta = decode_page_meta(&k, &v)?;
+            dirs.entry(table).or_default().insert(first.to_vec(), meta);
+        }
+        let mut chains: HashMap<TableId, BTreeMap<Vec<u8>, Vec<Version>>> = HashMap::new();
+        let mut max_seq = 0u64;
+        for kv in self.ks.delta.iter() {
+            let (k, v) = kv.into_inner()?;
+            let (table, key, seq) = split_delta_key(&k)?;
+            let (txn, row) = decode_version(&k, &v)?;
+            max_seq = max_seq.max(seq);
+            chains
+                .entry(table)
+                .or_default()
+                .entry(key.to_vec())
+                .or_default()
+                .push(Version {
+                    seq,
+                    txn,
+                    row: row.map(Arc::from),
+                });
+        }
+        self.next_seq.store(max_seq + 1, Ordering::SeqCst);
+
+        // The system table first: every other definition is stored in it.
+        let sys = Arc::new(TableStore::new(Arc::new(system_table_def()))?);
+        *sys.indexes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            vec![Arc::new(system_index_def())];
+        self.install(&sys, dirs.remove(&sys.def.id), chains.remove(&sys.def.id));
+        let mut table_defs: HashMap<TableId, TableDef> = HashMap::new();
+        let mut index_defs: HashMap<IndexId, IndexDef> = HashMap::new();
+        {
+            let st = sys.read();
+            let mut add = |values: Vec<scratchbird_types::Value>| -> Result<()> {
+                match ObjectDef::from_row(&values)? {
+                    ObjectDef::Table(t) => {
+                        table_defs.insert(t.id, t);
+                    }
+                    ObjectDef::Index(i) => {
+                        index_defs.insert(i.id, i);
+                    }
+                    ObjectDef::Domain(_) => {}
+                }
+                Ok(())
+            };
+            for first in st.pages.keys() {
+                let page = sys.fetch_page(&self.ks.pages, first)?;
+                let view = sys.parse(page.bytes())?;
+                for i in 0..view.rows() {
+                    add(view.values(i)?)?;
+                }
+            }
+            for chain in st.delta.values() {
+                for v in chain {
+                    if let Some(row) = &v.row {
+                        add(sys.row_values(&RowSource::Delta(row.clone()))?)?;
+                    }
+                }
+            }
+        }
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tables.insert(sys.def.id, sys);
+        for (id, def) in table_defs {
+            let store = Arc::new(TableStore::new(Arc::new(def))?);
+            let mut idx: Vec<Arc<IndexDef>> = index_defs
+                .values()
+                .filter(|i| i.table == id)
+                .cloned()
+                .map(Arc::new)
+                .collect();
+            idx.sort_by_key(|i| i.id);
+            *store
+                .indexes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = idx;
+            self.install(&store, dirs.remove(&id), chains.remove(&id));
+            tables.insert(id, store);
+        }
+        drop(tables);
+        // Records of tables no definition names: left by a crash between removing a
+        // table's catalog row and its data cannot happen (data goes first), so these
+        // are unexpected. They are removed, and reported.
+        if !dirs.is_empty() || !chains.is_empty() {
+            let mut b = self.db.batch();
+            for (table, pages) in dirs {
+                tracing::warn!(%table, pages = pages.len(), "removing pages of an unknown table");
+                for first in pages.keys() {
+                    let k = crate::keys::page_key(table, first);
+                    b.remove(&self.ks.pages, k.clone());
+                    b.remove(&self.ks.pagedir, k);
+                }
+            }
+            for (table, recs) in chains {
+                tracing::warn!(%table, records = recs.len(), "removing versions of an unknown table");
+                for (key, versions) in recs {
+                    for v in versions {
+                        b.remove(&self.ks.delta, crate::keys::delta_key(table, &key, v.seq));
+                    }
+                }
+            }
+            b.commit()?;
+        }
+        Ok(())
+    }
+
+    fn install(
+        &self,
+        store: &Arc<TableStore>,
+        pages: Option<BTreeMap<Vec<u8>, PageMeta>>,
+        delta: Option<BTreeMap<Vec<u8>, Vec<Version>>>,
+    ) {
+        let mut st = store.write();
+        st.pages = pages.unwrap_or_default();
+        st.delta = delta.unwrap_or_default();
+        st.delta_bytes = st.delta.values().flatten().map(Version::mem_bytes).sum();
+        self.delta_bytes.fetch_add(st.delta_bytes, Ordering::SeqCst);
+        if store.def.is_keyless() {
+            let from_pages = st.pages.values().next_back().map(|m| m.last_key.clone());
+            let from_delta = st.delta.keys().next_back().cloned();
+            let max = from_pages
+                .into_iter()
+                .chain(from_delta)
+                .max()
+                .unwrap_or_default();
+            let last = <[u8; 8]>::try_from(max.as_slice()).map_or(0, u64::from_be_bytes);
+            store.next_rowid.store(last + 1, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn table(&self, id: TableId) -> Option<Arc<TableStore>> {
+        self.tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    pub(crate) fn system_table(&self) -> Result<Arc<TableStore>> {
+        self.table(system_table_id())
+            .ok_or(StorageError::Internal("the system table is not loaded"))
+    }
+
+    pub(crate) fn visible(&self) -> CommitNumber {
+        CommitNumber(self.visible_cn.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            let cause = lock(&self.poison_cause).clone().unwrap_or_default();
+            return Err(StorageError::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Marks the store as refusing writes (a write or fsync failed). Never undone.
+    pub(crate) fn poison(&self, cause: String) -> StorageError {
+        tracing::error!(%cause, "storage write failed; the store now refuses writes");
+        let mut c = lock(&self.poison_cause);
+        if c.is_none() {
+            *c = Some(cause.clone());
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
+        StorageError::Poisoned { cause }
+    }
+
+    /// Commits a write batch to the journal; a failure poisons the store.
+    pub(crate) fn write_batch(&self, batch: fjall::OwnedWriteBatch) -> Result<()> {
+        self.check_writable()?;
+        batch
+            .commit()
+            .map_err(|e| self.poison(format!("journal write failed: {e}")))
+    }
+
+    fn sync(&self) -> Result<()> {
+        if let Some(f) = &self.config.faults {
+            if f.take_fsync_failure() {
+                return Err(self.poison("fsync failed (injected fault)".into()));
+            }
+        }
+        let mode = match self.config.durability {
+            Durability::Fsync => PersistMode::SyncAll,
+            Durability::NoFsync => PersistMode::Buffer,
+        };
+        self.db
+            .persist(mode)
+            .map_err(|e| self.poison(format!("fsync of the journal failed: {e}")))
+    }
+
+    /// Writes the commit record of `txn` and returns once it is durable (sharing the
+    /// fsync with every commit written meanwhile) and visible.
+    pub(crate) fn commit_txn(&self, txn: TxnId, ddl: bool, entries: u64) -> Result<CommitNumber> {
+        self.check_writable()?;
+        let cn = {
+            let mut cs = lock(&self.commit);
+            let cn = CommitNumber(cs.next_cn);
+            let ts = self.config.env.now_micros().max(cs.last_ts);
+            let mut b = self.db.batch();
+            let rec = TipRecord {
+                state: TxnState::Committed(cn),
+                commit_ts: ts,
+            };
+            b.insert(&self.ks.tip, tip_key(txn), encode_record(txn, rec));
+            b.insert(
+                &self.ks.commitlog,
+                commitlog_key(cn),
+                encode_commit_record(cn, txn, ts, entries),
+            );
+            self.write_batch(b)?;
+            cs.next_cn += 1;
+            cs.last_ts = ts;
+            cs.written = cn.0;
+            cs.pending.push((txn, cn, ddl));
+            cn
+        };
+        self.wait_durable(cn)?;
+        Ok(cn)
+    }
+
+    fn wait_durable(&self, cn: CommitNumber) -> Result<()> {
+        let mut cs = lock(&self.commit);
+        loop {
+            if cs.durable >= cn.0 {
+                return Ok(());
+            }
+            self.check_writable()?;
+            if cs.syncing {
+                cs = self
+                    .commit_cv
+                    .wait(cs)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            cs.syncing = true;
+            let target = cs.written;
+            drop(cs);
+            let synced = self.sync();
+            cs = lock(&self.commit);
+            cs.syncing = false;
+            if let Err(e) = synced {
+                self.commit_cv.notify_all();
+                return Err(e);
+            }
+            // Publish in commit order: states first, then the visible commit number.
+            let pending = std::mem::take(&mut cs.pending);
+            let mut keep = Vec::new();
+            for (t, c, ddl) in pending {
+                if c.0 <= target {
+                    self.tip.set(t, TxnState::Committed(c));
+                    if ddl {
+                        self.last_ddl_cn.fetch_max(c.0, Ordering::SeqCst);
+                    }
+                } else {
+                    keep.push((t, c, ddl));
+                }
+            }
+            cs.pending = keep;
+            self.visible_cn.fetch_max(target, Ordering::SeqCst);
+            cs.durable = cs.durable.max(target);
+            self.commit_cv.notify_all();
+            drop(cs);
+            self.locks.notify();
+            cs = lock(&self.commit);
+        }
+    }
+
+    /// Writes a transaction state without waiting for durability (rollback, start).
+    pub(crate) fn write_tip(&self, txn: TxnId, state: TxnState, sync: bool) -> Result<()> {
+        let mut b = self.db.batch();
+        b.insert(
+            &self.ks.tip,
+            tip_key(txn),
+            encode_record(
+                txn,
+                TipRecord {
+                    state,
+                    commit_ts: 0,
+                },
+            ),
+        );
+        self.write_batch(b)?;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Registers a new transaction: with no snapshot (READ COMMITTED), with the
+    /// newest visible commit read under the registry lock (so that a concurrent
+    /// horizon computation either counts it or is already at or below it), or at a
+    /// given commit (time travel, refused below the garbage-collection floor).
+    pub(crate) fn register_txn(&self, txn: TxnId, want: SnapshotWanted) -> Result<CommitNumber> {
+        let mut a = lock(&self.active);
+        if a.txns.len() >= self.config.active_transactions_max {
+            return Err(StorageError::LimitExceeded {
+                limit: "active_transactions_max",
+                max: self.config.active_transactions_max as u64,
+                needed: a.txns.len() as u64 + 1,
+            });
+        }
+        let (snapshot, cn) = match want {
+            SnapshotWanted::None => (None, self.visible()),
+            SnapshotWanted::Current => {
+                let v = self.visible();
+                (Some(v), v)
+            }
+            SnapshotWanted::At(s) => {
+                let floor = self.gc_floor.load(Ordering::SeqCst);
+                if s.0 < floor {
+                    return Err(StorageError::OutsideRetention {
+                        requested: format!("commit {s}"),
+                        oldest: CommitNumber(floor),
+                        newest: self.visible(),
+                    });
+                }
+                (Some(s), s)
+            }
+        };
+        a.txns.insert(txn, snapshot);
+        Ok(cn)
+    }
+
+    pub(crate) fn unregister_txn(&self, txn: TxnId) {
+        lock(&self.active).txns.remove(&txn);
+    }
+
+    /// The newest visible commit, held against garbage collection.
+    pub(crate) fn current_snapshot(self: &Arc<Self>) -> (CommitNumber, SnapshotGuard) {
+        let mut a = lock(&self.active);
+        let cn = self.visible();
+        *a.stmt.entry(cn).or_default() += 1;
+        drop(a);
+        (
+            cn,
+            SnapshotGuard {
+                inner: self.clone(),
+                cn,
+            },
+        )
+    }
+
+    /// The commit timestamp of `cn`, if the commit log still has it.
+    pub(crate) fn commit_ts(&self, cn: CommitNumber) -> Result<Option<i64>> {
+        match self.ks.commitlog.get(commitlog_key(cn))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_commit_record(cn, &v)?.1)),
+        }
+    }
+
+    /// The newest commit whose timestamp is at or before `ts`, among the retained
+    /// ones; `None` if every retained commit is younger.
+    pub(crate) fn commit_at_or_before(&self, ts: i64) -> Result<Option<CommitNumber>> {
+        let (mut lo, mut hi) = (self.log_floor.load(Ordering::SeqCst) + 1, self.visible().0);
+        let mut found = None;
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.commit_ts(CommitNumber(mid))? {
+                Some(t) if t <= ts => {
+                    found = Some(CommitNumber(mid));
+                    lo = mid + 1;
+                }
+                _ => {
+                    if mid == 0 {
+                        break;
+                    }
+                    hi = mid - 1;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The garbage-collection horizon: every snapshot that exists or may still be
+    /// taken (including time travel inside the retention window) is at or above it.
+    /// Record versions superseded by a version committed at or below it are garbage.
+    /// Raises the GC floor to it (under the registry lock, so that no time-travel
+    /// snapshot can register below it afterwards).
+    pub(crate) fn advance_horizon(&self) -> Result<CommitNumber> {
+        let visible = self.visible();
+        let retention = self.config.retention_micros;
+        let by_time = if retention <= 0 {
+            visible
+        } else {
+            let cutoff = self.config.env.now_micros().saturating_sub(retention);
+            // Commits after the log floor are all inside the window if none is older
+            // than the cutoff; commits at or below the floor are older.
+            self.commit_at_or_before(cutoff)?
+                .unwrap_or(CommitNumber(self.log_floor.load(Ordering::SeqCst)))
+        };
+        let a = lock(&self.active);
+        let mut h = visible.min(by_time);
+        if let Some(o) = a.oldest() {
+            h = h.min(o);
+        }
+        let floor = self.gc_floor.load(Ordering::SeqCst);
+        let h = CommitNumber(h.0.max(floor));
+        self.gc_floor.store(h.0, Ordering::SeqCst);
+        drop(a);
+        Ok(h)
+    }
+
+    /// The catalog as `view` sees it. `own_ddl`: the viewer changed the catalog itself,
+    /// so the shared cache does not apply.
+    pub(crate) fn catalog_for(&self, view: ReadView, own_ddl: bool) -> Result<Arc<Catalog>> {
+        let last = self.last_ddl_cn.load(Ordering::SeqCst);
+        let shareable = !own_ddl && view.snapshot.0 >= last;
+        if shareable {
+            let cache = self
+                .catalog_cache
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((epoch, cat)) = cache.as_ref() {
+                if *epoch == last {
+                    return Ok(cat.clone());
+                }
+            }
+        }
+        let cat = Arc::new(self.build_catalog(view)?);
+        if shareable && self.last_ddl_cn.load(Ordering::SeqCst) == last {
+            *self
+                .catalog_cache
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((last, cat.clone()));
+        }
+        Ok(cat)
+    }
+
+    fn build_catalog(&self, view: ReadView) -> Result<Catalog> {
+        let sys = self.system_table()?;
+        let st = sys.read();
+        let mut cat = Catalog::default();
+        self.for_each_visible(&sys, &st, view, |_, row| {
+            cat.insert(ObjectDef::from_row(&sys.row_values(row)?)?);
+            Ok(())
+        })?;
+        Ok(cat)
+    }
+
+    /// Calls `f` with every row `view` sees, in key order.
+    pub(crate) fn for_each_visible(
+        &self,
+        store: &TableStore,
+        st: &TableState,
+        view: ReadView,
+        mut f: impl FnMut(&[u8], &RowSource) -> Result<()>,
+    ) -> Result<()> {
+        let resolve_chain = |chain: &Vec<Version>| {
+            chain
+                .iter()
+                .rev()
+                .find(|v| view.sees(&self.tip, v.txn))
+                .map(|v| v.row.clone())
+        };
+        let mut delta = st.delta.iter().peekable();
+        for (first, meta) in &st.pages {
+            let page_visible = view.sees(&self.tip, meta.creator);
+            let page = store.fetch_page(&self.ks.pages, first)?;
+            let pv = store.parse(page.bytes())?;
+            for i in 0..pv.rows() {
+                let key = pv.key(i);
+                while let Some((dk, chain)) = delta.next_if(|(dk, _)| dk.as_slice() < key) {
+                    if let Some(Some(row)) = resolve_chain(chain) {
+                        f(dk, &RowSource::Delta(row))?;
+                    }
+                }
+                match delta.next_if(|(dk, _)| dk.as_slice() == key) {
+                    Some((_, chain)) => match resolve_chain(chain) {
+                        Some(Some(row)) => f(key, &RowSource::Delta(row))?,
+                        Some(None) => {}
+                        None if page_visible => f(key, &RowSource::Page(page.clone(), i))?,
+                        None => {}
+                    },
+                    None if page_visible => f(key, &RowSource::Page(page.clone(), i))?,
+                    None => {}
+                }
+            }
+        }
+        for (dk, chain) in delta {
+            if let Some(Some(row)) = resolve_chain(chain) {
+                f(dk, &RowSource::Delta(row))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wakes the background sweeper.
+    pub(crate) fn request_sweep(&self) {
+        let (m, cv) = &self.sweeper_wake;
+        lock(m).requested = true;
+        cv.notify_all();
+    }
+}

@@ -1,0 +1,240 @@
+//! Errors of the storage engine. Every variant says what went wrong and, where there
+//! is one, what to do about it.
+
+use scratchbird_types::{CommitNumber, TxnId, TypeError};
+
+/// A storage error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A SNAPSHOT transaction tried to change a record whose newest version was
+    /// committed after its snapshot (Firebird: "update conflicts with concurrent
+    /// update").
+    #[error(
+        "update conflicts with concurrent update: a record of {table} was changed by transaction {concurrent}, which committed after this transaction started; roll back and retry"
+    )]
+    UpdateConflict {
+        /// Table name.
+        table: String,
+        /// The transaction that changed the record.
+        concurrent: TxnId,
+    },
+    /// The record (or unique key) is being changed by a transaction that is still
+    /// active or in limbo, and this transaction does not wait (NO WAIT).
+    #[error(
+        "lock conflict on no wait transaction: a record of {table} is being changed by active transaction {concurrent}; retry after it ends, or use WAIT"
+    )]
+    LockConflict {
+        /// Table name.
+        table: String,
+        /// The transaction holding the record.
+        concurrent: TxnId,
+    },
+    /// WAIT mode gave up after the lock timeout.
+    #[error("lock time-out after {waited_ms} ms waiting for transaction {concurrent}")]
+    LockTimeout {
+        /// The transaction waited for.
+        concurrent: TxnId,
+        /// How long this transaction waited.
+        waited_ms: u64,
+    },
+    /// Waiting would never end: the transactions wait for each other.
+    #[error(
+        "deadlock: transaction {txn} would wait for {other}, which already waits for it; roll back and retry"
+    )]
+    Deadlock {
+        /// This transaction.
+        txn: TxnId,
+        /// The transaction it would wait for.
+        other: TxnId,
+    },
+    /// A primary key value already exists.
+    #[error("violation of PRIMARY KEY constraint on {table}: key ({key}) already exists")]
+    PrimaryKeyViolation {
+        /// Table name.
+        table: String,
+        /// The key, rendered.
+        key: String,
+    },
+    /// A unique index value already exists.
+    #[error("violation of UNIQUE constraint {index} on {table}: value ({key}) already exists")]
+    UniqueViolation {
+        /// Index name.
+        index: String,
+        /// Table name.
+        table: String,
+        /// The key, rendered.
+        key: String,
+    },
+    /// NULL in a NOT NULL column.
+    #[error("column {table}.{column} is NOT NULL: a value is required")]
+    NotNull {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+    },
+    /// A value does not fit its column.
+    #[error("column {table}.{column}: {source}")]
+    ColumnValue {
+        /// Table name.
+        table: String,
+        /// Column name.
+        column: String,
+        /// What does not fit.
+        source: TypeError,
+    },
+    /// A catalog object does not exist (in this transaction's view).
+    #[error("{kind} {name} does not exist")]
+    NotFound {
+        /// "table", "index", "domain", "column".
+        kind: &'static str,
+        /// The name looked up.
+        name: String,
+    },
+    /// A catalog object with this name already exists.
+    #[error("{kind} {name} already exists")]
+    AlreadyExists {
+        /// "table", "index", "domain".
+        kind: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A definition is invalid.
+    #[error("invalid definition of {object}: {reason}")]
+    InvalidDefinition {
+        /// The object (and part) at fault.
+        object: String,
+        /// What to change.
+        reason: &'static str,
+    },
+    /// An object is used by another object or transaction.
+    #[error("object {name} is in use: {reason}")]
+    ObjectInUse {
+        /// The object.
+        name: String,
+        /// By what.
+        reason: String,
+    },
+    /// The table was dropped by a transaction that committed after this one started.
+    #[error("table {table} was dropped by a concurrent transaction")]
+    TableDropped {
+        /// Table name.
+        table: String,
+    },
+    /// Writing in a read-only transaction.
+    #[error("attempt to write in a read-only transaction")]
+    ReadOnly,
+    /// The transaction is no longer active.
+    #[error("transaction {0} is no longer active")]
+    TransactionEnded(TxnId),
+    /// ROLLBACK TO or RELEASE of an unknown savepoint.
+    #[error("savepoint {0} does not exist in this transaction")]
+    NoSuchSavepoint(String),
+    /// A transaction in limbo cannot be used or is not in limbo.
+    #[error("transaction {txn} is not in limbo")]
+    NotInLimbo {
+        /// The transaction.
+        txn: TxnId,
+    },
+    /// A write or fsync failed earlier; the store refuses writes from then on.
+    #[error(
+        "the store refuses writes after a failed write or fsync ({cause}); the outcome of commits in flight is unknown. Restart the node: recovery replays the journal"
+    )]
+    Poisoned {
+        /// The first failure.
+        cause: String,
+    },
+    /// A stored value failed its checksum or structure check.
+    #[error("corrupted {what} at {location}: {reason}; the value was not used")]
+    Corruption {
+        /// Which kind of stored value.
+        what: &'static str,
+        /// Where (keyspace and key, rendered).
+        location: String,
+        /// What check failed.
+        reason: String,
+    },
+    /// A named limit would be exceeded.
+    #[error("limit {limit} exceeded: {needed} requested, the limit is {max}")]
+    LimitExceeded {
+        /// The limit's name (as in `storage::limits` or the config).
+        limit: &'static str,
+        /// The limit.
+        max: u64,
+        /// What was asked for.
+        needed: u64,
+    },
+    /// Time travel to a point that is no longer retained (or not yet committed).
+    #[error(
+        "AS OF {requested}: outside the retention window; commits {oldest} through {newest} can be read (raise the retention to keep more history)"
+    )]
+    OutsideRetention {
+        /// What was requested, rendered.
+        requested: String,
+        /// Oldest commit number that can be read.
+        oldest: CommitNumber,
+        /// Newest commit number.
+        newest: CommitNumber,
+    },
+    /// Reading the commit log from a position that was already trimmed.
+    #[error(
+        "commit log position {requested} is no longer retained; the oldest retained position is {oldest}"
+    )]
+    LogTruncated {
+        /// Requested LSN.
+        requested: CommitNumber,
+        /// Oldest LSN still readable.
+        oldest: CommitNumber,
+    },
+    /// A bulk load got rows out of order.
+    #[error("bulk load into {table}: {reason}")]
+    BulkLoad {
+        /// Table name.
+        table: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The data directory has another format version.
+    #[error(
+        "data directory has on-disk format version {found}; this build reads version {expected}"
+    )]
+    FormatVersion {
+        /// Found.
+        found: u32,
+        /// Supported.
+        expected: u32,
+    },
+    /// Another process (or another `Storage` in this one) has the directory open.
+    #[error(
+        "data directory {path} is in use by another process; stop it first (one node per data directory)"
+    )]
+    DirectoryLocked {
+        /// The directory.
+        path: String,
+    },
+    /// An error of the underlying key-value store.
+    #[error("key-value store: {0}")]
+    Kv(fjall::Error),
+    /// A value could not be encoded or decoded.
+    #[error(transparent)]
+    Type(#[from] TypeError),
+    /// An invariant of the engine does not hold. This is a bug; the operation was
+    /// refused rather than risk returning wrong data.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<fjall::Error> for StorageError {
+    fn from(e: fjall::Error) -> Self {
+        match e {
+            fjall::Error::Poisoned => Self::Poisoned {
+                cause: "the key-value store reported an earlier write or fsync failure".into(),
+            },
+            other => Self::Kv(other),
+        }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

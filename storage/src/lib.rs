@@ -1,0 +1,331 @@
+//! Shard-local Firebird-style MVCC storage on fjall.
+//!
+//! Each shard is one MVCC universe: transactions get increasing numbers; a transaction
+//! inventory holds each one's state; record versions are written when a statement
+//! runs and become visible when the inventory says committed, so commit is one
+//! durable write. Records live in columnar pages (many per stored value, for scans)
+//! with recent versions in per-record chains on top; sweep folds settled versions
+//! into pages and removes what no snapshot can see, keeping a retention window for
+//! time travel and the commit log.
+//!
+//! The on-disk format and the fsync order are in `docs/storage-format.md`.
+//!
+//! Architecture invariants: this crate knows nothing of the network, policy, wasm or
+//! the wall clock (the clock is passed in through [`Env`]).
+//!
+//! ```no_run
+//! use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
+//! use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
+//! use scratchbird_types::{SqlType, Value};
+//! use std::sync::Arc;
+//!
+//! # fn main() -> Result<(), scratchbird_storage::StorageError> {
+//! let env = Arc::new(ManualEnv::new(0, 1));
+//! let store = Storage::open("/tmp/shard0", StorageConfig::new(env))?;
+//! let mut t = store.begin(TxnOptions::snapshot())?;
+//! let id = t.create_table(&TableSpec {
+//!     name: "accounts".into(),
+//!     columns: vec![ColumnSpec::new("id", SqlType::BigInt), ColumnSpec::new("owner", SqlType::Text)],
+//!     primary_key: vec!["id".into()],
+//! })?;
+//! t.insert(id, vec![Value::BigInt(1), Value::Text("ada".into())])?;
+//! t.commit()?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod catalog;
+mod codec;
+pub mod commitlog;
+mod config;
+mod engine;
+mod error;
+mod keys;
+pub mod limits;
+mod locks;
+mod page;
+pub mod scan;
+mod sweep;
+mod table;
+mod tip;
+mod txn;
+
+pub use config::{Durability, Env, Faults, ManualEnv, StorageConfig};
+pub use engine::FORMAT_VERSION;
+pub use error::{Result, StorageError};
+pub use locks::LockWait;
+pub use sweep::{IntegrityReport, SweepReport};
+pub use tip::TxnState;
+pub use txn::{AsOf, CommitInfo, Isolation, ReadCommittedMode, RecordKey, Transaction, TxnOptions};
+
+use engine::{Inner, lock};
+use scratchbird_types::{CommitNumber, TxnId};
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A shard's store. Cheap to share by reference across threads; transactions may run
+/// on any thread.
+#[derive(Debug)]
+pub struct Storage {
+    inner: Arc<Inner>,
+    sweeper: Option<JoinHandle<()>>,
+}
+
+/// Counters of a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Newest visible commit.
+    pub visible_commit: CommitNumber,
+    /// Oldest commit time travel may read (the garbage-collection floor).
+    pub gc_floor: CommitNumber,
+    /// Oldest commit log position still readable.
+    pub oldest_log_position: CommitNumber,
+    /// Next transaction number.
+    pub next_transaction: TxnId,
+    /// Oldest transaction the inventory still tracks ("oldest interesting").
+    pub oldest_interesting: TxnId,
+    /// Oldest active transaction, if any.
+    pub oldest_active: Option<TxnId>,
+    /// Oldest snapshot held by a transaction or statement, if any.
+    pub oldest_snapshot: Option<CommitNumber>,
+    /// Active transactions.
+    pub active_transactions: usize,
+    /// Bytes of unfolded record versions in memory.
+    pub delta_bytes: usize,
+    /// Record versions in chains, over all tables.
+    pub delta_versions: usize,
+    /// Pages over all tables.
+    pub pages: usize,
+    /// Bytes of pages over all tables.
+    pub page_bytes: u64,
+    /// Bytes the key-value store occupies on disk.
+    pub disk_bytes: u64,
+}
+
+impl Storage {
+    /// Opens (or creates) the store in `path`, recovering from the journal: commits
+    /// that were acknowledged are present; transactions that were active are rolled
+    /// back; transactions in limbo stay in limbo.
+    ///
+    /// # Errors
+    /// The directory cannot be used, has another format version, or a stored value
+    /// failed its checks.
+    pub fn open(path: impl AsRef<Path>, config: StorageConfig) -> Result<Self> {
+        let interval = config.sweep_interval_ms;
+        let inner = Inner::open(path.as_ref(), config)?;
+        // Remove what the interrupted transactions left before anyone reads.
+        inner.sweep()?;
+        let weak = Arc::downgrade(&inner);
+        let sweeper = std::thread::Builder::new()
+            .name("sb-sweep".into())
+            .spawn(move || sweeper_loop(&weak, interval))
+            .map_err(|_| StorageError::Internal("could not start the sweeper thread"))?;
+        Ok(Self {
+            inner,
+            sweeper: Some(sweeper),
+        })
+    }
+
+    /// Starts a transaction.
+    ///
+    /// # Errors
+    /// Too many active transactions, or time travel outside the retention window.
+    pub fn begin(&self, opts: TxnOptions) -> Result<Transaction> {
+        Transaction::begin(self.inner.clone(), opts)
+    }
+
+    /// Runs one garbage-collection pass now.
+    ///
+    /// # Errors
+    /// A stored value failed its checks, or the store refuses writes.
+    pub fn sweep(&self) -> Result<SweepReport> {
+        self.inner.sweep()
+    }
+
+    /// Reads the commit log from position `from` (a commit number) on.
+    ///
+    /// # Errors
+    /// [`StorageError::LogTruncated`] if `from` is no longer retained.
+    pub fn commit_log(&self, from: CommitNumber) -> Result<commitlog::CommitLogReader> {
+        commitlog::CommitLogReader::new(self.inner.clone(), from)
+    }
+
+    /// The newest commit whose timestamp is at or before `ts` (for `AS OF TIMESTAMP`).
+    ///
+    /// # Errors
+    /// A stored value failed its checks.
+    pub fn commit_at(&self, ts_micros: i64) -> Result<Option<CommitNumber>> {
+        self.inner.commit_at_or_before(ts_micros)
+    }
+
+    /// Transactions in limbo (prepared, not resolved).
+    #[must_use]
+    pub fn limbo_transactions(&self) -> Vec<TxnId> {
+        let (base, states) = self.inner.tip.snapshot();
+        states
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == TxnState::Limbo)
+            .map(|(i, _)| TxnId(base + i as u64))
+            .collect()
+    }
+
+    /// Commits or rolls back a transaction in limbo.
+    ///
+    /// # Errors
+    /// The transaction is not in limbo, or the store refuses writes.
+    pub fn resolve_limbo(&self, txn: TxnId, commit: bool) -> Result<Option<CommitNumber>> {
+        if self.inner.tip.state(txn) != TxnState::Limbo {
+            return Err(StorageError::NotInLimbo { txn });
+        }
+        let out = if commit {
+            // The transaction may have changed the catalog: count it as DDL.
+            Some(self.inner.commit_txn(txn, true, u64::MAX)?)
+        } else {
+            self.inner.write_tip(txn, TxnState::RolledBack, true)?;
+            self.inner.tip.set(txn, TxnState::RolledBack);
+            None
+        };
+        self.inner.locks.notify();
+        Ok(out)
+    }
+
+    /// The state of a transaction.
+    #[must_use]
+    pub fn transaction_state(&self, txn: TxnId) -> TxnState {
+        self.inner.tip.state(txn)
+    }
+
+    /// Reads every stored page and version, checking checksums, and checks that the
+    /// indexes and the tables agree.
+    ///
+    /// # Errors
+    /// A stored value failed its checks.
+    pub fn check(&self) -> Result<IntegrityReport> {
+        self.inner.check()
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> StorageStats {
+        use std::sync::atomic::Ordering;
+        let i = &self.inner;
+        let (oldest_active, oldest_snapshot, active) = {
+            let a = lock(&i.active);
+            let snap = a.txns.values().flatten().min().copied();
+            let stmt = a.stmt.keys().next().copied();
+            let oldest = match (snap, stmt) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+            (a.txns.keys().next().copied(), oldest, a.txns.len())
+        };
+        let (mut versions, mut pages, mut page_bytes) = (0usize, 0usize, 0u64);
+        for store in i
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+        {
+            let st = store.read();
+            versions += st.delta.values().map(Vec::len).sum::<usize>();
+            pages += st.pages.len();
+            page_bytes += st.pages.values().map(|m| u64::from(m.bytes)).sum::<u64>();
+        }
+        StorageStats {
+            visible_commit: i.visible(),
+            gc_floor: CommitNumber(i.gc_floor.load(Ordering::SeqCst)),
+            oldest_log_position: CommitNumber(i.log_floor.load(Ordering::SeqCst) + 1),
+            next_transaction: TxnId(i.next_txn.load(Ordering::SeqCst)),
+            oldest_interesting: i.tip.floor(),
+            oldest_active,
+            oldest_snapshot,
+            active_transactions: active,
+            delta_bytes: i.delta_bytes.load(Ordering::SeqCst),
+            delta_versions: versions,
+            pages,
+            page_bytes,
+            disk_bytes: i.db.disk_space().unwrap_or(0),
+        }
+    }
+
+    /// Compacts the key-value store fully, so that space freed by sweep is returned
+    /// to the file system now rather than by background compaction.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn compact(&self) -> Result<()> {
+        let ks = &self.inner.ks;
+        for k in [
+            &ks.pages,
+            &ks.pagedir,
+            &ks.delta,
+            &ks.index,
+            &ks.txlog,
+            &ks.commitlog,
+            &ks.tip,
+        ] {
+            k.rotate_memtable_and_wait()?;
+            k.major_compact()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the sweeper and makes everything written durable.
+    ///
+    /// # Errors
+    /// The final fsync failed.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_sweeper();
+        self.inner.db.persist(fjall::PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    fn stop_sweeper(&mut self) {
+        let (m, cv) = &self.inner.sweeper_wake;
+        lock(m).stop = true;
+        cv.notify_all();
+        if let Some(h) = self.sweeper.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.stop_sweeper();
+    }
+}
+
+fn sweeper_loop(inner: &Weak<Inner>, interval_ms: Option<u64>) {
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        {
+            let (m, cv) = &strong.sweeper_wake;
+            let mut sig = lock(m);
+            if !sig.stop && !sig.requested {
+                sig = match interval_ms {
+                    Some(ms) => {
+                        cv.wait_timeout(sig, Duration::from_millis(ms))
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .0
+                    }
+                    None => cv
+                        .wait(sig)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                };
+            }
+            if sig.stop {
+                return;
+            }
+            sig.requested = false;
+        }
+        if let Err(e) = strong.sweep() {
+            tracing::warn!(error = %e, "background sweep failed");
+        }
+    }
+}

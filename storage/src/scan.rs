@@ -1,0 +1,670 @@
+//! Scans: a table (or a key range, or an index range) as columnar batches of the
+//! requested columns, visibility already applied, written into a buffer the caller
+//! provides (laid out by `scratchbird_types::batch::BatchLayout`).
+//!
+//! The fast path: where a page is visible and no version chain touches its key range,
+//! each requested fixed-width column is copied as one run (values and validity bits)
+//! straight from the page into the batch. Records with chains go one by one.
+
+use crate::catalog::IndexDef;
+use crate::engine::SnapshotGuard;
+use crate::error::{Result, StorageError};
+use crate::keys::split_index_key;
+use crate::limits::COOPERATIVE_GC_KEYS_MAX;
+use crate::page::PageView;
+use crate::table::{ReadView, RowSource, TableStore, Version};
+use crate::tip::TxnState;
+use crate::txn::{Isolation, ReadCommittedMode, RecordKey, Transaction};
+use scratchbird_types::IndexId;
+use scratchbird_types::batch::{BatchLayout, BatchWriter};
+use scratchbird_types::key::{encode_key, prefix_successor};
+use scratchbird_types::{SqlType, TableId, TxnId, Value};
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// Which records a scan reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScanRange {
+    /// Every record, in key order.
+    All,
+    /// Records whose primary key lies between the bounds. A bound may give a prefix
+    /// of the key columns.
+    Key {
+        /// Lower bound.
+        lower: Bound<Vec<Value>>,
+        /// Upper bound.
+        upper: Bound<Vec<Value>>,
+    },
+    /// Records whose index key lies between the bounds, in index order. A bound may
+    /// give a prefix of the index columns.
+    Index {
+        /// The index.
+        index: IndexId,
+        /// Lower bound.
+        lower: Bound<Vec<Value>>,
+        /// Upper bound.
+        upper: Bound<Vec<Value>>,
+    },
+}
+
+/// What to scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanSpec {
+    /// The table.
+    pub table: TableId,
+    /// Positions of the columns to return, in output order.
+    pub columns: Vec<usize>,
+    /// Which records.
+    pub range: ScanRange,
+}
+
+impl ScanSpec {
+    /// Every record, these columns.
+    #[must_use]
+    pub fn full(table: TableId, columns: Vec<usize>) -> Self {
+        Self {
+            table,
+            columns,
+            range: ScanRange::All,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Cursor {
+    /// At the lower bound.
+    Start,
+    /// Just after this key (record key, or whole index entry key).
+    After(Vec<u8>),
+    /// At this key, inclusive.
+    At(Vec<u8>),
+}
+
+/// A scan in progress. It keeps its snapshot until dropped.
+#[derive(Debug)]
+pub struct Scan<'t> {
+    txn: &'t Transaction,
+    store: Arc<TableStore>,
+    columns: Vec<usize>,
+    out_types: Vec<SqlType>,
+    view: ReadView,
+    guard: Option<SnapshotGuard>,
+    lo: Option<Vec<u8>>,
+    hi: Option<Vec<u8>>,
+    index: Option<Arc<IndexDef>>,
+    cursor: Cursor,
+    done: bool,
+    blocked: Option<TxnId>,
+    gc: Vec<Vec<u8>>,
+}
+
+fn bounds(
+    types: &[SqlType],
+    lower: &Bound<Vec<Value>>,
+    upper: &Bound<Vec<Value>>,
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, bool)> {
+    let enc = |v: &Vec<Value>| -> Result<Vec<u8>> {
+        if v.len() > types.len() {
+            return Err(StorageError::InvalidDefinition {
+                object: "scan bound".into(),
+                reason: "a bound has more values than the key has columns",
+            });
+        }
+        let mut k = Vec::new();
+        encode_key(types, v, &mut k)?;
+        Ok(k)
+    };
+    let mut empty = false;
+    let lo = match lower {
+        Bound::Unbounded => None,
+        Bound::Included(v) => Some(enc(v)?),
+        Bound::Excluded(v) => match prefix_successor(&enc(v)?) {
+            Some(s) => Some(s),
+            None => {
+                empty = true;
+                None
+            }
+        },
+    };
+    let hi = match upper {
+        Bound::Unbounded => None,
+        Bound::Included(v) => prefix_successor(&enc(v)?),
+        Bound::Excluded(v) => Some(enc(v)?),
+    };
+    Ok((lo, hi, empty))
+}
+
+impl<'t> Scan<'t> {
+    pub(crate) fn new(
+        txn: &'t Transaction,
+        store: Arc<TableStore>,
+        spec: ScanSpec,
+        index: Option<Arc<IndexDef>>,
+        view: ReadView,
+        guard: Option<SnapshotGuard>,
+    ) -> Result<Self> {
+        let mut out_types = Vec::with_capacity(spec.columns.len());
+        for &c in &spec.columns {
+            out_types.push(*store.types.get(c).ok_or_else(|| StorageError::NotFound {
+                kind: "column",
+                name: format!("{}.#{c}", store.def.name),
+            })?);
+        }
+        let (lo, hi, empty) = match (&spec.range, &index) {
+            (ScanRange::All, _) => (None, None, false),
+            (ScanRange::Key { lower, upper }, _) => bounds(&store.key_types, lower, upper)?,
+            (ScanRange::Index { lower, upper, .. }, Some(idx)) => {
+                let types: Vec<SqlType> = idx
+                    .columns
+                    .iter()
+                    .filter_map(|&c| store.types.get(c).copied())
+                    .collect();
+                bounds(&types, lower, upper)?
+            }
+            (ScanRange::Index { .. }, None) => {
+                return Err(StorageError::Internal("index scan without index"));
+            }
+        };
+        let done = empty || matches!((&lo, &hi), (Some(l), Some(h)) if l >= h);
+        Ok(Self {
+            txn,
+            store,
+            columns: spec.columns,
+            out_types,
+            view,
+            guard,
+            lo,
+            hi,
+            index,
+            cursor: Cursor::Start,
+            done,
+            blocked: None,
+            gc: Vec::new(),
+        })
+    }
+
+    /// Types of the returned columns, in output order.
+    #[must_use]
+    pub fn output_types(&self) -> &[SqlType] {
+        &self.out_types
+    }
+
+    /// A batch layout for this scan's columns.
+    ///
+    /// # Errors
+    /// Out-of-range batch bounds.
+    pub fn layout(&self, rows_max: u32, heap_bytes: u32) -> Result<BatchLayout> {
+        Ok(BatchLayout::new(&self.out_types, rows_max, heap_bytes)?)
+    }
+
+    /// Fills `buf` with the next batch; returns its row count (0: the scan is over).
+    ///
+    /// # Errors
+    /// A stored value failed its checks, a row is larger than the batch heap, the
+    /// layout does not match the scan's columns, or (NO RECORD_VERSION) a conflict.
+    pub fn next_batch(&mut self, layout: &BatchLayout, buf: &mut [u8]) -> Result<usize> {
+        self.fill(layout, buf, None)
+    }
+
+    /// As [`Scan::next_batch`], also returning each row's record key (for updates and
+    /// deletes of the rows found).
+    ///
+    /// # Errors
+    /// As [`Scan::next_batch`].
+    pub fn next_batch_with_keys(
+        &mut self,
+        layout: &BatchLayout,
+        buf: &mut [u8],
+        keys: &mut Vec<RecordKey>,
+    ) -> Result<usize> {
+        keys.clear();
+        self.fill(layout, buf, Some(keys))
+    }
+
+    fn fill(
+        &mut self,
+        layout: &BatchLayout,
+        buf: &mut [u8],
+        mut keys: Option<&mut Vec<RecordKey>>,
+    ) -> Result<usize> {
+        if layout.types() != self.out_types {
+            return Err(StorageError::InvalidDefinition {
+                object: "scan batch layout".into(),
+                reason: "the layout's column types differ from the scan's columns",
+            });
+        }
+        loop {
+            if let Some(t) = self.blocked.take() {
+                self.txn.wait_for(t, &self.store.def.name)?;
+            }
+            self.refresh_view();
+            let mut w = BatchWriter::new(layout, buf)?;
+            let n = if self.done {
+                0
+            } else if self.index.is_some() {
+                self.fill_index(&mut w, keys.as_deref_mut())?
+            } else {
+                self.fill_keys(&mut w, keys.as_deref_mut())?
+            };
+            w.finish(n)?;
+            if !self.gc.is_empty() {
+                let keys = std::mem::take(&mut self.gc);
+                self.txn.inner.prune_cooperatively(&self.store, keys);
+            }
+            if n == 0 && self.blocked.is_some() {
+                continue;
+            }
+            return Ok(n);
+        }
+    }
+
+    /// READ COMMITTED RECORD_VERSION / NO RECORD_VERSION read the newest commits at
+    /// each batch; SNAPSHOT and READ CONSISTENCY keep one snapshot.
+    fn refresh_view(&mut self) {
+        let fresh = matches!(
+            self.txn.opts.isolation,
+            Isolation::ReadCommitted(
+                ReadCommittedMode::RecordVersion | ReadCommittedMode::NoRecordVersion
+            )
+        ) && self.guard.is_some();
+        if fresh {
+            let (cn, g) = self.txn.inner.current_snapshot();
+            self.view = ReadView {
+                me: self.view.me,
+                snapshot: cn,
+            };
+            self.guard = Some(g);
+        }
+    }
+
+    fn note_garbage(&mut self, key: &[u8], chain: &[Version]) {
+        if self.gc.len() >= COOPERATIVE_GC_KEYS_MAX {
+            return;
+        }
+        let tip = &self.txn.inner.tip;
+        let prunable = chain.len() > 1
+            || chain
+                .iter()
+                .any(|v| tip.state(v.txn) == TxnState::RolledBack);
+        if prunable {
+            self.gc.push(key.to_vec());
+        }
+    }
+
+    fn fill_keys(
+        &mut self,
+        w: &mut BatchWriter<'_>,
+        mut keys: Option<&mut Vec<RecordKey>>,
+    ) -> Result<usize> {
+        let store = self.store.clone();
+        let inner = self.txn.inner.clone();
+        let st = store.read();
+        let rows_max = w.layout().rows_max() as usize;
+        let mut n = 0usize;
+        while n < rows_max && !self.done {
+            let pos: Bound<Vec<u8>> = match &self.cursor {
+                Cursor::Start => self.lo.clone().map_or(Bound::Unbounded, Bound::Included),
+                Cursor::After(k) => Bound::Excluded(k.clone()),
+                Cursor::At(k) => Bound::Included(k.clone()),
+            };
+            let pos_key: Option<&[u8]> = match &pos {
+                Bound::Included(k) | Bound::Excluded(k) => Some(k.as_slice()),
+                Bound::Unbounded => None,
+            };
+            // The page whose range holds the position, and where that range ends.
+            let seg = match pos_key {
+                Some(k) => st.page_for(k),
+                None => st.pages.iter().next(),
+            }
+            .map(|(f, m)| (f.clone(), m.clone()));
+            let seg_end = match &seg {
+                Some((first, _)) => st.page_range(first).1,
+                None => None,
+            };
+            let end = match (&seg_end, &self.hi) {
+                (Some(a), Some(b)) => Some(a.min(b).clone()),
+                (a, b) => a.clone().or_else(|| b.clone()),
+            };
+            let page_buf = match &seg {
+                Some((first, _)) => Some(store.fetch_page(&inner.ks.pages, first)?),
+                None => None,
+            };
+            let page = match &page_buf {
+                Some(b) => Some(store.parse(b.bytes())?),
+                None => None,
+            };
+            let page_visible = seg
+                .as_ref()
+                .is_some_and(|(_, m)| self.view.sees(&inner.tip, m.creator));
+            let (mut i, j) = match &page {
+                Some(p) => {
+                    let i = match &pos {
+                        Bound::Unbounded => 0,
+                        Bound::Included(k) => p.find(k).unwrap_or_else(|e| e),
+                        Bound::Excluded(k) => p.find(k).map_or_else(|e| e, |i| i + 1),
+                    };
+                    let j = end
+                        .as_ref()
+                        .map_or(p.rows(), |e| p.find(e).unwrap_or_else(|x| x));
+                    (i, j.max(i))
+                }
+                None => (0, 0),
+            };
+            let end_bound = end.clone().map_or(Bound::Unbounded, Bound::Excluded);
+            let delta: Vec<(&Vec<u8>, &Vec<Version>)> = st
+                .delta
+                .range::<Vec<u8>, _>((pos.clone(), end_bound.clone()))
+                .collect();
+            let mut stopped = false;
+            if delta.is_empty() && page_visible {
+                if let Some(p) = &page {
+                    let k = self.fit_run(w, p, i, (j - i).min(rows_max - n));
+                    if k == 0 && i < j {
+                        if n == 0 {
+                            return Err(row_too_large(w));
+                        }
+                        stopped = true;
+                    } else if k > 0 {
+                        self.copy_run(w, p, i, n, k, keys.as_deref_mut())?;
+                        n += k;
+                        i += k;
+                        if i < j {
+                            self.cursor = Cursor::After(p.key(i - 1).to_vec());
+                            stopped = true;
+                        }
+                    }
+                }
+            } else {
+                // Merge page rows [i, j) with the chains in the same key range.
+                let mut d = delta.into_iter().peekable();
+                loop {
+                    if n == rows_max {
+                        stopped = true;
+                        break;
+                    }
+                    let pk = page.as_ref().filter(|_| i < j).map(|p| p.key(i));
+                    let dk = d.peek().map(|(k, _)| k.as_slice());
+                    let (key, from_page, chain) = match (pk, dk) {
+                        (None, None) => break,
+                        (Some(a), Some(b)) if b < a => {
+                            let (k, c) =
+                                d.next().map_or((b, None), |(k, c)| (k.as_slice(), Some(c)));
+                            (k, false, c)
+                        }
+                        (Some(a), Some(b)) if b == a => {
+                            let c = d.next().map(|(_, c)| c);
+                            (a, true, c)
+                        }
+                        (Some(a), _) => (a, true, None),
+                        (None, Some(b)) => {
+                            let (k, c) =
+                                d.next().map_or((b, None), |(k, c)| (k.as_slice(), Some(c)));
+                            (k, false, c)
+                        }
+                    };
+                    if self.txn.read_blocker(&st, key).is_some() {
+                        self.blocked = self.txn.read_blocker(&st, key);
+                        stopped = true;
+                        break;
+                    }
+                    let source = match chain
+                        .and_then(|c| c.iter().rev().find(|v| self.view.sees(&inner.tip, v.txn)))
+                    {
+                        Some(v) => v.row.clone().map(RowSource::Delta),
+                        None if from_page && page_visible => {
+                            page_buf.clone().map(|b| RowSource::Page(b, i))
+                        }
+                        None => None,
+                    };
+                    if let Some(c) = chain {
+                        self.note_garbage(key, c);
+                    }
+                    if let Some(src) = &source {
+                        if !self.emit(w, n, src, page.as_ref())? {
+                            if n == 0 {
+                                return Err(row_too_large(w));
+                            }
+                            stopped = true;
+                            break;
+                        }
+                        if let Some(ks) = keys.as_deref_mut() {
+                            ks.push(RecordKey(key.to_vec()));
+                        }
+                        n += 1;
+                    }
+                    self.cursor = Cursor::After(key.to_vec());
+                    if from_page {
+                        i += 1;
+                    }
+                }
+            }
+            if !stopped {
+                // This page's range is exhausted: continue at the next one.
+                match end {
+                    Some(e) if self.hi.as_ref().is_none_or(|h| e < *h) => {
+                        self.cursor = Cursor::At(e)
+                    }
+                    _ => self.done = true,
+                }
+            } else if n < rows_max && self.blocked.is_none() {
+                // Stopped on the heap: the batch is full.
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// How many rows from `i` (at most `want`) fit the heap.
+    fn fit_run(&self, w: &BatchWriter<'_>, p: &PageView<'_>, i: usize, want: usize) -> usize {
+        let free = w.heap_remaining();
+        let need = |k: usize| -> usize {
+            self.columns
+                .iter()
+                .zip(&self.out_types)
+                .filter(|(_, t)| t.physical().fixed_width().is_none())
+                .map(|(&c, _)| p.var_bytes(c, i, k))
+                .sum()
+        };
+        if need(want) <= free {
+            return want;
+        }
+        let (mut lo, mut hi) = (0usize, want);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if need(mid) <= free {
+                lo = mid
+            } else {
+                hi = mid - 1
+            }
+        }
+        lo
+    }
+
+    fn copy_run(
+        &self,
+        w: &mut BatchWriter<'_>,
+        p: &PageView<'_>,
+        i: usize,
+        at: usize,
+        k: usize,
+        keys: Option<&mut Vec<RecordKey>>,
+    ) -> Result<()> {
+        for (out, (&c, ty)) in self.columns.iter().zip(&self.out_types).enumerate() {
+            if ty.physical().fixed_width().is_some() {
+                let values = p
+                    .fixed_run(c, i, k)
+                    .ok_or(StorageError::Internal("page run out of range"))?;
+                w.copy_fixed_run(out, at, values, p.validity(c), i, k)?;
+            } else {
+                for r in 0..k {
+                    match p.raw(c, i + r) {
+                        Some(b) => w.set_bytes(out, at + r, b)?,
+                        None => w.set_null(out, at + r)?,
+                    }
+                }
+            }
+        }
+        if let Some(ks) = keys {
+            ks.extend((i..i + k).map(|r| RecordKey(p.key(r).to_vec())));
+        }
+        Ok(())
+    }
+
+    /// Writes one row at `at`; `false` if its variable-length values do not fit.
+    fn emit(
+        &self,
+        w: &mut BatchWriter<'_>,
+        at: usize,
+        src: &RowSource,
+        page: Option<&PageView<'_>>,
+    ) -> Result<bool> {
+        let store = &self.store;
+        let decoded;
+        let parsed;
+        let (row_ref, page_ref): (
+            Option<&scratchbird_types::row::RowRef<'_>>,
+            Option<(&PageView<'_>, usize)>,
+        ) = match src {
+            RowSource::Delta(bytes) => {
+                decoded = store.layout.decode(bytes)?;
+                (Some(&decoded), None)
+            }
+            RowSource::Page(buf, i) => match page {
+                Some(p) => (None, Some((p, *i))),
+                None => {
+                    parsed = store.parse(buf.bytes())?;
+                    (None, Some((&parsed, *i)))
+                }
+            },
+        };
+        let raw = |c: usize| -> Result<Option<&[u8]>> {
+            match (row_ref, page_ref) {
+                (Some(r), _) => Ok(r.raw(c)?),
+                (None, Some((p, i))) => Ok(p.raw(c, i)),
+                (None, None) => Ok(None),
+            }
+        };
+        let mut need = 0usize;
+        for (&c, ty) in self.columns.iter().zip(&self.out_types) {
+            if ty.physical().fixed_width().is_none() {
+                need += raw(c)?.map_or(0, <[u8]>::len);
+            }
+        }
+        if need > w.heap_remaining() {
+            return Ok(false);
+        }
+        for (out, (&c, ty)) in self.columns.iter().zip(&self.out_types).enumerate() {
+            match (raw(c)?, ty.physical().fixed_width()) {
+                (None, _) => w.set_null(out, at)?,
+                (Some(b), Some(_)) => w.set_fixed(out, at, b)?,
+                (Some(b), None) => w.set_bytes(out, at, b)?,
+            }
+        }
+        Ok(true)
+    }
+
+    fn fill_index(
+        &mut self,
+        w: &mut BatchWriter<'_>,
+        mut keys: Option<&mut Vec<RecordKey>>,
+    ) -> Result<usize> {
+        let Some(idx) = self.index.clone() else {
+            return Ok(0);
+        };
+        let store = self.store.clone();
+        let inner = self.txn.inner.clone();
+        let prefix = idx.id.as_bytes().to_vec();
+        let with = |k: &[u8]| [prefix.as_slice(), k].concat();
+        let start: Bound<Vec<u8>> = match &self.cursor {
+            Cursor::Start | Cursor::At(_) => {
+                Bound::Included(self.lo.as_deref().map_or_else(|| prefix.clone(), with))
+            }
+            Cursor::After(k) => Bound::Excluded(k.clone()),
+        };
+        let end: Bound<Vec<u8>> = match &self.hi {
+            Some(h) => Bound::Excluded(with(h)),
+            None => prefix_successor(&prefix).map_or(Bound::Unbounded, Bound::Excluded),
+        };
+        let st = store.read();
+        let rows_max = w.layout().rows_max() as usize;
+        let mut n = 0usize;
+        let mut exhausted = true;
+        for kv in inner.ks.index.range((start, end)) {
+            if n == rows_max {
+                exhausted = false;
+                break;
+            }
+            let k = kv.key()?;
+            let (ik, rk) = split_index_key(&k)?;
+            if let Some(t) = self.txn.read_blocker(&st, rk) {
+                self.blocked = Some(t);
+                exhausted = false;
+                break;
+            }
+            if let Some(c) = st.delta.get(rk) {
+                self.note_garbage(rk, c);
+            }
+            if let Some(src) = store.visible_row(&st, &inner.ks.pages, &inner.tip, self.view, rk)? {
+                // Entries exist for every retained version: keep the one that matches
+                // the version this snapshot sees, so the result equals a table scan.
+                if store.index_key_of(&idx, &store.row_values(&src)?)? == ik {
+                    if !self.emit(w, n, &src, None)? {
+                        if n == 0 {
+                            return Err(row_too_large(w));
+                        }
+                        exhausted = false;
+                        break;
+                    }
+                    if let Some(ks) = keys.as_deref_mut() {
+                        ks.push(RecordKey(rk.to_vec()));
+                    }
+                    n += 1;
+                }
+            }
+            self.cursor = Cursor::After(k.to_vec());
+        }
+        if exhausted {
+            self.done = true;
+        }
+        Ok(n)
+    }
+}
+
+fn row_too_large(w: &BatchWriter<'_>) -> StorageError {
+    StorageError::LimitExceeded {
+        limit: "batch heap_bytes (a row's variable-length values must fit one batch)",
+        max: u64::from(w.layout().heap_bytes()),
+        needed: u64::from(w.layout().heap_bytes()) + 1,
+    }
+}
+
+/// Scans `table` fully and returns the rows as values (for tests and small tables).
+///
+/// # Errors
+/// As [`Scan::next_batch`].
+pub fn collect_rows(txn: &Transaction, table: TableId) -> Result<Vec<Vec<Value>>> {
+    let def = txn
+        .catalog()?
+        .table(table)
+        .cloned()
+        .ok_or_else(|| StorageError::NotFound {
+            kind: "table",
+            name: table.to_string(),
+        })?;
+    let cols: Vec<usize> = (0..def.columns.len()).collect();
+    let mut scan = txn.scan(ScanSpec::full(table, cols))?;
+    let layout = scan.layout(1024, 1 << 20)?;
+    let mut buf = vec![0u8; layout.total_bytes()];
+    let mut out = Vec::new();
+    loop {
+        let n = scan.next_batch(&layout, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let view = scratchbird_types::batch::BatchView::new(&layout, &buf)?;
+        for r in 0..n {
+            out.push(view.row(r)?);
+        }
+    }
+    Ok(out)
+}
