@@ -446,8 +446,8 @@ impl<'t> Scan<'t> {
                     }
                     _ => self.done = true,
                 }
-            } else if n < rows_max && self.blocked.is_none() {
-                // Stopped on the heap: the batch is full.
+            } else {
+                // Stopped: the batch is full (rows or heap), or a read must wait.
                 break;
             }
         }
