@@ -113,6 +113,12 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// Block cache of the key-value store, in bytes.
     pub cache_bytes: u64,
+    /// Write buffer of each keyspace, in bytes: the unit flushed to disk. Smaller
+    /// buffers flush sooner, so less journal is replayed when a node starts.
+    pub memtable_max_bytes: u64,
+    /// Journal kept before buffers are flushed, in bytes (at least 64 MiB). Bounds
+    /// what a start has to replay.
+    pub journal_max_bytes: u64,
     /// History kept for time travel (`AS OF`) and the commit log, in microseconds.
     pub retention_micros: i64,
     /// Target size of a stored page, in bytes (a page is closed at this size or at
@@ -143,6 +149,8 @@ impl StorageConfig {
             env,
             durability: Durability::Fsync,
             cache_bytes: 256 * 1024 * 1024,
+            memtable_max_bytes: 32 * 1024 * 1024,
+            journal_max_bytes: 256 * 1024 * 1024,
             retention_micros: 15 * 60 * 1_000_000,
             page_target_bytes: 32 * 1024,
             delta_max_bytes: 512 * 1024 * 1024,

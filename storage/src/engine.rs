@@ -176,8 +176,10 @@ impl Drop for SnapshotGuard {
 
 impl Inner {
     pub(crate) fn open(path: &Path, config: StorageConfig) -> Result<Arc<Self>> {
+        let memtable = config.memtable_max_bytes.max(1024 * 1024);
         let db = Database::builder(path)
             .cache_size(config.cache_bytes)
+            .max_journaling_size(config.journal_max_bytes.max(64 * 1024 * 1024))
             .manual_journal_persist(true)
             .open()
             .map_err(|e| match e {
@@ -186,12 +188,17 @@ impl Inner {
                 },
                 other => StorageError::from(other),
             })?;
-        let plain = || KeyspaceCreateOptions::default().manual_journal_persist(true);
+        let plain = || {
+            KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .max_memtable_size(memtable)
+        };
         // Pages are already compact and are read on the scan path: no block
         // compression, so a cached block is used in place.
         let pages_opts = || {
             KeyspaceCreateOptions::default()
                 .manual_journal_persist(true)
+                .max_memtable_size(memtable)
                 .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
         };
         let ks = Keyspaces {
@@ -245,6 +252,14 @@ impl Inner {
                     tip.set(txn, rec.state);
                 }
                 other => tip.set(txn, other),
+            }
+        }
+        // Transactions that never wrote left no record (a record is written with the
+        // first version): they have nothing anyone could see.
+        let (base, states) = tip.snapshot();
+        for (i, s) in states.iter().enumerate() {
+            if *s == TxnState::Active && !interrupted.contains(&TxnId(base + i as u64)) {
+                tip.set(TxnId(base + i as u64), TxnState::Committed(CommitNumber(0)));
             }
         }
         if let Some(kv) = ks.commitlog.last_key_value() {

@@ -80,8 +80,7 @@ impl Inner {
         removed: &[Vec<Value>],
         b: &mut fjall::OwnedWriteBatch,
     ) -> Result<()> {
-        let indexes = store.index_defs();
-        if indexes.is_empty() || removed.is_empty() {
+        if store.index_defs().is_empty() || removed.is_empty() {
             return Ok(());
         }
         let mut remaining: Vec<Vec<Value>> = Vec::new();
@@ -97,7 +96,20 @@ impl Inner {
                 remaining.push(store.row_values(&row)?);
             }
         }
-        for idx in &indexes {
+        self.remove_uncarried(store, key, removed, &remaining, b)
+    }
+
+    /// Deletes the entries of `removed` rows that none of the `remaining` rows of
+    /// record `key` carries.
+    fn remove_uncarried(
+        &self,
+        store: &TableStore,
+        key: &[u8],
+        removed: &[Vec<Value>],
+        remaining: &[Vec<Value>],
+        b: &mut fjall::OwnedWriteBatch,
+    ) -> Result<()> {
+        for idx in &store.index_defs() {
             let carried: HashSet<Vec<u8>> = remaining
                 .iter()
                 .map(|vals| store.index_key_of(idx, vals))
@@ -173,32 +185,56 @@ impl Inner {
         keys: &[Vec<u8>],
         h: CommitNumber,
     ) -> Result<u64> {
+        // Decide on copies, write, and only then change memory.
         let mut b = self.db.batch();
-        let mut removed_total = 0u64;
-        let mut freed = 0usize;
+        let mut pruned: Vec<(&Vec<u8>, Vec<Version>, Vec<Version>)> = Vec::new();
         for key in keys {
-            let Some(chain) = st.delta.get_mut(key) else {
+            let Some(chain) = st.delta.get(key) else {
                 continue;
             };
-            let removed = self.prune_chain(chain, h);
+            let mut kept = chain.clone();
+            let removed = self.prune_chain(&mut kept, h);
             if removed.is_empty() {
                 continue;
-            }
-            if chain.is_empty() {
-                st.delta.remove(key);
             }
             let mut removed_rows = Vec::new();
             for v in &removed {
                 b.remove(&self.ks.delta, delta_key(store.def.id, key, v.seq));
-                freed += v.mem_bytes();
                 if let Some(row) = &v.row {
                     removed_rows.push(store.row_values(&RowSource::Delta(row.clone()))?);
                 }
             }
-            self.remove_uncarried_index_entries(store, st, key, &removed_rows, &mut b)?;
-            removed_total += removed.len() as u64;
+            if !store.index_defs().is_empty() && !removed_rows.is_empty() {
+                let mut remaining = Vec::new();
+                for v in &kept {
+                    if let Some(row) = &v.row {
+                        remaining.push(store.row_values(&RowSource::Delta(row.clone()))?);
+                    }
+                }
+                if let Some((creator, row)) = store.base_row(st, &self.ks.pages, key)? {
+                    if self.tip.state(creator) != TxnState::RolledBack {
+                        remaining.push(store.row_values(&row)?);
+                    }
+                }
+                self.remove_uncarried(store, key, &removed_rows, &remaining, &mut b)?;
+            }
+            pruned.push((key, kept, removed));
+        }
+        if pruned.is_empty() {
+            return Ok(0);
         }
         self.write_batch(b)?;
+        let mut removed_total = 0u64;
+        let mut freed = 0usize;
+        for (key, kept, removed) in pruned {
+            removed_total += removed.len() as u64;
+            freed += removed.iter().map(Version::mem_bytes).sum::<usize>();
+            if kept.is_empty() {
+                st.delta.remove(key);
+            } else if let Some(chain) = st.delta.get_mut(key) {
+                *chain = kept;
+            }
+        }
         st.delta_bytes = st.delta_bytes.saturating_sub(freed);
         self.delta_bytes.fetch_sub(
             freed.min(self.delta_bytes.load(Ordering::SeqCst)),
@@ -434,7 +470,12 @@ impl Inner {
         drop(flush);
 
         let mut b = self.db.batch();
-        if let Some(f) = &old_first {
+        // One batch must not both remove and write a key (its items share one
+        // sequence number): a rewritten page that keeps its first key is only written.
+        if let Some(f) = old_first
+            .as_ref()
+            .filter(|f| !pages_out.iter().any(|(n, _, _)| n == *f))
+        {
             let k = page_key(store.def.id, f);
             b.remove(&self.ks.pages, k.clone());
             b.remove(&self.ks.pagedir, k);
@@ -444,17 +485,48 @@ impl Inner {
             b.insert(&self.ks.pagedir, k.clone(), encode_page_meta(&k, meta));
             b.insert(&self.ks.pages, k.clone(), seal(&k, bytes.clone()));
         }
-        // In memory first (the batch is built from it), then the journal.
+        let mut freed = 0usize;
+        for (fk, v) in &folded {
+            b.remove(&self.ks.delta, delta_key(store.def.id, fk, v.seq));
+            freed += v.mem_bytes();
+        }
+        // Index entries of replaced base rows that nothing carries after the fold:
+        // what remains of the record is its folded version (the new base row) and the
+        // chain above it.
+        if !store.index_defs().is_empty() {
+            let folded_by_key: HashMap<&[u8], &Version> =
+                folded.iter().map(|(k, v)| (k.as_slice(), v)).collect();
+            for (key, values) in &replaced_base {
+                let mut remaining = Vec::new();
+                if let Some(row) = folded_by_key
+                    .get(key.as_slice())
+                    .and_then(|v| v.row.clone())
+                {
+                    remaining.push(store.row_values(&RowSource::Delta(row))?);
+                }
+                for v in st.delta.get(key).into_iter().flatten().skip(1) {
+                    if let Some(row) = &v.row {
+                        remaining.push(store.row_values(&RowSource::Delta(row.clone()))?);
+                    }
+                }
+                self.remove_uncarried(
+                    store,
+                    key,
+                    std::slice::from_ref(values),
+                    &remaining,
+                    &mut b,
+                )?;
+            }
+        }
+        // The journal first; memory follows only what was written.
+        self.write_batch(b)?;
         if let Some(f) = &old_first {
             st.pages.remove(f);
         }
         for (first, _, meta) in &pages_out {
             st.pages.insert(first.clone(), meta.clone());
         }
-        let mut freed = 0usize;
         for (fk, v) in &folded {
-            b.remove(&self.ks.delta, delta_key(store.def.id, fk, v.seq));
-            freed += v.mem_bytes();
             if let Some(chain) = st.delta.get_mut(fk) {
                 if chain.first().is_some_and(|c| c.seq == v.seq) {
                     chain.remove(0);
@@ -464,17 +536,6 @@ impl Inner {
                 }
             }
         }
-        // The replaced base rows' index entries, where nothing carries them any more.
-        for (key, values) in &replaced_base {
-            self.remove_uncarried_index_entries(
-                store,
-                st,
-                key,
-                std::slice::from_ref(values),
-                &mut b,
-            )?;
-        }
-        self.write_batch(b)?;
         st.delta_bytes = st.delta_bytes.saturating_sub(freed);
         self.delta_bytes.fetch_sub(
             freed.min(self.delta_bytes.load(Ordering::SeqCst)),

@@ -248,9 +248,13 @@ impl TableStore {
     /// Reads and validates a page.
     pub(crate) fn fetch_page(&self, pages: &fjall::Keyspace, first: &[u8]) -> Result<PageBuf> {
         let k = page_key(self.def.id, first);
-        let raw = pages.get(&k)?.ok_or(StorageError::Internal(
-            "page directory names a missing page",
-        ))?;
+        let raw = pages.get(&k)?.ok_or_else(|| {
+            corrupt(
+                "page directory",
+                &k,
+                &format!("names a page of {} that is not stored", self.def.name),
+            )
+        })?;
         let payload_len = unseal("page", &k, &raw)?.len();
         Ok(PageBuf { raw, payload_len })
     }

@@ -1,5 +1,10 @@
 //! The named anomalies, each on a real store with real threads where waiting matters.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -11,13 +16,20 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 fn get_v(t: &scratchbird_storage::Transaction, table: TableId, k: i64) -> Option<i64> {
-    t.get(table, &[Value::BigInt(k)]).unwrap().map(|r| match r[1] {
-        Value::BigInt(v) => v,
-        _ => panic!("bad row"),
-    })
+    t.get(table, &[Value::BigInt(k)])
+        .unwrap()
+        .map(|r| match r[1] {
+            Value::BigInt(v) => v,
+            _ => panic!("bad row"),
+        })
 }
 
-fn set_v(t: &mut scratchbird_storage::Transaction, table: TableId, k: i64, v: i64) -> Result<bool, StorageError> {
+fn set_v(
+    t: &mut scratchbird_storage::Transaction,
+    table: TableId,
+    k: i64,
+    v: i64,
+) -> Result<bool, StorageError> {
     let key = t.key_of(table, &[Value::BigInt(k)]).unwrap();
     t.update(table, &key, vec![Value::BigInt(k), Value::BigInt(v)])
 }
@@ -55,8 +67,13 @@ fn no_dirty_read_in_any_isolation() {
         assert_eq!(kv_rows(&r, table), vec![(0, 100), (1, 100)], "{opts:?}");
     }
     // NO RECORD_VERSION refuses to read past an uncommitted version instead.
-    let r = store.begin(TxnOptions::read_committed(ReadCommittedMode::NoRecordVersion).no_wait()).unwrap();
-    assert!(matches!(r.get(table, &[Value::BigInt(0)]), Err(StorageError::LockConflict { .. })));
+    let r = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::NoRecordVersion).no_wait())
+        .unwrap();
+    assert!(matches!(
+        r.get(table, &[Value::BigInt(0)]),
+        Err(StorageError::LockConflict { .. })
+    ));
     writer.rollback().unwrap();
     assert_eq!(get_v(&r, table, 0), Some(100));
 }
@@ -72,15 +89,25 @@ fn lost_update_is_refused_with_an_update_conflict() {
     let b = get_v(&t2, table, 0).unwrap();
     set_v(&mut t1, table, 0, a + 1).unwrap();
     // While t1 is active, t2 meets a lock conflict (NO WAIT).
-    assert!(matches!(set_v(&mut t2, table, 0, b + 1), Err(StorageError::LockConflict { .. })));
+    assert!(matches!(
+        set_v(&mut t2, table, 0, b + 1),
+        Err(StorageError::LockConflict { .. })
+    ));
     t1.commit().unwrap();
     // After t1 committed, t2 (whose snapshot predates it) meets an update conflict.
     let err = set_v(&mut t2, table, 0, b + 1).unwrap_err();
     assert!(matches!(err, StorageError::UpdateConflict { .. }), "{err}");
-    assert!(err.to_string().contains("update conflicts with concurrent update"));
+    assert!(
+        err.to_string()
+            .contains("update conflicts with concurrent update")
+    );
     t2.rollback().unwrap();
     let r = store.begin(TxnOptions::snapshot()).unwrap();
-    assert_eq!(get_v(&r, table, 0), Some(101), "exactly one increment landed");
+    assert_eq!(
+        get_v(&r, table, 0),
+        Some(101),
+        "exactly one increment landed"
+    );
 }
 
 #[test]
@@ -100,7 +127,10 @@ fn a_waiting_snapshot_writer_gets_an_update_conflict_when_the_holder_commits() {
     std::thread::sleep(Duration::from_millis(100));
     t1.commit().unwrap();
     let (r, _) = waiter.join().unwrap();
-    assert!(r.unwrap_err().contains("update conflicts"), "the waiter must not overwrite t1");
+    assert!(
+        r.unwrap_err().contains("update conflicts"),
+        "the waiter must not overwrite t1"
+    );
 }
 
 #[test]
@@ -113,7 +143,9 @@ fn a_waiting_read_committed_writer_proceeds_when_the_holder_commits() {
     set_v(&mut t1, table, 0, 1).unwrap();
     let s2 = store.clone();
     let waiter = std::thread::spawn(move || {
-        let mut t2 = s2.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion)).unwrap();
+        let mut t2 = s2
+            .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion))
+            .unwrap();
         set_v(&mut t2, table, 0, 2).unwrap();
         t2.commit().unwrap();
     });
@@ -144,7 +176,9 @@ fn snapshot_is_stable_under_concurrent_commits() {
         assert_eq!(kv_rows(&reader, table), before, "round {round}");
     }
     // A READ COMMITTED reader sees the new state.
-    let rc = store.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion)).unwrap();
+    let rc = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion))
+        .unwrap();
     assert_ne!(kv_rows(&rc, table), before);
 }
 
@@ -163,7 +197,9 @@ fn write_skew_is_possible_under_snapshot() {
     t.commit().unwrap();
     let mut a = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
     let mut b = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
-    let on_call = |t: &scratchbird_storage::Transaction| kv_rows(t, table).iter().filter(|(_, v)| *v == 1).count();
+    let on_call = |t: &scratchbird_storage::Transaction| {
+        kv_rows(t, table).iter().filter(|(_, v)| *v == 1).count()
+    };
     assert_eq!(on_call(&a), 2);
     assert_eq!(on_call(&b), 2);
     set_v(&mut a, table, 1, 0).unwrap();
@@ -218,25 +254,48 @@ fn unique_constraint_is_never_violated_by_concurrent_inserts() {
                     let mut t = store.begin(opts.wait_ms(5_000)).unwrap();
                     barrier.wait();
                     let id = i64::try_from(round * 100 + w).unwrap();
-                    let r = t.insert(table, vec![Value::BigInt(id), Value::Text(format!("same-{round}@x"))]);
+                    let r = t.insert(
+                        table,
+                        vec![Value::BigInt(id), Value::Text(format!("same-{round}@x"))],
+                    );
                     match r {
                         Ok(_) => {
                             t.commit().unwrap();
                             true
                         }
-                        Err(StorageError::UniqueViolation { .. } | StorageError::UpdateConflict { .. }) => false,
+                        Err(
+                            StorageError::UniqueViolation { .. }
+                            | StorageError::UpdateConflict { .. },
+                        ) => false,
                         Err(e) => panic!("unexpected: {e}"),
                     }
                 })
             })
             .collect();
-        let committed = handles.into_iter().map(|h| h.join().unwrap()).filter(|&c| c).count();
-        assert_eq!(committed, 1, "round {round}: exactly one insert of the value commits");
+        let committed = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|&c| c)
+            .count();
+        assert_eq!(
+            committed, 1,
+            "round {round}: exactly one insert of the value commits"
+        );
     }
     let r = store.begin(TxnOptions::snapshot()).unwrap();
     assert_eq!(rows(&r, table).len(), 10);
-    let idx = r.catalog().unwrap().index_by_name("users_email").unwrap().id;
-    assert_eq!(r.lookup(idx, &[Value::Text("same-3@x".into())]).unwrap().len(), 1);
+    let idx = r
+        .catalog()
+        .unwrap()
+        .index_by_name("users_email")
+        .unwrap()
+        .id;
+    assert_eq!(
+        r.lookup(idx, &[Value::Text("same-3@x".into())])
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(store.check().unwrap().problems.is_empty());
 }
 
@@ -246,20 +305,29 @@ fn unique_value_freed_by_an_uncommitted_delete_waits_for_the_outcome() {
     let (store, _) = open(dir.path());
     let table = unique_table(&store);
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
-    t.insert(table, vec![Value::BigInt(1), Value::Text("a@x".into())]).unwrap();
+    t.insert(table, vec![Value::BigInt(1), Value::Text("a@x".into())])
+        .unwrap();
     t.commit().unwrap();
     let mut deleter = store.begin(TxnOptions::snapshot()).unwrap();
     let k = deleter.key_of(table, &[Value::BigInt(1)]).unwrap();
     deleter.delete(table, &k).unwrap();
-    let mut inserter = store.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion).no_wait()).unwrap();
-    let err = inserter.insert(table, vec![Value::BigInt(2), Value::Text("a@x".into())]).unwrap_err();
+    let mut inserter = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion).no_wait())
+        .unwrap();
+    let err = inserter
+        .insert(table, vec![Value::BigInt(2), Value::Text("a@x".into())])
+        .unwrap_err();
     assert!(matches!(err, StorageError::LockConflict { .. }), "{err}");
     deleter.commit().unwrap();
-    inserter.insert(table, vec![Value::BigInt(2), Value::Text("a@x".into())]).unwrap();
+    inserter
+        .insert(table, vec![Value::BigInt(2), Value::Text("a@x".into())])
+        .unwrap();
     inserter.commit().unwrap();
     // The committed holder makes a third insert a plain violation.
     let mut third = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
-    let err = third.insert(table, vec![Value::BigInt(3), Value::Text("a@x".into())]).unwrap_err();
+    let err = third
+        .insert(table, vec![Value::BigInt(3), Value::Text("a@x".into())])
+        .unwrap_err();
     assert!(matches!(err, StorageError::UniqueViolation { .. }), "{err}");
     assert!(err.to_string().contains("users_email"), "{err}");
 }
@@ -279,13 +347,20 @@ fn concurrent_inserts_of_one_primary_key_admit_exactly_one() {
                 barrier.wait();
                 match t.insert(table, vec![Value::BigInt(42), Value::BigInt(w)]) {
                     Ok(_) => t.commit().is_ok(),
-                    Err(StorageError::PrimaryKeyViolation { .. } | StorageError::UpdateConflict { .. }) => false,
+                    Err(
+                        StorageError::PrimaryKeyViolation { .. }
+                        | StorageError::UpdateConflict { .. },
+                    ) => false,
                     Err(e) => panic!("unexpected: {e}"),
                 }
             })
         })
         .collect();
-    let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|&c| c).count();
+    let ok = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|&c| c)
+        .count();
     assert_eq!(ok, 1);
 }
 
@@ -295,8 +370,12 @@ fn a_wait_cycle_is_reported_as_a_deadlock() {
     let (store, _) = open(dir.path());
     let store = Arc::new(store);
     let table = seeded(&store, 2);
-    let mut t1 = store.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion)).unwrap();
-    let mut t2 = store.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion)).unwrap();
+    let mut t1 = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion))
+        .unwrap();
+    let mut t2 = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion))
+        .unwrap();
     set_v(&mut t1, table, 0, 1).unwrap();
     set_v(&mut t2, table, 1, 1).unwrap();
     let h = std::thread::spawn(move || {
@@ -308,7 +387,11 @@ fn a_wait_cycle_is_reported_as_a_deadlock() {
     assert!(matches!(err, StorageError::Deadlock { .. }), "{err}");
     t2.rollback().unwrap();
     let (r, t1) = h.join().unwrap();
-    assert_eq!(r, Ok(true), "the other transaction proceeds once the victim rolls back");
+    assert_eq!(
+        r,
+        Ok(true),
+        "the other transaction proceeds once the victim rolls back"
+    );
     t1.commit().unwrap();
 }
 
@@ -319,7 +402,9 @@ fn lock_timeout_ends_the_wait_with_a_clear_error() {
     let table = seeded(&store, 1);
     let mut t1 = store.begin(TxnOptions::snapshot()).unwrap();
     set_v(&mut t1, table, 0, 1).unwrap();
-    let mut t2 = store.begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion).wait_ms(50)).unwrap();
+    let mut t2 = store
+        .begin(TxnOptions::read_committed(ReadCommittedMode::RecordVersion).wait_ms(50))
+        .unwrap();
     let err = set_v(&mut t2, table, 0, 2).unwrap_err();
     assert!(matches!(err, StorageError::LockTimeout { .. }), "{err}");
 }
@@ -340,8 +425,14 @@ fn a_failed_statement_undoes_only_itself() {
             Ok(())
         })
         .unwrap_err();
-    assert!(matches!(err, StorageError::PrimaryKeyViolation { .. }), "{err}");
-    assert_eq!(kv_rows(&t, table), vec![(0, 100), (1, 100), (2, 100), (10, 1)]);
+    assert!(
+        matches!(err, StorageError::PrimaryKeyViolation { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        kv_rows(&t, table),
+        vec![(0, 100), (1, 100), (2, 100), (10, 1)]
+    );
     t.savepoint("s1").unwrap();
     put(&mut t, table, 30, 1);
     set_v(&mut t, table, 0, 5).unwrap();
@@ -349,9 +440,24 @@ fn a_failed_statement_undoes_only_itself() {
     put(&mut t, table, 31, 1);
     t.commit().unwrap();
     let r = store.begin(TxnOptions::snapshot()).unwrap();
-    assert_eq!(kv_rows(&r, table), vec![(0, 100), (1, 100), (2, 100), (10, 1), (31, 1)]);
-    let log: Vec<_> = store.commit_log(scratchbird_types::CommitNumber(1)).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(
+        kv_rows(&r, table),
+        vec![(0, 100), (1, 100), (2, 100), (10, 1), (31, 1)]
+    );
+    let log: Vec<_> = store
+        .commit_log(scratchbird_types::CommitNumber(1))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let last = log.last().unwrap();
-    let keys: Vec<Option<Value>> = last.changes.iter().map(|c| c.row.as_ref().map(|r| r[0].clone())).collect();
-    assert_eq!(keys, vec![Some(Value::BigInt(10)), Some(Value::BigInt(31))], "the log holds only what committed");
+    let keys: Vec<Option<Value>> = last
+        .changes
+        .iter()
+        .map(|c| c.row.as_ref().map(|r| r[0].clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![Some(Value::BigInt(10)), Some(Value::BigInt(31))],
+        "the log holds only what committed"
+    );
 }

@@ -1,5 +1,10 @@
 //! Sweep and time travel, corruption, bulk load, indexes, limbo, fsync failure, DDL.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod common;
 
@@ -34,7 +39,10 @@ fn sweep_reclaims_space_keeps_visible_data_and_time_travel_is_exact_inside_reten
     let c0 = t.commit().unwrap().commit.unwrap();
     store.sweep().unwrap();
     // Generations 1..=5, ten seconds apart: every row rewritten, half deleted at the end.
-    let mut states = vec![(c0, kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table))];
+    let mut states = vec![(
+        c0,
+        kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table),
+    )];
     for g in 1..=5i64 {
         env.advance_micros(10 * SECOND);
         let mut t = store.begin(TxnOptions::snapshot()).unwrap();
@@ -43,24 +51,35 @@ fn sweep_reclaims_space_keeps_visible_data_and_time_travel_is_exact_inside_reten
             if g == 5 && k % 2 == 0 {
                 t.delete(table, &key).unwrap();
             } else {
-                t.update(table, &key, vec![Value::BigInt(k), Value::BigInt(g)]).unwrap();
+                t.update(table, &key, vec![Value::BigInt(k), Value::BigInt(g)])
+                    .unwrap();
             }
         }
         let c = t.commit().unwrap().commit.unwrap();
-        states.push((c, kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table)));
+        states.push((
+            c,
+            kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table),
+        ));
     }
     let versions_before = store.stats().delta_versions;
     store.sweep().unwrap();
     // Every generation is inside the 60 s window: each reads back exactly.
     for (c, rows) in &states {
-        let tt = store.begin(TxnOptions::snapshot().as_of(AsOf::Commit(*c))).unwrap();
+        let tt = store
+            .begin(TxnOptions::snapshot().as_of(AsOf::Commit(*c)))
+            .unwrap();
         assert_eq!(&kv_rows(&tt, table), rows, "AS OF {c}");
     }
     // By timestamp too: 15 s after generation 0 is generation 1.
-    let tt = store.begin(TxnOptions::snapshot().as_of(AsOf::Timestamp(T0 + 15 * SECOND))).unwrap();
+    let tt = store
+        .begin(TxnOptions::snapshot().as_of(AsOf::Timestamp(T0 + 15 * SECOND)))
+        .unwrap();
     assert_eq!(kv_rows(&tt, table), states[1].1);
     drop(tt);
-    assert!(store.stats().delta_versions >= versions_before / 2, "history inside the window is kept");
+    assert!(
+        store.stats().delta_versions >= versions_before / 2,
+        "history inside the window is kept"
+    );
 
     // Move past the window: history goes, space comes back, the present is untouched.
     env.advance_micros(120 * SECOND);
@@ -72,19 +91,39 @@ fn sweep_reclaims_space_keeps_visible_data_and_time_travel_is_exact_inside_reten
     assert!(report.versions_removed > 0, "{report:?}");
     store.compact().unwrap();
     let stats = store.stats();
-    assert_eq!(stats.delta_versions, 0, "everything settled was folded: {stats:?}");
-    assert!(stats.disk_bytes < disk_before, "space reclaimed: {} -> {}", disk_before, stats.disk_bytes);
+    assert_eq!(
+        stats.delta_versions, 0,
+        "everything settled was folded: {stats:?}"
+    );
+    assert!(
+        stats.disk_bytes < disk_before,
+        "space reclaimed: {} -> {}",
+        disk_before,
+        stats.disk_bytes
+    );
     let now = kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table);
     assert_eq!(now, states[5].1);
     assert_eq!(now.len(), 10_000);
     // Outside the window: a clear error naming what can be read.
-    let err = store.begin(TxnOptions::snapshot().as_of(AsOf::Commit(states[1].0))).unwrap_err();
-    assert!(matches!(err, StorageError::OutsideRetention { .. }), "{err}");
+    let err = store
+        .begin(TxnOptions::snapshot().as_of(AsOf::Commit(states[1].0)))
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::OutsideRetention { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("retention window"), "{err}");
-    let err = store.begin(TxnOptions::snapshot().as_of(AsOf::Timestamp(T0))).unwrap_err();
-    assert!(matches!(err, StorageError::OutsideRetention { .. }), "{err}");
+    let err = store
+        .begin(TxnOptions::snapshot().as_of(AsOf::Timestamp(T0)))
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::OutsideRetention { .. }),
+        "{err}"
+    );
     // The newest commit is still readable by number.
-    let tt = store.begin(TxnOptions::snapshot().as_of(AsOf::Commit(states[5].0))).unwrap();
+    let tt = store
+        .begin(TxnOptions::snapshot().as_of(AsOf::Commit(states[5].0)))
+        .unwrap();
     assert_eq!(kv_rows(&tt, table), states[5].1);
     assert!(store.check().unwrap().problems.is_empty());
 }
@@ -101,15 +140,21 @@ fn time_travel_floor_survives_a_restart() {
         c1 = t.commit().unwrap().commit.unwrap();
         let mut t = store.begin(TxnOptions::snapshot()).unwrap();
         let k = t.key_of(table, &[Value::BigInt(1)]).unwrap();
-        t.update(table, &k, vec![Value::BigInt(1), Value::BigInt(2)]).unwrap();
+        t.update(table, &k, vec![Value::BigInt(1), Value::BigInt(2)])
+            .unwrap();
         t.commit().unwrap();
         env.advance_micros(10 * SECOND);
         store.sweep().unwrap();
         store.close().unwrap();
     }
     let (store, _) = open_with_retention(dir.path(), SECOND);
-    let err = store.begin(TxnOptions::snapshot().as_of(AsOf::Commit(c1))).unwrap_err();
-    assert!(matches!(err, StorageError::OutsideRetention { .. }), "{err}");
+    let err = store
+        .begin(TxnOptions::snapshot().as_of(AsOf::Commit(c1)))
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::OutsideRetention { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +175,9 @@ fn a_flipped_byte_in_a_stored_value_is_detected_and_reported() {
     // Flip one byte inside a stored page, through the key-value store itself.
     {
         let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let pages = db.keyspace("pages", fjall::KeyspaceCreateOptions::default).unwrap();
+        let pages = db
+            .keyspace("pages", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
         let sys = scratchbird_storage::catalog::system_table_id();
         let (k, v) = pages
             .iter()
@@ -146,11 +193,17 @@ fn a_flipped_byte_in_a_stored_value_is_detected_and_reported() {
     let (store, _) = open(dir.path());
     let t = store.begin(TxnOptions::snapshot()).unwrap();
     let err = scratchbird_storage::scan::collect_rows(&t, table).unwrap_err();
-    assert!(matches!(err, StorageError::Corruption { what: "page", .. }), "{err}");
+    assert!(
+        matches!(err, StorageError::Corruption { what: "page", .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     let err = t.get(table, &[Value::BigInt(5)]).unwrap_err();
     assert!(matches!(err, StorageError::Corruption { .. }), "{err}");
-    assert!(matches!(store.check(), Err(StorageError::Corruption { .. })));
+    assert!(matches!(
+        store.check(),
+        Err(StorageError::Corruption { .. })
+    ));
 }
 
 #[test]
@@ -166,7 +219,9 @@ fn a_flipped_byte_in_a_record_version_is_refused_at_open() {
     }
     {
         let db = fjall::Database::builder(dir.path()).open().unwrap();
-        let delta = db.keyspace("delta", fjall::KeyspaceCreateOptions::default).unwrap();
+        let delta = db
+            .keyspace("delta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
         let (k, v) = delta.iter().last().unwrap().into_inner().unwrap();
         let mut bad = v.to_vec();
         bad[0] ^= 1;
@@ -175,12 +230,24 @@ fn a_flipped_byte_in_a_record_version_is_refused_at_open() {
     }
     let env = Arc::new(ManualEnv::new(T0, 1));
     let err = Storage::open(dir.path(), config(env)).unwrap_err();
-    assert!(matches!(err, StorageError::Corruption { what: "record version", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StorageError::Corruption {
+                what: "record version",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 fn lineitem(store: &Storage) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
-    let dec = SqlType::Decimal { precision: 15, scale: 2 };
+    let dec = SqlType::Decimal {
+        precision: 15,
+        scale: 2,
+    };
     let id = t
         .create_table(&TableSpec {
             name: "lineitem".into(),
@@ -202,9 +269,15 @@ fn line(i: i64) -> Vec<Value> {
     vec![
         Value::Integer(i32::try_from(i % 10).unwrap()),
         Value::Decimal(Decimal::new(i128::from(i % 50 + 1) * 100, 2)),
-        if i % 13 == 0 { Value::Null } else { Value::Decimal(Decimal::new(i128::from(i) * 7, 2)) },
+        if i % 13 == 0 {
+            Value::Null
+        } else {
+            Value::Decimal(Decimal::new(i128::from(i) * 7, 2))
+        },
         Value::Text(["A", "N", "R"][usize::try_from(i % 3).unwrap()].into()),
-        Value::Date(scratchbird_types::Date(i32::try_from(9000 + i % 2000).unwrap())),
+        Value::Date(scratchbird_types::Date(
+            i32::try_from(9000 + i % 2000).unwrap(),
+        )),
     ]
 }
 
@@ -216,8 +289,15 @@ fn bulk_load_is_invisible_until_commit_and_gone_after_rollback() {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     assert_eq!(t.bulk_insert(table, (0..30_000).map(line)).unwrap(), 30_000);
     let other = store.begin(TxnOptions::snapshot()).unwrap();
-    assert!(rows(&other, table).is_empty(), "uncommitted pages are invisible");
-    assert_eq!(rows(&t, table).len(), 30_000, "the loader sees its own pages");
+    assert!(
+        rows(&other, table).is_empty(),
+        "uncommitted pages are invisible"
+    );
+    assert_eq!(
+        rows(&t, table).len(),
+        30_000,
+        "the loader sees its own pages"
+    );
     t.rollback().unwrap();
     assert!(rows(&store.begin(TxnOptions::snapshot()).unwrap(), table).is_empty());
     assert_eq!(store.stats().pages, 0);
@@ -249,11 +329,16 @@ fn scans_return_columnar_batches_with_projection_and_ranges() {
     let (store, _) = open(dir.path());
     let table = create_kv(&store, "kv");
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
-    t.bulk_insert(table, (0..10_000).map(|k| vec![Value::BigInt(k), Value::BigInt(k * 2)])).unwrap();
+    t.bulk_insert(
+        table,
+        (0..10_000).map(|k| vec![Value::BigInt(k), Value::BigInt(k * 2)]),
+    )
+    .unwrap();
     // Some rows changed after the load, so batches mix pages and chains.
     for k in (0..10_000).step_by(97) {
         let key = t.key_of(table, &[Value::BigInt(k)]).unwrap();
-        t.update(table, &key, vec![Value::BigInt(k), Value::BigInt(-1)]).unwrap();
+        t.update(table, &key, vec![Value::BigInt(k), Value::BigInt(-1)])
+            .unwrap();
     }
     t.commit().unwrap();
     let r = store.begin(TxnOptions::snapshot()).unwrap();
@@ -271,7 +356,9 @@ fn scans_return_columnar_batches_with_projection_and_ranges() {
     let mut keys = Vec::new();
     let mut seen = 0i64;
     loop {
-        let n = scan.next_batch_with_keys(&layout, &mut buf, &mut keys).unwrap();
+        let n = scan
+            .next_batch_with_keys(&layout, &mut buf, &mut keys)
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -297,15 +384,25 @@ fn index_scans_and_table_scans_always_agree() {
     for k in 0..3_000 {
         put(&mut t, table, k, k % 37);
     }
-    t.create_index(&IndexSpec { name: "kv_v".into(), table: "kv".into(), columns: vec!["v".into()], unique: false })
-        .unwrap();
+    t.create_index(&IndexSpec {
+        name: "kv_v".into(),
+        table: "kv".into(),
+        columns: vec!["v".into()],
+        unique: false,
+    })
+    .unwrap();
     t.commit().unwrap();
     let old = store.begin(TxnOptions::snapshot()).unwrap();
     let mut w = store.begin(TxnOptions::snapshot()).unwrap();
     for k in (0..3_000).step_by(5) {
         let key = w.key_of(table, &[Value::BigInt(k)]).unwrap();
         if k % 2 == 0 {
-            w.update(table, &key, vec![Value::BigInt(k), Value::BigInt((k + 11) % 37)]).unwrap();
+            w.update(
+                table,
+                &key,
+                vec![Value::BigInt(k), Value::BigInt((k + 11) % 37)],
+            )
+            .unwrap();
         } else {
             w.delete(table, &key).unwrap();
         }
@@ -317,7 +414,11 @@ fn index_scans_and_table_scans_always_agree() {
     for reader in [&old, &new] {
         let table_rows = kv_rows(reader, table);
         for v in [0i64, 5, 11, 36] {
-            let mut by_scan: Vec<i64> = table_rows.iter().filter(|(_, x)| *x == v).map(|(k, _)| *k).collect();
+            let mut by_scan: Vec<i64> = table_rows
+                .iter()
+                .filter(|(_, x)| *x == v)
+                .map(|(k, _)| *k)
+                .collect();
             let mut by_index: Vec<i64> = reader
                 .lookup(idx, &[Value::BigInt(v)])
                 .unwrap()
@@ -386,13 +487,21 @@ fn limbo_survives_a_restart_blocks_writers_and_resolves() {
     let (store, _) = open(dir.path());
     assert_eq!(store.limbo_transactions(), vec![limbo_txn]);
     let mut w = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
-    let err = w.insert(table, vec![Value::BigInt(1), Value::BigInt(2)]).unwrap_err();
+    let err = w
+        .insert(table, vec![Value::BigInt(1), Value::BigInt(2)])
+        .unwrap_err();
     assert!(matches!(err, StorageError::LockConflict { .. }), "{err}");
     w.rollback().unwrap();
     assert!(kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table).is_empty());
     store.resolve_limbo(limbo_txn, true).unwrap();
-    assert_eq!(kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table), vec![(1, 1)]);
-    assert!(matches!(store.transaction_state(limbo_txn), TxnState::Committed(_)));
+    assert_eq!(
+        kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table),
+        vec![(1, 1)]
+    );
+    assert!(matches!(
+        store.transaction_state(limbo_txn),
+        TxnState::Committed(_)
+    ));
     assert!(store.resolve_limbo(limbo_txn, false).is_err());
 }
 
@@ -410,10 +519,17 @@ fn a_failed_fsync_makes_the_store_refuse_writes() {
     faults.fail_next_fsync();
     let err = t.commit().unwrap_err();
     assert!(matches!(err, StorageError::Poisoned { .. }), "{err}");
-    assert!(err.to_string().contains("outcome of commits in flight is unknown"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("outcome of commits in flight is unknown"),
+        "{err}"
+    );
     // Never retried silently: every later write is refused, reads still work.
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
-    assert!(matches!(t.insert(table, vec![Value::BigInt(2), Value::BigInt(2)]), Err(StorageError::Poisoned { .. })));
+    assert!(matches!(
+        t.insert(table, vec![Value::BigInt(2), Value::BigInt(2)]),
+        Err(StorageError::Poisoned { .. })
+    ));
     assert!(matches!(store.sweep(), Err(StorageError::Poisoned { .. })));
     assert!(t.get(table, &[Value::BigInt(1)]).is_ok());
 }
@@ -425,7 +541,10 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     t.create_domain(&DomainSpec {
         name: "money".into(),
-        base: SqlType::Decimal { precision: 12, scale: 2 },
+        base: SqlType::Decimal {
+            precision: 12,
+            scale: 2,
+        },
         not_null: true,
         default: Some(Value::Decimal(Decimal::new(0, 2))),
         check: Some("VALUE >= 0".into()),
@@ -434,27 +553,43 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
     let acc = t
         .create_table(&TableSpec {
             name: "acc".into(),
-            columns: vec![ColumnSpec::new("id", SqlType::Integer), ColumnSpec::of_domain("bal", "money")],
+            columns: vec![
+                ColumnSpec::new("id", SqlType::Integer),
+                ColumnSpec::of_domain("bal", "money"),
+            ],
             primary_key: vec!["id".into()],
         })
         .unwrap();
-    t.insert_columns(acc, &[0], vec![Value::Integer(1)]).unwrap();
+    t.insert_columns(acc, &[0], vec![Value::Integer(1)])
+        .unwrap();
     assert_eq!(
         t.get(acc, &[Value::Integer(1)]).unwrap().unwrap()[1],
         Value::Decimal(Decimal::new(0, 2)),
         "the domain default applies"
     );
     let other = store.begin(TxnOptions::snapshot()).unwrap();
-    assert!(other.catalog().unwrap().table_by_name("acc").is_none(), "uncommitted DDL is invisible");
-    let err = t.insert(acc, vec![Value::Integer(2), Value::Null]).unwrap_err();
-    assert!(matches!(err, StorageError::NotNull { .. }), "the domain's NOT NULL applies: {err}");
+    assert!(
+        other.catalog().unwrap().table_by_name("acc").is_none(),
+        "uncommitted DDL is invisible"
+    );
+    let err = t
+        .insert(acc, vec![Value::Integer(2), Value::Null])
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::NotNull { .. }),
+        "the domain's NOT NULL applies: {err}"
+    );
     t.commit().unwrap();
     drop(other);
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let err = t.drop_domain("money").unwrap_err();
     assert!(matches!(err, StorageError::ObjectInUse { .. }), "{err}");
     let err = t
-        .create_table(&TableSpec { name: "acc".into(), columns: vec![ColumnSpec::new("x", SqlType::Integer)], primary_key: vec![] })
+        .create_table(&TableSpec {
+            name: "acc".into(),
+            columns: vec![ColumnSpec::new("x", SqlType::Integer)],
+            primary_key: vec![],
+        })
         .unwrap_err();
     assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
     t.rollback().unwrap();
@@ -470,7 +605,10 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
     let report = store.sweep().unwrap();
     assert_eq!(report.tables_removed, 1, "{report:?}");
     let now = store.begin(TxnOptions::snapshot()).unwrap();
-    assert!(matches!(now.get(acc, &[Value::Integer(1)]), Err(StorageError::NotFound { .. })));
+    assert!(matches!(
+        now.get(acc, &[Value::Integer(1)]),
+        Err(StorageError::NotFound { .. })
+    ));
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     t.drop_domain("money").unwrap();
     t.commit().unwrap();
@@ -482,7 +620,11 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
 fn concurrent_ddl_of_one_name_admits_one_and_writers_block_drops() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path());
-    let spec = TableSpec { name: "t".into(), columns: vec![ColumnSpec::new("x", SqlType::Integer)], primary_key: vec![] };
+    let spec = TableSpec {
+        name: "t".into(),
+        columns: vec![ColumnSpec::new("x", SqlType::Integer)],
+        primary_key: vec![],
+    };
     let mut a = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
     let mut b = store.begin(TxnOptions::snapshot().no_wait()).unwrap();
     a.create_table(&spec).unwrap();
@@ -518,15 +660,22 @@ fn limits_are_enforced_with_clear_errors() {
     for k in 0..10 {
         put(&mut t, table, k, k);
     }
-    let err = t.insert(table, vec![Value::BigInt(99), Value::BigInt(0)]).unwrap_err();
-    assert!(err.to_string().contains("transaction_versions_max"), "{err}");
+    let err = t
+        .insert(table, vec![Value::BigInt(99), Value::BigInt(0)])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("transaction_versions_max"),
+        "{err}"
+    );
     let mut big = store.begin(TxnOptions::snapshot());
     assert!(big.is_err());
     drop(_a);
     big = store.begin(TxnOptions::snapshot());
     let mut big = big.unwrap();
     let text = store_text_table(&mut big);
-    let err = big.insert(text, vec![Value::Text("x".repeat(5_000))]).unwrap_err();
+    let err = big
+        .insert(text, vec![Value::Text("x".repeat(5_000))])
+        .unwrap_err();
     assert!(err.to_string().contains("KEY_MAX_BYTES"), "{err}");
 }
 

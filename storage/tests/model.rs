@@ -6,13 +6,20 @@
 //! COMMITTED rules directly. Every result and every error kind must agree.
 //!
 //! Cases: 2,000 by default; set `SB_MODEL_CASES` for more.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
-use scratchbird_storage::{Isolation, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
+use scratchbird_storage::{
+    Isolation, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions,
+};
 use scratchbird_types::{TableId, Value};
 use std::collections::BTreeMap;
 
@@ -106,7 +113,10 @@ impl Model {
     }
 
     fn newest_commit(&self, k: i64) -> u64 {
-        self.committed.get(&k).and_then(|vs| vs.last()).map_or(0, |(c, _)| *c)
+        self.committed
+            .get(&k)
+            .and_then(|vs| vs.last())
+            .map_or(0, |(c, _)| *c)
     }
 
     fn other_writer(&self, me: usize, k: i64) -> bool {
@@ -117,11 +127,17 @@ impl Model {
     }
 
     fn view(&self, t: &MTxn) -> u64 {
-        if t.iso == Iso::Snapshot { t.snap } else { self.last_cn }
+        if t.iso == Iso::Snapshot {
+            t.snap
+        } else {
+            self.last_cn
+        }
     }
 
     fn read(&self, s: usize, k: i64) -> Outcome {
-        let Some(t) = &self.txns[s] else { return Outcome::Skipped };
+        let Some(t) = &self.txns[s] else {
+            return Outcome::Skipped;
+        };
         if let Some(w) = t.writes.get(&k) {
             return Outcome::Value(*w);
         }
@@ -132,7 +148,9 @@ impl Model {
     }
 
     fn scan(&self, s: usize) -> Outcome {
-        let Some(t) = &self.txns[s] else { return Outcome::Skipped };
+        let Some(t) = &self.txns[s] else {
+            return Outcome::Skipped;
+        };
         let mut rows = Vec::new();
         for k in 0..KEYS {
             match self.read(s, k) {
@@ -146,7 +164,9 @@ impl Model {
     }
 
     fn write(&mut self, s: usize, k: i64, new: Option<Option<i64>>, insert: bool) -> Outcome {
-        let Some(t) = &self.txns[s] else { return Outcome::Skipped };
+        let Some(t) = &self.txns[s] else {
+            return Outcome::Skipped;
+        };
         if self.other_writer(s, k) {
             return Outcome::LockConflict;
         }
@@ -178,7 +198,12 @@ impl Model {
                 if self.txns[s].is_some() {
                     return Outcome::Skipped;
                 }
-                self.txns[s] = Some(MTxn { iso, snap: self.last_cn, writes: BTreeMap::new(), savepoint: None });
+                self.txns[s] = Some(MTxn {
+                    iso,
+                    snap: self.last_cn,
+                    writes: BTreeMap::new(),
+                    savepoint: None,
+                });
                 Outcome::Ok
             }
             Op::Read(s, k) => self.read(s, k),
@@ -245,7 +270,12 @@ fn opts(iso: Iso) -> TxnOptions {
     .no_wait()
 }
 
-fn run_engine(store: &Storage, table: TableId, txns: &mut [Option<Transaction>], op: &Op) -> Outcome {
+fn run_engine(
+    store: &Storage,
+    table: TableId,
+    txns: &mut [Option<Transaction>],
+    op: &Op,
+) -> Outcome {
     let key = |t: &Transaction, k: i64| t.key_of(table, &[Value::BigInt(k)]).unwrap();
     match *op {
         Op::Begin(s, iso) => {
@@ -285,13 +315,19 @@ fn run_engine(store: &Storage, table: TableId, txns: &mut [Option<Transaction>],
         },
         Op::Insert(s, k, v) => match &mut txns[s] {
             None => Outcome::Skipped,
-            Some(t) => classify(t.insert(table, vec![Value::BigInt(k), Value::BigInt(v)]), |_| Outcome::Ok),
+            Some(t) => classify(
+                t.insert(table, vec![Value::BigInt(k), Value::BigInt(v)]),
+                |_| Outcome::Ok,
+            ),
         },
         Op::Update(s, k, v) => match &mut txns[s] {
             None => Outcome::Skipped,
             Some(t) => {
                 let rk = key(t, k);
-                classify(t.update(table, &rk, vec![Value::BigInt(k), Value::BigInt(v)]), Outcome::Changed)
+                classify(
+                    t.update(table, &rk, vec![Value::BigInt(k), Value::BigInt(v)]),
+                    Outcome::Changed,
+                )
             }
         },
         Op::Delete(s, k) => match &mut txns[s] {
@@ -325,7 +361,10 @@ fn run_engine(store: &Storage, table: TableId, txns: &mut [Option<Transaction>],
 }
 
 fn cases() -> u32 {
-    std::env::var("SB_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000)
+    std::env::var("SB_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000)
 }
 
 proptest! {
