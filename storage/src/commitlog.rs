@@ -215,8 +215,10 @@ impl CommitLogReader {
                     let store = inner.table(table).ok_or(StorageError::Internal(
                         "commit log names a table whose definition is gone",
                     ))?;
-                    let page = store.fetch_page(&inner.ks.pages, &first)?;
-                    let view = store.parse(page.bytes())?;
+                    let generation = store.read().pages.get(&first).map(|m| m.generation).ok_or(
+                        StorageError::Internal("commit log names a page that is gone"),
+                    )?;
+                    let view = store.fetch_page(&inner.pages(), &first, generation)?;
                     for i in 0..view.rows() {
                         changes.push(Change {
                             kind: ChangeKind::Insert,

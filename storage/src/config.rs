@@ -113,6 +113,8 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// Block cache of the key-value store, in bytes.
     pub cache_bytes: u64,
+    /// Buffer pool of checked, parsed pages, in bytes.
+    pub page_cache_bytes: usize,
     /// Write buffer of each keyspace, in bytes: the unit flushed to disk. Smaller
     /// buffers flush sooner, so less journal is replayed when a node starts.
     pub memtable_max_bytes: u64,
@@ -149,6 +151,7 @@ impl StorageConfig {
             env,
             durability: Durability::Fsync,
             cache_bytes: 256 * 1024 * 1024,
+            page_cache_bytes: 256 * 1024 * 1024,
             memtable_max_bytes: 32 * 1024 * 1024,
             journal_max_bytes: 256 * 1024 * 1024,
             retention_micros: 15 * 60 * 1_000_000,

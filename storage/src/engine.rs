@@ -92,6 +92,7 @@ pub(crate) struct Inner {
     pub delta_bytes: AtomicUsize,
     pub sweep_lock: Mutex<()>,
     pub sweeper_wake: (Mutex<SweeperSignal>, Condvar),
+    pub page_cache: crate::page::PageCache,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +181,9 @@ impl Inner {
         let db = Database::builder(path)
             .cache_size(config.cache_bytes)
             .max_journaling_size(config.journal_max_bytes.max(64 * 1024 * 1024))
+            // Pages are written once and read often; compressing them into the
+            // journal costs the bulk load without saving much.
+            .journal_compression(fjall::CompressionType::None)
             .manual_journal_persist(true)
             .open()
             .map_err(|e| match e {
@@ -313,6 +317,7 @@ impl Inner {
             delta_bytes: AtomicUsize::new(0),
             sweep_lock: Mutex::new(()),
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
+            page_cache: crate::page::PageCache::new(config.page_cache_bytes),
             config,
         });
         inner.load_tables()?;
@@ -375,9 +380,8 @@ impl Inner {
                 }
                 Ok(())
             };
-            for first in st.pages.keys() {
-                let page = sys.fetch_page(&self.ks.pages, first)?;
-                let view = sys.parse(page.bytes())?;
+            for (first, meta) in &st.pages {
+                let view = sys.fetch_page(&self.pages(), first, meta.generation)?;
                 for i in 0..view.rows() {
                     add(view.values(i)?)?;
                 }
@@ -459,6 +463,14 @@ impl Inner {
                 .unwrap_or_default();
             let last = <[u8; 8]>::try_from(max.as_slice()).map_or(0, u64::from_be_bytes);
             store.next_rowid.store(last + 1, Ordering::SeqCst);
+        }
+    }
+
+    /// Pages, through the buffer pool.
+    pub(crate) fn pages(&self) -> crate::table::PageReader<'_> {
+        crate::table::PageReader {
+            ks: &self.ks.pages,
+            cache: Some(&self.page_cache),
         }
     }
 
@@ -788,8 +800,7 @@ impl Inner {
         let mut delta = st.delta.iter().peekable();
         for (first, meta) in &st.pages {
             let page_visible = view.sees(&self.tip, meta.creator);
-            let page = store.fetch_page(&self.ks.pages, first)?;
-            let pv = store.parse(page.bytes())?;
+            let pv = store.fetch_page(&self.pages(), first, meta.generation)?;
             for i in 0..pv.rows() {
                 let key = pv.key(i);
                 while let Some((dk, chain)) = delta.next_if(|(dk, _)| dk.as_slice() < key) {
@@ -801,10 +812,10 @@ impl Inner {
                     Some((_, chain)) => match resolve_chain(chain) {
                         Some(Some(row)) => f(key, &RowSource::Delta(row))?,
                         Some(None) => {}
-                        None if page_visible => f(key, &RowSource::Page(page.clone(), i))?,
+                        None if page_visible => f(key, &RowSource::Page(pv.clone(), i))?,
                         None => {}
                     },
-                    None if page_visible => f(key, &RowSource::Page(page.clone(), i))?,
+                    None if page_visible => f(key, &RowSource::Page(pv.clone(), i))?,
                     None => {}
                 }
             }

@@ -14,14 +14,15 @@
 //!           variable:    u32 offsets[rows + 1] into the data, data
 //! ```
 //!
-//! A scan copies a run of fixed-width values and its validity bits straight into a
-//! batch; a point read finds its row by binary search over the keys.
+//! A scan copies a run of values (fixed width, or variable-length data in one piece)
+//! and its validity bits straight into a batch; a point read finds its row by binary search over the keys.
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::{Result, StorageError};
 use scratchbird_types::row::{RowRef, value_bytes_for, value_from_bytes};
 use scratchbird_types::{SqlType, TxnId, Value};
 use std::ops::Range;
+use std::sync::Arc;
 
 const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 16;
@@ -31,6 +32,24 @@ fn bad(reason: &'static str) -> StorageError {
         what: "page",
         location: "page structure".into(),
         reason: reason.to_owned(),
+    }
+}
+
+/// A page's stored bytes: the sealed value shared with the block cache (no copy),
+/// or an owned buffer; `payload_len` excludes the seal.
+#[derive(Debug, Clone)]
+pub(crate) struct PageBuf {
+    raw: fjall::Slice,
+    payload_len: usize,
+}
+
+impl PageBuf {
+    pub(crate) fn new(raw: fjall::Slice, payload_len: usize) -> Self {
+        Self { raw, payload_len }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.raw.get(..self.payload_len).unwrap_or(&[])
     }
 }
 
@@ -44,16 +63,17 @@ struct ColumnChunk {
     width: usize,
 }
 
-/// A validated page.
-#[derive(Debug, Clone)]
-pub(crate) struct PageView<'a> {
-    bytes: &'a [u8],
+/// A validated page. Owns its bytes (shared with the block cache), so a scan can keep
+/// the page it is in between batches.
+#[derive(Debug)]
+pub(crate) struct Page {
+    buf: PageBuf,
     rows: usize,
     creator: TxnId,
     key_offsets: Range<usize>,
     key_data: Range<usize>,
     cols: Vec<ColumnChunk>,
-    types: &'a [SqlType],
+    types: Arc<[SqlType]>,
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
@@ -65,13 +85,18 @@ fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
 }
 
 /// Checks an offsets array of `rows + 1` entries against a data region length.
-fn check_offsets(bytes: &[u8], offsets: &Range<usize>, rows: usize, data_len: usize) -> Result<()> {
+fn check_offsets(bytes: &[u8], offsets: &Range<usize>, data_len: usize) -> Result<()> {
+    let arr = bytes
+        .get(offsets.clone())
+        .ok_or_else(|| bad("offsets outside the page"))?;
     let mut prev = 0u32;
-    for i in 0..=rows {
-        let o = read_u32(bytes, offsets.start + 4 * i)?;
-        if (i == 0 && o != 0) || o < prev {
+    let mut first = true;
+    for c in arr.chunks_exact(4) {
+        let o = u32::from_le_bytes(c.try_into().map_err(|_| bad("offsets"))?);
+        if (first && o != 0) || o < prev {
             return Err(bad("offsets out of order"));
         }
+        first = false;
         prev = o;
     }
     if prev as usize != data_len {
@@ -80,9 +105,10 @@ fn check_offsets(bytes: &[u8], offsets: &Range<usize>, rows: usize, data_len: us
     Ok(())
 }
 
-impl<'a> PageView<'a> {
+impl Page {
     /// Validates a page of a table with column `types`.
-    pub(crate) fn parse(types: &'a [SqlType], bytes: &'a [u8]) -> Result<Self> {
+    pub(crate) fn parse(types: Arc<[SqlType]>, buf: PageBuf) -> Result<Self> {
+        let bytes = buf.bytes();
         let header = bytes
             .get(..HEADER_BYTES)
             .ok_or_else(|| bad("shorter than its header"))?;
@@ -116,13 +142,16 @@ impl<'a> PageView<'a> {
             Ok(off..end)
         };
         let keys = dir(0)?;
-        let offsets_len = 4 * (rows + 1);
+        let offsets_len = rows
+            .checked_add(1)
+            .and_then(|r| r.checked_mul(4))
+            .ok_or_else(|| bad("rows"))?;
         if keys.len() < offsets_len {
             return Err(bad("keys chunk too short"));
         }
         let key_offsets = keys.start..keys.start + offsets_len;
         let key_data = key_offsets.end..keys.end;
-        check_offsets(bytes, &key_offsets, rows, key_data.len())?;
+        check_offsets(bytes, &key_offsets, key_data.len())?;
         let bitmap = rows.div_ceil(8);
         let mut cols = Vec::with_capacity(ncols);
         for (i, ty) in types.iter().enumerate() {
@@ -150,7 +179,7 @@ impl<'a> PageView<'a> {
                         return Err(bad("variable column chunk too short"));
                     }
                     let data = values.end..chunk.end;
-                    check_offsets(bytes, &values, rows, data.len())?;
+                    check_offsets(bytes, &values, data.len())?;
                     cols.push(ColumnChunk {
                         validity,
                         values,
@@ -161,7 +190,7 @@ impl<'a> PageView<'a> {
             }
         }
         Ok(Self {
-            bytes,
+            buf,
             rows,
             creator,
             key_offsets,
@@ -169,6 +198,10 @@ impl<'a> PageView<'a> {
             cols,
             types,
         })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.bytes()
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -180,16 +213,16 @@ impl<'a> PageView<'a> {
     }
 
     fn offset(&self, offsets: &Range<usize>, i: usize) -> usize {
-        read_u32(self.bytes, offsets.start + 4 * i).map_or(0, |o| o as usize)
+        read_u32(self.bytes(), offsets.start + 4 * i).map_or(0, |o| o as usize)
     }
 
     /// The key of row `i`.
-    pub(crate) fn key(&self, i: usize) -> &'a [u8] {
+    pub(crate) fn key(&self, i: usize) -> &[u8] {
         let (s, e) = (
             self.offset(&self.key_offsets, i),
             self.offset(&self.key_offsets, i + 1),
         );
-        self.bytes
+        self.bytes()
             .get(self.key_data.start + s..self.key_data.start + e)
             .unwrap_or(&[])
     }
@@ -208,10 +241,10 @@ impl<'a> PageView<'a> {
         Err(lo)
     }
 
-    pub(crate) fn validity(&self, col: usize) -> &'a [u8] {
+    pub(crate) fn validity(&self, col: usize) -> &[u8] {
         self.cols
             .get(col)
-            .and_then(|c| self.bytes.get(c.validity.clone()))
+            .and_then(|c| self.bytes().get(c.validity.clone()))
             .unwrap_or(&[])
     }
 
@@ -222,30 +255,41 @@ impl<'a> PageView<'a> {
     }
 
     /// The stored bytes of (col, row), `None` if NULL.
-    pub(crate) fn raw(&self, col: usize, i: usize) -> Option<&'a [u8]> {
+    pub(crate) fn raw(&self, col: usize, i: usize) -> Option<&[u8]> {
         if i >= self.rows || self.is_null(col, i) {
             return None;
         }
         let c = self.cols.get(col)?;
         match &c.data {
             None => self
-                .bytes
+                .bytes()
                 .get(c.values.start + i * c.width..c.values.start + (i + 1) * c.width),
             Some(data) => {
                 let (s, e) = (self.offset(&c.values, i), self.offset(&c.values, i + 1));
-                self.bytes.get(data.start + s..data.start + e)
+                self.bytes().get(data.start + s..data.start + e)
             }
         }
     }
 
     /// The fixed-width values of rows `start..start + n` of `col`.
-    pub(crate) fn fixed_run(&self, col: usize, start: usize, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn fixed_run(&self, col: usize, start: usize, n: usize) -> Option<&[u8]> {
         let c = self.cols.get(col)?;
         if c.data.is_some() {
             return None;
         }
-        self.bytes
+        self.bytes()
             .get(c.values.start + start * c.width..c.values.start + (start + n) * c.width)
+    }
+
+    /// A variable-length column's offsets for rows `start..=start + n` (as stored, LE
+    /// u32) and its whole data region.
+    pub(crate) fn var_run(&self, col: usize, start: usize, n: usize) -> Option<(&[u8], &[u8])> {
+        let c = self.cols.get(col)?;
+        let data = c.data.as_ref()?;
+        let offs = self
+            .bytes()
+            .get(c.values.start + 4 * start..c.values.start + 4 * (start + n + 1))?;
+        Some((offs, self.bytes().get(data.clone())?))
     }
 
     /// Data bytes of rows `start..start + n` of a variable-length column.
@@ -269,6 +313,84 @@ impl<'a> PageView<'a> {
                 Some(raw) => value_from_bytes(ty, raw).map_err(StorageError::from),
             })
             .collect()
+    }
+}
+
+/// The buffer pool: verified, parsed pages, shared by every reader.
+///
+/// Keyed by page generation (unique per page write, see `table::PageMeta`), so a page
+/// that was rewritten is never served stale: its new generation misses and the old
+/// entry ages out. A page's seal and structure are checked once, when it enters the
+/// pool. Bounded by `budget_bytes`; the least recently used entries go first.
+#[derive(Debug)]
+pub(crate) struct PageCache {
+    shards: Vec<std::sync::Mutex<CacheShard>>,
+    shard_budget: usize,
+    tick: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CacheShard {
+    map: std::collections::HashMap<u64, (Arc<Page>, u64)>,
+    bytes: usize,
+}
+
+const CACHE_SHARDS: usize = 16;
+
+impl PageCache {
+    pub(crate) fn new(budget_bytes: usize) -> Self {
+        Self {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| std::sync::Mutex::new(CacheShard::default()))
+                .collect(),
+            shard_budget: budget_bytes / CACHE_SHARDS,
+            tick: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, generation: u64) -> Option<std::sync::MutexGuard<'_, CacheShard>> {
+        let i = usize::try_from(generation % CACHE_SHARDS as u64).unwrap_or(0);
+        self.shards
+            .get(i)
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    pub(crate) fn get(&self, generation: u64) -> Option<Arc<Page>> {
+        let now = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut shard = self.shard(generation)?;
+        let entry = shard.map.get_mut(&generation)?;
+        entry.1 = now;
+        Some(entry.0.clone())
+    }
+
+    pub(crate) fn insert(&self, generation: u64, page: Arc<Page>) {
+        if self.shard_budget == 0 {
+            return;
+        }
+        let now = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let size = page.buf.payload_len;
+        let Some(mut shard) = self.shard(generation) else {
+            return;
+        };
+        if let Some((old, _)) = shard.map.insert(generation, (page, now)) {
+            shard.bytes = shard.bytes.saturating_sub(old.buf.payload_len);
+        }
+        shard.bytes += size;
+        if shard.bytes > self.shard_budget {
+            // Evict the older half by last use.
+            let mut ticks: Vec<u64> = shard.map.values().map(|(_, t)| *t).collect();
+            ticks.sort_unstable();
+            let cut = ticks.get(ticks.len() / 2).copied().unwrap_or(u64::MAX);
+            let mut freed = 0usize;
+            shard.map.retain(|_, (p, t)| {
+                let keep = *t >= cut;
+                if !keep {
+                    freed += p.buf.payload_len;
+                }
+                keep
+            });
+            shard.bytes = shard.bytes.saturating_sub(freed);
+        }
     }
 }
 
@@ -402,7 +524,7 @@ impl PageBuilder {
         self.push(key, |c| raws.get(c).copied().flatten())
     }
 
-    pub(crate) fn push_page_row(&mut self, page: &PageView<'_>, i: usize) -> Result<()> {
+    pub(crate) fn push_page_row(&mut self, page: &Page, i: usize) -> Result<()> {
         self.push(page.key(i), |c| page.raw(c, i))
     }
 
@@ -465,6 +587,14 @@ mod tests {
         ]
     }
 
+    fn parse(ty: &[SqlType], bytes: &[u8]) -> Result<Page> {
+        let len = bytes.len();
+        Page::parse(
+            Arc::from(ty),
+            PageBuf::new(fjall::Slice::from(bytes.to_vec()), len),
+        )
+    }
+
     fn build(n: i64) -> Vec<u8> {
         let ty = types();
         let mut b = PageBuilder::new(&ty);
@@ -492,7 +622,7 @@ mod tests {
     fn a_page_reads_back_what_was_built() {
         let ty = types();
         let bytes = build(20);
-        let p = PageView::parse(&ty, &bytes).unwrap();
+        let p = parse(&ty, &bytes).unwrap();
         assert_eq!(p.rows(), 20);
         assert_eq!(p.creator(), TxnId(9));
         assert_eq!(p.find(&5i64.to_be_bytes()), Ok(5));
@@ -523,7 +653,7 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0xFF;
-            if let Ok(p) = PageView::parse(&ty, &bad) {
+            if let Ok(p) = parse(&ty, &bad) {
                 for r in 0..p.rows() {
                     let _ = p.values(r);
                     let _ = p.key(r);
@@ -531,7 +661,7 @@ mod tests {
             }
         }
         for cut in 0..bytes.len() {
-            if let Ok(p) = PageView::parse(&ty, &bytes[..cut]) {
+            if let Ok(p) = parse(&ty, &bytes[..cut]) {
                 let _ = p.values(0);
             }
         }

@@ -11,7 +11,7 @@ use crate::engine::SnapshotGuard;
 use crate::error::{Result, StorageError};
 use crate::keys::split_index_key;
 use crate::limits::COOPERATIVE_GC_KEYS_MAX;
-use crate::page::PageView;
+use crate::page::Page;
 use crate::table::{ReadView, RowSource, TableStore, Version};
 use crate::tip::TxnState;
 use crate::txn::{Isolation, ReadCommittedMode, RecordKey, Transaction};
@@ -325,12 +325,10 @@ impl<'t> Scan<'t> {
                 (Some(a), Some(b)) => Some(a.min(b).clone()),
                 (a, b) => a.clone().or_else(|| b.clone()),
             };
-            let page_buf = match &seg {
-                Some((first, _)) => Some(store.fetch_page(&inner.ks.pages, first)?),
-                None => None,
-            };
-            let page = match &page_buf {
-                Some(b) => Some(store.parse(b.bytes())?),
+            let page: Option<Arc<Page>> = match &seg {
+                Some((first, meta)) => {
+                    Some(store.fetch_page(&inner.pages(), first, meta.generation)?)
+                }
                 None => None,
             };
             let page_visible = seg
@@ -412,7 +410,7 @@ impl<'t> Scan<'t> {
                     {
                         Some(v) => v.row.clone().map(RowSource::Delta),
                         None if from_page && page_visible => {
-                            page_buf.clone().map(|b| RowSource::Page(b, i))
+                            page.clone().map(|p| RowSource::Page(p, i))
                         }
                         None => None,
                     };
@@ -420,7 +418,7 @@ impl<'t> Scan<'t> {
                         self.note_garbage(key, c);
                     }
                     if let Some(src) = &source {
-                        if !self.emit(w, n, src, page.as_ref())? {
+                        if !self.emit(w, n, src)? {
                             if n == 0 {
                                 return Err(row_too_large(w));
                             }
@@ -455,7 +453,7 @@ impl<'t> Scan<'t> {
     }
 
     /// How many rows from `i` (at most `want`) fit the heap.
-    fn fit_run(&self, w: &BatchWriter<'_>, p: &PageView<'_>, i: usize, want: usize) -> usize {
+    fn fit_run(&self, w: &BatchWriter<'_>, p: &Page, i: usize, want: usize) -> usize {
         let free = w.heap_remaining();
         let need = |k: usize| -> usize {
             self.columns
@@ -472,9 +470,9 @@ impl<'t> Scan<'t> {
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             if need(mid) <= free {
-                lo = mid
+                lo = mid;
             } else {
-                hi = mid - 1
+                hi = mid - 1;
             }
         }
         lo
@@ -483,7 +481,7 @@ impl<'t> Scan<'t> {
     fn copy_run(
         &self,
         w: &mut BatchWriter<'_>,
-        p: &PageView<'_>,
+        p: &Page,
         i: usize,
         at: usize,
         k: usize,
@@ -496,12 +494,10 @@ impl<'t> Scan<'t> {
                     .ok_or(StorageError::Internal("page run out of range"))?;
                 w.copy_fixed_run(out, at, values, p.validity(c), i, k)?;
             } else {
-                for r in 0..k {
-                    match p.raw(c, i + r) {
-                        Some(b) => w.set_bytes(out, at + r, b)?,
-                        None => w.set_null(out, at + r)?,
-                    }
-                }
+                let (offsets, data) = p
+                    .var_run(c, i, k)
+                    .ok_or(StorageError::Internal("page run out of range"))?;
+                w.copy_var_run(out, at, offsets, data, p.validity(c), i, k)?;
             }
         }
         if let Some(ks) = keys {
@@ -511,37 +507,16 @@ impl<'t> Scan<'t> {
     }
 
     /// Writes one row at `at`; `false` if its variable-length values do not fit.
-    fn emit(
-        &self,
-        w: &mut BatchWriter<'_>,
-        at: usize,
-        src: &RowSource,
-        page: Option<&PageView<'_>>,
-    ) -> Result<bool> {
-        let store = &self.store;
-        let decoded;
-        let parsed;
-        let (row_ref, page_ref): (
-            Option<&scratchbird_types::row::RowRef<'_>>,
-            Option<(&PageView<'_>, usize)>,
-        ) = match src {
-            RowSource::Delta(bytes) => {
-                decoded = store.layout.decode(bytes)?;
-                (Some(&decoded), None)
-            }
-            RowSource::Page(buf, i) => match page {
-                Some(p) => (None, Some((p, *i))),
-                None => {
-                    parsed = store.parse(buf.bytes())?;
-                    (None, Some((&parsed, *i)))
-                }
-            },
+    fn emit(&self, w: &mut BatchWriter<'_>, at: usize, src: &RowSource) -> Result<bool> {
+        let decoded = match src {
+            RowSource::Delta(bytes) => Some(self.store.layout.decode(bytes)?),
+            RowSource::Page(..) => None,
         };
         let raw = |c: usize| -> Result<Option<&[u8]>> {
-            match (row_ref, page_ref) {
+            match (&decoded, src) {
                 (Some(r), _) => Ok(r.raw(c)?),
-                (None, Some((p, i))) => Ok(p.raw(c, i)),
-                (None, None) => Ok(None),
+                (None, RowSource::Page(p, i)) => Ok(p.raw(c, *i)),
+                (None, RowSource::Delta(_)) => Ok(None),
             }
         };
         let mut need = 0usize;
@@ -604,11 +579,11 @@ impl<'t> Scan<'t> {
             if let Some(c) = st.delta.get(rk) {
                 self.note_garbage(rk, c);
             }
-            if let Some(src) = store.visible_row(&st, &inner.ks.pages, &inner.tip, self.view, rk)? {
+            if let Some(src) = store.visible_row(&st, &inner.pages(), &inner.tip, self.view, rk)? {
                 // Entries exist for every retained version: keep the one that matches
                 // the version this snapshot sees, so the result equals a table scan.
                 if store.index_key_of(&idx, &store.row_values(&src)?)? == ik {
-                    if !self.emit(w, n, &src, None)? {
+                    if !self.emit(w, n, &src)? {
                         if n == 0 {
                             return Err(row_too_large(w));
                         }

@@ -91,7 +91,7 @@ impl Inner {
                 }
             }
         }
-        if let Some((creator, row)) = store.base_row(st, &self.ks.pages, key)? {
+        if let Some((creator, row)) = store.base_row(st, &self.pages(), key)? {
             if self.tip.state(creator) != TxnState::RolledBack {
                 remaining.push(store.row_values(&row)?);
             }
@@ -143,13 +143,13 @@ impl Inner {
         &self,
         store: &TableStore,
         first: &[u8],
+        generation: u64,
         b: &mut fjall::OwnedWriteBatch,
     ) -> Result<()> {
         let pk = page_key(store.def.id, first);
         let indexes = store.index_defs();
         if !indexes.is_empty() {
-            let page = store.fetch_page(&self.ks.pages, first)?;
-            let pv = store.parse(page.bytes())?;
+            let pv = store.fetch_page(&self.pages(), first, generation)?;
             for i in 0..pv.rows() {
                 let values = pv.values(i)?;
                 for idx in &indexes {
@@ -211,7 +211,7 @@ impl Inner {
                         remaining.push(store.row_values(&RowSource::Delta(row.clone()))?);
                     }
                 }
-                if let Some((creator, row)) = store.base_row(st, &self.ks.pages, key)? {
+                if let Some((creator, row)) = store.base_row(st, &self.pages(), key)? {
                     if self.tip.state(creator) != TxnState::RolledBack {
                         remaining.push(store.row_values(&row)?);
                     }
@@ -288,19 +288,19 @@ impl Inner {
         // Pages of rolled-back bulk loads.
         {
             let mut st = store.write();
-            let dead: Vec<Vec<u8>> = st
+            let dead: Vec<(Vec<u8>, u64)> = st
                 .pages
                 .iter()
                 .filter(|(_, m)| self.tip.state(m.creator) == TxnState::RolledBack)
-                .map(|(k, _)| k.clone())
+                .map(|(k, m)| (k.clone(), m.generation))
                 .collect();
             if !dead.is_empty() {
                 let mut b = self.db.batch();
-                for first in &dead {
-                    self.remove_page(store, first, &mut b)?;
+                for (first, generation) in &dead {
+                    self.remove_page(store, first, *generation, &mut b)?;
                 }
                 self.write_batch(b)?;
-                for first in &dead {
+                for (first, _) in &dead {
                     st.pages.remove(first);
                 }
                 report.pages_removed += dead.len() as u64;
@@ -389,12 +389,15 @@ impl Inner {
                 .filter(|k| end.is_none_or(|e| k.as_slice() < e))
                 .cloned(),
         };
-        let page = match &old_first {
-            Some(f) => Some(store.fetch_page(&self.ks.pages, f)?),
-            None => None,
-        };
-        let pv = match &page {
-            Some(p) => Some(store.parse(p.bytes())?),
+        let pv = match &old_first {
+            Some(f) => {
+                let generation = st
+                    .pages
+                    .get(f)
+                    .map(|m| m.generation)
+                    .ok_or(StorageError::Internal("fold of a page the directory lost"))?;
+                Some(store.fetch_page(&self.pages(), f, generation)?)
+            }
             None => None,
         };
         let target = self.config.page_target_bytes;
@@ -415,6 +418,7 @@ impl Inner {
                 .ok_or(StorageError::Internal("page without first key"))?;
             let meta = PageMeta {
                 creator: TxnId(0),
+                generation: crate::table::next_generation(),
                 rows,
                 bytes: u32::try_from(bytes.len())
                     .map_err(|_| StorageError::Internal("page size"))?,
@@ -562,9 +566,8 @@ impl Inner {
                     _ => None,
                 }
             };
-            for first in st.pages.keys() {
-                let page = sys.fetch_page(&self.ks.pages, first)?;
-                let pv = sys.parse(page.bytes())?;
+            for (first, meta) in &st.pages {
+                let pv = sys.fetch_page(&self.pages(), first, meta.generation)?;
                 for i in 0..pv.rows() {
                     if let Some(id) = id_of(&pv.values(i)?) {
                         alive.insert(id);
@@ -724,7 +727,7 @@ impl Inner {
 }
 
 enum Src<'a> {
-    Page(&'a crate::page::PageView<'a>, usize),
+    Page(&'a crate::page::Page, usize),
     Row(&'a [u8]),
 }
 
@@ -775,8 +778,12 @@ impl Inner {
                 Ok(())
             };
             for (first, meta) in &st.pages {
-                let page = store.fetch_page(&self.ks.pages, first)?;
-                let pv = store.parse(page.bytes())?;
+                // Straight from the store, past the buffer pool: this reads the disk.
+                let disk = crate::table::PageReader {
+                    ks: &self.ks.pages,
+                    cache: None,
+                };
+                let pv = store.fetch_page(&disk, first, meta.generation)?;
                 report.pages += 1;
                 report.page_rows += pv.rows() as u64;
                 if pv.rows() as u32 != meta.rows || pv.creator() != meta.creator {

@@ -11,7 +11,7 @@ use crate::catalog::{IndexDef, TableDef};
 use crate::codec::{Reader, corrupt, seal, unseal};
 use crate::error::{Result, StorageError};
 use crate::keys::page_key;
-use crate::page::PageView;
+use crate::page::{Page, PageBuf};
 use crate::tip::{Tip, TxnState};
 use scratchbird_types::key::encode_key;
 use scratchbird_types::row::RowLayout;
@@ -46,6 +46,16 @@ pub(crate) struct PageMeta {
     pub rows: u32,
     pub bytes: u32,
     pub last_key: Vec<u8>,
+    /// In memory only: a number no other page write has, so a scan can tell that the
+    /// page it holds is still the one the directory names.
+    pub generation: u64,
+}
+
+static PAGE_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh page generation number.
+pub(crate) fn next_generation() -> u64 {
+    PAGE_GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
 pub(crate) fn encode_page_meta(key: &[u8], m: &PageMeta) -> Vec<u8> {
@@ -69,6 +79,7 @@ pub(crate) fn decode_page_meta(key: &[u8], value: &[u8]) -> Result<PageMeta> {
         rows,
         bytes,
         last_key,
+        generation: next_generation(),
     })
 }
 
@@ -158,6 +169,7 @@ impl TableState {
 pub(crate) struct TableStore {
     pub def: Arc<TableDef>,
     pub types: Vec<SqlType>,
+    pub types_shared: Arc<[SqlType]>,
     pub key_types: Vec<SqlType>,
     pub layout: RowLayout,
     pub state: RwLock<TableState>,
@@ -167,31 +179,26 @@ pub(crate) struct TableStore {
     pub next_rowid: AtomicU64,
 }
 
-/// A page as read from the key-value store: the sealed value, checked, shared with
-/// the block cache (no copy).
-#[derive(Debug, Clone)]
-pub(crate) struct PageBuf {
-    raw: fjall::Slice,
-    payload_len: usize,
-}
-
-impl PageBuf {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.raw.get(..self.payload_len).unwrap_or(&[])
-    }
+/// Where pages are read from: the store, through the buffer pool (`cache: None`
+/// bypasses it, for integrity checks that must read the disk).
+#[derive(Clone, Copy)]
+pub(crate) struct PageReader<'a> {
+    pub ks: &'a fjall::Keyspace,
+    pub cache: Option<&'a crate::page::PageCache>,
 }
 
 /// A row read from a table: from a chain (owned bytes) or a page.
 #[derive(Debug, Clone)]
 pub(crate) enum RowSource {
     Delta(Arc<[u8]>),
-    Page(PageBuf, usize),
+    Page(Arc<Page>, usize),
 }
 
 impl TableStore {
     pub(crate) fn new(def: Arc<TableDef>) -> Result<Self> {
         Ok(Self {
             types: def.types(),
+            types_shared: Arc::from(def.types()),
             key_types: def.key_types(),
             layout: def.row_layout()?,
             def,
@@ -245,10 +252,21 @@ impl TableStore {
         Ok(k)
     }
 
-    /// Reads and validates a page.
-    pub(crate) fn fetch_page(&self, pages: &fjall::Keyspace, first: &[u8]) -> Result<PageBuf> {
+    /// The page starting at `first` with directory generation `generation`: from the
+    /// buffer pool, or read from the store (seal and structure checked) and pooled.
+    pub(crate) fn fetch_page(
+        &self,
+        pages: &PageReader<'_>,
+        first: &[u8],
+        generation: u64,
+    ) -> Result<Arc<Page>> {
+        if let Some(cache) = pages.cache {
+            if let Some(p) = cache.get(generation) {
+                return Ok(p);
+            }
+        }
         let k = page_key(self.def.id, first);
-        let raw = pages.get(&k)?.ok_or_else(|| {
+        let raw = pages.ks.get(&k)?.ok_or_else(|| {
             corrupt(
                 "page directory",
                 &k,
@@ -256,28 +274,30 @@ impl TableStore {
             )
         })?;
         let payload_len = unseal("page", &k, &raw)?.len();
-        Ok(PageBuf { raw, payload_len })
-    }
-
-    pub(crate) fn parse<'a>(&'a self, page: &'a [u8]) -> Result<PageView<'a>> {
-        PageView::parse(&self.types, page)
+        let page = Arc::new(Page::parse(
+            self.types_shared.clone(),
+            PageBuf::new(raw, payload_len),
+        )?);
+        if let Some(cache) = pages.cache {
+            cache.insert(generation, page.clone());
+        }
+        Ok(page)
     }
 
     /// The base row of `key`, if a page holds it (visibility not checked).
     pub(crate) fn base_row(
         &self,
         st: &TableState,
-        pages: &fjall::Keyspace,
+        pages: &PageReader<'_>,
         key: &[u8],
     ) -> Result<Option<(TxnId, RowSource)>> {
         let Some((first, meta)) = st.page_holding(key) else {
             return Ok(None);
         };
         let creator = meta.creator;
-        let page = self.fetch_page(pages, first)?;
-        let view = self.parse(page.bytes())?;
-        match view.find(key) {
-            Ok(i) => Ok(Some((creator, RowSource::Page(page.clone(), i)))),
+        let page = self.fetch_page(pages, first, meta.generation)?;
+        match page.find(key) {
+            Ok(i) => Ok(Some((creator, RowSource::Page(page, i)))),
             Err(_) => Ok(None),
         }
     }
@@ -286,7 +306,7 @@ impl TableStore {
     pub(crate) fn visible_row(
         &self,
         st: &TableState,
-        pages: &fjall::Keyspace,
+        pages: &PageReader<'_>,
         tip: &Tip,
         view: ReadView,
         key: &[u8],
@@ -306,7 +326,7 @@ impl TableStore {
     pub(crate) fn row_values(&self, row: &RowSource) -> Result<Vec<Value>> {
         match row {
             RowSource::Delta(bytes) => Ok(self.layout.decode(bytes)?.values()?),
-            RowSource::Page(page, i) => self.parse(page.bytes())?.values(*i),
+            RowSource::Page(page, i) => page.values(*i),
         }
     }
 

@@ -607,8 +607,13 @@ impl Transaction {
                     .table(table)
                     .ok_or(StorageError::Internal("undo of an unknown table"))?;
                 let mut st = store.write();
+                // A sweep may have removed the page already: the transaction was
+                // marked rolled back before its undo ran.
+                let Some(generation) = st.pages.get(&first).map(|m| m.generation) else {
+                    return Ok(());
+                };
                 let mut b = inner.db.batch();
-                inner.remove_page(&store, &first, &mut b)?;
+                inner.remove_page(&store, &first, generation, &mut b)?;
                 inner.write_batch(b)?;
                 st.pages.remove(&first);
             }
@@ -648,7 +653,7 @@ impl Transaction {
                     None => Step::Done(
                         match store.visible_row(
                             &st,
-                            &self.inner.ks.pages,
+                            &self.inner.pages(),
                             &self.inner.tip,
                             view,
                             key,
@@ -723,7 +728,7 @@ impl Transaction {
                 continue;
             }
             if let Some(row) =
-                store.visible_row(&st, &self.inner.ks.pages, &self.inner.tip, view, rk)?
+                store.visible_row(&st, &self.inner.pages(), &self.inner.tip, view, rk)?
             {
                 let vals = store.row_values(&row)?;
                 if store.index_key_of(&idx, &vals)? == ikey {
@@ -953,7 +958,7 @@ impl Transaction {
                 return Ok(RecordState::Current(v.row.clone().map(RowSource::Delta)));
             }
         }
-        match store.base_row(st, &self.inner.ks.pages, key)? {
+        match store.base_row(st, &self.inner.pages(), key)? {
             None => Ok(RecordState::Current(None)),
             Some((creator, row)) => {
                 if creator != self.id && tip.state(creator) == TxnState::RolledBack {
@@ -1154,7 +1159,7 @@ impl Transaction {
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some((creator, row)) = store.base_row(st, &self.inner.ks.pages, rk)? {
+            if let Some((creator, row)) = store.base_row(st, &self.inner.pages(), rk)? {
                 versions.push((creator, Some(row)));
             }
             let carries = |row: &Option<RowSource>| -> Result<bool> {
@@ -1296,6 +1301,7 @@ impl Transaction {
         let pk = page_key(store.def.id, &first);
         let meta = PageMeta {
             creator: self.id,
+            generation: crate::table::next_generation(),
             rows,
             bytes: u32::try_from(bytes.len()).map_err(|_| StorageError::Internal("page size"))?,
             last_key,
@@ -1558,8 +1564,7 @@ impl Transaction {
             if !live(meta.creator) {
                 continue;
             }
-            let page = store.fetch_page(&inner.ks.pages, first)?;
-            let pv = store.parse(page.bytes())?;
+            let pv = store.fetch_page(&inner.pages(), first, meta.generation)?;
             for i in 0..pv.rows() {
                 let rk = pv.key(i);
                 let shadowed = st

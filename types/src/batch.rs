@@ -181,6 +181,20 @@ pub fn copy_bits(
         return Err(batch_err("bit range out of bounds"));
     }
     let get = |i: usize| -> bool { src.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0) };
+    if src_bit.is_multiple_of(8) && dst_bit.is_multiple_of(8) {
+        // Both byte aligned: whole bytes are a plain copy.
+        let whole = n / 8;
+        let (d, s) = (dst_bit / 8, src_bit / 8);
+        if let (Some(dst_bytes), Some(src_bytes)) =
+            (dst.get_mut(d..d + whole), src.get(s..s + whole))
+        {
+            dst_bytes.copy_from_slice(src_bytes);
+        }
+        for i in whole * 8..n {
+            set_bit(dst, dst_bit + i, get(src_bit + i));
+        }
+        return Ok(());
+    }
     let mut done = 0usize;
     // Single bits until the destination is byte aligned.
     while done < n && !(dst_bit + done).is_multiple_of(8) {
@@ -398,6 +412,74 @@ impl<'b> BatchWriter<'b> {
         copy_bits(v, dst_row, validity, src_bit, n)
     }
 
+    /// Copies a run of `n` variable-length values: `offsets` holds `n + 1` stored
+    /// (LE u32) offsets into `data`, as a page keeps them. The bytes go into the heap in
+    /// one copy; each row's entry points into it. Validity as for
+    /// [`BatchWriter::copy_fixed_run`].
+    ///
+    /// # Errors
+    /// Out of bounds, a fixed-width column, offsets out of order, or the heap is full
+    /// (nothing is written then).
+    pub fn copy_var_run(
+        &mut self,
+        col: usize,
+        dst_row: usize,
+        offsets: &[u8],
+        data: &[u8],
+        validity: &[u8],
+        src_bit: usize,
+        n: usize,
+    ) -> Result<(), TypeError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let slot = self.slot(col, dst_row + n - 1)?.clone();
+        if !slot.var || offsets.len() != 4 * (n + 1) {
+            return Err(batch_err("variable run of the wrong shape for its column"));
+        }
+        let word = |c: &[u8]| <[u8; 4]>::try_from(c).map_or(0, |b| u32::from_le_bytes(b) as usize);
+        let start = offsets.get(..4).map_or(0, word);
+        let end = offsets.get(4 * n..4 * n + 4).map_or(0, word);
+        let bytes = data
+            .get(start..end)
+            .ok_or(batch_err("variable run outside its data"))?;
+        if bytes.len() > self.heap_remaining() {
+            return Err(batch_err("heap full"));
+        }
+        let base = self.heap_used;
+        let h = self.layout.heap + base;
+        self.buf
+            .get_mut(h..h + bytes.len())
+            .ok_or(batch_err("heap out of bounds"))?
+            .copy_from_slice(bytes);
+        let at = slot.values + dst_row * 8;
+        let entries = self
+            .buf
+            .get_mut(at..at + 8 * n)
+            .ok_or(batch_err("values out of bounds"))?;
+        let heap_base = u32::try_from(base).map_err(|_| batch_err("heap offset"))?;
+        let mut prev = start;
+        let nexts = offsets.get(4..).unwrap_or(&[]).chunks_exact(4).map(word);
+        for (entry, next) in entries.chunks_exact_mut(8).zip(nexts) {
+            if next < prev {
+                return Err(batch_err("variable run offsets out of order"));
+            }
+            let rel = u32::try_from(prev - start).map_err(|_| batch_err("offset"))?;
+            let len = u32::try_from(next - prev).map_err(|_| batch_err("length"))?;
+            let (o, l) = entry.split_at_mut(4);
+            o.copy_from_slice(&(heap_base + rel).to_le_bytes());
+            l.copy_from_slice(&len.to_le_bytes());
+            prev = next;
+        }
+        self.heap_used += bytes.len();
+        let rows = self.layout.rows_max as usize;
+        let v = self
+            .buf
+            .get_mut(slot.validity..slot.validity + rows / 8)
+            .ok_or(batch_err("validity out of bounds"))?;
+        copy_bits(v, dst_row, validity, src_bit, n)
+    }
+
     /// Records the row count and heap use in the header. Returns the row count.
     ///
     /// # Errors
@@ -591,6 +673,33 @@ mod tests {
             vec![Value::Null, Value::Text(String::new())]
         );
         assert!(v.row(2).is_err());
+    }
+
+    #[test]
+    fn a_variable_run_lands_in_the_heap_in_one_piece() {
+        let layout = BatchLayout::new(&[SqlType::Text], 8, 64).unwrap();
+        let mut buf = vec![0u8; layout.total_bytes()];
+        let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+        w.set_bytes(0, 0, b"zz").unwrap();
+        let offsets: Vec<u8> = [0u32, 3, 3, 5]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        w.copy_var_run(0, 1, &offsets, b"abcde", &[0b101], 0, 3)
+            .unwrap();
+        w.finish(4).unwrap();
+        let v = BatchView::new(&layout, &buf).unwrap();
+        assert_eq!(v.value(0, 0).unwrap(), Value::Text("zz".into()));
+        assert_eq!(v.value(0, 1).unwrap(), Value::Text("abc".into()));
+        assert_eq!(v.value(0, 2).unwrap(), Value::Null);
+        assert_eq!(v.value(0, 3).unwrap(), Value::Text("de".into()));
+        let bad: Vec<u8> = [4u32, 2, 3, 5]
+            .iter()
+            .flat_map(|o| o.to_le_bytes())
+            .collect();
+        let mut buf2 = vec![0u8; layout.total_bytes()];
+        let mut w = BatchWriter::new(&layout, &mut buf2).unwrap();
+        assert!(w.copy_var_run(0, 0, &bad, b"abcde", &[7], 0, 3).is_err());
     }
 
     #[test]

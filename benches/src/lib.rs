@@ -1,0 +1,166 @@
+//! Shared pieces of the benchmarks: the `lineitem` data set of `shared/PERFORMANCE.md`
+//! (deterministic), store setup, and the environment the benchmarks run in.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark code"
+)]
+
+use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
+use scratchbird_storage::{Durability, Env, Storage, StorageConfig, TxnOptions};
+use scratchbird_types::{Date, Decimal, SqlType, TableId, Value};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall clock and a counter-based id source (benchmarks need no secure randomness).
+#[derive(Debug, Default)]
+pub struct BenchEnv(AtomicU64);
+
+impl Env for BenchEnv {
+    fn now_micros(&self) -> i64 {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    }
+    fn random_bytes(&self) -> [u8; 16] {
+        let n = self.0.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+        out[8..].copy_from_slice(&u64::try_from(self.now_micros()).unwrap_or(0).to_le_bytes());
+        out
+    }
+}
+
+/// A store for benchmarks: fsync on, background sweep off (it would compete for the
+/// core being measured), a cache large enough for the data set.
+pub fn open_store(dir: &Path, durability: Durability) -> Storage {
+    let mut c = StorageConfig::new(Arc::new(BenchEnv::default()));
+    c.durability = durability;
+    c.sweep_interval_ms = None;
+    c.cache_bytes = 1024 * 1024 * 1024;
+    c.page_cache_bytes = 2 * 1024 * 1024 * 1024;
+    c.retention_micros = 0;
+    c.fold_trigger_bytes = usize::MAX;
+    c.delta_max_bytes = usize::MAX;
+    c.transaction_versions_max = usize::MAX;
+    Storage::open(dir, c).unwrap()
+}
+
+/// A fjall database configured as the store configures its page keyspace, for the
+/// raw key-value baselines.
+pub fn open_raw(dir: &Path) -> (fjall::Database, fjall::Keyspace) {
+    let db = fjall::Database::builder(dir)
+        .cache_size(4 * 1024 * 1024 * 1024)
+        .manual_journal_persist(true)
+        .open()
+        .unwrap();
+    let ks = db
+        .keyspace("raw", || {
+            fjall::KeyspaceCreateOptions::default()
+                .manual_journal_persist(true)
+                .data_block_compression_policy(fjall::config::CompressionPolicy::disabled())
+        })
+        .unwrap();
+    (db, ks)
+}
+
+fn dec() -> SqlType {
+    SqlType::Decimal {
+        precision: 15,
+        scale: 2,
+    }
+}
+
+/// The eight `lineitem` columns of PERFORMANCE.md.
+pub fn lineitem_columns() -> Vec<ColumnSpec> {
+    vec![
+        ColumnSpec::new("tenant_id", SqlType::Integer).not_null(),
+        ColumnSpec::new("quantity", dec()),
+        ColumnSpec::new("extendedprice", dec()),
+        ColumnSpec::new("discount", dec()),
+        ColumnSpec::new("tax", dec()),
+        ColumnSpec::new("returnflag", SqlType::Varchar { max_chars: 1 }),
+        ColumnSpec::new("linestatus", SqlType::Varchar { max_chars: 1 }),
+        ColumnSpec::new("shipdate", SqlType::Date),
+    ]
+}
+
+/// Row `i` of `lineitem` (deterministic; the PostgreSQL loader computes the same).
+#[must_use]
+pub fn lineitem_row(i: u64) -> Vec<Value> {
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    let quantity = i128::from(h % 50 + 1) * 100;
+    let price = i128::from(h % 100_000 + 90_000);
+    let discount = i128::from(h % 11);
+    let tax = i128::from(h % 9);
+    let flags = ["A", "N", "R"];
+    let status = ["F", "O"];
+    vec![
+        Value::Integer(i32::try_from(i % 10).unwrap()),
+        Value::Decimal(Decimal::new(quantity, 2)),
+        Value::Decimal(Decimal::new(price, 2)),
+        Value::Decimal(Decimal::new(discount, 2)),
+        Value::Decimal(Decimal::new(tax, 2)),
+        Value::Text(flags[usize::try_from(h % 3).unwrap()].into()),
+        Value::Text(status[usize::try_from((h >> 3) % 2).unwrap()].into()),
+        Value::Date(Date(8_035 + i32::try_from(h % 2_526).unwrap())),
+    ]
+}
+
+/// Creates `lineitem` (no primary key, as in PostgreSQL) and bulk loads `rows` rows.
+pub fn load_lineitem(store: &Storage, rows: u64) -> TableId {
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let id = t
+        .create_table(&TableSpec {
+            name: "lineitem".into(),
+            columns: lineitem_columns(),
+            primary_key: vec![],
+        })
+        .unwrap();
+    t.bulk_insert(id, (0..rows).map(lineitem_row)).unwrap();
+    t.commit().unwrap();
+    id
+}
+
+/// `items(id BIGINT PRIMARY KEY, ...lineitem columns)`, bulk loaded with ids 0..rows.
+pub fn load_items(store: &Storage, rows: u64) -> TableId {
+    let mut cols = vec![ColumnSpec::new("id", SqlType::BigInt)];
+    cols.extend(lineitem_columns());
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let id = t
+        .create_table(&TableSpec {
+            name: "items".into(),
+            columns: cols,
+            primary_key: vec!["id".into()],
+        })
+        .unwrap();
+    t.bulk_insert(
+        id,
+        (0..rows).map(|i| {
+            let mut r = vec![Value::BigInt(i64::try_from(i).unwrap())];
+            r.extend(lineitem_row(i));
+            r
+        }),
+    )
+    .unwrap();
+    t.commit().unwrap();
+    id
+}
+
+/// A tiny deterministic generator for benchmark inputs.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
