@@ -7,6 +7,8 @@
     reason = "benchmark code"
 )]
 
+pub mod postgres;
+
 use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
 use scratchbird_storage::{Durability, Env, Storage, StorageConfig, TxnOptions};
 use scratchbird_types::{Date, Decimal, SqlType, TableId, Value};

@@ -519,10 +519,10 @@ impl Inner {
     }
 
     fn sync(&self) -> Result<()> {
-        if let Some(f) = &self.config.faults {
-            if f.take_fsync_failure() {
-                return Err(self.poison("fsync failed (injected fault)".into()));
-            }
+        if let Some(f) = &self.config.faults
+            && f.take_fsync_failure()
+        {
+            return Err(self.poison("fsync failed (injected fault)".into()));
         }
         let mode = match self.config.durability {
             Durability::Fsync => PersistMode::SyncAll,
@@ -755,10 +755,10 @@ impl Inner {
                 .catalog_cache
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((epoch, cat)) = cache.as_ref() {
-                if *epoch == last {
-                    return Ok(cat.clone());
-                }
+            if let Some((epoch, cat)) = cache.as_ref()
+                && *epoch == last
+            {
+                return Ok(cat.clone());
             }
         }
         let cat = Arc::new(self.build_catalog(view)?);

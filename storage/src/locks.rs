@@ -56,10 +56,10 @@ impl State {
             if t == target {
                 return true;
             }
-            if seen.insert(t) {
-                if let Some(next) = self.waits_for.get(&t) {
-                    stack.extend(next.iter().copied());
-                }
+            if seen.insert(t)
+                && let Some(next) = self.waits_for.get(&t)
+            {
+                stack.extend(next.iter().copied());
             }
         }
         false

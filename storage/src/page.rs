@@ -459,16 +459,16 @@ impl PageBuilder {
         key: &[u8],
         field: impl Fn(usize) -> Option<&'f [u8]>,
     ) -> Result<()> {
-        if let Some(last) = self.last_key() {
-            if last >= key {
-                return Err(StorageError::Internal(
-                    "page rows must be pushed in key order",
-                ));
-            }
+        if let Some(last) = self.last_key()
+            && last >= key
+        {
+            return Err(StorageError::Internal(
+                "page rows must be pushed in key order",
+            ));
         }
         let bit = self.rows;
         for (c, (col, ty)) in self.cols.iter_mut().zip(&self.types).enumerate() {
-            if bit % 8 == 0 {
+            if bit.is_multiple_of(8) {
                 col.validity.push(0);
             }
             let raw = field(c);

@@ -98,6 +98,12 @@ pub struct Scan<'t> {
     gc: Vec<Vec<u8>>,
 }
 
+/// Encodes scan bounds as the byte range `[lo, hi)`; the flag is set when the
+/// bounds admit no key at all.
+#[expect(
+    clippy::type_complexity,
+    reason = "a private helper's (lo, hi, empty) triple"
+)]
 fn bounds(
     types: &[SqlType],
     lower: &Bound<Vec<Value>>,

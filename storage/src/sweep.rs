@@ -91,10 +91,10 @@ impl Inner {
                 }
             }
         }
-        if let Some((creator, row)) = store.base_row(st, &self.pages(), key)? {
-            if self.tip.state(creator) != TxnState::RolledBack {
-                remaining.push(store.row_values(&row)?);
-            }
+        if let Some((creator, row)) = store.base_row(st, &self.pages(), key)?
+            && self.tip.state(creator) != TxnState::RolledBack
+        {
+            remaining.push(store.row_values(&row)?);
         }
         self.remove_uncarried(store, key, removed, &remaining, b)
     }
@@ -131,7 +131,7 @@ impl Inner {
         for kv in self.ks.index.prefix(index.as_bytes()) {
             b.remove(&self.ks.index, kv.key()?);
             n += 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 self.write_batch(std::mem::replace(&mut b, self.db.batch()))?;
             }
         }
@@ -211,10 +211,10 @@ impl Inner {
                         remaining.push(store.row_values(&RowSource::Delta(row.clone()))?);
                     }
                 }
-                if let Some((creator, row)) = store.base_row(st, &self.pages(), key)? {
-                    if self.tip.state(creator) != TxnState::RolledBack {
-                        remaining.push(store.row_values(&row)?);
-                    }
+                if let Some((creator, row)) = store.base_row(st, &self.pages(), key)?
+                    && self.tip.state(creator) != TxnState::RolledBack
+                {
+                    remaining.push(store.row_values(&row)?);
                 }
                 self.remove_uncarried(store, key, &removed_rows, &remaining, &mut b)?;
             }
@@ -335,7 +335,7 @@ impl Inner {
         st: &TableState,
         from: Option<&[u8]>,
         h: CommitNumber,
-    ) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    ) -> Option<crate::table::KeyRange> {
         let lower = from.map_or(Bound::Unbounded, Bound::Included);
         for (key, chain) in st.delta.range::<[u8], _>((lower, Bound::Unbounded)) {
             let foldable = chain.first().is_some_and(|v| self.is_settled(v.txn, h));
@@ -471,7 +471,6 @@ impl Inner {
             }
         }
         flush(&mut builder, &mut first_of_builder)?;
-        drop(flush);
 
         let mut b = self.db.batch();
         // One batch must not both remove and write a key (its items share one
@@ -731,6 +730,9 @@ enum Src<'a> {
     Row(&'a [u8]),
 }
 
+/// An index entry: (index key, record key).
+type IndexEntry = (Vec<u8>, Vec<u8>);
+
 /// What `Storage::check` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntegrityReport {
@@ -766,7 +768,7 @@ impl Inner {
         for store in stores {
             let st = store.read();
             let indexes = store.index_defs();
-            let mut expected: HashMap<IndexId, HashSet<(Vec<u8>, Vec<u8>)>> = HashMap::new();
+            let mut expected: HashMap<IndexId, HashSet<IndexEntry>> = HashMap::new();
             let mut add = |values: &[Value], rk: &[u8]| -> Result<()> {
                 for idx in &indexes {
                     let ik = store.index_key_of(idx, values)?;

@@ -121,6 +121,9 @@ impl ReadView {
     }
 }
 
+/// A key range `[start, end)`; `None` is unbounded.
+pub(crate) type KeyRange = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The mutable part of a table, behind one lock.
 #[derive(Debug, Default)]
 pub(crate) struct TableState {
@@ -148,7 +151,7 @@ impl TableState {
 
     /// The key range `[start, end)` covered by the page starting at `first` (`None`:
     /// unbounded), where the first page covers everything below it.
-    pub(crate) fn page_range(&self, first: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    pub(crate) fn page_range(&self, first: &[u8]) -> KeyRange {
         let is_first = self
             .pages
             .keys()
@@ -260,10 +263,10 @@ impl TableStore {
         first: &[u8],
         generation: u64,
     ) -> Result<Arc<Page>> {
-        if let Some(cache) = pages.cache {
-            if let Some(p) = cache.get(generation) {
-                return Ok(p);
-            }
+        if let Some(cache) = pages.cache
+            && let Some(p) = cache.get(generation)
+        {
+            return Ok(p);
         }
         let k = page_key(self.def.id, first);
         let raw = pages.ks.get(&k)?.ok_or_else(|| {
@@ -311,10 +314,10 @@ impl TableStore {
         view: ReadView,
         key: &[u8],
     ) -> Result<Option<RowSource>> {
-        if let Some(chain) = st.delta.get(key) {
-            if let Some(v) = chain.iter().rev().find(|v| view.sees(tip, v.txn)) {
-                return Ok(v.row.clone().map(RowSource::Delta));
-            }
+        if let Some(chain) = st.delta.get(key)
+            && let Some(v) = chain.iter().rev().find(|v| view.sees(tip, v.txn))
+        {
+            return Ok(v.row.clone().map(RowSource::Delta));
         }
         match self.base_row(st, pages, key)? {
             Some((creator, row)) if view.sees(tip, creator) => Ok(Some(row)),

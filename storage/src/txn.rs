@@ -369,10 +369,8 @@ impl Transaction {
         self.check_active()?;
         let cache_ok =
             matches!(self.opts.isolation, Isolation::Snapshot) || self.stmt_snapshot.is_some();
-        if cache_ok {
-            if let Some(c) = lock(&self.catalog_cache).as_ref() {
-                return Ok(c.clone());
-            }
+        if cache_ok && let Some(c) = lock(&self.catalog_cache).as_ref() {
+            return Ok(c.clone());
         }
         let (view, _guard) = self.read_view();
         let cat = self.inner.catalog_for(view, self.ddl)?;
@@ -1055,10 +1053,10 @@ impl Transaction {
                     continue;
                 }
                 let ikey = store.index_key_of(idx, values)?;
-                if let Some(cv) = &current_values {
-                    if store.index_key_of(idx, cv)? == ikey {
-                        continue;
-                    }
+                if let Some(cv) = &current_values
+                    && store.index_key_of(idx, cv)? == ikey
+                {
+                    continue;
                 }
                 if let Some(t) = self.unique_conflict(store, st, key, idx, &ikey, values)? {
                     return Ok(Step::Wait(t));
@@ -1541,16 +1539,17 @@ impl Transaction {
                         b: &mut fjall::OwnedWriteBatch|
          -> Result<()> {
             let ik = store.index_key_of(idx, values)?;
-            if is_current && idx.unique && !has_null(idx, values) {
-                if let Some(other) = current.insert(ik.clone(), rk.to_vec()) {
-                    if other != rk {
-                        return Err(StorageError::UniqueViolation {
-                            index: idx.name.clone(),
-                            table: store.def.name.clone(),
-                            key: describe_values(idx, values),
-                        });
-                    }
-                }
+            if is_current
+                && idx.unique
+                && !has_null(idx, values)
+                && let Some(other) = current.insert(ik.clone(), rk.to_vec())
+                && other != rk
+            {
+                return Err(StorageError::UniqueViolation {
+                    index: idx.name.clone(),
+                    table: store.def.name.clone(),
+                    key: describe_values(idx, values),
+                });
             }
             b.insert(
                 &inner.ks.index,
@@ -1710,10 +1709,10 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        if self.active {
-            if let Err(e) = self.rollback_inner() {
-                tracing::warn!(txn = %self.id, error = %e, "rollback of a dropped transaction failed");
-            }
+        if self.active
+            && let Err(e) = self.rollback_inner()
+        {
+            tracing::warn!(txn = %self.id, error = %e, "rollback of a dropped transaction failed");
         }
     }
 }

@@ -420,6 +420,10 @@ impl<'b> BatchWriter<'b> {
     /// # Errors
     /// Out of bounds, a fixed-width column, offsets out of order, or the heap is full
     /// (nothing is written then).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors copy_fixed_run plus the data region"
+    )]
     pub fn copy_var_run(
         &mut self,
         col: usize,
