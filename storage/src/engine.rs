@@ -482,6 +482,19 @@ impl Inner {
             .cloned()
     }
 
+    /// Every table store, in id order.
+    pub(crate) fn stores(&self) -> Vec<Arc<TableStore>> {
+        let mut v: Vec<Arc<TableStore>> = self
+            .tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by_key(|s| s.def.id);
+        v
+    }
+
     pub(crate) fn system_table(&self) -> Result<Arc<TableStore>> {
         self.table(system_table_id())
             .ok_or(StorageError::Internal("the system table is not loaded"))

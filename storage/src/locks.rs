@@ -89,6 +89,37 @@ impl LockManager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sleeps until the state changes or `deadline` passes (then: a lock timeout
+    /// naming `holder`, and `me`'s wait edges are removed).
+    fn wait<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        me: TxnId,
+        holder: TxnId,
+        deadline: Option<Instant>,
+        started: Instant,
+    ) -> Result<MutexGuard<'a, State>> {
+        let Some(d) = deadline else {
+            return Ok(self
+                .changed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner));
+        };
+        let now = Instant::now();
+        if now >= d {
+            st.waits_for.remove(&me);
+            return Err(StorageError::LockTimeout {
+                concurrent: holder,
+                waited_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(self
+            .changed
+            .wait_timeout(st, d - now)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0)
+    }
+
     /// Blocks `me` until `done()` holds for `other` (it ended), the timeout passes, or
     /// waiting would deadlock. `done` is evaluated under the lock manager's mutex, and
     /// every transaction end calls [`LockManager::notify`] after changing its state, so
@@ -117,27 +148,7 @@ impl LockManager {
                 return Err(StorageError::Deadlock { txn: me, other });
             }
             st.waits_for.insert(me, vec![other]);
-            st = match deadline {
-                None => self
-                    .changed
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        st.waits_for.remove(&me);
-                        return Err(StorageError::LockTimeout {
-                            concurrent: other,
-                            waited_ms: u64::try_from(started.elapsed().as_millis())
-                                .unwrap_or(u64::MAX),
-                        });
-                    }
-                    self.changed
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
-            };
+            st = self.wait(st, me, other, deadline, started)?;
         }
     }
 
@@ -193,27 +204,7 @@ impl LockManager {
                 return Err(StorageError::Deadlock { txn: me, other: b });
             }
             st.waits_for.insert(me, blockers);
-            st = match deadline {
-                None => self
-                    .changed
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        st.waits_for.remove(&me);
-                        return Err(StorageError::LockTimeout {
-                            concurrent: first,
-                            waited_ms: u64::try_from(started.elapsed().as_millis())
-                                .unwrap_or(u64::MAX),
-                        });
-                    }
-                    self.changed
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0
-                }
-            };
+            st = self.wait(st, me, first, deadline, started)?;
         }
     }
 

@@ -624,14 +624,7 @@ fn row_too_large(w: &BatchWriter<'_>) -> StorageError {
 /// # Errors
 /// As [`Scan::next_batch`].
 pub fn collect_rows(txn: &Transaction, table: TableId) -> Result<Vec<Vec<Value>>> {
-    let def = txn
-        .catalog()?
-        .table(table)
-        .cloned()
-        .ok_or_else(|| StorageError::NotFound {
-            kind: "table",
-            name: table.to_string(),
-        })?;
+    let (def, _) = txn.table_for(table)?;
     let cols: Vec<usize> = (0..def.columns.len()).collect();
     let mut scan = txn.scan(ScanSpec::full(table, cols))?;
     let layout = scan.layout(1024, 1 << 20)?;

@@ -259,16 +259,7 @@ impl Inner {
             ..SweepReport::default()
         };
         let sys_id = crate::catalog::system_table_id();
-        let stores: Vec<Arc<TableStore>> = {
-            let t = self
-                .tables
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut v: Vec<_> = t.values().filter(|s| s.def.id != sys_id).cloned().collect();
-            v.sort_by_key(|s| s.def.id);
-            v
-        };
-        for store in &stores {
+        for store in self.stores().iter().filter(|s| s.def.id != sys_id) {
             self.sweep_table(store, h, &mut report)?;
         }
         self.remove_dead_objects(h, &mut report)?;
@@ -596,13 +587,7 @@ impl Inner {
                 }
             }
         }
-        let stores: Vec<Arc<TableStore>> = self
-            .tables
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let stores = self.stores();
         for store in stores {
             if store.def.id == sys.def.id {
                 continue;
@@ -758,13 +743,7 @@ impl Inner {
             crate::table::decode_version(&k, &v)?;
             report.versions += 1;
         }
-        let stores: Vec<Arc<TableStore>> = self
-            .tables
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let stores = self.stores();
         for store in stores {
             let st = store.read();
             let indexes = store.index_defs();

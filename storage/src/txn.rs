@@ -392,7 +392,7 @@ impl Transaction {
         Ok(self.catalog()?.resolve_table(name)?.id)
     }
 
-    fn table_for(&self, table: TableId) -> Result<(Arc<TableDef>, Arc<TableStore>)> {
+    pub(crate) fn table_for(&self, table: TableId) -> Result<(Arc<TableDef>, Arc<TableStore>)> {
         let cat = self.catalog()?;
         let def = cat
             .table(table)
@@ -764,32 +764,7 @@ impl Transaction {
             }
             _ => None,
         };
-        let (view, guard) = match (&self.opts.isolation, &self.stmt_snapshot) {
-            (Isolation::Snapshot, _) => (
-                ReadView {
-                    me: self.id,
-                    snapshot: self.snapshot,
-                },
-                None,
-            ),
-            (_, Some((cn, _))) => (
-                ReadView {
-                    me: self.id,
-                    snapshot: *cn,
-                },
-                None,
-            ),
-            _ => {
-                let (cn, g) = self.inner.current_snapshot();
-                (
-                    ReadView {
-                        me: self.id,
-                        snapshot: cn,
-                    },
-                    Some(g),
-                )
-            }
-        };
+        let (view, guard) = self.read_view();
         Scan::new(self, store, spec, index, view, guard)
     }
 
