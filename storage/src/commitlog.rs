@@ -13,6 +13,7 @@ use crate::codec::{Reader, put_bytes_u32, seal, unseal};
 use crate::engine::{Inner, decode_commit_record};
 use crate::error::{Result, StorageError};
 use crate::keys::{commitlog_key, txlog_key};
+
 use scratchbird_types::{CommitNumber, TableId, TxnId, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -181,13 +182,13 @@ impl CommitLogReader {
                 oldest: CommitNumber(inner.log_floor.load(Ordering::SeqCst) + 1),
             }
         })?;
-        let (txn, commit_ts, entries) = decode_commit_record(cn, &v)?;
+        let (txn, commit_ts, _entries) = decode_commit_record(cn, &v)?;
         let mut changes = Vec::new();
-        for seq in 0..entries {
-            let Some(ev) = inner.ks.txlog.get(txlog_key(txn, seq))? else {
-                // Entries rolled back to a savepoint leave no key; later numbers go on.
-                continue;
-            };
+        // The transaction's entries in number order (entries rolled back to a
+        // savepoint left no key).
+        for kv in inner.ks.txlog.prefix(txn.0.to_be_bytes()) {
+            let (k, ev) = kv.into_inner()?;
+            let seq = crate::keys::u64_key(k.get(8..).unwrap_or(&[]))?;
             match decode_entry(txn, seq, &ev)? {
                 Entry::Row {
                     kind,

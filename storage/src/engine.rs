@@ -83,6 +83,10 @@ pub(crate) struct Inner {
     pub active: Mutex<Active>,
     /// Oldest commit number a snapshot may still use (time travel below it is refused).
     pub gc_floor: AtomicU64,
+    /// The horizon pruning may use: the GC floor once it is durable. Raised only
+    /// after `gc_floor_cn` is written, so nothing is removed that a restart (which
+    /// reads the durable floor) would still let time travel ask for.
+    pub prune_floor: AtomicU64,
     /// Oldest commit log position still readable, minus one.
     pub log_floor: AtomicU64,
     pub poisoned: AtomicBool,
@@ -309,6 +313,7 @@ impl Inner {
             next_seq: AtomicU64::new(1),
             active: Mutex::new(Active::default()),
             gc_floor: AtomicU64::new(gc_floor),
+            prune_floor: AtomicU64::new(gc_floor),
             log_floor: AtomicU64::new(log_floor),
             poisoned: AtomicBool::new(false),
             poison_cause: Mutex::new(None),

@@ -181,8 +181,13 @@ impl Storage {
             return Err(StorageError::NotInLimbo { txn });
         }
         let out = if commit {
+            // Its log entries are numbered 0..n; the last key tells n.
+            let entries = match self.inner.ks.txlog.prefix(txn.0.to_be_bytes()).next_back() {
+                Some(kv) => keys::u64_key(kv.key()?.get(8..).unwrap_or(&[]))? + 1,
+                None => 0,
+            };
             // The transaction may have changed the catalog: count it as DDL.
-            Some(self.inner.commit_txn(txn, true, u64::MAX)?)
+            Some(self.inner.commit_txn(txn, true, entries)?)
         } else {
             self.inner.write_tip(txn, TxnState::RolledBack, true)?;
             self.inner.tip.set(txn, TxnState::RolledBack);

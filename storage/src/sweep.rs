@@ -14,7 +14,7 @@ use crate::engine::{Inner, lock, meta_value};
 use crate::error::{Result, StorageError};
 use crate::keys::{
     META_GC_FLOOR, META_LAST_CN, META_TIP_FLOOR, commitlog_key, delta_key, index_key, page_key,
-    split_index_key, tip_key, txlog_key,
+    split_index_key, tip_key,
 };
 use crate::limits::PAGE_ROWS_MAX;
 use crate::page::PageBuilder;
@@ -169,7 +169,7 @@ impl Inner {
         if self.check_writable().is_err() {
             return;
         }
-        let h = CommitNumber(self.gc_floor.load(Ordering::SeqCst));
+        let h = CommitNumber(self.prune_floor.load(Ordering::SeqCst));
         let Ok(mut st) = store.state.try_write() else {
             return;
         };
@@ -253,6 +253,7 @@ impl Inner {
         let mut b = self.db.batch();
         b.insert(&self.ks.meta, META_GC_FLOOR, meta_value(META_GC_FLOOR, h.0));
         self.write_batch(b)?;
+        self.prune_floor.fetch_max(h.0, Ordering::SeqCst);
         let (tip_base, tip_states) = self.tip.snapshot();
         let mut report = SweepReport {
             horizon: h,
@@ -656,9 +657,9 @@ impl Inner {
         {
             let (k, v) = kv.into_inner()?;
             let cn = CommitNumber(crate::keys::u64_key(&k)?);
-            let (txn, _, entries) = crate::engine::decode_commit_record(cn, &v)?;
-            for seq in 0..entries {
-                b.remove(&self.ks.txlog, txlog_key(txn, seq));
+            let (txn, _, _) = crate::engine::decode_commit_record(cn, &v)?;
+            for kv in self.ks.txlog.prefix(txn.0.to_be_bytes()) {
+                b.remove(&self.ks.txlog, kv.key()?);
             }
             b.remove(&self.ks.commitlog, k);
             report.log_records_trimmed += 1;

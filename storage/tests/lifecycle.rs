@@ -493,10 +493,18 @@ fn limbo_survives_a_restart_blocks_writers_and_resolves() {
     assert!(matches!(err, StorageError::LockConflict { .. }), "{err}");
     w.rollback().unwrap();
     assert!(kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table).is_empty());
-    store.resolve_limbo(limbo_txn, true).unwrap();
+    let cn = store.resolve_limbo(limbo_txn, true).unwrap().unwrap();
     assert_eq!(
         kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table),
         vec![(1, 1)]
+    );
+    // The commit log has its change, after the restart and the resolution.
+    let entry = store.commit_log(cn).unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.txn, limbo_txn);
+    assert_eq!(entry.changes.len(), 1);
+    assert_eq!(
+        entry.changes[0].row,
+        Some(vec![Value::BigInt(1), Value::BigInt(1)])
     );
     assert!(matches!(
         store.transaction_state(limbo_txn),
