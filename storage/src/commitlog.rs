@@ -216,10 +216,23 @@ impl CommitLogReader {
                     let store = inner.table(table).ok_or(StorageError::Internal(
                         "commit log names a table whose definition is gone",
                     ))?;
-                    let generation = store.read().pages.get(&first).map(|m| m.generation).ok_or(
-                        StorageError::Internal("commit log names a page that is gone"),
-                    )?;
+                    // The page is the loader's as long as the record is retained; a
+                    // sweep trims the record before it may fold the page. Reading in
+                    // between finds the page gone or refolded: the record is gone too.
+                    let trimmed = || StorageError::LogTruncated {
+                        requested: cn,
+                        oldest: CommitNumber(inner.log_floor.load(Ordering::SeqCst) + 1),
+                    };
+                    let generation = store
+                        .read()
+                        .pages
+                        .get(&first)
+                        .map(|m| m.generation)
+                        .ok_or_else(trimmed)?;
                     let view = store.fetch_page(&inner.pages(), &first, generation)?;
+                    if view.creator() != txn {
+                        return Err(trimmed());
+                    }
                     for i in 0..view.rows() {
                         changes.push(Change {
                             kind: ChangeKind::Insert,

@@ -9,8 +9,8 @@ use crate::config::{Durability, StorageConfig};
 use crate::error::{Result, StorageError};
 use crate::keys::{
     KS_COMMITLOG, KS_DELTA, KS_INDEX, KS_META, KS_PAGEDIR, KS_PAGES, KS_TIP, KS_TXLOG, META_FORMAT,
-    META_GC_FLOOR, META_LAST_CN, META_TIP_FLOOR, commitlog_key, split_delta_key, split_page_key,
-    tip_key, u64_key,
+    META_GC_FLOOR, META_LAST_CN, META_LAST_TS, META_TIP_FLOOR, commitlog_key, split_delta_key,
+    split_page_key, tip_key, u64_key,
 };
 use crate::locks::LockManager;
 use crate::table::{
@@ -95,6 +95,8 @@ pub(crate) struct Inner {
     pub last_ddl_cn: AtomicU64,
     pub delta_bytes: AtomicUsize,
     pub sweep_lock: Mutex<()>,
+    /// Serialises the resolution of transactions in limbo.
+    pub limbo_lock: Mutex<()>,
     pub sweeper_wake: (Mutex<SweeperSignal>, Condvar),
     pub page_cache: crate::page::PageCache,
 }
@@ -242,7 +244,7 @@ impl Inner {
         // stopped are rolled back now: nothing of theirs was acknowledged.
         let tip = Tip::new(tip_floor);
         let mut max_txn = tip_floor - 1;
-        let mut last_ts = 0i64;
+        let mut last_ts = meta_u64(&ks.meta, META_LAST_TS)?.unwrap_or(0).cast_signed();
         let mut interrupted = Vec::new();
         for kv in ks.tip.range(tip_key(TxnId(tip_floor))..) {
             let (k, v) = kv.into_inner()?;
@@ -271,8 +273,12 @@ impl Inner {
             }
         }
         if let Some(kv) = ks.commitlog.last_key_value() {
-            let k = kv.key()?;
-            last_cn = last_cn.max(u64_key(&k)?);
+            let (k, v) = kv.into_inner()?;
+            let cn = u64_key(&k)?;
+            last_cn = last_cn.max(cn);
+            // Commit timestamps never go backwards, even when the inventory no
+            // longer holds any commit record.
+            last_ts = last_ts.max(decode_commit_record(CommitNumber(cn), &v)?.1);
         }
         if !interrupted.is_empty() {
             let mut b = db.batch();
@@ -321,11 +327,13 @@ impl Inner {
             last_ddl_cn: AtomicU64::new(0),
             delta_bytes: AtomicUsize::new(0),
             sweep_lock: Mutex::new(()),
+            limbo_lock: Mutex::new(()),
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
             page_cache: crate::page::PageCache::new(config.page_cache_bytes),
             config,
         });
         inner.load_tables()?;
+        inner.restore_limbo_locks()?;
         // A DDL commit before the restart is not known: every catalog is built fresh.
         inner.last_ddl_cn.store(last_cn, Ordering::SeqCst);
         inner.db.persist(PersistMode::SyncAll)?;
@@ -447,6 +455,65 @@ impl Inner {
         Ok(())
     }
 
+    /// Transactions in limbo keep their table locks across restarts: shared on
+    /// every table they wrote, exclusive on tables they bulk loaded and on tables
+    /// whose catalog rows (the table's or one of its indexes') they changed.
+    fn restore_limbo_locks(&self) -> Result<()> {
+        use crate::locks::{LockWait, TableLockMode};
+        let mut wanted: Vec<(TxnId, TableId, TableLockMode)> = Vec::new();
+        let is_limbo = |t: TxnId| self.tip.state(t) == TxnState::Limbo;
+        let sys_id = system_table_id();
+        let stores = self.stores();
+        for store in &stores {
+            let st = store.read();
+            for meta in st.pages.values().filter(|m| is_limbo(m.creator)) {
+                wanted.push((meta.creator, store.def.id, TableLockMode::Exclusive));
+            }
+            for (key, chain) in &st.delta {
+                for v in chain.iter().filter(|v| is_limbo(v.txn)) {
+                    if store.def.id != sys_id {
+                        wanted.push((v.txn, store.def.id, TableLockMode::Shared));
+                        continue;
+                    }
+                    let Ok(vals) = scratchbird_types::key::decode_key(&store.key_types, key) else {
+                        continue;
+                    };
+                    let Some(scratchbird_types::Value::Blob(id)) = vals.first() else {
+                        continue;
+                    };
+                    let Ok(id) = <[u8; 16]>::try_from(id.as_slice()) else {
+                        continue;
+                    };
+                    let table = TableId::from_bytes(id);
+                    let owner = if stores.iter().any(|s| s.def.id == table) {
+                        Some(table)
+                    } else {
+                        stores
+                            .iter()
+                            .find(|s| s.index_defs().iter().any(|i| *i.id.as_bytes() == id))
+                            .map(|s| s.def.id)
+                    };
+                    if let Some(t) = owner {
+                        wanted.push((v.txn, t, TableLockMode::Exclusive));
+                    }
+                }
+            }
+        }
+        for (txn, table, mode) in wanted {
+            let name = self
+                .table(table)
+                .map(|s| s.def.name.clone())
+                .unwrap_or_default();
+            if let Err(e) = self
+                .locks
+                .lock_table(txn, table, &name, mode, LockWait::NoWait)
+            {
+                tracing::warn!(%txn, table = %name, error = %e, "could not restore a limbo transaction's table lock");
+            }
+        }
+        Ok(())
+    }
+
     fn install(
         &self,
         store: &Arc<TableStore>,
@@ -525,6 +592,9 @@ impl Inner {
             *c = Some(cause.clone());
         }
         self.poisoned.store(true, Ordering::SeqCst);
+        drop(c);
+        // Transactions waiting for one whose commit failed would wait for good.
+        self.locks.notify();
         StorageError::Poisoned { cause }
     }
 

@@ -19,6 +19,7 @@ pub(crate) const META_FORMAT: &[u8] = b"format_version";
 pub(crate) const META_GC_FLOOR: &[u8] = b"gc_floor_cn";
 pub(crate) const META_TIP_FLOOR: &[u8] = b"tip_floor_txn";
 pub(crate) const META_LAST_CN: &[u8] = b"last_cn";
+pub(crate) const META_LAST_TS: &[u8] = b"last_commit_ts";
 
 fn bad(what: &'static str) -> StorageError {
     StorageError::Corruption {

@@ -177,6 +177,7 @@ impl Storage {
     /// # Errors
     /// The transaction is not in limbo, or the store refuses writes.
     pub fn resolve_limbo(&self, txn: TxnId, commit: bool) -> Result<Option<CommitNumber>> {
+        let _one_at_a_time = lock(&self.inner.limbo_lock);
         if self.inner.tip.state(txn) != TxnState::Limbo {
             return Err(StorageError::NotInLimbo { txn });
         }
@@ -193,7 +194,7 @@ impl Storage {
             self.inner.tip.set(txn, TxnState::RolledBack);
             None
         };
-        self.inner.locks.notify();
+        self.inner.locks.release_all(txn);
         Ok(out)
     }
 

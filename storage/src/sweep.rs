@@ -13,8 +13,8 @@ use crate::codec::seal;
 use crate::engine::{Inner, lock, meta_value};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    META_GC_FLOOR, META_LAST_CN, META_TIP_FLOOR, commitlog_key, delta_key, index_key, page_key,
-    split_index_key, tip_key,
+    META_GC_FLOOR, META_LAST_CN, META_LAST_TS, META_TIP_FLOOR, commitlog_key, delta_key, index_key,
+    page_key, split_index_key, tip_key,
 };
 use crate::limits::PAGE_ROWS_MAX;
 use crate::page::PageBuilder;
@@ -259,6 +259,9 @@ impl Inner {
             horizon: h,
             ..SweepReport::default()
         };
+        // The log goes first: a bulk page may be folded only once no retained log
+        // record refers to it.
+        self.trim_commit_log(h, &mut report)?;
         let sys_id = crate::catalog::system_table_id();
         for store in self.stores().iter().filter(|s| s.def.id != sys_id) {
             self.sweep_table(store, h, &mut report)?;
@@ -266,7 +269,6 @@ impl Inner {
         self.remove_dead_objects(h, &mut report)?;
         let sys = self.system_table()?;
         self.sweep_table(&sys, h, &mut report)?;
-        self.trim_commit_log(h, &mut report)?;
         self.advance_tip_floor(h, tip_base, &tip_states)?;
         Ok(report)
     }
@@ -576,7 +578,11 @@ impl Inner {
                         Err(_) => None,
                     };
                 let Some(id) = id else { continue };
-                let has_base = st.page_holding(key).is_some();
+                // A row really in a page (not just a key inside a page's span),
+                // from a creator that did not roll back.
+                let has_base = sys
+                    .base_row(&st, &self.pages(), key)?
+                    .is_some_and(|(creator, _)| self.tip.state(creator) != TxnState::RolledBack);
                 let gone = match live.last() {
                     None => !has_base,
                     Some(newest) => newest.row.is_none() && self.is_settled(newest.txn, h),
@@ -704,6 +710,14 @@ impl Inner {
             &self.ks.meta,
             META_LAST_CN,
             meta_value(META_LAST_CN, self.visible().0),
+        );
+        // The inventory and the log may both be trimmed now: keep the newest commit
+        // timestamp, so timestamps stay non-decreasing across restarts.
+        let last_ts = lock(&self.commit).last_ts;
+        b.insert(
+            &self.ks.meta,
+            META_LAST_TS,
+            meta_value(META_LAST_TS, last_ts.cast_unsigned()),
         );
         self.write_batch(b)?;
         self.tip.advance_floor(floor);

@@ -249,17 +249,21 @@ impl Transaction {
                 }
                 Some(cn)
             }
-            (Some(AsOf::Timestamp(ts)), _) => match inner.commit_at_or_before(ts)? {
-                Some(cn) => Some(cn),
-                None => {
+            (Some(AsOf::Timestamp(ts)), _) => {
+                match inner.commit_at_or_before(ts).inspect_err(|_| {
                     inner.tip.set(id, TxnState::Committed(CommitNumber(0)));
-                    return Err(StorageError::OutsideRetention {
-                        requested: format!("timestamp {ts}"),
-                        oldest: CommitNumber(inner.gc_floor.load(Ordering::SeqCst)),
-                        newest: inner.visible(),
-                    });
+                })? {
+                    Some(cn) => Some(cn),
+                    None => {
+                        inner.tip.set(id, TxnState::Committed(CommitNumber(0)));
+                        return Err(StorageError::OutsideRetention {
+                            requested: format!("timestamp {ts}"),
+                            oldest: CommitNumber(inner.gc_floor.load(Ordering::SeqCst)),
+                            newest: inner.visible(),
+                        });
+                    }
                 }
-            },
+            }
             (None, Isolation::Snapshot) => None,
             (None, Isolation::ReadCommitted(_)) => None,
         };
@@ -558,10 +562,22 @@ impl Transaction {
                     .table(table)
                     .ok_or(StorageError::Internal("undo of an unknown table"))?;
                 let mut st = store.write();
-                let Some(chain) = st.delta.get_mut(&key) else {
-                    return Err(StorageError::Internal("undo of a version that is gone"));
+                // A rollback marks the transaction rolled back before undoing, so a
+                // sweep or a reader may have pruned the version (and its index
+                // entries) already. Inside an active transaction nothing prunes it.
+                let pruned = self.inner.tip.state(self.id) == TxnState::RolledBack;
+                let Some(pos) = st
+                    .delta
+                    .get(&key)
+                    .and_then(|c| c.iter().position(|v| v.seq == seq))
+                else {
+                    return if pruned {
+                        Ok(())
+                    } else {
+                        Err(StorageError::Internal("undo of a version that is gone"))
+                    };
                 };
-                let Some(pos) = chain.iter().position(|v| v.seq == seq) else {
+                let Some(chain) = st.delta.get_mut(&key) else {
                     return Err(StorageError::Internal("undo of a version that is gone"));
                 };
                 let removed = chain.remove(pos);
@@ -781,10 +797,14 @@ impl Transaction {
                 concurrent: other,
             }),
             wait => {
-                let tip = &self.inner.tip;
-                self.inner.locks.wait_for_txn(self.id, other, wait, || {
-                    !matches!(tip.state(other), TxnState::Active)
-                })
+                let inner = &self.inner;
+                // A holder whose commit failed stays active in memory for good: the
+                // store is poisoned then, and waiting ends with that error.
+                inner.locks.wait_for_txn(self.id, other, wait, || {
+                    !matches!(inner.tip.state(other), TxnState::Active)
+                        || inner.poisoned.load(Ordering::SeqCst)
+                })?;
+                inner.check_writable()
             }
         }
     }
@@ -965,10 +985,11 @@ impl Transaction {
                 needed: total as u64,
             });
         }
+        let enforced = self.enforced_unique(store)?;
         loop {
             let step = {
                 let mut st = store.write();
-                self.try_write(store, &mut st, key, &op)?
+                self.try_write(store, &mut st, key, &op, &enforced)?
             };
             match step {
                 Step::Done(r) => return Ok(r),
@@ -977,12 +998,46 @@ impl Transaction {
         }
     }
 
+    /// The unique indexes of `store` a write must respect: those in the newest
+    /// committed catalog or this transaction's own (an index dropped and committed
+    /// is still maintained for older snapshots, but no longer enforced; one this
+    /// transaction dropped is enforced until the drop commits). The system
+    /// catalog's own index is always enforced.
+    fn enforced_unique(&self, store: &TableStore) -> Result<Vec<IndexId>> {
+        let unique: Vec<Arc<IndexDef>> = store
+            .index_defs()
+            .into_iter()
+            .filter(|i| i.unique)
+            .collect();
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        if store.def.id == system_table_id() {
+            return Ok(unique.iter().map(|i| i.id).collect());
+        }
+        // Newest committed (as nobody in particular sees it), and this transaction's.
+        let committed = self.inner.catalog_for(
+            ReadView {
+                me: TxnId(0),
+                snapshot: self.inner.visible(),
+            },
+            false,
+        )?;
+        let own = self.catalog()?;
+        Ok(unique
+            .iter()
+            .filter(|i| committed.index(i.id).is_some() || own.index(i.id).is_some())
+            .map(|i| i.id)
+            .collect())
+    }
+
     fn try_write(
         &mut self,
         store: &Arc<TableStore>,
         st: &mut TableState,
         key: &[u8],
         op: &Op,
+        enforced: &[IndexId],
     ) -> Result<Step<bool>> {
         let current = match self.record_state(store, st, key)? {
             RecordState::Blocked(t) => return Ok(Step::Wait(t)),
@@ -1023,7 +1078,7 @@ impl Transaction {
                 Some(c) => Some(store.row_values(c)?),
                 None => None,
             };
-            for idx in indexes.iter().filter(|i| i.unique) {
+            for idx in indexes.iter().filter(|i| enforced.contains(&i.id)) {
                 if has_null(idx, values) {
                     continue;
                 }
@@ -1141,10 +1196,11 @@ impl Transaction {
                     Some(r) => Ok(store.index_key_of(idx, &store.row_values(r)?)? == ikey),
                 }
             };
-            let mut live = versions
+            let live: Vec<&(TxnId, Option<RowSource>)> = versions
                 .iter()
-                .filter(|(t, _)| *t == self.id || tip.state(*t) != TxnState::RolledBack);
-            let Some((t, row)) = live.next() else {
+                .filter(|(t, _)| *t == self.id || tip.state(*t) != TxnState::RolledBack)
+                .collect();
+            let Some((t, row)) = live.first().copied() else {
                 continue;
             };
             if *t == self.id {
@@ -1160,8 +1216,19 @@ impl Transaction {
                     }
                 }
                 TxnState::Active | TxnState::Limbo => {
-                    let below = live.next().map(|(_, r)| r.clone()).unwrap_or(None);
-                    if carries(row)? || carries(&below)? {
+                    // The key is taken if the holder keeps any of its versions (it
+                    // may roll back to a savepoint) or rolls back to the committed
+                    // version below all of them.
+                    for (_, r) in live.iter().take_while(|(holder, _)| holder == t) {
+                        if carries(r)? {
+                            return Ok(Some(*t));
+                        }
+                    }
+                    let below = live
+                        .iter()
+                        .find(|(holder, _)| holder != t)
+                        .and_then(|(_, r)| r.clone());
+                    if carries(&below)? {
                         return Ok(Some(*t));
                     }
                 }
@@ -1202,6 +1269,7 @@ impl Transaction {
             a.into_iter().chain(b).max()
         };
         let indexes = store.index_defs();
+        let enforced = self.enforced_unique(&store)?;
         let mut seen: HashMap<IndexId, HashSet<Vec<u8>>> = HashMap::new();
         let target = self.inner.config.page_target_bytes;
         let mut builder = PageBuilder::new(&store.types);
@@ -1223,7 +1291,7 @@ impl Transaction {
             }
             for idx in &indexes {
                 let ik = store.index_key_of(idx, &values)?;
-                if idx.unique && !has_null(idx, &values) {
+                if enforced.contains(&idx.id) && !has_null(idx, &values) {
                     let fresh = seen.entry(idx.id).or_default().insert(ik.clone());
                     let st = store.read();
                     let existing = if fresh {
@@ -1636,13 +1704,14 @@ impl Transaction {
         );
         let mut first_err = None;
         if self.inner.check_writable().is_ok() {
+            // Undo everything possible; what an error leaves is garbage of a
+            // rolled-back transaction, which sweep removes.
             while let Some(u) = self.undo.pop() {
                 if let Err(e) = self.undo_one(u) {
                     first_err.get_or_insert(e);
-                    break;
                 }
             }
-            if self.wrote && first_err.is_none() {
+            if self.wrote {
                 let r = self
                     .undo_to(0, 0)
                     .and_then(|()| self.inner.write_tip(self.id, TxnState::RolledBack, false));
@@ -1668,8 +1737,15 @@ impl Transaction {
         let r = self.inner.write_tip(self.id, TxnState::Limbo, true);
         if r.is_ok() {
             self.inner.tip.set(self.id, TxnState::Limbo);
+            // A transaction in limbo keeps its table locks until it is resolved, so
+            // no DDL or bulk load runs under its versions.
+            self.active = false;
+            self.stmt_snapshot = None;
+            self.inner.unregister_txn(self.id);
+            self.undo.clear();
+        } else {
+            self.finish();
         }
-        self.finish();
         r.map(|()| self.id)
     }
 
