@@ -438,6 +438,30 @@ impl Catalog {
                 name: name.to_owned(),
             })
     }
+
+    /// Resolves an index name, with the error a user should see.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`].
+    pub fn resolve_index(&self, name: &str) -> Result<&Arc<IndexDef>> {
+        self.index_by_name(name)
+            .ok_or_else(|| StorageError::NotFound {
+                kind: "index",
+                name: name.to_owned(),
+            })
+    }
+
+    /// Resolves a domain name, with the error a user should see.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`].
+    pub fn resolve_domain(&self, name: &str) -> Result<&Arc<DomainDef>> {
+        self.domain_by_name(name)
+            .ok_or_else(|| StorageError::NotFound {
+                kind: "domain",
+                name: name.to_owned(),
+            })
+    }
 }
 
 pub(crate) fn check_identifier(kind: &str, name: &str) -> Result<()> {

@@ -1511,13 +1511,7 @@ impl Transaction {
         self.check_writable()?;
         self.statement(|t| {
             let cat = t.catalog()?;
-            let d = cat
-                .domain_by_name(name)
-                .cloned()
-                .ok_or_else(|| StorageError::NotFound {
-                    kind: "domain",
-                    name: name.to_owned(),
-                })?;
+            let d = cat.resolve_domain(name)?.clone();
             if let Some((tbl, col)) = cat
                 .tables()
                 .flat_map(|tb| tb.columns.iter().map(move |c| (tb, c)))
@@ -1640,13 +1634,7 @@ impl Transaction {
         self.check_writable()?;
         self.statement(|t| {
             let cat = t.catalog()?;
-            let idx = cat
-                .index_by_name(name)
-                .cloned()
-                .ok_or_else(|| StorageError::NotFound {
-                    kind: "index",
-                    name: name.to_owned(),
-                })?;
+            let idx = cat.resolve_index(name)?.clone();
             if let Some(table) = cat.table(idx.table).cloned() {
                 t.lock_table(&table, TableLockMode::Exclusive)?;
             }
