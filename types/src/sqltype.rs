@@ -179,6 +179,68 @@ impl SqlType {
     }
 }
 
+impl std::str::FromStr for SqlType {
+    type Err = TypeError;
+
+    /// Parses the SQL spelling (`BIGINT`, `DECIMAL(15,2)`, `VARCHAR(40)`, `DOUBLE
+    /// PRECISION`, ...; case and spaces are not significant) and validates it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm: String = s
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        let bad = |reason| TypeError::InvalidType {
+            ty: s.to_owned(),
+            reason,
+        };
+        let args = |name: &str| -> Option<Vec<u32>> {
+            let rest = norm.strip_prefix(name)?.trim_start();
+            let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
+            inner
+                .split(',')
+                .map(|a| a.trim().parse::<u32>().ok())
+                .collect()
+        };
+        let ty = match norm.as_str() {
+            "BOOLEAN" | "BOOL" => Self::Boolean,
+            "SMALLINT" => Self::SmallInt,
+            "INTEGER" | "INT" => Self::Integer,
+            "BIGINT" => Self::BigInt,
+            "DOUBLE PRECISION" | "DOUBLE" => Self::Double,
+            "TEXT" => Self::Text,
+            "DATE" => Self::Date,
+            "TIMESTAMP" => Self::Timestamp,
+            "BLOB" => Self::Blob,
+            other if other.starts_with("VARCHAR") => match args("VARCHAR").as_deref() {
+                Some([n]) => Self::Varchar { max_chars: *n },
+                _ => return Err(bad("write VARCHAR(n)")),
+            },
+            other if other.starts_with("DECIMAL") || other.starts_with("NUMERIC") => {
+                let name = if other.starts_with("DECIMAL") {
+                    "DECIMAL"
+                } else {
+                    "NUMERIC"
+                };
+                match args(name).as_deref() {
+                    Some([p]) => Self::Decimal {
+                        precision: u8::try_from(*p).map_err(|_| bad("precision too large"))?,
+                        scale: 0,
+                    },
+                    Some([p, s]) => Self::Decimal {
+                        precision: u8::try_from(*p).map_err(|_| bad("precision too large"))?,
+                        scale: u8::try_from(*s).map_err(|_| bad("scale too large"))?,
+                    },
+                    _ => return Err(bad("write DECIMAL(p,s)")),
+                }
+            }
+            _ => return Err(bad("unknown type name")),
+        };
+        ty.validate()?;
+        Ok(ty)
+    }
+}
+
 impl std::fmt::Display for SqlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -253,6 +315,38 @@ mod tests {
         );
         assert!(ty.check_value(&Value::Decimal(Decimal::new(1, 3))).is_err());
         assert!(ty.check_value(&Value::Integer(1)).is_err());
+    }
+
+    #[test]
+    fn types_parse_from_their_sql_spelling_and_back() {
+        for t in [
+            SqlType::Boolean,
+            SqlType::SmallInt,
+            SqlType::Integer,
+            SqlType::BigInt,
+            SqlType::Double,
+            SqlType::Decimal {
+                precision: 15,
+                scale: 2,
+            },
+            SqlType::Varchar { max_chars: 40 },
+            SqlType::Text,
+            SqlType::Date,
+            SqlType::Timestamp,
+            SqlType::Blob,
+        ] {
+            assert_eq!(t.to_string().parse::<SqlType>().unwrap(), t);
+        }
+        assert_eq!(
+            "numeric( 10 )".parse::<SqlType>().unwrap(),
+            SqlType::Decimal {
+                precision: 10,
+                scale: 0
+            }
+        );
+        assert!("VARCHAR".parse::<SqlType>().is_err());
+        assert!("DECIMAL(50,2)".parse::<SqlType>().is_err());
+        assert!("JSONB".parse::<SqlType>().is_err());
     }
 
     #[test]

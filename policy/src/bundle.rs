@@ -1,0 +1,756 @@
+//! Loading a bundle folder: parse, validate strictly, check the ScratchBird model,
+//! and compute the bundle's identity.
+//!
+//! A bundle is a folder holding `schema.cedarschema`, any number of `*.cedar` policy
+//! files, `entities.json` (the principals, roles, hierarchy and domains the policies
+//! speak of) and, once signed, `bundle.manifest`. Nothing else: an unexpected file
+//! is refused, so a misnamed policy file can never be silently ignored.
+
+use crate::canonical;
+use crate::error::{Diagnostic, PolicyError, Result};
+use crate::limits::{ENTITIES_MAX, FILE_MAX_BYTES, FILES_MAX, POLICIES_MAX};
+use crate::mask::MaskFn;
+use cedar_policy::{
+    Entities, EntityTypeName, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+};
+use miette::Diagnostic as _;
+use scratchbird_types::{BundleHash, SqlType};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The schema file of a bundle.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+/// The entity data file of a bundle.
+pub const ENTITIES_FILE: &str = "entities.json";
+/// The signed manifest of a bundle (not part of what is hashed).
+pub const MANIFEST_FILE: &str = "bundle.manifest";
+/// Version of the canonical form (part of what is hashed).
+pub const CANONICAL_FORMAT: u64 = 1;
+
+/// The actions a bundle must declare, with the resource type each applies to (`*`:
+/// the row types).
+pub const ACTIONS: [(&str, &str); 8] = [
+    ("Select", "Table"),
+    ("Insert", "Table"),
+    ("Update", "Table"),
+    ("Delete", "Table"),
+    ("Read", "*"),
+    ("Write", "*"),
+    ("ReadColumn", "Column"),
+    ("Unmask", "Domain"),
+];
+
+/// The Cedar type of a row attribute, as far as ScratchBird maps SQL types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrKind {
+    /// `Bool` (BOOLEAN).
+    Bool,
+    /// `Long` (SMALLINT, INTEGER, BIGINT).
+    Long,
+    /// `String` (VARCHAR, TEXT).
+    String,
+    /// `decimal` (DECIMAL with at most 4 fractional digits).
+    Decimal,
+    /// Anything else: allowed in the schema, but no column can back it.
+    Other(String),
+}
+
+impl std::fmt::Display for AttrKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool => f.write_str("Bool"),
+            Self::Long => f.write_str("Long"),
+            Self::String => f.write_str("String"),
+            Self::Decimal => f.write_str("decimal"),
+            Self::Other(o) => f.write_str(o),
+        }
+    }
+}
+
+/// A row attribute (a column as policies see it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Its type.
+    pub kind: AttrKind,
+    /// Whether every row has it (optional attributes stand for nullable columns).
+    pub required: bool,
+}
+
+/// The row type of one table: an entity type annotated `@table("name")`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowType {
+    /// The table.
+    pub table: String,
+    /// The entity type.
+    pub entity_type: EntityTypeName,
+    /// Its attributes: the columns policies may look at.
+    pub attrs: BTreeMap<String, Attr>,
+    /// `@parent("column")`: each row's parent in the entity hierarchy is the entity
+    /// of the row type's single parent type whose id is that column's value.
+    pub parent: Option<(String, EntityTypeName)>,
+}
+
+/// A domain as the bundle declares it (a `Domain` entity in `entities.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain {
+    /// Name.
+    pub name: String,
+    /// Base type.
+    pub base: SqlType,
+    /// CHECK expression text over `VALUE`.
+    pub check: Option<String>,
+    /// What principals who may not unmask it see.
+    pub mask: MaskFn,
+}
+
+/// A policy with where it came from.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// File.
+    pub file: String,
+    /// The policy's text.
+    pub text: String,
+}
+
+/// A loaded, checked bundle.
+#[derive(Debug)]
+pub struct Bundle {
+    pub(crate) dir: PathBuf,
+    pub(crate) schema: Schema,
+    pub(crate) policies: PolicySet,
+    pub(crate) entities: Entities,
+    pub(crate) tables: BTreeMap<String, RowType>,
+    pub(crate) domains: BTreeMap<String, Domain>,
+    pub(crate) sources: BTreeMap<PolicyId, PolicySource>,
+    pub(crate) warnings: Vec<Diagnostic>,
+    canonical: Vec<u8>,
+    hash: BundleHash,
+}
+
+fn read(path: &Path) -> Result<String> {
+    let io = |source| PolicyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > FILE_MAX_BYTES {
+        return Err(PolicyError::LimitExceeded {
+            limit: "FILE_MAX_BYTES",
+            max: FILE_MAX_BYTES,
+            needed: len,
+        });
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Diagnostics of a miette error whose labels point into `text`.
+fn diags_of(
+    file: &str,
+    text: &str,
+    e: &dyn miette::Diagnostic,
+    fallback_message: String,
+) -> Vec<Diagnostic> {
+    let help = e.help().map(|h| h.to_string());
+    let labels: Vec<miette::LabeledSpan> = e.labels().map(Iterator::collect).unwrap_or_default();
+    if labels.is_empty() {
+        return vec![Diagnostic {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message: fallback_message,
+            help,
+        }];
+    }
+    let mut out = Vec::new();
+    for l in labels.iter().take(1) {
+        let mut msg = fallback_message.clone();
+        if let Some(label) = l.label()
+            && !label.is_empty()
+            && !msg.contains(label)
+        {
+            msg = format!("{msg} ({label})");
+        }
+        out.push(Diagnostic::at(file, text, l.offset(), msg, help.clone()));
+    }
+    out
+}
+
+impl Bundle {
+    /// Loads and checks the bundle in `dir`.
+    ///
+    /// # Errors
+    /// [`PolicyError::Invalid`] with every problem found, each with file, line,
+    /// column and what to change; I/O errors; limits.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let mut diags: Vec<Diagnostic> = Vec::new();
+        let mut policy_files = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|source| PolicyError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(|source| PolicyError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+            if names.len() > FILES_MAX {
+                return Err(PolicyError::LimitExceeded {
+                    limit: "FILES_MAX",
+                    max: FILES_MAX as u64,
+                    needed: names.len() as u64,
+                });
+            }
+        }
+        names.sort();
+        for name in &names {
+            if name.starts_with('.')
+                || name == SCHEMA_FILE
+                || name == ENTITIES_FILE
+                || name == MANIFEST_FILE
+            {
+                continue;
+            }
+            if Path::new(name).extension().is_some_and(|x| x == "cedar") {
+                policy_files.push(name.clone());
+            } else {
+                diags.push(Diagnostic::file(
+                    name,
+                    "unexpected file in a bundle folder",
+                    Some("a bundle holds schema.cedarschema, *.cedar policy files, entities.json and bundle.manifest; rename policy files to *.cedar or move other files out"),
+                ));
+            }
+        }
+
+        // The schema.
+        let schema_path = dir.join(SCHEMA_FILE);
+        if !schema_path.exists() {
+            diags.push(Diagnostic::file(
+                SCHEMA_FILE,
+                "missing",
+                Some("every bundle needs a schema; see policy/BUNDLE.md"),
+            ));
+            return Err(PolicyError::Invalid { diagnostics: diags });
+        }
+        let schema_text = read(&schema_path)?;
+        let mut warnings = Vec::new();
+        let schema = match Schema::from_cedarschema_str(&schema_text) {
+            Ok((s, schema_warnings)) => {
+                for w in schema_warnings {
+                    let msg = w.to_string();
+                    warnings.extend(diags_of(SCHEMA_FILE, &schema_text, &w, msg));
+                }
+                s
+            }
+            Err(e) => {
+                diags.extend(diags_of(SCHEMA_FILE, &schema_text, &e, e.to_string()));
+                return Err(PolicyError::Invalid { diagnostics: diags });
+            }
+        };
+        let schema_json = match cedar_policy::schema_str_to_json_with_resolved_types(&schema_text) {
+            Ok((json, _)) => json,
+            Err(e) => {
+                diags.push(Diagnostic::file(SCHEMA_FILE, e.to_string(), None));
+                return Err(PolicyError::Invalid { diagnostics: diags });
+            }
+        };
+
+        // Policies, one file at a time (so locations are per file).
+        let mut policies = PolicySet::new();
+        let mut sources = BTreeMap::new();
+        for file in &policy_files {
+            let text = read(&dir.join(file))?;
+            let set = match PolicySet::from_str(&text) {
+                Ok(s) => s,
+                Err(errs) => {
+                    for e in errs.iter() {
+                        diags.extend(diags_of(file, &text, e, e.to_string()));
+                    }
+                    continue;
+                }
+            };
+            if set.templates().next().is_some() {
+                diags.push(Diagnostic::file(
+                    file,
+                    "policy templates are not supported in a bundle",
+                    Some("write static policies"),
+                ));
+            }
+            let stem = file.trim_end_matches(".cedar");
+            for (n, p) in set.policies().enumerate() {
+                let id = match p.annotation("id") {
+                    Some(id) if !id.is_empty() => id.to_owned(),
+                    _ => format!("{stem}:{}", n + 1),
+                };
+                let pid = PolicyId::new(&id);
+                let src = PolicySource {
+                    file: file.clone(),
+                    text: p.to_string(),
+                };
+                if sources.contains_key(&pid) {
+                    diags.push(Diagnostic::file(
+                        file,
+                        format!("two policies have the id {id:?}"),
+                        Some("@id annotations must be unique in a bundle"),
+                    ));
+                    continue;
+                }
+                if let Err(e) = policies.add(p.new_id(pid.clone())) {
+                    diags.push(Diagnostic::file(file, e.to_string(), None));
+                    continue;
+                }
+                sources.insert(pid, src);
+                if sources.len() > POLICIES_MAX {
+                    return Err(PolicyError::LimitExceeded {
+                        limit: "POLICIES_MAX",
+                        max: POLICIES_MAX as u64,
+                        needed: sources.len() as u64,
+                    });
+                }
+            }
+            // Strict validation, per file so that locations point into it.
+            let file_set: PolicySet = {
+                let mut s = PolicySet::new();
+                for p in policies
+                    .policies()
+                    .filter(|p| sources.get(p.id()).is_some_and(|src| &src.file == file))
+                {
+                    let _ = s.add(p.clone());
+                }
+                s
+            };
+            let result = Validator::new(schema.clone()).validate(&file_set, ValidationMode::Strict);
+            for e in result.validation_errors() {
+                diags.extend(diags_of(
+                    file,
+                    &text,
+                    e,
+                    format!("policy {}: {e}", e.policy_id()),
+                ));
+            }
+            for w in result.validation_warnings() {
+                warnings.extend(diags_of(
+                    file,
+                    &text,
+                    w,
+                    format!("policy {}: {w}", w.policy_id()),
+                ));
+            }
+        }
+
+        // Entities: principals, roles, hierarchy, domains.
+        let entities_path = dir.join(ENTITIES_FILE);
+        let (entities, entities_json) = if entities_path.exists() {
+            let text = read(&entities_path)?;
+            match serde_json::from_str::<Json>(&text) {
+                Err(e) => {
+                    diags.push(Diagnostic {
+                        file: ENTITIES_FILE.into(),
+                        line: e.line(),
+                        column: e.column(),
+                        message: e.to_string(),
+                        help: None,
+                    });
+                    (Entities::empty(), Json::Array(Vec::new()))
+                }
+                Ok(json) => {
+                    let n = json.as_array().map_or(0, Vec::len);
+                    if n > ENTITIES_MAX {
+                        return Err(PolicyError::LimitExceeded {
+                            limit: "ENTITIES_MAX",
+                            max: ENTITIES_MAX as u64,
+                            needed: n as u64,
+                        });
+                    }
+                    match Entities::from_json_value(json.clone(), Some(&schema)) {
+                        Ok(e) => (e, json),
+                        Err(e) => {
+                            diags.push(Diagnostic::file(
+                                ENTITIES_FILE,
+                                e.to_string(),
+                                e.help().map(|h| h.to_string()).as_deref(),
+                            ));
+                            (Entities::empty(), json)
+                        }
+                    }
+                }
+            }
+        } else {
+            (Entities::empty(), Json::Array(Vec::new()))
+        };
+
+        let model = check_model(&schema_json, &mut diags);
+        let domains = read_domains(&entities_json, &mut diags);
+        if !diags.is_empty() {
+            return Err(PolicyError::Invalid { diagnostics: diags });
+        }
+        let tables = model.unwrap_or_default();
+
+        // Identity: canonical CBOR of schema, policies and entities.
+        let mut schema_canon = schema_json.clone();
+        canonical::sort_arrays(&mut schema_canon);
+        let mut policy_jsons = Vec::new();
+        for p in policies.policies() {
+            let est = p
+                .to_json()
+                .map_err(|_| PolicyError::Internal("a policy has no JSON form"))?;
+            policy_jsons.push(canonical::bytes(&canonical::to_cbor(&est)));
+        }
+        policy_jsons.sort();
+        let mut ents = entities_json.clone();
+        canonical_entities(&mut ents);
+        // Keys in sorted order: entities, format, policies, schema.
+        let top = ciborium::Value::Map(vec![
+            (
+                ciborium::Value::Text("entities".into()),
+                canonical::to_cbor(&ents),
+            ),
+            (
+                ciborium::Value::Text("format".into()),
+                ciborium::Value::Integer(CANONICAL_FORMAT.into()),
+            ),
+            (
+                ciborium::Value::Text("policies".into()),
+                ciborium::Value::Array(
+                    policy_jsons
+                        .iter()
+                        .map(|b| ciborium::Value::Bytes(b.clone()))
+                        .collect(),
+                ),
+            ),
+            (
+                ciborium::Value::Text("schema".into()),
+                canonical::to_cbor(&schema_canon),
+            ),
+        ]);
+        let canonical_bytes = canonical::bytes(&top);
+        let hash = BundleHash(*blake3::hash(&canonical_bytes).as_bytes());
+        Ok(Self {
+            dir,
+            schema,
+            policies,
+            entities,
+            tables,
+            domains,
+            sources,
+            warnings,
+            canonical: canonical_bytes,
+            hash,
+        })
+    }
+
+    /// The bundle's identity.
+    #[must_use]
+    pub fn hash(&self) -> BundleHash {
+        self.hash
+    }
+
+    /// The canonical form that is hashed.
+    #[must_use]
+    pub fn canonical_bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// The folder it was loaded from.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Row types by table name.
+    #[must_use]
+    pub fn tables(&self) -> &BTreeMap<String, RowType> {
+        &self.tables
+    }
+
+    /// Domains by name.
+    #[must_use]
+    pub fn domains(&self) -> &BTreeMap<String, Domain> {
+        &self.domains
+    }
+
+    /// Number of policies.
+    #[must_use]
+    pub fn policy_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Where a policy came from.
+    #[must_use]
+    pub fn source(&self, id: &PolicyId) -> Option<&PolicySource> {
+        self.sources.get(id)
+    }
+
+    /// Warnings that do not stop the bundle from checking.
+    #[must_use]
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The Cedar schema.
+    #[must_use]
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The policies.
+    #[must_use]
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The entity data.
+    #[must_use]
+    pub fn entities(&self) -> &Entities {
+        &self.entities
+    }
+}
+
+fn canonical_entities(v: &mut Json) {
+    if let Json::Array(list) = v {
+        for e in list.iter_mut() {
+            if let Some(Json::Array(parents)) = e.get_mut("parents") {
+                parents.sort_by_cached_key(|p| canonical::bytes(&canonical::to_cbor(p)));
+            }
+        }
+        list.sort_by_cached_key(|e| {
+            canonical::bytes(&canonical::to_cbor(e.get("uid").unwrap_or(&Json::Null)))
+        });
+    }
+}
+
+fn attr_kind(t: &Json) -> AttrKind {
+    match (
+        t.get("type").and_then(Json::as_str),
+        t.get("name").and_then(Json::as_str),
+    ) {
+        (Some("Long"), _) => AttrKind::Long,
+        (Some("String"), _) => AttrKind::String,
+        (Some("Boolean" | "Bool"), _) => AttrKind::Bool,
+        (Some("Extension"), Some("decimal")) | (Some("decimal"), _) => AttrKind::Decimal,
+        (Some(t), Some(n)) => AttrKind::Other(format!("{t} {n}")),
+        (Some(t), None) => AttrKind::Other(t.to_owned()),
+        _ => AttrKind::Other("unknown".into()),
+    }
+}
+
+/// Checks the ScratchBird model in the schema and returns the row types.
+fn check_model(schema: &Json, diags: &mut Vec<Diagnostic>) -> Option<BTreeMap<String, RowType>> {
+    let mut problem =
+        |msg: String, help: &str| diags.push(Diagnostic::file(SCHEMA_FILE, msg, Some(help)));
+    let Some(ns) = schema.get("") else {
+        problem(
+            "the bundle's declarations must be in the empty namespace".into(),
+            "remove the `namespace` block: Table, Column, Domain and the actions are looked up without a namespace",
+        );
+        return None;
+    };
+    let types = ns
+        .get("entityTypes")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for needed in ["Table", "Column", "Domain"] {
+        if !types.contains_key(needed) {
+            problem(
+                format!("entity type {needed} is not declared"),
+                "declare it; see policy/BUNDLE.md for the model",
+            );
+        }
+    }
+    if let Some(domain) = types.get("Domain") {
+        let attrs = domain
+            .pointer("/shape/attributes")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (a, req) in [("base", true), ("mask", true), ("check", false)] {
+            let ok = attrs.get(a).is_some_and(|t| {
+                attr_kind(t) == AttrKind::String
+                    && t.get("required").and_then(Json::as_bool).unwrap_or(true) == req
+            });
+            if !ok {
+                problem(
+                    format!(
+                        "entity type Domain needs attribute {a}: String{}",
+                        if req { "" } else { " (optional)" }
+                    ),
+                    "declare: entity Domain = { base: String, mask: String, check?: String };",
+                );
+            }
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for (name, def) in &types {
+        let Some(table) = def.pointer("/annotations/table").and_then(Json::as_str) else {
+            continue;
+        };
+        let Ok(entity_type) = EntityTypeName::from_str(name) else {
+            continue;
+        };
+        let mut attrs = BTreeMap::new();
+        for (a, t) in def
+            .pointer("/shape/attributes")
+            .and_then(Json::as_object)
+            .into_iter()
+            .flatten()
+        {
+            attrs.insert(
+                a.clone(),
+                Attr {
+                    kind: attr_kind(t),
+                    required: t.get("required").and_then(Json::as_bool).unwrap_or(true),
+                },
+            );
+        }
+        let parent = match def.pointer("/annotations/parent").and_then(Json::as_str) {
+            None => None,
+            Some(col) => {
+                let parents: Vec<&str> = def
+                    .get("memberOfTypes")
+                    .and_then(Json::as_array)
+                    .map(|a| a.iter().filter_map(Json::as_str).collect())
+                    .unwrap_or_default();
+                match (attrs.get(col), parents.as_slice()) {
+                    (
+                        Some(Attr {
+                            kind: AttrKind::String,
+                            ..
+                        }),
+                        [p],
+                    ) => EntityTypeName::from_str(p)
+                        .ok()
+                        .map(|p| (col.to_owned(), p)),
+                    _ => {
+                        problem(
+                            format!(
+                                "row type {name}: @parent(\"{col}\") needs a String attribute {col} and exactly one parent type (`in [T]`)"
+                            ),
+                            "declare e.g. @parent(\"employee\") entity Salary in [Employee] = { \"employee\": String, ... };",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        if tables
+            .insert(
+                table.to_owned(),
+                RowType {
+                    table: table.to_owned(),
+                    entity_type,
+                    attrs,
+                    parent,
+                },
+            )
+            .is_some()
+        {
+            problem(
+                format!("two row types are annotated @table(\"{table}\")"),
+                "each table has one row type",
+            );
+        }
+    }
+    let actions = ns
+        .get("actions")
+        .and_then(Json::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for (action, resource) in ACTIONS {
+        let Some(a) = actions.get(action) else {
+            problem(
+                format!("action {action} is not declared"),
+                "declare every action of the model; see policy/BUNDLE.md",
+            );
+            continue;
+        };
+        let resources: Vec<String> = a
+            .pointer("/appliesTo/resourceTypes")
+            .and_then(Json::as_array)
+            .map(|r| {
+                r.iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if resource == "*" {
+            for rt in tables.values() {
+                if !resources.contains(&rt.entity_type.to_string()) {
+                    problem(
+                        format!(
+                            "action {action} does not apply to row type {} (table {})",
+                            rt.entity_type, rt.table
+                        ),
+                        "list every row type in the action's resource types",
+                    );
+                }
+            }
+        } else if !resources.iter().any(|r| r == resource) {
+            problem(
+                format!("action {action} must apply to resource type {resource}"),
+                "fix its appliesTo",
+            );
+        }
+    }
+    Some(tables)
+}
+
+fn read_domains(entities: &Json, diags: &mut Vec<Diagnostic>) -> BTreeMap<String, Domain> {
+    let mut out = BTreeMap::new();
+    for e in entities.as_array().into_iter().flatten() {
+        if e.pointer("/uid/type").and_then(Json::as_str) != Some("Domain") {
+            continue;
+        }
+        let Some(name) = e.pointer("/uid/id").and_then(Json::as_str) else {
+            continue;
+        };
+        let attr = |k: &str| e.pointer(&format!("/attrs/{k}")).and_then(Json::as_str);
+        let base = match attr("base").map(SqlType::from_str) {
+            Some(Ok(t)) => t,
+            Some(Err(err)) => {
+                diags.push(Diagnostic::file(
+                    ENTITIES_FILE,
+                    format!("domain {name}: base type: {err}"),
+                    Some("write a SQL type, e.g. \"VARCHAR(254)\" or \"DECIMAL(12,2)\""),
+                ));
+                continue;
+            }
+            None => continue,
+        };
+        let mask = match attr("mask").map(MaskFn::from_str) {
+            Some(Ok(m)) => m,
+            Some(Err(err)) => {
+                diags.push(Diagnostic::file(
+                    ENTITIES_FILE,
+                    format!("domain {name}: mask: {err}"),
+                    None,
+                ));
+                continue;
+            }
+            None => continue,
+        };
+        if let Err(err) = mask.check_type(&base) {
+            diags.push(Diagnostic::file(
+                ENTITIES_FILE,
+                format!("domain {name}: {err}"),
+                Some("choose a mask that keeps the base type, or null"),
+            ));
+            continue;
+        }
+        out.insert(
+            name.to_owned(),
+            Domain {
+                name: name.to_owned(),
+                base,
+                check: attr("check").map(str::to_owned),
+                mask,
+            },
+        );
+    }
+    out
+}

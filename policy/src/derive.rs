@@ -1,0 +1,655 @@
+//! Enforcement derivation: for one security context and one table, what the shard
+//! host enforces. A pure function of (bundle, context, table), cached.
+//!
+//! * Grants (`Select`, `Insert`, `Update`, `Delete` on `Table::"t"`), column rules
+//!   (`ReadColumn` on `Column::"t.c"`) and unmasking (`Unmask` on `Domain::"d"`) are
+//!   ordinary Cedar decisions: the principal and context are known.
+//! * Row filters (`Read`, and `Write` for rows written) depend on the row: Cedar's
+//!   type-aware partial evaluation leaves a residual per policy over `resource`,
+//!   which is translated to the predicate IR (`crate::ir`). A residual that cannot be
+//!   translated makes the filter fall back to calling Cedar for every row. Nothing
+//!   defaults to allow: a failure to derive is an error.
+
+use crate::bundle::{AttrKind, Bundle, RowType};
+use crate::error::{PolicyError, Result};
+use crate::ir::{Filter, Rows, Translate, Untranslatable};
+use crate::limits::{DERIVATION_CACHE_ENTRIES_MAX, FALLBACK_ROWS_MAX};
+use crate::mask::MaskFn;
+use cedar_policy::{
+    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    PartialEntities, PartialEntityUid, PartialRequest, PolicyId, Request, RestrictedExpression,
+};
+use scratchbird_types::{BundleHash, SqlType};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+/// Who asks, and in what session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecurityContext {
+    /// The principal, as a Cedar entity reference (`User::"alice"`).
+    pub principal: String,
+    /// The session context: a JSON record of the schema's context type (for example
+    /// `{"break_glass": true}`).
+    pub context: serde_json::Value,
+}
+
+impl SecurityContext {
+    /// A context with an empty session record.
+    #[must_use]
+    pub fn new(principal: &str) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            context: serde_json::json!({}),
+        }
+    }
+}
+
+/// A column as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDesc {
+    /// Name.
+    pub name: String,
+    /// SQL type.
+    pub ty: SqlType,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// The domain the column is declared with.
+    pub domain: Option<String>,
+}
+
+/// A table as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDesc {
+    /// Name.
+    pub name: String,
+    /// Columns in order.
+    pub columns: Vec<ColumnDesc>,
+}
+
+/// The grants of a principal on a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Grants {
+    /// `Select`
+    pub select: bool,
+    /// `Insert`
+    pub insert: bool,
+    /// `Update`
+    pub update: bool,
+    /// `Delete`
+    pub delete: bool,
+}
+
+/// How rows are decided.
+#[derive(Debug, Clone)]
+pub enum RowFilter {
+    /// Every row.
+    All,
+    /// No row.
+    None,
+    /// The translated residuals, evaluated a batch at a time.
+    Predicate(Filter),
+    /// Cedar, called for every row (a residual could not be translated).
+    Cedar(Box<CedarPerRow>),
+}
+
+/// The fallback: the original policies, evaluated per row by Cedar.
+#[derive(Debug, Clone)]
+pub struct CedarPerRow {
+    bundle: Arc<Bundle>,
+    principal: EntityUid,
+    action: EntityUid,
+    context: Context,
+    row: RowType,
+    /// Why the residual could not be translated.
+    pub reason: String,
+}
+
+impl RowFilter {
+    /// Which of `rows` are allowed.
+    ///
+    /// # Errors
+    /// The Cedar fallback could not build a row or refused more rows than its limit.
+    pub fn eval(&self, rows: &Rows<'_>) -> Result<Vec<bool>> {
+        match self {
+            Self::All => Ok(vec![true; rows.len()]),
+            Self::None => Ok(vec![false; rows.len()]),
+            Self::Predicate(f) => Ok(f.eval(rows)),
+            Self::Cedar(c) => c.eval(rows),
+        }
+    }
+}
+
+impl CedarPerRow {
+    fn eval(&self, rows: &Rows<'_>) -> Result<Vec<bool>> {
+        if rows.len() > FALLBACK_ROWS_MAX {
+            return Err(PolicyError::LimitExceeded {
+                limit: "FALLBACK_ROWS_MAX",
+                max: FALLBACK_ROWS_MAX as u64,
+                needed: rows.len() as u64,
+            });
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in 0..rows.len() {
+            let (uid, entities) = row_entities(&self.bundle, &self.row, rows, r)?;
+            let req = Request::new(
+                self.principal.clone(),
+                self.action.clone(),
+                uid,
+                self.context.clone(),
+                Some(&self.bundle.schema),
+            )
+            .map_err(|e| PolicyError::Evaluation {
+                reason: e.to_string(),
+            })?;
+            let resp = Authorizer::new().is_authorized(&req, &self.bundle.policies, &entities);
+            out.push(resp.decision() == Decision::Allow);
+        }
+        Ok(out)
+    }
+}
+
+/// The Cedar entities for evaluating one row: the bundle's, plus the row itself
+/// (attributes from the row's columns; its parent from the `@parent` column).
+///
+/// # Errors
+/// The row's values cannot be expressed as Cedar values.
+pub fn row_entities(
+    bundle: &Bundle,
+    row: &RowType,
+    rows: &Rows<'_>,
+    r: usize,
+) -> Result<(EntityUid, Entities)> {
+    let uid = EntityUid::from_type_name_and_id(
+        row.entity_type.clone(),
+        EntityId::new(format!("row-{r}")),
+    );
+    let mut attrs = HashMap::new();
+    let mut parents = HashSet::new();
+    for name in row.attrs.keys() {
+        if let Some(v) = rows.restricted(name, r) {
+            attrs.insert(name.clone(), v);
+        }
+    }
+    if let Some((col, parent_ty)) = &row.parent
+        && let Some(id) = rows.string(col, r)
+    {
+        parents.insert(EntityUid::from_type_name_and_id(
+            parent_ty.clone(),
+            EntityId::new(id),
+        ));
+    }
+    let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| PolicyError::Evaluation {
+        reason: e.to_string(),
+    })?;
+    // No schema here: a row whose values do not match the declared types must still
+    // be evaluated (and fail) as Cedar would, not be refused before.
+    let entities = bundle
+        .entities
+        .clone()
+        .add_entities([entity], None)
+        .map_err(|e| PolicyError::Evaluation {
+            reason: e.to_string(),
+        })?;
+    Ok((uid, entities))
+}
+
+impl Rows<'_> {
+    /// Column `name` of row `r` as a Cedar value, `None` if missing.
+    #[must_use]
+    pub fn restricted(&self, name: &str, r: usize) -> Option<RestrictedExpression> {
+        use crate::ir::ColData;
+        let c = self.column(name)?;
+        if !c.present.get(r).copied().unwrap_or(false) {
+            return None;
+        }
+        Some(match &c.data {
+            ColData::Long(v) => RestrictedExpression::new_long(*v.get(r)?),
+            ColData::Bool(v) => RestrictedExpression::new_bool(*v.get(r)?),
+            ColData::Str(v) => RestrictedExpression::new_string((*v.get(r)?).to_owned()),
+            ColData::Dec(v) => {
+                let u = *v.get(r)?;
+                let sign = if u < 0 { "-" } else { "" };
+                let a = u.unsigned_abs();
+                RestrictedExpression::new_decimal(format!("{sign}{}.{:04}", a / 10_000, a % 10_000))
+            }
+            // A value of a type policies cannot see: an entity nothing equals.
+            ColData::Opaque => {
+                RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(
+                    EntityTypeName::from_str("Opaque").ok()?,
+                    EntityId::new("value"),
+                ))
+            }
+        })
+    }
+
+    /// Column `name` of row `r` if it is a string.
+    #[must_use]
+    pub fn string(&self, name: &str, r: usize) -> Option<String> {
+        use crate::ir::ColData;
+        let c = self.column(name)?;
+        if !c.present.get(r).copied().unwrap_or(false) {
+            return None;
+        }
+        match &c.data {
+            ColData::Str(v) => v.get(r).map(|s| (*s).to_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// A column's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRule {
+    /// The column.
+    pub column: String,
+    /// Whether the principal may read it (a subplan that references a column it may
+    /// not read fails whole).
+    pub readable: bool,
+    /// The mask applied to its values, if the principal may not unmask its domain.
+    pub mask: Option<(String, MaskFn)>,
+}
+
+/// A policy that decides rows, with its effect and its residual condition as text.
+pub type DecidingPolicy = (PolicyId, Effect, String);
+
+/// What the host enforces for one context on one table.
+#[derive(Debug, Clone)]
+pub struct Enforcement {
+    /// The bundle it was derived from.
+    pub bundle: BundleHash,
+    /// The table.
+    pub table: String,
+    /// Grants.
+    pub grants: Grants,
+    /// Rows that may be read.
+    pub read: RowFilter,
+    /// Rows that may be written (every new row version must pass).
+    pub write: RowFilter,
+    /// One rule per column, in table order.
+    pub columns: Vec<ColumnRule>,
+    /// Reasons to record in the audit trail: the `@record("...")` annotations of
+    /// policies that take part in these decisions (for example a break-glass rule).
+    pub recorded: Vec<String>,
+    /// Policies whose residual is what decides rows, for explanation.
+    pub read_policies: Vec<DecidingPolicy>,
+}
+
+/// The canonical text of a JSON value (sorted keys), for cache keys.
+fn canonical_text(v: &serde_json::Value) -> String {
+    let c = crate::canonical::to_cbor(v);
+    crate::canonical::bytes(&c)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+type CacheKey = (String, String, String);
+
+/// Derives enforcement from one bundle, with a cache per (context, table).
+#[derive(Debug)]
+pub struct Deriver {
+    bundle: Arc<Bundle>,
+    cache: Mutex<HashMap<CacheKey, Arc<Enforcement>>>,
+}
+
+impl Deriver {
+    /// A deriver for `bundle`.
+    #[must_use]
+    pub fn new(bundle: Arc<Bundle>) -> Self {
+        Self {
+            bundle,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bundle.
+    #[must_use]
+    pub fn bundle(&self) -> &Arc<Bundle> {
+        &self.bundle
+    }
+
+    /// The enforcement for `ctx` on `table`, from the cache when it was derived
+    /// before (derivation is a pure function of bundle, context and table).
+    ///
+    /// # Errors
+    /// Unknown principal or table, a context that does not match the schema, or a
+    /// Cedar evaluation error.
+    pub fn derive(&self, ctx: &SecurityContext, table: &TableDesc) -> Result<Arc<Enforcement>> {
+        let key = (
+            ctx.principal.clone(),
+            canonical_text(&ctx.context),
+            format!("{table:?}"),
+        );
+        if let Some(e) = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(e.clone());
+        }
+        let e = Arc::new(derive(&self.bundle, ctx, table)?);
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= DERIVATION_CACHE_ENTRIES_MAX {
+            cache.clear();
+        }
+        cache.insert(key, e.clone());
+        Ok(e)
+    }
+}
+
+/// The table as the bundle's row type describes it, for when no catalog is given:
+/// one column per attribute, domains unknown.
+#[must_use]
+pub fn table_from_row_type(row: &RowType) -> TableDesc {
+    TableDesc {
+        name: row.table.clone(),
+        columns: row
+            .attrs
+            .iter()
+            .map(|(name, a)| ColumnDesc {
+                name: name.clone(),
+                ty: match a.kind {
+                    AttrKind::Bool => SqlType::Boolean,
+                    AttrKind::Long => SqlType::BigInt,
+                    AttrKind::Decimal => SqlType::Decimal {
+                        precision: 18,
+                        scale: 4,
+                    },
+                    AttrKind::String | AttrKind::Other(_) => SqlType::Text,
+                },
+                nullable: !a.required,
+                domain: None,
+            })
+            .collect(),
+    }
+}
+
+fn action(name: &str) -> Result<EntityUid> {
+    EntityUid::from_str(&format!("Action::\"{name}\""))
+        .map_err(|_| PolicyError::Internal("action name"))
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid> {
+    Ok(EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str(ty).map_err(|_| PolicyError::Internal("entity type name"))?,
+        EntityId::new(id),
+    ))
+}
+
+struct Ctx<'b> {
+    bundle: &'b Arc<Bundle>,
+    principal: EntityUid,
+    context_json: serde_json::Value,
+    recorded: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn context(&self, action: &EntityUid) -> Result<Context> {
+        Context::from_json_value(
+            self.context_json.clone(),
+            Some((&self.bundle.schema, action)),
+        )
+        .map_err(|e| PolicyError::InvalidContext {
+            reason: e.to_string(),
+        })
+    }
+
+    fn note(&mut self, ids: impl IntoIterator<Item = PolicyId>) {
+        for id in ids {
+            if let Some(r) = self.bundle.policies.annotation(&id, "record") {
+                self.recorded.insert(r.to_owned());
+            }
+        }
+    }
+
+    fn decide(&mut self, action_name: &str, resource: EntityUid) -> Result<bool> {
+        let a = action(action_name)?;
+        let req = Request::new(
+            self.principal.clone(),
+            a.clone(),
+            resource,
+            self.context(&a)?,
+            Some(&self.bundle.schema),
+        )
+        .map_err(|e| PolicyError::InvalidContext {
+            reason: e.to_string(),
+        })?;
+        let resp =
+            Authorizer::new().is_authorized(&req, &self.bundle.policies, &self.bundle.entities);
+        let allow = resp.decision() == Decision::Allow;
+        if allow {
+            let reasons: Vec<PolicyId> = resp.diagnostics().reason().cloned().collect();
+            self.note(reasons);
+        }
+        Ok(allow)
+    }
+
+    fn filter(
+        &mut self,
+        action_name: &str,
+        row: &RowType,
+    ) -> Result<(RowFilter, Vec<DecidingPolicy>)> {
+        let b = self.bundle;
+        let a = action(action_name)?;
+        let ctx = self.context(&a)?;
+        let shared = Arc::clone(b);
+        let req = PartialRequest::new(
+            PartialEntityUid::from_concrete(self.principal.clone()),
+            a.clone(),
+            PartialEntityUid::new(row.entity_type.clone(), None),
+            Some(ctx.clone()),
+            &b.schema,
+        )
+        .map_err(|e| PolicyError::InvalidContext {
+            reason: e.to_string(),
+        })?;
+        let entities =
+            PartialEntities::from_concrete(b.entities.clone(), &b.schema).map_err(|e| {
+                PolicyError::Evaluation {
+                    reason: e.to_string(),
+                }
+            })?;
+        let resp =
+            b.policies
+                .tpe(&req, &entities, &b.schema)
+                .map_err(|e| PolicyError::Evaluation {
+                    reason: e.to_string(),
+                })?;
+        let true_permits: Vec<PolicyId> = resp.true_permits().cloned().collect();
+        let residual_ids: Vec<PolicyId> = resp
+            .residual_permits()
+            .chain(resp.residual_forbids())
+            .cloned()
+            .collect();
+        self.note(
+            true_permits
+                .iter()
+                .cloned()
+                .chain(residual_ids.iter().cloned()),
+        );
+        let mut explain = Vec::new();
+        match resp.decision() {
+            Some(Decision::Allow) => {
+                for id in &true_permits {
+                    explain.push((id.clone(), Effect::Permit, "true".to_owned()));
+                }
+                return Ok((RowFilter::All, explain));
+            }
+            Some(Decision::Deny) => return Ok((RowFilter::None, explain)),
+            None => {}
+        }
+        let tr = Translate {
+            row,
+            entities: &b.entities,
+        };
+        let mut filter = Filter {
+            permit_always: !true_permits.is_empty(),
+            permits: Vec::new(),
+            forbids: Vec::new(),
+        };
+        let mut failed: Option<Untranslatable> = None;
+        for p in resp.residual_policies() {
+            let text = p.to_string();
+            explain.push((p.id().clone(), p.effect(), residual_condition(&text)));
+            if failed.is_some() {
+                continue;
+            }
+            let translated = p
+                .to_pst()
+                .map_err(|e| Untranslatable(e.to_string()))
+                .and_then(|pst| {
+                    let body = pst.body();
+                    if !matches!(body.principal, cedar_policy::pst::PrincipalConstraint::Any)
+                        || !matches!(body.action, cedar_policy::pst::ActionConstraint::Any)
+                        || !matches!(body.resource, cedar_policy::pst::ResourceConstraint::Any)
+                    {
+                        return Err(Untranslatable("a residual with a scope constraint".into()));
+                    }
+                    let mut cond: Option<crate::ir::Expr> = None;
+                    for c in body.clauses() {
+                        let e = match c {
+                            cedar_policy::pst::Clause::When(e) => tr.expr(e)?,
+                            cedar_policy::pst::Clause::Unless(e) => {
+                                crate::ir::Expr::Not(Box::new(tr.expr(e)?))
+                            }
+                        };
+                        cond = Some(match cond {
+                            None => e,
+                            Some(prev) => crate::ir::Expr::And(Box::new(prev), Box::new(e)),
+                        });
+                    }
+                    Ok(cond.unwrap_or(crate::ir::Expr::Lit(crate::ir::Lit::Bool(true))))
+                });
+            match translated {
+                Ok(e) if p.effect() == Effect::Permit => filter.permits.push(e),
+                Ok(e) => filter.forbids.push(e),
+                Err(u) => failed = Some(u),
+            }
+        }
+        if let Some(u) = failed {
+            return Ok((
+                RowFilter::Cedar(Box::new(CedarPerRow {
+                    bundle: shared,
+                    principal: self.principal.clone(),
+                    action: a,
+                    context: ctx,
+                    row: row.clone(),
+                    reason: u.0,
+                })),
+                explain,
+            ));
+        }
+        Ok((RowFilter::Predicate(filter), explain))
+    }
+}
+
+/// The `when { ... }` body of a residual policy's text.
+fn residual_condition(text: &str) -> String {
+    match (text.find("when"), text.rfind('}')) {
+        (Some(w), Some(end)) if end > w => {
+            let inner = text
+                .get(w + 4..end)
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches('{')
+                .trim();
+            inner.to_owned()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Derives without a cache.
+///
+/// # Errors
+/// As [`Deriver::derive`].
+pub fn derive(
+    bundle: &Arc<Bundle>,
+    ctx: &SecurityContext,
+    table: &TableDesc,
+) -> Result<Enforcement> {
+    let principal =
+        EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
+            reason: format!(
+                "principal {:?} is not an entity reference like User::\"alice\": {e}",
+                ctx.principal
+            ),
+        })?;
+    if bundle.entities.get(&principal).is_none() {
+        return Err(PolicyError::UnknownPrincipal {
+            principal: ctx.principal.clone(),
+        });
+    }
+    if !ctx.context.is_object() {
+        return Err(PolicyError::InvalidContext {
+            reason: "the context must be a JSON object".into(),
+        });
+    }
+    let row = bundle
+        .tables
+        .get(&table.name)
+        .ok_or_else(|| PolicyError::UnknownTable {
+            table: table.name.clone(),
+        })?;
+    let mut c = Ctx {
+        bundle,
+        principal,
+        context_json: ctx.context.clone(),
+        recorded: BTreeSet::new(),
+    };
+    let t = uid("Table", &table.name)?;
+    let grants = Grants {
+        select: c.decide("Select", t.clone())?,
+        insert: c.decide("Insert", t.clone())?,
+        update: c.decide("Update", t.clone())?,
+        delete: c.decide("Delete", t)?,
+    };
+    let (read, read_policies) = c.filter("Read", row)?;
+    let (write, _) = c.filter("Write", row)?;
+    let mut columns = Vec::with_capacity(table.columns.len());
+    for col in &table.columns {
+        let readable = c.decide(
+            "ReadColumn",
+            uid("Column", &format!("{}.{}", table.name, col.name))?,
+        )?;
+        let mask = match &col.domain {
+            None => None,
+            Some(d) => {
+                let domain = bundle
+                    .domains
+                    .get(d)
+                    .ok_or_else(|| PolicyError::InvalidContext {
+                        reason: format!(
+                            "column {}.{} uses domain {d}, which the bundle does not declare",
+                            table.name, col.name
+                        ),
+                    })?;
+                if c.decide("Unmask", uid("Domain", d)?)? {
+                    None
+                } else {
+                    Some((d.clone(), domain.mask.clone()))
+                }
+            }
+        };
+        columns.push(ColumnRule {
+            column: col.name.clone(),
+            readable,
+            mask,
+        });
+    }
+    Ok(Enforcement {
+        bundle: bundle.hash(),
+        table: table.name.clone(),
+        grants,
+        read,
+        write,
+        columns,
+        recorded: c.recorded.into_iter().collect(),
+        read_policies,
+    })
+}
