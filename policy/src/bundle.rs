@@ -125,6 +125,8 @@ pub struct Bundle {
     pub(crate) domains: BTreeMap<String, Domain>,
     pub(crate) sources: BTreeMap<PolicyId, PolicySource>,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// Texts of the schema and policy files, for locating problems.
+    pub(crate) files: BTreeMap<String, String>,
     canonical: Vec<u8>,
     hash: BundleHash,
 }
@@ -238,6 +240,8 @@ impl Bundle {
         }
         let schema_text = read(&schema_path)?;
         let mut warnings = Vec::new();
+        let mut files = BTreeMap::new();
+        files.insert(SCHEMA_FILE.to_owned(), schema_text.clone());
         let schema = match Schema::from_cedarschema_str(&schema_text) {
             Ok((s, schema_warnings)) => {
                 for w in schema_warnings {
@@ -264,6 +268,7 @@ impl Bundle {
         let mut sources = BTreeMap::new();
         for file in &policy_files {
             let text = read(&dir.join(file))?;
+            files.insert(file.clone(), text.clone());
             let set = match PolicySet::from_str(&text) {
                 Ok(s) => s,
                 Err(errs) => {
@@ -438,6 +443,7 @@ impl Bundle {
             domains,
             sources,
             warnings,
+            files,
             canonical: canonical_bytes,
             hash,
         })
@@ -489,6 +495,31 @@ impl Bundle {
     #[must_use]
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
+    }
+
+    /// A diagnostic at the first occurrence of `needle` in `file` (or the whole
+    /// file when it does not occur).
+    pub(crate) fn locate(
+        &self,
+        file: &str,
+        needle: &str,
+        message: String,
+        help: Option<String>,
+    ) -> Diagnostic {
+        match self
+            .files
+            .get(file)
+            .and_then(|t| t.find(needle).map(|at| (t, at)))
+        {
+            Some((text, at)) => Diagnostic::at(file, text, at, message, help),
+            None => Diagnostic {
+                file: file.to_owned(),
+                line: 0,
+                column: 0,
+                message,
+                help,
+            },
+        }
     }
 
     /// The Cedar schema.

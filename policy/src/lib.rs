@@ -12,11 +12,13 @@
 
 pub mod bundle;
 pub mod canonical;
+pub mod catalog;
 pub mod derive;
 pub mod error;
 pub mod ir;
 pub mod limits;
 pub mod mask;
+pub mod sign;
 
 pub use bundle::Bundle;
 pub use error::{Diagnostic, PolicyError, Result, SignatureError};

@@ -1,5 +1,10 @@
 //! Loading the example bundles and deriving enforcement from them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
 
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::AttrKind;
@@ -10,7 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/bundles").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/bundles")
+        .join(name)
 }
 
 fn stress() -> PathBuf {
@@ -32,7 +39,10 @@ fn decimal_attributes_are_recognised() {
     let b = Bundle::load(stress()).unwrap();
     assert_eq!(b.tables()["things"].attrs["d"].kind, AttrKind::Decimal);
     let hr = Bundle::load(example("hr")).unwrap();
-    assert_eq!(hr.tables()["employees"].attrs["salary"].kind, AttrKind::Decimal);
+    assert_eq!(
+        hr.tables()["employees"].attrs["salary"].kind,
+        AttrKind::Decimal
+    );
 }
 
 fn visible(filter: &RowFilter, tenants: &[i64]) -> Vec<i64> {
@@ -41,7 +51,12 @@ fn visible(filter: &RowFilter, tenants: &[i64]) -> Vec<i64> {
         .iter()
         .copied()
         .filter(|t| {
-            let vals = [Value::BigInt(*t), Value::BigInt(1), Value::Text("n".into()), Value::Text("pro".into())];
+            let vals = [
+                Value::BigInt(*t),
+                Value::BigInt(1),
+                Value::Text("n".into()),
+                Value::Text("pro".into()),
+            ];
             filter.eval(&Rows::from_values(&names, &vals)).unwrap()[0]
         })
         .collect()
@@ -52,23 +67,48 @@ fn saas_derivations_isolate_tenants_and_open_support() {
     let b = Arc::new(Bundle::load(example("saas")).unwrap());
     let d = Deriver::new(b.clone());
     let customers = table_from_row_type(&b.tables()["customers"]);
-    let alice = d.derive(&SecurityContext::new("User::\"alice\""), &customers).unwrap();
-    assert!(alice.grants.select && alice.grants.insert && alice.grants.update && alice.grants.delete);
+    let alice = d
+        .derive(&SecurityContext::new("User::\"alice\""), &customers)
+        .unwrap();
+    assert!(
+        alice.grants.select && alice.grants.insert && alice.grants.update && alice.grants.delete
+    );
     assert_eq!(visible(&alice.read, &[0, 1, 2, 3]), vec![1]);
     assert_eq!(visible(&alice.write, &[0, 1, 2, 3]), vec![1]);
-    assert!(matches!(alice.read, RowFilter::Predicate(_)), "a translated predicate, not the fallback");
-    let mrr = |e: &scratchbird_policy::derive::Enforcement| e.columns.iter().find(|c| c.column == "mrr").unwrap().readable;
+    assert!(
+        matches!(alice.read, RowFilter::Predicate(_)),
+        "a translated predicate, not the fallback"
+    );
+    let mrr = |e: &scratchbird_policy::derive::Enforcement| {
+        e.columns
+            .iter()
+            .find(|c| c.column == "mrr")
+            .unwrap()
+            .readable
+    };
     assert!(!mrr(&alice));
-    let bob = d.derive(&SecurityContext::new("User::\"bob\""), &customers).unwrap();
+    let bob = d
+        .derive(&SecurityContext::new("User::\"bob\""), &customers)
+        .unwrap();
     assert!(bob.grants.select && !bob.grants.insert);
     assert_eq!(visible(&bob.read, &[0, 1, 2, 3]), vec![2]);
-    let sam = d.derive(&SecurityContext::new("User::\"sam\""), &customers).unwrap();
-    assert_eq!(visible(&sam.read, &[0, 1, 2, 3]), vec![0, 1, 2, 3], "support reads every tenant");
+    let sam = d
+        .derive(&SecurityContext::new("User::\"sam\""), &customers)
+        .unwrap();
+    assert_eq!(
+        visible(&sam.read, &[0, 1, 2, 3]),
+        vec![0, 1, 2, 3],
+        "support reads every tenant"
+    );
     assert!(matches!(sam.write, RowFilter::None));
-    let fran = d.derive(&SecurityContext::new("User::\"fran\""), &customers).unwrap();
+    let fran = d
+        .derive(&SecurityContext::new("User::\"fran\""), &customers)
+        .unwrap();
     assert!(mrr(&fran));
     // The same question twice is answered from the cache with the same result.
-    let again = d.derive(&SecurityContext::new("User::\"alice\""), &customers).unwrap();
+    let again = d
+        .derive(&SecurityContext::new("User::\"alice\""), &customers)
+        .unwrap();
     assert!(Arc::ptr_eq(&alice, &again));
 }
 
@@ -77,13 +117,30 @@ fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
     let b = Arc::new(Bundle::load(example("saas")).unwrap());
     let d = Deriver::new(b.clone());
     let customers = table_from_row_type(&b.tables()["customers"]);
-    let err = d.derive(&SecurityContext::new("User::\"mallory\""), &customers).unwrap_err();
-    assert!(err.to_string().contains("not in the bundle's entities.json"), "{err}");
     let err = d
-        .derive(&SecurityContext { principal: "User::\"alice\"".into(), context: serde_json::json!({"nope": 1}) }, &customers)
+        .derive(&SecurityContext::new("User::\"mallory\""), &customers)
         .unwrap_err();
-    assert!(err.to_string().contains("invalid security context"), "{err}");
-    let err = d.derive(&SecurityContext::new("not an entity"), &customers).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not in the bundle's entities.json"),
+        "{err}"
+    );
+    let err = d
+        .derive(
+            &SecurityContext {
+                principal: "User::\"alice\"".into(),
+                context: serde_json::json!({"nope": 1}),
+            },
+            &customers,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("invalid security context"),
+        "{err}"
+    );
+    let err = d
+        .derive(&SecurityContext::new("not an entity"), &customers)
+        .unwrap_err();
     assert!(err.to_string().contains("entity reference"), "{err}");
 }
 
@@ -92,17 +149,39 @@ fn clinical_break_glass_opens_rows_and_is_recorded() {
     let b = Arc::new(Bundle::load(example("clinical")).unwrap());
     let d = Deriver::new(b.clone());
     let patients = table_from_row_type(&b.tables()["patients"]);
-    let normal = d.derive(&SecurityContext::new("Staff::\"dr_kim\""), &patients).unwrap();
+    let normal = d
+        .derive(&SecurityContext::new("Staff::\"dr_kim\""), &patients)
+        .unwrap();
     assert!(normal.recorded.is_empty());
     let glass = d
-        .derive(&SecurityContext { principal: "Staff::\"dr_kim\"".into(), context: serde_json::json!({"break_glass": true, "reason": "code blue"}) }, &patients)
+        .derive(
+            &SecurityContext {
+                principal: "Staff::\"dr_kim\"".into(),
+                context: serde_json::json!({"break_glass": true, "reason": "code blue"}),
+            },
+            &patients,
+        )
         .unwrap();
     assert_eq!(glass.recorded, vec!["break-glass".to_owned()]);
     let names = ["attending", "ward", "id", "mrn", "name"];
-    let vals = [Value::Text("S100".into()), Value::Text("cardio".into()), Value::BigInt(1), Value::Text("MRN-1".into()), Value::Text("p".into())];
+    let vals = [
+        Value::Text("S100".into()),
+        Value::Text("cardio".into()),
+        Value::BigInt(1),
+        Value::Text("MRN-1".into()),
+        Value::Text("p".into()),
+    ];
     let rows = Rows::from_values(&names, &vals);
-    assert_eq!(normal.read.eval(&rows).unwrap(), vec![false], "not dr_kim's patient");
-    assert_eq!(glass.read.eval(&rows).unwrap(), vec![true], "break glass opens it");
+    assert_eq!(
+        normal.read.eval(&rows).unwrap(),
+        vec![false],
+        "not dr_kim's patient"
+    );
+    assert_eq!(
+        glass.read.eval(&rows).unwrap(),
+        vec![true],
+        "break glass opens it"
+    );
 }
 
 #[test]
@@ -122,7 +201,12 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
         ]
     };
     let sees = |principal: &str, who: &str| {
-        let e = d.derive(&SecurityContext::new(&format!("User::\"{principal}\"")), &employees).unwrap();
+        let e = d
+            .derive(
+                &SecurityContext::new(&format!("User::\"{principal}\"")),
+                &employees,
+            )
+            .unwrap();
         let vals = row(who);
         e.read.eval(&Rows::from_values(&names, &vals)).unwrap()[0]
     };
