@@ -132,11 +132,10 @@ fn compatible(kind: &AttrKind, ty: &SqlType) -> bool {
 fn entity_literals(v: &Json, out: &mut Vec<(String, String)>) {
     match v {
         Json::Object(m) => {
-            if let Some(Json::Object(e)) = m.get("__entity") {
-                if let (Some(Json::String(t)), Some(Json::String(i))) = (e.get("type"), e.get("id"))
-                {
-                    out.push((t.clone(), i.clone()));
-                }
+            if let Some(Json::Object(e)) = m.get("__entity")
+                && let (Some(Json::String(t)), Some(Json::String(i))) = (e.get("type"), e.get("id"))
+            {
+                out.push((t.clone(), i.clone()));
             }
             for x in m.values() {
                 entity_literals(x, out);
