@@ -16,13 +16,75 @@ use crate::ir::{Filter, Rows, Translate, Untranslatable};
 use crate::limits::{DERIVATION_CACHE_ENTRIES_MAX, FALLBACK_ROWS_MAX};
 use crate::mask::MaskFn;
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     PartialEntities, PartialEntityUid, PartialRequest, PolicyId, Request, RestrictedExpression,
 };
 use scratchbird_types::{BundleHash, SqlType};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+
+pub use cedar_policy::Effect;
+
+/// A principal's ancestors (roles, groups, managers) and attributes, rendered, from
+/// the bundle's entity data.
+///
+/// # Errors
+/// The principal is malformed or not in the bundle.
+pub fn describe_principal(bundle: &Bundle, principal: &str) -> Result<(Vec<String>, Vec<String>)> {
+    let uid = EntityUid::from_str(principal).map_err(|e| PolicyError::InvalidContext {
+        reason: format!(
+            "principal {principal:?} is not an entity reference like User::\"alice\": {e}"
+        ),
+    })?;
+    let entity = bundle
+        .entities
+        .get(&uid)
+        .ok_or_else(|| PolicyError::UnknownPrincipal {
+            principal: principal.to_owned(),
+        })?;
+    let mut roles: Vec<String> = bundle
+        .entities
+        .ancestors(&uid)
+        .into_iter()
+        .flatten()
+        .map(ToString::to_string)
+        .collect();
+    roles.sort();
+    let json = entity
+        .to_json_value()
+        .map_err(|e| PolicyError::Evaluation {
+            reason: e.to_string(),
+        })?;
+    let attrs = json
+        .get("attrs")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            let mut v: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    Ok((roles, attrs))
+}
+
+/// Whether `ctx`'s principal may see the domain's values unmasked.
+///
+/// # Errors
+/// As [`derive`].
+pub fn may_unmask(bundle: &Arc<Bundle>, ctx: &SecurityContext, domain: &str) -> Result<bool> {
+    let principal =
+        EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
+            reason: e.to_string(),
+        })?;
+    let mut c = Ctx {
+        bundle,
+        principal,
+        context_json: ctx.context.clone(),
+        recorded: BTreeSet::new(),
+    };
+    c.decide("Unmask", uid("Domain", domain)?)
+}
 
 /// Who asks, and in what session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -916,6 +916,99 @@ impl<'r, 'a> Eval<'r, 'a> {
     }
 }
 
+impl std::fmt::Display for Lit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Long(i) => write!(f, "{i}"),
+            Self::Str(s) => write!(f, "{s:?}"),
+            Self::Dec(d) => {
+                let sign = if *d < 0 { "-" } else { "" };
+                let a = d.unsigned_abs();
+                write!(f, "decimal(\"{sign}{}.{:04}\")", a / 10_000, a % 10_000)
+            }
+            Self::Entity(t, i) => write!(f, "{t}::{i:?}"),
+            Self::Set(items) => {
+                f.write_str("[")?;
+                for (n, i) in items.iter().enumerate() {
+                    if n > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{i}")?;
+                }
+                f.write_str("]")
+            }
+            Self::Record(m) => {
+                f.write_str("{")?;
+                for (n, (k, v)) in m.iter().enumerate() {
+                    if n > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k:?}: {v}")?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lit(l) => write!(f, "{l}"),
+            Self::Attr(a) => write!(f, "{a}"),
+            Self::Has(a) => write!(f, "{a} IS NOT NULL"),
+            Self::ParentIn(c, ids) => {
+                write!(f, "{c} IN (")?;
+                for (n, i) in ids.iter().enumerate() {
+                    if n > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{i:?}")?;
+                }
+                f.write_str(")")
+            }
+            Self::Not(a) => write!(f, "NOT ({a})"),
+            Self::And(a, b) => write!(f, "({a} AND {b})"),
+            Self::Or(a, b) => write!(f, "({a} OR {b})"),
+            Self::If(c, a, b) => write!(f, "(IF {c} THEN {a} ELSE {b})"),
+            Self::Eq(a, b) => write!(f, "{a} = {b}"),
+            Self::Less(a, b) => write!(f, "{a} < {b}"),
+            Self::LessEq(a, b) => write!(f, "{a} <= {b}"),
+            Self::Add(a, b) => write!(f, "({a} + {b})"),
+            Self::Sub(a, b) => write!(f, "({a} - {b})"),
+            Self::Mul(a, b) => write!(f, "({a} * {b})"),
+            Self::Neg(a) => write!(f, "-({a})"),
+            Self::DecCmp(op, a, b) => write!(
+                f,
+                "{a} {} {b}",
+                match op {
+                    DecOp::Less => "<",
+                    DecOp::LessEq => "<=",
+                    DecOp::Greater => ">",
+                    DecOp::GreaterEq => ">=",
+                }
+            ),
+            Self::Contains(s, x) => write!(f, "{s}.contains({x})"),
+            Self::ContainsAll(a, b) => write!(f, "{a}.containsAll({b})"),
+            Self::ContainsAny(a, b) => write!(f, "{a}.containsAny({b})"),
+            Self::IsEmpty(a) => write!(f, "{a}.isEmpty()"),
+            Self::Like(a, p) => {
+                let pat: String = p
+                    .iter()
+                    .map(|x| match x {
+                        Pat::Char(c) => *c,
+                        Pat::Wildcard => '*',
+                    })
+                    .collect();
+                write!(f, "{a} LIKE {pat:?}")
+            }
+            Self::GetAttr(a, attr) => write!(f, "{a}.{attr}"),
+            Self::Error => f.write_str("<error>"),
+        }
+    }
+}
+
 /// A filter: the translated residuals of one action on one row type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {

@@ -1,0 +1,42 @@
+//! `sb`: the ScratchBird command line.
+//!
+//! Today it carries the security bundle tooling (`sb bundle ...`); the SQL shell,
+//! CA and cluster commands arrive with their issues.
+
+mod bundle;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sb",
+    version,
+    about = "ScratchBird command line",
+    long_about = "ScratchBird command line.\n\nA security officer writes a security bundle (Cedar files in a folder), checks it against the catalog, hashes and signs it, and asks what a principal would see:\n\n  sb bundle check examples/bundles/saas --catalog examples/catalogs/saas.json\n  sb bundle keygen --out ~/keys/officer\n  sb bundle sign examples/bundles/saas --key ~/keys/officer.key\n  sb bundle verify examples/bundles/saas --trust ~/keys/officer.pub\n  sb bundle explain examples/bundles/saas --principal 'User::\"alice\"'"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Security bundles: check, hash, sign, verify, explain.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bundle(cmd) => bundle::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
