@@ -308,6 +308,19 @@ impl Bundle {
                     diags.push(Diagnostic::file(file, e.to_string(), None));
                     continue;
                 }
+                if p.effect() == cedar_policy::Effect::Forbid
+                    && p.to_json().is_ok_and(|j| uses_arithmetic(&j))
+                {
+                    let msg = format!(
+                        "policy {id}: a forbid whose condition does arithmetic stops applying where the arithmetic overflows (Cedar skips a policy whose condition fails to evaluate)"
+                    );
+                    let help = Some("compare without arithmetic where you can (for example `resource.grade >= 9` rather than `resource.grade * 2 >= 18`)".to_owned());
+                    let needle = format!("@id(\"{id}\")");
+                    warnings.push(match text.find(&needle) {
+                        Some(at) => Diagnostic::at(file, &text, at, msg, help),
+                        None => Diagnostic::file(file, msg, help.as_deref()),
+                    });
+                }
                 sources.insert(pid, src);
                 if sources.len() > POLICIES_MAX {
                     return Err(PolicyError::LimitExceeded {
@@ -538,6 +551,17 @@ impl Bundle {
     #[must_use]
     pub fn entities(&self) -> &Entities {
         &self.entities
+    }
+}
+
+/// Whether a policy's JSON form uses an operator that fails on overflow.
+fn uses_arithmetic(v: &Json) -> bool {
+    match v {
+        Json::Object(m) => m
+            .iter()
+            .any(|(k, v)| matches!(k.as_str(), "+" | "-" | "*" | "neg") || uses_arithmetic(v)),
+        Json::Array(a) => a.iter().any(uses_arithmetic),
+        _ => false,
     }
 }
 

@@ -1009,6 +1009,295 @@ impl std::fmt::Display for Expr {
     }
 }
 
+/// A boolean per row as two bitsets: `t` (true) and `e` (evaluation failed). Where
+/// `e` is set, `t` is clear. A row that is neither is `false`.
+#[derive(Debug, Clone)]
+struct Bits {
+    t: Vec<u64>,
+    e: Vec<u64>,
+}
+
+fn words(n: usize) -> usize {
+    n.div_ceil(64)
+}
+
+/// The bits of the last word of `n` rows that are rows.
+fn tail_mask(n: usize) -> u64 {
+    match n % 64 {
+        0 => u64::MAX,
+        k => (1u64 << k) - 1,
+    }
+}
+
+/// Packs 64 bytes, each 0 or 1, into one word: byte i becomes bit i.
+fn pack64(bytes: &[u8; 64]) -> u64 {
+    // Multiplying eight 0/1 bytes by this constant gathers them, in order, into the
+    // top byte of the product; no partial sums overlap, so nothing carries.
+    const GATHER: u64 = 0x0102_0408_1020_4080;
+    let mut w = 0u64;
+    for (g, chunk) in bytes.chunks_exact(8).enumerate() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(chunk);
+        w |= (u64::from_le_bytes(eight).wrapping_mul(GATHER) >> 56) << (g * 8);
+    }
+    w
+}
+
+impl Bits {
+    fn constant(n: usize, t: bool, e: bool) -> Self {
+        let w = words(n);
+        let fill = |on: bool| {
+            let mut v = vec![if on { u64::MAX } else { 0 }; w];
+            if on && let Some(last) = v.last_mut() {
+                *last = tail_mask(n);
+            }
+            v
+        };
+        Self {
+            t: if e { fill(false) } else { fill(t) },
+            e: fill(e),
+        }
+    }
+
+    /// From a per-row function giving (true, error).
+    fn from_fn(n: usize, mut f: impl FnMut(usize) -> (bool, bool)) -> Self {
+        let w = words(n);
+        let (mut t, mut e) = (Vec::with_capacity(w), Vec::with_capacity(w));
+        for wi in 0..w {
+            let (mut tw, mut ew) = (0u64, 0u64);
+            for b in 0..64usize.min(n - wi * 64) {
+                let (tv, ev) = f(wi * 64 + b);
+                tw |= u64::from(tv & !ev) << b;
+                ew |= u64::from(ev) << b;
+            }
+            t.push(tw);
+            e.push(ew);
+        }
+        Self { t, e }
+    }
+
+    /// Compares a typed column with a constant, 64 rows per word: `test(value)` where
+    /// present, an error where not.
+    fn compare<T>(values: &[T], present: &[bool], test: impl Fn(&T) -> bool) -> Self {
+        let w = values.len().div_ceil(64);
+        let (mut t, mut e) = (Vec::with_capacity(w), Vec::with_capacity(w));
+        for (vs, ps) in values.chunks(64).zip(present.chunks(64)) {
+            // One byte per row first (a loop the compiler can vectorise), then eight
+            // bytes at a time into bits.
+            let (mut tb, mut eb) = ([0u8; 64], [0u8; 64]);
+            for ((tv, ev), (v, p)) in tb.iter_mut().zip(eb.iter_mut()).zip(vs.iter().zip(ps)) {
+                *tv = u8::from(*p & test(v));
+                *ev = u8::from(!*p);
+            }
+            t.push(pack64(&tb));
+            e.push(pack64(&eb));
+        }
+        Self { t, e }
+    }
+
+    /// Rows that are false (neither true nor failed), for `n` rows.
+    fn falses(&self, n: usize) -> Vec<u64> {
+        let mut f: Vec<u64> = self.t.iter().zip(&self.e).map(|(t, e)| !t & !e).collect();
+        // Bits past the last row are not rows.
+        if let Some(last) = f.last_mut() {
+            *last &= tail_mask(n);
+        }
+        f
+    }
+
+    fn get(&self, r: usize) -> bool {
+        self.t
+            .get(r / 64)
+            .is_some_and(|w| w & (1u64 << (r % 64)) != 0)
+    }
+}
+
+impl<'r> Eval<'r, '_> {
+    /// Evaluates a boolean-valued expression for every row, as bitsets.
+    fn bits(&self, e: &'r Expr) -> Bits {
+        let n = self.rows.n;
+        match e {
+            Expr::Lit(Lit::Bool(b)) => Bits::constant(n, *b, false),
+            Expr::Error => Bits::constant(n, false, true),
+            Expr::Has(a) => match self.col(a) {
+                None => Bits::constant(n, false, false),
+                Some(c) if c.present.len() == n => {
+                    let mut b = Bits::compare(&c.present, &c.present, |p| *p);
+                    b.e.iter_mut().for_each(|w| *w = 0);
+                    b
+                }
+                Some(c) => {
+                    Bits::from_fn(n, |r| (c.present.get(r).copied().unwrap_or(false), false))
+                }
+            },
+            Expr::Not(a) => {
+                let x = self.bits(a);
+                let f = x.falses(n);
+                Bits { t: f, e: x.e }
+            }
+            Expr::And(a, b) => {
+                let (x, y) = (self.bits(a), self.bits(b));
+                // true && y = y; false && _ = false; error && _ = error.
+                let t = x.t.iter().zip(&y.t).map(|(a, b)| a & b).collect();
+                let e =
+                    x.e.iter()
+                        .zip(x.t.iter().zip(&y.e))
+                        .map(|(xe, (xt, ye))| xe | (xt & ye))
+                        .collect();
+                Bits { t, e }
+            }
+            Expr::Or(a, b) => {
+                let (x, y) = (self.bits(a), self.bits(b));
+                let xf = x.falses(n);
+                // true || _ = true; false || y = y; error || _ = error.
+                let t =
+                    x.t.iter()
+                        .zip(xf.iter().zip(&y.t))
+                        .map(|(xt, (f, yt))| xt | (f & yt))
+                        .collect();
+                let e =
+                    x.e.iter()
+                        .zip(xf.iter().zip(&y.e))
+                        .map(|(xe, (f, ye))| xe | (f & ye))
+                        .collect();
+                Bits { t, e }
+            }
+            Expr::Eq(a, b) => self
+                .cmp_bits(a, b, CmpOp::Eq)
+                .unwrap_or_else(|| self.generic_bits(e)),
+            Expr::Less(a, b) => self
+                .cmp_bits(a, b, CmpOp::Less)
+                .unwrap_or_else(|| self.generic_bits(e)),
+            Expr::LessEq(a, b) => self
+                .cmp_bits(a, b, CmpOp::LessEq)
+                .unwrap_or_else(|| self.generic_bits(e)),
+            Expr::DecCmp(op, a, b) => {
+                let o = match op {
+                    DecOp::Less => CmpOp::DecLess,
+                    DecOp::LessEq => CmpOp::DecLessEq,
+                    DecOp::Greater => CmpOp::DecGreater,
+                    DecOp::GreaterEq => CmpOp::DecGreaterEq,
+                };
+                self.cmp_bits(a, b, o)
+                    .unwrap_or_else(|| self.generic_bits(e))
+            }
+            Expr::Like(a, pat) => match &**a {
+                Expr::Attr(name) => match self.col(name) {
+                    Some(Column {
+                        present,
+                        data: ColData::Str(v),
+                    }) => Bits::from_fn(n, |r| {
+                        if present.get(r).copied().unwrap_or(false) {
+                            (v.get(r).is_some_and(|s| like(s, pat)), false)
+                        } else {
+                            (false, true)
+                        }
+                    }),
+                    _ => self.generic_bits(e),
+                },
+                _ => self.generic_bits(e),
+            },
+            _ => self.generic_bits(e),
+        }
+    }
+
+    fn generic_bits(&self, e: &'r Expr) -> Bits {
+        let vals = self.eval(e);
+        Bits::from_fn(self.rows.n, |r| match vals.get(r) {
+            Some(V::Bool(b)) => (*b, false),
+            // Not a boolean where one is needed: a type error.
+            _ => (false, true),
+        })
+    }
+
+    /// `resource.col OP literal` (or mirrored) over a typed column, one tight loop.
+    fn cmp_bits(&self, a: &'r Expr, b: &'r Expr, op: CmpOp) -> Option<Bits> {
+        let (name, lit, flip) = match (a, b) {
+            (Expr::Attr(n), Expr::Lit(l)) => (n, l, false),
+            (Expr::Lit(l), Expr::Attr(n)) => (n, l, true),
+            _ => return None,
+        };
+        let n = self.rows.n;
+        let Some(c) = self.col(name) else {
+            // No such column: the attribute is missing on every row.
+            return Some(Bits::constant(n, false, true));
+        };
+        let present = |r: usize| c.present.get(r).copied().unwrap_or(false);
+        if c.present.len() != n {
+            return None;
+        }
+        // With the literal on the left, `k < x` is `x > k`: mirror the operator once,
+        // so that every loop below is a fixed comparison against a constant.
+        let ord = match (op, flip) {
+            (CmpOp::Eq, _) => Ord3::Eq,
+            (CmpOp::Less | CmpOp::DecLess, false) | (CmpOp::DecGreater, true) => Ord3::Lt,
+            (CmpOp::LessEq | CmpOp::DecLessEq, false) | (CmpOp::DecGreaterEq, true) => Ord3::Le,
+            (CmpOp::DecGreater, false) | (CmpOp::Less | CmpOp::DecLess, true) => Ord3::Gt,
+            (CmpOp::DecGreaterEq, false) | (CmpOp::LessEq | CmpOp::DecLessEq, true) => Ord3::Ge,
+        };
+        let ints = |v: &[i64], k: i64| match ord {
+            Ord3::Eq => Bits::compare(v, &c.present, |x| *x == k),
+            Ord3::Lt => Bits::compare(v, &c.present, |x| *x < k),
+            Ord3::Le => Bits::compare(v, &c.present, |x| *x <= k),
+            Ord3::Gt => Bits::compare(v, &c.present, |x| *x > k),
+            Ord3::Ge => Bits::compare(v, &c.present, |x| *x >= k),
+        };
+        Some(match (&c.data, lit, op) {
+            (ColData::Long(v), Lit::Long(k), CmpOp::Eq | CmpOp::Less | CmpOp::LessEq)
+                if v.len() == n =>
+            {
+                ints(v, *k)
+            }
+            (
+                ColData::Dec(v),
+                Lit::Dec(k),
+                CmpOp::Eq
+                | CmpOp::DecLess
+                | CmpOp::DecLessEq
+                | CmpOp::DecGreater
+                | CmpOp::DecGreaterEq,
+            ) if v.len() == n => ints(v, *k),
+            (ColData::Str(v), Lit::Str(k), CmpOp::Eq) if v.len() == n => {
+                // Length and first byte settle most rows without a call to memcmp.
+                let k: &str = k;
+                let first = k.as_bytes().first().copied();
+                Bits::compare(v, &c.present, |x| {
+                    x.len() == k.len() && x.as_bytes().first().copied() == first && *x == k
+                })
+            }
+            (ColData::Bool(v), Lit::Bool(k), CmpOp::Eq) if v.len() == n => {
+                Bits::compare(v, &c.present, |x| x == k)
+            }
+            // Equality of values of different types is false, never an error; a
+            // missing attribute is an error.
+            (_, _, CmpOp::Eq) => Bits::from_fn(n, |r| (false, !present(r))),
+            // Ordering on the wrong types is an error on every row.
+            _ => Bits::constant(n, false, true),
+        })
+    }
+}
+
+/// A comparison of a column value `x` with a constant `k`: `x == k`, `x < k`, ...
+#[derive(Debug, Clone, Copy)]
+enum Ord3 {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum CmpOp {
+    Eq,
+    Less,
+    LessEq,
+    DecLess,
+    DecLessEq,
+    DecGreater,
+    DecGreaterEq,
+}
+
 /// A filter: the translated residuals of one action on one row type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -1025,17 +1314,31 @@ impl Filter {
     /// forbid does.
     #[must_use]
     pub fn eval(&self, rows: &Rows<'_>) -> Vec<bool> {
+        let bits = self.eval_bits(rows);
+        (0..rows.n).map(|r| bits.get(r)).collect()
+    }
+
+    /// As [`Filter::eval`], as a bitset of `ceil(n/64)` words (bit r of word r/64).
+    #[must_use]
+    pub fn eval_words(&self, rows: &Rows<'_>) -> Vec<u64> {
+        self.eval_bits(rows).t
+    }
+
+    fn eval_bits(&self, rows: &Rows<'_>) -> Bits {
         let ev = Eval { rows };
         let n = rows.n;
-        let mut allowed = vec![self.permit_always; n];
+        // A policy applies where its condition is true without error.
+        let mut allowed = Bits::constant(n, self.permit_always, false);
         for p in &self.permits {
-            for (a, v) in allowed.iter_mut().zip(ev.eval(p)) {
-                *a |= matches!(v, V::Bool(true));
+            let b = ev.bits(p);
+            for (a, t) in allowed.t.iter_mut().zip(&b.t) {
+                *a |= t;
             }
         }
         for f in &self.forbids {
-            for (a, v) in allowed.iter_mut().zip(ev.eval(f)) {
-                *a &= !matches!(v, V::Bool(true));
+            let b = ev.bits(f);
+            for (a, t) in allowed.t.iter_mut().zip(&b.t) {
+                *a &= !t;
             }
         }
         allowed
@@ -1107,6 +1410,41 @@ mod tests {
         assert!(like("", &p("*")));
         assert!(like("abc", &p("a*c")));
         assert!(!like("ab", &p("a*c")));
+    }
+
+    #[test]
+    fn pack64_puts_byte_i_at_bit_i() {
+        // Every single bit, and a spread of mixed patterns.
+        for i in 0..64 {
+            let mut b = [0u8; 64];
+            b[i] = 1;
+            assert_eq!(pack64(&b), 1u64 << i);
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..1000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let b: [u8; 64] = std::array::from_fn(|i| u8::from(x & (1u64 << i) != 0));
+            assert_eq!(pack64(&b), x);
+        }
+    }
+
+    #[test]
+    fn compare_marks_absent_rows_as_errors_across_words() {
+        let n = 130;
+        let values: Vec<i64> = (0..n).map(|i| i64::try_from(i).unwrap_or(0) % 5).collect();
+        let present: Vec<bool> = (0..n).map(|i| i % 7 != 0).collect();
+        let b = Bits::compare(&values, &present, |v| *v == 3);
+        for r in 0..n {
+            let t = b.t[r / 64] & (1u64 << (r % 64)) != 0;
+            let e = b.e[r / 64] & (1u64 << (r % 64)) != 0;
+            assert_eq!(e, r % 7 == 0, "row {r}");
+            assert_eq!(t, r % 7 != 0 && r % 5 == 3, "row {r}");
+        }
+        // No bits beyond the last row.
+        assert_eq!(b.e[2] >> 2, 0);
+        assert_eq!(b.t[2] >> 2, 0);
     }
 
     #[test]

@@ -35,6 +35,31 @@ fn the_examples_load() {
 }
 
 #[test]
+fn examples_are_clean_and_arithmetic_in_a_forbid_is_warned() {
+    for name in ["saas", "hr", "clinical"] {
+        let b = Bundle::load(example(name)).unwrap();
+        assert!(b.warnings().is_empty(), "{name}: {:?}", b.warnings());
+    }
+    // The stress bundle's `if-arith` forbid does arithmetic: where it overflows,
+    // Cedar skips the forbid, and the author is told so, at the policy.
+    let b = Bundle::load(stress()).unwrap();
+    let w: Vec<_> = b
+        .warnings()
+        .iter()
+        .filter(|d| d.message.contains("if-arith"))
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", b.warnings());
+    assert_eq!((w[0].file.as_str(), w[0].line), ("stress.cedar", 10));
+    assert!(w[0].message.contains("overflows"));
+    // Permits with arithmetic fail closed by themselves: no warning.
+    assert!(
+        !b.warnings()
+            .iter()
+            .any(|d| d.message.contains("policy tags"))
+    );
+}
+
+#[test]
 fn decimal_attributes_are_recognised() {
     let b = Bundle::load(stress()).unwrap();
     assert_eq!(b.tables()["things"].attrs["d"].kind, AttrKind::Decimal);
