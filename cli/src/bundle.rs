@@ -82,7 +82,7 @@ pub fn run(cmd: BundleCommand) -> Result<()> {
         BundleCommand::Check { dir, catalog } => check(&dir, catalog.as_deref()),
         BundleCommand::Hash { dir } => {
             let b = load(&dir)?;
-            println!("{}", b.hash());
+            say!("{}", b.hash());
             Ok(())
         }
         BundleCommand::Sign { dir, key } => sign_cmd(&dir, &key),
@@ -130,15 +130,15 @@ fn check(dir: &Path, catalog_path: Option<&Path>) -> Result<()> {
             bail!(msg);
         }
     }
-    println!("ok: bundle {} checks", dir.display());
-    println!("  hash      {}", b.hash());
-    println!("  policies  {}", b.policy_count());
+    say!("ok: bundle {} checks", dir.display());
+    say!("  hash      {}", b.hash());
+    say!("  policies  {}", b.policy_count());
     let tables: Vec<String> = b
         .tables()
         .values()
         .map(|r| format!("{} ({})", r.table, r.entity_type))
         .collect();
-    println!(
+    say!(
         "  tables    {}",
         if tables.is_empty() {
             "(none)".into()
@@ -151,7 +151,7 @@ fn check(dir: &Path, catalog_path: Option<&Path>) -> Result<()> {
         .values()
         .map(|d| format!("{} ({}, mask {})", d.name, d.base, d.mask))
         .collect();
-    println!(
+    say!(
         "  domains   {}",
         if domains.is_empty() {
             "(none)".into()
@@ -160,7 +160,7 @@ fn check(dir: &Path, catalog_path: Option<&Path>) -> Result<()> {
         }
     );
     if let Some(p) = catalog_path {
-        println!("  catalog   {}: matches", p.display());
+        say!("  catalog   {}: matches", p.display());
     }
     Ok(())
 }
@@ -190,7 +190,7 @@ fn sign_cmd(dir: &Path, key_path: &Path) -> Result<()> {
             "note: the bundle changed since its manifest was signed; the earlier signatures were dropped"
         );
     }
-    println!(
+    say!(
         "signed bundle {} with key {} ({} signature{} in {})",
         b.hash(),
         sign::key_id(&key.verifying_key()),
@@ -224,14 +224,14 @@ fn verify_cmd(dir: &Path, mut trust_files: Vec<PathBuf>) -> Result<()> {
     let b = load(dir)?;
     let m = Manifest::read(dir).map_err(|e| anyhow!("{e}"))?;
     let signers = sign::verify(&b, &m, &trust).map_err(|e| anyhow!("{e}"))?;
-    println!(
+    say!(
         "ok: bundle {} is signed by {} trusted key{}",
         b.hash(),
         signers.len(),
         if signers.len() == 1 { "" } else { "s" }
     );
     for k in signers {
-        println!("  {} {}", k.id, k.comment);
+        say!("  {} {}", k.id, k.comment);
     }
     Ok(())
 }
@@ -276,12 +276,12 @@ fn keygen(out: &Path, comment: &str) -> Result<()> {
         &sign::public_key_text(&key.verifying_key(), comment),
         false,
     )?;
-    println!("key {} created", sign::key_id(&key.verifying_key()));
-    println!(
+    say!("key {} created", sign::key_id(&key.verifying_key()));
+    say!(
         "  secret  {} (mode 0600; keep it offline)",
         secret.display()
     );
-    println!(
+    say!(
         "  public  {} (give it to every node that must trust this administrator)",
         public.display()
     );
@@ -344,17 +344,17 @@ fn yes(b: bool) -> &'static str {
 }
 
 fn print_table(b: &Bundle, e: &Enforcement) {
-    println!();
-    println!("table {}", e.table);
+    say!();
+    say!("table {}", e.table);
     let g = e.grants;
-    println!(
+    say!(
         "  grants       SELECT {}   INSERT {}   UPDATE {}   DELETE {}",
         yes(g.select),
         yes(g.insert),
         yes(g.update),
         yes(g.delete)
     );
-    println!("  reads        {}", words(&e.read));
+    say!("  reads        {}", words(&e.read));
     for (id, effect, cond) in &e.read_policies {
         let file = b.source(id).map(|s| s.file.clone()).unwrap_or_default();
         let verb = if *effect == Effect::Permit {
@@ -362,11 +362,16 @@ fn print_table(b: &Bundle, e: &Enforcement) {
         } else {
             "forbidden by"
         };
-        println!("                 {verb} {id} ({file}): {cond}");
+        let cond = if cond == "true" {
+            "every row"
+        } else {
+            cond.as_str()
+        };
+        say!("                 {verb} {id} ({file}): {cond}");
     }
-    println!("  writes       {}", words(&e.write));
+    say!("  writes       {}", words(&e.write));
     if let Some(p) = predicate(&e.read) {
-        println!("  predicate    {p}");
+        say!("  predicate    {p}");
     }
     let width = e.columns.iter().map(|c| c.column.len()).max().unwrap_or(0);
     for (i, c) in e.columns.iter().enumerate() {
@@ -380,10 +385,10 @@ fn print_table(b: &Bundle, e: &Enforcement) {
         } else {
             "             "
         };
-        println!("{label}  {:<width$}  {what}", c.column);
+        say!("{label}  {:<width$}  {what}", c.column);
     }
     if !e.recorded.is_empty() {
-        println!(
+        say!(
             "  recorded     {} (every use goes to the audit trail)",
             e.recorded.join(", ")
         );
@@ -439,11 +444,11 @@ fn explain(
     for t in &tables {
         out.push(deriver.derive(&ctx, t).map_err(|e| anyhow!("{e}"))?);
     }
-    println!("bundle     {} ({})", dir.display(), b.hash());
-    println!("principal  {principal}");
+    say!("bundle     {} ({})", dir.display(), b.hash());
+    say!("principal  {principal}");
     let (roles, attrs) = scratchbird_policy::derive::describe_principal(&b, principal)
         .map_err(|e| anyhow!("{e}"))?;
-    println!(
+    say!(
         "  member of  {}",
         if roles.is_empty() {
             "(nothing)".into()
@@ -451,7 +456,7 @@ fn explain(
             roles.join(", ")
         }
     );
-    println!(
+    say!(
         "  attributes {}",
         if attrs.is_empty() {
             "(none)".into()
@@ -459,9 +464,9 @@ fn explain(
             attrs.join(", ")
         }
     );
-    println!("context    {context}");
+    say!("context    {context}");
     if catalog.is_none() {
-        println!(
+        say!(
             "(no --catalog: columns are the row types' attributes, and masks need the catalog's domains)"
         );
     }
@@ -470,13 +475,13 @@ fn explain(
     }
     let domains: Vec<String> = b.domains().keys().cloned().collect();
     if !domains.is_empty() {
-        println!();
-        println!("domains");
+        say!();
+        say!("domains");
         for d in &domains {
             let unmask =
                 scratchbird_policy::derive::may_unmask(&b, &ctx, d).map_err(|e| anyhow!("{e}"))?;
             let dom = &b.domains()[d];
-            println!(
+            say!(
                 "  {d:<12} {}",
                 if unmask {
                     "shown as stored".to_owned()

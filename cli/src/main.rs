@@ -3,6 +3,8 @@
 //! Today it carries the security bundle tooling (`sb bundle ...`); the SQL shell,
 //! CA and cluster commands arrive with their issues.
 
+#[macro_use]
+mod out;
 mod bundle;
 
 use clap::{Parser, Subcommand};

@@ -343,6 +343,38 @@ fn explain_shows_rows_columns_and_masks_per_principal() {
     ]);
     assert!(glass.contains("reads        every row\n"), "{glass}");
     assert!(glass.contains("recorded     break-glass"), "{glass}");
+    assert!(
+        glass.contains("permitted by break-glass (break-glass.cedar): every row"),
+        "{glass}"
+    );
+    // The high-risk forbid cannot apply once the glass is broken: not listed.
+    assert!(!glass.contains("high-risk"), "{glass}");
+    assert!(
+        sam.contains("permitted by support-reads-all (rows.cedar): every row"),
+        "{sam}"
+    );
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    // `sb bundle explain ... | head -1`: the pipe closes after the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sb"))
+        .args([
+            "bundle",
+            "explain",
+            &example("hr"),
+            "--principal",
+            "User::\"mgr\"",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
 #[test]

@@ -554,11 +554,15 @@ impl Ctx<'_> {
             permits: Vec::new(),
             forbids: Vec::new(),
         };
+        // Policies that apply whatever the row: shown first.
+        for id in &true_permits {
+            explain.push((id.clone(), Effect::Permit, "true".to_owned()));
+        }
         let mut failed: Option<Untranslatable> = None;
         for p in resp.residual_policies() {
             let text = p.to_string();
-            explain.push((p.id().clone(), p.effect(), residual_condition(&text)));
             if failed.is_some() {
+                explain.push((p.id().clone(), p.effect(), residual_condition(&text)));
                 continue;
             }
             let translated = p
@@ -588,9 +592,22 @@ impl Ctx<'_> {
                     Ok(cond.unwrap_or(crate::ir::Expr::Lit(crate::ir::Lit::Bool(true))))
                 });
             match translated {
-                Ok(e) if p.effect() == Effect::Permit => filter.permits.push(e),
-                Ok(e) => filter.forbids.push(e),
-                Err(u) => failed = Some(u),
+                // A policy applies only where its condition is true: one that is
+                // never true decides nothing (for example a forbid `unless` the
+                // session breaks the glass, in a session that does).
+                Ok(e) if crate::ir::never_true(&e) => {}
+                Ok(e) => {
+                    explain.push((p.id().clone(), p.effect(), residual_condition(&text)));
+                    if p.effect() == Effect::Permit {
+                        filter.permits.push(e);
+                    } else {
+                        filter.forbids.push(e);
+                    }
+                }
+                Err(u) => {
+                    explain.push((p.id().clone(), p.effect(), residual_condition(&text)));
+                    failed = Some(u);
+                }
             }
         }
         if let Some(u) = failed {
@@ -605,6 +622,12 @@ impl Ctx<'_> {
                 })),
                 explain,
             ));
+        }
+        if filter.forbids.is_empty() && filter.permit_always {
+            return Ok((RowFilter::All, explain));
+        }
+        if filter.permits.is_empty() && !filter.permit_always {
+            return Ok((RowFilter::None, explain));
         }
         Ok((RowFilter::Predicate(filter), explain))
     }

@@ -1298,6 +1298,18 @@ enum CmpOp {
     DecGreaterEq,
 }
 
+/// Whether a condition is false or an error on every row, whatever the row: a
+/// literal `false` or error, or a conjunction with such a part (`a && b` is true
+/// only where both are).
+#[must_use]
+pub fn never_true(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(Lit::Bool(false)) | Expr::Error => true,
+        Expr::And(a, b) => never_true(a) || never_true(b),
+        _ => false,
+    }
+}
+
 /// A filter: the translated residuals of one action on one row type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
