@@ -127,8 +127,35 @@ pub struct Bundle {
     pub(crate) warnings: Vec<Diagnostic>,
     /// Texts of the schema and policy files, for locating problems.
     pub(crate) files: BTreeMap<String, String>,
+    /// The entities in the form partial evaluation takes, converted once.
+    pub(crate) partial_entities: cedar_policy::PartialEntities,
+    /// The model's entity type names, parsed once (Cedar's parser is not cheap).
+    pub(crate) names: ModelNames,
     canonical: Vec<u8>,
     hash: BundleHash,
+}
+
+/// The entity type names of the ScratchBird model.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelNames {
+    pub action: EntityTypeName,
+    pub table: EntityTypeName,
+    pub column: EntityTypeName,
+    pub domain: EntityTypeName,
+}
+
+impl ModelNames {
+    fn new() -> Result<Self> {
+        let n = |s: &str| {
+            EntityTypeName::from_str(s).map_err(|_| PolicyError::Internal("entity type name"))
+        };
+        Ok(Self {
+            action: n("Action")?,
+            table: n("Table")?,
+            column: n("Column")?,
+            domain: n("Domain")?,
+        })
+    }
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -447,11 +474,19 @@ impl Bundle {
         ]);
         let canonical_bytes = canonical::bytes(&top);
         let hash = BundleHash(*blake3::hash(&canonical_bytes).as_bytes());
+        let partial_entities =
+            cedar_policy::PartialEntities::from_concrete(entities.clone(), &schema).map_err(
+                |e| PolicyError::Evaluation {
+                    reason: format!("entities.json for partial evaluation: {e}"),
+                },
+            )?;
         Ok(Self {
             dir,
             schema,
             policies,
             entities,
+            partial_entities,
+            names: ModelNames::new()?,
             tables,
             domains,
             sources,

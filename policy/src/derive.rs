@@ -77,13 +77,21 @@ pub fn may_unmask(bundle: &Arc<Bundle>, ctx: &SecurityContext, domain: &str) -> 
         EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
             reason: e.to_string(),
         })?;
+    // A principal the bundle does not know has no roles that could exclude it from a
+    // policy such as "everyone but support unmasks": refuse it.
+    if bundle.entities.get(&principal).is_none() {
+        return Err(PolicyError::UnknownPrincipal {
+            principal: ctx.principal.clone(),
+        });
+    }
     let mut c = Ctx {
         bundle,
         principal,
         context_json: ctx.context.clone(),
+        contexts: HashMap::new(),
         recorded: BTreeSet::new(),
     };
-    c.decide("Unmask", uid("Domain", domain)?)
+    c.decide("Unmask", uid(&bundle.names.domain, domain))
 }
 
 /// Who asks, and in what session.
@@ -431,34 +439,38 @@ pub fn table_from_row_type(row: &RowType) -> TableDesc {
     }
 }
 
-fn action(name: &str) -> Result<EntityUid> {
-    EntityUid::from_str(&format!("Action::\"{name}\""))
-        .map_err(|_| PolicyError::Internal("action name"))
-}
-
-fn uid(ty: &str, id: &str) -> Result<EntityUid> {
-    Ok(EntityUid::from_type_name_and_id(
-        EntityTypeName::from_str(ty).map_err(|_| PolicyError::Internal("entity type name"))?,
-        EntityId::new(id),
-    ))
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
 struct Ctx<'b> {
     bundle: &'b Arc<Bundle>,
     principal: EntityUid,
     context_json: serde_json::Value,
+    /// The session context, checked against each action's context type once.
+    contexts: HashMap<String, Context>,
     recorded: BTreeSet<String>,
 }
 
 impl Ctx<'_> {
-    fn context(&self, action: &EntityUid) -> Result<Context> {
-        Context::from_json_value(
+    fn action(&self, name: &str) -> EntityUid {
+        uid(&self.bundle.names.action, name)
+    }
+
+    fn context(&mut self, action: &EntityUid) -> Result<Context> {
+        let key = action.id().unescaped().to_owned();
+        if let Some(c) = self.contexts.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = Context::from_json_value(
             self.context_json.clone(),
             Some((&self.bundle.schema, action)),
         )
         .map_err(|e| PolicyError::InvalidContext {
             reason: e.to_string(),
-        })
+        })?;
+        self.contexts.insert(key, c.clone());
+        Ok(c)
     }
 
     fn note(&mut self, ids: impl IntoIterator<Item = PolicyId>) {
@@ -470,7 +482,7 @@ impl Ctx<'_> {
     }
 
     fn decide(&mut self, action_name: &str, resource: EntityUid) -> Result<bool> {
-        let a = action(action_name)?;
+        let a = self.action(action_name);
         let req = Request::new(
             self.principal.clone(),
             a.clone(),
@@ -497,7 +509,7 @@ impl Ctx<'_> {
         row: &RowType,
     ) -> Result<(RowFilter, Vec<DecidingPolicy>)> {
         let b = self.bundle;
-        let a = action(action_name)?;
+        let a = self.action(action_name);
         let ctx = self.context(&a)?;
         let shared = Arc::clone(b);
         let req = PartialRequest::new(
@@ -510,18 +522,12 @@ impl Ctx<'_> {
         .map_err(|e| PolicyError::InvalidContext {
             reason: e.to_string(),
         })?;
-        let entities =
-            PartialEntities::from_concrete(b.entities.clone(), &b.schema).map_err(|e| {
-                PolicyError::Evaluation {
-                    reason: e.to_string(),
-                }
+        let resp = b
+            .policies
+            .tpe(&req, &b.partial_entities, &b.schema)
+            .map_err(|e| PolicyError::Evaluation {
+                reason: e.to_string(),
             })?;
-        let resp =
-            b.policies
-                .tpe(&req, &entities, &b.schema)
-                .map_err(|e| PolicyError::Evaluation {
-                    reason: e.to_string(),
-                })?;
         let true_permits: Vec<PolicyId> = resp.true_permits().cloned().collect();
         let residual_ids: Vec<PolicyId> = resp
             .residual_permits()
@@ -685,9 +691,10 @@ pub fn derive(
         bundle,
         principal,
         context_json: ctx.context.clone(),
+        contexts: HashMap::new(),
         recorded: BTreeSet::new(),
     };
-    let t = uid("Table", &table.name)?;
+    let t = uid(&bundle.names.table, &table.name);
     let grants = Grants {
         select: c.decide("Select", t.clone())?,
         insert: c.decide("Insert", t.clone())?,
@@ -700,7 +707,10 @@ pub fn derive(
     for col in &table.columns {
         let readable = c.decide(
             "ReadColumn",
-            uid("Column", &format!("{}.{}", table.name, col.name))?,
+            uid(
+                &bundle.names.column,
+                &format!("{}.{}", table.name, col.name),
+            ),
         )?;
         let mask = match &col.domain {
             None => None,
@@ -714,7 +724,7 @@ pub fn derive(
                             table.name, col.name
                         ),
                     })?;
-                if c.decide("Unmask", uid("Domain", d)?)? {
+                if c.decide("Unmask", uid(&bundle.names.domain, d))? {
                     None
                 } else {
                     Some((d.clone(), domain.mask.clone()))

@@ -8,7 +8,9 @@
 
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::AttrKind;
-use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, table_from_row_type};
+use scratchbird_policy::derive::{
+    Deriver, RowFilter, SecurityContext, may_unmask, table_from_row_type,
+};
 use scratchbird_policy::ir::Rows;
 use scratchbird_types::Value;
 use std::path::PathBuf;
@@ -167,6 +169,14 @@ fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
         .derive(&SecurityContext::new("not an entity"), &customers)
         .unwrap_err();
     assert!(err.to_string().contains("entity reference"), "{err}");
+    // "Everyone but support unmasks e-mail" must not let a stranger unmask it.
+    assert!(may_unmask(&b, &SecurityContext::new("User::\"alice\""), "email").unwrap());
+    let err = may_unmask(&b, &SecurityContext::new("User::\"mallory\""), "email").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not in the bundle's entities.json"),
+        "{err}"
+    );
 }
 
 #[test]
