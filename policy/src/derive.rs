@@ -17,7 +17,7 @@ use crate::limits::{DERIVATION_CACHE_ENTRIES_MAX, FALLBACK_ROWS_MAX};
 use crate::mask::MaskFn;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    PartialEntities, PartialEntityUid, PartialRequest, PolicyId, Request, RestrictedExpression,
+    PartialEntityUid, PartialRequest, PolicyId, Request, RestrictedExpression,
 };
 use scratchbird_types::{BundleHash, SqlType};
 use std::collections::{BTreeSet, HashMap, HashSet};
