@@ -1,5 +1,5 @@
 //! Differential oracle: the derived row filters decide exactly as Cedar's own
-//! `is_authorized` does, row by row.
+//! `is_authorized` does, row by row; grants, column rules and masks likewise.
 //!
 //! For random (principal, context, row) cases over the example bundles, each row is
 //! decided twice: by the derived filter (translated partial-evaluation residuals,
@@ -19,10 +19,13 @@
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::{AttrKind, RowType};
+use scratchbird_policy::catalog::Catalog;
 use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, table_from_row_type};
 use scratchbird_policy::ir::Rows;
+use scratchbird_policy::mask::MaskFn;
 use scratchbird_types::{Decimal, Value};
 use serde_json::{Value as Json, json};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -229,10 +232,30 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
     let mut checked = 0usize;
     let mut kinds = [0usize; 4]; // predicate, all, none, cedar fallback
     let mut outcomes = [0usize; 2];
+    let mut decided = HashSet::new();
+    let (mut columns_checked, mut masked) = (0usize, 0usize);
     for (ci, case) in all.iter().enumerate() {
         let bundle = Arc::new(Bundle::load(example(case.bundle)).unwrap());
         let deriver = Deriver::new(bundle.clone());
         let base_entities = entities_json(case.bundle);
+        let base = Entities::from_json_value(Json::Array(base_entities.clone()), None).unwrap();
+        // The catalog, and each domain's mask as entities.json spells it.
+        let catalog_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/catalogs")
+            .join(format!("{}.json", case.bundle));
+        let catalog = catalog_path
+            .exists()
+            .then(|| Catalog::read(&catalog_path).unwrap());
+        let masks: HashMap<String, MaskFn> = base_entities
+            .iter()
+            .filter(|e| e["uid"]["type"] == "Domain")
+            .map(|e| {
+                (
+                    e["uid"]["id"].as_str().unwrap().to_owned(),
+                    e["attrs"]["mask"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
         let n = total / all.len() + usize::from(ci < total % all.len());
         for i in 0..n {
             let principal = *rng.pick(case.principals);
@@ -286,9 +309,66 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
                     names.iter().zip(&values).collect::<Vec<_>>()
                 );
             }
+            // Grants, column rules and masks do not depend on the row: check each
+            // (principal, context, table) once, over the catalog's columns.
+            if let Some(cat) = &catalog
+                && decided.insert((principal, context.to_string(), row.table.clone()))
+            {
+                let desc = cat.table(&row.table).unwrap();
+                let e = deriver.derive(&ctx, desc).unwrap();
+                let allow = |action: &str, resource: &str| -> bool {
+                    let a = EntityUid::from_str(&format!("Action::\"{action}\"")).unwrap();
+                    let req = Request::new(
+                        EntityUid::from_str(principal).unwrap(),
+                        a.clone(),
+                        EntityUid::from_str(resource).unwrap(),
+                        Context::from_json_value(context.clone(), Some((bundle.schema(), &a)))
+                            .unwrap(),
+                        Some(bundle.schema()),
+                    )
+                    .unwrap();
+                    Authorizer::new()
+                        .is_authorized(&req, bundle.policies(), &base)
+                        .decision()
+                        == Decision::Allow
+                };
+                let t = format!("Table::\"{}\"", row.table);
+                assert_eq!(
+                    [
+                        e.grants.select,
+                        e.grants.insert,
+                        e.grants.update,
+                        e.grants.delete
+                    ],
+                    ["Select", "Insert", "Update", "Delete"].map(|a| allow(a, &t)),
+                    "grants of {principal} on {} with {context}",
+                    row.table
+                );
+                for (rule, col) in e.columns.iter().zip(&desc.columns) {
+                    assert_eq!(rule.column, col.name);
+                    let c = format!("Column::\"{}.{}\"", row.table, col.name);
+                    assert_eq!(
+                        rule.readable,
+                        allow("ReadColumn", &c),
+                        "{principal} {c} {context}"
+                    );
+                    let want = col.domain.as_ref().and_then(|d| {
+                        (!allow("Unmask", &format!("Domain::\"{d}\"")))
+                            .then(|| (d.clone(), masks[d].clone()))
+                    });
+                    let got = rule.mask.as_ref().map(|(d, m)| (d.clone(), m.clone()));
+                    assert_eq!(got, want, "mask of {c} for {principal} with {context}");
+                    masked += usize::from(got.is_some());
+                    columns_checked += 1;
+                }
+            }
             checked += 1;
         }
     }
+    assert!(
+        columns_checked > 0 && masked > 0,
+        "column rules and masks exercised"
+    );
     assert!(checked >= total, "{checked} cases");
     // The cases must exercise translated predicates and both outcomes, or they prove little.
     assert!(kinds[0] > total / 4, "predicates exercised: {kinds:?}");
@@ -298,6 +378,6 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
         "allow/deny balance: {outcomes:?}"
     );
     println!(
-        "{checked} cases, filters (predicate, all, none, cedar) {kinds:?}, cedar (deny, allow) {outcomes:?}"
+        "{checked} cases, filters (predicate, all, none, cedar) {kinds:?}, cedar (deny, allow) {outcomes:?}; {columns_checked} column rules checked, {masked} masked"
     );
 }
