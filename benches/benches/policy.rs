@@ -56,21 +56,24 @@ fn rows() -> Rows<'static> {
             present: vec![true; ROWS],
             data: ColData::Long(tenant),
         },
-    );
+    )
+    .unwrap();
     r.insert(
         "plan",
         Column {
             present: vec![true; ROWS],
             data: ColData::Str(plan),
         },
-    );
+    )
+    .unwrap();
     r.insert(
         "mrr",
         Column {
             present: mrr_present,
             data: ColData::Dec(mrr),
         },
-    );
+    )
+    .unwrap();
     r
 }
 

@@ -312,11 +312,27 @@ impl Bundle {
                     Some("write static policies"),
                 ));
             }
-            let stem = file.trim_end_matches(".cedar");
-            for (n, p) in set.policies().enumerate() {
+            let starts = policy_starts(&text);
+            for p in set.policies() {
                 let id = match p.annotation("id") {
-                    Some(id) if !id.is_empty() => id.to_owned(),
-                    _ => format!("{stem}:{}", n + 1),
+                    Some(id) if !id.trim().is_empty() => id.to_owned(),
+                    _ => {
+                        // The parser names policies policy0, policy1, ... in source order.
+                        let at = p
+                            .id()
+                            .to_string()
+                            .strip_prefix("policy")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .and_then(|n| starts.get(n).copied());
+                        let msg = "a policy without @id: every policy needs a name that explanations and the audit trail cite, and that is part of the bundle's identity";
+                        let help =
+                            Some("add @id(\"a-short-name\") on the line above it".to_owned());
+                        diags.push(match at {
+                            Some(at) => Diagnostic::at(file, &text, at, msg, help),
+                            None => Diagnostic::file(file, msg, help.as_deref()),
+                        });
+                        continue;
+                    }
                 };
                 let pid = PolicyId::new(&id);
                 let src = PolicySource {
@@ -430,6 +446,16 @@ impl Bundle {
 
         let model = check_model(&schema_json, &mut diags);
         let domains = read_domains(&entities_json, &mut diags);
+        if let Some(tables) = &model {
+            refuse_named_rows(
+                tables,
+                &policies,
+                &sources,
+                &files,
+                &entities_json,
+                &mut diags,
+            );
+        }
         if !diags.is_empty() {
             return Err(PolicyError::Invalid { diagnostics: diags });
         }
@@ -587,6 +613,116 @@ impl Bundle {
     pub fn entities(&self) -> &Entities {
         &self.entities
     }
+}
+
+/// Rows have no identity a policy could name: the host gives each row it decides an
+/// arbitrary id. A policy that names a row entity (`resource == Doc::"7"`), or a row
+/// entity in `entities.json`, would decide by that accident: refused.
+fn refuse_named_rows(
+    tables: &BTreeMap<String, RowType>,
+    policies: &PolicySet,
+    sources: &BTreeMap<PolicyId, PolicySource>,
+    files: &BTreeMap<String, String>,
+    entities: &Json,
+    diags: &mut Vec<Diagnostic>,
+) {
+    fn refs(v: &Json, out: &mut Vec<(String, String)>) {
+        match v {
+            Json::Object(m) => {
+                if let (Some(Json::String(t)), Some(Json::String(i))) = (m.get("type"), m.get("id"))
+                {
+                    out.push((t.clone(), i.clone()));
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Json::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let row_types: BTreeMap<String, &str> = tables
+        .values()
+        .map(|r| (r.entity_type.to_string(), r.table.as_str()))
+        .collect();
+    for p in policies.policies() {
+        let mut found = Vec::new();
+        if let Ok(est) = p.to_json() {
+            refs(&est, &mut found);
+        }
+        for (ty, id) in found {
+            let Some(table) = row_types.get(&ty) else {
+                continue;
+            };
+            let file = sources.get(p.id()).map_or("", |s| s.file.as_str());
+            let text = files.get(file).map_or("", String::as_str);
+            let msg = format!(
+                "policy {} names the row {ty}::\"{id}\" of table {table}: rows have no identity a policy can name",
+                p.id()
+            );
+            let help = Some("decide rows by their attributes (`resource.id == 7`)".to_owned());
+            diags.push(match text.find(&format!("{ty}::\"{id}\"")) {
+                Some(at) => Diagnostic::at(file, text, at, msg, help),
+                None => Diagnostic::file(file, msg, help.as_deref()),
+            });
+        }
+    }
+    for e in entities.as_array().into_iter().flatten() {
+        if let Some(ty) = e.pointer("/uid/type").and_then(Json::as_str)
+            && let Some(table) = row_types.get(ty)
+        {
+            diags.push(Diagnostic::file(
+                ENTITIES_FILE,
+                format!("entities.json lists a {ty}, a row of table {table}"),
+                Some("rows come from the table; remove it from entities.json"),
+            ));
+        }
+    }
+}
+
+/// Byte offsets of the `permit` / `forbid` keywords that start policies in a policy
+/// file, in source order (comments and string literals skipped).
+fn policy_starts(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while b.get(i).is_some_and(|&c| c != b'\n') {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while let Some(&c) = b.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            _ if ident(c) => {
+                let start = i;
+                while b.get(i).copied().is_some_and(ident) {
+                    i += 1;
+                }
+                let word = text.get(start..i).unwrap_or("");
+                let before = start.checked_sub(1).and_then(|j| b.get(j)).copied();
+                let next = text.get(i..).unwrap_or("").trim_start().as_bytes().first();
+                if matches!(word, "permit" | "forbid")
+                    && next == Some(&b'(')
+                    && !matches!(before, Some(b'.' | b':'))
+                {
+                    out.push(start);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Whether a policy's JSON form uses an operator that fails on overflow.

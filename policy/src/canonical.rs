@@ -19,8 +19,10 @@ pub fn to_cbor(v: &Json) -> Cbor {
             } else if let Some(u) = n.as_u64() {
                 Cbor::Integer(u.into())
             } else {
-                // Cedar has no floating point; keep the decimal text exactly.
-                Cbor::Text(n.to_string())
+                // Cedar has no floating point (a bundle with one fails validation), but
+                // session contexts are keyed by this form: a float must never encode
+                // like the string of its digits.
+                Cbor::Float(n.as_f64().unwrap_or(f64::NAN))
             }
         }
         Json::String(s) => Cbor::Text(s.clone()),

@@ -73,25 +73,7 @@ pub fn describe_principal(bundle: &Bundle, principal: &str) -> Result<(Vec<Strin
 /// # Errors
 /// As [`derive`].
 pub fn may_unmask(bundle: &Arc<Bundle>, ctx: &SecurityContext, domain: &str) -> Result<bool> {
-    let principal =
-        EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
-            reason: e.to_string(),
-        })?;
-    // A principal the bundle does not know has no roles that could exclude it from a
-    // policy such as "everyone but support unmasks": refuse it.
-    if bundle.entities.get(&principal).is_none() {
-        return Err(PolicyError::UnknownPrincipal {
-            principal: ctx.principal.clone(),
-        });
-    }
-    let mut c = Ctx {
-        bundle,
-        principal,
-        context_json: ctx.context.clone(),
-        contexts: HashMap::new(),
-        recorded: BTreeSet::new(),
-    };
-    c.decide("Unmask", uid(&bundle.names.domain, domain))
+    Ctx::new(bundle, ctx)?.decide("Unmask", uid(&bundle.names.domain, domain))
 }
 
 /// Who asks, and in what session.
@@ -179,15 +161,39 @@ impl RowFilter {
     /// Which of `rows` are allowed.
     ///
     /// # Errors
-    /// The Cedar fallback could not build a row or refused more rows than its limit.
+    /// The filter reads a column holding values policies cannot read (the bundle
+    /// and the catalog disagree on its type), or the Cedar fallback could not build
+    /// a row or refused more rows than its limit.
     pub fn eval(&self, rows: &Rows<'_>) -> Result<Vec<bool>> {
         match self {
             Self::All => Ok(vec![true; rows.len()]),
             Self::None => Ok(vec![false; rows.len()]),
-            Self::Predicate(f) => Ok(f.eval(rows)),
-            Self::Cedar(c) => c.eval(rows),
+            Self::Predicate(f) => {
+                refuse_opaque(rows, f.attributes().iter().map(String::as_str))?;
+                Ok(f.eval(rows))
+            }
+            Self::Cedar(c) => {
+                refuse_opaque(rows, c.row.attrs.keys().map(String::as_str))?;
+                c.eval(rows)
+            }
         }
     }
+}
+
+/// A value of a type Cedar cannot be given would be an error in every condition that
+/// reads it, and an erroring forbid does not apply: rather than decide rows a policy
+/// cannot see, refuse the batch.
+fn refuse_opaque<'n>(rows: &Rows<'_>, names: impl Iterator<Item = &'n str>) -> Result<()> {
+    for name in names {
+        if rows.has_opaque_values(name) {
+            return Err(PolicyError::Evaluation {
+                reason: format!(
+                    "column {name} holds values the bundle's policies cannot read as the attribute's type; the bundle and the catalog disagree (run `sb bundle check --catalog`)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl CedarPerRow {
@@ -237,6 +243,13 @@ pub fn row_entities(
     let mut attrs = HashMap::new();
     let mut parents = HashSet::new();
     for name in row.attrs.keys() {
+        if rows.is_opaque_at(name, r) {
+            return Err(PolicyError::Evaluation {
+                reason: format!(
+                    "column {name} holds a value the bundle's policies cannot read as the attribute's type; the bundle and the catalog disagree (run `sb bundle check --catalog`)"
+                ),
+            });
+        }
         if let Some(v) = rows.restricted(name, r) {
             attrs.insert(name.clone(), v);
         }
@@ -283,13 +296,9 @@ impl Rows<'_> {
                 let a = u.unsigned_abs();
                 RestrictedExpression::new_decimal(format!("{sign}{}.{:04}", a / 10_000, a % 10_000))
             }
-            // A value of a type policies cannot see: an entity nothing equals.
-            ColData::Opaque => {
-                RestrictedExpression::new_entity_uid(EntityUid::from_type_name_and_id(
-                    EntityTypeName::from_str("Opaque").ok()?,
-                    EntityId::new("value"),
-                ))
-            }
+            // Filters refuse such rows before calling Cedar (`refuse_opaque`); there is
+            // no Cedar value to give.
+            ColData::Opaque => return None,
         })
     }
 
@@ -452,7 +461,37 @@ struct Ctx<'b> {
     recorded: BTreeSet<String>,
 }
 
-impl Ctx<'_> {
+impl<'b> Ctx<'b> {
+    /// The context for `ctx`'s principal and session. A principal the bundle does not
+    /// know is refused, never evaluated as one without roles: it would slip past a
+    /// policy such as "everyone but support unmasks".
+    fn new(bundle: &'b Arc<Bundle>, ctx: &SecurityContext) -> Result<Self> {
+        let principal =
+            EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
+                reason: format!(
+                    "principal {:?} is not an entity reference like User::\"alice\": {e}",
+                    ctx.principal
+                ),
+            })?;
+        if bundle.entities.get(&principal).is_none() {
+            return Err(PolicyError::UnknownPrincipal {
+                principal: ctx.principal.clone(),
+            });
+        }
+        if !ctx.context.is_object() {
+            return Err(PolicyError::InvalidContext {
+                reason: "the context must be a JSON object".into(),
+            });
+        }
+        Ok(Self {
+            bundle,
+            principal,
+            context_json: ctx.context.clone(),
+            contexts: HashMap::new(),
+            recorded: BTreeSet::new(),
+        })
+    }
+
     fn action(&self, name: &str) -> EntityUid {
         uid(&self.bundle.names.action, name)
     }
@@ -664,36 +703,13 @@ pub fn derive(
     ctx: &SecurityContext,
     table: &TableDesc,
 ) -> Result<Enforcement> {
-    let principal =
-        EntityUid::from_str(&ctx.principal).map_err(|e| PolicyError::InvalidContext {
-            reason: format!(
-                "principal {:?} is not an entity reference like User::\"alice\": {e}",
-                ctx.principal
-            ),
-        })?;
-    if bundle.entities.get(&principal).is_none() {
-        return Err(PolicyError::UnknownPrincipal {
-            principal: ctx.principal.clone(),
-        });
-    }
-    if !ctx.context.is_object() {
-        return Err(PolicyError::InvalidContext {
-            reason: "the context must be a JSON object".into(),
-        });
-    }
     let row = bundle
         .tables
         .get(&table.name)
         .ok_or_else(|| PolicyError::UnknownTable {
             table: table.name.clone(),
         })?;
-    let mut c = Ctx {
-        bundle,
-        principal,
-        context_json: ctx.context.clone(),
-        contexts: HashMap::new(),
-        recorded: BTreeSet::new(),
-    };
+    let mut c = Ctx::new(bundle, ctx)?;
     let t = uid(&bundle.names.table, &table.name);
     let grants = Grants {
         select: c.decide("Select", t.clone())?,

@@ -103,8 +103,6 @@ pub enum Expr {
     IsEmpty(Box<Expr>),
     /// `s like "pattern"`
     Like(Box<Expr>, Arc<Vec<Pat>>),
-    /// `record.attr` on a literal record.
-    GetAttr(Box<Expr>, String),
     /// An error known before any row is seen.
     Error,
 }
@@ -163,9 +161,15 @@ impl Translate<'_> {
         Ok(match e {
             E::Literal(l) => Expr::Lit(lit(l)?),
             E::GetAttr { expr, attr } if Self::is_resource(expr) => Expr::Attr(attr.to_string()),
-            E::GetAttr { expr, attr } => {
-                Expr::GetAttr(Box::new(self.expr(expr)?), attr.to_string())
-            }
+            // An attribute of anything but the row is only translated when the value is
+            // a known record; an entity's attributes (say of `if resource.x then
+            // principal else User::"guest"`) need Cedar's entity store: fall back.
+            E::GetAttr { expr, attr } => match self.expr(expr)? {
+                Expr::Lit(Lit::Record(m)) => m
+                    .get(attr.as_str())
+                    .map_or(Expr::Error, |l| Expr::Lit(l.clone())),
+                _ => return unsupported("an attribute of a computed value (it may be an entity)"),
+            },
             E::HasAttr { expr, attrs } if Self::is_resource(expr) => {
                 let mut it = attrs.iter();
                 match (it.next(), it.next()) {
@@ -469,9 +473,45 @@ impl<'a> Rows<'a> {
         self.cols.get(name)
     }
 
-    /// Adds a column (its length must be the row count).
-    pub fn insert(&mut self, name: &str, col: Column<'a>) {
+    /// Adds a column.
+    ///
+    /// # Errors
+    /// The column does not hold exactly one presence flag and (unless opaque) one
+    /// value per row: a filter would otherwise decide rows it has no value for.
+    pub fn insert(&mut self, name: &str, col: Column<'a>) -> Result<(), String> {
+        let values = match &col.data {
+            ColData::Long(v) | ColData::Dec(v) => Some(v.len()),
+            ColData::Bool(v) => Some(v.len()),
+            ColData::Str(v) => Some(v.len()),
+            ColData::Opaque => None,
+        };
+        if col.present.len() != self.n || values.is_some_and(|v| v != self.n) {
+            return Err(format!(
+                "column {name} has {} presence flags and {} values for {} rows",
+                col.present.len(),
+                values.map_or_else(|| "opaque".to_owned(), |v| v.to_string()),
+                self.n
+            ));
+        }
         self.cols.insert(name.to_owned(), col);
+        Ok(())
+    }
+
+    /// Whether column `name` of row `r` holds a value policies cannot read.
+    #[must_use]
+    pub fn is_opaque_at(&self, name: &str, r: usize) -> bool {
+        self.cols.get(name).is_some_and(|c| {
+            matches!(c.data, ColData::Opaque) && c.present.get(r).copied().unwrap_or(false)
+        })
+    }
+
+    /// Whether column `name` holds, in some row, a value that policies cannot read
+    /// as any Cedar type.
+    #[must_use]
+    pub fn has_opaque_values(&self, name: &str) -> bool {
+        self.cols
+            .get(name)
+            .is_some_and(|c| matches!(c.data, ColData::Opaque) && c.present.contains(&true))
     }
 
     /// One row of SQL values (NULL = missing attribute).
@@ -492,8 +532,9 @@ impl<'a> Rows<'a> {
                 },
                 _ => (true, ColData::Opaque),
             };
-            rows.insert(
-                name,
+            // One flag and at most one value: the shape `insert` checks.
+            rows.cols.insert(
+                (*name).to_owned(),
                 Column {
                     present: vec![present],
                     data,
@@ -587,7 +628,16 @@ impl<'a> Rows<'a> {
                     for r in 0..n {
                         let raw = view.raw(c, r)?;
                         present.push(raw.is_some());
-                        strs.push(raw.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or(""));
+                        strs.push(match raw {
+                            None => "",
+                            Some(b) => std::str::from_utf8(b).map_err(|_| {
+                                scratchbird_types::TypeError::ValueMismatch {
+                                    ty: ty.to_string(),
+                                    value: format!("{} bytes", b.len()),
+                                    reason: "text that is not UTF-8",
+                                }
+                            })?,
+                        });
                     }
                     ColData::Str(strs)
                 }
@@ -598,7 +648,9 @@ impl<'a> Rows<'a> {
                     ColData::Opaque
                 }
             };
-            rows.insert(name, Column { present, data });
+            // n flags and n values (or opaque) by construction.
+            rows.cols
+                .insert((*name).to_owned(), Column { present, data });
         }
         Ok(rows)
     }
@@ -697,6 +749,21 @@ impl<'r, 'a> Eval<'r, 'a> {
         self.rows.cols.get(name)
     }
 
+    /// `a && b` (`decided` false) or `a || b` (`decided` true), row by row: where
+    /// `a` is `decided`, that is the value; where it is the other boolean, `b` must be
+    /// a boolean; anything else is an error.
+    fn short_circuit(&self, a: &'r Expr, b: &'r Expr, decided: bool) -> Vec<V<'r>> {
+        let (left, right) = (self.eval(a), self.eval(b));
+        left.into_iter()
+            .zip(right)
+            .map(|(l, r)| match (l, r) {
+                (V::Bool(x), _) if x == decided => V::Bool(decided),
+                (V::Bool(_), V::Bool(y)) => V::Bool(y),
+                _ => V::Err,
+            })
+            .collect()
+    }
+
     fn attr(&self, name: &str, r: usize) -> V<'r> {
         let Some(c) = self.col(name) else {
             return V::Err;
@@ -744,42 +811,9 @@ impl<'r, 'a> Eval<'r, 'a> {
                     }
                 })
                 .collect(),
-            Expr::And(a, b) => {
-                let left = self.eval(a);
-                let right = self.eval(b);
-                left.into_iter()
-                    .zip(right)
-                    .map(|(l, r)| match l {
-                        V::Bool(false) => V::Bool(false),
-                        V::Bool(true) => {
-                            if let V::Bool(x) = r {
-                                V::Bool(x)
-                            } else {
-                                V::Err
-                            }
-                        }
-                        _ => V::Err,
-                    })
-                    .collect()
-            }
-            Expr::Or(a, b) => {
-                let left = self.eval(a);
-                let right = self.eval(b);
-                left.into_iter()
-                    .zip(right)
-                    .map(|(l, r)| match l {
-                        V::Bool(true) => V::Bool(true),
-                        V::Bool(false) => {
-                            if let V::Bool(x) = r {
-                                V::Bool(x)
-                            } else {
-                                V::Err
-                            }
-                        }
-                        _ => V::Err,
-                    })
-                    .collect()
-            }
+            // `false && _` is false and `true || _` is true without looking right.
+            Expr::And(a, b) => self.short_circuit(a, b, false),
+            Expr::Or(a, b) => self.short_circuit(a, b, true),
             Expr::If(c, t, f) => {
                 let (c, t, f) = (self.eval(c), self.eval(t), self.eval(f));
                 c.into_iter()
@@ -855,14 +889,6 @@ impl<'r, 'a> Eval<'r, 'a> {
                 .into_iter()
                 .map(|v| match v {
                     V::Str(s) => V::Bool(like(s, pat)),
-                    _ => V::Err,
-                })
-                .collect(),
-            Expr::GetAttr(a, attr) => self
-                .eval(a)
-                .into_iter()
-                .map(|v| match v {
-                    V::Lit(Lit::Record(m)) => m.get(attr).map_or(V::Err, V::of),
                     _ => V::Err,
                 })
                 .collect(),
@@ -1003,7 +1029,6 @@ impl std::fmt::Display for Expr {
                     .collect();
                 write!(f, "{a} LIKE {pat:?}")
             }
-            Self::GetAttr(a, attr) => write!(f, "{a}.{attr}"),
             Self::Error => f.write_str("<error>"),
         }
     }
@@ -1364,11 +1389,7 @@ impl Filter {
                 Expr::Attr(a) | Expr::Has(a) | Expr::ParentIn(a, _) => {
                     out.insert(a.clone());
                 }
-                Expr::Not(a)
-                | Expr::Neg(a)
-                | Expr::IsEmpty(a)
-                | Expr::Like(a, _)
-                | Expr::GetAttr(a, _) => walk(a, out),
+                Expr::Not(a) | Expr::Neg(a) | Expr::IsEmpty(a) | Expr::Like(a, _) => walk(a, out),
                 Expr::And(a, b)
                 | Expr::Or(a, b)
                 | Expr::Eq(a, b)

@@ -215,8 +215,15 @@ impl MaskFn {
             }
             (Self::Tokenize, _) if is_integer(ty) => {
                 let h = keyed(key, domain, &int_of(v).unwrap_or(0).to_le_bytes());
-                let x = i64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-                int_like(ty, Some(i128::from(x)))
+                // A token of the column's own width, from the first bytes of the hash.
+                let x = match ty {
+                    SqlType::SmallInt => i128::from(i16::from_le_bytes([h[0], h[1]])),
+                    SqlType::Integer => i128::from(i32::from_le_bytes([h[0], h[1], h[2], h[3]])),
+                    _ => i128::from(i64::from_le_bytes([
+                        h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                    ])),
+                };
+                int_like(ty, Some(x))
             }
             (Self::Truncate(p), Value::Date(d)) => {
                 let (y, m, _) = d.to_ymd();
@@ -234,25 +241,38 @@ impl MaskFn {
                 const DAY: i64 = 86_400_000_000;
                 const HOUR: i64 = 3_600_000_000;
                 let days = t.0.div_euclid(DAY);
+                // At the ends of the range the start of the period may not exist:
+                // then the value itself is the earliest shown.
                 Value::Timestamp(Timestamp(match p {
-                    Period::Hour => t.0.div_euclid(HOUR) * HOUR,
-                    Period::Day => days * DAY,
+                    Period::Hour => t.0.div_euclid(HOUR).checked_mul(HOUR).unwrap_or(t.0),
+                    Period::Day => days.checked_mul(DAY).unwrap_or(t.0),
                     Period::Month | Period::Year => {
                         let d = Date(i32::try_from(days).unwrap_or(0));
                         let (y, m, _) = d.to_ymd();
                         let y = i32::try_from(y).unwrap_or(1970);
                         let start = Date::from_ymd(y, if *p == Period::Month { m } else { 1 }, 1)
                             .unwrap_or(d);
-                        i64::from(start.0) * DAY
+                        i64::from(start.0).checked_mul(DAY).unwrap_or(t.0)
                     }
                 }))
             }
             (Self::Bucket(w), Value::Decimal(d)) => {
-                let unit = i128::from(*w) * 10i128.pow(u32::from(d.scale()));
-                Value::Decimal(Decimal::new(
-                    d.mantissa().div_euclid(unit) * unit,
-                    d.scale(),
-                ))
+                let bucketed = 10i128
+                    .checked_pow(u32::from(d.scale()))
+                    .and_then(|s| i128::from(*w).checked_mul(s))
+                    .and_then(|unit| d.mantissa().div_euclid(unit).checked_mul(unit));
+                match (bucketed, ty) {
+                    // A width beyond the type's range puts every value in bucket 0.
+                    (None, _) => Value::Decimal(Decimal::new(0, d.scale())),
+                    // Rounding down can leave the column's precision (DECIMAL(5,2):
+                    // -999.99 in buckets of 1000 is -1000.00): then nothing is shown.
+                    (Some(m), SqlType::Decimal { precision, .. })
+                        if m.unsigned_abs() >= 10u128.pow(u32::from(*precision).min(38)) =>
+                    {
+                        Value::Null
+                    }
+                    (Some(m), _) => Value::Decimal(Decimal::new(m, d.scale())),
+                }
             }
             (Self::Bucket(w), _) if is_integer(ty) => {
                 let w = i128::from(*w);
@@ -316,6 +336,123 @@ mod tests {
         assert!("keep_last(0)".parse::<MaskFn>().is_err());
         assert!("bucket(-3)".parse::<MaskFn>().is_err());
         assert!("hash".parse::<MaskFn>().unwrap_err().contains("use redact"));
+    }
+
+    #[test]
+    fn masks_never_panic_and_keep_the_type_at_the_extremes() {
+        let k = key();
+        let cases: Vec<(SqlType, Vec<Value>)> = vec![
+            (
+                SqlType::SmallInt,
+                vec![
+                    Value::SmallInt(i16::MIN),
+                    Value::SmallInt(-1),
+                    Value::SmallInt(i16::MAX),
+                ],
+            ),
+            (
+                SqlType::Integer,
+                vec![
+                    Value::Integer(i32::MIN),
+                    Value::Integer(0),
+                    Value::Integer(i32::MAX),
+                ],
+            ),
+            (
+                SqlType::BigInt,
+                vec![
+                    Value::BigInt(i64::MIN),
+                    Value::BigInt(7),
+                    Value::BigInt(i64::MAX),
+                ],
+            ),
+            (
+                SqlType::Decimal {
+                    precision: 38,
+                    scale: 30,
+                },
+                vec![
+                    Value::Decimal(Decimal::new(-(10i128.pow(38) - 1), 30)),
+                    Value::Decimal(Decimal::new(10i128.pow(38) - 1, 30)),
+                ],
+            ),
+            (
+                SqlType::Decimal {
+                    precision: 5,
+                    scale: 2,
+                },
+                vec![
+                    Value::Decimal(Decimal::new(-99_999, 2)),
+                    Value::Decimal(Decimal::new(99_999, 2)),
+                ],
+            ),
+            (
+                SqlType::Timestamp,
+                vec![
+                    Value::Timestamp(Timestamp(i64::MIN)),
+                    Value::Timestamp(Timestamp(i64::MAX)),
+                ],
+            ),
+            (
+                SqlType::Date,
+                vec![Value::Date(Date(i32::MIN)), Value::Date(Date(i32::MAX))],
+            ),
+            (
+                SqlType::Varchar { max_chars: 3 },
+                vec![Value::Text("abc".into())],
+            ),
+        ];
+        let masks = [
+            "redact",
+            "keep_last(64)",
+            "tokenize",
+            "null",
+            "truncate(year)",
+            "truncate(hour)",
+            "bucket(1)",
+            "bucket(9223372036854775807)",
+        ];
+        for (ty, values) in &cases {
+            for m in masks {
+                let m: MaskFn = m.parse().unwrap();
+                if m.check_type(ty).is_err() {
+                    continue;
+                }
+                for v in values {
+                    let out = m.apply(ty, v, &k, "d");
+                    if out != Value::Null && ty.check_value(&out).is_err() {
+                        // Dates outside the calendar range are the only tolerated case:
+                        // truncation of an out-of-range date returns it unchanged.
+                        assert!(
+                            matches!(ty, SqlType::Date),
+                            "{m} on {ty} {v:?} gave {out:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // Tokens of narrow integers keep their width instead of becoming NULL.
+        for x in [0i16, 1, 2, -5] {
+            let t = MaskFn::Tokenize.apply(&SqlType::SmallInt, &Value::SmallInt(x), &k, "d");
+            assert!(matches!(t, Value::SmallInt(_)), "{t:?}");
+        }
+        for x in [0i32, 1, 2, -5] {
+            let t = MaskFn::Tokenize.apply(&SqlType::Integer, &Value::Integer(x), &k, "d");
+            assert!(matches!(t, Value::Integer(_)), "{t:?}");
+        }
+        // A width beyond the type's range: everything in bucket 0.
+        assert_eq!(
+            MaskFn::Bucket(i64::MAX).apply(
+                &SqlType::Decimal {
+                    precision: 38,
+                    scale: 30
+                },
+                &Value::Decimal(Decimal::new(5, 30)),
+                &k,
+                "d"
+            ),
+            Value::Decimal(Decimal::new(0, 30))
+        );
     }
 
     #[test]

@@ -29,7 +29,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N || !s.is_ascii() {
+    // Hex digits only: `from_str_radix` would also take a sign.
+    if s.len() != 2 * N || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; N];
@@ -292,6 +293,15 @@ pub fn verify<'t>(
     manifest: &Manifest,
     trust: &'t Trust,
 ) -> Result<Vec<&'t AdminKey>, SignatureError> {
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(SignatureError::MalformedManifest {
+            path: MANIFEST_FILE.into(),
+            reason: format!(
+                "manifest format {} is not {MANIFEST_FORMAT}, the one this version reads",
+                manifest.format
+            ),
+        });
+    }
     let actual = bundle.hash();
     if manifest.bundle_hash != actual.to_hex() {
         return Err(SignatureError::BundleChanged {
@@ -331,4 +341,17 @@ pub fn verify<'t>(
         signers.push(key);
     }
     Ok(signers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_digits_only() {
+        assert_eq!(unhex::<1>("0f"), Some([15]));
+        assert_eq!(unhex::<1>("+f"), None, "a sign is not a hex digit");
+        assert_eq!(unhex::<1>("0g"), None);
+        assert_eq!(unhex::<2>("0f"), None, "length");
+    }
 }
