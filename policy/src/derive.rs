@@ -169,11 +169,11 @@ impl RowFilter {
             Self::All => Ok(vec![true; rows.len()]),
             Self::None => Ok(vec![false; rows.len()]),
             Self::Predicate(f) => {
-                refuse_opaque(rows, f.attributes().iter().map(String::as_str))?;
+                refuse_opaque(rows, |name| f.attributes().contains(name))?;
                 Ok(f.eval(rows))
             }
             Self::Cedar(c) => {
-                refuse_opaque(rows, c.row.attrs.keys().map(String::as_str))?;
+                refuse_opaque(rows, |name| c.row.attrs.contains_key(name))?;
                 c.eval(rows)
             }
         }
@@ -183,9 +183,9 @@ impl RowFilter {
 /// A value of a type Cedar cannot be given would be an error in every condition that
 /// reads it, and an erroring forbid does not apply: rather than decide rows a policy
 /// cannot see, refuse the batch.
-fn refuse_opaque<'n>(rows: &Rows<'_>, names: impl Iterator<Item = &'n str>) -> Result<()> {
-    for name in names {
-        if rows.has_opaque_values(name) {
+fn refuse_opaque(rows: &Rows<'_>, reads: impl Fn(&str) -> bool) -> Result<()> {
+    for name in rows.opaque_columns() {
+        if reads(name) {
             return Err(PolicyError::Evaluation {
                 reason: format!(
                     "column {name} holds values the bundle's policies cannot read as the attribute's type; the bundle and the catalog disagree (run `sb bundle check --catalog`)"

@@ -505,13 +505,13 @@ impl<'a> Rows<'a> {
         })
     }
 
-    /// Whether column `name` holds, in some row, a value that policies cannot read
-    /// as any Cedar type.
-    #[must_use]
-    pub fn has_opaque_values(&self, name: &str) -> bool {
+    /// The columns holding, in some row, a value that policies cannot read as any
+    /// Cedar type.
+    pub fn opaque_columns(&self) -> impl Iterator<Item = &str> {
         self.cols
-            .get(name)
-            .is_some_and(|c| matches!(c.data, ColData::Opaque) && c.present.contains(&true))
+            .iter()
+            .filter(|(_, c)| matches!(c.data, ColData::Opaque) && c.present.contains(&true))
+            .map(|(n, _)| n.as_str())
     }
 
     /// One row of SQL values (NULL = missing attribute).
