@@ -60,12 +60,45 @@ pub fn describe_principal(bundle: &Bundle, principal: &str) -> Result<(Vec<Strin
         .get("attrs")
         .and_then(serde_json::Value::as_object)
         .map(|m| {
-            let mut v: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", render_value(v)))
+                .collect();
             v.sort();
             v
         })
         .unwrap_or_default();
     Ok((roles, attrs))
+}
+
+/// An attribute value as a policy author writes it: entities as `Type::"id"`,
+/// extension values as calls (`decimal("1.5")`), everything else as JSON.
+fn render_value(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    match v {
+        J::Object(m) => {
+            if let Some(J::Object(e)) = m.get("__entity")
+                && let (Some(J::String(t)), Some(J::String(i))) = (e.get("type"), e.get("id"))
+            {
+                return format!("{t}::{}", J::String(i.clone()));
+            }
+            if let Some(J::Object(x)) = m.get("__extn")
+                && let (Some(J::String(f)), Some(a)) = (x.get("fn"), x.get("arg"))
+            {
+                return format!("{f}({})", render_value(a));
+            }
+            let fields: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", render_value(v)))
+                .collect();
+            format!("{{{}}}", fields.join(", "))
+        }
+        J::Array(a) => format!(
+            "[{}]",
+            a.iter().map(render_value).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Whether `ctx`'s principal may see the domain's values unmasked.

@@ -251,4 +251,23 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
     assert!(!sees("ann", "ben"), "a peer");
     assert!(!sees("mgr", "vp"), "one's own manager");
     assert!(sees("hal", "vp"), "HR reads everyone");
+    // Managers read the salary column, so they read no row outside their chain: not
+    // even a junior of their own department who reports elsewhere.
+    let e = d
+        .derive(&SecurityContext::new("User::\"mgr\""), &employees)
+        .unwrap();
+    assert!(e.columns.iter().any(|c| c.column == "salary" && c.readable));
+    let mut junior = row("zed");
+    junior[1] = Value::Text("engineering".into());
+    assert!(!e.read.eval(&Rows::from_values(&names, &junior)).unwrap()[0]);
+    // A colleague without the manager role does see that junior (but no salaries).
+    let ann = d
+        .derive(&SecurityContext::new("User::\"ann\""), &employees)
+        .unwrap();
+    assert!(ann.read.eval(&Rows::from_values(&names, &junior)).unwrap()[0]);
+    assert!(
+        ann.columns
+            .iter()
+            .any(|c| c.column == "salary" && !c.readable)
+    );
 }
