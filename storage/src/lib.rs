@@ -56,7 +56,10 @@ pub use error::{Result, StorageError};
 pub use locks::LockWait;
 pub use sweep::{IntegrityReport, SweepReport};
 pub use tip::TxnState;
-pub use txn::{AsOf, CommitInfo, Isolation, ReadCommittedMode, RecordKey, Transaction, TxnOptions};
+pub use txn::{
+    AsOf, CommitInfo, Isolation, ReadCommittedMode, RecordKey, StatementMark, Transaction,
+    TxnOptions,
+};
 
 use engine::{Inner, lock};
 use scratchbird_types::{CommitNumber, TxnId};

@@ -84,6 +84,14 @@ enum Cursor {
 #[derive(Debug)]
 pub struct Scan<'t> {
     txn: &'t Transaction,
+    cur: ScanCursor,
+}
+
+/// The state of a scan without a borrow of its transaction: it can live where a
+/// borrow cannot (a sandbox's store). Advance it with [`Transaction::next_batch`]
+/// on the transaction that opened it; it keeps its snapshot until dropped.
+#[derive(Debug)]
+pub struct ScanCursor {
     store: Arc<TableStore>,
     columns: Vec<usize>,
     out_types: Vec<SqlType>,
@@ -141,8 +149,51 @@ fn bounds(
 }
 
 impl<'t> Scan<'t> {
+    pub(crate) fn new(txn: &'t Transaction, cur: ScanCursor) -> Self {
+        Self { txn, cur }
+    }
+
+    /// Types of the returned columns, in output order.
+    #[must_use]
+    pub fn output_types(&self) -> &[SqlType] {
+        &self.cur.out_types
+    }
+
+    /// A batch layout for this scan's columns.
+    ///
+    /// # Errors
+    /// Out-of-range batch bounds.
+    pub fn layout(&self, rows_max: u32, heap_bytes: u32) -> Result<BatchLayout> {
+        self.cur.layout(rows_max, heap_bytes)
+    }
+
+    /// Fills `buf` with the next batch; returns its row count (0: the scan is over).
+    ///
+    /// # Errors
+    /// A stored value failed its checks, a row is larger than the batch heap, the
+    /// layout does not match the scan's columns, or (NO RECORD_VERSION) a conflict.
+    pub fn next_batch(&mut self, layout: &BatchLayout, buf: &mut [u8]) -> Result<usize> {
+        self.cur.fill(self.txn, layout, buf, None)
+    }
+
+    /// As [`Scan::next_batch`], also returning each row's record key (for updates and
+    /// deletes of the rows found).
+    ///
+    /// # Errors
+    /// As [`Scan::next_batch`].
+    pub fn next_batch_with_keys(
+        &mut self,
+        layout: &BatchLayout,
+        buf: &mut [u8],
+        keys: &mut Vec<RecordKey>,
+    ) -> Result<usize> {
+        keys.clear();
+        self.cur.fill(self.txn, layout, buf, Some(keys))
+    }
+}
+
+impl ScanCursor {
     pub(crate) fn new(
-        txn: &'t Transaction,
         store: Arc<TableStore>,
         spec: ScanSpec,
         index: Option<Arc<IndexDef>>,
@@ -173,7 +224,6 @@ impl<'t> Scan<'t> {
         };
         let done = empty || matches!((&lo, &hi), (Some(l), Some(h)) if l >= h);
         Ok(Self {
-            txn,
             store,
             columns: spec.columns,
             out_types,
@@ -203,32 +253,15 @@ impl<'t> Scan<'t> {
         Ok(BatchLayout::new(&self.out_types, rows_max, heap_bytes)?)
     }
 
-    /// Fills `buf` with the next batch; returns its row count (0: the scan is over).
-    ///
-    /// # Errors
-    /// A stored value failed its checks, a row is larger than the batch heap, the
-    /// layout does not match the scan's columns, or (NO RECORD_VERSION) a conflict.
-    pub fn next_batch(&mut self, layout: &BatchLayout, buf: &mut [u8]) -> Result<usize> {
-        self.fill(layout, buf, None)
+    /// The transaction this cursor belongs to.
+    #[must_use]
+    pub fn transaction(&self) -> TxnId {
+        self.view.me
     }
 
-    /// As [`Scan::next_batch`], also returning each row's record key (for updates and
-    /// deletes of the rows found).
-    ///
-    /// # Errors
-    /// As [`Scan::next_batch`].
-    pub fn next_batch_with_keys(
+    pub(crate) fn fill(
         &mut self,
-        layout: &BatchLayout,
-        buf: &mut [u8],
-        keys: &mut Vec<RecordKey>,
-    ) -> Result<usize> {
-        keys.clear();
-        self.fill(layout, buf, Some(keys))
-    }
-
-    fn fill(
-        &mut self,
+        txn: &Transaction,
         layout: &BatchLayout,
         buf: &mut [u8],
         mut keys: Option<&mut Vec<RecordKey>>,
@@ -241,21 +274,21 @@ impl<'t> Scan<'t> {
         }
         loop {
             if let Some(t) = self.blocked.take() {
-                self.txn.wait_for(t, &self.store.def.name)?;
+                txn.wait_for(t, &self.store.def.name)?;
             }
-            self.refresh_view();
+            self.refresh_view(txn);
             let mut w = BatchWriter::new(layout, buf)?;
             let n = if self.done {
                 0
             } else if self.index.is_some() {
-                self.fill_index(&mut w, keys.as_deref_mut())?
+                self.fill_index(txn, &mut w, keys.as_deref_mut())?
             } else {
-                self.fill_keys(&mut w, keys.as_deref_mut())?
+                self.fill_keys(txn, &mut w, keys.as_deref_mut())?
             };
             w.finish(n)?;
             if !self.gc.is_empty() {
                 let keys = std::mem::take(&mut self.gc);
-                self.txn.inner.prune_cooperatively(&self.store, keys);
+                txn.inner.prune_cooperatively(&self.store, keys);
             }
             if n == 0 && self.blocked.is_some() {
                 continue;
@@ -266,15 +299,15 @@ impl<'t> Scan<'t> {
 
     /// READ COMMITTED RECORD_VERSION / NO RECORD_VERSION read the newest commits at
     /// each batch; SNAPSHOT and READ CONSISTENCY keep one snapshot.
-    fn refresh_view(&mut self) {
+    fn refresh_view(&mut self, txn: &Transaction) {
         let fresh = matches!(
-            self.txn.opts.isolation,
+            txn.opts.isolation,
             Isolation::ReadCommitted(
                 ReadCommittedMode::RecordVersion | ReadCommittedMode::NoRecordVersion
             )
         ) && self.guard.is_some();
         if fresh {
-            let (cn, g) = self.txn.inner.current_snapshot();
+            let (cn, g) = txn.inner.current_snapshot();
             self.view = ReadView {
                 me: self.view.me,
                 snapshot: cn,
@@ -283,11 +316,11 @@ impl<'t> Scan<'t> {
         }
     }
 
-    fn note_garbage(&mut self, key: &[u8], chain: &[Version]) {
+    fn note_garbage(&mut self, txn: &Transaction, key: &[u8], chain: &[Version]) {
         if self.gc.len() >= COOPERATIVE_GC_KEYS_MAX {
             return;
         }
-        let tip = &self.txn.inner.tip;
+        let tip = &txn.inner.tip;
         let prunable = chain.len() > 1
             || chain
                 .iter()
@@ -299,11 +332,12 @@ impl<'t> Scan<'t> {
 
     fn fill_keys(
         &mut self,
+        txn: &Transaction,
         w: &mut BatchWriter<'_>,
         mut keys: Option<&mut Vec<RecordKey>>,
     ) -> Result<usize> {
         let store = self.store.clone();
-        let inner = self.txn.inner.clone();
+        let inner = txn.inner.clone();
         let st = store.read();
         let rows_max = w.layout().rows_max() as usize;
         let mut n = 0usize;
@@ -406,8 +440,8 @@ impl<'t> Scan<'t> {
                             (k, false, c)
                         }
                     };
-                    if self.txn.read_blocker(&st, key).is_some() {
-                        self.blocked = self.txn.read_blocker(&st, key);
+                    if txn.read_blocker(&st, key).is_some() {
+                        self.blocked = txn.read_blocker(&st, key);
                         stopped = true;
                         break;
                     }
@@ -421,7 +455,7 @@ impl<'t> Scan<'t> {
                         None => None,
                     };
                     if let Some(c) = chain {
-                        self.note_garbage(key, c);
+                        self.note_garbage(txn, key, c);
                     }
                     if let Some(src) = &source {
                         if !self.emit(w, n, src)? {
@@ -546,6 +580,7 @@ impl<'t> Scan<'t> {
 
     fn fill_index(
         &mut self,
+        txn: &Transaction,
         w: &mut BatchWriter<'_>,
         mut keys: Option<&mut Vec<RecordKey>>,
     ) -> Result<usize> {
@@ -553,7 +588,7 @@ impl<'t> Scan<'t> {
             return Ok(0);
         };
         let store = self.store.clone();
-        let inner = self.txn.inner.clone();
+        let inner = txn.inner.clone();
         let prefix = idx.id.as_bytes().to_vec();
         let with = |k: &[u8]| [prefix.as_slice(), k].concat();
         let start: Bound<Vec<u8>> = match &self.cursor {
@@ -577,13 +612,13 @@ impl<'t> Scan<'t> {
             }
             let k = kv.key()?;
             let (ik, rk) = split_index_key(&k)?;
-            if let Some(t) = self.txn.read_blocker(&st, rk) {
+            if let Some(t) = txn.read_blocker(&st, rk) {
                 self.blocked = Some(t);
                 exhausted = false;
                 break;
             }
             if let Some(c) = st.delta.get(rk) {
-                self.note_garbage(rk, c);
+                self.note_garbage(txn, rk, c);
             }
             if let Some(src) = store.visible_row(&st, &inner.pages(), &inner.tip, self.view, rk)? {
                 // Entries exist for every retained version: keep the one that matches

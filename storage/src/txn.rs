@@ -23,7 +23,7 @@ use crate::keys::{
 use crate::limits::PAGE_ROWS_MAX;
 use crate::locks::{LockWait, TableLockMode};
 use crate::page::PageBuilder;
-use crate::scan::{Scan, ScanSpec};
+use crate::scan::{Scan, ScanCursor, ScanSpec};
 use crate::table::{
     PageMeta, ReadView, RowSource, TableState, TableStore, Version, check_key_len,
     encode_page_meta, encode_version, has_null, next_rowid_key,
@@ -154,6 +154,24 @@ impl RecordKey {
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// A key handed back by someone who got it from a scan (a sandboxed module).
+    /// Bytes that name no record make [`Transaction::update`] and
+    /// [`Transaction::delete`] find nothing; they never name another table's rows,
+    /// because every lookup is within one table.
+    #[must_use]
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+/// The start of a statement (see [`Transaction::statement_begin`]).
+#[derive(Debug)]
+#[must_use = "a statement must be ended with statement_end"]
+pub struct StatementMark {
+    undo_len: usize,
+    txlog_seq: u64,
+    outer: bool,
 }
 
 /// The outcome of a commit.
@@ -460,12 +478,20 @@ impl Transaction {
     /// # Errors
     /// The error of `f`, or of undoing it.
     pub fn statement<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        let mark = self.statement_begin()?;
+        let result = f(self);
+        let failed = result.is_err();
+        self.statement_end(mark, failed)?;
+        result
+    }
+
+    /// Starts a statement whose work happens outside a closure (the sandbox holds
+    /// the transaction while it runs); end it with [`Transaction::statement_end`].
+    ///
+    /// # Errors
+    /// The transaction has ended.
+    pub fn statement_begin(&mut self) -> Result<StatementMark> {
         self.check_active()?;
-        let mark = Savepoint {
-            name: None,
-            undo_len: self.undo.len(),
-            txlog_seq: self.txlog_seq,
-        };
         let outer = self.stmt_snapshot.is_none()
             && self.opts.isolation == Isolation::ReadCommitted(ReadCommittedMode::ReadConsistency);
         if outer {
@@ -473,18 +499,26 @@ impl Transaction {
             self.stmt_snapshot = Some((cn, guard));
             self.forget_catalog();
         }
-        let result = f(self);
-        if outer {
+        Ok(StatementMark {
+            undo_len: self.undo.len(),
+            txlog_seq: self.txlog_seq,
+            outer,
+        })
+    }
+
+    /// Ends a statement: with `failed`, exactly its own changes are undone.
+    ///
+    /// # Errors
+    /// Undo failed.
+    pub fn statement_end(&mut self, mark: StatementMark, failed: bool) -> Result<()> {
+        if mark.outer {
             self.stmt_snapshot = None;
             self.forget_catalog();
         }
-        match result {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.undo_to(mark.undo_len, mark.txlog_seq)?;
-                Err(e)
-            }
+        if failed {
+            self.undo_to(mark.undo_len, mark.txlog_seq)?;
         }
+        Ok(())
     }
 
     /// Sets a savepoint (a savepoint of the same name is replaced).
@@ -758,6 +792,15 @@ impl Transaction {
     /// # Errors
     /// Unknown table, index or column.
     pub fn scan(&self, spec: ScanSpec) -> Result<Scan<'_>> {
+        Ok(Scan::new(self, self.open_cursor(spec)?))
+    }
+
+    /// Starts a scan whose state does not borrow the transaction; advance it with
+    /// [`Transaction::next_batch`].
+    ///
+    /// # Errors
+    /// Unknown table, index or column.
+    pub fn open_cursor(&self, spec: ScanSpec) -> Result<ScanCursor> {
         self.check_active()?;
         let (def, store) = self.table_for(spec.table)?;
         let index = match &spec.range {
@@ -781,7 +824,32 @@ impl Transaction {
             _ => None,
         };
         let (view, guard) = self.read_view();
-        Scan::new(self, store, spec, index, view, guard)
+        ScanCursor::new(store, spec, index, view, guard)
+    }
+
+    /// Fills `buf` with the next batch of `cursor` (see [`Scan::next_batch`]). With
+    /// `keys`, also returns each row's record key.
+    ///
+    /// # Errors
+    /// As [`Scan::next_batch`]; and a cursor opened by another transaction.
+    pub fn next_batch(
+        &self,
+        cursor: &mut ScanCursor,
+        layout: &scratchbird_types::batch::BatchLayout,
+        buf: &mut [u8],
+        keys: Option<&mut Vec<RecordKey>>,
+    ) -> Result<usize> {
+        if cursor.transaction() != self.id {
+            return Err(StorageError::Internal(
+                "a scan cursor was advanced by a transaction that did not open it",
+            ));
+        }
+        self.check_active()?;
+        let mut keys = keys;
+        if let Some(k) = keys.as_deref_mut() {
+            k.clear();
+        }
+        cursor.fill(self, layout, buf, keys)
     }
 
     pub(crate) fn wait_for(&self, other: TxnId, table: &str) -> Result<()> {

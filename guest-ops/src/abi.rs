@@ -1,0 +1,335 @@
+//! The guest ABI: the one definition of what a ScratchBird module may import, what it
+//! must export, how it describes the data it touches, and how it reports errors.
+//! `guest-ops/ABI.md` explains it in prose; the host validates modules against these
+//! constants and the compiler emits modules from them. Nobody keeps a copy.
+
+use scratchbird_types::{ColumnId, IndexId, SqlType, TableId, Value};
+use serde::{Deserialize, Serialize};
+
+/// Version of this ABI. A module states it in its plan section; the host refuses any
+/// other.
+pub const ABI_VERSION: u32 = 1;
+
+/// The module every import comes from.
+pub const IMPORT_MODULE: &str = "sb";
+
+/// The exported entry point: `() -> ()`. Returning means success.
+pub const ENTRY: &str = "sb_main";
+
+/// The exported linear memory.
+pub const MEMORY: &str = "memory";
+
+/// The custom section holding the [`PlanManifest`] (canonical CBOR).
+pub const PLAN_SECTION: &str = "sb.plan";
+
+/// WebAssembly page size.
+pub const PAGE_BYTES: u32 = 65_536;
+
+/// A value type of the import signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbiType {
+    /// `i32`
+    I32,
+    /// `i64`
+    I64,
+}
+
+/// One host function a module may import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostImport {
+    /// Name inside module `sb`.
+    pub name: &'static str,
+    /// Parameter types.
+    pub params: &'static [AbiType],
+    /// Result types.
+    pub results: &'static [AbiType],
+}
+
+/// `scan_open(scan: i32) -> i32`: opens the scan declared at index `scan` of the
+/// manifest; returns a handle. A scan may be opened any number of times (each open
+/// starts from the beginning).
+pub const SCAN_OPEN: HostImport = HostImport {
+    name: "scan_open",
+    params: &[AbiType::I32],
+    results: &[AbiType::I32],
+};
+
+/// `scan_next(handle, buf, len, keys, keys_len) -> rows`: writes the next batch of the
+/// scan into `buf[..len]` in the layout of the declared scan (see
+/// [`ScanDecl::layout`]); returns its row count, 0 at the end. For a scan declared
+/// `with_keys`, also writes each row's record key into `keys[..keys_len]` as a batch
+/// of one BLOB column in the layout of [`ScanDecl::key_layout`].
+pub const SCAN_NEXT: HostImport = HostImport {
+    name: "scan_next",
+    params: &[
+        AbiType::I32,
+        AbiType::I32,
+        AbiType::I32,
+        AbiType::I32,
+        AbiType::I32,
+    ],
+    results: &[AbiType::I32],
+};
+
+/// `emit(output, buf, len) -> ()`: hands a finished batch (header row count set) in
+/// the layout of output `output` to the host. The host copies it out; the guest may
+/// reuse the buffer when the call returns.
+pub const EMIT: HostImport = HostImport {
+    name: "emit",
+    params: &[AbiType::I32, AbiType::I32, AbiType::I32],
+    results: &[],
+};
+
+/// `write(target, buf, len) -> i64`: applies a batch of rows to write target
+/// `target` (insert rows; or for update and delete, record keys first); returns the
+/// number of rows affected.
+pub const WRITE: HostImport = HostImport {
+    name: "write",
+    params: &[AbiType::I32, AbiType::I32, AbiType::I32],
+    results: &[AbiType::I64],
+};
+
+/// `fail(code, ptr, len) -> ()`: ends the execution with SQL error `code` (an
+/// [`ErrorCode`]) and the UTF-8 detail at `ptr[..len]`. It does not return.
+pub const FAIL: HostImport = HostImport {
+    name: "fail",
+    params: &[AbiType::I32, AbiType::I32, AbiType::I32],
+    results: &[],
+};
+
+/// Every import a module may have, in the order the emitter declares them (so
+/// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
+/// these names with exactly these signatures and nothing else.
+pub const IMPORTS: [HostImport; 5] = [SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL];
+
+/// Errors a guest raises through `fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ErrorCode {
+    /// An integer or decimal result is out of range for its type.
+    Overflow = 1,
+    /// Division or modulo by zero.
+    DivisionByZero = 2,
+    /// The guest could not grow its memory.
+    OutOfMemory = 3,
+    /// A value could not be converted to the target type.
+    InvalidCast = 4,
+    /// A string does not fit the batch heap or exceeds a limit.
+    StringTooLong = 5,
+    /// A scalar subquery returned more than one row.
+    CardinalityViolation = 6,
+    /// A function got an argument it does not accept.
+    InvalidArgument = 7,
+    /// A NOT NULL target got a NULL.
+    NullViolation = 8,
+}
+
+impl ErrorCode {
+    /// The code for a raw value from a guest.
+    #[must_use]
+    pub fn from_i32(code: i32) -> Option<Self> {
+        Some(match code {
+            1 => Self::Overflow,
+            2 => Self::DivisionByZero,
+            3 => Self::OutOfMemory,
+            4 => Self::InvalidCast,
+            5 => Self::StringTooLong,
+            6 => Self::CardinalityViolation,
+            7 => Self::InvalidArgument,
+            8 => Self::NullViolation,
+            _ => return None,
+        })
+    }
+
+    /// What the error means, for the user.
+    #[must_use]
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Overflow => "numeric value out of range",
+            Self::DivisionByZero => "division by zero",
+            Self::OutOfMemory => "the query ran out of sandbox memory",
+            Self::InvalidCast => "invalid value for the target type",
+            Self::StringTooLong => "string is too long",
+            Self::CardinalityViolation => {
+                "more than one row returned by a subquery used as an expression"
+            }
+            Self::InvalidArgument => "invalid argument to a function",
+            Self::NullViolation => "NULL value in a column that does not allow NULL",
+        }
+    }
+}
+
+/// One column a scan reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanColumn {
+    /// The column.
+    pub id: ColumnId,
+    /// Its type as the module was compiled for it; the host refuses a mismatch.
+    pub ty: SqlType,
+}
+
+/// Which records a scan reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScanRangeDecl {
+    /// All records.
+    All,
+    /// Records whose key in `index` lies between the bounds (a prefix of the index
+    /// columns; `None` is unbounded).
+    Index {
+        /// The index.
+        index: IndexId,
+        /// Lower bound and whether it is inclusive.
+        lower: Option<(Vec<Value>, bool)>,
+        /// Upper bound and whether it is inclusive.
+        upper: Option<(Vec<Value>, bool)>,
+    },
+}
+
+/// A scan the module may open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanDecl {
+    /// The table.
+    pub table: TableId,
+    /// Columns, in batch order.
+    pub columns: Vec<ScanColumn>,
+    /// Which records.
+    pub range: ScanRangeDecl,
+    /// Whether `scan_next` also returns record keys.
+    pub with_keys: bool,
+    /// Rows per batch.
+    pub rows_max: u32,
+    /// Bytes for variable-length values per batch.
+    pub heap_bytes: u32,
+}
+
+/// Bytes of heap per row in a key batch.
+pub const KEY_HEAP_PER_ROW: u32 = 256;
+
+impl ScanDecl {
+    /// The layout of this scan's batches.
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn layout(
+        &self,
+    ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
+        let types: Vec<SqlType> = self.columns.iter().map(|c| c.ty).collect();
+        scratchbird_types::batch::BatchLayout::new(&types, self.rows_max, self.heap_bytes)
+    }
+
+    /// The layout of this scan's key batches (one BLOB column).
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn key_layout(
+        &self,
+    ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
+        scratchbird_types::batch::BatchLayout::new(
+            &[SqlType::Blob],
+            self.rows_max,
+            self.rows_max.saturating_mul(KEY_HEAP_PER_ROW),
+        )
+    }
+}
+
+/// A result the module emits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputDecl {
+    /// Column names, for the user.
+    pub names: Vec<String>,
+    /// Column types.
+    pub types: Vec<SqlType>,
+    /// Rows per batch.
+    pub rows_max: u32,
+    /// Bytes for variable-length values per batch.
+    pub heap_bytes: u32,
+}
+
+impl OutputDecl {
+    /// The layout of this output's batches.
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn layout(
+        &self,
+    ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
+        scratchbird_types::batch::BatchLayout::new(&self.types, self.rows_max, self.heap_bytes)
+    }
+}
+
+/// What a write target does with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteKind {
+    /// Insert rows (the declared columns, in order; others get their defaults).
+    Insert,
+    /// Replace the rows whose record key is column 0 with the declared columns.
+    Update,
+    /// Delete the rows whose record key is column 0.
+    Delete,
+}
+
+/// A table the module writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WriteDecl {
+    /// The table.
+    pub table: TableId,
+    /// What to do.
+    pub kind: WriteKind,
+    /// The columns the batch carries (after the key column for update and delete).
+    pub columns: Vec<ScanColumn>,
+    /// Rows per batch.
+    pub rows_max: u32,
+    /// Bytes for variable-length values per batch.
+    pub heap_bytes: u32,
+}
+
+impl WriteDecl {
+    /// The layout of this target's batches.
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn layout(
+        &self,
+    ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
+        let mut types = Vec::with_capacity(self.columns.len() + 1);
+        if self.kind != WriteKind::Insert {
+            types.push(SqlType::Blob);
+        }
+        types.extend(self.columns.iter().map(|c| c.ty));
+        scratchbird_types::batch::BatchLayout::new(&types, self.rows_max, self.heap_bytes)
+    }
+}
+
+/// Everything a module touches, declared up front so the host can check it before
+/// the module runs (and, later, so an envelope can list it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanManifest {
+    /// [`ABI_VERSION`].
+    pub abi: u32,
+    /// Scans, by index.
+    pub scans: Vec<ScanDecl>,
+    /// Outputs, by index (0 is the statement's result).
+    pub outputs: Vec<OutputDecl>,
+    /// Write targets, by index.
+    pub writes: Vec<WriteDecl>,
+}
+
+impl PlanManifest {
+    /// The canonical CBOR encoding (field order fixed by the struct).
+    ///
+    /// # Errors
+    /// Never for well-formed values; an encoder failure is reported.
+    pub fn to_cbor(&self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    /// Decodes a manifest.
+    ///
+    /// # Errors
+    /// Malformed CBOR or a shape that is not a manifest.
+    pub fn from_cbor(bytes: &[u8]) -> Result<Self, String> {
+        ciborium::from_reader(bytes).map_err(|e| e.to_string())
+    }
+}

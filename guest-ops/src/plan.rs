@@ -1,0 +1,443 @@
+//! The physical plan the emitter turns into a module: operators over tuples of
+//! typed slots, and expressions over those slots.
+//!
+//! This is a low-level, fully typed IR. The compiler has already resolved SQL types
+//! to [`Prim`] register types, inserted every conversion (a DECIMAL rescale is an
+//! explicit [`Cast::Rescale`]) and laid out scans, outputs and write targets in the
+//! [`PlanManifest`](crate::abi::PlanManifest). The emitter checks shapes and types and
+//! reports a mismatch as an error, never as a wrong module.
+
+/// The register type of a value in generated code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Prim {
+    /// `i32` 0 or 1.
+    Bool,
+    /// `i32` (SMALLINT, INTEGER, DATE as days).
+    I32,
+    /// `i64` (BIGINT, TIMESTAMP as microseconds, DECIMAL up to 18 digits as a scaled
+    /// integer).
+    I64,
+    /// `f64` (DOUBLE PRECISION).
+    F64,
+    /// A pointer and a length into guest memory (VARCHAR, TEXT, BLOB).
+    Str,
+}
+
+/// The register type of a SQL type; `None` for DECIMAL above 18 digits, which
+/// generated code does not compute with.
+#[must_use]
+pub fn prim_of(ty: &scratchbird_types::SqlType) -> Option<Prim> {
+    use scratchbird_types::PhysicalType as P;
+    Some(match ty.physical() {
+        P::Bool => Prim::Bool,
+        P::I16 | P::I32 => Prim::I32,
+        P::I64 => Prim::I64,
+        P::F64 => Prim::F64,
+        P::Bytes => Prim::Str,
+        P::I128 => return None,
+    })
+}
+
+/// A constant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    /// NULL of a type.
+    Null(Prim),
+    /// A boolean.
+    Bool(bool),
+    /// An `i32`.
+    I32(i32),
+    /// An `i64`.
+    I64(i64),
+    /// An `f64`.
+    F64(f64),
+    /// Bytes (UTF-8 for text).
+    Str(Vec<u8>),
+}
+
+impl Lit {
+    /// The register type.
+    #[must_use]
+    pub fn prim(&self) -> Prim {
+        match self {
+            Self::Null(p) => *p,
+            Self::Bool(_) => Prim::Bool,
+            Self::I32(_) => Prim::I32,
+            Self::I64(_) => Prim::I64,
+            Self::F64(_) => Prim::F64,
+            Self::Str(_) => Prim::Str,
+        }
+    }
+}
+
+/// Arithmetic. On integers every operation is checked (overflow and division by zero
+/// end the query with an error); on `f64` division by zero and an infinite result do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`, truncating toward zero on integers.
+    Div,
+    /// `/`, rounding half away from zero (decimal division).
+    DivRound,
+    /// `%`, with the sign of the dividend.
+    Mod,
+}
+
+/// Comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// A conversion between register types.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cast {
+    /// `i32` to `i64`.
+    I32ToI64,
+    /// `i64` to `i32`, checked.
+    I64ToI32,
+    /// `i32` to `i64` then times `10^k` (an integer to a decimal of scale k), checked.
+    I32ToDec(i64),
+    /// `i64` to `f64`, dividing by `10^k` (a decimal or integer to double).
+    I64ToF64(i64),
+    /// `i32` to `f64`.
+    I32ToF64,
+    /// `f64` times `10^k`, rounded half away from zero, to `i64`, checked.
+    F64ToI64(i64),
+    /// `i64` times the factor, checked (a decimal to a larger scale).
+    Rescale(i64),
+    /// `i64` divided by the factor, rounded half away from zero (a smaller scale).
+    Unscale(i64),
+    /// `i64` divided by the factor, rounded toward negative infinity (dates and
+    /// times).
+    FloorDiv(i64),
+    /// Boolean to `i32`.
+    BoolToI32,
+    /// `i64` decimal of scale k to text.
+    DecToStr(u8),
+    /// `i32` to text.
+    I32ToStr,
+    /// `f64` to text.
+    F64ToStr,
+    /// Boolean to text (`true` / `false`).
+    BoolToStr,
+    /// Date (days) to text `YYYY-MM-DD`.
+    DateToStr,
+    /// Timestamp (microseconds) to text `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    TsToStr,
+    /// Text to a decimal `i64` of scale k (integers use k = 0), checked.
+    StrToDec(u8),
+    /// Text to `f64`.
+    StrToF64,
+    /// Text to boolean.
+    StrToBool,
+    /// Text to a date.
+    StrToDate,
+    /// Text truncated to at most this many characters (VARCHAR(n)).
+    StrTruncate(u32),
+    /// Date (days) to timestamp (microseconds).
+    DateToTs,
+    /// Timestamp to date (floor of days).
+    TsToDate,
+}
+
+/// A date part for `EXTRACT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatePart {
+    /// Year.
+    Year,
+    /// Month 1..=12.
+    Month,
+    /// Day of month 1..=31.
+    Day,
+    /// Hour 0..=23.
+    Hour,
+    /// Minute 0..=59.
+    Minute,
+    /// Second 0..=59.
+    Second,
+}
+
+/// Scalar functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    /// `length(s)` in characters.
+    Length,
+    /// `lower(s)` (ASCII letters).
+    Lower,
+    /// `upper(s)` (ASCII letters).
+    Upper,
+    /// `substring(s, start [, count])` in characters (args: Str, I64 [, I64]).
+    Substr,
+    /// `position(needle IN haystack)`: 1-based character index, 0 if absent.
+    Position,
+    /// `trim(both chars from s)` (args: s, chars).
+    TrimBoth,
+    /// `trim(leading chars from s)`.
+    TrimLeading,
+    /// `trim(trailing chars from s)`.
+    TrimTrailing,
+    /// `a || b`.
+    Concat,
+    /// `s LIKE pattern` (args: s, pattern, escape as I32 code point or -1).
+    Like,
+    /// `EXTRACT(part FROM date)`.
+    ExtractDate(DatePart),
+    /// `EXTRACT(part FROM timestamp)`.
+    ExtractTs(DatePart),
+    /// `date + n months` (args: I32 days, I32 months) -> I32.
+    AddMonths,
+    /// `abs(x)`, checked.
+    Abs,
+}
+
+/// An expression over the slots of the input tuple.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    /// Slot `i` of the input tuple.
+    Col(usize),
+    /// A constant.
+    Lit(Lit),
+    /// Arithmetic of two operands of the same type; NULL if either is NULL.
+    Arith {
+        /// Operation.
+        op: ArithOp,
+        /// Operand and result type (I32, I64 or F64).
+        prim: Prim,
+        /// Left operand.
+        l: Box<Expr>,
+        /// Right operand.
+        r: Box<Expr>,
+    },
+    /// Negation, checked.
+    Neg(Prim, Box<Expr>),
+    /// Comparison of two operands of the same type; NULL if either is NULL.
+    Cmp {
+        /// Operation.
+        op: CmpOp,
+        /// Operand type.
+        prim: Prim,
+        /// Left operand.
+        l: Box<Expr>,
+        /// Right operand.
+        r: Box<Expr>,
+    },
+    /// Three-valued AND; the right side is not evaluated when the left is FALSE.
+    And(Box<Expr>, Box<Expr>),
+    /// Three-valued OR; the right side is not evaluated when the left is TRUE.
+    Or(Box<Expr>, Box<Expr>),
+    /// Three-valued NOT.
+    Not(Box<Expr>),
+    /// `e IS NULL` (never NULL).
+    IsNull(Box<Expr>),
+    /// `CASE WHEN c THEN v ... ELSE e END`: the first branch whose condition is TRUE.
+    Case {
+        /// (condition, value) pairs.
+        whens: Vec<(Expr, Expr)>,
+        /// The value when no condition is TRUE.
+        els: Box<Expr>,
+        /// Result type.
+        prim: Prim,
+    },
+    /// A conversion.
+    Cast(Cast, Box<Expr>),
+    /// A function call; NULL if any argument is NULL.
+    Call {
+        /// The function.
+        func: Func,
+        /// Arguments.
+        args: Vec<Expr>,
+    },
+    /// The value of init plan `i` (an uncorrelated subquery computed before the main
+    /// pipelines).
+    Init(usize),
+    /// `e IN (set of init plan i)`: TRUE if a member equals e, NULL if e is NULL or
+    /// no member equals and the set holds a NULL, FALSE otherwise.
+    InSet(Box<Expr>, usize),
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `COUNT(*)` -> I64.
+    CountStar,
+    /// `COUNT(e)`: non-NULL inputs -> I64.
+    Count,
+    /// `SUM(e)`: I32 and I64 sum to I64 (checked), F64 to F64; NULL without input.
+    Sum,
+    /// `MIN(e)`; NULL without input.
+    Min,
+    /// `MAX(e)`; NULL without input.
+    Max,
+}
+
+/// One aggregate of an [`Op::Aggregate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggCall {
+    /// The function.
+    pub func: AggFunc,
+    /// The argument (`None` for `COUNT(*)`).
+    pub arg: Option<Expr>,
+}
+
+/// One sort key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    /// Slot of the input tuple.
+    pub col: usize,
+    /// Descending.
+    pub desc: bool,
+    /// NULLs before non-NULLs.
+    pub nulls_first: bool,
+}
+
+/// How a join treats a probe row without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Drop it.
+    Inner,
+    /// Keep it with NULLs for the build side.
+    Left,
+}
+
+/// A physical operator. Its output is a tuple of typed slots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Reads scan `scan` of the manifest; slots are its columns (and the record key as
+    /// a trailing Str when the scan is declared with keys). `nullable[i]` says
+    /// whether column i can be NULL.
+    Scan {
+        /// Index of the scan in the manifest.
+        scan: usize,
+        /// Nullability of each column.
+        nullable: Vec<bool>,
+    },
+    /// Constant rows.
+    Values {
+        /// Slot types.
+        prims: Vec<Prim>,
+        /// Rows.
+        rows: Vec<Vec<Lit>>,
+    },
+    /// Rows for which the predicate is TRUE.
+    Filter {
+        /// Input.
+        input: Box<Op>,
+        /// A Bool expression.
+        pred: Expr,
+    },
+    /// Computed slots.
+    Project {
+        /// Input.
+        input: Box<Op>,
+        /// One expression per output slot.
+        exprs: Vec<Expr>,
+    },
+    /// Skips `offset` rows, then passes at most `limit`.
+    Limit {
+        /// Input.
+        input: Box<Op>,
+        /// Maximum rows passed.
+        limit: Option<u64>,
+        /// Rows skipped first.
+        offset: u64,
+    },
+    /// Hash aggregation: slots are the keys then the aggregates. Without keys, exactly
+    /// one row (even for an empty input).
+    Aggregate {
+        /// Input.
+        input: Box<Op>,
+        /// Grouping expressions (NULLs group together).
+        keys: Vec<Expr>,
+        /// Aggregates.
+        aggs: Vec<AggCall>,
+    },
+    /// All input rows in key order (stable); with `limit`, only the first ones.
+    Sort {
+        /// Input.
+        input: Box<Op>,
+        /// Keys, most significant first (empty: input order, which makes this a
+        /// buffer).
+        keys: Vec<SortKey>,
+        /// Keep only this many rows.
+        limit: Option<u64>,
+    },
+    /// Equi-join by hash: slots are the probe's then the build's.
+    HashJoin {
+        /// The probe (left) side.
+        probe: Box<Op>,
+        /// The build (right) side, materialised first.
+        build: Box<Op>,
+        /// Keys over the probe's slots.
+        probe_keys: Vec<Expr>,
+        /// Keys over the build's slots (same types, pairwise).
+        build_keys: Vec<Expr>,
+        /// Inner or left.
+        kind: JoinKind,
+        /// A further condition over the joined tuple (part of the join condition
+        /// for a left join).
+        residual: Option<Expr>,
+    },
+    /// Every pair of rows (the right side is materialised), optionally filtered by a
+    /// condition that is part of the join (matters for a left join).
+    NestedLoop {
+        /// Left side.
+        left: Box<Op>,
+        /// Right side.
+        right: Box<Op>,
+        /// Inner or left.
+        kind: JoinKind,
+        /// Join condition over the joined tuple.
+        cond: Option<Expr>,
+    },
+    /// The rows of every input (same slot types), in order.
+    UnionAll {
+        /// Inputs.
+        inputs: Vec<Op>,
+    },
+}
+
+/// Where a pipeline's rows go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    /// To output `output` of the manifest (slot i to column i).
+    Output(usize),
+    /// To write target `target` of the manifest (slot i to batch column i).
+    Write(usize),
+}
+
+/// An uncorrelated subquery computed before the main pipelines.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InitPlan {
+    /// A scalar: NULL for no row, an error for more than one; one slot.
+    Scalar(Op),
+    /// TRUE if the input has a row.
+    Exists(Op),
+    /// A set of values for `IN (subquery)`; one slot.
+    Set(Op),
+}
+
+/// A whole program: init plans, then each pipeline with its sink, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    /// Init plans, by index.
+    pub inits: Vec<InitPlan>,
+    /// Pipelines.
+    pub pipelines: Vec<(Op, Sink)>,
+}

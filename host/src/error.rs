@@ -1,0 +1,49 @@
+//! What can go wrong running a module.
+
+use scratchbird_guest_ops::abi::ErrorCode;
+use scratchbird_storage::StorageError;
+
+/// An error of the sandbox. Every variant leaves the node healthy: the execution's
+/// store is dropped and the statement's changes are undone by the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The module was refused before it ran.
+    #[error("module refused: {0}")]
+    Refused(String),
+    /// The guest stopped with a SQL error.
+    #[error("{}{}", .code.message(), if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
+    Sql {
+        /// The error.
+        code: ErrorCode,
+        /// Extra detail from the guest (may be empty).
+        detail: String,
+    },
+    /// The execution ran longer than its deadline.
+    #[error("the query was stopped after its time limit of {ms} ms")]
+    Timeout {
+        /// The limit.
+        ms: u64,
+    },
+    /// The guest needed more memory than its limit.
+    #[error("the query needed more than its memory limit of {bytes} bytes")]
+    Memory {
+        /// The limit.
+        bytes: usize,
+    },
+    /// The guest exhausted its stack (runaway recursion).
+    #[error("the query exhausted the sandbox stack")]
+    Stack,
+    /// The guest broke a rule of the host interface (a bad handle, pointer or
+    /// length); the execution is ended.
+    #[error("the module broke the host interface: {0}")]
+    Abi(String),
+    /// The guest trapped (a bug in generated code or a hostile module).
+    #[error("the module trapped: {0}")]
+    Trap(String),
+    /// Storage refused an operation.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A host-side failure that is not the query's fault.
+    #[error("internal error in the sandbox: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,796 @@
+//! The wasmtime sandbox: one engine per node, compiled modules cached by hash, and
+//! executions bounded in memory, stack, time and output.
+
+use crate::error::HostError;
+use crate::limits::{EPOCH_TICK_MS, SandboxLimits};
+use crate::validate::validate;
+use scratchbird_guest_ops::abi::{self, ErrorCode, PlanManifest, ScanRangeDecl, WriteKind};
+use scratchbird_storage::scan::{ScanCursor, ScanRange, ScanSpec};
+use scratchbird_storage::{RecordKey, Transaction};
+use scratchbird_types::batch::{BatchLayout, BatchView, BatchWriter};
+use scratchbird_types::{SqlType, TableId, Value};
+use std::collections::{HashMap, VecDeque};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use wasmtime::{
+    Caller, Config, Engine, InstanceAllocationStrategy, Linker, Memory, Module, OptLevel,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
+
+/// A validated, compiled module.
+#[derive(Debug)]
+pub struct Prepared {
+    /// blake3 of the module bytes.
+    pub hash: [u8; 32],
+    /// What the module declares it reads, writes and emits.
+    pub manifest: Arc<PlanManifest>,
+    /// Size of the module in bytes.
+    pub bytes: usize,
+    module: Module,
+}
+
+/// One batch of results, as the guest emitted it (validated).
+#[derive(Debug, Clone)]
+pub struct ResultBatch {
+    /// The output it belongs to.
+    pub output: usize,
+    layout: Arc<BatchLayout>,
+    bytes: Vec<u8>,
+    rows: usize,
+}
+
+impl ResultBatch {
+    /// Rows in the batch.
+    #[must_use]
+    pub fn row_count(&self) -> usize {
+        self.rows
+    }
+
+    /// Column types.
+    #[must_use]
+    pub fn types(&self) -> Vec<SqlType> {
+        self.layout.types()
+    }
+
+    /// The batch bytes in the layout of `scratchbird_types::batch`.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The rows as values.
+    ///
+    /// # Errors
+    /// Never for a batch the host accepted; reported rather than assumed.
+    pub fn rows(&self) -> Result<Vec<Vec<Value>>, HostError> {
+        let view = BatchView::new(&self.layout, &self.bytes)
+            .map_err(|e| HostError::Internal(e.to_string()))?;
+        (0..view.rows())
+            .map(|r| view.row(r).map_err(|e| HostError::Internal(e.to_string())))
+            .collect()
+    }
+}
+
+/// What an execution did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecStats {
+    /// Rows read from storage.
+    pub rows_scanned: u64,
+    /// Rows emitted as results.
+    pub rows_returned: u64,
+    /// Rows inserted, updated or deleted.
+    pub rows_written: u64,
+    /// Bytes of results emitted.
+    pub result_bytes: u64,
+    /// Peak linear memory of the guest.
+    pub memory_bytes: usize,
+    /// Wall-clock time of the run (instantiation included).
+    pub duration: Duration,
+    /// Whether the module came from the in-memory cache.
+    pub cached: bool,
+}
+
+/// Where result batches go while the guest runs.
+pub type ResultSink = Box<dyn FnMut(ResultBatch) -> Result<(), HostError>>;
+
+struct OpenScan {
+    cursor: ScanCursor,
+    layout: BatchLayout,
+    key_layout: Option<BatchLayout>,
+    keys: Vec<RecordKey>,
+}
+
+struct Target {
+    table: TableId,
+    kind: WriteKind,
+    /// Table column position of each batch column (after the key column).
+    positions: Vec<usize>,
+    /// Default of every table column (used for columns an insert does not give).
+    defaults: Vec<Value>,
+    layout: BatchLayout,
+}
+
+struct HostState {
+    txn: Transaction,
+    manifest: Arc<PlanManifest>,
+    memory: Option<Memory>,
+    scans: Vec<OpenScan>,
+    outputs: Vec<Arc<BatchLayout>>,
+    targets: Vec<Option<Target>>,
+    sink: ResultSink,
+    limits: StoreLimits,
+    stats: ExecStats,
+    error: Option<HostError>,
+    result_bytes_max: usize,
+}
+
+/// Marks a host function's failure; the real error waits in `HostState::error`.
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("execution stopped by the host")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+fn stop(st: &mut HostState, e: HostError) -> wasmtime::Error {
+    if st.error.is_none() {
+        st.error = Some(e);
+    }
+    wasmtime::Error::new(Stop)
+}
+
+/// Checks that `[ptr, ptr + len)` lies in a memory of `size` bytes and that `len` is
+/// exactly `want`.
+fn region(
+    size: usize,
+    ptr: i32,
+    len: i32,
+    want: usize,
+) -> Result<std::ops::Range<usize>, HostError> {
+    let (Ok(p), Ok(l)) = (usize::try_from(ptr), usize::try_from(len)) else {
+        return Err(HostError::Abi(format!(
+            "negative pointer {ptr} or length {len}"
+        )));
+    };
+    if l != want {
+        return Err(HostError::Abi(format!(
+            "a buffer of {l} bytes where the declared layout needs {want}"
+        )));
+    }
+    let end = p
+        .checked_add(l)
+        .filter(|e| *e <= size)
+        .ok_or_else(|| HostError::Abi(format!("the buffer [{p}, {p}+{l}) is outside memory")))?;
+    Ok(p..end)
+}
+
+/// Compiled modules by blake3 hash, and their insertion order for eviction.
+type ModuleCache = (HashMap<[u8; 32], Arc<Prepared>>, VecDeque<[u8; 32]>);
+
+/// The sandbox of a node.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: SandboxLimits,
+    cache: Mutex<ModuleCache>,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with `limits`; with `cache_dir`, compiled code is also cached on
+    /// disk there (wasmtime's cache, keyed by the module and the engine settings).
+    ///
+    /// # Errors
+    /// The engine could not be configured.
+    pub fn new(limits: SandboxLimits, cache_dir: Option<&Path>) -> Result<Self, HostError> {
+        let mut cfg = Config::new();
+        cfg.cranelift_opt_level(OptLevel::Speed);
+        cfg.epoch_interruption(true);
+        cfg.max_wasm_stack(limits.stack_bytes);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(limits.concurrent_max)
+            .total_memories(limits.concurrent_max)
+            .total_tables(limits.concurrent_max)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .table_elements(limits.table_elements_max)
+            .max_memory_size(limits.memory_bytes_max);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = cache_dir {
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            let cache = wasmtime::Cache::new(cc).map_err(|e| {
+                HostError::Internal(format!("module cache at {}: {e}", dir.display()))
+            })?;
+            cfg.cache(Some(cache));
+        }
+        let engine = Engine::new(&cfg).map_err(|e| HostError::Internal(format!("engine: {e}")))?;
+        let linker = build_linker(&engine)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e2, s2) = (engine.clone(), stop.clone());
+        let ticker = std::thread::Builder::new()
+            .name("sb-epoch".into())
+            .spawn(move || {
+                while !s2.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+                    e2.increment_epoch();
+                }
+            })
+            .map_err(|e| HostError::Internal(format!("deadline thread: {e}")))?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            cache: Mutex::new((HashMap::new(), VecDeque::new())),
+            stop,
+            ticker: Some(ticker),
+        })
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// Validates and compiles `bytes`, or returns the cached module of the same hash.
+    ///
+    /// # Errors
+    /// [`HostError::Refused`] for a module that breaks a rule.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<(Arc<Prepared>, bool), HostError> {
+        let hash = *blake3::hash(bytes).as_bytes();
+        {
+            let c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(p) = c.0.get(&hash) {
+                return Ok((p.clone(), true));
+            }
+        }
+        let manifest = validate(bytes, &self.limits)?;
+        let module = Module::new(&self.engine, bytes)
+            .map_err(|e| HostError::Refused(format!("could not compile: {e}")))?;
+        let p = Arc::new(Prepared {
+            hash,
+            manifest: Arc::new(manifest),
+            bytes: bytes.len(),
+            module,
+        });
+        let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.0.insert(hash, p.clone()).is_none() {
+            c.1.push_back(hash);
+        }
+        while c.1.len() > self.limits.cache_entries {
+            if let Some(old) = c.1.pop_front() {
+                c.0.remove(&old);
+            }
+        }
+        Ok((p, false))
+    }
+
+    /// Runs a prepared module in `txn`, handing result batches to `sink`. The
+    /// transaction comes back whatever happens; on error the caller undoes the
+    /// statement.
+    pub fn run(
+        &self,
+        prepared: &Prepared,
+        txn: Transaction,
+        sink: ResultSink,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        let started = Instant::now();
+        let outputs: Result<Vec<Arc<BatchLayout>>, HostError> = prepared
+            .manifest
+            .outputs
+            .iter()
+            .map(|o| {
+                o.layout()
+                    .map(Arc::new)
+                    .map_err(|e| HostError::Refused(e.to_string()))
+            })
+            .collect();
+        let outputs = match outputs {
+            Ok(o) => o,
+            Err(e) => return (txn, Err(e)),
+        };
+        let state = HostState {
+            txn,
+            manifest: prepared.manifest.clone(),
+            memory: None,
+            scans: Vec::new(),
+            outputs,
+            targets: prepared.manifest.writes.iter().map(|_| None).collect(),
+            sink,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes_max)
+                .table_elements(self.limits.table_elements_max)
+                .instances(1)
+                .tables(1)
+                .memories(1)
+                .build(),
+            stats: ExecStats::default(),
+            error: None,
+            result_bytes_max: self.limits.result_bytes_max,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(EPOCH_TICK_MS).max(1));
+        let result = self.instantiate_and_call(&mut store, prepared);
+        let memory_bytes = store.data().memory.map_or(0, |m| m.data_size(&store));
+        let mut state = store.into_data();
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(state.error.take().unwrap_or_else(|| self.classify(&e))),
+        };
+        let result = result.map_err(|e| match e {
+            HostError::Sql {
+                code: ErrorCode::OutOfMemory,
+                ..
+            } => HostError::Memory {
+                bytes: self.limits.memory_bytes_max,
+            },
+            other => other,
+        });
+        let mut stats = std::mem::take(&mut state.stats);
+        stats.memory_bytes = memory_bytes;
+        stats.duration = started.elapsed();
+        (state.txn, result.map(|()| stats))
+    }
+
+    fn instantiate_and_call(
+        &self,
+        store: &mut Store<HostState>,
+        prepared: &Prepared,
+    ) -> wasmtime::Result<()> {
+        let instance = self.linker.instantiate(&mut *store, &prepared.module)?;
+        let memory = instance.get_memory(&mut *store, abi::MEMORY);
+        store.data_mut().memory = memory;
+        let entry = instance.get_typed_func::<(), ()>(&mut *store, abi::ENTRY)?;
+        entry.call(&mut *store, ())
+    }
+
+    fn classify(&self, e: &wasmtime::Error) -> HostError {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => HostError::Timeout {
+                ms: self.limits.timeout_ms,
+            },
+            Some(Trap::StackOverflow) => HostError::Stack,
+            Some(t) => HostError::Trap(t.to_string()),
+            None => {
+                let msg = format!("{e:#}");
+                if msg.contains("concurrent") || msg.contains("maximum") {
+                    HostError::Internal(format!(
+                        "the sandbox has no free slot ({} executions at once): {msg}",
+                        self.limits.concurrent_max
+                    ))
+                } else {
+                    HostError::Trap(msg)
+                }
+            }
+        }
+    }
+}
+
+fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
+    let mut l: Linker<HostState> = Linker::new(engine);
+    let m = abi::IMPORT_MODULE;
+    let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
+    l.func_wrap(
+        m,
+        abi::SCAN_OPEN.name,
+        |mut c: Caller<'_, HostState>, decl: i32| -> wasmtime::Result<i32> {
+            let st = c.data_mut();
+            match scan_open(st, decl) {
+                Ok(h) => Ok(h),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::SCAN_NEXT.name,
+        |mut c: Caller<'_, HostState>,
+         h: i32,
+         buf: i32,
+         len: i32,
+         kbuf: i32,
+         klen: i32|
+         -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match scan_next(data, st, h, buf, len, kbuf, klen) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::EMIT.name,
+        |mut c: Caller<'_, HostState>, out: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match emit(data, st, out, buf, len) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::WRITE.name,
+        |mut c: Caller<'_, HostState>, target: i32, buf: i32, len: i32| -> wasmtime::Result<i64> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match write(data, st, target, buf, len) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::FAIL.name,
+        |mut c: Caller<'_, HostState>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let detail = match c.data().memory {
+                Some(mem) => {
+                    let data = mem.data(&c);
+                    let p = usize::try_from(ptr).unwrap_or(usize::MAX);
+                    let l = usize::try_from(len).unwrap_or(0).min(1024);
+                    data.get(p..p.saturating_add(l))
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default()
+                }
+                None => String::new(),
+            };
+            let st = c.data_mut();
+            let e = match ErrorCode::from_i32(code) {
+                Some(code) => HostError::Sql { code, detail },
+                None => HostError::Abi(format!("fail with unknown error code {code}")),
+            };
+            Err(stop(st, e))
+        },
+    )
+    .map_err(err)?;
+    Ok(l)
+}
+
+fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
+    let d = usize::try_from(decl)
+        .ok()
+        .and_then(|i| st.manifest.scans.get(i))
+        .ok_or_else(|| HostError::Abi(format!("scan_open of undeclared scan {decl}")))?
+        .clone();
+    if st.scans.len() >= 4096 {
+        return Err(HostError::Abi("more than 4096 scans opened".into()));
+    }
+    let cat = st.txn.catalog()?;
+    let def = cat.table(d.table).ok_or_else(|| {
+        HostError::Refused(format!(
+            "table {} does not exist (any more); compile the query again",
+            d.table
+        ))
+    })?;
+    let mut positions = Vec::with_capacity(d.columns.len());
+    for c in &d.columns {
+        let pos = def
+            .columns
+            .iter()
+            .position(|x| x.id == c.id)
+            .ok_or_else(|| {
+                HostError::Refused(format!(
+                    "table {} has no column {} (any more); compile the query again",
+                    def.name, c.id
+                ))
+            })?;
+        let col = def
+            .columns
+            .get(pos)
+            .ok_or_else(|| HostError::Internal("column position".into()))?;
+        if col.ty != c.ty {
+            return Err(HostError::Refused(format!(
+                "column {}.{} is {} but the module was compiled for {}",
+                def.name, col.name, col.ty, c.ty
+            )));
+        }
+        positions.push(pos);
+    }
+    let range = match &d.range {
+        ScanRangeDecl::All => ScanRange::All,
+        ScanRangeDecl::Index {
+            index,
+            lower,
+            upper,
+        } => {
+            let b = |x: &Option<(Vec<Value>, bool)>| match x {
+                None => Bound::Unbounded,
+                Some((v, true)) => Bound::Included(v.clone()),
+                Some((v, false)) => Bound::Excluded(v.clone()),
+            };
+            ScanRange::Index {
+                index: *index,
+                lower: b(lower),
+                upper: b(upper),
+            }
+        }
+    };
+    let cursor = st.txn.open_cursor(ScanSpec {
+        table: d.table,
+        columns: positions,
+        range,
+    })?;
+    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let key_layout = if d.with_keys {
+        Some(
+            d.key_layout()
+                .map_err(|e| HostError::Refused(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    st.scans.push(OpenScan {
+        cursor,
+        layout,
+        key_layout,
+        keys: Vec::new(),
+    });
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+}
+
+fn scan_next(
+    data: &mut [u8],
+    st: &mut HostState,
+    h: i32,
+    buf: i32,
+    len: i32,
+    kbuf: i32,
+    klen: i32,
+) -> Result<i32, HostError> {
+    let size = data.len();
+    let sc = usize::try_from(h)
+        .ok()
+        .and_then(|i| st.scans.get_mut(i))
+        .ok_or_else(|| HostError::Abi(format!("scan_next of unknown handle {h}")))?;
+    let r = region(size, buf, len, sc.layout.total_bytes())?;
+    let kr = match &sc.key_layout {
+        Some(kl) => Some(region(size, kbuf, klen, kl.total_bytes())?),
+        None => {
+            if kbuf != 0 || klen != 0 {
+                return Err(HostError::Abi(
+                    "a key buffer for a scan declared without keys".into(),
+                ));
+            }
+            None
+        }
+    };
+    if let Some(kr) = &kr
+        && kr.start < r.end
+        && r.start < kr.end
+    {
+        return Err(HostError::Abi(
+            "the key buffer overlaps the batch buffer".into(),
+        ));
+    }
+    let slice = data
+        .get_mut(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    let keys = if kr.is_some() {
+        Some(&mut sc.keys)
+    } else {
+        None
+    };
+    let n = st.txn.next_batch(&mut sc.cursor, &sc.layout, slice, keys)?;
+    if let (Some(kr), Some(kl)) = (kr, &sc.key_layout) {
+        let kslice = data
+            .get_mut(kr)
+            .ok_or_else(|| HostError::Internal("region".into()))?;
+        let mut w = BatchWriter::new(kl, kslice).map_err(|e| HostError::Internal(e.to_string()))?;
+        for (i, k) in sc.keys.iter().enumerate() {
+            w.set_bytes(0, i, k.as_bytes()).map_err(|_| {
+                HostError::Internal(
+                    "record keys of this batch are too long for the key batch".into(),
+                )
+            })?;
+        }
+        w.finish(n)
+            .map_err(|e| HostError::Internal(e.to_string()))?;
+    }
+    st.stats.rows_scanned += n as u64;
+    i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
+}
+
+fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result<(), HostError> {
+    let o = usize::try_from(out)
+        .ok()
+        .filter(|o| *o < st.outputs.len())
+        .ok_or_else(|| HostError::Abi(format!("emit to undeclared output {out}")))?;
+    let layout = st
+        .outputs
+        .get(o)
+        .cloned()
+        .ok_or_else(|| HostError::Internal("output".into()))?;
+    let r = region(data.len(), buf, len, layout.total_bytes())?;
+    let bytes = data
+        .get(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?
+        .to_vec();
+    let view = BatchView::new(&layout, &bytes)
+        .map_err(|e| HostError::Abi(format!("emitted batch: {e}")))?;
+    let rows = view.rows();
+    // every value must decode: nothing malformed leaves the host
+    for c in 0..layout.column_count() {
+        for r in 0..rows {
+            view.value(c, r)
+                .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
+        }
+    }
+    st.stats.rows_returned += rows as u64;
+    st.stats.result_bytes += bytes.len() as u64;
+    if st.stats.result_bytes > st.result_bytes_max as u64 {
+        return Err(HostError::Internal(format!(
+            "the query produced more than {} bytes of results",
+            st.result_bytes_max
+        )));
+    }
+    (st.sink)(ResultBatch {
+        output: o,
+        layout,
+        bytes,
+        rows,
+    })
+}
+
+fn resolve_target(st: &mut HostState, w: usize) -> Result<(), HostError> {
+    if st.targets.get(w).is_some_and(Option::is_some) {
+        return Ok(());
+    }
+    let d = st
+        .manifest
+        .writes
+        .get(w)
+        .cloned()
+        .ok_or_else(|| HostError::Abi(format!("write to undeclared target {w}")))?;
+    let cat = st.txn.catalog()?;
+    let def = cat.table(d.table).ok_or_else(|| {
+        HostError::Refused(format!("table {} does not exist (any more)", d.table))
+    })?;
+    let mut positions = Vec::with_capacity(d.columns.len());
+    for c in &d.columns {
+        let pos = def
+            .columns
+            .iter()
+            .position(|x| x.id == c.id && x.ty == c.ty)
+            .ok_or_else(|| {
+                HostError::Refused(format!(
+                    "table {} has no column {} of type {} (any more)",
+                    def.name, c.id, c.ty
+                ))
+            })?;
+        positions.push(pos);
+    }
+    if d.kind == WriteKind::Update && positions.len() != def.columns.len() {
+        return Err(HostError::Refused(format!(
+            "an update of {} must carry every column of the table",
+            def.name
+        )));
+    }
+    let defaults = def
+        .columns
+        .iter()
+        .map(|c| c.default.clone().unwrap_or(Value::Null))
+        .collect();
+    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    if let Some(slot) = st.targets.get_mut(w) {
+        *slot = Some(Target {
+            table: d.table,
+            kind: d.kind,
+            positions,
+            defaults,
+            layout,
+        });
+    }
+    Ok(())
+}
+
+fn write(
+    data: &[u8],
+    st: &mut HostState,
+    target: i32,
+    buf: i32,
+    len: i32,
+) -> Result<i64, HostError> {
+    let w = usize::try_from(target)
+        .map_err(|_| HostError::Abi(format!("write to undeclared target {target}")))?;
+    resolve_target(st, w)?;
+    let t = st
+        .targets
+        .get(w)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| HostError::Internal("target".into()))?;
+    let r = region(data.len(), buf, len, t.layout.total_bytes())?;
+    let bytes = data
+        .get(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    let view = BatchView::new(&t.layout, bytes)
+        .map_err(|e| HostError::Abi(format!("write batch: {e}")))?;
+    let mut affected = 0i64;
+    let (table, kind) = (t.table, t.kind);
+    let positions = t.positions.clone();
+    let defaults = t.defaults.clone();
+    for r in 0..view.rows() {
+        let vals = view
+            .row(r)
+            .map_err(|e| HostError::Abi(format!("write batch, row {r}: {e}")))?;
+        match kind {
+            WriteKind::Insert => {
+                let mut row = defaults.clone();
+                for (v, p) in vals.into_iter().zip(&positions) {
+                    if let Some(slot) = row.get_mut(*p) {
+                        *slot = v;
+                    }
+                }
+                st.txn.insert(table, row)?;
+                affected += 1;
+            }
+            WriteKind::Update | WriteKind::Delete => {
+                let mut it = vals.into_iter();
+                let Some(Value::Blob(k)) = it.next() else {
+                    return Err(HostError::Abi(
+                        "an update or delete row without its record key".into(),
+                    ));
+                };
+                let key = RecordKey::from_bytes(k);
+                let done = if kind == WriteKind::Delete {
+                    st.txn.delete(table, &key)?
+                } else {
+                    let mut row = defaults.clone();
+                    for (v, p) in it.zip(&positions) {
+                        if let Some(slot) = row.get_mut(*p) {
+                            *slot = v;
+                        }
+                    }
+                    st.txn.update(table, &key, row)?
+                };
+                affected += i64::from(done);
+            }
+        }
+    }
+    st.stats.rows_written += affected as u64;
+    Ok(affected)
+}
