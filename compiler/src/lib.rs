@@ -1,1 +1,932 @@
-pub fn x() {}
+//! SQL to WebAssembly.
+//!
+//! [`parse`] splits and parses SQL text; [`compile`] binds one statement against a
+//! [`Catalog`], optimises it, lowers it to the guest's physical plan and emits the
+//! module. Compilation is deterministic: the same SQL and catalog give the same
+//! bytes. The compiler is untrusted by design: it decides nothing about security,
+//! the shard's host does.
+
+mod bind;
+pub mod catalog;
+pub mod error;
+mod explain;
+mod fold;
+pub mod logical;
+mod lower;
+mod optimize;
+mod typing;
+
+pub use catalog::{Catalog, ColumnInfo, DomainInfo, IndexInfo, TableInfo};
+pub use error::{CompileError, Pos};
+
+use bind::{Binder, norm, object_name, pos_of, sql_type};
+use error::codes;
+use logical::{BExpr, BSortKey, ColId, Rel};
+use lower::{Builder, program};
+use scratchbird_guest_ops::abi::{PlanManifest, WriteKind};
+use scratchbird_guest_ops::plan::{Op, Sink};
+use scratchbird_types::{SqlType, Value};
+use sqlparser::ast::{self, Statement as Ast};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+/// Largest SQL text accepted, in bytes.
+pub const SQL_BYTES_MAX: usize = 1 << 20;
+/// Deepest expression nesting the parser accepts.
+pub const NESTING_MAX: usize = 200;
+
+/// What a compiled module does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// Returns rows.
+    Select,
+    /// INSERT.
+    Insert,
+    /// UPDATE.
+    Update,
+    /// DELETE.
+    Delete,
+}
+
+/// A statement compiled to a module.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// What it does.
+    pub kind: QueryKind,
+    /// The module.
+    pub module: Vec<u8>,
+    /// blake3 of the module.
+    pub hash: [u8; 32],
+    /// Its manifest (also inside the module).
+    pub manifest: PlanManifest,
+    /// Result columns (empty for writes).
+    pub columns: Vec<(String, SqlType)>,
+    /// The plan, as EXPLAIN prints it.
+    pub plan: String,
+}
+
+/// A column of CREATE TABLE.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewColumn {
+    /// Name.
+    pub name: String,
+    /// SQL type, or `None` with `domain` set.
+    pub ty: Option<SqlType>,
+    /// Domain name.
+    pub domain: Option<String>,
+    /// NOT NULL.
+    pub not_null: bool,
+    /// DEFAULT (a constant).
+    pub default: Option<Value>,
+}
+
+/// Isolation of BEGIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// SNAPSHOT (REPEATABLE READ, SERIALIZABLE map here).
+    Snapshot,
+    /// READ COMMITTED.
+    ReadCommitted,
+}
+
+/// A compiled statement.
+#[derive(Debug, Clone)]
+pub enum Statement {
+    /// A module to run.
+    Query(Box<Compiled>),
+    /// CREATE TABLE.
+    CreateTable {
+        /// Name.
+        name: String,
+        /// Columns.
+        columns: Vec<NewColumn>,
+        /// Primary key column names.
+        primary_key: Vec<String>,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// DROP TABLE.
+    DropTable {
+        /// Names.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// CREATE DOMAIN.
+    CreateDomain {
+        /// Name.
+        name: String,
+        /// Base type.
+        base: SqlType,
+        /// DEFAULT.
+        default: Option<Value>,
+        /// CHECK expression text.
+        check: Option<String>,
+    },
+    /// DROP DOMAIN.
+    DropDomain {
+        /// Name.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// CREATE INDEX.
+    CreateIndex {
+        /// Name.
+        name: String,
+        /// Table.
+        table: String,
+        /// Columns.
+        columns: Vec<String>,
+        /// UNIQUE.
+        unique: bool,
+    },
+    /// DROP INDEX.
+    DropIndex {
+        /// Names.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// BEGIN.
+    Begin {
+        /// Isolation.
+        isolation: Isolation,
+        /// READ ONLY.
+        read_only: bool,
+    },
+    /// COMMIT.
+    Commit,
+    /// ROLLBACK.
+    Rollback,
+    /// SAVEPOINT name.
+    Savepoint(String),
+    /// ROLLBACK TO SAVEPOINT name.
+    RollbackTo(String),
+    /// RELEASE SAVEPOINT name.
+    Release(String),
+    /// EXPLAIN: text to show.
+    Explain(String),
+}
+
+/// One parsed statement, ready to compile.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    ast: Ast,
+    wasm: bool,
+}
+
+impl Parsed {
+    /// The statement as SQL.
+    #[must_use]
+    pub fn sql(&self) -> String {
+        self.ast.to_string()
+    }
+
+    /// Whether running it changes the catalog (the next statement must see the new
+    /// catalog).
+    #[must_use]
+    pub fn is_ddl(&self) -> bool {
+        matches!(
+            self.ast,
+            Ast::CreateTable(_)
+                | Ast::Drop { .. }
+                | Ast::CreateDomain(_)
+                | Ast::DropDomain(_)
+                | Ast::CreateIndex(_)
+        )
+    }
+}
+
+fn parse_error(e: &ParserError) -> CompileError {
+    let msg = match e {
+        ParserError::TokenizerError(s) | ParserError::ParserError(s) => s.clone(),
+        ParserError::RecursionLimitExceeded => {
+            return CompileError::new(
+                codes::LIMIT,
+                format!("the statement nests deeper than {NESTING_MAX} levels"),
+            );
+        }
+    };
+    let (text, pos) = match msg.rsplit_once(" at Line: ") {
+        Some((t, rest)) => {
+            let mut it = rest.split(", Column: ");
+            let line = it.next().and_then(|l| l.trim().parse().ok());
+            let col = it.next().and_then(|c| c.trim().parse().ok());
+            match (line, col) {
+                (Some(line), Some(column)) => (t.to_owned(), Some(Pos { line, column })),
+                _ => (msg.clone(), None),
+            }
+        }
+        None => (msg.clone(), None),
+    };
+    CompileError::new(codes::SYNTAX, format!("syntax error: {text}")).at(pos)
+}
+
+/// Splits and parses SQL text into statements. `EXPLAIN WASM ...` is accepted (the
+/// text form of the generated module).
+///
+/// # Errors
+/// A syntax error with its position, or text above [`SQL_BYTES_MAX`].
+pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
+    if sql.len() > SQL_BYTES_MAX {
+        return Err(CompileError::new(
+            codes::LIMIT,
+            format!("the SQL text is longer than {SQL_BYTES_MAX} bytes"),
+        ));
+    }
+    // EXPLAIN WASM is ours: mark it and let the parser see EXPLAIN VERBOSE
+    let mut text = String::with_capacity(sql.len());
+    let mut rest = sql;
+    let mut wasm_at: Vec<usize> = Vec::new();
+    while let Some(i) = find_explain_wasm(rest) {
+        text.push_str(&rest[..i]);
+        wasm_at.push(text.len());
+        text.push_str("EXPLAIN VERBOSE");
+        rest = &rest[i + "EXPLAIN WASM".len()..];
+    }
+    text.push_str(rest);
+    let dialect = PostgreSqlDialect {};
+    let stmts = Parser::new(&dialect)
+        .with_recursion_limit(NESTING_MAX)
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| parse_error(&e))?;
+    let any_wasm = !wasm_at.is_empty();
+    Ok(stmts
+        .into_iter()
+        .map(|ast| {
+            let wasm = any_wasm && matches!(&ast, Ast::Explain { verbose: true, .. });
+            Parsed { ast, wasm }
+        })
+        .collect())
+}
+
+fn find_explain_wasm(s: &str) -> Option<usize> {
+    let lower = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find("explain") {
+        let at = from + i;
+        let after = lower[at + 7..].trim_start();
+        if after.starts_with("wasm") && after[4..].starts_with(|c: char| c.is_whitespace()) {
+            let gap = lower[at + 7..].len() - after.len();
+            if gap == 1 {
+                return Some(at);
+            }
+        }
+        from = at + 7;
+    }
+    None
+}
+
+/// Compiles one parsed statement against `catalog`.
+///
+/// # Errors
+/// What is wrong with the statement, where, and a hint.
+pub fn compile(p: &Parsed, catalog: &Catalog) -> Result<Statement, CompileError> {
+    let stmt_pos = pos_of(&p.ast);
+    compile_ast(&p.ast, p.wasm, catalog).map_err(|e| e.at(stmt_pos))
+}
+
+fn compile_ast(ast: &Ast, wasm: bool, cat: &Catalog) -> Result<Statement, CompileError> {
+    match ast {
+        Ast::Query(q) => {
+            let mut b = Binder::new(cat);
+            let bq = b.query(q)?;
+            Ok(Statement::Query(Box::new(finish_select(
+                &b, bq.rel, &bq.names, cat,
+            )?)))
+        }
+        Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat)?))),
+        Ast::Update(u) => Ok(Statement::Query(Box::new(update(u, cat)?))),
+        Ast::Delete(d) => Ok(Statement::Query(Box::new(delete(d, cat)?))),
+        Ast::Explain {
+            statement, analyze, ..
+        } => {
+            if *analyze {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    "EXPLAIN ANALYZE is not supported yet",
+                )
+                .hint("run the query; the sandbox reports rows and time"));
+            }
+            match compile_ast(statement, false, cat)? {
+                Statement::Query(c) => Ok(Statement::Explain(if wasm {
+                    explain::wasm(&c)?
+                } else {
+                    explain::plan(&c)
+                })),
+                _ => Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    "EXPLAIN shows queries and writes only",
+                )),
+            }
+        }
+        Ast::CreateTable(ct) => create_table(ct, cat),
+        Ast::Drop {
+            object_type,
+            if_exists,
+            names,
+            ..
+        } => {
+            let names = names
+                .iter()
+                .map(object_name)
+                .collect::<Result<Vec<_>, _>>()?;
+            match object_type {
+                ast::ObjectType::Table => Ok(Statement::DropTable {
+                    names,
+                    if_exists: *if_exists,
+                }),
+                ast::ObjectType::Index => Ok(Statement::DropIndex {
+                    names,
+                    if_exists: *if_exists,
+                }),
+                other => Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    format!("DROP {other} is not supported"),
+                )),
+            }
+        }
+        Ast::CreateDomain(d) => {
+            let base = sql_type(&d.data_type, cat)?;
+            let default = d
+                .default
+                .as_ref()
+                .map(|e| const_value(e, base, cat))
+                .transpose()?;
+            let mut check = None;
+            for c in &d.constraints {
+                match c {
+                    ast::TableConstraint::Check(cc) => check = Some(cc.expr.to_string()),
+                    _ => {
+                        return Err(CompileError::new(
+                            codes::NOT_SUPPORTED,
+                            "domains take only CHECK constraints",
+                        ));
+                    }
+                }
+            }
+            Ok(Statement::CreateDomain {
+                name: object_name(&d.name)?,
+                base,
+                default,
+                check,
+            })
+        }
+        Ast::DropDomain(d) => Ok(Statement::DropDomain {
+            name: object_name(&d.name)?,
+            if_exists: d.if_exists,
+        }),
+        Ast::CreateIndex(ci) => {
+            let name = ci
+                .name
+                .as_ref()
+                .map(object_name)
+                .transpose()?
+                .ok_or_else(|| CompileError::new(codes::SYNTAX, "CREATE INDEX needs a name"))?;
+            let columns = ci
+                .columns
+                .iter()
+                .map(|c| match &c.column.expr {
+                    ast::Expr::Identifier(i) => Ok(norm(i)),
+                    other => Err(CompileError::new(
+                        codes::NOT_SUPPORTED,
+                        format!("an index on the expression {other}"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Statement::CreateIndex {
+                name,
+                table: object_name(&ci.table_name)?,
+                columns,
+                unique: ci.unique,
+            })
+        }
+        Ast::StartTransaction { modes, .. } => {
+            let mut isolation = Isolation::Snapshot;
+            let mut read_only = false;
+            for m in modes {
+                match m {
+                    ast::TransactionMode::AccessMode(a) => {
+                        read_only = matches!(a, ast::TransactionAccessMode::ReadOnly)
+                    }
+                    ast::TransactionMode::IsolationLevel(l) => {
+                        isolation = match l {
+                            ast::TransactionIsolationLevel::ReadCommitted
+                            | ast::TransactionIsolationLevel::ReadUncommitted => {
+                                Isolation::ReadCommitted
+                            }
+                            _ => Isolation::Snapshot,
+                        };
+                    }
+                }
+            }
+            Ok(Statement::Begin {
+                isolation,
+                read_only,
+            })
+        }
+        Ast::Commit { .. } => Ok(Statement::Commit),
+        Ast::Rollback { savepoint, .. } => Ok(match savepoint {
+            Some(s) => Statement::RollbackTo(norm(s)),
+            None => Statement::Rollback,
+        }),
+        Ast::Savepoint { name } => Ok(Statement::Savepoint(norm(name))),
+        Ast::ReleaseSavepoint { name } => Ok(Statement::Release(norm(name))),
+        other => {
+            let first = other
+                .to_string()
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("{first} is not supported"),
+            ))
+        }
+    }
+}
+
+fn const_value(e: &ast::Expr, ty: SqlType, cat: &Catalog) -> Result<Value, CompileError> {
+    let mut b = Binder::new(cat);
+    b.const_expr(e, ty)
+}
+
+fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, CompileError> {
+    if ct.query.is_some() || ct.like.is_some() {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "CREATE TABLE ... AS / LIKE is not supported yet",
+        ));
+    }
+    let mut columns = Vec::with_capacity(ct.columns.len());
+    let mut primary_key: Vec<String> = Vec::new();
+    for c in &ct.columns {
+        let name = norm(&c.name);
+        let (ty, domain) = match &c.data_type {
+            ast::DataType::Custom(n, m) if m.is_empty() => {
+                let d = object_name(n)?;
+                if cat.domain(&d).is_some() {
+                    (None, Some(d))
+                } else {
+                    (Some(sql_type(&c.data_type, cat)?), None)
+                }
+            }
+            dt => (Some(sql_type(dt, cat)?), None),
+        };
+        let effective = ty.or_else(|| domain.as_ref().and_then(|d| cat.domain(d)).map(|d| d.base));
+        let mut col = NewColumn {
+            name: name.clone(),
+            ty,
+            domain,
+            not_null: false,
+            default: None,
+        };
+        for o in &c.options {
+            match &o.option {
+                ast::ColumnOption::NotNull => col.not_null = true,
+                ast::ColumnOption::Null => col.not_null = false,
+                ast::ColumnOption::Default(e) => {
+                    let t = effective.ok_or_else(|| {
+                        CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type")
+                    })?;
+                    col.default = Some(const_value(e, t, cat).map_err(|x| x.at(pos_of(e)))?);
+                }
+                ast::ColumnOption::PrimaryKey(_) => {
+                    col.not_null = true;
+                    primary_key.push(name.clone());
+                }
+                other => {
+                    return Err(CompileError::new(
+                        codes::NOT_SUPPORTED,
+                        format!("the column option {other} is not supported"),
+                    )
+                    .at(pos_of(c))
+                    .hint("UNIQUE: CREATE UNIQUE INDEX after the table; CHECK: use a domain"));
+                }
+            }
+        }
+        columns.push(col);
+    }
+    for tc in &ct.constraints {
+        match tc {
+            ast::TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(CompileError::new(
+                        codes::INVALID_DEFINITION,
+                        "the table has two primary keys",
+                    ));
+                }
+                for ic in &pk.columns {
+                    match &ic.column.expr {
+                        ast::Expr::Identifier(i) => primary_key.push(norm(i)),
+                        other => {
+                            return Err(CompileError::new(
+                                codes::INVALID_DEFINITION,
+                                format!("a primary key on {other}"),
+                            ));
+                        }
+                    }
+                }
+                for c in &mut columns {
+                    if primary_key.contains(&c.name) {
+                        c.not_null = true;
+                    }
+                }
+            }
+            other => {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    format!("the constraint {other} is not supported"),
+                )
+                .hint("UNIQUE: CREATE UNIQUE INDEX after the table"));
+            }
+        }
+    }
+    Ok(Statement::CreateTable {
+        name: object_name(&ct.name)?,
+        columns,
+        primary_key,
+        if_not_exists: ct.if_not_exists,
+    })
+}
+
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    *blake3::hash(bytes).as_bytes()
+}
+
+fn emit(
+    program: &scratchbird_guest_ops::plan::Program,
+    manifest: &PlanManifest,
+) -> Result<Vec<u8>, CompileError> {
+    scratchbird_guest_ops::emit::emit(program, manifest).map_err(|e| match e {
+        scratchbird_guest_ops::emit::EmitError::Unsupported(m) => {
+            CompileError::new(codes::NOT_SUPPORTED, format!("{m} is not supported yet"))
+        }
+        other => CompileError::new("XX000", format!("internal compiler error: {other}")),
+    })
+}
+
+fn finish_select(
+    b: &Binder<'_>,
+    rel: Rel,
+    names: &[String],
+    cat: &Catalog,
+) -> Result<Compiled, CompileError> {
+    let rel = optimize::optimize(rel, cat);
+    let out = rel.output();
+    let mut builder = Builder::new(&b.meta, &rel, &[]);
+    let (op, schema) = builder.rel(&rel)?;
+    if schema != out {
+        return Err(CompileError::new(
+            "XX000",
+            "internal compiler error: output order",
+        ));
+    }
+    builder.output(&out, names.to_vec())?;
+    let manifest = builder.manifest;
+    let prog = program(vec![(op, Sink::Output(0))]);
+    let module = emit(&prog, &manifest)?;
+    let columns = names
+        .iter()
+        .cloned()
+        .zip(
+            out.iter()
+                .map(|c| b.meta.get(c).map_or(SqlType::Text, |m| m.ty)),
+        )
+        .collect();
+    Ok(Compiled {
+        kind: QueryKind::Select,
+        hash: hash(&module),
+        plan: explain::tree(&rel, &b.meta),
+        module,
+        manifest,
+        columns,
+    })
+}
+
+fn finish_write(
+    b: &Binder<'_>,
+    rel: Rel,
+    kind: QueryKind,
+    table: &TableInfo,
+    wk: WriteKind,
+    positions: &[usize],
+    cat: &Catalog,
+) -> Result<Compiled, CompileError> {
+    let rel = optimize::optimize(rel, cat);
+    let mut builder = Builder::new(&b.meta, &rel, &[]);
+    let (op, _) = builder.rel(&rel)?;
+    let target = builder.write_target(table, wk, positions)?;
+    let manifest = builder.manifest;
+    let prog = program(vec![(op, Sink::Write(target))]);
+    let module = emit(&prog, &manifest)?;
+    Ok(Compiled {
+        kind,
+        hash: hash(&module),
+        plan: format!(
+            "Write {:?} into {}\n{}",
+            wk,
+            table.name,
+            explain::tree(&rel, &b.meta)
+        ),
+        module,
+        manifest,
+        columns: vec![],
+    })
+}
+
+fn target_table(
+    b: &Binder<'_>,
+    name: &ast::ObjectName,
+) -> Result<std::sync::Arc<TableInfo>, CompileError> {
+    b.table(name)
+}
+
+fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {
+    let mut b = Binder::new(cat);
+    let ast::TableObject::TableName(tname) = &ins.table else {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "INSERT into a table function",
+        ));
+    };
+    if ins.on.is_some() || ins.returning.is_some() {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "INSERT ... ON CONFLICT / RETURNING is not supported yet",
+        ));
+    }
+    let table = target_table(&b, tname)?;
+    let positions: Vec<usize> = if ins.columns.is_empty() {
+        (0..table.columns.len()).collect()
+    } else {
+        let mut v = Vec::with_capacity(ins.columns.len());
+        for c in &ins.columns {
+            let n = object_name(c)?;
+            let p = table
+                .columns
+                .iter()
+                .position(|x| x.name == n)
+                .ok_or_else(|| {
+                    CompileError::new(
+                        codes::UNDEFINED_COLUMN,
+                        format!("column \"{n}\" of table \"{}\" does not exist", table.name),
+                    )
+                    .at(pos_of(c))
+                })?;
+            if v.contains(&p) {
+                return Err(CompileError::new(
+                    codes::SYNTAX,
+                    format!("column \"{n}\" is given twice"),
+                )
+                .at(pos_of(c)));
+            }
+            v.push(p);
+        }
+        v
+    };
+    let types: Vec<SqlType> = positions
+        .iter()
+        .filter_map(|p| table.columns.get(*p).map(|c| c.ty))
+        .collect();
+    let source = ins.source.as_ref().ok_or_else(|| {
+        CompileError::new(
+            codes::NOT_SUPPORTED,
+            "INSERT ... DEFAULT VALUES is not supported yet",
+        )
+    })?;
+    let rel = match source.body.as_ref() {
+        ast::SetExpr::Values(v) if source.order_by.is_none() && source.limit_clause.is_none() => {
+            let bq = b.values(v, Some(&types))?;
+            check_width(bq.rel.output().len(), types.len())?;
+            bq.rel
+        }
+        _ => {
+            let bq = b.query(source)?;
+            let out = bq.rel.output();
+            check_width(out.len(), types.len())?;
+            let mut exprs = Vec::with_capacity(out.len());
+            for (c, t) in out.iter().zip(&types) {
+                let e = b.assign(b.col_expr(*c)?, *t)?;
+                let nullable = e.nullable;
+                exprs.push((b.new_col("$v", *t, nullable), e));
+            }
+            Rel::Project {
+                input: Box::new(bq.rel),
+                exprs,
+            }
+        }
+    };
+    finish_write(
+        &b,
+        rel,
+        QueryKind::Insert,
+        &table,
+        WriteKind::Insert,
+        &positions,
+        cat,
+    )
+}
+
+fn check_width(have: usize, want: usize) -> Result<(), CompileError> {
+    if have == want {
+        Ok(())
+    } else {
+        Err(CompileError::new(
+            codes::SYNTAX,
+            format!("INSERT has {have} values for {want} columns"),
+        )
+        .hint("list the columns: INSERT INTO t (a, b) VALUES (...)"))
+    }
+}
+
+/// The table of an UPDATE or DELETE: its scan with record keys, its column ids and
+/// the key column.
+type KeyedScan = (std::sync::Arc<TableInfo>, Rel, Vec<ColId>, ColId);
+
+/// The table of an UPDATE or DELETE, scanned with its record keys.
+fn keyed_scan(b: &mut Binder<'_>, f: &ast::TableFactor) -> Result<KeyedScan, CompileError> {
+    let ast::TableFactor::Table { name, alias, .. } = f else {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "UPDATE/DELETE of something other than a table",
+        ));
+    };
+    let table = b.table(name)?;
+    let q = match alias {
+        Some(a) => norm(&a.name),
+        None => table.name.clone(),
+    };
+    let (rel, _named) = b.scan(&table, &q, true);
+    let (cols, key) = match &rel {
+        Rel::Scan { cols, key, .. } => (cols.clone(), key.unwrap_or(0)),
+        _ => (vec![], 0),
+    };
+    Ok((table, rel, cols, key))
+}
+
+fn where_filter(
+    b: &mut Binder<'_>,
+    rel: Rel,
+    table: &TableInfo,
+    cols: &[ColId],
+    qual: &str,
+    sel: Option<&ast::Expr>,
+) -> Result<Rel, CompileError> {
+    let Some(w) = sel else { return Ok(rel) };
+    let pred = b.bind_table_expr(w, table, cols, qual)?;
+    Ok(Rel::Filter {
+        input: Box::new(rel),
+        pred,
+    })
+}
+
+fn qualifier(f: &ast::TableFactor, table: &TableInfo) -> String {
+    match f {
+        ast::TableFactor::Table { alias: Some(a), .. } => norm(&a.name),
+        _ => table.name.clone(),
+    }
+}
+
+fn update(u: &ast::Update, cat: &Catalog) -> Result<Compiled, CompileError> {
+    if u.from.is_some() || u.returning.is_some() || !u.table.joins.is_empty() {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "UPDATE ... FROM / RETURNING / joins is not supported yet",
+        ));
+    }
+    let mut b = Binder::new(cat);
+    let (table, rel, cols, key) = keyed_scan(&mut b, &u.table.relation)?;
+    let q = qualifier(&u.table.relation, &table);
+    let rel = where_filter(&mut b, rel, &table, &cols, &q, u.selection.as_ref())?;
+    let mut values: Vec<Option<BExpr>> = vec![None; table.columns.len()];
+    for a in &u.assignments {
+        let ast::AssignmentTarget::ColumnName(n) = &a.target else {
+            return Err(CompileError::new(codes::NOT_SUPPORTED, "tuple assignment"));
+        };
+        let name = object_name(n)?;
+        let p = table
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| {
+                CompileError::new(
+                    codes::UNDEFINED_COLUMN,
+                    format!(
+                        "column \"{name}\" of table \"{}\" does not exist",
+                        table.name
+                    ),
+                )
+                .at(pos_of(n))
+            })?;
+        let ty = table
+            .columns
+            .get(p)
+            .map(|c| c.ty)
+            .ok_or_else(|| CompileError::new("XX000", "column"))?;
+        let e = b.bind_table_expr(&a.value, &table, &cols, &q)?;
+        let e = b.assign(e, ty).map_err(|x| x.at(pos_of(&a.value)))?;
+        if let Some(slot) = values.get_mut(p) {
+            if slot.is_some() {
+                return Err(CompileError::new(
+                    codes::SYNTAX,
+                    format!("column \"{name}\" is assigned twice"),
+                ));
+            }
+            *slot = Some(e);
+        }
+    }
+    let mut exprs = vec![(b.new_col("$key", SqlType::Blob, false), b.col_expr(key)?)];
+    for (i, v) in values.into_iter().enumerate() {
+        let c = *cols
+            .get(i)
+            .ok_or_else(|| CompileError::new("XX000", "column"))?;
+        let e = match v {
+            Some(e) => e,
+            None => b.col_expr(c)?,
+        };
+        let nullable = e.nullable;
+        let ty = e.ty;
+        exprs.push((b.new_col("$v", ty, nullable), e));
+    }
+    let rel = buffer(Rel::Project {
+        input: Box::new(rel),
+        exprs,
+    });
+    let positions: Vec<usize> = (0..table.columns.len()).collect();
+    finish_write(
+        &b,
+        rel,
+        QueryKind::Update,
+        &table,
+        WriteKind::Update,
+        &positions,
+        cat,
+    )
+}
+
+fn delete(d: &ast::Delete, cat: &Catalog) -> Result<Compiled, CompileError> {
+    let from = match &d.from {
+        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
+    };
+    let [twj] = from.as_slice() else {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "DELETE from more than one table",
+        ));
+    };
+    if !twj.joins.is_empty() || d.using.is_some() || d.returning.is_some() || !d.tables.is_empty() {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "DELETE ... USING / RETURNING / joins is not supported yet",
+        ));
+    }
+    let mut b = Binder::new(cat);
+    let (table, rel, cols, key) = keyed_scan(&mut b, &twj.relation)?;
+    let q = qualifier(&twj.relation, &table);
+    let rel = where_filter(&mut b, rel, &table, &cols, &q, d.selection.as_ref())?;
+    let rel = buffer(Rel::Project {
+        input: Box::new(rel),
+        exprs: vec![(b.new_col("$key", SqlType::Blob, false), b.col_expr(key)?)],
+    });
+    finish_write(
+        &b,
+        rel,
+        QueryKind::Delete,
+        &table,
+        WriteKind::Delete,
+        &[],
+        cat,
+    )
+}
+
+/// All rows are read before the first is written (a statement never sees its own
+/// changes while it scans).
+fn buffer(rel: Rel) -> Rel {
+    let keys: Vec<BSortKey> = Vec::new();
+    Rel::Sort {
+        input: Box::new(rel),
+        keys,
+        limit: None,
+    }
+}
+
+/// Operators used in the module, for EXPLAIN.
+#[must_use]
+pub fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Scan { .. } => "Scan",
+        Op::Values { .. } => "Values",
+        Op::Filter { .. } => "Filter",
+        Op::Project { .. } => "Project",
+        Op::Limit { .. } => "Limit",
+        Op::Aggregate { .. } => "HashAggregate",
+        Op::Sort { .. } => "Sort",
+        Op::HashJoin { .. } => "HashJoin",
+        Op::NestedLoop { .. } => "NestedLoop",
+        Op::UnionAll { .. } => "UnionAll",
+    }
+}

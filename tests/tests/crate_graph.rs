@@ -33,7 +33,22 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("host", &["types", "storage", "policy", "guest-ops"][..]),
         ("control", &["types", "net"][..]),
         ("node", all),
-        ("cli", all),
+        // `sb sql --local` and `sb demo` run a node in-process: the CLI may use the
+        // node's library (never the other way round).
+        (
+            "cli",
+            &[
+                "types",
+                "storage",
+                "policy",
+                "guest-ops",
+                "compiler",
+                "host",
+                "net",
+                "control",
+                "node",
+            ][..],
+        ),
         (
             "tests",
             &[

@@ -1,0 +1,108 @@
+//! Compile errors: what was wrong, where in the SQL, and what to do.
+
+/// A position in the SQL text (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    /// Line.
+    pub line: u64,
+    /// Column.
+    pub column: u64,
+}
+
+/// An error compiling a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    /// A stable code (for clients).
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// Where, when known.
+    pub pos: Option<Pos>,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CompileError {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            pos: None,
+            hint: None,
+        }
+    }
+
+    pub(crate) fn at(mut self, pos: Option<Pos>) -> Self {
+        if self.pos.is_none() {
+            self.pos = pos;
+        }
+        self
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The error with the line of SQL it points at and a caret under the column.
+    #[must_use]
+    pub fn render(&self, sql: &str) -> String {
+        let mut out = format!("error[{}]: {}", self.code, self.message);
+        if let Some(p) = self.pos {
+            out.push_str(&format!(" (line {}, column {})", p.line, p.column));
+            if let Some(line) = sql.lines().nth(p.line.saturating_sub(1) as usize) {
+                out.push_str(&format!(
+                    "\n  {line}\n  {}^",
+                    " ".repeat(p.column.saturating_sub(1) as usize)
+                ));
+            }
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(&format!("\n  hint: {h}"));
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(p) = self.pos {
+            write!(f, " at line {}, column {}", p.line, p.column)?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+/// Codes of compile errors.
+pub mod codes {
+    /// The SQL does not parse.
+    pub const SYNTAX: &str = "42601";
+    /// An unknown table.
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    /// An unknown column.
+    pub const UNDEFINED_COLUMN: &str = "42703";
+    /// A column name that matches more than one column.
+    pub const AMBIGUOUS_COLUMN: &str = "42702";
+    /// An operator or function applied to types it does not take.
+    pub const DATATYPE_MISMATCH: &str = "42804";
+    /// An unknown function.
+    pub const UNDEFINED_FUNCTION: &str = "42883";
+    /// A grouping error (a column neither grouped nor aggregated).
+    pub const GROUPING: &str = "42803";
+    /// A construct ScratchBird does not support (yet).
+    pub const NOT_SUPPORTED: &str = "0A000";
+    /// A literal that is not a valid value of its type.
+    pub const INVALID_LITERAL: &str = "22007";
+    /// A numeric value out of range.
+    pub const OUT_OF_RANGE: &str = "22003";
+    /// A duplicate or invalid object definition.
+    pub const INVALID_DEFINITION: &str = "42P16";
+    /// A limit of the compiler.
+    pub const LIMIT: &str = "54000";
+}

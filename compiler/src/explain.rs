@@ -1,0 +1,218 @@
+//! EXPLAIN: the plan tree, module size and hash; EXPLAIN WASM: the module as text.
+
+use crate::Compiled;
+use crate::error::CompileError;
+use crate::logical::{BExpr, BK, ColId, ColMeta, JoinType, Rel};
+use scratchbird_guest_ops::abi::ScanRangeDecl;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+fn name(meta: &HashMap<ColId, ColMeta>, c: ColId) -> String {
+    meta.get(&c)
+        .map_or_else(|| format!("#{c}"), |m| m.name.clone())
+}
+
+fn expr(e: &BExpr, meta: &HashMap<ColId, ColMeta>) -> String {
+    let b = |x: &BExpr| expr(x, meta);
+    match &e.kind {
+        BK::Col(c) => name(meta, *c),
+        BK::Lit(v) => match v {
+            scratchbird_types::Value::Text(s) => format!("'{s}'"),
+            v => v.to_display_truncated(40),
+        },
+        BK::Arith(op, x, y) => format!("({} {} {})", b(x), arith(*op), b(y)),
+        BK::Neg(x) => format!("-{}", b(x)),
+        BK::Cmp(op, x, y) => format!("{} {} {}", b(x), cmp(*op), b(y)),
+        BK::And(x, y) => format!("({} AND {})", b(x), b(y)),
+        BK::Or(x, y) => format!("({} OR {})", b(x), b(y)),
+        BK::Not(x) => format!("NOT {}", b(x)),
+        BK::IsNull(x) => format!("{} IS NULL", b(x)),
+        BK::Case(w, els) => {
+            let mut s = "CASE".to_owned();
+            for (c, v) in w {
+                let _ = write!(s, " WHEN {} THEN {}", b(c), b(v));
+            }
+            let _ = write!(s, " ELSE {} END", b(els));
+            s
+        }
+        BK::Cast(x) => format!("CAST({} AS {})", b(x), e.ty),
+        BK::Func(f, args) => format!(
+            "{f:?}({})",
+            args.iter().map(b).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn arith(op: scratchbird_guest_ops::plan::ArithOp) -> &'static str {
+    use scratchbird_guest_ops::plan::ArithOp as A;
+    match op {
+        A::Add => "+",
+        A::Sub => "-",
+        A::Mul => "*",
+        A::Div | A::DivRound => "/",
+        A::Mod => "%",
+    }
+}
+
+fn cmp(op: scratchbird_guest_ops::plan::CmpOp) -> &'static str {
+    use scratchbird_guest_ops::plan::CmpOp as C;
+    match op {
+        C::Eq => "=",
+        C::Ne => "<>",
+        C::Lt => "<",
+        C::Le => "<=",
+        C::Gt => ">",
+        C::Ge => ">=",
+    }
+}
+
+fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let line = match rel {
+        Rel::Scan {
+            table, range, key, ..
+        } => {
+            let r = match range {
+                ScanRangeDecl::All => String::new(),
+                ScanRangeDecl::Index {
+                    index,
+                    lower,
+                    upper,
+                } => {
+                    format!(" using index {index} [{lower:?} .. {upper:?}]")
+                }
+            };
+            format!(
+                "Scan {}{r}{}",
+                table.name,
+                if key.is_some() {
+                    " (with record keys)"
+                } else {
+                    ""
+                }
+            )
+        }
+        Rel::Values { rows, .. } => format!("Values ({} rows)", rows.len()),
+        Rel::Filter { pred, .. } => format!("Filter {}", expr(pred, meta)),
+        Rel::Project { exprs, .. } => format!(
+            "Project {}",
+            exprs
+                .iter()
+                .map(|(_, e)| expr(e, meta))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Rel::Aggregate { keys, aggs, .. } => format!(
+            "HashAggregate keys [{}] aggregates [{}]",
+            keys.iter()
+                .map(|(_, e)| expr(e, meta))
+                .collect::<Vec<_>>()
+                .join(", "),
+            aggs.iter()
+                .map(|(_, a)| format!(
+                    "{:?}({})",
+                    a.kind,
+                    a.arg
+                        .as_ref()
+                        .map(|e| expr(e, meta))
+                        .unwrap_or_else(|| "*".into())
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Rel::Sort { keys, limit, .. } => {
+            if keys.is_empty() {
+                "Buffer (all rows before any write)".to_owned()
+            } else {
+                format!(
+                    "Sort [{}]{}",
+                    keys.iter()
+                        .map(|k| format!(
+                            "{}{}{}",
+                            name(meta, k.col),
+                            if k.desc { " DESC" } else { "" },
+                            if k.nulls_first {
+                                " NULLS FIRST"
+                            } else {
+                                " NULLS LAST"
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    limit.map(|l| format!(" top {l}")).unwrap_or_default()
+                )
+            }
+        }
+        Rel::Limit { limit, offset, .. } => format!(
+            "Limit {} offset {offset}",
+            limit.map_or_else(|| "all".to_owned(), |l| l.to_string())
+        ),
+        Rel::Join { kind, on, .. } => format!(
+            "{} join{}",
+            match kind {
+                JoinType::Inner => "Inner",
+                JoinType::Left => "Left",
+                JoinType::Cross => "Cross",
+            },
+            on.as_ref()
+                .map(|e| format!(" on {}", expr(e, meta)))
+                .unwrap_or_default()
+        ),
+        Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
+        Rel::Distinct { .. } => "Distinct".to_owned(),
+    };
+    let _ = writeln!(out, "{pad}{line}");
+    match rel {
+        Rel::Filter { input, .. }
+        | Rel::Project { input, .. }
+        | Rel::Aggregate { input, .. }
+        | Rel::Sort { input, .. }
+        | Rel::Limit { input, .. }
+        | Rel::Distinct { input } => walk(input, meta, depth + 1, out),
+        Rel::Join { left, right, .. } => {
+            walk(left, meta, depth + 1, out);
+            walk(right, meta, depth + 1, out);
+        }
+        Rel::UnionAll { inputs, .. } => {
+            for i in inputs {
+                walk(i, meta, depth + 1, out);
+            }
+        }
+        Rel::Scan { .. } | Rel::Values { .. } => {}
+    }
+}
+
+/// The optimised plan as an indented tree.
+pub(crate) fn tree(rel: &Rel, meta: &HashMap<ColId, ColMeta>) -> String {
+    let mut s = String::new();
+    walk(rel, meta, 0, &mut s);
+    s
+}
+
+fn hex(h: &[u8; 32]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// EXPLAIN output.
+pub(crate) fn plan(c: &Compiled) -> String {
+    format!(
+        "{}module: {} bytes, blake3 {}\nscans: {}, outputs: {}, write targets: {}\n",
+        c.plan,
+        c.module.len(),
+        hex(&c.hash),
+        c.manifest.scans.len(),
+        c.manifest.outputs.len(),
+        c.manifest.writes.len()
+    )
+}
+
+/// EXPLAIN WASM output.
+pub(crate) fn wasm(c: &Compiled) -> Result<String, CompileError> {
+    let text = wasmprinter::print_bytes(&c.module)
+        .map_err(|e| CompileError::new("XX000", format!("internal: printing the module: {e}")))?;
+    Ok(format!(
+        ";; {} bytes, blake3 {}\n{text}",
+        c.module.len(),
+        hex(&c.hash)
+    ))
+}

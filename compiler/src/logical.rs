@@ -1,0 +1,306 @@
+//! The bound logical plan: relations over typed expressions. Columns are named by
+//! [`ColId`]s unique within a statement, so rewriting the tree never renumbers
+//! anything; lowering maps them to slots.
+
+use crate::catalog::TableInfo;
+use scratchbird_guest_ops::abi::ScanRangeDecl;
+use scratchbird_guest_ops::plan::{ArithOp, CmpOp, Func};
+use scratchbird_types::{SqlType, Value};
+use std::sync::Arc;
+
+/// A column of some relation in the statement.
+pub type ColId = u32;
+
+/// What is known of a column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColMeta {
+    /// Name (for output headers and errors).
+    pub name: String,
+    /// Type.
+    pub ty: SqlType,
+    /// Whether it can be NULL.
+    pub nullable: bool,
+}
+
+/// A typed expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BExpr {
+    /// What it computes.
+    pub kind: BK,
+    /// Its type.
+    pub ty: SqlType,
+    /// Whether it can be NULL.
+    pub nullable: bool,
+}
+
+/// Expression forms. Operands already have the types the operator needs (the
+/// binder inserted the casts); DECIMAL multiplication and division keep their
+/// operands' scales and lowering aligns them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BK {
+    /// A column.
+    Col(ColId),
+    /// A constant (`Value::Null` for NULL of `ty`).
+    Lit(Value),
+    /// Arithmetic.
+    Arith(ArithOp, Box<BExpr>, Box<BExpr>),
+    /// Negation.
+    Neg(Box<BExpr>),
+    /// Comparison of operands of one type.
+    Cmp(CmpOp, Box<BExpr>, Box<BExpr>),
+    /// AND.
+    And(Box<BExpr>, Box<BExpr>),
+    /// OR.
+    Or(Box<BExpr>, Box<BExpr>),
+    /// NOT.
+    Not(Box<BExpr>),
+    /// IS NULL.
+    IsNull(Box<BExpr>),
+    /// CASE WHEN ... THEN ... ELSE ... END.
+    Case(Vec<(BExpr, BExpr)>, Box<BExpr>),
+    /// Conversion to `ty`.
+    Cast(Box<BExpr>),
+    /// A scalar function.
+    Func(Func, Vec<BExpr>),
+}
+
+impl BExpr {
+    /// A literal.
+    #[must_use]
+    pub fn lit(v: Value, ty: SqlType) -> Self {
+        let nullable = v.is_null();
+        Self {
+            kind: BK::Lit(v),
+            ty,
+            nullable,
+        }
+    }
+
+    /// A column reference.
+    #[must_use]
+    pub fn col(id: ColId, meta: &ColMeta) -> Self {
+        Self {
+            kind: BK::Col(id),
+            ty: meta.ty,
+            nullable: meta.nullable,
+        }
+    }
+
+    /// Every column this expression reads.
+    pub fn columns(&self, out: &mut Vec<ColId>) {
+        match &self.kind {
+            BK::Col(c) => out.push(*c),
+            BK::Lit(_) => {}
+            BK::Arith(_, a, b) | BK::Cmp(_, a, b) | BK::And(a, b) | BK::Or(a, b) => {
+                a.columns(out);
+                b.columns(out);
+            }
+            BK::Neg(a) | BK::Not(a) | BK::IsNull(a) | BK::Cast(a) => a.columns(out),
+            BK::Case(w, e) => {
+                for (c, v) in w {
+                    c.columns(out);
+                    v.columns(out);
+                }
+                e.columns(out);
+            }
+            BK::Func(_, args) => {
+                for a in args {
+                    a.columns(out);
+                }
+            }
+        }
+    }
+
+    /// The top-level conjuncts of an AND tree.
+    #[must_use]
+    pub fn conjuncts(self) -> Vec<BExpr> {
+        match self.kind {
+            BK::And(a, b) => {
+                let mut v = a.conjuncts();
+                v.extend(b.conjuncts());
+                v
+            }
+            _ => vec![self],
+        }
+    }
+
+    /// AND of `parts` (TRUE when empty).
+    #[must_use]
+    pub fn and_all(parts: Vec<BExpr>) -> Option<BExpr> {
+        let mut it = parts.into_iter();
+        let first = it.next()?;
+        Some(it.fold(first, |acc, e| {
+            let nullable = acc.nullable || e.nullable;
+            BExpr {
+                kind: BK::And(Box::new(acc), Box::new(e)),
+                ty: SqlType::Boolean,
+                nullable,
+            }
+        }))
+    }
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggKind {
+    /// COUNT(*)
+    CountStar,
+    /// COUNT(e)
+    Count,
+    /// SUM(e)
+    Sum,
+    /// MIN(e)
+    Min,
+    /// MAX(e)
+    Max,
+}
+
+/// One aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BAgg {
+    /// Function.
+    pub kind: AggKind,
+    /// Argument.
+    pub arg: Option<BExpr>,
+    /// Result type.
+    pub ty: SqlType,
+}
+
+/// How two relations are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinType {
+    /// INNER JOIN.
+    Inner,
+    /// LEFT [OUTER] JOIN.
+    Left,
+    /// CROSS JOIN (or a comma).
+    Cross,
+}
+
+/// A sort key: a column of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BSortKey {
+    /// The column.
+    pub col: ColId,
+    /// DESC.
+    pub desc: bool,
+    /// NULLS FIRST.
+    pub nulls_first: bool,
+}
+
+/// A relation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rel {
+    /// A table; `cols[i]` names table column i.
+    Scan {
+        /// The table.
+        table: Arc<TableInfo>,
+        /// One id per table column.
+        cols: Vec<ColId>,
+        /// The record key column, for updates and deletes.
+        key: Option<ColId>,
+        /// Which records (set by the optimiser when an index serves a filter).
+        range: ScanRangeDecl,
+    },
+    /// Constant rows.
+    Values {
+        /// Output columns.
+        cols: Vec<ColId>,
+        /// Rows of constants (already of the columns' types).
+        rows: Vec<Vec<Value>>,
+    },
+    /// Rows where `pred` is TRUE.
+    Filter {
+        /// Input.
+        input: Box<Rel>,
+        /// Predicate.
+        pred: BExpr,
+    },
+    /// Computed columns.
+    Project {
+        /// Input.
+        input: Box<Rel>,
+        /// Output columns and their expressions.
+        exprs: Vec<(ColId, BExpr)>,
+    },
+    /// Grouping: output is the keys then the aggregates.
+    Aggregate {
+        /// Input.
+        input: Box<Rel>,
+        /// Group keys.
+        keys: Vec<(ColId, BExpr)>,
+        /// Aggregates.
+        aggs: Vec<(ColId, BAgg)>,
+    },
+    /// Ordering, optionally keeping only the first rows.
+    Sort {
+        /// Input.
+        input: Box<Rel>,
+        /// Keys.
+        keys: Vec<BSortKey>,
+        /// Top-k.
+        limit: Option<u64>,
+    },
+    /// OFFSET / LIMIT.
+    Limit {
+        /// Input.
+        input: Box<Rel>,
+        /// LIMIT.
+        limit: Option<u64>,
+        /// OFFSET.
+        offset: u64,
+    },
+    /// A join; output is the left's columns then the right's.
+    Join {
+        /// Left (probe).
+        left: Box<Rel>,
+        /// Right (build).
+        right: Box<Rel>,
+        /// Kind.
+        kind: JoinType,
+        /// Condition.
+        on: Option<BExpr>,
+    },
+    /// UNION ALL: inputs of the same column types, positionally.
+    UnionAll {
+        /// Inputs.
+        inputs: Vec<Rel>,
+        /// Output columns.
+        cols: Vec<ColId>,
+    },
+    /// Duplicate removal.
+    Distinct {
+        /// Input.
+        input: Box<Rel>,
+    },
+}
+
+impl Rel {
+    /// The output columns, in order.
+    #[must_use]
+    pub fn output(&self) -> Vec<ColId> {
+        match self {
+            Rel::Scan { cols, key, .. } => {
+                let mut v = cols.clone();
+                v.extend(key.iter().copied());
+                v
+            }
+            Rel::Values { cols, .. } | Rel::UnionAll { cols, .. } => cols.clone(),
+            Rel::Filter { input, .. }
+            | Rel::Sort { input, .. }
+            | Rel::Limit { input, .. }
+            | Rel::Distinct { input } => input.output(),
+            Rel::Project { exprs, .. } => exprs.iter().map(|(c, _)| *c).collect(),
+            Rel::Aggregate { keys, aggs, .. } => keys
+                .iter()
+                .map(|(c, _)| *c)
+                .chain(aggs.iter().map(|(c, _)| *c))
+                .collect(),
+            Rel::Join { left, right, .. } => {
+                let mut v = left.output();
+                v.extend(right.output());
+                v
+            }
+        }
+    }
+}

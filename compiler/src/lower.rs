@@ -1,0 +1,697 @@
+//! Lowering: the logical plan to the guest's physical plan and manifest. Columns
+//! become slots, SQL types become register types with explicit conversions, joins
+//! become hash or nested-loop joins, and each scan reads only the columns the
+//! statement uses.
+
+use crate::catalog::TableInfo;
+use crate::error::{CompileError, codes};
+use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, JoinType, Rel};
+use scratchbird_guest_ops::abi::{
+    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl, WriteKind,
+};
+use scratchbird_guest_ops::plan::{
+    AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, JoinKind, Lit, Op, Prim, Program, Sink, SortKey,
+    prim_of,
+};
+use scratchbird_types::{SqlType, Value};
+use std::collections::{HashMap, HashSet};
+
+/// Rows per batch everywhere.
+pub const BATCH_ROWS: u32 = 1024;
+/// Heap of a batch with variable-length columns.
+pub const BATCH_HEAP_BYTES: u32 = 1 << 20;
+
+fn unsupported(msg: impl Into<String>) -> CompileError {
+    CompileError::new(codes::NOT_SUPPORTED, msg)
+}
+
+fn internal(msg: impl Into<String>) -> CompileError {
+    CompileError::new("XX000", format!("internal compiler error: {}", msg.into()))
+}
+
+/// The scale of a numeric type (0 for integers).
+#[must_use]
+pub fn scale_of(ty: &SqlType) -> u8 {
+    match ty {
+        SqlType::Decimal { scale, .. } => *scale,
+        _ => 0,
+    }
+}
+
+fn pow10(k: i32) -> Result<i64, CompileError> {
+    u32::try_from(k)
+        .ok()
+        .and_then(|k| 10i64.checked_pow(k))
+        .ok_or_else(|| {
+            CompileError::new(
+                codes::OUT_OF_RANGE,
+                "a DECIMAL scale difference above 18 digits",
+            )
+        })
+}
+
+pub(crate) fn prim(ty: &SqlType) -> Result<Prim, CompileError> {
+    prim_of(ty).ok_or_else(|| {
+        unsupported(format!(
+            "computing with {ty}: DECIMAL above 18 digits can be stored but not yet used in queries"
+        ))
+        .hint("declare the column as DECIMAL(18, s) or less")
+    })
+}
+
+fn heap_for(types: &[SqlType]) -> u32 {
+    if types.iter().any(|t| prim_of(t) == Some(Prim::Str)) {
+        BATCH_HEAP_BYTES
+    } else {
+        0
+    }
+}
+
+/// A literal in register form.
+pub(crate) fn lit(v: &Value, ty: &SqlType) -> Result<Lit, CompileError> {
+    let p = prim(ty)?;
+    Ok(match (v, p) {
+        (Value::Null, p) => Lit::Null(p),
+        (Value::Boolean(b), Prim::Bool) => Lit::Bool(*b),
+        (Value::SmallInt(x), Prim::I32) => Lit::I32(i32::from(*x)),
+        (Value::Integer(x), Prim::I32) => Lit::I32(*x),
+        (Value::Date(d), Prim::I32) => Lit::I32(d.0),
+        (Value::BigInt(x), Prim::I64) => Lit::I64(*x),
+        (Value::Timestamp(t), Prim::I64) => Lit::I64(t.0),
+        (Value::Decimal(d), Prim::I64) => {
+            let want = i32::from(scale_of(ty));
+            let have = i32::from(d.scale());
+            let m = if want >= have {
+                d.mantissa().checked_mul(i128::from(pow10(want - have)?))
+            } else {
+                None
+            };
+            let m = m.and_then(|m| i64::try_from(m).ok()).ok_or_else(|| {
+                CompileError::new(
+                    codes::OUT_OF_RANGE,
+                    format!("the constant {d:?} does not fit {ty}"),
+                )
+            })?;
+            Lit::I64(m)
+        }
+        (Value::Double(x), Prim::F64) => Lit::F64(*x),
+        (Value::Text(s), Prim::Str) => Lit::Str(s.as_bytes().to_vec()),
+        (Value::Blob(b), Prim::Str) => Lit::Str(b.clone()),
+        (v, _) => return Err(internal(format!("literal {v:?} typed {ty}"))),
+    })
+}
+
+/// The conversion of a register value of type `from` to type `to`.
+pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, CompileError> {
+    use SqlType as T;
+    let c = |k: Cast, e: Expr| Expr::Cast(k, Box::new(e));
+    let (pf, pt) = (prim(from)?, prim(to)?);
+    let (sf, st) = (i32::from(scale_of(from)), i32::from(scale_of(to)));
+    let numeric = |t: &T| matches!(t, T::SmallInt | T::Integer | T::BigInt | T::Decimal { .. });
+    Ok(match (from, to) {
+        _ if from == to => e,
+        (T::Varchar { .. } | T::Text, T::Varchar { .. } | T::Text) => e,
+        (T::Blob, T::Blob) => e,
+        (f, t) if numeric(f) && numeric(t) => {
+            // to i64 at the target scale, then narrow
+            let wide = match pf {
+                Prim::I32 => {
+                    if st > 0 {
+                        c(Cast::I32ToDec(pow10(st)?), e)
+                    } else {
+                        c(Cast::I32ToI64, e)
+                    }
+                }
+                _ => {
+                    if st > sf {
+                        c(Cast::Rescale(pow10(st - sf)?), e)
+                    } else if st < sf {
+                        c(Cast::Unscale(pow10(sf - st)?), e)
+                    } else {
+                        e
+                    }
+                }
+            };
+            match pt {
+                Prim::I32 => {
+                    if pf == Prim::I32 && sf == 0 && st == 0 {
+                        // SMALLINT <-> INTEGER: same register; the sink checks the range
+                        match wide {
+                            Expr::Cast(Cast::I32ToI64, inner) => *inner,
+                            other => c(Cast::I64ToI32, other),
+                        }
+                    } else {
+                        c(Cast::I64ToI32, wide)
+                    }
+                }
+                _ => wide,
+            }
+        }
+        (f, T::Double) if numeric(f) => match pf {
+            Prim::I32 => c(Cast::I32ToF64, e),
+            _ => c(Cast::I64ToF64(pow10(sf)?), e),
+        },
+        (T::Double, t) if numeric(t) => {
+            let wide = c(Cast::F64ToI64(pow10(st)?), e);
+            if pt == Prim::I32 {
+                c(Cast::I64ToI32, wide)
+            } else {
+                wide
+            }
+        }
+        (T::Boolean, T::SmallInt | T::Integer) => c(Cast::BoolToI32, e),
+        (T::Boolean, T::Varchar { .. } | T::Text) => c(Cast::BoolToStr, e),
+        (f, T::Varchar { .. } | T::Text) if numeric(f) => match pf {
+            Prim::I32 => c(Cast::I32ToStr, e),
+            _ => c(Cast::DecToStr(scale_of(f)), e),
+        },
+        (T::Varchar { .. } | T::Text, t) if numeric(t) => {
+            let v = c(Cast::StrToDec(scale_of(t)), e);
+            if pt == Prim::I32 {
+                c(Cast::I64ToI32, v)
+            } else {
+                v
+            }
+        }
+        (T::Date, T::Timestamp) => c(Cast::DateToTs, e),
+        (T::Timestamp, T::Date) => c(Cast::TsToDate, e),
+        (f, t) => {
+            let _ = (pf, pt);
+            return Err(unsupported(format!("converting {f} to {t} at run time"))
+                .hint("write the value as a literal of the target type, e.g. DATE '2024-01-31'"));
+        }
+    })
+}
+
+/// Lowers expressions over a slot map.
+pub(crate) struct Lowerer<'a> {
+    pub(crate) slots: &'a HashMap<ColId, usize>,
+}
+
+impl Lowerer<'_> {
+    pub(crate) fn expr(&self, e: &BExpr) -> Result<Expr, CompileError> {
+        let b = |x: &BExpr| -> Result<Box<Expr>, CompileError> { Ok(Box::new(self.expr(x)?)) };
+        Ok(match &e.kind {
+            BK::Col(c) => Expr::Col(
+                *self
+                    .slots
+                    .get(c)
+                    .ok_or_else(|| internal(format!("column #{c} is not in scope")))?,
+            ),
+            BK::Lit(v) => Expr::Lit(lit(v, &e.ty)?),
+            BK::Arith(op, l, r) => {
+                let p = prim(&e.ty)?;
+                if let SqlType::Decimal { scale, .. } = e.ty
+                    && *op == ArithOp::Div
+                {
+                    // a / b at result scale rs: (a * 10^(rs - sa + sb)) / b, rounded
+                    let (sa, sb) = (i32::from(scale_of(&l.ty)), i32::from(scale_of(&r.ty)));
+                    let k = i32::from(scale) - sa + sb;
+                    let mut left = self.expr(l)?;
+                    if k > 0 {
+                        left = Expr::Cast(Cast::Rescale(pow10(k)?), Box::new(left));
+                    } else if k < 0 {
+                        left = Expr::Cast(Cast::Unscale(pow10(-k)?), Box::new(left));
+                    }
+                    Expr::Arith {
+                        op: ArithOp::DivRound,
+                        prim: p,
+                        l: Box::new(left),
+                        r: b(r)?,
+                    }
+                } else {
+                    Expr::Arith {
+                        op: *op,
+                        prim: p,
+                        l: b(l)?,
+                        r: b(r)?,
+                    }
+                }
+            }
+            BK::Neg(a) => Expr::Neg(prim(&e.ty)?, b(a)?),
+            BK::Cmp(op, l, r) => Expr::Cmp {
+                op: *op,
+                prim: prim(&l.ty)?,
+                l: b(l)?,
+                r: b(r)?,
+            },
+            BK::And(l, r) => Expr::And(b(l)?, b(r)?),
+            BK::Or(l, r) => Expr::Or(b(l)?, b(r)?),
+            BK::Not(a) => Expr::Not(b(a)?),
+            BK::IsNull(a) => Expr::IsNull(b(a)?),
+            BK::Case(whens, els) => Expr::Case {
+                whens: whens
+                    .iter()
+                    .map(|(c, v)| Ok((self.expr(c)?, self.expr(v)?)))
+                    .collect::<Result<_, CompileError>>()?,
+                els: b(els)?,
+                prim: prim(&e.ty)?,
+            },
+            BK::Cast(a) => cast(self.expr(a)?, &a.ty, &e.ty)?,
+            BK::Func(f, args) => Expr::Call {
+                func: *f,
+                args: args
+                    .iter()
+                    .map(|a| self.expr(a))
+                    .collect::<Result<_, _>>()?,
+            },
+        })
+    }
+}
+
+fn used_in_expr(e: &BExpr, used: &mut HashSet<ColId>) {
+    let mut v = Vec::new();
+    e.columns(&mut v);
+    used.extend(v);
+}
+
+fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
+    match rel {
+        Rel::Scan { .. } | Rel::Values { .. } => {}
+        Rel::Filter { input, pred } => {
+            used_in_expr(pred, used);
+            used_cols(input, used);
+        }
+        Rel::Project { input, exprs } => {
+            for (_, e) in exprs {
+                used_in_expr(e, used);
+            }
+            used_cols(input, used);
+        }
+        Rel::Aggregate { input, keys, aggs } => {
+            for (_, e) in keys {
+                used_in_expr(e, used);
+            }
+            for (_, a) in aggs {
+                if let Some(e) = &a.arg {
+                    used_in_expr(e, used);
+                }
+            }
+            used_cols(input, used);
+        }
+        Rel::Sort { input, keys, .. } => {
+            used.extend(keys.iter().map(|k| k.col));
+            used_cols(input, used);
+        }
+        Rel::Limit { input, .. } => used_cols(input, used),
+        Rel::Distinct { input } => {
+            used.extend(input.output());
+            used_cols(input, used);
+        }
+        Rel::Join {
+            left, right, on, ..
+        } => {
+            if let Some(e) = on {
+                used_in_expr(e, used);
+            }
+            used_cols(left, used);
+            used_cols(right, used);
+        }
+        Rel::UnionAll { inputs, .. } => {
+            for i in inputs {
+                used.extend(i.output());
+                used_cols(i, used);
+            }
+        }
+    }
+}
+
+/// Builds the program and manifest of one statement.
+pub(crate) struct Builder<'a> {
+    pub(crate) meta: &'a HashMap<ColId, ColMeta>,
+    used: HashSet<ColId>,
+    pub(crate) manifest: PlanManifest,
+}
+
+impl<'a> Builder<'a> {
+    pub(crate) fn new(meta: &'a HashMap<ColId, ColMeta>, root: &Rel, extra_used: &[ColId]) -> Self {
+        let mut used = HashSet::new();
+        used_cols(root, &mut used);
+        used.extend(root.output());
+        used.extend(extra_used.iter().copied());
+        Self {
+            meta,
+            used,
+            manifest: PlanManifest {
+                abi: ABI_VERSION,
+                scans: Vec::new(),
+                outputs: Vec::new(),
+                writes: Vec::new(),
+            },
+        }
+    }
+
+    fn ty(&self, c: ColId) -> Result<SqlType, CompileError> {
+        self.meta
+            .get(&c)
+            .map(|m| m.ty)
+            .ok_or_else(|| internal(format!("no type for column #{c}")))
+    }
+
+    fn slot_map(schema: &[ColId]) -> HashMap<ColId, usize> {
+        schema.iter().enumerate().map(|(i, c)| (*c, i)).collect()
+    }
+
+    /// Lowers a relation; returns the operator and its slot order.
+    pub(crate) fn rel(&mut self, rel: &Rel) -> Result<(Op, Vec<ColId>), CompileError> {
+        match rel {
+            Rel::Scan {
+                table,
+                cols,
+                key,
+                range,
+            } => self.scan(table, cols, *key, range),
+            Rel::Values { cols, rows } => {
+                let types: Vec<SqlType> =
+                    cols.iter().map(|c| self.ty(*c)).collect::<Result<_, _>>()?;
+                let prims = types.iter().map(prim).collect::<Result<Vec<_>, _>>()?;
+                let rows = rows
+                    .iter()
+                    .map(|r| {
+                        r.iter()
+                            .zip(&types)
+                            .map(|(v, t)| lit(v, t))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((Op::Values { prims, rows }, cols.clone()))
+            }
+            Rel::Filter { input, pred } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let pred = Lowerer { slots: &map }.expr(pred)?;
+                Ok((
+                    Op::Filter {
+                        input: Box::new(op),
+                        pred,
+                    },
+                    schema,
+                ))
+            }
+            Rel::Project { input, exprs } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let l = Lowerer { slots: &map };
+                let out = exprs
+                    .iter()
+                    .map(|(_, e)| l.expr(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((
+                    Op::Project {
+                        input: Box::new(op),
+                        exprs: out,
+                    },
+                    exprs.iter().map(|(c, _)| *c).collect(),
+                ))
+            }
+            Rel::Aggregate { input, keys, aggs } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let l = Lowerer { slots: &map };
+                let k = keys
+                    .iter()
+                    .map(|(_, e)| l.expr(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let a = aggs
+                    .iter()
+                    .map(|(_, a)| {
+                        Ok(AggCall {
+                            func: match a.kind {
+                                AggKind::CountStar => AggFunc::CountStar,
+                                AggKind::Count => AggFunc::Count,
+                                AggKind::Sum => AggFunc::Sum,
+                                AggKind::Min => AggFunc::Min,
+                                AggKind::Max => AggFunc::Max,
+                            },
+                            arg: a.arg.as_ref().map(|e| l.expr(e)).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CompileError>>()?;
+                Ok((
+                    Op::Aggregate {
+                        input: Box::new(op),
+                        keys: k,
+                        aggs: a,
+                    },
+                    rel.output(),
+                ))
+            }
+            Rel::Sort { input, keys, limit } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let k = keys
+                    .iter()
+                    .map(|k| {
+                        Ok(SortKey {
+                            col: *map
+                                .get(&k.col)
+                                .ok_or_else(|| internal("sort key not in scope"))?,
+                            desc: k.desc,
+                            nulls_first: k.nulls_first,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CompileError>>()?;
+                Ok((
+                    Op::Sort {
+                        input: Box::new(op),
+                        keys: k,
+                        limit: *limit,
+                    },
+                    schema,
+                ))
+            }
+            Rel::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let (op, schema) = self.rel(input)?;
+                Ok((
+                    Op::Limit {
+                        input: Box::new(op),
+                        limit: *limit,
+                        offset: *offset,
+                    },
+                    schema,
+                ))
+            }
+            Rel::Distinct { input } => {
+                let (op, schema) = self.rel(input)?;
+                let keys = (0..schema.len()).map(Expr::Col).collect();
+                Ok((
+                    Op::Aggregate {
+                        input: Box::new(op),
+                        keys,
+                        aggs: vec![],
+                    },
+                    schema,
+                ))
+            }
+            Rel::UnionAll { inputs, cols } => {
+                let mut ops = Vec::with_capacity(inputs.len());
+                for i in inputs {
+                    ops.push(self.rel(i)?.0);
+                }
+                Ok((Op::UnionAll { inputs: ops }, cols.clone()))
+            }
+            Rel::Join {
+                left,
+                right,
+                kind,
+                on,
+            } => self.join(left, right, *kind, on.as_ref()),
+        }
+    }
+
+    fn scan(
+        &mut self,
+        table: &TableInfo,
+        cols: &[ColId],
+        key: Option<ColId>,
+        range: &scratchbird_guest_ops::abi::ScanRangeDecl,
+    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let mut picked: Vec<usize> = (0..cols.len())
+            .filter(|i| cols.get(*i).is_some_and(|c| self.used.contains(c)))
+            .collect();
+        if picked.is_empty() && !table.columns.is_empty() {
+            // nothing read (COUNT(*)): read the narrowest column
+            let narrow = (0..table.columns.len())
+                .min_by_key(|i| {
+                    table
+                        .columns
+                        .get(*i)
+                        .map_or(usize::MAX, |c| c.ty.physical().fixed_width().unwrap_or(64))
+                })
+                .unwrap_or(0);
+            picked.push(narrow);
+        }
+        let mut columns = Vec::with_capacity(picked.len());
+        let mut nullable = Vec::with_capacity(picked.len());
+        let mut schema = Vec::with_capacity(picked.len() + 1);
+        for i in picked {
+            let c = table
+                .columns
+                .get(i)
+                .ok_or_else(|| internal("scan column out of range"))?;
+            prim(&c.ty)?;
+            columns.push(ScanColumn { id: c.id, ty: c.ty });
+            nullable.push(c.nullable);
+            schema.push(*cols.get(i).ok_or_else(|| internal("scan column id"))?);
+        }
+        let types: Vec<SqlType> = columns.iter().map(|c| c.ty).collect();
+        self.manifest.scans.push(ScanDecl {
+            table: table.id,
+            columns,
+            range: range.clone(),
+            with_keys: key.is_some(),
+            rows_max: BATCH_ROWS,
+            heap_bytes: heap_for(&types),
+        });
+        schema.extend(key);
+        Ok((
+            Op::Scan {
+                scan: self.manifest.scans.len() - 1,
+                nullable,
+            },
+            schema,
+        ))
+    }
+
+    fn join(
+        &mut self,
+        left: &Rel,
+        right: &Rel,
+        kind: JoinType,
+        on: Option<&BExpr>,
+    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let (lop, lschema) = self.rel(left)?;
+        let (rop, rschema) = self.rel(right)?;
+        let lset: HashSet<ColId> = lschema.iter().copied().collect();
+        let rset: HashSet<ColId> = rschema.iter().copied().collect();
+        let mut schema = lschema.clone();
+        schema.extend(rschema.iter().copied());
+        let jkind = if kind == JoinType::Left {
+            JoinKind::Left
+        } else {
+            JoinKind::Inner
+        };
+        let mut pk = Vec::new();
+        let mut bk = Vec::new();
+        let mut rest = Vec::new();
+        for c in on.cloned().map(BExpr::conjuncts).unwrap_or_default() {
+            let side = |e: &BExpr, set: &HashSet<ColId>| {
+                let mut v = Vec::new();
+                e.columns(&mut v);
+                !v.is_empty() && v.iter().all(|x| set.contains(x))
+            };
+            if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind {
+                if side(a, &lset) && side(b, &rset) {
+                    pk.push((**a).clone());
+                    bk.push((**b).clone());
+                    continue;
+                }
+                if side(b, &lset) && side(a, &rset) {
+                    pk.push((**b).clone());
+                    bk.push((**a).clone());
+                    continue;
+                }
+            }
+            rest.push(c);
+        }
+        let full = Self::slot_map(&schema);
+        let lmap = Self::slot_map(&lschema);
+        let rmap = Self::slot_map(&rschema);
+        let residual = BExpr::and_all(rest)
+            .map(|e| Lowerer { slots: &full }.expr(&e))
+            .transpose()?;
+        if pk.is_empty() {
+            return Ok((
+                Op::NestedLoop {
+                    left: Box::new(lop),
+                    right: Box::new(rop),
+                    kind: jkind,
+                    cond: residual,
+                },
+                schema,
+            ));
+        }
+        let probe_keys = pk
+            .iter()
+            .map(|e| Lowerer { slots: &lmap }.expr(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let build_keys = bk
+            .iter()
+            .map(|e| Lowerer { slots: &rmap }.expr(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((
+            Op::HashJoin {
+                probe: Box::new(lop),
+                build: Box::new(rop),
+                probe_keys,
+                build_keys,
+                kind: jkind,
+                residual,
+            },
+            schema,
+        ))
+    }
+
+    /// Declares output 0 for `cols` named `names`.
+    pub(crate) fn output(
+        &mut self,
+        cols: &[ColId],
+        names: Vec<String>,
+    ) -> Result<usize, CompileError> {
+        let types: Vec<SqlType> = cols.iter().map(|c| self.ty(*c)).collect::<Result<_, _>>()?;
+        for t in &types {
+            prim(t)?;
+        }
+        self.manifest.outputs.push(OutputDecl {
+            names,
+            heap_bytes: heap_for(&types),
+            types,
+            rows_max: BATCH_ROWS,
+        });
+        Ok(self.manifest.outputs.len() - 1)
+    }
+
+    /// Declares a write target.
+    pub(crate) fn write_target(
+        &mut self,
+        table: &TableInfo,
+        kind: WriteKind,
+        positions: &[usize],
+    ) -> Result<usize, CompileError> {
+        let columns = positions
+            .iter()
+            .map(|p| {
+                let c = table
+                    .columns
+                    .get(*p)
+                    .ok_or_else(|| internal("write column out of range"))?;
+                prim(&c.ty)?;
+                Ok(ScanColumn { id: c.id, ty: c.ty })
+            })
+            .collect::<Result<Vec<_>, CompileError>>()?;
+        let mut types: Vec<SqlType> = columns.iter().map(|c| c.ty).collect();
+        if kind != WriteKind::Insert {
+            types.push(SqlType::Blob);
+        }
+        self.manifest.writes.push(WriteDecl {
+            table: table.id,
+            kind,
+            columns,
+            rows_max: BATCH_ROWS,
+            heap_bytes: heap_for(&types),
+        });
+        Ok(self.manifest.writes.len() - 1)
+    }
+}
+
+/// Puts a statement's pipelines together.
+pub(crate) fn program(pipelines: Vec<(Op, Sink)>) -> Program {
+    Program {
+        inits: vec![],
+        pipelines,
+    }
+}

@@ -1,0 +1,288 @@
+//! The optimiser: predicate pushdown (into join inputs and join conditions), limit
+//! pushdown into sorts (top-k), and the choice of an index scan for a filter on an
+//! indexed column. Projection pushdown happens in lowering (each scan reads only
+//! the columns the statement uses); constant folding happens while binding.
+
+use crate::catalog::Catalog;
+use crate::logical::{BExpr, BK, ColId, JoinType, Rel};
+use scratchbird_guest_ops::abi::ScanRangeDecl;
+use scratchbird_guest_ops::plan::CmpOp;
+use scratchbird_types::Value;
+use std::collections::HashSet;
+
+/// Rewrites `rel`.
+#[must_use]
+pub fn optimize(rel: Rel, cat: &Catalog) -> Rel {
+    let rel = pushdown(rel);
+    let rel = topk(rel);
+    index_scans(rel, cat)
+}
+
+fn cols_of(e: &BExpr) -> HashSet<ColId> {
+    let mut v = Vec::new();
+    e.columns(&mut v);
+    v.into_iter().collect()
+}
+
+fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
+    match rel {
+        Rel::Filter { input, pred } => Rel::Filter {
+            input: Box::new(f(*input)),
+            pred,
+        },
+        Rel::Project { input, exprs } => Rel::Project {
+            input: Box::new(f(*input)),
+            exprs,
+        },
+        Rel::Aggregate { input, keys, aggs } => Rel::Aggregate {
+            input: Box::new(f(*input)),
+            keys,
+            aggs,
+        },
+        Rel::Sort { input, keys, limit } => Rel::Sort {
+            input: Box::new(f(*input)),
+            keys,
+            limit,
+        },
+        Rel::Limit {
+            input,
+            limit,
+            offset,
+        } => Rel::Limit {
+            input: Box::new(f(*input)),
+            limit,
+            offset,
+        },
+        Rel::Distinct { input } => Rel::Distinct {
+            input: Box::new(f(*input)),
+        },
+        Rel::Join {
+            left,
+            right,
+            kind,
+            on,
+        } => Rel::Join {
+            left: Box::new(f(*left)),
+            right: Box::new(f(*right)),
+            kind,
+            on,
+        },
+        Rel::UnionAll { inputs, cols } => Rel::UnionAll {
+            inputs: inputs.into_iter().map(&mut *f).collect(),
+            cols,
+        },
+        r @ (Rel::Scan { .. } | Rel::Values { .. }) => r,
+    }
+}
+
+/// Pushes filter conjuncts as far down as they can go.
+fn pushdown(rel: Rel) -> Rel {
+    match rel {
+        Rel::Filter { input, pred } => {
+            let input = pushdown(*input);
+            push_into(input, pred.conjuncts())
+        }
+        other => map_children(other, &mut pushdown),
+    }
+}
+
+fn wrap(rel: Rel, preds: Vec<BExpr>) -> Rel {
+    match BExpr::and_all(preds) {
+        Some(pred) => Rel::Filter {
+            input: Box::new(rel),
+            pred,
+        },
+        None => rel,
+    }
+}
+
+fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
+    match rel {
+        Rel::Join {
+            left,
+            right,
+            kind: kind @ (JoinType::Inner | JoinType::Cross),
+            on,
+        } => {
+            let lcols: HashSet<ColId> = left.output().into_iter().collect();
+            let rcols: HashSet<ColId> = right.output().into_iter().collect();
+            let (mut lp, mut rp, mut jp) = (Vec::new(), Vec::new(), Vec::new());
+            for p in preds
+                .into_iter()
+                .chain(on.map(BExpr::conjuncts).unwrap_or_default())
+            {
+                let c = cols_of(&p);
+                if !c.is_empty() && c.is_subset(&lcols) {
+                    lp.push(p);
+                } else if !c.is_empty() && c.is_subset(&rcols) {
+                    rp.push(p);
+                } else {
+                    jp.push(p);
+                }
+            }
+            let on = BExpr::and_all(jp);
+            let kind = if on.is_some() { JoinType::Inner } else { kind };
+            Rel::Join {
+                left: Box::new(push_into(*left, lp)),
+                right: Box::new(push_into(*right, rp)),
+                kind,
+                on,
+            }
+        }
+        Rel::Join {
+            left,
+            right,
+            kind: JoinType::Left,
+            on,
+        } => {
+            // only conditions on the preserved (left) side move below a left join
+            let lcols: HashSet<ColId> = left.output().into_iter().collect();
+            let (mut lp, mut keep) = (Vec::new(), Vec::new());
+            for p in preds {
+                let c = cols_of(&p);
+                if !c.is_empty() && c.is_subset(&lcols) {
+                    lp.push(p);
+                } else {
+                    keep.push(p);
+                }
+            }
+            wrap(
+                Rel::Join {
+                    left: Box::new(push_into(*left, lp)),
+                    right,
+                    kind: JoinType::Left,
+                    on,
+                },
+                keep,
+            )
+        }
+        Rel::Filter { input, pred } => {
+            let mut all = pred.conjuncts();
+            all.extend(preds);
+            push_into(*input, all)
+        }
+        other => wrap(other, preds),
+    }
+}
+
+/// Sort followed by LIMIT keeps only what the limit needs.
+fn topk(rel: Rel) -> Rel {
+    match rel {
+        Rel::Limit {
+            input,
+            limit: Some(l),
+            offset,
+        } => match topk(*input) {
+            Rel::Sort {
+                input: si,
+                keys,
+                limit: None,
+            } => Rel::Limit {
+                input: Box::new(Rel::Sort {
+                    input: si,
+                    keys,
+                    limit: Some(l.saturating_add(offset)),
+                }),
+                limit: Some(l),
+                offset,
+            },
+            other => Rel::Limit {
+                input: Box::new(other),
+                limit: Some(l),
+                offset,
+            },
+        },
+        other => map_children(other, &mut topk),
+    }
+}
+
+/// A filter `col = const` (or a range on it) over a scan of a table with an index
+/// whose first column is `col` scans that index range; the filter stays, so the
+/// result does not depend on the choice.
+fn index_scans(rel: Rel, cat: &Catalog) -> Rel {
+    match rel {
+        Rel::Filter { input, pred } => {
+            let input = index_scans(*input, cat);
+            let input = match input {
+                Rel::Scan {
+                    table,
+                    cols,
+                    key,
+                    range: ScanRangeDecl::All,
+                } => {
+                    let range = choose_index(&table, &cols, &pred, cat);
+                    Rel::Scan {
+                        table,
+                        cols,
+                        key,
+                        range: range.unwrap_or(ScanRangeDecl::All),
+                    }
+                }
+                other => other,
+            };
+            Rel::Filter {
+                input: Box::new(input),
+                pred,
+            }
+        }
+        other => map_children(other, &mut |r| index_scans(r, cat)),
+    }
+}
+
+fn choose_index(
+    table: &crate::catalog::TableInfo,
+    cols: &[ColId],
+    pred: &BExpr,
+    cat: &Catalog,
+) -> Option<ScanRangeDecl> {
+    let conj = pred.clone().conjuncts();
+    for idx in cat.indexes_of(table.id) {
+        let first = *idx.columns.first()?;
+        let col = *cols.get(first)?;
+        let ty = table.columns.get(first)?.ty;
+        let mut lower: Option<(Vec<Value>, bool)> = None;
+        let mut upper: Option<(Vec<Value>, bool)> = None;
+        for c in &conj {
+            let BK::Cmp(op, a, b) = &c.kind else { continue };
+            let (op, v) = match (&a.kind, &b.kind) {
+                (BK::Col(x), BK::Lit(v)) if *x == col => (*op, v),
+                (BK::Lit(v), BK::Col(x)) if *x == col => (flip(*op), v),
+                _ => continue,
+            };
+            if v.is_null() || a.ty != ty || b.ty != ty {
+                continue;
+            }
+            match op {
+                CmpOp::Eq => {
+                    lower = Some((vec![v.clone()], true));
+                    upper = Some((vec![v.clone()], true));
+                }
+                CmpOp::Gt | CmpOp::Ge if lower.is_none() => {
+                    lower = Some((vec![v.clone()], op == CmpOp::Ge))
+                }
+                CmpOp::Lt | CmpOp::Le if upper.is_none() => {
+                    upper = Some((vec![v.clone()], op == CmpOp::Le))
+                }
+                _ => {}
+            }
+        }
+        if lower.is_some() || upper.is_some() {
+            return Some(ScanRangeDecl::Index {
+                index: idx.id,
+                lower,
+                upper,
+            });
+        }
+    }
+    None
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        o => o,
+    }
+}

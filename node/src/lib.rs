@@ -1,0 +1,9 @@
+//! The ScratchBird node. Today: the local session (SQL to modules to results over
+//! the node's own storage); the `sbnode` binary, its configuration and the network
+//! arrive with the transport issue.
+
+pub mod session;
+
+pub use session::{
+    LocalSession, Outcome, SessionError, SystemEnv, catalog_of, display_value, open_storage,
+};

@@ -1,0 +1,502 @@
+//! A session on one node: SQL in, result batches out. It wires the compiler (SQL to
+//! modules), the sandbox (modules over storage) and storage (transactions and DDL).
+//! The network layer will put this behind QUIC; tests and `sb sql --local` use it
+//! directly.
+
+use scratchbird_compiler::{
+    self as compiler, Catalog, CompileError, Isolation, QueryKind, Statement,
+};
+use scratchbird_host::{ExecStats, HostError, ResultBatch, ResultSink, Sandbox};
+use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
+use scratchbird_storage::{
+    Env, ReadCommittedMode, Storage, StorageConfig, StorageError, Transaction, TxnOptions,
+};
+use scratchbird_types::SqlType;
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The wall clock and OS randomness, for a node's storage.
+#[derive(Debug, Default)]
+pub struct SystemEnv(AtomicU64);
+
+impl Env for SystemEnv {
+    fn now_micros(&self) -> i64 {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn random_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if getrandom::fill(&mut out).is_err() {
+            // no OS randomness: fall back to a counter mixed with the clock (ids stay
+            // unique within this process, which is all an object id needs)
+            let n = self.0.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+            out[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            out[8..].copy_from_slice(&self.now_micros().to_le_bytes());
+        }
+        out
+    }
+}
+
+/// What went wrong running a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The SQL did not compile.
+    #[error("{0}")]
+    Compile(CompileError),
+    /// The sandbox refused or stopped the module.
+    #[error("{0}")]
+    Host(#[from] HostError),
+    /// Storage refused.
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// A rule of the session (e.g. COMMIT without BEGIN).
+    #[error("{0}")]
+    Session(String),
+}
+
+impl SessionError {
+    /// The error for a user, with the SQL it refers to (position and caret).
+    #[must_use]
+    pub fn render(&self, sql: &str) -> String {
+        match self {
+            Self::Compile(c) => c.render(sql),
+            other => format!("error: {other}"),
+        }
+    }
+}
+
+/// A value as the shell and the test harness print it: NULL, numbers as they are,
+/// text without quotes, dates and timestamps in ISO form, booleans as true/false.
+#[must_use]
+pub fn display_value(v: &scratchbird_types::Value) -> String {
+    use scratchbird_types::Value as V;
+    match v {
+        V::Null => "NULL".to_owned(),
+        V::Boolean(b) => if *b { "true" } else { "false" }.to_owned(),
+        V::Text(s) => s.clone(),
+        V::Date(d) => d.to_string(),
+        V::Timestamp(t) => {
+            let s = t.to_string();
+            s.strip_suffix(".000000").map_or(s.clone(), str::to_owned)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The result of one statement.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Rows.
+    Rows {
+        /// Column names and types.
+        columns: Vec<(String, SqlType)>,
+        /// The batches, in order.
+        batches: Vec<ResultBatch>,
+        /// What the execution did.
+        stats: ExecStats,
+    },
+    /// Rows written.
+    Written {
+        /// INSERT, UPDATE or DELETE.
+        verb: &'static str,
+        /// Rows affected.
+        rows: u64,
+        /// What the execution did.
+        stats: ExecStats,
+    },
+    /// A command completed (`CREATE TABLE`, `BEGIN`, ...).
+    Done(&'static str),
+    /// EXPLAIN text.
+    Explain(String),
+}
+
+/// A session on a local node.
+pub struct LocalSession {
+    storage: Arc<Storage>,
+    sandbox: Arc<Sandbox>,
+    txn: Option<Transaction>,
+    explicit: bool,
+}
+
+impl std::fmt::Debug for LocalSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSession")
+            .field("in_transaction", &self.explicit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the storage of a node's data directory.
+///
+/// # Errors
+/// Storage could not open the directory.
+pub fn open_storage(dir: &Path) -> Result<Storage, StorageError> {
+    Storage::open(dir, StorageConfig::new(Arc::new(SystemEnv::default())))
+}
+
+/// The compiler's view of a transaction's catalog.
+///
+/// # Errors
+/// The catalog could not be read.
+pub fn catalog_of(txn: &Transaction) -> Result<Catalog, StorageError> {
+    let cat = txn.catalog()?;
+    let tables = cat
+        .tables()
+        .filter(|t| !t.name.starts_with("SB$"))
+        .map(|t| {
+            Arc::new(compiler::TableInfo {
+                id: t.id,
+                name: t.name.clone(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| compiler::ColumnInfo {
+                        id: c.id,
+                        name: c.name.clone(),
+                        ty: c.ty,
+                        nullable: c.nullable,
+                        default: c.default.clone(),
+                    })
+                    .collect(),
+                primary_key: t.primary_key.clone(),
+            })
+        })
+        .collect();
+    let mut indexes = Vec::new();
+    for t in cat.tables() {
+        for i in cat.indexes_of(t.id) {
+            indexes.push(compiler::IndexInfo {
+                id: i.id,
+                name: i.name.clone(),
+                table: i.table,
+                columns: i.columns.clone(),
+                unique: i.unique,
+            });
+        }
+    }
+    let domains = cat
+        .domains()
+        .map(|d| compiler::DomainInfo {
+            name: d.name.clone(),
+            base: d.base,
+        })
+        .collect();
+    Ok(Catalog {
+        tables,
+        indexes,
+        domains,
+    })
+}
+
+impl LocalSession {
+    /// A session over `storage` running modules in `sandbox`.
+    #[must_use]
+    pub fn new(storage: Arc<Storage>, sandbox: Arc<Sandbox>) -> Self {
+        Self {
+            storage,
+            sandbox,
+            txn: None,
+            explicit: false,
+        }
+    }
+
+    /// Whether an explicit transaction is open.
+    #[must_use]
+    pub fn in_transaction(&self) -> bool {
+        self.explicit
+    }
+
+    fn begin(&self, opts: TxnOptions) -> Result<Transaction, SessionError> {
+        Ok(self.storage.begin(opts)?)
+    }
+
+    /// Runs every statement of `sql` in order and returns their outcomes; stops at
+    /// the first error. Outside BEGIN ... COMMIT each statement commits on its own.
+    ///
+    /// # Errors
+    /// The first statement that failed (earlier ones keep their effect).
+    pub fn execute(&mut self, sql: &str) -> Result<Vec<Outcome>, SessionError> {
+        let parsed = compiler::parse(sql).map_err(SessionError::Compile)?;
+        let mut out = Vec::with_capacity(parsed.len());
+        for p in &parsed {
+            out.push(self.execute_one(p)?);
+        }
+        Ok(out)
+    }
+
+    fn execute_one(&mut self, p: &compiler::Parsed) -> Result<Outcome, SessionError> {
+        let autocommit = !self.explicit;
+        let mut slot = match self.txn.take() {
+            Some(t) => Some(t),
+            None => Some(self.begin(TxnOptions::snapshot())?),
+        };
+        let result = self.run(p, &mut slot);
+        if self.explicit {
+            // BEGIN just opened, or a statement inside BEGIN ... COMMIT
+            if self.txn.is_none() {
+                self.txn = slot;
+            } else if let Some(t) = slot {
+                // the implicit transaction BEGIN replaced
+                let _ = t.rollback();
+            }
+        } else if let Some(t) = slot {
+            if autocommit && result.is_ok() {
+                t.commit()?;
+            } else {
+                let _ = t.rollback();
+            }
+        }
+        result
+    }
+
+    fn run(
+        &mut self,
+        p: &compiler::Parsed,
+        slot: &mut Option<Transaction>,
+    ) -> Result<Outcome, SessionError> {
+        let txn = slot
+            .as_mut()
+            .ok_or_else(|| SessionError::Session("no transaction".into()))?;
+        let cat = catalog_of(txn)?;
+        let stmt = compiler::compile(p, &cat).map_err(SessionError::Compile)?;
+        match stmt {
+            Statement::Query(c) => {
+                let t = slot
+                    .take()
+                    .ok_or_else(|| SessionError::Session("no transaction".into()))?;
+                let (back, r) = self.run_compiled(&c, t);
+                *slot = Some(back);
+                r
+            }
+            Statement::Explain(text) => Ok(Outcome::Explain(text)),
+            Statement::Begin {
+                isolation,
+                read_only,
+            } => {
+                if self.explicit {
+                    return Err(SessionError::Session(
+                        "a transaction is already open: COMMIT or ROLLBACK it first".into(),
+                    ));
+                }
+                let mut opts = match isolation {
+                    Isolation::Snapshot => TxnOptions::snapshot(),
+                    Isolation::ReadCommitted => {
+                        TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
+                    }
+                };
+                if read_only {
+                    opts = opts.read_only();
+                }
+                self.txn = Some(self.begin(opts)?);
+                self.explicit = true;
+                Ok(Outcome::Done("BEGIN"))
+            }
+            Statement::Commit | Statement::Rollback => {
+                let commit = matches!(stmt, Statement::Commit);
+                if !self.explicit {
+                    return Err(SessionError::Session(format!(
+                        "{} without BEGIN",
+                        if commit { "COMMIT" } else { "ROLLBACK" }
+                    )));
+                }
+                self.explicit = false;
+                let t = slot
+                    .take()
+                    .ok_or_else(|| SessionError::Session("no transaction".into()))?;
+                if commit {
+                    t.commit()?;
+                    Ok(Outcome::Done("COMMIT"))
+                } else {
+                    t.rollback()?;
+                    Ok(Outcome::Done("ROLLBACK"))
+                }
+            }
+            Statement::Savepoint(n) => {
+                txn.savepoint(&n)?;
+                Ok(Outcome::Done("SAVEPOINT"))
+            }
+            Statement::RollbackTo(n) => {
+                txn.rollback_to_savepoint(&n)?;
+                Ok(Outcome::Done("ROLLBACK TO SAVEPOINT"))
+            }
+            Statement::Release(n) => {
+                txn.release_savepoint(&n)?;
+                Ok(Outcome::Done("RELEASE SAVEPOINT"))
+            }
+            Statement::CreateTable {
+                name,
+                columns,
+                primary_key,
+                if_not_exists,
+            } => {
+                if if_not_exists && cat.table(&name).is_some() {
+                    return Ok(Outcome::Done("CREATE TABLE"));
+                }
+                let spec = TableSpec {
+                    name,
+                    columns: columns
+                        .into_iter()
+                        .map(|c| ColumnSpec {
+                            name: c.name,
+                            ty: match (c.ty, c.domain) {
+                                (_, Some(d)) => ColumnType::Domain(d),
+                                (Some(t), None) => ColumnType::Sql(t),
+                                (None, None) => ColumnType::Sql(SqlType::Text),
+                            },
+                            not_null: c.not_null,
+                            default: c.default,
+                        })
+                        .collect(),
+                    primary_key,
+                };
+                txn.statement(|t| t.create_table(&spec))?;
+                Ok(Outcome::Done("CREATE TABLE"))
+            }
+            Statement::DropTable { names, if_exists } => {
+                txn.statement(|t| {
+                    for n in &names {
+                        if if_exists && cat.table(n).is_none() {
+                            continue;
+                        }
+                        t.drop_table(n)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(Outcome::Done("DROP TABLE"))
+            }
+            Statement::CreateDomain {
+                name,
+                base,
+                default,
+                check,
+            } => {
+                txn.statement(|t| {
+                    t.create_domain(&DomainSpec {
+                        name,
+                        base,
+                        not_null: false,
+                        default,
+                        check,
+                    })
+                })?;
+                Ok(Outcome::Done("CREATE DOMAIN"))
+            }
+            Statement::DropDomain { name, if_exists } => {
+                if !(if_exists && cat.domain(&name).is_none()) {
+                    txn.statement(|t| t.drop_domain(&name))?;
+                }
+                Ok(Outcome::Done("DROP DOMAIN"))
+            }
+            Statement::CreateIndex {
+                name,
+                table,
+                columns,
+                unique,
+            } => {
+                txn.statement(|t| {
+                    t.create_index(&IndexSpec {
+                        name,
+                        table,
+                        columns,
+                        unique,
+                    })
+                })?;
+                Ok(Outcome::Done("CREATE INDEX"))
+            }
+            Statement::DropIndex { names, if_exists } => {
+                txn.statement(|t| {
+                    for n in &names {
+                        if if_exists && !cat.indexes.iter().any(|i| &i.name == n) {
+                            continue;
+                        }
+                        t.drop_index(n)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(Outcome::Done("DROP INDEX"))
+            }
+        }
+    }
+
+    /// Runs a compiled module as one statement of `txn`, streaming batches to
+    /// `sink`. On error the statement's own changes are undone; the transaction
+    /// comes back either way.
+    pub fn run_streaming(
+        &self,
+        c: &compiler::Compiled,
+        mut txn: Transaction,
+        sink: ResultSink,
+    ) -> (Transaction, Result<ExecStats, SessionError>) {
+        let (prepared, cached) = match self.sandbox.prepare(&c.module) {
+            Ok(p) => p,
+            Err(e) => return (txn, Err(e.into())),
+        };
+        let mark = match txn.statement_begin() {
+            Ok(m) => m,
+            Err(e) => return (txn, Err(e.into())),
+        };
+        let (mut txn, result) = self.sandbox.run(&prepared, txn, sink);
+        if let Err(e) = txn.statement_end(mark, result.is_err()) {
+            return (txn, Err(e.into()));
+        }
+        let result = result.map(|mut s| {
+            s.cached = cached;
+            s
+        });
+        (txn, result.map_err(SessionError::from))
+    }
+
+    fn run_compiled(
+        &self,
+        c: &compiler::Compiled,
+        txn: Transaction,
+    ) -> (Transaction, Result<Outcome, SessionError>) {
+        let batches: Rc<RefCell<Vec<ResultBatch>>> = Rc::default();
+        let b2 = batches.clone();
+        let (txn, r) = self.run_streaming(
+            c,
+            txn,
+            Box::new(move |b| {
+                b2.borrow_mut().push(b);
+                Ok(())
+            }),
+        );
+        let stats = match r {
+            Ok(s) => s,
+            Err(e) => return (txn, Err(e)),
+        };
+        let batches = std::mem::take(&mut *batches.borrow_mut());
+        let out = match c.kind {
+            QueryKind::Select => Outcome::Rows {
+                columns: c.columns.clone(),
+                batches,
+                stats,
+            },
+            k => Outcome::Written {
+                verb: match k {
+                    QueryKind::Insert => "INSERT",
+                    QueryKind::Update => "UPDATE",
+                    _ => "DELETE",
+                },
+                rows: stats.rows_written,
+                stats,
+            },
+        };
+        (txn, Ok(out))
+    }
+}
+
+impl Drop for LocalSession {
+    fn drop(&mut self) {
+        if let Some(t) = self.txn.take() {
+            let _ = t.rollback();
+        }
+    }
+}
