@@ -1,11 +1,13 @@
 //! `sb`: the ScratchBird command line.
 //!
-//! Today it carries the security bundle tooling (`sb bundle ...`); the SQL shell,
-//! CA and cluster commands arrive with their issues.
+//! Today it carries the security bundle tooling (`sb bundle ...`) and a SQL shell
+//! on an in-process node (`sb sql --local DIR`); the networked shell, CA and
+//! cluster commands arrive with their issues.
 
 #[macro_use]
 mod out;
 mod bundle;
+mod sql;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,12 +29,24 @@ enum Command {
     /// Security bundles: check, hash, sign, verify, explain.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// A SQL shell. Today on a node inside this process: sb sql --local DIR.
+    ///
+    /// Statements end with ';'. With -c or -f it runs them and exits with status 1
+    /// if one failed. Examples:
+    ///
+    ///   sb sql --local /tmp/db -c "CREATE TABLE t (a INT PRIMARY KEY, b TEXT)"
+    ///   sb sql --local /tmp/db -c "INSERT INTO t VALUES (1, 'x'); SELECT * FROM t"
+    ///   sb sql --local /tmp/db -c "EXPLAIN WASM SELECT count(*) FROM t"
+    ///   sb sql --local /tmp/db --format csv -f report.sql
+    #[command(verbatim_doc_comment)]
+    Sql(sql::SqlArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bundle(cmd) => bundle::run(cmd),
+        Command::Sql(args) => sql::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -881,7 +881,7 @@ impl<'c> Binder<'c> {
             let mut keys: Vec<(ColId, BExpr)> = Vec::new();
             for g in &group {
                 // GROUP BY position or output alias
-                let ge = self.group_item(g, &items)?;
+                let ge = self.group_item(g, &items, &scope)?;
                 let b = crate::fold::fold(self.expr(&ge, &scope, None)?);
                 if keys.iter().any(|(_, k)| *k == b) {
                     continue;
@@ -1054,7 +1054,22 @@ impl<'c> Binder<'c> {
         }
     }
 
-    fn group_item(&self, g: &Expr, items: &[(Expr, String)]) -> Result<Expr, CompileError> {
+    fn group_item(
+        &self,
+        g: &Expr,
+        items: &[(Expr, String)],
+        scope: &Scope,
+    ) -> Result<Expr, CompileError> {
+        // an output alias that is not an input column
+        if let Expr::Identifier(i) = g {
+            let n = norm(i);
+            if !scope.cols.iter().any(|c| c.name == n) {
+                let hits: Vec<&(Expr, String)> = items.iter().filter(|(_, a)| *a == n).collect();
+                if let [(e, _)] = hits.as_slice() {
+                    return Ok(e.clone());
+                }
+            }
+        }
         if let Expr::Value(v) = g
             && let ast::Value::Number(n, _) = &v.value
         {
@@ -1172,6 +1187,8 @@ impl<'c> Binder<'c> {
                             let r = find(&rs, None, &n, pos_of(c))?;
                             let (le, re) = (self.col_expr(l)?, self.col_expr(r)?);
                             parts.push(self.compare(CmpOp::Eq, le, re)?);
+                            // the joined column is named once, by its left side
+                            both.cols.retain(|x| x.id != r);
                         }
                         BExpr::and_all(parts)
                     }
@@ -1973,6 +1990,9 @@ impl<'c> Binder<'c> {
                     a.ty = SqlType::Timestamp;
                 }
                 Ok(e)
+            }
+            (SqlType::Timestamp, Some(_)) => {
+                Err(unsupported("TIMESTAMP + INTERVAL in months or years"))
             }
             (t, _) => Err(mismatch(format!("{t} + INTERVAL"))),
         }

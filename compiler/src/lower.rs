@@ -21,8 +21,11 @@ pub const BATCH_ROWS: u32 = 1024;
 /// Heap of a batch with variable-length columns.
 pub const BATCH_HEAP_BYTES: u32 = 1 << 20;
 
-fn unsupported(msg: impl Into<String>) -> CompileError {
-    CompileError::new(codes::NOT_SUPPORTED, msg)
+fn unsupported(what: impl Into<String>) -> CompileError {
+    CompileError::new(
+        codes::NOT_SUPPORTED,
+        format!("{} is not supported yet", what.into()),
+    )
 }
 
 fn internal(msg: impl Into<String>) -> CompileError {
@@ -53,7 +56,7 @@ fn pow10(k: i32) -> Result<i64, CompileError> {
 pub(crate) fn prim(ty: &SqlType) -> Result<Prim, CompileError> {
     prim_of(ty).ok_or_else(|| {
         unsupported(format!(
-            "computing with {ty}: DECIMAL above 18 digits can be stored but not yet used in queries"
+            "computing with {ty} (DECIMAL above 18 digits can be stored, not yet used in queries)"
         ))
         .hint("declare the column as DECIMAL(18, s) or less")
     })
@@ -132,6 +135,12 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
                     }
                 }
             };
+            let wide = match to {
+                T::Decimal { precision, .. } if *precision < 18 => {
+                    c(Cast::CheckDigits(*precision), wide)
+                }
+                _ => wide,
+            };
             match pt {
                 Prim::I32 => {
                     if pf == Prim::I32 && sf == 0 && st == 0 {
@@ -153,6 +162,12 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
         },
         (T::Double, t) if numeric(t) => {
             let wide = c(Cast::F64ToI64(pow10(st)?), e);
+            let wide = match t {
+                T::Decimal { precision, .. } if *precision < 18 => {
+                    c(Cast::CheckDigits(*precision), wide)
+                }
+                _ => wide,
+            };
             if pt == Prim::I32 {
                 c(Cast::I64ToI32, wide)
             } else {
@@ -167,6 +182,12 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
         },
         (T::Varchar { .. } | T::Text, t) if numeric(t) => {
             let v = c(Cast::StrToDec(scale_of(t)), e);
+            let v = match t {
+                T::Decimal { precision, .. } if *precision < 18 => {
+                    c(Cast::CheckDigits(*precision), v)
+                }
+                _ => v,
+            };
             if pt == Prim::I32 {
                 c(Cast::I64ToI32, v)
             } else {

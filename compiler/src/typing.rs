@@ -99,6 +99,18 @@ pub fn coerce(e: BExpr, to: SqlType) -> BExpr {
 
 /// A literal converted at compile time, when that is exact and cannot fail.
 fn convert_literal(v: &Value, to: &SqlType) -> Option<Value> {
+    let out = convert_literal_unchecked(v, to)?;
+    // a DECIMAL that does not fit its precision is left for run time (an error if
+    // the value is needed)
+    if let (Value::Decimal(d), SqlType::Decimal { precision, .. }) = (&out, to)
+        && !d.fits_precision(*precision)
+    {
+        return None;
+    }
+    Some(out)
+}
+
+fn convert_literal_unchecked(v: &Value, to: &SqlType) -> Option<Value> {
     Some(match (v, to) {
         (Value::Null, _) => Value::Null,
         (Value::Integer(x), SqlType::BigInt) => Value::BigInt(i64::from(*x)),
@@ -198,6 +210,10 @@ pub fn parse_number(s: &str) -> Result<(Value, SqlType), CompileError> {
         return Ok((Value::Double(x), SqlType::Double));
     }
     if let Some((int, frac)) = s.split_once('.') {
+        let (neg, int) = match int.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, int),
+        };
         if !int.bytes().all(|c| c.is_ascii_digit()) || !frac.bytes().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }
@@ -219,6 +235,7 @@ pub fn parse_number(s: &str) -> Result<(Value, SqlType), CompileError> {
         } else {
             digits.parse().map_err(|_| bad())?
         };
+        let m = if neg { -m } else { m };
         return Ok((
             Value::Decimal(Decimal::new(m, scale)),
             SqlType::Decimal { precision, scale },

@@ -151,6 +151,9 @@ pub enum Cast {
     StrToDate,
     /// Text truncated to at most this many characters (VARCHAR(n)).
     StrTruncate(u32),
+    /// An `i64` scaled integer checked to have at most this many digits (DECIMAL(p, s)
+    /// precision), unchanged.
+    CheckDigits(u8),
     /// Date (days) to timestamp (microseconds).
     DateToTs,
     /// Timestamp to date (floor of days).

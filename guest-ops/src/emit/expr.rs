@@ -741,6 +741,21 @@ impl Gen {
                 self.mul_const_checked(w, k, out.v);
             }
             Cast::Rescale(k) => self.mul_const_checked(a.v, k, out.v),
+            Cast::CheckDigits(p) => {
+                let bound = 10i64.checked_pow(u32::from(p)).unwrap_or(i64::MAX);
+                if bound != i64::MAX {
+                    self.f.get(a.v);
+                    self.f.i64c(bound - 1);
+                    self.f.i(I::I64GtS);
+                    self.f.get(a.v);
+                    self.f.i64c(1 - bound);
+                    self.f.i(I::I64LtS);
+                    self.f.i(I::I32Or);
+                    self.overflow_if();
+                }
+                self.f.get(a.v);
+                self.f.set(out.v);
+            }
             Cast::I64ToF64(k) => {
                 self.f.get(a.v);
                 self.f.i(I::F64ConvertI64S);
@@ -1217,7 +1232,9 @@ pub fn cast_types(c: Cast) -> (Prim, Prim) {
         Cast::I64ToF64(_) => (Prim::I64, Prim::F64),
         Cast::I32ToF64 => (Prim::I32, Prim::F64),
         Cast::F64ToI64(_) => (Prim::F64, Prim::I64),
-        Cast::Rescale(_) | Cast::Unscale(_) | Cast::FloorDiv(_) => (Prim::I64, Prim::I64),
+        Cast::Rescale(_) | Cast::Unscale(_) | Cast::FloorDiv(_) | Cast::CheckDigits(_) => {
+            (Prim::I64, Prim::I64)
+        }
         Cast::BoolToI32 => (Prim::Bool, Prim::I32),
         Cast::DecToStr(_) | Cast::TsToStr => (Prim::I64, Prim::Str),
         Cast::I32ToStr | Cast::DateToStr => (Prim::I32, Prim::Str),

@@ -1000,6 +1000,7 @@ fn h_civil() -> Fb {
     f.get(z);
     f.i64c(0);
     f.i(I::I64LtS);
+    f.i(I::I64ExtendI32U);
     f.i64c(146_096);
     f.i(I::I64Mul);
     f.i(I::I64Sub);
@@ -1117,6 +1118,7 @@ fn h_days() -> Fb {
     f.get(y);
     f.i64c(0);
     f.i(I::I64LtS);
+    f.i(I::I64ExtendI32U);
     f.i64c(399);
     f.i(I::I64Mul);
     f.i(I::I64Sub);

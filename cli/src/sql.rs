@@ -1,0 +1,298 @@
+//! `sb sql --local DIR`: a SQL shell on a node running inside this process, over the
+//! data directory DIR (created when missing). The same compiler, sandbox and
+//! storage a node uses; the networked shell (`sb sql --connect`) arrives with the
+//! transport.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use scratchbird_host::{Sandbox, SandboxLimits};
+use scratchbird_node::{LocalSession, Outcome, display_value, open_storage};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a header.
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON object per row.
+    Json,
+}
+
+/// Arguments of `sb sql`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Run a node in this process over the data directory DIR (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub local: PathBuf,
+    /// Run these statements and exit (instead of the interactive shell).
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub command: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "command"
+    )]
+    pub file: Option<PathBuf>,
+    /// How to print rows.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Print how long each statement took and what the sandbox did.
+    #[arg(long)]
+    pub timing: bool,
+    /// Stop a query after this many milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 600_000)]
+    pub timeout_ms: u64,
+    /// Sandbox memory limit per query, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512)]
+    pub memory_mib: usize,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
+    use scratchbird_types::Value as V;
+    match v {
+        V::Null => serde_json::Value::Null,
+        V::Boolean(b) => serde_json::Value::Bool(*b),
+        V::SmallInt(x) => (*x).into(),
+        V::Integer(x) => (*x).into(),
+        V::BigInt(x) => (*x).into(),
+        V::Double(x) => serde_json::Number::from_f64(*x)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        other => serde_json::Value::String(display_value(other)),
+    }
+}
+
+fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()> {
+    match o {
+        Outcome::Rows {
+            columns,
+            batches,
+            stats,
+        } => {
+            let mut rows: Vec<Vec<scratchbird_types::Value>> = Vec::new();
+            for b in batches {
+                rows.extend(b.rows()?);
+            }
+            match format {
+                Format::Table => {
+                    let text: Vec<Vec<String>> = rows
+                        .iter()
+                        .map(|r| r.iter().map(display_value).collect())
+                        .collect();
+                    let mut w: Vec<usize> =
+                        columns.iter().map(|(n, _)| n.chars().count()).collect();
+                    for r in &text {
+                        for (i, c) in r.iter().enumerate() {
+                            if let Some(x) = w.get_mut(i) {
+                                *x = (*x).max(c.chars().count());
+                            }
+                        }
+                    }
+                    let line = |cells: Vec<String>| {
+                        cells
+                            .iter()
+                            .zip(&w)
+                            .map(|(c, w)| format!("{c:<w$}"))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                            .trim_end()
+                            .to_owned()
+                    };
+                    say!("{}", line(columns.iter().map(|(n, _)| n.clone()).collect()));
+                    say!(
+                        "{}",
+                        w.iter()
+                            .map(|w| "-".repeat(*w))
+                            .collect::<Vec<_>>()
+                            .join("-+-")
+                    );
+                    for r in text {
+                        say!("{}", line(r));
+                    }
+                    say!(
+                        "({} row{})",
+                        rows.len(),
+                        if rows.len() == 1 { "" } else { "s" }
+                    );
+                }
+                Format::Csv => {
+                    say!(
+                        "{}",
+                        columns
+                            .iter()
+                            .map(|(n, _)| csv_field(n))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                    for r in &rows {
+                        say!(
+                            "{}",
+                            r.iter()
+                                .map(|v| if v.is_null() {
+                                    String::new()
+                                } else {
+                                    csv_field(&display_value(v))
+                                })
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        );
+                    }
+                }
+                Format::Json => {
+                    for r in &rows {
+                        let obj: serde_json::Map<String, serde_json::Value> = columns
+                            .iter()
+                            .zip(r)
+                            .map(|((n, _), v)| (n.clone(), json_value(v)))
+                            .collect();
+                        say!("{}", serde_json::Value::Object(obj));
+                    }
+                }
+            }
+            if let Some(ms) = timing {
+                eprintln!(
+                    "time: {ms:.3} ms; scanned {} rows, returned {}, sandbox memory {} KiB{}",
+                    stats.rows_scanned,
+                    stats.rows_returned,
+                    stats.memory_bytes / 1024,
+                    if stats.cached { ", cached module" } else { "" }
+                );
+            }
+        }
+        Outcome::Written { verb, rows, .. } => {
+            say!("{verb} {rows}");
+            if let Some(ms) = timing {
+                eprintln!("time: {ms:.3} ms");
+            }
+        }
+        Outcome::Done(what) => say!("{what}"),
+        Outcome::Explain(text) => {
+            for l in text.lines() {
+                say!("{l}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
+    let started = Instant::now();
+    match session.execute(sql) {
+        Ok(outs) => {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            for o in &outs {
+                if let Err(e) = print_outcome(o, args.format, args.timing.then_some(ms)) {
+                    eprintln!("error: {e:#}");
+                    return false;
+                }
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("{}", e.render(sql));
+            false
+        }
+    }
+}
+
+/// Whether `buf` ends a statement: a `;` outside quotes at the end.
+fn complete(buf: &str) -> bool {
+    let mut in_str = false;
+    let mut last = None;
+    for c in buf.chars() {
+        if c == '\'' {
+            in_str = !in_str;
+        }
+        if !c.is_whitespace() {
+            last = Some(c);
+        }
+    }
+    !in_str && last == Some(';')
+}
+
+/// Runs `sb sql`.
+///
+/// # Errors
+/// The data directory could not be opened, or (non-interactive) a statement failed.
+pub fn run(args: &SqlArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.local)
+        .with_context(|| format!("creating the data directory {}", args.local.display()))?;
+    let storage = open_storage(&args.local)
+        .with_context(|| format!("opening the data directory {}", args.local.display()))?;
+    let limits = SandboxLimits {
+        timeout_ms: args.timeout_ms,
+        memory_bytes_max: args.memory_mib.saturating_mul(1 << 20),
+        ..SandboxLimits::default()
+    };
+    let cache = args.local.join("module-cache");
+    let sandbox = Sandbox::new(limits, Some(&cache)).context("starting the sandbox")?;
+    let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
+    if let Some(sql) = &args.command {
+        if !run_text(&mut session, sql, args) {
+            anyhow::bail!("the statement failed");
+        }
+        return Ok(());
+    }
+    if let Some(f) = &args.file {
+        let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        if !run_text(&mut session, &sql, args) {
+            anyhow::bail!("a statement in {} failed", f.display());
+        }
+        return Ok(());
+    }
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!(
+            "ScratchBird {} — local node over {}. End statements with ';'. \\q quits.",
+            env!("CARGO_PKG_VERSION"),
+            args.local.display()
+        );
+    }
+    let stdin = std::io::stdin();
+    let mut buf = String::new();
+    let mut ok = true;
+    loop {
+        if tty {
+            eprint!("{}", if buf.is_empty() { "sb> " } else { "..> " });
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        if stdin
+            .lock()
+            .read_line(&mut line)
+            .context("reading standard input")?
+            == 0
+        {
+            break;
+        }
+        if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            break;
+        }
+        buf.push_str(&line);
+        if complete(&buf) {
+            ok &= run_text(&mut session, &buf, args);
+            buf.clear();
+        }
+    }
+    if !buf.trim().is_empty() {
+        ok &= run_text(&mut session, &buf, args);
+    }
+    if !tty && !ok {
+        anyhow::bail!("a statement failed");
+    }
+    Ok(())
+}
