@@ -917,7 +917,7 @@ impl<'c> Binder<'c> {
             let key_map: Vec<(BExpr, ColId)> = keys.iter().map(|(c, e)| (e.clone(), *c)).collect();
             let agg_out: std::collections::HashSet<ColId> = rel.output().into_iter().collect();
             let finish = |this: &Self, b: BExpr, at: &Expr| -> Result<BExpr, CompileError> {
-                let b = replace_keys(b, &key_map, this);
+                let b = replace_keys(crate::fold::fold(b), &key_map, this);
                 let mut cols = Vec::new();
                 b.columns(&mut cols);
                 if let Some(bad) = cols.iter().find(|c| !agg_out.contains(c)) {

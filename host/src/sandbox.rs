@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wasmtime::{
     Caller, Config, Engine, InstanceAllocationStrategy, Linker, Memory, Module, OptLevel,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 
 /// A validated, compiled module.
@@ -122,10 +122,52 @@ struct HostState {
     outputs: Vec<Arc<BatchLayout>>,
     targets: Vec<Option<Target>>,
     sink: ResultSink,
-    limits: StoreLimits,
+    limits: Limiter,
     stats: ExecStats,
     error: Option<HostError>,
     result_bytes_max: usize,
+}
+
+/// The per-execution resource limits; remembers a refused memory growth so the
+/// error names the real cause.
+struct Limiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory_bytes;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
 }
 
 /// Marks a host function's failure; the real error waits in `HostState::error`.
@@ -324,13 +366,11 @@ impl Sandbox {
             outputs,
             targets: prepared.manifest.writes.iter().map(|_| None).collect(),
             sink,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes_max)
-                .table_elements(self.limits.table_elements_max)
-                .instances(1)
-                .tables(1)
-                .memories(1)
-                .build(),
+            limits: Limiter {
+                memory_bytes: self.limits.memory_bytes_max,
+                table_elements: self.limits.table_elements_max,
+                denied: false,
+            },
             stats: ExecStats::default(),
             error: None,
             result_bytes_max: self.limits.result_bytes_max,
@@ -343,6 +383,10 @@ impl Sandbox {
         let mut state = store.into_data();
         let result = match result {
             Ok(()) => Ok(()),
+            // a refused memory growth explains whatever the guest did next
+            Err(_) if state.limits.denied => Err(HostError::Memory {
+                bytes: self.limits.memory_bytes_max,
+            }),
             Err(e) => Err(state.error.take().unwrap_or_else(|| self.classify(&e))),
         };
         let result = result.map_err(|e| match e {

@@ -1,0 +1,407 @@
+//! Hostile modules: each is refused before it runs or stopped with a clear error,
+//! and after every one the same sandbox still runs a well-behaved module.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use scratchbird_guest_ops::abi::{
+    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
+};
+use scratchbird_guest_ops::emit::emit;
+use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
+use scratchbird_host::{HostError, Sandbox, SandboxLimits};
+use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
+use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
+use scratchbird_types::{SqlType, TableId, Value};
+use std::sync::Arc;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    storage: Storage,
+    table: TableId,
+    sandbox: Sandbox,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(
+        dir.path(),
+        StorageConfig::new(Arc::new(ManualEnv::new(1_000_000, 3))),
+    )
+    .unwrap();
+    let mut t = storage.begin(TxnOptions::snapshot()).unwrap();
+    let table = t
+        .create_table(&TableSpec {
+            name: "t".into(),
+            columns: vec![ColumnSpec::new("a", SqlType::BigInt).not_null()],
+            primary_key: vec!["a".into()],
+        })
+        .unwrap();
+    for i in 0..3000 {
+        t.insert(table, vec![Value::BigInt(i)]).unwrap();
+    }
+    t.commit().unwrap();
+    let limits = SandboxLimits {
+        timeout_ms: 300,
+        memory_bytes_max: 64 << 20,
+        stack_bytes: 256 << 10,
+        ..SandboxLimits::default()
+    };
+    let sandbox = Sandbox::new(limits, None).unwrap();
+    Fixture {
+        _dir: dir,
+        storage,
+        table,
+        sandbox,
+    }
+}
+
+fn manifest(f: &Fixture) -> PlanManifest {
+    let t = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let cat = t.catalog().unwrap();
+    let def = cat.table(f.table).unwrap();
+    PlanManifest {
+        abi: ABI_VERSION,
+        scans: vec![ScanDecl {
+            table: f.table,
+            columns: vec![ScanColumn {
+                id: def.columns[0].id,
+                ty: SqlType::BigInt,
+            }],
+            range: ScanRangeDecl::All,
+            with_keys: false,
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+        outputs: vec![OutputDecl {
+            names: vec!["n".into()],
+            types: vec![SqlType::BigInt],
+            rows_max: 8,
+            heap_bytes: 0,
+        }],
+        writes: vec![],
+    }
+}
+
+/// A module from text, with a plan section appended.
+fn module(wat: &str, m: &PlanManifest) -> Vec<u8> {
+    let mut bytes = wat::parse_str(wat).unwrap();
+    let data = m.to_cbor().unwrap();
+    let name = b"sb.plan";
+    let mut payload = Vec::new();
+    leb(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&data);
+    bytes.push(0);
+    leb(&mut bytes, payload.len() as u64);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+fn leb(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn run(f: &Fixture, bytes: &[u8]) -> Result<u64, HostError> {
+    let (p, _) = f.sandbox.prepare(bytes)?;
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let rows = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let r2 = rows.clone();
+    let (txn, r) = f.sandbox.run(
+        &p,
+        txn,
+        Box::new(move |b| {
+            r2.set(r2.get() + b.row_count() as u64);
+            Ok(())
+        }),
+    );
+    txn.rollback().unwrap();
+    r.map(|_| rows.get())
+}
+
+/// The well-behaved module: SELECT count(*) FROM t.
+fn healthy(f: &Fixture) {
+    let prog = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::Aggregate {
+                input: Box::new(Op::Scan {
+                    scan: 0,
+                    nullable: vec![false],
+                }),
+                keys: vec![],
+                aggs: vec![AggCall {
+                    func: AggFunc::CountStar,
+                    arg: None,
+                }],
+            },
+            Sink::Output(0),
+        )],
+    };
+    let bytes = emit(&prog, &manifest(f)).unwrap();
+    let (p, _) = f.sandbox.prepare(&bytes).unwrap();
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g2 = got.clone();
+    let (txn, r) = f.sandbox.run(
+        &p,
+        txn,
+        Box::new(move |b| {
+            g2.borrow_mut().extend(b.rows().unwrap());
+            Ok(())
+        }),
+    );
+    txn.rollback().unwrap();
+    r.unwrap();
+    assert_eq!(*got.borrow(), vec![vec![Value::BigInt(3000)]]);
+}
+
+const IMPORTS: &str = r#"
+  (import "sb" "scan_open" (func $open (param i32) (result i32)))
+  (import "sb" "scan_next" (func $next (param i32 i32 i32 i32 i32) (result i32)))
+  (import "sb" "emit" (func $emit (param i32 i32 i32)))
+"#;
+
+fn wrap(body: &str) -> String {
+    format!("(module {IMPORTS} (memory (export \"memory\") 2 16384) {body})")
+}
+
+fn refused(e: &HostError, what: &str) {
+    match e {
+        HostError::Refused(m) => {
+            assert!(m.contains(what), "refusal '{m}' does not mention '{what}'")
+        }
+        other => panic!("expected a refusal mentioning '{what}', got {other:?}"),
+    }
+}
+
+#[test]
+fn a_module_that_loops_forever_is_stopped_at_its_deadline() {
+    let f = fixture();
+    let m = manifest(&f);
+    let e = run(
+        &f,
+        &module(&wrap(r#"(func (export "sb_main") (loop $l (br $l)))"#), &m),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HostError::Timeout { ms: 300 }), "{e:?}");
+    assert!(e.to_string().contains("time limit"));
+    healthy(&f);
+}
+
+#[test]
+fn a_module_that_grows_memory_without_bound_hits_the_memory_limit() {
+    let f = fixture();
+    let m = manifest(&f);
+    let e = run(
+        &f,
+        &module(
+            &wrap(
+                r#"(func (export "sb_main")
+                     (loop $l
+                       (if (i32.eq (memory.grow (i32.const 256)) (i32.const -1)) (then unreachable))
+                       (br $l)))"#,
+            ),
+            &m,
+        ),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HostError::Memory { .. }), "{e:?}");
+    healthy(&f);
+}
+
+#[test]
+fn a_module_that_recurses_without_bound_exhausts_its_stack() {
+    let f = fixture();
+    let m = manifest(&f);
+    let e = run(
+        &f,
+        &module(
+            &wrap(r#"(func $r (param i64) (result i64) (call $r (i64.add (local.get 0) (i64.const 1)))) (func (export "sb_main") (drop (call $r (i64.const 0))))"#),
+            &m,
+        ),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HostError::Stack), "{e:?}");
+    healthy(&f);
+}
+
+#[test]
+fn out_of_range_pointers_and_lengths_end_the_execution_not_the_host() {
+    let f = fixture();
+    let m = manifest(&f);
+    let layout_len = m.scans[0].layout().unwrap().total_bytes();
+    let out_len = m.outputs[0].layout().unwrap().total_bytes();
+    let cases = [
+        // buffer past the end of memory
+        format!("(call $next (call $open (i32.const 0)) (i32.const 131000) (i32.const {layout_len}) (i32.const 0) (i32.const 0))"),
+        // negative pointer
+        format!("(call $next (call $open (i32.const 0)) (i32.const -16) (i32.const {layout_len}) (i32.const 0) (i32.const 0))"),
+        // length that is not the declared layout's
+        "(call $next (call $open (i32.const 0)) (i32.const 1024) (i32.const 17) (i32.const 0) (i32.const 0))".to_owned(),
+        // a handle that was never opened
+        format!("(call $next (i32.const 7) (i32.const 1024) (i32.const {layout_len}) (i32.const 0) (i32.const 0))"),
+        // a key buffer for a scan declared without keys
+        format!("(call $next (call $open (i32.const 0)) (i32.const 1024) (i32.const {layout_len}) (i32.const 100000) (i32.const 64))"),
+        // a scan the manifest does not declare
+        "(call $open (i32.const 5))".to_owned(),
+    ];
+    for c in &cases {
+        let body = format!("(func (export \"sb_main\") (drop {c}))");
+        let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
+        assert!(matches!(e, HostError::Abi(_)), "{c}: {e:?}");
+        healthy(&f);
+    }
+    // emit: an undeclared output, a batch outside memory, a forged header
+    let emits = [
+        format!("(call $emit (i32.const 3) (i32.const 1024) (i32.const {out_len}))"),
+        format!("(call $emit (i32.const 0) (i32.const 131070) (i32.const {out_len}))"),
+        format!(
+            "(i32.store (i32.const 1024) (i32.const 1000)) (i32.store (i32.const 1028) (i32.const 1)) (i32.store (i32.const 1036) (i32.const 1)) (call $emit (i32.const 0) (i32.const 1024) (i32.const {out_len}))"
+        ),
+    ];
+    for c in &emits {
+        let body = format!("(func (export \"sb_main\") {c})");
+        let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
+        assert!(matches!(e, HostError::Abi(_)), "{c}: {e:?}");
+        healthy(&f);
+    }
+}
+
+#[test]
+fn modules_outside_the_abi_are_refused_before_they_run() {
+    let f = fixture();
+    let m = manifest(&f);
+    // not WebAssembly at all
+    refused(
+        &f.sandbox.prepare(b"\0asm\x01\0\0\0garbage").unwrap_err(),
+        "not valid WebAssembly",
+    );
+    refused(
+        &f.sandbox.prepare(b"SELECT 1").unwrap_err(),
+        "not valid WebAssembly",
+    );
+    // an import that is not in the ABI (WASI, or a made-up host function)
+    let wasi = module(
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1) (func (export "sb_main")))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&wasi).unwrap_err(), "only \"sb\"");
+    let made_up = module(
+        r#"(module (import "sb" "read_raw_row" (func (param i32) (result i32)))
+            (memory (export "memory") 1) (func (export "sb_main")))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&made_up).unwrap_err(), "not in the ABI");
+    // an ABI import with another signature
+    let wrong_sig = module(
+        r#"(module (import "sb" "scan_next" (func (param i64) (result i32)))
+            (memory (export "memory") 1) (func (export "sb_main")))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&wrong_sig).unwrap_err(), "signature");
+    // imported memory or table
+    let imported_memory = module(
+        r#"(module (import "sb" "memory" (memory 1)) (func (export "sb_main")))"#,
+        &m,
+    );
+    assert!(matches!(
+        f.sandbox.prepare(&imported_memory).unwrap_err(),
+        HostError::Refused(_)
+    ));
+    // a start function
+    let start = module(
+        r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "sb_main")))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&start).unwrap_err(), "start function");
+    // too much initial memory
+    let huge = module(
+        r#"(module (memory (export "memory") 16000) (func (export "sb_main")))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&huge).unwrap_err(), "initial memory");
+    // no plan section
+    let bare = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#)
+        .unwrap();
+    refused(&f.sandbox.prepare(&bare).unwrap_err(), "sb.plan");
+    // a plan for another ABI version
+    let mut other = m.clone();
+    other.abi = ABI_VERSION + 1;
+    let v2 = module(
+        r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#,
+        &other,
+    );
+    refused(&f.sandbox.prepare(&v2).unwrap_err(), "ABI version");
+    // an entry point with the wrong type, or none
+    let bad_entry = module(
+        r#"(module (memory (export "memory") 1) (func (export "sb_main") (param i32)))"#,
+        &m,
+    );
+    refused(&f.sandbox.prepare(&bad_entry).unwrap_err(), "entry point");
+    let no_entry = module(r#"(module (memory (export "memory") 1) (func))"#, &m);
+    refused(&f.sandbox.prepare(&no_entry).unwrap_err(), "sb_main");
+    // threads / shared memory
+    let shared = module(
+        r#"(module (memory (export "memory") 1 1 shared) (func (export "sb_main")))"#,
+        &m,
+    );
+    assert!(matches!(
+        f.sandbox.prepare(&shared).unwrap_err(),
+        HostError::Refused(_)
+    ));
+    healthy(&f);
+}
+
+#[test]
+fn a_guest_error_is_reported_with_its_sql_meaning() {
+    let f = fixture();
+    let m = manifest(&f);
+    let e = run(
+        &f,
+        &module(
+            &format!(
+                "(module {IMPORTS} (import \"sb\" \"write\" (func (param i32 i32 i32) (result i64))) (import \"sb\" \"fail\" (func $fail (param i32 i32 i32))) (memory (export \"memory\") 1) (func (export \"sb_main\") (call $fail (i32.const 2) (i32.const 0) (i32.const 0))))"
+            ),
+            &m,
+        ),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("division by zero"), "{e}");
+    let e = run(
+        &f,
+        &module(
+            &format!(
+                "(module {IMPORTS} (import \"sb\" \"write\" (func (param i32 i32 i32) (result i64))) (import \"sb\" \"fail\" (func $fail (param i32 i32 i32))) (memory (export \"memory\") 1) (func (export \"sb_main\") (call $fail (i32.const 99) (i32.const 0) (i32.const 0))))"
+            ),
+            &m,
+        ),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HostError::Abi(_)), "{e:?}");
+    healthy(&f);
+}
+
+#[test]
+fn a_compiled_module_is_served_from_the_cache() {
+    let f = fixture();
+    let m = manifest(&f);
+    let bytes = module(&wrap(r#"(func (export "sb_main"))"#), &m);
+    let (a, cached_a) = f.sandbox.prepare(&bytes).unwrap();
+    let (b, cached_b) = f.sandbox.prepare(&bytes).unwrap();
+    assert!(!cached_a && cached_b);
+    assert_eq!(a.hash, b.hash);
+    assert_eq!(a.hash, *blake3::hash(&bytes).as_bytes());
+}
