@@ -295,6 +295,27 @@ impl Gen {
     }
 
     fn and_or(&mut self, l: &Expr, r: &Expr, t: &[Val], and: bool) -> Result<Val, EmitError> {
+        if !may_be_null(l, t) && !may_be_null(r, t) {
+            // two-valued: plain short-circuit
+            let a = self.expr(l, t)?;
+            self.want(&a, Prim::Bool)?;
+            let out = self.fresh(Prim::Bool, false);
+            self.f.get(a.v);
+            self.f.set(out.v);
+            self.f.get(a.v);
+            if and {
+                self.f.if_();
+            } else {
+                self.f.i(I::I32Eqz);
+                self.f.if_();
+            }
+            let b = self.expr(r, t)?;
+            self.want(&b, Prim::Bool)?;
+            self.f.get(b.v);
+            self.f.set(out.v);
+            self.f.end();
+            return Ok(out);
+        }
         let a = self.expr(l, t)?;
         self.want(&a, Prim::Bool)?;
         let out = self.fresh(Prim::Bool, true);
@@ -1220,6 +1241,21 @@ impl Gen {
         f.i(I::Select);
         f.i(I::Call(mk));
         f.set(out.v);
+    }
+}
+
+/// Whether `e` can be NULL over tuple `t` (conservative: `true` when unsure).
+fn may_be_null(e: &Expr, t: &[Val]) -> bool {
+    match e {
+        Expr::Col(i) => t.get(*i).is_none_or(|v| v.null.is_some()),
+        Expr::Lit(l) => matches!(l, Lit::Null(_)),
+        Expr::Arith { l, r, .. } | Expr::Cmp { l, r, .. } | Expr::And(l, r) | Expr::Or(l, r) => {
+            may_be_null(l, t) || may_be_null(r, t)
+        }
+        Expr::Neg(_, a) | Expr::Not(a) | Expr::Cast(_, a) => may_be_null(a, t),
+        Expr::IsNull(_) => false,
+        Expr::Call { args, .. } => args.iter().any(|a| may_be_null(a, t)),
+        Expr::Case { .. } | Expr::Init(_) | Expr::InSet(..) => true,
     }
 }
 

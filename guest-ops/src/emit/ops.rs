@@ -4,7 +4,7 @@ use super::expr::cast_types;
 use super::fb::{Fb, mem};
 use super::rt::{Helper, fail};
 use super::{EMIT_FN, EmitError, G_TEMP, Gen, SCAN_NEXT_FN, SCAN_OPEN_FN, Val, WRITE_FN};
-use crate::abi::ErrorCode;
+use crate::abi::{ErrorCode, ScanDecl};
 use crate::plan::{
     AggCall, AggFunc, CmpOp, Expr, Func, JoinKind, Lit, Op, Prim, Sink, SortKey, prim_of,
 };
@@ -24,6 +24,16 @@ const DIR_INITIAL: i32 = 1024;
 type PtrVec = (u32, u32, u32);
 
 type Consume<'a> = dyn FnMut(&mut Gen, &[Val]) -> Result<(), EmitError> + 'a;
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::And(a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
+        }
+        other => out.push(other),
+    }
+}
 
 /// The register type of each output slot of `op`.
 fn expr_prim(e: &Expr, input: &[Prim]) -> Result<Prim, EmitError> {
@@ -193,17 +203,22 @@ impl Gen {
             Op::Scan { scan, nullable } => self.scan(*scan, nullable, consume),
             Op::Values { prims, rows } => self.values(prims, rows, consume),
             Op::Filter { input, pred } => self.produce(input, &mut |g, t| {
-                let p = g.expr(pred, t)?;
-                if p.prim != Prim::Bool {
-                    return Err(EmitError::Plan("a filter that is not boolean".into()));
+                // a row passes only if every conjunct is TRUE: test them in turn
+                let mut conj = Vec::new();
+                conjuncts(pred, &mut conj);
+                for c in conj {
+                    let p = g.expr(c, t)?;
+                    if p.prim != Prim::Bool {
+                        return Err(EmitError::Plan("a filter that is not boolean".into()));
+                    }
+                    g.f.get(p.v);
+                    g.f.i(I::I32Eqz);
+                    if let Some(n) = p.null {
+                        g.f.get(n);
+                        g.f.i(I::I32Or);
+                    }
+                    g.br_cont()?;
                 }
-                g.f.get(p.v);
-                g.f.i(I::I32Eqz);
-                if let Some(n) = p.null {
-                    g.f.get(n);
-                    g.f.i(I::I32Or);
-                }
-                g.br_cont()?;
                 consume(g, t)
             }),
             Op::Project { input, exprs } => self.produce(input, &mut |g, t| {
@@ -328,32 +343,84 @@ impl Gen {
         self.f.get(n);
         self.f.i(I::I32Eqz);
         self.f.br_if(done);
+        // Per batch: when no nullable column has a NULL in it, run a loop that
+        // checks no NULL flags (and handles four rows per iteration, so the
+        // deadline check at the loop head is paid once per four rows).
+        let nullable_cols: Vec<usize> = (0..decl.columns.len())
+            .filter(|c| nullable.get(*c).copied().unwrap_or(true))
+            .collect();
+        let all_valid = self.f.local(ValType::I32);
+        if nullable_cols.is_empty() {
+            self.f.set_i32(all_valid, 1);
+        } else {
+            let h = self.helper(Helper::AllValid);
+            self.f.set_i32(all_valid, 1);
+            for c in &nullable_cols {
+                let vr = layout
+                    .validity_range(*c)
+                    .ok_or_else(|| EmitError::Plan("batch column out of range".into()))?;
+                self.f.get(all_valid);
+                self.f.i32c((buf + vr.start as u32) as i32);
+                self.f.get(n);
+                self.f.i(I::Call(h));
+                self.f.i(I::I32And);
+                self.f.set(all_valid);
+            }
+        }
         self.f.set_i32(i, 0);
+        self.f.get(all_valid);
+        self.f.if_();
+        // null-free: four rows per iteration, then the rest one by one
+        {
+            let quads = self.f.block();
+            let ql = self.f.loop_();
+            self.f.get(i);
+            self.f.i32c(4);
+            self.f.i(I::I32Add);
+            self.f.get(n);
+            self.f.i(I::I32GtU);
+            self.f.br_if(quads);
+            for k in 0..4 {
+                self.scan_row(&decl, &layout, buf, keys.as_ref(), &[], i, k, consume)?;
+            }
+            self.f.get(i);
+            self.f.i32c(4);
+            self.f.i(I::I32Add);
+            self.f.set(i);
+            self.f.br(ql);
+            self.f.end();
+            self.f.end();
+            self.scan_rows_one_by_one(&decl, &layout, buf, keys.as_ref(), &[], i, n, consume)?;
+        }
+        self.f.else_();
+        self.scan_rows_one_by_one(&decl, &layout, buf, keys.as_ref(), &nullable_cols, i, n, consume)?;
+        self.f.end();
+        self.f.br(batch);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    /// Rows `i..n` of the batch, one per iteration.
+    #[expect(clippy::too_many_arguments, reason = "the scan's batch description")]
+    fn scan_rows_one_by_one(
+        &mut self,
+        decl: &ScanDecl,
+        layout: &BatchLayout,
+        buf: u32,
+        keys: Option<&(BatchLayout, u32, u32)>,
+        nullable: &[usize],
+        i: u32,
+        n: u32,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
         let rows_done = self.f.block();
         let rowl = self.f.loop_();
         self.f.get(i);
         self.f.get(n);
         self.f.i(I::I32GeU);
         self.f.br_if(rows_done);
-        let next = self.f.block();
-        let mut t = Vec::with_capacity(decl.columns.len() + 1);
-        for (c, col) in decl.columns.iter().enumerate() {
-            t.push(self.load_batch_col(
-                &layout,
-                buf,
-                c,
-                &col.ty,
-                nullable.get(c).copied().unwrap_or(true),
-                i,
-            )?);
-        }
-        if let Some((kl, kb, _)) = &keys {
-            t.push(self.load_batch_col(kl, *kb, 0, &SqlType::Blob, false, i)?);
-        }
-        self.cont.push(next);
-        consume(self, &t)?;
-        self.cont.pop();
-        self.f.end();
+        self.scan_row(decl, layout, buf, keys, nullable, i, 0, consume)?;
         self.f.get(i);
         self.f.i32c(1);
         self.f.i(I::I32Add);
@@ -361,8 +428,43 @@ impl Gen {
         self.f.br(rowl);
         self.f.end();
         self.f.end();
-        self.f.br(batch);
-        self.f.end();
+        Ok(())
+    }
+
+    /// Row `i + k` of the batch: its columns into locals, then the consumer.
+    #[expect(clippy::too_many_arguments, reason = "the scan's batch description")]
+    fn scan_row(
+        &mut self,
+        decl: &ScanDecl,
+        layout: &BatchLayout,
+        buf: u32,
+        keys: Option<&(BatchLayout, u32, u32)>,
+        nullable: &[usize],
+        i: u32,
+        k: i32,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let row = if k == 0 {
+            i
+        } else {
+            let r = self.f.local(ValType::I32);
+            self.f.get(i);
+            self.f.i32c(k);
+            self.f.i(I::I32Add);
+            self.f.set(r);
+            r
+        };
+        let next = self.f.block();
+        let mut t = Vec::with_capacity(decl.columns.len() + 1);
+        for (c, col) in decl.columns.iter().enumerate() {
+            t.push(self.load_batch_col(layout, buf, c, &col.ty, nullable.contains(&c), row)?);
+        }
+        if let Some((kl, kb, _)) = keys {
+            t.push(self.load_batch_col(kl, *kb, 0, &SqlType::Blob, false, row)?);
+        }
+        self.cont.push(next);
+        consume(self, &t)?;
+        self.cont.pop();
         self.f.end();
         Ok(())
     }

@@ -44,6 +44,8 @@ pub(crate) enum Helper {
     FmtDec,
     /// `(p l scale i32) -> i64` parse decimal text (fails on bad input).
     ParseDec,
+    /// `(validity n) -> i32` 1 if bits 0..n of a validity bitmap are all set.
+    AllValid,
 }
 
 impl Helper {
@@ -62,6 +64,7 @@ impl Helper {
             Self::Days => (vec![I32, I32, I32], vec![I32]),
             Self::FmtDec => (vec![I64, I32], vec![I32, I32]),
             Self::ParseDec => (vec![I32, I32, I32], vec![I64]),
+            Self::AllValid => (vec![I32, I32], vec![I32]),
         }
     }
 }
@@ -99,6 +102,7 @@ impl Gen {
             Helper::Days => h_days(),
             Helper::FmtDec => self.h_fmtdec(),
             Helper::ParseDec => h_parsedec(),
+            Helper::AllValid => h_allvalid(),
         }
     }
 
@@ -517,6 +521,107 @@ impl Gen {
         f.i(I::I32Sub);
         f
     }
+}
+
+fn h_allvalid() -> Fb {
+    // (p n): whole 64-bit words, then whole bytes, then the last bits
+    let mut f = Fb::new(2);
+    let j = f.local(ValType::I32);
+    let words = f.local(ValType::I32);
+    let bytes = f.local(ValType::I32);
+    f.get(1);
+    f.i32c(6);
+    f.i(I::I32ShrU);
+    f.set(words);
+    let wd = f.block();
+    let wl = f.loop_();
+    f.get(j);
+    f.get(words);
+    f.i(I::I32GeU);
+    f.br_if(wd);
+    f.get(0);
+    f.get(j);
+    f.i32c(3);
+    f.i(I::I32Shl);
+    f.i(I::I32Add);
+    f.i(I::I64Load(mem(0, 0)));
+    f.i64c(-1);
+    f.i(I::I64Ne);
+    f.if_();
+    f.i32c(0);
+    f.i(I::Return);
+    f.end();
+    f.get(j);
+    f.i32c(1);
+    f.i(I::I32Add);
+    f.set(j);
+    f.br(wl);
+    f.end();
+    f.end();
+    // whole bytes after the words
+    f.get(words);
+    f.i32c(3);
+    f.i(I::I32Shl);
+    f.set(j);
+    f.get(1);
+    f.i32c(3);
+    f.i(I::I32ShrU);
+    f.set(bytes);
+    let bd = f.block();
+    let bl = f.loop_();
+    f.get(j);
+    f.get(bytes);
+    f.i(I::I32GeU);
+    f.br_if(bd);
+    f.get(0);
+    f.get(j);
+    f.i(I::I32Add);
+    load8(&mut f);
+    f.i32c(0xFF);
+    f.i(I::I32Ne);
+    f.if_();
+    f.i32c(0);
+    f.i(I::Return);
+    f.end();
+    f.get(j);
+    f.i32c(1);
+    f.i(I::I32Add);
+    f.set(j);
+    f.br(bl);
+    f.end();
+    f.end();
+    // the last bits
+    f.get(1);
+    f.i32c(7);
+    f.i(I::I32And);
+    f.if_();
+    f.get(0);
+    f.get(bytes);
+    f.i(I::I32Add);
+    load8(&mut f);
+    f.i32c(1);
+    f.get(1);
+    f.i32c(7);
+    f.i(I::I32And);
+    f.i(I::I32Shl);
+    f.i32c(1);
+    f.i(I::I32Sub);
+    f.i(I::I32And);
+    f.i32c(1);
+    f.get(1);
+    f.i32c(7);
+    f.i(I::I32And);
+    f.i(I::I32Shl);
+    f.i32c(1);
+    f.i(I::I32Sub);
+    f.i(I::I32Ne);
+    f.if_();
+    f.i32c(0);
+    f.i(I::Return);
+    f.end();
+    f.end();
+    f.i32c(1);
+    f
 }
 
 fn h_hash() -> Fb {

@@ -1,0 +1,121 @@
+//! Query benches: the latency of a cold query (SQL compiled, module validated and
+//! compiled by cranelift, instantiated, first batch) and of a cached one; Q6 in the
+//! sandbox against the same plan hand-written in native Rust over the same storage
+//! batches. The 10 M-row comparison with PostgreSQL is `query-compare`. Figures and
+//! commands: benches/README.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark code"
+)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use scratchbird_benches::{load_lineitem, open_store};
+use scratchbird_host::{Sandbox, SandboxLimits};
+use scratchbird_node::{LocalSession, catalog_of};
+use scratchbird_storage::scan::ScanSpec;
+use scratchbird_storage::{Durability, Storage, TxnOptions};
+use scratchbird_types::TableId;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const ROWS: u64 = 1_000_000;
+
+const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
+    WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
+    AND discount BETWEEN 0.05 AND 0.07 AND quantity < 24";
+
+fn native_q6(store: &Storage, table: TableId) -> i128 {
+    let t = store.begin(TxnOptions::snapshot().read_only()).unwrap();
+    let mut scan = t.scan(ScanSpec::full(table, vec![1, 2, 3, 7])).unwrap();
+    let layout = scan.layout(1024, 0).unwrap();
+    let mut buf = vec![0u8; layout.total_bytes()];
+    let (q, p, d, s) = (
+        layout.values_range(0).unwrap(),
+        layout.values_range(1).unwrap(),
+        layout.values_range(2).unwrap(),
+        layout.values_range(3).unwrap(),
+    );
+    let mut revenue: i128 = 0;
+    loop {
+        let n = scan.next_batch(&layout, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        let col64 = |r: &std::ops::Range<usize>| {
+            buf[r.start..r.start + n * 8]
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+        };
+        let dates = buf[s.start..s.start + n * 4]
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()));
+        for (((qty, price), disc), date) in col64(&q).zip(col64(&p)).zip(col64(&d)).zip(dates) {
+            if (8766..9131).contains(&date) && (5..=7).contains(&disc) && qty < 2400 {
+                revenue += i128::from(price) * i128::from(disc);
+            }
+        }
+    }
+    revenue
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), Durability::NoFsync);
+    let table = load_lineitem(&store, ROWS);
+    let store = Arc::new(store);
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = LocalSession::new(store.clone(), sandbox.clone());
+    s.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, v INTEGER)").unwrap();
+    s.execute("INSERT INTO small VALUES (1, 10), (2, 20), (3, 30)").unwrap();
+
+    let mut g = c.benchmark_group("q6_1m_rows");
+    g.throughput(Throughput::Elements(ROWS));
+    g.sample_size(10);
+    g.bench_function("sandbox_sql", |b| b.iter(|| black_box(s.execute(Q6).unwrap())));
+    g.bench_function("native_rust_same_batches", |b| b.iter(|| black_box(native_q6(&store, table))));
+    g.finish();
+
+    let mut g = c.benchmark_group("query_latency");
+    // cold: every iteration compiles a new module (a different constant), so
+    // nothing comes from the cache
+    let n = AtomicU64::new(0);
+    g.bench_function("cold_sql_compile_instantiate_first_batch", |b| {
+        b.iter(|| {
+            let k = n.fetch_add(1, Ordering::Relaxed);
+            black_box(s.execute(&format!("SELECT v + {k} FROM small WHERE id < 3")).unwrap())
+        });
+    });
+    g.bench_function("cached_module_sql_included", |b| {
+        b.iter(|| black_box(s.execute("SELECT v + 1 FROM small WHERE id < 3").unwrap()));
+    });
+    // the module path alone: a compiled statement whose module is in the cache
+    let txn = store.begin(TxnOptions::snapshot()).unwrap();
+    let cat = catalog_of(&txn).unwrap();
+    drop(txn);
+    let parsed = scratchbird_compiler::parse("SELECT v + 1 FROM small WHERE id < 3").unwrap();
+    let compiled = match scratchbird_compiler::compile(&parsed[0], &cat).unwrap() {
+        scratchbird_compiler::Statement::Query(c) => c,
+        _ => unreachable!(),
+    };
+    g.bench_function("cached_module_instantiate_first_batch", |b| {
+        b.iter(|| {
+            let txn = store.begin(TxnOptions::snapshot().read_only()).unwrap();
+            let (txn, r) = s.run_streaming(&compiled, txn, Box::new(|_| Ok(())));
+            r.unwrap();
+            txn.rollback().unwrap();
+        });
+    });
+    g.bench_function("sql_to_module_only", |b| {
+        b.iter(|| {
+            let p = scratchbird_compiler::parse("SELECT v + 1 FROM small WHERE id < 3").unwrap();
+            black_box(scratchbird_compiler::compile(&p[0], &cat).unwrap())
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(query, benches);
+criterion_main!(query);
