@@ -68,14 +68,20 @@ fn benches(c: &mut Criterion) {
     let store = Arc::new(store);
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(store.clone(), sandbox.clone());
-    s.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, v INTEGER)").unwrap();
-    s.execute("INSERT INTO small VALUES (1, 10), (2, 20), (3, 30)").unwrap();
+    s.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, v INTEGER)")
+        .unwrap();
+    s.execute("INSERT INTO small VALUES (1, 10), (2, 20), (3, 30)")
+        .unwrap();
 
     let mut g = c.benchmark_group("q6_1m_rows");
     g.throughput(Throughput::Elements(ROWS));
     g.sample_size(10);
-    g.bench_function("sandbox_sql", |b| b.iter(|| black_box(s.execute(Q6).unwrap())));
-    g.bench_function("native_rust_same_batches", |b| b.iter(|| black_box(native_q6(&store, table))));
+    g.bench_function("sandbox_sql", |b| {
+        b.iter(|| black_box(s.execute(Q6).unwrap()))
+    });
+    g.bench_function("native_rust_same_batches", |b| {
+        b.iter(|| black_box(native_q6(&store, table)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("query_latency");
@@ -85,7 +91,10 @@ fn benches(c: &mut Criterion) {
     g.bench_function("cold_sql_compile_instantiate_first_batch", |b| {
         b.iter(|| {
             let k = n.fetch_add(1, Ordering::Relaxed);
-            black_box(s.execute(&format!("SELECT v + {k} FROM small WHERE id < 3")).unwrap())
+            black_box(
+                s.execute(&format!("SELECT v + {k} FROM small WHERE id < 3"))
+                    .unwrap(),
+            )
         });
     });
     g.bench_function("cached_module_sql_included", |b| {

@@ -171,7 +171,11 @@ fn main() -> Result<()> {
     let store = open_store(dir.path(), Durability::NoFsync);
     let started = Instant::now();
     let table = load_lineitem(&store, a.rows);
-    println!("loaded {} rows in {:.1} s", a.rows, started.elapsed().as_secs_f64());
+    println!(
+        "loaded {} rows in {:.1} s",
+        a.rows,
+        started.elapsed().as_secs_f64()
+    );
     let store = Arc::new(store);
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None)?);
     let mut s = LocalSession::new(store.clone(), sandbox);
@@ -184,15 +188,34 @@ fn main() -> Result<()> {
     let q6_native = best(a.runs, || native_q6(&store, table).0);
     // the native sum is at scale 4 (price x discount), as the SQL result
     let native_text = scratchbird_types::Decimal::new(native_rev, 4).to_string();
-    assert_eq!(q6_rows, vec![vec![native_text.clone()]], "sandbox and native Q6 disagree");
+    assert_eq!(
+        q6_rows,
+        vec![vec![native_text.clone()]],
+        "sandbox and native Q6 disagree"
+    );
 
     let n = a.rows as f64;
     println!("\n| query | engine | best of {} | rows/s |", a.runs);
     println!("|---|---|---|---|");
-    println!("| Q6 | ScratchBird sandbox (SQL -> wasm) | {:.1} ms | {:.1} M |", q6_sb * 1e3, n / q6_sb / 1e6);
-    println!("| Q6 | native Rust over the same storage batches | {:.1} ms | {:.1} M |", q6_native * 1e3, n / q6_native / 1e6);
-    println!("| Q1 | ScratchBird sandbox (SQL -> wasm) | {:.1} ms | {:.1} M |", q1_sb * 1e3, n / q1_sb / 1e6);
-    let mut ratios = vec![format!("sandbox / native, Q6: {:.2}x the time", q6_sb / q6_native)];
+    println!(
+        "| Q6 | ScratchBird sandbox (SQL -> wasm) | {:.1} ms | {:.1} M |",
+        q6_sb * 1e3,
+        n / q6_sb / 1e6
+    );
+    println!(
+        "| Q6 | native Rust over the same storage batches | {:.1} ms | {:.1} M |",
+        q6_native * 1e3,
+        n / q6_native / 1e6
+    );
+    println!(
+        "| Q1 | ScratchBird sandbox (SQL -> wasm) | {:.1} ms | {:.1} M |",
+        q1_sb * 1e3,
+        n / q1_sb / 1e6
+    );
+    let mut ratios = vec![format!(
+        "sandbox / native, Q6: {:.2}x the time",
+        q6_sb / q6_native
+    )];
 
     if a.pg {
         if Postgres::available() {
@@ -202,16 +225,28 @@ fn main() -> Result<()> {
                 "CREATE TABLE lineitem (tenant_id int NOT NULL, quantity numeric(15,2), extendedprice numeric(15,2), \
                  discount numeric(15,2), tax numeric(15,2), returnflag varchar(1), linestatus varchar(1), shipdate date)",
             )?;
-            let _ = std::process::Command::new("chmod").args(["a+r", &csv.display().to_string()]).status();
-            pg.sql(&format!("COPY lineitem FROM '{}' WITH (FORMAT csv)", csv.display()))?;
+            let _ = std::process::Command::new("chmod")
+                .args(["a+r", &csv.display().to_string()])
+                .status();
+            pg.sql(&format!(
+                "COPY lineitem FROM '{}' WITH (FORMAT csv)",
+                csv.display()
+            ))?;
             pg.sql("VACUUM ANALYZE lineitem")?;
             let pg_q6_out = pg.sql(Q6)?;
             let q6_pg = best(a.runs, || pg.time(Q6).unwrap());
             let pg_q1_out = pg.sql(Q1)?;
             let q1_pg = best(a.runs, || pg.time(Q1).unwrap());
             // same answers
-            let pg_q6: Vec<&str> = pg_q6_out.lines().filter(|l| !l.starts_with("Time:")).collect();
-            assert_eq!(pg_q6, vec![native_text.as_str()], "PostgreSQL and ScratchBird disagree on Q6");
+            let pg_q6: Vec<&str> = pg_q6_out
+                .lines()
+                .filter(|l| !l.starts_with("Time:"))
+                .collect();
+            assert_eq!(
+                pg_q6,
+                vec![native_text.as_str()],
+                "PostgreSQL and ScratchBird disagree on Q6"
+            );
             let pg_q1: Vec<String> = pg_q1_out
                 .lines()
                 .filter(|l| !l.starts_with("Time:") && !l.is_empty())
@@ -219,13 +254,31 @@ fn main() -> Result<()> {
                 .collect();
             let ours_q1: Vec<String> = q1_rows.iter().map(|r| r.join("|")).collect();
             assert_eq!(ours_q1, pg_q1, "PostgreSQL and ScratchBird disagree on Q1");
-            println!("| Q6 | PostgreSQL 15, 1 core | {:.1} ms | {:.1} M |", q6_pg * 1e3, n / q6_pg / 1e6);
-            println!("| Q1 | PostgreSQL 15, 1 core | {:.1} ms | {:.1} M |", q1_pg * 1e3, n / q1_pg / 1e6);
-            ratios.push(format!("ScratchBird / PostgreSQL, Q6: {:.2}x the speed", q6_pg / q6_sb));
-            ratios.push(format!("ScratchBird / PostgreSQL, Q1: {:.2}x the speed", q1_pg / q1_sb));
-            println!("\nanswers: Q6 and Q1 identical in ScratchBird, native Rust (Q6) and PostgreSQL");
+            println!(
+                "| Q6 | PostgreSQL 15, 1 core | {:.1} ms | {:.1} M |",
+                q6_pg * 1e3,
+                n / q6_pg / 1e6
+            );
+            println!(
+                "| Q1 | PostgreSQL 15, 1 core | {:.1} ms | {:.1} M |",
+                q1_pg * 1e3,
+                n / q1_pg / 1e6
+            );
+            ratios.push(format!(
+                "ScratchBird / PostgreSQL, Q6: {:.2}x the speed",
+                q6_pg / q6_sb
+            ));
+            ratios.push(format!(
+                "ScratchBird / PostgreSQL, Q1: {:.2}x the speed",
+                q1_pg / q1_sb
+            ));
+            println!(
+                "\nanswers: Q6 and Q1 identical in ScratchBird, native Rust (Q6) and PostgreSQL"
+            );
         } else {
-            println!("PostgreSQL 15 is not installed: run benches/setup-postgres.sh (or pass --no-pg)");
+            println!(
+                "PostgreSQL 15 is not installed: run benches/setup-postgres.sh (or pass --no-pg)"
+            );
         }
     }
     println!();

@@ -393,7 +393,16 @@ impl Gen {
             self.scan_rows_one_by_one(&decl, &layout, buf, keys.as_ref(), &[], i, n, consume)?;
         }
         self.f.else_();
-        self.scan_rows_one_by_one(&decl, &layout, buf, keys.as_ref(), &nullable_cols, i, n, consume)?;
+        self.scan_rows_one_by_one(
+            &decl,
+            &layout,
+            buf,
+            keys.as_ref(),
+            &nullable_cols,
+            i,
+            n,
+            consume,
+        )?;
         self.f.end();
         self.f.br(batch);
         self.f.end();
