@@ -117,6 +117,20 @@ fn benches(c: &mut Criterion) {
             txn.rollback().unwrap();
         });
     });
+    // validation and cranelift compilation alone: the same module with a changing
+    // custom section, so each iteration misses the cache
+    let m = AtomicU64::new(0);
+    g.bench_function("validate_and_compile_module_only", |b| {
+        b.iter(|| {
+            let k = m.fetch_add(1, Ordering::Relaxed);
+            let mut bytes = compiled.module.clone();
+            let payload = [&[4u8][..], b"salt", &k.to_le_bytes()].concat();
+            bytes.push(0);
+            bytes.push(u8::try_from(payload.len()).unwrap());
+            bytes.extend_from_slice(&payload);
+            black_box(sandbox.prepare(&bytes).unwrap())
+        });
+    });
     g.bench_function("sql_to_module_only", |b| {
         b.iter(|| {
             let p = scratchbird_compiler::parse("SELECT v + 1 FROM small WHERE id < 3").unwrap();

@@ -255,6 +255,9 @@ impl Sandbox {
         cfg.cranelift_opt_level(OptLevel::Speed);
         cfg.epoch_interruption(true);
         cfg.max_wasm_stack(limits.stack_bytes);
+        // no wasm-to-native address maps: nothing here reads them, and building
+        // them is part of every cold query's compile time
+        cfg.generate_address_map(false);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(limits.concurrent_max)
             .total_memories(limits.concurrent_max)

@@ -17,6 +17,9 @@ use wasm_encoder::{Instruction as I, ValType};
 const SLOT: u32 = 16;
 /// Bytes before the slots of a hash table entry: hash (i64) at 0, chain link at 8.
 const ENTRY_HEAD: u32 = 16;
+/// Rows per iteration of the NULL-free scan loop: the loop head (where wasmtime
+/// checks the deadline) runs once per this many rows.
+const UNROLL: i32 = 4;
 /// Initial directory size of hash tables (a power of two).
 const DIR_INITIAL: i32 = 1024;
 
@@ -370,29 +373,30 @@ impl Gen {
         self.f.set_i32(i, 0);
         self.f.get(all_valid);
         self.f.if_();
-        // null-free: four rows per iteration, then the rest one by one
+        // null-free: UNROLL rows per iteration, then the rest one by one
         {
             let quads = self.f.block();
             let ql = self.f.loop_();
             self.f.get(i);
-            self.f.i32c(4);
+            self.f.i32c(UNROLL);
             self.f.i(I::I32Add);
             self.f.get(n);
             self.f.i(I::I32GtU);
             self.f.br_if(quads);
-            for k in 0..4 {
+            for k in 0..UNROLL {
                 self.scan_row(&decl, &layout, buf, keys.as_ref(), &[], i, k, consume)?;
             }
             self.f.get(i);
-            self.f.i32c(4);
+            self.f.i32c(UNROLL);
             self.f.i(I::I32Add);
             self.f.set(i);
             self.f.br(ql);
             self.f.end();
             self.f.end();
-            self.scan_rows_one_by_one(&decl, &layout, buf, keys.as_ref(), &[], i, n, consume)?;
         }
-        self.f.else_();
+        self.f.end();
+        // the rest of a NULL-free batch, and every batch with NULLs, one row at a
+        // time (one copy of the pipeline less to compile)
         self.scan_rows_one_by_one(
             &decl,
             &layout,
@@ -403,7 +407,6 @@ impl Gen {
             n,
             consume,
         )?;
-        self.f.end();
         self.f.br(batch);
         self.f.end();
         self.f.end();
