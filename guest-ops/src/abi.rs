@@ -328,8 +328,15 @@ impl PlanManifest {
     /// Decodes a manifest.
     ///
     /// # Errors
-    /// Malformed CBOR or a shape that is not a manifest.
+    /// Malformed CBOR, a shape that is not a manifest, or bytes that are not the
+    /// canonical encoding of what they decode to.
     pub fn from_cbor(bytes: &[u8]) -> Result<Self, String> {
-        ciborium::from_reader(bytes).map_err(|e| e.to_string())
+        let m: Self = ciborium::from_reader(bytes).map_err(|e| e.to_string())?;
+        // one encoding per manifest: no trailing bytes, no alternative forms (what
+        // will be signed is what is read)
+        if m.to_cbor()? != bytes {
+            return Err("the manifest is not in canonical form".into());
+        }
+        Ok(m)
     }
 }

@@ -94,6 +94,42 @@ pub struct ExecStats {
     pub cached: bool,
 }
 
+/// Scans one execution may open (each holds a cursor and a key buffer).
+const SCANS_OPEN_MAX: usize = 64;
+
+/// Checks that the variable-length values of a batch do not overlap or reuse heap
+/// bytes: their lengths add up to at most the heap bytes in use. Then decoding the
+/// batch yields at most as many bytes as the batch holds, whatever a module wrote.
+fn check_heap_use(
+    view: &BatchView<'_>,
+    layout: &BatchLayout,
+    bytes: &[u8],
+) -> Result<(), HostError> {
+    let heap_used = bytes
+        .get(8..12)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes) as usize;
+    let mut total: usize = 0;
+    for (c, ty) in layout.types().iter().enumerate() {
+        if ty.physical().fixed_width().is_some() {
+            continue;
+        }
+        for r in 0..view.rows() {
+            let len = view
+                .raw(c, r)
+                .map_err(|e| HostError::Abi(format!("batch row {r} column {c}: {e}")))?
+                .map_or(0, <[u8]>::len);
+            total = total.saturating_add(len);
+        }
+    }
+    if total > heap_used {
+        return Err(HostError::Abi(format!(
+            "the batch's strings claim {total} bytes of a heap holding {heap_used}: values may not overlap"
+        )));
+    }
+    Ok(())
+}
+
 /// Where result batches go while the guest runs.
 pub type ResultSink = Box<dyn FnMut(ResultBatch) -> Result<(), HostError>>;
 
@@ -386,11 +422,17 @@ impl Sandbox {
         let mut state = store.into_data();
         let result = match result {
             Ok(()) => Ok(()),
-            // a refused memory growth explains whatever the guest did next
-            Err(_) if state.limits.denied => Err(HostError::Memory {
-                bytes: self.limits.memory_bytes_max,
-            }),
-            Err(e) => Err(state.error.take().unwrap_or_else(|| self.classify(&e))),
+            // an error a host function recorded is the cause; failing that, a
+            // refused memory growth explains whatever the guest did next
+            Err(e) => Err(state.error.take().unwrap_or_else(|| {
+                if state.limits.denied {
+                    HostError::Memory {
+                        bytes: self.limits.memory_bytes_max,
+                    }
+                } else {
+                    self.classify(&e)
+                }
+            })),
         };
         let result = result.map_err(|e| match e {
             HostError::Sql {
@@ -521,7 +563,12 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
                     let p = usize::try_from(ptr).unwrap_or(usize::MAX);
                     let l = usize::try_from(len).unwrap_or(0).min(1024);
                     data.get(p..p.saturating_add(l))
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .map(|b| {
+                            String::from_utf8_lossy(b)
+                                .chars()
+                                .filter(|ch| !ch.is_control())
+                                .collect::<String>()
+                        })
                         .unwrap_or_default()
                 }
                 None => String::new(),
@@ -544,8 +591,10 @@ fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
         .and_then(|i| st.manifest.scans.get(i))
         .ok_or_else(|| HostError::Abi(format!("scan_open of undeclared scan {decl}")))?
         .clone();
-    if st.scans.len() >= 4096 {
-        return Err(HostError::Abi("more than 4096 scans opened".into()));
+    if st.scans.len() >= SCANS_OPEN_MAX {
+        return Err(HostError::Abi(format!(
+            "more than {SCANS_OPEN_MAX} scans opened in one execution"
+        )));
     }
     let cat = st.txn.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
@@ -677,6 +726,8 @@ fn scan_next(
         }
         w.finish(n)
             .map_err(|e| HostError::Internal(e.to_string()))?;
+        sc.keys.clear();
+        sc.keys.shrink_to(1024);
     }
     st.stats.rows_scanned += n as u64;
     i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
@@ -693,28 +744,34 @@ fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result
         .cloned()
         .ok_or_else(|| HostError::Internal("output".into()))?;
     let r = region(data.len(), buf, len, layout.total_bytes())?;
+    if st.stats.result_bytes.saturating_add(r.len() as u64) > st.result_bytes_max as u64 {
+        return Err(HostError::Internal(format!(
+            "the query produced more than {} bytes of results",
+            st.result_bytes_max
+        )));
+    }
     let bytes = data
         .get(r)
         .ok_or_else(|| HostError::Internal("region".into()))?
         .to_vec();
     let view = BatchView::new(&layout, &bytes)
         .map_err(|e| HostError::Abi(format!("emitted batch: {e}")))?;
+    check_heap_use(&view, &layout, &bytes)?;
     let rows = view.rows();
-    // every value must decode: nothing malformed leaves the host
-    for c in 0..layout.column_count() {
+    // every value must decode and fit its declared type: nothing malformed leaves
+    // the host
+    let types = layout.types();
+    for (c, ty) in types.iter().enumerate() {
         for r in 0..rows {
-            view.value(c, r)
+            let v = view
+                .value(c, r)
+                .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
+            ty.check_value(&v)
                 .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
         }
     }
     st.stats.rows_returned += rows as u64;
     st.stats.result_bytes += bytes.len() as u64;
-    if st.stats.result_bytes > st.result_bytes_max as u64 {
-        return Err(HostError::Internal(format!(
-            "the query produced more than {} bytes of results",
-            st.result_bytes_max
-        )));
-    }
     (st.sink)(ResultBatch {
         output: o,
         layout,
@@ -750,6 +807,15 @@ fn resolve_target(st: &mut HostState, w: usize) -> Result<(), HostError> {
                 ))
             })?;
         positions.push(pos);
+    }
+    let mut seen = positions.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != positions.len() {
+        return Err(HostError::Refused(format!(
+            "a write target of {} names a column twice",
+            def.name
+        )));
     }
     if d.kind == WriteKind::Update && positions.len() != def.columns.len() {
         return Err(HostError::Refused(format!(
@@ -796,6 +862,7 @@ fn write(
         .ok_or_else(|| HostError::Internal("region".into()))?;
     let view = BatchView::new(&t.layout, bytes)
         .map_err(|e| HostError::Abi(format!("write batch: {e}")))?;
+    check_heap_use(&view, &t.layout, bytes)?;
     let mut affected = 0i64;
     let (table, kind) = (t.table, t.kind);
     let positions = t.positions.clone();

@@ -10,6 +10,11 @@ use wasmparser::{
     ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
 
+/// Largest plan section accepted, in bytes.
+pub const PLAN_BYTES_MAX: usize = 64 * 1024;
+/// Most scans, outputs or write targets a plan may declare (each).
+pub const PLAN_ITEMS_MAX: usize = 64;
+
 fn refuse(msg: impl Into<String>) -> HostError {
     HostError::Refused(msg.into())
 }
@@ -167,6 +172,12 @@ pub fn validate(bytes: &[u8], limits: &SandboxLimits) -> Result<PlanManifest, Ho
                 if manifest.is_some() {
                     return Err(refuse("it has two plan sections"));
                 }
+                if c.data().len() > PLAN_BYTES_MAX {
+                    return Err(refuse(format!(
+                        "its plan section is {} bytes, above the limit of {PLAN_BYTES_MAX}",
+                        c.data().len()
+                    )));
+                }
                 let m = PlanManifest::from_cbor(c.data())
                     .map_err(|e| refuse(format!("its plan section is malformed: {e}")))?;
                 manifest = Some(m);
@@ -194,6 +205,14 @@ pub fn validate(bytes: &[u8], limits: &SandboxLimits) -> Result<PlanManifest, Ho
             "it was built for ABI version {}; this node speaks {}",
             manifest.abi,
             abi::ABI_VERSION
+        )));
+    }
+    if manifest.scans.len() > PLAN_ITEMS_MAX
+        || manifest.outputs.len() > PLAN_ITEMS_MAX
+        || manifest.writes.len() > PLAN_ITEMS_MAX
+    {
+        return Err(refuse(format!(
+            "its plan declares more than {PLAN_ITEMS_MAX} scans, outputs or write targets"
         )));
     }
     for s in &manifest.scans {

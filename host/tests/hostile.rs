@@ -405,3 +405,120 @@ fn a_compiled_module_is_served_from_the_cache() {
     assert_eq!(a.hash, b.hash);
     assert_eq!(a.hash, *blake3::hash(&bytes).as_bytes());
 }
+
+/// Regressions from the security review of the host.
+mod review {
+    use super::*;
+    use scratchbird_guest_ops::abi::{WriteDecl, WriteKind};
+
+    fn text_output(f: &Fixture) -> PlanManifest {
+        let mut m = manifest(f);
+        m.outputs = vec![OutputDecl {
+            names: vec!["s".into()],
+            types: vec![SqlType::Text],
+            rows_max: 8,
+            heap_bytes: 64,
+        }];
+        m
+    }
+
+    #[test]
+    fn overlapping_strings_in_an_emitted_batch_are_refused() {
+        let f = fixture();
+        let m = text_output(&f);
+        let layout = m.outputs[0].layout().unwrap();
+        let total = layout.total_bytes();
+        let values = layout.values_range(0).unwrap().start;
+        let validity = layout.validity_range(0).unwrap().start;
+        // two rows whose (offset, length) both name the same 4 heap bytes
+        let body = format!(
+            "(func (export \"sb_main\")
+               (i32.store (i32.const 1024) (i32.const 2))
+               (i32.store (i32.const 1028) (i32.const 1))
+               (i32.store (i32.const 1032) (i32.const 4))
+               (i32.store (i32.const 1036) (i32.const 1))
+               (i32.store8 (i32.const {v}) (i32.const 3))
+               (i32.store (i32.const {e0}) (i32.const 0)) (i32.store (i32.const {l0}) (i32.const 4))
+               (i32.store (i32.const {e1}) (i32.const 0)) (i32.store (i32.const {l1}) (i32.const 4))
+               (call $emit (i32.const 0) (i32.const 1024) (i32.const {total})))",
+            v = 1024 + validity,
+            e0 = 1024 + values,
+            l0 = 1024 + values + 4,
+            e1 = 1024 + values + 8,
+            l1 = 1024 + values + 12,
+        );
+        let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi(msg) if msg.contains("overlap")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+
+    #[test]
+    fn a_write_target_naming_a_column_twice_is_refused() {
+        let f = fixture();
+        let mut m = manifest(&f);
+        let col = m.scans[0].columns[0].clone();
+        m.writes = vec![WriteDecl {
+            table: f.table,
+            kind: WriteKind::Insert,
+            columns: vec![col.clone(), col],
+            rows_max: 8,
+            heap_bytes: 0,
+        }];
+        let len = m.writes[0].layout().unwrap().total_bytes();
+        let wasm = format!(
+            "(module {IMPORTS} (import \"sb\" \"write\" (func $write (param i32 i32 i32) (result i64))) (memory (export \"memory\") 2 16384) (func (export \"sb_main\") (drop (call $write (i32.const 0) (i32.const 1024) (i32.const {len})))))"
+        );
+        let e = run(&f, &module(&wasm, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Refused(msg) if msg.contains("twice")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+
+    #[test]
+    fn plan_sections_that_are_huge_or_not_canonical_are_refused() {
+        let f = fixture();
+        let m = manifest(&f);
+        // trailing bytes after the manifest
+        let mut bytes =
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#)
+                .unwrap();
+        let mut data = m.to_cbor().unwrap();
+        data.push(0);
+        let mut payload = Vec::new();
+        leb(&mut payload, 7);
+        payload.extend_from_slice(b"sb.plan");
+        payload.extend_from_slice(&data);
+        bytes.push(0);
+        leb(&mut bytes, payload.len() as u64);
+        bytes.extend_from_slice(&payload);
+        refused(&f.sandbox.prepare(&bytes).unwrap_err(), "canonical");
+        // a manifest declaring more scans than a plan may
+        let mut big = m.clone();
+        big.scans = vec![m.scans[0].clone(); 65];
+        let b = module(
+            r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#,
+            &big,
+        );
+        refused(&f.sandbox.prepare(&b).unwrap_err(), "more than");
+        healthy(&f);
+    }
+
+    #[test]
+    fn opening_scans_without_bound_is_stopped() {
+        let f = fixture();
+        let m = manifest(&f);
+        let body =
+            r#"(func (export "sb_main") (loop $l (drop (call $open (i32.const 0))) (br $l)))"#;
+        let e = run(&f, &module(&wrap(body), &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi(msg) if msg.contains("scans opened")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+}

@@ -213,6 +213,13 @@ impl LocalSession {
         self.explicit
     }
 
+    /// Lock waits are bounded by the query time limit: a module blocked in a host
+    /// call (waiting for another transaction's lock) is not interrupted by the
+    /// sandbox deadline, so the wait itself must end.
+    fn with_wait(&self, opts: TxnOptions) -> TxnOptions {
+        opts.wait_ms(self.sandbox.limits().timeout_ms)
+    }
+
     fn begin(&self, opts: TxnOptions) -> Result<Transaction, SessionError> {
         Ok(self.storage.begin(opts)?)
     }
@@ -235,7 +242,7 @@ impl LocalSession {
         let autocommit = !self.explicit;
         let mut slot = match self.txn.take() {
             Some(t) => Some(t),
-            None => Some(self.begin(TxnOptions::snapshot())?),
+            None => Some(self.begin(self.with_wait(TxnOptions::snapshot()))?),
         };
         let result = self.run(p, &mut slot);
         if self.explicit {
@@ -294,7 +301,7 @@ impl LocalSession {
                 if read_only {
                     opts = opts.read_only();
                 }
-                self.txn = Some(self.begin(opts)?);
+                self.txn = Some(self.begin(self.with_wait(opts))?);
                 self.explicit = true;
                 Ok(Outcome::Done("BEGIN"))
             }

@@ -126,6 +126,8 @@ fn bounds(
         }
         let mut k = Vec::new();
         encode_key(types, v, &mut k)?;
+        // a bound longer than any key could be is refused, not held
+        crate::table::check_key_len(&k)?;
         Ok(k)
     };
     let mut empty = false;
