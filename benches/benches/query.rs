@@ -11,12 +11,10 @@
 )]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scratchbird_benches::{load_lineitem, open_store};
+use scratchbird_benches::{load_lineitem, native_q6, open_store};
 use scratchbird_host::{Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, catalog_of};
-use scratchbird_storage::scan::ScanSpec;
-use scratchbird_storage::{Durability, Storage, TxnOptions};
-use scratchbird_types::TableId;
+use scratchbird_storage::{Durability, TxnOptions};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,40 +24,6 @@ const ROWS: u64 = 1_000_000;
 const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
     WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
     AND discount BETWEEN 0.05 AND 0.07 AND quantity < 24";
-
-fn native_q6(store: &Storage, table: TableId) -> i128 {
-    let t = store.begin(TxnOptions::snapshot().read_only()).unwrap();
-    let mut scan = t.scan(ScanSpec::full(table, vec![1, 2, 3, 7])).unwrap();
-    let layout = scan.layout(1024, 0).unwrap();
-    let mut buf = vec![0u8; layout.total_bytes()];
-    let (q, p, d, s) = (
-        layout.values_range(0).unwrap(),
-        layout.values_range(1).unwrap(),
-        layout.values_range(2).unwrap(),
-        layout.values_range(3).unwrap(),
-    );
-    let mut revenue: i128 = 0;
-    loop {
-        let n = scan.next_batch(&layout, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        let col64 = |r: &std::ops::Range<usize>| {
-            buf[r.start..r.start + n * 8]
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        };
-        let dates = buf[s.start..s.start + n * 4]
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()));
-        for (((qty, price), disc), date) in col64(&q).zip(col64(&p)).zip(col64(&d)).zip(dates) {
-            if (8766..9131).contains(&date) && (5..=7).contains(&disc) && qty < 2400 {
-                revenue += i128::from(price) * i128::from(disc);
-            }
-        }
-    }
-    revenue
-}
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

@@ -61,7 +61,7 @@ impl Gen {
     }
 
     /// A local flag: 1 if any of `vals` is NULL; `None` if none can be.
-    fn any_null(&mut self, vals: &[Val]) -> Option<u32> {
+    pub(crate) fn any_null(&mut self, vals: &[Val]) -> Option<u32> {
         let nulls: Vec<u32> = vals.iter().filter_map(|v| v.null).collect();
         let first = *nulls.first()?;
         if nulls.len() == 1 {

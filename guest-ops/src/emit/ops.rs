@@ -1650,7 +1650,7 @@ impl Gen {
                 .map(|k| g.expr(k, t))
                 .collect::<Result<Vec<_>, _>>()?;
             // a NULL key never matches
-            if let Some(n) = g.any_null_pub(&kv) {
+            if let Some(n) = g.any_null(&kv) {
                 g.f.get(n);
                 g.br_cont()?;
             }
@@ -1689,7 +1689,7 @@ impl Gen {
                 .collect::<Result<Vec<_>, _>>()?;
             let matched = g.f.local(ValType::I32);
             g.f.set_i32(matched, 0);
-            let null = g.any_null_pub(&kv);
+            let null = g.any_null(&kv);
             if let Some(n) = null {
                 g.f.get(n);
                 g.f.i(I::I32Eqz);
@@ -1768,19 +1768,6 @@ impl Gen {
     /// Like [`Gen::row`] (kept for call sites inside an `if`).
     fn row_inline(&mut self, consume: &mut Consume<'_>, t: &[Val]) -> Result<(), EmitError> {
         self.row(consume, t)
-    }
-
-    pub(crate) fn any_null_pub(&mut self, vals: &[Val]) -> Option<u32> {
-        let nulls: Vec<u32> = vals.iter().filter_map(|v| v.null).collect();
-        let first = *nulls.first()?;
-        let out = self.f.local(ValType::I32);
-        self.f.get(first);
-        for n in &nulls[1..] {
-            self.f.get(*n);
-            self.f.i(I::I32Or);
-        }
-        self.f.set(out);
-        Some(out)
     }
 
     fn chain_insert(&mut self, dir: u32, cap: u32, e: u32) {
