@@ -766,8 +766,16 @@ fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result
             let v = view
                 .value(c, r)
                 .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
-            ty.check_value(&v)
-                .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
+            // a value that decodes but does not fit its declared type is the
+            // query's overflow (a SUM past the declared digits), not an ABI breach
+            ty.check_value(&v).map_err(|e| HostError::Sql {
+                code: if ty.physical() == scratchbird_types::PhysicalType::Bytes {
+                    ErrorCode::StringTooLong
+                } else {
+                    ErrorCode::Overflow
+                },
+                detail: format!("result row {r}, column {}: {e}", c + 1),
+            })?;
         }
     }
     st.stats.rows_returned += rows as u64;
