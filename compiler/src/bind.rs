@@ -4,7 +4,7 @@
 
 use crate::catalog::{Catalog, TableInfo};
 use crate::error::{CompileError, Pos, codes};
-use crate::logical::{AggKind, BAgg, BExpr, BK, BSortKey, ColId, ColMeta, JoinType, Rel};
+use crate::logical::{AggKind, BAgg, BExpr, BK, BSortKey, ColId, ColMeta, InitKind, JoinType, Rel};
 use crate::typing::{
     DECIMAL_COMPUTE_DIGITS, arith_type, coerce, common_numeric, common_type, is_numeric, is_text,
     parse_date, parse_number, parse_timestamp,
@@ -161,6 +161,10 @@ struct AggCtx {
 pub(crate) struct Binder<'c> {
     pub(crate) cat: &'c Catalog,
     pub(crate) meta: HashMap<ColId, ColMeta>,
+    /// Uncorrelated subqueries, computed before the statement's pipelines.
+    pub(crate) inits: Vec<(InitKind, Rel)>,
+    /// The scopes of the queries enclosing the one being bound.
+    outer: Vec<Scope>,
     next: ColId,
     exprs: usize,
 }
@@ -193,18 +197,57 @@ fn func_name(f: &ast::Function) -> String {
         .unwrap_or_default()
 }
 
-fn contains_agg(e: &Expr) -> bool {
-    let mut found = false;
-    let _ = ast::visit_expressions(e, |x| {
-        if let Expr::Function(f) = x
+/// Finds aggregate calls of this query level (not inside a subquery).
+struct AggFinder {
+    depth: usize,
+    found: bool,
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::In {
+                target: ast::InTarget::Subquery(_),
+                ..
+            }
+    )
+}
+
+impl ast::Visitor for AggFinder {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth += 1;
+        }
+        if self.depth == 0
+            && let Expr::Function(f) = e
             && is_agg_name(&func_name(f)).is_some()
             && f.over.is_none()
         {
-            found = true;
+            self.found = true;
         }
-        std::ops::ControlFlow::<()>::Continue(())
-    });
-    found
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth -= 1;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn contains_agg(e: &Expr) -> bool {
+    use ast::Visit;
+    let mut v = AggFinder {
+        depth: 0,
+        found: false,
+    };
+    let _ = e.visit(&mut v);
+    v.found
 }
 
 fn output_name(e: &Expr) -> String {
@@ -269,6 +312,8 @@ impl<'c> Binder<'c> {
         Self {
             cat,
             meta: HashMap::new(),
+            inits: Vec::new(),
+            outer: Vec::new(),
             next: 0,
             exprs: 0,
         }
@@ -1467,14 +1512,16 @@ impl<'c> Binder<'c> {
                         let c: ColId = id.parse().map_err(|_| mismatch("internal wildcard"))?;
                         return self.col_expr(c);
                     }
-                    let c = find(scope, None, &norm(i), ident_pos(i))?;
+                    let c = find(scope, None, &norm(i), ident_pos(i))
+                        .map_err(|e| self.correlated(None, &norm(i), e))?;
                     self.col_expr(c)?
                 }
                 Expr::CompoundIdentifier(parts) => {
                     let [q, c] = parts.as_slice() else {
                         return Err(unsupported("names with more than two parts"));
                     };
-                    let id = find(scope, Some(&norm(q)), &norm(c), ident_pos(q))?;
+                    let id = find(scope, Some(&norm(q)), &norm(c), ident_pos(q))
+                        .map_err(|e| self.correlated(Some(&norm(q)), &norm(c), e))?;
                     self.col_expr(id)?
                 }
                 Expr::Value(v) => match &v.value {
@@ -1616,9 +1663,32 @@ impl<'c> Binder<'c> {
                     negated,
                     ..
                 } => {
-                    let ast::InTarget::List(list) = target else {
-                        return Err(unsupported("IN (subquery)")
-                            .hint("subqueries arrive in a later release; join instead"));
+                    let list = match target {
+                        ast::InTarget::List(list) => list,
+                        ast::InTarget::Subquery(q) => {
+                            let x = self.expr(expr, scope, agg.as_deref_mut())?;
+                            let (rel, ty) = self.subquery_one_column(q, scope)?;
+                            let t = if is_null_lit(&x) {
+                                ty
+                            } else {
+                                common_type(&x.ty, &ty).ok_or_else(|| {
+                                    mismatch(format!(
+                                        "IN compares {} with a subquery of {ty}",
+                                        x.ty
+                                    ))
+                                })?
+                            };
+                            let rel = self.conform(rel, &[(t, true)])?;
+                            self.inits.push((InitKind::Set, rel));
+                            let x = coerce(x, t);
+                            let v = mk(
+                                BK::InSet(Box::new(x), self.inits.len() - 1),
+                                SqlType::Boolean,
+                                true,
+                            );
+                            return Ok(if *negated { not(v) } else { v });
+                        }
+                        _ => return Err(unsupported("this IN target")),
                     };
                     let x = self.expr(expr, scope, agg.as_deref_mut())?;
                     let mut acc: Option<BExpr> = None;
@@ -1824,9 +1894,16 @@ impl<'c> Binder<'c> {
                     let n = s.nullable || chars.nullable;
                     mk(BK::Func(f, vec![s, chars]), SqlType::Text, n)
                 }
-                Expr::Subquery(_) | Expr::Exists { .. } => {
-                    return Err(unsupported("subqueries")
-                        .hint("subqueries arrive in a later release; join instead"));
+                Expr::Subquery(q) => {
+                    let (rel, ty) = self.subquery_one_column(q, scope)?;
+                    self.inits.push((InitKind::Scalar, rel));
+                    mk(BK::Init(self.inits.len() - 1), ty, true)
+                }
+                Expr::Exists { subquery, negated } => {
+                    let bq = self.subquery(subquery, scope)?;
+                    self.inits.push((InitKind::Exists, bq.rel));
+                    let v = mk(BK::Init(self.inits.len() - 1), SqlType::Boolean, false);
+                    if *negated { not(v) } else { v }
                 }
                 Expr::Interval(_) => {
                     return Err(unsupported("an INTERVAL here")
@@ -1851,6 +1928,54 @@ impl<'c> Binder<'c> {
             }
             other => other.map_err(|x| x.at(here)),
         }
+    }
+
+    /// An unknown column that names a column of an enclosing query is a correlated
+    /// reference: say so rather than "does not exist".
+    fn correlated(&self, qualifier: Option<&str>, name: &str, e: CompileError) -> CompileError {
+        let outer = self.outer.iter().any(|s| {
+            s.cols.iter().any(|c| {
+                c.name == name && (qualifier.is_none() || c.qualifier.as_deref() == qualifier)
+            })
+        });
+        if outer && e.code == codes::UNDEFINED_COLUMN {
+            let pos = e.pos;
+            unsupported(
+                "correlated subqueries (a subquery that refers to a column of the outer query)",
+            )
+            .at(pos)
+            .hint("rewrite it as a join")
+        } else {
+            e
+        }
+    }
+
+    /// Binds a subquery seeing `scope` as its enclosing query (for error messages:
+    /// only uncorrelated subqueries are compiled).
+    fn subquery(&mut self, q: &Query, scope: &Scope) -> Result<BoundQuery, CompileError> {
+        self.outer.push(scope.clone());
+        let r = self.query(q);
+        self.outer.pop();
+        r
+    }
+
+    /// A subquery that must return exactly one column: its relation and type.
+    fn subquery_one_column(
+        &mut self,
+        q: &Query,
+        scope: &Scope,
+    ) -> Result<(Rel, SqlType), CompileError> {
+        let bq = self.subquery(q, scope)?;
+        let out = bq.rel.output();
+        let [c] = out.as_slice() else {
+            return Err(mismatch(format!(
+                "the subquery returns {} columns; it must return one",
+                out.len()
+            ))
+            .at(pos_of(q)));
+        };
+        let ty = self.meta(*c)?.ty;
+        Ok((bq.rel, ty))
     }
 
     fn text_arg(
@@ -2436,7 +2561,8 @@ fn replace_keys(e: BExpr, keys: &[(BExpr, ColId)], b: &Binder<'_>) -> BExpr {
             f,
             args.into_iter().map(|a| replace_keys(a, keys, b)).collect(),
         ),
-        k @ (BK::Col(_) | BK::Lit(_)) => k,
+        BK::InSet(x, i) => BK::InSet(r(x), i),
+        k @ (BK::Col(_) | BK::Lit(_) | BK::Init(_)) => k,
     };
     BExpr { kind, ..e }
 }

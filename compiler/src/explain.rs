@@ -40,6 +40,8 @@ fn expr(e: &BExpr, meta: &HashMap<ColId, ColMeta>) -> String {
             "{f:?}({})",
             args.iter().map(b).collect::<Vec<_>>().join(", ")
         ),
+        BK::Init(i) => format!("$subquery{i}"),
+        BK::InSet(x, i) => format!("{} IN $subquery{i}", b(x)),
     }
 }
 

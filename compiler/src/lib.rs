@@ -577,7 +577,13 @@ fn finish_select(
 ) -> Result<Compiled, CompileError> {
     let rel = optimize::optimize(rel, cat);
     let out = rel.output();
-    let mut builder = Builder::new(&b.meta, &rel, &[]);
+    let inits: Vec<_> = b
+        .inits
+        .iter()
+        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
+        .collect();
+    let mut builder = Builder::new(&b.meta, &rel, &inits);
+    let init_plans = builder.inits(&inits)?;
     let (op, schema) = builder.rel(&rel)?;
     if schema != out {
         return Err(CompileError::new(
@@ -587,7 +593,7 @@ fn finish_select(
     }
     builder.output(&out, names.to_vec())?;
     let manifest = builder.manifest;
-    let prog = program(vec![(op, Sink::Output(0))]);
+    let prog = program(init_plans, vec![(op, Sink::Output(0))]);
     let module = emit(&prog, &manifest)?;
     let columns = names
         .iter()
@@ -617,11 +623,17 @@ fn finish_write(
     cat: &Catalog,
 ) -> Result<Compiled, CompileError> {
     let rel = optimize::optimize(rel, cat);
-    let mut builder = Builder::new(&b.meta, &rel, &[]);
+    let inits: Vec<_> = b
+        .inits
+        .iter()
+        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
+        .collect();
+    let mut builder = Builder::new(&b.meta, &rel, &inits);
+    let init_plans = builder.inits(&inits)?;
     let (op, _) = builder.rel(&rel)?;
     let target = builder.write_target(table, wk, positions)?;
     let manifest = builder.manifest;
-    let prog = program(vec![(op, Sink::Write(target))]);
+    let prog = program(init_plans, vec![(op, Sink::Write(target))]);
     let module = emit(&prog, &manifest)?;
     Ok(Compiled {
         kind,

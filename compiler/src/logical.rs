@@ -62,6 +62,21 @@ pub enum BK {
     Cast(Box<BExpr>),
     /// A scalar function.
     Func(Func, Vec<BExpr>),
+    /// The value of init plan `i` (a scalar subquery, or EXISTS).
+    Init(usize),
+    /// `e IN (the set of init plan i)`.
+    InSet(Box<BExpr>, usize),
+}
+
+/// What an uncorrelated subquery computes before the statement's pipelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitKind {
+    /// A scalar subquery (one column, at most one row).
+    Scalar,
+    /// EXISTS.
+    Exists,
+    /// The set of an IN (subquery) (one column).
+    Set,
 }
 
 impl BExpr {
@@ -95,7 +110,10 @@ impl BExpr {
                 a.columns(out);
                 b.columns(out);
             }
-            BK::Neg(a) | BK::Not(a) | BK::IsNull(a) | BK::Cast(a) => a.columns(out),
+            BK::Neg(a) | BK::Not(a) | BK::IsNull(a) | BK::Cast(a) | BK::InSet(a, _) => {
+                a.columns(out);
+            }
+            BK::Init(_) => {}
             BK::Case(w, e) => {
                 for (c, v) in w {
                     c.columns(out);

@@ -5,13 +5,13 @@
 
 use crate::catalog::TableInfo;
 use crate::error::{CompileError, codes};
-use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, JoinType, Rel};
+use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, InitKind, JoinType, Rel};
 use scratchbird_guest_ops::abi::{
     ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl, WriteKind,
 };
 use scratchbird_guest_ops::plan::{
-    AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, JoinKind, Lit, Op, Prim, Program, Sink, SortKey,
-    prim_of,
+    AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
+    SortKey, prim_of,
 };
 use scratchbird_types::{SqlType, Value};
 use std::collections::{HashMap, HashSet};
@@ -276,6 +276,8 @@ impl Lowerer<'_> {
                     .map(|a| self.expr(a))
                     .collect::<Result<_, _>>()?,
             },
+            BK::Init(i) => Expr::Init(*i),
+            BK::InSet(a, i) => Expr::InSet(b(a)?, *i),
         })
     }
 }
@@ -345,11 +347,18 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub(crate) fn new(meta: &'a HashMap<ColId, ColMeta>, root: &Rel, extra_used: &[ColId]) -> Self {
+    pub(crate) fn new(
+        meta: &'a HashMap<ColId, ColMeta>,
+        root: &Rel,
+        inits: &[(InitKind, Rel)],
+    ) -> Self {
         let mut used = HashSet::new();
         used_cols(root, &mut used);
         used.extend(root.output());
-        used.extend(extra_used.iter().copied());
+        for (_, r) in inits {
+            used_cols(r, &mut used);
+            used.extend(r.output());
+        }
         Self {
             meta,
             used,
@@ -657,6 +666,23 @@ impl<'a> Builder<'a> {
         ))
     }
 
+    /// Lowers the statement's init plans (uncorrelated subqueries), in order.
+    pub(crate) fn inits(
+        &mut self,
+        inits: &[(InitKind, Rel)],
+    ) -> Result<Vec<InitPlan>, CompileError> {
+        let mut out = Vec::with_capacity(inits.len());
+        for (k, r) in inits {
+            let (op, _) = self.rel(r)?;
+            out.push(match k {
+                InitKind::Scalar => InitPlan::Scalar(op),
+                InitKind::Exists => InitPlan::Exists(op),
+                InitKind::Set => InitPlan::Set(op),
+            });
+        }
+        Ok(out)
+    }
+
     /// Declares output 0 for `cols` named `names`.
     pub(crate) fn output(
         &mut self,
@@ -709,10 +735,7 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// Puts a statement's pipelines together.
-pub(crate) fn program(pipelines: Vec<(Op, Sink)>) -> Program {
-    Program {
-        inits: vec![],
-        pipelines,
-    }
+/// Puts a statement's init plans and pipelines together.
+pub(crate) fn program(inits: Vec<InitPlan>, pipelines: Vec<(Op, Sink)>) -> Program {
+    Program { inits, pipelines }
 }

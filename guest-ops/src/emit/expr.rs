@@ -277,9 +277,11 @@ impl Gen {
                 }
                 self.call(*func, &vals)
             }
-            Expr::Init(_) | Expr::InSet(..) => Err(EmitError::Unsupported(
-                "subqueries in expressions are not compiled yet".into(),
-            )),
+            Expr::Init(i) => self.init_value(*i),
+            Expr::InSet(x, i) => {
+                let v = self.expr(x, t)?;
+                self.in_set(&v, *i)
+            }
         }
     }
 

@@ -98,6 +98,8 @@ pub(crate) struct Gen {
     pub(crate) cont: Vec<fb::Label>,
     /// Outermost label of the current pipeline (a satisfied LIMIT leaves by it).
     pub(crate) exit: Vec<fb::Label>,
+    /// Where each init plan's result lives.
+    pub(crate) inits: Vec<ops::InitSlot>,
 }
 
 impl Gen {
@@ -114,6 +116,7 @@ impl Gen {
             manifest,
             cont: Vec::new(),
             exit: Vec::new(),
+            inits: Vec::new(),
         };
         g.temp_base = g.static_alloc(TEMP_BYTES, 16);
         g
@@ -279,10 +282,8 @@ pub fn emit(program: &Program, manifest: &PlanManifest) -> Result<Vec<u8>, EmitE
         )));
     }
     let mut g = Gen::new(manifest.clone());
-    if !program.inits.is_empty() {
-        return Err(EmitError::Unsupported(
-            "subqueries are not compiled yet".into(),
-        ));
+    for init in &program.inits {
+        g.init_plan(init)?;
     }
     for (op, sink) in &program.pipelines {
         g.pipeline_to_sink(op, sink)?;

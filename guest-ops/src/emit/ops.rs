@@ -26,6 +26,23 @@ const DIR_INITIAL: i32 = 1024;
 /// A growable array of i32 record pointers: (array, capacity, length) locals.
 type PtrVec = (u32, u32, u32);
 
+/// Where an init plan's result lives while the main pipelines run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InitSlot {
+    /// A scalar: a 16-byte slot at a static address.
+    Scalar { addr: u32, prim: Prim },
+    /// EXISTS: an i32 flag at a static address.
+    Exists { addr: u32 },
+    /// IN (subquery): an open-addressing set of values (locals of `sb_main`) and
+    /// whether the subquery produced a NULL.
+    Set {
+        dir: u32,
+        cap: u32,
+        has_null: u32,
+        prim: Prim,
+    },
+}
+
 type Consume<'a> = dyn FnMut(&mut Gen, &[Val]) -> Result<(), EmitError> + 'a;
 
 fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
@@ -39,7 +56,7 @@ fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
 }
 
 /// The register type of each output slot of `op`.
-fn expr_prim(e: &Expr, input: &[Prim]) -> Result<Prim, EmitError> {
+fn expr_prim(e: &Expr, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, EmitError> {
     Ok(match e {
         Expr::Col(i) => *input
             .get(*i)
@@ -61,29 +78,38 @@ fn expr_prim(e: &Expr, input: &[Prim]) -> Result<Prim, EmitError> {
             | Func::AddMonths => Prim::I32,
             Func::Like => Prim::Bool,
             Func::Abs => match args.first() {
-                Some(a) => expr_prim(a, input)?,
+                Some(a) => expr_prim(a, input, inits)?,
                 None => return Err(EmitError::Plan("abs without argument".into())),
             },
             _ => Prim::Str,
         },
-        Expr::Init(_) => {
-            return Err(EmitError::Unsupported(
-                "subqueries are not compiled yet".into(),
-            ));
-        }
+        Expr::Init(i) => match inits.get(*i) {
+            Some(InitSlot::Scalar { prim, .. }) => *prim,
+            Some(InitSlot::Exists { .. }) => Prim::Bool,
+            _ => {
+                return Err(EmitError::Plan(format!(
+                    "init plan {i} is not a value computed before its use"
+                )));
+            }
+        },
     })
 }
 
-fn agg_prim(a: &AggCall, input: &[Prim]) -> Result<Prim, EmitError> {
+fn agg_prim(a: &AggCall, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, EmitError> {
     Ok(match a.func {
         AggFunc::CountStar | AggFunc::Count => Prim::I64,
-        AggFunc::Sum => match a.arg.as_ref().map(|e| expr_prim(e, input)).transpose()? {
+        AggFunc::Sum => match a
+            .arg
+            .as_ref()
+            .map(|e| expr_prim(e, input, inits))
+            .transpose()?
+        {
             Some(Prim::F64) => Prim::F64,
             Some(Prim::I32 | Prim::I64) => Prim::I64,
             _ => return Err(EmitError::Plan("SUM of a non-number".into())),
         },
         AggFunc::Min | AggFunc::Max => match &a.arg {
-            Some(e) => expr_prim(e, input)?,
+            Some(e) => expr_prim(e, input, inits)?,
             None => return Err(EmitError::Plan("MIN/MAX without argument".into())),
         },
     })
@@ -121,17 +147,17 @@ impl Gen {
                 let i = self.slots(input)?;
                 exprs
                     .iter()
-                    .map(|e| expr_prim(e, &i))
+                    .map(|e| expr_prim(e, &i, &self.inits))
                     .collect::<Result<_, _>>()?
             }
             Op::Aggregate { input, keys, aggs } => {
                 let i = self.slots(input)?;
                 let mut v = keys
                     .iter()
-                    .map(|e| expr_prim(e, &i))
+                    .map(|e| expr_prim(e, &i, &self.inits))
                     .collect::<Result<Vec<_>, _>>()?;
                 for a in aggs {
-                    v.push(agg_prim(a, &i)?);
+                    v.push(agg_prim(a, &i, &self.inits)?);
                 }
                 v
             }
@@ -948,7 +974,7 @@ impl Gen {
             .as_ref()
             .ok_or_else(|| EmitError::Plan("aggregate without argument".into()))?;
         let x = self.expr(arg, t)?;
-        let state_prim = agg_prim(a, in_prims)?;
+        let state_prim = agg_prim(a, in_prims, &self.inits)?;
         if let Some(n) = x.null {
             self.f.get(n);
             self.f.i(I::I32Eqz);
@@ -1046,7 +1072,7 @@ impl Gen {
         })?;
         let prims = aggs
             .iter()
-            .map(|a| agg_prim(a, &in_prims))
+            .map(|a| agg_prim(a, &in_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
         self.f.set_i32(base, state as i32);
         let t = self.load_record(base, 0, &prims);
@@ -1155,11 +1181,11 @@ impl Gen {
         let in_prims = self.slots(input)?;
         let key_prims = keys
             .iter()
-            .map(|e| expr_prim(e, &in_prims))
+            .map(|e| expr_prim(e, &in_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
         let agg_prims = aggs
             .iter()
-            .map(|a| agg_prim(a, &in_prims))
+            .map(|a| agg_prim(a, &in_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
         let nk = keys.len() as u32;
         let entry_bytes = (ENTRY_HEAD + SLOT * (nk + aggs.len() as u32)) as i32;
@@ -1631,7 +1657,8 @@ impl Gen {
         let build_prims = self.slots(build)?;
         let probe_prims = self.slots(probe)?;
         for (p, b) in probe_keys.iter().zip(build_keys) {
-            if expr_prim(p, &probe_prims)? != expr_prim(b, &build_prims)? {
+            if expr_prim(p, &probe_prims, &self.inits)? != expr_prim(b, &build_prims, &self.inits)?
+            {
                 return Err(EmitError::Plan("join keys of different types".into()));
             }
         }
@@ -1680,7 +1707,7 @@ impl Gen {
         })?;
         let key_prims = build_keys
             .iter()
-            .map(|k| expr_prim(k, &build_prims))
+            .map(|k| expr_prim(k, &build_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
         self.produce(probe, &mut |g, t| {
             let kv = probe_keys
@@ -1926,6 +1953,275 @@ impl Gen {
             }
             Ok(())
         })
+    }
+
+    // -------------------------------------------------------------- init plans
+
+    /// Runs an init plan before the main pipelines and records where its result is.
+    pub(crate) fn init_plan(&mut self, init: &crate::plan::InitPlan) -> Result<(), EmitError> {
+        use crate::plan::InitPlan;
+        let slot = match init {
+            InitPlan::Scalar(op) => {
+                let prims = self.slots(op)?;
+                let [prim] = prims.as_slice() else {
+                    return Err(EmitError::Plan(
+                        "a scalar subquery must return one column".into(),
+                    ));
+                };
+                let prim = *prim;
+                let addr = self.static_alloc(SLOT, 16);
+                let base = self.f.local(ValType::I32);
+                let seen = self.f.local(ValType::I32);
+                self.f.set_i32(base, addr as i32);
+                self.f.get(base);
+                self.f.i32c(1);
+                self.f.i(I::I32Store(mem(0, 2)));
+                self.f.set_i32(seen, 0);
+                self.sub_pipeline(op, &mut |g, t| {
+                    let v = *t
+                        .first()
+                        .ok_or_else(|| EmitError::Plan("scalar subquery".into()))?;
+                    g.f.get(seen);
+                    g.f.if_();
+                    fail(&mut g.f, ErrorCode::CardinalityViolation);
+                    g.f.end();
+                    g.f.set_i32(seen, 1);
+                    g.store_slot(base, 0, &v, true);
+                    Ok(())
+                })?;
+                InitSlot::Scalar { addr, prim }
+            }
+            InitPlan::Exists(op) => {
+                let addr = self.static_alloc(4, 4);
+                self.f.i32c(addr as i32);
+                self.f.i32c(0);
+                self.f.i(I::I32Store(mem(0, 2)));
+                self.sub_pipeline(op, &mut |g, _t| {
+                    g.f.i32c(addr as i32);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Store(mem(0, 2)));
+                    // one row decides it
+                    let exit = *g
+                        .exit
+                        .last()
+                        .ok_or_else(|| EmitError::Plan("EXISTS outside a pipeline".into()))?;
+                    g.f.br(exit);
+                    Ok(())
+                })?;
+                InitSlot::Exists { addr }
+            }
+            InitPlan::Set(op) => {
+                let prims = self.slots(op)?;
+                let [prim] = prims.as_slice() else {
+                    return Err(EmitError::Plan(
+                        "an IN subquery must return one column".into(),
+                    ));
+                };
+                let prim = *prim;
+                let dir = self.f.local(ValType::I32);
+                let cap = self.f.local(ValType::I32);
+                let count = self.f.local(ValType::I32);
+                let has_null = self.f.local(ValType::I32);
+                let e = self.f.local(ValType::I32);
+                let idx = self.f.local(ValType::I32);
+                self.dir_new(dir, cap, DIR_INITIAL);
+                self.f.set_i32(count, 0);
+                self.f.set_i32(has_null, 0);
+                let entry_bytes = (ENTRY_HEAD + SLOT) as i32;
+                self.sub_pipeline(op, &mut |g, t| {
+                    let v = *t
+                        .first()
+                        .ok_or_else(|| EmitError::Plan("IN subquery".into()))?;
+                    if let Some(n) = v.null {
+                        g.f.get(n);
+                        g.f.if_();
+                        g.f.set_i32(has_null, 1);
+                        g.f.end();
+                        g.f.get(n);
+                        g.br_cont()?;
+                    }
+                    let v = Val { null: None, ..v };
+                    let h = g.hash_vals(&[v]);
+                    g.f.get(h);
+                    g.f.i(I::I32WrapI64);
+                    g.f.get(cap);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Sub);
+                    g.f.i(I::I32And);
+                    g.f.set(idx);
+                    let done = g.f.block();
+                    let probe = g.f.loop_();
+                    g.dir_slot(dir, idx);
+                    g.f.i(I::I32Load(mem(0, 2)));
+                    g.f.set(e);
+                    g.f.get(e);
+                    g.f.i(I::I32Eqz);
+                    g.f.if_();
+                    g.call_alloc_const(entry_bytes, e);
+                    g.f.get(e);
+                    g.f.get(h);
+                    g.f.i(I::I64Store(mem(0, 3)));
+                    g.store_slot(e, ENTRY_HEAD, &v, true);
+                    g.dir_slot(dir, idx);
+                    g.f.get(e);
+                    g.f.i(I::I32Store(mem(0, 2)));
+                    g.f.get(count);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Add);
+                    g.f.set(count);
+                    g.f.get(count);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Shl);
+                    g.f.get(cap);
+                    g.f.i(I::I32GtU);
+                    g.f.if_();
+                    g.dir_grow_open(dir, cap);
+                    g.f.end();
+                    g.f.br(done);
+                    g.f.end();
+                    g.f.get(e);
+                    g.f.i(I::I64Load(mem(0, 3)));
+                    g.f.get(h);
+                    g.f.i(I::I64Eq);
+                    g.f.if_();
+                    g.keys_equal(e, ENTRY_HEAD, &[v]);
+                    g.f.br_if(done);
+                    g.f.end();
+                    g.f.get(idx);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Add);
+                    g.f.get(cap);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Sub);
+                    g.f.i(I::I32And);
+                    g.f.set(idx);
+                    g.f.br(probe);
+                    g.f.end();
+                    g.f.end();
+                    Ok(())
+                })?;
+                InitSlot::Set {
+                    dir,
+                    cap,
+                    has_null,
+                    prim,
+                }
+            }
+        };
+        self.inits.push(slot);
+        Ok(())
+    }
+
+    fn init_slot(&self, i: usize) -> Result<InitSlot, EmitError> {
+        self.inits
+            .get(i)
+            .copied()
+            .ok_or_else(|| EmitError::Plan(format!("init plan {i} is not computed before its use")))
+    }
+
+    /// The value of a scalar or EXISTS init plan.
+    pub(crate) fn init_value(&mut self, i: usize) -> Result<Val, EmitError> {
+        match self.init_slot(i)? {
+            InitSlot::Scalar { addr, prim } => {
+                let base = self.f.local(ValType::I32);
+                self.f.set_i32(base, addr as i32);
+                Ok(self.load_slot(base, 0, prim))
+            }
+            InitSlot::Exists { addr } => {
+                let v = self.fresh(Prim::Bool, false);
+                self.f.i32c(addr as i32);
+                self.f.i(I::I32Load(mem(0, 2)));
+                self.f.set(v.v);
+                Ok(v)
+            }
+            InitSlot::Set { .. } => Err(EmitError::Plan("an IN set used as a value".into())),
+        }
+    }
+
+    /// `v IN (set i)` with SQL's NULL rules.
+    pub(crate) fn in_set(&mut self, v: &Val, i: usize) -> Result<Val, EmitError> {
+        let InitSlot::Set {
+            dir,
+            cap,
+            has_null,
+            prim,
+        } = self.init_slot(i)?
+        else {
+            return Err(EmitError::Plan("IN needs a set".into()));
+        };
+        if prim != v.prim {
+            return Err(EmitError::Plan(
+                "IN compares values of different types".into(),
+            ));
+        }
+        let out = self.fresh(Prim::Bool, true);
+        let on = out.null.unwrap_or(0);
+        let found = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        let idx = self.f.local(ValType::I32);
+        self.f.set_i32(found, 0);
+        let body = |g: &mut Gen| -> Result<(), EmitError> {
+            let nv = Val { null: None, ..*v };
+            let h = g.hash_vals(&[nv]);
+            g.f.get(h);
+            g.f.i(I::I32WrapI64);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            let done = g.f.block();
+            let probe = g.f.loop_();
+            g.dir_slot(dir, idx);
+            g.f.i(I::I32Load(mem(0, 2)));
+            g.f.set(e);
+            g.f.get(e);
+            g.f.i(I::I32Eqz);
+            g.f.br_if(done);
+            g.f.get(e);
+            g.f.i(I::I64Load(mem(0, 3)));
+            g.f.get(h);
+            g.f.i(I::I64Eq);
+            g.f.if_();
+            g.keys_equal(e, ENTRY_HEAD, &[nv]);
+            g.f.set(found);
+            g.f.get(found);
+            g.f.br_if(done);
+            g.f.end();
+            g.f.get(idx);
+            g.f.i32c(1);
+            g.f.i(I::I32Add);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            g.f.br(probe);
+            g.f.end();
+            g.f.end();
+            Ok(())
+        };
+        match v.null {
+            Some(n) => {
+                self.f.get(n);
+                self.f.i(I::I32Eqz);
+                self.f.if_();
+                body(self)?;
+                self.f.end();
+            }
+            None => body(self)?,
+        }
+        // TRUE if found; NULL if v is NULL, or not found and the set holds a NULL
+        self.f.get(found);
+        self.f.set(out.v);
+        self.push_null(v);
+        self.f.get(found);
+        self.f.i(I::I32Eqz);
+        self.f.get(has_null);
+        self.f.i(I::I32And);
+        self.f.i(I::I32Or);
+        self.f.set(on);
+        Ok(out)
     }
 
     // ------------------------------------------------------------------- sinks
