@@ -165,6 +165,9 @@ pub(crate) struct Binder<'c> {
     pub(crate) inits: Vec<(InitKind, Rel)>,
     /// The scopes of the queries enclosing the one being bound.
     outer: Vec<Scope>,
+    /// Init plans by subquery text (and kind and type), so that the same subquery
+    /// bound twice (a GROUP BY key and its select item) is one plan.
+    init_keys: HashMap<String, usize>,
     next: ColId,
     exprs: usize,
 }
@@ -314,6 +317,7 @@ impl<'c> Binder<'c> {
             meta: HashMap::new(),
             inits: Vec::new(),
             outer: Vec::new(),
+            init_keys: HashMap::new(),
             next: 0,
             exprs: 0,
         }
@@ -1679,13 +1683,9 @@ impl<'c> Binder<'c> {
                                 })?
                             };
                             let rel = self.conform(rel, &[(t, true)])?;
-                            self.inits.push((InitKind::Set, rel));
+                            let i = self.add_init(InitKind::Set, rel, format!("set {t} {q}"));
                             let x = coerce(x, t);
-                            let v = mk(
-                                BK::InSet(Box::new(x), self.inits.len() - 1),
-                                SqlType::Boolean,
-                                true,
-                            );
+                            let v = mk(BK::InSet(Box::new(x), i), SqlType::Boolean, true);
                             return Ok(if *negated { not(v) } else { v });
                         }
                         _ => return Err(unsupported("this IN target")),
@@ -1896,13 +1896,13 @@ impl<'c> Binder<'c> {
                 }
                 Expr::Subquery(q) => {
                     let (rel, ty) = self.subquery_one_column(q, scope)?;
-                    self.inits.push((InitKind::Scalar, rel));
-                    mk(BK::Init(self.inits.len() - 1), ty, true)
+                    let i = self.add_init(InitKind::Scalar, rel, format!("scalar {q}"));
+                    mk(BK::Init(i), ty, true)
                 }
                 Expr::Exists { subquery, negated } => {
                     let bq = self.subquery(subquery, scope)?;
-                    self.inits.push((InitKind::Exists, bq.rel));
-                    let v = mk(BK::Init(self.inits.len() - 1), SqlType::Boolean, false);
+                    let i = self.add_init(InitKind::Exists, bq.rel, format!("exists {subquery}"));
+                    let v = mk(BK::Init(i), SqlType::Boolean, false);
                     if *negated { not(v) } else { v }
                 }
                 Expr::Interval(_) => {
@@ -1957,6 +1957,17 @@ impl<'c> Binder<'c> {
         let r = self.query(q);
         self.outer.pop();
         r
+    }
+
+    /// Registers an init plan, or returns the one already made for the same text.
+    fn add_init(&mut self, kind: InitKind, rel: Rel, key: String) -> usize {
+        if let Some(i) = self.init_keys.get(&key) {
+            return *i;
+        }
+        self.inits.push((kind, rel));
+        let i = self.inits.len() - 1;
+        self.init_keys.insert(key, i);
+        i
     }
 
     /// A subquery that must return exactly one column: its relation and type.

@@ -1,5 +1,6 @@
 //! Differential test against SQLite (rusqlite, bundled): generated tables, generated
-//! queries in the SQL both engines define the same way; the results must be
+//! queries (including uncorrelated IN / EXISTS / scalar subqueries) in the SQL both
+//! engines define the same way; the results must be
 //! identical (as multisets, or as lists where ORDER BY fixes the order). A query
 //! that ScratchBird refuses with a SQL error (overflow, for instance) where SQLite
 //! returns something is counted and skipped: that is where the engines define the
@@ -131,7 +132,31 @@ fn str_expr(r: &mut Rng, q: &[&str], d: u32) -> String {
 
 fn pred(r: &mut Rng, q: &[&str], other: &str, d: u32) -> String {
     let leaf = |r: &mut Rng| -> String {
-        match r.below(7) {
+        match r.below(9) {
+            // uncorrelated subqueries over t2 (its own alias, so nothing correlates)
+            7 => format!(
+                "{} {}IN (SELECT z.{} FROM t2 z WHERE z.c {} {})",
+                int_expr(r, q, other, 0),
+                if r.chance(30) { "NOT " } else { "" },
+                if r.chance(50) { "a" } else { "c" },
+                r.pick(&["<", ">", "<>"]),
+                r.int()
+            ),
+            8 => match r.below(2) {
+                0 => format!(
+                    "{}EXISTS (SELECT 1 FROM t2 z WHERE z.a {} {})",
+                    if r.chance(30) { "NOT " } else { "" },
+                    r.pick(&["=", ">", "<"]),
+                    r.int()
+                ),
+                _ => format!(
+                    "{} {} (SELECT {}(z.c) FROM t2 z WHERE z.a > {})",
+                    int_expr(r, q, other, 0),
+                    r.pick(&["=", "<", ">="]),
+                    r.pick(&["max", "min", "count"]),
+                    r.int()
+                ),
+            },
             0 | 1 => format!(
                 "{} {} {}",
                 int_expr(r, q, other, 1),

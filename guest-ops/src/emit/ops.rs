@@ -38,6 +38,7 @@ pub(crate) enum InitSlot {
     Set {
         dir: u32,
         cap: u32,
+        count: u32,
         has_null: u32,
         prim: Prim,
     },
@@ -2103,6 +2104,7 @@ impl Gen {
                 InitSlot::Set {
                     dir,
                     cap,
+                    count,
                     has_null,
                     prim,
                 }
@@ -2143,6 +2145,7 @@ impl Gen {
         let InitSlot::Set {
             dir,
             cap,
+            count,
             has_null,
             prim,
         } = self.init_slot(i)?
@@ -2211,10 +2214,17 @@ impl Gen {
             }
             None => body(self)?,
         }
-        // TRUE if found; NULL if v is NULL, or not found and the set holds a NULL
+        // TRUE if found; FALSE for an empty set (even when v is NULL); NULL if v is
+        // NULL, or not found and the set holds a NULL
         self.f.get(found);
         self.f.set(out.v);
         self.push_null(v);
+        self.f.get(count);
+        self.f.get(has_null);
+        self.f.i(I::I32Or);
+        self.f.i32c(0);
+        self.f.i(I::I32Ne);
+        self.f.i(I::I32And);
         self.f.get(found);
         self.f.i(I::I32Eqz);
         self.f.get(has_null);
