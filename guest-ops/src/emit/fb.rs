@@ -65,6 +65,14 @@ impl Fb {
         self.set(l);
     }
 
+    /// `local += 1` for an i32 local.
+    pub(crate) fn inc(&mut self, l: u32) {
+        self.get(l);
+        self.i32c(1);
+        self.i(Instruction::I32Add);
+        self.set(l);
+    }
+
     pub(crate) fn block(&mut self) -> Label {
         self.i(Instruction::Block(BlockType::Empty));
         self.depth += 1;

@@ -460,10 +460,7 @@ impl Gen {
         self.f.i(I::I32GeU);
         self.f.br_if(rows_done);
         self.scan_row(decl, layout, buf, keys, nullable, i, 0, consume)?;
-        self.f.get(i);
-        self.f.i32c(1);
-        self.f.i(I::I32Add);
-        self.f.set(i);
+        self.f.inc(i);
         self.f.br(rowl);
         self.f.end();
         self.f.end();
@@ -650,10 +647,7 @@ impl Gen {
         self.f.set(rec);
         let t = self.load_record(rec, 0, prims);
         self.row(consume, &t)?;
-        self.f.get(j);
-        self.f.i32c(1);
-        self.f.i(I::I32Add);
-        self.f.set(j);
+        self.f.inc(j);
         self.f.br(lp);
         self.f.end();
         self.f.end();
@@ -821,10 +815,7 @@ impl Gen {
         f.i(I::I32Add);
         f.get(rec);
         f.i(I::I32Store(mem(0, 2)));
-        f.get(len);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(len);
+        f.inc(len);
     }
 
     /// Materialises `op`'s rows as records in a pointer array; returns the array
@@ -885,10 +876,7 @@ impl Gen {
         self.f.set(rec);
         let t = self.load_record(rec, 0, prims);
         self.row(consume, &t)?;
-        self.f.get(j);
-        self.f.i32c(1);
-        self.f.i(I::I32Add);
-        self.f.set(j);
+        self.f.inc(j);
         self.f.br(lp);
         self.f.end();
         self.f.end();
@@ -1232,10 +1220,7 @@ impl Gen {
             g.dir_slot(dir, idx);
             g.f.get(e);
             g.f.i(I::I32Store(mem(0, 2)));
-            g.f.get(count);
-            g.f.i32c(1);
-            g.f.i(I::I32Add);
-            g.f.set(count);
+            g.f.inc(count);
             g.f.get(count);
             g.f.i32c(1);
             g.f.i(I::I32Shl);
@@ -1290,10 +1275,7 @@ impl Gen {
         let t = self.load_record(e, ENTRY_HEAD, &prims);
         self.row(consume, &t)?;
         self.f.end();
-        self.f.get(j);
-        self.f.i32c(1);
-        self.f.i(I::I32Add);
-        self.f.set(j);
+        self.f.inc(j);
         self.f.br(lp);
         self.f.end();
         self.f.end();
@@ -1397,10 +1379,7 @@ impl Gen {
         f.end();
         f.end();
         f.end();
-        f.get(j);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(j);
+        f.inc(j);
         f.br(lp);
         f.end();
         f.end();
@@ -1593,26 +1572,17 @@ impl Gen {
         at(&mut f, arr, l);
         f.i(I::I32Load(mem(0, 2)));
         f.set(sw);
-        f.get(l);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(l);
+        f.inc(l);
         f.else_();
         at(&mut f, arr, r);
         f.i(I::I32Load(mem(0, 2)));
         f.set(sw);
-        f.get(r);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(r);
+        f.inc(r);
         f.end();
         at(&mut f, tmp, k);
         f.get(sw);
         f.i(I::I32Store(mem(0, 2)));
-        f.get(k);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(k);
+        f.inc(k);
         f.br(kl);
         f.end();
         f.end();
@@ -1694,10 +1664,7 @@ impl Gen {
                 g.store_slot(e, ENTRY_HEAD + SLOT * (nb + k as u32), v, true);
             }
             g.chain_insert(dir, cap, e);
-            g.f.get(count);
-            g.f.i32c(1);
-            g.f.i(I::I32Add);
-            g.f.set(count);
+            g.f.inc(count);
             g.f.get(count);
             g.f.get(cap);
             g.f.i(I::I32GtU);
@@ -1879,10 +1846,7 @@ impl Gen {
         f.br(cl);
         f.end();
         f.end();
-        f.get(j);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(j);
+        f.inc(j);
         f.br(lp);
         f.end();
         f.end();
@@ -1935,10 +1899,7 @@ impl Gen {
             consume(g, &joined)?;
             g.cont.pop();
             g.f.end();
-            g.f.get(j);
-            g.f.i32c(1);
-            g.f.i(I::I32Add);
-            g.f.set(j);
+            g.f.inc(j);
             g.f.br(lp);
             g.f.end();
             g.f.end();
@@ -2066,10 +2027,7 @@ impl Gen {
                     g.dir_slot(dir, idx);
                     g.f.get(e);
                     g.f.i(I::I32Store(mem(0, 2)));
-                    g.f.get(count);
-                    g.f.i32c(1);
-                    g.f.i(I::I32Add);
-                    g.f.set(count);
+                    g.f.inc(count);
                     g.f.get(count);
                     g.f.i32c(1);
                     g.f.i(I::I32Shl);

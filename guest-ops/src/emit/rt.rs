@@ -238,10 +238,7 @@ impl Gen {
         f.i32c(0);
         f.i(I::Return);
         f.end();
-        f.get(i);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(i);
+        f.inc(i);
         f.br(lp);
         f.end();
         f.end();
@@ -292,10 +289,7 @@ impl Gen {
         f.i(I::I32Sub);
         f.i(I::Return);
         f.end();
-        f.get(i);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(i);
+        f.inc(i);
         f.br(lp);
         f.end();
         f.end();
@@ -343,10 +337,7 @@ impl Gen {
         f.i(I::I32Shl);
         f.i(I::I32Xor);
         f.i(I::I32Store8(mem(0, 0)));
-        f.get(i);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(i);
+        f.inc(i);
         f.br(lp);
         f.end();
         f.end();
@@ -380,10 +371,7 @@ impl Gen {
         f.get(1);
         f.i(I::Call(streq));
         f.br_if(found);
-        f.get(i);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(i);
+        f.inc(i);
         f.br(lp);
         f.end();
         f.end();
@@ -471,10 +459,7 @@ impl Gen {
         f.i64c(10);
         f.i(I::I64DivU);
         f.set(u);
-        f.get(k);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(k);
+        f.inc(k);
         // the point after `scale` digits
         f.get(k);
         f.get(1);
@@ -551,10 +536,7 @@ fn h_allvalid() -> Fb {
     f.i32c(0);
     f.i(I::Return);
     f.end();
-    f.get(j);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(j);
+    f.inc(j);
     f.br(wl);
     f.end();
     f.end();
@@ -583,10 +565,7 @@ fn h_allvalid() -> Fb {
     f.i32c(0);
     f.i(I::Return);
     f.end();
-    f.get(j);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(j);
+    f.inc(j);
     f.br(bl);
     f.end();
     f.end();
@@ -647,10 +626,7 @@ fn h_hash() -> Fb {
     f.i(I::I64Const(0x0000_0100_0000_01b3));
     f.i(I::I64Mul);
     f.set(h);
-    f.get(i);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(i);
+    f.inc(i);
     f.br(lp);
     f.end();
     f.end();
@@ -679,10 +655,7 @@ fn h_charlen() -> Fb {
     f.i(I::I32Ne);
     f.i(I::I32Add);
     f.set(n);
-    f.get(i);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(i);
+    f.inc(i);
     f.br(lp);
     f.end();
     f.end();
@@ -704,10 +677,7 @@ fn skip_chars(f: &mut Fb, i: u32, chars: u32) {
     f.i(I::I32Or);
     f.br_if(done);
     // i += 1; then skip continuation bytes
-    f.get(i);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(i);
+    f.inc(i);
     let cd = f.block();
     let cl = f.loop_();
     f.get(i);
@@ -723,10 +693,7 @@ fn skip_chars(f: &mut Fb, i: u32, chars: u32) {
     f.i32c(0x80);
     f.i(I::I32Ne);
     f.br_if(cd);
-    f.get(i);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(i);
+    f.inc(i);
     f.br(cl);
     f.end();
     f.end();
@@ -834,10 +801,7 @@ fn h_trim() -> Fb {
         f.set_i32(hit, 1);
         f.br(d);
         f.end();
-        f.get(j);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(j);
+        f.inc(j);
         f.br(l);
         f.end();
         f.end();
@@ -861,10 +825,7 @@ fn h_trim() -> Fb {
     f.get(hit);
     f.i(I::I32Eqz);
     f.br_if(d);
-    f.get(b);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(b);
+    f.inc(b);
     f.br(l);
     f.end();
     f.end();
@@ -939,10 +900,7 @@ fn h_like() -> Fb {
     f.i32c(37);
     f.i(I::I32Ne);
     f.br_if(d);
-    f.get(pi);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(pi);
+    f.inc(pi);
     f.br(l2);
     f.end();
     f.end();
@@ -969,10 +927,7 @@ fn h_like() -> Fb {
     f.get(4);
     f.i(I::I32Eq);
     f.if_();
-    f.get(pi);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(pi);
+    f.inc(pi);
     f.get(pi);
     f.get(3);
     f.i(I::I32GeU);
@@ -994,10 +949,7 @@ fn h_like() -> Fb {
     f.i(I::I32Eq);
     f.i(I::I32And);
     f.if_();
-    f.get(pi);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(pi);
+    f.inc(pi);
     f.get(pi);
     f.set(star_p);
     f.get(si);
@@ -1012,15 +964,9 @@ fn h_like() -> Fb {
     f.i(I::I32Eq);
     f.i(I::I32And);
     f.if_();
-    f.get(pi);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(pi);
+    f.inc(pi);
     // skip one character of s
-    f.get(si);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(si);
+    f.inc(si);
     let cd = f.block();
     let cl = f.loop_();
     f.get(si);
@@ -1036,10 +982,7 @@ fn h_like() -> Fb {
     f.i32c(0x80);
     f.i(I::I32Ne);
     f.br_if(cd);
-    f.get(si);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(si);
+    f.inc(si);
     f.br(cl);
     f.end();
     f.end();
@@ -1053,14 +996,8 @@ fn h_like() -> Fb {
     f.get(pc);
     f.i(I::I32Ne);
     f.br_if(mismatch);
-    f.get(pi);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(pi);
-    f.get(si);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(si);
+    f.inc(pi);
+    f.inc(si);
     f.end(); // step
     f.br(lp);
     f.end(); // mismatch
@@ -1069,10 +1006,7 @@ fn h_like() -> Fb {
     f.i32c(0);
     f.i(I::I32LtS);
     f.br_if(out);
-    f.get(star_s);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(star_s);
+    f.inc(star_s);
     f.get(star_s);
     f.set(si);
     f.get(star_p);
@@ -1307,10 +1241,7 @@ fn h_parsedec() -> Fb {
         f.set(c);
     };
     let inc = |f: &mut Fb| {
-        f.get(i);
-        f.i32c(1);
-        f.i(I::I32Add);
-        f.set(i);
+        f.inc(i);
     };
     let skip_spaces = |f: &mut Fb| {
         let d = f.block();
@@ -1374,10 +1305,7 @@ fn h_parsedec() -> Fb {
     f.i32c(10);
     f.i(I::I32GeU);
     f.br_if(d);
-    f.get(digits);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(digits);
+    f.inc(digits);
     // a fractional digit beyond the scale only decides rounding
     f.get(seen_point);
     f.get(frac);
@@ -1394,10 +1322,7 @@ fn h_parsedec() -> Fb {
     f.i(I::I32GeU);
     f.set(round);
     f.end();
-    f.get(frac);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(frac);
+    f.inc(frac);
     inc(&mut f);
     f.br(l);
     f.end();
@@ -1425,10 +1350,7 @@ fn h_parsedec() -> Fb {
     f.end();
     f.get(seen_point);
     f.if_();
-    f.get(frac);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(frac);
+    f.inc(frac);
     f.end();
     inc(&mut f);
     f.br(l);
@@ -1462,10 +1384,7 @@ fn h_parsedec() -> Fb {
     f.i64c(10);
     f.i(I::I64Mul);
     f.set(v);
-    f.get(frac);
-    f.i32c(1);
-    f.i(I::I32Add);
-    f.set(frac);
+    f.inc(frac);
     f.br(l);
     f.end();
     f.end();
