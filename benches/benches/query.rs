@@ -36,6 +36,13 @@ fn benches(c: &mut Criterion) {
         .unwrap();
     s.execute("INSERT INTO small VALUES (1, 10), (2, 20), (3, 30)")
         .unwrap();
+    s.execute(
+        "CREATE TABLE tiny (quantity DECIMAL(15,2), extendedprice DECIMAL(15,2), \
+         discount DECIMAL(15,2), shipdate DATE)",
+    )
+    .unwrap();
+    s.execute("INSERT INTO tiny VALUES (10, 100.00, 0.06, DATE '1994-06-01')")
+        .unwrap();
 
     let mut g = c.benchmark_group("q6_1m_rows");
     g.throughput(Throughput::Elements(ROWS));
@@ -58,6 +65,34 @@ fn benches(c: &mut Criterion) {
             black_box(
                 s.execute(&format!("SELECT v + {k} FROM small WHERE id < 3"))
                     .unwrap(),
+            )
+        });
+    });
+    // cold, two stages: an aggregate compiles a shard stage and a merge stage
+    // (the merge stage on a second thread while the shard stage compiles and runs)
+    g.bench_function("cold_aggregate_shard_and_merge_stages", |b| {
+        b.iter(|| {
+            let k = n.fetch_add(1, Ordering::Relaxed);
+            black_box(
+                s.execute(&format!(
+                    "SELECT count(*), sum(v + {k}) FROM small WHERE id < 3"
+                ))
+                .unwrap(),
+            )
+        });
+    });
+    // cold Q6 (a larger shard stage, a one-row merge stage), over a 1-row table
+    g.bench_function("cold_q6_shape_shard_and_merge_stages", |b| {
+        b.iter(|| {
+            let k = n.fetch_add(1, Ordering::Relaxed);
+            black_box(
+                s.execute(&format!(
+                    "SELECT sum(extendedprice * discount) AS revenue FROM tiny \
+                     WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
+                     AND discount BETWEEN 0.05 AND 0.07 AND quantity < {}",
+                    24 + k
+                ))
+                .unwrap(),
             )
         });
     });

@@ -162,6 +162,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         ),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
+        Rel::Exchange { input, .. } => format!("Exchange (shard output {input})"),
     };
     let _ = writeln!(out, "{pad}{line}");
     match rel {
@@ -180,14 +181,22 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
                 walk(i, meta, depth + 1, out);
             }
         }
-        Rel::Scan { .. } | Rel::Values { .. } => {}
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
     }
 }
 
-/// The optimised plan as an indented tree.
-pub(crate) fn tree(rel: &Rel, meta: &HashMap<ColId, ColMeta>) -> String {
+/// The optimised plan as an indented tree; several roots (a shard stage's
+/// outputs) are numbered.
+pub(crate) fn tree(rels: &[Rel], meta: &HashMap<ColId, ColMeta>) -> String {
     let mut s = String::new();
-    walk(rel, meta, 0, &mut s);
+    if let [one] = rels {
+        walk(one, meta, 0, &mut s);
+    } else {
+        for (i, r) in rels.iter().enumerate() {
+            let _ = writeln!(s, "Output {i}");
+            walk(r, meta, 1, &mut s);
+        }
+    }
     s
 }
 
@@ -197,24 +206,63 @@ fn hex(h: &[u8; 32]) -> String {
 
 /// EXPLAIN output.
 pub(crate) fn plan(c: &Compiled) -> String {
-    format!(
-        "{}module: {} bytes, blake3 {}\nscans: {}, outputs: {}, write targets: {}\n",
-        c.plan,
+    let mut s = c.plan.clone();
+    let shard = if c.merge.is_some() {
+        "shard stage "
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        "{shard}module: {} bytes, blake3 {}\nscans: {}, outputs: {}, write targets: {}",
         c.module.len(),
         hex(&c.hash),
         c.manifest.scans.len(),
         c.manifest.outputs.len(),
         c.manifest.writes.len()
-    )
+    );
+    if let Some(m) = &c.merge {
+        let _ = writeln!(
+            s,
+            "merge stage module: {} bytes, blake3 {}\ninputs: {}",
+            m.module.len(),
+            hex(&m.hash),
+            m.manifest.inputs.len()
+        );
+    }
+    if c.single_shard {
+        let _ = writeln!(s, "runs on a single shard only");
+    }
+    s
 }
 
-/// EXPLAIN WASM output.
+/// EXPLAIN WASM output: the shard stage's module, then the merge stage's.
 pub(crate) fn wasm(c: &Compiled) -> Result<String, CompileError> {
-    let text = wasmprinter::print_bytes(&c.module)
-        .map_err(|e| CompileError::new("XX000", format!("internal: printing the module: {e}")))?;
-    Ok(format!(
-        ";; {} bytes, blake3 {}\n{text}",
+    let print = |m: &[u8]| {
+        wasmprinter::print_bytes(m)
+            .map_err(|e| CompileError::new("XX000", format!("internal: printing the module: {e}")))
+    };
+    let mut s = String::new();
+    let stage = if c.merge.is_some() {
+        " shard stage,"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        ";;{stage} {} bytes, blake3 {}\n{}",
         c.module.len(),
-        hex(&c.hash)
-    ))
+        hex(&c.hash),
+        print(&c.module)?
+    );
+    if let Some(m) = &c.merge {
+        let _ = writeln!(
+            s,
+            ";; merge stage, {} bytes, blake3 {}\n{}",
+            m.module.len(),
+            hex(&m.hash),
+            print(&m.module)?
+        );
+    }
+    Ok(s)
 }

@@ -14,6 +14,7 @@ mod fold;
 pub mod logical;
 mod lower;
 mod optimize;
+mod split;
 mod typing;
 
 pub use catalog::{Catalog, ColumnInfo, DomainInfo, IndexInfo, TableInfo};
@@ -61,8 +62,28 @@ pub struct Compiled {
     pub manifest: PlanManifest,
     /// Result columns (empty for writes).
     pub columns: Vec<(String, SqlType)>,
+    /// The merge stage, when the shard stage's results must be combined (partial
+    /// aggregates, sorting, limits, duplicate removal) rather than concatenated.
+    /// `module` above is then the shard stage, and the statement's result is this
+    /// stage's output 0.
+    pub merge: Option<MergeStage>,
+    /// Whether the plan is correct only when one shard holds every row it reads
+    /// (joins over grouped inputs, uncorrelated subqueries).
+    pub single_shard: bool,
     /// The plan, as EXPLAIN prints it.
     pub plan: String,
+}
+
+/// The merge stage of a query: a module that reads the shard stage's outputs as its
+/// inputs (input `i` is shard output `i`) and reads no table.
+#[derive(Debug, Clone)]
+pub struct MergeStage {
+    /// The module.
+    pub module: Vec<u8>,
+    /// blake3 of the module.
+    pub hash: [u8; 32],
+    /// Its manifest (also inside the module).
+    pub manifest: PlanManifest,
 }
 
 /// A column of CREATE TABLE.
@@ -582,19 +603,70 @@ fn finish_select(
         .iter()
         .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
         .collect();
-    let mut builder = Builder::new(&b.meta, &rel, &inits);
+    let mut meta = b.meta.clone();
+    let cut = split::split(rel, &mut meta, !inits.is_empty())?;
+    let order_error = || CompileError::new("XX000", "internal compiler error: output order");
+    // the shard stage: one output per exchange (or the statement's result)
+    let roots: Vec<&Rel> = cut.shard_outputs.iter().collect();
+    let mut builder = Builder::new(&meta, &roots, &inits);
     let init_plans = builder.inits(&inits)?;
-    let (op, schema) = builder.rel(&rel)?;
-    if schema != out {
-        return Err(CompileError::new(
-            "XX000",
-            "internal compiler error: output order",
-        ));
+    let mut pipelines = Vec::with_capacity(roots.len());
+    for (i, r) in roots.iter().enumerate() {
+        let (op, schema) = builder.rel(r)?;
+        if schema != r.output() {
+            return Err(order_error());
+        }
+        let col_names = if cut.merge.is_none() {
+            if schema != out {
+                return Err(order_error());
+            }
+            names.to_vec()
+        } else {
+            schema
+                .iter()
+                .map(|c| meta.get(c).map_or_else(String::new, |m| m.name.clone()))
+                .collect()
+        };
+        let o = builder.output(&schema, col_names)?;
+        if o != i {
+            return Err(order_error());
+        }
+        pipelines.push((op, Sink::Output(o)));
     }
-    builder.output(&out, names.to_vec())?;
     let manifest = builder.manifest;
-    let prog = program(init_plans, vec![(op, Sink::Output(0))]);
-    let module = emit(&prog, &manifest)?;
+    let module = emit(&program(init_plans, pipelines), &manifest)?;
+    let mut plan = String::new();
+    let merge = match &cut.merge {
+        None => {
+            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta));
+            None
+        }
+        Some(m) => {
+            let mut mb = Builder::new(&meta, &[m], &[]);
+            let (op, schema) = mb.rel(m)?;
+            if schema != out {
+                return Err(order_error());
+            }
+            mb.output(&out, names.to_vec())?;
+            let mm = mb.manifest;
+            let mmod = emit(&program(vec![], vec![(op, Sink::Output(0))]), &mm)?;
+            plan.push_str(
+                "Merge stage
+",
+            );
+            plan.push_str(&explain::tree(std::slice::from_ref(m), &meta));
+            plan.push_str(
+                "Shard stage
+",
+            );
+            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta));
+            Some(MergeStage {
+                hash: hash(&mmod),
+                module: mmod,
+                manifest: mm,
+            })
+        }
+    };
     let columns = names
         .iter()
         .cloned()
@@ -606,10 +678,12 @@ fn finish_select(
     Ok(Compiled {
         kind: QueryKind::Select,
         hash: hash(&module),
-        plan: explain::tree(&rel, &b.meta),
+        plan,
         module,
         manifest,
         columns,
+        merge,
+        single_shard: cut.single_shard,
     })
 }
 
@@ -628,7 +702,7 @@ fn finish_write(
         .iter()
         .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
         .collect();
-    let mut builder = Builder::new(&b.meta, &rel, &inits);
+    let mut builder = Builder::new(&b.meta, &[&rel], &inits);
     let init_plans = builder.inits(&inits)?;
     let (op, _) = builder.rel(&rel)?;
     let target = builder.write_target(table, wk, positions)?;
@@ -642,10 +716,13 @@ fn finish_write(
             "Write {:?} into {}\n{}",
             wk,
             table.name,
-            explain::tree(&rel, &b.meta)
+            explain::tree(std::slice::from_ref(&rel), &b.meta)
         ),
         module,
         manifest,
+        merge: None,
+        // writes run where the rows live; until routing, on the one shard
+        single_shard: true,
         columns: vec![],
     })
 }
@@ -931,6 +1008,7 @@ fn buffer(rel: Rel) -> Rel {
 pub fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Scan { .. } => "Scan",
+        Op::Input { .. } => "Input",
         Op::Values { .. } => "Values",
         Op::Filter { .. } => "Filter",
         Op::Project { .. } => "Project",

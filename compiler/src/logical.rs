@@ -291,6 +291,13 @@ pub enum Rel {
         /// Input.
         input: Box<Rel>,
     },
+    /// In a merge stage: what the shard stages emitted to their output `input`.
+    Exchange {
+        /// The shard output (and merge input) index.
+        input: usize,
+        /// Its columns.
+        cols: Vec<ColId>,
+    },
 }
 
 impl Rel {
@@ -303,7 +310,9 @@ impl Rel {
                 v.extend(key.iter().copied());
                 v
             }
-            Rel::Values { cols, .. } | Rel::UnionAll { cols, .. } => cols.clone(),
+            Rel::Values { cols, .. } | Rel::UnionAll { cols, .. } | Rel::Exchange { cols, .. } => {
+                cols.clone()
+            }
             Rel::Filter { input, .. }
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }

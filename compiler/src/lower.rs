@@ -7,7 +7,7 @@ use crate::catalog::TableInfo;
 use crate::error::{CompileError, codes};
 use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, InitKind, JoinType, Rel};
 use scratchbird_guest_ops::abi::{
-    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl, WriteKind,
+    ABI_VERSION, InputDecl, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl, WriteKind,
 };
 use scratchbird_guest_ops::plan::{
     AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
@@ -290,7 +290,7 @@ fn used_in_expr(e: &BExpr, used: &mut HashSet<ColId>) {
 
 fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
     match rel {
-        Rel::Scan { .. } | Rel::Values { .. } => {}
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
         Rel::Filter { input, pred } => {
             used_in_expr(pred, used);
             used_cols(input, used);
@@ -349,12 +349,14 @@ pub(crate) struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub(crate) fn new(
         meta: &'a HashMap<ColId, ColMeta>,
-        root: &Rel,
+        roots: &[&Rel],
         inits: &[(InitKind, Rel)],
     ) -> Self {
         let mut used = HashSet::new();
-        used_cols(root, &mut used);
-        used.extend(root.output());
+        for root in roots {
+            used_cols(root, &mut used);
+            used.extend(root.output());
+        }
         for (_, r) in inits {
             used_cols(r, &mut used);
             used.extend(r.output());
@@ -367,6 +369,7 @@ impl<'a> Builder<'a> {
                 scans: Vec::new(),
                 outputs: Vec::new(),
                 writes: Vec::new(),
+                inputs: Vec::new(),
             },
         }
     }
@@ -530,6 +533,32 @@ impl<'a> Builder<'a> {
                 kind,
                 on,
             } => self.join(left, right, *kind, on.as_ref()),
+            Rel::Exchange { input, cols } => {
+                let types: Vec<SqlType> =
+                    cols.iter().map(|c| self.ty(*c)).collect::<Result<_, _>>()?;
+                for t in &types {
+                    prim(t)?;
+                }
+                let nullable = cols
+                    .iter()
+                    .map(|c| self.meta.get(c).is_none_or(|m| m.nullable))
+                    .collect();
+                if *input != self.manifest.inputs.len() {
+                    return Err(internal("merge inputs out of order"));
+                }
+                self.manifest.inputs.push(InputDecl {
+                    heap_bytes: heap_for(&types),
+                    types,
+                    rows_max: BATCH_ROWS,
+                });
+                Ok((
+                    Op::Input {
+                        input: *input,
+                        nullable,
+                    },
+                    cols.clone(),
+                ))
+            }
         }
     }
 

@@ -71,7 +71,7 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
             inputs: inputs.into_iter().map(&mut *f).collect(),
             cols,
         },
-        r @ (Rel::Scan { .. } | Rel::Values { .. }) => r,
+        r @ (Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. }) => r,
     }
 }
 

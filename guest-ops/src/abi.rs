@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -97,10 +97,21 @@ pub const FAIL: HostImport = HostImport {
     results: &[],
 };
 
+/// `input_open(input: i32) -> i32`: opens input `input` of a merge stage (the
+/// batches the shard stages emitted to the matching output); returns a handle read
+/// with `scan_next` (keys pointer and length 0). Each input may be opened once. Only
+/// a merge stage has inputs; a shard stage has none, and a merge stage has no scans
+/// and no write targets.
+pub const INPUT_OPEN: HostImport = HostImport {
+    name: "input_open",
+    params: &[AbiType::I32],
+    results: &[AbiType::I32],
+};
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 5] = [SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL];
+pub const IMPORTS: [HostImport; 6] = [SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN];
 
 /// Errors a guest raises through `fail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,6 +268,30 @@ impl OutputDecl {
     }
 }
 
+/// An input of a merge stage: the batches of one output of the shard stages, in
+/// that output's layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputDecl {
+    /// Column types (those of the shard output it reads).
+    pub types: Vec<SqlType>,
+    /// Rows per batch.
+    pub rows_max: u32,
+    /// Bytes for variable-length values per batch.
+    pub heap_bytes: u32,
+}
+
+impl InputDecl {
+    /// The layout of this input's batches.
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn layout(
+        &self,
+    ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
+        scratchbird_types::batch::BatchLayout::new(&self.types, self.rows_max, self.heap_bytes)
+    }
+}
+
 /// What a write target does with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteKind {
@@ -312,6 +347,16 @@ pub struct PlanManifest {
     pub outputs: Vec<OutputDecl>,
     /// Write targets, by index.
     pub writes: Vec<WriteDecl>,
+    /// Inputs of a merge stage, by index (empty for a shard stage).
+    pub inputs: Vec<InputDecl>,
+}
+
+impl PlanManifest {
+    /// Whether this is a merge stage: it reads inputs, never tables.
+    #[must_use]
+    pub fn is_merge(&self) -> bool {
+        !self.inputs.is_empty()
+    }
 }
 
 impl PlanManifest {

@@ -331,6 +331,14 @@ pub enum Op {
         /// Nullability of each column.
         nullable: Vec<bool>,
     },
+    /// Reads input `input` of a merge stage (the batches shard stages emitted);
+    /// slots are its columns.
+    Input {
+        /// Index of the input in the manifest.
+        input: usize,
+        /// Nullability of each column.
+        nullable: Vec<bool>,
+    },
     /// Constant rows.
     Values {
         /// Slot types.

@@ -8,8 +8,8 @@
 )]
 
 use scratchbird_guest_ops::abi::{
-    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl, WriteDecl,
-    WriteKind,
+    ABI_VERSION, InputDecl, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
+    WriteDecl, WriteKind,
 };
 use scratchbird_guest_ops::emit::{cast_types, emit};
 use scratchbird_guest_ops::plan::*;
@@ -68,6 +68,7 @@ fn manifest(out: &[Prim]) -> PlanManifest {
             rows_max: 1024,
             heap_bytes: 65536,
         }],
+        inputs: vec![],
     }
 }
 
@@ -475,6 +476,84 @@ fn every_operator_validates() {
     )
     .unwrap();
     validate(&bytes);
+}
+
+#[test]
+fn merge_stage_inputs_validate() {
+    let types = vec![
+        SqlType::Integer,
+        SqlType::BigInt,
+        SqlType::Double,
+        SqlType::Text,
+        SqlType::Boolean,
+        SqlType::SmallInt,
+    ];
+    let input = |i: usize| Op::Input {
+        input: i,
+        nullable: vec![true; 6],
+    };
+    let grouped = Op::Aggregate {
+        input: Box::new(input(0)),
+        keys: vec![Expr::Col(3)],
+        aggs: vec![
+            AggCall {
+                func: AggFunc::Sum,
+                arg: Some(Expr::Col(1)),
+            },
+            AggCall {
+                func: AggFunc::Min,
+                arg: Some(Expr::Col(2)),
+            },
+        ],
+    };
+    let sorted = Op::Sort {
+        input: Box::new(Op::UnionAll {
+            inputs: vec![input(0), input(1)],
+        }),
+        keys: vec![SortKey {
+            col: 3,
+            desc: false,
+            nulls_first: false,
+        }],
+        limit: Some(3),
+    };
+    let cases = vec![
+        (grouped, vec![Prim::Str, Prim::I64, Prim::F64]),
+        (
+            sorted,
+            vec![
+                Prim::I32,
+                Prim::I64,
+                Prim::F64,
+                Prim::Str,
+                Prim::Bool,
+                Prim::I32,
+            ],
+        ),
+    ];
+    for (op, prims) in cases {
+        let mut m = manifest(&prims);
+        m.scans.clear();
+        m.writes.clear();
+        m.inputs = vec![
+            InputDecl {
+                types: types.clone(),
+                rows_max: 1024,
+                heap_bytes: 65536,
+            };
+            2
+        ];
+        let bytes = emit(
+            &Program {
+                inits: vec![],
+                pipelines: vec![(op, Sink::Output(0))],
+            },
+            &m,
+        )
+        .unwrap();
+        validate(&bytes);
+        assert!(m.is_merge());
+    }
 }
 
 #[test]

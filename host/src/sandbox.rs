@@ -44,6 +44,32 @@ pub struct ResultBatch {
 }
 
 impl ResultBatch {
+    /// A batch received from elsewhere (a shard stage on another node), checked as
+    /// strictly as one a module emits here.
+    ///
+    /// # Errors
+    /// Bytes of another size than the layout, or a malformed batch.
+    pub fn from_bytes(
+        output: usize,
+        layout: Arc<BatchLayout>,
+        bytes: Vec<u8>,
+    ) -> Result<Self, HostError> {
+        if bytes.len() != layout.total_bytes() {
+            return Err(HostError::Abi(format!(
+                "a batch of {} bytes where its layout needs {}",
+                bytes.len(),
+                layout.total_bytes()
+            )));
+        }
+        let rows = check_batch(&layout, &bytes)?;
+        Ok(Self {
+            output,
+            layout,
+            bytes,
+            rows,
+        })
+    }
+
     /// Rows in the batch.
     #[must_use]
     pub fn row_count(&self) -> usize {
@@ -80,6 +106,8 @@ impl ResultBatch {
 pub struct ExecStats {
     /// Rows read from storage.
     pub rows_scanned: u64,
+    /// Rows a merge stage read from its inputs.
+    pub rows_input: u64,
     /// Rows emitted as results.
     pub rows_returned: u64,
     /// Rows inserted, updated or deleted.
@@ -130,6 +158,34 @@ fn check_heap_use(
     Ok(())
 }
 
+/// Checks a result batch whole: its header and offsets, strings that do not
+/// overlap, and every value decoding to something that fits its declared type.
+/// Nothing malformed leaves the host. Returns the row count.
+fn check_batch(layout: &BatchLayout, bytes: &[u8]) -> Result<usize, HostError> {
+    let view =
+        BatchView::new(layout, bytes).map_err(|e| HostError::Abi(format!("result batch: {e}")))?;
+    check_heap_use(&view, layout, bytes)?;
+    let rows = view.rows();
+    for (c, ty) in layout.types().iter().enumerate() {
+        for r in 0..rows {
+            let v = view
+                .value(c, r)
+                .map_err(|e| HostError::Abi(format!("result batch, row {r} column {c}: {e}")))?;
+            // a value that decodes but does not fit its declared type is the
+            // query's overflow (a SUM past the declared digits), not an ABI breach
+            ty.check_value(&v).map_err(|e| HostError::Sql {
+                code: if ty.physical() == scratchbird_types::PhysicalType::Bytes {
+                    ErrorCode::StringTooLong
+                } else {
+                    ErrorCode::Overflow
+                },
+                detail: format!("result row {r}, column {}: {e}", c + 1),
+            })?;
+        }
+    }
+    Ok(rows)
+}
+
 /// Where result batches go while the guest runs.
 pub type ResultSink = Box<dyn FnMut(ResultBatch) -> Result<(), HostError>>;
 
@@ -150,11 +206,23 @@ struct Target {
     layout: BatchLayout,
 }
 
-struct HostState {
-    txn: Transaction,
+/// An open scan handle: a table cursor, or a merge stage's input.
+enum Open {
+    Table(Box<OpenScan>),
+    Input {
+        layout: BatchLayout,
+        batches: VecDeque<ResultBatch>,
+    },
+}
+
+struct HostState<T: TxnSlot> {
+    /// The shard's transaction; [`NoTxn`] for a merge stage, which reads no table.
+    txn: T,
     manifest: Arc<PlanManifest>,
     memory: Option<Memory>,
-    scans: Vec<OpenScan>,
+    scans: Vec<Open>,
+    /// A merge stage's inputs, each taken when opened.
+    inputs: Vec<Option<VecDeque<ResultBatch>>>,
     outputs: Vec<Arc<BatchLayout>>,
     targets: Vec<Option<Target>>,
     sink: ResultSink,
@@ -206,6 +274,29 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// What an execution reads tables through: a shard stage's transaction, or nothing
+/// at all for a merge stage (its host functions cannot reach storage).
+trait TxnSlot: 'static {
+    fn get(&mut self) -> Result<&mut Transaction, HostError>;
+}
+
+impl TxnSlot for Transaction {
+    fn get(&mut self) -> Result<&mut Transaction, HostError> {
+        Ok(self)
+    }
+}
+
+/// The transaction of a merge stage: none.
+struct NoTxn;
+
+impl TxnSlot for NoTxn {
+    fn get(&mut self) -> Result<&mut Transaction, HostError> {
+        Err(HostError::Abi(
+            "a merge stage reads and writes no table".into(),
+        ))
+    }
+}
+
 /// Marks a host function's failure; the real error waits in `HostState::error`.
 #[derive(Debug)]
 struct Stop;
@@ -218,7 +309,7 @@ impl std::fmt::Display for Stop {
 
 impl std::error::Error for Stop {}
 
-fn stop(st: &mut HostState, e: HostError) -> wasmtime::Error {
+fn stop<T: TxnSlot>(st: &mut HostState<T>, e: HostError) -> wasmtime::Error {
     if st.error.is_none() {
         st.error = Some(e);
     }
@@ -256,7 +347,8 @@ type ModuleCache = (HashMap<[u8; 32], Arc<Prepared>>, VecDeque<[u8; 32]>);
 /// The sandbox of a node.
 pub struct Sandbox {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<HostState<Transaction>>,
+    merge_linker: Linker<HostState<NoTxn>>,
     limits: SandboxLimits,
     cache: Mutex<ModuleCache>,
     stop: Arc<AtomicBool>,
@@ -313,6 +405,7 @@ impl Sandbox {
         }
         let engine = Engine::new(&cfg).map_err(|e| HostError::Internal(format!("engine: {e}")))?;
         let linker = build_linker(&engine)?;
+        let merge_linker = build_linker(&engine)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (e2, s2) = (engine.clone(), stop.clone());
         let ticker = std::thread::Builder::new()
@@ -327,6 +420,7 @@ impl Sandbox {
         Ok(Self {
             engine,
             linker,
+            merge_linker,
             limits,
             cache: Mutex::new((HashMap::new(), VecDeque::new())),
             stop,
@@ -338,6 +432,14 @@ impl Sandbox {
     #[must_use]
     pub fn limits(&self) -> &SandboxLimits {
         &self.limits
+    }
+
+    /// The compiled module of `bytes` if it is in the cache.
+    #[must_use]
+    pub fn cached(&self, bytes: &[u8]) -> Option<Arc<Prepared>> {
+        let hash = *blake3::hash(bytes).as_bytes();
+        let c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        c.0.get(&hash).cloned()
     }
 
     /// Validates and compiles `bytes`, or returns the cached module of the same hash.
@@ -382,6 +484,67 @@ impl Sandbox {
         txn: Transaction,
         sink: ResultSink,
     ) -> (Transaction, Result<ExecStats, HostError>) {
+        if prepared.manifest.is_merge() {
+            return (
+                txn,
+                Err(HostError::Refused(
+                    "it is a merge stage: it runs over shard results, not in a transaction".into(),
+                )),
+            );
+        }
+        self.execute(&self.linker, prepared, txn, Vec::new(), sink)
+    }
+
+    /// Runs a merge stage over `inputs` (input `i` is every batch the shard stages
+    /// emitted to output `i`), handing its result batches to `sink`. A merge stage
+    /// reads no table and writes nothing.
+    ///
+    /// # Errors
+    /// A module that is not a merge stage, inputs that do not match its
+    /// declaration, and everything [`Sandbox::run`] reports.
+    pub fn run_merge(
+        &self,
+        prepared: &Prepared,
+        inputs: Vec<Vec<ResultBatch>>,
+        sink: ResultSink,
+    ) -> Result<ExecStats, HostError> {
+        let m = &prepared.manifest;
+        if !m.is_merge() {
+            return Err(HostError::Refused(
+                "it is not a merge stage: it has no inputs".into(),
+            ));
+        }
+        if inputs.len() != m.inputs.len() {
+            return Err(HostError::Refused(format!(
+                "the merge stage declares {} inputs; {} were given",
+                m.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut queues = Vec::with_capacity(inputs.len());
+        for (i, (decl, batches)) in m.inputs.iter().zip(inputs).enumerate() {
+            let layout = decl
+                .layout()
+                .map_err(|e| HostError::Refused(e.to_string()))?;
+            if batches.iter().any(|b| *b.layout != layout) {
+                return Err(HostError::Refused(format!(
+                    "input {i} holds batches of another layout than the merge stage declares"
+                )));
+            }
+            queues.push(Some(VecDeque::from(batches)));
+        }
+        self.execute(&self.merge_linker, prepared, NoTxn, queues, sink)
+            .1
+    }
+
+    fn execute<T: TxnSlot>(
+        &self,
+        linker: &Linker<HostState<T>>,
+        prepared: &Prepared,
+        txn: T,
+        inputs: Vec<Option<VecDeque<ResultBatch>>>,
+        sink: ResultSink,
+    ) -> (T, Result<ExecStats, HostError>) {
         let started = Instant::now();
         let outputs: Result<Vec<Arc<BatchLayout>>, HostError> = prepared
             .manifest
@@ -402,6 +565,7 @@ impl Sandbox {
             manifest: prepared.manifest.clone(),
             memory: None,
             scans: Vec::new(),
+            inputs,
             outputs,
             targets: prepared.manifest.writes.iter().map(|_| None).collect(),
             sink,
@@ -417,7 +581,7 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(EPOCH_TICK_MS).max(1));
-        let result = self.instantiate_and_call(&mut store, prepared);
+        let result = Self::instantiate_and_call(linker, &mut store, prepared);
         let memory_bytes = store.data().memory.map_or(0, |m| m.data_size(&store));
         let mut state = store.into_data();
         let result = match result {
@@ -449,12 +613,12 @@ impl Sandbox {
         (state.txn, result.map(|()| stats))
     }
 
-    fn instantiate_and_call(
-        &self,
-        store: &mut Store<HostState>,
+    fn instantiate_and_call<T: TxnSlot>(
+        linker: &Linker<HostState<T>>,
+        store: &mut Store<HostState<T>>,
         prepared: &Prepared,
     ) -> wasmtime::Result<()> {
-        let instance = self.linker.instantiate(&mut *store, &prepared.module)?;
+        let instance = linker.instantiate(&mut *store, &prepared.module)?;
         let memory = instance.get_memory(&mut *store, abi::MEMORY);
         store.data_mut().memory = memory;
         let entry = instance.get_typed_func::<(), ()>(&mut *store, abi::ENTRY)?;
@@ -483,14 +647,14 @@ impl Sandbox {
     }
 }
 
-fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
-    let mut l: Linker<HostState> = Linker::new(engine);
+fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostState<T>>, HostError> {
+    let mut l: Linker<HostState<T>> = Linker::new(engine);
     let m = abi::IMPORT_MODULE;
     let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
     l.func_wrap(
         m,
         abi::SCAN_OPEN.name,
-        |mut c: Caller<'_, HostState>, decl: i32| -> wasmtime::Result<i32> {
+        |mut c: Caller<'_, HostState<T>>, decl: i32| -> wasmtime::Result<i32> {
             let st = c.data_mut();
             match scan_open(st, decl) {
                 Ok(h) => Ok(h),
@@ -501,8 +665,20 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
     .map_err(err)?;
     l.func_wrap(
         m,
+        abi::INPUT_OPEN.name,
+        |mut c: Caller<'_, HostState<T>>, input: i32| -> wasmtime::Result<i32> {
+            let st = c.data_mut();
+            match input_open(st, input) {
+                Ok(h) => Ok(h),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
         abi::SCAN_NEXT.name,
-        |mut c: Caller<'_, HostState>,
+        |mut c: Caller<'_, HostState<T>>,
          h: i32,
          buf: i32,
          len: i32,
@@ -524,7 +700,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
     l.func_wrap(
         m,
         abi::EMIT.name,
-        |mut c: Caller<'_, HostState>, out: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
+        |mut c: Caller<'_, HostState<T>>, out: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
                 return Err(stop(st, HostError::Abi("no memory".into())));
@@ -540,7 +716,11 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
     l.func_wrap(
         m,
         abi::WRITE.name,
-        |mut c: Caller<'_, HostState>, target: i32, buf: i32, len: i32| -> wasmtime::Result<i64> {
+        |mut c: Caller<'_, HostState<T>>,
+         target: i32,
+         buf: i32,
+         len: i32|
+         -> wasmtime::Result<i64> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
                 return Err(stop(st, HostError::Abi("no memory".into())));
@@ -556,7 +736,7 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
     l.func_wrap(
         m,
         abi::FAIL.name,
-        |mut c: Caller<'_, HostState>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+        |mut c: Caller<'_, HostState<T>>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let detail = match c.data().memory {
                 Some(mem) => {
                     let data = mem.data(&c);
@@ -585,7 +765,33 @@ fn build_linker(engine: &Engine) -> Result<Linker<HostState>, HostError> {
     Ok(l)
 }
 
-fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
+fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, HostError> {
+    let i = usize::try_from(input)
+        .ok()
+        .filter(|i| *i < st.manifest.inputs.len())
+        .ok_or_else(|| HostError::Abi(format!("input_open of undeclared input {input}")))?;
+    let layout = st
+        .manifest
+        .inputs
+        .get(i)
+        .ok_or_else(|| HostError::Internal("input".into()))?
+        .layout()
+        .map_err(|e| HostError::Refused(e.to_string()))?;
+    let batches = st
+        .inputs
+        .get_mut(i)
+        .and_then(Option::take)
+        .ok_or_else(|| HostError::Abi(format!("input {i} opened twice")))?;
+    if st.scans.len() >= SCANS_OPEN_MAX {
+        return Err(HostError::Abi(format!(
+            "more than {SCANS_OPEN_MAX} scans opened in one execution"
+        )));
+    }
+    st.scans.push(Open::Input { layout, batches });
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+}
+
+fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostError> {
     let d = usize::try_from(decl)
         .ok()
         .and_then(|i| st.manifest.scans.get(i))
@@ -596,7 +802,7 @@ fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
             "more than {SCANS_OPEN_MAX} scans opened in one execution"
         )));
     }
-    let cat = st.txn.catalog()?;
+    let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
         HostError::Refused(format!(
             "table {} does not exist (any more); compile the query again",
@@ -646,7 +852,7 @@ fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
             }
         }
     };
-    let cursor = st.txn.open_cursor(ScanSpec {
+    let cursor = st.txn.get()?.open_cursor(ScanSpec {
         table: d.table,
         columns: positions,
         range,
@@ -660,18 +866,18 @@ fn scan_open(st: &mut HostState, decl: i32) -> Result<i32, HostError> {
     } else {
         None
     };
-    st.scans.push(OpenScan {
+    st.scans.push(Open::Table(Box::new(OpenScan {
         cursor,
         layout,
         key_layout,
         keys: Vec::new(),
-    });
+    })));
     i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
 }
 
-fn scan_next(
+fn scan_next<T: TxnSlot>(
     data: &mut [u8],
-    st: &mut HostState,
+    st: &mut HostState<T>,
     h: i32,
     buf: i32,
     len: i32,
@@ -679,10 +885,33 @@ fn scan_next(
     klen: i32,
 ) -> Result<i32, HostError> {
     let size = data.len();
-    let sc = usize::try_from(h)
+    let open = usize::try_from(h)
         .ok()
         .and_then(|i| st.scans.get_mut(i))
         .ok_or_else(|| HostError::Abi(format!("scan_next of unknown handle {h}")))?;
+    let sc = match open {
+        Open::Table(sc) => sc,
+        Open::Input { layout, batches } => {
+            let r = region(size, buf, len, layout.total_bytes())?;
+            if kbuf != 0 || klen != 0 {
+                return Err(HostError::Abi("a key buffer for a merge input".into()));
+            }
+            let Some(b) = batches.pop_front() else {
+                return Ok(0);
+            };
+            let slice = data
+                .get_mut(r)
+                .ok_or_else(|| HostError::Internal("region".into()))?;
+            if b.bytes.len() != slice.len() {
+                return Err(HostError::Internal(
+                    "an input batch of another size than its layout".into(),
+                ));
+            }
+            slice.copy_from_slice(&b.bytes);
+            st.stats.rows_input += b.rows as u64;
+            return i32::try_from(b.rows).map_err(|_| HostError::Internal("batch size".into()));
+        }
+    };
     let r = region(size, buf, len, sc.layout.total_bytes())?;
     let kr = match &sc.key_layout {
         Some(kl) => Some(region(size, kbuf, klen, kl.total_bytes())?),
@@ -711,7 +940,10 @@ fn scan_next(
     } else {
         None
     };
-    let n = st.txn.next_batch(&mut sc.cursor, &sc.layout, slice, keys)?;
+    let n = st
+        .txn
+        .get()?
+        .next_batch(&mut sc.cursor, &sc.layout, slice, keys)?;
     if let (Some(kr), Some(kl)) = (kr, &sc.key_layout) {
         let kslice = data
             .get_mut(kr)
@@ -733,7 +965,13 @@ fn scan_next(
     i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
 }
 
-fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result<(), HostError> {
+fn emit<T: TxnSlot>(
+    data: &[u8],
+    st: &mut HostState<T>,
+    out: i32,
+    buf: i32,
+    len: i32,
+) -> Result<(), HostError> {
     let o = usize::try_from(out)
         .ok()
         .filter(|o| *o < st.outputs.len())
@@ -754,30 +992,7 @@ fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result
         .get(r)
         .ok_or_else(|| HostError::Internal("region".into()))?
         .to_vec();
-    let view = BatchView::new(&layout, &bytes)
-        .map_err(|e| HostError::Abi(format!("emitted batch: {e}")))?;
-    check_heap_use(&view, &layout, &bytes)?;
-    let rows = view.rows();
-    // every value must decode and fit its declared type: nothing malformed leaves
-    // the host
-    let types = layout.types();
-    for (c, ty) in types.iter().enumerate() {
-        for r in 0..rows {
-            let v = view
-                .value(c, r)
-                .map_err(|e| HostError::Abi(format!("emitted batch, row {r} column {c}: {e}")))?;
-            // a value that decodes but does not fit its declared type is the
-            // query's overflow (a SUM past the declared digits), not an ABI breach
-            ty.check_value(&v).map_err(|e| HostError::Sql {
-                code: if ty.physical() == scratchbird_types::PhysicalType::Bytes {
-                    ErrorCode::StringTooLong
-                } else {
-                    ErrorCode::Overflow
-                },
-                detail: format!("result row {r}, column {}: {e}", c + 1),
-            })?;
-        }
-    }
+    let rows = check_batch(&layout, &bytes)?;
     st.stats.rows_returned += rows as u64;
     st.stats.result_bytes += bytes.len() as u64;
     (st.sink)(ResultBatch {
@@ -788,7 +1003,7 @@ fn emit(data: &[u8], st: &mut HostState, out: i32, buf: i32, len: i32) -> Result
     })
 }
 
-fn resolve_target(st: &mut HostState, w: usize) -> Result<(), HostError> {
+fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), HostError> {
     if st.targets.get(w).is_some_and(Option::is_some) {
         return Ok(());
     }
@@ -798,7 +1013,7 @@ fn resolve_target(st: &mut HostState, w: usize) -> Result<(), HostError> {
         .get(w)
         .cloned()
         .ok_or_else(|| HostError::Abi(format!("write to undeclared target {w}")))?;
-    let cat = st.txn.catalog()?;
+    let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
         HostError::Refused(format!("table {} does not exist (any more)", d.table))
     })?;
@@ -849,9 +1064,9 @@ fn resolve_target(st: &mut HostState, w: usize) -> Result<(), HostError> {
     Ok(())
 }
 
-fn write(
+fn write<T: TxnSlot>(
     data: &[u8],
-    st: &mut HostState,
+    st: &mut HostState<T>,
     target: i32,
     buf: i32,
     len: i32,
@@ -887,7 +1102,7 @@ fn write(
                         *slot = v;
                     }
                 }
-                st.txn.insert(table, row)?;
+                st.txn.get()?.insert(table, row)?;
                 affected += 1;
             }
             WriteKind::Update | WriteKind::Delete => {
@@ -899,7 +1114,7 @@ fn write(
                 };
                 let key = RecordKey::from_bytes(k);
                 let done = if kind == WriteKind::Delete {
-                    st.txn.delete(table, &key)?
+                    st.txn.get()?.delete(table, &key)?
                 } else {
                     let mut row = defaults.clone();
                     for (v, p) in it.zip(&positions) {
@@ -907,7 +1122,7 @@ fn write(
                             *slot = v;
                         }
                     }
-                    st.txn.update(table, &key, row)?
+                    st.txn.get()?.update(table, &key, row)?
                 };
                 affected += i64::from(done);
             }

@@ -12,7 +12,7 @@ use wasmparser::{
 
 /// Largest plan section accepted, in bytes.
 pub const PLAN_BYTES_MAX: usize = 64 * 1024;
-/// Most scans, outputs or write targets a plan may declare (each).
+/// Most scans, outputs, write targets or inputs a plan may declare (each).
 pub const PLAN_ITEMS_MAX: usize = 64;
 
 fn refuse(msg: impl Into<String>) -> HostError {
@@ -210,10 +210,20 @@ pub fn validate(bytes: &[u8], limits: &SandboxLimits) -> Result<PlanManifest, Ho
     if manifest.scans.len() > PLAN_ITEMS_MAX
         || manifest.outputs.len() > PLAN_ITEMS_MAX
         || manifest.writes.len() > PLAN_ITEMS_MAX
+        || manifest.inputs.len() > PLAN_ITEMS_MAX
     {
         return Err(refuse(format!(
-            "its plan declares more than {PLAN_ITEMS_MAX} scans, outputs or write targets"
+            "its plan declares more than {PLAN_ITEMS_MAX} scans, outputs, write targets or inputs"
         )));
+    }
+    if manifest.is_merge() && (!manifest.scans.is_empty() || !manifest.writes.is_empty()) {
+        return Err(refuse(
+            "it declares merge inputs and also table scans or writes: a merge stage only reads its inputs",
+        ));
+    }
+    for i in &manifest.inputs {
+        i.layout()
+            .map_err(|e| refuse(format!("a declared input has an invalid layout: {e}")))?;
     }
     for s in &manifest.scans {
         s.layout()

@@ -118,6 +118,7 @@ fn manifest(table: TableId, s: &Storage, out_types: Vec<SqlType>) -> PlanManifes
             heap_bytes: 64 * 1024,
         }],
         writes: vec![],
+        inputs: vec![],
     }
 }
 

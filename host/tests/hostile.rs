@@ -83,6 +83,7 @@ fn manifest(f: &Fixture) -> PlanManifest {
             heap_bytes: 0,
         }],
         writes: vec![],
+        inputs: vec![],
     }
 }
 
@@ -520,5 +521,222 @@ mod review {
             "{e:?}"
         );
         healthy(&f);
+    }
+}
+
+/// Merge stages: modules that read shard results, never tables.
+mod merge {
+    use super::*;
+    use scratchbird_guest_ops::abi::InputDecl;
+    use scratchbird_host::ResultBatch;
+    use scratchbird_types::batch::BatchLayout;
+
+    /// Input 0 reads what `manifest`'s output 0 emits.
+    fn input_decl() -> InputDecl {
+        InputDecl {
+            types: vec![SqlType::BigInt],
+            rows_max: 8,
+            heap_bytes: 0,
+        }
+    }
+
+    /// The merge stage of SELECT sum(x): SUM over input 0.
+    fn merge_manifest(f: &Fixture) -> PlanManifest {
+        let mut m = manifest(f);
+        m.scans.clear();
+        m.inputs = vec![input_decl()];
+        m
+    }
+
+    fn merge_module(f: &Fixture) -> Vec<u8> {
+        let prog = Program {
+            inits: vec![],
+            pipelines: vec![(
+                Op::Aggregate {
+                    input: Box::new(Op::Input {
+                        input: 0,
+                        nullable: vec![false],
+                    }),
+                    keys: vec![],
+                    aggs: vec![AggCall {
+                        func: AggFunc::Sum,
+                        arg: Some(scratchbird_guest_ops::plan::Expr::Col(0)),
+                    }],
+                },
+                Sink::Output(0),
+            )],
+        };
+        emit(&prog, &merge_manifest(f)).unwrap()
+    }
+
+    /// The shard stage's result batches of the healthy module (count(*) = 3000).
+    fn shard_batches(f: &Fixture) -> Vec<ResultBatch> {
+        let prog = Program {
+            inits: vec![],
+            pipelines: vec![(
+                Op::Aggregate {
+                    input: Box::new(Op::Scan {
+                        scan: 0,
+                        nullable: vec![false],
+                    }),
+                    keys: vec![],
+                    aggs: vec![AggCall {
+                        func: AggFunc::CountStar,
+                        arg: None,
+                    }],
+                },
+                Sink::Output(0),
+            )],
+        };
+        let bytes = emit(&prog, &manifest(f)).unwrap();
+        let (p, _) = f.sandbox.prepare(&bytes).unwrap();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g2 = got.clone();
+        let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+        let (txn, r) = f.sandbox.run(
+            &p,
+            txn,
+            Box::new(move |b| {
+                g2.borrow_mut().push(b);
+                Ok(())
+            }),
+        );
+        txn.rollback().unwrap();
+        r.unwrap();
+        got.take()
+    }
+
+    fn run_merge(
+        f: &Fixture,
+        bytes: &[u8],
+        inputs: Vec<Vec<ResultBatch>>,
+    ) -> Result<Vec<Vec<Value>>, HostError> {
+        let (p, _) = f.sandbox.prepare(bytes)?;
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g2 = got.clone();
+        f.sandbox.run_merge(
+            &p,
+            inputs,
+            Box::new(move |b| {
+                g2.borrow_mut().extend(b.rows().unwrap());
+                Ok(())
+            }),
+        )?;
+        Ok(got.take())
+    }
+
+    #[test]
+    fn a_merge_stage_combines_shard_results() {
+        let f = fixture();
+        // two "shards" that each counted 3000 rows
+        let mut input = shard_batches(&f);
+        input.extend(shard_batches(&f));
+        let rows = run_merge(&f, &merge_module(&f), vec![input]).unwrap();
+        assert_eq!(rows, vec![vec![Value::BigInt(6000)]]);
+    }
+
+    #[test]
+    fn a_merge_stage_is_refused_in_a_shard_transaction_and_the_reverse() {
+        let f = fixture();
+        let e = run(&f, &merge_module(&f)).unwrap_err();
+        refused(&e, "merge stage");
+        let healthy_bytes = {
+            let prog = Program {
+                inits: vec![],
+                pipelines: vec![(
+                    Op::Scan {
+                        scan: 0,
+                        nullable: vec![false],
+                    },
+                    Sink::Output(0),
+                )],
+            };
+            emit(&prog, &manifest(&f)).unwrap()
+        };
+        let e = run_merge(&f, &healthy_bytes, vec![]).unwrap_err();
+        refused(&e, "not a merge stage");
+        healthy(&f);
+    }
+
+    #[test]
+    fn a_module_declaring_inputs_and_table_scans_is_refused() {
+        let f = fixture();
+        let mut m = manifest(&f);
+        m.inputs = vec![input_decl()];
+        let e = f
+            .sandbox
+            .prepare(&module(&wrap(r#"(func (export "sb_main"))"#), &m))
+            .unwrap_err();
+        refused(&e, "only reads its inputs");
+        healthy(&f);
+    }
+
+    #[test]
+    fn a_merge_stage_cannot_reach_storage() {
+        let f = fixture();
+        // declares no scans, but calls scan_open anyway
+        let m = merge_manifest(&f);
+        let bytes = module(
+            &wrap(r#"(func (export "sb_main") (drop (call $open (i32.const 0))))"#),
+            &m,
+        );
+        let e = run_merge(&f, &bytes, vec![vec![]]).unwrap_err();
+        assert!(matches!(e, HostError::Abi(_)), "{e:?}");
+        healthy(&f);
+    }
+
+    #[test]
+    fn an_input_opened_twice_or_undeclared_is_an_abi_error() {
+        let f = fixture();
+        let m = merge_manifest(&f);
+        let twice = format!(
+            "(module {IMPORTS} (import \"sb\" \"input_open\" (func $in (param i32) (result i32))) \
+             (memory (export \"memory\") 2 16384) \
+             (func (export \"sb_main\") (drop (call $in (i32.const 0))) (drop (call $in (i32.const 0)))))"
+        );
+        let e = run_merge(&f, &module(&twice, &m), vec![vec![]]).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi(s) if s.contains("opened twice")),
+            "{e:?}"
+        );
+        let undeclared = format!(
+            "(module {IMPORTS} (import \"sb\" \"input_open\" (func $in (param i32) (result i32))) \
+             (memory (export \"memory\") 2 16384) \
+             (func (export \"sb_main\") (drop (call $in (i32.const 7)))))"
+        );
+        let e = run_merge(&f, &module(&undeclared, &m), vec![vec![]]).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi(s) if s.contains("undeclared input")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+
+    #[test]
+    fn inputs_that_do_not_match_the_declaration_are_refused() {
+        let f = fixture();
+        let bytes = merge_module(&f);
+        // wrong number of inputs
+        let e = run_merge(&f, &bytes, vec![]).unwrap_err();
+        refused(&e, "declares 1 inputs");
+        // batches of another layout (a text column where BIGINT is declared)
+        let layout = Arc::new(BatchLayout::new(&[SqlType::Text], 8, 64).unwrap());
+        let mut raw = vec![0u8; layout.total_bytes()];
+        raw[12..16].copy_from_slice(&scratchbird_types::batch::LAYOUT_VERSION.to_le_bytes()[..4]);
+        raw[4..8].copy_from_slice(&1u32.to_le_bytes());
+        let other = ResultBatch::from_bytes(0, layout, raw).unwrap();
+        let e = run_merge(&f, &bytes, vec![vec![other]]).unwrap_err();
+        refused(&e, "another layout");
+        healthy(&f);
+    }
+
+    #[test]
+    fn a_received_batch_is_checked_like_an_emitted_one() {
+        let layout = Arc::new(BatchLayout::new(&[SqlType::Text], 8, 64).unwrap());
+        // wrong size
+        assert!(ResultBatch::from_bytes(0, layout.clone(), vec![0; 3]).is_err());
+        // garbage header
+        let garbage = vec![0xffu8; layout.total_bytes()];
+        assert!(ResultBatch::from_bytes(0, layout, garbage).is_err());
     }
 }

@@ -432,10 +432,78 @@ impl LocalSession {
         }
     }
 
-    /// Runs a compiled module as one statement of `txn`, streaming batches to
-    /// `sink`. On error the statement's own changes are undone; the transaction
-    /// comes back either way.
+    /// Runs a compiled statement as one statement of `txn`, streaming batches to
+    /// `sink`: the shard stage, and when there is one the merge stage over the shard
+    /// stage's outputs. On error the statement's own changes are undone; the
+    /// transaction comes back either way.
     pub fn run_streaming(
+        &self,
+        c: &compiler::Compiled,
+        txn: Transaction,
+        sink: ResultSink,
+    ) -> (Transaction, Result<ExecStats, SessionError>) {
+        let Some(merge) = &c.merge else {
+            return self.run_shard_stage(c, txn, sink);
+        };
+        // A merge stage not yet compiled compiles on a second thread while the
+        // shard stage compiles and runs, as it would on the coordinator.
+        std::thread::scope(|scope| {
+            let early = self.sandbox.cached(&merge.module);
+            let compiling = early
+                .is_none()
+                .then(|| scope.spawn(|| self.sandbox.prepare(&merge.module)));
+            let outputs: Rc<RefCell<Vec<Vec<ResultBatch>>>> =
+                Rc::new(RefCell::new(vec![Vec::new(); c.manifest.outputs.len()]));
+            let o2 = outputs.clone();
+            let collect: ResultSink = Box::new(move |b| {
+                let mut o = o2.borrow_mut();
+                match o.get_mut(b.output) {
+                    Some(v) => {
+                        v.push(b);
+                        Ok(())
+                    }
+                    None => Err(HostError::Internal(
+                        "a shard batch for an undeclared output".into(),
+                    )),
+                }
+            });
+            let (txn, shard) = self.run_shard_stage(c, txn, collect);
+            let prepared = match (early, compiling) {
+                (Some(p), _) => Ok(p),
+                (None, Some(h)) => match h.join() {
+                    Ok(r) => r.map(|(p, _)| p).map_err(SessionError::from),
+                    Err(_) => Err(SessionError::Session(
+                        "compiling the merge stage failed".into(),
+                    )),
+                },
+                (None, None) => Err(SessionError::Session(
+                    "the merge stage was not compiled".into(),
+                )),
+            };
+            let (shard, prepared) = match (shard, prepared) {
+                (Ok(s), Ok(p)) => (s, p),
+                (Err(e), _) | (_, Err(e)) => return (txn, Err(e)),
+            };
+            let inputs = std::mem::take(&mut *outputs.borrow_mut());
+            let result = self
+                .sandbox
+                .run_merge(&prepared, inputs, sink)
+                .map(|m| ExecStats {
+                    rows_scanned: shard.rows_scanned,
+                    rows_input: m.rows_input,
+                    rows_returned: m.rows_returned,
+                    rows_written: 0,
+                    result_bytes: m.result_bytes,
+                    memory_bytes: shard.memory_bytes.max(m.memory_bytes),
+                    duration: shard.duration + m.duration,
+                    cached: shard.cached,
+                });
+            (txn, result.map_err(SessionError::from))
+        })
+    }
+
+    /// The shard stage as one statement of `txn`.
+    fn run_shard_stage(
         &self,
         c: &compiler::Compiled,
         mut txn: Transaction,

@@ -44,6 +44,8 @@ pub(crate) const EMIT_FN: u32 = 2;
 pub(crate) const WRITE_FN: u32 = 3;
 /// Function index of `sb.fail`.
 pub(crate) const FAIL_FN: u32 = 4;
+/// Function index of `sb.input_open`.
+pub(crate) const INPUT_OPEN_FN: u32 = 5;
 /// Global: top of the permanent arena.
 pub(crate) const G_HEAP: u32 = 0;
 /// Global: top of the temporary arena.

@@ -3,8 +3,10 @@
 use super::expr::cast_types;
 use super::fb::{Fb, mem};
 use super::rt::{Helper, fail};
-use super::{EMIT_FN, EmitError, G_TEMP, Gen, SCAN_NEXT_FN, SCAN_OPEN_FN, Val, WRITE_FN};
-use crate::abi::{ErrorCode, ScanDecl};
+use super::{
+    EMIT_FN, EmitError, G_TEMP, Gen, INPUT_OPEN_FN, SCAN_NEXT_FN, SCAN_OPEN_FN, Val, WRITE_FN,
+};
+use crate::abi::ErrorCode;
 use crate::plan::{
     AggCall, AggFunc, CmpOp, Expr, Func, JoinKind, Lit, Op, Prim, Sink, SortKey, prim_of,
 };
@@ -116,6 +118,15 @@ fn agg_prim(a: &AggCall, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, Emi
     })
 }
 
+/// Where a scan loop's batches come from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Scan `i` of the manifest (a table).
+    Scan(usize),
+    /// Input `i` of a merge stage.
+    Input(usize),
+}
+
 impl Gen {
     /// The slot types of `op`'s output.
     pub(crate) fn slots(&self, op: &Op) -> Result<Vec<Prim>, EmitError> {
@@ -139,6 +150,20 @@ impl Gen {
                     v.push(Prim::Str);
                 }
                 v
+            }
+            Op::Input { input, .. } => {
+                let d = self
+                    .manifest
+                    .inputs
+                    .get(*input)
+                    .ok_or_else(|| EmitError::Plan(format!("input {input} is not declared")))?;
+                d.types
+                    .iter()
+                    .map(|t| {
+                        prim_of(t)
+                            .ok_or_else(|| EmitError::Unsupported(format!("columns of type {t}")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
             }
             Op::Values { prims, .. } => prims.clone(),
             Op::Filter { input, .. } | Op::Limit { input, .. } | Op::Sort { input, .. } => {
@@ -230,7 +255,8 @@ impl Gen {
 
     pub(crate) fn produce(&mut self, op: &Op, consume: &mut Consume<'_>) -> Result<(), EmitError> {
         match op {
-            Op::Scan { scan, nullable } => self.scan(*scan, nullable, consume),
+            Op::Scan { scan, nullable } => self.scan(Source::Scan(*scan), nullable, consume),
+            Op::Input { input, nullable } => self.scan(Source::Input(*input), nullable, consume),
             Op::Values { prims, rows } => self.values(prims, rows, consume),
             Op::Filter { input, pred } => self.produce(input, &mut |g, t| {
                 // a row passes only if every conjunct is TRUE: test them in turn
@@ -313,43 +339,63 @@ impl Gen {
 
     // ------------------------------------------------------------------ sources
 
+    /// A table scan or a merge stage's input: batches read with `scan_next`.
     fn scan(
         &mut self,
-        scan: usize,
+        source: Source,
         nullable: &[bool],
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
-        let decl = self
-            .manifest
-            .scans
-            .get(scan)
-            .cloned()
-            .ok_or_else(|| EmitError::Plan(format!("scan {scan} is not declared")))?;
-        if nullable.len() != decl.columns.len() {
+        let (types, layout, key_layout, open, index) =
+            match source {
+                Source::Scan(scan) => {
+                    let decl =
+                        self.manifest.scans.get(scan).cloned().ok_or_else(|| {
+                            EmitError::Plan(format!("scan {scan} is not declared"))
+                        })?;
+                    let layout = decl.layout().map_err(|e| EmitError::Plan(e.to_string()))?;
+                    let kl = if decl.with_keys {
+                        Some(
+                            decl.key_layout()
+                                .map_err(|e| EmitError::Plan(e.to_string()))?,
+                        )
+                    } else {
+                        None
+                    };
+                    let types: Vec<SqlType> = decl.columns.iter().map(|c| c.ty).collect();
+                    (types, layout, kl, SCAN_OPEN_FN, scan)
+                }
+                Source::Input(input) => {
+                    let decl =
+                        self.manifest.inputs.get(input).cloned().ok_or_else(|| {
+                            EmitError::Plan(format!("input {input} is not declared"))
+                        })?;
+                    let layout = decl.layout().map_err(|e| EmitError::Plan(e.to_string()))?;
+                    (decl.types, layout, None, INPUT_OPEN_FN, input)
+                }
+            };
+        if nullable.len() != types.len() {
             return Err(EmitError::Plan(
                 "scan nullability does not match its columns".into(),
             ));
         }
-        let layout = decl.layout().map_err(|e| EmitError::Plan(e.to_string()))?;
         let total = u32::try_from(layout.total_bytes())
             .map_err(|_| EmitError::Limit("scan batch too large".into()))?;
         let buf = self.static_alloc(total, 16);
-        let keys = if decl.with_keys {
-            let kl = decl
-                .key_layout()
-                .map_err(|e| EmitError::Plan(e.to_string()))?;
-            let kt = u32::try_from(kl.total_bytes())
-                .map_err(|_| EmitError::Limit("key batch too large".into()))?;
-            let kb = self.static_alloc(kt, 16);
-            Some((kl, kb, kt))
-        } else {
-            None
+        let keys = match key_layout {
+            Some(kl) => {
+                let kt = u32::try_from(kl.total_bytes())
+                    .map_err(|_| EmitError::Limit("key batch too large".into()))?;
+                let kb = self.static_alloc(kt, 16);
+                Some((kl, kb, kt))
+            }
+            None => None,
         };
         let h = self.f.local(ValType::I32);
         let n = self.f.local(ValType::I32);
         let i = self.f.local(ValType::I32);
-        self.f.i32c(scan as i32);
-        self.f.i(I::Call(SCAN_OPEN_FN));
+        self.f.i32c(index as i32);
+        self.f.i(I::Call(open));
         self.f.set(h);
         let done = self.f.block();
         let batch = self.f.loop_();
@@ -376,7 +422,7 @@ impl Gen {
         // Per batch: when no nullable column has a NULL in it, run a loop that
         // checks no NULL flags (and handles four rows per iteration, so the
         // deadline check at the loop head is paid once per four rows).
-        let nullable_cols: Vec<usize> = (0..decl.columns.len())
+        let nullable_cols: Vec<usize> = (0..types.len())
             .filter(|c| nullable.get(*c).copied().unwrap_or(true))
             .collect();
         let all_valid = self.f.local(ValType::I32);
@@ -411,7 +457,7 @@ impl Gen {
             self.f.i(I::I32GtU);
             self.f.br_if(quads);
             for k in 0..UNROLL {
-                self.scan_row(&decl, &layout, buf, keys.as_ref(), &[], i, k, consume)?;
+                self.scan_row(&types, &layout, buf, keys.as_ref(), &[], i, k, consume)?;
             }
             self.f.get(i);
             self.f.i32c(UNROLL);
@@ -425,7 +471,7 @@ impl Gen {
         // the rest of a NULL-free batch, and every batch with NULLs, one row at a
         // time (one copy of the pipeline less to compile)
         self.scan_rows_one_by_one(
-            &decl,
+            &types,
             &layout,
             buf,
             keys.as_ref(),
@@ -444,7 +490,7 @@ impl Gen {
     #[expect(clippy::too_many_arguments, reason = "the scan's batch description")]
     fn scan_rows_one_by_one(
         &mut self,
-        decl: &ScanDecl,
+        types: &[SqlType],
         layout: &BatchLayout,
         buf: u32,
         keys: Option<&(BatchLayout, u32, u32)>,
@@ -459,7 +505,7 @@ impl Gen {
         self.f.get(n);
         self.f.i(I::I32GeU);
         self.f.br_if(rows_done);
-        self.scan_row(decl, layout, buf, keys, nullable, i, 0, consume)?;
+        self.scan_row(types, layout, buf, keys, nullable, i, 0, consume)?;
         self.f.inc(i);
         self.f.br(rowl);
         self.f.end();
@@ -471,7 +517,7 @@ impl Gen {
     #[expect(clippy::too_many_arguments, reason = "the scan's batch description")]
     fn scan_row(
         &mut self,
-        decl: &ScanDecl,
+        types: &[SqlType],
         layout: &BatchLayout,
         buf: u32,
         keys: Option<&(BatchLayout, u32, u32)>,
@@ -491,9 +537,9 @@ impl Gen {
             r
         };
         let next = self.f.block();
-        let mut t = Vec::with_capacity(decl.columns.len() + 1);
-        for (c, col) in decl.columns.iter().enumerate() {
-            t.push(self.load_batch_col(layout, buf, c, &col.ty, nullable.contains(&c), row)?);
+        let mut t = Vec::with_capacity(types.len() + 1);
+        for (c, ty) in types.iter().enumerate() {
+            t.push(self.load_batch_col(layout, buf, c, ty, nullable.contains(&c), row)?);
         }
         if let Some((kl, kb, _)) = keys {
             t.push(self.load_batch_col(kl, *kb, 0, &SqlType::Blob, false, row)?);

@@ -1,0 +1,289 @@
+//! The distributed split: an optimised plan becomes a shard stage, which every shard
+//! holding rows the statement reads runs over its own data, and, when the shards'
+//! results must be combined, a merge stage that the coordinator runs over what the
+//! shard stages emitted.
+//!
+//! The shard stage may have several outputs; merge input `i` reads shard output `i`
+//! (a [`Rel::Exchange`]). Without a merge stage the result is the shard stage's output
+//! 0 from every shard, concatenated. The rules, bottom up:
+//!
+//! * scans, values, filters, projections and joins of such inputs run on the shards;
+//! * an aggregate over shard rows is split in two: the shard groups and computes
+//!   partial aggregates (COUNT, SUM, MIN, MAX), the merge groups again and combines
+//!   them (a count is summed). DISTINCT aggregates arrive as a grouping without
+//!   aggregates under the aggregate, so their duplicates are removed on the shards
+//!   and again in the merge before the merge aggregates;
+//! * DISTINCT removes duplicates on the shards and again in the merge;
+//! * ORDER BY with a limit keeps the top rows on each shard and again in the merge;
+//!   without a limit only the merge sorts;
+//! * LIMIT / OFFSET keeps limit + offset rows on each shard, then applies both in
+//!   the merge;
+//! * whatever sits above a merge-stage operator runs in the merge stage.
+//!
+//! Two shapes are kept whole on the shard and mark the plan `single_shard` (correct
+//! only while one shard holds every row it reads; routing must send it to that one
+//! shard or refuse): a join with an input that itself needs a merge (a grouped
+//! derived table, a LIMIT inside a join), and any statement with uncorrelated
+//! subqueries (init plans read tables, so they run on the shard).
+
+use crate::error::CompileError;
+use crate::logical::{AggKind, BAgg, BExpr, ColId, ColMeta, Rel};
+use std::collections::HashMap;
+
+/// A plan cut into stages.
+#[derive(Debug)]
+pub(crate) struct Split {
+    /// The shard stage's outputs, in order.
+    pub(crate) shard_outputs: Vec<Rel>,
+    /// The merge stage, if the shard results need combining.
+    pub(crate) merge: Option<Rel>,
+    /// Whether the plan is correct only when one shard holds every row it reads.
+    pub(crate) single_shard: bool,
+}
+
+enum Part {
+    /// Runs whole on every shard; the result is the concatenation.
+    Shard(Rel),
+    /// A merge-stage plan over exchanges registered in the splitter.
+    Merge(Rel),
+}
+
+struct Splitter<'m> {
+    meta: &'m mut HashMap<ColId, ColMeta>,
+    outputs: Vec<Rel>,
+    single_shard: bool,
+}
+
+fn internal(msg: &str) -> CompileError {
+    CompileError::new("XX000", format!("internal compiler error: {msg}"))
+}
+
+/// Whether `rel` runs whole on the shards (nothing in it needs a merge).
+fn shard_only(rel: &Rel) -> bool {
+    match rel {
+        Rel::Scan { .. } | Rel::Values { .. } => true,
+        Rel::Exchange { .. }
+        | Rel::Aggregate { .. }
+        | Rel::Distinct { .. }
+        | Rel::Sort { .. }
+        | Rel::Limit { .. } => false,
+        Rel::Filter { input, .. } | Rel::Project { input, .. } => shard_only(input),
+        Rel::Join { left, right, .. } => shard_only(left) && shard_only(right),
+        Rel::UnionAll { inputs, .. } => inputs.iter().all(shard_only),
+    }
+}
+
+impl Splitter<'_> {
+    fn exchange(&mut self, shard: Rel) -> Rel {
+        let cols = shard.output();
+        let input = self.outputs.len();
+        self.outputs.push(shard);
+        Rel::Exchange { input, cols }
+    }
+
+    fn merge_side(&mut self, p: Part) -> Rel {
+        match p {
+            Part::Shard(s) => self.exchange(s),
+            Part::Merge(m) => m,
+        }
+    }
+
+    fn new_col(&mut self, name: String, meta: ColMeta) -> ColId {
+        let id = self.meta.keys().max().map_or(0, |m| m + 1);
+        self.meta.insert(id, ColMeta { name, ..meta });
+        id
+    }
+
+    fn col_meta(&self, c: ColId) -> Result<ColMeta, CompileError> {
+        self.meta
+            .get(&c)
+            .cloned()
+            .ok_or_else(|| internal("an aggregate column without a type"))
+    }
+
+    fn part(&mut self, rel: Rel) -> Result<Part, CompileError> {
+        Ok(match rel {
+            r @ (Rel::Scan { .. } | Rel::Values { .. }) => Part::Shard(r),
+            Rel::Exchange { .. } => return Err(internal("an exchange before the split")),
+            Rel::Filter { input, pred } => match self.part(*input)? {
+                Part::Shard(s) => Part::Shard(Rel::Filter {
+                    input: Box::new(s),
+                    pred,
+                }),
+                Part::Merge(m) => Part::Merge(Rel::Filter {
+                    input: Box::new(m),
+                    pred,
+                }),
+            },
+            Rel::Project { input, exprs } => match self.part(*input)? {
+                Part::Shard(s) => Part::Shard(Rel::Project {
+                    input: Box::new(s),
+                    exprs,
+                }),
+                Part::Merge(m) => Part::Merge(Rel::Project {
+                    input: Box::new(m),
+                    exprs,
+                }),
+            },
+            Rel::Aggregate { input, keys, aggs } => match self.part(*input)? {
+                Part::Shard(s) => self.two_phase_aggregate(s, keys, aggs)?,
+                Part::Merge(m) => Part::Merge(Rel::Aggregate {
+                    input: Box::new(m),
+                    keys,
+                    aggs,
+                }),
+            },
+            Rel::Distinct { input } => {
+                let m = match self.part(*input)? {
+                    Part::Shard(s) => self.exchange(Rel::Distinct { input: Box::new(s) }),
+                    Part::Merge(m) => m,
+                };
+                Part::Merge(Rel::Distinct { input: Box::new(m) })
+            }
+            Rel::Sort { input, keys, limit } => {
+                let m = match self.part(*input)? {
+                    // top-k on each shard; a full sort only where the rows meet
+                    Part::Shard(s) if limit.is_some() => self.exchange(Rel::Sort {
+                        input: Box::new(s),
+                        keys: keys.clone(),
+                        limit,
+                    }),
+                    p => self.merge_side(p),
+                };
+                Part::Merge(Rel::Sort {
+                    input: Box::new(m),
+                    keys,
+                    limit,
+                })
+            }
+            Rel::Limit {
+                input,
+                limit,
+                offset,
+            } => {
+                let m = match self.part(*input)? {
+                    Part::Shard(s) => self.exchange(Rel::Limit {
+                        input: Box::new(s),
+                        limit: limit.map(|l| l.saturating_add(offset)),
+                        offset: 0,
+                    }),
+                    Part::Merge(m) => m,
+                };
+                Part::Merge(Rel::Limit {
+                    input: Box::new(m),
+                    limit,
+                    offset,
+                })
+            }
+            j @ Rel::Join { .. } => {
+                if !shard_only(&j) {
+                    self.single_shard = true;
+                }
+                Part::Shard(j)
+            }
+            Rel::UnionAll { inputs, cols } => {
+                if inputs.iter().all(shard_only) {
+                    Part::Shard(Rel::UnionAll { inputs, cols })
+                } else {
+                    let mut merged = Vec::with_capacity(inputs.len());
+                    for i in inputs {
+                        let p = self.part(i)?;
+                        merged.push(self.merge_side(p));
+                    }
+                    Part::Merge(Rel::UnionAll {
+                        inputs: merged,
+                        cols,
+                    })
+                }
+            }
+        })
+    }
+
+    /// Partial aggregates on the shards, combined in the merge stage. The merge's
+    /// aggregate produces the original columns, so nothing above it changes.
+    fn two_phase_aggregate(
+        &mut self,
+        shard: Rel,
+        keys: Vec<(ColId, BExpr)>,
+        aggs: Vec<(ColId, BAgg)>,
+    ) -> Result<Part, CompileError> {
+        let mut partial = Vec::with_capacity(aggs.len());
+        let mut combine = Vec::with_capacity(aggs.len());
+        for (c, a) in aggs {
+            let m = self.col_meta(c)?;
+            let (first, then) = match a.kind {
+                AggKind::CountStar => (AggKind::CountStar, AggKind::Sum),
+                AggKind::Count => (AggKind::Count, AggKind::Sum),
+                AggKind::Sum => (AggKind::Sum, AggKind::Sum),
+                AggKind::Min => (AggKind::Min, AggKind::Min),
+                AggKind::Max => (AggKind::Max, AggKind::Max),
+            };
+            let pc = self.new_col(format!("partial {}", m.name), m.clone());
+            let pmeta = self.col_meta(pc)?;
+            partial.push((
+                pc,
+                BAgg {
+                    kind: first,
+                    arg: a.arg,
+                    ty: a.ty,
+                },
+            ));
+            combine.push((
+                c,
+                BAgg {
+                    kind: then,
+                    arg: Some(BExpr::col(pc, &pmeta)),
+                    ty: a.ty,
+                },
+            ));
+        }
+        let mut merge_keys = Vec::with_capacity(keys.len());
+        for (k, _) in &keys {
+            let m = self.col_meta(*k)?;
+            merge_keys.push((*k, BExpr::col(*k, &m)));
+        }
+        let x = self.exchange(Rel::Aggregate {
+            input: Box::new(shard),
+            keys,
+            aggs: partial,
+        });
+        Ok(Part::Merge(Rel::Aggregate {
+            input: Box::new(x),
+            keys: merge_keys,
+            aggs: combine,
+        }))
+    }
+}
+
+/// Cuts `rel` into stages; new columns (partial aggregates) go into `meta`. A
+/// statement with init plans stays whole on the shard.
+pub(crate) fn split(
+    rel: Rel,
+    meta: &mut HashMap<ColId, ColMeta>,
+    has_inits: bool,
+) -> Result<Split, CompileError> {
+    if has_inits {
+        return Ok(Split {
+            shard_outputs: vec![rel],
+            merge: None,
+            single_shard: true,
+        });
+    }
+    let mut s = Splitter {
+        meta,
+        outputs: Vec::new(),
+        single_shard: false,
+    };
+    match s.part(rel)? {
+        Part::Shard(r) => Ok(Split {
+            shard_outputs: vec![r],
+            merge: None,
+            single_shard: s.single_shard,
+        }),
+        Part::Merge(m) => Ok(Split {
+            shard_outputs: s.outputs,
+            merge: Some(m),
+            single_shard: s.single_shard,
+        }),
+    }
+}
