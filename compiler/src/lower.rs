@@ -194,6 +194,11 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
                 v
             }
         }
+        (T::Date, T::Varchar { .. } | T::Text) => c(Cast::DateToStr, e),
+        (T::Timestamp, T::Varchar { .. } | T::Text) => c(Cast::TsToStr, e),
+        (T::Varchar { .. } | T::Text, T::Date) => c(Cast::StrToDate, e),
+        (T::Varchar { .. } | T::Text, T::Timestamp) => c(Cast::StrToTs, e),
+        (T::Varchar { .. } | T::Text, T::Boolean) => c(Cast::StrToBool, e),
         (T::Date, T::Timestamp) => c(Cast::DateToTs, e),
         (T::Timestamp, T::Date) => c(Cast::TsToDate, e),
         (f, t) => {

@@ -139,7 +139,8 @@ pub enum Cast {
     BoolToStr,
     /// Date (days) to text `YYYY-MM-DD`.
     DateToStr,
-    /// Timestamp (microseconds) to text `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+    /// Timestamp (microseconds) to text `YYYY-MM-DD HH:MM:SS[.f]` (the fraction
+    /// only when not zero, without trailing zeros).
     TsToStr,
     /// Text to a decimal `i64` of scale k (integers use k = 0), checked.
     StrToDec(u8),
@@ -147,8 +148,10 @@ pub enum Cast {
     StrToF64,
     /// Text to boolean.
     StrToBool,
-    /// Text to a date.
+    /// Text `YYYY-MM-DD` to a date.
     StrToDate,
+    /// Text `YYYY-MM-DD[ HH:MM[:SS[.ffffff]]]` to a timestamp.
+    StrToTs,
     /// Text truncated to at most this many characters (VARCHAR(n)).
     StrTruncate(u32),
     /// An `i64` scaled integer checked to have at most this many digits (DECIMAL(p, s)

@@ -235,6 +235,11 @@ fn every_cast_validates() {
         (Cast::DateToTs, 0),
         (Cast::TsToDate, 1),
         (Cast::CheckDigits(5), 1),
+        (Cast::DateToStr, 0),
+        (Cast::TsToStr, 1),
+        (Cast::StrToDate, 3),
+        (Cast::StrToTs, 3),
+        (Cast::StrToBool, 3),
     ];
     project(
         casts

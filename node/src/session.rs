@@ -82,9 +82,11 @@ pub fn display_value(v: &scratchbird_types::Value) -> String {
         V::Boolean(b) => if *b { "true" } else { "false" }.to_owned(),
         V::Text(s) => s.clone(),
         V::Date(d) => d.to_string(),
+        // as PostgreSQL prints it: a fraction only when not zero, without
+        // trailing zeros (the same text CAST(t AS TEXT) gives)
         V::Timestamp(t) => {
             let s = t.to_string();
-            s.strip_suffix(".000000").map_or(s.clone(), str::to_owned)
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
         }
         other => other.to_string(),
     }

@@ -2,7 +2,7 @@
 //! value can be NULL). NULL inputs skip the computation, so a NULL never raises an
 //! error that its value would have.
 
-use super::rt::{Helper, fail};
+use super::rt::{Helper, fail, fail_text};
 use super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
 use crate::plan::{ArithOp, Cast, CmpOp, DatePart, Expr, Func, Lit, Prim};
@@ -917,12 +917,108 @@ impl Gen {
                 self.f.i(I::I32WrapI64);
                 self.f.set(out.v);
             }
-            Cast::F64ToStr
-            | Cast::DateToStr
-            | Cast::TsToStr
-            | Cast::StrToF64
-            | Cast::StrToBool
-            | Cast::StrToDate => {
+            Cast::DateToStr => {
+                let h = self.helper(Helper::FmtDateTime);
+                self.f.get(a.v);
+                self.f.i64c(0);
+                self.f.i32c(0);
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Cast::TsToStr => {
+                // floor division into days and microseconds of the day
+                let h = self.helper(Helper::FmtDateTime);
+                let days = self.f.local(ValType::I64);
+                self.f.get(a.v);
+                self.f.i64c(MICROS_PER_DAY);
+                self.f.i(I::I64DivS);
+                self.f.get(a.v);
+                self.f.i64c(MICROS_PER_DAY);
+                self.f.i(I::I64RemS);
+                self.f.i64c(0);
+                self.f.i(I::I64LtS);
+                self.f.i(I::I64ExtendI32U);
+                self.f.i(I::I64Sub);
+                self.f.set(days);
+                self.f.get(days);
+                self.f.i(I::I32WrapI64);
+                self.f.get(a.v);
+                self.f.get(days);
+                self.f.i64c(MICROS_PER_DAY);
+                self.f.i(I::I64Mul);
+                self.f.i(I::I64Sub);
+                self.f.i32c(1);
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Cast::StrToDate | Cast::StrToTs => {
+                let h = self.helper(Helper::ParseDateTime);
+                self.push_val(a);
+                self.f.i32c(i32::from(c == Cast::StrToTs));
+                self.f.i(I::Call(h));
+                if c == Cast::StrToDate {
+                    self.f.i(I::I32WrapI64);
+                }
+                self.f.set(out.v);
+            }
+            Cast::StrToBool => {
+                // PostgreSQL's spellings, trimmed, in any case
+                let trim = self.helper(Helper::Trim);
+                let lower = self.helper(Helper::Lower);
+                let eq = self.helper(Helper::StrEq);
+                let (p, l, known) = (
+                    self.f.local(ValType::I32),
+                    self.f.local(ValType::I32),
+                    self.f.local(ValType::I32),
+                );
+                let space = self.string(b" ");
+                self.push_val(a);
+                self.f.i32c(space as i32);
+                self.f.i32c(1);
+                self.f.i32c(3);
+                self.f.i(I::Call(trim));
+                self.f.set(l);
+                self.f.set(p);
+                self.f.get(p);
+                self.f.get(l);
+                self.f.i(I::Call(lower));
+                self.f.set(p);
+                self.f.set_i32(out.v, 0);
+                self.f.set_i32(known, 0);
+                for (word, value) in [
+                    (&b"true"[..], true),
+                    (b"t", true),
+                    (b"yes", true),
+                    (b"y", true),
+                    (b"on", true),
+                    (b"1", true),
+                    (b"false", false),
+                    (b"f", false),
+                    (b"no", false),
+                    (b"n", false),
+                    (b"off", false),
+                    (b"0", false),
+                ] {
+                    let w = self.string(word);
+                    self.f.get(p);
+                    self.f.get(l);
+                    self.f.i32c(w as i32);
+                    self.f.i32c(word.len() as i32);
+                    self.f.i(I::Call(eq));
+                    self.f.if_();
+                    self.f.set_i32(known, 1);
+                    self.f.set_i32(out.v, i32::from(value));
+                    self.f.end();
+                }
+                self.f.get(known);
+                self.f.i(I::I32Eqz);
+                self.f.if_();
+                fail_text(&mut self.f, ErrorCode::InvalidCast, a.v, a.len);
+                self.f.end();
+            }
+            Cast::F64ToStr | Cast::StrToF64 => {
                 return Err(EmitError::Unsupported(format!(
                     "the conversion {c:?} is not compiled yet"
                 )));
@@ -1282,6 +1378,7 @@ pub fn cast_types(c: Cast) -> (Prim, Prim) {
         Cast::StrToF64 => (Prim::Str, Prim::F64),
         Cast::StrToBool => (Prim::Str, Prim::Bool),
         Cast::StrToDate => (Prim::Str, Prim::I32),
+        Cast::StrToTs => (Prim::Str, Prim::I64),
         Cast::StrTruncate(_) => (Prim::Str, Prim::Str),
         Cast::DateToTs => (Prim::I32, Prim::I64),
     }
