@@ -176,6 +176,8 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
         }
         (T::Boolean, T::SmallInt | T::Integer) => c(Cast::BoolToI32, e),
         (T::Boolean, T::Varchar { .. } | T::Text) => c(Cast::BoolToStr, e),
+        (T::Double, T::Varchar { .. } | T::Text) => c(Cast::F64ToStr, e),
+        (T::Varchar { .. } | T::Text, T::Double) => c(Cast::StrToF64, e),
         (f, T::Varchar { .. } | T::Text) if numeric(f) => match pf {
             Prim::I32 => c(Cast::I32ToStr, e),
             _ => c(Cast::DecToStr(scale_of(f)), e),

@@ -32,6 +32,8 @@ pub enum AbiType {
     I32,
     /// `i64`
     I64,
+    /// `f64`
+    F64,
 }
 
 /// One host function a module may import.
@@ -108,10 +110,33 @@ pub const INPUT_OPEN: HostImport = HostImport {
     results: &[AbiType::I32],
 };
 
+/// `f64_text(x: f64, buf: i32) -> len`: writes the text of `x` as PostgreSQL prints a
+/// DOUBLE PRECISION (shortest exact digits; scientific notation below 1e-4 and from
+/// 1e15) into `buf[..F64_TEXT_BYTES]`; returns its length. Pure: it reads nothing.
+pub const F64_TEXT: HostImport = HostImport {
+    name: "f64_text",
+    params: &[AbiType::F64, AbiType::I32],
+    results: &[AbiType::I32],
+};
+
+/// Bytes `f64_text` may write.
+pub const F64_TEXT_BYTES: u32 = 32;
+
+/// `text_f64(ptr, len) -> f64`: reads a DOUBLE PRECISION from the text at
+/// `ptr[..len]` (spaces around it allowed); text that is not a finite number ends
+/// the execution with [`ErrorCode::InvalidCast`]. Pure: it reads nothing else.
+pub const TEXT_F64: HostImport = HostImport {
+    name: "text_f64",
+    params: &[AbiType::I32, AbiType::I32],
+    results: &[AbiType::F64],
+};
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 6] = [SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN];
+pub const IMPORTS: [HostImport; 8] = [
+    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64,
+];
 
 /// Errors a guest raises through `fail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

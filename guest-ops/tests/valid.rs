@@ -240,6 +240,8 @@ fn every_cast_validates() {
         (Cast::StrToDate, 3),
         (Cast::StrToTs, 3),
         (Cast::StrToBool, 3),
+        (Cast::F64ToStr, 2),
+        (Cast::StrToF64, 3),
     ];
     project(
         casts

@@ -7,6 +7,7 @@
 //! functions are shaped so it slots in without changing the ABI: every row a
 //! module sees passes through `scan_next`, every row it writes through `write`.
 
+pub mod convert;
 pub mod error;
 pub mod limits;
 pub mod sandbox;

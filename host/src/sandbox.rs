@@ -735,6 +735,70 @@ fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostState<T>>, Hos
     .map_err(err)?;
     l.func_wrap(
         m,
+        abi::F64_TEXT.name,
+        |mut c: Caller<'_, HostState<T>>, x: f64, buf: i32| -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let text = crate::convert::f64_text(x);
+            let want = abi::F64_TEXT_BYTES as usize;
+            let r = match region(data.len(), buf, want as i32, want) {
+                Ok(r) => r,
+                Err(e) => return Err(stop(st, e)),
+            };
+            let out = data
+                .get_mut(r)
+                .and_then(|s| s.get_mut(..text.len()))
+                .ok_or_else(|| HostError::Internal("double text longer than its buffer".into()));
+            match out {
+                Ok(o) => {
+                    o.copy_from_slice(text.as_bytes());
+                    Ok(text.len() as i32)
+                }
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::TEXT_F64.name,
+        |mut c: Caller<'_, HostState<T>>, ptr: i32, len: i32| -> wasmtime::Result<f64> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let want = usize::try_from(len).unwrap_or(usize::MAX);
+            let bytes = match region(data.len(), ptr, len, want) {
+                Ok(r) => data.get(r).unwrap_or_default(),
+                Err(e) => return Err(stop(st, e)),
+            };
+            let text = String::from_utf8_lossy(bytes);
+            match crate::convert::text_f64(&text) {
+                Some(x) => Ok(x),
+                None => {
+                    let detail: String = text
+                        .chars()
+                        .take(64)
+                        .filter(|ch| !ch.is_control())
+                        .collect();
+                    Err(stop(
+                        st,
+                        HostError::Sql {
+                            code: ErrorCode::InvalidCast,
+                            detail,
+                        },
+                    ))
+                }
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
         abi::FAIL.name,
         |mut c: Caller<'_, HostState<T>>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let detail = match c.data().memory {

@@ -24,6 +24,7 @@ fn abi_types(ts: &[AbiType]) -> Vec<ValType> {
         .map(|t| match t {
             AbiType::I32 => ValType::I32,
             AbiType::I64 => ValType::I64,
+            AbiType::F64 => ValType::F64,
         })
         .collect()
 }

@@ -740,3 +740,49 @@ mod merge {
         assert!(ResultBatch::from_bytes(0, layout, garbage).is_err());
     }
 }
+
+/// The pure conversion imports check their pointers like every other import.
+mod conversions {
+    use super::*;
+
+    fn with_conv(body: &str) -> String {
+        format!(
+            "(module {IMPORTS} \
+             (import \"sb\" \"f64_text\" (func $ft (param f64 i32) (result i32))) \
+             (import \"sb\" \"text_f64\" (func $tf (param i32 i32) (result f64))) \
+             (memory (export \"memory\") 2 16384) {body})"
+        )
+    }
+
+    #[test]
+    fn a_text_buffer_outside_memory_is_an_abi_error() {
+        let f = fixture();
+        let m = manifest(&f);
+        for body in [
+            // the buffer's end past the memory (2 pages)
+            r#"(func (export "sb_main") (drop (call $ft (f64.const 1.5) (i32.const 131070))))"#,
+            r#"(func (export "sb_main") (drop (call $ft (f64.const 1.5) (i32.const -1))))"#,
+            r#"(func (export "sb_main") (drop (call $tf (i32.const 131000) (i32.const 1000))))"#,
+            r#"(func (export "sb_main") (drop (call $tf (i32.const 0) (i32.const -5))))"#,
+        ] {
+            let e = run(&f, &module(&with_conv(body), &m)).unwrap_err();
+            assert!(matches!(e, HostError::Abi(_)), "{body}: {e:?}");
+        }
+        healthy(&f);
+    }
+
+    #[test]
+    fn text_that_is_not_a_number_is_a_sql_error_naming_it() {
+        let f = fixture();
+        let m = manifest(&f);
+        let body = r#"(data (i32.const 64) "12x\01")
+            (func (export "sb_main") (drop (call $tf (i32.const 64) (i32.const 4))))"#;
+        let e = run(&f, &module(&with_conv(body), &m)).unwrap_err();
+        match e {
+            // the control byte is dropped from the detail
+            HostError::Sql { detail, .. } => assert_eq!(detail, "12x"),
+            other => panic!("{other:?}"),
+        }
+        healthy(&f);
+    }
+}

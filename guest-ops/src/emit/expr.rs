@@ -1018,10 +1018,21 @@ impl Gen {
                 fail_text(&mut self.f, ErrorCode::InvalidCast, a.v, a.len);
                 self.f.end();
             }
-            Cast::F64ToStr | Cast::StrToF64 => {
-                return Err(EmitError::Unsupported(format!(
-                    "the conversion {c:?} is not compiled yet"
-                )));
+            Cast::F64ToStr => {
+                // the host formats (shortest exact digits need Ryu-class code)
+                let talloc = self.helper(Helper::TAlloc);
+                self.f.i32c(crate::abi::F64_TEXT_BYTES as i32);
+                self.f.i(I::Call(talloc));
+                self.f.set(out.v);
+                self.f.get(a.v);
+                self.f.get(out.v);
+                self.f.i(I::Call(super::F64_TEXT_FN));
+                self.f.set(out.len);
+            }
+            Cast::StrToF64 => {
+                self.push_val(a);
+                self.f.i(I::Call(super::TEXT_F64_FN));
+                self.f.set(out.v);
             }
         }
         Ok(())

@@ -46,6 +46,10 @@ pub(crate) const WRITE_FN: u32 = 3;
 pub(crate) const FAIL_FN: u32 = 4;
 /// Function index of `sb.input_open`.
 pub(crate) const INPUT_OPEN_FN: u32 = 5;
+/// Function index of `sb.f64_text`.
+pub(crate) const F64_TEXT_FN: u32 = 6;
+/// Function index of `sb.text_f64`.
+pub(crate) const TEXT_F64_FN: u32 = 7;
 /// Global: top of the permanent arena.
 pub(crate) const G_HEAP: u32 = 0;
 /// Global: top of the temporary arena.
@@ -198,6 +202,7 @@ impl Gen {
                 let conv = |t: &abi::AbiType| match t {
                     abi::AbiType::I32 => ValType::I32,
                     abi::AbiType::I64 => ValType::I64,
+                    abi::AbiType::F64 => ValType::F64,
                 };
                 let p = imp.params.iter().map(conv).collect();
                 let r = imp.results.iter().map(conv).collect();
