@@ -21,7 +21,7 @@ const SLOT: u32 = 16;
 const ENTRY_HEAD: u32 = 16;
 /// Rows per iteration of the NULL-free scan loop: the loop head (where wasmtime
 /// checks the deadline) runs once per this many rows.
-const UNROLL: i32 = 4;
+const UNROLL: i32 = 2;
 /// Initial directory size of hash tables (a power of two).
 const DIR_INITIAL: i32 = 1024;
 
@@ -420,8 +420,9 @@ impl Gen {
         self.f.i(I::I32Eqz);
         self.f.br_if(done);
         // Per batch: when no nullable column has a NULL in it, run a loop that
-        // checks no NULL flags (and handles four rows per iteration, so the
-        // deadline check at the loop head is paid once per four rows).
+        // checks no NULL flags (and handles two rows per iteration, so the
+        // deadline check at the loop head is paid once per two rows; four were no
+        // faster at 10 M rows and cost a cold query 0.5 ms of compilation).
         let nullable_cols: Vec<usize> = (0..types.len())
             .filter(|c| nullable.get(*c).copied().unwrap_or(true))
             .collect();
