@@ -40,6 +40,15 @@ pub enum HostError {
     /// The guest trapped (a bug in generated code or a hostile module).
     #[error("the module trapped: {0}")]
     Trap(String),
+    /// The security bundle does not allow what the subplan asks (a table without
+    /// the grant, a column the principal may not read, a new row the write policy
+    /// refuses).
+    #[error("{0}")]
+    Permission(String),
+    /// The security bundle could not be applied (it disagrees with the catalog, or
+    /// an evaluation failed); the execution fails closed.
+    #[error("the security policy could not be applied: {0}")]
+    Policy(String),
     /// Storage refused an operation.
     #[error(transparent)]
     Storage(#[from] StorageError),

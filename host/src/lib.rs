@@ -8,11 +8,13 @@
 //! module sees passes through `scan_next`, every row it writes through `write`.
 
 pub mod convert;
+pub mod enforce;
 pub mod error;
 pub mod limits;
 pub mod sandbox;
 pub mod validate;
 
+pub use enforce::{Access, Principal};
 pub use error::HostError;
 pub use limits::SandboxLimits;
 pub use sandbox::{ExecStats, Prepared, ResultBatch, ResultSink, Sandbox};

@@ -1,6 +1,7 @@
 //! The wasmtime sandbox: one engine per node, compiled modules cached by hash, and
 //! executions bounded in memory, stack, time and output.
 
+use crate::enforce::{Access, ReadCounts, ReadGuard, WriteGuard};
 use crate::error::HostError;
 use crate::limits::{EPOCH_TICK_MS, SandboxLimits};
 use crate::validate::validate;
@@ -108,6 +109,10 @@ pub struct ExecStats {
     pub rows_scanned: u64,
     /// Rows a merge stage read from its inputs.
     pub rows_input: u64,
+    /// Rows read from storage that the row policy hid from the guest.
+    pub rows_hidden: u64,
+    /// Values the guest received masked.
+    pub cells_masked: u64,
     /// Rows emitted as results.
     pub rows_returned: u64,
     /// Rows inserted, updated or deleted.
@@ -194,6 +199,8 @@ struct OpenScan {
     layout: BatchLayout,
     key_layout: Option<BatchLayout>,
     keys: Vec<RecordKey>,
+    /// The bundle's filter and masks, when the principal's scan needs them.
+    guard: Option<ReadGuard>,
 }
 
 struct Target {
@@ -204,6 +211,8 @@ struct Target {
     /// Default of every table column (used for columns an insert does not give).
     defaults: Vec<Value>,
     layout: BatchLayout,
+    /// The bundle's grant, write predicate and row re-checks for the principal.
+    guard: Option<WriteGuard>,
 }
 
 /// An open scan handle: a table cursor, or a merge stage's input.
@@ -218,6 +227,10 @@ enum Open {
 struct HostState<T: TxnSlot> {
     /// The shard's transaction; [`NoTxn`] for a merge stage, which reads no table.
     txn: T,
+    /// Who the execution runs for.
+    access: Access,
+    /// What enforced scans did.
+    counts: ReadCounts,
     manifest: Arc<PlanManifest>,
     memory: Option<Memory>,
     scans: Vec<Open>,
@@ -482,6 +495,7 @@ impl Sandbox {
         &self,
         prepared: &Prepared,
         txn: Transaction,
+        access: &Access,
         sink: ResultSink,
     ) -> (Transaction, Result<ExecStats, HostError>) {
         if prepared.manifest.is_merge() {
@@ -492,7 +506,7 @@ impl Sandbox {
                 )),
             );
         }
-        self.execute(&self.linker, prepared, txn, Vec::new(), sink)
+        self.execute(&self.linker, prepared, txn, access, Vec::new(), sink)
     }
 
     /// Runs a merge stage over `inputs` (input `i` is every batch the shard stages
@@ -533,8 +547,16 @@ impl Sandbox {
             }
             queues.push(Some(VecDeque::from(batches)));
         }
-        self.execute(&self.merge_linker, prepared, NoTxn, queues, sink)
-            .1
+        // a merge stage reads no table: there is nothing for a bundle to filter
+        self.execute(
+            &self.merge_linker,
+            prepared,
+            NoTxn,
+            &Access::Owner,
+            queues,
+            sink,
+        )
+        .1
     }
 
     fn execute<T: TxnSlot>(
@@ -542,6 +564,7 @@ impl Sandbox {
         linker: &Linker<HostState<T>>,
         prepared: &Prepared,
         txn: T,
+        access: &Access,
         inputs: Vec<Option<VecDeque<ResultBatch>>>,
         sink: ResultSink,
     ) -> (T, Result<ExecStats, HostError>) {
@@ -562,6 +585,8 @@ impl Sandbox {
         };
         let state = HostState {
             txn,
+            access: access.clone(),
+            counts: ReadCounts::default(),
             manifest: prepared.manifest.clone(),
             memory: None,
             scans: Vec::new(),
@@ -608,6 +633,9 @@ impl Sandbox {
             other => other,
         });
         let mut stats = std::mem::take(&mut state.stats);
+        stats.rows_scanned += state.counts.scanned;
+        stats.rows_hidden = state.counts.hidden;
+        stats.cells_masked = state.counts.masked;
         stats.memory_bytes = memory_bytes;
         stats.duration = started.elapsed();
         (state.txn, result.map(|()| stats))
@@ -916,12 +944,36 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             }
         }
     };
+    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let (guard, positions) = match &st.access {
+        Access::Owner => (None, positions),
+        Access::Principal(p) => {
+            // an index range selects rows by the raw values of the index's
+            // columns: those must be columns the principal reads unmasked
+            let ranged: Vec<usize> = match &d.range {
+                ScanRangeDecl::All => Vec::new(),
+                ScanRangeDecl::Index { index, .. } => cat
+                    .index(*index)
+                    .filter(|i| i.table == d.table)
+                    .map(|i| i.columns.clone())
+                    .ok_or_else(|| {
+                        HostError::Refused(format!(
+                            "index {index} of table {} does not exist (any more); compile the query again",
+                            def.name
+                        ))
+                    })?,
+            };
+            match ReadGuard::open(p, def, &cat, &positions, &ranged, &layout)? {
+                Some((g, host)) => (Some(g), host),
+                None => (None, positions),
+            }
+        }
+    };
     let cursor = st.txn.get()?.open_cursor(ScanSpec {
         table: d.table,
         columns: positions,
         range,
     })?;
-    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
     let key_layout = if d.with_keys {
         Some(
             d.key_layout()
@@ -935,6 +987,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         layout,
         key_layout,
         keys: Vec::new(),
+        guard,
     })));
     i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
 }
@@ -1004,10 +1057,11 @@ fn scan_next<T: TxnSlot>(
     } else {
         None
     };
-    let n = st
-        .txn
-        .get()?
-        .next_batch(&mut sc.cursor, &sc.layout, slice, keys)?;
+    let txn = st.txn.get()?;
+    let n = match &mut sc.guard {
+        None => txn.next_batch(&mut sc.cursor, &sc.layout, slice, keys)?,
+        Some(g) => g.fill(txn, &mut sc.cursor, &sc.layout, slice, keys, &mut st.counts)?,
+    };
     if let (Some(kr), Some(kl)) = (kr, &sc.key_layout) {
         let kslice = data
             .get_mut(kr)
@@ -1025,7 +1079,9 @@ fn scan_next<T: TxnSlot>(
         sc.keys.clear();
         sc.keys.shrink_to(1024);
     }
-    st.stats.rows_scanned += n as u64;
+    if sc.guard.is_none() {
+        st.stats.rows_scanned += n as u64;
+    }
     i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
 }
 
@@ -1116,6 +1172,10 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .map(|c| c.default.clone().unwrap_or(Value::Null))
         .collect();
     let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let guard = match &st.access {
+        Access::Owner => None,
+        Access::Principal(p) => Some(WriteGuard::open(p, def, &cat, d.kind)?),
+    };
     if let Some(slot) = st.targets.get_mut(w) {
         *slot = Some(Target {
             table: d.table,
@@ -1123,6 +1183,7 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             positions,
             defaults,
             layout,
+            guard,
         });
     }
     Ok(())
@@ -1154,6 +1215,10 @@ fn write<T: TxnSlot>(
     let (table, kind) = (t.table, t.kind);
     let positions = t.positions.clone();
     let defaults = t.defaults.clone();
+    let guard = t.guard.as_ref();
+    // every row is checked before any is written: a refused row leaves the batch
+    // unapplied (and the caller undoes the statement)
+    let mut planned: Vec<(Option<RecordKey>, Option<Vec<Value>>)> = Vec::with_capacity(view.rows());
     for r in 0..view.rows() {
         let vals = view
             .row(r)
@@ -1166,8 +1231,10 @@ fn write<T: TxnSlot>(
                         *slot = v;
                     }
                 }
-                st.txn.get()?.insert(table, row)?;
-                affected += 1;
+                if let Some(g) = guard {
+                    g.check_new(&row)?;
+                }
+                planned.push((None, Some(row)));
             }
             WriteKind::Update | WriteKind::Delete => {
                 let mut it = vals.into_iter();
@@ -1177,19 +1244,48 @@ fn write<T: TxnSlot>(
                     ));
                 };
                 let key = RecordKey::from_bytes(k);
-                let done = if kind == WriteKind::Delete {
-                    st.txn.get()?.delete(table, &key)?
-                } else {
-                    let mut row = defaults.clone();
+                let mut row = None;
+                if kind == WriteKind::Update {
+                    let mut new = defaults.clone();
                     for (v, p) in it.zip(&positions) {
-                        if let Some(slot) = row.get_mut(*p) {
+                        if let Some(slot) = new.get_mut(*p) {
                             *slot = v;
                         }
                     }
-                    st.txn.get()?.update(table, &key, row)?
+                    row = Some(new);
+                }
+                if let Some(g) = guard {
+                    // the key names a row the principal sees, or no row at all
+                    let Some(old) = st.txn.get()?.get_by_key(table, &key)? else {
+                        continue;
+                    };
+                    if !g.visible(&old)? {
+                        continue;
+                    }
+                    if let Some(new) = row.as_mut() {
+                        g.unmask_update(&old, new);
+                        g.check_new(new)?;
+                    }
+                }
+                planned.push((Some(key), row));
+            }
+        }
+    }
+    for (key, row) in planned {
+        let txn = st.txn.get()?;
+        match (key, row) {
+            (None, Some(row)) => {
+                txn.insert(table, row)?;
+                affected += 1;
+            }
+            (Some(key), row) => {
+                let done = match row {
+                    None => txn.delete(table, &key)?,
+                    Some(row) => txn.update(table, &key, row)?,
                 };
                 affected += i64::from(done);
             }
+            (None, None) => {}
         }
     }
     st.stats.rows_written += affected as u64;

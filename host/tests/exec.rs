@@ -75,6 +75,7 @@ fn run(s: &Storage, sb: &Sandbox, program: &Program, manifest: &PlanManifest) ->
     let (txn, r) = sb.run(
         &p,
         txn,
+        &scratchbird_host::Access::Owner,
         Box::new(move |b| {
             o2.borrow_mut().push(b);
             Ok(())

@@ -12,7 +12,7 @@ use scratchbird_guest_ops::abi::{
 };
 use scratchbird_guest_ops::emit::emit;
 use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
-use scratchbird_host::{HostError, Sandbox, SandboxLimits};
+use scratchbird_host::{Access, HostError, Sandbox, SandboxLimits};
 use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
 use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
 use scratchbird_types::{SqlType, TableId, Value};
@@ -122,6 +122,7 @@ fn run(f: &Fixture, bytes: &[u8]) -> Result<u64, HostError> {
     let (txn, r) = f.sandbox.run(
         &p,
         txn,
+        &Access::Owner,
         Box::new(move |b| {
             r2.set(r2.get() + b.row_count() as u64);
             Ok(())
@@ -158,6 +159,7 @@ fn healthy(f: &Fixture) {
     let (txn, r) = f.sandbox.run(
         &p,
         txn,
+        &Access::Owner,
         Box::new(move |b| {
             g2.borrow_mut().extend(b.rows().unwrap());
             Ok(())
@@ -596,6 +598,7 @@ mod merge {
         let (txn, r) = f.sandbox.run(
             &p,
             txn,
+            &Access::Owner,
             Box::new(move |b| {
                 g2.borrow_mut().push(b);
                 Ok(())

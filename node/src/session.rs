@@ -6,7 +6,7 @@
 use scratchbird_compiler::{
     self as compiler, Catalog, CompileError, Isolation, QueryKind, Statement,
 };
-use scratchbird_host::{ExecStats, HostError, ResultBatch, ResultSink, Sandbox};
+use scratchbird_host::{Access, ExecStats, HostError, ResultBatch, ResultSink, Sandbox};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{
     Env, ReadCommittedMode, Storage, StorageConfig, StorageError, Transaction, TxnOptions,
@@ -125,6 +125,7 @@ pub struct LocalSession {
     sandbox: Arc<Sandbox>,
     txn: Option<Transaction>,
     explicit: bool,
+    access: Access,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -206,7 +207,31 @@ impl LocalSession {
             sandbox,
             txn: None,
             explicit: false,
+            access: Access::Owner,
         }
+    }
+
+    /// Runs the session's statements for `access` from now on: a principal under a
+    /// security bundle, or the data directory's owner. The security context is
+    /// bound per transaction, so it cannot change while one is open.
+    ///
+    /// # Errors
+    /// A transaction is open.
+    pub fn set_access(&mut self, access: Access) -> Result<(), SessionError> {
+        if self.explicit {
+            return Err(SessionError::Session(
+                "the security context cannot change inside a transaction: COMMIT or ROLLBACK first"
+                    .into(),
+            ));
+        }
+        self.access = access;
+        Ok(())
+    }
+
+    /// Who the session's statements run for.
+    #[must_use]
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Whether an explicit transaction is open.
@@ -275,6 +300,14 @@ impl LocalSession {
             .ok_or_else(|| SessionError::Session("no transaction".into()))?;
         let cat = catalog_of(txn)?;
         let stmt = compiler::compile(p, &cat).map_err(SessionError::Compile)?;
+        if let Access::Principal(who) = &self.access
+            && p.is_ddl()
+        {
+            return Err(SessionError::Host(HostError::Permission(format!(
+                "permission denied: {} may not change the schema (schema changes are the owner's)",
+                who.name()
+            ))));
+        }
         match stmt {
             Statement::Query(c) => {
                 let t = slot
@@ -493,6 +526,8 @@ impl LocalSession {
                 .map(|m| ExecStats {
                     rows_scanned: shard.rows_scanned,
                     rows_input: m.rows_input,
+                    rows_hidden: shard.rows_hidden,
+                    cells_masked: shard.cells_masked,
                     rows_returned: m.rows_returned,
                     rows_written: 0,
                     result_bytes: m.result_bytes,
@@ -519,7 +554,7 @@ impl LocalSession {
             Ok(m) => m,
             Err(e) => return (txn, Err(e.into())),
         };
-        let (mut txn, result) = self.sandbox.run(&prepared, txn, sink);
+        let (mut txn, result) = self.sandbox.run(&prepared, txn, &self.access, sink);
         if let Err(e) = txn.statement_end(mark, result.is_err()) {
             return (txn, Err(e.into()));
         }

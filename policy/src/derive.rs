@@ -191,6 +191,17 @@ pub struct CedarPerRow {
 }
 
 impl RowFilter {
+    /// The row attributes (columns) the filter reads: what a scan must fetch to
+    /// decide rows, even when the query does not read them.
+    #[must_use]
+    pub fn attributes(&self) -> std::collections::BTreeSet<String> {
+        match self {
+            Self::All | Self::None => std::collections::BTreeSet::new(),
+            Self::Predicate(f) => f.attributes(),
+            Self::Cedar(c) => c.row.attrs.keys().cloned().collect(),
+        }
+    }
+
     /// Which of `rows` are allowed.
     ///
     /// # Errors
