@@ -9,7 +9,7 @@
 
 pub mod postgres;
 
-use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
+use scratchbird_storage::catalog::{ColumnSpec, DomainSpec, TableSpec};
 use scratchbird_storage::{Durability, Env, Storage, StorageConfig, TxnOptions};
 use scratchbird_types::{Date, Decimal, SqlType, TableId, Value};
 use std::path::Path;
@@ -111,6 +111,40 @@ pub fn lineitem_row(i: u64) -> Vec<Value> {
         Value::Text(status[usize::try_from((h >> 3) % 2).unwrap()].into()),
         Value::Date(Date(8_035 + i32::try_from(h % 2_526).unwrap())),
     ]
+}
+
+/// Creates `lineitem` with `extendedprice` declared in domain `money` (DECIMAL(15,2);
+/// the policy-overhead bundle masks it) and bulk loads `rows` rows.
+pub fn load_lineitem_with_money_domain(store: &Storage, rows: u64) -> TableId {
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    t.create_domain(&DomainSpec {
+        name: "money".into(),
+        base: dec(),
+        not_null: false,
+        default: None,
+        check: None,
+    })
+    .unwrap();
+    let columns = lineitem_columns()
+        .into_iter()
+        .map(|c| {
+            if c.name == "extendedprice" {
+                ColumnSpec::of_domain("extendedprice", "money")
+            } else {
+                c
+            }
+        })
+        .collect();
+    let id = t
+        .create_table(&TableSpec {
+            name: "lineitem".into(),
+            columns,
+            primary_key: vec![],
+        })
+        .unwrap();
+    t.bulk_insert(id, (0..rows).map(lineitem_row)).unwrap();
+    t.commit().unwrap();
+    id
 }
 
 /// Creates `lineitem` (no primary key, as in PostgreSQL) and bulk loads `rows` rows.

@@ -19,7 +19,7 @@ use scratchbird_policy::mask::{MaskFn, MaskKey};
 use scratchbird_storage::catalog::{Catalog, TableDef};
 use scratchbird_storage::scan::ScanCursor;
 use scratchbird_storage::{RecordKey, Transaction};
-use scratchbird_types::batch::{BatchLayout, BatchView, BatchWriter};
+use scratchbird_types::batch::{BatchLayout, BatchView};
 use scratchbird_types::row::{RawValue, value_bytes_for};
 use scratchbird_types::{BundleHash, SqlType, Value};
 use std::collections::BTreeSet;
@@ -117,12 +117,16 @@ fn filter_attributes(f: &RowFilter) -> BTreeSet<String> {
 pub(crate) struct ReadGuard {
     enforcement: Arc<Enforcement>,
     principal: Arc<Principal>,
-    /// The host batch: the guest's columns, then the columns only the filter reads.
+    /// The host batch: the columns the row filter reads first, then the rest of
+    /// the guest's columns.
     layout: BatchLayout,
-    names: Vec<String>,
-    types: Vec<SqlType>,
-    /// How many leading host columns the guest receives.
-    declared: usize,
+    /// Attribute names and types of the filter's columns (the first host columns).
+    filter_names: Vec<String>,
+    filter_types: Vec<SqlType>,
+    /// Host column of each guest column.
+    to_host: Vec<usize>,
+    /// Type of each guest column.
+    guest_types: Vec<SqlType>,
     /// Per guest column: its domain and mask, when the principal sees it masked.
     masks: Vec<Option<(String, MaskFn)>>,
     buf: Vec<u8>,
@@ -131,6 +135,10 @@ pub(crate) struct ReadGuard {
     rows: usize,
     next: usize,
     done: bool,
+    /// Scratch: host rows chosen for the guest batch being filled, and the masked
+    /// values of those rows per guest column.
+    chosen: Vec<usize>,
+    masked: Vec<Vec<Value>>,
 }
 
 /// What an enforced scan did, for the audit record.
@@ -141,11 +149,35 @@ pub(crate) struct ReadCounts {
     pub(crate) masked: u64,
 }
 
+fn internal(e: impl std::fmt::Display) -> HostError {
+    HostError::Internal(e.to_string())
+}
+
+fn bit(bits: &[u8], i: usize) -> bool {
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+fn set_bit(bits: &mut [u8], i: usize) {
+    if let Some(b) = bits.get_mut(i / 8) {
+        *b |= 1 << (i % 8);
+    }
+}
+
+/// The (offset, length) entry of a variable-length value at row `r` of a values
+/// region.
+fn entry(values: &[u8], r: usize) -> Option<(usize, usize)> {
+    let e = values.get(r * 8..r * 8 + 8)?;
+    let off = u32::from_le_bytes(e.get(..4)?.try_into().ok()?) as usize;
+    let len = u32::from_le_bytes(e.get(4..)?.try_into().ok()?) as usize;
+    Some((off, len))
+}
+
 impl ReadGuard {
     /// Checks the grant and the columns of a scan of `def` reading table columns
-    /// `positions`. Returns `None` when nothing needs filtering or masking (the
-    /// scan then fills guest memory directly), else the guard and the table
-    /// columns the storage cursor must read (the guest's, then the filter's).
+    /// `positions`, through an index over table columns `ranged` (if any). Returns
+    /// `None` when nothing needs filtering or masking (the scan then fills guest
+    /// memory directly), else the guard and the table columns the storage cursor
+    /// must read.
     pub(crate) fn open(
         principal: &Arc<Principal>,
         def: &TableDef,
@@ -165,7 +197,7 @@ impl ReadGuard {
                 .columns
                 .get(*p)
                 .zip(enf.columns.get(*p))
-                .ok_or_else(|| HostError::Internal("index column out of range".into()))?;
+                .ok_or_else(|| internal("index column out of range"))?;
             if !rule.readable || rule.mask.is_some() {
                 return Err(denied(format!(
                     "permission denied: the scan selects rows of {} by column {} through an index, and that column is {} for this principal",
@@ -180,14 +212,15 @@ impl ReadGuard {
             }
         }
         let mut masks = Vec::with_capacity(positions.len());
+        let mut guest_types = Vec::with_capacity(positions.len());
         for p in positions {
             let (col, rule) = def
                 .columns
                 .get(*p)
                 .zip(enf.columns.get(*p))
-                .ok_or_else(|| HostError::Internal("column rule out of range".into()))?;
+                .ok_or_else(|| internal("column rule out of range"))?;
             if rule.column != col.name {
-                return Err(HostError::Internal(format!(
+                return Err(internal(format!(
                     "column rules out of order at {}",
                     col.name
                 )));
@@ -199,12 +232,16 @@ impl ReadGuard {
                 )));
             }
             masks.push(rule.mask.clone());
+            guest_types.push(col.ty);
         }
         let filtering = !matches!(enf.read, RowFilter::All);
         if !filtering && masks.iter().all(Option::is_none) {
             return Ok(None);
         }
-        let mut host_positions = positions.to_vec();
+        // the filter's columns first, so that its rows are built from a prefix
+        let mut host = Vec::with_capacity(positions.len() + 2);
+        let mut filter_names = Vec::new();
+        let mut filter_types = Vec::new();
         for a in filter_attributes(&enf.read) {
             let p = def
                 .columns
@@ -216,41 +253,53 @@ impl ReadGuard {
                         def.name
                     ))
                 })?;
-            if !host_positions.contains(&p) {
-                host_positions.push(p);
-            }
-        }
-        let mut names = Vec::with_capacity(host_positions.len());
-        let mut types = Vec::with_capacity(host_positions.len());
-        for p in &host_positions {
             let c = def
                 .columns
-                .get(*p)
-                .ok_or_else(|| HostError::Internal("column position".into()))?;
-            names.push(c.name.clone());
-            types.push(c.ty);
+                .get(p)
+                .ok_or_else(|| internal("column position"))?;
+            host.push(p);
+            filter_names.push(c.name.clone());
+            filter_types.push(c.ty);
         }
-        let extra_var = types[positions.len()..]
+        let mut to_host = Vec::with_capacity(positions.len());
+        for p in positions {
+            match host.iter().position(|h| h == p) {
+                Some(i) => to_host.push(i),
+                None => {
+                    to_host.push(host.len());
+                    host.push(*p);
+                }
+            }
+        }
+        let types: Vec<SqlType> = host
             .iter()
-            .any(|t| t.physical().fixed_width().is_none());
+            .map(|p| def.columns.get(*p).map(|c| c.ty))
+            .collect::<Option<_>>()
+            .ok_or_else(|| internal("column position"))?;
+        // variable-length values only the filter reads need heap of their own
+        let extra_var = host
+            .iter()
+            .zip(&types)
+            .any(|(p, t)| !positions.contains(p) && t.physical().fixed_width().is_none());
         let heap = if extra_var {
             guest.heap_bytes().saturating_add(1 << 20)
         } else {
             guest.heap_bytes()
         };
-        let layout = BatchLayout::new(&types, guest.rows_max(), heap)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
+        let layout = BatchLayout::new(&types, guest.rows_max(), heap).map_err(internal)?;
         let buf = vec![0u8; layout.total_bytes()];
         // a principal who may read no row of the table: storage is not even read
         let done = matches!(enf.read, RowFilter::None);
+        let n = positions.len();
         Ok(Some((
             Self {
                 enforcement: enf,
                 principal: principal.clone(),
                 layout,
-                names,
-                types,
-                declared: positions.len(),
+                filter_names,
+                filter_types,
+                to_host,
+                guest_types,
                 masks,
                 buf,
                 keys: Vec::new(),
@@ -258,8 +307,10 @@ impl ReadGuard {
                 rows: 0,
                 next: 0,
                 done,
+                chosen: Vec::new(),
+                masked: vec![Vec::new(); n],
             },
-            host_positions,
+            host,
         )))
     }
 
@@ -279,10 +330,19 @@ impl ReadGuard {
         if let Some(k) = keys.as_deref_mut() {
             k.clear();
         }
-        let mut w = BatchWriter::new(guest, out).map_err(|e| HostError::Internal(e.to_string()))?;
+        if out.len() < guest.total_bytes() {
+            return Err(internal("guest batch smaller than its layout"));
+        }
+        for c in 0..self.guest_types.len() {
+            if let Some(v) = guest.validity_range(c).and_then(|r| out.get_mut(r)) {
+                v.fill(0);
+            }
+        }
         let cap = guest.rows_max() as usize;
+        let heap_cap = guest.heap_bytes() as usize;
         let mut given = 0usize;
-        'fill: while given < cap {
+        let mut heap = 0usize;
+        while given < cap {
             if self.next >= self.rows {
                 if self.done {
                     break;
@@ -290,36 +350,37 @@ impl ReadGuard {
                 self.refill(txn, cursor, keys.is_some(), counts)?;
                 continue;
             }
-            let view = BatchView::new(&self.layout, &self.buf)
-                .map_err(|e| HostError::Internal(e.to_string()))?;
-            while self.next < self.rows && given < cap {
-                let r = self.next;
-                if !self.keep.get(r).copied().unwrap_or(false) {
-                    self.next += 1;
-                    continue;
-                }
-                if !self.put_row(&view, &mut w, r, given, counts)? {
-                    if given == 0 {
-                        return Err(HostError::Internal(
-                            "one masked row does not fit a whole batch".into(),
-                        ));
-                    }
-                    break 'fill;
-                }
-                if let Some(k) = keys.as_deref_mut() {
+            let full = self.choose(cap - given, heap_cap - heap, counts)?;
+            if self.chosen.is_empty() && given == 0 && full {
+                return Err(internal("one masked row does not fit a whole batch"));
+            }
+            heap = self.copy_chosen(guest, out, given, heap)?;
+            if let Some(k) = keys.as_deref_mut() {
+                for r in &self.chosen {
                     k.push(
                         self.keys
-                            .get(r)
+                            .get(*r)
                             .cloned()
-                            .ok_or_else(|| HostError::Internal("record key of a row".into()))?,
+                            .ok_or_else(|| internal("record key of a row"))?,
                     );
                 }
-                self.next += 1;
-                given += 1;
+            }
+            given += self.chosen.len();
+            if full {
+                break;
             }
         }
-        w.finish(given)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
+        let header = [
+            u32::try_from(given).map_err(internal)?,
+            u32::try_from(self.guest_types.len()).map_err(internal)?,
+            u32::try_from(heap).map_err(internal)?,
+            scratchbird_types::batch::LAYOUT_VERSION,
+        ];
+        for (i, w) in header.into_iter().enumerate() {
+            out.get_mut(i * 4..i * 4 + 4)
+                .ok_or_else(|| internal("header"))?
+                .copy_from_slice(&w.to_le_bytes());
+        }
         Ok(given)
     }
 
@@ -345,96 +406,212 @@ impl ReadGuard {
             return Ok(());
         }
         counts.scanned += n as u64;
-        let view = BatchView::new(&self.layout, &self.buf)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        let rows = Rows::from_batch(&view, &names, &self.types)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
-        self.keep = self
-            .enforcement
-            .read
-            .eval(&rows)
-            .map_err(|e| HostError::Policy(format!("table {}: {e}", self.enforcement.table)))?;
+        let view = BatchView::new(&self.layout, &self.buf).map_err(internal)?;
+        let names: Vec<&str> = self.filter_names.iter().map(String::as_str).collect();
+        let rows = Rows::from_batch(&view, &names, &self.filter_types).map_err(internal)?;
+        self.keep = if matches!(self.enforcement.read, RowFilter::All) {
+            vec![true; n]
+        } else {
+            self.enforcement
+                .read
+                .eval(&rows)
+                .map_err(|e| HostError::Policy(format!("table {}: {e}", self.enforcement.table)))?
+        };
         if self.keep.len() != n {
-            return Err(HostError::Internal("row filter verdicts".into()));
+            return Err(internal("row filter verdicts"));
         }
         counts.hidden += self.keep.iter().filter(|k| !**k).count() as u64;
         Ok(())
     }
 
-    /// Writes host row `r` as guest row `at`, masked. `false` when its strings do
-    /// not fit what is left of the guest batch's heap (nothing is written then).
-    fn put_row(
-        &self,
-        view: &BatchView<'_>,
-        w: &mut BatchWriter<'_>,
-        r: usize,
-        at: usize,
+    /// Chooses the next visible rows of the host batch, at most `rows`, whose
+    /// strings fit `heap` bytes, masking what must be masked. Returns whether the
+    /// guest batch is full (rows or heap) rather than the host batch used up.
+    fn choose(
+        &mut self,
+        rows: usize,
+        heap: usize,
         counts: &mut ReadCounts,
     ) -> Result<bool, HostError> {
-        let bad = |e: scratchbird_types::TypeError| HostError::Internal(e.to_string());
-        // the row's values as the guest gets them
-        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(self.declared);
-        let mut heap = 0usize;
-        for c in 0..self.declared {
-            let ty = self.types.get(c).copied().unwrap_or(SqlType::Blob);
-            let cell = match self.masks.get(c).and_then(Option::as_ref) {
-                None => match view.raw(c, r).map_err(bad)? {
-                    None => Cell::Null,
-                    Some(b) => Cell::Raw(b),
-                },
-                Some((domain, f)) => {
-                    let v = view.value(c, r).map_err(bad)?;
-                    if v.is_null() {
-                        Cell::Null
-                    } else {
-                        let m = f.apply(&ty, &v, &self.principal.mask_key, domain);
-                        ty.check_value(&m).map_err(|e| {
-                            HostError::Policy(format!(
-                                "the mask of domain {domain} gives a value that is not a {ty}: {e}"
-                            ))
-                        })?;
-                        counts.masked += 1;
-                        Cell::Masked(m)
+        self.chosen.clear();
+        for m in &mut self.masked {
+            m.clear();
+        }
+        let view = BatchView::new(&self.layout, &self.buf).map_err(internal)?;
+        let mut used = 0usize;
+        let mut row_masked: Vec<Option<Value>> = vec![None; self.guest_types.len()];
+        while self.next < self.rows {
+            if self.chosen.len() == rows {
+                return Ok(true);
+            }
+            let r = self.next;
+            if !self.keep.get(r).copied().unwrap_or(false) {
+                self.next += 1;
+                continue;
+            }
+            let mut need = 0usize;
+            for (c, ty) in self.guest_types.iter().enumerate() {
+                let h = self.to_host.get(c).copied().unwrap_or(usize::MAX);
+                let var = ty.physical().fixed_width().is_none();
+                match self.masks.get(c).and_then(Option::as_ref) {
+                    None => {
+                        if var {
+                            need += view.raw(h, r).map_err(internal)?.map_or(0, <[u8]>::len);
+                        }
+                    }
+                    Some((domain, f)) => {
+                        let v = view.value(h, r).map_err(internal)?;
+                        let m = if v.is_null() {
+                            Value::Null
+                        } else {
+                            let m = f.apply(ty, &v, &self.principal.mask_key, domain);
+                            ty.check_value(&m).map_err(|e| {
+                                HostError::Policy(format!(
+                                    "the mask of domain {domain} gives a value that is not a {ty}: {e}"
+                                ))
+                            })?;
+                            m
+                        };
+                        if var {
+                            need += match &m {
+                                Value::Text(s) => s.len(),
+                                Value::Blob(b) => b.len(),
+                                _ => 0,
+                            };
+                        }
+                        if let Some(slot) = row_masked.get_mut(c) {
+                            *slot = Some(m);
+                        }
                     }
                 }
+            }
+            if used + need > heap {
+                return Ok(true);
+            }
+            used += need;
+            for (c, m) in row_masked.iter_mut().enumerate() {
+                if let (Some(v), Some(list)) = (m.take(), self.masked.get_mut(c)) {
+                    if !v.is_null() {
+                        counts.masked += 1;
+                    }
+                    list.push(v);
+                }
+            }
+            self.chosen.push(r);
+            self.next += 1;
+        }
+        Ok(self.chosen.len() == rows)
+    }
+
+    /// Copies the chosen rows into the guest batch from row `at`, one column at a
+    /// time; `heap` bytes of the guest heap are in use. Returns the heap in use.
+    fn copy_chosen(
+        &self,
+        guest: &BatchLayout,
+        out: &mut [u8],
+        at: usize,
+        mut heap: usize,
+    ) -> Result<usize, HostError> {
+        let heap_start = guest.heap_range().start;
+        let host_heap = self.layout.heap_range().start;
+        for (c, ty) in self.guest_types.iter().enumerate() {
+            let h = self.to_host.get(c).copied().unwrap_or(usize::MAX);
+            let (Some(gv), Some(gvals), Some(hv), Some(hvals)) = (
+                guest.validity_range(c),
+                guest.values_range(c),
+                self.layout.validity_range(h),
+                self.layout.values_range(h),
+            ) else {
+                return Err(internal("batch column ranges"));
             };
-            if ty.physical().fixed_width().is_none() {
-                heap += match &cell {
-                    Cell::Raw(b) => b.len(),
-                    Cell::Masked(Value::Text(s)) => s.len(),
-                    Cell::Masked(Value::Blob(b)) => b.len(),
-                    _ => 0,
-                };
+            let width = ty.physical().fixed_width();
+            if let Some(list) = self
+                .masks
+                .get(c)
+                .and_then(Option::as_ref)
+                .and(self.masked.get(c))
+            {
+                for (i, v) in list.iter().enumerate() {
+                    let row = at + i;
+                    if v.is_null() {
+                        continue;
+                    }
+                    match value_bytes_for(ty, v).map_err(internal)? {
+                        RawValue::Fixed(b, n) => {
+                            let w = width.ok_or_else(|| internal("width"))?;
+                            let dst = gvals.start + row * w;
+                            out.get_mut(dst..dst + w)
+                                .zip(b.get(..n))
+                                .filter(|(d, s)| d.len() == s.len())
+                                .ok_or_else(|| internal("masked value width"))
+                                .map(|(d, s)| d.copy_from_slice(s))?;
+                        }
+                        RawValue::Var(b) => {
+                            heap = put_var(out, heap_start, heap, gvals.start, row, b)?;
+                        }
+                    }
+                    set_bit(out.get_mut(gv.clone()).unwrap_or_default(), row);
+                }
+                continue;
             }
-            cells.push(cell);
-        }
-        if heap > w.heap_remaining() {
-            return Ok(false);
-        }
-        for (c, cell) in cells.iter().enumerate() {
-            let ty = self.types.get(c).copied().unwrap_or(SqlType::Blob);
-            let var = ty.physical().fixed_width().is_none();
-            match cell {
-                Cell::Null => w.set_null(c, at).map_err(bad)?,
-                Cell::Raw(b) if var => w.set_bytes(c, at, b).map_err(bad)?,
-                Cell::Raw(b) => w.set_fixed(c, at, b).map_err(bad)?,
-                Cell::Masked(v) => match value_bytes_for(&ty, v).map_err(bad)? {
-                    RawValue::Var(b) => w.set_bytes(c, at, b).map_err(bad)?,
-                    RawValue::Fixed(buf, n) => w
-                        .set_fixed(c, at, buf.get(..n).unwrap_or_default())
-                        .map_err(bad)?,
-                },
+            let src_bits = self.buf.get(hv).ok_or_else(|| internal("validity"))?;
+            let src_vals = self.buf.get(hvals).ok_or_else(|| internal("values"))?;
+            for (i, r) in self.chosen.iter().enumerate() {
+                if !bit(src_bits, *r) {
+                    continue;
+                }
+                let row = at + i;
+                match width {
+                    Some(w) => {
+                        let s = src_vals
+                            .get(r * w..r * w + w)
+                            .ok_or_else(|| internal("value"))?;
+                        let dst = gvals.start + row * w;
+                        out.get_mut(dst..dst + w)
+                            .ok_or_else(|| internal("value"))?
+                            .copy_from_slice(s);
+                    }
+                    None => {
+                        let (off, len) = entry(src_vals, *r).ok_or_else(|| internal("entry"))?;
+                        let b = self
+                            .buf
+                            .get(host_heap + off..host_heap + off + len)
+                            .ok_or_else(|| internal("heap"))?;
+                        heap = put_var(out, heap_start, heap, gvals.start, row, b)?;
+                    }
+                }
+                set_bit(out.get_mut(gv.clone()).unwrap_or_default(), row);
             }
         }
-        Ok(true)
+        Ok(heap)
     }
 }
 
-enum Cell<'a> {
-    Null,
-    Raw(&'a [u8]),
-    Masked(Value),
+/// Appends `b` to the guest heap (in use: `heap` bytes) and points row `row`'s
+/// entry at it. Returns the heap in use.
+fn put_var(
+    out: &mut [u8],
+    heap_start: usize,
+    heap: usize,
+    values: usize,
+    row: usize,
+    b: &[u8],
+) -> Result<usize, HostError> {
+    let at = heap_start + heap;
+    out.get_mut(at..at + b.len())
+        .ok_or_else(|| internal("guest heap"))?
+        .copy_from_slice(b);
+    let e = values + row * 8;
+    let off = u32::try_from(heap).map_err(internal)?;
+    let len = u32::try_from(b.len()).map_err(internal)?;
+    let dst = out.get_mut(e..e + 8).ok_or_else(|| internal("entry"))?;
+    dst.get_mut(..4)
+        .ok_or_else(|| internal("entry"))?
+        .copy_from_slice(&off.to_le_bytes());
+    dst.get_mut(4..)
+        .ok_or_else(|| internal("entry"))?
+        .copy_from_slice(&len.to_le_bytes());
+    Ok(heap + b.len())
 }
 
 /// What a write target enforces.

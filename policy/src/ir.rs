@@ -566,6 +566,39 @@ impl<'a> Rows<'a> {
                 | SqlType::Decimal { .. } => {
                     let mut longs = Vec::with_capacity(n);
                     let mut opaque = false;
+                    // integers: the whole column at once
+                    if let (
+                        SqlType::SmallInt | SqlType::Integer | SqlType::BigInt,
+                        Some((bits, vals, w)),
+                    ) = (ty, view.fixed_column(c)?)
+                    {
+                        for r in 0..n {
+                            let on = bits.get(r / 8).is_some_and(|b| b & (1 << (r % 8)) != 0);
+                            present.push(on);
+                            let b = vals.get(r * w..r * w + w).unwrap_or_default();
+                            longs.push(if !on {
+                                0
+                            } else {
+                                match w {
+                                    2 => i64::from(i16::from_le_bytes(
+                                        b.try_into().unwrap_or([0; 2]),
+                                    )),
+                                    4 => i64::from(i32::from_le_bytes(
+                                        b.try_into().unwrap_or([0; 4]),
+                                    )),
+                                    _ => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+                                }
+                            });
+                        }
+                        rows.cols.insert(
+                            (*name).to_owned(),
+                            Column {
+                                present,
+                                data: ColData::Long(longs),
+                            },
+                        );
+                        continue;
+                    }
                     for r in 0..n {
                         let raw = view.raw(c, r)?;
                         present.push(raw.is_some());

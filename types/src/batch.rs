@@ -289,7 +289,7 @@ impl<'b> BatchWriter<'b> {
         self.layout
             .columns
             .get(col)
-            .ok_or(batch_err("column index out of range"))
+            .ok_or_else(|| batch_err("column index out of range"))
     }
 
     /// Marks (col, row) NULL.
@@ -301,12 +301,12 @@ impl<'b> BatchWriter<'b> {
         let at = slot.values + row * slot.width;
         self.buf
             .get_mut(at..at + slot.width)
-            .ok_or(batch_err("value out of bounds"))?
+            .ok_or_else(|| batch_err("value out of bounds"))?
             .fill(0);
         let v = self
             .buf
             .get_mut(slot.validity..)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         set_bit(v, row, false);
         Ok(())
     }
@@ -323,12 +323,12 @@ impl<'b> BatchWriter<'b> {
         let at = slot.values + row * slot.width;
         self.buf
             .get_mut(at..at + slot.width)
-            .ok_or(batch_err("value out of bounds"))?
+            .ok_or_else(|| batch_err("value out of bounds"))?
             .copy_from_slice(bytes);
         let v = self
             .buf
             .get_mut(slot.validity..)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         set_bit(v, row, true);
         Ok(())
     }
@@ -350,14 +350,14 @@ impl<'b> BatchWriter<'b> {
         let h = self.layout.heap + off;
         self.buf
             .get_mut(h..h + bytes.len())
-            .ok_or(batch_err("heap out of bounds"))?
+            .ok_or_else(|| batch_err("heap out of bounds"))?
             .copy_from_slice(bytes);
         self.heap_used += bytes.len();
         let at = slot.values + row * 8;
         let entry = self
             .buf
             .get_mut(at..at + 8)
-            .ok_or(batch_err("value out of bounds"))?;
+            .ok_or_else(|| batch_err("value out of bounds"))?;
         let (o, l) = entry.split_at_mut(4);
         o.copy_from_slice(
             &u32::try_from(off)
@@ -372,7 +372,7 @@ impl<'b> BatchWriter<'b> {
         let v = self
             .buf
             .get_mut(slot.validity..)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         set_bit(v, row, true);
         Ok(())
     }
@@ -402,13 +402,13 @@ impl<'b> BatchWriter<'b> {
         let at = slot.values + dst_row * slot.width;
         self.buf
             .get_mut(at..at + values.len())
-            .ok_or(batch_err("values out of bounds"))?
+            .ok_or_else(|| batch_err("values out of bounds"))?
             .copy_from_slice(values);
         let rows = self.layout.rows_max as usize;
         let v = self
             .buf
             .get_mut(slot.validity..slot.validity + rows / 8)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         copy_bits(v, dst_row, validity, src_bit, n)
     }
 
@@ -446,7 +446,7 @@ impl<'b> BatchWriter<'b> {
         let end = offsets.get(4 * n..4 * n + 4).map_or(0, word);
         let bytes = data
             .get(start..end)
-            .ok_or(batch_err("variable run outside its data"))?;
+            .ok_or_else(|| batch_err("variable run outside its data"))?;
         if bytes.len() > self.heap_remaining() {
             return Err(batch_err("heap full"));
         }
@@ -454,13 +454,13 @@ impl<'b> BatchWriter<'b> {
         let h = self.layout.heap + base;
         self.buf
             .get_mut(h..h + bytes.len())
-            .ok_or(batch_err("heap out of bounds"))?
+            .ok_or_else(|| batch_err("heap out of bounds"))?
             .copy_from_slice(bytes);
         let at = slot.values + dst_row * 8;
         let entries = self
             .buf
             .get_mut(at..at + 8 * n)
-            .ok_or(batch_err("values out of bounds"))?;
+            .ok_or_else(|| batch_err("values out of bounds"))?;
         let heap_base = u32::try_from(base).map_err(|_| batch_err("heap offset"))?;
         let mut prev = start;
         let nexts = offsets.get(4..).unwrap_or(&[]).chunks_exact(4).map(word);
@@ -480,7 +480,7 @@ impl<'b> BatchWriter<'b> {
         let v = self
             .buf
             .get_mut(slot.validity..slot.validity + rows / 8)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         copy_bits(v, dst_row, validity, src_bit, n)
     }
 
@@ -498,7 +498,7 @@ impl<'b> BatchWriter<'b> {
         let h = self
             .buf
             .get_mut(..HEADER_BYTES)
-            .ok_or(batch_err("header"))?;
+            .ok_or_else(|| batch_err("header"))?;
         for (i, word) in [rows, ncols, heap, LAYOUT_VERSION].into_iter().enumerate() {
             if let Some(dst) = h.get_mut(i * 4..i * 4 + 4) {
                 dst.copy_from_slice(&word.to_le_bytes());
@@ -507,6 +507,9 @@ impl<'b> BatchWriter<'b> {
         Ok(rows)
     }
 }
+
+/// A fixed-width column of a batch: validity bitmap, values, value width.
+pub type FixedColumn<'b> = (&'b [u8], &'b [u8], usize);
 
 /// Reads a batch, checking every offset against the layout and the buffer.
 #[derive(Debug, Clone, Copy)]
@@ -530,7 +533,7 @@ impl<'b> BatchView<'b> {
             buf.get(i * 4..i * 4 + 4)
                 .and_then(|s| s.try_into().ok())
                 .map(u32::from_le_bytes)
-                .ok_or(batch_err("header"))
+                .ok_or_else(|| batch_err("header"))
         };
         let (rows, ncols, heap, version) = (word(0)?, word(1)?, word(2)?, word(3)?);
         if version != LAYOUT_VERSION {
@@ -563,7 +566,7 @@ impl<'b> BatchView<'b> {
         self.layout
             .columns
             .get(col)
-            .ok_or(batch_err("column index out of range"))
+            .ok_or_else(|| batch_err("column index out of range"))
     }
 
     /// Whether (col, row) is NULL.
@@ -575,7 +578,7 @@ impl<'b> BatchView<'b> {
         let byte = self
             .buf
             .get(slot.validity + row / 8)
-            .ok_or(batch_err("validity out of bounds"))?;
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
         Ok(byte & (1 << (row % 8)) == 0)
     }
 
@@ -592,7 +595,7 @@ impl<'b> BatchView<'b> {
         let entry = self
             .buf
             .get(at..at + slot.width)
-            .ok_or(batch_err("value out of bounds"))?;
+            .ok_or_else(|| batch_err("value out of bounds"))?;
         if !slot.var {
             return Ok(Some(entry));
         }
@@ -600,13 +603,13 @@ impl<'b> BatchView<'b> {
             entry
                 .get(..4)
                 .and_then(|s| s.try_into().ok())
-                .ok_or(batch_err("entry"))?,
+                .ok_or_else(|| batch_err("entry"))?,
         ) as usize;
         let len = u32::from_le_bytes(
             entry
                 .get(4..8)
                 .and_then(|s| s.try_into().ok())
-                .ok_or(batch_err("entry"))?,
+                .ok_or_else(|| batch_err("entry"))?,
         ) as usize;
         if off.checked_add(len).is_none_or(|end| end > self.heap_used) {
             return Err(batch_err("variable-length entry points outside the heap"));
@@ -615,7 +618,33 @@ impl<'b> BatchView<'b> {
         self.buf
             .get(h..h + len)
             .map(Some)
-            .ok_or(batch_err("heap out of bounds"))
+            .ok_or_else(|| batch_err("heap out of bounds"))
+    }
+
+    /// Column `col`'s validity bitmap and fixed-width values (`width` bytes per
+    /// row, rows `0..self.rows()`), for readers that decode a whole column at once;
+    /// `None` for a variable-length column.
+    ///
+    /// # Errors
+    /// Out of bounds.
+    pub fn fixed_column(&self, col: usize) -> Result<Option<FixedColumn<'b>>, TypeError> {
+        let slot = self
+            .layout
+            .columns
+            .get(col)
+            .ok_or_else(|| batch_err("column index out of range"))?;
+        if slot.var {
+            return Ok(None);
+        }
+        let validity = self
+            .buf
+            .get(slot.validity..slot.validity + self.rows.div_ceil(8))
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
+        let values = self
+            .buf
+            .get(slot.values..slot.values + self.rows * slot.width)
+            .ok_or_else(|| batch_err("values out of bounds"))?;
+        Ok(Some((validity, values, slot.width)))
     }
 
     /// The value at (col, row).
