@@ -6,6 +6,7 @@
 
 #[macro_use]
 mod out;
+mod audit;
 mod bundle;
 mod sql;
 
@@ -40,6 +41,13 @@ enum Command {
     ///   sb sql --local /tmp/db --format csv -f report.sql
     #[command(verbatim_doc_comment)]
     Sql(sql::SqlArgs),
+    /// The audit trail of sandbox executions: show, verify, tail.
+    ///
+    ///   sb audit verify --data /tmp/db
+    ///   sb audit tail --data /tmp/db -n 20
+    ///   sb audit show --data /tmp/db --principal 'User::"alice"' --format json
+    #[command(subcommand, verbatim_doc_comment)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bundle(cmd) => bundle::run(cmd),
         Command::Sql(args) => sql::run(&args),
+        Command::Audit(cmd) => audit::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

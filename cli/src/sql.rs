@@ -5,8 +5,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use scratchbird_host::{Sandbox, SandboxLimits};
+use scratchbird_host::audit::AuditLog;
+use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, Outcome, display_value, open_storage};
+use scratchbird_policy::derive::{Deriver, SecurityContext};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,6 +54,41 @@ pub struct SqlArgs {
     /// Sandbox memory limit per query, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub memory_mib: usize,
+    /// Run as a principal under this security bundle (with --user): rows, columns
+    /// and masks as the bundle allows. Without it you are the data directory's
+    /// owner and nothing is filtered.
+    #[arg(long, value_name = "BUNDLE_DIR", requires = "user")]
+    pub bundle: Option<PathBuf>,
+    /// The user to run as (User::"NAME" in the bundle).
+    #[arg(long, value_name = "NAME", requires = "bundle")]
+    pub user: Option<String>,
+    /// The session context for the bundle's policies, as JSON
+    /// (for example '{"break_glass": true}').
+    #[arg(long, value_name = "JSON", requires = "bundle")]
+    pub context: Option<String>,
+}
+
+/// The key of tokenising masks for this data directory: 32 random bytes in
+/// DIR/mask.key (mode 0600), made on first use.
+fn mask_key(dir: &std::path::Path) -> Result<[u8; 32]> {
+    let path = dir.join("mask.key");
+    if let Ok(b) = std::fs::read(&path) {
+        return <[u8; 32]>::try_from(b.as_slice())
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+    }
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut f, &k).with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(k)
 }
 
 fn csv_field(s: &str) -> String {
@@ -241,6 +278,25 @@ pub fn run(args: &SqlArgs) -> Result<()> {
     let cache = args.local.join("module-cache");
     let sandbox = Sandbox::new(limits, Some(&cache)).context("starting the sandbox")?;
     let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
+    let audit =
+        AuditLog::open(&args.local.join("audit"), "local").context("opening the audit trail")?;
+    session.set_audit(Arc::new(audit));
+    if let (Some(dir), Some(user)) = (&args.bundle, &args.user) {
+        let bundle = scratchbird_policy::Bundle::load(dir)
+            .with_context(|| format!("loading the bundle {}", dir.display()))?;
+        let mut ctx = SecurityContext::new(&format!("User::{user:?}"));
+        if let Some(c) = &args.context {
+            ctx.context = serde_json::from_str(c).context("--context is not JSON")?;
+        }
+        let who = Principal::new(
+            Arc::new(Deriver::new(Arc::new(bundle))),
+            ctx,
+            &mask_key(&args.local)?,
+        );
+        session
+            .set_access(Access::Principal(Arc::new(who)))
+            .context("binding the principal")?;
+    }
     if let Some(sql) = &args.command {
         if !run_text(&mut session, sql, args) {
             anyhow::bail!("the statement failed");

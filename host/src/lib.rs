@@ -7,6 +7,7 @@
 //! functions are shaped so it slots in without changing the ABI: every row a
 //! module sees passes through `scan_next`, every row it writes through `write`.
 
+pub mod audit;
 pub mod convert;
 pub mod enforce;
 pub mod error;
@@ -17,4 +18,4 @@ pub mod validate;
 pub use enforce::{Access, Principal};
 pub use error::HostError;
 pub use limits::SandboxLimits;
-pub use sandbox::{ExecStats, Prepared, ResultBatch, ResultSink, Sandbox};
+pub use sandbox::{ExecStats, Prepared, ResultBatch, ResultSink, Sandbox, touched};

@@ -113,6 +113,9 @@ pub struct ExecStats {
     pub rows_hidden: u64,
     /// Values the guest received masked.
     pub cells_masked: u64,
+    /// Reasons the bundle asks the audit trail to record (its `@record`
+    /// annotations on policies that took part), once each.
+    pub recorded: Vec<String>,
     /// Rows emitted as results.
     pub rows_returned: u64,
     /// Rows inserted, updated or deleted.
@@ -231,6 +234,8 @@ struct HostState<T: TxnSlot> {
     access: Access,
     /// What enforced scans did.
     counts: ReadCounts,
+    /// Reasons to record, from the enforcement of every table touched.
+    recorded: Vec<String>,
     manifest: Arc<PlanManifest>,
     memory: Option<Memory>,
     scans: Vec<Open>,
@@ -587,6 +592,7 @@ impl Sandbox {
             txn,
             access: access.clone(),
             counts: ReadCounts::default(),
+            recorded: Vec::new(),
             manifest: prepared.manifest.clone(),
             memory: None,
             scans: Vec::new(),
@@ -636,6 +642,7 @@ impl Sandbox {
         stats.rows_scanned += state.counts.scanned;
         stats.rows_hidden = state.counts.hidden;
         stats.cells_masked = state.counts.masked;
+        stats.recorded = std::mem::take(&mut state.recorded);
         stats.memory_bytes = memory_bytes;
         stats.duration = started.elapsed();
         (state.txn, result.map(|()| stats))
@@ -857,6 +864,47 @@ fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostState<T>>, Hos
     Ok(l)
 }
 
+fn note_recorded<'a>(into: &mut Vec<String>, reasons: impl Iterator<Item = &'a String>) {
+    for r in reasons {
+        if !into.contains(r) {
+            into.push(r.clone());
+        }
+    }
+}
+
+/// The tables and columns a manifest touches, by name (`table`, `table.column`),
+/// for the audit record. Ids the catalog does not know are given as ids.
+#[must_use]
+pub fn touched(
+    m: &PlanManifest,
+    cat: &scratchbird_storage::catalog::Catalog,
+) -> (Vec<String>, Vec<String>) {
+    let mut tables = Vec::new();
+    let mut columns = Vec::new();
+    let items = m
+        .scans
+        .iter()
+        .map(|s| (s.table, &s.columns))
+        .chain(m.writes.iter().map(|w| (w.table, &w.columns)));
+    for (t, cols) in items {
+        let def = cat.table(t);
+        let tname = def.map_or_else(|| t.to_string(), |d| d.name.clone());
+        if !tables.contains(&tname) {
+            tables.push(tname.clone());
+        }
+        for c in cols {
+            let cname = def
+                .and_then(|d| d.columns.iter().find(|x| x.id == c.id))
+                .map_or_else(|| c.id.to_string(), |x| x.name.clone());
+            let full = format!("{tname}.{cname}");
+            if !columns.contains(&full) {
+                columns.push(full);
+            }
+        }
+    }
+    (tables, columns)
+}
+
 fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, HostError> {
     let i = usize::try_from(input)
         .ok()
@@ -969,6 +1017,9 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             }
         }
     };
+    if let Access::Principal(p) = &st.access {
+        note_recorded(&mut st.recorded, p.enforcement(def, &cat)?.recorded.iter());
+    }
     let cursor = st.txn.get()?.open_cursor(ScanSpec {
         table: d.table,
         columns: positions,
@@ -1174,7 +1225,10 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
     let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
     let guard = match &st.access {
         Access::Owner => None,
-        Access::Principal(p) => Some(WriteGuard::open(p, def, &cat, d.kind)?),
+        Access::Principal(p) => {
+            note_recorded(&mut st.recorded, p.enforcement(def, &cat)?.recorded.iter());
+            Some(WriteGuard::open(p, def, &cat, d.kind)?)
+        }
     };
     if let Some(slot) = st.targets.get_mut(w) {
         *slot = Some(Target {

@@ -6,7 +6,8 @@
 use scratchbird_compiler::{
     self as compiler, Catalog, CompileError, Isolation, QueryKind, Statement,
 };
-use scratchbird_host::{Access, ExecStats, HostError, ResultBatch, ResultSink, Sandbox};
+use scratchbird_host::audit::{AuditLog, AuditRecord};
+use scratchbird_host::{Access, ExecStats, HostError, ResultBatch, ResultSink, Sandbox, touched};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{
     Env, ReadCommittedMode, Storage, StorageConfig, StorageError, Transaction, TxnOptions,
@@ -126,6 +127,7 @@ pub struct LocalSession {
     txn: Option<Transaction>,
     explicit: bool,
     access: Access,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -208,7 +210,56 @@ impl LocalSession {
             txn: None,
             explicit: false,
             access: Access::Owner,
+            audit: None,
         }
+    }
+
+    /// Appends a record of every execution to `log` from now on, durably, before
+    /// the execution's result is released (an execution whose record cannot be
+    /// written fails, and its changes are undone).
+    pub fn set_audit(&mut self, log: Arc<AuditLog>) {
+        self.audit = Some(log);
+    }
+
+    /// Appends the record of one stage's execution, if the session audits.
+    fn audit_execution(
+        &self,
+        module: [u8; 32],
+        tables: (Vec<String>, Vec<String>),
+        result: &Result<ExecStats, HostError>,
+    ) -> Result<(), SessionError> {
+        let Some(log) = &self.audit else {
+            return Ok(());
+        };
+        let mut r = match &self.access {
+            Access::Owner => AuditRecord::new("owner"),
+            Access::Principal(p) => {
+                let mut r = AuditRecord::new(p.name());
+                r.bundle = Some(p.bundle_hash().0);
+                r
+            }
+        };
+        r.modules = vec![module];
+        (r.tables, r.columns) = tables;
+        match result {
+            Ok(s) => {
+                r.rows_scanned = s.rows_scanned;
+                r.rows_hidden = s.rows_hidden;
+                r.cells_masked = s.cells_masked;
+                r.rows_returned = s.rows_returned;
+                r.rows_written = s.rows_written;
+                r.memory_bytes = s.memory_bytes as u64;
+                r.duration_us = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
+                r.recorded.clone_from(&s.recorded);
+            }
+            Err(e) => {
+                r.outcome = "error".into();
+                r.error = Some(e.to_string());
+            }
+        }
+        log.append(r)
+            .map(|_| ())
+            .map_err(|e| SessionError::Session(format!("the execution could not be audited: {e}")))
     }
 
     /// Runs the session's statements for `access` from now on: a principal under a
@@ -520,21 +571,23 @@ impl LocalSession {
                 (Err(e), _) | (_, Err(e)) => return (txn, Err(e)),
             };
             let inputs = std::mem::take(&mut *outputs.borrow_mut());
-            let result = self
-                .sandbox
-                .run_merge(&prepared, inputs, sink)
-                .map(|m| ExecStats {
-                    rows_scanned: shard.rows_scanned,
-                    rows_input: m.rows_input,
-                    rows_hidden: shard.rows_hidden,
-                    cells_masked: shard.cells_masked,
-                    rows_returned: m.rows_returned,
-                    rows_written: 0,
-                    result_bytes: m.result_bytes,
-                    memory_bytes: shard.memory_bytes.max(m.memory_bytes),
-                    duration: shard.duration + m.duration,
-                    cached: shard.cached,
-                });
+            let merged = self.sandbox.run_merge(&prepared, inputs, sink);
+            if let Err(e) = self.audit_execution(merge.hash, (Vec::new(), Vec::new()), &merged) {
+                return (txn, Err(e));
+            }
+            let result = merged.map(|m| ExecStats {
+                rows_scanned: shard.rows_scanned,
+                rows_input: m.rows_input,
+                rows_hidden: shard.rows_hidden,
+                cells_masked: shard.cells_masked,
+                rows_returned: m.rows_returned,
+                rows_written: 0,
+                result_bytes: m.result_bytes,
+                memory_bytes: shard.memory_bytes.max(m.memory_bytes),
+                duration: shard.duration + m.duration,
+                cached: shard.cached,
+                recorded: shard.recorded,
+            });
             (txn, result.map_err(SessionError::from))
         })
     }
@@ -554,9 +607,19 @@ impl LocalSession {
             Ok(m) => m,
             Err(e) => return (txn, Err(e.into())),
         };
+        let tables = match txn.catalog() {
+            Ok(cat) => touched(&c.manifest, &cat),
+            Err(e) => return (txn, Err(e.into())),
+        };
         let (mut txn, result) = self.sandbox.run(&prepared, txn, &self.access, sink);
-        if let Err(e) = txn.statement_end(mark, result.is_err()) {
+        // the record is durable before the statement completes; if it cannot be
+        // written, the statement fails and its changes are undone
+        let audited = self.audit_execution(c.hash, tables, &result);
+        if let Err(e) = txn.statement_end(mark, result.is_err() || audited.is_err()) {
             return (txn, Err(e.into()));
+        }
+        if let Err(e) = audited {
+            return (txn, Err(e));
         }
         let result = result.map(|mut s| {
             s.cached = cached;

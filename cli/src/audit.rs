@@ -1,0 +1,243 @@
+//! `sb audit show | verify | tail`: a node's audit trail of sandbox executions.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use scratchbird_host::audit::{AuditRecord, read_records, verify};
+use scratchbird_types::Date;
+use std::path::{Path, PathBuf};
+
+/// Which log.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The node's data directory (its audit trail is in DIR/audit).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+/// How to print records.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// One line per record.
+    Table,
+    /// One JSON object per record, every field.
+    Json,
+}
+
+/// `sb audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print records, oldest first, optionally filtered.
+    ///
+    ///   sb audit show --data /tmp/db --principal 'User::"alice"' --outcome error
+    ///   sb audit show --data /tmp/db --table customers --since 2026-11-26T18:00:00
+    #[command(verbatim_doc_comment)]
+    Show {
+        #[command(flatten)]
+        log: LogArgs,
+        /// Only this principal (as Cedar writes it: User::"alice"; or owner).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Only executions that touched this table.
+        #[arg(long)]
+        table: Option<String>,
+        /// Only records from this time on (UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only records before this time (UTC).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["ok", "error"])]
+        outcome: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Check the hash chain end to end; report the first break and exit 1 if any.
+    Verify {
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// Print the last records.
+    Tail {
+        #[command(flatten)]
+        log: LogArgs,
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        count: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DD[THH:MM[:SS]]` (UTC).
+fn parse_time(s: &str) -> Result<i64> {
+    let bad =
+        || anyhow::anyhow!("{s:?} is not a time: write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)");
+    let (date, time) = s.split_once(['T', ' ']).unwrap_or((s, ""));
+    let mut d = date.splitn(3, '-');
+    let y: i32 = d.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let m: u32 = d.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let day: u32 = d.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+    let days = Date::from_ymd(y, m, day).ok_or_else(bad)?.0;
+    let mut secs = 0i64;
+    if !time.is_empty() {
+        let mut parts = time.split(':');
+        for mult in [3600, 60, 1] {
+            if let Some(p) = parts.next() {
+                let v: i64 = p.parse().map_err(|_| bad())?;
+                secs += v * mult;
+            }
+        }
+    }
+    Ok((i64::from(days) * 86_400 + secs) * 1_000_000)
+}
+
+fn time_text(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let d = i32::try_from(days).map_or_else(|_| "?".to_owned(), |d| Date(d).to_string());
+    format!(
+        "{d}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn print(r: &AuditRecord, format: Format) {
+    match format {
+        Format::Table => {
+            let err = r
+                .error
+                .as_deref()
+                .map(|e| format!(" error: {e}"))
+                .unwrap_or_default();
+            let recorded = if r.recorded.is_empty() {
+                String::new()
+            } else {
+                format!(" recorded: {}", r.recorded.join("; "))
+            };
+            say!(
+                "{:>6} {} {} {} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}",
+                r.seq,
+                time_text(r.time_us),
+                r.principal,
+                r.outcome,
+                r.tables.join(", "),
+                r.rows_scanned,
+                r.rows_hidden,
+                r.cells_masked,
+                r.rows_returned,
+                r.rows_written,
+                r.duration_us,
+                recorded,
+                err
+            );
+        }
+        Format::Json => {
+            let v = serde_json::json!({
+                "seq": r.seq,
+                "time": time_text(r.time_us),
+                "time_us": r.time_us,
+                "node": r.node,
+                "envelope": r.envelope.map(|h| hex(&h)),
+                "modules": r.modules.iter().map(|h| hex(h)).collect::<Vec<_>>(),
+                "coordinator": r.coordinator,
+                "principal": r.principal,
+                "epoch": r.epoch,
+                "bundle": r.bundle.map(|h| hex(&h)),
+                "tables": r.tables,
+                "columns": r.columns,
+                "rows_scanned": r.rows_scanned,
+                "rows_hidden": r.rows_hidden,
+                "cells_masked": r.cells_masked,
+                "rows_returned": r.rows_returned,
+                "rows_written": r.rows_written,
+                "memory_bytes": r.memory_bytes,
+                "duration_us": r.duration_us,
+                "outcome": r.outcome,
+                "error": r.error,
+                "recorded": r.recorded,
+                "prev": hex(&r.prev),
+                "hash": hex(&r.hash),
+            });
+            say!("{v}");
+        }
+    }
+}
+
+fn records(data: &Path) -> Result<Vec<AuditRecord>> {
+    let path = data.join("audit").join("audit.log");
+    if !path.exists() {
+        anyhow::bail!(
+            "{} has no audit trail (looked for {})",
+            data.display(),
+            path.display()
+        );
+    }
+    Ok(read_records(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .0)
+}
+
+/// Runs an `sb audit` subcommand.
+///
+/// # Errors
+/// The log cannot be read, a filter is malformed, or (verify) the chain is broken.
+pub fn run(cmd: AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Show {
+            log,
+            principal,
+            table,
+            since,
+            until,
+            outcome,
+            format,
+        } => {
+            let since = since.as_deref().map(parse_time).transpose()?;
+            let until = until.as_deref().map(parse_time).transpose()?;
+            for r in records(&log.data)? {
+                if principal.as_ref().is_some_and(|p| *p != r.principal)
+                    || table.as_ref().is_some_and(|t| !r.tables.contains(t))
+                    || since.is_some_and(|s| r.time_us < s)
+                    || until.is_some_and(|u| r.time_us >= u)
+                    || outcome.as_ref().is_some_and(|o| *o != r.outcome)
+                {
+                    continue;
+                }
+                print(&r, format);
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { log } => {
+            let dir = log.data.join("audit");
+            let v = verify(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+            match v.first_break {
+                None => {
+                    say!("ok: {} records, the chain verifies", v.records);
+                    Ok(())
+                }
+                Some((at, reason)) => {
+                    say!("BROKEN at record {at}: {reason}");
+                    say!("{} records before it verify", v.records);
+                    anyhow::bail!("the audit trail of {} does not verify", log.data.display())
+                }
+            }
+        }
+        AuditCommand::Tail { log, count, format } => {
+            let all = records(&log.data)?;
+            for r in all.iter().skip(all.len().saturating_sub(count)) {
+                print(r, format);
+            }
+            Ok(())
+        }
+    }
+}
