@@ -7,6 +7,10 @@ use scratchbird_storage::StorageError;
 /// store is dropped and the statement's changes are undone by the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The subplan's envelope was refused: a signature, signer, epoch, bundle,
+    /// hash, attestation or replay rule is broken.
+    #[error("subplan refused: {0}")]
+    Envelope(String),
     /// The module was refused before it ran.
     #[error("module refused: {0}")]
     Refused(String),

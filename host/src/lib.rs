@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod convert;
 pub mod enforce;
+pub mod envelope;
 pub mod error;
 pub mod limits;
 pub mod sandbox;

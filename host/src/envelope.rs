@@ -1,0 +1,396 @@
+//! The subplan envelope: what a coordinator sends a shard with a module, signed with
+//! the coordinator's ed25519 key, and carrying the client's attestation of who the
+//! principal is. The shard trusts none of it until [`verify`] has checked every
+//! rule; the principal then comes from the attestation (signed by the user), never
+//! from a field the coordinator fills in.
+//!
+//! Defined once, encoded as canonical CBOR (field order fixed by the structs; a
+//! decoding must re-encode to the same bytes).
+
+use crate::error::HostError;
+use crate::limits::SandboxLimits;
+use crate::validate::validate;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use scratchbird_types::{BundleHash, ColumnId, TableId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// Version of the envelope format.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Longest an attestation may be valid for, from when it is checked.
+pub const ATTESTATION_TTL_MAX_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Envelopes remembered for replay detection, at most.
+pub const SEEN_MAX: usize = 1 << 20;
+
+const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v1\0";
+const ATTESTATION_TAG: &[u8] = b"scratchbird attestation v1\0";
+
+/// How the subplan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// One snapshot for the whole statement.
+    Snapshot,
+    /// Each statement sees what was committed when it started.
+    ReadCommitted,
+}
+
+/// The client's statement of who it is, for one session through one coordinator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// The user, as named in its certificate (`sb://cluster/<c>/user/<name>`).
+    pub user: String,
+    /// The session.
+    pub session: [u8; 16],
+    /// The coordinator the client talks to.
+    pub coordinator: String,
+    /// Microseconds since the Unix epoch after which it is void.
+    pub expires_us: i64,
+    /// The user's ed25519 signature over the fields above.
+    pub signature: Vec<u8>,
+}
+
+impl Attestation {
+    fn message(&self) -> Vec<u8> {
+        let mut m = ATTESTATION_TAG.to_vec();
+        m.extend_from_slice(&(self.user.len() as u64).to_le_bytes());
+        m.extend_from_slice(self.user.as_bytes());
+        m.extend_from_slice(&self.session);
+        m.extend_from_slice(&(self.coordinator.len() as u64).to_le_bytes());
+        m.extend_from_slice(self.coordinator.as_bytes());
+        m.extend_from_slice(&self.expires_us.to_le_bytes());
+        m
+    }
+
+    /// An attestation signed with the user's key.
+    #[must_use]
+    pub fn sign(
+        user: &str,
+        session: [u8; 16],
+        coordinator: &str,
+        expires_us: i64,
+        key: &SigningKey,
+    ) -> Self {
+        let mut a = Self {
+            user: user.to_owned(),
+            session,
+            coordinator: coordinator.to_owned(),
+            expires_us,
+            signature: Vec::new(),
+        };
+        a.signature = key.sign(&a.message()).to_bytes().to_vec();
+        a
+    }
+}
+
+/// What the coordinator asserts about a module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`ENVELOPE_VERSION`].
+    pub version: u32,
+    /// blake3 of the module bytes.
+    pub module_hash: [u8; 32],
+    /// The cluster configuration epoch the plan was made in.
+    pub epoch: u64,
+    /// The security bundle the coordinator believes is in force.
+    pub bundle_hash: [u8; 32],
+    /// The shard map the plan was routed with.
+    pub shard_map_version: u64,
+    /// Tables the module references (sorted, no duplicates).
+    pub tables: Vec<TableId>,
+    /// Columns the module references (sorted, no duplicates).
+    pub columns: Vec<ColumnId>,
+    /// How it reads.
+    pub consistency: Consistency,
+    /// Who the principal is, in the client's words.
+    pub attestation: Attestation,
+    /// The coordinator's node id.
+    pub coordinator: String,
+    /// A value unique to this envelope (replays are refused).
+    pub nonce: [u8; 16],
+}
+
+/// An envelope as it travels: its canonical bytes, the coordinator's signature
+/// over them, and the module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEnvelope {
+    /// The canonical CBOR of an [`Envelope`].
+    pub envelope: Vec<u8>,
+    /// ed25519 over the domain tag and `envelope`.
+    pub signature: Vec<u8>,
+    /// The module.
+    pub module: Vec<u8>,
+}
+
+fn cbor<T: Serialize>(v: &T) -> Result<Vec<u8>, HostError> {
+    let mut out = Vec::new();
+    ciborium::into_writer(v, &mut out).map_err(|e| HostError::Internal(e.to_string()))?;
+    Ok(out)
+}
+
+impl SignedEnvelope {
+    /// Signs `env` (with `module`) as coordinator key `key`.
+    ///
+    /// # Errors
+    /// The envelope could not be encoded.
+    pub fn sign(env: &Envelope, module: Vec<u8>, key: &SigningKey) -> Result<Self, HostError> {
+        let envelope = cbor(env)?;
+        let mut m = ENVELOPE_TAG.to_vec();
+        m.extend_from_slice(&envelope);
+        Ok(Self {
+            signature: key.sign(&m).to_bytes().to_vec(),
+            envelope,
+            module,
+        })
+    }
+
+    /// blake3 of the signed bytes (envelope and signature): the envelope's identity
+    /// in the audit trail and for replay detection.
+    #[must_use]
+    pub fn id(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.envelope);
+        h.update(&self.signature);
+        *h.finalize().as_bytes()
+    }
+}
+
+/// A node as the cluster's membership knows it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its ed25519 key.
+    pub key: VerifyingKey,
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// Whether it may coordinate queries.
+    pub coordinator: bool,
+}
+
+/// What a shard trusts to verify envelopes: the cluster's membership, epoch and
+/// bundle, and users' keys. Until the control plane exists a local, trusted
+/// configuration implements it; the control plane will implement the same trait.
+pub trait Authority: Send + Sync {
+    /// The member with node id `node`, if any.
+    fn member(&self, node: &str) -> Option<Member>;
+    /// The key of user `user`, if the cluster knows the user. (With certificates,
+    /// issue 6, this becomes the key of the user's certificate, checked against the
+    /// cluster CA.)
+    fn user_key(&self, user: &str) -> Option<VerifyingKey>;
+    /// The effective epoch.
+    fn epoch(&self) -> u64;
+    /// The bundle in force.
+    fn bundle_hash(&self) -> BundleHash;
+}
+
+/// The local, trusted configuration: fixed members, users, epoch and bundle.
+#[derive(Debug, Clone)]
+pub struct LocalAuthority {
+    /// Members by node id.
+    pub members: HashMap<String, Member>,
+    /// Users' keys by name.
+    pub users: HashMap<String, VerifyingKey>,
+    /// The epoch.
+    pub epoch: u64,
+    /// The bundle.
+    pub bundle: BundleHash,
+}
+
+impl Authority for LocalAuthority {
+    fn member(&self, node: &str) -> Option<Member> {
+        self.members.get(node).cloned()
+    }
+    fn user_key(&self, user: &str) -> Option<VerifyingKey> {
+        self.users.get(user).copied()
+    }
+    fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    fn bundle_hash(&self) -> BundleHash {
+        self.bundle
+    }
+}
+
+/// An envelope that passed every check.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The envelope.
+    pub envelope: Envelope,
+    /// Its identity ([`SignedEnvelope::id`]).
+    pub id: [u8; 32],
+    /// The principal, from the attestation (`User::"alice"`).
+    pub principal: String,
+}
+
+fn refuse(msg: impl Into<String>) -> HostError {
+    HostError::Envelope(msg.into())
+}
+
+fn signature(bytes: &[u8], what: &str) -> Result<Signature, HostError> {
+    let b: [u8; 64] = bytes
+        .try_into()
+        .map_err(|_| refuse(format!("{what} is not an ed25519 signature (64 bytes)")))?;
+    Ok(Signature::from_bytes(&b))
+}
+
+/// Remembers envelopes seen until their attestation expires, to refuse replays.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<[u8; 32], i64>>,
+}
+
+impl ReplayGuard {
+    fn admit(&self, id: [u8; 32], expires_us: i64, now_us: i64) -> Result<(), HostError> {
+        let mut s = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if s.len() >= SEEN_MAX {
+            s.retain(|_, exp| *exp > now_us);
+        }
+        if s.len() >= SEEN_MAX {
+            return Err(refuse(
+                "too many envelopes in flight to remember them all: refused until some expire",
+            ));
+        }
+        if s.insert(id, expires_us).is_some() {
+            return Err(refuse(
+                "this envelope was already used: a replay is refused",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a signed envelope in this order, refusing with the first rule broken:
+/// canonical encoding and version; the signer is a known, enabled member with the
+/// coordinator role; the signature; the epoch and bundle equal the shard's; the
+/// module's hash; the module itself (ABI, limits) and that the tables and columns
+/// it declares are exactly the envelope's; the attestation (the user's signature,
+/// this coordinator, not expired and not valid for too long); not a replay.
+///
+/// # Errors
+/// [`HostError::Envelope`] naming the rule, or [`HostError::Refused`] for a module
+/// that breaks the ABI.
+pub fn verify(
+    signed: &SignedEnvelope,
+    authority: &dyn Authority,
+    limits: &SandboxLimits,
+    replay: &ReplayGuard,
+    now_us: i64,
+) -> Result<Verified, HostError> {
+    let env: Envelope = ciborium::from_reader(signed.envelope.as_slice())
+        .map_err(|e| refuse(format!("the envelope is not readable: {e}")))?;
+    if cbor(&env)? != signed.envelope {
+        return Err(refuse("the envelope is not in canonical form"));
+    }
+    if env.version != ENVELOPE_VERSION {
+        return Err(refuse(format!(
+            "envelope version {} (this node reads version {ENVELOPE_VERSION})",
+            env.version
+        )));
+    }
+    let member = authority.member(&env.coordinator).ok_or_else(|| {
+        refuse(format!(
+            "signer {} is not a member of the cluster",
+            env.coordinator
+        ))
+    })?;
+    if !member.enabled {
+        return Err(refuse(format!(
+            "signer {} is a disabled member",
+            env.coordinator
+        )));
+    }
+    if !member.coordinator {
+        return Err(refuse(format!(
+            "signer {} does not have the coordinator role",
+            env.coordinator
+        )));
+    }
+    let mut m = ENVELOPE_TAG.to_vec();
+    m.extend_from_slice(&signed.envelope);
+    member
+        .key
+        .verify_strict(
+            &m,
+            &signature(&signed.signature, "the envelope's signature")?,
+        )
+        .map_err(|_| {
+            refuse(format!(
+                "the envelope's signature does not verify with the key of {}",
+                env.coordinator
+            ))
+        })?;
+    if env.epoch != authority.epoch() {
+        return Err(refuse(format!(
+            "the envelope is for epoch {}; this shard is at epoch {}",
+            env.epoch,
+            authority.epoch()
+        )));
+    }
+    if BundleHash(env.bundle_hash) != authority.bundle_hash() {
+        return Err(refuse(
+            "the envelope names another security bundle than the one in force on this shard",
+        ));
+    }
+    if *blake3::hash(&signed.module).as_bytes() != env.module_hash {
+        return Err(refuse("the module's hash does not match the envelope"));
+    }
+    let manifest = validate(&signed.module, limits)?;
+    let (tables, columns) = referenced(&manifest);
+    if tables != env.tables || columns != env.columns {
+        return Err(refuse(
+            "the tables and columns the module declares differ from the envelope's",
+        ));
+    }
+    let a = &env.attestation;
+    if a.coordinator != env.coordinator {
+        return Err(refuse(format!(
+            "the attestation was given to coordinator {}, not {}",
+            a.coordinator, env.coordinator
+        )));
+    }
+    let user_key = authority
+        .user_key(&a.user)
+        .ok_or_else(|| refuse(format!("user {} is not known to the cluster", a.user)))?;
+    user_key
+        .verify_strict(
+            &a.message(),
+            &signature(&a.signature, "the attestation's signature")?,
+        )
+        .map_err(|_| refuse(format!("the attestation is not signed by user {}", a.user)))?;
+    if a.expires_us <= now_us {
+        return Err(refuse("the attestation has expired"));
+    }
+    if a.expires_us - now_us > ATTESTATION_TTL_MAX_US {
+        return Err(refuse("the attestation is valid for longer than 24 hours"));
+    }
+    let id = signed.id();
+    replay.admit(id, a.expires_us, now_us)?;
+    Ok(Verified {
+        principal: format!("User::{:?}", a.user),
+        envelope: env,
+        id,
+    })
+}
+
+/// The sorted, distinct tables and columns a manifest declares, as an envelope
+/// lists them.
+#[must_use]
+pub fn referenced(m: &scratchbird_guest_ops::abi::PlanManifest) -> (Vec<TableId>, Vec<ColumnId>) {
+    let tables: BTreeSet<TableId> = m
+        .scans
+        .iter()
+        .map(|s| s.table)
+        .chain(m.writes.iter().map(|w| w.table))
+        .collect();
+    let columns: BTreeSet<ColumnId> = m
+        .scans
+        .iter()
+        .flat_map(|s| s.columns.iter().map(|c| c.id))
+        .chain(m.writes.iter().flat_map(|w| w.columns.iter().map(|c| c.id)))
+        .collect();
+    (tables.into_iter().collect(), columns.into_iter().collect())
+}

@@ -1,0 +1,347 @@
+//! A hostile coordinator against the envelope check: forged, replayed, stale,
+//! foreign-bundle, mislabelled and misattributed subplans are refused, each with
+//! the rule it broke; an honest one passes and names the attested principal.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use ed25519_dalek::SigningKey;
+use scratchbird_guest_ops::abi::{
+    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
+};
+use scratchbird_guest_ops::emit::emit;
+use scratchbird_guest_ops::plan::{Op, Program, Sink};
+use scratchbird_host::HostError;
+use scratchbird_host::SandboxLimits;
+use scratchbird_host::envelope::{
+    Attestation, Consistency, Envelope, LocalAuthority, Member, ReplayGuard, SignedEnvelope,
+    referenced, verify,
+};
+use scratchbird_types::{BundleHash, ColumnId, SqlType, TableId};
+use std::collections::HashMap;
+
+const NOW: i64 = 1_800_000_000_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&[b; 32])
+}
+
+struct World {
+    authority: LocalAuthority,
+    module: Vec<u8>,
+    env: Envelope,
+}
+
+fn module() -> Vec<u8> {
+    let m = PlanManifest {
+        abi: ABI_VERSION,
+        scans: vec![ScanDecl {
+            table: TableId::from_bytes([1; 16]),
+            columns: vec![
+                ScanColumn {
+                    id: ColumnId::from_bytes([2; 16]),
+                    ty: SqlType::BigInt,
+                },
+                ScanColumn {
+                    id: ColumnId::from_bytes([3; 16]),
+                    ty: SqlType::BigInt,
+                },
+            ],
+            range: ScanRangeDecl::All,
+            with_keys: false,
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+        outputs: vec![OutputDecl {
+            names: vec!["a".into(), "b".into()],
+            types: vec![SqlType::BigInt, SqlType::BigInt],
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+        writes: vec![],
+        inputs: vec![],
+    };
+    let p = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::Scan {
+                scan: 0,
+                nullable: vec![true, true],
+            },
+            Sink::Output(0),
+        )],
+    };
+    emit(&p, &m).unwrap()
+}
+
+fn world() -> World {
+    let mut members = HashMap::new();
+    let member = |k: &SigningKey, enabled, coordinator| Member {
+        key: k.verifying_key(),
+        enabled,
+        coordinator,
+    };
+    members.insert("c1".into(), member(&key(1), true, true));
+    members.insert("c2".into(), member(&key(2), false, true));
+    members.insert("s3".into(), member(&key(3), true, false));
+    let mut users = HashMap::new();
+    users.insert("alice".into(), key(10).verifying_key());
+    users.insert("bob".into(), key(11).verifying_key());
+    let authority = LocalAuthority {
+        members,
+        users,
+        epoch: 7,
+        bundle: BundleHash([5; 32]),
+    };
+    let module = module();
+    let manifest =
+        scratchbird_host::validate::validate(&module, &SandboxLimits::default()).unwrap();
+    let (tables, columns) = referenced(&manifest);
+    let env = Envelope {
+        version: 1,
+        module_hash: *blake3::hash(&module).as_bytes(),
+        epoch: 7,
+        bundle_hash: [5; 32],
+        shard_map_version: 1,
+        tables,
+        columns,
+        consistency: Consistency::Snapshot,
+        attestation: Attestation::sign("alice", [9; 16], "c1", NOW + HOUR, &key(10)),
+        coordinator: "c1".into(),
+        nonce: [4; 16],
+    };
+    World {
+        authority,
+        module,
+        env,
+    }
+}
+
+fn check(w: &World, s: &SignedEnvelope) -> Result<String, HostError> {
+    verify(
+        s,
+        &w.authority,
+        &SandboxLimits::default(),
+        &ReplayGuard::default(),
+        NOW,
+    )
+    .map(|v| v.principal)
+}
+
+fn refused(r: Result<String, HostError>, what: &str) {
+    match r {
+        Err(HostError::Envelope(m)) => assert!(m.contains(what), "'{m}' does not say '{what}'"),
+        other => panic!("expected a refusal saying '{what}', got {other:?}"),
+    }
+}
+
+/// `w.env` changed by `f`, signed by `k` as it travels with `w.module`.
+fn signed(w: &World, k: &SigningKey, f: impl FnOnce(&mut Envelope)) -> SignedEnvelope {
+    let mut e = w.env.clone();
+    f(&mut e);
+    SignedEnvelope::sign(&e, w.module.clone(), k).unwrap()
+}
+
+#[test]
+fn an_honest_envelope_passes_once_and_names_the_attested_principal() {
+    let w = world();
+    let s = signed(&w, &key(1), |_| {});
+    let replay = ReplayGuard::default();
+    let v = verify(&s, &w.authority, &SandboxLimits::default(), &replay, NOW).unwrap();
+    assert_eq!(v.principal, "User::\"alice\"");
+    assert_eq!(v.id, s.id());
+    // the same envelope again is a replay
+    let e = verify(&s, &w.authority, &SandboxLimits::default(), &replay, NOW).unwrap_err();
+    assert!(
+        matches!(&e, HostError::Envelope(m) if m.contains("replay")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn forged_signatures_and_signers_are_refused() {
+    let w = world();
+    // a flipped bit in the signature
+    let mut s = signed(&w, &key(1), |_| {});
+    s.signature[5] ^= 1;
+    refused(check(&w, &s), "does not verify");
+    // claims to be c1, signed with another key
+    refused(check(&w, &signed(&w, &key(99), |_| {})), "does not verify");
+    // a signature of the wrong length
+    let mut s = signed(&w, &key(1), |_| {});
+    s.signature.truncate(10);
+    refused(check(&w, &s), "not an ed25519 signature");
+    // the envelope changed after signing
+    let mut s = signed(&w, &key(1), |_| {});
+    let e2 = signed(&w, &key(1), |e| e.epoch = 8);
+    s.envelope = e2.envelope;
+    refused(check(&w, &s), "does not verify");
+    // unknown, disabled, and non-coordinator signers
+    refused(
+        check(&w, &signed(&w, &key(4), |e| e.coordinator = "c4".into())),
+        "not a member",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(2), |e| {
+                e.coordinator = "c2".into();
+                e.attestation = Attestation::sign("alice", [9; 16], "c2", NOW + HOUR, &key(10));
+            }),
+        ),
+        "disabled member",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(3), |e| {
+                e.coordinator = "s3".into();
+                e.attestation = Attestation::sign("alice", [9; 16], "s3", NOW + HOUR, &key(10));
+            }),
+        ),
+        "coordinator role",
+    );
+}
+
+#[test]
+fn stale_epochs_foreign_bundles_and_other_versions_are_refused() {
+    let w = world();
+    refused(check(&w, &signed(&w, &key(1), |e| e.epoch = 6)), "epoch 6");
+    refused(check(&w, &signed(&w, &key(1), |e| e.epoch = 8)), "epoch 8");
+    refused(
+        check(&w, &signed(&w, &key(1), |e| e.bundle_hash = [6; 32])),
+        "another security bundle",
+    );
+    refused(
+        check(&w, &signed(&w, &key(1), |e| e.version = 2)),
+        "version 2",
+    );
+}
+
+#[test]
+fn modules_that_are_not_what_the_envelope_says_are_refused() {
+    let w = world();
+    // bytes that do not hash to the envelope's hash
+    let mut s = signed(&w, &key(1), |_| {});
+    s.module.push(0);
+    refused(check(&w, &s), "hash does not match");
+    // a module that reads a column the envelope does not list
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.columns.pop();
+            }),
+        ),
+        "differ from the envelope",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.tables.clear();
+            }),
+        ),
+        "differ from the envelope",
+    );
+    // a correctly signed envelope around a module that breaks the ABI
+    let bad = wat::parse_str(
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))) (memory (export "memory") 1) (func (export "sb_main")))"#,
+    )
+    .unwrap();
+    let mut e = w.env.clone();
+    e.module_hash = *blake3::hash(&bad).as_bytes();
+    let s = SignedEnvelope::sign(&e, bad, &key(1)).unwrap();
+    match check(&w, &s) {
+        Err(HostError::Refused(m)) => assert!(m.contains("import"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn attestations_that_do_not_prove_the_principal_are_refused() {
+    let w = world();
+    // the coordinator claims another principal: the user field says bob, the
+    // signature is alice's
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| e.attestation.user = "bob".into()),
+        ),
+        "not signed by user bob",
+    );
+    // bob's signature made by someone else's key
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.attestation = Attestation::sign("bob", [9; 16], "c1", NOW + HOUR, &key(10));
+            }),
+        ),
+        "not signed by user bob",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.attestation = Attestation::sign("mallory", [9; 16], "c1", NOW + HOUR, &key(12));
+            }),
+        ),
+        "not known",
+    );
+    // an attestation given to another coordinator
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.attestation = Attestation::sign("alice", [9; 16], "c9", NOW + HOUR, &key(10));
+            }),
+        ),
+        "given to coordinator c9",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.attestation = Attestation::sign("alice", [9; 16], "c1", NOW - 1, &key(10));
+            }),
+        ),
+        "expired",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| {
+                e.attestation =
+                    Attestation::sign("alice", [9; 16], "c1", NOW + 25 * HOUR, &key(10));
+            }),
+        ),
+        "longer than 24 hours",
+    );
+    // the expiry moved after the user signed
+    refused(
+        check(&w, &signed(&w, &key(1), |e| e.attestation.expires_us += 1)),
+        "not signed by user alice",
+    );
+    // bob's own attestation is fine, and names bob
+    let s = signed(&w, &key(1), |e| {
+        e.attestation = Attestation::sign("bob", [9; 16], "c1", NOW + HOUR, &key(11));
+    });
+    assert_eq!(check(&w, &s).unwrap(), "User::\"bob\"");
+}
+
+#[test]
+fn envelopes_that_are_not_canonical_or_not_envelopes_are_refused() {
+    let w = world();
+    let mut s = signed(&w, &key(1), |_| {});
+    s.envelope.push(0);
+    let r = check(&w, &s);
+    assert!(matches!(&r, Err(HostError::Envelope(_))), "{r:?}");
+    let mut s = signed(&w, &key(1), |_| {});
+    s.envelope = vec![0xff; 40];
+    refused(check(&w, &s), "not readable");
+}

@@ -1,0 +1,224 @@
+//! The shard side of a subplan, end to end: a coordinator compiles SQL and signs an
+//! envelope with the client's attestation; the shard verifies it, runs the module
+//! as the attested principal under the SaaS example bundle, and audits it. A
+//! hostile coordinator's subplans are refused or limited to what the bundle allows.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use ed25519_dalek::SigningKey;
+use scratchbird_compiler::{Statement, compile, parse};
+use scratchbird_host::audit::{AuditLog, verify as verify_audit};
+use scratchbird_host::envelope::{
+    Attestation, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope, referenced,
+};
+use scratchbird_host::{HostError, Sandbox, SandboxLimits};
+use scratchbird_node::shard::Shard;
+use scratchbird_node::{LocalSession, SessionError, catalog_of, display_value, open_storage};
+use scratchbird_policy::Bundle;
+use scratchbird_policy::derive::Deriver;
+use scratchbird_storage::{Storage, TxnOptions};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+const NOW: i64 = 1_800_000_000_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&[b; 32])
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    storage: Arc<Storage>,
+    shard: Shard,
+    nonce: std::cell::Cell<u8>,
+}
+
+fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Arc::new(open_storage(&dir.path().join("db")).unwrap());
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = LocalSession::new(storage.clone(), sandbox.clone());
+    s.execute(
+        "CREATE DOMAIN email AS VARCHAR(254);
+         CREATE TABLE customers (id BIGINT PRIMARY KEY, tenant_id INTEGER NOT NULL,
+           name VARCHAR(120) NOT NULL, email email, plan VARCHAR(20) NOT NULL, mrr DECIMAL(12,2));
+         INSERT INTO customers VALUES (1, 1, 'Acme', 'ops@acme.test', 'pro', 120.00),
+           (2, 1, 'Bolt', 'hi@bolt.test', 'free', 0.00), (4, 2, 'Dyne', 'a@dyne.test', 'pro', 300.00)",
+    )
+    .unwrap();
+    let bundle = Bundle::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/bundles/saas"
+    )))
+    .unwrap();
+    let mut members = HashMap::new();
+    members.insert(
+        "c1".to_owned(),
+        Member {
+            key: key(1).verifying_key(),
+            enabled: true,
+            coordinator: true,
+        },
+    );
+    let mut users = HashMap::new();
+    users.insert("alice".to_owned(), key(10).verifying_key());
+    users.insert("bob".to_owned(), key(11).verifying_key());
+    let authority = Arc::new(LocalAuthority {
+        members,
+        users,
+        epoch: 3,
+        bundle: bundle.hash(),
+    });
+    let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "shard-1").unwrap());
+    let shard = Shard::new(
+        storage.clone(),
+        sandbox,
+        authority,
+        Arc::new(Deriver::new(Arc::new(bundle))),
+        [7; 32],
+        audit,
+    )
+    .unwrap();
+    Cluster {
+        dir,
+        storage,
+        shard,
+        nonce: std::cell::Cell::new(0),
+    }
+}
+
+impl Cluster {
+    /// The coordinator's part: compile `sql` (shard stage) and sign an envelope
+    /// carrying `att`, after `tamper` had its way with it.
+    fn subplan(
+        &self,
+        sql: &str,
+        att: Attestation,
+        tamper: impl FnOnce(&mut Envelope),
+    ) -> SignedEnvelope {
+        let t = self.storage.begin(TxnOptions::snapshot()).unwrap();
+        let cat = catalog_of(&t).unwrap();
+        t.rollback().unwrap();
+        let Statement::Query(c) = compile(&parse(sql).unwrap()[0], &cat).unwrap() else {
+            panic!("not a query");
+        };
+        let (tables, columns) = referenced(&c.manifest);
+        self.nonce.set(self.nonce.get() + 1);
+        let mut env = Envelope {
+            version: 1,
+            module_hash: c.hash,
+            epoch: 3,
+            bundle_hash: self.shard_bundle(),
+            shard_map_version: 1,
+            tables,
+            columns,
+            consistency: Consistency::Snapshot,
+            attestation: att,
+            coordinator: "c1".into(),
+            nonce: [self.nonce.get(); 16],
+        };
+        tamper(&mut env);
+        SignedEnvelope::sign(&env, c.module, &key(1)).unwrap()
+    }
+
+    fn shard_bundle(&self) -> [u8; 32] {
+        Bundle::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/bundles/saas"
+        )))
+        .unwrap()
+        .hash()
+        .0
+    }
+
+    #[expect(clippy::result_large_err, reason = "the session's own error type, as returned")]
+    fn rows(&self, s: &SignedEnvelope) -> Result<Vec<String>, SessionError> {
+        let r = self.shard.execute(s, NOW)?;
+        Ok(r.batches
+            .iter()
+            .flat_map(|b| b.rows().unwrap())
+            .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|"))
+            .collect())
+    }
+}
+
+fn alice() -> Attestation {
+    Attestation::sign("alice", [1; 16], "c1", NOW + HOUR, &key(10))
+}
+
+#[test]
+fn a_verified_subplan_runs_as_the_attested_principal_and_is_audited() {
+    let c = cluster();
+    let s = c.subplan("SELECT id, email FROM customers", alice(), |_| {});
+    let mut rows = c.rows(&s).unwrap();
+    rows.sort();
+    assert_eq!(rows, ["1|ops@acme.test", "2|hi@bolt.test"]);
+    let r = c.shard.execute(
+        &c.subplan("SELECT count(*) FROM customers", alice(), |_| {}),
+        NOW,
+    );
+    assert_eq!(r.unwrap().record.principal, "User::\"alice\"");
+    let v = verify_audit(&c.dir.path().join("audit")).unwrap();
+    assert_eq!((v.records, v.first_break), (2, None));
+    let (recs, _) =
+        scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
+    assert_eq!(recs[0].envelope, Some(s.id()));
+    assert_eq!(recs[0].coordinator.as_deref(), Some("c1"));
+    assert_eq!(recs[0].rows_hidden, 1);
+    assert_eq!(recs[0].node, "shard-1");
+}
+
+#[test]
+fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
+    let c = cluster();
+    // a plan without the tenant filter the coordinator "forgot": the shard filters
+    assert_eq!(
+        c.rows(&c.subplan("SELECT count(*) FROM customers", alice(), |_| {}))
+            .unwrap(),
+        ["2"]
+    );
+    // reading a column the principal may not read
+    match c.rows(&c.subplan("SELECT mrr FROM customers", alice(), |_| {})) {
+        Err(SessionError::Host(HostError::Permission(m))) => assert!(m.contains("customers.mrr")),
+        other => panic!("{other:?}"),
+    }
+    // claiming another principal: bob, with alice's signature
+    let mut forged = alice();
+    forged.user = "bob".into();
+    match c.rows(&c.subplan("SELECT id FROM customers", forged, |_| {})) {
+        Err(SessionError::Host(HostError::Envelope(m))) => {
+            assert!(m.contains("not signed by user bob"))
+        }
+        other => panic!("{other:?}"),
+    }
+    // a stale epoch, a foreign bundle
+    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| e.epoch = 2)) {
+        Err(SessionError::Host(HostError::Envelope(m))) => assert!(m.contains("epoch")),
+        other => panic!("{other:?}"),
+    }
+    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
+        e.bundle_hash = [0; 32]
+    })) {
+        Err(SessionError::Host(HostError::Envelope(m))) => assert!(m.contains("bundle")),
+        other => panic!("{other:?}"),
+    }
+    // a replay of an accepted envelope
+    let s = c.subplan("SELECT id FROM customers", alice(), |_| {});
+    c.rows(&s).unwrap();
+    match c.rows(&s) {
+        Err(SessionError::Host(HostError::Envelope(m))) => assert!(m.contains("replay")),
+        other => panic!("{other:?}"),
+    }
+    // every refusal is in the trail too, and the trail verifies
+    let v = verify_audit(&c.dir.path().join("audit")).unwrap();
+    assert_eq!(v.first_break, None);
+    let (recs, _) =
+        scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
+    assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 5);
+}
