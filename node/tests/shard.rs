@@ -137,7 +137,10 @@ impl Cluster {
         .0
     }
 
-    #[expect(clippy::result_large_err, reason = "the session's own error type, as returned")]
+    #[expect(
+        clippy::result_large_err,
+        reason = "the session's own error type, as returned"
+    )]
     fn rows(&self, s: &SignedEnvelope) -> Result<Vec<String>, SessionError> {
         let r = self.shard.execute(s, NOW)?;
         Ok(r.batches

@@ -1,0 +1,345 @@
+//! The query generator shared by the SQLite differential test and the leak oracle:
+//! two small tables with NULLs and awkward strings, and queries in the SQL both
+//! ScratchBird and SQLite define the same way.
+#![allow(dead_code, reason = "each test uses part of the generator")]
+
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    pub fn int(&mut self) -> i64 {
+        self.below(41) as i64 - 20
+    }
+}
+
+pub const STRINGS: &[&str] = &["a", "b", "ab", "ba", "abc", "", "x_y", "A", "bb%", "zz"];
+
+pub fn setup_sql(rng: &mut Rng) -> String {
+    let mut sql = String::from(
+        "CREATE TABLE t1 (id INTEGER PRIMARY KEY, a INTEGER, b INTEGER, s VARCHAR(10));
+         CREATE TABLE t2 (id INTEGER PRIMARY KEY, a INTEGER, c INTEGER, s VARCHAR(10));\n",
+    );
+    for (t, n) in [("t1", 300), ("t2", 120)] {
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|id| {
+                    let v = |r: &mut Rng| {
+                        if r.chance(15) {
+                            "NULL".to_owned()
+                        } else {
+                            r.int().to_string()
+                        }
+                    };
+                    let a = v(rng);
+                    let b = v(rng);
+                    let s = if rng.chance(15) {
+                        "NULL".to_owned()
+                    } else {
+                        format!("'{}'", rng.pick(STRINGS))
+                    };
+                    format!("({id}, {a}, {b}, {s})")
+                })
+                .collect();
+            sql.push_str(&format!("INSERT INTO {t} VALUES {};\n", rows.join(", ")));
+        }
+    }
+    sql
+}
+
+/// An integer expression over columns of `q` (a table alias) of depth `d`.
+pub fn int_expr(r: &mut Rng, q: &[&str], other: &str, d: u32) -> String {
+    let col = |r: &mut Rng| format!("{}.{}", r.pick(q), if r.chance(50) { "a" } else { other });
+    if d == 0 || r.chance(35) {
+        return if r.chance(75) {
+            col(r)
+        } else {
+            r.int().to_string()
+        };
+    }
+    match r.below(7) {
+        0 => format!(
+            "({} + {})",
+            int_expr(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1)
+        ),
+        1 => format!(
+            "({} - {})",
+            int_expr(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1)
+        ),
+        2 => format!(
+            "({} * {})",
+            int_expr(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1)
+        ),
+        3 => format!(
+            "CASE WHEN {} THEN {} ELSE {} END",
+            pred(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1)
+        ),
+        4 => format!(
+            "COALESCE({}, {})",
+            int_expr(r, q, other, d - 1),
+            int_expr(r, q, other, d - 1)
+        ),
+        5 => format!("abs({})", int_expr(r, q, other, d - 1)),
+        _ => format!("length({})", str_expr(r, q, d - 1)),
+    }
+}
+
+pub fn str_expr(r: &mut Rng, q: &[&str], d: u32) -> String {
+    let col = format!("{}.s", r.pick(q));
+    if d == 0 || r.chance(50) {
+        return col;
+    }
+    match r.below(4) {
+        0 => format!("upper({col})"),
+        1 => format!("lower({col})"),
+        2 => format!("substr({col}, {}, {})", 1 + r.below(3), r.below(3)),
+        _ => format!("({col} || '{}')", r.pick(STRINGS)),
+    }
+}
+
+pub fn pred(r: &mut Rng, q: &[&str], other: &str, d: u32) -> String {
+    let leaf = |r: &mut Rng| -> String {
+        match r.below(9) {
+            // uncorrelated subqueries over t2 (its own alias, so nothing correlates)
+            7 => format!(
+                "{} {}IN (SELECT z.{} FROM t2 z WHERE z.c {} {})",
+                int_expr(r, q, other, 0),
+                if r.chance(30) { "NOT " } else { "" },
+                if r.chance(50) { "a" } else { "c" },
+                r.pick(&["<", ">", "<>"]),
+                r.int()
+            ),
+            8 => match r.below(2) {
+                0 => format!(
+                    "{}EXISTS (SELECT 1 FROM t2 z WHERE z.a {} {})",
+                    if r.chance(30) { "NOT " } else { "" },
+                    r.pick(&["=", ">", "<"]),
+                    r.int()
+                ),
+                _ => format!(
+                    "{} {} (SELECT {}(z.c) FROM t2 z WHERE z.a > {})",
+                    int_expr(r, q, other, 0),
+                    r.pick(&["=", "<", ">="]),
+                    r.pick(&["max", "min", "count"]),
+                    r.int()
+                ),
+            },
+            0 | 1 => format!(
+                "{} {} {}",
+                int_expr(r, q, other, 1),
+                r.pick(&["=", "<>", "<", "<=", ">", ">="]),
+                int_expr(r, q, other, 1)
+            ),
+            2 => format!(
+                "{} IS {}NULL",
+                int_expr(r, q, other, 1),
+                if r.chance(50) { "NOT " } else { "" }
+            ),
+            3 => {
+                let lo = r.int();
+                format!(
+                    "{} {}BETWEEN {lo} AND {}",
+                    int_expr(r, q, other, 0),
+                    if r.chance(30) { "NOT " } else { "" },
+                    lo + r.below(15) as i64
+                )
+            }
+            4 => format!(
+                "{} {}IN ({}, {}, {})",
+                int_expr(r, q, other, 0),
+                if r.chance(30) { "NOT " } else { "" },
+                r.int(),
+                r.int(),
+                if r.chance(20) {
+                    "NULL".to_owned()
+                } else {
+                    r.int().to_string()
+                }
+            ),
+            5 => format!(
+                "{} {}LIKE '{}'",
+                str_expr(r, q, 0),
+                if r.chance(30) { "NOT " } else { "" },
+                r.pick(&["a%", "%b", "_b", "%", "a_c", "x_%", "%a%", ""])
+            ),
+            _ => format!(
+                "{} {} '{}'",
+                str_expr(r, q, 1),
+                r.pick(&["=", "<>", "<", ">="]),
+                r.pick(STRINGS)
+            ),
+        }
+    };
+    if d == 0 || r.chance(40) {
+        return leaf(r);
+    }
+    match r.below(3) {
+        0 => format!(
+            "({} AND {})",
+            pred(r, q, other, d - 1),
+            pred(r, q, other, d - 1)
+        ),
+        1 => format!(
+            "({} OR {})",
+            pred(r, q, other, d - 1),
+            pred(r, q, other, d - 1)
+        ),
+        _ => format!("NOT ({})", pred(r, q, other, d - 1)),
+    }
+}
+
+/// A query and whether its order is fixed.
+pub fn query(r: &mut Rng) -> (String, bool) {
+    match r.below(6) {
+        0 | 1 => {
+            let n = 1 + r.below(3);
+            let cols: Vec<String> = (0..n)
+                .map(|_| {
+                    if r.chance(70) {
+                        int_expr(r, &["t1"], "b", 2)
+                    } else {
+                        str_expr(r, &["t1"], 1)
+                    }
+                })
+                .collect();
+            let mut sql = format!(
+                "SELECT {}{} FROM t1",
+                if r.chance(20) { "DISTINCT " } else { "" },
+                cols.join(", ")
+            );
+            if r.chance(80) {
+                sql.push_str(&format!(" WHERE {}", pred(r, &["t1"], "b", 2)));
+            }
+            if r.chance(30) {
+                let order: Vec<String> = (1..=n)
+                    .map(|i| {
+                        format!(
+                            "{i} {} NULLS {}",
+                            r.pick(&["ASC", "DESC"]),
+                            r.pick(&["FIRST", "LAST"])
+                        )
+                    })
+                    .collect();
+                sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+                // ties: a LIMIT would cut among equal rows; only when the key is unique
+                return (sql, true);
+            }
+            (sql, false)
+        }
+        2 => {
+            let key = if r.chance(60) {
+                int_expr(r, &["t1"], "b", 1)
+            } else {
+                str_expr(r, &["t1"], 1)
+            };
+            let agg = |r: &mut Rng| -> String {
+                match r.below(5) {
+                    0 => "count(*)".to_owned(),
+                    1 => format!("count({})", int_expr(r, &["t1"], "b", 1)),
+                    2 => format!("sum({})", int_expr(r, &["t1"], "b", 1)),
+                    3 => format!("min({})", int_expr(r, &["t1"], "b", 1)),
+                    _ => format!("max({})", str_expr(r, &["t1"], 0)),
+                }
+            };
+            let (a1, a2) = (agg(r), agg(r));
+            let mut sql = format!("SELECT {key}, {a1}, {a2} FROM t1");
+            if r.chance(60) {
+                sql.push_str(&format!(" WHERE {}", pred(r, &["t1"], "b", 1)));
+            }
+            sql.push_str(" GROUP BY 1");
+            if r.chance(40) {
+                sql.push_str(&format!(" HAVING count(*) > {}", r.below(4)));
+            }
+            (sql, false)
+        }
+        3 => {
+            let kind = if r.chance(50) { "JOIN" } else { "LEFT JOIN" };
+            let on = if r.chance(70) {
+                "x.a = y.a".to_owned()
+            } else {
+                "x.b = y.c".to_owned()
+            };
+            let extra = if r.chance(30) {
+                format!(
+                    " AND {}",
+                    pred(r, &["x", "y"], "b", 0).replace("y.b", "y.c")
+                )
+            } else {
+                String::new()
+            };
+            let mut sql = format!(
+                "SELECT x.id, y.id, {}, {} FROM t1 x {kind} t2 y ON {on}{extra}",
+                int_expr(r, &["x"], "b", 1),
+                str_expr(r, &["y"], 1)
+            );
+            if r.chance(60) {
+                sql.push_str(&format!(" WHERE {}", pred(r, &["x"], "b", 1)));
+            }
+            (sql, false)
+        }
+        4 => {
+            let a = format!(
+                "SELECT t1.a, t1.s FROM t1 WHERE {}",
+                pred(r, &["t1"], "b", 1)
+            );
+            let b = format!(
+                "SELECT t2.c, t2.s FROM t2 WHERE {}",
+                pred(r, &["t2"], "c", 1)
+            );
+            (
+                format!("{a} UNION{} {b}", if r.chance(50) { " ALL" } else { "" }),
+                false,
+            )
+        }
+        _ => {
+            // ORDER BY a unique key, with LIMIT / OFFSET
+            let e = int_expr(r, &["t1"], "b", 2);
+            let sql = format!(
+                "SELECT t1.id, {e} FROM t1 WHERE {} ORDER BY t1.id {} LIMIT {} OFFSET {}",
+                pred(r, &["t1"], "b", 1),
+                r.pick(&["ASC", "DESC"]),
+                r.below(30),
+                r.below(10)
+            );
+            (sql, true)
+        }
+    }
+}
+
+pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<Vec<Vec<String>>> {
+    let mut st = conn.prepare(sql)?;
+    let n = st.column_count();
+    let rows = st.query_map([], |row| {
+        (0..n)
+            .map(|i| {
+                Ok(match row.get_ref(i)? {
+                    rusqlite::types::ValueRef::Null => "NULL".to_owned(),
+                    rusqlite::types::ValueRef::Integer(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Real(x) => x.to_string(),
+                    rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                })
+            })
+            .collect()
+    })?;
+    rows.collect()
+}
