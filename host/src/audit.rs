@@ -406,6 +406,26 @@ impl AuditLog {
 }
 
 impl AuditRecord {
+    /// Fills in what an execution did, or its error.
+    pub fn set_result(&mut self, result: &Result<crate::ExecStats, crate::HostError>) {
+        match result {
+            Ok(s) => {
+                self.rows_scanned = s.rows_scanned;
+                self.rows_hidden = s.rows_hidden;
+                self.cells_masked = s.cells_masked;
+                self.rows_returned = s.rows_returned;
+                self.rows_written = s.rows_written;
+                self.memory_bytes = s.memory_bytes as u64;
+                self.duration_us = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
+                self.recorded.clone_from(&s.recorded);
+            }
+            Err(e) => {
+                self.outcome = "error".into();
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
     /// A record to fill in and append (sequence, time, node and hashes are set by
     /// [`AuditLog::append`]).
     #[must_use]

@@ -241,22 +241,7 @@ impl LocalSession {
         };
         r.modules = vec![module];
         (r.tables, r.columns) = tables;
-        match result {
-            Ok(s) => {
-                r.rows_scanned = s.rows_scanned;
-                r.rows_hidden = s.rows_hidden;
-                r.cells_masked = s.cells_masked;
-                r.rows_returned = s.rows_returned;
-                r.rows_written = s.rows_written;
-                r.memory_bytes = s.memory_bytes as u64;
-                r.duration_us = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
-                r.recorded.clone_from(&s.recorded);
-            }
-            Err(e) => {
-                r.outcome = "error".into();
-                r.error = Some(e.to_string());
-            }
-        }
+        r.set_result(result);
         log.append(r)
             .map(|_| ())
             .map_err(|e| SessionError::Session(format!("the execution could not be audited: {e}")))

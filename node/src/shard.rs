@@ -151,22 +151,7 @@ impl Shard {
                 Ok(())
             }),
         );
-        match &result {
-            Ok(s) => {
-                rec.rows_scanned = s.rows_scanned;
-                rec.rows_hidden = s.rows_hidden;
-                rec.cells_masked = s.cells_masked;
-                rec.rows_returned = s.rows_returned;
-                rec.rows_written = s.rows_written;
-                rec.memory_bytes = s.memory_bytes as u64;
-                rec.duration_us = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
-                rec.recorded.clone_from(&s.recorded);
-            }
-            Err(e) => {
-                rec.outcome = "error".into();
-                rec.error = Some(e.to_string());
-            }
-        }
+        rec.set_result(&result);
         // durable before anything is released or committed
         let record = match self.audit.append(rec) {
             Ok(r) => r,

@@ -14,11 +14,11 @@
 )]
 
 use scratchbird_host::{Sandbox, SandboxLimits};
-use scratchbird_node::{LocalSession, Outcome, display_value, open_storage};
+use scratchbird_node::{LocalSession, open_storage};
 use std::sync::Arc;
 
 mod common;
-use common::{Rng, query, setup_sql, sqlite_rows};
+use common::{Rng, compare, setup_sql};
 
 #[test]
 fn generated_queries_agree_with_sqlite() {
@@ -40,54 +40,7 @@ fn generated_queries_agree_with_sqlite() {
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(Arc::new(open_storage(dir.path()).unwrap()), sandbox);
     s.execute(&setup).unwrap();
-    let (mut compared, mut skipped) = (0usize, 0usize);
-    let mut mismatches = Vec::new();
-    for _ in 0..queries {
-        let (sql, ordered) = query(&mut rng);
-        let theirs = match sqlite_rows(&conn, &sql) {
-            Ok(r) => r,
-            Err(_) => {
-                skipped += 1;
-                continue;
-            }
-        };
-        let ours = match s.execute(&sql) {
-            Ok(mut outs) => match outs.pop() {
-                Some(Outcome::Rows { batches, .. }) => {
-                    let mut rows = Vec::new();
-                    for b in &batches {
-                        for r in b.rows().unwrap() {
-                            rows.push(r.iter().map(display_value).collect::<Vec<_>>());
-                        }
-                    }
-                    rows
-                }
-                other => panic!("{sql}: not rows: {other:?}"),
-            },
-            Err(e) => {
-                let msg = e.to_string();
-                // defined differently: SQLite turns integer overflow into floats
-                assert!(
-                    msg.contains("out of range"),
-                    "{sql}\nScratchBird failed: {msg}\nSQLite: {theirs:?}"
-                );
-                skipped += 1;
-                continue;
-            }
-        };
-        let (mut a, mut b) = (ours, theirs);
-        if !ordered {
-            a.sort();
-            b.sort();
-        }
-        if a != b {
-            mismatches.push(format!("{sql}\n  ScratchBird: {a:?}\n  SQLite:      {b:?}"));
-            if mismatches.len() >= 10 {
-                break;
-            }
-        }
-        compared += 1;
-    }
+    let (compared, skipped, mismatches) = compare(&mut s, &conn, &mut rng, queries, "sqlite");
     assert!(
         mismatches.is_empty(),
         "{} mismatches:\n{}",

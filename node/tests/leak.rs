@@ -13,11 +13,11 @@
 )]
 
 mod common;
-use common::{Rng, query, setup_sql, sqlite_rows};
+use common::{Rng, compare, setup_sql};
 
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
 use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
-use scratchbird_node::{LocalSession, Outcome, display_value, open_storage};
+use scratchbird_node::{LocalSession, Outcome, open_storage};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::derive::{Deriver, SecurityContext};
 use scratchbird_types::Value;
@@ -199,48 +199,7 @@ fn principals_see_exactly_what_cedar_allows() {
         ))))
         .unwrap();
         let mut qrng = Rng((seed ^ 0x55) | 1);
-        let (mut compared, mut skipped) = (0usize, 0usize);
-        let mut mismatches = Vec::new();
-        for _ in 0..queries {
-            let (sql, ordered) = query(&mut qrng);
-            let Ok(theirs) = sqlite_rows(&conn, &sql) else {
-                skipped += 1;
-                continue;
-            };
-            let ours = match s.execute(&sql) {
-                Ok(mut outs) => match outs.pop() {
-                    Some(Outcome::Rows { batches, .. }) => batches
-                        .iter()
-                        .flat_map(|b| b.rows().unwrap())
-                        .map(|r| r.iter().map(display_value).collect::<Vec<_>>())
-                        .collect::<Vec<_>>(),
-                    other => panic!("{sql}: {other:?}"),
-                },
-                Err(e) => {
-                    let msg = e.to_string();
-                    assert!(
-                        msg.contains("out of range"),
-                        "{user}: {sql}\nScratchBird failed: {msg}\nSQLite: {theirs:?}"
-                    );
-                    skipped += 1;
-                    continue;
-                }
-            };
-            let (mut a, mut b) = (ours, theirs);
-            if !ordered {
-                a.sort();
-                b.sort();
-            }
-            if a != b {
-                mismatches.push(format!(
-                    "{user}: {sql}\n  ScratchBird: {a:?}\n  oracle:      {b:?}"
-                ));
-                if mismatches.len() >= 10 {
-                    break;
-                }
-            }
-            compared += 1;
-        }
+        let (compared, skipped, mismatches) = compare(&mut s, &conn, &mut qrng, queries, user);
         assert!(
             mismatches.is_empty(),
             "{} mismatches:\n{}",

@@ -343,3 +343,61 @@ pub fn sqlite_rows(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<V
     })?;
     rows.collect()
 }
+
+/// Runs `queries` generated queries (from `rng`) in ScratchBird (`s`) and in SQLite
+/// (`conn`) and compares the results (as multisets unless ORDER BY fixes the
+/// order). A query SQLite cannot run is skipped; one ScratchBird refuses must be an
+/// overflow SQLite defines otherwise. Returns (compared, skipped, mismatches).
+pub fn compare(
+    s: &mut scratchbird_node::LocalSession,
+    conn: &rusqlite::Connection,
+    rng: &mut Rng,
+    queries: usize,
+    label: &str,
+) -> (usize, usize, Vec<String>) {
+    use scratchbird_node::{Outcome, display_value};
+    let (mut compared, mut skipped) = (0usize, 0usize);
+    let mut mismatches = Vec::new();
+    for _ in 0..queries {
+        let (sql, ordered) = query(rng);
+        let Ok(theirs) = sqlite_rows(conn, &sql) else {
+            skipped += 1;
+            continue;
+        };
+        let ours = match s.execute(&sql) {
+            Ok(mut outs) => match outs.pop() {
+                Some(Outcome::Rows { batches, .. }) => batches
+                    .iter()
+                    .flat_map(|b| b.rows().unwrap())
+                    .map(|r| r.iter().map(display_value).collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
+                other => panic!("{label}: {sql}: not rows: {other:?}"),
+            },
+            Err(e) => {
+                let msg = e.to_string();
+                // defined differently: SQLite turns integer overflow into floats
+                assert!(
+                    msg.contains("out of range"),
+                    "{label}: {sql}\nScratchBird failed: {msg}\nreference: {theirs:?}"
+                );
+                skipped += 1;
+                continue;
+            }
+        };
+        let (mut a, mut b) = (ours, theirs);
+        if !ordered {
+            a.sort();
+            b.sort();
+        }
+        if a != b {
+            mismatches.push(format!(
+                "{label}: {sql}\n  ScratchBird: {a:?}\n  reference:   {b:?}"
+            ));
+            if mismatches.len() >= 10 {
+                break;
+            }
+        }
+        compared += 1;
+    }
+    (compared, skipped, mismatches)
+}
