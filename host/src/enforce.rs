@@ -22,7 +22,6 @@ use scratchbird_storage::{RecordKey, Transaction};
 use scratchbird_types::batch::{BatchLayout, BatchView};
 use scratchbird_types::row::{RawValue, value_bytes_for};
 use scratchbird_types::{BundleHash, SqlType, Value};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Who an execution runs for.
@@ -74,43 +73,54 @@ impl Principal {
         &self.ctx
     }
 
+    /// What the bundle enforces for this principal on `def` (derived once per
+    /// context and table, then cached by the deriver).
     pub(crate) fn enforcement(
         &self,
         def: &TableDef,
         cat: &Catalog,
     ) -> Result<Arc<Enforcement>, HostError> {
-        let desc = table_desc(def, cat);
+        let desc = table_desc(def, cat)?;
         self.deriver
             .derive(&self.ctx, &desc)
             .map_err(|e| HostError::Policy(format!("table {}: {e}", def.name)))
     }
 }
 
-fn table_desc(def: &TableDef, cat: &Catalog) -> TableDesc {
-    TableDesc {
-        name: def.name.clone(),
-        columns: def
-            .columns
-            .iter()
-            .map(|c| ColumnDesc {
-                name: c.name.clone(),
-                ty: c.ty,
-                nullable: c.nullable,
-                domain: c
-                    .domain
-                    .and_then(|d| cat.domains().find(|x| x.id == d).map(|x| x.name.clone())),
-            })
-            .collect(),
+/// The table as the bundle sees it. A column whose domain the catalog cannot name
+/// is an error: without its domain the column's mask would be lost.
+fn table_desc(def: &TableDef, cat: &Catalog) -> Result<TableDesc, HostError> {
+    let mut columns = Vec::with_capacity(def.columns.len());
+    for c in &def.columns {
+        let domain = match c.domain {
+            None => None,
+            Some(d) => Some(
+                cat.domains()
+                    .find(|x| x.id == d)
+                    .map(|x| x.name.clone())
+                    .ok_or_else(|| {
+                        HostError::Policy(format!(
+                            "column {}.{} is declared in domain {d}, which the catalog does not know",
+                            def.name, c.name
+                        ))
+                    })?,
+            ),
+        };
+        columns.push(ColumnDesc {
+            name: c.name.clone(),
+            ty: c.ty,
+            nullable: c.nullable,
+            domain,
+        });
     }
+    Ok(TableDesc {
+        name: def.name.clone(),
+        columns,
+    })
 }
 
 fn denied(msg: String) -> HostError {
     HostError::Permission(msg)
-}
-
-/// The attributes a row filter reads.
-fn filter_attributes(f: &RowFilter) -> BTreeSet<String> {
-    f.attributes()
 }
 
 /// What a scan enforces, and the host-side batch it filters and masks.
@@ -180,24 +190,34 @@ impl ReadGuard {
     /// must read.
     pub(crate) fn open(
         principal: &Arc<Principal>,
+        enf: Arc<Enforcement>,
         def: &TableDef,
-        cat: &Catalog,
         positions: &[usize],
         ranged: &[usize],
         guest: &BatchLayout,
     ) -> Result<Option<(Self, Vec<usize>)>, HostError> {
-        let enf = principal.enforcement(def, cat)?;
         if !enf.grants.select {
             return Err(denied(format!("permission denied for table {}", def.name)));
         }
+        // table column `p` and the bundle's rule for it
+        let rule_of = |p: usize| {
+            let (col, rule) = def
+                .columns
+                .get(p)
+                .zip(enf.columns.get(p))
+                .ok_or_else(|| internal("column rule out of range"))?;
+            if rule.column != col.name {
+                return Err(internal(format!(
+                    "column rules out of order at {}",
+                    col.name
+                )));
+            }
+            Ok((col, rule))
+        };
         // a range over an index selects by raw values: a masked or unreadable
         // column there would let the bounds probe what the principal cannot see
         for p in ranged {
-            let (col, rule) = def
-                .columns
-                .get(*p)
-                .zip(enf.columns.get(*p))
-                .ok_or_else(|| internal("index column out of range"))?;
+            let (col, rule) = rule_of(*p)?;
             if !rule.readable || rule.mask.is_some() {
                 return Err(denied(format!(
                     "permission denied: the scan selects rows of {} by column {} through an index, and that column is {} for this principal",
@@ -214,17 +234,7 @@ impl ReadGuard {
         let mut masks = Vec::with_capacity(positions.len());
         let mut guest_types = Vec::with_capacity(positions.len());
         for p in positions {
-            let (col, rule) = def
-                .columns
-                .get(*p)
-                .zip(enf.columns.get(*p))
-                .ok_or_else(|| internal("column rule out of range"))?;
-            if rule.column != col.name {
-                return Err(internal(format!(
-                    "column rules out of order at {}",
-                    col.name
-                )));
-            }
+            let (col, rule) = rule_of(*p)?;
             if !rule.readable {
                 return Err(denied(format!(
                     "permission denied for column {}.{}",
@@ -242,21 +252,18 @@ impl ReadGuard {
         let mut host = Vec::with_capacity(positions.len() + 2);
         let mut filter_names = Vec::new();
         let mut filter_types = Vec::new();
-        for a in filter_attributes(&enf.read) {
-            let p = def
+        for a in enf.read.attributes() {
+            let (p, c) = def
                 .columns
                 .iter()
-                .position(|c| c.name == a)
+                .enumerate()
+                .find(|(_, c)| c.name == a)
                 .ok_or_else(|| {
                     HostError::Policy(format!(
                         "the row policy of {} reads {a}, which is not a column of the table",
                         def.name
                     ))
                 })?;
-            let c = def
-                .columns
-                .get(p)
-                .ok_or_else(|| internal("column position"))?;
             host.push(p);
             filter_names.push(c.name.clone());
             filter_types.push(c.ty);
@@ -406,12 +413,12 @@ impl ReadGuard {
             return Ok(());
         }
         counts.scanned += n as u64;
-        let view = BatchView::new(&self.layout, &self.buf).map_err(internal)?;
-        let names: Vec<&str> = self.filter_names.iter().map(String::as_str).collect();
-        let rows = Rows::from_batch(&view, &names, &self.filter_types).map_err(internal)?;
         self.keep = if matches!(self.enforcement.read, RowFilter::All) {
             vec![true; n]
         } else {
+            let view = BatchView::new(&self.layout, &self.buf).map_err(internal)?;
+            let names: Vec<&str> = self.filter_names.iter().map(String::as_str).collect();
+            let rows = Rows::from_batch(&view, &names, &self.filter_types).map_err(internal)?;
             self.enforcement
                 .read
                 .eval(&rows)
@@ -626,12 +633,11 @@ impl WriteGuard {
     /// Checks the grant for `kind` on `def`.
     pub(crate) fn open(
         principal: &Arc<Principal>,
+        enf: Arc<Enforcement>,
         def: &TableDef,
-        cat: &Catalog,
         kind: scratchbird_guest_ops::abi::WriteKind,
     ) -> Result<Self, HostError> {
         use scratchbird_guest_ops::abi::WriteKind as K;
-        let enf = principal.enforcement(def, cat)?;
         let (granted, verb) = match kind {
             K::Insert => (enf.grants.insert, "insert into"),
             K::Update => (enf.grants.update, "update"),

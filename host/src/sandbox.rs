@@ -1011,15 +1011,14 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
                         ))
                     })?,
             };
-            match ReadGuard::open(p, def, &cat, &positions, &ranged, &layout)? {
+            let enf = p.enforcement(def, &cat)?;
+            note_recorded(&mut st.recorded, enf.recorded.iter());
+            match ReadGuard::open(p, enf, def, &positions, &ranged, &layout)? {
                 Some((g, host)) => (Some(g), host),
                 None => (None, positions),
             }
         }
     };
-    if let Access::Principal(p) = &st.access {
-        note_recorded(&mut st.recorded, p.enforcement(def, &cat)?.recorded.iter());
-    }
     let cursor = st.txn.get()?.open_cursor(ScanSpec {
         table: d.table,
         columns: positions,
@@ -1226,8 +1225,9 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
     let guard = match &st.access {
         Access::Owner => None,
         Access::Principal(p) => {
-            note_recorded(&mut st.recorded, p.enforcement(def, &cat)?.recorded.iter());
-            Some(WriteGuard::open(p, def, &cat, d.kind)?)
+            let enf = p.enforcement(def, &cat)?;
+            note_recorded(&mut st.recorded, enf.recorded.iter());
+            Some(WriteGuard::open(p, enf, def, d.kind)?)
         }
     };
     if let Some(slot) = st.targets.get_mut(w) {

@@ -6,7 +6,7 @@
 use crate::session::SessionError;
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{Authority, Consistency, ReplayGuard, SignedEnvelope, verify};
-use scratchbird_host::{Access, ExecStats, HostError, Principal, ResultBatch, Sandbox, touched};
+use scratchbird_host::{Access, ExecStats, Principal, ResultBatch, Sandbox, touched};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
 use scratchbird_storage::{ReadCommittedMode, Storage, TxnOptions};
 use std::cell::RefCell;
@@ -129,10 +129,6 @@ impl Shard {
                 return Err(e.into());
             }
         };
-        if prepared.manifest.is_merge() {
-            let _ = txn.rollback();
-            return Err(HostError::Refused("a merge stage was sent to a shard".into()).into());
-        }
         (rec.tables, rec.columns) = match txn.catalog() {
             Ok(cat) => touched(&prepared.manifest, &cat),
             Err(e) => {
