@@ -17,8 +17,8 @@ use scratchbird_policy::derive::{
 use scratchbird_policy::ir::Rows;
 use scratchbird_policy::mask::{MaskFn, MaskKey};
 use scratchbird_storage::catalog::{Catalog, TableDef};
-use scratchbird_storage::scan::ScanCursor;
-use scratchbird_storage::{RecordKey, Transaction};
+use scratchbird_storage::scan::{RowSelect, ScanCursor};
+use scratchbird_storage::{RecordKey, StorageError, Transaction};
 use scratchbird_types::batch::{BatchLayout, BatchView};
 use scratchbird_types::row::{RawValue, value_bytes_for};
 use scratchbird_types::{BundleHash, SqlType, Value};
@@ -123,28 +123,67 @@ fn denied(msg: String) -> HostError {
     HostError::Permission(msg)
 }
 
-/// What a scan enforces, and the host-side batch it filters and masks.
-pub(crate) struct ReadGuard {
+/// The row predicate of a scan, decided by storage on each candidate row's filter
+/// columns before the row's other columns are copied anywhere.
+struct Selector {
     enforcement: Arc<Enforcement>,
+    /// Table positions, attribute names and types of the columns the filter reads.
+    columns: Vec<usize>,
+    names: Vec<String>,
+    types: Vec<SqlType>,
+    /// The policy error behind a failed selection (storage carries only text).
+    error: Option<HostError>,
+}
+
+impl RowSelect for Selector {
+    fn columns(&self) -> &[usize] {
+        &self.columns
+    }
+
+    fn select(&mut self, candidates: &BatchView<'_>, keep: &mut Vec<u64>) -> Result<(), String> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let verdicts = Rows::from_batch(candidates, &names, &self.types)
+            .map_err(|e| HostError::Internal(e.to_string()))
+            .and_then(|rows| {
+                self.enforcement.read.eval_words(&rows).map_err(|e| {
+                    HostError::Policy(format!("table {}: {e}", self.enforcement.table))
+                })
+            });
+        match verdicts {
+            Ok(v) => {
+                keep.extend(v);
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                self.error = Some(e);
+                Err(msg)
+            }
+        }
+    }
+}
+
+/// What a scan enforces, and the host-side batch it masks.
+pub(crate) struct ReadGuard {
     principal: Arc<Principal>,
-    /// The host batch: the columns the row filter reads first, then the rest of
-    /// the guest's columns.
+    /// The row predicate, when the principal may not read every row.
+    selector: Option<Selector>,
+    /// The host batch: the guest's columns, visible rows only, unmasked.
     layout: BatchLayout,
-    /// Attribute names and types of the filter's columns (the first host columns).
-    filter_names: Vec<String>,
-    filter_types: Vec<SqlType>,
-    /// Host column of each guest column.
-    to_host: Vec<usize>,
     /// Type of each guest column.
     guest_types: Vec<SqlType>,
     /// Per guest column: its domain and mask, when the principal sees it masked.
     masks: Vec<Option<(String, MaskFn)>>,
     buf: Vec<u8>,
     keys: Vec<RecordKey>,
-    keep: Vec<bool>,
     rows: usize,
     next: usize,
     done: bool,
+    /// The cursor's selection counts already added to the audit counts.
+    seen: (u64, u64),
+    /// No masked column is variable-length: a host batch is exactly what the
+    /// guest's batch gets (same layout, same heap use), masks applied in place.
+    whole: bool,
     /// Scratch: host rows chosen for the guest batch being filled, and the masked
     /// values of those rows per guest column.
     chosen: Vec<usize>,
@@ -186,8 +225,7 @@ impl ReadGuard {
     /// Checks the grant and the columns of a scan of `def` reading table columns
     /// `positions`, through an index over table columns `ranged` (if any). Returns
     /// `None` when nothing needs filtering or masking (the scan then fills guest
-    /// memory directly), else the guard and the table columns the storage cursor
-    /// must read.
+    /// memory directly), else the guard.
     pub(crate) fn open(
         principal: &Arc<Principal>,
         enf: Arc<Enforcement>,
@@ -195,7 +233,7 @@ impl ReadGuard {
         positions: &[usize],
         ranged: &[usize],
         guest: &BatchLayout,
-    ) -> Result<Option<(Self, Vec<usize>)>, HostError> {
+    ) -> Result<Option<Self>, HostError> {
         if !enf.grants.select {
             return Err(denied(format!("permission denied for table {}", def.name)));
         }
@@ -244,81 +282,64 @@ impl ReadGuard {
             masks.push(rule.mask.clone());
             guest_types.push(col.ty);
         }
-        let filtering = !matches!(enf.read, RowFilter::All);
-        if !filtering && masks.iter().all(Option::is_none) {
-            return Ok(None);
-        }
-        // the filter's columns first, so that its rows are built from a prefix
-        let mut host = Vec::with_capacity(positions.len() + 2);
-        let mut filter_names = Vec::new();
-        let mut filter_types = Vec::new();
-        for a in enf.read.attributes() {
-            let (p, c) = def
-                .columns
-                .iter()
-                .enumerate()
-                .find(|(_, c)| c.name == a)
-                .ok_or_else(|| {
-                    HostError::Policy(format!(
-                        "the row policy of {} reads {a}, which is not a column of the table",
-                        def.name
-                    ))
-                })?;
-            host.push(p);
-            filter_names.push(c.name.clone());
-            filter_types.push(c.ty);
-        }
-        let mut to_host = Vec::with_capacity(positions.len());
-        for p in positions {
-            match host.iter().position(|h| h == p) {
-                Some(i) => to_host.push(i),
-                None => {
-                    to_host.push(host.len());
-                    host.push(*p);
+        let selector = match &enf.read {
+            RowFilter::All | RowFilter::None => None,
+            RowFilter::Predicate(_) | RowFilter::Cedar(_) => {
+                let mut sel = Selector {
+                    enforcement: enf.clone(),
+                    columns: Vec::new(),
+                    names: Vec::new(),
+                    types: Vec::new(),
+                    error: None,
+                };
+                for a in enf.read.attributes() {
+                    let (p, c) = def
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .find(|(_, c)| c.name == a)
+                        .ok_or_else(|| {
+                            HostError::Policy(format!(
+                                "the row policy of {} reads {a}, which is not a column of the table",
+                                def.name
+                            ))
+                        })?;
+                    sel.columns.push(p);
+                    sel.names.push(c.name.clone());
+                    sel.types.push(c.ty);
                 }
+                Some(sel)
             }
-        }
-        let types: Vec<SqlType> = host
-            .iter()
-            .map(|p| def.columns.get(*p).map(|c| c.ty))
-            .collect::<Option<_>>()
-            .ok_or_else(|| internal("column position"))?;
-        // variable-length values only the filter reads need heap of their own
-        let extra_var = host
-            .iter()
-            .zip(&types)
-            .any(|(p, t)| !positions.contains(p) && t.physical().fixed_width().is_none());
-        let heap = if extra_var {
-            guest.heap_bytes().saturating_add(1 << 20)
-        } else {
-            guest.heap_bytes()
         };
-        let layout = BatchLayout::new(&types, guest.rows_max(), heap).map_err(internal)?;
-        let buf = vec![0u8; layout.total_bytes()];
         // a principal who may read no row of the table: storage is not even read
         let done = matches!(enf.read, RowFilter::None);
+        if !done && selector.is_none() && masks.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let layout = BatchLayout::new(&guest_types, guest.rows_max(), guest.heap_bytes())
+            .map_err(internal)?;
+        let whole = masks
+            .iter()
+            .zip(&guest_types)
+            .all(|(m, t)| m.is_none() || t.physical().fixed_width().is_some());
+        let buf = vec![0u8; layout.total_bytes()];
         let n = positions.len();
-        Ok(Some((
-            Self {
-                enforcement: enf,
-                principal: principal.clone(),
-                layout,
-                filter_names,
-                filter_types,
-                to_host,
-                guest_types,
-                masks,
-                buf,
-                keys: Vec::new(),
-                keep: Vec::new(),
-                rows: 0,
-                next: 0,
-                done,
-                chosen: Vec::new(),
-                masked: vec![Vec::new(); n],
-            },
-            host,
-        )))
+        Ok(Some(Self {
+            principal: principal.clone(),
+            selector,
+            layout,
+            guest_types,
+            masks,
+            buf,
+            keys: Vec::new(),
+            rows: 0,
+            next: 0,
+            done,
+            seen: (0, 0),
+            whole,
+            chosen: Vec::new(),
+            masked: vec![Vec::new(); n],
+        }))
     }
 
     /// Fills the guest's batch `out` (layout `guest`) with the next visible rows,
@@ -344,6 +365,17 @@ impl ReadGuard {
             if let Some(v) = guest.validity_range(c).and_then(|r| out.get_mut(r)) {
                 v.fill(0);
             }
+        }
+        if self.whole && guest == &self.layout && self.next >= self.rows {
+            // storage fills the host batch to the guest's capacity with visible rows
+            if !self.done {
+                self.refill(txn, cursor, keys.is_some(), counts)?;
+            }
+            self.next = self.rows;
+            if let Some(k) = keys.as_deref_mut() {
+                k.append(&mut self.keys);
+            }
+            return self.copy_whole(out, counts);
         }
         let cap = guest.rows_max() as usize;
         let heap_cap = guest.heap_bytes() as usize;
@@ -391,7 +423,145 @@ impl ReadGuard {
         Ok(given)
     }
 
-    /// Reads the next storage batch into the host buffer and decides its rows.
+    /// Copies the whole host batch into the guest's (same layout): unmasked
+    /// columns as they are, masked (fixed-width) columns value by value through
+    /// their masks. Returns the rows given.
+    fn copy_whole(&self, out: &mut [u8], counts: &mut ReadCounts) -> Result<usize, HostError> {
+        let l = &self.layout;
+        let rows = self.rows;
+        if rows == 0 {
+            // the scan is over: an empty batch, nothing of an earlier one copied
+            for c in 0..self.guest_types.len() {
+                if let Some(v) = l.validity_range(c).and_then(|r| out.get_mut(r)) {
+                    v.fill(0);
+                }
+            }
+            let h = out.get_mut(..16).ok_or_else(|| internal("header"))?;
+            h.fill(0);
+            h.get_mut(4..8)
+                .ok_or_else(|| internal("header"))?
+                .copy_from_slice(
+                    &u32::try_from(self.guest_types.len())
+                        .map_err(internal)?
+                        .to_le_bytes(),
+                );
+            h.get_mut(12..16)
+                .ok_or_else(|| internal("header"))?
+                .copy_from_slice(&scratchbird_types::batch::LAYOUT_VERSION.to_le_bytes());
+            return Ok(0);
+        }
+        let view = BatchView::new(l, &self.buf).map_err(internal)?;
+        let heap_used = view.heap_used();
+        let copy = |out: &mut [u8], r: std::ops::Range<usize>| -> Result<(), HostError> {
+            out.get_mut(r.clone())
+                .zip(self.buf.get(r))
+                .filter(|(d, s)| d.len() == s.len())
+                .ok_or_else(|| internal("batch region"))
+                .map(|(d, s)| d.copy_from_slice(s))
+        };
+        for (c, ty) in self.guest_types.iter().enumerate() {
+            let (Some(vr), Some(vals)) = (l.validity_range(c), l.values_range(c)) else {
+                return Err(internal("batch column ranges"));
+            };
+            copy(out, vr.clone())?;
+            let Some((domain, f)) = self.masks.get(c).and_then(Option::as_ref) else {
+                copy(out, vals)?;
+                continue;
+            };
+            let w = ty
+                .physical()
+                .fixed_width()
+                .ok_or_else(|| internal("a variable-length mask on the whole-batch path"))?;
+            let bits = self
+                .buf
+                .get(vr.clone())
+                .ok_or_else(|| internal("validity"))?;
+            if let Some(kernel) = f.int_kernel(ty).filter(|_| matches!(w, 2 | 4 | 8)) {
+                // integer-like values: the mask as arithmetic on the stored integers
+                let src = self
+                    .buf
+                    .get(vals.clone())
+                    .ok_or_else(|| internal("values"))?;
+                for r in 0..rows {
+                    if !bit(bits, r) {
+                        continue;
+                    }
+                    let raw = src.get(r * w..r * w + w).ok_or_else(|| internal("value"))?;
+                    let x = match w {
+                        2 => i64::from(i16::from_le_bytes(raw.try_into().map_err(internal)?)),
+                        4 => i64::from(i32::from_le_bytes(raw.try_into().map_err(internal)?)),
+                        _ => i64::from_le_bytes(raw.try_into().map_err(internal)?),
+                    };
+                    let dst = out
+                        .get_mut(vals.start + r * w..vals.start + r * w + w)
+                        .ok_or_else(|| internal("masked value slot"))?;
+                    match kernel.apply(x) {
+                        Some(m) => {
+                            // the kernel keeps values in the type's range
+                            dst.copy_from_slice(m.to_le_bytes().get(..w).unwrap_or_default());
+                            counts.masked += 1;
+                        }
+                        None => {
+                            dst.fill(0);
+                            if let Some(b) = out.get_mut(vr.start + r / 8) {
+                                *b &= !(1 << (r % 8));
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            for r in 0..rows {
+                if !bit(bits, r) {
+                    continue;
+                }
+                let v = view.value(c, r).map_err(internal)?;
+                let m = f.apply(ty, &v, &self.principal.mask_key, domain);
+                let dst = out
+                    .get_mut(vals.start + r * w..vals.start + r * w + w)
+                    .ok_or_else(|| internal("masked value slot"))?;
+                if m.is_null() {
+                    // a mask may show nothing: NULL, and no byte of the value
+                    dst.fill(0);
+                    if let Some(b) = out.get_mut(vr.start + r / 8) {
+                        *b &= !(1 << (r % 8));
+                    }
+                    continue;
+                }
+                ty.check_value(&m).map_err(|e| {
+                    HostError::Policy(format!(
+                        "the mask of domain {domain} gives a value that is not a {ty}: {e}"
+                    ))
+                })?;
+                let RawValue::Fixed(b, n) = value_bytes_for(ty, &m).map_err(internal)? else {
+                    return Err(internal("masked value width"));
+                };
+                b.get(..n)
+                    .filter(|s| s.len() == dst.len())
+                    .ok_or_else(|| internal("masked value width"))
+                    .map(|s| dst.copy_from_slice(s))?;
+                counts.masked += 1;
+            }
+        }
+        let hr = l.heap_range();
+        copy(out, hr.start..hr.start + heap_used)?;
+        let header = [
+            u32::try_from(rows).map_err(internal)?,
+            u32::try_from(self.guest_types.len()).map_err(internal)?,
+            u32::try_from(heap_used).map_err(internal)?,
+            scratchbird_types::batch::LAYOUT_VERSION,
+        ];
+        for (i, w) in header.into_iter().enumerate() {
+            out.get_mut(i * 4..i * 4 + 4)
+                .ok_or_else(|| internal("header"))?
+                .copy_from_slice(&w.to_le_bytes());
+        }
+        Ok(rows)
+    }
+
+    /// Reads the next batch of visible rows from storage into the host buffer:
+    /// with a row predicate, storage decides each row on the predicate's columns
+    /// and copies only the rows it keeps.
     fn refill(
         &mut self,
         txn: &Transaction,
@@ -404,36 +574,37 @@ impl ReadGuard {
         } else {
             None
         };
-        let n = txn.next_batch(cursor, &self.layout, &mut self.buf, keys)?;
+        let n = match &mut self.selector {
+            None => {
+                let n = txn.next_batch(cursor, &self.layout, &mut self.buf, keys)?;
+                counts.scanned += n as u64;
+                n
+            }
+            Some(sel) => {
+                let n = txn
+                    .next_batch_where(cursor, &self.layout, &mut self.buf, keys, sel)
+                    .map_err(|e| match (e, sel.error.take()) {
+                        (StorageError::Selection(_), Some(policy)) => policy,
+                        (other, _) => HostError::from(other),
+                    })?;
+                let (examined, rejected) = cursor.selected();
+                counts.scanned += examined - self.seen.0;
+                counts.hidden += rejected - self.seen.1;
+                self.seen = (examined, rejected);
+                n
+            }
+        };
         self.rows = n;
         self.next = 0;
         if n == 0 {
             self.done = true;
-            self.keep.clear();
-            return Ok(());
         }
-        counts.scanned += n as u64;
-        self.keep = if matches!(self.enforcement.read, RowFilter::All) {
-            vec![true; n]
-        } else {
-            let view = BatchView::new(&self.layout, &self.buf).map_err(internal)?;
-            let names: Vec<&str> = self.filter_names.iter().map(String::as_str).collect();
-            let rows = Rows::from_batch(&view, &names, &self.filter_types).map_err(internal)?;
-            self.enforcement
-                .read
-                .eval(&rows)
-                .map_err(|e| HostError::Policy(format!("table {}: {e}", self.enforcement.table)))?
-        };
-        if self.keep.len() != n {
-            return Err(internal("row filter verdicts"));
-        }
-        counts.hidden += self.keep.iter().filter(|k| !**k).count() as u64;
         Ok(())
     }
 
-    /// Chooses the next visible rows of the host batch, at most `rows`, whose
-    /// strings fit `heap` bytes, masking what must be masked. Returns whether the
-    /// guest batch is full (rows or heap) rather than the host batch used up.
+    /// Chooses the next rows of the host batch, at most `rows`, whose strings fit
+    /// `heap` bytes, masking what must be masked. Returns whether the guest batch
+    /// is full (rows or heap) rather than the host batch used up.
     fn choose(
         &mut self,
         rows: usize,
@@ -452,22 +623,17 @@ impl ReadGuard {
                 return Ok(true);
             }
             let r = self.next;
-            if !self.keep.get(r).copied().unwrap_or(false) {
-                self.next += 1;
-                continue;
-            }
             let mut need = 0usize;
             for (c, ty) in self.guest_types.iter().enumerate() {
-                let h = self.to_host.get(c).copied().unwrap_or(usize::MAX);
                 let var = ty.physical().fixed_width().is_none();
                 match self.masks.get(c).and_then(Option::as_ref) {
                     None => {
                         if var {
-                            need += view.raw(h, r).map_err(internal)?.map_or(0, <[u8]>::len);
+                            need += view.raw(c, r).map_err(internal)?.map_or(0, <[u8]>::len);
                         }
                     }
                     Some((domain, f)) => {
-                        let v = view.value(h, r).map_err(internal)?;
+                        let v = view.value(c, r).map_err(internal)?;
                         let m = if v.is_null() {
                             Value::Null
                         } else {
@@ -522,12 +688,11 @@ impl ReadGuard {
         let heap_start = guest.heap_range().start;
         let host_heap = self.layout.heap_range().start;
         for (c, ty) in self.guest_types.iter().enumerate() {
-            let h = self.to_host.get(c).copied().unwrap_or(usize::MAX);
             let (Some(gv), Some(gvals), Some(hv), Some(hvals)) = (
                 guest.validity_range(c),
                 guest.values_range(c),
-                self.layout.validity_range(h),
-                self.layout.values_range(h),
+                self.layout.validity_range(c),
+                self.layout.values_range(c),
             ) else {
                 return Err(internal("batch column ranges"));
             };

@@ -1013,10 +1013,10 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             };
             let enf = p.enforcement(def, &cat)?;
             note_recorded(&mut st.recorded, enf.recorded.iter());
-            match ReadGuard::open(p, enf, def, &positions, &ranged, &layout)? {
-                Some((g, host)) => (Some(g), host),
-                None => (None, positions),
-            }
+            (
+                ReadGuard::open(p, enf, def, &positions, &ranged, &layout)?,
+                positions,
+            )
         }
     };
     let cursor = st.txn.get()?.open_cursor(ScanSpec {

@@ -10,9 +10,10 @@
 )]
 
 use scratchbird_host::{Access, HostError, Principal, Sandbox, SandboxLimits};
-use scratchbird_node::{LocalSession, Outcome, SessionError, display_value, open_storage};
+use scratchbird_node::{LocalSession, Outcome, SessionError, SystemEnv, display_value};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_storage::{Storage, StorageConfig};
 use scratchbird_types::{SqlType, Value};
 use std::path::Path;
 use std::sync::Arc;
@@ -60,7 +61,10 @@ fn bundle_dir() -> &'static Path {
 
 fn db_with(extra: &str) -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(open_storage(dir.path()).unwrap());
+    // no retention, so that `fold` can put every committed version into pages
+    let mut config = StorageConfig::new(Arc::new(SystemEnv::default()));
+    config.retention_micros = 0;
+    let storage = Arc::new(Storage::open(dir.path(), config).unwrap());
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(storage.clone(), sandbox.clone());
     s.execute(SCHEMA).unwrap();
@@ -90,6 +94,17 @@ impl Db {
             &SECRET,
         );
         self.s.set_access(Access::Principal(Arc::new(p))).unwrap();
+    }
+
+    /// Folds every record version into pages: scans then take storage's page
+    /// path, where a principal's rows are selected a page at a time.
+    fn fold(&self) {
+        self.storage.sweep().unwrap();
+        let stats = self.storage.stats();
+        assert!(
+            stats.pages > 0 && stats.delta_versions == 0,
+            "not folded: {stats:?}"
+        );
     }
 
     fn as_owner(&mut self) {
@@ -321,11 +336,20 @@ fn rows_hidden_from_a_principal_change_nothing_they_can_observe() {
           (14, 2, 4, 1.00, 'draft', NULL);";
     let mut plain = db();
     let mut more = db_with(hidden);
-    for user in ["alice", "bob"] {
-        let a = answers(&mut plain, user);
-        let b = answers(&mut more, user);
-        for ((sql, x), y) in PROBES.iter().zip(&a).zip(&b) {
-            assert_eq!(x, y, "{user} can tell the databases apart with {sql}");
+    // record versions in both; then the second in pages, the first not
+    for folded in [false, true] {
+        if folded {
+            more.fold();
+        }
+        for user in ["alice", "bob"] {
+            let a = answers(&mut plain, user);
+            let b = answers(&mut more, user);
+            for ((sql, x), y) in PROBES.iter().zip(&a).zip(&b) {
+                assert_eq!(
+                    x, y,
+                    "{user} can tell the databases apart with {sql} (folded: {folded})"
+                );
+            }
         }
     }
     // and the extra rows are really there for the owner

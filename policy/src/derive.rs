@@ -224,6 +224,44 @@ impl RowFilter {
     }
 }
 
+impl RowFilter {
+    /// As [`RowFilter::eval`], as a bitset: bit `r % 64` of word `r / 64` is row
+    /// `r`'s verdict; `ceil(n / 64)` words, bits past the last row clear.
+    ///
+    /// # Errors
+    /// As [`RowFilter::eval`].
+    pub fn eval_words(&self, rows: &Rows<'_>) -> Result<Vec<u64>> {
+        let n = rows.len();
+        let all = |on: bool| {
+            let mut v = vec![if on { u64::MAX } else { 0 }; n.div_ceil(64)];
+            if on
+                && !n.is_multiple_of(64)
+                && let Some(last) = v.last_mut()
+            {
+                *last = (1u64 << (n % 64)) - 1;
+            }
+            v
+        };
+        match self {
+            Self::All => Ok(all(true)),
+            Self::None => Ok(all(false)),
+            Self::Predicate(f) => {
+                refuse_opaque(rows, |name| f.attributes().contains(name))?;
+                Ok(f.eval_words(rows))
+            }
+            Self::Cedar(_) => {
+                let mut v = all(false);
+                for (r, keep) in self.eval(rows)?.into_iter().enumerate() {
+                    if keep && let Some(w) = v.get_mut(r / 64) {
+                        *w |= 1 << (r % 64);
+                    }
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
 /// A value of a type Cedar cannot be given would be an error in every condition that
 /// reads it, and an erroring forbid does not apply: rather than decide rows a policy
 /// cannot see, refuse the batch.
@@ -414,6 +452,7 @@ type CacheKey = (String, String, String);
 pub struct Deriver {
     bundle: Arc<Bundle>,
     cache: Mutex<HashMap<CacheKey, Arc<Enforcement>>>,
+    per_row: bool,
 }
 
 impl Deriver {
@@ -423,6 +462,20 @@ impl Deriver {
         Self {
             bundle,
             cache: Mutex::new(HashMap::new()),
+            per_row: false,
+        }
+    }
+
+    /// A deriver for `bundle` that derives grants, column rules and masks as
+    /// [`Deriver::new`] does but leaves every row policy that depends on the row
+    /// to Cedar's authorizer, row by row ([`RowFilter::Cedar`]): the reference
+    /// the derived predicates are checked and measured against. Same decisions,
+    /// far slower.
+    #[must_use]
+    pub fn per_row(bundle: Arc<Bundle>) -> Self {
+        Self {
+            per_row: true,
+            ..Self::new(bundle)
         }
     }
 
@@ -452,7 +505,7 @@ impl Deriver {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(derive(&self.bundle, ctx, table)?);
+        let e = Arc::new(derive_with(&self.bundle, ctx, table, self.per_row)?);
         let mut cache = self
             .cache
             .lock()
@@ -503,6 +556,9 @@ struct Ctx<'b> {
     /// The session context, checked against each action's context type once.
     contexts: HashMap<String, Context>,
     recorded: BTreeSet<String>,
+    /// Leave every residual row policy to Cedar, row by row (see
+    /// [`Deriver::per_row`]).
+    per_row: bool,
 }
 
 impl<'b> Ctx<'b> {
@@ -533,6 +589,7 @@ impl<'b> Ctx<'b> {
             context_json: ctx.context.clone(),
             contexts: HashMap::new(),
             recorded: BTreeSet::new(),
+            per_row: false,
         })
     }
 
@@ -647,7 +704,9 @@ impl<'b> Ctx<'b> {
         for id in &true_permits {
             explain.push((id.clone(), Effect::Permit, "true".to_owned()));
         }
-        let mut failed: Option<Untranslatable> = None;
+        let mut failed: Option<Untranslatable> = self
+            .per_row
+            .then(|| Untranslatable("this deriver evaluates row policies per row".into()));
         for p in resp.residual_policies() {
             let text = p.to_string();
             if failed.is_some() {
@@ -747,6 +806,15 @@ pub fn derive(
     ctx: &SecurityContext,
     table: &TableDesc,
 ) -> Result<Enforcement> {
+    derive_with(bundle, ctx, table, false)
+}
+
+fn derive_with(
+    bundle: &Arc<Bundle>,
+    ctx: &SecurityContext,
+    table: &TableDesc,
+    per_row: bool,
+) -> Result<Enforcement> {
     let row = bundle
         .tables
         .get(&table.name)
@@ -754,6 +822,7 @@ pub fn derive(
             table: table.name.clone(),
         })?;
     let mut c = Ctx::new(bundle, ctx)?;
+    c.per_row = per_row;
     let t = uid(&bundle.names.table, &table.name);
     let grants = Grants {
         select: c.decide("Select", t.clone())?,

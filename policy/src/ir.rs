@@ -572,23 +572,30 @@ impl<'a> Rows<'a> {
                         Some((bits, vals, w)),
                     ) = (ty, view.fixed_column(c)?)
                     {
-                        for r in 0..n {
-                            let on = bits.get(r / 8).is_some_and(|b| b & (1 << (r % 8)) != 0);
-                            present.push(on);
-                            let b = vals.get(r * w..r * w + w).unwrap_or_default();
-                            longs.push(if !on {
-                                0
-                            } else {
-                                match w {
-                                    2 => i64::from(i16::from_le_bytes(
-                                        b.try_into().unwrap_or([0; 2]),
-                                    )),
-                                    4 => i64::from(i32::from_le_bytes(
-                                        b.try_into().unwrap_or([0; 4]),
-                                    )),
-                                    _ => i64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
-                                }
-                            });
+                        present.extend(
+                            (0..n)
+                                .map(|r| bits.get(r / 8).is_some_and(|b| b & (1 << (r % 8)) != 0)),
+                        );
+                        let vals = vals.get(..n * w).unwrap_or_default();
+                        // one loop per width, so that each vectorises
+                        match w {
+                            2 => longs.extend(vals.chunks_exact(2).map(|b| {
+                                i64::from(i16::from_le_bytes(b.try_into().unwrap_or([0; 2])))
+                            })),
+                            4 => longs.extend(vals.chunks_exact(4).map(|b| {
+                                i64::from(i32::from_le_bytes(b.try_into().unwrap_or([0; 4])))
+                            })),
+                            _ => longs.extend(
+                                vals.chunks_exact(8)
+                                    .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8]))),
+                            ),
+                        }
+                        longs.resize(n, 0);
+                        // a NULL's slot holds no value: read as 0, as before
+                        for (l, on) in longs.iter_mut().zip(&present) {
+                            if !on {
+                                *l = 0;
+                            }
                         }
                         rows.cols.insert(
                             (*name).to_owned(),

@@ -284,6 +284,96 @@ impl MaskFn {
     }
 }
 
+/// A mask as arithmetic on the stored integer of a value (SMALLINT, INTEGER,
+/// BIGINT, or a DECIMAL of at most 18 digits, whose mantissa is stored), so that a
+/// column of a batch is masked without building a value per row. Gives exactly
+/// what [`MaskFn::apply`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntKernel {
+    /// Every value shows as NULL.
+    Null,
+    /// Every value shows as this stored integer.
+    Constant(i64),
+    /// Rounded down to a multiple of `unit`; a result outside `lo..=hi` (the
+    /// type's range) shows as NULL.
+    Bucket {
+        /// The bucket width in stored units (> 0).
+        unit: i128,
+        /// The smallest stored integer of the type.
+        lo: i128,
+        /// The largest.
+        hi: i128,
+    },
+}
+
+impl IntKernel {
+    /// The masked form of stored integer `x`; `None` for NULL.
+    #[must_use]
+    pub fn apply(self, x: i64) -> Option<i64> {
+        match self {
+            Self::Null => None,
+            Self::Constant(c) => Some(c),
+            Self::Bucket { unit, lo, hi } => {
+                // i64 arithmetic where it suffices (the common case), else i128
+                let m = match i64::try_from(unit) {
+                    Ok(u) => x
+                        .div_euclid(u)
+                        .checked_mul(u)
+                        .map_or_else(|| i128::from(x.div_euclid(u)) * unit, i128::from),
+                    Err(_) => i128::from(x).div_euclid(unit) * unit,
+                };
+                if m < lo || m > hi {
+                    None
+                } else {
+                    i64::try_from(m).ok()
+                }
+            }
+        }
+    }
+}
+
+impl MaskFn {
+    /// This mask on values of `ty` as arithmetic on their stored integers, where
+    /// it has that form (see [`IntKernel`]); `None` otherwise.
+    #[must_use]
+    pub fn int_kernel(&self, ty: &SqlType) -> Option<IntKernel> {
+        let (lo, hi, scale) = match ty {
+            SqlType::SmallInt => (i128::from(i16::MIN), i128::from(i16::MAX), None),
+            SqlType::Integer => (i128::from(i32::MIN), i128::from(i32::MAX), None),
+            SqlType::BigInt => (i128::from(i64::MIN), i128::from(i64::MAX), None),
+            SqlType::Decimal { precision, scale }
+                if *precision <= scratchbird_types::limits::DECIMAL_NARROW_PRECISION_MAX_DIGITS =>
+            {
+                let limit = 10i128.pow(u32::from(*precision)) - 1;
+                (-limit, limit, Some(*scale))
+            }
+            _ => return None,
+        };
+        match self {
+            Self::Null => Some(IntKernel::Null),
+            Self::Redact => Some(IntKernel::Constant(0)),
+            Self::Bucket(w) if *w > 0 => match scale {
+                None => Some(IntKernel::Bucket {
+                    unit: i128::from(*w),
+                    lo,
+                    hi,
+                }),
+                Some(s) => Some(
+                    match 10i128
+                        .checked_pow(u32::from(s))
+                        .and_then(|p| i128::from(*w).checked_mul(p))
+                    {
+                        // a width beyond the type's range: every value in bucket 0
+                        None => IntKernel::Constant(0),
+                        Some(unit) => IntKernel::Bucket { unit, lo, hi },
+                    },
+                ),
+            },
+            _ => None,
+        }
+    }
+}
+
 fn keyed(key: &MaskKey, domain: &str, value: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new_keyed(&key.0);
     h.update(domain.as_bytes());
@@ -528,5 +618,106 @@ mod tests {
                 .check_type(&SqlType::Text)
                 .is_err()
         );
+    }
+
+    fn stored(v: &Value) -> Option<i64> {
+        match v {
+            Value::Null => None,
+            Value::SmallInt(x) => Some(i64::from(*x)),
+            Value::Integer(x) => Some(i64::from(*x)),
+            Value::BigInt(x) => Some(*x),
+            Value::Decimal(d) => i64::try_from(d.mantissa()).ok(),
+            other => panic!("not an integer-like value: {other:?}"),
+        }
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    /// The kernels at the ends of every integer-like type's range, where a
+    /// bucket leaves the range or lands on its last value.
+    #[test]
+    fn int_kernels_at_the_ends_of_each_range() {
+        let k = key();
+        let mut types = vec![SqlType::SmallInt, SqlType::Integer, SqlType::BigInt];
+        for precision in [1u8, 3, 18] {
+            for scale in [0u8, 1, precision] {
+                types.push(SqlType::Decimal { precision, scale });
+            }
+        }
+        let masks = [
+            MaskFn::Null,
+            MaskFn::Redact,
+            MaskFn::Bucket(1),
+            MaskFn::Bucket(3),
+            MaskFn::Bucket(10),
+            MaskFn::Bucket(i64::MAX),
+        ];
+        for ty in &types {
+            let (lo, hi): (i64, i64) = match ty {
+                SqlType::SmallInt => (i16::MIN.into(), i16::MAX.into()),
+                SqlType::Integer => (i32::MIN.into(), i32::MAX.into()),
+                SqlType::BigInt => (i64::MIN, i64::MAX),
+                SqlType::Decimal { precision, .. } => {
+                    let l = 10i64.pow(u32::from(*precision)) - 1;
+                    (-l, l)
+                }
+                _ => unreachable!(),
+            };
+            for x in [lo, lo + 1, -1, 0, 1, hi - 1, hi] {
+                let v = match ty {
+                    SqlType::SmallInt => Value::SmallInt(i16::try_from(x).unwrap()),
+                    SqlType::Integer => Value::Integer(i32::try_from(x).unwrap()),
+                    SqlType::BigInt => Value::BigInt(x),
+                    SqlType::Decimal { scale, .. } => {
+                        Value::Decimal(Decimal::new(i128::from(x), *scale))
+                    }
+                    _ => unreachable!(),
+                };
+                for m in &masks {
+                    let kernel = m.int_kernel(ty).unwrap();
+                    assert_eq!(
+                        kernel.apply(x),
+                        stored(&m.apply(ty, &v, &k, "d")),
+                        "{m} on {ty} {x}"
+                    );
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The batch kernel of a mask gives what the mask gives, value by value.
+        #[test]
+        fn int_kernels_give_what_apply_gives(
+            which in 0usize..6,
+            precision in 1u8..=18,
+            scale_cut in 0u8..=18,
+            mask in proptest::prop_oneof![
+                proptest::strategy::Just(MaskFn::Null),
+                proptest::strategy::Just(MaskFn::Redact),
+                proptest::strategy::Just(MaskFn::Bucket(1)),
+                (1i64..2_000).prop_map(MaskFn::Bucket),
+                proptest::prelude::any::<i64>().prop_filter("positive", |w| *w > 0).prop_map(MaskFn::Bucket),
+            ],
+            raw in proptest::prelude::any::<i64>(),
+        ) {
+            let scale = scale_cut.min(precision);
+            let (ty, v) = match which {
+                0 => (SqlType::SmallInt, Value::SmallInt(raw as i16)),
+                1 => (SqlType::Integer, Value::Integer(raw as i32)),
+                2 => (SqlType::BigInt, Value::BigInt(raw)),
+                3 => (SqlType::BigInt, Value::BigInt(if raw < 0 { i64::MIN + (raw % 1000).abs() } else { i64::MAX - raw % 1000 })),
+                _ => {
+                    let limit = 10i64.pow(u32::from(precision)) - 1;
+                    let m = if which == 4 { raw % (limit + 1) } else if raw < 0 { -limit + (raw % 7).abs() } else { limit - raw % 7 };
+                    (SqlType::Decimal { precision, scale }, Value::Decimal(Decimal::new(i128::from(m), scale)))
+                }
+            };
+            let k = key();
+            let expected = mask.apply(&ty, &v, &k, "d");
+            let kernel = mask.int_kernel(&ty).expect("a kernel for an integer-like type");
+            let x = stored(&v).expect("a stored integer");
+            proptest::prop_assert_eq!(kernel.apply(x), stored(&expected), "{} on {:?} {:?}", mask, ty, v);
+        }
     }
 }

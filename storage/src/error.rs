@@ -213,6 +213,10 @@ pub enum StorageError {
         /// The directory.
         path: String,
     },
+    /// The row selector of a selecting scan could not decide a batch of rows; the
+    /// selector holds the full reason.
+    #[error("the scan's row selector failed: {0}")]
+    Selection(String),
     /// An error of the underlying key-value store.
     #[error("key-value store: {0}")]
     Kv(fjall::Error),

@@ -61,6 +61,8 @@ struct ColumnChunk {
     /// Variable only: the data.
     data: Option<Range<usize>>,
     width: usize,
+    /// No row of the page is NULL in this column.
+    no_nulls: bool,
 }
 
 /// A validated page. Owns its bytes (shared with the block cache), so a scan can keep
@@ -160,6 +162,13 @@ impl Page {
             if validity.end > chunk.end {
                 return Err(bad("column chunk too short"));
             }
+            let no_nulls = bytes.get(validity.clone()).is_some_and(|b| {
+                let (whole, rest) = b.split_at(rows / 8);
+                whole.iter().all(|x| *x == 0xFF)
+                    && rest
+                        .first()
+                        .is_none_or(|x| x & ((1u8 << (rows % 8)) - 1) == (1u8 << (rows % 8)) - 1)
+            });
             match ty.physical().fixed_width() {
                 Some(w) => {
                     let values = validity.end..validity.end + rows * w;
@@ -171,6 +180,7 @@ impl Page {
                         values,
                         data: None,
                         width: w,
+                        no_nulls,
                     });
                 }
                 None => {
@@ -185,6 +195,7 @@ impl Page {
                         values,
                         data: Some(data),
                         width: 0,
+                        no_nulls,
                     });
                 }
             }
@@ -246,6 +257,15 @@ impl Page {
             .get(col)
             .and_then(|c| self.bytes().get(c.validity.clone()))
             .unwrap_or(&[])
+    }
+
+    /// The validity bitmap of column `col`, or `None` when no row of the page is
+    /// NULL there.
+    pub(crate) fn nulls(&self, col: usize) -> Option<&[u8]> {
+        match self.cols.get(col) {
+            Some(c) if c.no_nulls => None,
+            _ => Some(self.validity(col)),
+        }
     }
 
     pub(crate) fn is_null(&self, col: usize, i: usize) -> bool {

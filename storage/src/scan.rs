@@ -10,13 +10,13 @@ use crate::catalog::IndexDef;
 use crate::engine::SnapshotGuard;
 use crate::error::{Result, StorageError};
 use crate::keys::split_index_key;
-use crate::limits::COOPERATIVE_GC_KEYS_MAX;
+use crate::limits::{COOPERATIVE_GC_KEYS_MAX, PAGE_ROWS_MAX};
 use crate::page::Page;
 use crate::table::{ReadView, RowSource, TableStore, Version};
 use crate::tip::TxnState;
 use crate::txn::{Isolation, ReadCommittedMode, RecordKey, Transaction};
 use scratchbird_types::IndexId;
-use scratchbird_types::batch::{BatchLayout, BatchWriter};
+use scratchbird_types::batch::{BatchLayout, BatchView, BatchWriter};
 use scratchbird_types::key::{encode_key, prefix_successor};
 use scratchbird_types::{SqlType, TableId, TxnId, Value};
 use std::ops::Bound;
@@ -45,6 +45,44 @@ pub enum ScanRange {
         /// Upper bound.
         upper: Bound<Vec<Value>>,
     },
+}
+
+/// Decides which rows a selecting scan returns, before their columns are copied
+/// (see [`Transaction::next_batch_where`]): a row filter over a few columns. A row
+/// it rejects never reaches the output batch, which is filled with accepted rows up
+/// to its capacity (rows, or heap), so batch boundaries depend only on the rows
+/// returned.
+pub trait RowSelect {
+    /// Positions of the table columns [`RowSelect::select`] reads, in the column
+    /// order of the batches it is given.
+    fn columns(&self) -> &[usize];
+
+    /// Decides every row of `candidates` (a batch of [`RowSelect::columns`]),
+    /// pushing the verdicts onto `keep` (given empty) as a bitset: bit `r % 64`
+    /// of word `r / 64` set keeps row `r`; `ceil(rows / 64)` words.
+    ///
+    /// # Errors
+    /// The rows cannot be decided: the scan fails with [`StorageError::Selection`]
+    /// carrying this message (the selector may keep a richer error of its own).
+    fn select(
+        &mut self,
+        candidates: &BatchView<'_>,
+        keep: &mut Vec<u64>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// Candidate rows of a selecting scan, as its selector reads them.
+#[derive(Debug)]
+struct Scratch {
+    columns: Vec<usize>,
+    types: Vec<SqlType>,
+    layout: BatchLayout,
+    buf: Vec<u8>,
+    keep: Vec<u64>,
+    /// The page run last decided (page, first row, rows), its kept rows (from the
+    /// run's first row).
+    run: Option<(Arc<Page>, usize, usize)>,
+    picks: Vec<u32>,
 }
 
 /// What to scan.
@@ -104,6 +142,13 @@ pub struct ScanCursor {
     done: bool,
     blocked: Option<TxnId>,
     gc: Vec<Vec<u8>>,
+    /// Rows a selector decided and the scan went past, and how many of them it
+    /// rejected.
+    examined: u64,
+    rejected: u64,
+    scratch: Option<Box<Scratch>>,
+    /// The output's variable-length columns (table positions).
+    var_columns: Vec<usize>,
 }
 
 /// Encodes scan bounds as the byte range `[lo, hi)`; the flag is set when the
@@ -175,7 +220,7 @@ impl<'t> Scan<'t> {
     /// A stored value failed its checks, a row is larger than the batch heap, the
     /// layout does not match the scan's columns, or (NO RECORD_VERSION) a conflict.
     pub fn next_batch(&mut self, layout: &BatchLayout, buf: &mut [u8]) -> Result<usize> {
-        self.cur.fill(self.txn, layout, buf, None)
+        self.cur.fill(self.txn, layout, buf, None, None)
     }
 
     /// As [`Scan::next_batch`], also returning each row's record key (for updates and
@@ -190,7 +235,7 @@ impl<'t> Scan<'t> {
         keys: &mut Vec<RecordKey>,
     ) -> Result<usize> {
         keys.clear();
-        self.cur.fill(self.txn, layout, buf, Some(keys))
+        self.cur.fill(self.txn, layout, buf, Some(keys), None)
     }
 }
 
@@ -225,6 +270,13 @@ impl ScanCursor {
             }
         };
         let done = empty || matches!((&lo, &hi), (Some(l), Some(h)) if l >= h);
+        let var_columns = spec
+            .columns
+            .iter()
+            .zip(&out_types)
+            .filter(|(_, t)| t.physical().fixed_width().is_none())
+            .map(|(c, _)| *c)
+            .collect();
         Ok(Self {
             store,
             columns: spec.columns,
@@ -238,6 +290,10 @@ impl ScanCursor {
             done,
             blocked: None,
             gc: Vec::new(),
+            examined: 0,
+            rejected: 0,
+            scratch: None,
+            var_columns,
         })
     }
 
@@ -261,12 +317,259 @@ impl ScanCursor {
         self.view.me
     }
 
+    /// Of the rows selecting fills ([`Transaction::next_batch_where`]) have gone
+    /// past so far: how many were decided, and how many of those were rejected.
+    /// A row decided but left for the next batch (the batch was full) is counted
+    /// once, when the scan goes past it.
+    #[must_use]
+    pub fn selected(&self) -> (u64, u64) {
+        (self.examined, self.rejected)
+    }
+
+    fn tally(&mut self, kept: bool) {
+        self.examined += 1;
+        if !kept {
+            self.rejected += 1;
+        }
+    }
+
+    /// The scratch batch for `sel`'s columns, holding at least `rows` rows and
+    /// `heap` bytes of variable-length values (taken out of the cursor while used).
+    fn take_scratch(
+        &mut self,
+        sel: &dyn RowSelect,
+        rows: usize,
+        heap: usize,
+    ) -> Result<Box<Scratch>> {
+        let rows = u32::try_from(rows.max(8).next_multiple_of(8))
+            .map_err(|_| StorageError::Internal("selection run too long"))?;
+        if let Some(sc) = self.scratch.take()
+            && sc.columns == sel.columns()
+            && sc.layout.rows_max() >= rows
+            && sc.layout.heap_bytes() as usize >= heap
+        {
+            return Ok(sc);
+        }
+        let columns = sel.columns().to_vec();
+        let mut types = Vec::with_capacity(columns.len());
+        for &c in &columns {
+            types.push(
+                *self
+                    .store
+                    .types
+                    .get(c)
+                    .ok_or_else(|| StorageError::NotFound {
+                        kind: "column",
+                        name: format!("{}.#{c}", self.store.def.name),
+                    })?,
+            );
+        }
+        let rows = rows.max(u32::try_from(PAGE_ROWS_MAX).unwrap_or(u32::MAX));
+        let heap = u32::try_from(heap.max(64 * 1024).next_power_of_two())
+            .map_err(|_| StorageError::Internal("selection heap too large"))?;
+        let layout = BatchLayout::new(&types, rows, heap)?;
+        let buf = vec![0u8; layout.total_bytes()];
+        Ok(Box::new(Scratch {
+            columns,
+            types,
+            layout,
+            buf,
+            keep: Vec::new(),
+            run: None,
+            picks: Vec::new(),
+        }))
+    }
+
+    /// Has `sel` decide the `rows` rows written into `sc`.
+    fn decide(sc: &mut Scratch, sel: &mut dyn RowSelect, rows: usize) -> Result<()> {
+        sc.keep.clear();
+        let view = BatchView::new(&sc.layout, &sc.buf)?;
+        sel.select(&view, &mut sc.keep)
+            .map_err(StorageError::Selection)?;
+        if sc.keep.len() != rows.div_ceil(64) {
+            return Err(StorageError::Selection(format!(
+                "the selector gave {} words of verdicts for {rows} rows",
+                sc.keep.len()
+            )));
+        }
+        // bits past the last row decide nothing
+        if !rows.is_multiple_of(64)
+            && let Some(last) = sc.keep.last_mut()
+        {
+            *last &= (1u64 << (rows % 64)) - 1;
+        }
+        Ok(())
+    }
+
+    /// Whether `sel` accepts the row `src` (not yet counted: see [`Self::tally`]).
+    fn select_row(&mut self, src: &RowSource, sel: &mut dyn RowSelect) -> Result<bool> {
+        let store = self.store.clone();
+        let decoded = match src {
+            RowSource::Delta(bytes) => Some(store.layout.decode(bytes)?),
+            RowSource::Page(..) => None,
+        };
+        let mut heap = 0usize;
+        for &c in sel.columns() {
+            heap += row_raw(decoded.as_ref(), src, c)?.map_or(0, <[u8]>::len);
+        }
+        let mut sc = self.take_scratch(sel, 1, heap)?;
+        sc.run = None;
+        let r = (|| {
+            let mut w = BatchWriter::new(&sc.layout, &mut sc.buf)?;
+            if !put_row(&mut w, 0, decoded.as_ref(), src, &sc.columns, &sc.types)? {
+                return Err(StorageError::Internal("selection scratch heap too small"));
+            }
+            w.finish(1)?;
+            Self::decide(&mut sc, sel, 1)?;
+            Ok(sc.keep.first().is_some_and(|w| w & 1 == 1))
+        })();
+        self.scratch = Some(sc);
+        r
+    }
+
+    /// Copies the rows of page rows `[i, j)` that `sel` accepts to the output from
+    /// row `at`. Returns how many page rows the scan went past, how many rows it
+    /// wrote, and whether the output is full (rows or heap) before the run ended.
+    /// The verdicts on a page run are kept: a batch that ends inside the run
+    /// resumes from them instead of deciding the rest of the run again.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "copy_run's arguments plus the selector and the run's end"
+    )]
+    fn copy_run_where(
+        &mut self,
+        w: &mut BatchWriter<'_>,
+        p: &Arc<Page>,
+        i: usize,
+        j: usize,
+        at: usize,
+        keys: Option<&mut Vec<RecordKey>>,
+        sel: &mut dyn RowSelect,
+    ) -> Result<(usize, usize, bool)> {
+        let k = j - i;
+        if k == 0 {
+            return Ok((0, 0, false));
+        }
+        let cached = self.scratch.as_ref().is_some_and(|sc| {
+            sc.columns == sel.columns()
+                && sc.run.as_ref().is_some_and(|(rp, start, len)| {
+                    Arc::ptr_eq(rp, p) && *start <= i && i < start + len && j == start + len
+                })
+        });
+        let sc = if cached {
+            self.scratch
+                .take()
+                .ok_or(StorageError::Internal("selection scratch"))?
+        } else {
+            let heap: usize = sel.columns().iter().map(|&c| p.var_bytes(c, i, k)).sum();
+            let mut sc = self.take_scratch(sel, k, heap)?;
+            sc.run = None;
+            let decided = (|| {
+                let mut sw = BatchWriter::new(&sc.layout, &mut sc.buf)?;
+                copy_page_run(&mut sw, p, &sc.columns, &sc.types, i, 0, k)?;
+                sw.finish(k)?;
+                Self::decide(&mut sc, sel, k)
+            })();
+            if let Err(e) = decided {
+                self.scratch = Some(sc);
+                return Err(e);
+            }
+            sc.picks.clear();
+            for (wi, word) in sc.keep.iter().enumerate() {
+                let mut bits = *word;
+                while bits != 0 {
+                    let b = bits.trailing_zeros() as usize;
+                    sc.picks
+                        .push(u32::try_from(wi * 64 + b).unwrap_or(u32::MAX));
+                    bits &= bits - 1;
+                }
+            }
+            sc.run = Some((p.clone(), i, k));
+            sc
+        };
+        let r = self.copy_picks(w, p, i, k, at, keys, &sc);
+        self.scratch = Some(sc);
+        let (consumed, take, full) = r?;
+        self.examined += consumed as u64;
+        self.rejected += (consumed - take) as u64;
+        Ok((consumed, take, full))
+    }
+
+    /// Copies the kept rows of page rows `[i, i + k)` (decided in `sc`'s run) to
+    /// the output from row `at`, as many as fit. Returns the page rows gone past,
+    /// the rows written, and whether the output is full.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a private step of copy_run_where"
+    )]
+    fn copy_picks(
+        &self,
+        w: &mut BatchWriter<'_>,
+        p: &Page,
+        i: usize,
+        k: usize,
+        at: usize,
+        keys: Option<&mut Vec<RecordKey>>,
+        sc: &Scratch,
+    ) -> Result<(usize, usize, bool)> {
+        let Some((_, start, len)) = &sc.run else {
+            return Err(StorageError::Internal("selection run"));
+        };
+        let (start, len) = (*start, *len);
+        let offset = i - start;
+        let first = sc.picks.partition_point(|&a| (a as usize) < offset);
+        let avail = sc.picks.get(first..).unwrap_or_default();
+        let mut take = avail.len().min(w.layout().rows_max() as usize - at);
+        if !self.var_columns.is_empty() {
+            let free = w.heap_remaining();
+            let mut used = 0usize;
+            for (t, &a) in avail.iter().take(take).enumerate() {
+                let need: usize = self
+                    .var_columns
+                    .iter()
+                    .map(|&c| p.var_bytes(c, start + a as usize, 1))
+                    .sum();
+                if used + need > free {
+                    take = t;
+                    break;
+                }
+                used += need;
+            }
+        }
+        let chosen = avail.get(..take).unwrap_or_default();
+        for (out, (&c, ty)) in self.columns.iter().zip(&self.out_types).enumerate() {
+            if ty.physical().fixed_width().is_some() {
+                let values = p
+                    .fixed_run(c, start, len)
+                    .ok_or(StorageError::Internal("page run out of range"))?;
+                w.gather_fixed(out, at, values, p.nulls(c), start, chosen)?;
+            } else {
+                let (offsets, data) = p
+                    .var_run(c, start, len)
+                    .ok_or(StorageError::Internal("page run out of range"))?;
+                w.gather_var(out, at, offsets, data, p.nulls(c), start, chosen)?;
+            }
+        }
+        if let Some(ks) = keys {
+            ks.extend(
+                chosen
+                    .iter()
+                    .map(|&a| RecordKey(p.key(start + a as usize).to_vec())),
+            );
+        }
+        Ok(match avail.get(take) {
+            Some(&a) => (a as usize - offset, take, true),
+            None => (k, take, false),
+        })
+    }
+
     pub(crate) fn fill(
         &mut self,
         txn: &Transaction,
         layout: &BatchLayout,
         buf: &mut [u8],
         mut keys: Option<&mut Vec<RecordKey>>,
+        mut sel: Option<&mut (dyn RowSelect + '_)>,
     ) -> Result<usize> {
         if layout.types() != self.out_types {
             return Err(StorageError::InvalidDefinition {
@@ -283,9 +586,9 @@ impl ScanCursor {
             let n = if self.done {
                 0
             } else if self.index.is_some() {
-                self.fill_index(txn, &mut w, keys.as_deref_mut())?
+                self.fill_index(txn, &mut w, keys.as_deref_mut(), sel.as_deref_mut())?
             } else {
-                self.fill_keys(txn, &mut w, keys.as_deref_mut())?
+                self.fill_keys(txn, &mut w, keys.as_deref_mut(), sel.as_deref_mut())?
             };
             w.finish(n)?;
             if !self.gc.is_empty() {
@@ -337,6 +640,7 @@ impl ScanCursor {
         txn: &Transaction,
         w: &mut BatchWriter<'_>,
         mut keys: Option<&mut Vec<RecordKey>>,
+        mut sel: Option<&mut (dyn RowSelect + '_)>,
     ) -> Result<usize> {
         let store = self.store.clone();
         let inner = txn.inner.clone();
@@ -378,14 +682,20 @@ impl ScanCursor {
                 .is_some_and(|(_, m)| self.view.sees(&inner.tip, m.creator));
             let (mut i, j) = match &page {
                 Some(p) => {
+                    // a page's rows lie in its range [first key, next page's first
+                    // key): at either end of it there is nothing to search
+                    let first = seg.as_ref().map(|(f, _)| f.as_slice());
                     let i = match &pos {
                         Bound::Unbounded => 0,
+                        Bound::Included(k) if Some(k.as_slice()) == first => 0,
                         Bound::Included(k) => p.find(k).unwrap_or_else(|e| e),
                         Bound::Excluded(k) => p.find(k).map_or_else(|e| e, |i| i + 1),
                     };
-                    let j = end
-                        .as_ref()
-                        .map_or(p.rows(), |e| p.find(e).unwrap_or_else(|x| x));
+                    let j = match &end {
+                        None => p.rows(),
+                        Some(e) if seg_end.as_ref() == Some(e) => p.rows(),
+                        Some(e) => p.find(e).unwrap_or_else(|x| x),
+                    };
                     (i, j.max(i))
                 }
                 None => (0, 0),
@@ -396,7 +706,26 @@ impl ScanCursor {
                 .range::<Vec<u8>, _>((pos.clone(), end_bound.clone()))
                 .collect();
             let mut stopped = false;
-            if delta.is_empty() && page_visible {
+            if delta.is_empty()
+                && page_visible
+                && let Some(s) = sel.as_deref_mut()
+            {
+                if let Some(p) = &page {
+                    let (consumed, written, full) =
+                        self.copy_run_where(w, p, i, j, n, keys.as_deref_mut(), s)?;
+                    if full && written == 0 && n == 0 {
+                        return Err(row_too_large(w));
+                    }
+                    n += written;
+                    i += consumed;
+                    if full {
+                        if consumed > 0 {
+                            self.cursor = Cursor::After(p.key(i - 1).to_vec());
+                        }
+                        stopped = true;
+                    }
+                }
+            } else if delta.is_empty() && page_visible {
                 if let Some(p) = &page {
                     let k = self.fit_run(w, p, i, (j - i).min(rows_max - n));
                     if k == 0 && i < j {
@@ -460,17 +789,26 @@ impl ScanCursor {
                         self.note_garbage(txn, key, c);
                     }
                     if let Some(src) = &source {
-                        if !self.emit(w, n, src)? {
-                            if n == 0 {
-                                return Err(row_too_large(w));
+                        let take = match sel.as_deref_mut() {
+                            None => true,
+                            Some(s) => self.select_row(src, s)?,
+                        };
+                        if take {
+                            if !self.emit(w, n, src)? {
+                                if n == 0 {
+                                    return Err(row_too_large(w));
+                                }
+                                stopped = true;
+                                break;
                             }
-                            stopped = true;
-                            break;
+                            if let Some(ks) = keys.as_deref_mut() {
+                                ks.push(RecordKey(key.to_vec()));
+                            }
+                            n += 1;
                         }
-                        if let Some(ks) = keys.as_deref_mut() {
-                            ks.push(RecordKey(key.to_vec()));
+                        if sel.is_some() {
+                            self.tally(take);
                         }
-                        n += 1;
                     }
                     self.cursor = Cursor::After(key.to_vec());
                     if from_page {
@@ -529,19 +867,7 @@ impl ScanCursor {
         k: usize,
         keys: Option<&mut Vec<RecordKey>>,
     ) -> Result<()> {
-        for (out, (&c, ty)) in self.columns.iter().zip(&self.out_types).enumerate() {
-            if ty.physical().fixed_width().is_some() {
-                let values = p
-                    .fixed_run(c, i, k)
-                    .ok_or(StorageError::Internal("page run out of range"))?;
-                w.copy_fixed_run(out, at, values, p.validity(c), i, k)?;
-            } else {
-                let (offsets, data) = p
-                    .var_run(c, i, k)
-                    .ok_or(StorageError::Internal("page run out of range"))?;
-                w.copy_var_run(out, at, offsets, data, p.validity(c), i, k)?;
-            }
-        }
+        copy_page_run(w, p, &self.columns, &self.out_types, i, at, k)?;
         if let Some(ks) = keys {
             ks.extend((i..i + k).map(|r| RecordKey(p.key(r).to_vec())));
         }
@@ -554,30 +880,7 @@ impl ScanCursor {
             RowSource::Delta(bytes) => Some(self.store.layout.decode(bytes)?),
             RowSource::Page(..) => None,
         };
-        let raw = |c: usize| -> Result<Option<&[u8]>> {
-            match (&decoded, src) {
-                (Some(r), _) => Ok(r.raw(c)?),
-                (None, RowSource::Page(p, i)) => Ok(p.raw(c, *i)),
-                (None, RowSource::Delta(_)) => Ok(None),
-            }
-        };
-        let mut need = 0usize;
-        for (&c, ty) in self.columns.iter().zip(&self.out_types) {
-            if ty.physical().fixed_width().is_none() {
-                need += raw(c)?.map_or(0, <[u8]>::len);
-            }
-        }
-        if need > w.heap_remaining() {
-            return Ok(false);
-        }
-        for (out, (&c, ty)) in self.columns.iter().zip(&self.out_types).enumerate() {
-            match (raw(c)?, ty.physical().fixed_width()) {
-                (None, _) => w.set_null(out, at)?,
-                (Some(b), Some(_)) => w.set_fixed(out, at, b)?,
-                (Some(b), None) => w.set_bytes(out, at, b)?,
-            }
-        }
-        Ok(true)
+        put_row(w, at, decoded.as_ref(), src, &self.columns, &self.out_types)
     }
 
     fn fill_index(
@@ -585,6 +888,7 @@ impl ScanCursor {
         txn: &Transaction,
         w: &mut BatchWriter<'_>,
         mut keys: Option<&mut Vec<RecordKey>>,
+        mut sel: Option<&mut (dyn RowSelect + '_)>,
     ) -> Result<usize> {
         let Some(idx) = self.index.clone() else {
             return Ok(0);
@@ -626,17 +930,26 @@ impl ScanCursor {
                 // Entries exist for every retained version: keep the one that matches
                 // the version this snapshot sees, so the result equals a table scan.
                 if store.index_key_of(&idx, &store.row_values(&src)?)? == ik {
-                    if !self.emit(w, n, &src)? {
-                        if n == 0 {
-                            return Err(row_too_large(w));
+                    let take = match sel.as_deref_mut() {
+                        None => true,
+                        Some(s) => self.select_row(&src, s)?,
+                    };
+                    if take {
+                        if !self.emit(w, n, &src)? {
+                            if n == 0 {
+                                return Err(row_too_large(w));
+                            }
+                            exhausted = false;
+                            break;
                         }
-                        exhausted = false;
-                        break;
+                        if let Some(ks) = keys.as_deref_mut() {
+                            ks.push(RecordKey(rk.to_vec()));
+                        }
+                        n += 1;
                     }
-                    if let Some(ks) = keys.as_deref_mut() {
-                        ks.push(RecordKey(rk.to_vec()));
+                    if sel.is_some() {
+                        self.tally(take);
                     }
-                    n += 1;
                 }
             }
             self.cursor = Cursor::After(k.to_vec());
@@ -646,6 +959,76 @@ impl ScanCursor {
         }
         Ok(n)
     }
+}
+
+/// Copies page rows `[i, i + k)` of table columns `cols` (types `types`) to output
+/// rows from `at`, a run per column.
+fn copy_page_run(
+    w: &mut BatchWriter<'_>,
+    p: &Page,
+    cols: &[usize],
+    types: &[SqlType],
+    i: usize,
+    at: usize,
+    k: usize,
+) -> Result<()> {
+    for (out, (&c, ty)) in cols.iter().zip(types).enumerate() {
+        if ty.physical().fixed_width().is_some() {
+            let values = p
+                .fixed_run(c, i, k)
+                .ok_or(StorageError::Internal("page run out of range"))?;
+            w.copy_fixed_run(out, at, values, p.validity(c), i, k)?;
+        } else {
+            let (offsets, data) = p
+                .var_run(c, i, k)
+                .ok_or(StorageError::Internal("page run out of range"))?;
+            w.copy_var_run(out, at, offsets, data, p.validity(c), i, k)?;
+        }
+    }
+    Ok(())
+}
+
+/// The stored bytes of column `c` of row `src` (`decoded`: the row, when it is a
+/// delta version); `None` for NULL.
+fn row_raw<'a>(
+    decoded: Option<&'a scratchbird_types::row::RowRef<'a>>,
+    src: &'a RowSource,
+    c: usize,
+) -> Result<Option<&'a [u8]>> {
+    match (decoded, src) {
+        (Some(r), _) => Ok(r.raw(c)?),
+        (None, RowSource::Page(p, i)) => Ok(p.raw(c, *i)),
+        (None, RowSource::Delta(_)) => Ok(None),
+    }
+}
+
+/// Writes table columns `cols` (types `types`) of row `src` at output row `at`;
+/// `false` if its variable-length values do not fit the heap.
+fn put_row(
+    w: &mut BatchWriter<'_>,
+    at: usize,
+    decoded: Option<&scratchbird_types::row::RowRef<'_>>,
+    src: &RowSource,
+    cols: &[usize],
+    types: &[SqlType],
+) -> Result<bool> {
+    let mut need = 0usize;
+    for (&c, ty) in cols.iter().zip(types) {
+        if ty.physical().fixed_width().is_none() {
+            need += row_raw(decoded, src, c)?.map_or(0, <[u8]>::len);
+        }
+    }
+    if need > w.heap_remaining() {
+        return Ok(false);
+    }
+    for (out, (&c, ty)) in cols.iter().zip(types).enumerate() {
+        match (row_raw(decoded, src, c)?, ty.physical().fixed_width()) {
+            (None, _) => w.set_null(out, at)?,
+            (Some(b), Some(_)) => w.set_fixed(out, at, b)?,
+            (Some(b), None) => w.set_bytes(out, at, b)?,
+        }
+    }
+    Ok(true)
 }
 
 fn row_too_large(w: &BatchWriter<'_>) -> StorageError {

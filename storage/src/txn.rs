@@ -849,7 +849,36 @@ impl Transaction {
         if let Some(k) = keys.as_deref_mut() {
             k.clear();
         }
-        cursor.fill(self, layout, buf, keys)
+        cursor.fill(self, layout, buf, keys, None)
+    }
+
+    /// As [`Transaction::next_batch`], returning only the rows `sel` accepts: each
+    /// candidate row's selector columns are decided first, and only accepted rows
+    /// are copied into `buf`, which is filled with them up to its capacity. Counts
+    /// of the rows decided and rejected: [`ScanCursor::selected`].
+    ///
+    /// # Errors
+    /// As [`Transaction::next_batch`]; [`StorageError::Selection`] when `sel`
+    /// fails.
+    pub fn next_batch_where(
+        &self,
+        cursor: &mut ScanCursor,
+        layout: &scratchbird_types::batch::BatchLayout,
+        buf: &mut [u8],
+        keys: Option<&mut Vec<RecordKey>>,
+        sel: &mut dyn crate::scan::RowSelect,
+    ) -> Result<usize> {
+        if cursor.transaction() != self.id {
+            return Err(StorageError::Internal(
+                "a scan cursor was advanced by a transaction that did not open it",
+            ));
+        }
+        self.check_active()?;
+        let mut keys = keys;
+        if let Some(k) = keys.as_deref_mut() {
+            k.clear();
+        }
+        cursor.fill(self, layout, buf, keys, Some(sel))
     }
 
     pub(crate) fn wait_for(&self, other: TxnId, table: &str) -> Result<()> {

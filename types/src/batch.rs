@@ -224,6 +224,19 @@ pub fn copy_bits(
     Ok(())
 }
 
+/// Copies `W`-byte values `picks` of `src` to consecutive slots of `dst`.
+fn gather<const W: usize>(dst: &mut [u8], src: &[u8], picks: &[u32]) -> Result<(), TypeError> {
+    for (d, &p) in dst.chunks_exact_mut(W).zip(picks) {
+        let s = p as usize * W;
+        let v: &[u8; W] = src
+            .get(s..s + W)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| batch_err("gathered row outside its run"))?;
+        d.copy_from_slice(v);
+    }
+    Ok(())
+}
+
 fn set_bit(bits: &mut [u8], i: usize, on: bool) {
     if let Some(b) = bits.get_mut(i / 8) {
         if on {
@@ -484,6 +497,181 @@ impl<'b> BatchWriter<'b> {
         copy_bits(v, dst_row, validity, src_bit, n)
     }
 
+    /// Copies the rows `picks` of a run (`values`: the run's values, one column
+    /// width each; row `p`'s validity bit is bit `src_bit + p` of `validity`,
+    /// `None` when no row of the run is NULL) to rows
+    /// `dst_row..dst_row + picks.len()`, in order. The scan path for the rows
+    /// a filter kept, one column at a time.
+    ///
+    /// # Errors
+    /// Out of bounds (a pick outside the run, or past `rows_max`) or a
+    /// variable-length column.
+    pub fn gather_fixed(
+        &mut self,
+        col: usize,
+        dst_row: usize,
+        values: &[u8],
+        validity: Option<&[u8]>,
+        src_bit: usize,
+        picks: &[u32],
+    ) -> Result<(), TypeError> {
+        let Some(&last) = picks.last() else {
+            return Ok(());
+        };
+        let slot = self.slot(col, dst_row + picks.len() - 1)?.clone();
+        if slot.var {
+            return Err(batch_err(
+                "fixed-width gather into a variable-length column",
+            ));
+        }
+        let w = slot.width;
+        if (last as usize + 1) * w > values.len() {
+            return Err(batch_err("gathered row outside its run"));
+        }
+        let at = slot.values + dst_row * w;
+        let dst = self
+            .buf
+            .get_mut(at..at + picks.len() * w)
+            .ok_or_else(|| batch_err("values out of bounds"))?;
+        match w {
+            1 => gather::<1>(dst, values, picks)?,
+            2 => gather::<2>(dst, values, picks)?,
+            4 => gather::<4>(dst, values, picks)?,
+            8 => gather::<8>(dst, values, picks)?,
+            16 => gather::<16>(dst, values, picks)?,
+            _ => {
+                for (d, &p) in dst.chunks_exact_mut(w).zip(picks) {
+                    let s = p as usize * w;
+                    d.copy_from_slice(
+                        values
+                            .get(s..s + w)
+                            .ok_or_else(|| batch_err("gathered row outside its run"))?,
+                    );
+                }
+            }
+        }
+        self.gather_validity(&slot, dst_row, validity, src_bit, picks)
+    }
+
+    /// As [`BatchWriter::gather_fixed`] for a variable-length column: `offsets`
+    /// holds the run's stored (LE u32) offsets into `data`, one more than its
+    /// rows, as a page keeps them.
+    ///
+    /// # Errors
+    /// As [`BatchWriter::gather_fixed`]; offsets out of order; the heap is full
+    /// (nothing is written then).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors gather_fixed plus the data region"
+    )]
+    pub fn gather_var(
+        &mut self,
+        col: usize,
+        dst_row: usize,
+        offsets: &[u8],
+        data: &[u8],
+        validity: Option<&[u8]>,
+        src_bit: usize,
+        picks: &[u32],
+    ) -> Result<(), TypeError> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let slot = self.slot(col, dst_row + picks.len() - 1)?.clone();
+        if !slot.var {
+            return Err(batch_err(
+                "variable-length gather into a fixed-width column",
+            ));
+        }
+        let word = |i: usize| -> Result<usize, TypeError> {
+            offsets
+                .get(4 * i..4 * i + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(|b| u32::from_le_bytes(b) as usize)
+                .ok_or_else(|| batch_err("gathered row outside its run"))
+        };
+        let mut need = 0usize;
+        for &p in picks {
+            let (a, b) = (word(p as usize)?, word(p as usize + 1)?);
+            if b < a || b > data.len() {
+                return Err(batch_err("variable run offsets out of order"));
+            }
+            need += b - a;
+        }
+        if need > self.heap_remaining() {
+            return Err(batch_err("heap full"));
+        }
+        for (k, &p) in picks.iter().enumerate() {
+            let (a, b) = (word(p as usize)?, word(p as usize + 1)?);
+            let off = self.heap_used;
+            let h = self.layout.heap + off;
+            self.buf
+                .get_mut(h..h + (b - a))
+                .zip(data.get(a..b))
+                .ok_or_else(|| batch_err("heap out of bounds"))
+                .map(|(d, s)| d.copy_from_slice(s))?;
+            self.heap_used += b - a;
+            let at = slot.values + (dst_row + k) * 8;
+            let entry = self
+                .buf
+                .get_mut(at..at + 8)
+                .ok_or_else(|| batch_err("value out of bounds"))?;
+            let (o, l) = entry.split_at_mut(4);
+            o.copy_from_slice(
+                &u32::try_from(off)
+                    .map_err(|_| batch_err("heap offset"))?
+                    .to_le_bytes(),
+            );
+            l.copy_from_slice(
+                &u32::try_from(b - a)
+                    .map_err(|_| batch_err("length"))?
+                    .to_le_bytes(),
+            );
+        }
+        self.gather_validity(&slot, dst_row, validity, src_bit, picks)
+    }
+
+    fn gather_validity(
+        &mut self,
+        slot: &ColumnSlot,
+        dst_row: usize,
+        validity: Option<&[u8]>,
+        src_bit: usize,
+        picks: &[u32],
+    ) -> Result<(), TypeError> {
+        let rows = self.layout.rows_max as usize;
+        let v = self
+            .buf
+            .get_mut(slot.validity..slot.validity + rows / 8)
+            .ok_or_else(|| batch_err("validity out of bounds"))?;
+        let Some(validity) = validity else {
+            // no NULL in the run: the rows' bits in one sweep
+            let n = picks.len();
+            if dst_row + n > rows {
+                return Err(batch_err("validity out of bounds"));
+            }
+            let mut i = dst_row;
+            while i < dst_row + n {
+                if i.is_multiple_of(8) && i + 8 <= dst_row + n {
+                    if let Some(b) = v.get_mut(i / 8) {
+                        *b = 0xFF;
+                    }
+                    i += 8;
+                } else {
+                    set_bit(v, i, true);
+                    i += 1;
+                }
+            }
+            return Ok(());
+        };
+        for (k, &p) in picks.iter().enumerate() {
+            let i = src_bit + p as usize;
+            let on = validity.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0);
+            set_bit(v, dst_row + k, on);
+        }
+        Ok(())
+    }
+
     /// Records the row count and heap use in the header. Returns the row count.
     ///
     /// # Errors
@@ -551,6 +739,12 @@ impl<'b> BatchView<'b> {
             rows: rows as usize,
             heap_used: heap as usize,
         })
+    }
+
+    /// Heap bytes the batch uses.
+    #[must_use]
+    pub fn heap_used(&self) -> usize {
+        self.heap_used
     }
 
     /// Number of rows.
