@@ -355,11 +355,23 @@ pub fn compare(
     queries: usize,
     label: &str,
 ) -> (usize, usize, Vec<String>) {
+    compare_with(s, conn, queries, label, || query(rng))
+}
+
+/// As [`compare`], with queries from `next` (SQL, and whether its ORDER BY fixes
+/// the order of the rows).
+pub fn compare_with(
+    s: &mut scratchbird_node::LocalSession,
+    conn: &rusqlite::Connection,
+    queries: usize,
+    label: &str,
+    mut next: impl FnMut() -> (String, bool),
+) -> (usize, usize, Vec<String>) {
     use scratchbird_node::{Outcome, display_value};
     let (mut compared, mut skipped) = (0usize, 0usize);
     let mut mismatches = Vec::new();
     for _ in 0..queries {
-        let (sql, ordered) = query(rng);
+        let (sql, ordered) = next();
         let Ok(theirs) = sqlite_rows(conn, &sql) else {
             skipped += 1;
             continue;

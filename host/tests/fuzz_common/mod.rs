@@ -1,0 +1,280 @@
+//! The fixture and case builders shared by the stable fuzz harness
+//! (`host/tests/fuzz.rs`) and the coverage-guided cargo-fuzz targets (`fuzz/`):
+//! one store with a 100-row table, a sandbox with tight limits, the ABI-shaped
+//! wasm-smith configuration, a correctly signed envelope with its authority, and
+//! the byte-driven mutation of an envelope.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support; each user takes a part"
+)]
+
+use ed25519_dalek::SigningKey;
+use scratchbird_guest_ops::abi::{
+    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
+};
+use scratchbird_guest_ops::emit::emit;
+use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
+use scratchbird_host::envelope::{
+    Attestation, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope, referenced,
+};
+use scratchbird_host::{Access, Sandbox, SandboxLimits};
+use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
+use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
+use scratchbird_types::{BundleHash, SqlType, TableId, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The time the envelope cases are verified at (microseconds).
+pub const NOW: i64 = 1_800_000_000_000_000;
+
+pub struct Fixture {
+    pub _dir: tempfile::TempDir,
+    pub storage: Storage,
+    pub table: TableId,
+    pub sandbox: Sandbox,
+}
+
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(
+        dir.path(),
+        StorageConfig::new(Arc::new(ManualEnv::new(1_000_000, 3))),
+    )
+    .unwrap();
+    let mut t = storage.begin(TxnOptions::snapshot()).unwrap();
+    let table = t
+        .create_table(&TableSpec {
+            name: "t".into(),
+            columns: vec![ColumnSpec::new("a", SqlType::BigInt).not_null()],
+            primary_key: vec!["a".into()],
+        })
+        .unwrap();
+    for i in 0..100 {
+        t.insert(table, vec![Value::BigInt(i)]).unwrap();
+    }
+    t.commit().unwrap();
+    let sandbox = Sandbox::new(
+        SandboxLimits {
+            timeout_ms: 50,
+            memory_bytes_max: 32 << 20,
+            stack_bytes: 128 << 10,
+            ..SandboxLimits::default()
+        },
+        None,
+    )
+    .unwrap();
+    Fixture {
+        _dir: dir,
+        storage,
+        table,
+        sandbox,
+    }
+}
+
+pub fn manifest(f: &Fixture) -> PlanManifest {
+    let t = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let cat = t.catalog().unwrap();
+    let col = cat.table(f.table).unwrap().columns[0].id;
+    PlanManifest {
+        abi: ABI_VERSION,
+        scans: vec![ScanDecl {
+            table: f.table,
+            columns: vec![ScanColumn {
+                id: col,
+                ty: SqlType::BigInt,
+            }],
+            range: ScanRangeDecl::All,
+            with_keys: false,
+            rows_max: 64,
+            heap_bytes: 0,
+        }],
+        outputs: vec![OutputDecl {
+            names: vec!["n".into()],
+            types: vec![SqlType::BigInt],
+            rows_max: 8,
+            heap_bytes: 0,
+        }],
+        writes: vec![],
+        inputs: vec![],
+    }
+}
+
+pub fn with_plan(mut module: Vec<u8>, m: &PlanManifest) -> Vec<u8> {
+    let data = m.to_cbor().unwrap();
+    let name = b"sb.plan";
+    let mut payload = vec![u8::try_from(name.len()).unwrap()];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&data);
+    module.push(0);
+    let mut len = payload.len();
+    loop {
+        let b = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            module.push(b);
+            break;
+        }
+        module.push(b | 0x80);
+    }
+    module.extend_from_slice(&payload);
+    module
+}
+
+pub fn healthy(f: &Fixture) {
+    let prog = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::Aggregate {
+                input: Box::new(Op::Scan {
+                    scan: 0,
+                    nullable: vec![false],
+                }),
+                keys: vec![],
+                aggs: vec![AggCall {
+                    func: AggFunc::CountStar,
+                    arg: None,
+                }],
+            },
+            Sink::Output(0),
+        )],
+    };
+    let (p, _) = f
+        .sandbox
+        .prepare(&emit(&prog, &manifest(f)).unwrap())
+        .unwrap();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g2 = got.clone();
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let (txn, r) = f.sandbox.run(
+        &p,
+        txn,
+        &Access::Owner,
+        Box::new(move |b| {
+            g2.borrow_mut().extend(b.rows().unwrap());
+            Ok(())
+        }),
+    );
+    txn.rollback().unwrap();
+    r.unwrap();
+    assert_eq!(*got.borrow(), vec![vec![Value::BigInt(100)]]);
+}
+
+pub const SHAPE: &str = r#"(module
+  (import "sb" "scan_open" (func (param i32) (result i32)))
+  (import "sb" "scan_next" (func (param i32 i32 i32 i32 i32) (result i32)))
+  (import "sb" "emit" (func (param i32 i32 i32)))
+  (import "sb" "write" (func (param i32 i32 i32) (result i64)))
+  (import "sb" "fail" (func (param i32 i32 i32)))
+  (import "sb" "input_open" (func (param i32) (result i32)))
+  (import "sb" "f64_text" (func (param f64 i32) (result i32)))
+  (import "sb" "text_f64" (func (param i32 i32) (result f64)))
+  (memory (export "memory") 2 512)
+  (func (export "sb_main")))"#;
+
+pub fn smith_config(shaped: bool) -> wasm_smith::Config {
+    let mut c = wasm_smith::Config {
+        simd_enabled: false,
+        relaxed_simd_enabled: false,
+        threads_enabled: false,
+        exceptions_enabled: false,
+        gc_enabled: false,
+        tail_call_enabled: false,
+        memory64_enabled: false,
+        max_memory32_bytes: 64 << 20,
+        max_instructions: 400,
+        ..wasm_smith::Config::default()
+    };
+    if shaped {
+        c.module_shape = Some(wat::parse_str(SHAPE).unwrap());
+        c.reference_types_enabled = false;
+    }
+    c
+}
+
+pub fn key(b: u8) -> SigningKey {
+    SigningKey::from_bytes(&[b; 32])
+}
+
+/// A module that scans the fixture's table, enveloped for user `alice` by
+/// coordinator `c1` and signed; and the authority that accepts it at [`NOW`].
+pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
+    let module = emit(
+        &Program {
+            inits: vec![],
+            pipelines: vec![(
+                Op::Scan {
+                    scan: 0,
+                    nullable: vec![false],
+                },
+                Sink::Output(0),
+            )],
+        },
+        &manifest(f),
+    )
+    .unwrap();
+    let mut members = HashMap::new();
+    members.insert(
+        "c1".to_owned(),
+        Member {
+            key: key(1).verifying_key(),
+            enabled: true,
+            coordinator: true,
+        },
+    );
+    let mut users = HashMap::new();
+    users.insert("alice".to_owned(), key(10).verifying_key());
+    let auth = LocalAuthority {
+        members,
+        users,
+        epoch: 1,
+        bundle: BundleHash([5; 32]),
+    };
+    let (tables, columns) = referenced(&manifest(f));
+    let env = Envelope {
+        version: 1,
+        module_hash: *blake3::hash(&module).as_bytes(),
+        epoch: 1,
+        bundle_hash: [5; 32],
+        shard_map_version: 1,
+        tables,
+        columns,
+        consistency: Consistency::Snapshot,
+        attestation: Attestation::sign("alice", [1; 16], "c1", NOW + 1_000_000, &key(10)),
+        coordinator: "c1".into(),
+        nonce: [2; 16],
+    };
+    (SignedEnvelope::sign(&env, module, &key(1)).unwrap(), auth)
+}
+
+/// `good` with one edit chosen by `r` (at least 5 bytes): a byte flipped,
+/// inserted or removed, or the part cut short, in the envelope, the signature or
+/// the module.
+pub fn mutate(good: &SignedEnvelope, r: &[u8]) -> SignedEnvelope {
+    let b = |i: usize| r.get(i).copied().unwrap_or(0);
+    let mut s = good.clone();
+    let target: &mut Vec<u8> = match b(0) % 3 {
+        0 => &mut s.envelope,
+        1 => &mut s.signature,
+        _ => &mut s.module,
+    };
+    let n = target.len().max(1);
+    let at = (usize::from(b(1)) << 8 | usize::from(b(2))) % n;
+    match b(3) % 4 {
+        0 => {
+            if let Some(x) = target.get_mut(at) {
+                *x ^= b(4) | 1;
+            }
+        }
+        1 => target.insert(at.min(target.len()), b(4)),
+        2 => {
+            if !target.is_empty() {
+                target.remove(at.min(target.len() - 1));
+            }
+        }
+        _ => target.truncate(at),
+    }
+    s
+}

@@ -1,0 +1,750 @@
+//! The leak oracle over the example bundles (`examples/bundles/{saas,hr,clinical}`):
+//! for every principal of each bundle (and every staff member of the clinical
+//! bundle once more with break glass), `SB_LEAK_QUERIES` (default 2,000) generated
+//! queries run through the sandbox as that principal, and by SQLite over a copy of
+//! the data that Cedar's authorizer filtered row by row (action `Read`, the row as
+//! the resource entity) and in which every domain the principal may not unmask
+//! (Cedar: `Unmask`) is masked. The results must be identical. Queries use the
+//! columns Cedar lets the principal read (`ReadColumn`); naming any other column
+//! must fail the query with a permission error that names it.
+//!
+//! The oracle masks with the bundle's own mask functions (`MaskFn::apply`, unit
+//! tested on their own): what is checked here is that the host masks exactly the
+//! cells it must, and shows exactly the rows it must.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test"
+)]
+
+mod common;
+
+use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
+use common::{Rng, compare_with};
+use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
+use scratchbird_node::{LocalSession, SystemEnv, display_value};
+use scratchbird_policy::Bundle;
+use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_policy::mask::MaskKey;
+use scratchbird_storage::{Storage, StorageConfig};
+use scratchbird_types::{Decimal, SqlType, Value};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+const SECRET: [u8; 32] = [11; 32];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Int,
+    Text,
+    /// DECIMAL: SQLite holds its text; queries only show it, count it, test NULL.
+    Dec,
+}
+
+struct Col {
+    name: &'static str,
+    kind: Kind,
+    ty: SqlType,
+    domain: Option<&'static str>,
+}
+
+struct Table {
+    name: &'static str,
+    /// The bundle's entity type for its rows.
+    entity: &'static str,
+    cols: Vec<Col>,
+    /// A column naming the row's parent entity, and that entity's type.
+    parent: Option<(&'static str, &'static str)>,
+    rows: Vec<Vec<Value>>,
+}
+
+struct Case {
+    bundle: &'static str,
+    ddl: &'static str,
+    tables: Vec<Table>,
+    /// Principals with their session contexts.
+    principals: Vec<(String, serde_json::Value)>,
+    /// A join of the first two tables (first table alias `a`, second `b`).
+    join: Option<&'static str>,
+}
+
+fn col(name: &'static str, ty: SqlType, domain: Option<&'static str>) -> Col {
+    let kind = match ty {
+        SqlType::Integer | SqlType::BigInt => Kind::Int,
+        SqlType::Decimal { .. } => Kind::Dec,
+        _ => Kind::Text,
+    };
+    Col {
+        name,
+        kind,
+        ty,
+        domain,
+    }
+}
+
+fn dec(r: &mut Rng, max: u64) -> Value {
+    Value::Decimal(Decimal::new(i128::from(r.below(max * 2) as i32) * 50, 2))
+}
+
+/// NULL `pct` percent of the time, else `v`.
+fn maybe(r: &mut Rng, pct: u64, v: impl FnOnce(&mut Rng) -> Value) -> Value {
+    if r.chance(pct) { Value::Null } else { v(r) }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+const NAMES: &[&str] = &[
+    "Acme", "Bolt", "Crux", "Dyne", "Eon", "Flux", "Gale", "Hale", "Ion", "Jade",
+];
+
+fn saas(r: &mut Rng) -> Case {
+    let d12 = SqlType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+    let customers: Vec<Vec<Value>> = (1..=120)
+        .map(|id| {
+            let name = format!("{}{}", r.pick(NAMES), id % 7);
+            vec![
+                Value::BigInt(id),
+                Value::Integer(1 + r.below(3) as i32),
+                text(&name),
+                maybe(r, 15, |r| {
+                    text(&format!("{}@{}.test", r.pick(&["ops", "hi", "a"]), name))
+                }),
+                text(r.pick(&["free", "pro", "team"])),
+                if r.chance(15) {
+                    Value::Null
+                } else if r.chance(30) {
+                    Value::Decimal(Decimal::new(0, 2))
+                } else {
+                    dec(r, 300)
+                },
+            ]
+        })
+        .collect();
+    let invoices: Vec<Vec<Value>> = (1..=200)
+        .map(|id| {
+            let c = &customers[r.below(customers.len() as u64) as usize];
+            vec![
+                Value::BigInt(id),
+                c[1].clone(),
+                c[0].clone(),
+                dec(r, 500),
+                text(r.pick(&["paid", "draft", "sent"])),
+            ]
+        })
+        .collect();
+    Case {
+        bundle: "saas",
+        ddl: "CREATE DOMAIN email AS VARCHAR(254) CHECK (VALUE LIKE '%_@_%');
+              CREATE TABLE customers (id BIGINT PRIMARY KEY, tenant_id INTEGER NOT NULL,
+                name VARCHAR(120) NOT NULL, email email, plan VARCHAR(20) NOT NULL,
+                mrr DECIMAL(12,2));
+              CREATE TABLE invoices (id BIGINT PRIMARY KEY, tenant_id INTEGER NOT NULL,
+                customer_id BIGINT NOT NULL, amount DECIMAL(12,2) NOT NULL,
+                status VARCHAR(10) NOT NULL);",
+        tables: vec![
+            Table {
+                name: "customers",
+                entity: "Customer",
+                cols: vec![
+                    col("id", SqlType::BigInt, None),
+                    col("tenant_id", SqlType::Integer, None),
+                    col("name", SqlType::Varchar { max_chars: 120 }, None),
+                    col("email", SqlType::Varchar { max_chars: 254 }, Some("email")),
+                    col("plan", SqlType::Varchar { max_chars: 20 }, None),
+                    col("mrr", d12, None),
+                ],
+                parent: None,
+                rows: customers,
+            },
+            Table {
+                name: "invoices",
+                entity: "Invoice",
+                cols: vec![
+                    col("id", SqlType::BigInt, None),
+                    col("tenant_id", SqlType::Integer, None),
+                    col("customer_id", SqlType::BigInt, None),
+                    col("amount", d12, None),
+                    col("status", SqlType::Varchar { max_chars: 10 }, None),
+                ],
+                parent: None,
+                rows: invoices,
+            },
+        ],
+        principals: ["alice", "bob", "fran", "sam"]
+            .iter()
+            .map(|u| (format!("User::\"{u}\""), serde_json::json!({})))
+            .collect(),
+        join: Some("b.customer_id = a.id"),
+    }
+}
+
+fn hr(r: &mut Rng) -> Case {
+    let users = [
+        "ceo", "vp", "mgr", "ann", "ben", "hal", "pat", "zed", "yan", "xia",
+    ];
+    let employees: Vec<Vec<Value>> = (1..=90)
+        .map(|id| {
+            vec![
+                Value::BigInt(id),
+                text(r.pick(&users)),
+                text(&format!("{}{}", r.pick(NAMES), id % 5)),
+                text(r.pick(&["engineering", "people", "finance", "board", "sales"])),
+                dec(r, 9000),
+                text(&format!(
+                    "{:03}-{:02}-{:04}",
+                    r.below(1000),
+                    r.below(100),
+                    r.below(10_000)
+                )),
+                maybe(r, 15, |r| Value::Integer(1 + r.below(10) as i32)),
+            ]
+        })
+        .collect();
+    Case {
+        bundle: "hr",
+        ddl: "CREATE DOMAIN ssn AS VARCHAR(11) CHECK (VALUE LIKE '___-__-____');
+              CREATE TABLE employees (id BIGINT PRIMARY KEY, user_name VARCHAR(40) NOT NULL,
+                name VARCHAR(120) NOT NULL, department VARCHAR(40) NOT NULL,
+                salary DECIMAL(12,2) NOT NULL, ssn ssn NOT NULL, grade INTEGER);",
+        tables: vec![Table {
+            name: "employees",
+            entity: "Employee",
+            cols: vec![
+                col("id", SqlType::BigInt, None),
+                col("user_name", SqlType::Varchar { max_chars: 40 }, None),
+                col("name", SqlType::Varchar { max_chars: 120 }, None),
+                col("department", SqlType::Varchar { max_chars: 40 }, None),
+                col(
+                    "salary",
+                    SqlType::Decimal {
+                        precision: 12,
+                        scale: 2,
+                    },
+                    None,
+                ),
+                col("ssn", SqlType::Varchar { max_chars: 11 }, Some("ssn")),
+                col("grade", SqlType::Integer, None),
+            ],
+            parent: Some(("user_name", "Person")),
+            rows: employees,
+        }],
+        principals: ["ceo", "vp", "mgr", "ann", "ben", "hal", "pat"]
+            .iter()
+            .map(|u| (format!("User::\"{u}\""), serde_json::json!({})))
+            .collect(),
+        join: None,
+    }
+}
+
+fn clinical(r: &mut Rng) -> Case {
+    let patients: Vec<Vec<Value>> = (1..=90)
+        .map(|id| {
+            vec![
+                Value::BigInt(id),
+                text(&format!("MRN-{:04}", r.below(10_000))),
+                text(&format!("{}{}", r.pick(NAMES), id % 5)),
+                text(r.pick(&[
+                    "cardio",
+                    "oncology",
+                    "admin",
+                    "icu",
+                    "cardio>oncology",
+                    "oncology>cardio",
+                ])),
+                text(r.pick(&["S100", "S101", "S102"])),
+                maybe(r, 20, |r| {
+                    text(r.pick(&["flu", "psych-anx", "psychosis", "fracture", "cardio-x"]))
+                }),
+                maybe(r, 20, |r| Value::Integer(r.below(101) as i32)),
+            ]
+        })
+        .collect();
+    let mut principals = Vec::new();
+    for who in ["dr_lee", "dr_kim", "nina", "bill"] {
+        principals.push((format!("Staff::\"{who}\""), serde_json::json!({})));
+    }
+    for who in ["dr_lee", "dr_kim", "nina"] {
+        principals.push((
+            format!("Staff::\"{who}\""),
+            serde_json::json!({"break_glass": true, "reason": "cardiac arrest, bed 4"}),
+        ));
+    }
+    Case {
+        bundle: "clinical",
+        ddl: "CREATE DOMAIN mrn AS VARCHAR(12) CHECK (VALUE LIKE 'MRN-%');
+              CREATE TABLE patients (id BIGINT PRIMARY KEY, mrn mrn NOT NULL,
+                name VARCHAR(120) NOT NULL, ward VARCHAR(40) NOT NULL,
+                attending VARCHAR(10) NOT NULL, diagnosis VARCHAR(60), risk_score INTEGER);",
+        tables: vec![Table {
+            name: "patients",
+            entity: "Patient",
+            cols: vec![
+                col("id", SqlType::BigInt, None),
+                col("mrn", SqlType::Varchar { max_chars: 12 }, Some("mrn")),
+                col("name", SqlType::Varchar { max_chars: 120 }, None),
+                col("ward", SqlType::Varchar { max_chars: 40 }, None),
+                col("attending", SqlType::Varchar { max_chars: 10 }, None),
+                col("diagnosis", SqlType::Varchar { max_chars: 60 }, None),
+                col("risk_score", SqlType::Integer, None),
+            ],
+            parent: None,
+            rows: patients,
+        }],
+        principals,
+        join: None,
+    }
+}
+
+/// SQL text of a value (decimals as their digits, for ScratchBird).
+fn literal(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Text(s) => format!("'{}'", s.replace('\'', "''")),
+        other => display_value(other),
+    }
+}
+
+/// The same value for SQLite: decimals as text, shown exactly as ScratchBird shows
+/// them.
+fn sqlite_literal(v: &Value) -> String {
+    match v {
+        Value::Decimal(_) => format!("'{}'", display_value(v)),
+        other => literal(other),
+    }
+}
+
+struct Oracle<'a> {
+    bundle: &'a Bundle,
+    entities: Vec<serde_json::Value>,
+    principal: &'a str,
+    context: &'a serde_json::Value,
+}
+
+impl Oracle<'_> {
+    /// Cedar's decision on `action` over `resource`, with `row` as an extra entity.
+    fn allows(&self, action: &str, resource: &str, row: Option<serde_json::Value>) -> bool {
+        let action = EntityUid::from_str(&format!("Action::\"{action}\"")).unwrap();
+        let mut ents = self.entities.clone();
+        ents.extend(row);
+        let entities =
+            Entities::from_json_value(serde_json::Value::Array(ents), Some(self.bundle.schema()))
+                .unwrap();
+        let context =
+            Context::from_json_value(self.context.clone(), Some((self.bundle.schema(), &action)))
+                .unwrap();
+        let req = Request::new(
+            EntityUid::from_str(self.principal).unwrap(),
+            action,
+            EntityUid::from_str(resource).unwrap(),
+            context,
+            Some(self.bundle.schema()),
+        )
+        .unwrap();
+        Authorizer::new()
+            .is_authorized(&req, self.bundle.policies(), &entities)
+            .decision()
+            == Decision::Allow
+    }
+
+    /// Whether the row may be read: the row as its table's entity.
+    fn reads_row(&self, t: &Table, row: &[Value]) -> bool {
+        let mut attrs = serde_json::Map::new();
+        for (c, v) in t.cols.iter().zip(row) {
+            let j = match v {
+                Value::Null => continue,
+                Value::Integer(x) => serde_json::json!(x),
+                Value::BigInt(x) => serde_json::json!(x),
+                Value::Text(s) => serde_json::json!(s),
+                Value::Decimal(_) => {
+                    serde_json::json!({"__extn": {"fn": "decimal", "arg": display_value(v)}})
+                }
+                other => panic!("{other:?}"),
+            };
+            attrs.insert(c.name.into(), j);
+        }
+        let id = display_value(&row[0]);
+        let parents: Vec<serde_json::Value> = t
+            .parent
+            .map(|(pc, ty)| {
+                let i = t.cols.iter().position(|c| c.name == pc).unwrap();
+                vec![serde_json::json!({"type": ty, "id": display_value(&row[i])})]
+            })
+            .unwrap_or_default();
+        let entity = serde_json::json!({
+            "uid": {"type": t.entity, "id": id},
+            "attrs": attrs,
+            "parents": parents,
+        });
+        self.allows("Read", &format!("{}::\"{id}\"", t.entity), Some(entity))
+    }
+}
+
+/// A predicate over columns `cols` of alias `q` (values drawn from `rows`).
+fn pred(r: &mut Rng, q: &str, cols: &[&Col], rows: &[Vec<Value>], all: &[Col], d: u32) -> String {
+    if d > 0 && r.chance(40) {
+        let a = pred(r, q, cols, rows, all, d - 1);
+        let b = pred(r, q, cols, rows, all, d - 1);
+        return match r.below(3) {
+            0 => format!("({a} AND {b})"),
+            1 => format!("({a} OR {b})"),
+            _ => format!("NOT ({a})"),
+        };
+    }
+    let c = cols[r.below(cols.len() as u64) as usize];
+    let i = all.iter().position(|x| x.name == c.name).unwrap();
+    let sample = |r: &mut Rng| rows[r.below(rows.len() as u64) as usize][i].clone();
+    let name = format!("{q}.{}", c.name);
+    if r.chance(12) {
+        return format!("{name} IS {}NULL", if r.chance(50) { "NOT " } else { "" });
+    }
+    match c.kind {
+        Kind::Dec => format!("{name} IS {}NULL", if r.chance(50) { "NOT " } else { "" }),
+        Kind::Int => {
+            let v = match sample(r) {
+                Value::Null => Value::Integer(1),
+                v => v,
+            };
+            let k = display_value(&v);
+            match r.below(4) {
+                0 => format!("{name} BETWEEN {k} AND {}", k.parse::<i64>().unwrap() + 3),
+                1 => format!("{name} IN ({k}, {})", r.below(4)),
+                _ => format!("{name} {} {k}", r.pick(&["=", "<>", "<", "<=", ">", ">="])),
+            }
+        }
+        Kind::Text => {
+            let s = match sample(r) {
+                Value::Text(s) => s,
+                _ => "x".into(),
+            };
+            match r.below(4) {
+                0 => {
+                    let p: String = s.chars().take(1 + r.below(2) as usize).collect();
+                    format!("{name} LIKE '{}%'", p.replace('\'', "''"))
+                }
+                1 => format!("{name} {} {}", r.pick(&["<", ">="]), literal(&text(&s))),
+                _ => format!("{name} {} {}", r.pick(&["=", "<>"]), literal(&text(&s))),
+            }
+        }
+    }
+}
+
+/// One query over the columns the principal may read: SQL, and whether its order
+/// is fixed.
+fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
+    let ti = r.below(case.tables.len() as u64) as usize;
+    let t = &case.tables[ti];
+    let cols: Vec<&Col> = t
+        .cols
+        .iter()
+        .zip(&readable[ti])
+        .filter(|(_, ok)| **ok)
+        .map(|(c, _)| c)
+        .collect();
+    let pick = |r: &mut Rng, kinds: &[Kind]| -> Option<&Col> {
+        let fit: Vec<&&Col> = cols.iter().filter(|c| kinds.contains(&c.kind)).collect();
+        (!fit.is_empty()).then(|| *fit[r.below(fit.len() as u64) as usize])
+    };
+    let q = t.name;
+    let w = |r: &mut Rng| pred(r, q, &cols, &t.rows, &t.cols, 2);
+    match r.below(if case.join.is_some() { 6 } else { 5 }) {
+        0 => {
+            let n = 1 + r.below(3) as usize;
+            let proj: Vec<String> = (0..n)
+                .map(|_| format!("{q}.{}", cols[r.below(cols.len() as u64) as usize].name))
+                .collect();
+            (
+                format!("SELECT {} FROM {q} WHERE {}", proj.join(", "), w(r)),
+                false,
+            )
+        }
+        1 => {
+            let mut aggs = vec!["count(*)".to_owned()];
+            if let Some(c) = pick(r, &[Kind::Int, Kind::Text, Kind::Dec]) {
+                aggs.push(format!("count({q}.{})", c.name));
+            }
+            if let Some(c) = pick(r, &[Kind::Int, Kind::Text]) {
+                aggs.push(format!("min({q}.{0}), max({q}.{0})", c.name));
+            }
+            if let Some(c) = pick(r, &[Kind::Int]) {
+                aggs.push(format!("sum({q}.{})", c.name));
+            }
+            (
+                format!("SELECT {} FROM {q} WHERE {}", aggs.join(", "), w(r)),
+                false,
+            )
+        }
+        2 => match pick(r, &[Kind::Int, Kind::Text]) {
+            Some(g) => (
+                format!(
+                    "SELECT {q}.{0}, count(*) FROM {q} WHERE {1} GROUP BY {q}.{0}",
+                    g.name,
+                    w(r)
+                ),
+                false,
+            ),
+            None => (format!("SELECT count(*) FROM {q}"), false),
+        },
+        3 => {
+            let c = cols[r.below(cols.len() as u64) as usize];
+            (
+                format!("SELECT DISTINCT {q}.{} FROM {q} WHERE {}", c.name, w(r)),
+                false,
+            )
+        }
+        4 => {
+            let c = cols[r.below(cols.len() as u64) as usize];
+            (
+                format!(
+                    "SELECT {q}.id, {q}.{} FROM {q} WHERE {} ORDER BY {q}.id {} LIMIT {} OFFSET {}",
+                    c.name,
+                    w(r),
+                    r.pick(&["ASC", "DESC"]),
+                    r.below(40),
+                    r.below(10)
+                ),
+                true,
+            )
+        }
+        _ => {
+            // the two tables joined, each side showing one readable column
+            let (a, b) = (&case.tables[0], &case.tables[1]);
+            let (ca, cols_a) = side(r, 0, a, readable);
+            let (cb, cols_b) = side(r, 1, b, readable);
+            let pa = pred(r, "a", &cols_a, &a.rows, &a.cols, 1);
+            let pb = pred(r, "b", &cols_b, &b.rows, &b.cols, 1);
+            (
+                format!(
+                    "SELECT a.{ca}, b.{cb} FROM {} a JOIN {} b ON {} WHERE {pa} AND {pb}",
+                    a.name,
+                    b.name,
+                    case.join.unwrap_or("TRUE")
+                ),
+                false,
+            )
+        }
+    }
+}
+
+/// A readable column of table `t` (number `i`) and all its readable columns.
+fn side<'t>(
+    r: &mut Rng,
+    i: usize,
+    t: &'t Table,
+    readable: &[Vec<bool>],
+) -> (&'static str, Vec<&'t Col>) {
+    let c: Vec<&Col> = t
+        .cols
+        .iter()
+        .zip(&readable[i])
+        .filter(|(_, ok)| **ok)
+        .map(|(c, _)| c)
+        .collect();
+    (c[r.below(c.len() as u64) as usize].name, c)
+}
+
+fn run(case: &Case, seed: u64) {
+    let queries: usize = std::env::var("SB_LEAK_QUERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir_b = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/bundles")
+        .join(case.bundle);
+    let bundle = Bundle::load(&dir_b).unwrap();
+    let base: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir_b.join("entities.json")).unwrap())
+            .unwrap();
+    let key = MaskKey::for_bundle(&SECRET, &bundle.hash());
+    let deriver = Arc::new(Deriver::new(Arc::new(Bundle::load(&dir_b).unwrap())));
+    // ScratchBird: the example's schema and data, folded into pages half way
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::new(Arc::new(SystemEnv::default()));
+    config.retention_micros = 0;
+    let store = Arc::new(Storage::open(tmp.path(), config).unwrap());
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = LocalSession::new(store.clone(), sandbox);
+    s.execute(case.ddl).unwrap();
+    for t in &case.tables {
+        for chunk in t.rows.chunks(40) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|r| format!("({})", r.iter().map(literal).collect::<Vec<_>>().join(", ")))
+                .collect();
+            s.execute(&format!(
+                "INSERT INTO {} VALUES {}",
+                t.name,
+                values.join(", ")
+            ))
+            .unwrap();
+        }
+    }
+    let mut total = 0usize;
+    let mut counts = Vec::new();
+    for (n, (principal, context)) in case.principals.iter().enumerate() {
+        if n == case.principals.len() / 2 {
+            store.sweep().unwrap();
+            assert!(store.stats().delta_versions == 0, "not folded");
+        }
+        let label = format!("{} {principal} {context}", case.bundle);
+        let o = Oracle {
+            bundle: &bundle,
+            entities: base.clone(),
+            principal,
+            context,
+        };
+        // SQLite: the rows Cedar lets this principal read, masked where it must
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA case_sensitive_like = ON;")
+            .unwrap();
+        let mut readable = Vec::new();
+        let mut visible = 0usize;
+        for t in &case.tables {
+            let ddl: Vec<String> = t
+                .cols
+                .iter()
+                .map(|c| {
+                    let ty = match c.kind {
+                        Kind::Int => "INTEGER",
+                        Kind::Text | Kind::Dec => "TEXT",
+                    };
+                    format!("{} {ty}", c.name)
+                })
+                .collect();
+            conn.execute_batch(&format!("CREATE TABLE {} ({});", t.name, ddl.join(", ")))
+                .unwrap();
+            readable.push(
+                t.cols
+                    .iter()
+                    .map(|c| {
+                        o.allows(
+                            "ReadColumn",
+                            &format!("Column::\"{}.{}\"", t.name, c.name),
+                            None,
+                        )
+                    })
+                    .collect::<Vec<bool>>(),
+            );
+            let unmask: Vec<bool> = t
+                .cols
+                .iter()
+                .map(|c| {
+                    c.domain
+                        .is_none_or(|d| o.allows("Unmask", &format!("Domain::\"{d}\""), None))
+                })
+                .collect();
+            for row in &t.rows {
+                if !o.reads_row(t, row) {
+                    continue;
+                }
+                visible += 1;
+                let shown: Vec<String> = t
+                    .cols
+                    .iter()
+                    .zip(row)
+                    .zip(&unmask)
+                    .map(|((c, v), open)| match (c.domain, open) {
+                        (Some(d), false) => {
+                            sqlite_literal(&bundle.domains()[d].mask.apply(&c.ty, v, &key, d))
+                        }
+                        _ => sqlite_literal(v),
+                    })
+                    .collect();
+                conn.execute_batch(&format!(
+                    "INSERT INTO {} VALUES ({});",
+                    t.name,
+                    shown.join(", ")
+                ))
+                .unwrap();
+            }
+        }
+        let all: usize = case.tables.iter().map(|t| t.rows.len()).sum();
+        eprintln!("{label}: {visible} of {all} rows visible");
+        counts.push((visible, all));
+        let ctx = SecurityContext {
+            principal: principal.clone(),
+            context: context.clone(),
+        };
+        s.set_access(Access::Principal(Arc::new(Principal::new(
+            deriver.clone(),
+            ctx,
+            &SECRET,
+        ))))
+        .unwrap();
+        // every column it may not read refuses the query, naming the column
+        for (t, ok) in case.tables.iter().zip(&readable) {
+            for (c, ok) in t.cols.iter().zip(ok) {
+                if *ok {
+                    continue;
+                }
+                let e = s
+                    .execute(&format!("SELECT count({}) FROM {}", c.name, t.name))
+                    .expect_err("an unreadable column was read");
+                assert!(
+                    e.to_string().contains(&format!(
+                        "permission denied for column {}.{}",
+                        t.name, c.name
+                    )),
+                    "{label}: {e}"
+                );
+            }
+        }
+        let mut rng = Rng((seed ^ (n as u64 * 0x9E37)) | 1);
+        let (compared, skipped, mismatches) = compare_with(&mut s, &conn, queries, &label, || {
+            query(&mut rng, case, &readable)
+        });
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches:\n{}",
+            mismatches.len(),
+            mismatches.join("\n")
+        );
+        assert!(
+            compared >= queries * 9 / 10,
+            "{label}: only {compared} of {queries} comparable ({skipped} skipped)"
+        );
+        total += compared;
+        s.set_access(Access::Owner).unwrap();
+    }
+    // the bundle must make a difference for the test to mean something: someone
+    // sees rows, and someone sees fewer than all
+    assert!(counts.iter().any(|(v, _)| *v > 0), "{counts:?}");
+    assert!(counts.iter().any(|(v, all)| v < all), "{counts:?}");
+    eprintln!(
+        "leak oracle {}: {total} queries identical across {} principals",
+        case.bundle,
+        case.principals.len()
+    );
+}
+
+fn seed() -> u64 {
+    std::env::var("SB_LEAK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5EED)
+}
+
+#[test]
+fn saas_principals_see_exactly_what_cedar_allows() {
+    let mut r = Rng(seed() | 1);
+    run(&saas(&mut r), seed());
+}
+
+#[test]
+fn hr_principals_see_exactly_what_cedar_allows() {
+    let mut r = Rng(seed() | 1);
+    run(&hr(&mut r), seed());
+}
+
+#[test]
+fn clinical_staff_see_exactly_what_cedar_allows_with_and_without_break_glass() {
+    let mut r = Rng(seed() | 1);
+    run(&clinical(&mut r), seed());
+}
