@@ -267,6 +267,55 @@ fn writes_need_the_grant_and_must_satisfy_the_write_policy() {
 }
 
 #[test]
+fn domain_checks_refuse_bad_values_from_everyone_and_write_nothing() {
+    let mut d = db();
+    let violation = |e: &SessionError| {
+        let m = e.to_string();
+        assert!(
+            m.contains("violation of the CHECK of domain email on customers.email")
+                && m.contains("VALUE LIKE '%_@_%'")
+                && m.contains("not-an-email"),
+            "{m}"
+        );
+    };
+    for user in [None, Some("alice")] {
+        match user {
+            None => d.as_owner(),
+            Some(u) => d.as_user(u),
+        }
+        // one bad row of three: the statement writes nothing (alice may not
+        // read mrr, so she names the columns she writes)
+        violation(&d.err(
+            "INSERT INTO customers (id, tenant_id, name, email, plan) VALUES \
+             (7, 1, 'G', 'g@g.test', 'pro'), (8, 1, 'H', 'not-an-email', 'pro'), \
+             (9, 1, 'I', NULL, 'pro')",
+        ));
+        if user.is_none() {
+            violation(&d.err("UPDATE customers SET email = 'not-an-email' WHERE id = 1"));
+        }
+    }
+    d.as_owner();
+    assert_eq!(d.rows("SELECT count(*) FROM customers"), ["5"]);
+    assert_eq!(
+        d.rows("SELECT email FROM customers WHERE id = 1"),
+        ["ops@acme.test"]
+    );
+    // NULL passes a CHECK that is not false; a good value is written
+    assert_eq!(
+        d.written("INSERT INTO customers VALUES (9, 1, 'I', NULL, 'pro', NULL)"),
+        1
+    );
+    // a CHECK outside the language is refused when the domain is created
+    let e = d
+        .err("CREATE DOMAIN code AS VARCHAR(8) CHECK (regexp_like(VALUE, '^[A-Z]+$'))")
+        .to_string();
+    assert!(
+        e.contains("CREATE DOMAIN code: the CHECK expression is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
 fn schema_changes_and_context_switches_inside_a_transaction_are_refused() {
     let mut d = db();
     d.as_user("alice");

@@ -38,6 +38,18 @@ pub struct ColumnDef {
     pub default: Option<Value>,
     /// The domain this column was declared with.
     pub domain: Option<DomainId>,
+    /// The domain's CHECK, checked on every value written to the column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<ColumnCheck>,
+}
+
+/// A domain's CHECK as the columns of the domain carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnCheck {
+    /// The domain's name.
+    pub domain: String,
+    /// The expression, over `VALUE`.
+    pub expr: String,
 }
 
 /// A table.
@@ -322,6 +334,7 @@ pub(crate) fn system_table_def() -> TableDef {
         nullable: false,
         default: None,
         domain: None,
+        check: None,
     };
     TableDef {
         id: system_table_id(),
@@ -506,8 +519,8 @@ pub(crate) fn build_table(
         if columns.iter().any(|d| d.name == c.name) {
             return Err(invalid(cobj(), "two columns have this name"));
         }
-        let (ty, mut nullable, mut default, domain) = match &c.ty {
-            ColumnType::Sql(ty) => (*ty, true, None, None),
+        let (ty, mut nullable, mut default, domain, check) = match &c.ty {
+            ColumnType::Sql(ty) => (*ty, true, None, None, None),
             ColumnType::Domain(name) => {
                 let d = catalog
                     .domain_by_name(name)
@@ -515,7 +528,16 @@ pub(crate) fn build_table(
                         kind: "domain",
                         name: name.clone(),
                     })?;
-                (d.base, d.nullable, d.default.clone(), Some(d.id))
+                (
+                    d.base,
+                    d.nullable,
+                    d.default.clone(),
+                    Some(d.id),
+                    d.check.clone().map(|expr| ColumnCheck {
+                        domain: d.name.clone(),
+                        expr,
+                    }),
+                )
             }
         };
         ty.validate().map_err(|source| StorageError::ColumnValue {
@@ -550,6 +572,7 @@ pub(crate) fn build_table(
             nullable,
             default,
             domain,
+            check,
         });
     }
     if spec.primary_key.len() > KEY_COLUMNS_MAX {
@@ -604,6 +627,10 @@ pub(crate) fn build_domain(spec: &DomainSpec, id: DomainId) -> Result<DomainDef>
         if check.len() > CHECK_TEXT_MAX_BYTES {
             return Err(invalid(obj(), "the CHECK expression is longer than 16 KiB"));
         }
+        crate::check::Check::parse(check).map_err(|reason| StorageError::CheckUnsupported {
+            domain: spec.name.clone(),
+            reason,
+        })?;
     }
     Ok(DomainDef {
         id,

@@ -213,6 +213,18 @@ pub enum StorageError {
         /// The directory.
         path: String,
     },
+    /// A value written to a column of a domain makes the domain's CHECK false.
+    #[error(transparent)]
+    CheckViolation(Box<CheckViolation>),
+    /// A domain's CHECK expression is outside the language domain CHECKs are
+    /// written in.
+    #[error("CREATE DOMAIN {domain}: the CHECK expression is not supported: {reason}")]
+    CheckUnsupported {
+        /// Domain name.
+        domain: String,
+        /// What is wrong, and what is allowed.
+        reason: String,
+    },
     /// The row selector of a selecting scan could not decide a batch of rows; the
     /// selector holds the full reason.
     #[error("the scan's row selector failed: {0}")]
@@ -238,6 +250,24 @@ impl From<fjall::Error> for StorageError {
             other => Self::Kv(other),
         }
     }
+}
+
+/// What a CHECK violation names.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "violation of the CHECK of domain {domain} on {table}.{column}: ({check}) is false for the value {value}; write a value the domain admits"
+)]
+pub struct CheckViolation {
+    /// Table name.
+    pub table: String,
+    /// Column name.
+    pub column: String,
+    /// Domain name.
+    pub domain: String,
+    /// The CHECK expression.
+    pub check: String,
+    /// The value, rendered (cut to 64 characters).
+    pub value: String,
 }
 
 /// Result alias.

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod catalog;
+pub mod check;
 mod codec;
 pub mod commitlog;
 mod config;

@@ -180,6 +180,8 @@ pub(crate) struct TableStore {
     /// committed) and not yet removed by sweep. Writers maintain all of them.
     pub indexes: RwLock<Vec<Arc<IndexDef>>>,
     pub next_rowid: AtomicU64,
+    /// Per column: its domain's CHECK (name and parsed expression), if any.
+    pub checks: Vec<Option<(String, crate::check::Check)>>,
 }
 
 /// Where pages are read from: the store, through the buffer pool (`cache: None`
@@ -199,7 +201,23 @@ pub(crate) enum RowSource {
 
 impl TableStore {
     pub(crate) fn new(def: Arc<TableDef>) -> Result<Self> {
+        let mut checks = Vec::with_capacity(def.columns.len());
+        for c in &def.columns {
+            checks.push(match &c.check {
+                None => None,
+                Some(cc) => Some((
+                    cc.domain.clone(),
+                    crate::check::Check::parse(&cc.expr).map_err(|reason| {
+                        StorageError::CheckUnsupported {
+                            domain: cc.domain.clone(),
+                            reason,
+                        }
+                    })?,
+                )),
+            });
+        }
         Ok(Self {
+            checks,
             types: def.types(),
             types_shared: Arc::from(def.types()),
             key_types: def.key_types(),

@@ -1374,7 +1374,7 @@ impl Transaction {
         let mut entries: Vec<Vec<u8>> = Vec::new();
         let mut count = 0u64;
         for values in rows {
-            encode_checked_values(&def, &values)?;
+            encode_checked_values(&def, &store, &values)?;
             let key = if def.is_keyless() {
                 next_rowid_key(&store)
             } else {
@@ -1855,20 +1855,33 @@ impl Drop for Transaction {
 
 /// Checks NOT NULL and types of a full row and encodes it.
 fn encode_checked(def: &TableDef, store: &TableStore, values: &[Value]) -> Result<Vec<u8>> {
-    encode_checked_values(def, values)?;
+    encode_checked_values(def, store, values)?;
     let mut row = Vec::new();
     store.layout.encode(values, &mut row)?;
     Ok(row)
 }
 
-fn encode_checked_values(def: &TableDef, values: &[Value]) -> Result<()> {
+fn encode_checked_values(def: &TableDef, store: &TableStore, values: &[Value]) -> Result<()> {
     if values.len() != def.columns.len() {
         return Err(StorageError::Type(scratchbird_types::TypeError::Arity {
             expected: def.columns.len(),
             got: values.len(),
         }));
     }
-    for (c, v) in def.columns.iter().zip(values) {
+    for ((c, v), check) in def.columns.iter().zip(values).zip(&store.checks) {
+        if let Some((domain, check)) = check
+            && !check.admits(v)
+        {
+            return Err(StorageError::CheckViolation(Box::new(
+                crate::error::CheckViolation {
+                    table: def.name.clone(),
+                    column: c.name.clone(),
+                    domain: domain.clone(),
+                    check: check.text().to_owned(),
+                    value: v.to_display_truncated(64),
+                },
+            )));
+        }
         if v.is_null() {
             if !c.nullable {
                 return Err(StorageError::NotNull {

@@ -1,0 +1,686 @@
+//! Domain CHECK constraints: a small expression language over `VALUE`, parsed
+//! when the domain is created (an expression outside it is refused there, with
+//! what to write instead) and evaluated on every value written to a column of the
+//! domain, whoever writes it. SQL's rule: a value violates the CHECK only when the
+//! expression is false; NULL (unknown) passes.
+//!
+//! The language: `VALUE`, integer / decimal / string literals, `TRUE`, `FALSE`,
+//! `NULL`, `DATE 'YYYY-MM-DD'`; comparisons `= <> != < <= > >=`; `[NOT] LIKE`
+//! (`%`, `_`), `[NOT] BETWEEN .. AND ..`, `[NOT] IN (..)`, `IS [NOT] NULL`;
+//! `AND`, `OR`, `NOT`, parentheses; `length` / `char_length` /
+//! `character_length`, `upper`, `lower`, `trim` of a string.
+
+use scratchbird_types::{Date, Value};
+
+/// Most tokens in one CHECK expression.
+const CHECK_TOKENS_MAX: usize = 4_096;
+/// Deepest nesting of one CHECK expression.
+const CHECK_DEPTH_MAX: usize = 64;
+
+/// A parsed CHECK expression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    text: String,
+    expr: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Value,
+    Lit(Lit),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Cmp(Box<Expr>, Op, Box<Expr>),
+    Like(Box<Expr>, String, bool),
+    Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
+    In(Box<Expr>, Vec<Expr>, bool),
+    IsNull(Box<Expr>, bool),
+    Func(Func, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Func {
+    Length,
+    Upper,
+    Lower,
+    Trim,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Lit {
+    Null,
+    Bool(bool),
+    /// A number as mantissa and scale.
+    Num(i128, u32),
+    Float(f64),
+    Str(String),
+    Date(i32),
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Num(String),
+    Sym(&'static str),
+}
+
+fn lex(s: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0usize;
+    while let Some(&c) = b.get(i) {
+        if out.len() > CHECK_TOKENS_MAX {
+            return Err(format!("more than {CHECK_TOKENS_MAX} tokens"));
+        }
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' {
+            let mut t = String::new();
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err("a string literal is not closed".into()),
+                    Some('\'') if b.get(i + 1) == Some(&'\'') => {
+                        t.push('\'');
+                        i += 2;
+                    }
+                    Some('\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(&ch) => {
+                        t.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Tok::Str(t));
+        } else if c.is_ascii_digit() || (c == '.' && b.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
+            let start = i;
+            while b.get(i).is_some_and(|x| x.is_ascii_digit() || *x == '.') {
+                i += 1;
+            }
+            out.push(Tok::Num(
+                b.get(start..i).unwrap_or_default().iter().collect(),
+            ));
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while b.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
+                i += 1;
+            }
+            let w: String = b.get(start..i).unwrap_or_default().iter().collect();
+            out.push(Tok::Word(w.to_ascii_uppercase()));
+        } else {
+            let two: String = b.get(i..i + 2).unwrap_or_default().iter().collect();
+            let sym = match two.as_str() {
+                "<=" => Some("<="),
+                ">=" => Some(">="),
+                "<>" => Some("<>"),
+                "!=" => Some("<>"),
+                _ => None,
+            };
+            if let Some(s) = sym {
+                out.push(Tok::Sym(s));
+                i += 2;
+                continue;
+            }
+            let one = match c {
+                '(' => "(",
+                ')' => ")",
+                ',' => ",",
+                '=' => "=",
+                '<' => "<",
+                '>' => ">",
+                '-' => "-",
+                '+' => "+",
+                other => return Err(format!("unexpected character {other:?}")),
+            };
+            out.push(Tok::Sym(one));
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    at: usize,
+    depth: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.at)
+    }
+
+    fn word(&mut self, w: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Word(x)) if x == w) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn sym(&mut self, s: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Sym(x)) if *x == s) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_sym(&mut self, s: &str) -> Result<(), String> {
+        if self.sym(s) {
+            Ok(())
+        } else {
+            Err(format!("expected {s:?} at {}", self.here()))
+        }
+    }
+
+    fn here(&self) -> String {
+        match self.peek() {
+            None => "the end".into(),
+            Some(Tok::Word(w)) => w.clone(),
+            Some(Tok::Str(s)) => format!("'{s}'"),
+            Some(Tok::Num(n)) => n.clone(),
+            Some(Tok::Sym(s)) => (*s).to_owned(),
+        }
+    }
+
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > CHECK_DEPTH_MAX {
+            return Err(format!("nested deeper than {CHECK_DEPTH_MAX}"));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        self.nest()?;
+        let mut e = self.and()?;
+        while self.word("OR") {
+            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+        }
+        self.depth -= 1;
+        Ok(e)
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut e = self.not()?;
+        while self.word("AND") {
+            e = Expr::And(Box::new(e), Box::new(self.not()?));
+        }
+        Ok(e)
+    }
+
+    fn not(&mut self) -> Result<Expr, String> {
+        if self.word("NOT") {
+            self.nest()?;
+            let e = Expr::Not(Box::new(self.not()?));
+            self.depth -= 1;
+            return Ok(e);
+        }
+        self.pred()
+    }
+
+    fn pred(&mut self) -> Result<Expr, String> {
+        let left = self.operand()?;
+        let op = match self.peek() {
+            Some(Tok::Sym("=")) => Some(Op::Eq),
+            Some(Tok::Sym("<>")) => Some(Op::Ne),
+            Some(Tok::Sym("<")) => Some(Op::Lt),
+            Some(Tok::Sym("<=")) => Some(Op::Le),
+            Some(Tok::Sym(">")) => Some(Op::Gt),
+            Some(Tok::Sym(">=")) => Some(Op::Ge),
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.at += 1;
+            let right = self.operand()?;
+            return Ok(Expr::Cmp(Box::new(left), op, Box::new(right)));
+        }
+        if self.word("IS") {
+            let negated = self.word("NOT");
+            if !self.word("NULL") {
+                return Err(format!("expected NULL after IS at {}", self.here()));
+            }
+            return Ok(Expr::IsNull(Box::new(left), negated));
+        }
+        let negated = self.word("NOT");
+        if self.word("LIKE") {
+            let Some(Tok::Str(p)) = self.peek().cloned() else {
+                return Err(format!(
+                    "LIKE takes a string pattern, found {}",
+                    self.here()
+                ));
+            };
+            self.at += 1;
+            return Ok(Expr::Like(Box::new(left), p, negated));
+        }
+        if self.word("BETWEEN") {
+            let lo = self.operand()?;
+            if !self.word("AND") {
+                return Err(format!("expected AND in BETWEEN at {}", self.here()));
+            }
+            let hi = self.operand()?;
+            return Ok(Expr::Between(
+                Box::new(left),
+                Box::new(lo),
+                Box::new(hi),
+                negated,
+            ));
+        }
+        if self.word("IN") {
+            self.expect_sym("(")?;
+            let mut list = vec![self.operand()?];
+            while self.sym(",") {
+                list.push(self.operand()?);
+            }
+            self.expect_sym(")")?;
+            return Ok(Expr::In(Box::new(left), list, negated));
+        }
+        if negated {
+            return Err(format!(
+                "expected LIKE, BETWEEN or IN after NOT at {}",
+                self.here()
+            ));
+        }
+        Ok(left)
+    }
+
+    fn operand(&mut self) -> Result<Expr, String> {
+        let tok = self
+            .peek()
+            .cloned()
+            .ok_or_else(|| "the expression ends too early".to_owned())?;
+        self.at += 1;
+        match tok {
+            Tok::Sym("(") => {
+                let e = self.or()?;
+                self.expect_sym(")")?;
+                Ok(e)
+            }
+            Tok::Sym(s @ ("-" | "+")) => match self.peek().cloned() {
+                Some(Tok::Num(n)) => {
+                    self.at += 1;
+                    number(&n, s == "-").map(Expr::Lit)
+                }
+                _ => Err(format!("expected a number after {s}")),
+            },
+            Tok::Num(n) => number(&n, false).map(Expr::Lit),
+            Tok::Str(s) => Ok(Expr::Lit(Lit::Str(s))),
+            Tok::Word(w) => match w.as_str() {
+                "VALUE" => Ok(Expr::Value),
+                "NULL" => Ok(Expr::Lit(Lit::Null)),
+                "TRUE" => Ok(Expr::Lit(Lit::Bool(true))),
+                "FALSE" => Ok(Expr::Lit(Lit::Bool(false))),
+                "DATE" => match self.peek().cloned() {
+                    Some(Tok::Str(s)) => {
+                        self.at += 1;
+                        date(&s).map(|d| Expr::Lit(Lit::Date(d)))
+                    }
+                    _ => Err("DATE takes a string 'YYYY-MM-DD'".into()),
+                },
+                "LENGTH" | "CHAR_LENGTH" | "CHARACTER_LENGTH" | "UPPER" | "LOWER" | "TRIM" => {
+                    let f = match w.as_str() {
+                        "UPPER" => Func::Upper,
+                        "LOWER" => Func::Lower,
+                        "TRIM" => Func::Trim,
+                        _ => Func::Length,
+                    };
+                    self.expect_sym("(")?;
+                    let arg = self.or()?;
+                    self.expect_sym(")")?;
+                    Ok(Expr::Func(f, Box::new(arg)))
+                }
+                other => Err(format!(
+                    "{other} is not part of a domain CHECK (write conditions on VALUE with comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, length/upper/lower/trim)"
+                )),
+            },
+            Tok::Sym(s) => Err(format!("unexpected {s}")),
+        }
+    }
+}
+
+fn number(n: &str, negative: bool) -> Result<Lit, String> {
+    let (int, frac) = n.split_once('.').unwrap_or((n, ""));
+    if frac.contains('.') {
+        return Err(format!("{n} is not a number"));
+    }
+    let digits = format!("{int}{frac}");
+    let scale = u32::try_from(frac.len()).map_err(|_| "number too long".to_owned())?;
+    match digits.parse::<i128>() {
+        Ok(m) if scale <= 38 => Ok(Lit::Num(if negative { -m } else { m }, scale)),
+        _ => n
+            .parse::<f64>()
+            .map(|f| Lit::Float(if negative { -f } else { f }))
+            .map_err(|_| format!("{n} is not a number")),
+    }
+}
+
+fn date(s: &str) -> Result<i32, String> {
+    let bad = || format!("DATE '{s}' is not a date YYYY-MM-DD");
+    let mut it = s.splitn(3, '-');
+    let (y, m, d) = (it.next(), it.next(), it.next());
+    let (Some(y), Some(m), Some(d)) = (y, m, d) else {
+        return Err(bad());
+    };
+    let y: i32 = y.parse().map_err(|_| bad())?;
+    let m: u32 = m.parse().map_err(|_| bad())?;
+    let d: u32 = d.parse().map_err(|_| bad())?;
+    Date::from_ymd(y, m, d).map(|x| x.0).ok_or_else(bad)
+}
+
+/// SQL LIKE: `%` any run, `_` one character; no escape character.
+fn like(s: &[char], p: &[char]) -> bool {
+    // iterative matcher with backtracking to the last '%'
+    let (mut i, mut j) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match p.get(j) {
+            Some('%') => {
+                star = Some((j, i));
+                j += 1;
+            }
+            Some('_') => {
+                i += 1;
+                j += 1;
+            }
+            Some(c) if s.get(i) == Some(c) => {
+                i += 1;
+                j += 1;
+            }
+            _ => match star {
+                Some((sj, si)) => {
+                    j = sj + 1;
+                    i = si + 1;
+                    star = Some((sj, si + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(j..).unwrap_or_default().iter().all(|c| *c == '%')
+}
+
+fn lit_of(v: &Value) -> Lit {
+    match v {
+        Value::Null => Lit::Null,
+        Value::Boolean(b) => Lit::Bool(*b),
+        Value::SmallInt(x) => Lit::Num(i128::from(*x), 0),
+        Value::Integer(x) => Lit::Num(i128::from(*x), 0),
+        Value::BigInt(x) => Lit::Num(i128::from(*x), 0),
+        Value::Decimal(d) => Lit::Num(d.mantissa(), u32::from(d.scale())),
+        Value::Double(f) => Lit::Float(*f),
+        Value::Text(s) => Lit::Str(s.clone()),
+        Value::Date(d) => Lit::Date(d.0),
+        _ => Lit::Other,
+    }
+}
+
+/// Compares two literals of comparable kinds; `None` when either is NULL or the
+/// kinds do not compare.
+fn compare(a: &Lit, b: &Lit) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Lit::Num(x, sx), Lit::Num(y, sy)) => {
+            let s = (*sx).max(*sy);
+            let up =
+                |m: i128, from: u32| 10i128.checked_pow(s - from).and_then(|p| m.checked_mul(p));
+            match (up(*x, *sx), up(*y, *sy)) {
+                (Some(x), Some(y)) => Some(x.cmp(&y)),
+                _ => as_f64(a)?.partial_cmp(&as_f64(b)?),
+            }
+        }
+        (Lit::Num(..) | Lit::Float(_), Lit::Num(..) | Lit::Float(_)) => {
+            as_f64(a)?.partial_cmp(&as_f64(b)?)
+        }
+        (Lit::Str(x), Lit::Str(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (Lit::Date(x), Lit::Date(y)) => Some(x.cmp(y)),
+        (Lit::Bool(x), Lit::Bool(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+fn as_f64(l: &Lit) -> Option<f64> {
+    match l {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "comparison of a wide number with a float"
+        )]
+        Lit::Num(m, s) => Some(*m as f64 / 10f64.powi(i32::try_from(*s).ok()?)),
+        Lit::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+impl Expr {
+    fn value(&self, v: &Value) -> Lit {
+        match self {
+            Self::Value => lit_of(v),
+            Self::Lit(l) => l.clone(),
+            Self::Func(f, arg) => match (f, arg.value(v)) {
+                (_, Lit::Null) => Lit::Null,
+                (Func::Length, Lit::Str(s)) => Lit::Num(s.chars().count() as i128, 0),
+                (Func::Upper, Lit::Str(s)) => Lit::Str(s.to_uppercase()),
+                (Func::Lower, Lit::Str(s)) => Lit::Str(s.to_lowercase()),
+                (Func::Trim, Lit::Str(s)) => Lit::Str(s.trim_matches(' ').to_owned()),
+                _ => Lit::Other,
+            },
+            other => match other.truth(v) {
+                None => Lit::Null,
+                Some(b) => Lit::Bool(b),
+            },
+        }
+    }
+
+    /// Three-valued truth: `None` is unknown.
+    fn truth(&self, v: &Value) -> Option<bool> {
+        match self {
+            Self::Not(e) => e.truth(v).map(|b| !b),
+            Self::And(a, b) => match (a.truth(v), b.truth(v)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Self::Or(a, b) => match (a.truth(v), b.truth(v)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Self::Cmp(a, op, b) => {
+                let o = compare(&a.value(v), &b.value(v))?;
+                Some(match op {
+                    Op::Eq => o.is_eq(),
+                    Op::Ne => o.is_ne(),
+                    Op::Lt => o.is_lt(),
+                    Op::Le => o.is_le(),
+                    Op::Gt => o.is_gt(),
+                    Op::Ge => o.is_ge(),
+                })
+            }
+            Self::Like(a, p, negated) => match a.value(v) {
+                Lit::Str(s) => {
+                    let s: Vec<char> = s.chars().collect();
+                    let p: Vec<char> = p.chars().collect();
+                    Some(like(&s, &p) != *negated)
+                }
+                _ => None,
+            },
+            Self::Between(a, lo, hi, negated) => {
+                let x = a.value(v);
+                let ge = compare(&x, &lo.value(v)).map(std::cmp::Ordering::is_ge);
+                let le = compare(&x, &hi.value(v)).map(std::cmp::Ordering::is_le);
+                let inside = match (ge, le) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                inside.map(|b| b != *negated)
+            }
+            Self::In(a, list, negated) => {
+                let x = a.value(v);
+                let mut unknown = false;
+                for e in list {
+                    match compare(&x, &e.value(v)) {
+                        Some(std::cmp::Ordering::Equal) => return Some(!*negated),
+                        Some(_) => {}
+                        None => unknown = true,
+                    }
+                }
+                if unknown { None } else { Some(*negated) }
+            }
+            Self::IsNull(a, negated) => Some((a.value(v) == Lit::Null) != *negated),
+            Self::Value | Self::Lit(_) | Self::Func(..) => match self.value(v) {
+                Lit::Bool(b) => Some(b),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Check {
+    /// Parses the CHECK expression `text`.
+    ///
+    /// # Errors
+    /// The expression is not in the language this module describes; the message
+    /// says where and what is allowed.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut p = Parser {
+            toks: lex(text)?,
+            at: 0,
+            depth: 0,
+        };
+        let expr = p.or()?;
+        if p.at != p.toks.len() {
+            return Err(format!("unexpected {} after the expression", p.here()));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            expr,
+        })
+    }
+
+    /// The expression as written.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `v` satisfies the CHECK: true unless the expression is false.
+    #[must_use]
+    pub fn admits(&self, v: &Value) -> bool {
+        self.expr.truth(v) != Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scratchbird_types::Decimal;
+
+    fn admits(check: &str, v: Value) -> bool {
+        Check::parse(check).unwrap().admits(&v)
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    #[test]
+    fn checks_of_the_example_bundles() {
+        assert!(admits("VALUE LIKE '%_@_%'", text("a@b")));
+        assert!(!admits("VALUE LIKE '%_@_%'", text("@b")));
+        assert!(!admits("VALUE LIKE '%_@_%'", text("ab@")));
+        assert!(admits("VALUE LIKE '___-__-____'", text("123-45-6789")));
+        assert!(!admits("VALUE LIKE '___-__-____'", text("123-45-678")));
+        assert!(admits("VALUE LIKE 'MRN-%'", text("MRN-1")));
+        assert!(!admits("VALUE LIKE 'MRN-%'", text("mrn-1")));
+    }
+
+    #[test]
+    fn null_and_unknown_pass_false_fails() {
+        assert!(admits("VALUE > 0", Value::Null));
+        assert!(!admits("VALUE IS NOT NULL", Value::Null));
+        assert!(admits("VALUE > 0 OR VALUE IS NULL", Value::Null));
+        assert!(!admits("VALUE > 0", Value::Integer(0)));
+        assert!(admits("NOT (VALUE > 0) OR VALUE < 10", Value::Integer(5)));
+        assert!(!admits("NOT (VALUE > 0) OR VALUE < 10", Value::Integer(50)));
+    }
+
+    #[test]
+    fn numbers_ranges_lists_and_functions() {
+        let d = |m: i128| Value::Decimal(Decimal::new(m, 2));
+        assert!(admits("VALUE BETWEEN 0 AND 100.5", d(10_050)));
+        assert!(!admits("VALUE BETWEEN 0 AND 100.5", d(10_051)));
+        assert!(admits("VALUE NOT BETWEEN -1 AND 1", Value::BigInt(-2)));
+        assert!(admits("VALUE >= -0.01", d(-1)));
+        assert!(admits("VALUE IN ('a', 'b')", text("b")));
+        assert!(!admits("VALUE NOT IN ('a', 'b')", text("b")));
+        assert!(admits(
+            "length(VALUE) <= 3 AND upper(VALUE) = 'AB'",
+            text("ab")
+        ));
+        assert!(!admits("char_length(VALUE) > 2", text("ab")));
+        assert!(admits("trim(VALUE) <> ''", text(" x ")));
+        assert!(admits(
+            "VALUE >= DATE '2020-01-01'",
+            Value::Date(Date::from_ymd(2020, 1, 1).unwrap())
+        ));
+        assert!(admits("VALUE = 'it''s'", text("it's")));
+    }
+
+    #[test]
+    fn expressions_outside_the_language_are_refused_saying_what_is_allowed() {
+        for bad in [
+            "",
+            "VALUE LIKE",
+            "VALUE >",
+            "foo(VALUE) > 1",
+            "VALUE > (SELECT 1)",
+            "VALUE ~ 'x'",
+            "'unclosed",
+            "VALUE = 1 1",
+            "DATE '2020-13-01' < VALUE",
+        ] {
+            assert!(Check::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let e = Check::parse("regexp_like(VALUE, 'x')").unwrap_err();
+        assert!(e.contains("not part of a domain CHECK"), "{e}");
+        let deep = format!("{}VALUE > 0{}", "(".repeat(100), ")".repeat(100));
+        assert!(Check::parse(&deep).unwrap_err().contains("nested deeper"));
+    }
+
+    #[test]
+    fn like_matches_sql_semantics() {
+        let m = |s: &str, p: &str| {
+            like(
+                &s.chars().collect::<Vec<_>>(),
+                &p.chars().collect::<Vec<_>>(),
+            )
+        };
+        assert!(m("", "%"));
+        assert!(m("abc", "a%c"));
+        assert!(m("abc", "%b%"));
+        assert!(!m("abc", "%d%"));
+        assert!(m("aXbXc", "a%b%c"));
+        assert!(!m("ab", "a_b"));
+        assert!(m("é", "_"));
+        assert!(m("abcabd", "%abd"));
+    }
+}
