@@ -223,7 +223,8 @@ fn entry(values: &[u8], r: usize) -> Option<(usize, usize)> {
 
 impl ReadGuard {
     /// Checks the grant and the columns of a scan of `def` reading table columns
-    /// `positions`, through an index over table columns `ranged` (if any). Returns
+    /// `positions`, through an index over table columns `ranged` (if any), handing
+    /// the guest record keys made of table columns `keyed` (if any). Returns
     /// `None` when nothing needs filtering or masking (the scan then fills guest
     /// memory directly), else the guard.
     pub(crate) fn open(
@@ -232,6 +233,7 @@ impl ReadGuard {
         def: &TableDef,
         positions: &[usize],
         ranged: &[usize],
+        keyed: &[usize],
         guest: &BatchLayout,
     ) -> Result<Option<Self>, HostError> {
         if !enf.grants.select {
@@ -259,6 +261,23 @@ impl ReadGuard {
             if !rule.readable || rule.mask.is_some() {
                 return Err(denied(format!(
                     "permission denied: the scan selects rows of {} by column {} through an index, and that column is {} for this principal",
+                    def.name,
+                    col.name,
+                    if rule.readable {
+                        "masked"
+                    } else {
+                        "not readable"
+                    }
+                )));
+            }
+        }
+        // record keys are the primary key's raw values, encoded: a key column the
+        // principal sees masked or cannot read would reach the guest in them
+        for p in keyed {
+            let (col, rule) = rule_of(*p)?;
+            if !rule.readable || rule.mask.is_some() {
+                return Err(denied(format!(
+                    "permission denied: updating or deleting rows of {} hands the query their primary key, and key column {} is {} for this principal",
                     def.name,
                     col.name,
                     if rule.readable {
@@ -371,11 +390,16 @@ impl ReadGuard {
             if !self.done {
                 self.refill(txn, cursor, keys.is_some(), counts)?;
             }
-            self.next = self.rows;
-            if let Some(k) = keys.as_deref_mut() {
-                k.append(&mut self.keys);
+            // unless it stopped early to wait for a writer (where the batch ends
+            // would say where that row is, hidden or not): then the general path
+            // below fills the guest batch to capacity, waiting in between
+            if !cursor.waiting() || self.done {
+                self.next = self.rows;
+                if let Some(k) = keys.as_deref_mut() {
+                    k.append(&mut self.keys);
+                }
+                return self.copy_whole(out, counts);
             }
-            return self.copy_whole(out, counts);
         }
         let cap = guest.rows_max() as usize;
         let heap_cap = guest.heap_bytes() as usize;

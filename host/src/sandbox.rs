@@ -1011,10 +1011,17 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
                         ))
                     })?,
             };
+            // record keys handed to the guest (for an UPDATE or DELETE) encode
+            // the primary key's raw values: those too must be read unmasked
+            let keyed: Vec<usize> = if d.with_keys {
+                def.primary_key.clone()
+            } else {
+                Vec::new()
+            };
             let enf = p.enforcement(def, &cat)?;
             note_recorded(&mut st.recorded, enf.recorded.iter());
             (
-                ReadGuard::open(p, enf, def, &positions, &ranged, &layout)?,
+                ReadGuard::open(p, enf, def, &positions, &ranged, &keyed, &layout)?,
                 positions,
             )
         }

@@ -441,13 +441,7 @@ fn pred(r: &mut Rng, q: &str, cols: &[&Col], rows: &[Vec<Value>], all: &[Col], d
 fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
     let ti = r.below(case.tables.len() as u64) as usize;
     let t = &case.tables[ti];
-    let cols: Vec<&Col> = t
-        .cols
-        .iter()
-        .zip(&readable[ti])
-        .filter(|(_, ok)| **ok)
-        .map(|(c, _)| c)
-        .collect();
+    let cols = readable_cols(t, &readable[ti]);
     let pick = |r: &mut Rng, kinds: &[Kind]| -> Option<&Col> {
         let fit: Vec<&&Col> = cols.iter().filter(|c| kinds.contains(&c.kind)).collect();
         (!fit.is_empty()).then(|| *fit[r.below(fit.len() as u64) as usize])
@@ -540,14 +534,18 @@ fn side<'t>(
     t: &'t Table,
     readable: &[Vec<bool>],
 ) -> (&'static str, Vec<&'t Col>) {
-    let c: Vec<&Col> = t
-        .cols
+    let c = readable_cols(t, &readable[i]);
+    (c[r.below(c.len() as u64) as usize].name, c)
+}
+
+/// The columns of `t` the principal may read.
+fn readable_cols<'t>(t: &'t Table, readable: &[bool]) -> Vec<&'t Col> {
+    t.cols
         .iter()
-        .zip(&readable[i])
+        .zip(readable)
         .filter(|(_, ok)| **ok)
         .map(|(c, _)| c)
-        .collect();
-    (c[r.below(c.len() as u64) as usize].name, c)
+        .collect()
 }
 
 fn run(case: &Case, seed: u64) {

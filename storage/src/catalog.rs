@@ -627,10 +627,20 @@ pub(crate) fn build_domain(spec: &DomainSpec, id: DomainId) -> Result<DomainDef>
         if check.len() > CHECK_TEXT_MAX_BYTES {
             return Err(invalid(obj(), "the CHECK expression is longer than 16 KiB"));
         }
-        crate::check::Check::parse(check).map_err(|reason| StorageError::CheckUnsupported {
-            domain: spec.name.clone(),
-            reason,
+        let parsed = crate::check::Check::parse_for(check, &spec.base).map_err(|reason| {
+            StorageError::CheckUnsupported {
+                domain: spec.name.clone(),
+                reason,
+            }
         })?;
+        if let Some(v) = &spec.default
+            && !parsed.admits(v)
+        {
+            return Err(invalid(
+                obj(),
+                "the default is a value the domain's CHECK refuses",
+            ));
+        }
     }
     Ok(DomainDef {
         id,

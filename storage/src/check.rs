@@ -10,12 +10,16 @@
 //! `AND`, `OR`, `NOT`, parentheses; `length` / `char_length` /
 //! `character_length`, `upper`, `lower`, `trim` of a string.
 
-use scratchbird_types::{Date, Value};
+use scratchbird_types::{Date, SqlType, Value};
 
 /// Most tokens in one CHECK expression.
 const CHECK_TOKENS_MAX: usize = 4_096;
-/// Deepest nesting of one CHECK expression.
+/// Deepest nesting (parentheses, NOT, functions, AND / OR chains) of one CHECK
+/// expression.
 const CHECK_DEPTH_MAX: usize = 64;
+/// Longest LIKE pattern, in characters (matching costs up to the value's length
+/// times the pattern's).
+const LIKE_PATTERN_MAX_CHARS: usize = 256;
 
 /// A parsed CHECK expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,26 +210,34 @@ impl Parser {
     fn nest(&mut self) -> Result<(), String> {
         self.depth += 1;
         if self.depth > CHECK_DEPTH_MAX {
-            return Err(format!("nested deeper than {CHECK_DEPTH_MAX}"));
+            return Err(format!(
+                "nested or chained deeper than {CHECK_DEPTH_MAX} (write IN (...) for long lists)"
+            ));
         }
         Ok(())
     }
 
     fn or(&mut self) -> Result<Expr, String> {
+        let base = self.depth;
         self.nest()?;
         let mut e = self.and()?;
         while self.word("OR") {
+            // each link deepens the tree evaluation walks
+            self.nest()?;
             e = Expr::Or(Box::new(e), Box::new(self.and()?));
         }
-        self.depth -= 1;
+        self.depth = base;
         Ok(e)
     }
 
     fn and(&mut self) -> Result<Expr, String> {
+        let base = self.depth;
         let mut e = self.not()?;
         while self.word("AND") {
+            self.nest()?;
             e = Expr::And(Box::new(e), Box::new(self.not()?));
         }
+        self.depth = base;
         Ok(e)
     }
 
@@ -271,6 +283,11 @@ impl Parser {
                 ));
             };
             self.at += 1;
+            if p.chars().count() > LIKE_PATTERN_MAX_CHARS {
+                return Err(format!(
+                    "a LIKE pattern is longer than {LIKE_PATTERN_MAX_CHARS} characters"
+                ));
+            }
             return Ok(Expr::Like(Box::new(left), p, negated));
         }
         if self.word("BETWEEN") {
@@ -448,7 +465,15 @@ fn compare(a: &Lit, b: &Lit) -> Option<std::cmp::Ordering> {
             }
         }
         (Lit::Num(..) | Lit::Float(_), Lit::Num(..) | Lit::Float(_)) => {
-            as_f64(a)?.partial_cmp(&as_f64(b)?)
+            let (x, y) = (as_f64(a)?, as_f64(b)?);
+            // NaN equals NaN and is above every number (PostgreSQL's order), so
+            // a range CHECK refuses it rather than not deciding it
+            Some(match (x.is_nan(), y.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                (false, false) => x.partial_cmp(&y)?,
+            })
         }
         (Lit::Str(x), Lit::Str(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
         (Lit::Date(x), Lit::Date(y)) => Some(x.cmp(y)),
@@ -554,7 +579,141 @@ impl Expr {
     }
 }
 
+/// What an operand is, for the check of an expression against its domain's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Num,
+    Str,
+    Date,
+    Bool,
+    /// NULL: any kind.
+    Any,
+    /// TIMESTAMP, BLOB: only IS NULL applies.
+    Opaque,
+}
+
+impl Kind {
+    fn of(ty: &SqlType) -> Self {
+        match ty {
+            SqlType::SmallInt
+            | SqlType::Integer
+            | SqlType::BigInt
+            | SqlType::Decimal { .. }
+            | SqlType::Double => Self::Num,
+            SqlType::Varchar { .. } | SqlType::Text => Self::Str,
+            SqlType::Date => Self::Date,
+            SqlType::Boolean => Self::Bool,
+            // TIMESTAMP, BLOB, and any type added later until it is handled here
+            _ => Self::Opaque,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Num => "a number",
+            Self::Str => "a string",
+            Self::Date => "a date",
+            Self::Bool => "a truth value",
+            Self::Any => "NULL",
+            Self::Opaque => "a TIMESTAMP or BLOB",
+        }
+    }
+}
+
+/// Two operands that are compared must be of one kind.
+fn comparable(a: Kind, b: Kind) -> Result<(), String> {
+    match (a, b) {
+        (Kind::Opaque, _) | (_, Kind::Opaque) => {
+            Err("a TIMESTAMP or BLOB domain's CHECK can only test VALUE IS [NOT] NULL".into())
+        }
+        (Kind::Any, _) | (_, Kind::Any) => Ok(()),
+        (a, b) if a == b => Ok(()),
+        (a, b) => Err(format!(
+            "{} is compared with {}: write a literal of the domain's type",
+            a.name(),
+            b.name()
+        )),
+    }
+}
+
+impl Expr {
+    /// The kind of the expression over a `VALUE` of kind `value`, or why it does
+    /// not type.
+    fn kind(&self, value: Kind) -> Result<Kind, String> {
+        let truth = |e: &Self| -> Result<(), String> {
+            match e.kind(value)? {
+                Kind::Bool | Kind::Any => Ok(()),
+                k => Err(format!("{} where a condition belongs", k.name())),
+            }
+        };
+        match self {
+            Self::Value => Ok(value),
+            Self::Lit(l) => Ok(match l {
+                Lit::Null => Kind::Any,
+                Lit::Bool(_) => Kind::Bool,
+                Lit::Num(..) | Lit::Float(_) => Kind::Num,
+                Lit::Str(_) => Kind::Str,
+                Lit::Date(_) => Kind::Date,
+                Lit::Other => Kind::Opaque,
+            }),
+            Self::Func(f, arg) => match arg.kind(value)? {
+                Kind::Str | Kind::Any => Ok(if *f == Func::Length {
+                    Kind::Num
+                } else {
+                    Kind::Str
+                }),
+                k => Err(format!("a string function applied to {}", k.name())),
+            },
+            Self::Not(e) => truth(e).map(|()| Kind::Bool),
+            Self::And(a, b) | Self::Or(a, b) => {
+                truth(a)?;
+                truth(b)?;
+                Ok(Kind::Bool)
+            }
+            Self::Cmp(a, _, b) => {
+                comparable(a.kind(value)?, b.kind(value)?)?;
+                Ok(Kind::Bool)
+            }
+            Self::Like(a, ..) => match a.kind(value)? {
+                Kind::Str | Kind::Any => Ok(Kind::Bool),
+                k => Err(format!("LIKE applied to {}", k.name())),
+            },
+            Self::Between(a, lo, hi, _) => {
+                let k = a.kind(value)?;
+                comparable(k, lo.kind(value)?)?;
+                comparable(k, hi.kind(value)?)?;
+                Ok(Kind::Bool)
+            }
+            Self::In(a, list, _) => {
+                let k = a.kind(value)?;
+                for e in list {
+                    comparable(k, e.kind(value)?)?;
+                }
+                Ok(Kind::Bool)
+            }
+            Self::IsNull(a, _) => a.kind(value).map(|_| Kind::Bool),
+        }
+    }
+}
+
 impl Check {
+    /// Parses the CHECK expression `text` of a domain of type `base`, and checks
+    /// that it types: every comparison between operands of one kind, LIKE and the
+    /// string functions on strings, conditions where conditions belong.
+    ///
+    /// # Errors
+    /// As [`Check::parse`]; and an expression that does not type, saying where.
+    pub fn parse_for(text: &str, base: &SqlType) -> Result<Self, String> {
+        let c = Self::parse(text)?;
+        match c.expr.kind(Kind::of(base))? {
+            Kind::Bool | Kind::Any => Ok(c),
+            k => Err(format!(
+                "the expression is {}, not a condition (compare VALUE with something)",
+                k.name()
+            )),
+        }
+    }
+
     /// Parses the CHECK expression `text`.
     ///
     /// # Errors
@@ -663,7 +822,50 @@ mod tests {
         let e = Check::parse("regexp_like(VALUE, 'x')").unwrap_err();
         assert!(e.contains("not part of a domain CHECK"), "{e}");
         let deep = format!("{}VALUE > 0{}", "(".repeat(100), ")".repeat(100));
-        assert!(Check::parse(&deep).unwrap_err().contains("nested deeper"));
+        assert!(
+            Check::parse(&deep)
+                .unwrap_err()
+                .contains("nested or chained deeper")
+        );
+    }
+
+    #[test]
+    fn expressions_must_type_against_the_domain() {
+        let int = SqlType::Integer;
+        let text_ty = SqlType::Varchar { max_chars: 8 };
+        assert!(Check::parse_for("VALUE BETWEEN 1 AND 9", &int).is_ok());
+        assert!(Check::parse_for("VALUE IN ('1', '2')", &int).is_err());
+        assert!(Check::parse_for("VALUE LIKE '1%'", &int).is_err());
+        assert!(Check::parse_for("length(VALUE) > 1", &int).is_err());
+        assert!(Check::parse_for("VALUE >= '2020-01-01'", &SqlType::Date).is_err());
+        assert!(Check::parse_for("VALUE >= DATE '2020-01-01'", &SqlType::Date).is_ok());
+        assert!(Check::parse_for("VALUE >= DATE '2020-01-01'", &SqlType::Timestamp).is_err());
+        assert!(Check::parse_for("VALUE IS NOT NULL", &SqlType::Timestamp).is_ok());
+        assert!(Check::parse_for("VALUE", &text_ty).is_err());
+        assert!(Check::parse_for("VALUE", &SqlType::Boolean).is_ok());
+        assert!(Check::parse_for("VALUE = 1 AND 'x'", &int).is_err());
+        assert!(Check::parse_for("upper(VALUE) = 'A' OR VALUE IS NULL", &text_ty).is_ok());
+    }
+
+    #[test]
+    fn nan_is_above_every_number() {
+        assert!(!admits("VALUE BETWEEN 0 AND 1", Value::Double(f64::NAN)));
+        assert!(!admits("VALUE <= 100", Value::Double(f64::NAN)));
+        assert!(admits("VALUE > 100", Value::Double(f64::NAN)));
+    }
+
+    #[test]
+    fn long_chains_and_long_patterns_are_refused() {
+        let chain = vec!["VALUE = 1"; 100].join(" OR ");
+        assert!(Check::parse(&chain).unwrap_err().contains("chained"));
+        let pattern = format!("VALUE LIKE '{}'", "a".repeat(300));
+        assert!(
+            Check::parse(&pattern)
+                .unwrap_err()
+                .contains("longer than 256")
+        );
+        let ok = vec!["VALUE = 1"; 20].join(" OR ");
+        assert!(Check::parse(&ok).is_ok());
     }
 
     #[test]

@@ -379,6 +379,8 @@ impl Inner {
         self.install(&sys, dirs.remove(&sys.def.id), chains.remove(&sys.def.id));
         let mut table_defs: HashMap<TableId, TableDef> = HashMap::new();
         let mut index_defs: HashMap<IndexId, IndexDef> = HashMap::new();
+        let mut domains: HashMap<scratchbird_types::DomainId, crate::catalog::DomainDef> =
+            HashMap::new();
         {
             let st = sys.read();
             let mut add = |values: Vec<scratchbird_types::Value>| -> Result<()> {
@@ -389,7 +391,9 @@ impl Inner {
                     ObjectDef::Index(i) => {
                         index_defs.insert(i.id, i);
                     }
-                    ObjectDef::Domain(_) => {}
+                    ObjectDef::Domain(d) => {
+                        domains.insert(d.id, d);
+                    }
                 }
                 Ok(())
             };
@@ -412,7 +416,19 @@ impl Inner {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         tables.insert(sys.def.id, sys);
-        for (id, def) in table_defs {
+        for (id, mut def) in table_defs {
+            // a table created before columns carried their domain's CHECK takes
+            // it from the domain
+            for c in &mut def.columns {
+                if c.check.is_none()
+                    && let Some(d) = c.domain.and_then(|d| domains.get(&d))
+                {
+                    c.check = d.check.clone().map(|expr| crate::catalog::ColumnCheck {
+                        domain: d.name.clone(),
+                        expr,
+                    });
+                }
+            }
             let store = Arc::new(TableStore::new(Arc::new(def))?);
             let mut idx: Vec<Arc<IndexDef>> = index_defs
                 .values()

@@ -326,6 +326,14 @@ impl ScanCursor {
         (self.examined, self.rejected)
     }
 
+    /// Whether the last fill stopped early to wait for a transaction that is
+    /// writing the next record (READ COMMITTED NO RECORD_VERSION): the batch may
+    /// be short; the next fill waits, then goes on.
+    #[must_use]
+    pub fn waiting(&self) -> bool {
+        self.blocked.is_some()
+    }
+
     fn tally(&mut self, kept: bool) {
         self.examined += 1;
         if !kept {

@@ -839,23 +839,15 @@ impl Transaction {
         buf: &mut [u8],
         keys: Option<&mut Vec<RecordKey>>,
     ) -> Result<usize> {
-        if cursor.transaction() != self.id {
-            return Err(StorageError::Internal(
-                "a scan cursor was advanced by a transaction that did not open it",
-            ));
-        }
-        self.check_active()?;
-        let mut keys = keys;
-        if let Some(k) = keys.as_deref_mut() {
-            k.clear();
-        }
-        cursor.fill(self, layout, buf, keys, None)
+        self.advance(cursor, layout, buf, keys, None)
     }
 
     /// As [`Transaction::next_batch`], returning only the rows `sel` accepts: each
     /// candidate row's selector columns are decided first, and only accepted rows
     /// are copied into `buf`, which is filled with them up to its capacity. Counts
-    /// of the rows decided and rejected: [`ScanCursor::selected`].
+    /// of the rows decided and rejected: [`ScanCursor::selected`]. Every fill of
+    /// one cursor must be given the same selector: the verdicts on a page run are
+    /// kept across fills.
     ///
     /// # Errors
     /// As [`Transaction::next_batch`]; [`StorageError::Selection`] when `sel`
@@ -868,17 +860,27 @@ impl Transaction {
         keys: Option<&mut Vec<RecordKey>>,
         sel: &mut dyn crate::scan::RowSelect,
     ) -> Result<usize> {
+        self.advance(cursor, layout, buf, keys, Some(sel))
+    }
+
+    fn advance(
+        &self,
+        cursor: &mut ScanCursor,
+        layout: &scratchbird_types::batch::BatchLayout,
+        buf: &mut [u8],
+        mut keys: Option<&mut Vec<RecordKey>>,
+        sel: Option<&mut (dyn crate::scan::RowSelect + '_)>,
+    ) -> Result<usize> {
         if cursor.transaction() != self.id {
             return Err(StorageError::Internal(
                 "a scan cursor was advanced by a transaction that did not open it",
             ));
         }
         self.check_active()?;
-        let mut keys = keys;
         if let Some(k) = keys.as_deref_mut() {
             k.clear();
         }
-        cursor.fill(self, layout, buf, keys, Some(sel))
+        cursor.fill(self, layout, buf, keys, sel)
     }
 
     pub(crate) fn wait_for(&self, other: TxnId, table: &str) -> Result<()> {
