@@ -5,13 +5,13 @@
 //! than the correctly signed one being accepted.
 #![no_main]
 
-#[path = "../../host/tests/fuzz_common/mod.rs"]
-mod fuzz_common;
+#[path = "../../host/tests/support/mod.rs"]
+mod support;
 
-use fuzz_common::{NOW, envelope_case, fixture, mutate};
 use libfuzzer_sys::fuzz_target;
 use scratchbird_host::SandboxLimits;
 use scratchbird_host::envelope::{LocalAuthority, ReplayGuard, SignedEnvelope, verify};
+use support::{NOW, envelope_case, fixture, mutate};
 
 struct State {
     good: SignedEnvelope,

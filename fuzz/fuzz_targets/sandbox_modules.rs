@@ -6,16 +6,16 @@
 //! memory limit; every 256 cases the sandbox must still answer a normal query.
 #![no_main]
 
-#[path = "../../host/tests/fuzz_common/mod.rs"]
-mod fuzz_common;
+#[path = "../../host/tests/support/mod.rs"]
+mod support;
 
 use arbitrary::Unstructured;
-use fuzz_common::{Fixture, fixture, healthy, manifest, smith_config, with_plan};
 use libfuzzer_sys::fuzz_target;
 use scratchbird_guest_ops::abi::PlanManifest;
 use scratchbird_host::{Access, HostError};
 use scratchbird_storage::TxnOptions;
 use std::cell::Cell;
+use support::{Fixture, fixture, healthy, manifest, smith_config, with_plan};
 
 struct State {
     f: Fixture,

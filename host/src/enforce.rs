@@ -433,17 +433,7 @@ impl ReadGuard {
                 break;
             }
         }
-        let header = [
-            u32::try_from(given).map_err(internal)?,
-            u32::try_from(self.guest_types.len()).map_err(internal)?,
-            u32::try_from(heap).map_err(internal)?,
-            scratchbird_types::batch::LAYOUT_VERSION,
-        ];
-        for (i, w) in header.into_iter().enumerate() {
-            out.get_mut(i * 4..i * 4 + 4)
-                .ok_or_else(|| internal("header"))?
-                .copy_from_slice(&w.to_le_bytes());
-        }
+        write_header(out, given, self.guest_types.len(), heap)?;
         Ok(given)
     }
 
@@ -460,18 +450,7 @@ impl ReadGuard {
                     v.fill(0);
                 }
             }
-            let h = out.get_mut(..16).ok_or_else(|| internal("header"))?;
-            h.fill(0);
-            h.get_mut(4..8)
-                .ok_or_else(|| internal("header"))?
-                .copy_from_slice(
-                    &u32::try_from(self.guest_types.len())
-                        .map_err(internal)?
-                        .to_le_bytes(),
-                );
-            h.get_mut(12..16)
-                .ok_or_else(|| internal("header"))?
-                .copy_from_slice(&scratchbird_types::batch::LAYOUT_VERSION.to_le_bytes());
+            write_header(out, 0, self.guest_types.len(), 0)?;
             return Ok(0);
         }
         let view = BatchView::new(l, &self.buf).map_err(internal)?;
@@ -569,17 +548,7 @@ impl ReadGuard {
         }
         let hr = l.heap_range();
         copy(out, hr.start..hr.start + heap_used)?;
-        let header = [
-            u32::try_from(rows).map_err(internal)?,
-            u32::try_from(self.guest_types.len()).map_err(internal)?,
-            u32::try_from(heap_used).map_err(internal)?,
-            scratchbird_types::batch::LAYOUT_VERSION,
-        ];
-        for (i, w) in header.into_iter().enumerate() {
-            out.get_mut(i * 4..i * 4 + 4)
-                .ok_or_else(|| internal("header"))?
-                .copy_from_slice(&w.to_le_bytes());
-        }
+        write_header(out, rows, self.guest_types.len(), heap_used)?;
         Ok(rows)
     }
 
@@ -781,6 +750,22 @@ impl ReadGuard {
         }
         Ok(heap)
     }
+}
+
+/// Writes a batch header: rows, columns, heap bytes in use, layout version.
+fn write_header(out: &mut [u8], rows: usize, cols: usize, heap: usize) -> Result<(), HostError> {
+    let header = [
+        u32::try_from(rows).map_err(internal)?,
+        u32::try_from(cols).map_err(internal)?,
+        u32::try_from(heap).map_err(internal)?,
+        scratchbird_types::batch::LAYOUT_VERSION,
+    ];
+    for (i, w) in header.into_iter().enumerate() {
+        out.get_mut(i * 4..i * 4 + 4)
+            .ok_or_else(|| internal("header"))?
+            .copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(())
 }
 
 /// Appends `b` to the guest heap (in use: `heap` bytes) and points row `row`'s

@@ -13,16 +13,14 @@
     reason = "test"
 )]
 
-mod fuzz_common;
+mod support;
 
 use arbitrary::Unstructured;
-use fuzz_common::{
-    NOW, envelope_case, fixture, healthy, manifest, mutate, smith_config, with_plan,
-};
 use scratchbird_host::envelope::{ReplayGuard, verify};
 use scratchbird_host::{Access, HostError};
 use scratchbird_storage::TxnOptions;
 use std::time::{Duration, Instant};
+use support::{NOW, envelope_case, fixture, healthy, manifest, mutate, smith_config, with_plan};
 
 fn budget() -> Duration {
     Duration::from_secs(

@@ -7,111 +7,37 @@
     reason = "test"
 )]
 
-use scratchbird_guest_ops::abi::{
-    ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
-};
+mod support;
+
+use scratchbird_guest_ops::abi::{ABI_VERSION, OutputDecl, PlanManifest};
 use scratchbird_guest_ops::emit::emit;
 use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
-use scratchbird_host::{Access, HostError, Sandbox, SandboxLimits};
-use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
-use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
-use scratchbird_types::{SqlType, TableId, Value};
+use scratchbird_host::{Access, HostError, SandboxLimits};
+use scratchbird_storage::TxnOptions;
+use scratchbird_types::{SqlType, Value};
 use std::sync::Arc;
+use support::{Fixture, fixture_with, healthy, manifest_with, with_plan, with_section};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    storage: Storage,
-    table: TableId,
-    sandbox: Sandbox,
-}
-
+/// 3,000 rows; limits a hostile module reaches quickly.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Storage::open(
-        dir.path(),
-        StorageConfig::new(Arc::new(ManualEnv::new(1_000_000, 3))),
+    fixture_with(
+        3000,
+        SandboxLimits {
+            timeout_ms: 300,
+            memory_bytes_max: 64 << 20,
+            stack_bytes: 256 << 10,
+            ..SandboxLimits::default()
+        },
     )
-    .unwrap();
-    let mut t = storage.begin(TxnOptions::snapshot()).unwrap();
-    let table = t
-        .create_table(&TableSpec {
-            name: "t".into(),
-            columns: vec![ColumnSpec::new("a", SqlType::BigInt).not_null()],
-            primary_key: vec!["a".into()],
-        })
-        .unwrap();
-    for i in 0..3000 {
-        t.insert(table, vec![Value::BigInt(i)]).unwrap();
-    }
-    t.commit().unwrap();
-    let limits = SandboxLimits {
-        timeout_ms: 300,
-        memory_bytes_max: 64 << 20,
-        stack_bytes: 256 << 10,
-        ..SandboxLimits::default()
-    };
-    let sandbox = Sandbox::new(limits, None).unwrap();
-    Fixture {
-        _dir: dir,
-        storage,
-        table,
-        sandbox,
-    }
 }
 
 fn manifest(f: &Fixture) -> PlanManifest {
-    let t = f.storage.begin(TxnOptions::snapshot()).unwrap();
-    let cat = t.catalog().unwrap();
-    let def = cat.table(f.table).unwrap();
-    PlanManifest {
-        abi: ABI_VERSION,
-        scans: vec![ScanDecl {
-            table: f.table,
-            columns: vec![ScanColumn {
-                id: def.columns[0].id,
-                ty: SqlType::BigInt,
-            }],
-            range: ScanRangeDecl::All,
-            with_keys: false,
-            rows_max: 1024,
-            heap_bytes: 0,
-        }],
-        outputs: vec![OutputDecl {
-            names: vec!["n".into()],
-            types: vec![SqlType::BigInt],
-            rows_max: 8,
-            heap_bytes: 0,
-        }],
-        writes: vec![],
-        inputs: vec![],
-    }
+    manifest_with(f, 1024)
 }
 
 /// A module from text, with a plan section appended.
 fn module(wat: &str, m: &PlanManifest) -> Vec<u8> {
-    let mut bytes = wat::parse_str(wat).unwrap();
-    let data = m.to_cbor().unwrap();
-    let name = b"sb.plan";
-    let mut payload = Vec::new();
-    leb(&mut payload, name.len() as u64);
-    payload.extend_from_slice(name);
-    payload.extend_from_slice(&data);
-    bytes.push(0);
-    leb(&mut bytes, payload.len() as u64);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
-
-fn leb(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            break;
-        }
-        out.push(b | 0x80);
-    }
+    with_plan(wat::parse_str(wat).unwrap(), m)
 }
 
 fn run(f: &Fixture, bytes: &[u8]) -> Result<u64, HostError> {
@@ -130,44 +56,6 @@ fn run(f: &Fixture, bytes: &[u8]) -> Result<u64, HostError> {
     );
     txn.rollback().unwrap();
     r.map(|_| rows.get())
-}
-
-/// The well-behaved module: SELECT count(*) FROM t.
-fn healthy(f: &Fixture) {
-    let prog = Program {
-        inits: vec![],
-        pipelines: vec![(
-            Op::Aggregate {
-                input: Box::new(Op::Scan {
-                    scan: 0,
-                    nullable: vec![false],
-                }),
-                keys: vec![],
-                aggs: vec![AggCall {
-                    func: AggFunc::CountStar,
-                    arg: None,
-                }],
-            },
-            Sink::Output(0),
-        )],
-    };
-    let bytes = emit(&prog, &manifest(f)).unwrap();
-    let (p, _) = f.sandbox.prepare(&bytes).unwrap();
-    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let g2 = got.clone();
-    let (txn, r) = f.sandbox.run(
-        &p,
-        txn,
-        &Access::Owner,
-        Box::new(move |b| {
-            g2.borrow_mut().extend(b.rows().unwrap());
-            Ok(())
-        }),
-    );
-    txn.rollback().unwrap();
-    r.unwrap();
-    assert_eq!(*got.borrow(), vec![vec![Value::BigInt(3000)]]);
 }
 
 const IMPORTS: &str = r#"
@@ -487,18 +375,14 @@ mod review {
         let f = fixture();
         let m = manifest(&f);
         // trailing bytes after the manifest
-        let mut bytes =
-            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#)
-                .unwrap();
         let mut data = m.to_cbor().unwrap();
         data.push(0);
-        let mut payload = Vec::new();
-        leb(&mut payload, 7);
-        payload.extend_from_slice(b"sb.plan");
-        payload.extend_from_slice(&data);
-        bytes.push(0);
-        leb(&mut bytes, payload.len() as u64);
-        bytes.extend_from_slice(&payload);
+        let bytes = with_section(
+            wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "sb_main")))"#)
+                .unwrap(),
+            b"sb.plan",
+            &data,
+        );
         refused(&f.sandbox.prepare(&bytes).unwrap_err(), "canonical");
         // a manifest declaring more scans than a plan may
         let mut big = m.clone();

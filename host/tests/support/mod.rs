@@ -1,8 +1,9 @@
-//! The fixture and case builders shared by the stable fuzz harness
-//! (`host/tests/fuzz.rs`) and the coverage-guided cargo-fuzz targets (`fuzz/`):
-//! one store with a 100-row table, a sandbox with tight limits, the ABI-shaped
-//! wasm-smith configuration, a correctly signed envelope with its authority, and
-//! the byte-driven mutation of an envelope.
+//! The fixture and case builders shared by the hostile-module tests
+//! (`host/tests/hostile.rs`), the stable fuzz harness (`host/tests/fuzz.rs`) and
+//! the coverage-guided cargo-fuzz targets (`fuzz/`): one store with a table of
+//! BIGINTs, a sandbox with given limits, plan sections, the ABI-shaped wasm-smith
+//! configuration, a correctly signed envelope with its authority, and the
+//! byte-driven mutation of an envelope.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -35,9 +36,26 @@ pub struct Fixture {
     pub storage: Storage,
     pub table: TableId,
     pub sandbox: Sandbox,
+    /// Rows in the table (`a` = 0, 1, ...).
+    pub rows: i64,
 }
 
+/// 100 rows, a sandbox with tight limits (the fuzz targets').
 pub fn fixture() -> Fixture {
+    fixture_with(
+        100,
+        SandboxLimits {
+            timeout_ms: 50,
+            memory_bytes_max: 32 << 20,
+            stack_bytes: 128 << 10,
+            ..SandboxLimits::default()
+        },
+    )
+}
+
+/// A store with table `t (a BIGINT PRIMARY KEY)` of `rows` rows, and a sandbox
+/// with `limits`.
+pub fn fixture_with(rows: i64, limits: SandboxLimits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(
         dir.path(),
@@ -52,29 +70,27 @@ pub fn fixture() -> Fixture {
             primary_key: vec!["a".into()],
         })
         .unwrap();
-    for i in 0..100 {
+    for i in 0..rows {
         t.insert(table, vec![Value::BigInt(i)]).unwrap();
     }
     t.commit().unwrap();
-    let sandbox = Sandbox::new(
-        SandboxLimits {
-            timeout_ms: 50,
-            memory_bytes_max: 32 << 20,
-            stack_bytes: 128 << 10,
-            ..SandboxLimits::default()
-        },
-        None,
-    )
-    .unwrap();
+    let sandbox = Sandbox::new(limits, None).unwrap();
     Fixture {
         _dir: dir,
         storage,
         table,
         sandbox,
+        rows,
     }
 }
 
+/// One scan of `t` in batches of 64 rows, one BIGINT output.
 pub fn manifest(f: &Fixture) -> PlanManifest {
+    manifest_with(f, 64)
+}
+
+/// One scan of `t` in batches of `rows_max` rows, one BIGINT output.
+pub fn manifest_with(f: &Fixture, rows_max: u32) -> PlanManifest {
     let t = f.storage.begin(TxnOptions::snapshot()).unwrap();
     let cat = t.catalog().unwrap();
     let col = cat.table(f.table).unwrap().columns[0].id;
@@ -88,7 +104,7 @@ pub fn manifest(f: &Fixture) -> PlanManifest {
             }],
             range: ScanRangeDecl::All,
             with_keys: false,
-            rows_max: 64,
+            rows_max,
             heap_bytes: 0,
         }],
         outputs: vec![OutputDecl {
@@ -102,25 +118,33 @@ pub fn manifest(f: &Fixture) -> PlanManifest {
     }
 }
 
-pub fn with_plan(mut module: Vec<u8>, m: &PlanManifest) -> Vec<u8> {
-    let data = m.to_cbor().unwrap();
-    let name = b"sb.plan";
-    let mut payload = vec![u8::try_from(name.len()).unwrap()];
+/// `module` with the plan section of `m` appended.
+pub fn with_plan(module: Vec<u8>, m: &PlanManifest) -> Vec<u8> {
+    with_section(module, b"sb.plan", &m.to_cbor().unwrap())
+}
+
+/// `module` with a custom section `name` holding `data` appended.
+pub fn with_section(mut module: Vec<u8>, name: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    leb(&mut payload, name.len());
     payload.extend_from_slice(name);
-    payload.extend_from_slice(&data);
+    payload.extend_from_slice(data);
     module.push(0);
-    let mut len = payload.len();
-    loop {
-        let b = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            module.push(b);
-            break;
-        }
-        module.push(b | 0x80);
-    }
+    leb(&mut module, payload.len());
     module.extend_from_slice(&payload);
     module
+}
+
+fn leb(out: &mut Vec<u8>, mut v: usize) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            break;
+        }
+        out.push(b | 0x80);
+    }
 }
 
 pub fn healthy(f: &Fixture) {
@@ -159,7 +183,7 @@ pub fn healthy(f: &Fixture) {
     );
     txn.rollback().unwrap();
     r.unwrap();
-    assert_eq!(*got.borrow(), vec![vec![Value::BigInt(100)]]);
+    assert_eq!(*got.borrow(), vec![vec![Value::BigInt(f.rows)]]);
 }
 
 pub const SHAPE: &str = r#"(module
