@@ -254,38 +254,31 @@ impl ReadGuard {
             }
             Ok((col, rule))
         };
-        // a range over an index selects by raw values: a masked or unreadable
-        // column there would let the bounds probe what the principal cannot see
-        for p in ranged {
+        // Columns whose raw values a scan exposes other than as masked values:
+        // a range over an index selects by them (its bounds would probe what the
+        // principal cannot see), and record keys encode the primary key's. Each
+        // must be readable unmasked. (table, column, "masked" / "not readable")
+        type Why = fn(&str, &str, &str) -> String;
+        let by_index: Why = |t, c, s| {
+            format!(
+                "permission denied: the scan selects rows of {t} by column {c} through an index, and that column is {s} for this principal"
+            )
+        };
+        let by_key: Why = |t, c, s| {
+            format!(
+                "permission denied: updating or deleting rows of {t} hands the query their primary key, and key column {c} is {s} for this principal"
+            )
+        };
+        let raw = ranged.iter().map(|p| (p, by_index));
+        for (p, why) in raw.chain(keyed.iter().map(|p| (p, by_key))) {
             let (col, rule) = rule_of(*p)?;
             if !rule.readable || rule.mask.is_some() {
-                return Err(denied(format!(
-                    "permission denied: the scan selects rows of {} by column {} through an index, and that column is {} for this principal",
-                    def.name,
-                    col.name,
-                    if rule.readable {
-                        "masked"
-                    } else {
-                        "not readable"
-                    }
-                )));
-            }
-        }
-        // record keys are the primary key's raw values, encoded: a key column the
-        // principal sees masked or cannot read would reach the guest in them
-        for p in keyed {
-            let (col, rule) = rule_of(*p)?;
-            if !rule.readable || rule.mask.is_some() {
-                return Err(denied(format!(
-                    "permission denied: updating or deleting rows of {} hands the query their primary key, and key column {} is {} for this principal",
-                    def.name,
-                    col.name,
-                    if rule.readable {
-                        "masked"
-                    } else {
-                        "not readable"
-                    }
-                )));
+                let state = if rule.readable {
+                    "masked"
+                } else {
+                    "not readable"
+                };
+                return Err(denied(why(&def.name, &col.name, state)));
             }
         }
         let mut masks = Vec::with_capacity(positions.len());

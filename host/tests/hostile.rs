@@ -16,7 +16,7 @@ use scratchbird_host::{Access, HostError, SandboxLimits};
 use scratchbird_storage::TxnOptions;
 use scratchbird_types::{SqlType, Value};
 use std::sync::Arc;
-use support::{Fixture, fixture_with, healthy, manifest_with, with_plan, with_section};
+use support::{Fixture, count_star, fixture_with, healthy, manifest_with, with_plan, with_section};
 
 /// 3,000 rows; limits a hostile module reaches quickly.
 fn fixture() -> Fixture {
@@ -457,24 +457,7 @@ mod merge {
 
     /// The shard stage's result batches of the healthy module (count(*) = 3000).
     fn shard_batches(f: &Fixture) -> Vec<ResultBatch> {
-        let prog = Program {
-            inits: vec![],
-            pipelines: vec![(
-                Op::Aggregate {
-                    input: Box::new(Op::Scan {
-                        scan: 0,
-                        nullable: vec![false],
-                    }),
-                    keys: vec![],
-                    aggs: vec![AggCall {
-                        func: AggFunc::CountStar,
-                        arg: None,
-                    }],
-                },
-                Sink::Output(0),
-            )],
-        };
-        let bytes = emit(&prog, &manifest(f)).unwrap();
+        let bytes = emit(&count_star(), &manifest(f)).unwrap();
         let (p, _) = f.sandbox.prepare(&bytes).unwrap();
         let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let g2 = got.clone();

@@ -18,18 +18,12 @@ use scratchbird_node::{LocalSession, open_storage};
 use std::sync::Arc;
 
 mod common;
-use common::{Rng, compare, setup_sql};
+use common::{Rng, assert_agree, compare, env_or, setup_sql};
 
 #[test]
 fn generated_queries_agree_with_sqlite() {
-    let queries: usize = std::env::var("SB_DIFF_QUERIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5000);
-    let seed: u64 = std::env::var("SB_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5B_D1FF);
+    let queries: usize = env_or("SB_DIFF_QUERIES", 5000);
+    let seed: u64 = env_or("SB_DIFF_SEED", 0x5B_D1FF);
     let mut rng = Rng(seed | 1);
     let setup = setup_sql(&mut rng);
     let conn = rusqlite::Connection::open_in_memory().unwrap();
@@ -40,16 +34,10 @@ fn generated_queries_agree_with_sqlite() {
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(Arc::new(open_storage(dir.path()).unwrap()), sandbox);
     s.execute(&setup).unwrap();
-    let (compared, skipped, mismatches) = compare(&mut s, &conn, &mut rng, queries, "sqlite");
-    assert!(
-        mismatches.is_empty(),
-        "{} mismatches:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-    assert!(
-        compared >= queries * 9 / 10,
-        "only {compared} of {queries} queries were comparable ({skipped} skipped)"
+    let (compared, skipped) = assert_agree(
+        compare(&mut s, &conn, &mut rng, queries, "sqlite"),
+        queries,
+        "sqlite",
     );
     eprintln!(
         "differential: {compared} queries identical, {skipped} skipped (defined differently)"

@@ -147,8 +147,9 @@ fn leb(out: &mut Vec<u8>, mut v: usize) {
     }
 }
 
-pub fn healthy(f: &Fixture) {
-    let prog = Program {
+/// `SELECT count(*) FROM t` as a plan over scan 0 and output 0.
+pub fn count_star() -> Program {
+    Program {
         inits: vec![],
         pipelines: vec![(
             Op::Aggregate {
@@ -164,10 +165,14 @@ pub fn healthy(f: &Fixture) {
             },
             Sink::Output(0),
         )],
-    };
+    }
+}
+
+/// The well-behaved query, which must count every row of the fixture.
+pub fn healthy(f: &Fixture) {
     let (p, _) = f
         .sandbox
-        .prepare(&emit(&prog, &manifest(f)).unwrap())
+        .prepare(&emit(&count_star(), &manifest(f)).unwrap())
         .unwrap();
     let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let g2 = got.clone();

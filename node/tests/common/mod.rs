@@ -3,6 +3,34 @@
 //! ScratchBird and SQLite define the same way.
 #![allow(dead_code, reason = "each test uses part of the generator")]
 
+/// The value of environment variable `name` (a soak setting), else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Asserts that a comparison of `queries` queries found no mismatch and could
+/// compare at least nine in ten. Returns (compared, skipped).
+pub fn assert_agree(
+    (compared, skipped, mismatches): (usize, usize, Vec<String>),
+    queries: usize,
+    label: &str,
+) -> (usize, usize) {
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert!(
+        compared >= queries * 9 / 10,
+        "{label}: only {compared} of {queries} queries comparable ({skipped} skipped)"
+    );
+    (compared, skipped)
+}
+
 pub struct Rng(pub u64);
 
 impl Rng {
