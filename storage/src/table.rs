@@ -180,8 +180,11 @@ pub(crate) struct TableStore {
     /// committed) and not yet removed by sweep. Writers maintain all of them.
     pub indexes: RwLock<Vec<Arc<IndexDef>>>,
     pub next_rowid: AtomicU64,
-    /// Per column: its domain's CHECK (name and parsed expression), if any.
-    pub checks: Vec<Option<(String, crate::check::Check)>>,
+    /// Per column: its domain's CHECK (name and parsed expression), if any. A
+    /// stored CHECK this build cannot parse (written before CHECKs were
+    /// validated) keeps the reason: writes to the column are refused with it,
+    /// reads go on, and the directory still opens.
+    pub checks: Vec<Option<(String, std::result::Result<crate::check::Check, String>)>>,
 }
 
 /// Where pages are read from: the store, through the buffer pool (`cache: None`
@@ -201,21 +204,15 @@ pub(crate) enum RowSource {
 
 impl TableStore {
     pub(crate) fn new(def: Arc<TableDef>) -> Result<Self> {
-        let mut checks = Vec::with_capacity(def.columns.len());
-        for c in &def.columns {
-            checks.push(match &c.check {
-                None => None,
-                Some(cc) => Some((
-                    cc.domain.clone(),
-                    crate::check::Check::parse(&cc.expr).map_err(|reason| {
-                        StorageError::CheckUnsupported {
-                            domain: cc.domain.clone(),
-                            reason,
-                        }
-                    })?,
-                )),
-            });
-        }
+        let checks = def
+            .columns
+            .iter()
+            .map(|c| {
+                c.check
+                    .as_ref()
+                    .map(|cc| (cc.domain.clone(), crate::check::Check::parse(&cc.expr)))
+            })
+            .collect();
         Ok(Self {
             checks,
             types: def.types(),
@@ -397,4 +394,31 @@ pub(crate) fn next_rowid_key(store: &TableStore) -> Vec<u8> {
         .fetch_add(1, Ordering::SeqCst)
         .to_be_bytes()
         .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnCheck, system_table_def};
+
+    /// A stored CHECK this build cannot parse does not keep the table from
+    /// opening; it is kept as the reason its writes are refused.
+    #[test]
+    fn a_check_that_does_not_parse_is_kept_as_its_reason() {
+        let mut def = system_table_def();
+        if let Some(c) = def.columns.get_mut(2) {
+            c.check = Some(ColumnCheck {
+                domain: "legacy".into(),
+                expr: "VALUE ~ 'x'".into(),
+            });
+        }
+        let store = TableStore::new(Arc::new(def)).unwrap();
+        match store.checks.get(2) {
+            Some(Some((domain, Err(reason)))) => {
+                assert_eq!(domain, "legacy");
+                assert!(reason.contains("unexpected character"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1871,6 +1871,20 @@ fn encode_checked_values(def: &TableDef, store: &TableStore, values: &[Value]) -
         }));
     }
     for ((c, v), check) in def.columns.iter().zip(values).zip(&store.checks) {
+        let check = match check {
+            None => None,
+            Some((domain, Ok(check))) => Some((domain, check)),
+            // fail closed: a CHECK that cannot be evaluated admits nothing
+            Some((domain, Err(reason))) => {
+                return Err(StorageError::CheckUnsupported {
+                    domain: domain.clone(),
+                    reason: format!(
+                        "{reason}; writes to {}.{} are refused until the domain is recreated",
+                        def.name, c.name
+                    ),
+                });
+            }
+        };
         if let Some((domain, check)) = check
             && !check.admits(v)
         {
@@ -1923,5 +1937,41 @@ fn describe_key(store: &TableStore, key: &[u8]) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Err(_) => format!("{} key bytes", key.len()),
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::catalog::{ColumnCheck, system_table_def};
+
+    /// A CHECK that cannot be evaluated admits nothing: the write is refused,
+    /// naming the domain, the column and why.
+    #[test]
+    fn a_check_that_does_not_parse_refuses_every_write() {
+        let mut def = system_table_def();
+        if let Some(c) = def.columns.get_mut(2) {
+            c.check = Some(ColumnCheck {
+                domain: "legacy".into(),
+                expr: "VALUE ~ 'x'".into(),
+            });
+        }
+        let store = TableStore::new(Arc::new(def.clone())).unwrap();
+        let values = vec![
+            Value::Blob(vec![1; 16]),
+            Value::SmallInt(1),
+            Value::Text("name".into()),
+            Value::Blob(vec![]),
+        ];
+        match encode_checked_values(&def, &store, &values) {
+            Err(StorageError::CheckUnsupported { domain, reason }) => {
+                assert_eq!(domain, "legacy");
+                assert!(
+                    reason.contains("writes to SB$OBJECTS.NAME are refused"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
