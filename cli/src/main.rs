@@ -8,6 +8,8 @@
 mod out;
 mod audit;
 mod bundle;
+mod ca;
+mod remote;
 mod sql;
 
 use clap::{Parser, Subcommand};
@@ -30,17 +32,27 @@ enum Command {
     /// Security bundles: check, hash, sign, verify, explain.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
-    /// A SQL shell. Today on a node inside this process: sb sql --local DIR.
+    /// A SQL shell, on a node over QUIC (--connect) or inside this process (--local).
     ///
     /// Statements end with ';'. With -c or -f it runs them and exits with status 1
     /// if one failed. Examples:
     ///
+    ///   sb sql --connect 127.0.0.1:7400 --cert alice.crt --key alice.key --ca ca.crt
+    ///   sb sql --profile prod -c "SELECT count(*) FROM orders" --format csv
     ///   sb sql --local /tmp/db -c "CREATE TABLE t (a INT PRIMARY KEY, b TEXT)"
     ///   sb sql --local /tmp/db -c "INSERT INTO t VALUES (1, 'x'); SELECT * FROM t"
     ///   sb sql --local /tmp/db -c "EXPLAIN WASM SELECT count(*) FROM t"
     ///   sb sql --local /tmp/db --format csv -f report.sql
     #[command(verbatim_doc_comment)]
     Sql(sql::SqlArgs),
+    /// The cluster CA: init, issue-node, issue-user, list, enable, disable.
+    ///
+    ///   sb ca init --dir ca
+    ///   sb ca issue-node --dir ca --name n1 --roles coordinator,shard --out n1
+    ///   sb ca issue-user --dir ca --name alice --out alice
+    ///   sb ca list --dir ca
+    #[command(subcommand, verbatim_doc_comment)]
+    Ca(ca::CaCommand),
     /// The audit trail of sandbox executions: show, verify, tail.
     ///
     ///   sb audit verify --data /tmp/db
@@ -56,6 +68,7 @@ fn main() -> ExitCode {
         Command::Bundle(cmd) => bundle::run(cmd),
         Command::Sql(args) => sql::run(&args),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Ca(cmd) => ca::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

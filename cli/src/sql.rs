@@ -29,8 +29,26 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct SqlArgs {
     /// Run a node in this process over the data directory DIR (created if missing).
-    #[arg(long, value_name = "DIR")]
-    pub local: PathBuf,
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["connect", "profile"])]
+    pub local: Option<PathBuf>,
+    /// Connect to a node over QUIC (mutual TLS) at HOST:PORT, with --cert, --key
+    /// and --ca (or a profile).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: Option<String>,
+    /// Your user certificate (sb ca issue-user).
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub cert: Option<PathBuf>,
+    /// Your private key.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub key: Option<PathBuf>,
+    /// The cluster CA certificate.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub ca: Option<PathBuf>,
+    /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca
+    /// (paths relative to that folder). Used when neither --local nor --connect is
+    /// given: the profile named "default".
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Run these statements and exit (instead of the interactive shell).
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     pub command: Option<String>,
@@ -68,30 +86,7 @@ pub struct SqlArgs {
     pub context: Option<String>,
 }
 
-/// The key of tokenising masks for this data directory: 32 random bytes in
-/// DIR/mask.key (mode 0600), made on first use.
-fn mask_key(dir: &std::path::Path) -> Result<[u8; 32]> {
-    let path = dir.join("mask.key");
-    if let Ok(b) = std::fs::read(&path) {
-        return <[u8; 32]>::try_from(b.as_slice())
-            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
-    }
-    let mut k = [0u8; 32];
-    getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    std::io::Write::write_all(&mut f, &k).with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(k)
-}
-
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -99,7 +94,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
+pub(crate) fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
     use scratchbird_types::Value as V;
     match v {
         V::Null => serde_json::Value::Null,
@@ -110,6 +105,90 @@ fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
         V::Double(x) => serde_json::Number::from_f64(*x)
             .map_or(serde_json::Value::Null, serde_json::Value::Number),
         other => serde_json::Value::String(display_value(other)),
+    }
+}
+
+/// Prints rows in `format`: an aligned table with a header and a row count, CSV
+/// with a header line, or one JSON object per row.
+pub(crate) fn print_rows(
+    columns: &[(String, scratchbird_types::SqlType)],
+    rows: &[Vec<scratchbird_types::Value>],
+    format: Format,
+) {
+    match format {
+        Format::Table => {
+            let text: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(display_value).collect())
+                .collect();
+            let mut w: Vec<usize> = columns.iter().map(|(n, _)| n.chars().count()).collect();
+            for r in &text {
+                for (i, c) in r.iter().enumerate() {
+                    if let Some(x) = w.get_mut(i) {
+                        *x = (*x).max(c.chars().count());
+                    }
+                }
+            }
+            let line = |cells: Vec<String>| {
+                cells
+                    .iter()
+                    .zip(&w)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+                    .trim_end()
+                    .to_owned()
+            };
+            say!("{}", line(columns.iter().map(|(n, _)| n.clone()).collect()));
+            say!(
+                "{}",
+                w.iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("-+-")
+            );
+            for r in text {
+                say!("{}", line(r));
+            }
+            say!(
+                "({} row{})",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            );
+        }
+        Format::Csv => {
+            say!(
+                "{}",
+                columns
+                    .iter()
+                    .map(|(n, _)| csv_field(n))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            for r in rows {
+                say!(
+                    "{}",
+                    r.iter()
+                        .map(|v| if v.is_null() {
+                            String::new()
+                        } else {
+                            csv_field(&display_value(v))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        Format::Json => {
+            for r in rows {
+                let obj: serde_json::Map<String, serde_json::Value> = columns
+                    .iter()
+                    .zip(r)
+                    .map(|((n, _), v)| (n.clone(), json_value(v)))
+                    .collect();
+                say!("{}", serde_json::Value::Object(obj));
+            }
+        }
     }
 }
 
@@ -124,82 +203,7 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
             for b in batches {
                 rows.extend(b.rows()?);
             }
-            match format {
-                Format::Table => {
-                    let text: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|r| r.iter().map(display_value).collect())
-                        .collect();
-                    let mut w: Vec<usize> =
-                        columns.iter().map(|(n, _)| n.chars().count()).collect();
-                    for r in &text {
-                        for (i, c) in r.iter().enumerate() {
-                            if let Some(x) = w.get_mut(i) {
-                                *x = (*x).max(c.chars().count());
-                            }
-                        }
-                    }
-                    let line = |cells: Vec<String>| {
-                        cells
-                            .iter()
-                            .zip(&w)
-                            .map(|(c, w)| format!("{c:<w$}"))
-                            .collect::<Vec<_>>()
-                            .join(" | ")
-                            .trim_end()
-                            .to_owned()
-                    };
-                    say!("{}", line(columns.iter().map(|(n, _)| n.clone()).collect()));
-                    say!(
-                        "{}",
-                        w.iter()
-                            .map(|w| "-".repeat(*w))
-                            .collect::<Vec<_>>()
-                            .join("-+-")
-                    );
-                    for r in text {
-                        say!("{}", line(r));
-                    }
-                    say!(
-                        "({} row{})",
-                        rows.len(),
-                        if rows.len() == 1 { "" } else { "s" }
-                    );
-                }
-                Format::Csv => {
-                    say!(
-                        "{}",
-                        columns
-                            .iter()
-                            .map(|(n, _)| csv_field(n))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    );
-                    for r in &rows {
-                        say!(
-                            "{}",
-                            r.iter()
-                                .map(|v| if v.is_null() {
-                                    String::new()
-                                } else {
-                                    csv_field(&display_value(v))
-                                })
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        );
-                    }
-                }
-                Format::Json => {
-                    for r in &rows {
-                        let obj: serde_json::Map<String, serde_json::Value> = columns
-                            .iter()
-                            .zip(r)
-                            .map(|((n, _), v)| (n.clone(), json_value(v)))
-                            .collect();
-                        say!("{}", serde_json::Value::Object(obj));
-                    }
-                }
-            }
+            print_rows(columns, &rows, format);
             if let Some(ms) = timing {
                 eprintln!(
                     "time: {ms:.3} ms; scanned {} rows, returned {}, sandbox memory {} KiB{}",
@@ -217,6 +221,7 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
             }
         }
         Outcome::Done(what) => say!("{what}"),
+        Outcome::Streamed { rows, .. } => say!("({rows} rows)"),
         Outcome::Explain(text) => {
             for l in text.lines() {
                 say!("{l}");
@@ -247,7 +252,7 @@ fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
 }
 
 /// Whether `buf` ends a statement: a `;` outside quotes at the end.
-fn complete(buf: &str) -> bool {
+pub(crate) fn complete(buf: &str) -> bool {
     let mut in_str = false;
     let mut last = None;
     for c in buf.chars() {
@@ -266,20 +271,22 @@ fn complete(buf: &str) -> bool {
 /// # Errors
 /// The data directory could not be opened, or (non-interactive) a statement failed.
 pub fn run(args: &SqlArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.local)
-        .with_context(|| format!("creating the data directory {}", args.local.display()))?;
-    let storage = open_storage(&args.local)
-        .with_context(|| format!("opening the data directory {}", args.local.display()))?;
+    let Some(local) = &args.local else {
+        return crate::remote::run(args);
+    };
+    std::fs::create_dir_all(local)
+        .with_context(|| format!("creating the data directory {}", local.display()))?;
+    let storage = open_storage(local)
+        .with_context(|| format!("opening the data directory {}", local.display()))?;
     let limits = SandboxLimits {
         timeout_ms: args.timeout_ms,
         memory_bytes_max: args.memory_mib.saturating_mul(1 << 20),
         ..SandboxLimits::default()
     };
-    let cache = args.local.join("module-cache");
+    let cache = local.join("module-cache");
     let sandbox = Sandbox::new(limits, Some(&cache)).context("starting the sandbox")?;
     let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
-    let audit =
-        AuditLog::open(&args.local.join("audit"), "local").context("opening the audit trail")?;
+    let audit = AuditLog::open(&local.join("audit"), "local").context("opening the audit trail")?;
     session.set_audit(Arc::new(audit));
     if let (Some(dir), Some(user)) = (&args.bundle, &args.user) {
         let bundle = scratchbird_policy::Bundle::load(dir)
@@ -291,7 +298,7 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         let who = Principal::new(
             Arc::new(Deriver::new(Arc::new(bundle))),
             ctx,
-            &mask_key(&args.local)?,
+            &scratchbird_node::mask_key(local).map_err(anyhow::Error::msg)?,
         );
         session
             .set_access(Access::Principal(Arc::new(who)))
@@ -315,7 +322,7 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         eprintln!(
             "ScratchBird {} — local node over {}. End statements with ';'. \\q quits.",
             env!("CARGO_PKG_VERSION"),
-            args.local.display()
+            local.display()
         );
     }
     let stdin = std::io::stdin();

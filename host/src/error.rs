@@ -34,6 +34,10 @@ pub enum HostError {
         /// The limit.
         bytes: usize,
     },
+    /// The execution was cancelled: the client went away, asked to stop, its
+    /// deadline passed, or the node is shutting down.
+    #[error("the query was cancelled: {0}")]
+    Cancelled(String),
     /// The guest exhausted its stack (runaway recursion).
     #[error("the query exhausted the sandbox stack")]
     Stack,

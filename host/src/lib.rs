@@ -19,4 +19,4 @@ pub mod validate;
 pub use enforce::{Access, Principal};
 pub use error::HostError;
 pub use limits::SandboxLimits;
-pub use sandbox::{ExecStats, Prepared, ResultBatch, ResultSink, Sandbox, touched};
+pub use sandbox::{Cancel, ExecStats, Prepared, ResultBatch, ResultSink, Sandbox, touched};

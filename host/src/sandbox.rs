@@ -34,6 +34,63 @@ pub struct Prepared {
     module: Module,
 }
 
+/// A flag that cancels executions it is given to ([`Sandbox::run_until`]): the
+/// client went away, the deadline passed, the node is shutting down.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Option<Arc<std::sync::Mutex<Option<String>>>>);
+
+impl Cancel {
+    /// A flag nobody can raise.
+    #[must_use]
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    /// A flag that [`Cancel::raise`] raises.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Raises the flag with the reason; the first reason stays.
+    pub fn raise(&self, why: &str) {
+        if let Some(m) = &self.0 {
+            let mut g = match m.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if g.is_none() {
+                *g = Some(why.to_owned());
+            }
+        }
+    }
+
+    /// The reason, once raised.
+    #[must_use]
+    pub fn raised(&self) -> Option<String> {
+        let m = self.0.as_ref()?;
+        match m.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn is_armed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+#[derive(Debug)]
+struct Cancelled(String);
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cancelled: {}", self.0)
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
 /// One batch of results, as the guest emitted it (validated).
 #[derive(Debug, Clone)]
 pub struct ResultBatch {
@@ -87,6 +144,18 @@ impl ResultBatch {
     #[must_use]
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The batch's layout.
+    #[must_use]
+    pub fn layout(&self) -> &BatchLayout {
+        &self.layout
+    }
+
+    /// The batch bytes, owned.
+    #[must_use]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// The rows as values.
@@ -503,6 +572,20 @@ impl Sandbox {
         access: &Access,
         sink: ResultSink,
     ) -> (Transaction, Result<ExecStats, HostError>) {
+        self.run_until(prepared, txn, access, sink, &Cancel::never())
+    }
+
+    /// [`Sandbox::run`], ended with [`HostError::Cancelled`] within a tick of
+    /// `stop` being raised (while the guest computes, between host calls, or when
+    /// it emits a batch).
+    pub fn run_until(
+        &self,
+        prepared: &Prepared,
+        txn: Transaction,
+        access: &Access,
+        sink: ResultSink,
+        stop: &Cancel,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
         if prepared.manifest.is_merge() {
             return (
                 txn,
@@ -511,7 +594,7 @@ impl Sandbox {
                 )),
             );
         }
-        self.execute(&self.linker, prepared, txn, access, Vec::new(), sink)
+        self.execute(&self.linker, prepared, txn, access, Vec::new(), sink, stop)
     }
 
     /// Runs a merge stage over `inputs` (input `i` is every batch the shard stages
@@ -526,6 +609,20 @@ impl Sandbox {
         prepared: &Prepared,
         inputs: Vec<Vec<ResultBatch>>,
         sink: ResultSink,
+    ) -> Result<ExecStats, HostError> {
+        self.run_merge_until(prepared, inputs, sink, &Cancel::never())
+    }
+
+    /// [`Sandbox::run_merge`], cancelled as [`Sandbox::run_until`] is.
+    ///
+    /// # Errors
+    /// As [`Sandbox::run_merge`], and [`HostError::Cancelled`].
+    pub fn run_merge_until(
+        &self,
+        prepared: &Prepared,
+        inputs: Vec<Vec<ResultBatch>>,
+        sink: ResultSink,
+        stop: &Cancel,
     ) -> Result<ExecStats, HostError> {
         let m = &prepared.manifest;
         if !m.is_merge() {
@@ -560,6 +657,7 @@ impl Sandbox {
             &Access::Owner,
             queues,
             sink,
+            stop,
         )
         .1
     }
@@ -572,7 +670,11 @@ impl Sandbox {
         access: &Access,
         inputs: Vec<Option<VecDeque<ResultBatch>>>,
         sink: ResultSink,
+        stop: &Cancel,
     ) -> (T, Result<ExecStats, HostError>) {
+        if let Some(why) = stop.raised() {
+            return (txn, Err(HostError::Cancelled(why)));
+        }
         let started = Instant::now();
         let outputs: Result<Vec<Arc<BatchLayout>>, HostError> = prepared
             .manifest
@@ -611,7 +713,25 @@ impl Sandbox {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.limits.timeout_ms.div_ceil(EPOCH_TICK_MS).max(1));
+        let ticks = self.limits.timeout_ms.div_ceil(EPOCH_TICK_MS).max(1);
+        if stop.is_armed() {
+            // every tick: stop when asked, trap as a timeout at the deadline
+            let flag = stop.clone();
+            let mut left = ticks;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                if let Some(why) = flag.raised() {
+                    return Err(wasmtime::Error::new(Cancelled(why)));
+                }
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    return Err(wasmtime::Error::new(Trap::Interrupt));
+                }
+                Ok(wasmtime::UpdateDeadline::Continue(1))
+            });
+        } else {
+            store.set_epoch_deadline(ticks);
+        }
         let result = Self::instantiate_and_call(linker, &mut store, prepared);
         let memory_bytes = store.data().memory.map_or(0, |m| m.data_size(&store));
         let mut state = store.into_data();
@@ -661,6 +781,9 @@ impl Sandbox {
     }
 
     fn classify(&self, e: &wasmtime::Error) -> HostError {
+        if let Some(c) = e.downcast_ref::<Cancelled>() {
+            return HostError::Cancelled(c.0.clone());
+        }
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => HostError::Timeout {
                 ms: self.limits.timeout_ms,

@@ -1,11 +1,16 @@
-//! The ScratchBird node. Today: the local session (SQL to modules to results over
-//! the node's own storage) and the shard side of a subplan (a signed envelope
-//! verified, run as the attested principal, audited); the `sbnode` binary, its configuration and the network
-//! arrive with the transport issue.
+//! The ScratchBird node: the local session (SQL to modules to results over the
+//! node's own storage), the shard side of a subplan (a signed envelope verified,
+//! run as the attested principal, audited), and the `sbnode` server: QUIC with
+//! mandatory mutual TLS, one session per client connection, streamed results.
 
+pub mod config;
+pub mod server;
 pub mod session;
 pub mod shard;
 
+pub use config::NodeConfig;
+pub use server::{RunningNode, mask_key, start};
 pub use session::{
-    LocalSession, Outcome, SessionError, SystemEnv, catalog_of, display_value, open_storage,
+    LocalSession, Outcome, SessionError, Step, StepSink, SystemEnv, catalog_of, display_value,
+    open_storage,
 };

@@ -7,7 +7,9 @@ use scratchbird_compiler::{
     self as compiler, Catalog, CompileError, Isolation, QueryKind, Statement,
 };
 use scratchbird_host::audit::{AuditLog, AuditRecord};
-use scratchbird_host::{Access, ExecStats, HostError, ResultBatch, ResultSink, Sandbox, touched};
+use scratchbird_host::{
+    Access, Cancel, ExecStats, HostError, ResultBatch, ResultSink, Sandbox, touched,
+};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{
     Env, ReadCommittedMode, Storage, StorageConfig, StorageError, Transaction, TxnOptions,
@@ -118,7 +120,28 @@ pub enum Outcome {
     Done(&'static str),
     /// EXPLAIN text.
     Explain(String),
+    /// Rows, already handed to the session's stream ([`LocalSession::set_stream`]).
+    Streamed {
+        /// Column names and types.
+        columns: Vec<(String, SqlType)>,
+        /// Rows streamed.
+        rows: u64,
+        /// What the execution did.
+        stats: ExecStats,
+    },
 }
+
+/// What a streaming session hands out while a query runs.
+#[derive(Debug)]
+pub enum Step {
+    /// The columns of the rows that follow (before the first batch).
+    Columns(Vec<(String, SqlType)>),
+    /// A batch of rows.
+    Batch(ResultBatch),
+}
+
+/// Where a streaming session hands its rows; an error stops the query.
+pub type StepSink = Box<dyn FnMut(Step) -> Result<(), HostError>>;
 
 /// A session on a local node.
 pub struct LocalSession {
@@ -128,6 +151,8 @@ pub struct LocalSession {
     explicit: bool,
     access: Access,
     audit: Option<Arc<AuditLog>>,
+    stop: Cancel,
+    stream: Option<Rc<RefCell<StepSink>>>,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -211,7 +236,20 @@ impl LocalSession {
             explicit: false,
             access: Access::Owner,
             audit: None,
+            stop: Cancel::never(),
+            stream: None,
         }
+    }
+
+    /// Cancels the statements that run from now on when `stop` is raised.
+    pub fn set_stop(&mut self, stop: Cancel) {
+        self.stop = stop;
+    }
+
+    /// Hands query rows to `sink` as they are produced (outcomes are then
+    /// [`Outcome::Streamed`]) instead of collecting them; `None` collects again.
+    pub fn set_stream(&mut self, sink: Option<StepSink>) {
+        self.stream = sink.map(|s| Rc::new(RefCell::new(s)));
     }
 
     /// Appends a record of every execution to `log` from now on, durably, before
@@ -293,12 +331,31 @@ impl LocalSession {
     /// # Errors
     /// The first statement that failed (earlier ones keep their effect).
     pub fn execute(&mut self, sql: &str) -> Result<Vec<Outcome>, SessionError> {
-        let parsed = compiler::parse(sql).map_err(SessionError::Compile)?;
-        let mut out = Vec::with_capacity(parsed.len());
-        for p in &parsed {
-            out.push(self.execute_one(p)?);
-        }
+        let mut out = Vec::new();
+        self.execute_each(sql, &mut |o| {
+            out.push(o);
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// Runs every statement of `sql` in order, handing each outcome to `each` as
+    /// soon as its statement finishes; stops at the first error (of a statement or
+    /// of `each`).
+    ///
+    /// # Errors
+    /// The first statement that failed (earlier ones keep their effect).
+    pub fn execute_each(
+        &mut self,
+        sql: &str,
+        each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
+    ) -> Result<(), SessionError> {
+        let parsed = compiler::parse(sql).map_err(SessionError::Compile)?;
+        for p in &parsed {
+            let o = self.execute_one(p)?;
+            each(o)?;
+        }
+        Ok(())
     }
 
     fn execute_one(&mut self, p: &compiler::Parsed) -> Result<Outcome, SessionError> {
@@ -520,9 +577,10 @@ impl LocalSession {
         // shard stage compiles and runs, as it would on the coordinator.
         std::thread::scope(|scope| {
             let early = self.sandbox.cached(&merge.module);
-            let compiling = early
-                .is_none()
-                .then(|| scope.spawn(|| self.sandbox.prepare(&merge.module)));
+            let compiling = early.is_none().then(|| {
+                let sandbox = &self.sandbox;
+                scope.spawn(move || sandbox.prepare(&merge.module))
+            });
             let outputs: Rc<RefCell<Vec<Vec<ResultBatch>>>> =
                 Rc::new(RefCell::new(vec![Vec::new(); c.manifest.outputs.len()]));
             let o2 = outputs.clone();
@@ -556,7 +614,9 @@ impl LocalSession {
                 (Err(e), _) | (_, Err(e)) => return (txn, Err(e)),
             };
             let inputs = std::mem::take(&mut *outputs.borrow_mut());
-            let merged = self.sandbox.run_merge(&prepared, inputs, sink);
+            let merged = self
+                .sandbox
+                .run_merge_until(&prepared, inputs, sink, &self.stop);
             if let Err(e) = self.audit_execution(merge.hash, (Vec::new(), Vec::new()), &merged) {
                 return (txn, Err(e));
             }
@@ -596,7 +656,9 @@ impl LocalSession {
             Ok(cat) => touched(&c.manifest, &cat),
             Err(e) => return (txn, Err(e.into())),
         };
-        let (mut txn, result) = self.sandbox.run(&prepared, txn, &self.access, sink);
+        let (mut txn, result) =
+            self.sandbox
+                .run_until(&prepared, txn, &self.access, sink, &self.stop);
         // the record is durable before the statement completes; if it cannot be
         // written, the statement fails and its changes are undone
         let audited = self.audit_execution(c.hash, tables, &result);
@@ -618,6 +680,22 @@ impl LocalSession {
         c: &compiler::Compiled,
         txn: Transaction,
     ) -> (Transaction, Result<Outcome, SessionError>) {
+        if let (Some(stream), QueryKind::Select) = (&self.stream, &c.kind) {
+            if let Err(e) = (stream.borrow_mut())(Step::Columns(c.columns.clone())) {
+                return (txn, Err(e.into()));
+            }
+            let s2 = stream.clone();
+            let (txn, r) =
+                self.run_streaming(c, txn, Box::new(move |b| (s2.borrow_mut())(Step::Batch(b))));
+            return (
+                txn,
+                r.map(|stats| Outcome::Streamed {
+                    columns: c.columns.clone(),
+                    rows: stats.rows_returned,
+                    stats,
+                }),
+            );
+        }
         let batches: Rc<RefCell<Vec<ResultBatch>>> = Rc::default();
         let b2 = batches.clone();
         let (txn, r) = self.run_streaming(

@@ -1,0 +1,313 @@
+//! `sb sql --connect HOST:PORT`: the shell over QUIC with mutual TLS, through the
+//! client library (`scratchbird_net::client`). Rows stream: CSV and JSON lines are
+//! printed batch by batch as they arrive; an aligned table needs its widths, so it
+//! prints when the statement is done. Ctrl-C cancels the running statement (the
+//! node stops it), not the shell.
+
+use crate::sql::{Format, SqlArgs, complete, csv_field, json_value, print_rows};
+use anyhow::{Context, Result, bail};
+use scratchbird_net::{Client, ClientError, Credentials, Response, TransportLimits};
+use scratchbird_node::display_value;
+use scratchbird_types::{SqlType, Value};
+use serde::Deserialize;
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A connection profile: `~/.config/scratchbird/NAME.toml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    connect: String,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+fn config_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")))
+        .map(|d| d.join("scratchbird"))
+}
+
+struct Target {
+    addr: SocketAddr,
+    creds: Credentials,
+    shown: String,
+}
+
+fn target(args: &SqlArgs) -> Result<Target> {
+    let (connect, cert, key, ca) = match (&args.connect, &args.profile) {
+        (Some(c), _) => {
+            let need = |v: &Option<PathBuf>, flag: &str| {
+                v.clone()
+                    .ok_or_else(|| anyhow::anyhow!("--connect needs {flag} (or use --profile)"))
+            };
+            (
+                c.clone(),
+                need(&args.cert, "--cert")?,
+                need(&args.key, "--key")?,
+                need(&args.ca, "--ca")?,
+            )
+        }
+        (None, profile) => {
+            let name = profile.clone().unwrap_or_else(|| "default".to_owned());
+            let dir = config_dir().ok_or_else(|| anyhow::anyhow!("no HOME to find profiles in"))?;
+            let path = dir.join(format!("{name}.toml"));
+            if !path.exists() {
+                bail!(
+                    "give --local DIR, --connect HOST:PORT --cert FILE --key FILE --ca FILE, or a profile ({} does not exist)",
+                    path.display()
+                );
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let p: Profile =
+                toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+            let abs = |f: PathBuf| if f.is_relative() { dir.join(f) } else { f };
+            (p.connect, abs(p.cert), abs(p.key), abs(p.ca))
+        }
+    };
+    let addr = connect
+        .to_socket_addrs()
+        .with_context(|| format!("{connect:?} is not HOST:PORT"))?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{connect} resolves to no address"))?;
+    let creds = Credentials::load(&cert, &key, &ca)?;
+    Ok(Target {
+        addr,
+        creds,
+        shown: connect,
+    })
+}
+
+/// Runs `sb sql --connect` (or a profile).
+///
+/// # Errors
+/// Cannot connect, or (non-interactive) a statement failed.
+pub fn run(args: &SqlArgs) -> Result<()> {
+    let t = target(args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let client = Client::connect(t.addr, &t.creds, &TransportLimits::default()).await?;
+        let ok = shell(&client, args, &t).await;
+        client.close().await;
+        ok
+    })
+}
+
+async fn shell(client: &Client, args: &SqlArgs, t: &Target) -> Result<()> {
+    if let Some(sql) = &args.command {
+        if !run_text(client, sql, args).await {
+            bail!("the statement failed");
+        }
+        return Ok(());
+    }
+    if let Some(f) = &args.file {
+        let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        if !run_text(client, &sql, args).await {
+            bail!("a statement in {} failed", f.display());
+        }
+        return Ok(());
+    }
+    let tty = std::io::stdin().is_terminal();
+    if tty {
+        eprintln!(
+            "ScratchBird {} — {} at {} as {}. End statements with ';'. Ctrl-C cancels a statement; \\q quits.",
+            env!("CARGO_PKG_VERSION"),
+            client.server.uri,
+            t.shown,
+            t.creds.uri
+        );
+    }
+    let mut history = History::open();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<Option<String>>(1);
+    // standard input is read on its own thread: the runtime stays free to notice
+    // Ctrl-C while a statement runs
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        loop {
+            let mut line = String::new();
+            let n = stdin.lock().read_line(&mut line).unwrap_or(0);
+            if lines_tx.blocking_send((n > 0).then_some(line)).is_err() || n == 0 {
+                break;
+            }
+        }
+    });
+    let mut buf = String::new();
+    let mut ok = true;
+    loop {
+        if tty {
+            eprint!("{}", if buf.is_empty() { "sb> " } else { "..> " });
+            let _ = std::io::stderr().flush();
+        }
+        let line = tokio::select! {
+            l = lines.recv() => l.flatten(),
+            _ = tokio::signal::ctrl_c() => {
+                if tty { eprintln!(); }
+                buf.clear();
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            break;
+        }
+        buf.push_str(&line);
+        if complete(&buf) {
+            history.add(&buf);
+            ok &= run_text(client, &buf, args).await;
+            buf.clear();
+        }
+    }
+    if !buf.trim().is_empty() {
+        ok &= run_text(client, &buf, args).await;
+    }
+    if !tty && !ok {
+        bail!("a statement failed");
+    }
+    Ok(())
+}
+
+/// Statements typed at the prompt, appended to ~/.config/scratchbird/history.
+struct History(Option<std::fs::File>);
+
+impl History {
+    fn open() -> Self {
+        let file = config_dir().and_then(|d| {
+            std::fs::create_dir_all(&d).ok()?;
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(d.join("history")).ok()
+        });
+        Self(file)
+    }
+    fn add(&mut self, stmt: &str) {
+        if let Some(f) = &mut self.0 {
+            let _ = writeln!(f, "{}", stmt.trim_end());
+        }
+    }
+}
+
+/// Runs one text (one or more statements) and prints as it streams; false if it
+/// failed. Ctrl-C cancels it.
+async fn run_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
+    tokio::select! {
+        ok = stream_text(client, sql, args) => ok,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("cancelled");
+            false
+        }
+    }
+}
+
+async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
+    let started = Instant::now();
+    let mut r = match client.query(sql, args.timeout_ms).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return false;
+        }
+    };
+    let mut columns: Vec<(String, SqlType)> = Vec::new();
+    let mut rows: Vec<Vec<Value>> = Vec::new();
+    loop {
+        match r.next().await {
+            Ok(Some(Response::Columns(c))) => {
+                columns = c;
+                rows.clear();
+                if args.format == Format::Csv {
+                    say!(
+                        "{}",
+                        columns
+                            .iter()
+                            .map(|(n, _)| csv_field(n))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                }
+            }
+            Ok(Some(Response::Batch(b))) => {
+                let batch = match b.rows() {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return false;
+                    }
+                };
+                match args.format {
+                    Format::Table => rows.extend(batch),
+                    Format::Csv => {
+                        for row in &batch {
+                            say!(
+                                "{}",
+                                row.iter()
+                                    .map(|v| if v.is_null() {
+                                        String::new()
+                                    } else {
+                                        csv_field(&display_value(v))
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            );
+                        }
+                    }
+                    Format::Json => {
+                        for row in &batch {
+                            let obj: serde_json::Map<String, serde_json::Value> = columns
+                                .iter()
+                                .zip(row)
+                                .map(|((n, _), v)| (n.clone(), json_value(v)))
+                                .collect();
+                            say!("{}", serde_json::Value::Object(obj));
+                        }
+                    }
+                }
+            }
+            Ok(Some(Response::Done(d))) => {
+                match (d.tag.as_str(), &d.text) {
+                    ("SELECT", _) => {
+                        if args.format == Format::Table {
+                            print_rows(&columns, &rows, Format::Table);
+                        }
+                        rows.clear();
+                    }
+                    ("INSERT" | "UPDATE" | "DELETE", _) => say!("{} {}", d.tag, d.rows),
+                    (_, Some(text)) => {
+                        for l in text.lines() {
+                            say!("{l}");
+                        }
+                    }
+                    (tag, None) => say!("{tag}"),
+                }
+                if args.timing {
+                    eprintln!(
+                        "time: {:.3} ms on the node, {:.3} ms here; scanned {} rows, returned or wrote {}",
+                        d.elapsed_us as f64 / 1000.0,
+                        started.elapsed().as_secs_f64() * 1000.0,
+                        d.scanned,
+                        d.rows
+                    );
+                }
+            }
+            Ok(Some(Response::Pong(_))) => {}
+            Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => {
+                eprintln!("{}", e.display());
+                return false;
+            }
+            Ok(None) => return true,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The client library the `sb` shell and the tests use: connect with a user
+//! certificate, send SQL, stream the responses.
+
+use crate::endpoint::{self, TransportLimits, describe};
+use crate::rpc::{self, FrameError, Pong, Query, Request, Response, RpcError};
+use crate::tls::{Cell, Identity, IdentityCell, PeerVerifier, TlsError};
+use crate::uri::SbUri;
+use crate::verify::{Expect, Trust, Verified};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What went wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Credentials or configuration.
+    #[error("{0}")]
+    Setup(String),
+    /// Connecting (including a refused certificate, on either side).
+    #[error("connecting to {addr}: {reason}")]
+    Connect {
+        /// The server.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{}", .0.display())]
+    Rpc(RpcError),
+    /// A frame or stream failed.
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+}
+
+impl From<TlsError> for ClientError {
+    fn from(e: TlsError) -> Self {
+        Self::Setup(e.0)
+    }
+}
+
+/// A user's credentials: certificate, key and the cluster CA.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    identity: Arc<IdentityCell>,
+    trust: Arc<Cell<Trust>>,
+    /// The user's `sb://` name.
+    pub uri: SbUri,
+}
+
+impl Credentials {
+    /// From PEM texts. The cluster is the one the certificate names.
+    ///
+    /// # Errors
+    /// Unusable certificate, key or CA.
+    pub fn from_pem(cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<Self, ClientError> {
+        let identity = Identity::from_pem(cert_pem, key_pem)?;
+        let info = crate::identity::inspect(&identity.cert_der)
+            .map_err(|e| ClientError::Setup(format!("the certificate: {e}")))?;
+        let uri = match info.uris.as_slice() {
+            [one] => SbUri::parse(one)
+                .map_err(|e| ClientError::Setup(format!("the certificate's name: {e}")))?,
+            _ => {
+                return Err(ClientError::Setup(
+                    "the certificate does not carry exactly one sb:// name".into(),
+                ));
+            }
+        };
+        let trust = Trust::from_pem(uri.cluster, ca_pem)
+            .map_err(|e| ClientError::Setup(format!("the CA file: {e}")))?;
+        Ok(Self {
+            identity: Arc::new(IdentityCell(Cell::new(identity))),
+            trust: Arc::new(Cell::new(trust)),
+            uri,
+        })
+    }
+
+    /// From files.
+    ///
+    /// # Errors
+    /// Unreadable files and what [`Credentials::from_pem`] reports.
+    pub fn load(cert: &Path, key: &Path, ca: &Path) -> Result<Self, ClientError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| ClientError::Setup(format!("reading {}: {e}", p.display())))
+        };
+        Self::from_pem(&read(cert)?, &read(key)?, &read(ca)?)
+    }
+}
+
+/// A connection to a node.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    next: AtomicU64,
+    frame_max: usize,
+    /// The node, as its certificate names it.
+    pub server: Verified,
+}
+
+impl Client {
+    /// Connects to `addr` as `creds`, checking the node's certificate (a node of
+    /// the same cluster, issued by its CA).
+    ///
+    /// # Errors
+    /// Refused on either side (the reason says which rule), unreachable.
+    pub async fn connect(
+        addr: SocketAddr,
+        creds: &Credentials,
+        limits: &TransportLimits,
+    ) -> Result<Self, ClientError> {
+        Self::connect_as(
+            addr,
+            Some(creds.identity.clone()),
+            creds.trust.clone(),
+            limits,
+        )
+        .await
+    }
+
+    /// Connects presenting `identity` (or none, to check a server refuses that),
+    /// trusting `trust` for the server.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_as(
+        addr: SocketAddr,
+        identity: Option<Arc<IdentityCell>>,
+        trust: Arc<Cell<Trust>>,
+        limits: &TransportLimits,
+    ) -> Result<Self, ClientError> {
+        let verifier = Arc::new(PeerVerifier::new(
+            trust.clone(),
+            None,
+            Expect::Node(None),
+            "client",
+        ));
+        let endpoint = endpoint::client(addr, identity, verifier, limits)?;
+        let fail = |reason: String| ClientError::Connect { addr, reason };
+        let connecting = endpoint
+            .connect(addr, "scratchbird")
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| fail(describe(&e)))?;
+        let server = endpoint::peer_of(&conn, &trust.get()).map_err(|e| fail(e.to_string()))?;
+        let c = Self {
+            endpoint,
+            conn,
+            next: AtomicU64::new(1),
+            frame_max: limits.frame_max,
+            server,
+        };
+        // TLS 1.3 lets the client finish before the server has checked the
+        // client's certificate: one round trip here surfaces a refusal now, with
+        // its reason, rather than on the first query.
+        c.ping(Vec::new()).await.map_err(|e| match e {
+            ClientError::Frame(FrameError::Stream(_)) => {
+                fail(c.closed_reason().unwrap_or_else(|| e.to_string()))
+            }
+            other => other,
+        })?;
+        Ok(c)
+    }
+
+    fn closed_reason(&self) -> Option<String> {
+        self.conn.close_reason().map(|e| describe(&e))
+    }
+
+    fn stream_error(&self, e: FrameError) -> ClientError {
+        match (&e, self.closed_reason()) {
+            (FrameError::Stream(_), Some(reason)) => ClientError::Connect {
+                addr: self.conn.remote_address(),
+                reason,
+            },
+            _ => ClientError::Frame(e),
+        }
+    }
+
+    /// Sends a request on a new stream.
+    async fn open(&self, req: &Request) -> Result<Responses, ClientError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (mut send, recv) = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|e| self.stream_error(FrameError::Stream(describe(&e))))?;
+        rpc::write_frame(&mut send, id, req, self.frame_max)
+            .await
+            .map_err(|e| self.stream_error(e))?;
+        send.finish()
+            .map_err(|e| self.stream_error(FrameError::Stream(e.to_string())))?;
+        Ok(Responses {
+            recv,
+            id,
+            frame_max: self.frame_max,
+            conn: self.conn.clone(),
+            ended: false,
+        })
+    }
+
+    /// A round trip carrying `payload` (echoed).
+    ///
+    /// # Errors
+    /// The connection failed or the node answered otherwise.
+    pub async fn ping(&self, payload: Vec<u8>) -> Result<Pong, ClientError> {
+        let mut r = self.open(&Request::Ping(payload)).await?;
+        match r.next().await? {
+            Some(Response::Pong(p)) => Ok(p),
+            Some(other) => Err(ClientError::Frame(FrameError::Decode(format!(
+                "a ping answered with {other:?}"
+            )))),
+            None => Err(ClientError::Frame(FrameError::Truncated)),
+        }
+    }
+
+    /// Runs `sql`; the responses stream as the node produces them (flow control
+    /// holds the node back when the reader is slow). Dropping the stream cancels
+    /// the query on the node.
+    ///
+    /// # Errors
+    /// The request could not be sent.
+    pub async fn query(&self, sql: &str, deadline_ms: u64) -> Result<Responses, ClientError> {
+        if sql.len() > rpc::SQL_MAX {
+            return Err(ClientError::Setup(format!(
+                "the SQL text is {} bytes; at most {} are sent",
+                sql.len(),
+                rpc::SQL_MAX
+            )));
+        }
+        self.open(&Request::Query(Query {
+            sql: sql.to_owned(),
+            deadline_ms,
+        }))
+        .await
+    }
+
+    /// Closes the connection and waits for the peer to learn it.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// The responses to one request.
+#[derive(Debug)]
+pub struct Responses {
+    recv: quinn::RecvStream,
+    id: u64,
+    frame_max: usize,
+    conn: quinn::Connection,
+    ended: bool,
+}
+
+impl Responses {
+    /// The next response; `None` after the last. An `Error` response is returned
+    /// as `Err(ClientError::Rpc)`.
+    ///
+    /// # Errors
+    /// The node reported an error, or the stream failed.
+    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let f = rpc::read_frame::<Response>(&mut self.recv, self.frame_max)
+            .await
+            .map_err(|e| match (&e, self.conn.close_reason()) {
+                (FrameError::Stream(_), Some(c)) => ClientError::Connect {
+                    addr: self.conn.remote_address(),
+                    reason: describe(&c),
+                },
+                _ => ClientError::Frame(e),
+            })?;
+        let Some(f) = f else {
+            self.ended = true;
+            return Ok(None);
+        };
+        if f.id != self.id {
+            return Err(ClientError::Frame(FrameError::Decode(format!(
+                "a response for request {} on the stream of request {}",
+                f.id, self.id
+            ))));
+        }
+        match f.body {
+            Response::Error(e) => {
+                self.ended = true;
+                Err(ClientError::Rpc(e))
+            }
+            other => Ok(Some(other)),
+        }
+    }
+
+    /// Stops the request: the node cancels it.
+    pub fn cancel(mut self) {
+        let _ = self.recv.stop(1u32.into());
+        self.ended = true;
+    }
+}

@@ -1,0 +1,450 @@
+//! The RPC framing: every message is a frame, a 4-byte big-endian length and then
+//! that many bytes of CBOR (ciborium): `{v: version, id: request id, body}`. A
+//! request is one frame on a new bidirectional stream; its responses are frames on
+//! the same stream, which the server finishes after the last. A frame larger than
+//! the limit, a version this build does not speak, bytes after the CBOR value, or
+//! nesting deeper than [`NESTING_MAX`] are refused before anything else is done.
+
+use scratchbird_types::batch::{BatchLayout, BatchView};
+use scratchbird_types::{SqlType, Value};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The message version this build speaks.
+pub const VERSION: u16 = 1;
+/// Default largest frame, in bytes (a result batch must fit).
+pub const FRAME_MAX: usize = 64 << 20;
+/// Deepest CBOR nesting a frame may have.
+pub const NESTING_MAX: usize = 32;
+/// Longest SQL text a query may carry, in bytes.
+pub const SQL_MAX: usize = 4 << 20;
+
+/// What is wrong with a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the limit.
+    #[error("a frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A zero length.
+    #[error("an empty frame")]
+    Empty,
+    /// Not CBOR of the expected shape.
+    #[error("a frame does not decode: {0}")]
+    Decode(String),
+    /// Bytes left after the CBOR value.
+    #[error("{0} bytes follow the CBOR value in a frame")]
+    Trailing(usize),
+    /// Another message version.
+    #[error("message version {0} is not spoken here (this build speaks {VERSION})")]
+    Version(u16),
+    /// The stream ended inside a frame.
+    #[error("the stream ended inside a frame")]
+    Truncated,
+    /// Encoding failed.
+    #[error("a frame does not encode: {0}")]
+    Encode(String),
+    /// The stream failed.
+    #[error("{0}")]
+    Stream(String),
+}
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame<T> {
+    /// Message version.
+    pub v: u16,
+    /// Request id (the client's; responses carry the request's).
+    pub id: u64,
+    /// The message.
+    pub body: T,
+}
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Who are you (node id, cluster, version); also measures a round trip.
+    Ping(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Run SQL text (one or more statements) in the connection's session.
+    Query(Query),
+}
+
+/// Run SQL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Query {
+    /// The statements.
+    pub sql: String,
+    /// Cancel it after this many milliseconds (0: the node's limit).
+    pub deadline_ms: u64,
+}
+
+/// A response frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The answer to a ping.
+    Pong(Pong),
+    /// The columns of the rows that follow.
+    Columns(Vec<(String, SqlType)>),
+    /// A batch of rows.
+    Batch(WireBatch),
+    /// A statement finished.
+    Done(Done),
+    /// The request failed; nothing follows.
+    Error(RpcError),
+}
+
+/// The answer to a ping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The node's `sb://` name.
+    pub node: String,
+    /// The software version.
+    pub version: String,
+    /// Who the node sees at the other end.
+    pub peer: String,
+    /// The ping's payload, echoed.
+    #[serde(with = "serde_bytes")]
+    pub echo: Vec<u8>,
+}
+
+/// A statement finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Done {
+    /// `SELECT`, `INSERT`, `CREATE TABLE`, `EXPLAIN`...
+    pub tag: String,
+    /// Rows returned or written.
+    pub rows: u64,
+    /// Time on the node, microseconds.
+    pub elapsed_us: u64,
+    /// Rows the sandbox scanned.
+    pub scanned: u64,
+    /// EXPLAIN text, when it was one.
+    pub text: Option<String>,
+}
+
+/// A failure: a stable code, a message, a hint, and where in the SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RpcError {
+    /// Stable, upper-case (`SQL_SYNTAX`, `PERMISSION_DENIED`, ...).
+    pub code: String,
+    /// What was wrong.
+    pub message: String,
+    /// What to do.
+    pub hint: Option<String>,
+    /// The error rendered against the SQL (line, caret), when it has a position.
+    pub rendered: Option<String>,
+}
+
+impl RpcError {
+    /// An error with a code and message.
+    #[must_use]
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+            hint: None,
+            rendered: None,
+        }
+    }
+
+    /// With a hint.
+    #[must_use]
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// What a client prints: the error rendered against the SQL when the node did
+    /// (line, caret, hint), otherwise `error[CODE]: message` and the hint.
+    #[must_use]
+    pub fn display(&self) -> String {
+        if let Some(r) = &self.rendered {
+            return r.clone();
+        }
+        let mut s = format!("error[{}]: {}", self.code, self.message);
+        if let Some(h) = &self.hint {
+            s.push_str("\n  hint: ");
+            s.push_str(h);
+        }
+        s
+    }
+}
+
+/// A result batch as it travels: the layout's parameters and the batch bytes in
+/// the layout of `scratchbird_types::batch`, checked on receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireBatch {
+    /// Column types.
+    pub types: Vec<SqlType>,
+    /// Row capacity of the layout.
+    pub rows_max: u32,
+    /// Heap capacity of the layout.
+    pub heap_bytes: u32,
+    /// The batch.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+impl WireBatch {
+    /// The rows, every offset checked against the layout.
+    ///
+    /// # Errors
+    /// A batch that does not match its layout.
+    pub fn rows(&self) -> Result<Vec<Vec<Value>>, FrameError> {
+        let layout = BatchLayout::new(&self.types, self.rows_max, self.heap_bytes)
+            .map_err(|e| FrameError::Decode(format!("a batch layout: {e}")))?;
+        if self.bytes.len() != layout.total_bytes() {
+            return Err(FrameError::Decode(format!(
+                "a batch of {} bytes where its layout needs {}",
+                self.bytes.len(),
+                layout.total_bytes()
+            )));
+        }
+        let view = BatchView::new(&layout, &self.bytes)
+            .map_err(|e| FrameError::Decode(format!("a batch: {e}")))?;
+        (0..view.rows())
+            .map(|r| {
+                view.row(r)
+                    .map_err(|e| FrameError::Decode(format!("a batch row: {e}")))
+            })
+            .collect()
+    }
+}
+
+/// Encodes one frame, length prefix included.
+///
+/// # Errors
+/// The frame exceeds `max` or does not encode.
+pub fn encode<T: Serialize>(id: u64, body: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; 4];
+    ciborium::into_writer(
+        &Frame {
+            v: VERSION,
+            id,
+            body,
+        },
+        &mut out,
+    )
+    .map_err(|e| FrameError::Encode(e.to_string()))?;
+    let len = out.len() - 4;
+    if len > max || u32::try_from(len).is_err() {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    out[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
+}
+
+/// The body length a frame header announces, checked against `max`.
+///
+/// # Errors
+/// Zero or over `max`.
+pub fn frame_len(header: [u8; 4], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body (after the length prefix): exactly one CBOR value of the
+/// frame's shape, in this version.
+///
+/// # Errors
+/// What [`FrameError`] lists.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<Frame<T>, FrameError> {
+    let mut rest = body;
+    let frame: Frame<T> = ciborium::de::from_reader_with_recursion_limit(&mut rest, NESTING_MAX)
+        .map_err(|e| FrameError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Trailing(rest.len()));
+    }
+    if frame.v != VERSION {
+        return Err(FrameError::Version(frame.v));
+    }
+    Ok(frame)
+}
+
+/// Decodes the first frame of `buf`: `Ok(None)` when more bytes are needed,
+/// otherwise the frame and how many bytes it took.
+///
+/// # Errors
+/// What [`FrameError`] lists.
+pub fn decode<T: DeserializeOwned>(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<(Frame<T>, usize)>, FrameError> {
+    let Some(header) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let mut h = [0u8; 4];
+    h.copy_from_slice(header);
+    let len = frame_len(h, max)?;
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    Ok(Some((decode_body(body)?, 4 + len)))
+}
+
+/// Reads one frame from a QUIC stream: `Ok(None)` at a clean end of stream.
+///
+/// # Errors
+/// A stream failure, a truncated or invalid frame.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<Frame<T>>, FrameError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match recv
+            .read(&mut header[got..])
+            .await
+            .map_err(|e| FrameError::Stream(e.to_string()))?
+        {
+            Some(n) => got += n,
+            None if got == 0 => return Ok(None),
+            None => return Err(FrameError::Truncated),
+        }
+    }
+    let len = frame_len(header, max)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+        quinn::ReadExactError::ReadError(e) => FrameError::Stream(e.to_string()),
+    })?;
+    decode_body(&body).map(Some)
+}
+
+/// Writes one frame to a QUIC stream (waiting while flow control says so).
+///
+/// # Errors
+/// The frame does not encode or exceeds `max`, or the stream failed (the peer
+/// stopped reading: it went away or cancelled).
+pub async fn write_frame<T: Serialize>(
+    send: &mut quinn::SendStream,
+    id: u64,
+    body: &T,
+    max: usize,
+) -> Result<(), FrameError> {
+    let bytes = encode(id, body, max)?;
+    send.write_all(&bytes)
+        .await
+        .map_err(|e| FrameError::Stream(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let req = Request::Query(Query {
+            sql: "SELECT 1".into(),
+            deadline_ms: 5,
+        });
+        let bytes = encode(7, &req, FRAME_MAX).unwrap();
+        let (f, used) = decode::<Request>(&bytes, FRAME_MAX).unwrap().unwrap();
+        assert_eq!((f.id, f.body, used), (7, req, bytes.len()));
+        // every proper prefix asks for more bytes
+        for cut in 0..bytes.len() {
+            assert!(
+                decode::<Request>(&bytes[..cut], FRAME_MAX)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_oversized_empty_trailing_and_foreign_versions() {
+        let bytes = encode(1, &Request::Ping(vec![1; 64]), FRAME_MAX).unwrap();
+        assert!(matches!(
+            decode::<Request>(&bytes, 16),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert_eq!(
+            decode::<Request>(&[0, 0, 0, 0], FRAME_MAX).err(),
+            Some(FrameError::Empty)
+        );
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        let len = (bytes.len() - 4 + 1) as u32;
+        trailing[..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            decode::<Request>(&trailing, FRAME_MAX).err(),
+            Some(FrameError::Trailing(1))
+        );
+        let mut body = Vec::new();
+        ciborium::into_writer(
+            &Frame {
+                v: 2,
+                id: 1,
+                body: Request::Ping(Vec::new()),
+            },
+            &mut body,
+        )
+        .unwrap();
+        assert_eq!(
+            decode_body::<Request>(&body).err(),
+            Some(FrameError::Version(2))
+        );
+        assert!(encode(1, &Request::Ping(vec![0; 100]), 50).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        // 100 000 nested CBOR arrays: a recursive decoder without a limit would
+        // overflow the stack
+        let mut body = vec![0x83, 0x01, 0x01];
+        body.extend(std::iter::repeat_n(0x81, 100_000));
+        body.push(0x00);
+        assert!(decode_body::<Request>(&body).is_err());
+    }
+
+    #[test]
+    fn batches_are_checked_against_their_layout() {
+        let types = vec![SqlType::Integer];
+        let layout = BatchLayout::new(&types, 4, 0).unwrap();
+        let mut buf = vec![0u8; layout.total_bytes()];
+        let mut w = scratchbird_types::batch::BatchWriter::new(&layout, &mut buf).unwrap();
+        w.set_fixed(0, 0, &5i32.to_le_bytes()).unwrap();
+        w.set_null(0, 1).unwrap();
+        w.finish(2).unwrap();
+        let b = WireBatch {
+            types: types.clone(),
+            rows_max: 4,
+            heap_bytes: 0,
+            bytes: buf.clone(),
+        };
+        assert_eq!(
+            b.rows().unwrap(),
+            vec![vec![Value::Integer(5)], vec![Value::Null]]
+        );
+        let short = WireBatch {
+            bytes: buf[..buf.len() - 1].to_vec(),
+            ..b.clone()
+        };
+        assert!(short.rows().is_err());
+        let mut lying = b;
+        lying.bytes[0] = 9; // 9 rows in a layout of 4
+        assert!(lying.rows().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Request>(&bytes, 1024);
+            let _ = decode::<Response>(&bytes, 1024);
+            let _ = decode_body::<Response>(&bytes);
+        }
+    }
+}

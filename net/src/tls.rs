@@ -1,0 +1,308 @@
+//! rustls configured our way: TLS 1.3 only, ALPN `sb/1`, ring, and our verifier on
+//! both sides (client certificates mandatory). The identity a side presents and the
+//! roots it trusts sit in cells that reload without a restart.
+
+use crate::verify::{Expect, Membership, Refusal, Trust, Verified, admit};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use std::sync::{Arc, RwLock};
+
+/// The one application protocol.
+pub const ALPN: &[u8] = b"sb/1";
+
+/// The crypto provider every endpoint uses (ring).
+#[must_use]
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What went wrong building a TLS configuration or loading an identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(pub String);
+
+/// A value replaced whole on reload; readers get the current `Arc`.
+#[derive(Debug)]
+pub struct Cell<T>(RwLock<Arc<T>>);
+
+impl<T> Cell<T> {
+    /// A cell holding `v`.
+    pub fn new(v: T) -> Self {
+        Self(RwLock::new(Arc::new(v)))
+    }
+    /// The current value.
+    pub fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+    /// Replaces the value.
+    pub fn set(&self, v: T) {
+        match self.0.write() {
+            Ok(mut g) => *g = Arc::new(v),
+            Err(p) => *p.into_inner() = Arc::new(v),
+        }
+    }
+}
+
+/// A certificate and key a side presents, loaded from PEM.
+#[derive(Debug)]
+pub struct Identity {
+    key: Arc<CertifiedKey>,
+    /// The certificate (DER).
+    pub cert_der: Vec<u8>,
+}
+
+impl Identity {
+    /// Loads a certificate and its private key from PEM text.
+    ///
+    /// # Errors
+    /// Not PEM, no certificate or key, or a key of an unsupported kind.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        let certs = crate::identity::certs_from_pem(cert_pem).map_err(|e| TlsError(e.0))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| TlsError(format!("not a PEM private key: {e}")))?;
+        let signer = provider()
+            .key_provider
+            .load_private_key(key)
+            .map_err(|e| TlsError(format!("the private key cannot be used: {e}")))?;
+        let cert_der = certs.first().cloned().unwrap_or_default();
+        let chain = certs.into_iter().map(CertificateDer::from).collect();
+        let key = Arc::new(CertifiedKey::new(chain, signer));
+        key.keys_match()
+            .map_err(|e| TlsError(format!("the key does not belong to the certificate: {e}")))?;
+        Ok(Self { key, cert_der })
+    }
+
+    /// Loads a certificate file and a key file.
+    ///
+    /// # Errors
+    /// Unreadable files and what [`Identity::from_pem`] reports.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, TlsError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map_err(|e| TlsError(format!("reading {}: {e}", p.display())))
+        };
+        Self::from_pem(&read(cert)?, &read(key)?)
+    }
+}
+
+/// The identity a side presents, reloadable.
+#[derive(Debug)]
+pub struct IdentityCell(pub Cell<Identity>);
+
+impl rustls::server::ResolvesServerCert for IdentityCell {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get().key.clone())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for IdentityCell {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.get().key.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Our verifier, as rustls calls it on either side: rules 1 to 7 of
+/// [`crate::verify`]. Every refusal is logged and goes to the peer in the
+/// connection close.
+#[derive(Debug)]
+pub struct PeerVerifier {
+    trust: Arc<Cell<Trust>>,
+    members: Option<Arc<dyn Membership>>,
+    expect: Expect,
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+    side: &'static str,
+}
+
+impl PeerVerifier {
+    /// A verifier accepting peers of `expect` under `trust`, checked against
+    /// `members` when this side has a membership.
+    #[must_use]
+    pub fn new(
+        trust: Arc<Cell<Trust>>,
+        members: Option<Arc<dyn Membership>>,
+        expect: Expect,
+        side: &'static str,
+    ) -> Self {
+        Self {
+            trust,
+            members,
+            expect,
+            schemes: provider().signature_verification_algorithms,
+            side,
+        }
+    }
+
+    /// Rules 1 to 7 for `der` now.
+    ///
+    /// # Errors
+    /// The first rule that fails.
+    pub fn check(&self, der: &[u8], now: UnixTime) -> Result<Verified, Refusal> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let v = self.trust.get().verify(der, now)?;
+        admit(&v, self.expect, self.members.as_deref())?;
+        Ok(v)
+    }
+
+    fn refuse(&self, r: Refusal) -> rustls::Error {
+        tracing::warn!(side = self.side, code = r.code(), reason = %r, "refused a peer certificate");
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+            Arc::new(Coded(r)),
+        )))
+    }
+}
+
+/// A refusal as it travels in a TLS error: its code first, so the peer can tell
+/// which rule failed from the connection close alone.
+#[derive(Debug)]
+struct Coded(Refusal);
+
+impl std::fmt::Display for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] {}", self.0.code(), self.0)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self.check(end_entity, now) {
+            Ok(v) => {
+                tracing::debug!(side = self.side, peer = %v.uri, "accepted a client certificate");
+                Ok(ClientCertVerified::assertion())
+            }
+            Err(r) => Err(self.refuse(r)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.check(end_entity, now) {
+            Ok(_) => Ok(ServerCertVerified::assertion()),
+            Err(r) => Err(self.refuse(r)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
+}
+
+/// A server configuration: TLS 1.3, ALPN `sb/1`, presenting `identity`, requiring
+/// a client certificate `verifier` accepts.
+///
+/// # Errors
+/// rustls refuses the combination.
+pub fn server_config(
+    identity: Arc<IdentityCell>,
+    verifier: Arc<PeerVerifier>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(identity);
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.max_early_data_size = 0;
+    Ok(cfg)
+}
+
+/// A client configuration: TLS 1.3, ALPN `sb/1`, presenting `identity` (always, in
+/// ScratchBird; `None` only to test that servers refuse a client without one),
+/// accepting a server `verifier` accepts.
+///
+/// # Errors
+/// rustls refuses the combination.
+pub fn client_config(
+    identity: Option<Arc<IdentityCell>>,
+    verifier: Arc<PeerVerifier>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let b = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut cfg = match identity {
+        Some(id) => b.with_client_cert_resolver(id),
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.enable_early_data = false;
+    Ok(cfg)
+}

@@ -1,0 +1,288 @@
+//! `node.toml`: what an `sbnode` serves and with which identity. Relative paths are
+//! relative to the file's folder. `sbnode init` writes [`EXAMPLE`].
+
+use scratchbird_net::Role;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A commented example configuration.
+pub const EXAMPLE: &str = r#"# ScratchBird node configuration (sbnode --config node.toml).
+# Relative paths are relative to this file's folder.
+
+# Where the node keeps its data (storage, audit trail, module cache).
+data_dir = "data"
+
+# Where clients (user certificates) connect.
+listen = "127.0.0.1:7400"
+
+# Where other nodes (node certificates) connect. Optional on a single node.
+# peer_listen = "127.0.0.1:7401"
+
+# This node's roles. The members file must list this node, enabled, with each
+# of them, or the node refuses to start. coordinator: accepts SQL from clients.
+roles = ["coordinator", "shard"]
+
+# Users who own the data directory: they run unfiltered and may change the
+# schema. Everyone else runs as User::"<name>" under the security bundle.
+owners = []
+
+[tls]
+# This node's certificate and key (sb ca issue-node), the cluster CA, and the
+# members file (sb ca init keeps one in the CA folder).
+cert = "node.crt"
+key = "node.key"
+ca = "ca.crt"
+members = "members.toml"
+
+[security]
+# The security bundle folder (schema.cedarschema and *.cedar). Without one, only
+# owners may connect.
+# bundle = "bundle"
+
+[reload]
+# Certificates, CA roots, members and the bundle are re-read when their files
+# change (checked this often) or on SIGHUP.
+interval_secs = 5
+# When the CA roots change: "close" ends connections whose certificate no root
+# of the new policy issued; "finish" lets them run until they end.
+on_ca_change = "close"
+
+[limits]
+# Wall-clock limit of one query, and sandbox memory per query.
+query_timeout_ms = 600000
+memory_mib = 512
+# Client connections at once, and requests at once per connection.
+connections_max = 256
+streams_max = 32
+# A connection with no traffic for this long is closed (keep-alives keep a
+# live client's connection open).
+idle_timeout_secs = 60
+# Largest RPC frame, in MiB.
+frame_max_mib = 64
+# On SIGTERM, running queries get this long to finish before they are cancelled.
+shutdown_grace_secs = 10
+"#;
+
+/// TLS files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The node's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The cluster CA roots (one or more certificates).
+    pub ca: PathBuf,
+    /// The members file.
+    pub members: PathBuf,
+}
+
+/// Security.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// The security bundle folder.
+    pub bundle: Option<PathBuf>,
+}
+
+/// What happens to connections when the CA roots change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnCaChange {
+    /// Close connections no current root vouches for.
+    Close,
+    /// Let them finish.
+    Finish,
+}
+
+/// Reloading.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    /// Seconds between checks of the files.
+    #[serde(default = "five")]
+    pub interval_secs: u64,
+    /// Policy for connections under a removed root.
+    #[serde(default = "close")]
+    pub on_ca_change: OnCaChange,
+}
+
+fn five() -> u64 {
+    5
+}
+fn close() -> OnCaChange {
+    OnCaChange::Close
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self {
+            interval_secs: 5,
+            on_ca_change: OnCaChange::Close,
+        }
+    }
+}
+
+/// Limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Query wall-clock limit.
+    pub query_timeout_ms: u64,
+    /// Sandbox memory per query.
+    pub memory_mib: usize,
+    /// Client connections at once.
+    pub connections_max: usize,
+    /// Requests at once per connection.
+    pub streams_max: u32,
+    /// Idle timeout.
+    pub idle_timeout_secs: u64,
+    /// Largest frame.
+    pub frame_max_mib: usize,
+    /// Grace for running queries on SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            query_timeout_ms: 600_000,
+            memory_mib: 512,
+            connections_max: 256,
+            streams_max: 32,
+            idle_timeout_secs: 60,
+            frame_max_mib: 64,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// A node's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Client address.
+    pub listen: SocketAddr,
+    /// Peer address.
+    #[serde(default)]
+    pub peer_listen: Option<SocketAddr>,
+    /// Roles.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Owners.
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// TLS files.
+    pub tls: TlsFiles,
+    /// Security.
+    #[serde(default)]
+    pub security: Security,
+    /// Reloading.
+    #[serde(default)]
+    pub reload: Reload,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl NodeConfig {
+    /// Reads `path`, resolving relative paths against its folder, and checks the
+    /// values.
+    ///
+    /// # Errors
+    /// Unreadable, not TOML of this shape (the message names the key), or a value
+    /// out of range.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "reading {}: {e} (sbnode init writes an example)",
+                path.display()
+            )
+        })?;
+        let mut cfg: Self =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let abs_path = std::path::absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = abs_path.parent().unwrap_or(Path::new("/"));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.data_dir);
+        abs(&mut cfg.tls.cert);
+        abs(&mut cfg.tls.key);
+        abs(&mut cfg.tls.ca);
+        abs(&mut cfg.tls.members);
+        if let Some(b) = &mut cfg.security.bundle {
+            abs(b);
+        }
+        let l = &cfg.limits;
+        let checks = [
+            (
+                l.query_timeout_ms >= 1,
+                "limits.query_timeout_ms must be at least 1",
+            ),
+            (
+                (1..=65_536).contains(&l.memory_mib),
+                "limits.memory_mib must be 1 to 65536",
+            ),
+            (
+                (1..=100_000).contains(&l.connections_max),
+                "limits.connections_max must be 1 to 100000",
+            ),
+            (
+                (1..=1024).contains(&l.streams_max),
+                "limits.streams_max must be 1 to 1024",
+            ),
+            (
+                (1..=86_400).contains(&l.idle_timeout_secs),
+                "limits.idle_timeout_secs must be 1 to 86400",
+            ),
+            (
+                (1..=1024).contains(&l.frame_max_mib),
+                "limits.frame_max_mib must be 1 to 1024",
+            ),
+            (
+                (1..=3600).contains(&cfg.reload.interval_secs),
+                "reload.interval_secs must be 1 to 3600",
+            ),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("{}: {msg}", path.display()));
+        }
+        if let Some(bad) = cfg
+            .owners
+            .iter()
+            .find(|o| !scratchbird_net::uri::valid_user_name(o))
+        {
+            return Err(format!(
+                "{}: owners: {bad:?} is not a user name",
+                path.display()
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_loads_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("node.toml");
+        std::fs::write(&p, EXAMPLE).unwrap();
+        let c = NodeConfig::load(&p).unwrap();
+        assert_eq!(c.data_dir, dir.path().join("data"));
+        assert_eq!(c.roles, vec![Role::Coordinator, Role::Shard]);
+        std::fs::write(&p, format!("{EXAMPLE}\nlisten_port = 3\n")).unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(e.contains("listen_port"), "{e}");
+        std::fs::write(&p, EXAMPLE.replace("memory_mib = 512", "memory_mib = 0")).unwrap();
+        assert!(NodeConfig::load(&p).unwrap_err().contains("memory_mib"));
+    }
+}

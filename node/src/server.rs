@@ -1,0 +1,883 @@
+//! The node as a server: QUIC endpoints with mandatory mutual TLS, one SQL session
+//! per client connection (a thread that owns it), result batches streamed under
+//! flow control, reload of identities, roots, members and bundle without a restart,
+//! and a clean shutdown.
+
+use crate::config::{NodeConfig, OnCaChange};
+use crate::session::{LocalSession, Outcome, SessionError, Step, open_storage};
+use scratchbird_host::audit::AuditLog;
+use scratchbird_host::{Access, Cancel, HostError, Principal, Sandbox, SandboxLimits};
+use scratchbird_net::endpoint::{self, TransportLimits, describe};
+use scratchbird_net::quinn;
+use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
+use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
+use scratchbird_net::verify::{Expect, Members, MembersList, Trust, admit};
+use scratchbird_net::{Role, SbUri};
+use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_storage::Storage;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::watch;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn fail(what: impl std::fmt::Display) -> StartError {
+    StartError(what.to_string())
+}
+
+/// The key of tokenising masks for a data directory: 32 random bytes in
+/// DIR/mask.key (mode 0600), made on first use.
+///
+/// # Errors
+/// The file cannot be read or made, or is not 32 bytes.
+pub fn mask_key(dir: &Path) -> Result<[u8; 32], String> {
+    let path = dir.join("mask.key");
+    if let Ok(b) = std::fs::read(&path) {
+        return <[u8; 32]>::try_from(b.as_slice())
+            .map_err(|_| format!("{} is not a 32-byte key", path.display()));
+    }
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| format!("random key: {e}"))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(&path)
+        .map_err(|e| format!("creating {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, &k)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    f.sync_all()
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(k)
+}
+
+/// Modification times of the files a node reloads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Stamps(Vec<Option<SystemTime>>);
+
+fn stamps(paths: &[&Path]) -> Stamps {
+    Stamps(
+        paths
+            .iter()
+            .map(|p| {
+                if p.is_dir() {
+                    // a bundle folder: the newest file in it
+                    std::fs::read_dir(p).ok().and_then(|d| {
+                        d.filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
+                            .max()
+                    })
+                } else {
+                    std::fs::metadata(p).and_then(|m| m.modified()).ok()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// State every connection shares.
+struct Shared {
+    cfg: NodeConfig,
+    me: SbUri,
+    storage: Arc<Storage>,
+    sandbox: Arc<Sandbox>,
+    audit: Arc<AuditLog>,
+    deriver: RwLock<Option<Arc<Deriver>>>,
+    mask_key: [u8; 32],
+    owners: HashSet<String>,
+    trust: Arc<Cell<Trust>>,
+    members: Arc<Members>,
+    identity: Arc<IdentityCell>,
+    frame_max: usize,
+    /// Open connections: the connection and the root its peer's certificate chains to.
+    conns: Mutex<HashMap<u64, (quinn::Connection, String)>>,
+    /// Queries running, by job id.
+    active: Mutex<HashMap<u64, Cancel>>,
+    sessions: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    next: AtomicU64,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    fn deriver(&self) -> Option<Arc<Deriver>> {
+        match self.deriver.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+fn load_trust(cfg: &NodeConfig, cluster: uuid::Uuid) -> Result<Trust, String> {
+    let pem = std::fs::read_to_string(&cfg.tls.ca)
+        .map_err(|e| format!("reading the CA file {}: {e}", cfg.tls.ca.display()))?;
+    Trust::from_pem(cluster, &pem).map_err(|e| format!("the CA file {}: {e}", cfg.tls.ca.display()))
+}
+
+fn load_members(cfg: &NodeConfig, cluster: uuid::Uuid) -> Result<MembersList, String> {
+    let list = MembersList::load(&cfg.tls.members)?;
+    if list.cluster != cluster {
+        return Err(format!(
+            "the members file {} describes cluster {}, but this node's certificate is of cluster {cluster}",
+            cfg.tls.members.display(),
+            list.cluster
+        ));
+    }
+    Ok(list)
+}
+
+fn load_bundle(path: &Path) -> Result<Arc<Deriver>, String> {
+    let bundle = scratchbird_policy::Bundle::load(path)
+        .map_err(|e| format!("the security bundle {}: {e}", path.display()))?;
+    Ok(Arc::new(Deriver::new(Arc::new(bundle))))
+}
+
+/// A node that is serving.
+pub struct RunningNode {
+    shared: Arc<Shared>,
+    client: quinn::Endpoint,
+    peer: Option<quinn::Endpoint>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("node", &self.shared.me.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a node: checks its own identity and membership, opens storage, binds
+/// its endpoints and serves until [`RunningNode::shutdown`].
+///
+/// # Errors
+/// Anything that keeps it from serving, named.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key).map_err(fail)?;
+    let info = scratchbird_net::identity::inspect(&identity.cert_der).map_err(fail)?;
+    let me = match info.uris.as_slice() {
+        [one] => SbUri::parse(one).map_err(|e| fail(format!("this node's certificate: {e}")))?,
+        _ => {
+            return Err(fail(
+                "this node's certificate does not carry exactly one sb:// name",
+            ));
+        }
+    };
+    if me.node_id().is_none() {
+        return Err(fail(format!(
+            "{} is a user's certificate; a node needs one from sb ca issue-node",
+            cfg.tls.cert.display()
+        )));
+    }
+    let trust = load_trust(&cfg, me.cluster).map_err(fail)?;
+    let members_list = load_members(&cfg, me.cluster).map_err(fail)?;
+    let members = Arc::new(Members::new(&members_list));
+    // the node's own certificate must pass the rules its peers apply, and the
+    // membership must give it every role it is configured with
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let verified = trust
+        .verify(&identity.cert_der, now)
+        .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
+    for role in cfg.roles.iter().copied().map(Some).chain([None]) {
+        admit(&verified, Expect::Node(role), Some(members.as_ref())).map_err(|e| {
+            fail(format!(
+                "{e} (this node is configured with roles {:?}; fix the members file {} or the roles)",
+                cfg.roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                cfg.tls.members.display()
+            ))
+        })?;
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
+    let storage = open_storage(&cfg.data_dir).map_err(|e| {
+        fail(format!(
+            "opening the data directory {}: {e}",
+            cfg.data_dir.display()
+        ))
+    })?;
+    let limits = SandboxLimits {
+        timeout_ms: cfg.limits.query_timeout_ms,
+        memory_bytes_max: cfg.limits.memory_mib.saturating_mul(1 << 20),
+        ..SandboxLimits::default()
+    };
+    let sandbox = Sandbox::new(limits, Some(&cfg.data_dir.join("module-cache")))
+        .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
+    let audit = AuditLog::open(&cfg.data_dir.join("audit"), &me.to_string())
+        .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
+    let deriver = match &cfg.security.bundle {
+        Some(b) => Some(load_bundle(b).map_err(fail)?),
+        None => None,
+    };
+    let mask_key = mask_key(&cfg.data_dir).map_err(fail)?;
+    let trust = Arc::new(Cell::new(trust));
+    let identity = Arc::new(IdentityCell(Cell::new(identity)));
+    let transport = TransportLimits {
+        streams_max: cfg.limits.streams_max,
+        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
+        frame_max: cfg.limits.frame_max_mib << 20,
+        ..TransportLimits::default()
+    };
+    let user_verifier = Arc::new(PeerVerifier::new(
+        trust.clone(),
+        Some(members.clone()),
+        Expect::User,
+        "server",
+    ));
+    if !cfg.roles.contains(&Role::Coordinator) {
+        tracing::warn!("this node has no coordinator role: it accepts no client SQL");
+    }
+    let client =
+        endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;
+    let peer = match cfg.peer_listen {
+        Some(addr) => {
+            let v = Arc::new(PeerVerifier::new(
+                trust.clone(),
+                Some(members.clone()),
+                Expect::Node(None),
+                "server",
+            ));
+            Some(endpoint::server(addr, identity.clone(), v, &transport).map_err(fail)?)
+        }
+        None => None,
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        owners: cfg.owners.iter().cloned().collect(),
+        frame_max: transport.frame_max,
+        cfg,
+        me,
+        storage: Arc::new(storage),
+        sandbox: Arc::new(sandbox),
+        audit: Arc::new(audit),
+        deriver: RwLock::new(deriver),
+        mask_key,
+        trust,
+        members,
+        identity,
+        conns: Mutex::default(),
+        active: Mutex::default(),
+        sessions: Mutex::default(),
+        next: AtomicU64::new(1),
+        shutdown,
+    });
+    let mut tasks = vec![tokio::spawn(accept_loop(
+        shared.clone(),
+        client.clone(),
+        Kind::Client,
+    ))];
+    if let Some(p) = &peer {
+        tasks.push(tokio::spawn(accept_loop(
+            shared.clone(),
+            p.clone(),
+            Kind::Peer,
+        )));
+    }
+    tasks.push(tokio::spawn(reload_loop(shared.clone())));
+    tracing::info!(node = %shared.me, "serving");
+    Ok(RunningNode {
+        shared,
+        client,
+        peer,
+        stop,
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// Where clients connect.
+    ///
+    /// # Errors
+    /// The socket has no address.
+    pub fn client_addr(&self) -> std::io::Result<SocketAddr> {
+        self.client.local_addr()
+    }
+
+    /// Where peers connect, if the node listens for them.
+    #[must_use]
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer.as_ref().and_then(|p| p.local_addr().ok())
+    }
+
+    /// The node's name.
+    #[must_use]
+    pub fn name(&self) -> &SbUri {
+        &self.shared.me
+    }
+
+    /// Re-reads certificates, roots, members and bundle now.
+    pub fn reload(&self) {
+        reload(&self.shared);
+    }
+
+    /// Stops serving: no new connections or queries; running queries get `grace`
+    /// to finish and are then cancelled; sessions roll back what is open; storage
+    /// closes cleanly.
+    ///
+    /// # Errors
+    /// Storage did not close cleanly.
+    pub async fn shutdown(self, grace: Duration) -> Result<(), String> {
+        let _ = self.stop.send(true);
+        tracing::info!("shutting down: no new connections or queries");
+        let until = Instant::now() + grace;
+        loop {
+            let running = lock(&self.shared.active).len();
+            if running == 0 {
+                break;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(running, "cancelling the queries still running");
+                for c in lock(&self.shared.active).values() {
+                    c.raise("the node is shutting down");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // queries end within a sandbox tick of the cancel (a lock wait within its
+        // own limit)
+        while !lock(&self.shared.active).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for (c, _) in lock(&self.shared.conns).values() {
+            c.close(
+                CLOSE_SHUTDOWN.into(),
+                b"[SHUTTING_DOWN] the node is shutting down",
+            );
+        }
+        self.client.close(
+            CLOSE_SHUTDOWN.into(),
+            b"[SHUTTING_DOWN] the node is shutting down",
+        );
+        if let Some(p) = &self.peer {
+            p.close(
+                CLOSE_SHUTDOWN.into(),
+                b"[SHUTTING_DOWN] the node is shutting down",
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.wait_idle()).await;
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        let sessions = std::mem::take(&mut *lock(&self.shared.sessions));
+        for s in sessions {
+            let _ = tokio::task::spawn_blocking(move || s.join()).await;
+        }
+        let Self { shared, .. } = self;
+        let shared = Arc::try_unwrap(shared)
+            .map_err(|_| "a connection still holds the node's state".to_owned())?;
+        drop(shared.sandbox);
+        drop(shared.audit);
+        let storage = Arc::try_unwrap(shared.storage)
+            .map_err(|_| "a session still holds the storage".to_owned())?;
+        storage
+            .close()
+            .map_err(|e| format!("closing storage: {e}"))?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}
+
+const CLOSE_REFUSED: u32 = 2;
+const CLOSE_SHUTDOWN: u32 = 3;
+const CLOSE_CA_CHANGED: u32 = 4;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Client,
+    Peer,
+}
+
+async fn accept_loop(shared: Arc<Shared>, ep: quinn::Endpoint, kind: Kind) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            i = ep.accept() => i,
+            _ = shutdown.changed() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        if lock(&shared.conns).len() >= shared.cfg.limits.connections_max {
+            tracing::warn!(from = %incoming.remote_address(), "refused a connection: connections_max reached");
+            incoming.refuse();
+            continue;
+        }
+        tokio::spawn(connection(shared.clone(), incoming, kind));
+    }
+}
+
+async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) {
+    let from = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // our verifier has logged which rule failed; this is the handshake's end
+            tracing::info!(%from, reason = %describe(&e), "a connection failed its handshake");
+            return;
+        }
+    };
+    let peer = match endpoint::peer_of(&conn, &shared.trust.get()) {
+        Ok(p) => p,
+        Err(r) => {
+            tracing::warn!(%from, code = r.code(), reason = %r, "refused a connection");
+            conn.close(
+                CLOSE_REFUSED.into(),
+                format!("[{}] {r}", r.code()).as_bytes(),
+            );
+            return;
+        }
+    };
+    let id = shared.next.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.conns).insert(id, (conn.clone(), peer.root.clone()));
+    tracing::info!(%from, peer = %peer.uri, "connected");
+    match kind {
+        Kind::Client => client_session(&shared, &conn, &peer.uri).await,
+        Kind::Peer => peer_session(&shared, &conn, &peer.uri).await,
+    }
+    lock(&shared.conns).remove(&id);
+    tracing::info!(%from, peer = %peer.uri, "disconnected");
+}
+
+/// A job for a session thread.
+struct Job {
+    id: u64,
+    sql: String,
+    tx: tokio::sync::mpsc::Sender<Response>,
+    cancel: Cancel,
+}
+
+fn access_for(shared: &Shared, user: &str) -> Result<Access, RpcError> {
+    if shared.owners.contains(user) {
+        return Ok(Access::Owner);
+    }
+    let Some(deriver) = shared.deriver() else {
+        return Err(RpcError::new(
+            "NO_BUNDLE",
+            format!("this node has no security bundle, and {user:?} is not one of its owners"),
+        )
+        .hint("configure [security] bundle in node.toml, or list the user in owners"));
+    };
+    let ctx = SecurityContext::new(&format!("User::{user:?}"));
+    Ok(Access::Principal(Arc::new(Principal::new(
+        deriver,
+        ctx,
+        &shared.mask_key,
+    ))))
+}
+
+async fn client_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbUri) {
+    let user = peer.user_name().unwrap_or_default().to_owned();
+    let access = match access_for(shared, &user) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(peer = %peer, code = %e.code, "refused a session: {}", e.message);
+            conn.close(
+                CLOSE_REFUSED.into(),
+                format!(
+                    "[{}] {} ({})",
+                    e.code,
+                    e.message,
+                    e.hint.unwrap_or_default()
+                )
+                .as_bytes(),
+            );
+            return;
+        }
+    };
+    let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+    let s2 = shared.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("session {user}"))
+        .spawn(move || session_thread(&s2, access, &rx));
+    match thread {
+        Ok(t) => lock(&shared.sessions).push(t),
+        Err(e) => {
+            conn.close(
+                CLOSE_REFUSED.into(),
+                format!("[NODE_BUSY] no session thread: {e}").as_bytes(),
+            );
+            return;
+        }
+    }
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.changed() => break,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                tokio::spawn(request(
+                    shared.clone(),
+                    conn.clone(),
+                    peer.clone(),
+                    jobs.clone(),
+                    send,
+                    recv,
+                ));
+            }
+            Err(_) => break,
+        }
+    }
+    // dropping `jobs` (here and in finished requests) ends the session thread,
+    // which rolls back any open transaction
+}
+
+async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbUri) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.changed() => break,
+        };
+        let Ok((mut send, mut recv)) = stream else {
+            break;
+        };
+        let shared = shared.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let Ok(Some(f)) = rpc::read_frame::<Request>(&mut recv, shared.frame_max).await else {
+                return;
+            };
+            let body = match f.body {
+                Request::Ping(echo) => Response::Pong(Pong {
+                    node: shared.me.to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    peer: peer.to_string(),
+                    echo,
+                }),
+                Request::Query(_) => Response::Error(
+                    RpcError::new(
+                        "NOT_FOR_NODES",
+                        "SQL is taken from users at the client address, not from nodes",
+                    )
+                    .hint("connect with a user certificate to the node's listen address"),
+                ),
+            };
+            let _ = rpc::write_frame(&mut send, f.id, &body, shared.frame_max).await;
+            let _ = send.finish();
+        });
+    }
+}
+
+async fn request(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    peer: SbUri,
+    jobs: std::sync::mpsc::Sender<Job>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let max = shared.frame_max;
+    let f = match rpc::read_frame::<Request>(&mut recv, max).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(peer = %peer, "a malformed request: {e}");
+            let err = RpcError::new("BAD_FRAME", e.to_string());
+            let _ = rpc::write_frame(&mut send, 0, &Response::Error(err), max).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let rid = f.id;
+    let q = match f.body {
+        Request::Ping(echo) => {
+            let pong = Response::Pong(Pong {
+                node: shared.me.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                peer: peer.to_string(),
+                echo,
+            });
+            let _ = rpc::write_frame(&mut send, rid, &pong, max).await;
+            let _ = send.finish();
+            return;
+        }
+        Request::Query(q) => q,
+    };
+    if *shared.shutdown.borrow() {
+        let err = RpcError::new("SHUTTING_DOWN", "the node is shutting down")
+            .hint("retry on another node or after it restarts");
+        let _ = rpc::write_frame(&mut send, rid, &Response::Error(err), max).await;
+        let _ = send.finish();
+        return;
+    }
+    let cancel = Cancel::new();
+    let id = shared.next.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.active).insert(id, cancel.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
+    // the client stopping its side or the connection ending cancels the query
+    let stopped = send.stopped();
+    let c2 = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if !matches!(stopped.await, Ok(None)) {
+            c2.raise("the client went away");
+        }
+    });
+    let deadline = (q.deadline_ms > 0).then(|| {
+        let c3 = cancel.clone();
+        let ms = q.deadline_ms;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            c3.raise(&format!("its deadline of {ms} ms passed"));
+        })
+    });
+    let job = Job {
+        id,
+        sql: q.sql,
+        tx,
+        cancel: cancel.clone(),
+    };
+    if jobs.send(job).is_err() {
+        lock(&shared.active).remove(&id);
+        let err = RpcError::new("SESSION_GONE", "the session of this connection has ended");
+        let _ = rpc::write_frame(&mut send, rid, &Response::Error(err), max).await;
+        let _ = send.finish();
+        return;
+    }
+    drop(jobs);
+    while let Some(resp) = rx.recv().await {
+        if let Err(e) = rpc::write_frame(&mut send, rid, &resp, max).await {
+            tracing::info!(peer = %peer, "a query's client went away: {e}");
+            cancel.raise("the client went away");
+            break;
+        }
+    }
+    drop(rx);
+    let _ = send.finish();
+    watcher.abort();
+    if let Some(d) = deadline {
+        d.abort();
+    }
+    drop(conn);
+}
+
+fn error_of(e: &SessionError, sql: &str) -> RpcError {
+    match e {
+        SessionError::Compile(c) => RpcError {
+            code: c.code.to_owned(),
+            message: c.message.clone(),
+            hint: None,
+            rendered: Some(c.render(sql)),
+        },
+        SessionError::Host(h) => match h {
+            HostError::Permission(m) => RpcError::new("PERMISSION_DENIED", m.clone()).hint(
+                "the security bundle does not allow it; `sb bundle explain` shows what you may see",
+            ),
+            HostError::Timeout { .. } => RpcError::new("QUERY_TIMEOUT", h.to_string())
+                .hint("narrow the query, or raise limits.query_timeout_ms on the node"),
+            HostError::Memory { .. } => RpcError::new("QUERY_MEMORY", h.to_string())
+                .hint("narrow the query, or raise limits.memory_mib on the node"),
+            HostError::Cancelled(_) => RpcError::new("CANCELLED", h.to_string()),
+            HostError::Policy(_) => RpcError::new("POLICY_ERROR", h.to_string()).hint(
+                "the security bundle could not be applied; nothing was returned (fail closed)",
+            ),
+            HostError::Sql { .. } => RpcError::new("SQL_RUNTIME", h.to_string()),
+            HostError::Storage(s) => storage_error(s, h.to_string()),
+            HostError::Envelope(_) | HostError::Refused(_) => {
+                RpcError::new("REFUSED", h.to_string())
+            }
+            HostError::Stack | HostError::Abi(_) | HostError::Trap(_) | HostError::Internal(_) => {
+                RpcError::new("INTERNAL", h.to_string())
+            }
+        },
+        SessionError::Storage(s) => storage_error(s, e.to_string()),
+        SessionError::Session(m) => RpcError::new("SESSION", m.clone()),
+    }
+}
+
+fn storage_error(s: &scratchbird_storage::StorageError, msg: String) -> RpcError {
+    use scratchbird_storage::StorageError as S;
+    let (code, hint) = match s {
+        S::UpdateConflict { .. } => (
+            "UPDATE_CONFLICT",
+            Some("another transaction changed the row; retry the transaction"),
+        ),
+        S::LockConflict { .. } | S::LockTimeout { .. } => (
+            "LOCK_CONFLICT",
+            Some("another transaction holds the lock; retry"),
+        ),
+        S::Deadlock { .. } => ("DEADLOCK", Some("retry the transaction")),
+        S::PrimaryKeyViolation { .. } => ("PRIMARY_KEY_VIOLATION", None),
+        S::UniqueViolation { .. } => ("UNIQUE_VIOLATION", None),
+        S::NotNull { .. } => ("NOT_NULL_VIOLATION", None),
+        S::CheckViolation(_) => ("CHECK_VIOLATION", None),
+        _ => ("STORAGE", None),
+    };
+    let e = RpcError::new(code, msg);
+    match hint {
+        Some(h) => e.hint(h),
+        None => e,
+    }
+}
+
+fn done_of(o: Outcome, elapsed: Duration) -> Done {
+    let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let (tag, rows, scanned, text) = match o {
+        Outcome::Streamed { rows, stats, .. } => {
+            ("SELECT".to_owned(), rows, stats.rows_scanned, None)
+        }
+        Outcome::Rows { batches, stats, .. } => (
+            "SELECT".to_owned(),
+            batches.iter().map(|b| b.row_count() as u64).sum(),
+            stats.rows_scanned,
+            None,
+        ),
+        Outcome::Written { verb, rows, stats } => (verb.to_owned(), rows, stats.rows_scanned, None),
+        Outcome::Done(tag) => (tag.to_owned(), 0, 0, None),
+        Outcome::Explain(t) => ("EXPLAIN".to_owned(), 0, 0, Some(t)),
+    };
+    Done {
+        tag,
+        rows,
+        elapsed_us,
+        scanned,
+        text,
+    }
+}
+
+fn session_thread(shared: &Arc<Shared>, access: Access, jobs: &std::sync::mpsc::Receiver<Job>) {
+    let mut session = LocalSession::new(shared.storage.clone(), shared.sandbox.clone());
+    session.set_audit(shared.audit.clone());
+    if let Err(e) = session.set_access(access) {
+        tracing::error!("binding a session's principal: {e}");
+        return;
+    }
+    while let Ok(job) = jobs.recv() {
+        run_job(&mut session, job, shared);
+    }
+}
+
+fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
+    let Job {
+        id,
+        sql,
+        tx,
+        cancel,
+    } = job;
+    session.set_stop(cancel.clone());
+    let sink_tx = tx.clone();
+    let sink_cancel = cancel.clone();
+    session.set_stream(Some(Box::new(move |step| {
+        let resp = match step {
+            Step::Columns(c) => Response::Columns(c),
+            Step::Batch(b) => {
+                let layout = b.layout();
+                let (types, rows_max, heap_bytes) =
+                    (layout.types(), layout.rows_max(), layout.heap_bytes());
+                Response::Batch(WireBatch {
+                    types,
+                    rows_max,
+                    heap_bytes,
+                    bytes: b.into_bytes(),
+                })
+            }
+        };
+        sink_tx.blocking_send(resp).map_err(|_| {
+            sink_cancel.raise("the client went away");
+            HostError::Cancelled("the client went away".into())
+        })
+    })));
+    let mut last = Instant::now();
+    let r = session.execute_each(&sql, &mut |o| {
+        let d = done_of(o, last.elapsed());
+        last = Instant::now();
+        tx.blocking_send(Response::Done(d))
+            .map_err(|_| SessionError::Host(HostError::Cancelled("the client went away".into())))
+    });
+    session.set_stream(None);
+    if let Err(e) = r {
+        let err = error_of(&e, &sql);
+        tracing::debug!(code = %err.code, "a query failed: {}", err.message);
+        let _ = tx.blocking_send(Response::Error(err));
+    }
+    lock(&shared.active).remove(&id);
+}
+
+async fn reload_loop(shared: Arc<Shared>) {
+    let cfg = &shared.cfg;
+    let paths: Vec<PathBuf> = [
+        cfg.tls.cert.clone(),
+        cfg.tls.key.clone(),
+        cfg.tls.ca.clone(),
+        cfg.tls.members.clone(),
+    ]
+    .into_iter()
+    .chain(cfg.security.bundle.clone())
+    .collect();
+    let refs = |p: &[PathBuf]| stamps(&p.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let mut seen = refs(&paths);
+    let mut shutdown = shared.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.reload.interval_secs));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = refs(&paths);
+        if now != seen {
+            seen = now;
+            reload(&shared);
+        }
+    }
+}
+
+/// Re-reads every reloadable file; a file that fails to load keeps the old value
+/// (and says so); roots that went away close the connections they vouched for
+/// when the policy says so.
+fn reload(shared: &Shared) {
+    let cfg = &shared.cfg;
+    match Identity::load(&cfg.tls.cert, &cfg.tls.key) {
+        Ok(id) => shared.identity.0.set(id),
+        Err(e) => tracing::error!("reload: keeping the old certificate: {e}"),
+    }
+    match load_members(cfg, shared.me.cluster) {
+        Ok(list) => shared.members.replace(&list),
+        Err(e) => tracing::error!("reload: keeping the old members: {e}"),
+    }
+    match load_trust(cfg, shared.me.cluster) {
+        Ok(t) => {
+            let roots: HashSet<String> = t.fingerprints().into_iter().collect();
+            shared.trust.set(t);
+            if cfg.reload.on_ca_change == OnCaChange::Close {
+                for (c, root) in lock(&shared.conns).values() {
+                    if !roots.contains(root) {
+                        tracing::warn!(peer = %c.remote_address(), "closing a connection: its CA root was removed");
+                        c.close(
+                            CLOSE_CA_CHANGED.into(),
+                            b"[CA_CHANGED] the CA root that issued your certificate is no longer trusted",
+                        );
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
+    }
+    if let Some(b) = &cfg.security.bundle {
+        match load_bundle(b) {
+            Ok(d) => match shared.deriver.write() {
+                Ok(mut g) => *g = Some(d),
+                Err(p) => *p.into_inner() = Some(d),
+            },
+            Err(e) => tracing::error!("reload: keeping the old bundle: {e}"),
+        }
+    }
+    tracing::info!("reloaded certificates, CA roots, members and bundle");
+}
