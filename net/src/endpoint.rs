@@ -118,13 +118,26 @@ pub fn peer_of(conn: &quinn::Connection, trust: &Trust) -> Result<Verified, Refu
     trust.verify(first, now)
 }
 
+/// rustls wraps our refusal as `Other(OtherError(<refusal>))`: unwrap it.
+fn tidy(reason: &str) -> String {
+    const WRAP: &str = "Other(OtherError(";
+    match reason.find(WRAP) {
+        Some(i) if reason.ends_with("))") => format!(
+            "{}{}",
+            &reason[..i],
+            &reason[i + WRAP.len()..reason.len() - 2]
+        ),
+        _ => reason.to_owned(),
+    }
+}
+
 /// A connection error as a person reads it: the reason the peer gave when it
 /// closed the connection (a refused certificate says which rule failed).
 #[must_use]
 pub fn describe(e: &quinn::ConnectionError) -> String {
     match e {
         quinn::ConnectionError::ConnectionClosed(c) => {
-            let reason = String::from_utf8_lossy(&c.reason);
+            let reason = tidy(&String::from_utf8_lossy(&c.reason));
             if reason.is_empty() {
                 format!("the peer closed the connection ({})", c.error_code)
             } else {
@@ -135,7 +148,7 @@ pub fn describe(e: &quinn::ConnectionError) -> String {
             let reason = String::from_utf8_lossy(&c.reason);
             format!("the peer closed the connection: {reason}")
         }
-        quinn::ConnectionError::TransportError(t) => format!("{t}"),
+        quinn::ConnectionError::TransportError(t) => tidy(&t.to_string()),
         quinn::ConnectionError::TimedOut => {
             "no answer from the peer (timed out): is it running, and is the address right?"
                 .to_owned()

@@ -167,9 +167,15 @@ impl PeerVerifier {
 }
 
 /// A refusal as it travels in a TLS error: its code first, so the peer can tell
-/// which rule failed from the connection close alone.
-#[derive(Debug)]
+/// which rule failed from the connection close alone. (rustls shows it with
+/// `Debug`, so both forms are the message.)
 struct Coded(Refusal);
+
+impl std::fmt::Debug for Coded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
 
 impl std::fmt::Display for Coded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

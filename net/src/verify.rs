@@ -53,10 +53,10 @@ pub enum Refusal {
     #[error("the cluster CA {0} that issued the certificate is not valid now")]
     CaExpired(String),
     /// Now is before its validity.
-    #[error("the certificate is not valid yet (valid from {0} UTC)")]
+    #[error("the certificate is not valid yet (valid from {0})")]
     NotYetValid(String),
     /// Now is after its validity.
-    #[error("the certificate expired at {0} UTC")]
+    #[error("the certificate expired at {0}")]
     Expired(String),
     /// No URI SAN.
     #[error("the certificate has no URI SAN; it must carry exactly one sb:// name")]
