@@ -9,6 +9,7 @@ mod out;
 mod audit;
 mod bundle;
 mod ca;
+mod demo;
 mod remote;
 mod sql;
 
@@ -53,6 +54,21 @@ enum Command {
     ///   sb ca list --dir ca
     #[command(subcommand, verbatim_doc_comment)]
     Ca(ca::CaCommand),
+    /// A one-node cluster on loopback and a tour: two users, different rows and
+    /// masks for the same SQL over QUIC; then a prompt. Everything is removed after.
+    ///
+    ///   sb demo
+    ///   sb demo --keep --no-shell
+    #[command(verbatim_doc_comment)]
+    Demo(demo::DemoArgs),
+    /// Runs the node (the same program as sbnode), for `sb demo` where sbnode was
+    /// not built. Use sbnode.
+    #[command(hide = true, disable_help_flag = true)]
+    Sbnode {
+        /// sbnode's arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// The audit trail of sandbox executions: show, verify, tail.
     ///
     ///   sb audit verify --data /tmp/db
@@ -69,6 +85,12 @@ fn main() -> ExitCode {
         Command::Sql(args) => sql::run(&args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Demo(args) => demo::run(&args),
+        Command::Sbnode { args } => {
+            let mut all = vec![std::ffi::OsString::from("sbnode")];
+            all.extend(args);
+            return scratchbird_node::daemon::main_with(all);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

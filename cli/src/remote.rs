@@ -95,13 +95,21 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let client = Client::connect(t.addr, &t.creds, &TransportLimits::default()).await?;
-        let ok = shell(&client, args, &t).await;
+        let ok = shell(&client, args, &t.shown, false).await;
         client.close().await;
         ok
     })
 }
 
-async fn shell(client: &Client, args: &SqlArgs, t: &Target) -> Result<()> {
+/// The shell over `client`: -c, -f, or statements from standard input. With
+/// `ctrl_c_quits`, Ctrl-C at an empty prompt ends it (`sb demo`); otherwise it
+/// clears the statement being typed.
+pub(crate) async fn shell(
+    client: &Client,
+    args: &SqlArgs,
+    shown: &str,
+    ctrl_c_quits: bool,
+) -> Result<()> {
     if let Some(sql) = &args.command {
         if !run_text(client, sql, args).await {
             bail!("the statement failed");
@@ -121,8 +129,8 @@ async fn shell(client: &Client, args: &SqlArgs, t: &Target) -> Result<()> {
             "ScratchBird {} — {} at {} as {}. End statements with ';'. Ctrl-C cancels a statement; \\q quits.",
             env!("CARGO_PKG_VERSION"),
             client.server.uri,
-            t.shown,
-            t.creds.uri
+            shown,
+            client.me
         );
     }
     let mut history = History::open();
@@ -150,6 +158,9 @@ async fn shell(client: &Client, args: &SqlArgs, t: &Target) -> Result<()> {
             l = lines.recv() => l.flatten(),
             _ = tokio::signal::ctrl_c() => {
                 if tty { eprintln!(); }
+                if ctrl_c_quits && buf.is_empty() {
+                    break;
+                }
                 buf.clear();
                 continue;
             }
@@ -198,7 +209,7 @@ impl History {
 
 /// Runs one text (one or more statements) and prints as it streams; false if it
 /// failed. Ctrl-C cancels it.
-async fn run_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
+pub(crate) async fn run_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
     tokio::select! {
         ok = stream_text(client, sql, args) => ok,
         _ = tokio::signal::ctrl_c() => {

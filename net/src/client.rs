@@ -97,6 +97,8 @@ pub struct Client {
     frame_max: usize,
     /// The node, as its certificate names it.
     pub server: Verified,
+    /// Who this client is.
+    pub me: String,
 }
 
 impl Client {
@@ -149,6 +151,7 @@ impl Client {
             next: AtomicU64::new(1),
             frame_max: limits.frame_max,
             server,
+            me: String::new(),
         };
         // TLS 1.3 lets the client finish before the server has checked the
         // client's certificate: one round trip here surfaces a refusal now, with

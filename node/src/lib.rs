@@ -4,6 +4,7 @@
 //! mandatory mutual TLS, one session per client connection, streamed results.
 
 pub mod config;
+pub mod daemon;
 pub mod server;
 pub mod session;
 pub mod shard;

@@ -340,3 +340,39 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
         .unwrap();
     assert!(audit.status.success(), "{}", text(&audit).1);
 }
+
+#[test]
+fn the_demo_runs_its_tour_and_cleans_up() {
+    let out = Command::new(bin("sb"))
+        .arg("demo")
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // alice sees tenant 1 in clear; sam every visible tenant with tokens
+    assert!(
+        stdout.contains("1  | 1         | Acme Rockets  | ops@acme.test | team"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(3 rows)") && stdout.contains("(5 rows)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| tok_"), "{stdout}");
+    assert!(
+        stdout.contains("error[PERMISSION_DENIED]: permission denied for column customers.mrr"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("principal  User::\"alice\"")
+            && stdout.contains("principal  User::\"sam\"")
+    );
+    assert!(stdout.contains("the chain verifies"), "{stdout}");
+    let folder = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("removed "))
+        .expect("the demo says what it removed");
+    assert!(!Path::new(folder).exists(), "{folder} was left behind");
+}
