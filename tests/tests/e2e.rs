@@ -362,8 +362,8 @@ fn the_demo_runs_its_tour_and_cleans_up() {
     );
     assert!(stdout.contains("| tok_"), "{stdout}");
     assert!(
-        stdout.contains("error[PERMISSION_DENIED]: permission denied for column customers.mrr"),
-        "{stdout}"
+        stderr.contains("error[PERMISSION_DENIED]: permission denied for column customers.mrr"),
+        "{stderr}"
     );
     assert!(
         stdout.contains("principal  User::\"alice\"")
