@@ -413,7 +413,7 @@ mod tests {
     #[test]
     fn batches_are_checked_against_their_layout() {
         let types = vec![SqlType::Integer];
-        let layout = BatchLayout::new(&types, 4, 0).unwrap();
+        let layout = BatchLayout::new(&types, 8, 0).unwrap();
         let mut buf = vec![0u8; layout.total_bytes()];
         let mut w = scratchbird_types::batch::BatchWriter::new(&layout, &mut buf).unwrap();
         w.set_fixed(0, 0, &5i32.to_le_bytes()).unwrap();
@@ -421,7 +421,7 @@ mod tests {
         w.finish(2).unwrap();
         let b = WireBatch {
             types: types.clone(),
-            rows_max: 4,
+            rows_max: 8,
             heap_bytes: 0,
             bytes: buf.clone(),
         };
@@ -435,7 +435,7 @@ mod tests {
         };
         assert!(short.rows().is_err());
         let mut lying = b;
-        lying.bytes[0] = 9; // 9 rows in a layout of 4
+        lying.bytes[0] = 9; // 9 rows in a layout of 8
         assert!(lying.rows().is_err());
     }
 
