@@ -37,6 +37,9 @@ pub enum Consistency {
     ReadCommitted,
 }
 
+/// Largest user certificate an attestation may carry.
+pub const CERTIFICATE_BYTES_MAX: usize = 16 << 10;
+
 /// The client's statement of who it is, for one session through one coordinator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
@@ -50,6 +53,12 @@ pub struct Attestation {
     pub expires_us: i64,
     /// The user's ed25519 signature over the fields above.
     pub signature: Vec<u8>,
+    /// The user's certificate (X.509 DER), which vouches for the key that made
+    /// the signature; the shard checks it against the cluster CA and membership
+    /// ([`Authority::user_key`]). Empty where users' keys come from trusted
+    /// configuration ([`LocalAuthority`]).
+    #[serde(default)]
+    pub certificate: Vec<u8>,
 }
 
 impl Attestation {
@@ -79,9 +88,17 @@ impl Attestation {
             coordinator: coordinator.to_owned(),
             expires_us,
             signature: Vec::new(),
+            certificate: Vec::new(),
         };
         a.signature = key.sign(&a.message()).to_bytes().to_vec();
         a
+    }
+
+    /// The same, carrying the user's certificate (DER) for the shard to check.
+    #[must_use]
+    pub fn with_certificate(mut self, der: Vec<u8>) -> Self {
+        self.certificate = der;
+        self
     }
 }
 
@@ -174,10 +191,14 @@ pub struct Member {
 pub trait Authority: Send + Sync {
     /// The member with node id `node`, if any.
     fn member(&self, node: &str) -> Option<Member>;
-    /// The key of user `user`, if the cluster knows the user. (With certificates,
-    /// issue 6, this becomes the key of the user's certificate, checked against the
-    /// cluster CA.)
-    fn user_key(&self, user: &str) -> Option<VerifyingKey>;
+    /// The key that signs `user`'s attestations, vouched for by `certificate` (the
+    /// attestation's, DER): an authority over certificates checks it chains to the
+    /// cluster CA, is valid now, names `user`, and that the user is an enabled
+    /// member; [`LocalAuthority`] takes keys from its trusted configuration.
+    ///
+    /// # Errors
+    /// Why the user or the certificate is refused.
+    fn user_key(&self, user: &str, certificate: &[u8]) -> Result<VerifyingKey, String>;
     /// The effective epoch.
     fn epoch(&self) -> u64;
     /// The bundle in force.
@@ -201,8 +222,11 @@ impl Authority for LocalAuthority {
     fn member(&self, node: &str) -> Option<Member> {
         self.members.get(node).cloned()
     }
-    fn user_key(&self, user: &str) -> Option<VerifyingKey> {
-        self.users.get(user).copied()
+    fn user_key(&self, user: &str, _certificate: &[u8]) -> Result<VerifyingKey, String> {
+        self.users
+            .get(user)
+            .copied()
+            .ok_or_else(|| format!("user {user} is not known to the cluster"))
     }
     fn epoch(&self) -> u64 {
         self.epoch
@@ -352,9 +376,14 @@ pub fn verify(
             a.coordinator, env.coordinator
         )));
     }
+    if a.certificate.len() > CERTIFICATE_BYTES_MAX {
+        return Err(refuse(format!(
+            "the attestation's certificate is larger than {CERTIFICATE_BYTES_MAX} bytes"
+        )));
+    }
     let user_key = authority
-        .user_key(&a.user)
-        .ok_or_else(|| refuse(format!("user {} is not known to the cluster", a.user)))?;
+        .user_key(&a.user, &a.certificate)
+        .map_err(refuse)?;
     user_key
         .verify_strict(
             &a.message(),

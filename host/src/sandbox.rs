@@ -662,6 +662,10 @@ impl Sandbox {
         .1
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the one private entry of both stages: each argument is a distinct input"
+    )]
     fn execute<T: TxnSlot>(
         &self,
         linker: &Linker<HostState<T>>,

@@ -200,6 +200,8 @@ pub struct Verified {
     pub root: String,
     /// Validity end, Unix seconds.
     pub not_after: i64,
+    /// The certificate's key, when it is an Ed25519 key (what signs attestations).
+    pub ed25519: Option<[u8; 32]>,
 }
 
 fn utc(secs: i64) -> String {
@@ -337,10 +339,15 @@ impl Trust {
                 expected: self.cluster,
             });
         }
+        let spki = cert.public_key();
+        let ed25519 = (spki.algorithm.algorithm.to_id_string() == "1.3.101.112")
+            .then(|| <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref()).ok())
+            .flatten();
         Ok(Verified {
             uri,
             root: root.fingerprint.clone(),
             not_after: v.not_after.timestamp(),
+            ed25519,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! run as the attested principal, audited), and the `sbnode` server: QUIC with
 //! mandatory mutual TLS, one session per client connection, streamed results.
 
+pub mod authority;
 pub mod config;
 pub mod daemon;
 pub mod server;

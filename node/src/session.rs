@@ -141,7 +141,7 @@ pub enum Step {
 }
 
 /// Where a streaming session hands its rows; an error stops the query.
-pub type StepSink = Box<dyn FnMut(Step) -> Result<(), HostError>>;
+pub type StepSink = Box<dyn FnMut(Step) -> Result<(), HostError> + Send>;
 
 /// A session on a local node.
 pub struct LocalSession {
@@ -152,7 +152,7 @@ pub struct LocalSession {
     access: Access,
     audit: Option<Arc<AuditLog>>,
     stop: Cancel,
-    stream: Option<Rc<RefCell<StepSink>>>,
+    stream: Option<Arc<std::sync::Mutex<StepSink>>>,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -249,7 +249,7 @@ impl LocalSession {
     /// Hands query rows to `sink` as they are produced (outcomes are then
     /// [`Outcome::Streamed`]) instead of collecting them; `None` collects again.
     pub fn set_stream(&mut self, sink: Option<StepSink>) {
-        self.stream = sink.map(|s| Rc::new(RefCell::new(s)));
+        self.stream = sink.map(|s| Arc::new(std::sync::Mutex::new(s)));
     }
 
     /// Appends a record of every execution to `log` from now on, durably, before
@@ -681,12 +681,15 @@ impl LocalSession {
         txn: Transaction,
     ) -> (Transaction, Result<Outcome, SessionError>) {
         if let (Some(stream), QueryKind::Select) = (&self.stream, &c.kind) {
-            if let Err(e) = (stream.borrow_mut())(Step::Columns(c.columns.clone())) {
+            let send = |s: &std::sync::Mutex<StepSink>, step: Step| match s.lock() {
+                Ok(mut f) => f(step),
+                Err(p) => (p.into_inner())(step),
+            };
+            if let Err(e) = send(stream, Step::Columns(c.columns.clone())) {
                 return (txn, Err(e.into()));
             }
             let s2 = stream.clone();
-            let (txn, r) =
-                self.run_streaming(c, txn, Box::new(move |b| (s2.borrow_mut())(Step::Batch(b))));
+            let (txn, r) = self.run_streaming(c, txn, Box::new(move |b| send(&s2, Step::Batch(b))));
             return (
                 txn,
                 r.map(|stats| Outcome::Streamed {

@@ -13,7 +13,8 @@ use ed25519_dalek::SigningKey;
 use scratchbird_compiler::{Statement, compile, parse};
 use scratchbird_host::audit::{AuditLog, verify as verify_audit};
 use scratchbird_host::envelope::{
-    Attestation, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope, referenced,
+    Attestation, Authority, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope,
+    referenced,
 };
 use scratchbird_host::{HostError, Sandbox, SandboxLimits};
 use scratchbird_node::shard::Shard;
@@ -40,6 +41,11 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
+    cluster_with(|local| Arc::new(local))
+}
+
+/// A shard trusting the authority `wrap` makes of the local configuration.
+fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(open_storage(&dir.path().join("db")).unwrap());
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
@@ -69,7 +75,7 @@ fn cluster() -> Cluster {
     let mut users = HashMap::new();
     users.insert("alice".to_owned(), key(10).verifying_key());
     users.insert("bob".to_owned(), key(11).verifying_key());
-    let authority = Arc::new(LocalAuthority {
+    let authority = wrap(LocalAuthority {
         members,
         users,
         epoch: 3,
@@ -224,4 +230,157 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
     let (recs, _) =
         scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
     assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 5);
+}
+
+mod certificates {
+    //! Users proved by certificates (`CertAuthority`): the attestation's
+    //! certificate must chain to the cluster CA, be valid, name the user, and the
+    //! user must be an enabled member; the attestation must be signed with its key.
+    use super::*;
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use scratchbird_net::identity::{self, Issued, KeyAlg, Validity};
+    use scratchbird_net::tls::Cell;
+    use scratchbird_net::verify::{Members, MembersList, UserEntry};
+    use scratchbird_net::{SbUri, Trust};
+    use scratchbird_node::authority::CertAuthority;
+
+    struct Pki {
+        cluster: uuid::Uuid,
+        ca: Issued,
+    }
+
+    impl Pki {
+        fn user(&self, name: &str, validity: Validity, alg: KeyAlg) -> Issued {
+            let uri = SbUri::user(self.cluster, name).unwrap().to_string();
+            let p = identity::leaf_params(name, &[uri], validity, true).unwrap();
+            identity::sign_with_ca(&self.ca, &p, alg).unwrap()
+        }
+    }
+
+    fn der(i: &Issued) -> Vec<u8> {
+        identity::certs_from_pem(&i.cert_pem).unwrap().remove(0)
+    }
+
+    fn signing(i: &Issued) -> SigningKey {
+        SigningKey::from_pkcs8_pem(&i.key_pem).unwrap()
+    }
+
+    fn setup() -> (Cluster, Pki) {
+        let cluster_id = uuid::Uuid::new_v4();
+        let ca = identity::new_ca(cluster_id, KeyAlg::Ed25519, Validity::days_from_now(5)).unwrap();
+        let trust = Trust::from_pem(cluster_id, &ca.cert_pem).unwrap();
+        let members = Members::new(&MembersList {
+            cluster: cluster_id,
+            nodes: Vec::new(),
+            users: vec![
+                UserEntry {
+                    name: "alice".into(),
+                    enabled: true,
+                },
+                UserEntry {
+                    name: "bob".into(),
+                    enabled: true,
+                },
+                UserEntry {
+                    name: "carol".into(),
+                    enabled: false,
+                },
+            ],
+        });
+        let c = cluster_with(|local| {
+            Arc::new(CertAuthority {
+                local,
+                trust: Arc::new(Cell::new(trust)),
+                members: Arc::new(members),
+            })
+        });
+        (
+            c,
+            Pki {
+                cluster: cluster_id,
+                ca,
+            },
+        )
+    }
+
+    fn valid() -> Validity {
+        Validity::days_from_now(1)
+    }
+
+    fn attest(user: &str, cert: &Issued, key: &SigningKey) -> Attestation {
+        // the shard checks expiry against the test clock (NOW); the certificate's
+        // validity against the wall clock
+        Attestation::sign(user, [3; 16], "c1", NOW + HOUR, key).with_certificate(der(cert))
+    }
+
+    fn refusal(c: &Cluster, att: Attestation) -> String {
+        match c.rows(&c.subplan("SELECT id FROM customers", att, |_| {})) {
+            Err(SessionError::Host(HostError::Envelope(m))) => m,
+            other => panic!("accepted or failed otherwise: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_certified_user_runs_as_itself() {
+        let (c, pki) = setup();
+        let alice = pki.user("alice", valid(), KeyAlg::Ed25519);
+        let s = c.subplan(
+            "SELECT id FROM customers",
+            attest("alice", &alice, &signing(&alice)),
+            |_| {},
+        );
+        let mut rows = c.rows(&s).unwrap();
+        rows.sort();
+        assert_eq!(rows, ["1", "2"], "alice's tenant only");
+    }
+
+    #[test]
+    fn certificates_that_do_not_prove_the_user_are_refused() {
+        let (c, pki) = setup();
+        let alice = pki.user("alice", valid(), KeyAlg::Ed25519);
+        let bob = pki.user("bob", valid(), KeyAlg::Ed25519);
+        // no certificate at all
+        let bare = Attestation::sign("alice", [3; 16], "c1", NOW + HOUR, &signing(&alice));
+        assert!(refusal(&c, bare).contains("carries no certificate"));
+        // bob's certificate (and key) claiming alice
+        let m = refusal(&c, attest("alice", &bob, &signing(&bob)));
+        assert!(m.contains("not user alice"), "{m}");
+        // alice's certificate, signed with bob's key
+        let m = refusal(&c, attest("alice", &alice, &signing(&bob)));
+        assert!(m.contains("not signed by user alice"), "{m}");
+        // another CA's certificate for alice
+        let other =
+            identity::new_ca(pki.cluster, KeyAlg::Ed25519, Validity::days_from_now(5)).unwrap();
+        let forged = Pki {
+            cluster: pki.cluster,
+            ca: other,
+        }
+        .user("alice", valid(), KeyAlg::Ed25519);
+        let m = refusal(&c, attest("alice", &forged, &signing(&forged)));
+        assert!(m.contains("CERT_BAD_SIGNATURE"), "{m}");
+        // expired
+        let now = time::OffsetDateTime::now_utc();
+        let old = pki.user(
+            "alice",
+            Validity {
+                not_before: now - time::Duration::days(3),
+                not_after: now - time::Duration::days(1),
+            },
+            KeyAlg::Ed25519,
+        );
+        let m = refusal(&c, attest("alice", &old, &signing(&old)));
+        assert!(m.contains("CERT_EXPIRED"), "{m}");
+        // a disabled user
+        let carol = pki.user("carol", valid(), KeyAlg::Ed25519);
+        let m = refusal(&c, attest("carol", &carol, &signing(&carol)));
+        assert!(m.contains("USER_DISABLED"), "{m}");
+        // an ECDSA certificate cannot vouch for an Ed25519 signature
+        let p256 = pki.user("alice", valid(), KeyAlg::EcdsaP256);
+        let m = refusal(&c, attest("alice", &p256, &signing(&alice)));
+        assert!(m.contains("no Ed25519 key"), "{m}");
+        // garbage
+        let mut junk = attest("alice", &alice, &signing(&alice));
+        junk.certificate = vec![0x30, 0x03, 1, 2, 3];
+        assert!(refusal(&c, junk).contains("CERT_MALFORMED"));
+    }
 }

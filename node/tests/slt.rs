@@ -79,6 +79,9 @@ impl sqllogictest::DB for Db {
             }
             Outcome::Written { rows, .. } => DBOutput::StatementComplete(rows),
             Outcome::Done(_) => DBOutput::StatementComplete(0),
+            Outcome::Streamed { .. } => {
+                return Err(Error("this session does not stream rows".into()));
+            }
             Outcome::Explain(text) => DBOutput::Rows {
                 types: vec![DefaultColumnType::Text],
                 rows: text.lines().map(|l| vec![l.to_owned()]).collect(),
