@@ -47,7 +47,7 @@ pub enum AuditCommand {
         #[arg(long, value_name = "TIME")]
         until: Option<String>,
         /// Only this outcome.
-        #[arg(long, value_parser = ["ok", "error"])]
+        #[arg(long, value_parser = ["ok", "error", "started"])]
         outcome: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -221,6 +221,13 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                     common.dir.join("members.toml").display()
                 );
             }
+            if let Some(dup) = id.and_then(|i| members.nodes.iter().find(|n| n.id == i)) {
+                bail!(
+                    "node {} is already listed as {:?}; a node keeps its id: issue it a new certificate with the same --id only after removing the old entry",
+                    dup.id,
+                    dup.name
+                );
+            }
             let id = id.unwrap_or_else(Uuid::new_v4);
             let uri = SbUri::node(members.cluster, id);
             let alg = KeyAlg::parse(&common.alg).map_err(anyhow::Error::msg)?;
@@ -269,7 +276,13 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                 .with_context(|| format!("writing {crt}"))?;
             write_public(&common.out.join("ca.crt"), &ca.cert_pem).context("writing ca.crt")?;
             record(&common.dir, &issued)?;
-            if !members.users.iter().any(|u| u.name == common.name) {
+            if members.users.iter().any(|u| u.name == common.name) {
+                say!(
+                    "note: {} already had a certificate; every one issued stays valid until it expires (sb ca disable --user {} refuses them all)",
+                    common.name,
+                    common.name
+                );
+            } else {
                 members.users.push(UserEntry {
                     name: common.name.clone(),
                     enabled: true,

@@ -251,6 +251,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         key: Some(users.join(format!("{user}.key"))),
         ca: Some(users.join("ca.crt")),
         profile: None,
+        node: Some(node_id),
         command: None,
         file: None,
         format: Format::Table,
@@ -267,7 +268,12 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
             &users.join(format!("{user}.key")),
             &users.join("ca.crt"),
         )?;
-        Ok(rt.block_on(Client::connect(addr, &creds, &TransportLimits::default()))?)
+        Ok(rt.block_on(Client::connect_to(
+            addr,
+            &creds,
+            &TransportLimits::default(),
+            Some(node_id),
+        ))?)
     };
     let result = (|| -> Result<()> {
         step(4, "admin (an owner) loads the demo data over QUIC");

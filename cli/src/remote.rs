@@ -23,6 +23,9 @@ struct Profile {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    /// The node expected at that address (its UUID).
+    #[serde(default)]
+    node: Option<uuid::Uuid>,
 }
 
 fn config_dir() -> Option<PathBuf> {
@@ -36,10 +39,11 @@ struct Target {
     addr: SocketAddr,
     creds: Credentials,
     shown: String,
+    node: Option<uuid::Uuid>,
 }
 
 fn target(args: &SqlArgs) -> Result<Target> {
-    let (connect, cert, key, ca) = match (&args.connect, &args.profile) {
+    let (connect, cert, key, ca, node) = match (&args.connect, &args.profile) {
         (Some(c), _) => {
             let need = |v: &Option<PathBuf>, flag: &str| {
                 v.clone()
@@ -50,6 +54,7 @@ fn target(args: &SqlArgs) -> Result<Target> {
                 need(&args.cert, "--cert")?,
                 need(&args.key, "--key")?,
                 need(&args.ca, "--ca")?,
+                args.node,
             )
         }
         (None, profile) => {
@@ -67,7 +72,13 @@ fn target(args: &SqlArgs) -> Result<Target> {
             let p: Profile =
                 toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
             let abs = |f: PathBuf| if f.is_relative() { dir.join(f) } else { f };
-            (p.connect, abs(p.cert), abs(p.key), abs(p.ca))
+            (
+                p.connect,
+                abs(p.cert),
+                abs(p.key),
+                abs(p.ca),
+                args.node.or(p.node),
+            )
         }
     };
     let addr = connect
@@ -80,6 +91,7 @@ fn target(args: &SqlArgs) -> Result<Target> {
         addr,
         creds,
         shown: connect,
+        node,
     })
 }
 
@@ -94,7 +106,8 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let client = Client::connect(t.addr, &t.creds, &TransportLimits::default()).await?;
+        let client =
+            Client::connect_to(t.addr, &t.creds, &TransportLimits::default(), t.node).await?;
         let ok = shell(&client, args, &t.shown, false).await;
         client.close().await;
         ok

@@ -44,6 +44,10 @@ pub struct SqlArgs {
     /// The cluster CA certificate.
     #[arg(long, value_name = "FILE", requires = "connect")]
     pub ca: Option<PathBuf>,
+    /// Accept only this node (its UUID, as `sb ca list` shows it) at --connect;
+    /// without it, any node of the cluster the CA vouches for.
+    #[arg(long, value_name = "UUID")]
+    pub node: Option<uuid::Uuid>,
     /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca
     /// (paths relative to that folder). Used when neither --local nor --connect is
     /// given: the profile named "default".

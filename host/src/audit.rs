@@ -56,7 +56,8 @@ pub struct AuditRecord {
     pub memory_bytes: u64,
     /// Wall-clock time of the execution in microseconds.
     pub duration_us: u64,
-    /// `ok` or `error`.
+    /// `ok` or `error`; `started` for the record a streamed query writes before
+    /// its first row leaves the node (its execution's own record follows).
     pub outcome: String,
     /// The error, when the outcome is `error`.
     pub error: Option<String>,

@@ -719,16 +719,16 @@ impl Sandbox {
         store.limiter(|s| &mut s.limits);
         let ticks = self.limits.timeout_ms.div_ceil(EPOCH_TICK_MS).max(1);
         if stop.is_armed() {
-            // every tick: stop when asked, trap as a timeout at the deadline
+            // every tick: stop when asked, trap as a timeout at the wall-clock
+            // deadline (time spent in host calls counts)
             let flag = stop.clone();
-            let mut left = ticks;
+            let deadline = started + Duration::from_millis(self.limits.timeout_ms);
             store.set_epoch_deadline(1);
             store.epoch_deadline_callback(move |_| {
                 if let Some(why) = flag.raised() {
                     return Err(wasmtime::Error::new(Cancelled(why)));
                 }
-                left = left.saturating_sub(1);
-                if left == 0 {
+                if Instant::now() >= deadline {
                     return Err(wasmtime::Error::new(Trap::Interrupt));
                 }
                 Ok(wasmtime::UpdateDeadline::Continue(1))

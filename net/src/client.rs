@@ -112,13 +112,31 @@ impl Client {
         creds: &Credentials,
         limits: &TransportLimits,
     ) -> Result<Self, ClientError> {
-        Self::connect_as(
+        Self::connect_to(addr, creds, limits, None).await
+    }
+
+    /// [`Client::connect`], accepting only node `node` when given (any node of the
+    /// cluster otherwise: the client has no membership list to ask).
+    ///
+    /// # Errors
+    /// As [`Client::connect`]; another node answering is refused
+    /// (`NODE_NOT_EXPECTED`).
+    pub async fn connect_to(
+        addr: SocketAddr,
+        creds: &Credentials,
+        limits: &TransportLimits,
+        node: Option<uuid::Uuid>,
+    ) -> Result<Self, ClientError> {
+        let mut c = Self::connect_as(
             addr,
             Some(creds.identity.clone()),
             creds.trust.clone(),
             limits,
+            node,
         )
-        .await
+        .await?;
+        c.me = creds.uri.to_string();
+        Ok(c)
     }
 
     /// Connects presenting `identity` (or none, to check a server refuses that),
@@ -131,13 +149,13 @@ impl Client {
         identity: Option<Arc<IdentityCell>>,
         trust: Arc<Cell<Trust>>,
         limits: &TransportLimits,
+        node: Option<uuid::Uuid>,
     ) -> Result<Self, ClientError> {
-        let verifier = Arc::new(PeerVerifier::new(
-            trust.clone(),
-            None,
-            Expect::Node(None),
-            "client",
-        ));
+        let mut verifier = PeerVerifier::new(trust.clone(), None, Expect::Node(None), "client");
+        if let Some(n) = node {
+            verifier = verifier.pinned(n);
+        }
+        let verifier = Arc::new(verifier);
         let endpoint = endpoint::client(addr, identity, verifier, limits)?;
         let fail = |reason: String| ClientError::Connect { addr, reason };
         let connecting = endpoint

@@ -100,6 +100,9 @@ impl Validity {
     #[must_use]
     pub fn days_from_now(days: u32) -> Self {
         let now = OffsetDateTime::now_utc();
+        // a request beyond any limit stays beyond it (and is refused) without
+        // overflowing the calendar
+        let days = days.min(CA_DAYS_MAX + 366);
         Self {
             not_before: now - time::Duration::minutes(5),
             not_after: now + time::Duration::days(i64::from(days)),
@@ -366,11 +369,26 @@ pub fn write_secret(path: &Path, contents: &str) -> std::io::Result<()> {
 /// # Errors
 /// The file cannot be written.
 pub fn write_public(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp-write");
+    let mut suffix = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+        .map_err(|_| std::io::Error::other("no OS randomness"))?;
+    let name = format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        u64::from_le_bytes(suffix)
+    );
+    let tmp = path.with_file_name(name);
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // a new file of our own: never through an existing name or link
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(contents.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }

@@ -17,7 +17,9 @@ pub const FRAME_MAX: usize = 64 << 20;
 /// Deepest CBOR nesting a frame may have.
 pub const NESTING_MAX: usize = 32;
 /// Longest SQL text a query may carry, in bytes.
-pub const SQL_MAX: usize = 4 << 20;
+pub const SQL_MAX: usize = 1 << 20;
+/// Largest request frame a node reads (a query of [`SQL_MAX`] and its envelope).
+pub const REQUEST_MAX: usize = SQL_MAX + (16 << 10);
 
 /// What is wrong with a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -315,11 +317,20 @@ pub async fn read_frame<T: DeserializeOwned>(
         }
     }
     let len = frame_len(header, max)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
-        quinn::ReadExactError::ReadError(e) => FrameError::Stream(e.to_string()),
-    })?;
+    // grow as bytes arrive: a header alone does not buy its announced size
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let mut chunk = vec![0u8; len.min(64 << 10)];
+    while body.len() < len {
+        let want = (len - body.len()).min(chunk.len());
+        match recv
+            .read(&mut chunk[..want])
+            .await
+            .map_err(|e| FrameError::Stream(e.to_string()))?
+        {
+            Some(n) => body.extend_from_slice(&chunk[..n]),
+            None => return Err(FrameError::Truncated),
+        }
+    }
     decode_body(&body).map(Some)
 }
 

@@ -126,6 +126,7 @@ pub struct PeerVerifier {
     expect: Expect,
     schemes: rustls::crypto::WebPkiSupportedAlgorithms,
     side: &'static str,
+    pin: Option<uuid::Uuid>,
 }
 
 impl PeerVerifier {
@@ -144,7 +145,15 @@ impl PeerVerifier {
             expect,
             schemes: provider().signature_verification_algorithms,
             side,
+            pin: None,
         }
+    }
+
+    /// Accepts only node `node` (a client that knows which node it means to reach).
+    #[must_use]
+    pub fn pinned(mut self, node: uuid::Uuid) -> Self {
+        self.pin = Some(node);
+        self
     }
 
     /// Rules 1 to 7 for `der` now.
@@ -155,6 +164,14 @@ impl PeerVerifier {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         let v = self.trust.get().verify(der, now)?;
         admit(&v, self.expect, self.members.as_deref())?;
+        if let Some(pin) = self.pin
+            && v.uri.node_id() != Some(pin)
+        {
+            return Err(Refusal::NotTheExpectedNode {
+                expected: pin,
+                found: v.uri.to_string(),
+            });
+        }
         Ok(v)
     }
 
@@ -286,6 +303,11 @@ pub fn server_config(
         .with_cert_resolver(identity);
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.max_early_data_size = 0;
+    // no session resumption: a resumed handshake would skip the verifier, so a
+    // user or node disabled since its first handshake could come back
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
+    cfg.ticketer = Arc::new(NoTickets);
     Ok(cfg)
 }
 
@@ -310,5 +332,59 @@ pub fn client_config(
     };
     cfg.alpn_protocols = vec![ALPN.to_vec()];
     cfg.enable_early_data = false;
+    cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
+}
+
+/// A ticketer that issues no tickets (no stateless resumption either).
+#[derive(Debug)]
+struct NoTickets;
+
+impl rustls::server::ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{self, KeyAlg, Validity};
+    use crate::uri::SbUri;
+
+    #[test]
+    fn no_session_resumption_on_either_side() {
+        // a resumed handshake would skip the verifier (membership included)
+        let cluster = uuid::Uuid::new_v4();
+        let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(1)).unwrap();
+        let node = identity::issue(
+            &ca,
+            &SbUri::node(cluster, uuid::Uuid::new_v4()),
+            KeyAlg::Ed25519,
+            Validity::days_from_now(1),
+        )
+        .unwrap();
+        let id = Arc::new(IdentityCell(Cell::new(
+            Identity::from_pem(&node.cert_pem, &node.key_pem).unwrap(),
+        )));
+        let trust = Arc::new(Cell::new(Trust::from_pem(cluster, &ca.cert_pem).unwrap()));
+        let v = Arc::new(PeerVerifier::new(trust, None, Expect::User, "test"));
+        let server = server_config(id.clone(), v.clone()).unwrap();
+        assert_eq!(server.send_tls13_tickets, 0);
+        assert!(!server.session_storage.can_cache());
+        assert!(!server.ticketer.enabled());
+        assert_eq!(server.max_early_data_size, 0);
+        let client = client_config(Some(id), v).unwrap();
+        assert!(!client.enable_early_data);
+        assert_eq!(client.alpn_protocols, vec![ALPN.to_vec()]);
+    }
 }

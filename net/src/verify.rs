@@ -31,6 +31,9 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 use x509_parser::prelude::*;
 
+/// Signature algorithms accepted on certificates: Ed25519, ECDSA with SHA-256.
+const SIGNATURE_ALGORITHMS: &[&str] = &["1.3.101.112", "1.2.840.10045.4.3.2"];
+
 /// Why a peer's certificate or identity was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -101,6 +104,14 @@ pub enum Refusal {
     /// The user is disabled.
     #[error("user {0:?} is disabled")]
     DisabledUser(String),
+    /// A node, but not the one the client asked for.
+    #[error("the server is {found}, not the node {expected} this client expects")]
+    NotTheExpectedNode {
+        /// The pinned node.
+        expected: Uuid,
+        /// Who answered.
+        found: String,
+    },
 }
 
 impl Refusal {
@@ -127,6 +138,7 @@ impl Refusal {
             Self::MissingRole { .. } => "NODE_MISSING_ROLE",
             Self::UnknownUser(_) => "USER_UNKNOWN",
             Self::DisabledUser(_) => "USER_DISABLED",
+            Self::NotTheExpectedNode { .. } => "NODE_NOT_EXPECTED",
         }
     }
 }
@@ -234,6 +246,12 @@ impl Trust {
                         "a CA root is not a CA certificate".into(),
                     ));
                 }
+                let alg = cert.signature_algorithm.algorithm.to_id_string();
+                if !SIGNATURE_ALGORITHMS.contains(&alg.as_str()) {
+                    return Err(Refusal::Malformed(format!(
+                        "a CA root signs with {alg}; only Ed25519 and ECDSA P-256 with SHA-256 are accepted"
+                    )));
+                }
                 cert.verify_signature(None).map_err(|_| {
                     Refusal::Malformed("a CA root's self-signature does not verify".into())
                 })?;
@@ -285,26 +303,52 @@ impl Trust {
         if cert.is_ca() {
             return Err(Refusal::IsCa);
         }
+        // only the algorithms our CA signs with; the signed and unsigned copies of
+        // the algorithm must agree
+        let alg = cert.signature_algorithm.algorithm.to_id_string();
+        if !SIGNATURE_ALGORITHMS.contains(&alg.as_str())
+            || cert.tbs_certificate.signature.algorithm != cert.signature_algorithm.algorithm
+        {
+            return Err(Refusal::Malformed(format!(
+                "signature algorithm {alg} is not accepted (Ed25519 or ECDSA P-256 with SHA-256)"
+            )));
+        }
+        if let Some(ext) = cert.extensions().iter().find(|e| {
+            e.critical
+                && matches!(
+                    e.parsed_extension(),
+                    ParsedExtension::UnsupportedExtension { .. }
+                )
+        }) {
+            return Err(Refusal::Malformed(format!(
+                "an unknown critical extension {}",
+                ext.oid.to_id_string()
+            )));
+        }
         let at = ASN1Time::from_timestamp(now).map_err(|e| Refusal::Malformed(e.to_string()))?;
         let issuer = cert.issuer().to_string();
         let mut found = None;
+        let mut expired = None;
         let mut mismatch = None;
         for root in self.roots.iter().filter(|r| r.subject == issuer) {
             let (_, rc) = X509Certificate::from_der(&root.der)
                 .map_err(|e| Refusal::Malformed(e.to_string()))?;
             if cert.verify_signature(Some(rc.public_key())).is_ok() {
-                if !rc.validity().is_valid_at(at) {
-                    return Err(Refusal::CaExpired(root.fingerprint.clone()));
+                if rc.validity().is_valid_at(at) {
+                    found = Some(root);
+                    break;
                 }
-                found = Some(root);
-                break;
+                // an expired root with the same key: a renewed one may follow
+                expired = Some(root);
+                continue;
             }
             mismatch = Some(root);
         }
-        let root = match (found, mismatch) {
-            (Some(r), _) => r,
-            (None, Some(r)) => return Err(Refusal::BadSignature(r.fingerprint.clone())),
-            (None, None) => return Err(Refusal::UnknownIssuer(issuer)),
+        let root = match (found, expired, mismatch) {
+            (Some(r), _, _) => r,
+            (None, Some(r), _) => return Err(Refusal::CaExpired(r.fingerprint.clone())),
+            (None, None, Some(r)) => return Err(Refusal::BadSignature(r.fingerprint.clone())),
+            (None, None, None) => return Err(Refusal::UnknownIssuer(issuer)),
         };
         let v = cert.validity();
         if at < v.not_before {
@@ -404,8 +448,7 @@ pub struct NodeEntry {
     /// A name for operators.
     #[serde(default)]
     pub name: String,
-    /// Whether it is enabled.
-    #[serde(default = "yes")]
+    /// Whether it is enabled (required: a file cut short must not enable anyone).
     pub enabled: bool,
     /// Its roles.
     #[serde(default)]
@@ -418,13 +461,8 @@ pub struct NodeEntry {
 pub struct UserEntry {
     /// Its name (the name in its certificate, `User::"<name>"` in the bundle).
     pub name: String,
-    /// Whether it may connect.
-    #[serde(default = "yes")]
+    /// Whether it may connect (required, as for nodes).
     pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// The members file (`members.toml`): the local stand-in for the control plane's
@@ -537,8 +575,9 @@ impl Members {
                 .map(|u| (u.name.clone(), u.enabled))
                 .collect(),
         };
-        if let Ok(mut g) = self.current.write() {
-            *g = Arc::new(idx);
+        match self.current.write() {
+            Ok(mut g) => *g = Arc::new(idx),
+            Err(p) => *p.into_inner() = Arc::new(idx),
         }
     }
 
@@ -593,6 +632,10 @@ mod tests {
             },
             Refusal::UnknownUser(String::new()),
             Refusal::DisabledUser(String::new()),
+            Refusal::NotTheExpectedNode {
+                expected: id,
+                found: String::new(),
+            },
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(Refusal::code).collect();
         assert_eq!(codes.len(), all.len());

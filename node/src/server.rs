@@ -11,10 +11,11 @@ use scratchbird_net::endpoint::{self, TransportLimits, describe};
 use scratchbird_net::quinn;
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
 use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
-use scratchbird_net::verify::{Expect, Members, MembersList, Trust, admit};
+use scratchbird_net::verify::{Expect, Members, MembersList, Trust, Verified, admit};
 use scratchbird_net::{Role, SbUri};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
 use scratchbird_storage::Storage;
+use scratchbird_types::BundleHash;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,27 +60,43 @@ pub fn mask_key(dir: &Path) -> Result<[u8; 32], String> {
     Ok(k)
 }
 
-/// Modification times of the files a node reloads.
+/// What identifies the content of the files a node reloads: for a file its size
+/// and modification time; for a folder (the bundle) the folder's own time and every
+/// entry's name, size and time, so a removed, renamed or back-dated file counts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Stamps(Vec<Option<SystemTime>>);
+struct Stamps(Vec<String>);
+
+fn stamp(p: &Path) -> String {
+    let one = |m: std::io::Result<std::fs::Metadata>| match m {
+        Ok(m) => format!("{}:{:?}", m.len(), m.modified().ok()),
+        Err(e) => format!("error:{}", e.kind()),
+    };
+    if p.is_dir() {
+        let mut entries: Vec<String> = std::fs::read_dir(p)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| format!("{}={}", e.file_name().to_string_lossy(), one(e.metadata())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        format!("{}|{}", one(std::fs::metadata(p)), entries.join("|"))
+    } else {
+        one(std::fs::metadata(p))
+    }
+}
 
 fn stamps(paths: &[&Path]) -> Stamps {
-    Stamps(
-        paths
-            .iter()
-            .map(|p| {
-                if p.is_dir() {
-                    // a bundle folder: the newest file in it
-                    std::fs::read_dir(p).ok().and_then(|d| {
-                        d.filter_map(|e| e.ok()?.metadata().ok()?.modified().ok())
-                            .max()
-                    })
-                } else {
-                    std::fs::metadata(p).and_then(|m| m.modified()).ok()
-                }
-            })
-            .collect(),
-    )
+    Stamps(paths.iter().map(|p| stamp(p)).collect())
+}
+
+/// An open connection, as reload re-checks it.
+struct Open {
+    conn: quinn::Connection,
+    peer: Verified,
+    kind: Kind,
+    /// The bundle its session was bound to (principals only).
+    bundle: Option<BundleHash>,
 }
 
 /// State every connection shares.
@@ -97,12 +114,16 @@ struct Shared {
     identity: Arc<IdentityCell>,
     frame_max: usize,
     /// Open connections: the connection and the root its peer's certificate chains to.
-    conns: Mutex<HashMap<u64, (quinn::Connection, String)>>,
+    conns: Mutex<HashMap<u64, Open>>,
     /// Queries running, by job id.
     active: Mutex<HashMap<u64, Cancel>>,
     sessions: Mutex<Vec<std::thread::JoinHandle<()>>>,
     next: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    /// Connections and handshakes at once (`connections_max`).
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Whether this node may serve clients (it is an enabled coordinator).
+    serving: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -234,7 +255,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         "server",
     ));
     if !cfg.roles.contains(&Role::Coordinator) {
-        tracing::warn!("this node has no coordinator role: it accepts no client SQL");
+        return Err(fail(
+            "this node has no coordinator role, so it may not take SQL from clients at `listen`: add \"coordinator\" to roles (and to its entry in the members file)",
+        ));
     }
     let client =
         endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;
@@ -251,6 +274,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         None => None,
     };
     let (stop, shutdown) = watch::channel(false);
+    let connections_max = cfg.limits.connections_max;
     let shared = Arc::new(Shared {
         owners: cfg.owners.iter().cloned().collect(),
         frame_max: transport.frame_max,
@@ -269,6 +293,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         sessions: Mutex::default(),
         next: AtomicU64::new(1),
         shutdown,
+        slots: Arc::new(tokio::sync::Semaphore::new(connections_max)),
+        serving: std::sync::atomic::AtomicBool::new(true),
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -343,16 +369,22 @@ impl RunningNode {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        // queries end within a sandbox tick of the cancel (a lock wait within its
-        // own limit)
-        while !lock(&self.shared.active).is_empty() {
+        // queries end within a sandbox tick of the cancel, so their clients get the
+        // error; a query blocked on a client that does not read is ended by closing
+        // its connection below
+        let until = Instant::now() + Duration::from_secs(5);
+        while !lock(&self.shared.active).is_empty() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for (c, _) in lock(&self.shared.conns).values() {
-            c.close(
+        for o in lock(&self.shared.conns).values() {
+            o.conn.close(
                 CLOSE_SHUTDOWN.into(),
                 b"[SHUTTING_DOWN] the node is shutting down",
             );
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        while !lock(&self.shared.active).is_empty() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.client.close(
             CLOSE_SHUTDOWN.into(),
@@ -390,7 +422,7 @@ impl RunningNode {
 
 const CLOSE_REFUSED: u32 = 2;
 const CLOSE_SHUTDOWN: u32 = 3;
-const CLOSE_CA_CHANGED: u32 = 4;
+const CLOSE_REVOKED: u32 = 5;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -413,12 +445,29 @@ async fn accept_loop(shared: Arc<Shared>, ep: quinn::Endpoint, kind: Kind) {
             _ = shutdown.changed() => break,
         };
         let Some(incoming) = incoming else { break };
-        if lock(&shared.conns).len() >= shared.cfg.limits.connections_max {
-            tracing::warn!(from = %incoming.remote_address(), "refused a connection: connections_max reached");
+        // a client must show it owns its address before a handshake costs anything
+        if !incoming.remote_address_validated() {
+            let _ = incoming.retry();
+            continue;
+        }
+        if kind == Kind::Client && !shared.serving.load(Ordering::SeqCst) {
+            tracing::warn!(from = %incoming.remote_address(), "refused a client: this node is not an enabled coordinator");
             incoming.refuse();
             continue;
         }
-        tokio::spawn(connection(shared.clone(), incoming, kind));
+        // handshakes and connections together are bounded
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            tracing::warn!(from = %incoming.remote_address(), "refused a connection: connections_max reached");
+            incoming.refuse();
+            continue;
+        };
+        // finished session threads are joined as new connections come
+        lock(&shared.sessions).retain(|t| !t.is_finished());
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            connection(shared, incoming, kind).await;
+            drop(slot);
+        });
     }
 }
 
@@ -432,7 +481,14 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
             return;
         }
     };
-    let peer = match endpoint::peer_of(&conn, &shared.trust.get()) {
+    let expect = match kind {
+        Kind::Client => Expect::User,
+        Kind::Peer => Expect::Node(None),
+    };
+    // every rule again, membership included, on the connection as established
+    let checked = endpoint::peer_of(&conn, &shared.trust.get())
+        .and_then(|p| admit(&p, expect, Some(shared.members.as_ref())).map(|()| p));
+    let peer = match checked {
         Ok(p) => p,
         Err(r) => {
             tracing::warn!(%from, code = r.code(), reason = %r, "refused a connection");
@@ -444,10 +500,20 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         }
     };
     let id = shared.next.fetch_add(1, Ordering::Relaxed);
-    lock(&shared.conns).insert(id, (conn.clone(), peer.root.clone()));
+    lock(&shared.conns).insert(
+        id,
+        Open {
+            conn: conn.clone(),
+            peer: peer.clone(),
+            kind,
+            bundle: None,
+        },
+    );
     tracing::info!(%from, peer = %peer.uri, "connected");
+    // a reload between the check above and the insert would have missed it
+    recheck(&shared);
     match kind {
-        Kind::Client => client_session(&shared, &conn, &peer.uri).await,
+        Kind::Client => client_session(&shared, &conn, &peer.uri, id).await,
         Kind::Peer => peer_session(&shared, &conn, &peer.uri).await,
     }
     lock(&shared.conns).remove(&id);
@@ -460,7 +526,13 @@ struct Job {
     sql: String,
     tx: tokio::sync::mpsc::Sender<Response>,
     cancel: Cancel,
+    /// Fired when the job ran to its end (whatever the outcome); dropped unfired if
+    /// the session thread died.
+    finished: tokio::sync::oneshot::Sender<()>,
 }
+
+/// Jobs queued per connection beyond the running one.
+const QUEUED_MAX: usize = 4;
 
 fn access_for(shared: &Shared, user: &str) -> Result<Access, RpcError> {
     if shared.owners.contains(user) {
@@ -481,7 +553,12 @@ fn access_for(shared: &Shared, user: &str) -> Result<Access, RpcError> {
     ))))
 }
 
-async fn client_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbUri) {
+async fn client_session(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    peer: &SbUri,
+    conn_id: u64,
+) {
     let user = peer.user_name().unwrap_or_default().to_owned();
     let access = match access_for(shared, &user) {
         Ok(a) => a,
@@ -500,11 +577,16 @@ async fn client_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &S
             return;
         }
     };
-    let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+    // reload closes a principal's session when the bundle it was bound to changes
+    if let (Access::Principal(p), Some(o)) = (&access, lock(&shared.conns).get_mut(&conn_id)) {
+        o.bundle = Some(p.bundle_hash());
+    }
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_MAX);
     let s2 = shared.clone();
+    let owner = matches!(access, Access::Owner).then(|| user.clone());
     let thread = std::thread::Builder::new()
         .name(format!("session {user}"))
-        .spawn(move || session_thread(&s2, access, &rx));
+        .spawn(move || session_thread(&s2, access, owner.as_deref(), &rx));
     match thread {
         Ok(t) => lock(&shared.sessions).push(t),
         Err(e) => {
@@ -576,23 +658,45 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbU
     }
 }
 
+/// Removes a query from the running set however its request ends.
+struct Running<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.active).remove(&self.id);
+    }
+}
+
+/// After a query is cancelled, how long a client that is not reading gets before
+/// its stream is reset (a reading client gets the error well within it).
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+async fn reply(send: &mut quinn::SendStream, rid: u64, body: Response, max: usize) {
+    let _ = rpc::write_frame(send, rid, &body, max).await;
+    let _ = send.finish();
+}
+
 async fn request(
     shared: Arc<Shared>,
     conn: quinn::Connection,
     peer: SbUri,
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     let max = shared.frame_max;
-    let f = match rpc::read_frame::<Request>(&mut recv, max).await {
+    // a request is a query at most: read it under the request limit, not the frame
+    // limit that result batches get
+    let f = match rpc::read_frame::<Request>(&mut recv, max.min(rpc::REQUEST_MAX)).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(peer = %peer, "a malformed request: {e}");
             let err = RpcError::new("BAD_FRAME", e.to_string());
-            let _ = rpc::write_frame(&mut send, 0, &Response::Error(err), max).await;
-            let _ = send.finish();
+            reply(&mut send, 0, Response::Error(err), max).await;
             return;
         }
     };
@@ -605,23 +709,39 @@ async fn request(
                 peer: peer.to_string(),
                 echo,
             });
-            let _ = rpc::write_frame(&mut send, rid, &pong, max).await;
-            let _ = send.finish();
+            reply(&mut send, rid, pong, max).await;
             return;
         }
         Request::Query(q) => q,
     };
+    if q.sql.len() > rpc::SQL_MAX {
+        let err = RpcError::new(
+            "SQL_TOO_LONG",
+            format!(
+                "the SQL text is {} bytes; at most {} are taken",
+                q.sql.len(),
+                rpc::SQL_MAX
+            ),
+        )
+        .hint("send the statements in several requests");
+        reply(&mut send, rid, Response::Error(err), max).await;
+        return;
+    }
     if *shared.shutdown.borrow() {
         let err = RpcError::new("SHUTTING_DOWN", "the node is shutting down")
             .hint("retry on another node or after it restarts");
-        let _ = rpc::write_frame(&mut send, rid, &Response::Error(err), max).await;
-        let _ = send.finish();
+        reply(&mut send, rid, Response::Error(err), max).await;
         return;
     }
     let cancel = Cancel::new();
     let id = shared.next.fetch_add(1, Ordering::Relaxed);
     lock(&shared.active).insert(id, cancel.clone());
+    let _running = Running {
+        shared: &shared,
+        id,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
+    let (finished, ran) = tokio::sync::oneshot::channel();
     // the client stopping its side or the connection ending cancels the query
     let stopped = send.stopped();
     let c2 = cancel.clone();
@@ -643,24 +763,67 @@ async fn request(
         sql: q.sql,
         tx,
         cancel: cancel.clone(),
+        finished,
     };
-    if jobs.send(job).is_err() {
-        lock(&shared.active).remove(&id);
-        let err = RpcError::new("SESSION_GONE", "the session of this connection has ended");
-        let _ = rpc::write_frame(&mut send, rid, &Response::Error(err), max).await;
-        let _ = send.finish();
-        return;
-    }
+    let refused = match jobs.try_send(job) {
+        Ok(()) => None,
+        Err(std::sync::mpsc::TrySendError::Full(_)) => Some(
+            RpcError::new(
+                "BUSY",
+                format!("{QUEUED_MAX} queries already wait on this connection's session"),
+            )
+            .hint("wait for a query to finish, or use another connection"),
+        ),
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Some(RpcError::new(
+            "SESSION_GONE",
+            "the session of this connection has ended",
+        )),
+    };
     drop(jobs);
-    while let Some(resp) = rx.recv().await {
-        if let Err(e) = rpc::write_frame(&mut send, rid, &resp, max).await {
+    let mut delivered = refused.is_none();
+    if let Some(err) = refused {
+        reply(&mut send, rid, Response::Error(err), max).await;
+    }
+    while delivered {
+        let Some(resp) = rx.recv().await else { break };
+        let write = rpc::write_frame(&mut send, rid, &resp, max);
+        tokio::pin!(write);
+        // a client that does not read holds this write under flow control: once
+        // the query is cancelled it gets a short grace, then the stream is reset
+        let written = loop {
+            tokio::select! {
+                r = &mut write => break r.map_err(|e| e.to_string()),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if let Some(why) = cancel.raised() {
+                        break match tokio::time::timeout(CANCEL_GRACE, &mut write).await {
+                            Ok(r) => r.map_err(|e| e.to_string()),
+                            Err(_) => Err(format!("cancelled ({why}) while the client was not reading")),
+                        };
+                    }
+                }
+            }
+        };
+        if let Err(e) = written {
             tracing::info!(peer = %peer, "a query's client went away: {e}");
             cancel.raise("the client went away");
-            break;
+            delivered = false;
         }
     }
+    // dropping the receiver wakes a session blocked on a full channel: its sink
+    // fails and the query stops
     drop(rx);
-    let _ = send.finish();
+    if delivered {
+        if ran.await.is_err() {
+            // the session thread died: the client must not take a cut-short
+            // stream for a complete answer
+            let err = RpcError::new("INTERNAL", "the session ended while running the query")
+                .hint("reconnect; the node's log has the cause");
+            let _ = rpc::write_frame(&mut send, rid, &Response::Error(err), max).await;
+        }
+        let _ = send.finish();
+    } else {
+        let _ = send.reset(1u32.into());
+    }
     watcher.abort();
     if let Some(d) = deadline {
         d.abort();
@@ -752,9 +915,17 @@ fn done_of(o: Outcome, elapsed: Duration) -> Done {
     }
 }
 
-fn session_thread(shared: &Arc<Shared>, access: Access, jobs: &std::sync::mpsc::Receiver<Job>) {
+fn session_thread(
+    shared: &Arc<Shared>,
+    access: Access,
+    owner: Option<&str>,
+    jobs: &std::sync::mpsc::Receiver<Job>,
+) {
     let mut session = LocalSession::new(shared.storage.clone(), shared.sandbox.clone());
     session.set_audit(shared.audit.clone());
+    if let Some(user) = owner {
+        session.set_owner_name(user);
+    }
     if let Err(e) = session.set_access(access) {
         tracing::error!("binding a session's principal: {e}");
         return;
@@ -770,6 +941,7 @@ fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
         sql,
         tx,
         cancel,
+        finished,
     } = job;
     session.set_stop(cancel.clone());
     let sink_tx = tx.clone();
@@ -808,6 +980,7 @@ fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
         let _ = tx.blocking_send(Response::Error(err));
     }
     lock(&shared.active).remove(&id);
+    let _ = finished.send(());
 }
 
 async fn reload_loop(shared: Arc<Shared>) {
@@ -835,40 +1008,50 @@ async fn reload_loop(shared: Arc<Shared>) {
         if now != seen {
             seen = now;
             reload(&shared);
+        } else {
+            // certificates expire while nothing changes
+            recheck(&shared);
         }
     }
 }
 
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Re-reads every reloadable file; a file that fails to load keeps the old value
-/// (and says so); roots that went away close the connections they vouched for
-/// when the policy says so.
+/// (and says so), then re-checks every open connection and the node itself.
 fn reload(shared: &Shared) {
     let cfg = &shared.cfg;
-    match Identity::load(&cfg.tls.cert, &cfg.tls.key) {
-        Ok(id) => shared.identity.0.set(id),
-        Err(e) => tracing::error!("reload: keeping the old certificate: {e}"),
+    match load_trust(cfg, shared.me.cluster) {
+        Ok(t) => shared.trust.set(t),
+        Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
     }
     match load_members(cfg, shared.me.cluster) {
         Ok(list) => shared.members.replace(&list),
         Err(e) => tracing::error!("reload: keeping the old members: {e}"),
     }
-    match load_trust(cfg, shared.me.cluster) {
-        Ok(t) => {
-            let roots: HashSet<String> = t.fingerprints().into_iter().collect();
-            shared.trust.set(t);
-            if cfg.reload.on_ca_change == OnCaChange::Close {
-                for (c, root) in lock(&shared.conns).values() {
-                    if !roots.contains(root) {
-                        tracing::warn!(peer = %c.remote_address(), "closing a connection: its CA root was removed");
-                        c.close(
-                            CLOSE_CA_CHANGED.into(),
-                            b"[CA_CHANGED] the CA root that issued your certificate is no longer trusted",
-                        );
-                    }
-                }
-            }
+    // a new certificate must name this node and pass its own rules
+    let fresh = Identity::load(&cfg.tls.cert, &cfg.tls.key).and_then(|id| {
+        let v = shared
+            .trust
+            .get()
+            .verify(&id.cert_der, now_secs())
+            .map_err(|e| scratchbird_net::tls::TlsError(e.to_string()))?;
+        if v.uri == shared.me {
+            Ok(id)
+        } else {
+            Err(scratchbird_net::tls::TlsError(format!(
+                "it names {}, not this node {}",
+                v.uri, shared.me
+            )))
         }
-        Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
+    });
+    match fresh {
+        Ok(id) => shared.identity.0.set(id),
+        Err(e) => tracing::error!("reload: keeping the old certificate: {e}"),
     }
     if let Some(b) = &cfg.security.bundle {
         match load_bundle(b) {
@@ -880,4 +1063,64 @@ fn reload(shared: &Shared) {
         }
     }
     tracing::info!("reloaded certificates, CA roots, members and bundle");
+    recheck(shared);
+}
+
+/// Applies the current roots, members and bundle to what is already open: the
+/// node itself must still be an enabled coordinator to serve clients; a connection
+/// whose certificate expired, whose user or node is no longer an enabled member,
+/// whose CA root was removed (with `on_ca_change = "close"`), or whose principal's
+/// bundle was replaced, is closed with the reason.
+fn recheck(shared: &Shared) {
+    let trust = shared.trust.get();
+    let now = now_secs();
+    let me = trust
+        .verify(&shared.identity.0.get().cert_der, now)
+        .and_then(|v| {
+            admit(
+                &v,
+                Expect::Node(Some(Role::Coordinator)),
+                Some(shared.members.as_ref()),
+            )
+        });
+    let serving = me.is_ok();
+    if shared.serving.swap(serving, Ordering::SeqCst) != serving {
+        match &me {
+            Ok(()) => tracing::warn!("this node is an enabled coordinator again: serving clients"),
+            Err(e) => tracing::error!(code = e.code(), "this node no longer serves clients: {e}"),
+        }
+    }
+    let roots: HashSet<String> = trust.fingerprints().into_iter().collect();
+    let bundle = shared.deriver().map(|d| d.bundle().hash());
+    for o in lock(&shared.conns).values() {
+        let expect = match o.kind {
+            Kind::Client => Expect::User,
+            Kind::Peer => Expect::Node(None),
+        };
+        let why = if o.kind == Kind::Client && !serving {
+            Some("[NODE_NOT_SERVING] this node is no longer an enabled coordinator".to_owned())
+        } else if o.peer.not_after < now {
+            Some("[CERT_EXPIRED] your certificate expired".to_owned())
+        } else if shared.cfg.reload.on_ca_change == OnCaChange::Close
+            && !roots.contains(&o.peer.root)
+        {
+            Some(
+                "[CA_CHANGED] the CA root that issued your certificate is no longer trusted"
+                    .to_owned(),
+            )
+        } else if let Err(r) = admit(&o.peer, expect, Some(shared.members.as_ref())) {
+            Some(format!("[{}] {r}", r.code()))
+        } else if o.bundle.is_some() && o.bundle != bundle {
+            Some(
+                "[BUNDLE_CHANGED] the security bundle changed; reconnect to run under it"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tracing::warn!(peer = %o.peer.uri, "closing a connection: {why}");
+            o.conn.close(CLOSE_REVOKED.into(), why.as_bytes());
+        }
+    }
 }

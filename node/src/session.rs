@@ -153,6 +153,7 @@ pub struct LocalSession {
     audit: Option<Arc<AuditLog>>,
     stop: Cancel,
     stream: Option<Arc<std::sync::Mutex<StepSink>>>,
+    owner: Option<String>,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -238,6 +239,7 @@ impl LocalSession {
             audit: None,
             stop: Cancel::never(),
             stream: None,
+            owner: None,
         }
     }
 
@@ -259,6 +261,18 @@ impl LocalSession {
         self.audit = Some(log);
     }
 
+    /// A record naming who runs the session's statements.
+    fn audit_record(&self) -> AuditRecord {
+        match &self.access {
+            Access::Owner => AuditRecord::new(self.owner.as_deref().unwrap_or("owner")),
+            Access::Principal(p) => {
+                let mut r = AuditRecord::new(p.name());
+                r.bundle = Some(p.bundle_hash().0);
+                r
+            }
+        }
+    }
+
     /// Appends the record of one stage's execution, if the session audits.
     fn audit_execution(
         &self,
@@ -269,20 +283,35 @@ impl LocalSession {
         let Some(log) = &self.audit else {
             return Ok(());
         };
-        let mut r = match &self.access {
-            Access::Owner => AuditRecord::new("owner"),
-            Access::Principal(p) => {
-                let mut r = AuditRecord::new(p.name());
-                r.bundle = Some(p.bundle_hash().0);
-                r
-            }
-        };
+        let mut r = self.audit_record();
         r.modules = vec![module];
         (r.tables, r.columns) = tables;
         r.set_result(result);
         log.append(r)
             .map(|_| ())
             .map_err(|e| SessionError::Session(format!("the execution could not be audited: {e}")))
+    }
+
+    /// Before a streamed query's first row leaves: a durable record that it
+    /// started (who, which module, which tables), so no row is ever released
+    /// unaudited; the execution's own record follows as usual.
+    fn audit_start(&self, c: &compiler::Compiled, txn: &Transaction) -> Result<(), SessionError> {
+        let Some(log) = &self.audit else {
+            return Ok(());
+        };
+        let mut r = self.audit_record();
+        r.modules = vec![c.hash];
+        (r.tables, r.columns) = touched(&c.manifest, &*txn.catalog()?);
+        r.outcome = "started".into();
+        log.append(r)
+            .map(|_| ())
+            .map_err(|e| SessionError::Session(format!("the execution could not be audited: {e}")))
+    }
+
+    /// Names the owner in audit records (`owner:<user>`) when the data
+    /// directory's owner is a user who connected with a certificate.
+    pub fn set_owner_name(&mut self, user: &str) {
+        self.owner = Some(format!("owner:{user}"));
     }
 
     /// Runs the session's statements for `access` from now on: a principal under a
@@ -681,6 +710,9 @@ impl LocalSession {
         txn: Transaction,
     ) -> (Transaction, Result<Outcome, SessionError>) {
         if let (Some(stream), QueryKind::Select) = (&self.stream, &c.kind) {
+            if let Err(e) = self.audit_start(c, &txn) {
+                return (txn, Err(e));
+            }
             let send = |s: &std::sync::Mutex<StepSink>, step: Step| match s.lock() {
                 Ok(mut f) => f(step),
                 Err(p) => (p.into_inner())(step),

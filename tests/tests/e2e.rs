@@ -278,7 +278,7 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
             .arg(s.certs.join("admin.key"))
             .arg("--ca")
             .arg(s.certs.join("ca.crt"))
-            .args(["-c", sql])
+            .args(["--format", "csv", "-c", sql])
             .env("HOME", &s.certs)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -293,7 +293,28 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
     let read = spawn(
         "SELECT count(*) FROM digits a, digits b, digits c, digits d, digits e, digits f, digits g, digits h, digits i WHERE a.n + b.n + c.n + d.n + e.n + f.n + g.n + h.n + i.n = 37",
     );
-    let log_has_two = || s.node.log().matches("connected").count() >= 3; // setup + two
+    // and a client that stops reading: a query of a million rows, never read
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let creds = scratchbird_net::Credentials::load(
+        &s.certs.join("admin.crt"),
+        &s.certs.join("admin.key"),
+        &s.certs.join("ca.crt"),
+    )
+    .unwrap();
+    let client = rt
+        .block_on(scratchbird_net::Client::connect(
+            s.node.client_addr,
+            &creds,
+            &scratchbird_net::TransportLimits::default(),
+        ))
+        .unwrap();
+    let mut stuck = rt
+        .block_on(client.query("SELECT a.id, b.n, c.n FROM big a, digits b, digits c", 0))
+        .unwrap();
+    let log_has_two = || s.node.log().matches("connected").count() >= 4; // setup + three
     for _ in 0..200 {
         if log_has_two() {
             break;
@@ -308,6 +329,17 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
         write.wait_with_output().unwrap(),
         read.wait_with_output().unwrap(),
     );
+    // what was in flight drains, then the stream fails: never a clean end
+    let end = rt.block_on(async {
+        loop {
+            match stuck.next().await {
+                Ok(Some(_)) => {}
+                other => return other.map(|_| ()),
+            }
+        }
+    });
+    assert!(end.is_err(), "the stalled reader got a complete answer");
+    drop(client);
     for o in [&w, &r] {
         let (out, err) = text(o);
         assert!(!o.status.success(), "a query outlived the node: {out}");

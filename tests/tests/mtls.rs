@@ -39,9 +39,15 @@ async fn attempt(addr: SocketAddr, who: Option<&Issued>, trust: &Trust) -> Resul
         idle_timeout: Duration::from_secs(5),
         ..TransportLimits::default()
     };
-    let client = Client::connect_as(addr, identity, Arc::new(Cell::new(trust.clone())), &limits)
-        .await
-        .map_err(|e| e.to_string())?;
+    let client = Client::connect_as(
+        addr,
+        identity,
+        Arc::new(Cell::new(trust.clone())),
+        &limits,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let pong = client
         .ping(b"hello".to_vec())
         .await
@@ -49,6 +55,32 @@ async fn attempt(addr: SocketAddr, who: Option<&Issued>, trust: &Trust) -> Resul
     assert_eq!(pong.echo, b"hello");
     client.close().await;
     Ok(pong.peer)
+}
+
+async fn connect(addr: SocketAddr, who: &Issued, trust: &Trust) -> Client {
+    let identity = Arc::new(IdentityCell(Cell::new(
+        Identity::from_pem(&who.cert_pem, &who.key_pem).unwrap(),
+    )));
+    Client::connect_as(
+        addr,
+        Some(identity),
+        Arc::new(Cell::new(trust.clone())),
+        &TransportLimits::default(),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits until `f` holds, polling for up to 10 s.
+async fn eventually<F: std::future::Future<Output = bool>>(mut f: impl FnMut() -> F) -> bool {
+    for _ in 0..100 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 struct Case {
@@ -342,12 +374,13 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
             }
         }
         // a valid certificate is never sufficient: disabling a user in the members
-        // file refuses its next connection without a restart
+        // file closes its open connection and refuses the next, without a restart
         assert!(
             attempt(node.client_addr, Some(&admin), &trust)
                 .await
                 .is_ok()
         );
+        let live = connect(node.client_addr, &admin, &trust).await;
         std::thread::sleep(Duration::from_millis(1100)); // a new modification time
         ca.members
             .users
@@ -366,8 +399,82 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
         }
         let e = refused.expect("the disabled user was still accepted after the reload");
         assert!(e.contains("USER_DISABLED"), "{e}");
+        let e = live
+            .ping(Vec::new())
+            .await
+            .expect_err("the open connection survived");
+        assert!(e.to_string().contains("USER_DISABLED"), "{e}");
     });
     let _ = ClientError::Setup(String::new());
     let status = node.terminate(Duration::from_secs(20));
     assert!(status.success(), "sbnode exited with {status}");
+}
+
+/// CA rotation without a restart (spec 3.2): overlap (both roots), the node
+/// re-issued under the new CA, cutover (new root only). At cutover the connection
+/// made under the old root is closed and old certificates are refused; the new
+/// CA's users keep working throughout.
+#[test]
+fn ca_rotation_reloads_roots_and_closes_what_the_old_root_vouched_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::new(&tmp.path().join("ca"));
+    let cluster = ca.cluster;
+    let old_user = ca.user("admin");
+    let new_ca = identity::new_ca(cluster, KeyAlg::Ed25519, days(-1, 30)).unwrap();
+    let new_user = identity::issue(
+        &new_ca,
+        &SbUri::user(cluster, "admin").unwrap(),
+        KeyAlg::Ed25519,
+        days(-1, 10),
+    )
+    .unwrap();
+    let both = Trust::from_pem(cluster, &format!("{}{}", ca.ca.cert_pem, new_ca.cert_pem)).unwrap();
+    let opts = NodeOpts {
+        owners: vec!["admin".into()],
+        reload_secs: Some(1),
+        ..NodeOpts::default()
+    };
+    let node_dir = tmp.path().join("n1");
+    let node = Node::start(&node_dir, &mut ca, "n1", &[Role::Coordinator], &opts);
+    let ca_file = ca.dir.join("ca.crt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr = node.client_addr;
+        let e = attempt(addr, Some(&new_user), &both).await.unwrap_err();
+        assert!(e.contains("CERT_BAD_SIGNATURE"), "{e}");
+        // overlap: both roots
+        std::fs::write(&ca_file, format!("{}{}", ca.ca.cert_pem, new_ca.cert_pem)).unwrap();
+        assert!(eventually(|| async { attempt(addr, Some(&new_user), &both).await.is_ok() }).await);
+        assert!(attempt(addr, Some(&old_user), &both).await.is_ok());
+        // the node's own certificate, re-issued under the new CA, is picked up
+        let pem = std::fs::read_to_string(node_dir.join("node.crt")).unwrap();
+        let der = identity::certs_from_pem(&pem).unwrap().remove(0);
+        let me = SbUri::parse(&identity::inspect(&der).unwrap().uris[0]).unwrap();
+        let reissued = identity::issue(&new_ca, &me, KeyAlg::Ed25519, days(-1, 10)).unwrap();
+        std::fs::write(node_dir.join("node.key"), &reissued.key_pem).unwrap();
+        std::fs::write(node_dir.join("node.crt"), &reissued.cert_pem).unwrap();
+        let new_only = Trust::from_pem(cluster, &new_ca.cert_pem).unwrap();
+        assert!(
+            eventually(|| async { attempt(addr, Some(&new_user), &new_only).await.is_ok() }).await
+        );
+        // cutover: the new root only
+        let live = connect(addr, &old_user, &both).await;
+        std::fs::write(&ca_file, &new_ca.cert_pem).unwrap();
+        assert!(
+            eventually(|| async { attempt(addr, Some(&old_user), &both).await.is_err() }).await
+        );
+        let e = attempt(addr, Some(&old_user), &both).await.unwrap_err();
+        assert!(e.contains("CERT_BAD_SIGNATURE"), "{e}");
+        let e = live
+            .ping(Vec::new())
+            .await
+            .expect_err("the connection under the removed root survived");
+        assert!(e.to_string().contains("CA_CHANGED"), "{e}");
+        assert!(attempt(addr, Some(&new_user), &new_only).await.is_ok());
+    });
+    assert!(node.log().contains("CA_CHANGED"));
+    assert!(node.terminate(Duration::from_secs(20)).success());
 }
