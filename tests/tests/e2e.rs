@@ -408,3 +408,141 @@ fn the_demo_runs_its_tour_and_cleans_up() {
         .expect("the demo says what it removed");
     assert!(!Path::new(folder).exists(), "{folder} was left behind");
 }
+
+/// The whole path a new operator takes, with the binaries only: `sb ca init`,
+/// `issue-node`, `issue-user` (keys 0600), `sb ca list`, `sbnode init`, the node
+/// started on that config with JSON logs, `sb sql --connect` as its owner.
+#[test]
+fn an_operator_sets_up_a_node_with_the_binaries_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = |args: &[&str]| {
+        let o = Command::new(bin("sb"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "sb {args:?} failed:\n{out}\n{err}");
+        out
+    };
+    let out = run(&["ca", "init", "--dir", "ca"]);
+    assert!(out.starts_with("cluster "), "{out}");
+    run(&[
+        "ca",
+        "issue-node",
+        "--dir",
+        "ca",
+        "--name",
+        "n1",
+        "--out",
+        "n1",
+    ]);
+    run(&[
+        "ca",
+        "issue-user",
+        "--dir",
+        "ca",
+        "--name",
+        "ops",
+        "--out",
+        "ops",
+        "--alg",
+        "ecdsa-p256",
+    ]);
+    for key in ["ca/ca.key", "n1/node.key", "ops/ops.key"] {
+        let mode = std::fs::metadata(d.join(key)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{key}");
+    }
+    // never overwritten, never printed
+    let again = Command::new(bin("sb"))
+        .args([
+            "ca",
+            "issue-user",
+            "--dir",
+            "ca",
+            "--name",
+            "ops",
+            "--out",
+            "ops",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("never overwritten"));
+    let list = run(&["ca", "list", "--dir", "ca"]);
+    assert!(list.contains("2 certificate(s) issued"), "{list}");
+    assert!(
+        list.contains("/user/ops") && list.contains("days left"),
+        "{list}"
+    );
+    assert!(list.contains("n1 enabled [coordinator,shard]"), "{list}");
+    assert!(!list.contains("PRIVATE KEY"));
+    // sbnode init, then the few edits an operator makes
+    let init = Command::new(bin("sbnode"))
+        .args(["init", "--out", "n1/node.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", text(&init).1);
+    let cfg = std::fs::read_to_string(d.join("n1/node.toml"))
+        .unwrap()
+        .replace("127.0.0.1:7400", "127.0.0.1:0")
+        .replace("owners = []", "owners = [\"ops\"]")
+        .replace(
+            "members = \"members.toml\"",
+            "members = \"../ca/members.toml\"",
+        );
+    std::fs::write(d.join("n1/node.toml"), cfg).unwrap();
+    let mut child = Command::new(bin("sbnode"))
+        .args(["--config", "n1/node.toml", "--log-format", "json"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("clients="))
+        .unwrap()
+        .to_owned();
+    let q = Command::new(bin("sb"))
+        .args(["sql", "--connect", &addr, "--cert", "ops/ops.crt", "--key", "ops/ops.key", "--ca", "ops/ca.crt"])
+        .args(["-c", "CREATE TABLE t (a INT PRIMARY KEY); INSERT INTO t VALUES (1),(2); SELECT sum(a) FROM t"])
+        .current_dir(d)
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&q).0,
+        "CREATE TABLE\nINSERT 2\nsum\n---\n3\n(1 row)\n",
+        "{}",
+        text(&q).1
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8(out.stderr).unwrap();
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not JSON: {line}"
+        );
+    }
+    assert!(log.contains("stopped cleanly"), "{log}");
+}
