@@ -10,7 +10,7 @@ use scratchbird_net::{Client, ClientError, Credentials, Response, TransportLimit
 use scratchbird_node::display_value;
 use scratchbird_types::{SqlType, Value};
 use serde::Deserialize;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -146,45 +146,40 @@ pub(crate) async fn shell(
             client.me
         );
     }
-    let mut history = History::open();
-    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<Option<String>>(1);
-    // standard input is read on its own thread: the runtime stays free to notice
-    // Ctrl-C while a statement runs
-    std::thread::spawn(move || {
-        let stdin = std::io::stdin();
-        loop {
-            let mut line = String::new();
-            let n = stdin.lock().read_line(&mut line).unwrap_or(0);
-            if lines_tx.blocking_send((n > 0).then_some(line)).is_err() || n == 0 {
-                break;
-            }
-        }
-    });
+    let (prompts, prompt_rx) = std::sync::mpsc::channel::<&'static str>();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<Input>(1);
+    // input is read on its own thread, one line per prompt asked for: the runtime
+    // stays free to notice Ctrl-C while a statement runs
+    std::thread::spawn(move || read_input(tty, &prompt_rx, &lines_tx));
     let mut buf = String::new();
     let mut ok = true;
     loop {
-        if tty {
-            eprint!("{}", if buf.is_empty() { "sb> " } else { "..> " });
-            let _ = std::io::stderr().flush();
+        if prompts
+            .send(if buf.is_empty() { "sb> " } else { "..> " })
+            .is_err()
+        {
+            break;
         }
-        let line = tokio::select! {
-            l = lines.recv() => l.flatten(),
-            _ = tokio::signal::ctrl_c() => {
-                if tty { eprintln!(); }
+        let input = tokio::select! {
+            l = lines.recv() => l.unwrap_or(Input::End),
+            _ = tokio::signal::ctrl_c() => Input::Interrupted,
+        };
+        let line = match input {
+            Input::End => break,
+            Input::Interrupted => {
                 if ctrl_c_quits && buf.is_empty() {
                     break;
                 }
                 buf.clear();
                 continue;
             }
+            Input::Line(l) => l,
         };
-        let Some(line) = line else { break };
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
         }
         buf.push_str(&line);
         if complete(&buf) {
-            history.add(&buf);
             ok &= run_text(client, &buf, args).await;
             buf.clear();
         }
@@ -198,26 +193,75 @@ pub(crate) async fn shell(
     Ok(())
 }
 
-/// Statements typed at the prompt, appended to ~/.config/scratchbird/history.
-struct History(Option<std::fs::File>);
+/// A line of input, or why there is none.
+enum Input {
+    Line(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    /// End of input (Ctrl-D, end of a file or pipe).
+    End,
+}
 
-impl History {
-    fn open() -> Self {
-        let file = config_dir().and_then(|d| {
-            std::fs::create_dir_all(&d).ok()?;
-            let mut o = std::fs::OpenOptions::new();
-            o.create(true).append(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            o.open(d.join("history")).ok()
-        });
-        Self(file)
+/// Reads one line per prompt asked for. On a terminal: line editing and history
+/// (arrow keys, Ctrl-R), kept in ~/.config/scratchbird/history (0600); otherwise
+/// plain lines from standard input.
+fn read_input(
+    tty: bool,
+    prompts: &std::sync::mpsc::Receiver<&'static str>,
+    lines: &tokio::sync::mpsc::Sender<Input>,
+) {
+    let history = config_dir().map(|d| d.join("history"));
+    let mut editor = if tty {
+        rustyline::DefaultEditor::new().ok()
+    } else {
+        None
+    };
+    if let (Some(ed), Some(h)) = (&mut editor, &history) {
+        let _ = ed.load_history(h);
     }
-    fn add(&mut self, stmt: &str) {
-        if let Some(f) = &mut self.0 {
-            let _ = writeln!(f, "{}", stmt.trim_end());
+    let stdin = std::io::stdin();
+    while let Ok(prompt) = prompts.recv() {
+        let input = match &mut editor {
+            Some(ed) => match ed.readline(prompt) {
+                Ok(line) => {
+                    if !line.trim().is_empty() {
+                        let _ = ed.add_history_entry(line.as_str());
+                        if let Some(h) = &history {
+                            save_history(ed, h);
+                        }
+                    }
+                    Input::Line(line + "\n")
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => Input::Interrupted,
+                Err(_) => Input::End,
+            },
+            None => {
+                let mut line = String::new();
+                match stdin.lock().read_line(&mut line) {
+                    Ok(n) if n > 0 => Input::Line(line),
+                    _ => Input::End,
+                }
+            }
+        };
+        let end = matches!(input, Input::End);
+        if lines.blocking_send(input).is_err() || end {
+            break;
         }
     }
+}
+
+fn save_history(ed: &mut rustyline::DefaultEditor, path: &Path) {
+    if let Some(d) = path.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    if !path.exists() {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let _ = o.open(path);
+    }
+    let _ = ed.append_history(path);
 }
 
 /// Runs one text (one or more statements) and prints as it streams; false if it
