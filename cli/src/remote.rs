@@ -4,10 +4,9 @@
 //! prints when the statement is done. Ctrl-C cancels the running statement (the
 //! node stops it), not the shell.
 
-use crate::sql::{Format, SqlArgs, complete, csv_field, json_value, print_rows};
+use crate::sql::{Format, SqlArgs, complete, print_csv_header, print_data_rows, print_rows};
 use anyhow::{Context, Result, bail};
 use scratchbird_net::{Client, ClientError, Credentials, Response, TransportLimits};
-use scratchbird_node::display_value;
 use scratchbird_types::{SqlType, Value};
 use serde::Deserialize;
 use std::io::{BufRead, IsTerminal};
@@ -293,14 +292,7 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                 columns = c;
                 rows.clear();
                 if args.format == Format::Csv {
-                    say!(
-                        "{}",
-                        columns
-                            .iter()
-                            .map(|(n, _)| csv_field(n))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    );
+                    print_csv_header(&columns);
                 }
             }
             Ok(Some(Response::Batch(b))) => {
@@ -313,31 +305,7 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                 };
                 match args.format {
                     Format::Table => rows.extend(batch),
-                    Format::Csv => {
-                        for row in &batch {
-                            say!(
-                                "{}",
-                                row.iter()
-                                    .map(|v| if v.is_null() {
-                                        String::new()
-                                    } else {
-                                        csv_field(&display_value(v))
-                                    })
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            );
-                        }
-                    }
-                    Format::Json => {
-                        for row in &batch {
-                            let obj: serde_json::Map<String, serde_json::Value> = columns
-                                .iter()
-                                .zip(row)
-                                .map(|((n, _), v)| (n.clone(), json_value(v)))
-                                .collect();
-                            say!("{}", serde_json::Value::Object(obj));
-                        }
-                    }
+                    other => print_data_rows(&columns, &batch, other),
                 }
             }
             Ok(Some(Response::Done(d))) => {

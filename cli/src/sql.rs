@@ -90,7 +90,7 @@ pub struct SqlArgs {
     pub context: Option<String>,
 }
 
-pub(crate) fn csv_field(s: &str) -> String {
+fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -98,7 +98,7 @@ pub(crate) fn csv_field(s: &str) -> String {
     }
 }
 
-pub(crate) fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
+fn json_value(v: &scratchbird_types::Value) -> serde_json::Value {
     use scratchbird_types::Value as V;
     match v {
         V::Null => serde_json::Value::Null,
@@ -161,30 +161,46 @@ pub(crate) fn print_rows(
             );
         }
         Format::Csv => {
-            say!(
+            print_csv_header(columns);
+            print_data_rows(columns, rows, format);
+        }
+        Format::Json => print_data_rows(columns, rows, format),
+    }
+}
+
+/// The header line of CSV output.
+pub(crate) fn print_csv_header(columns: &[(String, scratchbird_types::SqlType)]) {
+    say!(
+        "{}",
+        columns
+            .iter()
+            .map(|(n, _)| csv_field(n))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+}
+
+/// Rows as CSV lines (NULL as an empty field) or JSON objects, one per line; a
+/// table needs every row first and is printed by [`print_rows`].
+pub(crate) fn print_data_rows(
+    columns: &[(String, scratchbird_types::SqlType)],
+    rows: &[Vec<scratchbird_types::Value>],
+    format: Format,
+) {
+    for r in rows {
+        match format {
+            Format::Csv => say!(
                 "{}",
-                columns
-                    .iter()
-                    .map(|(n, _)| csv_field(n))
+                r.iter()
+                    .map(|v| if v.is_null() {
+                        String::new()
+                    } else {
+                        csv_field(&display_value(v))
+                    })
                     .collect::<Vec<_>>()
                     .join(",")
-            );
-            for r in rows {
-                say!(
-                    "{}",
-                    r.iter()
-                        .map(|v| if v.is_null() {
-                            String::new()
-                        } else {
-                            csv_field(&display_value(v))
-                        })
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-            }
-        }
-        Format::Json => {
-            for r in rows {
+            ),
+            Format::Json => {
                 let obj: serde_json::Map<String, serde_json::Value> = columns
                     .iter()
                     .zip(r)
@@ -192,6 +208,7 @@ pub(crate) fn print_rows(
                     .collect();
                 say!("{}", serde_json::Value::Object(obj));
             }
+            Format::Table => {}
         }
     }
 }
