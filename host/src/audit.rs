@@ -131,6 +131,19 @@ pub struct Verified {
 /// # Errors
 /// The file cannot be read, or a frame is not a record.
 pub fn read_records(path: &Path) -> Result<(Vec<AuditRecord>, bool), AuditError> {
+    let (records, damage, torn) = read_until_damage(path)?;
+    match damage {
+        Some(reason) => Err(AuditError::Broken {
+            path: path.to_owned(),
+            reason,
+        }),
+        None => Ok((records, torn)),
+    }
+}
+
+/// The records before the first frame that is not one, what is wrong with that
+/// frame, and whether the log ends inside a frame.
+fn read_until_damage(path: &Path) -> Result<(Vec<AuditRecord>, Option<String>, bool), AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -140,7 +153,9 @@ pub fn read_records(path: &Path) -> Result<(Vec<AuditRecord>, bool), AuditError>
         Ok(mut f) => {
             f.read_to_end(&mut bytes).map_err(io)?;
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Vec::new(), None, false));
+        }
         Err(e) => return Err(io(e)),
     }
     let mut out = Vec::new();
@@ -151,28 +166,28 @@ pub fn read_records(path: &Path) -> Result<(Vec<AuditRecord>, bool), AuditError>
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(|b| u32::from_le_bytes(b) as usize)
         else {
-            return Ok((out, true));
+            return Ok((out, None, true));
         };
         if len > RECORD_BYTES_MAX {
-            return Err(AuditError::Broken {
-                path: path.to_owned(),
-                reason: format!(
-                    "record {} claims {len} bytes: the log is damaged",
-                    out.len()
-                ),
-            });
+            let reason = format!(
+                "record {} claims {len} bytes: the log is damaged",
+                out.len()
+            );
+            return Ok((out, Some(reason), false));
         }
         let Some(frame) = bytes.get(at + 4..at + 4 + len) else {
-            return Ok((out, true));
+            return Ok((out, None, true));
         };
-        let r: AuditRecord = ciborium::from_reader(frame).map_err(|e| AuditError::Broken {
-            path: path.to_owned(),
-            reason: format!("record {} is not a record: {e}", out.len()),
-        })?;
-        out.push(r);
+        match ciborium::from_reader::<AuditRecord, _>(frame) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                let reason = format!("record {} is not a record: {e}", out.len());
+                return Ok((out, Some(reason), false));
+            }
+        }
         at += 4 + len;
     }
-    Ok((out, false))
+    Ok((out, None, false))
 }
 
 fn read_head(dir: &Path) -> Result<Option<Head>, AuditError> {
@@ -196,16 +211,9 @@ fn read_head(dir: &Path) -> Result<Option<Head>, AuditError> {
 /// The files cannot be read (a broken chain is reported in [`Verified`]).
 pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
     let path = dir.join("audit.log");
-    let (records, torn) = match read_records(&path) {
-        Ok(r) => r,
-        Err(AuditError::Broken { reason, .. }) => {
-            return Ok(Verified {
-                records: 0,
-                first_break: Some((0, reason)),
-            });
-        }
-        Err(e) => return Err(e),
-    };
+    // the records before a damaged frame are checked first: the first break is
+    // the earliest one, and it is reported at its own position
+    let (records, damage, torn) = read_until_damage(&path)?;
     let mut prev = [0u8; 32];
     for (i, r) in records.iter().enumerate() {
         let i = i as u64;
@@ -233,6 +241,12 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
         prev = r.hash;
     }
     let n = records.len() as u64;
+    if let Some(reason) = damage {
+        return Ok(Verified {
+            records: n,
+            first_break: Some((n, reason)),
+        });
+    }
     if torn {
         return Ok(Verified {
             records: n,
