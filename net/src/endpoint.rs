@@ -112,10 +112,7 @@ pub fn peer_of(conn: &quinn::Connection, trust: &Trust) -> Result<Verified, Refu
         })
         .ok_or(Refusal::NoCertificate)?;
     let first = certs.first().ok_or(Refusal::NoCertificate)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    trust.verify(first, now)
+    trust.verify(first, crate::verify::unix_now())
 }
 
 /// rustls wraps our refusal as `Other(OtherError(<refusal>))`: unwrap it.

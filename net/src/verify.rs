@@ -31,6 +31,14 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 use x509_parser::prelude::*;
 
+/// Now, in Unix seconds (the time certificates are checked at).
+#[must_use]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Signature algorithms accepted on certificates: Ed25519, ECDSA with SHA-256.
 const SIGNATURE_ALGORITHMS: &[&str] = &["1.3.101.112", "1.2.840.10045.4.3.2"];
 

@@ -22,12 +22,6 @@ pub struct CertAuthority {
     pub members: Arc<dyn Membership>,
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 impl Authority for CertAuthority {
     fn member(&self, node: &str) -> Option<Member> {
         self.local.member(node)
@@ -49,7 +43,7 @@ impl Authority for CertAuthority {
         let v = self
             .trust
             .get()
-            .verify(certificate, now_secs())
+            .verify(certificate, scratchbird_net::verify::unix_now())
             .map_err(refused)?;
         admit(&v, Expect::User, Some(self.members.as_ref())).map_err(refused)?;
         if v.uri.user_name() != Some(user) {

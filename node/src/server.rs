@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Why a node could not start.
@@ -203,9 +203,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let members = Arc::new(Members::new(&members_list));
     // the node's own certificate must pass the rules its peers apply, and the
     // membership must give it every role it is configured with
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = scratchbird_net::verify::unix_now();
     let verified = trust
         .verify(&identity.cert_der, now)
         .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
@@ -1015,12 +1013,6 @@ async fn reload_loop(shared: Arc<Shared>) {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Re-reads every reloadable file; a file that fails to load keeps the old value
 /// (and says so), then re-checks every open connection and the node itself.
 fn reload(shared: &Shared) {
@@ -1038,7 +1030,7 @@ fn reload(shared: &Shared) {
         let v = shared
             .trust
             .get()
-            .verify(&id.cert_der, now_secs())
+            .verify(&id.cert_der, scratchbird_net::verify::unix_now())
             .map_err(|e| scratchbird_net::tls::TlsError(e.to_string()))?;
         if v.uri == shared.me {
             Ok(id)
@@ -1073,7 +1065,7 @@ fn reload(shared: &Shared) {
 /// bundle was replaced, is closed with the reason.
 fn recheck(shared: &Shared) {
     let trust = shared.trust.get();
-    let now = now_secs();
+    let now = scratchbird_net::verify::unix_now();
     let me = trust
         .verify(&shared.identity.0.get().cert_der, now)
         .and_then(|v| {
