@@ -223,6 +223,13 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
             match v.first_break {
                 None => {
                     say!("ok: {} records, the chain verifies", v.records);
+                    if v.beyond_head > 0 || v.torn_bytes > 0 {
+                        say!(
+                            "note: {} whole record(s) after the head and {} bytes of an unfinished record: what a crash during an append leaves; the node adopts the records and cuts the rest when it next starts (docs/audit-trail.md)",
+                            v.beyond_head,
+                            v.torn_bytes
+                        );
+                    }
                     Ok(())
                 }
                 Some((at, reason)) => {

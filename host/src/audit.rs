@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -118,11 +118,18 @@ struct Head {
 /// What verifying a log found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
-    /// Records that verified, from the start.
+    /// Records that verified, from the start (those beyond the head included).
     pub records: u64,
     /// The first break: the record's position and what is wrong. `None` when the
-    /// whole chain verifies and matches the head.
+    /// whole chain verifies and agrees with the head.
     pub first_break: Option<(u64, String)>,
+    /// Whole records after the one the head names, chaining correctly: appends
+    /// that made their record durable and stopped (a crash) before updating the
+    /// head. Their executions released nothing; the node adopts them on open.
+    pub beyond_head: u64,
+    /// Bytes of an unfinished last frame after the head (a crash while writing
+    /// it); the node cuts them off on open.
+    pub torn_bytes: u64,
 }
 
 /// Reads every whole record of the log at `path`; a frame cut short at the end is
@@ -131,67 +138,115 @@ pub struct Verified {
 /// # Errors
 /// The file cannot be read, or a frame is not a record.
 pub fn read_records(path: &Path) -> Result<(Vec<AuditRecord>, bool), AuditError> {
-    let (records, damage, torn) = read_until_damage(path)?;
-    match damage {
-        Some(reason) => Err(AuditError::Broken {
+    let bytes = read_log(path)?;
+    let frames = frames(&bytes);
+    match frames.end {
+        End::Damaged {
+            reason,
+            zeros: false,
+            ..
+        } => Err(AuditError::Broken {
             path: path.to_owned(),
             reason,
         }),
-        None => Ok((records, torn)),
+        End::Clean => Ok((frames.records, false)),
+        End::Torn { .. } | End::Damaged { zeros: true, .. } => Ok((frames.records, true)),
     }
 }
 
-/// The records before the first frame that is not one, what is wrong with that
-/// frame, and whether the log ends inside a frame.
-fn read_until_damage(path: &Path) -> Result<(Vec<AuditRecord>, Option<String>, bool), AuditError> {
-    let io = |source| AuditError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut f) => {
-            f.read_to_end(&mut bytes).map_err(io)?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Vec::new(), None, false));
-        }
-        Err(e) => return Err(io(e)),
+fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(AuditError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
-    let mut out = Vec::new();
+}
+
+/// How the frames of a log end.
+enum End {
+    /// After the last whole frame.
+    Clean,
+    /// Inside a frame that was not written whole, at byte `at`.
+    Torn { at: usize },
+    /// At a whole frame that is not a record, at byte `at`; `zeros` when it and
+    /// everything after it are zero bytes (space a crash left allocated but
+    /// unwritten, never something the writer wrote).
+    Damaged {
+        at: usize,
+        zeros: bool,
+        reason: String,
+    },
+}
+
+struct Frames {
+    records: Vec<AuditRecord>,
+    /// Byte offset just past each record's frame.
+    ends: Vec<usize>,
+    end: End,
+}
+
+fn frames(bytes: &[u8]) -> Frames {
+    let mut out = Frames {
+        records: Vec::new(),
+        ends: Vec::new(),
+        end: End::Clean,
+    };
     let mut at = 0usize;
     while at < bytes.len() {
+        let n = out.records.len();
         let Some(len) = bytes
             .get(at..at + 4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(|b| u32::from_le_bytes(b) as usize)
         else {
-            return Ok((out, None, true));
+            out.end = End::Torn { at };
+            return out;
         };
+        let zeros = bytes
+            .get(at..)
+            .is_some_and(|rest| rest.iter().all(|b| *b == 0));
         if len > RECORD_BYTES_MAX {
-            let reason = format!(
-                "record {} claims {len} bytes: the log is damaged",
-                out.len()
-            );
-            return Ok((out, Some(reason), false));
+            out.end = End::Damaged {
+                at,
+                zeros,
+                reason: format!("record {n} claims {len} bytes: the log is damaged"),
+            };
+            return out;
         }
         let Some(frame) = bytes.get(at + 4..at + 4 + len) else {
-            return Ok((out, None, true));
+            out.end = if zeros {
+                End::Damaged {
+                    at,
+                    zeros,
+                    reason: format!("record {n} is zero bytes"),
+                }
+            } else {
+                End::Torn { at }
+            };
+            return out;
         };
         match ciborium::from_reader::<AuditRecord, _>(frame) {
-            Ok(r) => out.push(r),
+            Ok(r) => out.records.push(r),
             Err(e) => {
-                let reason = format!("record {} is not a record: {e}", out.len());
-                return Ok((out, Some(reason), false));
+                out.end = End::Damaged {
+                    at,
+                    zeros,
+                    reason: format!("record {n} is not a record: {e}"),
+                };
+                return out;
             }
         }
         at += 4 + len;
+        out.ends.push(at);
     }
-    Ok((out, None, false))
+    out
 }
 
 fn read_head(dir: &Path) -> Result<Option<Head>, AuditError> {
-    let path = dir.join("audit.head");
+    let path = dir.join(HEAD);
     match std::fs::read(&path) {
         Ok(b) => ciborium::from_reader(b.as_slice())
             .map(Some)
@@ -204,88 +259,152 @@ fn read_head(dir: &Path) -> Result<Option<Head>, AuditError> {
     }
 }
 
+const LOG: &str = "audit.log";
+const HEAD: &str = "audit.head";
+const HEAD_TMP: &str = "audit.head.tmp";
+
+/// What a log and its head hold, and what a crash left after the head.
+struct Examined {
+    verified: Verified,
+    records: Vec<AuditRecord>,
+    /// Bytes of the log to keep (everything but a torn or zeroed tail).
+    keep: usize,
+}
+
+fn examine(dir: &Path) -> Result<Examined, AuditError> {
+    let bytes = read_log(&dir.join(LOG))?;
+    let f = frames(&bytes);
+    let n = f.records.len() as u64;
+    let mut v = Verified {
+        records: 0,
+        first_break: None,
+        beyond_head: 0,
+        torn_bytes: 0,
+    };
+    let done = |mut v: Verified, at: u64, reason: String, records, keep| {
+        v.records = at;
+        v.first_break = Some((at, reason));
+        Ok(Examined {
+            verified: v,
+            records,
+            keep,
+        })
+    };
+    // the chain, record by record, whatever the head says
+    let mut prev = [0u8; 32];
+    for (i, r) in f.records.iter().enumerate() {
+        let i = i as u64;
+        let reason = if r.seq != i {
+            Some(format!(
+                "record {i} says it is record {}: a record before it was removed or records were reordered",
+                r.seq
+            ))
+        } else if r.prev != prev {
+            Some(format!(
+                "record {i} does not follow record {}: the chain is broken (removed, inserted or reordered records)",
+                i.saturating_sub(1)
+            ))
+        } else if record_hash(r)? != r.hash {
+            Some(format!(
+                "record {i} was modified: its hash does not match its contents"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return done(v, i, reason, Vec::new(), 0);
+        }
+        prev = r.hash;
+    }
+    // the head anchors a prefix: it is written only after the records it counts
+    // are durable, so a crash leaves it behind the log, never ahead of it
+    let head = match read_head(dir) {
+        Ok(h) => h,
+        Err(AuditError::Broken { reason, .. }) => return done(v, n, reason, Vec::new(), 0),
+        Err(e) => return Err(e),
+    };
+    let anchored = match head {
+        Some(h) => {
+            if h.next_seq > n {
+                let reason = match &f.end {
+                    End::Torn { .. } => format!(
+                        "the log ends inside record {n} (a torn write), which the head says was written whole"
+                    ),
+                    End::Damaged { reason, .. } => reason.clone(),
+                    End::Clean => format!(
+                        "the head says the log holds {} records but it holds {n}: records were removed from the end",
+                        h.next_seq
+                    ),
+                };
+                return done(v, n, reason, Vec::new(), 0);
+            }
+            let last = h
+                .next_seq
+                .checked_sub(1)
+                .and_then(|i| f.records.get(usize::try_from(i).ok()?))
+                .map_or([0; 32], |r| r.hash);
+            if last != h.last {
+                return done(
+                    v,
+                    h.next_seq.saturating_sub(1),
+                    format!(
+                        "the head names another record {} than the log holds: records were replaced",
+                        h.next_seq.saturating_sub(1)
+                    ),
+                    Vec::new(),
+                    0,
+                );
+            }
+            h.next_seq
+        }
+        // a log written by a version that created the head with the first record:
+        // that first append may have stopped before its head
+        None if n <= 1 => 0,
+        None => return done(v, n, "the head file is missing".into(), Vec::new(), 0),
+    };
+    let keep = match f.end {
+        End::Clean => bytes.len(),
+        End::Torn { at }
+        | End::Damaged {
+            at, zeros: true, ..
+        } => at,
+        End::Damaged { reason, .. } => return done(v, n, reason, Vec::new(), 0),
+    };
+    v.records = n;
+    v.beyond_head = n - anchored;
+    v.torn_bytes = (bytes.len() - keep) as u64;
+    debug_assert_eq!(
+        f.ends.last().copied().unwrap_or(0),
+        keep,
+        "whole records end where the kept bytes end"
+    );
+    Ok(Examined {
+        verified: v,
+        records: f.records,
+        keep,
+    })
+}
+
 /// Verifies the log in folder `dir`: every record's hash, the chain of previous
-/// hashes, consecutive sequence numbers, and the last record against the head.
+/// hashes, consecutive sequence numbers, and the head against the log. What a
+/// crash during an append can leave after the head (whole records that chain, an
+/// unfinished last frame) is reported in [`Verified::beyond_head`] and
+/// [`Verified::torn_bytes`], not as a break: `docs/audit-trail.md` lists every
+/// such state.
 ///
 /// # Errors
 /// The files cannot be read (a broken chain is reported in [`Verified`]).
 pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
-    let path = dir.join("audit.log");
-    // the records before a damaged frame are checked first: the first break is
-    // the earliest one, and it is reported at its own position
-    let (records, damage, torn) = read_until_damage(&path)?;
-    let mut prev = [0u8; 32];
-    for (i, r) in records.iter().enumerate() {
-        let i = i as u64;
-        let fail = |reason: String| Verified {
-            records: i,
-            first_break: Some((i, reason)),
-        };
-        if r.seq != i {
-            return Ok(fail(format!(
-                "record {i} says it is record {}: a record before it was removed or records were reordered",
-                r.seq
-            )));
-        }
-        if r.prev != prev {
-            return Ok(fail(format!(
-                "record {i} does not follow record {}: the chain is broken (removed, inserted or reordered records)",
-                i.saturating_sub(1)
-            )));
-        }
-        if record_hash(r)? != r.hash {
-            return Ok(fail(format!(
-                "record {i} was modified: its hash does not match its contents"
-            )));
-        }
-        prev = r.hash;
-    }
-    let n = records.len() as u64;
-    if let Some(reason) = damage {
-        return Ok(Verified {
-            records: n,
-            first_break: Some((n, reason)),
-        });
-    }
-    if torn {
-        return Ok(Verified {
-            records: n,
-            first_break: Some((n, format!("the log ends inside record {n} (a torn write)"))),
-        });
-    }
-    match read_head(dir)? {
-        None if n == 0 => {}
-        None => {
-            return Ok(Verified {
-                records: n,
-                first_break: Some((n, "the head file is missing".into())),
-            });
-        }
-        Some(h) => {
-            if h.next_seq != n || h.last != prev {
-                return Ok(Verified {
-                    records: n,
-                    first_break: Some((
-                        n,
-                        format!(
-                            "the head says the log holds {} records and the log holds {n}: records were removed from the end",
-                            h.next_seq
-                        ),
-                    )),
-                });
-            }
-        }
-    }
-    Ok(Verified {
-        records: n,
-        first_break: None,
-    })
+    Ok(examine(dir)?.verified)
 }
 
 struct Tail {
     file: File,
     next_seq: u64,
     last: [u8; 32],
+    /// An append failed part way: what is on disk is no longer known, so nothing
+    /// more is appended until the node reopens the trail (which recovers it).
+    failed: bool,
 }
 
 /// A node's audit log, open for appending.
@@ -293,6 +412,7 @@ pub struct AuditLog {
     dir: PathBuf,
     node: String,
     tail: Mutex<Tail>,
+    recovered: Option<String>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -303,39 +423,85 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+/// The trail's folder and files are the node's user's alone: records hold counts
+/// of rows hidden from principals and error texts with data values.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+fn private_dir(dir: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| AuditError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(io)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(io)
+}
+
+fn private_file(path: &Path) -> Result<(), AuditError> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AuditError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| AuditError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Replaces the head: written aside, made durable, renamed over the old one.
+fn write_head(dir: &Path, head: &Head) -> Result<(), AuditError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut hb = Vec::new();
+    ciborium::into_writer(head, &mut hb).map_err(|e| AuditError::Encode(e.to_string()))?;
+    let tmp = dir.join(HEAD_TMP);
+    let io = |source| AuditError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut hf = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(io)?;
+    hf.write_all(&hb).map_err(io)?;
+    hf.sync_data().map_err(io)?;
+    std::fs::rename(&tmp, dir.join(HEAD)).map_err(io)
+}
+
 impl AuditLog {
     /// Opens (or creates) the log in `dir` for node `node`. The existing chain
-    /// must verify: a node does not add to an audit trail that is broken. A torn
-    /// last frame (a crash while appending: its execution's result was never
-    /// released) is cut off.
+    /// must verify: a node does not add to an audit trail that is broken. What a
+    /// crash during an append leaves after the head is recovered: whole records
+    /// that chain are adopted (the head moves over them), an unfinished last frame
+    /// is cut off; the recovery is logged and recorded in the trail itself
+    /// ([`AuditLog::recovered`]). The folder is made 0700 and the files 0600.
     ///
     /// # Errors
     /// The files cannot be used, or the chain is broken.
     pub fn open(dir: &Path, node: &str) -> Result<Self, AuditError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        private_dir(dir)?;
+        let path = dir.join(LOG);
         let io = |path: PathBuf| move |source| AuditError::Io { path, source };
-        std::fs::create_dir_all(dir).map_err(io(dir.to_owned()))?;
-        let path = dir.join("audit.log");
-        let (records, torn) = read_records(&path).map_err(|e| match e {
-            AuditError::Broken { path, reason } => AuditError::Broken {
-                path,
-                reason: format!("{reason}; run `sb audit verify` and investigate before serving"),
-            },
-            other => other,
-        })?;
-        if torn {
-            let keep: u64 = records
-                .iter()
-                .map(|r| encode(r).map(|b| b.len() as u64 + 4))
-                .sum::<Result<u64, _>>()?;
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io(path.clone()))?;
-            f.set_len(keep).map_err(io(path.clone()))?;
-            f.sync_all().map_err(io(path.clone()))?;
-        }
-        let v = verify(dir)?;
-        if let Some((at, reason)) = v.first_break {
+        let fresh = !path.exists();
+        let ex = examine(dir)?;
+        if let Some((at, reason)) = &ex.verified.first_break {
             return Err(AuditError::Broken {
                 path,
                 reason: format!(
@@ -343,21 +509,61 @@ impl AuditLog {
                 ),
             });
         }
-        let last = records.last().map_or([0; 32], |r| r.hash);
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(FILE_MODE)
             .open(&path)
             .map_err(io(path.clone()))?;
-        Ok(Self {
+        private_file(&path)?;
+        private_file(&dir.join(HEAD))?;
+        let mut recovered = Vec::new();
+        if ex.verified.torn_bytes > 0 {
+            file.set_len(ex.keep as u64).map_err(io(path.clone()))?;
+            file.sync_all().map_err(io(path.clone()))?;
+            recovered.push(format!(
+                "cut off an unfinished last record ({} bytes) that a crash left",
+                ex.verified.torn_bytes
+            ));
+        }
+        let last = ex.records.last().map_or([0; 32], |r| r.hash);
+        let next_seq = ex.records.len() as u64;
+        if fresh || ex.verified.beyond_head > 0 || dir.join(HEAD_TMP).exists() {
+            write_head(dir, &Head { next_seq, last })?;
+            sync_dir(dir)?;
+        }
+        if ex.verified.beyond_head > 0 {
+            recovered.push(format!(
+                "adopted {} whole record(s) after the head that a crash left before the head was updated",
+                ex.verified.beyond_head
+            ));
+        }
+        let log = Self {
             dir: dir.to_owned(),
             node: node.to_owned(),
             tail: Mutex::new(Tail {
                 file,
-                next_seq: records.len() as u64,
+                next_seq,
                 last,
+                failed: false,
             }),
-        })
+            recovered: (!recovered.is_empty()).then(|| recovered.join("; ")),
+        };
+        if let Some(what) = &log.recovered {
+            tracing::warn!(trail = %dir.display(), "audit trail recovered after a crash: {what}");
+            let mut r = AuditRecord::new("node");
+            r.outcome = "recovered".into();
+            r.error = Some(what.clone());
+            log.append(r)?;
+        }
+        Ok(log)
+    }
+
+    /// What opening the trail recovered from a crash, if anything (also logged,
+    /// and recorded in the trail as a record with outcome `recovered`).
+    #[must_use]
+    pub fn recovered(&self) -> Option<&str> {
+        self.recovered.as_deref()
     }
 
     /// The folder of the log.
@@ -367,7 +573,10 @@ impl AuditLog {
     }
 
     /// Appends `r` (its `seq`, `time_us`, `node`, `prev` and `hash` are filled in)
-    /// and makes it durable before returning it.
+    /// and makes it durable before returning it: the frame is written and the log
+    /// fsynced, then the head is replaced (written aside, fsynced, renamed). A
+    /// crash at any step leaves a state [`AuditLog::open`] recovers from
+    /// (`docs/audit-trail.md`).
     ///
     /// # Errors
     /// The record could not be written durably: the caller must not release the
@@ -377,6 +586,14 @@ impl AuditLog {
             .tail
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if t.failed {
+            return Err(AuditError::Io {
+                path: self.dir.join(LOG),
+                source: std::io::Error::other(
+                    "an earlier append failed part way; restart the node to recover the trail",
+                ),
+            });
+        }
         r.seq = t.next_seq;
         r.prev = t.last;
         r.node.clone_from(&self.node);
@@ -386,34 +603,35 @@ impl AuditLog {
         r.hash = [0; 32];
         r.hash = record_hash(&r)?;
         let body = encode(&r)?;
+        if body.len() > RECORD_BYTES_MAX {
+            return Err(AuditError::Encode(format!(
+                "a record of {} bytes is larger than {RECORD_BYTES_MAX}",
+                body.len()
+            )));
+        }
         let len =
             u32::try_from(body.len()).map_err(|_| AuditError::Encode("record too large".into()))?;
         let mut frame = Vec::with_capacity(body.len() + 4);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
-        let path = self.dir.join("audit.log");
+        let path = self.dir.join(LOG);
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
+        // a failed write or fsync is never retried (what reached the disk is not
+        // known): the trail takes no more records until it is reopened
+        t.failed = true;
         t.file.write_all(&frame).map_err(io)?;
         t.file.sync_data().map_err(io)?;
-        // the head: written aside, made durable, then renamed over the old one
-        let head = Head {
-            next_seq: r.seq + 1,
-            last: r.hash,
-        };
-        let mut hb = Vec::new();
-        ciborium::into_writer(&head, &mut hb).map_err(|e| AuditError::Encode(e.to_string()))?;
-        let tmp = self.dir.join("audit.head.tmp");
-        let hio = |source| AuditError::Io {
-            path: tmp.clone(),
-            source,
-        };
-        let mut hf = File::create(&tmp).map_err(hio)?;
-        hf.write_all(&hb).map_err(hio)?;
-        hf.sync_data().map_err(hio)?;
-        std::fs::rename(&tmp, self.dir.join("audit.head")).map_err(hio)?;
+        write_head(
+            &self.dir,
+            &Head {
+                next_seq: r.seq + 1,
+                last: r.hash,
+            },
+        )?;
+        t.failed = false;
         t.next_seq += 1;
         t.last = r.hash;
         Ok(r)
