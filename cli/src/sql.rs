@@ -295,6 +295,23 @@ pub fn run(args: &SqlArgs) -> Result<()> {
     let Some(local) = &args.local else {
         return crate::remote::run(args);
     };
+    // the module cache (wasmtime's) needs an absolute folder
+    let local = std::path::absolute(local)
+        .with_context(|| format!("resolving the data directory {}", local.display()))?;
+    // the session runs on a thread with the stack compiling and running any
+    // statement within the limits needs (the main thread's is the OS default)
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("session".into())
+            .stack_size(scratchbird_node::limits::SESSION_STACK_BYTES)
+            .spawn_scoped(scope, || run_local(&local, args))
+            .context("starting the session thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the session thread stopped unexpectedly"))?
+    })
+}
+
+fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     std::fs::create_dir_all(local)
         .with_context(|| format!("creating the data directory {}", local.display()))?;
     let storage = open_storage(local)

@@ -21,8 +21,10 @@ use sqlparser::ast::{
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Largest number of expressions in one statement.
-const EXPRS_MAX: usize = 100_000;
+use crate::limits::{COLUMNS_MAX, EXPRS_MAX, FROM_ITEMS_MAX};
+
+/// IN lists of at least this many constants become a hash set.
+const IN_SET_MIN: usize = 16;
 
 pub(crate) fn pos_of(s: &impl Spanned) -> Option<Pos> {
     let sp = s.span();
@@ -299,8 +301,10 @@ fn is_null(a: BExpr) -> BExpr {
     mk(BK::IsNull(Box::new(a)), SqlType::Boolean, false)
 }
 
+/// The NULL of the literal `NULL`, whose type the context decides (a typed NULL,
+/// `CAST(NULL AS INTEGER)`, is not one).
 fn is_null_lit(e: &BExpr) -> bool {
-    matches!(e.kind, BK::Lit(Value::Null))
+    matches!(e.kind, BK::Lit(Value::Null)) && e.ty == SqlType::Text
 }
 
 fn is_text_lit(e: &BExpr) -> Option<&str> {
@@ -562,60 +566,124 @@ impl<'c> Binder<'c> {
             }
             SetExpr::Query(q) => self.query(q),
             SetExpr::Values(v) => self.values(v, None),
-            SetExpr::SetOperation {
-                left,
-                op,
-                set_quantifier,
-                right,
-            } => {
-                if *op != SetOperator::Union {
-                    return Err(unsupported(format!("{op}")));
-                }
-                let l = self.set_expr(left)?;
-                let r = self.set_expr(right)?;
-                let (lo, ro) = (l.rel.output(), r.rel.output());
-                if lo.len() != ro.len() {
-                    return Err(mismatch(format!(
-                        "each side of UNION must have the same number of columns ({} and {})",
-                        lo.len(),
-                        ro.len()
-                    )));
-                }
-                let mut types = Vec::with_capacity(lo.len());
-                for (a, b) in lo.iter().zip(&ro) {
-                    let (ma, mb) = (self.meta(*a)?.clone(), self.meta(*b)?.clone());
-                    let t = common_type(&ma.ty, &mb.ty).ok_or_else(|| {
-                        mismatch(format!(
-                            "UNION column types {} and {} do not match",
-                            ma.ty, mb.ty
-                        ))
-                    })?;
-                    types.push((t, ma.nullable || mb.nullable));
-                }
-                let lrel = self.conform(l.rel, &types)?;
-                let rrel = self.conform(r.rel, &types)?;
-                let cols: Vec<ColId> = l
-                    .names
-                    .iter()
-                    .zip(&types)
-                    .map(|(n, (t, nl))| self.new_col(n, *t, *nl))
-                    .collect();
-                let mut rel = Rel::UnionAll {
-                    inputs: vec![lrel, rrel],
-                    cols,
-                };
-                if !matches!(set_quantifier, SetQuantifier::All) {
-                    rel = Rel::Distinct {
-                        input: Box::new(rel),
-                    };
-                }
-                Ok(BoundQuery {
-                    rel,
-                    names: l.names,
-                })
-            }
+            SetExpr::SetOperation { .. } => self.set_operations(s),
             _ => Err(unsupported("this kind of query body")),
         }
+    }
+
+    /// A chain of set operations. sqlparser builds `a UNION b UNION c ...` as a
+    /// left-deep tree as deep as the chain is long; it is walked here in a loop
+    /// and bound flat: one UNION ALL over every branch (under one DISTINCT when
+    /// any link is a plain UNION, which removes duplicates from everything before
+    /// it too), so a 4,000-branch UNION ALL is one node, not 4,000 nested ones.
+    fn set_operations(&mut self, s: &SetExpr) -> Result<BoundQuery, CompileError> {
+        let mut links: Vec<(bool, &SetExpr)> = Vec::new();
+        let mut cur = s;
+        while let SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } = cur
+        {
+            if *op != SetOperator::Union {
+                return Err(unsupported(format!("{op}")));
+            }
+            let all = match set_quantifier {
+                SetQuantifier::All => true,
+                SetQuantifier::None | SetQuantifier::Distinct => false,
+                other => return Err(unsupported(format!("UNION {other}"))),
+            };
+            links.push((all, right.as_ref()));
+            cur = left.as_ref();
+        }
+        links.reverse();
+        let first = self.set_expr(cur)?;
+        let width = first.rel.output().len();
+        let mut branches = vec![first.rel];
+        let mut alls = Vec::with_capacity(links.len());
+        for (all, right) in links {
+            let r = self.set_expr(right)?;
+            let w = r.rel.output().len();
+            if w != width {
+                return Err(mismatch(format!(
+                    "each side of UNION must have the same number of columns ({width} and {w})"
+                )));
+            }
+            branches.push(r.rel);
+            alls.push(all);
+        }
+        // one type per column, common to every branch
+        let mut types: Vec<(SqlType, bool)> = Vec::with_capacity(width);
+        for i in 0..width {
+            let mut t: Option<(SqlType, bool)> = None;
+            for b in &branches {
+                let c = b
+                    .output()
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| mismatch("UNION column"))?;
+                let m = self.meta(c)?;
+                t = Some(match t {
+                    None => (m.ty, m.nullable),
+                    Some((p, n)) => (
+                        common_type(&p, &m.ty).ok_or_else(|| {
+                            mismatch(format!("UNION column types {p} and {} do not match", m.ty))
+                        })?,
+                        n || m.nullable,
+                    ),
+                });
+            }
+            types.push(t.ok_or_else(|| mismatch("UNION column"))?);
+        }
+        let mut conformed = Vec::with_capacity(branches.len());
+        for b in branches {
+            conformed.push(self.conform(b, &types)?);
+        }
+        let names = first.names;
+        let mut it = conformed.into_iter();
+        let mut inputs: Vec<Rel> = it.next().into_iter().collect();
+        let mut distinct = false;
+        for (b, all) in it.zip(alls) {
+            if all && distinct {
+                // UNION ALL after a UNION: the rows so far lose their duplicates,
+                // the new branch keeps its own
+                let so_far = self.union_of(std::mem::take(&mut inputs), &names, &types);
+                inputs.push(Rel::Distinct {
+                    input: Box::new(so_far),
+                });
+                distinct = false;
+            } else if !all {
+                // a UNION removes duplicates from everything before it as well:
+                // an earlier DISTINCT branch group is absorbed
+                if matches!(inputs.first(), Some(Rel::Distinct { input })
+                    if matches!(input.as_ref(), Rel::UnionAll { .. }))
+                    && let Rel::Distinct { input } = inputs.remove(0)
+                    && let Rel::UnionAll { inputs: inner, .. } = *input
+                {
+                    inputs.splice(0..0, inner);
+                }
+                distinct = true;
+            }
+            inputs.push(b);
+        }
+        let mut rel = self.union_of(inputs, &names, &types);
+        if distinct {
+            rel = Rel::Distinct {
+                input: Box::new(rel),
+            };
+        }
+        Ok(BoundQuery { rel, names })
+    }
+
+    /// UNION ALL of `inputs` (already of `types`), with new output columns.
+    fn union_of(&mut self, inputs: Vec<Rel>, names: &[String], types: &[(SqlType, bool)]) -> Rel {
+        let cols: Vec<ColId> = names
+            .iter()
+            .zip(types)
+            .map(|(n, (t, nl))| self.new_col(n, *t, *nl))
+            .collect();
+        Rel::UnionAll { inputs, cols }
     }
 
     /// Projects `rel` so its columns have `types`.
@@ -914,6 +982,17 @@ impl<'c> Binder<'c> {
             }
         }
         let _ = star;
+        if items.len() > COLUMNS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the select list has {} columns; a query returns at most {COLUMNS_MAX}",
+                    items.len()
+                ),
+            )
+            .at(pos_of(s))
+            .hint("select fewer columns, or split the query"));
+        }
         let aggregating = !group.is_empty()
             || items.iter().any(|(e, _)| contains_agg(e))
             || s.having.as_ref().is_some_and(contains_agg)
@@ -1200,6 +1279,16 @@ impl<'c> Binder<'c> {
     // --------------------------------------------------------------------- FROM
 
     fn from(&mut self, from: &[TableWithJoins]) -> Result<(Rel, Scope), CompileError> {
+        // joins nest the plan one level each
+        let items: usize = from.iter().map(|t| 1 + t.joins.len()).sum();
+        if items > FROM_ITEMS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!("FROM names {items} tables and derived tables; at most {FROM_ITEMS_MAX}"),
+            )
+            .at(from.first().and_then(|t| pos_of(&t.relation)))
+            .hint("split the query"));
+        }
         let mut acc: Option<(Rel, Scope)> = None;
         for twj in from {
             let (mut rel, mut scope) = self.factor(&twj.relation)?;
@@ -1489,6 +1578,24 @@ impl<'c> Binder<'c> {
         Ok(mk(BK::Arith(op, Box::new(a), Box::new(b)), rt, n))
     }
 
+    /// A copy of `e` for a form that uses its operand more than once (BETWEEN, IN,
+    /// IS DISTINCT FROM, COALESCE ...). Copies count against the statement's
+    /// expression budget: nested, such forms would otherwise grow the bound tree
+    /// exponentially from a short statement.
+    fn dup(&mut self, e: &BExpr) -> Result<BExpr, CompileError> {
+        self.exprs += e.size();
+        if self.exprs > EXPRS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the statement has more than {EXPRS_MAX} expressions once forms that repeat their operand (BETWEEN, IN, IS DISTINCT FROM, COALESCE, NULLIF, CASE x WHEN) are written out"
+                ),
+            )
+            .hint("nest these forms less deeply, or compute the repeated operand in a subquery"));
+        }
+        Ok(e.clone())
+    }
+
     fn count_expr(&mut self) -> Result<(), CompileError> {
         self.exprs += 1;
         if self.exprs > EXPRS_MAX {
@@ -1577,6 +1684,34 @@ impl<'c> Binder<'c> {
                     }
                     other => return Err(unsupported(format!("the operator {other}"))),
                 },
+                Expr::BinaryOp {
+                    op: op @ (BinaryOperator::And | BinaryOperator::Or),
+                    ..
+                } => {
+                    // a run of one of them, taken whole: its terms in order
+                    let mut terms = Vec::new();
+                    let mut stack = vec![e];
+                    while let Some(x) = stack.pop() {
+                        match x {
+                            Expr::BinaryOp { left, op: o, right } if o == op => {
+                                stack.push(right);
+                                stack.push(left);
+                            }
+                            other => terms.push(other),
+                        }
+                    }
+                    let word = if *op == BinaryOperator::And {
+                        "AND"
+                    } else {
+                        "OR"
+                    };
+                    let mut bound = Vec::with_capacity(terms.len());
+                    for t in terms {
+                        let b = self.expr(t, scope, agg.as_deref_mut())?;
+                        bound.push(self.boolean(b, word).map_err(|x| x.at(pos_of(t)))?);
+                    }
+                    self.bool_run(bound, *op == BinaryOperator::Or)?
+                }
                 Expr::BinaryOp { left, op, right } => {
                     let a = self.expr(left, scope, agg.as_deref_mut())?;
                     let b = self.expr(right, scope, agg)?;
@@ -1617,7 +1752,8 @@ impl<'c> Binder<'c> {
                     let want = matches!(e, Expr::IsTrue(_) | Expr::IsNotTrue(_));
                     let negate = matches!(e, Expr::IsNotTrue(_) | Expr::IsNotFalse(_));
                     // (x = want) with NULL as FALSE
-                    let test = if want { b.clone() } else { not(b.clone()) };
+                    let b2 = self.dup(&b)?;
+                    let test = if want { b2 } else { not(b2) };
                     let v = mk(
                         BK::Case(vec![(is_null(b), bool_lit(false))], Box::new(test)),
                         SqlType::Boolean,
@@ -1629,11 +1765,13 @@ impl<'c> Binder<'c> {
                     let a = self.expr(l, scope, agg.as_deref_mut())?;
                     let b = self.expr(r, scope, agg)?;
                     let (a, b) = self.unify(a, b)?;
+                    let (a1, b1, a2, b2) =
+                        (self.dup(&a)?, self.dup(&b)?, self.dup(&a)?, self.dup(&b)?);
                     let same = mk(
                         BK::Case(
                             vec![
-                                (and(is_null(a.clone()), is_null(b.clone())), bool_lit(true)),
-                                (or(is_null(a.clone()), is_null(b.clone())), bool_lit(false)),
+                                (and(is_null(a1), is_null(b1)), bool_lit(true)),
+                                (or(is_null(a2), is_null(b2)), bool_lit(false)),
                             ],
                             Box::new(cmp(CmpOp::Eq, a, b)),
                         ),
@@ -1655,8 +1793,9 @@ impl<'c> Binder<'c> {
                     let x = self.expr(expr, scope, agg.as_deref_mut())?;
                     let lo = self.expr(low, scope, agg.as_deref_mut())?;
                     let hi = self.expr(high, scope, agg)?;
+                    let x2 = self.dup(&x)?;
                     let v = and(
-                        self.compare(CmpOp::Ge, x.clone(), lo)?,
+                        self.compare(CmpOp::Ge, x2, lo)?,
                         self.compare(CmpOp::Le, x, hi)?,
                     );
                     if *negated { not(v) } else { v }
@@ -1691,16 +1830,24 @@ impl<'c> Binder<'c> {
                         _ => return Err(unsupported("this IN target")),
                     };
                     let x = self.expr(expr, scope, agg.as_deref_mut())?;
-                    let mut acc: Option<BExpr> = None;
+                    let mut items = Vec::with_capacity(list.len());
                     for item in list {
-                        let v = self.expr(item, scope, agg.as_deref_mut())?;
-                        let c = self.compare(CmpOp::Eq, x.clone(), v)?;
-                        acc = Some(match acc {
-                            None => c,
-                            Some(a) => or(a, c),
-                        });
+                        items.push(crate::fold::fold(self.expr(
+                            item,
+                            scope,
+                            agg.as_deref_mut(),
+                        )?));
                     }
-                    let v = acc.ok_or_else(|| {
+                    if let Some(v) = self.in_constants(&x, &items)? {
+                        return Ok(if *negated { not(v) } else { v });
+                    }
+                    let mut terms = Vec::with_capacity(items.len());
+                    for v in items {
+                        let x2 = self.dup(&x)?;
+                        terms.push(self.compare(CmpOp::Eq, x2, v)?);
+                    }
+                    // a balanced OR: a 10,000-item list nests 14 levels deep
+                    let v = BExpr::or_all(terms).ok_or_else(|| {
                         CompileError::new(codes::SYNTAX, "IN () needs at least one value")
                     })?;
                     if *negated { not(v) } else { v }
@@ -1788,7 +1935,10 @@ impl<'c> Binder<'c> {
                     for cw in conditions {
                         let c = self.expr(&cw.condition, scope, agg.as_deref_mut())?;
                         let c = match &op {
-                            Some(o) => self.compare(CmpOp::Eq, o.clone(), c)?,
+                            Some(o) => {
+                                let o2 = self.dup(o)?;
+                                self.compare(CmpOp::Eq, o2, c)?
+                            }
                             None => self
                                 .boolean(c, "WHEN")
                                 .map_err(|x| x.at(pos_of(&cw.condition)))?,
@@ -1816,6 +1966,10 @@ impl<'c> Binder<'c> {
                     let b = self.expr(expr, scope, agg)?;
                     if let Some(s) = is_text_lit(&b) {
                         self.text_literal_as(s, t)?
+                    } else if is_null_lit(&b) && t == SqlType::Text {
+                        // a NULL typed TEXT, kept apart from the untyped literal
+                        // (which is TEXT until its context gives it a type)
+                        mk(BK::Cast(Box::new(b)), t, true)
                     } else {
                         coerce(b, t)
                     }
@@ -1928,6 +2082,127 @@ impl<'c> Binder<'c> {
             }
             other => other.map_err(|x| x.at(here)),
         }
+    }
+
+    /// The AND (or OR) of `terms`, as a balanced tree. Among the terms of an OR,
+    /// comparisons of one expression with many constants (`x = 1 OR x = 2 OR
+    /// ...`, as generated SQL writes an IN list) become one `x IN (...)` set
+    /// test, and among those of an AND, `x <> 1 AND x <> 2 ...` one `NOT x IN
+    /// (...)`: the same answer under SQL's three-valued logic, with code that
+    /// does not grow with the list.
+    fn bool_run(&mut self, terms: Vec<BExpr>, or: bool) -> Result<BExpr, CompileError> {
+        let want = if or { CmpOp::Eq } else { CmpOp::Ne };
+        // terms comparing one expression with a constant, grouped by that
+        // expression (in order of first appearance)
+        let mut groups: Vec<(BExpr, Vec<usize>)> = Vec::new();
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+        for (i, t) in terms.iter().enumerate() {
+            let BK::Cmp(op, a, b) = &t.kind else { continue };
+            if *op != want {
+                continue;
+            }
+            let x = match (&a.kind, &b.kind) {
+                (_, BK::Lit(_)) if !matches!(a.kind, BK::Lit(_)) => a,
+                (BK::Lit(_), _) if !matches!(b.kind, BK::Lit(_)) => b,
+                _ => continue,
+            };
+            let key = format!("{:?}", x.as_ref());
+            let g = *by_key.entry(key).or_insert_with(|| {
+                groups.push((x.as_ref().clone(), Vec::new()));
+                groups.len() - 1
+            });
+            if let Some((_, members)) = groups.get_mut(g) {
+                members.push(i);
+            }
+        }
+        let mut replaced: HashMap<usize, Option<BExpr>> = HashMap::new();
+        for (x, members) in groups {
+            if members.len() < IN_SET_MIN {
+                continue;
+            }
+            let consts: Vec<BExpr> = members
+                .iter()
+                .filter_map(|i| terms.get(*i))
+                .filter_map(|t| match &t.kind {
+                    BK::Cmp(_, a, b) => Some(if matches!(a.kind, BK::Lit(_)) { a } else { b }),
+                    _ => None,
+                })
+                .map(|c| c.as_ref().clone())
+                .collect();
+            let Some(set) = self.in_constants(&x, &consts)? else {
+                continue;
+            };
+            let set = if or { set } else { not(set) };
+            let mut it = members.into_iter();
+            if let Some(first) = it.next() {
+                replaced.insert(first, Some(set));
+            }
+            for m in it {
+                replaced.insert(m, None);
+            }
+        }
+        let terms: Vec<BExpr> = terms
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| match replaced.remove(&i) {
+                None => Some(t),
+                Some(r) => r,
+            })
+            .collect();
+        let joined = if or {
+            BExpr::or_all(terms)
+        } else {
+            BExpr::and_all(terms)
+        };
+        joined.ok_or_else(|| mismatch("an empty AND / OR"))
+    }
+
+    /// `x IN (c1, c2, ...)` over a long list of constants, as a membership test
+    /// of a hash set the statement builds once (an init plan over the constants,
+    /// reading no table), instead of a comparison per item: the code stays small
+    /// and the test constant-time whatever the list's length. NULL in the list
+    /// and a NULL `x` follow SQL's rules as for IN (subquery). `None` when the
+    /// list is short or not all constants of one type.
+    fn in_constants(&mut self, x: &BExpr, items: &[BExpr]) -> Result<Option<BExpr>, CompileError> {
+        if items.len() < IN_SET_MIN || !items.iter().all(|i| matches!(i.kind, BK::Lit(_))) {
+            return Ok(None);
+        }
+        let mut t = if is_null_lit(x) { None } else { Some(x.ty) };
+        for i in items {
+            if is_null_lit(i) {
+                continue;
+            }
+            t = match t {
+                None => Some(i.ty),
+                Some(p) => match common_type(&p, &i.ty) {
+                    Some(c) => Some(c),
+                    None => return Ok(None),
+                },
+            };
+        }
+        let Some(t) = t else { return Ok(None) };
+        let mut rows = Vec::with_capacity(items.len());
+        let mut nullable = false;
+        for i in items {
+            match coerce(i.clone(), t).kind {
+                BK::Lit(v) => {
+                    nullable |= v.is_null();
+                    rows.push(vec![v]);
+                }
+                // a conversion left for run time: compare item by item
+                _ => return Ok(None),
+            }
+        }
+        // the same list bound twice (a GROUP BY key and its select item) is one set
+        let key = format!("in list {t} {rows:?}");
+        let c = self.new_col("in", t, nullable);
+        let rel = Rel::Values {
+            cols: vec![c],
+            rows,
+        };
+        let i = self.add_init(InitKind::Set, rel, key);
+        let x = coerce(self.dup(x)?, t);
+        Ok(Some(mk(BK::InSet(Box::new(x), i), SqlType::Boolean, true)))
     }
 
     /// An unknown column that names a column of an enclosing query is a correlated
@@ -2300,7 +2575,10 @@ impl<'c> Binder<'c> {
                     return Err(mismatch("COALESCE needs arguments"));
                 }
                 let last = bound.pop().ok_or_else(|| mismatch("COALESCE"))?;
-                let whens: Vec<BExpr> = bound.iter().map(|b| not(is_null(b.clone()))).collect();
+                let mut whens: Vec<BExpr> = Vec::with_capacity(bound.len());
+                for b in &bound {
+                    whens.push(not(is_null(self.dup(b)?)));
+                }
                 let mut results = bound;
                 results.push(last);
                 let mut e = self.case(whens, results)?;
@@ -2314,9 +2592,10 @@ impl<'c> Binder<'c> {
                 want(2)?;
                 let b = bound.pop().ok_or_else(|| mismatch("NULLIF"))?;
                 let a = bound.pop().ok_or_else(|| mismatch("NULLIF"))?;
-                let (a2, b2) = self.unify(a.clone(), b)?;
+                let a1 = self.dup(&a)?;
+                let (a2, b2) = self.unify(a1, b)?;
                 let t = a2.ty;
-                let c = cmp(CmpOp::Eq, a2.clone(), b2);
+                let c = cmp(CmpOp::Eq, self.dup(&a2)?, b2);
                 mk(
                     BK::Case(vec![(c, BExpr::lit(Value::Null, t))], Box::new(a2)),
                     t,
@@ -2325,13 +2604,13 @@ impl<'c> Binder<'c> {
             }
             "concat" => {
                 // concat ignores NULLs
-                let mut acc: Option<BExpr> = None;
+                let mut parts = Vec::with_capacity(bound.len());
                 for b in bound {
                     let b = coerce(b, SqlType::Text);
                     let nn = mk(
                         BK::Case(
                             vec![(
-                                is_null(b.clone()),
+                                is_null(self.dup(&b)?),
                                 BExpr::lit(Value::Text(String::new()), SqlType::Text),
                             )],
                             Box::new(b),
@@ -2339,11 +2618,22 @@ impl<'c> Binder<'c> {
                         SqlType::Text,
                         false,
                     );
-                    acc = Some(match acc {
-                        None => nn,
-                        Some(a) => mk(BK::Func(Func::Concat, vec![a, nn]), SqlType::Text, false),
-                    });
+                    parts.push(nn);
                 }
+                // concatenation is associative: a balanced tree, so that many
+                // arguments do not nest deeply
+                while parts.len() > 1 {
+                    let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+                    let mut it = parts.into_iter();
+                    while let Some(a) = it.next() {
+                        next.push(match it.next() {
+                            Some(b) => mk(BK::Func(Func::Concat, vec![a, b]), SqlType::Text, false),
+                            None => a,
+                        });
+                    }
+                    parts = next;
+                }
+                let acc = parts.pop();
                 acc.unwrap_or_else(|| BExpr::lit(Value::Text(String::new()), SqlType::Text))
             }
             other => {

@@ -8,12 +8,15 @@
 
 mod bind;
 pub mod catalog;
+mod dialect;
 pub mod error;
 mod explain;
 mod fold;
+pub mod limits;
 pub mod logical;
 mod lower;
 mod optimize;
+mod shape;
 mod split;
 mod typing;
 
@@ -24,17 +27,14 @@ use bind::{Binder, norm, object_name, pos_of, sql_type};
 use error::codes;
 use logical::{BExpr, BSortKey, ColId, Rel};
 use lower::{Builder, program};
-use scratchbird_guest_ops::abi::{PlanManifest, WriteKind};
+use scratchbird_guest_ops::abi::{self, PlanManifest, WriteKind};
 use scratchbird_guest_ops::plan::{Op, Sink};
 use scratchbird_types::{SqlType, Value};
 use sqlparser::ast::{self, Statement as Ast};
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Tokenizer;
 
-/// Largest SQL text accepted, in bytes.
-pub const SQL_BYTES_MAX: usize = 1 << 20;
-/// Deepest expression nesting the parser accepts.
-pub const NESTING_MAX: usize = 200;
+pub use limits::SQL_BYTES_MAX;
 
 /// What a compiled module does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,8 +225,12 @@ fn parse_error(e: &ParserError) -> CompileError {
         ParserError::RecursionLimitExceeded => {
             return CompileError::new(
                 codes::LIMIT,
-                format!("the statement nests deeper than {NESTING_MAX} levels"),
-            );
+                format!(
+                    "the statement nests deeper than {} levels",
+                    limits::PARSER_RECURSION_MAX
+                ),
+            )
+            .hint("simplify the expression; a long list of alternatives fits in IN (...)");
         }
     };
     let (text, pos) = match msg.rsplit_once(" at Line: ") {
@@ -247,8 +251,13 @@ fn parse_error(e: &ParserError) -> CompileError {
 /// Splits and parses SQL text into statements. `EXPLAIN WASM ...` is accepted (the
 /// text form of the generated module).
 ///
+/// Every statement returned is within the shape limits of [`limits`] (depth,
+/// expressions, set operations), so compiling it cannot recurse past what
+/// [`limits::STACK_BYTES`] allows for.
+///
 /// # Errors
-/// A syntax error with its position, or text above [`SQL_BYTES_MAX`].
+/// A syntax error with its position, text above [`SQL_BYTES_MAX`], or a
+/// statement beyond a limit of [`limits`].
 pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
     if sql.len() > SQL_BYTES_MAX {
         return Err(CompileError::new(
@@ -267,12 +276,25 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
         rest = &rest[i + "EXPLAIN WASM".len()..];
     }
     text.push_str(rest);
-    let dialect = PostgreSqlDialect {};
+    let dialect = dialect::SbDialect::default();
+    let tokens = Tokenizer::new(&dialect, &text)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| parse_error(&ParserError::TokenizerError(e.to_string())))?;
+    shape::check_tokens(&tokens)?;
     let stmts = Parser::new(&dialect)
-        .with_recursion_limit(NESTING_MAX)
-        .try_with_sql(&text)
-        .and_then(|mut p| p.parse_statements())
-        .map_err(|e| parse_error(&e))?;
+        .with_recursion_limit(limits::PARSER_RECURSION_MAX)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| match e {
+            ParserError::RecursionLimitExceeded => {
+                dialect.take_refusal().unwrap_or_else(|| parse_error(&e))
+            }
+            other => parse_error(&other),
+        })?;
+    for s in &stmts {
+        shape::check(s)?;
+    }
     let any_wasm = !wasm_at.is_empty();
     Ok(stmts
         .into_iter()
@@ -582,12 +604,81 @@ fn emit(
     program: &scratchbird_guest_ops::plan::Program,
     manifest: &PlanManifest,
 ) -> Result<Vec<u8>, CompileError> {
-    scratchbird_guest_ops::emit::emit(program, manifest).map_err(|e| match e {
+    // rows between stages are batches, whose width is bounded
+    let widest = manifest
+        .outputs
+        .iter()
+        .map(|o| o.types.len())
+        .chain(manifest.inputs.iter().map(|i| i.types.len()))
+        .chain(manifest.scans.iter().map(|s| s.columns.len()))
+        .max()
+        .unwrap_or(0);
+    if widest > limits::COLUMNS_MAX {
+        return Err(CompileError::new(
+            codes::LIMIT,
+            format!(
+                "the query moves rows of {widest} columns between its stages; at most {} fit a batch",
+                limits::COLUMNS_MAX
+            ),
+        )
+        .hint("select fewer columns"));
+    }
+    // what the ABI lets a plan declare
+    let items = [
+        (
+            manifest.scans.len(),
+            "table scans (each subquery scans its tables)",
+        ),
+        (manifest.outputs.len(), "outputs"),
+        (manifest.writes.len(), "write targets"),
+        (manifest.inputs.len(), "inputs"),
+    ];
+    for (n, what) in items {
+        if n > abi::PLAN_ITEMS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the query needs {n} {what}; a module declares at most {}",
+                    abi::PLAN_ITEMS_MAX
+                ),
+            )
+            .hint("split the query"));
+        }
+    }
+    let plan_bytes = manifest.to_cbor().map_or(usize::MAX, |b| b.len());
+    if plan_bytes > abi::PLAN_BYTES_MAX {
+        return Err(CompileError::new(
+            codes::LIMIT,
+            format!(
+                "the query's plan manifest is {plan_bytes} bytes; at most {} fit a module",
+                abi::PLAN_BYTES_MAX
+            ),
+        )
+        .hint("select fewer columns, or split the query"));
+    }
+    let module = scratchbird_guest_ops::emit::emit(program, manifest).map_err(|e| match e {
         scratchbird_guest_ops::emit::EmitError::Unsupported(m) => {
             CompileError::new(codes::NOT_SUPPORTED, format!("{m} is not supported yet"))
         }
+        scratchbird_guest_ops::emit::EmitError::Limit(m) => CompileError::new(
+            codes::LIMIT,
+            format!("the query is too large to compile: {m}"),
+        )
+        .hint("split the query, or put long lists of values in a table"),
         other => CompileError::new("XX000", format!("internal compiler error: {other}")),
-    })
+    })?;
+    if module.len() > limits::MODULE_BYTES_MAX {
+        return Err(CompileError::new(
+            codes::LIMIT,
+            format!(
+                "the query compiles to a module of {} bytes; at most {} are sent to a sandbox",
+                module.len(),
+                limits::MODULE_BYTES_MAX
+            ),
+        )
+        .hint("split the query, or put long lists of values in a table"));
+    }
+    Ok(module)
 }
 
 fn finish_select(
@@ -604,7 +695,9 @@ fn finish_select(
         .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
         .collect();
     let mut meta = b.meta.clone();
-    let cut = split::split(rel, &mut meta, !inits.is_empty())?;
+    // init plans that read tables must see every shard's rows: such a statement
+    // stays whole; the others (the sets of IN lists) run in both stages
+    let cut = split::split(rel, &mut meta, inits.iter().any(|(_, r)| r.reads_tables()))?;
     let order_error = || CompileError::new("XX000", "internal compiler error: output order");
     // the shard stage: one output per exchange (or the statement's result)
     let roots: Vec<&Rel> = cut.shard_outputs.iter().collect();
@@ -642,14 +735,15 @@ fn finish_select(
             None
         }
         Some(m) => {
-            let mut mb = Builder::new(&meta, &[m], &[]);
+            let mut mb = Builder::new(&meta, &[m], &inits);
+            let merge_inits = mb.inits(&inits)?;
             let (op, schema) = mb.rel(m)?;
             if schema != out {
                 return Err(order_error());
             }
             mb.output(&out, names.to_vec())?;
             let mm = mb.manifest;
-            let mmod = emit(&program(vec![], vec![(op, Sink::Output(0))]), &mm)?;
+            let mmod = emit(&program(merge_inits, vec![(op, Sink::Output(0))]), &mm)?;
             plan.push_str(
                 "Merge stage
 ",

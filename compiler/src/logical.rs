@@ -129,6 +129,20 @@ impl BExpr {
         }
     }
 
+    /// How many nodes the expression has.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        1 + match &self.kind {
+            BK::Col(_) | BK::Lit(_) | BK::Init(_) => 0,
+            BK::Arith(_, a, b) | BK::Cmp(_, a, b) | BK::And(a, b) | BK::Or(a, b) => {
+                a.size() + b.size()
+            }
+            BK::Neg(a) | BK::Not(a) | BK::IsNull(a) | BK::Cast(a) | BK::InSet(a, _) => a.size(),
+            BK::Case(w, e) => w.iter().map(|(c, v)| c.size() + v.size()).sum::<usize>() + e.size(),
+            BK::Func(_, args) => args.iter().map(BExpr::size).sum(),
+        }
+    }
+
     /// The top-level conjuncts of an AND tree.
     #[must_use]
     pub fn conjuncts(self) -> Vec<BExpr> {
@@ -142,19 +156,41 @@ impl BExpr {
         }
     }
 
-    /// AND of `parts` (TRUE when empty).
+    /// AND of `parts` (`None` when empty), as a balanced tree: a long list of
+    /// conjuncts nests only logarithmically deep.
     #[must_use]
     pub fn and_all(parts: Vec<BExpr>) -> Option<BExpr> {
-        let mut it = parts.into_iter();
-        let first = it.next()?;
-        Some(it.fold(first, |acc, e| {
-            let nullable = acc.nullable || e.nullable;
-            BExpr {
-                kind: BK::And(Box::new(acc), Box::new(e)),
-                ty: SqlType::Boolean,
-                nullable,
+        Self::balanced(parts, |a, b| BK::And(Box::new(a), Box::new(b)))
+    }
+
+    /// OR of `parts` (`None` when empty), as a balanced tree.
+    #[must_use]
+    pub fn or_all(parts: Vec<BExpr>) -> Option<BExpr> {
+        Self::balanced(parts, |a, b| BK::Or(Box::new(a), Box::new(b)))
+    }
+
+    /// `parts` joined pairwise by the boolean operator `join`, in their order, as
+    /// a balanced tree.
+    fn balanced(mut parts: Vec<BExpr>, join: impl Fn(BExpr, BExpr) -> BK) -> Option<BExpr> {
+        while parts.len() > 1 {
+            let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+            let mut it = parts.into_iter();
+            while let Some(a) = it.next() {
+                next.push(match it.next() {
+                    Some(b) => {
+                        let nullable = a.nullable || b.nullable;
+                        BExpr {
+                            kind: join(a, b),
+                            ty: SqlType::Boolean,
+                            nullable,
+                        }
+                    }
+                    None => a,
+                });
             }
-        }))
+            parts = next;
+        }
+        parts.pop()
     }
 }
 
@@ -301,6 +337,24 @@ pub enum Rel {
 }
 
 impl Rel {
+    /// Whether it reads a table anywhere (an init plan that reads none, such as
+    /// the set of an IN list of constants, can run in any stage).
+    #[must_use]
+    pub fn reads_tables(&self) -> bool {
+        match self {
+            Rel::Scan { .. } => true,
+            Rel::Values { .. } | Rel::Exchange { .. } => false,
+            Rel::Filter { input, .. }
+            | Rel::Project { input, .. }
+            | Rel::Aggregate { input, .. }
+            | Rel::Sort { input, .. }
+            | Rel::Limit { input, .. }
+            | Rel::Distinct { input } => input.reads_tables(),
+            Rel::Join { left, right, .. } => left.reads_tables() || right.reads_tables(),
+            Rel::UnionAll { inputs, .. } => inputs.iter().any(Rel::reads_tables),
+        }
+    }
+
     /// The output columns, in order.
     #[must_use]
     pub fn output(&self) -> Vec<ColId> {

@@ -25,6 +25,11 @@ pub const PLAN_SECTION: &str = "sb.plan";
 /// WebAssembly page size.
 pub const PAGE_BYTES: u32 = 65_536;
 
+/// Largest plan section (the CBOR manifest) a module may carry, in bytes.
+pub const PLAN_BYTES_MAX: usize = 64 * 1024;
+/// Most scans, outputs, write targets or inputs a plan may declare (each).
+pub const PLAN_ITEMS_MAX: usize = 64;
+
 /// A value type of the import signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AbiType {

@@ -10,10 +10,7 @@ use wasmparser::{
     ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
 
-/// Largest plan section accepted, in bytes.
-pub const PLAN_BYTES_MAX: usize = 64 * 1024;
-/// Most scans, outputs, write targets or inputs a plan may declare (each).
-pub const PLAN_ITEMS_MAX: usize = 64;
+pub use scratchbird_guest_ops::abi::{PLAN_BYTES_MAX, PLAN_ITEMS_MAX};
 
 fn refuse(msg: impl Into<String>) -> HostError {
     HostError::Refused(msg.into())

@@ -6,6 +6,7 @@
 pub mod authority;
 pub mod config;
 pub mod daemon;
+pub mod limits;
 pub mod server;
 pub mod session;
 pub mod shard;

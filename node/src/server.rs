@@ -582,9 +582,9 @@ async fn client_session(
     let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_MAX);
     let s2 = shared.clone();
     let owner = matches!(access, Access::Owner).then(|| user.clone());
-    let thread = std::thread::Builder::new()
-        .name(format!("session {user}"))
-        .spawn(move || session_thread(&s2, access, owner.as_deref(), &rx));
+    let thread = crate::limits::spawn_session(format!("session {user}"), move || {
+        session_thread(&s2, access, owner.as_deref(), &rx);
+    });
     match thread {
         Ok(t) => lock(&shared.sessions).push(t),
         Err(e) => {

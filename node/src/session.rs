@@ -608,7 +608,10 @@ impl LocalSession {
             let early = self.sandbox.cached(&merge.module);
             let compiling = early.is_none().then(|| {
                 let sandbox = &self.sandbox;
-                scope.spawn(move || sandbox.prepare(&merge.module))
+                std::thread::Builder::new()
+                    .name("merge compile".into())
+                    .stack_size(crate::limits::SANDBOX_STACK_BYTES)
+                    .spawn_scoped(scope, move || sandbox.prepare(&merge.module))
             });
             let outputs: Rc<RefCell<Vec<Vec<ResultBatch>>>> =
                 Rc::new(RefCell::new(vec![Vec::new(); c.manifest.outputs.len()]));
@@ -628,7 +631,10 @@ impl LocalSession {
             let (txn, shard) = self.run_shard_stage(c, txn, collect);
             let prepared = match (early, compiling) {
                 (Some(p), _) => Ok(p),
-                (None, Some(h)) => match h.join() {
+                (None, Some(Err(e))) => Err(SessionError::Session(format!(
+                    "no thread to compile the merge stage: {e}"
+                ))),
+                (None, Some(Ok(h))) => match h.join() {
                     Ok(r) => r.map(|(p, _)| p).map_err(SessionError::from),
                     Err(_) => Err(SessionError::Session(
                         "compiling the merge stage failed".into(),

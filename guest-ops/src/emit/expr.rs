@@ -2,6 +2,7 @@
 //! value can be NULL). NULL inputs skip the computation, so a NULL never raises an
 //! error that its value would have.
 
+use super::fb::Temp;
 use super::rt::{Helper, fail, fail_text};
 use super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
@@ -19,16 +20,33 @@ pub(crate) fn vt(p: Prim) -> ValType {
 }
 
 impl Gen {
-    /// Fresh locals for a value of `prim`, with a NULL flag if `nullable`.
+    /// Fresh locals for a value of `prim`, with a NULL flag if `nullable`. They
+    /// are temporaries: inside an expression they return to the pool when the
+    /// expression that consumes them is computed; elsewhere they stay.
     pub(crate) fn fresh(&mut self, prim: Prim, nullable: bool) -> Val {
-        let v = self.f.local(vt(prim));
+        let v = if prim == Prim::Str {
+            self.f.temp(Temp::Ptr)
+        } else {
+            self.f.temp(Temp::Value(Temp::code(vt(prim))))
+        };
         let len = if prim == Prim::Str {
-            self.f.local(ValType::I32)
+            self.f.temp(Temp::Len)
         } else {
             0
         };
-        let null = nullable.then(|| self.f.local(ValType::I32));
+        let null = nullable.then(|| self.f.temp(Temp::Null));
         Val { prim, v, len, null }
+    }
+
+    /// Releases the locals of `v` that are temporaries allocated since `mark`:
+    /// its consumer is done with it.
+    pub(crate) fn release(&mut self, mark: usize, v: &Val) {
+        let mut ls = vec![v.v];
+        if v.prim == Prim::Str {
+            ls.push(v.len);
+        }
+        ls.extend(v.null);
+        self.f.release(mark, &ls);
     }
 
     /// Pushes the NULL flag of `v` (0 when it cannot be NULL).
@@ -67,7 +85,7 @@ impl Gen {
         if nulls.len() == 1 {
             return Some(first);
         }
-        let out = self.f.local(ValType::I32);
+        let out = self.f.temp(Temp::Null);
         self.f.get(first);
         for n in &nulls[1..] {
             self.f.get(*n);
@@ -137,8 +155,21 @@ impl Gen {
         }
     }
 
-    /// Evaluates `e` over tuple `t`.
+    /// Evaluates `e` over tuple `t`. Every temporary the evaluation needed but
+    /// its result is released when it is done.
     pub(crate) fn expr(&mut self, e: &Expr, t: &[Val]) -> Result<Val, EmitError> {
+        let mark = self.f.mark();
+        let v = self.expr_at(e, t)?;
+        let mut keep = vec![v.v];
+        if v.prim == Prim::Str {
+            keep.push(v.len);
+        }
+        keep.extend(v.null);
+        self.f.release_since(mark, &keep);
+        Ok(v)
+    }
+
+    fn expr_at(&mut self, e: &Expr, t: &[Val]) -> Result<Val, EmitError> {
         match e {
             Expr::Col(i) => t
                 .get(*i)
@@ -243,6 +274,7 @@ impl Gen {
             }
             Expr::Case { whens, els, prim } => {
                 let out = self.fresh(*prim, true);
+                let mark = self.f.mark();
                 for (c, v) in whens {
                     let cv = self.expr(c, t)?;
                     self.want(&cv, Prim::Bool)?;
@@ -252,10 +284,14 @@ impl Gen {
                         self.f.i(I::I32Eqz);
                         self.f.i(I::I32And);
                     }
+                    // each branch's values are dead once tested or copied: the
+                    // next branch reuses their locals
+                    self.release(mark, &cv);
                     self.f.if_();
                     let vv = self.expr(v, t)?;
                     self.want(&vv, *prim)?;
                     self.copy_val(&vv, &out);
+                    self.release(mark, &vv);
                     self.f.else_();
                 }
                 let ev = self.expr(els, t)?;
@@ -338,7 +374,7 @@ impl Gen {
         self.f.else_();
         let b = self.expr(r, t)?;
         self.want(&b, Prim::Bool)?;
-        let dec = self.f.local(ValType::I32);
+        let dec = self.f.scratch(ValType::I32);
         self.f.get(b.v);
         if and {
             self.f.i(I::I32Eqz);
@@ -406,7 +442,7 @@ impl Gen {
         let f = &mut self.f;
         match op {
             ArithOp::Add | ArithOp::Sub | ArithOp::Mul => {
-                let w = f.local(ValType::I64);
+                let w = f.scratch(ValType::I64);
                 f.get(a.v);
                 f.i(I::I64ExtendI32S);
                 f.get(b.v);
@@ -459,7 +495,7 @@ impl Gen {
     pub(crate) fn arith_i64(&mut self, op: ArithOp, a: u32, b: u32, out: u32) {
         match op {
             ArithOp::Add | ArithOp::Sub => {
-                let r = self.f.local(ValType::I64);
+                let r = self.f.scratch(ValType::I64);
                 let f = &mut self.f;
                 f.get(a);
                 f.get(b);
@@ -494,7 +530,7 @@ impl Gen {
                 self.f.set(out);
             }
             ArithOp::Mul => {
-                let r = self.f.local(ValType::I64);
+                let r = self.f.scratch(ValType::I64);
                 let f = &mut self.f;
                 f.get(a);
                 f.get(b);
@@ -570,8 +606,8 @@ impl Gen {
     /// After `out = a / b` (truncated), adds the sign of the quotient when the
     /// remainder is at least half of `b` (round half away from zero).
     fn round_adjust(&mut self, a: u32, b: u32, out: u32) {
-        let rem = self.f.local(ValType::I64);
-        let ab = self.f.local(ValType::I64);
+        let rem = self.f.scratch(ValType::I64);
+        let ab = self.f.scratch(ValType::I64);
         let f = &mut self.f;
         f.get(a);
         f.get(b);
@@ -757,7 +793,7 @@ impl Gen {
                 self.f.set(out.v);
             }
             Cast::I32ToDec(k) => {
-                let w = self.f.local(ValType::I64);
+                let w = self.f.scratch(ValType::I64);
                 self.f.get(a.v);
                 self.f.i(I::I64ExtendI32S);
                 self.f.set(w);
@@ -794,7 +830,7 @@ impl Gen {
                 self.f.set(out.v);
             }
             Cast::F64ToI64(k) => {
-                let x = self.f.local(ValType::F64);
+                let x = self.f.scratch(ValType::F64);
                 self.f.get(a.v);
                 if k != 1 {
                     self.f.i(I::F64Const((k as f64).into()));
@@ -822,7 +858,7 @@ impl Gen {
                 self.f.set(out.v);
             }
             Cast::Unscale(k) => {
-                let kl = self.f.local(ValType::I64);
+                let kl = self.f.scratch(ValType::I64);
                 self.f.i64c(k);
                 self.f.set(kl);
                 self.f.get(a.v);
@@ -929,7 +965,7 @@ impl Gen {
             Cast::TsToStr => {
                 // floor division into days and microseconds of the day
                 let h = self.helper(Helper::FmtDateTime);
-                let days = self.f.local(ValType::I64);
+                let days = self.f.scratch(ValType::I64);
                 self.f.get(a.v);
                 self.f.i64c(MICROS_PER_DAY);
                 self.f.i(I::I64DivS);
@@ -969,9 +1005,9 @@ impl Gen {
                 let lower = self.helper(Helper::Lower);
                 let eq = self.helper(Helper::StrEq);
                 let (p, l, known) = (
-                    self.f.local(ValType::I32),
-                    self.f.local(ValType::I32),
-                    self.f.local(ValType::I32),
+                    self.f.scratch(ValType::I32),
+                    self.f.scratch(ValType::I32),
+                    self.f.scratch(ValType::I32),
                 );
                 let space = self.string(b" ");
                 self.push_val(a);
@@ -1165,7 +1201,7 @@ impl Gen {
                 let ts = arg(0)?;
                 match part {
                     DatePart::Year | DatePart::Month | DatePart::Day => {
-                        let days = self.f.local(ValType::I64);
+                        let days = self.f.scratch(ValType::I64);
                         self.floor_div_local(ts.v, MICROS_PER_DAY, days);
                         self.f.get(days);
                         self.f.i(I::I32WrapI64);
@@ -1248,9 +1284,9 @@ impl Gen {
     fn extract_civil(&mut self, part: DatePart, out: &Val) -> Result<(), EmitError> {
         let h = self.helper(Helper::Civil);
         let (y, m, d) = (
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
         );
         self.f.i(I::Call(h));
         self.f.set(d);
@@ -1270,13 +1306,13 @@ impl Gen {
         let civil = self.helper(Helper::Civil);
         let mk = self.helper(Helper::Days);
         let (y, m, d, total, ny, nm, last) = (
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I64),
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
-            self.f.local(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I64),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
         );
         let f = &mut self.f;
         f.get(days.v);

@@ -6,14 +6,64 @@ use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Label(u32);
 
+/// What a temporary local holds: locals are reused only for the same kind of
+/// value, so that a stale value read where code ignores it (the value of a NULL,
+/// say) is at least a value of the same kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Temp {
+    /// The value of an expression of this type (a string's pointer for `I32`
+    /// strings is `Ptr`).
+    Value(u8),
+    /// A string's pointer.
+    Ptr,
+    /// A string's length.
+    Len,
+    /// A NULL flag.
+    Null,
+    /// Scratch space of one computation.
+    Scratch(u8),
+}
+
+impl Temp {
+    fn valtype(self) -> ValType {
+        let code = match self {
+            Temp::Value(c) | Temp::Scratch(c) => c,
+            Temp::Ptr | Temp::Len | Temp::Null => 0,
+        };
+        match code {
+            1 => ValType::I64,
+            2 => ValType::F64,
+            _ => ValType::I32,
+        }
+    }
+
+    /// The type code of `t` for [`Temp::Value`] and [`Temp::Scratch`].
+    pub(crate) fn code(t: ValType) -> u8 {
+        match t {
+            ValType::I64 => 1,
+            ValType::F64 => 2,
+            _ => 0,
+        }
+    }
+}
+
 /// Builds one function. Instructions are kept until [`Fb::finish`] so that locals
 /// can be declared as code asks for them.
+///
+/// Temporaries: an expression's intermediate values live in locals that are
+/// dead once the expression is computed. [`Fb::temp`] hands them out (reusing
+/// released ones of the same kind), [`Fb::mark`] and [`Fb::release_since`]
+/// return everything an expression allocated except its result, so the number
+/// of locals grows with an expression's depth, not its size. The WebAssembly
+/// validator allows 50,000 locals per function.
 #[derive(Debug)]
 pub(crate) struct Fb {
     params: u32,
     locals: Vec<ValType>,
     code: Vec<Instruction<'static>>,
     depth: u32,
+    temps: Vec<(u32, Temp)>,
+    pool: std::collections::BTreeMap<Temp, Vec<u32>>,
 }
 
 pub(crate) fn mem(offset: u32, align: u32) -> MemArg {
@@ -31,7 +81,64 @@ impl Fb {
             locals: Vec::new(),
             code: Vec::new(),
             depth: 0,
+            temps: Vec::new(),
+            pool: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// A temporary local of kind `k`: a released one if there is one.
+    pub(crate) fn temp(&mut self, k: Temp) -> u32 {
+        let l = match self.pool.get_mut(&k).and_then(Vec::pop) {
+            Some(l) => l,
+            None => self.local(k.valtype()),
+        };
+        self.temps.push((l, k));
+        l
+    }
+
+    /// A scratch temporary of type `t`.
+    pub(crate) fn scratch(&mut self, t: ValType) -> u32 {
+        self.temp(Temp::Scratch(Temp::code(t)))
+    }
+
+    /// Where the temporaries allocated from now on start.
+    pub(crate) fn mark(&self) -> usize {
+        self.temps.len()
+    }
+
+    /// Releases every temporary allocated since `mark` except those in `keep`
+    /// (an expression's result, which its consumer releases in turn).
+    pub(crate) fn release_since(&mut self, mark: usize, keep: &[u32]) {
+        if mark >= self.temps.len() {
+            return;
+        }
+        let tail = self.temps.split_off(mark);
+        for (l, k) in tail {
+            if keep.contains(&l) {
+                self.temps.push((l, k));
+            } else {
+                self.pool.entry(k).or_default().push(l);
+            }
+        }
+    }
+
+    /// Releases the temporaries among `locals` allocated since `mark` (a value
+    /// its consumer is done with); any other local (a column of the tuple, a
+    /// value computed before `mark`) is left alone.
+    pub(crate) fn release(&mut self, mark: usize, locals: &[u32]) {
+        for l in locals {
+            if let Some(i) = self.temps.iter().rposition(|(t, _)| t == l)
+                && i >= mark
+            {
+                let (l, k) = self.temps.remove(i);
+                self.pool.entry(k).or_default().push(l);
+            }
+        }
+    }
+
+    /// Locals declared so far.
+    pub(crate) fn locals(&self) -> usize {
+        self.locals.len()
     }
 
     pub(crate) fn local(&mut self, t: ValType) -> u32 {

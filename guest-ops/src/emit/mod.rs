@@ -63,6 +63,11 @@ const STATIC_BASE: u32 = 1024;
 /// usually lower, limit on top.
 pub const MEMORY_PAGES_MAX: u64 = 16_384;
 
+/// Locals one function may declare (the WebAssembly validator's limit).
+pub const FUNCTION_LOCALS_MAX: usize = 50_000;
+/// Bytes of one function's body (the WebAssembly validator's limit).
+pub const FUNCTION_BYTES_MAX: usize = 7_654_321;
+
 /// Why a program could not be emitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EmitError {
@@ -258,7 +263,21 @@ impl Gen {
             })?;
             code.function(body);
         }
+        // the validator's limits on one function (wasmparser's): a statement
+        // large enough to pass them is refused here, as a limit, not later as an
+        // invalid module
+        if self.f.locals() > FUNCTION_LOCALS_MAX {
+            return Err(EmitError::Limit(format!(
+                "its code needs more than {FUNCTION_LOCALS_MAX} locals"
+            )));
+        }
         let main = std::mem::replace(&mut self.f, Fb::new(0)).finish();
+        if main.byte_len() > FUNCTION_BYTES_MAX {
+            return Err(EmitError::Limit(format!(
+                "its code is {} bytes, more than {FUNCTION_BYTES_MAX} in one function",
+                main.byte_len()
+            )));
+        }
         code.function(&main);
         module.section(&code);
         let mut data = DataSection::new();

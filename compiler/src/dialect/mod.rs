@@ -1,0 +1,153 @@
+//! The SQL dialect the parser runs with: PostgreSQL's, with the shape of the tree
+//! bounded while it is built.
+//!
+//! sqlparser bounds its own recursion, but it builds chains of one operator
+//! (`a + b + c ...`, `x OR y OR z ...`, `t::int::int`) in a loop, as left-deep
+//! trees whose depth is the chain's length; every later stage (the shape check,
+//! the binder, folding, lowering, emission, even dropping the tree) walks them
+//! recursively. So [`SbDialect`] takes over the one place those chains grow,
+//! `parse_infix`:
+//!
+//! * a run of AND (or of OR) at one level is parsed here whole and built as a
+//!   balanced tree (AND and OR are associative in SQL's three-valued logic, and
+//!   the terms keep their order), so a 10,000-term OR is 14 levels deep;
+//! * any other operator is refused once the chain it extends is
+//!   [`DEPTH_MAX`](crate::limits::DEPTH_MAX) long, before the tree grows further.
+//!
+//! Everything else is PostgreSqlDialect's (`delegate.rs`, generated), including
+//! the dialect's identity, so sqlparser's PostgreSQL-only rules apply unchanged.
+
+mod delegate;
+
+use crate::error::{CompileError, codes};
+use crate::limits::DEPTH_MAX;
+use sqlparser::ast::{BinaryOperator, Expr};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::Token;
+use std::cell::RefCell;
+
+/// PostgreSQL's dialect with bounded chains (see the module documentation).
+#[derive(Debug, Default)]
+pub(crate) struct SbDialect(PostgreSqlDialect, RefCell<Option<CompileError>>);
+
+impl SbDialect {
+    /// The limit error a refused parse stopped at, if that is why it stopped.
+    pub(crate) fn take_refusal(&self) -> Option<CompileError> {
+        self.1.borrow_mut().take()
+    }
+
+    /// Stops the parse with `e`. The error travels as sqlparser's recursion
+    /// error, the one error its speculative parsing (`maybe_parse`) never
+    /// swallows to try another reading of the text; `parse` then reports `e`.
+    fn refuse(&self, e: CompileError) -> Option<Result<Expr, ParserError>> {
+        *self.1.borrow_mut() = Some(e);
+        Some(Err(ParserError::RecursionLimitExceeded))
+    }
+
+    fn infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        let kw = match &parser.peek_token_ref().token {
+            Token::Word(w) if matches!(w.keyword, Keyword::AND | Keyword::OR) => w.keyword,
+            _ => {
+                if chain_len(expr) >= DEPTH_MAX {
+                    return self.refuse(
+                        CompileError::new(
+                            codes::LIMIT,
+                            format!(
+                                "an expression chains more than {DEPTH_MAX} operators (each operator of a chain such as a + b + c nests one level deeper)"
+                            ),
+                        )
+                        .hint("split the expression, or sum the values in a query"),
+                    );
+                }
+                return None;
+            }
+        };
+        let op = if kw == Keyword::AND {
+            BinaryOperator::And
+        } else {
+            BinaryOperator::Or
+        };
+        // the loop in `parse_subexpr` would take the operator again and again at
+        // this precedence, each time with the tree so far as its left side: take
+        // the whole run here instead. The left side is copied (a walk as deep as
+        // it is), so it is measured first, by a walk that stops at the limit.
+        if crate::shape::too_deep_expr(expr) {
+            return self.refuse(crate::shape::too_deep());
+        }
+        let mut terms = vec![expr.clone()];
+        while parser.parse_keyword(kw) {
+            match parser.parse_subexpr(precedence) {
+                Ok(e) => terms.push(e),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(balanced(terms, &op)))
+    }
+}
+
+/// `terms` joined by `op` as a balanced tree, in their order.
+fn balanced(mut terms: Vec<Expr>, op: &BinaryOperator) -> Expr {
+    while terms.len() > 1 {
+        let mut next = Vec::with_capacity(terms.len().div_ceil(2));
+        let mut it = terms.into_iter();
+        while let Some(left) = it.next() {
+            next.push(match it.next() {
+                Some(right) => Expr::BinaryOp {
+                    left: Box::new(left),
+                    op: op.clone(),
+                    right: Box::new(right),
+                },
+                None => left,
+            });
+        }
+        terms = next;
+    }
+    terms
+        .pop()
+        .unwrap_or(Expr::Value(sqlparser::ast::Value::Null.into()))
+}
+
+/// How long the chain is that the infix loop built `e` into: its operators along
+/// the left operands, up to [`DEPTH_MAX`].
+fn chain_len(mut e: &Expr) -> usize {
+    let mut n = 0;
+    while n < DEPTH_MAX {
+        e = match e {
+            Expr::BinaryOp { left, .. }
+            | Expr::AnyOp { left, .. }
+            | Expr::AllOp { left, .. }
+            | Expr::IsDistinctFrom(left, _)
+            | Expr::IsNotDistinctFrom(left, _) => left,
+            Expr::IsNull(x)
+            | Expr::IsNotNull(x)
+            | Expr::IsTrue(x)
+            | Expr::IsNotTrue(x)
+            | Expr::IsFalse(x)
+            | Expr::IsNotFalse(x)
+            | Expr::IsUnknown(x)
+            | Expr::IsNotUnknown(x)
+            | Expr::In { expr: x, .. }
+            | Expr::Between { expr: x, .. }
+            | Expr::Like { expr: x, .. }
+            | Expr::ILike { expr: x, .. }
+            | Expr::SimilarTo { expr: x, .. }
+            | Expr::RLike { expr: x, .. }
+            | Expr::IsNormalized { expr: x, .. }
+            | Expr::Cast { expr: x, .. }
+            | Expr::Collate { expr: x, .. }
+            | Expr::UnaryOp { expr: x, .. } => x,
+            Expr::AtTimeZone { timestamp, .. } => timestamp,
+            Expr::JsonAccess { value, .. } => value,
+            _ => return n,
+        };
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,173 @@
+//! The shape of a parsed statement, checked before anything else looks at it:
+//! how deep it nests, how many expressions it holds. Every later stage recurses
+//! over the tree; after this check none of them can be driven deeper than
+//! [`DEPTH_MAX`] levels, which is what [`STACK_BYTES`](crate::limits::STACK_BYTES)
+//! is sized for.
+//!
+//! The walk itself recurses, but never past the limit it enforces: it stops at
+//! the first level beyond it. The parser ([`crate::dialect`]) has already bounded
+//! the trees it builds in loops, so the tree this walks (and eventually drops) is
+//! finite in depth too.
+
+use crate::error::{CompileError, codes};
+use crate::limits::{DEPTH_MAX, EXPRS_MAX, SET_OPS_MAX};
+use sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+use sqlparser::keywords::Keyword;
+use sqlparser::tokenizer::{Token, TokenWithSpan};
+use std::ops::ControlFlow;
+
+struct Shape {
+    depth: usize,
+    exprs: usize,
+}
+
+pub(crate) fn too_deep() -> CompileError {
+    CompileError::new(
+        codes::LIMIT,
+        format!(
+            "the statement nests deeper than {DEPTH_MAX} levels (expressions inside expressions and subqueries inside queries count together)"
+        ),
+    )
+    .hint("simplify the expression; a long list of alternatives fits in IN (...)")
+}
+
+impl Shape {
+    fn enter(&mut self) -> ControlFlow<CompileError> {
+        self.depth += 1;
+        if self.depth > DEPTH_MAX {
+            return ControlFlow::Break(too_deep());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn leave(&mut self) -> ControlFlow<CompileError> {
+        self.depth = self.depth.saturating_sub(1);
+        ControlFlow::Continue(())
+    }
+}
+
+impl Visitor for Shape {
+    type Break = CompileError;
+
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<CompileError> {
+        self.enter()
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<CompileError> {
+        self.leave()
+    }
+
+    fn pre_visit_expr(&mut self, _e: &Expr) -> ControlFlow<CompileError> {
+        self.exprs += 1;
+        if self.exprs > EXPRS_MAX {
+            return ControlFlow::Break(
+                CompileError::new(
+                    codes::LIMIT,
+                    format!("the statement has more than {EXPRS_MAX} expressions"),
+                )
+                .hint("split it into several statements"),
+            );
+        }
+        self.enter()
+    }
+
+    fn post_visit_expr(&mut self, _e: &Expr) -> ControlFlow<CompileError> {
+        self.leave()
+    }
+}
+
+/// Checks a parsed statement's depth and size.
+///
+/// # Errors
+/// A limit error naming the limit.
+pub(crate) fn check(stmt: &Statement) -> Result<(), CompileError> {
+    let mut s = Shape { depth: 0, exprs: 0 };
+    match stmt.visit(&mut s) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Checks each statement in `tokens` before it is parsed, for the nesting the
+/// parser builds by recursion and the set operations it chains in a loop:
+///
+/// * brackets (parentheses, `[ ]`, `CASE ... END`) nested deeper than
+///   [`DEPTH_MAX`]: each is at least one level of the tree, so such a statement
+///   could never pass [`check`]; refusing it here keeps the parser's own
+///   recursion limit (which sqlparser may turn into a misleading syntax error
+///   while it tries another reading) out of reach;
+/// * a run of prefix operators (`NOT NOT ...`, `- - ...`) longer than
+///   [`DEPTH_MAX`], for the same reason;
+/// * more than [`SET_OPS_MAX`] UNION, INTERSECT or EXCEPT: sqlparser chains them
+///   in a loop, as a tree as deep as the chain is long, and no dialect hook sees
+///   them.
+///
+/// With brackets and prefix runs bounded here and every chain of one operator
+/// bounded by the dialect, the tree the parser builds is bounded in depth (about
+/// `DEPTH_MAX` squared at worst) before [`check`] measures it exactly.
+///
+/// # Errors
+/// A limit error naming the limit and where.
+pub(crate) fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), CompileError> {
+    let at = |t: &TokenWithSpan| {
+        Some(crate::Pos {
+            line: t.span.start.line,
+            column: t.span.start.column,
+        })
+    };
+    let mut set_ops = 0usize;
+    let mut nesting = 0usize;
+    let mut prefix_run = 0usize;
+    for t in tokens {
+        if matches!(t.token, Token::Whitespace(_)) {
+            continue;
+        }
+        let prefix = match &t.token {
+            Token::Word(w) => w.keyword == Keyword::NOT,
+            Token::Minus | Token::Plus | Token::Tilde => true,
+            _ => false,
+        };
+        prefix_run = if prefix { prefix_run + 1 } else { 0 };
+        if prefix_run > DEPTH_MAX {
+            return Err(too_deep().at(at(t)));
+        }
+        match &t.token {
+            Token::SemiColon => {
+                set_ops = 0;
+                nesting = 0;
+            }
+            Token::LParen | Token::LBracket => nesting += 1,
+            Token::RParen | Token::RBracket => nesting = nesting.saturating_sub(1),
+            Token::Word(w) => match w.keyword {
+                Keyword::CASE => nesting += 1,
+                Keyword::END => nesting = nesting.saturating_sub(1),
+                Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS => {
+                    set_ops += 1;
+                    if set_ops > SET_OPS_MAX {
+                        return Err(CompileError::new(
+                            codes::LIMIT,
+                            format!(
+                                "a statement has more than {SET_OPS_MAX} set operations (UNION, INTERSECT, EXCEPT)"
+                            ),
+                        )
+                        .at(at(t))
+                        .hint("split the query, or put the rows in a table or a VALUES list"));
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        if nesting > DEPTH_MAX {
+            return Err(too_deep().at(at(t)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` nests deeper than [`DEPTH_MAX`] levels: a walk that never goes
+/// deeper than that, whatever the tree.
+pub(crate) fn too_deep_expr(e: &Expr) -> bool {
+    let mut s = Shape { depth: 0, exprs: 0 };
+    matches!(e.visit(&mut s), ControlFlow::Break(_))
+}

@@ -1,0 +1,448 @@
+//! The compiler's limits, end to end through `parse` and `compile`: the deepest
+//! and widest shapes the limits allow compile on a thread of exactly
+//! `limits::STACK_BYTES` (a stack overflow would abort this test process), every
+//! shape beyond them is refused with a limit error that names the limit (the
+//! deepest trees the parser can be driven to build are dropped on that same
+//! stack), and the parser's dialect reads the project's own SQL exactly as
+//! sqlparser's PostgreSQL dialect does.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use scratchbird_compiler::limits::{
+    COLUMNS_MAX, DEPTH_MAX, EXPRS_MAX, FROM_ITEMS_MAX, SET_OPS_MAX, STACK_BYTES,
+};
+use scratchbird_compiler::{Catalog, ColumnInfo, CompileError, TableInfo, compile, parse};
+use scratchbird_types::{ColumnId, SqlType, TableId};
+use std::sync::Arc;
+
+fn catalog() -> Catalog {
+    let t = Arc::new(TableInfo {
+        id: TableId::from_bytes([1; 16]),
+        name: "t".into(),
+        columns: vec![
+            ColumnInfo {
+                id: ColumnId::from_bytes([2; 16]),
+                name: "a".into(),
+                ty: SqlType::Integer,
+                nullable: true,
+                default: None,
+            },
+            ColumnInfo {
+                id: ColumnId::from_bytes([3; 16]),
+                name: "b".into(),
+                ty: SqlType::Text,
+                nullable: true,
+                default: None,
+            },
+        ],
+        primary_key: vec![],
+    });
+    Catalog {
+        tables: vec![t],
+        indexes: vec![],
+        domains: vec![],
+    }
+}
+
+/// Parses and compiles `sql` on a thread with exactly the stack the limits are
+/// sized for.
+fn compile_on_limit_stack(sql: String) -> Result<(), CompileError> {
+    std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || {
+            let cat = catalog();
+            for p in parse(&sql)? {
+                compile(&p, &cat)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+        .join()
+        .expect("the compiling thread died")
+}
+
+fn list(n: usize, f: impl Fn(usize) -> String, sep: &str) -> String {
+    (0..n).map(f).collect::<Vec<_>>().join(sep)
+}
+
+/// Shapes at (or just under) each limit: they compile.
+fn at_the_limits() -> Vec<(&'static str, String)> {
+    let n = DEPTH_MAX;
+    vec![
+        (
+            "a chain of one operator",
+            format!("SELECT {} FROM t", list(n - 2, |_| "a".into(), " + ")),
+        ),
+        (
+            "nested parentheses",
+            format!("SELECT {}a{} FROM t", "(".repeat(n - 2), ")".repeat(n - 2)),
+        ),
+        (
+            "nested functions",
+            format!(
+                "SELECT {}a{} FROM t",
+                "abs(".repeat(n - 2),
+                ")".repeat(n - 2)
+            ),
+        ),
+        (
+            "nested CASE",
+            format!(
+                "SELECT {}a{} FROM t",
+                "CASE WHEN a > 0 THEN ".repeat(n / 2 - 2),
+                " ELSE 0 END".repeat(n / 2 - 2)
+            ),
+        ),
+        (
+            "nested scalar subqueries",
+            format!(
+                "SELECT {}1{}",
+                "(SELECT ".repeat(n / 2 - 2),
+                ")".repeat(n / 2 - 2)
+            ),
+        ),
+        (
+            "nested derived tables",
+            format!(
+                "SELECT a FROM {}t{}",
+                "(SELECT a FROM ".repeat(n / 2 - 2),
+                ") x".repeat(n / 2 - 2)
+            ),
+        ),
+        (
+            "nested EXISTS",
+            format!(
+                "SELECT 1 WHERE {}true{}",
+                "EXISTS (SELECT 1 WHERE ".repeat(n / 2 - 2),
+                ")".repeat(n / 2 - 2)
+            ),
+        ),
+        (
+            "NOT NOT ...",
+            format!("SELECT {}true", "NOT ".repeat(n - 2)),
+        ),
+        ("casts", format!("SELECT a{} FROM t", "::int".repeat(n - 3))),
+        (
+            "an IN list of 10,000",
+            format!(
+                "SELECT a FROM t WHERE a IN ({})",
+                list(10_000, |i| i.to_string(), ",")
+            ),
+        ),
+        (
+            "an IN list of 2,000 expressions",
+            format!(
+                "SELECT a FROM t WHERE a IN ({})",
+                list(2_000, |i| format!("a + {i}"), ",")
+            ),
+        ),
+        (
+            "an OR of 5,000",
+            format!(
+                "SELECT a FROM t WHERE {}",
+                list(5_000, |i| format!("a = {i}"), " OR ")
+            ),
+        ),
+        (
+            "an OR of 12,000 different comparisons",
+            format!(
+                "SELECT a FROM t WHERE {}",
+                list(12_000, |i| format!("a + {i} = {i}"), " OR ")
+            ),
+        ),
+        (
+            "an AND of 5,000",
+            format!(
+                "SELECT a FROM t WHERE {}",
+                list(5_000, |i| format!("a <> {i}"), " AND ")
+            ),
+        ),
+        (
+            "a concat of 1,000",
+            format!("SELECT concat({}) FROM t", list(1_000, |_| "b".into(), ",")),
+        ),
+        (
+            "UNION ALL branches",
+            list(
+                SET_OPS_MAX + 1,
+                |i| format!("SELECT {i} AS x"),
+                " UNION ALL ",
+            ),
+        ),
+        (
+            "UNION ALL of tables",
+            list(64, |_| "SELECT a FROM t".into(), " UNION ALL "),
+        ),
+        ("mixed UNION and UNION ALL", {
+            let mut q = String::from("SELECT 0 AS x");
+            for i in 1..2_000 {
+                q.push_str(if i % 3 == 0 { " UNION ALL " } else { " UNION " });
+                q.push_str(&format!("SELECT {}", i % 7));
+            }
+            q
+        }),
+        (
+            "a wide select",
+            format!("SELECT {} FROM t", list(COLUMNS_MAX, |_| "a".into(), ",")),
+        ),
+        (
+            "many joins",
+            format!(
+                "SELECT t0.a FROM t t0 {}",
+                list(
+                    FROM_ITEMS_MAX - 1,
+                    |i| format!("JOIN t t{} ON t{}.a = t{i}.a", i + 1, i + 1),
+                    " "
+                )
+            ),
+        ),
+        (
+            "a long CASE",
+            format!(
+                "SELECT CASE {} END FROM t",
+                list(5_000, |i| format!("WHEN a = {i} THEN {i}"), " ")
+            ),
+        ),
+        (
+            "many VALUES rows",
+            format!(
+                "SELECT count(*) FROM (VALUES {}) v(x)",
+                list(20_000, |i| format!("({i})"), ",")
+            ),
+        ),
+    ]
+}
+
+/// Shapes beyond a limit, and the words their error must contain.
+fn beyond_the_limits() -> Vec<(&'static str, String, &'static str)> {
+    let n = DEPTH_MAX;
+    let ones = |k: usize| list(k, |_| "1".into(), "+");
+    vec![
+        (
+            "a long chain",
+            format!("SELECT {}", ones(n + 10)),
+            "chains more than",
+        ),
+        (
+            "a very long chain",
+            format!("SELECT {}", ones(400_000)),
+            "chains more than",
+        ),
+        (
+            "deep parentheses",
+            format!("SELECT {}1{}", "(".repeat(n + 1), ")".repeat(n + 1)),
+            "nests deeper than",
+        ),
+        (
+            "very deep parentheses",
+            format!("SELECT {}1{}", "(".repeat(300_000), ")".repeat(300_000)),
+            "nests deeper than",
+        ),
+        (
+            "deep CASE",
+            format!(
+                "SELECT {}1{}",
+                "CASE WHEN true THEN ".repeat(n + 1),
+                " END".repeat(n + 1)
+            ),
+            "nests deeper than",
+        ),
+        (
+            "deep subqueries",
+            format!(
+                "SELECT {}1{}",
+                "(SELECT ".repeat(n / 2 + 1),
+                ")".repeat(n / 2 + 1)
+            ),
+            "nests deeper than",
+        ),
+        (
+            "NOT NOT ...",
+            format!("SELECT {}true", "NOT ".repeat(100_000)),
+            "nests deeper than",
+        ),
+        (
+            "- - ...",
+            format!("SELECT {}1", "- ".repeat(100_000)),
+            "nests deeper than",
+        ),
+        (
+            "casts",
+            format!("SELECT 1{}", "::int".repeat(n + 1)),
+            "chains more than",
+        ),
+        (
+            "a chain under an AND",
+            format!("SELECT ({}) = 1 AND true", ones(n - 1)),
+            "nests deeper than",
+        ),
+        // the deepest trees the parser builds: a chain at every level of nesting,
+        // each level the first term of the chain around it
+        (
+            "chains inside nested chains",
+            format!(
+                "SELECT {}1{}",
+                "(".repeat(n - 1),
+                format!(" + 1{})", " + 1".repeat(n - 2)).repeat(n - 1)
+            ),
+            "nests deeper than",
+        ),
+        (
+            "UNION branches",
+            list(SET_OPS_MAX + 2, |_| "SELECT 1".into(), " UNION ALL "),
+            "set operations",
+        ),
+        (
+            "a wide select",
+            format!(
+                "SELECT {} FROM t",
+                list(COLUMNS_MAX + 1, |_| "a".into(), ",")
+            ),
+            "columns",
+        ),
+        (
+            "5,000 columns",
+            format!("SELECT {} FROM t", list(5_000, |_| "a".into(), ",")),
+            "columns",
+        ),
+        (
+            "many joins",
+            format!(
+                "SELECT 1 FROM {}",
+                list(FROM_ITEMS_MAX + 1, |i| format!("t t{i}"), ", ")
+            ),
+            "FROM names",
+        ),
+        (
+            "too many expressions",
+            format!(
+                "SELECT a FROM t WHERE a IN ({})",
+                list(EXPRS_MAX + 1, |_| "a".into(), ",")
+            ),
+            "expressions",
+        ),
+        (
+            "repeated operands",
+            format!(
+                "SELECT {}a{} FROM t",
+                "coalesce(".repeat(40),
+                ", 0)".repeat(40)
+            ),
+            "expressions",
+        ),
+        (
+            "UNION ALL of 65 tables",
+            list(65, |_| "SELECT a FROM t".into(), " UNION ALL "),
+            "table scans",
+        ),
+        (
+            "many scalar subqueries",
+            format!(
+                "SELECT {} FROM t",
+                list(70, |i| format!("(SELECT {i} FROM t)"), ",")
+            ),
+            "table scans",
+        ),
+    ]
+}
+
+#[test]
+fn the_deepest_and_widest_shapes_within_the_limits_compile_on_the_stated_stack() {
+    for (what, sql) in at_the_limits() {
+        if let Err(e) = compile_on_limit_stack(sql) {
+            panic!("{what}: {} [{}]", e.message, e.code);
+        }
+    }
+}
+
+#[test]
+fn shapes_beyond_the_limits_are_refused_naming_the_limit() {
+    for (what, sql, words) in beyond_the_limits() {
+        match compile_on_limit_stack(sql) {
+            Ok(()) => panic!("{what}: compiled"),
+            Err(e) => {
+                assert_eq!(e.code, "54000", "{what}: {} [{}]", e.message, e.code);
+                assert!(e.message.contains(words), "{what}: {}", e.message);
+                assert!(e.hint.is_some(), "{what}: a limit error says what to do");
+            }
+        }
+    }
+}
+
+/// The SQL statements of the sqllogictest files and example scripts.
+fn corpus() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(root.join("tests/slt"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut lines = text.lines();
+        while let Some(l) = lines.next() {
+            if !(l.starts_with("statement") || l.starts_with("query")) {
+                continue;
+            }
+            let mut sql = String::new();
+            for l in lines.by_ref() {
+                if l.trim().is_empty() || l.starts_with("----") {
+                    break;
+                }
+                sql.push_str(l);
+                sql.push('\n');
+            }
+            out.push(sql);
+        }
+    }
+    for f in ["examples/sql/tour.sql", "examples/sql/saas-demo.sql"] {
+        if let Ok(t) = std::fs::read_to_string(root.join(f)) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_dialect_reads_the_project_sql_as_postgresql_does() {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    let mut compared = 0;
+    for sql in corpus() {
+        if sql.to_ascii_lowercase().contains("explain wasm") {
+            continue;
+        }
+        let ours = parse(&sql);
+        let theirs = Parser::parse_sql(&PostgreSqlDialect {}, &sql);
+        match (ours, theirs) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.len(), b.len(), "{sql}");
+                for (x, y) in a.iter().zip(&b) {
+                    // AND/OR runs are balanced trees here, left-deep there: the
+                    // text is the same; anything else must be the same tree
+                    assert_eq!(x.sql(), y.to_string(), "{sql}");
+                    if !x.sql().contains(" AND ") && !x.sql().contains(" OR ") {
+                        assert_eq!(
+                            format!("{x:?}"),
+                            format!("Parsed {{ ast: {y:?}, wasm: false }}"),
+                            "{sql}"
+                        );
+                    }
+                    compared += 1;
+                }
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!(
+                "only one parser accepts {sql}: ours {:?}, PostgreSQL's {:?}",
+                a.err(),
+                b.err()
+            ),
+        }
+    }
+    assert!(compared > 500, "only {compared} statements compared");
+}
