@@ -277,7 +277,10 @@ pub(crate) async fn run_text(client: &Client, sql: &str, args: &SqlArgs) -> bool
 
 async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
     let started = Instant::now();
-    let mut r = match client.query(sql, args.timeout_ms).await {
+    let mut r = match client
+        .query_in(sql, args.timeout_ms, args.context.as_deref())
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -326,10 +329,10 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                 }
                 if args.timing {
                     eprintln!(
-                        "time: {:.3} ms on the node, {:.3} ms here; scanned {} rows, returned or wrote {}",
+                        "time: {:.3} ms on the node, {:.3} ms here; read {} rows, returned or wrote {}",
                         d.elapsed_us as f64 / 1000.0,
                         started.elapsed().as_secs_f64() * 1000.0,
-                        d.scanned,
+                        d.read,
                         d.rows
                     );
                 }

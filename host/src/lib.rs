@@ -19,4 +19,6 @@ pub mod validate;
 pub use enforce::{Access, Principal};
 pub use error::HostError;
 pub use limits::SandboxLimits;
-pub use sandbox::{Cancel, ExecStats, Prepared, ResultBatch, ResultSink, Sandbox, touched};
+pub use sandbox::{
+    Cancel, ExecStats, Figures, Prepared, ResultBatch, ResultSink, Sandbox, touched,
+};

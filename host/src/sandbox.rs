@@ -171,11 +171,16 @@ impl ResultBatch {
     }
 }
 
-/// What an execution did.
+/// What an execution did, in full: for the audit trail. Rows the row policy hid
+/// are counted here; what may be shown to a principal (or to a coordinator,
+/// which relays it) is [`ExecStats::figures`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecStats {
-    /// Rows read from storage.
+    /// Rows read from storage, hidden ones included.
     pub rows_scanned: u64,
+    /// Rows handed to the guest: after the row policy, so a function of what the
+    /// principal may see only.
+    pub rows_read: u64,
     /// Rows a merge stage read from its inputs.
     pub rows_input: u64,
     /// Rows read from storage that the row policy hid from the guest.
@@ -197,6 +202,43 @@ pub struct ExecStats {
     pub duration: Duration,
     /// Whether the module came from the in-memory cache.
     pub cached: bool,
+}
+
+/// What an execution did, as a principal may be told it: every figure is a
+/// function of the rows the principal may see (and of the statement), never of
+/// rows the bundle hides from them. Two databases that differ only in such rows
+/// give equal figures. Rows hidden, cells masked and rows examined are in the
+/// audit trail only. (How long an execution took is not here: it is measured by
+/// whoever shows it, and it does depend on hidden rows; `SECURITY.md`.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Figures {
+    /// Rows the sandbox received from storage, after the row policy.
+    pub rows_read: u64,
+    /// Rows a merge stage read from the shard stage's outputs.
+    pub rows_input: u64,
+    /// Rows returned.
+    pub rows_returned: u64,
+    /// Rows inserted, updated or deleted.
+    pub rows_written: u64,
+    /// Peak memory of the guest, in bytes.
+    pub memory_bytes: u64,
+    /// Whether the module came from the in-memory cache.
+    pub cached: bool,
+}
+
+impl ExecStats {
+    /// The figures a principal may be shown.
+    #[must_use]
+    pub fn figures(&self) -> Figures {
+        Figures {
+            rows_read: self.rows_read,
+            rows_input: self.rows_input,
+            rows_returned: self.rows_returned,
+            rows_written: self.rows_written,
+            memory_bytes: self.memory_bytes as u64,
+            cached: self.cached,
+        }
+    }
 }
 
 /// Scans one execution may open (each holds a cursor and a key buffer).
@@ -1266,6 +1308,7 @@ fn scan_next<T: TxnSlot>(
     if sc.guard.is_none() {
         st.stats.rows_scanned += n as u64;
     }
+    st.stats.rows_read += n as u64;
     i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
 }
 

@@ -82,7 +82,16 @@ pub struct Query {
     pub sql: String,
     /// Cancel it after this many milliseconds (0: the node's limit).
     pub deadline_ms: u64,
+    /// The session context for the security bundle's policies, as a JSON object
+    /// (`{"break_glass": true, "reason": "..."}`); none is the empty context. It
+    /// binds from the next transaction on, and cannot change inside one. At most
+    /// [`CONTEXT_MAX`] bytes.
+    #[serde(default)]
+    pub context: Option<String>,
 }
+
+/// Largest session context a request carries, in bytes.
+pub const CONTEXT_MAX: usize = 8 << 10;
 
 /// A response frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,8 +131,9 @@ pub struct Done {
     pub rows: u64,
     /// Time on the node, microseconds.
     pub elapsed_us: u64,
-    /// Rows the sandbox scanned.
-    pub scanned: u64,
+    /// Rows the sandbox read from storage, counted after the security bundle's
+    /// row policy: never rows hidden from the principal.
+    pub read: u64,
     /// EXPLAIN text, when it was one.
     pub text: Option<String>,
 }
@@ -359,6 +369,7 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let req = Request::Query(Query {
+            context: None,
             sql: "SELECT 1".into(),
             deadline_ms: 5,
         });

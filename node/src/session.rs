@@ -8,7 +8,7 @@ use scratchbird_compiler::{
 };
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::{
-    Access, Cancel, ExecStats, HostError, ResultBatch, ResultSink, Sandbox, touched,
+    Access, Cancel, ExecStats, Figures, HostError, ResultBatch, ResultSink, Sandbox, touched,
 };
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{
@@ -95,7 +95,9 @@ pub fn display_value(v: &scratchbird_types::Value) -> String {
     }
 }
 
-/// The result of one statement.
+/// The result of one statement: what the session's principal may be told. Its
+/// figures count only rows the principal may see; the full figures (rows hidden,
+/// cells masked) go to the audit trail only.
 #[derive(Debug)]
 pub enum Outcome {
     /// Rows.
@@ -105,7 +107,7 @@ pub enum Outcome {
         /// The batches, in order.
         batches: Vec<ResultBatch>,
         /// What the execution did.
-        stats: ExecStats,
+        figures: Figures,
     },
     /// Rows written.
     Written {
@@ -114,7 +116,7 @@ pub enum Outcome {
         /// Rows affected.
         rows: u64,
         /// What the execution did.
-        stats: ExecStats,
+        figures: Figures,
     },
     /// A command completed (`CREATE TABLE`, `BEGIN`, ...).
     Done(&'static str),
@@ -127,7 +129,7 @@ pub enum Outcome {
         /// Rows streamed.
         rows: u64,
         /// What the execution did.
-        stats: ExecStats,
+        figures: Figures,
     },
 }
 
@@ -268,6 +270,10 @@ impl LocalSession {
             Access::Principal(p) => {
                 let mut r = AuditRecord::new(p.name());
                 r.bundle = Some(p.bundle_hash().0);
+                let ctx = &p.context().context;
+                if ctx.as_object().is_none_or(|o| !o.is_empty()) {
+                    r.context = Some(ctx.to_string());
+                }
                 r
             }
         }
@@ -657,6 +663,7 @@ impl LocalSession {
             }
             let result = merged.map(|m| ExecStats {
                 rows_scanned: shard.rows_scanned,
+                rows_read: shard.rows_read,
                 rows_input: m.rows_input,
                 rows_hidden: shard.rows_hidden,
                 cells_masked: shard.cells_masked,
@@ -733,7 +740,7 @@ impl LocalSession {
                 r.map(|stats| Outcome::Streamed {
                     columns: c.columns.clone(),
                     rows: stats.rows_returned,
-                    stats,
+                    figures: stats.figures(),
                 }),
             );
         }
@@ -756,7 +763,7 @@ impl LocalSession {
             QueryKind::Select => Outcome::Rows {
                 columns: c.columns.clone(),
                 batches,
-                stats,
+                figures: stats.figures(),
             },
             k => Outcome::Written {
                 verb: match k {
@@ -765,7 +772,7 @@ impl LocalSession {
                     _ => "DELETE",
                 },
                 rows: stats.rows_written,
-                stats,
+                figures: stats.figures(),
             },
         };
         (txn, Ok(out))

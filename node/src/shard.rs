@@ -6,7 +6,7 @@
 use crate::session::SessionError;
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{Authority, Consistency, ReplayGuard, SignedEnvelope, verify};
-use scratchbird_host::{Access, ExecStats, Principal, ResultBatch, Sandbox, touched};
+use scratchbird_host::{Access, Figures, Principal, ResultBatch, Sandbox, touched};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
 use scratchbird_storage::{ReadCommittedMode, Storage, TxnOptions};
 use std::cell::RefCell;
@@ -36,9 +36,10 @@ impl std::fmt::Debug for Shard {
 pub struct SubplanResult {
     /// The result batches, per output.
     pub batches: Vec<ResultBatch>,
-    /// What the execution did.
-    pub stats: ExecStats,
-    /// The audit record written for it.
+    /// What the execution did, as the coordinator (untrusted, and relaying it
+    /// to the principal) may be told: over visible rows only.
+    pub figures: Figures,
+    /// The audit record written for it: the node's own, never sent back.
     pub record: AuditRecord,
 }
 
@@ -170,7 +171,7 @@ impl Shard {
         let batches = std::mem::take(&mut *out.borrow_mut());
         Ok(SubplanResult {
             batches,
-            stats,
+            figures: stats.figures(),
             record,
         })
     }

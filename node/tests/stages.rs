@@ -190,10 +190,10 @@ fn merged_results_are_the_whole_answer() {
         .session
         .execute("SELECT b, count(*) FROM t GROUP BY b")
         .unwrap();
-    let Some(Outcome::Rows { stats, .. }) = out.into_iter().last() else {
+    let Some(Outcome::Rows { figures, .. }) = out.into_iter().last() else {
         panic!("no rows");
     };
-    assert_eq!(stats.rows_scanned, 6);
-    assert_eq!(stats.rows_input, 4);
-    assert_eq!(stats.rows_returned, 4);
+    assert_eq!(figures.rows_read, 6);
+    assert_eq!(figures.rows_input, 4);
+    assert_eq!(figures.rows_returned, 4);
 }
