@@ -241,6 +241,7 @@ impl TcpClient {
     }
     fn stream(&mut self, n: usize) -> usize {
         let q = Request::Query(Query {
+            context: None,
             sql: n.to_string(),
             deadline_ms: 0,
         });

@@ -81,12 +81,15 @@ pub struct SqlArgs {
     /// owner and nothing is filtered.
     #[arg(long, value_name = "BUNDLE_DIR", requires = "user")]
     pub bundle: Option<PathBuf>,
-    /// The user to run as (User::"NAME" in the bundle).
+    /// The user to run as: the bundle's principal of that name (User::"NAME",
+    /// or Staff::"NAME" where the bundle's principals are Staff).
     #[arg(long, value_name = "NAME", requires = "bundle")]
     pub user: Option<String>,
-    /// The session context for the bundle's policies, as JSON
-    /// (for example '{"break_glass": true}').
-    #[arg(long, value_name = "JSON", requires = "bundle")]
+    /// The session context for the bundle's policies, as a JSON object (for
+    /// example '{"break_glass": true, "reason": "code blue"}'): with --connect
+    /// it travels with every statement and binds from the next transaction on;
+    /// with --local it needs --bundle. The audit trail records it.
+    #[arg(long, value_name = "JSON")]
     pub context: Option<String>,
 }
 
@@ -218,7 +221,7 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
         Outcome::Rows {
             columns,
             batches,
-            stats,
+            figures,
         } => {
             let mut rows: Vec<Vec<scratchbird_types::Value>> = Vec::new();
             for b in batches {
@@ -227,11 +230,15 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
             print_rows(columns, &rows, format);
             if let Some(ms) = timing {
                 eprintln!(
-                    "time: {ms:.3} ms; scanned {} rows, returned {}, sandbox memory {} KiB{}",
-                    stats.rows_scanned,
-                    stats.rows_returned,
-                    stats.memory_bytes / 1024,
-                    if stats.cached { ", cached module" } else { "" }
+                    "time: {ms:.3} ms; read {} rows, returned {}, sandbox memory {} KiB{}",
+                    figures.rows_read,
+                    figures.rows_returned,
+                    figures.memory_bytes / 1024,
+                    if figures.cached {
+                        ", cached module"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -326,15 +333,25 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
     let audit = AuditLog::open(&local.join("audit"), "local").context("opening the audit trail")?;
     session.set_audit(Arc::new(audit));
+    if args.context.is_some() && args.bundle.is_none() {
+        anyhow::bail!(
+            "--context is the session context of a principal under a bundle: with --local it needs --bundle and --user"
+        );
+    }
     if let (Some(dir), Some(user)) = (&args.bundle, &args.user) {
         let bundle = scratchbird_policy::Bundle::load(dir)
             .with_context(|| format!("loading the bundle {}", dir.display()))?;
-        let mut ctx = SecurityContext::new(&format!("User::{user:?}"));
+        let principal = bundle.principal_of(user).map_err(anyhow::Error::msg)?;
+        let mut ctx = SecurityContext::new(&principal);
         if let Some(c) = &args.context {
             ctx.context = serde_json::from_str(c).context("--context is not JSON")?;
         }
+        let deriver = Arc::new(Deriver::new(Arc::new(bundle)));
+        deriver
+            .check_context(&ctx)
+            .context("the principal or --context does not fit the bundle")?;
         let who = Principal::new(
-            Arc::new(Deriver::new(Arc::new(bundle))),
+            deriver,
             ctx,
             &scratchbird_node::mask_key(local).map_err(anyhow::Error::msg)?,
         );

@@ -63,6 +63,11 @@ pub struct AuditRecord {
     pub error: Option<String>,
     /// Reasons the bundle asks to record (break-glass policies that took part).
     pub recorded: Vec<String>,
+    /// The session context the principal ran with (JSON), when it was not empty:
+    /// a break-glass session's stated reason, say. Absent from records without
+    /// one, so records written before the field existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
     /// Hash of the previous record (zeros for the first).
     pub prev: [u8; 32],
     /// This record's hash.
@@ -685,6 +690,7 @@ impl AuditRecord {
             outcome: "ok".into(),
             error: None,
             recorded: Vec::new(),
+            context: None,
             prev: [0; 32],
             hash: [0; 32],
         }

@@ -241,6 +241,21 @@ impl Client {
     /// # Errors
     /// The request could not be sent.
     pub async fn query(&self, sql: &str, deadline_ms: u64) -> Result<Responses, ClientError> {
+        self.query_in(sql, deadline_ms, None).await
+    }
+
+    /// [`Client::query`] with a session context for the bundle's policies (a
+    /// JSON object, such as `{"break_glass": true, "reason": "code blue"}`).
+    ///
+    /// # Errors
+    /// The request could not be sent, or the context is not a JSON object of at
+    /// most [`rpc::CONTEXT_MAX`] bytes.
+    pub async fn query_in(
+        &self,
+        sql: &str,
+        deadline_ms: u64,
+        context: Option<&str>,
+    ) -> Result<Responses, ClientError> {
         if sql.len() > rpc::SQL_MAX {
             return Err(ClientError::Setup(format!(
                 "the SQL text is {} bytes; at most {} are sent",
@@ -248,9 +263,13 @@ impl Client {
                 rpc::SQL_MAX
             )));
         }
+        if let Some(c) = context {
+            check_context(c).map_err(ClientError::Setup)?;
+        }
         self.open(&Request::Query(Query {
             sql: sql.to_owned(),
             deadline_ms,
+            context: context.map(str::to_owned),
         }))
         .await
     }
@@ -315,4 +334,27 @@ impl Responses {
         let _ = self.recv.stop(1u32.into());
         self.ended = true;
     }
+}
+
+/// Checks a session context's shape: a JSON object of at most
+/// [`rpc::CONTEXT_MAX`] bytes. (What it may hold is the bundle's to say: the
+/// node checks it against the bundle's schema.)
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_context(c: &str) -> Result<(), String> {
+    if c.len() > rpc::CONTEXT_MAX {
+        return Err(format!(
+            "the session context is {} bytes; at most {} are taken",
+            c.len(),
+            rpc::CONTEXT_MAX
+        ));
+    }
+    let trimmed = c.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err(
+            "the session context must be a JSON object, such as {\"break_glass\": true}".into(),
+        );
+    }
+    Ok(())
 }

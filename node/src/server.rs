@@ -522,6 +522,8 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
 struct Job {
     id: u64,
     sql: String,
+    /// The session context the request asks for (JSON object text).
+    context: Option<String>,
     tx: tokio::sync::mpsc::Sender<Response>,
     cancel: Cancel,
     /// Fired when the job ran to its end (whatever the outcome); dropped unfired if
@@ -532,8 +534,18 @@ struct Job {
 /// Jobs queued per connection beyond the running one.
 const QUEUED_MAX: usize = 4;
 
-fn access_for(shared: &Shared, user: &str) -> Result<Access, RpcError> {
+/// Who `user` runs as: the data directory's owner (unfiltered), or the
+/// principal the bundle names them (`<principal type>::"<user>"`) with the
+/// session context `context` (a JSON object; none is the empty context).
+fn access_for(shared: &Shared, user: &str, context: Option<&str>) -> Result<Access, RpcError> {
     if shared.owners.contains(user) {
+        if context.is_some() {
+            return Err(RpcError::new(
+                "CONTEXT_FOR_OWNER",
+                format!("{user:?} owns this node's data and runs unfiltered: a session context applies to principals of the security bundle"),
+            )
+            .hint("send the query without a context"));
+        }
         return Ok(Access::Owner);
     }
     let Some(deriver) = shared.deriver() else {
@@ -543,7 +555,25 @@ fn access_for(shared: &Shared, user: &str) -> Result<Access, RpcError> {
         )
         .hint("configure [security] bundle in node.toml, or list the user in owners"));
     };
-    let ctx = SecurityContext::new(&format!("User::{user:?}"));
+    let principal = deriver.bundle().principal_of(user).map_err(|e| {
+        RpcError::new("BUNDLE_PRINCIPALS", e)
+            .hint("give the bundle's actions one principal type (User, say)")
+    })?;
+    let mut ctx = SecurityContext::new(&principal);
+    if let Some(c) = context {
+        let bad = |why: String| {
+            RpcError::new("BAD_CONTEXT", why)
+                .hint("send a JSON object of the attributes the bundle's context type declares")
+        };
+        scratchbird_net::client::check_context(c).map_err(bad)?;
+        ctx.context = serde_json::from_str(c)
+            .map_err(|e| bad(format!("the session context is not JSON: {e}")))?;
+        // checked against the bundle's schema now, so a bad context is refused
+        // before anything runs, never taken for an empty one
+        deriver
+            .check_context(&ctx)
+            .map_err(|e| bad(format!("the session context does not fit the bundle: {e}")))?;
+    }
     Ok(Access::Principal(Arc::new(Principal::new(
         deriver,
         ctx,
@@ -558,7 +588,7 @@ async fn client_session(
     conn_id: u64,
 ) {
     let user = peer.user_name().unwrap_or_default().to_owned();
-    let access = match access_for(shared, &user) {
+    let access = match access_for(shared, &user, None) {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(peer = %peer, code = %e.code, "refused a session: {}", e.message);
@@ -582,8 +612,9 @@ async fn client_session(
     let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_MAX);
     let s2 = shared.clone();
     let owner = matches!(access, Access::Owner).then(|| user.clone());
+    let u2 = user.clone();
     let thread = crate::limits::spawn_session(format!("session {user}"), move || {
-        session_thread(&s2, access, owner.as_deref(), &rx);
+        session_thread(&s2, &u2, access, owner.as_deref(), &rx);
     });
     match thread {
         Ok(t) => lock(&shared.sessions).push(t),
@@ -759,6 +790,7 @@ async fn request(
     let job = Job {
         id,
         sql: q.sql,
+        context: q.context,
         tx,
         cancel: cancel.clone(),
         finished,
@@ -890,17 +922,24 @@ fn storage_error(s: &scratchbird_storage::StorageError, msg: String) -> RpcError
 
 fn done_of(o: Outcome, elapsed: Duration) -> Done {
     let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    let (tag, rows, scanned, text) = match o {
-        Outcome::Streamed { rows, stats, .. } => {
-            ("SELECT".to_owned(), rows, stats.rows_scanned, None)
+    // figures over what the principal may see only (Outcome carries no other)
+    let (tag, rows, read, text) = match o {
+        Outcome::Streamed { rows, figures, .. } => {
+            ("SELECT".to_owned(), rows, figures.rows_read, None)
         }
-        Outcome::Rows { batches, stats, .. } => (
+        Outcome::Rows {
+            batches, figures, ..
+        } => (
             "SELECT".to_owned(),
             batches.iter().map(|b| b.row_count() as u64).sum(),
-            stats.rows_scanned,
+            figures.rows_read,
             None,
         ),
-        Outcome::Written { verb, rows, stats } => (verb.to_owned(), rows, stats.rows_scanned, None),
+        Outcome::Written {
+            verb,
+            rows,
+            figures,
+        } => (verb.to_owned(), rows, figures.rows_read, None),
         Outcome::Done(tag) => (tag.to_owned(), 0, 0, None),
         Outcome::Explain(t) => ("EXPLAIN".to_owned(), 0, 0, Some(t)),
     };
@@ -908,13 +947,14 @@ fn done_of(o: Outcome, elapsed: Duration) -> Done {
         tag,
         rows,
         elapsed_us,
-        scanned,
+        read,
         text,
     }
 }
 
 fn session_thread(
     shared: &Arc<Shared>,
+    user: &str,
     access: Access,
     owner: Option<&str>,
     jobs: &std::sync::mpsc::Receiver<Job>,
@@ -928,7 +968,26 @@ fn session_thread(
         tracing::error!("binding a session's principal: {e}");
         return;
     }
+    // the session context bound now (requests name theirs; a change binds a new
+    // security context, which a transaction in progress refuses)
+    let mut bound: Option<String> = None;
     while let Ok(job) = jobs.recv() {
+        if job.context != bound {
+            let rebound = access_for(shared, user, job.context.as_deref()).and_then(|a| {
+                session
+                    .set_access(a)
+                    .map_err(|e| RpcError::new("CONTEXT_IN_TRANSACTION", e.to_string()))
+            });
+            match rebound {
+                Ok(()) => bound.clone_from(&job.context),
+                Err(e) => {
+                    let _ = job.tx.blocking_send(Response::Error(e));
+                    lock(&shared.active).remove(&job.id);
+                    let _ = job.finished.send(());
+                    continue;
+                }
+            }
+        }
         run_job(&mut session, job, shared);
     }
 }
@@ -937,6 +996,7 @@ fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
     let Job {
         id,
         sql,
+        context: _,
         tx,
         cancel,
         finished,

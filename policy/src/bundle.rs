@@ -602,6 +602,37 @@ impl Bundle {
         &self.schema
     }
 
+    /// The entity type of the bundle's principals (`User`, or `Staff` in the
+    /// clinical example): the one type its actions apply to as a principal. A
+    /// node names the user of a certificate `<type>::"<name>"`. `None` when the
+    /// schema has no principal type or several (then a user name alone does not
+    /// say which entity it is).
+    #[must_use]
+    pub fn principal_type(&self) -> Option<String> {
+        let types: std::collections::BTreeSet<String> =
+            self.schema.principals().map(ToString::to_string).collect();
+        match types.len() {
+            1 => types.into_iter().next(),
+            _ => None,
+        }
+    }
+
+    /// The principal a user name stands for: `<principal type>::"<name>"`.
+    ///
+    /// # Errors
+    /// The bundle has no single principal type.
+    pub fn principal_of(&self, user: &str) -> std::result::Result<String, String> {
+        let ty = self.principal_type().ok_or_else(|| {
+            let types: Vec<String> = self.schema.principals().map(ToString::to_string).collect();
+            format!(
+                "the bundle's actions apply to principals of {} types ({}); a user name must map to one",
+                types.len(),
+                types.join(", ")
+            )
+        })?;
+        Ok(format!("{ty}::{user:?}"))
+    }
+
     /// The policies.
     #[must_use]
     pub fn policies(&self) -> &PolicySet {

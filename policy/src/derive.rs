@@ -485,6 +485,21 @@ impl Deriver {
         &self.bundle
     }
 
+    /// Checks that `ctx` names a principal the bundle knows and carries a
+    /// session context of the schema's context type, before any derivation needs
+    /// it (a node checks a client's context when it binds it).
+    ///
+    /// # Errors
+    /// Unknown principal, or a context that does not match the schema.
+    pub fn check_context(&self, ctx: &SecurityContext) -> Result<()> {
+        let mut c = Ctx::new(&self.bundle, ctx)?;
+        for action in ["Select", "Read"] {
+            let a = c.action(action);
+            c.context(&a)?;
+        }
+        Ok(())
+    }
+
     /// The enforcement for `ctx` on `table`, from the cache when it was derived
     /// before (derivation is a pure function of bundle, context and table).
     ///
