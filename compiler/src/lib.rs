@@ -286,12 +286,10 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
         .with_recursion_limit(limits::PARSER_RECURSION_MAX)
         .with_tokens_with_locations(tokens)
         .parse_statements()
-        .map_err(|e| match e {
-            ParserError::RecursionLimitExceeded => {
-                dialect.take_refusal().unwrap_or_else(|| parse_error(&e))
-            }
-            other => parse_error(&other),
-        })?;
+        // a limit the dialect refused at is the cause, whatever error the parse
+        // ended with: sqlparser may try another reading of the text after a
+        // failed one (CASE as a column name, say) and fail somewhere else
+        .map_err(|e| dialect.take_refusal().unwrap_or_else(|| parse_error(&e)))?;
     for s in &stmts {
         shape::check(s)?;
     }

@@ -39,8 +39,10 @@ impl SbDialect {
     }
 
     /// Stops the parse with `e`. The error travels as sqlparser's recursion
-    /// error, the one error its speculative parsing (`maybe_parse`) never
-    /// swallows to try another reading of the text; `parse` then reports `e`.
+    /// error, which most of its speculative parsing (`maybe_parse`) passes on
+    /// rather than trying another reading of the text; where one does try
+    /// another (a keyword read as a name), the parse fails later, and `parse`
+    /// reports `e`, kept here, as the cause.
     fn refuse(&self, e: CompileError) -> Option<Result<Expr, ParserError>> {
         *self.1.borrow_mut() = Some(e);
         Some(Err(ParserError::RecursionLimitExceeded))
