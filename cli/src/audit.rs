@@ -124,8 +124,13 @@ fn print(r: &AuditRecord, format: Format) {
             } else {
                 format!(" recorded: {}", r.recorded.join("; "))
             };
+            let context = r
+                .context
+                .as_deref()
+                .map(|c| format!(" context: {c}"))
+                .unwrap_or_default();
             say!(
-                "{:>6} {} {} {} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}",
+                "{:>6} {} {} {} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}{}",
                 r.seq,
                 time_text(r.time_us),
                 r.principal,
@@ -138,6 +143,7 @@ fn print(r: &AuditRecord, format: Format) {
                 r.rows_written,
                 r.duration_us,
                 recorded,
+                context,
                 err
             );
         }
@@ -165,6 +171,7 @@ fn print(r: &AuditRecord, format: Format) {
                 "outcome": r.outcome,
                 "error": r.error,
                 "recorded": r.recorded,
+                "context": r.context,
                 "prev": hex(&r.prev),
                 "hash": hex(&r.hash),
             });

@@ -104,11 +104,18 @@ pub fn run(args: &SqlArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    // a reader that goes away mid-result: stop, cancel and close (below)
+    crate::out::note_close();
     rt.block_on(async {
         let client =
             Client::connect_to(t.addr, &t.creds, &TransportLimits::default(), t.node).await?;
         let ok = shell(&client, args, &t.shown, false).await;
-        client.close().await;
+        // tells the node at once (a process that just exits leaves it to notice
+        // the silence after its idle timeout); bounded, the node may be gone
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), client.close()).await;
+        if crate::out::closed() {
+            return Ok(());
+        }
         ok
     })
 }
@@ -309,6 +316,10 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                 match args.format {
                     Format::Table => rows.extend(batch),
                     other => print_data_rows(&columns, &batch, other),
+                }
+                if crate::out::closed() {
+                    // the reader went away: dropping the stream cancels the query
+                    return true;
                 }
             }
             Ok(Some(Response::Done(d))) => {

@@ -9,6 +9,9 @@ pub struct Pos {
     pub column: u64,
 }
 
+/// Characters of the SQL line shown on each side of an error's column.
+const RENDER_CONTEXT_CHARS: usize = 60;
+
 /// An error compiling a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
@@ -51,9 +54,23 @@ impl CompileError {
         if let Some(p) = self.pos {
             out.push_str(&format!(" (line {}, column {})", p.line, p.column));
             if let Some(line) = sql.lines().nth(p.line.saturating_sub(1) as usize) {
+                // a window of the line around the column: a statement can be a
+                // megabyte on one line
+                let chars: Vec<char> = line.chars().collect();
+                let col = (p.column.saturating_sub(1) as usize).min(chars.len());
+                let from = col.saturating_sub(RENDER_CONTEXT_CHARS);
+                let to = (col + RENDER_CONTEXT_CHARS).min(chars.len());
+                let (lead, tail) = (
+                    if from > 0 { "..." } else { "" },
+                    if to < chars.len() { "..." } else { "" },
+                );
+                let shown: String = chars
+                    .get(from..to)
+                    .map(|c| c.iter().collect())
+                    .unwrap_or_default();
                 out.push_str(&format!(
-                    "\n  {line}\n  {}^",
-                    " ".repeat(p.column.saturating_sub(1) as usize)
+                    "\n  {lead}{shown}{tail}\n  {}^",
+                    " ".repeat(lead.len() + col - from)
                 ));
             }
         }

@@ -13,9 +13,12 @@ use std::time::Duration;
 pub struct TransportLimits {
     /// Requests (streams) a peer may have open at once on a connection.
     pub streams_max: u32,
-    /// A connection with no traffic for this long is closed.
+    /// A connection with no traffic for this long is closed: how long a peer
+    /// that vanished without closing (killed, unplugged) goes unnoticed, and so
+    /// how long its queries run on. The shorter of the two ends' values applies.
     pub idle_timeout: Duration,
-    /// Keep-alive interval (keeps a quiet but live connection open).
+    /// Keep-alive interval (keeps a quiet but live connection open); well under
+    /// the idle timeout.
     pub keep_alive: Duration,
     /// Largest frame.
     pub frame_max: usize,
@@ -27,8 +30,8 @@ impl Default for TransportLimits {
     fn default() -> Self {
         Self {
             streams_max: 32,
-            idle_timeout: Duration::from_secs(60),
-            keep_alive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(15),
+            keep_alive: Duration::from_secs(4),
             frame_max: crate::rpc::FRAME_MAX,
             stream_window: 8 << 20,
         }

@@ -56,8 +56,10 @@ memory_mib = 512
 connections_max = 256
 streams_max = 32
 # A connection with no traffic for this long is closed (keep-alives keep a
-# live client's connection open).
-idle_timeout_secs = 60
+# live client's connection open): a client that vanished without closing
+# (killed, unplugged) is noticed this long after it went, and its queries
+# are cancelled then. A client that exits or closes is noticed at once.
+idle_timeout_secs = 15
 # Largest RPC frame, in MiB.
 frame_max_mib = 64
 # On SIGTERM, running queries get this long to finish before they are cancelled.
@@ -151,7 +153,7 @@ impl Default for Limits {
             memory_mib: 512,
             connections_max: 256,
             streams_max: 32,
-            idle_timeout_secs: 60,
+            idle_timeout_secs: 15,
             frame_max_mib: 64,
             shutdown_grace_secs: 10,
         }

@@ -243,6 +243,10 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let transport = TransportLimits {
         streams_max: cfg.limits.streams_max,
         idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
+        // well inside the idle timeout, however short it is configured
+        keep_alive: Duration::from_millis(
+            (cfg.limits.idle_timeout_secs * 1000 / 3).clamp(250, 4000),
+        ),
         frame_max: cfg.limits.frame_max_mib << 20,
         ..TransportLimits::default()
     };

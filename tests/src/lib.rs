@@ -14,7 +14,7 @@ use scratchbird_net::{Role, SbUri};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -287,6 +287,22 @@ impl Node {
         assert!(ok, "kill -{sig} failed");
     }
 
+    /// SIGKILL (no chance to clean up, as a crash or power cut), then waits for
+    /// the process to be gone.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGTERM, then waits (at most `timeout`) for it to exit.
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
         self.signal("TERM");
@@ -315,5 +331,98 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The repository's root folder.
+#[must_use]
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// `sb sql --connect` to `node` as `user` (certificates in `certs`), with extra
+/// arguments.
+#[must_use]
+pub fn sb(node: &Node, certs: &Path, user: &str, args: &[&str]) -> Output {
+    sb_command(node, certs, user, args).output().unwrap()
+}
+
+/// The `sb sql --connect` command [`sb`] runs, to start it another way.
+#[must_use]
+pub fn sb_command(node: &Node, certs: &Path, user: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("sb"));
+    c.arg("sql")
+        .arg("--connect")
+        .arg(node.client_addr.to_string())
+        .arg("--cert")
+        .arg(certs.join(format!("{user}.crt")))
+        .arg("--key")
+        .arg(certs.join(format!("{user}.key")))
+        .arg("--ca")
+        .arg(certs.join("ca.crt"))
+        .args(args)
+        .env("HOME", certs) // history goes here, not to the real home
+        .stdin(Stdio::null());
+    c
+}
+
+/// Standard output and standard error, as text.
+#[must_use]
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8(o.stdout.clone()).unwrap(),
+        String::from_utf8(o.stderr.clone()).unwrap(),
+    )
+}
+
+/// Standard output of a command that must have succeeded.
+pub fn ok(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(
+        o.status.success(),
+        "sb failed ({}):\n{out}\n{err}",
+        o.status
+    );
+    out
+}
+
+/// A CA, users' certificates (and the CA certificate) in `certs`, and one node.
+pub struct Setup {
+    /// The folder everything is in.
+    pub tmp: tempfile::TempDir,
+    /// The cluster CA.
+    pub ca: Ca,
+    /// `<user>.crt`, `<user>.key` and `ca.crt`.
+    pub certs: PathBuf,
+    /// The node (a coordinator and shard).
+    pub node: Node,
+}
+
+/// A CA with `users`, and a node named n1 started with `opts`.
+#[must_use]
+pub fn setup(users: &[&str], opts: NodeOpts) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::new(&tmp.path().join("ca"));
+    let certs = tmp.path().join("certs");
+    for u in users {
+        let issued = ca.user(u);
+        write_pair(&certs, u, &issued);
+    }
+    std::fs::copy(ca.dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let node = Node::start(
+        &tmp.path().join("n1"),
+        &mut ca,
+        "n1",
+        &[Role::Coordinator, Role::Shard],
+        &opts,
+    );
+    Setup {
+        tmp,
+        ca,
+        certs,
+        node,
     }
 }

@@ -9,83 +9,10 @@
     reason = "test"
 )]
 
-use scratchbird_net::Role;
-use scratchbird_tests::{Ca, Node, NodeOpts, bin, write_pair};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use scratchbird_tests::{Node, NodeOpts, Setup, bin, ok, repo, sb, setup, text};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// `sb sql --connect` as `user`, with extra arguments.
-fn sb(node: &Node, certs: &Path, user: &str, args: &[&str]) -> Output {
-    Command::new(bin("sb"))
-        .arg("sql")
-        .arg("--connect")
-        .arg(node.client_addr.to_string())
-        .arg("--cert")
-        .arg(certs.join(format!("{user}.crt")))
-        .arg("--key")
-        .arg(certs.join(format!("{user}.key")))
-        .arg("--ca")
-        .arg(certs.join("ca.crt"))
-        .args(args)
-        .env("HOME", certs) // history goes here, not to the real home
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8(o.stdout.clone()).unwrap(),
-        String::from_utf8(o.stderr.clone()).unwrap(),
-    )
-}
-
-fn ok(o: &Output) -> String {
-    let (out, err) = text(o);
-    assert!(
-        o.status.success(),
-        "sb failed ({}):\n{out}\n{err}",
-        o.status
-    );
-    out
-}
-
-struct Setup {
-    _tmp: tempfile::TempDir,
-    certs: PathBuf,
-    node: Node,
-}
-
-fn setup(users: &[&str], opts: NodeOpts) -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut ca = Ca::new(&tmp.path().join("ca"));
-    let certs = tmp.path().join("certs");
-    for u in users {
-        let issued = ca.user(u);
-        write_pair(&certs, u, &issued);
-    }
-    std::fs::copy(ca.dir.join("ca.crt"), certs.join("ca.crt")).unwrap();
-    let node = Node::start(
-        &tmp.path().join("n1"),
-        &mut ca,
-        "n1",
-        &[Role::Coordinator, Role::Shard],
-        &opts,
-    );
-    Setup {
-        _tmp: tmp,
-        certs,
-        node,
-    }
-}
 
 #[test]
 fn sql_over_quic_between_real_processes() {
