@@ -402,9 +402,7 @@ impl<'c> Binder<'c> {
     // ------------------------------------------------------------------ queries
 
     pub(crate) fn query(&mut self, q: &Query) -> Result<BoundQuery, CompileError> {
-        if q.with.is_some() {
-            return Err(unsupported("WITH (common table expressions)").at(pos_of(q)));
-        }
+        crate::clauses::query(q)?;
         let order: Vec<ast::OrderByExpr> = match &q.order_by {
             Some(ob) => match &ob.kind {
                 OrderByKind::Expressions(v) => v.clone(),
@@ -412,6 +410,9 @@ impl<'c> Binder<'c> {
             },
             None => Vec::new(),
         };
+        for o in &order {
+            crate::clauses::order_item(o)?;
+        }
         let (mut rel, names, keys) = match q.body.as_ref() {
             SetExpr::Select(s) => self.select(s, &order)?,
             other => {
@@ -906,10 +907,7 @@ impl<'c> Binder<'c> {
         s: &Select,
         order: &[ast::OrderByExpr],
     ) -> Result<SelectParts, CompileError> {
-        if s.top.is_some() || s.into.is_some() || s.qualify.is_some() || !s.lateral_views.is_empty()
-        {
-            return Err(unsupported("this SELECT clause").at(pos_of(s)));
-        }
+        crate::clauses::select(s).map_err(|e| e.at(pos_of(s)))?;
         let (mut rel, scope) = self.from(&s.from)?;
         if let Some(w) = &s.selection {
             if contains_agg(w) {
@@ -1293,6 +1291,7 @@ impl<'c> Binder<'c> {
         for twj in from {
             let (mut rel, mut scope) = self.factor(&twj.relation)?;
             for j in &twj.joins {
+                crate::clauses::join(j)?;
                 let (r, rs) = self.factor(&j.relation)?;
                 let (kind, cons) = match &j.join_operator {
                     JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, Some(c)),
@@ -1381,6 +1380,7 @@ impl<'c> Binder<'c> {
     }
 
     fn factor(&mut self, f: &TableFactor) -> Result<(Rel, Scope), CompileError> {
+        crate::clauses::table_factor(f)?;
         match f {
             TableFactor::Table {
                 name, alias, args, ..
@@ -1804,8 +1804,11 @@ impl<'c> Binder<'c> {
                     expr,
                     target,
                     negated,
-                    ..
+                    global,
                 } => {
+                    if *global {
+                        return Err(unsupported("GLOBAL IN"));
+                    }
                     let list = match target {
                         ast::InTarget::List(list) => list,
                         ast::InTarget::Subquery(q) => {
@@ -1962,6 +1965,7 @@ impl<'c> Binder<'c> {
                     if matches!(kind, ast::CastKind::TryCast | ast::CastKind::SafeCast) {
                         return Err(unsupported("TRY_CAST"));
                     }
+                    crate::clauses::cast(e)?;
                     let t = sql_type(data_type, self.cat)?;
                     let b = self.expr(expr, scope, agg)?;
                     if let Some(s) = is_text_lit(&b) {
@@ -2449,12 +2453,7 @@ impl<'c> Binder<'c> {
         agg: Option<&mut AggCtx>,
     ) -> Result<BExpr, CompileError> {
         let name = func_name(f);
-        if f.over.is_some() {
-            return Err(unsupported("window functions").at(pos_of(f)));
-        }
-        if f.filter.is_some() || !f.within_group.is_empty() {
-            return Err(unsupported("FILTER / WITHIN GROUP").at(pos_of(f)));
-        }
+        crate::clauses::function(f)?;
         let (args, distinct) = match &f.args {
             FunctionArguments::None => (Vec::new(), false),
             FunctionArguments::Subquery(_) => {

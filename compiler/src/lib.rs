@@ -8,6 +8,7 @@
 
 mod bind;
 pub mod catalog;
+mod clauses;
 mod dialect;
 pub mod error;
 mod explain;
@@ -330,6 +331,7 @@ pub fn compile(p: &Parsed, catalog: &Catalog) -> Result<Statement, CompileError>
 }
 
 fn compile_ast(ast: &Ast, wasm: bool, cat: &Catalog) -> Result<Statement, CompileError> {
+    clauses::statement(ast)?;
     match ast {
         Ast::Query(q) => {
             let mut b = Binder::new(cat);
