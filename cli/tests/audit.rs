@@ -145,3 +145,32 @@ fn principals_see_their_rows_and_every_execution_is_audited() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("sb audit verify"));
 }
+
+#[test]
+fn a_relative_data_directory_works_and_its_trail_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sb"))
+            .args(args)
+            .current_dir(d.path())
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sb {args:?} failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    run(&["sql", "--local", "rel/db", "-c", "CREATE TABLE t (a INT); INSERT INTO t VALUES (1)"]);
+    let out = run(&["sql", "--local", "./rel/db", "--format", "csv", "-c", "SELECT a FROM t"]);
+    assert_eq!(out, "a\n1\n");
+    assert!(run(&["audit", "verify", "--data", "rel/db"]).starts_with("ok: "));
+    let mode = |p: &str| {
+        std::fs::metadata(d.path().join(p)).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("rel/db/audit"), 0o700);
+    assert_eq!(mode("rel/db/audit/audit.log"), 0o600);
+}

@@ -5,7 +5,8 @@
 //! real engine and against a reference model that states the SNAPSHOT and READ
 //! COMMITTED rules directly. Every result and every error kind must agree.
 //!
-//! Cases: 2,000 by default; set `SB_MODEL_CASES` for more.
+//! Cases: 600 by default (every CI run); set `SB_MODEL_CASES` for more (`.ci/soak`
+//! runs 10,000).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -364,7 +365,7 @@ fn cases() -> u32 {
     std::env::var("SB_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000)
+        .unwrap_or(600)
 }
 
 proptest! {
