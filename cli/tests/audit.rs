@@ -164,12 +164,30 @@ fn a_relative_data_directory_works_and_its_trail_is_private() {
         );
         String::from_utf8(o.stdout).unwrap()
     };
-    run(&["sql", "--local", "rel/db", "-c", "CREATE TABLE t (a INT); INSERT INTO t VALUES (1)"]);
-    let out = run(&["sql", "--local", "./rel/db", "--format", "csv", "-c", "SELECT a FROM t"]);
+    run(&[
+        "sql",
+        "--local",
+        "rel/db",
+        "-c",
+        "CREATE TABLE t (a INT); INSERT INTO t VALUES (1)",
+    ]);
+    let out = run(&[
+        "sql",
+        "--local",
+        "./rel/db",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT a FROM t",
+    ]);
     assert_eq!(out, "a\n1\n");
     assert!(run(&["audit", "verify", "--data", "rel/db"]).starts_with("ok: "));
     let mode = |p: &str| {
-        std::fs::metadata(d.path().join(p)).unwrap().permissions().mode() & 0o777
+        std::fs::metadata(d.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     };
     assert_eq!(mode("rel/db/audit"), 0o700);
     assert_eq!(mode("rel/db/audit/audit.log"), 0o600);
