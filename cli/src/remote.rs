@@ -188,9 +188,13 @@ pub(crate) async fn shell(
         if complete(&buf) {
             ok &= run_text(client, &buf, args).await;
             buf.clear();
+            if crate::out::closed() {
+                // the reader went away: run nothing more
+                return Ok(());
+            }
         }
     }
-    if !buf.trim().is_empty() {
+    if !buf.trim().is_empty() && !crate::out::closed() {
         ok &= run_text(client, &buf, args).await;
     }
     if !tty && !ok {

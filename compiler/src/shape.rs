@@ -98,6 +98,9 @@ pub(crate) fn check(stmt: &Statement) -> Result<(), CompileError> {
 ///   while it tries another reading) out of reach;
 /// * a run of prefix operators (`NOT NOT ...`, `- - ...`) longer than
 ///   [`DEPTH_MAX`], for the same reason;
+/// * a run of adjacent bracket groups (`int[][]...`, `x[1][2]...`) longer than
+///   [`DEPTH_MAX`]: sqlparser builds an array type or subscript a level per
+///   group, in a loop;
 /// * more than [`SET_OPS_MAX`] UNION, INTERSECT or EXCEPT: sqlparser chains them
 ///   in a loop, as a tree as deep as the chain is long, and no dialect hook sees
 ///   them.
@@ -117,14 +120,29 @@ pub(crate) fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), CompileError>
     };
     let mut set_ops = 0usize;
     let mut nesting = 0usize;
+    // CASE ... END pairs open now (END also ends other things: a block, the
+    // COMMIT synonym, a name)
+    let mut cases = 0usize;
     let mut prefix_run = 0usize;
+    // `x[][]...`: sqlparser builds an array type (and a subscript) one level per
+    // pair of brackets, in a loop; a run of adjacent bracket groups nests that deep
+    let mut bracket_run = 0usize;
+    let mut after_bracket = false;
+    let mut brackets = 0usize;
     for t in tokens {
         if matches!(t.token, Token::Whitespace(_)) {
             continue;
         }
         let prefix = match &t.token {
-            Token::Word(w) => w.keyword == Keyword::NOT,
-            Token::Minus | Token::Plus | Token::Tilde => true,
+            Token::Word(w) => w.keyword == Keyword::NOT || w.keyword == Keyword::PRIOR,
+            Token::Minus
+            | Token::Plus
+            | Token::Tilde
+            | Token::AtSign
+            | Token::PGSquareRoot
+            | Token::PGCubeRoot
+            | Token::DoubleExclamationMark
+            | Token::ExclamationMark => true,
             _ => false,
         };
         prefix_run = if prefix { prefix_run + 1 } else { 0 };
@@ -132,15 +150,43 @@ pub(crate) fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), CompileError>
             return Err(too_deep().at(at(t)));
         }
         match &t.token {
+            Token::LBracket => {
+                if brackets == 0 {
+                    bracket_run = if after_bracket { bracket_run + 1 } else { 1 };
+                    if bracket_run > DEPTH_MAX {
+                        return Err(too_deep().at(at(t)));
+                    }
+                }
+                brackets += 1;
+                after_bracket = false;
+            }
+            Token::RBracket => {
+                brackets = brackets.saturating_sub(1);
+                after_bracket = brackets == 0;
+            }
+            _ => {
+                if brackets == 0 {
+                    after_bracket = false;
+                }
+            }
+        }
+        match &t.token {
             Token::SemiColon => {
                 set_ops = 0;
                 nesting = 0;
+                cases = 0;
             }
             Token::LParen | Token::LBracket => nesting += 1,
             Token::RParen | Token::RBracket => nesting = nesting.saturating_sub(1),
             Token::Word(w) => match w.keyword {
-                Keyword::CASE => nesting += 1,
-                Keyword::END => nesting = nesting.saturating_sub(1),
+                Keyword::CASE => {
+                    nesting += 1;
+                    cases += 1;
+                }
+                Keyword::END if cases > 0 => {
+                    nesting = nesting.saturating_sub(1);
+                    cases -= 1;
+                }
                 Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::MINUS => {
                     set_ops += 1;
                     if set_ops > SET_OPS_MAX {

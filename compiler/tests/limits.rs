@@ -291,6 +291,53 @@ fn beyond_the_limits() -> Vec<(&'static str, String, &'static str)> {
             ),
             "nests deeper than",
         ),
+        // found in review: chains and nestings no bracket count saw
+        (
+            "array suffixes",
+            format!("SELECT 1::int{}", "[]".repeat(100_000)),
+            "nests deeper than",
+        ),
+        (
+            "subscripts",
+            format!("SELECT a{} FROM t", "[1]".repeat(100_000)),
+            "nests deeper than",
+        ),
+        (
+            "nested array types",
+            format!(
+                "SELECT CAST(1 AS {}INT{})",
+                "ARRAY< ".repeat(5_000),
+                " >".repeat(5_000)
+            ),
+            "nests deeper than",
+        ),
+        (
+            "IS JSON chains",
+            format!("SELECT 1{}", " IS JSON".repeat(100_000)),
+            "chains more than",
+        ),
+        (
+            "chains restarted by IS JSON",
+            format!(
+                "SELECT 1{}",
+                format!("{} IS JSON", " + 1".repeat(200)).repeat(500)
+            ),
+            "chains more than",
+        ),
+        (
+            "END without CASE",
+            format!(
+                "SELECT {}1{} FROM t",
+                "(a.end + ".repeat(5_000),
+                ")".repeat(5_000)
+            ),
+            "nests deeper than",
+        ),
+        (
+            "@ @ @ ...",
+            format!("SELECT {}1", "@ ".repeat(100_000)),
+            "nests deeper than",
+        ),
         (
             "UNION branches",
             list(SET_OPS_MAX + 2, |_| "SELECT 1".into(), " UNION ALL "),

@@ -132,8 +132,8 @@ pub struct Verified {
     /// that made their record durable and stopped (a crash) before updating the
     /// head. Their executions released nothing; the node adopts them on open.
     pub beyond_head: u64,
-    /// Bytes of an unfinished last frame after the head (a crash while writing
-    /// it); the node cuts them off on open.
+    /// Bytes after the last whole record (an unfinished frame, zeros, or stale
+    /// bytes a crash left after the head); the node cuts them off on open.
     pub torn_bytes: u64,
 }
 
@@ -277,6 +277,9 @@ struct Examined {
 }
 
 fn examine(dir: &Path) -> Result<Examined, AuditError> {
+    // the head first: it is never ahead of the durable log, so reading the log
+    // after it cannot see fewer records than it names, even while a node appends
+    let head = read_head(dir);
     let bytes = read_log(&dir.join(LOG))?;
     let f = frames(&bytes);
     let n = f.records.len() as u64;
@@ -323,7 +326,7 @@ fn examine(dir: &Path) -> Result<Examined, AuditError> {
     }
     // the head anchors a prefix: it is written only after the records it counts
     // are durable, so a crash leaves it behind the log, never ahead of it
-    let head = match read_head(dir) {
+    let head = match head {
         Ok(h) => h,
         Err(AuditError::Broken { reason, .. }) => return done(v, n, reason, Vec::new(), 0),
         Err(e) => return Err(e),
@@ -367,13 +370,13 @@ fn examine(dir: &Path) -> Result<Examined, AuditError> {
         None if n <= 1 => 0,
         None => return done(v, n, "the head file is missing".into(), Vec::new(), 0),
     };
+    // what follows the last whole record is after the head (the head never counts
+    // past it): an unfinished frame, space a crash left as zeros, or (on a file
+    // system that does not order data before size) a frame of stale bytes; no
+    // append that wrote it returned, so it is cut, and the cut recorded
     let keep = match f.end {
         End::Clean => bytes.len(),
-        End::Torn { at }
-        | End::Damaged {
-            at, zeros: true, ..
-        } => at,
-        End::Damaged { reason, .. } => return done(v, n, reason, Vec::new(), 0),
+        End::Torn { at } | End::Damaged { at, .. } => at,
     };
     v.records = n;
     v.beyond_head = n - anchored;
@@ -527,13 +530,14 @@ impl AuditLog {
             file.set_len(ex.keep as u64).map_err(io(path.clone()))?;
             file.sync_all().map_err(io(path.clone()))?;
             recovered.push(format!(
-                "cut off an unfinished last record ({} bytes) that a crash left",
+                "cut off {} bytes after the last whole record (an unfinished or damaged frame a crash left)",
                 ex.verified.torn_bytes
             ));
         }
         let last = ex.records.last().map_or([0; 32], |r| r.hash);
         let next_seq = ex.records.len() as u64;
-        if fresh || ex.verified.beyond_head > 0 || dir.join(HEAD_TMP).exists() {
+        let headless = !dir.join(HEAD).exists();
+        if fresh || headless || ex.verified.beyond_head > 0 || dir.join(HEAD_TMP).exists() {
             write_head(dir, &Head { next_seq, last })?;
             sync_dir(dir)?;
         }
