@@ -165,7 +165,7 @@ fn check(dir: &Path, catalog_path: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

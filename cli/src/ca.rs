@@ -1,23 +1,39 @@
 //! `sb ca ...`: the cluster CA, node and user certificates, and the members file.
 //!
-//! A CA folder holds `ca.crt`, `ca.key` (0600), `members.toml` (the membership a
-//! node checks after the certificate, until the control plane holds it) and
-//! `issued/` (a copy of every certificate issued, for `sb ca list`). Keys are
-//! written 0600 and never printed.
+//! A CA folder holds `ca.crt`, `ca.key` (0600), `token.secret` (0600: the
+//! cluster's tokenisation secret, handed to every node with its certificate),
+//! `members.toml` (the membership a node checks after the certificate, until the
+//! control plane holds it) and `issued/` (a copy of every certificate issued, for
+//! `sb ca list`). Keys and secrets are written 0600 and never printed.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use scratchbird_net::identity::{self, Issued, KeyAlg, Validity, write_public, write_secret};
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Role, SbUri};
+use scratchbird_policy::secret::TokenSecret;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
+
+/// The file name of the cluster's tokenisation secret, in a CA folder and beside
+/// each node's certificate.
+pub const TOKEN_SECRET: &str = "token.secret";
+
+/// A new tokenisation secret.
+///
+/// # Errors
+/// The system has no randomness.
+pub fn new_token_secret() -> Result<TokenSecret> {
+    let mut k = [0u8; 32];
+    getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("random secret: {e}"))?;
+    Ok(TokenSecret::from_bytes(k))
+}
 
 /// `sb ca` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
-    /// Creates a cluster: a new cluster UUID, its CA key and certificate, and an
-    /// empty members file, in a new folder.
+    /// Creates a cluster: a new cluster UUID, its CA key and certificate, the
+    /// cluster's tokenisation secret and an empty members file, in a new folder.
     ///
     ///   sb ca init --dir ca
     ///   sb ca init --dir ca --alg ecdsa-p256 --days 3650
@@ -35,7 +51,8 @@ pub enum CaCommand {
     },
     /// Issues a node certificate (sb://cluster/<c>/node/<uuid>) and lists the node
     /// in the members file, enabled, with its roles. Writes OUT/node.crt,
-    /// OUT/node.key (0600) and OUT/ca.crt.
+    /// OUT/node.key (0600), OUT/ca.crt and OUT/token.secret (0600, the cluster's
+    /// tokenisation secret; its fingerprint goes in node.toml).
     ///
     ///   sb ca issue-node --dir ca --name n1 --roles coordinator,shard --out n1
     #[command(verbatim_doc_comment)]
@@ -109,6 +126,18 @@ fn read(p: &Path) -> Result<String> {
     std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
 }
 
+/// The cluster's token secret in a CA folder.
+fn token_secret(dir: &Path) -> Result<TokenSecret> {
+    let p = dir.join(TOKEN_SECRET);
+    if !p.exists() {
+        bail!(
+            "{} does not exist: this CA folder was made before clusters had a token secret; make a new CA with sb ca init",
+            p.display()
+        );
+    }
+    Ok(TokenSecret::read(&p)?)
+}
+
 fn load_ca(dir: &Path) -> Result<(Issued, MembersList)> {
     let ca = Issued {
         cert_pem: read(&dir.join("ca.crt"))?,
@@ -177,6 +206,9 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                 .map_err(anyhow::Error::msg)?;
             write_secret(&dir.join("ca.key"), &ca.key_pem).context("writing ca.key")?;
             write_public(&dir.join("ca.crt"), &ca.cert_pem).context("writing ca.crt")?;
+            let secret = new_token_secret()?;
+            write_secret(&dir.join(TOKEN_SECRET), &secret.text())
+                .context("writing token.secret")?;
             MembersList {
                 cluster,
                 nodes: Vec::new(),
@@ -196,6 +228,11 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             say!(
                 "key {} (0600; keep it offline)",
                 dir.join("ca.key").display()
+            );
+            say!(
+                "token secret {} (0600), fingerprint {}",
+                dir.join(TOKEN_SECRET).display(),
+                secret.fingerprint()
             );
             say!("members {}", dir.join("members.toml").display());
             Ok(())
@@ -231,7 +268,8 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             let id = id.unwrap_or_else(Uuid::new_v4);
             let uri = SbUri::node(members.cluster, id);
             let alg = KeyAlg::parse(&common.alg).map_err(anyhow::Error::msg)?;
-            prepare_out(&common.out, &["node.crt", "node.key"])?;
+            let secret = token_secret(&common.dir)?;
+            prepare_out(&common.out, &["node.crt", "node.key", TOKEN_SECRET])?;
             let issued = identity::issue(&ca, &uri, alg, Validity::days_from_now(common.days))
                 .map_err(anyhow::Error::msg)?;
             write_secret(&common.out.join("node.key"), &issued.key_pem)
@@ -239,6 +277,8 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             write_public(&common.out.join("node.crt"), &issued.cert_pem)
                 .context("writing node.crt")?;
             write_public(&common.out.join("ca.crt"), &ca.cert_pem).context("writing ca.crt")?;
+            write_secret(&common.out.join(TOKEN_SECRET), &secret.text())
+                .context("writing token.secret")?;
             record(&common.dir, &issued)?;
             members.nodes.push(NodeEntry {
                 id,
@@ -256,6 +296,11 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                 common.days
             );
             say!("key {} (0600)", common.out.join("node.key").display());
+            say!(
+                "token secret {} (0600); in node.toml [security]: token_fingerprint = \"{}\"",
+                common.out.join(TOKEN_SECRET).display(),
+                secret.fingerprint()
+            );
             say!("listed in {}", common.dir.join("members.toml").display());
             Ok(())
         }
@@ -329,6 +374,10 @@ fn list(dir: &Path) -> Result<()> {
         utc(info.not_after),
         state(info.not_before, info.not_after)
     );
+    match token_secret(dir) {
+        Ok(s) => say!("token secret fingerprint {}", s.fingerprint()),
+        Err(e) => say!("token secret: {e}"),
+    }
     let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
     let issued = dir.join("issued");
     if issued.is_dir() {

@@ -147,6 +147,9 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
     .map_err(anyhow::Error::msg)?;
     write_public(&node_dir.join("node.crt"), &node.cert_pem)?;
     write_secret(&node_dir.join("node.key"), &node.key_pem)?;
+    let token = crate::ca::new_token_secret()?;
+    write_secret(&ca_dir.join(crate::ca::TOKEN_SECRET), &token.text())?;
+    write_secret(&node_dir.join(crate::ca::TOKEN_SECRET), &token.text())?;
     let users = root.join("users");
     std::fs::create_dir_all(&users)?;
     write_public(&users.join("ca.crt"), &ca.cert_pem)?;
@@ -198,11 +201,31 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
     std::fs::write(&catalog, CATALOG)?;
     let b = scratchbird_policy::Bundle::load(&bundle).map_err(|e| anyhow::anyhow!("{e}"))?;
     say!("bundle {} (blake3 of its canonical form)", b.hash());
+    // the security officer's key signs it (sb bundle keygen, sb bundle sign); the
+    // node trusts that key and loads no bundle without its signature
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+    let officer = scratchbird_policy::sign::signing_key_from_seed(seed);
+    let officer_pub = root.join("officer.pub");
+    std::fs::write(
+        &officer_pub,
+        scratchbird_policy::sign::public_key_text(&officer.verifying_key(), "security officer"),
+    )?;
+    let manifest = scratchbird_policy::sign::sign(&b, &officer, None, crate::bundle::now_micros());
+    manifest
+        .write(&bundle)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    say!(
+        "signed by the security officer's key {} (the node trusts no unsigned bundle)",
+        scratchbird_policy::sign::key_id(&officer.verifying_key())
+    );
     let config = format!(
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nroles = [\"coordinator\", \"shard\"]\nowners = [\"admin\"]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {:?}\nmembers = {:?}\n\n[security]\nbundle = {:?}\n\n[limits]\nshutdown_grace_secs = 2\n",
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nroles = [\"coordinator\", \"shard\"]\nowners = [\"admin\"]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {:?}\nmembers = {:?}\n\n[security]\nbundle = {:?}\ntrusted_keys = [{:?}]\ntoken_secret = \"token.secret\"\ntoken_fingerprint = {:?}\n\n[limits]\nshutdown_grace_secs = 2\n",
         ca_dir.join("ca.crt"),
         ca_dir.join("members.toml"),
-        bundle
+        bundle,
+        officer_pub,
+        token.fingerprint(),
     );
     std::fs::write(node_dir.join("node.toml"), config)?;
 
@@ -261,6 +284,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         bundle: None,
         user: None,
         context: None,
+        token_secret: None,
     };
     let connect = |user: &str| -> Result<Client> {
         let creds = Credentials::load(

@@ -91,6 +91,12 @@ pub struct SqlArgs {
     /// with --local it needs --bundle. The audit trail records it.
     #[arg(long, value_name = "JSON")]
     pub context: Option<String>,
+    /// With --local --bundle: the cluster's token secret (token.secret from the
+    /// CA folder), so tokenising masks give the cluster's tokens. Without it a
+    /// key made for this run alone is used: tokens are consistent within the run
+    /// and match nothing else.
+    #[arg(long, value_name = "FILE", requires = "bundle")]
+    pub token_secret: Option<PathBuf>,
 }
 
 fn csv_field(s: &str) -> String {
@@ -350,11 +356,15 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         deriver
             .check_context(&ctx)
             .context("the principal or --context does not fit the bundle")?;
-        let who = Principal::new(
-            deriver,
-            ctx,
-            &scratchbird_node::mask_key(local).map_err(anyhow::Error::msg)?,
-        );
+        let secret = match &args.token_secret {
+            Some(p) => *scratchbird_policy::secret::TokenSecret::read(p)?.bytes(),
+            None => {
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k).map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+                k
+            }
+        };
+        let who = Principal::new(deriver, ctx, &secret);
         session
             .set_access(Access::Principal(Arc::new(who)))
             .context("binding the principal")?;

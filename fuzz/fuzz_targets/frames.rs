@@ -13,7 +13,7 @@ use scratchbird_types::batch::{BatchLayout, BatchWriter};
 const MAX: usize = 1 << 16;
 
 fn seeds() -> Vec<Vec<u8>> {
-    let q = Request::Query(Query { sql: "SELECT name, mrr FROM customers WHERE id = 7".into(), deadline_ms: 1000 });
+    let q = Request::Query(Query { sql: "SELECT name, mrr FROM customers WHERE id = 7".into(), deadline_ms: 1000, context: None, attestation: None });
     let types = vec![SqlType::Integer, SqlType::Varchar { max_chars: 20 }];
     let layout = BatchLayout::new(&types, 8, 64).expect("layout");
     let mut buf = vec![0u8; layout.total_bytes()];

@@ -11,6 +11,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use scratchbird_types::attest::{
+    ATTESTATION_TTL_MAX_US, ATTESTATION_VERSION, Attestation, Consistency,
+};
+
+/// How long an attestation outlives its request's deadline (or, without one, the
+/// default query limit of a node): a margin for the request's time in transit
+/// and in the node's queue.
+pub const ATTESTATION_MARGIN_MS: u64 = 60_000;
+/// The deadline assumed for a request without one (a node's default limit).
+pub const DEFAULT_DEADLINE_MS: u64 = 600_000;
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// What went wrong on the client side.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -99,6 +116,15 @@ pub struct Client {
     pub server: Verified,
     /// Who this client is.
     pub me: String,
+    /// The identity that signs attestations (the connection's certificate).
+    identity: Option<Arc<IdentityCell>>,
+    /// This connection's session, as attestations name it (derived from the
+    /// TLS secrets: the node derives the same).
+    session: [u8; 16],
+    /// The last attestation's sequence number.
+    sequence: AtomicU64,
+    /// The consistency requests ask for.
+    consistency: Consistency,
 }
 
 impl Client {
@@ -156,20 +182,34 @@ impl Client {
             verifier = verifier.pinned(n);
         }
         let verifier = Arc::new(verifier);
-        let endpoint = endpoint::client(addr, identity, verifier, limits)?;
+        let endpoint = endpoint::client(addr, identity.clone(), verifier, limits)?;
         let fail = |reason: String| ClientError::Connect { addr, reason };
         let connecting = endpoint
             .connect(addr, "scratchbird")
             .map_err(|e| fail(e.to_string()))?;
         let conn = connecting.await.map_err(|e| fail(describe(&e)))?;
         let server = endpoint::peer_of(&conn, &trust.get()).map_err(|e| fail(e.to_string()))?;
+        // the name attestations carry: the one the presented certificate has,
+        // spelled as the node spells it
+        let me = identity
+            .as_ref()
+            .and_then(|c| crate::identity::inspect(&c.0.get().cert_der).ok())
+            .and_then(|i| i.uris.into_iter().next())
+            .and_then(|u| SbUri::parse(&u).ok())
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let session = endpoint::session_id(&conn).map_err(fail)?;
         let c = Self {
             endpoint,
             conn,
             next: AtomicU64::new(1),
             frame_max: limits.frame_max,
             server,
-            me: String::new(),
+            me,
+            identity,
+            session,
+            sequence: AtomicU64::new(0),
+            consistency: Consistency::ReadCommitted,
         };
         // TLS 1.3 lets the client finish before the server has checked the
         // client's certificate: one round trip here surfaces a refusal now, with
@@ -195,6 +235,15 @@ impl Client {
             },
             _ => ClientError::Frame(e),
         }
+    }
+
+    /// Sends any request as it is, on a new stream (what [`Client::query`] does
+    /// after attesting; tools and tests that build requests themselves use it).
+    ///
+    /// # Errors
+    /// The request could not be sent.
+    pub async fn send(&self, req: &Request) -> Result<Responses, ClientError> {
+        self.open(req).await
     }
 
     /// Sends a request on a new stream.
@@ -266,12 +315,66 @@ impl Client {
         if let Some(c) = context {
             check_context(c).map_err(ClientError::Setup)?;
         }
+        let attestation = self.attestation(
+            crate::attest::request_digest(sql, context, deadline_ms),
+            deadline_ms,
+        )?;
         self.open(&Request::Query(Query {
             sql: sql.to_owned(),
             deadline_ms,
             context: context.map(str::to_owned),
+            attestation: attestation.map(Box::new),
         }))
         .await
+    }
+
+    /// Sets the consistency the following requests ask for (read committed by
+    /// default).
+    pub fn set_consistency(&mut self, c: Consistency) {
+        self.consistency = c;
+    }
+
+    /// A new attestation for the request whose digest is `request`
+    /// ([`crate::attest::request_digest`]): this session, the next sequence
+    /// number, valid for the request's deadline and a margin (`None` for a
+    /// connection made without a certificate).
+    ///
+    /// # Errors
+    /// The certificate's key cannot sign.
+    pub fn attestation(
+        &self,
+        request: [u8; 32],
+        deadline_ms: u64,
+    ) -> Result<Option<Attestation>, ClientError> {
+        let Some(cell) = &self.identity else {
+            return Ok(None);
+        };
+        let id = cell.0.get();
+        let now = now_us();
+        let span_ms = if deadline_ms == 0 {
+            DEFAULT_DEADLINE_MS
+        } else {
+            deadline_ms
+        }
+        .saturating_add(ATTESTATION_MARGIN_MS);
+        let span_us = i64::try_from(span_ms.saturating_mul(1000))
+            .unwrap_or(i64::MAX)
+            .min(ATTESTATION_TTL_MAX_US - 1_000_000);
+        let unsigned = Attestation {
+            version: ATTESTATION_VERSION,
+            user: self.me.clone(),
+            coordinator: self.server.uri.to_string(),
+            session: self.session,
+            sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
+            consistency: self.consistency,
+            request,
+            issued_us: now,
+            expires_us: now.saturating_add(span_us),
+            scheme: crate::attest::scheme_of(&id)?,
+            signature: Vec::new(),
+            certificate: id.cert_der.clone(),
+        };
+        Ok(Some(crate::attest::sign(&id, unsigned)?))
     }
 
     /// Closes the connection and waits for the peer to learn it.

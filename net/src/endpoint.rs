@@ -107,15 +107,31 @@ pub fn client(
 /// # Errors
 /// No certificate, or one `trust` refuses now.
 pub fn peer_of(conn: &quinn::Connection, trust: &Trust) -> Result<Verified, Refusal> {
-    let certs = conn
-        .peer_identity()
-        .and_then(|a| {
-            a.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .ok_or(Refusal::NoCertificate)?;
-    let first = certs.first().ok_or(Refusal::NoCertificate)?;
-    trust.verify(first, crate::verify::unix_now())
+    let first = peer_certificate(conn).ok_or(Refusal::NoCertificate)?;
+    trust.verify(&first, crate::verify::unix_now())
+}
+
+/// The session id both ends of `conn` derive from its TLS secrets (an RFC 5705
+/// exporter): what attestations on this connection must name, so that an
+/// attestation made for one connection is refused on any other.
+///
+/// # Errors
+/// The TLS session cannot export keying material (not yet established).
+pub fn session_id(conn: &quinn::Connection) -> Result<[u8; 16], String> {
+    let mut out = [0u8; 16];
+    conn.export_keying_material(&mut out, b"EXPORTER-scratchbird-session-v1", b"")
+        .map_err(|_| "the connection's TLS session exports no keying material".to_owned())?;
+    Ok(out)
+}
+
+/// The certificate (DER) the peer presented in the handshake, if any.
+#[must_use]
+pub fn peer_certificate(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    let certs = conn.peer_identity().and_then(|a| {
+        a.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+            .ok()
+    })?;
+    certs.first().map(|c| c.as_ref().to_vec())
 }
 
 /// rustls wraps our refusal as `Other(OtherError(<refusal>))`: unwrap it.

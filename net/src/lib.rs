@@ -9,10 +9,12 @@
 //! - [`endpoint`]: quinn endpoints with bounded streams, idle timeout, keep-alive.
 //! - [`rpc`]: length-prefixed canonical CBOR frames with a version, request ids,
 //!   result batches streamed under flow control.
+//! - [`attest`]: attestations signed with the user's certificate key, and their check.
 //! - [`client`]: the client library the shell and the tests use.
 //!
 //! This crate decides no membership itself: it asks a [`verify::Membership`].
 
+pub mod attest;
 pub mod client;
 pub mod endpoint;
 pub mod identity;

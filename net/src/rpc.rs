@@ -5,6 +5,7 @@
 //! the limit, a version this build does not speak, bytes after the CBOR value, or
 //! nesting deeper than [`NESTING_MAX`] are refused before anything else is done.
 
+use scratchbird_types::attest::Attestation;
 use scratchbird_types::batch::{BatchLayout, BatchView};
 use scratchbird_types::{SqlType, Value};
 use serde::de::DeserializeOwned;
@@ -18,8 +19,11 @@ pub const FRAME_MAX: usize = 64 << 20;
 pub const NESTING_MAX: usize = 32;
 /// Longest SQL text a query may carry, in bytes.
 pub const SQL_MAX: usize = 1 << 20;
-/// Largest request frame a node reads (a query of [`SQL_MAX`] and its envelope).
-pub const REQUEST_MAX: usize = SQL_MAX + (16 << 10);
+/// Largest request frame a node reads: a query of [`SQL_MAX`], its session
+/// context, its attestation (whose certificate is at most
+/// `CERTIFICATE_BYTES_MAX`) and the framing.
+pub const REQUEST_MAX: usize =
+    SQL_MAX + CONTEXT_MAX + scratchbird_types::attest::CERTIFICATE_BYTES_MAX + (4 << 10);
 
 /// What is wrong with a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +92,11 @@ pub struct Query {
     /// [`CONTEXT_MAX`] bytes.
     #[serde(default)]
     pub context: Option<String>,
+    /// The user's attestation of this request, signed with the key of the
+    /// certificate the connection was made with ([`crate::attest`]). A node
+    /// refuses a query without one.
+    #[serde(default)]
+    pub attestation: Option<Box<Attestation>>,
 }
 
 /// Largest session context a request carries, in bytes.
@@ -372,6 +381,7 @@ mod tests {
             context: None,
             sql: "SELECT 1".into(),
             deadline_ms: 5,
+            attestation: None,
         });
         let bytes = encode(7, &req, FRAME_MAX).unwrap();
         let (f, used) = decode::<Request>(&bytes, FRAME_MAX).unwrap().unwrap();

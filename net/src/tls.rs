@@ -91,6 +91,28 @@ impl Identity {
         };
         Self::from_pem(&read(cert)?, &read(key)?)
     }
+
+    /// The algorithm of its key.
+    #[must_use]
+    pub fn key_algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.key.key.algorithm()
+    }
+
+    /// Signs `message` with its key under `scheme` (an attestation, an envelope).
+    ///
+    /// # Errors
+    /// The key cannot sign with `scheme`, or signing failed.
+    pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, TlsError> {
+        let signer = self.key.key.choose_scheme(&[scheme]).ok_or_else(|| {
+            TlsError(format!(
+                "this certificate's {:?} key cannot sign with {scheme:?}",
+                self.key_algorithm()
+            ))
+        })?;
+        signer
+            .sign(message)
+            .map_err(|e| TlsError(format!("signing: {e}")))
+    }
 }
 
 /// The identity a side presents, reloadable.

@@ -20,7 +20,9 @@ listen = "127.0.0.1:7400"
 # peer_listen = "127.0.0.1:7401"
 
 # This node's roles. The members file must list this node, enabled, with each
-# of them, or the node refuses to start. coordinator: accepts SQL from clients.
+# of them, or the node refuses to start. coordinator: accepts SQL from clients
+# (a node without it still answers at `listen`, to tell clients to use a
+# coordinator); shard: holds data.
 roles = ["coordinator", "shard"]
 
 # Users who own the data directory: they run unfiltered and may change the
@@ -36,9 +38,23 @@ ca = "ca.crt"
 members = "members.toml"
 
 [security]
-# The security bundle folder (schema.cedarschema and *.cedar). Without one, only
-# owners may connect.
+# The cluster's tokenisation secret (sb ca issue-node copies it here, 0600) and
+# its fingerprint (printed by sb ca issue-node and sb ca list). Every node of a
+# cluster has the same secret, so one value gives one token everywhere; a node
+# whose secret does not have this fingerprint refuses to start.
+token_secret = "token.secret"
+token_fingerprint = "run: sb ca list --dir ca"
+
+# The security bundle folder (schema.cedarschema, *.cedar and the signed
+# bundle.manifest). Without one, only owners may connect.
 # bundle = "bundle"
+# The public keys of the administrators whose signatures make a bundle trusted
+# (sb bundle keygen writes them; sb bundle sign signs). A bundle is loaded only
+# when every signature in its manifest verifies under one of these keys and at
+# least signatures_required of them do; otherwise the node refuses to start, and
+# on reload keeps the bundle it has.
+# trusted_keys = ["admin.pub"]
+# signatures_required = 1
 
 [reload]
 # Certificates, CA roots, members and the bundle are re-read when their files
@@ -81,11 +97,37 @@ pub struct TlsFiles {
 }
 
 /// Security.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// The security bundle folder.
     pub bundle: Option<PathBuf>,
+    /// Public key files of the administrators who sign bundles.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Valid signatures a bundle needs.
+    #[serde(default = "one")]
+    pub signatures_required: usize,
+    /// The cluster's tokenisation secret.
+    pub token_secret: Option<PathBuf>,
+    /// Its fingerprint.
+    pub token_fingerprint: Option<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            trusted_keys: Vec::new(),
+            signatures_required: 1,
+            token_secret: None,
+            token_fingerprint: None,
+        }
+    }
 }
 
 /// What happens to connections when the CA roots change.
@@ -221,6 +263,10 @@ impl NodeConfig {
         if let Some(b) = &mut cfg.security.bundle {
             abs(b);
         }
+        if let Some(t) = &mut cfg.security.token_secret {
+            abs(t);
+        }
+        cfg.security.trusted_keys.iter_mut().for_each(abs);
         let l = &cfg.limits;
         let checks = [
             (
@@ -250,6 +296,18 @@ impl NodeConfig {
             (
                 (1..=3600).contains(&cfg.reload.interval_secs),
                 "reload.interval_secs must be 1 to 3600",
+            ),
+            (
+                (1..=16).contains(&cfg.security.signatures_required),
+                "security.signatures_required must be 1 to 16",
+            ),
+            (
+                cfg.security.bundle.is_none() || !cfg.security.trusted_keys.is_empty(),
+                "security.trusted_keys is empty: a bundle is trusted only when signed, so list the public key files of the administrators who sign it (sb bundle keygen writes a pair; sb bundle sign DIR --key FILE signs)",
+            ),
+            (
+                cfg.security.token_secret.is_some() && cfg.security.token_fingerprint.is_some(),
+                "security.token_secret and security.token_fingerprint are needed: sb ca issue-node writes token.secret beside node.crt and prints the fingerprint",
             ),
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {

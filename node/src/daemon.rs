@@ -14,7 +14,7 @@ use std::time::Duration;
     name = "sbnode",
     version,
     about = "A ScratchBird node",
-    long_about = "A ScratchBird node: storage, the WebAssembly sandbox and the security bundle behind QUIC with mandatory mutual TLS.\n\nFirst time:\n\n  sb ca init --dir ca                                # a cluster CA and members file\n  sb ca issue-node --dir ca --name n1 --roles coordinator,shard --out n1\n  sbnode init --out n1/node.toml                     # a commented example; edit the paths\n  sbnode --config n1/node.toml\n\nOn start it prints one line to standard output, `listening clients=ADDR peers=ADDR`, and logs to standard error. SIGTERM or Ctrl-C stops it cleanly (running queries get limits.shutdown_grace_secs to finish, then are cancelled; storage closes). SIGHUP re-reads certificates, CA roots, members and the bundle (file changes are picked up on their own too)."
+    long_about = "A ScratchBird node: storage, the WebAssembly sandbox and the security bundle behind QUIC with mandatory mutual TLS.\n\nFirst time:\n\n  sb ca init --dir ca                                # a cluster CA, its token secret, a members file\n  sb ca issue-node --dir ca --name n1 --roles coordinator,shard --out n1\n  sbnode init --out n1/node.toml                     # a commented example; edit the paths\n  sb bundle keygen --out admin                       # an administrator key pair\n  sb bundle sign BUNDLE_DIR --key admin.key          # a bundle loads only when signed\n  sbnode --config n1/node.toml                       # with [security] bundle and trusted_keys = [\"admin.pub\"]\n\nOn start it prints one line to standard output, `listening clients=ADDR peers=ADDR`, and logs to standard error. SIGTERM or Ctrl-C stops it cleanly (running queries get limits.shutdown_grace_secs to finish, then are cancelled; storage closes). SIGHUP re-reads certificates, CA roots, members, trusted administrator keys and the bundle (file changes are picked up on their own too); a bundle that fails its signature check is refused and the node keeps the one it has."
 )]
 struct Cli {
     /// The node's configuration file.
@@ -53,6 +53,22 @@ enum Command {
     },
 }
 
+/// The example configuration, with the token secret's fingerprint filled in when
+/// `sb ca issue-node` left a `token.secret` in the folder it goes to.
+fn example_for(out: &std::path::Path) -> String {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    match scratchbird_policy::secret::TokenSecret::read(&dir.join("token.secret")) {
+        Ok(s) => crate::config::EXAMPLE.replace(
+            "token_fingerprint = \"run: sb ca list --dir ca\"",
+            &format!("token_fingerprint = \"{}\"", s.fingerprint()),
+        ),
+        Err(_) => crate::config::EXAMPLE.to_owned(),
+    }
+}
+
 fn init_logging(format: LogFormat, filter: &str) {
     let filter = std::env::var("SB_LOG").unwrap_or_else(|_| filter.to_owned());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
@@ -77,9 +93,10 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> ExitCode {
     if let Some(Command::Init { out }) = &cli.command {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
+        let text = example_for(out);
         let written = opts
             .open(out)
-            .and_then(|mut f| f.write_all(crate::config::EXAMPLE.as_bytes()));
+            .and_then(|mut f| f.write_all(text.as_bytes()));
         return match written {
             Ok(()) => {
                 println!(

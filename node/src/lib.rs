@@ -12,7 +12,7 @@ pub mod session;
 pub mod shard;
 
 pub use config::NodeConfig;
-pub use server::{RunningNode, mask_key, start};
+pub use server::{RunningNode, start, token_secret};
 pub use session::{
     LocalSession, Outcome, SessionError, Step, StepSink, SystemEnv, catalog_of, display_value,
     open_storage,

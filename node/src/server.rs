@@ -14,6 +14,8 @@ use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
 use scratchbird_net::verify::{Expect, Members, MembersList, Trust, Verified, admit};
 use scratchbird_net::{Role, SbUri};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_policy::secret::TokenSecret;
+use scratchbird_policy::sign::{Trust as AdminTrust, load_signed};
 use scratchbird_storage::Storage;
 use scratchbird_types::BundleHash;
 use std::collections::{HashMap, HashSet};
@@ -33,31 +35,25 @@ fn fail(what: impl std::fmt::Display) -> StartError {
     StartError(what.to_string())
 }
 
-/// The key of tokenising masks for a data directory: 32 random bytes in
-/// DIR/mask.key (mode 0600), made on first use.
+/// Reads the cluster's tokenisation secret and checks it against the fingerprint
+/// the configuration names.
 ///
 /// # Errors
-/// The file cannot be read or made, or is not 32 bytes.
-pub fn mask_key(dir: &Path) -> Result<[u8; 32], String> {
-    let path = dir.join("mask.key");
-    if let Ok(b) = std::fs::read(&path) {
-        return <[u8; 32]>::try_from(b.as_slice())
-            .map_err(|_| format!("{} is not a 32-byte key", path.display()));
+/// Not configured, unreadable, readable by others, or another cluster's secret.
+pub fn token_secret(cfg: &NodeConfig) -> Result<TokenSecret, String> {
+    let (Some(path), Some(want)) = (&cfg.security.token_secret, &cfg.security.token_fingerprint)
+    else {
+        return Err("security.token_secret and security.token_fingerprint are needed".into());
+    };
+    let secret = TokenSecret::read(path).map_err(|e| format!("the token secret: {e}"))?;
+    let have = secret.fingerprint();
+    if have != want.trim() {
+        return Err(format!(
+            "the token secret {} has fingerprint {have}, but security.token_fingerprint is {want:?}: this node holds another cluster's secret (tokens would differ from its peers'); copy the cluster's token.secret from the CA folder, or correct the fingerprint (sb ca list shows it)",
+            path.display()
+        ));
     }
-    let mut k = [0u8; 32];
-    getrandom::fill(&mut k).map_err(|e| format!("random key: {e}"))?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(&path)
-        .map_err(|e| format!("creating {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut f, &k)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    f.sync_all()
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    Ok(k)
+    Ok(secret)
 }
 
 /// What identifies the content of the files a node reloads: for a file its size
@@ -107,6 +103,9 @@ struct Shared {
     sandbox: Arc<Sandbox>,
     audit: Arc<AuditLog>,
     deriver: RwLock<Option<Arc<Deriver>>>,
+    /// When the manifest of the bundle in force was created: reload takes no
+    /// older one.
+    bundle_signed_at: std::sync::atomic::AtomicI64,
     mask_key: [u8; 32],
     owners: HashSet<String>,
     trust: Arc<Cell<Trust>>,
@@ -153,10 +152,30 @@ fn load_members(cfg: &NodeConfig, cluster: uuid::Uuid) -> Result<MembersList, St
     Ok(list)
 }
 
-fn load_bundle(path: &Path) -> Result<Arc<Deriver>, String> {
-    let bundle = scratchbird_policy::Bundle::load(path)
-        .map_err(|e| format!("the security bundle {}: {e}", path.display()))?;
-    Ok(Arc::new(Deriver::new(Arc::new(bundle))))
+/// Loads the bundle `path` only if its manifest is signed by the configured
+/// administrator keys (read afresh, so a removed key stops counting at reload).
+fn load_bundle(cfg: &NodeConfig, path: &Path) -> Result<(Arc<Deriver>, i64), String> {
+    let trust = AdminTrust::from_files(&cfg.security.trusted_keys)
+        .map_err(|e| format!("the trusted administrator keys: {e}"))?;
+    if trust.len() < cfg.security.signatures_required {
+        return Err(format!(
+            "security.signatures_required is {}, but security.trusted_keys holds {} key(s): no bundle could ever be trusted",
+            cfg.security.signatures_required,
+            trust.len()
+        ));
+    }
+    let signed = load_signed(path, &trust, cfg.security.signatures_required)
+        .map_err(|e| format!("the security bundle {} is refused: {e}", path.display()))?;
+    tracing::info!(
+        bundle = %signed.bundle.hash(),
+        signers = %signed.signers.join(","),
+        "security bundle {} verified",
+        path.display()
+    );
+    Ok((
+        Arc::new(Deriver::new(Arc::new(signed.bundle))),
+        signed.created_at_micros,
+    ))
 }
 
 /// A node that is serving.
@@ -216,6 +235,15 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
             ))
         })?;
     }
+    // the cluster's secret and a signed bundle, before anything is opened
+    let mask_key = *token_secret(&cfg).map_err(fail)?.bytes();
+    let (deriver, signed_at) = match &cfg.security.bundle {
+        Some(b) => {
+            let (d, at) = load_bundle(&cfg, b).map_err(fail)?;
+            (Some(d), at)
+        }
+        None => (None, i64::MIN),
+    };
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let storage = open_storage(&cfg.data_dir).map_err(|e| {
@@ -233,11 +261,6 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
     let audit = AuditLog::open(&cfg.data_dir.join("audit"), &me.to_string())
         .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
-    let deriver = match &cfg.security.bundle {
-        Some(b) => Some(load_bundle(b).map_err(fail)?),
-        None => None,
-    };
-    let mask_key = mask_key(&cfg.data_dir).map_err(fail)?;
     let trust = Arc::new(Cell::new(trust));
     let identity = Arc::new(IdentityCell(Cell::new(identity)));
     let transport = TransportLimits {
@@ -256,11 +279,9 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         Expect::User,
         "server",
     ));
-    if !cfg.roles.contains(&Role::Coordinator) {
-        return Err(fail(
-            "this node has no coordinator role, so it may not take SQL from clients at `listen`: add \"coordinator\" to roles (and to its entry in the members file)",
-        ));
-    }
+    // a node without the coordinator role still answers at `listen`, to tell a
+    // client where not to send SQL
+    let coordinator = cfg.roles.contains(&Role::Coordinator);
     let client =
         endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;
     let peer = match cfg.peer_listen {
@@ -286,6 +307,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         sandbox: Arc::new(sandbox),
         audit: Arc::new(audit),
         deriver: RwLock::new(deriver),
+        bundle_signed_at: std::sync::atomic::AtomicI64::new(signed_at),
         mask_key,
         trust,
         members,
@@ -296,7 +318,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         next: AtomicU64::new(1),
         shutdown,
         slots: Arc::new(tokio::sync::Semaphore::new(connections_max)),
-        serving: std::sync::atomic::AtomicBool::new(true),
+        serving: std::sync::atomic::AtomicBool::new(coordinator),
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -452,11 +474,6 @@ async fn accept_loop(shared: Arc<Shared>, ep: quinn::Endpoint, kind: Kind) {
             let _ = incoming.retry();
             continue;
         }
-        if kind == Kind::Client && !shared.serving.load(Ordering::SeqCst) {
-            tracing::warn!(from = %incoming.remote_address(), "refused a client: this node is not an enabled coordinator");
-            incoming.refuse();
-            continue;
-        }
         // handshakes and connections together are bounded
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
             tracing::warn!(from = %incoming.remote_address(), "refused a connection: connections_max reached");
@@ -501,6 +518,12 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
             return;
         }
     };
+    if kind == Kind::Client && !shared.serving.load(Ordering::SeqCst) {
+        let why = not_serving(&shared);
+        tracing::warn!(%from, peer = %peer.uri, "refused a client: {why}");
+        conn.close(CLOSE_REFUSED.into(), why.as_bytes());
+        return;
+    }
     let id = shared.next.fetch_add(1, Ordering::Relaxed);
     lock(&shared.conns).insert(
         id,
@@ -630,6 +653,15 @@ async fn client_session(
             return;
         }
     }
+    let cert = Arc::new(endpoint::peer_certificate(conn).unwrap_or_default());
+    let session = match endpoint::session_id(conn) {
+        Ok(s) => s,
+        Err(e) => {
+            conn.close(CLOSE_REFUSED.into(), format!("[NODE_BUSY] {e}").as_bytes());
+            return;
+        }
+    };
+    let attested = Arc::new(Mutex::new(Attested::new(session)));
     let mut shutdown = shared.shutdown.clone();
     loop {
         let stream = tokio::select! {
@@ -642,6 +674,8 @@ async fn client_session(
                     shared.clone(),
                     conn.clone(),
                     peer.clone(),
+                    cert.clone(),
+                    attested.clone(),
                     jobs.clone(),
                     send,
                     recv,
@@ -707,15 +741,132 @@ impl Drop for Running<'_> {
 /// its stream is reset (a reading client gets the error well within it).
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
+/// Sequence numbers a connection's attestations may lag behind the highest seen
+/// (requests on one connection run on concurrent streams and may arrive out of
+/// order); older ones are refused as possible replays.
+const SEQUENCE_WINDOW: u64 = 4096;
+
+/// Refused attestations after which a connection is closed: a client that keeps
+/// sending them is broken or hostile, and each refusal costs an audit record.
+const REFUSALS_MAX: u32 = 8;
+
+/// One connection's attestation state.
+struct Attested {
+    /// The session id both ends derive from the connection's TLS secrets.
+    session: [u8; 16],
+    /// The highest sequence number seen.
+    high: u64,
+    /// Those seen, down to [`SEQUENCE_WINDOW`] below the highest.
+    seen: std::collections::BTreeSet<u64>,
+    /// Attestations refused so far.
+    refused: u32,
+}
+
+impl Attested {
+    fn new(session: [u8; 16]) -> Self {
+        Self {
+            session,
+            high: 0,
+            seen: std::collections::BTreeSet::new(),
+            refused: 0,
+        }
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Checks a request's attestation, in this order: present; version, size and
+/// validity window; it names the connection's user, carries the certificate the
+/// connection was made with, and names this node; it signs this very request
+/// (SQL, context, deadline); the certificate's key made it; the session is this
+/// connection's; the sequence number is new.
+fn check_attestation(
+    shared: &Shared,
+    peer: &SbUri,
+    cert: &[u8],
+    state: &Mutex<Attested>,
+    q: &rpc::Query,
+) -> Result<(), String> {
+    let a = q.attestation.as_deref().ok_or(
+        "the request carries no attestation: this node runs only requests their user signs (use sb or scratchbird_net::Client of this version)",
+    )?;
+    a.check_window(now_us())?;
+    if a.user != peer.to_string() {
+        return Err(format!(
+            "the attestation names {}, but the connection is {peer}",
+            a.user
+        ));
+    }
+    if a.certificate != cert {
+        return Err(
+            "the attestation carries another certificate than the one this connection was made with".into(),
+        );
+    }
+    if a.coordinator != shared.me.to_string() {
+        return Err(format!(
+            "the attestation is for coordinator {}, not this node {}",
+            a.coordinator, shared.me
+        ));
+    }
+    if a.request
+        != scratchbird_net::attest::request_digest(&q.sql, q.context.as_deref(), q.deadline_ms)
+    {
+        return Err(
+            "the attestation signs another request (SQL, context or deadline) than this one".into(),
+        );
+    }
+    scratchbird_net::attest::verify_signature(a)?;
+    let mut st = lock(state);
+    if a.session != st.session {
+        return Err("the attestation was made for another connection's session".into());
+    }
+    if a.sequence == 0
+        || a.sequence.saturating_add(SEQUENCE_WINDOW) <= st.high
+        || !st.seen.insert(a.sequence)
+    {
+        return Err(format!(
+            "attestation {} of this session was already used or is too old: a replay is refused",
+            a.sequence
+        ));
+    }
+    st.high = st.high.max(a.sequence);
+    let high = st.high;
+    st.seen
+        .retain(|&x| x.saturating_add(SEQUENCE_WINDOW) > high);
+    Ok(())
+}
+
+/// The principal a refusal is recorded under: as the session would run.
+fn principal_label(shared: &Shared, peer: &SbUri) -> String {
+    let user = peer.user_name().unwrap_or_default();
+    if shared.owners.contains(user) {
+        return format!("owner:{user}");
+    }
+    shared
+        .deriver()
+        .and_then(|d| d.bundle().principal_of(user).ok())
+        .unwrap_or_else(|| format!("User::{user:?}"))
+}
+
 async fn reply(send: &mut quinn::SendStream, rid: u64, body: Response, max: usize) {
     let _ = rpc::write_frame(send, rid, &body, max).await;
     let _ = send.finish();
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one request's connection, its attestation state and its stream"
+)]
 async fn request(
     shared: Arc<Shared>,
     conn: quinn::Connection,
     peer: SbUri,
+    cert: Arc<Vec<u8>>,
+    attested: Arc<Mutex<Attested>>,
     jobs: std::sync::mpsc::SyncSender<Job>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -758,6 +909,36 @@ async fn request(
         )
         .hint("send the statements in several requests");
         reply(&mut send, rid, Response::Error(err), max).await;
+        return;
+    }
+    if let Err(reason) = check_attestation(&shared, &peer, &cert, &attested, &q) {
+        tracing::warn!(peer = %peer, "refused a request: {reason}");
+        let mut rec = scratchbird_host::audit::AuditRecord::new(&principal_label(&shared, &peer));
+        rec.outcome = "error".into();
+        rec.error = Some(format!("attestation refused: {reason}"));
+        let audit = shared.audit.clone();
+        let audited = tokio::task::spawn_blocking(move || audit.append(rec)).await;
+        if !matches!(audited, Ok(Ok(_))) {
+            tracing::error!("the refusal could not be audited");
+        }
+        let err = RpcError::new("ATTESTATION_REFUSED", reason)
+            .hint("connect again with sb (or scratchbird_net::Client) of this version");
+        reply(&mut send, rid, Response::Error(err), max).await;
+        let refused = {
+            let mut st = lock(&attested);
+            st.refused += 1;
+            st.refused
+        };
+        if refused >= REFUSALS_MAX {
+            // the refusal reaches the client before the close does
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+            tracing::warn!(peer = %peer, "closing a connection after {refused} refused attestations");
+            conn.close(
+                CLOSE_REFUSED.into(),
+                format!("[ATTESTATION_REFUSED] {refused} requests with refused attestations")
+                    .as_bytes(),
+            );
+        }
         return;
     }
     if *shared.shutdown.borrow() {
@@ -1055,6 +1236,7 @@ async fn reload_loop(shared: Arc<Shared>) {
     ]
     .into_iter()
     .chain(cfg.security.bundle.clone())
+    .chain(cfg.security.trusted_keys.iter().cloned())
     .collect();
     let refs = |p: &[PathBuf]| stamps(&p.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     let mut seen = refs(&paths);
@@ -1110,16 +1292,53 @@ fn reload(shared: &Shared) {
         Err(e) => tracing::error!("reload: keeping the old certificate: {e}"),
     }
     if let Some(b) = &cfg.security.bundle {
-        match load_bundle(b) {
-            Ok(d) => match shared.deriver.write() {
-                Ok(mut g) => *g = Some(d),
-                Err(p) => *p.into_inner() = Some(d),
-            },
-            Err(e) => tracing::error!("reload: keeping the old bundle: {e}"),
+        let in_force = shared.bundle_signed_at.load(Ordering::SeqCst);
+        let loaded = load_bundle(cfg, b).and_then(|(d, at)| {
+            if at < in_force {
+                Err(format!(
+                    "the security bundle {} is refused: its manifest was created at {at} (microseconds since 1970), before the one in force ({in_force}); reload never goes back to an older bundle (restart the node to roll back deliberately)",
+                    b.display()
+                ))
+            } else {
+                Ok((d, at))
+            }
+        });
+        match loaded {
+            Ok((d, at)) => {
+                shared.bundle_signed_at.store(at, Ordering::SeqCst);
+                match shared.deriver.write() {
+                    Ok(mut g) => *g = Some(d),
+                    Err(p) => *p.into_inner() = Some(d),
+                }
+            }
+            Err(e) => {
+                let kept = shared
+                    .deriver()
+                    .map_or_else(|| "none".to_owned(), |d| d.bundle().hash().to_string());
+                tracing::error!(bundle = %kept, "reload: keeping the bundle it has: {e}");
+            }
         }
     }
     tracing::info!("reloaded certificates, CA roots, members and bundle");
     recheck(shared);
+}
+
+/// Why this node takes no SQL from clients now.
+fn not_serving(shared: &Shared) -> String {
+    if shared.cfg.roles.contains(&Role::Coordinator) {
+        "[NODE_NOT_SERVING] this node is no longer an enabled coordinator".to_owned()
+    } else {
+        format!(
+            "[NOT_A_COORDINATOR] node {} has the roles {:?} but not coordinator: send SQL to a coordinator of the cluster (sb ca list shows each member's roles)",
+            shared.me,
+            shared
+                .cfg
+                .roles
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        )
+    }
 }
 
 /// Applies the current roots, members and bundle to what is already open: the
@@ -1139,7 +1358,7 @@ fn recheck(shared: &Shared) {
                 Some(shared.members.as_ref()),
             )
         });
-    let serving = me.is_ok();
+    let serving = me.is_ok() && shared.cfg.roles.contains(&Role::Coordinator);
     if shared.serving.swap(serving, Ordering::SeqCst) != serving {
         match &me {
             Ok(()) => tracing::warn!("this node is an enabled coordinator again: serving clients"),
@@ -1154,7 +1373,7 @@ fn recheck(shared: &Shared) {
             Kind::Peer => Expect::Node(None),
         };
         let why = if o.kind == Kind::Client && !serving {
-            Some("[NODE_NOT_SERVING] this node is no longer an enabled coordinator".to_owned())
+            Some(not_serving(shared))
         } else if o.peer.not_after < now {
             Some("[CERT_EXPIRED] your certificate expired".to_owned())
         } else if shared.cfg.reload.on_ca_change == OnCaChange::Close

@@ -116,6 +116,16 @@ pub enum SignatureError {
     /// The manifest carries no signature.
     #[error("the manifest has no signature")]
     NoSignatures,
+    /// Fewer trusted signatures than required.
+    #[error(
+        "the bundle carries {have} valid signature(s) of trusted administrator keys; {need} are required: more administrators sign it (sb bundle sign DIR --key FILE)"
+    )]
+    TooFewSignatures {
+        /// Valid signatures.
+        have: usize,
+        /// Required.
+        need: usize,
+    },
     /// A key file is not a key of the expected kind.
     #[error("malformed key file {path}: {reason}")]
     MalformedKey {

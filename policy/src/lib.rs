@@ -18,6 +18,7 @@ pub mod error;
 pub mod ir;
 pub mod limits;
 pub mod mask;
+pub mod secret;
 pub mod sign;
 
 pub use bundle::Bundle;

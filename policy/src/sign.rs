@@ -13,7 +13,8 @@
 
 use crate::bundle::{Bundle, MANIFEST_FILE};
 use crate::error::{PolicyError, Result, SignatureError};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -341,6 +342,48 @@ pub fn verify<'t>(
         signers.push(key);
     }
     Ok(signers)
+}
+
+/// A bundle whose signed manifest verified, and the ids of the keys that signed it.
+#[derive(Debug)]
+pub struct Signed {
+    /// The bundle.
+    pub bundle: Bundle,
+    /// The ids of the trusted keys whose signatures verified.
+    pub signers: Vec<String>,
+    /// When its manifest was created (microseconds since the Unix epoch), as
+    /// the signatures attest.
+    pub created_at_micros: i64,
+}
+
+/// Loads the bundle in `dir` and accepts it only with a manifest whose every
+/// signature verifies under a key of `trust` and which carries at least
+/// `required` of them (at least one, whatever `required` says).
+///
+/// # Errors
+/// The bundle does not load, the manifest is missing or malformed, the files
+/// changed after signing, a signature is by an unknown key or does not verify,
+/// or there are too few.
+pub fn load_signed(dir: &Path, trust: &Trust, required: usize) -> Result<Signed> {
+    let bundle = Bundle::load(dir)?;
+    let manifest = Manifest::read(dir)?;
+    let signers: Vec<String> = verify(&bundle, &manifest, trust)?
+        .into_iter()
+        .map(|k| k.id.clone())
+        .collect();
+    let need = required.max(1);
+    if signers.len() < need {
+        return Err(SignatureError::TooFewSignatures {
+            have: signers.len(),
+            need,
+        }
+        .into());
+    }
+    Ok(Signed {
+        bundle,
+        signers,
+        created_at_micros: manifest.created_at_micros,
+    })
 }
 
 #[cfg(test)]

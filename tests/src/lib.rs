@@ -11,6 +11,8 @@
 use scratchbird_net::identity::{self, Issued, KeyAlg, Validity};
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Role, SbUri};
+use scratchbird_policy::secret::TokenSecret;
+use scratchbird_policy::sign::{self, SigningKey};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,61 @@ pub struct Ca {
     pub ca: Issued,
     /// The members.
     pub members: MembersList,
+    /// The cluster's tokenisation secret (`DIR/token.secret`).
+    pub token: TokenSecret,
+    /// The security officer's key: it signs the bundles nodes load; its public
+    /// key is `DIR/admin.pub`.
+    pub admin: SigningKey,
+}
+
+/// 32 random bytes.
+#[must_use]
+pub fn random32() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    out[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    out
+}
+
+/// Writes a secret file (mode 0600).
+pub fn write_secret_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Copies the bundle folder `src` to `dst` (replacing what is there) and signs it
+/// with `key`.
+pub fn copy_and_sign(src: &Path, dst: &Path, key: &SigningKey) {
+    copy_bundle(src, dst);
+    sign_bundle(dst, key);
+}
+
+/// Copies the policy files of the bundle folder `src` over those in `dst`
+/// (created if missing), removing its manifest: unsigned.
+pub fn copy_bundle(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    let _ = std::fs::remove_file(dst.join("bundle.manifest"));
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && e.file_name() != "bundle.manifest" {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Signs the bundle in `dir` with `key` (a new manifest, created now).
+pub fn sign_bundle(dir: &Path, key: &SigningKey) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    sign_bundle_at(dir, key, i64::try_from(now.as_micros()).unwrap());
+}
+
+/// Signs the bundle in `dir` with `key`, in a new manifest created at `micros`.
+pub fn sign_bundle_at(dir: &Path, key: &SigningKey, micros: i64) {
+    let b = scratchbird_policy::Bundle::load(dir).unwrap();
+    sign::sign(&b, key, None, micros).write(dir).unwrap();
 }
 
 impl Ca {
@@ -54,6 +111,14 @@ impl Ca {
         let cluster = Uuid::new_v4();
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+        let token = TokenSecret::from_bytes(random32());
+        write_secret_file(&dir.join("token.secret"), &token.text());
+        let admin = sign::signing_key_from_seed(random32());
+        std::fs::write(
+            dir.join("admin.pub"),
+            sign::public_key_text(&admin.verifying_key(), "test officer"),
+        )
+        .unwrap();
         let c = Self {
             dir: dir.to_owned(),
             cluster,
@@ -63,6 +128,8 @@ impl Ca {
                 nodes: Vec::new(),
                 users: Vec::new(),
             },
+            token,
+            admin,
         };
         c.save();
         c
@@ -141,7 +208,8 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf)
 pub struct NodeOpts {
     /// Users who own the data.
     pub owners: Vec<String>,
-    /// A security bundle folder.
+    /// A security bundle folder: copied to the node's folder (`DIR/bundle`) and
+    /// signed there with the CA's officer key, which the node trusts.
     pub bundle: Option<PathBuf>,
     /// Listen for peers too.
     pub peers: bool,
@@ -174,16 +242,24 @@ impl Node {
         Self::spawn(dir)
     }
 
-    /// The configuration text for a node in `dir`.
+    /// The configuration text for a node in `dir` (and, with a bundle, its signed
+    /// copy in `dir/bundle`).
     #[must_use]
     pub fn config(dir: &Path, ca: &Ca, roles: &[Role], opts: &NodeOpts) -> String {
+        let bundle = opts.bundle.as_ref().map(|src| {
+            let dst = dir.join("bundle");
+            if *src != dst {
+                copy_and_sign(src, &dst, &ca.admin);
+            }
+            dst
+        });
         let roles: Vec<String> = roles
             .iter()
             .map(|r| format!("{:?}", r.to_string()))
             .collect();
         let owners: Vec<String> = opts.owners.iter().map(|o| format!("{o:?}")).collect();
         format!(
-            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n{peer}roles = [{roles}]\nowners = [{owners}]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {ca:?}\nmembers = {members:?}\n\n[security]\n{bundle}\n[reload]\ninterval_secs = {reload}\n\n[limits]\n{limits}\n",
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n{peer}roles = [{roles}]\nowners = [{owners}]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {ca:?}\nmembers = {members:?}\n\n[security]\ntoken_secret = {token:?}\ntoken_fingerprint = {fp:?}\ntrusted_keys = [{admin:?}]\n{bundle}\n[reload]\ninterval_secs = {reload}\n\n[limits]\n{limits}\n",
             data = dir.join("data"),
             peer = if opts.peers {
                 "peer_listen = \"127.0.0.1:0\"\n"
@@ -194,10 +270,10 @@ impl Node {
             owners = owners.join(", "),
             ca = ca.dir.join("ca.crt"),
             members = ca.members_path(),
-            bundle = opts
-                .bundle
-                .as_ref()
-                .map_or(String::new(), |b| format!("bundle = {b:?}\n")),
+            token = ca.dir.join("token.secret"),
+            fp = ca.token.fingerprint(),
+            admin = ca.dir.join("admin.pub"),
+            bundle = bundle.map_or(String::new(), |b| format!("bundle = {b:?}\n")),
             reload = opts.reload_secs.unwrap_or(5),
             limits = opts.limits,
         )
@@ -249,6 +325,62 @@ impl Node {
             dir: dir.to_owned(),
             log,
         }
+    }
+
+    /// Runs `sbnode --config DIR/node.toml` expecting it to refuse to start: returns
+    /// what it wrote to standard error. Panics if it starts or takes over a minute.
+    #[must_use]
+    pub fn refused(dir: &Path) -> String {
+        let mut child = Command::new(bin("sbnode"))
+            .arg("--config")
+            .arg(dir.join("node.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                let (o, e) = (
+                    String::from_utf8_lossy(&out.stdout).into_owned(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                );
+                assert!(!status.success(), "sbnode exited 0:\n{o}\n{e}");
+                assert!(!o.contains("listening"), "sbnode started:\n{o}\n{e}");
+                return e;
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "sbnode did not refuse to start:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How often `needle` occurs in the log so far.
+    #[must_use]
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits up to `timeout` until `needle` occurs in the log more than `seen` times.
+    #[must_use]
+    pub fn wait_log_more(&self, needle: &str, seen: usize, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.log_count(needle) > seen {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// What it logged so far.

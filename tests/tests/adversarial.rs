@@ -9,9 +9,12 @@
     reason = "test"
 )]
 
-use scratchbird_net::rpc::Response;
+use scratchbird_net::attest;
+use scratchbird_net::rpc::{Query, Request, Response};
+use scratchbird_net::tls::Identity;
 use scratchbird_net::{Client, ClientError, Credentials, Role, TransportLimits};
 use scratchbird_tests::{Node, NodeOpts, Setup, ok, repo, sb, sb_command, setup, text};
+use scratchbird_types::attest::Attestation;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -235,7 +238,7 @@ fn what_a_principal_receives_does_not_depend_on_rows_hidden_from_them() {
         ],
     ));
     // a second node over a copy of the first's data directory (same object ids,
-    // same tokenisation key), then rows neither alice nor sam may see added there:
+    // the cluster's token secret), then rows neither alice nor sam may see added there:
     // another tenant's free customer with revenue, one of alice's tenant with
     // revenue on the free plan, and drafts
     let Setup {
@@ -552,4 +555,144 @@ fn a_client_that_goes_away_mid_result_has_its_query_cancelled_promptly() {
         )),
         "count\n10\n"
     );
+}
+
+/// Sends `q` as it is; the error it is refused with, or `answered`.
+async fn sent(c: &Client, q: Query) -> String {
+    let mut r = match c.send(&Request::Query(q)).await {
+        Ok(r) => r,
+        Err(e) => return e.to_string(),
+    };
+    loop {
+        match r.next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => return "answered".into(),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+const COUNT: &str = "SELECT count(*) FROM customers";
+
+fn query(a: Option<Attestation>) -> Query {
+    Query {
+        sql: COUNT.into(),
+        deadline_ms: 0,
+        context: None,
+        attestation: a.map(Box::new),
+    }
+}
+
+/// A hostile client holding a valid certificate: requests with no attestation,
+/// another user's, an altered one, an expired one, one made for another node,
+/// another connection or another request, a replayed one. Each is refused with
+/// the rule it broke and recorded in the node's audit trail; the eighth refusal
+/// closes the connection; honest requests on other connections keep working.
+#[test]
+fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audited() {
+    let s = setup(&["admin", "alice", "bob"], saas());
+    load_demo(&s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let files = |u: &str| {
+        (
+            s.certs.join(format!("{u}.crt")),
+            s.certs.join(format!("{u}.key")),
+        )
+    };
+    let creds = |u: &str| {
+        let (c, k) = files(u);
+        Credentials::load(&c, &k, &s.certs.join("ca.crt")).unwrap()
+    };
+    let (alice_crt, alice_key) = files("alice");
+    let alice_id = Identity::load(&alice_crt, &alice_key).unwrap();
+    let limits = TransportLimits::default();
+    let digest = attest::request_digest(COUNT, None, 0);
+    rt.block_on(async {
+        let c = Client::connect(s.node.client_addr, &creds("alice"), &limits)
+            .await
+            .unwrap();
+        let other = Client::connect(s.node.client_addr, &creds("alice"), &limits)
+            .await
+            .unwrap();
+        let bob = Client::connect(s.node.client_addr, &creds("bob"), &limits)
+            .await
+            .unwrap();
+        let honest = c.attestation(digest, 0).unwrap().unwrap();
+        let made = |coordinator: &str, issued_us: i64, expires_us: i64| {
+            let mut a = honest.clone();
+            a.coordinator = coordinator.to_owned();
+            a.sequence += 1000;
+            a.issued_us = issued_us;
+            a.expires_us = expires_us;
+            attest::sign(&alice_id, a).unwrap()
+        };
+        let mut altered = c.attestation(digest, 0).unwrap().unwrap();
+        altered.sequence += 500;
+        let past = honest.issued_us - 3_600_000_000;
+        let elsewhere = format!(
+            "sb://cluster/{}/node/{}",
+            s.ca.cluster,
+            uuid::Uuid::new_v4()
+        );
+        let cases = [
+            (None, "carries no attestation"),
+            (
+                bob.attestation(digest, 0).unwrap(),
+                "/user/bob, but the connection is",
+            ),
+            (Some(altered), "does not verify"),
+            (
+                Some(made(&honest.coordinator, past, past + 1_000_000)),
+                "expired",
+            ),
+            (
+                Some(made(&elsewhere, honest.issued_us, honest.expires_us)),
+                "not this node",
+            ),
+            (
+                other.attestation(digest, 0).unwrap(),
+                "another connection's session",
+            ),
+            (
+                c.attestation(attest::request_digest("SELECT 1", None, 0), 0)
+                    .unwrap(),
+                "signs another request",
+            ),
+        ];
+        // an honest attestation runs once
+        assert_eq!(sent(&c, query(Some(honest.clone()))).await, "answered");
+        for (a, why) in cases {
+            let e = sent(&c, query(a)).await;
+            assert!(
+                e.contains("ATTESTATION_REFUSED") && e.contains(why),
+                "{why}: {e}"
+            );
+        }
+        // the same bytes again are a replay, the eighth refusal: the node closes
+        // the connection
+        let e = sent(&c, query(Some(honest))).await;
+        assert!(e.contains("replay"), "{e}");
+        let e = sent(&c, query(c.attestation(digest, 0).unwrap())).await;
+        assert!(e.contains("refused attestations"), "{e}");
+        // honest requests on the other connections keep working
+        for client in [&other, &bob] {
+            let r = responses(client, "SELECT 1").await;
+            assert!(r.last().is_some_and(|d| d.starts_with("Done")), "{r:?}");
+        }
+        other.close().await;
+        bob.close().await;
+    });
+    let refused: Vec<_> = sb_audit_json(&s.node.dir.join("data"))
+        .into_iter()
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("attestation refused"))
+        })
+        .collect();
+    assert_eq!(refused.len(), 8, "every refusal is in the audit trail");
+    assert!(refused.iter().all(|r| r["principal"] == "User::\"alice\""));
 }

@@ -241,13 +241,21 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
     let mut stuck = rt
         .block_on(client.query("SELECT a.id, b.n, c.n FROM big a, digits b, digits c", 0))
         .unwrap();
-    let log_has_two = || s.node.log().matches("connected").count() >= 4; // setup + three
-    for _ in 0..200 {
-        if log_has_two() {
+    // the setup's connection and these three ("disconnected" lines not counted)
+    let connected = || {
+        s.node
+            .log()
+            .lines()
+            .filter(|l| l.contains("connected") && !l.contains("disconnected"))
+            .count()
+    };
+    for _ in 0..1000 {
+        if connected() >= 4 {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(connected() >= 4, "{}", s.node.log());
     std::thread::sleep(Duration::from_millis(500));
     let dir = s.node.dir.clone();
     let status = s.node.terminate(Duration::from_secs(30));
@@ -337,8 +345,10 @@ fn the_demo_runs_its_tour_and_cleans_up() {
 }
 
 /// The whole path a new operator takes, with the binaries only: `sb ca init`,
-/// `issue-node`, `issue-user` (keys 0600), `sb ca list`, `sbnode init`, the node
-/// started on that config with JSON logs, `sb sql --connect` as its owner.
+/// `issue-node`, `issue-user` (keys and the token secret 0600), `sb ca list`,
+/// `sbnode init` (which fills in the token secret's fingerprint), a bundle signed
+/// with `sb bundle keygen` and `sb bundle sign`, the node started on that config
+/// with JSON logs, `sb sql --connect` as its owner.
 #[test]
 fn an_operator_sets_up_a_node_with_the_binaries_alone() {
     use std::os::unix::fs::PermissionsExt;
@@ -378,7 +388,13 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
         "--alg",
         "ecdsa-p256",
     ]);
-    for key in ["ca/ca.key", "n1/node.key", "ops/ops.key"] {
+    for key in [
+        "ca/ca.key",
+        "ca/token.secret",
+        "n1/node.key",
+        "n1/token.secret",
+        "ops/ops.key",
+    ] {
         let mode = std::fs::metadata(d.join(key)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
@@ -407,6 +423,26 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
     );
     assert!(list.contains("n1 enabled [coordinator,shard]"), "{list}");
     assert!(!list.contains("PRIVATE KEY"));
+    let fp = list
+        .lines()
+        .find_map(|l| l.strip_prefix("token secret fingerprint "))
+        .unwrap_or_else(|| panic!("sb ca list shows the token secret's fingerprint:\n{list}"))
+        .to_owned();
+    let secret = std::fs::read_to_string(d.join("ca/token.secret")).unwrap();
+    assert!(
+        !list.contains(secret.lines().nth(1).unwrap()),
+        "the secret itself is never printed"
+    );
+    // an administrator key signs the bundle the node will load
+    run(&["bundle", "keygen", "--out", "officer"]);
+    let bundle = d.join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    for e in std::fs::read_dir(repo().join("examples/bundles/saas")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), bundle.join(e.file_name())).unwrap();
+    }
+    let signed = run(&["bundle", "sign", "bundle", "--key", "officer.key"]);
+    assert!(signed.starts_with("signed bundle "), "{signed}");
     // sbnode init, then the few edits an operator makes
     let init = Command::new(bin("sbnode"))
         .args(["init", "--out", "n1/node.toml"])
@@ -414,8 +450,17 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", text(&init).1);
-    let cfg = std::fs::read_to_string(d.join("n1/node.toml"))
-        .unwrap()
+    let cfg = std::fs::read_to_string(d.join("n1/node.toml")).unwrap();
+    assert!(
+        cfg.contains(&format!("token_fingerprint = \"{fp}\"")),
+        "sbnode init fills in the fingerprint of the token secret beside it:\n{cfg}"
+    );
+    let cfg = cfg
+        .replace("# bundle = \"bundle\"", "bundle = \"../bundle\"")
+        .replace(
+            "# trusted_keys = [\"admin.pub\"]",
+            "trusted_keys = [\"../officer.pub\"]",
+        )
         .replace("127.0.0.1:7400", "127.0.0.1:0")
         .replace("owners = []", "owners = [\"ops\"]")
         .replace(
@@ -472,4 +517,6 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
         );
     }
     assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(log.contains("security bundle"), "{log}");
+    assert!(log.contains("verified"), "{log}");
 }

@@ -478,3 +478,42 @@ fn ca_rotation_reloads_roots_and_closes_what_the_old_root_vouched_for() {
     assert!(node.log().contains("CA_CHANGED"));
     assert!(node.terminate(Duration::from_secs(20)).success());
 }
+
+/// Roles decide what a node serves: a node with the shard role only starts,
+/// authenticates nodes at its peer endpoint, and tells a user who connects at
+/// `listen` that it takes no SQL and where to send it.
+#[test]
+fn a_shard_only_node_starts_and_sends_users_to_a_coordinator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::new(&tmp.path().join("ca"));
+    let alice = ca.user("alice");
+    let (_, peer) = ca.node("n2", &[Role::Coordinator, Role::Shard]);
+    let node = Node::start(
+        &tmp.path().join("n1"),
+        &mut ca,
+        "n1",
+        &[Role::Shard],
+        &NodeOpts {
+            peers: true,
+            ..NodeOpts::default()
+        },
+    );
+    let trust = Trust::from_pem(ca.cluster, &ca.ca.cert_pem).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refused = rt
+        .block_on(attempt(node.client_addr, Some(&alice), &trust))
+        .unwrap_err();
+    assert!(
+        refused.contains("NOT_A_COORDINATOR") && refused.contains("send SQL to a coordinator"),
+        "{refused}"
+    );
+    assert!(node.log().contains("refused a client"), "{}", node.log());
+    let seen = rt
+        .block_on(attempt(node.peer_addr.unwrap(), Some(&peer), &trust))
+        .unwrap();
+    assert!(seen.contains("/node/"), "{seen}");
+    assert!(node.terminate(Duration::from_secs(30)).success());
+}

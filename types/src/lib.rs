@@ -1,5 +1,6 @@
 //! The vocabulary every ScratchBird crate shares.
 //!
+//! * [`attest`]: the user's signed attestation of a request (format and signed bytes).
 //! * [`ids`]: opaque identifiers (`TableId`, `TxnId`, `CommitNumber`, ...).
 //! * [`sqltype`] and [`value`]: the SQL types the engine stores and their values.
 //! * [`row`]: the compact row encoding used for record versions and the commit log.
@@ -10,6 +11,7 @@
 //!
 //! Architecture invariant: this crate does no I/O, reads no clock and no randomness.
 
+pub mod attest;
 pub mod batch;
 pub mod error;
 pub mod ids;

@@ -1,0 +1,189 @@
+//! Signing attestations with the key of the certificate a user connects with, and
+//! checking their signatures against the certificate they carry. Who may attest
+//! (the certificate chains to the cluster CA, is valid, names a member) is the
+//! caller's question: [`crate::verify::Trust::verify`] and
+//! [`crate::verify::admit`] answer it; this module answers only "did the key of
+//! this certificate sign these bytes".
+
+use crate::tls::{Identity, TlsError};
+use scratchbird_types::attest::{Attestation, SignatureScheme};
+
+/// The digest of what a request asks, which its attestation signs: blake3 over a
+/// tag, the SQL text, the session context (absent and empty differ) and the
+/// deadline, each length-prefixed.
+#[must_use]
+pub fn request_digest(sql: &str, context: Option<&str>, deadline_ms: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"scratchbird request v1\0");
+    h.update(&(sql.len() as u64).to_le_bytes());
+    h.update(sql.as_bytes());
+    match context {
+        None => {
+            h.update(&[0]);
+        }
+        Some(c) => {
+            h.update(&[1]);
+            h.update(&(c.len() as u64).to_le_bytes());
+            h.update(c.as_bytes());
+        }
+    }
+    h.update(&deadline_ms.to_le_bytes());
+    *h.finalize().as_bytes()
+}
+
+const ED25519_OID: &str = "1.3.101.112";
+const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
+const P256_OID: &str = "1.2.840.10045.3.1.7";
+
+/// The scheme `identity`'s key signs with.
+///
+/// # Errors
+/// A key that is neither Ed25519 nor ECDSA P-256.
+pub fn scheme_of(identity: &Identity) -> Result<SignatureScheme, TlsError> {
+    match identity.key_algorithm() {
+        rustls::SignatureAlgorithm::ED25519 => Ok(SignatureScheme::Ed25519),
+        rustls::SignatureAlgorithm::ECDSA => Ok(SignatureScheme::EcdsaP256Sha256),
+        other => Err(TlsError(format!(
+            "a {other:?} key cannot sign attestations (Ed25519 or ECDSA P-256)"
+        ))),
+    }
+}
+
+/// Signs `unsigned` (made with [`scheme_of`]'s scheme and `identity`'s
+/// certificate) with `identity`'s key.
+///
+/// # Errors
+/// The key cannot sign with that scheme.
+pub fn sign(identity: &Identity, mut unsigned: Attestation) -> Result<Attestation, TlsError> {
+    let scheme = match unsigned.scheme {
+        SignatureScheme::Ed25519 => rustls::SignatureScheme::ED25519,
+        SignatureScheme::EcdsaP256Sha256 => rustls::SignatureScheme::ECDSA_NISTP256_SHA256,
+    };
+    unsigned.signature = identity.sign(scheme, &unsigned.message())?;
+    Ok(unsigned)
+}
+
+/// Checks that the key of the certificate the attestation carries made its
+/// signature, with the scheme it names, and that the key is of that kind.
+///
+/// # Errors
+/// Why not, in words.
+pub fn verify_signature(a: &Attestation) -> Result<(), String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(&a.certificate)
+        .map_err(|e| format!("the attestation's certificate is not X.509 DER: {e}"))?;
+    let spki = cert.public_key();
+    let key_oid = spki.algorithm.algorithm.to_id_string();
+    let alg: &dyn ring::signature::VerificationAlgorithm = match a.scheme {
+        SignatureScheme::Ed25519 if key_oid == ED25519_OID => &ring::signature::ED25519,
+        SignatureScheme::EcdsaP256Sha256
+            if key_oid == EC_PUBLIC_KEY_OID
+                && spki
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok())
+                    .is_some_and(|o| o.to_id_string() == P256_OID) =>
+        {
+            &ring::signature::ECDSA_P256_SHA256_ASN1
+        }
+        s => {
+            return Err(format!(
+                "the attestation claims {s:?}, but its certificate's key is of another kind"
+            ));
+        }
+    };
+    ring::signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
+        .verify(&a.message(), &a.signature)
+        .map_err(|_| {
+            "the attestation's signature does not verify with its certificate's key".into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{self, KeyAlg, Validity};
+    use crate::uri::SbUri;
+    use scratchbird_types::attest::Consistency;
+
+    fn identity(alg: KeyAlg) -> Identity {
+        let cluster = uuid::Uuid::new_v4();
+        let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(1)).unwrap();
+        let user = identity::issue(
+            &ca,
+            &SbUri::user(cluster, "alice").unwrap(),
+            alg,
+            Validity::days_from_now(1),
+        )
+        .unwrap();
+        Identity::from_pem(&user.cert_pem, &user.key_pem).unwrap()
+    }
+
+    fn signed(id: &Identity) -> Attestation {
+        let a = Attestation {
+            version: scratchbird_types::attest::ATTESTATION_VERSION,
+            user: "sb://cluster/c/user/alice".into(),
+            coordinator: "sb://cluster/c/node/n".into(),
+            session: [3; 16],
+            sequence: 1,
+            consistency: Consistency::Snapshot,
+            request: request_digest("SELECT 1", None, 0),
+            issued_us: 10,
+            expires_us: 20,
+            scheme: scheme_of(id).unwrap(),
+            signature: Vec::new(),
+            certificate: id.cert_der.clone(),
+        };
+        sign(id, a).unwrap()
+    }
+
+    #[test]
+    fn the_request_digest_separates_its_parts() {
+        let d = request_digest("SELECT 1", None, 0);
+        assert_ne!(d, request_digest("SELECT 1", Some(""), 0));
+        assert_ne!(d, request_digest("SELECT 1", None, 1));
+        assert_ne!(d, request_digest("SELECT 2", None, 0));
+        assert_ne!(
+            request_digest("ab", Some("c"), 0),
+            request_digest("a", Some("bc"), 0)
+        );
+    }
+
+    #[test]
+    fn both_key_kinds_sign_and_any_change_is_refused() {
+        for alg in [KeyAlg::Ed25519, KeyAlg::EcdsaP256] {
+            let id = identity(alg);
+            let a = signed(&id);
+            verify_signature(&a).unwrap();
+            let mut b = a.clone();
+            b.sequence += 1;
+            assert!(verify_signature(&b).is_err(), "{alg:?}: a changed field");
+            let mut c = a.clone();
+            if let Some(x) = c.signature.last_mut() {
+                *x ^= 1;
+            }
+            assert!(
+                verify_signature(&c).is_err(),
+                "{alg:?}: a changed signature"
+            );
+            // the same bytes presented under another certificate
+            let mut d = a.clone();
+            d.certificate = identity(alg).cert_der;
+            assert!(
+                verify_signature(&d).is_err(),
+                "{alg:?}: another certificate"
+            );
+            // the scheme is part of the message and must fit the key
+            let mut e = a;
+            e.scheme = match e.scheme {
+                SignatureScheme::Ed25519 => SignatureScheme::EcdsaP256Sha256,
+                SignatureScheme::EcdsaP256Sha256 => SignatureScheme::Ed25519,
+            };
+            assert!(verify_signature(&e).is_err(), "{alg:?}: another scheme");
+        }
+        let mut junk = signed(&identity(KeyAlg::Ed25519));
+        junk.certificate = vec![0x30, 0x03, 1, 2, 3];
+        assert!(verify_signature(&junk).is_err());
+    }
+}

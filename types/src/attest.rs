@@ -1,0 +1,272 @@
+//! The attestation: a user's signed statement "I, this user, ask this coordinator
+//! to run this request of this session, until then". The client makes one per
+//! request with the key of the certificate it connects with; the coordinator puts
+//! it in every subplan envelope it signs, and each shard takes the principal from
+//! it (after checking the certificate and the signature), never from a field the
+//! coordinator fills in.
+//!
+//! This module holds the format and the exact bytes that are signed; it does no
+//! cryptography (`net` signs and verifies with the certificate's key, Ed25519 or
+//! ECDSA P-256), reads no clock and no randomness.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the attestation format.
+pub const ATTESTATION_VERSION: u32 = 1;
+
+/// Largest user certificate an attestation may carry, in bytes.
+pub const CERTIFICATE_BYTES_MAX: usize = 16 << 10;
+
+/// Longest an attestation may be valid for: a request's deadline plus a margin
+/// must fit in it.
+pub const ATTESTATION_TTL_MAX_US: i64 = 24 * 3600 * 1_000_000;
+
+/// How far ahead of the checker's clock an attestation's issue time may be (the
+/// client's clock may run ahead).
+pub const CLOCK_SKEW_MAX_US: i64 = 5 * 60 * 1_000_000;
+
+// distinct from every other signed format's tag (the envelope's own
+// attestation format included), so no signature of one reads as another
+const TAG: &[u8] = b"scratchbird request attestation v1\0";
+
+/// How a request reads across shards (spec 6.3; there is no global snapshot).
+/// On one shard every mode reads one consistent snapshot per statement, which
+/// satisfies all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Each shard's part of a statement sees what that shard had committed when
+    /// the part started.
+    ReadCommitted,
+    /// The shards' snapshots are taken as close together as the cluster can
+    /// manage (best effort).
+    Snapshot,
+    /// Replicas may answer if they are at most this many milliseconds behind
+    /// their primary.
+    BoundedStaleness(u64),
+}
+
+/// The signature scheme of an attestation: the one the user's certificate key
+/// has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SignatureScheme {
+    /// Ed25519 (RFC 8032).
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256, the signature ASN.1 DER encoded.
+    EcdsaP256Sha256,
+}
+
+/// A user's attestation for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// [`ATTESTATION_VERSION`].
+    pub version: u32,
+    /// The user's `sb://` name, as its certificate carries it.
+    pub user: String,
+    /// The `sb://` name of the coordinator the client sends it to.
+    pub coordinator: String,
+    /// The client's session: derived from the TLS connection the request travels
+    /// on (both ends compute it), so an attestation is good on that connection
+    /// only.
+    pub session: [u8; 16],
+    /// Strictly increasing within a session: one value per request, so a request
+    /// cannot be replayed within its session.
+    pub sequence: u64,
+    /// How the request reads.
+    pub consistency: Consistency,
+    /// The digest of what the request asks (its SQL text, session context and
+    /// deadline): the attestation authorises that request and no other.
+    pub request: [u8; 32],
+    /// Microseconds since the Unix epoch when it was made.
+    pub issued_us: i64,
+    /// Microseconds since the Unix epoch after which it is void.
+    pub expires_us: i64,
+    /// The scheme of `signature`.
+    pub scheme: SignatureScheme,
+    /// The user's signature over [`Attestation::message`].
+    #[serde(with = "bytes")]
+    pub signature: Vec<u8>,
+    /// The user's certificate (X.509 DER): it vouches for the key that signed.
+    #[serde(with = "bytes")]
+    pub certificate: Vec<u8>,
+}
+
+/// CBOR byte strings for `Vec<u8>` fields (serde's default is an array of
+/// integers, four times the size).
+mod bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+fn put(m: &mut Vec<u8>, b: &[u8]) {
+    m.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    m.extend_from_slice(b);
+}
+
+impl Attestation {
+    /// The bytes the user signs: a domain tag, then every field but the signature,
+    /// each length-prefixed where its length varies, so no two attestations share
+    /// them. The certificate is covered whole, so it cannot be swapped for another
+    /// one with the same key.
+    #[must_use]
+    pub fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(TAG.len() + 128 + self.certificate.len());
+        m.extend_from_slice(TAG);
+        m.extend_from_slice(&self.version.to_le_bytes());
+        put(&mut m, self.user.as_bytes());
+        put(&mut m, self.coordinator.as_bytes());
+        m.extend_from_slice(&self.session);
+        m.extend_from_slice(&self.sequence.to_le_bytes());
+        match self.consistency {
+            Consistency::ReadCommitted => m.push(0),
+            Consistency::Snapshot => m.push(1),
+            Consistency::BoundedStaleness(ms) => {
+                m.push(2);
+                m.extend_from_slice(&ms.to_le_bytes());
+            }
+        }
+        m.extend_from_slice(&self.request);
+        m.extend_from_slice(&self.issued_us.to_le_bytes());
+        m.extend_from_slice(&self.expires_us.to_le_bytes());
+        m.push(match self.scheme {
+            SignatureScheme::Ed25519 => 0,
+            SignatureScheme::EcdsaP256Sha256 => 1,
+        });
+        put(&mut m, &self.certificate);
+        m
+    }
+
+    /// Checks what needs no key and no certificate parsing: the version, sizes,
+    /// and that `now_us` lies in its validity window of at most
+    /// [`ATTESTATION_TTL_MAX_US`].
+    ///
+    /// # Errors
+    /// The rule it breaks, in words.
+    pub fn check_window(&self, now_us: i64) -> Result<(), String> {
+        if self.version != ATTESTATION_VERSION {
+            return Err(format!(
+                "attestation version {} (this build reads version {ATTESTATION_VERSION})",
+                self.version
+            ));
+        }
+        if self.certificate.is_empty() || self.certificate.len() > CERTIFICATE_BYTES_MAX {
+            return Err(format!(
+                "the attestation's certificate must be 1 to {CERTIFICATE_BYTES_MAX} bytes"
+            ));
+        }
+        if self.expires_us <= now_us {
+            return Err("the attestation has expired".into());
+        }
+        if self.issued_us >= self.expires_us {
+            return Err("the attestation expires before it was issued".into());
+        }
+        if self.issued_us > now_us.saturating_add(CLOCK_SKEW_MAX_US) {
+            return Err(
+                "the attestation was issued more than 5 minutes in the future (check the client's clock)"
+                    .into(),
+            );
+        }
+        if self.expires_us.saturating_sub(self.issued_us) > ATTESTATION_TTL_MAX_US
+            || self.expires_us.saturating_sub(now_us) > ATTESTATION_TTL_MAX_US
+        {
+            return Err("the attestation is valid for longer than 24 hours".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Attestation {
+        Attestation {
+            version: ATTESTATION_VERSION,
+            user: "sb://cluster/c/user/alice".into(),
+            coordinator: "sb://cluster/c/node/n".into(),
+            session: [1; 16],
+            sequence: 7,
+            consistency: Consistency::Snapshot,
+            request: [5; 32],
+            issued_us: 1_000,
+            expires_us: 2_000,
+            scheme: SignatureScheme::Ed25519,
+            signature: Vec::new(),
+            certificate: vec![9; 10],
+        }
+    }
+
+    #[test]
+    fn every_field_changes_the_signed_bytes() {
+        let a = sample();
+        let base = a.message();
+        type Change = Box<dyn Fn(&mut Attestation)>;
+        let variants: Vec<Change> = vec![
+            Box::new(|a| a.user.push('x')),
+            Box::new(|a| a.coordinator.push('x')),
+            Box::new(|a| a.session[0] = 2),
+            Box::new(|a| a.sequence += 1),
+            Box::new(|a| a.consistency = Consistency::ReadCommitted),
+            Box::new(|a| a.consistency = Consistency::BoundedStaleness(0)),
+            Box::new(|a| a.request[31] = 0),
+            Box::new(|a| a.issued_us += 1),
+            Box::new(|a| a.expires_us += 1),
+            Box::new(|a| a.scheme = SignatureScheme::EcdsaP256Sha256),
+            Box::new(|a| a.certificate.push(0)),
+            Box::new(|a| a.version += 1),
+        ];
+        for f in variants {
+            let mut b = a.clone();
+            f(&mut b);
+            assert_ne!(b.message(), base);
+        }
+        // the signature is not part of what is signed
+        let mut b = a.clone();
+        b.signature = vec![1, 2, 3];
+        assert_eq!(b.message(), base);
+        // moving a byte between the two names changes the bytes (length prefixes)
+        let mut c = a;
+        c.user = "sb://cluster/c/user/alicesb:".into();
+        c.coordinator = "//cluster/c/node/n".into();
+        assert_ne!(c.message(), base);
+    }
+
+    #[test]
+    fn the_window_is_checked() {
+        let a = sample();
+        assert!(a.check_window(1_500).is_ok());
+        assert!(a.check_window(2_000).unwrap_err().contains("expired"));
+        let mut long = a.clone();
+        long.expires_us = ATTESTATION_TTL_MAX_US + 1_001;
+        assert!(long.check_window(1_500).unwrap_err().contains("24 hours"));
+        let mut bare = a.clone();
+        bare.certificate.clear();
+        assert!(bare.check_window(1_500).is_err());
+        let mut ahead = a.clone();
+        ahead.issued_us = 1_500 + CLOCK_SKEW_MAX_US + 1;
+        ahead.expires_us = ahead.issued_us + 1;
+        assert!(ahead.check_window(1_500).unwrap_err().contains("future"));
+        let mut inverted = a;
+        inverted.issued_us = 2_000;
+        assert!(inverted.check_window(1_500).is_err());
+    }
+}
