@@ -17,89 +17,34 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 1;
-
-/// Longest an attestation may be valid for, from when it is checked.
-pub const ATTESTATION_TTL_MAX_US: i64 = 24 * 3600 * 1_000_000;
+pub const ENVELOPE_VERSION: u32 = 2;
 
 /// Envelopes remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
 
-const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v1\0";
-const ATTESTATION_TAG: &[u8] = b"scratchbird attestation v1\0";
+const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v2\0";
 
-/// How the subplan reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Consistency {
-    /// One snapshot for the whole statement.
-    Snapshot,
-    /// Each statement sees what was committed when it started.
-    ReadCommitted,
+pub use scratchbird_types::attest::{
+    ATTESTATION_TTL_MAX_US, Attestation, CERTIFICATE_BYTES_MAX, Consistency, SignatureScheme,
+};
+
+/// Signs `a` with an Ed25519 key held as such (a [`LocalAuthority`]'s users, or
+/// tests): sets the scheme and the signature over [`Attestation::message`].
+/// Clients sign with the key of their certificate (`scratchbird_net::attest`).
+#[must_use]
+pub fn sign_attestation(mut a: Attestation, key: &SigningKey) -> Attestation {
+    a.scheme = SignatureScheme::Ed25519;
+    a.signature = key.sign(&a.message()).to_bytes().to_vec();
+    a
 }
 
-/// Largest user certificate an attestation may carry.
-pub const CERTIFICATE_BYTES_MAX: usize = 16 << 10;
-
-/// The client's statement of who it is, for one session through one coordinator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attestation {
-    /// The user, as named in its certificate (`sb://cluster/<c>/user/<name>`).
-    pub user: String,
-    /// The session.
-    pub session: [u8; 16],
-    /// The coordinator the client talks to.
-    pub coordinator: String,
-    /// Microseconds since the Unix epoch after which it is void.
-    pub expires_us: i64,
-    /// The user's ed25519 signature over the fields above.
-    pub signature: Vec<u8>,
-    /// The user's certificate (X.509 DER), which vouches for the key that made
-    /// the signature; the shard checks it against the cluster CA and membership
-    /// ([`Authority::user_key`]). Empty where users' keys come from trusted
-    /// configuration ([`LocalAuthority`]).
-    #[serde(default)]
-    pub certificate: Vec<u8>,
-}
-
-impl Attestation {
-    fn message(&self) -> Vec<u8> {
-        let mut m = ATTESTATION_TAG.to_vec();
-        m.extend_from_slice(&(self.user.len() as u64).to_le_bytes());
-        m.extend_from_slice(self.user.as_bytes());
-        m.extend_from_slice(&self.session);
-        m.extend_from_slice(&(self.coordinator.len() as u64).to_le_bytes());
-        m.extend_from_slice(self.coordinator.as_bytes());
-        m.extend_from_slice(&self.expires_us.to_le_bytes());
-        m
-    }
-
-    /// An attestation signed with the user's key.
-    #[must_use]
-    pub fn sign(
-        user: &str,
-        session: [u8; 16],
-        coordinator: &str,
-        expires_us: i64,
-        key: &SigningKey,
-    ) -> Self {
-        let mut a = Self {
-            user: user.to_owned(),
-            session,
-            coordinator: coordinator.to_owned(),
-            expires_us,
-            signature: Vec::new(),
-            certificate: Vec::new(),
-        };
-        a.signature = key.sign(&a.message()).to_bytes().to_vec();
-        a
-    }
-
-    /// The same, carrying the user's certificate (DER) for the shard to check.
-    #[must_use]
-    pub fn with_certificate(mut self, der: Vec<u8>) -> Self {
-        self.certificate = der;
-        self
-    }
+/// The user name an attestation names: the last part of its
+/// `sb://cluster/<c>/user/<name>`, or the whole field where it is a bare name.
+#[must_use]
+pub fn user_name(a: &Attestation) -> &str {
+    a.user
+        .rsplit_once("/user/")
+        .map_or(a.user.as_str(), |(_, n)| n)
 }
 
 /// What the coordinator asserts about a module.
@@ -191,14 +136,15 @@ pub struct Member {
 pub trait Authority: Send + Sync {
     /// The member with node id `node`, if any.
     fn member(&self, node: &str) -> Option<Member>;
-    /// The key that signs `user`'s attestations, vouched for by `certificate` (the
-    /// attestation's, DER): an authority over certificates checks it chains to the
-    /// cluster CA, is valid now, names `user`, and that the user is an enabled
-    /// member; [`LocalAuthority`] takes keys from its trusted configuration.
+    /// Checks that the user `a` names made it: an authority over certificates
+    /// checks that its certificate chains to the cluster CA, is valid now, names
+    /// that user, that the user is an enabled member, and that the certificate's
+    /// key made the signature; [`LocalAuthority`] takes Ed25519 keys from its
+    /// trusted configuration. Returns the user's name.
     ///
     /// # Errors
-    /// Why the user or the certificate is refused.
-    fn user_key(&self, user: &str, certificate: &[u8]) -> Result<VerifyingKey, String>;
+    /// Why the user, the certificate or the signature is refused.
+    fn attested_user(&self, a: &Attestation) -> Result<String, String>;
     /// The effective epoch.
     fn epoch(&self) -> u64;
     /// The bundle in force.
@@ -222,11 +168,19 @@ impl Authority for LocalAuthority {
     fn member(&self, node: &str) -> Option<Member> {
         self.members.get(node).cloned()
     }
-    fn user_key(&self, user: &str, _certificate: &[u8]) -> Result<VerifyingKey, String> {
-        self.users
+    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+        let user = user_name(a);
+        let key = self
+            .users
             .get(user)
-            .copied()
-            .ok_or_else(|| format!("user {user} is not known to the cluster"))
+            .ok_or_else(|| format!("user {user} is not known to the cluster"))?;
+        let sig = <[u8; 64]>::try_from(a.signature.as_slice())
+            .ok()
+            .filter(|_| a.scheme == SignatureScheme::Ed25519)
+            .ok_or_else(|| format!("the attestation is not signed by user {user}"))?;
+        key.verify_strict(&a.message(), &Signature::from_bytes(&sig))
+            .map_err(|_| format!("the attestation is not signed by user {user}"))?;
+        Ok(user.to_owned())
     }
     fn epoch(&self) -> u64 {
         self.epoch
@@ -381,25 +335,12 @@ pub fn verify(
             "the attestation's certificate is larger than {CERTIFICATE_BYTES_MAX} bytes"
         )));
     }
-    let user_key = authority
-        .user_key(&a.user, &a.certificate)
-        .map_err(refuse)?;
-    user_key
-        .verify_strict(
-            &a.message(),
-            &signature(&a.signature, "the attestation's signature")?,
-        )
-        .map_err(|_| refuse(format!("the attestation is not signed by user {}", a.user)))?;
-    if a.expires_us <= now_us {
-        return Err(refuse("the attestation has expired"));
-    }
-    if a.expires_us - now_us > ATTESTATION_TTL_MAX_US {
-        return Err(refuse("the attestation is valid for longer than 24 hours"));
-    }
+    a.check_window(now_us).map_err(refuse)?;
+    let user = authority.attested_user(a).map_err(refuse)?;
     let id = signed.id();
     replay.admit(id, a.expires_us, now_us)?;
     Ok(Verified {
-        principal: format!("User::{:?}", a.user),
+        principal: format!("User::{user:?}"),
         envelope: env,
         id,
     })

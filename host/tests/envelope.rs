@@ -20,11 +20,34 @@ use scratchbird_host::envelope::{
     Attestation, Consistency, Envelope, LocalAuthority, Member, ReplayGuard, SignedEnvelope,
     referenced, verify,
 };
+use scratchbird_host::envelope::{ENVELOPE_VERSION, SignatureScheme, sign_attestation};
+use scratchbird_types::attest::ATTESTATION_VERSION;
 use scratchbird_types::{BundleHash, ColumnId, SqlType, TableId};
 use std::collections::HashMap;
 
 const NOW: i64 = 1_800_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
+
+/// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
+fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
+    sign_attestation(
+        Attestation {
+            version: ATTESTATION_VERSION,
+            user: user.into(),
+            coordinator: coordinator.into(),
+            session: [9; 16],
+            sequence: 1,
+            consistency: Consistency::Snapshot,
+            request: [0; 32],
+            issued_us: NOW.min(expires_us - 1),
+            expires_us,
+            scheme: SignatureScheme::Ed25519,
+            signature: Vec::new(),
+            certificate: Vec::new(),
+        },
+        key,
+    )
+}
 
 fn key(b: u8) -> SigningKey {
     SigningKey::from_bytes(&[b; 32])
@@ -102,7 +125,7 @@ fn world() -> World {
         scratchbird_host::validate::validate(&module, &SandboxLimits::default()).unwrap();
     let (tables, columns) = referenced(&manifest);
     let env = Envelope {
-        version: 1,
+        version: ENVELOPE_VERSION,
         module_hash: *blake3::hash(&module).as_bytes(),
         epoch: 7,
         bundle_hash: [5; 32],
@@ -110,7 +133,7 @@ fn world() -> World {
         tables,
         columns,
         consistency: Consistency::Snapshot,
-        attestation: Attestation::sign("alice", [9; 16], "c1", NOW + HOUR, &key(10)),
+        attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: "c1".into(),
         nonce: [4; 16],
     };
@@ -190,7 +213,7 @@ fn forged_signatures_and_signers_are_refused() {
             &w,
             &signed(&w, &key(2), |e| {
                 e.coordinator = "c2".into();
-                e.attestation = Attestation::sign("alice", [9; 16], "c2", NOW + HOUR, &key(10));
+                e.attestation = att("alice", "c2", NOW + HOUR, &key(10));
             }),
         ),
         "disabled member",
@@ -200,7 +223,7 @@ fn forged_signatures_and_signers_are_refused() {
             &w,
             &signed(&w, &key(3), |e| {
                 e.coordinator = "s3".into();
-                e.attestation = Attestation::sign("alice", [9; 16], "s3", NOW + HOUR, &key(10));
+                e.attestation = att("alice", "s3", NOW + HOUR, &key(10));
             }),
         ),
         "coordinator role",
@@ -217,8 +240,11 @@ fn stale_epochs_foreign_bundles_and_other_versions_are_refused() {
         "another security bundle",
     );
     refused(
-        check(&w, &signed(&w, &key(1), |e| e.version = 2)),
-        "version 2",
+        check(
+            &w,
+            &signed(&w, &key(1), |e| e.version = ENVELOPE_VERSION + 1),
+        ),
+        "version 3",
     );
 }
 
@@ -279,7 +305,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
         check(
             &w,
             &signed(&w, &key(1), |e| {
-                e.attestation = Attestation::sign("bob", [9; 16], "c1", NOW + HOUR, &key(10));
+                e.attestation = att("bob", "c1", NOW + HOUR, &key(10));
             }),
         ),
         "not signed by user bob",
@@ -288,7 +314,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
         check(
             &w,
             &signed(&w, &key(1), |e| {
-                e.attestation = Attestation::sign("mallory", [9; 16], "c1", NOW + HOUR, &key(12));
+                e.attestation = att("mallory", "c1", NOW + HOUR, &key(12));
             }),
         ),
         "not known",
@@ -298,7 +324,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
         check(
             &w,
             &signed(&w, &key(1), |e| {
-                e.attestation = Attestation::sign("alice", [9; 16], "c9", NOW + HOUR, &key(10));
+                e.attestation = att("alice", "c9", NOW + HOUR, &key(10));
             }),
         ),
         "given to coordinator c9",
@@ -307,7 +333,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
         check(
             &w,
             &signed(&w, &key(1), |e| {
-                e.attestation = Attestation::sign("alice", [9; 16], "c1", NOW - 1, &key(10));
+                e.attestation = att("alice", "c1", NOW - 1, &key(10));
             }),
         ),
         "expired",
@@ -316,8 +342,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
         check(
             &w,
             &signed(&w, &key(1), |e| {
-                e.attestation =
-                    Attestation::sign("alice", [9; 16], "c1", NOW + 25 * HOUR, &key(10));
+                e.attestation = att("alice", "c1", NOW + 25 * HOUR, &key(10));
             }),
         ),
         "longer than 24 hours",
@@ -329,7 +354,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
     );
     // bob's own attestation is fine, and names bob
     let s = signed(&w, &key(1), |e| {
-        e.attestation = Attestation::sign("bob", [9; 16], "c1", NOW + HOUR, &key(11));
+        e.attestation = att("bob", "c1", NOW + HOUR, &key(11));
     });
     assert_eq!(check(&w, &s).unwrap(), "User::\"bob\"");
 }

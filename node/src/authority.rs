@@ -1,11 +1,11 @@
 //! The authority a shard trusts for envelopes, with users proved by certificates:
 //! an attestation's certificate must chain to a root of the cluster CA, be valid
-//! now, name the attested user, and the user must be an enabled member; its
-//! Ed25519 key is then the one the attestation must be signed with. Members (the
+//! now, name the attested user, and the user must be an enabled member; its key
+//! (Ed25519 or ECDSA P-256) is then the one the attestation must be signed with. Members (the
 //! coordinators' keys), the epoch and the bundle still come from the local trusted
 //! configuration until the control plane holds them.
 
-use scratchbird_host::envelope::{Authority, LocalAuthority, Member};
+use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
 use scratchbird_net::tls::Cell;
 use scratchbird_net::verify::{Expect, Membership, Trust, admit};
 use scratchbird_types::BundleHash;
@@ -27,12 +27,9 @@ impl Authority for CertAuthority {
         self.local.member(node)
     }
 
-    fn user_key(
-        &self,
-        user: &str,
-        certificate: &[u8],
-    ) -> Result<ed25519_dalek::VerifyingKey, String> {
-        if certificate.is_empty() {
+    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+        let user = user_name(a);
+        if a.certificate.is_empty() {
             return Err(format!(
                 "the attestation for user {user} carries no certificate"
             ));
@@ -43,21 +40,18 @@ impl Authority for CertAuthority {
         let v = self
             .trust
             .get()
-            .verify(certificate, scratchbird_net::verify::unix_now())
+            .verify(&a.certificate, scratchbird_net::verify::unix_now())
             .map_err(refused)?;
         admit(&v, Expect::User, Some(self.members.as_ref())).map_err(refused)?;
-        if v.uri.user_name() != Some(user) {
+        if v.uri.to_string() != a.user {
             return Err(format!(
-                "the attestation's certificate names {}, not user {user}",
-                v.uri
+                "the attestation's certificate names {}, not user {user} ({})",
+                v.uri, a.user
             ));
         }
-        let key = v.ed25519.ok_or_else(|| {
-            format!("the certificate of user {user} has no Ed25519 key; attestations are signed with Ed25519")
-        })?;
-        ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| {
-            format!("the certificate of user {user} holds an invalid Ed25519 key: {e}")
-        })
+        scratchbird_net::attest::verify_signature(a)
+            .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
+        Ok(user.to_owned())
     }
 
     fn epoch(&self) -> u64 {

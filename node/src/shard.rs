@@ -116,7 +116,9 @@ impl Shard {
         );
         let access = Access::Principal(Arc::new(principal));
         let opts = match v.envelope.consistency {
-            Consistency::Snapshot => TxnOptions::snapshot(),
+            // one shard: every mode reads one consistent snapshot, the
+            // primary's (there is no replica to be stale)
+            Consistency::Snapshot | Consistency::BoundedStaleness(_) => TxnOptions::snapshot(),
             Consistency::ReadCommitted => {
                 TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
             }

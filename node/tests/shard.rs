@@ -16,18 +16,41 @@ use scratchbird_host::envelope::{
     Attestation, Authority, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope,
     referenced,
 };
+use scratchbird_host::envelope::{ENVELOPE_VERSION, SignatureScheme, sign_attestation};
 use scratchbird_host::{HostError, Sandbox, SandboxLimits};
 use scratchbird_node::shard::Shard;
 use scratchbird_node::{LocalSession, SessionError, catalog_of, display_value, open_storage};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::derive::Deriver;
 use scratchbird_storage::{Storage, TxnOptions};
+use scratchbird_types::attest::ATTESTATION_VERSION;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 const NOW: i64 = 1_800_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
+
+/// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
+fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
+    sign_attestation(
+        Attestation {
+            version: ATTESTATION_VERSION,
+            user: user.into(),
+            coordinator: coordinator.into(),
+            session: [9; 16],
+            sequence: 1,
+            consistency: Consistency::Snapshot,
+            request: [0; 32],
+            issued_us: NOW.min(expires_us - 1),
+            expires_us,
+            scheme: SignatureScheme::Ed25519,
+            signature: Vec::new(),
+            certificate: Vec::new(),
+        },
+        key,
+    )
+}
 
 fn key(b: u8) -> SigningKey {
     SigningKey::from_bytes(&[b; 32])
@@ -117,7 +140,7 @@ impl Cluster {
         let (tables, columns) = referenced(&c.manifest);
         self.nonce.set(self.nonce.get() + 1);
         let mut env = Envelope {
-            version: 1,
+            version: ENVELOPE_VERSION,
             module_hash: c.hash,
             epoch: 3,
             bundle_hash: self.shard_bundle(),
@@ -158,7 +181,7 @@ impl Cluster {
 }
 
 fn alice() -> Attestation {
-    Attestation::sign("alice", [1; 16], "c1", NOW + HOUR, &key(10))
+    att("alice", "c1", NOW + HOUR, &key(10))
 }
 
 #[test]
@@ -307,10 +330,14 @@ mod certificates {
         Validity::days_from_now(1)
     }
 
-    fn attest(user: &str, cert: &Issued, key: &SigningKey) -> Attestation {
-        // the shard checks expiry against the test clock (NOW); the certificate's
-        // validity against the wall clock
-        Attestation::sign(user, [3; 16], "c1", NOW + HOUR, key).with_certificate(der(cert))
+    /// `user`'s attestation carrying `cert`, signed with the Ed25519 `key`. (The
+    /// shard checks expiry against the test clock, NOW; the certificate's
+    /// validity against the wall clock.)
+    fn attest(pki: &Pki, user: &str, cert: &Issued, key: &SigningKey) -> Attestation {
+        let mut a = att(user, "c1", NOW + HOUR, key);
+        a.user = SbUri::user(pki.cluster, user).unwrap().to_string();
+        a.certificate = der(cert);
+        sign_attestation(a, key)
     }
 
     fn refusal(c: &Cluster, att: Attestation) -> String {
@@ -326,12 +353,25 @@ mod certificates {
         let alice = pki.user("alice", valid(), KeyAlg::Ed25519);
         let s = c.subplan(
             "SELECT id FROM customers",
-            attest("alice", &alice, &signing(&alice)),
+            attest(&pki, "alice", &alice, &signing(&alice)),
             |_| {},
         );
         let mut rows = c.rows(&s).unwrap();
         rows.sort();
         assert_eq!(rows, ["1", "2"], "alice's tenant only");
+        // an ECDSA P-256 certificate: the client signs with it as with any key
+        let p256 = pki.user("alice", valid(), KeyAlg::EcdsaP256);
+        let id = scratchbird_net::tls::Identity::from_pem(&p256.cert_pem, &p256.key_pem).unwrap();
+        let mut a = att("alice", "c1", NOW + HOUR, &signing(&alice));
+        a.user = SbUri::user(pki.cluster, "alice").unwrap().to_string();
+        a.certificate = der(&p256);
+        a.scheme = scratchbird_net::attest::scheme_of(&id).unwrap();
+        let a = scratchbird_net::attest::sign(&id, a).unwrap();
+        let mut rows = c
+            .rows(&c.subplan("SELECT id FROM customers", a, |_| {}))
+            .unwrap();
+        rows.sort();
+        assert_eq!(rows, ["1", "2"]);
     }
 
     #[test]
@@ -340,13 +380,15 @@ mod certificates {
         let alice = pki.user("alice", valid(), KeyAlg::Ed25519);
         let bob = pki.user("bob", valid(), KeyAlg::Ed25519);
         // no certificate at all
-        let bare = Attestation::sign("alice", [3; 16], "c1", NOW + HOUR, &signing(&alice));
+        let mut bare = attest(&pki, "alice", &alice, &signing(&alice));
+        bare.certificate.clear();
+        let bare = sign_attestation(bare, &signing(&alice));
         assert!(refusal(&c, bare).contains("carries no certificate"));
         // bob's certificate (and key) claiming alice
-        let m = refusal(&c, attest("alice", &bob, &signing(&bob)));
+        let m = refusal(&c, attest(&pki, "alice", &bob, &signing(&bob)));
         assert!(m.contains("not user alice"), "{m}");
         // alice's certificate, signed with bob's key
-        let m = refusal(&c, attest("alice", &alice, &signing(&bob)));
+        let m = refusal(&c, attest(&pki, "alice", &alice, &signing(&bob)));
         assert!(m.contains("not signed by user alice"), "{m}");
         // another CA's certificate for alice
         let other =
@@ -356,7 +398,7 @@ mod certificates {
             ca: other,
         }
         .user("alice", valid(), KeyAlg::Ed25519);
-        let m = refusal(&c, attest("alice", &forged, &signing(&forged)));
+        let m = refusal(&c, attest(&pki, "alice", &forged, &signing(&forged)));
         assert!(m.contains("CERT_BAD_SIGNATURE"), "{m}");
         // expired
         let now = time::OffsetDateTime::now_utc();
@@ -368,18 +410,18 @@ mod certificates {
             },
             KeyAlg::Ed25519,
         );
-        let m = refusal(&c, attest("alice", &old, &signing(&old)));
+        let m = refusal(&c, attest(&pki, "alice", &old, &signing(&old)));
         assert!(m.contains("CERT_EXPIRED"), "{m}");
         // a disabled user
         let carol = pki.user("carol", valid(), KeyAlg::Ed25519);
-        let m = refusal(&c, attest("carol", &carol, &signing(&carol)));
+        let m = refusal(&c, attest(&pki, "carol", &carol, &signing(&carol)));
         assert!(m.contains("USER_DISABLED"), "{m}");
         // an ECDSA certificate cannot vouch for an Ed25519 signature
         let p256 = pki.user("alice", valid(), KeyAlg::EcdsaP256);
-        let m = refusal(&c, attest("alice", &p256, &signing(&alice)));
-        assert!(m.contains("no Ed25519 key"), "{m}");
+        let m = refusal(&c, attest(&pki, "alice", &p256, &signing(&alice)));
+        assert!(m.contains("of another kind"), "{m}");
         // garbage
-        let mut junk = attest("alice", &alice, &signing(&alice));
+        let mut junk = attest(&pki, "alice", &alice, &signing(&alice));
         junk.certificate = vec![0x30, 0x03, 1, 2, 3];
         assert!(refusal(&c, junk).contains("CERT_MALFORMED"));
     }

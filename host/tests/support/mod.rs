@@ -19,17 +19,40 @@ use scratchbird_guest_ops::abi::{
 use scratchbird_guest_ops::emit::emit;
 use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
 use scratchbird_host::envelope::{
-    Attestation, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope, referenced,
+    Attestation, Consistency, ENVELOPE_VERSION, Envelope, LocalAuthority, Member, SignatureScheme,
+    SignedEnvelope, referenced, sign_attestation,
 };
 use scratchbird_host::{Access, Sandbox, SandboxLimits};
 use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
 use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
+use scratchbird_types::attest::ATTESTATION_VERSION;
 use scratchbird_types::{BundleHash, SqlType, TableId, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The time the envelope cases are verified at (microseconds).
 pub const NOW: i64 = 1_800_000_000_000_000;
+
+/// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
+pub fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
+    sign_attestation(
+        Attestation {
+            version: ATTESTATION_VERSION,
+            user: user.into(),
+            coordinator: coordinator.into(),
+            session: [9; 16],
+            sequence: 1,
+            consistency: Consistency::Snapshot,
+            request: [0; 32],
+            issued_us: NOW.min(expires_us - 1),
+            expires_us,
+            scheme: SignatureScheme::Ed25519,
+            signature: Vec::new(),
+            certificate: Vec::new(),
+        },
+        key,
+    )
+}
 
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
@@ -263,7 +286,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
     };
     let (tables, columns) = referenced(&manifest(f));
     let env = Envelope {
-        version: 1,
+        version: ENVELOPE_VERSION,
         module_hash: *blake3::hash(&module).as_bytes(),
         epoch: 1,
         bundle_hash: [5; 32],
@@ -271,7 +294,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         tables,
         columns,
         consistency: Consistency::Snapshot,
-        attestation: Attestation::sign("alice", [1; 16], "c1", NOW + 1_000_000, &key(10)),
+        attestation: att("alice", "c1", NOW + 1_000_000, &key(10)),
         coordinator: "c1".into(),
         nonce: [2; 16],
     };
