@@ -38,6 +38,37 @@ pub fn sign_attestation(mut a: Attestation, key: &SigningKey) -> Attestation {
     a
 }
 
+/// An attestation of `user` for `coordinator`, valid from `issued_us` to
+/// `expires_us`, signed with the user's Ed25519 `key`: what a [`LocalAuthority`]
+/// accepts (no certificate; session, sequence and request digest left zero, as
+/// in-process callers have no connection or request to bind).
+#[must_use]
+pub fn local_attestation(
+    user: &str,
+    coordinator: &str,
+    issued_us: i64,
+    expires_us: i64,
+    key: &SigningKey,
+) -> Attestation {
+    sign_attestation(
+        Attestation {
+            version: scratchbird_types::attest::ATTESTATION_VERSION,
+            user: user.into(),
+            coordinator: coordinator.into(),
+            session: [0; 16],
+            sequence: 1,
+            consistency: Consistency::Snapshot,
+            request: [0; 32],
+            issued_us,
+            expires_us,
+            scheme: SignatureScheme::Ed25519,
+            signature: Vec::new(),
+            certificate: Vec::new(),
+        },
+        key,
+    )
+}
+
 /// The user name an attestation names: the last part of its
 /// `sb://cluster/<c>/user/<name>`, or the whole field where it is a bare name.
 #[must_use]

@@ -16,14 +16,13 @@ use scratchbird_host::envelope::{
     Attestation, Authority, Consistency, Envelope, LocalAuthority, Member, SignedEnvelope,
     referenced,
 };
-use scratchbird_host::envelope::{ENVELOPE_VERSION, SignatureScheme, sign_attestation};
+use scratchbird_host::envelope::{ENVELOPE_VERSION, local_attestation, sign_attestation};
 use scratchbird_host::{HostError, Sandbox, SandboxLimits};
 use scratchbird_node::shard::Shard;
 use scratchbird_node::{LocalSession, SessionError, catalog_of, display_value, open_storage};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::derive::Deriver;
 use scratchbird_storage::{Storage, TxnOptions};
-use scratchbird_types::attest::ATTESTATION_VERSION;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,23 +32,7 @@ const HOUR: i64 = 3_600_000_000;
 
 /// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
 fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    sign_attestation(
-        Attestation {
-            version: ATTESTATION_VERSION,
-            user: user.into(),
-            coordinator: coordinator.into(),
-            session: [9; 16],
-            sequence: 1,
-            consistency: Consistency::Snapshot,
-            request: [0; 32],
-            issued_us: NOW.min(expires_us - 1),
-            expires_us,
-            scheme: SignatureScheme::Ed25519,
-            signature: Vec::new(),
-            certificate: Vec::new(),
-        },
-        key,
-    )
+    local_attestation(user, coordinator, NOW.min(expires_us - 1), expires_us, key)
 }
 
 fn key(b: u8) -> SigningKey {

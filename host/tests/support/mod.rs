@@ -19,13 +19,12 @@ use scratchbird_guest_ops::abi::{
 use scratchbird_guest_ops::emit::emit;
 use scratchbird_guest_ops::plan::{AggCall, AggFunc, Op, Program, Sink};
 use scratchbird_host::envelope::{
-    Attestation, Consistency, ENVELOPE_VERSION, Envelope, LocalAuthority, Member, SignatureScheme,
-    SignedEnvelope, referenced, sign_attestation,
+    Attestation, Consistency, ENVELOPE_VERSION, Envelope, LocalAuthority, Member, SignedEnvelope,
+    local_attestation, referenced,
 };
 use scratchbird_host::{Access, Sandbox, SandboxLimits};
 use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
 use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
-use scratchbird_types::attest::ATTESTATION_VERSION;
 use scratchbird_types::{BundleHash, SqlType, TableId, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,23 +34,7 @@ pub const NOW: i64 = 1_800_000_000_000_000;
 
 /// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
 pub fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    sign_attestation(
-        Attestation {
-            version: ATTESTATION_VERSION,
-            user: user.into(),
-            coordinator: coordinator.into(),
-            session: [9; 16],
-            sequence: 1,
-            consistency: Consistency::Snapshot,
-            request: [0; 32],
-            issued_us: NOW.min(expires_us - 1),
-            expires_us,
-            scheme: SignatureScheme::Ed25519,
-            signature: Vec::new(),
-            certificate: Vec::new(),
-        },
-        key,
-    )
+    local_attestation(user, coordinator, NOW.min(expires_us - 1), expires_us, key)
 }
 
 pub struct Fixture {
