@@ -657,7 +657,10 @@ async fn client_session(
     let session = match endpoint::session_id(conn) {
         Ok(s) => s,
         Err(e) => {
-            conn.close(CLOSE_REFUSED.into(), format!("[NODE_BUSY] {e}").as_bytes());
+            conn.close(
+                CLOSE_REFUSED.into(),
+                format!("[NO_SESSION_ID] {e}").as_bytes(),
+            );
             return;
         }
     };
