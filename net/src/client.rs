@@ -123,8 +123,6 @@ pub struct Client {
     session: [u8; 16],
     /// The last attestation's sequence number.
     sequence: AtomicU64,
-    /// The consistency requests ask for.
-    consistency: Consistency,
 }
 
 impl Client {
@@ -209,7 +207,6 @@ impl Client {
             identity,
             session,
             sequence: AtomicU64::new(0),
-            consistency: Consistency::ReadCommitted,
         };
         // TLS 1.3 lets the client finish before the server has checked the
         // client's certificate: one round trip here surfaces a refusal now, with
@@ -328,12 +325,6 @@ impl Client {
         .await
     }
 
-    /// Sets the consistency the following requests ask for (read committed by
-    /// default).
-    pub fn set_consistency(&mut self, c: Consistency) {
-        self.consistency = c;
-    }
-
     /// A new attestation for the request whose digest is `request`
     /// ([`crate::attest::request_digest`]): this session, the next sequence
     /// number, valid for the request's deadline and a margin (`None` for a
@@ -366,7 +357,8 @@ impl Client {
             coordinator: self.server.uri.to_string(),
             session: self.session,
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
-            consistency: self.consistency,
+            // what one shard serves; the cluster's modes come with routing
+            consistency: Consistency::ReadCommitted,
             request,
             issued_us: now,
             expires_us: now.saturating_add(span_us),

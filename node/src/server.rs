@@ -776,12 +776,6 @@ impl Attested {
     }
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// Checks a request's attestation, in this order: present; version, size and
 /// validity window; it names the connection's user, carries the certificate the
 /// connection was made with, and names this node; it signs this very request
@@ -797,7 +791,9 @@ fn check_attestation(
     let a = q.attestation.as_deref().ok_or(
         "the request carries no attestation: this node runs only requests their user signs (use sb or scratchbird_net::Client of this version)",
     )?;
-    a.check_window(now_us())?;
+    a.check_window(scratchbird_storage::Env::now_micros(
+        &crate::session::SystemEnv::default(),
+    ))?;
     if a.user != peer.to_string() {
         return Err(format!(
             "the attestation names {}, but the connection is {peer}",

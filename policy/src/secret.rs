@@ -12,6 +12,7 @@
 //! own context string, so it reveals nothing of the tokens it keys.
 
 use crate::error::SignatureError;
+use crate::sign::{hex, unhex};
 use std::path::Path;
 
 const HEADER: &str = "scratchbird-token-secret v1";
@@ -50,15 +51,15 @@ impl TokenSecret {
     /// Its fingerprint: 32 hex digits.
     #[must_use]
     pub fn fingerprint(&self) -> String {
-        let d = blake3::derive_key(FINGERPRINT_CONTEXT, &self.0);
-        d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+        hex(blake3::derive_key(FINGERPRINT_CONTEXT, &self.0)
+            .get(..16)
+            .unwrap_or(&[]))
     }
 
     /// The text of its file.
     #[must_use]
     pub fn text(&self) -> String {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{HEADER}\n{hex}\n")
+        format!("{HEADER}\n{}\n", hex(&self.0))
     }
 
     /// Parses the text of a secret file.
@@ -73,19 +74,11 @@ impl TokenSecret {
                 "not a ScratchBird token secret (the first line differs); sb ca init writes one as token.secret",
             ));
         }
-        let hex = lines.next().map(str::trim).unwrap_or("");
-        if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(malformed(path, "the secret is not 64 hex digits"));
-        }
-        let mut out = [0u8; 32];
-        for (i, o) in out.iter_mut().enumerate() {
-            let pair = hex
-                .get(2 * i..2 * i + 2)
-                .ok_or_else(|| malformed(path, "the secret is not 64 hex digits"))?;
-            *o = u8::from_str_radix(pair, 16)
-                .map_err(|_| malformed(path, "the secret is not 64 hex digits"))?;
-        }
-        Ok(Self(out))
+        let bytes = lines
+            .next()
+            .and_then(|l| unhex::<32>(l.trim()))
+            .ok_or_else(|| malformed(path, "the secret is not 64 hex digits"))?;
+        Ok(Self(bytes))
     }
 
     /// Reads a secret file. On Unix the file must not be readable by group or

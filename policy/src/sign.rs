@@ -25,11 +25,11 @@ const TAG: &[u8] = b"scratchbird bundle manifest v1\0";
 /// Version of the manifest format.
 pub const MANIFEST_FORMAT: u32 = 1;
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     // Hex digits only: `from_str_radix` would also take a sign.
     if s.len() != 2 * N || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;

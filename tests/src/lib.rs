@@ -62,13 +62,6 @@ pub fn random32() -> [u8; 32] {
     out
 }
 
-/// Writes a secret file (mode 0600).
-pub fn write_secret_file(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
 /// Copies the bundle folder `src` to `dst` (replacing what is there) and signs it
 /// with `key`.
 pub fn copy_and_sign(src: &Path, dst: &Path, key: &SigningKey) {
@@ -112,7 +105,7 @@ impl Ca {
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
         let token = TokenSecret::from_bytes(random32());
-        write_secret_file(&dir.join("token.secret"), &token.text());
+        identity::write_secret(&dir.join("token.secret"), &token.text()).unwrap();
         let admin = sign::signing_key_from_seed(random32());
         std::fs::write(
             dir.join("admin.pub"),
@@ -531,6 +524,17 @@ pub struct Setup {
     pub certs: PathBuf,
     /// The node (a coordinator and shard).
     pub node: Node,
+}
+
+/// Loads the saas example's demo data as `admin` (the owner).
+pub fn load_saas_demo(s: &Setup) {
+    let demo = repo().join("examples/sql/saas-demo.sql");
+    ok(&sb(
+        &s.node,
+        &s.certs,
+        "admin",
+        &["-f", demo.to_str().unwrap()],
+    ));
 }
 
 /// A CA with `users`, and a node named n1 started with `opts`.

@@ -13,7 +13,9 @@ use scratchbird_net::attest;
 use scratchbird_net::rpc::{Query, Request, Response};
 use scratchbird_net::tls::Identity;
 use scratchbird_net::{Client, ClientError, Credentials, Role, TransportLimits};
-use scratchbird_tests::{Node, NodeOpts, Setup, ok, repo, sb, sb_command, setup, text};
+use scratchbird_tests::{
+    Node, NodeOpts, Setup, load_saas_demo, ok, repo, sb, sb_command, setup, text,
+};
 use scratchbird_types::attest::Attestation;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -35,20 +37,10 @@ fn sql_file(dir: &Path, name: &str, sql: &str) -> PathBuf {
     p
 }
 
-fn load_demo(s: &Setup) {
-    let demo = repo().join("examples/sql/saas-demo.sql");
-    ok(&sb(
-        &s.node,
-        &s.certs,
-        "admin",
-        &["-f", demo.to_str().unwrap()],
-    ));
-}
-
 #[test]
 fn the_inputs_that_aborted_sbnode_are_answered_or_refused_and_it_keeps_serving() {
     let mut s = setup(&["admin", "alice"], saas());
-    load_demo(&s);
+    load_saas_demo(&s);
     let list = |n: usize, f: &dyn Fn(usize) -> String, sep: &str| {
         (0..n).map(f).collect::<Vec<_>>().join(sep)
     };
@@ -227,7 +219,7 @@ const PROBES: &[&str] = &[
 #[test]
 fn what_a_principal_receives_does_not_depend_on_rows_hidden_from_them() {
     let s = setup(&["admin", "alice", "sam"], saas());
-    load_demo(&s);
+    load_saas_demo(&s);
     ok(&sb(
         &s.node,
         &s.certs,
@@ -591,7 +583,7 @@ fn query(a: Option<Attestation>) -> Query {
 #[test]
 fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audited() {
     let s = setup(&["admin", "alice", "bob"], saas());
-    load_demo(&s);
+    load_saas_demo(&s);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

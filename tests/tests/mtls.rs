@@ -510,7 +510,11 @@ fn a_shard_only_node_starts_and_sends_users_to_a_coordinator() {
         refused.contains("NOT_A_COORDINATOR") && refused.contains("send SQL to a coordinator"),
         "{refused}"
     );
-    assert!(node.log().contains("refused a client"), "{}", node.log());
+    assert!(
+        node.wait_log("refused a client", Duration::from_secs(10)),
+        "{}",
+        node.log()
+    );
     let seen = rt
         .block_on(attempt(node.peer_addr.unwrap(), Some(&peer), &trust))
         .unwrap();

@@ -11,11 +11,12 @@
 )]
 
 use scratchbird_net::Role;
+use scratchbird_net::identity;
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign;
 use scratchbird_tests::{
-    Ca, Node, NodeOpts, copy_and_sign, copy_bundle, ok, random32, repo, sb, sign_bundle,
-    sign_bundle_at, write_pair, write_secret_file,
+    Ca, Node, NodeOpts, copy_and_sign, copy_bundle, load_saas_demo, ok, random32, repo, sb,
+    sign_bundle, sign_bundle_at, write_pair,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -151,7 +152,7 @@ fn a_node_refuses_to_start_on_an_unsigned_tampered_or_foreign_bundle_or_secret()
     // the token secret of another cluster, under this cluster's fingerprint
     let secret_line = format!("token_secret = {:?}", ca.dir.join("token.secret"));
     let foreign = dir.join("foreign.secret");
-    write_secret_file(&foreign, &TokenSecret::from_bytes(random32()).text());
+    identity::write_secret(&foreign, &TokenSecret::from_bytes(random32()).text()).unwrap();
     edit_config(&dir, &secret_line, &format!("token_secret = {foreign:?}"));
     let e = Node::refused(&dir);
     assert!(e.contains("another cluster's secret"), "{e}");
@@ -188,13 +189,7 @@ fn count(node: &Node, certs: &Path, user: &str) -> i64 {
 #[test]
 fn reload_keeps_the_last_good_bundle_until_a_trusted_key_signs_the_new_one() {
     let s = scratchbird_tests::setup(&["admin", "alice"], opts());
-    let demo = repo().join("examples/sql/saas-demo.sql");
-    ok(&sb(
-        &s.node,
-        &s.certs,
-        "admin",
-        &["-f", demo.to_str().unwrap()],
-    ));
+    load_saas_demo(&s);
     let before = count(&s.node, &s.certs, "alice");
     let all = count(&s.node, &s.certs, "admin");
     assert!(before < all, "alice sees her tenant only");

@@ -83,38 +83,11 @@ pub struct Attestation {
     /// The scheme of `signature`.
     pub scheme: SignatureScheme,
     /// The user's signature over [`Attestation::message`].
-    #[serde(with = "bytes")]
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
     /// The user's certificate (X.509 DER): it vouches for the key that signed.
-    #[serde(with = "bytes")]
+    #[serde(with = "serde_bytes")]
     pub certificate: Vec<u8>,
-}
-
-/// CBOR byte strings for `Vec<u8>` fields (serde's default is an array of
-/// integers, four times the size).
-mod bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
 }
 
 fn put(m: &mut Vec<u8>, b: &[u8]) {
