@@ -12,7 +12,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use scratchbird_benches::{load_lineitem, native_q6, open_store};
-use scratchbird_host::{Sandbox, SandboxLimits};
+use scratchbird_host::audit::AuditRecord;
+use scratchbird_host::{Access, Cancel, Execution, Release, Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, catalog_of};
 use scratchbird_storage::{Durability, TxnOptions};
 use std::hint::black_box;
@@ -111,7 +112,19 @@ fn benches(c: &mut Criterion) {
     g.bench_function("cached_module_instantiate_first_batch", |b| {
         b.iter(|| {
             let txn = store.begin(TxnOptions::snapshot().read_only()).unwrap();
-            let (txn, r) = s.run_streaming(&compiled, txn, Box::new(|_| Ok(())));
+            let exec = Execution {
+                sandbox: &sandbox,
+                audit: None,
+                stop: &Cancel::never(),
+            };
+            let (txn, r) = exec.shard(
+                &compiled.module,
+                txn,
+                &Access::Owner,
+                AuditRecord::new("owner"),
+                Release::AfterReturn,
+                Box::new(|_| Ok(())),
+            );
             r.unwrap();
             txn.rollback().unwrap();
         });

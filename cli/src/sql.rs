@@ -338,7 +338,9 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     let sandbox = Sandbox::new(limits, Some(&cache)).context("starting the sandbox")?;
     let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
     let audit = AuditLog::open(&local.join("audit"), "local").context("opening the audit trail")?;
-    session.set_audit(Arc::new(audit));
+    session
+        .set_audit(Arc::new(audit))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     if args.context.is_some() && args.bundle.is_none() {
         anyhow::bail!(
             "--context is the session context of a principal under a bundle: with --local it needs --bundle and --user"

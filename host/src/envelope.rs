@@ -17,15 +17,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 2;
+pub const ENVELOPE_VERSION: u32 = 3;
 
 /// Envelopes remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
 
-const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v2\0";
+const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v3\0";
 
 pub use scratchbird_types::attest::{
-    ATTESTATION_TTL_MAX_US, Attestation, CERTIFICATE_BYTES_MAX, Consistency, SignatureScheme,
+    ATTESTATION_TTL_MAX_US, Asked, Attestation, CERTIFICATE_BYTES_MAX, Consistency, SignatureScheme,
 };
 
 /// Signs `a` with an Ed25519 key held as such (a [`LocalAuthority`]'s users, or
@@ -39,13 +39,33 @@ pub fn sign_attestation(mut a: Attestation, key: &SigningKey) -> Attestation {
 }
 
 /// An attestation of `user` for `coordinator`, valid from `issued_us` to
-/// `expires_us`, signed with the user's Ed25519 `key`: what a [`LocalAuthority`]
-/// accepts (no certificate; session, sequence and request digest left zero, as
-/// in-process callers have no connection or request to bind).
+/// `expires_us`, signed with the user's Ed25519 `key`, for the empty request
+/// ([`Asked::default`]): what a [`LocalAuthority`] accepts (no certificate;
+/// session left zero, as in-process callers have no connection to bind).
 #[must_use]
 pub fn local_attestation(
     user: &str,
     coordinator: &str,
+    issued_us: i64,
+    expires_us: i64,
+    key: &SigningKey,
+) -> Attestation {
+    local_attestation_for(
+        user,
+        coordinator,
+        &Asked::default(),
+        issued_us,
+        expires_us,
+        key,
+    )
+}
+
+/// [`local_attestation`] for the request `asked`.
+#[must_use]
+pub fn local_attestation_for(
+    user: &str,
+    coordinator: &str,
+    asked: &Asked,
     issued_us: i64,
     expires_us: i64,
     key: &SigningKey,
@@ -58,7 +78,7 @@ pub fn local_attestation(
             session: [0; 16],
             sequence: 1,
             consistency: Consistency::Snapshot,
-            request: [0; 32],
+            request: asked.digest(),
             issued_us,
             expires_us,
             scheme: SignatureScheme::Ed25519,
@@ -99,6 +119,9 @@ pub struct Envelope {
     pub consistency: Consistency,
     /// Who the principal is, in the client's words.
     pub attestation: Attestation,
+    /// What the client asked (its attestation signs this): the session
+    /// context the shard binds comes from here.
+    pub asked: Asked,
     /// The coordinator's node id.
     pub coordinator: String,
     /// A value unique to this envelope (replays are refused).
@@ -129,11 +152,27 @@ impl SignedEnvelope {
     /// # Errors
     /// The envelope could not be encoded.
     pub fn sign(env: &Envelope, module: Vec<u8>, key: &SigningKey) -> Result<Self, HostError> {
+        Self::sign_with(env, module, |m| Ok(key.sign(m).to_bytes().to_vec()))
+    }
+
+    /// Signs `env` (with `module`) with `signer`, which gets the bytes to sign
+    /// (the domain tag and the canonical envelope) and returns an Ed25519
+    /// signature: a node signs with its certificate's key this way.
+    ///
+    /// # Errors
+    /// The envelope could not be encoded, or `signer` failed.
+    pub fn sign_with(
+        env: &Envelope,
+        module: Vec<u8>,
+        signer: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, HostError> {
         let envelope = cbor(env)?;
         let mut m = ENVELOPE_TAG.to_vec();
         m.extend_from_slice(&envelope);
+        let signature =
+            signer(&m).map_err(|e| HostError::Internal(format!("signing an envelope: {e}")))?;
         Ok(Self {
-            signature: key.sign(&m).to_bytes().to_vec(),
+            signature,
             envelope,
             module,
         })
@@ -230,6 +269,8 @@ pub struct Verified {
     pub id: [u8; 32],
     /// The principal, from the attestation (`User::"alice"`).
     pub principal: String,
+    /// The user's name, from the attestation.
+    pub user: String,
 }
 
 fn refuse(msg: impl Into<String>) -> HostError {
@@ -276,8 +317,9 @@ impl ReplayGuard {
 /// canonical encoding and version; the signer is a known, enabled member with the
 /// coordinator role; the signature; the epoch and bundle equal the shard's; the
 /// module's hash; the module itself (ABI, limits) and that the tables and columns
-/// it declares are exactly the envelope's; the attestation (the user's signature,
-/// this coordinator, not expired and not valid for too long); not a replay.
+/// it declares are exactly the envelope's; the attestation ([`check_claim`]: this
+/// coordinator, within its window, signs the request the envelope carries, made
+/// by the user it names); not a replay.
 ///
 /// # Errors
 /// [`HostError::Envelope`] naming the rule, or [`HostError::Refused`] for a module
@@ -354,11 +396,42 @@ pub fn verify(
             "the tables and columns the module declares differ from the envelope's",
         ));
     }
-    let a = &env.attestation;
-    if a.coordinator != env.coordinator {
+    let user = check_claim(
+        &env.attestation,
+        &env.asked,
+        &env.coordinator,
+        authority,
+        now_us,
+    )?;
+    let id = signed.id();
+    replay.admit(id, env.attestation.expires_us, now_us)?;
+    Ok(Verified {
+        principal: format!("User::{user:?}"),
+        user,
+        envelope: env,
+        id,
+    })
+}
+
+/// Checks a user's claim to a request: the attestation was given to
+/// `coordinator`, signs exactly `asked`, is within its validity window at
+/// `now_us`, and the user it names made it (by `authority`'s rules). Returns the
+/// user's name. [`verify`] checks this for every envelope; a shard checks it
+/// alone where a request carries no module (BEGIN, a schema change).
+///
+/// # Errors
+/// [`HostError::Envelope`] naming the rule broken.
+pub fn check_claim(
+    a: &Attestation,
+    asked: &Asked,
+    coordinator: &str,
+    authority: &dyn Authority,
+    now_us: i64,
+) -> Result<String, HostError> {
+    if a.coordinator != coordinator {
         return Err(refuse(format!(
-            "the attestation was given to coordinator {}, not {}",
-            a.coordinator, env.coordinator
+            "the attestation was given to coordinator {}, not {coordinator}",
+            a.coordinator
         )));
     }
     if a.certificate.len() > CERTIFICATE_BYTES_MAX {
@@ -367,14 +440,12 @@ pub fn verify(
         )));
     }
     a.check_window(now_us).map_err(refuse)?;
-    let user = authority.attested_user(a).map_err(refuse)?;
-    let id = signed.id();
-    replay.admit(id, a.expires_us, now_us)?;
-    Ok(Verified {
-        principal: format!("User::{user:?}"),
-        envelope: env,
-        id,
-    })
+    if a.request != asked.digest() {
+        return Err(refuse(
+            "the attestation signs another request (SQL, context or deadline) than the one given with it",
+        ));
+    }
+    authority.attested_user(a).map_err(refuse)
 }
 
 /// The sorted, distinct tables and columns a manifest declares, as an envelope

@@ -60,6 +60,18 @@ pub enum HostError {
     /// Storage refused an operation.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The execution's audit record could not be made durable: nothing was
+    /// released and its changes are undone.
+    #[error("the execution could not be audited: {0}")]
+    Audit(String),
+    /// A statement came for another user or session context than the one its
+    /// transaction was begun with: the security context is bound per transaction.
+    #[error("{0}")]
+    Bound(String),
+    /// A rule of a shard session was broken (COMMIT without BEGIN, a statement
+    /// for another principal than the one its transaction is bound to).
+    #[error("{0}")]
+    Session(String),
     /// A host-side failure that is not the query's fault.
     #[error("internal error in the sandbox: {0}")]
     Internal(String),

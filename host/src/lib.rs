@@ -12,12 +12,14 @@ pub mod convert;
 pub mod enforce;
 pub mod envelope;
 pub mod error;
+pub mod exec;
 pub mod limits;
 pub mod sandbox;
 pub mod validate;
 
 pub use enforce::{Access, Principal};
 pub use error::HostError;
+pub use exec::{Execution, Release};
 pub use limits::SandboxLimits;
 pub use sandbox::{
     Cancel, ExecStats, Figures, Prepared, ResultBatch, ResultSink, Sandbox, touched,

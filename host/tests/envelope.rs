@@ -118,6 +118,7 @@ fn world() -> World {
         consistency: Consistency::Snapshot,
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: "c1".into(),
+        asked: scratchbird_host::envelope::Asked::default(),
         nonce: [4; 16],
     };
     World {

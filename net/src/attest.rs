@@ -8,28 +8,7 @@
 use crate::tls::{Identity, TlsError};
 use scratchbird_types::attest::{Attestation, SignatureScheme};
 
-/// The digest of what a request asks, which its attestation signs: blake3 over a
-/// tag, the SQL text, the session context (absent and empty differ) and the
-/// deadline, each length-prefixed.
-#[must_use]
-pub fn request_digest(sql: &str, context: Option<&str>, deadline_ms: u64) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"scratchbird request v1\0");
-    h.update(&(sql.len() as u64).to_le_bytes());
-    h.update(sql.as_bytes());
-    match context {
-        None => {
-            h.update(&[0]);
-        }
-        Some(c) => {
-            h.update(&[1]);
-            h.update(&(c.len() as u64).to_le_bytes());
-            h.update(c.as_bytes());
-        }
-    }
-    h.update(&deadline_ms.to_le_bytes());
-    *h.finalize().as_bytes()
-}
+pub use scratchbird_types::attest::request_digest;
 
 const ED25519_OID: &str = "1.3.101.112";
 const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
@@ -61,6 +40,23 @@ pub fn sign(identity: &Identity, mut unsigned: Attestation) -> Result<Attestatio
     };
     unsigned.signature = identity.sign(scheme, &unsigned.message())?;
     Ok(unsigned)
+}
+
+/// The Ed25519 public key of a certificate (X.509 DER): how a shard knows the
+/// key a member node signs envelopes with.
+///
+/// # Errors
+/// Not a certificate, or its key is not Ed25519.
+pub fn ed25519_key_of(cert_der: &[u8]) -> Result<[u8; 32], String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| format!("not an X.509 DER certificate: {e}"))?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm.to_id_string() != ED25519_OID {
+        return Err("the certificate's key is not Ed25519".into());
+    }
+    <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref())
+        .map_err(|_| "the certificate's Ed25519 key is not 32 bytes".into())
 }
 
 /// Checks that the key of the certificate the attestation carries made its

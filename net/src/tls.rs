@@ -98,6 +98,15 @@ impl Identity {
         self.key.key.algorithm()
     }
 
+    /// Signs `message` with its key as Ed25519 (a node signing a subplan
+    /// envelope).
+    ///
+    /// # Errors
+    /// The key is not Ed25519, or signing failed.
+    pub fn sign_ed25519(&self, message: &[u8]) -> Result<Vec<u8>, TlsError> {
+        self.sign(SignatureScheme::ED25519, message)
+    }
+
     /// Signs `message` with its key under `scheme` (an attestation, an envelope).
     ///
     /// # Errors

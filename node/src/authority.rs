@@ -1,15 +1,96 @@
-//! The authority a shard trusts for envelopes, with users proved by certificates:
+//! The authorities a shard trusts for envelopes, with users proved by certificates:
 //! an attestation's certificate must chain to a root of the cluster CA, be valid
 //! now, name the attested user, and the user must be an enabled member; its key
 //! (Ed25519 or ECDSA P-256) is then the one the attestation must be signed with. Members (the
 //! coordinators' keys), the epoch and the bundle still come from the local trusted
 //! configuration until the control plane holds them.
 
+use crate::shard::Principals;
 use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
-use scratchbird_net::tls::Cell;
+use scratchbird_net::SbUri;
+use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, admit};
 use scratchbird_types::BundleHash;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The user an attestation names, if its certificate chains to `trust`'s roots,
+/// is valid now, names that user, the user is an enabled member, and the
+/// certificate's key made the signature.
+fn certified_user(
+    trust: &Cell<Trust>,
+    members: &dyn Membership,
+    a: &Attestation,
+) -> Result<String, String> {
+    let user = user_name(a);
+    if a.certificate.is_empty() {
+        return Err(format!(
+            "the attestation for user {user} carries no certificate"
+        ));
+    }
+    let refused =
+        |r: scratchbird_net::Refusal| format!("the attestation's certificate: [{}] {r}", r.code());
+    let v = trust
+        .get()
+        .verify(&a.certificate, scratchbird_net::verify::unix_now())
+        .map_err(refused)?;
+    admit(&v, Expect::User, Some(members)).map_err(refused)?;
+    if v.uri.to_string() != a.user {
+        return Err(format!(
+            "the attestation's certificate names {}, not user {user} ({})",
+            v.uri, a.user
+        ));
+    }
+    scratchbird_net::attest::verify_signature(a)
+        .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
+    Ok(user.to_owned())
+}
+
+/// What `sbnode` trusts: users by certificate, the bundle in force, and as the
+/// one member it knows the keys of, itself (its certificate's Ed25519 key; the
+/// coordinator role while it is an enabled coordinator). Peers become members
+/// with the control plane, which holds their keys and roles.
+#[derive(Debug)]
+pub struct NodeAuthority {
+    /// This node.
+    pub me: SbUri,
+    /// Its certificate and key (reloadable).
+    pub identity: Arc<IdentityCell>,
+    /// Whether it is an enabled coordinator now.
+    pub serving: Arc<AtomicBool>,
+    /// The cluster CA roots.
+    pub trust: Arc<Cell<Trust>>,
+    /// Who is a member.
+    pub members: Arc<dyn Membership>,
+    /// The bundle in force.
+    pub principals: Arc<Principals>,
+}
+
+impl Authority for NodeAuthority {
+    fn member(&self, node: &str) -> Option<Member> {
+        if node != self.me.to_string() {
+            return None;
+        }
+        let key = scratchbird_net::attest::ed25519_key_of(&self.identity.0.get().cert_der).ok()?;
+        Some(Member {
+            key: ed25519_dalek::VerifyingKey::from_bytes(&key).ok()?,
+            enabled: true,
+            coordinator: self.serving.load(Ordering::SeqCst),
+        })
+    }
+
+    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+        certified_user(&self.trust, self.members.as_ref(), a)
+    }
+
+    fn epoch(&self) -> u64 {
+        0
+    }
+
+    fn bundle_hash(&self) -> BundleHash {
+        self.principals.bundle_hash()
+    }
+}
 
 /// Users by certificate; members, epoch and bundle from `local`.
 #[derive(Debug)]
@@ -28,30 +109,7 @@ impl Authority for CertAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        let user = user_name(a);
-        if a.certificate.is_empty() {
-            return Err(format!(
-                "the attestation for user {user} carries no certificate"
-            ));
-        }
-        let refused = |r: scratchbird_net::Refusal| {
-            format!("the attestation's certificate: [{}] {r}", r.code())
-        };
-        let v = self
-            .trust
-            .get()
-            .verify(&a.certificate, scratchbird_net::verify::unix_now())
-            .map_err(refused)?;
-        admit(&v, Expect::User, Some(self.members.as_ref())).map_err(refused)?;
-        if v.uri.to_string() != a.user {
-            return Err(format!(
-                "the attestation's certificate names {}, not user {user} ({})",
-                v.uri, a.user
-            ));
-        }
-        scratchbird_net::attest::verify_signature(a)
-            .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
-        Ok(user.to_owned())
+        certified_user(&self.trust, self.members.as_ref(), a)
     }
 
     fn epoch(&self) -> u64 {

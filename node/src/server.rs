@@ -3,17 +3,21 @@
 //! flow control, reload of identities, roots, members and bundle without a restart,
 //! and a clean shutdown.
 
+use crate::authority::NodeAuthority;
 use crate::config::{NodeConfig, OnCaChange};
-use crate::session::{LocalSession, Outcome, SessionError, Step, open_storage};
+use crate::session::{SystemEnv, open_storage};
+use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
+use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, Step};
 use scratchbird_host::audit::AuditLog;
-use scratchbird_host::{Access, Cancel, HostError, Principal, Sandbox, SandboxLimits};
+use scratchbird_host::envelope::Asked;
+use scratchbird_host::{Access, Cancel, HostError, Sandbox, SandboxLimits};
 use scratchbird_net::endpoint::{self, TransportLimits, describe};
 use scratchbird_net::quinn;
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
 use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
 use scratchbird_net::verify::{Expect, Members, MembersList, Trust, Verified, admit};
 use scratchbird_net::{Role, SbUri};
-use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_policy::derive::Deriver;
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{Trust as AdminTrust, load_signed};
 use scratchbird_storage::Storage;
@@ -21,8 +25,9 @@ use scratchbird_types::BundleHash;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -102,12 +107,15 @@ struct Shared {
     storage: Arc<Storage>,
     sandbox: Arc<Sandbox>,
     audit: Arc<AuditLog>,
-    deriver: RwLock<Option<Arc<Deriver>>>,
+    /// Who users run as: owners, and the bundle in force.
+    principals: Arc<Principals>,
+    /// The shard every statement's shard stage runs on (in-process).
+    shard: Arc<Shard>,
+    /// This node as a coordinator: its name, key and the bundle in force.
+    creds: Arc<NodeCreds>,
     /// When the manifest of the bundle in force was created: reload takes no
     /// older one.
     bundle_signed_at: std::sync::atomic::AtomicI64,
-    mask_key: [u8; 32],
-    owners: HashSet<String>,
     trust: Arc<Cell<Trust>>,
     members: Arc<Members>,
     identity: Arc<IdentityCell>,
@@ -122,15 +130,30 @@ struct Shared {
     /// Connections and handshakes at once (`connections_max`).
     slots: Arc<tokio::sync::Semaphore>,
     /// Whether this node may serve clients (it is an enabled coordinator).
-    serving: std::sync::atomic::AtomicBool,
+    serving: Arc<AtomicBool>,
 }
 
-impl Shared {
-    fn deriver(&self) -> Option<Arc<Deriver>> {
-        match self.deriver.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+/// This node as a coordinator: it signs shard stages with its certificate's
+/// Ed25519 key (reloaded with the certificate).
+#[derive(Debug)]
+struct NodeCreds {
+    me: String,
+    identity: Arc<IdentityCell>,
+    principals: Arc<Principals>,
+}
+
+impl Credentials for NodeCreds {
+    fn node(&self) -> String {
+        self.me.clone()
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        self.identity.0.get().sign_ed25519(message).map_err(|e| e.0)
+    }
+    fn epoch(&self) -> u64 {
+        0
+    }
+    fn bundle_hash(&self) -> BundleHash {
+        self.principals.bundle_hash()
     }
 }
 
@@ -282,6 +305,43 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     // a node without the coordinator role still answers at `listen`, to tell a
     // client where not to send SQL
     let coordinator = cfg.roles.contains(&Role::Coordinator);
+    if coordinator
+        && let Err(e) = scratchbird_net::attest::ed25519_key_of(&identity.0.get().cert_der)
+    {
+        return Err(fail(format!(
+            "this node's certificate cannot sign subplan envelopes ({e}): a coordinator signs them with its certificate's Ed25519 key; issue its certificate with sb ca issue-node --alg ed25519"
+        )));
+    }
+    let principals = Arc::new(Principals::new(
+        deriver,
+        cfg.owners.iter().cloned().collect(),
+        mask_key,
+    ));
+    let serving = Arc::new(AtomicBool::new(coordinator));
+    let storage = Arc::new(storage);
+    let sandbox = Arc::new(sandbox);
+    let audit = Arc::new(audit);
+    let shard = Arc::new(Shard::from_parts(ShardParts {
+        storage: storage.clone(),
+        sandbox: sandbox.clone(),
+        authority: Arc::new(NodeAuthority {
+            me: me.clone(),
+            identity: identity.clone(),
+            serving: serving.clone(),
+            trust: trust.clone(),
+            members: members.clone(),
+            principals: principals.clone(),
+        }),
+        users: Users::Cluster(principals.clone()),
+        audit: Some(audit.clone()),
+        node: me.to_string(),
+        env: Arc::new(SystemEnv::default()),
+    }));
+    let creds = Arc::new(NodeCreds {
+        me: me.to_string(),
+        identity: identity.clone(),
+        principals: principals.clone(),
+    });
     let client =
         endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;
     let peer = match cfg.peer_listen {
@@ -299,16 +359,16 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let (stop, shutdown) = watch::channel(false);
     let connections_max = cfg.limits.connections_max;
     let shared = Arc::new(Shared {
-        owners: cfg.owners.iter().cloned().collect(),
         frame_max: transport.frame_max,
         cfg,
         me,
-        storage: Arc::new(storage),
-        sandbox: Arc::new(sandbox),
-        audit: Arc::new(audit),
-        deriver: RwLock::new(deriver),
+        storage,
+        sandbox,
+        audit,
+        principals,
+        shard,
+        creds,
         bundle_signed_at: std::sync::atomic::AtomicI64::new(signed_at),
-        mask_key,
         trust,
         members,
         identity,
@@ -318,7 +378,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         next: AtomicU64::new(1),
         shutdown,
         slots: Arc::new(tokio::sync::Semaphore::new(connections_max)),
-        serving: std::sync::atomic::AtomicBool::new(coordinator),
+        serving,
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -432,6 +492,7 @@ impl RunningNode {
         let Self { shared, .. } = self;
         let shared = Arc::try_unwrap(shared)
             .map_err(|_| "a connection still holds the node's state".to_owned())?;
+        drop(shared.shard);
         drop(shared.sandbox);
         drop(shared.audit);
         let storage = Arc::try_unwrap(shared.storage)
@@ -548,9 +609,9 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
 /// A job for a session thread.
 struct Job {
     id: u64,
-    sql: String,
-    /// The session context the request asks for (JSON object text).
-    context: Option<String>,
+    /// What the request asks (SQL, session context, deadline) and the user's
+    /// attestation of it.
+    claim: Claim,
     tx: tokio::sync::mpsc::Sender<Response>,
     cancel: Cancel,
     /// Fired when the job ran to its end (whatever the outcome); dropped unfired if
@@ -561,51 +622,20 @@ struct Job {
 /// Jobs queued per connection beyond the running one.
 const QUEUED_MAX: usize = 4;
 
+fn rpc_refusal(r: Refusal) -> RpcError {
+    let e = RpcError::new(r.code, r.message);
+    match r.hint {
+        Some(h) => e.hint(h),
+        None => e,
+    }
+}
+
 /// Who `user` runs as: the data directory's owner (unfiltered), or the
-/// principal the bundle names them (`<principal type>::"<user>"`) with the
-/// session context `context` (a JSON object; none is the empty context).
+/// principal the bundle names them with the session context `context` (a JSON
+/// object; none is the empty context). The shard decides this again for every
+/// statement; the server asks first to refuse a session or a request early.
 fn access_for(shared: &Shared, user: &str, context: Option<&str>) -> Result<Access, RpcError> {
-    if shared.owners.contains(user) {
-        if context.is_some() {
-            return Err(RpcError::new(
-                "CONTEXT_FOR_OWNER",
-                format!("{user:?} owns this node's data and runs unfiltered: a session context applies to principals of the security bundle"),
-            )
-            .hint("send the query without a context"));
-        }
-        return Ok(Access::Owner);
-    }
-    let Some(deriver) = shared.deriver() else {
-        return Err(RpcError::new(
-            "NO_BUNDLE",
-            format!("this node has no security bundle, and {user:?} is not one of its owners"),
-        )
-        .hint("configure [security] bundle in node.toml, or list the user in owners"));
-    };
-    let principal = deriver.bundle().principal_of(user).map_err(|e| {
-        RpcError::new("BUNDLE_PRINCIPALS", e)
-            .hint("give the bundle's actions one principal type (User, say)")
-    })?;
-    let mut ctx = SecurityContext::new(&principal);
-    if let Some(c) = context {
-        let bad = |why: String| {
-            RpcError::new("BAD_CONTEXT", why)
-                .hint("send a JSON object of the attributes the bundle's context type declares")
-        };
-        scratchbird_net::client::check_context(c).map_err(bad)?;
-        ctx.context = serde_json::from_str(c)
-            .map_err(|e| bad(format!("the session context is not JSON: {e}")))?;
-        // checked against the bundle's schema now, so a bad context is refused
-        // before anything runs, never taken for an empty one
-        deriver
-            .check_context(&ctx)
-            .map_err(|e| bad(format!("the session context does not fit the bundle: {e}")))?;
-    }
-    Ok(Access::Principal(Arc::new(Principal::new(
-        deriver,
-        ctx,
-        &shared.mask_key,
-    ))))
+    shared.principals.access(user, context).map_err(rpc_refusal)
 }
 
 async fn client_session(
@@ -638,10 +668,9 @@ async fn client_session(
     }
     let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_MAX);
     let s2 = shared.clone();
-    let owner = matches!(access, Access::Owner).then(|| user.clone());
     let u2 = user.clone();
     let thread = crate::limits::spawn_session(format!("session {user}"), move || {
-        session_thread(&s2, &u2, access, owner.as_deref(), &rx);
+        session_thread(&s2, &u2, &rx);
     });
     match thread {
         Ok(t) => lock(&shared.sessions).push(t),
@@ -841,14 +870,9 @@ fn check_attestation(
 
 /// The principal a refusal is recorded under: as the session would run.
 fn principal_label(shared: &Shared, peer: &SbUri) -> String {
-    let user = peer.user_name().unwrap_or_default();
-    if shared.owners.contains(user) {
-        return format!("owner:{user}");
-    }
     shared
-        .deriver()
-        .and_then(|d| d.bundle().principal_of(user).ok())
-        .unwrap_or_else(|| format!("User::{user:?}"))
+        .principals
+        .label(peer.user_name().unwrap_or_default())
 }
 
 async fn reply(send: &mut quinn::SendStream, rid: u64, body: Response, max: usize) {
@@ -971,10 +995,20 @@ async fn request(
             c3.raise(&format!("its deadline of {ms} ms passed"));
         })
     });
+    let Some(attestation) = q.attestation else {
+        // check_attestation refused requests without one
+        return;
+    };
     let job = Job {
         id,
-        sql: q.sql,
-        context: q.context,
+        claim: Claim {
+            attestation: *attestation,
+            asked: Asked {
+                sql: q.sql,
+                context: q.context,
+                deadline_ms: q.deadline_ms,
+            },
+        },
         tx,
         cancel: cancel.clone(),
         finished,
@@ -1070,11 +1104,14 @@ fn error_of(e: &SessionError, sql: &str) -> RpcError {
             HostError::Envelope(_) | HostError::Refused(_) => {
                 RpcError::new("REFUSED", h.to_string())
             }
+            HostError::Audit(_) => RpcError::new("AUDIT_FAILED", h.to_string())
+                .hint("nothing was released and nothing changed; the node's audit directory needs attention (sb audit verify)"),
+            HostError::Session(m) => RpcError::new("SESSION", m.clone()),
+            HostError::Bound(m) => RpcError::new("CONTEXT_IN_TRANSACTION", m.clone()),
             HostError::Stack | HostError::Abi(_) | HostError::Trap(_) | HostError::Internal(_) => {
                 RpcError::new("INTERNAL", h.to_string())
             }
         },
-        SessionError::Storage(s) => storage_error(s, e.to_string()),
         SessionError::Session(m) => RpcError::new("SESSION", m.clone()),
     }
 }
@@ -1136,51 +1173,34 @@ fn done_of(o: Outcome, elapsed: Duration) -> Done {
     }
 }
 
-fn session_thread(
-    shared: &Arc<Shared>,
-    user: &str,
-    access: Access,
-    owner: Option<&str>,
-    jobs: &std::sync::mpsc::Receiver<Job>,
-) {
-    let mut session = LocalSession::new(shared.storage.clone(), shared.sandbox.clone());
+fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Receiver<Job>) {
+    let transport = InProcess(shared.shard.clone());
+    let mut session = match Session::open(shared.creds.clone(), &transport, shared.sandbox.clone())
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("opening a session for {user}: {e}");
+            return;
+        }
+    };
     session.set_audit(shared.audit.clone());
-    if let Some(user) = owner {
-        session.set_owner_name(user);
-    }
-    if let Err(e) = session.set_access(access) {
-        tracing::error!("binding a session's principal: {e}");
-        return;
-    }
-    // the session context bound now (requests name theirs; a change binds a new
-    // security context, which a transaction in progress refuses)
-    let mut bound: Option<String> = None;
     while let Ok(job) = jobs.recv() {
-        if job.context != bound {
-            let rebound = access_for(shared, user, job.context.as_deref()).and_then(|a| {
-                session
-                    .set_access(a)
-                    .map_err(|e| RpcError::new("CONTEXT_IN_TRANSACTION", e.to_string()))
-            });
-            match rebound {
-                Ok(()) => bound.clone_from(&job.context),
-                Err(e) => {
-                    let _ = job.tx.blocking_send(Response::Error(e));
-                    lock(&shared.active).remove(&job.id);
-                    let _ = job.finished.send(());
-                    continue;
-                }
-            }
+        // a context the bundle refuses is refused before anything runs (the
+        // shard checks again, and refuses a change inside a transaction)
+        if let Err(e) = access_for(shared, user, job.claim.asked.context.as_deref()) {
+            let _ = job.tx.blocking_send(Response::Error(e));
+            lock(&shared.active).remove(&job.id);
+            let _ = job.finished.send(());
+            continue;
         }
         run_job(&mut session, job, shared);
     }
 }
 
-fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
+fn run_job(session: &mut Session, job: Job, shared: &Shared) {
     let Job {
         id,
-        sql,
-        context: _,
+        claim,
         tx,
         cancel,
         finished,
@@ -1209,7 +1229,7 @@ fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
         })
     })));
     let mut last = Instant::now();
-    let r = session.execute_each(&sql, &mut |o| {
+    let r = session.execute_each(&claim, &mut |o| {
         let d = done_of(o, last.elapsed());
         last = Instant::now();
         tx.blocking_send(Response::Done(d))
@@ -1217,7 +1237,7 @@ fn run_job(session: &mut LocalSession, job: Job, shared: &Shared) {
     });
     session.set_stream(None);
     if let Err(e) = r {
-        let err = error_of(&e, &sql);
+        let err = error_of(&e, &claim.asked.sql);
         tracing::debug!(code = %err.code, "a query failed: {}", err.message);
         let _ = tx.blocking_send(Response::Error(err));
     }
@@ -1305,13 +1325,11 @@ fn reload(shared: &Shared) {
         match loaded {
             Ok((d, at)) => {
                 shared.bundle_signed_at.store(at, Ordering::SeqCst);
-                match shared.deriver.write() {
-                    Ok(mut g) => *g = Some(d),
-                    Err(p) => *p.into_inner() = Some(d),
-                }
+                shared.principals.set_deriver(d);
             }
             Err(e) => {
                 let kept = shared
+                    .principals
                     .deriver()
                     .map_or_else(|| "none".to_owned(), |d| d.bundle().hash().to_string());
                 tracing::error!(bundle = %kept, "reload: keeping the bundle it has: {e}");
@@ -1365,7 +1383,7 @@ fn recheck(shared: &Shared) {
         }
     }
     let roots: HashSet<String> = trust.fingerprints().into_iter().collect();
-    let bundle = shared.deriver().map(|d| d.bundle().hash());
+    let bundle = shared.principals.deriver().map(|d| d.bundle().hash());
     for o in lock(&shared.conns).values() {
         let expect = match o.kind {
             Kind::Client => Expect::User,

@@ -1,51 +1,265 @@
-//! The shard side of a distributed query: a subplan arrives in a signed envelope, is
-//! verified, runs as the attested principal under the bundle in force, and leaves an
-//! audit record before its result is released. The network (issue 6) delivers
-//! envelopes here; tests call it directly.
+//! The shard side of every statement: a shard stage arrives in a signed envelope,
+//! is verified, runs as the attested user (an owner unfiltered, anyone else as
+//! the security bundle in force names them) through the one shard runner
+//! ([`scratchbird_host::Execution`]), and is audited before anything is
+//! released. A shard session holds the transaction of one coordinator session,
+//! bound to the user and session context that began it.
+//!
+//! The in-process transport ([`InProcess`]) hands a coordinator's envelopes to a
+//! [`Shard`] on the same node: `sbnode` and [`crate::LocalSession`] run every
+//! statement this way, so verification runs on every statement exactly as it
+//! will for a remote coordinator.
 
-use crate::session::SessionError;
+use scratchbird_compiler::{Catalog, Statement};
+use scratchbird_coord::{Claim, ShardRun, ShardSession, ShardTransport};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
-use scratchbird_host::envelope::{Authority, Consistency, ReplayGuard, SignedEnvelope, verify};
-use scratchbird_host::{Access, Figures, Principal, ResultBatch, Sandbox, touched};
+use scratchbird_host::envelope::{
+    Authority, Consistency, ReplayGuard, SignedEnvelope, check_claim, verify,
+};
+use scratchbird_host::{
+    Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
+};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
-use scratchbird_storage::{ReadCommittedMode, Storage, TxnOptions};
+use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
+use scratchbird_storage::{Env, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
+use scratchbird_types::{BundleHash, SqlType};
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-/// A shard: its storage, sandbox, the authority it trusts for membership, epoch and
-/// bundle, the bundle itself, and its audit trail.
+/// Why a user gets no access, with a stable code and what to do.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// A stable code (`NO_BUNDLE`, `BAD_CONTEXT`, ...).
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<&'static str>,
+}
+
+impl Refusal {
+    fn new(code: &'static str, message: String, hint: &'static str) -> Self {
+        Self {
+            code,
+            message,
+            hint: Some(hint),
+        }
+    }
+}
+
+/// Who the users of a node are: its owners run unfiltered; everyone else runs as
+/// the principal the security bundle in force names them, with the session
+/// context their request states.
+#[derive(Debug)]
+pub struct Principals {
+    deriver: RwLock<Option<Arc<Deriver>>>,
+    owners: HashSet<String>,
+    mask_key: [u8; 32],
+}
+
+impl Principals {
+    /// Users under `deriver`'s bundle (none: owners only), `owners` unfiltered;
+    /// tokens and masks keyed by the cluster secret `mask_key`.
+    #[must_use]
+    pub fn new(deriver: Option<Arc<Deriver>>, owners: HashSet<String>, mask_key: [u8; 32]) -> Self {
+        Self {
+            deriver: RwLock::new(deriver),
+            owners,
+            mask_key,
+        }
+    }
+
+    /// The bundle in force, if any.
+    #[must_use]
+    pub fn deriver(&self) -> Option<Arc<Deriver>> {
+        match self.deriver.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Puts `d` in force.
+    pub fn set_deriver(&self, d: Arc<Deriver>) {
+        match self.deriver.write() {
+            Ok(mut g) => *g = Some(d),
+            Err(p) => *p.into_inner() = Some(d),
+        }
+    }
+
+    /// The hash of the bundle in force (zeros when there is none).
+    #[must_use]
+    pub fn bundle_hash(&self) -> BundleHash {
+        self.deriver()
+            .map_or(BundleHash([0; 32]), |d| d.bundle().hash())
+    }
+
+    /// Whether `user` owns the node's data.
+    #[must_use]
+    pub fn is_owner(&self, user: &str) -> bool {
+        self.owners.contains(user)
+    }
+
+    /// The name `user`'s executions are recorded under.
+    #[must_use]
+    pub fn label(&self, user: &str) -> String {
+        if self.is_owner(user) {
+            return format!("owner:{user}");
+        }
+        self.deriver()
+            .and_then(|d| d.bundle().principal_of(user).ok())
+            .unwrap_or_else(|| format!("User::{user:?}"))
+    }
+
+    /// Who `user` runs as with the session context `context` (a JSON object; none
+    /// is the empty context).
+    ///
+    /// # Errors
+    /// The user is no owner and there is no bundle, the bundle cannot name them,
+    /// or the context does not fit the bundle.
+    pub fn access(&self, user: &str, context: Option<&str>) -> Result<Access, Refusal> {
+        if self.is_owner(user) {
+            if context.is_some() {
+                return Err(Refusal::new(
+                    "CONTEXT_FOR_OWNER",
+                    format!(
+                        "{user:?} owns this node's data and runs unfiltered: a session context applies to principals of the security bundle"
+                    ),
+                    "send the query without a context",
+                ));
+            }
+            return Ok(Access::Owner);
+        }
+        let Some(deriver) = self.deriver() else {
+            return Err(Refusal::new(
+                "NO_BUNDLE",
+                format!("this node has no security bundle, and {user:?} is not one of its owners"),
+                "configure [security] bundle in node.toml, or list the user in owners",
+            ));
+        };
+        let principal = deriver.bundle().principal_of(user).map_err(|e| {
+            Refusal::new(
+                "BUNDLE_PRINCIPALS",
+                e,
+                "give the bundle's actions one principal type (User, say)",
+            )
+        })?;
+        let mut ctx = SecurityContext::new(&principal);
+        if let Some(c) = context {
+            let bad = |why: String| {
+                Refusal::new(
+                    "BAD_CONTEXT",
+                    why,
+                    "send a JSON object of the attributes the bundle's context type declares",
+                )
+            };
+            scratchbird_net::client::check_context(c).map_err(bad)?;
+            ctx.context = serde_json::from_str(c)
+                .map_err(|e| bad(format!("the session context is not JSON: {e}")))?;
+            // checked against the bundle's schema now, so a bad context is refused
+            // before anything runs, never taken for an empty one
+            deriver
+                .check_context(&ctx)
+                .map_err(|e| bad(format!("the session context does not fit the bundle: {e}")))?;
+        }
+        Ok(Access::Principal(Arc::new(Principal::new(
+            deriver,
+            ctx,
+            &self.mask_key,
+        ))))
+    }
+}
+
+/// How a shard decides who a verified user runs as.
+#[derive(Debug)]
+pub enum Users {
+    /// One in-process caller, with the access it set over its own data directory
+    /// ([`crate::LocalSession`]); `label` names it in the audit trail.
+    Fixed {
+        /// The access.
+        access: Access,
+        /// Its name in audit records.
+        label: String,
+    },
+    /// The users of the cluster.
+    Cluster(Arc<Principals>),
+}
+
+/// What a shard is made of.
+pub struct ShardParts {
+    /// Its storage.
+    pub storage: Arc<Storage>,
+    /// Its sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// Whom it trusts for members, users, the epoch and the bundle in force.
+    pub authority: Arc<dyn Authority>,
+    /// Who users run as.
+    pub users: Users,
+    /// Its audit trail (`None`: unrecorded, for an embedded store).
+    pub audit: Option<Arc<AuditLog>>,
+    /// Its own node id: the coordinator named by claims that come without an
+    /// envelope (BEGIN, schema changes) from the in-process coordinator.
+    pub node: String,
+    /// Its clock.
+    pub env: Arc<dyn Env>,
+}
+
+/// A shard: its storage and sandbox, the authority it verifies envelopes with,
+/// who users run as, and its audit trail.
 pub struct Shard {
     storage: Arc<Storage>,
     sandbox: Arc<Sandbox>,
     authority: Arc<dyn Authority>,
-    deriver: Arc<Deriver>,
-    mask_secret: [u8; 32],
+    users: Users,
     replay: ReplayGuard,
-    audit: Arc<AuditLog>,
+    audit: Option<Arc<AuditLog>>,
+    node: String,
+    env: Arc<dyn Env>,
 }
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard").finish_non_exhaustive()
+        f.debug_struct("Shard")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
-/// What a subplan returned.
+/// What a subplan returned ([`Shard::execute`]).
 #[derive(Debug)]
 pub struct SubplanResult {
     /// The result batches, per output.
     pub batches: Vec<ResultBatch>,
-    /// What the execution did, as the coordinator (untrusted, and relaying it
-    /// to the principal) may be told: over visible rows only.
-    pub figures: Figures,
-    /// The audit record written for it: the node's own, never sent back.
-    pub record: AuditRecord,
+    /// What the shard reports: figures over visible rows, who it ran as.
+    pub run: ShardRun,
+}
+
+/// The user a verified envelope or claim names, and the context it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Bound {
+    user: String,
+    context: Option<String>,
 }
 
 impl Shard {
-    /// A shard enforcing the bundle of `deriver`, which must be the bundle the
-    /// authority says is in force.
+    /// A shard of `parts`.
+    #[must_use]
+    pub fn from_parts(parts: ShardParts) -> Self {
+        Self {
+            storage: parts.storage,
+            sandbox: parts.sandbox,
+            authority: parts.authority,
+            users: parts.users,
+            replay: ReplayGuard::default(),
+            audit: parts.audit,
+            node: parts.node,
+            env: parts.env,
+        }
+    }
+
+    /// A shard enforcing the bundle of `deriver` for every user (no owners),
+    /// which must be the bundle the authority says is in force.
     ///
     /// # Errors
     /// The bundles differ.
@@ -56,125 +270,542 @@ impl Shard {
         deriver: Arc<Deriver>,
         mask_secret: [u8; 32],
         audit: Arc<AuditLog>,
-    ) -> Result<Self, SessionError> {
+    ) -> Result<Self, HostError> {
         if deriver.bundle().hash() != authority.bundle_hash() {
-            return Err(SessionError::Session(
+            return Err(HostError::Session(
                 "the loaded security bundle is not the one the cluster has in force".into(),
             ));
         }
-        Ok(Self {
+        Ok(Self::from_parts(ShardParts {
             storage,
             sandbox,
             authority,
-            deriver,
-            mask_secret,
-            replay: ReplayGuard::default(),
-            audit,
-        })
+            users: Users::Cluster(Arc::new(Principals::new(
+                Some(deriver),
+                HashSet::new(),
+                mask_secret,
+            ))),
+            audit: Some(audit),
+            node: String::new(),
+            env: Arc::new(crate::SystemEnv::default()),
+        }))
+    }
+
+    /// A session for one coordinator session.
+    #[must_use]
+    pub fn session(self: &Arc<Self>) -> ShardSessionOf {
+        ShardSessionOf {
+            shard: self.clone(),
+            txn: None,
+            bound: None,
+        }
     }
 
     /// Verifies `signed` and runs its module in a transaction of its own, as the
-    /// attested principal, at time `now_us` (microseconds since the Unix epoch).
-    /// Refused envelopes are audited too.
+    /// attested user, at time `now_us` (microseconds since the Unix epoch),
+    /// collecting its batches. Refused envelopes are audited too.
     ///
     /// # Errors
     /// The envelope or module was refused, the execution failed, or the record
     /// could not be written (then no result is released and writes are undone).
     pub fn execute(
-        &self,
+        self: &Arc<Self>,
         signed: &SignedEnvelope,
         now_us: i64,
-    ) -> Result<SubplanResult, SessionError> {
-        let mut rec = AuditRecord::new("unverified");
-        rec.envelope = Some(signed.id());
-        rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
-        rec.epoch = self.authority.epoch();
-        rec.bundle = Some(self.authority.bundle_hash().0);
-        let v = match verify(
-            signed,
-            self.authority.as_ref(),
-            self.sandbox.limits(),
-            &self.replay,
-            now_us,
-        ) {
-            Ok(v) => v,
-            Err(e) => {
-                rec.outcome = "error".into();
-                rec.error = Some(e.to_string());
-                self.audit
-                    .append(rec)
-                    .map_err(|a| SessionError::Session(format!("audit: {a}")))?;
-                return Err(e.into());
-            }
-        };
-        rec.principal.clone_from(&v.principal);
-        rec.coordinator = Some(v.envelope.coordinator.clone());
-        let principal = Principal::new(
-            self.deriver.clone(),
-            SecurityContext::new(&v.principal),
-            &self.mask_secret,
-        );
-        let access = Access::Principal(Arc::new(principal));
-        let opts = match v.envelope.consistency {
-            // one shard: every mode reads one consistent snapshot, the
-            // primary's (there is no replica to be stale)
-            Consistency::Snapshot | Consistency::BoundedStaleness(_) => TxnOptions::snapshot(),
-            Consistency::ReadCommitted => {
-                TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
-            }
-        }
-        .wait_ms(self.sandbox.limits().timeout_ms);
-        let txn = self.storage.begin(opts)?;
-        let (prepared, cached) = match self.sandbox.prepare(&signed.module) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = txn.rollback();
-                return Err(e.into());
-            }
-        };
-        (rec.tables, rec.columns) = match txn.catalog() {
-            Ok(cat) => touched(&prepared.manifest, &cat),
-            Err(e) => {
-                let _ = txn.rollback();
-                return Err(e.into());
-            }
-        };
+    ) -> Result<SubplanResult, HostError> {
         let out: Rc<RefCell<Vec<ResultBatch>>> = Rc::default();
         let o2 = out.clone();
-        let (txn, result) = self.sandbox.run(
-            &prepared,
-            txn,
-            &access,
+        let mut s = self.session();
+        let run = s.run_at(
+            signed,
+            Release::AfterReturn,
             Box::new(move |b| {
                 o2.borrow_mut().push(b);
                 Ok(())
             }),
-        );
-        rec.set_result(&result);
-        // durable before anything is released or committed
-        let record = match self.audit.append(rec) {
-            Ok(r) => r,
-            Err(a) => {
-                let _ = txn.rollback();
-                return Err(SessionError::Session(format!(
-                    "the execution could not be audited: {a}"
-                )));
-            }
-        };
-        let mut stats = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = txn.rollback();
-                return Err(e.into());
-            }
-        };
-        txn.commit()?;
-        stats.cached = cached;
+            &Cancel::never(),
+            now_us,
+        )?;
         let batches = std::mem::take(&mut *out.borrow_mut());
-        Ok(SubplanResult {
-            batches,
-            figures: stats.figures(),
-            record,
+        Ok(SubplanResult { batches, run })
+    }
+
+    /// `user`'s access with `context`, the name it is recorded under, and the
+    /// bundle enforced.
+    fn access(&self, b: &Bound) -> Result<(Access, String), HostError> {
+        match &self.users {
+            Users::Fixed { access, label } => Ok((access.clone(), label.clone())),
+            Users::Cluster(p) => {
+                let access = p
+                    .access(&b.user, b.context.as_deref())
+                    .map_err(|r| HostError::Permission(format!("[{}] {}", r.code, r.message)))?;
+                let label = match &access {
+                    Access::Owner => format!("owner:{}", b.user),
+                    Access::Principal(p) => p.name().to_owned(),
+                };
+                Ok((access, label))
+            }
+        }
+    }
+
+    fn audit_refusal(&self, mut rec: AuditRecord, e: &HostError) -> Result<(), HostError> {
+        rec.outcome = "error".into();
+        rec.error = Some(e.to_string());
+        if let Some(log) = &self.audit {
+            log.append(rec)
+                .map_err(|a| HostError::Audit(a.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn begin(&self, opts: TxnOptions) -> Result<Transaction, HostError> {
+        // lock waits are bounded by the query time limit: a module blocked in a
+        // host call is not interrupted by the sandbox deadline
+        Ok(self
+            .storage
+            .begin(opts.wait_ms(self.sandbox.limits().timeout_ms))?)
+    }
+}
+
+/// A shard's session for one coordinator session ([`Shard::session`]).
+pub struct ShardSessionOf {
+    shard: Arc<Shard>,
+    /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
+    /// autocommit statement's.
+    txn: Option<Transaction>,
+    /// Who BEGIN bound the transaction to.
+    bound: Option<Bound>,
+}
+
+impl std::fmt::Debug for ShardSessionOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardSessionOf")
+            .field("in_transaction", &self.bound.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn refuse(msg: String) -> HostError {
+    HostError::Session(msg)
+}
+
+impl ShardSessionOf {
+    fn txn(&mut self) -> Result<&mut Transaction, HostError> {
+        if self.txn.is_none() {
+            self.txn = Some(self.shard.begin(TxnOptions::snapshot())?);
+        }
+        self.txn
+            .as_mut()
+            .ok_or_else(|| HostError::Internal("no transaction".into()))
+    }
+
+    /// The transaction of a statement for `who`: BEGIN's, which must be bound
+    /// to the same user and context, or the autocommit statement's.
+    fn statement_txn(
+        &mut self,
+        who: &Bound,
+        consistency: Consistency,
+    ) -> Result<Transaction, HostError> {
+        if let Some(b) = &self.bound
+            && b != who
+        {
+            return Err(HostError::Bound(format!(
+                "the security context cannot change inside a transaction: it was begun by user {} with {}; a statement for user {} with {} cannot run in it: COMMIT or ROLLBACK first",
+                b.user,
+                b.context.as_deref().unwrap_or("no session context"),
+                who.user,
+                who.context.as_deref().unwrap_or("no session context"),
+            )));
+        }
+        if let Some(t) = self.txn.take() {
+            return Ok(t);
+        }
+        self.shard.begin(match consistency {
+            // one shard: every mode reads one consistent snapshot, the primary's
+            // (there is no replica to be stale)
+            Consistency::Snapshot | Consistency::BoundedStaleness(_) => TxnOptions::snapshot(),
+            Consistency::ReadCommitted => {
+                TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
+            }
         })
+    }
+
+    /// Ends a statement's use of `txn`: kept inside BEGIN ... COMMIT, else
+    /// committed when `ok` and rolled back when not.
+    fn end_statement(&mut self, txn: Transaction, ok: bool) -> Result<(), HostError> {
+        if self.bound.is_some() {
+            self.txn = Some(txn);
+            return Ok(());
+        }
+        if ok {
+            txn.commit()?;
+        } else {
+            let _ = txn.rollback();
+        }
+        Ok(())
+    }
+
+    /// [`ShardSession::run`] at time `now_us`.
+    fn run_at(
+        &mut self,
+        signed: &SignedEnvelope,
+        release: Release,
+        sink: scratchbird_host::ResultSink,
+        stop: &Cancel,
+        now_us: i64,
+    ) -> Result<ShardRun, HostError> {
+        let shard = self.shard.clone();
+        let mut rec = AuditRecord::new("unverified");
+        rec.envelope = Some(signed.id());
+        rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
+        rec.epoch = shard.authority.epoch();
+        rec.bundle = Some(shard.authority.bundle_hash().0);
+        let checked = verify(
+            signed,
+            shard.authority.as_ref(),
+            shard.sandbox.limits(),
+            &shard.replay,
+            now_us,
+        )
+        .and_then(|v| {
+            let who = Bound {
+                user: v.user.clone(),
+                context: v.envelope.asked.context.clone(),
+            };
+            let (access, label) = shard.access(&who)?;
+            rec.principal = label;
+            rec.coordinator = Some(v.envelope.coordinator.clone());
+            rec.context.clone_from(&who.context);
+            if matches!(access, Access::Owner) {
+                rec.bundle = None;
+            }
+            let txn = self.statement_txn(&who, v.envelope.consistency)?;
+            Ok((access, txn))
+        });
+        let (access, txn) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                if !self.in_transaction() {
+                    self.abandon();
+                }
+                shard.audit_refusal(rec, &e)?;
+                return Err(e);
+            }
+        };
+        let run = ShardRun {
+            figures: Figures::default(),
+            principal: rec.principal.clone(),
+            bundle: rec.bundle,
+            context: rec.context.clone(),
+        };
+        let exec = Execution {
+            sandbox: &shard.sandbox,
+            audit: shard.audit.as_ref(),
+            stop,
+        };
+        let (txn, result) = exec.shard(&signed.module, txn, &access, rec, release, sink);
+        self.end_statement(txn, result.is_ok())?;
+        let stats = result?;
+        Ok(ShardRun {
+            figures: stats.figures(),
+            ..run
+        })
+    }
+
+    /// The user of `claim` (checked as an envelope's attestation is).
+    fn claimed(&self, claim: &Claim) -> Result<Bound, HostError> {
+        let shard = &self.shard;
+        let user = check_claim(
+            &claim.attestation,
+            &claim.asked,
+            &shard.node,
+            shard.authority.as_ref(),
+            shard.env.now_micros(),
+        )?;
+        Ok(Bound {
+            user,
+            context: claim.asked.context.clone(),
+        })
+    }
+
+    fn schema_change(&mut self, op: Statement, who: &Bound) -> Result<&'static str, HostError> {
+        let (access, label) = self.shard.access(who)?;
+        if let Access::Principal(_) = access {
+            return Err(HostError::Permission(format!(
+                "permission denied: {label} may not change the schema (schema changes are the owner's)"
+            )));
+        }
+        if let Some(b) = &self.bound
+            && b != who
+        {
+            return Err(refuse(format!(
+                "this transaction was begun by user {}; a schema change for user {} cannot run in it",
+                b.user, who.user
+            )));
+        }
+        let mut txn = match self.txn.take() {
+            Some(t) => t,
+            None => self.shard.begin(TxnOptions::snapshot())?,
+        };
+        let r = apply_schema_change(&mut txn, op);
+        let ok = r.is_ok();
+        self.end_statement(txn, ok)?;
+        r
+    }
+}
+
+impl ShardSession for ShardSessionOf {
+    fn catalog(&mut self) -> Result<Catalog, HostError> {
+        Ok(crate::session::catalog_of(self.txn()?)?)
+    }
+
+    fn run(
+        &mut self,
+        stage: &SignedEnvelope,
+        release: Release,
+        sink: scratchbird_host::ResultSink,
+        stop: &Cancel,
+    ) -> Result<ShardRun, HostError> {
+        let now = self.shard.env.now_micros();
+        self.run_at(stage, release, sink, stop, now)
+    }
+
+    fn control(&mut self, op: Statement, claim: &Claim) -> Result<&'static str, HostError> {
+        let who = match self.claimed(claim) {
+            Ok(w) => w,
+            Err(e) => {
+                if !self.in_transaction() {
+                    self.abandon();
+                }
+                let mut rec = AuditRecord::new("unverified");
+                rec.epoch = self.shard.authority.epoch();
+                self.shard.audit_refusal(rec, &e)?;
+                return Err(e);
+            }
+        };
+        match op {
+            Statement::Begin {
+                isolation,
+                read_only,
+            } => {
+                if self.bound.is_some() {
+                    return Err(refuse(
+                        "a transaction is already open: COMMIT or ROLLBACK it first".into(),
+                    ));
+                }
+                // the user must have access now: the transaction is bound to it
+                self.shard.access(&who)?;
+                let mut opts = match isolation {
+                    scratchbird_compiler::Isolation::Snapshot => TxnOptions::snapshot(),
+                    scratchbird_compiler::Isolation::ReadCommitted => {
+                        TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
+                    }
+                };
+                if read_only {
+                    opts = opts.read_only();
+                }
+                // the autocommit transaction the catalog was read in
+                self.abandon();
+                self.txn = Some(self.shard.begin(opts)?);
+                self.bound = Some(who);
+                Ok("BEGIN")
+            }
+            Statement::Commit | Statement::Rollback => {
+                let commit = matches!(op, Statement::Commit);
+                let word = if commit { "COMMIT" } else { "ROLLBACK" };
+                let Some(b) = &self.bound else {
+                    self.abandon();
+                    return Err(refuse(format!("{word} without BEGIN")));
+                };
+                if b.user != who.user {
+                    return Err(refuse(format!(
+                        "this transaction was begun by user {}, not {}",
+                        b.user, who.user
+                    )));
+                }
+                self.bound = None;
+                let t = self
+                    .txn
+                    .take()
+                    .ok_or_else(|| HostError::Internal("no transaction".into()))?;
+                if commit {
+                    t.commit()?;
+                } else {
+                    t.rollback()?;
+                }
+                Ok(word)
+            }
+            Statement::Savepoint(n) => self.savepoint(&who, |t| t.savepoint(&n), "SAVEPOINT"),
+            Statement::RollbackTo(n) => self.savepoint(
+                &who,
+                |t| t.rollback_to_savepoint(&n),
+                "ROLLBACK TO SAVEPOINT",
+            ),
+            Statement::Release(n) => {
+                self.savepoint(&who, |t| t.release_savepoint(&n), "RELEASE SAVEPOINT")
+            }
+            Statement::Query(_) | Statement::Explain(_) => Err(HostError::Internal(
+                "a query came as a control request".into(),
+            )),
+            ddl => self.schema_change(ddl, &who),
+        }
+    }
+
+    fn abandon(&mut self) {
+        if self.bound.is_none()
+            && let Some(t) = self.txn.take()
+        {
+            let _ = t.rollback();
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.bound.is_some()
+    }
+}
+
+impl ShardSessionOf {
+    fn savepoint(
+        &mut self,
+        who: &Bound,
+        f: impl FnOnce(&mut Transaction) -> Result<(), StorageError>,
+        tag: &'static str,
+    ) -> Result<&'static str, HostError> {
+        if let Some(b) = &self.bound
+            && b.user != who.user
+        {
+            return Err(refuse(format!(
+                "this transaction was begun by user {}, not {}",
+                b.user, who.user
+            )));
+        }
+        let r = f(self.txn()?);
+        if self.bound.is_none() {
+            // outside BEGIN ... COMMIT a savepoint lives and dies with its statement
+            self.abandon();
+        }
+        r?;
+        Ok(tag)
+    }
+}
+
+impl Drop for ShardSessionOf {
+    fn drop(&mut self) {
+        if let Some(t) = self.txn.take() {
+            let _ = t.rollback();
+        }
+    }
+}
+
+/// Applies a schema change in `txn`. Returns its command tag.
+fn apply_schema_change(txn: &mut Transaction, op: Statement) -> Result<&'static str, HostError> {
+    let cat = crate::session::catalog_of(txn)?;
+    match op {
+        Statement::CreateTable {
+            name,
+            columns,
+            primary_key,
+            if_not_exists,
+        } => {
+            if if_not_exists && cat.table(&name).is_some() {
+                return Ok("CREATE TABLE");
+            }
+            let spec = TableSpec {
+                name,
+                columns: columns
+                    .into_iter()
+                    .map(|c| ColumnSpec {
+                        name: c.name,
+                        ty: match (c.ty, c.domain) {
+                            (_, Some(d)) => ColumnType::Domain(d),
+                            (Some(t), None) => ColumnType::Sql(t),
+                            (None, None) => ColumnType::Sql(SqlType::Text),
+                        },
+                        not_null: c.not_null,
+                        default: c.default,
+                    })
+                    .collect(),
+                primary_key,
+            };
+            txn.statement(|t| t.create_table(&spec))?;
+            Ok("CREATE TABLE")
+        }
+        Statement::DropTable { names, if_exists } => {
+            txn.statement(|t| {
+                for n in &names {
+                    if if_exists && cat.table(n).is_none() {
+                        continue;
+                    }
+                    t.drop_table(n)?;
+                }
+                Ok(())
+            })?;
+            Ok("DROP TABLE")
+        }
+        Statement::CreateDomain {
+            name,
+            base,
+            default,
+            check,
+        } => {
+            txn.statement(|t| {
+                t.create_domain(&DomainSpec {
+                    name,
+                    base,
+                    not_null: false,
+                    default,
+                    check,
+                })
+            })?;
+            Ok("CREATE DOMAIN")
+        }
+        Statement::DropDomain { name, if_exists } => {
+            if !(if_exists && cat.domain(&name).is_none()) {
+                txn.statement(|t| t.drop_domain(&name))?;
+            }
+            Ok("DROP DOMAIN")
+        }
+        Statement::CreateIndex {
+            name,
+            table,
+            columns,
+            unique,
+        } => {
+            txn.statement(|t| {
+                t.create_index(&IndexSpec {
+                    name,
+                    table,
+                    columns,
+                    unique,
+                })
+            })?;
+            Ok("CREATE INDEX")
+        }
+        Statement::DropIndex { names, if_exists } => {
+            txn.statement(|t| {
+                for n in &names {
+                    if if_exists && !cat.indexes.iter().any(|i| &i.name == n) {
+                        continue;
+                    }
+                    t.drop_index(n)?;
+                }
+                Ok(())
+            })?;
+            Ok("DROP INDEX")
+        }
+        other => Err(HostError::Internal(format!(
+            "not a schema change: {other:?}"
+        ))),
+    }
+}
+
+/// The in-process transport: a coordinator's shard sessions on a [`Shard`] of
+/// the same node.
+#[derive(Debug, Clone)]
+pub struct InProcess(pub Arc<Shard>);
+
+impl ShardTransport for InProcess {
+    fn open(&self) -> Result<Box<dyn ShardSession>, HostError> {
+        Ok(Box::new(self.0.session()))
     }
 }

@@ -42,7 +42,7 @@ fn key(b: u8) -> SigningKey {
 struct Cluster {
     dir: tempfile::TempDir,
     storage: Arc<Storage>,
-    shard: Shard,
+    shard: Arc<Shard>,
     nonce: std::cell::Cell<u8>,
 }
 
@@ -88,15 +88,17 @@ fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Clus
         bundle: bundle.hash(),
     });
     let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "shard-1").unwrap());
-    let shard = Shard::new(
-        storage.clone(),
-        sandbox,
-        authority,
-        Arc::new(Deriver::new(Arc::new(bundle))),
-        [7; 32],
-        audit,
-    )
-    .unwrap();
+    let shard = Arc::new(
+        Shard::new(
+            storage.clone(),
+            sandbox,
+            authority,
+            Arc::new(Deriver::new(Arc::new(bundle))),
+            [7; 32],
+            audit,
+        )
+        .unwrap(),
+    );
     Cluster {
         dir,
         storage,
@@ -133,6 +135,7 @@ impl Cluster {
             consistency: Consistency::Snapshot,
             attestation: att,
             coordinator: "c1".into(),
+            asked: scratchbird_host::envelope::Asked::default(),
             nonce: [self.nonce.get(); 16],
         };
         tamper(&mut env);
@@ -149,12 +152,8 @@ impl Cluster {
         .0
     }
 
-    #[expect(
-        clippy::result_large_err,
-        reason = "the session's own error type, as returned"
-    )]
     fn rows(&self, s: &SignedEnvelope) -> Result<Vec<String>, SessionError> {
-        let r = self.shard.execute(s, NOW)?;
+        let r = self.shard.execute(s, NOW).map_err(SessionError::Host)?;
         Ok(r.batches
             .iter()
             .flat_map(|b| b.rows().unwrap())
@@ -178,7 +177,7 @@ fn a_verified_subplan_runs_as_the_attested_principal_and_is_audited() {
         &c.subplan("SELECT count(*) FROM customers", alice(), |_| {}),
         NOW,
     );
-    assert_eq!(r.unwrap().record.principal, "User::\"alice\"");
+    assert_eq!(r.unwrap().run.principal, "User::\"alice\"");
     let v = verify_audit(&c.dir.path().join("audit")).unwrap();
     assert_eq!((v.records, v.first_break), (2, None));
     let (recs, _) =

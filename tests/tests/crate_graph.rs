@@ -20,6 +20,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         "guest-ops",
         "compiler",
         "host",
+        "coord",
         "net",
         "control",
     ];
@@ -31,6 +32,9 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("net", &["types"][..]),
         ("compiler", &["types", "guest-ops"][..]),
         ("host", &["types", "storage", "policy", "guest-ops"][..]),
+        // the coordinator core: compiles, signs, and runs merge stages; it reads
+        // no storage of its own (shards hand it their catalog and batches)
+        ("coord", &["types", "compiler", "host"][..]),
         ("control", &["types", "net"][..]),
         ("node", all),
         // `sb sql --local` and `sb demo` run a node in-process: the CLI may use the
@@ -44,6 +48,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "guest-ops",
                 "compiler",
                 "host",
+                "coord",
                 "net",
                 "control",
                 "node",
@@ -58,6 +63,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "guest-ops",
                 "compiler",
                 "host",
+                "coord",
                 "net",
                 "control",
                 "node",
@@ -73,6 +79,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "guest-ops",
                 "compiler",
                 "host",
+                "coord",
                 "net",
                 "control",
                 "node",

@@ -5,8 +5,8 @@
 //! it (after checking the certificate and the signature), never from a field the
 //! coordinator fills in.
 //!
-//! This module holds the format and the exact bytes that are signed; it does no
-//! cryptography (`net` signs and verifies with the certificate's key, Ed25519 or
+//! This module holds the format and the exact bytes that are signed (and the
+//! request digest, a blake3 hash); it does no signing (`net` signs and verifies with the certificate's key, Ed25519 or
 //! ECDSA P-256), reads no clock and no randomness.
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,51 @@ pub struct Attestation {
     /// The user's certificate (X.509 DER): it vouches for the key that signed.
     #[serde(with = "serde_bytes")]
     pub certificate: Vec<u8>,
+}
+
+/// What a client asked of a coordinator: the request its attestation's
+/// `request` field digests. Envelopes carry it, so a shard takes the session
+/// context (which the bundle may read) from the user's signed words, never from
+/// the coordinator's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    /// The SQL text of the request.
+    pub sql: String,
+    /// The session context (a JSON object's text), if the request names one.
+    pub context: Option<String>,
+    /// The request's deadline in milliseconds (0: none).
+    pub deadline_ms: u64,
+}
+
+impl Asked {
+    /// [`request_digest`] of this request.
+    #[must_use]
+    pub fn digest(&self) -> [u8; 32] {
+        request_digest(&self.sql, self.context.as_deref(), self.deadline_ms)
+    }
+}
+
+/// The digest of what a request asks, which its attestation signs: blake3 over a
+/// tag, the SQL text, the session context (absent and empty differ) and the
+/// deadline, each length-prefixed.
+#[must_use]
+pub fn request_digest(sql: &str, context: Option<&str>, deadline_ms: u64) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"scratchbird request v1\0");
+    h.update(&(sql.len() as u64).to_le_bytes());
+    h.update(sql.as_bytes());
+    match context {
+        None => {
+            h.update(&[0]);
+        }
+        Some(c) => {
+            h.update(&[1]);
+            h.update(&(c.len() as u64).to_le_bytes());
+            h.update(c.as_bytes());
+        }
+    }
+    h.update(&deadline_ms.to_le_bytes());
+    *h.finalize().as_bytes()
 }
 
 fn put(m: &mut Vec<u8>, b: &[u8]) {

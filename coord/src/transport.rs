@@ -1,0 +1,93 @@
+//! The seam between the coordinator and the shards: what a coordinator signs
+//! with, and what it asks a shard.
+
+use scratchbird_compiler::{Catalog, Statement};
+use scratchbird_host::envelope::{Asked, Attestation, SignedEnvelope};
+use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
+use scratchbird_types::BundleHash;
+
+/// The coordinator's identity in the cluster and what it believes is in force.
+pub trait Credentials: Send + Sync {
+    /// Its node id (its `sb://` name), as envelopes and attestations name it.
+    fn node(&self) -> String;
+    /// An Ed25519 signature over `message` with the key of its node certificate.
+    ///
+    /// # Errors
+    /// The key cannot sign (not Ed25519, or the signer failed).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
+    /// The cluster configuration epoch plans are made in.
+    fn epoch(&self) -> u64;
+    /// The security bundle it believes is in force (the shard checks).
+    fn bundle_hash(&self) -> BundleHash;
+}
+
+/// A user's claim to a request: the attestation and what it signs.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The user's attestation.
+    pub attestation: Attestation,
+    /// The request it signs.
+    pub asked: Asked,
+}
+
+/// What a shard reports about a stage it ran: figures over rows the principal
+/// may see, and who it ran the stage as (for the coordinator's own record).
+#[derive(Debug, Clone)]
+pub struct ShardRun {
+    /// What the stage did, as the principal may be told.
+    pub figures: Figures,
+    /// Who ran it, as the audit trail names them (`User::"alice"`, `owner:bob`).
+    pub principal: String,
+    /// The bundle enforced, if any.
+    pub bundle: Option<[u8; 32]>,
+    /// The session context it ran with (JSON), when not empty.
+    pub context: Option<String>,
+}
+
+/// A coordinator session's view of one shard: the shard's transaction for the
+/// session, bound to the security context of the user who began it.
+pub trait ShardSession: Send {
+    /// The catalog the session's transaction sees (opening the statement's
+    /// transaction when none is open).
+    ///
+    /// # Errors
+    /// The shard could not open a transaction or read its catalog.
+    fn catalog(&mut self) -> Result<Catalog, HostError>;
+
+    /// Runs a signed shard stage in the session's transaction (a transaction of
+    /// its own, committed when it succeeds, outside BEGIN ... COMMIT), handing
+    /// its batches to `sink`.
+    ///
+    /// # Errors
+    /// The envelope was refused, or the stage failed (its changes undone).
+    fn run(
+        &mut self,
+        stage: &SignedEnvelope,
+        release: Release,
+        sink: ResultSink,
+        stop: &Cancel,
+    ) -> Result<ShardRun, HostError>;
+
+    /// Transaction control (BEGIN, COMMIT, ROLLBACK, savepoints) and schema
+    /// changes, for the user of `claim`. Returns the command tag.
+    ///
+    /// # Errors
+    /// The claim was refused, the user may not, or the shard refused.
+    fn control(&mut self, op: Statement, claim: &Claim) -> Result<&'static str, HostError>;
+
+    /// Ends a statement that will not run (it did not compile, or it was an
+    /// EXPLAIN): outside BEGIN ... COMMIT its transaction is rolled back.
+    fn abandon(&mut self);
+
+    /// Whether BEGIN ... COMMIT is open.
+    fn in_transaction(&self) -> bool;
+}
+
+/// How a coordinator reaches shards.
+pub trait ShardTransport: Send + Sync {
+    /// A session on the shard, for one coordinator session.
+    ///
+    /// # Errors
+    /// The shard cannot be reached or refuses sessions.
+    fn open(&self) -> Result<Box<dyn ShardSession>, HostError>;
+}

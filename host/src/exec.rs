@@ -1,0 +1,137 @@
+//! The one place a module runs on a node, shard stage or merge stage: it prepares
+//! the module (validated, compiled or taken from the cache), brackets a shard
+//! stage in a statement of its transaction, and keeps the audit rule: **no batch
+//! leaves before a durable record names the execution**, and the execution's
+//! own record is durable before it returns. A record that cannot be written fails
+//! the execution, and a shard stage's changes are then undone.
+//!
+//! Local sessions, the shard side of a subplan envelope and the coordinator's
+//! merge stage all run through [`Execution`]; nothing else calls the sandbox's
+//! run functions outside tests of the sandbox itself.
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::{Access, Cancel, ExecStats, HostError, Prepared, ResultSink, Sandbox, touched};
+use scratchbird_storage::Transaction;
+use std::sync::Arc;
+
+/// When a stage's batches leave this node's hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// As they are produced (streamed to a client, or to a coordinator on
+    /// another node): a durable record that the execution started is written
+    /// before the first batch is handed to the sink.
+    Streamed,
+    /// Only after the stage returns (the caller collects them, as the merge
+    /// stage's inputs or a buffered result): the execution's own record, durable
+    /// before the stage returns, precedes their release.
+    AfterReturn,
+}
+
+/// How one stage runs: where it runs, the trail it is recorded in, and the flag
+/// that stops it.
+#[derive(Debug, Clone, Copy)]
+pub struct Execution<'a> {
+    /// The sandbox the module runs in.
+    pub sandbox: &'a Sandbox,
+    /// The audit trail; `None` runs unrecorded (a node without an audit
+    /// directory: an embedded store, a test).
+    pub audit: Option<&'a Arc<AuditLog>>,
+    /// Raised to stop the execution.
+    pub stop: &'a Cancel,
+}
+
+fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
+    log.append(r).map_err(|e| HostError::Audit(e.to_string()))
+}
+
+impl Execution<'_> {
+    /// `sink`, held back until a durable `started` record names the execution when
+    /// the batches are [`Release::Streamed`] (and the node audits).
+    fn guard(&self, record: &AuditRecord, release: Release, mut sink: ResultSink) -> ResultSink {
+        let Some(log) = self.audit.filter(|_| release == Release::Streamed) else {
+            return sink;
+        };
+        let log = log.clone();
+        let mut started = Some(record.clone());
+        Box::new(move |b| {
+            if let Some(mut r) = started.take() {
+                r.outcome = "started".into();
+                append(&log, r)?;
+            }
+            sink(b)
+        })
+    }
+
+    /// Runs the shard stage `module` as one statement of `txn` for `access`,
+    /// handing its batches to `sink`. `record` names who runs it (principal,
+    /// envelope, coordinator, epoch, bundle); the tables, columns and figures are
+    /// filled in here. On error, or when the record cannot be written, the
+    /// statement's own changes are undone; the transaction comes back either way.
+    pub fn shard(
+        &self,
+        module: &[u8],
+        mut txn: Transaction,
+        access: &Access,
+        mut record: AuditRecord,
+        release: Release,
+        sink: ResultSink,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        let (prepared, cached) = match self.sandbox.prepare(module) {
+            Ok(p) => p,
+            Err(e) => return (txn, Err(e)),
+        };
+        record.modules = vec![prepared.hash];
+        (record.tables, record.columns) = match txn.catalog() {
+            Ok(cat) => touched(&prepared.manifest, &cat),
+            Err(e) => return (txn, Err(e.into())),
+        };
+        let mark = match txn.statement_begin() {
+            Ok(m) => m,
+            Err(e) => return (txn, Err(e.into())),
+        };
+        let sink = self.guard(&record, release, sink);
+        let (mut txn, result) = self
+            .sandbox
+            .run_until(&prepared, txn, access, sink, self.stop);
+        record.set_result(&result);
+        // durable before the statement completes (and so before its transaction
+        // can commit or its result be released)
+        let audited = self
+            .audit
+            .map_or(Ok(()), |log| append(log, record).map(drop));
+        let failed = result.is_err() || audited.is_err();
+        if let Err(e) = txn.statement_end(mark, failed) {
+            return (txn, Err(e.into()));
+        }
+        let result = audited.and(result).map(|mut s| {
+            s.cached = cached;
+            s
+        });
+        (txn, result)
+    }
+
+    /// Runs the merge stage `prepared` over the shard stage's outputs `inputs`,
+    /// handing its batches to `sink`; `record` names who runs it.
+    ///
+    /// # Errors
+    /// The merge failed, or its record could not be written.
+    pub fn merge(
+        &self,
+        prepared: &Prepared,
+        inputs: Vec<Vec<crate::ResultBatch>>,
+        mut record: AuditRecord,
+        release: Release,
+        sink: ResultSink,
+    ) -> Result<ExecStats, HostError> {
+        record.modules = vec![prepared.hash];
+        let sink = self.guard(&record, release, sink);
+        let result = self
+            .sandbox
+            .run_merge_until(prepared, inputs, sink, self.stop);
+        record.set_result(&result);
+        if let Some(log) = self.audit {
+            append(log, record)?;
+        }
+        result
+    }
+}
