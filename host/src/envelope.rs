@@ -11,6 +11,7 @@ use crate::error::HostError;
 use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use scratchbird_guest_ops::abi::PlanManifest;
 use scratchbird_types::{BundleHash, ColumnId, TableId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -19,7 +20,7 @@ use std::sync::Mutex;
 /// Version of the envelope format.
 pub const ENVELOPE_VERSION: u32 = 3;
 
-/// Envelopes remembered for replay detection, at most.
+/// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
 
 const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v3\0";
@@ -124,7 +125,10 @@ pub struct Envelope {
     pub asked: Asked,
     /// The coordinator's node id.
     pub coordinator: String,
-    /// A value unique to this envelope (replays are refused).
+    /// 8 random bytes naming the coordinator's session, then a counter (u64,
+    /// little-endian) that increases with each envelope the session sends:
+    /// an envelope at or below the highest counter a shard has seen from that
+    /// session is refused as a replay ([`ReplayGuard`]).
     pub nonce: [u8; 16],
 }
 
@@ -284,31 +288,56 @@ fn signature(bytes: &[u8], what: &str) -> Result<Signature, HostError> {
     Ok(Signature::from_bytes(&b))
 }
 
-/// Remembers envelopes seen until their attestation expires, to refuse replays.
+/// Refuses replayed envelopes. An envelope's nonce is 8 bytes naming the
+/// coordinator's session (random) and 8 bytes of a counter that increases with
+/// each envelope of that session; the guard remembers, per coordinator session,
+/// the highest counter seen until the session's latest attestation expires. An
+/// envelope at or below it is a replay. Memory grows with sessions, not with
+/// statements, so a busy node never runs out of room for honest traffic.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<[u8; 32], i64>>,
+    sessions: Mutex<HashMap<[u8; 32], (u64, i64)>>,
 }
 
 impl ReplayGuard {
-    fn admit(&self, id: [u8; 32], expires_us: i64, now_us: i64) -> Result<(), HostError> {
+    fn admit(
+        &self,
+        coordinator: &str,
+        nonce: &[u8; 16],
+        expires_us: i64,
+        now_us: i64,
+    ) -> Result<(), HostError> {
+        let mut key = blake3::Hasher::new();
+        key.update(&(coordinator.len() as u64).to_le_bytes());
+        key.update(coordinator.as_bytes());
+        key.update(&nonce[..8]);
+        let key = *key.finalize().as_bytes();
+        let mut counter = [0u8; 8];
+        counter.copy_from_slice(&nonce[8..]);
+        let counter = u64::from_le_bytes(counter);
         let mut s = self
-            .seen
+            .sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((high, exp)) = s.get_mut(&key) {
+            if counter <= *high {
+                return Err(refuse(
+                    "this envelope was already used, or its coordinator session has sent a later one: a replay is refused",
+                ));
+            }
+            *high = counter;
+            *exp = (*exp).max(expires_us);
+            return Ok(());
+        }
         if s.len() >= SEEN_MAX {
-            s.retain(|_, exp| *exp > now_us);
+            s.retain(|_, (_, exp)| *exp > now_us);
         }
         if s.len() >= SEEN_MAX {
             return Err(refuse(
-                "too many envelopes in flight to remember them all: refused until some expire",
+                "too many coordinator sessions in flight to remember them all: refused until some expire",
             ));
         }
-        if s.insert(id, expires_us).is_some() {
-            return Err(refuse(
-                "this envelope was already used: a replay is refused",
-            ));
-        }
+        s.insert(key, (counter, expires_us));
         Ok(())
     }
 }
@@ -328,6 +357,32 @@ pub fn verify(
     signed: &SignedEnvelope,
     authority: &dyn Authority,
     limits: &SandboxLimits,
+    replay: &ReplayGuard,
+    now_us: i64,
+) -> Result<Verified, HostError> {
+    verify_with(
+        signed,
+        authority,
+        &|m| validate(m, limits).map(std::sync::Arc::new),
+        replay,
+        now_us,
+    )
+}
+
+/// Validates a module and returns its manifest ([`verify_with`]).
+pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<std::sync::Arc<PlanManifest>, HostError> + 'a;
+
+/// [`verify`], with the module validated by `manifest_of` (which must validate
+/// as [`validate`] does and return the module's manifest): a shard passes its
+/// sandbox's `prepare`, so a module it has already validated and compiled is
+/// not validated again.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with(
+    signed: &SignedEnvelope,
+    authority: &dyn Authority,
+    manifest_of: &ManifestOf<'_>,
     replay: &ReplayGuard,
     now_us: i64,
 ) -> Result<Verified, HostError> {
@@ -389,7 +444,7 @@ pub fn verify(
     if *blake3::hash(&signed.module).as_bytes() != env.module_hash {
         return Err(refuse("the module's hash does not match the envelope"));
     }
-    let manifest = validate(&signed.module, limits)?;
+    let manifest = manifest_of(&signed.module)?;
     let (tables, columns) = referenced(&manifest);
     if tables != env.tables || columns != env.columns {
         return Err(refuse(
@@ -404,7 +459,12 @@ pub fn verify(
         now_us,
     )?;
     let id = signed.id();
-    replay.admit(id, env.attestation.expires_us, now_us)?;
+    replay.admit(
+        &env.coordinator,
+        &env.nonce,
+        env.attestation.expires_us,
+        now_us,
+    )?;
     Ok(Verified {
         principal: format!("User::{user:?}"),
         user,

@@ -18,8 +18,10 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
     /// As they are produced (streamed to a client, or to a coordinator on
-    /// another node): a durable record that the execution started is written
-    /// before the first batch is handed to the sink.
+    /// another node). The first batch is held back: if the stage emits no
+    /// other, it goes on once the execution's own record is durable; a second
+    /// batch first makes a durable record that the execution started, then both
+    /// go on.
     Streamed,
     /// Only after the stage returns (the caller collects them, as the merge
     /// stage's inputs or a buffered result): the execution's own record, durable
@@ -44,22 +46,66 @@ fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
     log.append(r).map_err(|e| HostError::Audit(e.to_string()))
 }
 
-impl Execution<'_> {
-    /// `sink`, held back until a durable `started` record names the execution when
-    /// the batches are [`Release::Streamed`] (and the node audits).
-    fn guard(&self, record: &AuditRecord, release: Release, mut sink: ResultSink) -> ResultSink {
-        let Some(log) = self.audit.filter(|_| release == Release::Streamed) else {
-            return sink;
+/// The sink of a [`Release::Streamed`] stage on an audited node: the first batch
+/// is held back; a second one first makes a `started` record durable, then both
+/// go on. A stage that emits one batch thus needs no `started` record: its batch
+/// goes on after the execution's own record is durable ([`Held::release`]).
+struct Held {
+    sink: ResultSink,
+    first: Option<crate::ResultBatch>,
+    /// The `started` record, until it is written.
+    started: Option<AuditRecord>,
+    log: Arc<AuditLog>,
+}
+
+impl Held {
+    fn take(&mut self, b: crate::ResultBatch) -> Result<(), HostError> {
+        if self.started.is_none() {
+            return (self.sink)(b);
+        }
+        let Some(first) = self.first.take() else {
+            self.first = Some(b);
+            return Ok(());
         };
-        let log = log.clone();
-        let mut started = Some(record.clone());
-        Box::new(move |b| {
-            if let Some(mut r) = started.take() {
-                r.outcome = "started".into();
-                append(&log, r)?;
-            }
-            sink(b)
-        })
+        if let Some(mut r) = self.started.take() {
+            r.outcome = "started".into();
+            append(&self.log, r)?;
+        }
+        (self.sink)(first)?;
+        (self.sink)(b)
+    }
+
+    /// Hands on the batch still held, once the execution's record is durable.
+    fn release(&mut self) -> Result<(), HostError> {
+        match self.first.take() {
+            Some(b) => (self.sink)(b),
+            None => Ok(()),
+        }
+    }
+}
+
+type Shared = std::rc::Rc<std::cell::RefCell<Held>>;
+
+impl Execution<'_> {
+    /// `sink` as the stage sees it: unchanged, or (streamed, on an audited node)
+    /// behind a [`Held`], returned too so the caller can release what it holds.
+    fn guard(
+        &self,
+        record: &AuditRecord,
+        release: Release,
+        sink: ResultSink,
+    ) -> (ResultSink, Option<Shared>) {
+        let Some(log) = self.audit.filter(|_| release == Release::Streamed) else {
+            return (sink, None);
+        };
+        let held: Shared = std::rc::Rc::new(std::cell::RefCell::new(Held {
+            sink,
+            first: None,
+            started: Some(record.clone()),
+            log: log.clone(),
+        }));
+        let h2 = held.clone();
+        (Box::new(move |b| h2.borrow_mut().take(b)), Some(held))
     }
 
     /// Runs the shard stage `module` as one statement of `txn` for `access`,
@@ -89,7 +135,7 @@ impl Execution<'_> {
             Ok(m) => m,
             Err(e) => return (txn, Err(e.into())),
         };
-        let sink = self.guard(&record, release, sink);
+        let (sink, held) = self.guard(&record, release, sink);
         let (mut txn, result) = self
             .sandbox
             .run_until(&prepared, txn, access, sink, self.stop);
@@ -99,6 +145,12 @@ impl Execution<'_> {
         let audited = self
             .audit
             .map_or(Ok(()), |log| append(log, record).map(drop));
+        // then the batch held back (if any) goes on
+        let released = match (&result, &audited, held) {
+            (Ok(_), Ok(()), Some(h)) => h.borrow_mut().release(),
+            _ => Ok(()),
+        };
+        let audited = audited.and(released);
         let failed = result.is_err() || audited.is_err();
         if let Err(e) = txn.statement_end(mark, failed) {
             return (txn, Err(e.into()));
@@ -124,13 +176,16 @@ impl Execution<'_> {
         sink: ResultSink,
     ) -> Result<ExecStats, HostError> {
         record.modules = vec![prepared.hash];
-        let sink = self.guard(&record, release, sink);
+        let (sink, held) = self.guard(&record, release, sink);
         let result = self
             .sandbox
             .run_merge_until(prepared, inputs, sink, self.stop);
         record.set_result(&result);
         if let Some(log) = self.audit {
             append(log, record)?;
+        }
+        if let (Ok(_), Some(h)) = (&result, held) {
+            h.borrow_mut().release()?;
         }
         result
     }

@@ -152,6 +152,21 @@ impl ResultBatch {
         &self.layout
     }
 
+    /// The same batch in the smallest layout that holds it
+    /// ([`scratchbird_types::batch::compact`]): what is sent over the network.
+    #[must_use]
+    pub fn compact(self) -> Self {
+        match scratchbird_types::batch::compact(&self.layout, &self.bytes) {
+            Ok(Some((layout, bytes))) => Self {
+                output: self.output,
+                layout: Arc::new(layout),
+                bytes,
+                rows: self.rows,
+            },
+            _ => self,
+        }
+    }
+
     /// The batch bytes, owned.
     #[must_use]
     pub fn into_bytes(self) -> Vec<u8> {

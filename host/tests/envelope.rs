@@ -170,6 +170,32 @@ fn an_honest_envelope_passes_once_and_names_the_attested_principal() {
 }
 
 #[test]
+fn a_coordinator_session_counts_up_and_an_older_envelope_is_a_replay() {
+    let w = world();
+    let replay = ReplayGuard::default();
+    let at = |session: u8, counter: u64| {
+        signed(&w, &key(1), |e| {
+            e.nonce[..8].copy_from_slice(&[session; 8]);
+            e.nonce[8..].copy_from_slice(&counter.to_le_bytes());
+        })
+    };
+    let ok = |s: &SignedEnvelope| verify(s, &w.authority, &SandboxLimits::default(), &replay, NOW);
+    ok(&at(1, 5)).unwrap();
+    ok(&at(1, 6)).unwrap();
+    // an envelope the session sent before its latest, a new one or not
+    for counter in [6, 5, 2] {
+        let e = ok(&at(1, counter)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Envelope(m) if m.contains("replay")),
+            "{e:?}"
+        );
+    }
+    // another session of the same coordinator counts on its own
+    ok(&at(2, 1)).unwrap();
+    ok(&at(1, 7)).unwrap();
+}
+
+#[test]
 fn forged_signatures_and_signers_are_refused() {
     let w = world();
     // a flipped bit in the signature

@@ -1212,6 +1212,8 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
         let resp = match step {
             Step::Columns(c) => Response::Columns(c),
             Step::Batch(b) => {
+                // a few rows in a batch laid out for thousands: send only them
+                let b = b.compact();
                 let layout = b.layout();
                 let (types, rows_max, heap_bytes) =
                     (layout.types(), layout.rows_max(), layout.heap_bytes());

@@ -14,7 +14,7 @@ use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_coord::{Claim, ShardRun, ShardSession, ShardTransport};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{
-    Authority, Consistency, ReplayGuard, SignedEnvelope, check_claim, verify,
+    Authority, Consistency, ReplayGuard, SignedEnvelope, check_claim, verify_with,
 };
 use scratchbird_host::{
     Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
@@ -460,10 +460,12 @@ impl ShardSessionOf {
         rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
         rec.epoch = shard.authority.epoch();
         rec.bundle = Some(shard.authority.bundle_hash().0);
-        let checked = verify(
+        // validated (and compiled) by the sandbox's prepare, so a module in its
+        // cache is not validated again
+        let checked = verify_with(
             signed,
             shard.authority.as_ref(),
-            shard.sandbox.limits(),
+            &|m| shard.sandbox.prepare(m).map(|(p, _)| p.manifest.clone()),
             &shard.replay,
             now_us,
         )

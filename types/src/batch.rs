@@ -696,6 +696,57 @@ impl<'b> BatchWriter<'b> {
     }
 }
 
+/// The batch in `buf` (laid out by `layout`) copied into the smallest layout
+/// that holds it: room for its rows (rounded up to 8) and its heap as used.
+/// What travels over the network: a one-row answer in a batch laid out for
+/// thousands would otherwise send every empty slot. Returns `None` when the
+/// batch already fills most of its layout (copying would gain little).
+///
+/// # Errors
+/// The batch is malformed (its header disagrees with the layout).
+pub fn compact(
+    layout: &BatchLayout,
+    buf: &[u8],
+) -> Result<Option<(BatchLayout, Vec<u8>)>, TypeError> {
+    let view = BatchView::new(layout, buf)?;
+    let rows = view.rows();
+    let rows_max = u32::try_from(rows.max(1).div_ceil(8) * 8).map_err(|_| batch_err("rows"))?;
+    let heap = u32::try_from(view.heap_used()).map_err(|_| batch_err("heap"))?;
+    let small = BatchLayout::new(&layout.types(), rows_max, heap)?;
+    if small.total.saturating_mul(2) > layout.total {
+        return Ok(None);
+    }
+    let mut out = vec![0u8; small.total];
+    let copy = |out: &mut [u8], from: Range<usize>, to: usize| -> Result<(), TypeError> {
+        let src = buf
+            .get(from.clone())
+            .ok_or_else(|| batch_err("batch out of bounds"))?;
+        out.get_mut(to..to + src.len())
+            .ok_or_else(|| batch_err("batch out of bounds"))?
+            .copy_from_slice(src);
+        Ok(())
+    };
+    copy(&mut out, 0..HEADER_BYTES, 0)?;
+    for (old, new) in layout.columns.iter().zip(&small.columns) {
+        copy(
+            &mut out,
+            old.validity..old.validity + rows.div_ceil(8),
+            new.validity,
+        )?;
+        copy(
+            &mut out,
+            old.values..old.values + rows * old.width,
+            new.values,
+        )?;
+    }
+    copy(
+        &mut out,
+        layout.heap..layout.heap + view.heap_used(),
+        small.heap,
+    )?;
+    Ok(Some((small, out)))
+}
+
 /// A fixed-width column of a batch: validity bitmap, values, value width.
 pub type FixedColumn<'b> = (&'b [u8], &'b [u8], usize);
 
@@ -900,6 +951,55 @@ mod tests {
             vec![Value::Null, Value::Text(String::new())]
         );
         assert!(v.row(2).is_err());
+    }
+
+    proptest! {
+        /// A compacted batch reads back row for row as the original, in a layout
+        /// no larger than half the original's (or is left as it is).
+        #[test]
+        fn compaction_keeps_every_row(
+            rows in proptest::collection::vec(
+                (proptest::option::of(any::<i64>()), proptest::option::of("[a-z]{0,12}")),
+                0..40,
+            ),
+        ) {
+            let types = [SqlType::BigInt, SqlType::Text];
+            let layout = BatchLayout::new(&types, 1024, 4096).unwrap();
+            let mut buf = vec![0u8; layout.total_bytes()];
+            let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+            for (r, (a, b)) in rows.iter().enumerate() {
+                match a {
+                    Some(a) => w.set_fixed(0, r, &a.to_le_bytes()).unwrap(),
+                    None => w.set_null(0, r).unwrap(),
+                }
+                match b {
+                    Some(b) => w.set_bytes(1, r, b.as_bytes()).unwrap(),
+                    None => w.set_null(1, r).unwrap(),
+                }
+            }
+            w.finish(rows.len()).unwrap();
+            let (small, bytes) = compact(&layout, &buf).unwrap().unwrap();
+            prop_assert!(small.total_bytes() * 2 <= layout.total_bytes());
+            prop_assert_eq!(bytes.len(), small.total_bytes());
+            let before = BatchView::new(&layout, &buf).unwrap();
+            let after = BatchView::new(&small, &bytes).unwrap();
+            prop_assert_eq!(after.rows(), rows.len());
+            for r in 0..rows.len() {
+                prop_assert_eq!(after.row(r).unwrap(), before.row(r).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_batch_is_not_copied() {
+        let layout = BatchLayout::new(&[SqlType::BigInt], 8, 0).unwrap();
+        let mut buf = vec![0u8; layout.total_bytes()];
+        let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+        for r in 0..8 {
+            w.set_fixed(0, r, &(r as i64).to_le_bytes()).unwrap();
+        }
+        w.finish(8).unwrap();
+        assert!(compact(&layout, &buf).unwrap().is_none());
     }
 
     #[test]
