@@ -3,6 +3,12 @@
 //! request digest over the SQL text, the validity window, parsing the certificate
 //! and verifying the signature), for Ed25519 and ECDSA P-256 certificates.
 //!
+//! And what signing and verifying a subplan envelope costs per statement: the
+//! coordinator signing it with its node certificate's Ed25519 key, and the
+//! shard verifying it (canonical form, signer, signature, epoch, bundle, module
+//! hash, the module's declared references with its manifest from the cache, the
+//! attestation's window and digest, the user's Ed25519 signature, replay).
+//!
 //!   cargo bench -p scratchbird-benches --bench attest
 #![allow(
     clippy::unwrap_used,
@@ -73,5 +79,87 @@ fn attestations(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, attestations);
+fn envelopes(c: &mut Criterion) {
+    use scratchbird_host::envelope::{
+        Asked, ENVELOPE_VERSION, Envelope, LocalAuthority, Member, ReplayGuard, SignedEnvelope,
+        local_attestation_for, referenced, verify_with,
+    };
+    let (node, _) = identity_of(KeyAlg::Ed25519);
+    let node_key = scratchbird_net::attest::ed25519_key_of(&node.cert_der).unwrap();
+    let user_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let parsed = scratchbird_compiler::parse(SQL_NO_TABLE).unwrap();
+    let scratchbird_compiler::Statement::Query(compiled) =
+        scratchbird_compiler::compile(&parsed[0], &scratchbird_compiler::Catalog::default())
+            .unwrap()
+    else {
+        panic!("not a query")
+    };
+    let manifest = std::sync::Arc::new(compiled.manifest.clone());
+    let (tables, columns) = referenced(&manifest);
+    let asked = Asked {
+        sql: SQL_NO_TABLE.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let now = 1_800_000_000_000_000;
+    let env = Envelope {
+        version: ENVELOPE_VERSION,
+        module_hash: compiled.hash,
+        epoch: 0,
+        bundle_hash: [0; 32],
+        shard_map_version: 0,
+        tables,
+        columns,
+        consistency: Consistency::ReadCommitted,
+        attestation: local_attestation_for("u", "n", &asked, now, now + 60_000_000, &user_key),
+        asked,
+        coordinator: "n".into(),
+        nonce: [1; 16],
+    };
+    let authority = LocalAuthority {
+        members: std::collections::HashMap::from([(
+            "n".to_owned(),
+            Member {
+                key: ed25519_dalek::VerifyingKey::from_bytes(&node_key).unwrap(),
+                enabled: true,
+                coordinator: true,
+            },
+        )]),
+        users: std::collections::HashMap::from([("u".to_owned(), user_key.verifying_key())]),
+        epoch: 0,
+        bundle: scratchbird_types::BundleHash([0; 32]),
+    };
+    let mut g = c.benchmark_group("envelope");
+    g.bench_function("coordinator signs (node certificate, Ed25519)", |b| {
+        b.iter(|| {
+            SignedEnvelope::sign_with(black_box(&env), compiled.module.clone(), |m| {
+                node.sign_ed25519(m).map_err(|e| e.0)
+            })
+            .unwrap()
+        });
+    });
+    let signed = SignedEnvelope::sign_with(&env, compiled.module.clone(), |m| {
+        node.sign_ed25519(m).map_err(|e| e.0)
+    })
+    .unwrap();
+    g.bench_function("shard verifies (module cached)", |b| {
+        b.iter(|| {
+            let replay = ReplayGuard::default();
+            verify_with(
+                black_box(&signed),
+                &authority,
+                &|_| Ok(manifest.clone()),
+                &replay,
+                now + 1,
+            )
+            .unwrap()
+        });
+    });
+    g.finish();
+}
+
+/// A statement without tables, so the envelope bench needs no catalog.
+const SQL_NO_TABLE: &str = "SELECT 1 + 2 AS three";
+
+criterion_group!(benches, attestations, envelopes);
 criterion_main!(benches);

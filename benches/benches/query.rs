@@ -20,7 +20,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const ROWS: u64 = 1_000_000;
+/// Rows of `lineitem` (`SB_Q6_ROWS`, default 1 M; the README's signed-path figure
+/// uses 10 M).
+fn rows() -> u64 {
+    std::env::var("SB_Q6_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
 
 const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
     WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
@@ -29,7 +36,8 @@ const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path(), Durability::NoFsync);
-    let table = load_lineitem(&store, ROWS);
+    let rows = rows();
+    let table = load_lineitem(&store, rows);
     let store = Arc::new(store);
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(store.clone(), sandbox.clone());
@@ -45,11 +53,18 @@ fn benches(c: &mut Criterion) {
     s.execute("INSERT INTO tiny VALUES (10, 100.00, 0.06, DATE '1994-06-01')")
         .unwrap();
 
-    let mut g = c.benchmark_group("q6_1m_rows");
-    g.throughput(Throughput::Elements(ROWS));
+    let mut g = c.benchmark_group(format!("q6_{rows}_rows"));
+    g.throughput(Throughput::Elements(rows));
     g.sample_size(10);
+    // the signed path: the coordinator core signs the shard stage's envelope, the
+    // shard verifies it (attestation included) and runs it
     g.bench_function("sandbox_sql", |b| {
         b.iter(|| black_box(s.execute(Q6).unwrap()))
+    });
+    // the same statement without the envelope: parse, compile, then the shard
+    // and merge stages run directly by the shard runner
+    g.bench_function("sandbox_sql_unsigned", |b| {
+        b.iter(|| black_box(unsigned(&store, &sandbox, Q6)))
     });
     g.bench_function("native_rust_same_batches", |b| {
         b.iter(|| black_box(native_q6(&store, table)))
@@ -150,6 +165,60 @@ fn benches(c: &mut Criterion) {
         });
     });
     g.finish();
+}
+
+/// `sql` compiled and run as the owner through `host::Execution` alone, with no
+/// envelope: what the signed path costs is the difference.
+fn unsigned(store: &Arc<scratchbird_storage::Storage>, sandbox: &Sandbox, sql: &str) -> usize {
+    let txn = store.begin(TxnOptions::snapshot().read_only()).unwrap();
+    let cat = catalog_of(&txn).unwrap();
+    let parsed = scratchbird_compiler::parse(sql).unwrap();
+    let scratchbird_compiler::Statement::Query(c) =
+        scratchbird_compiler::compile(&parsed[0], &cat).unwrap()
+    else {
+        unreachable!()
+    };
+    let stop = Cancel::never();
+    let exec = Execution {
+        sandbox,
+        audit: None,
+        stop: &stop,
+    };
+    let outputs = std::rc::Rc::new(std::cell::RefCell::new(vec![
+        Vec::new();
+        c.manifest.outputs.len()
+    ]));
+    let o2 = outputs.clone();
+    let (txn, r) = exec.shard(
+        &c.module,
+        txn,
+        &Access::Owner,
+        AuditRecord::new("owner"),
+        Release::AfterReturn,
+        Box::new(move |b| {
+            o2.borrow_mut()[b.output].push(b);
+            Ok(())
+        }),
+    );
+    r.unwrap();
+    txn.commit().unwrap();
+    let merge = c.merge.as_ref().unwrap();
+    let (prepared, _) = sandbox.prepare(&merge.module).unwrap();
+    let inputs = std::mem::take(&mut *outputs.borrow_mut());
+    let n = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let n2 = n.clone();
+    exec.merge(
+        &prepared,
+        inputs,
+        AuditRecord::new("owner"),
+        Release::AfterReturn,
+        Box::new(move |b| {
+            n2.set(n2.get() + b.row_count());
+            Ok(())
+        }),
+    )
+    .unwrap();
+    n.get()
 }
 
 criterion_group!(query, benches);
