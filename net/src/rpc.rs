@@ -77,6 +77,24 @@ pub enum Request {
     Ping(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Run SQL text (one or more statements) in the connection's session.
     Query(Query),
+    /// Run a shard stage (peer endpoint only): a coordinator's signed subplan
+    /// envelope and its module. The shard verifies it before anything runs.
+    Subplan(Subplan),
+}
+
+/// A signed subplan envelope as it travels between nodes (the shard decodes
+/// and verifies it; `net` only carries the bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subplan {
+    /// The envelope's canonical CBOR.
+    #[serde(with = "serde_bytes")]
+    pub envelope: Vec<u8>,
+    /// The coordinator's Ed25519 signature over it.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// The module.
+    #[serde(with = "serde_bytes")]
+    pub module: Vec<u8>,
 }
 
 /// Run SQL.

@@ -120,3 +120,43 @@ impl Authority for CertAuthority {
         self.local.bundle_hash()
     }
 }
+
+/// What a shard trusts for envelopes from one peer connection: the node at the
+/// other end as a member (its certificate's Ed25519 key, the coordinator role
+/// if the membership gives it one), everything else as `base` says.
+#[derive(Debug)]
+pub struct PeerAuthority {
+    /// The node's own authority.
+    pub base: Arc<NodeAuthority>,
+    /// The peer's `sb://` name.
+    pub peer: String,
+    /// Its certificate's Ed25519 key (none: not Ed25519, so it signs nothing).
+    pub key: Option<ed25519_dalek::VerifyingKey>,
+    /// Whether the membership gives it the coordinator role now.
+    pub coordinator: bool,
+}
+
+impl Authority for PeerAuthority {
+    fn member(&self, node: &str) -> Option<Member> {
+        if node == self.peer {
+            return self.key.map(|key| Member {
+                key,
+                enabled: true,
+                coordinator: self.coordinator,
+            });
+        }
+        self.base.member(node)
+    }
+
+    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+        self.base.attested_user(a)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.base.epoch()
+    }
+
+    fn bundle_hash(&self) -> BundleHash {
+        self.base.bundle_hash()
+    }
+}

@@ -3,14 +3,15 @@
 //! flow control, reload of identities, roots, members and bundle without a restart,
 //! and a clean shutdown.
 
-use crate::authority::NodeAuthority;
+use crate::authority::{NodeAuthority, PeerAuthority};
 use crate::config::{NodeConfig, OnCaChange};
 use crate::session::{SystemEnv, open_storage};
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
+use scratchbird_coord::ShardSession;
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, Step};
 use scratchbird_host::audit::AuditLog;
-use scratchbird_host::envelope::Asked;
-use scratchbird_host::{Access, Cancel, HostError, Sandbox, SandboxLimits};
+use scratchbird_host::envelope::{Asked, SignedEnvelope};
+use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
 use scratchbird_net::endpoint::{self, TransportLimits, describe};
 use scratchbird_net::quinn;
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
@@ -111,6 +112,11 @@ struct Shared {
     principals: Arc<Principals>,
     /// The shard every statement's shard stage runs on (in-process).
     shard: Arc<Shard>,
+    /// What the shard trusts (peers' envelopes are checked against it too).
+    authority: Arc<NodeAuthority>,
+    /// When this node started (microseconds since 1970): peers' envelopes with
+    /// older attestations are refused.
+    started_us: i64,
     /// This node as a coordinator: its name, key and the bundle in force.
     creds: Arc<NodeCreds>,
     /// When the manifest of the bundle in force was created: reload takes no
@@ -321,17 +327,18 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let storage = Arc::new(storage);
     let sandbox = Arc::new(sandbox);
     let audit = Arc::new(audit);
+    let authority = Arc::new(NodeAuthority {
+        me: me.clone(),
+        identity: identity.clone(),
+        serving: serving.clone(),
+        trust: trust.clone(),
+        members: members.clone(),
+        principals: principals.clone(),
+    });
     let shard = Arc::new(Shard::from_parts(ShardParts {
         storage: storage.clone(),
         sandbox: sandbox.clone(),
-        authority: Arc::new(NodeAuthority {
-            me: me.clone(),
-            identity: identity.clone(),
-            serving: serving.clone(),
-            trust: trust.clone(),
-            members: members.clone(),
-            principals: principals.clone(),
-        }),
+        authority: authority.clone(),
         users: Users::Cluster(principals.clone()),
         audit: Some(audit.clone()),
         node: me.to_string(),
@@ -367,6 +374,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         audit,
         principals,
         shard,
+        authority,
+        started_us: scratchbird_storage::Env::now_micros(&SystemEnv::default()),
         creds,
         bundle_signed_at: std::sync::atomic::AtomicI64::new(signed_at),
         trust,
@@ -600,7 +609,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
     recheck(&shared);
     match kind {
         Kind::Client => client_session(&shared, &conn, &peer.uri, id).await,
-        Kind::Peer => peer_session(&shared, &conn, &peer.uri).await,
+        Kind::Peer => peer_session(&shared, &conn, &peer).await,
     }
     lock(&shared.conns).remove(&id);
     tracing::info!(%from, peer = %peer.uri, "disconnected");
@@ -720,8 +729,9 @@ async fn client_session(
     // which rolls back any open transaction
 }
 
-async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbUri) {
+async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Verified) {
     let mut shutdown = shared.shutdown.clone();
+    let cert = Arc::new(endpoint::peer_certificate(conn).unwrap_or_default());
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -732,6 +742,7 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbU
         };
         let shared = shared.clone();
         let peer = peer.clone();
+        let cert = cert.clone();
         tokio::spawn(async move {
             let Ok(Some(f)) = rpc::read_frame::<Request>(&mut recv, shared.frame_max).await else {
                 return;
@@ -740,7 +751,7 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbU
                 Request::Ping(echo) => Response::Pong(Pong {
                     node: shared.me.to_string(),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
-                    peer: peer.to_string(),
+                    peer: peer.uri.to_string(),
                     echo,
                 }),
                 Request::Query(_) => Response::Error(
@@ -750,11 +761,105 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &SbU
                     )
                     .hint("connect with a user certificate to the node's listen address"),
                 ),
+                Request::Subplan(sp) => {
+                    subplan(&shared, &peer, &cert, sp, f.id, &mut send).await;
+                    return;
+                }
             };
             let _ = rpc::write_frame(&mut send, f.id, &body, shared.frame_max).await;
             let _ = send.finish();
         });
     }
+}
+
+/// Runs a peer's shard stage: verified against the peer as a member (its
+/// certificate's Ed25519 key, the coordinator role if the membership gives it
+/// one), run as the user its attestation names, batches streamed back.
+async fn subplan(
+    shared: &Arc<Shared>,
+    peer: &Verified,
+    cert: &[u8],
+    sp: rpc::Subplan,
+    rid: u64,
+    send: &mut quinn::SendStream,
+) {
+    let max = shared.frame_max;
+    if !shared.cfg.roles.contains(&Role::Shard) {
+        let err = RpcError::new(
+            "NOT_A_SHARD",
+            format!("node {} does not have the shard role", shared.me),
+        );
+        reply(send, rid, Response::Error(err), max).await;
+        return;
+    }
+    let coordinator = admit(
+        peer,
+        Expect::Node(Some(Role::Coordinator)),
+        Some(shared.members.as_ref()),
+    )
+    .is_ok();
+    let key = scratchbird_net::attest::ed25519_key_of(cert)
+        .ok()
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok());
+    let authority = Arc::new(PeerAuthority {
+        base: shared.authority.clone(),
+        peer: peer.uri.to_string(),
+        key,
+        coordinator,
+    });
+    let signed = SignedEnvelope {
+        envelope: sp.envelope,
+        signature: sp.signature,
+        module: sp.module,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
+    let s2 = shared.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let mut session = s2.shard.peer_session(authority, s2.started_us);
+        let sink_tx = tx.clone();
+        let r = session.run(
+            &signed,
+            Release::Streamed,
+            Box::new(move |b| {
+                let b = b.compact();
+                let layout = b.layout();
+                let (types, rows_max, heap_bytes) =
+                    (layout.types(), layout.rows_max(), layout.heap_bytes());
+                sink_tx
+                    .blocking_send(Response::Batch(WireBatch {
+                        types,
+                        rows_max,
+                        heap_bytes,
+                        bytes: b.into_bytes(),
+                    }))
+                    .map_err(|_| HostError::Cancelled("the coordinator went away".into()))
+            }),
+            &Cancel::never(),
+        );
+        let last = match r {
+            Ok(run) => Response::Done(Done {
+                tag: "SUBPLAN".into(),
+                rows: run.figures.rows_returned,
+                elapsed_us: 0,
+                read: run.figures.rows_read,
+                text: None,
+            }),
+            Err(e) => {
+                let err = error_of(&SessionError::Host(e), "");
+                tracing::warn!(code = %err.code, "refused or failed a peer's subplan: {}", err.message);
+                Response::Error(err)
+            }
+        };
+        let _ = tx.blocking_send(last);
+    });
+    while let Some(resp) = rx.recv().await {
+        if rpc::write_frame(send, rid, &resp, max).await.is_err() {
+            break;
+        }
+    }
+    drop(rx);
+    let _ = job.await;
+    let _ = send.finish();
 }
 
 /// Removes a query from the running set however its request ends.
@@ -920,6 +1025,15 @@ async fn request(
             return;
         }
         Request::Query(q) => q,
+        Request::Subplan(_) => {
+            let err = RpcError::new(
+                "NOT_FOR_USERS",
+                "subplans are taken from coordinator nodes at the peer address, not from users",
+            )
+            .hint("send SQL instead");
+            reply(&mut send, rid, Response::Error(err), max).await;
+            return;
+        }
     };
     if q.sql.len() > rpc::SQL_MAX {
         let err = RpcError::new(

@@ -296,6 +296,27 @@ impl Shard {
     pub fn session(self: &Arc<Self>) -> ShardSessionOf {
         ShardSessionOf {
             shard: self.clone(),
+            authority: self.authority.clone(),
+            not_before_us: i64::MIN,
+            txn: None,
+            bound: None,
+        }
+    }
+
+    /// A session for envelopes from another node: verified with `authority`
+    /// (which knows that node), and refusing attestations issued before
+    /// `not_before_us` (when this node started: an envelope made before a
+    /// restart could be a replay the in-memory guard no longer remembers).
+    #[must_use]
+    pub fn peer_session(
+        self: &Arc<Self>,
+        authority: Arc<dyn Authority>,
+        not_before_us: i64,
+    ) -> ShardSessionOf {
+        ShardSessionOf {
+            shard: self.clone(),
+            authority,
+            not_before_us,
             txn: None,
             bound: None,
         }
@@ -370,6 +391,10 @@ impl Shard {
 /// A shard's session for one coordinator session ([`Shard::session`]).
 pub struct ShardSessionOf {
     shard: Arc<Shard>,
+    /// Whom this session verifies envelopes with.
+    authority: Arc<dyn Authority>,
+    /// Attestations issued before this are refused.
+    not_before_us: i64,
     /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
     /// autocommit statement's.
     txn: Option<Transaction>,
@@ -455,20 +480,29 @@ impl ShardSessionOf {
         now_us: i64,
     ) -> Result<ShardRun, HostError> {
         let shard = self.shard.clone();
+        let authority = self.authority.clone();
         let mut rec = AuditRecord::new("unverified");
         rec.envelope = Some(signed.id());
         rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
-        rec.epoch = shard.authority.epoch();
-        rec.bundle = Some(shard.authority.bundle_hash().0);
+        rec.epoch = authority.epoch();
+        rec.bundle = Some(authority.bundle_hash().0);
         // validated (and compiled) by the sandbox's prepare, so a module in its
         // cache is not validated again
         let checked = verify_with(
             signed,
-            shard.authority.as_ref(),
+            authority.as_ref(),
             &|m| shard.sandbox.prepare(m).map(|(p, _)| p.manifest.clone()),
             &shard.replay,
             now_us,
         )
+        .and_then(|v| {
+            if v.envelope.attestation.issued_us < self.not_before_us {
+                return Err(HostError::Envelope(
+                    "the attestation was issued before this node last started: an envelope from before a restart is refused as a possible replay".into(),
+                ));
+            }
+            Ok(v)
+        })
         .and_then(|v| {
             let who = Bound {
                 user: v.user.clone(),
@@ -521,7 +555,7 @@ impl ShardSessionOf {
             &claim.attestation,
             &claim.asked,
             &shard.node,
-            shard.authority.as_ref(),
+            self.authority.as_ref(),
             shard.env.now_micros(),
         )?;
         Ok(Bound {
@@ -580,7 +614,7 @@ impl ShardSession for ShardSessionOf {
                     self.abandon();
                 }
                 let mut rec = AuditRecord::new("unverified");
-                rec.epoch = self.shard.authority.epoch();
+                rec.epoch = self.authority.epoch();
                 self.shard.audit_refusal(rec, &e)?;
                 return Err(e);
             }

@@ -1,0 +1,343 @@
+//! A hostile coordinator against a real `sbnode` over its peer endpoint: a test
+//! program holding a valid node certificate (and a user's attestation, which a
+//! coordinator legitimately receives) compiles and signs shard stages itself.
+//! What it gets is exactly what the bundle allows the attested user; envelopes
+//! that claim another user, carry an expired or replayed attestation (also after
+//! the node restarts), name another bundle, or come from a node without the
+//! coordinator role are refused, and every refusal is in the node's audit trail.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test"
+)]
+
+use scratchbird_compiler::{Catalog, Statement, compile, parse};
+use scratchbird_host::ResultBatch;
+use scratchbird_host::envelope::{
+    Asked, Attestation, Consistency, ENVELOPE_VERSION, Envelope, SignedEnvelope, referenced,
+};
+use scratchbird_net::rpc::{Request, Response, Subplan};
+use scratchbird_net::tls::Identity;
+use scratchbird_net::{Client, Credentials, Role, SbUri, TransportLimits};
+use scratchbird_node::display_value;
+use scratchbird_tests::{Node, NodeOpts, load_saas_demo, ok, repo, sb, setup, write_pair};
+use scratchbird_types::attest::ATTESTATION_VERSION;
+use scratchbird_types::batch::BatchLayout;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const SQL: &str = "SELECT id, email FROM customers";
+
+fn now_us() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+}
+
+/// A node of the cluster that is not the one under test.
+struct Peer {
+    creds: Credentials,
+    key: Identity,
+    uri: String,
+}
+
+/// The catalog of the stopped node's data directory.
+fn catalog(data: &Path) -> Catalog {
+    let storage = scratchbird_node::open_storage(data).unwrap();
+    let t = storage
+        .begin(scratchbird_storage::TxnOptions::snapshot())
+        .unwrap();
+    let cat = scratchbird_node::catalog_of(&t).unwrap();
+    t.rollback().unwrap();
+    storage.close().unwrap();
+    cat
+}
+
+/// `user`'s attestation of `asked`, given to `coordinator`, valid from
+/// `issued_us` to `expires_us`, signed with the user's certificate key.
+fn attest(
+    certs: &Path,
+    cluster: uuid::Uuid,
+    user: &str,
+    coordinator: &str,
+    asked: &Asked,
+    (issued_us, expires_us): (i64, i64),
+) -> Attestation {
+    let id = Identity::load(
+        &certs.join(format!("{user}.crt")),
+        &certs.join(format!("{user}.key")),
+    )
+    .unwrap();
+    let unsigned = Attestation {
+        version: ATTESTATION_VERSION,
+        user: SbUri::user(cluster, user).unwrap().to_string(),
+        coordinator: coordinator.to_owned(),
+        session: [0; 16],
+        sequence: 1,
+        consistency: Consistency::Snapshot,
+        request: asked.digest(),
+        issued_us,
+        expires_us,
+        scheme: scratchbird_net::attest::scheme_of(&id).unwrap(),
+        signature: Vec::new(),
+        certificate: id.cert_der.clone(),
+    };
+    scratchbird_net::attest::sign(&id, unsigned).unwrap()
+}
+
+/// The shard stage of `SQL`, with `att`, signed by `by` after `tamper`.
+fn envelope(
+    cat: &Catalog,
+    by: &Peer,
+    att: Attestation,
+    nonce: u64,
+    tamper: impl FnOnce(&mut Envelope),
+) -> Subplan {
+    let Statement::Query(c) = compile(&parse(SQL).unwrap()[0], cat).unwrap() else {
+        panic!("not a query");
+    };
+    assert!(c.merge.is_none(), "one stage");
+    let (tables, columns) = referenced(&c.manifest);
+    let mut n = [7u8; 16];
+    n[8..].copy_from_slice(&nonce.to_le_bytes());
+    let mut env = Envelope {
+        version: ENVELOPE_VERSION,
+        module_hash: c.hash,
+        epoch: 0,
+        bundle_hash: [0; 32],
+        shard_map_version: 0,
+        tables,
+        columns,
+        consistency: Consistency::Snapshot,
+        attestation: att,
+        asked: Asked {
+            sql: SQL.into(),
+            context: None,
+            deadline_ms: 0,
+        },
+        coordinator: by.uri.clone(),
+        nonce: n,
+    };
+    tamper(&mut env);
+    let s = SignedEnvelope::sign_with(&env, c.module, |m| by.key.sign_ed25519(m).map_err(|e| e.0))
+        .unwrap();
+    Subplan {
+        envelope: s.envelope,
+        signature: s.signature,
+        module: s.module,
+    }
+}
+
+/// Sends `sp` to the node's peer endpoint as `by`: the ids of the rows, or the
+/// error.
+fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = Client::connect(
+            node.peer_addr.unwrap(),
+            &by.creds,
+            &TransportLimits::default(),
+        )
+        .await
+        .unwrap();
+        let mut r = c.send(&Request::Subplan(sp.clone())).await.unwrap();
+        let mut rows = Vec::new();
+        let out = loop {
+            match r.next().await {
+                Ok(Some(Response::Batch(b))) => {
+                    let layout = BatchLayout::new(&b.types, b.rows_max, b.heap_bytes).unwrap();
+                    let batch = ResultBatch::from_bytes(0, Arc::new(layout), b.bytes).unwrap();
+                    for row in batch.rows().unwrap() {
+                        // as `sb --format csv` prints them: NULL empty
+                        let cells: Vec<String> = row
+                            .iter()
+                            .map(|v| {
+                                if v.is_null() {
+                                    String::new()
+                                } else {
+                                    display_value(v)
+                                }
+                            })
+                            .collect();
+                        rows.push(cells.join("|"));
+                    }
+                }
+                Ok(Some(Response::Done(_))) | Ok(None) => break Ok(rows),
+                Ok(Some(Response::Error(e))) => break Err(format!("[{}] {}", e.code, e.message)),
+                Ok(Some(other)) => panic!("{other:?}"),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        c.close().await;
+        out
+    })
+}
+
+fn audit_errors(data: &Path) -> Vec<String> {
+    let o = std::process::Command::new(scratchbird_tests::bin("sb"))
+        .args(["audit", "show", "--format", "json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    ok(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["outcome"] == "error")
+        .map(|r| r["error"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwise() {
+    let s = setup(
+        &["admin", "alice", "bob"],
+        NodeOpts {
+            owners: vec!["admin".into()],
+            bundle: Some(repo().join("examples/bundles/saas")),
+            peers: true,
+            ..NodeOpts::default()
+        },
+    );
+    load_saas_demo(&s);
+    // what alice sees through the front door: the oracle
+    let mut want: Vec<String> = ok(&sb(
+        &s.node,
+        &s.certs,
+        "alice",
+        &["--format", "csv", "-c", SQL],
+    ))
+    .lines()
+    .skip(1)
+    .map(|l| l.replace(',', "|"))
+    .collect();
+    want.sort();
+    assert!(!want.is_empty());
+
+    let scratchbird_tests::Setup {
+        tmp,
+        mut ca,
+        certs,
+        node,
+    } = s;
+    let dir = tmp.path().join("n1");
+    node.terminate(Duration::from_secs(20));
+    let cat = catalog(&dir.join("data"));
+    let mut peer = |name: &str, roles: &[Role]| {
+        let (id, issued) = ca.node(name, roles);
+        let (crt, key) = write_pair(&tmp.path().join(name), "node", &issued);
+        Peer {
+            creds: Credentials::load(&crt, &key, &certs.join("ca.crt")).unwrap(),
+            key: Identity::load(&crt, &key).unwrap(),
+            uri: SbUri::node(ca.cluster, id).to_string(),
+        }
+    };
+    let evil = peer("evil", &[Role::Coordinator]);
+    let plain = peer("plain", &[Role::Shard]);
+    let cluster = ca.cluster;
+    let node = Node::spawn(&dir);
+    let asked = Asked {
+        sql: SQL.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    // issued now, as a client does (the node started before)
+    let fresh = || (now_us(), now_us() + 60_000_000);
+    let alice = |to: &str| attest(&certs, cluster, "alice", to, &asked, fresh());
+    let bundle = {
+        let b = scratchbird_policy::Bundle::load(dir.join("bundle")).unwrap();
+        b.hash().0
+    };
+    let with_bundle = |e: &mut Envelope| e.bundle_hash = bundle;
+
+    // a plan with no tenant filter at all: the shard returns alice's rows only
+    let honest = envelope(&cat, &evil, alice(&evil.uri), 1, with_bundle);
+    let mut got = send(&node, &evil, &honest).unwrap();
+    got.sort();
+    assert_eq!(got, want);
+
+    let refused = |node: &Node, sp: &Subplan, by: &Peer, why: &str| {
+        let e = send(node, by, sp).unwrap_err();
+        assert!(e.contains(why), "expected {why:?}, got {e}");
+    };
+    // the same envelope again
+    refused(&node, &honest, &evil, "replay");
+    // another principal, with alice's signature
+    let mut forged = alice(&evil.uri);
+    forged.user = SbUri::user(cluster, "bob").unwrap().to_string();
+    refused(
+        &node,
+        &envelope(&cat, &evil, forged, 2, with_bundle),
+        &evil,
+        "attestation",
+    );
+    // an expired attestation
+    let old = attest(
+        &certs,
+        cluster,
+        "alice",
+        &evil.uri,
+        &asked,
+        (now_us() - 120_000_000, now_us() - 60_000_000),
+    );
+    refused(
+        &node,
+        &envelope(&cat, &evil, old, 3, with_bundle),
+        &evil,
+        "expired",
+    );
+    // another bundle
+    refused(
+        &node,
+        &envelope(&cat, &evil, alice(&evil.uri), 4, |_| {}),
+        &evil,
+        "bundle",
+    );
+    // a context alice did not sign (a break-glass claim added by the coordinator)
+    refused(
+        &node,
+        &envelope(&cat, &evil, alice(&evil.uri), 5, |e| {
+            with_bundle(e);
+            e.asked.context = Some(r#"{"break_glass": true}"#.into());
+        }),
+        &evil,
+        "signs another request",
+    );
+    // a node without the coordinator role
+    refused(
+        &node,
+        &envelope(&cat, &plain, alice(&plain.uri), 6, with_bundle),
+        &plain,
+        "coordinator role",
+    );
+
+    // after a restart, the envelope that was accepted is still refused
+    node.terminate(Duration::from_secs(20));
+    let node = Node::spawn(&dir);
+    refused(&node, &honest, &evil, "before this node last started");
+    // and a fresh one runs
+    let mut got = send(
+        &node,
+        &evil,
+        &envelope(&cat, &evil, alice(&evil.uri), 7, with_bundle),
+    )
+    .unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    node.terminate(Duration::from_secs(20));
+
+    let errors = audit_errors(&dir.join("data"));
+    let refusals = errors
+        .iter()
+        .filter(|e| e.contains("subplan refused"))
+        .count();
+    assert!(refusals >= 7, "{refusals} refusals audited: {errors:#?}");
+}
