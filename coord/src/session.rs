@@ -151,7 +151,15 @@ impl Session {
                 self.shard.abandon();
                 Ok(Outcome::Explain(text))
             }
-            other => Ok(Outcome::Done(self.shard.control(other, claim)?)),
+            other => match self.shard.control(other, claim) {
+                Ok(tag) => Ok(Outcome::Done(tag)),
+                Err(e) => {
+                    // outside BEGIN ... COMMIT, the statement's transaction
+                    // (opened to read the catalog) ends with it
+                    self.shard.abandon();
+                    Err(e.into())
+                }
+            },
         }
     }
 

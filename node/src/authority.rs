@@ -122,8 +122,9 @@ impl Authority for CertAuthority {
 }
 
 /// What a shard trusts for envelopes from one peer connection: the node at the
-/// other end as a member (its certificate's Ed25519 key, the coordinator role
-/// if the membership gives it one), everything else as `base` says.
+/// other end as the only member whose envelopes count (its certificate's
+/// Ed25519 key, the coordinator role if the membership gives it one); users,
+/// epoch and bundle as `base` says.
 #[derive(Debug)]
 pub struct PeerAuthority {
     /// The node's own authority.
@@ -138,14 +139,16 @@ pub struct PeerAuthority {
 
 impl Authority for PeerAuthority {
     fn member(&self, node: &str) -> Option<Member> {
-        if node == self.peer {
-            return self.key.map(|key| Member {
-                key,
-                enabled: true,
-                coordinator: self.coordinator,
-            });
+        // only the node at the other end of this connection: an envelope
+        // another node signed (this one included) is not this peer's to send
+        if node != self.peer {
+            return None;
         }
-        self.base.member(node)
+        self.key.map(|key| Member {
+            key,
+            enabled: true,
+            coordinator: self.coordinator,
+        })
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
