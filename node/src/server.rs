@@ -821,17 +821,8 @@ async fn subplan(
             &signed,
             Release::Streamed,
             Box::new(move |b| {
-                let b = b.compact();
-                let layout = b.layout();
-                let (types, rows_max, heap_bytes) =
-                    (layout.types(), layout.rows_max(), layout.heap_bytes());
                 sink_tx
-                    .blocking_send(Response::Batch(WireBatch {
-                        types,
-                        rows_max,
-                        heap_bytes,
-                        bytes: b.into_bytes(),
-                    }))
+                    .blocking_send(Response::Batch(wire(b)))
                     .map_err(|_| HostError::Cancelled("the coordinator went away".into()))
             }),
             &Cancel::never(),
@@ -1311,6 +1302,20 @@ fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Rece
     }
 }
 
+/// A result batch as it goes on the wire: in the smallest layout that holds its
+/// rows (a few rows in a batch laid out for thousands: send only them).
+fn wire(b: scratchbird_host::ResultBatch) -> WireBatch {
+    let b = b.compact();
+    let layout = b.layout();
+    let (types, rows_max, heap_bytes) = (layout.types(), layout.rows_max(), layout.heap_bytes());
+    WireBatch {
+        types,
+        rows_max,
+        heap_bytes,
+        bytes: b.into_bytes(),
+    }
+}
+
 fn run_job(session: &mut Session, job: Job, shared: &Shared) {
     let Job {
         id,
@@ -1325,19 +1330,7 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
     session.set_stream(Some(Box::new(move |step| {
         let resp = match step {
             Step::Columns(c) => Response::Columns(c),
-            Step::Batch(b) => {
-                // a few rows in a batch laid out for thousands: send only them
-                let b = b.compact();
-                let layout = b.layout();
-                let (types, rows_max, heap_bytes) =
-                    (layout.types(), layout.rows_max(), layout.heap_bytes());
-                Response::Batch(WireBatch {
-                    types,
-                    rows_max,
-                    heap_bytes,
-                    bytes: b.into_bytes(),
-                })
-            }
+            Step::Batch(b) => Response::Batch(wire(b)),
         };
         sink_tx.blocking_send(resp).map_err(|_| {
             sink_cancel.raise("the client went away");

@@ -54,7 +54,6 @@ pub struct LocalSession {
     sandbox: Arc<Sandbox>,
     inner: Session,
     access: Access,
-    owner: Option<String>,
     audit: Option<Arc<AuditLog>>,
     /// The in-process coordinator's key.
     node_key: SigningKey,
@@ -184,7 +183,6 @@ impl LocalSession {
             &sandbox,
             &Access::Owner,
             None,
-            None,
             &node_key,
             &user_key,
         );
@@ -199,7 +197,6 @@ impl LocalSession {
             sandbox,
             inner,
             access: Access::Owner,
-            owner: None,
             audit: None,
             node_key,
             user_key,
@@ -213,13 +210,12 @@ impl LocalSession {
         storage: &Arc<Storage>,
         sandbox: &Arc<Sandbox>,
         access: &Access,
-        owner: Option<&str>,
         audit: Option<&Arc<AuditLog>>,
         node_key: &SigningKey,
         user_key: &SigningKey,
     ) -> (Arc<dyn Credentials>, InProcess) {
         let (bundle, label) = match access {
-            Access::Owner => (BundleHash([0; 32]), owner.unwrap_or("owner").to_owned()),
+            Access::Owner => (BundleHash([0; 32]), "owner".to_owned()),
             Access::Principal(p) => (p.bundle_hash(), p.name().to_owned()),
         };
         let authority = LocalAuthority {
@@ -254,14 +250,12 @@ impl LocalSession {
         (creds, InProcess(Arc::new(shard)))
     }
 
-    /// Rebuilds the in-process cluster after the access, owner name or audit
-    /// trail changed.
+    /// Rebuilds the in-process cluster after the access or audit trail changed.
     fn rebuild(&mut self) -> Result<(), SessionError> {
         let (creds, transport) = Self::world(
             &self.storage,
             &self.sandbox,
             &self.access,
-            self.owner.as_deref(),
             self.audit.as_ref(),
             &self.node_key,
             &self.user_key,
@@ -290,16 +284,6 @@ impl LocalSession {
         self.check_idle("the audit trail")?;
         self.inner.set_audit(log.clone());
         self.audit = Some(log);
-        self.rebuild()
-    }
-
-    /// Names the owner in audit records (`owner:<user>`).
-    ///
-    /// # Errors
-    /// A transaction is open.
-    pub fn set_owner_name(&mut self, user: &str) -> Result<(), SessionError> {
-        self.check_idle("the owner's name")?;
-        self.owner = Some(format!("owner:{user}"));
         self.rebuild()
     }
 

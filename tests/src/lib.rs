@@ -562,3 +562,18 @@ pub fn setup(users: &[&str], opts: NodeOpts) -> Setup {
         node,
     }
 }
+
+/// The audit trail of a data directory, as `sb audit show --format json` prints
+/// it: one JSON object per record.
+#[must_use]
+pub fn sb_audit_json(data: &Path) -> Vec<serde_json::Value> {
+    let o = Command::new(bin("sb"))
+        .args(["audit", "show", "--format", "json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    ok(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -14,7 +14,7 @@ use scratchbird_net::rpc::{Query, Request, Response};
 use scratchbird_net::tls::Identity;
 use scratchbird_net::{Client, ClientError, Credentials, Role, TransportLimits};
 use scratchbird_tests::{
-    Node, NodeOpts, Setup, load_saas_demo, ok, repo, sb, sb_command, setup, text,
+    Node, NodeOpts, Setup, load_saas_demo, ok, repo, sb, sb_audit_json, sb_command, setup, text,
 };
 use scratchbird_types::attest::Attestation;
 use std::io::{BufRead, BufReader};
@@ -429,19 +429,6 @@ fn break_glass_over_quic_opens_every_patient_and_is_recorded_with_its_reason() {
         assert!(e.contains("CONTEXT_IN_TRANSACTION"), "{e}");
         c.close().await;
     });
-}
-
-/// The audit trail of a data directory, as `sb audit show --format json` prints it.
-fn sb_audit_json(data: &Path) -> Vec<serde_json::Value> {
-    let o = std::process::Command::new(scratchbird_tests::bin("sb"))
-        .args(["audit", "show", "--format", "json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    ok(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Waits until the audit trail of `data` has a record of a cancelled execution

@@ -21,7 +21,9 @@ use scratchbird_net::rpc::{Request, Response, Subplan};
 use scratchbird_net::tls::Identity;
 use scratchbird_net::{Client, Credentials, Role, SbUri, TransportLimits};
 use scratchbird_node::display_value;
-use scratchbird_tests::{Node, NodeOpts, load_saas_demo, ok, repo, sb, setup, write_pair};
+use scratchbird_tests::{
+    Node, NodeOpts, load_saas_demo, ok, repo, sb, sb_audit_json, setup, write_pair,
+};
 use scratchbird_types::attest::ATTESTATION_VERSION;
 use scratchbird_types::batch::BatchLayout;
 use std::path::Path;
@@ -183,14 +185,8 @@ fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
 }
 
 fn audit_errors(data: &Path) -> Vec<String> {
-    let o = std::process::Command::new(scratchbird_tests::bin("sb"))
-        .args(["audit", "show", "--format", "json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    ok(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    sb_audit_json(data)
+        .into_iter()
         .filter(|r| r["outcome"] == "error")
         .map(|r| r["error"].as_str().unwrap_or_default().to_owned())
         .collect()
