@@ -49,7 +49,6 @@ fn main() {
     let s = setup(
         &["admin", "alice"],
         NodeOpts {
-            owners: vec!["admin".into()],
             bundle: Some(repo().join("examples/bundles/saas")),
             ..NodeOpts::default()
         },

@@ -129,12 +129,18 @@ fn print(r: &AuditRecord, format: Format) {
                 .as_deref()
                 .map(|c| format!(" context: {c}"))
                 .unwrap_or_default();
+            let change = r
+                .change
+                .as_deref()
+                .map(|c| format!(" schema change: {c};"))
+                .unwrap_or_default();
             say!(
-                "{:>6} {} {} {} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}{}",
+                "{:>6} {} {} {}{} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}{}",
                 r.seq,
                 time_text(r.time_us),
                 r.principal,
                 r.outcome,
+                change,
                 r.tables.join(", "),
                 r.rows_scanned,
                 r.rows_hidden,
@@ -172,6 +178,7 @@ fn print(r: &AuditRecord, format: Format) {
                 "error": r.error,
                 "recorded": r.recorded,
                 "context": r.context,
+                "change": r.change,
                 "prev": hex(&r.prev),
                 "hash": hex(&r.hash),
             });

@@ -3,9 +3,11 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Subcommand;
 use scratchbird_policy::Bundle;
+use scratchbird_policy::bundle::SCHEMA_ACTIONS;
 use scratchbird_policy::catalog::{self, Catalog};
 use scratchbird_policy::derive::{
-    Deriver, Effect, Enforcement, RowFilter, SecurityContext, TableDesc, table_from_row_type,
+    Deriver, Effect, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext,
+    TableDesc, may_change_schema, table_from_row_type,
 };
 use scratchbird_policy::sign::{self, Manifest, Trust};
 use std::io::Write as _;
@@ -343,7 +345,26 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn print_table(b: &Bundle, e: &Enforcement) {
+/// What `ctx` may do to the schema of `object`: `Create`, `Alter`, `Drop`.
+fn schema_rights(
+    b: &Arc<Bundle>,
+    ctx: &SecurityContext,
+    object: SchemaObject<'_>,
+) -> Result<[bool; 3]> {
+    let mut out = [false; 3];
+    for (slot, action) in out.iter_mut().zip([
+        SchemaAction::Create,
+        SchemaAction::Alter,
+        SchemaAction::Drop,
+    ]) {
+        *slot = may_change_schema(b, ctx, action, object)
+            .map_err(|e| anyhow!("{e}"))?
+            .0;
+    }
+    Ok(out)
+}
+
+fn print_table(b: &Bundle, e: &Enforcement, schema: [bool; 3]) {
     say!();
     say!("table {}", e.table);
     let g = e.grants;
@@ -353,6 +374,12 @@ fn print_table(b: &Bundle, e: &Enforcement) {
         yes(g.insert),
         yes(g.update),
         yes(g.delete)
+    );
+    say!(
+        "  schema       CREATE {}   ALTER {}   DROP {}",
+        yes(schema[0]),
+        yes(schema[1]),
+        yes(schema[2])
     );
     say!("  reads        {}", words(&e.read));
     for (id, effect, cond) in &e.read_policies {
@@ -470,8 +497,18 @@ fn explain(
             "(no --catalog: columns are the row types' attributes, and masks need the catalog's domains)"
         );
     }
+    let declared: Vec<&str> = SCHEMA_ACTIONS
+        .into_iter()
+        .filter(|a| b.declares_action(a))
+        .collect();
+    if declared.is_empty() {
+        say!(
+            "schema     the bundle declares no schema action (Create, Alter, Drop): nobody changes the schema under it"
+        );
+    }
     for e in &out {
-        print_table(&b, e);
+        let rights = schema_rights(&b, &ctx, SchemaObject::Table(&e.table))?;
+        print_table(&b, e, rights);
     }
     let domains: Vec<String> = b.domains().keys().cloned().collect();
     if !domains.is_empty() {
@@ -481,13 +518,16 @@ fn explain(
             let unmask =
                 scratchbird_policy::derive::may_unmask(&b, &ctx, d).map_err(|e| anyhow!("{e}"))?;
             let dom = &b.domains()[d];
+            let rights = schema_rights(&b, &ctx, SchemaObject::Domain(d))?;
             say!(
-                "  {d:<12} {}",
+                "  {d:<12} {}   CREATE {}   DROP {}",
                 if unmask {
                     "shown as stored".to_owned()
                 } else {
                     format!("masked with {}", dom.mask)
-                }
+                },
+                yes(rights[0]),
+                yes(rights[2])
             );
         }
     }

@@ -38,6 +38,10 @@ const BUNDLE: &[(&str, &str)] = &[
         include_str!("../../examples/bundles/saas/columns.cedar"),
     ),
     (
+        "admin.cedar",
+        include_str!("../../examples/bundles/saas/admin.cedar"),
+    ),
+    (
         "entities.json",
         include_str!("../../examples/bundles/saas/entities.json"),
     ),
@@ -185,7 +189,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
     say!("cluster {cluster}");
     say!("node    {}", SbUri::node(cluster, node_id));
     say!(
-        "users   admin (owns the data), alice (tenant 1), sam (support: every tenant, e-mails masked)"
+        "users   admin (the bundle's dba role: the schema and every row), alice (tenant 1), sam (support: every tenant, e-mails masked)"
     );
 
     step(
@@ -220,7 +224,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         scratchbird_policy::sign::key_id(&officer.verifying_key())
     );
     let config = format!(
-        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nroles = [\"coordinator\", \"shard\"]\nowners = [\"admin\"]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {:?}\nmembers = {:?}\n\n[security]\nbundle = {:?}\ntrusted_keys = [{:?}]\ntoken_secret = \"token.secret\"\ntoken_fingerprint = {:?}\n\n[limits]\nshutdown_grace_secs = 2\n",
+        "data_dir = \"data\"\nlisten = \"127.0.0.1:0\"\nroles = [\"coordinator\", \"shard\"]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {:?}\nmembers = {:?}\n\n[security]\nbundle = {:?}\ntrusted_keys = [{:?}]\ntoken_secret = \"token.secret\"\ntoken_fingerprint = {:?}\n\n[limits]\nshutdown_grace_secs = 2\n",
         ca_dir.join("ca.crt"),
         ca_dir.join("members.toml"),
         bundle,
@@ -300,7 +304,10 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         ))?)
     };
     let result = (|| -> Result<()> {
-        step(4, "admin (an owner) loads the demo data over QUIC");
+        step(
+            4,
+            "admin (dba in the bundle) creates the schema and loads the demo data over QUIC",
+        );
         let admin = connect("admin")?;
         if !rt.block_on(crate::remote::run_text(&admin, DATA, &sql_args("admin"))) {
             bail!("loading the demo data failed");

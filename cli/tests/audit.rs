@@ -75,10 +75,16 @@ fn principals_see_their_rows_and_every_execution_is_audited() {
             .contains("permission denied for column customers.mrr")
     );
 
-    // records: the insert; each ORDER BY query's shard stage and merge stage; the
-    // refused query's shard stage
+    // records: the two schema changes; the insert; each ORDER BY query's shard
+    // stage and merge stage; the refused query's shard stage
     let verified = ok(&["audit", "verify", "--data", db]);
-    assert!(verified.starts_with("ok: 6 records"), "{verified}");
+    assert!(verified.starts_with("ok: 8 records"), "{verified}");
+    let all = ok(&["audit", "show", "--data", db]);
+    assert!(
+        all.contains("schema change: CREATE DOMAIN email;")
+            && all.contains("schema change: CREATE TABLE customers;"),
+        "{all}"
+    );
     let shown = ok(&[
         "audit",
         "show",
@@ -136,7 +142,7 @@ fn principals_see_their_rows_and_every_execution_is_audited() {
     let o = sb(&["audit", "verify", "--data", db]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("BROKEN at record 5"),
+        String::from_utf8_lossy(&o.stdout).contains("BROKEN at record 7"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

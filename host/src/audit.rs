@@ -68,6 +68,11 @@ pub struct AuditRecord {
     /// one, so records written before the field existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// The schema change a record stands for (`CREATE TABLE customers`), when
+    /// it stands for one rather than a sandbox execution. Absent otherwise, so
+    /// records written before the field existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
     /// Hash of the previous record (zeros for the first).
     pub prev: [u8; 32],
     /// This record's hash.
@@ -695,6 +700,7 @@ impl AuditRecord {
             error: None,
             recorded: Vec::new(),
             context: None,
+            change: None,
             prev: [0; 32],
             hash: [0; 32],
         }

@@ -12,7 +12,8 @@
 
 use crate::error::HostError;
 use scratchbird_policy::derive::{
-    ColumnDesc, Deriver, Enforcement, RowFilter, SecurityContext, TableDesc,
+    ColumnDesc, Deriver, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext,
+    TableDesc, may_change_schema,
 };
 use scratchbird_policy::ir::Rows;
 use scratchbird_policy::mask::{MaskFn, MaskKey};
@@ -71,6 +72,21 @@ impl Principal {
     #[must_use]
     pub fn context(&self) -> &SecurityContext {
         &self.ctx
+    }
+
+    /// Whether the bundle lets this principal make the schema change `action`
+    /// on `object`, and the `@record` reasons of the policies that permitted it.
+    ///
+    /// # Errors
+    /// The bundle could not decide (an unknown principal, a context that does
+    /// not fit).
+    pub fn may_change_schema(
+        &self,
+        action: SchemaAction,
+        object: SchemaObject<'_>,
+    ) -> Result<(bool, Vec<String>), HostError> {
+        may_change_schema(self.deriver.bundle(), &self.ctx, action, object)
+            .map_err(|e| HostError::Policy(format!("{} {object}: {e}", action.name())))
     }
 
     /// What the bundle enforces for this principal on `def` (derived once per

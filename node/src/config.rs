@@ -25,9 +25,9 @@ listen = "127.0.0.1:7400"
 # coordinator); shard: holds data.
 roles = ["coordinator", "shard"]
 
-# Users who own the data directory: they run unfiltered and may change the
-# schema. Everyone else runs as User::"<name>" under the security bundle.
-owners = []
+# Every user runs as User::"<name>" (or the bundle's principal type) under the
+# security bundle: who may change the schema, and who reads every row, is what
+# the bundle grants (policy/BUNDLE.md, "Administrators").
 
 [tls]
 # This node's certificate and key (sb ca issue-node), the cluster CA, and the
@@ -46,14 +46,14 @@ token_secret = "token.secret"
 token_fingerprint = "run: sb ca list --dir ca"
 
 # The security bundle folder (schema.cedarschema, *.cedar and the signed
-# bundle.manifest). Without one, only owners may connect.
-# bundle = "bundle"
+# bundle.manifest). Required: a node serves nobody without one.
+bundle = "bundle"
 # The public keys of the administrators whose signatures make a bundle trusted
 # (sb bundle keygen writes them; sb bundle sign signs). A bundle is loaded only
 # when every signature in its manifest verifies under one of these keys and at
 # least signatures_required of them do; otherwise the node refuses to start, and
 # on reload keeps the bundle it has.
-# trusted_keys = ["admin.pub"]
+trusted_keys = ["admin.pub"]
 # signatures_required = 1
 
 [reload]
@@ -216,9 +216,10 @@ pub struct NodeConfig {
     /// Roles.
     #[serde(default)]
     pub roles: Vec<Role>,
-    /// Owners.
+    /// Removed (data directory owners who bypassed the bundle): read only to
+    /// refuse a configuration that still has it, saying what replaces it.
     #[serde(default)]
-    pub owners: Vec<String>,
+    pub owners: Option<toml::Value>,
     /// TLS files.
     pub tls: TlsFiles,
     /// Security.
@@ -302,7 +303,15 @@ impl NodeConfig {
                 "security.signatures_required must be 1 to 16",
             ),
             (
-                cfg.security.bundle.is_none() || !cfg.security.trusted_keys.is_empty(),
+                cfg.owners.is_none(),
+                "owners is no longer accepted: nobody bypasses the security bundle. Give the users a role the bundle grants Create, Alter and Drop and every row (see policy/BUNDLE.md, \"Administrators\"), sign the bundle, and delete the owners line",
+            ),
+            (
+                cfg.security.bundle.is_some(),
+                "security.bundle is not set: a node serves users only under a signed security bundle (sb bundle check, then sb bundle sign DIR --key FILE)",
+            ),
+            (
+                !cfg.security.trusted_keys.is_empty(),
                 "security.trusted_keys is empty: a bundle is trusted only when signed, so list the public key files of the administrators who sign it (sb bundle keygen writes a pair; sb bundle sign DIR --key FILE signs)",
             ),
             (
@@ -312,16 +321,6 @@ impl NodeConfig {
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(format!("{}: {msg}", path.display()));
-        }
-        if let Some(bad) = cfg
-            .owners
-            .iter()
-            .find(|o| !scratchbird_net::uri::valid_user_name(o))
-        {
-            return Err(format!(
-                "{}: owners: {bad:?} is not a user name",
-                path.display()
-            ));
         }
         Ok(cfg)
     }
@@ -344,5 +343,12 @@ mod tests {
         assert!(e.contains("listen_port"), "{e}");
         std::fs::write(&p, EXAMPLE.replace("memory_mib = 512", "memory_mib = 0")).unwrap();
         assert!(NodeConfig::load(&p).unwrap_err().contains("memory_mib"));
+        // nobody bypasses the bundle: no owners, and no node without a bundle
+        std::fs::write(&p, format!("owners = [\"ops\"]\n{EXAMPLE}")).unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(e.contains("owners is no longer accepted"), "{e}");
+        std::fs::write(&p, EXAMPLE.replace("bundle = \"bundle\"", "")).unwrap();
+        let e = NodeConfig::load(&p).unwrap_err();
+        assert!(e.contains("security.bundle is not set"), "{e}");
     }
 }

@@ -108,7 +108,7 @@ struct Shared {
     storage: Arc<Storage>,
     sandbox: Arc<Sandbox>,
     audit: Arc<AuditLog>,
-    /// Who users run as: owners, and the bundle in force.
+    /// Who users run as: the bundle in force.
     principals: Arc<Principals>,
     /// The shard every statement's shard stage runs on (in-process).
     shard: Arc<Shard>,
@@ -266,13 +266,13 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     }
     // the cluster's secret and a signed bundle, before anything is opened
     let mask_key = *token_secret(&cfg).map_err(fail)?.bytes();
-    let (deriver, signed_at) = match &cfg.security.bundle {
-        Some(b) => {
-            let (d, at) = load_bundle(&cfg, b).map_err(fail)?;
-            (Some(d), at)
-        }
-        None => (None, i64::MIN),
-    };
+    let bundle = cfg.security.bundle.as_ref().ok_or_else(|| {
+        fail(
+            "security.bundle is not set: a node serves users only under a signed security bundle"
+                .to_owned(),
+        )
+    })?;
+    let (deriver, signed_at) = load_bundle(&cfg, bundle).map_err(fail)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let storage = open_storage(&cfg.data_dir).map_err(|e| {
@@ -318,11 +318,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
             "this node's certificate cannot sign subplan envelopes ({e}): a coordinator signs them with its certificate's Ed25519 key; issue its certificate with sb ca issue-node --alg ed25519"
         )));
     }
-    let principals = Arc::new(Principals::new(
-        deriver,
-        cfg.owners.iter().cloned().collect(),
-        mask_key,
-    ));
+    let principals = Arc::new(Principals::new(deriver, mask_key));
     let serving = Arc::new(AtomicBool::new(coordinator));
     let storage = Arc::new(storage);
     let sandbox = Arc::new(sandbox);
@@ -639,8 +635,7 @@ fn rpc_refusal(r: Refusal) -> RpcError {
     }
 }
 
-/// Who `user` runs as: the data directory's owner (unfiltered), or the
-/// principal the bundle names them with the session context `context` (a JSON
+/// Who `user` runs as: the principal the bundle names them with the session context `context` (a JSON
 /// object; none is the empty context). The shard decides this again for every
 /// statement; the server asks first to refuse a session or a request early.
 fn access_for(shared: &Shared, user: &str, context: Option<&str>) -> Result<Access, RpcError> {
@@ -1437,10 +1432,7 @@ fn reload(shared: &Shared) {
                 shared.principals.set_deriver(d);
             }
             Err(e) => {
-                let kept = shared
-                    .principals
-                    .deriver()
-                    .map_or_else(|| "none".to_owned(), |d| d.bundle().hash().to_string());
+                let kept = shared.principals.bundle_hash().to_string();
                 tracing::error!(bundle = %kept, "reload: keeping the bundle it has: {e}");
             }
         }
@@ -1492,7 +1484,7 @@ fn recheck(shared: &Shared) {
         }
     }
     let roots: HashSet<String> = trust.fingerprints().into_iter().collect();
-    let bundle = shared.principals.deriver().map(|d| d.bundle().hash());
+    let bundle = Some(shared.principals.bundle_hash());
     for o in lock(&shared.conns).values() {
         let expect = match o.kind {
             Kind::Client => Expect::User,

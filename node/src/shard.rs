@@ -1,6 +1,6 @@
 //! The shard side of every statement: a shard stage arrives in a signed envelope,
-//! is verified, runs as the attested user (an owner unfiltered, anyone else as
-//! the security bundle in force names them) through the one shard runner
+//! is verified, runs as the attested user (as the security bundle in force
+//! names them) through the one shard runner
 //! ([`scratchbird_host::Execution`]), and is audited before anything is
 //! released. A shard session holds the transaction of one coordinator session,
 //! bound to the user and session context that began it.
@@ -19,19 +19,18 @@ use scratchbird_host::envelope::{
 use scratchbird_host::{
     Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
 };
-use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{Env, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
 use scratchbird_types::{BundleHash, SqlType};
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 
 /// Why a user gets no access, with a stable code and what to do.
 #[derive(Debug, Clone)]
 pub struct Refusal {
-    /// A stable code (`NO_BUNDLE`, `BAD_CONTEXT`, ...).
+    /// A stable code (`UNKNOWN_PRINCIPAL`, `BAD_CONTEXT`, ...).
     pub code: &'static str,
     /// What is wrong.
     pub message: String,
@@ -49,31 +48,30 @@ impl Refusal {
     }
 }
 
-/// Who the users of a node are: its owners run unfiltered; everyone else runs as
-/// the principal the security bundle in force names them, with the session
-/// context their request states.
+/// Who the users of a node are: each runs as the principal the security bundle
+/// in force names them, with the session context their request states. Nobody
+/// bypasses the bundle: schema changes and unfiltered access are actions it
+/// grants (`policy/BUNDLE.md`).
 #[derive(Debug)]
 pub struct Principals {
-    deriver: RwLock<Option<Arc<Deriver>>>,
-    owners: HashSet<String>,
+    deriver: RwLock<Arc<Deriver>>,
     mask_key: [u8; 32],
 }
 
 impl Principals {
-    /// Users under `deriver`'s bundle (none: owners only), `owners` unfiltered;
-    /// tokens and masks keyed by the cluster secret `mask_key`.
+    /// Users under `deriver`'s bundle; tokens and masks keyed by the cluster
+    /// secret `mask_key`.
     #[must_use]
-    pub fn new(deriver: Option<Arc<Deriver>>, owners: HashSet<String>, mask_key: [u8; 32]) -> Self {
+    pub fn new(deriver: Arc<Deriver>, mask_key: [u8; 32]) -> Self {
         Self {
             deriver: RwLock::new(deriver),
-            owners,
             mask_key,
         }
     }
 
-    /// The bundle in force, if any.
+    /// The bundle in force.
     #[must_use]
-    pub fn deriver(&self) -> Option<Arc<Deriver>> {
+    pub fn deriver(&self) -> Arc<Deriver> {
         match self.deriver.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -83,61 +81,33 @@ impl Principals {
     /// Puts `d` in force.
     pub fn set_deriver(&self, d: Arc<Deriver>) {
         match self.deriver.write() {
-            Ok(mut g) => *g = Some(d),
-            Err(p) => *p.into_inner() = Some(d),
+            Ok(mut g) => *g = d,
+            Err(p) => *p.into_inner() = d,
         }
     }
 
-    /// The hash of the bundle in force (zeros when there is none).
+    /// The hash of the bundle in force.
     #[must_use]
     pub fn bundle_hash(&self) -> BundleHash {
-        self.deriver()
-            .map_or(BundleHash([0; 32]), |d| d.bundle().hash())
-    }
-
-    /// Whether `user` owns the node's data.
-    #[must_use]
-    pub fn is_owner(&self, user: &str) -> bool {
-        self.owners.contains(user)
+        self.deriver().bundle().hash()
     }
 
     /// The name `user`'s executions are recorded under.
     #[must_use]
     pub fn label(&self, user: &str) -> String {
-        if self.is_owner(user) {
-            return format!("owner:{user}");
-        }
         self.deriver()
-            .and_then(|d| d.bundle().principal_of(user).ok())
-            .unwrap_or_else(|| format!("User::{user:?}"))
+            .bundle()
+            .principal_of(user)
+            .unwrap_or_else(|_| format!("User::{user:?}"))
     }
 
     /// Who `user` runs as with the session context `context` (a JSON object; none
     /// is the empty context).
     ///
     /// # Errors
-    /// The user is no owner and there is no bundle, the bundle cannot name them,
-    /// or the context does not fit the bundle.
+    /// The bundle cannot name the user, or the context does not fit the bundle.
     pub fn access(&self, user: &str, context: Option<&str>) -> Result<Access, Refusal> {
-        if self.is_owner(user) {
-            if context.is_some() {
-                return Err(Refusal::new(
-                    "CONTEXT_FOR_OWNER",
-                    format!(
-                        "{user:?} owns this node's data and runs unfiltered: a session context applies to principals of the security bundle"
-                    ),
-                    "send the query without a context",
-                ));
-            }
-            return Ok(Access::Owner);
-        }
-        let Some(deriver) = self.deriver() else {
-            return Err(Refusal::new(
-                "NO_BUNDLE",
-                format!("this node has no security bundle, and {user:?} is not one of its owners"),
-                "configure [security] bundle in node.toml, or list the user in owners",
-            ));
-        };
+        let deriver = self.deriver();
         let principal = deriver.bundle().principal_of(user).map_err(|e| {
             Refusal::new(
                 "BUNDLE_PRINCIPALS",
@@ -145,6 +115,15 @@ impl Principals {
                 "give the bundle's actions one principal type (User, say)",
             )
         })?;
+        if !deriver.bundle().knows_principal(&principal) {
+            return Err(Refusal::new(
+                "UNKNOWN_PRINCIPAL",
+                format!(
+                    "user {user:?} is a member of the cluster, but the security bundle in force does not name {principal}"
+                ),
+                "add the principal to the bundle's entities.json (with its roles), sign the bundle and reload the node",
+            ));
+        }
         let mut ctx = SecurityContext::new(&principal);
         if let Some(c) = context {
             let bad = |why: String| {
@@ -258,7 +237,7 @@ impl Shard {
         }
     }
 
-    /// A shard enforcing the bundle of `deriver` for every user (no owners),
+    /// A shard enforcing the bundle of `deriver` for every user,
     /// which must be the bundle the authority says is in force.
     ///
     /// # Errors
@@ -280,11 +259,7 @@ impl Shard {
             storage,
             sandbox,
             authority,
-            users: Users::Cluster(Arc::new(Principals::new(
-                Some(deriver),
-                HashSet::new(),
-                mask_secret,
-            ))),
+            users: Users::Cluster(Arc::new(Principals::new(deriver, mask_secret))),
             audit: Some(audit),
             node: String::new(),
             env: Arc::new(crate::SystemEnv::default()),
@@ -564,13 +539,42 @@ impl ShardSessionOf {
         })
     }
 
+    /// Applies the schema change `op` for `who`, if the bundle grants it on
+    /// every object it touches. Granted or refused, the change is recorded in
+    /// the audit trail before its outcome is returned.
     fn schema_change(&mut self, op: Statement, who: &Bound) -> Result<&'static str, HostError> {
         let (access, label) = self.shard.access(who)?;
-        if let Access::Principal(_) = access {
-            return Err(HostError::Permission(format!(
-                "permission denied: {label} may not change the schema (schema changes are the owner's)"
-            )));
+        let mut rec = AuditRecord::new(&label);
+        rec.epoch = self.authority.epoch();
+        rec.coordinator = Some(self.shard.node.clone());
+        rec.context.clone_from(&who.context);
+        if let Access::Principal(p) = &access {
+            rec.bundle = Some(p.bundle_hash().0);
         }
+        let started = std::time::Instant::now();
+        let r = self.schema_change_checked(op, who, &access, &mut rec);
+        rec.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match &r {
+            Ok(_) => {
+                if let Some(log) = &self.shard.audit {
+                    // durable before the change is reported; a failed record
+                    // leaves the change committed but unreported, never unrecorded
+                    log.append(rec)
+                        .map_err(|a| HostError::Audit(a.to_string()))?;
+                }
+            }
+            Err(e) => self.shard.audit_refusal(rec, e)?,
+        }
+        r
+    }
+
+    fn schema_change_checked(
+        &mut self,
+        op: Statement,
+        who: &Bound,
+        access: &Access,
+        rec: &mut AuditRecord,
+    ) -> Result<&'static str, HostError> {
         if let Some(b) = &self.bound
             && b != who
         {
@@ -583,11 +587,115 @@ impl ShardSessionOf {
             Some(t) => t,
             None => self.shard.begin(TxnOptions::snapshot())?,
         };
-        let r = apply_schema_change(&mut txn, op);
+        let r = (|| -> Result<&'static str, HostError> {
+            let cat = crate::session::catalog_of(&txn)?;
+            let (tag, objects) = schema_objects(&op, &cat)?;
+            rec.change = Some(describe_change(tag, &objects));
+            rec.tables = objects
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Object::Table(t) => Some(t.clone()),
+                    Object::Domain(_) => None,
+                })
+                .collect();
+            if let Access::Principal(p) = access {
+                for (action, object) in &objects {
+                    let (allowed, recorded) = p.may_change_schema(*action, object.as_ref())?;
+                    rec.recorded.extend(recorded);
+                    if !allowed {
+                        return Err(HostError::Permission(format!(
+                            "permission denied: the security bundle does not permit {} to {} {}",
+                            p.name(),
+                            action.name(),
+                            object.as_ref()
+                        )));
+                    }
+                }
+            }
+            apply_schema_change(&mut txn, op)
+        })();
         let ok = r.is_ok();
         self.end_statement(txn, ok)?;
         r
     }
+}
+
+/// The bundle actions a schema change needs, each on its object.
+type Needs = Vec<(SchemaAction, Object)>;
+
+/// An object a schema change acts on.
+#[derive(Debug, Clone)]
+enum Object {
+    Table(String),
+    Domain(String),
+}
+
+impl Object {
+    fn as_ref(&self) -> SchemaObject<'_> {
+        match self {
+            Self::Table(t) => SchemaObject::Table(t),
+            Self::Domain(d) => SchemaObject::Domain(d),
+        }
+    }
+}
+
+/// The command tag of `op` and the bundle actions it needs: `Create`, `Alter`
+/// (an index is an alteration of its table) or `Drop` of each table or domain.
+fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs), HostError> {
+    let tables = |a: SchemaAction, names: &[String]| -> Needs {
+        names
+            .iter()
+            .map(|n| (a, Object::Table(n.clone())))
+            .collect()
+    };
+    Ok(match op {
+        Statement::CreateTable { name, .. } => (
+            "CREATE TABLE",
+            tables(SchemaAction::Create, std::slice::from_ref(name)),
+        ),
+        Statement::DropTable { names, .. } => ("DROP TABLE", tables(SchemaAction::Drop, names)),
+        Statement::CreateDomain { name, .. } => (
+            "CREATE DOMAIN",
+            vec![(SchemaAction::Create, Object::Domain(name.clone()))],
+        ),
+        Statement::DropDomain { name, .. } => (
+            "DROP DOMAIN",
+            vec![(SchemaAction::Drop, Object::Domain(name.clone()))],
+        ),
+        Statement::CreateIndex { table, .. } => (
+            "CREATE INDEX",
+            tables(SchemaAction::Alter, std::slice::from_ref(table)),
+        ),
+        Statement::DropIndex { names, .. } => {
+            // an index that does not exist needs no right: dropping it changes
+            // nothing (IF EXISTS) or fails as not found
+            let mut of: Vec<String> = names
+                .iter()
+                .filter_map(|n| cat.indexes.iter().find(|i| &i.name == n))
+                .filter_map(|i| cat.tables.iter().find(|t| t.id == i.table))
+                .map(|t| t.name.clone())
+                .collect();
+            of.dedup();
+            ("DROP INDEX", tables(SchemaAction::Alter, &of))
+        }
+        other => {
+            return Err(HostError::Internal(format!(
+                "not a schema change: {other:?}"
+            )));
+        }
+    })
+}
+
+/// `CREATE TABLE customers`, `ALTER Table::"t"` ...: what an audit record of a
+/// schema change says it was.
+fn describe_change(tag: &str, objects: &[(SchemaAction, Object)]) -> String {
+    let names: Vec<&str> = objects
+        .iter()
+        .map(|(_, o)| match o {
+            Object::Table(n) | Object::Domain(n) => n.as_str(),
+        })
+        .collect();
+    format!("{tag} {}", names.join(", "))
 }
 
 impl ShardSession for ShardSessionOf {

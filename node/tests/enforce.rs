@@ -403,11 +403,34 @@ forbid (principal == User::"u", action == Action::"Unmask", resource);
 fn schema_changes_and_context_switches_inside_a_transaction_are_refused() {
     let mut d = db();
     d.as_user("alice");
+    // schema changes are actions the bundle grants: alice has none of them
     permission(
         &d.err("CREATE TABLE x (a INT)"),
-        "may not change the schema",
+        r#"does not permit User::"alice" to Create Table::"x""#,
     );
-    permission(&d.err("DROP TABLE invoices"), "may not change the schema");
+    permission(
+        &d.err("DROP TABLE invoices"),
+        r#"to Drop Table::"invoices""#,
+    );
+    permission(
+        &d.err("CREATE INDEX ci ON customers (plan)"),
+        r#"to Alter Table::"customers""#,
+    );
+    permission(
+        &d.err("CREATE DOMAIN d AS INTEGER"),
+        r#"to Create Domain::"d""#,
+    );
+    // the bundle's dba role has all of them
+    d.as_user("admin");
+    d.s.execute("CREATE TABLE x (a INT)").unwrap();
+    d.s.execute("CREATE INDEX ci ON customers (plan)").unwrap();
+    d.as_user("alice");
+    permission(&d.err("DROP INDEX ci"), r#"to Alter Table::"customers""#);
+    permission(&d.err("DROP TABLE x"), r#"to Drop Table::"x""#);
+    d.as_user("admin");
+    d.s.execute("DROP INDEX ci").unwrap();
+    d.s.execute("DROP TABLE x").unwrap();
+    d.as_user("alice");
     d.s.execute("BEGIN").unwrap();
     assert!(d.s.set_access(Access::Owner).is_err());
     d.s.execute("ROLLBACK").unwrap();

@@ -11,7 +11,7 @@ use crate::error::{Diagnostic, PolicyError, Result};
 use crate::limits::{ENTITIES_MAX, FILE_MAX_BYTES, FILES_MAX, POLICIES_MAX};
 use crate::mask::MaskFn;
 use cedar_policy::{
-    Entities, EntityTypeName, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+    Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, ValidationMode, Validator,
 };
 use miette::Diagnostic as _;
 use scratchbird_types::{BundleHash, SqlType};
@@ -41,6 +41,12 @@ pub const ACTIONS: [(&str, &str); 8] = [
     ("ReadColumn", "Column"),
     ("Unmask", "Domain"),
 ];
+
+/// The schema-change actions. A bundle may leave them out (then nobody changes
+/// the schema under it); each one it declares must apply to `Table` and
+/// `Domain`: `Create`, `Alter` and `Drop` of `Table::"t"` (an index is an
+/// `Alter` of its table) and `Create` and `Drop` of `Domain::"d"`.
+pub const SCHEMA_ACTIONS: [&str; 3] = ["Create", "Alter", "Drop"];
 
 /// The Cedar type of a row attribute, as far as ScratchBird maps SQL types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,6 +529,14 @@ impl Bundle {
         })
     }
 
+    /// Whether the schema declares the action `name` (`Create`, say).
+    #[must_use]
+    pub fn declares_action(&self, name: &str) -> bool {
+        self.schema
+            .actions()
+            .any(|a| a.type_name() == &self.names.action && a.id().unescaped() == name)
+    }
+
     /// The bundle's identity.
     #[must_use]
     pub fn hash(&self) -> BundleHash {
@@ -631,6 +645,14 @@ impl Bundle {
             )
         })?;
         Ok(format!("{ty}::{user:?}"))
+    }
+
+    /// Whether the entity data names the principal `principal` (as
+    /// [`Bundle::principal_of`] writes it). A principal it does not name is
+    /// refused, never run as an entity without roles or attributes.
+    #[must_use]
+    pub fn knows_principal(&self, principal: &str) -> bool {
+        EntityUid::from_str(principal).is_ok_and(|uid| self.entities.get(&uid).is_some())
     }
 
     /// The policies.
@@ -952,6 +974,24 @@ fn check_model(schema: &Json, diags: &mut Vec<Diagnostic>) -> Option<BTreeMap<St
                 format!("action {action} must apply to resource type {resource}"),
                 "fix its appliesTo",
             );
+        }
+    }
+    for action in SCHEMA_ACTIONS {
+        let Some(a) = actions.get(action) else {
+            continue;
+        };
+        let resources: Vec<&str> = a
+            .pointer("/appliesTo/resourceTypes")
+            .and_then(Json::as_array)
+            .map(|r| r.iter().filter_map(Json::as_str).collect())
+            .unwrap_or_default();
+        for needed in ["Table", "Domain"] {
+            if !resources.contains(&needed) {
+                problem(
+                    format!("schema action {action} must apply to resource type {needed}"),
+                    "declare it as `action Create, Alter, Drop appliesTo { principal: User, resource: [Table, Domain], context: Session };`",
+                );
+            }
         }
     }
     Some(tables)

@@ -109,6 +109,72 @@ pub fn may_unmask(bundle: &Arc<Bundle>, ctx: &SecurityContext, domain: &str) -> 
     Ctx::new(bundle, ctx)?.decide("Unmask", uid(&bundle.names.domain, domain))
 }
 
+/// A change to the schema, as the bundle's schema actions name it
+/// ([`crate::bundle::SCHEMA_ACTIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaAction {
+    /// `Create`: CREATE TABLE, CREATE DOMAIN.
+    Create,
+    /// `Alter`: CREATE INDEX and DROP INDEX on a table (and ALTER TABLE).
+    Alter,
+    /// `Drop`: DROP TABLE, DROP DOMAIN.
+    Drop,
+}
+
+impl SchemaAction {
+    /// The Cedar action's id.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Create => "Create",
+            Self::Alter => "Alter",
+            Self::Drop => "Drop",
+        }
+    }
+}
+
+/// What a schema change acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaObject<'a> {
+    /// `Table::"t"`.
+    Table(&'a str),
+    /// `Domain::"d"`.
+    Domain(&'a str),
+}
+
+impl std::fmt::Display for SchemaObject<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Table(t) => write!(f, "Table::{t:?}"),
+            Self::Domain(d) => write!(f, "Domain::{d:?}"),
+        }
+    }
+}
+
+/// Whether `ctx`'s principal may make the schema change `action` on `object`,
+/// and the `@record` reasons of the policies that permitted it. A bundle that
+/// does not declare the action permits it to nobody.
+///
+/// # Errors
+/// As [`derive`].
+pub fn may_change_schema(
+    bundle: &Arc<Bundle>,
+    ctx: &SecurityContext,
+    action: SchemaAction,
+    object: SchemaObject<'_>,
+) -> Result<(bool, Vec<String>)> {
+    if !bundle.declares_action(action.name()) {
+        return Ok((false, Vec::new()));
+    }
+    let mut c = Ctx::new(bundle, ctx)?;
+    let resource = match object {
+        SchemaObject::Table(t) => uid(&bundle.names.table, t),
+        SchemaObject::Domain(d) => uid(&bundle.names.domain, d),
+    };
+    let allowed = c.decide(action.name(), resource)?;
+    Ok((allowed, c.recorded.into_iter().collect()))
+}
+
 /// Who asks, and in what session.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SecurityContext {

@@ -199,10 +199,9 @@ pub fn write_pair(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf)
 /// How to run a node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeOpts {
-    /// Users who own the data.
-    pub owners: Vec<String>,
     /// A security bundle folder: copied to the node's folder (`DIR/bundle`) and
-    /// signed there with the CA's officer key, which the node trusts.
+    /// signed there with the CA's officer key, which the node trusts. None: the
+    /// tests' own bundle, [`ops_bundle`].
     pub bundle: Option<PathBuf>,
     /// Listen for peers too.
     pub peers: bool,
@@ -239,20 +238,17 @@ impl Node {
     /// copy in `dir/bundle`).
     #[must_use]
     pub fn config(dir: &Path, ca: &Ca, roles: &[Role], opts: &NodeOpts) -> String {
-        let bundle = opts.bundle.as_ref().map(|src| {
-            let dst = dir.join("bundle");
-            if *src != dst {
-                copy_and_sign(src, &dst, &ca.admin);
-            }
-            dst
-        });
+        let src = opts.bundle.clone().unwrap_or_else(ops_bundle);
+        let bundle = dir.join("bundle");
+        if src != bundle {
+            copy_and_sign(&src, &bundle, &ca.admin);
+        }
         let roles: Vec<String> = roles
             .iter()
             .map(|r| format!("{:?}", r.to_string()))
             .collect();
-        let owners: Vec<String> = opts.owners.iter().map(|o| format!("{o:?}")).collect();
         format!(
-            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n{peer}roles = [{roles}]\nowners = [{owners}]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {ca:?}\nmembers = {members:?}\n\n[security]\ntoken_secret = {token:?}\ntoken_fingerprint = {fp:?}\ntrusted_keys = [{admin:?}]\n{bundle}\n[reload]\ninterval_secs = {reload}\n\n[limits]\n{limits}\n",
+            "data_dir = {data:?}\nlisten = \"127.0.0.1:0\"\n{peer}roles = [{roles}]\n\n[tls]\ncert = \"node.crt\"\nkey = \"node.key\"\nca = {ca:?}\nmembers = {members:?}\n\n[security]\ntoken_secret = {token:?}\ntoken_fingerprint = {fp:?}\ntrusted_keys = [{admin:?}]\nbundle = {bundle:?}\n\n[reload]\ninterval_secs = {reload}\n\n[limits]\n{limits}\n",
             data = dir.join("data"),
             peer = if opts.peers {
                 "peer_listen = \"127.0.0.1:0\"\n"
@@ -260,13 +256,11 @@ impl Node {
                 ""
             },
             roles = roles.join(", "),
-            owners = owners.join(", "),
             ca = ca.dir.join("ca.crt"),
             members = ca.members_path(),
             token = ca.dir.join("token.secret"),
             fp = ca.token.fingerprint(),
             admin = ca.dir.join("admin.pub"),
-            bundle = bundle.map_or(String::new(), |b| format!("bundle = {b:?}\n")),
             reload = opts.reload_secs.unwrap_or(5),
             limits = opts.limits,
         )
@@ -466,6 +460,14 @@ pub fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
+}
+
+/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits` and `big`;
+/// `admin`, `ops` and `erin` administrators (every action, schema changes too);
+/// `reader`, who reads and changes nothing.
+#[must_use]
+pub fn ops_bundle() -> PathBuf {
+    repo().join("tests/bundles/ops")
 }
 
 /// `sb sql --connect` to `node` as `user` (certificates in `certs`), with extra

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 fn saas() -> NodeOpts {
     NodeOpts {
-        owners: vec!["admin".into()],
         bundle: Some(repo().join("examples/bundles/saas")),
         ..NodeOpts::default()
     }
@@ -346,7 +345,6 @@ fn break_glass_over_quic_opens_every_patient_and_is_recorded_with_its_reason() {
     let s = setup(
         &["admin", "dr_lee"],
         NodeOpts {
-            owners: vec!["admin".into()],
             bundle: Some(repo().join("examples/bundles/clinical")),
             ..NodeOpts::default()
         },
@@ -386,13 +384,12 @@ fn break_glass_over_quic_opens_every_patient_and_is_recorded_with_its_reason() {
             .contains("code blue, bed 4"),
         "{last}"
     );
-    // a context the bundle's schema does not have, one that is not an object, an
-    // owner with a context: refused, never taken for an empty context
+    // a context the bundle's schema does not have, one that is not an object:
+    // refused, never taken for an empty context
     for (who, ctx, code) in [
         ("dr_lee", r#"{"break_glass": "yes"}"#, "BAD_CONTEXT"),
         ("dr_lee", r#"{"emergency": true}"#, "BAD_CONTEXT"),
         ("dr_lee", "[true]", "session context must be a JSON object"),
-        ("admin", glass, "CONTEXT_FOR_OWNER"),
     ] {
         let o = sb(&s.node, &s.certs, who, &["--context", ctx, "-c", q]);
         let (_, err) = text(&o);
@@ -452,7 +449,6 @@ fn digits_node(idle_secs: u64) -> Setup {
     let s = setup(
         &["admin"],
         NodeOpts {
-            owners: vec!["admin".into()],
             limits: format!("idle_timeout_secs = {idle_secs}\n"),
             ..NodeOpts::default()
         },

@@ -156,7 +156,6 @@ fn sbnode_killed_mid_work_restarts_by_itself_with_every_acknowledged_row() {
     } = setup(
         &["admin"],
         NodeOpts {
-            owners: vec!["admin".into()],
             ..NodeOpts::default()
         },
     );

@@ -9,7 +9,7 @@
     reason = "test"
 )]
 
-use scratchbird_tests::{Node, NodeOpts, Setup, bin, ok, repo, sb, setup, text};
+use scratchbird_tests::{Node, NodeOpts, Setup, bin, ok, ops_bundle, repo, sb, setup, text};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,7 +19,6 @@ fn sql_over_quic_between_real_processes() {
     let s = setup(
         &["admin", "alice", "sam"],
         NodeOpts {
-            owners: vec!["admin".into()],
             bundle: Some(repo().join("examples/bundles/saas")),
             ..NodeOpts::default()
         },
@@ -181,7 +180,6 @@ fn sigterm_during_long_queries_leaves_nothing_corrupted() {
     let s = setup(
         &["admin"],
         NodeOpts {
-            owners: vec!["admin".into()],
             limits: "shutdown_grace_secs = 1\n".into(),
             ..NodeOpts::default()
         },
@@ -437,7 +435,8 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
     run(&["bundle", "keygen", "--out", "officer"]);
     let bundle = d.join("bundle");
     std::fs::create_dir(&bundle).unwrap();
-    for e in std::fs::read_dir(repo().join("examples/bundles/saas")).unwrap() {
+    // the tests' bundle: ops is an administrator (Create, Alter, Drop, every row)
+    for e in std::fs::read_dir(ops_bundle()).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), bundle.join(e.file_name())).unwrap();
     }
@@ -456,17 +455,35 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
         "sbnode init fills in the fingerprint of the token secret beside it:\n{cfg}"
     );
     let cfg = cfg
-        .replace("# bundle = \"bundle\"", "bundle = \"../bundle\"")
+        .replace("bundle = \"bundle\"", "bundle = \"../bundle\"")
         .replace(
-            "# trusted_keys = [\"admin.pub\"]",
+            "trusted_keys = [\"admin.pub\"]",
             "trusted_keys = [\"../officer.pub\"]",
         )
         .replace("127.0.0.1:7400", "127.0.0.1:0")
-        .replace("owners = []", "owners = [\"ops\"]")
         .replace(
             "members = \"members.toml\"",
             "members = \"../ca/members.toml\"",
         );
+    // a configuration from before bundles granted schema changes: refused,
+    // saying what replaces the owners list
+    std::fs::write(
+        d.join("n1/node.toml"),
+        cfg.replacen("roles = ", "owners = [\"ops\"]\nroles = ", 1),
+    )
+    .unwrap();
+    let old = Command::new(bin("sbnode"))
+        .args(["--config", "n1/node.toml"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!old.status.success());
+    assert!(
+        text(&old).1.contains("owners is no longer accepted")
+            && text(&old).1.contains("Create, Alter and Drop"),
+        "{}",
+        text(&old).1
+    );
     std::fs::write(d.join("n1/node.toml"), cfg).unwrap();
     let mut child = Command::new(bin("sbnode"))
         .args(["--config", "n1/node.toml", "--log-format", "json"])

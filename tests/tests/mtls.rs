@@ -196,7 +196,6 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
 
     let node_dir = tmp.path().join("n1");
     let opts = NodeOpts {
-        owners: vec!["admin".into(), "erin".into()],
         peers: true,
         reload_secs: Some(1),
         ..NodeOpts::default()
@@ -277,9 +276,9 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
         ),
         c("a disabled user", Some(&dave), "USER_DISABLED"),
         c(
-            "a listed user with no bundle on the node",
+            "a listed user the bundle does not name",
             Some(&alice),
-            "NO_BUNDLE",
+            "UNKNOWN_PRINCIPAL",
         ),
         p(
             "no certificate at the peer endpoint",
@@ -430,7 +429,6 @@ fn ca_rotation_reloads_roots_and_closes_what_the_old_root_vouched_for() {
     .unwrap();
     let both = Trust::from_pem(cluster, &format!("{}{}", ca.ca.cert_pem, new_ca.cert_pem)).unwrap();
     let opts = NodeOpts {
-        owners: vec!["admin".into()],
         reload_secs: Some(1),
         ..NodeOpts::default()
     };

@@ -197,7 +197,6 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     let s = setup(
         &["admin", "alice", "bob"],
         NodeOpts {
-            owners: vec!["admin".into()],
             bundle: Some(repo().join("examples/bundles/saas")),
             peers: true,
             ..NodeOpts::default()

@@ -30,7 +30,6 @@ fn saas() -> PathBuf {
 
 fn opts() -> NodeOpts {
     NodeOpts {
-        owners: vec!["admin".into()],
         bundle: Some(saas()),
         reload_secs: Some(1),
         ..NodeOpts::default()
