@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Largest record accepted when reading a log (a record is a few hundred bytes).
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
@@ -426,6 +426,94 @@ pub struct AuditLog {
     node: String,
     tail: Mutex<Tail>,
     recovered: Option<String>,
+    /// Moves the head over durable records, off the append path.
+    head: Arc<HeadWriter>,
+    head_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The head the trail should have next, written by a thread of its own: an
+/// append waits for its record's fsync only, and the head (a file written
+/// aside, fsynced and renamed, about twice an append's cost) follows within
+/// one such write. Heads only ever name records already durable, so the head
+/// is never ahead of the log; a crash leaves it behind, which opening the trail
+/// recovers by adopting the records after it (`docs/audit-trail.md`).
+#[derive(Default)]
+struct HeadWriter {
+    state: Mutex<HeadState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct HeadState {
+    /// The newest head not yet written.
+    pending: Option<Head>,
+    /// A head is being written.
+    writing: bool,
+    /// The log is closing: write what is pending, then stop.
+    stop: bool,
+}
+
+impl HeadWriter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeadState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, head: Head) {
+        self.lock().pending = Some(head);
+        self.wake.notify_all();
+    }
+
+    /// Waits until every head set so far is written.
+    fn flush(&self) {
+        let mut st = self.lock();
+        while (st.pending.is_some() || st.writing) && !st.stop {
+            st = self
+                .wake
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Writes pending heads until told to stop (then writes the last one).
+    fn run(&self, dir: &Path) {
+        loop {
+            let (head, stop) = {
+                let mut st = self.lock();
+                while st.pending.is_none() && !st.stop {
+                    st = self
+                        .wake
+                        .wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                st.writing = st.pending.is_some();
+                (st.pending.take(), st.stop)
+            };
+            if let Some(h) = head
+                && let Err(e) = write_head(dir, &h)
+            {
+                // the records are durable; only the anchor lags. The next
+                // append asks again, and opening the trail recovers either way
+                tracing::error!(trail = %dir.display(), "audit trail: the head could not be replaced: {e}");
+            }
+            self.lock().writing = false;
+            self.wake.notify_all();
+            if stop {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.head.lock().stop = true;
+        self.head.wake.notify_all();
+        if let Some(t) = self.head_thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -552,7 +640,20 @@ impl AuditLog {
                 ex.verified.beyond_head
             ));
         }
+        let head = Arc::new(HeadWriter::default());
+        let head_thread = {
+            let (h, d) = (head.clone(), dir.to_owned());
+            std::thread::Builder::new()
+                .name("audit-head".into())
+                .spawn(move || h.run(&d))
+                .map_err(|source| AuditError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?
+        };
         let log = Self {
+            head,
+            head_thread: Some(head_thread),
             dir: dir.to_owned(),
             node: node.to_owned(),
             tail: Mutex::new(Tail {
@@ -580,6 +681,13 @@ impl AuditLog {
         self.recovered.as_deref()
     }
 
+    /// Waits until the head names the last record appended (the head thread
+    /// has caught up). Appends do not wait for it; tools that inspect the files
+    /// of a trail that is open do.
+    pub fn flush_head(&self) {
+        self.head.flush();
+    }
+
     /// The folder of the log.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -588,8 +696,9 @@ impl AuditLog {
 
     /// Appends `r` (its `seq`, `time_us`, `node`, `prev` and `hash` are filled in)
     /// and makes it durable before returning it: the frame is written and the log
-    /// fsynced, then the head is replaced (written aside, fsynced, renamed). A
-    /// crash at any step leaves a state [`AuditLog::open`] recovers from
+    /// fsynced. The head is then replaced (written aside, fsynced, renamed) by the
+    /// trail's head thread, not on this path; dropping the log writes the last
+    /// head. A crash at any step leaves a state [`AuditLog::open`] recovers from
     /// (`docs/audit-trail.md`).
     ///
     /// # Errors
@@ -638,13 +747,11 @@ impl AuditLog {
         t.failed = true;
         t.file.write_all(&frame).map_err(io)?;
         t.file.sync_data().map_err(io)?;
-        write_head(
-            &self.dir,
-            &Head {
-                next_seq: r.seq + 1,
-                last: r.hash,
-            },
-        )?;
+        // durable from here; the head follows off this path
+        self.head.set(Head {
+            next_seq: r.seq + 1,
+            last: r.hash,
+        });
         t.failed = false;
         t.next_seq += 1;
         t.last = r.hash;

@@ -240,6 +240,7 @@ fn every_crash_point_of_an_append_is_recovered_on_open() {
             let log = AuditLog::open(t.path(), "n1")
                 .unwrap_or_else(|e| panic!("{written} bytes (zeros: {zeros}): {e}"));
             assert_eq!(log.recovered().is_some(), written > 0, "{written} bytes");
+            log.flush_head();
             // the trail now holds the old records, the new one if it was whole,
             // and the record of the recovery
             let v = verify(t.path()).unwrap();
@@ -270,9 +271,13 @@ fn records_after_a_head_whose_rename_was_lost_are_all_adopted() {
         "{:?}",
         log.recovered()
     );
+    // the recovery record's head is written by the head thread: wait for it
+    log.flush_head();
     assert!(!d.path().join("audit.head.tmp").exists());
     let r = log.append(AuditRecord::new("owner")).unwrap();
     assert_eq!(r.seq, 6);
+    // the head follows appends off their path: behind until its thread catches up
+    log.flush_head();
     let v = verify(d.path()).unwrap();
     assert_eq!((v.first_break, v.records, v.beyond_head), (None, 7, 0));
 }

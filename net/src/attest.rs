@@ -96,6 +96,58 @@ pub fn verify_signature(a: &Attestation) -> Result<(), String> {
         })
 }
 
+/// Attestations whose signature verified, so the same attestation checked
+/// again on the same node (by the coordinator when the request arrives, then
+/// by the shard inside the envelope) costs a hash, not a second signature
+/// check. Keyed by everything the check reads (the signed message, scheme,
+/// signature and certificate); only successes are kept.
+#[derive(Debug, Default)]
+pub struct SignatureCache {
+    inner: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+}
+
+/// Signatures a [`SignatureCache`] keeps before it starts afresh.
+pub const SIGNATURE_CACHE_MAX: usize = 4096;
+
+impl SignatureCache {
+    /// [`verify_signature`], remembered.
+    ///
+    /// # Errors
+    /// As [`verify_signature`].
+    pub fn verify(&self, a: &Attestation) -> Result<(), String> {
+        let mut h = blake3::Hasher::new();
+        for part in [
+            a.message().as_slice(),
+            format!("{:?}", a.scheme).as_bytes(),
+            &a.signature,
+            &a.certificate,
+        ] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        let key = *h.finalize().as_bytes();
+        let seen = |k: &[u8; 32]| {
+            self.inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(k)
+        };
+        if seen(&key) {
+            return Ok(());
+        }
+        verify_signature(a)?;
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.len() >= SIGNATURE_CACHE_MAX {
+            g.clear();
+        }
+        g.insert(key);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +196,29 @@ mod tests {
             request_digest("ab", Some("c"), 0),
             request_digest("a", Some("bc"), 0)
         );
+    }
+
+    #[test]
+    fn the_signature_cache_remembers_only_what_verified() {
+        let cache = SignatureCache::default();
+        for alg in [KeyAlg::Ed25519, KeyAlg::EcdsaP256] {
+            let id = identity(alg);
+            let a = signed(&id);
+            cache.verify(&a).unwrap();
+            cache.verify(&a).unwrap();
+            // whatever differs from what verified is checked afresh, and refused
+            let mut b = a.clone();
+            b.sequence += 1;
+            assert!(cache.verify(&b).is_err(), "{alg:?}: a changed field");
+            let mut c = a.clone();
+            if let Some(x) = c.signature.last_mut() {
+                *x ^= 1;
+            }
+            assert!(cache.verify(&c).is_err(), "{alg:?}: a changed signature");
+            let mut d = a;
+            d.certificate = identity(alg).cert_der;
+            assert!(cache.verify(&d).is_err(), "{alg:?}: another certificate");
+        }
     }
 
     #[test]

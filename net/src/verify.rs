@@ -218,6 +218,8 @@ pub struct Verified {
     pub uri: SbUri,
     /// The fingerprint of the root that issued it.
     pub root: String,
+    /// Validity start, Unix seconds.
+    pub not_before: i64,
     /// Validity end, Unix seconds.
     pub not_after: i64,
     /// The certificate's key, when it is an Ed25519 key (what signs attestations).
@@ -398,6 +400,7 @@ impl Trust {
         Ok(Verified {
             uri,
             root: root.fingerprint.clone(),
+            not_before: v.not_before.timestamp(),
             not_after: v.not_after.timestamp(),
             ed25519,
         })
@@ -612,6 +615,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_verified_cache_rechecks_validity_and_forgets_on_new_roots() {
+        use crate::identity::{self, KeyAlg, Validity};
+        let cluster = Uuid::new_v4();
+        let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
+        let user = identity::issue(
+            &ca,
+            &SbUri::user(cluster, "alice").unwrap(),
+            KeyAlg::Ed25519,
+            Validity::days_from_now(1),
+        )
+        .unwrap();
+        let der = crate::identity::certs_from_pem(&user.cert_pem)
+            .unwrap()
+            .remove(0);
+        let trust = std::sync::Arc::new(Trust::from_pem(cluster, &ca.cert_pem).unwrap());
+        let cache = VerifiedCache::default();
+        let now = unix_now();
+        let v = cache.verify(&trust, &der, now).unwrap();
+        assert_eq!(cache.verify(&trust, &der, now).unwrap(), v);
+        // a remembered certificate is still refused once it has expired
+        let later = v.not_after + 1;
+        assert!(matches!(
+            cache.verify(&trust, &der, later),
+            Err(Refusal::Expired(_))
+        ));
+        // roots reloaded without its CA: checked afresh, refused
+        let other =
+            identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
+        let trust2 = std::sync::Arc::new(Trust::from_pem(cluster, &other.cert_pem).unwrap());
+        assert!(cache.verify(&trust2, &der, now).is_err());
+    }
+
+    #[test]
     fn every_refusal_has_a_distinct_code() {
         let id = Uuid::nil();
         let all = [
@@ -647,5 +683,73 @@ mod tests {
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(Refusal::code).collect();
         assert_eq!(codes.len(), all.len());
+    }
+}
+
+/// Certificates that passed rules 1 to 5 under one [`Trust`], so that a
+/// certificate presented again (an attestation carries its user's certificate
+/// with every request) is not parsed and its signature checked again. Only
+/// what does not change is kept: the validity window is checked against the
+/// time of each call, a different `Trust` (roots reloaded) starts afresh, and
+/// membership ([`admit`]) is for the caller to ask every time.
+#[derive(Debug, Default)]
+pub struct VerifiedCache {
+    inner: std::sync::Mutex<Option<CacheOf>>,
+}
+
+#[derive(Debug)]
+struct CacheOf {
+    trust: std::sync::Arc<Trust>,
+    certs: std::collections::HashMap<[u8; 32], Verified>,
+}
+
+/// Certificates a [`VerifiedCache`] keeps before it starts afresh.
+pub const VERIFIED_CACHE_MAX: usize = 4096;
+
+impl VerifiedCache {
+    /// [`Trust::verify`] of `der` at `now` (Unix seconds) under `trust`,
+    /// remembered for the next call with the same certificate and trust.
+    ///
+    /// # Errors
+    /// As [`Trust::verify`].
+    pub fn verify(
+        &self,
+        trust: &std::sync::Arc<Trust>,
+        der: &[u8],
+        now: i64,
+    ) -> Result<Verified, Refusal> {
+        let key = *blake3::hash(der).as_bytes();
+        {
+            let g = self
+                .inner
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = g.as_ref()
+                && std::sync::Arc::ptr_eq(&c.trust, trust)
+                && let Some(v) = c.certs.get(&key)
+                && (v.not_before..=v.not_after).contains(&now)
+            {
+                return Ok(v.clone());
+            }
+        }
+        let v = trust.verify(der, now)?;
+        let mut g = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let c = match g.as_mut() {
+            Some(c)
+                if std::sync::Arc::ptr_eq(&c.trust, trust)
+                    && c.certs.len() < VERIFIED_CACHE_MAX =>
+            {
+                c
+            }
+            _ => g.insert(CacheOf {
+                trust: trust.clone(),
+                certs: std::collections::HashMap::new(),
+            }),
+        };
+        c.certs.insert(key, v.clone());
+        Ok(v)
     }
 }

@@ -8,8 +8,9 @@
 use crate::shard::Principals;
 use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
 use scratchbird_net::SbUri;
+use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
-use scratchbird_net::verify::{Expect, Membership, Trust, admit};
+use scratchbird_net::verify::{Expect, Membership, Trust, VerifiedCache, admit};
 use scratchbird_types::BundleHash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// certificate's key made the signature.
 fn certified_user(
     trust: &Cell<Trust>,
+    checked: &Checked,
     members: &dyn Membership,
     a: &Attestation,
 ) -> Result<String, String> {
@@ -30,9 +32,13 @@ fn certified_user(
     }
     let refused =
         |r: scratchbird_net::Refusal| format!("the attestation's certificate: [{}] {r}", r.code());
-    let v = trust
-        .get()
-        .verify(&a.certificate, scratchbird_net::verify::unix_now())
+    let v = checked
+        .certs
+        .verify(
+            &trust.get(),
+            &a.certificate,
+            scratchbird_net::verify::unix_now(),
+        )
         .map_err(refused)?;
     admit(&v, Expect::User, Some(members)).map_err(refused)?;
     if v.uri.to_string() != a.user {
@@ -41,9 +47,23 @@ fn certified_user(
             v.uri, a.user
         ));
     }
-    scratchbird_net::attest::verify_signature(a)
+    checked
+        .signatures
+        .verify(a)
         .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
     Ok(user.to_owned())
+}
+
+/// What a node has already checked: certificates under its trust, and
+/// attestation signatures. The same attestation is checked when its request
+/// arrives and again by the shard inside the envelope; each check after the
+/// first costs a hash (`benches/README.md`, "Attested requests").
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Certificates that chain to the roots (validity re-checked every time).
+    pub certs: VerifiedCache,
+    /// Attestation signatures that verified.
+    pub signatures: SignatureCache,
 }
 
 /// What `sbnode` trusts: users by certificate, the bundle in force, and as the
@@ -64,6 +84,8 @@ pub struct NodeAuthority {
     pub members: Arc<dyn Membership>,
     /// The bundle in force.
     pub principals: Arc<Principals>,
+    /// What it has already checked.
+    pub checked: Arc<Checked>,
 }
 
 impl Authority for NodeAuthority {
@@ -80,7 +102,7 @@ impl Authority for NodeAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(&self.trust, self.members.as_ref(), a)
+        certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
     }
 
     fn epoch(&self) -> u64 {
@@ -101,6 +123,8 @@ pub struct CertAuthority {
     pub trust: Arc<Cell<Trust>>,
     /// Who is a member.
     pub members: Arc<dyn Membership>,
+    /// What it has already checked.
+    pub checked: Checked,
 }
 
 impl Authority for CertAuthority {
@@ -109,7 +133,7 @@ impl Authority for CertAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(&self.trust, self.members.as_ref(), a)
+        certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
     }
 
     fn epoch(&self) -> u64 {

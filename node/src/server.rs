@@ -330,6 +330,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         trust: trust.clone(),
         members: members.clone(),
         principals: principals.clone(),
+        checked: Arc::default(),
     });
     let shard = Arc::new(Shard::from_parts(ShardParts {
         storage: storage.clone(),
@@ -938,7 +939,7 @@ fn check_attestation(
             "the attestation signs another request (SQL, context or deadline) than this one".into(),
         );
     }
-    scratchbird_net::attest::verify_signature(a)?;
+    shared.authority.checked.signatures.verify(a)?;
     let mut st = lock(state);
     if a.session != st.session {
         return Err("the attestation was made for another connection's session".into());

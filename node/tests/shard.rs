@@ -247,7 +247,7 @@ mod certificates {
     use scratchbird_net::tls::Cell;
     use scratchbird_net::verify::{Members, MembersList, UserEntry};
     use scratchbird_net::{SbUri, Trust};
-    use scratchbird_node::authority::CertAuthority;
+    use scratchbird_node::authority::{CertAuthority, Checked};
 
     struct Pki {
         cluster: uuid::Uuid,
@@ -297,6 +297,7 @@ mod certificates {
                 local,
                 trust: Arc::new(Cell::new(trust)),
                 members: Arc::new(members),
+                checked: Checked::default(),
             })
         });
         (
