@@ -447,8 +447,6 @@ struct HeadWriter {
 struct HeadState {
     /// The newest head not yet written.
     pending: Option<Head>,
-    /// A head is being written.
-    writing: bool,
     /// The log is closing: write what is pending, then stop.
     stop: bool,
 }
@@ -465,17 +463,6 @@ impl HeadWriter {
         self.wake.notify_all();
     }
 
-    /// Waits until every head set so far is written.
-    fn flush(&self) {
-        let mut st = self.lock();
-        while (st.pending.is_some() || st.writing) && !st.stop {
-            st = self
-                .wake
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-    }
-
     /// Writes pending heads until told to stop (then writes the last one).
     fn run(&self, dir: &Path) {
         loop {
@@ -487,7 +474,6 @@ impl HeadWriter {
                         .wait(st)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
-                st.writing = st.pending.is_some();
                 (st.pending.take(), st.stop)
             };
             if let Some(h) = head
@@ -497,8 +483,6 @@ impl HeadWriter {
                 // append asks again, and opening the trail recovers either way
                 tracing::error!(trail = %dir.display(), "audit trail: the head could not be replaced: {e}");
             }
-            self.lock().writing = false;
-            self.wake.notify_all();
             if stop {
                 return;
             }
@@ -681,13 +665,6 @@ impl AuditLog {
         self.recovered.as_deref()
     }
 
-    /// Waits until the head names the last record appended (the head thread
-    /// has caught up). Appends do not wait for it; tools that inspect the files
-    /// of a trail that is open do.
-    pub fn flush_head(&self) {
-        self.head.flush();
-    }
-
     /// The folder of the log.
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -697,8 +674,8 @@ impl AuditLog {
     /// Appends `r` (its `seq`, `time_us`, `node`, `prev` and `hash` are filled in)
     /// and makes it durable before returning it: the frame is written and the log
     /// fsynced. The head is then replaced (written aside, fsynced, renamed) by the
-    /// trail's head thread, not on this path; dropping the log writes the last
-    /// head. A crash at any step leaves a state [`AuditLog::open`] recovers from
+    /// trail's head thread, not on this path; dropping the log waits for it to
+    /// write the last head. A crash at any step leaves a state [`AuditLog::open`] recovers from
     /// (`docs/audit-trail.md`).
     ///
     /// # Errors

@@ -240,7 +240,8 @@ fn every_crash_point_of_an_append_is_recovered_on_open() {
             let log = AuditLog::open(t.path(), "n1")
                 .unwrap_or_else(|e| panic!("{written} bytes (zeros: {zeros}): {e}"));
             assert_eq!(log.recovered().is_some(), written > 0, "{written} bytes");
-            log.flush_head();
+            // the head thread writes the recovery record's head; closing waits for it
+            drop(log);
             // the trail now holds the old records, the new one if it was whole,
             // and the record of the recovery
             let v = verify(t.path()).unwrap();
@@ -271,13 +272,14 @@ fn records_after_a_head_whose_rename_was_lost_are_all_adopted() {
         "{:?}",
         log.recovered()
     );
-    // the recovery record's head is written by the head thread: wait for it
-    log.flush_head();
+    // the recovery record's head is written by the head thread: closing waits for it
+    drop(log);
     assert!(!d.path().join("audit.head.tmp").exists());
+    let log = AuditLog::open(d.path(), "n1").unwrap();
     let r = log.append(AuditRecord::new("owner")).unwrap();
     assert_eq!(r.seq, 6);
     // the head follows appends off their path: behind until its thread catches up
-    log.flush_head();
+    drop(log);
     let v = verify(d.path()).unwrap();
     assert_eq!((v.first_break, v.records, v.beyond_head), (None, 7, 0));
 }

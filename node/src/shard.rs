@@ -612,7 +612,7 @@ impl ShardSessionOf {
                     }
                 }
             }
-            apply_schema_change(&mut txn, op)
+            apply_schema_change(&mut txn, &cat, op)
         })();
         let ok = r.is_ok();
         self.end_statement(txn, ok)?;
@@ -841,9 +841,13 @@ impl Drop for ShardSessionOf {
     }
 }
 
-/// Applies a schema change in `txn`. Returns its command tag.
-fn apply_schema_change(txn: &mut Transaction, op: Statement) -> Result<&'static str, HostError> {
-    let cat = crate::session::catalog_of(txn)?;
+/// Applies a schema change in `txn`, whose catalog is `cat`. Returns its
+/// command tag.
+fn apply_schema_change(
+    txn: &mut Transaction,
+    cat: &Catalog,
+    op: Statement,
+) -> Result<&'static str, HostError> {
     match op {
         Statement::CreateTable {
             name,
