@@ -150,6 +150,12 @@ pub fn main_with(args: Vec<std::ffi::OsString>) -> ExitCode {
 async fn run(cfg: NodeConfig) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let grace = Duration::from_secs(cfg.limits.shutdown_grace_secs);
+    // The handlers exist before the node says it is listening: a SIGTERM sent
+    // the moment that line appears is a clean stop, not the default action
+    // (which would kill the process without closing storage).
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let node = start(cfg).await.map_err(|e| e.to_string())?;
     let clients = node.client_addr().map_err(|e| e.to_string())?;
     let peers = node
@@ -160,9 +166,6 @@ async fn run(cfg: NodeConfig) -> Result<(), String> {
         node.name()
     );
     let _ = std::io::stdout().flush();
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM"); break; }
