@@ -9,10 +9,12 @@
 //! One transport exists today, in-process (`scratchbird_node::shard`); the
 //! cluster's peer transport implements the same traits.
 
+mod cache;
 mod outcome;
 mod session;
 mod transport;
 
+pub use cache::{STATEMENT_BYTES_MAX, STATEMENTS_MAX, StatementCache};
 pub use outcome::{Outcome, SessionError, Step, StepSink, display_value};
 pub use session::Session;
 pub use transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport};

@@ -1,6 +1,7 @@
 //! A coordinator session: one client's requests, statement by statement, over one
 //! shard session.
 
+use crate::cache::StatementCache;
 use crate::outcome::{Outcome, SessionError, Step, StepSink};
 use crate::transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport};
 use scratchbird_compiler::{self as compiler, QueryKind, Statement};
@@ -26,6 +27,8 @@ pub struct Session {
     audit: Option<Arc<AuditLog>>,
     stop: Cancel,
     stream: Option<Arc<Mutex<StepSink>>>,
+    /// Compiled statements, when the node keeps them.
+    statements: Option<Arc<StatementCache>>,
     /// Envelope nonces: a random prefix and a counter.
     nonce_prefix: [u8; 8],
     nonce_next: u64,
@@ -69,6 +72,7 @@ impl Session {
             audit: None,
             stop: Cancel::never(),
             stream: None,
+            statements: None,
             nonce_prefix,
             nonce_next: 0,
         })
@@ -93,6 +97,12 @@ impl Session {
     /// the shard).
     pub fn set_audit(&mut self, log: Arc<AuditLog>) {
         self.audit = Some(log);
+    }
+
+    /// Takes compiled statements from `cache` and keeps new ones there (a
+    /// request of one query: its SQL text is the key, with the catalog).
+    pub fn set_statements(&mut self, cache: Arc<StatementCache>) {
+        self.statements = Some(cache);
     }
 
     /// Cancels the statements that run from now on when `stop` is raised.
@@ -124,9 +134,18 @@ impl Session {
         claim: &Claim,
         each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
     ) -> Result<(), SessionError> {
+        if let Some(cache) = self.statements.clone() {
+            let cat = self.shard.catalog()?;
+            if let Some(c) = cache.get(&claim.asked.sql, &cat) {
+                let o = self.run_query(&c, claim)?;
+                return each(o);
+            }
+        }
         let parsed = compiler::parse(&claim.asked.sql).map_err(SessionError::Compile)?;
+        // only a request of one statement is kept: its text names it
+        let keep = parsed.len() == 1;
         for p in &parsed {
-            let o = self.execute_one(p, claim)?;
+            let o = self.execute_one(p, claim, keep)?;
             each(o)?;
         }
         Ok(())
@@ -136,6 +155,7 @@ impl Session {
         &mut self,
         p: &compiler::Parsed,
         claim: &Claim,
+        keep: bool,
     ) -> Result<Outcome, SessionError> {
         let cat = self.shard.catalog()?;
         let stmt = match compiler::compile(p, &cat) {
@@ -146,7 +166,13 @@ impl Session {
             }
         };
         match stmt {
-            Statement::Query(c) => self.run_query(&c, claim),
+            Statement::Query(c) => {
+                let c: Arc<compiler::Compiled> = Arc::from(c);
+                if let (true, Some(cache)) = (keep, &self.statements) {
+                    cache.insert(&claim.asked.sql, &cat, c.clone());
+                }
+                self.run_query(&c, claim)
+            }
             Statement::Explain(text) => {
                 self.shard.abandon();
                 Ok(Outcome::Explain(text))

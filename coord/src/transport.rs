@@ -5,6 +5,7 @@ use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_host::envelope::{Asked, Attestation, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
 use scratchbird_types::BundleHash;
+use std::sync::Arc;
 
 /// The coordinator's identity in the cluster and what it believes is in force.
 pub trait Credentials: Send + Sync {
@@ -52,7 +53,7 @@ pub trait ShardSession: Send {
     ///
     /// # Errors
     /// The shard could not open a transaction or read its catalog.
-    fn catalog(&mut self) -> Result<Catalog, HostError>;
+    fn catalog(&mut self) -> Result<Arc<Catalog>, HostError>;
 
     /// Runs a signed shard stage in the session's transaction (a transaction of
     /// its own, committed when it succeeds, outside BEGIN ... COMMIT), handing

@@ -262,6 +262,15 @@ const SCANS_OPEN_MAX: usize = 64;
 /// Checks that the variable-length values of a batch do not overlap or reuse heap
 /// bytes: their lengths add up to at most the heap bytes in use. Then decoding the
 /// batch yields at most as many bytes as the batch holds, whatever a module wrote.
+/// Whether a batch laid out by `batch` can be read as `declared`: the same
+/// columns, no more rows and no more heap.
+fn fits(batch: &BatchLayout, declared: &BatchLayout) -> bool {
+    batch == declared
+        || (batch.types() == declared.types()
+            && batch.rows_max() <= declared.rows_max()
+            && batch.heap_bytes() <= declared.heap_bytes())
+}
+
 fn check_heap_use(
     view: &BatchView<'_>,
     layout: &BatchLayout,
@@ -699,7 +708,9 @@ impl Sandbox {
             let layout = decl
                 .layout()
                 .map_err(|e| HostError::Refused(e.to_string()))?;
-            if batches.iter().any(|b| *b.layout != layout) {
+            // a batch comes in its declared layout or compacted (fewer rows, a
+            // smaller heap, the same columns); it is expanded when read
+            if batches.iter().any(|b| !fits(&b.layout, &layout)) {
                 return Err(HostError::Refused(format!(
                     "input {i} holds batches of another layout than the merge stage declares"
                 )));
@@ -1260,12 +1271,17 @@ fn scan_next<T: TxnSlot>(
             let slice = data
                 .get_mut(r)
                 .ok_or_else(|| HostError::Internal("region".into()))?;
-            if b.bytes.len() != slice.len() {
-                return Err(HostError::Internal(
-                    "an input batch of another size than its layout".into(),
-                ));
+            if *b.layout == *layout {
+                if b.bytes.len() != slice.len() {
+                    return Err(HostError::Internal(
+                        "an input batch of another size than its layout".into(),
+                    ));
+                }
+                slice.copy_from_slice(&b.bytes);
+            } else {
+                scratchbird_types::batch::expand_into(&b.layout, &b.bytes, layout, slice)
+                    .map_err(|e| HostError::Internal(format!("an input batch: {e}")))?;
             }
-            slice.copy_from_slice(&b.bytes);
             st.stats.rows_input += b.rows as u64;
             return i32::try_from(b.rows).map_err(|_| HostError::Internal("batch size".into()));
         }
@@ -1344,16 +1360,25 @@ fn emit<T: TxnSlot>(
         .cloned()
         .ok_or_else(|| HostError::Internal("output".into()))?;
     let r = region(data.len(), buf, len, layout.total_bytes())?;
-    if st.stats.result_bytes.saturating_add(r.len() as u64) > st.result_bytes_max as u64 {
+    let src = data
+        .get(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    // a batch of a few rows leaves the sandbox in the smallest layout that holds
+    // it: copying the whole buffer (laid out for thousands of rows) cost a point
+    // query more than its lookup
+    let compacted = scratchbird_types::batch::compact(&layout, src)
+        .map_err(|e| HostError::Abi(format!("result batch: {e}")))?;
+    let size = compacted.as_ref().map_or(src.len(), |(_, b)| b.len());
+    if st.stats.result_bytes.saturating_add(size as u64) > st.result_bytes_max as u64 {
         return Err(HostError::Internal(format!(
             "the query produced more than {} bytes of results",
             st.result_bytes_max
         )));
     }
-    let bytes = data
-        .get(r)
-        .ok_or_else(|| HostError::Internal("region".into()))?
-        .to_vec();
+    let (layout, bytes) = match compacted {
+        Some((small, bytes)) => (Arc::new(small), bytes),
+        None => (layout, src.to_vec()),
+    };
     let rows = check_batch(&layout, &bytes)?;
     st.stats.rows_returned += rows as u64;
     st.stats.result_bytes += bytes.len() as u64;

@@ -8,7 +8,7 @@ use crate::config::{NodeConfig, OnCaChange};
 use crate::session::{SystemEnv, open_storage};
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
 use scratchbird_coord::ShardSession;
-use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, Step};
+use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
 use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
@@ -119,6 +119,8 @@ struct Shared {
     started_us: i64,
     /// This node as a coordinator: its name, key and the bundle in force.
     creds: Arc<NodeCreds>,
+    /// Statements its sessions compiled (shared: compiling names no user).
+    statements: Arc<StatementCache>,
     /// When the manifest of the bundle in force was created: reload takes no
     /// older one.
     bundle_signed_at: std::sync::atomic::AtomicI64,
@@ -374,6 +376,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         authority,
         started_us: scratchbird_storage::Env::now_micros(&SystemEnv::default()),
         creds,
+        statements: Arc::new(StatementCache::default()),
         bundle_signed_at: std::sync::atomic::AtomicI64::new(signed_at),
         trust,
         members,
@@ -1285,6 +1288,7 @@ fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Rece
         }
     };
     session.set_audit(shared.audit.clone());
+    session.set_statements(shared.statements.clone());
     while let Ok(job) = jobs.recv() {
         // a context the bundle refuses is refused before anything runs (the
         // shard checks again, and refuses a change inside a transaction)
@@ -1323,22 +1327,39 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
     session.set_stop(cancel.clone());
     let sink_tx = tx.clone();
     let sink_cancel = cancel.clone();
+    // the columns wait for the first batch, so both reach the connection's task
+    // together (one wake-up and one packet fewer per query)
+    let columns: Arc<Mutex<Option<Response>>> = Arc::default();
+    let held = columns.clone();
     session.set_stream(Some(Box::new(move |step| {
         let resp = match step {
-            Step::Columns(c) => Response::Columns(c),
+            Step::Columns(c) => {
+                *lock(&held) = Some(Response::Columns(c));
+                return Ok(());
+            }
             Step::Batch(b) => Response::Batch(wire(b)),
         };
-        sink_tx.blocking_send(resp).map_err(|_| {
-            sink_cancel.raise("the client went away");
-            HostError::Cancelled("the client went away".into())
-        })
+        let first = lock(&held).take();
+        for r in first.into_iter().chain([resp]) {
+            sink_tx.blocking_send(r).map_err(|_| {
+                sink_cancel.raise("the client went away");
+                HostError::Cancelled("the client went away".into())
+            })?;
+        }
+        Ok(())
     })));
     let mut last = Instant::now();
     let r = session.execute_each(&claim, &mut |o| {
         let d = done_of(o, last.elapsed());
         last = Instant::now();
-        tx.blocking_send(Response::Done(d))
-            .map_err(|_| SessionError::Host(HostError::Cancelled("the client went away".into())))
+        // a query that returned no batch still sends its columns
+        let first = lock(&columns).take();
+        for r in first.into_iter().chain([Response::Done(d)]) {
+            tx.blocking_send(r).map_err(|_| {
+                SessionError::Host(HostError::Cancelled("the client went away".into()))
+            })?;
+        }
+        Ok(())
     });
     session.set_stream(None);
     if let Err(e) = r {

@@ -6,7 +6,9 @@
 use crate::shard::{InProcess, Shard, ShardParts, Users};
 use ed25519_dalek::{Signer, SigningKey};
 use scratchbird_compiler::{self as compiler, Catalog};
-use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StepSink};
+use scratchbird_coord::{
+    Claim, Credentials, Outcome, Session, SessionError, StatementCache, StepSink,
+};
 use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, LocalAuthority, Member, local_attestation_for};
 use scratchbird_host::{Access, Cancel, Sandbox};
@@ -120,6 +122,11 @@ pub fn open_storage(dir: &Path) -> Result<Storage, StorageError> {
 /// The catalog could not be read.
 pub fn catalog_of(txn: &Transaction) -> Result<Catalog, StorageError> {
     let cat = txn.catalog()?;
+    Ok(compiler_catalog(&cat))
+}
+
+/// The compiler's view of the storage catalog `cat`.
+pub(crate) fn compiler_catalog(cat: &scratchbird_storage::catalog::Catalog) -> Catalog {
     let tables = cat
         .tables()
         .filter(|t| !t.name.starts_with("SB$"))
@@ -161,11 +168,11 @@ pub fn catalog_of(txn: &Transaction) -> Result<Catalog, StorageError> {
             base: d.base,
         })
         .collect();
-    Ok(Catalog {
+    Catalog {
         tables,
         indexes,
         domains,
-    })
+    }
 }
 
 impl LocalSession {
@@ -190,8 +197,9 @@ impl LocalSession {
             clippy::expect_used,
             reason = "the in-process transport opens sessions infallibly"
         )]
-        let inner =
+        let mut inner =
             Session::open(creds, &transport, sandbox.clone()).expect("an in-process shard session");
+        inner.set_statements(Arc::new(StatementCache::default()));
         Self {
             storage,
             sandbox,

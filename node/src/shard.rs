@@ -25,7 +25,7 @@ use scratchbird_storage::{Env, ReadCommittedMode, Storage, StorageError, Transac
 use scratchbird_types::{BundleHash, SqlType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Why a user gets no access, with a stable code and what to do.
 #[derive(Debug, Clone)]
@@ -195,6 +195,11 @@ pub struct Shard {
     audit: Option<Arc<AuditLog>>,
     node: String,
     env: Arc<dyn Env>,
+    /// The compiler's view of the last catalog storage handed out, with that
+    /// catalog: storage shares one catalog until a schema change commits, so
+    /// the view is built once per schema and its identity keys the
+    /// coordinator's compiled statements.
+    catalogs: Mutex<Option<(Arc<scratchbird_storage::catalog::Catalog>, Arc<Catalog>)>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -234,7 +239,26 @@ impl Shard {
             audit: parts.audit,
             node: parts.node,
             env: parts.env,
+            catalogs: Mutex::new(None),
         }
+    }
+
+    /// The compiler's view of `txn`'s catalog: the same one while storage hands
+    /// out the same catalog.
+    fn catalog_view(&self, txn: &Transaction) -> Result<Arc<Catalog>, HostError> {
+        let stored = txn.catalog()?;
+        let mut last = self
+            .catalogs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((s, view)) = last.as_ref()
+            && Arc::ptr_eq(s, &stored)
+        {
+            return Ok(view.clone());
+        }
+        let view = Arc::new(crate::session::compiler_catalog(&stored));
+        *last = Some((stored, view.clone()));
+        Ok(view)
     }
 
     /// A shard enforcing the bundle of `deriver` for every user,
@@ -699,8 +723,9 @@ fn describe_change(tag: &str, objects: &[(SchemaAction, Object)]) -> String {
 }
 
 impl ShardSession for ShardSessionOf {
-    fn catalog(&mut self) -> Result<Catalog, HostError> {
-        Ok(crate::session::catalog_of(self.txn()?)?)
+    fn catalog(&mut self) -> Result<Arc<Catalog>, HostError> {
+        let shard = self.shard.clone();
+        shard.catalog_view(self.txn()?)
     }
 
     fn run(

@@ -197,3 +197,34 @@ fn merged_results_are_the_whole_answer() {
     assert_eq!(figures.rows_input, 4);
     assert_eq!(figures.rows_returned, 4);
 }
+
+/// A session keeps compiled statements by their text and catalog: the same text
+/// after a schema change (committed, or inside a transaction and rolled back)
+/// is compiled again for the schema it now sees.
+#[test]
+fn a_kept_statement_is_compiled_again_after_a_schema_change() {
+    let mut n = node();
+    let sql = "SELECT * FROM u WHERE k = 2";
+    assert_eq!(rows(&mut n, sql), ["2|20"]);
+    assert_eq!(rows(&mut n, sql), ["2|20"], "kept");
+    n.session.execute("DROP TABLE u").unwrap();
+    n.session
+        .execute("CREATE TABLE u (k INTEGER, v TEXT, w INTEGER)")
+        .unwrap();
+    n.session
+        .execute("INSERT INTO u VALUES (2, 'two', 7)")
+        .unwrap();
+    assert_eq!(rows(&mut n, sql), ["2|two|7"]);
+    // a schema change the transaction has not committed is seen by its own
+    // statements only, and forgotten with it
+    n.session.execute("BEGIN").unwrap();
+    n.session.execute("DROP TABLE u").unwrap();
+    n.session.execute("CREATE TABLE u (k INTEGER)").unwrap();
+    n.session.execute("INSERT INTO u VALUES (2)").unwrap();
+    assert_eq!(rows(&mut n, sql), ["2"]);
+    n.session.execute("ROLLBACK").unwrap();
+    assert_eq!(rows(&mut n, sql), ["2|two|7"]);
+    assert!(n.session.execute("DROP TABLE u").is_ok());
+    let gone = n.session.execute(sql).unwrap_err().to_string();
+    assert!(gone.contains("u"), "{gone}");
+}

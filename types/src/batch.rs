@@ -747,6 +747,51 @@ pub fn compact(
     Ok(Some((small, out)))
 }
 
+/// The inverse of [`compact`]: writes the batch in `buf` (laid out by `small`)
+/// into `out`, laid out by `big`, a layout of the same column types with room
+/// for its rows and heap. What `out` held beyond the batch's rows and heap is
+/// left as it was, except each column's validity bitmap, which is cleared.
+///
+/// # Errors
+/// The batch is malformed, the types differ, or it does not fit in `big`.
+pub fn expand_into(
+    small: &BatchLayout,
+    buf: &[u8],
+    big: &BatchLayout,
+    out: &mut [u8],
+) -> Result<(), TypeError> {
+    let view = BatchView::new(small, buf)?;
+    let rows = view.rows();
+    if small.types() != big.types() {
+        return Err(batch_err("the batch holds other column types"));
+    }
+    if rows > big.rows_max as usize || view.heap_used() > big.heap_bytes as usize {
+        return Err(batch_err("the batch does not fit the larger layout"));
+    }
+    if out.len() != big.total {
+        return Err(batch_err("the target is not the size of its layout"));
+    }
+    let copy = |out: &mut [u8], from: Range<usize>, to: usize| -> Result<(), TypeError> {
+        let src = buf
+            .get(from.clone())
+            .ok_or_else(|| batch_err("batch out of bounds"))?;
+        out.get_mut(to..to + src.len())
+            .ok_or_else(|| batch_err("batch out of bounds"))?
+            .copy_from_slice(src);
+        Ok(())
+    };
+    copy(out, 0..HEADER_BYTES, 0)?;
+    let bitmap = big.rows_max as usize / 8;
+    for (s, b) in small.columns.iter().zip(&big.columns) {
+        out.get_mut(b.validity..b.validity + bitmap)
+            .ok_or_else(|| batch_err("batch out of bounds"))?
+            .fill(0);
+        copy(out, s.validity..s.validity + rows.div_ceil(8), b.validity)?;
+        copy(out, s.values..s.values + rows * s.width, b.values)?;
+    }
+    copy(out, small.heap..small.heap + view.heap_used(), big.heap)
+}
+
 /// A fixed-width column of a batch: validity bitmap, values, value width.
 pub type FixedColumn<'b> = (&'b [u8], &'b [u8], usize);
 
@@ -987,7 +1032,37 @@ mod tests {
             for r in 0..rows.len() {
                 prop_assert_eq!(after.row(r).unwrap(), before.row(r).unwrap());
             }
+            // and expanded again (over leftovers of another batch), the original
+            let mut back = vec![0xa5u8; layout.total_bytes()];
+            expand_into(&small, &bytes, &layout, &mut back).unwrap();
+            let again = BatchView::new(&layout, &back).unwrap();
+            prop_assert_eq!(again.rows(), rows.len());
+            for r in 0..rows.len() {
+                prop_assert_eq!(again.row(r).unwrap(), before.row(r).unwrap());
+            }
         }
+    }
+
+    #[test]
+    fn a_batch_expands_only_into_a_layout_it_fits() {
+        let small = BatchLayout::new(&[SqlType::BigInt, SqlType::Text], 16, 64).unwrap();
+        let mut buf = vec![0u8; small.total_bytes()];
+        let mut w = BatchWriter::new(&small, &mut buf).unwrap();
+        for r in 0..10 {
+            w.set_fixed(0, r, &(r as i64).to_le_bytes()).unwrap();
+            w.set_bytes(1, r, b"abcde").unwrap();
+        }
+        w.finish(10).unwrap();
+        let fits = |types: &[SqlType], rows, heap| {
+            let big = BatchLayout::new(types, rows, heap).unwrap();
+            let mut out = vec![0u8; big.total_bytes()];
+            expand_into(&small, &buf, &big, &mut out)
+        };
+        let both = [SqlType::BigInt, SqlType::Text];
+        assert!(fits(&both, 1024, 4096).is_ok());
+        assert!(fits(&both, 8, 4096).is_err(), "10 rows in 8");
+        assert!(fits(&both, 1024, 16).is_err(), "50 heap bytes in 16");
+        assert!(fits(&[SqlType::Integer, SqlType::Text], 1024, 4096).is_err());
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! Compiled statements, shared by a node's coordinator sessions: a request whose
+//! SQL text was compiled before, against the same catalog, skips parsing and
+//! compiling (the sandbox's module cache then skips Cranelift too).
+//!
+//! Compiling is a pure function of the SQL text and the catalog: it names no
+//! user, reads no clock and sees no data; what a user may see is decided where
+//! the module runs. So one entry serves every session and every user. An entry
+//! is keyed by the text and by the identity of the catalog it was compiled
+//! against (the shard hands out one shared catalog until a schema change commits;
+//! the entry holds it, so its address is not reused while the entry lives). A
+//! schema change therefore misses and compiles again; nothing stale is served.
+
+use scratchbird_compiler::{Catalog, Compiled};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Entries kept by default.
+pub const STATEMENTS_MAX: usize = 1024;
+/// Module bytes kept by default (shard and merge stages together).
+pub const STATEMENT_BYTES_MAX: usize = 64 << 20;
+
+type Key = (String, usize);
+
+struct Entry {
+    /// Pins the catalog whose address is part of the key.
+    _catalog: Arc<Catalog>,
+    compiled: Arc<Compiled>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<Key, Entry>,
+    /// Insertion order: the oldest entry leaves first.
+    order: VecDeque<Key>,
+    bytes: usize,
+    hits: u64,
+    misses: u64,
+}
+
+/// A bounded cache of compiled statements (first in, first out).
+pub struct StatementCache {
+    inner: Mutex<Inner>,
+    entries_max: usize,
+    bytes_max: usize,
+}
+
+impl std::fmt::Debug for StatementCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (entries, bytes, hits, misses) = self.figures();
+        f.debug_struct("StatementCache")
+            .field("entries", &entries)
+            .field("bytes", &bytes)
+            .field("hits", &hits)
+            .field("misses", &misses)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StatementCache {
+    fn default() -> Self {
+        Self::new(STATEMENTS_MAX, STATEMENT_BYTES_MAX)
+    }
+}
+
+fn key(sql: &str, catalog: &Arc<Catalog>) -> Key {
+    (sql.to_owned(), Arc::as_ptr(catalog) as usize)
+}
+
+impl StatementCache {
+    /// A cache of at most `entries_max` statements and `bytes_max` module bytes
+    /// (0 entries: nothing is kept).
+    #[must_use]
+    pub fn new(entries_max: usize, bytes_max: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            entries_max,
+            bytes_max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The statement `sql` compiled against `catalog`, if it is kept.
+    #[must_use]
+    pub fn get(&self, sql: &str, catalog: &Arc<Catalog>) -> Option<Arc<Compiled>> {
+        let mut g = self.lock();
+        let found = g.map.get(&key(sql, catalog)).map(|e| e.compiled.clone());
+        if found.is_some() {
+            g.hits += 1;
+        } else {
+            g.misses += 1;
+        }
+        found
+    }
+
+    /// Keeps `compiled`, the statement `sql` compiled against `catalog`,
+    /// making room by dropping the oldest entries. A statement larger than the
+    /// whole budget is not kept.
+    pub fn insert(&self, sql: &str, catalog: &Arc<Catalog>, compiled: Arc<Compiled>) {
+        let bytes = sql.len()
+            + compiled.module.len()
+            + compiled.merge.as_ref().map_or(0, |m| m.module.len());
+        if self.entries_max == 0 || bytes > self.bytes_max {
+            return;
+        }
+        let k = key(sql, catalog);
+        let mut g = self.lock();
+        if g.map.contains_key(&k) {
+            return;
+        }
+        while g.map.len() >= self.entries_max || g.bytes + bytes > self.bytes_max {
+            let Some(old) = g.order.pop_front() else {
+                break;
+            };
+            if let Some(e) = g.map.remove(&old) {
+                g.bytes -= e.bytes;
+            }
+        }
+        g.order.push_back(k.clone());
+        g.bytes += bytes;
+        g.map.insert(
+            k,
+            Entry {
+                _catalog: catalog.clone(),
+                compiled,
+                bytes,
+            },
+        );
+    }
+
+    /// Entries, their bytes, hits and misses so far.
+    #[must_use]
+    pub fn figures(&self) -> (usize, usize, u64, u64) {
+        let g = self.lock();
+        (g.map.len(), g.bytes, g.hits, g.misses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scratchbird_compiler::{Statement, compile, parse};
+
+    fn compiled(sql: &str, cat: &Catalog) -> Arc<Compiled> {
+        let p = parse(sql).unwrap().remove(0);
+        match compile(&p, cat).unwrap() {
+            Statement::Query(c) => Arc::from(c),
+            _ => panic!("not a query"),
+        }
+    }
+
+    #[test]
+    fn an_entry_serves_its_text_and_catalog_only() {
+        let cache = StatementCache::default();
+        let a = Arc::new(Catalog::default());
+        let b = Arc::new(Catalog::default());
+        let c = compiled("SELECT 1", &a);
+        cache.insert("SELECT 1", &a, c.clone());
+        assert!(Arc::ptr_eq(&cache.get("SELECT 1", &a).unwrap(), &c));
+        // an equal catalog that is not the same one (a schema change committed)
+        assert!(cache.get("SELECT 1", &b).is_none());
+        assert!(cache.get("SELECT 2", &a).is_none());
+        assert!(cache.get("select 1", &a).is_none());
+        assert_eq!(cache.figures().2, 1);
+        assert_eq!(cache.figures().3, 3);
+    }
+
+    #[test]
+    fn the_oldest_entries_leave_first_within_both_bounds() {
+        let cat = Arc::new(Catalog::default());
+        let one = compiled("SELECT 1", &cat);
+        let size = "SELECT 1".len() + one.module.len();
+        let cache = StatementCache::new(2, usize::MAX);
+        for sql in ["SELECT 1", "SELECT 2", "SELECT 3"] {
+            cache.insert(sql, &cat, compiled(sql, &cat));
+        }
+        assert!(cache.get("SELECT 1", &cat).is_none());
+        assert!(cache.get("SELECT 2", &cat).is_some());
+        assert!(cache.get("SELECT 3", &cat).is_some());
+        // room for two statements of this size, not three
+        let cache = StatementCache::new(100, size * 2 + 1);
+        for sql in ["SELECT 1", "SELECT 2", "SELECT 3"] {
+            cache.insert(sql, &cat, compiled(sql, &cat));
+        }
+        assert_eq!(cache.figures().0, 2);
+        assert!(cache.figures().1 <= size * 2 + 1);
+        assert!(cache.get("SELECT 1", &cat).is_none());
+        // larger than the whole budget: not kept
+        let tiny = StatementCache::new(100, 10);
+        tiny.insert("SELECT 1", &cat, one);
+        assert_eq!(tiny.figures().0, 0);
+    }
+}
