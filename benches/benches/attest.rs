@@ -114,6 +114,7 @@ fn envelopes(c: &mut Criterion) {
         attestation: local_attestation_for("u", "n", &asked, now, now + 60_000_000, &user_key),
         asked,
         coordinator: "n".into(),
+        shard: "n".into(),
         nonce: [1; 16],
     };
     let authority = LocalAuthority {
@@ -148,6 +149,7 @@ fn envelopes(c: &mut Criterion) {
             verify_with(
                 black_box(&signed),
                 &authority,
+                "n",
                 &|_| Ok(manifest.clone()),
                 &replay,
                 now + 1,

@@ -75,6 +75,14 @@ pub struct Compiled {
     pub plan: String,
 }
 
+impl PartialEq for Compiled {
+    /// The same modules (a module's hash covers its manifest).
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.merge.as_ref().map(|m| m.hash) == other.merge.as_ref().map(|m| m.hash)
+    }
+}
+
 /// The merge stage of a query: a module that reads the shard stage's outputs as its
 /// inputs (input `i` is shard output `i`) and reads no table.
 #[derive(Debug, Clone)]
@@ -111,8 +119,9 @@ pub enum Isolation {
     ReadCommitted,
 }
 
-/// A compiled statement.
-#[derive(Debug, Clone)]
+/// A compiled statement. Two are equal when they do the same: the same
+/// schema change or transaction control, or queries of the same modules.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     /// A module to run.
     Query(Box<Compiled>),

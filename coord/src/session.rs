@@ -135,7 +135,7 @@ impl Session {
         each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
     ) -> Result<(), SessionError> {
         if let Some(cache) = self.statements.clone() {
-            let cat = self.shard.catalog()?;
+            let cat = self.shard.catalog(claim.attestation.consistency)?;
             if let Some(c) = cache.get(&claim.asked.sql, &cat) {
                 let o = self.run_query(&c, claim)?;
                 return each(o);
@@ -144,8 +144,8 @@ impl Session {
         let parsed = compiler::parse(&claim.asked.sql).map_err(SessionError::Compile)?;
         // only a request of one statement is kept: its text names it
         let keep = parsed.len() == 1;
-        for p in &parsed {
-            let o = self.execute_one(p, claim, keep)?;
+        for (index, p) in parsed.iter().enumerate() {
+            let o = self.execute_one(p, claim, index, keep)?;
             each(o)?;
         }
         Ok(())
@@ -155,9 +155,10 @@ impl Session {
         &mut self,
         p: &compiler::Parsed,
         claim: &Claim,
+        index: usize,
         keep: bool,
     ) -> Result<Outcome, SessionError> {
-        let cat = self.shard.catalog()?;
+        let cat = self.shard.catalog(claim.attestation.consistency)?;
         let stmt = match compiler::compile(p, &cat) {
             Ok(s) => s,
             Err(e) => {
@@ -177,7 +178,7 @@ impl Session {
                 self.shard.abandon();
                 Ok(Outcome::Explain(text))
             }
-            other => match self.shard.control(other, claim) {
+            other => match self.shard.control(other, claim, index) {
                 Ok(tag) => Ok(Outcome::Done(tag)),
                 Err(e) => {
                     // outside BEGIN ... COMMIT, the statement's transaction
@@ -212,6 +213,7 @@ impl Session {
             attestation: claim.attestation.clone(),
             asked: claim.asked.clone(),
             coordinator: self.creds.node(),
+            shard: self.shard.shard(),
             nonce,
         };
         let creds = self.creds.clone();

@@ -2,7 +2,7 @@
 //! with, and what it asks a shard.
 
 use scratchbird_compiler::{Catalog, Statement};
-use scratchbird_host::envelope::{Asked, Attestation, SignedEnvelope};
+use scratchbird_host::envelope::{Asked, Attestation, Consistency, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
 use scratchbird_types::BundleHash;
 use std::sync::Arc;
@@ -48,12 +48,15 @@ pub struct ShardRun {
 /// A coordinator session's view of one shard: the shard's transaction for the
 /// session, bound to the security context of the user who began it.
 pub trait ShardSession: Send {
+    /// The node that runs this session's stages: envelopes are addressed to it.
+    fn shard(&self) -> String;
+
     /// The catalog the session's transaction sees (opening the statement's
-    /// transaction when none is open).
+    /// transaction, with `consistency`, when none is open).
     ///
     /// # Errors
     /// The shard could not open a transaction or read its catalog.
-    fn catalog(&mut self) -> Result<Arc<Catalog>, HostError>;
+    fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError>;
 
     /// Runs a signed shard stage in the session's transaction (a transaction of
     /// its own, committed when it succeeds, outside BEGIN ... COMMIT), handing
@@ -70,11 +73,19 @@ pub trait ShardSession: Send {
     ) -> Result<ShardRun, HostError>;
 
     /// Transaction control (BEGIN, COMMIT, ROLLBACK, savepoints) and schema
-    /// changes, for the user of `claim`. Returns the command tag.
+    /// changes, for the user of `claim`: `op` is statement `index` (from 0) of
+    /// the SQL the user signed, and the shard refuses it when it is not.
+    /// Returns the command tag.
     ///
     /// # Errors
-    /// The claim was refused, the user may not, or the shard refused.
-    fn control(&mut self, op: Statement, claim: &Claim) -> Result<&'static str, HostError>;
+    /// The claim was refused, `op` is not what the user signed, the user may
+    /// not, or the shard refused.
+    fn control(
+        &mut self,
+        op: Statement,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError>;
 
     /// Ends a statement that will not run (it did not compile, or it was an
     /// EXPLAIN): outside BEGIN ... COMMIT its transaction is rolled back.

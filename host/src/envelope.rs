@@ -15,15 +15,19 @@ use scratchbird_guest_ops::abi::PlanManifest;
 use scratchbird_types::{BundleHash, ColumnId, TableId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 3;
+pub const ENVELOPE_VERSION: u32 = 4;
 
 /// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
+/// Coordinator sessions one coordinator may have remembered at once: a
+/// coordinator that opens sessions without end fills its own share, never the
+/// room other coordinators need.
+pub const SEEN_PER_COORDINATOR_MAX: usize = SEEN_MAX / 8;
 
-const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v3\0";
+const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v4\0";
 
 pub use scratchbird_types::attest::{
     ATTESTATION_TTL_MAX_US, Asked, Attestation, CERTIFICATE_BYTES_MAX, Consistency, SignatureScheme,
@@ -125,6 +129,10 @@ pub struct Envelope {
     pub asked: Asked,
     /// The coordinator's node id.
     pub coordinator: String,
+    /// The node the stage is addressed to: only that node runs it, so an
+    /// envelope cannot be replayed on another shard (each keeps its own replay
+    /// memory).
+    pub shard: String,
     /// 8 random bytes naming the coordinator's session, then a counter (u64,
     /// little-endian) that increases with each envelope the session sends:
     /// an envelope at or below the highest counter a shard has seen from that
@@ -293,10 +301,35 @@ fn signature(bytes: &[u8], what: &str) -> Result<Signature, HostError> {
 /// each envelope of that session; the guard remembers, per coordinator session,
 /// the highest counter seen until the session's latest attestation expires. An
 /// envelope at or below it is a replay. Memory grows with sessions, not with
-/// statements, so a busy node never runs out of room for honest traffic.
+/// statements, so a busy node never runs out of room for honest traffic; and
+/// one coordinator holds at most [`SEEN_PER_COORDINATOR_MAX`] of them.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    sessions: Mutex<HashMap<[u8; 32], (u64, i64)>>,
+    sessions: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    /// Per coordinator session: the highest counter, when it may be forgotten,
+    /// and its coordinator.
+    by_session: HashMap<[u8; 32], (u64, i64, Arc<str>)>,
+    /// Sessions remembered per coordinator.
+    per_coordinator: HashMap<Arc<str>, usize>,
+}
+
+impl Seen {
+    /// Forgets the sessions whose attestations have all expired.
+    fn expire(&mut self, now_us: i64) {
+        let per = &mut self.per_coordinator;
+        self.by_session.retain(|_, (_, exp, c)| {
+            let keep = *exp > now_us;
+            if !keep && let Some(n) = per.get_mut(c) {
+                *n = n.saturating_sub(1);
+            }
+            keep
+        });
+        per.retain(|_, n| *n > 0);
+    }
 }
 
 impl ReplayGuard {
@@ -319,7 +352,7 @@ impl ReplayGuard {
             .sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((high, exp)) = s.get_mut(&key) {
+        if let Some((high, exp, _)) = s.by_session.get_mut(&key) {
             if counter <= *high {
                 return Err(refuse(
                     "this envelope was already used, or its coordinator session has sent a later one: a replay is refused",
@@ -329,22 +362,33 @@ impl ReplayGuard {
             *exp = (*exp).max(expires_us);
             return Ok(());
         }
-        if s.len() >= SEEN_MAX {
-            s.retain(|_, (_, exp)| *exp > now_us);
+        let mine = |s: &Seen| s.per_coordinator.get(coordinator).copied().unwrap_or(0);
+        if s.by_session.len() >= SEEN_MAX || mine(&s) >= SEEN_PER_COORDINATOR_MAX {
+            s.expire(now_us);
         }
-        if s.len() >= SEEN_MAX {
+        if mine(&s) >= SEEN_PER_COORDINATOR_MAX {
+            return Err(refuse(format!(
+                "coordinator {coordinator} has {SEEN_PER_COORDINATOR_MAX} sessions in flight, its share of this shard's replay memory: refused until some expire"
+            )));
+        }
+        if s.by_session.len() >= SEEN_MAX {
             return Err(refuse(
                 "too many coordinator sessions in flight to remember them all: refused until some expire",
             ));
         }
-        s.insert(key, (counter, expires_us));
+        let name: Arc<str> = match s.per_coordinator.get_key_value(coordinator) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(coordinator),
+        };
+        *s.per_coordinator.entry(name.clone()).or_insert(0) += 1;
+        s.by_session.insert(key, (counter, expires_us, name));
         Ok(())
     }
 }
 
 /// Checks a signed envelope in this order, refusing with the first rule broken:
 /// canonical encoding and version; the signer is a known, enabled member with the
-/// coordinator role; the signature; the epoch and bundle equal the shard's; the
+/// coordinator role; the signature; it is addressed to `shard`; the epoch and bundle equal the shard's; the
 /// module's hash; the module itself (ABI, limits) and that the tables and columns
 /// it declares are exactly the envelope's; the attestation ([`check_claim`]: this
 /// coordinator, within its window, signs the request the envelope carries, made
@@ -356,6 +400,7 @@ impl ReplayGuard {
 pub fn verify(
     signed: &SignedEnvelope,
     authority: &dyn Authority,
+    shard: &str,
     limits: &SandboxLimits,
     replay: &ReplayGuard,
     now_us: i64,
@@ -363,14 +408,15 @@ pub fn verify(
     verify_with(
         signed,
         authority,
-        &|m| validate(m, limits).map(std::sync::Arc::new),
+        shard,
+        &|m| validate(m, limits).map(Arc::new),
         replay,
         now_us,
     )
 }
 
 /// Validates a module and returns its manifest ([`verify_with`]).
-pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<std::sync::Arc<PlanManifest>, HostError> + 'a;
+pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<Arc<PlanManifest>, HostError> + 'a;
 
 /// [`verify`], with the module validated by `manifest_of` (which must validate
 /// as [`validate`] does and return the module's manifest): a shard passes its
@@ -382,6 +428,7 @@ pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<std::sync::Arc<PlanManifest>, 
 pub fn verify_with(
     signed: &SignedEnvelope,
     authority: &dyn Authority,
+    shard: &str,
     manifest_of: &ManifestOf<'_>,
     replay: &ReplayGuard,
     now_us: i64,
@@ -429,6 +476,12 @@ pub fn verify_with(
                 env.coordinator
             ))
         })?;
+    if env.shard != shard {
+        return Err(refuse(format!(
+            "the envelope is addressed to node {}, not to this node {shard}",
+            env.shard
+        )));
+    }
     if env.epoch != authority.epoch() {
         return Err(refuse(format!(
             "the envelope is for epoch {}; this shard is at epoch {}",
@@ -525,4 +578,47 @@ pub fn referenced(m: &scratchbird_guest_ops::abi::PlanManifest) -> (Vec<TableId>
         .chain(m.writes.iter().flat_map(|w| w.columns.iter().map(|c| c.id)))
         .collect();
     (tables.into_iter().collect(), columns.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonce(session: u64, counter: u64) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..8].copy_from_slice(&session.to_le_bytes());
+        n[8..].copy_from_slice(&counter.to_le_bytes());
+        n
+    }
+
+    #[test]
+    fn a_session_admits_each_counter_once_and_in_order() {
+        let g = ReplayGuard::default();
+        g.admit("c1", &nonce(1, 1), 100, 0).unwrap();
+        g.admit("c1", &nonce(1, 2), 100, 0).unwrap();
+        assert!(g.admit("c1", &nonce(1, 2), 100, 0).is_err());
+        assert!(g.admit("c1", &nonce(1, 1), 100, 0).is_err());
+        // the same nonce from another coordinator is another session
+        g.admit("c2", &nonce(1, 1), 100, 0).unwrap();
+    }
+
+    /// A coordinator that opens sessions without end is refused once it holds
+    /// its share; another coordinator is not; expired sessions free the share.
+    #[test]
+    fn one_coordinator_cannot_take_the_replay_memory_of_others() {
+        let g = ReplayGuard::default();
+        let max = SEEN_PER_COORDINATOR_MAX as u64;
+        for s in 0..max {
+            g.admit("greedy", &nonce(s, 1), 100, 0).unwrap();
+        }
+        let e = g.admit("greedy", &nonce(max, 1), 100, 0).unwrap_err();
+        assert!(e.to_string().contains("its share"), "{e}");
+        g.admit("honest", &nonce(0, 1), 100, 0).unwrap();
+        // later, the greedy sessions have expired (the honest one expires later)
+        g.admit("honest", &nonce(1, 1), 1_000, 50).unwrap();
+        g.admit("greedy", &nonce(max, 1), 300, 200).unwrap();
+        let seen = g.sessions.lock().unwrap();
+        assert_eq!(seen.per_coordinator.get("greedy"), Some(&1));
+        assert_eq!(seen.per_coordinator.get("honest"), Some(&1));
+    }
 }

@@ -124,16 +124,16 @@ impl Execution<'_> {
     ) -> (Transaction, Result<ExecStats, HostError>) {
         let (prepared, cached) = match self.sandbox.prepare(module) {
             Ok(p) => p,
-            Err(e) => return (txn, Err(e)),
+            Err(e) => return (txn, self.failed(record, e)),
         };
         record.modules = vec![prepared.hash];
         (record.tables, record.columns) = match txn.catalog() {
             Ok(cat) => touched(&prepared.manifest, &cat),
-            Err(e) => return (txn, Err(e.into())),
+            Err(e) => return (txn, self.failed(record, e.into())),
         };
         let mark = match txn.statement_begin() {
             Ok(m) => m,
-            Err(e) => return (txn, Err(e.into())),
+            Err(e) => return (txn, self.failed(record, e.into())),
         };
         let (sink, held) = self.guard(&record, release, sink);
         let (mut txn, result) = self
@@ -160,6 +160,17 @@ impl Execution<'_> {
             s
         });
         (txn, result)
+    }
+
+    /// A stage that failed before it ran (its module refused, its transaction
+    /// unable to open a statement): recorded as such, then `e`.
+    fn failed(&self, mut record: AuditRecord, e: HostError) -> Result<ExecStats, HostError> {
+        if let Some(log) = self.audit {
+            record.outcome = "error".into();
+            record.error = Some(e.to_string());
+            append(log, record)?;
+        }
+        Err(e)
     }
 
     /// Runs the merge stage `prepared` over the shard stage's outputs `inputs`,

@@ -118,6 +118,7 @@ fn world() -> World {
         consistency: Consistency::Snapshot,
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: "c1".into(),
+        shard: "s1".into(),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [4; 16],
     };
@@ -132,6 +133,7 @@ fn check(w: &World, s: &SignedEnvelope) -> Result<String, HostError> {
     verify(
         s,
         &w.authority,
+        "s1",
         &SandboxLimits::default(),
         &ReplayGuard::default(),
         NOW,
@@ -158,11 +160,27 @@ fn an_honest_envelope_passes_once_and_names_the_attested_principal() {
     let w = world();
     let s = signed(&w, &key(1), |_| {});
     let replay = ReplayGuard::default();
-    let v = verify(&s, &w.authority, &SandboxLimits::default(), &replay, NOW).unwrap();
+    let v = verify(
+        &s,
+        &w.authority,
+        "s1",
+        &SandboxLimits::default(),
+        &replay,
+        NOW,
+    )
+    .unwrap();
     assert_eq!(v.principal, "User::\"alice\"");
     assert_eq!(v.id, s.id());
     // the same envelope again is a replay
-    let e = verify(&s, &w.authority, &SandboxLimits::default(), &replay, NOW).unwrap_err();
+    let e = verify(
+        &s,
+        &w.authority,
+        "s1",
+        &SandboxLimits::default(),
+        &replay,
+        NOW,
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, HostError::Envelope(m) if m.contains("replay")),
         "{e:?}"
@@ -179,7 +197,16 @@ fn a_coordinator_session_counts_up_and_an_older_envelope_is_a_replay() {
             e.nonce[8..].copy_from_slice(&counter.to_le_bytes());
         })
     };
-    let ok = |s: &SignedEnvelope| verify(s, &w.authority, &SandboxLimits::default(), &replay, NOW);
+    let ok = |s: &SignedEnvelope| {
+        verify(
+            s,
+            &w.authority,
+            "s1",
+            &SandboxLimits::default(),
+            &replay,
+            NOW,
+        )
+    };
     ok(&at(1, 5)).unwrap();
     ok(&at(1, 6)).unwrap();
     // an envelope the session sent before its latest, a new one or not
@@ -254,7 +281,11 @@ fn stale_epochs_foreign_bundles_and_other_versions_are_refused() {
             &w,
             &signed(&w, &key(1), |e| e.version = ENVELOPE_VERSION + 1),
         ),
-        "version 3",
+        &format!("reads version {ENVELOPE_VERSION}"),
+    );
+    refused(
+        check(&w, &signed(&w, &key(1), |e| e.shard = "s2".into())),
+        "addressed to node s2, not to this node s1",
     );
 }
 

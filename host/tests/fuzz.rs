@@ -107,14 +107,14 @@ fn mutated_envelopes_are_never_accepted() {
     let f = fixture();
     let (good, auth) = envelope_case(&f);
     let limits = f.sandbox.limits().clone();
-    verify(&good, &auth, &limits, &ReplayGuard::default(), NOW).unwrap();
+    verify(&good, &auth, "s1", &limits, &ReplayGuard::default(), NOW).unwrap();
     let deadline = Instant::now() + budget();
     let mut seed = first_seed();
     let mut cases = 0u64;
     while Instant::now() < deadline {
         let s = mutate(&good, &bytes(seed, 16));
         if s != good {
-            let out = verify(&s, &auth, &limits, &ReplayGuard::default(), NOW);
+            let out = verify(&s, &auth, "s1", &limits, &ReplayGuard::default(), NOW);
             assert!(out.is_err(), "seed {seed}: a mutated envelope was accepted");
             cases += 1;
         }

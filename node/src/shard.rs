@@ -298,6 +298,7 @@ impl Shard {
             authority: self.authority.clone(),
             not_before_us: i64::MIN,
             txn: None,
+            txn_read_committed: false,
             bound: None,
         }
     }
@@ -317,6 +318,7 @@ impl Shard {
             authority,
             not_before_us,
             txn: None,
+            txn_read_committed: false,
             bound: None,
         }
     }
@@ -348,6 +350,14 @@ impl Shard {
         )?;
         let batches = std::mem::take(&mut *out.borrow_mut());
         Ok(SubplanResult { batches, run })
+    }
+
+    /// The name `user` is recorded under.
+    fn label(&self, user: &str) -> String {
+        match &self.users {
+            Users::Fixed { label, .. } => label.clone(),
+            Users::Cluster(p) => p.label(user),
+        }
     }
 
     /// `user`'s access with `context`, the name it is recorded under, and the
@@ -397,8 +407,25 @@ pub struct ShardSessionOf {
     /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
     /// autocommit statement's.
     txn: Option<Transaction>,
+    /// Whether an autocommit statement's open transaction reads committed
+    /// (else one snapshot).
+    txn_read_committed: bool,
     /// Who BEGIN bound the transaction to.
     bound: Option<Bound>,
+}
+
+/// The transaction an autocommit statement of `consistency` runs in, and whether
+/// it reads committed.
+fn autocommit_options(consistency: Consistency) -> (TxnOptions, bool) {
+    match consistency {
+        // one shard: every mode reads one consistent snapshot, the primary's
+        // (there is no replica to be stale)
+        Consistency::Snapshot | Consistency::BoundedStaleness(_) => (TxnOptions::snapshot(), false),
+        Consistency::ReadCommitted => (
+            TxnOptions::read_committed(ReadCommittedMode::ReadConsistency),
+            true,
+        ),
+    }
 }
 
 impl std::fmt::Debug for ShardSessionOf {
@@ -414,9 +441,11 @@ fn refuse(msg: String) -> HostError {
 }
 
 impl ShardSessionOf {
-    fn txn(&mut self) -> Result<&mut Transaction, HostError> {
+    fn txn(&mut self, consistency: Consistency) -> Result<&mut Transaction, HostError> {
         if self.txn.is_none() {
-            self.txn = Some(self.shard.begin(TxnOptions::snapshot())?);
+            let (opts, rc) = autocommit_options(consistency);
+            self.txn = Some(self.shard.begin(opts)?);
+            self.txn_read_committed = rc;
         }
         self.txn
             .as_mut()
@@ -441,17 +470,16 @@ impl ShardSessionOf {
                 who.context.as_deref().unwrap_or("no session context"),
             )));
         }
+        let (opts, rc) = autocommit_options(consistency);
         if let Some(t) = self.txn.take() {
-            return Ok(t);
-        }
-        self.shard.begin(match consistency {
-            // one shard: every mode reads one consistent snapshot, the primary's
-            // (there is no replica to be stale)
-            Consistency::Snapshot | Consistency::BoundedStaleness(_) => TxnOptions::snapshot(),
-            Consistency::ReadCommitted => {
-                TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
+            if self.bound.is_some() || self.txn_read_committed == rc {
+                return Ok(t);
             }
-        })
+            // the catalog was read in a transaction of another mode than the
+            // envelope asks for: the statement gets the mode it asked for
+            let _ = t.rollback();
+        }
+        self.shard.begin(opts)
     }
 
     /// Ends a statement's use of `txn`: kept inside BEGIN ... COMMIT, else
@@ -490,6 +518,7 @@ impl ShardSessionOf {
         let checked = verify_with(
             signed,
             authority.as_ref(),
+            &shard.node,
             &|m| shard.sandbox.prepare(m).map(|(p, _)| p.manifest.clone()),
             &shard.replay,
             now_us,
@@ -563,11 +592,53 @@ impl ShardSessionOf {
         })
     }
 
+    /// `who`'s access, a refusal recorded in the audit trail.
+    fn access_audited(&mut self, who: &Bound) -> Result<(Access, String), HostError> {
+        self.shard.access(who).or_else(|e| {
+            let mut rec = AuditRecord::new(&self.shard.label(&who.user));
+            rec.epoch = self.authority.epoch();
+            rec.coordinator = Some(self.shard.node.clone());
+            rec.context.clone_from(&who.context);
+            self.shard.audit_refusal(rec, &e)?;
+            Err(e)
+        })
+    }
+
+    /// Checks that `op` is statement `index` of the SQL the user signed in
+    /// `claim`, compiled here against the catalog this session sees: a
+    /// coordinator cannot turn a signed `SELECT` into a `DROP TABLE`.
+    fn signed(&mut self, op: &Statement, claim: &Claim, index: usize) -> Result<(), HostError> {
+        let parsed = scratchbird_compiler::parse(&claim.asked.sql).map_err(|e| {
+            HostError::Envelope(format!("the SQL the user signed does not parse here: {e}"))
+        })?;
+        let p = parsed.get(index).ok_or_else(|| {
+            HostError::Envelope(format!(
+                "the user signed {} statement(s); the coordinator sent statement {}",
+                parsed.len(),
+                index + 1
+            ))
+        })?;
+        let cat = self.catalog(claim.attestation.consistency)?;
+        let mine = scratchbird_compiler::compile(p, &cat).map_err(|e| {
+            HostError::Envelope(format!(
+                "statement {} the user signed does not compile here: {e}",
+                index + 1
+            ))
+        })?;
+        if mine != *op {
+            return Err(HostError::Envelope(format!(
+                "the coordinator's control request is not statement {} the user signed",
+                index + 1
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies the schema change `op` for `who`, if the bundle grants it on
     /// every object it touches. Granted or refused, the change is recorded in
     /// the audit trail before its outcome is returned.
     fn schema_change(&mut self, op: Statement, who: &Bound) -> Result<&'static str, HostError> {
-        let (access, label) = self.shard.access(who)?;
+        let (access, label) = self.access_audited(who)?;
         let mut rec = AuditRecord::new(&label);
         rec.epoch = self.authority.epoch();
         rec.coordinator = Some(self.shard.node.clone());
@@ -723,9 +794,13 @@ fn describe_change(tag: &str, objects: &[(SchemaAction, Object)]) -> String {
 }
 
 impl ShardSession for ShardSessionOf {
-    fn catalog(&mut self) -> Result<Arc<Catalog>, HostError> {
+    fn shard(&self) -> String {
+        self.shard.node.clone()
+    }
+
+    fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError> {
         let shard = self.shard.clone();
-        shard.catalog_view(self.txn()?)
+        shard.catalog_view(self.txn(consistency)?)
     }
 
     fn run(
@@ -739,8 +814,16 @@ impl ShardSession for ShardSessionOf {
         self.run_at(stage, release, sink, stop, now)
     }
 
-    fn control(&mut self, op: Statement, claim: &Claim) -> Result<&'static str, HostError> {
-        let who = match self.claimed(claim) {
+    fn control(
+        &mut self,
+        op: Statement,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        let who = match self
+            .claimed(claim)
+            .and_then(|who| self.signed(&op, claim, index).map(|()| who))
+        {
             Ok(w) => w,
             Err(e) => {
                 if !self.in_transaction() {
@@ -763,7 +846,7 @@ impl ShardSession for ShardSessionOf {
                     ));
                 }
                 // the user must have access now: the transaction is bound to it
-                self.shard.access(&who)?;
+                self.access_audited(&who)?;
                 let mut opts = match isolation {
                     scratchbird_compiler::Isolation::Snapshot => TxnOptions::snapshot(),
                     scratchbird_compiler::Isolation::ReadCommitted => {
@@ -786,10 +869,13 @@ impl ShardSession for ShardSessionOf {
                     self.abandon();
                     return Err(refuse(format!("{word} without BEGIN")));
                 };
-                if b.user != who.user {
+                if *b != who {
                     return Err(refuse(format!(
-                        "this transaction was begun by user {}, not {}",
-                        b.user, who.user
+                        "this transaction was begun by user {} with {}, not by {} with {}",
+                        b.user,
+                        b.context.as_deref().unwrap_or("no session context"),
+                        who.user,
+                        who.context.as_deref().unwrap_or("no session context"),
                     )));
                 }
                 self.bound = None;
@@ -841,14 +927,17 @@ impl ShardSessionOf {
         tag: &'static str,
     ) -> Result<&'static str, HostError> {
         if let Some(b) = &self.bound
-            && b.user != who.user
+            && b != who
         {
             return Err(refuse(format!(
-                "this transaction was begun by user {}, not {}",
-                b.user, who.user
+                "this transaction was begun by user {} with {}, not by {} with {}",
+                b.user,
+                b.context.as_deref().unwrap_or("no session context"),
+                who.user,
+                who.context.as_deref().unwrap_or("no session context"),
             )));
         }
-        let r = f(self.txn()?);
+        let r = f(self.txn(Consistency::Snapshot)?);
         if self.bound.is_none() {
             // outside BEGIN ... COMMIT a savepoint lives and dies with its statement
             self.abandon();

@@ -135,6 +135,8 @@ impl Cluster {
             consistency: Consistency::Snapshot,
             attestation: att,
             coordinator: "c1".into(),
+            // `Shard::new` names its node ""
+            shard: String::new(),
             asked: scratchbird_host::envelope::Asked::default(),
             nonce: [self.nonce.get(); 16],
         };
@@ -235,6 +237,82 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
     let (recs, _) =
         scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
     assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 5);
+}
+
+/// A coordinator's control request (transaction control, a schema change) is
+/// run only when it is the statement the user signed: the shard compiles the
+/// signed SQL itself and compares.
+#[test]
+fn a_control_request_must_be_a_statement_the_user_signed() {
+    use scratchbird_coord::{Claim, ShardSession};
+    use scratchbird_host::envelope::{Asked, local_attestation_for};
+    let c = cluster();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let claim = |sql: &str| {
+        let asked = Asked {
+            sql: sql.into(),
+            context: None,
+            deadline_ms: 0,
+        };
+        Claim {
+            // for this shard's own coordinator (`Shard::new` names the node "")
+            attestation: local_attestation_for(
+                "alice",
+                "",
+                &asked,
+                now - 1_000_000,
+                now + HOUR,
+                &key(10),
+            ),
+            asked,
+        }
+    };
+    let ops = |sql: &str| -> Vec<Statement> {
+        let t = c.storage.begin(TxnOptions::snapshot()).unwrap();
+        let cat = catalog_of(&t).unwrap();
+        t.rollback().unwrap();
+        parse(sql)
+            .unwrap()
+            .iter()
+            .map(|p| compile(p, &cat).unwrap())
+            .collect()
+    };
+    let mut s = c.shard.session();
+    let drop = ops("DROP TABLE customers").remove(0);
+    let signed_select = claim("SELECT 1");
+    let e = s.control(drop.clone(), &signed_select, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("not statement 1 the user signed"),
+        "{e}"
+    );
+    let e = s.control(drop, &signed_select, 3).unwrap_err();
+    assert!(e.to_string().contains("signed 1 statement(s)"), "{e}");
+    // another BEGIN than the one signed (READ ONLY dropped) is refused too
+    let signed = claim("BEGIN READ ONLY; COMMIT");
+    let e = s.control(ops("BEGIN").remove(0), &signed, 0).unwrap_err();
+    assert!(e.to_string().contains("not statement 1"), "{e}");
+    // what she signed runs
+    let both = ops("BEGIN READ ONLY; COMMIT");
+    assert_eq!(s.control(both[0].clone(), &signed, 0).unwrap(), "BEGIN");
+    assert_eq!(s.control(both[1].clone(), &signed, 1).unwrap(), "COMMIT");
+    // the table is still there, and the three refusals are in the trail
+    let t = c.storage.begin(TxnOptions::snapshot()).unwrap();
+    assert!(t.table_id("customers").is_ok());
+    t.rollback().unwrap();
+    let (recs, _) =
+        scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
+    let refused: Vec<_> = recs
+        .iter()
+        .filter_map(|r| r.error.as_deref())
+        .filter(|e| e.contains("the user signed"))
+        .collect();
+    assert_eq!(refused.len(), 3, "{refused:?}");
 }
 
 mod certificates {

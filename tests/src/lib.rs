@@ -218,6 +218,8 @@ pub struct Node {
     pub client_addr: SocketAddr,
     /// Where peers connect, when it listens for them.
     pub peer_addr: Option<SocketAddr>,
+    /// Its name (`sb://cluster/.../node/...`), as it says when it starts.
+    pub name: String,
     /// Its folder (config, certificate, data).
     pub dir: PathBuf,
     log: Arc<Mutex<String>>,
@@ -305,10 +307,12 @@ impl Node {
         };
         let client_addr = field("clients=").parse().unwrap();
         let peer_addr = field("peers=").parse().ok();
+        let name = field("node=");
         Self {
             child: Some(child),
             client_addr,
             peer_addr,
+            name,
             dir: dir.to_owned(),
             log,
         }

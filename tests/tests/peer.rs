@@ -93,9 +93,11 @@ fn attest(
     scratchbird_net::attest::sign(&id, unsigned).unwrap()
 }
 
-/// The shard stage of `SQL`, with `att`, signed by `by` after `tamper`.
+/// The shard stage of `SQL` for the node `to`, with `att`, signed by `by` after
+/// `tamper`.
 fn envelope(
     cat: &Catalog,
+    to: &Node,
     by: &Peer,
     att: Attestation,
     nonce: u64,
@@ -124,6 +126,7 @@ fn envelope(
             deadline_ms: 0,
         },
         coordinator: by.uri.clone(),
+        shard: to.name.clone(),
         nonce: n,
     };
     tamper(&mut env);
@@ -254,7 +257,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     let with_bundle = |e: &mut Envelope| e.bundle_hash = bundle;
 
     // a plan with no tenant filter at all: the shard returns alice's rows only
-    let honest = envelope(&cat, &evil, alice(&evil.uri), 1, with_bundle);
+    let honest = envelope(&cat, &node, &evil, alice(&evil.uri), 1, with_bundle);
     let mut got = send(&node, &evil, &honest).unwrap();
     got.sort();
     assert_eq!(got, want);
@@ -270,7 +273,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     forged.user = SbUri::user(cluster, "bob").unwrap().to_string();
     refused(
         &node,
-        &envelope(&cat, &evil, forged, 2, with_bundle),
+        &envelope(&cat, &node, &evil, forged, 2, with_bundle),
         &evil,
         "attestation",
     );
@@ -285,21 +288,21 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     );
     refused(
         &node,
-        &envelope(&cat, &evil, old, 3, with_bundle),
+        &envelope(&cat, &node, &evil, old, 3, with_bundle),
         &evil,
         "expired",
     );
     // another bundle
     refused(
         &node,
-        &envelope(&cat, &evil, alice(&evil.uri), 4, |_| {}),
+        &envelope(&cat, &node, &evil, alice(&evil.uri), 4, |_| {}),
         &evil,
         "bundle",
     );
     // a context alice did not sign (a break-glass claim added by the coordinator)
     refused(
         &node,
-        &envelope(&cat, &evil, alice(&evil.uri), 5, |e| {
+        &envelope(&cat, &node, &evil, alice(&evil.uri), 5, |e| {
             with_bundle(e);
             e.asked.context = Some(r#"{"break_glass": true}"#.into());
         }),
@@ -309,9 +312,19 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     // a node without the coordinator role
     refused(
         &node,
-        &envelope(&cat, &plain, alice(&plain.uri), 6, with_bundle),
+        &envelope(&cat, &node, &plain, alice(&plain.uri), 6, with_bundle),
         &plain,
         "coordinator role",
+    );
+    // an envelope addressed to another node (replayed here from there)
+    refused(
+        &node,
+        &envelope(&cat, &node, &evil, alice(&evil.uri), 8, |e| {
+            with_bundle(e);
+            e.shard = plain.uri.clone();
+        }),
+        &evil,
+        "addressed to node",
     );
 
     // after a restart, the envelope that was accepted is still refused
@@ -322,7 +335,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     let mut got = send(
         &node,
         &evil,
-        &envelope(&cat, &evil, alice(&evil.uri), 7, with_bundle),
+        &envelope(&cat, &node, &evil, alice(&evil.uri), 7, with_bundle),
     )
     .unwrap();
     got.sort();
@@ -334,5 +347,5 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         .iter()
         .filter(|e| e.contains("subplan refused"))
         .count();
-    assert!(refusals >= 7, "{refusals} refusals audited: {errors:#?}");
+    assert!(refusals >= 8, "{refusals} refusals audited: {errors:#?}");
 }

@@ -279,6 +279,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         consistency: Consistency::Snapshot,
         attestation: att("alice", "c1", NOW + 1_000_000, &key(10)),
         coordinator: "c1".into(),
+        shard: "s1".into(),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [2; 16],
     };
