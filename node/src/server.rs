@@ -631,6 +631,10 @@ struct Job {
 /// Jobs queued per connection beyond the running one.
 const QUEUED_MAX: usize = 4;
 
+/// Subplans one peer connection may have running at once; more are refused
+/// with `BUSY`.
+const PEER_SUBPLANS_MAX: usize = 16;
+
 fn rpc_refusal(r: Refusal) -> RpcError {
     let e = RpcError::new(r.code, r.message);
     match r.hint {
@@ -731,6 +735,7 @@ async fn client_session(
 async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Verified) {
     let mut shutdown = shared.shutdown.clone();
     let cert = Arc::new(endpoint::peer_certificate(conn).unwrap_or_default());
+    let running = Arc::new(tokio::sync::Semaphore::new(PEER_SUBPLANS_MAX));
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -742,6 +747,7 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
         let shared = shared.clone();
         let peer = peer.clone();
         let cert = cert.clone();
+        let running = running.clone();
         tokio::spawn(async move {
             let Ok(Some(f)) = rpc::read_frame::<Request>(&mut recv, shared.frame_max).await else {
                 return;
@@ -761,6 +767,17 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
                     .hint("connect with a user certificate to the node's listen address"),
                 ),
                 Request::Subplan(sp) => {
+                    let Ok(_slot) = running.try_acquire() else {
+                        let err = RpcError::new(
+                            "BUSY",
+                            format!(
+                                "{PEER_SUBPLANS_MAX} subplans of this connection are already running"
+                            ),
+                        )
+                        .hint("wait for one to finish");
+                        reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
+                        return;
+                    };
                     subplan(&shared, &peer, &cert, sp, f.id, &mut send).await;
                     return;
                 }
@@ -811,8 +828,21 @@ async fn subplan(
         signature: sp.signature,
         module: sp.module,
     };
+    // the coordinator closing its side, or the node shutting down, cancels the stage
+    let cancel = Cancel::new();
+    let id = shared.next.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.active).insert(id, cancel.clone());
+    let _running = Running { shared, id };
+    let stopped = send.stopped();
+    let c2 = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if !matches!(stopped.await, Ok(None)) {
+            c2.raise("the coordinator went away");
+        }
+    });
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
     let s2 = shared.clone();
+    let c3 = cancel.clone();
     let job = tokio::task::spawn_blocking(move || {
         let mut session = s2.shard.peer_session(authority, s2.started_us);
         let sink_tx = tx.clone();
@@ -824,7 +854,7 @@ async fn subplan(
                     .blocking_send(Response::Batch(wire(b)))
                     .map_err(|_| HostError::Cancelled("the coordinator went away".into()))
             }),
-            &Cancel::never(),
+            &c3,
         );
         let last = match r {
             Ok(run) => Response::Done(Done {
@@ -844,11 +874,13 @@ async fn subplan(
     });
     while let Some(resp) = rx.recv().await {
         if rpc::write_frame(send, rid, &resp, max).await.is_err() {
+            cancel.raise("the coordinator went away");
             break;
         }
     }
     drop(rx);
     let _ = job.await;
+    watcher.abort();
     let _ = send.finish();
 }
 

@@ -103,7 +103,20 @@ fn envelope(
     nonce: u64,
     tamper: impl FnOnce(&mut Envelope),
 ) -> Subplan {
-    let Statement::Query(c) = compile(&parse(SQL).unwrap()[0], cat).unwrap() else {
+    envelope_of(SQL, cat, to, by, att, nonce, tamper)
+}
+
+/// [`envelope`] of `sql`.
+fn envelope_of(
+    sql: &str,
+    cat: &Catalog,
+    to: &Node,
+    by: &Peer,
+    att: Attestation,
+    nonce: u64,
+    tamper: impl FnOnce(&mut Envelope),
+) -> Subplan {
+    let Statement::Query(c) = compile(&parse(sql).unwrap()[0], cat).unwrap() else {
         panic!("not a query");
     };
     assert!(c.merge.is_none(), "one stage");
@@ -121,7 +134,7 @@ fn envelope(
         consistency: Consistency::Snapshot,
         attestation: att,
         asked: Asked {
-            sql: SQL.into(),
+            sql: sql.into(),
             context: None,
             deadline_ms: 0,
         },
@@ -340,6 +353,54 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     .unwrap();
     got.sort();
     assert_eq!(got, want);
+
+    // a long stage that emits nothing is cancelled when its coordinator goes
+    // away, not left running to its time limit (alice sees two customers: 2^30
+    // combinations, none kept)
+    let from: Vec<String> = (0..30).map(|i| format!("customers c{i}")).collect();
+    let sum: Vec<String> = (0..30).map(|i| format!("c{i}.id")).collect();
+    let slow_sql = format!(
+        "SELECT c0.id FROM {} WHERE {} < 0",
+        from.join(", "),
+        sum.join(" + ")
+    );
+    let slow_sql = slow_sql.as_str();
+    let slow_asked = Asked {
+        sql: slow_sql.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let slow = envelope_of(
+        slow_sql,
+        &cat,
+        &node,
+        &evil,
+        attest(&certs, cluster, "alice", &evil.uri, &slow_asked, fresh()),
+        9,
+        with_bundle,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = Client::connect(
+            node.peer_addr.unwrap(),
+            &evil.creds,
+            &TransportLimits::default(),
+        )
+        .await
+        .unwrap();
+        let r = c.send(&Request::Subplan(slow.clone())).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(r);
+        c.close().await;
+    });
+    assert!(
+        node.wait_log("the coordinator went away", Duration::from_secs(20)),
+        "{}",
+        node.log()
+    );
     node.terminate(Duration::from_secs(20));
 
     let errors = audit_errors(&dir.join("data"));
