@@ -185,6 +185,10 @@ fn utc(secs: i64) -> String {
 ///
 /// # Errors
 /// What went wrong, with the file it concerns.
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 pub fn run(cmd: CaCommand) -> Result<()> {
     match cmd {
         CaCommand::Init { dir, alg, days } => {

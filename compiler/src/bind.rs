@@ -902,6 +902,10 @@ impl<'c> Binder<'c> {
 
     // ------------------------------------------------------------------- SELECT
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn select(
         &mut self,
         s: &Select,
@@ -2446,6 +2450,10 @@ impl<'c> Binder<'c> {
         Ok(mk(BK::Case(pairs, Box::new(els)), t, nullable))
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn function(
         &mut self,
         f: &ast::Function,

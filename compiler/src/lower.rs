@@ -393,6 +393,10 @@ impl<'a> Builder<'a> {
     }
 
     /// Lowers a relation; returns the operator and its slot order.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     pub(crate) fn rel(&mut self, rel: &Rel) -> Result<(Op, Vec<ColId>), CompileError> {
         match rel {
             Rel::Scan {

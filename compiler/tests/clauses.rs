@@ -64,6 +64,10 @@ type Walk = (
     Vec<(&'static str, &'static str)>,
 );
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn walk() -> Vec<Walk> {
     vec![
         (

@@ -548,6 +548,10 @@ fn readable_cols<'t>(t: &'t Table, readable: &[bool]) -> Vec<&'t Col> {
         .collect()
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn run(case: &Case, seed: u64) {
     let queries: usize = env_or("SB_LEAK_QUERIES", 500);
     let dir_b = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -156,6 +156,10 @@ impl Translate<'_> {
     }
 
     /// Translates one residual expression.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     pub fn expr(&self, e: &pst::Expr) -> Result<Expr, Untranslatable> {
         use pst::{BinaryOp as B, Expr as E, UnaryOp as U};
         Ok(match e {

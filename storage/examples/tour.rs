@@ -55,6 +55,10 @@ fn balance(
         .map_or_else(|| "(none)".into(), |r| r[2].to_string())
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn main() {
     let given = std::env::args().nth(1).map(std::path::PathBuf::from);
     let temp = tempfile::tempdir().unwrap();

@@ -188,6 +188,10 @@ struct Expect {
     bulk_rows: u64,
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn parent() {
     let cycles: u64 = std::env::var("SB_CRASH_CYCLES")
         .ok()

@@ -348,6 +348,10 @@ fn the_demo_runs_its_tour_and_cleans_up() {
 /// with `sb bundle keygen` and `sb bundle sign`, the node started on that config
 /// with JSON logs, `sb sql --connect` as its owner.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn an_operator_sets_up_a_node_with_the_binaries_alone() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();

@@ -96,6 +96,10 @@ struct Case {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn every_rule_refuses_with_its_reason_on_both_sides() {
     let tmp = tempfile::tempdir().unwrap();
     let mut ca = Ca::new(&tmp.path().join("ca"));

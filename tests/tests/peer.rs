@@ -209,6 +209,10 @@ fn audit_errors(data: &Path) -> Vec<String> {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwise() {
     let s = setup(
         &["admin", "alice", "bob"],

@@ -774,6 +774,10 @@ impl Gen {
         Ok(out)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn cast_body(&mut self, c: Cast, a: &Val, out: &Val) -> Result<(), EmitError> {
         match c {
             Cast::I32ToI64 => {
@@ -1111,6 +1115,10 @@ impl Gen {
         Ok(out)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn call_body(&mut self, func: Func, a: &[Val], out: &Val) -> Result<(), EmitError> {
         let arg = |i: usize| -> Result<Val, EmitError> {
             a.get(i)

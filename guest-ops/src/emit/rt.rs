@@ -437,6 +437,10 @@ impl Gen {
         f
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn h_fmt_datetime(&mut self) -> Fb {
         // (days, micros of day, with_time) -> (p l), written left to right into 48
         // bytes: the year as Rust's {:04} does (sign counted in the width)
@@ -650,6 +654,10 @@ impl Gen {
         f
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
     fn h_parse_datetime(&mut self) -> Fb {
         // (p l with_time) -> i64. The grammar of the literal parser:
         // [spaces] digits '-' digits '-' digits, then with time: [' ' | 'T']
@@ -1745,6 +1753,10 @@ fn h_days() -> Fb {
     f
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "longer than 150 lines when the limit came in; split it when next changed"
+)]
 fn h_parsedec() -> Fb {
     // (p l scale) -> i64: [spaces][+-]digits[.digits][spaces], rounded half away
     // from zero to `scale` digits; anything else fails with InvalidCast.
