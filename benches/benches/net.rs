@@ -140,7 +140,8 @@ fn quic_server(rt: &tokio::runtime::Runtime, p: &Pki) -> SocketAddr {
                 let Ok(conn) = inc.await else { return };
                 while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                     tokio::spawn(async move {
-                        let Ok(Some(f)) = rpc::read_frame::<Request>(&mut recv, MAX).await else {
+                        let Ok(Some(f)) = rpc::read_frame::<Request, _>(&mut recv, MAX).await
+                        else {
                             return;
                         };
                         for r in answer(f.body) {

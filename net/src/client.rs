@@ -396,7 +396,7 @@ impl Responses {
         if self.ended {
             return Ok(None);
         }
-        let f = rpc::read_frame::<Response>(&mut self.recv, self.frame_max)
+        let f = rpc::read_frame::<Response, _>(&mut self.recv, self.frame_max)
             .await
             .map_err(|e| match (&e, self.conn.close_reason()) {
                 (FrameError::Stream(_), Some(c)) => ClientError::Connect {

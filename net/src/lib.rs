@@ -25,7 +25,7 @@ pub mod verify;
 
 pub use client::{Client, ClientError, Credentials, Responses};
 pub use endpoint::TransportLimits;
-pub use quinn;
+
 pub use rpc::{Done, Pong, Response, RpcError, WireBatch};
 pub use uri::SbUri;
 pub use verify::{Expect, Membership, Refusal, Role, Trust};

@@ -13,7 +13,7 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
 use scratchbird_net::endpoint::{self, TransportLimits, describe};
-use scratchbird_net::quinn;
+
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
 use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
 use scratchbird_net::verify::{Expect, Members, MembersList, Trust, Verified, admit};
@@ -753,7 +753,8 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
         let cert = cert.clone();
         let running = running.clone();
         tokio::spawn(async move {
-            let Ok(Some(f)) = rpc::read_frame::<Request>(&mut recv, shared.frame_max).await else {
+            let Ok(Some(f)) = rpc::read_frame::<Request, _>(&mut recv, shared.frame_max).await
+            else {
                 return;
             };
             let body = match f.body {
@@ -1032,7 +1033,7 @@ async fn request(
     let max = shared.frame_max;
     // a request is a query at most: read it under the request limit, not the frame
     // limit that result batches get
-    let f = match rpc::read_frame::<Request>(&mut recv, max.min(rpc::REQUEST_MAX)).await {
+    let f = match rpc::read_frame::<Request, _>(&mut recv, max.min(rpc::REQUEST_MAX)).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
         Err(e) => {
