@@ -105,7 +105,7 @@ fn envelopes(c: &mut Criterion) {
     let env = Envelope {
         version: ENVELOPE_VERSION,
         module_hash: compiled.hash,
-        epoch: 0,
+        epoch: scratchbird_types::Epoch(0),
         bundle_hash: [0; 32],
         shard_map_version: 0,
         tables,
@@ -127,7 +127,7 @@ fn envelopes(c: &mut Criterion) {
             },
         )]),
         users: std::collections::HashMap::from([("u".to_owned(), user_key.verifying_key())]),
-        epoch: 0,
+        epoch: scratchbird_types::Epoch(0),
         bundle: scratchbird_types::BundleHash([0; 32]),
     };
     let mut g = c.benchmark_group("envelope");

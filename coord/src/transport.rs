@@ -4,7 +4,7 @@
 use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_host::envelope::{Asked, Attestation, Consistency, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
-use scratchbird_types::BundleHash;
+use scratchbird_types::{BundleHash, Epoch};
 use std::sync::Arc;
 
 /// The coordinator's identity in the cluster and what it believes is in force.
@@ -17,7 +17,7 @@ pub trait Credentials: Send + Sync {
     /// The key cannot sign (not Ed25519, or the signer failed).
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
     /// The cluster configuration epoch plans are made in.
-    fn epoch(&self) -> u64;
+    fn epoch(&self) -> Epoch;
     /// The security bundle it believes is in force (the shard checks).
     fn bundle_hash(&self) -> BundleHash;
 }

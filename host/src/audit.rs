@@ -8,6 +8,7 @@
 //! as canonical CBOR (field order fixed by the struct). A record's hash is blake3 of
 //! its encoding with `hash` zeroed.
 
+use scratchbird_types::Epoch;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -35,7 +36,7 @@ pub struct AuditRecord {
     /// The principal (`User::"alice"`), or `owner` for the data directory's owner.
     pub principal: String,
     /// The cluster configuration epoch (0 before there is a control plane).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The security bundle enforced, if any.
     pub bundle: Option<[u8; 32]>,
     /// Tables touched, by name.
@@ -769,7 +770,7 @@ impl AuditRecord {
             modules: Vec::new(),
             coordinator: None,
             principal: principal.to_owned(),
-            epoch: 0,
+            epoch: Epoch::INITIAL,
             bundle: None,
             tables: Vec::new(),
             columns: Vec::new(),

@@ -12,7 +12,7 @@ use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use scratchbird_guest_ops::abi::PlanManifest;
-use scratchbird_types::{BundleHash, ColumnId, TableId};
+use scratchbird_types::{BundleHash, ColumnId, Epoch, TableId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -111,7 +111,7 @@ pub struct Envelope {
     /// blake3 of the module bytes.
     pub module_hash: [u8; 32],
     /// The cluster configuration epoch the plan was made in.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The security bundle the coordinator believes is in force.
     pub bundle_hash: [u8; 32],
     /// The shard map the plan was routed with.
@@ -228,7 +228,7 @@ pub trait Authority: Send + Sync {
     /// Why the user, the certificate or the signature is refused.
     fn attested_user(&self, a: &Attestation) -> Result<String, String>;
     /// The effective epoch.
-    fn epoch(&self) -> u64;
+    fn epoch(&self) -> Epoch;
     /// The bundle in force.
     fn bundle_hash(&self) -> BundleHash;
 }
@@ -241,7 +241,7 @@ pub struct LocalAuthority {
     /// Users' keys by name.
     pub users: HashMap<String, VerifyingKey>,
     /// The epoch.
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// The bundle.
     pub bundle: BundleHash,
 }
@@ -264,7 +264,7 @@ impl Authority for LocalAuthority {
             .map_err(|_| format!("the attestation is not signed by user {user}"))?;
         Ok(user.to_owned())
     }
-    fn epoch(&self) -> u64 {
+    fn epoch(&self) -> Epoch {
         self.epoch
     }
     fn bundle_hash(&self) -> BundleHash {

@@ -100,7 +100,7 @@ fn world() -> World {
     let authority = LocalAuthority {
         members,
         users,
-        epoch: 7,
+        epoch: scratchbird_types::Epoch(7),
         bundle: BundleHash([5; 32]),
     };
     let module = module();
@@ -110,7 +110,7 @@ fn world() -> World {
     let env = Envelope {
         version: ENVELOPE_VERSION,
         module_hash: *blake3::hash(&module).as_bytes(),
-        epoch: 7,
+        epoch: scratchbird_types::Epoch(7),
         bundle_hash: [5; 32],
         shard_map_version: 1,
         tables,
@@ -237,7 +237,7 @@ fn forged_signatures_and_signers_are_refused() {
     refused(check(&w, &s), "not an ed25519 signature");
     // the envelope changed after signing
     let mut s = signed(&w, &key(1), |_| {});
-    let e2 = signed(&w, &key(1), |e| e.epoch = 8);
+    let e2 = signed(&w, &key(1), |e| e.epoch = scratchbird_types::Epoch(8));
     s.envelope = e2.envelope;
     refused(check(&w, &s), "does not verify");
     // unknown, disabled, and non-coordinator signers
@@ -270,8 +270,20 @@ fn forged_signatures_and_signers_are_refused() {
 #[test]
 fn stale_epochs_foreign_bundles_and_other_versions_are_refused() {
     let w = world();
-    refused(check(&w, &signed(&w, &key(1), |e| e.epoch = 6)), "epoch 6");
-    refused(check(&w, &signed(&w, &key(1), |e| e.epoch = 8)), "epoch 8");
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| e.epoch = scratchbird_types::Epoch(6)),
+        ),
+        "epoch 6",
+    );
+    refused(
+        check(
+            &w,
+            &signed(&w, &key(1), |e| e.epoch = scratchbird_types::Epoch(8)),
+        ),
+        "epoch 8",
+    );
     refused(
         check(&w, &signed(&w, &key(1), |e| e.bundle_hash = [6; 32])),
         "another security bundle",

@@ -11,7 +11,7 @@ use scratchbird_net::SbUri;
 use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, VerifiedCache, admit};
-use scratchbird_types::BundleHash;
+use scratchbird_types::{BundleHash, Epoch};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -105,8 +105,8 @@ impl Authority for NodeAuthority {
         certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
     }
 
-    fn epoch(&self) -> u64 {
-        0
+    fn epoch(&self) -> Epoch {
+        Epoch::INITIAL
     }
 
     fn bundle_hash(&self) -> BundleHash {
@@ -136,7 +136,7 @@ impl Authority for CertAuthority {
         certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
     }
 
-    fn epoch(&self) -> u64 {
+    fn epoch(&self) -> Epoch {
         self.local.epoch()
     }
 
@@ -179,7 +179,7 @@ impl Authority for PeerAuthority {
         self.base.attested_user(a)
     }
 
-    fn epoch(&self) -> u64 {
+    fn epoch(&self) -> Epoch {
         self.base.epoch()
     }
 

@@ -22,7 +22,7 @@ use scratchbird_policy::derive::Deriver;
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{Trust as AdminTrust, load_signed};
 use scratchbird_storage::Storage;
-use scratchbird_types::BundleHash;
+use scratchbird_types::{BundleHash, Epoch};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -157,8 +157,8 @@ impl Credentials for NodeCreds {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.identity.0.get().sign_ed25519(message).map_err(|e| e.0)
     }
-    fn epoch(&self) -> u64 {
-        0
+    fn epoch(&self) -> Epoch {
+        Epoch::INITIAL
     }
     fn bundle_hash(&self) -> BundleHash {
         self.principals.bundle_hash()

@@ -13,7 +13,7 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, LocalAuthority, Member, local_attestation_for};
 use scratchbird_host::{Access, Cancel, Sandbox};
 use scratchbird_storage::{Env, Storage, StorageConfig, StorageError, Transaction};
-use scratchbird_types::BundleHash;
+use scratchbird_types::{BundleHash, Epoch};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -90,8 +90,8 @@ impl Credentials for LocalCreds {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         Ok(self.key.sign(message).to_bytes().to_vec())
     }
-    fn epoch(&self) -> u64 {
-        0
+    fn epoch(&self) -> Epoch {
+        Epoch::INITIAL
     }
     fn bundle_hash(&self) -> BundleHash {
         self.bundle
@@ -236,7 +236,7 @@ impl LocalSession {
                 },
             )]),
             users: HashMap::from([(LOCAL.to_owned(), user_key.verifying_key())]),
-            epoch: 0,
+            epoch: Epoch::INITIAL,
             bundle,
         };
         let shard = Shard::from_parts(ShardParts {

@@ -84,7 +84,7 @@ fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Clus
     let authority = wrap(LocalAuthority {
         members,
         users,
-        epoch: 3,
+        epoch: scratchbird_types::Epoch(3),
         bundle: bundle.hash(),
     });
     let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "shard-1").unwrap());
@@ -127,7 +127,7 @@ impl Cluster {
         let mut env = Envelope {
             version: ENVELOPE_VERSION,
             module_hash: c.hash,
-            epoch: 3,
+            epoch: scratchbird_types::Epoch(3),
             bundle_hash: self.shard_bundle(),
             shard_map_version: 1,
             tables,
@@ -214,7 +214,9 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
         other => panic!("{other:?}"),
     }
     // a stale epoch, a foreign bundle
-    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| e.epoch = 2)) {
+    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
+        e.epoch = scratchbird_types::Epoch(2)
+    })) {
         Err(SessionError::Host(HostError::Envelope(m))) => assert!(m.contains("epoch")),
         other => panic!("{other:?}"),
     }

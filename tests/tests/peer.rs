@@ -126,7 +126,7 @@ fn envelope_of(
     let mut env = Envelope {
         version: ENVELOPE_VERSION,
         module_hash: c.hash,
-        epoch: 0,
+        epoch: scratchbird_types::Epoch(0),
         bundle_hash: [0; 32],
         shard_map_version: 0,
         tables,

@@ -147,3 +147,28 @@ impl std::fmt::Display for BundleHash {
         f.write_str(&self.to_hex())
     }
 }
+
+/// A cluster configuration epoch (spec 1.1): a number that only grows. Until the
+/// control plane publishes epochs, a node runs at epoch 0.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch a node runs at before the control plane has published one.
+    pub const INITIAL: Self = Self(0);
+
+    /// The next epoch.
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+impl std::fmt::Display for Epoch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}

@@ -22,6 +22,6 @@ pub mod sqltype;
 pub mod value;
 
 pub use error::TypeError;
-pub use ids::{BundleHash, ColumnId, CommitNumber, DomainId, IndexId, TableId, TxnId};
+pub use ids::{BundleHash, ColumnId, CommitNumber, DomainId, Epoch, IndexId, TableId, TxnId};
 pub use sqltype::{PhysicalType, SqlType};
 pub use value::{Date, Decimal, Timestamp, Value};

@@ -264,14 +264,14 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
     let auth = LocalAuthority {
         members,
         users,
-        epoch: 1,
+        epoch: scratchbird_types::Epoch(1),
         bundle: BundleHash([5; 32]),
     };
     let (tables, columns) = referenced(&manifest(f));
     let env = Envelope {
         version: ENVELOPE_VERSION,
         module_hash: *blake3::hash(&module).as_bytes(),
-        epoch: 1,
+        epoch: scratchbird_types::Epoch(1),
         bundle_hash: [5; 32],
         shard_map_version: 1,
         tables,
