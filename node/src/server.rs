@@ -13,6 +13,7 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
 use scratchbird_net::endpoint::{self, TransportLimits, describe};
+use tracing::Instrument;
 
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
 use scratchbird_net::tls::{Cell, Identity, IdentityCell, PeerVerifier};
@@ -608,15 +609,28 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
             bundle: None,
         },
     );
-    tracing::info!(%from, peer = %peer.uri, "connected");
-    // a reload between the check above and the insert would have missed it
-    recheck(&shared);
-    match kind {
-        Kind::Client => client_session(&shared, &conn, &peer.uri, id).await,
-        Kind::Peer => peer_session(&shared, &conn, &peer).await,
+    // everything this connection does is logged inside its span: the node, the
+    // connection's id and its peer (requests and statements add theirs)
+    let span = tracing::info_span!(
+        "conn",
+        node = %shared.me,
+        conn = id,
+        peer = %peer.uri,
+        epoch = %scratchbird_host::envelope::Authority::epoch(shared.authority.as_ref()),
+    );
+    async {
+        tracing::info!(%from, "connected");
+        // a reload between the check above and the insert would have missed it
+        recheck(&shared);
+        match kind {
+            Kind::Client => client_session(&shared, &conn, &peer.uri, id).await,
+            Kind::Peer => peer_session(&shared, &conn, &peer).await,
+        }
+        lock(&shared.conns).remove(&id);
+        tracing::info!(%from, "disconnected");
     }
-    lock(&shared.conns).remove(&id);
-    tracing::info!(%from, peer = %peer.uri, "disconnected");
+    .instrument(span)
+    .await;
 }
 
 /// A job for a session thread.
@@ -685,7 +699,9 @@ async fn client_session(
     let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(QUEUED_MAX);
     let s2 = shared.clone();
     let u2 = user.clone();
+    let span = tracing::Span::current();
     let thread = crate::limits::spawn_session(format!("session {user}"), move || {
+        let _in = span.entered();
         session_thread(&s2, &u2, &rx);
     });
     match thread {
@@ -718,16 +734,19 @@ async fn client_session(
         };
         match stream {
             Ok((send, recv)) => {
-                tokio::spawn(request(
-                    shared.clone(),
-                    conn.clone(),
-                    peer.clone(),
-                    cert.clone(),
-                    attested.clone(),
-                    jobs.clone(),
-                    send,
-                    recv,
-                ));
+                tokio::spawn(
+                    request(
+                        shared.clone(),
+                        conn.clone(),
+                        peer.clone(),
+                        cert.clone(),
+                        attested.clone(),
+                        jobs.clone(),
+                        send,
+                        recv,
+                    )
+                    .instrument(tracing::info_span!("request", rid = tracing::field::Empty)),
+                );
             }
             Err(_) => break,
         }
@@ -752,6 +771,7 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
         let peer = peer.clone();
         let cert = cert.clone();
         let running = running.clone();
+        let span = tracing::Span::current();
         tokio::spawn(async move {
             let Ok(Some(f)) = rpc::read_frame::<Request, _>(&mut recv, shared.frame_max).await
             else {
@@ -783,13 +803,15 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
                         reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
                         return;
                     };
-                    subplan(&shared, &peer, &cert, sp, f.id, &mut send).await;
+                    subplan(&shared, &peer, &cert, sp, f.id, &mut send)
+                        .instrument(tracing::info_span!("subplan", rid = f.id))
+                        .await;
                     return;
                 }
             };
             let _ = rpc::write_frame(&mut send, f.id, &body, shared.frame_max).await;
             let _ = send.finish();
-        });
+        }.instrument(span));
     }
 }
 
@@ -848,7 +870,9 @@ async fn subplan(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
     let s2 = shared.clone();
     let c3 = cancel.clone();
+    let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
+        let _in = span.entered();
         let mut session = s2.shard.peer_session(authority, s2.started_us);
         let sink_tx = tx.clone();
         let r = session.run(
@@ -1044,6 +1068,7 @@ async fn request(
         }
     };
     let rid = f.id;
+    tracing::Span::current().record("rid", rid);
     let q = match f.body {
         Request::Ping(echo) => {
             let pong = Response::Pong(Pong {
@@ -1339,6 +1364,8 @@ fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Rece
             let _ = job.finished.send(());
             continue;
         }
+        let span = tracing::info_span!("statement", job = job.id);
+        let _in = span.enter();
         run_job(&mut session, job, shared);
     }
 }

@@ -436,6 +436,12 @@ impl std::fmt::Debug for ShardSessionOf {
     }
 }
 
+/// The first 8 bytes of `id` in hex: enough to find an envelope in the audit
+/// trail from a log line.
+fn short_hex(id: &[u8; 32]) -> String {
+    id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 fn refuse(msg: String) -> HostError {
     HostError::Session(msg)
 }
@@ -556,6 +562,14 @@ impl ShardSessionOf {
                 return Err(e);
             }
         };
+        // the stage's log lines name who it runs as, in which transaction
+        let span = tracing::info_span!(
+            "stage",
+            principal = %rec.principal,
+            txn = %txn.id().0,
+            envelope = %rec.envelope.map(|e| short_hex(&e)).unwrap_or_default(),
+        );
+        let _in = span.enter();
         let run = ShardRun {
             figures: Figures::default(),
             principal: rec.principal.clone(),

@@ -405,6 +405,18 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         "{}",
         node.log()
     );
+    // the line names the node, the connection and the peer request it belongs to
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the coordinator went away"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("conn{{node={}", node.name))
+            && line.contains(&format!("peer={}", evil.uri))
+            && line.contains("subplan{rid="),
+        "{line}"
+    );
     node.terminate(Duration::from_secs(20));
 
     let errors = audit_errors(&dir.join("data"));
