@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use scratchbird_host::audit::AuditLog;
 use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
-use scratchbird_node::{LocalSession, Outcome, display_value, open_storage};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
+use scratchbird_shard::{LocalSession, Outcome, display_value, open_storage};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -316,7 +316,7 @@ pub fn run(args: &SqlArgs) -> Result<()> {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("session".into())
-            .stack_size(scratchbird_node::limits::SESSION_STACK_BYTES)
+            .stack_size(scratchbird_shard::limits::SESSION_STACK_BYTES)
             .spawn_scoped(scope, || run_local(&local, args))
             .context("starting the session thread")?
             .join()

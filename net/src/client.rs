@@ -431,25 +431,5 @@ impl Responses {
     }
 }
 
-/// Checks a session context's shape: a JSON object of at most
-/// [`rpc::CONTEXT_MAX`] bytes. (What it may hold is the bundle's to say: the
-/// node checks it against the bundle's schema.)
-///
-/// # Errors
-/// What is wrong with it.
-pub fn check_context(c: &str) -> Result<(), String> {
-    if c.len() > rpc::CONTEXT_MAX {
-        return Err(format!(
-            "the session context is {} bytes; at most {} are taken",
-            c.len(),
-            rpc::CONTEXT_MAX
-        ));
-    }
-    let trimmed = c.trim_start();
-    if !trimmed.starts_with('{') {
-        return Err(
-            "the session context must be a JSON object, such as {\"break_glass\": true}".into(),
-        );
-    }
-    Ok(())
-}
+/// Checks a session context's shape ([`scratchbird_types::attest::check_context`]).
+pub use scratchbird_types::attest::check_context;

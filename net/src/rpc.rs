@@ -119,7 +119,7 @@ pub struct Query {
 }
 
 /// Largest session context a request carries, in bytes.
-pub const CONTEXT_MAX: usize = 8 << 10;
+pub use scratchbird_types::attest::CONTEXT_MAX;
 
 /// A response frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

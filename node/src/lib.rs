@@ -1,17 +1,16 @@
-//! The ScratchBird node: the shard side of every statement (a signed envelope
-//! verified, run as the attested user, audited) with the in-process transport a
-//! coordinator reaches it by, the local session (the coordinator core over that
-//! transport, for the owner of a data directory), and the `sbnode` server: QUIC
-//! with mandatory mutual TLS, one coordinator session per client connection,
-//! streamed results.
+//! The ScratchBird node: configuration, what it trusts (`authority`), and the
+//! `sbnode` server: QUIC with mandatory mutual TLS, one coordinator session per
+//! client connection over the in-process shard (`scratchbird-shard`), shard
+//! stages from peer coordinators, streamed results.
 
 pub mod authority;
 pub mod config;
 pub mod daemon;
-pub mod limits;
 pub mod server;
-pub mod session;
-pub mod shard;
+
+// the shard side and the local session live in their own library crate (`sb`
+// uses them without the server); re-exported under their old paths
+pub use scratchbird_shard::{limits, session, shard};
 
 pub use config::NodeConfig;
 pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value};

@@ -21,6 +21,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         "compiler",
         "host",
         "coord",
+        "shard",
         "net",
         "control",
     ];
@@ -36,9 +37,17 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         // no storage of its own (shards hand it their catalog and batches)
         ("coord", &["types", "compiler", "host"][..]),
         ("control", &["types", "net"][..]),
+        // the shard side of every statement and the local session over it: what
+        // `sbnode` wires and `sb sql --local` runs without the server (the
+        // in-process transport lives where this wiring is)
+        (
+            "shard",
+            &["types", "storage", "policy", "compiler", "host", "coord"][..],
+        ),
         ("node", all),
-        // `sb sql --local` and `sb demo` run a node in-process: the CLI may use the
-        // node's library (never the other way round).
+        // `sb sql --local` runs the shard crate's local session; `sb sbnode` is
+        // the node's daemon: the CLI may use the node's library (never the other
+        // way round).
         (
             "cli",
             &[
@@ -49,6 +58,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "compiler",
                 "host",
                 "coord",
+                "shard",
                 "net",
                 "control",
                 "node",
@@ -64,6 +74,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "compiler",
                 "host",
                 "coord",
+                "shard",
                 "net",
                 "control",
                 "node",
@@ -80,6 +91,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "compiler",
                 "host",
                 "coord",
+                "shard",
                 "net",
                 "control",
                 "node",

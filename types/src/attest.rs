@@ -17,6 +17,30 @@ pub const ATTESTATION_VERSION: u32 = 1;
 /// Largest user certificate an attestation may carry, in bytes.
 pub const CERTIFICATE_BYTES_MAX: usize = 16 << 10;
 
+/// Largest session context a request carries, in bytes.
+pub const CONTEXT_MAX: usize = 8 << 10;
+
+/// Checks a session context's shape: a JSON object of at most [`CONTEXT_MAX`]
+/// bytes. (What it may hold is the bundle's to say: the shard checks it against
+/// the bundle's schema.) The client checks before it signs, the shard again.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_context(c: &str) -> Result<(), String> {
+    if c.len() > CONTEXT_MAX {
+        return Err(format!(
+            "the session context is {} bytes; at most {CONTEXT_MAX} are taken",
+            c.len(),
+        ));
+    }
+    if !c.trim_start().starts_with('{') {
+        return Err(
+            "the session context must be a JSON object, such as {\"break_glass\": true}".into(),
+        );
+    }
+    Ok(())
+}
+
 /// Longest an attestation may be valid for: a request's deadline plus a margin
 /// must fit in it.
 pub const ATTESTATION_TTL_MAX_US: i64 = 24 * 3600 * 1_000_000;

@@ -133,7 +133,7 @@ impl Principals {
                     "send a JSON object of the attributes the bundle's context type declares",
                 )
             };
-            scratchbird_net::client::check_context(c).map_err(bad)?;
+            scratchbird_types::attest::check_context(c).map_err(bad)?;
             ctx.context = serde_json::from_str(c)
                 .map_err(|e| bad(format!("the session context is not JSON: {e}")))?;
             // checked against the bundle's schema now, so a bad context is refused
