@@ -541,3 +541,38 @@ fn an_operator_sets_up_a_node_with_the_binaries_alone() {
     assert!(log.contains("security bundle"), "{log}");
     assert!(log.contains("verified"), "{log}");
 }
+
+/// A node keeps compiled statements for all its sessions: after one user's
+/// schema change on another connection, the same text compiles again for the
+/// schema as it now is.
+#[test]
+fn a_kept_statement_follows_a_schema_change_made_on_another_connection() {
+    let s = setup(&["admin", "ops", "reader"], NodeOpts::default());
+    let read = |q: &str| {
+        ok(&sb(
+            &s.node,
+            &s.certs,
+            "reader",
+            &["--format", "csv", "-c", q],
+        ))
+    };
+    ok(&sb(
+        &s.node,
+        &s.certs,
+        "admin",
+        &["-c", "CREATE TABLE t (a INTEGER); INSERT INTO t VALUES (1)"],
+    ));
+    let q = "SELECT * FROM t";
+    assert_eq!(read(q), "a\n1\n");
+    assert_eq!(read(q), "a\n1\n", "kept");
+    ok(&sb(
+        &s.node,
+        &s.certs,
+        "ops",
+        &[
+            "-c",
+            "DROP TABLE t; CREATE TABLE t (a INTEGER, b VARCHAR(5)); INSERT INTO t VALUES (2, 'x')",
+        ],
+    ));
+    assert_eq!(read(q), "a,b\n2,x\n");
+}
