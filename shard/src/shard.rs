@@ -442,6 +442,18 @@ fn short_hex(id: &[u8; 32]) -> String {
     id.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+/// The refusal of a transaction-control statement by `who` in a transaction
+/// `bound` to someone else (another user, or the same with another context).
+fn not_binding(bound: &Bound, who: &Bound) -> HostError {
+    refuse(format!(
+        "this transaction was begun by user {} with {}, not by {} with {}",
+        bound.user,
+        bound.context.as_deref().unwrap_or("no session context"),
+        who.user,
+        who.context.as_deref().unwrap_or("no session context"),
+    ))
+}
+
 fn refuse(msg: String) -> HostError {
     HostError::Session(msg)
 }
@@ -884,13 +896,7 @@ impl ShardSession for ShardSessionOf {
                     return Err(refuse(format!("{word} without BEGIN")));
                 };
                 if *b != who {
-                    return Err(refuse(format!(
-                        "this transaction was begun by user {} with {}, not by {} with {}",
-                        b.user,
-                        b.context.as_deref().unwrap_or("no session context"),
-                        who.user,
-                        who.context.as_deref().unwrap_or("no session context"),
-                    )));
+                    return Err(not_binding(b, &who));
                 }
                 self.bound = None;
                 let t = self
@@ -943,13 +949,7 @@ impl ShardSessionOf {
         if let Some(b) = &self.bound
             && b != who
         {
-            return Err(refuse(format!(
-                "this transaction was begun by user {} with {}, not by {} with {}",
-                b.user,
-                b.context.as_deref().unwrap_or("no session context"),
-                who.user,
-                who.context.as_deref().unwrap_or("no session context"),
-            )));
+            return Err(not_binding(b, who));
         }
         let r = f(self.txn(Consistency::Snapshot)?);
         if self.bound.is_none() {

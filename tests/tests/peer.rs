@@ -152,9 +152,8 @@ fn envelope_of(
     }
 }
 
-/// Sends `sp` to the node's peer endpoint as `by`: the ids of the rows, or the
-/// error.
-fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
+/// Runs `f` with a connection to the node's peer endpoint as `by`.
+fn as_peer<T>(node: &Node, by: &Peer, f: impl AsyncFnOnce(&Client) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,9 +166,19 @@ fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
         )
         .await
         .unwrap();
+        let out = f(&c).await;
+        c.close().await;
+        out
+    })
+}
+
+/// Sends `sp` to the node's peer endpoint as `by`: the ids of the rows, or the
+/// error.
+fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
+    as_peer(node, by, async |c| {
         let mut r = c.send(&Request::Subplan(sp.clone())).await.unwrap();
         let mut rows = Vec::new();
-        let out = loop {
+        loop {
             match r.next().await {
                 Ok(Some(Response::Batch(b))) => {
                     let layout = BatchLayout::new(&b.types, b.rows_max, b.heap_bytes).unwrap();
@@ -194,9 +203,7 @@ fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
                 Ok(Some(other)) => panic!("{other:?}"),
                 Err(e) => break Err(e.to_string()),
             }
-        };
-        c.close().await;
-        out
+        }
     })
 }
 
@@ -383,22 +390,10 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         9,
         with_bundle,
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let c = Client::connect(
-            node.peer_addr.unwrap(),
-            &evil.creds,
-            &TransportLimits::default(),
-        )
-        .await
-        .unwrap();
+    as_peer(&node, &evil, async |c| {
         let r = c.send(&Request::Subplan(slow.clone())).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         drop(r);
-        c.close().await;
     });
     assert!(
         node.wait_log("the coordinator went away", Duration::from_secs(20)),

@@ -696,6 +696,17 @@ impl<'b> BatchWriter<'b> {
     }
 }
 
+/// Copies `from` of `buf` to `out` at `to`, both bounds-checked.
+fn copy_range(buf: &[u8], out: &mut [u8], from: Range<usize>, to: usize) -> Result<(), TypeError> {
+    let src = buf
+        .get(from)
+        .ok_or_else(|| batch_err("batch out of bounds"))?;
+    out.get_mut(to..to + src.len())
+        .ok_or_else(|| batch_err("batch out of bounds"))?
+        .copy_from_slice(src);
+    Ok(())
+}
+
 /// The batch in `buf` (laid out by `layout`) copied into the smallest layout
 /// that holds it: room for its rows (rounded up to 8) and its heap as used.
 /// What travels over the network: a one-row answer in a batch laid out for
@@ -717,15 +728,7 @@ pub fn compact(
         return Ok(None);
     }
     let mut out = vec![0u8; small.total];
-    let copy = |out: &mut [u8], from: Range<usize>, to: usize| -> Result<(), TypeError> {
-        let src = buf
-            .get(from.clone())
-            .ok_or_else(|| batch_err("batch out of bounds"))?;
-        out.get_mut(to..to + src.len())
-            .ok_or_else(|| batch_err("batch out of bounds"))?
-            .copy_from_slice(src);
-        Ok(())
-    };
+    let copy = |out: &mut [u8], from: Range<usize>, to: usize| copy_range(buf, out, from, to);
     copy(&mut out, 0..HEADER_BYTES, 0)?;
     for (old, new) in layout.columns.iter().zip(&small.columns) {
         copy(
@@ -771,15 +774,7 @@ pub fn expand_into(
     if out.len() != big.total {
         return Err(batch_err("the target is not the size of its layout"));
     }
-    let copy = |out: &mut [u8], from: Range<usize>, to: usize| -> Result<(), TypeError> {
-        let src = buf
-            .get(from.clone())
-            .ok_or_else(|| batch_err("batch out of bounds"))?;
-        out.get_mut(to..to + src.len())
-            .ok_or_else(|| batch_err("batch out of bounds"))?
-            .copy_from_slice(src);
-        Ok(())
-    };
+    let copy = |out: &mut [u8], from: Range<usize>, to: usize| copy_range(buf, out, from, to);
     copy(out, 0..HEADER_BYTES, 0)?;
     let bitmap = big.rows_max as usize / 8;
     for (s, b) in small.columns.iter().zip(&big.columns) {
