@@ -395,6 +395,42 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         tokio::time::sleep(Duration::from_millis(500)).await;
         drop(r);
     });
+    // one connection runs at most 16 stages at once: with 16 slow ones running
+    // (each its own coordinator session), a 17th is refused at once as BUSY
+    let many: Vec<Subplan> = (0..17u8)
+        .map(|i| {
+            envelope_of(
+                slow_sql,
+                &cat,
+                &node,
+                &evil,
+                attest(&certs, cluster, "alice", &evil.uri, &slow_asked, fresh()),
+                1,
+                |e| {
+                    with_bundle(e);
+                    e.nonce[0] = 100 + i;
+                },
+            )
+        })
+        .collect();
+    let first = as_peer(&node, &evil, async |c| {
+        let mut running = tokio::task::JoinSet::new();
+        for sp in &many {
+            let mut r = c.send(&Request::Subplan(sp.clone())).await.unwrap();
+            running.spawn(async move { r.next().await });
+        }
+        // the first answer is the refusal; the others run until the connection
+        // closes (and are cancelled then)
+        let first = tokio::time::timeout(Duration::from_secs(20), running.join_next()).await;
+        running.abort_all();
+        first
+    });
+    match first {
+        Ok(Some(Ok(Err(scratchbird_net::ClientError::Rpc(e))))) => {
+            assert_eq!(e.code, "BUSY", "{}", e.message);
+        }
+        other => panic!("expected a BUSY refusal, got {other:?}"),
+    }
     assert!(
         node.wait_log("the coordinator went away", Duration::from_secs(20)),
         "{}",
