@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub const STATEMENTS_MAX: usize = 1024;
 /// Module bytes kept by default (shard and merge stages together).
 pub const STATEMENT_BYTES_MAX: usize = 64 << 20;
+/// Catalogs the kept statements may pin at once: statements compiled against an
+/// older schema than the newest few leave with their catalog, so schema churn
+/// never holds a thousand catalogs in memory.
+pub const CATALOGS_MAX: usize = 8;
 
 type Key = (String, usize);
 
@@ -28,11 +32,29 @@ struct Entry {
     bytes: usize,
 }
 
+impl Inner {
+    /// Drops every entry compiled against the catalog at `ptr`.
+    fn forget_catalog(&mut self, ptr: usize) {
+        let mut freed = 0;
+        self.map.retain(|k, e| {
+            let keep = k.1 != ptr;
+            if !keep {
+                freed += e.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        self.order.retain(|k| k.1 != ptr);
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     map: HashMap<Key, Entry>,
     /// Insertion order: the oldest entry leaves first.
     order: VecDeque<Key>,
+    /// The catalogs entries were compiled against, oldest first.
+    catalogs: VecDeque<usize>,
     bytes: usize,
     hits: u64,
     misses: u64,
@@ -110,6 +132,14 @@ impl StatementCache {
         let mut g = self.lock();
         if g.map.contains_key(&k) {
             return;
+        }
+        if !g.catalogs.contains(&k.1) {
+            if g.catalogs.len() >= CATALOGS_MAX
+                && let Some(old) = g.catalogs.pop_front()
+            {
+                g.forget_catalog(old);
+            }
+            g.catalogs.push_back(k.1);
         }
         while g.map.len() >= self.entries_max || g.bytes + bytes > self.bytes_max {
             let Some(old) = g.order.pop_front() else {
@@ -192,5 +222,29 @@ mod tests {
         let tiny = StatementCache::new(100, 10);
         tiny.insert("SELECT 1", &cat, one);
         assert_eq!(tiny.figures().0, 0);
+    }
+
+    /// Statements of a schema older than the newest `CATALOGS_MAX` leave with
+    /// their catalog.
+    #[test]
+    fn at_most_a_few_catalogs_are_pinned() {
+        let cache = StatementCache::default();
+        let cats: Vec<Arc<Catalog>> = (0..=CATALOGS_MAX)
+            .map(|_| Arc::new(Catalog::default()))
+            .collect();
+        for c in &cats {
+            cache.insert("SELECT 1", c, compiled("SELECT 1", c));
+            cache.insert("SELECT 2", c, compiled("SELECT 2", c));
+        }
+        assert_eq!(cache.figures().0, CATALOGS_MAX * 2);
+        assert!(cache.get("SELECT 1", &cats[0]).is_none());
+        assert!(cache.get("SELECT 2", &cats[0]).is_none());
+        assert!(cache.get("SELECT 1", &cats[1]).is_some());
+        assert_eq!(
+            Arc::strong_count(&cats[0]),
+            1,
+            "the oldest catalog is let go"
+        );
+        assert!(cache.get("SELECT 2", &cats[CATALOGS_MAX]).is_some());
     }
 }
