@@ -152,21 +152,6 @@ impl ResultBatch {
         &self.layout
     }
 
-    /// The same batch in the smallest layout that holds it
-    /// ([`scratchbird_types::batch::compact`]): what is sent over the network.
-    #[must_use]
-    pub fn compact(self) -> Self {
-        match scratchbird_types::batch::compact(&self.layout, &self.bytes) {
-            Ok(Some((layout, bytes))) => Self {
-                output: self.output,
-                layout: Arc::new(layout),
-                bytes,
-                rows: self.rows,
-            },
-            _ => self,
-        }
-    }
-
     /// The batch bytes, owned.
     #[must_use]
     pub fn into_bytes(self) -> Vec<u8> {
@@ -259,9 +244,6 @@ impl ExecStats {
 /// Scans one execution may open (each holds a cursor and a key buffer).
 const SCANS_OPEN_MAX: usize = 64;
 
-/// Checks that the variable-length values of a batch do not overlap or reuse heap
-/// bytes: their lengths add up to at most the heap bytes in use. Then decoding the
-/// batch yields at most as many bytes as the batch holds, whatever a module wrote.
 /// Whether a batch laid out by `batch` can be read as `declared`: the same
 /// columns, no more rows and no more heap.
 fn fits(batch: &BatchLayout, declared: &BatchLayout) -> bool {
@@ -271,6 +253,9 @@ fn fits(batch: &BatchLayout, declared: &BatchLayout) -> bool {
             && batch.heap_bytes() <= declared.heap_bytes())
 }
 
+/// Checks that the variable-length values of a batch do not overlap or reuse heap
+/// bytes: their lengths add up to at most the heap bytes in use. Then decoding the
+/// batch yields at most as many bytes as the batch holds, whatever a module wrote.
 fn check_heap_use(
     view: &BatchView<'_>,
     layout: &BatchLayout,

@@ -160,27 +160,21 @@ fn an_honest_envelope_passes_once_and_names_the_attested_principal() {
     let w = world();
     let s = signed(&w, &key(1), |_| {});
     let replay = ReplayGuard::default();
-    let v = verify(
-        &s,
-        &w.authority,
-        "s1",
-        &SandboxLimits::default(),
-        &replay,
-        NOW,
-    )
-    .unwrap();
+    let run = || {
+        verify(
+            &s,
+            &w.authority,
+            "s1",
+            &SandboxLimits::default(),
+            &replay,
+            NOW,
+        )
+    };
+    let v = run().unwrap();
     assert_eq!(v.principal, "User::\"alice\"");
     assert_eq!(v.id, s.id());
     // the same envelope again is a replay
-    let e = verify(
-        &s,
-        &w.authority,
-        "s1",
-        &SandboxLimits::default(),
-        &replay,
-        NOW,
-    )
-    .unwrap_err();
+    let e = run().unwrap_err();
     assert!(
         matches!(&e, HostError::Envelope(m) if m.contains("replay")),
         "{e:?}"

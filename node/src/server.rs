@@ -1370,10 +1370,9 @@ fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Rece
     }
 }
 
-/// A result batch as it goes on the wire: in the smallest layout that holds its
-/// rows (a few rows in a batch laid out for thousands: send only them).
+/// A result batch as it goes on the wire (already in the smallest layout that
+/// holds its rows: the sandbox compacts what a module emits).
 fn wire(b: scratchbird_host::ResultBatch) -> WireBatch {
-    let b = b.compact();
     let layout = b.layout();
     let (types, rows_max, heap_bytes) = (layout.types(), layout.rows_max(), layout.heap_bytes());
     WireBatch {

@@ -298,7 +298,7 @@ impl Shard {
             authority: self.authority.clone(),
             not_before_us: i64::MIN,
             txn: None,
-            txn_read_committed: false,
+            signed_sql: None,
             bound: None,
         }
     }
@@ -318,7 +318,7 @@ impl Shard {
             authority,
             not_before_us,
             txn: None,
-            txn_read_committed: false,
+            signed_sql: None,
             bound: None,
         }
     }
@@ -407,24 +407,23 @@ pub struct ShardSessionOf {
     /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
     /// autocommit statement's.
     txn: Option<Transaction>,
-    /// Whether an autocommit statement's open transaction reads committed
-    /// (else one snapshot).
-    txn_read_committed: bool,
+    /// The statements of the last request a control request was checked
+    /// against, by the request's digest (which its attestation signs): a script
+    /// of many schema changes is parsed here once, not once per statement.
+    signed_sql: Option<([u8; 32], Arc<Vec<scratchbird_compiler::Parsed>>)>,
     /// Who BEGIN bound the transaction to.
     bound: Option<Bound>,
 }
 
-/// The transaction an autocommit statement of `consistency` runs in, and whether
-/// it reads committed.
-fn autocommit_options(consistency: Consistency) -> (TxnOptions, bool) {
+/// The transaction an autocommit statement of `consistency` runs in.
+fn autocommit_options(consistency: Consistency) -> TxnOptions {
     match consistency {
         // one shard: every mode reads one consistent snapshot, the primary's
         // (there is no replica to be stale)
-        Consistency::Snapshot | Consistency::BoundedStaleness(_) => (TxnOptions::snapshot(), false),
-        Consistency::ReadCommitted => (
-            TxnOptions::read_committed(ReadCommittedMode::ReadConsistency),
-            true,
-        ),
+        Consistency::Snapshot | Consistency::BoundedStaleness(_) => TxnOptions::snapshot(),
+        Consistency::ReadCommitted => {
+            TxnOptions::read_committed(ReadCommittedMode::ReadConsistency)
+        }
     }
 }
 
@@ -461,9 +460,7 @@ fn refuse(msg: String) -> HostError {
 impl ShardSessionOf {
     fn txn(&mut self, consistency: Consistency) -> Result<&mut Transaction, HostError> {
         if self.txn.is_none() {
-            let (opts, rc) = autocommit_options(consistency);
-            self.txn = Some(self.shard.begin(opts)?);
-            self.txn_read_committed = rc;
+            self.txn = Some(self.shard.begin(autocommit_options(consistency))?);
         }
         self.txn
             .as_mut()
@@ -488,9 +485,9 @@ impl ShardSessionOf {
                 who.context.as_deref().unwrap_or("no session context"),
             )));
         }
-        let (opts, rc) = autocommit_options(consistency);
+        let opts = autocommit_options(consistency);
         if let Some(t) = self.txn.take() {
-            if self.bound.is_some() || self.txn_read_committed == rc {
+            if self.bound.is_some() || t.options().isolation == opts.isolation {
                 return Ok(t);
             }
             // the catalog was read in a transaction of another mode than the
@@ -634,9 +631,18 @@ impl ShardSessionOf {
     /// `claim`, compiled here against the catalog this session sees: a
     /// coordinator cannot turn a signed `SELECT` into a `DROP TABLE`.
     fn signed(&mut self, op: &Statement, claim: &Claim, index: usize) -> Result<(), HostError> {
-        let parsed = scratchbird_compiler::parse(&claim.asked.sql).map_err(|e| {
-            HostError::Envelope(format!("the SQL the user signed does not parse here: {e}"))
-        })?;
+        // `claimed` checked that the attestation signs exactly this request
+        let digest = claim.attestation.request;
+        let parsed = match &self.signed_sql {
+            Some((d, p)) if *d == digest => p.clone(),
+            _ => {
+                let p = Arc::new(scratchbird_compiler::parse(&claim.asked.sql).map_err(|e| {
+                    HostError::Envelope(format!("the SQL the user signed does not parse here: {e}"))
+                })?);
+                self.signed_sql = Some((digest, p.clone()));
+                p
+            }
+        };
         let p = parsed.get(index).ok_or_else(|| {
             HostError::Envelope(format!(
                 "the user signed {} statement(s); the coordinator sent statement {}",
@@ -709,7 +715,7 @@ impl ShardSessionOf {
             None => self.shard.begin(TxnOptions::snapshot())?,
         };
         let r = (|| -> Result<&'static str, HostError> {
-            let cat = crate::session::catalog_of(&txn)?;
+            let cat = self.shard.catalog_view(&txn)?;
             let (tag, objects) = schema_objects(&op, &cat)?;
             rec.change = Some(describe_change(tag, &objects));
             rec.tables = objects
