@@ -9,7 +9,8 @@
 //!
 //! Build the binaries first: `cargo build --release --bins`. Then
 //! `cargo bench -p scratchbird-benches --bench point`. `SB_POINT_N` sets the
-//! samples per user (default 3000).
+//! samples per user (default 3000); `SB_POINT_ONLY=text` runs only the rows
+//! whose statement contains `text`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -30,7 +31,14 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1e6
 }
 
+/// Not SQL: a ping round trip on the same connection, the transport's floor.
+const PING: &str = "(ping, 64 bytes)";
+
 async fn once(c: &Client, sql: &str) -> usize {
+    if sql == PING {
+        c.ping(vec![0; 64]).await.unwrap();
+        return 1;
+    }
     let mut r = c.query(sql, 0).await.unwrap();
     let mut batches = 0;
     while let Some(x) = r.next().await.unwrap() {
@@ -46,6 +54,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
+    // `SB_POINT_ONLY=text` runs only the rows whose statement contains `text`
+    let only = std::env::var("SB_POINT_ONLY").ok();
     let s = setup(
         &["admin", "alice"],
         NodeOpts {
@@ -62,10 +72,14 @@ fn main() {
     println!("| user | query | p50 µs | p99 µs | mean µs |");
     println!("|---|---|---|---|---|");
     for (user, sql) in [
+        ("alice", PING),
         ("alice", "SELECT name, email FROM customers WHERE id = 2"),
         ("admin", "SELECT name, email FROM customers WHERE id = 2"),
         ("alice", "SELECT 1"),
     ] {
+        if only.as_deref().is_some_and(|o| !sql.contains(o)) {
+            continue;
+        }
         let creds = Credentials::load(
             &s.certs.join(format!("{user}.crt")),
             &s.certs.join(format!("{user}.key")),
