@@ -117,6 +117,7 @@ fn server_parts(p: &Pki) -> (Arc<IdentityCell>, Arc<PeerVerifier>) {
         Some(p.members.clone()),
         Expect::User,
         "server",
+        Arc::new(scratchbird_types::SystemEnv::default()),
     ));
     (id, v)
 }
@@ -223,7 +224,13 @@ fn tcp_connect(addr: SocketAddr, p: &Pki) -> TcpClient {
     let trust = Arc::new(Cell::new(
         Trust::from_pem(p.cluster, &p.ca.cert_pem).unwrap(),
     ));
-    let v = Arc::new(PeerVerifier::new(trust, None, Expect::Node(None), "client"));
+    let v = Arc::new(PeerVerifier::new(
+        trust,
+        None,
+        Expect::Node(None),
+        "client",
+        Arc::new(scratchbird_types::SystemEnv::default()),
+    ));
     let cfg = Arc::new(tls::client_config(Some(id), v).unwrap());
     let s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();

@@ -10,6 +10,7 @@ use scratchbird_host::envelope::{ENVELOPE_VERSION, Envelope, SignedEnvelope, ref
 use scratchbird_host::{
     Cancel, Execution, Figures, HostError, Prepared, Release, ResultBatch, ResultSink, Sandbox,
 };
+use scratchbird_types::env::Env;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -52,19 +53,19 @@ fn send(s: &Mutex<StepSink>, step: Step) -> Result<(), HostError> {
 
 impl Session {
     /// A session of the coordinator `creds` over a session of `transport`, running
-    /// merge stages in `sandbox`.
+    /// merge stages in `sandbox`; its envelopes' nonces start from `env`'s
+    /// randomness.
     ///
     /// # Errors
-    /// The transport could not open a shard session, or there is no randomness
-    /// for envelope nonces.
+    /// The transport could not open a shard session.
     pub fn open(
         creds: Arc<dyn Credentials>,
         transport: &dyn ShardTransport,
         sandbox: Arc<Sandbox>,
+        env: &dyn Env,
     ) -> Result<Self, SessionError> {
         let mut nonce_prefix = [0u8; 8];
-        getrandom::fill(&mut nonce_prefix)
-            .map_err(|e| SessionError::Session(format!("no randomness for envelopes: {e}")))?;
+        nonce_prefix.copy_from_slice(&env.random_bytes()[..8]);
         Ok(Self {
             creds,
             shard: transport.open()?,

@@ -9,6 +9,7 @@
 //! its encoding with `hash` zeroed.
 
 use scratchbird_types::Epoch;
+use scratchbird_types::env::Env;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -425,6 +426,8 @@ struct Tail {
 pub struct AuditLog {
     dir: PathBuf,
     node: String,
+    /// The clock records are stamped with.
+    env: Arc<dyn Env>,
     tail: Mutex<Tail>,
     recovered: Option<String>,
     /// Moves the head over durable records, off the append path.
@@ -577,10 +580,11 @@ impl AuditLog {
     /// that chain are adopted (the head moves over them), an unfinished last frame
     /// is cut off; the recovery is logged and recorded in the trail itself
     /// ([`AuditLog::recovered`]). The folder is made 0700 and the files 0600.
+    /// Records are stamped with `env`'s clock.
     ///
     /// # Errors
     /// The files cannot be used, or the chain is broken.
-    pub fn open(dir: &Path, node: &str) -> Result<Self, AuditError> {
+    pub fn open(dir: &Path, node: &str, env: Arc<dyn Env>) -> Result<Self, AuditError> {
         use std::os::unix::fs::OpenOptionsExt;
         private_dir(dir)?;
         let path = dir.join(LOG);
@@ -641,6 +645,7 @@ impl AuditLog {
             head_thread: Some(head_thread),
             dir: dir.to_owned(),
             node: node.to_owned(),
+            env,
             tail: Mutex::new(Tail {
                 file,
                 next_seq,
@@ -698,9 +703,7 @@ impl AuditLog {
         r.seq = t.next_seq;
         r.prev = t.last;
         r.node.clone_from(&self.node);
-        r.time_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        r.time_us = self.env.now_micros();
         r.hash = [0; 32];
         r.hash = record_hash(&r)?;
         let body = encode(&r)?;

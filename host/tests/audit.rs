@@ -9,12 +9,37 @@
     reason = "test"
 )]
 
-use scratchbird_host::audit::{AuditLog, AuditRecord, read_records, verify};
+use scratchbird_host::audit::{AuditError, AuditLog, AuditRecord, read_records, verify};
+use scratchbird_types::env::ManualEnv;
 use std::path::Path;
+use std::sync::Arc;
+
+/// The clock these trails' records are stamped with: 2026-12-04 00:00 UTC.
+const NOW_US: i64 = 1_796_342_400_000_000;
+
+/// Opens the trail in `dir` as node `n1` on a manual clock a microsecond after
+/// the last one opened (from [`NOW_US`]): two trails built alike still differ,
+/// as trails written at different times do.
+fn open(dir: &Path) -> Result<AuditLog, AuditError> {
+    static OPENED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let at = NOW_US + OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    AuditLog::open(dir, "n1", Arc::new(ManualEnv::new(at, 1)))
+}
+
+#[test]
+fn records_are_stamped_with_the_clock_the_trail_is_given() {
+    let d = tempfile::tempdir().unwrap();
+    let env = Arc::new(ManualEnv::new(NOW_US, 1));
+    let log = AuditLog::open(d.path(), "n1", env.clone()).unwrap();
+    let a = log.append(AuditRecord::new("owner")).unwrap();
+    env.advance_micros(1_500);
+    let b = log.append(AuditRecord::new("owner")).unwrap();
+    assert_eq!((a.time_us, b.time_us), (NOW_US, NOW_US + 1_500));
+}
 
 /// A log of `n` records in `dir`.
 fn log_of(dir: &Path, n: u64) {
-    let log = AuditLog::open(dir, "n1").unwrap();
+    let log = open(dir).unwrap();
     for i in 0..n {
         let mut r = AuditRecord::new(&format!("User::\"u{i}\""));
         r.tables = vec!["t".into()];
@@ -59,7 +84,7 @@ fn an_untouched_log_verifies_and_chains() {
         assert_eq!(w[1].seq, w[0].seq + 1);
     }
     // reopening continues the chain
-    let log = AuditLog::open(d.path(), "n1").unwrap();
+    let log = open(d.path()).unwrap();
     let r = log.append(AuditRecord::new("owner")).unwrap();
     assert_eq!((r.seq, r.prev), (5, rs[4].hash));
     assert_eq!(verify(d.path()).unwrap().first_break, None);
@@ -125,7 +150,7 @@ fn a_node_will_not_extend_a_broken_trail() {
     let (mut b, fr) = frames(d.path());
     b[fr[1].0 + 10] ^= 0xff;
     std::fs::write(d.path().join("audit.log"), &b).unwrap();
-    let e = AuditLog::open(d.path(), "n1").unwrap_err();
+    let e = open(d.path()).unwrap_err();
     assert!(e.to_string().contains("sb audit verify"), "{e}");
 }
 
@@ -146,7 +171,7 @@ fn a_torn_last_write_is_reported_then_cut_off_on_open() {
     let log = {
         std::fs::write(d.path().join("audit.log"), &b[..fr[2].0 + fr[2].1 / 2]).unwrap();
         rewrite_head(d.path(), 2, &b, &fr);
-        AuditLog::open(d.path(), "n1").unwrap()
+        open(d.path()).unwrap()
     };
     // the cut is recorded in the trail itself
     assert!(
@@ -203,7 +228,7 @@ fn next_frame(dir: &Path) -> Vec<u8> {
         std::fs::copy(dir.join(f), copy.path().join(f)).unwrap();
     }
     let before = std::fs::read(copy.path().join("audit.log")).unwrap().len();
-    let log = AuditLog::open(copy.path(), "n1").unwrap();
+    let log = open(copy.path()).unwrap();
     log.append(AuditRecord::new("User::\"next\"")).unwrap();
     std::fs::read(copy.path().join("audit.log")).unwrap()[before..].to_vec()
 }
@@ -237,8 +262,8 @@ fn every_crash_point_of_an_append_is_recovered_on_open() {
             let v = verify(t.path()).unwrap();
             assert_eq!(v.first_break, None, "{written} bytes (zeros: {zeros})");
             assert_eq!(v.beyond_head, u64::from(whole), "{written} bytes");
-            let log = AuditLog::open(t.path(), "n1")
-                .unwrap_or_else(|e| panic!("{written} bytes (zeros: {zeros}): {e}"));
+            let log =
+                open(t.path()).unwrap_or_else(|e| panic!("{written} bytes (zeros: {zeros}): {e}"));
             assert_eq!(log.recovered().is_some(), written > 0, "{written} bytes");
             // the head thread writes the recovery record's head; closing waits for it
             drop(log);
@@ -266,7 +291,7 @@ fn records_after_a_head_whose_rename_was_lost_are_all_adopted() {
     std::fs::write(d.path().join("audit.head.tmp"), b"half a he").unwrap();
     let v = verify(d.path()).unwrap();
     assert_eq!((v.first_break, v.records, v.beyond_head), (None, 5, 3));
-    let log = AuditLog::open(d.path(), "n1").unwrap();
+    let log = open(d.path()).unwrap();
     assert!(
         log.recovered().unwrap().contains("adopted 3"),
         "{:?}",
@@ -275,7 +300,7 @@ fn records_after_a_head_whose_rename_was_lost_are_all_adopted() {
     // the recovery record's head is written by the head thread: closing waits for it
     drop(log);
     assert!(!d.path().join("audit.head.tmp").exists());
-    let log = AuditLog::open(d.path(), "n1").unwrap();
+    let log = open(d.path()).unwrap();
     let r = log.append(AuditRecord::new("owner")).unwrap();
     assert_eq!(r.seq, 6);
     // the head follows appends off their path: behind until its thread catches up
@@ -323,7 +348,7 @@ fn what_no_crash_can_leave_after_the_head_is_a_break() {
             Some(at),
             "{what}: {v:?}"
         );
-        let e = AuditLog::open(d.path(), "n1").unwrap_err();
+        let e = open(d.path()).unwrap_err();
         assert!(e.to_string().contains("sb audit verify"), "{what}: {e}");
     }
 }
@@ -342,7 +367,7 @@ fn stale_bytes_after_the_last_record_are_cut_like_a_torn_frame() {
     std::fs::write(d.path().join("audit.log"), &b).unwrap();
     let v = verify(d.path()).unwrap();
     assert_eq!((v.first_break, v.records, v.torn_bytes), (None, 3, 12));
-    let log = AuditLog::open(d.path(), "n1").unwrap();
+    let log = open(d.path()).unwrap();
     assert!(
         log.recovered().unwrap().contains("cut off 12 bytes"),
         "{:?}",
@@ -356,9 +381,9 @@ fn stale_bytes_after_the_last_record_are_cut_like_a_torn_frame() {
 fn a_trail_left_without_its_head_gets_one_when_opened() {
     // a crash after the log was created and before its first head was written
     let d = tempfile::tempdir().unwrap();
-    drop(AuditLog::open(d.path(), "n1").unwrap());
+    drop(open(d.path()).unwrap());
     std::fs::remove_file(d.path().join("audit.head")).unwrap();
-    drop(AuditLog::open(d.path(), "n1").unwrap());
+    drop(open(d.path()).unwrap());
     assert!(d.path().join("audit.head").exists());
     assert_eq!(verify(d.path()).unwrap().first_break, None);
 }
@@ -381,7 +406,7 @@ fn a_head_naming_another_record_or_unreadable_or_missing_is_a_break() {
     std::fs::remove_file(d.path().join("audit.head")).unwrap();
     let (_, why) = verify(d.path()).unwrap().first_break.unwrap();
     assert!(why.contains("head file is missing"), "{why}");
-    assert!(AuditLog::open(d.path(), "n1").is_err());
+    assert!(open(d.path()).is_err());
     // one record and no head: a first append (by an older version, which wrote
     // the head with it) stopped before its head
     std::fs::write(d.path().join("audit.log"), &b[..fr[0].1]).unwrap();
@@ -406,7 +431,7 @@ fn the_trail_is_readable_by_the_node_user_only() {
     for f in ["audit.log", "audit.head"] {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    drop(AuditLog::open(&dir, "n1").unwrap());
+    drop(open(&dir).unwrap());
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("audit.log")), 0o600);
     assert_eq!(mode(&dir.join("audit.head")), 0o600);

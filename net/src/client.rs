@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use scratchbird_types::attest::{
     ATTESTATION_TTL_MAX_US, ATTESTATION_VERSION, Attestation, Consistency,
 };
+use scratchbird_types::env::{Env, SystemEnv};
 
 /// How long an attestation outlives its request's deadline (or, without one, the
 /// default query limit of a node): a margin for the request's time in transit
@@ -21,12 +22,6 @@ use scratchbird_types::attest::{
 pub const ATTESTATION_MARGIN_MS: u64 = 60_000;
 /// The deadline assumed for a request without one (a node's default limit).
 pub const DEFAULT_DEADLINE_MS: u64 = 600_000;
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
 
 /// What went wrong on the client side.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +58,9 @@ pub struct Credentials {
     trust: Arc<Cell<Trust>>,
     /// The user's `sb://` name.
     pub uri: SbUri,
+    /// The clock the node's certificate is checked at and attestations are
+    /// dated by: the system's unless [`Credentials::with_env`] says otherwise.
+    env: Arc<dyn Env>,
 }
 
 impl Credentials {
@@ -89,7 +87,15 @@ impl Credentials {
             identity: Arc::new(IdentityCell(Cell::new(identity))),
             trust: Arc::new(Cell::new(trust)),
             uri,
+            env: Arc::new(SystemEnv::default()),
         })
+    }
+
+    /// The same credentials on the clock `env` (a simulation's).
+    #[must_use]
+    pub fn with_env(mut self, env: Arc<dyn Env>) -> Self {
+        self.env = env;
+        self
     }
 
     /// From files.
@@ -123,6 +129,8 @@ pub struct Client {
     session: [u8; 16],
     /// The last attestation's sequence number.
     sequence: AtomicU64,
+    /// The clock attestations are dated by.
+    env: Arc<dyn Env>,
 }
 
 impl Client {
@@ -157,6 +165,7 @@ impl Client {
             creds.trust.clone(),
             limits,
             node,
+            creds.env.clone(),
         )
         .await?;
         c.me = creds.uri.to_string();
@@ -164,7 +173,7 @@ impl Client {
     }
 
     /// Connects presenting `identity` (or none, to check a server refuses that),
-    /// trusting `trust` for the server.
+    /// trusting `trust` for the server, on the clock `env`.
     ///
     /// # Errors
     /// As [`Client::connect`].
@@ -174,8 +183,15 @@ impl Client {
         trust: Arc<Cell<Trust>>,
         limits: &TransportLimits,
         node: Option<uuid::Uuid>,
+        env: Arc<dyn Env>,
     ) -> Result<Self, ClientError> {
-        let mut verifier = PeerVerifier::new(trust.clone(), None, Expect::Node(None), "client");
+        let mut verifier = PeerVerifier::new(
+            trust.clone(),
+            None,
+            Expect::Node(None),
+            "client",
+            env.clone(),
+        );
         if let Some(n) = node {
             verifier = verifier.pinned(n);
         }
@@ -186,7 +202,8 @@ impl Client {
             .connect(addr, "scratchbird")
             .map_err(|e| fail(e.to_string()))?;
         let conn = connecting.await.map_err(|e| fail(describe(&e)))?;
-        let server = endpoint::peer_of(&conn, &trust.get()).map_err(|e| fail(e.to_string()))?;
+        let server = endpoint::peer_of(&conn, &trust.get(), env.now_secs())
+            .map_err(|e| fail(e.to_string()))?;
         // the name attestations carry: the one the presented certificate has,
         // spelled as the node spells it
         let me = identity
@@ -207,6 +224,7 @@ impl Client {
             identity,
             session,
             sequence: AtomicU64::new(0),
+            env,
         };
         // TLS 1.3 lets the client finish before the server has checked the
         // client's certificate: one round trip here surfaces a refusal now, with
@@ -341,7 +359,7 @@ impl Client {
             return Ok(None);
         };
         let id = cell.0.get();
-        let now = now_us();
+        let now = self.env.now_micros();
         let span_ms = if deadline_ms == 0 {
             DEFAULT_DEADLINE_MS
         } else {

@@ -102,13 +102,18 @@ pub fn client(
 }
 
 /// The verified identity of a connection's peer (its certificate checked again
-/// against `trust`: the handshake already did, this recovers the name).
+/// against `trust` at `now_secs`, Unix seconds: the handshake already did, this
+/// recovers the name).
 ///
 /// # Errors
-/// No certificate, or one `trust` refuses now.
-pub fn peer_of(conn: &quinn::Connection, trust: &Trust) -> Result<Verified, Refusal> {
+/// No certificate, or one `trust` refuses at that time.
+pub fn peer_of(
+    conn: &quinn::Connection,
+    trust: &Trust,
+    now_secs: i64,
+) -> Result<Verified, Refusal> {
     let first = peer_certificate(conn).ok_or(Refusal::NoCertificate)?;
-    trust.verify(&first, crate::verify::unix_now())
+    trust.verify(&first, now_secs)
 }
 
 /// The session id both ends of `conn` derive from its TLS secrets (an RFC 5705

@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use scratchbird_types::env::Env;
 use std::sync::{Arc, RwLock};
 
 /// The one application protocol.
@@ -158,17 +159,21 @@ pub struct PeerVerifier {
     schemes: rustls::crypto::WebPkiSupportedAlgorithms,
     side: &'static str,
     pin: Option<uuid::Uuid>,
+    /// The clock certificates are checked at: rustls asks it (through the
+    /// configurations built with this verifier) and hands its time to us.
+    env: Arc<dyn Env>,
 }
 
 impl PeerVerifier {
     /// A verifier accepting peers of `expect` under `trust`, checked against
-    /// `members` when this side has a membership.
+    /// `members` when this side has a membership, at the time `env` tells.
     #[must_use]
     pub fn new(
         trust: Arc<Cell<Trust>>,
         members: Option<Arc<dyn Membership>>,
         expect: Expect,
         side: &'static str,
+        env: Arc<dyn Env>,
     ) -> Self {
         Self {
             trust,
@@ -177,7 +182,14 @@ impl PeerVerifier {
             schemes: provider().signature_verification_algorithms,
             side,
             pin: None,
+            env,
         }
+    }
+
+    /// The clock this verifier checks certificates at.
+    #[must_use]
+    pub fn env(&self) -> &Arc<dyn Env> {
+        &self.env
     }
 
     /// Accepts only node `node` (a client that knows which node it means to reach).
@@ -327,7 +339,8 @@ pub fn server_config(
     identity: Arc<IdentityCell>,
     verifier: Arc<PeerVerifier>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+    let time = Arc::new(EnvTime(verifier.env.clone()));
+    let mut cfg = rustls::ServerConfig::builder_with_details(provider(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError(e.to_string()))?
         .with_client_cert_verifier(verifier)
@@ -352,7 +365,8 @@ pub fn client_config(
     identity: Option<Arc<IdentityCell>>,
     verifier: Arc<PeerVerifier>,
 ) -> Result<rustls::ClientConfig, TlsError> {
-    let b = rustls::ClientConfig::builder_with_provider(provider())
+    let time = Arc::new(EnvTime(verifier.env.clone()));
+    let b = rustls::ClientConfig::builder_with_details(provider(), time)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError(e.to_string()))?
         .dangerous()
@@ -365,6 +379,19 @@ pub fn client_config(
     cfg.enable_early_data = false;
     cfg.resumption = rustls::client::Resumption::disabled();
     Ok(cfg)
+}
+
+/// rustls's clock is the verifier's [`Env`]: the time it passes to the
+/// verifier (and uses for its own checks) is the node's, real or simulated.
+#[derive(Debug)]
+struct EnvTime(Arc<dyn Env>);
+
+impl rustls::time_provider::TimeProvider for EnvTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        u64::try_from(self.0.now_secs())
+            .ok()
+            .map(|s| UnixTime::since_unix_epoch(std::time::Duration::from_secs(s)))
+    }
 }
 
 /// A ticketer that issues no tickets (no stateless resumption either).
@@ -408,7 +435,13 @@ mod tests {
             Identity::from_pem(&node.cert_pem, &node.key_pem).unwrap(),
         )));
         let trust = Arc::new(Cell::new(Trust::from_pem(cluster, &ca.cert_pem).unwrap()));
-        let v = Arc::new(PeerVerifier::new(trust, None, Expect::User, "test"));
+        let v = Arc::new(PeerVerifier::new(
+            trust,
+            None,
+            Expect::User,
+            "test",
+            Arc::new(scratchbird_types::SystemEnv::default()),
+        ));
         let server = server_config(id.clone(), v.clone()).unwrap();
         assert_eq!(server.send_tls13_tickets, 0);
         assert!(!server.session_storage.can_cache());

@@ -31,14 +31,6 @@ use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 use x509_parser::prelude::*;
 
-/// Now, in Unix seconds (the time certificates are checked at).
-#[must_use]
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// Signature algorithms accepted on certificates: Ed25519, ECDSA with SHA-256.
 const SIGNATURE_ALGORITHMS: &[&str] = &["1.3.101.112", "1.2.840.10045.4.3.2"];
 
@@ -631,7 +623,7 @@ mod tests {
             .remove(0);
         let trust = std::sync::Arc::new(Trust::from_pem(cluster, &ca.cert_pem).unwrap());
         let cache = VerifiedCache::default();
-        let now = unix_now();
+        let now = scratchbird_types::Env::now_secs(&scratchbird_types::SystemEnv::default());
         let v = cache.verify(&trust, &der, now).unwrap();
         assert_eq!(cache.verify(&trust, &der, now).unwrap(), v);
         // a remembered certificate is still refused once it has expired

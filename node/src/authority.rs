@@ -11,6 +11,7 @@ use scratchbird_net::SbUri;
 use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, VerifiedCache, admit};
+use scratchbird_types::env::Env;
 use scratchbird_types::{BundleHash, Epoch};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +24,7 @@ fn certified_user(
     checked: &Checked,
     members: &dyn Membership,
     a: &Attestation,
+    now_secs: i64,
 ) -> Result<String, String> {
     let user = user_name(a);
     if a.certificate.is_empty() {
@@ -34,11 +36,7 @@ fn certified_user(
         |r: scratchbird_net::Refusal| format!("the attestation's certificate: [{}] {r}", r.code());
     let v = checked
         .certs
-        .verify(
-            &trust.get(),
-            &a.certificate,
-            scratchbird_net::verify::unix_now(),
-        )
+        .verify(&trust.get(), &a.certificate, now_secs)
         .map_err(refused)?;
     admit(&v, Expect::User, Some(members)).map_err(refused)?;
     if v.uri.to_string() != a.user {
@@ -86,6 +84,8 @@ pub struct NodeAuthority {
     pub principals: Arc<Principals>,
     /// What it has already checked.
     pub checked: Arc<Checked>,
+    /// The clock certificates are checked at.
+    pub env: Arc<dyn Env>,
 }
 
 impl Authority for NodeAuthority {
@@ -102,7 +102,13 @@ impl Authority for NodeAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
+        certified_user(
+            &self.trust,
+            &self.checked,
+            self.members.as_ref(),
+            a,
+            self.env.now_secs(),
+        )
     }
 
     fn epoch(&self) -> Epoch {
@@ -125,6 +131,8 @@ pub struct CertAuthority {
     pub members: Arc<dyn Membership>,
     /// What it has already checked.
     pub checked: Checked,
+    /// The clock certificates are checked at.
+    pub env: Arc<dyn Env>,
 }
 
 impl Authority for CertAuthority {
@@ -133,7 +141,13 @@ impl Authority for CertAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(&self.trust, &self.checked, self.members.as_ref(), a)
+        certified_user(
+            &self.trust,
+            &self.checked,
+            self.members.as_ref(),
+            a,
+            self.env.now_secs(),
+        )
     }
 
     fn epoch(&self) -> Epoch {

@@ -14,5 +14,6 @@ pub use scratchbird_shard::{limits, session, shard};
 
 pub use config::NodeConfig;
 pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value};
-pub use server::{RunningNode, start, token_secret};
-pub use session::{LocalSession, SystemEnv, catalog_of, open_storage};
+pub use scratchbird_types::env::{Env, ManualEnv, SystemEnv};
+pub use server::{RunningNode, start, start_in, token_secret};
+pub use session::{LocalSession, catalog_of, open_storage, open_storage_in};

@@ -5,7 +5,7 @@
 
 use crate::authority::{NodeAuthority, PeerAuthority};
 use crate::config::{NodeConfig, OnCaChange};
-use crate::session::{SystemEnv, open_storage};
+use crate::session::open_storage_in;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
 use scratchbird_coord::ShardSession;
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
@@ -13,6 +13,7 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
 use scratchbird_net::endpoint::{self, TransportLimits, describe};
+use scratchbird_types::env::{Env, SystemEnv};
 use tracing::Instrument;
 
 use scratchbird_net::rpc::{self, Done, Pong, Request, Response, RpcError, WireBatch};
@@ -118,6 +119,8 @@ struct Shared {
     /// When this node started (microseconds since 1970): peers' envelopes with
     /// older attestations are refused.
     started_us: i64,
+    /// The clock and randomness the node runs on.
+    env: Arc<dyn Env>,
     /// This node as a coordinator: its name, key and the bundle in force.
     creds: Arc<NodeCreds>,
     /// Statements its sessions compiled (shared: compiling names no user).
@@ -232,11 +235,21 @@ impl std::fmt::Debug for RunningNode {
 ///
 /// # Errors
 /// Anything that keeps it from serving, named.
+pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+    start_in(cfg, Arc::new(SystemEnv::default())).await
+}
+
+/// [`start`] on the clock and randomness of `env`: every time the node decides
+/// by (certificate and attestation windows, envelope expiry, audit records,
+/// commit timestamps) is `env`'s, so whole nodes can run on a simulated clock.
+///
+/// # Errors
+/// As [`start`].
 #[expect(
     clippy::too_many_lines,
     reason = "longer than 150 lines when the limit came in; split it when next changed"
 )]
-pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
+pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode, StartError> {
     let identity = Identity::load(&cfg.tls.cert, &cfg.tls.key).map_err(fail)?;
     let info = scratchbird_net::identity::inspect(&identity.cert_der).map_err(fail)?;
     let me = match info.uris.as_slice() {
@@ -258,9 +271,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let members = Arc::new(Members::new(&members_list));
     // the node's own certificate must pass the rules its peers apply, and the
     // membership must give it every role it is configured with
-    let now = scratchbird_net::verify::unix_now();
     let verified = trust
-        .verify(&identity.cert_der, now)
+        .verify(&identity.cert_der, env.now_secs())
         .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
     for role in cfg.roles.iter().copied().map(Some).chain([None]) {
         admit(&verified, Expect::Node(role), Some(members.as_ref())).map_err(|e| {
@@ -282,7 +294,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     let (deriver, signed_at) = load_bundle(&cfg, bundle).map_err(fail)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
-    let storage = open_storage(&cfg.data_dir).map_err(|e| {
+    let storage = open_storage_in(&cfg.data_dir, env.clone()).map_err(|e| {
         fail(format!(
             "opening the data directory {}: {e}",
             cfg.data_dir.display()
@@ -295,7 +307,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
     };
     let sandbox = Sandbox::new(limits, Some(&cfg.data_dir.join("module-cache")))
         .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
-    let audit = AuditLog::open(&cfg.data_dir.join("audit"), &me.to_string())
+    let audit = AuditLog::open(&cfg.data_dir.join("audit"), &me.to_string(), env.clone())
         .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
     let trust = Arc::new(Cell::new(trust));
     let identity = Arc::new(IdentityCell(Cell::new(identity)));
@@ -314,6 +326,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         Some(members.clone()),
         Expect::User,
         "server",
+        env.clone(),
     ));
     // a node without the coordinator role still answers at `listen`, to tell a
     // client where not to send SQL
@@ -338,6 +351,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         members: members.clone(),
         principals: principals.clone(),
         checked: Arc::default(),
+        env: env.clone(),
     });
     let shard = Arc::new(Shard::from_parts(ShardParts {
         storage: storage.clone(),
@@ -346,7 +360,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         users: Users::Cluster(principals.clone()),
         audit: Some(audit.clone()),
         node: me.to_string(),
-        env: Arc::new(SystemEnv::default()),
+        env: env.clone(),
     }));
     let creds = Arc::new(NodeCreds {
         me: me.to_string(),
@@ -362,6 +376,7 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
                 Some(members.clone()),
                 Expect::Node(None),
                 "server",
+                env.clone(),
             ));
             Some(endpoint::server(addr, identity.clone(), v, &transport).map_err(fail)?)
         }
@@ -379,7 +394,8 @@ pub async fn start(cfg: NodeConfig) -> Result<RunningNode, StartError> {
         principals,
         shard,
         authority,
-        started_us: scratchbird_storage::Env::now_micros(&SystemEnv::default()),
+        started_us: env.now_micros(),
+        env,
         creds,
         statements: Arc::new(StatementCache::default()),
         bundle_signed_at: std::sync::atomic::AtomicI64::new(signed_at),
@@ -580,7 +596,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         Kind::Peer => Expect::Node(None),
     };
     // every rule again, membership included, on the connection as established
-    let checked = endpoint::peer_of(&conn, &shared.trust.get())
+    let checked = endpoint::peer_of(&conn, &shared.trust.get(), shared.env.now_secs())
         .and_then(|p| admit(&p, expect, Some(shared.members.as_ref())).map(|()| p));
     let peer = match checked {
         Ok(p) => p,
@@ -976,9 +992,7 @@ fn check_attestation(
     let a = q.attestation.as_deref().ok_or(
         "the request carries no attestation: this node runs only requests their user signs (use sb or scratchbird_net::Client of this version)",
     )?;
-    a.check_window(scratchbird_storage::Env::now_micros(
-        &crate::session::SystemEnv::default(),
-    ))?;
+    a.check_window(shared.env.now_micros())?;
     if a.user != peer.to_string() {
         return Err(format!(
             "the attestation names {}, but the connection is {peer}",
@@ -1345,8 +1359,12 @@ fn done_of(o: Outcome, elapsed: Duration) -> Done {
 
 fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Receiver<Job>) {
     let transport = InProcess(shared.shard.clone());
-    let mut session = match Session::open(shared.creds.clone(), &transport, shared.sandbox.clone())
-    {
+    let mut session = match Session::open(
+        shared.creds.clone(),
+        &transport,
+        shared.sandbox.clone(),
+        shared.env.as_ref(),
+    ) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("opening a session for {user}: {e}");
@@ -1488,7 +1506,7 @@ fn reload(shared: &Shared) {
         let v = shared
             .trust
             .get()
-            .verify(&id.cert_der, scratchbird_net::verify::unix_now())
+            .verify(&id.cert_der, shared.env.now_secs())
             .map_err(|e| scratchbird_net::tls::TlsError(e.to_string()))?;
         if v.uri == shared.me {
             Ok(id)
@@ -1555,7 +1573,7 @@ fn not_serving(shared: &Shared) -> String {
 /// bundle was replaced, is closed with the reason.
 fn recheck(shared: &Shared) {
     let trust = shared.trust.get();
-    let now = scratchbird_net::verify::unix_now();
+    let now = shared.env.now_secs();
     let me = trust
         .verify(&shared.identity.0.get().cert_der, now)
         .and_then(|v| {

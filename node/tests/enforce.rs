@@ -529,8 +529,10 @@ fn rows_hidden_from_a_principal_change_nothing_they_can_observe() {
 fn hidden_rows_and_masked_cells_are_counted_for_the_audit_and_never_shown() {
     let mut d = db();
     let trail = tempfile::tempdir().unwrap();
-    d.s.set_audit(Arc::new(AuditLog::open(trail.path(), "n1").unwrap()))
-        .unwrap();
+    d.s.set_audit(Arc::new(
+        AuditLog::open(trail.path(), "n1", Arc::new(SystemEnv::default())).unwrap(),
+    ))
+    .unwrap();
     d.as_user("sam");
     let out = d.s.execute("SELECT id, email FROM customers").unwrap();
     let Some(Outcome::Rows { figures, .. }) = out.into_iter().last() else {

@@ -34,8 +34,15 @@ fn no_batch_leaves_before_a_durable_record_names_its_execution() {
     s.execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
         .unwrap();
     let trail: PathBuf = tmp.path().join("audit");
-    s.set_audit(Arc::new(AuditLog::open(&trail, "n1").unwrap()))
-        .unwrap();
+    s.set_audit(Arc::new(
+        AuditLog::open(
+            &trail,
+            "n1",
+            Arc::new(scratchbird_node::SystemEnv::default()),
+        )
+        .unwrap(),
+    ))
+    .unwrap();
     // what the trail held each time a batch reached the client
     let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let (t2, s2) = (trail.clone(), seen.clone());

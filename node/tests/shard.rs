@@ -87,7 +87,14 @@ fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Clus
         epoch: scratchbird_types::Epoch(3),
         bundle: bundle.hash(),
     });
-    let audit = Arc::new(AuditLog::open(&dir.path().join("audit"), "shard-1").unwrap());
+    let audit = Arc::new(
+        AuditLog::open(
+            &dir.path().join("audit"),
+            "shard-1",
+            Arc::new(scratchbird_node::SystemEnv::default()),
+        )
+        .unwrap(),
+    );
     let shard = Arc::new(
         Shard::new(
             storage.clone(),
@@ -378,6 +385,7 @@ mod certificates {
                 trust: Arc::new(Cell::new(trust)),
                 members: Arc::new(members),
                 checked: Checked::default(),
+                env: Arc::new(scratchbird_node::SystemEnv::default()),
             })
         });
         (

@@ -21,4 +21,5 @@ pub mod session;
 pub mod shard;
 
 pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value};
-pub use session::{LocalSession, SystemEnv, catalog_of, open_storage};
+pub use scratchbird_types::env::SystemEnv;
+pub use session::{LocalSession, catalog_of, open_storage, open_storage_in};

@@ -13,37 +13,11 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, LocalAuthority, Member, local_attestation_for};
 use scratchbird_host::{Access, Cancel, Sandbox};
 use scratchbird_storage::{Env, Storage, StorageConfig, StorageError, Transaction};
+use scratchbird_types::env::SystemEnv;
 use scratchbird_types::{BundleHash, Epoch};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The wall clock and OS randomness, for a node's storage.
-#[derive(Debug, Default)]
-pub struct SystemEnv(AtomicU64);
-
-impl Env for SystemEnv {
-    fn now_micros(&self) -> i64 {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-    }
-
-    fn random_bytes(&self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        if getrandom::fill(&mut out).is_err() {
-            // no OS randomness: fall back to a counter mixed with the clock (ids stay
-            // unique within this process, which is all an object id needs)
-            let n = self.0.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
-            out[..8].copy_from_slice(&n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-            out[8..].copy_from_slice(&self.now_micros().to_le_bytes());
-        }
-        out
-    }
-}
 
 /// A session on a local node: the coordinator core over the in-process
 /// transport to a shard of the same storage, for one caller who owns the data
@@ -98,22 +72,29 @@ impl Credentials for LocalCreds {
     }
 }
 
-fn random_key() -> SigningKey {
+/// An in-process key only this session uses, from the store's randomness.
+fn random_key(env: &dyn Env) -> SigningKey {
     let mut b = [0u8; 32];
-    if getrandom::fill(&mut b).is_err() {
-        // an in-process key only this session uses: the clock will do
-        let t = SystemEnv::default().random_bytes();
-        b[..16].copy_from_slice(&t);
-    }
+    b[..16].copy_from_slice(&env.random_bytes());
+    b[16..].copy_from_slice(&env.random_bytes());
     SigningKey::from_bytes(&b)
 }
 
-/// Opens the storage of a node's data directory.
+/// Opens the storage of a node's data directory on the system's clock and
+/// randomness (what `sbnode` and `sb sql --local` run on).
 ///
 /// # Errors
 /// Storage could not open the directory.
 pub fn open_storage(dir: &Path) -> Result<Storage, StorageError> {
-    Storage::open(dir, StorageConfig::new(Arc::new(SystemEnv::default())))
+    open_storage_in(dir, Arc::new(SystemEnv::default()))
+}
+
+/// Opens the storage of a node's data directory on `env`.
+///
+/// # Errors
+/// Storage could not open the directory.
+pub fn open_storage_in(dir: &Path, env: Arc<dyn Env>) -> Result<Storage, StorageError> {
+    Storage::open(dir, StorageConfig::new(env))
 }
 
 /// The compiler's view of a transaction's catalog.
@@ -183,8 +164,8 @@ impl LocalSession {
     /// Never in practice: opening the in-process shard session cannot fail.
     #[must_use]
     pub fn new(storage: Arc<Storage>, sandbox: Arc<Sandbox>) -> Self {
-        let node_key = random_key();
-        let user_key = random_key();
+        let node_key = random_key(storage.env().as_ref());
+        let user_key = random_key(storage.env().as_ref());
         let (creds, transport) = Self::world(
             &storage,
             &sandbox,
@@ -197,8 +178,8 @@ impl LocalSession {
             clippy::expect_used,
             reason = "the in-process transport opens sessions infallibly"
         )]
-        let mut inner =
-            Session::open(creds, &transport, sandbox.clone()).expect("an in-process shard session");
+        let mut inner = Session::open(creds, &transport, sandbox.clone(), storage.env().as_ref())
+            .expect("an in-process shard session");
         inner.set_statements(Arc::new(StatementCache::default()));
         Self {
             storage,
@@ -249,7 +230,7 @@ impl LocalSession {
             },
             audit: audit.cloned(),
             node: LOCAL.to_owned(),
-            env: Arc::new(SystemEnv::default()),
+            env: storage.env().clone(),
         });
         let creds = Arc::new(LocalCreds {
             key: node_key.clone(),
@@ -358,7 +339,7 @@ impl LocalSession {
             context: None,
             deadline_ms: 0,
         };
-        let now = SystemEnv::default().now_micros();
+        let now = self.storage.env().now_micros();
         let attestation = local_attestation_for(
             LOCAL,
             LOCAL,

@@ -280,13 +280,13 @@ impl Shard {
             ));
         }
         Ok(Self::from_parts(ShardParts {
+            env: storage.env().clone(),
             storage,
             sandbox,
             authority,
             users: Users::Cluster(Arc::new(Principals::new(deriver, mask_secret))),
             audit: Some(audit),
             node: String::new(),
-            env: Arc::new(crate::SystemEnv::default()),
         }))
     }
 

@@ -1,77 +1,13 @@
 //! Configuration of a store, and the environment it is given (clock, randomness).
 //!
 //! Architecture invariant: `storage` never reads the wall clock or the operating
-//! system's randomness itself. The caller passes an [`Env`]; tests pass [`ManualEnv`].
+//! system's randomness itself. The caller passes an [`Env`] (`scratchbird_types::env`);
+//! tests pass [`ManualEnv`].
 
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The outside world as the engine sees it.
-pub trait Env: Send + Sync + std::fmt::Debug {
-    /// Wall-clock time in microseconds since 1970-01-01 UTC. Used for commit
-    /// timestamps (time travel `AS OF TIMESTAMP`, retention). Need not be monotonic:
-    /// commit timestamps are made non-decreasing by the engine.
-    fn now_micros(&self) -> i64;
-    /// 16 random bytes, for object UUIDs.
-    fn random_bytes(&self) -> [u8; 16];
-}
-
-/// A deterministic environment: a clock that moves only when told to, and a seeded
-/// pseudo-random generator. For tests and tools that need repeatable runs.
-#[derive(Debug)]
-pub struct ManualEnv {
-    now: AtomicI64,
-    rng: Mutex<u64>,
-}
-
-impl ManualEnv {
-    /// Starts the clock at `now_micros` and the generator at `seed`.
-    #[must_use]
-    pub fn new(now_micros: i64, seed: u64) -> Self {
-        Self {
-            now: AtomicI64::new(now_micros),
-            rng: Mutex::new(seed),
-        }
-    }
-
-    /// Moves the clock forward.
-    pub fn advance_micros(&self, micros: i64) {
-        self.now.fetch_add(micros, Ordering::SeqCst);
-    }
-
-    /// Sets the clock.
-    pub fn set_micros(&self, micros: i64) {
-        self.now.store(micros, Ordering::SeqCst);
-    }
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-impl Env for ManualEnv {
-    fn now_micros(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
-    }
-
-    fn random_bytes(&self) -> [u8; 16] {
-        let mut state = self
-            .rng
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let a = splitmix(&mut state);
-        let b = splitmix(&mut state);
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&a.to_le_bytes());
-        out[8..].copy_from_slice(&b.to_le_bytes());
-        out
-    }
-}
+pub use scratchbird_types::env::{Env, ManualEnv};
 
 /// When a commit is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -132,6 +132,14 @@ impl Storage {
         })
     }
 
+    /// The clock and randomness the store was opened with: what the rest of a
+    /// node over this store reads too, so a simulated store has simulated
+    /// neighbours.
+    #[must_use]
+    pub fn env(&self) -> &Arc<dyn Env> {
+        &self.inner.config.env
+    }
+
     /// Starts a transaction.
     ///
     /// # Errors

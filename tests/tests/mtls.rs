@@ -14,6 +14,7 @@ use scratchbird_net::tls::{Cell, Identity, IdentityCell};
 use scratchbird_net::verify::{NodeEntry, UserEntry};
 use scratchbird_net::{Client, ClientError, Role, SbUri, TransportLimits, Trust};
 use scratchbird_tests::{Ca, Node, NodeOpts};
+use scratchbird_types::env::SystemEnv;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ async fn attempt(addr: SocketAddr, who: Option<&Issued>, trust: &Trust) -> Resul
         Arc::new(Cell::new(trust.clone())),
         &limits,
         None,
+        Arc::new(SystemEnv::default()),
     )
     .await
     .map_err(|e| e.to_string())?;
@@ -67,6 +69,7 @@ async fn connect(addr: SocketAddr, who: &Issued, trust: &Trust) -> Client {
         Arc::new(Cell::new(trust.clone())),
         &TransportLimits::default(),
         None,
+        Arc::new(SystemEnv::default()),
     )
     .await
     .unwrap()

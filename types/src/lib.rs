@@ -1,6 +1,8 @@
 //! The vocabulary every ScratchBird crate shares.
 //!
 //! * [`attest`]: the user's signed attestation of a request (format and signed bytes).
+//! * [`env`]: the clock and randomness every crate is given (`Env`), and
+//!   the system's (`SystemEnv`, the only reader of either; see its invariant).
 //! * [`ids`]: opaque identifiers (`TableId`, `TxnId`, `CommitNumber`, ...).
 //! * [`sqltype`] and [`value`]: the SQL types the engine stores and their values.
 //! * [`row`]: the compact row encoding used for record versions and the commit log.
@@ -9,10 +11,12 @@
 //! * [`batch`]: the columnar batch layout that scans write into a caller-provided buffer
 //!   (later: straight into sandbox memory).
 //!
-//! Architecture invariant: this crate does no I/O, reads no clock and no randomness.
+//! Architecture invariant: this crate does no I/O, and reads the clock and OS
+//! randomness only inside [`env::SystemEnv`].
 
 pub mod attest;
 pub mod batch;
+pub mod env;
 pub mod error;
 pub mod ids;
 pub mod key;
@@ -21,6 +25,7 @@ pub mod row;
 pub mod sqltype;
 pub mod value;
 
+pub use env::{Env, ManualEnv, SystemEnv};
 pub use error::TypeError;
 pub use ids::{BundleHash, ColumnId, CommitNumber, DomainId, Epoch, IndexId, TableId, TxnId};
 pub use sqltype::{PhysicalType, SqlType};
