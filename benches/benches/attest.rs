@@ -28,7 +28,7 @@ use std::hint::black_box;
 const SQL: &str = "SELECT id, name, email FROM customers WHERE id = 42";
 
 fn identity_of(alg: KeyAlg) -> (Identity, String) {
-    let cluster = uuid::Uuid::new_v4();
+    let cluster = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::new_v4());
     let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(2)).unwrap();
     let uri = SbUri::user(cluster, "bench").unwrap();
     let user = identity::issue(&ca, &uri, alg, Validity::days_from_now(1)).unwrap();

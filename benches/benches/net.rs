@@ -33,7 +33,7 @@ const BATCH: usize = 256 << 10;
 const MAX: usize = 1 << 20;
 
 struct Pki {
-    cluster: uuid::Uuid,
+    cluster: scratchbird_types::ClusterId,
     ca: Issued,
     node: Issued,
     user: Issued,
@@ -41,9 +41,9 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    let cluster = uuid::Uuid::new_v4();
+    let cluster = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::new_v4());
     let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(2)).unwrap();
-    let node_id = uuid::Uuid::new_v4();
+    let node_id = scratchbird_types::NodeId::from_uuid(uuid::Uuid::new_v4());
     let node = identity::issue(
         &ca,
         &SbUri::node(cluster, node_id),

@@ -12,6 +12,7 @@ use scratchbird_net::identity::{self, Issued, KeyAlg, Validity, write_public, wr
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Role, SbUri};
 use scratchbird_policy::secret::TokenSecret;
+use scratchbird_types::{ClusterId, NodeId};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -205,7 +206,7 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                 );
             }
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let cluster = Uuid::new_v4();
+            let cluster = ClusterId::from_uuid(Uuid::new_v4());
             let ca = identity::new_ca(cluster, alg, Validity::days_from_now(days))
                 .map_err(anyhow::Error::msg)?;
             write_secret(&dir.join("ca.key"), &ca.key_pem).context("writing ca.key")?;
@@ -262,6 +263,7 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                     common.dir.join("members.toml").display()
                 );
             }
+            let id = id.map(NodeId::from_uuid);
             if let Some(dup) = id.and_then(|i| members.nodes.iter().find(|n| n.id == i)) {
                 bail!(
                     "node {} is already listed as {:?}; a node keeps its id: issue it a new certificate with the same --id only after removing the old entry",
@@ -269,7 +271,7 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                     dup.name
                 );
             }
-            let id = id.unwrap_or_else(Uuid::new_v4);
+            let id = id.unwrap_or_else(|| NodeId::from_uuid(Uuid::new_v4()));
             let uri = SbUri::node(members.cluster, id);
             let alg = KeyAlg::parse(&common.alg).map_err(anyhow::Error::msg)?;
             let secret = token_secret(&common.dir)?;

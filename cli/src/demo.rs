@@ -13,6 +13,7 @@ use clap::Args;
 use scratchbird_net::identity::{self, KeyAlg, Validity, write_public, write_secret};
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Client, Credentials, Role, SbUri, TransportLimits};
+use scratchbird_types::{ClusterId, NodeId};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -136,14 +137,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
     say!("ScratchBird demo in {}", root.display());
     step(1, "a cluster CA, one node and three users (sb ca ...)");
-    let cluster = Uuid::new_v4();
+    let cluster = ClusterId::from_uuid(Uuid::new_v4());
     let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30))
         .map_err(anyhow::Error::msg)?;
     let ca_dir = root.join("ca");
     std::fs::create_dir_all(&ca_dir)?;
     write_public(&ca_dir.join("ca.crt"), &ca.cert_pem)?;
     write_secret(&ca_dir.join("ca.key"), &ca.key_pem)?;
-    let node_id = Uuid::new_v4();
+    let node_id = NodeId::from_uuid(Uuid::new_v4());
     let node_dir = root.join("n1");
     std::fs::create_dir_all(&node_dir)?;
     let node = identity::issue(
@@ -282,7 +283,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         key: Some(users.join(format!("{user}.key"))),
         ca: Some(users.join("ca.crt")),
         profile: None,
-        node: Some(node_id),
+        node: Some(node_id.as_uuid()),
         command: None,
         file: None,
         format: Format::Table,

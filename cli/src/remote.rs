@@ -107,8 +107,13 @@ pub fn run(args: &SqlArgs) -> Result<()> {
     // a reader that goes away mid-result: stop, cancel and close (below)
     crate::out::note_close();
     rt.block_on(async {
-        let client =
-            Client::connect_to(t.addr, &t.creds, &TransportLimits::default(), t.node).await?;
+        let client = Client::connect_to(
+            t.addr,
+            &t.creds,
+            &TransportLimits::default(),
+            t.node.map(scratchbird_types::NodeId::from_uuid),
+        )
+        .await?;
         let ok = shell(&client, args, &t.shown, false).await;
         // tells the node at once (a process that just exits leaves it to notice
         // the silence after its idle timeout); bounded, the node may be gone

@@ -21,7 +21,7 @@ struct State {
 
 thread_local! {
     static STATE: State = {
-        let cluster = uuid::Uuid::from_u128(0x5b);
+        let cluster = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::from_u128(0x5b));
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).expect("ca");
         let uri = SbUri::user(cluster, "alice").expect("uri");
         let user = identity::issue(&ca, &uri, KeyAlg::Ed25519, Validity::days_from_now(10)).expect("issue");

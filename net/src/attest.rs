@@ -156,7 +156,7 @@ mod tests {
     use scratchbird_types::attest::Consistency;
 
     fn identity(alg: KeyAlg) -> Identity {
-        let cluster = uuid::Uuid::new_v4();
+        let cluster = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::new_v4());
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(1)).unwrap();
         let user = identity::issue(
             &ca,

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use scratchbird_types::NodeId;
 use scratchbird_types::attest::{
     ATTESTATION_TTL_MAX_US, ATTESTATION_VERSION, Attestation, Consistency,
 };
@@ -157,7 +158,7 @@ impl Client {
         addr: SocketAddr,
         creds: &Credentials,
         limits: &TransportLimits,
-        node: Option<uuid::Uuid>,
+        node: Option<NodeId>,
     ) -> Result<Self, ClientError> {
         let mut c = Self::connect_as(
             addr,
@@ -182,7 +183,7 @@ impl Client {
         identity: Option<Arc<IdentityCell>>,
         trust: Arc<Cell<Trust>>,
         limits: &TransportLimits,
-        node: Option<uuid::Uuid>,
+        node: Option<NodeId>,
         env: Arc<dyn Env>,
     ) -> Result<Self, ClientError> {
         let mut verifier = PeerVerifier::new(

@@ -8,10 +8,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, SerialNumber,
 };
+use scratchbird_types::ClusterId;
 use std::io::Write;
 use std::path::Path;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 /// Longest validity the CA grants a certificate, in days (the CA itself: 20 years).
 pub const LEAF_DAYS_MAX: u32 = 3 * 366;
@@ -138,7 +138,11 @@ fn check_validity(v: Validity, days_max: u32) -> Result<(), IdentityError> {
 ///
 /// # Errors
 /// Validity out of bounds, key generation or signing failed.
-pub fn new_ca(cluster: Uuid, alg: KeyAlg, validity: Validity) -> Result<Issued, IdentityError> {
+pub fn new_ca(
+    cluster: ClusterId,
+    alg: KeyAlg,
+    validity: Validity,
+) -> Result<Issued, IdentityError> {
     check_validity(validity, CA_DAYS_MAX)?;
     let key = KeyPair::generate_for(alg.rcgen()).map_err(err("generating the CA key"))?;
     let params = ca_params(cluster, validity)?;
@@ -149,7 +153,7 @@ pub fn new_ca(cluster: Uuid, alg: KeyAlg, validity: Validity) -> Result<Issued, 
     })
 }
 
-fn ca_params(cluster: Uuid, validity: Validity) -> Result<CertificateParams, IdentityError> {
+fn ca_params(cluster: ClusterId, validity: Validity) -> Result<CertificateParams, IdentityError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params.distinguished_name.push(

@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use scratchbird_types::NodeId;
 use scratchbird_types::env::Env;
 use std::sync::{Arc, RwLock};
 
@@ -158,7 +159,7 @@ pub struct PeerVerifier {
     expect: Expect,
     schemes: rustls::crypto::WebPkiSupportedAlgorithms,
     side: &'static str,
-    pin: Option<uuid::Uuid>,
+    pin: Option<NodeId>,
     /// The clock certificates are checked at: rustls asks it (through the
     /// configurations built with this verifier) and hands its time to us.
     env: Arc<dyn Env>,
@@ -194,7 +195,7 @@ impl PeerVerifier {
 
     /// Accepts only node `node` (a client that knows which node it means to reach).
     #[must_use]
-    pub fn pinned(mut self, node: uuid::Uuid) -> Self {
+    pub fn pinned(mut self, node: NodeId) -> Self {
         self.pin = Some(node);
         self
     }
@@ -422,11 +423,11 @@ mod tests {
     #[test]
     fn no_session_resumption_on_either_side() {
         // a resumed handshake would skip the verifier (membership included)
-        let cluster = uuid::Uuid::new_v4();
+        let cluster = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::new_v4());
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(1)).unwrap();
         let node = identity::issue(
             &ca,
-            &SbUri::node(cluster, uuid::Uuid::new_v4()),
+            &SbUri::node(cluster, NodeId::from_uuid(uuid::Uuid::new_v4())),
             KeyAlg::Ed25519,
             Validity::days_from_now(1),
         )

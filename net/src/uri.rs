@@ -1,6 +1,7 @@
 //! The one name a ScratchBird certificate carries: `sb://cluster/<cluster_uuid>/node/<node_uuid>`
 //! for a node, `sb://cluster/<cluster_uuid>/user/<name>` for a user (spec 2.1).
 
+use scratchbird_types::{ClusterId, NodeId};
 use std::fmt;
 use uuid::Uuid;
 
@@ -11,7 +12,7 @@ pub const USER_NAME_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// A node of the cluster.
-    Node(Uuid),
+    Node(NodeId),
     /// A user (the principal `User::"<name>"` of the security bundle).
     User(String),
 }
@@ -20,7 +21,7 @@ pub enum Subject {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SbUri {
     /// The cluster.
-    pub cluster: Uuid,
+    pub cluster: ClusterId,
     /// The node or user.
     pub subject: Subject,
 }
@@ -57,7 +58,7 @@ fn strict_uuid(s: &str, what: &str) -> Result<Uuid, UriError> {
 impl SbUri {
     /// A node's URI.
     #[must_use]
-    pub fn node(cluster: Uuid, node: Uuid) -> Self {
+    pub fn node(cluster: ClusterId, node: NodeId) -> Self {
         Self {
             cluster,
             subject: Subject::Node(node),
@@ -68,7 +69,7 @@ impl SbUri {
     ///
     /// # Errors
     /// `name` is not a valid user name ([`valid_user_name`]).
-    pub fn user(cluster: Uuid, name: &str) -> Result<Self, UriError> {
+    pub fn user(cluster: ClusterId, name: &str) -> Result<Self, UriError> {
         if !valid_user_name(name) {
             return Err(UriError(format!(
                 "{name:?} is not a user name: 1 to {USER_NAME_MAX} characters from A-Z a-z 0-9 _ . -, not starting with . or -"
@@ -95,9 +96,12 @@ impl SbUri {
                 "{s:?} is not sb://cluster/<uuid>/node/<uuid> or sb://cluster/<uuid>/user/<name>"
             )));
         };
-        let cluster = strict_uuid(cluster, "cluster")?;
+        let cluster = ClusterId::from_uuid(strict_uuid(cluster, "cluster")?);
         match *kind {
-            "node" => Ok(Self::node(cluster, strict_uuid(id, "node")?)),
+            "node" => Ok(Self::node(
+                cluster,
+                NodeId::from_uuid(strict_uuid(id, "node")?),
+            )),
             "user" => Self::user(cluster, id),
             other => Err(UriError(format!(
                 "{s:?} names a {other:?}; only node and user are known"
@@ -107,7 +111,7 @@ impl SbUri {
 
     /// The node id, when it names a node.
     #[must_use]
-    pub fn node_id(&self) -> Option<Uuid> {
+    pub fn node_id(&self) -> Option<NodeId> {
         match &self.subject {
             Subject::Node(n) => Some(*n),
             Subject::User(_) => None,
@@ -142,10 +146,10 @@ mod tests {
 
     #[test]
     fn round_trips_nodes_and_users() {
-        let c = Uuid::parse_str(C).unwrap_or_default();
-        let n = SbUri::node(c, Uuid::from_u128(7));
+        let c = ClusterId::from_uuid(Uuid::parse_str(C).unwrap_or_default());
+        let n = SbUri::node(c, NodeId::from_uuid(Uuid::from_u128(7)));
         assert_eq!(SbUri::parse(&n.to_string()), Ok(n.clone()));
-        assert_eq!(n.node_id(), Some(Uuid::from_u128(7)));
+        assert_eq!(n.node_id(), Some(NodeId::from_uuid(Uuid::from_u128(7))));
         let u = SbUri::user(c, "alice.b-1").unwrap_or_else(|_| n.clone());
         assert_eq!(SbUri::parse(&u.to_string()), Ok(u.clone()));
         assert_eq!(u.user_name(), Some("alice.b-1"));

@@ -23,12 +23,13 @@
 //! peer sends are ignored.
 
 use crate::uri::{SbUri, Subject};
+use scratchbird_types::{ClusterId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use uuid::Uuid;
+
 use x509_parser::prelude::*;
 
 /// Signature algorithms accepted on certificates: Ed25519, ECDSA with SHA-256.
@@ -74,9 +75,9 @@ pub enum Refusal {
     #[error("the certificate belongs to cluster {found}, not to this cluster {expected}")]
     WrongCluster {
         /// In the certificate.
-        found: Uuid,
+        found: ClusterId,
         /// This cluster.
-        expected: Uuid,
+        expected: ClusterId,
     },
     /// A node's certificate where a user's is needed.
     #[error("a node certificate ({0}) was presented where a user's is needed")]
@@ -86,15 +87,15 @@ pub enum Refusal {
     UserAsNode(String),
     /// The node is not a member.
     #[error("node {0} is not a member of this cluster")]
-    UnknownNode(Uuid),
+    UnknownNode(NodeId),
     /// The node is a disabled member.
     #[error("node {0} is a disabled member of this cluster")]
-    DisabledNode(Uuid),
+    DisabledNode(NodeId),
     /// The node lacks the role.
     #[error("node {node} does not have the {role} role this connection needs")]
     MissingRole {
         /// The node.
-        node: Uuid,
+        node: NodeId,
         /// The role needed.
         role: Role,
     },
@@ -108,7 +109,7 @@ pub enum Refusal {
     #[error("the server is {found}, not the node {expected} this client expects")]
     NotTheExpectedNode {
         /// The pinned node.
-        expected: Uuid,
+        expected: NodeId,
         /// Who answered.
         found: String,
     },
@@ -184,7 +185,7 @@ pub struct NodeMember {
 /// until then [`MembersFile`].
 pub trait Membership: Send + Sync + fmt::Debug {
     /// The node, if listed.
-    fn node(&self, id: Uuid) -> Option<NodeMember>;
+    fn node(&self, id: NodeId) -> Option<NodeMember>;
     /// Whether the user is listed (`Some`) and enabled (`Some(true)`).
     fn user(&self, name: &str) -> Option<bool>;
 }
@@ -192,7 +193,7 @@ pub trait Membership: Send + Sync + fmt::Debug {
 /// The roots of the current CA policy for one cluster.
 #[derive(Debug, Clone)]
 pub struct Trust {
-    cluster: Uuid,
+    cluster: ClusterId,
     roots: Vec<Root>,
 }
 
@@ -234,7 +235,7 @@ impl Trust {
     ///
     /// # Errors
     /// A root that is not one.
-    pub fn new(cluster: Uuid, roots: Vec<Vec<u8>>) -> Result<Self, Refusal> {
+    pub fn new(cluster: ClusterId, roots: Vec<Vec<u8>>) -> Result<Self, Refusal> {
         if roots.is_empty() {
             return Err(Refusal::Malformed("the CA policy has no root".into()));
         }
@@ -272,14 +273,14 @@ impl Trust {
     ///
     /// # Errors
     /// Malformed PEM or roots.
-    pub fn from_pem(cluster: Uuid, pem: &str) -> Result<Self, Refusal> {
+    pub fn from_pem(cluster: ClusterId, pem: &str) -> Result<Self, Refusal> {
         let ders = crate::identity::certs_from_pem(pem).map_err(|e| Refusal::Malformed(e.0))?;
         Self::new(cluster, ders)
     }
 
     /// The cluster.
     #[must_use]
-    pub fn cluster(&self) -> Uuid {
+    pub fn cluster(&self) -> ClusterId {
         self.cluster
     }
 
@@ -447,7 +448,7 @@ pub fn admit(
 #[serde(deny_unknown_fields)]
 pub struct NodeEntry {
     /// Its id (the UUID in its certificate).
-    pub id: Uuid,
+    pub id: NodeId,
     /// A name for operators.
     #[serde(default)]
     pub name: String,
@@ -470,11 +471,11 @@ pub struct UserEntry {
 
 /// The members file (`members.toml`): the local stand-in for the control plane's
 /// membership, until it exists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MembersList {
     /// The cluster it describes.
-    pub cluster: Uuid,
+    pub cluster: ClusterId,
     /// Nodes.
     #[serde(default, rename = "node")]
     pub nodes: Vec<NodeEntry>,
@@ -543,7 +544,7 @@ pub struct Members {
 
 #[derive(Debug, Default)]
 struct Index {
-    nodes: HashMap<Uuid, NodeMember>,
+    nodes: HashMap<NodeId, NodeMember>,
     users: HashMap<String, bool>,
 }
 
@@ -594,7 +595,7 @@ impl Members {
 }
 
 impl Membership for Members {
-    fn node(&self, id: Uuid) -> Option<NodeMember> {
+    fn node(&self, id: NodeId) -> Option<NodeMember> {
         self.index().nodes.get(&id).cloned()
     }
     fn user(&self, name: &str) -> Option<bool> {
@@ -609,7 +610,7 @@ mod tests {
     #[test]
     fn the_verified_cache_rechecks_validity_and_forgets_on_new_roots() {
         use crate::identity::{self, KeyAlg, Validity};
-        let cluster = Uuid::new_v4();
+        let cluster = ClusterId::from_uuid(uuid::Uuid::new_v4());
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
         let user = identity::issue(
             &ca,
@@ -641,7 +642,8 @@ mod tests {
 
     #[test]
     fn every_refusal_has_a_distinct_code() {
-        let id = Uuid::nil();
+        let id = NodeId::from_uuid(uuid::Uuid::nil());
+        let cluster = ClusterId::from_uuid(uuid::Uuid::nil());
         let all = [
             Refusal::NoCertificate,
             Refusal::Malformed(String::new()),
@@ -655,8 +657,8 @@ mod tests {
             Refusal::SeveralUris(2),
             Refusal::BadUri(String::new()),
             Refusal::WrongCluster {
-                found: id,
-                expected: id,
+                found: cluster,
+                expected: cluster,
             },
             Refusal::NodeAsUser(String::new()),
             Refusal::UserAsNode(String::new()),

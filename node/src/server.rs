@@ -169,13 +169,16 @@ impl Credentials for NodeCreds {
     }
 }
 
-fn load_trust(cfg: &NodeConfig, cluster: uuid::Uuid) -> Result<Trust, String> {
+fn load_trust(cfg: &NodeConfig, cluster: scratchbird_types::ClusterId) -> Result<Trust, String> {
     let pem = std::fs::read_to_string(&cfg.tls.ca)
         .map_err(|e| format!("reading the CA file {}: {e}", cfg.tls.ca.display()))?;
     Trust::from_pem(cluster, &pem).map_err(|e| format!("the CA file {}: {e}", cfg.tls.ca.display()))
 }
 
-fn load_members(cfg: &NodeConfig, cluster: uuid::Uuid) -> Result<MembersList, String> {
+fn load_members(
+    cfg: &NodeConfig,
+    cluster: scratchbird_types::ClusterId,
+) -> Result<MembersList, String> {
     let list = MembersList::load(&cfg.tls.members)?;
     if list.cluster != cluster {
         return Err(format!(

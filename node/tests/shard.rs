@@ -337,7 +337,7 @@ mod certificates {
     use scratchbird_node::authority::{CertAuthority, Checked};
 
     struct Pki {
-        cluster: uuid::Uuid,
+        cluster: scratchbird_types::ClusterId,
         ca: Issued,
     }
 
@@ -358,7 +358,7 @@ mod certificates {
     }
 
     fn setup() -> (Cluster, Pki) {
-        let cluster_id = uuid::Uuid::new_v4();
+        let cluster_id = scratchbird_types::ClusterId::from_uuid(uuid::Uuid::new_v4());
         let ca = identity::new_ca(cluster_id, KeyAlg::Ed25519, Validity::days_from_now(5)).unwrap();
         let trust = Trust::from_pem(cluster_id, &ca.cert_pem).unwrap();
         let members = Members::new(&MembersList {

@@ -13,6 +13,7 @@ use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Role, SbUri};
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{self, SigningKey};
+use scratchbird_types::{ClusterId, NodeId};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ pub struct Ca {
     /// The folder.
     pub dir: PathBuf,
     /// The cluster.
-    pub cluster: Uuid,
+    pub cluster: ClusterId,
     /// The CA certificate and key.
     pub ca: Issued,
     /// The members.
@@ -101,7 +102,7 @@ impl Ca {
     #[must_use]
     pub fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let cluster = Uuid::new_v4();
+        let cluster = ClusterId::from_uuid(Uuid::new_v4());
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
         let token = TokenSecret::from_bytes(random32());
@@ -140,8 +141,8 @@ impl Ca {
     }
 
     /// Issues a node certificate and lists the node (enabled, with `roles`).
-    pub fn node(&mut self, name: &str, roles: &[Role]) -> (Uuid, Issued) {
-        let id = Uuid::new_v4();
+    pub fn node(&mut self, name: &str, roles: &[Role]) -> (NodeId, Issued) {
+        let id = NodeId::from_uuid(Uuid::new_v4());
         let issued = identity::issue(
             &self.ca,
             &SbUri::node(self.cluster, id),

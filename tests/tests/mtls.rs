@@ -15,6 +15,7 @@ use scratchbird_net::verify::{NodeEntry, UserEntry};
 use scratchbird_net::{Client, ClientError, Role, SbUri, TransportLimits, Trust};
 use scratchbird_tests::{Ca, Node, NodeOpts};
 use scratchbird_types::env::SystemEnv;
+use scratchbird_types::{ClusterId, NodeId};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -147,7 +148,9 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
     let expired = ca.sign(&[user_uri("admin")], days(-10, -1), KeyAlg::Ed25519);
     let future = ca.sign(&[user_uri("admin")], days(2, 10), KeyAlg::Ed25519);
     let other_cluster = ca.sign(
-        &[SbUri::user(Uuid::new_v4(), "admin").unwrap().to_string()],
+        &[SbUri::user(ClusterId::from_uuid(Uuid::new_v4()), "admin")
+            .unwrap()
+            .to_string()],
         valid,
         KeyAlg::Ed25519,
     );
@@ -171,7 +174,12 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
         KeyAlg::Ed25519,
     );
     // another cluster's CA, and a forgery of ours (same name, another key)
-    let foreign_ca = identity::new_ca(Uuid::new_v4(), KeyAlg::Ed25519, days(-1, 10)).unwrap();
+    let foreign_ca = identity::new_ca(
+        ClusterId::from_uuid(Uuid::new_v4()),
+        KeyAlg::Ed25519,
+        days(-1, 10),
+    )
+    .unwrap();
     let foreign = identity::sign_with_ca(
         &foreign_ca,
         &identity::leaf_params("x", &[user_uri("admin")], valid, true).unwrap(),
@@ -186,10 +194,14 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
     )
     .unwrap();
     let the_ca_itself = ca.ca.clone();
-    let node_uri = |id: Uuid| SbUri::node(cluster, id).to_string();
-    let unknown_node = ca.sign(&[node_uri(Uuid::new_v4())], valid, KeyAlg::Ed25519);
+    let node_uri = |id: NodeId| SbUri::node(cluster, id).to_string();
+    let unknown_node = ca.sign(
+        &[node_uri(NodeId::from_uuid(Uuid::new_v4()))],
+        valid,
+        KeyAlg::Ed25519,
+    );
     let expired_node = {
-        let id = Uuid::new_v4();
+        let id = NodeId::from_uuid(Uuid::new_v4());
         ca.members.nodes.push(NodeEntry {
             id,
             name: "old".into(),

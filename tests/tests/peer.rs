@@ -65,7 +65,7 @@ fn catalog(data: &Path) -> Catalog {
 /// `issued_us` to `expires_us`, signed with the user's certificate key.
 fn attest(
     certs: &Path,
-    cluster: uuid::Uuid,
+    cluster: scratchbird_types::ClusterId,
     user: &str,
     coordinator: &str,
     asked: &Asked,

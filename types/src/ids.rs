@@ -81,6 +81,18 @@ uuid_id!(
     "domain"
 );
 
+uuid_id!(
+    /// A cluster: the UUID its CA certificate and every member's `sb://` name
+    /// carry.
+    ClusterId,
+    "cluster"
+);
+uuid_id!(
+    /// A node of a cluster, as its certificate's `sb://CLUSTER/node/ID` names it.
+    NodeId,
+    "node"
+);
+
 /// A transaction number. Increases strictly; never reused, even across restarts.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,

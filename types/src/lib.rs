@@ -27,6 +27,8 @@ pub mod value;
 
 pub use env::{Env, ManualEnv, SystemEnv};
 pub use error::TypeError;
-pub use ids::{BundleHash, ColumnId, CommitNumber, DomainId, Epoch, IndexId, TableId, TxnId};
+pub use ids::{
+    BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, TableId, TxnId,
+};
 pub use sqltype::{PhysicalType, SqlType};
 pub use value::{Date, Decimal, Timestamp, Value};
