@@ -86,7 +86,7 @@ impl Principal {
         object: SchemaObject<'_>,
     ) -> Result<(bool, Vec<String>), HostError> {
         may_change_schema(self.deriver.bundle(), &self.ctx, action, object)
-            .map_err(|e| HostError::Policy(format!("{} {object}: {e}", action.name())))
+            .map_err(|e| HostError::policy(format!("{} {object}", action.name()), e))
     }
 
     /// What the bundle enforces for this principal on `def` (derived once per
@@ -99,7 +99,7 @@ impl Principal {
         let desc = table_desc(def, cat)?;
         self.deriver
             .derive(&self.ctx, &desc)
-            .map_err(|e| HostError::Policy(format!("table {}: {e}", def.name)))
+            .map_err(|e| HostError::policy(format!("table {}", def.name), e))
     }
 }
 
@@ -115,7 +115,7 @@ fn table_desc(def: &TableDef, cat: &Catalog) -> Result<TableDesc, HostError> {
                     .find(|x| x.id == d)
                     .map(|x| x.name.clone())
                     .ok_or_else(|| {
-                        HostError::Policy(format!(
+                        HostError::policy_only(format!(
                             "column {}.{} is declared in domain {d}, which the catalog does not know",
                             def.name, c.name
                         ))
@@ -161,9 +161,10 @@ impl RowSelect for Selector {
         let verdicts = Rows::from_batch(candidates, &names, &self.types)
             .map_err(|e| HostError::Internal(e.to_string()))
             .and_then(|rows| {
-                self.enforcement.read.eval_words(&rows).map_err(|e| {
-                    HostError::Policy(format!("table {}: {e}", self.enforcement.table))
-                })
+                self.enforcement
+                    .read
+                    .eval_words(&rows)
+                    .map_err(|e| HostError::policy(format!("table {}", self.enforcement.table), e))
             });
         match verdicts {
             Ok(v) => {
@@ -327,7 +328,7 @@ impl ReadGuard {
                         .enumerate()
                         .find(|(_, c)| c.name == a)
                         .ok_or_else(|| {
-                            HostError::Policy(format!(
+                            HostError::policy_only(format!(
                                 "the row policy of {} reads {a}, which is not a column of the table",
                                 def.name
                             ))
@@ -541,9 +542,10 @@ impl ReadGuard {
                     continue;
                 }
                 ty.check_value(&m).map_err(|e| {
-                    HostError::Policy(format!(
-                        "the mask of domain {domain} gives a value that is not a {ty}: {e}"
-                    ))
+                    HostError::policy(
+                        format!("the mask of domain {domain} gives a value that is not a {ty}"),
+                        e,
+                    )
                 })?;
                 let RawValue::Fixed(b, n) = value_bytes_for(ty, &m).map_err(internal)? else {
                     return Err(internal("masked value width"));
@@ -641,9 +643,12 @@ impl ReadGuard {
                         } else {
                             let m = f.apply(ty, &v, &self.principal.mask_key, domain);
                             ty.check_value(&m).map_err(|e| {
-                                HostError::Policy(format!(
-                                    "the mask of domain {domain} gives a value that is not a {ty}: {e}"
-                                ))
+                                HostError::policy(
+                                    format!(
+                                        "the mask of domain {domain} gives a value that is not a {ty}"
+                                    ),
+                                    e,
+                                )
                             })?;
                             m
                         };
@@ -846,7 +851,7 @@ impl WriteGuard {
         filter
             .eval(&rows)
             .map(|v| v.first().copied().unwrap_or(false))
-            .map_err(|e| HostError::Policy(format!("table {}: {e}", self.enforcement.table)))
+            .map_err(|e| HostError::policy(format!("table {}", self.enforcement.table), e))
     }
 
     /// Whether the principal can see `row` (the current version of a row an update

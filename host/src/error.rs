@@ -1,20 +1,25 @@
 //! What can go wrong running a module.
 
+use crate::audit::AuditError;
 use scratchbird_guest_ops::abi::ErrorCode;
 use scratchbird_storage::StorageError;
 
 /// An error of the sandbox. Every variant leaves the node healthy: the execution's
-/// store is dropped and the statement's changes are undone by the caller.
+/// store is dropped and the statement's changes are undone by the caller. Each
+/// variant's stable code (what clients see, [`HostError::code`]) is named in its
+/// documentation.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    /// The subplan's envelope was refused: a signature, signer, epoch, bundle,
-    /// hash, attestation or replay rule is broken.
+    /// `REFUSED`: the subplan's envelope was refused: a signature, signer,
+    /// epoch, bundle, hash, attestation or replay rule is broken (the text names
+    /// the rule).
     #[error("subplan refused: {0}")]
     Envelope(String),
-    /// The module was refused before it ran.
+    /// `REFUSED`: the module was refused before it ran (the text names the
+    /// validation rule).
     #[error("module refused: {0}")]
     Refused(String),
-    /// The guest stopped with a SQL error.
+    /// `SQL_RUNTIME`: the guest stopped with a SQL error.
     #[error("{}{}", .code.message(), if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
     Sql {
         /// The error.
@@ -22,57 +27,167 @@ pub enum HostError {
         /// Extra detail from the guest (may be empty).
         detail: String,
     },
-    /// The execution ran longer than its deadline.
+    /// `QUERY_TIMEOUT`: the execution ran longer than its deadline.
     #[error("the query was stopped after its time limit of {ms} ms")]
     Timeout {
         /// The limit.
         ms: u64,
     },
-    /// The guest needed more memory than its limit.
+    /// `QUERY_MEMORY`: the guest needed more memory than its limit.
     #[error("the query needed more than its memory limit of {bytes} bytes")]
     Memory {
         /// The limit.
         bytes: usize,
     },
-    /// The execution was cancelled: the client went away, asked to stop, its
-    /// deadline passed, or the node is shutting down.
+    /// `CANCELLED`: the execution was cancelled: the client went away, asked
+    /// to stop, its deadline passed, or the node is shutting down.
     #[error("the query was cancelled: {0}")]
     Cancelled(String),
-    /// The guest exhausted its stack (runaway recursion).
+    /// `INTERNAL`: the guest exhausted its stack (runaway recursion).
     #[error("the query exhausted the sandbox stack")]
     Stack,
-    /// The guest broke a rule of the host interface (a bad handle, pointer or
-    /// length); the execution is ended.
+    /// `INTERNAL`: the guest broke a rule of the host interface (a bad handle,
+    /// pointer or length); the execution is ended.
     #[error("the module broke the host interface: {0}")]
     Abi(String),
-    /// The guest trapped (a bug in generated code or a hostile module).
+    /// `INTERNAL`: the guest trapped (a bug in generated code or a hostile module).
     #[error("the module trapped: {0}")]
     Trap(String),
-    /// The security bundle does not allow what the subplan asks (a table without
-    /// the grant, a column the principal may not read, a new row the write policy
-    /// refuses).
+    /// `PERMISSION_DENIED`: the security bundle does not allow what the subplan
+    /// asks (a table without the grant, a column the principal may not read, a
+    /// new row the write policy refuses).
     #[error("{0}")]
     Permission(String),
-    /// The security bundle could not be applied (it disagrees with the catalog, or
-    /// an evaluation failed); the execution fails closed.
-    #[error("the security policy could not be applied: {0}")]
-    Policy(String),
-    /// Storage refused an operation.
+    /// `POLICY_ERROR`: the security bundle could not be applied (it disagrees
+    /// with the catalog, or an evaluation failed); the execution fails closed.
+    #[error(
+        "the security policy could not be applied: {what}{}",
+        source.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
+    )]
+    Policy {
+        /// What could not be applied (`table t`, `the mask of domain d`).
+        what: String,
+        /// The failure underneath, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Storage refused an operation: [`StorageError::code`] is the code.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The execution's audit record could not be made durable: nothing was
-    /// released and its changes are undone.
+    /// `AUDIT_FAILED`: the execution's audit record could not be made durable:
+    /// nothing was released and its changes are undone.
     #[error("the execution could not be audited: {0}")]
-    Audit(String),
-    /// A statement came for another user or session context than the one its
-    /// transaction was begun with: the security context is bound per transaction.
+    Audit(#[source] AuditError),
+    /// `CONTEXT_IN_TRANSACTION`: a statement came for another user or session
+    /// context than the one its transaction was begun with: the security
+    /// context is bound per transaction.
     #[error("{0}")]
     Bound(String),
-    /// A rule of a shard session was broken (COMMIT without BEGIN, a statement
-    /// for another principal than the one its transaction is bound to).
+    /// `SESSION`: a rule of a shard session was broken (COMMIT without BEGIN, a
+    /// statement for another principal than the one its transaction is bound to).
     #[error("{0}")]
     Session(String),
-    /// A host-side failure that is not the query's fault.
+    /// `INTERNAL`: a host-side failure that is not the query's fault.
     #[error("internal error in the sandbox: {0}")]
     Internal(String),
+}
+
+impl HostError {
+    /// The error's stable code, as clients see it: the one its variant's
+    /// documentation names (a storage error's own, [`StorageError::code`]).
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Envelope(_) | Self::Refused(_) => "REFUSED",
+            Self::Sql { .. } => "SQL_RUNTIME",
+            Self::Timeout { .. } => "QUERY_TIMEOUT",
+            Self::Memory { .. } => "QUERY_MEMORY",
+            Self::Cancelled(_) => "CANCELLED",
+            Self::Stack | Self::Abi(_) | Self::Trap(_) | Self::Internal(_) => "INTERNAL",
+            Self::Permission(_) => "PERMISSION_DENIED",
+            Self::Policy { .. } => "POLICY_ERROR",
+            Self::Storage(s) => s.code(),
+            Self::Audit(_) => "AUDIT_FAILED",
+            Self::Bound(_) => "CONTEXT_IN_TRANSACTION",
+            Self::Session(_) => "SESSION",
+        }
+    }
+
+    /// A policy failure about `what`, with the failure underneath.
+    pub fn policy(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Policy {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A policy failure about `what` with nothing underneath (the bundle and the
+    /// catalog disagree).
+    pub fn policy_only(what: impl Into<String>) -> Self {
+        Self::Policy {
+            what: what.into(),
+            source: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes are a contract with clients: this table is it.
+    #[test]
+    fn every_variant_has_its_stable_code() {
+        let io = || std::io::Error::other("disk gone");
+        let audit = || AuditError::Io {
+            path: "audit.log".into(),
+            source: io(),
+        };
+        let all: Vec<(HostError, &str)> = vec![
+            (HostError::Envelope(String::new()), "REFUSED"),
+            (HostError::Refused(String::new()), "REFUSED"),
+            (
+                HostError::Sql {
+                    code: ErrorCode::DivisionByZero,
+                    detail: String::new(),
+                },
+                "SQL_RUNTIME",
+            ),
+            (HostError::Timeout { ms: 1 }, "QUERY_TIMEOUT"),
+            (HostError::Memory { bytes: 1 }, "QUERY_MEMORY"),
+            (HostError::Cancelled(String::new()), "CANCELLED"),
+            (HostError::Stack, "INTERNAL"),
+            (HostError::Abi(String::new()), "INTERNAL"),
+            (HostError::Trap(String::new()), "INTERNAL"),
+            (HostError::Permission(String::new()), "PERMISSION_DENIED"),
+            (HostError::policy_only("table t"), "POLICY_ERROR"),
+            (
+                HostError::Storage(StorageError::Deadlock {
+                    txn: scratchbird_types::TxnId(1),
+                    other: scratchbird_types::TxnId(2),
+                }),
+                "DEADLOCK",
+            ),
+            (HostError::Audit(audit()), "AUDIT_FAILED"),
+            (HostError::Bound(String::new()), "CONTEXT_IN_TRANSACTION"),
+            (HostError::Session(String::new()), "SESSION"),
+            (HostError::Internal(String::new()), "INTERNAL"),
+        ];
+        for (e, code) in &all {
+            assert_eq!(e.code(), *code, "{e:?}");
+        }
+        // the failure underneath stays reachable, and in the text clients see
+        let e = HostError::Audit(audit());
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.to_string().contains("disk gone"), "{e}");
+        let e = HostError::policy("the mask of domain email", io());
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            e.to_string(),
+            "the security policy could not be applied: the mask of domain email: disk gone"
+        );
+    }
 }

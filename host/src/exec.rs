@@ -43,7 +43,7 @@ pub struct Execution<'a> {
 }
 
 fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
-    log.append(r).map_err(|e| HostError::Audit(e.to_string()))
+    log.append(r).map_err(HostError::Audit)
 }
 
 /// The sink of a [`Release::Streamed`] stage on an audited node: the first batch

@@ -1274,57 +1274,47 @@ fn error_of(e: &SessionError, sql: &str) -> RpcError {
             hint: None,
             rendered: Some(c.render(sql)),
         },
-        SessionError::Host(h) => match h {
-            HostError::Permission(m) => RpcError::new("PERMISSION_DENIED", m.clone()).hint(
-                "the security bundle does not allow it; `sb bundle explain` shows what you may see",
-            ),
-            HostError::Timeout { .. } => RpcError::new("QUERY_TIMEOUT", h.to_string())
-                .hint("narrow the query, or raise limits.query_timeout_ms on the node"),
-            HostError::Memory { .. } => RpcError::new("QUERY_MEMORY", h.to_string())
-                .hint("narrow the query, or raise limits.memory_mib on the node"),
-            HostError::Cancelled(_) => RpcError::new("CANCELLED", h.to_string()),
-            HostError::Policy(_) => RpcError::new("POLICY_ERROR", h.to_string()).hint(
-                "the security bundle could not be applied; nothing was returned (fail closed)",
-            ),
-            HostError::Sql { .. } => RpcError::new("SQL_RUNTIME", h.to_string()),
-            HostError::Storage(s) => storage_error(s, h.to_string()),
-            HostError::Envelope(_) | HostError::Refused(_) => {
-                RpcError::new("REFUSED", h.to_string())
+        SessionError::Host(h) => {
+            let e = RpcError::new(h.code(), h.to_string());
+            match h {
+                HostError::Permission(_) => e.hint(
+                    "the security bundle does not allow it; `sb bundle explain` shows what you may see",
+                ),
+                HostError::Timeout { .. } => {
+                    e.hint("narrow the query, or raise limits.query_timeout_ms on the node")
+                }
+                HostError::Memory { .. } => {
+                    e.hint("narrow the query, or raise limits.memory_mib on the node")
+                }
+                HostError::Policy { .. } => e.hint(
+                    "the security bundle could not be applied; nothing was returned (fail closed)",
+                ),
+                HostError::Storage(s) => match storage_hint(s) {
+                    Some(hint) => e.hint(hint),
+                    None => e,
+                },
+                HostError::Audit(_) => e.hint(
+                    "nothing was released and nothing changed; the node's audit directory needs attention (sb audit verify)",
+                ),
+                _ => e,
             }
-            HostError::Audit(_) => RpcError::new("AUDIT_FAILED", h.to_string())
-                .hint("nothing was released and nothing changed; the node's audit directory needs attention (sb audit verify)"),
-            HostError::Session(m) => RpcError::new("SESSION", m.clone()),
-            HostError::Bound(m) => RpcError::new("CONTEXT_IN_TRANSACTION", m.clone()),
-            HostError::Stack | HostError::Abi(_) | HostError::Trap(_) | HostError::Internal(_) => {
-                RpcError::new("INTERNAL", h.to_string())
-            }
-        },
+        }
         SessionError::Session(m) => RpcError::new("SESSION", m.clone()),
     }
 }
 
-fn storage_error(s: &scratchbird_storage::StorageError, msg: String) -> RpcError {
+/// What a client can do about a storage error, when there is something.
+fn storage_hint(s: &scratchbird_storage::StorageError) -> Option<&'static str> {
     use scratchbird_storage::StorageError as S;
-    let (code, hint) = match s {
-        S::UpdateConflict { .. } => (
-            "UPDATE_CONFLICT",
-            Some("another transaction changed the row; retry the transaction"),
-        ),
-        S::LockConflict { .. } | S::LockTimeout { .. } => (
-            "LOCK_CONFLICT",
-            Some("another transaction holds the lock; retry"),
-        ),
-        S::Deadlock { .. } => ("DEADLOCK", Some("retry the transaction")),
-        S::PrimaryKeyViolation { .. } => ("PRIMARY_KEY_VIOLATION", None),
-        S::UniqueViolation { .. } => ("UNIQUE_VIOLATION", None),
-        S::NotNull { .. } => ("NOT_NULL_VIOLATION", None),
-        S::CheckViolation(_) => ("CHECK_VIOLATION", None),
-        _ => ("STORAGE", None),
-    };
-    let e = RpcError::new(code, msg);
-    match hint {
-        Some(h) => e.hint(h),
-        None => e,
+    match s {
+        S::UpdateConflict { .. } => {
+            Some("another transaction changed the row; retry the transaction")
+        }
+        S::LockConflict { .. } | S::LockTimeout { .. } => {
+            Some("another transaction holds the lock; retry")
+        }
+        S::Deadlock { .. } => Some("retry the transaction"),
+        _ => None,
     }
 }
 

@@ -382,8 +382,7 @@ impl Shard {
         rec.outcome = "error".into();
         rec.error = Some(e.to_string());
         if let Some(log) = &self.audit {
-            log.append(rec)
-                .map_err(|a| HostError::Audit(a.to_string()))?;
+            log.append(rec).map_err(HostError::Audit)?;
         }
         Ok(())
     }
@@ -686,8 +685,7 @@ impl ShardSessionOf {
                 if let Some(log) = &self.shard.audit {
                     // durable before the change is reported; a failed record
                     // leaves the change committed but unreported, never unrecorded
-                    log.append(rec)
-                        .map_err(|a| HostError::Audit(a.to_string()))?;
+                    log.append(rec).map_err(HostError::Audit)?;
                 }
             }
             Err(e) => self.shard.audit_refusal(rec, e)?,

@@ -252,6 +252,39 @@ impl From<fjall::Error> for StorageError {
     }
 }
 
+impl StorageError {
+    /// The error's stable code, as clients see it (`sbnode` sends it with the
+    /// message): a code never changes meaning; a new kind of error gets a new one.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UpdateConflict { .. } => "UPDATE_CONFLICT",
+            Self::LockConflict { .. } | Self::LockTimeout { .. } => "LOCK_CONFLICT",
+            Self::Deadlock { .. } => "DEADLOCK",
+            Self::PrimaryKeyViolation { .. } => "PRIMARY_KEY_VIOLATION",
+            Self::UniqueViolation { .. } => "UNIQUE_VIOLATION",
+            Self::NotNull { .. } => "NOT_NULL_VIOLATION",
+            Self::CheckViolation(_) => "CHECK_VIOLATION",
+            Self::ColumnValue { .. } => "COLUMN_VALUE",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::AlreadyExists { .. } => "ALREADY_EXISTS",
+            Self::InvalidDefinition { .. } | Self::CheckUnsupported { .. } => "INVALID_DEFINITION",
+            Self::ObjectInUse { .. } | Self::TableDropped { .. } => "OBJECT_IN_USE",
+            Self::ReadOnly => "READ_ONLY",
+            Self::TransactionEnded(_) | Self::NoSuchSavepoint(_) | Self::NotInLimbo { .. } => {
+                "TRANSACTION_STATE"
+            }
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
+            Self::OutsideRetention { .. } | Self::LogTruncated { .. } => "OUTSIDE_RETENTION",
+            Self::BulkLoad { .. } => "BULK_LOAD",
+            Self::FormatVersion { .. } => "FORMAT_VERSION",
+            Self::DirectoryLocked { .. } => "DIRECTORY_LOCKED",
+            Self::Poisoned { .. } | Self::Corruption { .. } | Self::Kv(_) => "STORAGE_FAILED",
+            Self::Selection(_) | Self::Type(_) | Self::Internal(_) => "STORAGE_INTERNAL",
+        }
+    }
+}
+
 /// What a CHECK violation names.
 #[derive(Debug, thiserror::Error)]
 #[error(
