@@ -18,8 +18,10 @@ pub trait Env: Send + Sync + std::fmt::Debug {
     /// Wall-clock time in microseconds since 1970-01-01 UTC. Need not be
     /// monotonic: users that need order (commit timestamps) make it so.
     fn now_micros(&self) -> i64;
-    /// 16 random bytes (object ids, nonces). Not a key source: keys come from
-    /// the key generation of the TLS stack.
+    /// 16 random bytes (object ids, nonces, the keys a local session makes
+    /// for its in-process coordinator and user, which never leave the
+    /// process). Keys that leave a process (certificates) come from the TLS
+    /// stack's key generation, not from here.
     fn random_bytes(&self) -> [u8; 16];
     /// Wall-clock time in whole seconds since 1970-01-01 UTC (certificate
     /// validity is checked in seconds).
