@@ -49,7 +49,7 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "re-exported for the binaries' wiring",
     ),
     (
-        "node/src/server.rs",
+        "node/src/server/mod.rs",
         "SystemEnv::default",
         "start: the system wiring of sbnode (start_in takes an Env)",
     ),
