@@ -7,7 +7,7 @@
 //! the module runs. So one entry serves every session and every user. An entry
 //! is keyed by the text and by the identity of the catalog it was compiled
 //! against (the shard hands out one shared catalog until a schema change commits;
-//! the entry holds it, so its address is not reused while the entry lives). A
+//! the cache pins it, so its address is not reused while statements of it are kept). A
 //! schema change therefore misses and compiles again; nothing stale is served.
 
 use scratchbird_compiler::{Catalog, Compiled};
@@ -23,41 +23,69 @@ pub const STATEMENT_BYTES_MAX: usize = 64 << 20;
 /// never holds a thousand catalogs in memory.
 pub const CATALOGS_MAX: usize = 8;
 
-type Key = (String, usize);
-
 struct Entry {
-    /// Pins the catalog whose address is part of the key.
-    _catalog: Arc<Catalog>,
     compiled: Arc<Compiled>,
     bytes: usize,
 }
 
-impl Inner {
-    /// Drops every entry compiled against the catalog at `ptr`.
-    fn forget_catalog(&mut self, ptr: usize) {
-        let mut freed = 0;
-        self.map.retain(|k, e| {
-            let keep = k.1 != ptr;
-            if !keep {
-                freed += e.bytes;
-            }
-            keep
-        });
-        self.bytes -= freed;
-        self.order.retain(|k| k.1 != ptr);
-    }
+/// The statements compiled against one catalog, which the cache pins: its
+/// address identifies it, and is not reused while it is held here.
+struct Pinned {
+    catalog: Arc<Catalog>,
+    statements: HashMap<String, Entry>,
 }
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<Key, Entry>,
-    /// Insertion order: the oldest entry leaves first.
-    order: VecDeque<Key>,
-    /// The catalogs entries were compiled against, oldest first.
-    catalogs: VecDeque<usize>,
+    /// Oldest first; at most [`CATALOGS_MAX`].
+    catalogs: VecDeque<Pinned>,
+    /// Insertion order of the statements (catalog address, text): the oldest
+    /// entry leaves first.
+    order: VecDeque<(usize, String)>,
+    entries: usize,
     bytes: usize,
     hits: u64,
     misses: u64,
+}
+
+fn address(catalog: &Arc<Catalog>) -> usize {
+    Arc::as_ptr(catalog) as usize
+}
+
+impl Inner {
+    fn pinned(&mut self, catalog: &Arc<Catalog>) -> Option<&mut Pinned> {
+        self.catalogs
+            .iter_mut()
+            .find(|p| Arc::ptr_eq(&p.catalog, catalog))
+    }
+
+    /// Drops the oldest catalog and every statement compiled against it.
+    fn forget_oldest_catalog(&mut self) {
+        let Some(old) = self.catalogs.pop_front() else {
+            return;
+        };
+        self.entries -= old.statements.len();
+        self.bytes -= old.statements.values().map(|e| e.bytes).sum::<usize>();
+        let gone = address(&old.catalog);
+        self.order.retain(|(c, _)| *c != gone);
+    }
+
+    /// Drops the oldest statement.
+    fn forget_oldest(&mut self) -> bool {
+        let Some((c, sql)) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(i) = self.catalogs.iter().position(|p| address(&p.catalog) == c)
+            && let Some(e) = self.catalogs[i].statements.remove(&sql)
+        {
+            self.entries -= 1;
+            self.bytes -= e.bytes;
+            if self.catalogs[i].statements.is_empty() {
+                self.catalogs.remove(i);
+            }
+        }
+        true
+    }
 }
 
 /// A bounded cache of compiled statements (first in, first out).
@@ -85,10 +113,6 @@ impl Default for StatementCache {
     }
 }
 
-fn key(sql: &str, catalog: &Arc<Catalog>) -> Key {
-    (sql.to_owned(), Arc::as_ptr(catalog) as usize)
-}
-
 impl StatementCache {
     /// A cache of at most `entries_max` statements and `bytes_max` module bytes
     /// (0 entries: nothing is kept).
@@ -109,7 +133,10 @@ impl StatementCache {
     #[must_use]
     pub fn get(&self, sql: &str, catalog: &Arc<Catalog>) -> Option<Arc<Compiled>> {
         let mut g = self.lock();
-        let found = g.map.get(&key(sql, catalog)).map(|e| e.compiled.clone());
+        let found = g
+            .pinned(catalog)
+            .and_then(|p| p.statements.get(sql))
+            .map(|e| e.compiled.clone());
         if found.is_some() {
             g.hits += 1;
         } else {
@@ -128,44 +155,40 @@ impl StatementCache {
         if self.entries_max == 0 || bytes > self.bytes_max {
             return;
         }
-        let k = key(sql, catalog);
         let mut g = self.lock();
-        if g.map.contains_key(&k) {
+        if g.pinned(catalog)
+            .is_some_and(|p| p.statements.contains_key(sql))
+        {
             return;
         }
-        if !g.catalogs.contains(&k.1) {
-            if g.catalogs.len() >= CATALOGS_MAX
-                && let Some(old) = g.catalogs.pop_front()
-            {
-                g.forget_catalog(old);
-            }
-            g.catalogs.push_back(k.1);
-        }
-        while g.map.len() >= self.entries_max || g.bytes + bytes > self.bytes_max {
-            let Some(old) = g.order.pop_front() else {
+        while g.entries >= self.entries_max || g.bytes + bytes > self.bytes_max {
+            if !g.forget_oldest() {
                 break;
-            };
-            if let Some(e) = g.map.remove(&old) {
-                g.bytes -= e.bytes;
             }
         }
-        g.order.push_back(k.clone());
+        if g.pinned(catalog).is_none() {
+            if g.catalogs.len() >= CATALOGS_MAX {
+                g.forget_oldest_catalog();
+            }
+            g.catalogs.push_back(Pinned {
+                catalog: catalog.clone(),
+                statements: HashMap::new(),
+            });
+        }
+        g.order.push_back((address(catalog), sql.to_owned()));
+        g.entries += 1;
         g.bytes += bytes;
-        g.map.insert(
-            k,
-            Entry {
-                _catalog: catalog.clone(),
-                compiled,
-                bytes,
-            },
-        );
+        if let Some(p) = g.pinned(catalog) {
+            p.statements
+                .insert(sql.to_owned(), Entry { compiled, bytes });
+        }
     }
 
     /// Entries, their bytes, hits and misses so far.
     #[must_use]
     pub fn figures(&self) -> (usize, usize, u64, u64) {
         let g = self.lock();
-        (g.map.len(), g.bytes, g.hits, g.misses)
+        (g.entries, g.bytes, g.hits, g.misses)
     }
 }
 
