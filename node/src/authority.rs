@@ -16,40 +16,54 @@ use scratchbird_types::{BundleHash, Epoch};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The user an attestation names, if its certificate chains to `trust`'s roots,
-/// is valid now, names that user, the user is an enabled member, and the
-/// certificate's key made the signature.
-fn certified_user(
-    trust: &Cell<Trust>,
-    checked: &Checked,
-    members: &dyn Membership,
-    a: &Attestation,
-    now_secs: i64,
-) -> Result<String, String> {
-    let user = user_name(a);
-    if a.certificate.is_empty() {
-        return Err(format!(
-            "the attestation for user {user} carries no certificate"
-        ));
+/// How users are proved: by a certificate that chains to the cluster CA's
+/// roots, is valid at the clock's now, names the attested user, who must be an
+/// enabled member, and whose key made the attestation's signature.
+#[derive(Debug)]
+pub struct UserCerts {
+    /// The cluster CA roots.
+    pub trust: Arc<Cell<Trust>>,
+    /// Who is a member.
+    pub members: Arc<dyn Membership>,
+    /// What has already been checked.
+    pub checked: Arc<Checked>,
+    /// The clock certificates are checked at.
+    pub env: Arc<dyn Env>,
+}
+
+impl UserCerts {
+    /// The user attestation `a` names, if its certificate proves it.
+    ///
+    /// # Errors
+    /// The first rule the attestation breaks, named.
+    pub fn user(&self, a: &Attestation) -> Result<String, String> {
+        let user = user_name(a);
+        if a.certificate.is_empty() {
+            return Err(format!(
+                "the attestation for user {user} carries no certificate"
+            ));
+        }
+        let refused = |r: scratchbird_net::Refusal| {
+            format!("the attestation's certificate: [{}] {r}", r.code())
+        };
+        let v = self
+            .checked
+            .certs
+            .verify(&self.trust.get(), &a.certificate, self.env.now_secs())
+            .map_err(refused)?;
+        admit(&v, Expect::User, Some(self.members.as_ref())).map_err(refused)?;
+        if v.uri.to_string() != a.user {
+            return Err(format!(
+                "the attestation's certificate names {}, not user {user} ({})",
+                v.uri, a.user
+            ));
+        }
+        self.checked
+            .signatures
+            .verify(a)
+            .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
+        Ok(user.to_owned())
     }
-    let refused =
-        |r: scratchbird_net::Refusal| format!("the attestation's certificate: [{}] {r}", r.code());
-    let v = checked
-        .certs
-        .verify(&trust.get(), &a.certificate, now_secs)
-        .map_err(refused)?;
-    admit(&v, Expect::User, Some(members)).map_err(refused)?;
-    if v.uri.to_string() != a.user {
-        return Err(format!(
-            "the attestation's certificate names {}, not user {user} ({})",
-            v.uri, a.user
-        ));
-    }
-    checked
-        .signatures
-        .verify(a)
-        .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
-    Ok(user.to_owned())
 }
 
 /// What a node has already checked: certificates under its trust, and
@@ -76,16 +90,10 @@ pub struct NodeAuthority {
     pub identity: Arc<IdentityCell>,
     /// Whether it is an enabled coordinator now.
     pub serving: Arc<AtomicBool>,
-    /// The cluster CA roots.
-    pub trust: Arc<Cell<Trust>>,
-    /// Who is a member.
-    pub members: Arc<dyn Membership>,
+    /// How users are proved.
+    pub users: UserCerts,
     /// The bundle in force.
     pub principals: Arc<Principals>,
-    /// What it has already checked.
-    pub checked: Arc<Checked>,
-    /// The clock certificates are checked at.
-    pub env: Arc<dyn Env>,
 }
 
 impl Authority for NodeAuthority {
@@ -102,13 +110,7 @@ impl Authority for NodeAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(
-            &self.trust,
-            &self.checked,
-            self.members.as_ref(),
-            a,
-            self.env.now_secs(),
-        )
+        self.users.user(a)
     }
 
     fn epoch(&self) -> Epoch {
@@ -125,14 +127,8 @@ impl Authority for NodeAuthority {
 pub struct CertAuthority {
     /// Members, epoch and bundle.
     pub local: LocalAuthority,
-    /// The cluster CA roots.
-    pub trust: Arc<Cell<Trust>>,
-    /// Who is a member.
-    pub members: Arc<dyn Membership>,
-    /// What it has already checked.
-    pub checked: Checked,
-    /// The clock certificates are checked at.
-    pub env: Arc<dyn Env>,
+    /// How users are proved.
+    pub users: UserCerts,
 }
 
 impl Authority for CertAuthority {
@@ -141,13 +137,7 @@ impl Authority for CertAuthority {
     }
 
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
-        certified_user(
-            &self.trust,
-            &self.checked,
-            self.members.as_ref(),
-            a,
-            self.env.now_secs(),
-        )
+        self.users.user(a)
     }
 
     fn epoch(&self) -> Epoch {

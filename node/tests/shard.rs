@@ -334,7 +334,7 @@ mod certificates {
     use scratchbird_net::tls::Cell;
     use scratchbird_net::verify::{Members, MembersList, UserEntry};
     use scratchbird_net::{SbUri, Trust};
-    use scratchbird_node::authority::{CertAuthority, Checked};
+    use scratchbird_node::authority::{CertAuthority, UserCerts};
 
     struct Pki {
         cluster: scratchbird_types::ClusterId,
@@ -382,10 +382,12 @@ mod certificates {
         let c = cluster_with(|local| {
             Arc::new(CertAuthority {
                 local,
-                trust: Arc::new(Cell::new(trust)),
-                members: Arc::new(members),
-                checked: Checked::default(),
-                env: Arc::new(scratchbird_node::SystemEnv::default()),
+                users: UserCerts {
+                    trust: Arc::new(Cell::new(trust)),
+                    members: Arc::new(members),
+                    checked: Arc::default(),
+                    env: Arc::new(scratchbird_node::SystemEnv::default()),
+                },
             })
         });
         (

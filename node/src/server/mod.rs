@@ -3,7 +3,7 @@
 //! flow control, reload of identities, roots, members and bundle without a restart,
 //! and a clean shutdown.
 
-use crate::authority::{NodeAuthority, PeerAuthority};
+use crate::authority::{NodeAuthority, PeerAuthority, UserCerts};
 use crate::config::{NodeConfig, OnCaChange};
 use crate::session::open_storage_in;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
@@ -326,11 +326,13 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         me: me.clone(),
         identity: identity.clone(),
         serving: serving.clone(),
-        trust: trust.clone(),
-        members: members.clone(),
+        users: UserCerts {
+            trust: trust.clone(),
+            members: members.clone(),
+            checked: Arc::default(),
+            env: env.clone(),
+        },
         principals: principals.clone(),
-        checked: Arc::default(),
-        env: env.clone(),
     });
     let shard = Arc::new(Shard::from_parts(ShardParts {
         storage: storage.clone(),
@@ -996,7 +998,7 @@ fn check_attestation(
             "the attestation signs another request (SQL, context or deadline) than this one".into(),
         );
     }
-    shared.authority.checked.signatures.verify(a)?;
+    shared.authority.users.checked.signatures.verify(a)?;
     let mut st = lock(state);
     if a.session != st.session {
         return Err("the attestation was made for another connection's session".into());
