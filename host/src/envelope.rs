@@ -315,20 +315,31 @@ struct Seen {
     by_session: HashMap<[u8; 32], (u64, i64, Arc<str>)>,
     /// Sessions remembered per coordinator.
     per_coordinator: HashMap<Arc<str>, usize>,
+    /// No remembered session may be forgotten before this time (a lower bound
+    /// of their expiries): until then a sweep would free nothing, so a
+    /// coordinator at its share cannot make every envelope scan the memory.
+    earliest: i64,
 }
 
 impl Seen {
     /// Forgets the sessions whose attestations have all expired.
     fn expire(&mut self, now_us: i64) {
+        if now_us < self.earliest {
+            return;
+        }
         let per = &mut self.per_coordinator;
+        let mut earliest = i64::MAX;
         self.by_session.retain(|_, (_, exp, c)| {
             let keep = *exp > now_us;
-            if !keep && let Some(n) = per.get_mut(c) {
+            if keep {
+                earliest = earliest.min(*exp);
+            } else if let Some(n) = per.get_mut(c) {
                 *n = n.saturating_sub(1);
             }
             keep
         });
         per.retain(|_, n| *n > 0);
+        self.earliest = earliest;
     }
 }
 
@@ -381,6 +392,7 @@ impl ReplayGuard {
             None => Arc::from(coordinator),
         };
         *s.per_coordinator.entry(name.clone()).or_insert(0) += 1;
+        s.earliest = s.earliest.min(expires_us);
         s.by_session.insert(key, (counter, expires_us, name));
         Ok(())
     }
