@@ -230,7 +230,6 @@ impl LocalSession {
             },
             audit: audit.cloned(),
             node: LOCAL.to_owned(),
-            env: storage.env().clone(),
         });
         let creds = Arc::new(LocalCreds {
             key: node_key.clone(),

@@ -21,7 +21,7 @@ use scratchbird_host::{
 };
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
-use scratchbird_storage::{Env, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
+use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
 use scratchbird_types::{BundleHash, SqlType};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -180,8 +180,6 @@ pub struct ShardParts {
     /// Its own node id: the coordinator named by claims that come without an
     /// envelope (BEGIN, schema changes) from the in-process coordinator.
     pub node: String,
-    /// Its clock.
-    pub env: Arc<dyn Env>,
 }
 
 /// A shard: its storage and sandbox, the authority it verifies envelopes with,
@@ -194,7 +192,6 @@ pub struct Shard {
     replay: ReplayGuard,
     audit: Option<Arc<AuditLog>>,
     node: String,
-    env: Arc<dyn Env>,
     /// The compiler's view of the last catalog storage handed out, with that
     /// catalog: storage shares one catalog until a schema change commits, so
     /// the view is built once per schema and its identity keys the
@@ -238,7 +235,6 @@ impl Shard {
             replay: ReplayGuard::default(),
             audit: parts.audit,
             node: parts.node,
-            env: parts.env,
             catalogs: Mutex::new(None),
         }
     }
@@ -280,7 +276,6 @@ impl Shard {
             ));
         }
         Ok(Self::from_parts(ShardParts {
-            env: storage.env().clone(),
             storage,
             sandbox,
             authority,
@@ -606,7 +601,7 @@ impl ShardSessionOf {
             &claim.asked,
             &shard.node,
             self.authority.as_ref(),
-            shard.env.now_micros(),
+            shard.storage.env().now_micros(),
         )?;
         Ok(Bound {
             user,
@@ -840,7 +835,7 @@ impl ShardSession for ShardSessionOf {
         sink: scratchbird_host::ResultSink,
         stop: &Cancel,
     ) -> Result<ShardRun, HostError> {
-        let now = self.shard.env.now_micros();
+        let now = self.shard.storage.env().now_micros();
         self.run_at(stage, release, sink, stop, now)
     }
 

@@ -341,7 +341,6 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         users: Users::Cluster(principals.clone()),
         audit: Some(audit.clone()),
         node: me.to_string(),
-        env: env.clone(),
     }));
     let creds = Arc::new(NodeCreds {
         me: me.to_string(),
