@@ -223,6 +223,17 @@ struct Bound {
     context: Option<String>,
 }
 
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "user {} with {}",
+            self.user,
+            self.context.as_deref().unwrap_or("no session context")
+        )
+    }
+}
+
 impl Shard {
     /// A shard of `parts`.
     #[must_use]
@@ -439,11 +450,7 @@ fn short_hex(id: &[u8; 32]) -> String {
 /// `bound` to someone else (another user, or the same with another context).
 fn not_binding(bound: &Bound, who: &Bound) -> HostError {
     refuse(format!(
-        "this transaction was begun by user {} with {}, not by {} with {}",
-        bound.user,
-        bound.context.as_deref().unwrap_or("no session context"),
-        who.user,
-        who.context.as_deref().unwrap_or("no session context"),
+        "this transaction was begun by {bound}, not by {who}"
     ))
 }
 
@@ -472,11 +479,7 @@ impl ShardSessionOf {
             && b != who
         {
             return Err(HostError::Bound(format!(
-                "the security context cannot change inside a transaction: it was begun by user {} with {}; a statement for user {} with {} cannot run in it: COMMIT or ROLLBACK first",
-                b.user,
-                b.context.as_deref().unwrap_or("no session context"),
-                who.user,
-                who.context.as_deref().unwrap_or("no session context"),
+                "the security context cannot change inside a transaction: it was begun by {b}; a statement for {who} cannot run in it: COMMIT or ROLLBACK first"
             )));
         }
         let opts = autocommit_options(consistency);
@@ -699,8 +702,7 @@ impl ShardSessionOf {
             && b != who
         {
             return Err(refuse(format!(
-                "this transaction was begun by user {}; a schema change for user {} cannot run in it",
-                b.user, who.user
+                "this transaction was begun by {b}; a schema change for {who} cannot run in it"
             )));
         }
         let mut txn = match self.txn.take() {
