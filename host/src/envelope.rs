@@ -344,6 +344,28 @@ impl Seen {
 }
 
 impl ReplayGuard {
+    /// Admits statement `index` (from 0) of the request the attestation `a`
+    /// signs, once, from `coordinator`: a control statement (BEGIN, COMMIT, a
+    /// schema change) a remote coordinator sends comes without an envelope of
+    /// its own, so this is what refuses its replay. The statements of one
+    /// request must come in order, as a session runs them.
+    ///
+    /// # Errors
+    /// The statement, or a later one of the same request, was already admitted;
+    /// or the replay memory is full.
+    pub fn admit_statement(
+        &self,
+        coordinator: &str,
+        a: &Attestation,
+        index: usize,
+        now_us: i64,
+    ) -> Result<(), HostError> {
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&blake3::hash(&a.signature).as_bytes()[..8]);
+        nonce[8..].copy_from_slice(&(index as u64).saturating_add(1).to_le_bytes());
+        self.admit(coordinator, &nonce, a.expires_us, now_us)
+    }
+
     fn admit(
         &self,
         coordinator: &str,
@@ -366,7 +388,7 @@ impl ReplayGuard {
         if let Some((high, exp, _)) = s.by_session.get_mut(&key) {
             if counter <= *high {
                 return Err(refuse(
-                    "this envelope was already used, or its coordinator session has sent a later one: a replay is refused",
+                    "this envelope (or signed control statement) was already used, or its coordinator session has sent a later one: a replay is refused",
                 ));
             }
             *high = counter;

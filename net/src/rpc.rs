@@ -5,7 +5,7 @@
 //! the limit, a version this build does not speak, bytes after the CBOR value, or
 //! nesting deeper than [`NESTING_MAX`] are refused before anything else is done.
 
-use scratchbird_types::attest::Attestation;
+use scratchbird_types::attest::{Asked, Attestation};
 use scratchbird_types::batch::{BatchLayout, BatchView};
 use scratchbird_types::{SqlType, Value};
 use serde::de::DeserializeOwned;
@@ -81,6 +81,28 @@ pub enum Request {
     /// Run a shard stage (peer endpoint only): a coordinator's signed subplan
     /// envelope and its module. The shard verifies it before anything runs.
     Subplan(Subplan),
+    /// Run a control statement (BEGIN, COMMIT, ROLLBACK, a savepoint, a schema
+    /// change) in one of the connection's shard sessions (peer endpoint only):
+    /// which statement of the request the user signed; the shard compiles it
+    /// itself.
+    Control(Control),
+    /// End one of the connection's shard sessions, rolling back what it holds
+    /// open (peer endpoint only). Closing the connection ends them all.
+    EndSession(u64),
+}
+
+/// A control statement of a remote coordinator's session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    /// The shard session (the coordinator numbers its sessions on this
+    /// connection; the first request naming a number opens it).
+    pub session: u64,
+    /// The user's attestation of the request.
+    pub attestation: Box<Attestation>,
+    /// The request it signs.
+    pub asked: Asked,
+    /// Which statement of the request to run, from 0.
+    pub index: u32,
 }
 
 /// A signed subplan envelope as it travels between nodes (the shard decodes
@@ -96,6 +118,12 @@ pub struct Subplan {
     /// The module.
     #[serde(with = "serde_bytes")]
     pub module: Vec<u8>,
+    /// The shard session to run it in (the coordinator numbers its sessions
+    /// on this connection; the first request naming a number opens it), so a
+    /// stage runs inside that session's BEGIN ... COMMIT. `None`: a
+    /// transaction of its own, committed when it succeeds.
+    #[serde(default)]
+    pub session: Option<u64>,
 }
 
 /// Run SQL.

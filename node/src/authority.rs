@@ -7,10 +7,11 @@
 
 use crate::shard::Principals;
 use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
+use scratchbird_net::Role;
 use scratchbird_net::SbUri;
 use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
-use scratchbird_net::verify::{Expect, Membership, Trust, VerifiedCache, admit};
+use scratchbird_net::verify::{Expect, Membership, Trust, Verified, VerifiedCache, admit};
 use scratchbird_types::env::Env;
 use scratchbird_types::{BundleHash, Epoch};
 use std::sync::Arc;
@@ -149,33 +150,38 @@ impl Authority for CertAuthority {
     }
 }
 
-/// What a shard trusts for envelopes from one peer connection: the node at the
-/// other end as the only member whose envelopes count (its certificate's
-/// Ed25519 key, the coordinator role if the membership gives it one); users,
-/// epoch and bundle as `base` says.
+/// What a shard trusts for envelopes and control statements from one peer
+/// connection: the node at the other end as the only member whose requests
+/// count (its certificate's Ed25519 key, with the coordinator role while the
+/// membership gives it one, asked at every request); users, epoch and bundle as
+/// `base` says.
 #[derive(Debug)]
 pub struct PeerAuthority {
     /// The node's own authority.
     pub base: Arc<NodeAuthority>,
-    /// The peer's `sb://` name.
-    pub peer: String,
+    /// The peer, as its certificate names it.
+    pub peer: Verified,
     /// Its certificate's Ed25519 key (none: not Ed25519, so it signs nothing).
     pub key: Option<ed25519_dalek::VerifyingKey>,
-    /// Whether the membership gives it the coordinator role now.
-    pub coordinator: bool,
 }
 
 impl Authority for PeerAuthority {
     fn member(&self, node: &str) -> Option<Member> {
         // only the node at the other end of this connection: an envelope
         // another node signed (this one included) is not this peer's to send
-        if node != self.peer {
+        if node != self.peer.uri.to_string() {
             return None;
         }
+        let coordinator = admit(
+            &self.peer,
+            Expect::Node(Some(Role::Coordinator)),
+            Some(self.base.users.members.as_ref()),
+        )
+        .is_ok();
         self.key.map(|key| Member {
             key,
             enabled: true,
-            coordinator: self.coordinator,
+            coordinator,
         })
     }
 

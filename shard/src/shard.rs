@@ -303,26 +303,30 @@ impl Shard {
             shard: self.clone(),
             authority: self.authority.clone(),
             not_before_us: i64::MIN,
+            peer: None,
             txn: None,
             signed_sql: None,
             bound: None,
         }
     }
 
-    /// A session for envelopes from another node: verified with `authority`
-    /// (which knows that node), and refusing attestations issued before
-    /// `not_before_us` (when this node started: an envelope made before a
+    /// A session for the coordinator node `peer` (its `sb://` name): envelopes
+    /// and control statements verified with `authority` (which knows that
+    /// node), attestations given to `peer`, and attestations issued before
+    /// `not_before_us` refused (when this node started: a request made before a
     /// restart could be a replay the in-memory guard no longer remembers).
     #[must_use]
     pub fn peer_session(
         self: &Arc<Self>,
         authority: Arc<dyn Authority>,
         not_before_us: i64,
+        peer: String,
     ) -> ShardSessionOf {
         ShardSessionOf {
             shard: self.clone(),
             authority,
             not_before_us,
+            peer: Some(peer),
             txn: None,
             signed_sql: None,
             bound: None,
@@ -409,6 +413,9 @@ pub struct ShardSessionOf {
     authority: Arc<dyn Authority>,
     /// Attestations issued before this are refused.
     not_before_us: i64,
+    /// The remote coordinator this session serves (`None`: this node's own,
+    /// whose control statements are bound to a client connection).
+    peer: Option<String>,
     /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
     /// autocommit statement's.
     txn: Option<Transaction>,
@@ -596,16 +603,45 @@ impl ShardSessionOf {
         })
     }
 
-    /// The user of `claim` (checked as an envelope's attestation is).
-    fn claimed(&self, claim: &Claim) -> Result<Bound, HostError> {
+    /// The coordinator whose claims and envelopes this session takes.
+    fn coordinator(&self) -> &str {
+        self.peer.as_deref().unwrap_or(&self.shard.node)
+    }
+
+    /// The user of `claim`, for its statement `index` (checked as an
+    /// envelope's attestation is; from a remote coordinator, also refused when
+    /// issued before this node started or when that statement was already run).
+    fn claimed(&self, claim: &Claim, index: usize) -> Result<Bound, HostError> {
         let shard = &self.shard;
+        let now = shard.storage.env().now_micros();
         let user = check_claim(
             &claim.attestation,
             &claim.asked,
-            &shard.node,
+            self.coordinator(),
             self.authority.as_ref(),
-            shard.storage.env().now_micros(),
+            now,
         )?;
+        if let Some(peer) = &self.peer {
+            // what an envelope's signer must be, a control statement's sender
+            // must be too: an enabled member with the coordinator role
+            if !self
+                .authority
+                .member(peer)
+                .is_some_and(|m| m.enabled && m.coordinator)
+            {
+                return Err(HostError::Envelope(format!(
+                    "node {peer} is not an enabled member with the coordinator role: its control statements are refused"
+                )));
+            }
+            if claim.attestation.issued_us < self.not_before_us {
+                return Err(HostError::Envelope(
+                    "the attestation was issued before this node last started: a control statement from before a restart is refused as a possible replay".into(),
+                ));
+            }
+            shard
+                .replay
+                .admit_statement(peer, &claim.attestation, index, now)?;
+        }
         Ok(Bound {
             user,
             context: claim.asked.context.clone(),
@@ -617,17 +653,17 @@ impl ShardSessionOf {
         self.shard.access(who).or_else(|e| {
             let mut rec = AuditRecord::new(&self.shard.label(&who.user));
             rec.epoch = self.authority.epoch();
-            rec.coordinator = Some(self.shard.node.clone());
+            rec.coordinator = Some(self.coordinator().to_owned());
             rec.context.clone_from(&who.context);
             self.shard.audit_refusal(rec, &e)?;
             Err(e)
         })
     }
 
-    /// Checks that `op` is statement `index` of the SQL the user signed in
-    /// `claim`, compiled here against the catalog this session sees: a
-    /// coordinator cannot turn a signed `SELECT` into a `DROP TABLE`.
-    fn signed(&mut self, op: &Statement, claim: &Claim, index: usize) -> Result<(), HostError> {
+    /// Statement `index` of the SQL the user signed in `claim`, compiled here
+    /// against the catalog this session sees: what a control request may run,
+    /// so a coordinator cannot turn a signed `SELECT` into a `DROP TABLE`.
+    fn signed(&mut self, claim: &Claim, index: usize) -> Result<Statement, HostError> {
         // `claimed` checked that the attestation signs exactly this request
         let digest = claim.attestation.request;
         let parsed = match &self.signed_sql {
@@ -648,19 +684,66 @@ impl ShardSessionOf {
             ))
         })?;
         let cat = self.catalog(claim.attestation.consistency)?;
-        let mine = scratchbird_compiler::compile(p, &cat).map_err(|e| {
+        scratchbird_compiler::compile(p, &cat).map_err(|e| {
             HostError::Envelope(format!(
                 "statement {} the user signed does not compile here: {e}",
                 index + 1
             ))
-        })?;
-        if mine != *op {
-            return Err(HostError::Envelope(format!(
-                "the coordinator's control request is not statement {} the user signed",
-                index + 1
-            )));
-        }
-        Ok(())
+        })
+    }
+
+    /// Runs statement `index` of the SQL the user signed in `claim`, a control
+    /// statement (transaction control or a schema change) the shard compiles
+    /// itself: what a remote coordinator sends in place of the statement.
+    ///
+    /// # Errors
+    /// As [`ShardSession::control`].
+    pub fn control_signed(
+        &mut self,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        self.control_checked(None, claim, index)
+    }
+
+    /// [`ShardSession::control`], with `sent` the statement the coordinator
+    /// compiled (refused when it is not the one the user signed), or none.
+    fn control_checked(
+        &mut self,
+        sent: Option<Statement>,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        let checked = self.claimed(claim, index).and_then(|who| {
+            let mine = self.signed(claim, index)?;
+            if sent.is_some_and(|op| op != mine) {
+                return Err(HostError::Envelope(format!(
+                    "the coordinator's control request is not statement {} the user signed",
+                    index + 1
+                )));
+            }
+            if matches!(mine, Statement::Query(_) | Statement::Explain(_)) {
+                return Err(HostError::Envelope(format!(
+                    "statement {} the user signed is a query: it runs in a signed envelope, not as a control request",
+                    index + 1
+                )));
+            }
+            Ok((who, mine))
+        });
+        let (who, op) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                if !self.in_transaction() {
+                    self.abandon();
+                }
+                let mut rec = AuditRecord::new("unverified");
+                rec.epoch = self.authority.epoch();
+                rec.coordinator = Some(self.coordinator().to_owned());
+                self.shard.audit_refusal(rec, &e)?;
+                return Err(e);
+            }
+        };
+        self.apply_control(op, who)
     }
 
     /// Applies the schema change `op` for `who`, if the bundle grants it on
@@ -670,7 +753,7 @@ impl ShardSessionOf {
         let (access, label) = self.access_audited(who)?;
         let mut rec = AuditRecord::new(&label);
         rec.epoch = self.authority.epoch();
-        rec.coordinator = Some(self.shard.node.clone());
+        rec.coordinator = Some(self.coordinator().to_owned());
         rec.context.clone_from(&who.context);
         if let Access::Principal(p) = &access {
             rec.bundle = Some(p.bundle_hash().0);
@@ -847,21 +930,25 @@ impl ShardSession for ShardSessionOf {
         claim: &Claim,
         index: usize,
     ) -> Result<&'static str, HostError> {
-        let who = match self
-            .claimed(claim)
-            .and_then(|who| self.signed(&op, claim, index).map(|()| who))
+        self.control_checked(Some(op), claim, index)
+    }
+
+    fn abandon(&mut self) {
+        if self.bound.is_none()
+            && let Some(t) = self.txn.take()
         {
-            Ok(w) => w,
-            Err(e) => {
-                if !self.in_transaction() {
-                    self.abandon();
-                }
-                let mut rec = AuditRecord::new("unverified");
-                rec.epoch = self.authority.epoch();
-                self.shard.audit_refusal(rec, &e)?;
-                return Err(e);
-            }
-        };
+            let _ = t.rollback();
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.bound.is_some()
+    }
+}
+
+impl ShardSessionOf {
+    /// Runs the control statement `op` for `who`, whose claim was checked.
+    fn apply_control(&mut self, op: Statement, who: Bound) -> Result<&'static str, HostError> {
         match op {
             Statement::Begin {
                 isolation,
@@ -927,20 +1014,6 @@ impl ShardSession for ShardSessionOf {
         }
     }
 
-    fn abandon(&mut self) {
-        if self.bound.is_none()
-            && let Some(t) = self.txn.take()
-        {
-            let _ = t.rollback();
-        }
-    }
-
-    fn in_transaction(&self) -> bool {
-        self.bound.is_some()
-    }
-}
-
-impl ShardSessionOf {
     fn savepoint(
         &mut self,
         who: &Bound,

@@ -149,6 +149,7 @@ fn envelope_of(
         envelope: s.envelope,
         signature: s.signature,
         module: s.module,
+        session: None,
     }
 }
 
@@ -176,35 +177,40 @@ fn as_peer<T>(node: &Node, by: &Peer, f: impl AsyncFnOnce(&Client) -> T) -> T {
 /// error.
 fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
     as_peer(node, by, async |c| {
-        let mut r = c.send(&Request::Subplan(sp.clone())).await.unwrap();
-        let mut rows = Vec::new();
-        loop {
-            match r.next().await {
-                Ok(Some(Response::Batch(b))) => {
-                    let layout = BatchLayout::new(&b.types, b.rows_max, b.heap_bytes).unwrap();
-                    let batch = ResultBatch::from_bytes(0, Arc::new(layout), b.bytes).unwrap();
-                    for row in batch.rows().unwrap() {
-                        // as `sb --format csv` prints them: NULL empty
-                        let cells: Vec<String> = row
-                            .iter()
-                            .map(|v| {
-                                if v.is_null() {
-                                    String::new()
-                                } else {
-                                    display_value(v)
-                                }
-                            })
-                            .collect();
-                        rows.push(cells.join("|"));
-                    }
-                }
-                Ok(Some(Response::Done(_))) | Ok(None) => break Ok(rows),
-                Ok(Some(Response::Error(e))) => break Err(format!("[{}] {}", e.code, e.message)),
-                Ok(Some(other)) => panic!("{other:?}"),
-                Err(e) => break Err(e.to_string()),
-            }
-        }
+        answer(c, &Request::Subplan(sp.clone())).await
     })
+}
+
+/// Sends `req` on `c`: the rows of the answer (`a|b|c`, NULL empty, as `sb
+/// --format csv` prints them), or the error.
+async fn answer(c: &Client, req: &Request) -> Result<Vec<String>, String> {
+    let mut r = c.send(req).await.unwrap();
+    let mut rows = Vec::new();
+    loop {
+        match r.next().await {
+            Ok(Some(Response::Batch(b))) => {
+                let layout = BatchLayout::new(&b.types, b.rows_max, b.heap_bytes).unwrap();
+                let batch = ResultBatch::from_bytes(0, Arc::new(layout), b.bytes).unwrap();
+                for row in batch.rows().unwrap() {
+                    let cells: Vec<String> = row
+                        .iter()
+                        .map(|v| {
+                            if v.is_null() {
+                                String::new()
+                            } else {
+                                display_value(v)
+                            }
+                        })
+                        .collect();
+                    rows.push(cells.join("|"));
+                }
+            }
+            Ok(Some(Response::Done(_))) | Ok(None) => break Ok(rows),
+            Ok(Some(Response::Error(e))) => break Err(format!("[{}] {}", e.code, e.message)),
+            Ok(Some(other)) => panic!("{other:?}"),
+            Err(e) => break Err(e.to_string()),
+        }
+    }
 }
 
 fn audit_errors(data: &Path) -> Vec<String> {
@@ -456,4 +462,196 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         .filter(|e| e.contains("subplan refused"))
         .count();
     assert!(refusals >= 8, "{refusals} refusals audited: {errors:#?}");
+}
+
+/// A remote coordinator runs a user's transaction in a shard session of its
+/// connection: BEGIN, a stage, COMMIT, each the statement the user signed; the
+/// session holds the transaction across requests, bound to the user who began
+/// it; a replayed COMMIT, a query sent as a control statement, another user's
+/// stage in the session, a schema change the bundle does not grant, and a node
+/// without the coordinator role are refused (and audited); a connection that
+/// goes away or a session that is ended rolls back what it held open.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one transaction's life over a real node, step by step"
+)]
+fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
+    use scratchbird_net::rpc::Control;
+    let s = setup(
+        &["admin", "alice"],
+        NodeOpts {
+            bundle: Some(repo().join("examples/bundles/saas")),
+            peers: true,
+            ..NodeOpts::default()
+        },
+    );
+    load_saas_demo(&s);
+    let scratchbird_tests::Setup {
+        tmp,
+        mut ca,
+        certs,
+        node,
+    } = s;
+    let dir = tmp.path().join("n1");
+    node.terminate(Duration::from_secs(20));
+    let cat = catalog(&dir.join("data"));
+    let mut peer = |name: &str, roles: &[Role]| {
+        let (id, issued) = ca.node(name, roles);
+        let (crt, key) = write_pair(&tmp.path().join(name), "node", &issued);
+        Peer {
+            creds: Credentials::load(&crt, &key, &certs.join("ca.crt")).unwrap(),
+            key: Identity::load(&crt, &key).unwrap(),
+            uri: SbUri::node(ca.cluster, id).to_string(),
+        }
+    };
+    let coord = peer("coord", &[Role::Coordinator]);
+    let plain = peer("plain", &[Role::Shard]);
+    let cluster = ca.cluster;
+    let node = Node::spawn(&dir);
+    let bundle = scratchbird_policy::Bundle::load(dir.join("bundle"))
+        .unwrap()
+        .hash()
+        .0;
+    let count = |id: i64| -> String {
+        ok(&sb(
+            &node,
+            &certs,
+            "admin",
+            &[
+                "--format",
+                "csv",
+                "-c",
+                &format!("SELECT count(*) FROM customers WHERE id = {id}"),
+            ],
+        ))
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+    };
+    let fresh = || (now_us(), now_us() + 60_000_000);
+    // a script the user signs: its statements go as control requests (BEGIN,
+    // COMMIT) and as a signed stage (the INSERT), all in shard session `n`
+    struct Script {
+        asked: Asked,
+        att: Attestation,
+    }
+    let script = |user: &str, sql: &str| {
+        let asked = Asked {
+            sql: sql.into(),
+            context: None,
+            deadline_ms: 0,
+        };
+        let att = attest(&certs, cluster, user, &coord.uri, &asked, fresh());
+        Script { asked, att }
+    };
+    let control = |s: &Script, n: u64, index: u32| {
+        Request::Control(Control {
+            session: n,
+            attestation: Box::new(s.att.clone()),
+            asked: s.asked.clone(),
+            index,
+        })
+    };
+    let stage = |s: &Script, stmt: &str, n: u64, nonce: u64| {
+        let mut sp = envelope_of(stmt, &cat, &node, &coord, s.att.clone(), nonce, |e| {
+            e.bundle_hash = bundle;
+            e.asked = s.asked.clone();
+            e.nonce[0] = 50;
+        });
+        sp.session = Some(n);
+        Request::Subplan(sp)
+    };
+    let insert =
+        |id: i64| format!("INSERT INTO customers VALUES ({id}, 1, 'Zed', NULL, 'free', 0)");
+
+    // BEGIN, INSERT, COMMIT: invisible until COMMIT, then there
+    let ins = insert(100);
+    let t = script("admin", &format!("BEGIN; {ins}; COMMIT"));
+    as_peer(&node, &coord, async |c| {
+        answer(c, &control(&t, 1, 0)).await.unwrap();
+        answer(c, &stage(&t, &ins, 1, 1)).await.unwrap();
+        assert_eq!(count(100), "0", "not yet committed");
+        answer(c, &control(&t, 1, 2)).await.unwrap();
+        assert_eq!(count(100), "1");
+        // the same COMMIT again: the signed statement was used
+        let e = answer(c, &control(&t, 1, 2)).await.unwrap_err();
+        assert!(e.contains("replay"), "{e}");
+        // a query is not a control statement
+        let q = script("admin", "SELECT 1");
+        let e = answer(c, &control(&q, 2, 0)).await.unwrap_err();
+        assert!(e.contains("is a query"), "{e}");
+    });
+
+    // a connection that goes away rolls its sessions' transactions back
+    let ins = insert(101);
+    let t = script("admin", &format!("BEGIN; {ins}; COMMIT"));
+    as_peer(&node, &coord, async |c| {
+        answer(c, &control(&t, 1, 0)).await.unwrap();
+        answer(c, &stage(&t, &ins, 1, 2)).await.unwrap();
+    });
+    assert_eq!(count(101), "0", "rolled back with the connection");
+
+    // a session is bound to the user who began it; ending it rolls back
+    let ins = insert(102);
+    let t = script("admin", &format!("BEGIN; {ins}; COMMIT"));
+    let a = script("alice", SQL);
+    as_peer(&node, &coord, async |c| {
+        answer(c, &control(&t, 7, 0)).await.unwrap();
+        answer(c, &stage(&t, &ins, 7, 3)).await.unwrap();
+        let e = answer(c, &stage(&a, SQL, 7, 4)).await.unwrap_err();
+        assert!(e.contains("CONTEXT_IN_TRANSACTION"), "{e}");
+        answer(c, &Request::EndSession(7)).await.unwrap();
+        // the session's number opens a new, empty session: COMMIT has no BEGIN
+        let e = answer(c, &control(&t, 7, 2)).await.unwrap_err();
+        assert!(e.contains("without BEGIN"), "{e}");
+    });
+    assert_eq!(count(102), "0", "rolled back when the session ended");
+
+    // schema changes: what the bundle grants, from a remote coordinator too
+    let ddl = "CREATE TABLE notes (id INTEGER PRIMARY KEY)";
+    as_peer(&node, &coord, async |c| {
+        let e = answer(c, &control(&script("alice", ddl), 1, 0))
+            .await
+            .unwrap_err();
+        assert!(e.contains("PERMISSION_DENIED"), "{e}");
+        answer(c, &control(&script("admin", ddl), 2, 0))
+            .await
+            .unwrap();
+        // it was made: making it again is refused by storage, not the bundle
+        let e = answer(c, &control(&script("admin", ddl), 3, 0))
+            .await
+            .unwrap_err();
+        assert!(e.contains("ALREADY_EXISTS"), "{e}");
+    });
+
+    // a node without the coordinator role sends no control statements
+    let asked = Asked {
+        sql: "BEGIN".into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let t = Script {
+        att: attest(&certs, cluster, "admin", &plain.uri, &asked, fresh()),
+        asked,
+    };
+    let e = as_peer(&node, &plain, async |c| {
+        answer(c, &control(&t, 1, 0)).await.unwrap_err()
+    });
+    assert!(e.contains("coordinator role"), "{e}");
+
+    node.terminate(Duration::from_secs(20));
+    let errors = audit_errors(&dir.join("data"));
+    for what in [
+        "replay",
+        "is a query",
+        "coordinator role",
+        "permission denied",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(what)),
+            "{what} is not in the audit trail: {errors:#?}"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 use crate::authority::{NodeAuthority, PeerAuthority, UserCerts};
 use crate::config::{NodeConfig, OnCaChange};
 use crate::session::open_storage_in;
-use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, Users};
+use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, ShardSessionOf, Users};
 use scratchbird_coord::ShardSession;
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
 use scratchbird_host::audit::AuditLog;
@@ -751,10 +751,23 @@ async fn client_session(
     // which rolls back any open transaction
 }
 
+/// The shard sessions a peer connection holds open, by the coordinator's
+/// numbers: each keeps its BEGIN ... COMMIT across requests, bound to the user
+/// who began it; closing the connection rolls every one back.
+type PeerSessions = Arc<Mutex<HashMap<u64, Arc<Mutex<ShardSessionOf>>>>>;
+
 async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Verified) {
     let mut shutdown = shared.shutdown.clone();
-    let cert = Arc::new(endpoint::peer_certificate(conn).unwrap_or_default());
+    let cert = endpoint::peer_certificate(conn).unwrap_or_default();
     let running = Arc::new(tokio::sync::Semaphore::new(PEER_SUBPLANS_MAX));
+    let authority = Arc::new(PeerAuthority {
+        base: shared.authority.clone(),
+        peer: peer.clone(),
+        key: scratchbird_net::attest::ed25519_key_of(&cert)
+            .ok()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok()),
+    });
+    let sessions: PeerSessions = Arc::default();
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -765,8 +778,9 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
         };
         let shared = shared.clone();
         let peer = peer.clone();
-        let cert = cert.clone();
         let running = running.clone();
+        let authority = authority.clone();
+        let sessions = sessions.clone();
         let span = tracing::Span::current();
         tokio::spawn(async move {
             let Ok(Some(f)) = rpc::read_frame::<Request, _>(&mut recv, shared.frame_max).await
@@ -787,6 +801,15 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
                     )
                     .hint("connect with a user certificate to the node's listen address"),
                 ),
+                Request::EndSession(n) => {
+                    // dropping the session rolls back what it holds open
+                    let gone = lock(&sessions).remove(&n);
+                    drop(gone);
+                    Response::Done(done_tag("END SESSION"))
+                }
+                Request::Control(c) => {
+                    control(&shared, &authority, &sessions, c).await
+                }
                 Request::Subplan(sp) => {
                     let Ok(_slot) = running.try_acquire() else {
                         let err = RpcError::new(
@@ -799,7 +822,7 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
                         reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
                         return;
                     };
-                    subplan(&shared, &peer, &cert, sp, f.id, &mut send)
+                    subplan(&shared, &authority, &sessions, sp, f.id, &mut send)
                         .instrument(tracing::info_span!("subplan", rid = f.id))
                         .await;
                     return;
@@ -811,41 +834,138 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
     }
 }
 
+/// A summary of a statement that returns no rows.
+fn done_tag(tag: &str) -> Done {
+    Done {
+        tag: tag.to_owned(),
+        rows: 0,
+        elapsed_us: 0,
+        read: 0,
+        text: None,
+    }
+}
+
+/// Shard sessions one peer connection may hold open.
+const PEER_SESSIONS_MAX: usize = 64;
+
+/// Shard session `n` of a peer connection: opened by the first request that
+/// names it, at most [`PEER_SESSIONS_MAX`] at once.
+fn session_of(
+    shared: &Arc<Shared>,
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
+    n: u64,
+) -> Result<Arc<Mutex<ShardSessionOf>>, RpcError> {
+    let mut all = lock(sessions);
+    if let Some(s) = all.get(&n) {
+        return Ok(s.clone());
+    }
+    if all.len() >= PEER_SESSIONS_MAX {
+        return Err(RpcError::new(
+            "BUSY",
+            format!("{PEER_SESSIONS_MAX} shard sessions of this connection are already open"),
+        )
+        .hint("end one (EndSession) before opening another"));
+    }
+    let s = Arc::new(Mutex::new(shared.shard.peer_session(
+        authority.clone(),
+        shared.started_us,
+        authority.peer.uri.to_string(),
+    )));
+    all.insert(n, s.clone());
+    Ok(s)
+}
+
+/// A session's lock, or a refusal when another request of it is running
+/// (a session runs one statement at a time, as its coordinator sends them).
+fn session_busy() -> RpcError {
+    RpcError::new(
+        "SESSION_BUSY",
+        "another request of this shard session is still running",
+    )
+    .hint("send a session's statements one after another")
+}
+
+/// Runs a remote coordinator's control statement in its shard session.
+async fn control(
+    shared: &Arc<Shared>,
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
+    c: rpc::Control,
+) -> Response {
+    if !shared.cfg.roles.contains(&Role::Shard) {
+        return Response::Error(not_a_shard(shared));
+    }
+    let session = match session_of(shared, authority, sessions, c.session) {
+        Ok(s) => s,
+        Err(e) => return Response::Error(e),
+    };
+    let claim = Claim {
+        attestation: *c.attestation,
+        asked: c.asked,
+    };
+    let index = usize::try_from(c.index).unwrap_or(usize::MAX);
+    let span = tracing::Span::current();
+    let ran = tokio::task::spawn_blocking(move || {
+        let _in = span.entered();
+        let Ok(mut s) = session.try_lock() else {
+            return Err(session_busy());
+        };
+        s.control_signed(&claim, index)
+            .map_err(|e| error_of(&SessionError::Host(e), &claim.asked.sql))
+    })
+    .await;
+    match ran {
+        Ok(Ok(tag)) => Response::Done(done_tag(tag)),
+        Ok(Err(e)) => {
+            tracing::warn!(code = %e.code, "refused or failed a peer's control statement: {}", e.message);
+            Response::Error(e)
+        }
+        Err(_) => Response::Error(RpcError::new(
+            "INTERNAL",
+            "the control statement's task ended",
+        )),
+    }
+}
+
+fn not_a_shard(shared: &Shared) -> RpcError {
+    RpcError::new(
+        "NOT_A_SHARD",
+        format!("node {} does not have the shard role", shared.me),
+    )
+}
+
 /// Runs a peer's shard stage: verified against the peer as a member (its
-/// certificate's Ed25519 key, the coordinator role if the membership gives it
-/// one), run as the user its attestation names, batches streamed back.
+/// certificate's Ed25519 key, the coordinator role while the membership gives
+/// it one), run as the user its attestation names, in the shard session the
+/// request names (or a transaction of its own), batches streamed back.
 async fn subplan(
     shared: &Arc<Shared>,
-    peer: &Verified,
-    cert: &[u8],
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
     sp: rpc::Subplan,
     rid: u64,
     send: &mut quinn::SendStream,
 ) {
     let max = shared.frame_max;
     if !shared.cfg.roles.contains(&Role::Shard) {
-        let err = RpcError::new(
-            "NOT_A_SHARD",
-            format!("node {} does not have the shard role", shared.me),
-        );
-        reply(send, rid, Response::Error(err), max).await;
+        reply(send, rid, Response::Error(not_a_shard(shared)), max).await;
         return;
     }
-    let coordinator = admit(
-        peer,
-        Expect::Node(Some(Role::Coordinator)),
-        Some(shared.members.as_ref()),
-    )
-    .is_ok();
-    let key = scratchbird_net::attest::ed25519_key_of(cert)
-        .ok()
-        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok());
-    let authority = Arc::new(PeerAuthority {
-        base: shared.authority.clone(),
-        peer: peer.uri.to_string(),
-        key,
-        coordinator,
-    });
+    let session = match sp.session {
+        Some(n) => match session_of(shared, authority, sessions, n) {
+            Ok(s) => s,
+            Err(e) => {
+                reply(send, rid, Response::Error(e), max).await;
+                return;
+            }
+        },
+        None => Arc::new(Mutex::new(shared.shard.peer_session(
+            authority.clone(),
+            shared.started_us,
+            authority.peer.uri.to_string(),
+        ))),
+    };
     let signed = SignedEnvelope {
         envelope: sp.envelope,
         signature: sp.signature,
@@ -864,12 +984,14 @@ async fn subplan(
         }
     });
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
-    let s2 = shared.clone();
     let c3 = cancel.clone();
     let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
         let _in = span.entered();
-        let mut session = s2.shard.peer_session(authority, s2.started_us);
+        let Ok(mut session) = session.try_lock() else {
+            let _ = tx.blocking_send(Response::Error(session_busy()));
+            return;
+        };
         let sink_tx = tx.clone();
         let r = session.run(
             &signed,
@@ -883,11 +1005,9 @@ async fn subplan(
         );
         let last = match r {
             Ok(run) => Response::Done(Done {
-                tag: "SUBPLAN".into(),
                 rows: run.figures.rows_returned,
-                elapsed_us: 0,
                 read: run.figures.rows_read,
-                text: None,
+                ..done_tag("SUBPLAN")
             }),
             Err(e) => {
                 let err = error_of(&SessionError::Host(e), "");
@@ -1075,10 +1195,10 @@ async fn request(
             return;
         }
         Request::Query(q) => q,
-        Request::Subplan(_) => {
+        Request::Subplan(_) | Request::Control(_) | Request::EndSession(_) => {
             let err = RpcError::new(
                 "NOT_FOR_USERS",
-                "subplans are taken from coordinator nodes at the peer address, not from users",
+                "subplans and shard sessions are taken from coordinator nodes at the peer address, not from users",
             )
             .hint("send SQL instead");
             reply(&mut send, rid, Response::Error(err), max).await;
