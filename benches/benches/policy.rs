@@ -11,7 +11,7 @@
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use scratchbird_policy::Bundle;
-use scratchbird_policy::derive::{SecurityContext, derive, table_from_row_type};
+use scratchbird_policy::derive::{SecurityContext, derive, schema_of_row_types};
 use scratchbird_policy::ir::{ColData, Column, Rows};
 use scratchbird_types::SqlType;
 use scratchbird_types::batch::{BatchLayout, BatchView, BatchWriter};
@@ -79,9 +79,10 @@ fn rows() -> Rows<'static> {
 
 fn row_decision(c: &mut Criterion) {
     let bundle = Arc::new(Bundle::load(example("saas")).unwrap());
-    let row_type = bundle.tables()["customers"].clone();
+    let of_rows = schema_of_row_types(&bundle);
+    let customers = of_rows.table_by_name("customers").unwrap().id;
     let ctx = SecurityContext::new("User::\"alice\"");
-    let e = derive(&bundle, &ctx, &table_from_row_type(&row_type)).unwrap();
+    let e = derive(&bundle, &ctx, &of_rows, customers).unwrap();
     let rows = rows();
     // The same decisions, checked once before timing.
     let ours = e.read.eval(&rows).unwrap();
@@ -223,13 +224,14 @@ fn derive_new_context(c: &mut Criterion) {
         ),
     ] {
         let bundle = Arc::new(Bundle::load(example(name)).unwrap());
-        let t = table_from_row_type(&bundle.tables()[table]);
+        let of_rows = schema_of_row_types(&bundle);
+        let t = of_rows.table_by_name(table).unwrap().id;
         let ctx = SecurityContext {
             principal: principal.into(),
             context,
         };
         g.bench_with_input(BenchmarkId::new("uncached", name), &(), |b, ()| {
-            b.iter(|| black_box(derive(&bundle, &ctx, &t).unwrap()));
+            b.iter(|| black_box(derive(&bundle, &ctx, &of_rows, t).unwrap()));
         });
     }
     g.finish();

@@ -7,7 +7,7 @@ use scratchbird_policy::bundle::SCHEMA_ACTIONS;
 use scratchbird_policy::catalog::{self, Catalog};
 use scratchbird_policy::derive::{
     Deriver, Effect, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext,
-    TableDesc, may_change_schema, table_from_row_type,
+    may_change_schema, schema_of_row_types,
 };
 use scratchbird_policy::sign::{self, Manifest, Trust};
 use std::io::Write as _;
@@ -441,35 +441,38 @@ fn explain(
         principal: principal.to_owned(),
         context: context.clone(),
     };
-    let tables: Vec<TableDesc> = match table {
+    let names: Vec<&str> = match table {
         Some(t) => {
-            let row = b.tables().get(t).ok_or_else(|| {
-                anyhow!(
+            if !b.tables().contains_key(t) {
+                bail!(
                     "table {t} has no row type in the bundle (tables: {})",
                     b.tables().keys().cloned().collect::<Vec<_>>().join(", ")
-                )
-            })?;
-            vec![
-                catalog
-                    .as_ref()
-                    .and_then(|c| c.table(t).cloned())
-                    .unwrap_or_else(|| table_from_row_type(row)),
-            ]
+                );
+            }
+            vec![t]
         }
-        None => b
-            .tables()
-            .values()
-            .map(|row| {
-                catalog
-                    .as_ref()
-                    .and_then(|c| c.table(&row.table).cloned())
-                    .unwrap_or_else(|| table_from_row_type(row))
-            })
-            .collect(),
+        None => b.tables().values().map(|row| row.table.as_str()).collect(),
     };
+    // a table the catalog describes is derived as the catalog has it; any other
+    // as the bundle's row type describes it
+    let of_rows = schema_of_row_types(&b);
     let mut out = Vec::new();
-    for t in &tables {
-        out.push(deriver.derive(&ctx, t).map_err(|e| anyhow!("{e}"))?);
+    for name in names {
+        let (schema, t) = match catalog.as_ref().and_then(|c| Some((c, c.table(name)?))) {
+            Some((c, t)) => (&c.schema, t.id),
+            None => (
+                &of_rows,
+                of_rows
+                    .table_by_name(name)
+                    .map(|t| t.id)
+                    .ok_or_else(|| anyhow!("table {name} has no row type in the bundle"))?,
+            ),
+        };
+        out.push(
+            deriver
+                .derive(&ctx, schema, t)
+                .map_err(|e| anyhow!("{e}"))?,
+        );
     }
     say!("bundle     {} ({})", dir.display(), b.hash());
     say!("principal  {principal}");

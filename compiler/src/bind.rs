@@ -2,7 +2,7 @@
 //! become column ids, literals get types, operands get the conversions their
 //! operators need, and every error says where it is and what to do.
 
-use crate::catalog::{Catalog, TableInfo};
+use crate::catalog::{Catalog, TableDef, user_table, user_table_names};
 use crate::error::{CompileError, Pos, codes};
 use crate::logical::{AggKind, BAgg, BExpr, BK, BSortKey, ColId, ColMeta, InitKind, JoinType, Rel};
 use crate::typing::{
@@ -120,7 +120,7 @@ pub(crate) fn sql_type(dt: &DataType, cat: &Catalog) -> Result<SqlType, CompileE
         DataType::Bytea | DataType::Blob(_) => SqlType::Blob,
         DataType::Custom(name, mods) if mods.is_empty() => {
             let n = object_name(name)?;
-            match cat.domain(&n) {
+            match cat.domain_by_name(&n) {
                 Some(d) => d.base,
                 None => {
                     return Err(CompileError::new(
@@ -354,7 +354,7 @@ impl<'c> Binder<'c> {
     /// A scan of `table` and the scope of its columns.
     pub(crate) fn scan(
         &mut self,
-        table: &Arc<TableInfo>,
+        table: &Arc<TableDef>,
         alias: &str,
         key: bool,
     ) -> (Rel, Vec<(String, ColId)>) {
@@ -382,10 +382,10 @@ impl<'c> Binder<'c> {
         )
     }
 
-    pub(crate) fn table(&self, name: &ObjectName) -> Result<Arc<TableInfo>, CompileError> {
+    pub(crate) fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>, CompileError> {
         let n = object_name(name)?;
-        self.cat.table(&n).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.cat.tables.iter().map(|t| t.name.as_str()).collect();
+        user_table(self.cat, &n).cloned().ok_or_else(|| {
+            let known = user_table_names(self.cat);
             CompileError::new(
                 codes::UNDEFINED_TABLE,
                 format!("table \"{n}\" does not exist"),
@@ -874,7 +874,7 @@ impl<'c> Binder<'c> {
     pub(crate) fn bind_table_expr(
         &mut self,
         e: &Expr,
-        table: &TableInfo,
+        table: &TableDef,
         cols: &[ColId],
         qualifier: &str,
     ) -> Result<BExpr, CompileError> {

@@ -1,89 +1,31 @@
-//! What the compiler knows of the database: tables, columns, indexes and domains as
-//! of the catalog snapshot it compiles against. Whoever calls the compiler builds
-//! this from the real catalog (the compiler does not depend on storage).
+//! What the compiler knows of the database: the shared schema vocabulary of
+//! `types::schema`, as of the catalog snapshot it compiles against. Whoever calls
+//! the compiler hands it the schema storage keeps (the compiler does not depend on
+//! storage); nothing is converted on the way.
 
-use scratchbird_types::{ColumnId, IndexId, SqlType, TableId, Value};
 use std::sync::Arc;
 
-/// A column.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ColumnInfo {
-    /// Identity.
-    pub id: ColumnId,
-    /// Name.
-    pub name: String,
-    /// Type (a domain column has its domain's base type).
-    pub ty: SqlType,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// The default of an insert that does not give a value.
-    pub default: Option<Value>,
+pub use scratchbird_types::schema::{
+    ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef,
+};
+
+/// The schema a statement is compiled against.
+pub type Catalog = Schema;
+
+/// A table SQL may name: system tables are not visible to SQL (names are
+/// case-insensitive unless quoted; the binder normalises unquoted names to lower
+/// case before asking).
+pub(crate) fn user_table<'a>(cat: &'a Catalog, name: &str) -> Option<&'a Arc<TableDef>> {
+    cat.table_by_name(name).filter(|t| !t.is_system())
 }
 
-/// A table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableInfo {
-    /// Identity.
-    pub id: TableId,
-    /// Name.
-    pub name: String,
-    /// Columns in order.
-    pub columns: Vec<ColumnInfo>,
-    /// Positions of the primary key columns.
-    pub primary_key: Vec<usize>,
-}
-
-/// An index.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IndexInfo {
-    /// Identity.
-    pub id: IndexId,
-    /// Name.
-    pub name: String,
-    /// The table.
-    pub table: TableId,
-    /// Column positions, in key order.
-    pub columns: Vec<usize>,
-    /// UNIQUE.
-    pub unique: bool,
-}
-
-/// A domain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DomainInfo {
-    /// Name.
-    pub name: String,
-    /// Base type.
-    pub base: SqlType,
-}
-
-/// The catalog snapshot a statement is compiled against.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Catalog {
-    /// Tables.
-    pub tables: Vec<Arc<TableInfo>>,
-    /// Indexes.
-    pub indexes: Vec<IndexInfo>,
-    /// Domains.
-    pub domains: Vec<DomainInfo>,
-}
-
-impl Catalog {
-    /// A table by name (names are case-insensitive unless quoted; the binder
-    /// normalises unquoted names to lower case before asking).
-    #[must_use]
-    pub fn table(&self, name: &str) -> Option<&Arc<TableInfo>> {
-        self.tables.iter().find(|t| t.name == name)
-    }
-
-    /// A domain by name.
-    #[must_use]
-    pub fn domain(&self, name: &str) -> Option<&DomainInfo> {
-        self.domains.iter().find(|d| d.name == name)
-    }
-
-    /// The indexes of a table.
-    pub fn indexes_of(&self, table: TableId) -> impl Iterator<Item = &IndexInfo> {
-        self.indexes.iter().filter(move |i| i.table == table)
-    }
+/// The tables SQL may name, by name, for hints.
+pub(crate) fn user_table_names(cat: &Catalog) -> Vec<&str> {
+    let mut names: Vec<&str> = cat
+        .tables()
+        .filter(|t| !t.is_system())
+        .map(|t| t.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names
 }

@@ -21,7 +21,7 @@ mod shape;
 mod split;
 mod typing;
 
-pub use catalog::{Catalog, ColumnInfo, DomainInfo, IndexInfo, TableInfo};
+pub use catalog::{Catalog, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef};
 pub use error::{CompileError, Pos};
 
 use bind::{Binder, norm, object_name, pos_of, sql_type};
@@ -524,7 +524,7 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
         let (ty, domain) = match &c.data_type {
             ast::DataType::Custom(n, m) if m.is_empty() => {
                 let d = object_name(n)?;
-                if cat.domain(&d).is_some() {
+                if cat.domain_by_name(&d).is_some() {
                     (None, Some(d))
                 } else {
                     (Some(sql_type(&c.data_type, cat)?), None)
@@ -532,7 +532,12 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
             }
             dt => (Some(sql_type(dt, cat)?), None),
         };
-        let effective = ty.or_else(|| domain.as_ref().and_then(|d| cat.domain(d)).map(|d| d.base));
+        let effective = ty.or_else(|| {
+            domain
+                .as_ref()
+                .and_then(|d| cat.domain_by_name(d))
+                .map(|d| d.base)
+        });
         let mut col = NewColumn {
             name: name.clone(),
             ty,
@@ -798,7 +803,7 @@ fn finish_write(
     b: &Binder<'_>,
     rel: Rel,
     kind: QueryKind,
-    table: &TableInfo,
+    table: &TableDef,
     wk: WriteKind,
     positions: &[usize],
     cat: &Catalog,
@@ -837,7 +842,7 @@ fn finish_write(
 fn target_table(
     b: &Binder<'_>,
     name: &ast::ObjectName,
-) -> Result<std::sync::Arc<TableInfo>, CompileError> {
+) -> Result<std::sync::Arc<TableDef>, CompileError> {
     b.table(name)
 }
 
@@ -941,7 +946,7 @@ fn check_width(have: usize, want: usize) -> Result<(), CompileError> {
 
 /// The table of an UPDATE or DELETE: its scan with record keys, its column ids and
 /// the key column.
-type KeyedScan = (std::sync::Arc<TableInfo>, Rel, Vec<ColId>, ColId);
+type KeyedScan = (std::sync::Arc<TableDef>, Rel, Vec<ColId>, ColId);
 
 /// The table of an UPDATE or DELETE, scanned with its record keys.
 fn keyed_scan(b: &mut Binder<'_>, f: &ast::TableFactor) -> Result<KeyedScan, CompileError> {
@@ -967,7 +972,7 @@ fn keyed_scan(b: &mut Binder<'_>, f: &ast::TableFactor) -> Result<KeyedScan, Com
 fn where_filter(
     b: &mut Binder<'_>,
     rel: Rel,
-    table: &TableInfo,
+    table: &TableDef,
     cols: &[ColId],
     qual: &str,
     sel: Option<&ast::Expr>,
@@ -980,7 +985,7 @@ fn where_filter(
     })
 }
 
-fn qualifier(f: &ast::TableFactor, table: &TableInfo) -> String {
+fn qualifier(f: &ast::TableFactor, table: &TableDef) -> String {
     match f {
         ast::TableFactor::Table { alias: Some(a), .. } => norm(&a.name),
         _ => table.name.clone(),

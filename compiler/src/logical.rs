@@ -2,7 +2,7 @@
 //! [`ColId`]s unique within a statement, so rewriting the tree never renumbers
 //! anything; lowering maps them to slots.
 
-use crate::catalog::TableInfo;
+use crate::catalog::TableDef;
 use scratchbird_guest_ops::abi::ScanRangeDecl;
 use scratchbird_guest_ops::plan::{ArithOp, CmpOp, Func};
 use scratchbird_types::{SqlType, Value};
@@ -248,7 +248,7 @@ pub enum Rel {
     /// A table; `cols[i]` names table column i.
     Scan {
         /// The table.
-        table: Arc<TableInfo>,
+        table: Arc<TableDef>,
         /// One id per table column.
         cols: Vec<ColId>,
         /// The record key column, for updates and deletes.

@@ -3,7 +3,7 @@
 //! become hash or nested-loop joins, and each scan reads only the columns the
 //! statement uses.
 
-use crate::catalog::TableInfo;
+use crate::catalog::TableDef;
 use crate::error::{CompileError, codes};
 use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, InitKind, JoinType, Rel};
 use scratchbird_guest_ops::abi::{
@@ -575,7 +575,7 @@ impl<'a> Builder<'a> {
 
     fn scan(
         &mut self,
-        table: &TableInfo,
+        table: &TableDef,
         cols: &[ColId],
         key: Option<ColId>,
         range: &scratchbird_guest_ops::abi::ScanRangeDecl,
@@ -745,7 +745,7 @@ impl<'a> Builder<'a> {
     /// Declares a write target.
     pub(crate) fn write_target(
         &mut self,
-        table: &TableInfo,
+        table: &TableDef,
         kind: WriteKind,
         positions: &[usize],
     ) -> Result<usize, CompileError> {

@@ -230,7 +230,7 @@ fn index_scans(rel: Rel, cat: &Catalog) -> Rel {
 }
 
 fn choose_index(
-    table: &crate::catalog::TableInfo,
+    table: &crate::catalog::TableDef,
     cols: &[ColId],
     pred: &BExpr,
     cat: &Catalog,

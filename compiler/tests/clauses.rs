@@ -12,39 +12,36 @@
     reason = "test"
 )]
 
-use scratchbird_compiler::{Catalog, ColumnInfo, TableInfo, compile, parse};
+use scratchbird_compiler::{Catalog, ColumnDef, TableDef, compile, parse};
 use scratchbird_types::{ColumnId, SqlType, TableId};
-use std::sync::Arc;
 
 fn catalog() -> Catalog {
-    let table = |id: u8, name: &str| {
-        Arc::new(TableInfo {
-            id: TableId::from_bytes([id; 16]),
-            name: name.into(),
-            columns: vec![
-                ColumnInfo {
-                    id: ColumnId::from_bytes([id + 1; 16]),
-                    name: "a".into(),
-                    ty: SqlType::Integer,
-                    nullable: false,
-                    default: None,
-                },
-                ColumnInfo {
-                    id: ColumnId::from_bytes([id + 2; 16]),
-                    name: "b".into(),
-                    ty: SqlType::Text,
-                    nullable: true,
-                    default: None,
-                },
-            ],
-            primary_key: vec![0],
-        })
+    let table = |id: u8, name: &str| TableDef {
+        id: TableId::from_bytes([id; 16]),
+        name: name.into(),
+        columns: vec![
+            ColumnDef {
+                id: ColumnId::from_bytes([id + 1; 16]),
+                name: "a".into(),
+                ty: SqlType::Integer,
+                nullable: false,
+                default: None,
+                domain: None,
+                check: None,
+            },
+            ColumnDef {
+                id: ColumnId::from_bytes([id + 2; 16]),
+                name: "b".into(),
+                ty: SqlType::Text,
+                nullable: true,
+                default: None,
+                domain: None,
+                check: None,
+            },
+        ],
+        primary_key: vec![0],
     };
-    Catalog {
-        tables: vec![table(1, "t"), table(10, "u")],
-        indexes: vec![],
-        domains: vec![],
-    }
+    Catalog::new(vec![table(1, "t"), table(10, "u")], vec![], vec![])
 }
 
 fn outcome(sql: &str) -> Result<(), (String, String)> {

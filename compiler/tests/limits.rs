@@ -15,37 +15,36 @@
 use scratchbird_compiler::limits::{
     COLUMNS_MAX, DEPTH_MAX, EXPRS_MAX, FROM_ITEMS_MAX, SET_OPS_MAX, STACK_BYTES,
 };
-use scratchbird_compiler::{Catalog, ColumnInfo, CompileError, TableInfo, compile, parse};
+use scratchbird_compiler::{Catalog, ColumnDef, CompileError, TableDef, compile, parse};
 use scratchbird_types::{ColumnId, SqlType, TableId};
-use std::sync::Arc;
 
 fn catalog() -> Catalog {
-    let t = Arc::new(TableInfo {
+    let t = TableDef {
         id: TableId::from_bytes([1; 16]),
         name: "t".into(),
         columns: vec![
-            ColumnInfo {
+            ColumnDef {
                 id: ColumnId::from_bytes([2; 16]),
                 name: "a".into(),
                 ty: SqlType::Integer,
                 nullable: true,
                 default: None,
+                domain: None,
+                check: None,
             },
-            ColumnInfo {
+            ColumnDef {
                 id: ColumnId::from_bytes([3; 16]),
                 name: "b".into(),
                 ty: SqlType::Text,
                 nullable: true,
                 default: None,
+                domain: None,
+                check: None,
             },
         ],
         primary_key: vec![],
-    });
-    Catalog {
-        tables: vec![t],
-        indexes: vec![],
-        domains: vec![],
-    }
+    };
+    Catalog::new(vec![t], vec![], vec![])
 }
 
 /// Parses and compiles `sql` on a thread with exactly the stack the limits are

@@ -5,12 +5,13 @@
 //! Compiling is a pure function of the SQL text and the catalog: it names no
 //! user, reads no clock and sees no data; what a user may see is decided where
 //! the module runs. So one entry serves every session and every user. An entry
-//! is keyed by the text and by the identity of the catalog it was compiled
-//! against (the shard hands out one shared catalog until a schema change commits;
-//! the cache pins it, so its address is not reused while statements of it are kept). A
-//! schema change therefore misses and compiles again; nothing stale is served.
+//! is keyed by the text and by the version of the schema it was compiled against
+//! (a digest of the schema's whole content: ids, names, types, keys, indexes,
+//! domains). A schema change therefore misses and compiles again; nothing stale is
+//! served, and a schema equal in content (another shard's, or the same one read
+//! again) hits.
 
-use scratchbird_compiler::{Catalog, Compiled};
+use scratchbird_compiler::{Catalog, Compiled, SchemaVersion};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -18,9 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub const STATEMENTS_MAX: usize = 1024;
 /// Module bytes kept by default (shard and merge stages together).
 pub const STATEMENT_BYTES_MAX: usize = 64 << 20;
-/// Catalogs the kept statements may pin at once: statements compiled against an
-/// older schema than the newest few leave with their catalog, so schema churn
-/// never holds a thousand catalogs in memory.
+/// Schema versions the kept statements may belong to at once: statements
+/// compiled against an older schema than the newest few leave with it, so schema
+/// churn never fills the cache with statements nobody can use again.
 pub const CATALOGS_MAX: usize = 8;
 
 struct Entry {
@@ -28,10 +29,9 @@ struct Entry {
     bytes: usize,
 }
 
-/// The statements compiled against one catalog, which the cache pins: its
-/// address identifies it, and is not reused while it is held here.
+/// The statements compiled against one schema version.
 struct Pinned {
-    catalog: Arc<Catalog>,
+    version: SchemaVersion,
     statements: HashMap<String, Entry>,
 }
 
@@ -39,24 +39,18 @@ struct Pinned {
 struct Inner {
     /// Oldest first; at most [`CATALOGS_MAX`].
     catalogs: VecDeque<Pinned>,
-    /// Insertion order of the statements (catalog address, text): the oldest
+    /// Insertion order of the statements (schema version, text): the oldest
     /// entry leaves first.
-    order: VecDeque<(usize, String)>,
+    order: VecDeque<(SchemaVersion, String)>,
     entries: usize,
     bytes: usize,
     hits: u64,
     misses: u64,
 }
 
-fn address(catalog: &Arc<Catalog>) -> usize {
-    Arc::as_ptr(catalog) as usize
-}
-
 impl Inner {
-    fn pinned(&mut self, catalog: &Arc<Catalog>) -> Option<&mut Pinned> {
-        self.catalogs
-            .iter_mut()
-            .find(|p| Arc::ptr_eq(&p.catalog, catalog))
+    fn pinned(&mut self, version: SchemaVersion) -> Option<&mut Pinned> {
+        self.catalogs.iter_mut().find(|p| p.version == version)
     }
 
     /// Drops the oldest catalog and every statement compiled against it.
@@ -66,8 +60,7 @@ impl Inner {
         };
         self.entries -= old.statements.len();
         self.bytes -= old.statements.values().map(|e| e.bytes).sum::<usize>();
-        let gone = address(&old.catalog);
-        self.order.retain(|(c, _)| *c != gone);
+        self.order.retain(|(v, _)| *v != old.version);
     }
 
     /// Drops the oldest statement.
@@ -75,7 +68,7 @@ impl Inner {
         let Some((c, sql)) = self.order.pop_front() else {
             return false;
         };
-        if let Some(i) = self.catalogs.iter().position(|p| address(&p.catalog) == c)
+        if let Some(i) = self.catalogs.iter().position(|p| p.version == c)
             && let Some(e) = self.catalogs[i].statements.remove(&sql)
         {
             self.entries -= 1;
@@ -131,10 +124,10 @@ impl StatementCache {
 
     /// The statement `sql` compiled against `catalog`, if it is kept.
     #[must_use]
-    pub fn get(&self, sql: &str, catalog: &Arc<Catalog>) -> Option<Arc<Compiled>> {
+    pub fn get(&self, sql: &str, catalog: &Catalog) -> Option<Arc<Compiled>> {
         let mut g = self.lock();
         let found = g
-            .pinned(catalog)
+            .pinned(catalog.version())
             .and_then(|p| p.statements.get(sql))
             .map(|e| e.compiled.clone());
         if found.is_some() {
@@ -148,7 +141,8 @@ impl StatementCache {
     /// Keeps `compiled`, the statement `sql` compiled against `catalog`,
     /// making room by dropping the oldest entries. A statement larger than the
     /// whole budget is not kept.
-    pub fn insert(&self, sql: &str, catalog: &Arc<Catalog>, compiled: Arc<Compiled>) {
+    pub fn insert(&self, sql: &str, catalog: &Catalog, compiled: Arc<Compiled>) {
+        let version = catalog.version();
         let bytes = sql.len()
             + compiled.module.len()
             + compiled.merge.as_ref().map_or(0, |m| m.module.len());
@@ -156,7 +150,7 @@ impl StatementCache {
             return;
         }
         let mut g = self.lock();
-        if g.pinned(catalog)
+        if g.pinned(version)
             .is_some_and(|p| p.statements.contains_key(sql))
         {
             return;
@@ -166,19 +160,19 @@ impl StatementCache {
                 break;
             }
         }
-        if g.pinned(catalog).is_none() {
+        if g.pinned(version).is_none() {
             if g.catalogs.len() >= CATALOGS_MAX {
                 g.forget_oldest_catalog();
             }
             g.catalogs.push_back(Pinned {
-                catalog: catalog.clone(),
+                version,
                 statements: HashMap::new(),
             });
         }
-        g.order.push_back((address(catalog), sql.to_owned()));
+        g.order.push_back((version, sql.to_owned()));
         g.entries += 1;
         g.bytes += bytes;
-        if let Some(p) = g.pinned(catalog) {
+        if let Some(p) = g.pinned(version) {
             p.statements
                 .insert(sql.to_owned(), Entry { compiled, bytes });
         }
@@ -195,7 +189,8 @@ impl StatementCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scratchbird_compiler::{Statement, compile, parse};
+    use scratchbird_compiler::{ColumnDef, Statement, TableDef, compile, parse};
+    use scratchbird_types::{ColumnId, SqlType, TableId};
 
     fn compiled(sql: &str, cat: &Catalog) -> Arc<Compiled> {
         let p = parse(sql).unwrap().remove(0);
@@ -205,25 +200,48 @@ mod tests {
         }
     }
 
+    /// A schema of one table, `t<n>`: each `n` is another schema version.
+    fn schema(n: u8) -> Catalog {
+        Catalog::new(
+            vec![TableDef {
+                id: TableId::from_bytes([n; 16]),
+                name: format!("t{n}"),
+                columns: vec![ColumnDef {
+                    id: ColumnId::from_bytes([n; 16]),
+                    name: "a".into(),
+                    ty: SqlType::Integer,
+                    nullable: true,
+                    default: None,
+                    domain: None,
+                    check: None,
+                }],
+                primary_key: vec![],
+            }],
+            vec![],
+            vec![],
+        )
+    }
+
     #[test]
-    fn an_entry_serves_its_text_and_catalog_only() {
+    fn an_entry_serves_its_text_and_schema_version_only() {
         let cache = StatementCache::default();
-        let a = Arc::new(Catalog::default());
-        let b = Arc::new(Catalog::default());
+        let a = schema(0);
         let c = compiled("SELECT 1", &a);
         cache.insert("SELECT 1", &a, c.clone());
         assert!(Arc::ptr_eq(&cache.get("SELECT 1", &a).unwrap(), &c));
-        // an equal catalog that is not the same one (a schema change committed)
-        assert!(cache.get("SELECT 1", &b).is_none());
+        // the same content read again (or on another shard): the same version
+        assert!(Arc::ptr_eq(&cache.get("SELECT 1", &schema(0)).unwrap(), &c));
+        // a schema change committed
+        assert!(cache.get("SELECT 1", &schema(1)).is_none());
         assert!(cache.get("SELECT 2", &a).is_none());
         assert!(cache.get("select 1", &a).is_none());
-        assert_eq!(cache.figures().2, 1);
+        assert_eq!(cache.figures().2, 2);
         assert_eq!(cache.figures().3, 3);
     }
 
     #[test]
     fn the_oldest_entries_leave_first_within_both_bounds() {
-        let cat = Arc::new(Catalog::default());
+        let cat = Catalog::default();
         let one = compiled("SELECT 1", &cat);
         let size = "SELECT 1".len() + one.module.len();
         let cache = StatementCache::new(2, usize::MAX);
@@ -247,13 +265,13 @@ mod tests {
         assert_eq!(tiny.figures().0, 0);
     }
 
-    /// Statements of a schema older than the newest `CATALOGS_MAX` leave with
-    /// their catalog.
+    /// Statements of a schema older than the newest `CATALOGS_MAX` versions leave
+    /// with it.
     #[test]
-    fn at_most_a_few_catalogs_are_pinned() {
+    fn at_most_a_few_schema_versions_are_kept() {
         let cache = StatementCache::default();
-        let cats: Vec<Arc<Catalog>> = (0..=CATALOGS_MAX)
-            .map(|_| Arc::new(Catalog::default()))
+        let cats: Vec<Catalog> = (0..=CATALOGS_MAX)
+            .map(|n| schema(u8::try_from(n).unwrap()))
             .collect();
         for c in &cats {
             cache.insert("SELECT 1", c, compiled("SELECT 1", c));
@@ -263,11 +281,6 @@ mod tests {
         assert!(cache.get("SELECT 1", &cats[0]).is_none());
         assert!(cache.get("SELECT 2", &cats[0]).is_none());
         assert!(cache.get("SELECT 1", &cats[1]).is_some());
-        assert_eq!(
-            Arc::strong_count(&cats[0]),
-            1,
-            "the oldest catalog is let go"
-        );
         assert!(cache.get("SELECT 2", &cats[CATALOGS_MAX]).is_some());
     }
 }

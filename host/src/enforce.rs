@@ -12,8 +12,7 @@
 
 use crate::error::HostError;
 use scratchbird_policy::derive::{
-    ColumnDesc, Deriver, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext,
-    TableDesc, may_change_schema,
+    Deriver, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext, may_change_schema,
 };
 use scratchbird_policy::ir::Rows;
 use scratchbird_policy::mask::{MaskFn, MaskKey};
@@ -96,43 +95,10 @@ impl Principal {
         def: &TableDef,
         cat: &Catalog,
     ) -> Result<Arc<Enforcement>, HostError> {
-        let desc = table_desc(def, cat)?;
         self.deriver
-            .derive(&self.ctx, &desc)
+            .derive(&self.ctx, cat, def.id)
             .map_err(|e| HostError::policy(format!("table {}", def.name), e))
     }
-}
-
-/// The table as the bundle sees it. A column whose domain the catalog cannot name
-/// is an error: without its domain the column's mask would be lost.
-fn table_desc(def: &TableDef, cat: &Catalog) -> Result<TableDesc, HostError> {
-    let mut columns = Vec::with_capacity(def.columns.len());
-    for c in &def.columns {
-        let domain = match c.domain {
-            None => None,
-            Some(d) => Some(
-                cat.domains()
-                    .find(|x| x.id == d)
-                    .map(|x| x.name.clone())
-                    .ok_or_else(|| {
-                        HostError::policy_only(format!(
-                            "column {}.{} is declared in domain {d}, which the catalog does not know",
-                            def.name, c.name
-                        ))
-                    })?,
-            ),
-        };
-        columns.push(ColumnDesc {
-            name: c.name.clone(),
-            ty: c.ty,
-            nullable: c.nullable,
-            domain,
-        });
-    }
-    Ok(TableDesc {
-        name: def.name.clone(),
-        columns,
-    })
 }
 
 fn denied(msg: String) -> HostError {

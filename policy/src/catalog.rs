@@ -13,13 +13,16 @@
 //! ```
 
 use crate::bundle::{AttrKind, Bundle, SCHEMA_FILE};
-use crate::derive::{ColumnDesc, TableDesc};
+use crate::derive::id_of_name;
 use crate::error::{Diagnostic, PolicyError, Result};
-use scratchbird_types::SqlType;
+use scratchbird_types::schema::{ColumnDef, DomainDef, Schema, TableDef};
+use scratchbird_types::{ColumnId, DomainId, SqlType, TableId};
 use serde::Deserialize;
 use serde_json::Value as Json;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,11 +53,13 @@ struct CatalogJson {
     tables: Vec<TableJson>,
 }
 
-/// A catalog: the tables a bundle is checked against.
+/// A catalog: the tables a bundle is checked against, as the shared schema
+/// vocabulary (ids are made from names: the file has none).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Catalog {
-    /// Tables.
-    pub tables: Vec<TableDesc>,
+    /// The tables, and the domains their columns name (each with the type of the
+    /// first column that names it).
+    pub schema: Schema,
 }
 
 impl Catalog {
@@ -79,16 +84,38 @@ impl Catalog {
         })?;
         let mut diags = Vec::new();
         let mut tables = Vec::new();
+        let mut domains: BTreeMap<String, DomainDef> = BTreeMap::new();
         for t in raw.tables {
             let mut columns = Vec::new();
             for c in t.columns {
                 match SqlType::from_str(&c.ty) {
-                    Ok(ty) => columns.push(ColumnDesc {
-                        name: c.name,
-                        ty,
-                        nullable: c.nullable,
-                        domain: c.domain,
-                    }),
+                    Ok(ty) => {
+                        let domain = c.domain.map(|name| {
+                            domains
+                                .entry(name.clone())
+                                .or_insert_with(|| DomainDef {
+                                    id: DomainId::from_bytes(id_of_name("domain", &name)),
+                                    name,
+                                    base: ty,
+                                    nullable: true,
+                                    default: None,
+                                    check: None,
+                                })
+                                .id
+                        });
+                        columns.push(ColumnDef {
+                            id: ColumnId::from_bytes(id_of_name(
+                                "column",
+                                &format!("{}.{}", t.name, c.name),
+                            )),
+                            name: c.name,
+                            ty,
+                            nullable: c.nullable,
+                            default: None,
+                            domain,
+                            check: None,
+                        });
+                    }
                     Err(e) => diags.push(Diagnostic::file(
                         &file,
                         format!("column {}.{}: {e}", t.name, c.name),
@@ -96,13 +123,17 @@ impl Catalog {
                     )),
                 }
             }
-            tables.push(TableDesc {
+            tables.push(TableDef {
+                id: TableId::from_bytes(id_of_name("table", &t.name)),
                 name: t.name,
                 columns,
+                primary_key: Vec::new(),
             });
         }
         if diags.is_empty() {
-            Ok(Self { tables })
+            Ok(Self {
+                schema: Schema::new(tables, Vec::new(), domains.into_values().collect()),
+            })
         } else {
             Err(PolicyError::Invalid { diagnostics: diags })
         }
@@ -110,8 +141,8 @@ impl Catalog {
 
     /// A table by name.
     #[must_use]
-    pub fn table(&self, name: &str) -> Option<&TableDesc> {
-        self.tables.iter().find(|t| t.name == name)
+    pub fn table(&self, name: &str) -> Option<&Arc<TableDef>> {
+        self.schema.table_by_name(name)
     }
 }
 
@@ -198,9 +229,15 @@ pub fn check(bundle: &Bundle, catalog: &Catalog) -> Vec<Diagnostic> {
             }
         }
     }
-    for t in &catalog.tables {
+    for t in catalog.schema.tables() {
         for c in &t.columns {
-            let Some(dn) = &c.domain else { continue };
+            let Some(dn) = c
+                .domain
+                .and_then(|id| catalog.schema.domain(id))
+                .map(|d| &d.name)
+            else {
+                continue;
+            };
             match bundle.domains().get(dn) {
                 None => d.push(Diagnostic::file(
                     crate::bundle::ENTITIES_FILE,

@@ -19,7 +19,8 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     PartialEntityUid, PartialRequest, PolicyId, Request, RestrictedExpression,
 };
-use scratchbird_types::{BundleHash, SqlType};
+use scratchbird_types::schema::{ColumnDef, Schema, SchemaVersion, TableDef};
+use scratchbird_types::{BundleHash, ColumnId, SqlType, TableId};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -194,28 +195,6 @@ impl SecurityContext {
             context: serde_json::json!({}),
         }
     }
-}
-
-/// A column as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnDesc {
-    /// Name.
-    pub name: String,
-    /// SQL type.
-    pub ty: SqlType,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// The domain the column is declared with.
-    pub domain: Option<String>,
-}
-
-/// A table as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableDesc {
-    /// Name.
-    pub name: String,
-    /// Columns in order.
-    pub columns: Vec<ColumnDesc>,
 }
 
 /// The grants of a principal on a table.
@@ -511,9 +490,12 @@ fn canonical_text(v: &serde_json::Value) -> String {
         .collect()
 }
 
-type CacheKey = (String, String, String);
+/// (principal, canonical context, table, schema version): derivation is a pure
+/// function of these and the bundle.
+type CacheKey = (String, String, TableId, SchemaVersion);
 
-/// Derives enforcement from one bundle, with a cache per (context, table).
+/// Derives enforcement from one bundle, with a cache per (principal, context,
+/// table, schema version).
 #[derive(Debug)]
 pub struct Deriver {
     bundle: Arc<Bundle>,
@@ -572,17 +554,24 @@ impl Deriver {
         Ok(())
     }
 
-    /// The enforcement for `ctx` on `table`, from the cache when it was derived
-    /// before (derivation is a pure function of bundle, context and table).
+    /// The enforcement for `ctx` on table `table` of `schema`, from the cache
+    /// when it was derived before for the same principal, context, table and
+    /// schema version (derivation is a pure function of those and the bundle).
     ///
     /// # Errors
-    /// Unknown principal or table, a context that does not match the schema, or a
-    /// Cedar evaluation error.
-    pub fn derive(&self, ctx: &SecurityContext, table: &TableDesc) -> Result<Arc<Enforcement>> {
+    /// Unknown principal or table, a column whose domain the schema does not
+    /// name, a context that does not match the schema, or a Cedar evaluation error.
+    pub fn derive(
+        &self,
+        ctx: &SecurityContext,
+        schema: &Schema,
+        table: TableId,
+    ) -> Result<Arc<Enforcement>> {
         let key = (
             ctx.principal.clone(),
             canonical_text(&ctx.context),
-            format!("{table:?}"),
+            table,
+            schema.version(),
         );
         if let Some(e) = self
             .cache
@@ -592,7 +581,7 @@ impl Deriver {
         {
             return Ok(e.clone());
         }
-        let e = Arc::new(derive_with(&self.bundle, ctx, table, self.per_row)?);
+        let e = Arc::new(derive_with(&self.bundle, ctx, schema, table, self.per_row)?);
         let mut cache = self
             .cache
             .lock()
@@ -605,16 +594,40 @@ impl Deriver {
     }
 }
 
-/// The table as the bundle's row type describes it, for when no catalog is given:
-/// one column per attribute, domains unknown.
+/// An id for an object known only by name (a catalog description file, or the
+/// bundle's row types): the same name always gives the same id.
 #[must_use]
-pub fn table_from_row_type(row: &RowType) -> TableDesc {
-    TableDesc {
+pub fn id_of_name(kind: &str, name: &str) -> [u8; 16] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"scratchbird named object\0");
+    h.update(kind.as_bytes());
+    h.update(b"\0");
+    h.update(name.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
+}
+
+/// The tables as the bundle's row types describe them, for when no catalog is
+/// given: one column per attribute, domains unknown, ids from names.
+#[must_use]
+pub fn schema_of_row_types(bundle: &Bundle) -> Schema {
+    Schema::new(
+        bundle.tables().values().map(table_from_row_type).collect(),
+        Vec::new(),
+        Vec::new(),
+    )
+}
+
+fn table_from_row_type(row: &RowType) -> TableDef {
+    TableDef {
+        id: TableId::from_bytes(id_of_name("table", &row.table)),
         name: row.table.clone(),
         columns: row
             .attrs
             .iter()
-            .map(|(name, a)| ColumnDesc {
+            .map(|(name, a)| ColumnDef {
+                id: ColumnId::from_bytes(id_of_name("column", &format!("{}.{name}", row.table))),
                 name: name.clone(),
                 ty: match a.kind {
                     AttrKind::Bool => SqlType::Boolean,
@@ -626,9 +639,12 @@ pub fn table_from_row_type(row: &RowType) -> TableDesc {
                     AttrKind::String | AttrKind::Other(_) => SqlType::Text,
                 },
                 nullable: !a.required,
+                default: None,
                 domain: None,
+                check: None,
             })
             .collect(),
+        primary_key: Vec::new(),
     }
 }
 
@@ -891,17 +907,27 @@ fn residual_condition(text: &str) -> String {
 pub fn derive(
     bundle: &Arc<Bundle>,
     ctx: &SecurityContext,
-    table: &TableDesc,
+    schema: &Schema,
+    table: TableId,
 ) -> Result<Enforcement> {
-    derive_with(bundle, ctx, table, false)
+    derive_with(bundle, ctx, schema, table, false)
 }
 
 fn derive_with(
     bundle: &Arc<Bundle>,
     ctx: &SecurityContext,
-    table: &TableDesc,
+    schema: &Schema,
+    table: TableId,
     per_row: bool,
 ) -> Result<Enforcement> {
+    let table = schema
+        .table(table)
+        .ok_or_else(|| PolicyError::InvalidContext {
+            reason: format!(
+                "the schema {} has no table with id {table}",
+                schema.version()
+            ),
+        })?;
     let row = bundle
         .tables
         .get(&table.name)
@@ -928,7 +954,22 @@ fn derive_with(
                 &format!("{}.{}", table.name, col.name),
             ),
         )?;
-        let mask = match &col.domain {
+        let domain = match col.domain {
+            None => None,
+            Some(id) => Some(
+                schema
+                    .domain(id)
+                    .ok_or_else(|| PolicyError::InvalidContext {
+                        reason: format!(
+                            "column {}.{} is declared in domain {id}, which the schema does not have",
+                            table.name, col.name
+                        ),
+                    })?
+                    .name
+                    .clone(),
+            ),
+        };
+        let mask = match &domain {
             None => None,
             Some(d) => {
                 let domain = bundle

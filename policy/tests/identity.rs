@@ -9,6 +9,8 @@
 use scratchbird_policy::catalog::{self, Catalog};
 use scratchbird_policy::sign::{self, Manifest, Trust};
 use scratchbird_policy::{Bundle, PolicyError, SignatureError};
+use scratchbird_types::DomainId;
+use scratchbird_types::schema::{DomainDef, Schema, TableDef};
 use std::path::{Path, PathBuf};
 
 fn example(name: &str) -> PathBuf {
@@ -268,8 +270,10 @@ fn the_examples_match_their_catalogs() {
 #[test]
 fn catalog_mismatches_point_at_the_line_to_change() {
     let b = Bundle::load(example("saas")).unwrap();
-    let mut c = catalog("saas");
-    let customers = c.tables.iter_mut().find(|t| t.name == "customers").unwrap();
+    let c = catalog("saas");
+    let mut tables: Vec<TableDef> = c.schema.tables().map(|t| TableDef::clone(t)).collect();
+    let mut domains: Vec<DomainDef> = c.schema.domains().map(|d| DomainDef::clone(d)).collect();
+    let customers = tables.iter_mut().find(|t| t.name == "customers").unwrap();
     customers
         .columns
         .iter_mut()
@@ -283,13 +287,25 @@ fn catalog_mismatches_point_at_the_line_to_change() {
         .unwrap()
         .ty = scratchbird_types::SqlType::Text;
     customers.columns.retain(|col| col.name != "name");
-    customers
+    let email = customers
         .columns
         .iter_mut()
         .find(|col| col.name == "email")
-        .unwrap()
-        .domain = Some("mail".into());
-    c.tables.retain(|t| t.name != "invoices");
+        .unwrap();
+    let mail = DomainDef {
+        id: DomainId::from_bytes([0xd0; 16]),
+        name: "mail".into(),
+        base: email.ty,
+        nullable: true,
+        default: None,
+        check: None,
+    };
+    email.domain = Some(mail.id);
+    domains.push(mail);
+    tables.retain(|t| t.name != "invoices");
+    let c = Catalog {
+        schema: Schema::new(tables, Vec::new(), domains),
+    };
     let problems = catalog::check(&b, &c);
     let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
     let has = |s: &str| text.iter().any(|t| t.contains(s));

@@ -9,7 +9,7 @@
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::AttrKind;
 use scratchbird_policy::derive::{
-    Deriver, RowFilter, SecurityContext, may_unmask, table_from_row_type,
+    Deriver, RowFilter, SecurityContext, may_unmask, schema_of_row_types,
 };
 use scratchbird_policy::ir::Rows;
 use scratchbird_types::Value;
@@ -93,9 +93,10 @@ fn visible(filter: &RowFilter, tenants: &[i64]) -> Vec<i64> {
 fn saas_derivations_isolate_tenants_and_open_support() {
     let b = Arc::new(Bundle::load(example("saas")).unwrap());
     let d = Deriver::new(b.clone());
-    let customers = table_from_row_type(&b.tables()["customers"]);
+    let rows = schema_of_row_types(&b);
+    let customers = rows.table_by_name("customers").unwrap().id;
     let alice = d
-        .derive(&SecurityContext::new("User::\"alice\""), &customers)
+        .derive(&SecurityContext::new("User::\"alice\""), &rows, customers)
         .unwrap();
     assert!(
         alice.grants.select && alice.grants.insert && alice.grants.update && alice.grants.delete
@@ -115,12 +116,12 @@ fn saas_derivations_isolate_tenants_and_open_support() {
     };
     assert!(!mrr(&alice));
     let bob = d
-        .derive(&SecurityContext::new("User::\"bob\""), &customers)
+        .derive(&SecurityContext::new("User::\"bob\""), &rows, customers)
         .unwrap();
     assert!(bob.grants.select && !bob.grants.insert);
     assert_eq!(visible(&bob.read, &[0, 1, 2, 3]), vec![2]);
     let sam = d
-        .derive(&SecurityContext::new("User::\"sam\""), &customers)
+        .derive(&SecurityContext::new("User::\"sam\""), &rows, customers)
         .unwrap();
     assert_eq!(
         visible(&sam.read, &[0, 1, 2, 3]),
@@ -129,12 +130,12 @@ fn saas_derivations_isolate_tenants_and_open_support() {
     );
     assert!(matches!(sam.write, RowFilter::None));
     let fran = d
-        .derive(&SecurityContext::new("User::\"fran\""), &customers)
+        .derive(&SecurityContext::new("User::\"fran\""), &rows, customers)
         .unwrap();
     assert!(mrr(&fran));
     // The same question twice is answered from the cache with the same result.
     let again = d
-        .derive(&SecurityContext::new("User::\"alice\""), &customers)
+        .derive(&SecurityContext::new("User::\"alice\""), &rows, customers)
         .unwrap();
     assert!(Arc::ptr_eq(&alice, &again));
 }
@@ -143,9 +144,10 @@ fn saas_derivations_isolate_tenants_and_open_support() {
 fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
     let b = Arc::new(Bundle::load(example("saas")).unwrap());
     let d = Deriver::new(b.clone());
-    let customers = table_from_row_type(&b.tables()["customers"]);
+    let rows = schema_of_row_types(&b);
+    let customers = rows.table_by_name("customers").unwrap().id;
     let err = d
-        .derive(&SecurityContext::new("User::\"mallory\""), &customers)
+        .derive(&SecurityContext::new("User::\"mallory\""), &rows, customers)
         .unwrap_err();
     assert!(
         err.to_string()
@@ -158,7 +160,8 @@ fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
                 principal: "User::\"alice\"".into(),
                 context: serde_json::json!({"nope": 1}),
             },
-            &customers,
+            &rows,
+            customers,
         )
         .unwrap_err();
     assert!(
@@ -166,7 +169,7 @@ fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
         "{err}"
     );
     let err = d
-        .derive(&SecurityContext::new("not an entity"), &customers)
+        .derive(&SecurityContext::new("not an entity"), &rows, customers)
         .unwrap_err();
     assert!(err.to_string().contains("entity reference"), "{err}");
     // "Everyone but support unmasks e-mail" must not let a stranger unmask it.
@@ -183,9 +186,10 @@ fn unknown_principals_and_bad_contexts_are_errors_never_defaults() {
 fn clinical_break_glass_opens_rows_and_is_recorded() {
     let b = Arc::new(Bundle::load(example("clinical")).unwrap());
     let d = Deriver::new(b.clone());
-    let patients = table_from_row_type(&b.tables()["patients"]);
+    let rows = schema_of_row_types(&b);
+    let patients = rows.table_by_name("patients").unwrap().id;
     let normal = d
-        .derive(&SecurityContext::new("Staff::\"dr_kim\""), &patients)
+        .derive(&SecurityContext::new("Staff::\"dr_kim\""), &rows, patients)
         .unwrap();
     assert!(normal.recorded.is_empty());
     let glass = d
@@ -194,7 +198,8 @@ fn clinical_break_glass_opens_rows_and_is_recorded() {
                 principal: "Staff::\"dr_kim\"".into(),
                 context: serde_json::json!({"break_glass": true, "reason": "code blue"}),
             },
-            &patients,
+            &rows,
+            patients,
         )
         .unwrap();
     assert_eq!(glass.recorded, vec!["break-glass".to_owned()]);
@@ -223,7 +228,8 @@ fn clinical_break_glass_opens_rows_and_is_recorded() {
 fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
     let b = Arc::new(Bundle::load(example("hr")).unwrap());
     let d = Deriver::new(b.clone());
-    let employees = table_from_row_type(&b.tables()["employees"]);
+    let rows = schema_of_row_types(&b);
+    let employees = rows.table_by_name("employees").unwrap().id;
     let names = ["user_name", "department", "id", "name", "salary", "ssn"];
     let row = |who: &str| {
         vec![
@@ -239,7 +245,8 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
         let e = d
             .derive(
                 &SecurityContext::new(&format!("User::\"{principal}\"")),
-                &employees,
+                &rows,
+                employees,
             )
             .unwrap();
         let vals = row(who);
@@ -254,7 +261,7 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
     // Managers read the salary column, so they read no row outside their chain: not
     // even a junior of their own department who reports elsewhere.
     let e = d
-        .derive(&SecurityContext::new("User::\"mgr\""), &employees)
+        .derive(&SecurityContext::new("User::\"mgr\""), &rows, employees)
         .unwrap();
     assert!(e.columns.iter().any(|c| c.column == "salary" && c.readable));
     let mut junior = row("zed");
@@ -262,7 +269,7 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
     assert!(!e.read.eval(&Rows::from_values(&names, &junior)).unwrap()[0]);
     // A colleague without the manager role does see that junior (but no salaries).
     let ann = d
-        .derive(&SecurityContext::new("User::\"ann\""), &employees)
+        .derive(&SecurityContext::new("User::\"ann\""), &rows, employees)
         .unwrap();
     assert!(ann.read.eval(&Rows::from_values(&names, &junior)).unwrap()[0]);
     assert!(

@@ -20,7 +20,7 @@ use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::{AttrKind, RowType};
 use scratchbird_policy::catalog::Catalog;
-use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, table_from_row_type};
+use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, schema_of_row_types};
 use scratchbird_policy::ir::Rows;
 use scratchbird_policy::mask::MaskFn;
 use scratchbird_types::{Decimal, Value};
@@ -276,7 +276,9 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
                 principal: principal.to_owned(),
                 context: context.clone(),
             };
-            let enforcement = deriver.derive(&ctx, &table_from_row_type(row)).unwrap();
+            let of_rows = schema_of_row_types(&bundle);
+            let id = of_rows.table_by_name(&row.table).unwrap().id;
+            let enforcement = deriver.derive(&ctx, &of_rows, id).unwrap();
             let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let rows = Rows::from_values(&name_refs, &values);
             let mut ents = base_entities.clone();
@@ -319,7 +321,7 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
                 && decided.insert((principal, context.to_string(), row.table.clone()))
             {
                 let desc = cat.table(&row.table).unwrap();
-                let e = deriver.derive(&ctx, desc).unwrap();
+                let e = deriver.derive(&ctx, &cat.schema, desc.id).unwrap();
                 let allow = |action: &str, resource: &str| -> bool {
                     let a = EntityUid::from_str(&format!("Action::\"{action}\"")).unwrap();
                     let req = Request::new(
@@ -356,7 +358,8 @@ fn derived_filters_decide_exactly_as_cedar_per_row() {
                         allow("ReadColumn", &c),
                         "{principal} {c} {context}"
                     );
-                    let want = col.domain.as_ref().and_then(|d| {
+                    let domain = col.domain.and_then(|id| cat.schema.domain(id));
+                    let want = domain.map(|d| &d.name).and_then(|d| {
                         (!allow("Unmask", &format!("Domain::\"{d}\"")))
                             .then(|| (d.clone(), masks[d].clone()))
                     });

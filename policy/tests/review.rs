@@ -9,7 +9,7 @@
 
 use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
 use scratchbird_policy::Bundle;
-use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, table_from_row_type};
+use scratchbird_policy::derive::{Deriver, RowFilter, SecurityContext, schema_of_row_types};
 use scratchbird_policy::ir::{ColData, Column, Rows};
 use scratchbird_policy::sign::{self, Manifest, Trust};
 use scratchbird_types::{Date, Value};
@@ -17,6 +17,11 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+
+/// The id the bundle's row types give table `things`.
+fn thing_id(b: &scratchbird_policy::Bundle) -> scratchbird_types::TableId {
+    schema_of_row_types(b).table_by_name("things").unwrap().id
+}
 
 fn bundle_dir(name: &str) -> PathBuf {
     let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -78,7 +83,8 @@ when { (if resource.flag then principal else User::"u9").level < 5 };
     let e = Deriver::new(b.clone())
         .derive(
             &SecurityContext::new("User::\"u1\""),
-            &table_from_row_type(&b.tables()["things"]),
+            &schema_of_row_types(&b),
+            thing_id(&b),
         )
         .unwrap();
     let RowFilter::Cedar(fallback) = &e.read else {
@@ -126,7 +132,8 @@ fn a_column_policies_cannot_read_is_refused_not_decided() {
     let e = Deriver::new(b.clone())
         .derive(
             &SecurityContext::new("User::\"u1\""),
-            &table_from_row_type(&b.tables()["things"]),
+            &schema_of_row_types(&b),
+            thing_id(&b),
         )
         .unwrap();
     let (names, mut values) = thing(false, 5);
@@ -232,17 +239,18 @@ fn a_float_context_is_refused_even_after_its_string_twin() {
     // The cache key once encoded 1.5 and "1.5" alike.
     let b = Arc::new(Bundle::load(bundle_dir("clinical")).unwrap());
     let d = Deriver::new(b.clone());
-    let t = table_from_row_type(&b.tables()["patients"]);
+    let rows = schema_of_row_types(&b);
+    let t = rows.table_by_name("patients").unwrap().id;
     let ok = SecurityContext {
         principal: "Staff::\"dr_kim\"".into(),
         context: json!({"reason": "1.5"}),
     };
-    d.derive(&ok, &t).unwrap();
+    d.derive(&ok, &rows, t).unwrap();
     let bad = SecurityContext {
         principal: "Staff::\"dr_kim\"".into(),
         context: json!({"reason": 1.5}),
     };
-    let err = d.derive(&bad, &t).unwrap_err().to_string();
+    let err = d.derive(&bad, &rows, t).unwrap_err().to_string();
     assert!(err.contains("invalid security context"), "{err}");
 }
 

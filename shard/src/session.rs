@@ -5,7 +5,7 @@
 
 use crate::shard::{InProcess, Shard, ShardParts, Users};
 use ed25519_dalek::{Signer, SigningKey};
-use scratchbird_compiler::{self as compiler, Catalog};
+use scratchbird_compiler::Catalog;
 use scratchbird_coord::{
     Claim, Credentials, Outcome, Session, SessionError, StatementCache, StepSink,
 };
@@ -97,63 +97,12 @@ pub fn open_storage_in(dir: &Path, env: Arc<dyn Env>) -> Result<Storage, Storage
     Storage::open(dir, StorageConfig::new(env))
 }
 
-/// The compiler's view of a transaction's catalog.
+/// The schema a transaction sees: what the compiler binds against.
 ///
 /// # Errors
 /// The catalog could not be read.
-pub fn catalog_of(txn: &Transaction) -> Result<Catalog, StorageError> {
-    let cat = txn.catalog()?;
-    Ok(compiler_catalog(&cat))
-}
-
-/// The compiler's view of the storage catalog `cat`.
-pub(crate) fn compiler_catalog(cat: &scratchbird_storage::catalog::Catalog) -> Catalog {
-    let tables = cat
-        .tables()
-        .filter(|t| !t.name.starts_with("SB$"))
-        .map(|t| {
-            Arc::new(compiler::TableInfo {
-                id: t.id,
-                name: t.name.clone(),
-                columns: t
-                    .columns
-                    .iter()
-                    .map(|c| compiler::ColumnInfo {
-                        id: c.id,
-                        name: c.name.clone(),
-                        ty: c.ty,
-                        nullable: c.nullable,
-                        default: c.default.clone(),
-                    })
-                    .collect(),
-                primary_key: t.primary_key.clone(),
-            })
-        })
-        .collect();
-    let mut indexes = Vec::new();
-    for t in cat.tables() {
-        for i in cat.indexes_of(t.id) {
-            indexes.push(compiler::IndexInfo {
-                id: i.id,
-                name: i.name.clone(),
-                table: i.table,
-                columns: i.columns.clone(),
-                unique: i.unique,
-            });
-        }
-    }
-    let domains = cat
-        .domains()
-        .map(|d| compiler::DomainInfo {
-            name: d.name.clone(),
-            base: d.base,
-        })
-        .collect();
-    Catalog {
-        tables,
-        indexes,
-        domains,
-    }
+pub fn catalog_of(txn: &Transaction) -> Result<Arc<Catalog>, StorageError> {
+    txn.catalog()
 }
 
 impl LocalSession {

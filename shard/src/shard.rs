@@ -25,7 +25,7 @@ use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction,
 use scratchbird_types::{BundleHash, SqlType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// Why a user gets no access, with a stable code and what to do.
 #[derive(Debug, Clone)]
@@ -192,11 +192,6 @@ pub struct Shard {
     replay: ReplayGuard,
     audit: Option<Arc<AuditLog>>,
     node: String,
-    /// The compiler's view of the last catalog storage handed out, with that
-    /// catalog: storage shares one catalog until a schema change commits, so
-    /// the view is built once per schema and its identity keys the
-    /// coordinator's compiled statements.
-    catalogs: Mutex<Option<(Arc<scratchbird_storage::catalog::Catalog>, Arc<Catalog>)>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -246,26 +241,12 @@ impl Shard {
             replay: ReplayGuard::default(),
             audit: parts.audit,
             node: parts.node,
-            catalogs: Mutex::new(None),
         }
     }
 
-    /// The compiler's view of `txn`'s catalog: the same one while storage hands
-    /// out the same catalog.
+    /// The schema `txn` sees, which the compiler binds against as it is.
     fn catalog_view(&self, txn: &Transaction) -> Result<Arc<Catalog>, HostError> {
-        let stored = txn.catalog()?;
-        let mut last = self
-            .catalogs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((s, view)) = last.as_ref()
-            && Arc::ptr_eq(s, &stored)
-        {
-            return Ok(view.clone());
-        }
-        let view = Arc::new(crate::session::compiler_catalog(&stored));
-        *last = Some((stored, view.clone()));
-        Ok(view)
+        Ok(txn.catalog()?)
     }
 
     /// A shard enforcing the bundle of `deriver` for every user,
@@ -876,8 +857,8 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             // nothing (IF EXISTS) or fails as not found
             let mut of: Vec<String> = names
                 .iter()
-                .filter_map(|n| cat.indexes.iter().find(|i| &i.name == n))
-                .filter_map(|i| cat.tables.iter().find(|t| t.id == i.table))
+                .filter_map(|n| cat.index_by_name(n))
+                .filter_map(|i| cat.table(i.table))
                 .map(|t| t.name.clone())
                 .collect();
             of.dedup();
@@ -1057,7 +1038,7 @@ fn apply_schema_change(
             primary_key,
             if_not_exists,
         } => {
-            if if_not_exists && cat.table(&name).is_some() {
+            if if_not_exists && cat.table_by_name(&name).is_some_and(|t| !t.is_system()) {
                 return Ok("CREATE TABLE");
             }
             let spec = TableSpec {
@@ -1083,7 +1064,7 @@ fn apply_schema_change(
         Statement::DropTable { names, if_exists } => {
             txn.statement(|t| {
                 for n in &names {
-                    if if_exists && cat.table(n).is_none() {
+                    if if_exists && cat.table_by_name(n).is_none_or(|t| t.is_system()) {
                         continue;
                     }
                     t.drop_table(n)?;
@@ -1110,7 +1091,7 @@ fn apply_schema_change(
             Ok("CREATE DOMAIN")
         }
         Statement::DropDomain { name, if_exists } => {
-            if !(if_exists && cat.domain(&name).is_none()) {
+            if !(if_exists && cat.domain_by_name(&name).is_none()) {
                 txn.statement(|t| t.drop_domain(&name))?;
             }
             Ok("DROP DOMAIN")
@@ -1134,7 +1115,7 @@ fn apply_schema_change(
         Statement::DropIndex { names, if_exists } => {
             txn.statement(|t| {
                 for n in &names {
-                    if if_exists && !cat.indexes.iter().any(|i| &i.name == n) {
+                    if if_exists && cat.index_by_name(n).is_none() {
                         continue;
                     }
                     t.drop_index(n)?;

@@ -5,6 +5,8 @@
 //! data: a transaction sees its own DDL, others see it when it commits, concurrent
 //! creations of one name collide on a unique index, and time travel sees the catalog
 //! of its snapshot. Definitions are immutable once created (there is no ALTER yet).
+//! The definitions themselves are the shared vocabulary of `types::schema`; this
+//! module stores, validates and resolves them.
 //!
 //! Names are compared exactly; the SQL layer normalises case before they get here.
 
@@ -12,10 +14,8 @@ use crate::error::{Result, StorageError};
 use crate::limits::{
     CHECK_TEXT_MAX_BYTES, IDENTIFIER_MAX_BYTES, KEY_COLUMNS_MAX, TABLE_COLUMNS_MAX,
 };
-use scratchbird_types::row::RowLayout;
 use scratchbird_types::{ColumnId, DomainId, IndexId, SqlType, TableId, Value};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Fixed ids of the system objects are built from constants.
@@ -23,121 +23,12 @@ const fn fixed_id(v: u128) -> [u8; 16] {
     v.to_be_bytes()
 }
 
-/// A column of a table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ColumnDef {
-    /// Identity.
-    pub id: ColumnId,
-    /// Name, unique in its table.
-    pub name: String,
-    /// Type (a domain column has its domain's base type).
-    pub ty: SqlType,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// Value used when an insert does not give one.
-    pub default: Option<Value>,
-    /// The domain this column was declared with.
-    pub domain: Option<DomainId>,
-    /// The domain's CHECK, checked on every value written to the column.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<ColumnCheck>,
-}
+pub use scratchbird_types::schema::{
+    ColumnCheck, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef,
+};
 
-/// A domain's CHECK as the columns of the domain carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ColumnCheck {
-    /// The domain's name.
-    pub domain: String,
-    /// The expression, over `VALUE`.
-    pub expr: String,
-}
-
-/// A table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableDef {
-    /// Identity.
-    pub id: TableId,
-    /// Name, unique among tables.
-    pub name: String,
-    /// Columns in order.
-    pub columns: Vec<ColumnDef>,
-    /// Positions of the primary key columns; empty for a table without a primary key
-    /// (its records are then keyed by a hidden, increasing row number).
-    pub primary_key: Vec<usize>,
-}
-
-impl TableDef {
-    /// Column types in order.
-    #[must_use]
-    pub fn types(&self) -> Vec<SqlType> {
-        self.columns.iter().map(|c| c.ty).collect()
-    }
-
-    /// Types of the primary key columns.
-    #[must_use]
-    pub fn key_types(&self) -> Vec<SqlType> {
-        self.primary_key
-            .iter()
-            .filter_map(|&i| self.columns.get(i).map(|c| c.ty))
-            .collect()
-    }
-
-    /// Whether records are keyed by a hidden row number.
-    #[must_use]
-    pub fn is_keyless(&self) -> bool {
-        self.primary_key.is_empty()
-    }
-
-    /// Position of a column by name.
-    #[must_use]
-    pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name == name)
-    }
-
-    /// The row layout of this table.
-    ///
-    /// # Errors
-    /// Never for a validated definition.
-    pub fn row_layout(&self) -> Result<RowLayout> {
-        Ok(RowLayout::new(&self.types())?)
-    }
-}
-
-/// A domain: a named base type with NOT NULL, default and CHECK.
-///
-/// The CHECK is kept as SQL expression text (`VALUE > 0`). Storage keeps it with the
-/// domain; evaluating it on writes needs the SQL expression machinery and is done by
-/// the sandbox host's write path (see ARCHITECTURE.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DomainDef {
-    /// Identity.
-    pub id: DomainId,
-    /// Name, unique among domains.
-    pub name: String,
-    /// Base type.
-    pub base: SqlType,
-    /// Whether NULL is allowed.
-    pub nullable: bool,
-    /// Default value.
-    pub default: Option<Value>,
-    /// CHECK expression text, over `VALUE`.
-    pub check: Option<String>,
-}
-
-/// A secondary index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexDef {
-    /// Identity.
-    pub id: IndexId,
-    /// Name, unique among indexes.
-    pub name: String,
-    /// Indexed table.
-    pub table: TableId,
-    /// Positions of the indexed columns.
-    pub columns: Vec<usize>,
-    /// Whether two current rows may not share a (non-NULL) key.
-    pub unique: bool,
-}
+/// The catalog as one transaction sees it: the shared [`Schema`].
+pub type Catalog = Schema;
 
 /// The type of a new column: a SQL type or a domain by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -360,91 +251,29 @@ pub(crate) fn system_index_def() -> IndexDef {
     }
 }
 
-/// The catalog as one transaction sees it.
-#[derive(Debug, Clone, Default)]
-pub struct Catalog {
-    tables: BTreeMap<TableId, Arc<TableDef>>,
-    table_names: HashMap<String, TableId>,
-    indexes: BTreeMap<IndexId, Arc<IndexDef>>,
-    index_names: HashMap<String, IndexId>,
-    domains: BTreeMap<DomainId, Arc<DomainDef>>,
-    domain_names: HashMap<String, DomainId>,
-}
-
-impl Catalog {
-    pub(crate) fn insert(&mut self, def: ObjectDef) {
-        match def {
-            ObjectDef::Table(t) => {
-                self.table_names.insert(t.name.clone(), t.id);
-                self.tables.insert(t.id, Arc::new(t));
-            }
-            ObjectDef::Index(i) => {
-                self.index_names.insert(i.name.clone(), i.id);
-                self.indexes.insert(i.id, Arc::new(i));
-            }
-            ObjectDef::Domain(d) => {
-                self.domain_names.insert(d.name.clone(), d.id);
-                self.domains.insert(d.id, Arc::new(d));
-            }
-        }
-    }
-
-    /// A table by id.
-    #[must_use]
-    pub fn table(&self, id: TableId) -> Option<&Arc<TableDef>> {
-        self.tables.get(&id)
-    }
-
-    /// A table by name.
-    #[must_use]
-    pub fn table_by_name(&self, name: &str) -> Option<&Arc<TableDef>> {
-        self.table_names
-            .get(name)
-            .and_then(|id| self.tables.get(id))
-    }
-
-    /// All tables, by id.
-    pub fn tables(&self) -> impl Iterator<Item = &Arc<TableDef>> {
-        self.tables.values()
-    }
-
-    /// An index by id.
-    #[must_use]
-    pub fn index(&self, id: IndexId) -> Option<&Arc<IndexDef>> {
-        self.indexes.get(&id)
-    }
-
-    /// An index by name.
-    #[must_use]
-    pub fn index_by_name(&self, name: &str) -> Option<&Arc<IndexDef>> {
-        self.index_names
-            .get(name)
-            .and_then(|id| self.indexes.get(id))
-    }
-
-    /// The indexes of a table.
-    pub fn indexes_of(&self, table: TableId) -> impl Iterator<Item = &Arc<IndexDef>> {
-        self.indexes.values().filter(move |i| i.table == table)
-    }
-
-    /// A domain by name.
-    #[must_use]
-    pub fn domain_by_name(&self, name: &str) -> Option<&Arc<DomainDef>> {
-        self.domain_names
-            .get(name)
-            .and_then(|id| self.domains.get(id))
-    }
-
-    /// All domains.
-    pub fn domains(&self) -> impl Iterator<Item = &Arc<DomainDef>> {
-        self.domains.values()
-    }
-
-    /// Resolves a table name, with the error a user should see.
+/// Name resolution with the errors a user should see.
+pub trait Resolve {
+    /// Resolves a table name.
     ///
     /// # Errors
     /// [`StorageError::NotFound`].
-    pub fn resolve_table(&self, name: &str) -> Result<&Arc<TableDef>> {
+    fn resolve_table(&self, name: &str) -> Result<&Arc<TableDef>>;
+
+    /// Resolves an index name.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`].
+    fn resolve_index(&self, name: &str) -> Result<&Arc<IndexDef>>;
+
+    /// Resolves a domain name.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`].
+    fn resolve_domain(&self, name: &str) -> Result<&Arc<DomainDef>>;
+}
+
+impl Resolve for Schema {
+    fn resolve_table(&self, name: &str) -> Result<&Arc<TableDef>> {
         self.table_by_name(name)
             .ok_or_else(|| StorageError::NotFound {
                 kind: "table",
@@ -456,7 +285,7 @@ impl Catalog {
     ///
     /// # Errors
     /// [`StorageError::NotFound`].
-    pub fn resolve_index(&self, name: &str) -> Result<&Arc<IndexDef>> {
+    fn resolve_index(&self, name: &str) -> Result<&Arc<IndexDef>> {
         self.index_by_name(name)
             .ok_or_else(|| StorageError::NotFound {
                 kind: "index",
@@ -464,11 +293,7 @@ impl Catalog {
             })
     }
 
-    /// Resolves a domain name, with the error a user should see.
-    ///
-    /// # Errors
-    /// [`StorageError::NotFound`].
-    pub fn resolve_domain(&self, name: &str) -> Result<&Arc<DomainDef>> {
+    fn resolve_domain(&self, name: &str) -> Result<&Arc<DomainDef>> {
         self.domain_by_name(name)
             .ok_or_else(|| StorageError::NotFound {
                 kind: "domain",

@@ -878,12 +878,16 @@ impl Inner {
     fn build_catalog(&self, view: ReadView) -> Result<Catalog> {
         let sys = self.system_table()?;
         let st = sys.read();
-        let mut cat = Catalog::default();
+        let (mut tables, mut indexes, mut domains) = (Vec::new(), Vec::new(), Vec::new());
         self.for_each_visible(&sys, &st, view, |_, row| {
-            cat.insert(ObjectDef::from_row(&sys.row_values(row)?)?);
+            match ObjectDef::from_row(&sys.row_values(row)?)? {
+                ObjectDef::Table(t) => tables.push(t),
+                ObjectDef::Index(i) => indexes.push(i),
+                ObjectDef::Domain(d) => domains.push(d),
+            }
             Ok(())
         })?;
-        Ok(cat)
+        Ok(Catalog::new(tables, indexes, domains))
     }
 
     /// Calls `f` with every row `view` sees, in key order.

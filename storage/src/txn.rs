@@ -11,8 +11,8 @@
 //! * Commit writes one record (inventory + commit log) and waits for its fsync.
 
 use crate::catalog::{
-    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, TableDef, TableSpec, build_domain,
-    build_index, build_table, system_table_id,
+    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec,
+    build_domain, build_index, build_table, system_table_id,
 };
 use crate::commitlog::{ChangeKind, encode_bulk_page, encode_row_change};
 use crate::engine::{Inner, SnapshotGuard, SnapshotWanted, lock};

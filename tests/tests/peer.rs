@@ -58,7 +58,7 @@ fn catalog(data: &Path) -> Catalog {
     let cat = scratchbird_node::catalog_of(&t).unwrap();
     t.rollback().unwrap();
     storage.close().unwrap();
-    cat
+    Catalog::clone(&cat)
 }
 
 /// `user`'s attestation of `asked`, given to `coordinator`, valid from

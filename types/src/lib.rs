@@ -5,6 +5,9 @@
 //!   the system's (`SystemEnv`, the only reader of either; see its invariant).
 //! * [`ids`]: opaque identifiers (`TableId`, `TxnId`, `CommitNumber`, ...).
 //! * [`sqltype`] and [`value`]: the SQL types the engine stores and their values.
+//! * [`schema`]: tables, columns, indexes and domains with their ids, and a
+//!   versioned [`schema::Schema`]: storage's catalog, the compiler's and the policy
+//!   deriver's one description of the database.
 //! * [`row`]: the compact row encoding used for record versions and the commit log.
 //! * [`key`]: the order-preserving ("memcomparable") key encoding used for primary keys
 //!   and index entries.
@@ -22,6 +25,7 @@ pub mod ids;
 pub mod key;
 pub mod limits;
 pub mod row;
+pub mod schema;
 pub mod sqltype;
 pub mod value;
 
