@@ -278,3 +278,37 @@ fn hr_manager_chain_reads_reports_rows_through_the_hierarchy() {
             .any(|c| c.column == "salary" && !c.readable)
     );
 }
+
+/// A derivation is cached per schema version: the same table id in a schema
+/// where its column gained a domain is derived again, with the domain's mask.
+#[test]
+fn the_derivation_cache_follows_the_schema_version() {
+    let b = Arc::new(Bundle::load(example("saas")).unwrap());
+    let d = Deriver::new(b.clone());
+    let rows = schema_of_row_types(&b);
+    let catalog = scratchbird_policy::catalog::Catalog::read(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/catalogs/saas.json"),
+    )
+    .unwrap();
+    let plain = rows.table_by_name("customers").unwrap().id;
+    let declared = catalog.schema.table_by_name("customers").unwrap().id;
+    assert_eq!(plain, declared, "ids come from names in both");
+    assert_ne!(rows.version(), catalog.schema.version());
+    let sam = SecurityContext::new("User::\"sam\"");
+    let masked = |e: &scratchbird_policy::derive::Enforcement| {
+        e.columns
+            .iter()
+            .find(|c| c.column == "email")
+            .unwrap()
+            .mask
+            .is_some()
+    };
+    let before = d.derive(&sam, &rows, plain).unwrap();
+    assert!(!masked(&before), "no domain, no mask");
+    let after = d.derive(&sam, &catalog.schema, declared).unwrap();
+    assert!(masked(&after), "the email domain's mask applies to support");
+    assert!(Arc::ptr_eq(
+        &after,
+        &d.derive(&sam, &catalog.schema, declared).unwrap()
+    ));
+}
