@@ -23,6 +23,7 @@ use scratchbird_net::attest::{request_digest, scheme_of, sign, verify_signature}
 use scratchbird_net::identity::{self, KeyAlg, Validity};
 use scratchbird_net::tls::Identity;
 use scratchbird_types::attest::{ATTESTATION_VERSION, Attestation, Consistency};
+use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::hint::black_box;
 
 const SQL: &str = "SELECT id, name, email FROM customers WHERE id = 42";
@@ -42,7 +43,7 @@ fn unsigned(id: &Identity, user: &str) -> Attestation {
     Attestation {
         version: ATTESTATION_VERSION,
         user: user.to_owned(),
-        coordinator: "sb://cluster/00000000-0000-0000-0000-000000000000/node/00000000-0000-0000-0000-000000000001".into(),
+        coordinator: NodeName::new(ClusterId::from_bytes([0; 16]), NodeId::from_bytes([1; 16])),
         session: [7; 16],
         sequence: 1,
         consistency: Consistency::ReadCommitted,
@@ -111,15 +112,22 @@ fn envelopes(c: &mut Criterion) {
         tables,
         columns,
         consistency: Consistency::ReadCommitted,
-        attestation: local_attestation_for("u", "n", &asked, now, now + 60_000_000, &user_key),
+        attestation: local_attestation_for(
+            "u",
+            NodeName::LOCAL,
+            &asked,
+            now,
+            now + 60_000_000,
+            &user_key,
+        ),
         asked,
-        coordinator: "n".into(),
-        shard: "n".into(),
+        coordinator: NodeName::LOCAL,
+        shard: NodeName::LOCAL,
         nonce: [1; 16],
     };
     let authority = LocalAuthority {
         members: std::collections::HashMap::from([(
-            "n".to_owned(),
+            NodeName::LOCAL,
             Member {
                 key: ed25519_dalek::VerifyingKey::from_bytes(&node_key).unwrap(),
                 enabled: true,
@@ -149,7 +157,7 @@ fn envelopes(c: &mut Criterion) {
             verify_with(
                 black_box(&signed),
                 &authority,
-                "n",
+                &NodeName::LOCAL,
                 &|_| Ok(manifest.clone()),
                 &replay,
                 now + 1,

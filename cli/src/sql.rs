@@ -338,8 +338,12 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     let sandbox = Sandbox::new(limits, Some(&cache)).context("starting the sandbox")?;
     let env = storage.env().clone();
     let mut session = LocalSession::new(Arc::new(storage), Arc::new(sandbox));
-    let audit =
-        AuditLog::open(&local.join("audit"), "local", env).context("opening the audit trail")?;
+    let audit = AuditLog::open(
+        &local.join("audit"),
+        &scratchbird_types::NodeName::LOCAL,
+        env,
+    )
+    .context("opening the audit trail")?;
     session
         .set_audit(Arc::new(audit))
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -4,13 +4,13 @@
 use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_host::envelope::{Asked, Attestation, Consistency, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
-use scratchbird_types::{BundleHash, Epoch};
+use scratchbird_types::{BundleHash, Epoch, NodeName};
 use std::sync::Arc;
 
 /// The coordinator's identity in the cluster and what it believes is in force.
 pub trait Credentials: Send + Sync {
-    /// Its node id (its `sb://` name), as envelopes and attestations name it.
-    fn node(&self) -> String;
+    /// Its name, as envelopes and attestations name it.
+    fn node(&self) -> NodeName;
     /// An Ed25519 signature over `message` with the key of its node certificate.
     ///
     /// # Errors
@@ -49,7 +49,7 @@ pub struct ShardRun {
 /// session, bound to the security context of the user who began it.
 pub trait ShardSession: Send {
     /// The node that runs this session's stages: envelopes are addressed to it.
-    fn shard(&self) -> String;
+    fn shard(&self) -> NodeName;
 
     /// The catalog the session's transaction sees (opening the statement's
     /// transaction, with `consistency`, when none is open).

@@ -8,8 +8,8 @@
 //! as canonical CBOR (field order fixed by the struct). A record's hash is blake3 of
 //! its encoding with `hash` zeroed.
 
-use scratchbird_types::Epoch;
 use scratchbird_types::env::Env;
+use scratchbird_types::{Epoch, NodeName};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -584,7 +584,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// The files cannot be used, or the chain is broken.
-    pub fn open(dir: &Path, node: &str, env: Arc<dyn Env>) -> Result<Self, AuditError> {
+    pub fn open(dir: &Path, node: &NodeName, env: Arc<dyn Env>) -> Result<Self, AuditError> {
         use std::os::unix::fs::OpenOptionsExt;
         private_dir(dir)?;
         let path = dir.join(LOG);
@@ -644,7 +644,7 @@ impl AuditLog {
             head,
             head_thread: Some(head_thread),
             dir: dir.to_owned(),
-            node: node.to_owned(),
+            node: node.to_string(),
             env,
             tail: Mutex::new(Tail {
                 file,

@@ -12,7 +12,7 @@ use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use scratchbird_guest_ops::abi::PlanManifest;
-use scratchbird_types::{BundleHash, ColumnId, Epoch, TableId};
+use scratchbird_types::{BundleHash, ColumnId, Epoch, NodeName, TableId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -50,7 +50,7 @@ pub fn sign_attestation(mut a: Attestation, key: &SigningKey) -> Attestation {
 #[must_use]
 pub fn local_attestation(
     user: &str,
-    coordinator: &str,
+    coordinator: NodeName,
     issued_us: i64,
     expires_us: i64,
     key: &SigningKey,
@@ -69,7 +69,7 @@ pub fn local_attestation(
 #[must_use]
 pub fn local_attestation_for(
     user: &str,
-    coordinator: &str,
+    coordinator: NodeName,
     asked: &Asked,
     issued_us: i64,
     expires_us: i64,
@@ -79,7 +79,7 @@ pub fn local_attestation_for(
         Attestation {
             version: scratchbird_types::attest::ATTESTATION_VERSION,
             user: user.into(),
-            coordinator: coordinator.into(),
+            coordinator,
             session: [0; 16],
             sequence: 1,
             consistency: Consistency::Snapshot,
@@ -127,12 +127,12 @@ pub struct Envelope {
     /// What the client asked (its attestation signs this): the session
     /// context the shard binds comes from here.
     pub asked: Asked,
-    /// The coordinator's node id.
-    pub coordinator: String,
+    /// The coordinator.
+    pub coordinator: NodeName,
     /// The node the stage is addressed to: only that node runs it, so an
     /// envelope cannot be replayed on another shard (each keeps its own replay
     /// memory).
-    pub shard: String,
+    pub shard: NodeName,
     /// 8 random bytes naming the coordinator's session, then a counter (u64,
     /// little-endian) that increases with each envelope the session sends:
     /// an envelope at or below the highest counter a shard has seen from that
@@ -216,8 +216,8 @@ pub struct Member {
 /// bundle, and users' keys. Until the control plane exists a local, trusted
 /// configuration implements it; the control plane will implement the same trait.
 pub trait Authority: Send + Sync {
-    /// The member with node id `node`, if any.
-    fn member(&self, node: &str) -> Option<Member>;
+    /// The member `node`, if any.
+    fn member(&self, node: &NodeName) -> Option<Member>;
     /// Checks that the user `a` names made it: an authority over certificates
     /// checks that its certificate chains to the cluster CA, is valid now, names
     /// that user, that the user is an enabled member, and that the certificate's
@@ -236,8 +236,8 @@ pub trait Authority: Send + Sync {
 /// The local, trusted configuration: fixed members, users, epoch and bundle.
 #[derive(Debug, Clone)]
 pub struct LocalAuthority {
-    /// Members by node id.
-    pub members: HashMap<String, Member>,
+    /// Members by name.
+    pub members: HashMap<NodeName, Member>,
     /// Users' keys by name.
     pub users: HashMap<String, VerifyingKey>,
     /// The epoch.
@@ -247,7 +247,7 @@ pub struct LocalAuthority {
 }
 
 impl Authority for LocalAuthority {
-    fn member(&self, node: &str) -> Option<Member> {
+    fn member(&self, node: &NodeName) -> Option<Member> {
         self.members.get(node).cloned()
     }
     fn attested_user(&self, a: &Attestation) -> Result<String, String> {
@@ -312,9 +312,9 @@ pub struct ReplayGuard {
 struct Seen {
     /// Per coordinator session: the highest counter, when it may be forgotten,
     /// and its coordinator.
-    by_session: HashMap<[u8; 32], (u64, i64, Arc<str>)>,
+    by_session: HashMap<[u8; 32], (u64, i64, NodeName)>,
     /// Sessions remembered per coordinator.
-    per_coordinator: HashMap<Arc<str>, usize>,
+    per_coordinator: HashMap<NodeName, usize>,
     /// No remembered session may be forgotten before this time (a lower bound
     /// of their expiries): until then a sweep would free nothing, so a
     /// coordinator at its share cannot make every envelope scan the memory.
@@ -355,7 +355,7 @@ impl ReplayGuard {
     /// or the replay memory is full.
     pub fn admit_statement(
         &self,
-        coordinator: &str,
+        coordinator: &NodeName,
         a: &Attestation,
         index: usize,
         now_us: i64,
@@ -368,14 +368,14 @@ impl ReplayGuard {
 
     fn admit(
         &self,
-        coordinator: &str,
+        coordinator: &NodeName,
         nonce: &[u8; 16],
         expires_us: i64,
         now_us: i64,
     ) -> Result<(), HostError> {
         let mut key = blake3::Hasher::new();
-        key.update(&(coordinator.len() as u64).to_le_bytes());
-        key.update(coordinator.as_bytes());
+        key.update(coordinator.cluster.as_bytes());
+        key.update(coordinator.node.as_bytes());
         key.update(&nonce[..8]);
         let key = *key.finalize().as_bytes();
         let mut counter = [0u8; 8];
@@ -409,13 +409,10 @@ impl ReplayGuard {
                 "too many coordinator sessions in flight to remember them all: refused until some expire",
             ));
         }
-        let name: Arc<str> = match s.per_coordinator.get_key_value(coordinator) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(coordinator),
-        };
-        *s.per_coordinator.entry(name.clone()).or_insert(0) += 1;
+        *s.per_coordinator.entry(*coordinator).or_insert(0) += 1;
         s.earliest = s.earliest.min(expires_us);
-        s.by_session.insert(key, (counter, expires_us, name));
+        s.by_session
+            .insert(key, (counter, expires_us, *coordinator));
         Ok(())
     }
 }
@@ -434,7 +431,7 @@ impl ReplayGuard {
 pub fn verify(
     signed: &SignedEnvelope,
     authority: &dyn Authority,
-    shard: &str,
+    shard: &NodeName,
     limits: &SandboxLimits,
     replay: &ReplayGuard,
     now_us: i64,
@@ -462,7 +459,7 @@ pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<Arc<PlanManifest>, HostError> 
 pub fn verify_with(
     signed: &SignedEnvelope,
     authority: &dyn Authority,
-    shard: &str,
+    shard: &NodeName,
     manifest_of: &ManifestOf<'_>,
     replay: &ReplayGuard,
     now_us: i64,
@@ -510,7 +507,7 @@ pub fn verify_with(
                 env.coordinator
             ))
         })?;
-    if env.shard != shard {
+    if env.shard != *shard {
         return Err(refuse(format!(
             "the envelope is addressed to node {}, not to this node {shard}",
             env.shard
@@ -571,11 +568,11 @@ pub fn verify_with(
 pub fn check_claim(
     a: &Attestation,
     asked: &Asked,
-    coordinator: &str,
+    coordinator: &NodeName,
     authority: &dyn Authority,
     now_us: i64,
 ) -> Result<String, HostError> {
-    if a.coordinator != coordinator {
+    if a.coordinator != *coordinator {
         return Err(refuse(format!(
             "the attestation was given to coordinator {}, not {coordinator}",
             a.coordinator
@@ -618,6 +615,14 @@ pub fn referenced(m: &scratchbird_guest_ops::abi::PlanManifest) -> (Vec<TableId>
 mod tests {
     use super::*;
 
+    /// Coordinator `n` of one cluster.
+    fn node(n: u8) -> NodeName {
+        NodeName::new(
+            scratchbird_types::ClusterId::from_bytes([1; 16]),
+            scratchbird_types::NodeId::from_bytes([n; 16]),
+        )
+    }
+
     fn nonce(session: u64, counter: u64) -> [u8; 16] {
         let mut n = [0u8; 16];
         n[..8].copy_from_slice(&session.to_le_bytes());
@@ -628,12 +633,12 @@ mod tests {
     #[test]
     fn a_session_admits_each_counter_once_and_in_order() {
         let g = ReplayGuard::default();
-        g.admit("c1", &nonce(1, 1), 100, 0).unwrap();
-        g.admit("c1", &nonce(1, 2), 100, 0).unwrap();
-        assert!(g.admit("c1", &nonce(1, 2), 100, 0).is_err());
-        assert!(g.admit("c1", &nonce(1, 1), 100, 0).is_err());
+        g.admit(&node(1), &nonce(1, 1), 100, 0).unwrap();
+        g.admit(&node(1), &nonce(1, 2), 100, 0).unwrap();
+        assert!(g.admit(&node(1), &nonce(1, 2), 100, 0).is_err());
+        assert!(g.admit(&node(1), &nonce(1, 1), 100, 0).is_err());
         // the same nonce from another coordinator is another session
-        g.admit("c2", &nonce(1, 1), 100, 0).unwrap();
+        g.admit(&node(2), &nonce(1, 1), 100, 0).unwrap();
     }
 
     /// A coordinator that opens sessions without end is refused once it holds
@@ -643,16 +648,16 @@ mod tests {
         let g = ReplayGuard::default();
         let max = SEEN_PER_COORDINATOR_MAX as u64;
         for s in 0..max {
-            g.admit("greedy", &nonce(s, 1), 100, 0).unwrap();
+            g.admit(&node(3), &nonce(s, 1), 100, 0).unwrap();
         }
-        let e = g.admit("greedy", &nonce(max, 1), 100, 0).unwrap_err();
+        let e = g.admit(&node(3), &nonce(max, 1), 100, 0).unwrap_err();
         assert!(e.to_string().contains("its share"), "{e}");
-        g.admit("honest", &nonce(0, 1), 100, 0).unwrap();
+        g.admit(&node(4), &nonce(0, 1), 100, 0).unwrap();
         // later, the greedy sessions have expired (the honest one expires later)
-        g.admit("honest", &nonce(1, 1), 1_000, 50).unwrap();
-        g.admit("greedy", &nonce(max, 1), 300, 200).unwrap();
+        g.admit(&node(4), &nonce(1, 1), 1_000, 50).unwrap();
+        g.admit(&node(3), &nonce(max, 1), 300, 200).unwrap();
         let seen = g.sessions.lock().unwrap();
-        assert_eq!(seen.per_coordinator.get("greedy"), Some(&1));
-        assert_eq!(seen.per_coordinator.get("honest"), Some(&1));
+        assert_eq!(seen.per_coordinator.get(&node(3)), Some(&1));
+        assert_eq!(seen.per_coordinator.get(&node(4)), Some(&1));
     }
 }

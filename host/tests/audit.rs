@@ -17,20 +17,24 @@ use std::sync::Arc;
 /// The clock these trails' records are stamped with: 2026-12-04 00:00 UTC.
 const NOW_US: i64 = 1_796_342_400_000_000;
 
-/// Opens the trail in `dir` as node `n1` on a manual clock a microsecond after
+/// Opens the trail in `dir` as the local node on a manual clock a microsecond after
 /// the last one opened (from [`NOW_US`]): two trails built alike still differ,
 /// as trails written at different times do.
 fn open(dir: &Path) -> Result<AuditLog, AuditError> {
     static OPENED: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
     let at = NOW_US + OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    AuditLog::open(dir, "n1", Arc::new(ManualEnv::new(at, 1)))
+    AuditLog::open(
+        dir,
+        &scratchbird_types::NodeName::LOCAL,
+        Arc::new(ManualEnv::new(at, 1)),
+    )
 }
 
 #[test]
 fn records_are_stamped_with_the_clock_the_trail_is_given() {
     let d = tempfile::tempdir().unwrap();
     let env = Arc::new(ManualEnv::new(NOW_US, 1));
-    let log = AuditLog::open(d.path(), "n1", env.clone()).unwrap();
+    let log = AuditLog::open(d.path(), &scratchbird_types::NodeName::LOCAL, env.clone()).unwrap();
     let a = log.append(AuditRecord::new("owner")).unwrap();
     env.advance_micros(1_500);
     let b = log.append(AuditRecord::new("owner")).unwrap();

@@ -22,14 +22,28 @@ use scratchbird_host::envelope::{
 };
 use scratchbird_host::envelope::{ENVELOPE_VERSION, local_attestation};
 use scratchbird_types::{BundleHash, ColumnId, SqlType, TableId};
+use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::collections::HashMap;
 
 const NOW: i64 = 1_800_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
 
+/// The node a test calls `short` (up to 16 bytes), in one test cluster.
+fn node(short: &str) -> NodeName {
+    let mut id = [0u8; 16];
+    id[..short.len()].copy_from_slice(short.as_bytes());
+    NodeName::new(ClusterId::from_bytes([1; 16]), NodeId::from_bytes(id))
+}
+
 /// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
 fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    local_attestation(user, coordinator, NOW.min(expires_us - 1), expires_us, key)
+    local_attestation(
+        user,
+        node(coordinator),
+        NOW.min(expires_us - 1),
+        expires_us,
+        key,
+    )
 }
 
 fn key(b: u8) -> SigningKey {
@@ -91,9 +105,9 @@ fn world() -> World {
         enabled,
         coordinator,
     };
-    members.insert("c1".into(), member(&key(1), true, true));
-    members.insert("c2".into(), member(&key(2), false, true));
-    members.insert("s3".into(), member(&key(3), true, false));
+    members.insert(node("c1"), member(&key(1), true, true));
+    members.insert(node("c2"), member(&key(2), false, true));
+    members.insert(node("s3"), member(&key(3), true, false));
     let mut users = HashMap::new();
     users.insert("alice".into(), key(10).verifying_key());
     users.insert("bob".into(), key(11).verifying_key());
@@ -117,8 +131,8 @@ fn world() -> World {
         columns,
         consistency: Consistency::Snapshot,
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
-        coordinator: "c1".into(),
-        shard: "s1".into(),
+        coordinator: node("c1"),
+        shard: node("s1"),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [4; 16],
     };
@@ -133,7 +147,7 @@ fn check(w: &World, s: &SignedEnvelope) -> Result<String, HostError> {
     verify(
         s,
         &w.authority,
-        "s1",
+        &node("s1"),
         &SandboxLimits::default(),
         &ReplayGuard::default(),
         NOW,
@@ -164,7 +178,7 @@ fn an_honest_envelope_passes_once_and_names_the_attested_principal() {
         verify(
             &s,
             &w.authority,
-            "s1",
+            &node("s1"),
             &SandboxLimits::default(),
             &replay,
             NOW,
@@ -195,7 +209,7 @@ fn a_coordinator_session_counts_up_and_an_older_envelope_is_a_replay() {
         verify(
             s,
             &w.authority,
-            "s1",
+            &node("s1"),
             &SandboxLimits::default(),
             &replay,
             NOW,
@@ -236,14 +250,14 @@ fn forged_signatures_and_signers_are_refused() {
     refused(check(&w, &s), "does not verify");
     // unknown, disabled, and non-coordinator signers
     refused(
-        check(&w, &signed(&w, &key(4), |e| e.coordinator = "c4".into())),
+        check(&w, &signed(&w, &key(4), |e| e.coordinator = node("c4"))),
         "not a member",
     );
     refused(
         check(
             &w,
             &signed(&w, &key(2), |e| {
-                e.coordinator = "c2".into();
+                e.coordinator = node("c2");
                 e.attestation = att("alice", "c2", NOW + HOUR, &key(10));
             }),
         ),
@@ -253,7 +267,7 @@ fn forged_signatures_and_signers_are_refused() {
         check(
             &w,
             &signed(&w, &key(3), |e| {
-                e.coordinator = "s3".into();
+                e.coordinator = node("s3");
                 e.attestation = att("alice", "s3", NOW + HOUR, &key(10));
             }),
         ),
@@ -290,8 +304,12 @@ fn stale_epochs_foreign_bundles_and_other_versions_are_refused() {
         &format!("reads version {ENVELOPE_VERSION}"),
     );
     refused(
-        check(&w, &signed(&w, &key(1), |e| e.shard = "s2".into())),
-        "addressed to node s2, not to this node s1",
+        check(&w, &signed(&w, &key(1), |e| e.shard = node("s2"))),
+        &format!(
+            "addressed to node {}, not to this node {}",
+            node("s2"),
+            node("s1")
+        ),
     );
 }
 
@@ -374,7 +392,7 @@ fn attestations_that_do_not_prove_the_principal_are_refused() {
                 e.attestation = att("alice", "c9", NOW + HOUR, &key(10));
             }),
         ),
-        "given to coordinator c9",
+        &format!("given to coordinator {}", node("c9")),
     );
     refused(
         check(

@@ -20,7 +20,9 @@ use scratchbird_host::envelope::{ReplayGuard, verify};
 use scratchbird_host::{Access, HostError};
 use scratchbird_storage::TxnOptions;
 use std::time::{Duration, Instant};
-use support::{NOW, envelope_case, fixture, healthy, manifest, mutate, smith_config, with_plan};
+use support::{
+    NOW, envelope_case, fixture, healthy, manifest, mutate, node, smith_config, with_plan,
+};
 
 fn budget() -> Duration {
     Duration::from_secs(
@@ -107,14 +109,29 @@ fn mutated_envelopes_are_never_accepted() {
     let f = fixture();
     let (good, auth) = envelope_case(&f);
     let limits = f.sandbox.limits().clone();
-    verify(&good, &auth, "s1", &limits, &ReplayGuard::default(), NOW).unwrap();
+    verify(
+        &good,
+        &auth,
+        &node("s1"),
+        &limits,
+        &ReplayGuard::default(),
+        NOW,
+    )
+    .unwrap();
     let deadline = Instant::now() + budget();
     let mut seed = first_seed();
     let mut cases = 0u64;
     while Instant::now() < deadline {
         let s = mutate(&good, &bytes(seed, 16));
         if s != good {
-            let out = verify(&s, &auth, "s1", &limits, &ReplayGuard::default(), NOW);
+            let out = verify(
+                &s,
+                &auth,
+                &node("s1"),
+                &limits,
+                &ReplayGuard::default(),
+                NOW,
+            );
             assert!(out.is_err(), "seed {seed}: a mutated envelope was accepted");
             cases += 1;
         }

@@ -172,7 +172,7 @@ mod tests {
         let a = Attestation {
             version: scratchbird_types::attest::ATTESTATION_VERSION,
             user: "sb://cluster/c/user/alice".into(),
-            coordinator: "sb://cluster/c/node/n".into(),
+            coordinator: scratchbird_types::NodeName::LOCAL,
             session: [3; 16],
             sequence: 1,
             consistency: Consistency::Snapshot,

@@ -373,7 +373,12 @@ impl Client {
         let unsigned = Attestation {
             version: ATTESTATION_VERSION,
             user: self.me.clone(),
-            coordinator: self.server.uri.to_string(),
+            coordinator: self.server.uri.node_name().ok_or_else(|| {
+                ClientError::Setup(format!(
+                    "the server's certificate names {}, not a node",
+                    self.server.uri
+                ))
+            })?,
             session: self.session,
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
             // what one shard serves; the cluster's modes come with routing

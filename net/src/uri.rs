@@ -1,7 +1,7 @@
 //! The one name a ScratchBird certificate carries: `sb://cluster/<cluster_uuid>/node/<node_uuid>`
 //! for a node, `sb://cluster/<cluster_uuid>/user/<name>` for a user (spec 2.1).
 
-use scratchbird_types::{ClusterId, NodeId};
+use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::fmt;
 use uuid::Uuid;
 
@@ -62,6 +62,15 @@ impl SbUri {
         Self {
             cluster,
             subject: Subject::Node(node),
+        }
+    }
+
+    /// The node this URI names, if it names a node.
+    #[must_use]
+    pub fn node_name(&self) -> Option<NodeName> {
+        match self.subject {
+            Subject::Node(n) => Some(NodeName::new(self.cluster, n)),
+            Subject::User(_) => None,
         }
     }
 

@@ -8,12 +8,11 @@
 use crate::shard::Principals;
 use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
 use scratchbird_net::Role;
-use scratchbird_net::SbUri;
 use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, Verified, VerifiedCache, admit};
 use scratchbird_types::env::Env;
-use scratchbird_types::{BundleHash, Epoch};
+use scratchbird_types::{BundleHash, Epoch, NodeName};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -86,7 +85,7 @@ pub struct Checked {
 #[derive(Debug)]
 pub struct NodeAuthority {
     /// This node.
-    pub me: SbUri,
+    pub me: NodeName,
     /// Its certificate and key (reloadable).
     pub identity: Arc<IdentityCell>,
     /// Whether it is an enabled coordinator now.
@@ -98,8 +97,8 @@ pub struct NodeAuthority {
 }
 
 impl Authority for NodeAuthority {
-    fn member(&self, node: &str) -> Option<Member> {
-        if node != self.me.to_string() {
+    fn member(&self, node: &NodeName) -> Option<Member> {
+        if *node != self.me {
             return None;
         }
         let key = scratchbird_net::attest::ed25519_key_of(&self.identity.0.get().cert_der).ok()?;
@@ -133,7 +132,7 @@ pub struct CertAuthority {
 }
 
 impl Authority for CertAuthority {
-    fn member(&self, node: &str) -> Option<Member> {
+    fn member(&self, node: &NodeName) -> Option<Member> {
         self.local.member(node)
     }
 
@@ -161,15 +160,17 @@ pub struct PeerAuthority {
     pub base: Arc<NodeAuthority>,
     /// The peer, as its certificate names it.
     pub peer: Verified,
+    /// Its name (the node its certificate names).
+    pub name: NodeName,
     /// Its certificate's Ed25519 key (none: not Ed25519, so it signs nothing).
     pub key: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl Authority for PeerAuthority {
-    fn member(&self, node: &str) -> Option<Member> {
+    fn member(&self, node: &NodeName) -> Option<Member> {
         // only the node at the other end of this connection: an envelope
         // another node signed (this one included) is not this peer's to send
-        if node != self.peer.uri.to_string() {
+        if *node != self.name {
             return None;
         }
         let coordinator = admit(

@@ -530,7 +530,12 @@ fn hidden_rows_and_masked_cells_are_counted_for_the_audit_and_never_shown() {
     let mut d = db();
     let trail = tempfile::tempdir().unwrap();
     d.s.set_audit(Arc::new(
-        AuditLog::open(trail.path(), "n1", Arc::new(SystemEnv::default())).unwrap(),
+        AuditLog::open(
+            trail.path(),
+            &scratchbird_types::NodeName::LOCAL,
+            Arc::new(SystemEnv::default()),
+        )
+        .unwrap(),
     ))
     .unwrap();
     d.as_user("sam");

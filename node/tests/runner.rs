@@ -37,7 +37,7 @@ fn no_batch_leaves_before_a_durable_record_names_its_execution() {
     s.set_audit(Arc::new(
         AuditLog::open(
             &trail,
-            "n1",
+            &scratchbird_types::NodeName::LOCAL,
             Arc::new(scratchbird_node::SystemEnv::default()),
         )
         .unwrap(),

@@ -23,6 +23,7 @@ use scratchbird_node::{LocalSession, SessionError, catalog_of, display_value, op
 use scratchbird_policy::Bundle;
 use scratchbird_policy::derive::Deriver;
 use scratchbird_storage::{Storage, TxnOptions};
+use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,9 +31,22 @@ use std::sync::Arc;
 const NOW: i64 = 1_800_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
 
+/// The node a test calls `short` (up to 16 bytes), in one test cluster.
+fn node(short: &str) -> NodeName {
+    let mut id = [0u8; 16];
+    id[..short.len()].copy_from_slice(short.as_bytes());
+    NodeName::new(ClusterId::from_bytes([1; 16]), NodeId::from_bytes(id))
+}
+
 /// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
 fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    local_attestation(user, coordinator, NOW.min(expires_us - 1), expires_us, key)
+    local_attestation(
+        user,
+        node(coordinator),
+        NOW.min(expires_us - 1),
+        expires_us,
+        key,
+    )
 }
 
 fn key(b: u8) -> SigningKey {
@@ -71,7 +85,7 @@ fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Clus
     .unwrap();
     let mut members = HashMap::new();
     members.insert(
-        "c1".to_owned(),
+        node("c1"),
         Member {
             key: key(1).verifying_key(),
             enabled: true,
@@ -90,7 +104,7 @@ fn cluster_with(wrap: impl FnOnce(LocalAuthority) -> Arc<dyn Authority>) -> Clus
     let audit = Arc::new(
         AuditLog::open(
             &dir.path().join("audit"),
-            "shard-1",
+            &node("shard-1"),
             Arc::new(scratchbird_node::SystemEnv::default()),
         )
         .unwrap(),
@@ -141,9 +155,9 @@ impl Cluster {
             columns,
             consistency: Consistency::Snapshot,
             attestation: att,
-            coordinator: "c1".into(),
+            coordinator: node("c1"),
             // `Shard::new` names its node ""
-            shard: String::new(),
+            shard: NodeName::LOCAL,
             asked: scratchbird_host::envelope::Asked::default(),
             nonce: [self.nonce.get(); 16],
         };
@@ -192,9 +206,9 @@ fn a_verified_subplan_runs_as_the_attested_principal_and_is_audited() {
     let (recs, _) =
         scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
     assert_eq!(recs[0].envelope, Some(s.id()));
-    assert_eq!(recs[0].coordinator.as_deref(), Some("c1"));
+    assert_eq!(recs[0].coordinator, Some(node("c1").to_string()));
     assert_eq!(recs[0].rows_hidden, 1);
-    assert_eq!(recs[0].node, "shard-1");
+    assert_eq!(recs[0].node, node("shard-1").to_string());
 }
 
 #[test]
@@ -273,7 +287,7 @@ fn a_control_request_must_be_a_statement_the_user_signed() {
             // for this shard's own coordinator (`Shard::new` names the node "")
             attestation: local_attestation_for(
                 "alice",
-                "",
+                NodeName::LOCAL,
                 &asked,
                 now - 1_000_000,
                 now + HOUR,

@@ -14,7 +14,7 @@ use scratchbird_host::envelope::{Asked, LocalAuthority, Member, local_attestatio
 use scratchbird_host::{Access, Cancel, Sandbox};
 use scratchbird_storage::{Env, Storage, StorageConfig, StorageError, Transaction};
 use scratchbird_types::env::SystemEnv;
-use scratchbird_types::{BundleHash, Epoch};
+use scratchbird_types::{BundleHash, Epoch, NodeName};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,8 +45,10 @@ impl std::fmt::Debug for LocalSession {
     }
 }
 
-/// The node id and user name of a [`LocalSession`]'s in-process cluster.
-const LOCAL: &str = "local";
+/// The node of a [`LocalSession`]'s in-process cluster.
+const LOCAL: NodeName = NodeName::LOCAL;
+/// The user a [`LocalSession`]'s requests are attested by.
+const LOCAL_USER: &str = "local";
 
 /// How long a local request's attestation is good for.
 const LOCAL_ATTESTATION_US: i64 = 3_600_000_000;
@@ -58,8 +60,8 @@ struct LocalCreds {
 }
 
 impl Credentials for LocalCreds {
-    fn node(&self) -> String {
-        LOCAL.to_owned()
+    fn node(&self) -> NodeName {
+        LOCAL
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         Ok(self.key.sign(message).to_bytes().to_vec())
@@ -158,14 +160,14 @@ impl LocalSession {
         };
         let authority = LocalAuthority {
             members: HashMap::from([(
-                LOCAL.to_owned(),
+                LOCAL,
                 Member {
                     key: node_key.verifying_key(),
                     enabled: true,
                     coordinator: true,
                 },
             )]),
-            users: HashMap::from([(LOCAL.to_owned(), user_key.verifying_key())]),
+            users: HashMap::from([(LOCAL_USER.to_owned(), user_key.verifying_key())]),
             epoch: Epoch::INITIAL,
             bundle,
         };
@@ -178,7 +180,7 @@ impl LocalSession {
                 label,
             },
             audit: audit.cloned(),
-            node: LOCAL.to_owned(),
+            node: LOCAL,
         });
         let creds = Arc::new(LocalCreds {
             key: node_key.clone(),
@@ -289,7 +291,7 @@ impl LocalSession {
         };
         let now = self.storage.env().now_micros();
         let attestation = local_attestation_for(
-            LOCAL,
+            LOCAL_USER,
             LOCAL,
             &asked,
             now,

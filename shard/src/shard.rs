@@ -22,7 +22,7 @@ use scratchbird_host::{
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
-use scratchbird_types::{BundleHash, SqlType};
+use scratchbird_types::{BundleHash, NodeName, SqlType};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
@@ -177,9 +177,9 @@ pub struct ShardParts {
     pub users: Users,
     /// Its audit trail (`None`: unrecorded, for an embedded store).
     pub audit: Option<Arc<AuditLog>>,
-    /// Its own node id: the coordinator named by claims that come without an
+    /// Its own name: the coordinator named by claims that come without an
     /// envelope (BEGIN, schema changes) from the in-process coordinator.
-    pub node: String,
+    pub node: NodeName,
 }
 
 /// A shard: its storage and sandbox, the authority it verifies envelopes with,
@@ -191,7 +191,7 @@ pub struct Shard {
     users: Users,
     replay: ReplayGuard,
     audit: Option<Arc<AuditLog>>,
-    node: String,
+    node: NodeName,
 }
 
 impl std::fmt::Debug for Shard {
@@ -273,7 +273,7 @@ impl Shard {
             authority,
             users: Users::Cluster(Arc::new(Principals::new(deriver, mask_secret))),
             audit: Some(audit),
-            node: String::new(),
+            node: NodeName::LOCAL,
         }))
     }
 
@@ -291,7 +291,7 @@ impl Shard {
         }
     }
 
-    /// A session for the coordinator node `peer` (its `sb://` name): envelopes
+    /// A session for the coordinator node `peer`: envelopes
     /// and control statements verified with `authority` (which knows that
     /// node), attestations given to `peer`, and attestations issued before
     /// `not_before_us` refused (when this node started: a request made before a
@@ -301,7 +301,7 @@ impl Shard {
         self: &Arc<Self>,
         authority: Arc<dyn Authority>,
         not_before_us: i64,
-        peer: String,
+        peer: NodeName,
     ) -> ShardSessionOf {
         ShardSessionOf {
             shard: self.clone(),
@@ -396,7 +396,7 @@ pub struct ShardSessionOf {
     not_before_us: i64,
     /// The remote coordinator this session serves (`None`: this node's own,
     /// whose control statements are bound to a client connection).
-    peer: Option<String>,
+    peer: Option<NodeName>,
     /// The open transaction: BEGIN ... COMMIT's (with `bound`), or the current
     /// autocommit statement's.
     txn: Option<Transaction>,
@@ -538,7 +538,7 @@ impl ShardSessionOf {
             };
             let (access, label) = shard.access(&who)?;
             rec.principal = label;
-            rec.coordinator = Some(v.envelope.coordinator.clone());
+            rec.coordinator = Some(v.envelope.coordinator.to_string());
             rec.context.clone_from(&who.context);
             if matches!(access, Access::Owner) {
                 rec.bundle = None;
@@ -585,8 +585,8 @@ impl ShardSessionOf {
     }
 
     /// The coordinator whose claims and envelopes this session takes.
-    fn coordinator(&self) -> &str {
-        self.peer.as_deref().unwrap_or(&self.shard.node)
+    fn coordinator(&self) -> &NodeName {
+        self.peer.as_ref().unwrap_or(&self.shard.node)
     }
 
     /// The user of `claim`, for its statement `index` (checked as an
@@ -634,7 +634,7 @@ impl ShardSessionOf {
         self.shard.access(who).or_else(|e| {
             let mut rec = AuditRecord::new(&self.shard.label(&who.user));
             rec.epoch = self.authority.epoch();
-            rec.coordinator = Some(self.coordinator().to_owned());
+            rec.coordinator = Some(self.coordinator().to_string());
             rec.context.clone_from(&who.context);
             self.shard.audit_refusal(rec, &e)?;
             Err(e)
@@ -719,7 +719,7 @@ impl ShardSessionOf {
                 }
                 let mut rec = AuditRecord::new("unverified");
                 rec.epoch = self.authority.epoch();
-                rec.coordinator = Some(self.coordinator().to_owned());
+                rec.coordinator = Some(self.coordinator().to_string());
                 self.shard.audit_refusal(rec, &e)?;
                 return Err(e);
             }
@@ -734,7 +734,7 @@ impl ShardSessionOf {
         let (access, label) = self.access_audited(who)?;
         let mut rec = AuditRecord::new(&label);
         rec.epoch = self.authority.epoch();
-        rec.coordinator = Some(self.coordinator().to_owned());
+        rec.coordinator = Some(self.coordinator().to_string());
         rec.context.clone_from(&who.context);
         if let Access::Principal(p) = &access {
             rec.bundle = Some(p.bundle_hash().0);
@@ -885,8 +885,8 @@ fn describe_change(tag: &str, objects: &[(SchemaAction, Object)]) -> String {
 }
 
 impl ShardSession for ShardSessionOf {
-    fn shard(&self) -> String {
-        self.shard.node.clone()
+    fn shard(&self) -> NodeName {
+        self.shard.node
     }
 
     fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError> {

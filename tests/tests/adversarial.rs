@@ -17,6 +17,7 @@ use scratchbird_tests::{
     Node, NodeOpts, Setup, load_saas_demo, ok, repo, sb, sb_audit_json, sb_command, setup, text,
 };
 use scratchbird_types::attest::Attestation;
+use scratchbird_types::{NodeId, NodeName};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -596,9 +597,9 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
             .await
             .unwrap();
         let honest = c.attestation(digest, 0).unwrap().unwrap();
-        let made = |coordinator: &str, issued_us: i64, expires_us: i64| {
+        let made = |coordinator: NodeName, issued_us: i64, expires_us: i64| {
             let mut a = honest.clone();
-            a.coordinator = coordinator.to_owned();
+            a.coordinator = coordinator;
             a.sequence += 1000;
             a.issued_us = issued_us;
             a.expires_us = expires_us;
@@ -607,11 +608,7 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
         let mut altered = c.attestation(digest, 0).unwrap().unwrap();
         altered.sequence += 500;
         let past = honest.issued_us - 3_600_000_000;
-        let elsewhere = format!(
-            "sb://cluster/{}/node/{}",
-            s.ca.cluster,
-            uuid::Uuid::new_v4()
-        );
+        let elsewhere = NodeName::new(s.ca.cluster, NodeId::from_uuid(uuid::Uuid::new_v4()));
         let cases = [
             (None, "carries no attestation"),
             (
@@ -620,11 +617,11 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
             ),
             (Some(altered), "does not verify"),
             (
-                Some(made(&honest.coordinator, past, past + 1_000_000)),
+                Some(made(honest.coordinator, past, past + 1_000_000)),
                 "expired",
             ),
             (
-                Some(made(&elsewhere, honest.issued_us, honest.expires_us)),
+                Some(made(elsewhere, honest.issued_us, honest.expires_us)),
                 "not this node",
             ),
             (

@@ -24,6 +24,7 @@ use scratchbird_node::display_value;
 use scratchbird_tests::{
     Node, NodeOpts, load_saas_demo, ok, repo, sb, sb_audit_json, setup, write_pair,
 };
+use scratchbird_types::NodeName;
 use scratchbird_types::attest::ATTESTATION_VERSION;
 use scratchbird_types::batch::BatchLayout;
 use std::path::Path;
@@ -46,7 +47,7 @@ fn now_us() -> i64 {
 struct Peer {
     creds: Credentials,
     key: Identity,
-    uri: String,
+    uri: NodeName,
 }
 
 /// The catalog of the stopped node's data directory.
@@ -67,7 +68,7 @@ fn attest(
     certs: &Path,
     cluster: scratchbird_types::ClusterId,
     user: &str,
-    coordinator: &str,
+    coordinator: &NodeName,
     asked: &Asked,
     (issued_us, expires_us): (i64, i64),
 ) -> Attestation {
@@ -79,7 +80,7 @@ fn attest(
     let unsigned = Attestation {
         version: ATTESTATION_VERSION,
         user: SbUri::user(cluster, user).unwrap().to_string(),
-        coordinator: coordinator.to_owned(),
+        coordinator: *coordinator,
         session: [0; 16],
         sequence: 1,
         consistency: Consistency::Snapshot,
@@ -138,8 +139,8 @@ fn envelope_of(
             context: None,
             deadline_ms: 0,
         },
-        coordinator: by.uri.clone(),
-        shard: to.name.clone(),
+        coordinator: by.uri,
+        shard: NodeName::parse(&to.name).unwrap(),
         nonce: n,
     };
     tamper(&mut env);
@@ -265,7 +266,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         Peer {
             creds: Credentials::load(&crt, &key, &certs.join("ca.crt")).unwrap(),
             key: Identity::load(&crt, &key).unwrap(),
-            uri: SbUri::node(ca.cluster, id).to_string(),
+            uri: NodeName::new(ca.cluster, id),
         }
     };
     let evil = peer("evil", &[Role::Coordinator]);
@@ -279,7 +280,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
     };
     // issued now, as a client does (the node started before)
     let fresh = || (now_us(), now_us() + 60_000_000);
-    let alice = |to: &str| attest(&certs, cluster, "alice", to, &asked, fresh());
+    let alice = |to: &NodeName| attest(&certs, cluster, "alice", to, &asked, fresh());
     let bundle = {
         let b = scratchbird_policy::Bundle::load(dir.join("bundle")).unwrap();
         b.hash().0
@@ -351,7 +352,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         &node,
         &envelope(&cat, &node, &evil, alice(&evil.uri), 8, |e| {
             with_bundle(e);
-            e.shard = plain.uri.clone();
+            e.shard = plain.uri;
         }),
         &evil,
         "addressed to node",
@@ -502,7 +503,7 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
         Peer {
             creds: Credentials::load(&crt, &key, &certs.join("ca.crt")).unwrap(),
             key: Identity::load(&crt, &key).unwrap(),
-            uri: SbUri::node(ca.cluster, id).to_string(),
+            uri: NodeName::new(ca.cluster, id),
         }
     };
     let coord = peer("coord", &[Role::Coordinator]);

@@ -9,6 +9,7 @@
 //! request digest, a blake3 hash); it does no signing (`net` signs and verifies with the certificate's key, Ed25519 or
 //! ECDSA P-256), reads no clock and no randomness.
 
+use crate::NodeName;
 use serde::{Deserialize, Serialize};
 
 /// Version of the attestation format.
@@ -86,8 +87,8 @@ pub struct Attestation {
     pub version: u32,
     /// The user's `sb://` name, as its certificate carries it.
     pub user: String,
-    /// The `sb://` name of the coordinator the client sends it to.
-    pub coordinator: String,
+    /// The coordinator the client sends it to.
+    pub coordinator: NodeName,
     /// The client's session: derived from the TLS connection the request travels
     /// on (both ends compute it), so an attestation is good on that connection
     /// only.
@@ -175,7 +176,7 @@ impl Attestation {
         m.extend_from_slice(TAG);
         m.extend_from_slice(&self.version.to_le_bytes());
         put(&mut m, self.user.as_bytes());
-        put(&mut m, self.coordinator.as_bytes());
+        put(&mut m, self.coordinator.to_string().as_bytes());
         m.extend_from_slice(&self.session);
         m.extend_from_slice(&self.sequence.to_le_bytes());
         match self.consistency {
@@ -241,12 +242,13 @@ impl Attestation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ClusterId, NodeId};
 
     fn sample() -> Attestation {
         Attestation {
             version: ATTESTATION_VERSION,
             user: "sb://cluster/c/user/alice".into(),
-            coordinator: "sb://cluster/c/node/n".into(),
+            coordinator: NodeName::new(ClusterId::from_bytes([3; 16]), NodeId::from_bytes([4; 16])),
             session: [1; 16],
             sequence: 7,
             consistency: Consistency::Snapshot,
@@ -266,7 +268,7 @@ mod tests {
         type Change = Box<dyn Fn(&mut Attestation)>;
         let variants: Vec<Change> = vec![
             Box::new(|a| a.user.push('x')),
-            Box::new(|a| a.coordinator.push('x')),
+            Box::new(|a| a.coordinator.node = NodeId::from_bytes([5; 16])),
             Box::new(|a| a.session[0] = 2),
             Box::new(|a| a.sequence += 1),
             Box::new(|a| a.consistency = Consistency::ReadCommitted),
@@ -287,10 +289,9 @@ mod tests {
         let mut b = a.clone();
         b.signature = vec![1, 2, 3];
         assert_eq!(b.message(), base);
-        // moving a byte between the two names changes the bytes (length prefixes)
+        // a byte more in the user's name changes the bytes (length prefixes)
         let mut c = a;
-        c.user = "sb://cluster/c/user/alicesb:".into();
-        c.coordinator = "//cluster/c/node/n".into();
+        c.user.push('s');
         assert_ne!(c.message(), base);
     }
 

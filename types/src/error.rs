@@ -53,4 +53,12 @@ pub enum TypeError {
     /// A batch layout or buffer is out of range.
     #[error("batch: {0}")]
     Batch(&'static str),
+    /// Text is not a node name.
+    #[error(
+        "{text:?} is not a node name: expected sb://cluster/<uuid>/node/<uuid> (lower-case UUIDs)"
+    )]
+    NotANodeName {
+        /// The text, truncated to 100 characters.
+        text: String,
+    },
 }

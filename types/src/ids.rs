@@ -3,6 +3,7 @@
 //! Catalog objects are named by UUIDs (names resolve to UUIDs; UUIDs never change).
 //! Transactions and commits are numbered by increasing 64-bit counters, as in Firebird.
 
+use crate::error::TypeError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -92,6 +93,135 @@ uuid_id!(
     NodeId,
     "node"
 );
+
+/// A node as attestations, envelopes, the membership and the audit trail name it:
+/// its cluster and its id, written `sb://cluster/<cluster>/node/<node>` (lower-case
+/// hyphenated UUIDs, the text its certificate carries). It travels as that text
+/// and is parsed strictly: any other spelling of the same ids is not a node name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeName {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// The node.
+    pub node: NodeId,
+}
+
+impl NodeName {
+    /// The node `node` of `cluster`.
+    #[must_use]
+    pub const fn new(cluster: ClusterId, node: NodeId) -> Self {
+        Self { cluster, node }
+    }
+
+    /// The name an in-process session's coordinator and shard go by: the nil
+    /// cluster's nil node (no certificate names it), written `local`.
+    pub const LOCAL: Self = Self {
+        cluster: ClusterId::from_bytes([0; 16]),
+        node: NodeId::from_bytes([0; 16]),
+    };
+
+    /// Parses `sb://cluster/<uuid>/node/<uuid>` (or `local`), exactly as
+    /// [`NodeName`]'s `Display` writes it.
+    ///
+    /// # Errors
+    /// Anything else, with what was expected.
+    pub fn parse(s: &str) -> Result<Self, TypeError> {
+        if s == "local" {
+            return Ok(Self::LOCAL);
+        }
+        let bad = || TypeError::NotANodeName {
+            text: s.chars().take(100).collect(),
+        };
+        let rest = s.strip_prefix("sb://cluster/").ok_or_else(bad)?;
+        let (cluster, node) = rest.split_once("/node/").ok_or_else(bad)?;
+        let strict = |t: &str| {
+            Uuid::try_parse(t)
+                .ok()
+                .filter(|u| u.hyphenated().to_string() == t)
+                .ok_or_else(bad)
+        };
+        let name = Self {
+            cluster: ClusterId::from_uuid(strict(cluster)?),
+            node: NodeId::from_uuid(strict(node)?),
+        };
+        if name == Self::LOCAL {
+            return Err(bad());
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod node_name_tests {
+    use super::NodeName;
+
+    #[test]
+    fn a_node_name_reads_back_only_as_it_is_written() {
+        let n = NodeName::new(
+            super::ClusterId::from_bytes([0xab; 16]),
+            super::NodeId::from_bytes([0x1c; 16]),
+        );
+        let text = n.to_string();
+        assert_eq!(NodeName::parse(&text).unwrap(), n);
+        assert_eq!(NodeName::LOCAL.to_string(), "local");
+        assert_eq!(NodeName::parse("local").unwrap(), NodeName::LOCAL);
+        let nil = "sb://cluster/00000000-0000-0000-0000-000000000000/node/00000000-0000-0000-0000-000000000000";
+        assert!(
+            NodeName::parse(nil).is_err(),
+            "the local name has one spelling"
+        );
+        for bad in [
+            format!(
+                "sb://cluster/{}/node/{}",
+                n.cluster.to_string().to_uppercase(),
+                n.node
+            ),
+            text.replace("/node/", "/user/"),
+            text.replace('-', ""),
+            format!("{text}/"),
+            text.trim_start_matches("sb://").to_owned(),
+            String::new(),
+        ] {
+            assert!(NodeName::parse(&bad).is_err(), "{bad}");
+        }
+    }
+}
+
+impl std::fmt::Display for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Self::LOCAL {
+            return f.write_str("local");
+        }
+        write!(f, "sb://cluster/{}/node/{}", self.cluster, self.node)
+    }
+}
+
+impl std::fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for NodeName {
+    type Err = TypeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for NodeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 /// A transaction number. Increases strictly; never reused, even across restarts.
 #[derive(

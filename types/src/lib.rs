@@ -32,7 +32,8 @@ pub mod value;
 pub use env::{Env, ManualEnv, SystemEnv};
 pub use error::TypeError;
 pub use ids::{
-    BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, TableId, TxnId,
+    BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, NodeName,
+    TableId, TxnId,
 };
 pub use sqltype::{PhysicalType, SqlType};
 pub use value::{Date, Decimal, Timestamp, Value};

@@ -26,15 +26,29 @@ use scratchbird_host::{Access, Sandbox, SandboxLimits};
 use scratchbird_storage::catalog::{ColumnSpec, TableSpec};
 use scratchbird_storage::{ManualEnv, Storage, StorageConfig, TxnOptions};
 use scratchbird_types::{BundleHash, SqlType, TableId, Value};
+use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The time the envelope cases are verified at (microseconds).
 pub const NOW: i64 = 1_800_000_000_000_000;
 
+/// The node a test calls `short` (up to 16 bytes), in one test cluster.
+pub fn node(short: &str) -> NodeName {
+    let mut id = [0u8; 16];
+    id[..short.len()].copy_from_slice(short.as_bytes());
+    NodeName::new(ClusterId::from_bytes([1; 16]), NodeId::from_bytes(id))
+}
+
 /// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
 pub fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    local_attestation(user, coordinator, NOW.min(expires_us - 1), expires_us, key)
+    local_attestation(
+        user,
+        node(coordinator),
+        NOW.min(expires_us - 1),
+        expires_us,
+        key,
+    )
 }
 
 pub struct Fixture {
@@ -252,7 +266,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
     .unwrap();
     let mut members = HashMap::new();
     members.insert(
-        "c1".to_owned(),
+        node("c1"),
         Member {
             key: key(1).verifying_key(),
             enabled: true,
@@ -278,8 +292,8 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         columns,
         consistency: Consistency::Snapshot,
         attestation: att("alice", "c1", NOW + 1_000_000, &key(10)),
-        coordinator: "c1".into(),
-        shard: "s1".into(),
+        coordinator: node("c1"),
+        shard: node("s1"),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [2; 16],
     };

@@ -24,7 +24,7 @@ use scratchbird_policy::derive::Deriver;
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{Trust as AdminTrust, load_signed};
 use scratchbird_storage::Storage;
-use scratchbird_types::{BundleHash, Epoch};
+use scratchbird_types::{BundleHash, Epoch, NodeName};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -125,14 +125,14 @@ struct Shared {
 /// Ed25519 key (reloaded with the certificate).
 #[derive(Debug)]
 struct NodeCreds {
-    me: String,
+    me: NodeName,
     identity: Arc<IdentityCell>,
     principals: Arc<Principals>,
 }
 
 impl Credentials for NodeCreds {
-    fn node(&self) -> String {
-        self.me.clone()
+    fn node(&self) -> NodeName {
+        self.me
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         self.identity.0.get().sign_ed25519(message).map_err(|e| e.0)
@@ -239,12 +239,12 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             ));
         }
     };
-    if me.node_id().is_none() {
+    let Some(name) = me.node_name() else {
         return Err(fail(format!(
             "{} is a user's certificate; a node needs one from sb ca issue-node",
             cfg.tls.cert.display()
         )));
-    }
+    };
     let trust = load_trust(&cfg, me.cluster).map_err(fail)?;
     let members_list = load_members(&cfg, me.cluster).map_err(fail)?;
     let members = Arc::new(Members::new(&members_list));
@@ -286,7 +286,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     };
     let sandbox = Sandbox::new(limits, Some(&cfg.data_dir.join("module-cache")))
         .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
-    let audit = AuditLog::open(&cfg.data_dir.join("audit"), &me.to_string(), env.clone())
+    let audit = AuditLog::open(&cfg.data_dir.join("audit"), &name, env.clone())
         .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
     let trust = Arc::new(Cell::new(trust));
     let identity = Arc::new(IdentityCell(Cell::new(identity)));
@@ -323,7 +323,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     let sandbox = Arc::new(sandbox);
     let audit = Arc::new(audit);
     let authority = Arc::new(NodeAuthority {
-        me: me.clone(),
+        me: name,
         identity: identity.clone(),
         serving: serving.clone(),
         users: UserCerts {
@@ -340,10 +340,10 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         authority: authority.clone(),
         users: Users::Cluster(principals.clone()),
         audit: Some(audit.clone()),
-        node: me.to_string(),
+        node: name,
     }));
     let creds = Arc::new(NodeCreds {
-        me: me.to_string(),
+        me: name,
         identity: identity.clone(),
         principals: principals.clone(),
     });
@@ -760,9 +760,15 @@ async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Ver
     let mut shutdown = shared.shutdown.clone();
     let cert = endpoint::peer_certificate(conn).unwrap_or_default();
     let running = Arc::new(tokio::sync::Semaphore::new(PEER_SUBPLANS_MAX));
+    // the peer endpoint verifies node certificates only; anything else is closed
+    let Some(name) = peer.uri.node_name() else {
+        conn.close(1u32.into(), b"NOT_A_NODE");
+        return;
+    };
     let authority = Arc::new(PeerAuthority {
         base: shared.authority.clone(),
         peer: peer.clone(),
+        name,
         key: scratchbird_net::attest::ed25519_key_of(&cert)
             .ok()
             .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok()),
@@ -870,7 +876,7 @@ fn session_of(
     let s = Arc::new(Mutex::new(shared.shard.peer_session(
         authority.clone(),
         shared.started_us,
-        authority.peer.uri.to_string(),
+        authority.name,
     )));
     all.insert(n, s.clone());
     Ok(s)
@@ -963,7 +969,7 @@ async fn subplan(
         None => Arc::new(Mutex::new(shared.shard.peer_session(
             authority.clone(),
             shared.started_us,
-            authority.peer.uri.to_string(),
+            authority.name,
         ))),
     };
     let signed = SignedEnvelope {
@@ -1104,7 +1110,7 @@ fn check_attestation(
             "the attestation carries another certificate than the one this connection was made with".into(),
         );
     }
-    if a.coordinator != shared.me.to_string() {
+    if Some(a.coordinator) != shared.me.node_name() {
         return Err(format!(
             "the attestation is for coordinator {}, not this node {}",
             a.coordinator, shared.me
