@@ -1,0 +1,498 @@
+//! Binding: sqlparser's AST against the catalog into the typed logical plan. Names
+//! become column ids, literals get types, operands get the conversions their
+//! operators need, and every error says where it is and what to do.
+
+use crate::catalog::{Catalog, TableDef, user_table, user_table_names};
+use crate::error::{CompileError, Pos, codes};
+use crate::logical::{AggKind, BAgg, BExpr, BK, BSortKey, ColId, ColMeta, InitKind, JoinType, Rel};
+use crate::typing::{
+    DECIMAL_COMPUTE_DIGITS, arith_type, coerce, common_numeric, common_type, is_numeric, is_text,
+    parse_date, parse_number, parse_timestamp,
+};
+use scratchbird_guest_ops::abi::ScanRangeDecl;
+use scratchbird_guest_ops::plan::{ArithOp, CmpOp, DatePart, Func};
+use scratchbird_types::{SqlType, Value};
+use sqlparser::ast::{
+    self, BinaryOperator, DataType, DateTimeField, Distinct, DuplicateTreatment, ExactNumberInfo,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, JoinConstraint,
+    JoinOperator, LimitClause, ObjectName, OrderByKind, OrderBySort, Query, Select, SelectItem,
+    SetExpr, SetOperator, SetQuantifier, Spanned, TableFactor, TableWithJoins, UnaryOperator,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::limits::{COLUMNS_MAX, EXPRS_MAX, FROM_ITEMS_MAX};
+
+mod expr;
+mod func;
+mod query;
+mod select;
+
+/// IN lists of at least this many constants become a hash set.
+const IN_SET_MIN: usize = 16;
+
+pub(crate) fn pos_of(s: &impl Spanned) -> Option<Pos> {
+    let sp = s.span();
+    (sp.start.line > 0).then_some(Pos {
+        line: sp.start.line,
+        column: sp.start.column,
+    })
+}
+
+fn ident_pos(i: &Ident) -> Option<Pos> {
+    (i.span.start.line > 0).then_some(Pos {
+        line: i.span.start.line,
+        column: i.span.start.column,
+    })
+}
+
+/// An identifier as the catalog spells it: unquoted names fold to lower case.
+pub(crate) fn norm(i: &Ident) -> String {
+    if i.quote_style.is_none() {
+        i.value.to_lowercase()
+    } else {
+        i.value.clone()
+    }
+}
+
+/// The last part of an object name, normalised.
+pub(crate) fn object_name(n: &ObjectName) -> Result<String, CompileError> {
+    n.0.last()
+        .and_then(|p| p.as_ident())
+        .map(norm)
+        .ok_or_else(|| CompileError::new(codes::SYNTAX, format!("\"{n}\" is not a plain name")))
+}
+
+fn unsupported(what: impl Into<String>) -> CompileError {
+    CompileError::new(
+        codes::NOT_SUPPORTED,
+        format!("{} is not supported yet", what.into()),
+    )
+}
+
+fn mismatch(msg: impl Into<String>) -> CompileError {
+    CompileError::new(codes::DATATYPE_MISMATCH, msg)
+}
+
+/// The SQL type of a declared type; domains resolve to their base type.
+pub(crate) fn sql_type(dt: &DataType, cat: &Catalog) -> Result<SqlType, CompileError> {
+    let len = |l: &Option<ast::CharacterLength>| -> Result<SqlType, CompileError> {
+        Ok(match l {
+            Some(ast::CharacterLength::IntegerLength { length, .. }) => SqlType::Varchar {
+                max_chars: u32::try_from(*length).map_err(|_| {
+                    CompileError::new(codes::INVALID_DEFINITION, "VARCHAR length is too large")
+                })?,
+            },
+            _ => SqlType::Text,
+        })
+    };
+    let ty = match dt {
+        DataType::Boolean | DataType::Bool => SqlType::Boolean,
+        DataType::SmallInt(_) | DataType::Int2(_) => SqlType::SmallInt,
+        DataType::Int(_) | DataType::Integer(_) | DataType::Int4(_) => SqlType::Integer,
+        DataType::BigInt(_) | DataType::Int8(_) => SqlType::BigInt,
+        DataType::DoublePrecision
+        | DataType::Float8
+        | DataType::Double(_)
+        | DataType::Float(_)
+        | DataType::Real
+        | DataType::Float4 => SqlType::Double,
+        DataType::Numeric(info) | DataType::Decimal(info) | DataType::Dec(info) => {
+            let (p, s) = match info {
+                ExactNumberInfo::None => (DECIMAL_COMPUTE_DIGITS, 0),
+                ExactNumberInfo::Precision(p) => (u8::try_from(*p).unwrap_or(u8::MAX), 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (
+                    u8::try_from(*p).unwrap_or(u8::MAX),
+                    u8::try_from(*s).unwrap_or(u8::MAX),
+                ),
+            };
+            SqlType::Decimal {
+                precision: p,
+                scale: s,
+            }
+        }
+        DataType::Varchar(l) | DataType::CharacterVarying(l) | DataType::CharVarying(l) => len(l)?,
+        DataType::Text | DataType::String(_) => SqlType::Text,
+        DataType::Character(l) | DataType::Char(l) => len(l)?,
+        DataType::Date => SqlType::Date,
+        DataType::Timestamp(_, tz) => {
+            if matches!(tz, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) {
+                return Err(unsupported("TIMESTAMP WITH TIME ZONE")
+                    .hint("use TIMESTAMP (without time zone) and store UTC"));
+            }
+            SqlType::Timestamp
+        }
+        DataType::Bytea | DataType::Blob(_) => SqlType::Blob,
+        DataType::Custom(name, mods) if mods.is_empty() => {
+            let n = object_name(name)?;
+            match cat.domain_by_name(&n) {
+                Some(d) => d.base,
+                None => {
+                    return Err(CompileError::new(
+                        codes::DATATYPE_MISMATCH,
+                        format!("type \"{n}\" does not exist"),
+                    )
+                    .hint("use a SQL type such as INTEGER, DECIMAL(p, s), VARCHAR(n), DATE, or a domain created with CREATE DOMAIN"));
+                }
+            }
+        }
+        other => return Err(unsupported(format!("the type {other}"))),
+    };
+    ty.validate()
+        .map_err(|e| CompileError::new(codes::INVALID_DEFINITION, e.to_string()))?;
+    Ok(ty)
+}
+
+/// A column visible by name.
+#[derive(Debug, Clone)]
+struct ScopeCol {
+    qualifier: Option<String>,
+    name: String,
+    id: ColId,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    cols: Vec<ScopeCol>,
+}
+
+/// Aggregates found while binding one SELECT.
+#[derive(Default)]
+struct AggCtx {
+    aggs: Vec<(ColId, BAgg, bool)>,
+    /// Bound argument and function of each aggregate, to reuse duplicates.
+    seen: Vec<(AggKind, Option<BExpr>, bool, ColId)>,
+}
+
+/// The statement's binder.
+pub(crate) struct Binder<'c> {
+    pub(crate) cat: &'c Catalog,
+    pub(crate) meta: HashMap<ColId, ColMeta>,
+    /// Uncorrelated subqueries, computed before the statement's pipelines.
+    pub(crate) inits: Vec<(InitKind, Rel)>,
+    /// The scopes of the queries enclosing the one being bound.
+    outer: Vec<Scope>,
+    /// Init plans by subquery text (and kind and type), so that the same subquery
+    /// bound twice (a GROUP BY key and its select item) is one plan.
+    init_keys: HashMap<String, usize>,
+    next: ColId,
+    exprs: usize,
+}
+
+/// A bound SELECT: relation, output names, ORDER BY keys.
+type SelectParts = (Rel, Vec<String>, Vec<BSortKey>);
+
+/// The result of binding a query.
+pub(crate) struct BoundQuery {
+    pub(crate) rel: Rel,
+    pub(crate) names: Vec<String>,
+}
+
+fn is_agg_name(n: &str) -> Option<AggKind> {
+    Some(match n {
+        "count" => AggKind::Count,
+        "sum" | "avg" => AggKind::Sum,
+        "min" => AggKind::Min,
+        "max" => AggKind::Max,
+        _ => return None,
+    })
+}
+
+fn func_name(f: &ast::Function) -> String {
+    f.name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(norm)
+        .unwrap_or_default()
+}
+
+/// Finds aggregate calls of this query level (not inside a subquery).
+struct AggFinder {
+    depth: usize,
+    found: bool,
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Subquery(_)
+            | Expr::Exists { .. }
+            | Expr::In {
+                target: ast::InTarget::Subquery(_),
+                ..
+            }
+    )
+}
+
+impl ast::Visitor for AggFinder {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth += 1;
+        }
+        if self.depth == 0
+            && let Expr::Function(f) = e
+            && is_agg_name(&func_name(f)).is_some()
+            && f.over.is_none()
+        {
+            self.found = true;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth -= 1;
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}
+
+fn contains_agg(e: &Expr) -> bool {
+    use ast::Visit;
+    let mut v = AggFinder {
+        depth: 0,
+        found: false,
+    };
+    let _ = e.visit(&mut v);
+    v.found
+}
+
+fn output_name(e: &Expr) -> String {
+    match e {
+        Expr::Identifier(i) => norm(i),
+        Expr::CompoundIdentifier(v) => v.last().map(norm).unwrap_or_default(),
+        Expr::Function(f) => func_name(f),
+        Expr::Nested(x) => output_name(x),
+        Expr::Cast { expr, .. } => output_name(expr),
+        Expr::Extract { .. } => "extract".into(),
+        Expr::Substring { .. } => "substring".into(),
+        Expr::Case { .. } => "case".into(),
+        _ => "?column?".into(),
+    }
+}
+
+fn bool_lit(b: bool) -> BExpr {
+    BExpr::lit(Value::Boolean(b), SqlType::Boolean)
+}
+
+fn mk(kind: BK, ty: SqlType, nullable: bool) -> BExpr {
+    BExpr { kind, ty, nullable }
+}
+
+fn cmp(op: CmpOp, a: BExpr, b: BExpr) -> BExpr {
+    let n = a.nullable || b.nullable;
+    mk(BK::Cmp(op, Box::new(a), Box::new(b)), SqlType::Boolean, n)
+}
+
+fn and(a: BExpr, b: BExpr) -> BExpr {
+    let n = a.nullable || b.nullable;
+    mk(BK::And(Box::new(a), Box::new(b)), SqlType::Boolean, n)
+}
+
+fn or(a: BExpr, b: BExpr) -> BExpr {
+    let n = a.nullable || b.nullable;
+    mk(BK::Or(Box::new(a), Box::new(b)), SqlType::Boolean, n)
+}
+
+fn not(a: BExpr) -> BExpr {
+    let n = a.nullable;
+    mk(BK::Not(Box::new(a)), SqlType::Boolean, n)
+}
+
+fn is_null(a: BExpr) -> BExpr {
+    mk(BK::IsNull(Box::new(a)), SqlType::Boolean, false)
+}
+
+/// The NULL of the literal `NULL`, whose type the context decides (a typed NULL,
+/// `CAST(NULL AS INTEGER)`, is not one).
+fn is_null_lit(e: &BExpr) -> bool {
+    matches!(e.kind, BK::Lit(Value::Null)) && e.ty == SqlType::Text
+}
+
+fn is_text_lit(e: &BExpr) -> Option<&str> {
+    match &e.kind {
+        BK::Lit(Value::Text(s)) => Some(s),
+        _ => None,
+    }
+}
+
+impl<'c> Binder<'c> {
+    pub(crate) fn new(cat: &'c Catalog) -> Self {
+        Self {
+            cat,
+            meta: HashMap::new(),
+            inits: Vec::new(),
+            outer: Vec::new(),
+            init_keys: HashMap::new(),
+            next: 0,
+            exprs: 0,
+        }
+    }
+
+    pub(crate) fn new_col(&mut self, name: &str, ty: SqlType, nullable: bool) -> ColId {
+        let id = self.next;
+        self.next += 1;
+        self.meta.insert(
+            id,
+            ColMeta {
+                name: name.to_owned(),
+                ty,
+                nullable,
+            },
+        );
+        id
+    }
+
+    fn meta(&self, c: ColId) -> Result<&ColMeta, CompileError> {
+        self.meta
+            .get(&c)
+            .ok_or_else(|| CompileError::new("XX000", format!("internal: unknown column #{c}")))
+    }
+
+    pub(crate) fn col_expr(&self, c: ColId) -> Result<BExpr, CompileError> {
+        Ok(BExpr::col(c, self.meta(c)?))
+    }
+
+    /// A scan of `table` and the scope of its columns.
+    pub(crate) fn scan(
+        &mut self,
+        table: &Arc<TableDef>,
+        alias: &str,
+        key: bool,
+    ) -> (Rel, Vec<(String, ColId)>) {
+        let cols: Vec<ColId> = table
+            .columns
+            .iter()
+            .map(|c| self.new_col(&c.name, c.ty, c.nullable))
+            .collect();
+        let key = key.then(|| self.new_col("$key", SqlType::Blob, false));
+        let named = table
+            .columns
+            .iter()
+            .zip(&cols)
+            .map(|(c, id)| (c.name.clone(), *id))
+            .collect();
+        let _ = alias;
+        (
+            Rel::Scan {
+                table: table.clone(),
+                cols,
+                key,
+                range: ScanRangeDecl::All,
+            },
+            named,
+        )
+    }
+
+    pub(crate) fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>, CompileError> {
+        let n = object_name(name)?;
+        user_table(self.cat, &n).cloned().ok_or_else(|| {
+            let known = user_table_names(self.cat);
+            CompileError::new(
+                codes::UNDEFINED_TABLE,
+                format!("table \"{n}\" does not exist"),
+            )
+            .at(pos_of(name))
+            .hint(if known.is_empty() {
+                "there are no tables yet: CREATE TABLE first".to_owned()
+            } else {
+                format!("tables: {}", known.join(", "))
+            })
+        })
+    }
+
+    // ------------------------------------------------------------------ queries
+}
+
+fn sort_key(col: ColId, o: &ast::OrderByExpr) -> BSortKey {
+    let desc = matches!(o.options.sort, Some(OrderBySort::Desc));
+    // PostgreSQL: NULLs sort as larger than any value
+    let nulls_first = o.options.nulls_first.unwrap_or(desc);
+    BSortKey {
+        col,
+        desc,
+        nulls_first,
+    }
+}
+
+/// The column `name` (optionally qualified) in `scope`.
+fn find(
+    scope: &Scope,
+    qualifier: Option<&str>,
+    name: &str,
+    at: Option<Pos>,
+) -> Result<ColId, CompileError> {
+    let hits: Vec<&ScopeCol> = scope
+        .cols
+        .iter()
+        .filter(|c| c.name == name && (qualifier.is_none() || c.qualifier.as_deref() == qualifier))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(one.id),
+        [] => {
+            let full = qualifier.map_or_else(|| name.to_owned(), |q| format!("{q}.{name}"));
+            let known: Vec<String> = scope
+                .cols
+                .iter()
+                .filter(|c| qualifier.is_none() || c.qualifier.as_deref() == qualifier)
+                .map(|c| {
+                    c.qualifier
+                        .as_ref()
+                        .map_or_else(|| c.name.clone(), |q| format!("{q}.{}", c.name))
+                })
+                .collect();
+            Err(CompileError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{full}\" does not exist"),
+            )
+            .at(at)
+            .hint(if known.is_empty() {
+                "no columns are in scope here".to_owned()
+            } else {
+                format!("columns in scope: {}", known.join(", "))
+            }))
+        }
+        _ => Err(CompileError::new(
+            codes::AMBIGUOUS_COLUMN,
+            format!("column reference \"{name}\" is ambiguous"),
+        )
+        .at(at)
+        .hint("qualify it with its table name or alias")),
+    }
+}
+
+/// Replaces subtrees equal to a group key with the key's column.
+fn replace_keys(e: BExpr, keys: &[(BExpr, ColId)], b: &Binder<'_>) -> BExpr {
+    if let Some((_, c)) = keys.iter().find(|(k, _)| *k == e)
+        && let Ok(x) = b.col_expr(*c)
+    {
+        return x;
+    }
+    let r = |x: Box<BExpr>| Box::new(replace_keys(*x, keys, b));
+    let kind = match e.kind {
+        BK::Arith(o, x, y) => BK::Arith(o, r(x), r(y)),
+        BK::Cmp(o, x, y) => BK::Cmp(o, r(x), r(y)),
+        BK::And(x, y) => BK::And(r(x), r(y)),
+        BK::Or(x, y) => BK::Or(r(x), r(y)),
+        BK::Neg(x) => BK::Neg(r(x)),
+        BK::Not(x) => BK::Not(r(x)),
+        BK::IsNull(x) => BK::IsNull(r(x)),
+        BK::Cast(x) => BK::Cast(r(x)),
+        BK::Case(w, els) => BK::Case(
+            w.into_iter()
+                .map(|(c, v)| (replace_keys(c, keys, b), replace_keys(v, keys, b)))
+                .collect(),
+            r(els),
+        ),
+        BK::Func(f, args) => BK::Func(
+            f,
+            args.into_iter().map(|a| replace_keys(a, keys, b)).collect(),
+        ),
+        BK::InSet(x, i) => BK::InSet(r(x), i),
+        k @ (BK::Col(_) | BK::Lit(_) | BK::Init(_)) => k,
+    };
+    BExpr { kind, ..e }
+}

@@ -1,0 +1,427 @@
+//! Binding a query: ORDER BY, LIMIT and OFFSET, set operations (UNION,
+//! INTERSECT, EXCEPT) and VALUES lists.
+
+use super::*;
+
+impl<'c> Binder<'c> {
+    pub(crate) fn query(&mut self, q: &Query) -> Result<BoundQuery, CompileError> {
+        crate::clauses::query(q)?;
+        let order: Vec<ast::OrderByExpr> = match &q.order_by {
+            Some(ob) => match &ob.kind {
+                OrderByKind::Expressions(v) => v.clone(),
+                OrderByKind::All(_) => return Err(unsupported("ORDER BY ALL")),
+            },
+            None => Vec::new(),
+        };
+        for o in &order {
+            crate::clauses::order_item(o)?;
+        }
+        let (mut rel, names, keys) = match q.body.as_ref() {
+            SetExpr::Select(s) => self.select(s, &order)?,
+            other => {
+                let b = self.set_expr(other)?;
+                let keys = self.order_by_outputs(&b.rel.output(), &b.names, &order)?;
+                (b.rel, b.names, keys)
+            }
+        };
+        let outputs = rel.output();
+        let visible = names.len();
+        if !keys.is_empty() {
+            rel = Rel::Sort {
+                input: Box::new(rel),
+                keys,
+                limit: None,
+            };
+        }
+        let (limit, offset) = self.limit(q)?;
+        if limit.is_some() || offset > 0 {
+            rel = Rel::Limit {
+                input: Box::new(rel),
+                limit,
+                offset,
+            };
+        }
+        if outputs.len() > visible {
+            // drop the hidden ORDER BY columns
+            let exprs = outputs
+                .iter()
+                .take(visible)
+                .map(|c| Ok((*c, self.col_expr(*c)?)))
+                .collect::<Result<Vec<_>, CompileError>>()?;
+            let exprs = exprs
+                .into_iter()
+                .map(|(c, e)| {
+                    let m = self.meta(c).cloned();
+                    m.map(|m| (self.new_col(&m.name, m.ty, m.nullable), e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rel = Rel::Project {
+                input: Box::new(rel),
+                exprs,
+            };
+        }
+        Ok(BoundQuery { rel, names })
+    }
+
+    pub(super) fn const_u64(&mut self, e: &Expr, what: &str) -> Result<u64, CompileError> {
+        let b = self.expr(e, &Scope::default(), None)?;
+        let b = crate::fold::fold(b);
+        match b.kind {
+            BK::Lit(Value::Integer(n)) if n >= 0 => Ok(u64::try_from(n).unwrap_or(0)),
+            BK::Lit(Value::BigInt(n)) if n >= 0 => Ok(u64::try_from(n).unwrap_or(0)),
+            BK::Lit(Value::Null) => Ok(u64::MAX),
+            _ => Err(CompileError::new(
+                codes::DATATYPE_MISMATCH,
+                format!("{what} must be a non-negative integer constant"),
+            )
+            .at(pos_of(e))),
+        }
+    }
+
+    pub(super) fn limit(&mut self, q: &Query) -> Result<(Option<u64>, u64), CompileError> {
+        let mut limit = None;
+        let mut offset = 0;
+        match &q.limit_clause {
+            Some(LimitClause::LimitOffset {
+                limit: l,
+                offset: o,
+                limit_by,
+            }) => {
+                if !limit_by.is_empty() {
+                    return Err(unsupported("LIMIT BY"));
+                }
+                if let Some(l) = l {
+                    let n = self.const_u64(l, "LIMIT")?;
+                    limit = (n != u64::MAX).then_some(n);
+                }
+                if let Some(o) = o {
+                    offset = self.const_u64(&o.value, "OFFSET")?;
+                    if offset == u64::MAX {
+                        offset = 0;
+                    }
+                }
+            }
+            Some(LimitClause::OffsetCommaLimit {
+                offset: o,
+                limit: l,
+            }) => {
+                limit = Some(self.const_u64(l, "LIMIT")?);
+                offset = self.const_u64(o, "OFFSET")?;
+            }
+            None => {}
+        }
+        if let Some(f) = &q.fetch {
+            if f.percent || f.with_ties {
+                return Err(unsupported("FETCH ... PERCENT / WITH TIES"));
+            }
+            let n = match &f.quantity {
+                Some(e) => self.const_u64(e, "FETCH FIRST")?,
+                None => 1,
+            };
+            limit = Some(limit.map_or(n, |l: u64| l.min(n)));
+        }
+        Ok((limit, offset))
+    }
+
+    /// ORDER BY over a set operation's outputs: positions and output names only.
+    pub(super) fn order_by_outputs(
+        &mut self,
+        outputs: &[ColId],
+        names: &[String],
+        order: &[ast::OrderByExpr],
+    ) -> Result<Vec<BSortKey>, CompileError> {
+        let mut keys = Vec::new();
+        for o in order {
+            let col = match &o.expr {
+                Expr::Value(v) => match &v.value {
+                    ast::Value::Number(n, _) => n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|i| *i >= 1 && *i <= names.len())
+                        .and_then(|i| outputs.get(i - 1).copied()),
+                    _ => None,
+                },
+                Expr::Identifier(i) => {
+                    let n = norm(i);
+                    names
+                        .iter()
+                        .position(|x| *x == n)
+                        .and_then(|p| outputs.get(p).copied())
+                }
+                _ => None,
+            };
+            let col = col.ok_or_else(|| {
+                CompileError::new(
+                    codes::UNDEFINED_COLUMN,
+                    "ORDER BY of a UNION must name an output column or give its position",
+                )
+                .at(pos_of(&o.expr))
+            })?;
+            keys.push(sort_key(col, o));
+        }
+        Ok(keys)
+    }
+
+    pub(super) fn set_expr(&mut self, s: &SetExpr) -> Result<BoundQuery, CompileError> {
+        match s {
+            SetExpr::Select(sel) => {
+                let (rel, names, _) = self.select(sel, &[])?;
+                Ok(BoundQuery { rel, names })
+            }
+            SetExpr::Query(q) => self.query(q),
+            SetExpr::Values(v) => self.values(v, None),
+            SetExpr::SetOperation { .. } => self.set_operations(s),
+            _ => Err(unsupported("this kind of query body")),
+        }
+    }
+
+    /// A chain of set operations. sqlparser builds `a UNION b UNION c ...` as a
+    /// left-deep tree as deep as the chain is long; it is walked here in a loop
+    /// and bound flat: one UNION ALL over every branch (under one DISTINCT when
+    /// any link is a plain UNION, which removes duplicates from everything before
+    /// it too), so a 4,000-branch UNION ALL is one node, not 4,000 nested ones.
+    pub(super) fn set_operations(&mut self, s: &SetExpr) -> Result<BoundQuery, CompileError> {
+        let mut links: Vec<(bool, &SetExpr)> = Vec::new();
+        let mut cur = s;
+        while let SetExpr::SetOperation {
+            left,
+            op,
+            set_quantifier,
+            right,
+        } = cur
+        {
+            if *op != SetOperator::Union {
+                return Err(unsupported(format!("{op}")));
+            }
+            let all = match set_quantifier {
+                SetQuantifier::All => true,
+                SetQuantifier::None | SetQuantifier::Distinct => false,
+                other => return Err(unsupported(format!("UNION {other}"))),
+            };
+            links.push((all, right.as_ref()));
+            cur = left.as_ref();
+        }
+        links.reverse();
+        let first = self.set_expr(cur)?;
+        let width = first.rel.output().len();
+        let mut branches = vec![first.rel];
+        let mut alls = Vec::with_capacity(links.len());
+        for (all, right) in links {
+            let r = self.set_expr(right)?;
+            let w = r.rel.output().len();
+            if w != width {
+                return Err(mismatch(format!(
+                    "each side of UNION must have the same number of columns ({width} and {w})"
+                )));
+            }
+            branches.push(r.rel);
+            alls.push(all);
+        }
+        // one type per column, common to every branch
+        let mut types: Vec<(SqlType, bool)> = Vec::with_capacity(width);
+        for i in 0..width {
+            let mut t: Option<(SqlType, bool)> = None;
+            for b in &branches {
+                let c = b
+                    .output()
+                    .get(i)
+                    .copied()
+                    .ok_or_else(|| mismatch("UNION column"))?;
+                let m = self.meta(c)?;
+                t = Some(match t {
+                    None => (m.ty, m.nullable),
+                    Some((p, n)) => (
+                        common_type(&p, &m.ty).ok_or_else(|| {
+                            mismatch(format!("UNION column types {p} and {} do not match", m.ty))
+                        })?,
+                        n || m.nullable,
+                    ),
+                });
+            }
+            types.push(t.ok_or_else(|| mismatch("UNION column"))?);
+        }
+        let mut conformed = Vec::with_capacity(branches.len());
+        for b in branches {
+            conformed.push(self.conform(b, &types)?);
+        }
+        let names = first.names;
+        let mut it = conformed.into_iter();
+        let mut inputs: Vec<Rel> = it.next().into_iter().collect();
+        let mut distinct = false;
+        for (b, all) in it.zip(alls) {
+            if all && distinct {
+                // UNION ALL after a UNION: the rows so far lose their duplicates,
+                // the new branch keeps its own
+                let so_far = self.union_of(std::mem::take(&mut inputs), &names, &types);
+                inputs.push(Rel::Distinct {
+                    input: Box::new(so_far),
+                });
+                distinct = false;
+            } else if !all {
+                // a UNION removes duplicates from everything before it as well:
+                // an earlier DISTINCT branch group is absorbed
+                if matches!(inputs.first(), Some(Rel::Distinct { input })
+                    if matches!(input.as_ref(), Rel::UnionAll { .. }))
+                    && let Rel::Distinct { input } = inputs.remove(0)
+                    && let Rel::UnionAll { inputs: inner, .. } = *input
+                {
+                    inputs.splice(0..0, inner);
+                }
+                distinct = true;
+            }
+            inputs.push(b);
+        }
+        let mut rel = self.union_of(inputs, &names, &types);
+        if distinct {
+            rel = Rel::Distinct {
+                input: Box::new(rel),
+            };
+        }
+        Ok(BoundQuery { rel, names })
+    }
+
+    /// UNION ALL of `inputs` (already of `types`), with new output columns.
+    pub(super) fn union_of(
+        &mut self,
+        inputs: Vec<Rel>,
+        names: &[String],
+        types: &[(SqlType, bool)],
+    ) -> Rel {
+        let cols: Vec<ColId> = names
+            .iter()
+            .zip(types)
+            .map(|(n, (t, nl))| self.new_col(n, *t, *nl))
+            .collect();
+        Rel::UnionAll { inputs, cols }
+    }
+
+    /// Projects `rel` so its columns have `types`.
+    pub(super) fn conform(
+        &mut self,
+        rel: Rel,
+        types: &[(SqlType, bool)],
+    ) -> Result<Rel, CompileError> {
+        let out = rel.output();
+        if out
+            .iter()
+            .zip(types)
+            .all(|(c, (t, _))| self.meta.get(c).is_some_and(|m| m.ty == *t))
+        {
+            return Ok(rel);
+        }
+        let mut exprs = Vec::with_capacity(out.len());
+        for (c, (t, n)) in out.iter().zip(types) {
+            let e = coerce(self.col_expr(*c)?, *t);
+            let name = self.meta(*c)?.name.clone();
+            exprs.push((self.new_col(&name, *t, *n), e));
+        }
+        Ok(Rel::Project {
+            input: Box::new(rel),
+            exprs,
+        })
+    }
+
+    /// VALUES rows; with `target`, each value is converted to the target types.
+    pub(crate) fn values(
+        &mut self,
+        v: &ast::Values,
+        target: Option<&[SqlType]>,
+    ) -> Result<BoundQuery, CompileError> {
+        let width = v.rows.first().map_or(0, |r| r.len());
+        let mut rows: Vec<Vec<BExpr>> = Vec::with_capacity(v.rows.len());
+        for r in &v.rows {
+            if r.len() != width {
+                return Err(
+                    mismatch("VALUES rows must all have the same number of values").at(pos_of(r)),
+                );
+            }
+            let mut row = Vec::with_capacity(width);
+            for (i, e) in r.iter().enumerate() {
+                let mut b = crate::fold::fold(self.expr(e, &Scope::default(), None)?);
+                if let Some(t) = target.and_then(|t| t.get(i)) {
+                    b = self.assign(b, *t).map_err(|err| err.at(pos_of(e)))?;
+                }
+                row.push(b);
+            }
+            rows.push(row);
+        }
+        // column types: the target's, or the common type of each column
+        let mut types: Vec<(SqlType, bool)> = Vec::with_capacity(width);
+        for i in 0..width {
+            let mut t: Option<SqlType> = None;
+            let mut nullable = false;
+            for r in &rows {
+                let e = r.get(i).ok_or_else(|| mismatch("VALUES row width"))?;
+                nullable |= e.nullable;
+                if is_null_lit(e) {
+                    continue;
+                }
+                t = Some(match t {
+                    None => e.ty,
+                    Some(prev) => common_type(&prev, &e.ty).ok_or_else(|| {
+                        mismatch(format!("VALUES column {} mixes {prev} and {}", i + 1, e.ty))
+                    })?,
+                });
+            }
+            let t = target
+                .and_then(|t| t.get(i).copied())
+                .or(t)
+                .unwrap_or(SqlType::Text);
+            types.push((t, nullable));
+        }
+        let names: Vec<String> = (1..=width).map(|i| format!("column{i}")).collect();
+        let all_lit = rows.iter().flatten().all(|e| matches!(e.kind, BK::Lit(_)));
+        if all_lit {
+            let cols = names
+                .iter()
+                .zip(&types)
+                .map(|(n, (t, nl))| self.new_col(n, *t, *nl))
+                .collect();
+            let rows = rows
+                .into_iter()
+                .map(|r| {
+                    r.into_iter()
+                        .zip(&types)
+                        .map(|(e, (t, _))| match coerce(e, *t).kind {
+                            BK::Lit(v) => Ok(v),
+                            _ => Err(mismatch(format!(
+                                "a VALUES constant that does not convert to {t}"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(BoundQuery {
+                rel: Rel::Values { cols, rows },
+                names,
+            });
+        }
+        let mut inputs = Vec::with_capacity(rows.len());
+        for r in rows {
+            let exprs = r
+                .into_iter()
+                .zip(&types)
+                .zip(&names)
+                .map(|((e, (t, nl)), n)| (self.new_col(n, *t, *nl), coerce(e, *t)))
+                .collect();
+            inputs.push(Rel::Project {
+                input: Box::new(Rel::Values {
+                    cols: vec![],
+                    rows: vec![vec![]],
+                }),
+                exprs,
+            });
+        }
+        let cols: Vec<ColId> = names
+            .iter()
+            .zip(&types)
+            .map(|(n, (t, nl))| self.new_col(n, *t, *nl))
+            .collect();
+        let rel = if inputs.len() == 1 {
+            inputs.pop().ok_or_else(|| mismatch("empty VALUES"))?
+        } else {
+            Rel::UnionAll { inputs, cols }
+        };
+        Ok(BoundQuery { rel, names })
+    }
+}

@@ -1,0 +1,589 @@
+//! Binding a SELECT: FROM items and joins, WHERE, GROUP BY, HAVING, the select
+//! list and aggregation.
+
+use super::*;
+
+impl<'c> Binder<'c> {
+    /// An expression over the columns of one table (UPDATE and DELETE).
+    pub(crate) fn bind_table_expr(
+        &mut self,
+        e: &Expr,
+        table: &TableDef,
+        cols: &[ColId],
+        qualifier: &str,
+    ) -> Result<BExpr, CompileError> {
+        let scope = Scope {
+            cols: table
+                .columns
+                .iter()
+                .zip(cols)
+                .map(|(c, id)| ScopeCol {
+                    qualifier: Some(qualifier.to_owned()),
+                    name: c.name.clone(),
+                    id: *id,
+                })
+                .collect(),
+        };
+        if contains_agg(e) {
+            return Err(CompileError::new(
+                codes::GROUPING,
+                "aggregate functions are not allowed here",
+            )
+            .at(pos_of(e)));
+        }
+        Ok(crate::fold::fold(self.expr(e, &scope, None)?))
+    }
+
+    // ------------------------------------------------------------------- SELECT
+
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
+    pub(super) fn select(
+        &mut self,
+        s: &Select,
+        order: &[ast::OrderByExpr],
+    ) -> Result<SelectParts, CompileError> {
+        crate::clauses::select(s).map_err(|e| e.at(pos_of(s)))?;
+        let (mut rel, scope) = self.from(&s.from)?;
+        if let Some(w) = &s.selection {
+            if contains_agg(w) {
+                return Err(CompileError::new(
+                    codes::GROUPING,
+                    "aggregate functions are not allowed in WHERE",
+                )
+                .at(pos_of(w))
+                .hint("filter groups with HAVING"));
+            }
+            let p = self.expr(w, &scope, None)?;
+            let p = self.boolean(p, "WHERE").map_err(|e| e.at(pos_of(w)))?;
+            rel = Rel::Filter {
+                input: Box::new(rel),
+                pred: crate::fold::fold(p),
+            };
+        }
+        let group: Vec<Expr> = match &s.group_by {
+            GroupByExpr::Expressions(v, m) => {
+                if !m.is_empty() {
+                    return Err(unsupported("ROLLUP / CUBE / GROUPING SETS"));
+                }
+                v.clone()
+            }
+            GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL")),
+        };
+        // the select list, with wildcards expanded
+        let mut items: Vec<(Expr, String)> = Vec::new();
+        let mut star: Vec<(ColId, String)> = Vec::new();
+        for it in &s.projection {
+            match it {
+                SelectItem::UnnamedExpr(e) => items.push((e.clone(), output_name(e))),
+                SelectItem::ExprWithAlias { expr, alias } => {
+                    items.push((expr.clone(), norm(alias)))
+                }
+                SelectItem::Wildcard(_) => {
+                    for c in &scope.cols {
+                        let e = Expr::Identifier(Ident::new(format!("\u{1}{}", c.id)));
+                        items.push((e, c.name.clone()));
+                        star.push((c.id, c.name.clone()));
+                    }
+                    if scope.cols.is_empty() {
+                        return Err(CompileError::new(codes::SYNTAX, "SELECT * with no tables"));
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => object_name(n)?,
+                        ast::SelectItemQualifiedWildcardKind::Expr(_) => {
+                            return Err(unsupported("this wildcard"));
+                        }
+                    };
+                    let before = items.len();
+                    for c in scope
+                        .cols
+                        .iter()
+                        .filter(|c| c.qualifier.as_deref() == Some(q.as_str()))
+                    {
+                        let e = Expr::Identifier(Ident::new(format!("\u{1}{}", c.id)));
+                        items.push((e, c.name.clone()));
+                    }
+                    if items.len() == before {
+                        return Err(CompileError::new(
+                            codes::UNDEFINED_TABLE,
+                            format!("no table named \"{q}\" in FROM"),
+                        ));
+                    }
+                }
+                SelectItem::ExprWithAliases { .. } => return Err(unsupported("multiple aliases")),
+            }
+        }
+        let _ = star;
+        if items.len() > COLUMNS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the select list has {} columns; a query returns at most {COLUMNS_MAX}",
+                    items.len()
+                ),
+            )
+            .at(pos_of(s))
+            .hint("select fewer columns, or split the query"));
+        }
+        let aggregating = !group.is_empty()
+            || items.iter().any(|(e, _)| contains_agg(e))
+            || s.having.as_ref().is_some_and(contains_agg)
+            || order.iter().any(|o| contains_agg(&o.expr));
+        let distinct = match &s.distinct {
+            None | Some(Distinct::All) => false,
+            Some(Distinct::Distinct) => true,
+            Some(Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
+        };
+        let mut outputs: Vec<(ColId, BExpr)> = Vec::new();
+        let names: Vec<String> = items.iter().map(|(_, n)| n.clone()).collect();
+        let mut sort_keys = Vec::new();
+        if aggregating {
+            let mut keys: Vec<(ColId, BExpr)> = Vec::new();
+            for g in &group {
+                // GROUP BY position or output alias
+                let ge = self.group_item(g, &items, &scope)?;
+                let b = crate::fold::fold(self.expr(&ge, &scope, None)?);
+                if keys.iter().any(|(_, k)| *k == b) {
+                    continue;
+                }
+                let id = self.new_col(&output_name(&ge), b.ty, b.nullable);
+                keys.push((id, b));
+            }
+            let mut ctx = AggCtx::default();
+            let mut bound_items = Vec::with_capacity(items.len());
+            for (e, _) in &items {
+                let b = self.expr(e, &scope, Some(&mut ctx))?;
+                bound_items.push((b, e));
+            }
+            let having = match &s.having {
+                Some(h) => {
+                    let b = self.expr(h, &scope, Some(&mut ctx))?;
+                    Some((self.boolean(b, "HAVING").map_err(|e| e.at(pos_of(h)))?, h))
+                }
+                None => None,
+            };
+            let mut bound_order = Vec::with_capacity(order.len());
+            for o in order {
+                match self.order_target(&o.expr, &names)? {
+                    Some(i) => bound_order.push((None, Some(i), o)),
+                    None => {
+                        let b = self.expr(&o.expr, &scope, Some(&mut ctx))?;
+                        bound_order.push((Some(b), None, o));
+                    }
+                }
+            }
+            let agg_rel = self.aggregate_rel(rel, keys.clone(), ctx)?;
+            rel = agg_rel;
+            let key_map: Vec<(BExpr, ColId)> = keys.iter().map(|(c, e)| (e.clone(), *c)).collect();
+            let agg_out: std::collections::HashSet<ColId> = rel.output().into_iter().collect();
+            let finish = |this: &Self, b: BExpr, at: &Expr| -> Result<BExpr, CompileError> {
+                let b = replace_keys(crate::fold::fold(b), &key_map, this);
+                let mut cols = Vec::new();
+                b.columns(&mut cols);
+                if let Some(bad) = cols.iter().find(|c| !agg_out.contains(c)) {
+                    let name = this
+                        .meta
+                        .get(bad)
+                        .map(|m| m.name.clone())
+                        .unwrap_or_default();
+                    return Err(CompileError::new(
+                        codes::GROUPING,
+                        format!("column \"{name}\" must appear in GROUP BY or be used in an aggregate function"),
+                    )
+                    .at(pos_of(at)));
+                }
+                Ok(crate::fold::fold(b))
+            };
+            if let Some((h, at)) = having {
+                let h = finish(self, h, at)?;
+                rel = Rel::Filter {
+                    input: Box::new(rel),
+                    pred: h,
+                };
+            }
+            for ((b, e), n) in bound_items.into_iter().zip(&names) {
+                let b = finish(self, b, e)?;
+                outputs.push((self.new_col(n, b.ty, b.nullable), b));
+            }
+            let mut hidden = Vec::new();
+            for (b, i, o) in bound_order {
+                let col = match (b, i) {
+                    (_, Some(i)) => outputs
+                        .get(i)
+                        .map(|x| x.0)
+                        .ok_or_else(|| mismatch("ORDER BY position"))?,
+                    (Some(b), None) => {
+                        let b = finish(self, b, &o.expr)?;
+                        if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
+                            *c
+                        } else {
+                            let c = self.new_col("?order?", b.ty, b.nullable);
+                            hidden.push((c, b));
+                            c
+                        }
+                    }
+                    _ => return Err(mismatch("ORDER BY")),
+                };
+                sort_keys.push(sort_key(col, o));
+            }
+            if distinct && !hidden.is_empty() {
+                return Err(CompileError::new(
+                    codes::GROUPING,
+                    "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+                ));
+            }
+            outputs.extend(hidden);
+        } else {
+            for ((e, _), n) in items.iter().zip(&names) {
+                let b = crate::fold::fold(self.expr(e, &scope, None)?);
+                outputs.push((self.new_col(n, b.ty, b.nullable), b));
+            }
+            let mut hidden = Vec::new();
+            for o in order {
+                let col = match self.order_target(&o.expr, &names)? {
+                    Some(i) => outputs
+                        .get(i)
+                        .map(|x| x.0)
+                        .ok_or_else(|| mismatch("ORDER BY position"))?,
+                    None => {
+                        let b = crate::fold::fold(self.expr(&o.expr, &scope, None)?);
+                        if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
+                            *c
+                        } else {
+                            if distinct {
+                                return Err(CompileError::new(
+                                    codes::GROUPING,
+                                    "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+                                )
+                                .at(pos_of(&o.expr)));
+                            }
+                            let c = self.new_col("?order?", b.ty, b.nullable);
+                            hidden.push((c, b));
+                            c
+                        }
+                    }
+                };
+                sort_keys.push(sort_key(col, o));
+            }
+            outputs.extend(hidden);
+        }
+        rel = Rel::Project {
+            input: Box::new(rel),
+            exprs: outputs,
+        };
+        if distinct {
+            rel = Rel::Distinct {
+                input: Box::new(rel),
+            };
+        }
+        Ok((rel, names, sort_keys))
+    }
+
+    /// The select-list position an ORDER BY item names (a number or an alias).
+    pub(super) fn order_target(
+        &self,
+        e: &Expr,
+        names: &[String],
+    ) -> Result<Option<usize>, CompileError> {
+        match e {
+            Expr::Value(v) => {
+                if let ast::Value::Number(n, _) = &v.value {
+                    let i: usize = n.parse().unwrap_or(0);
+                    if i == 0 || i > names.len() {
+                        return Err(CompileError::new(
+                            codes::UNDEFINED_COLUMN,
+                            format!("ORDER BY position {n} is not in the select list"),
+                        )
+                        .at(pos_of(e)));
+                    }
+                    return Ok(Some(i - 1));
+                }
+                Ok(None)
+            }
+            Expr::Identifier(i) => {
+                let n = norm(i);
+                let hits: Vec<usize> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, x)| **x == n)
+                    .map(|(k, _)| k)
+                    .collect();
+                Ok(if hits.len() == 1 {
+                    hits.first().copied()
+                } else {
+                    None
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub(super) fn group_item(
+        &self,
+        g: &Expr,
+        items: &[(Expr, String)],
+        scope: &Scope,
+    ) -> Result<Expr, CompileError> {
+        // an output alias that is not an input column
+        if let Expr::Identifier(i) = g {
+            let n = norm(i);
+            if !scope.cols.iter().any(|c| c.name == n) {
+                let hits: Vec<&(Expr, String)> = items.iter().filter(|(_, a)| *a == n).collect();
+                if let [(e, _)] = hits.as_slice() {
+                    return Ok(e.clone());
+                }
+            }
+        }
+        if let Expr::Value(v) = g
+            && let ast::Value::Number(n, _) = &v.value
+        {
+            let i: usize = n.parse().unwrap_or(0);
+            return items
+                .get(i.wrapping_sub(1))
+                .map(|(e, _)| e.clone())
+                .ok_or_else(|| {
+                    CompileError::new(
+                        codes::UNDEFINED_COLUMN,
+                        format!("GROUP BY position {n} is not in the select list"),
+                    )
+                    .at(pos_of(g))
+                });
+        }
+        Ok(g.clone())
+    }
+
+    pub(super) fn aggregate_rel(
+        &mut self,
+        input: Rel,
+        keys: Vec<(ColId, BExpr)>,
+        ctx: AggCtx,
+    ) -> Result<Rel, CompileError> {
+        let any_distinct = ctx.aggs.iter().any(|(_, _, d)| *d);
+        if !any_distinct {
+            return Ok(Rel::Aggregate {
+                input: Box::new(input),
+                keys,
+                aggs: ctx.aggs.into_iter().map(|(c, a, _)| (c, a)).collect(),
+            });
+        }
+        // DISTINCT aggregates over one argument: group by keys + argument first
+        let arg = ctx
+            .aggs
+            .iter()
+            .find(|(_, _, d)| *d)
+            .and_then(|(_, a, _)| a.arg.clone())
+            .ok_or_else(|| mismatch("DISTINCT aggregate without argument"))?;
+        if ctx
+            .aggs
+            .iter()
+            .any(|(_, a, d)| !*d || a.arg.as_ref() != Some(&arg))
+        {
+            return Err(unsupported(
+                "mixing DISTINCT aggregates with other aggregates or DISTINCT over different arguments",
+            ));
+        }
+        let mut inner_keys: Vec<(ColId, BExpr)> = Vec::new();
+        let mut outer_keys: Vec<(ColId, BExpr)> = Vec::new();
+        for (c, e) in &keys {
+            let ic = self.new_col("$k", e.ty, e.nullable);
+            inner_keys.push((ic, e.clone()));
+            outer_keys.push((*c, self.col_expr(ic)?));
+        }
+        let ac = self.new_col("$d", arg.ty, arg.nullable);
+        inner_keys.push((ac, arg.clone()));
+        let inner = Rel::Aggregate {
+            input: Box::new(input),
+            keys: inner_keys,
+            aggs: vec![],
+        };
+        let argc = self.col_expr(ac)?;
+        let aggs = ctx
+            .aggs
+            .into_iter()
+            .map(|(c, mut a, _)| {
+                a.arg = Some(argc.clone());
+                (c, a)
+            })
+            .collect();
+        Ok(Rel::Aggregate {
+            input: Box::new(inner),
+            keys: outer_keys,
+            aggs,
+        })
+    }
+
+    // --------------------------------------------------------------------- FROM
+
+    pub(super) fn from(&mut self, from: &[TableWithJoins]) -> Result<(Rel, Scope), CompileError> {
+        // joins nest the plan one level each
+        let items: usize = from.iter().map(|t| 1 + t.joins.len()).sum();
+        if items > FROM_ITEMS_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!("FROM names {items} tables and derived tables; at most {FROM_ITEMS_MAX}"),
+            )
+            .at(from.first().and_then(|t| pos_of(&t.relation)))
+            .hint("split the query"));
+        }
+        let mut acc: Option<(Rel, Scope)> = None;
+        for twj in from {
+            let (mut rel, mut scope) = self.factor(&twj.relation)?;
+            for j in &twj.joins {
+                crate::clauses::join(j)?;
+                let (r, rs) = self.factor(&j.relation)?;
+                let (kind, cons) = match &j.join_operator {
+                    JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, Some(c)),
+                    JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, Some(c)),
+                    JoinOperator::CrossJoin(_) => (JoinType::Cross, None),
+                    JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
+                        return Err(unsupported("RIGHT JOIN")
+                            .at(pos_of(&j.relation))
+                            .hint("swap the tables and use LEFT JOIN"));
+                    }
+                    JoinOperator::FullOuter(_) => {
+                        return Err(unsupported("FULL JOIN").at(pos_of(&j.relation)));
+                    }
+                    _ => return Err(unsupported("this kind of join").at(pos_of(&j.relation))),
+                };
+                let mut both = scope.clone();
+                both.cols.extend(rs.cols.iter().cloned());
+                let on = match cons {
+                    Some(JoinConstraint::On(e)) => {
+                        let b = self.expr(e, &both, None)?;
+                        Some(crate::fold::fold(
+                            self.boolean(b, "ON").map_err(|x| x.at(pos_of(e)))?,
+                        ))
+                    }
+                    Some(JoinConstraint::Using(cols)) => {
+                        let mut parts = Vec::new();
+                        for c in cols {
+                            let n = object_name(c)?;
+                            let l = find(&scope, None, &n, pos_of(c))?;
+                            let r = find(&rs, None, &n, pos_of(c))?;
+                            let (le, re) = (self.col_expr(l)?, self.col_expr(r)?);
+                            parts.push(self.compare(CmpOp::Eq, le, re)?);
+                            // the joined column is named once, by its left side
+                            both.cols.retain(|x| x.id != r);
+                        }
+                        BExpr::and_all(parts)
+                    }
+                    Some(JoinConstraint::None) | None => None,
+                    Some(_) => return Err(unsupported("NATURAL JOIN")),
+                };
+                if kind != JoinType::Cross && on.is_none() {
+                    return Err(CompileError::new(codes::SYNTAX, "JOIN needs ON or USING")
+                        .at(pos_of(&j.relation)));
+                }
+                if kind == JoinType::Left {
+                    // the right side's columns become nullable
+                    for c in &rs.cols {
+                        if let Some(m) = self.meta.get_mut(&c.id) {
+                            m.nullable = true;
+                        }
+                    }
+                }
+                rel = Rel::Join {
+                    left: Box::new(rel),
+                    right: Box::new(r),
+                    kind,
+                    on,
+                };
+                scope = both;
+            }
+            acc = Some(match acc {
+                None => (rel, scope),
+                Some((l, mut ls)) => {
+                    ls.cols.extend(scope.cols);
+                    (
+                        Rel::Join {
+                            left: Box::new(l),
+                            right: Box::new(rel),
+                            kind: JoinType::Cross,
+                            on: None,
+                        },
+                        ls,
+                    )
+                }
+            });
+        }
+        Ok(acc.unwrap_or_else(|| {
+            (
+                Rel::Values {
+                    cols: vec![],
+                    rows: vec![vec![]],
+                },
+                Scope::default(),
+            )
+        }))
+    }
+
+    pub(super) fn factor(&mut self, f: &TableFactor) -> Result<(Rel, Scope), CompileError> {
+        crate::clauses::table_factor(f)?;
+        match f {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    return Err(unsupported("table functions").at(pos_of(name)));
+                }
+                let t = self.table(name)?;
+                let q = alias
+                    .as_ref()
+                    .map_or_else(|| t.name.clone(), |a| norm(&a.name));
+                let (rel, named) = self.scan(&t, &q, false);
+                let scope = Scope {
+                    cols: named
+                        .into_iter()
+                        .map(|(n, id)| ScopeCol {
+                            qualifier: Some(q.clone()),
+                            name: n,
+                            id,
+                        })
+                        .collect(),
+                };
+                Ok((rel, scope))
+            }
+            TableFactor::Derived {
+                lateral,
+                subquery,
+                alias,
+                ..
+            } => {
+                if *lateral {
+                    return Err(unsupported("LATERAL"));
+                }
+                let b = self.query(subquery)?;
+                let q = alias.as_ref().map(|a| norm(&a.name));
+                let renames: Vec<String> = alias
+                    .as_ref()
+                    .map(|a| a.columns.iter().map(|c| norm(&c.name)).collect())
+                    .unwrap_or_default();
+                let scope = Scope {
+                    cols: b
+                        .rel
+                        .output()
+                        .into_iter()
+                        .zip(b.names)
+                        .enumerate()
+                        .map(|(i, (id, n))| ScopeCol {
+                            qualifier: q.clone(),
+                            name: renames.get(i).cloned().unwrap_or(n),
+                            id,
+                        })
+                        .collect(),
+                };
+                Ok((b.rel, scope))
+            }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.from(std::slice::from_ref(table_with_joins)),
+            _ => Err(unsupported("this FROM item")),
+        }
+    }
+
+    // -------------------------------------------------------------- expressions
+}
