@@ -1,0 +1,470 @@
+//! Aggregation: plain and hash aggregation, the key hash and comparison, and the
+//! open-addressing directory it grows.
+
+use super::*;
+
+impl Gen {
+    /// Initialises the state slot of `a` at `base + off`.
+    pub(super) fn agg_init(&mut self, base: u32, off: u32, a: &AggCall) {
+        let null = i32::from(!matches!(a.func, AggFunc::CountStar | AggFunc::Count));
+        self.f.get(base);
+        self.f.i32c(null);
+        self.f.i(I::I32Store(mem(off, 2)));
+        self.f.get(base);
+        self.f.i64c(0);
+        self.f.i(I::I64Store(mem(off + 8, 3)));
+        self.f.get(base);
+        self.f.i32c(0);
+        self.f.i(I::I32Store(mem(off + 12, 2)));
+    }
+
+    pub(super) fn agg_update(
+        &mut self,
+        base: u32,
+        off: u32,
+        a: &AggCall,
+        t: &[Val],
+        in_prims: &[Prim],
+    ) -> Result<(), EmitError> {
+        if a.func == AggFunc::CountStar {
+            self.f.get(base);
+            self.f.get(base);
+            self.f.i(I::I64Load(mem(off + 8, 3)));
+            self.f.i64c(1);
+            self.f.i(I::I64Add);
+            self.f.i(I::I64Store(mem(off + 8, 3)));
+            return Ok(());
+        }
+        let arg = a
+            .arg
+            .as_ref()
+            .ok_or_else(|| EmitError::Plan("aggregate without argument".into()))?;
+        let x = self.expr(arg, t)?;
+        let state_prim = agg_prim(a, in_prims, &self.inits)?;
+        if let Some(n) = x.null {
+            self.f.get(n);
+            self.f.i(I::I32Eqz);
+            self.f.if_();
+        }
+        match a.func {
+            AggFunc::Count => {
+                self.f.get(base);
+                self.f.get(base);
+                self.f.i(I::I64Load(mem(off + 8, 3)));
+                self.f.i64c(1);
+                self.f.i(I::I64Add);
+                self.f.i(I::I64Store(mem(off + 8, 3)));
+            }
+            AggFunc::Sum => {
+                let cur = self.f.local(vt_of(state_prim));
+                let add = self.f.local(vt_of(state_prim));
+                self.f.get(base);
+                self.f.i(if state_prim == Prim::F64 {
+                    I::F64Load(mem(off + 8, 3))
+                } else {
+                    I::I64Load(mem(off + 8, 3))
+                });
+                self.f.set(cur);
+                self.f.get(x.v);
+                if x.prim == Prim::I32 {
+                    self.f.i(I::I64ExtendI32S);
+                }
+                self.f.set(add);
+                if state_prim == Prim::F64 {
+                    self.f.get(cur);
+                    self.f.get(add);
+                    self.f.i(I::F64Add);
+                    self.f.set(cur);
+                } else {
+                    self.arith_i64(crate::plan::ArithOp::Add, cur, add, cur);
+                }
+                self.f.get(base);
+                self.f.get(cur);
+                self.f.i(if state_prim == Prim::F64 {
+                    I::F64Store(mem(off + 8, 3))
+                } else {
+                    I::I64Store(mem(off + 8, 3))
+                });
+                self.f.get(base);
+                self.f.i32c(0);
+                self.f.i(I::I32Store(mem(off, 2)));
+            }
+            AggFunc::Min | AggFunc::Max => {
+                let cur = self.load_slot(base, off, x.prim);
+                // replace when the state is NULL or x beats it
+                self.push_null(&cur);
+                let nonnull = Val { null: None, ..cur };
+                self.cmp(
+                    if a.func == AggFunc::Min {
+                        CmpOp::Lt
+                    } else {
+                        CmpOp::Gt
+                    },
+                    x.prim,
+                    &Val { null: None, ..x },
+                    &nonnull,
+                );
+                self.f.i(I::I32Or);
+                self.f.if_();
+                self.store_slot(base, off, &Val { null: None, ..x }, true);
+                self.f.end();
+            }
+            AggFunc::CountStar => {}
+        }
+        if x.null.is_some() {
+            self.f.end();
+        }
+        Ok(())
+    }
+
+    pub(super) fn aggregate_all(
+        &mut self,
+        input: &Op,
+        aggs: &[AggCall],
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let in_prims = self.slots(input)?;
+        let state = self.static_alloc(SLOT * aggs.len().max(1) as u32, 16);
+        let base = self.f.local(ValType::I32);
+        self.f.set_i32(base, state as i32);
+        for (k, a) in aggs.iter().enumerate() {
+            self.agg_init(base, SLOT * k as u32, a);
+        }
+        self.sub_pipeline(input, &mut |g, t| {
+            for (k, a) in aggs.iter().enumerate() {
+                g.agg_update(base, SLOT * k as u32, a, t, &in_prims)?;
+            }
+            Ok(())
+        })?;
+        let prims = aggs
+            .iter()
+            .map(|a| agg_prim(a, &in_prims, &self.inits))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.f.set_i32(base, state as i32);
+        let t = self.load_record(base, 0, &prims);
+        self.row(consume, &t)
+    }
+
+    /// A 64-bit hash of `vals` into a fresh local (NULL hashes as a constant).
+    pub(super) fn hash_vals(&mut self, vals: &[Val]) -> u32 {
+        let h = self.f.local(ValType::I64);
+        self.f.i64c(0x9E37_79B9_7F4A_7C15_u64 as i64);
+        self.f.set(h);
+        for v in vals {
+            let hv = self.f.local(ValType::I64);
+            self.f.i64c(0x5555_5555);
+            self.f.set(hv);
+            let body = |g: &mut Gen| match v.prim {
+                Prim::Bool | Prim::I32 => {
+                    g.f.get(v.v);
+                    g.f.i(I::I64ExtendI32S);
+                    g.f.set(hv);
+                }
+                Prim::I64 => {
+                    g.f.get(v.v);
+                    g.f.set(hv);
+                }
+                Prim::F64 => {
+                    // -0.0 and 0.0 are equal: normalise before taking the bits
+                    g.f.get(v.v);
+                    g.f.i(I::F64Const(0.0.into()));
+                    g.f.i(I::F64Add);
+                    g.f.i(I::I64ReinterpretF64);
+                    g.f.set(hv);
+                }
+                Prim::Str => {
+                    let hb = g.helper(Helper::Hash);
+                    g.push_val(v);
+                    g.f.i(I::Call(hb));
+                    g.f.set(hv);
+                }
+            };
+            match v.null {
+                Some(n) => {
+                    self.f.get(n);
+                    self.f.i(I::I32Eqz);
+                    self.f.if_();
+                    body(self);
+                    self.f.end();
+                }
+                None => body(self),
+            }
+            let f = &mut self.f;
+            f.get(h);
+            f.get(hv);
+            f.i(I::I64Xor);
+            f.i64c(0x0000_0100_0000_01b3);
+            f.i(I::I64Mul);
+            f.set(h);
+            f.get(h);
+            f.get(h);
+            f.i64c(29);
+            f.i(I::I64ShrU);
+            f.i(I::I64Xor);
+            f.set(h);
+        }
+        h
+    }
+
+    /// Pushes 1 if the slots at `entry + off..` equal `vals` (NULL equals NULL).
+    pub(super) fn keys_equal(&mut self, entry: u32, off: u32, vals: &[Val]) {
+        let eq = self.f.local(ValType::I32);
+        self.f.set_i32(eq, 1);
+        for (k, v) in vals.iter().enumerate() {
+            let s = self.load_slot(entry, off + SLOT * k as u32, v.prim);
+            // both NULL -> equal; one NULL -> not; else compare
+            self.push_null(&s);
+            self.push_null(v);
+            self.f.i(I::I32Ne);
+            self.f.if_();
+            self.f.set_i32(eq, 0);
+            self.f.else_();
+            self.push_null(v);
+            self.f.i(I::I32Eqz);
+            self.f.if_();
+            self.cmp(
+                CmpOp::Eq,
+                v.prim,
+                &Val { null: None, ..*v },
+                &Val { null: None, ..s },
+            );
+            self.f.get(eq);
+            self.f.i(I::I32And);
+            self.f.set(eq);
+            self.f.end();
+            self.f.end();
+        }
+        self.f.get(eq);
+    }
+
+    pub(super) fn aggregate_hash(
+        &mut self,
+        input: &Op,
+        keys: &[Expr],
+        aggs: &[AggCall],
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let in_prims = self.slots(input)?;
+        let key_prims = keys
+            .iter()
+            .map(|e| expr_prim(e, &in_prims, &self.inits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let agg_prims = aggs
+            .iter()
+            .map(|a| agg_prim(a, &in_prims, &self.inits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let nk = keys.len() as u32;
+        let entry_bytes = (ENTRY_HEAD + SLOT * (nk + aggs.len() as u32)) as i32;
+        let dir = self.f.local(ValType::I32);
+        let cap = self.f.local(ValType::I32);
+        let count = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        let idx = self.f.local(ValType::I32);
+        self.dir_new(dir, cap, DIR_INITIAL);
+        self.f.set_i32(count, 0);
+        self.sub_pipeline(input, &mut |g, t| {
+            let kv = keys
+                .iter()
+                .map(|k| g.expr(k, t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let h = g.hash_vals(&kv);
+            g.f.get(h);
+            g.f.i(I::I32WrapI64);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            let found = g.f.block();
+            let probe = g.f.loop_();
+            g.dir_slot(dir, idx);
+            g.f.i(I::I32Load(mem(0, 2)));
+            g.f.set(e);
+            g.f.get(e);
+            g.f.i(I::I32Eqz);
+            g.f.if_();
+            // new group
+            g.call_alloc_const(entry_bytes, e);
+            g.f.get(e);
+            g.f.get(h);
+            g.f.i(I::I64Store(mem(0, 3)));
+            for (k, v) in kv.iter().enumerate() {
+                g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
+            }
+            for (k, a) in aggs.iter().enumerate() {
+                g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a);
+            }
+            g.dir_slot(dir, idx);
+            g.f.get(e);
+            g.f.i(I::I32Store(mem(0, 2)));
+            g.f.inc(count);
+            g.f.get(count);
+            g.f.i32c(1);
+            g.f.i(I::I32Shl);
+            g.f.get(cap);
+            g.f.i(I::I32GtU);
+            g.f.if_();
+            g.dir_grow_open(dir, cap);
+            g.f.end();
+            g.f.br(found);
+            g.f.end();
+            // same hash and keys?
+            g.f.get(e);
+            g.f.i(I::I64Load(mem(0, 3)));
+            g.f.get(h);
+            g.f.i(I::I64Eq);
+            g.f.if_();
+            g.keys_equal(e, ENTRY_HEAD, &kv);
+            g.f.br_if(found);
+            g.f.end();
+            g.f.get(idx);
+            g.f.i32c(1);
+            g.f.i(I::I32Add);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            g.f.br(probe);
+            g.f.end();
+            g.f.end();
+            for (k, a) in aggs.iter().enumerate() {
+                g.agg_update(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, t, &in_prims)?;
+            }
+            Ok(())
+        })?;
+        // iterate the directory
+        let mut prims = key_prims;
+        prims.extend(agg_prims);
+        let j = self.f.local(ValType::I32);
+        self.f.set_i32(j, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(cap);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.dir_slot(dir, j);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(e);
+        self.f.get(e);
+        self.f.if_();
+        let t = self.load_record(e, ENTRY_HEAD, &prims);
+        self.row(consume, &t)?;
+        self.f.end();
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    pub(super) fn dir_new(&mut self, dir: u32, cap: u32, size: i32) {
+        self.call_alloc_const(size * 4, dir);
+        self.f.get(dir);
+        self.f.i32c(0);
+        self.f.i32c(size * 4);
+        self.f.i(I::MemoryFill(0));
+        self.f.set_i32(cap, size);
+    }
+
+    /// Pushes the address of `dir[idx]`.
+    pub(super) fn dir_slot(&mut self, dir: u32, idx: u32) {
+        self.f.get(dir);
+        self.f.get(idx);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+    }
+
+    /// Doubles an open-addressing directory, reinserting entries by stored hash.
+    pub(super) fn dir_grow_open(&mut self, dir: u32, cap: u32) {
+        let alloc = self.helper(Helper::Alloc);
+        let nd = self.f.local(ValType::I32);
+        let ncap = self.f.local(ValType::I32);
+        let j = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        let k = self.f.local(ValType::I32);
+        let f = &mut self.f;
+        f.get(cap);
+        f.i32c(1);
+        f.i(I::I32Shl);
+        f.set(ncap);
+        f.get(ncap);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::Call(alloc));
+        f.set(nd);
+        f.get(nd);
+        f.i32c(0);
+        f.get(ncap);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::MemoryFill(0));
+        f.set_i32(j, 0);
+        let done = f.block();
+        let lp = f.loop_();
+        f.get(j);
+        f.get(cap);
+        f.i(I::I32GeU);
+        f.br_if(done);
+        f.get(dir);
+        f.get(j);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::I32Add);
+        f.i(I::I32Load(mem(0, 2)));
+        f.set(e);
+        f.get(e);
+        f.if_();
+        f.get(e);
+        f.i(I::I64Load(mem(0, 3)));
+        f.i(I::I32WrapI64);
+        f.get(ncap);
+        f.i32c(1);
+        f.i(I::I32Sub);
+        f.i(I::I32And);
+        f.set(k);
+        let placed = f.block();
+        let probe = f.loop_();
+        f.get(nd);
+        f.get(k);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::I32Add);
+        f.i(I::I32Load(mem(0, 2)));
+        f.i(I::I32Eqz);
+        f.if_();
+        f.get(nd);
+        f.get(k);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::I32Add);
+        f.get(e);
+        f.i(I::I32Store(mem(0, 2)));
+        f.br(placed);
+        f.end();
+        f.get(k);
+        f.i32c(1);
+        f.i(I::I32Add);
+        f.get(ncap);
+        f.i32c(1);
+        f.i(I::I32Sub);
+        f.i(I::I32And);
+        f.set(k);
+        f.br(probe);
+        f.end();
+        f.end();
+        f.end();
+        f.inc(j);
+        f.br(lp);
+        f.end();
+        f.end();
+        f.get(nd);
+        f.set(dir);
+        f.get(ncap);
+        f.set(cap);
+    }
+
+    // -------------------------------------------------------------------- sort
+}

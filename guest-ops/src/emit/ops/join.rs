@@ -1,0 +1,317 @@
+//! Joins: hash join over a chained directory, and nested loops.
+
+use super::*;
+
+impl Gen {
+    #[expect(clippy::too_many_arguments, reason = "the fields of Op::HashJoin")]
+    pub(super) fn hash_join(
+        &mut self,
+        probe: &Op,
+        build: &Op,
+        probe_keys: &[Expr],
+        build_keys: &[Expr],
+        kind: JoinKind,
+        residual: Option<&Expr>,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        if probe_keys.len() != build_keys.len() || probe_keys.is_empty() {
+            return Err(EmitError::Plan("join keys do not pair up".into()));
+        }
+        let build_prims = self.slots(build)?;
+        let probe_prims = self.slots(probe)?;
+        for (p, b) in probe_keys.iter().zip(build_keys) {
+            if expr_prim(p, &probe_prims, &self.inits)? != expr_prim(b, &build_prims, &self.inits)?
+            {
+                return Err(EmitError::Plan("join keys of different types".into()));
+            }
+        }
+        let nb = build_prims.len() as u32;
+        // entry: hash @0, next @8, then build slots, then key slots
+        let entry_bytes = (ENTRY_HEAD + SLOT * (nb + build_keys.len() as u32)) as i32;
+        let dir = self.f.local(ValType::I32);
+        let cap = self.f.local(ValType::I32);
+        let count = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        self.dir_new(dir, cap, DIR_INITIAL);
+        self.f.set_i32(count, 0);
+        self.sub_pipeline(build, &mut |g, t| {
+            let kv = build_keys
+                .iter()
+                .map(|k| g.expr(k, t))
+                .collect::<Result<Vec<_>, _>>()?;
+            // a NULL key never matches
+            if let Some(n) = g.any_null(&kv) {
+                g.f.get(n);
+                g.br_cont()?;
+            }
+            let h = g.hash_vals(&kv);
+            g.call_alloc_const(entry_bytes, e);
+            g.f.get(e);
+            g.f.get(h);
+            g.f.i(I::I64Store(mem(0, 3)));
+            for (k, v) in t.iter().enumerate() {
+                g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
+            }
+            for (k, v) in kv.iter().enumerate() {
+                g.store_slot(e, ENTRY_HEAD + SLOT * (nb + k as u32), v, true);
+            }
+            g.chain_insert(dir, cap, e);
+            g.f.inc(count);
+            g.f.get(count);
+            g.f.get(cap);
+            g.f.i(I::I32GtU);
+            g.f.if_();
+            g.dir_grow_chained(dir, cap);
+            g.f.end();
+            Ok(())
+        })?;
+        let key_prims = build_keys
+            .iter()
+            .map(|k| expr_prim(k, &build_prims, &self.inits))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.produce(probe, &mut |g, t| {
+            let kv = probe_keys
+                .iter()
+                .map(|k| g.expr(k, t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let matched = g.f.local(ValType::I32);
+            g.f.set_i32(matched, 0);
+            let null = g.any_null(&kv);
+            if let Some(n) = null {
+                g.f.get(n);
+                g.f.i(I::I32Eqz);
+                g.f.if_();
+            }
+            let h = g.hash_vals(&kv);
+            let rec = g.f.local(ValType::I32);
+            g.f.get(dir);
+            g.f.get(h);
+            g.f.i(I::I32WrapI64);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.i32c(2);
+            g.f.i(I::I32Shl);
+            g.f.i(I::I32Add);
+            g.f.i(I::I32Load(mem(0, 2)));
+            g.f.set(rec);
+            let done = g.f.block();
+            let lp = g.f.loop_();
+            g.f.get(rec);
+            g.f.i(I::I32Eqz);
+            g.f.br_if(done);
+            let next = g.f.block();
+            g.cont.push(next);
+            g.f.get(rec);
+            g.f.i(I::I64Load(mem(0, 3)));
+            g.f.get(h);
+            g.f.i(I::I64Ne);
+            g.br_cont()?;
+            let _ = &key_prims;
+            g.keys_equal(rec, ENTRY_HEAD + SLOT * nb, &kv);
+            g.f.i(I::I32Eqz);
+            g.br_cont()?;
+            let bt = g.load_record(rec, ENTRY_HEAD, &build_prims);
+            let mut joined = t.to_vec();
+            joined.extend(bt);
+            if let Some(r) = residual {
+                let p = g.expr(r, &joined)?;
+                g.f.get(p.v);
+                g.f.i(I::I32Eqz);
+                if let Some(n) = p.null {
+                    g.f.get(n);
+                    g.f.i(I::I32Or);
+                }
+                g.br_cont()?;
+            }
+            g.f.set_i32(matched, 1);
+            consume(g, &joined)?;
+            g.cont.pop();
+            g.f.end();
+            g.f.get(rec);
+            g.f.i(I::I32Load(mem(8, 2)));
+            g.f.set(rec);
+            g.f.br(lp);
+            g.f.end();
+            g.f.end();
+            if null.is_some() {
+                g.f.end();
+            }
+            if kind == JoinKind::Left {
+                g.f.get(matched);
+                g.f.i(I::I32Eqz);
+                g.f.if_();
+                let mut joined = t.to_vec();
+                let nulls = g.null_tuple(&build_prims);
+                joined.extend(nulls);
+                g.row_inline(consume, &joined)?;
+                g.f.end();
+            }
+            Ok(())
+        })
+    }
+
+    /// Like [`Gen::row`] (kept for call sites inside an `if`).
+    pub(super) fn row_inline(
+        &mut self,
+        consume: &mut Consume<'_>,
+        t: &[Val],
+    ) -> Result<(), EmitError> {
+        self.row(consume, t)
+    }
+
+    pub(super) fn chain_insert(&mut self, dir: u32, cap: u32, e: u32) {
+        let slot = self.f.local(ValType::I32);
+        let f = &mut self.f;
+        f.get(dir);
+        f.get(e);
+        f.i(I::I64Load(mem(0, 3)));
+        f.i(I::I32WrapI64);
+        f.get(cap);
+        f.i32c(1);
+        f.i(I::I32Sub);
+        f.i(I::I32And);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::I32Add);
+        f.set(slot);
+        f.get(e);
+        f.get(slot);
+        f.i(I::I32Load(mem(0, 2)));
+        f.i(I::I32Store(mem(8, 2)));
+        f.get(slot);
+        f.get(e);
+        f.i(I::I32Store(mem(0, 2)));
+    }
+
+    pub(super) fn dir_grow_chained(&mut self, dir: u32, cap: u32) {
+        let old = self.f.local(ValType::I32);
+        let ocap = self.f.local(ValType::I32);
+        let j = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        let nx = self.f.local(ValType::I32);
+        self.f.get(dir);
+        self.f.set(old);
+        self.f.get(cap);
+        self.f.set(ocap);
+        // new directory of twice the size
+        let alloc = self.helper(Helper::Alloc);
+        let f = &mut self.f;
+        f.get(ocap);
+        f.i32c(1);
+        f.i(I::I32Shl);
+        f.set(cap);
+        f.get(cap);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::Call(alloc));
+        f.set(dir);
+        f.get(dir);
+        f.i32c(0);
+        f.get(cap);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::MemoryFill(0));
+        f.set_i32(j, 0);
+        let done = f.block();
+        let lp = f.loop_();
+        f.get(j);
+        f.get(ocap);
+        f.i(I::I32GeU);
+        f.br_if(done);
+        f.get(old);
+        f.get(j);
+        f.i32c(2);
+        f.i(I::I32Shl);
+        f.i(I::I32Add);
+        f.i(I::I32Load(mem(0, 2)));
+        f.set(e);
+        let cd = f.block();
+        let cl = f.loop_();
+        f.get(e);
+        f.i(I::I32Eqz);
+        f.br_if(cd);
+        f.get(e);
+        f.i(I::I32Load(mem(8, 2)));
+        f.set(nx);
+        self.chain_insert(dir, cap, e);
+        let f = &mut self.f;
+        f.get(nx);
+        f.set(e);
+        f.br(cl);
+        f.end();
+        f.end();
+        f.inc(j);
+        f.br(lp);
+        f.end();
+        f.end();
+    }
+
+    pub(super) fn nested_loop(
+        &mut self,
+        left: &Op,
+        right: &Op,
+        kind: JoinKind,
+        cond: Option<&Expr>,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let ((arr, _cap, len), rprims) = self.materialise(right)?;
+        self.produce(left, &mut |g, t| {
+            let matched = g.f.local(ValType::I32);
+            g.f.set_i32(matched, 0);
+            let j = g.f.local(ValType::I32);
+            let rec = g.f.local(ValType::I32);
+            g.f.set_i32(j, 0);
+            let done = g.f.block();
+            let lp = g.f.loop_();
+            g.f.get(j);
+            g.f.get(len);
+            g.f.i(I::I32GeU);
+            g.f.br_if(done);
+            g.f.get(arr);
+            g.f.get(j);
+            g.f.i32c(2);
+            g.f.i(I::I32Shl);
+            g.f.i(I::I32Add);
+            g.f.i(I::I32Load(mem(0, 2)));
+            g.f.set(rec);
+            let next = g.f.block();
+            g.cont.push(next);
+            let rt = g.load_record(rec, 0, &rprims);
+            let mut joined = t.to_vec();
+            joined.extend(rt);
+            if let Some(c) = cond {
+                let p = g.expr(c, &joined)?;
+                g.f.get(p.v);
+                g.f.i(I::I32Eqz);
+                if let Some(n) = p.null {
+                    g.f.get(n);
+                    g.f.i(I::I32Or);
+                }
+                g.br_cont()?;
+            }
+            g.f.set_i32(matched, 1);
+            consume(g, &joined)?;
+            g.cont.pop();
+            g.f.end();
+            g.f.inc(j);
+            g.f.br(lp);
+            g.f.end();
+            g.f.end();
+            if kind == JoinKind::Left {
+                g.f.get(matched);
+                g.f.i(I::I32Eqz);
+                g.f.if_();
+                let mut joined = t.to_vec();
+                let nulls = g.null_tuple(&rprims);
+                joined.extend(nulls);
+                g.row(consume, &joined)?;
+                g.f.end();
+            }
+            Ok(())
+        })
+    }
+
+    // -------------------------------------------------------------- init plans
+}
