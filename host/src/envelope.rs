@@ -12,7 +12,7 @@ use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use scratchbird_guest_ops::abi::PlanManifest;
-use scratchbird_types::{BundleHash, ColumnId, Epoch, NodeName, TableId};
+use scratchbird_types::{BundleHash, ColumnId, Epoch, NodeName, TableId, UserName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -226,7 +226,7 @@ pub trait Authority: Send + Sync {
     ///
     /// # Errors
     /// Why the user, the certificate or the signature is refused.
-    fn attested_user(&self, a: &Attestation) -> Result<String, String>;
+    fn attested_user(&self, a: &Attestation) -> Result<UserName, String>;
     /// The effective epoch.
     fn epoch(&self) -> Epoch;
     /// The bundle in force.
@@ -250,7 +250,7 @@ impl Authority for LocalAuthority {
     fn member(&self, node: &NodeName) -> Option<Member> {
         self.members.get(node).cloned()
     }
-    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+    fn attested_user(&self, a: &Attestation) -> Result<UserName, String> {
         let user = user_name(a);
         let key = self
             .users
@@ -262,7 +262,7 @@ impl Authority for LocalAuthority {
             .ok_or_else(|| format!("the attestation is not signed by user {user}"))?;
         key.verify_strict(&a.message(), &Signature::from_bytes(&sig))
             .map_err(|_| format!("the attestation is not signed by user {user}"))?;
-        Ok(user.to_owned())
+        UserName::new(user).map_err(|e| e.to_string())
     }
     fn epoch(&self) -> Epoch {
         self.epoch
@@ -282,7 +282,7 @@ pub struct Verified {
     /// The principal, from the attestation (`User::"alice"`).
     pub principal: String,
     /// The user's name, from the attestation.
-    pub user: String,
+    pub user: UserName,
 }
 
 fn refuse(msg: impl Into<String>) -> HostError {
@@ -571,7 +571,7 @@ pub fn check_claim(
     coordinator: &NodeName,
     authority: &dyn Authority,
     now_us: i64,
-) -> Result<String, HostError> {
+) -> Result<UserName, HostError> {
     if a.coordinator != *coordinator {
         return Err(refuse(format!(
             "the attestation was given to coordinator {}, not {coordinator}",

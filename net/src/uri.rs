@@ -1,12 +1,12 @@
 //! The one name a ScratchBird certificate carries: `sb://cluster/<cluster_uuid>/node/<node_uuid>`
 //! for a node, `sb://cluster/<cluster_uuid>/user/<name>` for a user (spec 2.1).
 
-use scratchbird_types::{ClusterId, NodeId, NodeName};
+use scratchbird_types::{ClusterId, NodeId, NodeName, UserName};
 use std::fmt;
 use uuid::Uuid;
 
 /// Longest user name.
-pub const USER_NAME_MAX: usize = 64;
+pub use scratchbird_types::ids::USER_NAME_MAX;
 
 /// Who a certificate names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -31,17 +31,7 @@ pub struct SbUri {
 #[error("{0}")]
 pub struct UriError(String);
 
-/// Whether `name` may name a user: 1 to 64 characters from `A-Z a-z 0-9 _ . -`,
-/// not starting with `.` or `-`.
-#[must_use]
-pub fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= USER_NAME_MAX
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        && !name.starts_with(['.', '-'])
-}
+pub use scratchbird_types::ids::valid_user_name;
 
 /// A UUID in the one textual form we write and accept: lower-case hyphenated.
 fn strict_uuid(s: &str, what: &str) -> Result<Uuid, UriError> {
@@ -71,6 +61,16 @@ impl SbUri {
         match self.subject {
             Subject::Node(n) => Some(NodeName::new(self.cluster, n)),
             Subject::User(_) => None,
+        }
+    }
+
+    /// The user this URI names, if it names a user (checked when it was parsed
+    /// or made, so always a valid name).
+    #[must_use]
+    pub fn as_user(&self) -> Option<UserName> {
+        match &self.subject {
+            Subject::User(u) => UserName::new(u).ok(),
+            Subject::Node(_) => None,
         }
     }
 

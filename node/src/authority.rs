@@ -12,7 +12,7 @@ use scratchbird_net::attest::SignatureCache;
 use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, Verified, VerifiedCache, admit};
 use scratchbird_types::env::Env;
-use scratchbird_types::{BundleHash, Epoch, NodeName};
+use scratchbird_types::{BundleHash, Epoch, NodeName, UserName};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,7 +36,7 @@ impl UserCerts {
     ///
     /// # Errors
     /// The first rule the attestation breaks, named.
-    pub fn user(&self, a: &Attestation) -> Result<String, String> {
+    pub fn user(&self, a: &Attestation) -> Result<UserName, String> {
         let user = user_name(a);
         if a.certificate.is_empty() {
             return Err(format!(
@@ -62,7 +62,9 @@ impl UserCerts {
             .signatures
             .verify(a)
             .map_err(|e| format!("the attestation is not signed by user {user}: {e}"))?;
-        Ok(user.to_owned())
+        v.uri
+            .as_user()
+            .ok_or_else(|| format!("the attestation's certificate names {}, not a user", v.uri))
     }
 }
 
@@ -109,7 +111,7 @@ impl Authority for NodeAuthority {
         })
     }
 
-    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+    fn attested_user(&self, a: &Attestation) -> Result<UserName, String> {
         self.users.user(a)
     }
 
@@ -136,7 +138,7 @@ impl Authority for CertAuthority {
         self.local.member(node)
     }
 
-    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+    fn attested_user(&self, a: &Attestation) -> Result<UserName, String> {
         self.users.user(a)
     }
 
@@ -186,7 +188,7 @@ impl Authority for PeerAuthority {
         })
     }
 
-    fn attested_user(&self, a: &Attestation) -> Result<String, String> {
+    fn attested_user(&self, a: &Attestation) -> Result<UserName, String> {
         self.base.attested_user(a)
     }
 

@@ -22,7 +22,7 @@ use scratchbird_host::{
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
-use scratchbird_types::{BundleHash, NodeName, SqlType};
+use scratchbird_types::{BundleHash, NodeName, SqlType, UserName};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
@@ -94,10 +94,10 @@ impl Principals {
 
     /// The name `user`'s executions are recorded under.
     #[must_use]
-    pub fn label(&self, user: &str) -> String {
+    pub fn label(&self, user: &UserName) -> String {
         self.deriver()
             .bundle()
-            .principal_of(user)
+            .principal_of(user.as_str())
             .unwrap_or_else(|_| format!("User::{user:?}"))
     }
 
@@ -106,9 +106,9 @@ impl Principals {
     ///
     /// # Errors
     /// The bundle cannot name the user, or the context does not fit the bundle.
-    pub fn access(&self, user: &str, context: Option<&str>) -> Result<Access, Refusal> {
+    pub fn access(&self, user: &UserName, context: Option<&str>) -> Result<Access, Refusal> {
         let deriver = self.deriver();
-        let principal = deriver.bundle().principal_of(user).map_err(|e| {
+        let principal = deriver.bundle().principal_of(user.as_str()).map_err(|e| {
             Refusal::new(
                 "BUNDLE_PRINCIPALS",
                 e,
@@ -214,7 +214,7 @@ pub struct SubplanResult {
 /// The user a verified envelope or claim names, and the context it asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Bound {
-    user: String,
+    user: UserName,
     context: Option<String>,
 }
 
@@ -344,7 +344,7 @@ impl Shard {
     }
 
     /// The name `user` is recorded under.
-    fn label(&self, user: &str) -> String {
+    fn label(&self, user: &UserName) -> String {
         match &self.users {
             Users::Fixed { label, .. } => label.clone(),
             Users::Cluster(p) => p.label(user),

@@ -53,6 +53,14 @@ pub enum TypeError {
     /// A batch layout or buffer is out of range.
     #[error("batch: {0}")]
     Batch(&'static str),
+    /// Text is not a user name.
+    #[error(
+        "{text:?} is not a user name: 1 to 64 characters from A-Z a-z 0-9 _ . -, not starting with . or -"
+    )]
+    NotAUserName {
+        /// The text, truncated to 100 characters.
+        text: String,
+    },
     /// Text is not a node name.
     #[error(
         "{text:?} is not a node name: expected sb://cluster/<uuid>/node/<uuid> (lower-case UUIDs)"

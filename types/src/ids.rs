@@ -152,6 +152,34 @@ impl NodeName {
 }
 
 #[cfg(test)]
+mod user_name_tests {
+    use super::UserName;
+
+    #[test]
+    fn only_valid_names_are_user_names() {
+        for ok in ["alice", "a", "alice.b-1", "_x", &"z".repeat(64)] {
+            assert_eq!(UserName::new(ok).unwrap().as_str(), ok);
+            assert_eq!(
+                format!("{:?}", UserName::new(ok).unwrap()),
+                format!("{ok:?}")
+            );
+        }
+        for bad in [
+            "",
+            ".a",
+            "-a",
+            "a b",
+            "a/b",
+            "é",
+            "User::\"a\"",
+            &"z".repeat(65),
+        ] {
+            assert!(UserName::new(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
 mod node_name_tests {
     use super::NodeName;
 
@@ -220,6 +248,68 @@ impl<'de> Deserialize<'de> for NodeName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The most bytes a user name has.
+pub const USER_NAME_MAX: usize = 64;
+
+/// Whether `name` may name a user: 1 to [`USER_NAME_MAX`] characters from
+/// `A-Z a-z 0-9 _ . -`, not starting with `.` or `-`.
+#[must_use]
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= USER_NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !name.starts_with(['.', '-'])
+}
+
+/// A user's name, as its certificate's `sb://cluster/<c>/user/<name>` carries it
+/// and the bundle's principal `User::"<name>"` names it: checked once, where it
+/// is made, so no crate passes an unchecked name on.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserName(String);
+
+impl UserName {
+    /// `name`, if it is a valid user name ([`valid_user_name`]).
+    ///
+    /// # Errors
+    /// [`TypeError::NotAUserName`].
+    pub fn new(name: &str) -> Result<Self, TypeError> {
+        if valid_user_name(name) {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(TypeError::NotAUserName {
+                text: name.chars().take(100).collect(),
+            })
+        }
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for UserName {
+    /// Quoted, as a string's `Debug` is (`"alice"`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl PartialEq<str> for UserName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
     }
 }
 

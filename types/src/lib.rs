@@ -33,7 +33,7 @@ pub use env::{Env, ManualEnv, SystemEnv};
 pub use error::TypeError;
 pub use ids::{
     BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, NodeName,
-    TableId, TxnId,
+    TableId, TxnId, UserName,
 };
 pub use sqltype::{PhysicalType, SqlType};
 pub use value::{Date, Decimal, Timestamp, Value};

@@ -24,7 +24,7 @@ use scratchbird_policy::derive::Deriver;
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{Trust as AdminTrust, load_signed};
 use scratchbird_storage::Storage;
-use scratchbird_types::{BundleHash, Epoch, NodeName};
+use scratchbird_types::{BundleHash, Epoch, NodeName, UserName};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -660,7 +660,7 @@ fn rpc_refusal(r: Refusal) -> RpcError {
 /// Who `user` runs as: the principal the bundle names them with the session context `context` (a JSON
 /// object; none is the empty context). The shard decides this again for every
 /// statement; the server asks first to refuse a session or a request early.
-fn access_for(shared: &Shared, user: &str, context: Option<&str>) -> Result<Access, RpcError> {
+fn access_for(shared: &Shared, user: &UserName, context: Option<&str>) -> Result<Access, RpcError> {
     shared.principals.access(user, context).map_err(rpc_refusal)
 }
 
@@ -670,7 +670,14 @@ async fn client_session(
     peer: &SbUri,
     conn_id: u64,
 ) {
-    let user = peer.user_name().unwrap_or_default().to_owned();
+    // the client endpoint verifies user certificates only
+    let Some(user) = peer.as_user() else {
+        conn.close(
+            CLOSE_REFUSED.into(),
+            format!("[NOT_A_USER] {peer} is not a user: SQL is taken from users").as_bytes(),
+        );
+        return;
+    };
     let access = match access_for(shared, &user, None) {
         Ok(a) => a,
         Err(e) => {
@@ -1146,9 +1153,8 @@ fn check_attestation(
 
 /// The principal a refusal is recorded under: as the session would run.
 fn principal_label(shared: &Shared, peer: &SbUri) -> String {
-    shared
-        .principals
-        .label(peer.user_name().unwrap_or_default())
+    peer.as_user()
+        .map_or_else(|| peer.to_string(), |u| shared.principals.label(&u))
 }
 
 async fn reply(send: &mut quinn::SendStream, rid: u64, body: Response, max: usize) {
@@ -1369,7 +1375,7 @@ async fn request(
     drop(conn);
 }
 
-fn session_thread(shared: &Arc<Shared>, user: &str, jobs: &std::sync::mpsc::Receiver<Job>) {
+fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc::Receiver<Job>) {
     let transport = InProcess(shared.shard.clone());
     let mut session = match Session::open(
         shared.creds.clone(),
