@@ -1,0 +1,293 @@
+//! The peer endpoint: signed subplans and control requests from other nodes'
+//! coordinators, each verified against the node at the other end of the
+//! connection, and the shard sessions a peer connection holds open.
+
+use super::*;
+
+/// Subplans one peer connection may have running at once; more are refused
+/// with `BUSY`.
+const PEER_SUBPLANS_MAX: usize = 16;
+
+/// The shard sessions a peer connection holds open, by the coordinator's
+/// numbers: each keeps its BEGIN ... COMMIT across requests, bound to the user
+/// who began it; closing the connection rolls every one back.
+type PeerSessions = Arc<Mutex<HashMap<u64, Arc<Mutex<ShardSessionOf>>>>>;
+
+pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Verified) {
+    let mut shutdown = shared.shutdown.clone();
+    let cert = endpoint::peer_certificate(conn).unwrap_or_default();
+    let running = Arc::new(tokio::sync::Semaphore::new(PEER_SUBPLANS_MAX));
+    // the peer endpoint verifies node certificates only; anything else is closed
+    let Some(name) = peer.uri.node_name() else {
+        conn.close(1u32.into(), b"NOT_A_NODE");
+        return;
+    };
+    let authority = Arc::new(PeerAuthority {
+        base: shared.authority.clone(),
+        peer: peer.clone(),
+        name,
+        key: scratchbird_net::attest::ed25519_key_of(&cert)
+            .ok()
+            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok()),
+    });
+    let sessions: PeerSessions = Arc::default();
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            _ = shutdown.changed() => break,
+        };
+        let Ok((mut send, mut recv)) = stream else {
+            break;
+        };
+        let shared = shared.clone();
+        let peer = peer.clone();
+        let running = running.clone();
+        let authority = authority.clone();
+        let sessions = sessions.clone();
+        let span = tracing::Span::current();
+        tokio::spawn(async move {
+            let Ok(Some(f)) = rpc::read_frame::<Request, _>(&mut recv, shared.frame_max).await
+            else {
+                return;
+            };
+            let body = match f.body {
+                Request::Ping(echo) => Response::Pong(Pong {
+                    node: shared.me.to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    peer: peer.uri.to_string(),
+                    echo,
+                }),
+                Request::Query(_) => Response::Error(
+                    RpcError::new(
+                        "NOT_FOR_NODES",
+                        "SQL is taken from users at the client address, not from nodes",
+                    )
+                    .hint("connect with a user certificate to the node's listen address"),
+                ),
+                Request::EndSession(n) => {
+                    // dropping the session rolls back what it holds open
+                    let gone = lock(&sessions).remove(&n);
+                    drop(gone);
+                    Response::Done(done_tag("END SESSION"))
+                }
+                Request::Control(c) => {
+                    control(&shared, &authority, &sessions, c).await
+                }
+                Request::Subplan(sp) => {
+                    let Ok(_slot) = running.try_acquire() else {
+                        let err = RpcError::new(
+                            "BUSY",
+                            format!(
+                                "{PEER_SUBPLANS_MAX} subplans of this connection are already running"
+                            ),
+                        )
+                        .hint("wait for one to finish");
+                        reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
+                        return;
+                    };
+                    subplan(&shared, &authority, &sessions, sp, f.id, &mut send)
+                        .instrument(tracing::info_span!("subplan", rid = f.id))
+                        .await;
+                    return;
+                }
+            };
+            let _ = rpc::write_frame(&mut send, f.id, &body, shared.frame_max).await;
+            let _ = send.finish();
+        }.instrument(span));
+    }
+}
+
+/// A summary of a statement that returns no rows.
+fn done_tag(tag: &str) -> Done {
+    Done {
+        tag: tag.to_owned(),
+        rows: 0,
+        elapsed_us: 0,
+        read: 0,
+        text: None,
+    }
+}
+
+/// Shard sessions one peer connection may hold open.
+const PEER_SESSIONS_MAX: usize = 64;
+
+/// Shard session `n` of a peer connection: opened by the first request that
+/// names it, at most [`PEER_SESSIONS_MAX`] at once.
+fn session_of(
+    shared: &Arc<Shared>,
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
+    n: u64,
+) -> Result<Arc<Mutex<ShardSessionOf>>, RpcError> {
+    let mut all = lock(sessions);
+    if let Some(s) = all.get(&n) {
+        return Ok(s.clone());
+    }
+    if all.len() >= PEER_SESSIONS_MAX {
+        return Err(RpcError::new(
+            "BUSY",
+            format!("{PEER_SESSIONS_MAX} shard sessions of this connection are already open"),
+        )
+        .hint("end one (EndSession) before opening another"));
+    }
+    let s = Arc::new(Mutex::new(shared.shard.peer_session(
+        authority.clone(),
+        shared.started_us,
+        authority.name,
+    )));
+    all.insert(n, s.clone());
+    Ok(s)
+}
+
+/// A session's lock, or a refusal when another request of it is running
+/// (a session runs one statement at a time, as its coordinator sends them).
+fn session_busy() -> RpcError {
+    RpcError::new(
+        "SESSION_BUSY",
+        "another request of this shard session is still running",
+    )
+    .hint("send a session's statements one after another")
+}
+
+/// Runs a remote coordinator's control statement in its shard session.
+async fn control(
+    shared: &Arc<Shared>,
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
+    c: rpc::Control,
+) -> Response {
+    if !shared.cfg.roles.contains(&Role::Shard) {
+        return Response::Error(not_a_shard(shared));
+    }
+    let session = match session_of(shared, authority, sessions, c.session) {
+        Ok(s) => s,
+        Err(e) => return Response::Error(e),
+    };
+    let claim = Claim {
+        attestation: *c.attestation,
+        asked: c.asked,
+    };
+    let index = usize::try_from(c.index).unwrap_or(usize::MAX);
+    let span = tracing::Span::current();
+    let ran = tokio::task::spawn_blocking(move || {
+        let _in = span.entered();
+        let Ok(mut s) = session.try_lock() else {
+            return Err(session_busy());
+        };
+        s.control_signed(&claim, index)
+            .map_err(|e| error_of(&SessionError::Host(e), &claim.asked.sql))
+    })
+    .await;
+    match ran {
+        Ok(Ok(tag)) => Response::Done(done_tag(tag)),
+        Ok(Err(e)) => {
+            tracing::warn!(code = %e.code, "refused or failed a peer's control statement: {}", e.message);
+            Response::Error(e)
+        }
+        Err(_) => Response::Error(RpcError::new(
+            "INTERNAL",
+            "the control statement's task ended",
+        )),
+    }
+}
+
+fn not_a_shard(shared: &Shared) -> RpcError {
+    RpcError::new(
+        "NOT_A_SHARD",
+        format!("node {} does not have the shard role", shared.me),
+    )
+}
+
+/// Runs a peer's shard stage: verified against the peer as a member (its
+/// certificate's Ed25519 key, the coordinator role while the membership gives
+/// it one), run as the user its attestation names, in the shard session the
+/// request names (or a transaction of its own), batches streamed back.
+async fn subplan(
+    shared: &Arc<Shared>,
+    authority: &Arc<PeerAuthority>,
+    sessions: &PeerSessions,
+    sp: rpc::Subplan,
+    rid: u64,
+    send: &mut quinn::SendStream,
+) {
+    let max = shared.frame_max;
+    if !shared.cfg.roles.contains(&Role::Shard) {
+        reply(send, rid, Response::Error(not_a_shard(shared)), max).await;
+        return;
+    }
+    let session = match sp.session {
+        Some(n) => match session_of(shared, authority, sessions, n) {
+            Ok(s) => s,
+            Err(e) => {
+                reply(send, rid, Response::Error(e), max).await;
+                return;
+            }
+        },
+        None => Arc::new(Mutex::new(shared.shard.peer_session(
+            authority.clone(),
+            shared.started_us,
+            authority.name,
+        ))),
+    };
+    let signed = SignedEnvelope {
+        envelope: sp.envelope,
+        signature: sp.signature,
+        module: sp.module,
+    };
+    // the coordinator closing its side, or the node shutting down, cancels the stage
+    let cancel = Cancel::new();
+    let id = shared.next.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.active).insert(id, cancel.clone());
+    let _running = Running { shared, id };
+    let stopped = send.stopped();
+    let c2 = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        if !matches!(stopped.await, Ok(None)) {
+            c2.raise("the coordinator went away");
+        }
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
+    let c3 = cancel.clone();
+    let span = tracing::Span::current();
+    let job = tokio::task::spawn_blocking(move || {
+        let _in = span.entered();
+        let Ok(mut session) = session.try_lock() else {
+            let _ = tx.blocking_send(Response::Error(session_busy()));
+            return;
+        };
+        let sink_tx = tx.clone();
+        let r = session.run(
+            &signed,
+            Release::Streamed,
+            Box::new(move |b| {
+                sink_tx
+                    .blocking_send(Response::Batch(wire(b)))
+                    .map_err(|_| HostError::Cancelled("the coordinator went away".into()))
+            }),
+            &c3,
+        );
+        let last = match r {
+            Ok(run) => Response::Done(Done {
+                rows: run.figures.rows_returned,
+                read: run.figures.rows_read,
+                ..done_tag("SUBPLAN")
+            }),
+            Err(e) => {
+                let err = error_of(&SessionError::Host(e), "");
+                tracing::warn!(code = %err.code, "refused or failed a peer's subplan: {}", err.message);
+                Response::Error(err)
+            }
+        };
+        let _ = tx.blocking_send(last);
+    });
+    while let Some(resp) = rx.recv().await {
+        if rpc::write_frame(send, rid, &resp, max).await.is_err() {
+            cancel.raise("the coordinator went away");
+            break;
+        }
+    }
+    drop(rx);
+    let _ = job.await;
+    watcher.abort();
+    let _ = send.finish();
+}
