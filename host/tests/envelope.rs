@@ -8,6 +8,8 @@
     reason = "test"
 )]
 
+mod support;
+
 use ed25519_dalek::SigningKey;
 use scratchbird_guest_ops::abi::{
     ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
@@ -16,39 +18,15 @@ use scratchbird_guest_ops::emit::emit;
 use scratchbird_guest_ops::plan::{Op, Program, Sink};
 use scratchbird_host::HostError;
 use scratchbird_host::SandboxLimits;
+use scratchbird_host::envelope::ENVELOPE_VERSION;
 use scratchbird_host::envelope::{
-    Attestation, Consistency, Envelope, LocalAuthority, Member, ReplayGuard, SignedEnvelope,
-    referenced, verify,
+    Consistency, Envelope, LocalAuthority, Member, ReplayGuard, SignedEnvelope, referenced, verify,
 };
-use scratchbird_host::envelope::{ENVELOPE_VERSION, local_attestation};
 use scratchbird_types::{BundleHash, ColumnId, SqlType, TableId};
-use scratchbird_types::{ClusterId, NodeId, NodeName};
 use std::collections::HashMap;
+use support::{NOW, att, key, node};
 
-const NOW: i64 = 1_800_000_000_000_000;
 const HOUR: i64 = 3_600_000_000;
-
-/// The node a test calls `short` (up to 16 bytes), in one test cluster.
-fn node(short: &str) -> NodeName {
-    let mut id = [0u8; 16];
-    id[..short.len()].copy_from_slice(short.as_bytes());
-    NodeName::new(ClusterId::from_bytes([1; 16]), NodeId::from_bytes(id))
-}
-
-/// An attestation of `user` for `coordinator`, signed with `key` (Ed25519).
-fn att(user: &str, coordinator: &str, expires_us: i64, key: &SigningKey) -> Attestation {
-    local_attestation(
-        user,
-        node(coordinator),
-        NOW.min(expires_us - 1),
-        expires_us,
-        key,
-    )
-}
-
-fn key(b: u8) -> SigningKey {
-    SigningKey::from_bytes(&[b; 32])
-}
 
 struct World {
     authority: LocalAuthority,
