@@ -1,0 +1,669 @@
+//! The host functions a module imports (`sb.scan_open`, `scan_next`, `emit`,
+//! `write`, `input_open`; and the pure helpers and `fail`): the only way a sandboxed module reaches
+//! tuples. Each checks every pointer, length, handle and header it is given,
+//! and enforces the bundle on the way (row predicate, masks, column rules and
+//! write policy).
+
+use super::*;
+
+/// A linker with every host function of the ABI.
+pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostState<T>>, HostError> {
+    let mut l: Linker<HostState<T>> = Linker::new(engine);
+    let m = abi::IMPORT_MODULE;
+    let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
+    l.func_wrap(
+        m,
+        abi::SCAN_OPEN.name,
+        |mut c: Caller<'_, HostState<T>>, decl: i32| -> wasmtime::Result<i32> {
+            let st = c.data_mut();
+            match scan_open(st, decl) {
+                Ok(h) => Ok(h),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::INPUT_OPEN.name,
+        |mut c: Caller<'_, HostState<T>>, input: i32| -> wasmtime::Result<i32> {
+            let st = c.data_mut();
+            match input_open(st, input) {
+                Ok(h) => Ok(h),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::SCAN_NEXT.name,
+        |mut c: Caller<'_, HostState<T>>,
+         h: i32,
+         buf: i32,
+         len: i32,
+         kbuf: i32,
+         klen: i32|
+         -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match scan_next(data, st, h, buf, len, kbuf, klen) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::EMIT.name,
+        |mut c: Caller<'_, HostState<T>>, out: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match emit(data, st, out, buf, len) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::WRITE.name,
+        |mut c: Caller<'_, HostState<T>>,
+         target: i32,
+         buf: i32,
+         len: i32|
+         -> wasmtime::Result<i64> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match write(data, st, target, buf, len) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    link_helpers(&mut l)?;
+    Ok(l)
+}
+
+/// The pure helpers a module imports (DOUBLE to and from text) and `fail`.
+fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostError> {
+    let m = abi::IMPORT_MODULE;
+    let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
+    l.func_wrap(
+        m,
+        abi::F64_TEXT.name,
+        |mut c: Caller<'_, HostState<T>>, x: f64, buf: i32| -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let text = crate::convert::f64_text(x);
+            let want = abi::F64_TEXT_BYTES as usize;
+            let r = match region(data.len(), buf, want as i32, want) {
+                Ok(r) => r,
+                Err(e) => return Err(stop(st, e)),
+            };
+            let out = data
+                .get_mut(r)
+                .and_then(|s| s.get_mut(..text.len()))
+                .ok_or_else(|| HostError::Internal("double text longer than its buffer".into()));
+            match out {
+                Ok(o) => {
+                    o.copy_from_slice(text.as_bytes());
+                    Ok(text.len() as i32)
+                }
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::TEXT_F64.name,
+        |mut c: Caller<'_, HostState<T>>, ptr: i32, len: i32| -> wasmtime::Result<f64> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::Abi("no memory".into())));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let want = usize::try_from(len).unwrap_or(usize::MAX);
+            let bytes = match region(data.len(), ptr, len, want) {
+                Ok(r) => data.get(r).unwrap_or_default(),
+                Err(e) => return Err(stop(st, e)),
+            };
+            let text = String::from_utf8_lossy(bytes);
+            match crate::convert::text_f64(&text) {
+                Some(x) => Ok(x),
+                None => {
+                    let detail: String = text
+                        .chars()
+                        .take(64)
+                        .filter(|ch| !ch.is_control())
+                        .collect();
+                    Err(stop(
+                        st,
+                        HostError::Sql {
+                            code: ErrorCode::InvalidCast,
+                            detail,
+                        },
+                    ))
+                }
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::FAIL.name,
+        |mut c: Caller<'_, HostState<T>>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let detail = match c.data().memory {
+                Some(mem) => {
+                    let data = mem.data(&c);
+                    let p = usize::try_from(ptr).unwrap_or(usize::MAX);
+                    let l = usize::try_from(len).unwrap_or(0).min(1024);
+                    data.get(p..p.saturating_add(l))
+                        .map(|b| {
+                            String::from_utf8_lossy(b)
+                                .chars()
+                                .filter(|ch| !ch.is_control())
+                                .collect::<String>()
+                        })
+                        .unwrap_or_default()
+                }
+                None => String::new(),
+            };
+            let st = c.data_mut();
+            let e = match ErrorCode::from_i32(code) {
+                Some(code) => HostError::Sql { code, detail },
+                None => HostError::Abi(format!("fail with unknown error code {code}")),
+            };
+            Err(stop(st, e))
+        },
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+fn note_recorded<'a>(into: &mut Vec<String>, reasons: impl Iterator<Item = &'a String>) {
+    for r in reasons {
+        if !into.contains(r) {
+            into.push(r.clone());
+        }
+    }
+}
+
+fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, HostError> {
+    let i = usize::try_from(input)
+        .ok()
+        .filter(|i| *i < st.manifest.inputs.len())
+        .ok_or_else(|| HostError::Abi(format!("input_open of undeclared input {input}")))?;
+    let layout = st
+        .manifest
+        .inputs
+        .get(i)
+        .ok_or_else(|| HostError::Internal("input".into()))?
+        .layout()
+        .map_err(|e| HostError::Refused(e.to_string()))?;
+    let batches = st
+        .inputs
+        .get_mut(i)
+        .and_then(Option::take)
+        .ok_or_else(|| HostError::Abi(format!("input {i} opened twice")))?;
+    if st.scans.len() >= SCANS_OPEN_MAX {
+        return Err(HostError::Abi(format!(
+            "more than {SCANS_OPEN_MAX} scans opened in one execution"
+        )));
+    }
+    st.scans.push(Open::Input { layout, batches });
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+}
+
+fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostError> {
+    let d = usize::try_from(decl)
+        .ok()
+        .and_then(|i| st.manifest.scans.get(i))
+        .ok_or_else(|| HostError::Abi(format!("scan_open of undeclared scan {decl}")))?
+        .clone();
+    if st.scans.len() >= SCANS_OPEN_MAX {
+        return Err(HostError::Abi(format!(
+            "more than {SCANS_OPEN_MAX} scans opened in one execution"
+        )));
+    }
+    let cat = st.txn.get()?.catalog()?;
+    let def = cat.table(d.table).ok_or_else(|| {
+        HostError::Refused(format!(
+            "table {} does not exist (any more); compile the query again",
+            d.table
+        ))
+    })?;
+    let mut positions = Vec::with_capacity(d.columns.len());
+    for c in &d.columns {
+        let pos = def
+            .columns
+            .iter()
+            .position(|x| x.id == c.id)
+            .ok_or_else(|| {
+                HostError::Refused(format!(
+                    "table {} has no column {} (any more); compile the query again",
+                    def.name, c.id
+                ))
+            })?;
+        let col = def
+            .columns
+            .get(pos)
+            .ok_or_else(|| HostError::Internal("column position".into()))?;
+        if col.ty != c.ty {
+            return Err(HostError::Refused(format!(
+                "column {}.{} is {} but the module was compiled for {}",
+                def.name, col.name, col.ty, c.ty
+            )));
+        }
+        positions.push(pos);
+    }
+    let range = match &d.range {
+        ScanRangeDecl::All => ScanRange::All,
+        ScanRangeDecl::Index {
+            index,
+            lower,
+            upper,
+        } => {
+            let b = |x: &Option<(Vec<Value>, bool)>| match x {
+                None => Bound::Unbounded,
+                Some((v, true)) => Bound::Included(v.clone()),
+                Some((v, false)) => Bound::Excluded(v.clone()),
+            };
+            ScanRange::Index {
+                index: *index,
+                lower: b(lower),
+                upper: b(upper),
+            }
+        }
+    };
+    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let (guard, positions) = match &st.access {
+        Access::Owner => (None, positions),
+        Access::Principal(p) => {
+            // an index range selects rows by the raw values of the index's
+            // columns: those must be columns the principal reads unmasked
+            let ranged: Vec<usize> = match &d.range {
+                ScanRangeDecl::All => Vec::new(),
+                ScanRangeDecl::Index { index, .. } => cat
+                    .index(*index)
+                    .filter(|i| i.table == d.table)
+                    .map(|i| i.columns.clone())
+                    .ok_or_else(|| {
+                        HostError::Refused(format!(
+                            "index {index} of table {} does not exist (any more); compile the query again",
+                            def.name
+                        ))
+                    })?,
+            };
+            // record keys handed to the guest (for an UPDATE or DELETE) encode
+            // the primary key's raw values: those too must be read unmasked
+            let keyed: Vec<usize> = if d.with_keys {
+                def.primary_key.clone()
+            } else {
+                Vec::new()
+            };
+            let enf = p.enforcement(def, &cat)?;
+            note_recorded(&mut st.recorded, enf.recorded.iter());
+            (
+                ReadGuard::open(p, enf, def, &positions, &ranged, &keyed, &layout)?,
+                positions,
+            )
+        }
+    };
+    let cursor = st.txn.get()?.open_cursor(ScanSpec {
+        table: d.table,
+        columns: positions,
+        range,
+    })?;
+    let key_layout = if d.with_keys {
+        Some(
+            d.key_layout()
+                .map_err(|e| HostError::Refused(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    st.scans.push(Open::Table(Box::new(OpenScan {
+        cursor,
+        layout,
+        key_layout,
+        keys: Vec::new(),
+        guard,
+    })));
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+}
+
+fn scan_next<T: TxnSlot>(
+    data: &mut [u8],
+    st: &mut HostState<T>,
+    h: i32,
+    buf: i32,
+    len: i32,
+    kbuf: i32,
+    klen: i32,
+) -> Result<i32, HostError> {
+    let size = data.len();
+    let open = usize::try_from(h)
+        .ok()
+        .and_then(|i| st.scans.get_mut(i))
+        .ok_or_else(|| HostError::Abi(format!("scan_next of unknown handle {h}")))?;
+    let sc = match open {
+        Open::Table(sc) => sc,
+        Open::Input { layout, batches } => {
+            let r = region(size, buf, len, layout.total_bytes())?;
+            if kbuf != 0 || klen != 0 {
+                return Err(HostError::Abi("a key buffer for a merge input".into()));
+            }
+            let Some(b) = batches.pop_front() else {
+                return Ok(0);
+            };
+            let slice = data
+                .get_mut(r)
+                .ok_or_else(|| HostError::Internal("region".into()))?;
+            if *b.layout == *layout {
+                if b.bytes.len() != slice.len() {
+                    return Err(HostError::Internal(
+                        "an input batch of another size than its layout".into(),
+                    ));
+                }
+                slice.copy_from_slice(&b.bytes);
+            } else {
+                scratchbird_types::batch::expand_into(&b.layout, &b.bytes, layout, slice)
+                    .map_err(|e| HostError::Internal(format!("an input batch: {e}")))?;
+            }
+            st.stats.rows_input += b.rows as u64;
+            return i32::try_from(b.rows).map_err(|_| HostError::Internal("batch size".into()));
+        }
+    };
+    let r = region(size, buf, len, sc.layout.total_bytes())?;
+    let kr = match &sc.key_layout {
+        Some(kl) => Some(region(size, kbuf, klen, kl.total_bytes())?),
+        None => {
+            if kbuf != 0 || klen != 0 {
+                return Err(HostError::Abi(
+                    "a key buffer for a scan declared without keys".into(),
+                ));
+            }
+            None
+        }
+    };
+    if let Some(kr) = &kr
+        && kr.start < r.end
+        && r.start < kr.end
+    {
+        return Err(HostError::Abi(
+            "the key buffer overlaps the batch buffer".into(),
+        ));
+    }
+    let slice = data
+        .get_mut(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    let keys = if kr.is_some() {
+        Some(&mut sc.keys)
+    } else {
+        None
+    };
+    let txn = st.txn.get()?;
+    let n = match &mut sc.guard {
+        None => txn.next_batch(&mut sc.cursor, &sc.layout, slice, keys)?,
+        Some(g) => g.fill(txn, &mut sc.cursor, &sc.layout, slice, keys, &mut st.counts)?,
+    };
+    if let (Some(kr), Some(kl)) = (kr, &sc.key_layout) {
+        let kslice = data
+            .get_mut(kr)
+            .ok_or_else(|| HostError::Internal("region".into()))?;
+        let mut w = BatchWriter::new(kl, kslice).map_err(|e| HostError::Internal(e.to_string()))?;
+        for (i, k) in sc.keys.iter().enumerate() {
+            w.set_bytes(0, i, k.as_bytes()).map_err(|_| {
+                HostError::Internal(
+                    "record keys of this batch are too long for the key batch".into(),
+                )
+            })?;
+        }
+        w.finish(n)
+            .map_err(|e| HostError::Internal(e.to_string()))?;
+        sc.keys.clear();
+        sc.keys.shrink_to(1024);
+    }
+    if sc.guard.is_none() {
+        st.stats.rows_scanned += n as u64;
+    }
+    st.stats.rows_read += n as u64;
+    i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
+}
+
+fn emit<T: TxnSlot>(
+    data: &[u8],
+    st: &mut HostState<T>,
+    out: i32,
+    buf: i32,
+    len: i32,
+) -> Result<(), HostError> {
+    let o = usize::try_from(out)
+        .ok()
+        .filter(|o| *o < st.outputs.len())
+        .ok_or_else(|| HostError::Abi(format!("emit to undeclared output {out}")))?;
+    let layout = st
+        .outputs
+        .get(o)
+        .cloned()
+        .ok_or_else(|| HostError::Internal("output".into()))?;
+    let r = region(data.len(), buf, len, layout.total_bytes())?;
+    let src = data
+        .get(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    // a batch of a few rows leaves the sandbox in the smallest layout that holds
+    // it: copying the whole buffer (laid out for thousands of rows) cost a point
+    // query more than its lookup
+    let compacted = scratchbird_types::batch::compact(&layout, src)
+        .map_err(|e| HostError::Abi(format!("result batch: {e}")))?;
+    let size = compacted.as_ref().map_or(src.len(), |(_, b)| b.len());
+    if st.stats.result_bytes.saturating_add(size as u64) > st.result_bytes_max as u64 {
+        return Err(HostError::Internal(format!(
+            "the query produced more than {} bytes of results",
+            st.result_bytes_max
+        )));
+    }
+    let (layout, bytes) = match compacted {
+        Some((small, bytes)) => (Arc::new(small), bytes),
+        None => (layout, src.to_vec()),
+    };
+    let rows = check_batch(&layout, &bytes)?;
+    st.stats.rows_returned += rows as u64;
+    st.stats.result_bytes += bytes.len() as u64;
+    (st.sink)(ResultBatch {
+        output: o,
+        layout,
+        bytes,
+        rows,
+    })
+}
+
+fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), HostError> {
+    if st.targets.get(w).is_some_and(Option::is_some) {
+        return Ok(());
+    }
+    let d = st
+        .manifest
+        .writes
+        .get(w)
+        .cloned()
+        .ok_or_else(|| HostError::Abi(format!("write to undeclared target {w}")))?;
+    let cat = st.txn.get()?.catalog()?;
+    let def = cat.table(d.table).ok_or_else(|| {
+        HostError::Refused(format!("table {} does not exist (any more)", d.table))
+    })?;
+    let mut positions = Vec::with_capacity(d.columns.len());
+    for c in &d.columns {
+        let pos = def
+            .columns
+            .iter()
+            .position(|x| x.id == c.id && x.ty == c.ty)
+            .ok_or_else(|| {
+                HostError::Refused(format!(
+                    "table {} has no column {} of type {} (any more)",
+                    def.name, c.id, c.ty
+                ))
+            })?;
+        positions.push(pos);
+    }
+    let mut seen = positions.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != positions.len() {
+        return Err(HostError::Refused(format!(
+            "a write target of {} names a column twice",
+            def.name
+        )));
+    }
+    if d.kind == WriteKind::Update && positions.len() != def.columns.len() {
+        return Err(HostError::Refused(format!(
+            "an update of {} must carry every column of the table",
+            def.name
+        )));
+    }
+    let defaults = def
+        .columns
+        .iter()
+        .map(|c| c.default.clone().unwrap_or(Value::Null))
+        .collect();
+    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let guard = match &st.access {
+        Access::Owner => None,
+        Access::Principal(p) => {
+            let enf = p.enforcement(def, &cat)?;
+            note_recorded(&mut st.recorded, enf.recorded.iter());
+            Some(WriteGuard::open(p, enf, def, d.kind)?)
+        }
+    };
+    if let Some(slot) = st.targets.get_mut(w) {
+        *slot = Some(Target {
+            table: d.table,
+            kind: d.kind,
+            positions,
+            defaults,
+            layout,
+            guard,
+        });
+    }
+    Ok(())
+}
+
+fn write<T: TxnSlot>(
+    data: &[u8],
+    st: &mut HostState<T>,
+    target: i32,
+    buf: i32,
+    len: i32,
+) -> Result<i64, HostError> {
+    let w = usize::try_from(target)
+        .map_err(|_| HostError::Abi(format!("write to undeclared target {target}")))?;
+    resolve_target(st, w)?;
+    let t = st
+        .targets
+        .get(w)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| HostError::Internal("target".into()))?;
+    let r = region(data.len(), buf, len, t.layout.total_bytes())?;
+    let bytes = data
+        .get(r)
+        .ok_or_else(|| HostError::Internal("region".into()))?;
+    let view = BatchView::new(&t.layout, bytes)
+        .map_err(|e| HostError::Abi(format!("write batch: {e}")))?;
+    check_heap_use(&view, &t.layout, bytes)?;
+    let mut affected = 0i64;
+    let (table, kind) = (t.table, t.kind);
+    let positions = t.positions.clone();
+    let defaults = t.defaults.clone();
+    let guard = t.guard.as_ref();
+    // every row is checked before any is written: a refused row leaves the batch
+    // unapplied (and the caller undoes the statement)
+    let mut planned: Vec<(Option<RecordKey>, Option<Vec<Value>>)> = Vec::with_capacity(view.rows());
+    for r in 0..view.rows() {
+        let vals = view
+            .row(r)
+            .map_err(|e| HostError::Abi(format!("write batch, row {r}: {e}")))?;
+        match kind {
+            WriteKind::Insert => {
+                let mut row = defaults.clone();
+                for (v, p) in vals.into_iter().zip(&positions) {
+                    if let Some(slot) = row.get_mut(*p) {
+                        *slot = v;
+                    }
+                }
+                if let Some(g) = guard {
+                    g.check_new(&row)?;
+                }
+                planned.push((None, Some(row)));
+            }
+            WriteKind::Update | WriteKind::Delete => {
+                let mut it = vals.into_iter();
+                let Some(Value::Blob(k)) = it.next() else {
+                    return Err(HostError::Abi(
+                        "an update or delete row without its record key".into(),
+                    ));
+                };
+                let key = RecordKey::from_bytes(k);
+                let mut row = None;
+                if kind == WriteKind::Update {
+                    let mut new = defaults.clone();
+                    for (v, p) in it.zip(&positions) {
+                        if let Some(slot) = new.get_mut(*p) {
+                            *slot = v;
+                        }
+                    }
+                    row = Some(new);
+                }
+                if let Some(g) = guard {
+                    // the key names a row the principal sees, or no row at all
+                    let Some(old) = st.txn.get()?.get_by_key(table, &key)? else {
+                        continue;
+                    };
+                    if !g.visible(&old)? {
+                        continue;
+                    }
+                    if let Some(new) = row.as_mut() {
+                        g.unmask_update(&old, new);
+                        g.check_new(new)?;
+                    }
+                }
+                planned.push((Some(key), row));
+            }
+        }
+    }
+    for (key, row) in planned {
+        let txn = st.txn.get()?;
+        match (key, row) {
+            (None, Some(row)) => {
+                txn.insert(table, row)?;
+                affected += 1;
+            }
+            (Some(key), row) => {
+                let done = match row {
+                    None => txn.delete(table, &key)?,
+                    Some(row) => txn.update(table, &key, row)?,
+                };
+                affected += i64::from(done);
+            }
+            (None, None) => {}
+        }
+    }
+    st.stats.rows_written += affected as u64;
+    Ok(affected)
+}
