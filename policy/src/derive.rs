@@ -922,11 +922,8 @@ fn derive_with(
 ) -> Result<Enforcement> {
     let table = schema
         .table(table)
-        .ok_or_else(|| PolicyError::InvalidContext {
-            reason: format!(
-                "the schema {} has no table with id {table}",
-                schema.version()
-            ),
+        .ok_or_else(|| PolicyError::NotInSchema {
+            what: format!("schema {} has no table with id {table}", schema.version()),
         })?;
     let row = bundle
         .tables
@@ -959,8 +956,8 @@ fn derive_with(
             Some(id) => Some(
                 schema
                     .domain(id)
-                    .ok_or_else(|| PolicyError::InvalidContext {
-                        reason: format!(
+                    .ok_or_else(|| PolicyError::NotInSchema {
+                        what: format!(
                             "column {}.{} is declared in domain {id}, which the schema does not have",
                             table.name, col.name
                         ),

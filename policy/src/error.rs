@@ -183,6 +183,13 @@ pub enum PolicyError {
         /// The table.
         table: String,
     },
+    /// The schema derivation was asked about does not hold what it names (a
+    /// table id, or the domain a column is declared in).
+    #[error("{what}")]
+    NotInSchema {
+        /// What is missing, named.
+        what: String,
+    },
     /// A security context could not be built.
     #[error("invalid security context: {reason}")]
     InvalidContext {

@@ -312,3 +312,30 @@ fn the_derivation_cache_follows_the_schema_version() {
         &d.derive(&sam, &catalog.schema, declared).unwrap()
     ));
 }
+
+/// A table id the schema does not hold, or a column whose domain it does not
+/// hold, is an error naming what is missing: never a derivation without it.
+#[test]
+fn what_the_schema_does_not_hold_is_refused() {
+    use scratchbird_types::schema::Schema;
+    let b = Arc::new(Bundle::load(example("saas")).unwrap());
+    let d = Deriver::new(b.clone());
+    let rows = schema_of_row_types(&b);
+    let customers = rows.table_by_name("customers").unwrap();
+    let sam = SecurityContext::new("User::\"sam\"");
+    let err = d
+        .derive(&sam, &Schema::default(), customers.id)
+        .unwrap_err();
+    assert!(err.to_string().contains("has no table with id"), "{err}");
+    // the customers table with its email column in a domain the schema lacks
+    let mut t = scratchbird_types::schema::TableDef::clone(customers);
+    let email = t.columns.iter_mut().find(|c| c.name == "email").unwrap();
+    email.domain = Some(scratchbird_types::DomainId::from_bytes([9; 16]));
+    let broken = Schema::new(vec![t], Vec::new(), Vec::new());
+    let err = d.derive(&sam, &broken, customers.id).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("customers.email is declared in domain"),
+        "{err}"
+    );
+}
