@@ -244,11 +244,6 @@ impl Shard {
         }
     }
 
-    /// The schema `txn` sees, which the compiler binds against as it is.
-    fn catalog_view(&self, txn: &Transaction) -> Result<Arc<Catalog>, HostError> {
-        Ok(txn.catalog()?)
-    }
-
     /// A shard enforcing the bundle of `deriver` for every user,
     /// which must be the bundle the authority says is in force.
     ///
@@ -774,7 +769,7 @@ impl ShardSessionOf {
             None => self.shard.begin(TxnOptions::snapshot())?,
         };
         let r = (|| -> Result<&'static str, HostError> {
-            let cat = self.shard.catalog_view(&txn)?;
+            let cat = txn.catalog()?;
             let (tag, objects) = schema_objects(&op, &cat)?;
             rec.change = Some(describe_change(tag, &objects));
             rec.tables = objects
@@ -890,8 +885,8 @@ impl ShardSession for ShardSessionOf {
     }
 
     fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError> {
-        let shard = self.shard.clone();
-        shard.catalog_view(self.txn(consistency)?)
+        // the schema the transaction sees, which the compiler binds against as it is
+        Ok(self.txn(consistency)?.catalog()?)
     }
 
     fn run(

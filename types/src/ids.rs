@@ -307,12 +307,6 @@ impl std::fmt::Debug for UserName {
     }
 }
 
-impl PartialEq<str> for UserName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
 /// A transaction number. Increases strictly; never reused, even across restarts.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
