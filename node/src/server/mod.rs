@@ -845,24 +845,33 @@ fn check_attestation(
         );
     }
     shared.authority.users.checked.signatures.verify(a)?;
-    let mut st = lock(state);
-    if a.session != st.session {
-        return Err("the attestation was made for another connection's session".into());
+    lock(state).admit(&a.session, a.sequence)
+}
+
+impl Attested {
+    /// Admits attestation `sequence` of `session` once: it is this
+    /// connection's session, and the number is new and within the window.
+    fn admit(&mut self, session: &[u8; 16], sequence: u64) -> Result<(), String> {
+        if *session != self.session {
+            return Err("the attestation was made for another connection's session".into());
+        }
+        if sequence == 0
+            || sequence.saturating_add(SEQUENCE_WINDOW) <= self.high
+            || !self.seen.insert(sequence)
+        {
+            return Err(format!(
+                "attestation {sequence} of this session was already used or is too old: a replay is refused"
+            ));
+        }
+        self.high = self.high.max(sequence);
+        // forget those that fell below the window: a split, not a walk over all
+        // that are kept (up to the window's size, on every request)
+        let floor = self.high.saturating_sub(SEQUENCE_WINDOW - 1);
+        if self.seen.first().is_some_and(|&x| x < floor) {
+            self.seen = self.seen.split_off(&floor);
+        }
+        Ok(())
     }
-    if a.sequence == 0
-        || a.sequence.saturating_add(SEQUENCE_WINDOW) <= st.high
-        || !st.seen.insert(a.sequence)
-    {
-        return Err(format!(
-            "attestation {} of this session was already used or is too old: a replay is refused",
-            a.sequence
-        ));
-    }
-    st.high = st.high.max(a.sequence);
-    let high = st.high;
-    st.seen
-        .retain(|&x| x.saturating_add(SEQUENCE_WINDOW) > high);
-    Ok(())
 }
 
 /// The principal a refusal is recorded under: as the session would run.
@@ -1173,4 +1182,34 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
     }
     lock(&shared.active).remove(&id);
     let _ = finished.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Attested, SEQUENCE_WINDOW};
+
+    #[test]
+    fn an_attestation_sequence_is_admitted_once_and_within_the_window() {
+        let mut a = Attested::new([7; 16]);
+        assert!(a.admit(&[8; 16], 1).is_err(), "another session");
+        assert!(a.admit(&[7; 16], 0).is_err(), "zero is never used");
+        // out of order within the window is fine, each number once
+        for s in [3, 1, 2] {
+            a.admit(&[7; 16], s).unwrap();
+        }
+        assert!(a.admit(&[7; 16], 2).is_err(), "a replay");
+        let far = 3 + SEQUENCE_WINDOW * 3;
+        a.admit(&[7; 16], far).unwrap();
+        // everything at or below the window's floor is refused, and forgotten
+        assert!(a.admit(&[7; 16], far - SEQUENCE_WINDOW).is_err());
+        a.admit(&[7; 16], far - SEQUENCE_WINDOW + 1).unwrap();
+        assert_eq!(a.seen.len(), 2);
+        assert_eq!(a.seen.first(), Some(&(far - SEQUENCE_WINDOW + 1)));
+        // a long run keeps at most the window's size
+        for s in far + 1..far + 2 * SEQUENCE_WINDOW {
+            a.admit(&[7; 16], s).unwrap();
+        }
+        assert!(a.seen.len() <= usize::try_from(SEQUENCE_WINDOW).unwrap());
+        assert!(a.admit(&[7; 16], far + 5).is_err());
+    }
 }
