@@ -304,8 +304,8 @@ impl Session {
                         v.push(b);
                         Ok(())
                     }
-                    None => Err(HostError::Internal(
-                        "a shard batch for an undeclared output".into(),
+                    None => Err(HostError::internal(
+                        "a shard batch for an undeclared output",
                     )),
                 }
             });

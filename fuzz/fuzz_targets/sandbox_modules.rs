@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let module = with_plan(module.to_bytes(), &s.m);
         match s.f.sandbox.prepare(&module) {
-            Err(HostError::Refused(_)) => {}
+            Err(HostError::Refused { .. }) => {}
             Err(e) => panic!("preparing failed without a refusal: {e:?}"),
             Ok((p, _)) => {
                 let txn = s.f.storage.begin(TxnOptions::snapshot()).unwrap();

@@ -125,7 +125,7 @@ impl RowSelect for Selector {
     fn select(&mut self, candidates: &BatchView<'_>, keep: &mut Vec<u64>) -> Result<(), String> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
         let verdicts = Rows::from_batch(candidates, &names, &self.types)
-            .map_err(|e| HostError::Internal(e.to_string()))
+            .map_err(|e| HostError::internal_by("the rows the policy reads", e))
             .and_then(|rows| {
                 self.enforcement
                     .read
@@ -182,7 +182,7 @@ pub(crate) struct ReadCounts {
 }
 
 fn internal(e: impl std::fmt::Display) -> HostError {
-    HostError::Internal(e.to_string())
+    HostError::internal(e.to_string())
 }
 
 fn bit(bits: &[u8], i: usize) -> bool {

@@ -154,7 +154,8 @@ pub struct SignedEnvelope {
 
 fn cbor<T: Serialize>(v: &T) -> Result<Vec<u8>, HostError> {
     let mut out = Vec::new();
-    ciborium::into_writer(v, &mut out).map_err(|e| HostError::Internal(e.to_string()))?;
+    ciborium::into_writer(v, &mut out)
+        .map_err(|e| HostError::internal_by("encoding an envelope", e))?;
     Ok(out)
 }
 
@@ -181,8 +182,7 @@ impl SignedEnvelope {
         let envelope = cbor(env)?;
         let mut m = ENVELOPE_TAG.to_vec();
         m.extend_from_slice(&envelope);
-        let signature =
-            signer(&m).map_err(|e| HostError::Internal(format!("signing an envelope: {e}")))?;
+        let signature = signer(&m).map_err(|e| HostError::internal_by("signing an envelope", e))?;
         Ok(Self {
             signature,
             envelope,

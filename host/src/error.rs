@@ -17,8 +17,15 @@ pub enum HostError {
     Envelope(String),
     /// `REFUSED`: the module was refused before it ran (the text names the
     /// validation rule).
-    #[error("module refused: {0}")]
-    Refused(String),
+    #[error("module refused: {what}{}", tail(.source.as_deref()))]
+    Refused {
+        /// The rule broken, or what could not be read.
+        what: String,
+        /// The failure underneath (a layout the module declares that does not
+        /// decode, Cranelift's refusal), when there is one.
+        #[source]
+        source: Option<Source>,
+    },
     /// `SQL_RUNTIME`: the guest stopped with a SQL error.
     #[error("{}{}", .code.message(), if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
     Sql {
@@ -48,8 +55,14 @@ pub enum HostError {
     Stack,
     /// `INTERNAL`: the guest broke a rule of the host interface (a bad handle,
     /// pointer or length); the execution is ended.
-    #[error("the module broke the host interface: {0}")]
-    Abi(String),
+    #[error("the module broke the host interface: {what}{}", tail(.source.as_deref()))]
+    Abi {
+        /// The rule of the interface broken.
+        what: String,
+        /// The failure underneath (a batch that does not decode), when there is one.
+        #[source]
+        source: Option<Source>,
+    },
     /// `INTERNAL`: the guest trapped (a bug in generated code or a hostile module).
     #[error("the module trapped: {0}")]
     Trap(String),
@@ -88,8 +101,23 @@ pub enum HostError {
     #[error("{0}")]
     Session(String),
     /// `INTERNAL`: a host-side failure that is not the query's fault.
-    #[error("internal error in the sandbox: {0}")]
-    Internal(String),
+    #[error("internal error in the sandbox: {what}{}", tail(.source.as_deref()))]
+    Internal {
+        /// What failed.
+        what: String,
+        /// The failure underneath, when there is one.
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+/// The failure underneath a [`HostError`], kept whole (its type and its own
+/// source), not flattened into the message.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+/// `: <source>` when there is one: the message clients see names both.
+fn tail(source: Option<&(dyn std::error::Error + Send + Sync)>) -> String {
+    source.map(|s| format!(": {s}")).unwrap_or_default()
 }
 
 impl HostError {
@@ -98,18 +126,66 @@ impl HostError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Envelope(_) | Self::Refused(_) => "REFUSED",
+            Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
             Self::Sql { .. } => "SQL_RUNTIME",
             Self::Timeout { .. } => "QUERY_TIMEOUT",
             Self::Memory { .. } => "QUERY_MEMORY",
             Self::Cancelled(_) => "CANCELLED",
-            Self::Stack | Self::Abi(_) | Self::Trap(_) | Self::Internal(_) => "INTERNAL",
+            Self::Stack | Self::Abi { .. } | Self::Trap(_) | Self::Internal { .. } => "INTERNAL",
             Self::Permission(_) => "PERMISSION_DENIED",
             Self::Policy { .. } => "POLICY_ERROR",
             Self::Storage(s) => s.code(),
             Self::Audit(_) => "AUDIT_FAILED",
             Self::Bound(_) => "CONTEXT_IN_TRANSACTION",
             Self::Session(_) => "SESSION",
+        }
+    }
+
+    /// `INTERNAL`: `what` failed on the host's side, with nothing underneath.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `INTERNAL`: `what` failed on the host's side, because of `source`.
+    pub fn internal_by(what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Self::Internal {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `REFUSED`: the module breaks rule `what`.
+    pub fn refused(what: impl Into<String>) -> Self {
+        Self::Refused {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `REFUSED`: the module was refused at `what`, because of `source`.
+    pub fn refused_by(what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Self::Refused {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// `INTERNAL`: the guest broke rule `what` of the host interface.
+    pub fn abi(what: impl Into<String>) -> Self {
+        Self::Abi {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `INTERNAL`: the guest broke the host interface at `what`, as `source` says.
+    pub fn abi_by(what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Self::Abi {
+            what: what.into(),
+            source: Some(source.into()),
         }
     }
 
@@ -148,7 +224,7 @@ mod tests {
         };
         let all: Vec<(HostError, &str)> = vec![
             (HostError::Envelope(String::new()), "REFUSED"),
-            (HostError::Refused(String::new()), "REFUSED"),
+            (HostError::refused(""), "REFUSED"),
             (
                 HostError::Sql {
                     code: ErrorCode::DivisionByZero,
@@ -160,7 +236,7 @@ mod tests {
             (HostError::Memory { bytes: 1 }, "QUERY_MEMORY"),
             (HostError::Cancelled(String::new()), "CANCELLED"),
             (HostError::Stack, "INTERNAL"),
-            (HostError::Abi(String::new()), "INTERNAL"),
+            (HostError::abi(""), "INTERNAL"),
             (HostError::Trap(String::new()), "INTERNAL"),
             (HostError::Permission(String::new()), "PERMISSION_DENIED"),
             (HostError::policy_only("table t"), "POLICY_ERROR"),
@@ -174,7 +250,7 @@ mod tests {
             (HostError::Audit(audit()), "AUDIT_FAILED"),
             (HostError::Bound(String::new()), "CONTEXT_IN_TRANSACTION"),
             (HostError::Session(String::new()), "SESSION"),
-            (HostError::Internal(String::new()), "INTERNAL"),
+            (HostError::internal(""), "INTERNAL"),
         ];
         for (e, code) in &all {
             assert_eq!(e.code(), *code, "{e:?}");
@@ -183,6 +259,15 @@ mod tests {
         let e = HostError::Audit(audit());
         assert!(std::error::Error::source(&e).is_some());
         assert!(e.to_string().contains("disk gone"), "{e}");
+        let e = HostError::internal_by("the module cache", io());
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()));
+        assert_eq!(
+            e.to_string(),
+            "internal error in the sandbox: the module cache: disk gone"
+        );
+        let e = HostError::refused("a rule");
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.to_string(), "module refused: a rule");
         let e = HostError::policy("the mask of domain email", io());
         assert!(std::error::Error::source(&e).is_some());
         assert_eq!(

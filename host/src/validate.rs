@@ -13,7 +13,7 @@ use wasmparser::{
 pub use scratchbird_guest_ops::abi::{PLAN_BYTES_MAX, PLAN_ITEMS_MAX};
 
 fn refuse(msg: impl Into<String>) -> HostError {
-    HostError::Refused(msg.into())
+    HostError::refused(msg)
 }
 
 fn abi_types(ts: &[AbiType]) -> Vec<ValType> {

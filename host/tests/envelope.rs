@@ -326,7 +326,7 @@ fn modules_that_are_not_what_the_envelope_says_are_refused() {
     e.module_hash = *blake3::hash(&bad).as_bytes();
     let s = SignedEnvelope::sign(&e, bad, &key(1)).unwrap();
     match check(&w, &s) {
-        Err(HostError::Refused(m)) => assert!(m.contains("import"), "{m}"),
+        Err(HostError::Refused { what: m, .. }) => assert!(m.contains("import"), "{m}"),
         other => panic!("{other:?}"),
     }
 }

@@ -72,7 +72,7 @@ fn arbitrary_modules_never_escape_their_limits() {
         let module = with_plan(module.to_bytes(), &m);
         cases += 1;
         match f.sandbox.prepare(&module) {
-            Err(HostError::Refused(_)) => refused += 1,
+            Err(HostError::Refused { .. }) => refused += 1,
             Err(e) => panic!("seed {seed}: preparing failed without a refusal: {e:?}"),
             Ok((p, _)) => {
                 ran += 1;

@@ -70,7 +70,7 @@ fn wrap(body: &str) -> String {
 
 fn refused(e: &HostError, what: &str) {
     match e {
-        HostError::Refused(m) => {
+        HostError::Refused { what: m, .. } => {
             assert!(m.contains(what), "refusal '{m}' does not mention '{what}'")
         }
         other => panic!("expected a refusal mentioning '{what}', got {other:?}"),
@@ -151,7 +151,7 @@ fn out_of_range_pointers_and_lengths_end_the_execution_not_the_host() {
     for c in &cases {
         let body = format!("(func (export \"sb_main\") (drop {c}))");
         let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
-        assert!(matches!(e, HostError::Abi(_)), "{c}: {e:?}");
+        assert!(matches!(e, HostError::Abi { .. }), "{c}: {e:?}");
         healthy(&f);
     }
     // emit: an undeclared output, a batch outside memory, a forged header
@@ -165,7 +165,7 @@ fn out_of_range_pointers_and_lengths_end_the_execution_not_the_host() {
     for c in &emits {
         let body = format!("(func (export \"sb_main\") {c})");
         let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
-        assert!(matches!(e, HostError::Abi(_)), "{c}: {e:?}");
+        assert!(matches!(e, HostError::Abi { .. }), "{c}: {e:?}");
         healthy(&f);
     }
 }
@@ -210,7 +210,7 @@ fn modules_outside_the_abi_are_refused_before_they_run() {
     );
     assert!(matches!(
         f.sandbox.prepare(&imported_memory).unwrap_err(),
-        HostError::Refused(_)
+        HostError::Refused { .. }
     ));
     // a start function
     let start = module(
@@ -251,7 +251,7 @@ fn modules_outside_the_abi_are_refused_before_they_run() {
     );
     assert!(matches!(
         f.sandbox.prepare(&shared).unwrap_err(),
-        HostError::Refused(_)
+        HostError::Refused { .. }
     ));
     healthy(&f);
 }
@@ -281,7 +281,7 @@ fn a_guest_error_is_reported_with_its_sql_meaning() {
         ),
     )
     .unwrap_err();
-    assert!(matches!(e, HostError::Abi(_)), "{e:?}");
+    assert!(matches!(e, HostError::Abi { .. }), "{e:?}");
     healthy(&f);
 }
 
@@ -340,7 +340,7 @@ mod review {
         );
         let e = run(&f, &module(&wrap(&body), &m)).unwrap_err();
         assert!(
-            matches!(&e, HostError::Abi(msg) if msg.contains("overlap")),
+            matches!(&e, HostError::Abi { what: msg, .. } if msg.contains("overlap")),
             "{e:?}"
         );
         healthy(&f);
@@ -364,7 +364,7 @@ mod review {
         );
         let e = run(&f, &module(&wasm, &m)).unwrap_err();
         assert!(
-            matches!(&e, HostError::Refused(msg) if msg.contains("twice")),
+            matches!(&e, HostError::Refused { what: msg, .. } if msg.contains("twice")),
             "{e:?}"
         );
         healthy(&f);
@@ -403,7 +403,7 @@ mod review {
             r#"(func (export "sb_main") (loop $l (drop (call $open (i32.const 0))) (br $l)))"#;
         let e = run(&f, &module(&wrap(body), &m)).unwrap_err();
         assert!(
-            matches!(&e, HostError::Abi(msg) if msg.contains("scans opened")),
+            matches!(&e, HostError::Abi { what: msg, .. } if msg.contains("scans opened")),
             "{e:?}"
         );
         healthy(&f);
@@ -551,7 +551,7 @@ mod merge {
             &m,
         );
         let e = run_merge(&f, &bytes, vec![vec![]]).unwrap_err();
-        assert!(matches!(e, HostError::Abi(_)), "{e:?}");
+        assert!(matches!(e, HostError::Abi { .. }), "{e:?}");
         healthy(&f);
     }
 
@@ -566,7 +566,7 @@ mod merge {
         );
         let e = run_merge(&f, &module(&twice, &m), vec![vec![]]).unwrap_err();
         assert!(
-            matches!(&e, HostError::Abi(s) if s.contains("opened twice")),
+            matches!(&e, HostError::Abi { what: s, .. } if s.contains("opened twice")),
             "{e:?}"
         );
         let undeclared = format!(
@@ -576,7 +576,7 @@ mod merge {
         );
         let e = run_merge(&f, &module(&undeclared, &m), vec![vec![]]).unwrap_err();
         assert!(
-            matches!(&e, HostError::Abi(s) if s.contains("undeclared input")),
+            matches!(&e, HostError::Abi { what: s, .. } if s.contains("undeclared input")),
             "{e:?}"
         );
         healthy(&f);
@@ -636,7 +636,7 @@ mod conversions {
             r#"(func (export "sb_main") (drop (call $tf (i32.const 0) (i32.const -5))))"#,
         ] {
             let e = run(&f, &module(&with_conv(body), &m)).unwrap_err();
-            assert!(matches!(e, HostError::Abi(_)), "{body}: {e:?}");
+            assert!(matches!(e, HostError::Abi { .. }), "{body}: {e:?}");
         }
         healthy(&f);
     }

@@ -448,7 +448,7 @@ impl ShardSessionOf {
         }
         self.txn
             .as_mut()
-            .ok_or_else(|| HostError::Internal("no transaction".into()))
+            .ok_or_else(|| HostError::internal("no transaction"))
     }
 
     /// The transaction of a statement for `who`: BEGIN's, which must be bound
@@ -860,7 +860,7 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             ("DROP INDEX", tables(SchemaAction::Alter, &of))
         }
         other => {
-            return Err(HostError::Internal(format!(
+            return Err(HostError::internal(format!(
                 "not a schema change: {other:?}"
             )));
         }
@@ -966,7 +966,7 @@ impl ShardSessionOf {
                 let t = self
                     .txn
                     .take()
-                    .ok_or_else(|| HostError::Internal("no transaction".into()))?;
+                    .ok_or_else(|| HostError::internal("no transaction"))?;
                 if commit {
                     t.commit()?;
                 } else {
@@ -983,9 +983,9 @@ impl ShardSessionOf {
             Statement::Release(n) => {
                 self.savepoint(&who, |t| t.release_savepoint(&n), "RELEASE SAVEPOINT")
             }
-            Statement::Query(_) | Statement::Explain(_) => Err(HostError::Internal(
-                "a query came as a control request".into(),
-            )),
+            Statement::Query(_) | Statement::Explain(_) => {
+                Err(HostError::internal("a query came as a control request"))
+            }
             ddl => self.schema_change(ddl, &who),
         }
     }
@@ -1119,7 +1119,7 @@ fn apply_schema_change(
             })?;
             Ok("DROP INDEX")
         }
-        other => Err(HostError::Internal(format!(
+        other => Err(HostError::internal(format!(
             "not a schema change: {other:?}"
         ))),
     }

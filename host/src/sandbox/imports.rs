@@ -10,7 +10,7 @@ use super::*;
 pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostState<T>>, HostError> {
     let mut l: Linker<HostState<T>> = Linker::new(engine);
     let m = abi::IMPORT_MODULE;
-    let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
+    let err = |e: wasmtime::Error| HostError::internal_by("linker", e);
     l.func_wrap(
         m,
         abi::SCAN_OPEN.name,
@@ -47,7 +47,7 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
          -> wasmtime::Result<i32> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
-                return Err(stop(st, HostError::Abi("no memory".into())));
+                return Err(stop(st, HostError::abi("no memory")));
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             match scan_next(data, st, h, buf, len, kbuf, klen) {
@@ -63,7 +63,7 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
         |mut c: Caller<'_, HostState<T>>, out: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
-                return Err(stop(st, HostError::Abi("no memory".into())));
+                return Err(stop(st, HostError::abi("no memory")));
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             match emit(data, st, out, buf, len) {
@@ -83,7 +83,7 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
          -> wasmtime::Result<i64> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
-                return Err(stop(st, HostError::Abi("no memory".into())));
+                return Err(stop(st, HostError::abi("no memory")));
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             match write(data, st, target, buf, len) {
@@ -100,14 +100,14 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
 /// The pure helpers a module imports (DOUBLE to and from text) and `fail`.
 fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostError> {
     let m = abi::IMPORT_MODULE;
-    let err = |e: wasmtime::Error| HostError::Internal(format!("linker: {e}"));
+    let err = |e: wasmtime::Error| HostError::internal_by("linker", e);
     l.func_wrap(
         m,
         abi::F64_TEXT.name,
         |mut c: Caller<'_, HostState<T>>, x: f64, buf: i32| -> wasmtime::Result<i32> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
-                return Err(stop(st, HostError::Abi("no memory".into())));
+                return Err(stop(st, HostError::abi("no memory")));
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             let text = crate::convert::f64_text(x);
@@ -119,7 +119,7 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
             let out = data
                 .get_mut(r)
                 .and_then(|s| s.get_mut(..text.len()))
-                .ok_or_else(|| HostError::Internal("double text longer than its buffer".into()));
+                .ok_or_else(|| HostError::internal("double text longer than its buffer"));
             match out {
                 Ok(o) => {
                     o.copy_from_slice(text.as_bytes());
@@ -136,7 +136,7 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
         |mut c: Caller<'_, HostState<T>>, ptr: i32, len: i32| -> wasmtime::Result<f64> {
             let Some(mem) = c.data().memory else {
                 let st = c.data_mut();
-                return Err(stop(st, HostError::Abi("no memory".into())));
+                return Err(stop(st, HostError::abi("no memory")));
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             let want = usize::try_from(len).unwrap_or(usize::MAX);
@@ -188,7 +188,7 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
             let st = c.data_mut();
             let e = match ErrorCode::from_i32(code) {
                 Some(code) => HostError::Sql { code, detail },
-                None => HostError::Abi(format!("fail with unknown error code {code}")),
+                None => HostError::abi(format!("fail with unknown error code {code}")),
             };
             Err(stop(st, e))
         },
@@ -209,42 +209,42 @@ fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, Host
     let i = usize::try_from(input)
         .ok()
         .filter(|i| *i < st.manifest.inputs.len())
-        .ok_or_else(|| HostError::Abi(format!("input_open of undeclared input {input}")))?;
+        .ok_or_else(|| HostError::abi(format!("input_open of undeclared input {input}")))?;
     let layout = st
         .manifest
         .inputs
         .get(i)
-        .ok_or_else(|| HostError::Internal("input".into()))?
+        .ok_or_else(|| HostError::internal("input"))?
         .layout()
-        .map_err(|e| HostError::Refused(e.to_string()))?;
+        .map_err(|e| HostError::refused_by(format!("the layout of input {i}"), e))?;
     let batches = st
         .inputs
         .get_mut(i)
         .and_then(Option::take)
-        .ok_or_else(|| HostError::Abi(format!("input {i} opened twice")))?;
+        .ok_or_else(|| HostError::abi(format!("input {i} opened twice")))?;
     if st.scans.len() >= SCANS_OPEN_MAX {
-        return Err(HostError::Abi(format!(
+        return Err(HostError::abi(format!(
             "more than {SCANS_OPEN_MAX} scans opened in one execution"
         )));
     }
     st.scans.push(Open::Input { layout, batches });
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
 }
 
 fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostError> {
     let d = usize::try_from(decl)
         .ok()
         .and_then(|i| st.manifest.scans.get(i))
-        .ok_or_else(|| HostError::Abi(format!("scan_open of undeclared scan {decl}")))?
+        .ok_or_else(|| HostError::abi(format!("scan_open of undeclared scan {decl}")))?
         .clone();
     if st.scans.len() >= SCANS_OPEN_MAX {
-        return Err(HostError::Abi(format!(
+        return Err(HostError::abi(format!(
             "more than {SCANS_OPEN_MAX} scans opened in one execution"
         )));
     }
     let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
-        HostError::Refused(format!(
+        HostError::refused(format!(
             "table {} does not exist (any more); compile the query again",
             d.table
         ))
@@ -256,7 +256,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             .iter()
             .position(|x| x.id == c.id)
             .ok_or_else(|| {
-                HostError::Refused(format!(
+                HostError::refused(format!(
                     "table {} has no column {} (any more); compile the query again",
                     def.name, c.id
                 ))
@@ -264,9 +264,9 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         let col = def
             .columns
             .get(pos)
-            .ok_or_else(|| HostError::Internal("column position".into()))?;
+            .ok_or_else(|| HostError::internal("column position"))?;
         if col.ty != c.ty {
-            return Err(HostError::Refused(format!(
+            return Err(HostError::refused(format!(
                 "column {}.{} is {} but the module was compiled for {}",
                 def.name, col.name, col.ty, c.ty
             )));
@@ -292,7 +292,9 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             }
         }
     };
-    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let layout = d
+        .layout()
+        .map_err(|e| HostError::refused_by("a declared layout", e))?;
     let (guard, positions) = match &st.access {
         Access::Owner => (None, positions),
         Access::Principal(p) => {
@@ -305,7 +307,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
                     .filter(|i| i.table == d.table)
                     .map(|i| i.columns.clone())
                     .ok_or_else(|| {
-                        HostError::Refused(format!(
+                        HostError::refused(format!(
                             "index {index} of table {} does not exist (any more); compile the query again",
                             def.name
                         ))
@@ -334,7 +336,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     let key_layout = if d.with_keys {
         Some(
             d.key_layout()
-                .map_err(|e| HostError::Refused(e.to_string()))?,
+                .map_err(|e| HostError::refused_by("a scan's key layout", e))?,
         )
     } else {
         None
@@ -346,7 +348,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         keys: Vec::new(),
         guard,
     })));
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::Internal("handle".into()))
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
 }
 
 fn scan_next<T: TxnSlot>(
@@ -362,33 +364,33 @@ fn scan_next<T: TxnSlot>(
     let open = usize::try_from(h)
         .ok()
         .and_then(|i| st.scans.get_mut(i))
-        .ok_or_else(|| HostError::Abi(format!("scan_next of unknown handle {h}")))?;
+        .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     let sc = match open {
         Open::Table(sc) => sc,
         Open::Input { layout, batches } => {
             let r = region(size, buf, len, layout.total_bytes())?;
             if kbuf != 0 || klen != 0 {
-                return Err(HostError::Abi("a key buffer for a merge input".into()));
+                return Err(HostError::abi("a key buffer for a merge input"));
             }
             let Some(b) = batches.pop_front() else {
                 return Ok(0);
             };
             let slice = data
                 .get_mut(r)
-                .ok_or_else(|| HostError::Internal("region".into()))?;
+                .ok_or_else(|| HostError::internal("region"))?;
             if *b.layout == *layout {
                 if b.bytes.len() != slice.len() {
-                    return Err(HostError::Internal(
-                        "an input batch of another size than its layout".into(),
+                    return Err(HostError::internal(
+                        "an input batch of another size than its layout",
                     ));
                 }
                 slice.copy_from_slice(&b.bytes);
             } else {
                 scratchbird_types::batch::expand_into(&b.layout, &b.bytes, layout, slice)
-                    .map_err(|e| HostError::Internal(format!("an input batch: {e}")))?;
+                    .map_err(|e| HostError::internal_by("an input batch", e))?;
             }
             st.stats.rows_input += b.rows as u64;
-            return i32::try_from(b.rows).map_err(|_| HostError::Internal("batch size".into()));
+            return i32::try_from(b.rows).map_err(|_| HostError::internal("batch size"));
         }
     };
     let r = region(size, buf, len, sc.layout.total_bytes())?;
@@ -396,8 +398,8 @@ fn scan_next<T: TxnSlot>(
         Some(kl) => Some(region(size, kbuf, klen, kl.total_bytes())?),
         None => {
             if kbuf != 0 || klen != 0 {
-                return Err(HostError::Abi(
-                    "a key buffer for a scan declared without keys".into(),
+                return Err(HostError::abi(
+                    "a key buffer for a scan declared without keys",
                 ));
             }
             None
@@ -407,13 +409,11 @@ fn scan_next<T: TxnSlot>(
         && kr.start < r.end
         && r.start < kr.end
     {
-        return Err(HostError::Abi(
-            "the key buffer overlaps the batch buffer".into(),
-        ));
+        return Err(HostError::abi("the key buffer overlaps the batch buffer"));
     }
     let slice = data
         .get_mut(r)
-        .ok_or_else(|| HostError::Internal("region".into()))?;
+        .ok_or_else(|| HostError::internal("region"))?;
     let keys = if kr.is_some() {
         Some(&mut sc.keys)
     } else {
@@ -427,17 +427,16 @@ fn scan_next<T: TxnSlot>(
     if let (Some(kr), Some(kl)) = (kr, &sc.key_layout) {
         let kslice = data
             .get_mut(kr)
-            .ok_or_else(|| HostError::Internal("region".into()))?;
-        let mut w = BatchWriter::new(kl, kslice).map_err(|e| HostError::Internal(e.to_string()))?;
+            .ok_or_else(|| HostError::internal("region"))?;
+        let mut w =
+            BatchWriter::new(kl, kslice).map_err(|e| HostError::internal_by("a key batch", e))?;
         for (i, k) in sc.keys.iter().enumerate() {
             w.set_bytes(0, i, k.as_bytes()).map_err(|_| {
-                HostError::Internal(
-                    "record keys of this batch are too long for the key batch".into(),
-                )
+                HostError::internal("record keys of this batch are too long for the key batch")
             })?;
         }
         w.finish(n)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
+            .map_err(|e| HostError::internal_by("the key batch", e))?;
         sc.keys.clear();
         sc.keys.shrink_to(1024);
     }
@@ -445,7 +444,7 @@ fn scan_next<T: TxnSlot>(
         st.stats.rows_scanned += n as u64;
     }
     st.stats.rows_read += n as u64;
-    i32::try_from(n).map_err(|_| HostError::Internal("batch size".into()))
+    i32::try_from(n).map_err(|_| HostError::internal("batch size"))
 }
 
 fn emit<T: TxnSlot>(
@@ -458,24 +457,22 @@ fn emit<T: TxnSlot>(
     let o = usize::try_from(out)
         .ok()
         .filter(|o| *o < st.outputs.len())
-        .ok_or_else(|| HostError::Abi(format!("emit to undeclared output {out}")))?;
+        .ok_or_else(|| HostError::abi(format!("emit to undeclared output {out}")))?;
     let layout = st
         .outputs
         .get(o)
         .cloned()
-        .ok_or_else(|| HostError::Internal("output".into()))?;
+        .ok_or_else(|| HostError::internal("output"))?;
     let r = region(data.len(), buf, len, layout.total_bytes())?;
-    let src = data
-        .get(r)
-        .ok_or_else(|| HostError::Internal("region".into()))?;
+    let src = data.get(r).ok_or_else(|| HostError::internal("region"))?;
     // a batch of a few rows leaves the sandbox in the smallest layout that holds
     // it: copying the whole buffer (laid out for thousands of rows) cost a point
     // query more than its lookup
     let compacted = scratchbird_types::batch::compact(&layout, src)
-        .map_err(|e| HostError::Abi(format!("result batch: {e}")))?;
+        .map_err(|e| HostError::abi_by("result batch", e))?;
     let size = compacted.as_ref().map_or(src.len(), |(_, b)| b.len());
     if st.stats.result_bytes.saturating_add(size as u64) > st.result_bytes_max as u64 {
-        return Err(HostError::Internal(format!(
+        return Err(HostError::internal(format!(
             "the query produced more than {} bytes of results",
             st.result_bytes_max
         )));
@@ -504,10 +501,10 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .writes
         .get(w)
         .cloned()
-        .ok_or_else(|| HostError::Abi(format!("write to undeclared target {w}")))?;
+        .ok_or_else(|| HostError::abi(format!("write to undeclared target {w}")))?;
     let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
-        HostError::Refused(format!("table {} does not exist (any more)", d.table))
+        HostError::refused(format!("table {} does not exist (any more)", d.table))
     })?;
     let mut positions = Vec::with_capacity(d.columns.len());
     for c in &d.columns {
@@ -516,7 +513,7 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             .iter()
             .position(|x| x.id == c.id && x.ty == c.ty)
             .ok_or_else(|| {
-                HostError::Refused(format!(
+                HostError::refused(format!(
                     "table {} has no column {} of type {} (any more)",
                     def.name, c.id, c.ty
                 ))
@@ -527,13 +524,13 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
     seen.sort_unstable();
     seen.dedup();
     if seen.len() != positions.len() {
-        return Err(HostError::Refused(format!(
+        return Err(HostError::refused(format!(
             "a write target of {} names a column twice",
             def.name
         )));
     }
     if d.kind == WriteKind::Update && positions.len() != def.columns.len() {
-        return Err(HostError::Refused(format!(
+        return Err(HostError::refused(format!(
             "an update of {} must carry every column of the table",
             def.name
         )));
@@ -543,7 +540,9 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .iter()
         .map(|c| c.default.clone().unwrap_or(Value::Null))
         .collect();
-    let layout = d.layout().map_err(|e| HostError::Refused(e.to_string()))?;
+    let layout = d
+        .layout()
+        .map_err(|e| HostError::refused_by("a declared layout", e))?;
     let guard = match &st.access {
         Access::Owner => None,
         Access::Principal(p) => {
@@ -573,19 +572,16 @@ fn write<T: TxnSlot>(
     len: i32,
 ) -> Result<i64, HostError> {
     let w = usize::try_from(target)
-        .map_err(|_| HostError::Abi(format!("write to undeclared target {target}")))?;
+        .map_err(|_| HostError::abi(format!("write to undeclared target {target}")))?;
     resolve_target(st, w)?;
     let t = st
         .targets
         .get(w)
         .and_then(Option::as_ref)
-        .ok_or_else(|| HostError::Internal("target".into()))?;
+        .ok_or_else(|| HostError::internal("target"))?;
     let r = region(data.len(), buf, len, t.layout.total_bytes())?;
-    let bytes = data
-        .get(r)
-        .ok_or_else(|| HostError::Internal("region".into()))?;
-    let view = BatchView::new(&t.layout, bytes)
-        .map_err(|e| HostError::Abi(format!("write batch: {e}")))?;
+    let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
+    let view = BatchView::new(&t.layout, bytes).map_err(|e| HostError::abi_by("write batch", e))?;
     check_heap_use(&view, &t.layout, bytes)?;
     let mut affected = 0i64;
     let (table, kind) = (t.table, t.kind);
@@ -598,7 +594,7 @@ fn write<T: TxnSlot>(
     for r in 0..view.rows() {
         let vals = view
             .row(r)
-            .map_err(|e| HostError::Abi(format!("write batch, row {r}: {e}")))?;
+            .map_err(|e| HostError::abi_by(format!("write batch, row {r}"), e))?;
         match kind {
             WriteKind::Insert => {
                 let mut row = defaults.clone();
@@ -615,8 +611,8 @@ fn write<T: TxnSlot>(
             WriteKind::Update | WriteKind::Delete => {
                 let mut it = vals.into_iter();
                 let Some(Value::Blob(k)) = it.next() else {
-                    return Err(HostError::Abi(
-                        "an update or delete row without its record key".into(),
+                    return Err(HostError::abi(
+                        "an update or delete row without its record key",
                     ));
                 };
                 let key = RecordKey::from_bytes(k);

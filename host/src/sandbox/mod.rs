@@ -117,7 +117,7 @@ impl ResultBatch {
         bytes: Vec<u8>,
     ) -> Result<Self, HostError> {
         if bytes.len() != layout.total_bytes() {
-            return Err(HostError::Abi(format!(
+            return Err(HostError::abi(format!(
                 "a batch of {} bytes where its layout needs {}",
                 bytes.len(),
                 layout.total_bytes()
@@ -168,9 +168,12 @@ impl ResultBatch {
     /// Never for a batch the host accepted; reported rather than assumed.
     pub fn rows(&self) -> Result<Vec<Vec<Value>>, HostError> {
         let view = BatchView::new(&self.layout, &self.bytes)
-            .map_err(|e| HostError::Internal(e.to_string()))?;
+            .map_err(|e| HostError::internal_by("a result batch", e))?;
         (0..view.rows())
-            .map(|r| view.row(r).map_err(|e| HostError::Internal(e.to_string())))
+            .map(|r| {
+                view.row(r)
+                    .map_err(|e| HostError::internal_by(format!("row {r} of a result batch"), e))
+            })
             .collect()
     }
 }
@@ -277,13 +280,13 @@ fn check_heap_use(
         for r in 0..view.rows() {
             let len = view
                 .raw(c, r)
-                .map_err(|e| HostError::Abi(format!("batch row {r} column {c}: {e}")))?
+                .map_err(|e| HostError::abi_by(format!("batch row {r} column {c}"), e))?
                 .map_or(0, <[u8]>::len);
             total = total.saturating_add(len);
         }
     }
     if total > heap_used {
-        return Err(HostError::Abi(format!(
+        return Err(HostError::abi(format!(
             "the batch's strings claim {total} bytes of a heap holding {heap_used}: values may not overlap"
         )));
     }
@@ -294,15 +297,14 @@ fn check_heap_use(
 /// overlap, and every value decoding to something that fits its declared type.
 /// Nothing malformed leaves the host. Returns the row count.
 fn check_batch(layout: &BatchLayout, bytes: &[u8]) -> Result<usize, HostError> {
-    let view =
-        BatchView::new(layout, bytes).map_err(|e| HostError::Abi(format!("result batch: {e}")))?;
+    let view = BatchView::new(layout, bytes).map_err(|e| HostError::abi_by("result batch", e))?;
     check_heap_use(&view, layout, bytes)?;
     let rows = view.rows();
     for (c, ty) in layout.types().iter().enumerate() {
         for r in 0..rows {
             let v = view
                 .value(c, r)
-                .map_err(|e| HostError::Abi(format!("result batch, row {r} column {c}: {e}")))?;
+                .map_err(|e| HostError::abi_by(format!("result batch, row {r} column {c}"), e))?;
             // a value that decodes but does not fit its declared type is the
             // query's overflow (a SUM past the declared digits), not an ABI breach
             ty.check_value(&v).map_err(|e| HostError::Sql {
@@ -433,9 +435,7 @@ struct NoTxn;
 
 impl TxnSlot for NoTxn {
     fn get(&mut self) -> Result<&mut Transaction, HostError> {
-        Err(HostError::Abi(
-            "a merge stage reads and writes no table".into(),
-        ))
+        Err(HostError::abi("a merge stage reads and writes no table"))
     }
 }
 
@@ -467,19 +467,19 @@ fn region(
     want: usize,
 ) -> Result<std::ops::Range<usize>, HostError> {
     let (Ok(p), Ok(l)) = (usize::try_from(ptr), usize::try_from(len)) else {
-        return Err(HostError::Abi(format!(
+        return Err(HostError::abi(format!(
             "negative pointer {ptr} or length {len}"
         )));
     };
     if l != want {
-        return Err(HostError::Abi(format!(
+        return Err(HostError::abi(format!(
             "a buffer of {l} bytes where the declared layout needs {want}"
         )));
     }
     let end = p
         .checked_add(l)
         .filter(|e| *e <= size)
-        .ok_or_else(|| HostError::Abi(format!("the buffer [{p}, {p}+{l}) is outside memory")))?;
+        .ok_or_else(|| HostError::abi(format!("the buffer [{p}, {p}+{l}) is outside memory")))?;
     Ok(p..end)
 }
 
@@ -541,11 +541,11 @@ impl Sandbox {
             let mut cc = wasmtime::CacheConfig::new();
             cc.with_directory(dir);
             let cache = wasmtime::Cache::new(cc).map_err(|e| {
-                HostError::Internal(format!("module cache at {}: {e}", dir.display()))
+                HostError::internal(format!("module cache at {}: {e}", dir.display()))
             })?;
             cfg.cache(Some(cache));
         }
-        let engine = Engine::new(&cfg).map_err(|e| HostError::Internal(format!("engine: {e}")))?;
+        let engine = Engine::new(&cfg).map_err(|e| HostError::internal_by("engine", e))?;
         let linker = build_linker(&engine)?;
         let merge_linker = build_linker(&engine)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -558,7 +558,7 @@ impl Sandbox {
                     e2.increment_epoch();
                 }
             })
-            .map_err(|e| HostError::Internal(format!("deadline thread: {e}")))?;
+            .map_err(|e| HostError::internal_by("deadline thread", e))?;
         Ok(Self {
             engine,
             linker,
@@ -598,7 +598,7 @@ impl Sandbox {
         }
         let manifest = validate(bytes, &self.limits)?;
         let module = Module::new(&self.engine, bytes)
-            .map_err(|e| HostError::Refused(format!("could not compile: {e}")))?;
+            .map_err(|e| HostError::refused_by("could not compile", e))?;
         let p = Arc::new(Prepared {
             hash,
             manifest: Arc::new(manifest),
@@ -644,8 +644,8 @@ impl Sandbox {
         if prepared.manifest.is_merge() {
             return (
                 txn,
-                Err(HostError::Refused(
-                    "it is a merge stage: it runs over shard results, not in a transaction".into(),
+                Err(HostError::refused(
+                    "it is a merge stage: it runs over shard results, not in a transaction",
                 )),
             );
         }
@@ -681,12 +681,12 @@ impl Sandbox {
     ) -> Result<ExecStats, HostError> {
         let m = &prepared.manifest;
         if !m.is_merge() {
-            return Err(HostError::Refused(
-                "it is not a merge stage: it has no inputs".into(),
+            return Err(HostError::refused(
+                "it is not a merge stage: it has no inputs",
             ));
         }
         if inputs.len() != m.inputs.len() {
-            return Err(HostError::Refused(format!(
+            return Err(HostError::refused(format!(
                 "the merge stage declares {} inputs; {} were given",
                 m.inputs.len(),
                 inputs.len()
@@ -696,11 +696,11 @@ impl Sandbox {
         for (i, (decl, batches)) in m.inputs.iter().zip(inputs).enumerate() {
             let layout = decl
                 .layout()
-                .map_err(|e| HostError::Refused(e.to_string()))?;
+                .map_err(|e| HostError::refused_by(format!("the layout of input {i}"), e))?;
             // a batch comes in its declared layout or compacted (fewer rows, a
             // smaller heap, the same columns); it is expanded when read
             if batches.iter().any(|b| !fits(&b.layout, &layout)) {
-                return Err(HostError::Refused(format!(
+                return Err(HostError::refused(format!(
                     "input {i} holds batches of another layout than the merge stage declares"
                 )));
             }
@@ -744,7 +744,7 @@ impl Sandbox {
             .map(|o| {
                 o.layout()
                     .map(Arc::new)
-                    .map_err(|e| HostError::Refused(e.to_string()))
+                    .map_err(|e| HostError::refused_by("an output's layout", e))
             })
             .collect();
         let outputs = match outputs {
@@ -854,7 +854,7 @@ impl Sandbox {
             None => {
                 let msg = format!("{e:#}");
                 if msg.contains("concurrent") || msg.contains("maximum") {
-                    HostError::Internal(format!(
+                    HostError::internal(format!(
                         "the sandbox has no free slot ({} executions at once): {msg}",
                         self.limits.concurrent_max
                     ))
