@@ -64,6 +64,7 @@ const LIBRARIES: &[&str] = &[
     "host",
     "coord",
     "shard",
+    "control",
     "net",
     "node",
 ];
