@@ -71,9 +71,7 @@ pub enum AuditCommand {
     },
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+use scratchbird_types::hex;
 
 /// Microseconds since the epoch of `YYYY-MM-DD[THH:MM[:SS]]` (UTC).
 fn parse_time(s: &str) -> Result<i64> {

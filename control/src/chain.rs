@@ -134,8 +134,8 @@ impl EpochChain {
         let r = first.read()?;
         if r.cluster != cluster {
             return Err(EpochError::OtherCluster {
-                found: r.cluster.to_string(),
-                expected: cluster.to_string(),
+                found: r.cluster,
+                expected: cluster,
             });
         }
         if r.number != Epoch(1) || r.prev != EpochHash::NONE {
@@ -245,8 +245,8 @@ impl EpochChain {
         let r = signed.read()?;
         if r.cluster != self.cluster {
             return Err(EpochError::OtherCluster {
-                found: r.cluster.to_string(),
-                expected: self.cluster.to_string(),
+                found: r.cluster,
+                expected: self.cluster,
             });
         }
         let last = self.last();

@@ -9,7 +9,7 @@
 
 use crate::error::EpochError;
 use ed25519_dalek::{Signer, SigningKey};
-use scratchbird_types::{ClusterId, Epoch};
+use scratchbird_types::{ClusterId, Epoch, hex};
 use serde::{Deserialize, Serialize};
 
 /// The record format this version writes and reads.
@@ -32,15 +32,6 @@ pub const ADMIN_KEYS_MAX: usize = 32;
 pub const SIGNATURES_MAX: usize = ADMIN_KEYS_MAX;
 /// Longest note (what the administrator's command changed), in bytes.
 pub const NOTE_BYTES_MAX: usize = 1024;
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-}
 
 /// The blake3 hash of an epoch record's canonical bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -253,14 +244,6 @@ impl EpochRecord {
     /// It could not be encoded.
     pub fn canonical(&self) -> Result<Vec<u8>, EpochError> {
         encode(self)
-    }
-
-    /// The record's hash.
-    ///
-    /// # Errors
-    /// It could not be encoded.
-    pub fn hash(&self) -> Result<EpochHash, EpochError> {
-        Ok(EpochHash(*blake3::hash(&self.canonical()?).as_bytes()))
     }
 
     /// The record, signed by each of `keys` (more can sign later with

@@ -2,7 +2,7 @@
 //! code ([`EpochError::code`]) is named in its documentation.
 
 use crate::epoch::{AdminKey, EpochHash};
-use scratchbird_types::Epoch;
+use scratchbird_types::{ClusterId, Epoch};
 
 /// An epoch record refused, with the rule it breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,9 +37,9 @@ pub enum EpochError {
     #[error("the epoch record is for cluster {found}, not this cluster {expected}")]
     OtherCluster {
         /// The record's cluster.
-        found: String,
+        found: ClusterId,
         /// This chain's.
-        expected: String,
+        expected: ClusterId,
     },
     /// `EPOCH_NOT_FIRST`: the record that starts a chain must be epoch 1 and
     /// follow nothing.

@@ -332,8 +332,8 @@ fn every_rule_has_its_own_stable_code() {
             max: 1,
         },
         EpochError::OtherCluster {
-            found: String::new(),
-            expected: String::new(),
+            found: cluster(),
+            expected: cluster(),
         },
         EpochError::NotFirst {
             number: Epoch(2),

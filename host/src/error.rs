@@ -73,16 +73,13 @@ pub enum HostError {
     Permission(String),
     /// `POLICY_ERROR`: the security bundle could not be applied (it disagrees
     /// with the catalog, or an evaluation failed); the execution fails closed.
-    #[error(
-        "the security policy could not be applied: {what}{}",
-        source.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
-    )]
+    #[error("the security policy could not be applied: {what}{}", tail(.source.as_deref()))]
     Policy {
         /// What could not be applied (`table t`, `the mask of domain d`).
         what: String,
         /// The failure underneath, when there is one.
         #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+        source: Option<Source>,
     },
     /// Storage refused an operation: [`StorageError::code`] is the code.
     #[error(transparent)]

@@ -484,10 +484,7 @@ pub struct Enforcement {
 /// The canonical text of a JSON value (sorted keys), for cache keys.
 fn canonical_text(v: &serde_json::Value) -> String {
     let c = crate::canonical::to_cbor(v);
-    crate::canonical::bytes(&c)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    scratchbird_types::hex(&crate::canonical::bytes(&c))
 }
 
 /// (principal, canonical context, table, schema version): derivation is a pure

@@ -25,9 +25,7 @@ const TAG: &[u8] = b"scratchbird bundle manifest v1\0";
 /// Version of the manifest format.
 pub const MANIFEST_FORMAT: u32 = 1;
 
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub(crate) use scratchbird_types::hex;
 
 pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     // Hex digits only: `from_str_radix` would also take a sign.

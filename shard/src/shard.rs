@@ -426,7 +426,7 @@ impl std::fmt::Debug for ShardSessionOf {
 /// The first 8 bytes of `id` in hex: enough to find an envelope in the audit
 /// trail from a log line.
 fn short_hex(id: &[u8; 32]) -> String {
-    id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    scratchbird_types::hex(&id[..8])
 }
 
 /// The refusal of a transaction-control statement by `who` in a transaction

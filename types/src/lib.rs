@@ -30,6 +30,19 @@ pub mod sqltype;
 pub mod value;
 
 pub use env::{Env, ManualEnv, SystemEnv};
+
+/// `bytes` as lowercase hex digits, two per byte: how hashes, keys and ids are
+/// written in messages, logs and files.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
 pub use error::TypeError;
 pub use ids::{
     BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, NodeName,
