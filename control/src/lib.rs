@@ -15,6 +15,8 @@
 pub mod chain;
 pub mod epoch;
 mod error;
+pub mod log;
+pub mod state;
 
 pub use chain::EpochChain;
 pub use epoch::{
