@@ -16,6 +16,7 @@ pub mod chain;
 pub mod epoch;
 mod error;
 pub mod log;
+pub mod members;
 pub mod state;
 
 pub use chain::EpochChain;

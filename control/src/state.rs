@@ -7,15 +7,25 @@
 //! that breaks a rule is still an entry of the log; applying it changes nothing
 //! and its outcome names the rule, the same on every member.
 
-use crate::chain::EpochChain;
-use crate::epoch::{EpochHash, SignedEpoch};
-use crate::error::EpochError;
-use scratchbird_types::{ClusterId, Epoch};
+use std::collections::{BTreeMap, BTreeSet};
+
+use scratchbird_net::verify::MembersList;
+use scratchbird_types::{ClusterId, Epoch, NodeId};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::chain::EpochChain;
+use crate::epoch::{Documents, EpochHash, EpochRecord, SignedEpoch};
+use crate::error::EpochError;
+use crate::members::{self, MembersError};
 
 /// The most bytes one command may have on the log (an epoch record is at most
 /// 64 KiB; the documents an epoch names come with it).
 pub const COMMAND_BYTES_MAX: usize = 4 << 20;
+
+/// Peer observations of one member kept for the current epoch (one from a
+/// peer is what convergence needs; a few more are evidence).
+pub const OBSERVERS_KEPT: usize = 3;
 
 /// A change submitted to the control log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +36,53 @@ pub enum Command {
     Publish {
         /// The signed record.
         epoch: SignedEpoch,
+        /// The canonical bytes of each document the record names that the log
+        /// does not already hold (a document unchanged since the previous
+        /// epoch need not be sent again).
+        documents: Vec<ByteBuf>,
     },
+    /// What a node reports. `from` is the node the report came from, as the
+    /// transport authenticated it (the member that received it over mutual
+    /// TLS sets it; a node's own reports are made by its own member).
+    Report {
+        /// The reporting node.
+        from: NodeId,
+        /// What it reports.
+        report: Report,
+    },
+}
+
+/// What a node reports to the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    /// It has applied this epoch: it now runs its configuration.
+    Applied {
+        /// The epoch.
+        epoch: Epoch,
+        /// Its hash.
+        hash: EpochHash,
+    },
+    /// It connected to a peer and observed its certificate chain.
+    Observed(Observation),
+}
+
+/// What one node observed of a peer (spec 3.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// The peer observed.
+    pub peer: NodeId,
+    /// The epoch both ran: the observer's, and the one the peer stated.
+    pub epoch: Epoch,
+    /// Its hash.
+    pub hash: EpochHash,
+    /// The cluster in the peer's certificate.
+    pub cluster: ClusterId,
+    /// The fingerprint of the root that issued the peer's certificate.
+    pub issuer: String,
+    /// When the peer's certificate expires (Unix seconds).
+    pub not_after: i64,
+    /// When the observation was made (µs since 1970, the observer's clock).
+    pub at_us: i64,
 }
 
 impl Command {
@@ -34,7 +90,18 @@ impl Command {
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
-            Self::Publish { epoch } => format!("publish epoch {}", epoch.hash()),
+            Self::Publish { epoch, .. } => format!("publish epoch {}", epoch.hash()),
+            Self::Report {
+                from,
+                report: Report::Applied { epoch, .. },
+            } => format!("node {from} applied epoch {}", epoch.0),
+            Self::Report {
+                from,
+                report: Report::Observed(o),
+            } => format!(
+                "node {from} observed node {} under epoch {}",
+                o.peer, o.epoch.0
+            ),
         }
     }
 }
@@ -58,22 +125,19 @@ pub enum Outcome {
         /// Its hash.
         hash: EpochHash,
     },
+    /// The report is recorded.
+    Recorded {
+        /// Whether the current epoch is effective now (it may have become so
+        /// with this report).
+        effective: bool,
+    },
     /// The command was refused; nothing changed.
     Refused {
-        /// The rule's stable code (`EPOCH_FORK`, ...).
+        /// The rule's stable code (`EPOCH_FORK`, `CONTROL_DOCUMENT_MISSING`...).
         code: String,
         /// What was wrong and what to do.
         message: String,
     },
-}
-
-impl Outcome {
-    fn refused(e: &EpochError) -> Self {
-        Self::Refused {
-            code: e.code().to_owned(),
-            message: e.to_string(),
-        }
-    }
 }
 
 impl std::fmt::Display for Outcome {
@@ -81,28 +145,194 @@ impl std::fmt::Display for Outcome {
         match self {
             Self::Nothing => f.write_str("nothing to apply"),
             Self::Published { number, hash } => write!(f, "published epoch {} ({hash})", number.0),
+            Self::Recorded { effective: true } => f.write_str("recorded; the epoch is effective"),
+            Self::Recorded { effective: false } => f.write_str("recorded"),
             Self::Refused { code, message } => write!(f, "refused ({code}): {message}"),
         }
     }
+}
+
+/// Why the log refused a command, beyond the epoch chain's own rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// An epoch chain rule (`EPOCH_*`).
+    #[error(transparent)]
+    Epoch(#[from] EpochError),
+    /// `CONTROL_DOCUMENT_MISSING`: the record names a document whose bytes
+    /// neither came with it nor are held by the log.
+    #[error(
+        "epoch {epoch} names a {what} document {hash} that is neither sent with it nor held by the log; publish it with the document's bytes"
+    )]
+    DocumentMissing {
+        /// The epoch.
+        epoch: u64,
+        /// Which document.
+        what: &'static str,
+        /// Its hash.
+        hash: String,
+    },
+    /// `CONTROL_DOCUMENT_UNNAMED`: a document sent that the record does not name.
+    #[error("a document {hash} was sent with epoch {epoch}, which does not name it")]
+    DocumentUnnamed {
+        /// The epoch.
+        epoch: u64,
+        /// The document's hash.
+        hash: String,
+    },
+    /// `CONTROL_MEMBERSHIP`: the membership document is not valid, or leaves
+    /// no enabled voter.
+    #[error("epoch {epoch}'s membership is refused: {why}")]
+    Membership {
+        /// The epoch.
+        epoch: u64,
+        /// Why.
+        why: String,
+    },
+    /// `CONTROL_NO_CLUSTER`: a report before the first epoch.
+    #[error("the cluster has no epoch yet; a node reports only once the first epoch is published")]
+    NoCluster,
+    /// `CONTROL_NOT_MEMBER`: a report from a node that is not an enabled member.
+    #[error("node {node} is not an enabled member of epoch {epoch}; its reports do not count")]
+    NotMember {
+        /// The node.
+        node: NodeId,
+        /// The current epoch.
+        epoch: u64,
+    },
+    /// `CONTROL_STALE_REPORT`: a report about an epoch that is not the current one.
+    #[error(
+        "the report is about epoch {reported} ({hash}); the current epoch is {current}: report under the current epoch"
+    )]
+    StaleReport {
+        /// The epoch reported.
+        reported: u64,
+        /// The hash reported.
+        hash: String,
+        /// The current one.
+        current: u64,
+    },
+    /// `CONTROL_SELF_OBSERVATION`: a node reporting an observation of itself
+    /// (spec 3.3: self-report is insufficient).
+    #[error("node {node} reported an observation of itself; only a peer's observation counts")]
+    SelfObservation {
+        /// The node.
+        node: NodeId,
+    },
+    /// `CONTROL_OBSERVED_NOT_MEMBER`: an observation of a node that is not a member.
+    #[error("node {from} observed node {peer}, which is not a member of epoch {epoch}")]
+    ObservedNotMember {
+        /// The observer.
+        from: NodeId,
+        /// The peer.
+        peer: NodeId,
+        /// The current epoch.
+        epoch: u64,
+    },
+    /// `CONTROL_OTHER_CLUSTER`: an observed certificate of another cluster.
+    #[error("node {from} observed a certificate of cluster {found}, not this cluster {expected}")]
+    ObservedOtherCluster {
+        /// The observer.
+        from: NodeId,
+        /// The cluster in the certificate.
+        found: ClusterId,
+        /// This cluster.
+        expected: ClusterId,
+    },
+}
+
+impl ControlError {
+    /// The rule's stable code.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::Epoch(e) => e.code(),
+            Self::DocumentMissing { .. } => "CONTROL_DOCUMENT_MISSING",
+            Self::DocumentUnnamed { .. } => "CONTROL_DOCUMENT_UNNAMED",
+            Self::Membership { .. } => "CONTROL_MEMBERSHIP",
+            Self::NoCluster => "CONTROL_NO_CLUSTER",
+            Self::NotMember { .. } => "CONTROL_NOT_MEMBER",
+            Self::StaleReport { .. } => "CONTROL_STALE_REPORT",
+            Self::SelfObservation { .. } => "CONTROL_SELF_OBSERVATION",
+            Self::ObservedNotMember { .. } => "CONTROL_OBSERVED_NOT_MEMBER",
+            Self::ObservedOtherCluster { .. } => "CONTROL_OTHER_CLUSTER",
+        }
+    }
+}
+
+/// Why an enabled member keeps the current epoch from being effective.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Missing {
+    /// It has not reported applying the epoch (it last reported `runs`).
+    NotApplied {
+        /// The last epoch it reported applying, if any.
+        runs: Option<Epoch>,
+    },
+    /// No enabled peer has reported observing it under the epoch.
+    NotObserved,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotApplied { runs: Some(e) } => {
+                write!(f, "has not applied it (last applied epoch {})", e.0)
+            }
+            Self::NotApplied { runs: None } => f.write_str("has not applied any epoch"),
+            Self::NotObserved => f.write_str("no enabled peer has observed it under this epoch"),
+        }
+    }
+}
+
+/// Where an epoch stands (spec 1.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EpochState {
+    /// Committed to the log, not yet effective: the members still missing.
+    Converging {
+        /// Each enabled member that is missing, and why.
+        missing: Vec<(NodeId, Missing)>,
+    },
+    /// Every enabled member applied it and was observed under it by a peer;
+    /// it became so at this log index.
+    Effective {
+        /// The log index of the report that completed it.
+        at: u64,
+    },
+    /// A later epoch was published before this one became effective.
+    Superseded,
 }
 
 /// The state every member derives from the log.
 #[derive(Clone, Debug, Default)]
 pub struct ControlState {
     chain: Option<EpochChain>,
+    /// The current epoch's documents, by hash.
+    documents: DocumentSet,
+    /// The current epoch's membership, decoded.
+    members: Option<MembersList>,
+    /// The last epoch each node reported applying.
+    applied: BTreeMap<NodeId, (Epoch, EpochHash)>,
+    /// Observations of each node under the current epoch (at most
+    /// [`OBSERVERS_KEPT`] observers each).
+    observed: BTreeMap<NodeId, BTreeMap<NodeId, Observation>>,
+    /// When each epoch became effective (log index), for those that did.
+    effective: BTreeMap<Epoch, u64>,
 }
 
-/// The state as a snapshot holds it: every record of the chain, first first.
-/// Restoring replays the chain, so a snapshot is checked record by record as
-/// the log was.
+/// The state as a snapshot holds it.
 #[derive(Serialize, Deserialize)]
 struct Image {
     format: u32,
+    /// Every record of the chain, first first: restoring replays the chain, so
+    /// a snapshot is checked record by record as the log was.
     epochs: Vec<SignedEpoch>,
+    documents: Vec<ByteBuf>,
+    applied: Vec<(NodeId, Epoch, EpochHash)>,
+    observed: Vec<(NodeId, Observation)>,
+    effective: Vec<(Epoch, u64)>,
 }
 
 /// The format of a snapshot's image.
-const IMAGE_FORMAT: u32 = 1;
+const IMAGE_FORMAT: u32 = 2;
 
 /// Why a snapshot image was refused.
 #[derive(Debug, thiserror::Error)]
@@ -124,32 +354,247 @@ pub enum ImageError {
         /// The rule.
         error: EpochError,
     },
+    /// The image's documents are not those its current epoch names.
+    #[error("the control-state snapshot's documents do not match its epoch: {0}")]
+    Documents(ControlError),
+}
+
+/// Documents by hash.
+type DocumentSet = BTreeMap<[u8; 32], Vec<u8>>;
+
+/// The documents a record names, with their names.
+fn named(d: &Documents) -> [(&'static str, [u8; 32]); 7] {
+    [
+        ("CA policy", d.ca_policy),
+        ("security bundle", d.bundle),
+        ("membership", d.membership),
+        ("shard map", d.shard_map),
+        ("scheduler", d.scheduler),
+        ("replication", d.replication),
+        ("backup", d.backup),
+    ]
+}
+
+/// The documents of `record` from those `sent` and those `held`, and its
+/// membership decoded.
+fn gather(
+    record: &EpochRecord,
+    sent: &[ByteBuf],
+    held: &DocumentSet,
+) -> Result<(DocumentSet, MembersList), ControlError> {
+    let epoch = record.number.0;
+    let names = named(&record.documents);
+    let mut docs = BTreeMap::new();
+    for d in sent {
+        let h = Documents::hash(d);
+        if !names.iter().any(|(_, n)| *n == h) {
+            return Err(ControlError::DocumentUnnamed {
+                epoch,
+                hash: scratchbird_types::hex(&h),
+            });
+        }
+        docs.insert(h, d.to_vec());
+    }
+    let empty = Documents::empty_hash();
+    for (what, h) in names {
+        if h == empty || docs.contains_key(&h) {
+            continue;
+        }
+        let Some(d) = held.get(&h) else {
+            return Err(ControlError::DocumentMissing {
+                epoch,
+                what,
+                hash: scratchbird_types::hex(&h),
+            });
+        };
+        docs.insert(h, d.clone());
+    }
+    let membership = |why: String| ControlError::Membership { epoch, why };
+    let bytes = docs
+        .get(&record.documents.membership)
+        .ok_or_else(|| membership("an epoch must name a membership document".into()))?;
+    let list = members::decode(bytes, record.cluster)
+        .map_err(|e: MembersError| membership(e.to_string()))?;
+    if !members::enabled_nodes(&list)
+        .any(|n| n.roles.contains(&scratchbird_net::verify::Role::Voter))
+    {
+        return Err(membership(
+            "it leaves no enabled voter; the control log needs at least one".into(),
+        ));
+    }
+    Ok((docs, list))
 }
 
 impl ControlState {
-    /// Applies one command.
-    pub fn apply(&mut self, command: &Command) -> Outcome {
-        match command {
-            Command::Publish { epoch } => self.publish(epoch),
+    /// Applies one command, the entry at log index `index`.
+    pub fn apply(&mut self, index: u64, command: &Command) -> Outcome {
+        let done = match command {
+            Command::Publish { epoch, documents } => self.publish(epoch, documents),
+            Command::Report { from, report } => self.report(index, *from, report),
+        };
+        done.unwrap_or_else(|e| Outcome::Refused {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn publish(&mut self, epoch: &SignedEpoch, sent: &[ByteBuf]) -> Result<Outcome, ControlError> {
+        let record = match &self.chain {
+            Some(chain) => chain.check(epoch)?,
+            None => start(epoch)?.current().clone(),
+        };
+        let (documents, list) = gather(&record, sent, &self.documents)?;
+        match &mut self.chain {
+            Some(chain) => {
+                chain.apply(epoch.clone())?;
+            }
+            None => self.chain = Some(start(epoch)?),
+        }
+        self.documents = documents;
+        // Reports of nodes that are no longer members are dropped.
+        self.applied
+            .retain(|n, _| members::node(&list, *n).is_some());
+        self.members = Some(list);
+        // Observations are per epoch; those of the previous one no longer count.
+        self.observed.clear();
+        Ok(Outcome::Published {
+            number: record.number,
+            hash: epoch.hash(),
+        })
+    }
+
+    fn report(
+        &mut self,
+        index: u64,
+        from: NodeId,
+        report: &Report,
+    ) -> Result<Outcome, ControlError> {
+        let (current, hash) = {
+            let chain = self.chain.as_ref().ok_or(ControlError::NoCluster)?;
+            (chain.current().clone(), chain.current_hash())
+        };
+        let list = self.members.as_ref().ok_or(ControlError::NoCluster)?;
+        if !members::node(list, from).is_some_and(|n| n.enabled) {
+            return Err(ControlError::NotMember {
+                node: from,
+                epoch: current.number.0,
+            });
+        }
+        let (reported, reported_hash) = match report {
+            Report::Applied { epoch, hash } => (*epoch, *hash),
+            Report::Observed(o) => (o.epoch, o.hash),
+        };
+        if (reported, reported_hash) != (current.number, hash) {
+            return Err(ControlError::StaleReport {
+                reported: reported.0,
+                hash: reported_hash.to_string(),
+                current: current.number.0,
+            });
+        }
+        match report {
+            Report::Applied { .. } => {
+                self.applied.insert(from, (reported, reported_hash));
+            }
+            Report::Observed(o) => {
+                if o.peer == from {
+                    return Err(ControlError::SelfObservation { node: from });
+                }
+                if members::node(list, o.peer).is_none() {
+                    return Err(ControlError::ObservedNotMember {
+                        from,
+                        peer: o.peer,
+                        epoch: current.number.0,
+                    });
+                }
+                if o.cluster != current.cluster {
+                    return Err(ControlError::ObservedOtherCluster {
+                        from,
+                        found: o.cluster,
+                        expected: current.cluster,
+                    });
+                }
+                let by = self.observed.entry(o.peer).or_default();
+                if by.len() < OBSERVERS_KEPT || by.contains_key(&from) {
+                    by.insert(from, o.clone());
+                }
+            }
+        }
+        let effective = self.effective.contains_key(&current.number)
+            || match self.state_of_current() {
+                Some(EpochState::Effective { .. }) => {
+                    self.effective.insert(current.number, index);
+                    true
+                }
+                _ => false,
+            };
+        Ok(Outcome::Recorded { effective })
+    }
+
+    /// The current epoch's convergence, computed from the reports (`None`
+    /// before the first epoch). Effective means: every enabled member of the
+    /// epoch's membership has applied it, and each has been observed under it
+    /// by another enabled member (a node's report about itself never counts).
+    /// A membership of one enabled node has no peer to observe it: applying
+    /// is all it can show.
+    fn state_of_current(&self) -> Option<EpochState> {
+        let chain = self.chain.as_ref()?;
+        let list = self.members.as_ref()?;
+        let (number, hash) = (chain.current().number, chain.current_hash());
+        if let Some(at) = self.effective.get(&number) {
+            return Some(EpochState::Effective { at: *at });
+        }
+        let enabled: BTreeSet<NodeId> = members::enabled_nodes(list).map(|n| n.id).collect();
+        let alone = enabled.len() == 1;
+        let mut missing = Vec::new();
+        for node in &enabled {
+            match self.applied.get(node) {
+                Some((e, h)) if (*e, *h) == (number, hash) => {}
+                other => {
+                    missing.push((
+                        *node,
+                        Missing::NotApplied {
+                            runs: other.map(|(e, _)| *e),
+                        },
+                    ));
+                    continue;
+                }
+            }
+            let seen = self
+                .observed
+                .get(node)
+                .is_some_and(|by| by.keys().any(|o| o != node && enabled.contains(o)));
+            if !seen && !alone {
+                missing.push((*node, Missing::NotObserved));
+            }
+        }
+        Some(if missing.is_empty() {
+            EpochState::Effective { at: 0 }
+        } else {
+            EpochState::Converging { missing }
+        })
+    }
+
+    /// Where epoch `n` stands (`None` if it was never published).
+    #[must_use]
+    pub fn epoch_state(&self, n: Epoch) -> Option<EpochState> {
+        let chain = self.chain.as_ref()?;
+        chain.get(n)?;
+        if let Some(at) = self.effective.get(&n) {
+            return Some(EpochState::Effective { at: *at });
+        }
+        if n == chain.current().number {
+            self.state_of_current()
+        } else {
+            Some(EpochState::Superseded)
         }
     }
 
-    fn publish(&mut self, epoch: &SignedEpoch) -> Outcome {
-        let applied = match &mut self.chain {
-            Some(chain) => chain
-                .apply(epoch.clone())
-                .map(|r| r.number)
-                .map(|number| (number, chain.current_hash())),
-            None => start(epoch).map(|chain| {
-                let done = (chain.current().number, chain.current_hash());
-                self.chain = Some(chain);
-                done
-            }),
-        };
-        match applied {
-            Ok((number, hash)) => Outcome::Published { number, hash },
-            Err(e) => Outcome::refused(&e),
-        }
+    /// Whether the current epoch is effective.
+    #[must_use]
+    pub fn is_effective(&self) -> bool {
+        self.chain
+            .as_ref()
+            .is_some_and(|c| self.effective.contains_key(&c.current().number))
     }
 
     /// The cluster's epoch chain, once its first epoch is published.
@@ -170,6 +615,30 @@ impl ControlState {
         self.chain.as_ref().map_or(Epoch(0), |c| c.current().number)
     }
 
+    /// The current epoch's membership.
+    #[must_use]
+    pub fn members(&self) -> Option<&MembersList> {
+        self.members.as_ref()
+    }
+
+    /// A document of the current epoch, by hash.
+    #[must_use]
+    pub fn document(&self, hash: &[u8; 32]) -> Option<&[u8]> {
+        self.documents.get(hash).map(Vec::as_slice)
+    }
+
+    /// The last epoch each node reported applying.
+    #[must_use]
+    pub fn applied_by(&self) -> &BTreeMap<NodeId, (Epoch, EpochHash)> {
+        &self.applied
+    }
+
+    /// The observations of each node under the current epoch, by observer.
+    #[must_use]
+    pub fn observations(&self) -> &BTreeMap<NodeId, BTreeMap<NodeId, Observation>> {
+        &self.observed
+    }
+
     /// The state as a snapshot's bytes.
     ///
     /// # Errors
@@ -182,6 +651,23 @@ impl ControlState {
                 .as_ref()
                 .map(|c| c.signed().cloned().collect())
                 .unwrap_or_default(),
+            documents: self
+                .documents
+                .values()
+                .cloned()
+                .map(ByteBuf::from)
+                .collect(),
+            applied: self
+                .applied
+                .iter()
+                .map(|(n, (e, h))| (*n, *e, *h))
+                .collect(),
+            observed: self
+                .observed
+                .values()
+                .flat_map(|by| by.iter().map(|(o, obs)| (*o, obs.clone())))
+                .collect(),
+            effective: self.effective.iter().map(|(e, at)| (*e, *at)).collect(),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&image, &mut out)
@@ -190,10 +676,11 @@ impl ControlState {
     }
 
     /// Restores the state from a snapshot's bytes, checking every record of its
-    /// chain as the log did.
+    /// chain as the log did and its documents against the current epoch.
     ///
     /// # Errors
-    /// The bytes are not an image of this format, or a record breaks a rule.
+    /// The bytes are not an image of this format, a record breaks a rule, or
+    /// the documents are not the current epoch's.
     pub fn from_image(bytes: &[u8]) -> Result<Self, ImageError> {
         if bytes.is_empty() {
             return Ok(Self::default());
@@ -215,7 +702,24 @@ impl ControlState {
                 .apply(e)
                 .map_err(|error| ImageError::Chain { at: i + 1, error })?;
         }
-        Ok(Self { chain: Some(chain) })
+        let (documents, list) = gather(chain.current(), &image.documents, &BTreeMap::new())
+            .map_err(ImageError::Documents)?;
+        let mut observed: BTreeMap<NodeId, BTreeMap<NodeId, Observation>> = BTreeMap::new();
+        for (by, o) in image.observed {
+            observed.entry(o.peer).or_default().insert(by, o);
+        }
+        Ok(Self {
+            chain: Some(chain),
+            documents,
+            members: Some(list),
+            applied: image
+                .applied
+                .into_iter()
+                .map(|(n, e, h)| (n, (e, h)))
+                .collect(),
+            observed,
+            effective: image.effective.into_iter().collect(),
+        })
     }
 }
 

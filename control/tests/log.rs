@@ -27,10 +27,12 @@ use scratchbird_control::log::member::{ControlMember, LogConfig, SubmitError};
 use scratchbird_control::log::net::{Loopback, RaftReply, RaftRequest, serve};
 use scratchbird_control::log::store::{LogStore, open};
 use scratchbird_control::log::{ControlRaft, MemberId, PeerAddr, StorageError};
+use scratchbird_control::members;
 use scratchbird_control::state::{Command, ControlState, Outcome};
 use scratchbird_control::{
     AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord, SignedEpoch,
 };
+use scratchbird_net::verify::{MembersList, NodeEntry, Role};
 use scratchbird_types::{ClusterId, Epoch};
 use tempfile::TempDir;
 
@@ -61,6 +63,23 @@ fn cluster() -> ClusterId {
     ClusterId::from_bytes([3; 16])
 }
 
+/// Nodes 1 to 5, enabled voters.
+fn membership() -> Vec<u8> {
+    let list = MembersList {
+        cluster: cluster(),
+        nodes: (1..=5)
+            .map(|i| NodeEntry {
+                id: member_id(i).node(),
+                name: format!("n{i}"),
+                enabled: true,
+                roles: vec![Role::Voter],
+            })
+            .collect(),
+        users: vec![],
+    };
+    members::encode(&list).unwrap()
+}
+
 fn first_epoch() -> EpochRecord {
     EpochRecord {
         format: EPOCH_FORMAT,
@@ -71,7 +90,7 @@ fn first_epoch() -> EpochRecord {
         documents: Documents {
             ca_policy: Documents::hash(b"ca"),
             bundle: Documents::hash(b"bundle 1"),
-            membership: Documents::hash(b"members"),
+            membership: Documents::hash(&membership()),
             shard_map: Documents::hash(b"shards"),
             scheduler: Documents::empty_hash(),
             replication: Documents::empty_hash(),
@@ -105,8 +124,30 @@ fn epochs(n: u64) -> Vec<SignedEpoch> {
     out
 }
 
+/// Every document the test epochs name.
+fn known_documents() -> Vec<Vec<u8>> {
+    let mut d = vec![membership(), b"ca".to_vec(), b"shards".to_vec()];
+    d.extend((1..=20).map(|i| format!("bundle {i}").into_bytes()));
+    d
+}
+
+/// Publishes `e` with the documents it names.
 fn publish(e: &SignedEpoch) -> Command {
-    Command::Publish { epoch: e.clone() }
+    let r = e.read().unwrap();
+    let named = [
+        r.documents.ca_policy,
+        r.documents.bundle,
+        r.documents.membership,
+        r.documents.shard_map,
+    ];
+    Command::Publish {
+        epoch: e.clone(),
+        documents: known_documents()
+            .into_iter()
+            .filter(|d| named.contains(&Documents::hash(d)))
+            .map(Into::into)
+            .collect(),
+    }
 }
 
 // ---------------------------------------------------------------- members
@@ -522,8 +563,8 @@ async fn a_snapshot_whose_chain_breaks_a_rule_is_not_installed() {
     let (_, mut sm) = open(dir.path()).unwrap();
     let chain = epochs(3);
     let mut state = ControlState::default();
-    for e in &chain {
-        state.apply(&publish(e));
+    for (i, e) in chain.iter().enumerate() {
+        state.apply(i as u64, &publish(e));
     }
     let good = state.image().unwrap();
     // The same image with one signature byte changed.

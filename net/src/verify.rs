@@ -145,7 +145,7 @@ impl Refusal {
 }
 
 /// A node's role (spec 2.3), centrally authorized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Accepts client SQL and plans it.

@@ -1,0 +1,517 @@
+//! The control state's rules beyond the epoch chain: the documents an epoch
+//! names travel with it, the membership is a canonical document with an enabled
+//! voter, reports come from enabled members about the current epoch, and an
+//! epoch is effective only when every enabled member applied it and a peer
+//! observed it under it. Then: a snapshot image restores the same state, and
+//! applying is deterministic over hostile command streams.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test"
+)]
+
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use scratchbird_control::epoch::EPOCH_FORMAT;
+use scratchbird_control::members;
+use scratchbird_control::state::{
+    Command, ControlState, EpochState, Missing, Observation, Outcome, Report,
+};
+use scratchbird_control::{
+    AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord, SignedEpoch,
+};
+use scratchbird_net::verify::{MembersList, NodeEntry, Role};
+use scratchbird_types::{ClusterId, Epoch, NodeId};
+
+fn admin() -> SigningKey {
+    SigningKey::from_bytes(&[21; 32])
+}
+
+fn cluster() -> ClusterId {
+    ClusterId::from_bytes([4; 16])
+}
+
+fn node(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 16])
+}
+
+/// A membership of nodes `(n, enabled, voter)`.
+fn membership(nodes: &[(u8, bool, bool)]) -> Vec<u8> {
+    let list = MembersList {
+        cluster: cluster(),
+        nodes: nodes
+            .iter()
+            .map(|&(n, enabled, voter)| NodeEntry {
+                id: node(n),
+                name: format!("n{n}"),
+                enabled,
+                roles: if voter {
+                    vec![Role::Voter, Role::Shard]
+                } else {
+                    vec![Role::Shard]
+                },
+            })
+            .collect(),
+        users: vec![],
+    };
+    members::encode(&list).unwrap()
+}
+
+fn record(number: u64, prev: EpochHash, members: &[u8]) -> EpochRecord {
+    EpochRecord {
+        format: EPOCH_FORMAT,
+        cluster: cluster(),
+        number: Epoch(number),
+        prev,
+        created_us: 1_000 * i64::try_from(number).unwrap(),
+        documents: Documents {
+            ca_policy: Documents::hash(b"ca"),
+            bundle: Documents::empty_hash(),
+            membership: Documents::hash(members),
+            shard_map: Documents::empty_hash(),
+            scheduler: Documents::empty_hash(),
+            replication: Documents::empty_hash(),
+            backup: Documents::empty_hash(),
+        },
+        capabilities: Capabilities {
+            protocol: 1,
+            abi: 1,
+            envelope: 1,
+            storage_format: 1,
+        },
+        token_fingerprint: [1; 32],
+        administrators: Administrators::new(vec![AdminKey::of(&admin())], 1),
+        forced: None,
+        note: format!("epoch {number}"),
+    }
+}
+
+fn sign(r: &EpochRecord) -> SignedEpoch {
+    r.signed_by(&[&admin()]).unwrap()
+}
+
+fn publish(e: &SignedEpoch, docs: &[&[u8]]) -> Command {
+    Command::Publish {
+        epoch: e.clone(),
+        documents: docs.iter().map(|d| d.to_vec().into()).collect(),
+    }
+}
+
+fn code(o: &Outcome) -> &str {
+    match o {
+        Outcome::Refused { code, .. } => code,
+        other => panic!("not refused: {other}"),
+    }
+}
+
+/// A state at epoch 1 with nodes 1-3 enabled voters and 4 disabled.
+fn started() -> (ControlState, SignedEpoch) {
+    let m = membership(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, false, true),
+    ]);
+    let e = sign(&record(1, EpochHash::NONE, &m));
+    let mut s = ControlState::default();
+    assert!(matches!(
+        s.apply(1, &publish(&e, &[b"ca", &m])),
+        Outcome::Published { .. }
+    ));
+    (s, e)
+}
+
+fn applied(s: &mut ControlState, at: u64, from: u8, e: &SignedEpoch) -> Outcome {
+    let r = e.read().unwrap();
+    s.apply(
+        at,
+        &Command::Report {
+            from: node(from),
+            report: Report::Applied {
+                epoch: r.number,
+                hash: e.hash(),
+            },
+        },
+    )
+}
+
+fn observed(s: &mut ControlState, at: u64, from: u8, peer: u8, e: &SignedEpoch) -> Outcome {
+    let r = e.read().unwrap();
+    s.apply(
+        at,
+        &Command::Report {
+            from: node(from),
+            report: Report::Observed(Observation {
+                peer: node(peer),
+                epoch: r.number,
+                hash: e.hash(),
+                cluster: cluster(),
+                issuer: "root".into(),
+                not_after: 2_000_000_000,
+                at_us: 5,
+            }),
+        },
+    )
+}
+
+#[test]
+fn an_epoch_brings_the_documents_it_names_and_a_membership_with_a_voter() {
+    let m = membership(&[(1, true, true)]);
+    let e = sign(&record(1, EpochHash::NONE, &m));
+    let mut s = ControlState::default();
+    // the CA policy is named but not sent
+    assert_eq!(
+        code(&s.apply(1, &publish(&e, &[&m]))),
+        "CONTROL_DOCUMENT_MISSING"
+    );
+    // a document the record does not name
+    assert_eq!(
+        code(&s.apply(2, &publish(&e, &[&m, b"ca", b"stray"]))),
+        "CONTROL_DOCUMENT_UNNAMED"
+    );
+    assert_eq!(s.epoch(), Epoch(0), "a refused first epoch starts nothing");
+    assert!(matches!(
+        s.apply(3, &publish(&e, &[&m, b"ca"])),
+        Outcome::Published { .. }
+    ));
+
+    // Epoch 2 changes only its note: the documents it names are held already.
+    let mut r2 = record(2, e.hash(), &m);
+    r2.note = "unchanged documents".into();
+    let e2 = sign(&r2);
+    assert!(matches!(
+        s.apply(4, &publish(&e2, &[])),
+        Outcome::Published { .. }
+    ));
+
+    // A membership without an enabled voter, of another cluster, or not
+    // canonical, is refused, and the chain does not move.
+    let no_voter = membership(&[(1, true, false), (2, false, true)]);
+    let e3 = sign(&record(3, e2.hash(), &no_voter));
+    assert_eq!(
+        code(&s.apply(5, &publish(&e3, &[&no_voter]))),
+        "CONTROL_MEMBERSHIP"
+    );
+    let mut other = members::decode(&m, cluster()).unwrap();
+    other.cluster = ClusterId::from_bytes([9; 16]);
+    let mut other_bytes = Vec::new();
+    ciborium::into_writer(&other, &mut other_bytes).unwrap();
+    let e3 = sign(&record(3, e2.hash(), &other_bytes));
+    assert_eq!(
+        code(&s.apply(6, &publish(&e3, &[&other_bytes]))),
+        "CONTROL_MEMBERSHIP"
+    );
+    let mut unsorted =
+        members::decode(&membership(&[(1, true, true), (2, true, true)]), cluster()).unwrap();
+    unsorted.nodes.reverse();
+    let mut unsorted_bytes = Vec::new();
+    ciborium::into_writer(&unsorted, &mut unsorted_bytes).unwrap();
+    let e3 = sign(&record(3, e2.hash(), &unsorted_bytes));
+    let refused = s.apply(7, &publish(&e3, &[&unsorted_bytes]));
+    assert_eq!(code(&refused), "CONTROL_MEMBERSHIP");
+    assert!(refused.to_string().contains("canonical"), "{refused}");
+    assert_eq!(s.epoch(), Epoch(2));
+    // and an epoch rule still comes first
+    assert_eq!(code(&s.apply(8, &publish(&e2, &[]))), "EPOCH_REPEAT");
+}
+
+#[test]
+fn reports_come_from_enabled_members_about_the_current_epoch() {
+    let mut fresh = ControlState::default();
+    let (mut s, e1) = started();
+    assert_eq!(code(&applied(&mut fresh, 1, 1, &e1)), "CONTROL_NO_CLUSTER");
+    assert_eq!(code(&applied(&mut s, 2, 9, &e1)), "CONTROL_NOT_MEMBER");
+    assert_eq!(
+        code(&applied(&mut s, 3, 4, &e1)),
+        "CONTROL_NOT_MEMBER",
+        "disabled"
+    );
+    assert_eq!(
+        code(&observed(&mut s, 4, 1, 1, &e1)),
+        "CONTROL_SELF_OBSERVATION"
+    );
+    assert_eq!(
+        code(&observed(&mut s, 5, 1, 9, &e1)),
+        "CONTROL_OBSERVED_NOT_MEMBER"
+    );
+    let mut other = Command::Report {
+        from: node(1),
+        report: Report::Observed(Observation {
+            peer: node(2),
+            epoch: Epoch(1),
+            hash: e1.hash(),
+            cluster: ClusterId::from_bytes([9; 16]),
+            issuer: "root".into(),
+            not_after: 0,
+            at_us: 0,
+        }),
+    };
+    assert_eq!(code(&s.apply(6, &other)), "CONTROL_OTHER_CLUSTER");
+    // a report about another epoch (or the right number with another hash)
+    let forged = sign(&record(1, EpochHash::NONE, &membership(&[(1, true, true)])));
+    assert_eq!(
+        code(&applied(&mut s, 7, 1, &forged)),
+        "CONTROL_STALE_REPORT"
+    );
+    if let Command::Report {
+        report: Report::Observed(o),
+        ..
+    } = &mut other
+    {
+        o.cluster = cluster();
+        o.epoch = Epoch(2);
+    }
+    assert_eq!(code(&s.apply(8, &other)), "CONTROL_STALE_REPORT");
+    assert!(s.applied_by().is_empty() && s.observations().is_empty());
+}
+
+#[test]
+fn an_epoch_is_effective_only_when_every_enabled_member_applied_it_and_was_observed() {
+    let (mut s, e1) = started();
+    let converging = |s: &ControlState| match s.epoch_state(Epoch(1)).unwrap() {
+        EpochState::Converging { missing } => missing,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        converging(&s).len(),
+        3,
+        "nodes 1-3; node 4 is disabled and does not count"
+    );
+    for n in 1..=3 {
+        assert_eq!(
+            applied(&mut s, 10 + u64::from(n), n, &e1),
+            Outcome::Recorded { effective: false }
+        );
+    }
+    assert!(
+        converging(&s)
+            .iter()
+            .all(|(_, m)| *m == Missing::NotObserved)
+    );
+    observed(&mut s, 20, 1, 2, &e1);
+    observed(&mut s, 21, 2, 3, &e1);
+    assert_eq!(converging(&s), vec![(node(1), Missing::NotObserved)]);
+    // an observation by the disabled node 4 is refused; node 1 stays missing
+    assert_eq!(code(&observed(&mut s, 22, 4, 1, &e1)), "CONTROL_NOT_MEMBER");
+    assert_eq!(
+        observed(&mut s, 23, 3, 1, &e1),
+        Outcome::Recorded { effective: true }
+    );
+    assert_eq!(
+        s.epoch_state(Epoch(1)),
+        Some(EpochState::Effective { at: 23 })
+    );
+    assert!(s.is_effective());
+
+    // Epoch 2 re-enables node 4: nothing counts until it applies and is observed
+    // under epoch 2, and epoch 1 stays effective as it was.
+    let m2 = membership(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, true, true),
+    ]);
+    let e2 = sign(&record(2, e1.hash(), &m2));
+    assert!(matches!(
+        s.apply(30, &publish(&e2, &[&m2])),
+        Outcome::Published { .. }
+    ));
+    assert_eq!(
+        s.epoch_state(Epoch(1)),
+        Some(EpochState::Effective { at: 23 })
+    );
+    assert!(!s.is_effective());
+    let missing = converging_at(&s, 2);
+    assert_eq!(missing.len(), 4);
+    assert_eq!(
+        missing[0].1,
+        Missing::NotApplied {
+            runs: Some(Epoch(1))
+        }
+    );
+    assert_eq!(missing[3], (node(4), Missing::NotApplied { runs: None }));
+    for n in 1..=4 {
+        applied(&mut s, 40 + u64::from(n), n, &e2);
+    }
+    for (a, b) in [(1, 2), (2, 3), (3, 1)] {
+        observed(&mut s, 50 + u64::from(a), a, b, &e2);
+    }
+    assert_eq!(converging_at(&s, 2), vec![(node(4), Missing::NotObserved)]);
+    // Observations made under epoch 1 do not count for epoch 2.
+    assert_eq!(
+        code(&observed(&mut s, 60, 1, 4, &e1)),
+        "CONTROL_STALE_REPORT"
+    );
+    assert_eq!(
+        observed(&mut s, 61, 1, 4, &e2),
+        Outcome::Recorded { effective: true }
+    );
+
+    // Epoch 3, published before it converged, is superseded by epoch 4.
+    let e3 = sign(&record(3, e2.hash(), &m2));
+    s.apply(70, &publish(&e3, &[]));
+    let e4 = sign(&record(4, e3.hash(), &m2));
+    s.apply(71, &publish(&e4, &[]));
+    assert_eq!(s.epoch_state(Epoch(3)), Some(EpochState::Superseded));
+    assert!(s.epoch_state(Epoch(9)).is_none());
+}
+
+fn converging_at(s: &ControlState, n: u64) -> Vec<(NodeId, Missing)> {
+    match s.epoch_state(Epoch(n)).unwrap() {
+        EpochState::Converging { missing } => missing,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_enabled_member_is_effective_once_it_applies() {
+    let m = membership(&[(1, true, true), (2, false, false)]);
+    let e = sign(&record(1, EpochHash::NONE, &m));
+    let mut s = ControlState::default();
+    s.apply(1, &publish(&e, &[&m, b"ca"]));
+    assert!(!s.is_effective());
+    assert_eq!(
+        applied(&mut s, 2, 1, &e),
+        Outcome::Recorded { effective: true }
+    );
+}
+
+#[test]
+fn a_snapshot_image_restores_the_same_state() {
+    let (mut s, e1) = started();
+    for n in 1..=3 {
+        applied(&mut s, u64::from(n), n, &e1);
+    }
+    observed(&mut s, 5, 1, 2, &e1);
+    observed(&mut s, 6, 2, 3, &e1);
+    observed(&mut s, 7, 3, 1, &e1);
+    let back = ControlState::from_image(&s.image().unwrap()).unwrap();
+    assert_eq!(back.image().unwrap(), s.image().unwrap());
+    assert_eq!(back.epoch_state(Epoch(1)), s.epoch_state(Epoch(1)));
+    assert_eq!(back.members(), s.members());
+    assert_eq!(back.observations(), s.observations());
+    // bytes that are not an image, and an image of a later format, are refused
+    assert!(ControlState::from_image(b"\xa1not an image").is_err());
+    assert!(ControlState::from_image(&[]).unwrap().chain().is_none());
+}
+
+// ------------------------------------------------------------ determinism
+
+/// A command drawn from a small world: epochs 1-4 (honest or forged), reports
+/// from members and strangers, about current and stale epochs.
+/// Reports are mostly about the state's current epoch, publications mostly of
+/// the next one, so that epochs do converge.
+fn command(pick: (u8, u8, u8, u8), chain: &[(SignedEpoch, Vec<u8>)], current: Epoch) -> Command {
+    let (kind, a, b, which) = pick;
+    let honest = usize::try_from(current.0).unwrap();
+    let at = match (which, kind) {
+        (0..=5, 0 | 1) => honest.min(chain.len() - 2),
+        (0..=5, _) => honest.saturating_sub(1),
+        _ => usize::from(which) % chain.len(),
+    };
+    let (e, m) = &chain[at];
+    match kind {
+        0 => publish(e, &[m.as_slice(), b"ca"]),
+        1 => publish(e, &[]),
+        2..=20 => {
+            let r = e.read().unwrap();
+            Command::Report {
+                from: node(a % 6),
+                report: Report::Applied {
+                    epoch: r.number,
+                    hash: e.hash(),
+                },
+            }
+        }
+        _ => {
+            let r = e.read().unwrap();
+            Command::Report {
+                from: node(a % 6),
+                report: Report::Observed(Observation {
+                    peer: node(b % 6),
+                    epoch: r.number,
+                    hash: e.hash(),
+                    cluster: cluster(),
+                    issuer: "root".into(),
+                    not_after: 0,
+                    at_us: i64::from(a),
+                }),
+            }
+        }
+    }
+}
+
+fn world() -> Vec<(SignedEpoch, Vec<u8>)> {
+    let sets: [&[(u8, bool, bool)]; 4] = [
+        &[(1, true, true), (2, true, true), (3, true, false)],
+        &[
+            (1, true, true),
+            (2, false, true),
+            (3, true, false),
+            (4, true, true),
+        ],
+        &[(2, true, true), (4, true, true)],
+        &[(1, true, true)],
+    ];
+    let mut out = Vec::new();
+    let mut prev = EpochHash::NONE;
+    for (i, set) in sets.iter().enumerate() {
+        let m = membership(set);
+        let e = sign(&record(i as u64 + 1, prev, &m));
+        prev = e.hash();
+        out.push((e, m));
+    }
+    // a fork of epoch 2
+    let m = membership(&[(5, true, true)]);
+    out.push((sign(&record(2, out[0].0.hash(), &m)), m));
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("SB_CONTROL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    ))]
+
+    /// Two members applying the same entries end in the same state, whatever
+    /// the entries; every refusal leaves the state as it was; an epoch once
+    /// effective stays so; an effective current epoch has every enabled member
+    /// applied and observed by a peer.
+    #[test]
+    fn applying_is_deterministic_and_refusals_change_nothing(
+        picks in proptest::collection::vec((0u8..40, 0u8..6, 0u8..6, 0u8..9), 1..120)
+    ) {
+        let chain = world();
+        let (mut a, mut b) = (ControlState::default(), ControlState::default());
+        let mut ever_effective = Vec::new();
+        for (i, p) in picks.into_iter().enumerate() {
+            let c = command(p, &chain, a.epoch());
+            let before = a.image().unwrap();
+            let oa = a.apply(i as u64, &c);
+            let ob = b.apply(i as u64, &c);
+            prop_assert_eq!(&oa, &ob);
+            prop_assert_eq!(a.image().unwrap(), b.image().unwrap());
+            if matches!(oa, Outcome::Refused { .. }) {
+                prop_assert_eq!(a.image().unwrap(), before);
+            }
+            for n in &ever_effective {
+                let effective = matches!(a.epoch_state(*n), Some(EpochState::Effective { .. }));
+                prop_assert!(effective, "epoch {} stopped being effective", n.0);
+            }
+            if a.is_effective() {
+                ever_effective.push(a.epoch());
+                let list = a.members().unwrap();
+                let cur = a.chain().unwrap().current_hash();
+                let enabled: Vec<NodeId> = members::enabled_nodes(list).map(|n| n.id).collect();
+                for n in &enabled {
+                    prop_assert_eq!(a.applied_by().get(n).map(|x| x.1), Some(cur));
+                    if enabled.len() > 1 {
+                        let by = a.observations().get(n).unwrap();
+                        prop_assert!(by.keys().any(|o| o != n && enabled.contains(o)));
+                    }
+                }
+            }
+        }
+    }
+}
