@@ -65,6 +65,7 @@ fn pki() -> Pki {
             name: "n".into(),
             enabled: true,
             roles: vec![Role::Coordinator],
+            peer: None,
         }],
         users: vec![UserEntry {
             name: "bench".into(),
@@ -101,7 +102,10 @@ fn answer(req: Request) -> Vec<Response> {
             let n: usize = q.sql.parse().unwrap_or(0);
             (0..n).map(|_| batch()).collect()
         }
-        Request::Subplan(_) | Request::Control(_) | Request::EndSession(_) => Vec::new(),
+        Request::Subplan(_)
+        | Request::Control(_)
+        | Request::EndSession(_)
+        | Request::ControlPlane(_) => Vec::new(),
     }
 }
 

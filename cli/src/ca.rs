@@ -66,6 +66,10 @@ pub enum CaCommand {
         /// The node's UUID (a new one when omitted).
         #[arg(long, value_name = "UUID")]
         id: Option<Uuid>,
+        /// Where the node's peer endpoint listens (host:port), for the members
+        /// of the control log to reach it (voters and learners need one).
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: Option<String>,
     },
     /// Issues a user certificate (sb://cluster/<c>/user/<name>) and lists the user
     /// in the members file. Writes OUT/<name>.crt, OUT/<name>.key (0600), OUT/ca.crt.
@@ -242,7 +246,12 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             say!("members {}", dir.join("members.toml").display());
             Ok(())
         }
-        CaCommand::IssueNode { common, roles, id } => {
+        CaCommand::IssueNode {
+            common,
+            roles,
+            id,
+            peer,
+        } => {
             let (ca, mut members) = load_ca(&common.dir)?;
             let roles: Vec<Role> = roles
                 .iter()
@@ -291,6 +300,7 @@ pub fn run(cmd: CaCommand) -> Result<()> {
                 name: common.name.clone(),
                 enabled: true,
                 roles,
+                peer,
             });
             members
                 .save(&common.dir.join("members.toml"))

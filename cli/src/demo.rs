@@ -180,6 +180,7 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
             name: "n1".into(),
             enabled: true,
             roles: vec![Role::Coordinator, Role::Shard],
+            peer: None,
         }],
         users: ["admin", "alice", "sam"]
             .iter()

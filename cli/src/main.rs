@@ -9,6 +9,7 @@ mod out;
 mod audit;
 mod bundle;
 mod ca;
+mod cluster;
 mod demo;
 mod remote;
 mod sql;
@@ -69,6 +70,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// The cluster's control plane: init (its genesis), status, member
+    /// enable|disable (a new signed epoch), enrol (the chain for a new node).
+    ///
+    ///   sb cluster init --ca ca --key admin.key --bundle bundle --out genesis.sbc
+    ///   sb cluster status --connect 127.0.0.1:7400 --cert alice.crt --key alice.key --ca ca.crt
+    ///   sb cluster member disable n3 --admin-key admin.key --connect ... --cert ... --key ... --ca ...
+    #[command(subcommand, verbatim_doc_comment)]
+    Cluster(cluster::ClusterCommand),
     /// The audit trail of sandbox executions: show, verify, tail.
     ///
     ///   sb audit verify --data /tmp/db
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => sql::run(&args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Ca(cmd) => ca::run(cmd),
+        Command::Cluster(cmd) => cluster::run(cmd),
         Command::Demo(args) => demo::run(&args),
         Command::Sbnode { args } => {
             let mut all = vec![std::ffi::OsString::from("sbnode")];

@@ -42,6 +42,56 @@ struct Target {
 }
 
 fn target(args: &SqlArgs) -> Result<Target> {
+    target_of(&Conn {
+        connect: args.connect.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+        ca: args.ca.clone(),
+        node: args.node,
+        profile: args.profile.clone(),
+    })
+}
+
+/// Where to connect and as whom: flags, or a profile.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// Connect to a node over QUIC (mutual TLS) at HOST:PORT, with --cert, --key
+    /// and --ca (or a profile).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub connect: Option<String>,
+    /// Your user certificate (sb ca issue-user).
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub cert: Option<PathBuf>,
+    /// Your private key.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub key: Option<PathBuf>,
+    /// The cluster CA certificate.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub ca: Option<PathBuf>,
+    /// Accept only this node (its UUID) at --connect.
+    #[arg(long, value_name = "UUID")]
+    pub node: Option<uuid::Uuid>,
+    /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// Connects as `conn` says, on the current runtime.
+///
+/// # Errors
+/// The flags or profile are incomplete, or the node refuses.
+pub async fn connect(conn: &Conn) -> Result<Client> {
+    let t = target_of(conn)?;
+    Ok(Client::connect_to(
+        t.addr,
+        &t.creds,
+        &TransportLimits::default(),
+        t.node.map(scratchbird_types::NodeId::from_uuid),
+    )
+    .await?)
+}
+
+fn target_of(args: &Conn) -> Result<Target> {
     let (connect, cert, key, ca, node) = match (&args.connect, &args.profile) {
         (Some(c), _) => {
             let need = |v: &Option<PathBuf>, flag: &str| {
@@ -357,7 +407,7 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                     );
                 }
             }
-            Ok(Some(Response::Pong(_))) => {}
+            Ok(Some(Response::Pong(_) | Response::ControlPlane(_))) => {}
             Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => {
                 eprintln!("{}", e.display());
                 return false;

@@ -17,7 +17,9 @@ pub mod epoch;
 mod error;
 pub mod log;
 pub mod members;
+pub mod service;
 pub mod state;
+pub mod wire;
 
 pub use chain::EpochChain;
 pub use epoch::{

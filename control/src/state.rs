@@ -723,6 +723,96 @@ impl ControlState {
     }
 }
 
+/// Why an enrolment image was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolmentError {
+    /// The image does not restore.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// It holds no epoch.
+    #[error("the enrolment holds no epoch")]
+    Empty,
+    /// The cluster's first epoch is signed by administrators this node does
+    /// not trust.
+    #[error(
+        "the cluster's first epoch is signed by administrator key {key}, which this node does not trust; add it to [control] administrators in node.toml if it is yours"
+    )]
+    Untrusted {
+        /// The key.
+        key: crate::epoch::AdminKey,
+    },
+}
+
+impl ControlState {
+    /// Restores a state from an enrolment image (an image that travels to a
+    /// node that has no log yet: `sb cluster init`'s genesis, or a member's
+    /// current chain), checking it as [`ControlState::from_image`] does and that
+    /// the cluster's first epoch is signed only by administrators in `trusted`.
+    ///
+    /// # Errors
+    /// The image does not restore, holds no epoch, or its first epoch's
+    /// administrators are not all trusted.
+    pub fn from_enrolment(
+        bytes: &[u8],
+        trusted: &[crate::epoch::AdminKey],
+    ) -> Result<Self, EnrolmentError> {
+        let s = Self::from_image(bytes)?;
+        let chain = s.chain.as_ref().ok_or(EnrolmentError::Empty)?;
+        let (first, _, _) = chain.get(Epoch(1)).ok_or(EnrolmentError::Empty)?;
+        if let Some(key) = first
+            .administrators
+            .keys
+            .iter()
+            .find(|k| !trusted.contains(k))
+        {
+            return Err(EnrolmentError::Untrusted { key: *key });
+        }
+        Ok(s)
+    }
+
+    /// The command that publishes this state's first epoch with its
+    /// documents: how a new log starts from `sb cluster init`'s genesis.
+    /// `None` unless the state holds exactly one epoch.
+    #[must_use]
+    pub fn genesis(&self) -> Option<Command> {
+        let chain = self.chain.as_ref()?;
+        if chain.current().number != Epoch(1) {
+            return None;
+        }
+        let (_, signed, _) = chain.get(Epoch(1))?;
+        Some(Command::Publish {
+            epoch: signed.clone(),
+            documents: self
+                .documents
+                .values()
+                .cloned()
+                .map(ByteBuf::from)
+                .collect(),
+        })
+    }
+
+    /// Every published epoch, oldest first, with where it stands.
+    #[must_use]
+    pub fn epoch_lines(&self) -> Vec<crate::wire::EpochLine> {
+        let Some(chain) = self.chain.as_ref() else {
+            return Vec::new();
+        };
+        (1..=chain.current().number.0)
+            .filter_map(|n| {
+                let (r, _, hash) = chain.get(Epoch(n))?;
+                Some(crate::wire::EpochLine {
+                    number: r.number,
+                    hash,
+                    note: r.note.clone(),
+                    created_us: r.created_us,
+                    forced: r.forced.is_some(),
+                    state: self.epoch_state(r.number)?,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Starts a chain from the log's first epoch: signed by its own administrators.
 /// Whether those are administrators this node trusts is the node's own check,
 /// made outside the log so that every member applies the log alike.

@@ -73,6 +73,7 @@ fn membership() -> Vec<u8> {
                 name: format!("n{i}"),
                 enabled: true,
                 roles: vec![Role::Voter],
+                peer: None,
             })
             .collect(),
         users: vec![],

@@ -52,6 +52,7 @@ fn membership(nodes: &[(u8, bool, bool)]) -> Vec<u8> {
                 } else {
                     vec![Role::Shard]
                 },
+                peer: None,
             })
             .collect(),
         users: vec![],

@@ -89,6 +89,11 @@ pub enum Request {
     /// End one of the connection's shard sessions, rolling back what it holds
     /// open (peer endpoint only). Closing the connection ends them all.
     EndSession(u64),
+    /// A control-plane message: between members on the peer endpoint (the
+    /// replicated log's traffic, reports, a hello), or an administrator's
+    /// command on the client endpoint (`sb cluster ...`). `net` carries the
+    /// bytes; the `control` crate decodes them, by endpoint.
+    ControlPlane(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// A control statement of a remote coordinator's session.
@@ -162,6 +167,8 @@ pub enum Response {
     Done(Done),
     /// The request failed; nothing follows.
     Error(RpcError),
+    /// The answer to a [`Request::ControlPlane`] message.
+    ControlPlane(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// The answer to a ping.

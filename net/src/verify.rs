@@ -457,6 +457,10 @@ pub struct NodeEntry {
     /// Its roles.
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// Where its peer endpoint listens (`host:port`), for the members of the
+    /// control log to reach it; none for a node that takes no part in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// One user in a members file.

@@ -56,6 +56,19 @@ bundle = "bundle"
 trusted_keys = ["admin.pub"]
 # signatures_required = 1
 
+# [control]
+# The cluster's replicated control log (sb cluster init). With it, the members
+# come from the log's current epoch, not from tls.members (remove that line),
+# and peer_listen is required.
+# The control directory: the log and its snapshots, apart from data_dir.
+# dir = "control"
+# The signed chain this node starts from (sb cluster init writes genesis.sbc):
+# its membership until its log holds an epoch. Its first epoch must be signed
+# by keys in security.trusted_keys.
+# enrolment = "genesis.sbc"
+# Start the log here: on one node only, the first time (empty control dir).
+# bootstrap = true
+
 [reload]
 # Certificates, CA roots, members and the bundle are re-read when their files
 # change (checked this often) or on SIGHUP.
@@ -92,8 +105,42 @@ pub struct TlsFiles {
     pub key: PathBuf,
     /// The cluster CA roots (one or more certificates).
     pub ca: PathBuf,
-    /// The members file.
-    pub members: PathBuf,
+    /// The members file (without a `[control]` section; with one, membership
+    /// is the control log's).
+    #[serde(default)]
+    pub members: Option<PathBuf>,
+}
+
+/// The control plane (`[control]`): the replicated log this node takes part in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// The control directory: the log, its snapshots (apart from `data_dir`,
+    /// so a restored data directory never restores trust).
+    pub dir: PathBuf,
+    /// A signed chain to start from (`sb cluster init` writes `genesis.sbc`;
+    /// `sb cluster enrol` writes a member's current chain): the node's
+    /// membership until its log holds an epoch.
+    #[serde(default)]
+    pub enrolment: Option<PathBuf>,
+    /// Start the log here: one node, once, on an empty control directory.
+    #[serde(default)]
+    pub bootstrap: bool,
+    /// How often the log's leader tells followers it is alive, in ms.
+    #[serde(default = "heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// A follower that hears nothing for a random time between this and twice
+    /// this stands for election, in ms.
+    #[serde(default = "election_ms")]
+    pub election_timeout_ms: u64,
+}
+
+fn heartbeat_ms() -> u64 {
+    150
+}
+
+fn election_ms() -> u64 {
+    600
 }
 
 /// Security.
@@ -231,6 +278,9 @@ pub struct NodeConfig {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The control plane, when this node takes part in a cluster's log.
+    #[serde(default)]
+    pub control: Option<ControlConfig>,
 }
 
 impl NodeConfig {
@@ -260,7 +310,15 @@ impl NodeConfig {
         abs(&mut cfg.tls.cert);
         abs(&mut cfg.tls.key);
         abs(&mut cfg.tls.ca);
-        abs(&mut cfg.tls.members);
+        if let Some(m) = &mut cfg.tls.members {
+            abs(m);
+        }
+        if let Some(c) = &mut cfg.control {
+            abs(&mut c.dir);
+            if let Some(e) = &mut c.enrolment {
+                abs(e);
+            }
+        }
         if let Some(b) = &mut cfg.security.bundle {
             abs(b);
         }
@@ -313,6 +371,28 @@ impl NodeConfig {
             (
                 !cfg.security.trusted_keys.is_empty(),
                 "security.trusted_keys is empty: a bundle is trusted only when signed, so list the public key files of the administrators who sign it (sb bundle keygen writes a pair; sb bundle sign DIR --key FILE signs)",
+            ),
+            (
+                cfg.tls.members.is_some() || cfg.control.is_some(),
+                "tls.members is not set: without a [control] section a node takes its members from a members file (sb ca init keeps one in the CA folder)",
+            ),
+            (
+                cfg.tls.members.is_none() || cfg.control.is_none(),
+                "tls.members and [control] are both set: with [control] the membership is the control log's; remove tls.members",
+            ),
+            (
+                cfg.control.as_ref().is_none_or(|c| {
+                    (10..=60_000).contains(&c.heartbeat_ms)
+                        && c.election_timeout_ms >= 2 * c.heartbeat_ms
+                        && c.election_timeout_ms <= 600_000
+                }),
+                "control.heartbeat_ms must be 10 to 60000 and control.election_timeout_ms at least twice it (and at most 600000)",
+            ),
+            (
+                cfg.control
+                    .as_ref()
+                    .is_none_or(|_| cfg.peer_listen.is_some()),
+                "[control] needs peer_listen: the members of the control log talk over the peer endpoint",
             ),
             (
                 cfg.security.token_secret.is_some() && cfg.security.token_fingerprint.is_some(),

@@ -165,6 +165,31 @@ impl Trust {
         self.keys.len()
     }
 
+    /// Trust in exactly these keys.
+    #[must_use]
+    pub fn of_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        Self {
+            keys: keys
+                .into_iter()
+                .map(|key| {
+                    (
+                        key_id(&key),
+                        AdminKey {
+                            id: key_id(&key),
+                            key,
+                            comment: String::new(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The keys' Ed25519 public keys.
+    pub fn verifying_keys(&self) -> impl Iterator<Item = &VerifyingKey> {
+        self.keys.values().map(|k| &k.key)
+    }
+
     /// Whether there are none.
     #[must_use]
     pub fn is_empty(&self) -> bool {

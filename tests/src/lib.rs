@@ -155,6 +155,7 @@ impl Ca {
             name: name.to_owned(),
             enabled: true,
             roles: roles.to_vec(),
+            peer: None,
         });
         self.save();
         (id, issued)

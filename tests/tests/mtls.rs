@@ -207,6 +207,7 @@ fn every_rule_refuses_with_its_reason_on_both_sides() {
             name: "old".into(),
             enabled: true,
             roles: vec![Role::Shard],
+            peer: None,
         });
         ca.save();
         ca.sign(&[node_uri(id)], days(-10, -1), KeyAlg::Ed25519)

@@ -174,6 +174,15 @@ impl ControlMember {
             .map_err(|e| e.to_string())
     }
 
+    /// Whether this member's log was started (by [`ControlMember::initialize`]
+    /// here, or by joining a leader's).
+    ///
+    /// # Errors
+    /// The log stopped.
+    pub async fn is_initialized(&self) -> Result<bool, String> {
+        self.raft.is_initialized().await.map_err(|e| e.to_string())
+    }
+
     /// Submits a command and waits until it is committed and applied here.
     ///
     /// # Errors
@@ -216,6 +225,19 @@ impl ControlMember {
     /// [`ControlMember::linearize`]).
     pub fn applied(&self) -> std::sync::RwLockReadGuard<'_, Applied> {
         self.applied.read()
+    }
+
+    /// Waits until this member leads the log, for at most `timeout`.
+    ///
+    /// # Errors
+    /// It did not become the leader in time.
+    pub async fn wait_leading(&self, timeout: Duration) -> Result<(), String> {
+        self.raft
+            .wait(Some(timeout))
+            .state(openraft::ServerState::Leader, "this member leading")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// The leader this member knows of.

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::error::{
@@ -28,6 +29,7 @@ use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 
 use super::{ControlRaft, MemberId, PeerAddr, Raft};
+use crate::wire::{PeerAnswer, PeerMessage};
 
 /// The most bytes one control-log message may have (a batch of entries or a
 /// snapshot chunk).
@@ -95,17 +97,17 @@ pub enum TransportError {
     },
 }
 
-/// Carries control-log messages between members.
+/// Carries control-plane messages between members.
 pub trait Transport: Send + Sync + 'static {
-    /// Sends `request` from `from` to member `to` at `addr` and waits for the
+    /// Sends `message` from `from` to member `to` at `addr` and waits for the
     /// answer.
     fn call(
         &self,
         from: MemberId,
         to: MemberId,
         addr: &PeerAddr,
-        request: RaftRequest,
-    ) -> impl Future<Output = Result<RaftReply, TransportError>> + Send;
+        message: PeerMessage,
+    ) -> impl Future<Output = Result<PeerAnswer, TransportError>> + Send;
 }
 
 /// Hands a request from the authenticated member `from` to this member's Raft.
@@ -171,13 +173,22 @@ impl<T: Transport> Client<T> {
     ) -> Result<RaftReply, RPCError<MemberId, PeerAddr, RaftError<MemberId, E>>> {
         match self
             .transport
-            .call(self.me, self.to, &self.addr, request)
+            .call(self.me, self.to, &self.addr, PeerMessage::Raft(request))
             .await
         {
-            Ok(RaftReply::Refused { why }) => Err(RPCError::Unreachable(Unreachable::new(
-                &TransportError::Unreachable { to: self.to, why },
-            ))),
-            Ok(reply) => Ok(reply),
+            Ok(PeerAnswer::Raft(reply)) => match *reply {
+                RaftReply::Refused { why } => Err(RPCError::Unreachable(Unreachable::new(
+                    &TransportError::Unreachable { to: self.to, why },
+                ))),
+                reply => Ok(reply),
+            },
+            Ok(PeerAnswer::Refused { code, message, .. }) => Err(RPCError::Unreachable(
+                Unreachable::new(&TransportError::Unreachable {
+                    to: self.to,
+                    why: format!("{code}: {message}"),
+                }),
+            )),
+            Ok(_) => Err(self.mismatched()),
             Err(e @ TransportError::Unreachable { .. }) => {
                 Err(RPCError::Unreachable(Unreachable::new(&e)))
             }
@@ -269,10 +280,37 @@ pub fn decode_message<M: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<M,
     ciborium::from_reader(bytes).map_err(|e| e.to_string())
 }
 
+/// How a member in one process answers a message (its control service, or
+/// its Raft alone).
+pub type Handler = Arc<
+    dyn Fn(MemberId, PeerMessage) -> Pin<Box<dyn Future<Output = PeerAnswer> + Send>> + Send + Sync,
+>;
+
+/// A handler that answers the log's own traffic with `raft` and refuses the
+/// rest.
+#[must_use]
+pub fn raft_only(raft: Raft) -> Handler {
+    Arc::new(move |from, message| {
+        let raft = raft.clone();
+        Box::pin(async move {
+            match message {
+                PeerMessage::Raft(r) => PeerAnswer::Raft(Box::new(serve(&raft, from, r).await)),
+                _ => PeerAnswer::Refused {
+                    code: "NOT_SERVED".into(),
+                    message: "this member answers only the log's own traffic".into(),
+                    leader: None,
+                },
+            }
+        })
+    })
+}
+
 /// Members in one process, joined by links that tests can cut.
 #[derive(Default)]
 pub struct Loopback {
-    members: Mutex<BTreeMap<MemberId, Raft>>,
+    members: Mutex<BTreeMap<MemberId, Handler>>,
+    /// The certificate each member presents.
+    certificates: Mutex<BTreeMap<MemberId, crate::service::PeerCertificate>>,
     /// Links that carry nothing, in both directions: (lower, higher).
     cut: Mutex<BTreeSet<(MemberId, MemberId)>>,
 }
@@ -288,12 +326,25 @@ fn link(a: MemberId, b: MemberId) -> (MemberId, MemberId) {
 }
 
 impl Loopback {
-    /// Makes `id` reachable, answered by `raft`.
+    /// Makes `id` reachable, answered by `raft` (the log's traffic only).
     pub fn attach(&self, id: MemberId, raft: Raft) {
+        self.attach_handler(id, raft_only(raft));
+    }
+
+    /// Makes `id` reachable, answered by `handler`.
+    pub fn attach_handler(&self, id: MemberId, handler: Handler) {
         self.members
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, raft);
+            .insert(id, handler);
+    }
+
+    /// Sets the certificate `id` presents to the others.
+    pub fn present(&self, id: MemberId, certificate: crate::service::PeerCertificate) {
+        self.certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, certificate);
     }
 
     /// Makes `id` unreachable (it stopped, or crashed).
@@ -343,8 +394,8 @@ impl Transport for Loopback {
         from: MemberId,
         to: MemberId,
         _addr: &PeerAddr,
-        request: RaftRequest,
-    ) -> Result<RaftReply, TransportError> {
+        message: PeerMessage,
+    ) -> Result<PeerAnswer, TransportError> {
         let unreachable = |why: &str| TransportError::Unreachable {
             to,
             why: why.to_owned(),
@@ -358,16 +409,26 @@ impl Transport for Loopback {
         {
             return Err(unreachable("the link is cut"));
         }
-        let raft = self
+        let handler = self
             .members
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&to)
             .cloned()
             .ok_or_else(|| unreachable("the member is not running"))?;
-        // As on the wire: the request and its answer are encoded and decoded.
-        let request = decode_message(&encode_message(&request).map_err(failed)?).map_err(failed)?;
-        let reply = serve(&raft, from, request).await;
-        decode_message(&encode_message(&reply).map_err(failed)?).map_err(failed)
+        // As on the wire: the message and its answer are encoded and decoded.
+        let message = decode_message(&encode_message(&message).map_err(failed)?).map_err(failed)?;
+        let answer = handler(from, message).await;
+        decode_message(&encode_message(&answer).map_err(failed)?).map_err(failed)
+    }
+}
+
+impl crate::service::Observer for Loopback {
+    fn certificate(&self, to: MemberId) -> Option<crate::service::PeerCertificate> {
+        self.certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&to)
+            .cloned()
     }
 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 mod attest;
+mod cluster;
 mod peer;
 mod reloading;
 mod reply;
@@ -123,6 +124,9 @@ struct Shared {
     slots: Arc<tokio::sync::Semaphore>,
     /// Whether this node may serve clients (it is an enabled coordinator).
     serving: Arc<AtomicBool>,
+    /// The node's member of the control log (`[control]`), whose current epoch
+    /// is the membership in `members`.
+    control: Option<Arc<cluster::ControlPlane>>,
 }
 
 /// This node as a coordinator: it signs shard stages with its certificate's
@@ -155,15 +159,12 @@ fn load_trust(cfg: &NodeConfig, cluster: scratchbird_types::ClusterId) -> Result
     Trust::from_pem(cluster, &pem).map_err(|e| format!("the CA file {}: {e}", cfg.tls.ca.display()))
 }
 
-fn load_members(
-    cfg: &NodeConfig,
-    cluster: scratchbird_types::ClusterId,
-) -> Result<MembersList, String> {
-    let list = MembersList::load(&cfg.tls.members)?;
+fn load_members(path: &Path, cluster: scratchbird_types::ClusterId) -> Result<MembersList, String> {
+    let list = MembersList::load(path)?;
     if list.cluster != cluster {
         return Err(format!(
             "the members file {} describes cluster {}, but this node's certificate is of cluster {cluster}",
-            cfg.tls.members.display(),
+            path.display(),
             list.cluster
         ));
     }
@@ -250,19 +251,58 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         )));
     };
     let trust = load_trust(&cfg, me.cluster).map_err(fail)?;
-    let members_list = load_members(&cfg, me.cluster).map_err(fail)?;
-    let members = Arc::new(Members::new(&members_list));
-    // the node's own certificate must pass the rules its peers apply, and the
-    // membership must give it every role it is configured with
+    // the node's own certificate must pass the rules its peers apply
     let verified = trust
         .verify(&identity.cert_der, env.now_secs())
         .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
+    let trust = Arc::new(Cell::new(trust));
+    let identity = Arc::new(IdentityCell(Cell::new(identity)));
+    let transport = TransportLimits {
+        streams_max: cfg.limits.streams_max,
+        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
+        // well inside the idle timeout, however short it is configured
+        keep_alive: Duration::from_millis(
+            (cfg.limits.idle_timeout_secs * 1000 / 3).clamp(250, 4000),
+        ),
+        frame_max: cfg.limits.frame_max_mib << 20,
+        ..TransportLimits::default()
+    };
+    // the membership: the control log's current epoch, or the members file
+    let (control, members_list, members_from) = match (&cfg.control, &cfg.tls.members) {
+        (Some(c), _) => {
+            let (plane, list) = cluster::start(cluster::Parts {
+                cfg: &cfg,
+                me: &me,
+                identity: identity.clone(),
+                trust: trust.clone(),
+                limits: transport.clone(),
+                env: env.clone(),
+            })
+            .await
+            .map_err(fail)?;
+            let from = format!(
+                "the control log in {} (publish an epoch whose membership gives it those roles)",
+                c.dir.display()
+            );
+            (Some(Arc::new(plane)), list, from)
+        }
+        (None, Some(path)) => (
+            None,
+            load_members(path, me.cluster).map_err(fail)?,
+            format!("the members file {}", path.display()),
+        ),
+        (None, None) => return Err(fail("tls.members is not set and there is no [control]")),
+    };
+    let members = Arc::new(Members::new(&members_list));
+    // the membership must give the node every role it is configured with
     for role in cfg.roles.iter().copied().map(Some).chain([None]) {
         admit(&verified, Expect::Node(role), Some(members.as_ref())).map_err(|e| {
             fail(format!(
-                "{e} (this node is configured with roles {:?}; fix the members file {} or the roles)",
-                cfg.roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                cfg.tls.members.display()
+                "{e} (this node is configured with roles {:?}; fix {members_from} or the roles)",
+                cfg.roles
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
             ))
         })?;
     }
@@ -292,18 +332,6 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
     let audit = AuditLog::open(&cfg.data_dir.join("audit"), &name, env.clone())
         .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
-    let trust = Arc::new(Cell::new(trust));
-    let identity = Arc::new(IdentityCell(Cell::new(identity)));
-    let transport = TransportLimits {
-        streams_max: cfg.limits.streams_max,
-        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
-        // well inside the idle timeout, however short it is configured
-        keep_alive: Duration::from_millis(
-            (cfg.limits.idle_timeout_secs * 1000 / 3).clamp(250, 4000),
-        ),
-        frame_max: cfg.limits.frame_max_mib << 20,
-        ..TransportLimits::default()
-    };
     let user_verifier = Arc::new(PeerVerifier::new(
         trust.clone(),
         Some(members.clone()),
@@ -393,6 +421,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         shutdown,
         slots: Arc::new(tokio::sync::Semaphore::new(connections_max)),
         serving,
+        control,
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -407,6 +436,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         )));
     }
     tasks.push(tokio::spawn(reload_loop(shared.clone())));
+    tasks.push(tokio::spawn(cluster::run(shared.clone())));
     tracing::info!(node = %shared.me, "serving");
     Ok(RunningNode {
         shared,
@@ -834,6 +864,11 @@ async fn request(
             return;
         }
         Request::Query(q) => q,
+        Request::ControlPlane(bytes) => {
+            let answer = cluster::admin_message(&shared, &bytes).await;
+            reply(&mut send, rid, answer, max).await;
+            return;
+        }
         Request::Subplan(_) | Request::Control(_) | Request::EndSession(_) => {
             let err = RpcError::new(
                 "NOT_FOR_USERS",

@@ -73,6 +73,9 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
                 Request::Control(c) => {
                     control(&shared, &authority, &sessions, c).await
                 }
+                Request::ControlPlane(bytes) => {
+                    super::cluster::peer_message(&shared, &peer, &bytes).await
+                }
                 Request::Subplan(sp) => {
                     let Ok(_slot) = running.try_acquire() else {
                         let err = RpcError::new(

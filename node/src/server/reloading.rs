@@ -41,9 +41,9 @@ pub(super) async fn reload_loop(shared: Arc<Shared>) {
         cfg.tls.cert.clone(),
         cfg.tls.key.clone(),
         cfg.tls.ca.clone(),
-        cfg.tls.members.clone(),
     ]
     .into_iter()
+    .chain(cfg.tls.members.clone())
     .chain(cfg.security.bundle.clone())
     .chain(cfg.security.trusted_keys.iter().cloned())
     .collect();
@@ -76,9 +76,12 @@ pub(super) fn reload(shared: &Shared) {
         Ok(t) => shared.trust.set(t),
         Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
     }
-    match load_members(cfg, shared.me.cluster) {
-        Ok(list) => shared.members.replace(&list),
-        Err(e) => tracing::error!("reload: keeping the old members: {e}"),
+    // with [control] the members are the log's, kept in force as it applies them
+    if let Some(path) = &cfg.tls.members {
+        match load_members(path, shared.me.cluster) {
+            Ok(list) => shared.members.replace(&list),
+            Err(e) => tracing::error!("reload: keeping the old members: {e}"),
+        }
     }
     // a new certificate must name this node and pass its own rules
     let fresh = Identity::load(&cfg.tls.cert, &cfg.tls.key).and_then(|id| {

@@ -1,0 +1,454 @@
+//! A node's control service: its member of the log, what it answers peers and
+//! administrators, and the duties it performs on its own (reporting the epoch
+//! it applied, observing its peers under it, and, as leader, keeping the log's
+//! voters those of the current epoch's membership).
+//!
+//! The service is the same whatever carries its messages: `sbnode` gives it
+//! the QUIC peer endpoint, tests and the simulation give it [`Loopback`].
+//!
+//! [`Loopback`]: crate::log::net::Loopback
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use scratchbird_net::verify::Role;
+use scratchbird_types::{ClusterId, Epoch, NodeId};
+use serde_bytes::ByteBuf;
+
+use crate::epoch::EpochHash;
+use crate::log::member::{ControlMember, SubmitError};
+use crate::log::net::{Transport, TransportError, serve};
+use crate::log::{MemberId, PeerAddr};
+use crate::members;
+use crate::state::{Command, Observation, Outcome, Report};
+use crate::wire::{AdminAnswer, AdminMessage, PeerAnswer, PeerMessage, Status};
+
+/// What a node's transport saw of a peer's certificate chain on its last
+/// connection to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The cluster in the certificate.
+    pub cluster: ClusterId,
+    /// The fingerprint of the root that issued it.
+    pub issuer: String,
+    /// When it expires (Unix seconds).
+    pub not_after: i64,
+}
+
+/// What the service needs of its transport beyond carrying messages: the
+/// certificate a peer presented, for observations.
+pub trait Observer: Transport {
+    /// The certificate `to` presented on the transport's connection to it, if
+    /// there is one.
+    fn certificate(&self, to: MemberId) -> Option<PeerCertificate>;
+}
+
+/// How long a command forwarded to the leader may take, leader changes
+/// included.
+pub const SUBMIT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A node's control service.
+pub struct Service<T: Observer> {
+    me: NodeId,
+    member: ControlMember,
+    transport: Arc<T>,
+    /// What this node last reported: the epoch it applied, and the peers it
+    /// observed under it.
+    reported: Mutex<Reported>,
+    /// The clock observations are stamped with (µs since 1970).
+    now_us: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
+#[derive(Default)]
+struct Reported {
+    applied: Option<(Epoch, EpochHash)>,
+    observed: BTreeSet<(Epoch, NodeId)>,
+}
+
+impl<T: Observer> std::fmt::Debug for Service<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refused(code: &str, message: impl Into<String>) -> PeerAnswer {
+    PeerAnswer::Refused {
+        code: code.into(),
+        message: message.into(),
+        leader: None,
+    }
+}
+
+impl<T: Observer> Service<T> {
+    /// The service of node `me`, over its started member and transport;
+    /// `now_us` stamps its observations.
+    pub fn new(
+        me: NodeId,
+        member: ControlMember,
+        transport: Arc<T>,
+        now_us: Arc<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Self {
+        Self {
+            me,
+            member,
+            transport,
+            reported: Mutex::default(),
+            now_us,
+        }
+    }
+
+    /// This node's member of the log.
+    #[must_use]
+    pub const fn member(&self) -> &ControlMember {
+        &self.member
+    }
+
+    /// Answers a message from the authenticated node `from`.
+    pub async fn peer(&self, from: NodeId, message: PeerMessage) -> PeerAnswer {
+        match message {
+            PeerMessage::Raft(r) => PeerAnswer::Raft(Box::new(
+                serve(self.member.raft(), MemberId::of(from), r).await,
+            )),
+            PeerMessage::Submit(command) => {
+                if let Command::Report { from: claimed, .. } = &command
+                    && *claimed != from
+                {
+                    return refused(
+                        "NOT_SENDER",
+                        format!("node {from} sent a report in the name of node {claimed}"),
+                    );
+                }
+                match self.member.submit(command).await {
+                    Ok((id, outcome)) => PeerAnswer::Committed {
+                        index: id.index,
+                        outcome,
+                    },
+                    Err(SubmitError::NotLeader { leader }) => PeerAnswer::Refused {
+                        code: "NOT_LEADER".into(),
+                        message: "this member is not the control log's leader".into(),
+                        leader: leader.map(|(m, a)| (m.node(), a.addr)),
+                    },
+                    Err(e) => refused("NOT_COMMITTED", e.to_string()),
+                }
+            }
+            PeerMessage::Hello { .. } => {
+                let (epoch, hash) = self.current();
+                PeerAnswer::Hello { epoch, hash }
+            }
+        }
+    }
+
+    /// The epoch this node has applied (0 and no hash before the first).
+    #[must_use]
+    pub fn current(&self) -> (Epoch, EpochHash) {
+        let a = self.member.applied();
+        a.state.chain().map_or((Epoch(0), EpochHash::NONE), |c| {
+            (c.current().number, c.current_hash())
+        })
+    }
+
+    /// Commits a command through the leader, wherever it is: here, or
+    /// forwarded over the transport, following leader changes until
+    /// [`SUBMIT_DEADLINE`].
+    ///
+    /// # Errors
+    /// No leader accepted it in time, or it is too large.
+    pub async fn submit(&self, command: Command) -> Result<(u64, Outcome), SubmitError> {
+        let deadline = tokio::time::Instant::now() + SUBMIT_DEADLINE;
+        let mut last = SubmitError::NotLeader { leader: None };
+        while tokio::time::Instant::now() < deadline {
+            match self.member.submit(command.clone()).await {
+                Ok((id, outcome)) => return Ok((id.index, outcome)),
+                Err(SubmitError::NotLeader {
+                    leader: Some((to, addr)),
+                }) if to != MemberId::of(self.me) => {
+                    match self
+                        .transport
+                        .call(
+                            MemberId::of(self.me),
+                            to,
+                            &addr,
+                            PeerMessage::Submit(command.clone()),
+                        )
+                        .await
+                    {
+                        Ok(PeerAnswer::Committed { index, outcome }) => {
+                            return Ok((index, outcome));
+                        }
+                        Ok(PeerAnswer::Refused { code, message, .. }) if code != "NOT_LEADER" => {
+                            return Err(SubmitError::Stopped(format!("{code}: {message}")));
+                        }
+                        Ok(_) => {
+                            last = SubmitError::NotLeader {
+                                leader: Some((to, addr)),
+                            };
+                        }
+                        Err(
+                            e
+                            @ (TransportError::Unreachable { .. } | TransportError::Failed { .. }),
+                        ) => {
+                            last = SubmitError::Stopped(e.to_string());
+                        }
+                    }
+                }
+                Err(e @ SubmitError::NotLeader { .. }) => last = e,
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last)
+    }
+
+    /// Answers an administrator's command.
+    pub async fn admin(&self, message: AdminMessage) -> AdminAnswer {
+        match message {
+            AdminMessage::Status => AdminAnswer::Status(Box::new(self.status())),
+            AdminMessage::Chain => match self.member.applied().state.image() {
+                Ok(image) => AdminAnswer::Chain(ByteBuf::from(image)),
+                Err(e) => AdminAnswer::Refused {
+                    code: "CONTROL_INTERNAL".into(),
+                    message: e.to_string(),
+                },
+            },
+            AdminMessage::Publish { epoch, documents } => {
+                match self.submit(Command::Publish { epoch, documents }).await {
+                    Ok((index, outcome)) => AdminAnswer::Published { index, outcome },
+                    Err(e) => AdminAnswer::Refused {
+                        code: "NOT_COMMITTED".into(),
+                        message: e.to_string(),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Where the cluster stands, as this member sees it.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        let m = self.member.raft().metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<MemberId> = membership.voter_ids().collect();
+        let a = self.member.applied();
+        Status {
+            answered_by: self.me,
+            leader: m.current_leader.map(MemberId::node),
+            term: m.current_term,
+            log_members: membership
+                .nodes()
+                .map(|(id, addr)| (id.node(), addr.addr.clone(), voters.contains(id)))
+                .collect(),
+            applied_index: m.last_applied.map(|l| l.index),
+            epochs: a.state.epoch_lines(),
+            members: a.state.members().cloned(),
+            applied_by: a
+                .state
+                .applied_by()
+                .iter()
+                .map(|(n, (e, _))| (*n, *e))
+                .collect(),
+            observed: a
+                .state
+                .observations()
+                .iter()
+                .flat_map(|(peer, by)| by.keys().map(|o| (*o, *peer)))
+                .collect(),
+        }
+    }
+
+    /// One round of the node's duties: as leader, make the log's voters and
+    /// learners those of the current epoch's membership; report the epoch
+    /// applied; observe each enabled peer under it. Each step that fails is
+    /// tried again next round; what failed is returned for the node's log.
+    pub async fn duties(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = self.reconcile().await {
+            problems.push(format!("keeping the log's voters: {e}"));
+        }
+        let (epoch, hash) = self.current();
+        if epoch == Epoch(0) || !self.enabled() {
+            return problems;
+        }
+        let due = lock(&self.reported).applied != Some((epoch, hash));
+        if due {
+            match self
+                .submit(Command::Report {
+                    from: self.me,
+                    report: Report::Applied { epoch, hash },
+                })
+                .await
+            {
+                Ok((_, Outcome::Refused { code, message })) => {
+                    problems.push(format!("reporting epoch {}: {code}: {message}", epoch.0));
+                }
+                Ok(_) => lock(&self.reported).applied = Some((epoch, hash)),
+                Err(e) => problems.push(format!("reporting epoch {}: {e}", epoch.0)),
+            }
+        }
+        for (peer, addr) in self.peers() {
+            if lock(&self.reported).observed.contains(&(epoch, peer)) {
+                continue;
+            }
+            if let Err(e) = self.observe(peer, &addr, epoch, hash).await {
+                problems.push(format!("observing node {peer}: {e}"));
+            }
+        }
+        problems
+    }
+
+    fn enabled(&self) -> bool {
+        let a = self.member.applied();
+        a.state
+            .members()
+            .and_then(|l| members::node(l, self.me))
+            .is_some_and(|n| n.enabled)
+    }
+
+    /// The enabled peers of the current epoch that have a peer address.
+    fn peers(&self) -> Vec<(NodeId, PeerAddr)> {
+        let a = self.member.applied();
+        a.state.members().map_or_else(Vec::new, |l| {
+            members::enabled_nodes(l)
+                .filter(|n| n.id != self.me)
+                .filter_map(|n| n.peer.clone().map(|addr| (n.id, PeerAddr { addr })))
+                .collect()
+        })
+    }
+
+    async fn observe(
+        &self,
+        peer: NodeId,
+        addr: &PeerAddr,
+        epoch: Epoch,
+        hash: EpochHash,
+    ) -> Result<(), String> {
+        let to = MemberId::of(peer);
+        let answer = self
+            .transport
+            .call(
+                MemberId::of(self.me),
+                to,
+                addr,
+                PeerMessage::Hello { epoch, hash },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        match answer {
+            PeerAnswer::Hello { epoch: e, hash: h } if (e, h) == (epoch, hash) => {}
+            PeerAnswer::Hello { epoch: e, .. } => {
+                return Err(format!("it runs epoch {}, not {}", e.0, epoch.0));
+            }
+            other => return Err(format!("it answered {other:?}")),
+        }
+        let cert = self
+            .transport
+            .certificate(to)
+            .ok_or("the transport kept no certificate of it")?;
+        let report = Report::Observed(Observation {
+            peer,
+            epoch,
+            hash,
+            cluster: cert.cluster,
+            issuer: cert.issuer,
+            not_after: cert.not_after,
+            at_us: (self.now_us)(),
+        });
+        match self
+            .submit(Command::Report {
+                from: self.me,
+                report,
+            })
+            .await
+        {
+            Ok((_, Outcome::Refused { code, message })) => Err(format!("{code}: {message}")),
+            Ok(_) => {
+                lock(&self.reported).observed.insert((epoch, peer));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// As leader, makes the log's voters and learners those of the current
+    /// epoch's membership: enabled nodes with the voter role (and a peer
+    /// address) vote; enabled learners follow; the rest are removed.
+    async fn reconcile(&self) -> Result<(), String> {
+        let raft = self.member.raft();
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(MemberId::of(self.me)) {
+            return Ok(());
+        }
+        let (want_voters, want_learners) = {
+            let a = self.member.applied();
+            let Some(list) = a.state.members() else {
+                return Ok(());
+            };
+            let mut voters = BTreeMap::new();
+            let mut learners = BTreeMap::new();
+            for n in members::enabled_nodes(list) {
+                let Some(addr) = n.peer.clone() else { continue };
+                if n.roles.contains(&Role::Voter) {
+                    voters.insert(MemberId::of(n.id), PeerAddr { addr });
+                } else if n.roles.contains(&Role::Learner) {
+                    learners.insert(MemberId::of(n.id), PeerAddr { addr });
+                }
+            }
+            (voters, learners)
+        };
+        if want_voters.is_empty() {
+            return Ok(());
+        }
+        let have = m.membership_config.membership().clone();
+        let have_voters: BTreeSet<MemberId> = have.voter_ids().collect();
+        let have_nodes: BTreeSet<MemberId> = have.nodes().map(|(id, _)| *id).collect();
+        for (id, addr) in want_voters.iter().chain(want_learners.iter()) {
+            if !have_nodes.contains(id) {
+                raft.add_learner(*id, addr.clone(), false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let target: BTreeSet<MemberId> = want_voters.keys().copied().collect();
+        let learners_ok = have
+            .learner_ids()
+            .all(|l| want_learners.contains_key(&l) || want_voters.contains_key(&l));
+        if target != have_voters || !learners_ok {
+            // Voters not wanted and learners no longer members are removed
+            // (retain = false); joint consensus keeps a quorum throughout.
+            let keep: BTreeSet<MemberId> = target
+                .iter()
+                .copied()
+                .chain(want_learners.keys().copied())
+                .collect();
+            raft.change_membership(target, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            let after = raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .clone();
+            let stray: Vec<MemberId> = after
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| !keep.contains(id))
+                .collect();
+            if !stray.is_empty() {
+                raft.change_membership(
+                    openraft::ChangeMembers::RemoveNodes(stray.into_iter().collect()),
+                    false,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -1,0 +1,170 @@
+//! The control plane's messages as they travel inside `net`'s
+//! `Request::ControlPlane` / `Response::ControlPlane` frames.
+//!
+//! - On the **peer endpoint**, between members: [`PeerMessage`] and
+//!   [`PeerAnswer`] (the log's traffic, commands forwarded to the leader, the
+//!   hello by which members observe each other under an epoch).
+//! - On the **client endpoint**, from `sb cluster ...`: [`AdminMessage`] and
+//!   [`AdminAnswer`]. An administrator is whoever holds an administrator key:
+//!   what they publish carries its own signatures, so the connection's user
+//!   certificate only has to be a member's.
+//!
+//! Every message is CBOR and at most [`MESSAGE_BYTES_MAX`] bytes.
+
+use scratchbird_net::verify::MembersList;
+use scratchbird_types::{Epoch, NodeId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::epoch::{EpochHash, SignedEpoch};
+pub use crate::log::net::MESSAGE_BYTES_MAX;
+use crate::log::net::{RaftReply, RaftRequest};
+use crate::state::{Command, EpochState, Outcome};
+
+/// A message from one member to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// The replicated log's own traffic.
+    Raft(RaftRequest),
+    /// A command for the leader: the sender's own report, or an
+    /// administrator's publication that reached the sender.
+    Submit(Command),
+    /// The sender runs this epoch; which do you? (the hello by which members
+    /// observe each other under an epoch).
+    Hello {
+        /// The sender's current epoch.
+        epoch: Epoch,
+        /// Its hash.
+        hash: EpochHash,
+    },
+}
+
+/// The answer to a [`PeerMessage`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerAnswer {
+    /// To [`PeerMessage::Raft`] (boxed: openraft's answers are large).
+    Raft(Box<RaftReply>),
+    /// The command is committed: its log index and outcome.
+    Committed {
+        /// The entry's index.
+        index: u64,
+        /// What applying it did.
+        outcome: Outcome,
+    },
+    /// To [`PeerMessage::Hello`]: the epoch the answering member runs.
+    Hello {
+        /// Its current epoch.
+        epoch: Epoch,
+        /// Its hash.
+        hash: EpochHash,
+    },
+    /// Refused before it reached the log.
+    Refused {
+        /// A stable code (`NOT_LEADER`, `NOT_SENDER`, ...).
+        code: String,
+        /// What was wrong and what to do.
+        message: String,
+        /// The leader, when the code is `NOT_LEADER` and one is known:
+        /// (node, peer address).
+        leader: Option<(NodeId, String)>,
+    },
+}
+
+/// A command from `sb cluster ...`.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AdminMessage {
+    /// Where the cluster stands.
+    Status,
+    /// The cluster's signed chain and the current epoch's documents, as an
+    /// enrolment image (what `sb` builds the next epoch on).
+    Chain,
+    /// Publish this epoch, with the documents it names that the log does not
+    /// hold.
+    Publish {
+        /// The signed record.
+        epoch: SignedEpoch,
+        /// The documents.
+        documents: Vec<ByteBuf>,
+    },
+}
+
+/// The answer to an [`AdminMessage`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AdminAnswer {
+    /// To [`AdminMessage::Status`].
+    Status(Box<Status>),
+    /// To [`AdminMessage::Chain`]: an enrolment image
+    /// ([`crate::state::ControlState::image`]).
+    Chain(ByteBuf),
+    /// To [`AdminMessage::Publish`]: the entry's index and what applying it did.
+    Published {
+        /// The entry's index.
+        index: u64,
+        /// What applying it did (a refusal names its rule).
+        outcome: Outcome,
+    },
+    /// Refused before it reached the log.
+    Refused {
+        /// A stable code.
+        code: String,
+        /// What was wrong and what to do.
+        message: String,
+    },
+}
+
+/// Where the cluster stands, as the answering member sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The member that answered.
+    pub answered_by: NodeId,
+    /// The log's leader, if known.
+    pub leader: Option<NodeId>,
+    /// The leader's term.
+    pub term: u64,
+    /// The log's voters and learners (node, peer address, voter).
+    pub log_members: Vec<(NodeId, String, bool)>,
+    /// The last entry the answering member applied.
+    pub applied_index: Option<u64>,
+    /// Every published epoch, oldest first: number, hash, note, state.
+    pub epochs: Vec<EpochLine>,
+    /// The current epoch's membership.
+    pub members: Option<MembersList>,
+    /// The last epoch each node reported applying.
+    pub applied_by: Vec<(NodeId, Epoch)>,
+    /// Observations under the current epoch: (observer, observed).
+    pub observed: Vec<(NodeId, NodeId)>,
+}
+
+/// One epoch in a [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLine {
+    /// Its number.
+    pub number: Epoch,
+    /// Its hash.
+    pub hash: EpochHash,
+    /// What its administrator said it changed.
+    pub note: String,
+    /// When it was made (µs since 1970, the signer's clock).
+    pub created_us: i64,
+    /// Whether it was a forced step.
+    pub forced: bool,
+    /// Published, converging, effective or superseded.
+    pub state: EpochState,
+}
+
+/// Encodes a message, refusing one over [`MESSAGE_BYTES_MAX`].
+///
+/// # Errors
+/// Too large, or the encoder failed.
+pub fn encode<M: Serialize>(m: &M) -> Result<Vec<u8>, String> {
+    crate::log::net::encode_message(m)
+}
+
+/// Decodes a message.
+///
+/// # Errors
+/// Over the limit, or not such a message.
+pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, String> {
+    crate::log::net::decode_message(bytes)
+}

@@ -1,0 +1,400 @@
+//! The control plane in `sbnode` (`[control]` in node.toml): the node's member
+//! of the replicated log over the QUIC peer endpoint, the membership the node
+//! enforces taken from the log's current epoch (the members file is not read),
+//! and the node's duties (reporting the epoch it applied, observing its peers,
+//! as leader keeping the log's voters those of the epoch).
+
+use super::*;
+use scratchbird_control::log::member::{ControlMember, LogConfig};
+use scratchbird_control::log::net::{Transport, TransportError};
+use scratchbird_control::log::{MemberId, PeerAddr};
+use scratchbird_control::service::{Observer, PeerCertificate, Service};
+use scratchbird_control::state::ControlState;
+use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, PeerAnswer, PeerMessage};
+use scratchbird_control::{AdminKey, EpochChain};
+use scratchbird_net::client::Client;
+
+/// How long one message to a peer may take, connecting included.
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How often the node syncs its membership from the log and does its duties.
+const TICK: Duration = Duration::from_millis(250);
+
+/// The node's control plane.
+pub(super) struct ControlPlane {
+    pub(super) service: Service<QuicPeers>,
+    /// The administrator keys this node trusts to have signed the cluster's
+    /// first epoch.
+    trusted: Vec<AdminKey>,
+}
+
+/// The control log's transport over the peer endpoint: one client connection
+/// per member, made with this node's certificate and pinned to the member's
+/// node id.
+pub(super) struct QuicPeers {
+    identity: Arc<IdentityCell>,
+    trust: Arc<Cell<Trust>>,
+    limits: TransportLimits,
+    env: Arc<dyn Env>,
+    clients: Mutex<HashMap<MemberId, Arc<Client>>>,
+}
+
+impl QuicPeers {
+    async fn client(&self, to: MemberId, addr: &PeerAddr) -> Result<Arc<Client>, TransportError> {
+        if let Some(c) = lock(&self.clients).get(&to) {
+            return Ok(c.clone());
+        }
+        let unreachable = |why: String| TransportError::Unreachable { to, why };
+        let sock = tokio::net::lookup_host(addr.addr.as_str())
+            .await
+            .map_err(|e| unreachable(format!("{}: {e}", addr.addr)))?
+            .next()
+            .ok_or_else(|| unreachable(format!("{} resolves to no address", addr.addr)))?;
+        let c = Client::connect_as(
+            sock,
+            Some(self.identity.clone()),
+            self.trust.clone(),
+            &self.limits,
+            Some(to.node()),
+            self.env.clone(),
+        )
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+        let c = Arc::new(c);
+        lock(&self.clients).insert(to, c.clone());
+        Ok(c)
+    }
+
+    fn forget(&self, to: MemberId) {
+        lock(&self.clients).remove(&to);
+    }
+
+    async fn exchange(
+        &self,
+        to: MemberId,
+        addr: &PeerAddr,
+        bytes: Vec<u8>,
+    ) -> Result<PeerAnswer, TransportError> {
+        let failed = |why: String| TransportError::Failed { to, why };
+        let client = self.client(to, addr).await?;
+        let mut r = client
+            .send(&Request::ControlPlane(bytes))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        match r.next().await {
+            Ok(Some(Response::ControlPlane(b))) => wire::decode(&b).map_err(failed),
+            Ok(Some(Response::Error(e))) => Err(TransportError::Unreachable {
+                to,
+                why: format!("[{}] {}", e.code, e.message),
+            }),
+            Ok(other) => Err(failed(format!(
+                "an answer that is not the control plane's: {other:?}"
+            ))),
+            Err(e) => Err(failed(e.to_string())),
+        }
+    }
+}
+
+impl Transport for QuicPeers {
+    async fn call(
+        &self,
+        _from: MemberId,
+        to: MemberId,
+        addr: &PeerAddr,
+        message: PeerMessage,
+    ) -> Result<PeerAnswer, TransportError> {
+        let bytes = wire::encode(&message).map_err(|why| TransportError::Failed { to, why })?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.exchange(to, addr, bytes))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Failed {
+                    to,
+                    why: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+                })
+            });
+        if answer.is_err() {
+            // the next message connects afresh (the peer may have restarted,
+            // or its certificate changed)
+            self.forget(to);
+        }
+        answer
+    }
+}
+
+impl Observer for QuicPeers {
+    fn certificate(&self, to: MemberId) -> Option<PeerCertificate> {
+        lock(&self.clients).get(&to).map(|c| PeerCertificate {
+            cluster: c.server.uri.cluster,
+            issuer: c.server.root.clone(),
+            not_after: c.server.not_after,
+        })
+    }
+}
+
+/// What the control plane needs from the node's start.
+pub(super) struct Parts<'a> {
+    pub cfg: &'a NodeConfig,
+    pub me: &'a SbUri,
+    pub identity: Arc<IdentityCell>,
+    pub trust: Arc<Cell<Trust>>,
+    pub limits: TransportLimits,
+    pub env: Arc<dyn Env>,
+}
+
+/// Starts the node's member of the control log and returns it with the
+/// membership the node enforces from now: the log's current epoch, or the
+/// enrolment's until the log holds one. With `bootstrap`, a log that is not
+/// yet started is started here with this node alone, and the enrolment's first
+/// epoch is published in it.
+pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList), String> {
+    let Some(c) = parts.cfg.control.as_ref() else {
+        return Err("no [control] section".into());
+    };
+    let node = parts
+        .me
+        .node_id()
+        .ok_or("this node's certificate names no node id")?;
+    let trusted: Vec<AdminKey> = AdminTrust::from_files(&parts.cfg.security.trusted_keys)
+        .map_err(|e| format!("the trusted administrator keys: {e}"))?
+        .verifying_keys()
+        .map(|k| AdminKey(k.to_bytes()))
+        .collect();
+    let config = LogConfig {
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        election_timeout: (
+            Duration::from_millis(c.election_timeout_ms),
+            Duration::from_millis(c.election_timeout_ms * 2),
+        ),
+        ..LogConfig::default()
+    };
+    let transport = Arc::new(QuicPeers {
+        identity: parts.identity,
+        trust: parts.trust,
+        limits: parts.limits,
+        env: parts.env.clone(),
+        clients: Mutex::default(),
+    });
+    std::fs::create_dir_all(&c.dir)
+        .map_err(|e| format!("creating the control directory {}: {e}", c.dir.display()))?;
+    let member = ControlMember::start(MemberId::of(node), &c.dir, &config, transport.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let env = parts.env.clone();
+    let plane = ControlPlane {
+        service: Service::new(node, member, transport, Arc::new(move || env.now_micros())),
+        trusted,
+    };
+    let enrolment = match &c.enrolment {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("reading the enrolment {}: {e}", path.display()))?;
+            Some(
+                ControlState::from_enrolment(&bytes, &plane.trusted)
+                    .map_err(|e| format!("the enrolment {} is refused: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    if c.bootstrap {
+        bootstrap(&plane, node, enrolment.as_ref()).await?;
+    }
+    let list = match plane.members_from_log()? {
+        Some(list) => list,
+        None => enrolment
+            .as_ref()
+            .and_then(|s| s.members().cloned())
+            .ok_or_else(|| {
+                format!(
+                    "the control directory {} holds no epoch yet and no enrolment is configured: set [control] enrolment to the cluster's genesis.sbc (sb cluster init) or a member's chain (sb cluster enrol)",
+                    c.dir.display()
+                )
+            })?,
+    };
+    if list.cluster != parts.me.cluster {
+        return Err(format!(
+            "the control plane's membership is of cluster {}, but this node's certificate is of cluster {}",
+            list.cluster, parts.me.cluster
+        ));
+    }
+    Ok((plane, list))
+}
+
+/// Starts the log with this node alone and publishes the enrolment's first
+/// epoch, once: a log already started is left as it is.
+async fn bootstrap(
+    plane: &ControlPlane,
+    node: scratchbird_types::NodeId,
+    enrolment: Option<&ControlState>,
+) -> Result<(), String> {
+    let member = plane.service.member();
+    if member.is_initialized().await? {
+        return Ok(());
+    }
+    let genesis = enrolment.ok_or(
+        "[control] bootstrap needs enrolment = the cluster's genesis.sbc (sb cluster init writes it)",
+    )?;
+    let command = genesis.genesis().ok_or(
+        "[control] bootstrap starts a new log from a genesis of exactly one epoch; this enrolment holds more (start this node without bootstrap: it joins the log that exists)",
+    )?;
+    let addr = genesis
+        .members()
+        .and_then(|l| scratchbird_control::members::node(l, node))
+        .and_then(|n| n.peer.clone())
+        .ok_or(
+            "the genesis membership gives this node no peer address (sb ca issue-node --peer HOST:PORT)",
+        )?;
+    member
+        .initialize([(MemberId::of(node), PeerAddr { addr })].into())
+        .await?;
+    member
+        .wait_leading(Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("the new log elected no leader: {e}"))?;
+    let (index, outcome) = plane
+        .service
+        .submit(command)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(index, %outcome, "control log started with the genesis epoch");
+    Ok(())
+}
+
+impl ControlPlane {
+    /// The membership of the log's current epoch, if the log holds one whose
+    /// first epoch this node trusts.
+    fn members_from_log(&self) -> Result<Option<MembersList>, String> {
+        let a = self.service.member().applied();
+        let Some(chain) = a.state.chain() else {
+            return Ok(None);
+        };
+        self.check_trusted(chain)?;
+        Ok(a.state.members().cloned())
+    }
+
+    fn check_trusted(&self, chain: &EpochChain) -> Result<(), String> {
+        let first = chain
+            .get(scratchbird_types::Epoch(1))
+            .map(|(r, _, _)| r)
+            .ok_or("the log's chain has no first epoch")?;
+        match first
+            .administrators
+            .keys
+            .iter()
+            .find(|k| !self.trusted.contains(k))
+        {
+            Some(k) => Err(format!(
+                "the control log's first epoch is signed by administrator key {k}, which this node does not trust (security.trusted_keys): refusing the log's configuration"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Keeps the node's membership that of the log's current epoch (closing what
+/// it no longer admits) and does the node's duties, until shutdown.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let Some(plane) = shared.control.clone() else {
+        return;
+    };
+    let mut shutdown = shared.shutdown.clone();
+    let mut synced = plane.service.current();
+    let mut last_problems = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let now = plane.service.current();
+        if now != synced {
+            match plane.members_from_log() {
+                Ok(Some(list)) => {
+                    shared.members.replace(&list);
+                    tracing::info!(epoch = now.0.0, hash = %now.1, "applied control epoch: membership in force");
+                    recheck(&shared);
+                    synced = now;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        let problems = plane.service.duties().await;
+        if problems != last_problems {
+            for p in &problems {
+                tracing::warn!("control plane: {p}");
+            }
+            last_problems = problems;
+        }
+    }
+    if let Err(e) = plane.service.member().shutdown().await {
+        tracing::error!("stopping the control log: {e}");
+    }
+}
+
+/// Answers a control-plane message from a peer node.
+pub(super) async fn peer_message(shared: &Shared, peer: &Verified, bytes: &[u8]) -> Response {
+    let Some(plane) = shared.control.as_ref() else {
+        return Response::Error(
+            RpcError::new(
+                "NO_CONTROL_PLANE",
+                "this node takes no part in a control log",
+            )
+            .hint("configure [control] in its node.toml"),
+        );
+    };
+    let Some(from) = peer.uri.node_id() else {
+        return Response::Error(RpcError::new(
+            "NOT_A_NODE",
+            "only nodes talk to the control log",
+        ));
+    };
+    let message: PeerMessage = match wire::decode(bytes) {
+        Ok(m) => m,
+        Err(e) => return Response::Error(RpcError::new("BAD_CONTROL_MESSAGE", e)),
+    };
+    // The log's own traffic comes only from its voters and learners.
+    if matches!(message, PeerMessage::Raft(_)) {
+        let voter = admit(
+            peer,
+            Expect::Node(Some(Role::Voter)),
+            Some(shared.members.as_ref()),
+        );
+        let learner = admit(
+            peer,
+            Expect::Node(Some(Role::Learner)),
+            Some(shared.members.as_ref()),
+        );
+        if let (Err(e), Err(_)) = (voter, learner) {
+            return Response::Error(RpcError::new(e.code(), format!("the control log: {e}")));
+        }
+    }
+    let answer = plane.service.peer(from, message).await;
+    match wire::encode(&answer) {
+        Ok(b) => Response::ControlPlane(b),
+        Err(e) => Response::Error(RpcError::new("CONTROL_INTERNAL", e)),
+    }
+}
+
+/// Answers an administrator's `sb cluster ...` command from a user.
+pub(super) async fn admin_message(shared: &Shared, bytes: &[u8]) -> Response {
+    let Some(plane) = shared.control.as_ref() else {
+        return Response::Error(
+            RpcError::new(
+                "NO_CONTROL_PLANE",
+                "this node takes no part in a control log",
+            )
+            .hint("send sb cluster commands to a node configured with [control]"),
+        );
+    };
+    let answer = match wire::decode::<AdminMessage>(bytes) {
+        Ok(m) => plane.service.admin(m).await,
+        Err(e) => AdminAnswer::Refused {
+            code: "BAD_CONTROL_MESSAGE".into(),
+            message: e,
+        },
+    };
+    match wire::encode(&answer) {
+        Ok(b) => Response::ControlPlane(b),
+        Err(e) => Response::Error(RpcError::new("CONTROL_INTERNAL", e)),
+    }
+}
