@@ -17,6 +17,7 @@ pub mod machine;
 pub mod member;
 #[allow(clippy::result_large_err, reason = "openraft's error types, not ours")]
 pub mod net;
+pub mod runtime;
 #[allow(clippy::result_large_err, reason = "openraft's error types, not ours")]
 pub mod store;
 
@@ -81,6 +82,7 @@ openraft::declare_raft_types!(
         NodeId = MemberId,
         Node = PeerAddr,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = runtime::ControlRuntime,
 );
 
 /// A member's Raft handle.

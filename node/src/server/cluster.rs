@@ -159,6 +159,8 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .verifying_keys()
         .map(|k| AdminKey(k.to_bytes()))
         .collect();
+    // openraft's election timeouts draw from the node's randomness
+    scratchbird_control::log::runtime::set_source(parts.env.clone());
     let config = LogConfig {
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         election_timeout: (
