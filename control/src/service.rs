@@ -16,7 +16,7 @@ use scratchbird_net::verify::Role;
 use scratchbird_types::{ClusterId, Epoch, NodeId};
 use serde_bytes::ByteBuf;
 
-use crate::epoch::EpochHash;
+use crate::epoch::{AdminKey, EpochHash};
 use crate::log::member::{ControlMember, SubmitError};
 use crate::log::net::{Transport, TransportError, serve};
 use crate::log::{MemberId, PeerAddr};
@@ -58,6 +58,9 @@ pub struct Service<T: Observer> {
     reported: Mutex<Reported>,
     /// The clock observations are stamped with (µs since 1970).
     now_us: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// The administrator keys this node trusts to have signed the cluster's
+    /// first epoch (`None`: no anchor of its own, as in tests of the log).
+    trusted: Option<Vec<AdminKey>>,
 }
 
 #[derive(Default)]
@@ -97,7 +100,80 @@ impl<T: Observer> Service<T> {
             transport,
             reported: Mutex::default(),
             now_us,
+            trusted: None,
         }
+    }
+
+    /// This node trusts only `keys` to have signed the cluster's first epoch:
+    /// as leader it refuses a first epoch signed by any other key, and it
+    /// follows the membership of a log only when that log's first epoch is
+    /// signed by them.
+    #[must_use]
+    pub fn trusting(mut self, keys: Vec<AdminKey>) -> Self {
+        self.trusted = Some(keys);
+        self
+    }
+
+    /// Whether the log's chain starts with a first epoch this node trusts
+    /// (`Ok(false)`: no chain yet).
+    ///
+    /// # Errors
+    /// The first epoch is signed by a key this node does not trust.
+    pub fn trusts_log(&self) -> Result<bool, String> {
+        let a = self.member.applied();
+        let Some(chain) = a.state.chain() else {
+            return Ok(false);
+        };
+        let Some(trusted) = &self.trusted else {
+            return Ok(true);
+        };
+        let Some((first, _, _)) = chain.get(Epoch(1)) else {
+            return Err("the log's chain has no first epoch".into());
+        };
+        match first
+            .administrators
+            .keys
+            .iter()
+            .find(|k| !trusted.contains(k))
+        {
+            Some(k) => Err(format!(
+                "the control log's first epoch is signed by administrator key {k}, which this node does not trust (security.trusted_keys): refusing the log's configuration"
+            )),
+            None => Ok(true),
+        }
+    }
+
+    /// Puts a command in the log, as leader: first everything committed is
+    /// applied here (a linearizable read), then the command is checked against
+    /// that state, so that a command that breaks a rule never costs the log an
+    /// entry; the log checks it again as it applies it.
+    async fn commit(&self, command: Command) -> Result<(u64, Outcome), SubmitError> {
+        if self.member.linearize().await.is_err() {
+            return Err(SubmitError::NotLeader {
+                leader: self.member.leader().and_then(|l| {
+                    let m = self.member.raft().metrics().borrow().clone();
+                    m.membership_config
+                        .membership()
+                        .get_node(&l)
+                        .map(|a| (l, a.clone()))
+                }),
+            });
+        }
+        let checked = self
+            .member
+            .applied()
+            .state
+            .precheck(&command, self.trusted.as_deref());
+        if let Err(e) = checked {
+            return Err(SubmitError::Refused {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            });
+        }
+        self.member
+            .submit(command)
+            .await
+            .map(|(id, outcome)| (id.index, outcome))
     }
 
     /// This node's member of the log.
@@ -121,11 +197,9 @@ impl<T: Observer> Service<T> {
                         format!("node {from} sent a report in the name of node {claimed}"),
                     );
                 }
-                match self.member.submit(command).await {
-                    Ok((id, outcome)) => PeerAnswer::Committed {
-                        index: id.index,
-                        outcome,
-                    },
+                match self.commit(command).await {
+                    Ok((index, outcome)) => PeerAnswer::Committed { index, outcome },
+                    Err(SubmitError::Refused { code, message }) => refused(&code, message),
                     Err(SubmitError::NotLeader { leader }) => PeerAnswer::Refused {
                         code: "NOT_LEADER".into(),
                         message: "this member is not the control log's leader".into(),
@@ -160,8 +234,8 @@ impl<T: Observer> Service<T> {
         let deadline = tokio::time::Instant::now() + SUBMIT_DEADLINE;
         let mut last = SubmitError::NotLeader { leader: None };
         while tokio::time::Instant::now() < deadline {
-            match self.member.submit(command.clone()).await {
-                Ok((id, outcome)) => return Ok((id.index, outcome)),
+            match self.commit(command.clone()).await {
+                Ok(done) => return Ok(done),
                 Err(SubmitError::NotLeader {
                     leader: Some((to, addr)),
                 }) if to != MemberId::of(self.me) => {
@@ -179,7 +253,7 @@ impl<T: Observer> Service<T> {
                             return Ok((index, outcome));
                         }
                         Ok(PeerAnswer::Refused { code, message, .. }) if code != "NOT_LEADER" => {
-                            return Err(SubmitError::Stopped(format!("{code}: {message}")));
+                            return Err(SubmitError::Refused { code, message });
                         }
                         Ok(_) => {
                             last = SubmitError::NotLeader {
@@ -216,6 +290,9 @@ impl<T: Observer> Service<T> {
             AdminMessage::Publish { epoch, documents } => {
                 match self.submit(Command::Publish { epoch, documents }).await {
                     Ok((index, outcome)) => AdminAnswer::Published { index, outcome },
+                    Err(SubmitError::Refused { code, message }) => {
+                        AdminAnswer::Refused { code, message }
+                    }
                     Err(e) => AdminAnswer::Refused {
                         code: "NOT_COMMITTED".into(),
                         message: e.to_string(),
@@ -271,6 +348,7 @@ impl<T: Observer> Service<T> {
         if epoch == Epoch(0) || !self.enabled() {
             return problems;
         }
+        lock(&self.reported).observed.retain(|(e, _)| *e == epoch);
         let due = lock(&self.reported).applied != Some((epoch, hash));
         if due {
             match self
@@ -375,6 +453,10 @@ impl<T: Observer> Service<T> {
     /// epoch's membership: enabled nodes with the voter role (and a peer
     /// address) vote; enabled learners follow; the rest are removed.
     async fn reconcile(&self) -> Result<(), String> {
+        // only the membership of a log this node trusts decides the voters
+        if !self.trusts_log()? {
+            return Ok(());
+        }
         let raft = self.member.raft();
         let m = raft.metrics().borrow().clone();
         if m.current_leader != Some(MemberId::of(self.me)) {

@@ -438,12 +438,56 @@ impl ControlState {
         })
     }
 
-    fn publish(&mut self, epoch: &SignedEpoch, sent: &[ByteBuf]) -> Result<Outcome, ControlError> {
+    /// Whether `command` would be taken, without taking it: what a member
+    /// checks before it puts a command in the log, so that what breaks a rule
+    /// never costs the log an entry. With `trusted`, a first epoch must also be
+    /// signed only by those administrator keys (the receiving node's own
+    /// anchor; applying the log never depends on it).
+    ///
+    /// # Errors
+    /// The rule the command breaks.
+    pub fn precheck(
+        &self,
+        command: &Command,
+        trusted: Option<&[crate::epoch::AdminKey]>,
+    ) -> Result<(), ControlError> {
+        match command {
+            Command::Publish { epoch, documents } => {
+                let (record, _, _) = self.check_publish(epoch, documents)?;
+                if let (None, Some(trusted)) = (&self.chain, trusted)
+                    && let Some(k) = record
+                        .administrators
+                        .keys
+                        .iter()
+                        .find(|k| !trusted.contains(k))
+                {
+                    return Err(EpochError::UnknownSigner {
+                        key: *k,
+                        whose: "an administrator key this node trusts".into(),
+                    }
+                    .into());
+                }
+                Ok(())
+            }
+            Command::Report { from, report } => self.check_report(*from, report).map(|_| ()),
+        }
+    }
+
+    fn check_publish(
+        &self,
+        epoch: &SignedEpoch,
+        sent: &[ByteBuf],
+    ) -> Result<(EpochRecord, DocumentSet, MembersList), ControlError> {
         let record = match &self.chain {
             Some(chain) => chain.check(epoch)?,
             None => start(epoch)?.current().clone(),
         };
         let (documents, list) = gather(&record, sent, &self.documents)?;
+        Ok((record, documents, list))
+    }
+
+    fn publish(&mut self, epoch: &SignedEpoch, sent: &[ByteBuf]) -> Result<Outcome, ControlError> {
+        let (record, documents, list) = self.check_publish(epoch, sent)?;
         match &mut self.chain {
             Some(chain) => {
                 chain.apply(epoch.clone())?;
@@ -463,16 +507,15 @@ impl ControlState {
         })
     }
 
-    fn report(
-        &mut self,
-        index: u64,
+    /// Checks a report against the current epoch; returns that epoch's number
+    /// and hash.
+    fn check_report(
+        &self,
         from: NodeId,
         report: &Report,
-    ) -> Result<Outcome, ControlError> {
-        let (current, hash) = {
-            let chain = self.chain.as_ref().ok_or(ControlError::NoCluster)?;
-            (chain.current().clone(), chain.current_hash())
-        };
+    ) -> Result<(Epoch, EpochHash), ControlError> {
+        let chain = self.chain.as_ref().ok_or(ControlError::NoCluster)?;
+        let (current, hash) = (chain.current(), chain.current_hash());
         let list = self.members.as_ref().ok_or(ControlError::NoCluster)?;
         if !members::node(list, from).is_some_and(|n| n.enabled) {
             return Err(ControlError::NotMember {
@@ -491,38 +534,50 @@ impl ControlState {
                 current: current.number.0,
             });
         }
+        if let Report::Observed(o) = report {
+            if o.peer == from {
+                return Err(ControlError::SelfObservation { node: from });
+            }
+            if members::node(list, o.peer).is_none() {
+                return Err(ControlError::ObservedNotMember {
+                    from,
+                    peer: o.peer,
+                    epoch: current.number.0,
+                });
+            }
+            if o.cluster != current.cluster {
+                return Err(ControlError::ObservedOtherCluster {
+                    from,
+                    found: o.cluster,
+                    expected: current.cluster,
+                });
+            }
+        }
+        Ok((current.number, hash))
+    }
+
+    fn report(
+        &mut self,
+        index: u64,
+        from: NodeId,
+        report: &Report,
+    ) -> Result<Outcome, ControlError> {
+        let (number, hash) = self.check_report(from, report)?;
         match report {
             Report::Applied { .. } => {
-                self.applied.insert(from, (reported, reported_hash));
+                self.applied.insert(from, (number, hash));
             }
             Report::Observed(o) => {
-                if o.peer == from {
-                    return Err(ControlError::SelfObservation { node: from });
-                }
-                if members::node(list, o.peer).is_none() {
-                    return Err(ControlError::ObservedNotMember {
-                        from,
-                        peer: o.peer,
-                        epoch: current.number.0,
-                    });
-                }
-                if o.cluster != current.cluster {
-                    return Err(ControlError::ObservedOtherCluster {
-                        from,
-                        found: o.cluster,
-                        expected: current.cluster,
-                    });
-                }
                 let by = self.observed.entry(o.peer).or_default();
                 if by.len() < OBSERVERS_KEPT || by.contains_key(&from) {
                     by.insert(from, o.clone());
                 }
             }
         }
-        let effective = self.effective.contains_key(&current.number)
+        let effective = self.effective.contains_key(&number)
             || match self.state_of_current() {
                 Some(EpochState::Effective { .. }) => {
-                    self.effective.insert(current.number, index);
+                    self.effective.insert(number, index);
                     true
                 }
                 _ => false,

@@ -73,7 +73,7 @@ fn membership() -> Vec<u8> {
                 name: format!("n{i}"),
                 enabled: true,
                 roles: vec![Role::Voter],
-                peer: None,
+                peer: Some(format!("member-{i}")),
             })
             .collect(),
         users: vec![],
@@ -618,5 +618,65 @@ async fn a_follower_refuses_a_command_and_names_the_leader() {
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains(&member_id(l).to_string()), "{err}");
+    c.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_past_the_limit_or_with_a_broken_chain_never_reaches_raft() {
+    let c = Cluster::new(3, quick()).await;
+    let l = c.leader().await;
+    let f = [1, 2, 3].into_iter().find(|i| *i != l).unwrap();
+    let m = c.members[&l].raft().metrics().borrow().clone();
+    let meta = openraft::SnapshotMeta {
+        last_log_id: m.last_applied,
+        last_membership: openraft::StoredMembership::default(),
+        snapshot_id: "hostile".into(),
+    };
+    let chunk = |offset: u64, data: Vec<u8>| {
+        RaftRequest::Snapshot(openraft::raft::InstallSnapshotRequest {
+            vote: m.vote,
+            meta: meta.clone(),
+            offset,
+            data,
+            done: true,
+        })
+    };
+    // a chunk written a terabyte in
+    let far = serve(
+        c.members[&f].raft(),
+        member_id(l),
+        chunk(1 << 40, vec![1; 16]),
+    )
+    .await;
+    assert!(
+        matches!(&far, RaftReply::Refused { why } if why.contains("past")),
+        "{far:?}"
+    );
+    // a whole snapshot whose chain has a changed signature
+    let mut state = ControlState::default();
+    for (i, e) in epochs(2).iter().enumerate() {
+        state.apply(i as u64, &publish(e));
+    }
+    let mut image = state.image().unwrap();
+    let sig = epochs(2)[1].signatures[0].signature.clone();
+    let at = image
+        .windows(sig.len())
+        .position(|w| w == sig.as_slice())
+        .unwrap();
+    image[at] ^= 1;
+    let bad = serve(c.members[&f].raft(), member_id(l), chunk(0, image)).await;
+    assert!(
+        matches!(&bad, RaftReply::Refused { why } if why.contains("refused")),
+        "{bad:?}"
+    );
+    // the follower's log still runs
+    assert!(
+        c.members[&f]
+            .raft()
+            .metrics()
+            .borrow()
+            .running_state
+            .is_ok()
+    );
     c.stop_all().await;
 }

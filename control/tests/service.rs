@@ -160,6 +160,51 @@ fn effective(s: &ControlState, n: u64) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_trusts_other_keys_refuses_a_first_epoch_before_the_log() {
+    let net = Arc::new(Loopback::default());
+    let node1 = start(1, &net).await;
+    // node 1 trusts only an administrator key that did not sign this genesis
+    let Node { service, _dir } = node1;
+    net.detach(MemberId::from(1));
+    let service = Arc::try_unwrap(service)
+        .unwrap()
+        .trusting(vec![AdminKey([9; 32])]);
+    let m1 = membership(&[1, 2, 3]);
+    let e1 = record(1, EpochHash::NONE, &m1, "cluster init")
+        .signed_by(&[&admin()])
+        .unwrap();
+    service
+        .member()
+        .initialize([(MemberId::from(1), PeerAddr { addr: addr(1) })].into())
+        .await
+        .unwrap();
+    service
+        .member()
+        .wait_leading(Duration::from_secs(5))
+        .await
+        .unwrap();
+    let before = service.status().applied_index;
+    let refused = service
+        .submit(Command::Publish {
+            epoch: e1,
+            documents: vec![m1.into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("EPOCH_UNKNOWN_SIGNER"),
+        "{refused}"
+    );
+    assert_eq!(
+        service.status().applied_index,
+        before,
+        "the refusal cost the log an entry"
+    );
+    assert_eq!(service.current().0, Epoch(0));
+    service.member().shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_starts_from_its_genesis_converges_and_disables_a_node() {
     let net = Arc::new(Loopback::default());
     // sb cluster init: the genesis, checked as a state before it is written
@@ -312,11 +357,36 @@ async fn a_cluster_starts_from_its_genesis_converges_and_disables_a_node() {
             || late.is_err(),
         "{late:?}"
     );
+    refusals_cost_nothing_and_the_chain_exports(&live, &e1, &e2).await;
+}
+
+/// A publication that breaks a rule is refused before the log (no entry); the
+/// chain a member exports reads back as an enrolment.
+async fn refusals_cost_nothing_and_the_chain_exports(
+    live: &BTreeMap<u64, Node>,
+    e1: &SignedEpoch,
+    e2: &SignedEpoch,
+) {
+    // A publication that breaks a rule is refused before the log: no entry.
+    let before = live[&1].service.status().applied_index;
+    let stale = live[&2]
+        .service
+        .admin(AdminMessage::Publish {
+            epoch: e1.clone(),
+            documents: vec![],
+        })
+        .await;
+    assert!(
+        matches!(&stale, AdminAnswer::Refused { code, .. } if code == "EPOCH_REPEAT"),
+        "{stale:?}"
+    );
+    assert_eq!(live[&1].service.status().applied_index, before);
+
     let chain = live[&2].service.admin(AdminMessage::Chain).await;
     let AdminAnswer::Chain(image) = chain else {
         panic!("{chain:?}")
     };
     let copy = ControlState::from_enrolment(&image, &[AdminKey::of(&admin())]).unwrap();
     assert_eq!(copy.epoch(), Epoch(2));
-    assert_eq!(copy.chain().unwrap().current_hash(), SignedEpoch::hash(&e2));
+    assert_eq!(copy.chain().unwrap().current_hash(), SignedEpoch::hash(e2));
 }

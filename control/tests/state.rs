@@ -52,7 +52,7 @@ fn membership(nodes: &[(u8, bool, bool)]) -> Vec<u8> {
                 } else {
                     vec![Role::Shard]
                 },
-                peer: None,
+                peer: Some(format!("10.0.0.{n}:7401")),
             })
             .collect(),
         users: vec![],

@@ -13,9 +13,15 @@
     reason = "test"
 )]
 
+use scratchbird_control::EpochHash;
+use scratchbird_control::log::net::RaftRequest;
+use scratchbird_control::log::{MemberId, openraft};
+use scratchbird_control::state::{Command as ControlCommand, Report};
+use scratchbird_control::wire::{self, PeerAnswer, PeerMessage};
 use scratchbird_net::Role;
 use scratchbird_net::client::{Client, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
+use scratchbird_net::rpc::{Request, Response};
 use scratchbird_policy::sign;
 use scratchbird_tests::{Ca, Node, NodeOpts, bin, write_pair};
 use std::path::{Path, PathBuf};
@@ -142,6 +148,14 @@ fn cluster() -> Cluster {
         dirs.push(dir);
         peers.push(peer);
     }
+    // n4: an enabled member with the shard role only, never started: a node
+    // certificate a hostile operator could hold
+    // (listed disabled: an enabled member that never runs would keep every
+    // epoch from converging; the test enables it at the end)
+    let (_, n4) = ca.node("n4", &[Role::Shard]);
+    ca.members.nodes.last_mut().unwrap().enabled = false;
+    ca.save();
+    write_pair(&tmp.path().join("n4"), "node", &n4);
     let ops = ca.user("ops");
     write_pair(&tmp.path().join("ops"), "ops", &ops);
     ca.user("reader");
@@ -188,6 +202,19 @@ fn cluster() -> Cluster {
     Cluster { tmp, dirs, peers }
 }
 
+/// The node id in the certificate in `dir`.
+fn node_id(dir: &Path) -> scratchbird_types::NodeId {
+    let pem = std::fs::read_to_string(dir.join("node.crt")).unwrap();
+    let der = scratchbird_net::identity::certs_from_pem(&pem)
+        .unwrap()
+        .remove(0);
+    let info = scratchbird_net::identity::inspect(&der).unwrap();
+    scratchbird_net::SbUri::parse(&info.uris[0])
+        .unwrap()
+        .node_id()
+        .unwrap()
+}
+
 /// Connects to `peer` as the node whose folder is `dir`: the answer is the
 /// refusal, if any.
 fn connect_as_node(dir: &Path, ca: &Path, peer: &str) -> Result<(), String> {
@@ -205,6 +232,38 @@ fn connect_as_node(dir: &Path, ca: &Path, peer: &str) -> Result<(), String> {
     })
 }
 
+/// Sends `message` to the peer endpoint at `peer` as the node whose folder is
+/// `dir`; returns the node's answer (or its error code).
+fn send_as_node(
+    dir: &Path,
+    ca: &Path,
+    peer: &str,
+    message: &PeerMessage,
+) -> Result<PeerAnswer, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let creds = Credentials::load(&dir.join("node.crt"), &dir.join("node.key"), ca)
+            .map_err(|e| e.to_string())?;
+        let c = Client::connect(peer.parse().unwrap(), &creds, &TransportLimits::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let bytes = wire::encode(message).unwrap();
+        let mut r = c
+            .send(&Request::ControlPlane(bytes))
+            .await
+            .map_err(|e| e.to_string())?;
+        match r.next().await {
+            Ok(Some(Response::ControlPlane(b))) => wire::decode(&b),
+            Ok(Some(Response::Error(e))) => Err(e.code),
+            Err(scratchbird_net::client::ClientError::Rpc(e)) => Err(e.code),
+            other => Err(format!("{other:?}")),
+        }
+    })
+}
+
 #[test]
 fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
     let c = cluster();
@@ -215,6 +274,7 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         |s| effective(s, 1) && voters(s) == 3,
     );
     let leader = s["leader"].as_str().unwrap().to_owned();
+
     let names: Vec<String> = nodes
         .iter()
         .map(|n| {
@@ -310,4 +370,53 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         |s| effective(s, 3),
     );
     assert_eq!(voters(&s), 2, "{s:#}");
+
+    // n4, a member node without the voter role, enabled now, tries the log.
+    run(&mut c.sb(
+        nodes[keep].as_ref().unwrap(),
+        &[
+            "member",
+            "enable",
+            "n4",
+            "--admin-key",
+            c.admin_key().to_str().unwrap(),
+        ],
+    ));
+    c.wait(nodes[keep].as_ref().unwrap(), "epoch 4 applied", |s| {
+        epoch_state(s, 4).is_some()
+    });
+    // a vote for itself in a far term, and a report in another node's name
+    let n4 = c.tmp.path().join("n4");
+    let n4_id = node_id(&n4);
+    let forged_vote = PeerMessage::Raft(RaftRequest::Vote(openraft::raft::VoteRequest {
+        vote: openraft::Vote::new(1_000, MemberId::of(n4_id)),
+        last_log_id: None,
+    }));
+    // (the node puts a newly applied epoch's membership in force within 250 ms)
+    let until = Instant::now() + Duration::from_secs(2);
+    let refused = loop {
+        let got = send_as_node(&n4, &ca, &c.peers[keep], &forged_vote).unwrap_err();
+        if !got.contains("NODE_DISABLED") || Instant::now() > until {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused, "NODE_MISSING_ROLE");
+    let as_n1 = PeerMessage::Submit(ControlCommand::Report {
+        from: node_id(&c.dirs[keep]),
+        report: Report::Applied {
+            epoch: scratchbird_types::Epoch(1),
+            hash: EpochHash::NONE,
+        },
+    });
+    let answer = send_as_node(&n4, &ca, &c.peers[keep], &as_n1).unwrap();
+    assert!(
+        matches!(&answer, PeerAnswer::Refused { code, .. } if code == "NOT_SENDER"),
+        "{answer:?}"
+    );
+    let s_after = c.status(nodes[keep].as_ref().unwrap()).unwrap();
+    assert!(
+        s_after["term"].as_u64().unwrap() < 1_000,
+        "the forged term moved the log"
+    );
 }

@@ -55,6 +55,9 @@ impl LogConfig {
             election_timeout_max: millis(self.election_timeout.1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            // a chunk well within a message, so most snapshots travel whole
+            // (and are checked whole before they are installed)
+            snapshot_max_chunk_size: 8 << 20,
             ..Config::default()
         };
         c.validate()
@@ -98,6 +101,14 @@ pub enum SubmitError {
     /// The log stopped (a storage error, or it was shut down).
     #[error("the control log stopped: {0}")]
     Stopped(String),
+    /// The leader refused the command before the log: it breaks a rule.
+    #[error("refused ({code}): {message}")]
+    Refused {
+        /// The rule's stable code.
+        code: String,
+        /// What was wrong and what to do.
+        message: String,
+    },
 }
 
 /// Why a read could not be made linearizable.

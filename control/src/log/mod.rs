@@ -23,6 +23,10 @@ pub mod store;
 
 use std::io::Cursor;
 
+/// The Raft implementation the log runs on, for callers that build its
+/// messages (tests that forge them).
+pub use openraft;
+
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Command, Outcome};

@@ -18,7 +18,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -28,6 +29,7 @@ use openraft::raft::{
 use openraft::{RaftNetwork, RaftNetworkFactory};
 use serde::{Deserialize, Serialize};
 
+use super::machine::IMAGE_BYTES_MAX;
 use super::{ControlRaft, MemberId, PeerAddr, Raft};
 use crate::wire::{PeerAnswer, PeerMessage};
 
@@ -125,7 +127,58 @@ pub async fn serve(raft: &Raft, from: MemberId, request: RaftRequest) -> RaftRep
     match request {
         RaftRequest::Append(r) => RaftReply::Append(raft.append_entries(r).await),
         RaftRequest::Vote(r) => RaftReply::Vote(raft.vote(r).await),
-        RaftRequest::Snapshot(r) => RaftReply::Snapshot(raft.install_snapshot(r).await),
+        RaftRequest::Snapshot(r) => {
+            if let Err(why) = check_snapshot_chunk(&r) {
+                return RaftReply::Refused { why };
+            }
+            RaftReply::Snapshot(raft.install_snapshot(r).await)
+        }
+    }
+}
+
+/// What a snapshot chunk must be before Raft sees it: within the image limit
+/// (a chunk that writes far beyond it would make the receiver allocate that
+/// much), and, when it is the whole snapshot, an image whose chain passes
+/// every rule (so a bad snapshot is refused here, not installed and then found
+/// bad, which would stop the member's log).
+fn check_snapshot_chunk(r: &InstallSnapshotRequest<ControlRaft>) -> Result<(), String> {
+    let end = usize::try_from(r.offset)
+        .ok()
+        .and_then(|o| o.checked_add(r.data.len()));
+    if end.is_none_or(|e| e > IMAGE_BYTES_MAX) {
+        return Err(format!(
+            "a snapshot chunk at offset {} of {} bytes goes past the {IMAGE_BYTES_MAX} bytes a member installs",
+            r.offset,
+            r.data.len()
+        ));
+    }
+    if r.offset == 0 && r.done {
+        crate::state::ControlState::from_image(&r.data)
+            .map_err(|e| format!("the snapshot is refused: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Counts what is written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size `m` has as it travels (CBOR).
+fn encoded_len<M: Serialize>(m: &M) -> usize {
+    let mut c = Counter(0);
+    match ciborium::into_writer(m, &mut c) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -221,6 +274,13 @@ impl<T: Transport> RaftNetwork<ControlRaft> for Client<T> {
         rpc: AppendEntriesRequest<ControlRaft>,
         _option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<MemberId>> {
+        // A batch larger than a message may be: openraft sends fewer entries.
+        if rpc.entries.len() > 1 && encoded_len(&rpc) > MESSAGE_BYTES_MAX - (64 << 10) {
+            let half = u64::try_from(rpc.entries.len() / 2).unwrap_or(1).max(1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(half),
+            ));
+        }
         match self.send(RaftRequest::Append(rpc)).await? {
             RaftReply::Append(r) => self.remote(r),
             _ => Err(self.mismatched()),

@@ -11,8 +11,9 @@ use scratchbird_control::log::{MemberId, PeerAddr};
 use scratchbird_control::service::{Observer, PeerCertificate, Service};
 use scratchbird_control::state::ControlState;
 use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, PeerAnswer, PeerMessage};
-use scratchbird_control::{AdminKey, EpochChain};
+use scratchbird_control::{AdminKey, EpochHash};
 use scratchbird_net::client::Client;
+use scratchbird_types::Epoch;
 
 /// How long one message to a peer may take, connecting included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,9 +24,12 @@ const TICK: Duration = Duration::from_millis(250);
 /// The node's control plane.
 pub(super) struct ControlPlane {
     pub(super) service: Service<QuicPeers>,
-    /// The administrator keys this node trusts to have signed the cluster's
-    /// first epoch.
-    trusted: Vec<AdminKey>,
+    transport: Arc<QuicPeers>,
+    /// The enrolment's first epoch, which the log's must be, and its current
+    /// epoch, which the log must reach before this node serves clients.
+    enrolled: Option<(EpochHash, Epoch)>,
+    /// The log stopped (a storage error): nobody is admitted any more.
+    failed: AtomicBool,
 }
 
 /// The control log's transport over the peer endpoint: one client connection
@@ -37,9 +41,17 @@ pub(super) struct QuicPeers {
     limits: TransportLimits,
     env: Arc<dyn Env>,
     clients: Mutex<HashMap<MemberId, Arc<Client>>>,
+    /// The membership in force: a peer it does not admit is not talked to.
+    members: Arc<Members>,
 }
 
 impl QuicPeers {
+    /// Forgets every connection (the membership changed: the next message
+    /// connects afresh, checked under it).
+    fn forget_all(&self) {
+        lock(&self.clients).clear();
+    }
+
     async fn client(&self, to: MemberId, addr: &PeerAddr) -> Result<Arc<Client>, TransportError> {
         if let Some(c) = lock(&self.clients).get(&to) {
             return Ok(c.clone());
@@ -60,6 +72,8 @@ impl QuicPeers {
         )
         .await
         .map_err(|e| unreachable(e.to_string()))?;
+        admit(&c.server, Expect::Node(None), Some(self.members.as_ref()))
+            .map_err(|e| unreachable(format!("[{}] {e}", e.code())))?;
         let c = Arc::new(c);
         lock(&self.clients).insert(to, c.clone());
         Ok(c)
@@ -139,6 +153,9 @@ pub(super) struct Parts<'a> {
     pub trust: Arc<Cell<Trust>>,
     pub limits: TransportLimits,
     pub env: Arc<dyn Env>,
+    /// The membership the node enforces (filled by the caller from what
+    /// [`start`] returns, then kept the log's by [`run`]).
+    pub members: Arc<Members>,
 }
 
 /// Starts the node's member of the control log and returns it with the
@@ -175,28 +192,48 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         limits: parts.limits,
         env: parts.env.clone(),
         clients: Mutex::default(),
+        members: parts.members.clone(),
     });
     std::fs::create_dir_all(&c.dir)
         .map_err(|e| format!("creating the control directory {}: {e}", c.dir.display()))?;
     let member = ControlMember::start(MemberId::of(node), &c.dir, &config, transport.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let env = parts.env.clone();
-    let plane = ControlPlane {
-        service: Service::new(node, member, transport, Arc::new(move || env.now_micros())),
-        trusted,
-    };
     let enrolment = match &c.enrolment {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| format!("reading the enrolment {}: {e}", path.display()))?;
             Some(
-                ControlState::from_enrolment(&bytes, &plane.trusted)
+                ControlState::from_enrolment(&bytes, &trusted)
                     .map_err(|e| format!("the enrolment {} is refused: {e}", path.display()))?,
             )
         }
         None => None,
     };
+    let env = parts.env.clone();
+    let plane = ControlPlane {
+        service: Service::new(
+            node,
+            member,
+            transport.clone(),
+            Arc::new(move || env.now_micros()),
+        )
+        .trusting(trusted),
+        transport,
+        enrolled: enrolment.as_ref().and_then(|s| {
+            let chain = s.chain()?;
+            Some((chain.get(Epoch(1))?.2, chain.current().number))
+        }),
+        failed: AtomicBool::new(false),
+    };
+    // Until the log holds an epoch the members it admits are the enrolment's:
+    // the log's voters must reach it to bring it in (and bootstrap asks the
+    // genesis voters whether a log exists already).
+    if let Some(list) = plane.members_from_log()? {
+        parts.members.replace(&list);
+    } else if let Some(list) = enrolment.as_ref().and_then(ControlState::members) {
+        parts.members.replace(list);
+    }
     if c.bootstrap {
         bootstrap(&plane, node, enrolment.as_ref()).await?;
     }
@@ -222,14 +259,18 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
 }
 
 /// Starts the log with this node alone and publishes the enrolment's first
-/// epoch, once: a log already started is left as it is.
+/// epoch, once. A log that holds a chain is left as it is; one started but
+/// without a chain (a crash between the two steps) gets the genesis again. A
+/// node whose control directory was lost does not start a second log: if any
+/// other voter of the genesis already runs an epoch, bootstrap is refused.
 async fn bootstrap(
     plane: &ControlPlane,
     node: scratchbird_types::NodeId,
     enrolment: Option<&ControlState>,
 ) -> Result<(), String> {
     let member = plane.service.member();
-    if member.is_initialized().await? {
+    let started = member.is_initialized().await?;
+    if started && plane.service.current().0 != Epoch(0) {
         return Ok(());
     }
     let genesis = enrolment.ok_or(
@@ -238,16 +279,42 @@ async fn bootstrap(
     let command = genesis.genesis().ok_or(
         "[control] bootstrap starts a new log from a genesis of exactly one epoch; this enrolment holds more (start this node without bootstrap: it joins the log that exists)",
     )?;
-    let addr = genesis
-        .members()
-        .and_then(|l| scratchbird_control::members::node(l, node))
-        .and_then(|n| n.peer.clone())
-        .ok_or(
-            "the genesis membership gives this node no peer address (sb ca issue-node --peer HOST:PORT)",
-        )?;
-    member
-        .initialize([(MemberId::of(node), PeerAddr { addr })].into())
-        .await?;
+    let list = genesis.members().ok_or("the genesis has no membership")?;
+    if !started {
+        for peer in scratchbird_control::members::enabled_nodes(list).filter(|n| n.id != node) {
+            let Some(addr) = peer.peer.clone() else {
+                continue;
+            };
+            let hello = PeerMessage::Hello {
+                epoch: Epoch(0),
+                hash: EpochHash::NONE,
+            };
+            if let Ok(PeerAnswer::Hello { epoch, .. }) = plane
+                .transport
+                .call(
+                    MemberId::of(node),
+                    MemberId::of(peer.id),
+                    &PeerAddr { addr },
+                    hello,
+                )
+                .await
+                && epoch != Epoch(0)
+            {
+                return Err(format!(
+                    "bootstrap refused: node {} ({}) already runs epoch {} of this cluster's log; a second log would split the cluster. Remove bootstrap = true and give this node the current chain (sb cluster enrol) as its enrolment",
+                    peer.name, peer.id, epoch.0
+                ));
+            }
+        }
+        let addr = scratchbird_control::members::node(list, node)
+            .and_then(|n| n.peer.clone())
+            .ok_or(
+                "the genesis membership gives this node no peer address (sb ca issue-node --peer HOST:PORT)",
+            )?;
+        member
+            .initialize([(MemberId::of(node), PeerAddr { addr })].into())
+            .await?;
+    }
     member
         .wait_leading(Duration::from_secs(10))
         .await
@@ -263,32 +330,33 @@ async fn bootstrap(
 
 impl ControlPlane {
     /// The membership of the log's current epoch, if the log holds one whose
-    /// first epoch this node trusts.
+    /// first epoch this node trusts (and is the enrolment's).
     fn members_from_log(&self) -> Result<Option<MembersList>, String> {
-        let a = self.service.member().applied();
-        let Some(chain) = a.state.chain() else {
+        if !self.service.trusts_log()? {
             return Ok(None);
-        };
-        self.check_trusted(chain)?;
+        }
+        let a = self.service.member().applied();
+        if let (Some((first, _)), Some(chain)) = (self.enrolled, a.state.chain())
+            && chain.get(Epoch(1)).map(|(_, _, h)| h) != Some(first)
+        {
+            return Err(format!(
+                "the control log's first epoch is not the enrolment's ({first}): this log is another cluster's configuration; refusing it"
+            ));
+        }
         Ok(a.state.members().cloned())
     }
 
-    fn check_trusted(&self, chain: &EpochChain) -> Result<(), String> {
-        let first = chain
-            .get(scratchbird_types::Epoch(1))
-            .map(|(r, _, _)| r)
-            .ok_or("the log's chain has no first epoch")?;
-        match first
-            .administrators
-            .keys
-            .iter()
-            .find(|k| !self.trusted.contains(k))
-        {
-            Some(k) => Err(format!(
-                "the control log's first epoch is signed by administrator key {k}, which this node does not trust (security.trusted_keys): refusing the log's configuration"
-            )),
-            None => Ok(()),
+    /// Whether the node may serve clients under the control plane: the log is
+    /// running, holds a chain this node trusts, and has reached the
+    /// enrolment's epoch (a node that joined does not serve under an old
+    /// membership while it catches up).
+    pub(super) fn ready(&self) -> bool {
+        if self.failed.load(Ordering::SeqCst) {
+            return false;
         }
+        let (epoch, _) = self.service.current();
+        let reached = self.enrolled.is_none_or(|(_, at)| epoch >= at);
+        reached && epoch != Epoch(0) && matches!(self.members_from_log(), Ok(Some(_)))
     }
 }
 
@@ -300,6 +368,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
     };
     let mut shutdown = shared.shutdown.clone();
     let mut synced = plane.service.current();
+    let mut ready = plane.ready();
     let mut last_problems = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -307,18 +376,53 @@ pub(super) async fn run(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             _ = shutdown.changed() => break,
         }
+        let running = plane
+            .service
+            .member()
+            .raft()
+            .metrics()
+            .borrow()
+            .running_state
+            .clone();
+        if let Err(fatal) = running {
+            // Fail closed: a node whose log stopped cannot follow membership
+            // changes, so it admits nobody (every open connection is closed).
+            if !plane.failed.swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    "the control log stopped ({fatal}): this node admits nobody until it is restarted"
+                );
+                shared.members.replace(&MembersList {
+                    cluster: shared.me.cluster,
+                    nodes: Vec::new(),
+                    users: Vec::new(),
+                });
+                recheck(&shared);
+            }
+            continue;
+        }
         let now = plane.service.current();
         if now != synced {
             match plane.members_from_log() {
-                Ok(Some(list)) => {
+                Ok(Some(list)) if list.cluster == shared.me.cluster => {
                     shared.members.replace(&list);
+                    plane.transport.forget_all();
                     tracing::info!(epoch = now.0.0, hash = %now.1, "applied control epoch: membership in force");
                     recheck(&shared);
                     synced = now;
                 }
+                Ok(Some(list)) => tracing::error!(
+                    "the control log's membership is of cluster {}, not this node's {}: not applied",
+                    list.cluster,
+                    shared.me.cluster
+                ),
                 Ok(None) => {}
                 Err(e) => tracing::error!("{e}"),
             }
+        }
+        let is_ready = plane.ready();
+        if is_ready != ready {
+            ready = is_ready;
+            recheck(&shared);
         }
         let problems = plane.service.duties().await;
         if problems != last_problems {

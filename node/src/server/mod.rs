@@ -268,6 +268,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         ..TransportLimits::default()
     };
     // the membership: the control log's current epoch, or the members file
+    let members = Arc::new(Members::default());
     let (control, members_list, members_from) = match (&cfg.control, &cfg.tls.members) {
         (Some(c), _) => {
             let (plane, list) = cluster::start(cluster::Parts {
@@ -277,6 +278,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
                 trust: trust.clone(),
                 limits: transport.clone(),
                 env: env.clone(),
+                members: members.clone(),
             })
             .await
             .map_err(fail)?;
@@ -293,7 +295,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         ),
         (None, None) => return Err(fail("tls.members is not set and there is no [control]")),
     };
-    let members = Arc::new(Members::new(&members_list));
+    members.replace(&members_list);
     // the membership must give the node every role it is configured with
     for role in cfg.roles.iter().copied().map(Some).chain([None]) {
         admit(&verified, Expect::Node(role), Some(members.as_ref())).map_err(|e| {
@@ -350,7 +352,11 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         )));
     }
     let principals = Arc::new(Principals::new(deriver, mask_key));
-    let serving = Arc::new(AtomicBool::new(coordinator));
+    // under the control plane a node serves once its log has reached the
+    // enrolment's epoch (cluster::run re-checks as it gets there)
+    let serving = Arc::new(AtomicBool::new(
+        coordinator && control.as_ref().is_none_or(|c| c.ready()),
+    ));
     let storage = Arc::new(storage);
     let sandbox = Arc::new(sandbox);
     let audit = Arc::new(audit);

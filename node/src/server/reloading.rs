@@ -132,7 +132,9 @@ pub(super) fn reload(shared: &Shared) {
 
 /// Why this node takes no SQL from clients now.
 pub(super) fn not_serving(shared: &Shared) -> String {
-    if shared.cfg.roles.contains(&Role::Coordinator) {
+    if shared.control.as_ref().is_some_and(|c| !c.ready()) {
+        "[CONTROL_NOT_READY] this node has not yet applied the cluster's current configuration from its control log (it is catching up, or its log stopped): use another coordinator, or try again shortly".to_owned()
+    } else if shared.cfg.roles.contains(&Role::Coordinator) {
         "[NODE_NOT_SERVING] this node is no longer an enabled coordinator".to_owned()
     } else {
         format!(
@@ -165,7 +167,10 @@ pub(super) fn recheck(shared: &Shared) {
                 Some(shared.members.as_ref()),
             )
         });
-    let serving = me.is_ok() && shared.cfg.roles.contains(&Role::Coordinator);
+    // under the control plane, only once the log runs and has reached the
+    // enrolment's epoch (not under an old membership while catching up)
+    let ready = shared.control.as_ref().is_none_or(|c| c.ready());
+    let serving = me.is_ok() && shared.cfg.roles.contains(&Role::Coordinator) && ready;
     if shared.serving.swap(serving, Ordering::SeqCst) != serving {
         match &me {
             Ok(()) => tracing::warn!("this node is an enabled coordinator again: serving clients"),
