@@ -183,7 +183,9 @@ async fn a_leader_that_trusts_other_keys_refuses_a_first_epoch_before_the_log() 
         .wait_leading(Duration::from_secs(5))
         .await
         .unwrap();
-    let before = service.status().applied_index;
+    // everything committed so far (the new leader's first entry) applied
+    service.member().linearize().await.unwrap();
+    let before = service.member().applied().last;
     let refused = service
         .submit(Command::Publish {
             epoch: e1,
@@ -196,7 +198,7 @@ async fn a_leader_that_trusts_other_keys_refuses_a_first_epoch_before_the_log() 
         "{refused}"
     );
     assert_eq!(
-        service.status().applied_index,
+        service.member().applied().last,
         before,
         "the refusal cost the log an entry"
     );
@@ -368,7 +370,8 @@ async fn refusals_cost_nothing_and_the_chain_exports(
     e2: &SignedEpoch,
 ) {
     // A publication that breaks a rule is refused before the log: no entry.
-    let before = live[&1].service.status().applied_index;
+    live[&1].service.member().linearize().await.ok();
+    let before = live[&1].service.member().applied().last;
     let stale = live[&2]
         .service
         .admin(AdminMessage::Publish {
@@ -380,7 +383,7 @@ async fn refusals_cost_nothing_and_the_chain_exports(
         matches!(&stale, AdminAnswer::Refused { code, .. } if code == "EPOCH_REPEAT"),
         "{stale:?}"
     );
-    assert_eq!(live[&1].service.status().applied_index, before);
+    assert_eq!(live[&1].service.member().applied().last, before);
 
     let chain = live[&2].service.admin(AdminMessage::Chain).await;
     let AdminAnswer::Chain(image) = chain else {

@@ -585,3 +585,200 @@ pub fn sb_audit_json(data: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+// ------------------------------------------------------------ control plane
+
+/// A free UDP port on loopback (QUIC listens on UDP).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `cmd`, which must succeed; returns its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A control-plane cluster's folders, certificates, configs and genesis
+/// (`sb cluster init`), ready to start: voters n1.., a user `ops` the tests'
+/// bundle names, `reader`, and `spare` (a node certificate with the shard role only, listed disabled).
+pub struct ControlCluster {
+    /// The root folder.
+    pub tmp: tempfile::TempDir,
+    /// Each voter's folder (start it with [`Node::spawn`]).
+    pub dirs: Vec<PathBuf>,
+    /// Each voter's peer address.
+    pub peers: Vec<String>,
+}
+
+impl ControlCluster {
+    /// The folder of the user `ops`'s certificate.
+    #[must_use]
+    pub fn certs(&self) -> PathBuf {
+        self.tmp.path().join("ops")
+    }
+
+    /// The administrator's secret key.
+    #[must_use]
+    pub fn admin_key(&self) -> PathBuf {
+        self.tmp.path().join("admin.key")
+    }
+
+    /// `sb cluster ARGS` against node `n`.
+    #[must_use]
+    pub fn sb(&self, n: &Node, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("sb"));
+        c.arg("cluster")
+            .args(args)
+            .arg("--connect")
+            .arg(n.client_addr.to_string())
+            .arg("--cert")
+            .arg(self.certs().join("ops.crt"))
+            .arg("--key")
+            .arg(self.certs().join("ops.key"))
+            .arg("--ca")
+            .arg(self.tmp.path().join("ca/ca.crt"));
+        c
+    }
+
+    /// `sb cluster status --json` of node `n`, if it answers.
+    #[must_use]
+    pub fn status(&self, n: &Node) -> Option<serde_json::Value> {
+        let out = self.sb(n, &["status", "--json"]).output().unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until `check` holds for node `n`'s status (30 s at most).
+    pub fn wait(
+        &self,
+        n: &Node,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while Instant::now() < until {
+            if let Some(s) = self.status(n) {
+                if check(&s) {
+                    return s;
+                }
+                last = Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "{what}: not within 30 s; last status: {:#?}\nnode log:\n{}",
+            last,
+            n.log()
+        );
+    }
+}
+
+/// Epoch `n`'s state in a status.
+#[must_use]
+pub fn epoch_state(s: &serde_json::Value, n: u64) -> Option<&serde_json::Value> {
+    s["epochs"]
+        .as_array()?
+        .iter()
+        .find(|e| e["number"] == n)
+        .map(|e| &e["state"])
+}
+
+/// Whether epoch `n` is effective in a status.
+#[must_use]
+pub fn effective(s: &serde_json::Value, n: u64) -> bool {
+    epoch_state(s, n).is_some_and(|st| st.get("Effective").is_some())
+}
+
+/// The log's voters in a status.
+#[must_use]
+pub fn voters(s: &serde_json::Value) -> usize {
+    s["log_members"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|x| x[2] == true).count())
+}
+
+/// `voters` voters' folders, certificates and configs, and the genesis.
+#[must_use]
+pub fn control_cluster(voters: usize) -> ControlCluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ca = Ca::new(&tmp.path().join("ca"));
+    let roles = [Role::Coordinator, Role::Shard, Role::Voter];
+    let mut dirs = Vec::new();
+    let mut peers = Vec::new();
+    for i in 1..=voters {
+        let dir = tmp.path().join(format!("n{i}"));
+        let (_, issued) = ca.node(&format!("n{i}"), &roles);
+        let peer = format!("127.0.0.1:{}", free_port());
+        ca.members.nodes.last_mut().unwrap().peer = Some(peer.clone());
+        ca.save();
+        write_pair(&dir, "node", &issued);
+        dirs.push(dir);
+        peers.push(peer);
+    }
+    // spare: a member with the shard role only, never started: a node
+    // certificate a hostile operator could hold
+    // (listed disabled: an enabled member that never runs would keep every
+    // epoch from converging; the test enables it at the end)
+    let (_, spare) = ca.node("spare", &[Role::Shard]);
+    ca.members.nodes.last_mut().unwrap().enabled = false;
+    ca.save();
+    write_pair(&tmp.path().join("spare"), "node", &spare);
+    let ops = ca.user("ops");
+    write_pair(&tmp.path().join("ops"), "ops", &ops);
+    ca.user("reader");
+    std::fs::write(
+        tmp.path().join("admin.key"),
+        sign::secret_key_text(&ca.admin),
+    )
+    .unwrap();
+    for (i, dir) in dirs.iter().enumerate() {
+        let text = Node::config(
+            dir,
+            &ca,
+            &roles,
+            &NodeOpts {
+                peers: true,
+                ..NodeOpts::default()
+            },
+        );
+        let text = text
+            .replace(
+                "peer_listen = \"127.0.0.1:0\"",
+                &format!("peer_listen = {:?}", peers[i]),
+            )
+            .lines()
+            .filter(|l| !l.starts_with("members = "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let control = format!(
+            "\n[control]\ndir = \"control\"\nenrolment = {:?}\nbootstrap = {}\nheartbeat_ms = 100\nelection_timeout_ms = 500\n",
+            tmp.path().join("genesis.sbc"),
+            i == 0
+        );
+        std::fs::write(dir.join("node.toml"), text + &control).unwrap();
+    }
+    run(Command::new(bin("sb"))
+        .args(["cluster", "init", "--ca"])
+        .arg(tmp.path().join("ca"))
+        .arg("--key")
+        .arg(tmp.path().join("admin.key"))
+        .arg("--bundle")
+        .arg(dirs[0].join("bundle"))
+        .arg("--out")
+        .arg(tmp.path().join("genesis.sbc")));
+    ControlCluster { tmp, dirs, peers }
+}

@@ -18,189 +18,12 @@ use scratchbird_control::log::net::RaftRequest;
 use scratchbird_control::log::{MemberId, openraft};
 use scratchbird_control::state::{Command as ControlCommand, Report};
 use scratchbird_control::wire::{self, PeerAnswer, PeerMessage};
-use scratchbird_net::Role;
 use scratchbird_net::client::{Client, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
 use scratchbird_net::rpc::{Request, Response};
-use scratchbird_policy::sign;
-use scratchbird_tests::{Ca, Node, NodeOpts, bin, write_pair};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use scratchbird_tests::{Node, control_cluster, effective, epoch_state, run, voters};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A free UDP port on loopback (QUIC listens on UDP).
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-struct Cluster {
-    tmp: tempfile::TempDir,
-    dirs: Vec<PathBuf>,
-    peers: Vec<String>,
-}
-
-impl Cluster {
-    fn certs(&self) -> PathBuf {
-        self.tmp.path().join("ops")
-    }
-
-    fn admin_key(&self) -> PathBuf {
-        self.tmp.path().join("admin.key")
-    }
-
-    /// `sb cluster ARGS` against node `n`.
-    fn sb(&self, n: &Node, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("sb"));
-        c.arg("cluster")
-            .args(args)
-            .arg("--connect")
-            .arg(n.client_addr.to_string())
-            .arg("--cert")
-            .arg(self.certs().join("ops.crt"))
-            .arg("--key")
-            .arg(self.certs().join("ops.key"))
-            .arg("--ca")
-            .arg(self.tmp.path().join("ca/ca.crt"));
-        c
-    }
-
-    fn status(&self, n: &Node) -> Option<serde_json::Value> {
-        let out = self.sb(n, &["status", "--json"]).output().unwrap();
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
-    }
-
-    /// Waits until `check` holds for node `n`'s status (30 s at most).
-    fn wait(
-        &self,
-        n: &Node,
-        what: &str,
-        check: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let until = Instant::now() + Duration::from_secs(30);
-        let mut last = None;
-        while Instant::now() < until {
-            if let Some(s) = self.status(n) {
-                if check(&s) {
-                    return s;
-                }
-                last = Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "{what}: not within 30 s; last status: {:#?}\nnode log:\n{}",
-            last,
-            n.log()
-        );
-    }
-}
-
-fn epoch_state(s: &serde_json::Value, n: u64) -> Option<&serde_json::Value> {
-    s["epochs"]
-        .as_array()?
-        .iter()
-        .find(|e| e["number"] == n)
-        .map(|e| &e["state"])
-}
-
-fn effective(s: &serde_json::Value, n: u64) -> bool {
-    epoch_state(s, n).is_some_and(|st| st.get("Effective").is_some())
-}
-
-fn voters(s: &serde_json::Value) -> usize {
-    s["log_members"]
-        .as_array()
-        .map_or(0, |m| m.iter().filter(|x| x[2] == true).count())
-}
-
-/// Three voters' folders, certificates and configs, and the genesis.
-fn cluster() -> Cluster {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut ca = Ca::new(&tmp.path().join("ca"));
-    let roles = [Role::Coordinator, Role::Shard, Role::Voter];
-    let mut dirs = Vec::new();
-    let mut peers = Vec::new();
-    for i in 1..=3 {
-        let dir = tmp.path().join(format!("n{i}"));
-        let (_, issued) = ca.node(&format!("n{i}"), &roles);
-        let peer = format!("127.0.0.1:{}", free_port());
-        ca.members.nodes.last_mut().unwrap().peer = Some(peer.clone());
-        ca.save();
-        write_pair(&dir, "node", &issued);
-        dirs.push(dir);
-        peers.push(peer);
-    }
-    // n4: an enabled member with the shard role only, never started: a node
-    // certificate a hostile operator could hold
-    // (listed disabled: an enabled member that never runs would keep every
-    // epoch from converging; the test enables it at the end)
-    let (_, n4) = ca.node("n4", &[Role::Shard]);
-    ca.members.nodes.last_mut().unwrap().enabled = false;
-    ca.save();
-    write_pair(&tmp.path().join("n4"), "node", &n4);
-    let ops = ca.user("ops");
-    write_pair(&tmp.path().join("ops"), "ops", &ops);
-    ca.user("reader");
-    std::fs::write(
-        tmp.path().join("admin.key"),
-        sign::secret_key_text(&ca.admin),
-    )
-    .unwrap();
-    for (i, dir) in dirs.iter().enumerate() {
-        let text = Node::config(
-            dir,
-            &ca,
-            &roles,
-            &NodeOpts {
-                peers: true,
-                ..NodeOpts::default()
-            },
-        );
-        let text = text
-            .replace(
-                "peer_listen = \"127.0.0.1:0\"",
-                &format!("peer_listen = {:?}", peers[i]),
-            )
-            .lines()
-            .filter(|l| !l.starts_with("members = "))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let control = format!(
-            "\n[control]\ndir = \"control\"\nenrolment = {:?}\nbootstrap = {}\nheartbeat_ms = 100\nelection_timeout_ms = 500\n",
-            tmp.path().join("genesis.sbc"),
-            i == 0
-        );
-        std::fs::write(dir.join("node.toml"), text + &control).unwrap();
-    }
-    run(Command::new(bin("sb"))
-        .args(["cluster", "init", "--ca"])
-        .arg(tmp.path().join("ca"))
-        .arg("--key")
-        .arg(tmp.path().join("admin.key"))
-        .arg("--bundle")
-        .arg(dirs[0].join("bundle"))
-        .arg("--out")
-        .arg(tmp.path().join("genesis.sbc")));
-    Cluster { tmp, dirs, peers }
-}
 
 /// The node id in the certificate in `dir`.
 fn node_id(dir: &Path) -> scratchbird_types::NodeId {
@@ -266,7 +89,7 @@ fn send_as_node(
 
 #[test]
 fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
-    let c = cluster();
+    let c = control_cluster(3);
     let mut nodes: Vec<Option<Node>> = c.dirs.iter().map(|d| Some(Node::spawn(d))).collect();
     let s = c.wait(
         nodes[1].as_ref().unwrap(),
@@ -371,13 +194,13 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
     );
     assert_eq!(voters(&s), 2, "{s:#}");
 
-    // n4, a member node without the voter role, enabled now, tries the log.
+    // spare, a member node without the voter role, enabled now, tries the log.
     run(&mut c.sb(
         nodes[keep].as_ref().unwrap(),
         &[
             "member",
             "enable",
-            "n4",
+            "spare",
             "--admin-key",
             c.admin_key().to_str().unwrap(),
         ],
@@ -386,7 +209,7 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         epoch_state(s, 4).is_some()
     });
     // a vote for itself in a far term, and a report in another node's name
-    let n4 = c.tmp.path().join("n4");
+    let n4 = c.tmp.path().join("spare");
     let n4_id = node_id(&n4);
     let forged_vote = PeerMessage::Raft(RaftRequest::Vote(openraft::raft::VoteRequest {
         vote: openraft::Vote::new(1_000, MemberId::of(n4_id)),
