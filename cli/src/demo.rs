@@ -279,12 +279,14 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
         .context("starting the runtime")?;
     let sql_args = |user: &str| SqlArgs {
         local: None,
-        connect: Some(addr.to_string()),
-        cert: Some(users.join(format!("{user}.crt"))),
-        key: Some(users.join(format!("{user}.key"))),
-        ca: Some(users.join("ca.crt")),
-        profile: None,
-        node: Some(node_id.as_uuid()),
+        conn: crate::remote::Conn {
+            connect: Some(addr.to_string()),
+            cert: Some(users.join(format!("{user}.crt"))),
+            key: Some(users.join(format!("{user}.key"))),
+            ca: Some(users.join("ca.crt")),
+            profile: None,
+            node: Some(node_id.as_uuid()),
+        },
         command: None,
         file: None,
         format: Format::Table,

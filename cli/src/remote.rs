@@ -42,14 +42,7 @@ struct Target {
 }
 
 fn target(args: &SqlArgs) -> Result<Target> {
-    target_of(&Conn {
-        connect: args.connect.clone(),
-        cert: args.cert.clone(),
-        key: args.key.clone(),
-        ca: args.ca.clone(),
-        node: args.node,
-        profile: args.profile.clone(),
-    })
+    target_of(&args.conn)
 }
 
 /// Where to connect and as whom: flags, or a profile.
@@ -68,10 +61,13 @@ pub struct Conn {
     /// The cluster CA certificate.
     #[arg(long, value_name = "FILE", requires = "connect")]
     pub ca: Option<PathBuf>,
-    /// Accept only this node (its UUID) at --connect.
+    /// Accept only this node (its UUID, as `sb ca list` shows it) at --connect;
+    /// without it, any node of the cluster the CA vouches for.
     #[arg(long, value_name = "UUID")]
     pub node: Option<uuid::Uuid>,
-    /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca.
+    /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca
+    /// (paths relative to that folder). Used when --connect is not given (and,
+    /// for sb sql, neither is --local): the profile named "default".
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 }

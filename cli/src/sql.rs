@@ -31,28 +31,10 @@ pub struct SqlArgs {
     /// Run a node in this process over the data directory DIR (created if missing).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["connect", "profile"])]
     pub local: Option<PathBuf>,
-    /// Connect to a node over QUIC (mutual TLS) at HOST:PORT, with --cert, --key
-    /// and --ca (or a profile).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub connect: Option<String>,
-    /// Your user certificate (sb ca issue-user).
-    #[arg(long, value_name = "FILE", requires = "connect")]
-    pub cert: Option<PathBuf>,
-    /// Your private key.
-    #[arg(long, value_name = "FILE", requires = "connect")]
-    pub key: Option<PathBuf>,
-    /// The cluster CA certificate.
-    #[arg(long, value_name = "FILE", requires = "connect")]
-    pub ca: Option<PathBuf>,
-    /// Accept only this node (its UUID, as `sb ca list` shows it) at --connect;
-    /// without it, any node of the cluster the CA vouches for.
-    #[arg(long, value_name = "UUID")]
-    pub node: Option<uuid::Uuid>,
-    /// A profile: ~/.config/scratchbird/NAME.toml with connect, cert, key and ca
-    /// (paths relative to that folder). Used when neither --local nor --connect is
-    /// given: the profile named "default".
-    #[arg(long, value_name = "NAME")]
-    pub profile: Option<String>,
+    /// Where to connect and as whom (--connect, --cert, --key, --ca, --node, or
+    /// --profile).
+    #[command(flatten)]
+    pub conn: crate::remote::Conn,
     /// Run these statements and exit (instead of the interactive shell).
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     pub command: Option<String>,

@@ -706,12 +706,7 @@ impl ControlState {
                 .as_ref()
                 .map(|c| c.signed().cloned().collect())
                 .unwrap_or_default(),
-            documents: self
-                .documents
-                .values()
-                .cloned()
-                .map(ByteBuf::from)
-                .collect(),
+            documents: self.document_bytes(),
             applied: self
                 .applied
                 .iter()
@@ -837,13 +832,17 @@ impl ControlState {
         let (_, signed, _) = chain.get(Epoch(1))?;
         Some(Command::Publish {
             epoch: signed.clone(),
-            documents: self
-                .documents
-                .values()
-                .cloned()
-                .map(ByteBuf::from)
-                .collect(),
+            documents: self.document_bytes(),
         })
+    }
+
+    /// The current epoch's documents, as they travel.
+    fn document_bytes(&self) -> Vec<ByteBuf> {
+        self.documents
+            .values()
+            .cloned()
+            .map(ByteBuf::from)
+            .collect()
     }
 
     /// Every published epoch, oldest first, with where it stands.
