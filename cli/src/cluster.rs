@@ -11,23 +11,13 @@ use ed25519_dalek::SigningKey;
 use scratchbird_control::epoch::EPOCH_FORMAT;
 use scratchbird_control::state::{Command, ControlState, EpochState, Outcome};
 use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, Status};
-use scratchbird_control::{
-    AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord, members,
-};
+use scratchbird_control::{AdminKey, Administrators, Documents, EpochHash, EpochRecord, members};
 use scratchbird_net::Client;
 use scratchbird_net::rpc::{Request, Response};
 use scratchbird_net::verify::MembersList;
 use scratchbird_types::{Epoch, env::Env};
 use serde_bytes::ByteBuf;
 use std::path::{Path, PathBuf};
-
-/// The versions this build speaks, recorded in each epoch it makes.
-const CAPABILITIES: Capabilities = Capabilities {
-    protocol: scratchbird_net::rpc::VERSION as u32,
-    abi: 1,
-    envelope: 1,
-    storage_format: 1,
-};
 
 /// `sb cluster ...`.
 #[derive(Debug, Subcommand)]
@@ -243,7 +233,7 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
             replication: Documents::empty_hash(),
             backup: Documents::empty_hash(),
         },
-        capabilities: CAPABILITIES,
+        capabilities: scratchbird_node::capabilities(),
         token_fingerprint: Documents::hash(secret.bytes()),
         administrators: Administrators::new(vec![AdminKey::of(&admin)], 1),
         forced: None,

@@ -145,9 +145,9 @@ impl EpochChain {
             });
         }
         check_content(&r, None)?;
-        if let Some(k) = r.administrators.keys.iter().find(|k| !trusted.contains(k)) {
+        if let Some(key) = r.untrusted_administrator(trusted) {
             return Err(EpochError::UnknownSigner {
-                key: *k,
+                key,
                 whose: "an administrator key this node trusts".into(),
             });
         }

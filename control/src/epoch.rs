@@ -238,6 +238,17 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, EpochError> {
 }
 
 impl EpochRecord {
+    /// The first of its administrators that is not among `trusted` (a node's
+    /// own anchor), if any.
+    #[must_use]
+    pub fn untrusted_administrator(&self, trusted: &[AdminKey]) -> Option<AdminKey> {
+        self.administrators
+            .keys
+            .iter()
+            .find(|k| !trusted.contains(k))
+            .copied()
+    }
+
     /// The record's canonical bytes.
     ///
     /// # Errors

@@ -70,28 +70,7 @@ fn check(list: &MembersList) -> Result<(), MembersError> {
             list.nodes.len() + list.users.len()
         )));
     }
-    if let Some(w) = list.nodes.windows(2).find(|w| w[0].id == w[1].id) {
-        return Err(MembersError::Invalid(format!(
-            "node {} is listed twice",
-            w[0].id
-        )));
-    }
-    if let Some(w) = list.users.windows(2).find(|w| w[0].name == w[1].name) {
-        return Err(MembersError::Invalid(format!(
-            "user {:?} is listed twice",
-            w[0].name
-        )));
-    }
-    if let Some(u) = list
-        .users
-        .iter()
-        .find(|u| !scratchbird_net::uri::valid_user_name(&u.name))
-    {
-        return Err(MembersError::Invalid(format!(
-            "{:?} is not a valid user name",
-            u.name
-        )));
-    }
+    list.check().map_err(MembersError::Invalid)?;
     Ok(())
 }
 

@@ -130,12 +130,7 @@ impl<T: Observer> Service<T> {
         let Some((first, _, _)) = chain.get(Epoch(1)) else {
             return Err("the log's chain has no first epoch".into());
         };
-        match first
-            .administrators
-            .keys
-            .iter()
-            .find(|k| !trusted.contains(k))
-        {
+        match first.untrusted_administrator(trusted) {
             Some(k) => Err(format!(
                 "the control log's first epoch is signed by administrator key {k}, which this node does not trust (security.trusted_keys): refusing the log's configuration"
             )),

@@ -455,14 +455,10 @@ impl ControlState {
             Command::Publish { epoch, documents } => {
                 let (record, _, _) = self.check_publish(epoch, documents)?;
                 if let (None, Some(trusted)) = (&self.chain, trusted)
-                    && let Some(k) = record
-                        .administrators
-                        .keys
-                        .iter()
-                        .find(|k| !trusted.contains(k))
+                    && let Some(key) = record.untrusted_administrator(trusted)
                 {
                     return Err(EpochError::UnknownSigner {
-                        key: *k,
+                        key,
                         whose: "an administrator key this node trusts".into(),
                     }
                     .into());
@@ -809,13 +805,8 @@ impl ControlState {
         let s = Self::from_image(bytes)?;
         let chain = s.chain.as_ref().ok_or(EnrolmentError::Empty)?;
         let (first, _, _) = chain.get(Epoch(1)).ok_or(EnrolmentError::Empty)?;
-        if let Some(key) = first
-            .administrators
-            .keys
-            .iter()
-            .find(|k| !trusted.contains(k))
-        {
-            return Err(EnrolmentError::Untrusted { key: *key });
+        if let Some(key) = first.untrusted_administrator(trusted) {
+            return Err(EnrolmentError::Untrusted { key });
         }
         Ok(s)
     }

@@ -13,12 +13,11 @@
 
 use scratchbird_net::verify::MembersList;
 use scratchbird_types::{Epoch, NodeId};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use crate::epoch::{EpochHash, SignedEpoch};
-pub use crate::log::net::MESSAGE_BYTES_MAX;
+pub use crate::log::net::{MESSAGE_BYTES_MAX, decode_message as decode, encode_message as encode};
 use crate::log::net::{RaftReply, RaftRequest};
 use crate::state::{Command, EpochState, Outcome};
 
@@ -151,20 +150,4 @@ pub struct EpochLine {
     pub forced: bool,
     /// Published, converging, effective or superseded.
     pub state: EpochState,
-}
-
-/// Encodes a message, refusing one over [`MESSAGE_BYTES_MAX`].
-///
-/// # Errors
-/// Too large, or the encoder failed.
-pub fn encode<M: Serialize>(m: &M) -> Result<Vec<u8>, String> {
-    crate::log::net::encode_message(m)
-}
-
-/// Decodes a message.
-///
-/// # Errors
-/// Over the limit, or not such a message.
-pub fn decode<M: DeserializeOwned>(bytes: &[u8]) -> Result<M, String> {
-    crate::log::net::decode_message(bytes)
 }

@@ -508,22 +508,31 @@ impl MembersList {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
         let list: Self = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        list.check()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(list)
+    }
+
+    /// Checks the list: no node or user listed twice, every user name valid.
+    ///
+    /// # Errors
+    /// The first entry that breaks a rule, named.
+    pub fn check(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
-        for n in &list.nodes {
+        for n in &self.nodes {
             if !seen.insert(n.id.to_string()) {
-                return Err(format!("{}: node {} is listed twice", path.display(), n.id));
+                return Err(format!("node {} is listed twice", n.id));
             }
         }
-        for u in &list.users {
+        for u in &self.users {
             if !crate::uri::valid_user_name(&u.name) || !seen.insert(format!("user:{}", u.name)) {
                 return Err(format!(
-                    "{}: user {:?} is not a valid name or is listed twice",
-                    path.display(),
+                    "user {:?} is not a valid name or is listed twice",
                     u.name
                 ));
             }
         }
-        Ok(list)
+        Ok(())
     }
 
     /// Writes the list (through a temporary file and a rename).

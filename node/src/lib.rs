@@ -17,3 +17,16 @@ pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value
 pub use scratchbird_types::env::{Env, ManualEnv, SystemEnv};
 pub use server::{RunningNode, start, start_in, token_secret};
 pub use session::{LocalSession, catalog_of, open_storage, open_storage_in};
+
+/// The versions this build speaks (spec 1.1's capability matrix), as an epoch
+/// records them: the RPC protocol, the sandbox ABI, the subplan envelope and
+/// the storage format.
+#[must_use]
+pub fn capabilities() -> scratchbird_control::Capabilities {
+    scratchbird_control::Capabilities {
+        protocol: u32::from(scratchbird_net::rpc::VERSION),
+        abi: scratchbird_guest_ops::abi::ABI_VERSION,
+        envelope: scratchbird_host::envelope::ENVELOPE_VERSION,
+        storage_format: scratchbird_storage::FORMAT_VERSION,
+    }
+}

@@ -77,24 +77,6 @@ impl Reader {
     }
 }
 
-/// The membership of the current epoch, as the connection verifiers ask for it.
-/// Before the first epoch is applied no one is a member.
-impl scratchbird_net::verify::Membership for Reader {
-    fn node(&self, id: scratchbird_types::NodeId) -> Option<scratchbird_net::verify::NodeMember> {
-        let a = self.read();
-        let n = crate::members::node(a.state.members()?, id)?;
-        Some(scratchbird_net::verify::NodeMember {
-            enabled: n.enabled,
-            roles: n.roles.clone(),
-        })
-    }
-
-    fn user(&self, name: &str) -> Option<bool> {
-        let a = self.read();
-        crate::members::user(a.state.members()?, name).map(|u| u.enabled)
-    }
-}
-
 fn sm_read(e: impl std::fmt::Display) -> StorageError {
     StorageIOError::read_state_machine(AnyError::error(e)).into()
 }

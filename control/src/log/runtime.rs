@@ -10,21 +10,20 @@
 //! source, which `sbnode` sets from its `Env` with [`set_source`] (and which is
 //! the system's randomness until something sets it).
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use openraft::{AsyncRuntime, TokioInstant, TokioRuntime};
-use scratchbird_types::env::{Env, SystemEnv};
+use scratchbird_types::env::{Env, ManualEnv, SystemEnv};
 
 /// The process's source of randomness for threads no simulation seeded.
 static SOURCE: OnceLock<Arc<dyn Env>> = OnceLock::new();
 
 thread_local! {
-    /// A seeded generator's state, for this thread (`None`: draw from
-    /// [`SOURCE`]).
-    static SEEDED: Cell<Option<u64>> = const { Cell::new(None) };
+    /// This thread's seeded source (`None`: draw from [`SOURCE`]).
+    static SEEDED: RefCell<Option<ManualEnv>> = const { RefCell::new(None) };
 }
 
 /// Sets the process's source of randomness for election timeouts (once; later
@@ -36,15 +35,7 @@ pub fn set_source(env: Arc<dyn Env>) {
 /// Seeds this thread's election timeouts: the same seed gives the same
 /// timeouts, in the same order.
 pub fn seed_thread(seed: u64) {
-    SEEDED.with(|s| s.set(Some(seed)));
-}
-
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    SEEDED.with(|s| *s.borrow_mut() = Some(ManualEnv::new(0, seed)));
 }
 
 /// openraft's generator: this thread's seeded sequence, or the process's
@@ -59,22 +50,14 @@ impl rand_core::RngCore for SeamRng {
     }
 
     fn next_u64(&mut self) -> u64 {
-        let seeded = SEEDED.with(|s| {
-            s.get().map(|mut state| {
-                let v = splitmix(&mut state);
-                s.set(Some(state));
-                v
-            })
+        let seeded = SEEDED.with(|s| s.borrow().as_ref().map(Env::random_bytes));
+        let bytes = seeded.unwrap_or_else(|| match SOURCE.get() {
+            Some(env) => env.random_bytes(),
+            None => SystemEnv::default().random_bytes(),
         });
-        seeded.unwrap_or_else(|| {
-            let bytes = match SOURCE.get() {
-                Some(env) => env.random_bytes(),
-                None => SystemEnv::default().random_bytes(),
-            };
-            let mut eight = [0u8; 8];
-            eight.copy_from_slice(&bytes[..8]);
-            u64::from_le_bytes(eight)
-        })
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(&bytes[..8]);
+        u64::from_le_bytes(eight)
     }
 
     fn fill_bytes(&mut self, dest: &mut [u8]) {
