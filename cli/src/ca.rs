@@ -33,6 +33,15 @@ pub fn new_token_secret() -> Result<TokenSecret> {
 /// `sb ca` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
+    /// Rotates the cluster CA through the control plane: new, begin, status,
+    /// cutover (spec 3.2). Needs a cluster with [control].
+    ///
+    ///   sb ca rotate new --from ca --dir ca-2027
+    ///   sb ca rotate begin --new ca-2027 --admin-key admin.key --connect ...
+    ///   sb ca rotate status --connect ...
+    ///   sb ca rotate cutover --admin-key admin.key --connect ...
+    #[command(subcommand, verbatim_doc_comment)]
+    Rotate(crate::rotate::RotateCommand),
     /// Creates a cluster: a new cluster UUID, its CA key and certificate, the
     /// cluster's tokenisation secret and an empty members file, in a new folder.
     ///
@@ -196,6 +205,7 @@ fn utc(secs: i64) -> String {
 )]
 pub fn run(cmd: CaCommand) -> Result<()> {
     match cmd {
+        CaCommand::Rotate(cmd) => crate::rotate::run(cmd),
         CaCommand::Init { dir, alg, days } => {
             let alg = KeyAlg::parse(&alg).map_err(anyhow::Error::msg)?;
             if dir.exists()

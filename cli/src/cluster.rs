@@ -8,13 +8,17 @@ use crate::remote::{Conn, connect};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use ed25519_dalek::SigningKey;
+use scratchbird_control::ca::CaPolicy;
 use scratchbird_control::epoch::EPOCH_FORMAT;
 use scratchbird_control::state::{Command, ControlState, EpochState, Outcome};
 use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, Status};
-use scratchbird_control::{AdminKey, Administrators, Documents, EpochHash, EpochRecord, members};
+use scratchbird_control::{
+    AdminKey, Administrators, Documents, EpochHash, EpochRecord, Forced, members,
+};
 use scratchbird_net::Client;
+use scratchbird_net::Role;
 use scratchbird_net::rpc::{Request, Response};
-use scratchbird_net::verify::MembersList;
+use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_types::{Epoch, env::Env};
 use serde_bytes::ByteBuf;
 use std::path::{Path, PathBuf};
@@ -60,18 +64,77 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Enables or disables a node or user: publishes the next epoch with the
-    /// membership changed, signed with your administrator key. A disabled
-    /// member is refused by every node; an enabled one counts again once a
-    /// peer has observed it under the new epoch.
+    /// Changes the membership: publishes the next epoch, signed with your
+    /// administrator key. A disabled member is refused by every node; an
+    /// enabled one counts again once a peer has observed it under the new
+    /// epoch. add takes a node's certificate (sb ca issue-node) with its roles
+    /// and peer address, or a user's name; remove drops the member for good
+    /// (a node removed never counts again; give it a new id to come back).
+    /// list prints the members and publishes nothing.
     ///
-    ///   sb cluster member disable n3 --key admin.key --connect ... --cert ... --key ... --ca ...
+    ///   sb cluster member disable n3 --admin-key admin.key --connect ... --cert ... --key ... --ca ...
+    ///   sb cluster member add n4 --node-cert n4/node.crt --roles voter,shard --peer 10.0.0.4:7401 --admin-key admin.key --connect ...
+    ///   sb cluster member add carol --admin-key admin.key --connect ...
+    ///   sb cluster member list --connect ...
     #[command(verbatim_doc_comment)]
     Member {
-        /// enable or disable.
+        /// enable, disable, add, remove or list.
         action: MemberAction,
-        /// The node's or user's name (or a node's UUID).
-        name: String,
+        /// The node's or user's name (or a node's UUID); not for list.
+        name: Option<String>,
+        /// Your administrator secret key (not for list).
+        #[arg(long = "admin-key", value_name = "FILE")]
+        admin_key: Option<PathBuf>,
+        /// add: the node's certificate (without it, NAME is a user).
+        #[arg(long, value_name = "FILE")]
+        node_cert: Option<PathBuf>,
+        /// add: the node's roles (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "coordinator,shard")]
+        roles: Vec<String>,
+        /// add: where the node's peer endpoint listens (voters and learners
+        /// need one).
+        #[arg(long, value_name = "HOST:PORT")]
+        peer: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The signed chain of epochs. list: each epoch, its hash, what it
+    /// changed and its state. show N: one record in full (the hash of every
+    /// document, capabilities, administrators, signatures). verify: fetches
+    /// the whole chain and checks every link and signature here, against the
+    /// administrator keys you trust (not the node's word).
+    ///
+    ///   sb cluster epoch list --connect ...
+    ///   sb cluster epoch show 3 --connect ...
+    ///   sb cluster epoch verify --trust admin.pub --connect ...
+    #[command(verbatim_doc_comment)]
+    Epoch {
+        /// list, show or verify.
+        action: EpochAction,
+        /// show: the epoch's number (default: the current one).
+        number: Option<u64>,
+        /// verify: the administrator public keys (sb bundle keygen) that must
+        /// have signed the first epoch.
+        #[arg(long, value_name = "FILE")]
+        trust: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Publishes a security bundle: checks the folder, then publishes the
+    /// next epoch naming its canonical content (stored in the log), signed
+    /// with your administrator key. Every node loads it from the epoch;
+    /// sessions under the old bundle are closed as each node applies it.
+    ///
+    ///   sb cluster bundle publish ./bundle --admin-key admin.key --connect ...
+    #[command(verbatim_doc_comment)]
+    Bundle {
+        /// publish.
+        action: BundleAction,
+        /// The bundle folder (sb bundle check DIR checks it first).
+        dir: PathBuf,
         /// Your administrator secret key.
         #[arg(long = "admin-key", value_name = "FILE")]
         admin_key: PathBuf,
@@ -99,6 +162,30 @@ pub enum MemberAction {
     Enable,
     /// Disable the member.
     Disable,
+    /// Add a node or user.
+    Add,
+    /// Remove a node or user.
+    Remove,
+    /// List the members.
+    List,
+}
+
+/// What `sb cluster epoch` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum EpochAction {
+    /// Every epoch with its state.
+    List,
+    /// One record in full.
+    Show,
+    /// Check the whole chain here.
+    Verify,
+}
+
+/// What `sb cluster bundle` does.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BundleAction {
+    /// Publish the bundle in a new epoch.
+    Publish,
 }
 
 /// Runs `sb cluster ...`.
@@ -116,12 +203,9 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
         } => init(&ca, &key, &bundle, &out, note),
         ClusterCommand::Status { conn, json } => block_on(async {
             let client = connect(&conn).await?;
-            let status = match ask(&client, &AdminMessage::Status).await? {
-                AdminAnswer::Status(s) => s,
-                other => bail!("the node answered {other:?}"),
-            };
+            let status = status_of(&client).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&*status)?);
+                println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print_status(&status);
             }
@@ -131,8 +215,63 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             action,
             name,
             admin_key,
+            node_cert,
+            roles,
+            peer,
             conn,
-        } => block_on(member(action, &name, &admin_key, &conn)),
+        } => block_on(async move {
+            if matches!(action, MemberAction::List) {
+                let client = connect(&conn).await?;
+                let status = status_of(&client).await?;
+                print_members(&status);
+                return Ok(());
+            }
+            let name = name.context("name the member")?;
+            let admin_key = admin_key.context("--admin-key: every membership change is signed")?;
+            let args = MemberArgs {
+                action,
+                name: &name,
+                node_cert: node_cert.as_deref(),
+                roles: &roles,
+                peer,
+            };
+            publish_next(&conn, &admin_key, |state| change_members(state, &args)).await
+        }),
+        ClusterCommand::Epoch {
+            action,
+            number,
+            trust,
+            json,
+            conn,
+        } => block_on(epochs(action, number, &trust, json, conn)),
+        ClusterCommand::Bundle {
+            action: BundleAction::Publish,
+            dir,
+            admin_key,
+            conn,
+        } => block_on(async move {
+            let bundle = scratchbird_policy::Bundle::load(&dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "the bundle {} does not load: {e} (sb bundle check {} shows every problem)",
+                    dir.display(),
+                    dir.display()
+                )
+            })?;
+            let bytes = bundle.canonical_bytes().to_vec();
+            let hash = bundle.hash();
+            publish_next(&conn, &admin_key, |state| {
+                let current = state.chain().map(|c| c.current().documents.bundle);
+                if current == Some(hash.0) {
+                    bail!("the cluster's current epoch already names bundle {hash}");
+                }
+                Ok(Next {
+                    documents: vec![(Doc::Bundle, bytes)],
+                    note: format!("bundle {hash}"),
+                    forced: None,
+                })
+            })
+            .await
+        }),
         ClusterCommand::Enrol { out, conn } => block_on(async {
             let client = connect(&conn).await?;
             let AdminAnswer::Chain(image) = ask(&client, &AdminMessage::Chain).await? else {
@@ -152,7 +291,15 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
+/// The status of the node `client` is connected to.
+pub(crate) async fn status_of(client: &Client) -> Result<Status> {
+    match ask(client, &AdminMessage::Status).await? {
+        AdminAnswer::Status(s) => Ok(*s),
+        other => bail!("the node answered {other:?}"),
+    }
+}
+
+pub(crate) fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,7 +307,7 @@ fn block_on<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<()> {
         .block_on(f)
 }
 
-async fn ask(client: &Client, message: &AdminMessage) -> Result<AdminAnswer> {
+pub(crate) async fn ask(client: &Client, message: &AdminMessage) -> Result<AdminAnswer> {
     let bytes = wire::encode(message).map_err(anyhow::Error::msg)?;
     let mut r = client.send(&Request::ControlPlane(bytes)).await?;
     match r.next().await? {
@@ -189,7 +336,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn read_admin_key(path: &Path) -> Result<SigningKey> {
+pub(crate) fn read_admin_key(path: &Path) -> Result<SigningKey> {
     scratchbird_policy::sign::read_secret_key(path)
         .with_context(|| format!("reading the administrator key {}", path.display()))
 }
@@ -202,9 +349,12 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
         );
     }
     let admin = read_admin_key(key)?;
-    let ca_pem = std::fs::read(ca.join("ca.crt"))
+    let ca_pem = std::fs::read_to_string(ca.join("ca.crt"))
         .with_context(|| format!("reading {}", ca.join("ca.crt").display()))?;
     let list = MembersList::load(&ca.join("members.toml")).map_err(anyhow::Error::msg)?;
+    let ca_policy = CaPolicy::from_pem(list.cluster, &ca_pem)
+        .and_then(|p| p.encode())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", ca.join("ca.crt").display()))?;
     let membership = members::encode(&list).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret = scratchbird_policy::secret::TokenSecret::read(&ca.join("token.secret"))
         .with_context(|| format!("reading {}", ca.join("token.secret").display()))?;
@@ -225,7 +375,7 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
         prev: EpochHash::NONE,
         created_us: scratchbird_types::env::SystemEnv::default().now_micros(),
         documents: Documents {
-            ca_policy: Documents::hash(&ca_pem),
+            ca_policy: Documents::hash(&ca_policy),
             bundle: Documents::hash(&bundle_bytes),
             membership: Documents::hash(&membership),
             shard_map: Documents::empty_hash(),
@@ -249,7 +399,7 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
         &Command::Publish {
             epoch,
             documents: vec![
-                ByteBuf::from(ca_pem),
+                ByteBuf::from(ca_policy),
                 ByteBuf::from(bundle_bytes),
                 ByteBuf::from(membership),
             ],
@@ -278,67 +428,75 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
     }
 }
 
-async fn member(action: MemberAction, name: &str, admin_key: &Path, conn: &Conn) -> Result<()> {
-    let admin = read_admin_key(admin_key)?;
-    let client = connect(conn).await?;
-    let AdminAnswer::Chain(image) = ask(&client, &AdminMessage::Chain).await? else {
+/// The next epoch an administrator's command makes: the documents that
+/// change (their hashes set in the record) and what it changed.
+pub(crate) struct Next {
+    /// Each changed document: which, and its bytes.
+    pub documents: Vec<(Doc, Vec<u8>)>,
+    /// What the command changed, recorded in the epoch.
+    pub note: String,
+    /// A forced step, recorded as such.
+    pub forced: Option<Forced>,
+}
+
+/// A document an epoch names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Doc {
+    CaPolicy,
+    Bundle,
+    Membership,
+}
+
+/// Reads the cluster's chain from the node at `conn`.
+pub(crate) async fn chain_of(client: &Client) -> Result<ControlState> {
+    let AdminAnswer::Chain(image) = ask(client, &AdminMessage::Chain).await? else {
         bail!("the node did not send its chain");
     };
-    let state = ControlState::from_image(&image)
-        .map_err(|e| anyhow::anyhow!("the node's chain does not read: {e}"))?;
+    ControlState::from_image(&image)
+        .map_err(|e| anyhow::anyhow!("the node's chain does not read: {e}"))
+}
+
+/// Publishes the epoch after the cluster's current one, as `make` changes
+/// it, signed with the administrator key in `admin_key`; prints what was
+/// published.
+pub(crate) async fn publish_next(
+    conn: &Conn,
+    admin_key: &Path,
+    make: impl FnOnce(&ControlState) -> Result<Next>,
+) -> Result<()> {
+    let admin = read_admin_key(admin_key)?;
+    let client = connect(conn).await?;
+    let state = chain_of(&client).await?;
     let chain = state.chain().context("the cluster has no epoch yet")?;
-    let mut list = state
-        .members()
-        .cloned()
-        .context("the cluster has no membership")?;
-    let enable = matches!(action, MemberAction::Enable);
-    let mut found = false;
-    for n in &mut list.nodes {
-        if n.name == name || n.id.to_string() == name {
-            n.enabled = enable;
-            found = true;
-        }
-    }
-    for u in &mut list.users {
-        if u.name == name {
-            u.enabled = enable;
-            found = true;
-        }
-    }
-    if !found {
-        bail!(
-            "no node or user {name:?} in the cluster's membership (sb cluster status lists them)"
-        );
-    }
-    let membership = members::encode(&list).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let next = make(&state)?;
     let mut record = chain.current().clone();
     record.number = record.number.next();
     record.prev = chain.current_hash();
     let now = scratchbird_types::env::SystemEnv::default().now_micros();
     record.created_us = now.max(record.created_us);
-    record.documents.membership = Documents::hash(&membership);
-    record.forced = None;
-    record.note = format!("{} {name}", if enable { "enable" } else { "disable" });
+    record.forced = next.forced;
+    record.note.clone_from(&next.note);
+    let mut documents = Vec::new();
+    for (doc, bytes) in next.documents {
+        let h = Documents::hash(&bytes);
+        match doc {
+            Doc::CaPolicy => record.documents.ca_policy = h,
+            Doc::Bundle => record.documents.bundle = h,
+            Doc::Membership => record.documents.membership = h,
+        }
+        documents.push(ByteBuf::from(bytes));
+    }
     let epoch = record
         .signed_by(&[&admin])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    match ask(
-        &client,
-        &AdminMessage::Publish {
-            epoch,
-            documents: vec![ByteBuf::from(membership)],
-        },
-    )
-    .await?
-    {
+    match ask(&client, &AdminMessage::Publish { epoch, documents }).await? {
         AdminAnswer::Published {
             index,
             outcome: Outcome::Published { number, hash },
         } => {
             println!(
-                "published epoch {} ({hash}) at log index {index}: {} {name}",
-                number.0,
-                if enable { "enabled" } else { "disabled" }
+                "published epoch {} ({hash}) at log index {index}: {}",
+                number.0, next.note
             );
             Ok(())
         }
@@ -348,6 +506,123 @@ async fn member(action: MemberAction, name: &str, admin_key: &Path, conn: &Conn)
         } => bail!("the cluster refused the epoch: [{code}] {message}"),
         other => bail!("the node answered {other:?}"),
     }
+}
+
+/// What `sb cluster member ...` asks for.
+struct MemberArgs<'a> {
+    action: MemberAction,
+    name: &'a str,
+    node_cert: Option<&'a Path>,
+    roles: &'a [String],
+    peer: Option<String>,
+}
+
+fn change_members(state: &ControlState, a: &MemberArgs<'_>) -> Result<Next> {
+    let name = a.name;
+    let mut list = state
+        .members()
+        .cloned()
+        .context("the cluster has no membership")?;
+    let is = |n: &NodeEntry| n.name == name || n.id.to_string() == name;
+    let verb = match a.action {
+        MemberAction::Enable | MemberAction::Disable => {
+            let enable = matches!(a.action, MemberAction::Enable);
+            let mut found = false;
+            for n in list.nodes.iter_mut().filter(|n| is(n)) {
+                n.enabled = enable;
+                found = true;
+            }
+            for u in list.users.iter_mut().filter(|u| u.name == name) {
+                u.enabled = enable;
+                found = true;
+            }
+            if !found {
+                bail!(
+                    "no node or user {name:?} in the cluster's membership (sb cluster member list shows them)"
+                );
+            }
+            if enable { "enable" } else { "disable" }
+        }
+        MemberAction::Add => {
+            if list.nodes.iter().any(|n| n.name == name)
+                || list.users.iter().any(|u| u.name == name)
+            {
+                bail!("{name:?} is already a member (sb cluster member list shows them)");
+            }
+            match a.node_cert {
+                Some(cert) => {
+                    let pem = std::fs::read_to_string(cert)
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    let der = scratchbird_net::identity::certs_from_pem(&pem)
+                        .map_err(anyhow::Error::msg)?;
+                    let info = scratchbird_net::identity::inspect(
+                        der.first().map_or(&[][..], Vec::as_slice),
+                    )
+                    .map_err(anyhow::Error::msg)?;
+                    let uri = info
+                        .uris
+                        .first()
+                        .and_then(|u| scratchbird_net::SbUri::parse(u).ok())
+                        .context("the certificate carries no sb:// name")?;
+                    let id = uri
+                        .node_id()
+                        .context("that is a user's certificate; --node-cert takes a node's")?;
+                    if uri.cluster != list.cluster {
+                        bail!(
+                            "the certificate is of cluster {}, not this cluster {}",
+                            uri.cluster,
+                            list.cluster
+                        );
+                    }
+                    if list.nodes.iter().any(|n| n.id == id) {
+                        bail!("node {id} is already a member");
+                    }
+                    let roles = a
+                        .roles
+                        .iter()
+                        .map(|r| {
+                            toml::Value::String(r.trim().to_owned())
+                                .try_into::<Role>()
+                                .map_err(|_| {
+                                    anyhow::anyhow!(
+                                        "unknown role {r:?}: coordinator, shard, voter, learner, agent-only"
+                                    )
+                                })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    list.nodes.push(NodeEntry {
+                        id,
+                        name: name.to_owned(),
+                        enabled: true,
+                        roles,
+                        peer: a.peer.clone(),
+                    });
+                }
+                None => list.users.push(UserEntry {
+                    name: name.to_owned(),
+                    enabled: true,
+                }),
+            }
+            "add"
+        }
+        MemberAction::Remove => {
+            let before = list.nodes.len() + list.users.len();
+            list.nodes.retain(|n| !is(n));
+            list.users.retain(|u| u.name != name);
+            if list.nodes.len() + list.users.len() == before {
+                bail!("no node or user {name:?} in the cluster's membership");
+            }
+            "remove"
+        }
+        MemberAction::List => bail!("list publishes nothing"),
+    };
+    let membership =
+        members::encode(&members::normalise(list)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Next {
+        documents: vec![(Doc::Membership, membership)],
+        note: format!("{verb} {name}"),
+        forced: None,
+    })
 }
 
 fn print_status(s: &Status) {
@@ -370,27 +645,18 @@ fn print_status(s: &Status) {
             if *voter { "voter" } else { "learner" }
         );
     }
-    println!("epochs");
-    for e in &s.epochs {
-        let state = match &e.state {
-            EpochState::Effective { at } => format!("effective (log index {at})"),
-            EpochState::Superseded => "superseded".to_owned(),
-            EpochState::Converging { missing } => {
-                let who: Vec<String> = missing
-                    .iter()
-                    .map(|(n, why)| format!("{n} {why}"))
-                    .collect();
-                format!("converging: {}", who.join("; "))
-            }
-        };
-        println!(
-            "  {:>4}  {}  {}{}  {state}",
-            e.number.0,
-            e.hash,
-            e.note,
-            if e.forced { " [FORCED]" } else { "" }
-        );
+    print_epochs(s);
+    match &s.gate {
+        None => println!(
+            "execution gate open on {} (its epoch is effective and it runs that epoch's bundle)",
+            s.answered_by
+        ),
+        Some(why) => println!("execution gate CLOSED on {}: {why}", s.answered_by),
     }
+    print_members(s);
+}
+
+fn print_members(s: &Status) {
     if let Some(list) = &s.members {
         println!("members");
         for n in &list.nodes {
@@ -418,5 +684,150 @@ fn print_status(s: &Status) {
                 if u.enabled { "enabled" } else { "DISABLED" }
             );
         }
+    }
+}
+
+async fn epochs(
+    action: EpochAction,
+    number: Option<u64>,
+    trust: &[PathBuf],
+    json: bool,
+    conn: Conn,
+) -> Result<()> {
+    let client = connect(&conn).await?;
+    match action {
+        EpochAction::List => {
+            let status = status_of(&client).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status.epochs)?);
+            } else {
+                print_epochs(&status);
+            }
+            Ok(())
+        }
+        EpochAction::Show => {
+            let state = chain_of(&client).await?;
+            let chain = state.chain().context("the cluster has no epoch yet")?;
+            let n = number.map_or(chain.current().number, Epoch);
+            let (record, signed, hash) = chain.get(n).with_context(|| {
+                format!(
+                    "there is no epoch {} (the chain ends at {})",
+                    n.0,
+                    chain.current().number.0
+                )
+            })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "hash": hash.to_string(),
+                        "record": record,
+                        "signatures": signed.signatures.iter().map(|s| s.key.to_string()).collect::<Vec<_>>(),
+                    }))?
+                );
+                return Ok(());
+            }
+            let h = |b: &[u8; 32]| scratchbird_types::hex(b);
+            println!("epoch         {}", record.number.0);
+            println!("hash          {hash}");
+            println!("previous      {}", record.prev);
+            println!("cluster       {}", record.cluster);
+            println!("created       {} µs since 1970", record.created_us);
+            println!("note          {}", record.note);
+            if let Some(f) = &record.forced {
+                println!("FORCED        {}", f.what);
+            }
+            let d = &record.documents;
+            for (what, v) in [
+                ("CA policy", &d.ca_policy),
+                ("bundle", &d.bundle),
+                ("membership", &d.membership),
+                ("shard map", &d.shard_map),
+                ("scheduler", &d.scheduler),
+                ("replication", &d.replication),
+                ("backup", &d.backup),
+            ] {
+                println!("{what:<13} {}", h(v));
+            }
+            for (name, v) in record.capabilities.named() {
+                println!("{name:<13} {v}");
+            }
+            println!("token secret  fingerprint {}", h(&record.token_fingerprint));
+            println!(
+                "administrators {} (threshold {})",
+                record
+                    .administrators
+                    .keys
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                record.administrators.threshold
+            );
+            println!(
+                "signed by     {}",
+                signed
+                    .signatures
+                    .iter()
+                    .map(|s| s.key.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(())
+        }
+        EpochAction::Verify => {
+            if trust.is_empty() {
+                bail!(
+                    "--trust: name the administrator public keys the first epoch must be signed by (sb bundle keygen wrote them)"
+                );
+            }
+            let keys: Vec<AdminKey> = scratchbird_policy::sign::Trust::from_files(trust)
+                .map_err(|e| anyhow::anyhow!("the trusted keys: {e}"))?
+                .verifying_keys()
+                .map(|k| AdminKey(k.to_bytes()))
+                .collect();
+            let AdminAnswer::Chain(image) = ask(&client, &AdminMessage::Chain).await? else {
+                bail!("the node did not send its chain");
+            };
+            // every link and signature checked here, from the first epoch on
+            let state = ControlState::from_enrolment(&image, &keys)
+                .map_err(|e| anyhow::anyhow!("the chain is REFUSED: {e}"))?;
+            let chain = state.chain().context("the node sent an empty chain")?;
+            println!(
+                "verified {} epoch(s) of cluster {}: every record extends the one before and carries the signatures its predecessor's administrators require; the first is signed by keys you trust",
+                chain.current().number.0,
+                chain.current().cluster
+            );
+            println!(
+                "current epoch {} {}",
+                chain.current().number.0,
+                chain.current_hash()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_epochs(s: &Status) {
+    println!("epochs");
+    for e in &s.epochs {
+        let state = match &e.state {
+            EpochState::Effective { at } => format!("effective (log index {at})"),
+            EpochState::Superseded => "superseded".to_owned(),
+            EpochState::Converging { missing } => {
+                let who: Vec<String> = missing
+                    .iter()
+                    .map(|(n, why)| format!("{n} {why}"))
+                    .collect();
+                format!("converging: {}", who.join("; "))
+            }
+        };
+        println!(
+            "  {:>4}  {}  {}{}  {state}",
+            e.number.0,
+            e.hash,
+            e.note,
+            if e.forced { " [FORCED]" } else { "" }
+        );
     }
 }

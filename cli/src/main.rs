@@ -12,6 +12,7 @@ mod ca;
 mod cluster;
 mod demo;
 mod remote;
+mod rotate;
 mod sql;
 
 use clap::{Parser, Subcommand};

@@ -12,6 +12,7 @@
 //! persisted in fjall) and membership, peer observation and CA rotation are
 //! built on this; see `docs/control-plane.md` for what exists today.
 
+pub mod ca;
 pub mod chain;
 pub mod epoch;
 mod error;

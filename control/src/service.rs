@@ -61,12 +61,27 @@ pub struct Service<T: Observer> {
     /// The administrator keys this node trusts to have signed the cluster's
     /// first epoch (`None`: no anchor of its own, as in tests of the log).
     trusted: Option<Vec<AdminKey>>,
+    /// With [`Service::confirming`]: the epoch whose configuration the node
+    /// has put in force (`None` until it has). Without, the log's current
+    /// epoch counts as applied as soon as the log has applied it.
+    running: Option<Mutex<Option<(Epoch, EpochHash)>>>,
 }
+
+/// How often a node says hello again to a peer it has observed, to see whether
+/// its certificate changed (a new one is reported; the same one is not).
+pub const HELLO_AGAIN_US: i64 = 2_000_000;
 
 #[derive(Default)]
 struct Reported {
     applied: Option<(Epoch, EpochHash)>,
-    observed: BTreeSet<(Epoch, NodeId)>,
+    /// What was reported of each peer under an epoch, and when it was last
+    /// greeted.
+    observed: BTreeMap<(Epoch, NodeId), Seen>,
+}
+
+struct Seen {
+    certificate: PeerCertificate,
+    greeted_us: i64,
 }
 
 impl<T: Observer> std::fmt::Debug for Service<T> {
@@ -101,6 +116,34 @@ impl<T: Observer> Service<T> {
             reported: Mutex::default(),
             now_us,
             trusted: None,
+            running: None,
+        }
+    }
+
+    /// The node reports an epoch applied, and answers peers' hellos with it,
+    /// only once it says it has put that epoch's configuration in force
+    /// ([`Service::set_running`]): a node that cannot load an epoch's bundle
+    /// or roots never counts toward its convergence.
+    #[must_use]
+    pub fn confirming(mut self) -> Self {
+        self.running = Some(Mutex::new(None));
+        self
+    }
+
+    /// The node now runs epoch `epoch` (with [`Service::confirming`]).
+    pub fn set_running(&self, epoch: Epoch, hash: EpochHash) {
+        if let Some(r) = &self.running {
+            *lock(r) = Some((epoch, hash));
+        }
+    }
+
+    /// The epoch whose configuration this node runs: the one it confirmed,
+    /// or without confirmation the log's current one.
+    #[must_use]
+    pub fn running(&self) -> (Epoch, EpochHash) {
+        match &self.running {
+            Some(r) => lock(r).unwrap_or((Epoch(0), EpochHash::NONE)),
+            None => self.current(),
         }
     }
 
@@ -204,7 +247,7 @@ impl<T: Observer> Service<T> {
                 }
             }
             PeerMessage::Hello { .. } => {
-                let (epoch, hash) = self.current();
+                let (epoch, hash) = self.running();
                 PeerAnswer::Hello { epoch, hash }
             }
         }
@@ -325,8 +368,9 @@ impl<T: Observer> Service<T> {
                 .state
                 .observations()
                 .iter()
-                .flat_map(|(peer, by)| by.keys().map(|o| (*o, *peer)))
+                .flat_map(|(peer, by)| by.iter().map(|(o, ob)| (*o, *peer, ob.issuer.clone())))
                 .collect(),
+            gate: None,
         }
     }
 
@@ -343,8 +387,11 @@ impl<T: Observer> Service<T> {
         if epoch == Epoch(0) || !self.enabled() {
             return problems;
         }
-        lock(&self.reported).observed.retain(|(e, _)| *e == epoch);
-        let due = lock(&self.reported).applied != Some((epoch, hash));
+        lock(&self.reported)
+            .observed
+            .retain(|(e, _), _| *e == epoch);
+        let due =
+            lock(&self.reported).applied != Some((epoch, hash)) && self.running() == (epoch, hash);
         if due {
             match self
                 .submit(Command::Report {
@@ -360,11 +407,13 @@ impl<T: Observer> Service<T> {
                 Err(e) => problems.push(format!("reporting epoch {}: {e}", epoch.0)),
             }
         }
+        let now = (self.now_us)();
         for (peer, addr) in self.peers() {
-            if lock(&self.reported).observed.contains(&(epoch, peer)) {
-                continue;
-            }
-            if let Err(e) = self.observe(peer, &addr, epoch, hash).await {
+            let greet = lock(&self.reported)
+                .observed
+                .get(&(epoch, peer))
+                .is_none_or(|s| now.saturating_sub(s.greeted_us) >= HELLO_AGAIN_US);
+            if greet && let Err(e) = self.observe(peer, &addr, epoch, hash).await {
                 problems.push(format!("observing node {peer}: {e}"));
             }
         }
@@ -419,14 +468,25 @@ impl<T: Observer> Service<T> {
             .transport
             .certificate(to)
             .ok_or("the transport kept no certificate of it")?;
+        let now = (self.now_us)();
+        {
+            let mut r = lock(&self.reported);
+            if let Some(seen) = r.observed.get_mut(&(epoch, peer))
+                && seen.certificate == cert
+            {
+                // the same certificate as reported: nothing new for the log
+                seen.greeted_us = now;
+                return Ok(());
+            }
+        }
         let report = Report::Observed(Observation {
             peer,
             epoch,
             hash,
             cluster: cert.cluster,
-            issuer: cert.issuer,
+            issuer: cert.issuer.clone(),
             not_after: cert.not_after,
-            at_us: (self.now_us)(),
+            at_us: now,
         });
         match self
             .submit(Command::Report {
@@ -437,7 +497,13 @@ impl<T: Observer> Service<T> {
         {
             Ok((_, Outcome::Refused { code, message })) => Err(format!("{code}: {message}")),
             Ok(_) => {
-                lock(&self.reported).observed.insert((epoch, peer));
+                lock(&self.reported).observed.insert(
+                    (epoch, peer),
+                    Seen {
+                        certificate: cert,
+                        greeted_us: now,
+                    },
+                );
                 Ok(())
             }
             Err(e) => Err(e.to_string()),

@@ -14,6 +14,7 @@ use scratchbird_types::{ClusterId, Epoch, NodeId};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::ca::{self, CaPolicy};
 use crate::chain::EpochChain;
 use crate::epoch::{Documents, EpochHash, EpochRecord, SignedEpoch};
 use crate::error::EpochError;
@@ -188,6 +189,24 @@ pub enum ControlError {
         /// Why.
         why: String,
     },
+    /// `CONTROL_CA_POLICY`: the CA policy document is not valid, or changes
+    /// in a way only a forced epoch may.
+    #[error("epoch {epoch}'s CA policy is refused: {why}")]
+    CaPolicy {
+        /// The epoch.
+        epoch: u64,
+        /// Why.
+        why: String,
+    },
+    /// `CONTROL_CUTOVER_NOT_CONVERGED`: a CA cutover before the overlap has
+    /// converged and the stability window has passed.
+    #[error("epoch {epoch}'s CA cutover is refused: {why}")]
+    CutoverNotConverged {
+        /// The epoch.
+        epoch: u64,
+        /// What is missing.
+        why: String,
+    },
     /// `CONTROL_NO_CLUSTER`: a report before the first epoch.
     #[error("the cluster has no epoch yet; a node reports only once the first epoch is published")]
     NoCluster,
@@ -249,6 +268,8 @@ impl ControlError {
             Self::DocumentMissing { .. } => "CONTROL_DOCUMENT_MISSING",
             Self::DocumentUnnamed { .. } => "CONTROL_DOCUMENT_UNNAMED",
             Self::Membership { .. } => "CONTROL_MEMBERSHIP",
+            Self::CaPolicy { .. } => "CONTROL_CA_POLICY",
+            Self::CutoverNotConverged { .. } => "CONTROL_CUTOVER_NOT_CONVERGED",
             Self::NoCluster => "CONTROL_NO_CLUSTER",
             Self::NotMember { .. } => "CONTROL_NOT_MEMBER",
             Self::StaleReport { .. } => "CONTROL_STALE_REPORT",
@@ -479,7 +500,102 @@ impl ControlState {
             None => start(epoch)?.current().clone(),
         };
         let (documents, list) = gather(&record, sent, &self.documents)?;
+        self.check_ca_policy(&record, &documents)?;
         Ok((record, documents, list))
+    }
+
+    /// The CA policy of `record` (with its documents) against the current
+    /// one: valid, and changed only by a rotation's begin, or by its cutover
+    /// once the overlap converged ([`crate::ca`]); a forced epoch may change
+    /// it in any way.
+    fn check_ca_policy(
+        &self,
+        record: &EpochRecord,
+        documents: &DocumentSet,
+    ) -> Result<(), ControlError> {
+        let epoch = record.number.0;
+        let refused = |why: String| ControlError::CaPolicy { epoch, why };
+        let new = documents
+            .get(&record.documents.ca_policy)
+            .ok_or_else(|| refused("an epoch must name a CA policy document".into()))?;
+        let new = CaPolicy::decode(new, record.cluster).map_err(|e| refused(e.to_string()))?;
+        let Some(chain) = &self.chain else {
+            return Ok(());
+        };
+        let old = self
+            .documents
+            .get(&chain.current().documents.ca_policy)
+            .and_then(|b| CaPolicy::decode(b, record.cluster).ok())
+            .ok_or_else(|| refused("the current epoch holds no readable CA policy".into()))?;
+        if record.forced.is_some() {
+            return Ok(());
+        }
+        match ca::change(&old, &new).map_err(|e| refused(e.to_string()))? {
+            ca::Change::None | ca::Change::Begin => Ok(()),
+            ca::Change::Cutover { to, stability_secs } => {
+                self.check_cutover(record, &to, stability_secs)
+            }
+        }
+    }
+
+    /// A cutover to root `to`: the current (overlap) epoch is effective, every
+    /// enabled node has been observed under it by another enabled node
+    /// presenting a certificate of `to`, and `record` was made at least
+    /// `stability_secs` after the last of those observations.
+    fn check_cutover(
+        &self,
+        record: &EpochRecord,
+        to: &str,
+        stability_secs: u64,
+    ) -> Result<(), ControlError> {
+        let not_yet = |why: String| ControlError::CutoverNotConverged {
+            epoch: record.number.0,
+            why,
+        };
+        match self.state_of_current() {
+            Some(EpochState::Effective { .. }) => {}
+            Some(EpochState::Converging { missing }) => {
+                let who: Vec<String> = missing.iter().map(|(n, w)| format!("{n} {w}")).collect();
+                return Err(not_yet(format!(
+                    "the overlap epoch is not effective yet ({})",
+                    who.join("; ")
+                )));
+            }
+            _ => return Err(not_yet("the overlap epoch is not effective".into())),
+        }
+        let list = self.members.as_ref().ok_or(ControlError::NoCluster)?;
+        let enabled: BTreeSet<NodeId> = members::enabled_nodes(list).map(|n| n.id).collect();
+        let mut converged_at = i64::MIN;
+        let mut unseen = Vec::new();
+        for node in &enabled {
+            let seen = self.observed.get(node).and_then(|by| {
+                by.iter()
+                    .filter(|(o, ob)| *o != node && enabled.contains(*o) && ob.issuer == to)
+                    .map(|(_, ob)| ob.at_us)
+                    .min()
+            });
+            match seen {
+                Some(at) => converged_at = converged_at.max(at),
+                None => unseen.push(node.to_string()),
+            }
+        }
+        if !unseen.is_empty() && enabled.len() > 1 {
+            return Err(not_yet(format!(
+                "no peer has yet seen a certificate of the new root {to} from node(s) {} (issue them new certificates: sb ca issue-node with the new CA)",
+                unseen.join(", ")
+            )));
+        }
+        let window_us = i64::try_from(stability_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000);
+        let due = converged_at.saturating_add(window_us);
+        if enabled.len() > 1 && record.created_us < due {
+            return Err(not_yet(format!(
+                "the stability window of {stability_secs} s has not passed since every node was seen under the new root (the cutover may be made {} s from now, by its creation time)",
+                (due - record.created_us + 999_999) / 1_000_000
+            )));
+        }
+        Ok(())
     }
 
     fn publish(&mut self, epoch: &SignedEpoch, sent: &[ByteBuf]) -> Result<Outcome, ControlError> {
@@ -682,6 +798,14 @@ impl ControlState {
     #[must_use]
     pub fn applied_by(&self) -> &BTreeMap<NodeId, (Epoch, EpochHash)> {
         &self.applied
+    }
+
+    /// The current epoch's CA policy (`None` before the first epoch).
+    #[must_use]
+    pub fn ca_policy(&self) -> Option<CaPolicy> {
+        let chain = self.chain.as_ref()?;
+        let r = chain.current();
+        CaPolicy::decode(self.document(&r.documents.ca_policy)?, r.cluster).ok()
     }
 
     /// The observations of each node under the current epoch, by observer.

@@ -131,8 +131,14 @@ pub struct Status {
     pub members: Option<MembersList>,
     /// The last epoch each node reported applying.
     pub applied_by: Vec<(NodeId, Epoch)>,
-    /// Observations under the current epoch: (observer, observed).
-    pub observed: Vec<(NodeId, NodeId)>,
+    /// Observations under the current epoch: (observer, observed, the
+    /// fingerprint of the root that issued the certificate it presented).
+    pub observed: Vec<(NodeId, NodeId, String)>,
+    /// The execution gate on the answering node (spec 1.2, 4.3): `None` when
+    /// open (its current epoch is effective and it runs that epoch's bundle),
+    /// else why it is closed. Set by the node, which knows what it runs.
+    #[serde(default)]
+    pub gate: Option<String>,
 }
 
 /// One epoch in a [`Status`].

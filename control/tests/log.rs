@@ -12,6 +12,8 @@
     reason = "test"
 )]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -89,7 +91,7 @@ fn first_epoch() -> EpochRecord {
         prev: EpochHash::NONE,
         created_us: 1_000,
         documents: Documents {
-            ca_policy: Documents::hash(b"ca"),
+            ca_policy: Documents::hash(&support::ca_policy(cluster(), support::CA_A)),
             bundle: Documents::hash(b"bundle 1"),
             membership: Documents::hash(&membership()),
             shard_map: Documents::hash(b"shards"),
@@ -127,7 +129,11 @@ fn epochs(n: u64) -> Vec<SignedEpoch> {
 
 /// Every document the test epochs name.
 fn known_documents() -> Vec<Vec<u8>> {
-    let mut d = vec![membership(), b"ca".to_vec(), b"shards".to_vec()];
+    let mut d = vec![
+        membership(),
+        support::ca_policy(cluster(), support::CA_A),
+        b"shards".to_vec(),
+    ];
     d.extend((1..=20).map(|i| format!("bundle {i}").into_bytes()));
     d
 }

@@ -12,6 +12,8 @@
     reason = "test"
 )]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +75,7 @@ fn record(n: u64, prev: EpochHash, members: &[u8], note: &str) -> EpochRecord {
         prev,
         created_us: 1_000 * i64::try_from(n).unwrap(),
         documents: Documents {
-            ca_policy: Documents::empty_hash(),
+            ca_policy: Documents::hash(&support::ca_policy(cluster(), support::CA_A)),
             bundle: Documents::empty_hash(),
             membership: Documents::hash(members),
             shard_map: Documents::empty_hash(),
@@ -189,7 +191,10 @@ async fn a_leader_that_trusts_other_keys_refuses_a_first_epoch_before_the_log() 
     let refused = service
         .submit(Command::Publish {
             epoch: e1,
-            documents: vec![m1.into()],
+            documents: vec![
+                m1.into(),
+                support::ca_policy(cluster(), support::CA_A).into(),
+            ],
         })
         .await
         .unwrap_err();
@@ -220,7 +225,10 @@ async fn a_cluster_starts_from_its_genesis_converges_and_disables_a_node() {
             0,
             &Command::Publish {
                 epoch: e1.clone(),
-                documents: vec![m1.clone().into()]
+                documents: vec![
+                    m1.clone().into(),
+                    support::ca_policy(cluster(), support::CA_A).into()
+                ]
             }
         ),
         Outcome::Published { .. }
@@ -268,7 +276,7 @@ async fn a_cluster_starts_from_its_genesis_converges_and_disables_a_node() {
             status
                 .observed
                 .iter()
-                .any(|(by, of)| *of == node(i) && *by != node(i)),
+                .any(|(by, of, _)| *of == node(i) && *by != node(i)),
             "node {i} effective without a peer's observation: {status:?}"
         );
     }

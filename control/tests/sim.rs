@@ -22,6 +22,8 @@
     reason = "test"
 )]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -170,7 +172,7 @@ fn chain(n: u64, len: u64, rng: &mut Rng) -> Vec<(SignedEpoch, Vec<u8>)> {
             prev,
             created_us: 1_000 * k as i64,
             documents: Documents {
-                ca_policy: Documents::empty_hash(),
+                ca_policy: Documents::hash(&support::ca_policy(cluster(), support::CA_A)),
                 bundle: Documents::empty_hash(),
                 membership: Documents::hash(&m),
                 shard_map: Documents::empty_hash(),
@@ -199,7 +201,10 @@ fn chain(n: u64, len: u64, rng: &mut Rng) -> Vec<(SignedEpoch, Vec<u8>)> {
 fn publish(e: &(SignedEpoch, Vec<u8>)) -> Command {
     Command::Publish {
         epoch: e.0.clone(),
-        documents: vec![e.1.clone().into()],
+        documents: vec![
+            e.1.clone().into(),
+            support::ca_policy(cluster(), support::CA_A).into(),
+        ],
     }
 }
 

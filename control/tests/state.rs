@@ -12,6 +12,8 @@
     reason = "test"
 )]
 
+mod support;
+
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use scratchbird_control::epoch::EPOCH_FORMAT;
@@ -20,13 +22,18 @@ use scratchbird_control::state::{
     Command, ControlState, EpochState, Missing, Observation, Outcome, Report,
 };
 use scratchbird_control::{
-    AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord, SignedEpoch,
+    AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord,
+    FORCE_ACKNOWLEDGEMENT, Forced, SignedEpoch,
 };
 use scratchbird_net::verify::{MembersList, NodeEntry, Role};
 use scratchbird_types::{ClusterId, Epoch, NodeId};
 
 fn admin() -> SigningKey {
     SigningKey::from_bytes(&[21; 32])
+}
+
+fn ca() -> Vec<u8> {
+    support::ca_policy(cluster(), support::CA_A)
 }
 
 fn cluster() -> ClusterId {
@@ -68,7 +75,7 @@ fn record(number: u64, prev: EpochHash, members: &[u8]) -> EpochRecord {
         prev,
         created_us: 1_000 * i64::try_from(number).unwrap(),
         documents: Documents {
-            ca_policy: Documents::hash(b"ca"),
+            ca_policy: Documents::hash(&ca()),
             bundle: Documents::empty_hash(),
             membership: Documents::hash(members),
             shard_map: Documents::empty_hash(),
@@ -118,7 +125,7 @@ fn started() -> (ControlState, SignedEpoch) {
     let e = sign(&record(1, EpochHash::NONE, &m));
     let mut s = ControlState::default();
     assert!(matches!(
-        s.apply(1, &publish(&e, &[b"ca", &m])),
+        s.apply(1, &publish(&e, &[ca().as_slice(), &m])),
         Outcome::Published { .. }
     ));
     (s, e)
@@ -169,12 +176,12 @@ fn an_epoch_brings_the_documents_it_names_and_a_membership_with_a_voter() {
     );
     // a document the record does not name
     assert_eq!(
-        code(&s.apply(2, &publish(&e, &[&m, b"ca", b"stray"]))),
+        code(&s.apply(2, &publish(&e, &[&m, ca().as_slice(), b"stray"]))),
         "CONTROL_DOCUMENT_UNNAMED"
     );
     assert_eq!(s.epoch(), Epoch(0), "a refused first epoch starts nothing");
     assert!(matches!(
-        s.apply(3, &publish(&e, &[&m, b"ca"])),
+        s.apply(3, &publish(&e, &[&m, ca().as_slice()])),
         Outcome::Published { .. }
     ));
 
@@ -371,7 +378,7 @@ fn one_enabled_member_is_effective_once_it_applies() {
     let m = membership(&[(1, true, true), (2, false, false)]);
     let e = sign(&record(1, EpochHash::NONE, &m));
     let mut s = ControlState::default();
-    s.apply(1, &publish(&e, &[&m, b"ca"]));
+    s.apply(1, &publish(&e, &[&m, ca().as_slice()]));
     assert!(!s.is_effective());
     assert_eq!(
         applied(&mut s, 2, 1, &e),
@@ -414,7 +421,7 @@ fn command(pick: (u8, u8, u8, u8), chain: &[(SignedEpoch, Vec<u8>)], current: Ep
     };
     let (e, m) = &chain[at];
     match kind {
-        0 => publish(e, &[m.as_slice(), b"ca"]),
+        0 => publish(e, &[m.as_slice(), ca().as_slice()]),
         1 => publish(e, &[]),
         2..=20 => {
             let r = e.read().unwrap();
@@ -515,4 +522,191 @@ proptest! {
             }
         }
     }
+}
+
+/// An observation by `from` of `peer` presenting a certificate of `issuer`,
+/// made at `at_us`.
+fn observed_under(
+    s: &mut ControlState,
+    from: u8,
+    peer: u8,
+    e: &SignedEpoch,
+    issuer: &str,
+    at_us: i64,
+) -> Outcome {
+    let r = e.read().unwrap();
+    s.apply(
+        0,
+        &Command::Report {
+            from: node(from),
+            report: Report::Observed(Observation {
+                peer: node(peer),
+                epoch: r.number,
+                hash: e.hash(),
+                cluster: cluster(),
+                issuer: issuer.into(),
+                not_after: 2_000_000_000,
+                at_us,
+            }),
+        },
+    )
+}
+
+/// Epoch `n` after `prev` with the CA policy `ca`, made at `created_us`.
+fn with_ca(n: u64, prev: &SignedEpoch, m: &[u8], ca: &[u8], created_us: i64) -> SignedEpoch {
+    let mut r = record(n, prev.hash(), m);
+    r.documents.ca_policy = Documents::hash(ca);
+    r.created_us = created_us;
+    sign(&r)
+}
+
+/// Every enabled node (1-3) applies `e` and is observed by the next one
+/// presenting a certificate of `issuer` at `at_us`.
+fn converge(s: &mut ControlState, e: &SignedEpoch, issuer: &str, at_us: i64) {
+    for n in 1..=3 {
+        assert!(matches!(applied(s, 0, n, e), Outcome::Recorded { .. }));
+        let by = n % 3 + 1;
+        assert!(matches!(
+            observed_under(s, by, n, e, issuer, at_us),
+            Outcome::Recorded { .. }
+        ));
+    }
+}
+
+#[test]
+fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_the_window() {
+    let (mut s, e1) = started();
+    let m = membership(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, false, true),
+    ]);
+    let (a, b) = (
+        support::fingerprint(support::CA_A),
+        support::fingerprint(support::CA_B),
+    );
+    let only_b = support::ca_policy(cluster(), support::CA_B);
+    // replacing the root without an overlap is refused
+    let direct = with_ca(2, &e1, &m, &only_b, 10_000);
+    assert_eq!(
+        code(&s.apply(2, &publish(&direct, &[&only_b]))),
+        "CONTROL_CA_POLICY"
+    );
+    // a document that is not a CA policy is refused
+    let junk = with_ca(2, &e1, &m, b"not a policy", 10_000);
+    assert_eq!(
+        code(&s.apply(2, &publish(&junk, &[b"not a policy"]))),
+        "CONTROL_CA_POLICY"
+    );
+    // begin: the overlap of A and B
+    let overlap = support::overlap(cluster(), 60);
+    let e2 = with_ca(2, &e1, &m, &overlap, 10_000);
+    assert!(matches!(
+        s.apply(2, &publish(&e2, &[&overlap])),
+        Outcome::Published { .. }
+    ));
+    // a second rotation cannot begin, and the overlap cannot step back to A
+    let back = with_ca(3, &e2, &m, &ca(), 20_000);
+    assert_eq!(
+        code(&s.apply(3, &publish(&back, &[&ca()]))),
+        "CONTROL_CA_POLICY"
+    );
+    // cutover before the overlap epoch is effective
+    let early = with_ca(3, &e2, &m, &only_b, 20_000);
+    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
+    assert!(refused.to_string().contains("not effective"), "{refused}");
+    // effective, but every node still presents a certificate of A
+    converge(&mut s, &e2, &a, 30_000_000);
+    assert!(matches!(
+        s.epoch_state(Epoch(2)),
+        Some(EpochState::Effective { .. })
+    ));
+    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
+    assert!(refused.to_string().contains(&b), "{refused}");
+    // two of three seen under B: still refused, naming the third
+    assert!(matches!(
+        observed_under(&mut s, 2, 1, &e2, &b, 40_000_000),
+        Outcome::Recorded { .. }
+    ));
+    assert!(matches!(
+        observed_under(&mut s, 3, 2, &e2, &b, 41_000_000),
+        Outcome::Recorded { .. }
+    ));
+    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    assert!(
+        refused.to_string().contains(&node(3).to_string()),
+        "{refused}"
+    );
+    // a node's own report never counts: node 3 observing itself is refused
+    assert_eq!(
+        code(&observed_under(&mut s, 3, 3, &e2, &b, 42_000_000)),
+        "CONTROL_SELF_OBSERVATION"
+    );
+    assert!(matches!(
+        observed_under(&mut s, 1, 3, &e2, &b, 42_000_000),
+        Outcome::Recorded { .. }
+    ));
+    // every node seen under B at 42 s at the latest: the window of 60 s runs
+    // to 102 s
+    let inside = with_ca(3, &e2, &m, &only_b, 101_000_000);
+    let refused = s.apply(3, &publish(&inside, &[&only_b]));
+    assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
+    assert!(
+        refused.to_string().contains("stability window"),
+        "{refused}"
+    );
+    let after = with_ca(3, &e2, &m, &only_b, 102_000_000);
+    assert!(matches!(
+        s.apply(3, &publish(&after, &[&only_b])),
+        Outcome::Published { .. }
+    ));
+    // and there is no way back to A, nor to the overlap
+    let again = with_ca(4, &after, &m, &overlap, 200_000_000);
+    assert_eq!(
+        code(&s.apply(4, &publish(&again, &[&overlap]))),
+        "CONTROL_CA_POLICY"
+    );
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_forced_epoch_may_replace_the_roots_and_says_so() {
+    let (mut s, e1) = started();
+    let m = membership(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, false, true),
+    ]);
+    let only_b = support::ca_policy(cluster(), support::CA_B);
+    let mut r = record(2, e1.hash(), &m);
+    r.documents.ca_policy = Documents::hash(&only_b);
+    r.forced = Some(Forced {
+        what: "CA cutover without convergence: CA A's key was stolen".into(),
+        acknowledgement: FORCE_ACKNOWLEDGEMENT.into(),
+    });
+    let e2 = sign(&r);
+    assert!(matches!(
+        s.apply(2, &publish(&e2, &[&only_b])),
+        Outcome::Published { .. }
+    ));
+    assert!(
+        s.epoch_lines()
+            .iter()
+            .any(|l| l.number == Epoch(2) && l.forced)
+    );
+    // a forced epoch with the wrong acknowledgement is not taken
+    let mut r = record(3, e2.hash(), &m);
+    r.documents.ca_policy = Documents::hash(&ca());
+    r.forced = Some(Forced {
+        what: "back".into(),
+        acknowledgement: "yes".into(),
+    });
+    assert!(matches!(
+        s.apply(3, &publish(&sign(&r), &[&ca()])),
+        Outcome::Refused { .. }
+    ));
 }

@@ -57,14 +57,16 @@ trusted_keys = ["admin.pub"]
 # signatures_required = 1
 
 # [control]
-# The cluster's replicated control log (sb cluster init). With it, the members
-# come from the log's current epoch, not from tls.members (remove that line),
-# and peer_listen is required.
+# The cluster's replicated control log (sb cluster init). With it, the members,
+# the CA roots and the security bundle come from the log's current epoch, not
+# from tls.members, tls.ca and security.bundle (remove those lines), and
+# peer_listen is required.
 # The control directory: the log and its snapshots, apart from data_dir.
 # dir = "control"
-# The signed chain this node starts from (sb cluster init writes genesis.sbc):
-# its membership until its log holds an epoch. Its first epoch must be signed
-# by keys in security.trusted_keys.
+# The signed chain this node starts from (sb cluster init writes genesis.sbc;
+# sb cluster enrol a member's current chain): its membership and CA roots
+# until its log holds an epoch. Required. Its first epoch must be signed by
+# keys in security.trusted_keys.
 # enrolment = "genesis.sbc"
 # Start the log here: on one node only, the first time (empty control dir).
 # bootstrap = true
@@ -103,8 +105,11 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its key.
     pub key: PathBuf,
-    /// The cluster CA roots (one or more certificates).
-    pub ca: PathBuf,
+    /// The cluster CA roots (one or more certificates), without a
+    /// `[control]` section; with one, the roots are the CA policy of the
+    /// control log's current epoch.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
     /// The members file (without a `[control]` section; with one, membership
     /// is the control log's).
     #[serde(default)]
@@ -309,7 +314,9 @@ impl NodeConfig {
         abs(&mut cfg.data_dir);
         abs(&mut cfg.tls.cert);
         abs(&mut cfg.tls.key);
-        abs(&mut cfg.tls.ca);
+        if let Some(c) = &mut cfg.tls.ca {
+            abs(c);
+        }
         if let Some(m) = &mut cfg.tls.members {
             abs(m);
         }
@@ -365,8 +372,24 @@ impl NodeConfig {
                 "owners is no longer accepted: nobody bypasses the security bundle. Give the users a role the bundle grants Create, Alter and Drop and every row (see policy/BUNDLE.md, \"Administrators\"), sign the bundle, and delete the owners line",
             ),
             (
-                cfg.security.bundle.is_some(),
+                cfg.security.bundle.is_some() || cfg.control.is_some(),
                 "security.bundle is not set: a node serves users only under a signed security bundle (sb bundle check, then sb bundle sign DIR --key FILE)",
+            ),
+            (
+                cfg.security.bundle.is_none() || cfg.control.is_none(),
+                "security.bundle and [control] are both set: with [control] the bundle is the one the control log's current epoch names (sb cluster bundle publish DIR changes it); remove security.bundle",
+            ),
+            (
+                cfg.tls.ca.is_some() || cfg.control.is_some(),
+                "tls.ca is not set: without a [control] section a node takes its CA roots from a file (sb ca init writes ca.crt)",
+            ),
+            (
+                cfg.tls.ca.is_none() || cfg.control.is_none(),
+                "tls.ca and [control] are both set: with [control] the CA roots are the CA policy of the control log's current epoch (sb ca rotate changes them); remove tls.ca",
+            ),
+            (
+                cfg.control.as_ref().is_none_or(|c| c.enrolment.is_some()),
+                "[control] needs enrolment: the cluster's genesis.sbc (sb cluster init) or a member's chain (sb cluster enrol); its CA policy is what the node trusts until its log holds an epoch",
             ),
             (
                 !cfg.security.trusted_keys.is_empty(),

@@ -212,6 +212,24 @@ fn diags_of(
     out
 }
 
+/// What a bundle is assembled from, read from a folder or a canonical form.
+struct Parts {
+    dir: PathBuf,
+    schema: Schema,
+    schema_json: Json,
+    policies: PolicySet,
+    sources: BTreeMap<PolicyId, PolicySource>,
+    warnings: Vec<Diagnostic>,
+    files: BTreeMap<String, String>,
+    entities: Entities,
+    entities_json: Json,
+    diags: Vec<Diagnostic>,
+}
+
+/// Largest canonical bundle taken from an epoch (a control-plane message
+/// carries it whole).
+pub const CANONICAL_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
 impl Bundle {
     /// Loads and checks the bundle in `dir`.
     ///
@@ -454,6 +472,159 @@ impl Bundle {
             (Entities::empty(), Json::Array(Vec::new()))
         };
 
+        Self::assemble(Parts {
+            dir,
+            schema,
+            schema_json,
+            policies,
+            sources,
+            warnings,
+            files,
+            entities,
+            entities_json,
+            diags,
+        })
+    }
+
+    /// A bundle from its canonical form (what an epoch of the control plane
+    /// stores, [`Bundle::canonical_bytes`]): parsed, checked like a folder,
+    /// and refused unless its canonical form is exactly `bytes`, so the hash an
+    /// epoch names is the hash of what is enforced. Policies are located by
+    /// their ids (there are no files to point into).
+    ///
+    /// # Errors
+    /// [`PolicyError::Invalid`] for bytes that are not a canonical bundle, or a
+    /// bundle that fails the checks; limits.
+    pub fn from_canonical(bytes: &[u8], origin: &str) -> Result<Self> {
+        let bad = |message: String| PolicyError::Invalid {
+            diagnostics: vec![Diagnostic::file(origin, message, None)],
+        };
+        if bytes.len() as u64 > CANONICAL_BYTES_MAX {
+            return Err(PolicyError::LimitExceeded {
+                limit: "CANONICAL_BYTES_MAX",
+                max: CANONICAL_BYTES_MAX,
+                needed: bytes.len() as u64,
+            });
+        }
+        let top: ciborium::Value = ciborium::from_reader(bytes)
+            .map_err(|e| bad(format!("not a canonical bundle: {e}")))?;
+        let ciborium::Value::Map(entries) = top else {
+            return Err(bad("not a canonical bundle: not a map".into()));
+        };
+        let field = |name: &str| {
+            entries
+                .iter()
+                .find(|(k, _)| k.as_text() == Some(name))
+                .map(|(_, v)| v)
+                .ok_or_else(|| bad(format!("not a canonical bundle: no {name:?}")))
+        };
+        let format = field("format")?
+            .as_integer()
+            .and_then(|i| u64::try_from(i).ok());
+        if format != Some(CANONICAL_FORMAT) {
+            return Err(bad(format!(
+                "the canonical bundle has format {format:?}; this build reads format {CANONICAL_FORMAT}"
+            )));
+        }
+        let schema_json = canonical::to_json(field("schema")?)
+            .ok_or_else(|| bad("the canonical schema is not JSON".into()))?;
+        let entities_json = canonical::to_json(field("entities")?)
+            .ok_or_else(|| bad("the canonical entities are not JSON".into()))?;
+        let mut diags = Vec::new();
+        let schema = Schema::from_json_value(schema_json.clone())
+            .map_err(|e| bad(format!("the schema: {e}")))?;
+        let mut policies = PolicySet::new();
+        let mut sources = BTreeMap::new();
+        let list = field("policies")?
+            .as_array()
+            .ok_or_else(|| bad("the canonical policies are not a list".into()))?;
+        if list.len() > POLICIES_MAX {
+            return Err(PolicyError::LimitExceeded {
+                limit: "POLICIES_MAX",
+                max: POLICIES_MAX as u64,
+                needed: list.len() as u64,
+            });
+        }
+        for p in list {
+            let est: Json = p
+                .as_bytes()
+                .and_then(|b| ciborium::from_reader::<ciborium::Value, _>(b.as_slice()).ok())
+                .and_then(|v| canonical::to_json(&v))
+                .ok_or_else(|| bad("a canonical policy is not CBOR of JSON".into()))?;
+            let id = est
+                .pointer("/annotations/id")
+                .and_then(Json::as_str)
+                .filter(|id| !id.trim().is_empty())
+                .ok_or_else(|| bad("a policy without @id".into()))?
+                .to_owned();
+            let pid = PolicyId::new(&id);
+            let policy = cedar_policy::Policy::from_json(Some(pid.clone()), est)
+                .map_err(|e| bad(format!("policy {id}: {e}")))?;
+            let text = policy.to_string();
+            policies
+                .add(policy)
+                .map_err(|e| bad(format!("policy {id}: {e}")))?;
+            sources.insert(
+                pid,
+                PolicySource {
+                    file: origin.to_owned(),
+                    text,
+                },
+            );
+        }
+        let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        for e in result.validation_errors() {
+            diags.push(Diagnostic::file(
+                origin,
+                format!("policy {}: {e}", e.policy_id()),
+                None,
+            ));
+        }
+        let n = entities_json.as_array().map_or(0, Vec::len);
+        if n > ENTITIES_MAX {
+            return Err(PolicyError::LimitExceeded {
+                limit: "ENTITIES_MAX",
+                max: ENTITIES_MAX as u64,
+                needed: n as u64,
+            });
+        }
+        let entities = Entities::from_json_value(entities_json.clone(), Some(&schema))
+            .map_err(|e| bad(format!("the entities: {e}")))?;
+        let bundle = Self::assemble(Parts {
+            dir: PathBuf::from(origin),
+            schema,
+            schema_json,
+            policies,
+            sources,
+            warnings: Vec::new(),
+            files: BTreeMap::new(),
+            entities,
+            entities_json,
+            diags,
+        })?;
+        if bundle.canonical_bytes() != bytes {
+            return Err(bad(
+                "the bytes are not in canonical form (the bundle they describe has another hash)"
+                    .into(),
+            ));
+        }
+        Ok(bundle)
+    }
+
+    /// The checks and identity common to a folder and a canonical form.
+    fn assemble(parts: Parts) -> Result<Self> {
+        let Parts {
+            dir,
+            schema,
+            schema_json,
+            policies,
+            sources,
+            warnings,
+            files,
+            entities,
+            entities_json,
+            mut diags,
+        } = parts;
         let model = check_model(&schema_json, &mut diags);
         let domains = read_domains(&entities_json, &mut diags);
         if let Some(tables) = &model {

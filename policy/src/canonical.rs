@@ -40,6 +40,33 @@ pub fn to_cbor(v: &Json) -> Cbor {
     }
 }
 
+/// The JSON value of a CBOR value made by [`to_cbor`] (`None` for CBOR that no
+/// JSON value encodes to: bytes, tags, non-text keys, integers beyond 64 bits).
+#[must_use]
+pub fn to_json(v: &Cbor) -> Option<Json> {
+    Some(match v {
+        Cbor::Null => Json::Null,
+        Cbor::Bool(b) => Json::Bool(*b),
+        Cbor::Integer(i) => {
+            let i = i128::from(*i);
+            if let Ok(n) = i64::try_from(i) {
+                Json::from(n)
+            } else {
+                Json::from(u64::try_from(i).ok()?)
+            }
+        }
+        Cbor::Float(f) => Json::from(serde_json::Number::from_f64(*f)?),
+        Cbor::Text(s) => Json::String(s.clone()),
+        Cbor::Array(a) => Json::Array(a.iter().map(to_json).collect::<Option<_>>()?),
+        Cbor::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| Some((k.as_text()?.to_owned(), to_json(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+        _ => return None,
+    })
+}
+
 /// The bytes of a CBOR value.
 #[must_use]
 pub fn bytes(v: &Cbor) -> Vec<u8> {

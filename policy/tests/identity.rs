@@ -363,3 +363,56 @@ fn invalid_bundles_report_file_line_and_column() {
         "{text:#?}"
     );
 }
+
+/// What an epoch stores is the canonical form; the bundle rebuilt from it is
+/// the same bundle (same hash, same tables, domains and decisions' inputs),
+/// and bytes that are not exactly a canonical bundle are refused.
+fn ids(b: &Bundle) -> Vec<String> {
+    let mut v: Vec<String> = b
+        .policies()
+        .policies()
+        .map(|p| p.id().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_bundle_rebuilt_from_its_canonical_form_is_the_same_bundle() {
+    for name in
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/bundles"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    {
+        let Ok(folder) = Bundle::load(example(&name)) else {
+            continue;
+        };
+        let rebuilt = Bundle::from_canonical(folder.canonical_bytes(), "epoch")
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(rebuilt.hash(), folder.hash(), "{name}");
+        assert_eq!(rebuilt.tables(), folder.tables(), "{name}");
+        assert_eq!(
+            rebuilt.domains().keys().collect::<Vec<_>>(),
+            folder.domains().keys().collect::<Vec<_>>(),
+            "{name}"
+        );
+        assert_eq!(ids(&rebuilt), ids(&folder), "{name}");
+    }
+    let folder = Bundle::load(example("saas")).unwrap();
+    let bytes = folder.canonical_bytes();
+    // every single-byte change is refused, or is another valid bundle with
+    // another hash (never the same hash with other content)
+    for at in (0..bytes.len()).step_by(97) {
+        let mut b = bytes.to_vec();
+        b[at] ^= 0x20;
+        if let Ok(other) = Bundle::from_canonical(&b, "epoch") {
+            assert_ne!(other.hash(), folder.hash(), "byte {at}");
+        }
+    }
+    let truncated = &bytes[..bytes.len() / 2];
+    assert!(matches!(
+        Bundle::from_canonical(truncated, "epoch"),
+        Err(PolicyError::Invalid { .. })
+    ));
+    assert!(Bundle::from_canonical(b"not cbor", "epoch").is_err());
+}

@@ -761,7 +761,12 @@ pub fn control_cluster(voters: usize) -> ControlCluster {
                 &format!("peer_listen = {:?}", peers[i]),
             )
             .lines()
-            .filter(|l| !l.starts_with("members = "))
+            // with [control] the members, CA roots and bundle are the epoch's
+            .filter(|l| {
+                !l.starts_with("members = ")
+                    && !l.starts_with("ca = ")
+                    && !l.starts_with("bundle = ")
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let control = format!(

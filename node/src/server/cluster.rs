@@ -10,9 +10,11 @@ use scratchbird_control::log::net::{Transport, TransportError};
 use scratchbird_control::log::{MemberId, PeerAddr};
 use scratchbird_control::service::{Observer, PeerCertificate, Service};
 use scratchbird_control::state::ControlState;
+use scratchbird_control::state::EpochState;
 use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, PeerAnswer, PeerMessage};
-use scratchbird_control::{AdminKey, EpochHash};
+use scratchbird_control::{AdminKey, Documents, EpochHash};
 use scratchbird_net::client::Client;
+use scratchbird_policy::Bundle;
 use scratchbird_types::Epoch;
 
 /// How long one message to a peer may take, connecting included.
@@ -30,6 +32,125 @@ pub(super) struct ControlPlane {
     enrolled: Option<(EpochHash, Epoch)>,
     /// The log stopped (a storage error): nobody is admitted any more.
     failed: AtomicBool,
+    /// The enrolment's state: the configuration until the log holds an epoch.
+    enrolment: ControlState,
+    /// The epoch configuration this node runs.
+    running: Mutex<Option<Running>>,
+    /// Why the log's current epoch could not be put in force (its bundle does
+    /// not load, its token fingerprint is not this node's secret's): the node
+    /// serves nobody while this is set.
+    apply_error: Mutex<Option<String>>,
+}
+
+/// What the node runs of an epoch.
+#[derive(Debug, Clone)]
+pub(super) struct Running {
+    pub epoch: Epoch,
+    pub hash: EpochHash,
+    /// The CA policy document's hash.
+    pub ca_policy: [u8; 32],
+    /// The bundle document's hash (the bundle's hash).
+    pub bundle: [u8; 32],
+}
+
+/// The configuration an epoch gives a node: the roots it trusts, the bundle
+/// it enforces, the token secret it must hold.
+pub(super) struct EpochConfig {
+    pub epoch: Epoch,
+    pub hash: EpochHash,
+    pub ca_policy: [u8; 32],
+    pub trust: Trust,
+    /// The bundle, loaded from the epoch's canonical bytes (`None`: the same
+    /// bundle as `reuse` was given).
+    pub bundle: Option<Arc<Bundle>>,
+    pub bundle_hash: [u8; 32],
+    pub token_fingerprint: [u8; 32],
+}
+
+/// Reads and checks `[control] enrolment` against the trusted administrator
+/// keys.
+pub(super) fn read_enrolment(cfg: &NodeConfig) -> Result<ControlState, String> {
+    let path = cfg
+        .control
+        .as_ref()
+        .and_then(|c| c.enrolment.as_ref())
+        .ok_or("[control] enrolment is not set")?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("reading the enrolment {}: {e}", path.display()))?;
+    ControlState::from_enrolment(&bytes, &trusted_keys(cfg)?)
+        .map_err(|e| format!("the enrolment {} is refused: {e}", path.display()))
+}
+
+fn trusted_keys(cfg: &NodeConfig) -> Result<Vec<AdminKey>, String> {
+    Ok(AdminTrust::from_files(&cfg.security.trusted_keys)
+        .map_err(|e| format!("the trusted administrator keys: {e}"))?
+        .verifying_keys()
+        .map(|k| AdminKey(k.to_bytes()))
+        .collect())
+}
+
+/// The CA roots of `state`'s current epoch.
+pub(super) fn trust_of(
+    state: &ControlState,
+    cluster: scratchbird_types::ClusterId,
+) -> Result<Trust, String> {
+    let epoch = state.epoch().0;
+    state
+        .ca_policy()
+        .ok_or_else(|| format!("epoch {epoch} holds no readable CA policy"))?
+        .trust(cluster)
+        .map_err(|e| format!("epoch {epoch}'s CA policy: {e}"))
+}
+
+/// The configuration of `state`'s current epoch; the bundle is loaded only
+/// when its hash is not `reuse`'s.
+fn config_of(
+    state: &ControlState,
+    cluster: scratchbird_types::ClusterId,
+    reuse: Option<[u8; 32]>,
+) -> Result<EpochConfig, String> {
+    let chain = state.chain().ok_or("no epoch yet")?;
+    let record = chain.current();
+    let epoch = record.number;
+    let trust = trust_of(state, cluster)?;
+    let bundle_hash = record.documents.bundle;
+    let bundle = if reuse == Some(bundle_hash) {
+        None
+    } else {
+        if bundle_hash == Documents::empty_hash() {
+            return Err(format!(
+                "epoch {} names no security bundle: publish one (sb cluster bundle publish DIR)",
+                epoch.0
+            ));
+        }
+        let bytes = state
+            .document(&bundle_hash)
+            .ok_or_else(|| format!("epoch {} holds no security bundle document", epoch.0))?;
+        let b = Bundle::from_canonical(bytes, &format!("epoch {}", epoch.0))
+            .map_err(|e| format!("epoch {}'s security bundle does not load: {e}", epoch.0))?;
+        Some(Arc::new(b))
+    };
+    Ok(EpochConfig {
+        epoch,
+        hash: chain.current_hash(),
+        ca_policy: record.documents.ca_policy,
+        trust,
+        bundle,
+        bundle_hash,
+        token_fingerprint: record.token_fingerprint,
+    })
+}
+
+/// Whether `secret` is the one the epoch's fingerprint names.
+pub(super) fn check_token(config: &EpochConfig, secret: &TokenSecret) -> Result<(), String> {
+    if Documents::hash(secret.bytes()) == config.token_fingerprint {
+        Ok(())
+    } else {
+        Err(format!(
+            "this node's token secret is not the one epoch {} names (its fingerprint differs): tokens would differ from its peers'; copy the cluster's token.secret to security.token_secret and restart",
+            config.epoch.0
+        ))
+    }
 }
 
 /// The control log's transport over the peer endpoint: one client connection
@@ -153,6 +274,8 @@ pub(super) struct Parts<'a> {
     pub trust: Arc<Cell<Trust>>,
     pub limits: TransportLimits,
     pub env: Arc<dyn Env>,
+    /// The enrolment, read and checked ([`read_enrolment`]).
+    pub enrolment: ControlState,
     /// The membership the node enforces (filled by the caller from what
     /// [`start`] returns, then kept the log's by [`run`]).
     pub members: Arc<Members>,
@@ -171,11 +294,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .me
         .node_id()
         .ok_or("this node's certificate names no node id")?;
-    let trusted: Vec<AdminKey> = AdminTrust::from_files(&parts.cfg.security.trusted_keys)
-        .map_err(|e| format!("the trusted administrator keys: {e}"))?
-        .verifying_keys()
-        .map(|k| AdminKey(k.to_bytes()))
-        .collect();
+    let trusted = trusted_keys(parts.cfg)?;
     // openraft's election timeouts draw from the node's randomness
     scratchbird_control::log::runtime::set_source(parts.env.clone());
     let config = LogConfig {
@@ -199,17 +318,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
     let member = ControlMember::start(MemberId::of(node), &c.dir, &config, transport.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let enrolment = match &c.enrolment {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("reading the enrolment {}: {e}", path.display()))?;
-            Some(
-                ControlState::from_enrolment(&bytes, &trusted)
-                    .map_err(|e| format!("the enrolment {} is refused: {e}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let enrolment = Some(parts.enrolment);
     let env = parts.env.clone();
     let plane = ControlPlane {
         service: Service::new(
@@ -225,6 +334,9 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
             Some((chain.get(Epoch(1))?.2, chain.current().number))
         }),
         failed: AtomicBool::new(false),
+        enrolment: enrolment.clone().unwrap_or_default(),
+        running: Mutex::new(None),
+        apply_error: Mutex::new(None),
     };
     // Until the log holds an epoch the members it admits are the enrolment's:
     // the log's voters must reach it to bring it in (and bootstrap asks the
@@ -346,17 +458,159 @@ impl ControlPlane {
         Ok(a.state.members().cloned())
     }
 
+    /// The state whose current epoch configures this node: the log's, once
+    /// it holds a chain this node trusts; until then the enrolment's.
+    fn configuring(&self) -> Result<ControlState, String> {
+        if self.members_from_log()?.is_some() {
+            Ok(self.service.member().applied().state.clone())
+        } else {
+            Ok(self.enrolment.clone())
+        }
+    }
+
+    /// The configuration of the current epoch; its bundle is loaded unless
+    /// its hash is `reuse`.
+    pub(super) fn config(
+        &self,
+        cluster: scratchbird_types::ClusterId,
+        reuse: Option<[u8; 32]>,
+    ) -> Result<EpochConfig, String> {
+        config_of(&self.configuring()?, cluster, reuse)
+    }
+
+    /// The node now runs `config` (its roots, bundle and token secret are in
+    /// force): reported as applied, and answered in peers' hellos.
+    pub(super) fn now_running(&self, config: &EpochConfig) {
+        *lock(&self.running) = Some(Running {
+            epoch: config.epoch,
+            hash: config.hash,
+            ca_policy: config.ca_policy,
+            bundle: config.bundle_hash,
+        });
+        *lock(&self.apply_error) = None;
+        self.service.set_running(config.epoch, config.hash);
+    }
+
+    /// Drops every connection to peers (the next message connects afresh,
+    /// presenting this node's current certificate).
+    pub(super) fn forget_connections(&self) {
+        self.transport.forget_all();
+    }
+
+    /// What the node runs.
+    pub(super) fn running(&self) -> Option<Running> {
+        lock(&self.running).clone()
+    }
+
+    /// The execution gate (spec 1.2, 4.3): open when the log's current epoch
+    /// is effective and this node runs it, with that epoch's bundle. What
+    /// needs it (CA cutover is checked by the log itself; distributed
+    /// execution and the scheduler will ask here) is refused, or runs
+    /// local-only, otherwise.
+    ///
+    /// # Errors
+    /// Why the gate is closed, naming the epoch and what is missing.
+    pub(super) fn gate(&self, loaded: BundleHash) -> Result<Epoch, String> {
+        let a = self.service.member().applied();
+        let chain = a
+            .state
+            .chain()
+            .ok_or("the control log holds no epoch yet")?;
+        let (epoch, hash) = (chain.current().number, chain.current_hash());
+        match a.state.epoch_state(epoch) {
+            Some(EpochState::Effective { .. }) => {}
+            Some(EpochState::Converging { missing }) => {
+                let who: Vec<String> = missing.iter().map(|(n, w)| format!("{n} {w}")).collect();
+                return Err(format!(
+                    "epoch {} is not effective yet: {}",
+                    epoch.0,
+                    who.join("; ")
+                ));
+            }
+            _ => return Err(format!("epoch {} is not effective", epoch.0)),
+        }
+        let running = lock(&self.running).clone();
+        match running {
+            Some(r) if (r.epoch, r.hash) == (epoch, hash) => {
+                if r.bundle != chain.current().documents.bundle || loaded.0 != r.bundle {
+                    return Err(format!(
+                        "this node enforces bundle {loaded}, not the one epoch {} names",
+                        epoch.0
+                    ));
+                }
+                Ok(epoch)
+            }
+            Some(r) => Err(format!(
+                "this node still runs epoch {}, not the current epoch {}",
+                r.epoch.0, epoch.0
+            )),
+            None => Err("this node runs no epoch yet".into()),
+        }
+    }
+
     /// Whether the node may serve clients under the control plane: the log is
     /// running, holds a chain this node trusts, and has reached the
     /// enrolment's epoch (a node that joined does not serve under an old
-    /// membership while it catches up).
+    /// membership while it catches up), and the node could put the current
+    /// epoch's configuration in force.
     pub(super) fn ready(&self) -> bool {
-        if self.failed.load(Ordering::SeqCst) {
+        if self.failed.load(Ordering::SeqCst) || lock(&self.apply_error).is_some() {
             return false;
         }
         let (epoch, _) = self.service.current();
         let reached = self.enrolled.is_none_or(|(_, at)| epoch >= at);
         reached && epoch != Epoch(0) && matches!(self.members_from_log(), Ok(Some(_)))
+    }
+
+    /// Why the node does not serve under the control plane, if it is because
+    /// the current epoch could not be put in force.
+    pub(super) fn apply_error(&self) -> Option<String> {
+        lock(&self.apply_error).clone()
+    }
+}
+
+/// Puts the log's current epoch's configuration in force: its CA roots (what
+/// they no longer trust is closed by the recheck), its bundle (sessions bound
+/// to the old one are closed), after checking this node's token secret. What
+/// fails keeps the node from serving until an epoch that loads arrives.
+fn apply_config(shared: &Shared, plane: &ControlPlane) {
+    let reuse = plane.running().map(|r| r.bundle);
+    let applied = plane.config(shared.me.cluster, reuse).and_then(|config| {
+        let secret = token_secret(&shared.cfg)?;
+        check_token(&config, &secret)?;
+        Ok(config)
+    });
+    match applied {
+        Ok(config) => {
+            let before = plane.running();
+            if before
+                .as_ref()
+                .is_none_or(|r| r.ca_policy != config.ca_policy)
+            {
+                tracing::info!(
+                    epoch = config.epoch.0,
+                    roots = %config.trust.fingerprints().join(","),
+                    "CA roots of the epoch in force"
+                );
+                shared.trust.set(config.trust.clone());
+                plane.transport.forget_all();
+            }
+            if let Some(bundle) = &config.bundle {
+                tracing::info!(epoch = config.epoch.0, bundle = %bundle.hash(), "security bundle of the epoch in force");
+                shared
+                    .principals
+                    .set_deriver(Arc::new(scratchbird_policy::derive::Deriver::new(
+                        bundle.clone(),
+                    )));
+            }
+            plane.now_running(&config);
+        }
+        Err(e) => {
+            tracing::error!(
+                "the control log's current epoch cannot be put in force; serving nobody: {e}"
+            );
+            *lock(&plane.apply_error) = Some(e);
+        }
     }
 }
 
@@ -406,6 +660,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 Ok(Some(list)) if list.cluster == shared.me.cluster => {
                     shared.members.replace(&list);
                     plane.transport.forget_all();
+                    apply_config(&shared, &plane);
                     tracing::info!(epoch = now.0.0, hash = %now.1, "applied control epoch: membership in force");
                     recheck(&shared);
                     synced = now;
@@ -493,7 +748,13 @@ pub(super) async fn admin_message(shared: &Shared, bytes: &[u8]) -> Response {
         );
     };
     let answer = match wire::decode::<AdminMessage>(bytes) {
-        Ok(m) => plane.service.admin(m).await,
+        Ok(m) => match plane.service.admin(m).await {
+            AdminAnswer::Status(mut status) => {
+                status.gate = plane.gate(shared.principals.bundle_hash()).err();
+                AdminAnswer::Status(status)
+            }
+            other => other,
+        },
         Err(e) => AdminAnswer::Refused {
             code: "BAD_CONTROL_MESSAGE".into(),
             message: e,

@@ -153,10 +153,10 @@ impl Credentials for NodeCreds {
     }
 }
 
-fn load_trust(cfg: &NodeConfig, cluster: scratchbird_types::ClusterId) -> Result<Trust, String> {
-    let pem = std::fs::read_to_string(&cfg.tls.ca)
-        .map_err(|e| format!("reading the CA file {}: {e}", cfg.tls.ca.display()))?;
-    Trust::from_pem(cluster, &pem).map_err(|e| format!("the CA file {}: {e}", cfg.tls.ca.display()))
+fn load_trust(path: &Path, cluster: scratchbird_types::ClusterId) -> Result<Trust, String> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the CA file {}: {e}", path.display()))?;
+    Trust::from_pem(cluster, &pem).map_err(|e| format!("the CA file {}: {e}", path.display()))
 }
 
 fn load_members(path: &Path, cluster: scratchbird_types::ClusterId) -> Result<MembersList, String> {
@@ -250,11 +250,18 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             cfg.tls.cert.display()
         )));
     };
-    let trust = load_trust(&cfg, me.cluster).map_err(fail)?;
-    // the node's own certificate must pass the rules its peers apply
-    let verified = trust
-        .verify(&identity.cert_der, env.now_secs())
-        .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
+    // the CA roots: the file's, or under the control plane the enrolment's
+    // until the log is read (then its current epoch's, below)
+    let enrolment = match &cfg.control {
+        Some(_) => Some(cluster::read_enrolment(&cfg).map_err(fail)?),
+        None => None,
+    };
+    let trust = match (&enrolment, &cfg.tls.ca) {
+        (Some(e), _) => cluster::trust_of(e, me.cluster)
+            .map_err(|e| fail(format!("the enrolment's CA policy: {e}")))?,
+        (None, Some(path)) => load_trust(path, me.cluster).map_err(fail)?,
+        (None, None) => return Err(fail("tls.ca is not set and there is no [control]")),
+    };
     let trust = Arc::new(Cell::new(trust));
     let identity = Arc::new(IdentityCell(Cell::new(identity)));
     let transport = TransportLimits {
@@ -278,6 +285,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
                 trust: trust.clone(),
                 limits: transport.clone(),
                 env: env.clone(),
+                enrolment: enrolment.clone().unwrap_or_default(),
                 members: members.clone(),
             })
             .await
@@ -296,6 +304,21 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         (None, None) => return Err(fail("tls.members is not set and there is no [control]")),
     };
     members.replace(&members_list);
+    // under the control plane: the current epoch's roots, bundle and token
+    // secret (the secret is checked below with the fingerprint it names)
+    let epoch_config = match &control {
+        Some(plane) => {
+            let config = plane.config(me.cluster, None).map_err(fail)?;
+            trust.set(config.trust.clone());
+            Some(config)
+        }
+        None => None,
+    };
+    // the node's own certificate must pass the rules its peers apply
+    let verified = trust
+        .get()
+        .verify(&identity.0.get().cert_der, env.now_secs())
+        .map_err(|e| fail(format!("this node's own certificate is refused: {e}")))?;
     // the membership must give the node every role it is configured with
     for role in cfg.roles.iter().copied().map(Some).chain([None]) {
         admit(&verified, Expect::Node(role), Some(members.as_ref())).map_err(|e| {
@@ -309,14 +332,28 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         })?;
     }
     // the cluster's secret and a signed bundle, before anything is opened
-    let mask_key = *token_secret(&cfg).map_err(fail)?.bytes();
-    let bundle = cfg.security.bundle.as_ref().ok_or_else(|| {
-        fail(
-            "security.bundle is not set: a node serves users only under a signed security bundle"
-                .to_owned(),
-        )
-    })?;
-    let (deriver, signed_at) = load_bundle(&cfg, bundle).map_err(fail)?;
+    let secret = token_secret(&cfg).map_err(fail)?;
+    let mask_key = *secret.bytes();
+    let (deriver, signed_at) = match (&epoch_config, &cfg.security.bundle) {
+        (Some(config), _) => {
+            cluster::check_token(config, &secret).map_err(fail)?;
+            let bundle = config
+                .bundle
+                .clone()
+                .ok_or_else(|| fail("the epoch's bundle was not loaded"))?;
+            tracing::info!(epoch = config.epoch.0, bundle = %bundle.hash(), "security bundle of the epoch in force");
+            (Arc::new(Deriver::new(bundle)), 0)
+        }
+        (None, Some(bundle)) => load_bundle(&cfg, bundle).map_err(fail)?,
+        (None, None) => {
+            return Err(fail(
+                "security.bundle is not set: a node serves users only under a signed security bundle",
+            ));
+        }
+    };
+    if let (Some(plane), Some(config)) = (&control, &epoch_config) {
+        plane.now_running(config);
+    }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let storage = open_storage_in(&cfg.data_dir, env.clone()).map_err(|e| {

@@ -37,16 +37,13 @@ fn stamps(paths: &[&Path]) -> Stamps {
 
 pub(super) async fn reload_loop(shared: Arc<Shared>) {
     let cfg = &shared.cfg;
-    let paths: Vec<PathBuf> = [
-        cfg.tls.cert.clone(),
-        cfg.tls.key.clone(),
-        cfg.tls.ca.clone(),
-    ]
-    .into_iter()
-    .chain(cfg.tls.members.clone())
-    .chain(cfg.security.bundle.clone())
-    .chain(cfg.security.trusted_keys.iter().cloned())
-    .collect();
+    let paths: Vec<PathBuf> = [cfg.tls.cert.clone(), cfg.tls.key.clone()]
+        .into_iter()
+        .chain(cfg.tls.ca.clone())
+        .chain(cfg.tls.members.clone())
+        .chain(cfg.security.bundle.clone())
+        .chain(cfg.security.trusted_keys.iter().cloned())
+        .collect();
     let refs = |p: &[PathBuf]| stamps(&p.iter().map(PathBuf::as_path).collect::<Vec<_>>());
     let mut seen = refs(&paths);
     let mut shutdown = shared.shutdown.clone();
@@ -72,9 +69,12 @@ pub(super) async fn reload_loop(shared: Arc<Shared>) {
 /// (and says so), then re-checks every open connection and the node itself.
 pub(super) fn reload(shared: &Shared) {
     let cfg = &shared.cfg;
-    match load_trust(cfg, shared.me.cluster) {
-        Ok(t) => shared.trust.set(t),
-        Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
+    // with [control] the roots are the log's current epoch's CA policy
+    if let Some(path) = &cfg.tls.ca {
+        match load_trust(path, shared.me.cluster) {
+            Ok(t) => shared.trust.set(t),
+            Err(e) => tracing::error!("reload: keeping the old CA roots: {e}"),
+        }
     }
     // with [control] the members are the log's, kept in force as it applies them
     if let Some(path) = &cfg.tls.members {
@@ -100,7 +100,25 @@ pub(super) fn reload(shared: &Shared) {
         }
     });
     match fresh {
-        Ok(id) => shared.identity.0.set(id),
+        Ok(id) if id.cert_der != shared.identity.0.get().cert_der => {
+            shared.identity.0.set(id);
+            // peers see the new certificate only on a new connection: close
+            // theirs (they reconnect, and observe it under the current epoch)
+            // and this node's own to them
+            tracing::info!("this node's certificate was renewed: peers reconnect to see it");
+            for o in lock(&shared.conns).values() {
+                if o.kind == Kind::Peer {
+                    o.conn.close(
+                        CLOSE_REVOKED.into(),
+                        b"[IDENTITY_CHANGED] this node's certificate was renewed; reconnect",
+                    );
+                }
+            }
+            if let Some(c) = &shared.control {
+                c.forget_connections();
+            }
+        }
+        Ok(_) => {}
         Err(e) => tracing::error!("reload: keeping the old certificate: {e}"),
     }
     if let Some(b) = &cfg.security.bundle {
@@ -132,7 +150,11 @@ pub(super) fn reload(shared: &Shared) {
 
 /// Why this node takes no SQL from clients now.
 pub(super) fn not_serving(shared: &Shared) -> String {
-    if shared.control.as_ref().is_some_and(|c| !c.ready()) {
+    if let Some(e) = shared.control.as_ref().and_then(|c| c.apply_error()) {
+        format!(
+            "[CONTROL_EPOCH_NOT_APPLIED] this node cannot put the cluster's current configuration in force ({e}): use another coordinator"
+        )
+    } else if shared.control.as_ref().is_some_and(|c| !c.ready()) {
         "[CONTROL_NOT_READY] this node has not yet applied the cluster's current configuration from its control log (it is catching up, or its log stopped): use another coordinator, or try again shortly".to_owned()
     } else if shared.cfg.roles.contains(&Role::Coordinator) {
         "[NODE_NOT_SERVING] this node is no longer an enabled coordinator".to_owned()
