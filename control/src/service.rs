@@ -21,7 +21,7 @@ use crate::log::member::{ControlMember, SubmitError};
 use crate::log::net::{Transport, TransportError, serve};
 use crate::log::{MemberId, PeerAddr};
 use crate::members;
-use crate::state::{Command, Observation, Outcome, Report};
+use crate::state::{Command, ControlState, Observation, Outcome, Report};
 use crate::wire::{AdminAnswer, AdminMessage, PeerAnswer, PeerMessage, Status};
 
 /// What a node's transport saw of a peer's certificate chain on its last
@@ -65,7 +65,15 @@ pub struct Service<T: Observer> {
     /// has put in force (`None` until it has). Without, the log's current
     /// epoch counts as applied as soon as the log has applied it.
     running: Option<Mutex<Option<(Epoch, EpochHash)>>>,
+    /// What the node checks of a command beyond the log's rules, as leader,
+    /// before it costs the log an entry (a bundle that does not load, say:
+    /// the control crate cannot read bundles, the node can).
+    validate: Option<Validator>,
 }
+
+/// A node's own check of a command ([`Service::validating`]).
+pub type Validator =
+    Arc<dyn Fn(&ControlState, &Command) -> Result<(), (String, String)> + Send + Sync>;
 
 /// How often a node says hello again to a peer it has observed, to see whether
 /// its certificate changed (a new one is reported; the same one is not).
@@ -117,6 +125,7 @@ impl<T: Observer> Service<T> {
             now_us,
             trusted: None,
             running: None,
+            validate: None,
         }
     }
 
@@ -127,6 +136,14 @@ impl<T: Observer> Service<T> {
     #[must_use]
     pub fn confirming(mut self) -> Self {
         self.running = Some(Mutex::new(None));
+        self
+    }
+
+    /// As leader, checks every command with `check` too (its error: a code
+    /// and a message) before it is put in the log.
+    #[must_use]
+    pub fn validating(mut self, check: Validator) -> Self {
+        self.validate = Some(check);
         self
     }
 
@@ -197,16 +214,19 @@ impl<T: Observer> Service<T> {
                 }),
             });
         }
-        let checked = self
-            .member
-            .applied()
-            .state
-            .precheck(&command, self.trusted.as_deref());
-        if let Err(e) = checked {
-            return Err(SubmitError::Refused {
-                code: e.code().to_owned(),
-                message: e.to_string(),
-            });
+        {
+            let a = self.member.applied();
+            if let Err(e) = a.state.precheck(&command, self.trusted.as_deref()) {
+                return Err(SubmitError::Refused {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                });
+            }
+            if let Some(check) = &self.validate
+                && let Err((code, message)) = check(&a.state, &command)
+            {
+                return Err(SubmitError::Refused { code, message });
+            }
         }
         self.member
             .submit(command)

@@ -105,6 +105,8 @@ impl Ca {
         let cluster = ClusterId::from_uuid(Uuid::new_v4());
         let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+        // a real CA folder: sb ca issue-user and issue-node work on it too
+        identity::write_secret(&dir.join("ca.key"), &ca.key_pem).unwrap();
         let token = TokenSecret::from_bytes(random32());
         identity::write_secret(&dir.join("token.secret"), &token.text()).unwrap();
         let admin = sign::signing_key_from_seed(random32());

@@ -141,6 +141,62 @@ fn config_of(
     })
 }
 
+/// The node's own checks of an epoch it is asked to publish, as leader: the
+/// bundle it names loads (the log itself cannot read bundles), and the token
+/// secret's fingerprint is the current epoch's (a cluster's tokens never
+/// change: a new secret would make every stored token differ).
+fn validate(
+    state: &ControlState,
+    command: &scratchbird_control::state::Command,
+) -> Result<(), (String, String)> {
+    let scratchbird_control::state::Command::Publish { epoch, documents } = command else {
+        return Ok(());
+    };
+    let refused = |code: &str, m: String| Err((code.to_owned(), m));
+    let Ok(record) = epoch.read() else {
+        return Ok(()); // the log's own rules refuse it, by name
+    };
+    if let Some(chain) = state.chain()
+        && chain.current().token_fingerprint != record.token_fingerprint
+    {
+        return refused(
+            "CONTROL_TOKEN_SECRET",
+            format!(
+                "epoch {} names another token secret than epoch {}: a cluster's token secret never changes (every token stored would differ)",
+                record.number.0,
+                chain.current().number.0
+            ),
+        );
+    }
+    let sent = documents
+        .iter()
+        .find(|d| Documents::hash(d) == record.documents.bundle);
+    let bytes = match sent {
+        Some(d) => d.as_slice(),
+        None if state.document(&record.documents.bundle).is_some() => return Ok(()),
+        None if record.documents.bundle == Documents::empty_hash() => {
+            return refused(
+                "CONTROL_BUNDLE",
+                format!(
+                    "epoch {} names no security bundle: every node serves under one",
+                    record.number.0
+                ),
+            );
+        }
+        None => return Ok(()), // CONTROL_DOCUMENT_MISSING, from the log's rules
+    };
+    match Bundle::from_canonical(bytes, &format!("epoch {}", record.number.0)) {
+        Ok(_) => Ok(()),
+        Err(e) => refused(
+            "CONTROL_BUNDLE",
+            format!(
+                "epoch {}'s security bundle does not load: {e}",
+                record.number.0
+            ),
+        ),
+    }
+}
+
 /// Whether `secret` is the one the epoch's fingerprint names.
 pub(super) fn check_token(config: &EpochConfig, secret: &TokenSecret) -> Result<(), String> {
     if Documents::hash(secret.bytes()) == config.token_fingerprint {
@@ -327,7 +383,9 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
             transport.clone(),
             Arc::new(move || env.now_micros()),
         )
-        .trusting(trusted),
+        .trusting(trusted)
+        .confirming()
+        .validating(Arc::new(validate)),
         transport,
         enrolled: enrolment.as_ref().and_then(|s| {
             let chain = s.chain()?;
