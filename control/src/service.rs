@@ -292,7 +292,16 @@ impl<T: Observer> Service<T> {
         let deadline = tokio::time::Instant::now() + SUBMIT_DEADLINE;
         let mut last = SubmitError::NotLeader { leader: None };
         while tokio::time::Instant::now() < deadline {
-            match self.commit(command.clone()).await {
+            // a leader cut off from its quorum neither commits nor says so:
+            // the deadline bounds the wait
+            let Ok(tried) = tokio::time::timeout_at(deadline, self.commit(command.clone())).await
+            else {
+                return Err(SubmitError::Stopped(format!(
+                    "no quorum of the log's voters confirmed the command within {} s (a partition, or too few voters running)",
+                    SUBMIT_DEADLINE.as_secs()
+                )));
+            };
+            match tried {
                 Ok(done) => return Ok(done),
                 Err(SubmitError::NotLeader {
                     leader: Some((to, addr)),

@@ -138,6 +138,12 @@ pub struct ControlConfig {
     /// this stands for election, in ms.
     #[serde(default = "election_ms")]
     pub election_timeout_ms: u64,
+    /// For tests of partitions: a file of node UUIDs (one per line) this node
+    /// neither sends to nor takes messages from on the control plane while
+    /// they are listed. Read at every message; it can only cut links, never
+    /// admit anyone.
+    #[serde(default)]
+    pub fault_file: Option<PathBuf>,
 }
 
 fn heartbeat_ms() -> u64 {
@@ -324,6 +330,9 @@ impl NodeConfig {
             abs(&mut c.dir);
             if let Some(e) = &mut c.enrolment {
                 abs(e);
+            }
+            if let Some(f) = &mut c.fault_file {
+                abs(f);
             }
         }
         if let Some(b) = &mut cfg.security.bundle {

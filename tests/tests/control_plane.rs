@@ -243,3 +243,154 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         "the forged term moved the log"
     );
 }
+
+/// Cuts node folder `dir`'s control-plane links to the nodes in `others`
+/// (both ends must list each other for a full cut), or heals them (`&[]`).
+fn cut(dir: &Path, others: &[&Path]) {
+    let ids: Vec<String> = others.iter().map(|d| node_id(d).to_string()).collect();
+    std::fs::write(dir.join("faults"), ids.join("\n")).unwrap();
+}
+
+#[test]
+fn five_voters_a_minority_cannot_publish_and_a_new_node_joins_by_enrolment() {
+    let c = control_cluster(5);
+    for d in &c.dirs {
+        let mut t = std::fs::read_to_string(d.join("node.toml")).unwrap();
+        t.push_str("fault_file = \"faults\"\n");
+        std::fs::write(d.join("node.toml"), t).unwrap();
+    }
+    let mut nodes: Vec<Option<Node>> = c.dirs.iter().map(|d| Some(Node::spawn(d))).collect();
+    c.wait(
+        nodes[2].as_ref().unwrap(),
+        "epoch 1 effective with five voters",
+        |s| effective(s, 1) && voters(s) == 5,
+    );
+    let admin = c.admin_key();
+    let admin = admin.to_str().unwrap();
+    let ids: Vec<String> = c.dirs.iter().map(|d| node_id(d).to_string()).collect();
+
+    // a partition: n1 and n2 apart from n3, n4 and n5
+    let (minority, majority) = ([0, 1], [2, 3, 4]);
+    for i in minority {
+        cut(&c.dirs[i], &majority.map(|j| c.dirs[j].as_path()));
+    }
+    for i in majority {
+        cut(&c.dirs[i], &minority.map(|j| c.dirs[j].as_path()));
+    }
+    c.wait(
+        nodes[2].as_ref().unwrap(),
+        "a leader in the majority",
+        |s| {
+            s["leader"]
+                .as_str()
+                .is_some_and(|l| majority.iter().any(|j| ids[*j] == l))
+        },
+    );
+    // the minority cannot publish: the command fails, naming why
+    let o = c
+        .sb(
+            nodes[0].as_ref().unwrap(),
+            &["member", "add", "carol", "--admin-key", admin],
+        )
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "the minority published: {said}");
+    assert!(said.contains("NOT_COMMITTED"), "{said}");
+    // the majority can
+    let o = run(&mut c.sb(
+        nodes[3].as_ref().unwrap(),
+        &["member", "enable", "reader", "--admin-key", admin],
+    ));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("published epoch 2"));
+    let s = c.status(nodes[1].as_ref().unwrap()).unwrap();
+    assert!(
+        epoch_state(&s, 2).is_none(),
+        "the minority saw epoch 2 across the cut"
+    );
+
+    // heal: the minority catches up; the epoch converges with all five
+    for d in &c.dirs {
+        cut(d, &[]);
+    }
+    let s = c.wait(
+        nodes[0].as_ref().unwrap(),
+        "epoch 2 effective after healing",
+        |s| effective(s, 2),
+    );
+    let notes: Vec<&str> = s["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes, ["cluster init", "enable reader"], "{s:#}");
+
+    // SIGKILL the leader of five: the others elect one and take a new member
+    let leader = s["leader"].as_str().unwrap().to_owned();
+    let l = ids.iter().position(|i| *i == leader).unwrap();
+    nodes[l].take().unwrap().kill();
+    let other = (l + 1) % 5;
+    c.wait(nodes[other].as_ref().unwrap(), "a new leader", |s| {
+        s["leader"].as_str().is_some_and(|x| x != leader)
+    });
+    let tmp = c.tmp.path();
+    let n6 = tmp.join("n6");
+    let peer6 = format!("127.0.0.1:{}", scratchbird_tests::free_port());
+    run(std::process::Command::new(scratchbird_tests::bin("sb"))
+        .args(["ca", "issue-node", "--dir"])
+        .arg(tmp.join("ca"))
+        .args([
+            "--name",
+            "n6",
+            "--roles",
+            "coordinator,shard,voter",
+            "--peer",
+            &peer6,
+            "--out",
+        ])
+        .arg(&n6));
+    let o = run(&mut c.sb(
+        nodes[other].as_ref().unwrap(),
+        &[
+            "member",
+            "add",
+            "n6",
+            "--node-cert",
+            n6.join("node.crt").to_str().unwrap(),
+            "--roles",
+            "coordinator,shard,voter",
+            "--peer",
+            &peer6,
+            "--admin-key",
+            admin,
+        ],
+    ));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("published epoch 3"));
+    // the new node starts from the chain a member gives it
+    run(&mut c.sb(
+        nodes[other].as_ref().unwrap(),
+        &["enrol", "--out", n6.join("chain.sbc").to_str().unwrap()],
+    ));
+    let model = &c.dirs[if other == 1 { 2 } else { 1 }];
+    let text = std::fs::read_to_string(model.join("node.toml"))
+        .unwrap()
+        .replace(model.to_str().unwrap(), n6.to_str().unwrap())
+        .replace(&c.peers[if other == 1 { 2 } else { 1 }], &peer6)
+        .replace(
+            tmp.join("genesis.sbc").to_str().unwrap(),
+            n6.join("chain.sbc").to_str().unwrap(),
+        );
+    std::fs::write(n6.join("node.toml"), text).unwrap();
+    let sixth = Node::spawn(&n6);
+    // the killed leader comes back; with it, all six converge on epoch 3
+    nodes[l] = Some(Node::spawn(&c.dirs[l]));
+    let s = c.wait(&sixth, "epoch 3 effective with six voters", |s| {
+        effective(s, 3) && voters(s) == 6
+    });
+    assert_eq!(s["answered_by"].as_str().unwrap(), node_id(&n6).to_string());
+}

@@ -220,6 +220,16 @@ pub(super) struct QuicPeers {
     clients: Mutex<HashMap<MemberId, Arc<Client>>>,
     /// The membership in force: a peer it does not admit is not talked to.
     members: Arc<Members>,
+    /// `[control] fault_file`: links cut for tests of partitions.
+    faults: Option<PathBuf>,
+}
+
+/// Whether the link to `node` is cut by the fault file at `path` (tests of
+/// partitions): the file lists node UUIDs, one per line. An unreadable file
+/// cuts nothing.
+pub(super) fn cut(path: Option<&Path>, node: scratchbird_types::NodeId) -> bool {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|t| t.lines().any(|l| l.trim() == node.to_string()))
 }
 
 impl QuicPeers {
@@ -294,6 +304,12 @@ impl Transport for QuicPeers {
         addr: &PeerAddr,
         message: PeerMessage,
     ) -> Result<PeerAnswer, TransportError> {
+        if cut(self.faults.as_deref(), to.node()) {
+            return Err(TransportError::Unreachable {
+                to,
+                why: "the link is cut ([control] fault_file)".into(),
+            });
+        }
         let bytes = wire::encode(&message).map_err(|why| TransportError::Failed { to, why })?;
         let answer = tokio::time::timeout(CALL_TIMEOUT, self.exchange(to, addr, bytes))
             .await
@@ -368,6 +384,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         env: parts.env.clone(),
         clients: Mutex::default(),
         members: parts.members.clone(),
+        faults: c.fault_file.clone(),
     });
     std::fs::create_dir_all(&c.dir)
         .map_err(|e| format!("creating the control directory {}: {e}", c.dir.display()))?;
@@ -767,6 +784,19 @@ pub(super) async fn peer_message(shared: &Shared, peer: &Verified, bytes: &[u8])
             "only nodes talk to the control log",
         ));
     };
+    if cut(
+        shared
+            .cfg
+            .control
+            .as_ref()
+            .and_then(|c| c.fault_file.as_deref()),
+        from,
+    ) {
+        return Response::Error(RpcError::new(
+            "LINK_CUT",
+            "the link is cut ([control] fault_file)",
+        ));
+    }
     let message: PeerMessage = match wire::decode(bytes) {
         Ok(m) => m,
         Err(e) => return Response::Error(RpcError::new("BAD_CONTROL_MESSAGE", e)),
