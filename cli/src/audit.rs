@@ -23,6 +23,15 @@ pub enum Format {
     Json,
 }
 
+/// What `sb audit spine` does.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SpineAction {
+    /// Print the spine.
+    Show,
+    /// Check it, and a node's trail against its anchor.
+    Verify,
+}
+
 /// `sb audit` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -57,6 +66,30 @@ pub enum AuditCommand {
     Verify {
         #[command(flatten)]
         log: LogArgs,
+    },
+    /// The cluster's audit spine, in its control log: every epoch (membership
+    /// changes, bundles, CA operations, forced steps) with who signed it and
+    /// when, and each node's execution-audit head as last anchored. show
+    /// prints it; verify checks the chain here (against --trust keys when
+    /// given) and, with --data, that the node's trail still holds the record
+    /// the log anchored: a trail rewritten together with its head, or
+    /// replaced, no longer does.
+    ///
+    ///   sb audit spine show --connect 127.0.0.1:7400 --cert ops.crt --key ops.key --ca ca.crt
+    ///   sb audit spine verify --data n1/data --trust admin.pub --connect ...
+    #[command(verbatim_doc_comment)]
+    Spine {
+        /// show or verify.
+        action: SpineAction,
+        /// verify: the data directory of the node whose trail is checked.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// verify: the administrator public keys the first epoch must be
+        /// signed by.
+        #[arg(long, value_name = "FILE")]
+        trust: Vec<PathBuf>,
+        #[command(flatten)]
+        conn: crate::remote::Conn,
     },
     /// Print the last records.
     Tail {
@@ -205,6 +238,12 @@ fn records(data: &Path) -> Result<Vec<AuditRecord>> {
 /// The log cannot be read, a filter is malformed, or (verify) the chain is broken.
 pub fn run(cmd: AuditCommand) -> Result<()> {
     match cmd {
+        AuditCommand::Spine {
+            action,
+            data,
+            trust,
+            conn,
+        } => crate::cluster::block_on(spine(action, data, trust, conn)),
         AuditCommand::Show {
             log,
             principal,
@@ -258,5 +297,122 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+async fn spine(
+    action: SpineAction,
+    data: Option<PathBuf>,
+    trust: Vec<PathBuf>,
+    conn: crate::remote::Conn,
+) -> Result<()> {
+    use scratchbird_control::state::ControlState;
+    use scratchbird_control::wire::{AdminAnswer, AdminMessage};
+    let client = crate::remote::connect(&conn).await?;
+    let AdminAnswer::Chain(image) = crate::cluster::ask(&client, &AdminMessage::Chain).await?
+    else {
+        anyhow::bail!("the node did not send its chain");
+    };
+    let state = if trust.is_empty() {
+        ControlState::from_image(&image)
+            .map_err(|e| anyhow::anyhow!("the spine is REFUSED: {e}"))?
+    } else {
+        let keys: Vec<scratchbird_control::AdminKey> =
+            scratchbird_policy::sign::Trust::from_files(&trust)
+                .map_err(|e| anyhow::anyhow!("the trusted keys: {e}"))?
+                .verifying_keys()
+                .map(|k| scratchbird_control::AdminKey(k.to_bytes()))
+                .collect();
+        ControlState::from_enrolment(&image, &keys)
+            .map_err(|e| anyhow::anyhow!("the spine is REFUSED: {e}"))?
+    };
+    let chain = state.chain().context("the cluster has no epoch yet")?;
+    for n in 1..=chain.current().number.0 {
+        let Some((r, signed, _)) = chain.get(scratchbird_types::Epoch(n)) else {
+            continue;
+        };
+        let who: Vec<String> = signed
+            .signatures
+            .iter()
+            .map(|s| s.key.to_string())
+            .collect();
+        println!(
+            "epoch {n:>4}  {}  signed by {}  {}{}",
+            time_text(r.created_us),
+            who.join(","),
+            r.note,
+            r.forced
+                .as_ref()
+                .map(|f| format!("  [FORCED: {}]", f.what))
+                .unwrap_or_default()
+        );
+    }
+    println!("audit heads anchored");
+    for (node, (a, at)) in state.anchors() {
+        println!(
+            "  node {node}  record {}  {}  at {} (log index {at})",
+            a.seq,
+            &hex(&a.hash)[..16],
+            time_text(a.at_us)
+        );
+    }
+    if matches!(action, SpineAction::Show) {
+        return Ok(());
+    }
+    println!(
+        "the chain of {} epoch(s) verifies{}",
+        chain.current().number.0,
+        if trust.is_empty() {
+            " (its first epoch's signers not checked against keys of yours: pass --trust)"
+        } else {
+            ", from a first epoch signed by keys you trust"
+        }
+    );
+    let Some(data) = data else {
+        return Ok(());
+    };
+    let dir = data.join("audit");
+    let v = verify(&dir).with_context(|| format!("verifying {}", dir.display()))?;
+    if let Some((at, why)) = v.first_break {
+        anyhow::bail!(
+            "the trail in {} breaks at record {at}: {why}",
+            dir.display()
+        );
+    }
+    let records = records(&data)?;
+    let node = records
+        .first()
+        .and_then(|r| r.node.rsplit('/').next())
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(scratchbird_types::NodeId::from_uuid)
+        .context("the trail is empty or names no node")?;
+    let Some((anchor, at)) = state.anchors().get(&node) else {
+        anyhow::bail!(
+            "the log holds no anchor for node {node}: nothing to check the trail against yet"
+        );
+    };
+    match records.get(usize::try_from(anchor.seq).unwrap_or(usize::MAX)) {
+        Some(r) if r.hash == anchor.hash => {
+            println!(
+                "the trail of node {node} holds record {} as anchored at {} (log index {at}): {} record(s) verify",
+                anchor.seq,
+                time_text(anchor.at_us),
+                records.len()
+            );
+            Ok(())
+        }
+        Some(r) => anyhow::bail!(
+            "the trail of node {node} was REWRITTEN: its record {} has hash {}, but the control log anchored {} at {}",
+            anchor.seq,
+            &hex(&r.hash)[..16],
+            &hex(&anchor.hash)[..16],
+            time_text(anchor.at_us)
+        ),
+        None => anyhow::bail!(
+            "the trail of node {node} was CUT or REPLACED: it holds {} record(s), but the control log anchored record {} at {}",
+            records.len(),
+            anchor.seq,
+            time_text(anchor.at_us)
+        ),
     }
 }

@@ -21,7 +21,7 @@ use crate::log::member::{ControlMember, SubmitError};
 use crate::log::net::{Transport, TransportError, serve};
 use crate::log::{MemberId, PeerAddr};
 use crate::members;
-use crate::state::{Command, ControlState, Observation, Outcome, Report};
+use crate::state::{AuditAnchor, Command, ControlState, Observation, Outcome, Report};
 use crate::wire::{AdminAnswer, AdminMessage, PeerAnswer, PeerMessage, Status};
 
 /// What a node's transport saw of a peer's certificate chain on its last
@@ -69,7 +69,16 @@ pub struct Service<T: Observer> {
     /// before it costs the log an entry (a bundle that does not load, say:
     /// the control crate cannot read bundles, the node can).
     validate: Option<Validator>,
+    /// Where the node's execution-audit head comes from (set once the trail
+    /// is open): anchored in the log every [`ANCHOR_EVERY_US`] when it moved.
+    audit_head: Mutex<Option<AuditHeadSource>>,
 }
+
+/// The node's audit head: its last record's position and hash.
+pub type AuditHeadSource = Arc<dyn Fn() -> Option<(u64, [u8; 32])> + Send + Sync>;
+
+/// How often a node anchors its audit head in the log, when it moved.
+pub const ANCHOR_EVERY_US: i64 = 5_000_000;
 
 /// A node's own check of a command ([`Service::validating`]).
 pub type Validator =
@@ -82,6 +91,9 @@ pub const HELLO_AGAIN_US: i64 = 2_000_000;
 #[derive(Default)]
 struct Reported {
     applied: Option<(Epoch, EpochHash)>,
+    /// The audit head last anchored, and when it was tried.
+    anchored: Option<(u64, [u8; 32])>,
+    anchor_tried_us: i64,
     /// What was reported of each peer under an epoch, and when it was last
     /// greeted.
     observed: BTreeMap<(Epoch, NodeId), Seen>,
@@ -126,6 +138,7 @@ impl<T: Observer> Service<T> {
             trusted: None,
             running: None,
             validate: None,
+            audit_head: Mutex::new(None),
         }
     }
 
@@ -145,6 +158,11 @@ impl<T: Observer> Service<T> {
     pub fn validating(mut self, check: Validator) -> Self {
         self.validate = Some(check);
         self
+    }
+
+    /// Anchors the head `source` gives in the log from now on.
+    pub fn anchor_audit(&self, source: AuditHeadSource) {
+        *lock(&self.audit_head) = Some(source);
     }
 
     /// The node now runs epoch `epoch` (with [`Service::confirming`]).
@@ -400,6 +418,12 @@ impl<T: Observer> Service<T> {
                 .flat_map(|(peer, by)| by.iter().map(|(o, ob)| (*o, *peer, ob.issuer.clone())))
                 .collect(),
             gate: None,
+            anchors: a
+                .state
+                .anchors()
+                .iter()
+                .map(|(n, (an, at))| (*n, an.seq, scratchbird_types::hex(&an.hash), an.at_us, *at))
+                .collect(),
         }
     }
 
@@ -446,7 +470,49 @@ impl<T: Observer> Service<T> {
                 problems.push(format!("observing node {peer}: {e}"));
             }
         }
+        if let Err(e) = self.anchor(now).await {
+            problems.push(format!("anchoring the audit trail's head: {e}"));
+        }
         problems
+    }
+
+    /// Anchors the node's audit head in the log, if it moved and the last
+    /// try was [`ANCHOR_EVERY_US`] ago.
+    async fn anchor(&self, now: i64) -> Result<(), String> {
+        let Some(source) = lock(&self.audit_head).clone() else {
+            return Ok(());
+        };
+        let Some((seq, hash)) = source() else {
+            return Ok(());
+        };
+        {
+            let mut r = lock(&self.reported);
+            if r.anchored == Some((seq, hash))
+                || now.saturating_sub(r.anchor_tried_us) < ANCHOR_EVERY_US
+            {
+                return Ok(());
+            }
+            r.anchor_tried_us = now;
+        }
+        let report = Report::AuditHead(AuditAnchor {
+            seq,
+            hash,
+            at_us: now,
+        });
+        match self
+            .submit(Command::Report {
+                from: self.me,
+                report,
+            })
+            .await
+        {
+            Ok((_, Outcome::Refused { code, message })) => Err(format!("[{code}] {message}")),
+            Ok(_) => {
+                lock(&self.reported).anchored = Some((seq, hash));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     fn enabled(&self) -> bool {

@@ -65,6 +65,20 @@ pub enum Report {
     },
     /// It connected to a peer and observed its certificate chain.
     Observed(Observation),
+    /// The head of its execution-audit trail: anchored in the log, so a trail
+    /// rewritten together with its head no longer matches.
+    AuditHead(AuditAnchor),
+}
+
+/// A node's execution-audit trail at one point: its last record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditAnchor {
+    /// The record's position in the trail, from 0.
+    pub seq: u64,
+    /// The record's hash (it chains every record before it).
+    pub hash: [u8; 32],
+    /// When the node anchored it (µs since 1970, its clock).
+    pub at_us: i64,
 }
 
 /// What one node observed of a peer (spec 3.3).
@@ -103,6 +117,10 @@ impl Command {
                 "node {from} observed node {} under epoch {}",
                 o.peer, o.epoch.0
             ),
+            Self::Report {
+                from,
+                report: Report::AuditHead(a),
+            } => format!("node {from} anchored its audit trail at record {}", a.seq),
         }
     }
 }
@@ -207,6 +225,23 @@ pub enum ControlError {
         /// What is missing.
         why: String,
     },
+    /// `CONTROL_AUDIT_REWOUND`: an audit head behind, or beside, the one the
+    /// log anchored for the node: its trail was replaced or rewritten.
+    #[error(
+        "node {node}'s audit trail is at record {seq} with hash {hash}, but the log anchored record {anchored_seq} with hash {anchored_hash}: its trail was rewritten or replaced since"
+    )]
+    AuditRewound {
+        /// The node.
+        node: NodeId,
+        /// The record it reported.
+        seq: u64,
+        /// Its hash.
+        hash: String,
+        /// The record anchored.
+        anchored_seq: u64,
+        /// Its hash.
+        anchored_hash: String,
+    },
     /// `CONTROL_NO_CLUSTER`: a report before the first epoch.
     #[error("the cluster has no epoch yet; a node reports only once the first epoch is published")]
     NoCluster,
@@ -270,6 +305,7 @@ impl ControlError {
             Self::Membership { .. } => "CONTROL_MEMBERSHIP",
             Self::CaPolicy { .. } => "CONTROL_CA_POLICY",
             Self::CutoverNotConverged { .. } => "CONTROL_CUTOVER_NOT_CONVERGED",
+            Self::AuditRewound { .. } => "CONTROL_AUDIT_REWOUND",
             Self::NoCluster => "CONTROL_NO_CLUSTER",
             Self::NotMember { .. } => "CONTROL_NOT_MEMBER",
             Self::StaleReport { .. } => "CONTROL_STALE_REPORT",
@@ -335,6 +371,9 @@ pub struct ControlState {
     /// Observations of each node under the current epoch (at most
     /// [`OBSERVERS_KEPT`] observers each).
     observed: BTreeMap<NodeId, BTreeMap<NodeId, Observation>>,
+    /// Each node's last audit head anchored, with the log index it was
+    /// anchored at (kept for nodes that left: evidence outlives membership).
+    anchors: BTreeMap<NodeId, (AuditAnchor, u64)>,
     /// When each epoch became effective (log index), for those that did.
     effective: BTreeMap<Epoch, u64>,
 }
@@ -350,10 +389,15 @@ struct Image {
     applied: Vec<(NodeId, Epoch, EpochHash)>,
     observed: Vec<(NodeId, Observation)>,
     effective: Vec<(Epoch, u64)>,
+    /// Audit anchors (format 3; none in format 2).
+    #[serde(default)]
+    anchors: Vec<(NodeId, AuditAnchor, u64)>,
 }
 
 /// The format of a snapshot's image.
-const IMAGE_FORMAT: u32 = 2;
+const IMAGE_FORMAT: u32 = 3;
+/// The earlier format still read (it had no audit anchors).
+const IMAGE_FORMAT_OLD: u32 = 2;
 
 /// Why a snapshot image was refused.
 #[derive(Debug, thiserror::Error)]
@@ -638,6 +682,22 @@ impl ControlState {
         let (reported, reported_hash) = match report {
             Report::Applied { epoch, hash } => (*epoch, *hash),
             Report::Observed(o) => (o.epoch, o.hash),
+            Report::AuditHead(a) => {
+                // an anchor only moves forward along the same chain; the
+                // hashes of records between anchors are the node's to prove
+                if let Some((old, _)) = self.anchors.get(&from)
+                    && (a.seq < old.seq || (a.seq == old.seq && a.hash != old.hash))
+                {
+                    return Err(ControlError::AuditRewound {
+                        node: from,
+                        seq: a.seq,
+                        hash: scratchbird_types::hex(&a.hash),
+                        anchored_seq: old.seq,
+                        anchored_hash: scratchbird_types::hex(&old.hash),
+                    });
+                }
+                return Ok((current.number, hash));
+            }
         };
         if (reported, reported_hash) != (current.number, hash) {
             return Err(ControlError::StaleReport {
@@ -684,6 +744,9 @@ impl ControlState {
                 if by.len() < OBSERVERS_KEPT || by.contains_key(&from) {
                     by.insert(from, o.clone());
                 }
+            }
+            Report::AuditHead(a) => {
+                self.anchors.insert(from, (a.clone(), index));
             }
         }
         let effective = self.effective.contains_key(&number)
@@ -808,6 +871,13 @@ impl ControlState {
         CaPolicy::decode(self.document(&r.documents.ca_policy)?, r.cluster).ok()
     }
 
+    /// Each node's last anchored audit head, with the log index it was
+    /// anchored at.
+    #[must_use]
+    pub fn anchors(&self) -> &BTreeMap<NodeId, (AuditAnchor, u64)> {
+        &self.anchors
+    }
+
     /// The observations of each node under the current epoch, by observer.
     #[must_use]
     pub fn observations(&self) -> &BTreeMap<NodeId, BTreeMap<NodeId, Observation>> {
@@ -838,6 +908,11 @@ impl ControlState {
                 .flat_map(|by| by.iter().map(|(o, obs)| (*o, obs.clone())))
                 .collect(),
             effective: self.effective.iter().map(|(e, at)| (*e, *at)).collect(),
+            anchors: self
+                .anchors
+                .iter()
+                .map(|(n, (a, at))| (*n, a.clone(), *at))
+                .collect(),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&image, &mut out)
@@ -857,7 +932,7 @@ impl ControlState {
         }
         let image: Image =
             ciborium::from_reader(bytes).map_err(|e| ImageError::Unreadable(e.to_string()))?;
-        if image.format != IMAGE_FORMAT {
+        if image.format != IMAGE_FORMAT && image.format != IMAGE_FORMAT_OLD {
             return Err(ImageError::Format {
                 found: image.format,
             });
@@ -889,6 +964,11 @@ impl ControlState {
                 .collect(),
             observed,
             effective: image.effective.into_iter().collect(),
+            anchors: image
+                .anchors
+                .into_iter()
+                .map(|(n, a, at)| (n, (a, at)))
+                .collect(),
         })
     }
 }

@@ -139,6 +139,10 @@ pub struct Status {
     /// else why it is closed. Set by the node, which knows what it runs.
     #[serde(default)]
     pub gate: Option<String>,
+    /// Each node's last anchored audit head: (node, record, its hash, when
+    /// the node anchored it in µs since 1970, log index).
+    #[serde(default)]
+    pub anchors: Vec<(NodeId, u64, String, i64, u64)>,
 }
 
 /// One epoch in a [`Status`].

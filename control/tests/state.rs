@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use scratchbird_control::epoch::EPOCH_FORMAT;
 use scratchbird_control::members;
 use scratchbird_control::state::{
-    Command, ControlState, EpochState, Missing, Observation, Outcome, Report,
+    AuditAnchor, Command, ControlState, EpochState, Missing, Observation, Outcome, Report,
 };
 use scratchbird_control::{
     AdminKey, Administrators, Capabilities, Documents, EpochHash, EpochRecord,
@@ -709,4 +709,37 @@ fn a_forced_epoch_may_replace_the_roots_and_says_so() {
         s.apply(3, &publish(&sign(&r), &[&ca()])),
         Outcome::Refused { .. }
     ));
+}
+
+#[test]
+fn audit_heads_only_move_forward_and_survive_a_snapshot() {
+    let (mut s, _) = started();
+    let head = |seq: u64, h: u8| Command::Report {
+        from: node(2),
+        report: Report::AuditHead(AuditAnchor {
+            seq,
+            hash: [h; 32],
+            at_us: 7,
+        }),
+    };
+    assert!(matches!(s.apply(2, &head(10, 1)), Outcome::Recorded { .. }));
+    assert!(matches!(s.apply(3, &head(10, 1)), Outcome::Recorded { .. }));
+    assert!(matches!(s.apply(4, &head(12, 2)), Outcome::Recorded { .. }));
+    // behind the anchor, or the same record with another hash: rewritten
+    assert_eq!(code(&s.apply(5, &head(3, 9))), "CONTROL_AUDIT_REWOUND");
+    assert_eq!(code(&s.apply(5, &head(12, 9))), "CONTROL_AUDIT_REWOUND");
+    // a node that is not an enabled member anchors nothing
+    let stranger = Command::Report {
+        from: node(4),
+        report: Report::AuditHead(AuditAnchor {
+            seq: 1,
+            hash: [1; 32],
+            at_us: 7,
+        }),
+    };
+    assert_eq!(code(&s.apply(5, &stranger)), "CONTROL_NOT_MEMBER");
+    let (a, at) = s.anchors().get(&node(2)).unwrap().clone();
+    assert_eq!((a.seq, a.hash, at), (12, [2; 32], 4));
+    let back = ControlState::from_image(&s.image().unwrap()).unwrap();
+    assert_eq!(back.anchors(), s.anchors());
 }

@@ -692,6 +692,17 @@ impl AuditLog {
         self.recovered.as_deref()
     }
 
+    /// The trail's last durable record: its position and hash (`None` while
+    /// the trail is empty).
+    #[must_use]
+    pub fn tip(&self) -> Option<(u64, [u8; 32])> {
+        let t = self
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.next_seq.checked_sub(1).map(|seq| (seq, t.last))
+    }
+
     /// The folder of the log.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -707,3 +707,89 @@ fn publish_raw(n: &Node, who: &Creds, admin_key: &Path, bundle: &[u8]) -> String
         format!("{:?}", ask(&c, &message).await)
     })
 }
+
+#[test]
+fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
+    let c = control_cluster(3);
+    let tmp = c.tmp.path().to_owned();
+    let mut nodes: Vec<Node> = c.dirs.iter().map(|d| Node::spawn(d)).collect();
+    let ops = Creds::of(&c.certs(), "ops", &tmp.join("ca/ca.crt"));
+    wait(&nodes[0], &ops, "epoch 1 effective", |s| effective(s, 1));
+    for sql in [
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, k INT)",
+        "INSERT INTO t VALUES (1, 1)",
+        "SELECT count(*) FROM t",
+    ] {
+        let o = run(&mut sb(&nodes[0], &ops, &["sql", "-c", sql]));
+        assert!(o.status.success(), "{}", out(&o));
+    }
+    let n1 = node_id(&c.dirs[0]);
+    wait(&nodes[1], &ops, "n1's audit head anchored", |s| {
+        s["anchors"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x[0].as_str() == Some(n1.as_str()) && x[1].as_u64() >= Some(2))
+        })
+    });
+    let admin_pub = tmp.join("ca/admin.pub");
+    let data = c.dirs[0].join("data");
+    let verify = |n: &Node| {
+        sb(
+            n,
+            &ops,
+            &[
+                "audit",
+                "spine",
+                "verify",
+                "--data",
+                data.to_str().unwrap(),
+                "--trust",
+                admin_pub.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let o = verify(&nodes[1]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("as anchored"), "{}", out(&o));
+    let o = run(&mut sb(&nodes[2], &ops, &["audit", "spine", "show"]));
+    assert!(
+        out(&o).contains("cluster init") && out(&o).contains(&n1),
+        "{}",
+        out(&o)
+    );
+
+    // the node's trail and head replaced together (here: removed, so the
+    // node starts a new one): the trail verifies on its own, but not against
+    // the log, and the node's next anchor is refused
+    let n = nodes.remove(0);
+    n.terminate(Duration::from_secs(10));
+    std::fs::remove_dir_all(data.join("audit")).unwrap();
+    nodes.insert(0, Node::spawn(&c.dirs[0]));
+    let o = run(&mut sb(
+        &nodes[0],
+        &ops,
+        &["sql", "-c", "SELECT count(*) FROM t"],
+    ));
+    assert!(o.status.success(), "{}", out(&o));
+    let o = run(&mut Command::new(bin("sb"))
+        .args(["audit", "verify", "--data"])
+        .arg(&data));
+    assert!(
+        o.status.success(),
+        "the replaced trail verifies on its own: {}",
+        out(&o)
+    );
+    let o = verify(&nodes[1]);
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("REPLACED") || out(&o).contains("REWRITTEN"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        nodes[0].wait_log("CONTROL_AUDIT_REWOUND", Duration::from_secs(20)),
+        "{}",
+        nodes[0].log()
+    );
+}

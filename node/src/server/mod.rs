@@ -397,6 +397,12 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     let storage = Arc::new(storage);
     let sandbox = Arc::new(sandbox);
     let audit = Arc::new(audit);
+    // the trail's head is anchored in the control log, so a trail rewritten
+    // together with its head no longer matches what the cluster holds
+    if let Some(plane) = &control {
+        let trail = audit.clone();
+        plane.service.anchor_audit(Arc::new(move || trail.tip()));
+    }
     let authority = Arc::new(NodeAuthority {
         me: name,
         identity: identity.clone(),
