@@ -63,6 +63,10 @@ pub enum ClusterCommand {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Also the answering node's connection churn per peer: connections
+        /// made, ended, and refused by rule.
+        #[arg(long)]
+        peers: bool,
     },
     /// Changes the membership: publishes the next epoch, signed with your
     /// administrator key. A disabled member is refused by every node; an
@@ -201,9 +205,14 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             out,
             note,
         } => init(&ca, &key, &bundle, &out, note),
-        ClusterCommand::Status { conn, json } => block_on(async {
+        ClusterCommand::Status { conn, json, peers } => block_on(async {
             let client = connect(&conn).await?;
             let status = status_of(&client).await?;
+            if peers && !json {
+                print_status(&status);
+                print_churn(&status);
+                return Ok(());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -828,6 +837,31 @@ fn print_epochs(s: &Status) {
             e.hash,
             e.note,
             if e.forced { " [FORCED]" } else { "" }
+        );
+    }
+}
+
+fn print_churn(s: &Status) {
+    println!("connections to {}, per peer", s.answered_by);
+    if s.churn.is_empty() {
+        println!("  none yet");
+    }
+    for c in &s.churn {
+        let refused: Vec<String> = c
+            .refused
+            .iter()
+            .map(|(code, n)| format!("{code} x{n}"))
+            .collect();
+        println!(
+            "  {}  connects {}  disconnects {}  refused {}",
+            c.peer,
+            c.connects,
+            c.disconnects,
+            if refused.is_empty() {
+                "0".to_owned()
+            } else {
+                refused.join(", ")
+            }
         );
     }
 }

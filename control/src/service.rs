@@ -424,6 +424,7 @@ impl<T: Observer> Service<T> {
                 .iter()
                 .map(|(n, (an, at))| (*n, an.seq, scratchbird_types::hex(&an.hash), an.at_us, *at))
                 .collect(),
+            churn: Vec::new(),
         }
     }
 

@@ -143,6 +143,23 @@ pub struct Status {
     /// the node anchored it in µs since 1970, log index).
     #[serde(default)]
     pub anchors: Vec<(NodeId, u64, String, i64, u64)>,
+    /// Connection churn on the answering node, per peer certificate name
+    /// (set by the node).
+    #[serde(default)]
+    pub churn: Vec<Churn>,
+}
+
+/// Connections one peer made to a node, and how they ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Churn {
+    /// The name its certificate carries.
+    pub peer: String,
+    /// Connections admitted.
+    pub connects: u64,
+    /// Admitted connections that ended.
+    pub disconnects: u64,
+    /// Refusals, by the rule's code.
+    pub refused: Vec<(String, u64)>,
 }
 
 /// One epoch in a [`Status`].

@@ -163,6 +163,20 @@ pub struct PeerVerifier {
     /// The clock certificates are checked at: rustls asks it (through the
     /// configurations built with this verifier) and hands its time to us.
     env: Arc<dyn Env>,
+    /// Told of every certificate refused: the name it carries (or what it
+    /// is, when it carries none readable) and the rule's code.
+    on_refusal: Option<Reporting>,
+}
+
+/// What a verifier tells of each refusal ([`PeerVerifier::reporting`]).
+pub type RefusalSink = Arc<dyn Fn(&str, &'static str) + Send + Sync>;
+
+struct Reporting(RefusalSink);
+
+impl std::fmt::Debug for Reporting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reporting")
+    }
 }
 
 impl PeerVerifier {
@@ -184,7 +198,16 @@ impl PeerVerifier {
             side,
             pin: None,
             env,
+            on_refusal: None,
         }
+    }
+
+    /// Tells `sink` of every certificate this verifier refuses (a node counts
+    /// refusals per peer).
+    #[must_use]
+    pub fn reporting(mut self, sink: RefusalSink) -> Self {
+        self.on_refusal = Some(Reporting(sink));
+        self
     }
 
     /// The clock this verifier checks certificates at.
@@ -219,8 +242,15 @@ impl PeerVerifier {
         Ok(v)
     }
 
-    fn refuse(&self, r: Refusal) -> rustls::Error {
+    fn refuse(&self, der: &[u8], r: Refusal) -> rustls::Error {
         tracing::warn!(side = self.side, code = r.code(), reason = %r, "refused a peer certificate");
+        if let Some(Reporting(sink)) = &self.on_refusal {
+            let name = crate::identity::inspect(der)
+                .ok()
+                .and_then(|i| i.uris.into_iter().next())
+                .unwrap_or_else(|| "(a certificate with no readable sb:// name)".to_owned());
+            sink(&name, r.code());
+        }
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
             Arc::new(Coded(r)),
         )))
@@ -266,7 +296,7 @@ impl ClientCertVerifier for PeerVerifier {
                 tracing::debug!(side = self.side, peer = %v.uri, "accepted a client certificate");
                 Ok(ClientCertVerified::assertion())
             }
-            Err(r) => Err(self.refuse(r)),
+            Err(r) => Err(self.refuse(end_entity, r)),
         }
     }
 
@@ -304,7 +334,7 @@ impl ServerCertVerifier for PeerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match self.check(end_entity, now) {
             Ok(_) => Ok(ServerCertVerified::assertion()),
-            Err(r) => Err(self.refuse(r)),
+            Err(r) => Err(self.refuse(end_entity, r)),
         }
     }
 

@@ -193,6 +193,28 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         |s| effective(s, 3),
     );
     assert_eq!(voters(&s), 2, "{s:#}");
+    // each node counts connection churn per peer: the disabled node's
+    // refusals by their code, the administrator's connections
+    let disabled = node_id(&c.dirs[d]).to_string();
+    let churn = s["churn"].as_array().unwrap();
+    let of = |name: &str| {
+        churn
+            .iter()
+            .find(|x| x["peer"].as_str().is_some_and(|p| p.ends_with(name)))
+            .unwrap_or_else(|| panic!("no churn for {name}: {s:#}"))
+    };
+    assert!(
+        of(&disabled)["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "NODE_DISABLED" && r[1].as_u64() > Some(0)),
+        "{s:#}"
+    );
+    assert!(of("/user/ops")["connects"].as_u64() > Some(0), "{s:#}");
+    let o = run(&mut c.sb(nodes[keep].as_ref().unwrap(), &["status", "--peers"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("NODE_DISABLED x"), "{text}");
 
     // spare, a member node without the voter role, enabled now, tries the log.
     run(&mut c.sb(

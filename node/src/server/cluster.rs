@@ -839,6 +839,7 @@ pub(super) async fn admin_message(shared: &Shared, bytes: &[u8]) -> Response {
         Ok(m) => match plane.service.admin(m).await {
             AdminAnswer::Status(mut status) => {
                 status.gate = plane.gate(shared.principals.bundle_hash()).err();
+                status.churn = shared.churn.lines();
                 AdminAnswer::Status(status)
             }
             other => other,

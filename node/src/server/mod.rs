@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 mod attest;
+mod churn;
 mod cluster;
 mod peer;
 mod reloading;
@@ -127,6 +128,8 @@ struct Shared {
     /// The node's member of the control log (`[control]`), whose current epoch
     /// is the membership in `members`.
     control: Option<Arc<cluster::ControlPlane>>,
+    /// Connections made, refused and ended, per peer.
+    churn: Arc<churn::Churn>,
 }
 
 /// This node as a coordinator: it signs shard stages with its certificate's
@@ -371,13 +374,21 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         .map_err(|e| fail(format!("starting the sandbox: {e}")))?;
     let audit = AuditLog::open(&cfg.data_dir.join("audit"), &name, env.clone())
         .map_err(|e| fail(format!("opening the audit trail: {e}")))?;
-    let user_verifier = Arc::new(PeerVerifier::new(
-        trust.clone(),
-        Some(members.clone()),
-        Expect::User,
-        "server",
-        env.clone(),
-    ));
+    let churn = Arc::new(churn::Churn::default());
+    let sink = {
+        let churn = churn.clone();
+        Arc::new(move |peer: &str, code: &'static str| churn.refused(peer, code))
+    };
+    let user_verifier = Arc::new(
+        PeerVerifier::new(
+            trust.clone(),
+            Some(members.clone()),
+            Expect::User,
+            "server",
+            env.clone(),
+        )
+        .reporting(sink.clone()),
+    );
     // a node without the coordinator role still answers at `listen`, to tell a
     // client where not to send SQL
     let coordinator = cfg.roles.contains(&Role::Coordinator);
@@ -432,13 +443,16 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;
     let peer = match cfg.peer_listen {
         Some(addr) => {
-            let v = Arc::new(PeerVerifier::new(
-                trust.clone(),
-                Some(members.clone()),
-                Expect::Node(None),
-                "server",
-                env.clone(),
-            ));
+            let v = Arc::new(
+                PeerVerifier::new(
+                    trust.clone(),
+                    Some(members.clone()),
+                    Expect::Node(None),
+                    "server",
+                    env.clone(),
+                )
+                .reporting(sink),
+            );
             Some(endpoint::server(addr, identity.clone(), v, &transport).map_err(fail)?)
         }
         None => None,
@@ -471,6 +485,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         slots: Arc::new(tokio::sync::Semaphore::new(connections_max)),
         serving,
         control,
+        churn,
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -665,6 +680,12 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         Ok(p) => p,
         Err(r) => {
             tracing::warn!(%from, code = r.code(), reason = %r, "refused a connection");
+            let name = endpoint::peer_of(&conn, &shared.trust.get(), shared.env.now_secs())
+                .map_or_else(
+                    |_| format!("(unverified, from {})", from.ip()),
+                    |p| p.uri.to_string(),
+                );
+            shared.churn.refused(&name, r.code());
             conn.close(
                 CLOSE_REFUSED.into(),
                 format!("[{}] {r}", r.code()).as_bytes(),
@@ -675,6 +696,9 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
     if kind == Kind::Client && !shared.serving.load(Ordering::SeqCst) {
         let why = not_serving(&shared);
         tracing::warn!(%from, peer = %peer.uri, "refused a client: {why}");
+        shared
+            .churn
+            .refused(&peer.uri.to_string(), churn::code_of(&why));
         conn.close(CLOSE_REFUSED.into(), why.as_bytes());
         return;
     }
@@ -697,6 +721,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         peer = %peer.uri,
         epoch = %scratchbird_host::envelope::Authority::epoch(shared.authority.as_ref()),
     );
+    shared.churn.connected(&peer.uri.to_string());
     async {
         tracing::info!(%from, "connected");
         // a reload between the check above and the insert would have missed it
@@ -706,6 +731,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
             Kind::Peer => peer_session(&shared, &conn, &peer).await,
         }
         lock(&shared.conns).remove(&id);
+        shared.churn.disconnected(&peer.uri.to_string());
         tracing::info!(%from, "disconnected");
     }
     .instrument(span)
