@@ -303,38 +303,7 @@ fn a_ca_rotation_under_load_fails_no_request_and_ends_the_old_ca_everywhere() {
 
     // every node and the user get certificates of the new CA; nodes reload
     // theirs (SIGHUP) and their peers see them on the next connection
-    let old_n1 = tmp.join("n1-old");
-    std::fs::create_dir_all(&old_n1).unwrap();
-    for f in ["node.crt", "node.key"] {
-        std::fs::copy(c.dirs[0].join(f), old_n1.join(f)).unwrap();
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        let fresh = tmp.join(format!("n{}-new", i + 1));
-        let o = run(Command::new(bin("sb"))
-            .args(["ca", "issue-node", "--dir"])
-            .arg(tmp.join("ca2"))
-            .args([
-                "--name",
-                &format!("n{}", i + 1),
-                "--id",
-                &node_id(&c.dirs[i]),
-            ])
-            .args([
-                "--roles",
-                "coordinator,shard,voter",
-                "--peer",
-                &c.peers[i],
-                "--out",
-            ])
-            .arg(&fresh));
-        assert!(o.status.success(), "{}", out(&o));
-        for f in ["node.key", "node.crt"] {
-            let tmp_file = c.dirs[i].join(format!("{f}.new"));
-            std::fs::copy(fresh.join(f), &tmp_file).unwrap();
-            std::fs::rename(&tmp_file, c.dirs[i].join(f)).unwrap();
-        }
-        n.signal("HUP");
-    }
+    let old_n1 = renew_node_certificates(&c, &nodes);
     let o = run(Command::new(bin("sb"))
         .args(["ca", "issue-user", "--dir"])
         .arg(tmp.join("ca2"))
@@ -403,13 +372,73 @@ fn a_ca_rotation_under_load_fails_no_request_and_ends_the_old_ca_everywhere() {
 
     // after cutover, certificates of the old CA are refused at every node,
     // a user's on the client endpoint and a node's on the peer endpoint
+    old_ca_refused_everywhere(&c, &nodes, &ops_a, &old_n1, &overlap, &ops_b_only);
+    let s = status(&nodes[0], &ops_b_only).unwrap();
+    assert!(epoch_state(&s, 2).is_some());
+    let notes: Vec<&str> = s["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["note"].as_str().unwrap())
+        .collect();
+    assert!(
+        notes[1].contains("CA rotation begins") && notes[2].contains("CA cutover"),
+        "{notes:?}"
+    );
+}
+
+/// Issues every node a certificate of the new CA in `ca2` (same id, roles,
+/// peer address) and puts it in place; each node reloads it on SIGHUP.
+/// Returns a folder holding n1's old certificate and key.
+fn renew_node_certificates(c: &scratchbird_tests::ControlCluster, nodes: &[Node]) -> PathBuf {
+    let tmp = c.tmp.path();
+    let old_n1 = tmp.join("n1-old");
+    std::fs::create_dir_all(&old_n1).unwrap();
+    for f in ["node.crt", "node.key"] {
+        std::fs::copy(c.dirs[0].join(f), old_n1.join(f)).unwrap();
+    }
     for (i, n) in nodes.iter().enumerate() {
-        let r = refused(
-            &ops_a.cert,
-            &ops_a.key,
-            &overlap,
-            &n.client_addr.to_string(),
-        );
+        let fresh = tmp.join(format!("n{}-new", i + 1));
+        let o = run(Command::new(bin("sb"))
+            .args(["ca", "issue-node", "--dir"])
+            .arg(tmp.join("ca2"))
+            .args([
+                "--name",
+                &format!("n{}", i + 1),
+                "--id",
+                &node_id(&c.dirs[i]),
+            ])
+            .args([
+                "--roles",
+                "coordinator,shard,voter",
+                "--peer",
+                &c.peers[i],
+                "--out",
+            ])
+            .arg(&fresh));
+        assert!(o.status.success(), "{}", out(&o));
+        for f in ["node.key", "node.crt"] {
+            let tmp_file = c.dirs[i].join(format!("{f}.new"));
+            std::fs::copy(fresh.join(f), &tmp_file).unwrap();
+            std::fs::rename(&tmp_file, c.dirs[i].join(f)).unwrap();
+        }
+        n.signal("HUP");
+    }
+    old_n1
+}
+
+/// After cutover: the old CA's user and node certificates are refused at
+/// every node; the new CA's user certificate is taken.
+fn old_ca_refused_everywhere(
+    c: &scratchbird_tests::ControlCluster,
+    nodes: &[Node],
+    ops_a: &Creds,
+    old_n1: &Path,
+    overlap: &Path,
+    ops_b_only: &Creds,
+) {
+    for (i, n) in nodes.iter().enumerate() {
+        let r = refused(&ops_a.cert, &ops_a.key, overlap, &n.client_addr.to_string());
         assert!(
             r.is_err(),
             "n{} took a user certificate of the old CA",
@@ -418,7 +447,7 @@ fn a_ca_rotation_under_load_fails_no_request_and_ends_the_old_ca_everywhere() {
         let r = refused(
             &old_n1.join("node.crt"),
             &old_n1.join("node.key"),
-            &overlap,
+            overlap,
             &c.peers[i],
         );
         assert!(
@@ -434,18 +463,6 @@ fn a_ca_rotation_under_load_fails_no_request_and_ends_the_old_ca_everywhere() {
         );
         assert!(r.is_ok(), "n{} refused the new CA: {r:?}", i + 1);
     }
-    let s = status(&nodes[0], &ops_b_only).unwrap();
-    assert!(epoch_state(&s, 2).is_some());
-    let notes: Vec<&str> = s["epochs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["note"].as_str().unwrap())
-        .collect();
-    assert!(
-        notes[1].contains("CA rotation begins") && notes[2].contains("CA cutover"),
-        "{notes:?}"
-    );
 }
 
 #[test]
@@ -597,55 +614,7 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
     let answer = publish_raw(&nodes[1], &ops, &c.admin_key(), b"not a bundle");
     assert!(answer.contains("CONTROL_BUNDLE"), "{answer}");
 
-    // the chain: list, show, and verify here against the administrator's key
-    let o = run(&mut sb(&nodes[2], &ops, &["cluster", "epoch", "list"]));
-    assert!(
-        out(&o).contains("add erin") && out(&o).contains("bundle "),
-        "{}",
-        out(&o)
-    );
-    let o = run(&mut sb(&nodes[2], &ops, &["cluster", "epoch", "show", "4"]));
-    assert!(
-        out(&o).contains("epoch         4") && out(&o).contains("signed by"),
-        "{}",
-        out(&o)
-    );
-    let admin_pub = tmp.join("ca/admin.pub");
-    let o = run(&mut sb(
-        &nodes[2],
-        &ops,
-        &[
-            "cluster",
-            "epoch",
-            "verify",
-            "--trust",
-            admin_pub.to_str().unwrap(),
-        ],
-    ));
-    assert!(out(&o).contains("verified 4 epoch(s)"), "{}", out(&o));
-    // against a key that did not sign it, the chain is refused
-    let o = run(Command::new(bin("sb"))
-        .args(["bundle", "keygen", "--out"])
-        .arg(tmp.join("other")));
-    assert!(o.status.success(), "{}", out(&o));
-    let o = sb(
-        &nodes[2],
-        &ops,
-        &[
-            "cluster",
-            "epoch",
-            "verify",
-            "--trust",
-            tmp.join("other.pub").to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        !o.status.success() && out(&o).contains("REFUSED"),
-        "{}",
-        out(&o)
-    );
+    chain_commands(&nodes[2], &ops, &tmp);
 
     // remove: erin is refused by every node
     let o = run(&mut sb(
@@ -772,7 +741,7 @@ fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
         &["sql", "-c", "SELECT count(*) FROM t"],
     ));
     assert!(o.status.success(), "{}", out(&o));
-    let o = run(&mut Command::new(bin("sb"))
+    let o = run(Command::new(bin("sb"))
         .args(["audit", "verify", "--data"])
         .arg(&data));
     assert!(
@@ -791,5 +760,59 @@ fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
         nodes[0].wait_log("CONTROL_AUDIT_REWOUND", Duration::from_secs(20)),
         "{}",
         nodes[0].log()
+    );
+}
+
+/// `sb cluster epoch list|show|verify` after the four epochs of the test
+/// above: verify takes the administrator's key and refuses another.
+fn chain_commands(n: &Node, ops: &Creds, tmp: &Path) {
+    // the chain: list, show, and verify here against the administrator's key
+    let o = run(&mut sb(n, ops, &["cluster", "epoch", "list"]));
+    assert!(
+        out(&o).contains("add erin") && out(&o).contains("bundle "),
+        "{}",
+        out(&o)
+    );
+    let o = run(&mut sb(n, ops, &["cluster", "epoch", "show", "4"]));
+    assert!(
+        out(&o).contains("epoch         4") && out(&o).contains("signed by"),
+        "{}",
+        out(&o)
+    );
+    let admin_pub = tmp.join("ca/admin.pub");
+    let o = run(&mut sb(
+        n,
+        ops,
+        &[
+            "cluster",
+            "epoch",
+            "verify",
+            "--trust",
+            admin_pub.to_str().unwrap(),
+        ],
+    ));
+    assert!(out(&o).contains("verified 4 epoch(s)"), "{}", out(&o));
+    // against a key that did not sign it, the chain is refused
+    let o = run(Command::new(bin("sb"))
+        .args(["bundle", "keygen", "--out"])
+        .arg(tmp.join("other")));
+    assert!(o.status.success(), "{}", out(&o));
+    let o = sb(
+        n,
+        ops,
+        &[
+            "cluster",
+            "epoch",
+            "verify",
+            "--trust",
+            tmp.join("other.pub").to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        !o.status.success() && out(&o).contains("REFUSED"),
+        "{}",
+        out(&o)
     );
 }

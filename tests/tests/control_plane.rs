@@ -193,28 +193,7 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
         |s| effective(s, 3),
     );
     assert_eq!(voters(&s), 2, "{s:#}");
-    // each node counts connection churn per peer: the disabled node's
-    // refusals by their code, the administrator's connections
-    let disabled = node_id(&c.dirs[d]).to_string();
-    let churn = s["churn"].as_array().unwrap();
-    let of = |name: &str| {
-        churn
-            .iter()
-            .find(|x| x["peer"].as_str().is_some_and(|p| p.ends_with(name)))
-            .unwrap_or_else(|| panic!("no churn for {name}: {s:#}"))
-    };
-    assert!(
-        of(&disabled)["refused"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r[0] == "NODE_DISABLED" && r[1].as_u64() > Some(0)),
-        "{s:#}"
-    );
-    assert!(of("/user/ops")["connects"].as_u64() > Some(0), "{s:#}");
-    let o = run(&mut c.sb(nodes[keep].as_ref().unwrap(), &["status", "--peers"]));
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("NODE_DISABLED x"), "{text}");
+    churn_counted(&c, nodes[keep].as_ref().unwrap(), &c.dirs[d], &s);
 
     // spare, a member node without the voter role, enabled now, tries the log.
     run(&mut c.sb(
@@ -415,4 +394,34 @@ fn five_voters_a_minority_cannot_publish_and_a_new_node_joins_by_enrolment() {
         effective(s, 3) && voters(s) == 6
     });
     assert_eq!(s["answered_by"].as_str().unwrap(), node_id(&n6).to_string());
+}
+
+/// Node `n` counts connection churn per peer: the disabled node in `dir`'s
+/// refusals by their code, the administrator's connections.
+fn churn_counted(
+    c: &scratchbird_tests::ControlCluster,
+    n: &Node,
+    dir: &Path,
+    s: &serde_json::Value,
+) {
+    let disabled = node_id(dir).to_string();
+    let churn = s["churn"].as_array().unwrap();
+    let of = |name: &str| {
+        churn
+            .iter()
+            .find(|x| x["peer"].as_str().is_some_and(|p| p.ends_with(name)))
+            .unwrap_or_else(|| panic!("no churn for {name}: {s:#}"))
+    };
+    assert!(
+        of(&disabled)["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "NODE_DISABLED" && r[1].as_u64() > Some(0)),
+        "{s:#}"
+    );
+    assert!(of("/user/ops")["connects"].as_u64() > Some(0), "{s:#}");
+    let o = run(&mut c.sb(n, &["status", "--peers"]));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("NODE_DISABLED x"), "{text}");
 }
