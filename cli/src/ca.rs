@@ -42,6 +42,14 @@ pub enum CaCommand {
     ///   sb ca rotate cutover --admin-key admin.key --connect ...
     #[command(subcommand, verbatim_doc_comment)]
     Rotate(crate::rotate::RotateCommand),
+    /// Changes the key and validity rules of the cluster's CA policy (the
+    /// roots stay) in the next epoch: every node applies them to every
+    /// certificate from the next connection on. Tighten them only once every
+    /// member's certificate meets them.
+    ///
+    ///   sb ca rules --key-algorithms ed25519 --leaf-days-max 90 --admin-key admin.key --connect ...
+    #[command(verbatim_doc_comment)]
+    Rules(crate::rotate::RulesArgs),
     /// Creates a cluster: a new cluster UUID, its CA key and certificate, the
     /// cluster's tokenisation secret and an empty members file, in a new folder.
     ///
@@ -206,6 +214,7 @@ fn utc(secs: i64) -> String {
 pub fn run(cmd: CaCommand) -> Result<()> {
     match cmd {
         CaCommand::Rotate(cmd) => crate::rotate::run(cmd),
+        CaCommand::Rules(a) => crate::rotate::rules(a),
         CaCommand::Init { dir, alg, days } => {
             let alg = KeyAlg::parse(&alg).map_err(anyhow::Error::msg)?;
             if dir.exists()

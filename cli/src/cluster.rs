@@ -10,6 +10,7 @@ use clap::Subcommand;
 use ed25519_dalek::SigningKey;
 use scratchbird_control::ca::CaPolicy;
 use scratchbird_control::epoch::EPOCH_FORMAT;
+use scratchbird_control::shards::ShardMap;
 use scratchbird_control::state::{Command, ControlState, EpochState, Outcome};
 use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, Status};
 use scratchbird_control::{
@@ -50,6 +51,14 @@ pub enum ClusterCommand {
         /// What the epoch is for, recorded in it.
         #[arg(long, default_value = "cluster init")]
         note: String,
+        /// The CA policy's key algorithms for node and user certificates
+        /// (comma-separated: ed25519, ecdsa-p256; default both).
+        #[arg(long, value_delimiter = ',')]
+        key_algorithms: Option<Vec<String>>,
+        /// The CA policy's longest node or user certificate validity, in days
+        /// (default: the longest sb ca issues).
+        #[arg(long)]
+        leaf_days_max: Option<u32>,
     },
     /// Where the cluster stands: the log's leader and voters, every epoch
     /// (published, converging with who is missing and why, effective), the
@@ -145,6 +154,16 @@ pub enum ClusterCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The current epoch's shard map: each shard and the nodes that own it.
+    /// (Tables are placed on shards with distributed execution; today each
+    /// shard node holds its own data.)
+    ///
+    ///   sb cluster shards --connect ...
+    #[command(verbatim_doc_comment)]
+    Shards {
+        #[command(flatten)]
+        conn: Conn,
+    },
     /// Writes the cluster's current signed chain, for a node that joins later:
     /// its [control] enrolment.
     ///
@@ -204,7 +223,20 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             bundle,
             out,
             note,
-        } => init(&ca, &key, &bundle, &out, note),
+            key_algorithms,
+            leaf_days_max,
+        } => {
+            let mut rules = scratchbird_control::ca::Rules::default();
+            if let Some(mut a) = key_algorithms {
+                a.sort();
+                a.dedup();
+                rules.key_algorithms = a;
+            }
+            if let Some(d) = leaf_days_max {
+                rules.leaf_days_max = d;
+            }
+            init(&ca, &key, &bundle, &out, note, rules)
+        }
         ClusterCommand::Status { conn, json, peers } => block_on(async {
             let client = connect(&conn).await?;
             let status = status_of(&client).await?;
@@ -245,6 +277,26 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 peer,
             };
             publish_next(&conn, &admin_key, |state| change_members(state, &args)).await
+        }),
+        ClusterCommand::Shards { conn } => block_on(async move {
+            let client = connect(&conn).await?;
+            let state = chain_of(&client).await?;
+            let Some(map) = state.shard_map() else {
+                println!("epoch {} names no shard map", state.epoch().0);
+                return Ok(());
+            };
+            println!("epoch {}: {} shard(s)", state.epoch().0, map.shards.len());
+            let name = |id: &scratchbird_types::NodeId| {
+                state
+                    .members()
+                    .and_then(|l| l.nodes.iter().find(|n| n.id == *id))
+                    .map_or_else(|| id.to_string(), |n| format!("{} ({id})", n.name))
+            };
+            for s in &map.shards {
+                let owners: Vec<String> = s.owners.iter().map(name).collect();
+                println!("  shard {:>4}  owned by {}", s.id, owners.join(", "));
+            }
+            Ok(())
         }),
         ClusterCommand::Epoch {
             action,
@@ -350,7 +402,14 @@ pub(crate) fn read_admin_key(path: &Path) -> Result<SigningKey> {
         .with_context(|| format!("reading the administrator key {}", path.display()))
 }
 
-fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Result<()> {
+fn init(
+    ca: &Path,
+    key: &Path,
+    bundle: &Path,
+    out: &Path,
+    note: String,
+    rules: scratchbird_control::ca::Rules,
+) -> Result<()> {
     if out.exists() {
         bail!(
             "{} exists: a genesis is written once; choose another --out",
@@ -362,9 +421,16 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
         .with_context(|| format!("reading {}", ca.join("ca.crt").display()))?;
     let list = MembersList::load(&ca.join("members.toml")).map_err(anyhow::Error::msg)?;
     let ca_policy = CaPolicy::from_pem(list.cluster, &ca_pem)
-        .and_then(|p| p.encode())
+        .and_then(|mut p| {
+            p.rules = rules;
+            p.check(list.cluster)?;
+            p.encode()
+        })
         .map_err(|e| anyhow::anyhow!("{}: {e}", ca.join("ca.crt").display()))?;
     let membership = members::encode(&list).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shard_map = ShardMap::one_per_node(&list)
+        .encode()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret = scratchbird_policy::secret::TokenSecret::read(&ca.join("token.secret"))
         .with_context(|| format!("reading {}", ca.join("token.secret").display()))?;
     let trust = scratchbird_policy::sign::Trust::of_keys([admin.verifying_key()]);
@@ -387,7 +453,7 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
             ca_policy: Documents::hash(&ca_policy),
             bundle: Documents::hash(&bundle_bytes),
             membership: Documents::hash(&membership),
-            shard_map: Documents::empty_hash(),
+            shard_map: Documents::hash(&shard_map),
             scheduler: Documents::empty_hash(),
             replication: Documents::empty_hash(),
             backup: Documents::empty_hash(),
@@ -411,6 +477,7 @@ fn init(ca: &Path, key: &Path, bundle: &Path, out: &Path, note: String) -> Resul
                 ByteBuf::from(ca_policy),
                 ByteBuf::from(bundle_bytes),
                 ByteBuf::from(membership),
+                ByteBuf::from(shard_map),
             ],
         },
     ) {

@@ -145,7 +145,12 @@ pub fn run(cmd: RotateCommand) -> Result<()> {
                         stability_secs,
                     }),
                 )
-                .and_then(|p| p.encode())
+                .and_then(|mut p| {
+                    // the rules in force go on
+                    p.rules.clone_from(&old.rules);
+                    p.check(cluster)?;
+                    p.encode()
+                })
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(Next {
                     documents: vec![(Doc::CaPolicy, overlap)],
@@ -196,7 +201,11 @@ pub fn run(cmd: RotateCommand) -> Result<()> {
                     .position(|f| *f == r.to)
                     .context("the overlap policy does not hold its new root")?;
                 let only_new = CaPolicy::of_roots(cluster, vec![old.roots[at].to_vec()], None)
-                    .and_then(|p| p.encode())
+                    .and_then(|mut p| {
+                        p.rules.clone_from(&old.rules);
+                        p.check(cluster)?;
+                        p.encode()
+                    })
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 Ok(Next {
                     documents: vec![(Doc::CaPolicy, only_new)],
@@ -330,4 +339,60 @@ async fn status(conn: Conn) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `sb ca rules`: the CA policy's key and validity rules, changed in the next
+/// epoch (the roots stay).
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    /// The key algorithms node and user certificates may have
+    /// (comma-separated: ed25519, ecdsa-p256).
+    #[arg(long, value_delimiter = ',')]
+    pub key_algorithms: Option<Vec<String>>,
+    /// The longest validity of a node or user certificate, in days.
+    #[arg(long)]
+    pub leaf_days_max: Option<u32>,
+    /// Your administrator secret key.
+    #[arg(long = "admin-key", value_name = "FILE")]
+    pub admin_key: PathBuf,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+/// Publishes the CA policy with new rules.
+///
+/// # Errors
+/// What went wrong, named.
+pub fn rules(a: RulesArgs) -> Result<()> {
+    block_on(async move {
+        publish_next(&a.conn, &a.admin_key, |state| {
+            let cluster = state.cluster().context("the cluster has no epoch yet")?;
+            let mut p = state
+                .ca_policy()
+                .context("the current epoch has no readable CA policy")?;
+            if let Some(mut algs) = a.key_algorithms.clone() {
+                algs.sort();
+                algs.dedup();
+                p.rules.key_algorithms = algs;
+            }
+            if let Some(days) = a.leaf_days_max {
+                p.rules.leaf_days_max = days;
+            }
+            p.check(cluster).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let note = format!(
+                "CA rules: keys {}, certificates at most {} days",
+                p.rules.key_algorithms.join(","),
+                p.rules.leaf_days_max
+            );
+            Ok(Next {
+                documents: vec![(
+                    Doc::CaPolicy,
+                    p.encode().map_err(|e| anyhow::anyhow!("{e}"))?,
+                )],
+                note,
+                forced: None,
+            })
+        })
+        .await
+    })
 }

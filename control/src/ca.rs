@@ -20,7 +20,7 @@
 //! bytes that decode but are not that encoding are refused, so one policy has
 //! one hash.
 
-use scratchbird_net::verify::Trust;
+use scratchbird_net::verify::{KEY_ALGORITHMS, LeafRules, Trust};
 use scratchbird_types::ClusterId;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -44,6 +44,31 @@ pub struct CaPolicy {
     pub roots: Vec<ByteBuf>,
     /// The rotation this policy is the overlap of, if any.
     pub rotation: Option<Rotation>,
+    /// What the certificates its roots issue must meet.
+    pub rules: Rules,
+}
+
+/// The key and validity rules of a CA policy (spec 3.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rules {
+    /// The key algorithms a node's or user's certificate may have
+    /// (`ed25519`, `ecdsa-p256`), sorted and distinct.
+    pub key_algorithms: Vec<String>,
+    /// The longest validity of a node's or user's certificate, in days.
+    pub leaf_days_max: u32,
+}
+
+impl Default for Rules {
+    /// Both key algorithms, and the longest validity `sb ca` issues.
+    fn default() -> Self {
+        let d = LeafRules::default();
+        let mut key_algorithms = d.key_algorithms;
+        key_algorithms.sort();
+        Self {
+            key_algorithms,
+            leaf_days_max: d.days_max,
+        }
+    }
 }
 
 /// A rotation in progress: its overlap policy trusts both roots.
@@ -103,6 +128,7 @@ impl CaPolicy {
             format: CA_POLICY_FORMAT,
             roots: roots.into_iter().map(|(_, d)| ByteBuf::from(d)).collect(),
             rotation,
+            rules: Rules::default(),
         };
         p.check(cluster)?;
         Ok(p)
@@ -123,6 +149,12 @@ impl CaPolicy {
     /// A root that is not one (a checked policy has none).
     pub fn trust(&self, cluster: ClusterId) -> Result<Trust, CaPolicyError> {
         Trust::new(cluster, self.roots.iter().map(|d| d.to_vec()).collect())
+            .map(|t| {
+                t.with_rules(LeafRules {
+                    key_algorithms: self.rules.key_algorithms.clone(),
+                    days_max: self.rules.leaf_days_max,
+                })
+            })
             .map_err(|e| CaPolicyError::Invalid(e.to_string()))
     }
 
@@ -146,6 +178,26 @@ impl CaPolicy {
             ));
         }
         self.trust(cluster)?;
+        let r = &self.rules;
+        if r.key_algorithms.is_empty()
+            || !r.key_algorithms.windows(2).all(|w| w[0] < w[1])
+            || r.key_algorithms
+                .iter()
+                .any(|a| !KEY_ALGORITHMS.iter().any(|(n, _)| n == a))
+        {
+            return bad(format!(
+                "its key algorithms {:?} are not a sorted, distinct, non-empty choice of {}",
+                r.key_algorithms,
+                KEY_ALGORITHMS.map(|(n, _)| n).join(", ")
+            ));
+        }
+        let most = scratchbird_net::identity::LEAF_DAYS_MAX;
+        if r.leaf_days_max == 0 || r.leaf_days_max > most {
+            return bad(format!(
+                "its longest certificate validity is {} days; 1 to {most} are taken",
+                r.leaf_days_max
+            ));
+        }
         let fps = self.fingerprints();
         if !fps.windows(2).all(|w| w[0] < w[1]) {
             return bad("its roots are not sorted by fingerprint and distinct".into());
@@ -207,6 +259,9 @@ pub enum Change {
     None,
     /// A rotation begins: the overlap of the root in force and a new one.
     Begin,
+    /// The same roots under other key or validity rules (they apply to every
+    /// certificate from the next connection on).
+    Rules,
     /// A rotation ends: the new root alone. Taken only with the convergence
     /// the module describes.
     Cutover {
@@ -225,6 +280,9 @@ pub enum Change {
 pub fn change(old: &CaPolicy, new: &CaPolicy) -> Result<Change, CaPolicyError> {
     if old == new {
         return Ok(Change::None);
+    }
+    if old.roots == new.roots && old.rotation == new.rotation {
+        return Ok(Change::Rules);
     }
     let (of, nf) = (old.fingerprints(), new.fingerprints());
     match (&old.rotation, &new.rotation) {

@@ -19,6 +19,7 @@ mod error;
 pub mod log;
 pub mod members;
 pub mod service;
+pub mod shards;
 pub mod state;
 pub mod wire;
 

@@ -19,6 +19,7 @@ use crate::chain::EpochChain;
 use crate::epoch::{Documents, EpochHash, EpochRecord, SignedEpoch};
 use crate::error::EpochError;
 use crate::members::{self, MembersError};
+use crate::shards::ShardMap;
 
 /// The most bytes one command may have on the log (an epoch record is at most
 /// 64 KiB; the documents an epoch names come with it).
@@ -242,6 +243,15 @@ pub enum ControlError {
         /// Its hash.
         anchored_hash: String,
     },
+    /// `CONTROL_SHARD_MAP`: the shard map is not valid for the epoch's
+    /// membership (an owner that is not a member node with the shard role).
+    #[error("epoch {epoch}'s shard map is refused: {why}")]
+    ShardMap {
+        /// The epoch.
+        epoch: u64,
+        /// Why.
+        why: String,
+    },
     /// `CONTROL_NO_CLUSTER`: a report before the first epoch.
     #[error("the cluster has no epoch yet; a node reports only once the first epoch is published")]
     NoCluster,
@@ -306,6 +316,7 @@ impl ControlError {
             Self::CaPolicy { .. } => "CONTROL_CA_POLICY",
             Self::CutoverNotConverged { .. } => "CONTROL_CUTOVER_NOT_CONVERGED",
             Self::AuditRewound { .. } => "CONTROL_AUDIT_REWOUND",
+            Self::ShardMap { .. } => "CONTROL_SHARD_MAP",
             Self::NoCluster => "CONTROL_NO_CLUSTER",
             Self::NotMember { .. } => "CONTROL_NOT_MEMBER",
             Self::StaleReport { .. } => "CONTROL_STALE_REPORT",
@@ -545,6 +556,15 @@ impl ControlState {
         };
         let (documents, list) = gather(&record, sent, &self.documents)?;
         self.check_ca_policy(&record, &documents)?;
+        if record.documents.shard_map != Documents::empty_hash() {
+            let bytes = documents
+                .get(&record.documents.shard_map)
+                .map_or(&[][..], Vec::as_slice);
+            ShardMap::decode(bytes, &list).map_err(|e| ControlError::ShardMap {
+                epoch: record.number.0,
+                why: e.to_string(),
+            })?;
+        }
         Ok((record, documents, list))
     }
 
@@ -575,7 +595,7 @@ impl ControlState {
             return Ok(());
         }
         match ca::change(&old, &new).map_err(|e| refused(e.to_string()))? {
-            ca::Change::None | ca::Change::Begin => Ok(()),
+            ca::Change::None | ca::Change::Begin | ca::Change::Rules => Ok(()),
             ca::Change::Cutover { to, stability_secs } => {
                 self.check_cutover(record, &to, stability_secs)
             }
@@ -861,6 +881,18 @@ impl ControlState {
     #[must_use]
     pub fn applied_by(&self) -> &BTreeMap<NodeId, (Epoch, EpochHash)> {
         &self.applied
+    }
+
+    /// The current epoch's shard map (`None` before the first epoch or when
+    /// it names none).
+    #[must_use]
+    pub fn shard_map(&self) -> Option<ShardMap> {
+        let r = self.chain.as_ref()?.current();
+        ShardMap::decode(
+            self.document(&r.documents.shard_map)?,
+            self.members.as_ref()?,
+        )
+        .ok()
     }
 
     /// The current epoch's CA policy (`None` before the first epoch).

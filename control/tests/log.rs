@@ -83,6 +83,15 @@ fn membership() -> Vec<u8> {
     members::encode(&list).unwrap()
 }
 
+/// The shard map of the test membership (its members have no shard role:
+/// no shards).
+fn shard_map() -> Vec<u8> {
+    let list = members::decode(&membership(), cluster()).unwrap();
+    scratchbird_control::shards::ShardMap::one_per_node(&list)
+        .encode()
+        .unwrap()
+}
+
 fn first_epoch() -> EpochRecord {
     EpochRecord {
         format: EPOCH_FORMAT,
@@ -94,7 +103,7 @@ fn first_epoch() -> EpochRecord {
             ca_policy: Documents::hash(&support::ca_policy(cluster(), support::CA_A)),
             bundle: Documents::hash(b"bundle 1"),
             membership: Documents::hash(&membership()),
-            shard_map: Documents::hash(b"shards"),
+            shard_map: Documents::hash(&shard_map()),
             scheduler: Documents::empty_hash(),
             replication: Documents::empty_hash(),
             backup: Documents::empty_hash(),
@@ -132,7 +141,7 @@ fn known_documents() -> Vec<Vec<u8>> {
     let mut d = vec![
         membership(),
         support::ca_policy(cluster(), support::CA_A),
-        b"shards".to_vec(),
+        shard_map(),
     ];
     d.extend((1..=20).map(|i| format!("bundle {i}").into_bytes()));
     d

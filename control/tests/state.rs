@@ -16,8 +16,10 @@ mod support;
 
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
+use scratchbird_control::ca::CaPolicy;
 use scratchbird_control::epoch::EPOCH_FORMAT;
 use scratchbird_control::members;
+use scratchbird_control::shards::ShardMap;
 use scratchbird_control::state::{
     AuditAnchor, Command, ControlState, EpochState, Missing, Observation, Outcome, Report,
 };
@@ -742,4 +744,74 @@ fn audit_heads_only_move_forward_and_survive_a_snapshot() {
     assert_eq!((a.seq, a.hash, at), (12, [2; 32], 4));
     let back = ControlState::from_image(&s.image().unwrap()).unwrap();
     assert_eq!(back.anchors(), s.anchors());
+}
+
+#[test]
+fn the_shard_map_names_member_shard_nodes_and_keeps_its_owners_members() {
+    let (mut s, e1) = started();
+    let list = |nodes: &[(u8, bool, bool)]| {
+        let bytes = membership(nodes);
+        (members::decode(&bytes, cluster()).unwrap(), bytes)
+    };
+    let (all, m) = list(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, false, true),
+    ]);
+    // every test node has the shard role: a shard for each enabled one
+    let map = ShardMap::one_per_node(&all);
+    assert_eq!(map.shards.len(), 3);
+    let bytes = map.encode().unwrap();
+    let mut r = record(2, e1.hash(), &m);
+    r.documents.shard_map = Documents::hash(&bytes);
+    let e2 = sign(&r);
+    assert!(matches!(
+        s.apply(2, &publish(&e2, &[&bytes])),
+        Outcome::Published { .. }
+    ));
+    assert_eq!(s.shard_map(), Some(map.clone()));
+    // removing a node that owns a shard is refused until the shard moves
+    let (_, without_3) = list(&[(1, true, true), (2, true, true), (4, false, true)]);
+    let mut r = record(3, e2.hash(), &without_3);
+    r.documents.shard_map = Documents::hash(&bytes);
+    let refused = s.apply(3, &publish(&sign(&r), &[&without_3]));
+    assert_eq!(code(&refused), "CONTROL_SHARD_MAP");
+    assert!(refused.to_string().contains("not a member"), "{refused}");
+    // a map naming a stranger, or out of canonical order, is refused
+    let mut stranger = map.clone();
+    stranger.shards[0].owners = vec![node(9)];
+    let mut unsorted = map.clone();
+    unsorted.shards.swap(0, 1);
+    for bad in [stranger.encode().unwrap(), unsorted.encode().unwrap()] {
+        let mut r = record(3, e2.hash(), &m);
+        r.documents.shard_map = Documents::hash(&bad);
+        assert_eq!(
+            code(&s.apply(3, &publish(&sign(&r), &[&bad]))),
+            "CONTROL_SHARD_MAP"
+        );
+    }
+    // the CA policy's rules may change alone, roots kept
+    let mut p = CaPolicy::decode(&ca(), cluster()).unwrap();
+    p.rules.key_algorithms = vec!["ed25519".into()];
+    p.rules.leaf_days_max = 90;
+    let tighter = p.encode().unwrap();
+    let mut r = record(3, e2.hash(), &m);
+    r.documents.shard_map = Documents::hash(&bytes);
+    r.documents.ca_policy = Documents::hash(&tighter);
+    assert!(matches!(
+        s.apply(3, &publish(&sign(&r), &[&tighter])),
+        Outcome::Published { .. }
+    ));
+    assert_eq!(s.ca_policy().unwrap().rules.leaf_days_max, 90);
+    // rules no certificate could meet are refused
+    p.rules.key_algorithms = vec!["rsa".into()];
+    let bad = p.encode().unwrap();
+    let mut r = record(4, s.chain().unwrap().current_hash(), &m);
+    r.documents.shard_map = Documents::hash(&bytes);
+    r.documents.ca_policy = Documents::hash(&bad);
+    assert_eq!(
+        code(&s.apply(4, &publish(&sign(&r), &[&bad]))),
+        "CONTROL_CA_POLICY"
+    );
 }

@@ -47,6 +47,9 @@ pub enum Refusal {
     /// A CA certificate used as an end entity.
     #[error("the certificate is a CA certificate, not a node's or user's")]
     IsCa,
+    /// A rule of the cluster's CA policy (key algorithm, validity length).
+    #[error("the certificate breaks the cluster's CA policy: {0}")]
+    Policy(String),
     /// No root of the current CA policy issued it.
     #[error("the certificate was not issued by this cluster's CA (issuer {0:?})")]
     UnknownIssuer(String),
@@ -123,6 +126,7 @@ impl Refusal {
             Self::NoCertificate => "CERT_MISSING",
             Self::Malformed(_) => "CERT_MALFORMED",
             Self::IsCa => "CERT_IS_CA",
+            Self::Policy(_) => "CERT_POLICY",
             Self::UnknownIssuer(_) => "CERT_UNKNOWN_ISSUER",
             Self::BadSignature(_) => "CERT_BAD_SIGNATURE",
             Self::CaExpired(_) => "CA_EXPIRED",
@@ -195,6 +199,37 @@ pub trait Membership: Send + Sync + fmt::Debug {
 pub struct Trust {
     cluster: ClusterId,
     roots: Vec<Root>,
+    rules: LeafRules,
+}
+
+/// What a CA policy asks of the certificates its roots issue, beyond the
+/// fixed rules: the key algorithms taken and the longest validity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafRules {
+    /// Key algorithms taken (`ed25519`, `ecdsa-p256`).
+    pub key_algorithms: Vec<String>,
+    /// The longest validity (not after minus not before), in days.
+    pub days_max: u32,
+}
+
+/// The key algorithms a certificate may have, by name and the OID of its
+/// public key's algorithm.
+pub const KEY_ALGORITHMS: [(&str, &str); 2] = [
+    ("ed25519", "1.3.101.112"),
+    ("ecdsa-p256", "1.2.840.10045.2.1"),
+];
+
+impl Default for LeafRules {
+    /// Both algorithms, and the longest validity `sb ca` issues.
+    fn default() -> Self {
+        Self {
+            key_algorithms: KEY_ALGORITHMS
+                .iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect(),
+            days_max: crate::identity::LEAF_DAYS_MAX,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -266,7 +301,24 @@ impl Trust {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { cluster, roots })
+        Ok(Self {
+            cluster,
+            roots,
+            rules: LeafRules::default(),
+        })
+    }
+
+    /// These roots with `rules` for the certificates they issue.
+    #[must_use]
+    pub fn with_rules(mut self, rules: LeafRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// The rules certificates must meet.
+    #[must_use]
+    pub fn rules(&self) -> &LeafRules {
+        &self.rules
     }
 
     /// The roots in a PEM file's text.
@@ -316,6 +368,17 @@ impl Trust {
                 "signature algorithm {alg} is not accepted (Ed25519 or ECDSA P-256 with SHA-256)"
             )));
         }
+        let key_alg = cert.public_key().algorithm.algorithm.to_id_string();
+        let key_name = KEY_ALGORITHMS
+            .iter()
+            .find(|(_, oid)| *oid == key_alg)
+            .map_or(key_alg.as_str(), |(n, _)| n);
+        if !self.rules.key_algorithms.iter().any(|a| a == key_name) {
+            return Err(Refusal::Policy(format!(
+                "its key is {key_name}; the policy takes {}",
+                self.rules.key_algorithms.join(", ")
+            )));
+        }
         if let Some(ext) = cert.extensions().iter().find(|e| {
             e.critical
                 && matches!(
@@ -359,6 +422,13 @@ impl Trust {
         }
         if at > v.not_after {
             return Err(Refusal::Expired(utc(v.not_after.timestamp())));
+        }
+        let days = (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400;
+        if days > i64::from(self.rules.days_max) {
+            return Err(Refusal::Policy(format!(
+                "it is valid for {days} days; the policy takes at most {}",
+                self.rules.days_max
+            )));
         }
         let san = cert
             .subject_alternative_name()
@@ -654,6 +724,52 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_policys_rules_refuse_other_keys_and_longer_validity() {
+        use crate::identity::{self, KeyAlg, Validity};
+        let cluster = ClusterId::from_uuid(uuid::Uuid::new_v4());
+        let ca = identity::new_ca(cluster, KeyAlg::Ed25519, Validity::days_from_now(30)).unwrap();
+        let der_of = |alg, days| {
+            let u = identity::issue(
+                &ca,
+                &SbUri::user(cluster, "alice").unwrap(),
+                alg,
+                Validity::days_from_now(days),
+            )
+            .unwrap();
+            crate::identity::certs_from_pem(&u.cert_pem)
+                .unwrap()
+                .remove(0)
+        };
+        let now = scratchbird_types::Env::now_secs(&scratchbird_types::SystemEnv::default());
+        let (ed, ec, long) = (
+            der_of(KeyAlg::Ed25519, 30),
+            der_of(KeyAlg::EcdsaP256, 30),
+            der_of(KeyAlg::Ed25519, 400),
+        );
+        let open = Trust::from_pem(cluster, &ca.cert_pem).unwrap();
+        for d in [&ed, &ec, &long] {
+            open.verify(d, now).unwrap();
+        }
+        let tight = open.clone().with_rules(LeafRules {
+            key_algorithms: vec!["ed25519".into()],
+            days_max: 90,
+        });
+        tight.verify(&ed, now).unwrap();
+        for (d, what) in [(&ec, "ecdsa-p256"), (&long, "400 days")] {
+            match tight.verify(d, now) {
+                Err(r @ Refusal::Policy(_)) => {
+                    assert_eq!(r.code(), "CERT_POLICY");
+                    assert!(
+                        r.to_string().contains(what.split(' ').next().unwrap()),
+                        "{r}"
+                    );
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn every_refusal_has_a_distinct_code() {
         let id = NodeId::from_uuid(uuid::Uuid::nil());
         let cluster = ClusterId::from_uuid(uuid::Uuid::nil());
@@ -661,6 +777,7 @@ mod tests {
             Refusal::NoCertificate,
             Refusal::Malformed(String::new()),
             Refusal::IsCa,
+            Refusal::Policy(String::new()),
             Refusal::UnknownIssuer(String::new()),
             Refusal::BadSignature(String::new()),
             Refusal::CaExpired(String::new()),

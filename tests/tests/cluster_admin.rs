@@ -627,6 +627,43 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
     for n in &nodes {
         assert!(!count(n, &erin).status.success());
     }
+    rules_refuse_other_keys(&nodes, &ops, &tmp, admin);
+}
+
+/// `sb ca rules`: once the CA policy takes only Ed25519 keys, a user's ECDSA
+/// certificate, taken before, is refused by every node (`CERT_POLICY`).
+fn rules_refuse_other_keys(nodes: &[Node], ops: &Creds, tmp: &Path, admin: &str) {
+    let o = run(Command::new(bin("sb"))
+        .args(["ca", "issue-user", "--dir"])
+        .arg(tmp.join("ca"))
+        .args(["--name", "ops", "--alg", "ecdsa-p256", "--out"])
+        .arg(tmp.join("ops-ec")));
+    assert!(o.status.success(), "{}", out(&o));
+    let ec = Creds::of(&tmp.join("ops-ec"), "ops", &ops.ca);
+    let addr = nodes[0].client_addr.to_string();
+    refused(&ec.cert, &ec.key, &ec.ca, &addr).unwrap();
+    let o = run(&mut sb(
+        &nodes[1],
+        ops,
+        &[
+            "ca",
+            "rules",
+            "--key-algorithms",
+            "ed25519",
+            "--admin-key",
+            admin,
+        ],
+    ));
+    assert!(out(&o).contains("published epoch 6"), "{}", out(&o));
+    wait(&nodes[0], ops, "epoch 6 effective", |s| effective(s, 6));
+    for n in nodes {
+        let r = refused(&ec.cert, &ec.key, &ec.ca, &n.client_addr.to_string());
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("CERT_POLICY")),
+            "{r:?}"
+        );
+        refused(&ops.cert, &ops.key, &ops.ca, &n.client_addr.to_string()).unwrap();
+    }
 }
 
 /// Publishes, over the wire, the epoch after the current one naming `bundle`
@@ -767,6 +804,12 @@ fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
 /// above: verify takes the administrator's key and refuses another.
 fn chain_commands(n: &Node, ops: &Creds, tmp: &Path) {
     // the chain: list, show, and verify here against the administrator's key
+    let o = run(&mut sb(n, ops, &["cluster", "shards"]));
+    assert!(
+        out(&o).contains("3 shard(s)") && out(&o).contains("owned by n1"),
+        "{}",
+        out(&o)
+    );
     let o = run(&mut sb(n, ops, &["cluster", "epoch", "list"]));
     assert!(
         out(&o).contains("add erin") && out(&o).contains("bundle "),
