@@ -348,7 +348,11 @@ async fn spine(
         );
     }
     println!("audit heads anchored");
-    for (node, (a, at)) in state.anchors() {
+    for (node, (a, at)) in state
+        .anchors()
+        .iter()
+        .filter_map(|(n, kept)| kept.last().map(|k| (n, k)))
+    {
         println!(
             "  node {node}  record {}  {}  at {} (log index {at})",
             a.seq,
@@ -386,33 +390,39 @@ async fn spine(
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .map(scratchbird_types::NodeId::from_uuid)
         .context("the trail is empty or names no node")?;
-    let Some((anchor, at)) = state.anchors().get(&node) else {
+    let kept = state.anchors().get(&node).map_or(&[][..], Vec::as_slice);
+    if kept.is_empty() {
         anyhow::bail!(
             "the log holds no anchor for node {node}: nothing to check the trail against yet"
         );
-    };
-    match records.get(usize::try_from(anchor.seq).unwrap_or(usize::MAX)) {
-        Some(r) if r.hash == anchor.hash => {
-            println!(
-                "the trail of node {node} holds record {} as anchored at {} (log index {at}): {} record(s) verify",
-                anchor.seq,
-                time_text(anchor.at_us),
-                records.len()
-            );
-            Ok(())
-        }
-        Some(r) => anyhow::bail!(
-            "the trail of node {node} was REWRITTEN: its record {} has hash {}, but the control log anchored {} at {}",
-            anchor.seq,
-            &hex(&r.hash)[..16],
-            &hex(&anchor.hash)[..16],
-            time_text(anchor.at_us)
-        ),
-        None => anyhow::bail!(
-            "the trail of node {node} was CUT or REPLACED: it holds {} record(s), but the control log anchored record {} at {}",
-            records.len(),
-            anchor.seq,
-            time_text(anchor.at_us)
-        ),
     }
+    // every anchor the log keeps, oldest first: a trail padded past the last
+    // one still fails on those before it
+    for (anchor, at) in kept {
+        match records.get(usize::try_from(anchor.seq).unwrap_or(usize::MAX)) {
+            Some(r) if r.hash == anchor.hash => {}
+            Some(r) => anyhow::bail!(
+                "the trail of node {node} was REWRITTEN: its record {} has hash {}, but the control log anchored {} at {} (log index {at})",
+                anchor.seq,
+                &hex(&r.hash)[..16],
+                &hex(&anchor.hash)[..16],
+                time_text(anchor.at_us)
+            ),
+            None => anyhow::bail!(
+                "the trail of node {node} was CUT or REPLACED: it holds {} record(s), but the control log anchored record {} at {} (log index {at})",
+                records.len(),
+                anchor.seq,
+                time_text(anchor.at_us)
+            ),
+        }
+    }
+    let (last, at) = &kept[kept.len() - 1];
+    println!(
+        "the trail of node {node} holds all {} record(s) the control log anchored, the last {} at {} (log index {at}): {} record(s) verify",
+        kept.len(),
+        last.seq,
+        time_text(last.at_us),
+        records.len()
+    );
+    Ok(())
 }

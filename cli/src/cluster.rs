@@ -879,6 +879,13 @@ async fn epochs(
                 chain.current().number.0,
                 chain.current_hash()
             );
+            for n in 1..=chain.current().number.0 {
+                if let Some((r, _, _)) = chain.get(Epoch(n))
+                    && let Some(f) = &r.forced
+                {
+                    println!("FORCED epoch {n}: {}", f.what);
+                }
+            }
             Ok(())
         }
     }

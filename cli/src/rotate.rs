@@ -146,8 +146,9 @@ pub fn run(cmd: RotateCommand) -> Result<()> {
                     }),
                 )
                 .and_then(|mut p| {
-                    // the rules in force go on
+                    // the rules in force go on, and the roots retired before
                     p.rules.clone_from(&old.rules);
+                    p.retired.clone_from(&old.retired);
                     p.check(cluster)?;
                     p.encode()
                 })
@@ -203,6 +204,10 @@ pub fn run(cmd: RotateCommand) -> Result<()> {
                 let only_new = CaPolicy::of_roots(cluster, vec![old.roots[at].to_vec()], None)
                     .and_then(|mut p| {
                         p.rules.clone_from(&old.rules);
+                        p.retired.clone_from(&old.retired);
+                        p.retired.push(r.from.clone());
+                        p.retired.sort();
+                        p.retired.dedup();
                         p.check(cluster)?;
                         p.encode()
                     })
@@ -275,6 +280,9 @@ async fn status(conn: Conn) -> Result<()> {
         epoch.0,
         policy.fingerprints().join(", ")
     );
+    if !policy.retired.is_empty() {
+        println!("retired for good: {}", policy.retired.join(", "));
+    }
     let Some(r) = &policy.rotation else {
         println!("no rotation in progress");
         return Ok(());
@@ -330,7 +338,7 @@ async fn status(conn: Conn) -> Result<()> {
         if wait > 0 {
             println!(
                 "every enabled node is seen under the new root; cutover possible in {} s",
-                (wait + 999_999) / 1_000_000
+                wait.saturating_add(999_999) / 1_000_000
             );
         } else {
             println!(

@@ -46,7 +46,13 @@ pub struct CaPolicy {
     pub rotation: Option<Rotation>,
     /// What the certificates its roots issue must meet.
     pub rules: Rules,
+    /// The fingerprints of every root a cutover retired, sorted: none of
+    /// them is ever trusted again.
+    pub retired: Vec<String>,
 }
+
+/// Most retired roots a policy remembers.
+pub const RETIRED_MAX: usize = 256;
 
 /// The key and validity rules of a CA policy (spec 3.1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +135,7 @@ impl CaPolicy {
             roots: roots.into_iter().map(|(_, d)| ByteBuf::from(d)).collect(),
             rotation,
             rules: Rules::default(),
+            retired: Vec::new(),
         };
         p.check(cluster)?;
         Ok(p)
@@ -201,6 +208,14 @@ impl CaPolicy {
         let fps = self.fingerprints();
         if !fps.windows(2).all(|w| w[0] < w[1]) {
             return bad("its roots are not sorted by fingerprint and distinct".into());
+        }
+        if self.retired.len() > RETIRED_MAX
+            || !self.retired.windows(2).all(|w| w[0] < w[1])
+            || self.retired.iter().any(|r| fps.contains(r))
+        {
+            return bad(format!(
+                "its retired roots are not sorted, distinct, at most {RETIRED_MAX} and apart from the roots it trusts"
+            ));
         }
         if let Some(r) = &self.rotation {
             if r.from == r.to || !fps.contains(&r.from) || !fps.contains(&r.to) {
@@ -282,12 +297,26 @@ pub fn change(old: &CaPolicy, new: &CaPolicy) -> Result<Change, CaPolicyError> {
         return Ok(Change::None);
     }
     if old.roots == new.roots && old.rotation == new.rotation {
+        if old.retired != new.retired {
+            return Err(CaPolicyError::Change(
+                "the retired roots change only by a cutover".into(),
+            ));
+        }
         return Ok(Change::Rules);
     }
     let (of, nf) = (old.fingerprints(), new.fingerprints());
     match (&old.rotation, &new.rotation) {
         (None, Some(r)) => {
-            if of.len() == 1 && of[0] == r.from && nf.contains(&r.to) {
+            if old.retired.contains(&r.to) {
+                Err(CaPolicyError::Change(format!(
+                    "root {} was retired by an earlier cutover and is never trusted again",
+                    r.to
+                )))
+            } else if new.retired != old.retired {
+                Err(CaPolicyError::Change(
+                    "the retired roots change only by a cutover".into(),
+                ))
+            } else if of.len() == 1 && of[0] == r.from && nf.contains(&r.to) {
                 Ok(Change::Begin)
             } else {
                 Err(CaPolicyError::Change(format!(
@@ -297,14 +326,18 @@ pub fn change(old: &CaPolicy, new: &CaPolicy) -> Result<Change, CaPolicyError> {
             }
         }
         (Some(r), None) => {
-            if nf == [r.to.clone()] {
+            let mut retired = old.retired.clone();
+            retired.push(r.from.clone());
+            retired.sort();
+            retired.dedup();
+            if nf == [r.to.clone()] && new.retired == retired {
                 Ok(Change::Cutover {
                     to: r.to.clone(),
                     stability_secs: r.stability_secs,
                 })
             } else {
                 Err(CaPolicyError::Change(format!(
-                    "the rotation in progress ends only by cutting over to its new root {} alone (there is no step back to {}; a forced epoch can replace the policy)",
+                    "the rotation in progress ends only by cutting over to its new root {} alone, retiring {} (there is no step back; a forced epoch can replace the policy)",
                     r.to, r.from
                 )))
             }

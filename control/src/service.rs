@@ -74,8 +74,22 @@ pub struct Service<T: Observer> {
     audit_head: Mutex<Option<AuditHeadSource>>,
 }
 
-/// The node's audit head: its last record's position and hash.
-pub type AuditHeadSource = Arc<dyn Fn() -> Option<(u64, [u8; 32])> + Send + Sync>;
+/// The node's execution-audit trail, as anchoring needs it.
+pub trait AuditTrail: Send + Sync {
+    /// Its last record's position and hash (`None` while empty).
+    fn tip(&self) -> Option<(u64, [u8; 32])>;
+    /// Whether it holds record `seq` with hash `hash`.
+    ///
+    /// # Errors
+    /// The trail cannot be read.
+    fn holds(&self, seq: u64, hash: [u8; 32]) -> Result<bool, String>;
+}
+
+/// The node's audit trail, shared.
+pub type AuditHeadSource = Arc<dyn AuditTrail>;
+
+/// How far ahead of the leader's clock an epoch's creation time may be.
+pub const CLOCK_AHEAD_US: i64 = 300_000_000;
 
 /// How often a node anchors its audit head in the log, when it moved.
 pub const ANCHOR_EVERY_US: i64 = 5_000_000;
@@ -94,6 +108,10 @@ struct Reported {
     /// The audit head last anchored, and when it was tried.
     anchored: Option<(u64, [u8; 32])>,
     anchor_tried_us: i64,
+    /// Whether the local trail was found to hold the log's last anchor of
+    /// this node (checked once per start): `Some(Err)` when it does not, and
+    /// the node anchors nothing more.
+    trail_checked: Option<Result<(), String>>,
     /// What was reported of each peer under an epoch, and when it was last
     /// greeted.
     observed: BTreeMap<(Epoch, NodeId), Seen>,
@@ -232,6 +250,23 @@ impl<T: Observer> Service<T> {
                 }),
             });
         }
+        // an epoch made in the future would move the chain's clock (each
+        // record is made no earlier than the one before) and the CA
+        // cutover's stability window ahead of time
+        if let Command::Publish { epoch, .. } = &command
+            && let Ok(r) = epoch.read()
+            && r.created_us > (self.now_us)().saturating_add(CLOCK_AHEAD_US)
+        {
+            return Err(SubmitError::Refused {
+                code: "CONTROL_CLOCK_AHEAD".into(),
+                message: format!(
+                    "epoch {} was made {} s ahead of the leader's clock (at most {} s is taken): check the signer's clock",
+                    r.number.0,
+                    (r.created_us - (self.now_us)()) / 1_000_000,
+                    CLOCK_AHEAD_US / 1_000_000
+                ),
+            });
+        }
         {
             let a = self.member.applied();
             if let Err(e) = a.state.precheck(&command, self.trusted.as_deref()) {
@@ -315,7 +350,7 @@ impl<T: Observer> Service<T> {
             let Ok(tried) = tokio::time::timeout_at(deadline, self.commit(command.clone())).await
             else {
                 return Err(SubmitError::Stopped(format!(
-                    "no quorum of the log's voters confirmed the command within {} s (a partition, or too few voters running)",
+                    "no quorum of the log's voters confirmed the command within {} s (a partition, or too few voters running); whether it will still commit is unknown: check sb cluster status before trying again",
                     SUBMIT_DEADLINE.as_secs()
                 )));
             };
@@ -422,7 +457,10 @@ impl<T: Observer> Service<T> {
                 .state
                 .anchors()
                 .iter()
-                .map(|(n, (an, at))| (*n, an.seq, scratchbird_types::hex(&an.hash), an.at_us, *at))
+                .filter_map(|(n, kept)| {
+                    let (an, at) = kept.last()?;
+                    Some((*n, an.seq, scratchbird_types::hex(&an.hash), an.at_us, *at))
+                })
                 .collect(),
             churn: Vec::new(),
         }
@@ -483,7 +521,37 @@ impl<T: Observer> Service<T> {
         let Some(source) = lock(&self.audit_head).clone() else {
             return Ok(());
         };
-        let Some((seq, hash)) = source() else {
+        let checked = lock(&self.reported).trail_checked.clone();
+        match checked {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(())) => {}
+            None => {
+                // the trail this process appends to must continue the one the
+                // log anchored: a trail replaced or rewritten since never
+                // overwrites the evidence
+                let anchored = self
+                    .member
+                    .applied()
+                    .state
+                    .anchors()
+                    .get(&self.me)
+                    .and_then(|k| k.last().cloned());
+                let verdict = match anchored {
+                    None => Ok(()),
+                    Some((a, at)) => match source.holds(a.seq, a.hash) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(format!(
+                            "this node's audit trail does not hold record {} as the control log anchored it (log index {at}): the trail was rewritten or replaced; not anchoring it (sb audit spine verify --data shows it)",
+                            a.seq
+                        )),
+                        Err(e) => return Err(format!("reading the audit trail: {e}")),
+                    },
+                };
+                lock(&self.reported).trail_checked = Some(verdict.clone());
+                verdict?;
+            }
+        }
+        let Some((seq, hash)) = source.tip() else {
             return Ok(());
         };
         {

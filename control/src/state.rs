@@ -71,6 +71,10 @@ pub enum Report {
     AuditHead(AuditAnchor),
 }
 
+/// How many anchors of each node the log keeps (a trail must still hold
+/// every one of them).
+pub const ANCHORS_KEPT: usize = 16;
+
 /// A node's execution-audit trail at one point: its last record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditAnchor {
@@ -384,7 +388,7 @@ pub struct ControlState {
     observed: BTreeMap<NodeId, BTreeMap<NodeId, Observation>>,
     /// Each node's last audit head anchored, with the log index it was
     /// anchored at (kept for nodes that left: evidence outlives membership).
-    anchors: BTreeMap<NodeId, (AuditAnchor, u64)>,
+    anchors: BTreeMap<NodeId, Vec<(AuditAnchor, u64)>>,
     /// When each epoch became effective (log index), for those that did.
     effective: BTreeMap<Epoch, u64>,
 }
@@ -586,14 +590,15 @@ impl ControlState {
         let Some(chain) = &self.chain else {
             return Ok(());
         };
+        // a forced epoch may replace any policy, even one that no longer reads
+        if record.forced.is_some() {
+            return Ok(());
+        }
         let old = self
             .documents
             .get(&chain.current().documents.ca_policy)
             .and_then(|b| CaPolicy::decode(b, record.cluster).ok())
-            .ok_or_else(|| refused("the current epoch holds no readable CA policy".into()))?;
-        if record.forced.is_some() {
-            return Ok(());
-        }
+            .ok_or_else(|| refused("the current epoch holds no readable CA policy (only a forced epoch can replace it)".into()))?;
         match ca::change(&old, &new).map_err(|e| refused(e.to_string()))? {
             ca::Change::None | ca::Change::Begin | ca::Change::Rules => Ok(()),
             ca::Change::Cutover { to, stability_secs } => {
@@ -616,6 +621,18 @@ impl ControlState {
             epoch: record.number.0,
             why,
         };
+        // the convergence checked is the current membership's: a cutover
+        // that also changed the membership would escape it
+        if self
+            .chain
+            .as_ref()
+            .is_some_and(|c| c.current().documents.membership != record.documents.membership)
+        {
+            return Err(ControlError::CaPolicy {
+                epoch: record.number.0,
+                why: "a cutover changes nothing but the CA policy (change the membership in an epoch of its own)".into(),
+            });
+        }
         match self.state_of_current() {
             Some(EpochState::Effective { .. }) => {}
             Some(EpochState::Converging { missing }) => {
@@ -656,7 +673,9 @@ impl ControlState {
         if enabled.len() > 1 && record.created_us < due {
             return Err(not_yet(format!(
                 "the stability window of {stability_secs} s has not passed since every node was seen under the new root (the cutover may be made {} s from now, by its creation time)",
-                (due - record.created_us + 999_999) / 1_000_000
+                due.saturating_sub(record.created_us)
+                    .saturating_add(999_999)
+                    / 1_000_000
             )));
         }
         Ok(())
@@ -705,7 +724,7 @@ impl ControlState {
             Report::AuditHead(a) => {
                 // an anchor only moves forward along the same chain; the
                 // hashes of records between anchors are the node's to prove
-                if let Some((old, _)) = self.anchors.get(&from)
+                if let Some((old, _)) = self.anchors.get(&from).and_then(|h| h.last())
                     && (a.seq < old.seq || (a.seq == old.seq && a.hash != old.hash))
                 {
                     return Err(ControlError::AuditRewound {
@@ -766,7 +785,15 @@ impl ControlState {
                 }
             }
             Report::AuditHead(a) => {
-                self.anchors.insert(from, (a.clone(), index));
+                let kept = self.anchors.entry(from).or_default();
+                if kept.last().is_some_and(|(old, _)| old == a) {
+                    // the same record again: nothing new
+                } else {
+                    kept.push((a.clone(), index));
+                    if kept.len() > ANCHORS_KEPT {
+                        kept.remove(0);
+                    }
+                }
             }
         }
         let effective = self.effective.contains_key(&number)
@@ -903,10 +930,10 @@ impl ControlState {
         CaPolicy::decode(self.document(&r.documents.ca_policy)?, r.cluster).ok()
     }
 
-    /// Each node's last anchored audit head, with the log index it was
-    /// anchored at.
+    /// Each node's last [`ANCHORS_KEPT`] anchored audit heads, oldest first,
+    /// with the log index each was anchored at.
     #[must_use]
-    pub fn anchors(&self) -> &BTreeMap<NodeId, (AuditAnchor, u64)> {
+    pub fn anchors(&self) -> &BTreeMap<NodeId, Vec<(AuditAnchor, u64)>> {
         &self.anchors
     }
 
@@ -943,7 +970,7 @@ impl ControlState {
             anchors: self
                 .anchors
                 .iter()
-                .map(|(n, (a, at))| (*n, a.clone(), *at))
+                .flat_map(|(n, kept)| kept.iter().map(|(a, at)| (*n, a.clone(), *at)))
                 .collect(),
         };
         let mut out = Vec::new();
@@ -996,11 +1023,13 @@ impl ControlState {
                 .collect(),
             observed,
             effective: image.effective.into_iter().collect(),
-            anchors: image
-                .anchors
-                .into_iter()
-                .map(|(n, a, at)| (n, (a, at)))
-                .collect(),
+            anchors: image.anchors.into_iter().fold(
+                BTreeMap::new(),
+                |mut m: BTreeMap<NodeId, Vec<(AuditAnchor, u64)>>, (n, a, at)| {
+                    m.entry(n).or_default().push((a, at));
+                    m
+                },
+            ),
         })
     }
 }

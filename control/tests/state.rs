@@ -589,6 +589,7 @@ fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_t
         support::fingerprint(support::CA_B),
     );
     let only_b = support::ca_policy(cluster(), support::CA_B);
+    let cut = support::cutover(cluster());
     // replacing the root without an overlap is refused
     let direct = with_ca(2, &e1, &m, &only_b, 10_000);
     assert_eq!(
@@ -615,8 +616,14 @@ fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_t
         "CONTROL_CA_POLICY"
     );
     // cutover before the overlap epoch is effective
-    let early = with_ca(3, &e2, &m, &only_b, 20_000);
-    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    // B alone without retiring A is no cutover
+    let unretired = with_ca(3, &e2, &m, &only_b, 20_000);
+    assert_eq!(
+        code(&s.apply(3, &publish(&unretired, &[&only_b]))),
+        "CONTROL_CA_POLICY"
+    );
+    let early = with_ca(3, &e2, &m, &cut, 20_000);
+    let refused = s.apply(3, &publish(&early, &[&cut]));
     assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
     assert!(refused.to_string().contains("not effective"), "{refused}");
     // effective, but every node still presents a certificate of A
@@ -625,7 +632,7 @@ fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_t
         s.epoch_state(Epoch(2)),
         Some(EpochState::Effective { .. })
     ));
-    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    let refused = s.apply(3, &publish(&early, &[&cut]));
     assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
     assert!(refused.to_string().contains(&b), "{refused}");
     // two of three seen under B: still refused, naming the third
@@ -637,7 +644,7 @@ fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_t
         observed_under(&mut s, 3, 2, &e2, &b, 41_000_000),
         Outcome::Recorded { .. }
     ));
-    let refused = s.apply(3, &publish(&early, &[&only_b]));
+    let refused = s.apply(3, &publish(&early, &[&cut]));
     assert!(
         refused.to_string().contains(&node(3).to_string()),
         "{refused}"
@@ -653,16 +660,28 @@ fn a_ca_rotation_goes_through_overlap_and_cuts_over_only_after_convergence_and_t
     ));
     // every node seen under B at 42 s at the latest: the window of 60 s runs
     // to 102 s
-    let inside = with_ca(3, &e2, &m, &only_b, 101_000_000);
-    let refused = s.apply(3, &publish(&inside, &[&only_b]));
+    let inside = with_ca(3, &e2, &m, &cut, 101_000_000);
+    let refused = s.apply(3, &publish(&inside, &[&cut]));
     assert_eq!(code(&refused), "CONTROL_CUTOVER_NOT_CONVERGED");
     assert!(
         refused.to_string().contains("stability window"),
         "{refused}"
     );
-    let after = with_ca(3, &e2, &m, &only_b, 102_000_000);
+    // a cutover that also changes the membership would escape the check
+    let m2 = membership(&[
+        (1, true, true),
+        (2, true, true),
+        (3, true, true),
+        (4, true, true),
+    ]);
+    let widened = with_ca(3, &e2, &m2, &cut, 102_000_000);
+    assert_eq!(
+        code(&s.apply(3, &publish(&widened, &[&cut, &m2]))),
+        "CONTROL_CA_POLICY"
+    );
+    let after = with_ca(3, &e2, &m, &cut, 102_000_000);
     assert!(matches!(
-        s.apply(3, &publish(&after, &[&only_b])),
+        s.apply(3, &publish(&after, &[&cut])),
         Outcome::Published { .. }
     ));
     // and there is no way back to A, nor to the overlap
@@ -740,8 +759,22 @@ fn audit_heads_only_move_forward_and_survive_a_snapshot() {
         }),
     };
     assert_eq!(code(&s.apply(5, &stranger)), "CONTROL_NOT_MEMBER");
-    let (a, at) = s.anchors().get(&node(2)).unwrap().clone();
-    assert_eq!((a.seq, a.hash, at), (12, [2; 32], 4));
+    // the history: the same record again adds nothing
+    let kept = s.anchors().get(&node(2)).unwrap().clone();
+    let seqs: Vec<(u64, u64)> = kept.iter().map(|(a, at)| (a.seq, *at)).collect();
+    assert_eq!(seqs, [(10, 2), (12, 4)]);
+    let (a, _) = kept.last().unwrap();
+    assert_eq!(a.hash, [2; 32]);
+    // and keeps the last ANCHORS_KEPT
+    for k in 0..40u64 {
+        assert!(matches!(
+            s.apply(10 + k, &head(13 + k, 3)),
+            Outcome::Recorded { .. }
+        ));
+    }
+    let kept = s.anchors().get(&node(2)).unwrap();
+    assert_eq!(kept.len(), scratchbird_control::state::ANCHORS_KEPT);
+    assert_eq!(kept.last().unwrap().0.seq, 52);
     let back = ControlState::from_image(&s.image().unwrap()).unwrap();
     assert_eq!(back.anchors(), s.anchors());
 }

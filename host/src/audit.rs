@@ -703,6 +703,19 @@ impl AuditLog {
         t.next_seq.checked_sub(1).map(|seq| (seq, t.last))
     }
 
+    /// The hash of record `seq` as the trail holds it now (`None`: it holds
+    /// no such record). Reads the whole log.
+    ///
+    /// # Errors
+    /// The log cannot be read.
+    pub fn hash_at(&self, seq: u64) -> Result<Option<[u8; 32]>, AuditError> {
+        let (records, _) = read_records(&self.dir.join(LOG))?;
+        Ok(usize::try_from(seq)
+            .ok()
+            .and_then(|i| records.get(i))
+            .map(|r| r.hash))
+    }
+
     /// The folder of the log.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -245,10 +245,15 @@ impl PeerVerifier {
     fn refuse(&self, der: &[u8], r: Refusal) -> rustls::Error {
         tracing::warn!(side = self.side, code = r.code(), reason = %r, "refused a peer certificate");
         if let Some(Reporting(sink)) = &self.on_refusal {
+            // a refused certificate's name is only what it claims: counted
+            // apart from verified names, and cut short
             let name = crate::identity::inspect(der)
                 .ok()
                 .and_then(|i| i.uris.into_iter().next())
-                .unwrap_or_else(|| "(a certificate with no readable sb:// name)".to_owned());
+                .map_or_else(
+                    || "(unverified, no readable sb:// name)".to_owned(),
+                    |u| format!("(unverified) {}", u.chars().take(160).collect::<String>()),
+                );
             sink(&name, r.code());
         }
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(

@@ -757,7 +757,7 @@ fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
     };
     let o = verify(&nodes[1]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("as anchored"), "{}", out(&o));
+    assert!(out(&o).contains("the control log anchored"), "{}", out(&o));
     let o = run(&mut sb(&nodes[2], &ops, &["audit", "spine", "show"]));
     assert!(
         out(&o).contains("cluster init") && out(&o).contains(&n1),
@@ -793,10 +793,26 @@ fn the_log_anchors_each_nodes_audit_head_and_a_replaced_trail_is_caught() {
         "{}",
         out(&o)
     );
+    // the node itself sees its trail no longer holds what was anchored, and
+    // anchors nothing more (the evidence in the log stays)
     assert!(
-        nodes[0].wait_log("CONTROL_AUDIT_REWOUND", Duration::from_secs(20)),
+        nodes[0].wait_log("does not hold record", Duration::from_secs(20)),
         "{}",
         nodes[0].log()
+    );
+    let s = status(&nodes[1], &ops).unwrap();
+    let kept = s["anchors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x[0].as_str() == Some(n1.as_str()))
+        .unwrap()
+        .clone();
+    std::thread::sleep(Duration::from_secs(6));
+    let s = status(&nodes[1], &ops).unwrap();
+    assert!(
+        s["anchors"].as_array().unwrap().contains(&kept),
+        "the anchor moved: {s:#}"
     );
 }
 

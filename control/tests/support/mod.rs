@@ -39,6 +39,15 @@ pub fn overlap(cluster: ClusterId, stability_secs: u64) -> Vec<u8> {
     .unwrap()
 }
 
+/// The cutover policy of that rotation: B alone, A retired.
+#[must_use]
+pub fn cutover(cluster: ClusterId) -> Vec<u8> {
+    let mut b = CaPolicy::from_pem(cluster, CA_B).unwrap();
+    b.retired = vec![fingerprint(CA_A)];
+    b.check(cluster).unwrap();
+    b.encode().unwrap()
+}
+
 /// The fingerprint of a root.
 #[must_use]
 pub fn fingerprint(pem: &str) -> String {

@@ -10,6 +10,9 @@ use std::sync::Mutex;
 /// (so certificates made up by the thousand cannot grow the table).
 pub(super) const PEERS_MAX: usize = 4_096;
 
+/// Longest name kept, in bytes (a certificate's name is a short URI).
+const NAME_MAX: usize = 256;
+
 /// The name the counts of peers beyond [`PEERS_MAX`] go under.
 const OTHERS: &str = "(other peers)";
 
@@ -28,6 +31,7 @@ pub(super) struct Churn {
 
 impl Churn {
     fn with(&self, peer: &str, f: impl FnOnce(&mut Counts)) {
+        let peer = &peer[..peer.floor_char_boundary(NAME_MAX)];
         let mut p = super::lock(&self.peers);
         let key = if p.contains_key(peer) || p.len() < PEERS_MAX {
             peer

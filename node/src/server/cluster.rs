@@ -224,6 +224,22 @@ pub(super) struct QuicPeers {
     faults: Option<PathBuf>,
 }
 
+/// The node's audit trail, as the control service anchors it.
+pub(super) struct Trail(pub Arc<AuditLog>);
+
+impl scratchbird_control::service::AuditTrail for Trail {
+    fn tip(&self) -> Option<(u64, [u8; 32])> {
+        self.0.tip()
+    }
+
+    fn holds(&self, seq: u64, hash: [u8; 32]) -> Result<bool, String> {
+        self.0
+            .hash_at(seq)
+            .map(|h| h == Some(hash))
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Whether the link to `node` is cut by the fault file at `path` (tests of
 /// partitions): the file lists node UUIDs, one per line. An unreadable file
 /// cuts nothing.
@@ -649,27 +665,50 @@ impl ControlPlane {
 /// to the old one are closed), after checking this node's token secret. What
 /// fails keeps the node from serving until an epoch that loads arrives.
 fn apply_config(shared: &Shared, plane: &ControlPlane) {
+    let cluster = shared.me.cluster;
+    let fail = |e: String| {
+        tracing::error!(
+            "the control log's current epoch cannot be put in force; serving nobody: {e}"
+        );
+        *lock(&plane.apply_error) = Some(e);
+    };
+    let state = match plane.configuring() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // The roots first, on their own: a bundle or token-secret problem never
+    // leaves a root the epoch retired trusted. Roots that cannot be read
+    // admit nobody.
+    let ca_policy = state.chain().map(|c| c.current().documents.ca_policy);
+    match trust_of(&state, cluster) {
+        Ok(trust) => {
+            if plane.running().map(|r| r.ca_policy) != ca_policy {
+                tracing::info!(
+                    epoch = state.epoch().0,
+                    roots = %trust.fingerprints().join(","),
+                    "CA roots of the epoch in force"
+                );
+                shared.trust.set(trust);
+                plane.transport.forget_all();
+            }
+        }
+        Err(e) => {
+            shared.members.replace(&MembersList {
+                cluster,
+                nodes: Vec::new(),
+                users: Vec::new(),
+            });
+            return fail(e);
+        }
+    }
     let reuse = plane.running().map(|r| r.bundle);
-    let applied = plane.config(shared.me.cluster, reuse).and_then(|config| {
+    let applied = config_of(&state, cluster, reuse).and_then(|config| {
         let secret = token_secret(&shared.cfg)?;
         check_token(&config, &secret)?;
         Ok(config)
     });
     match applied {
         Ok(config) => {
-            let before = plane.running();
-            if before
-                .as_ref()
-                .is_none_or(|r| r.ca_policy != config.ca_policy)
-            {
-                tracing::info!(
-                    epoch = config.epoch.0,
-                    roots = %config.trust.fingerprints().join(","),
-                    "CA roots of the epoch in force"
-                );
-                shared.trust.set(config.trust.clone());
-                plane.transport.forget_all();
-            }
             if let Some(bundle) = &config.bundle {
                 tracing::info!(epoch = config.epoch.0, bundle = %bundle.hash(), "security bundle of the epoch in force");
                 shared
@@ -680,25 +719,26 @@ fn apply_config(shared: &Shared, plane: &ControlPlane) {
             }
             plane.now_running(&config);
         }
-        Err(e) => {
-            tracing::error!(
-                "the control log's current epoch cannot be put in force; serving nobody: {e}"
-            );
-            *lock(&plane.apply_error) = Some(e);
-        }
+        Err(e) => fail(e),
     }
 }
 
-/// Keeps the node's membership that of the log's current epoch (closing what
-/// it no longer admits) and does the node's duties, until shutdown.
+/// Keeps the node's membership and configuration those of the log's current
+/// epoch (closing what they no longer admit), checked every tick, until
+/// shutdown; the node's duties run beside it, so a peer that does not answer
+/// never delays an epoch taking effect here.
 pub(super) async fn run(shared: Arc<Shared>) {
     let Some(plane) = shared.control.clone() else {
         return;
     };
+    let duties = tokio::spawn(duties_loop(plane.clone(), shared.shutdown.clone()));
     let mut shutdown = shared.shutdown.clone();
-    let mut synced = plane.service.current();
+    // what start put in force: an epoch the log applied since is taken at
+    // the first tick
+    let mut synced = plane
+        .running()
+        .map_or((Epoch(0), EpochHash::NONE), |r| (r.epoch, r.hash));
     let mut ready = plane.ready();
-    let mut last_problems = Vec::new();
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
@@ -754,16 +794,36 @@ pub(super) async fn run(shared: Arc<Shared>) {
             ready = is_ready;
             recheck(&shared);
         }
-        let problems = plane.service.duties().await;
+    }
+    let _ = duties.await;
+    if let Err(e) = plane.service.member().shutdown().await {
+        tracing::error!("stopping the control log: {e}");
+    }
+}
+
+/// The node's duties ([`Service::duties`]) every tick, until shutdown; what
+/// fails is logged when it changes.
+async fn duties_loop(plane: Arc<ControlPlane>, mut shutdown: watch::Receiver<bool>) {
+    let mut last_problems = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        if plane.failed.load(Ordering::SeqCst) {
+            continue;
+        }
+        let problems = tokio::select! {
+            p = plane.service.duties() => p,
+            _ = shutdown.changed() => break,
+        };
         if problems != last_problems {
             for p in &problems {
                 tracing::warn!("control plane: {p}");
             }
             last_problems = problems;
         }
-    }
-    if let Err(e) = plane.service.member().shutdown().await {
-        tracing::error!("stopping the control log: {e}");
     }
 }
 

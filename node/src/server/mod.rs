@@ -411,8 +411,9 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     // the trail's head is anchored in the control log, so a trail rewritten
     // together with its head no longer matches what the cluster holds
     if let Some(plane) = &control {
-        let trail = audit.clone();
-        plane.service.anchor_audit(Arc::new(move || trail.tip()));
+        plane
+            .service
+            .anchor_audit(Arc::new(cluster::Trail(audit.clone())));
     }
     let authority = Arc::new(NodeAuthority {
         me: name,
