@@ -40,6 +40,9 @@ pub(super) struct ControlPlane {
     /// not load, its token fingerprint is not this node's secret's): the node
     /// serves nobody while this is set.
     apply_error: Mutex<Option<String>>,
+    /// Wakes the duties at once when an epoch was put in force (reporting it
+    /// need not wait for their next tick).
+    nudge: tokio::sync::Notify,
 }
 
 /// What the node runs of an epoch.
@@ -428,6 +431,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         enrolment: enrolment.clone().unwrap_or_default(),
         running: Mutex::new(None),
         apply_error: Mutex::new(None),
+        nudge: tokio::sync::Notify::new(),
     };
     // Until the log holds an epoch the members it admits are the enrolment's:
     // the log's voters must reach it to bring it in (and bootstrap asks the
@@ -776,6 +780,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     shared.members.replace(&list);
                     plane.transport.forget_all();
                     apply_config(&shared, &plane);
+                    plane.nudge.notify_one();
                     tracing::info!(epoch = now.0.0, hash = %now.1, "applied control epoch: membership in force");
                     recheck(&shared);
                     synced = now;
@@ -809,6 +814,7 @@ async fn duties_loop(plane: Arc<ControlPlane>, mut shutdown: watch::Receiver<boo
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            () = plane.nudge.notified() => {}
             _ = shutdown.changed() => break,
         }
         if plane.failed.load(Ordering::SeqCst) {
