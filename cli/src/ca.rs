@@ -30,6 +30,26 @@ pub fn new_token_secret() -> Result<TokenSecret> {
     Ok(TokenSecret::from_bytes(k))
 }
 
+/// Roles as `--roles` names them (coordinator, shard, voter, learner,
+/// agent-only).
+///
+/// # Errors
+/// A name that is no role.
+pub(crate) fn parse_roles(names: &[String]) -> Result<Vec<Role>> {
+    names
+        .iter()
+        .map(|r| {
+            toml::Value::String(r.trim().to_owned())
+                .try_into::<Role>()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "unknown role {r:?}: coordinator, shard, voter, learner, agent-only"
+                    )
+                })
+        })
+        .collect()
+}
+
 /// `sb ca` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum CaCommand {
@@ -272,18 +292,7 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             peer,
         } => {
             let (ca, mut members) = load_ca(&common.dir)?;
-            let roles: Vec<Role> = roles
-                .iter()
-                .map(|r| {
-                    toml::Value::String(r.trim().to_owned())
-                        .try_into::<Role>()
-                        .map_err(|_| {
-                            anyhow::anyhow!(
-                                "unknown role {r:?}: coordinator, shard, voter, learner, agent-only"
-                            )
-                        })
-                })
-                .collect::<Result<_>>()?;
+            let roles = parse_roles(&roles)?;
             if members.nodes.iter().any(|n| n.name == common.name) {
                 bail!(
                     "a node named {:?} is already listed in {}",

@@ -17,7 +17,6 @@ use scratchbird_control::{
     AdminKey, Administrators, Documents, EpochHash, EpochRecord, Forced, members,
 };
 use scratchbird_net::Client;
-use scratchbird_net::Role;
 use scratchbird_net::rpc::{Request, Response};
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_types::{Epoch, env::Env};
@@ -653,19 +652,7 @@ fn change_members(state: &ControlState, a: &MemberArgs<'_>) -> Result<Next> {
                     if list.nodes.iter().any(|n| n.id == id) {
                         bail!("node {id} is already a member");
                     }
-                    let roles = a
-                        .roles
-                        .iter()
-                        .map(|r| {
-                            toml::Value::String(r.trim().to_owned())
-                                .try_into::<Role>()
-                                .map_err(|_| {
-                                    anyhow::anyhow!(
-                                        "unknown role {r:?}: coordinator, shard, voter, learner, agent-only"
-                                    )
-                                })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
+                    let roles = crate::ca::parse_roles(a.roles)?;
                     list.nodes.push(NodeEntry {
                         id,
                         name: name.to_owned(),

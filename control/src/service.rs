@@ -563,11 +563,18 @@ impl<T: Observer> Service<T> {
             }
             r.anchor_tried_us = now;
         }
-        let report = Report::AuditHead(AuditAnchor {
+        self.report(Report::AuditHead(AuditAnchor {
             seq,
             hash,
             at_us: now,
-        });
+        }))
+        .await?;
+        lock(&self.reported).anchored = Some((seq, hash));
+        Ok(())
+    }
+
+    /// Commits a report of this node's own through the leader.
+    async fn report(&self, report: Report) -> Result<(), String> {
         match self
             .submit(Command::Report {
                 from: self.me,
@@ -576,10 +583,7 @@ impl<T: Observer> Service<T> {
             .await
         {
             Ok((_, Outcome::Refused { code, message })) => Err(format!("[{code}] {message}")),
-            Ok(_) => {
-                lock(&self.reported).anchored = Some((seq, hash));
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -652,26 +656,15 @@ impl<T: Observer> Service<T> {
             not_after: cert.not_after,
             at_us: now,
         });
-        match self
-            .submit(Command::Report {
-                from: self.me,
-                report,
-            })
-            .await
-        {
-            Ok((_, Outcome::Refused { code, message })) => Err(format!("{code}: {message}")),
-            Ok(_) => {
-                lock(&self.reported).observed.insert(
-                    (epoch, peer),
-                    Seen {
-                        certificate: cert,
-                        greeted_us: now,
-                    },
-                );
-                Ok(())
-            }
-            Err(e) => Err(e.to_string()),
-        }
+        self.report(report).await?;
+        lock(&self.reported).observed.insert(
+            (epoch, peer),
+            Seen {
+                certificate: cert,
+                greeted_us: now,
+            },
+        );
+        Ok(())
     }
 
     /// As leader, makes the log's voters and learners those of the current
