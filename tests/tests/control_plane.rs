@@ -55,6 +55,33 @@ fn connect_as_node(dir: &Path, ca: &Path, peer: &str) -> Result<(), String> {
     })
 }
 
+/// Sends a subplan of junk to the peer endpoint at `peer` as the node whose
+/// folder is `dir`; returns the error code it is refused with.
+fn junk_plan(dir: &Path, ca: &Path, peer: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let creds = Credentials::load(&dir.join("node.crt"), &dir.join("node.key"), ca).unwrap();
+        let c = Client::connect(peer.parse().unwrap(), &creds, &TransportLimits::default())
+            .await
+            .unwrap();
+        let sp = scratchbird_net::rpc::Subplan {
+            envelope: vec![1, 2, 3],
+            signature: vec![0; 64],
+            module: vec![0, 0x61, 0x73, 0x6d],
+            session: None,
+        };
+        let mut r = c.send(&Request::Subplan(sp)).await.unwrap();
+        match r.next().await {
+            Ok(Some(Response::Error(e))) => e.code,
+            Err(scratchbird_net::client::ClientError::Rpc(e)) => e.code,
+            other => format!("{other:?}"),
+        }
+    })
+}
+
 /// Sends `message` to the peer endpoint at `peer` as the node whose folder is
 /// `dir`; returns the node's answer (or its error code).
 fn send_as_node(
@@ -194,6 +221,11 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
     );
     assert_eq!(voters(&s), 2, "{s:#}");
     churn_counted(&c, nodes[keep].as_ref().unwrap(), &c.dirs[d], &s);
+    // the execution gate is open: another node's plan gets past it (and is
+    // refused only for being junk)
+    let sender = (0..3).find(|i| *i != d && *i != keep).unwrap();
+    let plan = || junk_plan(&c.dirs[sender], &ca, &c.peers[keep]);
+    assert_ne!(plan(), "EXECUTION_GATE_CLOSED");
 
     // spare, a member node without the voter role, enabled now, tries the log.
     run(&mut c.sb(
@@ -209,6 +241,9 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
     c.wait(nodes[keep].as_ref().unwrap(), "epoch 4 applied", |s| {
         epoch_state(s, 4).is_some()
     });
+    // epoch 4 names a member that never runs: it never becomes effective, so
+    // the gate is closed and no other node's plan runs here
+    assert_eq!(plan(), "EXECUTION_GATE_CLOSED");
     // a vote for itself in a far term, and a report in another node's name
     let n4 = c.tmp.path().join("spare");
     let n4_id = node_id(&n4);

@@ -162,6 +162,9 @@ async fn control(
     if !shared.cfg.roles.contains(&Role::Shard) {
         return Response::Error(not_a_shard(shared));
     }
+    if let Err(e) = gate(shared) {
+        return Response::Error(e);
+    }
     let session = match session_of(shared, authority, sessions, c.session) {
         Ok(s) => s,
         Err(e) => return Response::Error(e),
@@ -194,6 +197,24 @@ async fn control(
     }
 }
 
+/// The execution gate (spec 1.2, 4.3) for another node's plan: under the
+/// control plane, a shard runs a remote coordinator's stage or control
+/// statement only while its epoch is effective and it enforces that epoch's
+/// bundle; otherwise it refuses, and statements run local-only (on the node
+/// their client reached).
+fn gate(shared: &Shared) -> Result<(), RpcError> {
+    match &shared.control {
+        Some(plane) => plane.gate(shared.principals.bundle_hash()).map(|_| ()).map_err(|why| {
+            RpcError::new(
+                "EXECUTION_GATE_CLOSED",
+                format!("this shard runs no other node's plan while the execution gate is closed: {why}"),
+            )
+            .hint("wait until the epoch is effective (sb cluster status shows what is missing)")
+        }),
+        None => Ok(()),
+    }
+}
+
 fn not_a_shard(shared: &Shared) -> RpcError {
     RpcError::new(
         "NOT_A_SHARD",
@@ -216,6 +237,10 @@ async fn subplan(
     let max = shared.frame_max;
     if !shared.cfg.roles.contains(&Role::Shard) {
         reply(send, rid, Response::Error(not_a_shard(shared)), max).await;
+        return;
+    }
+    if let Err(e) = gate(shared) {
+        reply(send, rid, Response::Error(e), max).await;
         return;
     }
     let session = match sp.session {
