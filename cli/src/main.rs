@@ -48,12 +48,14 @@ enum Command {
     ///   sb sql --local /tmp/db --format csv -f report.sql
     #[command(verbatim_doc_comment)]
     Sql(sql::SqlArgs),
-    /// The cluster CA: init, issue-node, issue-user, list, enable, disable.
+    /// The cluster CA: init, issue-node, issue-user, list, enable, disable; with
+    /// a control plane, rotate (new, begin, status, cutover) and rules.
     ///
     ///   sb ca init --dir ca
     ///   sb ca issue-node --dir ca --name n1 --roles coordinator,shard --out n1
     ///   sb ca issue-user --dir ca --name alice --out alice
     ///   sb ca list --dir ca
+    ///   sb ca rotate begin --new ca-2027 --admin-key admin.key --connect ...
     #[command(subcommand, verbatim_doc_comment)]
     Ca(ca::CaCommand),
     /// A one-node cluster on loopback and a tour: two users, different rows and
@@ -72,14 +74,18 @@ enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// The cluster's control plane: init (its genesis), status, member
-    /// enable|disable (a new signed epoch), enrol (the chain for a new node).
+    /// add|remove|enable|disable|list, epoch list|show|verify, bundle publish,
+    /// shards, enrol (the chain for a new node). Every change is a new signed
+    /// epoch.
     ///
     ///   sb cluster init --ca ca --key admin.key --bundle bundle --out genesis.sbc
     ///   sb cluster status --connect 127.0.0.1:7400 --cert alice.crt --key alice.key --ca ca.crt
     ///   sb cluster member disable n3 --admin-key admin.key --connect ... --cert ... --key ... --ca ...
+    ///   sb cluster bundle publish ./bundle --admin-key admin.key --connect ...
     #[command(subcommand, verbatim_doc_comment)]
     Cluster(cluster::ClusterCommand),
-    /// The audit trail of sandbox executions: show, verify, tail.
+    /// The audit trail of sandbox executions: show, verify, tail; and the
+    /// cluster's audit spine (spine show|verify).
     ///
     ///   sb audit verify --data /tmp/db
     ///   sb audit tail --data /tmp/db -n 20
