@@ -226,14 +226,7 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
             leaf_days_max,
         } => {
             let mut rules = scratchbird_control::ca::Rules::default();
-            if let Some(mut a) = key_algorithms {
-                a.sort();
-                a.dedup();
-                rules.key_algorithms = a;
-            }
-            if let Some(d) = leaf_days_max {
-                rules.leaf_days_max = d;
-            }
+            crate::rotate::set_rules(&mut rules, key_algorithms, leaf_days_max);
             init(&ca, &key, &bundle, &out, note, rules)
         }
         ClusterCommand::Status { conn, json, peers } => block_on(async {

@@ -11,7 +11,7 @@ use crate::cluster::{Doc, Next, block_on, chain_of, publish_next, status_of};
 use crate::remote::{Conn, connect};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use scratchbird_control::ca::{CaPolicy, Rotation, STABILITY_SECS_DEFAULT};
+use scratchbird_control::ca::{CaPolicy, Rotation, Rules, STABILITY_SECS_DEFAULT};
 use scratchbird_control::state::EpochState;
 use scratchbird_control::{FORCE_ACKNOWLEDGEMENT, Forced};
 use scratchbird_net::identity::{self, KeyAlg, Validity, write_public, write_secret};
@@ -367,6 +367,19 @@ pub struct RulesArgs {
     pub conn: Conn,
 }
 
+/// Sets what `--key-algorithms` and `--leaf-days-max` give (algorithms in
+/// canonical order), leaving the rest.
+pub(crate) fn set_rules(rules: &mut Rules, algorithms: Option<Vec<String>>, days: Option<u32>) {
+    if let Some(mut a) = algorithms {
+        a.sort();
+        a.dedup();
+        rules.key_algorithms = a;
+    }
+    if let Some(d) = days {
+        rules.leaf_days_max = d;
+    }
+}
+
 /// Publishes the CA policy with new rules.
 ///
 /// # Errors
@@ -378,14 +391,7 @@ pub fn rules(a: RulesArgs) -> Result<()> {
             let mut p = state
                 .ca_policy()
                 .context("the current epoch has no readable CA policy")?;
-            if let Some(mut algs) = a.key_algorithms.clone() {
-                algs.sort();
-                algs.dedup();
-                p.rules.key_algorithms = algs;
-            }
-            if let Some(days) = a.leaf_days_max {
-                p.rules.leaf_days_max = days;
-            }
+            set_rules(&mut p.rules, a.key_algorithms.clone(), a.leaf_days_max);
             p.check(cluster).map_err(|e| anyhow::anyhow!("{e}"))?;
             let note = format!(
                 "CA rules: keys {}, certificates at most {} days",

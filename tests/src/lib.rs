@@ -611,6 +611,15 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs `f` to completion on a runtime of its own (a test's client side).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
 /// A control-plane cluster's folders, certificates, configs and genesis
 /// (`sb cluster init`), ready to start: voters n1.., a user `ops` the tests'
 /// bundle names, `reader`, and `spare` (a node certificate with the shard role only, listed disabled).

@@ -98,11 +98,7 @@ fn node_id(dir: &Path) -> String {
 /// Whether a connection as `who` (a user's or node's certificate) to `addr`
 /// is refused.
 fn refused(cert: &Path, key: &Path, ca: &Path, addr: &str) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    scratchbird_tests::block_on(async {
         let creds = Credentials::load(cert, key, ca).map_err(|e| e.to_string())?;
         let c = Client::connect(addr.parse().unwrap(), &creds, &TransportLimits::default())
             .await
@@ -194,11 +190,7 @@ impl Load {
 /// it must last through the overlap and end only at cutover.
 fn kept_open(addr: String, who: Creds) -> std::thread::JoinHandle<(u64, String, Instant)> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        scratchbird_tests::block_on(async {
             let creds = Credentials::load(&who.cert, &who.key, &who.ca).unwrap();
             let c = Client::connect(addr.parse().unwrap(), &creds, &TransportLimits::default())
                 .await
@@ -685,11 +677,7 @@ fn publish_raw(n: &Node, who: &Creds, admin_key: &Path, bundle: &[u8]) -> String
         }
     }
     let admin = scratchbird_policy::sign::read_secret_key(admin_key).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    scratchbird_tests::block_on(async {
         let creds = Credentials::load(&who.cert, &who.key, &who.ca).unwrap();
         let c = Client::connect(n.client_addr, &creds, &TransportLimits::default())
             .await

@@ -41,11 +41,7 @@ fn node_id(dir: &Path) -> scratchbird_types::NodeId {
 /// Connects to `peer` as the node whose folder is `dir`: the answer is the
 /// refusal, if any.
 fn connect_as_node(dir: &Path, ca: &Path, peer: &str) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    scratchbird_tests::block_on(async {
         let creds = Credentials::load(&dir.join("node.crt"), &dir.join("node.key"), ca)
             .map_err(|e| e.to_string())?;
         Client::connect(peer.parse().unwrap(), &creds, &TransportLimits::default())
@@ -58,11 +54,7 @@ fn connect_as_node(dir: &Path, ca: &Path, peer: &str) -> Result<(), String> {
 /// Sends a subplan of junk to the peer endpoint at `peer` as the node whose
 /// folder is `dir`; returns the error code it is refused with.
 fn junk_plan(dir: &Path, ca: &Path, peer: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    scratchbird_tests::block_on(async {
         let creds = Credentials::load(&dir.join("node.crt"), &dir.join("node.key"), ca).unwrap();
         let c = Client::connect(peer.parse().unwrap(), &creds, &TransportLimits::default())
             .await
@@ -90,11 +82,7 @@ fn send_as_node(
     peer: &str,
     message: &PeerMessage,
 ) -> Result<PeerAnswer, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    scratchbird_tests::block_on(async {
         let creds = Credentials::load(&dir.join("node.crt"), &dir.join("node.key"), ca)
             .map_err(|e| e.to_string())?;
         let c = Client::connect(peer.parse().unwrap(), &creds, &TransportLimits::default())

@@ -675,17 +675,18 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         Kind::Peer => Expect::Node(None),
     };
     // every rule again, membership included, on the connection as established
-    let checked = endpoint::peer_of(&conn, &shared.trust.get(), shared.env.now_secs())
+    let verified = endpoint::peer_of(&conn, &shared.trust.get(), shared.env.now_secs());
+    let checked = verified
+        .clone()
         .and_then(|p| admit(&p, expect, Some(shared.members.as_ref())).map(|()| p));
     let peer = match checked {
         Ok(p) => p,
         Err(r) => {
             tracing::warn!(%from, code = r.code(), reason = %r, "refused a connection");
-            let name = endpoint::peer_of(&conn, &shared.trust.get(), shared.env.now_secs())
-                .map_or_else(
-                    |_| format!("(unverified, from {})", from.ip()),
-                    |p| p.uri.to_string(),
-                );
+            let name = verified.map_or_else(
+                |_| format!("(unverified, from {})", from.ip()),
+                |p| p.uri.to_string(),
+            );
             shared.churn.refused(&name, r.code());
             conn.close(
                 CLOSE_REFUSED.into(),
