@@ -27,9 +27,6 @@ const TICK: Duration = Duration::from_millis(250);
 pub(super) struct ControlPlane {
     pub(super) service: Service<QuicPeers>,
     transport: Arc<QuicPeers>,
-    /// The enrolment's first epoch, which the log's must be, and its current
-    /// epoch, which the log must reach before this node serves clients.
-    enrolled: Option<(EpochHash, Epoch)>,
     /// The log stopped (a storage error): nobody is admitted any more.
     failed: AtomicBool,
     /// The enrolment's state: the configuration until the log holds an epoch.
@@ -410,7 +407,6 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
     let member = ControlMember::start(MemberId::of(node), &c.dir, &config, transport.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let enrolment = Some(parts.enrolment);
     let env = parts.env.clone();
     let plane = ControlPlane {
         service: Service::new(
@@ -423,12 +419,8 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .confirming()
         .validating(Arc::new(validate)),
         transport,
-        enrolled: enrolment.as_ref().and_then(|s| {
-            let chain = s.chain()?;
-            Some((chain.get(Epoch(1))?.2, chain.current().number))
-        }),
         failed: AtomicBool::new(false),
-        enrolment: enrolment.clone().unwrap_or_default(),
+        enrolment: parts.enrolment,
         running: Mutex::new(None),
         apply_error: Mutex::new(None),
         nudge: tokio::sync::Notify::new(),
@@ -438,23 +430,19 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
     // genesis voters whether a log exists already).
     if let Some(list) = plane.members_from_log()? {
         parts.members.replace(&list);
-    } else if let Some(list) = enrolment.as_ref().and_then(ControlState::members) {
+    } else if let Some(list) = plane.enrolment.members() {
         parts.members.replace(list);
     }
     if c.bootstrap {
-        bootstrap(&plane, node, enrolment.as_ref()).await?;
+        bootstrap(&plane, node).await?;
     }
     let list = match plane.members_from_log()? {
         Some(list) => list,
-        None => enrolment
-            .as_ref()
-            .and_then(|s| s.members().cloned())
-            .ok_or_else(|| {
-                format!(
-                    "the control directory {} holds no epoch yet and no enrolment is configured: set [control] enrolment to the cluster's genesis.sbc (sb cluster init) or a member's chain (sb cluster enrol)",
-                    c.dir.display()
-                )
-            })?,
+        None => plane
+            .enrolment
+            .members()
+            .cloned()
+            .ok_or("the enrolment holds no membership")?,
     };
     if list.cluster != parts.me.cluster {
         return Err(format!(
@@ -470,19 +458,13 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
 /// without a chain (a crash between the two steps) gets the genesis again. A
 /// node whose control directory was lost does not start a second log: if any
 /// other voter of the genesis already runs an epoch, bootstrap is refused.
-async fn bootstrap(
-    plane: &ControlPlane,
-    node: scratchbird_types::NodeId,
-    enrolment: Option<&ControlState>,
-) -> Result<(), String> {
+async fn bootstrap(plane: &ControlPlane, node: scratchbird_types::NodeId) -> Result<(), String> {
     let member = plane.service.member();
     let started = member.is_initialized().await?;
     if started && plane.service.current().0 != Epoch(0) {
         return Ok(());
     }
-    let genesis = enrolment.ok_or(
-        "[control] bootstrap needs enrolment = the cluster's genesis.sbc (sb cluster init writes it)",
-    )?;
+    let genesis = &plane.enrolment;
     let command = genesis.genesis().ok_or(
         "[control] bootstrap starts a new log from a genesis of exactly one epoch; this enrolment holds more (start this node without bootstrap: it joins the log that exists)",
     )?;
@@ -543,7 +525,7 @@ impl ControlPlane {
             return Ok(None);
         }
         let a = self.service.member().applied();
-        if let (Some((first, _)), Some(chain)) = (self.enrolled, a.state.chain())
+        if let (Some((first, _)), Some(chain)) = (self.enrolled(), a.state.chain())
             && chain.get(Epoch(1)).map(|(_, _, h)| h) != Some(first)
         {
             return Err(format!(
@@ -551,6 +533,13 @@ impl ControlPlane {
             ));
         }
         Ok(a.state.members().cloned())
+    }
+
+    /// The enrolment's first epoch, which the log's must be, and its current
+    /// epoch, which the log must reach before this node serves clients.
+    fn enrolled(&self) -> Option<(EpochHash, Epoch)> {
+        let chain = self.enrolment.chain()?;
+        Some((chain.get(Epoch(1))?.2, chain.current().number))
     }
 
     /// The state whose current epoch configures this node: the log's, once
@@ -653,7 +642,7 @@ impl ControlPlane {
             return false;
         }
         let (epoch, _) = self.service.current();
-        let reached = self.enrolled.is_none_or(|(_, at)| epoch >= at);
+        let reached = self.enrolled().is_none_or(|(_, at)| epoch >= at);
         reached && epoch != Epoch(0) && matches!(self.members_from_log(), Ok(Some(_)))
     }
 
