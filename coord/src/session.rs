@@ -19,6 +19,14 @@ use std::sync::{Arc, Mutex};
 /// (Cranelift on a deep expression needs more than the default).
 const MERGE_COMPILE_STACK_BYTES: usize = 8 << 20;
 
+/// How long, in all, a statement waits for its coordinator and its shard to
+/// run one epoch when an epoch takes effect under it (an epoch is applied
+/// within a control tick, 250 ms, of its commit).
+const EPOCH_WAIT_MS: u64 = 2_000;
+
+/// How often it looks meanwhile.
+const EPOCH_POLL_MS: u64 = 10;
+
 /// A coordinator session.
 pub struct Session {
     creds: Arc<dyn Credentials>,
@@ -221,23 +229,63 @@ impl Session {
         SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))
     }
 
+    /// Runs the shard stage of `c` on the shard, signed in the epoch this
+    /// coordinator runs. When the shard runs another epoch (`EPOCH_CHANGED`:
+    /// one took effect in between, and nothing ran), the stage is signed again
+    /// in the epoch in force here and sent again, for at most
+    /// [`EPOCH_WAIT_MS`]; the shard keeps the statement's transaction meanwhile.
+    fn run_shard(
+        &mut self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        release: Release,
+        sink: ResultSink,
+    ) -> Result<ShardRun, HostError> {
+        let sink = Rc::new(RefCell::new(sink));
+        let started = std::time::Instant::now();
+        let wait = std::time::Duration::from_millis(EPOCH_WAIT_MS);
+        loop {
+            let signed = match self.envelope(c, claim) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.shard.abandon();
+                    return Err(e);
+                }
+            };
+            let s2 = sink.clone();
+            let attempt: ResultSink = Box::new(move |b| (s2.borrow_mut())(b));
+            match self.shard.run(&signed, release, attempt, &self.stop) {
+                Err(HostError::EpochChanged { envelope, shard }) => {
+                    if let Some(why) = self.stop.raised() {
+                        self.shard.abandon();
+                        return Err(HostError::Cancelled(why));
+                    }
+                    if started.elapsed() >= wait {
+                        self.shard.abandon();
+                        return Err(HostError::EpochChanged { envelope, shard });
+                    }
+                    // until this coordinator runs the shard's epoch (or the
+                    // shard catches up with this one's), try again shortly
+                    if self.creds.epoch() == envelope {
+                        std::thread::sleep(std::time::Duration::from_millis(EPOCH_POLL_MS));
+                    }
+                    tracing::debug!(%envelope, %shard, "epoch changed under a statement: signing it again");
+                }
+                r => return r,
+            }
+        }
+    }
+
     fn run_query(
         &mut self,
         c: &compiler::Compiled,
         claim: &Claim,
     ) -> Result<Outcome, SessionError> {
-        let signed = match self.envelope(c, claim) {
-            Ok(s) => s,
-            Err(e) => {
-                self.shard.abandon();
-                return Err(e.into());
-            }
-        };
         if let (Some(stream), QueryKind::Select) = (self.stream.clone(), &c.kind) {
             send(&stream, Step::Columns(c.columns.clone()))?;
             let s2 = stream.clone();
             let sink: ResultSink = Box::new(move |b| send(&s2, Step::Batch(b)));
-            let figures = self.run_stages(c, &signed, Release::Streamed, sink)?;
+            let figures = self.run_stages(c, claim, Release::Streamed, sink)?;
             return Ok(Outcome::Streamed {
                 columns: c.columns.clone(),
                 rows: figures.rows_returned,
@@ -250,7 +298,7 @@ impl Session {
             b2.borrow_mut().push(b);
             Ok(())
         });
-        let figures = self.run_stages(c, &signed, Release::AfterReturn, sink)?;
+        let figures = self.run_stages(c, claim, Release::AfterReturn, sink)?;
         let batches = std::mem::take(&mut *batches.borrow_mut());
         Ok(match c.kind {
             QueryKind::Select => Outcome::Rows {
@@ -275,20 +323,21 @@ impl Session {
     fn run_stages(
         &mut self,
         c: &compiler::Compiled,
-        signed: &SignedEnvelope,
+        claim: &Claim,
         release: Release,
         sink: ResultSink,
     ) -> Result<Figures, SessionError> {
         let Some(merge) = &c.merge else {
-            let run = self.shard.run(signed, release, sink, &self.stop)?;
+            let run = self.run_shard(c, claim, release, sink)?;
             return Ok(run.figures);
         };
         // A merge stage not yet compiled compiles on a second thread while the
         // shard stage runs.
+        let sandbox = self.sandbox.clone();
         std::thread::scope(|scope| {
-            let early = self.sandbox.cached(&merge.module);
+            let early = sandbox.cached(&merge.module);
             let compiling = early.is_none().then(|| {
-                let sandbox = &self.sandbox;
+                let sandbox = &sandbox;
                 std::thread::Builder::new()
                     .name("merge compile".into())
                     .stack_size(MERGE_COMPILE_STACK_BYTES)
@@ -310,9 +359,7 @@ impl Session {
                 }
             });
             // the shard's batches stay here until the merge stage has run
-            let shard = self
-                .shard
-                .run(signed, Release::AfterReturn, collect, &self.stop);
+            let shard = self.run_shard(c, claim, Release::AfterReturn, collect);
             let prepared = match (early, compiling) {
                 (Some(p), _) => Ok(p),
                 (None, Some(Err(e))) => Err(SessionError::Session(format!(

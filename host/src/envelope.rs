@@ -514,11 +514,10 @@ pub fn verify_with(
         )));
     }
     if env.epoch != authority.epoch() {
-        return Err(refuse(format!(
-            "the envelope is for epoch {}; this shard is at epoch {}",
-            env.epoch,
-            authority.epoch()
-        )));
+        return Err(HostError::EpochChanged {
+            envelope: env.epoch,
+            shard: authority.epoch(),
+        });
     }
     if BundleHash(env.bundle_hash) != authority.bundle_hash() {
         return Err(refuse(

@@ -15,6 +15,17 @@ pub enum HostError {
     /// the rule).
     #[error("subplan refused: {0}")]
     Envelope(String),
+    /// `EPOCH_CHANGED`: the envelope was made in another cluster configuration
+    /// epoch than the one this shard runs (an epoch took effect in between, or
+    /// one side has not applied it yet). Nothing ran; a coordinator signs the
+    /// stage again in the epoch it runs now and retries.
+    #[error("subplan refused: the envelope is for epoch {envelope}; this shard runs epoch {shard}")]
+    EpochChanged {
+        /// The epoch the envelope names.
+        envelope: scratchbird_types::Epoch,
+        /// The epoch this shard runs.
+        shard: scratchbird_types::Epoch,
+    },
     /// `REFUSED`: the module was refused before it ran (the text names the
     /// validation rule).
     #[error("module refused: {what}{}", tail(.source.as_deref()))]
@@ -124,6 +135,7 @@ impl HostError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
+            Self::EpochChanged { .. } => "EPOCH_CHANGED",
             Self::Sql { .. } => "SQL_RUNTIME",
             Self::Timeout { .. } => "QUERY_TIMEOUT",
             Self::Memory { .. } => "QUERY_MEMORY",
@@ -222,6 +234,13 @@ mod tests {
         let all: Vec<(HostError, &str)> = vec![
             (HostError::Envelope(String::new()), "REFUSED"),
             (HostError::refused(""), "REFUSED"),
+            (
+                HostError::EpochChanged {
+                    envelope: scratchbird_types::Epoch(2),
+                    shard: scratchbird_types::Epoch(3),
+                },
+                "EPOCH_CHANGED",
+            ),
             (
                 HostError::Sql {
                     code: ErrorCode::DivisionByZero,

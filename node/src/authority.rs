@@ -116,7 +116,7 @@ impl Authority for NodeAuthority {
     }
 
     fn epoch(&self) -> Epoch {
-        Epoch::INITIAL
+        self.principals.epoch()
     }
 
     fn bundle_hash(&self) -> BundleHash {

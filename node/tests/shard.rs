@@ -238,7 +238,9 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
     match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
         e.epoch = scratchbird_types::Epoch(2)
     })) {
-        Err(SessionError::Host(HostError::Envelope(m))) => assert!(m.contains("epoch")),
+        Err(SessionError::Host(HostError::EpochChanged { envelope, shard })) => {
+            assert_eq!((envelope.0, shard.0), (2, 3));
+        }
         other => panic!("{other:?}"),
     }
     match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
@@ -512,4 +514,125 @@ mod certificates {
         junk.certificate = vec![0x30, 0x03, 1, 2, 3];
         assert!(refusal(&c, junk).contains("CERT_MALFORMED"));
     }
+}
+
+/// A coordinator that signs its first `stale` plans in epoch 2, and later ones in
+/// epoch 3 (the shard's): an epoch took effect on the shard first.
+#[derive(Debug)]
+struct Behind {
+    stale: u64,
+    signed: std::sync::atomic::AtomicU64,
+    bundle: [u8; 32],
+}
+
+impl scratchbird_coord::Credentials for Behind {
+    fn node(&self) -> NodeName {
+        node("c1")
+    }
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        use ed25519_dalek::Signer;
+        Ok(key(1).sign(message).to_bytes().to_vec())
+    }
+    fn epoch(&self) -> scratchbird_types::Epoch {
+        let n = self
+            .signed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        scratchbird_types::Epoch(if n < self.stale { 2 } else { 3 })
+    }
+    fn bundle_hash(&self) -> scratchbird_types::BundleHash {
+        scratchbird_types::BundleHash(self.bundle)
+    }
+}
+
+/// Runs `sql` as alice through a coordinator session whose first `stale` plans
+/// are of the epoch before the shard's; the rows of its queries.
+fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>, SessionError> {
+    use scratchbird_coord::{Claim, Outcome, Session};
+    use scratchbird_host::envelope::{Asked, local_attestation_for};
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let asked = Asked {
+        sql: sql.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let claim = Claim {
+        attestation: local_attestation_for(
+            "alice",
+            node("c1"),
+            &asked,
+            now - 1_000_000,
+            now + HOUR,
+            &key(10),
+        ),
+        asked,
+    };
+    let creds = Arc::new(Behind {
+        stale,
+        signed: std::sync::atomic::AtomicU64::new(0),
+        bundle: c.shard_bundle(),
+    });
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = Session::open(
+        creds,
+        &scratchbird_node::shard::InProcess(c.shard.clone()),
+        sandbox,
+        &scratchbird_node::SystemEnv::default(),
+    )?;
+    let mut rows = Vec::new();
+    s.execute_each(&claim, &mut |o| {
+        if let Outcome::Rows { batches, .. } = o {
+            rows.extend(
+                batches
+                    .iter()
+                    .flat_map(|b| b.rows().unwrap())
+                    .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|")),
+            );
+        }
+        Ok(())
+    })?;
+    assert!(!s.in_transaction());
+    Ok(rows)
+}
+
+/// An epoch that takes effect under a statement costs a retry, not the
+/// statement: the shard refuses the plan of the old epoch before anything runs
+/// (`EPOCH_CHANGED`, audited), keeps the statement's transaction, and the
+/// coordinator signs the plan again in the epoch it now runs. A coordinator
+/// that never catches up gets the refusal, not rows.
+#[test]
+fn a_plan_of_the_previous_epoch_is_signed_again_in_the_current_one() {
+    let c = cluster();
+    let mut rows = through_coordinator(&c, 1, "SELECT id FROM customers").unwrap();
+    rows.sort();
+    assert_eq!(rows, ["1", "2"]);
+    // a grouped, ordered statement
+    let rows = through_coordinator(
+        &c,
+        1,
+        "SELECT count(*) FROM customers GROUP BY plan ORDER BY 1",
+    )
+    .unwrap();
+    assert_eq!(rows, ["1", "1"]);
+    match through_coordinator(&c, u64::MAX, "SELECT id FROM customers") {
+        Err(SessionError::Host(e @ HostError::EpochChanged { .. })) => {
+            assert_eq!(e.code(), "EPOCH_CHANGED");
+        }
+        other => panic!("{other:?}"),
+    }
+    // each refusal is in the trail beside the two runs, and it verifies
+    let v = verify_audit(&c.dir.path().join("audit")).unwrap();
+    assert_eq!(v.first_break, None);
+    let (recs, _) =
+        scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
+    let stages: Vec<_> = recs.iter().filter(|r| r.envelope.is_some()).collect();
+    let refused = stages.iter().filter(|r| r.outcome == "error").count();
+    assert!(refused >= 3, "{refused} refusals");
+    assert_eq!(stages.len() - refused, 2);
+    assert!(stages.iter().all(|r| r.epoch.0 == 3));
 }

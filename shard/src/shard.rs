@@ -22,7 +22,7 @@ use scratchbird_host::{
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
-use scratchbird_types::{BundleHash, NodeName, SqlType, UserName};
+use scratchbird_types::{BundleHash, Epoch, NodeName, SqlType, UserName};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
@@ -54,7 +54,9 @@ impl Refusal {
 /// grants (`policy/BUNDLE.md`).
 #[derive(Debug)]
 pub struct Principals {
-    deriver: RwLock<Arc<Deriver>>,
+    /// The bundle in force and the cluster configuration epoch that put it
+    /// in force, changed together.
+    in_force: RwLock<(Arc<Deriver>, Epoch)>,
     mask_key: [u8; 32],
 }
 
@@ -62,28 +64,57 @@ impl Principals {
     /// Users under `deriver`'s bundle; tokens and masks keyed by the cluster
     /// secret `mask_key`.
     #[must_use]
-    pub fn new(deriver: Arc<Deriver>, mask_key: [u8; 32]) -> Self {
+    /// Users under `deriver`'s bundle, in force in `epoch` (a node without the
+    /// control plane runs [`Epoch::INITIAL`] for ever).
+    pub fn new(deriver: Arc<Deriver>, epoch: Epoch, mask_key: [u8; 32]) -> Self {
         Self {
-            deriver: RwLock::new(deriver),
+            in_force: RwLock::new((deriver, epoch)),
             mask_key,
+        }
+    }
+
+    fn read(&self) -> (Arc<Deriver>, Epoch) {
+        match self.in_force.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&mut (Arc<Deriver>, Epoch))) {
+        match self.in_force.write() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
         }
     }
 
     /// The bundle in force.
     #[must_use]
     pub fn deriver(&self) -> Arc<Deriver> {
-        match self.deriver.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.read().0
     }
 
-    /// Puts `d` in force.
+    /// The cluster configuration epoch in force: coordinators make plans in
+    /// it and shards run only plans made in it.
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        self.read().1
+    }
+
+    /// Puts `d` in force in the same epoch (a node without the control plane
+    /// reloading its signed bundle).
     pub fn set_deriver(&self, d: Arc<Deriver>) {
-        match self.deriver.write() {
-            Ok(mut g) => *g = d,
-            Err(p) => *p.into_inner() = d,
-        }
+        self.write(|g| g.0 = d);
+    }
+
+    /// Puts epoch `epoch` in force with the bundle `d` it names (`None`: the
+    /// bundle in force already is that epoch's).
+    pub fn set_epoch(&self, epoch: Epoch, d: Option<Arc<Deriver>>) {
+        self.write(|g| {
+            if let Some(d) = d {
+                g.0 = d;
+            }
+            g.1 = epoch;
+        });
     }
 
     /// The hash of the bundle in force.
@@ -262,11 +293,12 @@ impl Shard {
                 "the loaded security bundle is not the one the cluster has in force".into(),
             ));
         }
+        let epoch = authority.epoch();
         Ok(Self::from_parts(ShardParts {
             storage,
             sandbox,
             authority,
-            users: Users::Cluster(Arc::new(Principals::new(deriver, mask_secret))),
+            users: Users::Cluster(Arc::new(Principals::new(deriver, epoch, mask_secret))),
             audit: Some(audit),
             node: NodeName::LOCAL,
         }))
@@ -544,7 +576,10 @@ impl ShardSessionOf {
         let (access, txn) = match checked {
             Ok(x) => x,
             Err(e) => {
-                if !self.in_transaction() {
+                // a plan of another epoch did not run: the statement's
+                // transaction (its catalog compiled the plan) stays for the
+                // coordinator's retry in the epoch in force, or its abandon
+                if !self.in_transaction() && !matches!(e, HostError::EpochChanged { .. }) {
                     self.abandon();
                 }
                 shard.audit_refusal(rec, &e)?;

@@ -598,6 +598,7 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
             "{}",
             n.log()
         );
+        last_stage_ran_in(n, 4);
     }
 
     // signed by the administrator but naming bytes that are no bundle, sent
@@ -620,6 +621,18 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
         assert!(!count(n, &erin).status.success());
     }
     rules_refuse_other_keys(&nodes, &ops, &tmp, admin);
+}
+
+/// Plans are made and run in the epoch in force: the last shard stage that
+/// ran on `n` is recorded under epoch `epoch`.
+fn last_stage_ran_in(n: &Node, epoch: u64) {
+    let recs = scratchbird_tests::sb_audit_json(&n.dir.join("data"));
+    let last = recs
+        .iter()
+        .rev()
+        .find(|r| r["envelope"].is_string() && r["outcome"] == "ok")
+        .expect("a shard stage in the trail");
+    assert_eq!(last["epoch"], epoch, "{last}");
 }
 
 /// `sb ca rules`: once the CA policy takes only Ed25519 keys, a user's ECDSA

@@ -702,14 +702,12 @@ fn apply_config(shared: &Shared, plane: &ControlPlane) {
     });
     match applied {
         Ok(config) => {
-            if let Some(bundle) = &config.bundle {
+            let deriver = config.bundle.as_ref().map(|bundle| {
                 tracing::info!(epoch = config.epoch.0, bundle = %bundle.hash(), "security bundle of the epoch in force");
-                shared
-                    .principals
-                    .set_deriver(Arc::new(scratchbird_policy::derive::Deriver::new(
-                        bundle.clone(),
-                    )));
-            }
+                Arc::new(scratchbird_policy::derive::Deriver::new(bundle.clone()))
+            });
+            // plans are made, and run, in this epoch from now on
+            shared.principals.set_epoch(config.epoch, deriver);
             plane.now_running(&config);
         }
         Err(e) => fail(e),

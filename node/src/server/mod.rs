@@ -149,7 +149,7 @@ impl Credentials for NodeCreds {
         self.identity.0.get().sign_ed25519(message).map_err(|e| e.0)
     }
     fn epoch(&self) -> Epoch {
-        Epoch::INITIAL
+        self.principals.epoch()
     }
     fn bundle_hash(&self) -> BundleHash {
         self.principals.bundle_hash()
@@ -399,7 +399,8 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             "this node's certificate cannot sign subplan envelopes ({e}): a coordinator signs them with its certificate's Ed25519 key; issue its certificate with sb ca issue-node --alg ed25519"
         )));
     }
-    let principals = Arc::new(Principals::new(deriver, mask_key));
+    let epoch = epoch_config.as_ref().map_or(Epoch::INITIAL, |c| c.epoch);
+    let principals = Arc::new(Principals::new(deriver, epoch, mask_key));
     // under the control plane a node serves once its log has reached the
     // enrolment's epoch (cluster::run re-checks as it gets there)
     let serving = Arc::new(AtomicBool::new(

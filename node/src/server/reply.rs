@@ -30,6 +30,9 @@ pub(super) fn error_of(e: &SessionError, sql: &str) -> RpcError {
                     Some(hint) => e.hint(hint),
                     None => e,
                 },
+                HostError::EpochChanged { .. } => e.hint(
+                    "the cluster's configuration changed and a node has not taken the new epoch within 2 s; nothing ran: retry, and if it persists see `sb cluster status` for the node that is behind",
+                ),
                 HostError::Audit(_) => e.hint(
                     "nothing was released and nothing changed; the node's audit directory needs attention (sb audit verify)",
                 ),
