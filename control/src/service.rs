@@ -72,6 +72,8 @@ pub struct Service<T: Observer> {
     /// Where the node's execution-audit head comes from (set once the trail
     /// is open): anchored in the log every [`ANCHOR_EVERY_US`] when it moved.
     audit_head: Mutex<Option<AuditHeadSource>>,
+    /// What each node sending commands here may still send.
+    allowances: Mutex<BTreeMap<NodeId, Allowance>>,
 }
 
 /// The node's execution-audit trail, as anchoring needs it.
@@ -93,6 +95,27 @@ pub const CLOCK_AHEAD_US: i64 = 300_000_000;
 
 /// How often a node anchors its audit head in the log, when it moved.
 pub const ANCHOR_EVERY_US: i64 = 5_000_000;
+
+/// Commands one node may send the leader in a burst ([`SUBMITS_PER_SEC`] more
+/// each second): a node's duties send a few a second at most, so more is a
+/// node gone wrong or an administrator's commands in a loop, and the leader
+/// refuses them (`CONTROL_RATE_LIMITED`) rather than let one member fill the
+/// log.
+pub const SUBMITS_BURST: u32 = 64;
+
+/// The steady rate of commands one node may send the leader.
+pub const SUBMITS_PER_SEC: u32 = 16;
+
+/// The senders whose rate is kept (every member fits many times over).
+const SENDERS_MAX: usize = 4_096;
+
+/// A sender's allowance: commands it may still send, and when it was counted.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    /// In millionths of a command.
+    left: u64,
+    at_us: i64,
+}
 
 /// A node's own check of a command ([`Service::validating`]).
 pub type Validator =
@@ -157,7 +180,46 @@ impl<T: Observer> Service<T> {
             running: None,
             validate: None,
             audit_head: Mutex::new(None),
+            allowances: Mutex::default(),
         }
+    }
+
+    /// Takes one command from `from`'s allowance ([`SUBMITS_BURST`],
+    /// refilled at [`SUBMITS_PER_SEC`] on this node's clock).
+    ///
+    /// # Errors
+    /// The allowance is spent: how long until the next command is taken.
+    fn allow(&self, from: NodeId) -> Result<(), String> {
+        // one command is a million units; a microsecond refills
+        // SUBMITS_PER_SEC of them, so nothing is lost to rounding
+        const UNIT: u64 = 1_000_000;
+        let full = u64::from(SUBMITS_BURST) * UNIT;
+        let now = (self.now_us)();
+        let mut all = lock(&self.allowances);
+        if all.len() >= SENDERS_MAX && !all.contains_key(&from) {
+            // senders are authenticated members; so many means a churn of
+            // members, and a fresh count for all is the safe side of it
+            all.clear();
+        }
+        let a = all.entry(from).or_insert(Allowance {
+            left: full,
+            at_us: now,
+        });
+        let elapsed_us = u64::try_from(now.saturating_sub(a.at_us)).unwrap_or(0);
+        a.left = a
+            .left
+            .saturating_add(elapsed_us.saturating_mul(u64::from(SUBMITS_PER_SEC)))
+            .min(full);
+        a.at_us = a.at_us.max(now);
+        if a.left < UNIT {
+            let wait_ms = (UNIT - a.left) / u64::from(SUBMITS_PER_SEC) / 1_000;
+            return Err(format!(
+                "node {from} sent more than {SUBMITS_BURST} commands at once ({SUBMITS_PER_SEC} a second are taken): the next is taken in {} ms",
+                wait_ms.max(1)
+            ));
+        }
+        a.left -= UNIT;
+        Ok(())
     }
 
     /// The node reports an epoch applied, and answers peers' hellos with it,
@@ -300,6 +362,9 @@ impl<T: Observer> Service<T> {
                 serve(self.member.raft(), MemberId::of(from), r).await,
             )),
             PeerMessage::Submit(command) => {
+                if let Err(why) = self.allow(from) {
+                    return refused("CONTROL_RATE_LIMITED", why);
+                }
                 if let Command::Report { from: claimed, .. } = &command
                     && *claimed != from
                 {

@@ -401,3 +401,90 @@ async fn refusals_cost_nothing_and_the_chain_exports(
     assert_eq!(copy.epoch(), Epoch(2));
     assert_eq!(copy.chain().unwrap().current_hash(), SignedEpoch::hash(e2));
 }
+
+/// The code of a peer's answer to a report from node `from`.
+async fn report_code(service: &Service<Loopback>, from: u64) -> String {
+    let answer = service
+        .peer(
+            node(from),
+            PeerMessage::Submit(Command::Report {
+                from: node(from),
+                report: Report::Applied {
+                    epoch: Epoch(9),
+                    hash: EpochHash::NONE,
+                },
+            }),
+        )
+        .await;
+    match answer {
+        PeerAnswer::Refused { code, .. } => code,
+        other => format!("{other:?}"),
+    }
+}
+
+/// One member cannot fill the log: the leader takes a burst of
+/// `SUBMITS_BURST` commands from a node, then `SUBMITS_PER_SEC` a second
+/// (`CONTROL_RATE_LIMITED` beyond, saying when the next is taken); another
+/// node's allowance is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_sending_too_many_commands_is_slowed_not_obeyed() {
+    use scratchbird_control::service::{SUBMITS_BURST, SUBMITS_PER_SEC};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let net = Arc::new(Loopback::default());
+    let dir = TempDir::new().unwrap();
+    let member = ControlMember::start(MemberId::from(1), dir.path(), &quick(), Arc::clone(&net))
+        .await
+        .unwrap();
+    let clock = Arc::new(AtomicI64::new(1_000_000));
+    let c2 = Arc::clone(&clock);
+    let service = Service::new(
+        node(1),
+        member,
+        Arc::clone(&net),
+        Arc::new(move || c2.load(Ordering::SeqCst)),
+    );
+    service
+        .member()
+        .initialize([(MemberId::from(1), PeerAddr { addr: addr(1) })].into())
+        .await
+        .unwrap();
+    service
+        .member()
+        .wait_leading(Duration::from_secs(5))
+        .await
+        .unwrap();
+    // each report is refused by the log's rules (no epoch 9), after it was
+    // counted
+    for i in 0..SUBMITS_BURST {
+        let code = report_code(&service, 2).await;
+        assert_ne!(code, "CONTROL_RATE_LIMITED", "command {i}");
+    }
+    assert_eq!(report_code(&service, 2).await, "CONTROL_RATE_LIMITED");
+    assert_ne!(report_code(&service, 3).await, "CONTROL_RATE_LIMITED");
+    // a second later, a second's worth is taken again, and no more
+    clock.fetch_add(1_000_000, Ordering::SeqCst);
+    for i in 0..SUBMITS_PER_SEC {
+        let code = report_code(&service, 2).await;
+        assert_ne!(code, "CONTROL_RATE_LIMITED", "command {i} after a second");
+    }
+    let answer = service
+        .peer(
+            node(2),
+            PeerMessage::Submit(Command::Report {
+                from: node(2),
+                report: Report::Applied {
+                    epoch: Epoch(9),
+                    hash: EpochHash::NONE,
+                },
+            }),
+        )
+        .await;
+    match answer {
+        PeerAnswer::Refused { code, message, .. } => {
+            assert_eq!(code, "CONTROL_RATE_LIMITED");
+            assert!(message.contains("the next is taken in 62 ms"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    service.member().shutdown().await.unwrap();
+}
