@@ -18,6 +18,7 @@ pub mod epoch;
 mod error;
 pub mod log;
 pub mod members;
+pub mod schema;
 pub mod service;
 pub mod shards;
 pub mod state;

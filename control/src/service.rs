@@ -365,12 +365,13 @@ impl<T: Observer> Service<T> {
                 if let Err(why) = self.allow(from) {
                     return refused("CONTROL_RATE_LIMITED", why);
                 }
-                if let Command::Report { from: claimed, .. } = &command
+                if let Command::Report { from: claimed, .. } | Command::Schema { from: claimed, .. } =
+                    &command
                     && *claimed != from
                 {
                     return refused(
                         "NOT_SENDER",
-                        format!("node {from} sent a report in the name of node {claimed}"),
+                        format!("node {from} sent a command in the name of node {claimed}"),
                     );
                 }
                 match self.commit(command).await {

@@ -19,6 +19,7 @@ use crate::chain::EpochChain;
 use crate::epoch::{Documents, EpochHash, EpochRecord, SignedEpoch};
 use crate::error::EpochError;
 use crate::members::{self, MembersError};
+use crate::schema::{SCHEMA_CHANGES_MAX, SCHEMA_CLAIM_BYTES_MAX, SchemaChange, SchemaEntry};
 use crate::shards::ShardMap;
 
 /// The most bytes one command may have on the log (an epoch record is at most
@@ -51,6 +52,14 @@ pub enum Command {
         from: NodeId,
         /// What it reports.
         report: Report,
+    },
+    /// A schema change a user signed, sent by coordinator `from` (as the
+    /// transport authenticated it): every node applies it, in log order.
+    Schema {
+        /// The coordinator.
+        from: NodeId,
+        /// The change.
+        change: SchemaChange,
     },
 }
 
@@ -126,6 +135,9 @@ impl Command {
                 from,
                 report: Report::AuditHead(a),
             } => format!("node {from} anchored its audit trail at record {}", a.seq),
+            Self::Schema { from, change } => {
+                format!("node {from} sent a schema change of user {:?}", change.user)
+            }
         }
     }
 }
@@ -155,6 +167,11 @@ pub enum Outcome {
         /// with this report).
         effective: bool,
     },
+    /// The schema change is taken: the `seq`th of the cluster (from 0).
+    SchemaChanged {
+        /// Its place in the schema history.
+        seq: u64,
+    },
     /// The command was refused; nothing changed.
     Refused {
         /// The rule's stable code (`EPOCH_FORK`, `CONTROL_DOCUMENT_MISSING`...).
@@ -169,6 +186,7 @@ impl std::fmt::Display for Outcome {
         match self {
             Self::Nothing => f.write_str("nothing to apply"),
             Self::Published { number, hash } => write!(f, "published epoch {} ({hash})", number.0),
+            Self::SchemaChanged { seq } => write!(f, "schema change {seq} taken"),
             Self::Recorded { effective: true } => f.write_str("recorded; the epoch is effective"),
             Self::Recorded { effective: false } => f.write_str("recorded"),
             Self::Refused { code, message } => write!(f, "refused ({code}): {message}"),
@@ -256,6 +274,24 @@ pub enum ControlError {
         /// Why.
         why: String,
     },
+    /// `CONTROL_NOT_COORDINATOR`: a schema change from a node that is not an
+    /// enabled member with the coordinator role.
+    #[error(
+        "node {node} is not an enabled coordinator of epoch {epoch}; only a coordinator sends schema changes"
+    )]
+    NotCoordinator {
+        /// The node.
+        node: NodeId,
+        /// The current epoch.
+        epoch: u64,
+    },
+    /// `CONTROL_SCHEMA`: a schema change the log does not take (its claim too
+    /// large, taken before, or the history full).
+    #[error("the schema change is refused: {why}")]
+    Schema {
+        /// Why.
+        why: String,
+    },
     /// `CONTROL_NO_CLUSTER`: a report before the first epoch.
     #[error("the cluster has no epoch yet; a node reports only once the first epoch is published")]
     NoCluster,
@@ -321,6 +357,8 @@ impl ControlError {
             Self::CutoverNotConverged { .. } => "CONTROL_CUTOVER_NOT_CONVERGED",
             Self::AuditRewound { .. } => "CONTROL_AUDIT_REWOUND",
             Self::ShardMap { .. } => "CONTROL_SHARD_MAP",
+            Self::NotCoordinator { .. } => "CONTROL_NOT_COORDINATOR",
+            Self::Schema { .. } => "CONTROL_SCHEMA",
             Self::NoCluster => "CONTROL_NO_CLUSTER",
             Self::NotMember { .. } => "CONTROL_NOT_MEMBER",
             Self::StaleReport { .. } => "CONTROL_STALE_REPORT",
@@ -391,6 +429,9 @@ pub struct ControlState {
     anchors: BTreeMap<NodeId, Vec<(AuditAnchor, u64)>>,
     /// When each epoch became effective (log index), for those that did.
     effective: BTreeMap<Epoch, u64>,
+    /// The cluster's schema changes, in order, and their claims' ids.
+    schema: Vec<SchemaEntry>,
+    claims: BTreeSet<[u8; 32]>,
 }
 
 /// The state as a snapshot holds it.
@@ -407,12 +448,16 @@ struct Image {
     /// Audit anchors (format 3; none in format 2).
     #[serde(default)]
     anchors: Vec<(NodeId, AuditAnchor, u64)>,
+    /// Schema changes (format 4; none before).
+    #[serde(default)]
+    schema: Vec<SchemaEntry>,
 }
 
 /// The format of a snapshot's image.
-const IMAGE_FORMAT: u32 = 3;
-/// The earlier format still read (it had no audit anchors).
-const IMAGE_FORMAT_OLD: u32 = 2;
+const IMAGE_FORMAT: u32 = 4;
+/// The earlier formats still read (2 had no audit anchors, 3 no schema
+/// changes).
+const IMAGE_FORMATS_OLD: [u32; 2] = [2, 3];
 
 /// Why a snapshot image was refused.
 #[derive(Debug, thiserror::Error)]
@@ -511,6 +556,7 @@ impl ControlState {
         let done = match command {
             Command::Publish { epoch, documents } => self.publish(epoch, documents),
             Command::Report { from, report } => self.report(index, *from, report),
+            Command::Schema { from, change } => self.take_schema(index, *from, change),
         };
         done.unwrap_or_else(|e| Outcome::Refused {
             code: e.code().to_owned(),
@@ -546,7 +592,69 @@ impl ControlState {
                 Ok(())
             }
             Command::Report { from, report } => self.check_report(*from, report).map(|_| ()),
+            Command::Schema { from, change } => self.check_schema(*from, change),
         }
+    }
+
+    /// Whether the log takes schema change `change` from coordinator `from`.
+    fn check_schema(&self, from: NodeId, change: &SchemaChange) -> Result<(), ControlError> {
+        let chain = self.chain.as_ref().ok_or(ControlError::NoCluster)?;
+        let list = self.members.as_ref().ok_or(ControlError::NoCluster)?;
+        if !members::node(list, from).is_some_and(|n| {
+            n.enabled
+                && n.roles
+                    .contains(&scratchbird_net::verify::Role::Coordinator)
+        }) {
+            return Err(ControlError::NotCoordinator {
+                node: from,
+                epoch: chain.current().number.0,
+            });
+        }
+        let why = if change.claim.len() > SCHEMA_CLAIM_BYTES_MAX {
+            format!(
+                "its request is {} bytes; a schema change is taken from a request of at most {SCHEMA_CLAIM_BYTES_MAX} bytes (send a long script a few statements at a time)",
+                change.claim.len()
+            )
+        } else if self.claims.contains(&change.id()) {
+            "the log took this signed statement before: a claim is taken once".into()
+        } else if self.schema.len() >= SCHEMA_CHANGES_MAX {
+            format!("the cluster's schema history holds its limit of {SCHEMA_CHANGES_MAX} changes")
+        } else {
+            return Ok(());
+        };
+        Err(ControlError::Schema { why })
+    }
+
+    fn take_schema(
+        &mut self,
+        index: u64,
+        from: NodeId,
+        change: &SchemaChange,
+    ) -> Result<Outcome, ControlError> {
+        self.check_schema(from, change)?;
+        let seq = self.schema.len() as u64;
+        self.claims.insert(change.id());
+        self.schema.push(SchemaEntry {
+            seq,
+            from,
+            index,
+            change: change.clone(),
+        });
+        Ok(Outcome::SchemaChanged { seq })
+    }
+
+    /// The cluster's schema changes from the `from`th on (at most `max`).
+    #[must_use]
+    pub fn schema_changes(&self, from: u64, max: usize) -> &[SchemaEntry] {
+        let start = usize::try_from(from).map_or(self.schema.len(), |f| f.min(self.schema.len()));
+        let end = start.saturating_add(max).min(self.schema.len());
+        &self.schema[start..end]
+    }
+
+    /// How many schema changes the log holds.
+    #[must_use]
+    pub fn schema_len(&self) -> u64 {
+        self.schema.len() as u64
     }
 
     fn check_publish(
@@ -972,6 +1080,7 @@ impl ControlState {
                 .iter()
                 .flat_map(|(n, kept)| kept.iter().map(|(a, at)| (*n, a.clone(), *at)))
                 .collect(),
+            schema: self.schema.clone(),
         };
         let mut out = Vec::new();
         ciborium::into_writer(&image, &mut out)
@@ -991,7 +1100,7 @@ impl ControlState {
         }
         let image: Image =
             ciborium::from_reader(bytes).map_err(|e| ImageError::Unreadable(e.to_string()))?;
-        if image.format != IMAGE_FORMAT && image.format != IMAGE_FORMAT_OLD {
+        if image.format != IMAGE_FORMAT && !IMAGE_FORMATS_OLD.contains(&image.format) {
             return Err(ImageError::Format {
                 found: image.format,
             });
@@ -1030,8 +1139,29 @@ impl ControlState {
                     m
                 },
             ),
+            claims: image.schema.iter().map(|e| e.change.id()).collect(),
+            schema: schema_in_order(image.schema)?,
         })
     }
+}
+
+/// Schema changes as an image holds them, checked to be in order and within
+/// the limits.
+fn schema_in_order(entries: Vec<SchemaEntry>) -> Result<Vec<SchemaEntry>, ImageError> {
+    if entries.len() > SCHEMA_CHANGES_MAX {
+        return Err(ImageError::Unreadable(format!(
+            "{} schema changes; at most {SCHEMA_CHANGES_MAX} are kept",
+            entries.len()
+        )));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 || e.change.claim.len() > SCHEMA_CLAIM_BYTES_MAX {
+            return Err(ImageError::Unreadable(format!(
+                "schema change {i} is out of order or too large"
+            )));
+        }
+    }
+    Ok(entries)
 }
 
 /// Why an enrolment image was refused.

@@ -848,3 +848,105 @@ fn the_shard_map_names_member_shard_nodes_and_keeps_its_owners_members() {
         "CONTROL_CA_POLICY"
     );
 }
+
+/// Schema changes (DDL as a cluster operation): taken from an enabled
+/// coordinator only, once per claim, in order, within the limits; kept by a
+/// snapshot with their claims (a replay after a restore is still refused);
+/// each entry draws its own ids, the same on every node.
+#[test]
+fn schema_changes_come_from_coordinators_once_each_in_order() {
+    use scratchbird_control::schema::{SCHEMA_CLAIM_BYTES_MAX, SchemaChange};
+    let list = MembersList {
+        cluster: cluster(),
+        nodes: [
+            (1u8, vec![Role::Voter, Role::Coordinator]),
+            (2, vec![Role::Voter, Role::Shard]),
+        ]
+        .into_iter()
+        .map(|(n, roles)| NodeEntry {
+            id: node(n),
+            name: format!("n{n}"),
+            enabled: true,
+            roles,
+            peer: Some(format!("10.0.0.{n}:7401")),
+        })
+        .collect(),
+        users: vec![],
+    };
+    let m = members::encode(&list).unwrap();
+    let e = sign(&record(1, EpochHash::NONE, &m));
+    let mut s = ControlState::default();
+    let change = |sql: &str| SchemaChange {
+        claim: sql.as_bytes().to_vec().into(),
+        user: "alice".into(),
+    };
+    let schema = |from: u8, c: &SchemaChange| Command::Schema {
+        from: node(from),
+        change: c.clone(),
+    };
+    // before any epoch, nothing is taken
+    assert_eq!(
+        code(&s.apply(1, &schema(1, &change("a")))),
+        "CONTROL_NO_CLUSTER"
+    );
+    assert!(matches!(
+        s.apply(2, &publish(&e, &[ca().as_slice(), &m])),
+        Outcome::Published { .. }
+    ));
+    assert_eq!(
+        s.apply(3, &schema(1, &change("CREATE TABLE a"))),
+        Outcome::SchemaChanged { seq: 0 }
+    );
+    assert_eq!(
+        s.apply(4, &schema(1, &change("CREATE TABLE b"))),
+        Outcome::SchemaChanged { seq: 1 }
+    );
+    // a shard that is not a coordinator, an unknown node
+    assert_eq!(
+        code(&s.apply(5, &schema(2, &change("CREATE TABLE c")))),
+        "CONTROL_NOT_COORDINATOR"
+    );
+    assert_eq!(
+        code(&s.apply(5, &schema(9, &change("CREATE TABLE c")))),
+        "CONTROL_NOT_COORDINATOR"
+    );
+    // the same claim again, from any coordinator; a claim too large
+    assert_eq!(
+        code(&s.apply(5, &schema(1, &change("CREATE TABLE a")))),
+        "CONTROL_SCHEMA"
+    );
+    let big = "x".repeat(SCHEMA_CLAIM_BYTES_MAX + 1);
+    assert_eq!(
+        code(&s.apply(5, &schema(1, &change(&big)))),
+        "CONTROL_SCHEMA"
+    );
+    assert!(
+        s.precheck(&schema(1, &change("CREATE TABLE a")), None)
+            .is_err()
+    );
+    assert!(
+        s.precheck(&schema(1, &change("CREATE TABLE c")), None)
+            .is_ok()
+    );
+    let held = s.schema_changes(0, 10).to_vec();
+    assert_eq!(held.len(), 2);
+    assert_eq!((held[1].seq, held[1].index, held[1].from), (1, 4, node(1)));
+    assert_eq!(s.schema_changes(1, 10).len(), 1);
+    assert!(s.schema_changes(5, 10).is_empty());
+    // ids: the same for an entry wherever drawn, distinct between entries
+    let draw = |i: usize| {
+        let mut ids = held[i].ids(cluster());
+        [ids(), ids(), ids()]
+    };
+    assert_eq!(draw(0), draw(0));
+    assert_ne!(draw(0)[0], draw(0)[1]);
+    assert_ne!(draw(0)[0], draw(1)[0]);
+    // a snapshot keeps them, and still refuses the replay
+    let restored = ControlState::from_image(&s.image().unwrap()).unwrap();
+    assert_eq!(restored.schema_changes(0, 10), &held[..]);
+    assert!(
+        restored
+            .precheck(&schema(1, &change("CREATE TABLE b")), None)
+            .is_err()
+    );
+}

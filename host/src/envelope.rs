@@ -152,6 +152,43 @@ pub struct SignedEnvelope {
     pub module: Vec<u8>,
 }
 
+/// A user's claim to one schema change: the attestation, the request it signs,
+/// and which statement of it (from 0). A cluster's control log carries it in
+/// canonical CBOR, so every node reads the same change and the log can tell a
+/// claim it took before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaClaim {
+    /// The user's attestation.
+    pub attestation: Attestation,
+    /// The request it signs.
+    pub asked: Asked,
+    /// The statement of the request, from 0.
+    pub index: u32,
+}
+
+impl SchemaClaim {
+    /// Its canonical bytes.
+    ///
+    /// # Errors
+    /// The encoder failed (out of memory).
+    pub fn encode(&self) -> Result<Vec<u8>, HostError> {
+        cbor(self)
+    }
+
+    /// The claim `bytes` hold, refused unless they are its canonical bytes.
+    ///
+    /// # Errors
+    /// [`HostError::Envelope`]: not a claim, or not in canonical form.
+    pub fn decode(bytes: &[u8]) -> Result<Self, HostError> {
+        let c: Self = ciborium::from_reader(bytes)
+            .map_err(|e| refuse(format!("the schema change's claim is not readable: {e}")))?;
+        if cbor(&c)? != bytes {
+            return Err(refuse("the schema change's claim is not in canonical form"));
+        }
+        Ok(c)
+    }
+}
+
 fn cbor<T: Serialize>(v: &T) -> Result<Vec<u8>, HostError> {
     let mut out = Vec::new();
     ciborium::into_writer(v, &mut out)

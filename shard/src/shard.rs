@@ -10,11 +10,15 @@
 //! statement this way, so verification runs on every statement exactly as it
 //! will for a remote coordinator.
 
+#[path = "cluster_schema.rs"]
+mod cluster_schema;
+pub use cluster_schema::{Authorized, SchemaLog};
+
 use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_coord::{Claim, ShardRun, ShardSession, ShardTransport};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{
-    Authority, Consistency, ReplayGuard, SignedEnvelope, check_claim, verify_with,
+    Authority, Consistency, ReplayGuard, SchemaClaim, SignedEnvelope, check_claim, verify_with,
 };
 use scratchbird_host::{
     Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
@@ -223,6 +227,8 @@ pub struct Shard {
     replay: ReplayGuard,
     audit: Option<Arc<AuditLog>>,
     node: NodeName,
+    /// Under the cluster's control log: where schema changes go.
+    schema: std::sync::OnceLock<Arc<dyn SchemaLog>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -272,6 +278,7 @@ impl Shard {
             replay: ReplayGuard::default(),
             audit: parts.audit,
             node: parts.node,
+            schema: std::sync::OnceLock::new(),
         }
     }
 
@@ -754,7 +761,65 @@ impl ShardSessionOf {
                 return Err(e);
             }
         };
+        if let Some(log) = self.shard.schema_log().cloned()
+            && is_schema_change(&op)
+        {
+            return self.schema_through_log(log.as_ref(), &who, claim, index);
+        }
         self.apply_control(op, who)
+    }
+
+    /// A schema change under the cluster's control log: checked here, then
+    /// put in the log, which every node applies (this one before it answers).
+    fn schema_through_log(
+        &mut self,
+        log: &dyn SchemaLog,
+        who: &Bound,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        let checked = if self.bound.is_some() {
+            Err(HostError::Session(
+                "in a cluster a schema change commits on its own, through the cluster's log: run it outside BEGIN ... COMMIT".into(),
+            ))
+        } else if self.peer.is_some() {
+            Err(HostError::Envelope(
+                "a schema change goes to the cluster's log from the coordinator the user sent it to, not to a shard".into(),
+            ))
+        } else {
+            u32::try_from(index)
+                .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))
+        };
+        // the statement's transaction (its catalog was read) is not used
+        if self.bound.is_none() {
+            self.abandon();
+        }
+        let sc = checked.map(|index| SchemaClaim {
+            attestation: claim.attestation.clone(),
+            asked: claim.asked.clone(),
+            index,
+        });
+        // what the bundle refuses never reaches the log (its leader checks
+        // again before the change costs an entry)
+        let now = self.shard.storage.env().now_micros();
+        let authorized = sc.and_then(|sc| {
+            Ok((
+                self.shard.authorize_schema(&sc, self.coordinator(), now)?,
+                sc,
+            ))
+        });
+        let (_, sc) = match authorized {
+            Ok(x) => x,
+            Err(e) => {
+                let mut rec = AuditRecord::new(&self.shard.label(&who.user));
+                rec.epoch = self.authority.epoch();
+                rec.coordinator = Some(self.coordinator().to_string());
+                rec.context.clone_from(&who.context);
+                self.shard.audit_refusal(rec, &e)?;
+                return Err(e);
+            }
+        };
+        log.submit(&sc)
     }
 
     /// Applies the schema change `op` for `who`, if the bundle grants it on
@@ -834,6 +899,19 @@ impl ShardSessionOf {
         self.end_statement(txn, ok)?;
         r
     }
+}
+
+/// Whether `op` changes the schema.
+fn is_schema_change(op: &Statement) -> bool {
+    matches!(
+        op,
+        Statement::CreateTable { .. }
+            | Statement::DropTable { .. }
+            | Statement::CreateDomain { .. }
+            | Statement::DropDomain { .. }
+            | Statement::CreateIndex { .. }
+            | Statement::DropIndex { .. }
+    )
 }
 
 /// The bundle actions a schema change needs, each on its object.

@@ -58,8 +58,8 @@ pub use locks::LockWait;
 pub use sweep::{IntegrityReport, SweepReport};
 pub use tip::TxnState;
 pub use txn::{
-    AsOf, CommitInfo, Isolation, ReadCommittedMode, RecordKey, StatementMark, Transaction,
-    TxnOptions,
+    AsOf, CommitInfo, IdSource, Isolation, ReadCommittedMode, RecordKey, StatementMark,
+    Transaction, TxnOptions,
 };
 
 use engine::{Inner, lock};

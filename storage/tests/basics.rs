@@ -140,3 +140,68 @@ fn domain_checks_hold_across_a_restart_and_for_bulk_loads() {
     let t = store.begin(TxnOptions::snapshot()).unwrap();
     assert_eq!(rows(&t, table).len(), 2);
 }
+
+/// Two stores that apply the same schema changes with the same given ids
+/// (as every node of a cluster does with a change of its log) name their
+/// objects alike: equal schema versions, equal table ids. Without given ids,
+/// the same changes give other ids and another version.
+#[test]
+fn given_ids_make_equal_schemas_on_separate_stores() {
+    use scratchbird_storage::catalog::{ColumnSpec, DomainSpec, IndexSpec, TableSpec};
+    use scratchbird_types::SqlType;
+    let change = |store: &scratchbird_storage::Storage, given: bool| {
+        let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+        if given {
+            let mut n = 0u8;
+            t.set_ids(Some(Box::new(move || {
+                n += 1;
+                [n; 16]
+            })));
+        }
+        t.create_domain(&DomainSpec {
+            name: "pos".into(),
+            base: SqlType::Integer,
+            not_null: false,
+            default: None,
+            check: Some("VALUE > 0".into()),
+        })
+        .unwrap();
+        let id = t
+            .create_table(&TableSpec {
+                name: "p".into(),
+                columns: vec![
+                    ColumnSpec::new("k", SqlType::BigInt),
+                    ColumnSpec::of_domain("n", "pos"),
+                ],
+                primary_key: vec!["k".into()],
+            })
+            .unwrap();
+        t.create_index(&IndexSpec {
+            name: "p_n".into(),
+            table: "p".into(),
+            columns: vec!["n".into()],
+            unique: false,
+        })
+        .unwrap();
+        let version = t.catalog().unwrap().version();
+        t.commit().unwrap();
+        (id, version)
+    };
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (sa, _) = open(a.path());
+    let (sb, _) = open(b.path());
+    let (sc, _) = open(c.path());
+    let (ta, va) = change(&sa, true);
+    let (tb, vb) = change(&sb, true);
+    assert_eq!((ta, va), (tb, vb));
+    // read back after commit, the version is the same too
+    let t = sb.begin(TxnOptions::snapshot()).unwrap();
+    assert_eq!(t.catalog().unwrap().version(), va);
+    let (tc, vc) = change(&sc, false);
+    assert_ne!(tc, ta);
+    assert_ne!(vc, va);
+}

@@ -222,15 +222,9 @@ fn a_ca_rotation_under_load_fails_no_request_and_ends_the_old_ca_everywhere() {
     wait(&nodes[0], &ops_a, "epoch 1 effective", |s| {
         effective(s, 1) && voters(s) == 3
     });
-    // each node is its own shard until distributed execution: a table on each
-    for n in &nodes {
-        let o = run(&mut sb(
-            n,
-            &ops_a,
-            &["sql", "-c", "CREATE TABLE t (id BIGINT PRIMARY KEY, k INT)"],
-        ));
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    // a schema change is the cluster's: made at one node, every node has the
+    // table (each holds its own rows until distributed execution)
+    create_everywhere(&nodes, &ops_a, "");
 
     let load = Load::start(&nodes, ops_a.clone());
     let kept = kept_open(nodes[1].client_addr.to_string(), ops_a.clone());
@@ -469,18 +463,7 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
     wait(&nodes[0], &ops, "epoch 1 effective", |s| {
         effective(s, 1) && voters(s) == 3
     });
-    for n in &nodes {
-        let o = run(&mut sb(
-            n,
-            &ops,
-            &[
-                "sql",
-                "-c",
-                "CREATE TABLE t (id BIGINT PRIMARY KEY, k INT); INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)",
-            ],
-        ));
-        assert!(o.status.success(), "{}", out(&o));
-    }
+    create_everywhere(&nodes, &ops, "INSERT INTO t VALUES (1, 1), (2, 2), (3, 3)");
 
     // a user added by an epoch is admitted by every node; one never added is not
     let o = run(Command::new(bin("sb"))
@@ -621,6 +604,39 @@ fn bundles_members_and_the_chain_are_the_epochs_and_every_node_runs_them() {
         assert!(!count(n, &erin).status.success());
     }
     rules_refuse_other_keys(&nodes, &ops, &tmp, admin);
+}
+
+/// Creates table `t` at the first node, waits until every node has it (the
+/// cluster's schema change applied everywhere), then runs `then` at each.
+fn create_everywhere(nodes: &[Node], who: &Creds, then: &str) {
+    let o = run(&mut sb(
+        &nodes[0],
+        who,
+        &["sql", "-c", "CREATE TABLE t (id BIGINT PRIMARY KEY, k INT)"],
+    ));
+    assert!(o.status.success(), "{}", out(&o));
+    for n in nodes {
+        let until = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let o = sb(n, who, &["sql", "-c", "SELECT count(*) FROM t"])
+                .output()
+                .unwrap();
+            if o.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "no table t at {}: {}",
+                n.name,
+                out(&o)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if !then.is_empty() {
+            let o = run(&mut sb(n, who, &["sql", "-c", then]));
+            assert!(o.status.success(), "{}", out(&o));
+        }
+    }
 }
 
 /// Plans are made and run in the epoch in force: the last shard stage that

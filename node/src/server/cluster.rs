@@ -40,6 +40,10 @@ pub(super) struct ControlPlane {
     /// Wakes the duties at once when an epoch was put in force (reporting it
     /// need not wait for their next tick).
     nudge: tokio::sync::Notify,
+    /// The node's shard, once it exists: as leader, a schema change's claim
+    /// and the bundle's grant are checked on it before the change costs an
+    /// entry.
+    shard: Arc<std::sync::OnceLock<std::sync::Weak<Shard>>>,
 }
 
 /// What the node runs of an epoch.
@@ -139,6 +143,35 @@ fn config_of(
         bundle_hash,
         token_fingerprint: record.token_fingerprint,
     })
+}
+
+/// A schema change, as leader: the user's claim (signed for the coordinator
+/// that sent it, within its window) and the bundle's grant, checked on this
+/// node's shard before the change costs an entry. Every node then applies
+/// what the log took without deciding again.
+fn check_schema(
+    state: &ControlState,
+    command: &scratchbird_control::state::Command,
+    shard: &std::sync::OnceLock<std::sync::Weak<Shard>>,
+    now_us: i64,
+) -> Result<(), (String, String)> {
+    let scratchbird_control::state::Command::Schema { from, change } = command else {
+        return Ok(());
+    };
+    let Some(chain) = state.chain() else {
+        return Ok(()); // the log's own rules refuse it, by name
+    };
+    let Some(shard) = shard.get().and_then(std::sync::Weak::upgrade) else {
+        return Err((
+            "CONTROL_NOT_READY".into(),
+            "this node is still starting: its shard cannot check schema changes yet; retry".into(),
+        ));
+    };
+    let coordinator = NodeName::new(chain.current().cluster, *from);
+    scratchbird_host::envelope::SchemaClaim::decode(&change.claim)
+        .and_then(|claim| shard.authorize_schema(&claim, &coordinator, now_us))
+        .map(|_| ())
+        .map_err(|e| (e.code().to_owned(), e.to_string()))
 }
 
 /// The node's own checks of an epoch it is asked to publish, as leader: the
@@ -408,6 +441,17 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .await
         .map_err(|e| e.to_string())?;
     let env = parts.env.clone();
+    let shard: Arc<std::sync::OnceLock<std::sync::Weak<Shard>>> = Arc::default();
+    let checker = {
+        let shard = shard.clone();
+        let env = parts.env.clone();
+        Arc::new(
+            move |state: &ControlState, command: &scratchbird_control::state::Command| {
+                validate(state, command)?;
+                check_schema(state, command, &shard, env.now_micros())
+            },
+        )
+    };
     let plane = ControlPlane {
         service: Service::new(
             node,
@@ -417,7 +461,8 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         )
         .trusting(trusted)
         .confirming()
-        .validating(Arc::new(validate)),
+        .validating(checker),
+        shard,
         transport,
         failed: AtomicBool::new(false),
         enrolment: parts.enrolment,
@@ -573,6 +618,11 @@ impl ControlPlane {
         });
         *lock(&self.apply_error) = None;
         self.service.set_running(config.epoch, config.hash);
+    }
+
+    /// The node's shard is `shard` (schema changes are checked on it).
+    pub(super) fn attach_shard(&self, shard: &Arc<Shard>) {
+        let _ = self.shard.set(Arc::downgrade(shard));
     }
 
     /// Drops every connection to peers (the next message connects afresh,
@@ -785,6 +835,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
         if is_ready != ready {
             ready = is_ready;
             recheck(&shared);
+        }
+        // the cluster's schema changes this node does not hold yet (storage
+        // work: off the runtime's threads)
+        if let Some(schema) = shared.schema.clone() {
+            let _ = tokio::task::spawn_blocking(move || schema.catch_up()).await;
         }
     }
     let _ = duties.await;

@@ -40,6 +40,7 @@ mod cluster;
 mod peer;
 mod reloading;
 mod reply;
+mod schema;
 
 use attest::{Attested, check_attestation};
 use peer::peer_session;
@@ -130,6 +131,8 @@ struct Shared {
     control: Option<Arc<cluster::ControlPlane>>,
     /// Connections made, refused and ended, per peer.
     churn: Arc<churn::Churn>,
+    /// Under the control plane: the cluster's schema changes on this node.
+    schema: Option<Arc<schema::NodeSchema>>,
 }
 
 /// This node as a coordinator: it signs shard stages with its certificate's
@@ -436,6 +439,26 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         audit: Some(audit.clone()),
         node: name,
     }));
+    // under the control plane schema changes are the cluster's: through its
+    // log, applied by every node alike
+    let schema = match &control {
+        Some(plane) => {
+            let schema = Arc::new(
+                schema::NodeSchema::new(
+                    plane.clone(),
+                    name,
+                    &cfg.data_dir,
+                    tokio::runtime::Handle::current(),
+                )
+                .map_err(fail)?,
+            );
+            schema.attach(&shard);
+            shard.set_schema_log(schema.clone());
+            plane.attach_shard(&shard);
+            Some(schema)
+        }
+        None => None,
+    };
     let creds = Arc::new(NodeCreds {
         me: name,
         identity: identity.clone(),
@@ -488,6 +511,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         serving,
         control,
         churn,
+        schema,
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),

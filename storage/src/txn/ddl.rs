@@ -41,7 +41,26 @@ impl Transaction {
     }
 
     fn new_random(&self) -> [u8; 16] {
-        self.inner.config.env.random_bytes()
+        let mut given = self
+            .ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match given.as_mut() {
+            Some(next) => (next.0)(),
+            None => self.inner.config.env.random_bytes(),
+        }
+    }
+
+    /// The objects this transaction creates from now on take their ids from
+    /// `ids` (`None`: from randomness again). A cluster applies each schema
+    /// change of its log with ids drawn from the change, so every node names
+    /// the table, its columns, a domain or an index with the same ids, and
+    /// their schemas have equal versions.
+    pub fn set_ids(&mut self, ids: Option<IdSource>) {
+        *self
+            .ids
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = ids.map(GivenIds);
     }
 
     /// Creates a table.

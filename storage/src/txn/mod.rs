@@ -251,7 +251,25 @@ pub struct Transaction {
     versions: usize,
     catalog_cache: Mutex<Option<Arc<Catalog>>>,
     shared_locked: HashSet<TableId>,
+    /// Where the ids of objects this transaction creates come from, when
+    /// they are given ([`Transaction::set_ids`]); randomness otherwise.
+    ids: Mutex<Option<GivenIds>>,
 }
+
+/// An [`IdSource`] a transaction holds.
+pub(crate) struct GivenIds(pub(crate) IdSource);
+
+impl std::fmt::Debug for GivenIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GivenIds")
+    }
+}
+
+/// Ids for the objects a schema change creates, in the order it creates them
+/// (a table's id, then one per column; a domain's; an index's): a cluster's
+/// schema change draws the same ids on every node, so each names its objects
+/// alike.
+pub type IdSource = Box<dyn FnMut() -> [u8; 16] + Send>;
 
 impl Transaction {
     pub(crate) fn begin(inner: Arc<Inner>, opts: TxnOptions) -> Result<Self> {
@@ -315,6 +333,7 @@ impl Transaction {
             versions: 0,
             catalog_cache: Mutex::new(None),
             shared_locked: HashSet::new(),
+            ids: Mutex::new(None),
         })
     }
 

@@ -1,0 +1,211 @@
+//! Schema changes under the cluster's control log (DDL as a cluster
+//! operation). A coordinator checks the change a user signed, then puts the
+//! claim in the log ([`SchemaLog`]); the log's leader checks it again
+//! ([`Shard::authorize_schema`] on its node) before it costs an entry; every
+//! node then applies the log's changes in order ([`Shard::apply_logged`]),
+//! with ids drawn from the change, so that all name their objects alike.
+
+use super::{
+    Access, Bound, Catalog, HostError, NodeName, Object, Shard, Statement, TxnOptions, UserName,
+    apply_schema_change, check_claim, describe_change, is_schema_change, schema_objects,
+};
+use scratchbird_host::audit::AuditRecord;
+use scratchbird_host::envelope::{SchemaClaim, user_name};
+use scratchbird_storage::IdSource;
+use scratchbird_types::{DomainId, IndexId, TableId};
+use std::sync::Arc;
+
+/// Where a node puts the schema changes its users sign: the cluster's
+/// control log.
+pub trait SchemaLog: Send + Sync {
+    /// Puts `claim` in the log and waits until this node has applied it.
+    ///
+    /// # Errors
+    /// The log refused it, it could not be sent, or applying it failed (as
+    /// it fails on every node: nothing changed anywhere).
+    fn submit(&self, claim: &SchemaClaim) -> Result<&'static str, HostError>;
+}
+
+/// A schema change checked against the request the user signed and the
+/// bundle in force.
+#[derive(Debug)]
+pub struct Authorized {
+    /// The user.
+    pub user: UserName,
+    /// The principal it runs as, as the audit trail names it.
+    pub label: String,
+    /// What it changes (`CREATE TABLE t`).
+    pub change: String,
+}
+
+/// Statement `index` of `sql`, compiled against `cat`: a schema change, or
+/// refused.
+fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, HostError> {
+    let parsed = scratchbird_compiler::parse(sql).map_err(|e| {
+        HostError::Envelope(format!("the SQL the user signed does not parse here: {e}"))
+    })?;
+    let n = index as usize + 1;
+    let p = parsed.get(index as usize).ok_or_else(|| {
+        HostError::Envelope(format!(
+            "the user signed {} statement(s), not statement {n}",
+            parsed.len()
+        ))
+    })?;
+    let op = scratchbird_compiler::compile(p, cat).map_err(|e| {
+        HostError::Envelope(format!(
+            "statement {n} the user signed does not compile here: {e}"
+        ))
+    })?;
+    if !is_schema_change(&op) {
+        return Err(HostError::Envelope(format!(
+            "statement {n} the user signed is not a schema change"
+        )));
+    }
+    Ok(op)
+}
+
+/// Whether the object `op` creates, with the first id of its change, is
+/// already in `cat` (the change was applied before: a node stopped between
+/// committing it and noting so).
+fn created_already(op: &Statement, cat: &Catalog, first: [u8; 16]) -> bool {
+    match op {
+        Statement::CreateTable { .. } => cat.table(TableId::from_random_bytes(first)).is_some(),
+        Statement::CreateDomain { .. } => cat.domain(DomainId::from_random_bytes(first)).is_some(),
+        Statement::CreateIndex { .. } => cat.index(IndexId::from_random_bytes(first)).is_some(),
+        _ => false,
+    }
+}
+
+impl Shard {
+    /// Puts schema changes through `log` from now on (once; later calls are
+    /// ignored, and say so).
+    pub fn set_schema_log(&self, log: Arc<dyn SchemaLog>) -> bool {
+        self.schema.set(log).is_ok()
+    }
+
+    /// Where schema changes go, under the cluster's control log.
+    pub(super) fn schema_log(&self) -> Option<&Arc<dyn SchemaLog>> {
+        self.schema.get()
+    }
+
+    /// Checks the schema change `claim` holds, sent by `coordinator`, at
+    /// `now_us`: the user's attestation of the request (as for any request
+    /// without a module), that the statement is a schema change that compiles
+    /// against this node's catalog, and that the bundle in force lets the
+    /// user's principal make it.
+    ///
+    /// # Errors
+    /// The rule broken: `REFUSED` for the claim, `PERMISSION_DENIED` for the
+    /// bundle.
+    pub fn authorize_schema(
+        &self,
+        claim: &SchemaClaim,
+        coordinator: &NodeName,
+        now_us: i64,
+    ) -> Result<Authorized, HostError> {
+        let user = check_claim(
+            &claim.attestation,
+            &claim.asked,
+            coordinator,
+            self.authority.as_ref(),
+            now_us,
+        )?;
+        let who = Bound {
+            user,
+            context: claim.asked.context.clone(),
+        };
+        let (access, label) = self.access(&who)?;
+        let txn = self.begin(TxnOptions::snapshot())?;
+        let cat = txn.catalog()?;
+        let _ = txn.rollback();
+        let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
+        let (tag, objects) = schema_objects(&op, &cat)?;
+        if let Access::Principal(p) = &access {
+            for (action, object) in &objects {
+                let (allowed, _) = p.may_change_schema(*action, object.as_ref())?;
+                if !allowed {
+                    return Err(HostError::Permission(format!(
+                        "permission denied: the security bundle does not permit {} to {} {}",
+                        p.name(),
+                        action.name(),
+                        object.as_ref()
+                    )));
+                }
+            }
+        }
+        Ok(Authorized {
+            user: who.user,
+            label,
+            change: describe_change(tag, &objects),
+        })
+    }
+
+    /// Applies the cluster's `seq`th schema change, `claim`, sent by `from`,
+    /// creating objects with the ids `ids` makes (each call a fresh source,
+    /// from the first id). It is not decided again here: the log took it after
+    /// its leader authorized it, and every node applies it alike, so an error
+    /// (a table that exists already) is the same on every node and changes
+    /// nothing. A change applied before is not applied twice. Recorded in the
+    /// audit trail either way.
+    ///
+    /// # Errors
+    /// The change failed here (as it fails everywhere), or its record could
+    /// not be made durable.
+    pub fn apply_logged(
+        &self,
+        claim: &SchemaClaim,
+        seq: u64,
+        from: &NodeName,
+        ids: &dyn Fn() -> IdSource,
+    ) -> Result<&'static str, HostError> {
+        let user = UserName::new(user_name(&claim.attestation))
+            .map_err(|e| HostError::Envelope(format!("the claim's user: {e}")))?;
+        let mut rec = AuditRecord::new(&self.label(&user));
+        rec.epoch = self.authority.epoch();
+        rec.coordinator = Some(from.to_string());
+        rec.context.clone_from(&claim.asked.context);
+        let started = std::time::Instant::now();
+        let r = (|| -> Result<&'static str, HostError> {
+            let mut txn = self.begin(TxnOptions::snapshot())?;
+            let cat = txn.catalog()?;
+            let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
+            let (tag, objects) = schema_objects(&op, &cat)?;
+            rec.change = Some(format!(
+                "{} (cluster schema change {seq})",
+                describe_change(tag, &objects)
+            ));
+            rec.tables = objects
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Object::Table(t) => Some(t.clone()),
+                    Object::Domain(_) => None,
+                })
+                .collect();
+            if created_already(&op, &cat, (ids())()) {
+                let _ = txn.rollback();
+                return Ok(tag);
+            }
+            txn.set_ids(Some(ids()));
+            match apply_schema_change(&mut txn, &cat, op) {
+                Ok(tag) => {
+                    txn.commit()?;
+                    Ok(tag)
+                }
+                Err(e) => {
+                    let _ = txn.rollback();
+                    Err(e)
+                }
+            }
+        })();
+        rec.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match &r {
+            Ok(_) => {
+                if let Some(log) = &self.audit {
+                    log.append(rec).map_err(HostError::Audit)?;
+                }
+            }
+            Err(e) => self.audit_refusal(rec, e)?,
+        }
+        r
+    }
+}
