@@ -109,6 +109,7 @@ fn envelopes(c: &mut Criterion) {
         epoch: scratchbird_types::Epoch(0),
         bundle_hash: [0; 32],
         shard_map_version: 0,
+        schema_version: compiled.schema.0,
         tables,
         columns,
         consistency: Consistency::ReadCommitted,

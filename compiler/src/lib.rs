@@ -73,6 +73,9 @@ pub struct Compiled {
     pub single_shard: bool,
     /// The plan, as EXPLAIN prints it.
     pub plan: String,
+    /// The version of the schema it was compiled against: a shard runs it
+    /// only against that same schema.
+    pub schema: scratchbird_types::schema::SchemaVersion,
 }
 
 impl PartialEq for Compiled {
@@ -796,6 +799,7 @@ fn finish_select(
         columns,
         merge,
         single_shard: cut.single_shard,
+        schema: cat.version(),
     })
 }
 
@@ -836,6 +840,7 @@ fn finish_write(
         // writes run where the rows live; until routing, on the one shard
         single_shard: true,
         columns: vec![],
+        schema: cat.version(),
     })
 }
 

@@ -146,18 +146,32 @@ impl Session {
         if let Some(cache) = self.statements.clone() {
             let cat = self.shard.catalog(claim.attestation.consistency)?;
             if let Some(c) = cache.get(&claim.asked.sql, &cat) {
-                let o = self.run_query(&c, claim)?;
-                return each(o);
+                match self.run_query(&c, claim) {
+                    Err(e) if self.recompile(&e) => {}
+                    r => return each(r?),
+                }
             }
         }
         let parsed = compiler::parse(&claim.asked.sql).map_err(SessionError::Compile)?;
         // only a request of one statement is kept: its text names it
         let keep = parsed.len() == 1;
         for (index, p) in parsed.iter().enumerate() {
-            let o = self.execute_one(p, claim, index, keep)?;
+            let o = match self.execute_one(p, claim, index, keep) {
+                Err(e) if self.recompile(&e) => self.execute_one(p, claim, index, keep)?,
+                r => r?,
+            };
             each(o)?;
         }
         Ok(())
+    }
+
+    /// Whether a statement that failed with `e` is compiled again and run
+    /// once more: its shard saw another schema than it was compiled against
+    /// (nothing ran), outside BEGIN ... COMMIT (inside, the transaction's
+    /// snapshot keeps the schema it began with).
+    fn recompile(&self, e: &SessionError) -> bool {
+        matches!(e, SessionError::Host(HostError::SchemaChanged { .. }))
+            && !self.shard.in_transaction()
     }
 
     fn execute_one(
@@ -216,6 +230,7 @@ impl Session {
             epoch: self.creds.epoch(),
             bundle_hash: self.creds.bundle_hash().0,
             shard_map_version: 0,
+            schema_version: c.schema.0,
             tables,
             columns,
             consistency: claim.attestation.consistency,

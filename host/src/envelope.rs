@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 4;
+pub const ENVELOPE_VERSION: u32 = 5;
 
 /// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
@@ -116,6 +116,9 @@ pub struct Envelope {
     pub bundle_hash: [u8; 32],
     /// The shard map the plan was routed with.
     pub shard_map_version: u64,
+    /// The version of the schema the plan was compiled against (a digest of
+    /// the whole schema): the shard runs it only against the same schema.
+    pub schema_version: [u8; 32],
     /// Tables the module references (sorted, no duplicates).
     pub tables: Vec<TableId>,
     /// Columns the module references (sorted, no duplicates).

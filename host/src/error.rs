@@ -26,6 +26,19 @@ pub enum HostError {
         /// The epoch this shard runs.
         shard: scratchbird_types::Epoch,
     },
+    /// `SCHEMA_CHANGED`: the plan was compiled against another schema than
+    /// the one the shard's transaction sees (a schema change between planning
+    /// and running, or one side has not applied it yet). Nothing ran; the
+    /// statement is compiled again and retried, outside BEGIN ... COMMIT.
+    #[error(
+        "subplan refused: it was compiled against schema {envelope}; this shard's transaction sees schema {shard}"
+    )]
+    SchemaChanged {
+        /// The version the plan names.
+        envelope: scratchbird_types::schema::SchemaVersion,
+        /// The version the shard's transaction sees.
+        shard: scratchbird_types::schema::SchemaVersion,
+    },
     /// `REFUSED`: the module was refused before it ran (the text names the
     /// validation rule).
     #[error("module refused: {what}{}", tail(.source.as_deref()))]
@@ -136,6 +149,7 @@ impl HostError {
         match self {
             Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
             Self::EpochChanged { .. } => "EPOCH_CHANGED",
+            Self::SchemaChanged { .. } => "SCHEMA_CHANGED",
             Self::Sql { .. } => "SQL_RUNTIME",
             Self::Timeout { .. } => "QUERY_TIMEOUT",
             Self::Memory { .. } => "QUERY_MEMORY",
@@ -240,6 +254,13 @@ mod tests {
                     shard: scratchbird_types::Epoch(3),
                 },
                 "EPOCH_CHANGED",
+            ),
+            (
+                HostError::SchemaChanged {
+                    envelope: scratchbird_types::schema::SchemaVersion([1; 32]),
+                    shard: scratchbird_types::schema::SchemaVersion([2; 32]),
+                },
+                "SCHEMA_CHANGED",
             ),
             (
                 HostError::Sql {

@@ -105,6 +105,7 @@ fn world() -> World {
         epoch: scratchbird_types::Epoch(7),
         bundle_hash: [5; 32],
         shard_map_version: 1,
+        schema_version: [0; 32],
         tables,
         columns,
         consistency: Consistency::Snapshot,

@@ -151,6 +151,7 @@ impl Cluster {
             epoch: scratchbird_types::Epoch(3),
             bundle_hash: self.shard_bundle(),
             shard_map_version: 1,
+            schema_version: c.schema.0,
             tables,
             columns,
             consistency: Consistency::Snapshot,
@@ -243,6 +244,15 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
         }
         other => panic!("{other:?}"),
     }
+    // a plan compiled against another schema than the shard's
+    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
+        e.schema_version = [9; 32]
+    })) {
+        Err(SessionError::Host(e @ HostError::SchemaChanged { .. })) => {
+            assert_eq!(e.code(), "SCHEMA_CHANGED");
+        }
+        other => panic!("{other:?}"),
+    }
     match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
         e.bundle_hash = [0; 32]
     })) {
@@ -261,7 +271,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
     assert_eq!(v.first_break, None);
     let (recs, _) =
         scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
-    assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 5);
+    assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 6);
 }
 
 /// A coordinator's control request (transaction control, a schema change) is
@@ -635,4 +645,147 @@ fn a_plan_of_the_previous_epoch_is_signed_again_in_the_current_one() {
     assert!(refused >= 3, "{refused} refusals");
     assert_eq!(stages.len() - refused, 2);
     assert!(stages.iter().all(|r| r.epoch.0 == 3));
+}
+
+/// A shard session whose schema changes once between the coordinator's
+/// compiling a statement and the shard's running it (the statement's
+/// transaction is ended and another table created first).
+struct Racing {
+    inner: Box<dyn scratchbird_coord::ShardSession>,
+    storage: Arc<Storage>,
+    raced: bool,
+}
+
+impl scratchbird_coord::ShardSession for Racing {
+    fn shard(&self) -> NodeName {
+        self.inner.shard()
+    }
+    fn catalog(
+        &mut self,
+        consistency: Consistency,
+    ) -> Result<Arc<scratchbird_compiler::Catalog>, HostError> {
+        self.inner.catalog(consistency)
+    }
+    fn run(
+        &mut self,
+        stage: &SignedEnvelope,
+        release: scratchbird_host::Release,
+        sink: scratchbird_host::ResultSink,
+        stop: &scratchbird_host::Cancel,
+    ) -> Result<scratchbird_coord::ShardRun, HostError> {
+        if !self.raced {
+            self.raced = true;
+            self.inner.abandon();
+            let mut t = self.storage.begin(TxnOptions::snapshot()).unwrap();
+            t.create_table(&scratchbird_storage::catalog::TableSpec {
+                name: "raced".into(),
+                columns: vec![scratchbird_storage::catalog::ColumnSpec::new(
+                    "id",
+                    scratchbird_types::SqlType::BigInt,
+                )],
+                primary_key: vec!["id".into()],
+            })
+            .unwrap();
+            t.commit().unwrap();
+        }
+        self.inner.run(stage, release, sink, stop)
+    }
+    fn control(
+        &mut self,
+        op: Statement,
+        claim: &scratchbird_coord::Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        self.inner.control(op, claim, index)
+    }
+    fn abandon(&mut self) {
+        self.inner.abandon();
+    }
+    fn in_transaction(&self) -> bool {
+        self.inner.in_transaction()
+    }
+}
+
+struct RacingTransport(Arc<Shard>, Arc<Storage>);
+
+impl scratchbird_coord::ShardTransport for RacingTransport {
+    fn open(&self) -> Result<Box<dyn scratchbird_coord::ShardSession>, HostError> {
+        Ok(Box::new(Racing {
+            inner: Box::new(self.0.session()),
+            storage: self.1.clone(),
+            raced: false,
+        }))
+    }
+}
+
+/// A schema change between compiling and running a statement costs a
+/// recompile, not the statement: the shard refuses the plan of the old schema
+/// before anything runs (`SCHEMA_CHANGED`) and the coordinator compiles it
+/// again against the schema the shard now sees.
+#[test]
+fn a_plan_of_another_schema_is_refused_and_compiled_again() {
+    use scratchbird_coord::{Claim, Outcome, Session};
+    use scratchbird_host::envelope::{Asked, local_attestation_for};
+    let c = cluster();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let asked = Asked {
+        sql: "SELECT count(*) FROM customers".into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let claim = Claim {
+        attestation: local_attestation_for(
+            "alice",
+            node("c1"),
+            &asked,
+            now - 1_000_000,
+            now + HOUR,
+            &key(10),
+        ),
+        asked,
+    };
+    let creds = Arc::new(Behind {
+        stale: 0,
+        signed: std::sync::atomic::AtomicU64::new(0),
+        bundle: c.shard_bundle(),
+    });
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = Session::open(
+        creds,
+        &RacingTransport(c.shard.clone(), c.storage.clone()),
+        sandbox,
+        &scratchbird_node::SystemEnv::default(),
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    s.execute_each(&claim, &mut |o| {
+        if let Outcome::Rows { batches, .. } = o {
+            rows.extend(
+                batches
+                    .iter()
+                    .flat_map(|b| b.rows().unwrap())
+                    .map(|r| display_value(&r[0])),
+            );
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(rows, ["2"]);
+    let (recs, _) =
+        scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
+    let refused: Vec<_> = recs.iter().filter(|r| r.outcome == "error").collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("compiled against schema")),
+        "{refused:?}"
+    );
 }

@@ -24,6 +24,10 @@ pub trait SchemaLog: Send + Sync {
     /// The log refused it, it could not be sent, or applying it failed (as
     /// it fails on every node: nothing changed anywhere).
     fn submit(&self, claim: &SchemaClaim) -> Result<&'static str, HostError>;
+
+    /// Applies the log's changes this node does not hold yet (a plan
+    /// compiled against a newer schema arrived).
+    fn catch_up(&self);
 }
 
 /// A schema change checked against the request the user signed and the

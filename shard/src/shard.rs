@@ -26,6 +26,7 @@ use scratchbird_host::{
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
 use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
+use scratchbird_types::schema::SchemaVersion;
 use scratchbird_types::{BundleHash, Epoch, NodeName, SqlType, UserName};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -578,6 +579,21 @@ impl ShardSessionOf {
                 rec.bundle = None;
             }
             let txn = self.statement_txn(&who, v.envelope.consistency)?;
+            let seen = txn.catalog()?.version();
+            if seen.0 != v.envelope.schema_version {
+                // nothing ran: the transaction is kept inside BEGIN ... COMMIT
+                // (a snapshot does not see later changes), the statement's own
+                // rolled back; a node behind the cluster's log catches up, so
+                // the coordinator's retry finds the schema it compiled against
+                self.end_statement(txn, false)?;
+                if let Some(log) = shard.schema_log() {
+                    log.catch_up();
+                }
+                return Err(HostError::SchemaChanged {
+                    envelope: SchemaVersion(v.envelope.schema_version),
+                    shard: seen,
+                });
+            }
             Ok((access, txn))
         });
         let (access, txn) = match checked {

@@ -130,6 +130,7 @@ fn envelope_of(
         epoch: scratchbird_types::Epoch(0),
         bundle_hash: [0; 32],
         shard_map_version: 0,
+        schema_version: c.schema.0,
         tables,
         columns,
         consistency: Consistency::Snapshot,

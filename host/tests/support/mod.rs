@@ -288,6 +288,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         epoch: scratchbird_types::Epoch(1),
         bundle_hash: [5; 32],
         shard_map_version: 1,
+        schema_version: [0; 32],
         tables,
         columns,
         consistency: Consistency::Snapshot,

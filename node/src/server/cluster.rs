@@ -839,7 +839,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
         // the cluster's schema changes this node does not hold yet (storage
         // work: off the runtime's threads)
         if let Some(schema) = shared.schema.clone() {
-            let _ = tokio::task::spawn_blocking(move || schema.catch_up()).await;
+            let _ = tokio::task::spawn_blocking(move || schema.catch_up_now()).await;
         }
     }
     let _ = duties.await;

@@ -127,7 +127,7 @@ impl NodeSchema {
     }
 
     /// Applies the log's changes this node does not hold yet, in order.
-    pub(super) fn catch_up(&self) {
+    pub(super) fn catch_up_now(&self) {
         let _ = self.apply_pending(None);
     }
 
@@ -203,6 +203,10 @@ impl NodeSchema {
 }
 
 impl SchemaLog for NodeSchema {
+    fn catch_up(&self) {
+        self.catch_up_now();
+    }
+
     fn submit(&self, claim: &SchemaClaim) -> Result<&'static str, HostError> {
         let change = SchemaChange {
             claim: claim.encode()?.into(),
