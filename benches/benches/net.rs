@@ -83,6 +83,7 @@ fn pki() -> Pki {
 
 fn batch() -> Response {
     Response::Batch(WireBatch {
+        output: 0,
         types: vec![SqlType::BigInt],
         rows_max: 8,
         heap_bytes: 0,

@@ -170,8 +170,16 @@ impl Session {
     /// (nothing ran), outside BEGIN ... COMMIT (inside, the transaction's
     /// snapshot keeps the schema it began with).
     fn recompile(&self, e: &SessionError) -> bool {
-        matches!(e, SessionError::Host(HostError::SchemaChanged { .. }))
-            && !self.shard.in_transaction()
+        matches!(
+            e,
+            SessionError::Host(
+                HostError::SchemaChanged { .. }
+                    | HostError::Remote {
+                        code: "SCHEMA_CHANGED",
+                        ..
+                    }
+            )
+        ) && !self.shard.in_transaction()
     }
 
     fn execute_one(
@@ -218,6 +226,7 @@ impl Session {
         &mut self,
         c: &compiler::Compiled,
         claim: &Claim,
+        epoch: scratchbird_types::Epoch,
     ) -> Result<SignedEnvelope, HostError> {
         let (tables, columns) = referenced(&c.manifest);
         let mut nonce = [0u8; 16];
@@ -227,7 +236,7 @@ impl Session {
         let env = Envelope {
             version: ENVELOPE_VERSION,
             module_hash: c.hash,
-            epoch: self.creds.epoch(),
+            epoch,
             bundle_hash: self.creds.bundle_hash().0,
             shard_map_version: 0,
             schema_version: c.schema.0,
@@ -260,7 +269,8 @@ impl Session {
         let started = std::time::Instant::now();
         let wait = std::time::Duration::from_millis(EPOCH_WAIT_MS);
         loop {
-            let signed = match self.envelope(c, claim) {
+            let signed_epoch = self.creds.epoch();
+            let signed = match self.envelope(c, claim, signed_epoch) {
                 Ok(s) => s,
                 Err(e) => {
                     self.shard.abandon();
@@ -270,21 +280,27 @@ impl Session {
             let s2 = sink.clone();
             let attempt: ResultSink = Box::new(move |b| (s2.borrow_mut())(b));
             match self.shard.run(&signed, release, attempt, &self.stop) {
-                Err(HostError::EpochChanged { envelope, shard }) => {
+                Err(
+                    e @ (HostError::EpochChanged { .. }
+                    | HostError::Remote {
+                        code: "EPOCH_CHANGED",
+                        ..
+                    }),
+                ) => {
                     if let Some(why) = self.stop.raised() {
                         self.shard.abandon();
                         return Err(HostError::Cancelled(why));
                     }
                     if started.elapsed() >= wait {
                         self.shard.abandon();
-                        return Err(HostError::EpochChanged { envelope, shard });
+                        return Err(e);
                     }
                     // until this coordinator runs the shard's epoch (or the
                     // shard catches up with this one's), try again shortly
-                    if self.creds.epoch() == envelope {
+                    if self.creds.epoch() == signed_epoch {
                         std::thread::sleep(std::time::Duration::from_millis(EPOCH_POLL_MS));
                     }
-                    tracing::debug!(%envelope, %shard, "epoch changed under a statement: signing it again");
+                    tracing::debug!(error = %e, "epoch changed under a statement: signing it again");
                 }
                 r => return r,
             }

@@ -39,6 +39,16 @@ pub enum HostError {
         /// The version the shard's transaction sees.
         shard: scratchbird_types::schema::SchemaVersion,
     },
+    /// A shard on another node refused or failed the stage: its code (one of
+    /// the codes of this list, or `SHARD_ERROR` for one this node does not
+    /// know) and its message, which names the shard.
+    #[error("{message}")]
+    Remote {
+        /// The shard's code.
+        code: &'static str,
+        /// What it said, naming the shard.
+        message: String,
+    },
     /// `REFUSED`: the module was refused before it ran (the text names the
     /// validation rule).
     #[error("module refused: {what}{}", tail(.source.as_deref()))]
@@ -150,6 +160,7 @@ impl HostError {
             Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
             Self::EpochChanged { .. } => "EPOCH_CHANGED",
             Self::SchemaChanged { .. } => "SCHEMA_CHANGED",
+            Self::Remote { code, .. } => code,
             Self::Sql { .. } => "SQL_RUNTIME",
             Self::Timeout { .. } => "QUERY_TIMEOUT",
             Self::Memory { .. } => "QUERY_MEMORY",
@@ -261,6 +272,13 @@ mod tests {
                     shard: scratchbird_types::schema::SchemaVersion([2; 32]),
                 },
                 "SCHEMA_CHANGED",
+            ),
+            (
+                HostError::Remote {
+                    code: "DEADLOCK",
+                    message: String::new(),
+                },
+                "DEADLOCK",
             ),
             (
                 HostError::Sql {

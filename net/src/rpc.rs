@@ -199,6 +199,14 @@ pub struct Done {
     pub read: u64,
     /// EXPLAIN text, when it was one.
     pub text: Option<String>,
+    /// Who a shard stage ran as, as the shard's audit trail names them (a
+    /// peer's subplan only: the coordinator records its merge stage under the
+    /// same principal).
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Rows a peer's shard stage wrote (`rows` is what it returned).
+    #[serde(default)]
+    pub written: u64,
 }
 
 /// A failure: a stable code, a message, a hint, and where in the SQL.
@@ -254,6 +262,10 @@ impl RpcError {
 /// the layout of `scratchbird_types::batch`, checked on receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WireBatch {
+    /// Which output of the stage it belongs to (a shard stage may have
+    /// several, one per input of the merge stage); 0 for a statement's rows.
+    #[serde(default)]
+    pub output: u32,
     /// Column types.
     pub types: Vec<SqlType>,
     /// Row capacity of the layout.
@@ -549,6 +561,7 @@ mod tests {
         w.set_null(0, 1).unwrap();
         w.finish(2).unwrap();
         let b = WireBatch {
+            output: 0,
             types: types.clone(),
             rows_max: 8,
             heap_bytes: 0,

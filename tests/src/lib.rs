@@ -722,17 +722,25 @@ pub fn voters(s: &serde_json::Value) -> usize {
         .map_or(0, |m| m.iter().filter(|x| x[2] == true).count())
 }
 
-/// `voters` voters' folders, certificates and configs, and the genesis.
+/// `voters` voters' folders, certificates and configs, and the genesis:
+/// each a coordinator and a shard too.
 #[must_use]
 pub fn control_cluster(voters: usize) -> ControlCluster {
+    let all: &[Role] = &[Role::Coordinator, Role::Shard, Role::Voter];
+    control_cluster_with(&vec![all; voters])
+}
+
+/// [`control_cluster`] of nodes with the roles `roles` gives each (every one
+/// a voter of the genesis when it has the voter role).
+#[must_use]
+pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
     let tmp = tempfile::tempdir().unwrap();
     let mut ca = Ca::new(&tmp.path().join("ca"));
-    let roles = [Role::Coordinator, Role::Shard, Role::Voter];
     let mut dirs = Vec::new();
     let mut peers = Vec::new();
-    for i in 1..=voters {
+    for (i, roles) in (1..=roles.len()).zip(roles) {
         let dir = tmp.path().join(format!("n{i}"));
-        let (_, issued) = ca.node(&format!("n{i}"), &roles);
+        let (_, issued) = ca.node(&format!("n{i}"), roles);
         let peer = format!("127.0.0.1:{}", free_port());
         ca.members.nodes.last_mut().unwrap().peer = Some(peer.clone());
         ca.save();
@@ -760,7 +768,7 @@ pub fn control_cluster(voters: usize) -> ControlCluster {
         let text = Node::config(
             dir,
             &ca,
-            &roles,
+            roles[i],
             &NodeOpts {
                 peers: true,
                 ..NodeOpts::default()

@@ -271,3 +271,94 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         "{v:#?}"
     );
 }
+
+/// A coordinator that holds no data runs every statement on the cluster's
+/// shard on another node, over the peer endpoint: the shard verifies each
+/// plan as its own node's and runs it as the user; transactions span
+/// statements there; a shard that goes away fails the statement, naming it.
+#[test]
+fn a_coordinator_without_data_runs_statements_on_the_clusters_shard() {
+    use scratchbird_net::Role;
+    let c = scratchbird_tests::control_cluster_with(&[
+        &[Role::Coordinator, Role::Voter],
+        &[Role::Coordinator, Role::Shard, Role::Voter],
+        &[Role::Voter],
+    ]);
+    let mut nodes: Vec<Node> = c.dirs.iter().map(|d| Node::spawn(d)).collect();
+    c.wait(&nodes[0], "epoch 1 effective with three voters", |s| {
+        effective(s, 1) && voters(s) == 3
+    });
+    ops(
+        &c,
+        &nodes[0],
+        "CREATE TABLE t (id BIGINT PRIMARY KEY, e VARCHAR(100))",
+    );
+    everywhere(&c, &[&nodes[1]], "SELECT count(*) FROM t");
+    ops(
+        &c,
+        &nodes[0],
+        "INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'a')",
+    );
+    // the rows are the shard's: read there, and through the coordinator
+    assert!(ops(&c, &nodes[1], "SELECT count(*) FROM t").contains('3'));
+    let grouped = ops(
+        &c,
+        &nodes[0],
+        "SELECT e, count(*) FROM t GROUP BY e ORDER BY e",
+    );
+    let lines: Vec<&str> = grouped
+        .lines()
+        .filter(|l| l.contains('a') || l.contains('b'))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains('a') && l.contains('2'))
+            && lines.iter().any(|l| l.contains('b') && l.contains('1')),
+        "{grouped}"
+    );
+    // a transaction spans statements on the shard
+    ops(
+        &c,
+        &nodes[0],
+        "BEGIN; INSERT INTO t VALUES (4, 'c'); ROLLBACK",
+    );
+    ops(
+        &c,
+        &nodes[0],
+        "BEGIN; INSERT INTO t VALUES (5, 'c'); COMMIT",
+    );
+    assert!(ops(&c, &nodes[1], "SELECT count(*) FROM t WHERE e = 'c'").contains('1'));
+    assert!(ops(&c, &nodes[0], "SELECT count(*) FROM t").contains('4'));
+    // the shard recorded the stages the coordinator sent, as the user
+    let recs = scratchbird_tests::sb_audit_json(&c.dirs[1].join("data"));
+    assert!(
+        recs.iter()
+            .any(|r| r["coordinator"] == nodes[0].name.as_str()
+                && r["outcome"] == "ok"
+                && r["principal"] == "User::\"ops\""),
+        "{recs:#?}"
+    );
+    // the shard goes away: a statement at the coordinator fails, naming it
+    let shard = nodes.remove(1);
+    let shard_name = shard.name.clone();
+    shard.kill();
+    let started = Instant::now();
+    let o = sql(&c, &nodes[0], &c.certs(), "ops", "SELECT count(*) FROM t");
+    assert!(
+        !o.status.success() && out(&o).contains(&shard_name),
+        "{}",
+        out(&o)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    for n in nodes {
+        n.terminate(Duration::from_secs(10));
+    }
+    // the coordinator's own data directory holds the schema, not the rows
+    let s = scratchbird_node::open_storage(&c.dirs[0].join("data")).unwrap();
+    let t = s.begin(TxnOptions::snapshot()).unwrap();
+    let table = t.catalog().unwrap().table_by_name("t").unwrap().id;
+    assert!(
+        scratchbird_storage::scan::collect_rows(&t, table)
+            .unwrap()
+            .is_empty()
+    );
+}

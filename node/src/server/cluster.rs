@@ -288,7 +288,11 @@ impl QuicPeers {
         lock(&self.clients).clear();
     }
 
-    async fn client(&self, to: MemberId, addr: &PeerAddr) -> Result<Arc<Client>, TransportError> {
+    pub(super) async fn client(
+        &self,
+        to: MemberId,
+        addr: &PeerAddr,
+    ) -> Result<Arc<Client>, TransportError> {
         if let Some(c) = lock(&self.clients).get(&to) {
             return Ok(c.clone());
         }
@@ -618,6 +622,67 @@ impl ControlPlane {
         });
         *lock(&self.apply_error) = None;
         self.service.set_running(config.epoch, config.hash);
+    }
+
+    /// A connection to member `node` at peer address `addr`, over the
+    /// transport the control plane uses (node certificate, pinned to the
+    /// member, checked under the membership in force).
+    pub(super) async fn peer_client(
+        &self,
+        node: scratchbird_types::NodeId,
+        addr: &str,
+    ) -> Result<Arc<Client>, String> {
+        self.transport
+            .client(
+                MemberId::of(node),
+                &PeerAddr {
+                    addr: addr.to_owned(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where a coordinator that holds no data runs statements: the shard of
+    /// the current epoch's shard map (its first enabled owner, with its peer
+    /// address). Distributed execution over several shards is not built yet,
+    /// so a map of several shards is refused, saying so.
+    ///
+    /// # Errors
+    /// No epoch, no shard map, several shards, or an owner without an address.
+    pub(super) fn sole_shard(&self) -> Result<(NodeName, String), String> {
+        let a = self.service.member().applied();
+        let chain = a
+            .state
+            .chain()
+            .ok_or("the control log holds no epoch yet")?;
+        let cluster = chain.current().cluster;
+        let map = a
+            .state
+            .shard_map()
+            .ok_or("the current epoch has no shard map")?;
+        let [shard] = map.shards.as_slice() else {
+            return Err(format!(
+                "this coordinator holds no data and the cluster has {} shards: statements over several shards are not built yet; connect to a node with the shard role",
+                map.shards.len()
+            ));
+        };
+        let list = a
+            .state
+            .members()
+            .ok_or("the current epoch has no membership")?;
+        shard
+            .owners
+            .iter()
+            .filter_map(|o| scratchbird_control::members::node(list, *o))
+            .find(|n| n.enabled)
+            .and_then(|n| Some((NodeName::new(cluster, n.id), n.peer.clone()?)))
+            .ok_or_else(|| {
+                format!(
+                    "shard {} has no enabled owner with a peer address",
+                    shard.id
+                )
+            })
     }
 
     /// The node's shard is `shard` (schema changes are checked on it).

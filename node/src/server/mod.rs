@@ -7,8 +7,8 @@ use crate::authority::{NodeAuthority, PeerAuthority, UserCerts};
 use crate::config::{NodeConfig, OnCaChange};
 use crate::session::open_storage_in;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, ShardSessionOf, Users};
-use scratchbird_coord::ShardSession;
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
+use scratchbird_coord::{ShardSession, ShardTransport};
 use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
@@ -39,6 +39,7 @@ mod churn;
 mod cluster;
 mod peer;
 mod reloading;
+mod remote;
 mod reply;
 mod schema;
 
@@ -133,6 +134,8 @@ struct Shared {
     churn: Arc<churn::Churn>,
     /// Under the control plane: the cluster's schema changes on this node.
     schema: Option<Arc<schema::NodeSchema>>,
+    /// The runtime, for session threads that wait on the network.
+    handle: tokio::runtime::Handle,
 }
 
 /// This node as a coordinator: it signs shard stages with its certificate's
@@ -512,6 +515,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         control,
         churn,
         schema,
+        handle: tokio::runtime::Handle::current(),
     });
     let mut tasks = vec![tokio::spawn(accept_loop(
         shared.clone(),
@@ -1139,17 +1143,46 @@ async fn request(
     drop(conn);
 }
 
+/// Where a session's statements run: on this node's shard when it has the
+/// shard role (or runs without the control plane), else on the cluster's
+/// shard on another node.
+fn transport_of(shared: &Arc<Shared>) -> Result<Box<dyn ShardTransport>, String> {
+    match &shared.control {
+        Some(plane) if !shared.cfg.roles.contains(&Role::Shard) => {
+            let (node, addr) = plane.sole_shard()?;
+            Ok(Box::new(remote::RemoteShard {
+                shared: shared.clone(),
+                node,
+                addr,
+                handle: shared.handle.clone(),
+            }))
+        }
+        _ => Ok(Box::new(InProcess(shared.shard.clone()))),
+    }
+}
+
 fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc::Receiver<Job>) {
-    let transport = InProcess(shared.shard.clone());
-    let mut session = match Session::open(
-        shared.creds.clone(),
-        &transport,
-        shared.sandbox.clone(),
-        shared.env.as_ref(),
-    ) {
+    let opened = transport_of(shared).and_then(|t| {
+        Session::open(
+            shared.creds.clone(),
+            t.as_ref(),
+            shared.sandbox.clone(),
+            shared.env.as_ref(),
+        )
+        .map_err(|e| e.to_string())
+    });
+    let mut session = match opened {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("opening a session for {user}: {e}");
+            // each request of the connection is told why
+            while let Ok(job) = jobs.recv() {
+                let err = RpcError::new("NO_SHARD", e.clone())
+                    .hint("sb cluster status and sb cluster shards show the cluster's shards");
+                let _ = job.tx.blocking_send(Response::Error(err));
+                lock(&shared.active).remove(&job.id);
+                let _ = job.finished.send(());
+            }
             return;
         }
     };

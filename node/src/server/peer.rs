@@ -108,6 +108,8 @@ fn done_tag(tag: &str) -> Done {
         elapsed_us: 0,
         read: 0,
         text: None,
+        principal: None,
+        written: 0,
     }
 }
 
@@ -297,7 +299,9 @@ async fn subplan(
         let last = match r {
             Ok(run) => Response::Done(Done {
                 rows: run.figures.rows_returned,
+                written: run.figures.rows_written,
                 read: run.figures.rows_read,
+                principal: Some(run.principal),
                 ..done_tag("SUBPLAN")
             }),
             Err(e) => {

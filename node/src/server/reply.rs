@@ -87,6 +87,8 @@ pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
         elapsed_us,
         read,
         text,
+        principal: None,
+        written: 0,
     }
 }
 
@@ -96,6 +98,7 @@ pub(super) fn wire(b: scratchbird_host::ResultBatch) -> WireBatch {
     let layout = b.layout();
     let (types, rows_max, heap_bytes) = (layout.types(), layout.rows_max(), layout.heap_bytes());
     WireBatch {
+        output: u32::try_from(b.output).unwrap_or(u32::MAX),
         types,
         rows_max,
         heap_bytes,

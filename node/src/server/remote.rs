@@ -1,0 +1,353 @@
+//! The peer transport: a coordinator's shard sessions on a shard of another
+//! node, over the peer endpoint (QUIC, mutual TLS, node certificates). The
+//! coordinator compiles against its own catalog (under the control plane
+//! every node applies the cluster's schema changes alike, and the shard
+//! refuses a plan of another schema version), signs each shard stage as for
+//! its own shard, and the shard verifies it exactly as it verifies its own
+//! node's: envelope, attestation, epoch, bundle, schema version.
+
+use super::*;
+use scratchbird_compiler::{Catalog, Statement};
+use scratchbird_coord::{ShardRun, ShardTransport};
+use scratchbird_host::envelope::Consistency;
+use scratchbird_host::{Figures, ResultBatch, ResultSink};
+use scratchbird_net::client::Client;
+use scratchbird_net::rpc::Subplan;
+use scratchbird_types::batch::BatchLayout;
+
+/// How long a shard may stay silent during a stage before the coordinator
+/// gives up on it (its own limits end a stage well before).
+const SILENT_MAX: Duration = Duration::from_secs(120);
+
+/// How often a waiting coordinator looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+/// A shard on another node.
+pub(super) struct RemoteShard {
+    pub(super) shared: Arc<Shared>,
+    /// The shard's node.
+    pub(super) node: NodeName,
+    /// Its peer address.
+    pub(super) addr: String,
+    pub(super) handle: tokio::runtime::Handle,
+}
+
+/// Session numbers on peer connections, unique in this process.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+impl ShardTransport for RemoteShard {
+    fn open(&self) -> Result<Box<dyn ShardSession>, HostError> {
+        let plane = self
+            .shared
+            .control
+            .clone()
+            .ok_or_else(|| HostError::internal("a remote shard without the control plane"))?;
+        let client = self
+            .handle
+            .block_on(plane.peer_client(self.node.node, &self.addr))
+            .map_err(|why| HostError::Remote {
+                code: "SHARD_UNREACHABLE",
+                message: format!(
+                    "shard {} ({}) cannot be reached: {why}",
+                    self.node, self.addr
+                ),
+            })?;
+        Ok(Box::new(RemoteSession {
+            shared: self.shared.clone(),
+            client,
+            node: self.node,
+            n: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            handle: self.handle.clone(),
+            in_txn: false,
+            layouts: HashMap::new(),
+        }))
+    }
+}
+
+/// A coordinator session's shard session on another node.
+struct RemoteSession {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    node: NodeName,
+    /// Its number on the connection.
+    n: u64,
+    handle: tokio::runtime::Handle,
+    in_txn: bool,
+    /// Batch layouts seen, by shape.
+    layouts: HashMap<(Vec<scratchbird_types::SqlType>, u32, u32), Arc<BatchLayout>>,
+}
+
+impl Drop for RemoteSession {
+    fn drop(&mut self) {
+        // the shard rolls back what the session holds open
+        let client = self.client.clone();
+        let n = self.n;
+        self.handle.spawn(async move {
+            if let Ok(mut r) = client.send(&Request::EndSession(n)).await {
+                let _ = r.next().await;
+            }
+        });
+    }
+}
+
+/// A code a shard answered with, as this node knows it.
+fn known_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "REFUSED",
+        "EPOCH_CHANGED",
+        "SCHEMA_CHANGED",
+        "SQL_RUNTIME",
+        "QUERY_TIMEOUT",
+        "QUERY_MEMORY",
+        "CANCELLED",
+        "INTERNAL",
+        "PERMISSION_DENIED",
+        "POLICY_ERROR",
+        "AUDIT_FAILED",
+        "CONTEXT_IN_TRANSACTION",
+        "SESSION",
+        "UPDATE_CONFLICT",
+        "LOCK_CONFLICT",
+        "DEADLOCK",
+        "PRIMARY_KEY_VIOLATION",
+        "UNIQUE_VIOLATION",
+        "NOT_NULL_VIOLATION",
+        "CHECK_VIOLATION",
+        "COLUMN_VALUE",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "INVALID_DEFINITION",
+        "OBJECT_IN_USE",
+        "READ_ONLY",
+        "TRANSACTION_STATE",
+        "LIMIT_EXCEEDED",
+        "OUTSIDE_RETENTION",
+        "STORAGE_FAILED",
+        "STORAGE_INTERNAL",
+        "EXECUTION_GATE_CLOSED",
+        "NOT_A_SHARD",
+        "BUSY",
+        "SESSION_BUSY",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == code)
+        .copied()
+        .unwrap_or("SHARD_ERROR")
+}
+
+impl RemoteSession {
+    fn failed(&self, e: &RpcError) -> HostError {
+        HostError::Remote {
+            code: known_code(&e.code),
+            message: format!("shard {}: {}", self.node, e.message),
+        }
+    }
+
+    fn lost(&self, why: impl std::fmt::Display) -> HostError {
+        HostError::Remote {
+            code: "SHARD_UNREACHABLE",
+            message: format!(
+                "shard {} was lost during the statement: {why}; its outcome there is not known if it wrote",
+                self.node
+            ),
+        }
+    }
+
+    fn batch(&mut self, w: WireBatch) -> Result<ResultBatch, HostError> {
+        let key = (w.types.clone(), w.rows_max, w.heap_bytes);
+        let layout = match self.layouts.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                if self.layouts.len() >= 64 {
+                    self.layouts.clear();
+                }
+                let l = Arc::new(
+                    BatchLayout::new(&w.types, w.rows_max, w.heap_bytes).map_err(|e| {
+                        HostError::abi(format!("shard {} sent a batch layout: {e}", self.node))
+                    })?,
+                );
+                self.layouts.insert(key, l.clone());
+                l
+            }
+        };
+        ResultBatch::from_bytes(w.output as usize, layout, w.bytes)
+    }
+
+    /// The next answer of `r`, waiting while `stop` is not raised.
+    fn next(
+        &self,
+        r: &mut scratchbird_net::client::Responses,
+        stop: &Cancel,
+    ) -> Result<Option<Response>, HostError> {
+        let started = Instant::now();
+        loop {
+            if let Some(why) = stop.raised() {
+                return Err(HostError::Cancelled(why));
+            }
+            match self
+                .handle
+                .block_on(async { tokio::time::timeout(CANCEL_POLL, r.next()).await })
+            {
+                Ok(Ok(x)) => return Ok(x),
+                Ok(Err(e)) => return Err(self.lost(e)),
+                Err(_) if started.elapsed() > SILENT_MAX => {
+                    return Err(self.lost(format!("no answer within {} s", SILENT_MAX.as_secs())));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+impl RemoteSession {
+    /// A schema change goes to the cluster's log from here, as on a node that
+    /// holds data: checked against the claim and the bundle on this node
+    /// first (its schema is the cluster's), then applied by every node.
+    fn schema_change(&self, claim: &Claim, index: usize) -> Result<&'static str, HostError> {
+        if self.in_txn {
+            return Err(HostError::Session(
+                "in a cluster a schema change commits on its own, through the cluster's log: run it outside BEGIN ... COMMIT".into(),
+            ));
+        }
+        let log = self
+            .shared
+            .schema
+            .clone()
+            .ok_or_else(|| HostError::internal("a remote shard without the schema log"))?;
+        let claim = scratchbird_host::envelope::SchemaClaim {
+            attestation: claim.attestation.clone(),
+            asked: claim.asked.clone(),
+            index: u32::try_from(index)
+                .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
+        };
+        let me = self.shared.creds.me;
+        self.shared
+            .shard
+            .authorize_schema(&claim, &me, self.shared.env.now_micros())?;
+        crate::shard::SchemaLog::submit(log.as_ref(), &claim)
+    }
+}
+
+impl ShardSession for RemoteSession {
+    fn shard(&self) -> NodeName {
+        self.node
+    }
+
+    fn catalog(&mut self, _consistency: Consistency) -> Result<Arc<Catalog>, HostError> {
+        // the cluster's schema as this node applied it (the shard checks the
+        // version of the plan against its own)
+        let t = self
+            .shared
+            .storage
+            .begin(scratchbird_storage::TxnOptions::snapshot().read_only())?;
+        let cat = t.catalog()?;
+        let _ = t.rollback();
+        Ok(cat)
+    }
+
+    fn run(
+        &mut self,
+        stage: &SignedEnvelope,
+        _release: Release,
+        mut sink: ResultSink,
+        stop: &Cancel,
+    ) -> Result<ShardRun, HostError> {
+        let req = Request::Subplan(Subplan {
+            envelope: stage.envelope.clone(),
+            signature: stage.signature.clone(),
+            module: stage.module.clone(),
+            session: Some(self.n),
+        });
+        let mut r = self
+            .handle
+            .block_on(self.client.send(&req))
+            .map_err(|e| self.lost(e))?;
+        loop {
+            match self.next(&mut r, stop)? {
+                Some(Response::Batch(w)) => {
+                    let b = self.batch(w)?;
+                    sink(b)?;
+                }
+                Some(Response::Done(d)) => {
+                    return Ok(ShardRun {
+                        figures: Figures {
+                            rows_read: d.read,
+                            rows_input: d.read,
+                            rows_returned: d.rows,
+                            rows_written: d.written,
+                            memory_bytes: 0,
+                            cached: false,
+                        },
+                        principal: d.principal.unwrap_or_default(),
+                        bundle: None,
+                        context: None,
+                    });
+                }
+                Some(Response::Error(e)) => return Err(self.failed(&e)),
+                Some(other) => {
+                    return Err(HostError::internal(format!(
+                        "shard {} answered a stage with {other:?}",
+                        self.node
+                    )));
+                }
+                None => return Err(self.lost("it closed the stream without an answer")),
+            }
+        }
+    }
+
+    fn control(
+        &mut self,
+        op: Statement,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<&'static str, HostError> {
+        let tag = match &op {
+            Statement::Begin { .. } => "BEGIN",
+            Statement::Commit => "COMMIT",
+            Statement::Rollback => "ROLLBACK",
+            Statement::Savepoint(_) => "SAVEPOINT",
+            Statement::RollbackTo(_) => "ROLLBACK TO SAVEPOINT",
+            Statement::Release(_) => "RELEASE SAVEPOINT",
+            _ => return self.schema_change(claim, index),
+        };
+        let req = Request::Control(scratchbird_net::rpc::Control {
+            session: self.n,
+            attestation: Box::new(claim.attestation.clone()),
+            asked: claim.asked.clone(),
+            index: u32::try_from(index)
+                .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
+        });
+        let mut r = self
+            .handle
+            .block_on(self.client.send(&req))
+            .map_err(|e| self.lost(e))?;
+        match self.next(&mut r, &Cancel::never())? {
+            Some(Response::Done(_)) => {
+                match op {
+                    Statement::Begin { .. } => self.in_txn = true,
+                    Statement::Commit | Statement::Rollback => self.in_txn = false,
+                    _ => {}
+                }
+                Ok(tag)
+            }
+            Some(Response::Error(e)) => {
+                // a failed COMMIT ends the transaction there
+                if matches!(op, Statement::Commit) {
+                    self.in_txn = false;
+                }
+                Err(self.failed(&e))
+            }
+            other => Err(self.lost(format!("an answer to {tag} that is not one: {other:?}"))),
+        }
+    }
+
+    fn abandon(&mut self) {
+        // nothing is held there outside BEGIN ... COMMIT: each stage runs in
+        // a transaction of its own, and the catalog is read here
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.in_txn
+    }
+}
