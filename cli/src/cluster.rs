@@ -709,6 +709,17 @@ fn print_status(s: &Status) {
         ),
         Some(why) => println!("execution gate CLOSED on {}: {why}", s.answered_by),
     }
+    match &s.schema_applied {
+        Some((applied, None)) => println!(
+            "schema: {applied} of the cluster's {} schema change(s) applied on {}",
+            s.schema_changes, s.answered_by
+        ),
+        Some((applied, Some(why))) => println!(
+            "schema: {applied} of the cluster's {} schema change(s) applied on {}; STALLED: {why}",
+            s.schema_changes, s.answered_by
+        ),
+        None => {}
+    }
     print_members(s);
 }
 

@@ -529,6 +529,8 @@ impl<T: Observer> Service<T> {
                 })
                 .collect(),
             churn: Vec::new(),
+            schema_changes: a.state.schema_len(),
+            schema_applied: None,
         }
     }
 

@@ -147,6 +147,13 @@ pub struct Status {
     /// (set by the node).
     #[serde(default)]
     pub churn: Vec<Churn>,
+    /// The schema changes the log holds.
+    #[serde(default)]
+    pub schema_changes: u64,
+    /// How many of them the answering node has applied, and why it is
+    /// stalled, if it is (set by the node).
+    #[serde(default)]
+    pub schema_applied: Option<(u64, Option<String>)>,
 }
 
 /// Connections one peer made to a node, and how they ended.

@@ -257,6 +257,12 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         "{}",
         all[2].log()
     );
+    // its status says it holds every change of the log, and is not stalled
+    c.wait(all[2], "every schema change applied on n3", |s| {
+        s["schema_changes"].as_u64() >= Some(5)
+            && s["schema_applied"][0] == s["schema_changes"]
+            && s["schema_applied"][1].is_null()
+    });
 
     // the table the hostile node tried to drop is still there, everywhere
     everywhere(&c, &all, "SELECT count(*) FROM t");

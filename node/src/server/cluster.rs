@@ -1013,6 +1013,7 @@ pub(super) async fn admin_message(shared: &Shared, bytes: &[u8]) -> Response {
             AdminAnswer::Status(mut status) => {
                 status.gate = plane.gate(shared.principals.bundle_hash()).err();
                 status.churn = shared.churn.lines();
+                status.schema_applied = shared.schema.as_ref().map(|s| s.position());
                 AdminAnswer::Status(status)
             }
             other => other,
