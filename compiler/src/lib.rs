@@ -217,6 +217,20 @@ impl Parsed {
         self.ast.to_string()
     }
 
+    /// Whether it is transaction control (BEGIN, COMMIT, ROLLBACK, a
+    /// savepoint).
+    #[must_use]
+    pub fn is_transaction_control(&self) -> bool {
+        matches!(
+            self.ast,
+            Ast::StartTransaction { .. }
+                | Ast::Commit { .. }
+                | Ast::Rollback { .. }
+                | Ast::Savepoint { .. }
+                | Ast::ReleaseSavepoint { .. }
+        )
+    }
+
     /// Whether running it changes the catalog (the next statement must see the new
     /// catalog).
     #[must_use]

@@ -466,7 +466,7 @@ impl<T: Observer> Service<T> {
     pub async fn admin(&self, message: AdminMessage) -> AdminAnswer {
         match message {
             AdminMessage::Status => AdminAnswer::Status(Box::new(self.status())),
-            AdminMessage::Chain => match self.member.applied().state.image() {
+            AdminMessage::Chain => match self.member.applied().state.chain_image() {
                 Ok(image) => AdminAnswer::Chain(ByteBuf::from(image)),
                 Err(e) => AdminAnswer::Refused {
                     code: "CONTROL_INTERNAL".into(),

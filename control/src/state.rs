@@ -1056,6 +1056,20 @@ impl ControlState {
     /// # Errors
     /// The encoder's error (out of memory).
     pub fn image(&self) -> Result<Vec<u8>, ImageError> {
+        self.image_with(true)
+    }
+
+    /// The state's chain, documents and reports as an image, without its
+    /// schema changes (they hold users' signed requests: what a user who
+    /// asks for the chain is not told).
+    ///
+    /// # Errors
+    /// The encoder's error (out of memory).
+    pub fn chain_image(&self) -> Result<Vec<u8>, ImageError> {
+        self.image_with(false)
+    }
+
+    fn image_with(&self, schema: bool) -> Result<Vec<u8>, ImageError> {
         let image = Image {
             format: IMAGE_FORMAT,
             epochs: self
@@ -1080,7 +1094,11 @@ impl ControlState {
                 .iter()
                 .flat_map(|(n, kept)| kept.iter().map(|(a, at)| (*n, a.clone(), *at)))
                 .collect(),
-            schema: self.schema.clone(),
+            schema: if schema {
+                self.schema.clone()
+            } else {
+                Vec::new()
+            },
         };
         let mut out = Vec::new();
         ciborium::into_writer(&image, &mut out)

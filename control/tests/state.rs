@@ -879,6 +879,7 @@ fn schema_changes_come_from_coordinators_once_each_in_order() {
     let change = |sql: &str| SchemaChange {
         claim: sql.as_bytes().to_vec().into(),
         user: "alice".into(),
+        id: *blake3::hash(sql.as_bytes()).as_bytes(),
     };
     let schema = |from: u8, c: &SchemaChange| Command::Schema {
         from: node(from),
@@ -948,5 +949,12 @@ fn schema_changes_come_from_coordinators_once_each_in_order() {
         restored
             .precheck(&schema(1, &change("CREATE TABLE b")), None)
             .is_err()
+    );
+    // the chain a user may ask for leaves out the users' signed requests
+    let chain = ControlState::from_image(&s.chain_image().unwrap()).unwrap();
+    assert!(chain.schema_changes(0, 10).is_empty());
+    assert_eq!(
+        chain.chain().unwrap().current_hash(),
+        s.chain().unwrap().current_hash()
     );
 }

@@ -178,6 +178,18 @@ impl SchemaClaim {
         cbor(self)
     }
 
+    /// Its identity: a digest of what the user signed and which statement,
+    /// without the signature (a signature scheme may verify more than one
+    /// encoding of a signature: the claim is the same).
+    ///
+    /// # Errors
+    /// The encoder failed (out of memory).
+    pub fn id(&self) -> Result<[u8; 32], HostError> {
+        let mut unsigned = self.clone();
+        unsigned.attestation.signature = Vec::new();
+        Ok(*blake3::hash(&cbor(&unsigned)?).as_bytes())
+    }
+
     /// The claim `bytes` hold, refused unless they are its canonical bytes.
     ///
     /// # Errors

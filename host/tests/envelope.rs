@@ -425,3 +425,29 @@ fn envelopes_that_are_not_canonical_or_not_envelopes_are_refused() {
     s.envelope = vec![0xff; 40];
     refused(check(&w, &s), "not readable");
 }
+
+/// A schema change's claim is one claim whatever bytes its signature takes:
+/// its id leaves the signature out (a scheme that verifies two encodings of
+/// one signature cannot make it two claims), and covers everything signed.
+#[test]
+fn a_schema_claims_id_ignores_the_signature_bytes_only() {
+    use scratchbird_host::envelope::{Asked, SchemaClaim};
+    let claim = SchemaClaim {
+        attestation: att("alice", "c1", NOW + HOUR, &key(10)),
+        asked: Asked::default(),
+        index: 0,
+    };
+    let mut other_bytes = claim.clone();
+    other_bytes.attestation.signature = vec![1; 64];
+    assert_eq!(claim.id().unwrap(), other_bytes.id().unwrap());
+    let mut next = claim.clone();
+    next.index = 1;
+    assert_ne!(claim.id().unwrap(), next.id().unwrap());
+    let mut later = claim.clone();
+    later.attestation.expires_us += 1;
+    assert_ne!(claim.id().unwrap(), later.id().unwrap());
+    // canonical bytes round trip; others are refused
+    let bytes = claim.encode().unwrap();
+    assert_eq!(SchemaClaim::decode(&bytes).unwrap(), claim);
+    assert!(SchemaClaim::decode(&bytes[..bytes.len() - 1]).is_err());
+}

@@ -15,6 +15,10 @@ use scratchbird_storage::IdSource;
 use scratchbird_types::{DomainId, IndexId, TableId};
 use std::sync::Arc;
 
+/// How long applying a change waits for a table lock a running transaction
+/// holds: then it gives way, and is retried at the next tick.
+const APPLY_LOCK_WAIT_MS: u64 = 100;
+
 /// Where a node puts the schema changes its users sign: the cluster's
 /// control log.
 pub trait SchemaLog: Send + Sync {
@@ -40,14 +44,53 @@ pub struct Authorized {
     pub label: String,
     /// What it changes (`CREATE TABLE t`).
     pub change: String,
+    /// The tag, when the change changes nothing here (IF NOT EXISTS of an
+    /// object that exists, IF EXISTS of one that does not): it need not
+    /// reach the log.
+    pub noop: Option<&'static str>,
+}
+
+/// The tag of `op` when it changes nothing in `cat`.
+fn noop(op: &Statement, cat: &Catalog) -> Option<&'static str> {
+    let table = |n: &String| cat.table_by_name(n).is_some_and(|t| !t.is_system());
+    match op {
+        Statement::CreateTable {
+            name,
+            if_not_exists: true,
+            ..
+        } if table(name) => Some("CREATE TABLE"),
+        Statement::DropTable {
+            names,
+            if_exists: true,
+        } if !names.iter().any(table) => Some("DROP TABLE"),
+        Statement::DropDomain {
+            name,
+            if_exists: true,
+        } if cat.domain_by_name(name).is_none() => Some("DROP DOMAIN"),
+        Statement::DropIndex {
+            names,
+            if_exists: true,
+        } if names.iter().all(|n| cat.index_by_name(n).is_none()) => Some("DROP INDEX"),
+        _ => None,
+    }
 }
 
 /// Statement `index` of `sql`, compiled against `cat`: a schema change, or
-/// refused.
+/// refused. A request that holds transaction control is refused whole: in a
+/// cluster a schema change commits on its own, so one signed inside BEGIN ...
+/// ROLLBACK is not the user's to take out of it.
 fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, HostError> {
     let parsed = scratchbird_compiler::parse(sql).map_err(|e| {
         HostError::Envelope(format!("the SQL the user signed does not parse here: {e}"))
     })?;
+    if parsed
+        .iter()
+        .any(scratchbird_compiler::Parsed::is_transaction_control)
+    {
+        return Err(HostError::Envelope(
+            "in a cluster a schema change commits on its own, through the cluster's log: send it in a request without BEGIN, COMMIT, ROLLBACK or savepoints".into(),
+        ));
+    }
     let n = index as usize + 1;
     let p = parsed.get(index as usize).ok_or_else(|| {
         HostError::Envelope(format!(
@@ -64,6 +107,13 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
         return Err(HostError::Envelope(format!(
             "statement {n} the user signed is not a schema change"
         )));
+    }
+    if matches!(op, Statement::CreateIndex { unique: true, .. }) {
+        // whether the rows are unique depends on each node's rows: nodes
+        // would part on it
+        return Err(HostError::Envelope(
+            "a UNIQUE index cannot be created in a cluster yet: whether rows are unique would differ between shards (create a plain index, or declare the key a PRIMARY KEY when the table is created)".into(),
+        ));
     }
     Ok(op)
 }
@@ -141,6 +191,7 @@ impl Shard {
             user: who.user,
             label,
             change: describe_change(tag, &objects),
+            noop: noop(&op, &cat),
         })
     }
 
@@ -169,8 +220,10 @@ impl Shard {
         rec.coordinator = Some(from.to_string());
         rec.context.clone_from(&claim.asked.context);
         let started = std::time::Instant::now();
+        let mut txn = self
+            .storage
+            .begin(TxnOptions::snapshot().wait_ms(APPLY_LOCK_WAIT_MS))?;
         let r = (|| -> Result<&'static str, HostError> {
-            let mut txn = self.begin(TxnOptions::snapshot())?;
             let cat = txn.catalog()?;
             let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
             let (tag, objects) = schema_objects(&op, &cat)?;
@@ -186,30 +239,30 @@ impl Shard {
                 })
                 .collect();
             if created_already(&op, &cat, (ids())()) {
-                let _ = txn.rollback();
                 return Ok(tag);
             }
             txn.set_ids(Some(ids()));
-            match apply_schema_change(&mut txn, &cat, op) {
-                Ok(tag) => {
-                    txn.commit()?;
-                    Ok(tag)
-                }
-                Err(e) => {
-                    let _ = txn.rollback();
-                    Err(e)
-                }
-            }
+            apply_schema_change(&mut txn, &cat, op)
         })();
         rec.duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        match &r {
-            Ok(_) => {
-                if let Some(log) = &self.audit {
-                    log.append(rec).map_err(HostError::Audit)?;
+        match r {
+            Ok(tag) => {
+                // the record is durable before the change is: a record that
+                // cannot be written leaves the change undone (retried)
+                if let Some(log) = &self.audit
+                    && let Err(e) = log.append(rec)
+                {
+                    let _ = txn.rollback();
+                    return Err(HostError::Audit(e));
                 }
+                txn.commit()?;
+                Ok(tag)
             }
-            Err(e) => self.audit_refusal(rec, e)?,
+            Err(e) => {
+                let _ = txn.rollback();
+                self.audit_refusal(rec, &e)?;
+                Err(e)
+            }
         }
-        r
     }
 }

@@ -166,6 +166,28 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         "{}",
         out(&o)
     );
+    // a UNIQUE index (whether rows are unique differs between shards) is
+    // refused; a change that changes nothing does not reach the log
+    let o = sql(
+        &c,
+        all[0],
+        &c.certs(),
+        "ops",
+        "CREATE UNIQUE INDEX t_u ON t (e)",
+    );
+    assert!(
+        !o.status.success() && out(&o).contains("UNIQUE index"),
+        "{}",
+        out(&o)
+    );
+    let changes = |n: &Node| c.status(n).unwrap()["schema_changes"].as_u64().unwrap();
+    let before = changes(all[0]);
+    ops(
+        &c,
+        all[0],
+        "CREATE TABLE IF NOT EXISTS t (x INT PRIMARY KEY); DROP TABLE IF EXISTS nothing_here",
+    );
+    assert_eq!(changes(all[0]), before);
     // inside BEGIN ... COMMIT a schema change is refused: it commits alone
     let o = sql(
         &c,
@@ -223,6 +245,7 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         change: SchemaChange {
             claim: b"DROP TABLE t".to_vec().into(),
             user: "ops".into(),
+            id: [7; 32],
         },
     });
     let answers: Vec<String> = c
@@ -239,6 +262,7 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         change: SchemaChange {
             claim: b"x".to_vec().into(),
             user: "ops".into(),
+            id: [8; 32],
         },
     });
     let a = send_as_node(&c, &c.dirs[2], &c.peers[0], &other);

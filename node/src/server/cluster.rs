@@ -44,6 +44,9 @@ pub(super) struct ControlPlane {
     /// and the bundle's grant are checked on it before the change costs an
     /// entry.
     shard: Arc<std::sync::OnceLock<std::sync::Weak<Shard>>>,
+    /// The node's schema changes, once they exist: as leader, a change is
+    /// checked only once the node has applied the log's earlier ones.
+    schema: Arc<std::sync::OnceLock<std::sync::Weak<super::schema::NodeSchema>>>,
 }
 
 /// What the node runs of an epoch.
@@ -168,10 +171,21 @@ fn check_schema(
         ));
     };
     let coordinator = NodeName::new(chain.current().cluster, *from);
-    scratchbird_host::envelope::SchemaClaim::decode(&change.claim)
-        .and_then(|claim| shard.authorize_schema(&claim, &coordinator, now_us))
+    let refused = |e: HostError| (e.code().to_owned(), e.to_string());
+    let claim = scratchbird_host::envelope::SchemaClaim::decode(&change.claim).map_err(refused)?;
+    // what the log records of the claim must be the claim's
+    if claim.id().map_err(refused)? != change.id
+        || scratchbird_host::envelope::user_name(&claim.attestation) != change.user
+    {
+        return Err((
+            "REFUSED".into(),
+            "the schema change's id or user is not its claim's".into(),
+        ));
+    }
+    shard
+        .authorize_schema(&claim, &coordinator, now_us)
         .map(|_| ())
-        .map_err(|e| (e.code().to_owned(), e.to_string()))
+        .map_err(refused)
 }
 
 /// The node's own checks of an epoch it is asked to publish, as leader: the
@@ -446,12 +460,25 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .map_err(|e| e.to_string())?;
     let env = parts.env.clone();
     let shard: Arc<std::sync::OnceLock<std::sync::Weak<Shard>>> = Arc::default();
+    let schema: Arc<std::sync::OnceLock<std::sync::Weak<super::schema::NodeSchema>>> =
+        Arc::default();
     let checker = {
-        let shard = shard.clone();
+        let (shard, schema) = (shard.clone(), schema.clone());
         let env = parts.env.clone();
         Arc::new(
             move |state: &ControlState, command: &scratchbird_control::state::Command| {
                 validate(state, command)?;
+                if matches!(command, scratchbird_control::state::Command::Schema { .. })
+                    && schema
+                        .get()
+                        .and_then(std::sync::Weak::upgrade)
+                        .is_some_and(|s| s.behind(state.schema_len()))
+                {
+                    return Err((
+                        super::schema::SCHEMA_BEHIND.to_owned(),
+                        "the leader has not applied the cluster's earlier schema changes yet; send it again shortly".into(),
+                    ));
+                }
                 check_schema(state, command, &shard, env.now_micros())
             },
         )
@@ -467,6 +494,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         .confirming()
         .validating(checker),
         shard,
+        schema,
         transport,
         failed: AtomicBool::new(false),
         enrolment: parts.enrolment,
@@ -685,9 +713,11 @@ impl ControlPlane {
             })
     }
 
-    /// The node's shard is `shard` (schema changes are checked on it).
-    pub(super) fn attach_shard(&self, shard: &Arc<Shard>) {
+    /// The node's shard is `shard`, its schema changes `schema` (schema
+    /// changes are checked on them).
+    pub(super) fn attach_shard(&self, shard: &Arc<Shard>, schema: &Arc<super::schema::NodeSchema>) {
         let _ = self.shard.set(Arc::downgrade(shard));
+        let _ = self.schema.set(Arc::downgrade(schema));
     }
 
     /// Drops every connection to peers (the next message connects afresh,
@@ -903,8 +933,10 @@ pub(super) async fn run(shared: Arc<Shared>) {
         }
         // the cluster's schema changes this node does not hold yet (storage
         // work: off the runtime's threads)
+        // (not awaited: a long index build never holds up an epoch; one
+        // applier at a time, the others return at once)
         if let Some(schema) = shared.schema.clone() {
-            let _ = tokio::task::spawn_blocking(move || schema.catch_up_now()).await;
+            drop(tokio::task::spawn_blocking(move || schema.catch_up_now()));
         }
     }
     let _ = duties.await;

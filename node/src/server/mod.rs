@@ -457,7 +457,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             );
             schema.attach(&shard);
             shard.set_schema_log(schema.clone());
-            plane.attach_shard(&shard);
+            plane.attach_shard(&shard, &schema);
             Some(schema)
         }
         None => None,

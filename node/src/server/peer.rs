@@ -113,8 +113,9 @@ fn done_tag(tag: &str) -> Done {
     }
 }
 
-/// Shard sessions one peer connection may hold open.
-const PEER_SESSIONS_MAX: usize = 64;
+/// Shard sessions one peer connection may hold open (a coordinator that
+/// holds no data opens one per client session, on one connection).
+const PEER_SESSIONS_MAX: usize = 1_024;
 
 /// Shard session `n` of a peer connection: opened by the first request that
 /// names it, at most [`PEER_SESSIONS_MAX`] at once.

@@ -222,9 +222,13 @@ impl RemoteSession {
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
         };
         let me = self.shared.creds.me;
-        self.shared
-            .shard
-            .authorize_schema(&claim, &me, self.shared.env.now_micros())?;
+        let authorized =
+            self.shared
+                .shard
+                .authorize_schema(&claim, &me, self.shared.env.now_micros())?;
+        if let Some(tag) = authorized.noop {
+            return Ok(tag);
+        }
         crate::shard::SchemaLog::submit(log.as_ref(), &claim)
     }
 }
@@ -235,8 +239,11 @@ impl ShardSession for RemoteSession {
     }
 
     fn catalog(&mut self, _consistency: Consistency) -> Result<Arc<Catalog>, HostError> {
-        // the cluster's schema as this node applied it (the shard checks the
-        // version of the plan against its own)
+        // the cluster's schema as this node applied it, caught up with the
+        // log first (the shard checks the version of the plan against its own)
+        if let Some(schema) = &self.shared.schema {
+            schema.catch_up_now();
+        }
         let t = self
             .shared
             .storage
@@ -318,11 +325,17 @@ impl ShardSession for RemoteSession {
             index: u32::try_from(index)
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
         });
-        let mut r = self
+        let answer = self
             .handle
             .block_on(self.client.send(&req))
-            .map_err(|e| self.lost(e))?;
-        match self.next(&mut r, &Cancel::never())? {
+            .map_err(|e| self.lost(e))
+            .and_then(|mut r| self.next(&mut r, &Cancel::never()));
+        // a connection lost during COMMIT or ROLLBACK ends the transaction
+        // here: the shard rolls back what a lost session held
+        if answer.is_err() && matches!(op, Statement::Commit | Statement::Rollback) {
+            self.in_txn = false;
+        }
+        match answer? {
             Some(Response::Done(_)) => {
                 match op {
                     Statement::Begin { .. } => self.in_txn = true,

@@ -17,12 +17,17 @@ use scratchbird_storage::IdSource;
 use scratchbird_types::{ClusterId, NodeName};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// The file in a data directory that says how many of the cluster's schema
 /// changes it holds.
 pub(super) const POSITION_FILE: &str = "cluster-schema";
+
+/// The leader's answer while it has not applied the log's earlier schema
+/// changes (the change is sent again shortly).
+pub(super) const SCHEMA_BEHIND: &str = "SCHEMA_BEHIND";
 
 /// Changes applied at one go (the rest at the next).
 const APPLY_BATCH: usize = 64;
@@ -41,18 +46,15 @@ pub(super) struct NodeSchema {
     me: NodeName,
     handle: tokio::runtime::Handle,
     file: PathBuf,
-    applied: Mutex<Applied>,
-}
-
-#[derive(Default)]
-struct Applied {
+    /// Held while changes are applied (one applier at a time); readers of
+    /// the position never wait for it.
+    applying: Mutex<()>,
     /// The next change to apply.
-    next: u64,
-    /// How recent changes ended here.
-    outcomes: BTreeMap<u64, Result<&'static str, String>>,
-    /// Why applying stopped (a change that failed for a reason of this node,
-    /// not of the change: retried at the next tick).
-    stalled: Option<String>,
+    next: AtomicU64,
+    /// How recent changes ended here, and why applying is stalled (a change
+    /// that failed for a reason of this node, not of the change: retried).
+    outcomes: Mutex<BTreeMap<u64, Result<&'static str, String>>>,
+    stalled: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for NodeSchema {
@@ -63,20 +65,18 @@ impl std::fmt::Debug for NodeSchema {
     }
 }
 
-/// Whether `e` is this node's trouble (retry later) rather than the change's
-/// (the same on every node: the change ends in it everywhere).
-fn transient(e: &HostError) -> bool {
+/// Whether a change that failed with `e` failed alike on every node: an
+/// error of the catalog, which every node holds alike (a table that exists
+/// already, a name not found, a definition refused, an object in use), or of
+/// the claim itself. Anything else (a lock held by a running transaction, the
+/// disk, the audit trail, a row this node holds) is this node's: it stalls
+/// and retries, rather than skip a change other nodes applied.
+fn same_everywhere(e: &HostError) -> bool {
     match e {
-        HostError::Audit(_) | HostError::Internal { .. } => true,
+        HostError::Envelope(_) => true,
         HostError::Storage(s) => matches!(
             s.code(),
-            "LOCK_CONFLICT"
-                | "DEADLOCK"
-                | "UPDATE_CONFLICT"
-                | "STORAGE_FAILED"
-                | "STORAGE_INTERNAL"
-                | "READ_ONLY"
-                | "DIRECTORY_LOCKED"
+            "ALREADY_EXISTS" | "NOT_FOUND" | "INVALID_DEFINITION" | "OBJECT_IN_USE"
         ),
         _ => false,
     }
@@ -108,10 +108,10 @@ impl NodeSchema {
             me,
             handle,
             file,
-            applied: Mutex::new(Applied {
-                next,
-                ..Applied::default()
-            }),
+            applying: Mutex::new(()),
+            next: AtomicU64::new(next),
+            outcomes: Mutex::default(),
+            stalled: Mutex::default(),
         })
     }
 
@@ -122,8 +122,15 @@ impl NodeSchema {
 
     /// The next change this node will apply, and why applying is stalled.
     pub(super) fn position(&self) -> (u64, Option<String>) {
-        let a = lock(&self.applied);
-        (a.next, a.stalled.clone())
+        (
+            self.next.load(Ordering::SeqCst),
+            lock(&self.stalled).clone(),
+        )
+    }
+
+    /// Whether this node has applied fewer than `changes` changes.
+    pub(super) fn behind(&self, changes: u64) -> bool {
+        self.next.load(Ordering::SeqCst) < changes
     }
 
     /// Applies the log's changes this node does not hold yet, in order.
@@ -131,16 +138,20 @@ impl NodeSchema {
         let _ = self.apply_pending(None);
     }
 
-    /// [`NodeSchema::catch_up`]; the outcome of change `want` when it was
-    /// applied now (its error whole, with its own code).
+    /// [`NodeSchema::catch_up_now`]; the outcome of change `want` when it was
+    /// applied now (its error whole, with its own code). When another thread
+    /// is applying, returns at once (that thread applies what is pending).
     fn apply_pending(&self, want: Option<u64>) -> Option<Result<&'static str, HostError>> {
         let shard = self.shard.get().and_then(Weak::upgrade)?;
+        let Ok(_applying) = self.applying.try_lock() else {
+            return None;
+        };
         let mut mine = None;
-        let mut a = lock(&self.applied);
         loop {
+            let next = self.next.load(Ordering::SeqCst);
             let entries = {
                 let applied = self.plane.service.member().applied();
-                applied.state.schema_changes(a.next, APPLY_BATCH).to_vec()
+                applied.state.schema_changes(next, APPLY_BATCH).to_vec()
             };
             if entries.is_empty() {
                 return mine;
@@ -152,10 +163,18 @@ impl NodeSchema {
                 let r = SchemaClaim::decode(&e.change.claim)
                     .and_then(|claim| shard.apply_logged(&claim, e.seq, &from, &ids));
                 if let Err(err) = &r
-                    && transient(err)
+                    && !same_everywhere(err)
                 {
                     tracing::warn!(change = e.seq, error = %err, "a schema change of the cluster could not be applied here yet; retrying");
-                    a.stalled = Some(format!("schema change {}: {err}", e.seq));
+                    *lock(&self.stalled) = Some(format!("schema change {}: {err}", e.seq));
+                    return mine;
+                }
+                // the position moves only once it is durable: a change is
+                // never skipped, and one applied just before a crash is known
+                // by its ids
+                if let Err(err) = write_position(&self.file, self.cluster, e.seq + 1) {
+                    tracing::error!(error = %err, "the data directory's schema position could not be written");
+                    *lock(&self.stalled) = Some(err);
                     return mine;
                 }
                 match &r {
@@ -166,22 +185,21 @@ impl NodeSchema {
                         tracing::info!(change = e.seq, error = %err, "the cluster's schema change failed, as on every node")
                     }
                 }
-                a.stalled = None;
-                a.next = e.seq + 1;
-                if let Err(err) = write_position(&self.file, self.cluster, a.next) {
-                    a.stalled = Some(err.clone());
-                    tracing::error!(error = %err, "the data directory's schema position could not be written");
-                }
+                *lock(&self.stalled) = None;
+                self.next.store(e.seq + 1, Ordering::SeqCst);
                 let kept = match &r {
                     Ok(tag) => Ok(*tag),
                     Err(err) => Err(err.to_string()),
                 };
-                a.outcomes.insert(e.seq, kept);
+                {
+                    let mut outcomes = lock(&self.outcomes);
+                    outcomes.insert(e.seq, kept);
+                    while outcomes.len() > OUTCOMES_KEPT {
+                        outcomes.pop_first();
+                    }
+                }
                 if want == Some(e.seq) {
                     mine = Some(r);
-                }
-                while a.outcomes.len() > OUTCOMES_KEPT {
-                    a.outcomes.pop_first();
                 }
             }
         }
@@ -189,12 +207,11 @@ impl NodeSchema {
 
     /// How change `seq` ended here, once applied.
     fn outcome(&self, seq: u64) -> Option<Result<&'static str, String>> {
-        let a = lock(&self.applied);
-        if seq >= a.next {
+        if seq >= self.next.load(Ordering::SeqCst) {
             return None;
         }
         Some(
-            a.outcomes
+            lock(&self.outcomes)
                 .get(&seq)
                 .cloned()
                 .unwrap_or(Err(format!("schema change {seq} was applied long ago"))),
@@ -211,28 +228,46 @@ impl SchemaLog for NodeSchema {
         let change = SchemaChange {
             claim: claim.encode()?.into(),
             user: user_name(&claim.attestation).to_owned(),
+            id: claim.id()?,
         };
         let command = Command::Schema {
             from: self.me.node,
             change,
         };
-        let outcome = self
-            .handle
-            .block_on(self.plane.service.submit(command))
-            .map_err(|e| {
-                HostError::Session(format!(
-                    "the cluster's log did not take the schema change: {e}; whether it was taken is not known: look before you retry"
-                ))
-            })?;
-        let seq = match outcome.1 {
-            LogOutcome::SchemaChanged { seq } => seq,
-            LogOutcome::Refused { code, message } => {
-                return Err(HostError::Envelope(format!("[{code}] {message}")));
-            }
-            other => {
-                return Err(HostError::internal(format!(
-                    "the cluster's log answered a schema change with: {other}"
-                )));
+        // a leader that has not applied the log's earlier changes yet cannot
+        // check this one against them: it says so, and it is sent again
+        let behind_until = std::time::Instant::now() + APPLIED_WAIT;
+        let seq = loop {
+            let outcome = self
+                .handle
+                .block_on(self.plane.service.submit(command.clone()))
+                .map_err(|e| match e {
+                    scratchbird_control::log::member::SubmitError::Refused { code, message } => {
+                        (code, message)
+                    }
+                    other => (
+                        String::new(),
+                        format!(
+                            "the cluster's log did not take the schema change: {other}; whether it was taken is not known: look before you retry"
+                        ),
+                    ),
+                });
+            match outcome {
+                Ok((_, LogOutcome::SchemaChanged { seq })) => break seq,
+                Err((code, _))
+                    if code == SCHEMA_BEHIND && std::time::Instant::now() < behind_until =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err((code, message)) if code.is_empty() => return Err(HostError::Session(message)),
+                Err((code, message)) | Ok((_, LogOutcome::Refused { code, message })) => {
+                    return Err(HostError::Envelope(format!("[{code}] {message}")));
+                }
+                Ok((_, other)) => {
+                    return Err(HostError::internal(format!(
+                        "the cluster's log answered a schema change with: {other}"
+                    )));
+                }
             }
         };
         let deadline = std::time::Instant::now() + APPLIED_WAIT;
