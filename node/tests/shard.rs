@@ -554,10 +554,9 @@ impl scratchbird_coord::Credentials for Behind {
     }
 }
 
-/// Runs `sql` as alice through a coordinator session whose first `stale` plans
-/// are of the epoch before the shard's; the rows of its queries.
-fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>, SessionError> {
-    use scratchbird_coord::{Claim, Outcome, Session};
+/// Alice's claim to `sql`, for coordinator c1, issued a second ago (on the
+/// system's clock, which the shard's storage reads).
+fn alice_claim_now(sql: &str) -> scratchbird_coord::Claim {
     use scratchbird_host::envelope::{Asked, local_attestation_for};
     let now = i64::try_from(
         std::time::SystemTime::now()
@@ -571,7 +570,7 @@ fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>
         context: None,
         deadline_ms: 0,
     };
-    let claim = Claim {
+    scratchbird_coord::Claim {
         attestation: local_attestation_for(
             "alice",
             node("c1"),
@@ -581,7 +580,14 @@ fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>
             &key(10),
         ),
         asked,
-    };
+    }
+}
+
+/// Runs `sql` as alice through a coordinator session whose first `stale` plans
+/// are of the epoch before the shard's; the rows of its queries.
+fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>, SessionError> {
+    use scratchbird_coord::{Outcome, Session};
+    let claim = alice_claim_now(sql);
     let creds = Arc::new(Behind {
         stale,
         signed: std::sync::atomic::AtomicU64::new(0),
@@ -724,32 +730,9 @@ impl scratchbird_coord::ShardTransport for RacingTransport {
 /// again against the schema the shard now sees.
 #[test]
 fn a_plan_of_another_schema_is_refused_and_compiled_again() {
-    use scratchbird_coord::{Claim, Outcome, Session};
-    use scratchbird_host::envelope::{Asked, local_attestation_for};
+    use scratchbird_coord::{Outcome, Session};
     let c = cluster();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
-    let asked = Asked {
-        sql: "SELECT count(*) FROM customers".into(),
-        context: None,
-        deadline_ms: 0,
-    };
-    let claim = Claim {
-        attestation: local_attestation_for(
-            "alice",
-            node("c1"),
-            &asked,
-            now - 1_000_000,
-            now + HOUR,
-            &key(10),
-        ),
-        asked,
-    };
+    let claim = alice_claim_now("SELECT count(*) FROM customers");
     let creds = Arc::new(Behind {
         stale: 0,
         signed: std::sync::atomic::AtomicU64::new(0),

@@ -6,8 +6,8 @@
 //! with ids drawn from the change, so that all name their objects alike.
 
 use super::{
-    Access, Bound, Catalog, HostError, NodeName, Object, Shard, Statement, TxnOptions, UserName,
-    apply_schema_change, check_claim, describe_change, is_schema_change, schema_objects,
+    Access, Bound, Catalog, HostError, NodeName, Shard, Statement, TxnOptions, UserName,
+    apply_schema_change, check_claim, describe_change, is_schema_change, schema_objects, tables_of,
 };
 use scratchbird_host::audit::AuditRecord;
 use scratchbird_host::envelope::{SchemaClaim, user_name};
@@ -231,13 +231,7 @@ impl Shard {
                 "{} (cluster schema change {seq})",
                 describe_change(tag, &objects)
             ));
-            rec.tables = objects
-                .iter()
-                .filter_map(|(_, o)| match o {
-                    Object::Table(t) => Some(t.clone()),
-                    Object::Domain(_) => None,
-                })
-                .collect();
+            rec.tables = tables_of(&objects);
             if created_already(&op, &cat, (ids())()) {
                 return Ok(tag);
             }

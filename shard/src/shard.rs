@@ -891,13 +891,7 @@ impl ShardSessionOf {
             let cat = txn.catalog()?;
             let (tag, objects) = schema_objects(&op, &cat)?;
             rec.change = Some(describe_change(tag, &objects));
-            rec.tables = objects
-                .iter()
-                .filter_map(|(_, o)| match o {
-                    Object::Table(t) => Some(t.clone()),
-                    Object::Domain(_) => None,
-                })
-                .collect();
+            rec.tables = tables_of(&objects);
             if let Access::Principal(p) = access {
                 for (action, object) in &objects {
                     let (allowed, recorded) = p.may_change_schema(*action, object.as_ref())?;
@@ -997,6 +991,17 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             )));
         }
     })
+}
+
+/// The tables a schema change acts on, as its audit record names them.
+fn tables_of(objects: &Needs) -> Vec<String> {
+    objects
+        .iter()
+        .filter_map(|(_, o)| match o {
+            Object::Table(t) => Some(t.clone()),
+            Object::Domain(_) => None,
+        })
+        .collect()
 }
 
 /// `CREATE TABLE customers`, `ALTER Table::"t"` ...: what an audit record of a
