@@ -282,13 +282,7 @@ fn a_control_request_must_be_a_statement_the_user_signed() {
     use scratchbird_coord::{Claim, ShardSession};
     use scratchbird_host::envelope::{Asked, local_attestation_for};
     let c = cluster();
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
+    let now = now_us();
     let claim = |sql: &str| {
         let asked = Asked {
             sql: sql.into(),
@@ -554,17 +548,23 @@ impl scratchbird_coord::Credentials for Behind {
     }
 }
 
-/// Alice's claim to `sql`, for coordinator c1, issued a second ago (on the
-/// system's clock, which the shard's storage reads).
-fn alice_claim_now(sql: &str) -> scratchbird_coord::Claim {
-    use scratchbird_host::envelope::{Asked, local_attestation_for};
-    let now = i64::try_from(
+/// Microseconds since 1970 on the system's clock (which the shard's storage
+/// reads).
+fn now_us() -> i64 {
+    i64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_micros(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Alice's claim to `sql`, for coordinator c1, issued a second ago (on the
+/// system's clock, which the shard's storage reads).
+fn alice_claim_now(sql: &str) -> scratchbird_coord::Claim {
+    use scratchbird_host::envelope::{Asked, local_attestation_for};
+    let now = now_us();
     let asked = Asked {
         sql: sql.into(),
         context: None,

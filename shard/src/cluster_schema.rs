@@ -6,8 +6,9 @@
 //! with ids drawn from the change, so that all name their objects alike.
 
 use super::{
-    Access, Bound, Catalog, HostError, NodeName, Shard, Statement, TxnOptions, UserName,
-    apply_schema_change, check_claim, describe_change, is_schema_change, schema_objects, tables_of,
+    Bound, Catalog, HostError, NodeName, Shard, Statement, TxnOptions, UserName,
+    apply_schema_change, check_claim, check_grants, describe_change, is_schema_change,
+    schema_objects, tables_of,
 };
 use scratchbird_host::audit::AuditRecord;
 use scratchbird_host::envelope::{SchemaClaim, user_name};
@@ -32,22 +33,6 @@ pub trait SchemaLog: Send + Sync {
     /// Applies the log's changes this node does not hold yet (a plan
     /// compiled against a newer schema arrived).
     fn catch_up(&self);
-}
-
-/// A schema change checked against the request the user signed and the
-/// bundle in force.
-#[derive(Debug)]
-pub struct Authorized {
-    /// The user.
-    pub user: UserName,
-    /// The principal it runs as, as the audit trail names it.
-    pub label: String,
-    /// What it changes (`CREATE TABLE t`).
-    pub change: String,
-    /// The tag, when the change changes nothing here (IF NOT EXISTS of an
-    /// object that exists, IF EXISTS of one that does not): it need not
-    /// reach the log.
-    pub noop: Option<&'static str>,
 }
 
 /// The tag of `op` when it changes nothing in `cat`.
@@ -148,6 +133,10 @@ impl Shard {
     /// against this node's catalog, and that the bundle in force lets the
     /// user's principal make it.
     ///
+    /// Returns the change's tag when it changes nothing here (IF NOT EXISTS
+    /// of an object that exists, IF EXISTS of one that does not): it need not
+    /// reach the log.
+    ///
     /// # Errors
     /// The rule broken: `REFUSED` for the claim, `PERMISSION_DENIED` for the
     /// bundle.
@@ -156,7 +145,7 @@ impl Shard {
         claim: &SchemaClaim,
         coordinator: &NodeName,
         now_us: i64,
-    ) -> Result<Authorized, HostError> {
+    ) -> Result<Option<&'static str>, HostError> {
         let user = check_claim(
             &claim.attestation,
             &claim.asked,
@@ -168,31 +157,14 @@ impl Shard {
             user,
             context: claim.asked.context.clone(),
         };
-        let (access, label) = self.access(&who)?;
+        let (access, _) = self.access(&who)?;
         let txn = self.begin(TxnOptions::snapshot())?;
         let cat = txn.catalog()?;
         let _ = txn.rollback();
         let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
-        let (tag, objects) = schema_objects(&op, &cat)?;
-        if let Access::Principal(p) = &access {
-            for (action, object) in &objects {
-                let (allowed, _) = p.may_change_schema(*action, object.as_ref())?;
-                if !allowed {
-                    return Err(HostError::Permission(format!(
-                        "permission denied: the security bundle does not permit {} to {} {}",
-                        p.name(),
-                        action.name(),
-                        object.as_ref()
-                    )));
-                }
-            }
-        }
-        Ok(Authorized {
-            user: who.user,
-            label,
-            change: describe_change(tag, &objects),
-            noop: noop(&op, &cat),
-        })
+        let (_, objects) = schema_objects(&op, &cat)?;
+        check_grants(&access, &objects, &mut Vec::new())?;
+        Ok(noop(&op, &cat))
     }
 
     /// Applies the cluster's `seq`th schema change, `claim`, sent by `from`,

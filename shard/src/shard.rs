@@ -12,7 +12,7 @@
 
 #[path = "cluster_schema.rs"]
 mod cluster_schema;
-pub use cluster_schema::{Authorized, SchemaLog};
+pub use cluster_schema::SchemaLog;
 
 use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_coord::{Claim, ShardRun, ShardSession, ShardTransport};
@@ -824,7 +824,7 @@ impl ShardSessionOf {
                 sc,
             ))
         });
-        let (authorized, sc) = match authorized {
+        let (noop, sc) = match authorized {
             Ok(x) => x,
             Err(e) => {
                 let mut rec = AuditRecord::new(&self.shard.label(&who.user));
@@ -835,7 +835,7 @@ impl ShardSessionOf {
                 return Err(e);
             }
         };
-        if let Some(tag) = authorized.noop {
+        if let Some(tag) = noop {
             return Ok(tag);
         }
         log.submit(&sc)
@@ -892,20 +892,7 @@ impl ShardSessionOf {
             let (tag, objects) = schema_objects(&op, &cat)?;
             rec.change = Some(describe_change(tag, &objects));
             rec.tables = tables_of(&objects);
-            if let Access::Principal(p) = access {
-                for (action, object) in &objects {
-                    let (allowed, recorded) = p.may_change_schema(*action, object.as_ref())?;
-                    rec.recorded.extend(recorded);
-                    if !allowed {
-                        return Err(HostError::Permission(format!(
-                            "permission denied: the security bundle does not permit {} to {} {}",
-                            p.name(),
-                            action.name(),
-                            object.as_ref()
-                        )));
-                    }
-                }
-            }
+            check_grants(access, &objects, &mut rec.recorded)?;
             apply_schema_change(&mut txn, &cat, op)
         })();
         let ok = r.is_ok();
@@ -991,6 +978,35 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             )));
         }
     })
+}
+
+/// Whether `access` may make a schema change needing `objects`: a principal
+/// needs the bundle's grant of each action on each object (what the policies
+/// decided on is added to `recorded`); the owner needs none.
+///
+/// # Errors
+/// `PERMISSION_DENIED`, naming the first action not granted.
+fn check_grants(
+    access: &Access,
+    objects: &Needs,
+    recorded: &mut Vec<String>,
+) -> Result<(), HostError> {
+    let Access::Principal(p) = access else {
+        return Ok(());
+    };
+    for (action, object) in objects {
+        let (allowed, why) = p.may_change_schema(*action, object.as_ref())?;
+        recorded.extend(why);
+        if !allowed {
+            return Err(HostError::Permission(format!(
+                "permission denied: the security bundle does not permit {} to {} {}",
+                p.name(),
+                action.name(),
+                object.as_ref()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The tables a schema change acts on, as its audit record names them.

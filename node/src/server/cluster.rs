@@ -936,7 +936,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
         // (not awaited: a long index build never holds up an epoch; one
         // applier at a time, the others return at once)
         if let Some(schema) = shared.schema.clone() {
-            drop(tokio::task::spawn_blocking(move || schema.catch_up_now()));
+            drop(tokio::task::spawn_blocking(move || {
+                crate::shard::SchemaLog::catch_up(schema.as_ref());
+            }));
         }
     }
     let _ = duties.await;

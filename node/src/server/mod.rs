@@ -1154,7 +1154,6 @@ fn transport_of(shared: &Arc<Shared>) -> Result<Box<dyn ShardTransport>, String>
                 shared: shared.clone(),
                 node,
                 addr,
-                handle: shared.handle.clone(),
             }))
         }
         _ => Ok(Box::new(InProcess(shared.shard.clone()))),

@@ -29,7 +29,6 @@ pub(super) struct RemoteShard {
     pub(super) node: NodeName,
     /// Its peer address.
     pub(super) addr: String,
-    pub(super) handle: tokio::runtime::Handle,
 }
 
 /// Session numbers on peer connections, unique in this process.
@@ -43,6 +42,7 @@ impl ShardTransport for RemoteShard {
             .clone()
             .ok_or_else(|| HostError::internal("a remote shard without the control plane"))?;
         let client = self
+            .shared
             .handle
             .block_on(plane.peer_client(self.node.node, &self.addr))
             .map_err(|why| HostError::Remote {
@@ -57,7 +57,6 @@ impl ShardTransport for RemoteShard {
             client,
             node: self.node,
             n: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
-            handle: self.handle.clone(),
             in_txn: false,
             layouts: HashMap::new(),
         }))
@@ -71,7 +70,6 @@ struct RemoteSession {
     node: NodeName,
     /// Its number on the connection.
     n: u64,
-    handle: tokio::runtime::Handle,
     in_txn: bool,
     /// Batch layouts seen, by shape.
     layouts: HashMap<(Vec<scratchbird_types::SqlType>, u32, u32), Arc<BatchLayout>>,
@@ -82,7 +80,7 @@ impl Drop for RemoteSession {
         // the shard rolls back what the session holds open
         let client = self.client.clone();
         let n = self.n;
-        self.handle.spawn(async move {
+        self.shared.handle.spawn(async move {
             if let Ok(mut r) = client.send(&Request::EndSession(n)).await {
                 let _ = r.next().await;
             }
@@ -186,6 +184,7 @@ impl RemoteSession {
                 return Err(HostError::Cancelled(why));
             }
             match self
+                .shared
                 .handle
                 .block_on(async { tokio::time::timeout(CANCEL_POLL, r.next()).await })
             {
@@ -222,11 +221,11 @@ impl RemoteSession {
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
         };
         let me = self.shared.creds.me;
-        let authorized =
-            self.shared
-                .shard
-                .authorize_schema(&claim, &me, self.shared.env.now_micros())?;
-        if let Some(tag) = authorized.noop {
+        let noop = self
+            .shared
+            .shard
+            .authorize_schema(&claim, &me, self.shared.env.now_micros())?;
+        if let Some(tag) = noop {
             return Ok(tag);
         }
         crate::shard::SchemaLog::submit(log.as_ref(), &claim)
@@ -242,7 +241,7 @@ impl ShardSession for RemoteSession {
         // the cluster's schema as this node applied it, caught up with the
         // log first (the shard checks the version of the plan against its own)
         if let Some(schema) = &self.shared.schema {
-            schema.catch_up_now();
+            crate::shard::SchemaLog::catch_up(schema.as_ref());
         }
         let t = self
             .shared
@@ -267,6 +266,7 @@ impl ShardSession for RemoteSession {
             session: Some(self.n),
         });
         let mut r = self
+            .shared
             .handle
             .block_on(self.client.send(&req))
             .map_err(|e| self.lost(e))?;
@@ -326,6 +326,7 @@ impl ShardSession for RemoteSession {
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
         });
         let answer = self
+            .shared
             .handle
             .block_on(self.client.send(&req))
             .map_err(|e| self.lost(e))

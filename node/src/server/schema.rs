@@ -133,12 +133,7 @@ impl NodeSchema {
         self.next.load(Ordering::SeqCst) < changes
     }
 
-    /// Applies the log's changes this node does not hold yet, in order.
-    pub(super) fn catch_up_now(&self) {
-        let _ = self.apply_pending(None);
-    }
-
-    /// [`NodeSchema::catch_up_now`]; the outcome of change `want` when it was
+    /// [`SchemaLog::catch_up`]; the outcome of change `want` when it was
     /// applied now (its error whole, with its own code). When another thread
     /// is applying, returns at once (that thread applies what is pending).
     fn apply_pending(&self, want: Option<u64>) -> Option<Result<&'static str, HostError>> {
@@ -220,8 +215,9 @@ impl NodeSchema {
 }
 
 impl SchemaLog for NodeSchema {
+    /// Applies the log's changes this node does not hold yet, in order.
     fn catch_up(&self) {
-        self.catch_up_now();
+        let _ = self.apply_pending(None);
     }
 
     fn submit(&self, claim: &SchemaClaim) -> Result<&'static str, HostError> {
