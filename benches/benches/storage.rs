@@ -107,6 +107,7 @@ fn durable_commit(c: &mut Criterion) {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let table = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "kv".into(),
             columns: vec![
                 ColumnSpec::new("k", SqlType::BigInt),

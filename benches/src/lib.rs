@@ -137,6 +137,7 @@ pub fn load_lineitem_with_money_domain(store: &Storage, rows: u64) -> TableId {
         .collect();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "lineitem".into(),
             columns,
             primary_key: vec![],
@@ -152,6 +153,7 @@ pub fn load_lineitem(store: &Storage, rows: u64) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "lineitem".into(),
             columns: lineitem_columns(),
             primary_key: vec![],
@@ -169,6 +171,7 @@ pub fn load_items(store: &Storage, rows: u64) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "items".into(),
             columns: cols,
             primary_key: vec!["id".into()],

@@ -342,7 +342,7 @@ fn create_table(ct: &ast::CreateTable) -> Result<(), CompileError> {
         ),
         (
             !matches!(hive_distribution, HiveDistributionStyle::NONE),
-            "a table distribution clause (DISTRIBUTE BY comes with the cluster)",
+            "a Hive distribution clause (ScratchBird places rows with DISTRIBUTE BY HASH (column) or RANGE (column) SPLIT AT (...))",
         ),
         (
             *dynamic

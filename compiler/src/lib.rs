@@ -17,12 +17,14 @@ pub mod limits;
 pub mod logical;
 mod lower;
 mod optimize;
+pub mod route;
 mod shape;
 mod split;
 mod typing;
 
 pub use catalog::{Catalog, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef};
 pub use error::{CompileError, Pos};
+pub use route::{Route, TableRoute};
 
 use bind::{Binder, norm, object_name, pos_of, sql_type};
 use error::codes;
@@ -30,6 +32,7 @@ use logical::{BExpr, BSortKey, ColId, Rel};
 use lower::{Builder, program};
 use scratchbird_guest_ops::abi::{self, PlanManifest, WriteKind};
 use scratchbird_guest_ops::plan::{Op, Sink};
+use scratchbird_types::schema::DistributionSpec;
 use scratchbird_types::{SqlType, Value};
 use sqlparser::ast::{self, Statement as Ast};
 use sqlparser::parser::{Parser, ParserError};
@@ -76,6 +79,20 @@ pub struct Compiled {
     /// The version of the schema it was compiled against: a shard runs it
     /// only against that same schema.
     pub schema: scratchbird_types::schema::SchemaVersion,
+    /// The tables it reads and writes, with the placing values it keeps: which
+    /// shards it must run on.
+    pub route: Route,
+    /// Whether it was compiled for several shards ([`compile_over`]).
+    pub spread: bool,
+}
+
+impl Compiled {
+    /// Whether it serves a cluster of one shard (`spread` false) or of several:
+    /// a write runs on one shard either way; a query's stages depend on it.
+    #[must_use]
+    pub fn fits(&self, spread: bool) -> bool {
+        self.kind != QueryKind::Select || self.spread == spread
+    }
 }
 
 impl PartialEq for Compiled {
@@ -138,6 +155,8 @@ pub enum Statement {
         primary_key: Vec<String>,
         /// IF NOT EXISTS.
         if_not_exists: bool,
+        /// DISTRIBUTE BY, if given (split points already of the column's type).
+        distribution: Option<DistributionSpec>,
     },
     /// DROP TABLE.
     DropTable {
@@ -208,6 +227,8 @@ pub enum Statement {
 pub struct Parsed {
     ast: Ast,
     wasm: bool,
+    /// A CREATE TABLE's placement clause.
+    distribute: Option<dialect::Distribute>,
 }
 
 impl Parsed {
@@ -321,11 +342,26 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
         shape::check(s)?;
     }
     let any_wasm = !wasm_at.is_empty();
+    let mut placements = dialect.take_placements();
     Ok(stmts
         .into_iter()
         .map(|ast| {
             let wasm = any_wasm && matches!(&ast, Ast::Explain { verbose: true, .. });
-            Parsed { ast, wasm }
+            let distribute = match &ast {
+                Ast::CreateTable(ct) => match ct.name.0.first() {
+                    Some(ast::ObjectNamePart::Identifier(i)) => placements
+                        .iter()
+                        .position(|(at, _)| *at == i.span.start)
+                        .map(|k| placements.swap_remove(k).1),
+                    _ => None,
+                },
+                _ => None,
+            };
+            Parsed {
+                ast,
+                wasm,
+                distribute,
+            }
         })
         .collect())
 }
@@ -352,22 +388,95 @@ fn find_explain_wasm(s: &str) -> Option<usize> {
 /// # Errors
 /// What is wrong with the statement, where, and a hint.
 pub fn compile(p: &Parsed, catalog: &Catalog) -> Result<Statement, CompileError> {
-    let stmt_pos = pos_of(&p.ast);
-    compile_ast(&p.ast, p.wasm, catalog).map_err(|e| e.at(stmt_pos))
+    compile_over(p, catalog, 1)
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "longer than 150 lines when the limit came in; split it when next changed"
-)]
-fn compile_ast(ast: &Ast, wasm: bool, cat: &Catalog) -> Result<Statement, CompileError> {
+/// Compiles one parsed statement against `catalog` for a cluster of `shards`
+/// shards: with more than one, a join of inputs that are not placed alike
+/// runs in the merge stage, over what the shards send.
+///
+/// # Errors
+/// What is wrong with the statement, where, and a hint.
+pub fn compile_over(
+    p: &Parsed,
+    catalog: &Catalog,
+    shards: usize,
+) -> Result<Statement, CompileError> {
+    let stmt_pos = pos_of(&p.ast);
+    let o = Opts {
+        wasm: p.wasm,
+        spread: shards > 1,
+    };
+    let mut s = compile_ast(&p.ast, o, catalog).map_err(|e| e.at(stmt_pos))?;
+    if let (
+        Some(d),
+        Statement::CreateTable {
+            columns,
+            distribution,
+            ..
+        },
+    ) = (&p.distribute, &mut s)
+    {
+        *distribution = Some(distribution_spec(d, columns, catalog).map_err(|e| e.at(stmt_pos))?);
+    }
+    Ok(s)
+}
+
+/// A CREATE TABLE's placement clause over its new `columns`: split points
+/// become values of the column's type.
+fn distribution_spec(
+    d: &dialect::Distribute,
+    columns: &[NewColumn],
+    cat: &Catalog,
+) -> Result<DistributionSpec, CompileError> {
+    let (ident, splits) = match d {
+        dialect::Distribute::Hash(i) => (i, None),
+        dialect::Distribute::Range(i, s) => (i, Some(s)),
+    };
+    let name = norm(ident);
+    let col = columns.iter().find(|c| c.name == name).ok_or_else(|| {
+        CompileError::new(
+            codes::UNDEFINED_COLUMN,
+            format!("DISTRIBUTE BY names {name}, which is not a column of the table"),
+        )
+    })?;
+    let Some(splits) = splits else {
+        return Ok(DistributionSpec::Hash(name));
+    };
+    let ty = col
+        .ty
+        .or_else(|| {
+            col.domain
+                .as_ref()
+                .and_then(|d| cat.domain_by_name(d))
+                .map(|d| d.base)
+        })
+        .ok_or_else(|| CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type"))?;
+    let values = splits
+        .iter()
+        .map(|e| const_value(e, ty, cat).map_err(|x| x.at(pos_of(e))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DistributionSpec::Range(name, values))
+}
+
+/// How a statement is compiled.
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    /// EXPLAIN WASM rather than EXPLAIN.
+    wasm: bool,
+    /// The shard stage runs on several shards: only joins of co-located
+    /// inputs and plans that read tables stay in it.
+    spread: bool,
+}
+
+fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileError> {
     clauses::statement(ast)?;
     match ast {
         Ast::Query(q) => {
             let mut b = Binder::new(cat);
             let bq = b.query(q)?;
             Ok(Statement::Query(Box::new(finish_select(
-                &b, bq.rel, &bq.names, cat,
+                &b, bq.rel, &bq.names, cat, o.spread,
             )?)))
         }
         Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat)?))),
@@ -383,8 +492,8 @@ fn compile_ast(ast: &Ast, wasm: bool, cat: &Catalog) -> Result<Statement, Compil
                 )
                 .hint("run the query; the sandbox reports rows and time"));
             }
-            match compile_ast(statement, false, cat)? {
-                Statement::Query(c) => Ok(Statement::Explain(if wasm {
+            match compile_ast(statement, Opts { wasm: false, ..o }, cat)? {
+                Statement::Query(c) => Ok(Statement::Explain(if o.wasm {
                     explain::wasm(&c)?
                 } else {
                     explain::plan(&c)
@@ -395,6 +504,13 @@ fn compile_ast(ast: &Ast, wasm: bool, cat: &Catalog) -> Result<Statement, Compil
                 )),
             }
         }
+        other => compile_definition(other, cat),
+    }
+}
+
+/// Schema changes and transaction control.
+fn compile_definition(ast: &Ast, cat: &Catalog) -> Result<Statement, CompileError> {
+    match ast {
         Ast::CreateTable(ct) => create_table(ct, cat),
         Ast::Drop {
             object_type,
@@ -628,6 +744,7 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
         columns,
         primary_key,
         if_not_exists: ct.if_not_exists,
+        distribution: None,
     })
 }
 
@@ -721,6 +838,7 @@ fn finish_select(
     rel: Rel,
     names: &[String],
     cat: &Catalog,
+    spread: bool,
 ) -> Result<Compiled, CompileError> {
     let rel = optimize::optimize(rel, cat);
     let out = rel.output();
@@ -729,10 +847,17 @@ fn finish_select(
         .iter()
         .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
         .collect();
+    let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
+    let route = route::of(&rel, &init_rels);
     let mut meta = b.meta.clone();
     // init plans that read tables must see every shard's rows: such a statement
     // stays whole; the others (the sets of IN lists) run in both stages
-    let cut = split::split(rel, &mut meta, inits.iter().any(|(_, r)| r.reads_tables()))?;
+    let cut = split::split(
+        rel,
+        &mut meta,
+        inits.iter().any(|(_, r)| r.reads_tables()),
+        spread,
+    )?;
     let order_error = || CompileError::new("XX000", "internal compiler error: output order");
     // the shard stage: one output per exchange (or the statement's result)
     let roots: Vec<&Rel> = cut.shard_outputs.iter().collect();
@@ -814,6 +939,8 @@ fn finish_select(
         merge,
         single_shard: cut.single_shard,
         schema: cat.version(),
+        route,
+        spread,
     })
 }
 
@@ -832,6 +959,12 @@ fn finish_write(
         .iter()
         .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
         .collect();
+    let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
+    let mut route = route::of(&rel, &init_rels);
+    route.write = Some(match wk {
+        WriteKind::Insert => route::insert(&rel, table, positions),
+        _ => route::change(&route, table),
+    });
     let mut builder = Builder::new(&b.meta, &[&rel], &inits);
     let init_plans = builder.inits(&inits)?;
     let (op, _) = builder.rel(&rel)?;
@@ -855,6 +988,9 @@ fn finish_write(
         single_shard: true,
         columns: vec![],
         schema: cat.version(),
+        route,
+        // a write runs on one shard: the same module either way
+        spread: false,
     })
 }
 

@@ -20,6 +20,13 @@
 //!   the merge;
 //! * whatever sits above a merge-stage operator runs in the merge stage.
 //!
+//! When the shard stage runs on several shards (`spread`), a join stays on the
+//! shards only when its inputs are placed alike and joined on their placing
+//! columns (or one input reads no table and is joined to the other); otherwise
+//! each input comes from the shards and the join runs in the merge stage.
+//! Rows that read no table beside rows that do are made in the merge stage,
+//! once. On one shard, everything below a merge-stage operator stays there.
+//!
 //! Two shapes are kept whole on the shard and mark the plan `single_shard` (correct
 //! only while one shard holds every row it reads; routing must send it to that one
 //! shard or refuse): a join with an input that itself needs a merge (a grouped
@@ -27,7 +34,9 @@
 //! subqueries (init plans read tables, so they run on the shard).
 
 use crate::error::CompileError;
-use crate::logical::{AggKind, BAgg, BExpr, ColId, ColMeta, Rel};
+use crate::logical::{AggKind, BAgg, BExpr, BK, ColId, ColMeta, JoinType, Rel};
+use scratchbird_guest_ops::plan::CmpOp;
+use scratchbird_types::schema::Distribution;
 use std::collections::HashMap;
 
 /// A plan cut into stages.
@@ -52,6 +61,140 @@ struct Splitter<'m> {
     meta: &'m mut HashMap<ColId, ColMeta>,
     outputs: Vec<Rel>,
     single_shard: bool,
+    /// The shard stage runs on several shards (see [`Loc`]).
+    spread: bool,
+}
+
+/// Where the rows of a relation that runs whole on the shards are, when the
+/// shard stage runs on several: what decides whether a join or a union of
+/// such relations may run on each shard over its own rows.
+#[derive(Debug, Clone, PartialEq)]
+enum Loc {
+    /// It reads no table: every shard would produce the same rows.
+    Everywhere,
+    /// Each row is on the shard its placing value names; `cols` carry that
+    /// value.
+    Placed { cols: Vec<ColId>, rule: Rule },
+    /// Spread over the shards by no column the relation keeps.
+    Scattered,
+}
+
+/// A placement rule without its column: two tables placed by equal rules on
+/// equal values have the rows on the same shard.
+#[derive(Debug, Clone, PartialEq)]
+struct Rule {
+    /// The placing column's type.
+    ty: scratchbird_types::SqlType,
+    /// `None` for a hash; the split points of ranges.
+    splits: Option<Vec<scratchbird_types::Value>>,
+}
+
+/// The columns `on` equates between `left` and `right` (pairs of columns of
+/// one type, in conjuncts of the condition).
+fn equated(on: Option<&BExpr>, out: &mut Vec<(ColId, ColId)>) {
+    let Some(e) = on else { return };
+    match &e.kind {
+        BK::And(a, b) => {
+            equated(Some(a), out);
+            equated(Some(b), out);
+        }
+        BK::Cmp(CmpOp::Eq, a, b) if a.ty == b.ty => {
+            if let (BK::Col(x), BK::Col(y)) = (&a.kind, &b.kind) {
+                out.push((*x, *y));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Where the rows of `rel` are; `None` when it cannot run whole on each shard
+/// over that shard's rows (a join or union of inputs placed apart).
+fn loc(rel: &Rel) -> Option<Loc> {
+    Some(match rel {
+        Rel::Scan { table, cols, .. } => {
+            let d = table.placement();
+            match (cols.get(d.column()), table.columns.get(d.column())) {
+                (Some(c), Some(def)) if !table.is_system() => Loc::Placed {
+                    cols: vec![*c],
+                    rule: Rule {
+                        ty: def.ty,
+                        splits: match d {
+                            Distribution::Hash { .. } => None,
+                            Distribution::Range { splits, .. } => Some(splits),
+                        },
+                    },
+                },
+                _ => Loc::Scattered,
+            }
+        }
+        Rel::Values { .. } => Loc::Everywhere,
+        Rel::Filter { input, .. } => loc(input)?,
+        Rel::Project { input, exprs } => match loc(input)? {
+            Loc::Placed { cols, rule } => {
+                let kept: Vec<ColId> = exprs
+                    .iter()
+                    .filter(|(_, e)| matches!(e.kind, BK::Col(c) if cols.contains(&c)))
+                    .map(|(c, _)| *c)
+                    .collect();
+                if kept.is_empty() {
+                    Loc::Scattered
+                } else {
+                    Loc::Placed { cols: kept, rule }
+                }
+            }
+            other => other,
+        },
+        Rel::Join {
+            left,
+            right,
+            kind,
+            on,
+        } => join_loc(loc(left)?, loc(right)?, *kind, on.as_ref())?,
+        Rel::UnionAll { inputs, .. } => {
+            let locs = inputs.iter().map(loc).collect::<Option<Vec<_>>>()?;
+            let everywhere = locs.iter().filter(|l| **l == Loc::Everywhere).count();
+            if everywhere == locs.len() {
+                Loc::Everywhere
+            } else if everywhere > 0 {
+                // the constant rows would come once from every shard
+                return None;
+            } else {
+                Loc::Scattered
+            }
+        }
+        Rel::Aggregate { .. }
+        | Rel::Sort { .. }
+        | Rel::Limit { .. }
+        | Rel::Distinct { .. }
+        | Rel::Exchange { .. } => return None,
+    })
+}
+
+fn join_loc(l: Loc, r: Loc, kind: JoinType, on: Option<&BExpr>) -> Option<Loc> {
+    Some(match (l, r) {
+        (Loc::Everywhere, Loc::Everywhere) => Loc::Everywhere,
+        // constant rows beside placed ones: each shard joins its own rows with
+        // all of them (but a LEFT JOIN would keep the constant rows once per shard)
+        (x, Loc::Everywhere) => x,
+        (Loc::Everywhere, x) if kind != JoinType::Left => x,
+        (Loc::Placed { cols: lc, rule: lr }, Loc::Placed { cols: rc, rule: rr }) if lr == rr => {
+            let mut pairs = Vec::new();
+            equated(on, &mut pairs);
+            let together = pairs.iter().any(|(x, y)| {
+                (lc.contains(x) && rc.contains(y)) || (lc.contains(y) && rc.contains(x))
+            });
+            if !together {
+                return None;
+            }
+            let cols = if kind == JoinType::Left {
+                lc
+            } else {
+                lc.into_iter().chain(rc).collect()
+            };
+            Loc::Placed { cols, rule: lr }
+        }
+        _ => return None,
+    })
 }
 
 fn internal(msg: &str) -> CompileError {
@@ -86,6 +229,21 @@ impl Splitter<'_> {
             Part::Shard(s) => self.exchange(s),
             Part::Merge(m) => m,
         }
+    }
+
+    /// `rel` as an input of a merge-stage operator: rows that read no table
+    /// are made in the merge stage (once), others come from the shards.
+    fn merge_input(&mut self, rel: Rel) -> Result<Rel, CompileError> {
+        if self.spread && shard_only(&rel) && loc(&rel) == Some(Loc::Everywhere) {
+            return Ok(rel);
+        }
+        let p = self.part(rel)?;
+        Ok(self.merge_side(p))
+    }
+
+    /// Whether `rel` (shard-only) may run whole on each shard.
+    fn local(&self, rel: &Rel) -> bool {
+        !self.spread || loc(rel).is_some()
     }
 
     fn new_col(&mut self, name: String, meta: ColMeta) -> ColId {
@@ -175,20 +333,41 @@ impl Splitter<'_> {
                     offset,
                 })
             }
-            j @ Rel::Join { .. } => {
+            j @ Rel::Join { .. } if !self.spread => {
                 if !shard_only(&j) {
                     self.single_shard = true;
                 }
                 Part::Shard(j)
             }
+            j @ Rel::Join { .. } if shard_only(&j) && self.local(&j) => Part::Shard(j),
+            Rel::Join {
+                left,
+                right,
+                kind,
+                on,
+            } => {
+                // inputs placed apart meet in the merge stage; each side's
+                // filters and projections still run on the shards
+                let left = self.merge_input(*left)?;
+                let right = self.merge_input(*right)?;
+                Part::Merge(Rel::Join {
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    kind,
+                    on,
+                })
+            }
             Rel::UnionAll { inputs, cols } => {
-                if inputs.iter().all(shard_only) {
-                    Part::Shard(Rel::UnionAll { inputs, cols })
+                let u = Rel::UnionAll { inputs, cols };
+                if shard_only(&u) && self.local(&u) {
+                    Part::Shard(u)
                 } else {
+                    let Rel::UnionAll { inputs, cols } = u else {
+                        return Err(internal("a union"));
+                    };
                     let mut merged = Vec::with_capacity(inputs.len());
                     for i in inputs {
-                        let p = self.part(i)?;
-                        merged.push(self.merge_side(p));
+                        merged.push(self.merge_input(i)?);
                     }
                     Part::Merge(Rel::UnionAll {
                         inputs: merged,
@@ -261,6 +440,7 @@ pub(crate) fn split(
     rel: Rel,
     meta: &mut HashMap<ColId, ColMeta>,
     has_inits: bool,
+    spread: bool,
 ) -> Result<Split, CompileError> {
     if has_inits {
         return Ok(Split {
@@ -273,6 +453,7 @@ pub(crate) fn split(
         meta,
         outputs: Vec::new(),
         single_shard: false,
+        spread,
     };
     match s.part(rel)? {
         Part::Shard(r) => Ok(Split {

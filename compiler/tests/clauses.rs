@@ -17,6 +17,7 @@ use scratchbird_types::{ColumnId, SqlType, TableId};
 
 fn catalog() -> Catalog {
     let table = |id: u8, name: &str| TableDef {
+        distribution: None,
         id: TableId::from_bytes([id; 16]),
         name: name.into(),
         columns: vec![

@@ -1030,6 +1030,25 @@ impl ControlState {
         .ok()
     }
 
+    /// The shard map's version: the first epoch of the run of epochs up to
+    /// the current one that name the current map (0 before the first epoch).
+    /// It changes exactly when the map does; envelopes carry it.
+    #[must_use]
+    pub fn shard_map_version(&self) -> u64 {
+        let Some(chain) = self.chain.as_ref() else {
+            return 0;
+        };
+        let cur = chain.current();
+        let mut first = cur.number.0;
+        while first > 1 {
+            match chain.get(Epoch(first - 1)) {
+                Some((r, _, _)) if r.documents.shard_map == cur.documents.shard_map => first -= 1,
+                _ => break,
+            }
+        }
+        first
+    }
+
     /// The current epoch's CA policy (`None` before the first epoch).
     #[must_use]
     pub fn ca_policy(&self) -> Option<CaPolicy> {

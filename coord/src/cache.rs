@@ -5,7 +5,8 @@
 //! Compiling is a pure function of the SQL text and the catalog: it names no
 //! user, reads no clock and sees no data; what a user may see is decided where
 //! the module runs. So one entry serves every session and every user. An entry
-//! is keyed by the text and by the version of the schema it was compiled against
+//! is keyed by the text, by whether it was compiled for one shard or several,
+//! and by the version of the schema it was compiled against
 //! (a digest of the schema's whole content: ids, names, types, keys, indexes,
 //! domains). A schema change therefore misses and compiles again; nothing stale is
 //! served, and a schema equal in content (another shard's, or the same one read
@@ -122,13 +123,15 @@ impl StatementCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The statement `sql` compiled against `catalog`, if it is kept.
+    /// The statement `sql` compiled against `catalog` for one shard or, with
+    /// `spread`, for several, if it is kept.
     #[must_use]
-    pub fn get(&self, sql: &str, catalog: &Catalog) -> Option<Arc<Compiled>> {
+    pub fn get(&self, sql: &str, catalog: &Catalog, spread: bool) -> Option<Arc<Compiled>> {
         let mut g = self.lock();
         let found = g
             .pinned(catalog.version())
             .and_then(|p| p.statements.get(sql))
+            .filter(|e| e.compiled.fits(spread))
             .map(|e| e.compiled.clone());
         if found.is_some() {
             g.hits += 1;
@@ -150,10 +153,20 @@ impl StatementCache {
             return;
         }
         let mut g = self.lock();
-        if g.pinned(version)
-            .is_some_and(|p| p.statements.contains_key(sql))
-        {
+        let spread = compiled.spread;
+        if g.pinned(version).is_some_and(|p| {
+            p.statements
+                .get(sql)
+                .is_some_and(|e| e.compiled.fits(spread))
+        }) {
             return;
+        }
+        // the same text compiled for another number of shards (the shard map
+        // changed) gives way
+        if let Some(old) = g.pinned(version).and_then(|p| p.statements.remove(sql)) {
+            g.entries -= 1;
+            g.bytes -= old.bytes;
+            g.order.retain(|(v, q)| !(*v == version && q == sql));
         }
         while g.entries >= self.entries_max || g.bytes + bytes > self.bytes_max {
             if !g.forget_oldest() {
@@ -204,6 +217,7 @@ mod tests {
     fn schema(n: u8) -> Catalog {
         Catalog::new(
             vec![TableDef {
+                distribution: None,
                 id: TableId::from_bytes([n; 16]),
                 name: format!("t{n}"),
                 columns: vec![ColumnDef {
@@ -228,15 +242,27 @@ mod tests {
         let a = schema(0);
         let c = compiled("SELECT 1", &a);
         cache.insert("SELECT 1", &a, c.clone());
-        assert!(Arc::ptr_eq(&cache.get("SELECT 1", &a).unwrap(), &c));
+        assert!(Arc::ptr_eq(&cache.get("SELECT 1", &a, false).unwrap(), &c));
         // the same content read again (or on another shard): the same version
-        assert!(Arc::ptr_eq(&cache.get("SELECT 1", &schema(0)).unwrap(), &c));
+        assert!(Arc::ptr_eq(
+            &cache.get("SELECT 1", &schema(0), false).unwrap(),
+            &c
+        ));
         // a schema change committed
-        assert!(cache.get("SELECT 1", &schema(1)).is_none());
-        assert!(cache.get("SELECT 2", &a).is_none());
-        assert!(cache.get("select 1", &a).is_none());
+        assert!(cache.get("SELECT 1", &schema(1), false).is_none());
+        assert!(cache.get("SELECT 2", &a, false).is_none());
+        assert!(cache.get("select 1", &a, false).is_none());
         assert_eq!(cache.figures().2, 2);
         assert_eq!(cache.figures().3, 3);
+        // compiled for one shard: a session over several compiles again, and
+        // its statement takes the place of this one
+        assert!(cache.get("SELECT 1", &a, true).is_none());
+        let mut spread = (*compiled("SELECT 1", &a)).clone();
+        spread.spread = true;
+        cache.insert("SELECT 1", &a, Arc::new(spread));
+        assert!(cache.get("SELECT 1", &a, true).is_some());
+        assert!(cache.get("SELECT 1", &a, false).is_none());
+        assert_eq!(cache.figures().0, 1);
     }
 
     #[test]
@@ -248,9 +274,9 @@ mod tests {
         for sql in ["SELECT 1", "SELECT 2", "SELECT 3"] {
             cache.insert(sql, &cat, compiled(sql, &cat));
         }
-        assert!(cache.get("SELECT 1", &cat).is_none());
-        assert!(cache.get("SELECT 2", &cat).is_some());
-        assert!(cache.get("SELECT 3", &cat).is_some());
+        assert!(cache.get("SELECT 1", &cat, false).is_none());
+        assert!(cache.get("SELECT 2", &cat, false).is_some());
+        assert!(cache.get("SELECT 3", &cat, false).is_some());
         // room for two statements of this size, not three
         let cache = StatementCache::new(100, size * 2 + 1);
         for sql in ["SELECT 1", "SELECT 2", "SELECT 3"] {
@@ -258,7 +284,7 @@ mod tests {
         }
         assert_eq!(cache.figures().0, 2);
         assert!(cache.figures().1 <= size * 2 + 1);
-        assert!(cache.get("SELECT 1", &cat).is_none());
+        assert!(cache.get("SELECT 1", &cat, false).is_none());
         // larger than the whole budget: not kept
         let tiny = StatementCache::new(100, 10);
         tiny.insert("SELECT 1", &cat, one);
@@ -278,9 +304,9 @@ mod tests {
             cache.insert("SELECT 2", c, compiled("SELECT 2", c));
         }
         assert_eq!(cache.figures().0, CATALOGS_MAX * 2);
-        assert!(cache.get("SELECT 1", &cats[0]).is_none());
-        assert!(cache.get("SELECT 2", &cats[0]).is_none());
-        assert!(cache.get("SELECT 1", &cats[1]).is_some());
-        assert!(cache.get("SELECT 2", &cats[CATALOGS_MAX]).is_some());
+        assert!(cache.get("SELECT 1", &cats[0], false).is_none());
+        assert!(cache.get("SELECT 2", &cats[0], false).is_none());
+        assert!(cache.get("SELECT 1", &cats[1], false).is_some());
+        assert!(cache.get("SELECT 2", &cats[CATALOGS_MAX], false).is_some());
     }
 }

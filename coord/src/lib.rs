@@ -10,11 +10,12 @@
 //! cluster's peer transport implements the same traits.
 
 mod cache;
+mod fanout;
 mod outcome;
 mod session;
 mod transport;
 
 pub use cache::{STATEMENT_BYTES_MAX, STATEMENTS_MAX, StatementCache};
 pub use outcome::{Outcome, SessionError, Step, StepSink, display_value};
-pub use session::Session;
-pub use transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport};
+pub use session::{MERGE_INPUT_BYTES_MAX, Session};
+pub use transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport, Shards};

@@ -1,36 +1,84 @@
-//! A coordinator session: one client's requests, statement by statement, over one
-//! shard session.
+//! A coordinator session: one client's requests, statement by statement, over
+//! a session on each shard of the cluster it needs.
+//!
+//! A statement compiles against the catalog of the session's home shard, for
+//! as many shards as the map has. Its route (the tables it reads and writes
+//! and the placing values it keeps) names the shards it runs on: a read runs
+//! on the shards that may hold its rows (all of them when its predicates do
+//! not say), a write on the one shard that holds every row it writes; a write
+//! that would touch a second shard, alone or in its transaction, is refused
+//! before anything runs. BEGIN, COMMIT, ROLLBACK and savepoints go to every
+//! shard; a transaction's shards each keep their own snapshot (there is no
+//! global one), and COMMIT commits the shards that only read first and the
+//! one that wrote last.
 
 use crate::cache::StatementCache;
+use crate::fanout::{self, Signer};
 use crate::outcome::{Outcome, SessionError, Step, StepSink};
-use crate::transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport};
+use crate::transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport, Shards};
 use scratchbird_compiler::{self as compiler, QueryKind, Statement};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
-use scratchbird_host::envelope::{ENVELOPE_VERSION, Envelope, SignedEnvelope, referenced};
 use scratchbird_host::{
     Cancel, Execution, Figures, HostError, Prepared, Release, ResultBatch, ResultSink, Sandbox,
 };
 use scratchbird_types::env::Env;
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// Stack of the thread that compiles a merge stage while the shard stage runs
 /// (Cranelift on a deep expression needs more than the default).
 const MERGE_COMPILE_STACK_BYTES: usize = 8 << 20;
 
-/// How long, in all, a statement waits for its coordinator and its shard to
-/// run one epoch when an epoch takes effect under it (an epoch is applied
-/// within a control tick, 250 ms, of its commit).
-const EPOCH_WAIT_MS: u64 = 2_000;
+/// How long a statement outside a transaction is compiled again and sent
+/// again while a shard answers `SCHEMA_CHANGED` (a shard behind the
+/// cluster's log catches up within a control tick or two).
+const SCHEMA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How often it looks meanwhile.
-const EPOCH_POLL_MS: u64 = 10;
+/// How long it waits between tries.
+const SCHEMA_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Most bytes of shard rows a merge stage waits for (they are kept until the
+/// merge stage runs over them).
+pub const MERGE_INPUT_BYTES_MAX: usize = 512 << 20;
+
+/// One shard of the session: how to reach it, and the session there once
+/// opened.
+struct Slot {
+    transport: Option<Arc<dyn ShardTransport>>,
+    session: Option<Box<dyn ShardSession>>,
+    name: String,
+}
+
+impl Slot {
+    fn session(&mut self) -> Result<&mut Box<dyn ShardSession>, HostError> {
+        if self.session.is_none() {
+            let t = self.transport.as_ref().ok_or_else(|| {
+                HostError::internal(format!("{} has no transport to reopen", self.name))
+            })?;
+            self.session = Some(t.open()?);
+        }
+        self.session
+            .as_mut()
+            .ok_or_else(|| HostError::internal("a shard session"))
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.in_transaction())
+    }
+}
 
 /// A coordinator session.
 pub struct Session {
     creds: Arc<dyn Credentials>,
-    shard: Box<dyn ShardSession>,
+    slots: Vec<Slot>,
+    /// The shard whose catalog statements compile against.
+    home: usize,
+    map_version: u64,
+    /// The shard the open transaction has written on.
+    writer: Option<usize>,
     /// Runs merge stages.
     sandbox: Arc<Sandbox>,
     audit: Option<Arc<AuditLog>>,
@@ -40,14 +88,15 @@ pub struct Session {
     statements: Option<Arc<StatementCache>>,
     /// Envelope nonces: a random prefix and a counter.
     nonce_prefix: [u8; 8],
-    nonce_next: u64,
+    nonce_next: AtomicU64,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("node", &self.creds.node())
-            .field("in_transaction", &self.shard.in_transaction())
+            .field("shards", &self.slots.len())
+            .field("in_transaction", &self.in_transaction())
             .finish_non_exhaustive()
     }
 }
@@ -59,10 +108,20 @@ fn send(s: &Mutex<StepSink>, step: Step) -> Result<(), HostError> {
     }
 }
 
+/// `shard 0`, `shards 0 and 2`, `shards 0, 1 and 2` (positions in the map).
+fn shard_list(set: &BTreeSet<usize>) -> String {
+    let v: Vec<String> = set.iter().map(ToString::to_string).collect();
+    match v.as_slice() {
+        [one] => format!("shard {one}"),
+        [init @ .., last] => format!("shards {} and {last}", init.join(", ")),
+        [] => "no shard".into(),
+    }
+}
+
 impl Session {
-    /// A session of the coordinator `creds` over a session of `transport`, running
-    /// merge stages in `sandbox`; its envelopes' nonces start from `env`'s
-    /// randomness.
+    /// A session of the coordinator `creds` over one shard, a session of
+    /// `transport`, running merge stages in `sandbox`; its envelopes' nonces
+    /// start from `env`'s randomness.
     ///
     /// # Errors
     /// The transport could not open a shard session.
@@ -72,23 +131,77 @@ impl Session {
         sandbox: Arc<Sandbox>,
         env: &dyn Env,
     ) -> Result<Self, SessionError> {
+        let slot = Slot {
+            transport: None,
+            session: Some(transport.open()?),
+            name: "the shard".into(),
+        };
+        Ok(Self::with(creds, vec![slot], 0, 0, sandbox, env))
+    }
+
+    /// A session of the coordinator `creds` over the cluster's `shards`
+    /// (sessions there are opened when first needed; the home shard's now).
+    ///
+    /// # Errors
+    /// The home shard could not open a session.
+    pub fn open_cluster(
+        creds: Arc<dyn Credentials>,
+        shards: Shards,
+        sandbox: Arc<Sandbox>,
+        env: &dyn Env,
+    ) -> Result<Self, SessionError> {
+        if shards.transports.is_empty() || shards.home >= shards.transports.len() {
+            return Err(SessionError::Session(
+                "the cluster's shard map names no shard to run statements on".into(),
+            ));
+        }
+        let slots = shards
+            .transports
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| Slot {
+                transport: Some(t),
+                session: None,
+                name: shards
+                    .names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("shard {i}")),
+            })
+            .collect();
+        let mut s = Self::with(creds, slots, shards.home, shards.map_version, sandbox, env);
+        s.slots[s.home].session()?;
+        Ok(s)
+    }
+
+    fn with(
+        creds: Arc<dyn Credentials>,
+        slots: Vec<Slot>,
+        home: usize,
+        map_version: u64,
+        sandbox: Arc<Sandbox>,
+        env: &dyn Env,
+    ) -> Self {
         let mut nonce_prefix = [0u8; 8];
         nonce_prefix.copy_from_slice(&env.random_bytes()[..8]);
-        Ok(Self {
+        Self {
             creds,
-            shard: transport.open()?,
+            slots,
+            home,
+            map_version,
+            writer: None,
             sandbox,
             audit: None,
             stop: Cancel::never(),
             stream: None,
             statements: None,
             nonce_prefix,
-            nonce_next: 0,
-        })
+            nonce_next: AtomicU64::new(0),
+        }
     }
 
     /// Continues as coordinator `creds` over a new session of `transport` (the
-    /// old shard session ends, rolling back what it held open).
+    /// old shard sessions end, rolling back what they held open).
     ///
     /// # Errors
     /// The transport could not open a shard session.
@@ -97,7 +210,13 @@ impl Session {
         creds: Arc<dyn Credentials>,
         transport: &dyn ShardTransport,
     ) -> Result<(), SessionError> {
-        self.shard = transport.open()?;
+        self.slots = vec![Slot {
+            transport: None,
+            session: Some(transport.open()?),
+            name: "the shard".into(),
+        }];
+        self.home = 0;
+        self.writer = None;
         self.creds = creds;
         Ok(())
     }
@@ -128,7 +247,30 @@ impl Session {
     /// Whether BEGIN ... COMMIT is open.
     #[must_use]
     pub fn in_transaction(&self) -> bool {
-        self.shard.in_transaction()
+        self.slots.iter().any(Slot::in_transaction)
+    }
+
+    /// The home shard's session.
+    fn home(&mut self) -> Result<&mut Box<dyn ShardSession>, HostError> {
+        let h = self.home;
+        self.slots
+            .get_mut(h)
+            .ok_or_else(|| HostError::internal("the home shard"))?
+            .session()
+    }
+
+    /// Ends the statement's transaction where one was opened to read the
+    /// catalog or run (outside BEGIN ... COMMIT).
+    fn abandon(&mut self) {
+        for s in &mut self.slots {
+            if let Some(x) = s.session.as_mut() {
+                x.abandon();
+            }
+        }
+    }
+
+    fn spread(&self) -> bool {
+        self.slots.len() > 1
     }
 
     /// Runs every statement of the request `claim` names, in order, handing each
@@ -144,8 +286,8 @@ impl Session {
         each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
     ) -> Result<(), SessionError> {
         if let Some(cache) = self.statements.clone() {
-            let cat = self.shard.catalog(claim.attestation.consistency)?;
-            if let Some(c) = cache.get(&claim.asked.sql, &cat) {
+            let cat = self.home()?.catalog(claim.attestation.consistency)?;
+            if let Some(c) = cache.get(&claim.asked.sql, &cat, self.spread()) {
                 match self.run_query(&c, claim) {
                     Err(e) if self.recompile(&e) => {}
                     r => return each(r?),
@@ -156,9 +298,18 @@ impl Session {
         // only a request of one statement is kept: its text names it
         let keep = parsed.len() == 1;
         for (index, p) in parsed.iter().enumerate() {
-            let o = match self.execute_one(p, claim, index, keep) {
-                Err(e) if self.recompile(&e) => self.execute_one(p, claim, index, keep)?,
-                r => r?,
+            // a shard of another schema ran nothing: compile again (against
+            // the home shard's catalog, caught up meanwhile) and send again,
+            // while shards behind the cluster's log catch up
+            let until = std::time::Instant::now() + SCHEMA_WAIT;
+            let o = loop {
+                match self.execute_one(p, claim, index, keep) {
+                    Err(e) if self.recompile(&e) && std::time::Instant::now() < until => {
+                        tracing::debug!(error = %e, "a shard saw another schema: compiling again");
+                        std::thread::sleep(SCHEMA_POLL);
+                    }
+                    r => break r?,
+                }
             };
             each(o)?;
         }
@@ -179,7 +330,7 @@ impl Session {
                         ..
                     }
             )
-        ) && !self.shard.in_transaction()
+        ) && !self.in_transaction()
     }
 
     fn execute_one(
@@ -189,11 +340,11 @@ impl Session {
         index: usize,
         keep: bool,
     ) -> Result<Outcome, SessionError> {
-        let cat = self.shard.catalog(claim.attestation.consistency)?;
-        let stmt = match compiler::compile(p, &cat) {
+        let cat = self.home()?.catalog(claim.attestation.consistency)?;
+        let stmt = match compiler::compile_over(p, &cat, self.slots.len()) {
             Ok(s) => s,
             Err(e) => {
-                self.shard.abandon();
+                self.abandon();
                 return Err(SessionError::Compile(e));
             }
         };
@@ -206,105 +357,230 @@ impl Session {
                 self.run_query(&c, claim)
             }
             Statement::Explain(text) => {
-                self.shard.abandon();
+                self.abandon();
                 Ok(Outcome::Explain(text))
             }
-            other => match self.shard.control(other, claim, index) {
+            op if is_transaction_control(&op) && self.spread() => {
+                self.transaction(op, claim, index).map(Outcome::Done)
+            }
+            other => match self.home()?.control(other, claim, index) {
                 Ok(tag) => Ok(Outcome::Done(tag)),
                 Err(e) => {
                     // outside BEGIN ... COMMIT, the statement's transaction
                     // (opened to read the catalog) ends with it
-                    self.shard.abandon();
+                    self.abandon();
                     Err(e.into())
                 }
             },
         }
     }
 
-    /// The shard stage of `c`, signed for the shard.
-    fn envelope(
+    /// Transaction control on every shard of a cluster. BEGIN begins on each
+    /// (a shard that cannot begin ends the ones that did); COMMIT commits the
+    /// shards that only read, then the one that wrote (a read shard that
+    /// fails to commit rolls the whole transaction back); ROLLBACK and the
+    /// savepoint statements go to each shard in the transaction.
+    fn transaction(
         &mut self,
-        c: &compiler::Compiled,
+        op: Statement,
         claim: &Claim,
-        epoch: scratchbird_types::Epoch,
-    ) -> Result<SignedEnvelope, HostError> {
-        let (tables, columns) = referenced(&c.manifest);
-        let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&self.nonce_prefix);
-        nonce[8..].copy_from_slice(&self.nonce_next.to_le_bytes());
-        self.nonce_next = self.nonce_next.wrapping_add(1);
-        let env = Envelope {
-            version: ENVELOPE_VERSION,
-            module_hash: c.hash,
-            epoch,
-            bundle_hash: self.creds.bundle_hash().0,
-            shard_map_version: 0,
-            schema_version: c.schema.0,
-            tables,
-            columns,
-            consistency: claim.attestation.consistency,
-            attestation: claim.attestation.clone(),
-            asked: claim.asked.clone(),
-            coordinator: self.creds.node(),
-            shard: self.shard.shard(),
-            nonce,
-        };
-        let creds = self.creds.clone();
-        SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))
-    }
-
-    /// Runs the shard stage of `c` on the shard, signed in the epoch this
-    /// coordinator runs. When the shard runs another epoch (`EPOCH_CHANGED`:
-    /// one took effect in between, and nothing ran), the stage is signed again
-    /// in the epoch in force here and sent again, for at most
-    /// [`EPOCH_WAIT_MS`]; the shard keeps the statement's transaction meanwhile.
-    fn run_shard(
-        &mut self,
-        c: &compiler::Compiled,
-        claim: &Claim,
-        release: Release,
-        sink: ResultSink,
-    ) -> Result<ShardRun, HostError> {
-        let sink = Rc::new(RefCell::new(sink));
-        let started = std::time::Instant::now();
-        let wait = std::time::Duration::from_millis(EPOCH_WAIT_MS);
-        loop {
-            let signed_epoch = self.creds.epoch();
-            let signed = match self.envelope(c, claim, signed_epoch) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.shard.abandon();
-                    return Err(e);
+        index: usize,
+    ) -> Result<&'static str, SessionError> {
+        let n = self.slots.len();
+        match op {
+            Statement::Begin { .. } => {
+                if self.in_transaction() {
+                    self.abandon();
+                    return Err(SessionError::Session(
+                        "a transaction is already open: COMMIT or ROLLBACK it first".into(),
+                    ));
                 }
-            };
-            let s2 = sink.clone();
-            let attempt: ResultSink = Box::new(move |b| (s2.borrow_mut())(b));
-            match self.shard.run(&signed, release, attempt, &self.stop) {
-                Err(
-                    e @ (HostError::EpochChanged { .. }
-                    | HostError::Remote {
-                        code: "EPOCH_CHANGED",
-                        ..
-                    }),
-                ) => {
-                    if let Some(why) = self.stop.raised() {
-                        self.shard.abandon();
-                        return Err(HostError::Cancelled(why));
+                self.writer = None;
+                let mut tag = "BEGIN";
+                for i in 0..n {
+                    let r = self.slots[i]
+                        .session()
+                        .and_then(|s| s.control(op.clone(), claim, index));
+                    match r {
+                        Ok(t) => tag = t,
+                        Err(e) => {
+                            // the shards that began end their transaction
+                            // with their session
+                            for s in &mut self.slots[..i] {
+                                s.session = None;
+                            }
+                            self.abandon();
+                            return Err(SessionError::Host(e));
+                        }
                     }
-                    if started.elapsed() >= wait {
-                        self.shard.abandon();
-                        return Err(e);
-                    }
-                    // until this coordinator runs the shard's epoch (or the
-                    // shard catches up with this one's), try again shortly
-                    if self.creds.epoch() == signed_epoch {
-                        std::thread::sleep(std::time::Duration::from_millis(EPOCH_POLL_MS));
-                    }
-                    tracing::debug!(error = %e, "epoch changed under a statement: signing it again");
                 }
-                r => return r,
+                Ok(tag)
+            }
+            Statement::Commit => {
+                if !self.in_transaction() {
+                    self.abandon();
+                    return Err(SessionError::Session("COMMIT without BEGIN".into()));
+                }
+                let writer = self.writer.take();
+                let order: Vec<usize> = (0..n)
+                    .filter(|i| Some(*i) != writer)
+                    .chain(writer)
+                    .filter(|i| self.slots[*i].in_transaction())
+                    .collect();
+                let mut tag = "COMMIT";
+                for i in order {
+                    let r = self.slots[i]
+                        .session()
+                        .and_then(|s| s.control(Statement::Commit, claim, index));
+                    match r {
+                        Ok(t) => tag = t,
+                        Err(e) => {
+                            // what is still open rolls back with its session
+                            for s in &mut self.slots {
+                                if s.in_transaction() {
+                                    s.session = None;
+                                }
+                            }
+                            return Err(SessionError::Session(format!(
+                                "COMMIT failed on {}: {e}; the transaction was rolled back{}",
+                                self.slots[i].name,
+                                if Some(i) == writer {
+                                    " (its writes are not committed)"
+                                } else {
+                                    ""
+                                }
+                            )));
+                        }
+                    }
+                }
+                Ok(tag)
+            }
+            op => {
+                let ends = matches!(op, Statement::Rollback);
+                if ends {
+                    self.writer = None;
+                }
+                let open: Vec<usize> = (0..n).filter(|i| self.slots[*i].in_transaction()).collect();
+                if open.is_empty() {
+                    // the shard says what is wrong (ROLLBACK without BEGIN ...)
+                    return self.home()?.control(op, claim, index).map_err(|e| {
+                        self.abandon();
+                        e.into()
+                    });
+                }
+                let mut first = None;
+                let mut tag = "";
+                for i in open {
+                    match self.slots[i]
+                        .session()
+                        .and_then(|s| s.control(op.clone(), claim, index))
+                    {
+                        Ok(t) => tag = t,
+                        Err(e) => {
+                            if ends {
+                                self.slots[i].session = None;
+                            }
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+                match first {
+                    Some(e) => Err(e.into()),
+                    None => Ok(tag),
+                }
             }
         }
+    }
+
+    fn signer(&self) -> Signer<'_> {
+        Signer {
+            creds: &self.creds,
+            nonce_prefix: self.nonce_prefix,
+            nonce_next: &self.nonce_next,
+            map_version: self.map_version,
+        }
+    }
+
+    /// The shards statement `c` runs on (positions in the map), or why it
+    /// may not run. Nothing has run when this refuses.
+    fn targets(&self, c: &compiler::Compiled) -> Result<Vec<usize>, HostError> {
+        let n = self.slots.len();
+        if n == 1 {
+            return Ok(vec![0]);
+        }
+        let all = || (0..n).collect::<BTreeSet<usize>>();
+        let reads = c.route.read_shards(n);
+        let set = match &c.route.write {
+            None => match reads {
+                None => all(),
+                // reading no table: any one shard
+                Some(s) if s.is_empty() => BTreeSet::from([self.home]),
+                Some(s) => s,
+            },
+            Some(w) => {
+                let at = match (w.shards(n), &reads) {
+                    (Some(s), _) if !s.is_empty() => s,
+                    (_, Some(r)) if !r.is_empty() => r.clone(),
+                    (_, Some(_)) => {
+                        return Err(HostError::Route {
+                            code: "CROSS_SHARD_WRITE",
+                            message: format!(
+                                "the rows this statement writes into {} do not give {} as constants, so which shard holds each cannot be known before it runs; give {} as a constant in each row",
+                                w.name, w.column.0, w.column.0
+                            ),
+                        });
+                    }
+                    (_, None) => all(),
+                };
+                if at.len() > 1 {
+                    return Err(HostError::Route {
+                        code: "CROSS_SHARD_WRITE",
+                        message: format!(
+                            "this statement would write rows of {} on {}: a statement or transaction writes on one shard only (no write spans shards); write each shard's rows in its own statement, choosing them by {} (for example WHERE {} = ...)",
+                            w.name,
+                            shard_list(&at),
+                            w.column.0,
+                            w.column.0
+                        ),
+                    });
+                }
+                if reads.as_ref().is_none_or(|r| !r.is_subset(&at)) {
+                    return Err(HostError::Route {
+                        code: "CROSS_SHARD_WRITE",
+                        message: format!(
+                            "this statement writes {} on {} but reads rows on other shards: a write reads only the shard it writes on; choose the rows it reads by their placing columns, or read them first and write the values",
+                            w.name,
+                            shard_list(&at)
+                        ),
+                    });
+                }
+                if let Some(prev) = self.writer
+                    && !at.contains(&prev)
+                {
+                    return Err(HostError::Route {
+                        code: "CROSS_SHARD_WRITE",
+                        message: format!(
+                            "this transaction has written on shard {prev}, and this statement writes {} on {}: a transaction writes on one shard only; COMMIT first and write it in a transaction of its own (or ROLLBACK)",
+                            w.name,
+                            shard_list(&at)
+                        ),
+                    });
+                }
+                at
+            }
+        };
+        if c.single_shard && set.len() > 1 {
+            let tables: BTreeSet<&str> = c.route.reads.iter().map(|r| r.name.as_str()).collect();
+            return Err(HostError::Route {
+                code: "NOT_DISTRIBUTED",
+                message: format!(
+                    "this query reads {} on {}, and its shape (an uncorrelated subquery, or a join over a grouped or limited input) runs on one shard only so far; restrict it to one shard by the placing column, or compute the inner part in a query of its own",
+                    tables.into_iter().collect::<Vec<_>>().join(", "),
+                    shard_list(&set)
+                ),
+            });
+        }
+        Ok(set.into_iter().collect())
     }
 
     fn run_query(
@@ -312,11 +588,24 @@ impl Session {
         c: &compiler::Compiled,
         claim: &Claim,
     ) -> Result<Outcome, SessionError> {
+        let targets = match self.targets(c) {
+            Ok(t) => t,
+            Err(e) => {
+                self.abandon();
+                return Err(e.into());
+            }
+        };
+        if !targets.contains(&self.home) && !self.in_transaction() {
+            // the statement transaction the catalog was read in
+            if let Some(h) = self.slots[self.home].session.as_mut() {
+                h.abandon();
+            }
+        }
         if let (Some(stream), QueryKind::Select) = (self.stream.clone(), &c.kind) {
             send(&stream, Step::Columns(c.columns.clone()))?;
             let s2 = stream.clone();
             let sink: ResultSink = Box::new(move |b| send(&s2, Step::Batch(b)));
-            let figures = self.run_stages(c, claim, Release::Streamed, sink)?;
+            let figures = self.run_stages(c, claim, &targets, Release::Streamed, sink)?;
             return Ok(Outcome::Streamed {
                 columns: c.columns.clone(),
                 rows: figures.rows_returned,
@@ -329,7 +618,10 @@ impl Session {
             b2.borrow_mut().push(b);
             Ok(())
         });
-        let figures = self.run_stages(c, claim, Release::AfterReturn, sink)?;
+        let figures = self.run_stages(c, claim, &targets, Release::AfterReturn, sink)?;
+        if c.kind != QueryKind::Select && figures.rows_written > 0 && self.in_transaction() {
+            self.writer = targets.first().copied();
+        }
         let batches = std::mem::take(&mut *batches.borrow_mut());
         Ok(match c.kind {
             QueryKind::Select => Outcome::Rows {
@@ -349,18 +641,82 @@ impl Session {
         })
     }
 
-    /// The shard stage on the shard, and the merge stage here over its outputs
-    /// when the plan has one; the statement's batches go to `sink`.
+    /// The shard stage on the `targets` shards, handing each batch to `sink`.
+    fn run_on(
+        &mut self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        targets: &[usize],
+        release: Release,
+        mut sink: ResultSink,
+    ) -> Result<Vec<ShardRun>, HostError> {
+        if let [one] = targets {
+            let stop = self.stop.clone();
+            let slot = self
+                .slots
+                .get_mut(*one)
+                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
+            slot.session()?;
+            let mut session = slot
+                .session
+                .take()
+                .ok_or_else(|| HostError::internal("a shard session"))?;
+            let r = self
+                .signer()
+                .run(session.as_mut(), c, claim, release, sink, &stop);
+            self.slots[*one].session = Some(session);
+            return r.map(|x| vec![x]);
+        }
+        let mut sessions = Vec::with_capacity(targets.len());
+        for &i in targets {
+            let slot = self
+                .slots
+                .get_mut(i)
+                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
+            let opened = slot.session().map(|_| ());
+            match (opened, slot.session.take()) {
+                (Ok(()), Some(s)) => sessions.push((i, s)),
+                (Err(e), _) => {
+                    self.put_back(sessions);
+                    return Err(e);
+                }
+                (Ok(()), None) => {
+                    self.put_back(sessions);
+                    return Err(HostError::internal("a shard session"));
+                }
+            }
+        }
+        let stop = self.stop.clone();
+        let signer = self.signer();
+        let r = fanout::run_all(&signer, &mut sessions, c, claim, release, &stop, &mut |b| {
+            sink(b)
+        });
+        self.put_back(sessions);
+        r
+    }
+
+    fn put_back(&mut self, sessions: Vec<(usize, Box<dyn ShardSession>)>) {
+        for (i, s) in sessions {
+            if let Some(slot) = self.slots.get_mut(i) {
+                slot.session = Some(s);
+            }
+        }
+    }
+
+    /// The shard stage on the target shards, and the merge stage here over
+    /// their outputs when the plan has one; the statement's batches go to
+    /// `sink`.
     fn run_stages(
         &mut self,
         c: &compiler::Compiled,
         claim: &Claim,
+        targets: &[usize],
         release: Release,
         sink: ResultSink,
     ) -> Result<Figures, SessionError> {
         let Some(merge) = &c.merge else {
-            let run = self.run_shard(c, claim, release, sink)?;
-            return Ok(run.figures);
+            let runs = self.run_on(c, claim, targets, release, sink)?;
+            return Ok(sum(&runs));
         };
         // A merge stage not yet compiled compiles on a second thread while the
         // shard stage runs.
@@ -374,12 +730,24 @@ impl Session {
                     .stack_size(MERGE_COMPILE_STACK_BYTES)
                     .spawn_scoped(scope, move || sandbox.prepare(&merge.module))
             });
-            let outputs: Rc<RefCell<Vec<Vec<ResultBatch>>>> =
-                Rc::new(RefCell::new(vec![Vec::new(); c.manifest.outputs.len()]));
+            let outputs: Rc<RefCell<(Vec<Vec<ResultBatch>>, usize)>> = Rc::new(RefCell::new((
+                vec![Vec::new(); c.manifest.outputs.len()],
+                0,
+            )));
             let o2 = outputs.clone();
             let collect: ResultSink = Box::new(move |b| {
                 let mut o = o2.borrow_mut();
-                match o.get_mut(b.output) {
+                o.1 += b.bytes().len();
+                if o.1 > MERGE_INPUT_BYTES_MAX {
+                    return Err(HostError::Route {
+                        code: "MERGE_MEMORY",
+                        message: format!(
+                            "the shards sent more than {} MiB of rows for this query's merge stage (a join of tables placed apart, or a large sort or grouping); filter the rows first, place the joined tables by the join key, or add a LIMIT",
+                            MERGE_INPUT_BYTES_MAX >> 20
+                        ),
+                    });
+                }
+                match o.0.get_mut(b.output) {
                     Some(v) => {
                         v.push(b);
                         Ok(())
@@ -389,8 +757,8 @@ impl Session {
                     )),
                 }
             });
-            // the shard's batches stay here until the merge stage has run
-            let shard = self.run_shard(c, claim, Release::AfterReturn, collect);
+            // the shards' batches stay here until the merge stage has run
+            let shards = self.run_on(c, claim, targets, Release::AfterReturn, collect);
             let prepared = match (early, compiling) {
                 (Some(p), _) => Ok(p),
                 (None, Some(Err(e))) => Err(SessionError::Session(format!(
@@ -406,17 +774,21 @@ impl Session {
                     "the merge stage was not compiled".into(),
                 )),
             };
-            let shard = shard?;
+            let shards = shards?;
             let prepared = prepared?;
-            let inputs = std::mem::take(&mut *outputs.borrow_mut());
-            let m = self.merge(&prepared, inputs, &shard, release, sink)?;
+            let inputs = std::mem::take(&mut outputs.borrow_mut().0);
+            let first = shards
+                .first()
+                .ok_or_else(|| SessionError::Session("no shard ran the statement".into()))?;
+            let m = self.merge(&prepared, inputs, first, release, sink)?;
+            let f = sum(&shards);
             Ok(Figures {
-                rows_read: shard.figures.rows_read,
+                rows_read: f.rows_read,
                 rows_input: m.rows_input,
                 rows_returned: m.rows_returned,
                 rows_written: 0,
-                memory_bytes: shard.figures.memory_bytes.max(m.memory_bytes as u64),
-                cached: shard.figures.cached,
+                memory_bytes: f.memory_bytes.max(m.memory_bytes as u64),
+                cached: f.cached,
             })
         })
     }
@@ -440,4 +812,37 @@ impl Session {
         };
         exec.merge(prepared, inputs, record, release, sink)
     }
+}
+
+/// The figures of a stage run on several shards, together.
+fn sum(runs: &[ShardRun]) -> Figures {
+    let mut f = Figures {
+        rows_read: 0,
+        rows_input: 0,
+        rows_returned: 0,
+        rows_written: 0,
+        memory_bytes: 0,
+        cached: !runs.is_empty(),
+    };
+    for r in runs {
+        f.rows_read += r.figures.rows_read;
+        f.rows_input += r.figures.rows_input;
+        f.rows_returned += r.figures.rows_returned;
+        f.rows_written += r.figures.rows_written;
+        f.memory_bytes = f.memory_bytes.max(r.figures.memory_bytes);
+        f.cached &= r.figures.cached;
+    }
+    f
+}
+
+fn is_transaction_control(op: &Statement) -> bool {
+    matches!(
+        op,
+        Statement::Begin { .. }
+            | Statement::Commit
+            | Statement::Rollback
+            | Statement::Savepoint(_)
+            | Statement::RollbackTo(_)
+            | Statement::Release(_)
+    )
 }

@@ -103,3 +103,29 @@ pub trait ShardTransport: Send + Sync {
     /// The shard cannot be reached or refuses sessions.
     fn open(&self) -> Result<Box<dyn ShardSession>, HostError>;
 }
+
+/// The cluster's shards as a coordinator reaches them.
+#[derive(Clone)]
+pub struct Shards {
+    /// One transport per shard, in the shard map's order: the positions
+    /// routing computes ([`scratchbird_types::placement`]).
+    pub transports: Vec<Arc<dyn ShardTransport>>,
+    /// The position of the shard whose catalog statements are compiled
+    /// against (the coordinator's own, when it holds one).
+    pub home: usize,
+    /// The version of the shard map the positions come from; envelopes carry
+    /// it and shards of another version refuse them.
+    pub map_version: u64,
+    /// Each shard's name for messages (`shard 1 (node-b)`), in map order.
+    pub names: Vec<String>,
+}
+
+impl std::fmt::Debug for Shards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shards")
+            .field("shards", &self.transports.len())
+            .field("home", &self.home)
+            .field("map_version", &self.map_version)
+            .finish_non_exhaustive()
+    }
+}

@@ -68,6 +68,18 @@ pub enum HostError {
         /// Extra detail from the guest (may be empty).
         detail: String,
     },
+    /// The coordinator would not send the statement where it asked to run,
+    /// and nothing ran: `CROSS_SHARD_WRITE` (its writes, or its transaction's,
+    /// would touch a second shard), `NOT_DISTRIBUTED` (a shape that runs on
+    /// one shard, over rows on several), `MERGE_MEMORY` (the shards' rows for
+    /// the merge stage passed its limit), `SHARD_MAP_CHANGED`.
+    #[error("{message}")]
+    Route {
+        /// The code.
+        code: &'static str,
+        /// What was refused, why, and what to do.
+        message: String,
+    },
     /// `QUERY_TIMEOUT`: the execution ran longer than its deadline.
     #[error("the query was stopped after its time limit of {ms} ms")]
     Timeout {
@@ -160,7 +172,7 @@ impl HostError {
             Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
             Self::EpochChanged { .. } => "EPOCH_CHANGED",
             Self::SchemaChanged { .. } => "SCHEMA_CHANGED",
-            Self::Remote { code, .. } => code,
+            Self::Remote { code, .. } | Self::Route { code, .. } => code,
             Self::Sql { .. } => "SQL_RUNTIME",
             Self::Timeout { .. } => "QUERY_TIMEOUT",
             Self::Memory { .. } => "QUERY_MEMORY",

@@ -30,6 +30,7 @@ fn store(dir: &std::path::Path) -> (Storage, TableId) {
     let mut t = s.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![
                 ColumnSpec::new("a", SqlType::Integer).not_null(),

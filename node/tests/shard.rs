@@ -150,7 +150,7 @@ impl Cluster {
             module_hash: c.hash,
             epoch: scratchbird_types::Epoch(3),
             bundle_hash: self.shard_bundle(),
-            shard_map_version: 1,
+            shard_map_version: 0,
             schema_version: c.schema.0,
             tables,
             columns,
@@ -253,6 +253,15 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
         }
         other => panic!("{other:?}"),
     }
+    // a plan routed by another shard map than the shard's
+    match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
+        e.shard_map_version = 7
+    })) {
+        Err(SessionError::Host(e @ HostError::Route { .. })) => {
+            assert_eq!(e.code(), "SHARD_MAP_CHANGED");
+        }
+        other => panic!("{other:?}"),
+    }
     match c.rows(&c.subplan("SELECT id FROM customers", alice(), |e| {
         e.bundle_hash = [0; 32]
     })) {
@@ -271,7 +280,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows() {
     assert_eq!(v.first_break, None);
     let (recs, _) =
         scratchbird_host::audit::read_records(&c.dir.path().join("audit/audit.log")).unwrap();
-    assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 6);
+    assert_eq!(recs.iter().filter(|r| r.outcome == "error").count(), 7);
 }
 
 /// A coordinator's control request (transaction control, a schema change) is
@@ -684,6 +693,7 @@ impl scratchbird_coord::ShardSession for Racing {
             self.inner.abandon();
             let mut t = self.storage.begin(TxnOptions::snapshot()).unwrap();
             t.create_table(&scratchbird_storage::catalog::TableSpec {
+                distribution: None,
                 name: "raced".into(),
                 columns: vec![scratchbird_storage::catalog::ColumnSpec::new(
                     "id",

@@ -124,6 +124,7 @@ impl Catalog {
                 }
             }
             tables.push(TableDef {
+                distribution: None,
                 id: TableId::from_bytes(id_of_name("table", &t.name)),
                 name: t.name,
                 columns,

@@ -230,6 +230,26 @@ pub struct Shard {
     node: NodeName,
     /// Under the cluster's control log: where schema changes go.
     schema: std::sync::OnceLock<Arc<dyn SchemaLog>>,
+    /// The version of the cluster's shard map this shard holds its rows by
+    /// (0 outside a cluster): plans routed by another are refused.
+    map_version: std::sync::atomic::AtomicU64,
+}
+
+impl Shard {
+    /// The shard map version this shard runs plans of.
+    #[must_use]
+    pub fn map_version(&self) -> u64 {
+        self.map_version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// From now on this shard is position `index` of `shards` in the
+    /// cluster's shard map of version `version`: it runs plans routed by that
+    /// map only, and its storage refuses rows placed on another shard.
+    pub fn set_placement(&self, version: u64, index: u32, shards: u32) {
+        self.storage.set_placement(index, shards);
+        self.map_version
+            .store(version, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for Shard {
@@ -280,6 +300,7 @@ impl Shard {
             audit: parts.audit,
             node: parts.node,
             schema: std::sync::OnceLock::new(),
+            map_version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -559,6 +580,18 @@ impl ShardSessionOf {
             now_us,
         )
         .and_then(|v| {
+            let map = shard.map_version();
+            if v.envelope.shard_map_version != map {
+                // routed by another shard map than this shard's: the rows it
+                // would read or write may not be here
+                return Err(HostError::Route {
+                    code: "SHARD_MAP_CHANGED",
+                    message: format!(
+                        "the plan was routed with shard map version {}; this shard runs version {map}: run the statement again",
+                        v.envelope.shard_map_version
+                    ),
+                });
+            }
             if v.envelope.attestation.issued_us < self.not_before_us {
                 return Err(HostError::Envelope(
                     "the attestation was issued before this node last started: an envelope from before a restart is refused as a possible replay".into(),
@@ -1185,11 +1218,13 @@ fn apply_schema_change(
             columns,
             primary_key,
             if_not_exists,
+            distribution,
         } => {
             if if_not_exists && cat.table_by_name(&name).is_some_and(|t| !t.is_system()) {
                 return Ok("CREATE TABLE");
             }
             let spec = TableSpec {
+                distribution,
                 name,
                 columns: columns
                     .into_iter()

@@ -77,6 +77,7 @@ fn main() {
         Ok(id) => id,
         Err(_) => t
             .create_table(&TableSpec {
+                distribution: None,
                 name: "accounts".into(),
                 columns: vec![
                     ColumnSpec::new("id", SqlType::BigInt),
@@ -171,6 +172,7 @@ fn main() {
         Ok(id) => id,
         Err(_) => t
             .create_table(&TableSpec {
+                distribution: None,
                 name: "events".into(),
                 columns: vec![
                     ColumnSpec::new("tenant", SqlType::Integer),

@@ -23,8 +23,10 @@ const fn fixed_id(v: u128) -> [u8; 16] {
     v.to_be_bytes()
 }
 
+use scratchbird_types::placement;
 pub use scratchbird_types::schema::{
-    ColumnCheck, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef,
+    ColumnCheck, ColumnDef, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
+    SchemaVersion, TableDef,
 };
 
 /// The catalog as one transaction sees it: the shared [`Schema`].
@@ -99,6 +101,9 @@ pub struct TableSpec {
     pub columns: Vec<ColumnSpec>,
     /// Names of the primary key columns (empty: no primary key).
     pub primary_key: Vec<String>,
+    /// How its rows are placed on shards (`None`: the default,
+    /// [`TableDef::placement`]).
+    pub distribution: Option<DistributionSpec>,
 }
 
 /// A domain to create.
@@ -228,6 +233,7 @@ pub(crate) fn system_table_def() -> TableDef {
         check: None,
     };
     TableDef {
+        distribution: None,
         id: system_table_id(),
         name: SYSTEM_TABLE_NAME.to_owned(),
         columns: vec![
@@ -421,14 +427,82 @@ pub(crate) fn build_table(
         }
         primary_key.push(i);
     }
+    let distribution = match &spec.distribution {
+        None => None,
+        Some(d) => Some(build_distribution(&spec.name, d, &columns)?),
+    };
     let def = TableDef {
         id,
         name: spec.name.clone(),
         columns,
         primary_key,
+        distribution,
     };
     def.row_layout()?;
     Ok(def)
+}
+
+/// A declared placement, checked: its column exists, range splits are of the
+/// column's type, ascending and distinct, and at most
+/// [`placement::SPLITS_MAX`].
+fn build_distribution(
+    table: &str,
+    d: &DistributionSpec,
+    columns: &[ColumnDef],
+) -> Result<Distribution> {
+    let (name, splits) = match d {
+        DistributionSpec::Hash(c) => (c, None),
+        DistributionSpec::Range(c, s) => (c, Some(s)),
+    };
+    let column = columns
+        .iter()
+        .position(|c| &c.name == name)
+        .ok_or_else(|| StorageError::NotFound {
+            kind: "column",
+            name: format!("{table}.{name}"),
+        })?;
+    let Some(splits) = splits else {
+        return Ok(Distribution::Hash { column });
+    };
+    let ty = columns[column].ty;
+    let obj = || format!("table {table}");
+    if !placement::ranges_suit(&ty) {
+        return Err(invalid(
+            obj(),
+            "DISTRIBUTE BY RANGE takes a number, date, timestamp or text column",
+        ));
+    }
+    if splits.len() > placement::SPLITS_MAX {
+        return Err(invalid(
+            obj(),
+            "DISTRIBUTE BY RANGE takes at most 4095 split points",
+        ));
+    }
+    let mut keys = Vec::with_capacity(splits.len());
+    for v in splits {
+        if v.is_null() {
+            return Err(invalid(obj(), "a split point is NULL"));
+        }
+        let mut k = Vec::new();
+        scratchbird_types::key::encode_key_value(&ty, v, &mut k).map_err(|source| {
+            StorageError::ColumnValue {
+                table: table.to_owned(),
+                column: name.clone(),
+                source,
+            }
+        })?;
+        keys.push(k);
+    }
+    if !keys.windows(2).all(|w| w[0] < w[1]) {
+        return Err(invalid(
+            obj(),
+            "split points must be ascending and distinct",
+        ));
+    }
+    Ok(Distribution::Range {
+        column,
+        splits: splits.clone(),
+    })
 }
 
 /// Builds a validated domain definition.
@@ -524,6 +598,7 @@ mod tests {
     #[test]
     fn a_table_definition_round_trips_through_its_catalog_row() {
         let spec = TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![
                 ColumnSpec::new("id", SqlType::BigInt),
@@ -547,6 +622,7 @@ mod tests {
     #[test]
     fn invalid_definitions_say_what_is_wrong() {
         let spec = TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![
                 ColumnSpec::new("a", SqlType::Integer),
@@ -566,6 +642,7 @@ mod tests {
             "{err}"
         );
         let spec = TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![
                 ColumnSpec::new("a", SqlType::Integer)
@@ -584,6 +661,7 @@ mod tests {
             .is_err()
         );
         let spec = TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![ColumnSpec::new("a", SqlType::Integer)],
             primary_key: vec!["b".into()],

@@ -99,6 +99,9 @@ pub(crate) struct Inner {
     pub limbo_lock: Mutex<()>,
     pub sweeper_wake: (Mutex<SweeperSignal>, Condvar),
     pub page_cache: crate::page::PageCache,
+    /// Which shard of how many this store is, packed (index << 32 | count);
+    /// 0 while it is not one of several ([`crate::Storage::set_placement`]).
+    pub placement: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -330,6 +333,7 @@ impl Inner {
             limbo_lock: Mutex::new(()),
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
             page_cache: crate::page::PageCache::new(config.page_cache_bytes),
+            placement: AtomicU64::new(0),
             config,
         });
         inner.load_tables()?;

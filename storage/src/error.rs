@@ -125,6 +125,23 @@ pub enum StorageError {
     /// Writing in a read-only transaction.
     #[error("attempt to write in a read-only transaction")]
     ReadOnly,
+    /// A row written to a shard that does not hold it: its placing value
+    /// places it on another shard of the cluster's map.
+    #[error(
+        "a row of {table} with {column} = {value} belongs on shard {belongs} (position in the shard map), not on this shard {this}: rows are written only where they are placed"
+    )]
+    WrongShard {
+        /// Table name.
+        table: String,
+        /// The placing column.
+        column: String,
+        /// Its value, as SQL shows it.
+        value: String,
+        /// The shard it belongs on (position in the map).
+        belongs: usize,
+        /// This shard (position in the map).
+        this: usize,
+    },
     /// The transaction is no longer active.
     #[error("transaction {0} is no longer active")]
     TransactionEnded(TxnId),
@@ -271,6 +288,7 @@ impl StorageError {
             Self::InvalidDefinition { .. } | Self::CheckUnsupported { .. } => "INVALID_DEFINITION",
             Self::ObjectInUse { .. } | Self::TableDropped { .. } => "OBJECT_IN_USE",
             Self::ReadOnly => "READ_ONLY",
+            Self::WrongShard { .. } => "WRONG_SHARD",
             Self::TransactionEnded(_) | Self::NoSuchSavepoint(_) | Self::NotInLimbo { .. } => {
                 "TRANSACTION_STATE"
             }

@@ -27,6 +27,7 @@
 //!     name: "accounts".into(),
 //!     columns: vec![ColumnSpec::new("id", SqlType::BigInt), ColumnSpec::new("owner", SqlType::Text)],
 //!     primary_key: vec!["id".into()],
+//!     distribution: None,
 //! })?;
 //! t.insert(id, vec![Value::BigInt(1), Value::Text("ada".into())])?;
 //! t.commit()?;
@@ -130,6 +131,21 @@ impl Storage {
             inner,
             sweeper: Some(sweeper),
         })
+    }
+
+    /// This store is shard `index` (its position in the cluster's shard map)
+    /// of `shards`: from now on a row written to a table (not a system table)
+    /// whose placing value puts it on another shard is refused
+    /// ([`StorageError::WrongShard`]). `shards` of 0 or 1 lifts the check.
+    pub fn set_placement(&self, index: u32, shards: u32) {
+        let packed = if shards <= 1 {
+            0
+        } else {
+            (u64::from(index) << 32) | u64::from(shards)
+        };
+        self.inner
+            .placement
+            .store(packed, std::sync::atomic::Ordering::Release);
     }
 
     /// The clock and randomness the store was opened with: what the rest of a

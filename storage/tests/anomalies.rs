@@ -214,6 +214,7 @@ fn unique_table(store: &Storage) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "users".into(),
             columns: vec![
                 ColumnSpec::new("id", SqlType::BigInt),

@@ -103,6 +103,7 @@ fn domain_checks_hold_across_a_restart_and_for_bulk_loads() {
         .unwrap();
         let table = t
             .create_table(&TableSpec {
+                distribution: None,
                 name: "p".into(),
                 columns: vec![
                     ColumnSpec::new("k", SqlType::BigInt),
@@ -168,6 +169,7 @@ fn given_ids_make_equal_schemas_on_separate_stores() {
         .unwrap();
         let id = t
             .create_table(&TableSpec {
+                distribution: None,
                 name: "p".into(),
                 columns: vec![
                     ColumnSpec::new("k", SqlType::BigInt),

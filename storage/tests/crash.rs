@@ -81,6 +81,7 @@ fn tables(store: &Storage) -> (TableId, TableId) {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let kv = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "kv".into(),
             columns: vec![
                 ColumnSpec::new("k", SqlType::BigInt),
@@ -98,6 +99,7 @@ fn tables(store: &Storage) -> (TableId, TableId) {
     .unwrap();
     let bulk = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "bulk".into(),
             columns: vec![
                 ColumnSpec::new("batch", SqlType::BigInt),

@@ -250,6 +250,7 @@ fn lineitem(store: &Storage) -> TableId {
     };
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "lineitem".into(),
             columns: vec![
                 ColumnSpec::new("tenant_id", SqlType::Integer).not_null(),
@@ -560,6 +561,7 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
     .unwrap();
     let acc = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "acc".into(),
             columns: vec![
                 ColumnSpec::new("id", SqlType::Integer),
@@ -594,6 +596,7 @@ fn ddl_is_transactional_and_dropped_tables_are_removed_by_sweep() {
     assert!(matches!(err, StorageError::ObjectInUse { .. }), "{err}");
     let err = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "acc".into(),
             columns: vec![ColumnSpec::new("x", SqlType::Integer)],
             primary_key: vec![],
@@ -629,6 +632,7 @@ fn concurrent_ddl_of_one_name_admits_one_and_writers_block_drops() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = open(dir.path());
     let spec = TableSpec {
+        distribution: None,
         name: "t".into(),
         columns: vec![ColumnSpec::new("x", SqlType::Integer)],
         primary_key: vec![],
@@ -689,6 +693,7 @@ fn limits_are_enforced_with_clear_errors() {
 
 fn store_text_table(t: &mut scratchbird_storage::Transaction) -> TableId {
     t.create_table(&TableSpec {
+        distribution: None,
         name: "texts".into(),
         columns: vec![ColumnSpec::new("s", SqlType::Text)],
         primary_key: vec!["s".into()],

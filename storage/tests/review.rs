@@ -18,6 +18,7 @@ fn users(store: &Storage) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "users".into(),
             columns: vec![
                 ColumnSpec::new("id", SqlType::BigInt),

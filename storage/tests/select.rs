@@ -77,6 +77,7 @@ fn setup(store: &scratchbird_storage::Storage) -> (TableId, IndexId) {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let table = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![
                 ColumnSpec::new("k", SqlType::BigInt),

@@ -24,6 +24,7 @@ pub mod error;
 pub mod ids;
 pub mod key;
 pub mod limits;
+pub mod placement;
 pub mod row;
 pub mod schema;
 pub mod sqltype;

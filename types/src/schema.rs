@@ -62,6 +62,47 @@ pub struct TableDef {
     /// Positions of the primary key columns; empty for a table without a primary key
     /// (its records are then keyed by a hidden, increasing row number).
     pub primary_key: Vec<usize>,
+    /// How its rows are placed on the cluster's shards, as declared (`DISTRIBUTE
+    /// BY`); `None` takes the default ([`TableDef::placement`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<Distribution>,
+}
+
+/// How a table's rows are placed on shards (see [`crate::placement`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Distribution {
+    /// By a hash of one column's value.
+    Hash {
+        /// The column's position.
+        column: usize,
+    },
+    /// By ranges of one column's values: `splits` (ascending, distinct) start
+    /// the second, third, ... range.
+    Range {
+        /// The column's position.
+        column: usize,
+        /// Where each range after the first starts.
+        splits: Vec<Value>,
+    },
+}
+
+/// A table's placement as CREATE TABLE declares it: columns by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DistributionSpec {
+    /// `DISTRIBUTE BY HASH (column)`.
+    Hash(String),
+    /// `DISTRIBUTE BY RANGE (column) SPLIT AT (value, ...)`.
+    Range(String, Vec<Value>),
+}
+
+impl Distribution {
+    /// The position of the column that places rows.
+    #[must_use]
+    pub fn column(&self) -> usize {
+        match self {
+            Self::Hash { column } | Self::Range { column, .. } => *column,
+        }
+    }
 }
 
 impl TableDef {
@@ -78,6 +119,16 @@ impl TableDef {
             .iter()
             .filter_map(|&i| self.columns.get(i).map(|c| c.ty))
             .collect()
+    }
+
+    /// How rows are placed on shards: as declared, else by a hash of the first
+    /// primary key column, else of the first column. System tables are never
+    /// placed (each node keeps its own).
+    #[must_use]
+    pub fn placement(&self) -> Distribution {
+        self.distribution.clone().unwrap_or(Distribution::Hash {
+            column: self.primary_key.first().copied().unwrap_or(0),
+        })
     }
 
     /// Whether records are keyed by a hidden row number.
@@ -318,6 +369,25 @@ impl Schema {
                 }
             }
             h.positions(&t.primary_key);
+            // a declared placement is part of the version; the default adds
+            // nothing, so schemas written before placements keep their version
+            if let Some(d) = &t.distribution {
+                match d {
+                    Distribution::Hash { column } => {
+                        h.bytes(b"hash");
+                        h.count(*column);
+                    }
+                    Distribution::Range { column, splits } => {
+                        h.bytes(b"range");
+                        h.count(*column);
+                        h.count(splits.len());
+                        let ty = t.columns.get(*column).map_or(SqlType::Boolean, |c| c.ty);
+                        for v in splits {
+                            h.value(ty, Some(v));
+                        }
+                    }
+                }
+            }
         }
         h.count(self.indexes.len());
         for i in self.indexes.values() {
@@ -395,6 +465,7 @@ mod tests {
 
     fn table(name: &str, ty: SqlType) -> TableDef {
         TableDef {
+            distribution: None,
             id: TableId::from_bytes([7; 16]),
             name: name.to_owned(),
             columns: vec![ColumnDef {

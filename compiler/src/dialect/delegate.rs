@@ -23,6 +23,10 @@ impl Dialect for SbDialect {
         self.infix(parser, expr, precedence)
     }
 
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        self.statement(parser)
+    }
+
     fn dialect(&self) -> TypeId {
         self.0.dialect()
     }
@@ -356,10 +360,6 @@ impl Dialect for SbDialect {
 
     fn get_next_precedence_default(&self, parser: &Parser) -> Result<u8, ParserError> {
         self.0.get_next_precedence_default(parser)
-    }
-
-    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
-        self.0.parse_statement(parser)
     }
 
     fn parse_data_type(&self, parser: &mut Parser) -> Option<Result<DataType, ParserError>> {

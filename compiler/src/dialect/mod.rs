@@ -21,18 +21,102 @@ mod delegate;
 
 use crate::error::{CompileError, codes};
 use crate::limits::DEPTH_MAX;
-use sqlparser::ast::{BinaryOperator, Expr};
+use sqlparser::ast::{BinaryOperator, Expr, Ident, ObjectNamePart, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Location, Token};
 use std::cell::RefCell;
 
-/// PostgreSQL's dialect with bounded chains (see the module documentation).
+/// PostgreSQL's dialect with bounded chains (see the module documentation),
+/// and ScratchBird's placement clause on CREATE TABLE (kept aside, by where
+/// the table's name starts, since the tree has no place for it).
 #[derive(Debug, Default)]
-pub(crate) struct SbDialect(PostgreSqlDialect, RefCell<Option<CompileError>>);
+pub(crate) struct SbDialect(
+    PostgreSqlDialect,
+    RefCell<Option<CompileError>>,
+    RefCell<Vec<(Location, Distribute)>>,
+);
+
+/// `DISTRIBUTE BY HASH (column)` or `DISTRIBUTE BY RANGE (column) SPLIT AT
+/// (value, ...)` after a CREATE TABLE's definition.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Distribute {
+    /// By hash.
+    Hash(Ident),
+    /// By ranges starting at the split points.
+    Range(Ident, Vec<Expr>),
+}
 
 impl SbDialect {
+    /// The placement clauses read, by where their table's name starts.
+    pub(crate) fn take_placements(&self) -> Vec<(Location, Distribute)> {
+        std::mem::take(&mut *self.2.borrow_mut())
+    }
+
+    /// CREATE statements: PostgreSQL's, then a CREATE TABLE's placement clause.
+    fn statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
+        if !parser.peek_keyword(Keyword::CREATE) {
+            return None;
+        }
+        parser.next_token();
+        let stmt = match parser.parse_create() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let Statement::CreateTable(ct) = &stmt else {
+            return Some(Ok(stmt));
+        };
+        if !parser.parse_keywords(&[Keyword::DISTRIBUTE, Keyword::BY]) {
+            return Some(Ok(stmt));
+        }
+        let clause = match Self::distribute(parser) {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        let at = match ct.name.0.first() {
+            Some(ObjectNamePart::Identifier(i)) => i.span.start,
+            _ => Location::empty(),
+        };
+        self.2.borrow_mut().push((at, clause));
+        Some(Ok(stmt))
+    }
+
+    /// What follows DISTRIBUTE BY.
+    fn distribute(parser: &mut Parser) -> Result<Distribute, ParserError> {
+        let hash = if parser.parse_keyword(Keyword::HASH) {
+            true
+        } else if parser.parse_keyword(Keyword::RANGE) {
+            false
+        } else {
+            return parser.expected(
+                "HASH (column) or RANGE (column) SPLIT AT (...)",
+                parser.peek_token(),
+            );
+        };
+        parser.expect_token(&Token::LParen)?;
+        let column = parser.parse_identifier()?;
+        parser.expect_token(&Token::RParen)?;
+        if hash {
+            return Ok(Distribute::Hash(column));
+        }
+        let split = matches!(&parser.peek_token_ref().token, Token::Word(w) if w.value.eq_ignore_ascii_case("SPLIT"));
+        if !split {
+            return parser.expected(
+                "SPLIT AT (value, ...) after RANGE (column)",
+                parser.peek_token(),
+            );
+        }
+        parser.next_token();
+        if !parser.parse_keyword(Keyword::AT) {
+            return parser.expected("AT after SPLIT", parser.peek_token());
+        }
+        parser.expect_token(&Token::LParen)?;
+        let splits = parser.parse_comma_separated(Parser::parse_expr)?;
+        parser.expect_token(&Token::RParen)?;
+        Ok(Distribute::Range(column, splits))
+    }
+
     /// The limit error a refused parse stopped at, if that is why it stopped.
     pub(crate) fn take_refusal(&self) -> Option<CompileError> {
         self.1.borrow_mut().take()

@@ -85,6 +85,7 @@ pub fn fixture_with(rows: i64, limits: SandboxLimits) -> Fixture {
     let mut t = storage.begin(TxnOptions::snapshot()).unwrap();
     let table = t
         .create_table(&TableSpec {
+            distribution: None,
             name: "t".into(),
             columns: vec![ColumnSpec::new("a", SqlType::BigInt).not_null()],
             primary_key: vec!["a".into()],

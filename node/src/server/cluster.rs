@@ -15,7 +15,7 @@ use scratchbird_control::wire::{self, AdminAnswer, AdminMessage, PeerAnswer, Pee
 use scratchbird_control::{AdminKey, Documents, EpochHash};
 use scratchbird_net::client::Client;
 use scratchbird_policy::Bundle;
-use scratchbird_types::Epoch;
+use scratchbird_types::{Epoch, NodeId};
 
 /// How long one message to a peer may take, connecting included.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -335,6 +335,15 @@ impl QuicPeers {
 
     fn forget(&self, to: MemberId) {
         lock(&self.clients).remove(&to);
+    }
+
+    /// Forgets the connection to `to` if it is still `dead` (a newer one is
+    /// kept).
+    fn forget_dead(&self, to: MemberId, dead: &Arc<Client>) {
+        let mut g = lock(&self.clients);
+        if g.get(&to).is_some_and(|c| Arc::ptr_eq(c, dead)) {
+            g.remove(&to);
+        }
     }
 
     async fn exchange(
@@ -671,46 +680,24 @@ impl ControlPlane {
             .map_err(|e| e.to_string())
     }
 
-    /// Where a coordinator that holds no data runs statements: the shard of
-    /// the current epoch's shard map (its first enabled owner, with its peer
-    /// address). Distributed execution over several shards is not built yet,
-    /// so a map of several shards is refused, saying so.
+    /// A connection to member `node` other than `dead`, which failed.
+    pub(super) async fn peer_client_again(
+        &self,
+        node: scratchbird_types::NodeId,
+        addr: &str,
+        dead: &Arc<Client>,
+    ) -> Result<Arc<Client>, String> {
+        self.transport.forget_dead(MemberId::of(node), dead);
+        self.peer_client(node, addr).await
+    }
+
+    /// The cluster's shards as this node routes statements to them, from the
+    /// current epoch's shard map.
     ///
     /// # Errors
-    /// No epoch, no shard map, several shards, or an owner without an address.
-    pub(super) fn sole_shard(&self) -> Result<(NodeName, String), String> {
-        let a = self.service.member().applied();
-        let chain = a
-            .state
-            .chain()
-            .ok_or("the control log holds no epoch yet")?;
-        let cluster = chain.current().cluster;
-        let map = a
-            .state
-            .shard_map()
-            .ok_or("the current epoch has no shard map")?;
-        let [shard] = map.shards.as_slice() else {
-            return Err(format!(
-                "this coordinator holds no data and the cluster has {} shards: statements over several shards are not built yet; connect to a node with the shard role",
-                map.shards.len()
-            ));
-        };
-        let list = a
-            .state
-            .members()
-            .ok_or("the current epoch has no membership")?;
-        shard
-            .owners
-            .iter()
-            .filter_map(|o| scratchbird_control::members::node(list, *o))
-            .find(|n| n.enabled)
-            .and_then(|n| Some((NodeName::new(cluster, n.id), n.peer.clone()?)))
-            .ok_or_else(|| {
-                format!(
-                    "shard {} has no enabled owner with a peer address",
-                    shard.id
-                )
-            })
+    /// No epoch, or no shard map.
+    pub(super) fn placement(&self, me: NodeId) -> Result<Placement, String> {
+        placement_of(&self.configuring()?, me)
     }
 
     /// The node's shard is `shard`, its schema changes `schema` (schema
@@ -798,6 +785,62 @@ impl ControlPlane {
     }
 }
 
+/// The cluster's shards as a node routes statements to them.
+#[derive(Debug, Clone)]
+pub(super) struct Placement {
+    /// The shard map's version ([`ControlState::shard_map_version`]).
+    pub(super) version: u64,
+    /// Each shard in map order: its id, and the node that serves it (its
+    /// first enabled owner) with that node's peer address, if it has one.
+    pub(super) shards: Vec<(u32, Option<(NodeName, Option<String>)>)>,
+    /// The position of this node's shard, when it owns one.
+    pub(super) mine: Option<usize>,
+}
+
+fn placement_of(state: &ControlState, me: NodeId) -> Result<Placement, String> {
+    let chain = state.chain().ok_or("the control log holds no epoch yet")?;
+    let cluster = chain.current().cluster;
+    let map = state
+        .shard_map()
+        .ok_or("the current epoch has no shard map")?;
+    let list = state
+        .members()
+        .ok_or("the current epoch has no membership")?;
+    let mut mine = None;
+    let mut shards = Vec::with_capacity(map.shards.len());
+    for (i, sh) in map.shards.iter().enumerate() {
+        if sh.owners.contains(&me) && mine.is_none() {
+            mine = Some(i);
+        }
+        let serves = sh
+            .owners
+            .iter()
+            .filter_map(|o| scratchbird_control::members::node(list, *o))
+            .find(|n| n.enabled)
+            .map(|n| (NodeName::new(cluster, n.id), n.peer.clone()));
+        shards.push((sh.id, serves));
+    }
+    Ok(Placement {
+        version: state.shard_map_version(),
+        shards,
+        mine,
+    })
+}
+
+/// Puts the current shard map in force on this node's shard (`me`): it holds
+/// the rows the map places on it, and runs plans routed by that map only.
+pub(super) fn place(shard: &Shard, plane: &ControlPlane, me: NodeId) {
+    let Ok(p) = plane.placement(me) else {
+        return;
+    };
+    let n = u32::try_from(p.shards.len()).unwrap_or(u32::MAX);
+    match p.mine.and_then(|i| u32::try_from(i).ok()) {
+        Some(i) => shard.set_placement(p.version, i, n),
+        // a shard the map does not name yet takes no rows
+        None => shard.set_placement(p.version, 0, 0),
+    }
+}
+
 /// Puts the log's current epoch's configuration in force: its CA roots (what
 /// they no longer trust is closed by the recheck), its bundle (sessions bound
 /// to the old one are closed), after checking this node's token secret. What
@@ -853,6 +896,10 @@ fn apply_config(shared: &Shared, plane: &ControlPlane) {
             });
             // plans are made, and run, in this epoch from now on
             shared.principals.set_epoch(config.epoch, deriver);
+            // and routed by its shard map
+            if shared.cfg.roles.contains(&Role::Shard) {
+                place(&shared.shard, plane, shared.creds.me.node);
+            }
             plane.now_running(&config);
         }
         Err(e) => fail(e),

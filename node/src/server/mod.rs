@@ -8,7 +8,7 @@ use crate::config::{NodeConfig, OnCaChange};
 use crate::session::open_storage_in;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, ShardSessionOf, Users};
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
-use scratchbird_coord::{ShardSession, ShardTransport};
+use scratchbird_coord::{ShardSession, ShardTransport, Shards};
 use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::{Asked, SignedEnvelope};
 use scratchbird_host::{Access, Cancel, HostError, Release, Sandbox, SandboxLimits};
@@ -458,6 +458,9 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             schema.attach(&shard);
             shard.set_schema_log(schema.clone());
             plane.attach_shard(&shard, &schema);
+            if cfg.roles.contains(&Role::Shard) {
+                cluster::place(&shard, plane, name.node);
+            }
             Some(schema)
         }
         None => None,
@@ -1146,25 +1149,53 @@ async fn request(
 /// Where a session's statements run: on this node's shard when it has the
 /// shard role (or runs without the control plane), else on the cluster's
 /// shard on another node.
-fn transport_of(shared: &Arc<Shared>) -> Result<Box<dyn ShardTransport>, String> {
-    match &shared.control {
-        Some(plane) if !shared.cfg.roles.contains(&Role::Shard) => {
-            let (node, addr) = plane.sole_shard()?;
-            Ok(Box::new(remote::RemoteShard {
-                shared: shared.clone(),
-                node,
-                addr,
-            }))
+/// The shards this node's sessions run statements on: its own alone outside
+/// a cluster; under the control plane, every shard of the current map (its
+/// own in-process, the others over the peer endpoint).
+fn shards_of(shared: &Arc<Shared>) -> Result<Shards, String> {
+    let Some(plane) = &shared.control else {
+        return Ok(Shards {
+            transports: vec![Arc::new(InProcess(shared.shard.clone()))],
+            home: 0,
+            map_version: 0,
+            names: vec!["this node's shard".into()],
+        });
+    };
+    let p = plane.placement(shared.creds.me.node)?;
+    let holds = shared.cfg.roles.contains(&Role::Shard);
+    let mut transports: Vec<Arc<dyn ShardTransport>> = Vec::with_capacity(p.shards.len());
+    let mut names = Vec::with_capacity(p.shards.len());
+    for (i, (id, serves)) in p.shards.iter().enumerate() {
+        names.push(match serves {
+            Some((n, _)) => format!("shard {i} (id {id}, node {n})"),
+            None => format!("shard {i} (id {id})"),
+        });
+        if holds && p.mine == Some(i) {
+            transports.push(Arc::new(InProcess(shared.shard.clone())));
+            continue;
         }
-        _ => Ok(Box::new(InProcess(shared.shard.clone()))),
+        transports.push(Arc::new(remote::RemoteShard {
+            shared: shared.clone(),
+            position: i,
+            serves: serves.clone(),
+        }));
     }
+    if transports.is_empty() {
+        return Err("the current epoch's shard map names no shard".into());
+    }
+    Ok(Shards {
+        transports,
+        home: if holds { p.mine.unwrap_or(0) } else { 0 },
+        map_version: p.version,
+        names,
+    })
 }
 
 fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc::Receiver<Job>) {
-    let opened = transport_of(shared).and_then(|t| {
-        Session::open(
+    let opened = shards_of(shared).and_then(|shards| {
+        Session::open_cluster(
             shared.creds.clone(),
-            t.as_ref(),
+            shards,
             shared.sandbox.clone(),
             shared.env.as_ref(),
         )

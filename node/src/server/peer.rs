@@ -311,6 +311,9 @@ async fn subplan(
                 Response::Error(err)
             }
         };
+        // the session is free before the coordinator hears the stage ended:
+        // its next statement may come at once
+        drop(session);
         let _ = tx.blocking_send(last);
     });
     while let Some(resp) = rx.recv().await {

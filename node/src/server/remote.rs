@@ -25,10 +25,11 @@ const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// A shard on another node.
 pub(super) struct RemoteShard {
     pub(super) shared: Arc<Shared>,
-    /// The shard's node.
-    pub(super) node: NodeName,
-    /// Its peer address.
-    pub(super) addr: String,
+    /// Its position in the shard map.
+    pub(super) position: usize,
+    /// The node that serves it, with its peer address; `None`: no enabled
+    /// owner.
+    pub(super) serves: Option<(NodeName, Option<String>)>,
 }
 
 /// Session numbers on peer connections, unique in this process.
@@ -41,21 +42,30 @@ impl ShardTransport for RemoteShard {
             .control
             .clone()
             .ok_or_else(|| HostError::internal("a remote shard without the control plane"))?;
+        let unreachable = |why: String| HostError::Remote {
+            code: "SHARD_UNREACHABLE",
+            message: format!("shard {} cannot be reached: {why}", self.position),
+        };
+        let (node, addr) = match &self.serves {
+            Some((node, Some(addr))) => (*node, addr),
+            Some((node, None)) => {
+                return Err(unreachable(format!(
+                    "its node {node} has no peer address in the membership"
+                )));
+            }
+            None => return Err(unreachable("it has no enabled owner".into())),
+        };
         let client = self
             .shared
             .handle
-            .block_on(plane.peer_client(self.node.node, &self.addr))
-            .map_err(|why| HostError::Remote {
-                code: "SHARD_UNREACHABLE",
-                message: format!(
-                    "shard {} ({}) cannot be reached: {why}",
-                    self.node, self.addr
-                ),
-            })?;
+            .block_on(plane.peer_client(node.node, addr))
+            .map_err(|why| unreachable(format!("node {node} ({addr}): {why}")))?;
         Ok(Box::new(RemoteSession {
             shared: self.shared.clone(),
             client,
-            node: self.node,
+            addr: addr.clone(),
+            broken: std::cell::Cell::new(false),
+            node,
             n: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             in_txn: false,
             layouts: HashMap::new(),
@@ -67,6 +77,11 @@ impl ShardTransport for RemoteShard {
 struct RemoteSession {
     shared: Arc<Shared>,
     client: Arc<Client>,
+    /// The shard node's peer address.
+    addr: String,
+    /// A stream of the connection was lost: the next request outside a
+    /// transaction connects again first.
+    broken: std::cell::Cell<bool>,
     node: NodeName,
     /// Its number on the connection.
     n: u64,
@@ -126,6 +141,9 @@ fn known_code(code: &str) -> &'static str {
         "NOT_A_SHARD",
         "BUSY",
         "SESSION_BUSY",
+        "WRONG_SHARD",
+        "SHARD_MAP_CHANGED",
+        "CROSS_SHARD_WRITE",
     ];
     KNOWN
         .iter()
@@ -139,6 +157,57 @@ impl RemoteSession {
         HostError::Remote {
             code: known_code(&e.code),
             message: format!("shard {}: {}", self.node, e.message),
+        }
+    }
+
+    /// Sends `req` over the session's connection. Outside a transaction, a
+    /// connection that is gone (the shard node restarted, or renewed its
+    /// certificate) is replaced and the request sent once more: nothing was
+    /// sent over the dead one, and the shard holds nothing for the session.
+    fn send(
+        &mut self,
+        req: impl Fn(u64) -> Request,
+    ) -> Result<scratchbird_net::client::Responses, HostError> {
+        let first = if self.broken.get() && !self.in_txn {
+            Err(scratchbird_net::client::ClientError::Setup(
+                "its last stream was lost".into(),
+            ))
+        } else {
+            self.shared.handle.block_on(self.client.send(&req(self.n)))
+        };
+        match first {
+            Ok(r) => Ok(r),
+            Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => Err(self.sent(e)),
+            Err(e) if self.in_txn => Err(self.sent(e)),
+            Err(e) => {
+                tracing::debug!(shard = %self.node, error = %e, "the connection to a shard is gone: connecting again");
+                let plane = self.shared.control.clone().ok_or_else(|| {
+                    HostError::internal("a remote shard without the control plane")
+                })?;
+                let client = self
+                    .shared
+                    .handle
+                    .block_on(plane.peer_client_again(self.node.node, &self.addr, &self.client))
+                    .map_err(|why| self.lost(format!("{e}; connecting again: {why}")))?;
+                self.client = client;
+                self.broken.set(false);
+                self.layouts.clear();
+                // a new session number: the shard may still be ending the
+                // old one's request
+                self.n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .handle
+                    .block_on(self.client.send(&req(self.n)))
+                    .map_err(|e| self.sent(e))
+            }
+        }
+    }
+
+    /// A request that could not be sent, or was answered with an error.
+    fn sent(&self, e: scratchbird_net::client::ClientError) -> HostError {
+        match e {
+            scratchbird_net::client::ClientError::Rpc(r) => self.failed(&r),
+            other => self.lost(other),
         }
     }
 
@@ -189,7 +258,14 @@ impl RemoteSession {
                 .block_on(async { tokio::time::timeout(CANCEL_POLL, r.next()).await })
             {
                 Ok(Ok(x)) => return Ok(x),
-                Ok(Err(e)) => return Err(self.lost(e)),
+                // the shard answered with an error: it keeps its code
+                Ok(Err(scratchbird_net::client::ClientError::Rpc(e))) => {
+                    return Err(self.failed(&e));
+                }
+                Ok(Err(e)) => {
+                    self.broken.set(true);
+                    return Err(self.lost(e));
+                }
                 Err(_) if started.elapsed() > SILENT_MAX => {
                     return Err(self.lost(format!("no answer within {} s", SILENT_MAX.as_secs())));
                 }
@@ -259,17 +335,18 @@ impl ShardSession for RemoteSession {
         mut sink: ResultSink,
         stop: &Cancel,
     ) -> Result<ShardRun, HostError> {
-        let req = Request::Subplan(Subplan {
+        let req = Subplan {
             envelope: stage.envelope.clone(),
             signature: stage.signature.clone(),
             module: stage.module.clone(),
             session: Some(self.n),
-        });
-        let mut r = self
-            .shared
-            .handle
-            .block_on(self.client.send(&req))
-            .map_err(|e| self.lost(e))?;
+        };
+        let mut r = self.send(|n| {
+            Request::Subplan(Subplan {
+                session: Some(n),
+                ..req.clone()
+            })
+        })?;
         loop {
             match self.next(&mut r, stop)? {
                 Some(Response::Batch(w)) => {
@@ -318,18 +395,20 @@ impl ShardSession for RemoteSession {
             Statement::Release(_) => "RELEASE SAVEPOINT",
             _ => return self.schema_change(claim, index),
         };
-        let req = Request::Control(scratchbird_net::rpc::Control {
+        let req = scratchbird_net::rpc::Control {
             session: self.n,
             attestation: Box::new(claim.attestation.clone()),
             asked: claim.asked.clone(),
             index: u32::try_from(index)
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
-        });
+        };
         let answer = self
-            .shared
-            .handle
-            .block_on(self.client.send(&req))
-            .map_err(|e| self.lost(e))
+            .send(|n| {
+                Request::Control(scratchbird_net::rpc::Control {
+                    session: n,
+                    ..req.clone()
+                })
+            })
             .and_then(|mut r| self.next(&mut r, &Cancel::never()));
         // a connection lost during COMMIT or ROLLBACK ends the transaction
         // here: the shard rolls back what a lost session held

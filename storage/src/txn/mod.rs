@@ -975,9 +975,36 @@ impl Transaction {
         })
     }
 
+    /// Refuses a row this shard does not hold, when it is one of several
+    /// (system tables are each node's own).
+    fn check_placed(&self, def: &TableDef, values: &[Value]) -> Result<()> {
+        let packed = self.inner.placement.load(Ordering::Acquire);
+        let (this, shards) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        if shards <= 1 || def.is_system() {
+            return Ok(());
+        }
+        let d = def.placement();
+        let col = d.column();
+        let (Some(c), Some(v)) = (def.columns.get(col), values.get(col)) else {
+            return Ok(());
+        };
+        let belongs = scratchbird_types::placement::shard_of(&d, &c.ty, v, shards)?;
+        if belongs == this {
+            return Ok(());
+        }
+        Err(StorageError::WrongShard {
+            table: def.name.clone(),
+            column: c.name.clone(),
+            value: v.to_string(),
+            belongs,
+            this,
+        })
+    }
+
     fn insert_row(&mut self, table: TableId, values: Vec<Value>) -> Result<RecordKey> {
         let (def, store) = self.table_for_write(table)?;
         let row = encode_checked(&def, &store, &values)?;
+        self.check_placed(&def, &values)?;
         let key = if def.is_keyless() {
             next_rowid_key(&store)
         } else {
@@ -997,6 +1024,7 @@ impl Transaction {
         self.statement(|t| {
             let (def, store) = t.table_for_write(table)?;
             let row = encode_checked(&def, &store, &values)?;
+            t.check_placed(&def, &values)?;
             let new_key = if def.is_keyless() {
                 key.0.clone()
             } else {

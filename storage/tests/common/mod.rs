@@ -34,6 +34,7 @@ pub fn create_kv(store: &Storage, name: &str) -> TableId {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     let id = t
         .create_table(&TableSpec {
+            distribution: None,
             name: name.into(),
             columns: vec![
                 ColumnSpec::new("k", SqlType::BigInt),
