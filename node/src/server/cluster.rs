@@ -31,6 +31,8 @@ pub(super) struct ControlPlane {
     failed: AtomicBool,
     /// The enrolment's state: the configuration until the log holds an epoch.
     enrolment: ControlState,
+    /// Peers statements could not reach, when, and why.
+    unreachable: Mutex<HashMap<scratchbird_types::NodeId, (Instant, String)>>,
     /// The epoch configuration this node runs.
     running: Mutex<Option<Running>>,
     /// Why the log's current epoch could not be put in force (its bundle does
@@ -453,10 +455,18 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         ),
         ..LogConfig::default()
     };
+    // a peer that vanished (killed, unplugged) is noticed within a few
+    // seconds: the statements that need its shard fail then, not after the
+    // clients' longer idle timeout
+    let limits = TransportLimits {
+        idle_timeout: parts.limits.idle_timeout.min(PEER_IDLE_MAX),
+        keep_alive: parts.limits.keep_alive.min(PEER_IDLE_MAX / 4),
+        ..parts.limits
+    };
     let transport = Arc::new(QuicPeers {
         identity: parts.identity,
         trust: parts.trust,
-        limits: parts.limits,
+        limits,
         env: parts.env.clone(),
         clients: Mutex::default(),
         members: parts.members.clone(),
@@ -507,6 +517,7 @@ pub(super) async fn start(parts: Parts<'_>) -> Result<(ControlPlane, MembersList
         transport,
         failed: AtomicBool::new(false),
         enrolment: parts.enrolment,
+        unreachable: Mutex::default(),
         running: Mutex::new(None),
         apply_error: Mutex::new(None),
         nudge: tokio::sync::Notify::new(),
@@ -669,15 +680,41 @@ impl ControlPlane {
         node: scratchbird_types::NodeId,
         addr: &str,
     ) -> Result<Arc<Client>, String> {
-        self.transport
-            .client(
-                MemberId::of(node),
-                &PeerAddr {
-                    addr: addr.to_owned(),
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())
+        // a peer that could not be reached a moment ago is not tried again at
+        // once: a statement's retry, or the next statements, fail fast
+        // instead of each waiting for a handshake that will time out
+        if let Some((at, why)) = lock(&self.unreachable).get(&node)
+            && at.elapsed() < PEER_RETRY_AFTER
+        {
+            return Err(format!(
+                "{why} (less than {} s ago; not tried again yet)",
+                PEER_RETRY_AFTER.as_secs()
+            ));
+        }
+        let peer = PeerAddr {
+            addr: addr.to_owned(),
+        };
+        let connect = self.transport.client(MemberId::of(node), &peer);
+        let r = match tokio::time::timeout(PEER_CONNECT_MAX, connect).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no answer to a connection within {} s",
+                PEER_CONNECT_MAX.as_secs()
+            )),
+        };
+        let mut u = lock(&self.unreachable);
+        match &r {
+            Ok(_) => {
+                u.remove(&node);
+            }
+            Err(why) => {
+                if u.len() >= PEERS_REMEMBERED_MAX {
+                    u.clear();
+                }
+                u.insert(node, (Instant::now(), why.clone()));
+            }
+        }
+        r
     }
 
     /// A connection to member `node` other than `dead`, which failed.
@@ -784,6 +821,21 @@ impl ControlPlane {
         lock(&self.apply_error).clone()
     }
 }
+
+/// How long a statement waits for a connection to a peer (a handshake on a
+/// live network takes milliseconds).
+const PEER_CONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// How long a peer that could not be reached is not tried again by
+/// statements.
+const PEER_RETRY_AFTER: Duration = Duration::from_secs(3);
+
+/// Most unreachable peers remembered at once.
+const PEERS_REMEMBERED_MAX: usize = 4_096;
+
+/// The longest a connection to a peer stays open without traffic: how long a
+/// peer that vanished goes unnoticed (keep-alives go four times as often).
+const PEER_IDLE_MAX: Duration = Duration::from_secs(6);
 
 /// The cluster's shards as a node routes statements to them.
 #[derive(Debug, Clone)]

@@ -44,7 +44,10 @@ impl ShardTransport for RemoteShard {
             .ok_or_else(|| HostError::internal("a remote shard without the control plane"))?;
         let unreachable = |why: String| HostError::Remote {
             code: "SHARD_UNREACHABLE",
-            message: format!("shard {} cannot be reached: {why}", self.position),
+            message: format!(
+                "shard {} cannot be reached: {why}; statements that need it fail until it is back",
+                self.position
+            ),
         };
         let (node, addr) = match &self.serves {
             Some((node, Some(addr))) => (*node, addr),
@@ -64,6 +67,7 @@ impl ShardTransport for RemoteShard {
             shared: self.shared.clone(),
             client,
             addr: addr.clone(),
+            position: self.position,
             broken: std::cell::Cell::new(false),
             node,
             n: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
@@ -79,6 +83,8 @@ struct RemoteSession {
     client: Arc<Client>,
     /// The shard node's peer address.
     addr: String,
+    /// The shard's position in the map.
+    position: usize,
     /// A stream of the connection was lost: the next request outside a
     /// transaction connects again first.
     broken: std::cell::Cell<bool>,
@@ -156,7 +162,10 @@ impl RemoteSession {
     fn failed(&self, e: &RpcError) -> HostError {
         HostError::Remote {
             code: known_code(&e.code),
-            message: format!("shard {}: {}", self.node, e.message),
+            message: format!(
+                "shard {} (node {}): {}",
+                self.position, self.node, e.message
+            ),
         }
     }
 
@@ -215,8 +224,8 @@ impl RemoteSession {
         HostError::Remote {
             code: "SHARD_UNREACHABLE",
             message: format!(
-                "shard {} was lost during the statement: {why}; its outcome there is not known if it wrote",
-                self.node
+                "shard {} (node {}) was lost during the statement: {why}; its outcome there is not known if it wrote",
+                self.position, self.node
             ),
         }
     }
