@@ -153,9 +153,9 @@ pub enum ClusterCommand {
         #[command(flatten)]
         conn: Conn,
     },
-    /// The current epoch's shard map: each shard and the nodes that own it.
-    /// (Tables are placed on shards with distributed execution; today each
-    /// shard node holds its own data.)
+    /// The current epoch's shard map: its version, each shard in the order
+    /// placement counts positions (hash slots and ranges go to shards by
+    /// position: docs/distributed.md), and the nodes that own it.
     ///
     ///   sb cluster shards --connect ...
     #[command(verbatim_doc_comment)]
@@ -277,16 +277,25 @@ pub fn run(cmd: ClusterCommand) -> Result<()> {
                 println!("epoch {} names no shard map", state.epoch().0);
                 return Ok(());
             };
-            println!("epoch {}: {} shard(s)", state.epoch().0, map.shards.len());
+            println!(
+                "epoch {}: {} shard(s), shard map version {} (positions count in this order; docs/distributed.md)",
+                state.epoch().0,
+                map.shards.len(),
+                state.shard_map_version()
+            );
             let name = |id: &scratchbird_types::NodeId| {
                 state
                     .members()
                     .and_then(|l| l.nodes.iter().find(|n| n.id == *id))
                     .map_or_else(|| id.to_string(), |n| format!("{} ({id})", n.name))
             };
-            for s in &map.shards {
+            for (position, s) in map.shards.iter().enumerate() {
                 let owners: Vec<String> = s.owners.iter().map(name).collect();
-                println!("  shard {:>4}  owned by {}", s.id, owners.join(", "));
+                println!(
+                    "  shard {position:>4} (id {})  owned by {}",
+                    s.id,
+                    owners.join(", ")
+                );
             }
             Ok(())
         }),
@@ -394,7 +403,7 @@ pub(crate) fn read_admin_key(path: &Path) -> Result<SigningKey> {
         .with_context(|| format!("reading the administrator key {}", path.display()))
 }
 
-fn init(
+pub(crate) fn init(
     ca: &Path,
     key: &Path,
     bundle: &Path,
@@ -743,6 +752,13 @@ fn print_members(s: &Status) {
                     .collect::<Vec<_>>()
                     .join(",")
             );
+            if let Some((_, ago, why)) = s.unreachable.iter().find(|(id, _, _)| *id == n.id) {
+                println!(
+                    "    UNREACHABLE from {} for statements ({:.1} s ago): {why}",
+                    s.answered_by,
+                    std::time::Duration::from_millis(*ago).as_secs_f64()
+                );
+            }
         }
         for u in &list.users {
             println!(

@@ -531,6 +531,7 @@ impl<T: Observer> Service<T> {
             churn: Vec::new(),
             schema_changes: a.state.schema_len(),
             schema_applied: None,
+            unreachable: Vec::new(),
         }
     }
 

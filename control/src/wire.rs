@@ -154,6 +154,10 @@ pub struct Status {
     /// stalled, if it is (set by the node).
     #[serde(default)]
     pub schema_applied: Option<(u64, Option<String>)>,
+    /// Peers the answering node's statements could not reach lately: the
+    /// node, how long ago in milliseconds, and why (set by the node).
+    #[serde(default)]
+    pub unreachable: Vec<(NodeId, u64, String)>,
 }
 
 /// Connections one peer made to a node, and how they ended.

@@ -846,7 +846,7 @@ fn chain_commands(n: &Node, ops: &Creds, tmp: &Path) {
     // the chain: list, show, and verify here against the administrator's key
     let o = run(&mut sb(n, ops, &["cluster", "shards"]));
     assert!(
-        out(&o).contains("3 shard(s)") && out(&o).contains("owned by n1"),
+        out(&o).contains("3 shard(s), shard map version 1") && out(&o).contains("owned by n1"),
         "{}",
         out(&o)
     );

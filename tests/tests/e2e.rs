@@ -316,25 +316,50 @@ fn the_demo_runs_its_tour_and_cleans_up() {
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    // alice sees tenant 1 in clear; sam every visible tenant with tokens
+    // three nodes under the control plane, the data on three shards
+    assert!(
+        stdout.contains("3 shard(s), shard map version 1")
+            && stdout.contains("the execution gate is open"),
+        "{stdout}"
+    );
+    // alice sees tenant 1 in clear; sam every visible tenant, from every
+    // shard, with tokens
     assert!(
         stdout.contains("1  | 1         | Acme Rockets  | ops@acme.test | team"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("(3 rows)") && stdout.contains("(5 rows)"),
+        stdout.contains("(3 rows)") && stdout.contains("(7 rows)"),
         "{stdout}"
     );
-    assert!(stdout.contains("| tok_"), "{stdout}");
+    // one e-mail, two shards: one token
+    let token = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name) && l.contains("tok_"))
+            .and_then(|l| l.split('|').nth(3))
+            .map(str::trim)
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no token for {name}: {stdout}"))
+    };
+    assert_eq!(token("Acme Rockets EU"), token("Acme Rockets    "));
     assert!(
-        stderr.contains("error[PERMISSION_DENIED]: permission denied for column customers.mrr"),
+        stderr.contains("error[PERMISSION_DENIED]")
+            && stderr.contains("permission denied for column customers.mrr"),
         "{stderr}"
     );
+    assert!(stderr.contains("error[CROSS_SHARD_WRITE]"), "{stderr}");
     assert!(
         stdout.contains("principal  User::\"alice\"")
             && stdout.contains("principal  User::\"sam\"")
     );
-    assert!(stdout.contains("the chain verifies"), "{stdout}");
+    assert_eq!(stdout.matches("the chain verifies").count(), 3, "{stdout}");
+    // a node stopped: a query of every shard fails naming the shard, the
+    // status shows the node unreachable
+    assert!(
+        stderr.contains("error[SHARD_UNREACHABLE]: shard 2") && stdout.contains("UNREACHABLE from"),
+        "{stdout}\n{stderr}"
+    );
     let folder = stdout
         .lines()
         .find_map(|l| l.strip_prefix("removed "))

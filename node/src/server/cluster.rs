@@ -717,6 +717,23 @@ impl ControlPlane {
         r
     }
 
+    /// Peers statements could not reach (and have not reached since): the
+    /// node, how long ago in milliseconds, and why.
+    pub(super) fn unreachable_peers(&self) -> Vec<(NodeId, u64, String)> {
+        let mut v: Vec<_> = lock(&self.unreachable)
+            .iter()
+            .map(|(n, (at, why))| {
+                (
+                    *n,
+                    u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    why.clone(),
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| x.1);
+        v
+    }
+
     /// A connection to member `node` other than `dead`, which failed.
     pub(super) async fn peer_client_again(
         &self,
@@ -837,6 +854,10 @@ const PEERS_REMEMBERED_MAX: usize = 4_096;
 /// peer that vanished goes unnoticed (keep-alives go four times as often).
 const PEER_IDLE_MAX: Duration = Duration::from_secs(6);
 
+/// The node that serves a shard (its first enabled owner) with its peer
+/// address, if it has one; `None`: no enabled owner.
+pub(super) type Serves = Option<(NodeName, Option<String>)>;
+
 /// The cluster's shards as a node routes statements to them.
 #[derive(Debug, Clone)]
 pub(super) struct Placement {
@@ -844,7 +865,7 @@ pub(super) struct Placement {
     pub(super) version: u64,
     /// Each shard in map order: its id, and the node that serves it (its
     /// first enabled owner) with that node's peer address, if it has one.
-    pub(super) shards: Vec<(u32, Option<(NodeName, Option<String>)>)>,
+    pub(super) shards: Vec<(u32, Serves)>,
     /// The position of this node's shard, when it owns one.
     pub(super) mine: Option<usize>,
 }
@@ -1147,6 +1168,7 @@ pub(super) async fn admin_message(shared: &Shared, bytes: &[u8]) -> Response {
                 status.gate = plane.gate(shared.principals.bundle_hash()).err();
                 status.churn = shared.churn.lines();
                 status.schema_applied = shared.schema.as_ref().map(|s| s.position());
+                status.unreachable = plane.unreachable_peers();
                 AdminAnswer::Status(status)
             }
             other => other,

@@ -29,7 +29,7 @@ pub(super) struct RemoteShard {
     pub(super) position: usize,
     /// The node that serves it, with its peer address; `None`: no enabled
     /// owner.
-    pub(super) serves: Option<(NodeName, Option<String>)>,
+    pub(super) serves: super::cluster::Serves,
 }
 
 /// Session numbers on peer connections, unique in this process.
