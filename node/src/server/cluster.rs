@@ -339,6 +339,11 @@ impl QuicPeers {
         lock(&self.clients).remove(&to);
     }
 
+    /// The connection to `to` kept now, if any.
+    fn kept(&self, to: MemberId) -> Option<Arc<Client>> {
+        lock(&self.clients).get(&to).cloned()
+    }
+
     /// Forgets the connection to `to` if it is still `dead` (a newer one is
     /// kept).
     fn forget_dead(&self, to: MemberId, dead: &Arc<Client>) {
@@ -732,6 +737,16 @@ impl ControlPlane {
             .collect();
         v.sort_by_key(|x| x.1);
         v
+    }
+
+    /// Whether `c` is still the connection to `node` this node keeps: a
+    /// connection it dropped (its certificate was renewed, or the CA roots
+    /// changed) presents a certificate whose key no longer signs this node's
+    /// envelopes.
+    pub(super) fn still_kept(&self, node: scratchbird_types::NodeId, c: &Arc<Client>) -> bool {
+        self.transport
+            .kept(MemberId::of(node))
+            .is_some_and(|k| Arc::ptr_eq(&k, c))
     }
 
     /// A connection to member `node` other than `dead`, which failed.

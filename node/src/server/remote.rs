@@ -177,6 +177,15 @@ impl RemoteSession {
         &mut self,
         req: impl Fn(u64) -> Request,
     ) -> Result<scratchbird_net::client::Responses, HostError> {
+        // outside a transaction, a connection this node no longer keeps (it
+        // renewed its certificate: the shard would check this node's
+        // signatures against the old key) is replaced first
+        if !self.in_txn
+            && let Some(plane) = &self.shared.control
+            && !plane.still_kept(self.node.node, &self.client)
+        {
+            self.broken.set(true);
+        }
         let first = if self.broken.get() && !self.in_txn {
             Err(scratchbird_net::client::ClientError::Setup(
                 "its last stream was lost".into(),
@@ -189,7 +198,7 @@ impl RemoteSession {
             Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => Err(self.sent(e)),
             Err(e) if self.in_txn => Err(self.sent(e)),
             Err(e) => {
-                tracing::debug!(shard = %self.node, error = %e, "the connection to a shard is gone: connecting again");
+                tracing::debug!(shard = %self.node, error = %e, "the connection to a shard is gone or replaced: connecting again");
                 let plane = self.shared.control.clone().ok_or_else(|| {
                     HostError::internal("a remote shard without the control plane")
                 })?;
