@@ -127,6 +127,17 @@ impl Signer<'_> {
                         "a shard's connection was lost before any row: sending the read again"
                     );
                 }
+                // the shard checked the signature against a connection made
+                // before this node renewed its certificate: signed and sent
+                // again, over a new connection (nothing ran)
+                Err(HostError::Remote {
+                    code: "BAD_SIGNATURE",
+                    ..
+                }) if !resent && !session.in_transaction() && stop.raised().is_none() => {
+                    resent = true;
+                    std::thread::sleep(Duration::from_millis(EPOCH_POLL_MS * 5));
+                    tracing::debug!("a shard refused this node's signature: connecting again");
+                }
                 Err(
                     e @ (HostError::EpochChanged { .. }
                     | HostError::Remote {

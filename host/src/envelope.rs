@@ -554,7 +554,7 @@ pub fn verify_with(
             &signature(&signed.signature, "the envelope's signature")?,
         )
         .map_err(|_| {
-            refuse(format!(
+            HostError::Signature(format!(
                 "the envelope's signature does not verify with the key of {}",
                 env.coordinator
             ))

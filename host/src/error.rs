@@ -68,6 +68,12 @@ pub enum HostError {
         /// Extra detail from the guest (may be empty).
         detail: String,
     },
+    /// `BAD_SIGNATURE`: an envelope's signature does not verify with its
+    /// coordinator's key: a forgery, or a coordinator's connection that still
+    /// presents the certificate it had before a renewal (it connects again
+    /// and signs again).
+    #[error("subplan refused: {0}")]
+    Signature(String),
     /// The coordinator would not send the statement where it asked to run,
     /// and nothing ran: `CROSS_SHARD_WRITE` (its writes, or its transaction's,
     /// would touch a second shard), `NOT_DISTRIBUTED` (a shape that runs on
@@ -170,6 +176,7 @@ impl HostError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Envelope(_) | Self::Refused { .. } => "REFUSED",
+            Self::Signature(_) => "BAD_SIGNATURE",
             Self::EpochChanged { .. } => "EPOCH_CHANGED",
             Self::SchemaChanged { .. } => "SCHEMA_CHANGED",
             Self::Remote { code, .. } | Self::Route { code, .. } => code,

@@ -136,7 +136,9 @@ fn check(w: &World, s: &SignedEnvelope) -> Result<String, HostError> {
 
 fn refused(r: Result<String, HostError>, what: &str) {
     match r {
-        Err(HostError::Envelope(m)) => assert!(m.contains(what), "'{m}' does not say '{what}'"),
+        Err(HostError::Envelope(m) | HostError::Signature(m)) => {
+            assert!(m.contains(what), "'{m}' does not say '{what}'");
+        }
         other => panic!("expected a refusal saying '{what}', got {other:?}"),
     }
 }

@@ -318,21 +318,38 @@ impl QuicPeers {
             .map_err(|e| unreachable(format!("{}: {e}", addr.addr)))?
             .next()
             .ok_or_else(|| unreachable(format!("{} resolves to no address", addr.addr)))?;
-        let c = Client::connect_as(
-            sock,
-            Some(self.identity.clone()),
-            self.trust.clone(),
-            &self.limits,
-            Some(to.node()),
-            self.env.clone(),
-        )
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-        admit(&c.server, Expect::Node(None), Some(self.members.as_ref()))
-            .map_err(|e| unreachable(format!("[{}] {e}", e.code())))?;
-        let c = Arc::new(c);
-        lock(&self.clients).insert(to, c.clone());
-        Ok(c)
+        // a connection presents the certificate in force when it is made; one
+        // made while this node renewed its certificate presents the old one
+        // (the peer would check this node's new signatures against the old
+        // key), so it is made again rather than kept
+        for _ in 0..3 {
+            let presented = self.identity.0.get().cert_der.clone();
+            let c = Client::connect_as(
+                sock,
+                Some(self.identity.clone()),
+                self.trust.clone(),
+                &self.limits,
+                Some(to.node()),
+                self.env.clone(),
+            )
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+            admit(&c.server, Expect::Node(None), Some(self.members.as_ref()))
+                .map_err(|e| unreachable(format!("[{}] {e}", e.code())))?;
+            // checked under the lock `forget_all` takes after a renewal: a
+            // connection kept here is either of the new certificate or
+            // forgotten by it
+            let mut kept = lock(&self.clients);
+            if self.identity.0.get().cert_der != presented {
+                continue;
+            }
+            let c = Arc::new(c);
+            kept.insert(to, c.clone());
+            return Ok(c);
+        }
+        Err(unreachable(
+            "this node's certificate kept changing while it connected".into(),
+        ))
     }
 
     fn forget(&self, to: MemberId) {
@@ -700,24 +717,31 @@ impl ControlPlane {
             addr: addr.to_owned(),
         };
         let connect = self.transport.client(MemberId::of(node), &peer);
-        let r = match tokio::time::timeout(PEER_CONNECT_MAX, connect).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "no answer to a connection within {} s",
-                PEER_CONNECT_MAX.as_secs()
-            )),
+        let (r, silent) = match tokio::time::timeout(PEER_CONNECT_MAX, connect).await {
+            Ok(r) => (r.map_err(|e| e.to_string()), false),
+            Err(_) => (
+                Err(format!(
+                    "no answer to a connection within {} s",
+                    PEER_CONNECT_MAX.as_secs()
+                )),
+                true,
+            ),
         };
         let mut u = lock(&self.unreachable);
         match &r {
             Ok(_) => {
                 u.remove(&node);
             }
-            Err(why) => {
+            // only a peer that does not answer is left alone for a while: one
+            // that answered with a refusal (a certificate being renewed, say)
+            // is tried again by the next statement
+            Err(why) if silent => {
                 if u.len() >= PEERS_REMEMBERED_MAX {
                     u.clear();
                 }
                 u.insert(node, (Instant::now(), why.clone()));
             }
+            Err(_) => {}
         }
         r
     }

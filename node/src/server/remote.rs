@@ -58,11 +58,24 @@ impl ShardTransport for RemoteShard {
             }
             None => return Err(unreachable("it has no enabled owner".into())),
         };
-        let client = self
+        // a connection refused at once (the peer renewing its certificate,
+        // or restarting) is tried once more
+        let started = Instant::now();
+        let client = match self
             .shared
             .handle
             .block_on(plane.peer_client(node.node, addr))
-            .map_err(|why| unreachable(format!("node {node} ({addr}): {why}")))?;
+        {
+            Ok(c) => c,
+            Err(_) if started.elapsed() < Duration::from_secs(1) => {
+                std::thread::sleep(Duration::from_millis(100));
+                self.shared
+                    .handle
+                    .block_on(plane.peer_client(node.node, addr))
+                    .map_err(|why| unreachable(format!("node {node} ({addr}): {why}")))?
+            }
+            Err(why) => return Err(unreachable(format!("node {node} ({addr}): {why}"))),
+        };
         Ok(Box::new(RemoteSession {
             shared: self.shared.clone(),
             client,
@@ -150,6 +163,7 @@ fn known_code(code: &str) -> &'static str {
         "WRONG_SHARD",
         "SHARD_MAP_CHANGED",
         "CROSS_SHARD_WRITE",
+        "BAD_SIGNATURE",
     ];
     KNOWN
         .iter()
@@ -160,6 +174,11 @@ fn known_code(code: &str) -> &'static str {
 
 impl RemoteSession {
     fn failed(&self, e: &RpcError) -> HostError {
+        if e.code == "BAD_SIGNATURE" {
+            // the shard checked this node's signature against the certificate
+            // this connection presented: a renewal since needs a new one
+            self.broken.set(true);
+        }
         HostError::Remote {
             code: known_code(&e.code),
             message: format!(
