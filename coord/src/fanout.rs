@@ -93,7 +93,11 @@ impl Signer<'_> {
         let delivered = std::rc::Rc::new(std::cell::Cell::new(false));
         let started = Instant::now();
         let wait = Duration::from_millis(EPOCH_WAIT_MS);
+        // at most once each: a read sent again after a lost connection, a
+        // stage signed again after a refused signature (both happen around
+        // a certificate renewal, sometimes to one statement)
         let mut resent = false;
+        let mut signed_again = false;
         loop {
             let signed_epoch = self.creds.epoch();
             let signed = match self.envelope(c, claim, signed_epoch, session) {
@@ -133,8 +137,8 @@ impl Signer<'_> {
                 Err(HostError::Remote {
                     code: "BAD_SIGNATURE",
                     ..
-                }) if !resent && !session.in_transaction() && stop.raised().is_none() => {
-                    resent = true;
+                }) if !signed_again && !session.in_transaction() && stop.raised().is_none() => {
+                    signed_again = true;
                     std::thread::sleep(Duration::from_millis(EPOCH_POLL_MS * 5));
                     tracing::debug!("a shard refused this node's signature: connecting again");
                 }
