@@ -441,15 +441,17 @@ impl Session {
                                     s.session = None;
                                 }
                             }
-                            return Err(SessionError::Session(format!(
-                                "COMMIT failed on {}: {e}; the transaction was rolled back{}",
-                                self.slots[i].name,
-                                if Some(i) == writer {
-                                    " (its writes are not committed)"
-                                } else {
-                                    ""
-                                }
-                            )));
+                            return Err(SessionError::Session(if Some(i) == writer {
+                                format!(
+                                    "COMMIT failed on {}, the shard the transaction wrote on: {e}; what it read elsewhere ended, and its writes are committed only if that shard committed before the failure (read them back to know)",
+                                    self.slots[i].name
+                                )
+                            } else {
+                                format!(
+                                    "COMMIT failed on {}, where the transaction only read: {e}; the transaction was rolled back, its writes not committed",
+                                    self.slots[i].name
+                                )
+                            }));
                         }
                     }
                 }

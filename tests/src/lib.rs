@@ -806,3 +806,17 @@ pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
         .arg(tmp.path().join("genesis.sbc")));
     ControlCluster { tmp, dirs, peers }
 }
+
+/// The node id a node folder's certificate (`DIR/node.crt`) names.
+#[must_use]
+pub fn node_id(dir: &Path) -> scratchbird_types::NodeId {
+    let pem = std::fs::read_to_string(dir.join("node.crt")).unwrap();
+    let der = scratchbird_net::identity::certs_from_pem(&pem)
+        .unwrap()
+        .remove(0);
+    let info = scratchbird_net::identity::inspect(&der).unwrap();
+    scratchbird_net::SbUri::parse(&info.uris[0])
+        .unwrap()
+        .node_id()
+        .unwrap()
+}

@@ -19,8 +19,9 @@ use scratchbird_net::client::{Client, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
 use scratchbird_net::rpc::{Request, Response};
 use scratchbird_storage::TxnOptions;
-use scratchbird_tests::{ControlCluster, Node, bin, control_cluster, effective, run, voters};
-use scratchbird_types::NodeId;
+use scratchbird_tests::{
+    ControlCluster, Node, bin, control_cluster, effective, node_id, run, voters,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -74,13 +75,6 @@ fn everywhere(c: &ControlCluster, nodes: &[&Node], text: &str) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-fn node_id(dir: &Path) -> NodeId {
-    let pem = std::fs::read_to_string(dir.join("node.crt")).unwrap();
-    let der = scratchbird_net::identity::certs_from_pem(&pem).unwrap();
-    let info = scratchbird_net::identity::inspect(&der[0]).unwrap();
-    NodeId::from_uuid(info.uris[0].rsplit('/').next().unwrap().parse().unwrap())
 }
 
 /// Sends `message` to the peer endpoint at `peer` as the node whose folder is

@@ -21,22 +21,9 @@ use scratchbird_control::wire::{self, PeerAnswer, PeerMessage};
 use scratchbird_net::client::{Client, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
 use scratchbird_net::rpc::{Request, Response};
-use scratchbird_tests::{Node, control_cluster, effective, epoch_state, run, voters};
+use scratchbird_tests::{Node, control_cluster, effective, epoch_state, node_id, run, voters};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The node id in the certificate in `dir`.
-fn node_id(dir: &Path) -> scratchbird_types::NodeId {
-    let pem = std::fs::read_to_string(dir.join("node.crt")).unwrap();
-    let der = scratchbird_net::identity::certs_from_pem(&pem)
-        .unwrap()
-        .remove(0);
-    let info = scratchbird_net::identity::inspect(&der).unwrap();
-    scratchbird_net::SbUri::parse(&info.uris[0])
-        .unwrap()
-        .node_id()
-        .unwrap()
-}
 
 /// Connects to `peer` as the node whose folder is `dir`: the answer is the
 /// refusal, if any.

@@ -20,7 +20,9 @@
 use scratchbird_net::client::{Client, ClientError, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
 use scratchbird_net::rpc::Response;
-use scratchbird_tests::{ControlCluster, Node, bin, control_cluster, effective, run, voters};
+use scratchbird_tests::{
+    ControlCluster, Node, bin, control_cluster, effective, node_id, run, voters,
+};
 use scratchbird_types::placement::shard_of;
 use scratchbird_types::schema::Distribution;
 use scratchbird_types::{SqlType, Value};
@@ -450,14 +452,6 @@ fn writes_that_would_touch_two_shards_are_refused_and_write_nothing() {
         .unwrap_err();
     assert!(e.starts_with("WRONG_SHARD"), "{e}");
     three.stop();
-}
-
-/// The node's id, from its certificate.
-fn node_id(dir: &Path) -> scratchbird_types::NodeId {
-    let pem = std::fs::read_to_string(dir.join("node.crt")).unwrap();
-    let der = scratchbird_net::identity::certs_from_pem(&pem).unwrap();
-    let info = scratchbird_net::identity::inspect(&der[0]).unwrap();
-    scratchbird_types::NodeId::from_uuid(info.uris[0].rsplit('/').next().unwrap().parse().unwrap())
 }
 
 #[test]
