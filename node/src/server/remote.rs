@@ -19,6 +19,10 @@ use scratchbird_types::batch::BatchLayout;
 /// gives up on it (its own limits end a stage well before).
 const SILENT_MAX: Duration = Duration::from_secs(120);
 
+/// How many times a session outside a transaction replaces a connection it
+/// could not write a request on.
+const RECONNECTS_MAX: usize = 3;
+
 /// How often a waiting coordinator looks at its cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
 
@@ -221,21 +225,32 @@ impl RemoteSession {
                 let plane = self.shared.control.clone().ok_or_else(|| {
                     HostError::internal("a remote shard without the control plane")
                 })?;
-                let client = self
-                    .shared
-                    .handle
-                    .block_on(plane.peer_client_again(self.node.node, &self.addr, &self.client))
-                    .map_err(|why| self.lost(format!("{e}; connecting again: {why}")))?;
-                self.client = client;
-                self.broken.set(false);
-                self.layouts.clear();
-                // a new session number: the shard may still be ending the
-                // old one's request
-                self.n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-                self.shared
-                    .handle
-                    .block_on(self.client.send(&req(self.n)))
-                    .map_err(|e| self.sent(e))
+                // a connection kept for the shard may be closed too (the
+                // shard closed them all when it renewed its certificate): a
+                // request that could not be written ran nowhere, so each dead
+                // one is replaced in turn, a few times
+                let mut last = e;
+                for _ in 0..RECONNECTS_MAX {
+                    let client = self
+                        .shared
+                        .handle
+                        .block_on(plane.peer_client_again(self.node.node, &self.addr, &self.client))
+                        .map_err(|why| self.lost(format!("{last}; connecting again: {why}")))?;
+                    self.client = client;
+                    self.broken.set(false);
+                    self.layouts.clear();
+                    // a new session number: the shard may still be ending the
+                    // old one's request
+                    self.n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+                    match self.shared.handle.block_on(self.client.send(&req(self.n))) {
+                        Ok(r) => return Ok(r),
+                        Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => {
+                            return Err(self.sent(e));
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(self.sent(last))
             }
         }
     }
