@@ -49,7 +49,7 @@ pub struct TableRoute {
 
 impl TableRoute {
     fn of(def: &TableDef, keys: Option<Vec<Value>>) -> Self {
-        let placement = def.placement();
+        let placement = def.placement().into_owned();
         let column = def
             .columns
             .get(placement.column())

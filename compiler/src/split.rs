@@ -112,7 +112,7 @@ fn equated(on: Option<&BExpr>, out: &mut Vec<(ColId, ColId)>) {
 fn loc(rel: &Rel) -> Option<Loc> {
     Some(match rel {
         Rel::Scan { table, cols, .. } => {
-            let d = table.placement();
+            let d = table.placement().into_owned();
             match (cols.get(d.column()), table.columns.get(d.column())) {
                 (Some(c), Some(def)) if !table.is_system() => Loc::Placed {
                     cols: vec![*c],

@@ -125,10 +125,13 @@ impl TableDef {
     /// primary key column, else of the first column. System tables are never
     /// placed (each node keeps its own).
     #[must_use]
-    pub fn placement(&self) -> Distribution {
-        self.distribution.clone().unwrap_or(Distribution::Hash {
-            column: self.primary_key.first().copied().unwrap_or(0),
-        })
+    pub fn placement(&self) -> std::borrow::Cow<'_, Distribution> {
+        match &self.distribution {
+            Some(d) => std::borrow::Cow::Borrowed(d),
+            None => std::borrow::Cow::Owned(Distribution::Hash {
+                column: self.primary_key.first().copied().unwrap_or(0),
+            }),
+        }
     }
 
     /// Whether records are keyed by a hidden row number.
