@@ -113,6 +113,7 @@ fn envelopes(c: &mut Criterion) {
         tables,
         columns,
         consistency: Consistency::ReadCommitted,
+        read_at: None,
         attestation: local_attestation_for(
             "u",
             NodeName::LOCAL,

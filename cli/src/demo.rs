@@ -364,6 +364,7 @@ impl Ctx<'_> {
             user: None,
             context: None,
             token_secret: None,
+            consistency: scratchbird_host::envelope::Consistency::ReadCommitted,
         }
     }
 

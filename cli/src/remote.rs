@@ -160,6 +160,7 @@ pub fn run(args: &SqlArgs) -> Result<()> {
             t.node.map(scratchbird_types::NodeId::from_uuid),
         )
         .await?;
+        client.set_consistency(args.consistency);
         let ok = shell(&client, args, &t.shown, false).await;
         // tells the node at once (a process that just exits leaves it to notice
         // the silence after its idle timeout); bounded, the node may be gone
@@ -234,6 +235,21 @@ pub(crate) async fn shell(
         };
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
+        }
+        if buf.is_empty() && line.trim_start().starts_with("\\consistency") {
+            let mode = line.trim().trim_start_matches("\\consistency").trim();
+            if mode.is_empty() {
+                say!("{}", crate::sql::consistency_name(client.consistency()));
+            } else {
+                match crate::sql::parse_consistency(mode) {
+                    Ok(c) => client.set_consistency(c),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ok = false;
+                    }
+                }
+            }
+            continue;
         }
         buf.push_str(&line);
         if complete(&buf) {
@@ -392,6 +408,9 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                         }
                     }
                     (tag, None) => say!("{tag}"),
+                }
+                for n in &d.notes {
+                    eprintln!("note: {n}");
                 }
                 if args.timing {
                     eprintln!(

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use scratchbird_host::audit::AuditLog;
+use scratchbird_host::envelope::Consistency;
 use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
 use scratchbird_shard::{LocalSession, Outcome, display_value, open_storage};
@@ -79,6 +80,56 @@ pub struct SqlArgs {
     /// and match nothing else.
     #[arg(long, value_name = "FILE", requires = "bundle")]
     pub token_secret: Option<PathBuf>,
+    /// With --connect: how statements read across shards (docs/consistency.md).
+    /// `read-committed` (each shard's part sees what that shard had committed
+    /// when it ran), `snapshot` (a statement over several shards reads each at
+    /// one time the coordinator chooses, best effort: a shard that cannot says
+    /// so), or `staleness=DURATION` such as `staleness=5s` or `staleness=250ms`
+    /// (reads the state of DURATION ago, read-only). In the shell,
+    /// `\consistency MODE` changes it for the statements that follow.
+    #[arg(long, value_name = "MODE", default_value = "read-committed", value_parser = parse_consistency)]
+    pub consistency: Consistency,
+}
+
+/// `read-committed`, `snapshot`, or `staleness=DURATION` (`5s`, `250ms`,
+/// `2m`).
+///
+/// # Errors
+/// Not one of those.
+pub fn parse_consistency(s: &str) -> Result<Consistency, String> {
+    let s = s.trim();
+    match s {
+        "read-committed" | "read_committed" => return Ok(Consistency::ReadCommitted),
+        "snapshot" => return Ok(Consistency::Snapshot),
+        _ => {}
+    }
+    let bad = || {
+        format!(
+            "{s:?} is not a consistency mode: use read-committed, snapshot, or staleness=DURATION (for example staleness=5s or staleness=250ms)"
+        )
+    };
+    let d = s.strip_prefix("staleness=").ok_or_else(bad)?;
+    let (n, unit_ms) = if let Some(n) = d.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = d.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = d.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        return Err(bad());
+    };
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    Ok(Consistency::BoundedStaleness(n.saturating_mul(unit_ms)))
+}
+
+/// How a mode is written on the command line.
+#[must_use]
+pub fn consistency_name(c: Consistency) -> String {
+    match c {
+        Consistency::ReadCommitted => "read-committed".into(),
+        Consistency::Snapshot => "snapshot".into(),
+        Consistency::BoundedStaleness(ms) => format!("staleness={ms}ms"),
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -413,4 +464,37 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         anyhow::bail!("a statement failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_modes_read_as_the_help_says() {
+        assert_eq!(
+            parse_consistency("read-committed"),
+            Ok(Consistency::ReadCommitted)
+        );
+        assert_eq!(parse_consistency("snapshot"), Ok(Consistency::Snapshot));
+        for (text, ms) in [
+            ("staleness=250ms", 250),
+            ("staleness=5s", 5_000),
+            ("staleness=2m", 120_000),
+        ] {
+            let c = parse_consistency(text).unwrap();
+            assert_eq!(c, Consistency::BoundedStaleness(ms));
+            assert_eq!(parse_consistency(&consistency_name(c)), Ok(c));
+        }
+        for bad in [
+            "",
+            "serializable",
+            "staleness=",
+            "staleness=5",
+            "staleness=-1s",
+        ] {
+            let e = parse_consistency(bad).unwrap_err();
+            assert!(e.contains("read-committed, snapshot, or staleness="), "{e}");
+        }
+    }
 }

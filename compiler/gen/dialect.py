@@ -10,7 +10,7 @@ project's SQL exactly as PostgreSqlDialect does.
 import re
 import sys
 
-OVERRIDDEN = {"parse_infix", "parse_statement"}
+OVERRIDDEN = {"parse_infix", "parse_statement", "supports_table_versioning"}
 
 src = open(sys.argv[1]).read()
 start = src.index("\npub trait Dialect")
@@ -54,6 +54,7 @@ with open("compiler/src/dialect/delegate.rs", "w") as f:
     f.write("impl Dialect for SbDialect {\n")
     f.write("    fn parse_infix(\n        &self,\n        parser: &mut Parser,\n        expr: &Expr,\n        precedence: u8,\n    ) -> Option<Result<Expr, ParserError>> {\n        self.infix(parser, expr, precedence)\n    }\n\n")
     f.write("    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, ParserError>> {\n        self.statement(parser)\n    }\n\n")
+    f.write("    // FOR SYSTEM_TIME AS OF on a table (time travel, `crate::travel`)\n    fn supports_table_versioning(&self) -> bool {\n        true\n    }\n\n")
     f.write("\n".join(out))
     f.write("}\n")
 print(f"{len(out)} methods delegated")

@@ -637,8 +637,10 @@ pub(crate) fn table_factor(f: &TableFactor) -> Result<(), CompileError> {
                 "table hints",
             ),
             (
-                version.is_some(),
-                "FOR SYSTEM_TIME / AT (time travel comes with its issue)",
+                version
+                    .as_ref()
+                    .is_some_and(|v| !matches!(v, ast::TableVersion::ForSystemTimeAsOf(_))),
+                "table versions other than FOR SYSTEM_TIME AS OF",
             ),
             (*with_ordinality, "WITH ORDINALITY"),
             (!partitions.is_empty(), "PARTITION (...)"),

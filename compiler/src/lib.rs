@@ -20,11 +20,13 @@ mod optimize;
 pub mod route;
 mod shape;
 mod split;
+mod travel;
 mod typing;
 
 pub use catalog::{Catalog, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef};
 pub use error::{CompileError, Pos};
 pub use route::{Route, TableRoute};
+pub use travel::points as time_travel_points;
 
 use bind::{Binder, norm, object_name, pos_of, sql_type};
 use error::codes;
@@ -84,6 +86,9 @@ pub struct Compiled {
     pub route: Route,
     /// Whether it was compiled for several shards ([`compile_over`]).
     pub spread: bool,
+    /// The time it reads at (`FOR SYSTEM_TIME AS OF`), microseconds since
+    /// 1970-01-01 UTC: the shards read the commits made at or before it.
+    pub as_of: Option<i64>,
 }
 
 impl Compiled {
@@ -408,6 +413,9 @@ pub fn compile_over(
         spread: shards > 1,
     };
     let mut s = compile_ast(&p.ast, o, catalog).map_err(|e| e.at(stmt_pos))?;
+    if let Statement::Query(c) = &mut s {
+        c.as_of = travel::as_of(&p.ast).map_err(|e| e.at(stmt_pos))?;
+    }
     if let (
         Some(d),
         Statement::CreateTable {
@@ -941,6 +949,7 @@ fn finish_select(
         schema: cat.version(),
         route,
         spread,
+        as_of: None,
     })
 }
 
@@ -991,6 +1000,7 @@ fn finish_write(
         route,
         // a write runs on one shard: the same module either way
         spread: false,
+        as_of: None,
     })
 }
 

@@ -37,6 +37,8 @@ pub(crate) struct Signer<'a> {
     pub(crate) nonce_prefix: [u8; 8],
     pub(crate) nonce_next: &'a AtomicU64,
     pub(crate) map_version: u64,
+    /// Where in time the statement reads, when not in the present.
+    pub(crate) read_at: Option<scratchbird_host::envelope::ReadAt>,
 }
 
 impl Signer<'_> {
@@ -63,6 +65,7 @@ impl Signer<'_> {
             tables,
             columns,
             consistency: claim.attestation.consistency,
+            read_at: self.read_at,
             attestation: claim.attestation.clone(),
             asked: claim.asked.clone(),
             coordinator: self.creds.node(),

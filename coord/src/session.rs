@@ -18,6 +18,7 @@ use crate::outcome::{Outcome, SessionError, Step, StepSink};
 use crate::transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport, Shards};
 use scratchbird_compiler::{self as compiler, QueryKind, Statement};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
+use scratchbird_host::envelope::{Consistency, ReadAt, ReadAtWhy};
 use scratchbird_host::{
     Cancel, Execution, Figures, HostError, Prepared, Release, ResultBatch, ResultSink, Sandbox,
 };
@@ -89,6 +90,11 @@ pub struct Session {
     /// Envelope nonces: a random prefix and a counter.
     nonce_prefix: [u8; 8],
     nonce_next: AtomicU64,
+    /// The clock read times are chosen by.
+    env: Arc<dyn Env>,
+    /// Where in time the running statement's shard stages read, when not in
+    /// the shards' present.
+    read_at: Option<ReadAt>,
 }
 
 impl std::fmt::Debug for Session {
@@ -129,7 +135,7 @@ impl Session {
         creds: Arc<dyn Credentials>,
         transport: &dyn ShardTransport,
         sandbox: Arc<Sandbox>,
-        env: &dyn Env,
+        env: Arc<dyn Env>,
     ) -> Result<Self, SessionError> {
         let slot = Slot {
             transport: None,
@@ -148,7 +154,7 @@ impl Session {
         creds: Arc<dyn Credentials>,
         shards: Shards,
         sandbox: Arc<Sandbox>,
-        env: &dyn Env,
+        env: Arc<dyn Env>,
     ) -> Result<Self, SessionError> {
         if shards.transports.is_empty() || shards.home >= shards.transports.len() {
             return Err(SessionError::Session(
@@ -180,7 +186,7 @@ impl Session {
         home: usize,
         map_version: u64,
         sandbox: Arc<Sandbox>,
-        env: &dyn Env,
+        env: Arc<dyn Env>,
     ) -> Self {
         let mut nonce_prefix = [0u8; 8];
         nonce_prefix.copy_from_slice(&env.random_bytes()[..8]);
@@ -197,6 +203,8 @@ impl Session {
             statements: None,
             nonce_prefix,
             nonce_next: AtomicU64::new(0),
+            env,
+            read_at: None,
         }
     }
 
@@ -360,6 +368,17 @@ impl Session {
                 self.abandon();
                 Ok(Outcome::Explain(text))
             }
+            Statement::Begin { .. }
+                if matches!(
+                    claim.attestation.consistency,
+                    Consistency::BoundedStaleness(_)
+                ) =>
+            {
+                self.abandon();
+                Err(SessionError::Session(
+                    "bounded staleness reads one statement at a time, each at now minus its bound: BEGIN under read committed or snapshot consistency".into(),
+                ))
+            }
             op if is_transaction_control(&op) && self.spread() => {
                 self.transaction(op, claim, index).map(Outcome::Done)
             }
@@ -500,6 +519,7 @@ impl Session {
             nonce_prefix: self.nonce_prefix,
             nonce_next: &self.nonce_next,
             map_version: self.map_version,
+            read_at: self.read_at,
         }
     }
 
@@ -597,6 +617,13 @@ impl Session {
                 return Err(e.into());
             }
         };
+        self.read_at = match self.read_at_of(c, claim, &targets) {
+            Ok(r) => r,
+            Err(e) => {
+                self.abandon();
+                return Err(e);
+            }
+        };
         if !targets.contains(&self.home) && !self.in_transaction() {
             // the statement transaction the catalog was read in
             if let Some(h) = self.slots[self.home].session.as_mut() {
@@ -641,6 +668,64 @@ impl Session {
                 figures,
             },
         })
+    }
+
+    /// Where in time statement `c`'s stages read on `targets`
+    /// (`docs/consistency.md`): its `FOR SYSTEM_TIME AS OF`; under bounded
+    /// staleness, now minus the bound; for a best-effort snapshot over
+    /// several shards outside a transaction, one time chosen now; else the
+    /// shards' present.
+    fn read_at_of(
+        &self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        targets: &[usize],
+    ) -> Result<Option<ReadAt>, SessionError> {
+        let now = self.env.now_micros();
+        if let Some(at) = c.as_of {
+            if self.in_transaction() {
+                return Err(SessionError::Session(
+                    "FOR SYSTEM_TIME AS OF runs outside a transaction (its read is a transaction of its own): COMMIT or ROLLBACK first".into(),
+                ));
+            }
+            if at > now {
+                return Err(SessionError::Session(format!(
+                    "FOR SYSTEM_TIME AS OF names {}, which is in the future (now is {}, UTC)",
+                    scratchbird_types::Timestamp(at),
+                    scratchbird_types::Timestamp(now)
+                )));
+            }
+            return Ok(Some(ReadAt {
+                at_us: at,
+                why: ReadAtWhy::TimeTravel,
+            }));
+        }
+        match claim.attestation.consistency {
+            Consistency::BoundedStaleness(ms) => {
+                if c.kind != QueryKind::Select {
+                    return Err(SessionError::Session(format!(
+                        "bounded staleness reads a past state and cannot write; run the {} under read committed or snapshot consistency",
+                        match c.kind {
+                            QueryKind::Insert => "INSERT",
+                            QueryKind::Update => "UPDATE",
+                            _ => "DELETE",
+                        }
+                    )));
+                }
+                let bound = i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+                Ok(Some(ReadAt {
+                    at_us: now.saturating_sub(bound),
+                    why: ReadAtWhy::Staleness,
+                }))
+            }
+            Consistency::Snapshot if targets.len() > 1 && !self.in_transaction() => {
+                Ok(Some(ReadAt {
+                    at_us: now,
+                    why: ReadAtWhy::Snapshot,
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The shard stage on the `targets` shards, handing each batch to `sink`.
@@ -791,6 +876,7 @@ impl Session {
                 rows_written: 0,
                 memory_bytes: f.memory_bytes.max(m.memory_bytes as u64),
                 cached: f.cached,
+                notes: f.notes,
             })
         })
     }
@@ -825,6 +911,7 @@ fn sum(runs: &[ShardRun]) -> Figures {
         rows_written: 0,
         memory_bytes: 0,
         cached: !runs.is_empty(),
+        notes: Vec::new(),
     };
     for r in runs {
         f.rows_read += r.figures.rows_read;
@@ -833,6 +920,7 @@ fn sum(runs: &[ShardRun]) -> Figures {
         f.rows_written += r.figures.rows_written;
         f.memory_bytes = f.memory_bytes.max(r.figures.memory_bytes);
         f.cached &= r.figures.cached;
+        f.notes.extend(r.figures.notes.iter().cloned());
     }
     f
 }

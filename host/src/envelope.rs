@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 5;
+pub const ENVELOPE_VERSION: u32 = 6;
 
 /// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
@@ -125,6 +125,9 @@ pub struct Envelope {
     pub columns: Vec<ColumnId>,
     /// How it reads.
     pub consistency: Consistency,
+    /// The time it reads at, when not the shard's present: the shard checks
+    /// the time against what the user signed ([`ReadAt`]).
+    pub read_at: Option<ReadAt>,
     /// Who the principal is, in the client's words.
     pub attestation: Attestation,
     /// What the client asked (its attestation signs this): the session
@@ -141,6 +144,33 @@ pub struct Envelope {
     /// an envelope at or below the highest counter a shard has seen from that
     /// session is refused as a replay ([`ReplayGuard`]).
     pub nonce: [u8; 16],
+}
+
+/// The point in time a shard stage reads at: the commits the shard made at or
+/// before it (`docs/consistency.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadAt {
+    /// Microseconds since 1970-01-01 UTC.
+    pub at_us: i64,
+    /// Why, which says how the shard checks the time and what it does when it
+    /// cannot read there.
+    pub why: ReadAtWhy,
+}
+
+/// Why a stage reads at a point in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadAtWhy {
+    /// The statement's `FOR SYSTEM_TIME AS OF`: the user's signed SQL names
+    /// the time; outside the shard's retention the stage is refused.
+    TimeTravel,
+    /// The one time a coordinator chose for a best-effort snapshot over
+    /// several shards (close to when the user's attestation was issued): a
+    /// shard that cannot read there reads its present and says so.
+    Snapshot,
+    /// Bounded staleness: at most the bound the user's attestation names
+    /// before it was issued. A shard that cannot read there reads its present
+    /// (which is within any bound).
+    Staleness,
 }
 
 /// An envelope as it travels: its canonical bytes, the coordinator's signature

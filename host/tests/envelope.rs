@@ -109,6 +109,7 @@ fn world() -> World {
         tables,
         columns,
         consistency: Consistency::Snapshot,
+        read_at: None,
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: node("c1"),
         shard: node("s1"),

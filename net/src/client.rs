@@ -132,9 +132,31 @@ pub struct Client {
     sequence: AtomicU64,
     /// The clock attestations are dated by.
     env: Arc<dyn Env>,
+    /// How the next requests read across shards (their attestations sign it).
+    consistency: std::sync::Mutex<Consistency>,
 }
 
 impl Client {
+    /// How the next requests read across shards (spec 6.3,
+    /// `docs/consistency.md`): read committed (the default), a best-effort
+    /// snapshot, or bounded staleness. Each request's attestation signs the
+    /// mode, so the shards hold the coordinator to it.
+    pub fn set_consistency(&self, c: Consistency) {
+        *self
+            .consistency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = c;
+    }
+
+    /// The mode the next requests read in ([`Client::set_consistency`]).
+    #[must_use]
+    pub fn consistency(&self) -> Consistency {
+        *self
+            .consistency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Connects to `addr` as `creds`, checking the node's certificate (a node of
     /// the same cluster, issued by its CA).
     ///
@@ -226,6 +248,7 @@ impl Client {
             session,
             sequence: AtomicU64::new(0),
             env,
+            consistency: std::sync::Mutex::new(Consistency::ReadCommitted),
         };
         // TLS 1.3 lets the client finish before the server has checked the
         // client's certificate: one round trip here surfaces a refusal now, with
@@ -381,8 +404,7 @@ impl Client {
             })?,
             session: self.session,
             sequence: self.sequence.fetch_add(1, Ordering::Relaxed) + 1,
-            // what one shard serves; the cluster's modes come with routing
-            consistency: Consistency::ReadCommitted,
+            consistency: self.consistency(),
             request,
             issued_us: now,
             expires_us: now.saturating_add(span_us),

@@ -207,6 +207,10 @@ pub struct Done {
     /// Rows a peer's shard stage wrote (`rows` is what it returned).
     #[serde(default)]
     pub written: u64,
+    /// What the shards said about where in time they read: a best-effort
+    /// snapshot a shard could not read at, and why (`docs/consistency.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A failure: a stable code, a message, a hint, and where in the SQL.

@@ -95,6 +95,10 @@ idle_timeout_secs = 15
 frame_max_mib = 64
 # On SIGTERM, running queries get this long to finish before they are cancelled.
 shutdown_grace_secs = 10
+# How much history the shard keeps: FOR SYSTEM_TIME AS OF, best-effort
+# snapshots and bounded staleness read back versions this far into the past
+# (docs/consistency.md); older ones are collected. 0 to 604800 (a week).
+history_retention_secs = 900
 "#;
 
 /// TLS files.
@@ -244,6 +248,9 @@ pub struct Limits {
     pub frame_max_mib: usize,
     /// Grace for running queries on SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// How far into the past the shard keeps back versions (time travel,
+    /// best-effort snapshots, bounded staleness).
+    pub history_retention_secs: u64,
 }
 
 impl Default for Limits {
@@ -256,6 +263,7 @@ impl Default for Limits {
             idle_timeout_secs: 15,
             frame_max_mib: 64,
             shutdown_grace_secs: 10,
+            history_retention_secs: 900,
         }
     }
 }
@@ -367,6 +375,10 @@ impl NodeConfig {
             (
                 (1..=1024).contains(&l.frame_max_mib),
                 "limits.frame_max_mib must be 1 to 1024",
+            ),
+            (
+                l.history_retention_secs <= 604_800,
+                "limits.history_retention_secs must be 0 to 604800 (a week)",
             ),
             (
                 (1..=3600).contains(&cfg.reload.interval_secs),

@@ -155,6 +155,7 @@ impl Cluster {
             tables,
             columns,
             consistency: Consistency::Snapshot,
+            read_at: None,
             attestation: att,
             coordinator: node("c1"),
             // `Shard::new` names its node ""
@@ -607,7 +608,7 @@ fn through_coordinator(c: &Cluster, stale: u64, sql: &str) -> Result<Vec<String>
         creds,
         &scratchbird_node::shard::InProcess(c.shard.clone()),
         sandbox,
-        &scratchbird_node::SystemEnv::default(),
+        Arc::new(scratchbird_node::SystemEnv::default()),
     )?;
     let mut rows = Vec::new();
     s.execute_each(&claim, &mut |o| {
@@ -753,7 +754,7 @@ fn a_plan_of_another_schema_is_refused_and_compiled_again() {
         creds,
         &RacingTransport(c.shard.clone(), c.storage.clone()),
         sandbox,
-        &scratchbird_node::SystemEnv::default(),
+        Arc::new(scratchbird_node::SystemEnv::default()),
     )
     .unwrap();
     let mut rows = Vec::new();
@@ -780,5 +781,181 @@ fn a_plan_of_another_schema_is_refused_and_compiled_again() {
             .as_deref()
             .is_some_and(|e| e.contains("compiled against schema")),
         "{refused:?}"
+    );
+}
+
+/// `sql` as alice, signed now on the system's clock, in an envelope reading at
+/// `read_at`, with the attestation's consistency `mode`; run at the system's
+/// time: its rows and notes.
+fn read_at(
+    c: &Cluster,
+    sql: &str,
+    mode: Consistency,
+    at: Option<scratchbird_host::envelope::ReadAt>,
+) -> Result<(Vec<String>, Vec<String>), SessionError> {
+    let mut claim = alice_claim_now(sql);
+    claim.attestation.consistency = mode;
+    let att = sign_attestation(claim.attestation, &key(10));
+    let s = c.subplan(sql, att, |e| {
+        e.read_at = at;
+        e.consistency = mode;
+        e.asked = claim.asked.clone();
+    });
+    let r = c.shard.execute(&s, now_us()).map_err(SessionError::Host)?;
+    let rows = r
+        .batches
+        .iter()
+        .flat_map(|b| b.rows().unwrap())
+        .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|"))
+        .collect();
+    Ok((rows, r.run.figures.notes))
+}
+
+fn refused_time(r: Result<(Vec<String>, Vec<String>), SessionError>) {
+    match r {
+        Err(SessionError::Host(HostError::Envelope(m))) => {
+            assert!(m.contains("does not allow"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_coordinator_cannot_make_a_shard_read_a_time_the_user_did_not_ask_for() {
+    use scratchbird_host::envelope::{ReadAt, ReadAtWhy};
+    let c = cluster();
+    let now = now_us();
+    let sql = "SELECT count(*) FROM customers";
+    let at = |at_us, why| Some(ReadAt { at_us, why });
+    // time travel the signed SQL does not name
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::Snapshot,
+        at(now - 60_000_000, ReadAtWhy::TimeTravel),
+    ));
+    // time travel to another time than the one it names
+    let named = format!(
+        "SELECT count(*) FROM customers FOR SYSTEM_TIME AS OF '{}'",
+        scratchbird_types::Timestamp(now - 1_000)
+    );
+    refused_time(read_at(
+        &c,
+        &named,
+        Consistency::Snapshot,
+        at(now - 60_000_000, ReadAtWhy::TimeTravel),
+    ));
+    // a "snapshot" an hour before the user asked
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::Snapshot,
+        at(now - HOUR, ReadAtWhy::Snapshot),
+    ));
+    // a snapshot, or staleness, the user's read-committed request did not ask for
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::ReadCommitted,
+        at(now, ReadAtWhy::Snapshot),
+    ));
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::ReadCommitted,
+        at(now - 1_000_000, ReadAtWhy::Staleness),
+    ));
+    // staleness beyond the user's bound (one second)
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::BoundedStaleness(1_000),
+        at(now - HOUR, ReadAtWhy::Staleness),
+    ));
+    // within what the user asked, each runs
+    let ok = read_at(
+        &c,
+        sql,
+        Consistency::BoundedStaleness(1_000),
+        at(now - 500_000, ReadAtWhy::Staleness),
+    );
+    assert_eq!(ok.unwrap().0, ["2"]);
+    let ok = read_at(&c, sql, Consistency::Snapshot, at(now, ReadAtWhy::Snapshot));
+    assert_eq!(ok.unwrap(), (vec!["2".to_owned()], vec![]));
+}
+
+#[test]
+fn time_travel_reads_the_past_under_the_bundle_in_force_and_refuses_outside_retention() {
+    use scratchbird_host::envelope::{ReadAt, ReadAtWhy};
+    let c = cluster();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let before = now_us();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
+    let mut s = LocalSession::new(c.storage.clone(), sandbox);
+    s.execute(
+        "INSERT INTO customers VALUES (5, 1, 'Echo', 'e@echo.test', 'pro', 50.00);
+         DELETE FROM customers WHERE id = 1",
+    )
+    .unwrap();
+    let travel = |at_us: i64| {
+        let sql = format!(
+            "SELECT id, email FROM customers FOR SYSTEM_TIME AS OF '{}'",
+            scratchbird_types::Timestamp(at_us)
+        );
+        read_at(
+            &c,
+            &sql,
+            Consistency::ReadCommitted,
+            Some(ReadAt {
+                at_us,
+                why: ReadAtWhy::TimeTravel,
+            }),
+        )
+        .map(|(mut rows, notes)| {
+            rows.sort();
+            assert!(notes.is_empty(), "{notes:?}");
+            rows
+        })
+    };
+    // alice sees her tenant's rows as they were, and not tenant 2's row 4
+    assert_eq!(
+        travel(before).unwrap(),
+        ["1|ops@acme.test", "2|hi@bolt.test"]
+    );
+    assert_eq!(
+        travel(now_us()).unwrap(),
+        ["2|hi@bolt.test", "5|e@echo.test"]
+    );
+    // before the table existed (and before anything this shard keeps)
+    match travel(before - 10 * 60 * 1_000_000) {
+        Err(SessionError::Host(e)) => {
+            assert_eq!(e.code(), "OUTSIDE_RETENTION", "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_snapshot_time_a_shard_cannot_read_at_reads_its_present_and_says_so() {
+    use scratchbird_host::envelope::{ReadAt, ReadAtWhy};
+    let c = cluster();
+    // a coordinator whose clock is two seconds ahead of this shard's
+    let ahead = now_us() + 2_000_000;
+    let (rows, notes) = read_at(
+        &c,
+        "SELECT count(*) FROM customers",
+        Consistency::Snapshot,
+        Some(ReadAt {
+            at_us: ahead,
+            why: ReadAtWhy::Snapshot,
+        }),
+    )
+    .unwrap();
+    assert_eq!(rows, ["2"]);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("read its present state") && notes[0].contains("clock is behind"),
+        "{notes:?}"
     );
 }

@@ -99,6 +99,22 @@ pub fn open_storage_in(dir: &Path, env: Arc<dyn Env>) -> Result<Storage, Storage
     Storage::open(dir, StorageConfig::new(env))
 }
 
+/// [`open_storage_in`], keeping back versions for `retention_secs` (time
+/// travel's window).
+///
+/// # Errors
+/// Storage could not open the directory.
+pub fn open_storage_keeping(
+    dir: &Path,
+    env: Arc<dyn Env>,
+    retention_secs: u64,
+) -> Result<Storage, StorageError> {
+    let mut config = StorageConfig::new(env);
+    config.retention_micros =
+        i64::try_from(retention_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    Storage::open(dir, config)
+}
+
 /// The schema a transaction sees: what the compiler binds against.
 ///
 /// # Errors
@@ -129,7 +145,7 @@ impl LocalSession {
             clippy::expect_used,
             reason = "the in-process transport opens sessions infallibly"
         )]
-        let mut inner = Session::open(creds, &transport, sandbox.clone(), storage.env().as_ref())
+        let mut inner = Session::open(creds, &transport, sandbox.clone(), storage.env().clone())
             .expect("an in-process shard session");
         inner.set_statements(Arc::new(StatementCache::default()));
         Self {

@@ -18,14 +18,18 @@ use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_coord::{Claim, ShardRun, ShardSession, ShardTransport};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{
-    Authority, Consistency, ReplayGuard, SchemaClaim, SignedEnvelope, check_claim, verify_with,
+    Authority, Consistency, Envelope, ReadAt, ReadAtWhy, ReplayGuard, SchemaClaim, SignedEnvelope,
+    check_claim, verify_with,
 };
 use scratchbird_host::{
     Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
 };
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
-use scratchbird_storage::{ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions};
+use scratchbird_storage::{
+    AsOf, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions,
+};
+use scratchbird_types::attest::CLOCK_SKEW_MAX_US;
 use scratchbird_types::schema::SchemaVersion;
 use scratchbird_types::{BundleHash, Epoch, NodeName, SqlType, UserName};
 use std::cell::RefCell;
@@ -464,6 +468,49 @@ pub struct ShardSessionOf {
     bound: Option<Bound>,
 }
 
+/// How far ahead of a shard's clock a best-effort read time may be and still
+/// be read at (the shard waits for its clock to reach it).
+const AHEAD_WAIT_MAX_US: i64 = 250_000;
+
+/// Refuses a read time the user did not ask for: a time travel's time must be
+/// one the user's signed SQL names; a best-effort snapshot's must be close to
+/// when the user's attestation was issued, under snapshot consistency; bounded
+/// staleness's no earlier than the user's bound before then. A coordinator
+/// cannot make a shard read further into the past than the user asked.
+fn check_read_at(env: &Envelope, now_us: i64) -> Result<(), HostError> {
+    let Some(at) = env.read_at else {
+        return Ok(());
+    };
+    let issued = env.attestation.issued_us;
+    let ok = match (at.why, env.attestation.consistency) {
+        (ReadAtWhy::TimeTravel, _) => {
+            scratchbird_compiler::time_travel_points(&env.asked.sql).contains(&at.at_us)
+        }
+        (ReadAtWhy::Snapshot, Consistency::Snapshot) => {
+            at.at_us >= issued.saturating_sub(CLOCK_SKEW_MAX_US)
+                && at.at_us <= now_us.saturating_add(CLOCK_SKEW_MAX_US)
+        }
+        (ReadAtWhy::Staleness, Consistency::BoundedStaleness(ms)) => {
+            let bound = i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+            at.at_us
+                >= issued
+                    .saturating_sub(bound)
+                    .saturating_sub(CLOCK_SKEW_MAX_US)
+                && at.at_us <= now_us.saturating_add(CLOCK_SKEW_MAX_US)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::Envelope(format!(
+            "the envelope reads at {} UTC ({:?}), which the user's signed request does not allow",
+            scratchbird_types::Timestamp(at.at_us),
+            at.why
+        )))
+    }
+}
+
 /// The transaction an autocommit statement of `consistency` runs in.
 fn autocommit_options(consistency: Consistency) -> TxnOptions {
     match consistency {
@@ -536,6 +583,114 @@ impl ShardSessionOf {
             let _ = t.rollback();
         }
         self.shard.begin(opts)
+    }
+
+    /// The transaction a stage of `env` runs in, the schema version in force
+    /// (what its plan must have been compiled against), and, for a
+    /// best-effort read time this shard could not read at, a note saying so.
+    fn stage_txn(
+        &mut self,
+        who: &Bound,
+        env: &Envelope,
+    ) -> Result<(Transaction, SchemaVersion, Option<String>), HostError> {
+        let present = self.statement_txn(who, env.consistency)?;
+        let seen = present.catalog()?.version();
+        let Some(at) = env.read_at else {
+            return Ok((present, seen, None));
+        };
+        if self.bound.is_some() {
+            self.txn = Some(present);
+            return Err(refuse(
+                "a stage that reads at a point in time runs outside BEGIN ... COMMIT, and this session's transaction is open".into(),
+            ));
+        }
+        match self.past_txn(at, &env.tables) {
+            Ok(txn) => {
+                let _ = present.rollback();
+                Ok((txn, seen, None))
+            }
+            Err(e) if at.why == ReadAtWhy::TimeTravel => {
+                let _ = present.rollback();
+                Err(e)
+            }
+            // the present is within any staleness bound: nothing to say
+            Err(_) if at.why == ReadAtWhy::Staleness => Ok((present, seen, None)),
+            Err(e) => Ok((
+                present,
+                seen,
+                Some(format!(
+                    "node {} read its present state, not the snapshot at {} UTC the coordinator chose: {e}",
+                    self.shard.node,
+                    scratchbird_types::Timestamp(at.at_us)
+                )),
+            )),
+        }
+    }
+
+    /// A read-only transaction over the commits made at or before `at`, in
+    /// which every one of `tables` existed. A time a little ahead of this
+    /// shard's clock (clocks differ) is waited for, up to
+    /// [`AHEAD_WAIT_MAX_US`]: commits still to come here could otherwise be
+    /// stamped before it.
+    fn past_txn(
+        &self,
+        at: ReadAt,
+        tables: &[scratchbird_types::TableId],
+    ) -> Result<Transaction, HostError> {
+        let env = self.shard.storage.env().clone();
+        let ahead = at.at_us - env.now_micros();
+        if ahead > 0 {
+            if ahead > AHEAD_WAIT_MAX_US || at.why == ReadAtWhy::TimeTravel {
+                return Err(HostError::Route {
+                    code: "CLOCK_BEHIND",
+                    message: format!(
+                        "the time is {} ms after this shard's clock (node {}); its clock is behind the coordinator's",
+                        ahead / 1000,
+                        self.shard.node
+                    ),
+                });
+            }
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_micros(u64::try_from(ahead).unwrap_or(0));
+            while env.now_micros() < at.at_us && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if env.now_micros() < at.at_us {
+                return Err(HostError::Route {
+                    code: "CLOCK_BEHIND",
+                    message: format!(
+                        "this shard's clock (node {}) did not reach the time within {} ms",
+                        self.shard.node,
+                        AHEAD_WAIT_MAX_US / 1000
+                    ),
+                });
+            }
+        }
+        let txn = self
+            .shard
+            .begin(TxnOptions::snapshot().as_of(AsOf::Timestamp(at.at_us)))
+            .map_err(|e| match e {
+                HostError::Storage(StorageError::OutsideRetention { oldest, newest, .. }) => {
+                    HostError::Storage(StorageError::OutsideRetention {
+                        requested: format!("{} UTC", scratchbird_types::Timestamp(at.at_us)),
+                        oldest,
+                        newest,
+                    })
+                }
+                other => other,
+            })?;
+        let cat = txn.catalog()?;
+        if let Some(missing) = tables.iter().find(|t| cat.table(**t).is_none()) {
+            let _ = txn.rollback();
+            return Err(HostError::Route {
+                code: "OUTSIDE_RETENTION",
+                message: format!(
+                    "a table the statement reads (id {missing}) did not exist at {} UTC",
+                    scratchbird_types::Timestamp(at.at_us)
+                ),
+            });
+        }
+        Ok(txn)
     }
 
     /// Ends a statement's use of `txn`: kept inside BEGIN ... COMMIT, else
@@ -611,8 +766,8 @@ impl ShardSessionOf {
             if matches!(access, Access::Owner) {
                 rec.bundle = None;
             }
-            let txn = self.statement_txn(&who, v.envelope.consistency)?;
-            let seen = txn.catalog()?.version();
+            check_read_at(&v.envelope, now_us)?;
+            let (txn, seen, note) = self.stage_txn(&who, &v.envelope)?;
             if seen.0 != v.envelope.schema_version {
                 // nothing ran: the transaction is kept inside BEGIN ... COMMIT
                 // (a snapshot does not see later changes), the statement's own
@@ -627,9 +782,9 @@ impl ShardSessionOf {
                     shard: seen,
                 });
             }
-            Ok((access, txn))
+            Ok((access, txn, note))
         });
-        let (access, txn) = match checked {
+        let (access, txn, note) = match checked {
             Ok(x) => x,
             Err(e) => {
                 // a plan of another epoch did not run: the statement's
@@ -664,10 +819,9 @@ impl ShardSessionOf {
         let (txn, result) = exec.shard(&signed.module, txn, &access, rec, release, sink);
         self.end_statement(txn, result.is_ok())?;
         let stats = result?;
-        Ok(ShardRun {
-            figures: stats.figures(),
-            ..run
-        })
+        let mut figures = stats.figures();
+        figures.notes.extend(note);
+        Ok(ShardRun { figures, ..run })
     }
 
     /// The coordinator whose claims and envelopes this session takes.

@@ -134,6 +134,7 @@ fn envelope_of(
         tables,
         columns,
         consistency: Consistency::Snapshot,
+        read_at: None,
         attestation: att,
         asked: Asked {
             sql: sql.into(),

@@ -27,6 +27,11 @@ impl Dialect for SbDialect {
         self.statement(parser)
     }
 
+    // FOR SYSTEM_TIME AS OF on a table (time travel, `crate::travel`)
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn dialect(&self) -> TypeId {
         self.0.dialect()
     }
@@ -671,10 +676,6 @@ impl Dialect for SbDialect {
 
     fn supports_string_literal_table_alias(&self, explicit: bool) -> bool {
         self.0.supports_string_literal_table_alias(explicit)
-    }
-
-    fn supports_table_versioning(&self) -> bool {
-        self.0.supports_table_versioning()
     }
 
     fn supports_string_escape_constant(&self) -> bool {

@@ -14,6 +14,9 @@
 //! * any other operator is refused once the chain it extends is
 //!   [`DEPTH_MAX`](crate::limits::DEPTH_MAX) long, before the tree grows further.
 //!
+//! It also reads `FOR SYSTEM_TIME AS OF` after a table's name (time travel,
+//! `crate::travel`), which PostgreSqlDialect does not.
+//!
 //! Everything else is PostgreSqlDialect's (`delegate.rs`, generated), including
 //! the dialect's identity, so sqlparser's PostgreSQL-only rules apply unchanged.
 

@@ -231,6 +231,9 @@ pub struct Figures {
     pub memory_bytes: u64,
     /// Whether the module came from the in-memory cache.
     pub cached: bool,
+    /// What the shards said about where in time they read (a best-effort
+    /// snapshot a shard could not read at, and why).
+    pub notes: Vec<String>,
 }
 
 impl ExecStats {
@@ -244,6 +247,7 @@ impl ExecStats {
             rows_written: self.rows_written,
             memory_bytes: self.memory_bytes as u64,
             cached: self.cached,
+            notes: Vec::new(),
         }
     }
 }

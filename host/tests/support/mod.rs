@@ -293,6 +293,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         tables,
         columns,
         consistency: Consistency::Snapshot,
+        read_at: None,
         attestation: att("alice", "c1", NOW + 1_000_000, &key(10)),
         coordinator: node("c1"),
         shard: node("s1"),

@@ -5,7 +5,7 @@
 
 use crate::authority::{NodeAuthority, PeerAuthority, UserCerts};
 use crate::config::{NodeConfig, OnCaChange};
-use crate::session::open_storage_in;
+use crate::session::open_storage_keeping;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, ShardSessionOf, Users};
 use scratchbird_coord::{Claim, Credentials, Outcome, Session, SessionError, StatementCache, Step};
 use scratchbird_coord::{ShardSession, ShardTransport, Shards};
@@ -365,7 +365,12 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     }
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| fail(format!("creating {}: {e}", cfg.data_dir.display())))?;
-    let storage = open_storage_in(&cfg.data_dir, env.clone()).map_err(|e| {
+    let storage = open_storage_keeping(
+        &cfg.data_dir,
+        env.clone(),
+        cfg.limits.history_retention_secs,
+    )
+    .map_err(|e| {
         fail(format!(
             "opening the data directory {}: {e}",
             cfg.data_dir.display()
@@ -1197,7 +1202,7 @@ fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc:
             shared.creds.clone(),
             shards,
             shared.sandbox.clone(),
-            shared.env.as_ref(),
+            shared.env.clone(),
         )
         .map_err(|e| e.to_string())
     });

@@ -110,6 +110,7 @@ fn done_tag(tag: &str) -> Done {
         text: None,
         principal: None,
         written: 0,
+        notes: Vec::new(),
     }
 }
 
@@ -303,6 +304,7 @@ async fn subplan(
                 written: run.figures.rows_written,
                 read: run.figures.rows_read,
                 principal: Some(run.principal),
+                notes: run.figures.notes,
                 ..done_tag("SUBPLAN")
             }),
             Err(e) => {

@@ -414,6 +414,7 @@ impl ShardSession for RemoteSession {
                             rows_written: d.written,
                             memory_bytes: 0,
                             cached: false,
+                            notes: d.notes,
                         },
                         principal: d.principal.unwrap_or_default(),
                         bundle: None,

@@ -61,10 +61,14 @@ fn storage_hint(s: &scratchbird_storage::StorageError) -> Option<&'static str> {
 pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
     let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // figures over what the principal may see only (Outcome carries no other)
-    let (tag, rows, read, text) = match o {
-        Outcome::Streamed { rows, figures, .. } => {
-            ("SELECT".to_owned(), rows, figures.rows_read, None)
-        }
+    let (tag, rows, read, text, notes) = match o {
+        Outcome::Streamed { rows, figures, .. } => (
+            "SELECT".to_owned(),
+            rows,
+            figures.rows_read,
+            None,
+            figures.notes,
+        ),
         Outcome::Rows {
             batches, figures, ..
         } => (
@@ -72,14 +76,21 @@ pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
             batches.iter().map(|b| b.row_count() as u64).sum(),
             figures.rows_read,
             None,
+            figures.notes,
         ),
         Outcome::Written {
             verb,
             rows,
             figures,
-        } => (verb.to_owned(), rows, figures.rows_read, None),
-        Outcome::Done(tag) => (tag.to_owned(), 0, 0, None),
-        Outcome::Explain(t) => ("EXPLAIN".to_owned(), 0, 0, Some(t)),
+        } => (
+            verb.to_owned(),
+            rows,
+            figures.rows_read,
+            None,
+            figures.notes,
+        ),
+        Outcome::Done(tag) => (tag.to_owned(), 0, 0, None, Vec::new()),
+        Outcome::Explain(t) => ("EXPLAIN".to_owned(), 0, 0, Some(t), Vec::new()),
     };
     Done {
         tag,
@@ -89,6 +100,7 @@ pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
         text,
         principal: None,
         written: 0,
+        notes,
     }
 }
 
