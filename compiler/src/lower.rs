@@ -295,7 +295,7 @@ fn used_in_expr(e: &BExpr, used: &mut HashSet<ColId>) {
     used.extend(v);
 }
 
-fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
+pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
     match rel {
         Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
         Rel::Filter { input, pred } => {

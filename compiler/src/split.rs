@@ -461,10 +461,66 @@ pub(crate) fn split(
             merge: None,
             single_shard: s.single_shard,
         }),
-        Part::Merge(m) => Ok(Split {
-            shard_outputs: s.outputs,
-            merge: Some(m),
-            single_shard: s.single_shard,
-        }),
+        Part::Merge(mut m) => {
+            let outputs = narrow(&mut m, s.outputs, s.meta);
+            Ok(Split {
+                shard_outputs: outputs,
+                merge: Some(m),
+                single_shard: s.single_shard,
+            })
+        }
+    }
+}
+
+/// Keeps in each shard output only the columns the merge stage uses: a table
+/// read whole below a join in the merge stage sends only the columns the
+/// statement names, so a shard neither ships the rest nor reads columns the
+/// principal may not (a shard refuses a plan that reads a forbidden column).
+fn narrow(merge: &mut Rel, outputs: Vec<Rel>, meta: &HashMap<ColId, ColMeta>) -> Vec<Rel> {
+    let mut used = std::collections::HashSet::new();
+    crate::lower::used_cols(merge, &mut used);
+    used.extend(merge.output());
+    let mut kept: HashMap<usize, Vec<ColId>> = HashMap::new();
+    exchanges_mut(merge, &mut |input, cols| {
+        let k: Vec<ColId> = cols.iter().copied().filter(|c| used.contains(c)).collect();
+        // rows still count (a join's or a count's) when no column is used
+        if !k.is_empty() && k.len() < cols.len() {
+            cols.clone_from(&k);
+            kept.insert(input, k);
+        }
+    });
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, out)| match kept.remove(&i) {
+            Some(k) if k.iter().all(|c| meta.contains_key(c)) => Rel::Project {
+                exprs: k.iter().map(|c| (*c, BExpr::col(*c, &meta[c]))).collect(),
+                input: Box::new(out),
+            },
+            _ => out,
+        })
+        .collect()
+}
+
+/// Calls `f` with each exchange's input index and columns in `rel`.
+fn exchanges_mut(rel: &mut Rel, f: &mut impl FnMut(usize, &mut Vec<ColId>)) {
+    match rel {
+        Rel::Exchange { input, cols } => f(*input, cols),
+        Rel::Scan { .. } | Rel::Values { .. } => {}
+        Rel::Filter { input, .. }
+        | Rel::Project { input, .. }
+        | Rel::Aggregate { input, .. }
+        | Rel::Sort { input, .. }
+        | Rel::Limit { input, .. }
+        | Rel::Distinct { input } => exchanges_mut(input, f),
+        Rel::Join { left, right, .. } => {
+            exchanges_mut(left, f);
+            exchanges_mut(right, f);
+        }
+        Rel::UnionAll { inputs, .. } => {
+            for i in inputs {
+                exchanges_mut(i, f);
+            }
+        }
     }
 }

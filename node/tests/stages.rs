@@ -228,3 +228,30 @@ fn a_kept_statement_is_compiled_again_after_a_schema_change() {
     let gone = n.session.execute(sql).unwrap_err().to_string();
     assert!(gone.contains("u"), "{gone}");
 }
+
+/// Over several shards, a join of tables placed apart runs in the merge
+/// stage; each table's shard output carries only the columns the statement
+/// names (a principal who may not read `t.c` can still join `t`).
+#[test]
+fn a_join_in_the_merge_stage_reads_only_the_columns_it_names() {
+    let n = node();
+    let txn = n.storage.begin(TxnOptions::snapshot()).unwrap();
+    let cat = catalog_of(&txn).unwrap();
+    txn.rollback().unwrap();
+    let sql = "SELECT t.b, count(*) FROM t JOIN u ON t.a = u.v GROUP BY t.b";
+    let Statement::Query(c) =
+        scratchbird_compiler::compile_over(&parse(sql).unwrap()[0], &cat, 3).unwrap()
+    else {
+        panic!("not a query");
+    };
+    assert!(c.merge.is_some(), "{}", c.plan);
+    let (_, columns) = scratchbird_host::envelope::referenced(&c.manifest);
+    let t = cat.table_by_name("t").unwrap();
+    let names: Vec<&str> = t
+        .columns
+        .iter()
+        .filter(|col| columns.contains(&col.id))
+        .map(|col| col.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{}", c.plan);
+}

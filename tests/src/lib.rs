@@ -630,6 +630,9 @@ pub struct ControlCluster {
     pub dirs: Vec<PathBuf>,
     /// Each voter's peer address.
     pub peers: Vec<String>,
+    /// The user `sb cluster` commands run as (certificate in [`Self::certs`]):
+    /// `ops` under the tests' own bundle, `admin` under an example bundle.
+    pub user: String,
 }
 
 impl ControlCluster {
@@ -654,9 +657,9 @@ impl ControlCluster {
             .arg("--connect")
             .arg(n.client_addr.to_string())
             .arg("--cert")
-            .arg(self.certs().join("ops.crt"))
+            .arg(self.certs().join(format!("{}.crt", self.user)))
             .arg("--key")
-            .arg(self.certs().join("ops.key"))
+            .arg(self.certs().join(format!("{}.key", self.user)))
             .arg("--ca")
             .arg(self.tmp.path().join("ca/ca.crt"));
         c
@@ -734,8 +737,33 @@ pub fn control_cluster(voters: usize) -> ControlCluster {
 /// a voter of the genesis when it has the voter role).
 #[must_use]
 pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
+    control_cluster_of(roles, &ClusterOpts::default())
+}
+
+/// What a [`control_cluster_of`] starts from.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOpts {
+    /// The genesis bundle (copied, signed by the test officer); None: the
+    /// tests' own, [`ops_bundle`].
+    pub bundle: Option<PathBuf>,
+    /// Another CA folder's `token.secret` to use: masks then give the same
+    /// tokens in both clusters (an oracle cluster and the one under test).
+    pub token_from: Option<PathBuf>,
+    /// Users of the cluster besides `ops`, `reader` (and `admin` under an
+    /// example bundle); `sb ca issue-user` issues their certificates.
+    pub users: Vec<String>,
+}
+
+/// [`control_cluster_with`] from `opts`.
+#[must_use]
+pub fn control_cluster_of(roles: &[&[Role]], opts: &ClusterOpts) -> ControlCluster {
     let tmp = tempfile::tempdir().unwrap();
     let mut ca = Ca::new(&tmp.path().join("ca"));
+    if let Some(from) = &opts.token_from {
+        ca.token = TokenSecret::read(from).unwrap();
+        std::fs::remove_file(ca.dir.join("token.secret")).unwrap();
+        identity::write_secret(&ca.dir.join("token.secret"), &ca.token.text()).unwrap();
+    }
     let mut dirs = Vec::new();
     let mut peers = Vec::new();
     for (i, roles) in (1..=roles.len()).zip(roles) {
@@ -758,7 +786,22 @@ pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
     write_pair(&tmp.path().join("spare"), "node", &spare);
     let ops = ca.user("ops");
     write_pair(&tmp.path().join("ops"), "ops", &ops);
+    // an example bundle knows no user ops: its administrator is admin
+    let user = if opts.bundle.is_some() {
+        let admin = ca.user("admin");
+        write_pair(&tmp.path().join("ops"), "admin", &admin);
+        "admin"
+    } else {
+        "ops"
+    };
     ca.user("reader");
+    for u in opts
+        .users
+        .iter()
+        .filter(|u| !["ops", "reader", "admin"].contains(&u.as_str()))
+    {
+        ca.user(u);
+    }
     std::fs::write(
         tmp.path().join("admin.key"),
         sign::secret_key_text(&ca.admin),
@@ -771,6 +814,7 @@ pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
             roles[i],
             &NodeOpts {
                 peers: true,
+                bundle: opts.bundle.clone(),
                 ..NodeOpts::default()
             },
         );
@@ -804,7 +848,12 @@ pub fn control_cluster_with(roles: &[&[Role]]) -> ControlCluster {
         .arg(dirs[0].join("bundle"))
         .arg("--out")
         .arg(tmp.path().join("genesis.sbc")));
-    ControlCluster { tmp, dirs, peers }
+    ControlCluster {
+        tmp,
+        dirs,
+        peers,
+        user: user.to_owned(),
+    }
 }
 
 /// The node id a node folder's certificate (`DIR/node.crt`) names.

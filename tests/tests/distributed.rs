@@ -17,11 +17,12 @@
     reason = "test"
 )]
 
+use scratchbird_net::Role;
 use scratchbird_net::client::{Client, ClientError, Credentials};
 use scratchbird_net::endpoint::TransportLimits;
 use scratchbird_net::rpc::Response;
 use scratchbird_tests::{
-    ControlCluster, Node, bin, control_cluster, effective, node_id, run, voters,
+    ClusterOpts, ControlCluster, Node, bin, control_cluster_of, effective, node_id, run, voters,
 };
 use scratchbird_types::placement::shard_of;
 use scratchbird_types::schema::Distribution;
@@ -216,29 +217,76 @@ async fn connect(n: &Node, dir: &Path, user: &str, ca: &Path) -> Client {
         .unwrap()
 }
 
+/// What a cluster is loaded with, by whom, and who else queries it.
+struct Load<'a> {
+    /// Statements of the schema, each run alone.
+    schema: Vec<String>,
+    /// Statements of the rows (each writes on one shard).
+    rows: Vec<String>,
+    /// A query every node answers once it has the schema.
+    ready: &'a str,
+    /// The user who loads it (a user of the bundle who may).
+    loader: &'a str,
+    /// Users to issue certificates for (into `Running::people`).
+    users: &'a [&'a str],
+}
+
 /// A started cluster of `n` shard nodes with the schema and rows loaded, and
-/// a certificate for `reader`.
+/// certificates for its users.
 struct Running {
     c: ControlCluster,
     nodes: Vec<Option<Node>>,
+    /// The folder of the users' certificates.
     reader: PathBuf,
+    /// Who loads rows and runs `ops`: the folder of their certificate, and
+    /// their name.
+    loader: (PathBuf, String),
 }
 
 impl Running {
     fn start(n: usize) -> Self {
-        let c = control_cluster(n);
+        Self::start_with(
+            n,
+            &ClusterOpts::default(),
+            &Load {
+                schema: SCHEMA.iter().map(|s| (*s).to_owned()).collect(),
+                rows: rows(),
+                ready: "SELECT count(*) FROM digits",
+                loader: "ops",
+                users: &["reader"],
+            },
+        )
+    }
+
+    fn start_with(n: usize, opts: &ClusterOpts, load: &Load<'_>) -> Self {
+        let all: &[Role] = &[Role::Coordinator, Role::Shard, Role::Voter];
+        let opts = ClusterOpts {
+            users: load.users.iter().map(|u| (*u).to_owned()).collect(),
+            ..opts.clone()
+        };
+        let c = control_cluster_of(&vec![all; n], &opts);
         let nodes: Vec<Option<Node>> = c.dirs.iter().map(|d| Some(Node::spawn(d))).collect();
         c.wait(nodes[0].as_ref().unwrap(), "epoch 1 effective", |s| {
             effective(s, 1) && voters(s) == n
         });
-        let reader = c.tmp.path().join("reader");
-        run(Command::new(bin("sb"))
-            .args(["ca", "issue-user", "--dir"])
-            .arg(c.tmp.path().join("ca"))
-            .args(["--name", "reader", "--out"])
-            .arg(&reader));
-        let r = Self { c, nodes, reader };
-        r.load();
+        let reader = c.tmp.path().join("people");
+        for user in load.users {
+            run(Command::new(bin("sb"))
+                .args(["ca", "issue-user", "--dir"])
+                .arg(c.tmp.path().join("ca"))
+                .args(["--name", user, "--out"])
+                .arg(&reader));
+        }
+        // the loader is the one sb cluster commands run as (ops, or admin)
+        assert_eq!(load.loader, c.user);
+        let loader = (c.certs(), c.user.clone());
+        let r = Self {
+            c,
+            nodes,
+            reader,
+            loader,
+        };
+        r.load(load);
         r
     }
 
@@ -250,31 +298,30 @@ impl Running {
         self.c.tmp.path().join("ca/ca.crt")
     }
 
-    /// `ops` runs `sql` at node `i`: its answer.
+    /// The loader runs `sql` at node `i`: its answer.
     fn ops(&self, i: usize, sql: &str) -> Result<Vec<String>, String> {
-        let (n, dir, ca) = (self.node(i), self.c.certs(), self.ca());
+        let (n, (dir, user), ca) = (self.node(i), &self.loader, self.ca());
         scratchbird_tests::block_on(async {
-            let c = connect(n, &dir, "ops", &ca).await;
+            let c = connect(n, dir, user, &ca).await;
             let r = answer(&c, sql).await;
             c.close().await;
             r
         })
     }
 
-    fn load(&self) {
-        for s in SCHEMA {
+    fn load(&self, load: &Load<'_>) {
+        for s in &load.schema {
             self.ops(0, s).unwrap();
         }
         // every node has applied the schema before rows go to its shard
         let until = Instant::now() + Duration::from_secs(20);
         for i in 0..self.nodes.len() {
-            while self.ops(i, "SELECT count(*) FROM digits").is_err() {
+            while self.ops(i, load.ready).is_err() {
                 assert!(Instant::now() < until, "the schema did not reach node {i}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        let all = rows();
-        for chunk in all.chunks(40) {
+        for chunk in load.rows.chunks(40) {
             self.ops(0, &chunk.join("; ")).unwrap();
         }
     }
@@ -536,4 +583,513 @@ fn a_shard_killed_during_queries_fails_them_naming_the_shard_and_the_rest_goes_o
         [live.to_string()]
     );
     three.stop();
+}
+
+/// `sql`'s rows and the notes of its end (where the shards read in time).
+async fn answer_noted(c: &Client, sql: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut r = c.query(sql, 0).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    loop {
+        match r.next().await {
+            Ok(Some(Response::Batch(b))) => {
+                for row in b.rows().map_err(|e| e.to_string())? {
+                    let v: Vec<String> = row.iter().map(ToString::to_string).collect();
+                    out.push(v.join("|"));
+                }
+            }
+            Ok(Some(Response::Done(d))) => return Ok((out, d.notes)),
+            Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => {
+                return Err(format!("{}: {}", e.code, e.message));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok((out, Vec::new())),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Now on the system's clock (the nodes read the same one), as SQL writes a
+/// timestamp in UTC.
+fn utc_now() -> String {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    scratchbird_types::Timestamp(i64::try_from(us).unwrap()).to_string()
+}
+
+/// Each claim of `docs/consistency.md`, on three shard nodes.
+#[test]
+fn consistency_modes_and_time_travel_read_what_docs_consistency_md_says() {
+    use scratchbird_host::envelope::Consistency;
+    let three = Running::start(3);
+    let (a, b) = ids_on_two_shards();
+    let (dir, ca) = (three.c.certs(), three.ca());
+    let all = T_ROWS.to_string();
+    scratchbird_tests::block_on(async {
+        let c = connect(three.node(1), &dir, "ops", &ca).await;
+        let other = connect(three.node(2), &dir, "ops", &ca).await;
+        let ok = |r: Result<Vec<String>, String>| r.unwrap();
+
+        // read committed: a statement sees every commit acknowledged before it
+        // began, on every shard, through any coordinator
+        let before = utc_now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ok(answer(&c, &format!("INSERT INTO t VALUES ({a}, 1, 'x')")).await);
+        ok(answer(&c, &format!("INSERT INTO t VALUES ({b}, 2, 'y')")).await);
+        assert_eq!(
+            ok(answer(&other, "SELECT count(*) FROM t").await),
+            [(T_ROWS + 2).to_string()]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after = utc_now();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ok(answer(&c, &format!("DELETE FROM t WHERE id = {a}")).await);
+
+        // time travel: every shard at the time named, or one shard
+        let at = |t: &str, rest: &str| {
+            format!("SELECT count(*) FROM t FOR SYSTEM_TIME AS OF '{t}'{rest}")
+        };
+        assert_eq!(ok(answer(&other, &at(&before, "")).await), [all]);
+        assert_eq!(
+            ok(answer(&other, &at(&after, "")).await),
+            [(T_ROWS + 2).to_string()]
+        );
+        assert_eq!(
+            ok(answer(&other, &at(&after, &format!(" WHERE id = {a}"))).await),
+            ["1"]
+        );
+        assert_eq!(
+            ok(answer(&other, "SELECT count(*) FROM t").await),
+            [(T_ROWS + 1).to_string()]
+        );
+        // a join over shards, both tables at the same time
+        let join = |t: &str| {
+            format!(
+                "SELECT count(*) FROM t FOR SYSTEM_TIME AS OF '{t}' JOIN digits FOR SYSTEM_TIME AS OF '{t}' ON t.g = digits.d"
+            )
+        };
+        assert_eq!(
+            ok(answer(&c, &join(&after)).await),
+            ok(answer(&c, &join(&before)).await)
+                .iter()
+                .map(|n| (n.parse::<u64>().unwrap() + 2).to_string())
+                .collect::<Vec<_>>(),
+            "rows {a} and {b} (g 1 and 2) each join one digit"
+        );
+        // outside the retention window, in the future, inside a transaction
+        let e = answer(&c, &at("2000-01-01 00:00:00", ""))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("OUTSIDE_RETENTION"), "{e}");
+        let e = answer(&c, &at("2999-01-01 00:00:00", ""))
+            .await
+            .unwrap_err();
+        assert!(e.contains("in the future"), "{e}");
+        let e = answer(&c, &format!("BEGIN; {}", at(&after, "")))
+            .await
+            .unwrap_err();
+        assert!(e.contains("outside a transaction"), "{e}");
+        ok(answer(&c, "ROLLBACK").await);
+
+        // best-effort snapshot: a statement over every shard reads each at one
+        // time the coordinator chose; here every shard could (no notes), and
+        // a commit acknowledged before the statement is in it
+        c.set_consistency(Consistency::Snapshot);
+        ok(answer(&c, &format!("INSERT INTO t VALUES ({a}, 3, 'z')")).await);
+        let inserted = Instant::now();
+        assert_eq!(
+            answer_noted(&c, "SELECT count(*) FROM t").await.unwrap(),
+            (vec![(T_ROWS + 2).to_string()], vec![])
+        );
+
+        // bounded staleness: the state of the bound ago, never older; reads only
+        let bound = Duration::from_secs(5);
+        // the tables, and row a, existed a bound ago (a table that did not
+        // is read in the present)
+        tokio::time::sleep(
+            (inserted + bound + Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+        )
+        .await;
+        c.set_consistency(Consistency::ReadCommitted);
+        ok(answer(&c, &format!("DELETE FROM t WHERE id = {a}")).await);
+        let acked = Instant::now();
+        c.set_consistency(Consistency::BoundedStaleness(5_000));
+        let stale = ok(answer(&c, &format!("SELECT count(*) FROM t WHERE id = {a}")).await);
+        if acked.elapsed() < bound - Duration::from_millis(500) {
+            assert_eq!(stale, ["1"], "the delete is younger than the bound");
+        }
+        let e = answer(&c, &format!("INSERT INTO t VALUES ({a}, 4, 'w')"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("bounded staleness reads a past state"), "{e}");
+        let e = answer(&c, "BEGIN").await.unwrap_err();
+        assert!(e.contains("BEGIN under read committed or snapshot"), "{e}");
+        tokio::time::sleep(
+            (acked + bound + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+        )
+        .await;
+        assert_eq!(
+            ok(answer(&c, &format!("SELECT count(*) FROM t WHERE id = {a}")).await),
+            ["0"],
+            "a commit older than the bound is always seen"
+        );
+        c.close().await;
+        other.close().await;
+    });
+    three.stop();
+}
+
+impl Rng {
+    fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+        of[self.below(of.len() as u64) as usize]
+    }
+}
+
+/// One of the example bundles with a schema of its tables placed over the
+/// shards, generated rows, two or more of its principals, and queries over
+/// its tables.
+struct Scenario {
+    bundle: &'static str,
+    /// The schema, then the rows (one INSERT each).
+    data: fn(&mut Rng) -> (Vec<String>, Vec<String>),
+    ready: &'static str,
+    principals: &'static [&'static str],
+    query: fn(&mut Rng) -> (String, bool),
+}
+
+const SCENARIOS: [Scenario; 3] = [
+    Scenario {
+        bundle: "saas",
+        data: saas_data,
+        ready: "SELECT count(*) FROM invoices",
+        principals: &["alice", "sam", "fran"],
+        query: saas_query,
+    },
+    Scenario {
+        bundle: "hr",
+        data: hr_data,
+        ready: "SELECT count(*) FROM employees",
+        principals: &["mgr", "ann", "pat"],
+        query: hr_query,
+    },
+    Scenario {
+        bundle: "clinical",
+        data: clinical_data,
+        ready: "SELECT count(*) FROM patients",
+        principals: &["dr_lee", "nina", "bill"],
+        query: clinical_query,
+    },
+];
+
+const NAMES: [&str; 6] = ["Acme", "Bolt", "Crux", "Dyne", "Eon", "Flux"];
+
+/// Tenants 1 to 4 (placed by range: 1, 2, and 3 with 4 on the third shard);
+/// invoices by a hash of their customer (apart from it).
+fn saas_data(r: &mut Rng) -> (Vec<String>, Vec<String>) {
+    let schema = vec![
+        "CREATE DOMAIN email AS VARCHAR(254) CHECK (VALUE LIKE '%_@_%')".to_owned(),
+        "CREATE TABLE customers (id BIGINT PRIMARY KEY, tenant_id INTEGER NOT NULL, name VARCHAR(120) NOT NULL, email email, plan VARCHAR(20) NOT NULL, mrr DECIMAL(12,2)) DISTRIBUTE BY RANGE (tenant_id) SPLIT AT (2, 3)".to_owned(),
+        "CREATE TABLE invoices (id BIGINT PRIMARY KEY, tenant_id INTEGER NOT NULL, customer_id BIGINT NOT NULL, amount DECIMAL(12,2) NOT NULL, status VARCHAR(10) NOT NULL, issued DATE) DISTRIBUTE BY HASH (customer_id)".to_owned(),
+    ];
+    let mut rows = Vec::new();
+    for id in 1..=60u64 {
+        // a few e-mails repeat across tenants: equal tokens on any shard
+        let email = match r.below(6) {
+            0 => "NULL".to_owned(),
+            1 => "'ops@acme.test'".to_owned(),
+            _ => format!(
+                "'{}{id}@{}.test'",
+                r.pick(&["ops", "hi", "cfo"]),
+                r.pick(&NAMES).to_lowercase()
+            ),
+        };
+        rows.push(format!(
+            "INSERT INTO customers VALUES ({id}, {}, '{} {id}', {email}, '{}', {}.{:02})",
+            1 + id % 4,
+            r.pick(&NAMES),
+            r.pick(&["free", "pro", "team"]),
+            r.below(2_000),
+            r.below(100)
+        ));
+    }
+    for id in 1..=150u64 {
+        let customer = 1 + r.below(60);
+        let issued = if r.below(5) == 0 {
+            "NULL".to_owned()
+        } else {
+            format!("DATE '2026-10-{:02}'", 1 + r.below(28))
+        };
+        rows.push(format!(
+            "INSERT INTO invoices VALUES ({id}, {}, {customer}, {}.{:02}, '{}', {issued})",
+            1 + customer % 4,
+            r.below(3_000),
+            r.below(100),
+            r.pick(&["paid", "sent", "draft"])
+        ));
+    }
+    (schema, rows)
+}
+
+fn saas_query(r: &mut Rng) -> (String, bool) {
+    let t = 1 + r.below(4);
+    let id = 1 + r.below(65);
+    let k = 1 + r.below(8);
+    let p = r.pick(&["free", "pro", "team"]);
+    let st = r.pick(&["paid", "sent", "draft"]);
+    match r.below(15) {
+        0 => (format!("SELECT id, name, email FROM customers WHERE tenant_id = {t}"), false),
+        1 => (format!("SELECT id, plan, email FROM customers WHERE id = {id} OR id = {}", id + 7), false),
+        2 => ("SELECT plan, count(*), min(name) FROM customers GROUP BY plan".into(), false),
+        3 => (format!("SELECT count(*), sum(mrr) FROM customers WHERE tenant_id <> {t}"), true),
+        4 => (format!("SELECT id, email FROM customers ORDER BY id DESC LIMIT {k}"), true),
+        5 => ("SELECT DISTINCT email FROM customers".into(), false),
+        6 => ("SELECT c.name, count(*), sum(i.amount) FROM customers c JOIN invoices i ON c.id = i.customer_id GROUP BY c.name".into(), false),
+        7 => (format!("SELECT status, count(*), sum(amount) FROM invoices WHERE tenant_id = {t} GROUP BY status"), false),
+        8 => (format!("SELECT c.id, i.id FROM customers c LEFT JOIN invoices i ON c.id = i.customer_id WHERE c.id < {id}"), false),
+        9 => ("SELECT tenant_id, count(*), max(plan) FROM customers GROUP BY tenant_id".into(), false),
+        10 => (format!("SELECT id FROM customers WHERE plan = '{p}' AND tenant_id <> {t}"), false),
+        11 => (format!("SELECT count(*) FROM invoices WHERE issued >= DATE '2026-10-{:02}'", 1 + r.below(28)), true),
+        12 => ("SELECT id, name FROM customers WHERE email IS NULL".into(), false),
+        13 => ("SELECT customer_id, count(*) FROM invoices GROUP BY customer_id ORDER BY count(*) DESC, customer_id LIMIT 3".into(), true),
+        _ => (format!("SELECT id FROM customers WHERE tenant_id = {t} UNION ALL SELECT customer_id FROM invoices WHERE status = '{st}'"), false),
+    }
+}
+
+const HR_USERS: [&str; 10] = [
+    "ceo", "vp", "mgr", "ann", "ben", "hal", "pat", "zed", "yan", "xia",
+];
+const DEPARTMENTS: [&str; 5] = ["engineering", "people", "finance", "board", "sales"];
+
+/// Employees placed by a hash of their department.
+fn hr_data(r: &mut Rng) -> (Vec<String>, Vec<String>) {
+    let schema = vec![
+        "CREATE DOMAIN ssn AS VARCHAR(11) CHECK (VALUE LIKE '___-__-____')".to_owned(),
+        "CREATE TABLE employees (id BIGINT PRIMARY KEY, user_name VARCHAR(40) NOT NULL, name VARCHAR(120) NOT NULL, department VARCHAR(40) NOT NULL, salary DECIMAL(12,2) NOT NULL, ssn ssn NOT NULL, grade INTEGER) DISTRIBUTE BY HASH (department)".to_owned(),
+    ];
+    let rows = (1..=90u64)
+        .map(|id| {
+            let grade = if r.below(6) == 0 {
+                "NULL".to_owned()
+            } else {
+                (1 + r.below(10)).to_string()
+            };
+            format!(
+                "INSERT INTO employees VALUES ({id}, '{}', '{}{}', '{}', {}.{:02}, '{:03}-{:02}-{:04}', {grade})",
+                r.pick(&HR_USERS),
+                r.pick(&NAMES),
+                id % 5,
+                r.pick(&DEPARTMENTS),
+                1_000 + r.below(9_000),
+                r.below(100),
+                r.below(1_000),
+                r.below(100),
+                r.below(10_000)
+            )
+        })
+        .collect();
+    (schema, rows)
+}
+
+fn hr_query(r: &mut Rng) -> (String, bool) {
+    let d = r.pick(&DEPARTMENTS);
+    let u = r.pick(&HR_USERS);
+    let id = 1 + r.below(95);
+    let k = 1 + r.below(8);
+    let g = 1 + r.below(10);
+    match r.below(10) {
+        0 => (
+            format!("SELECT id, name, department FROM employees WHERE department = '{d}'"),
+            false,
+        ),
+        1 => (
+            format!("SELECT id, ssn FROM employees WHERE id = {id}"),
+            false,
+        ),
+        2 => (
+            "SELECT department, count(*), min(name) FROM employees GROUP BY department".into(),
+            false,
+        ),
+        3 => (
+            format!("SELECT sum(salary), max(salary) FROM employees WHERE department <> '{d}'"),
+            true,
+        ),
+        4 => (
+            format!("SELECT id, name FROM employees ORDER BY id LIMIT {k}"),
+            true,
+        ),
+        5 => ("SELECT DISTINCT user_name FROM employees".into(), false),
+        6 => (
+            format!(
+                "SELECT a.id, b.id FROM employees a JOIN employees b ON a.user_name = b.user_name WHERE a.id < b.id AND a.id < {id}"
+            ),
+            false,
+        ),
+        7 => (
+            "SELECT grade, count(*) FROM employees WHERE grade IS NOT NULL GROUP BY grade".into(),
+            false,
+        ),
+        8 => (
+            format!("SELECT count(*) FROM employees WHERE grade < {g} OR grade IS NULL"),
+            true,
+        ),
+        _ => (
+            format!("SELECT id, ssn, department FROM employees WHERE user_name = '{u}'"),
+            false,
+        ),
+    }
+}
+
+const WARDS: [&str; 6] = [
+    "cardio",
+    "oncology",
+    "admin",
+    "icu",
+    "cardio>oncology",
+    "oncology>cardio",
+];
+
+/// Patients placed by a hash of their ward.
+fn clinical_data(r: &mut Rng) -> (Vec<String>, Vec<String>) {
+    let schema = vec![
+        "CREATE DOMAIN mrn AS VARCHAR(12) CHECK (VALUE LIKE 'MRN-%')".to_owned(),
+        "CREATE TABLE patients (id BIGINT PRIMARY KEY, mrn mrn NOT NULL, name VARCHAR(120) NOT NULL, ward VARCHAR(40) NOT NULL, attending VARCHAR(10) NOT NULL, diagnosis VARCHAR(60), risk_score INTEGER) DISTRIBUTE BY HASH (ward)".to_owned(),
+    ];
+    let rows = (1..=90u64)
+        .map(|id| {
+            let diagnosis = if r.below(5) == 0 {
+                "NULL".to_owned()
+            } else {
+                format!("'{}'", r.pick(&["flu", "psych-anx", "psychosis", "fracture", "cardio-x"]))
+            };
+            let risk = if r.below(5) == 0 {
+                "NULL".to_owned()
+            } else {
+                r.below(101).to_string()
+            };
+            format!(
+                "INSERT INTO patients VALUES ({id}, 'MRN-{:04}', '{}{}', '{}', '{}', {diagnosis}, {risk})",
+                r.below(10_000),
+                r.pick(&NAMES),
+                id % 5,
+                r.pick(&WARDS),
+                r.pick(&["S100", "S101", "S102"])
+            )
+        })
+        .collect();
+    (schema, rows)
+}
+
+fn clinical_query(r: &mut Rng) -> (String, bool) {
+    let w = r.pick(&WARDS);
+    let id = 1 + r.below(95);
+    let k = 1 + r.below(8);
+    let risk = r.below(100);
+    match r.below(8) {
+        0 => (format!("SELECT id, name, mrn FROM patients WHERE ward = '{w}'"), false),
+        1 => (format!("SELECT id, diagnosis FROM patients WHERE id = {id}"), false),
+        2 => ("SELECT ward, count(*), max(risk_score) FROM patients GROUP BY ward".into(), false),
+        3 => (format!("SELECT id, mrn FROM patients ORDER BY id DESC LIMIT {k}"), true),
+        4 => ("SELECT DISTINCT attending FROM patients".into(), false),
+        5 => (format!("SELECT count(*) FROM patients WHERE risk_score > {risk}"), true),
+        6 => (format!("SELECT a.ward, count(*) FROM patients a JOIN patients b ON a.attending = b.attending WHERE a.id < {id} GROUP BY a.ward"), false),
+        _ => ("SELECT attending, count(*) FROM patients WHERE diagnosis LIKE 'psych%' GROUP BY attending".into(), false),
+    }
+}
+
+/// Whether two answers agree: the same rows (sorted first when unordered),
+/// or the same error code.
+fn agree(a: &Result<Vec<String>, String>, b: &Result<Vec<String>, String>, ordered: bool) -> bool {
+    let code = |e: &str| e.split(':').next().unwrap_or_default().to_owned();
+    match (a, b) {
+        (Ok(a), Ok(b)) if ordered => a == b,
+        (Ok(a), Ok(b)) => {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.sort();
+            b.sort();
+            a == b
+        }
+        (Err(a), Err(b)) => code(a) == code(b),
+        _ => false,
+    }
+}
+
+/// Each example bundle (saas, hr, clinical) on three shard nodes and on one
+/// node over the same rows: generated queries give the same answers (rows,
+/// masks and tokens, or the same refusal) for each of three principals.
+#[test]
+fn example_bundles_answer_generated_queries_on_three_shards_as_on_one_node() {
+    let queries: usize = std::env::var("SB_DISTRIBUTED_QUERIES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000);
+    let seed = seed();
+    eprintln!("SB_DISTRIBUTED_SEED={seed} SB_DISTRIBUTED_QUERIES={queries}");
+    for sc in &SCENARIOS {
+        let (schema, rows) = (sc.data)(&mut Rng(7));
+        let load = Load {
+            schema,
+            rows,
+            ready: sc.ready,
+            loader: "admin",
+            users: sc.principals,
+        };
+        let bundle = Some(
+            scratchbird_tests::repo()
+                .join("examples/bundles")
+                .join(sc.bundle),
+        );
+        let three = Running::start_with(
+            3,
+            &ClusterOpts {
+                bundle: bundle.clone(),
+                ..ClusterOpts::default()
+            },
+            &load,
+        );
+        let one = Running::start_with(
+            1,
+            &ClusterOpts {
+                bundle,
+                token_from: Some(three.c.tmp.path().join("ca/token.secret")),
+                ..ClusterOpts::default()
+            },
+            &load,
+        );
+        let mut rng = Rng(seed ^ sc.bundle.len() as u64);
+        let generated: Vec<(String, bool)> = (0..queries).map(|_| (sc.query)(&mut rng)).collect();
+        let answered = scratchbird_tests::block_on(async {
+            let mut answered = 0;
+            for user in sc.principals {
+                let mut at3 = Vec::new();
+                for i in 0..3 {
+                    at3.push(connect(three.node(i), &three.reader, user, &three.ca()).await);
+                }
+                let at1 = connect(one.node(0), &one.reader, user, &one.ca()).await;
+                for (q, (sql, ordered)) in generated.iter().enumerate() {
+                    let a = answer(&at3[q % 3], sql).await;
+                    let b = answer(&at1, sql).await;
+                    assert!(
+                        agree(&a, &b, *ordered),
+                        "{} query {q} as {user} (seed {seed}): {sql}\nthree shards: {a:?}\none node: {b:?}",
+                        sc.bundle
+                    );
+                    answered += usize::from(a.is_ok());
+                }
+                for c in at3 {
+                    c.close().await;
+                }
+                at1.close().await;
+            }
+            answered
+        });
+        // most queries are answered (a principal's refusals are compared too)
+        assert!(
+            answered * 2 > queries * sc.principals.len(),
+            "{}: only {answered} answers",
+            sc.bundle
+        );
+        one.stop();
+        three.stop();
+    }
 }
