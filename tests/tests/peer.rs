@@ -658,3 +658,255 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
         );
     }
 }
+
+/// A compromised coordinator on a cluster of three shard nodes under the
+/// saas bundle, holding node n1's own certificate and key (a member with the
+/// coordinator role): it sends each shard plans it compiled and signed itself.
+/// A plan without the tenant filter, sent to every shard, gives exactly the
+/// rows the bundle lets the attested user see across the cluster; a plan
+/// claiming another user, routed by a stale shard map, compiled against
+/// another schema, replayed (on the same shard or on another), reading a
+/// forbidden column, or reading a past the user did not ask for, is refused.
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one hostile coordinator's attempts, each with its refusal"
+)]
+fn a_compromised_coordinator_on_three_shards_gets_only_what_the_bundle_allows() {
+    use scratchbird_tests::{ClusterOpts, bin, control_cluster_of, effective, run, voters};
+    let all: &[Role] = &[Role::Coordinator, Role::Shard, Role::Voter];
+    let c = control_cluster_of(
+        &[all; 3],
+        &ClusterOpts {
+            bundle: Some(repo().join("examples/bundles/saas")),
+            users: vec!["alice".into(), "bob".into()],
+            ..ClusterOpts::default()
+        },
+    );
+    let people = c.tmp.path().join("people");
+    for user in ["alice", "bob"] {
+        run(std::process::Command::new(bin("sb"))
+            .args(["ca", "issue-user", "--dir"])
+            .arg(c.tmp.path().join("ca"))
+            .args(["--name", user, "--out"])
+            .arg(&people));
+    }
+    for dir in [c.certs(), people.clone()] {
+        std::fs::copy(c.tmp.path().join("ca/ca.crt"), dir.join("ca.crt")).unwrap();
+    }
+    let mut nodes: Vec<Node> = c.dirs.iter().map(|d| Node::spawn(d)).collect();
+    c.wait(&nodes[0], "epoch 1 effective", |s| {
+        effective(s, 1) && voters(s) == 3
+    });
+    let demo = repo().join("examples/sql/saas-cluster.sql");
+    let text = std::fs::read_to_string(&demo).unwrap();
+    let (ddl, rows): (Vec<String>, Vec<String>) = text
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_owned()
+        })
+        .filter(|s| !s.is_empty())
+        .partition(|s| s.starts_with("CREATE"));
+    ok(&sb(
+        &nodes[0],
+        &c.certs(),
+        "admin",
+        &["-c", &ddl.join(";\n")],
+    ));
+    // every node has the schema before rows go to its shard
+    for n in &nodes {
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        while !sb(
+            n,
+            &c.certs(),
+            "admin",
+            &["-c", "SELECT count(*) FROM invoices"],
+        )
+        .status
+        .success()
+        {
+            assert!(std::time::Instant::now() < until, "no schema on {}", n.name);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    ok(&sb(
+        &nodes[0],
+        &c.certs(),
+        "admin",
+        &["-c", &rows.join(";\n")],
+    ));
+    // what each user sees through the front door: the oracle
+    let front = |user: &str| {
+        let mut v: Vec<String> = ok(&sb(
+            &nodes[1],
+            &people,
+            user,
+            &["--format", "csv", "-c", SQL],
+        ))
+        .lines()
+        .skip(1)
+        .map(|l| l.replace(',', "|"))
+        .collect();
+        v.sort();
+        v
+    };
+    let (alice_sees, bob_sees) = (front("alice"), front("bob"));
+    assert!(!alice_sees.is_empty() && !bob_sees.is_empty());
+    assert!(alice_sees.iter().all(|r| !bob_sees.contains(r)));
+    let map_version: u64 = {
+        let out = ok(&c.sb(&nodes[0], &["shards"]).output().unwrap());
+        out.split("shard map version ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{out}"))
+    };
+    // the catalog, as the coordinator compiles against it: n3's, read while
+    // it is stopped
+    let n3 = nodes.pop().unwrap();
+    n3.terminate(Duration::from_secs(20));
+    let cat = catalog(&c.dirs[2].join("data"));
+    nodes.push(Node::spawn(&c.dirs[2]));
+    c.wait(&nodes[0], "n3 back", |s| effective(s, 1) && voters(s) == 3);
+
+    let me = NodeName::parse(&nodes[0].name).unwrap();
+    let evil = Peer {
+        creds: Credentials::load(
+            &c.dirs[0].join("node.crt"),
+            &c.dirs[0].join("node.key"),
+            &c.tmp.path().join("ca/ca.crt"),
+        )
+        .unwrap(),
+        key: Identity::load(&c.dirs[0].join("node.crt"), &c.dirs[0].join("node.key")).unwrap(),
+        uri: me,
+    };
+    let bundle = scratchbird_policy::Bundle::load(c.dirs[0].join("bundle"))
+        .unwrap()
+        .hash()
+        .0;
+    let in_force = |e: &mut Envelope| {
+        e.epoch = scratchbird_types::Epoch(1);
+        e.bundle_hash = bundle;
+        e.shard_map_version = map_version;
+    };
+    let asked = |sql: &str| Asked {
+        sql: sql.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let fresh = || (now_us(), now_us() + 60_000_000);
+    let att = |user: &str, sql: &str| attest(&people, me.cluster, user, &me, &asked(sql), fresh());
+    let mut nonce = 0u64;
+    let mut next = || {
+        nonce += 1;
+        nonce
+    };
+
+    // a plan with no tenant filter, on every shard: each shard returns the
+    // rows the bundle lets the user see there, and together they are what
+    // the front door gives
+    for (user, want) in [("alice", &alice_sees), ("bob", &bob_sees)] {
+        let mut got = Vec::new();
+        for n in &nodes {
+            let sp = envelope_of(SQL, &cat, n, &evil, att(user, SQL), next(), in_force);
+            got.extend(send(n, &evil, &sp).unwrap());
+        }
+        got.sort();
+        assert_eq!(&got, want, "{user} through a hostile coordinator");
+    }
+
+    let target = &nodes[1];
+    let refused = |sp: &Subplan, to: &Node, why: &str| {
+        let e = send(to, &evil, sp).unwrap_err();
+        assert!(e.contains(why), "expected {why:?}, got {e}");
+    };
+    // the same envelope again, on its shard and on another
+    let once = envelope_of(
+        SQL,
+        &cat,
+        target,
+        &evil,
+        att("alice", SQL),
+        next(),
+        in_force,
+    );
+    send(target, &evil, &once).unwrap();
+    refused(&once, target, "replay");
+    refused(&once, &nodes[2], "addressed to node");
+    // bob, with alice's signature
+    let mut forged = att("alice", SQL);
+    forged.user = SbUri::user(me.cluster, "bob").unwrap().to_string();
+    refused(
+        &envelope_of(SQL, &cat, target, &evil, forged, next(), in_force),
+        target,
+        "attestation",
+    );
+    // routed by a shard map that is not in force
+    refused(
+        &envelope_of(SQL, &cat, target, &evil, att("alice", SQL), next(), |e| {
+            in_force(e);
+            e.shard_map_version = map_version + 1;
+        }),
+        target,
+        "SHARD_MAP_CHANGED",
+    );
+    // compiled against another schema
+    refused(
+        &envelope_of(SQL, &cat, target, &evil, att("alice", SQL), next(), |e| {
+            in_force(e);
+            e.schema_version = [9; 32];
+        }),
+        target,
+        "SCHEMA_CHANGED",
+    );
+    // a column alice may not read
+    let mrr = "SELECT id, mrr FROM customers";
+    refused(
+        &envelope_of(
+            mrr,
+            &cat,
+            target,
+            &evil,
+            att("alice", mrr),
+            next(),
+            in_force,
+        ),
+        target,
+        "customers.mrr",
+    );
+    // the past, which alice's request did not ask for
+    refused(
+        &envelope_of(SQL, &cat, target, &evil, att("alice", SQL), next(), |e| {
+            in_force(e);
+            e.read_at = Some(scratchbird_host::envelope::ReadAt {
+                at_us: now_us() - 60_000_000,
+                why: scratchbird_host::envelope::ReadAtWhy::TimeTravel,
+            });
+        }),
+        target,
+        "does not allow",
+    );
+    for n in nodes {
+        n.terminate(Duration::from_secs(20));
+    }
+    let errors = audit_errors(&c.dirs[1].join("data"));
+    // each refusal on the target shard is in its audit trail
+    for why in [
+        "a replay is refused",
+        "not user bob",
+        "shard map version",
+        "compiled against schema",
+        "customers.mrr",
+        "does not allow",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(why)),
+            "{why:?} not audited: {errors:#?}"
+        );
+    }
+}
