@@ -11,7 +11,7 @@
 )]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use scratchbird_benches::{load_lineitem, native_q6, open_store};
+use scratchbird_benches::{Q6, load_lineitem, native_q6, open_store};
 use scratchbird_host::audit::AuditRecord;
 use scratchbird_host::{Access, Cancel, Execution, Release, Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, catalog_of};
@@ -28,10 +28,6 @@ fn rows() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
 }
-
-const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
-    WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
-    AND discount BETWEEN 0.05 AND 0.07 AND quantity < 24";
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

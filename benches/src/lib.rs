@@ -77,6 +77,20 @@ fn dec() -> SqlType {
     }
 }
 
+/// TPC-H Q6 over `lineitem`.
+pub const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
+    WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
+    AND discount BETWEEN 0.05 AND 0.07 AND quantity < 24";
+
+/// TPC-H Q1 over `lineitem`.
+pub const Q1: &str = "SELECT returnflag, linestatus, sum(quantity) AS sum_qty, sum(extendedprice) AS sum_base_price, \
+    sum(extendedprice * (1 - discount)) AS sum_disc_price, \
+    sum(extendedprice * (1 - discount) * (1 + tax)) AS sum_charge, \
+    CAST(avg(quantity) AS DECIMAL(15,2)) AS avg_qty, CAST(avg(extendedprice) AS DECIMAL(15,2)) AS avg_price, \
+    CAST(avg(discount) AS DECIMAL(15,2)) AS avg_disc, count(*) AS count_order \
+    FROM lineitem WHERE shipdate <= DATE '1998-12-01' - INTERVAL '90' DAY \
+    GROUP BY returnflag, linestatus ORDER BY returnflag, linestatus";
+
 /// The eight `lineitem` columns of PERFORMANCE.md.
 pub fn lineitem_columns() -> Vec<ColumnSpec> {
     vec![

@@ -140,6 +140,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
 /// What step 1 makes.
 struct Layout {
+    cluster: ClusterId,
     ca_dir: PathBuf,
     /// Each node's folder, id and peer address.
     nodes: Vec<(PathBuf, NodeId, String)>,
@@ -230,6 +231,7 @@ fn layout(root: &Path) -> Result<Layout> {
         "users   admin (the bundle's dba role: the schema and every row), alice (tenant 1), sam (support: every tenant, e-mails masked)"
     );
     Ok(Layout {
+        cluster,
         ca_dir,
         nodes,
         users,
@@ -464,6 +466,118 @@ fn tour(root: &Path, args: &DemoArgs) -> Result<()> {
     result
 }
 
+/// A hostile coordinator holding node n1's own certificate and key: it signs
+/// a plan (here `SELECT 1`) for n2's shard carrying alice's attestation of a
+/// request, with the user changed to sam. Returns n2's refusal; an error if n2
+/// ran it.
+async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
+    use scratchbird_host::envelope::{
+        Asked, Consistency, ENVELOPE_VERSION, Envelope, SignedEnvelope, referenced,
+    };
+    use scratchbird_net::rpc::{Request, Response, Subplan};
+    use scratchbird_types::NodeName;
+    let sql = "SELECT 1";
+    let parsed = scratchbird_compiler::parse(sql).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let catalog = scratchbird_compiler::Catalog::default();
+    let first = parsed.first().context("no statement")?;
+    let scratchbird_compiler::Statement::Query(c) = scratchbird_compiler::compile(first, &catalog)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    else {
+        bail!("SELECT 1 is not a query");
+    };
+    let (n1, n2) = (&l.nodes[0], &l.nodes[1]);
+    let (me, to) = (NodeName::new(l.cluster, n1.1), NodeName::new(l.cluster, n2.1));
+    let asked = Asked {
+        sql: sql.into(),
+        context: None,
+        deadline_ms: 0,
+    };
+    let alice = scratchbird_net::tls::Identity::load(
+        &l.users.join("alice.crt"),
+        &l.users.join("alice.key"),
+    )?;
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros(),
+    )?;
+    let mut attestation = scratchbird_net::attest::sign(
+        &alice,
+        scratchbird_types::attest::Attestation {
+            version: scratchbird_types::attest::ATTESTATION_VERSION,
+            user: SbUri::user(l.cluster, "alice")
+                .map_err(anyhow::Error::msg)?
+                .to_string(),
+            coordinator: me,
+            session: [0; 16],
+            sequence: 1,
+            consistency: Consistency::ReadCommitted,
+            request: asked.digest(),
+            issued_us: now,
+            expires_us: now + 60_000_000,
+            scheme: scratchbird_net::attest::scheme_of(&alice)?,
+            signature: Vec::new(),
+            certificate: alice.cert_der.clone(),
+        },
+    )?;
+    // the forgery: alice signed it; it now says sam
+    attestation.user = SbUri::user(l.cluster, "sam")
+        .map_err(anyhow::Error::msg)?
+        .to_string();
+    let (tables, columns) = referenced(&c.manifest);
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let env = Envelope {
+        version: ENVELOPE_VERSION,
+        module_hash: c.hash,
+        epoch: scratchbird_types::Epoch(1),
+        bundle_hash: scratchbird_policy::Bundle::load(bundle)?.hash().0,
+        shard_map_version: 1,
+        schema_version: c.schema.0,
+        tables,
+        columns,
+        consistency: Consistency::ReadCommitted,
+        read_at: None,
+        attestation,
+        asked,
+        coordinator: me,
+        shard: to,
+        nonce,
+    };
+    let key = scratchbird_net::tls::Identity::load(&n1.0.join("node.crt"), &n1.0.join("node.key"))?;
+    let signed = SignedEnvelope::sign_with(&env, c.module.clone(), |m| {
+        key.sign_ed25519(m).map_err(|e| e.0)
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let creds = Credentials::load(
+        &n1.0.join("node.crt"),
+        &n1.0.join("node.key"),
+        &l.ca_dir.join("ca.crt"),
+    )?;
+    let peer: SocketAddr = n2.2.parse()?;
+    let client = Client::connect(peer, &creds, &TransportLimits::default()).await?;
+    let mut r = client
+        .send(&Request::Subplan(Subplan {
+            envelope: signed.envelope,
+            signature: signed.signature,
+            module: signed.module,
+            session: None,
+        }))
+        .await?;
+    let out = loop {
+        match r.next().await {
+            Ok(Some(Response::Error(e))) | Err(scratchbird_net::ClientError::Rpc(e)) => {
+                break Ok(format!("[{}] {}", e.code, e.message));
+            }
+            Ok(Some(Response::Done(_)) | None) => break Err(anyhow::anyhow!("n2 ran it")),
+            Ok(Some(_)) => {}
+            Err(e) => break Err(e.into()),
+        }
+    };
+    client.close().await;
+    out
+}
+
 /// Steps 4 on, with the cluster running.
 fn walk(
     ctx: &Ctx<'_>,
@@ -532,6 +646,14 @@ fn walk(
         bail!("a write over two shards was taken");
     }
     ctx.show(&admin, "admin", a1, id1, "SELECT count(*) FROM customers");
+    step(
+        7,
+        "a hostile coordinator: with n1's own key, a plan that claims alice's signed request as sam's, sent to n2's shard",
+    );
+    match ctx.rt.block_on(hostile_subplan(l, bundle)) {
+        Ok(refusal) => say!("n2 refused it, before anything ran, and audited the refusal:\n  {refusal}"),
+        Err(e) => bail!("the hostile subplan was not refused: {e}"),
+    }
     for who in ["alice", "sam"] {
         step(
             8,

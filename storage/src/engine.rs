@@ -96,6 +96,7 @@ pub(crate) struct Inner {
     pub delta_bytes: AtomicUsize,
     pub sweep_lock: Mutex<()>,
     /// Serialises the resolution of transactions in limbo.
+    #[cfg(feature = "two-phase")]
     pub limbo_lock: Mutex<()>,
     pub sweeper_wake: (Mutex<SweeperSignal>, Condvar),
     pub page_cache: crate::page::PageCache,
@@ -330,6 +331,7 @@ impl Inner {
             last_ddl_cn: AtomicU64::new(0),
             delta_bytes: AtomicUsize::new(0),
             sweep_lock: Mutex::new(()),
+            #[cfg(feature = "two-phase")]
             limbo_lock: Mutex::new(()),
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
             page_cache: crate::page::PageCache::new(config.page_cache_bytes),

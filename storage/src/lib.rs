@@ -200,10 +200,12 @@ impl Storage {
             .collect()
     }
 
-    /// Commits or rolls back a transaction in limbo.
+    /// Commits or rolls back a transaction in limbo. Behind the `two-phase`
+    /// feature, which no binary builds (no write spans shards).
     ///
     /// # Errors
     /// The transaction is not in limbo, or the store refuses writes.
+    #[cfg(feature = "two-phase")]
     pub fn resolve_limbo(&self, txn: TxnId, commit: bool) -> Result<Option<CommitNumber>> {
         let _one_at_a_time = lock(&self.inner.limbo_lock);
         if self.inner.tip.state(txn) != TxnState::Limbo {

@@ -869,3 +869,112 @@ pub fn node_id(dir: &Path) -> scratchbird_types::NodeId {
         .node_id()
         .unwrap()
 }
+
+/// A control-plane cluster, started: every node has every role, epoch 1 is
+/// effective, and the users of its [`ClusterOpts`] have certificates in
+/// `people` (beside the CA certificate, as [`sb`] wants it).
+pub struct Started {
+    /// The cluster's folders.
+    pub c: ControlCluster,
+    /// Its nodes, in the order of `c.dirs`.
+    pub nodes: Vec<Node>,
+    /// The users' certificates.
+    pub people: PathBuf,
+}
+
+/// Starts a cluster of `n` nodes made from `opts`.
+#[must_use]
+pub fn start_cluster(n: usize, opts: &ClusterOpts) -> Started {
+    let all: &[Role] = &[Role::Coordinator, Role::Shard, Role::Voter];
+    let c = control_cluster_of(&vec![all; n], opts);
+    let people = c.tmp.path().join("people");
+    for user in &opts.users {
+        run(Command::new(bin("sb"))
+            .args(["ca", "issue-user", "--dir"])
+            .arg(c.tmp.path().join("ca"))
+            .args(["--name", user, "--out"])
+            .arg(&people));
+    }
+    std::fs::create_dir_all(&people).unwrap();
+    for dir in [c.certs(), people.clone()] {
+        std::fs::copy(c.tmp.path().join("ca/ca.crt"), dir.join("ca.crt")).unwrap();
+    }
+    let nodes: Vec<Node> = c.dirs.iter().map(|d| Node::spawn(d)).collect();
+    c.wait(&nodes[0], "epoch 1 effective", |s| {
+        effective(s, 1) && voters(s) == n
+    });
+    Started { c, nodes, people }
+}
+
+impl Started {
+    /// Runs `sql` as the cluster's administrator at node `i` (its output).
+    pub fn admin(&self, i: usize, sql: &str) -> String {
+        ok(&sb(&self.nodes[i], &self.c.certs(), &self.c.user, &["-c", sql]))
+    }
+
+    /// Runs the schema statements, waits until every node answers `ready`,
+    /// then runs the row statements (each writes on one shard).
+    pub fn load(&self, schema: &[String], ready: &str, rows: &[String]) {
+        self.admin(0, &schema.join(";\n"));
+        for n in &self.nodes {
+            let until = Instant::now() + Duration::from_secs(20);
+            loop {
+                let o = sb(n, &self.c.certs(), &self.c.user, &["-c", ready]);
+                if o.status.success() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < until,
+                    "no schema on {}: {}",
+                    n.name,
+                    text(&o).1
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for chunk in rows.chunks(200) {
+            self.admin(0, &chunk.join(";\n"));
+        }
+    }
+
+    /// Stops every node, runs `f` on each node's folder, and starts them
+    /// again (waiting until epoch 1 is effective with every voter back).
+    pub fn offline(&mut self, mut f: impl FnMut(usize, &Path)) {
+        for n in self.nodes.drain(..) {
+            n.terminate(Duration::from_secs(20));
+        }
+        for (i, d) in self.c.dirs.iter().enumerate() {
+            f(i, d);
+        }
+        self.nodes = self.c.dirs.iter().map(|d| Node::spawn(d)).collect();
+        let n = self.nodes.len();
+        self.c.wait(&self.nodes[0], "every node back", |s| {
+            effective(s, 1) && voters(s) == n
+        });
+    }
+
+    /// Stops every node.
+    pub fn stop(self) {
+        for n in self.nodes {
+            n.terminate(Duration::from_secs(20));
+        }
+    }
+}
+
+/// `examples/sql/saas-cluster.sql` as statements without comments: the
+/// schema's, then the rows'.
+#[must_use]
+pub fn saas_cluster_sql() -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(repo().join("examples/sql/saas-cluster.sql")).unwrap();
+    text.split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_owned()
+        })
+        .filter(|s| !s.is_empty())
+        .partition(|s| s.starts_with("CREATE"))
+}

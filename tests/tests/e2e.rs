@@ -349,6 +349,11 @@ fn the_demo_runs_its_tour_and_cleans_up() {
         "{stderr}"
     );
     assert!(stderr.contains("error[CROSS_SHARD_WRITE]"), "{stderr}");
+    // a hostile coordinator's forged plan, refused by the shard
+    assert!(
+        stdout.contains("n2 refused it") && stdout.contains("not user sam"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("principal  User::\"alice\"")
             && stdout.contains("principal  User::\"sam\"")

@@ -673,73 +673,22 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
     reason = "one hostile coordinator's attempts, each with its refusal"
 )]
 fn a_compromised_coordinator_on_three_shards_gets_only_what_the_bundle_allows() {
-    use scratchbird_tests::{ClusterOpts, bin, control_cluster_of, effective, run, voters};
-    let all: &[Role] = &[Role::Coordinator, Role::Shard, Role::Voter];
-    let c = control_cluster_of(
-        &[all; 3],
+    use scratchbird_tests::{ClusterOpts, effective, saas_cluster_sql, start_cluster, voters};
+    let s = start_cluster(
+        3,
         &ClusterOpts {
             bundle: Some(repo().join("examples/bundles/saas")),
             users: vec!["alice".into(), "bob".into()],
             ..ClusterOpts::default()
         },
     );
-    let people = c.tmp.path().join("people");
-    for user in ["alice", "bob"] {
-        run(std::process::Command::new(bin("sb"))
-            .args(["ca", "issue-user", "--dir"])
-            .arg(c.tmp.path().join("ca"))
-            .args(["--name", user, "--out"])
-            .arg(&people));
-    }
-    for dir in [c.certs(), people.clone()] {
-        std::fs::copy(c.tmp.path().join("ca/ca.crt"), dir.join("ca.crt")).unwrap();
-    }
-    let mut nodes: Vec<Node> = c.dirs.iter().map(|d| Node::spawn(d)).collect();
-    c.wait(&nodes[0], "epoch 1 effective", |s| {
-        effective(s, 1) && voters(s) == 3
-    });
-    let demo = repo().join("examples/sql/saas-cluster.sql");
-    let text = std::fs::read_to_string(&demo).unwrap();
-    let (ddl, rows): (Vec<String>, Vec<String>) = text
-        .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-                .trim()
-                .to_owned()
-        })
-        .filter(|s| !s.is_empty())
-        .partition(|s| s.starts_with("CREATE"));
-    ok(&sb(
-        &nodes[0],
-        &c.certs(),
-        "admin",
-        &["-c", &ddl.join(";\n")],
-    ));
-    // every node has the schema before rows go to its shard
-    for n in &nodes {
-        let until = std::time::Instant::now() + Duration::from_secs(20);
-        while !sb(
-            n,
-            &c.certs(),
-            "admin",
-            &["-c", "SELECT count(*) FROM invoices"],
-        )
-        .status
-        .success()
-        {
-            assert!(std::time::Instant::now() < until, "no schema on {}", n.name);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    ok(&sb(
-        &nodes[0],
-        &c.certs(),
-        "admin",
-        &["-c", &rows.join(";\n")],
-    ));
+    let (ddl, rows) = saas_cluster_sql();
+    s.load(&ddl, "SELECT count(*) FROM invoices", &rows);
+    let scratchbird_tests::Started {
+        c,
+        mut nodes,
+        people,
+    } = s;
     // what each user sees through the front door: the oracle
     let front = |user: &str| {
         let mut v: Vec<String> = ok(&sb(

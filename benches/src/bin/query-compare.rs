@@ -17,6 +17,7 @@
 use anyhow::Result;
 use scratchbird_benches::postgres::Postgres;
 use scratchbird_benches::{lineitem_row, load_lineitem, native_q6, open_store};
+use scratchbird_benches::{Q1, Q6};
 use scratchbird_host::{Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, Outcome, display_value};
 use scratchbird_storage::{Durability, Storage};
@@ -24,18 +25,6 @@ use scratchbird_types::{TableId, Value};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
-
-const Q6: &str = "SELECT sum(extendedprice * discount) AS revenue FROM lineitem \
-    WHERE shipdate >= DATE '1994-01-01' AND shipdate < DATE '1995-01-01' \
-    AND discount BETWEEN 0.05 AND 0.07 AND quantity < 24";
-
-const Q1: &str = "SELECT returnflag, linestatus, sum(quantity) AS sum_qty, sum(extendedprice) AS sum_base_price, \
-    sum(extendedprice * (1 - discount)) AS sum_disc_price, \
-    sum(extendedprice * (1 - discount) * (1 + tax)) AS sum_charge, \
-    CAST(avg(quantity) AS DECIMAL(15,2)) AS avg_qty, CAST(avg(extendedprice) AS DECIMAL(15,2)) AS avg_price, \
-    CAST(avg(discount) AS DECIMAL(15,2)) AS avg_disc, count(*) AS count_order \
-    FROM lineitem WHERE shipdate <= DATE '1998-12-01' - INTERVAL '90' DAY \
-    GROUP BY returnflag, linestatus ORDER BY returnflag, linestatus";
 
 struct Args {
     rows: u64,

@@ -1459,9 +1459,12 @@ impl Transaction {
 
     /// Prepares for two-phase commit: the transaction enters limbo durably and
     /// survives restarts until `Storage::resolve_limbo` commits or rolls it back.
+    /// Behind the `two-phase` feature, which no binary builds: a cluster never
+    /// writes on two shards, so nothing prepares.
     ///
     /// # Errors
     /// Nothing was written (there is nothing to prepare), or the store is poisoned.
+    #[cfg(feature = "two-phase")]
     pub fn prepare(mut self) -> Result<TxnId> {
         self.check_writable()?;
         if !self.wrote {
