@@ -97,13 +97,12 @@ fn cluster(n: usize, token_from: Option<&Path>, bundle: &Path) -> Started {
 /// The position in the shard map of each node folder: the map numbers the
 /// shards in the order of their nodes' ids.
 fn positions(s: &Started) -> Vec<usize> {
-    let mut ids: Vec<(scratchbird_types::NodeId, usize)> = s
-        .c
-        .dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (node_id(d), i))
-        .collect();
+    let mut ids: Vec<(scratchbird_types::NodeId, usize)> =
+        s.c.dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (node_id(d), i))
+            .collect();
     ids.sort();
     let mut pos = vec![0; ids.len()];
     for (p, (_, i)) in ids.into_iter().enumerate() {
@@ -124,9 +123,8 @@ fn bulk_load(s: &mut Started, rows: u64) {
         let table = cat.table_by_name("lineitem").unwrap().clone();
         let placement = table.placement().into_owned();
         let me = pos[i];
-        let mine = move |r: &Vec<Value>| {
-            shard_of(&placement, &SqlType::Integer, &r[0], n).unwrap() == me
-        };
+        let mine =
+            move |r: &Vec<Value>| shard_of(&placement, &SqlType::Integer, &r[0], n).unwrap() == me;
         let started = Instant::now();
         let loaded = t
             .bulk_insert(table.id, (0..rows).map(lineitem_row).filter(mine))
@@ -141,7 +139,11 @@ fn bulk_load(s: &mut Started, rows: u64) {
 }
 
 async fn connect(s: &Started, node: usize, user: &str) -> Client {
-    let dir = if user == "alice" { &s.people } else { &s.c.certs() };
+    let dir = if user == "alice" {
+        &s.people
+    } else {
+        &s.c.certs()
+    };
     let creds = Credentials::load(
         &dir.join(format!("{user}.crt")),
         &dir.join(format!("{user}.key")),
@@ -184,11 +186,7 @@ fn point(rt: &tokio::runtime::Runtime, s: &Started, node: usize, sql: &str, n: u
         c.close().await;
         times
     });
-    format!(
-        "{:.0} | {:.0}",
-        pct(&mut times, 0.5),
-        pct(&mut times, 0.99)
-    )
+    format!("{:.0} | {:.0}", pct(&mut times, 0.5), pct(&mut times, 0.99))
 }
 
 /// Median time of `runs` runs of `sql` as the administrator at node 0, and
@@ -232,7 +230,11 @@ fn main() {
         let c = connect(&three, 0, &three.c.user).await;
         let mut v = Vec::new();
         for t in 0..10 {
-            let r = rows_of(&c, &format!("SELECT count(*) FROM lineitem WHERE tenant_id = {t}")).await;
+            let r = rows_of(
+                &c,
+                &format!("SELECT count(*) FROM lineitem WHERE tenant_id = {t}"),
+            )
+            .await;
             v.push(r[0][0].to_string());
         }
         c.close().await;

@@ -480,13 +480,16 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
     let parsed = scratchbird_compiler::parse(sql).map_err(|e| anyhow::anyhow!("{e}"))?;
     let catalog = scratchbird_compiler::Catalog::default();
     let first = parsed.first().context("no statement")?;
-    let scratchbird_compiler::Statement::Query(c) = scratchbird_compiler::compile(first, &catalog)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+    let scratchbird_compiler::Statement::Query(c) =
+        scratchbird_compiler::compile(first, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?
     else {
         bail!("SELECT 1 is not a query");
     };
     let (n1, n2) = (&l.nodes[0], &l.nodes[1]);
-    let (me, to) = (NodeName::new(l.cluster, n1.1), NodeName::new(l.cluster, n2.1));
+    let (me, to) = (
+        NodeName::new(l.cluster, n1.1),
+        NodeName::new(l.cluster, n2.1),
+    );
     let asked = Asked {
         sql: sql.into(),
         context: None,
@@ -651,7 +654,9 @@ fn walk(
         "a hostile coordinator: with n1's own key, a plan that claims alice's signed request as sam's, sent to n2's shard",
     );
     match ctx.rt.block_on(hostile_subplan(l, bundle)) {
-        Ok(refusal) => say!("n2 refused it, before anything ran, and audited the refusal:\n  {refusal}"),
+        Ok(refusal) => {
+            say!("n2 refused it, before anything ran, and audited the refusal:\n  {refusal}")
+        }
         Err(e) => bail!("the hostile subplan was not refused: {e}"),
     }
     for who in ["alice", "sam"] {

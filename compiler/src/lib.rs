@@ -17,6 +17,7 @@ pub mod limits;
 pub mod logical;
 mod lower;
 mod optimize;
+mod pre;
 pub mod route;
 mod shape;
 mod split;
@@ -25,6 +26,7 @@ mod typing;
 
 pub use catalog::{Catalog, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef};
 pub use error::{CompileError, Pos};
+pub use pre::{Answer, SUBQUERY_VALUES_MAX, Subquery, SubqueryUse};
 pub use route::{Route, TableRoute};
 pub use travel::points as time_travel_points;
 

@@ -22,6 +22,7 @@ use scratchbird_host::envelope::{Consistency, ReadAt, ReadAtWhy};
 use scratchbird_host::{
     Cancel, Execution, Figures, HostError, Prepared, Release, ResultBatch, ResultSink, Sandbox,
 };
+use scratchbird_types::SqlType;
 use scratchbird_types::env::Env;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -358,6 +359,23 @@ impl Session {
         };
         match stmt {
             Statement::Query(c) => {
+                if self.spread()
+                    && c.single_shard
+                    && matches!(
+                        self.targets(&c),
+                        Err(HostError::Route {
+                            code: "NOT_DISTRIBUTED",
+                            ..
+                        })
+                    )
+                {
+                    let subs = p.subqueries();
+                    if !subs.is_empty() {
+                        // nothing is kept: the statement's values are this run's
+                        let answered = self.answered(p, &subs, claim, index)?;
+                        return self.execute_one(&answered, claim, index, false);
+                    }
+                }
                 let c: Arc<compiler::Compiled> = Arc::from(c);
                 if let (true, Some(cache)) = (keep, &self.statements) {
                     cache.insert(&claim.asked.sql, &cat, c.clone());
@@ -392,6 +410,62 @@ impl Session {
                 }
             },
         }
+    }
+
+    /// Statement `p` with its outermost subqueries run first, each as a
+    /// statement of its own over the shards, and their answers put in as
+    /// values (`compiler::Parsed::with_answers`).
+    fn answered(
+        &mut self,
+        p: &compiler::Parsed,
+        subs: &[compiler::Subquery],
+        claim: &Claim,
+        index: usize,
+    ) -> Result<compiler::Parsed, SessionError> {
+        // a subquery's rows are the coordinator's, not the client's
+        let stream = self.stream.take();
+        let mut answers = Vec::with_capacity(subs.len());
+        let mut failed = None;
+        for sub in subs {
+            match self.execute_one(&sub.query, claim, index, false) {
+                Ok(Outcome::Rows {
+                    columns, batches, ..
+                }) => {
+                    let ty = columns.first().map_or(SqlType::Integer, |(_, t)| *t);
+                    let mut values = Vec::new();
+                    for b in &batches {
+                        match b.rows() {
+                            Ok(rows) => {
+                                values.extend(rows.into_iter().filter_map(|r| r.into_iter().next()))
+                            }
+                            Err(e) => {
+                                failed =
+                                    Some(SessionError::Host(HostError::internal(e.to_string())));
+                                break;
+                            }
+                        }
+                    }
+                    if sub.used == compiler::SubqueryUse::Scalar && values.len() > 1 {
+                        failed = Some(SessionError::Host(HostError::cardinality()));
+                    }
+                    answers.push(compiler::Answer { ty, values });
+                }
+                Ok(_) => {
+                    failed = Some(SessionError::Session(
+                        "a subquery did not answer with rows".into(),
+                    ));
+                }
+                Err(e) => failed = Some(e),
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        self.stream = stream;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        p.with_answers(&answers).map_err(SessionError::Compile)
     }
 
     /// Transaction control on every shard of a cluster. BEGIN begins on each
@@ -596,7 +670,7 @@ impl Session {
             return Err(HostError::Route {
                 code: "NOT_DISTRIBUTED",
                 message: format!(
-                    "this query reads {} on {}, and its shape (an uncorrelated subquery, or a join over a grouped or limited input) runs on one shard only so far; restrict it to one shard by the placing column, or compute the inner part in a query of its own",
+                    "this query reads {} on {}, and its shape (a join over a grouped or limited input, or a subquery inside a derived table) runs on one shard only so far; restrict it to one shard by the placing column, or compute the inner part in a query of its own",
                     tables.into_iter().collect::<Vec<_>>().join(", "),
                     shard_list(&set)
                 ),

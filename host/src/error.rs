@@ -194,6 +194,16 @@ impl HostError {
         }
     }
 
+    /// A scalar subquery gave more than one row: what a module raises for it
+    /// (`SQL_RUNTIME`), for a coordinator that ran the subquery itself.
+    #[must_use]
+    pub fn cardinality() -> Self {
+        Self::Sql {
+            code: ErrorCode::CardinalityViolation,
+            detail: String::new(),
+        }
+    }
+
     /// `INTERNAL`: `what` failed on the host's side, with nothing underneath.
     pub fn internal(what: impl Into<String>) -> Self {
         Self::Internal {

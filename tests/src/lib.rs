@@ -909,7 +909,12 @@ pub fn start_cluster(n: usize, opts: &ClusterOpts) -> Started {
 impl Started {
     /// Runs `sql` as the cluster's administrator at node `i` (its output).
     pub fn admin(&self, i: usize, sql: &str) -> String {
-        ok(&sb(&self.nodes[i], &self.c.certs(), &self.c.user, &["-c", sql]))
+        ok(&sb(
+            &self.nodes[i],
+            &self.c.certs(),
+            &self.c.user,
+            &["-c", sql],
+        ))
     }
 
     /// Runs the schema statements, waits until every node answers `ready`,

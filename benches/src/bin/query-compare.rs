@@ -16,8 +16,8 @@
 
 use anyhow::Result;
 use scratchbird_benches::postgres::Postgres;
-use scratchbird_benches::{lineitem_row, load_lineitem, native_q6, open_store};
 use scratchbird_benches::{Q1, Q6};
+use scratchbird_benches::{lineitem_row, load_lineitem, native_q6, open_store};
 use scratchbird_host::{Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, Outcome, display_value};
 use scratchbird_storage::{Durability, Storage};

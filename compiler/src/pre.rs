@@ -1,0 +1,346 @@
+//! Subqueries a coordinator of several shards runs first. An uncorrelated
+//! subquery compiles into an init plan that runs inside the statement's
+//! module, which is right only where one shard holds every row it reads. Over
+//! several shards the coordinator runs each subquery of the statement's
+//! outermost level as a statement of its own (distributed like any other, its
+//! own subqueries the same way), and puts its answer into the statement as
+//! values: a scalar subquery's one value (NULL for no row; more than one row
+//! is the same error as on one shard), EXISTS's truth, IN's list (an empty
+//! one is FALSE, NOT IN of it TRUE, as SQL has it). Each value is written as a
+//! literal cast to the subquery column's type, so the statement types as it
+//! did.
+
+use crate::error::{CompileError, codes};
+use crate::{Parsed, dialect::SbDialect};
+use scratchbird_types::{SqlType, Value};
+use sqlparser::ast::{
+    Expr, InTarget, Query, Statement as Ast, Value as AstValue, Visit, VisitMut, Visitor,
+    VisitorMut,
+};
+use sqlparser::parser::Parser;
+use std::ops::ControlFlow;
+
+/// Values one subquery may put into a statement, at most.
+pub const SUBQUERY_VALUES_MAX: usize = 100_000;
+
+/// How a subquery is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubqueryUse {
+    /// `(SELECT ...)` as a value.
+    Scalar,
+    /// `[NOT] EXISTS (SELECT ...)`.
+    Exists,
+    /// `x [NOT] IN (SELECT ...)`.
+    In,
+}
+
+/// A subquery of a statement's outermost level, as a statement of its own.
+#[derive(Debug, Clone)]
+pub struct Subquery {
+    /// How the statement uses it.
+    pub used: SubqueryUse,
+    /// The subquery.
+    pub query: Parsed,
+}
+
+/// What a subquery gave: its column's type and its rows' values (EXISTS:
+/// one value per row, of any type; only their number counts).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The column's type.
+    pub ty: SqlType,
+    /// The values, one per row.
+    pub values: Vec<Value>,
+}
+
+/// Finds (or, with answers, replaces) the subqueries at query depth 1.
+struct Walk<'a> {
+    depth: usize,
+    found: Vec<(SubqueryUse, Query)>,
+    answers: Option<&'a [Answer]>,
+    next: usize,
+    error: Option<CompileError>,
+}
+
+fn use_of(e: &Expr) -> Option<(SubqueryUse, &Query)> {
+    match e {
+        Expr::Subquery(q) => Some((SubqueryUse::Scalar, q)),
+        Expr::Exists { subquery, .. } => Some((SubqueryUse::Exists, subquery)),
+        Expr::In {
+            target: InTarget::Subquery(q),
+            ..
+        } => Some((SubqueryUse::In, q)),
+        _ => None,
+    }
+}
+
+impl Visitor for Walk<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if self.depth == 1
+            && let Some((used, q)) = use_of(e)
+        {
+            self.found.push((used, q.clone()));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl VisitorMut for Walk<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if self.depth != 1 || use_of(e).is_none() {
+            return ControlFlow::Continue(());
+        }
+        let Some(a) = self.answers.and_then(|a| a.get(self.next)) else {
+            self.error = Some(internal("a subquery without its answer"));
+            return ControlFlow::Break(());
+        };
+        self.next += 1;
+        match replaced(e, a) {
+            Ok(new) => {
+                *e = new;
+                ControlFlow::Continue(())
+            }
+            Err(err) => {
+                self.error = Some(err);
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+fn internal(what: &str) -> CompileError {
+    CompileError::new("XX000", format!("internal compiler error: {what}"))
+}
+
+fn boolean(b: bool) -> Expr {
+    Expr::Value(AstValue::Boolean(b).into())
+}
+
+/// `value` as a literal of type `ty`.
+fn literal(value: &Value, ty: SqlType) -> Result<Expr, CompileError> {
+    let text = format!("CAST({value} AS {ty})");
+    let dialect = SbDialect::default();
+    Parser::new(&dialect)
+        .try_with_sql(&text)
+        .and_then(|mut p| p.parse_expr())
+        .map(|e| Expr::Nested(Box::new(e)))
+        .map_err(|e| internal(&format!("the literal {text}: {e}")))
+}
+
+/// What subquery expression `e` becomes, given its answer.
+fn replaced(e: &Expr, a: &Answer) -> Result<Expr, CompileError> {
+    match e {
+        Expr::Subquery(_) => match a.values.as_slice() {
+            [] => literal(&Value::Null, a.ty),
+            [one] => literal(one, a.ty),
+            _ => Err(CompileError::new(
+                "21000",
+                "more than one row returned by a subquery used as an expression",
+            )),
+        },
+        Expr::Exists { negated, .. } => Ok(boolean(a.values.is_empty() == *negated)),
+        Expr::In {
+            expr,
+            negated,
+            global,
+            ..
+        } => {
+            if a.values.is_empty() {
+                return Ok(boolean(*negated));
+            }
+            if a.values.len() > SUBQUERY_VALUES_MAX {
+                return Err(CompileError::new(
+                    codes::LIMIT,
+                    format!(
+                        "a subquery over several shards gave {} values; at most {SUBQUERY_VALUES_MAX} go into its statement",
+                        a.values.len()
+                    ),
+                )
+                .hint("write it as a join, or narrow the subquery"));
+            }
+            let list = a
+                .values
+                .iter()
+                .map(|v| literal(v, a.ty))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Expr::In {
+                expr: expr.clone(),
+                target: InTarget::List(list),
+                negated: *negated,
+                global: *global,
+            })
+        }
+        _ => Err(internal("not a subquery")),
+    }
+}
+
+impl Parsed {
+    /// The subqueries of this SELECT's outermost level (not those in a
+    /// derived table or inside another subquery), in the order they appear;
+    /// none for any other statement.
+    #[must_use]
+    pub fn subqueries(&self) -> Vec<Subquery> {
+        if !matches!(self.ast, Ast::Query(_)) {
+            return Vec::new();
+        }
+        let mut w = Walk {
+            depth: 0,
+            found: Vec::new(),
+            answers: None,
+            next: 0,
+            error: None,
+        };
+        let _ = Visit::visit(&self.ast, &mut w);
+        w.found
+            .into_iter()
+            .map(|(used, q)| Subquery {
+                used,
+                query: Parsed {
+                    ast: Ast::Query(Box::new(q)),
+                    wasm: false,
+                    distribute: None,
+                },
+            })
+            .collect()
+    }
+
+    /// This statement with each of its [`Parsed::subqueries`] replaced by
+    /// its answer, in the same order.
+    ///
+    /// # Errors
+    /// A scalar subquery gave more than one row, an IN list would be longer
+    /// than [`SUBQUERY_VALUES_MAX`], or `answers` does not match.
+    pub fn with_answers(&self, answers: &[Answer]) -> Result<Self, CompileError> {
+        let mut ast = self.ast.clone();
+        let mut w = Walk {
+            depth: 0,
+            found: Vec::new(),
+            answers: Some(answers),
+            next: 0,
+            error: None,
+        };
+        let _ = VisitMut::visit(&mut ast, &mut w);
+        if let Some(e) = w.error {
+            return Err(e);
+        }
+        if w.next != answers.len() {
+            return Err(internal("answers for subqueries that are not there"));
+        }
+        Ok(Self {
+            ast,
+            wasm: self.wasm,
+            distribute: self.distribute.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Parsed {
+        crate::parse(sql).expect("parses").remove(0)
+    }
+
+    fn int(values: &[Value]) -> Answer {
+        Answer {
+            ty: SqlType::Integer,
+            values: values.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_outermost_subqueries_in_order() {
+        let p = one(
+            "SELECT a, (SELECT max(x) FROM m) FROM t WHERE b IN (SELECT c FROM u WHERE d IN (SELECT e FROM v)) \
+             AND NOT EXISTS (SELECT 1 FROM w) AND a IN (SELECT f FROM (SELECT f FROM z) AS s)",
+        );
+        let uses: Vec<SubqueryUse> = p.subqueries().iter().map(|s| s.used).collect();
+        assert_eq!(
+            uses,
+            [
+                SubqueryUse::Scalar,
+                SubqueryUse::In,
+                SubqueryUse::Exists,
+                SubqueryUse::In
+            ]
+        );
+        // the inner one stays in its subquery (run first in turn)
+        assert!(
+            p.subqueries()[1]
+                .query
+                .sql()
+                .contains("IN (SELECT e FROM v)")
+        );
+        // a subquery inside a derived table is the derived table's
+        assert!(
+            one("SELECT * FROM (SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d")
+                .subqueries()
+                .is_empty()
+        );
+        assert!(
+            one("INSERT INTO t SELECT * FROM u WHERE a IN (SELECT b FROM v)")
+                .subqueries()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn answers_become_values_with_sql_null_rules() {
+        let p = one(
+            "SELECT (SELECT max(x) FROM m) FROM t WHERE b IN (SELECT c FROM u) \
+             AND NOT EXISTS (SELECT 1 FROM w) AND a NOT IN (SELECT f FROM z)",
+        );
+        let sql = p
+            .with_answers(&[
+                int(&[]),
+                int(&[Value::Integer(1), Value::Null]),
+                int(&[Value::Integer(7)]),
+                int(&[]),
+            ])
+            .unwrap()
+            .sql();
+        assert_eq!(
+            sql,
+            "SELECT (CAST(NULL AS INTEGER)) FROM t WHERE b IN ((CAST(1 AS INTEGER)), (CAST(NULL AS INTEGER))) \
+             AND false AND true"
+        );
+        let texts = one("SELECT a FROM t WHERE a = (SELECT b FROM u)")
+            .with_answers(&[Answer {
+                ty: SqlType::Varchar { max_chars: 5 },
+                values: vec![Value::Text("it's".into())],
+            }])
+            .unwrap()
+            .sql();
+        assert!(texts.contains("CAST('it''s' AS VARCHAR(5))"), "{texts}");
+        let e = one("SELECT (SELECT b FROM u)")
+            .with_answers(&[int(&[Value::Integer(1), Value::Integer(2)])])
+            .unwrap_err();
+        assert!(e.to_string().contains("more than one row"), "{e}");
+        assert!(one("SELECT (SELECT b FROM u)").with_answers(&[]).is_err());
+    }
+}
