@@ -114,6 +114,7 @@ fn envelopes(c: &mut Criterion) {
         columns,
         consistency: Consistency::ReadCommitted,
         read_at: None,
+        trace: [0; 16],
         attestation: local_attestation_for(
             "u",
             NodeName::LOCAL,

@@ -58,6 +58,11 @@ pub enum AuditCommand {
         /// Only this outcome.
         #[arg(long, value_parser = ["ok", "error", "started"])]
         outcome: Option<String>,
+        /// Only the executions of one query: its trace id (EXPLAIN ANALYZE
+        /// prints it; every shard's stage record and the merge stage's carry
+        /// it), on each node's trail.
+        #[arg(long, value_name = "HEX")]
+        trace: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -165,8 +170,13 @@ fn print(r: &AuditRecord, format: Format) {
                 .as_deref()
                 .map(|c| format!(" schema change: {c};"))
                 .unwrap_or_default();
+            let trace = r
+                .trace
+                .as_deref()
+                .map(|t| format!(" trace {t}"))
+                .unwrap_or_default();
             say!(
-                "{:>6} {} {} {}{} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}{}",
+                "{:>6} {} {} {}{} tables [{}] scanned {} hidden {} masked {} returned {} written {} {} µs{}{}{}{}",
                 r.seq,
                 time_text(r.time_us),
                 r.principal,
@@ -181,6 +191,7 @@ fn print(r: &AuditRecord, format: Format) {
                 r.duration_us,
                 recorded,
                 context,
+                trace,
                 err
             );
         }
@@ -210,6 +221,7 @@ fn print(r: &AuditRecord, format: Format) {
                 "recorded": r.recorded,
                 "context": r.context,
                 "change": r.change,
+                "trace": r.trace,
                 "prev": hex(&r.prev),
                 "hash": hex(&r.hash),
             });
@@ -251,6 +263,7 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
             since,
             until,
             outcome,
+            trace,
             format,
         } => {
             let since = since.as_deref().map(parse_time).transpose()?;
@@ -261,6 +274,7 @@ pub fn run(cmd: AuditCommand) -> Result<()> {
                     || since.is_some_and(|s| r.time_us < s)
                     || until.is_some_and(|u| r.time_us >= u)
                     || outcome.as_ref().is_some_and(|o| *o != r.outcome)
+                    || trace.as_ref().is_some_and(|t| r.trace.as_ref() != Some(t))
                 {
                     continue;
                 }

@@ -541,6 +541,7 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
         columns,
         consistency: Consistency::ReadCommitted,
         read_at: None,
+        trace: [0; 16],
         attestation,
         asked,
         coordinator: me,

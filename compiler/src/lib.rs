@@ -227,6 +227,9 @@ pub enum Statement {
     Release(String),
     /// EXPLAIN: text to show.
     Explain(String),
+    /// EXPLAIN ANALYZE of a query: run it, its rows counted, not returned;
+    /// show the plan and what each stage did.
+    ExplainAnalyze(Box<Compiled>),
 }
 
 /// One parsed statement, ready to compile.
@@ -496,11 +499,16 @@ fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileEr
             statement, analyze, ..
         } => {
             if *analyze {
-                return Err(CompileError::new(
-                    codes::NOT_SUPPORTED,
-                    "EXPLAIN ANALYZE is not supported yet",
-                )
-                .hint("run the query; the sandbox reports rows and time"));
+                return match compile_ast(statement, Opts { wasm: false, ..o }, cat)? {
+                    Statement::Query(c) if c.kind == QueryKind::Select => {
+                        Ok(Statement::ExplainAnalyze(c))
+                    }
+                    _ => Err(CompileError::new(
+                        codes::NOT_SUPPORTED,
+                        "EXPLAIN ANALYZE runs queries only (a write would be made)",
+                    )
+                    .hint("EXPLAIN (without ANALYZE) shows a write's plan")),
+                };
             }
             match compile_ast(statement, Opts { wasm: false, ..o }, cat)? {
                 Statement::Query(c) => Ok(Statement::Explain(if o.wasm {

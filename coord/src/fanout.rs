@@ -39,6 +39,8 @@ pub(crate) struct Signer<'a> {
     pub(crate) map_version: u64,
     /// Where in time the statement reads, when not in the present.
     pub(crate) read_at: Option<scratchbird_host::envelope::ReadAt>,
+    /// The statement's trace id.
+    pub(crate) trace: [u8; 16],
 }
 
 impl Signer<'_> {
@@ -66,6 +68,7 @@ impl Signer<'_> {
             columns,
             consistency: claim.attestation.consistency,
             read_at: self.read_at,
+            trace: self.trace,
             attestation: claim.attestation.clone(),
             asked: claim.asked.clone(),
             coordinator: self.creds.node(),
@@ -175,7 +178,13 @@ impl Signer<'_> {
                     }
                     tracing::debug!(error = %e, "epoch changed under a statement: signing it again");
                 }
-                r => return r,
+                r => {
+                    return r.map(|mut run| {
+                        run.elapsed_us =
+                            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        run
+                    });
+                }
             }
         }
     }

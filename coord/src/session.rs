@@ -96,6 +96,15 @@ pub struct Session {
     /// Where in time the running statement's shard stages read, when not in
     /// the shards' present.
     read_at: Option<ReadAt>,
+    /// The running statement's trace id: in every envelope of it, so in
+    /// every shard's audit record and log line for it, and in the merge
+    /// stage's record here.
+    trace: [u8; 16],
+    /// What the last statement's stages did, for EXPLAIN ANALYZE: each
+    /// shard's report by position, and the merge stage's (rows, time in
+    /// microseconds, whether its module was cached).
+    last_runs: Vec<(usize, ShardRun)>,
+    last_merge: Option<(u64, u64, bool)>,
 }
 
 impl std::fmt::Debug for Session {
@@ -206,6 +215,9 @@ impl Session {
             nonce_next: AtomicU64::new(0),
             env,
             read_at: None,
+            trace: [0; 16],
+            last_runs: Vec::new(),
+            last_merge: None,
         }
     }
 
@@ -386,6 +398,7 @@ impl Session {
                 self.abandon();
                 Ok(Outcome::Explain(text))
             }
+            Statement::ExplainAnalyze(c) => self.explain_analyze(&c, claim).map(Outcome::Explain),
             Statement::Begin { .. }
                 if matches!(
                     claim.attestation.consistency,
@@ -410,6 +423,73 @@ impl Session {
                 }
             },
         }
+    }
+
+    /// EXPLAIN ANALYZE: runs query `c` (its rows counted here, not sent),
+    /// then shows its plan and what each stage did: per shard its rows,
+    /// time, module and whether the module was cached; the merge stage's;
+    /// and the trace id that finds the stages' audit records. Rows hidden
+    /// and cells masked are not shown (they would tell a principal about
+    /// rows the bundle hides): they are in each shard's audit record.
+    fn explain_analyze(
+        &mut self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+    ) -> Result<String, SessionError> {
+        let counted = Arc::new(AtomicU64::new(0));
+        let c2 = counted.clone();
+        let sink: StepSink = Box::new(move |step| {
+            if let Step::Batch(b) = step {
+                c2.fetch_add(b.row_count() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        let client = self.stream.replace(Arc::new(Mutex::new(sink)));
+        self.last_runs.clear();
+        self.last_merge = None;
+        let started = std::time::Instant::now();
+        let r = self.run_query(c, claim);
+        let total = started.elapsed();
+        self.stream = client;
+        r?;
+        let ms = |us: u64| us as f64 / 1000.0;
+        let short = |h: &[u8; 32]| scratchbird_types::hex(&h[..8]);
+        let mut out = c.plan.clone();
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "Analyze (trace {}; sb audit show --trace finds each stage's record):\n",
+            scratchbird_types::hex(&self.trace)
+        ));
+        for (i, run) in &self.last_runs {
+            let name = self.slots.get(*i).map_or("a shard", |s| s.name.as_str());
+            out.push_str(&format!(
+                "  {name}: {} rows, {:.3} ms, module {} ({})\n",
+                run.figures.rows_returned,
+                ms(run.elapsed_us),
+                short(&c.hash),
+                if run.figures.cached {
+                    "cached"
+                } else {
+                    "compiled"
+                }
+            ));
+        }
+        if let (Some((rows, us, cached)), Some(m)) = (self.last_merge, &c.merge) {
+            out.push_str(&format!(
+                "  merge stage here: {rows} rows, {:.3} ms, module {} ({})\n",
+                ms(us),
+                short(&m.hash),
+                if cached { "cached" } else { "compiled" }
+            ));
+        }
+        out.push_str(&format!(
+            "  statement: {} rows, {:.3} ms\n  rows hidden and cells masked: in each shard's audit record, not here",
+            counted.load(std::sync::atomic::Ordering::Relaxed),
+            total.as_secs_f64() * 1000.0
+        ));
+        Ok(out)
     }
 
     /// Statement `p` with its outermost subqueries run first, each as a
@@ -594,6 +674,7 @@ impl Session {
             nonce_next: &self.nonce_next,
             map_version: self.map_version,
             read_at: self.read_at,
+            trace: self.trace,
         }
     }
 
@@ -691,6 +772,9 @@ impl Session {
                 return Err(e.into());
             }
         };
+        self.trace = self.env.random_bytes();
+        let span = tracing::info_span!("statement", trace = %scratchbird_types::hex(&self.trace));
+        let _in = span.enter();
         self.read_at = match self.read_at_of(c, claim, &targets) {
             Ok(r) => r,
             Err(e) => {
@@ -826,6 +910,9 @@ impl Session {
                 .signer()
                 .run(session.as_mut(), c, claim, release, sink, &stop);
             self.slots[*one].session = Some(session);
+            if let Ok(run) = &r {
+                self.last_runs = vec![(*one, run.clone())];
+            }
             return r.map(|x| vec![x]);
         }
         let mut sessions = Vec::with_capacity(targets.len());
@@ -853,6 +940,9 @@ impl Session {
             sink(b)
         });
         self.put_back(sessions);
+        if let Ok(runs) = &r {
+            self.last_runs = targets.iter().copied().zip(runs.iter().cloned()).collect();
+        }
         r
     }
 
@@ -941,7 +1031,13 @@ impl Session {
             let first = shards
                 .first()
                 .ok_or_else(|| SessionError::Session("no shard ran the statement".into()))?;
+            let merge_started = std::time::Instant::now();
             let m = self.merge(&prepared, inputs, first, release, sink)?;
+            self.last_merge = Some((
+                m.rows_returned,
+                u64::try_from(merge_started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                m.cached,
+            ));
             let f = sum(&shards);
             Ok(Figures {
                 rows_read: f.rows_read,
@@ -964,6 +1060,7 @@ impl Session {
         sink: ResultSink,
     ) -> Result<scratchbird_host::ExecStats, HostError> {
         let mut record = AuditRecord::new(&shard.principal);
+        record.trace = Some(scratchbird_types::hex(&self.trace));
         record.bundle = shard.bundle;
         record.context.clone_from(&shard.context);
         record.epoch = self.creds.epoch();

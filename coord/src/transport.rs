@@ -43,6 +43,9 @@ pub struct ShardRun {
     pub bundle: Option<[u8; 32]>,
     /// The session context it ran with (JSON), when not empty.
     pub context: Option<String>,
+    /// How long the stage took, as the coordinator measured it (from
+    /// sending it to its last answer), in microseconds.
+    pub elapsed_us: u64,
 }
 
 /// A coordinator session's view of one shard: the shard's transaction for the

@@ -75,6 +75,12 @@ pub struct AuditRecord {
     /// records written before the field existed hash as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<String>,
+    /// The trace id of the query the execution belongs to (16 bytes, hex), the
+    /// same in the coordinator's merge-stage record and in every shard's
+    /// stage record. Absent from records without one, so records written
+    /// before the field existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     /// Hash of the previous record (zeros for the first).
     pub prev: [u8; 32],
     /// This record's hash.
@@ -834,6 +840,7 @@ impl AuditRecord {
             recorded: Vec::new(),
             context: None,
             change: None,
+            trace: None,
             prev: [0; 32],
             hash: [0; 32],
         }

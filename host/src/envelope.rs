@@ -128,6 +128,9 @@ pub struct Envelope {
     /// The time it reads at, when not the shard's present: the shard checks
     /// the time against what the user signed ([`ReadAt`]).
     pub read_at: Option<ReadAt>,
+    /// The query's trace id, chosen by the coordinator: the same in every
+    /// shard's stage of one query, in its audit records and its log lines.
+    pub trace: [u8; 16],
     /// Who the principal is, in the client's words.
     pub attestation: Attestation,
     /// What the client asked (its attestation signs this): the session

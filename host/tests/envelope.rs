@@ -110,6 +110,7 @@ fn world() -> World {
         columns,
         consistency: Consistency::Snapshot,
         read_at: None,
+        trace: [0; 16],
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: node("c1"),
         shard: node("s1"),

@@ -211,6 +211,9 @@ pub struct Done {
     /// snapshot a shard could not read at, and why (`docs/consistency.md`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Whether a peer's shard stage found its module compiled in its cache.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// A failure: a stable code, a message, a hint, and where in the SQL.

@@ -156,6 +156,7 @@ impl Cluster {
             columns,
             consistency: Consistency::Snapshot,
             read_at: None,
+            trace: [0; 16],
             attestation: att,
             coordinator: node("c1"),
             // `Shard::new` names its node ""

@@ -762,6 +762,7 @@ impl ShardSessionOf {
             let (access, label) = shard.access(&who)?;
             rec.principal = label;
             rec.coordinator = Some(v.envelope.coordinator.to_string());
+            rec.trace = Some(scratchbird_types::hex(&v.envelope.trace));
             rec.context.clone_from(&who.context);
             if matches!(access, Access::Owner) {
                 rec.bundle = None;
@@ -800,6 +801,7 @@ impl ShardSessionOf {
         // the stage's log lines name who it runs as, in which transaction
         let span = tracing::info_span!(
             "stage",
+            trace = %rec.trace.as_deref().unwrap_or_default(),
             principal = %rec.principal,
             txn = %txn.id().0,
             envelope = %rec.envelope.map(|e| short_hex(&e)).unwrap_or_default(),
@@ -810,6 +812,7 @@ impl ShardSessionOf {
             principal: rec.principal.clone(),
             bundle: rec.bundle,
             context: rec.context.clone(),
+            elapsed_us: 0,
         };
         let exec = Execution {
             sandbox: &shard.sandbox,
@@ -943,7 +946,10 @@ impl ShardSessionOf {
                     index + 1
                 )));
             }
-            if matches!(mine, Statement::Query(_) | Statement::Explain(_)) {
+            if matches!(
+                mine,
+                Statement::Query(_) | Statement::Explain(_) | Statement::ExplainAnalyze(_)
+            ) {
                 return Err(HostError::Envelope(format!(
                     "statement {} the user signed is a query: it runs in a signed envelope, not as a control request",
                     index + 1
@@ -1323,7 +1329,7 @@ impl ShardSessionOf {
             Statement::Release(n) => {
                 self.savepoint(&who, |t| t.release_savepoint(&n), "RELEASE SAVEPOINT")
             }
-            Statement::Query(_) | Statement::Explain(_) => {
+            Statement::Query(_) | Statement::Explain(_) | Statement::ExplainAnalyze(_) => {
                 Err(HostError::internal("a query came as a control request"))
             }
             ddl => self.schema_change(ddl, &who),

@@ -1121,3 +1121,69 @@ fn example_bundles_answer_generated_queries_on_three_shards_as_on_one_node() {
         three.stop();
     }
 }
+
+/// EXPLAIN ANALYZE over three shards: the plan, then each shard's rows, time,
+/// module and cache state, the merge stage's, and one trace id that finds the
+/// stage's audit record on every shard node (and the merge stage's at the
+/// coordinator); rows hidden are not shown.
+#[test]
+fn explain_analyze_shows_each_shard_and_its_trace_id_finds_every_stage_record() {
+    let three = Running::start(3);
+    let (dir, ca) = (three.c.certs(), three.ca());
+    let text = scratchbird_tests::block_on(async {
+        let c = connect(three.node(0), &dir, "ops", &ca).await;
+        let mut r = c
+            .query("EXPLAIN ANALYZE SELECT g, count(*) FROM t GROUP BY g", 0)
+            .await
+            .unwrap();
+        let mut text = None;
+        while let Some(x) = r.next().await.unwrap() {
+            if let Response::Done(d) = x {
+                text = d.text;
+            }
+        }
+        // a write is refused: EXPLAIN ANALYZE would make it
+        let e = answer(&c, "EXPLAIN ANALYZE DELETE FROM t WHERE id = 1")
+            .await
+            .unwrap_err();
+        assert!(e.contains("runs queries only"), "{e}");
+        c.close().await;
+        text.unwrap()
+    });
+    assert!(
+        text.contains("Merge stage") && text.contains("Shard stage"),
+        "{text}"
+    );
+    let shard_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("shard ") && l.contains(" ms, module "))
+        .collect();
+    assert_eq!(shard_lines.len(), 3, "{text}");
+    assert!(text.contains("merge stage here: 7 rows"), "{text}");
+    assert!(text.contains("statement: 7 rows"), "{text}");
+    assert!(
+        !text.contains("hidden 0") && text.contains("not here"),
+        "{text}"
+    );
+    let trace = text
+        .split("(trace ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(trace.len(), 32, "{text}");
+    // the trace id is in a record on every node: its shard stage (and, at
+    // the coordinator, the merge stage)
+    for (i, d) in three.c.dirs.iter().enumerate() {
+        let out = run(Command::new(bin("sb"))
+            .args([
+                "audit", "show", "--format", "json", "--trace", &trace, "--data",
+            ])
+            .arg(d.join("data")));
+        let records = String::from_utf8(out.stdout).unwrap();
+        let n = records.lines().count();
+        assert!(n >= if i == 0 { 2 } else { 1 }, "node {i}: {records}");
+        assert!(records.lines().all(|l| l.contains(&trace)), "{records}");
+    }
+    three.stop();
+}

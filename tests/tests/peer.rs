@@ -135,6 +135,7 @@ fn envelope_of(
         columns,
         consistency: Consistency::Snapshot,
         read_at: None,
+        trace: [0; 16],
         attestation: att,
         asked: Asked {
             sql: sql.into(),

@@ -111,6 +111,7 @@ fn done_tag(tag: &str) -> Done {
         principal: None,
         written: 0,
         notes: Vec::new(),
+        cached: false,
     }
 }
 
@@ -305,6 +306,7 @@ async fn subplan(
                 read: run.figures.rows_read,
                 principal: Some(run.principal),
                 notes: run.figures.notes,
+                cached: run.figures.cached,
                 ..done_tag("SUBPLAN")
             }),
             Err(e) => {

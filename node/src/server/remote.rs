@@ -413,12 +413,13 @@ impl ShardSession for RemoteSession {
                             rows_returned: d.rows,
                             rows_written: d.written,
                             memory_bytes: 0,
-                            cached: false,
+                            cached: d.cached,
                             notes: d.notes,
                         },
                         principal: d.principal.unwrap_or_default(),
                         bundle: None,
                         context: None,
+                        elapsed_us: 0,
                     });
                 }
                 Some(Response::Error(e)) => return Err(self.failed(&e)),

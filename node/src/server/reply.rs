@@ -101,6 +101,7 @@ pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
         principal: None,
         written: 0,
         notes,
+        cached: false,
     }
 }
 
