@@ -119,7 +119,14 @@ pub fn parse_consistency(s: &str) -> Result<Consistency, String> {
         return Err(bad());
     };
     let n: u64 = n.parse().map_err(|_| bad())?;
-    Ok(Consistency::BoundedStaleness(n.saturating_mul(unit_ms)))
+    let ms = n.saturating_mul(unit_ms);
+    // no node keeps more history than a week (limits.history_retention_secs)
+    if ms > 7 * 24 * 3600 * 1000 {
+        return Err(format!(
+            "{s:?}: a staleness bound is at most a week (no node keeps more history)"
+        ));
+    }
+    Ok(Consistency::BoundedStaleness(ms))
 }
 
 /// How a mode is written on the command line.
@@ -486,6 +493,11 @@ mod tests {
             assert_eq!(c, Consistency::BoundedStaleness(ms));
             assert_eq!(parse_consistency(&consistency_name(c)), Ok(c));
         }
+        assert!(
+            parse_consistency("staleness=20000m")
+                .unwrap_err()
+                .contains("at most a week")
+        );
         for bad in [
             "",
             "serializable",

@@ -418,7 +418,7 @@ pub fn compile_over(
         spread: shards > 1,
     };
     let mut s = compile_ast(&p.ast, o, catalog).map_err(|e| e.at(stmt_pos))?;
-    if let Statement::Query(c) = &mut s {
+    if let Statement::Query(c) | Statement::ExplainAnalyze(c) = &mut s {
         c.as_of = travel::as_of(&p.ast).map_err(|e| e.at(stmt_pos))?;
     }
     if let (

@@ -21,7 +21,7 @@ use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
 
 /// Values one subquery may put into a statement, at most.
-pub const SUBQUERY_VALUES_MAX: usize = 100_000;
+pub const SUBQUERY_VALUES_MAX: usize = 10_000;
 
 /// How a subquery is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +142,19 @@ fn boolean(b: bool) -> Expr {
 
 /// `value` as a literal of type `ty`.
 fn literal(value: &Value, ty: SqlType) -> Result<Expr, CompileError> {
-    let text = format!("CAST({value} AS {ty})");
+    let shown = match value {
+        // the exponent form reads back as the same double at any magnitude
+        Value::Double(d) if d.is_finite() => format!("{d:e}"),
+        Value::Double(_) | Value::Blob(_) => {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("a subquery over several shards answered {value}, which cannot be put into its statement"),
+            )
+            .hint("restrict the statement to one shard by its placing column, or write the subquery as a join"));
+        }
+        v => v.to_string(),
+    };
+    let text = format!("CAST({shown} AS {ty})");
     let dialect = SbDialect::default();
     Parser::new(&dialect)
         .try_with_sql(&text)
@@ -204,7 +216,16 @@ impl Parsed {
     /// none for any other statement.
     #[must_use]
     pub fn subqueries(&self) -> Vec<Subquery> {
-        if !matches!(self.ast, Ast::Query(_)) {
+        let query = match &self.ast {
+            Ast::Query(_) => true,
+            Ast::Explain {
+                statement,
+                analyze: true,
+                ..
+            } => matches!(**statement, Ast::Query(_)),
+            _ => false,
+        };
+        if !query {
             return Vec::new();
         }
         let mut w = Walk {
@@ -342,5 +363,33 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("more than one row"), "{e}");
         assert!(one("SELECT (SELECT b FROM u)").with_answers(&[]).is_err());
+        // doubles at any magnitude read back as themselves; others are refused
+        let doubles = one("SELECT a FROM t WHERE x IN (SELECT d FROM u)")
+            .with_answers(&[Answer {
+                ty: SqlType::Double,
+                values: vec![Value::Double(1e300), Value::Double(-2.5e-300)],
+            }])
+            .unwrap()
+            .sql();
+        assert!(
+            doubles.contains("1e300") && doubles.contains("-2.5e-300"),
+            "{doubles}"
+        );
+        for bad in [Value::Double(f64::NAN), Value::Blob(vec![1])] {
+            let e = one("SELECT (SELECT d FROM u)")
+                .with_answers(&[Answer {
+                    ty: SqlType::Double,
+                    values: vec![bad],
+                }])
+                .unwrap_err();
+            assert!(e.to_string().contains("cannot be put"), "{e}");
+        }
+        // EXPLAIN ANALYZE's query has its subqueries too
+        assert_eq!(
+            one("EXPLAIN ANALYZE SELECT a FROM t WHERE b IN (SELECT c FROM u)")
+                .subqueries()
+                .len(),
+            1
+        );
     }
 }

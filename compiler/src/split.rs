@@ -483,8 +483,9 @@ fn narrow(merge: &mut Rel, outputs: Vec<Rel>, meta: &HashMap<ColId, ColMeta>) ->
     let mut kept: HashMap<usize, Vec<ColId>> = HashMap::new();
     exchanges_mut(merge, &mut |input, cols| {
         let k: Vec<ColId> = cols.iter().copied().filter(|c| used.contains(c)).collect();
-        // rows still count (a join's or a count's) when no column is used
-        if !k.is_empty() && k.len() < cols.len() {
+        // rows still count (a join's or a count's) when no column is used;
+        // a column without a type cannot be projected (then all are sent)
+        if !k.is_empty() && k.len() < cols.len() && k.iter().all(|c| meta.contains_key(c)) {
             cols.clone_from(&k);
             kept.insert(input, k);
         }
@@ -493,7 +494,7 @@ fn narrow(merge: &mut Rel, outputs: Vec<Rel>, meta: &HashMap<ColId, ColMeta>) ->
         .into_iter()
         .enumerate()
         .map(|(i, out)| match kept.remove(&i) {
-            Some(k) if k.iter().all(|c| meta.contains_key(c)) => Rel::Project {
+            Some(k) => Rel::Project {
                 exprs: k.iter().map(|c| (*c, BExpr::col(*c, &meta[c]))).collect(),
                 input: Box::new(out),
             },

@@ -14,6 +14,8 @@ use std::ops::ControlFlow;
 struct Tables {
     /// For each table named in a FROM or JOIN, its `FOR SYSTEM_TIME AS OF`.
     versions: Vec<Option<Expr>>,
+    /// Each table's name (normalised as the binder does).
+    names: Vec<String>,
     /// A version clause of another kind than `FOR SYSTEM_TIME AS OF`.
     other: bool,
 }
@@ -22,7 +24,10 @@ impl Visitor for Tables {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table { version, .. } = f {
+        if let TableFactor::Table { version, name, .. } = f {
+            if let Ok(n) = crate::bind::object_name(name) {
+                self.names.push(n);
+            }
             match version {
                 None => self.versions.push(None),
                 Some(TableVersion::ForSystemTimeAsOf(e)) => self.versions.push(Some(e.clone())),
@@ -44,6 +49,20 @@ fn hint() -> &'static str {
 /// The clause is on a write, on some tables only, with different times, or
 /// with a time that is not a literal timestamp.
 pub(crate) fn as_of(ast: &Ast) -> Result<Option<i64>, CompileError> {
+    as_of_named(ast).map(|r| r.map(|(at, _)| at))
+}
+
+/// [`as_of`], with the names of the tables the statement reads (an EXPLAIN
+/// ANALYZE's query's too).
+fn as_of_named(ast: &Ast) -> Result<Option<(i64, Vec<String>)>, CompileError> {
+    if let Ast::Explain {
+        statement,
+        analyze: true,
+        ..
+    } = ast
+    {
+        return as_of_named(statement);
+    }
     let mut t = Tables::default();
     let _ = ast.visit(&mut t);
     if t.other {
@@ -81,7 +100,7 @@ pub(crate) fn as_of(ast: &Ast) -> Result<Option<i64>, CompileError> {
         }
         at = Some(us);
     }
-    Ok(at)
+    Ok(at.map(|a| (a, t.names)))
 }
 
 /// `'...'` or `TIMESTAMP '...'`, as microseconds since 1970-01-01 UTC.
@@ -117,15 +136,17 @@ fn literal_time(e: &Expr) -> Result<i64, CompileError> {
     })
 }
 
-/// Every time the statements of `sql` read at (a shard checks that the time
-/// a coordinator asks it to read at is one the user's signed SQL names).
-/// Statements that do not parse or travel name none.
+/// Every time the statements of `sql` read at, each with the names of the
+/// tables its statement reads at that time (a shard checks that a time a
+/// coordinator asks it to read at, for the tables it names, is what one
+/// statement of the user's signed SQL asks). Statements that do not parse or
+/// travel name none.
 #[must_use]
-pub fn points(sql: &str) -> Vec<i64> {
+pub fn points(sql: &str) -> Vec<(i64, Vec<String>)> {
     crate::parse(sql)
         .map(|ps| {
             ps.iter()
-                .filter_map(|p| as_of(&p.ast).ok().flatten())
+                .filter_map(|p| as_of_named(&p.ast).ok().flatten())
                 .collect()
         })
         .unwrap_or_default()
@@ -207,9 +228,12 @@ mod tests {
         assert_eq!(
             points(
                 "SELECT 1; SELECT * FROM a FOR SYSTEM_TIME AS OF '2025-12-05 12:00'; \
-                 SELECT * FROM b FOR SYSTEM_TIME AS OF '1970-01-01 00:00:01'"
+                 EXPLAIN ANALYZE SELECT * FROM B FOR SYSTEM_TIME AS OF '1970-01-01 00:00:01'"
             ),
-            vec![NOON, 1_000_000]
+            vec![
+                (NOON, vec!["a".to_owned()]),
+                (1_000_000, vec!["b".to_owned()])
+            ]
         );
         assert!(points("SELECT * FROM").is_empty());
     }

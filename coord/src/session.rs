@@ -42,6 +42,10 @@ const SCHEMA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long it waits between tries.
 const SCHEMA_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How deep subqueries over several shards are run first, at most (each
+/// level a statement of its own at the coordinator).
+const SUBQUERY_NESTING_MAX: usize = 8;
+
 /// Most bytes of shard rows a merge stage waits for (they are kept until the
 /// merge stage runs over them).
 pub const MERGE_INPUT_BYTES_MAX: usize = 512 << 20;
@@ -105,6 +109,11 @@ pub struct Session {
     /// microseconds, whether its module was cached).
     last_runs: Vec<(usize, ShardRun)>,
     last_merge: Option<(u64, u64, bool)>,
+    /// While a statement runs by its subqueries first: its read time and
+    /// trace id, which the subqueries share.
+    pinned: Option<(Option<ReadAt>, [u8; 16])>,
+    /// How deep subqueries run first at the moment.
+    nesting: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -218,6 +227,8 @@ impl Session {
             trace: [0; 16],
             last_runs: Vec::new(),
             last_merge: None,
+            pinned: None,
+            nesting: 0,
         }
     }
 
@@ -371,22 +382,8 @@ impl Session {
         };
         match stmt {
             Statement::Query(c) => {
-                if self.spread()
-                    && c.single_shard
-                    && matches!(
-                        self.targets(&c),
-                        Err(HostError::Route {
-                            code: "NOT_DISTRIBUTED",
-                            ..
-                        })
-                    )
-                {
-                    let subs = p.subqueries();
-                    if !subs.is_empty() {
-                        // nothing is kept: the statement's values are this run's
-                        let answered = self.answered(p, &subs, claim, index)?;
-                        return self.execute_one(&answered, claim, index, false);
-                    }
+                if let Some(r) = self.via_subqueries(p, &c, claim, index) {
+                    return r;
                 }
                 let c: Arc<compiler::Compiled> = Arc::from(c);
                 if let (true, Some(cache)) = (keep, &self.statements) {
@@ -398,7 +395,10 @@ impl Session {
                 self.abandon();
                 Ok(Outcome::Explain(text))
             }
-            Statement::ExplainAnalyze(c) => self.explain_analyze(&c, claim).map(Outcome::Explain),
+            Statement::ExplainAnalyze(c) => match self.via_subqueries(p, &c, claim, index) {
+                Some(r) => r,
+                None => self.explain_analyze(&c, claim).map(Outcome::Explain),
+            },
             Statement::Begin { .. }
                 if matches!(
                     claim.attestation.consistency,
@@ -490,6 +490,64 @@ impl Session {
             total.as_secs_f64() * 1000.0
         ));
         Ok(out)
+    }
+
+    /// Runs `p` (compiled as `c`) by its subqueries first, when `c` reads
+    /// several shards but runs on one only because of them (`None`
+    /// otherwise): each subquery is run as a statement of its own, at the
+    /// read time and with the trace id the statement has (so a snapshot is one
+    /// for the statement and its subqueries, and one trace finds them all),
+    /// and `p` runs with their answers as values. Nothing is kept in the
+    /// statement cache: the values are this run's.
+    fn via_subqueries(
+        &mut self,
+        p: &compiler::Parsed,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        index: usize,
+    ) -> Option<Result<Outcome, SessionError>> {
+        if !self.spread()
+            || !c.single_shard
+            || !matches!(
+                self.targets(c),
+                Err(HostError::Route {
+                    code: "NOT_DISTRIBUTED",
+                    ..
+                })
+            )
+        {
+            return None;
+        }
+        let subs = p.subqueries();
+        if subs.is_empty() {
+            return None;
+        }
+        if self.nesting >= SUBQUERY_NESTING_MAX {
+            self.abandon();
+            return Some(Err(SessionError::Host(HostError::Route {
+                code: "NOT_DISTRIBUTED",
+                message: format!(
+                    "subqueries over several shards nest at most {SUBQUERY_NESTING_MAX} deep; restrict the inner ones to one shard by their placing columns, or write them as joins"
+                ),
+            })));
+        }
+        let outer = self.pinned;
+        if outer.is_none() {
+            let all: Vec<usize> = (0..self.slots.len()).collect();
+            match self.read_at_of(c, claim, &all) {
+                Ok(at) => self.pinned = Some((at, self.env.random_bytes())),
+                Err(e) => {
+                    self.abandon();
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.nesting += 1;
+        let answered = self.answered(p, &subs, claim, index);
+        self.nesting -= 1;
+        let r = answered.and_then(|a| self.execute_one(&a, claim, index, false));
+        self.pinned = outer;
+        Some(r)
     }
 
     /// Statement `p` with its outermost subqueries run first, each as a
@@ -772,15 +830,20 @@ impl Session {
                 return Err(e.into());
             }
         };
-        self.trace = self.env.random_bytes();
+        let pinned = self.pinned;
+        self.trace = pinned.map_or_else(|| self.env.random_bytes(), |(_, t)| t);
         let span = tracing::info_span!("statement", trace = %scratchbird_types::hex(&self.trace));
         let _in = span.enter();
-        self.read_at = match self.read_at_of(c, claim, &targets) {
-            Ok(r) => r,
-            Err(e) => {
-                self.abandon();
-                return Err(e);
-            }
+        self.read_at = match pinned {
+            // a statement run by its subqueries first: one read time for all
+            Some((at, _)) if c.kind == QueryKind::Select => at,
+            _ => match self.read_at_of(c, claim, &targets) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            },
         };
         if !targets.contains(&self.home) && !self.in_transaction() {
             // the statement transaction the catalog was read in

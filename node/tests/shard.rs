@@ -794,7 +794,19 @@ fn read_at(
     mode: Consistency,
     at: Option<scratchbird_host::envelope::ReadAt>,
 ) -> Result<(Vec<String>, Vec<String>), SessionError> {
-    let mut claim = alice_claim_now(sql);
+    read_at_asked(c, sql, sql, mode, at)
+}
+
+/// [`read_at`] of a module compiled from `sql` in an envelope whose signed
+/// request is `asked` (a coordinator's mismatch).
+fn read_at_asked(
+    c: &Cluster,
+    sql: &str,
+    asked: &str,
+    mode: Consistency,
+    at: Option<scratchbird_host::envelope::ReadAt>,
+) -> Result<(Vec<String>, Vec<String>), SessionError> {
+    let mut claim = alice_claim_now(asked);
     claim.attestation.consistency = mode;
     let att = sign_attestation(claim.attestation, &key(10));
     let s = c.subplan(sql, att, |e| {
@@ -846,12 +858,30 @@ fn a_coordinator_cannot_make_a_shard_read_a_time_the_user_did_not_ask_for() {
         Consistency::Snapshot,
         at(now - 60_000_000, ReadAtWhy::TimeTravel),
     ));
-    // a "snapshot" an hour before the user asked
+    // the time the user named, for another table than the one it names
+    let other = format!(
+        "SELECT count(*) FROM invoices FOR SYSTEM_TIME AS OF '{}'",
+        scratchbird_types::Timestamp(now - 60_000_000)
+    );
+    refused_time(read_at_asked(
+        &c,
+        sql,
+        &other,
+        Consistency::Snapshot,
+        at(now - 60_000_000, ReadAtWhy::TimeTravel),
+    ));
+    // a "snapshot" an hour, or half a minute, before the user asked
     refused_time(read_at(
         &c,
         sql,
         Consistency::Snapshot,
         at(now - HOUR, ReadAtWhy::Snapshot),
+    ));
+    refused_time(read_at(
+        &c,
+        sql,
+        Consistency::Snapshot,
+        at(now - 30_000_000, ReadAtWhy::Snapshot),
     ));
     // a snapshot, or staleness, the user's read-committed request did not ask for
     refused_time(read_at(

@@ -472,31 +472,43 @@ pub struct ShardSessionOf {
 /// be read at (the shard waits for its clock to reach it).
 const AHEAD_WAIT_MAX_US: i64 = 250_000;
 
-/// Refuses a read time the user did not ask for: a time travel's time must be
-/// one the user's signed SQL names; a best-effort snapshot's must be close to
-/// when the user's attestation was issued, under snapshot consistency; bounded
-/// staleness's no earlier than the user's bound before then. A coordinator
-/// cannot make a shard read further into the past than the user asked.
-fn check_read_at(env: &Envelope, now_us: i64) -> Result<(), HostError> {
+/// How long before this shard's clock a best-effort snapshot's time may be
+/// (a statement's stages are signed again, with the same time, for up to a
+/// few seconds while an epoch takes effect), beyond a staleness bound.
+const READ_AT_LAG_MAX_US: i64 = 10_000_000;
+
+/// Refuses a read time the user did not ask for: a time travel's time, for
+/// the tables the stage reads (`names`: the present catalog's names of the
+/// envelope's tables), must be what one statement of the user's signed SQL
+/// asks; a best-effort snapshot's must be close to now (at most
+/// [`READ_AT_LAG_MAX_US`] before this shard's clock, and not before the user's
+/// attestation, give or take the clock skew allowed), under snapshot
+/// consistency; bounded staleness's no earlier than the user's bound before
+/// then. A coordinator cannot make a shard read further into the past than
+/// the user asked.
+fn check_read_at(env: &Envelope, names: &[String], now_us: i64) -> Result<(), HostError> {
     let Some(at) = env.read_at else {
         return Ok(());
     };
     let issued = env.attestation.issued_us;
-    let ok = match (at.why, env.attestation.consistency) {
-        (ReadAtWhy::TimeTravel, _) => {
-            scratchbird_compiler::time_travel_points(&env.asked.sql).contains(&at.at_us)
-        }
-        (ReadAtWhy::Snapshot, Consistency::Snapshot) => {
-            at.at_us >= issued.saturating_sub(CLOCK_SKEW_MAX_US)
-                && at.at_us <= now_us.saturating_add(CLOCK_SKEW_MAX_US)
-        }
-        (ReadAtWhy::Staleness, Consistency::BoundedStaleness(ms)) => {
-            let bound = i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX);
-            at.at_us
-                >= issued
+    let recent = |bound: i64| {
+        at.at_us
+            >= issued
+                .saturating_sub(bound)
+                .saturating_sub(CLOCK_SKEW_MAX_US)
+            && at.at_us
+                >= now_us
                     .saturating_sub(bound)
-                    .saturating_sub(CLOCK_SKEW_MAX_US)
-                && at.at_us <= now_us.saturating_add(CLOCK_SKEW_MAX_US)
+                    .saturating_sub(READ_AT_LAG_MAX_US)
+            && at.at_us <= now_us.saturating_add(CLOCK_SKEW_MAX_US)
+    };
+    let ok = match (at.why, env.attestation.consistency) {
+        (ReadAtWhy::TimeTravel, _) => scratchbird_compiler::time_travel_points(&env.asked.sql)
+            .iter()
+            .any(|(t, tables)| *t == at.at_us && names.iter().all(|n| tables.contains(n))),
+        (ReadAtWhy::Snapshot, Consistency::Snapshot) => recent(0),
+        (ReadAtWhy::Staleness, Consistency::BoundedStaleness(ms)) => {
+            recent(i64::try_from(ms.saturating_mul(1000)).unwrap_or(i64::MAX))
         }
         _ => false,
     };
@@ -592,12 +604,27 @@ impl ShardSessionOf {
         &mut self,
         who: &Bound,
         env: &Envelope,
+        now_us: i64,
     ) -> Result<(Transaction, SchemaVersion, Option<String>), HostError> {
         let present = self.statement_txn(who, env.consistency)?;
-        let seen = present.catalog()?.version();
+        let cat = present.catalog()?;
+        let seen = cat.version();
         let Some(at) = env.read_at else {
             return Ok((present, seen, None));
         };
+        let names: Vec<String> = env
+            .tables
+            .iter()
+            .filter_map(|t| cat.table(*t).map(|d| d.name.clone()))
+            .collect();
+        if names.len() != env.tables.len() || seen.0 != env.schema_version {
+            // another schema: the schema check after this refuses the plan
+            return Ok((present, seen, None));
+        }
+        if let Err(e) = check_read_at(env, &names, now_us) {
+            self.end_statement(present, false)?;
+            return Err(e);
+        }
         if self.bound.is_some() {
             self.txn = Some(present);
             return Err(refuse(
@@ -638,7 +665,7 @@ impl ShardSessionOf {
         tables: &[scratchbird_types::TableId],
     ) -> Result<Transaction, HostError> {
         let env = self.shard.storage.env().clone();
-        let ahead = at.at_us - env.now_micros();
+        let ahead = at.at_us.saturating_sub(env.now_micros());
         if ahead > 0 {
             if ahead > AHEAD_WAIT_MAX_US || at.why == ReadAtWhy::TimeTravel {
                 return Err(HostError::Route {
@@ -767,8 +794,7 @@ impl ShardSessionOf {
             if matches!(access, Access::Owner) {
                 rec.bundle = None;
             }
-            check_read_at(&v.envelope, now_us)?;
-            let (txn, seen, note) = self.stage_txn(&who, &v.envelope)?;
+            let (txn, seen, note) = self.stage_txn(&who, &v.envelope, now_us)?;
             if seen.0 != v.envelope.schema_version {
                 // nothing ran: the transaction is kept inside BEGIN ... COMMIT
                 // (a snapshot does not see later changes), the statement's own

@@ -1142,6 +1142,13 @@ fn explain_analyze_shows_each_shard_and_its_trace_id_finds_every_stage_record() 
                 text = d.text;
             }
         }
+        // a statement whose subquery runs first at the coordinator
+        let e = answer(
+            &c,
+            "EXPLAIN ANALYZE SELECT id FROM t WHERE g IN (SELECT v FROM big WHERE v < 3)",
+        )
+        .await;
+        assert!(e.is_ok(), "{e:?}");
         // a write is refused: EXPLAIN ANALYZE would make it
         let e = answer(&c, "EXPLAIN ANALYZE DELETE FROM t WHERE id = 1")
             .await
