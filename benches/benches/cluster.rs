@@ -44,6 +44,9 @@ const LINEITEM: &str = "CREATE TABLE lineitem (tenant_id INTEGER NOT NULL, \
     tax DECIMAL(15,2), returnflag VARCHAR(1), linestatus VARCHAR(1), shipdate DATE) \
     DISTRIBUTE BY RANGE (tenant_id) SPLIT AT (4, 7)";
 
+/// Each node's buffer pool (`limits.page_cache_mib`).
+const PAGE_CACHE_MIB: u64 = 1536;
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -86,6 +89,9 @@ fn cluster(n: usize, token_from: Option<&Path>, bundle: &Path) -> Started {
             bundle: Some(bundle.to_owned()),
             users: vec!["alice".into()],
             token_from: token_from.map(Path::to_owned),
+            // every node's pages fit its buffer pool, the one node's 10 M
+            // rows too (the default 256 MiB holds a third of them)
+            limits: format!("page_cache_mib = {PAGE_CACHE_MIB}\nkv_cache_mib = 512\n"),
         },
     );
     let (mut ddl, rows) = saas_cluster_sql();

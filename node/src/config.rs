@@ -99,6 +99,11 @@ shutdown_grace_secs = 10
 # snapshots and bounded staleness read back versions this far into the past
 # (docs/consistency.md); older ones are collected. 0 to 604800 (a week).
 history_retention_secs = 900
+# Memory for the shard's data: checked, parsed pages (the buffer pool), and
+# the key-value store's block cache, in MiB. A scan whose pages fit the
+# buffer pool decodes each page once; one that does not decodes them again.
+page_cache_mib = 256
+kv_cache_mib = 256
 "#;
 
 /// TLS files.
@@ -251,6 +256,10 @@ pub struct Limits {
     /// How far into the past the shard keeps back versions (time travel,
     /// best-effort snapshots, bounded staleness).
     pub history_retention_secs: u64,
+    /// The buffer pool of parsed pages, in MiB.
+    pub page_cache_mib: usize,
+    /// The key-value store's block cache, in MiB.
+    pub kv_cache_mib: u64,
 }
 
 impl Default for Limits {
@@ -264,6 +273,8 @@ impl Default for Limits {
             frame_max_mib: 64,
             shutdown_grace_secs: 10,
             history_retention_secs: 900,
+            page_cache_mib: 256,
+            kv_cache_mib: 256,
         }
     }
 }
@@ -379,6 +390,14 @@ impl NodeConfig {
             (
                 l.history_retention_secs <= 604_800,
                 "limits.history_retention_secs must be 0 to 604800 (a week)",
+            ),
+            (
+                (16..=65_536).contains(&l.page_cache_mib),
+                "limits.page_cache_mib must be 16 to 65536",
+            ),
+            (
+                (16..=65_536).contains(&l.kv_cache_mib),
+                "limits.kv_cache_mib must be 16 to 65536",
             ),
             (
                 (1..=3600).contains(&cfg.reload.interval_secs),

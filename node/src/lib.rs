@@ -16,7 +16,9 @@ pub use config::NodeConfig;
 pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value};
 pub use scratchbird_types::env::{Env, ManualEnv, SystemEnv};
 pub use server::{RunningNode, start, start_in, token_secret};
-pub use session::{LocalSession, catalog_of, open_storage, open_storage_in, open_storage_keeping};
+pub use session::{
+    LocalSession, StorageSizes, catalog_of, open_storage, open_storage_in, open_storage_keeping,
+};
 
 /// The versions this build speaks (spec 1.1's capability matrix), as an epoch
 /// records them: the RPC protocol, the sandbox ABI, the subplan envelope and

@@ -22,4 +22,6 @@ pub mod shard;
 
 pub use scratchbird_coord::{Outcome, SessionError, Step, StepSink, display_value};
 pub use scratchbird_types::env::SystemEnv;
-pub use session::{LocalSession, catalog_of, open_storage, open_storage_in, open_storage_keeping};
+pub use session::{
+    LocalSession, StorageSizes, catalog_of, open_storage, open_storage_in, open_storage_keeping,
+};

@@ -99,19 +99,31 @@ pub fn open_storage_in(dir: &Path, env: Arc<dyn Env>) -> Result<Storage, Storage
     Storage::open(dir, StorageConfig::new(env))
 }
 
-/// [`open_storage_in`], keeping back versions for `retention_secs` (time
-/// travel's window).
+/// How a node's storage is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct StorageSizes {
+    /// Back versions are kept this long (time travel's window).
+    pub retention_secs: u64,
+    /// The buffer pool of parsed pages, in bytes.
+    pub page_cache_bytes: usize,
+    /// The key-value store's block cache, in bytes.
+    pub kv_cache_bytes: u64,
+}
+
+/// [`open_storage_in`], sized by `sizes`.
 ///
 /// # Errors
 /// Storage could not open the directory.
 pub fn open_storage_keeping(
     dir: &Path,
     env: Arc<dyn Env>,
-    retention_secs: u64,
+    sizes: StorageSizes,
 ) -> Result<Storage, StorageError> {
     let mut config = StorageConfig::new(env);
     config.retention_micros =
-        i64::try_from(retention_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        i64::try_from(sizes.retention_secs.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    config.page_cache_bytes = sizes.page_cache_bytes;
+    config.cache_bytes = sizes.kv_cache_bytes;
     Storage::open(dir, config)
 }
 

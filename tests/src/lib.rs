@@ -752,6 +752,8 @@ pub struct ClusterOpts {
     /// Users of the cluster besides `ops`, `reader` (and `admin` under an
     /// example bundle); `sb ca issue-user` issues their certificates.
     pub users: Vec<String>,
+    /// Extra TOML for every node's `[limits]`.
+    pub limits: String,
 }
 
 /// [`control_cluster_with`] from `opts`.
@@ -815,6 +817,7 @@ pub fn control_cluster_of(roles: &[&[Role]], opts: &ClusterOpts) -> ControlClust
             &NodeOpts {
                 peers: true,
                 bundle: opts.bundle.clone(),
+                limits: opts.limits.clone(),
                 ..NodeOpts::default()
             },
         );

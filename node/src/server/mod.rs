@@ -368,7 +368,11 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
     let storage = open_storage_keeping(
         &cfg.data_dir,
         env.clone(),
-        cfg.limits.history_retention_secs,
+        crate::session::StorageSizes {
+            retention_secs: cfg.limits.history_retention_secs,
+            page_cache_bytes: cfg.limits.page_cache_mib << 20,
+            kv_cache_bytes: cfg.limits.kv_cache_mib << 20,
+        },
     )
     .map_err(|e| {
         fail(format!(
