@@ -617,9 +617,17 @@ impl ShardSessionOf {
             .iter()
             .filter_map(|t| cat.table(*t).map(|d| d.name.clone()))
             .collect();
-        if names.len() != env.tables.len() || seen.0 != env.schema_version {
+        if seen.0 != env.schema_version {
             // another schema: the schema check after this refuses the plan
             return Ok((present, seen, None));
+        }
+        if names.len() != env.tables.len() {
+            // a table this schema does not have: no time can be checked
+            // for it, so the stage is refused rather than read in the present
+            self.end_statement(present, false)?;
+            return Err(HostError::Envelope(
+                "the envelope names a table this shard's schema does not have".into(),
+            ));
         }
         if let Err(e) = check_read_at(env, &names, now_us) {
             self.end_statement(present, false)?;
