@@ -115,6 +115,7 @@ fn envelopes(c: &mut Criterion) {
         consistency: Consistency::ReadCommitted,
         read_at: None,
         trace: [0; 16],
+        inspect: false,
         attestation: local_attestation_for(
             "u",
             NodeName::LOCAL,

@@ -542,6 +542,7 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
         consistency: Consistency::ReadCommitted,
         read_at: None,
         trace: [0; 16],
+        inspect: false,
         attestation,
         asked,
         coordinator: me,

@@ -1,18 +1,22 @@
 //! Running one shard stage on several shards at once: one thread per shard,
 //! each signing the stage for its shard and running it there; the batches come
 //! back over a bounded channel (a shard that sends faster than the coordinator
-//! takes waits: flow control), in the order they arrive. The first error
-//! cancels every other shard, and so does the session's own stop flag; the
-//! coordinator keeps draining the channel until every shard has answered, so
-//! no shard is left blocked.
+//! takes waits: flow control), in the order they arrive, and the coordinator
+//! hands them on or runs the merge stage over them as they come. The first
+//! error cancels every other shard, and so does the session's own stop flag;
+//! the coordinator keeps draining the channel until every shard has answered,
+//! so no shard is left blocked.
 
 use crate::transport::{Claim, Credentials, ShardRun, ShardSession};
 use scratchbird_compiler::{Compiled, QueryKind};
 use scratchbird_host::envelope::{ENVELOPE_VERSION, Envelope, SignedEnvelope, referenced};
-use scratchbird_host::{Cancel, HostError, Release, ResultBatch, ResultSink};
+use scratchbird_host::{Cancel, HostError, MergeInputs, Release, ResultBatch, ResultSink};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 /// Batches in flight from the shards of one statement before they wait.
@@ -41,6 +45,9 @@ pub(crate) struct Signer<'a> {
     pub(crate) read_at: Option<scratchbird_host::envelope::ReadAt>,
     /// The statement's trace id.
     pub(crate) trace: [u8; 16],
+    /// Whether it asks the shards what the policies withheld (EXPLAIN
+    /// ANALYZE).
+    pub(crate) inspect: bool,
 }
 
 impl Signer<'_> {
@@ -69,6 +76,7 @@ impl Signer<'_> {
             consistency: claim.attestation.consistency,
             read_at: self.read_at,
             trace: self.trace,
+            inspect: self.inspect,
             attestation: claim.attestation.clone(),
             asked: claim.asked.clone(),
             coordinator: self.creds.node(),
@@ -195,28 +203,209 @@ enum Msg {
     Done(usize, Result<ShardRun, HostError>),
 }
 
+/// What [`Incoming`]'s readers get when a shard failed: the shard's own
+/// error is kept as the statement's cause and returned in the end.
+const ANOTHER_FAILED: &str = "a shard of the statement failed";
+
+fn another_failed() -> HostError {
+    HostError::Cancelled(ANOTHER_FAILED.into())
+}
+
+/// Whether `e` is [`another_failed`]'s marker.
+fn is_marker(e: &HostError) -> bool {
+    matches!(e, HostError::Cancelled(m) if m == ANOTHER_FAILED)
+}
+
+/// The shards' answers to one fanned-out stage, as they arrive: their
+/// batches, and each shard's report when its stage ends. Read by one thread
+/// (the coordinator session's), which runs the merge stage over them or
+/// hands them on; the shards wait while [`IN_FLIGHT`] batches are unread.
+pub(crate) struct Incoming {
+    rx: Receiver<Msg>,
+    /// Raised to stop every shard of the stage.
+    cancel: Cancel,
+    /// The session's own stop flag.
+    stop: Cancel,
+    started: usize,
+    done: usize,
+    runs: Vec<Option<ShardRun>>,
+    /// The first failure of a shard: the statement's cause.
+    first: Option<HostError>,
+    /// Batches for an output other than the one being read, waiting until
+    /// the merge stage reads theirs, by output.
+    waiting: Vec<VecDeque<ResultBatch>>,
+    waiting_bytes: usize,
+    waiting_max: usize,
+}
+
+impl Incoming {
+    /// The next batch from any shard, in the order they arrive; `None` once
+    /// every shard's stage has ended.
+    ///
+    /// # Errors
+    /// A shard failed (its error is kept for [`run_all`] to return), or the
+    /// session was stopped.
+    pub(crate) fn next_any(&mut self) -> Result<Option<ResultBatch>, HostError> {
+        loop {
+            if self.first.is_some() {
+                return Err(another_failed());
+            }
+            if self.done >= self.started {
+                return Ok(None);
+            }
+            if let Some(why) = self.stop.raised() {
+                self.cancel.raise(&why);
+            }
+            match self.rx.recv_timeout(POLL) {
+                Ok(Msg::Batch(b)) => return Ok(Some(b)),
+                Ok(Msg::Done(k, r)) => self.ended(k, r),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // only a shard's thread that ended without its report
+                    self.fail(HostError::internal(
+                        "a shard stage's thread ended without a report",
+                    ));
+                    self.done = self.started;
+                }
+            }
+        }
+    }
+
+    /// The next batch of shard output `output`: those that come for other
+    /// outputs meanwhile wait (at most `waiting_max` bytes of them).
+    ///
+    /// # Errors
+    /// As [`Incoming::next_any`], and `MERGE_MEMORY` when too many bytes wait.
+    pub(crate) fn next_of(&mut self, output: usize) -> Result<Option<ResultBatch>, HostError> {
+        if let Some(b) = self.waiting.get_mut(output).and_then(VecDeque::pop_front) {
+            self.waiting_bytes = self.waiting_bytes.saturating_sub(b.bytes().len());
+            return Ok(Some(b));
+        }
+        loop {
+            match self.next_any()? {
+                None => return Ok(None),
+                Some(b) if b.output == output => return Ok(Some(b)),
+                Some(b) => self.hold(b)?,
+            }
+        }
+    }
+
+    fn hold(&mut self, b: ResultBatch) -> Result<(), HostError> {
+        let bytes = b.bytes().len();
+        let queue = self
+            .waiting
+            .get_mut(b.output)
+            .ok_or_else(|| HostError::internal("a shard batch for an undeclared output"))?;
+        if self.waiting_bytes + bytes > self.waiting_max {
+            return Err(HostError::Route {
+                code: "MERGE_MEMORY",
+                message: format!(
+                    "the shards sent more than {} MiB of rows that this query's merge stage must hold while it reads another input (a join of tables placed apart); filter the rows first, place the joined tables by the join key, or add a LIMIT",
+                    self.waiting_max >> 20
+                ),
+            });
+        }
+        self.waiting_bytes += bytes;
+        queue.push_back(b);
+        Ok(())
+    }
+
+    /// Shard `k`'s stage ended with `r`.
+    fn ended(&mut self, k: usize, r: Result<ShardRun, HostError>) {
+        self.done += 1;
+        match r {
+            Ok(run) => {
+                if let Some(slot) = self.runs.get_mut(k) {
+                    *slot = Some(run);
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: HostError) {
+        self.cancel.raise("another shard of the statement failed");
+        // a shard cancelled because another failed is not the cause
+        let cause = !matches!(e, HostError::Cancelled(_));
+        if self.first.is_none() || (cause && first_is_cancel(self.first.as_ref())) {
+            self.first = Some(e);
+        }
+    }
+
+    /// After the reader is done with `result`: the shards still running are
+    /// cancelled when it failed, or else let finish (a merge stage that
+    /// needed no more rows), their batches dropped; then the statement's
+    /// outcome with every shard's report.
+    fn finish<R>(&mut self, result: Result<R, HostError>) -> Result<(R, Vec<ShardRun>), HostError> {
+        if result.is_err() {
+            self.cancel.raise("the coordinator could not take the rows");
+        }
+        self.waiting.iter_mut().for_each(VecDeque::clear);
+        while self.done < self.started {
+            if let Some(why) = self.stop.raised() {
+                self.cancel.raise(&why);
+            }
+            match self.rx.recv_timeout(POLL) {
+                Ok(Msg::Batch(_)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Msg::Done(k, r)) => self.ended(k, r),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let value = match (self.first.take(), result) {
+            // the reader's own failure (a cancellation too), when the shards
+            // were only cancelled (for it, or with it)
+            (Some(f), Err(e)) if first_is_cancel(Some(&f)) && !is_marker(&e) => {
+                return Err(e);
+            }
+            (Some(f), _) | (None, Err(f)) => return Err(f),
+            (None, Ok(v)) => v,
+        };
+        let runs = std::mem::take(&mut self.runs)
+            .into_iter()
+            .map(|r| r.ok_or_else(|| HostError::internal("a shard stage ended without a report")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((value, runs))
+    }
+}
+
+/// A merge stage's inputs as the shards send them.
+pub(crate) struct FromShards(pub(crate) Rc<RefCell<Incoming>>);
+
+impl MergeInputs for FromShards {
+    fn next(&mut self, input: usize) -> Result<Option<ResultBatch>, HostError> {
+        self.0.borrow_mut().next_of(input)
+    }
+}
+
 /// Runs the shard stage of `c` on every session of `sessions` (a shard's
-/// position with its session) at once, handing each batch to `each` as it
-/// arrives. Returns each shard's report, in the order of `sessions`.
+/// position with its session) at once, and `read` over their answers as
+/// they arrive. Returns what `read` returned and each shard's report, in
+/// the order of `sessions`. `waiting_max` bounds the bytes of batches held
+/// for an output other than the one `read` reads ([`Incoming::next_of`]).
 ///
 /// # Errors
-/// The first error of a shard or of `each` (every other shard is then
+/// The first error of a shard or of `read` (every other shard is then
 /// cancelled), or the session's `stop`.
-pub(crate) fn run_all(
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a stage, its claim, its shards, and how its answers are read"
+)]
+pub(crate) fn run_all<R>(
     signer: &Signer<'_>,
     sessions: &mut [(usize, Box<dyn ShardSession>)],
     c: &Compiled,
     claim: &Claim,
     release: Release,
     stop: &Cancel,
-    each: &mut dyn FnMut(ResultBatch) -> Result<(), HostError>,
-) -> Result<Vec<ShardRun>, HostError> {
+    waiting_max: usize,
+    read: impl FnOnce(Rc<RefCell<Incoming>>) -> Result<R, HostError>,
+) -> Result<(R, Vec<ShardRun>), HostError> {
     let cancel = Cancel::new();
     let (tx, rx) = sync_channel::<Msg>(IN_FLIGHT);
-    let mut runs: Vec<Option<ShardRun>> = vec![None; sessions.len()];
-    let mut first: Option<HostError> = None;
+    let shards = sessions.len();
     std::thread::scope(|scope| {
         let mut started = 0;
+        let mut no_thread = None;
         for (k, (_, session)) in sessions.iter_mut().enumerate() {
             let tx: SyncSender<Msg> = tx.clone();
             let mine = cancel.clone();
@@ -234,8 +423,7 @@ pub(crate) fn run_all(
             match spawned {
                 Ok(_) => started += 1,
                 Err(e) => {
-                    cancel.raise("no thread for a shard");
-                    first.get_or_insert(HostError::internal(format!(
+                    no_thread = Some(HostError::internal(format!(
                         "no thread to run a shard stage: {e}"
                     )));
                     break;
@@ -243,45 +431,27 @@ pub(crate) fn run_all(
             }
         }
         drop(tx);
-        let mut done = 0;
-        while done < started {
-            if let Some(why) = stop.raised() {
-                cancel.raise(&why);
+        let incoming = Rc::new(RefCell::new(Incoming {
+            rx,
+            cancel: cancel.clone(),
+            stop: stop.clone(),
+            started,
+            done: 0,
+            runs: vec![None; shards],
+            first: None,
+            waiting: vec![VecDeque::new(); c.manifest.outputs.len()],
+            waiting_bytes: 0,
+            waiting_max,
+        }));
+        let result = match no_thread {
+            Some(e) => {
+                incoming.borrow_mut().fail(e);
+                Err(another_failed())
             }
-            match rx.recv_timeout(POLL) {
-                Ok(Msg::Batch(b)) => {
-                    if first.is_none()
-                        && let Err(e) = each(b)
-                    {
-                        cancel.raise("the coordinator could not take the rows");
-                        first = Some(e);
-                    }
-                }
-                Ok(Msg::Done(k, r)) => {
-                    done += 1;
-                    match r {
-                        Ok(run) => runs[k] = Some(run),
-                        Err(e) => {
-                            cancel.raise("another shard of the statement failed");
-                            // a shard cancelled because another failed is not the cause
-                            let cause = !matches!(e, HostError::Cancelled(_));
-                            if first.is_none() || (cause && first_is_cancel(first.as_ref())) {
-                                first = Some(e);
-                            }
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-    });
-    if let Some(e) = first {
-        return Err(e);
-    }
-    runs.into_iter()
-        .map(|r| r.ok_or_else(|| HostError::internal("a shard stage ended without a report")))
-        .collect()
+            None => read(incoming.clone()),
+        };
+        incoming.borrow_mut().finish(result)
+    })
 }
 
 fn first_is_cancel(e: Option<&HostError>) -> bool {

@@ -20,7 +20,7 @@ use scratchbird_compiler::{self as compiler, QueryKind, Statement};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{Consistency, ReadAt, ReadAtWhy};
 use scratchbird_host::{
-    Cancel, Execution, Figures, HostError, Prepared, Release, ResultBatch, ResultSink, Sandbox,
+    Cancel, Execution, Figures, HostError, Naming, Release, ResultBatch, ResultSink, Sandbox,
 };
 use scratchbird_types::SqlType;
 use scratchbird_types::env::Env;
@@ -46,8 +46,11 @@ const SCHEMA_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// level a statement of its own at the coordinator).
 const SUBQUERY_NESTING_MAX: usize = 8;
 
-/// Most bytes of shard rows a merge stage waits for (they are kept until the
-/// merge stage runs over them).
+/// Most bytes of shard rows kept for a merge stage while it reads another of
+/// its inputs (the second side of a join of tables placed apart), unless set
+/// otherwise ([`Session::set_merge_hold`]); a merge stage that reads one
+/// input streams it and keeps only its own state (within the sandbox's
+/// memory limit).
 pub const MERGE_INPUT_BYTES_MAX: usize = 512 << 20;
 
 /// One shard of the session: how to reach it, and the session there once
@@ -114,6 +117,12 @@ pub struct Session {
     pinned: Option<(Option<ReadAt>, [u8; 16])>,
     /// How deep subqueries run first at the moment.
     nesting: usize,
+    /// Most bytes of shard rows a merge stage holds while it reads another
+    /// input.
+    merge_hold: usize,
+    /// Whether the running statement's stages ask what the policies
+    /// withheld (EXPLAIN ANALYZE).
+    inspect: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -229,6 +238,8 @@ impl Session {
             last_merge: None,
             pinned: None,
             nesting: 0,
+            merge_hold: MERGE_INPUT_BYTES_MAX,
+            inspect: false,
         }
     }
 
@@ -263,6 +274,12 @@ impl Session {
     /// request of one query: its SQL text is the key, with the catalog).
     pub fn set_statements(&mut self, cache: Arc<StatementCache>) {
         self.statements = Some(cache);
+    }
+
+    /// At most `bytes` of shard rows held for a merge stage while it reads
+    /// another input (the default is [`MERGE_INPUT_BYTES_MAX`]).
+    pub fn set_merge_hold(&mut self, bytes: usize) {
+        self.merge_hold = bytes.max(1);
     }
 
     /// Cancels the statements that run from now on when `stop` is raised.
@@ -448,7 +465,9 @@ impl Session {
         self.last_runs.clear();
         self.last_merge = None;
         let started = std::time::Instant::now();
+        self.inspect = true;
         let r = self.run_query(c, claim);
+        self.inspect = false;
         let total = started.elapsed();
         self.stream = client;
         r?;
@@ -464,8 +483,17 @@ impl Session {
         ));
         for (i, run) in &self.last_runs {
             let name = self.slots.get(*i).map_or("a shard", |s| s.name.as_str());
+            let withheld = run.figures.withheld.map_or_else(
+                || ", withheld: not yours to see".to_owned(),
+                |w| {
+                    format!(
+                        ", {} rows hidden, {} values masked",
+                        w.rows_hidden, w.cells_masked
+                    )
+                },
+            );
             out.push_str(&format!(
-                "  {name}: {} rows, {:.3} ms, module {} ({})\n",
+                "  {name}: {} rows, {:.3} ms, module {} ({}){withheld}\n",
                 run.figures.rows_returned,
                 ms(run.elapsed_us),
                 short(&c.hash),
@@ -485,7 +513,7 @@ impl Session {
             ));
         }
         out.push_str(&format!(
-            "  statement: {} rows, {:.3} ms\n  rows hidden and cells masked: in each shard's audit record, not here",
+            "  statement: {} rows, {:.3} ms\n  withheld by the policies (rows hidden, values masked): shown only where the bundle permits you Inspect on every table a shard stage read; always in each shard's audit record",
             counted.load(std::sync::atomic::Ordering::Relaxed),
             total.as_secs_f64() * 1000.0
         ));
@@ -733,6 +761,7 @@ impl Session {
             map_version: self.map_version,
             read_at: self.read_at,
             trace: self.trace,
+            inspect: self.inspect,
         }
     }
 
@@ -978,6 +1007,25 @@ impl Session {
             }
             return r.map(|x| vec![x]);
         }
+        let (_, runs) = self.fan(c, claim, targets, release, |incoming| {
+            while let Some(b) = incoming.borrow_mut().next_any()? {
+                sink(b)?;
+            }
+            Ok(())
+        })?;
+        Ok(runs)
+    }
+
+    /// The shard stage on the `targets` shards at once (a thread for each),
+    /// with `read` over their answers as they arrive ([`fanout::run_all`]).
+    fn fan<R>(
+        &mut self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        targets: &[usize],
+        release: Release,
+        read: impl FnOnce(Rc<RefCell<fanout::Incoming>>) -> Result<R, HostError>,
+    ) -> Result<(R, Vec<ShardRun>), HostError> {
         let mut sessions = Vec::with_capacity(targets.len());
         for &i in targets {
             let slot = self
@@ -999,11 +1047,18 @@ impl Session {
         }
         let stop = self.stop.clone();
         let signer = self.signer();
-        let r = fanout::run_all(&signer, &mut sessions, c, claim, release, &stop, &mut |b| {
-            sink(b)
-        });
+        let r = fanout::run_all(
+            &signer,
+            &mut sessions,
+            c,
+            claim,
+            release,
+            &stop,
+            self.merge_hold,
+            read,
+        );
         self.put_back(sessions);
-        if let Ok(runs) = &r {
+        if let Ok((_, runs)) = &r {
             self.last_runs = targets.iter().copied().zip(runs.iter().cloned()).collect();
         }
         r
@@ -1033,9 +1088,26 @@ impl Session {
             return Ok(sum(&runs));
         };
         // A merge stage not yet compiled compiles on a second thread while the
-        // shard stage runs.
+        // shard stage starts; it then runs here over the shards' batches as
+        // they come. The shards stream (each one's batches leave it behind a
+        // durable record of its stage), so the merge stage's own results may
+        // go on before every shard has ended.
         let sandbox = self.sandbox.clone();
-        std::thread::scope(|scope| {
+        let audit = self.audit.clone();
+        let stop = self.stop.clone();
+        // the merge stage's records name the statement's user as this node's
+        // shards name them, and the bundle they enforce
+        let record = {
+            let user = scratchbird_host::envelope::user_name(&claim.attestation);
+            let (label, bundle) = self.creds.recorded_as(user);
+            let mut r = AuditRecord::new(&label);
+            r.trace = Some(scratchbird_types::hex(&self.trace));
+            r.bundle = bundle.map(|b| b.0);
+            r.context.clone_from(&claim.asked.context);
+            r.epoch = self.creds.epoch();
+            r
+        };
+        let (merged, shards) = std::thread::scope(|scope| {
             let early = sandbox.cached(&merge.module);
             let compiling = early.is_none().then(|| {
                 let sandbox = &sandbox;
@@ -1044,95 +1116,52 @@ impl Session {
                     .stack_size(MERGE_COMPILE_STACK_BYTES)
                     .spawn_scoped(scope, move || sandbox.prepare(&merge.module))
             });
-            let outputs: Rc<RefCell<(Vec<Vec<ResultBatch>>, usize)>> = Rc::new(RefCell::new((
-                vec![Vec::new(); c.manifest.outputs.len()],
-                0,
-            )));
-            let o2 = outputs.clone();
-            let collect: ResultSink = Box::new(move |b| {
-                let mut o = o2.borrow_mut();
-                o.1 += b.bytes().len();
-                if o.1 > MERGE_INPUT_BYTES_MAX {
-                    return Err(HostError::Route {
-                        code: "MERGE_MEMORY",
-                        message: format!(
-                            "the shards sent more than {} MiB of rows for this query's merge stage (a join of tables placed apart, or a large sort or grouping); filter the rows first, place the joined tables by the join key, or add a LIMIT",
-                            MERGE_INPUT_BYTES_MAX >> 20
-                        ),
-                    });
-                }
-                match o.0.get_mut(b.output) {
-                    Some(v) => {
-                        v.push(b);
-                        Ok(())
+            self.fan(c, claim, targets, Release::Streamed, |incoming| {
+                let prepared = match (early, compiling) {
+                    (Some(p), _) => p,
+                    (None, Some(Err(e))) => {
+                        return Err(HostError::internal(format!(
+                            "no thread to compile the merge stage: {e}"
+                        )));
                     }
-                    None => Err(HostError::internal(
-                        "a shard batch for an undeclared output",
-                    )),
-                }
-            });
-            // the shards' batches stay here until the merge stage has run
-            let shards = self.run_on(c, claim, targets, Release::AfterReturn, collect);
-            let prepared = match (early, compiling) {
-                (Some(p), _) => Ok(p),
-                (None, Some(Err(e))) => Err(SessionError::Session(format!(
-                    "no thread to compile the merge stage: {e}"
-                ))),
-                (None, Some(Ok(h))) => match h.join() {
-                    Ok(r) => r.map(|(p, _)| p).map_err(SessionError::from),
-                    Err(_) => Err(SessionError::Session(
-                        "compiling the merge stage failed".into(),
-                    )),
-                },
-                (None, None) => Err(SessionError::Session(
-                    "the merge stage was not compiled".into(),
-                )),
-            };
-            let shards = shards?;
-            let prepared = prepared?;
-            let inputs = std::mem::take(&mut outputs.borrow_mut().0);
-            let first = shards
-                .first()
-                .ok_or_else(|| SessionError::Session("no shard ran the statement".into()))?;
-            let merge_started = std::time::Instant::now();
-            let m = self.merge(&prepared, inputs, first, release, sink)?;
-            self.last_merge = Some((
-                m.rows_returned,
-                u64::try_from(merge_started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                m.cached,
-            ));
-            let f = sum(&shards);
-            Ok(Figures {
-                rows_read: f.rows_read,
-                rows_input: m.rows_input,
-                rows_returned: m.rows_returned,
-                rows_written: 0,
-                memory_bytes: f.memory_bytes.max(m.memory_bytes as u64),
-                cached: f.cached,
-                notes: f.notes,
+                    (None, Some(Ok(h))) => {
+                        h.join()
+                            .map_err(|_| HostError::internal("compiling the merge stage failed"))??
+                            .0
+                    }
+                    (None, None) => {
+                        return Err(HostError::internal("the merge stage was not compiled"));
+                    }
+                };
+                let named: Naming = Rc::new(move || Ok(record.clone()));
+                let exec = Execution {
+                    sandbox: &sandbox,
+                    audit: audit.as_ref(),
+                    stop: &stop,
+                };
+                let started = std::time::Instant::now();
+                let inputs = Box::new(fanout::FromShards(incoming));
+                let m = exec.merge(&prepared, inputs, named, release, sink)?;
+                Ok((m, started.elapsed()))
             })
+        })?;
+        let (m, took) = merged;
+        self.last_merge = Some((
+            m.rows_returned,
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            m.cached,
+        ));
+        let f = sum(&shards);
+        Ok(Figures {
+            rows_read: f.rows_read,
+            rows_input: m.rows_input,
+            rows_returned: m.rows_returned,
+            rows_written: 0,
+            memory_bytes: f.memory_bytes.max(m.memory_bytes as u64),
+            cached: f.cached,
+            notes: f.notes,
+            withheld: None,
         })
-    }
-
-    fn merge(
-        &self,
-        prepared: &Prepared,
-        inputs: Vec<Vec<ResultBatch>>,
-        shard: &ShardRun,
-        release: Release,
-        sink: ResultSink,
-    ) -> Result<scratchbird_host::ExecStats, HostError> {
-        let mut record = AuditRecord::new(&shard.principal);
-        record.trace = Some(scratchbird_types::hex(&self.trace));
-        record.bundle = shard.bundle;
-        record.context.clone_from(&shard.context);
-        record.epoch = self.creds.epoch();
-        let exec = Execution {
-            sandbox: &self.sandbox,
-            audit: self.audit.as_ref(),
-            stop: &self.stop,
-        };
-        exec.merge(prepared, inputs, record, release, sink)
     }
 }
 
@@ -1146,6 +1175,7 @@ fn sum(runs: &[ShardRun]) -> Figures {
         memory_bytes: 0,
         cached: !runs.is_empty(),
         notes: Vec::new(),
+        withheld: None,
     };
     for r in runs {
         f.rows_read += r.figures.rows_read;

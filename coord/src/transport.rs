@@ -20,6 +20,11 @@ pub trait Credentials: Send + Sync {
     fn epoch(&self) -> Epoch;
     /// The security bundle it believes is in force (the shard checks).
     fn bundle_hash(&self) -> BundleHash;
+    /// The name the audit trail records `user`'s executions under and the
+    /// bundle enforced for them (`None`: an owner, under no bundle), as this
+    /// node's shards name them: the merge stage's records here name the
+    /// statement's user so, before any shard has reported.
+    fn recorded_as(&self, user: &str) -> (String, Option<BundleHash>);
 }
 
 /// A user's claim to a request: the attestation and what it signs.

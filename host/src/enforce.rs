@@ -12,7 +12,8 @@
 
 use crate::error::HostError;
 use scratchbird_policy::derive::{
-    Deriver, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext, may_change_schema,
+    Deriver, Enforcement, RowFilter, SchemaAction, SchemaObject, SecurityContext,
+    may_change_schema, may_inspect,
 };
 use scratchbird_policy::ir::Rows;
 use scratchbird_policy::mask::{MaskFn, MaskKey};
@@ -86,6 +87,26 @@ impl Principal {
     ) -> Result<(bool, Vec<String>), HostError> {
         may_change_schema(self.deriver.bundle(), &self.ctx, action, object)
             .map_err(|e| HostError::policy(format!("{} {object}", action.name()), e))
+    }
+
+    /// Whether the bundle lets this principal see how many rows of every
+    /// table of `tables` its row policy hid and how many values masks
+    /// changed (`Inspect` on each).
+    ///
+    /// # Errors
+    /// As [`Principal::may_change_schema`].
+    pub fn may_inspect<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Result<bool, HostError> {
+        for t in tables {
+            let ok = may_inspect(self.deriver.bundle(), &self.ctx, t)
+                .map_err(|e| HostError::policy(format!("Inspect Table::{t:?}"), e))?;
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// What the bundle enforces for this principal on `def` (derived once per

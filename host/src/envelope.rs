@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 6;
+pub const ENVELOPE_VERSION: u32 = 7;
 
 /// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
@@ -131,6 +131,10 @@ pub struct Envelope {
     /// The query's trace id, chosen by the coordinator: the same in every
     /// shard's stage of one query, in its audit records and its log lines.
     pub trace: [u8; 16],
+    /// Whether the coordinator asks for what the policies withheld in the
+    /// stage (EXPLAIN ANALYZE): the shard reports it only when the bundle
+    /// permits the principal `Inspect` on every table the stage reads.
+    pub inspect: bool,
     /// Who the principal is, in the client's words.
     pub attestation: Attestation,
     /// What the client asked (its attestation signs this): the session

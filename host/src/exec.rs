@@ -10,9 +10,19 @@
 //! run functions outside tests of the sandbox itself.
 
 use crate::audit::{AuditLog, AuditRecord};
-use crate::{Access, Cancel, ExecStats, HostError, Prepared, ResultSink, Sandbox, touched};
+use crate::{
+    Access, Cancel, ExecStats, HostError, MergeInputs, Prepared, ResultSink, Sandbox, touched,
+};
 use scratchbird_storage::Transaction;
+use std::rc::Rc;
 use std::sync::Arc;
+
+/// The record that names an execution (who runs it, for which envelope,
+/// under which bundle), made when it is first needed: a merge stage that
+/// streams its inputs learns whom it runs for from the first shard stage
+/// that reports, which may be after it began. It fails when no record can
+/// be made; then nothing of the execution is released.
+pub type Naming = Rc<dyn Fn() -> Result<AuditRecord, HostError>>;
 
 /// When a stage's batches leave this node's hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +63,8 @@ fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
 struct Held {
     sink: ResultSink,
     first: Option<crate::ResultBatch>,
-    /// The `started` record, until it is written.
-    started: Option<AuditRecord>,
+    /// What names the `started` record, until it is written.
+    started: Option<Naming>,
     log: Arc<AuditLog>,
 }
 
@@ -67,7 +77,8 @@ impl Held {
             self.first = Some(b);
             return Ok(());
         };
-        if let Some(mut r) = self.started.take() {
+        if let Some(named) = self.started.take() {
+            let mut r = named()?;
             r.outcome = "started".into();
             append(&self.log, r)?;
         }
@@ -91,7 +102,7 @@ impl Execution<'_> {
     /// behind a [`Held`], returned too so the caller can release what it holds.
     fn guard(
         &self,
-        record: &AuditRecord,
+        named: Naming,
         release: Release,
         sink: ResultSink,
     ) -> (ResultSink, Option<Shared>) {
@@ -101,7 +112,7 @@ impl Execution<'_> {
         let held: Shared = std::rc::Rc::new(std::cell::RefCell::new(Held {
             sink,
             first: None,
-            started: Some(record.clone()),
+            started: Some(named),
             log: log.clone(),
         }));
         let h2 = held.clone();
@@ -135,7 +146,8 @@ impl Execution<'_> {
             Ok(m) => m,
             Err(e) => return (txn, self.failed(record, e.into())),
         };
-        let (sink, held) = self.guard(&record, release, sink);
+        let r2 = record.clone();
+        let (sink, held) = self.guard(Rc::new(move || Ok(r2.clone())), release, sink);
         let (mut txn, result) = self
             .sandbox
             .run_until(&prepared, txn, access, sink, self.stop);
@@ -173,26 +185,41 @@ impl Execution<'_> {
         Err(e)
     }
 
-    /// Runs the merge stage `prepared` over the shard stage's outputs `inputs`,
-    /// handing its batches to `sink`; `record` names who runs it.
+    /// Runs the merge stage `prepared` over the shard stage's outputs as
+    /// `inputs` hands them over, handing its batches to `sink`; `named`
+    /// names who runs it, asked when a record is first written (a second
+    /// batch's `started` record, or the execution's own after it).
     ///
     /// # Errors
-    /// The merge failed, or its record could not be written.
+    /// The merge failed, or its record could not be made or written (then
+    /// the batch held back, if any, is not released).
     pub fn merge(
         &self,
         prepared: &Prepared,
-        inputs: Vec<Vec<crate::ResultBatch>>,
-        mut record: AuditRecord,
+        inputs: Box<dyn MergeInputs>,
+        named: Naming,
         release: Release,
         sink: ResultSink,
     ) -> Result<ExecStats, HostError> {
-        record.modules = vec![prepared.hash];
-        let (sink, held) = self.guard(&record, release, sink);
+        let hash = prepared.hash;
+        let named: Naming = Rc::new(move || {
+            named().map(|mut r| {
+                r.modules = vec![hash];
+                r
+            })
+        });
+        let (sink, held) = self.guard(named.clone(), release, sink);
         let result = self
             .sandbox
-            .run_merge_until(prepared, inputs, sink, self.stop);
-        record.set_result(&result);
+            .run_merge_from(prepared, inputs, sink, self.stop);
         if let Some(log) = self.audit {
+            let mut record = match named() {
+                Ok(r) => r,
+                // the stage failed before anything could name it (every
+                // shard stage failed): its error says why; nothing left
+                Err(e) => return Err(result.err().unwrap_or(e)),
+            };
+            record.set_result(&result);
             append(log, record)?;
         }
         if let (Ok(_), Some(h)) = (&result, held) {

@@ -19,8 +19,9 @@ pub mod validate;
 
 pub use enforce::{Access, Principal};
 pub use error::HostError;
-pub use exec::{Execution, Release};
+pub use exec::{Execution, Naming, Release};
 pub use limits::SandboxLimits;
 pub use sandbox::{
-    Cancel, ExecStats, Figures, Prepared, ResultBatch, ResultSink, Sandbox, touched,
+    Cancel, ExecStats, Figures, MergeInputs, Prepared, Queued, ResultBatch, ResultSink, Sandbox,
+    Withheld, touched,
 };

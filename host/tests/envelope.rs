@@ -111,6 +111,7 @@ fn world() -> World {
         consistency: Consistency::Snapshot,
         read_at: None,
         trace: [0; 16],
+        inspect: false,
         attestation: att("alice", "c1", NOW + HOUR, &key(10)),
         coordinator: node("c1"),
         shard: node("s1"),

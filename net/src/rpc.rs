@@ -214,6 +214,11 @@ pub struct Done {
     /// Whether a peer's shard stage found its module compiled in its cache.
     #[serde(default)]
     pub cached: bool,
+    /// What the policies withheld in a peer's shard stage, as (rows hidden,
+    /// values masked): only when the coordinator asked (EXPLAIN ANALYZE) and
+    /// the bundle permits the principal `Inspect` on every table it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<(u64, u64)>,
 }
 
 /// A failure: a stable code, a message, a hint, and where in the SQL.

@@ -104,6 +104,11 @@ history_retention_secs = 900
 # buffer pool decodes each page once; one that does not decodes them again.
 page_cache_mib = 256
 kv_cache_mib = 256
+# A coordinator's merge stage reads the shards' rows as they come; rows of
+# one of its inputs that come while it reads another (the second side of a
+# join of tables placed apart) wait here, at most this many MiB
+# (MERGE_MEMORY beyond). 1 to 65536.
+merge_hold_mib = 512
 "#;
 
 /// TLS files.
@@ -260,6 +265,9 @@ pub struct Limits {
     pub page_cache_mib: usize,
     /// The key-value store's block cache, in MiB.
     pub kv_cache_mib: u64,
+    /// Shard rows a coordinator's merge stage holds while it reads another
+    /// input, in MiB.
+    pub merge_hold_mib: usize,
 }
 
 impl Default for Limits {
@@ -275,6 +283,7 @@ impl Default for Limits {
             history_retention_secs: 900,
             page_cache_mib: 256,
             kv_cache_mib: 256,
+            merge_hold_mib: 512,
         }
     }
 }
@@ -398,6 +407,10 @@ impl NodeConfig {
             (
                 (16..=65_536).contains(&l.kv_cache_mib),
                 "limits.kv_cache_mib must be 16 to 65536",
+            ),
+            (
+                (1..=65_536).contains(&l.merge_hold_mib),
+                "limits.merge_hold_mib must be 1 to 65536",
             ),
             (
                 (1..=3600).contains(&cfg.reload.interval_secs),

@@ -157,6 +157,7 @@ impl Cluster {
             consistency: Consistency::Snapshot,
             read_at: None,
             trace: [0; 16],
+            inspect: false,
             attestation: att,
             coordinator: node("c1"),
             // `Shard::new` names its node ""
@@ -556,6 +557,12 @@ impl scratchbird_coord::Credentials for Behind {
     }
     fn bundle_hash(&self) -> scratchbird_types::BundleHash {
         scratchbird_types::BundleHash(self.bundle)
+    }
+    fn recorded_as(&self, user: &str) -> (String, Option<scratchbird_types::BundleHash>) {
+        (
+            format!("User::{user:?}"),
+            Some(scratchbird_types::BundleHash(self.bundle)),
+        )
     }
 }
 

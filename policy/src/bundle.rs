@@ -48,6 +48,13 @@ pub const ACTIONS: [(&str, &str); 8] = [
 /// `Alter` of its table) and `Create` and `Drop` of `Domain::"d"`.
 pub const SCHEMA_ACTIONS: [&str; 3] = ["Create", "Alter", "Drop"];
 
+/// The action that lets a principal see, in `EXPLAIN ANALYZE`, how many rows
+/// of a table the row policy hid from them and how many values masks
+/// changed. A bundle may leave it out (then nobody sees them); declared, it
+/// must apply to `Table`:
+/// `action Inspect appliesTo { principal: User, resource: Table, context: Session };`.
+pub const INSPECT_ACTION: &str = "Inspect";
+
 /// The Cedar type of a row attribute, as far as ScratchBird maps SQL types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttrKind {
@@ -1171,6 +1178,18 @@ fn check_model(schema: &Json, diags: &mut Vec<Diagnostic>) -> Option<BTreeMap<St
                     "declare it as `action Create, Alter, Drop appliesTo { principal: User, resource: [Table, Domain], context: Session };`",
                 );
             }
+        }
+    }
+    if let Some(a) = actions.get(INSPECT_ACTION) {
+        let applies = a
+            .pointer("/appliesTo/resourceTypes")
+            .and_then(Json::as_array)
+            .is_some_and(|r| r.iter().any(|x| x.as_str() == Some("Table")));
+        if !applies {
+            problem(
+                format!("action {INSPECT_ACTION} must apply to resource type Table"),
+                "declare it as `action Inspect appliesTo { principal: User, resource: Table, context: Session };`",
+            );
         }
     }
     Some(tables)

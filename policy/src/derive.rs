@@ -110,6 +110,23 @@ pub fn may_unmask(bundle: &Arc<Bundle>, ctx: &SecurityContext, domain: &str) -> 
     Ctx::new(bundle, ctx)?.decide("Unmask", uid(&bundle.names.domain, domain))
 }
 
+/// Whether `ctx`'s principal may see, in `EXPLAIN ANALYZE`, how many rows of
+/// `table` the row policy hid and how many values masks changed: the
+/// bundle's [`crate::bundle::INSPECT_ACTION`] on `Table::"table"`. A bundle
+/// that does not declare the action permits it to nobody.
+///
+/// # Errors
+/// As [`derive`].
+pub fn may_inspect(bundle: &Arc<Bundle>, ctx: &SecurityContext, table: &str) -> Result<bool> {
+    if !bundle.declares_action(crate::bundle::INSPECT_ACTION) {
+        return Ok(false);
+    }
+    Ctx::new(bundle, ctx)?.decide(
+        crate::bundle::INSPECT_ACTION,
+        uid(&bundle.names.table, table),
+    )
+}
+
 /// A change to the schema, as the bundle's schema actions name it
 /// ([`crate::bundle::SCHEMA_ACTIONS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

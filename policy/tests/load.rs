@@ -9,7 +9,7 @@
 use scratchbird_policy::Bundle;
 use scratchbird_policy::bundle::AttrKind;
 use scratchbird_policy::derive::{
-    Deriver, RowFilter, SecurityContext, may_unmask, schema_of_row_types,
+    Deriver, RowFilter, SecurityContext, may_inspect, may_unmask, schema_of_row_types,
 };
 use scratchbird_policy::ir::Rows;
 use scratchbird_types::Value;
@@ -336,6 +336,40 @@ fn what_the_schema_does_not_hold_is_refused() {
     assert!(
         err.to_string()
             .contains("customers.email is declared in domain"),
+        "{err}"
+    );
+}
+
+/// `Inspect` (EXPLAIN ANALYZE's counts of what the policies withheld) is
+/// what the bundle permits: saas lets support and the administrator, not a
+/// tenant user; a bundle that does not declare the action lets nobody, and
+/// one that declares it on another resource type is refused.
+#[test]
+fn inspect_is_permitted_as_the_bundle_says_and_to_nobody_when_undeclared() {
+    let saas = Arc::new(Bundle::load(example("saas")).unwrap());
+    let who = |p: &str| SecurityContext::new(&format!("User::\"{p}\""));
+    assert!(may_inspect(&saas, &who("sam"), "invoices").unwrap());
+    assert!(may_inspect(&saas, &who("admin"), "customers").unwrap());
+    assert!(!may_inspect(&saas, &who("alice"), "invoices").unwrap());
+    let hr = Arc::new(Bundle::load(example("hr")).unwrap());
+    assert!(!hr.declares_action("Inspect"));
+    assert!(!may_inspect(&hr, &who("mgr"), "employees").unwrap());
+    // declared on the wrong resource type: the bundle does not load
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(example("saas")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let schema = dir.path().join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap().replace(
+        "action Inspect appliesTo { principal: User, resource: Table,",
+        "action Inspect appliesTo { principal: User, resource: Domain,",
+    );
+    std::fs::write(&schema, text).unwrap();
+    let err = Bundle::load(dir.path()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Inspect must apply to resource type Table"),
         "{err}"
     );
 }

@@ -57,6 +57,10 @@ const LOCAL_ATTESTATION_US: i64 = 3_600_000_000;
 struct LocalCreds {
     key: SigningKey,
     bundle: BundleHash,
+    /// Whom the in-process shard records executions under, and whether it
+    /// enforces the bundle (not for an owner).
+    label: String,
+    enforced: bool,
 }
 
 impl Credentials for LocalCreds {
@@ -71,6 +75,17 @@ impl Credentials for LocalCreds {
     }
     fn bundle_hash(&self) -> BundleHash {
         self.bundle
+    }
+    fn recorded_as(&self, _user: &str) -> (String, Option<BundleHash>) {
+        (self.label.clone(), self.enforced.then_some(self.bundle))
+    }
+}
+
+/// The name the in-process shard records `access`'s executions under.
+fn label_of(access: &Access) -> String {
+    match access {
+        Access::Owner => "owner".to_owned(),
+        Access::Principal(p) => p.name().to_owned(),
     }
 }
 
@@ -182,10 +197,11 @@ impl LocalSession {
         node_key: &SigningKey,
         user_key: &SigningKey,
     ) -> (Arc<dyn Credentials>, InProcess) {
-        let (bundle, label) = match access {
-            Access::Owner => (BundleHash([0; 32]), "owner".to_owned()),
-            Access::Principal(p) => (p.bundle_hash(), p.name().to_owned()),
+        let bundle = match access {
+            Access::Owner => BundleHash([0; 32]),
+            Access::Principal(p) => p.bundle_hash(),
         };
+        let label = label_of(access);
         let authority = LocalAuthority {
             members: HashMap::from([(
                 LOCAL,
@@ -213,6 +229,8 @@ impl LocalSession {
         let creds = Arc::new(LocalCreds {
             key: node_key.clone(),
             bundle,
+            label: label_of(access),
+            enforced: matches!(access, Access::Principal(_)),
         });
         (creds, InProcess(Arc::new(shard)))
     }

@@ -447,6 +447,30 @@ impl Shard {
     }
 }
 
+/// Whether `access` may see what the policies withheld in a stage reading
+/// `tables` (the bundle's `Inspect` on each; an owner, whom no policy
+/// restricts, may). Undecidable is no (logged).
+fn may_inspect(access: &Access, txn: &Transaction, tables: &[scratchbird_types::TableId]) -> bool {
+    let Access::Principal(p) = access else {
+        return true;
+    };
+    let Ok(cat) = txn.catalog() else {
+        return false;
+    };
+    let mut names = Vec::with_capacity(tables.len());
+    for id in tables {
+        match cat.table(*id) {
+            Some(def) => names.push(def.name.clone()),
+            None => return false,
+        }
+    }
+    p.may_inspect(names.iter().map(String::as_str))
+        .unwrap_or_else(|e| {
+            tracing::warn!("deciding Inspect: {e}");
+            false
+        })
+}
+
 /// A shard's session for one coordinator session ([`Shard::session`]).
 pub struct ShardSessionOf {
     shard: Arc<Shard>,
@@ -817,9 +841,12 @@ impl ShardSessionOf {
                     shard: seen,
                 });
             }
-            Ok((access, txn, note))
+            // what the policies withheld, when asked (EXPLAIN ANALYZE) and
+            // the bundle lets the principal see it for every table read
+            let inspect = v.envelope.inspect && may_inspect(&access, &txn, &v.envelope.tables);
+            Ok((access, txn, note, inspect))
         });
-        let (access, txn, note) = match checked {
+        let (access, txn, note, inspect) = match checked {
             Ok(x) => x,
             Err(e) => {
                 // a plan of another epoch did not run: the statement's
@@ -858,6 +885,9 @@ impl ShardSessionOf {
         let stats = result?;
         let mut figures = stats.figures();
         figures.notes.extend(note);
+        if inspect {
+            figures.withheld = Some(stats.withheld());
+        }
         Ok(ShardRun { figures, ..run })
     }
 

@@ -470,7 +470,7 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits` and `big`;
+/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits`, `big` and `wide`;
 /// `admin`, `ops` and `erin` administrators (every action, schema changes too);
 /// `reader`, who reads and changes nothing.
 #[must_use]

@@ -343,8 +343,11 @@ impl Running {
         // every node has applied the schema before rows go to its shard
         let until = Instant::now() + Duration::from_secs(20);
         for i in 0..self.nodes.len() {
-            while self.ops(i, load.ready).is_err() {
-                assert!(Instant::now() < until, "the schema did not reach node {i}");
+            while let Err(e) = self.ops(i, load.ready) {
+                assert!(
+                    Instant::now() < until,
+                    "the schema did not reach node {i}: {e}"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -1125,7 +1128,8 @@ fn example_bundles_answer_generated_queries_on_three_shards_as_on_one_node() {
 /// EXPLAIN ANALYZE over three shards: the plan, then each shard's rows, time,
 /// module and cache state, the merge stage's, and one trace id that finds the
 /// stage's audit record on every shard node (and the merge stage's at the
-/// coordinator); rows hidden are not shown.
+/// coordinator); rows hidden are not shown under a bundle that declares no
+/// `Inspect`.
 #[test]
 fn explain_analyze_shows_each_shard_and_its_trace_id_finds_every_stage_record() {
     let three = Running::start(3);
@@ -1168,8 +1172,9 @@ fn explain_analyze_shows_each_shard_and_its_trace_id_finds_every_stage_record() 
     assert_eq!(shard_lines.len(), 3, "{text}");
     assert!(text.contains("merge stage here: 7 rows"), "{text}");
     assert!(text.contains("statement: 7 rows"), "{text}");
+    // the tests' bundle declares no Inspect: nobody is shown what it withheld
     assert!(
-        !text.contains("hidden 0") && text.contains("not here"),
+        withheld_per_shard(&text).iter().all(Option::is_none) && text.contains("not yours to see"),
         "{text}"
     );
     let trace = text
@@ -1192,5 +1197,168 @@ fn explain_analyze_shows_each_shard_and_its_trace_id_finds_every_stage_record() 
         assert!(n >= if i == 0 { 2 } else { 1 }, "node {i}: {records}");
         assert!(records.lines().all(|l| l.contains(&trace)), "{records}");
     }
+    three.stop();
+}
+
+/// Rows of `wide`: 12,000 of about 160 bytes, a third on each shard.
+const WIDE_ROWS: u64 = 12_000;
+
+fn wide_pad(i: u64) -> String {
+    format!("{i:06}-{}", "x".repeat(150))
+}
+
+/// The shards' rows stream into the merge stage: a merge stage that reads
+/// one input holds only its own state, so a DISTINCT and a sort whose shard
+/// rows outgrow the coordinator's hold limit (`limits.merge_hold_mib = 1`)
+/// answer; a join of tables placed apart, whose second input waits while
+/// the first is read, fails with `MERGE_MEMORY` naming the limit and the
+/// fix, and answers once its sides are filtered below it.
+#[test]
+fn shard_rows_stream_into_the_merge_stage_and_only_a_join_s_waiting_side_is_held() {
+    let rows: Vec<String> = (0..WIDE_ROWS / 100)
+        .map(|k| {
+            let values: Vec<String> = (k * 100..(k + 1) * 100)
+                .map(|i| format!("({i}, '{}')", wide_pad(i)))
+                .collect();
+            format!("INSERT INTO wide VALUES {}", values.join(", "))
+        })
+        .collect();
+    let three = Running::start_with(
+        3,
+        &ClusterOpts {
+            limits: "merge_hold_mib = 1\n".into(),
+            ..ClusterOpts::default()
+        },
+        &Load {
+            schema: vec![
+                "CREATE TABLE wide (id INT PRIMARY KEY, pad VARCHAR(200)) DISTRIBUTE BY RANGE (id) SPLIT AT (4000, 8000)".to_owned(),
+            ],
+            rows,
+            ready: "SELECT count(*) FROM wide",
+            loader: "ops",
+            users: &["reader"],
+        },
+    );
+    // about 2 MiB of shard rows into a merge stage that reads one input
+    let distinct = three.ops(0, "SELECT DISTINCT pad FROM wide").unwrap();
+    assert_eq!(distinct.len() as u64, WIDE_ROWS);
+    let sorted = three
+        .ops(1, "SELECT pad FROM wide ORDER BY pad DESC")
+        .unwrap();
+    assert_eq!(sorted.len() as u64, WIDE_ROWS);
+    assert!(
+        sorted[0].contains(&wide_pad(WIDE_ROWS - 1)),
+        "{}",
+        sorted[0]
+    );
+    assert!(sorted[sorted.len() - 1].contains(&wide_pad(0)));
+    // one shard, with a merge stage all the same
+    let one = three
+        .ops(2, "SELECT DISTINCT pad FROM wide WHERE id < 3000")
+        .unwrap();
+    assert_eq!(one.len(), 3000);
+    // a join on a column the table is not placed by: the second side waits
+    let join = "SELECT count(*) FROM wide a JOIN wide b ON a.pad = b.pad";
+    let e = three.ops(0, join).unwrap_err();
+    assert!(
+        e.contains("MERGE_MEMORY") && e.contains("1 MiB") && e.contains("place the joined tables"),
+        "{e}"
+    );
+    // the statement failed; the session and the cluster go on
+    let small = three
+        .ops(
+            0,
+            "SELECT count(*) FROM wide a JOIN wide b ON a.pad = b.pad WHERE a.id < 2000 AND b.id < 2000",
+        )
+        .unwrap();
+    assert_eq!(small, vec!["2000".to_owned()]);
+    three.stop();
+}
+
+/// The EXPLAIN ANALYZE text of `sql` as the user of `c`.
+async fn explained(c: &Client, sql: &str) -> String {
+    let mut r = c.query(&format!("EXPLAIN ANALYZE {sql}"), 0).await.unwrap();
+    let mut text = None;
+    while let Some(x) = r.next().await.unwrap() {
+        if let Response::Done(d) = x {
+            text = d.text;
+        }
+    }
+    text.unwrap()
+}
+
+/// What each shard line of an EXPLAIN ANALYZE text says the policies
+/// withheld: (rows hidden, values masked), `None` where it is not shown.
+fn withheld_per_shard(text: &str) -> Vec<Option<(u64, u64)>> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with("shard ") && l.contains(" ms, module "))
+        .map(|l| {
+            let hidden = l.split(", ").find_map(|p| p.strip_suffix(" rows hidden"))?;
+            let masked = l
+                .split(", ")
+                .find_map(|p| p.strip_suffix(" values masked"))?;
+            Some((hidden.parse().unwrap(), masked.parse().unwrap()))
+        })
+        .collect()
+}
+
+/// EXPLAIN ANALYZE shows what the policies withheld only to a principal the
+/// bundle permits `Inspect` on every table read (the saas bundle: support,
+/// and the administrator); a tenant user sees that it is not theirs to see.
+/// The rows hidden on the three shards add up to the rows the principal
+/// does not see.
+#[test]
+fn explain_analyze_shows_what_the_policies_withheld_only_to_whom_the_bundle_permits() {
+    let (schema, rows) = saas_data(&mut Rng(7));
+    let three = Running::start_with(
+        3,
+        &ClusterOpts {
+            bundle: Some(scratchbird_tests::repo().join("examples/bundles/saas")),
+            ..ClusterOpts::default()
+        },
+        &Load {
+            schema,
+            rows,
+            ready: "SELECT count(*) FROM invoices",
+            loader: "admin",
+            users: &["alice", "sam"],
+        },
+    );
+    let all: u64 = three.ops(0, "SELECT count(*) FROM invoices").unwrap()[0]
+        .parse()
+        .unwrap();
+    let (sam, alice_text) = scratchbird_tests::block_on(async {
+        let sam = connect(three.node(1), &three.reader, "sam", &three.ca()).await;
+        let seen: u64 = answer(&sam, "SELECT count(*) FROM invoices").await.unwrap()[0]
+            .parse()
+            .unwrap();
+        let sam_text = explained(&sam, "SELECT id, amount FROM invoices").await;
+        let masked_text = explained(&sam, "SELECT email FROM customers").await;
+        sam.close().await;
+        let alice = connect(three.node(2), &three.reader, "alice", &three.ca()).await;
+        let alice_text = explained(&alice, "SELECT id, amount FROM invoices").await;
+        alice.close().await;
+        ((seen, sam_text, masked_text), alice_text)
+    });
+    let (seen, sam_text, masked_text) = sam;
+    assert!(seen < all, "the bundle hides draft invoices from support");
+    let per_shard = withheld_per_shard(&sam_text);
+    assert_eq!(per_shard.len(), 3, "{sam_text}");
+    let hidden: u64 = per_shard.iter().map(|w| w.unwrap().0).sum();
+    assert_eq!(hidden, all - seen, "{sam_text}");
+    // support reads e-mails masked: every value it received was masked
+    let masked: u64 = withheld_per_shard(&masked_text)
+        .iter()
+        .map(|w| w.unwrap().1)
+        .sum();
+    assert!(masked > 0, "{masked_text}");
+    // a tenant user is shown neither figure, not even a zero
+    let alice_per_shard = withheld_per_shard(&alice_text);
+    assert_eq!(alice_per_shard.len(), 3, "{alice_text}");
+    assert!(alice_per_shard.iter().all(Option::is_none), "{alice_text}");
+    assert!(
+        alice_text.contains("not yours to see") && !alice_text.contains(" rows hidden,"),
+        "{alice_text}"
+    );
     three.stop();
 }

@@ -136,6 +136,7 @@ fn envelope_of(
         consistency: Consistency::Snapshot,
         read_at: None,
         trace: [0; 16],
+        inspect: false,
         attestation: att,
         asked: Asked {
             sql: sql.into(),
@@ -182,6 +183,20 @@ fn as_peer<T>(node: &Node, by: &Peer, f: impl AsyncFnOnce(&Client) -> T) -> T {
 fn send(node: &Node, by: &Peer, sp: &Subplan) -> Result<Vec<String>, String> {
     as_peer(node, by, async |c| {
         answer(c, &Request::Subplan(sp.clone())).await
+    })
+}
+
+/// Sends `sp` to the node's peer endpoint as `by`: the stage's report.
+fn done_of(node: &Node, by: &Peer, sp: &Subplan) -> scratchbird_net::rpc::Done {
+    as_peer(node, by, async |c| {
+        let mut r = c.send(&Request::Subplan(sp.clone())).await.unwrap();
+        loop {
+            match r.next().await {
+                Ok(Some(Response::Done(d))) => break d,
+                Ok(Some(Response::Batch(_))) => {}
+                other => panic!("{other:?}"),
+            }
+        }
     })
 }
 
@@ -679,7 +694,7 @@ fn a_compromised_coordinator_on_three_shards_gets_only_what_the_bundle_allows() 
         3,
         &ClusterOpts {
             bundle: Some(repo().join("examples/bundles/saas")),
-            users: vec!["alice".into(), "bob".into()],
+            users: vec!["alice".into(), "bob".into(), "sam".into()],
             ..ClusterOpts::default()
         },
     );
@@ -768,6 +783,24 @@ fn a_compromised_coordinator_on_three_shards_gets_only_what_the_bundle_allows() 
         }
         got.sort();
         assert_eq!(&got, want, "{user} through a hostile coordinator");
+    }
+    // asking every shard what the policies withheld (EXPLAIN ANALYZE's
+    // figures): given for a user the bundle permits Inspect (support), never
+    // for alice, whatever the coordinator asks
+    for (user, shown) in [("alice", false), ("sam", true)] {
+        for n in &nodes {
+            let sp = envelope_of(SQL, &cat, n, &evil, att(user, SQL), next(), |e| {
+                in_force(e);
+                e.inspect = true;
+            });
+            let done = done_of(n, &evil, &sp);
+            assert_eq!(
+                done.withheld.is_some(),
+                shown,
+                "{user} at {}: {done:?}",
+                n.name
+            );
+        }
     }
 
     let target = &nodes[1];

@@ -217,17 +217,23 @@ fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, Host
         .ok_or_else(|| HostError::internal("input"))?
         .layout()
         .map_err(|e| HostError::refused_by(format!("the layout of input {i}"), e))?;
-    let batches = st
-        .inputs
+    let opened = st
+        .opened
         .get_mut(i)
-        .and_then(Option::take)
-        .ok_or_else(|| HostError::abi(format!("input {i} opened twice")))?;
+        .ok_or_else(|| HostError::internal("input"))?;
+    if std::mem::replace(opened, true) {
+        return Err(HostError::abi(format!("input {i} opened twice")));
+    }
     if st.scans.len() >= SCANS_OPEN_MAX {
         return Err(HostError::abi(format!(
             "more than {SCANS_OPEN_MAX} scans opened in one execution"
         )));
     }
-    st.scans.push(Open::Input { layout, batches });
+    st.scans.push(Open::Input {
+        input: i,
+        layout,
+        ended: false,
+    });
     i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
 }
 
@@ -367,14 +373,36 @@ fn scan_next<T: TxnSlot>(
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     let sc = match open {
         Open::Table(sc) => sc,
-        Open::Input { layout, batches } => {
+        Open::Input {
+            input,
+            layout,
+            ended,
+        } => {
             let r = region(size, buf, len, layout.total_bytes())?;
             if kbuf != 0 || klen != 0 {
                 return Err(HostError::abi("a key buffer for a merge input"));
             }
-            let Some(b) = batches.pop_front() else {
+            if *ended {
+                return Ok(0);
+            }
+            let source = st
+                .inputs
+                .as_mut()
+                .ok_or_else(|| HostError::internal("a merge input without a source"))?;
+            // an empty batch would read as the input's end: skipped
+            let b = loop {
+                match source.next(*input)? {
+                    Some(b) if b.rows == 0 => {}
+                    other => break other,
+                }
+            };
+            let Some(b) = b else {
+                *ended = true;
                 return Ok(0);
             };
+            if !super::fits(&b.layout, layout) {
+                return Err(super::wrong_layout(*input));
+            }
             let slice = data
                 .get_mut(r)
                 .ok_or_else(|| HostError::internal("region"))?;

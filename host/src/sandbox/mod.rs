@@ -215,7 +215,8 @@ pub struct ExecStats {
 /// function of the rows the principal may see (and of the statement), never of
 /// rows the bundle hides from them. Two databases that differ only in such rows
 /// give equal figures. Rows hidden, cells masked and rows examined are in the
-/// audit trail only. (How long an execution took is not here: it is measured by
+/// audit trail, and rows hidden and cells masked in [`Figures::withheld`] only
+/// for a principal the bundle permits `Inspect` (EXPLAIN ANALYZE). (How long an execution took is not here: it is measured by
 /// whoever shows it, and it does depend on hidden rows; `SECURITY.md`.)
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
@@ -234,6 +235,21 @@ pub struct Figures {
     /// What the shards said about where in time they read (a best-effort
     /// snapshot a shard could not read at, and why).
     pub notes: Vec<String>,
+    /// What the bundle's policies withheld in a shard stage: only where the
+    /// statement asked (EXPLAIN ANALYZE) and the bundle permits the
+    /// principal `Inspect` on every table the stage read; `None` otherwise.
+    /// The one figure that depends on rows the principal may not see, shown
+    /// only to whom the bundle allows it.
+    pub withheld: Option<Withheld>,
+}
+
+/// What a bundle's policies withheld from a principal in one stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Withheld {
+    /// Rows the row policy hid.
+    pub rows_hidden: u64,
+    /// Values masks changed.
+    pub cells_masked: u64,
 }
 
 impl ExecStats {
@@ -248,6 +264,17 @@ impl ExecStats {
             memory_bytes: self.memory_bytes as u64,
             cached: self.cached,
             notes: Vec::new(),
+            withheld: None,
+        }
+    }
+
+    /// What the policies withheld in this execution, for a principal the
+    /// bundle lets see it.
+    #[must_use]
+    pub fn withheld(&self) -> Withheld {
+        Withheld {
+            rows_hidden: self.rows_hidden,
+            cells_masked: self.cells_masked,
         }
     }
 }
@@ -255,8 +282,17 @@ impl ExecStats {
 /// Scans one execution may open (each holds a cursor and a key buffer).
 const SCANS_OPEN_MAX: usize = 64;
 
+/// A batch of input `i` in another layout than the merge stage declares.
+fn wrong_layout(i: usize) -> HostError {
+    HostError::refused(format!(
+        "input {i} holds batches of another layout than the merge stage declares"
+    ))
+}
+
 /// Whether a batch laid out by `batch` can be read as `declared`: the same
-/// columns, no more rows and no more heap.
+/// columns, no more rows and no more heap. (A batch comes in its declared
+/// layout or compacted: fewer rows, a smaller heap, the same columns; it is
+/// expanded when read.)
 fn fits(batch: &BatchLayout, declared: &BatchLayout) -> bool {
     batch == declared
         || (batch.types() == declared.types()
@@ -352,9 +388,36 @@ struct Target {
 enum Open {
     Table(Box<OpenScan>),
     Input {
+        /// Which of the stage's inputs.
+        input: usize,
         layout: BatchLayout,
-        batches: VecDeque<ResultBatch>,
+        /// Whether its last batch was read.
+        ended: bool,
     },
+}
+
+/// Where a merge stage's inputs come from, batch by batch, as it reads them:
+/// the shard stages' outputs as they arrive (the coordinator's fan-out), or
+/// batches already at hand ([`Queued`]).
+pub trait MergeInputs {
+    /// The next batch of input `input` (the shard stages' output `input`),
+    /// waiting for one when none has come yet; `None` once every shard stage
+    /// has ended and every batch of the input was read.
+    ///
+    /// # Errors
+    /// A shard stage failed, or the batches waiting for other inputs
+    /// outgrew their limit.
+    fn next(&mut self, input: usize) -> Result<Option<ResultBatch>, HostError>;
+}
+
+/// Merge inputs already at hand: input `i` is `batches[i]`.
+#[derive(Debug, Default)]
+pub struct Queued(pub Vec<VecDeque<ResultBatch>>);
+
+impl MergeInputs for Queued {
+    fn next(&mut self, input: usize) -> Result<Option<ResultBatch>, HostError> {
+        Ok(self.0.get_mut(input).and_then(VecDeque::pop_front))
+    }
 }
 
 struct HostState<T: TxnSlot> {
@@ -369,8 +432,9 @@ struct HostState<T: TxnSlot> {
     manifest: Arc<PlanManifest>,
     memory: Option<Memory>,
     scans: Vec<Open>,
-    /// A merge stage's inputs, each taken when opened.
-    inputs: Vec<Option<VecDeque<ResultBatch>>>,
+    /// A merge stage's inputs (none for a shard stage), and which were opened.
+    inputs: Option<Box<dyn MergeInputs>>,
+    opened: Vec<bool>,
     outputs: Vec<Arc<BatchLayout>>,
     targets: Vec<Option<Target>>,
     sink: ResultSink,
@@ -653,7 +717,7 @@ impl Sandbox {
                 )),
             );
         }
-        self.execute(&self.linker, prepared, txn, access, Vec::new(), sink, stop)
+        self.execute(&self.linker, prepared, txn, access, None, sink, stop)
     }
 
     /// Runs a merge stage over `inputs` (input `i` is every batch the shard stages
@@ -701,14 +765,32 @@ impl Sandbox {
             let layout = decl
                 .layout()
                 .map_err(|e| HostError::refused_by(format!("the layout of input {i}"), e))?;
-            // a batch comes in its declared layout or compacted (fewer rows, a
-            // smaller heap, the same columns); it is expanded when read
             if batches.iter().any(|b| !fits(&b.layout, &layout)) {
-                return Err(HostError::refused(format!(
-                    "input {i} holds batches of another layout than the merge stage declares"
-                )));
+                return Err(wrong_layout(i));
             }
-            queues.push(Some(VecDeque::from(batches)));
+            queues.push(VecDeque::from(batches));
+        }
+        self.run_merge_from(prepared, Box::new(Queued(queues)), sink, stop)
+    }
+
+    /// Runs a merge stage over `inputs` as they come: the stage reads each
+    /// input's batches as [`MergeInputs::next`] hands them over (so a stage
+    /// that reads one input streams it, holding only its own state), and each
+    /// batch's layout is checked as it is read.
+    ///
+    /// # Errors
+    /// As [`Sandbox::run_merge_until`], and the errors of `inputs`.
+    pub fn run_merge_from(
+        &self,
+        prepared: &Prepared,
+        inputs: Box<dyn MergeInputs>,
+        sink: ResultSink,
+        stop: &Cancel,
+    ) -> Result<ExecStats, HostError> {
+        if !prepared.manifest.is_merge() {
+            return Err(HostError::refused(
+                "it is not a merge stage: it has no inputs",
+            ));
         }
         // a merge stage reads no table: there is nothing for a bundle to filter
         self.execute(
@@ -716,7 +798,7 @@ impl Sandbox {
             prepared,
             NoTxn,
             &Access::Owner,
-            queues,
+            Some(inputs),
             sink,
             stop,
         )
@@ -733,7 +815,7 @@ impl Sandbox {
         prepared: &Prepared,
         txn: T,
         access: &Access,
-        inputs: Vec<Option<VecDeque<ResultBatch>>>,
+        inputs: Option<Box<dyn MergeInputs>>,
         sink: ResultSink,
         stop: &Cancel,
     ) -> (T, Result<ExecStats, HostError>) {
@@ -764,6 +846,7 @@ impl Sandbox {
             memory: None,
             scans: Vec::new(),
             inputs,
+            opened: vec![false; prepared.manifest.inputs.len()],
             outputs,
             targets: prepared.manifest.writes.iter().map(|_| None).collect(),
             sink,

@@ -295,6 +295,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         consistency: Consistency::Snapshot,
         read_at: None,
         trace: [0; 16],
+        inspect: false,
         attestation: att("alice", "c1", NOW + 1_000_000, &key(10)),
         coordinator: node("c1"),
         shard: node("s1"),

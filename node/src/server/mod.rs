@@ -160,6 +160,11 @@ impl Credentials for NodeCreds {
     fn bundle_hash(&self) -> BundleHash {
         self.principals.bundle_hash()
     }
+    fn recorded_as(&self, user: &str) -> (String, Option<BundleHash>) {
+        let label = UserName::new(user)
+            .map_or_else(|_| format!("User::{user:?}"), |u| self.principals.label(&u));
+        (label, Some(self.principals.bundle_hash()))
+    }
 }
 
 fn load_trust(path: &Path, cluster: scratchbird_types::ClusterId) -> Result<Trust, String> {
@@ -1227,6 +1232,7 @@ fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc:
     };
     session.set_audit(shared.audit.clone());
     session.set_statements(shared.statements.clone());
+    session.set_merge_hold(shared.cfg.limits.merge_hold_mib << 20);
     while let Ok(job) = jobs.recv() {
         // a context the bundle refuses is refused before anything runs (the
         // shard checks again, and refuses a change inside a transaction)

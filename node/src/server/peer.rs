@@ -112,6 +112,7 @@ fn done_tag(tag: &str) -> Done {
         written: 0,
         notes: Vec::new(),
         cached: false,
+        withheld: None,
     }
 }
 
@@ -307,6 +308,10 @@ async fn subplan(
                 principal: Some(run.principal),
                 notes: run.figures.notes,
                 cached: run.figures.cached,
+                withheld: run
+                    .figures
+                    .withheld
+                    .map(|w| (w.rows_hidden, w.cells_masked)),
                 ..done_tag("SUBPLAN")
             }),
             Err(e) => {

@@ -415,6 +415,12 @@ impl ShardSession for RemoteSession {
                             memory_bytes: 0,
                             cached: d.cached,
                             notes: d.notes,
+                            withheld: d.withheld.map(|(rows_hidden, cells_masked)| {
+                                scratchbird_host::Withheld {
+                                    rows_hidden,
+                                    cells_masked,
+                                }
+                            }),
                         },
                         principal: d.principal.unwrap_or_default(),
                         bundle: None,

@@ -102,6 +102,7 @@ pub(super) fn done_of(o: Outcome, elapsed: Duration) -> Done {
         written: 0,
         notes,
         cached: false,
+        withheld: None,
     }
 }
 
