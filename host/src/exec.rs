@@ -18,10 +18,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// The record that names an execution (who runs it, for which envelope,
-/// under which bundle), made when it is first needed: a merge stage that
-/// streams its inputs learns whom it runs for from the first shard stage
-/// that reports, which may be after it began. It fails when no record can
-/// be made; then nothing of the execution is released.
+/// under which bundle), made when it is first needed (a `started` record,
+/// or the execution's own). It fails when no record can be made; then
+/// nothing of the execution is released. (Every caller now knows the record
+/// before the execution begins; a plain record would do.)
 pub type Naming = Rc<dyn Fn() -> Result<AuditRecord, HostError>>;
 
 /// When a stage's batches leave this node's hands.
