@@ -6,7 +6,10 @@
 //!
 //! The log is a sequence of frames: a little-endian `u32` length, then the record
 //! as canonical CBOR (field order fixed by the struct). A record's hash is blake3 of
-//! its encoding with `hash` zeroed.
+//! its encoding with `hash` zeroed. The frames may be followed by zero bytes:
+//! the file is grown ahead of the records in zero-filled steps
+//! ([`LOG_GROWTH_BYTES`]), so an append's `fdatasync` flushes the record's
+//! blocks only, not also the file's new size (`docs/audit-trail.md`).
 
 use scratchbird_types::env::Env;
 use scratchbird_types::{Epoch, NodeName};
@@ -18,6 +21,12 @@ use std::sync::{Arc, Condvar, Mutex};
 
 /// Largest record accepted when reading a log (a record is a few hundred bytes).
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
+
+/// The step the log file grows by, in zero bytes written ahead of the records:
+/// about 1,500 records of a point query. An append inside the file makes only
+/// its own blocks durable; one that grows it also writes the step (a few
+/// milliseconds, once per step).
+pub const LOG_GROWTH_BYTES: u64 = 1 << 20;
 
 /// One sandbox execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,8 +154,10 @@ pub struct Verified {
     /// that made their record durable and stopped (a crash) before updating the
     /// head. Their executions released nothing; the node adopts them on open.
     pub beyond_head: u64,
-    /// Bytes after the last whole record (an unfinished frame, zeros, or stale
-    /// bytes a crash left after the head); the node cuts them off on open.
+    /// Bytes after the last whole record, up to the last byte that is not
+    /// zero (an unfinished frame, or stale bytes a crash left after the head);
+    /// the node cuts them off on open. Zero bytes after the records are space
+    /// the log was grown by, not counted.
     pub torn_bytes: u64,
 }
 
@@ -159,16 +170,12 @@ pub fn read_records(path: &Path) -> Result<(Vec<AuditRecord>, bool), AuditError>
     let bytes = read_log(path)?;
     let frames = frames(&bytes);
     match frames.end {
-        End::Damaged {
-            reason,
-            zeros: false,
-            ..
-        } => Err(AuditError::Broken {
+        End::Damaged { reason, .. } => Err(AuditError::Broken {
             path: path.to_owned(),
             reason,
         }),
         End::Clean => Ok((frames.records, false)),
-        End::Torn { .. } | End::Damaged { zeros: true, .. } => Ok((frames.records, true)),
+        End::Torn { .. } => Ok((frames.records, true)),
     }
 }
 
@@ -185,18 +192,18 @@ fn read_log(path: &Path) -> Result<Vec<u8>, AuditError> {
 
 /// How the frames of a log end.
 enum End {
-    /// After the last whole frame.
+    /// After the last whole frame; nothing follows but zero bytes (the space
+    /// the log was grown by).
     Clean,
-    /// Inside a frame that was not written whole, at byte `at`.
+    /// Inside a frame that was not written whole, at byte `at`: it is cut short
+    /// by the end of the file, or it is not a record (or not the record its
+    /// hash says, and ends in a zero byte) and nothing but zero bytes follows
+    /// it. The last append's write stopped part way (a crash); an append
+    /// writes nothing after its own frame.
     Torn { at: usize },
-    /// At a whole frame that is not a record, at byte `at`; `zeros` when it and
-    /// everything after it are zero bytes (space a crash left allocated but
-    /// unwritten, never something the writer wrote).
-    Damaged {
-        at: usize,
-        zeros: bool,
-        reason: String,
-    },
+    /// At a whole frame that is not a record, with more than zeros after it,
+    /// at byte `at`.
+    Damaged { at: usize, reason: String },
 }
 
 struct Frames {
@@ -206,6 +213,18 @@ struct Frames {
     end: End,
 }
 
+/// Whether `bytes` from `from` on are all zero (or there are none).
+fn zeros_from(bytes: &[u8], from: usize) -> bool {
+    bytes.get(from..).is_none_or(|r| r.iter().all(|b| *b == 0))
+}
+
+/// Whether a frame that decodes to `r` reads as the last append's write cut
+/// short: its own hash does not match and it ends in a zero byte (the tail
+/// that did not reach the disk reads as the zeros the log was grown by).
+fn torn_record(r: &AuditRecord, frame: &[u8]) -> bool {
+    frame.last() == Some(&0) && record_hash(r).is_ok_and(|h| h != r.hash)
+}
+
 fn frames(bytes: &[u8]) -> Frames {
     let mut out = Frames {
         records: Vec::new(),
@@ -213,7 +232,7 @@ fn frames(bytes: &[u8]) -> Frames {
         end: End::Clean,
     };
     let mut at = 0usize;
-    while at < bytes.len() {
+    while at < bytes.len() && !zeros_from(bytes, at) {
         let n = out.records.len();
         let Some(len) = bytes
             .get(at..at + 4)
@@ -223,35 +242,31 @@ fn frames(bytes: &[u8]) -> Frames {
             out.end = End::Torn { at };
             return out;
         };
-        let zeros = bytes
-            .get(at..)
-            .is_some_and(|rest| rest.iter().all(|b| *b == 0));
         if len > RECORD_BYTES_MAX {
             out.end = End::Damaged {
                 at,
-                zeros,
                 reason: format!("record {n} claims {len} bytes: the log is damaged"),
             };
             return out;
         }
         let Some(frame) = bytes.get(at + 4..at + 4 + len) else {
-            out.end = if zeros {
-                End::Damaged {
-                    at,
-                    zeros,
-                    reason: format!("record {n} is zero bytes"),
-                }
-            } else {
-                End::Torn { at }
-            };
+            out.end = End::Torn { at };
             return out;
         };
+        let last = zeros_from(bytes, at + 4 + len);
         match ciborium::from_reader::<AuditRecord, _>(frame) {
+            Ok(r) if last && torn_record(&r, frame) => {
+                out.end = End::Torn { at };
+                return out;
+            }
             Ok(r) => out.records.push(r),
+            Err(_) if last => {
+                out.end = End::Torn { at };
+                return out;
+            }
             Err(e) => {
                 out.end = End::Damaged {
                     at,
-                    zeros,
                     reason: format!("record {n} is not a record: {e}"),
                 };
                 return out;
@@ -388,12 +403,18 @@ fn examine(dir: &Path) -> Result<Examined, AuditError> {
     // system that does not order data before size) a frame of stale bytes; no
     // append that wrote it returned, so it is cut, and the cut recorded
     let keep = match f.end {
-        End::Clean => bytes.len(),
+        End::Clean => f.ends.last().copied().unwrap_or(0),
         End::Torn { at } | End::Damaged { at, .. } => at,
     };
+    // what was written after the records, up to the last byte that is not zero
+    let written = bytes
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |i| i + 1)
+        .max(keep);
     v.records = n;
     v.beyond_head = n - anchored;
-    v.torn_bytes = (bytes.len() - keep) as u64;
+    v.torn_bytes = (written - keep) as u64;
     debug_assert_eq!(
         f.ends.last().copied().unwrap_or(0),
         keep,
@@ -421,6 +442,10 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
 
 struct Tail {
     file: File,
+    /// Where the next frame goes: just past the last record.
+    end: u64,
+    /// The file's length: `end` and the zero bytes the log was grown by.
+    allocated: u64,
     next_seq: u64,
     last: [u8; 32],
     /// An append failed part way: what is on disk is no longer known, so nothing
@@ -464,6 +489,10 @@ struct HeadState {
     pending: Option<Head>,
     /// The log is closing: write what is pending, then stop.
     stop: bool,
+    /// The writer waits for a head to write (not out its pace): only then
+    /// does a new head wake it. Waking it while it paces would cost every
+    /// append two context switches for nothing.
+    idle: bool,
 }
 
 impl HeadWriter {
@@ -474,8 +503,11 @@ impl HeadWriter {
     }
 
     fn set(&self, head: Head) {
-        self.lock().pending = Some(head);
-        self.wake.notify_all();
+        let mut st = self.lock();
+        st.pending = Some(head);
+        if st.idle {
+            self.wake.notify_all();
+        }
     }
 
     /// Writes pending heads until told to stop (then writes the last one), at
@@ -488,11 +520,13 @@ impl HeadWriter {
             let (head, stop) = {
                 let mut st = self.lock();
                 while st.pending.is_none() && !st.stop {
+                    st.idle = true;
                     st = self
                         .wake
                         .wait(st)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
+                st.idle = false;
                 // the pace: more records may come meanwhile, one write covers them
                 while let Some(left) = written
                     .map(|w| HEAD_PACE.saturating_sub(w.elapsed()))
@@ -626,9 +660,12 @@ impl AuditLog {
                 ),
             });
         }
+        // not in append mode: frames are written at the end of the records,
+        // inside the zeros the file was grown by
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .mode(FILE_MODE)
             .open(&path)
             .map_err(io(path.clone()))?;
@@ -643,6 +680,7 @@ impl AuditLog {
                 ex.verified.torn_bytes
             ));
         }
+        let allocated = file.metadata().map_err(io(path.clone()))?.len();
         let last = ex.records.last().map_or([0; 32], |r| r.hash);
         let next_seq = ex.records.len() as u64;
         let headless = !dir.join(HEAD).exists();
@@ -675,6 +713,8 @@ impl AuditLog {
             env,
             tail: Mutex::new(Tail {
                 file,
+                end: ex.keep as u64,
+                allocated,
                 next_seq,
                 last,
                 failed: false,
@@ -729,8 +769,9 @@ impl AuditLog {
     }
 
     /// Appends `r` (its `seq`, `time_us`, `node`, `prev` and `hash` are filled in)
-    /// and makes it durable before returning it: the frame is written and the log
-    /// fsynced. The head is then replaced (written aside, fsynced, renamed) by the
+    /// and makes it durable before returning it: the frame is written over the
+    /// zeros after the last record (growing the file by [`LOG_GROWTH_BYTES`]
+    /// when they run out) and the log fsynced. The head is then replaced (written aside, fsynced, renamed) by the
     /// trail's head thread, not on this path; dropping the log waits for it to
     /// write the last head. A crash at any step leaves a state [`AuditLog::open`] recovers from
     /// (`docs/audit-trail.md`).
@@ -769,6 +810,13 @@ impl AuditLog {
         let mut frame = Vec::with_capacity(body.len() + 4);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
+        // past the zeros the file was grown by: grow it by the next step,
+        // written with the frame (zeros the record's fsync makes durable)
+        let need = t.end + frame.len() as u64;
+        let grown = (need > t.allocated).then(|| need.next_multiple_of(LOG_GROWTH_BYTES));
+        if let Some(to) = grown {
+            frame.resize(usize::try_from(to - t.end).unwrap_or(usize::MAX), 0);
+        }
         let path = self.dir.join(LOG);
         let io = |source| AuditError::Io {
             path: path.clone(),
@@ -777,8 +825,12 @@ impl AuditLog {
         // a failed write or fsync is never retried (what reached the disk is not
         // known): the trail takes no more records until it is reopened
         t.failed = true;
-        t.file.write_all(&frame).map_err(io)?;
+        std::os::unix::fs::FileExt::write_all_at(&t.file, &frame, t.end).map_err(io)?;
         t.file.sync_data().map_err(io)?;
+        t.end = need;
+        if let Some(to) = grown {
+            t.allocated = to;
+        }
         // durable from here; the head follows off this path
         self.head.set(Head {
             next_seq: r.seq + 1,

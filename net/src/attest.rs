@@ -59,41 +59,73 @@ pub fn ed25519_key_of(cert_der: &[u8]) -> Result<[u8; 32], String> {
         .map_err(|_| "the certificate's Ed25519 key is not 32 bytes".into())
 }
 
+/// A certificate's public key, parsed once: what checking a signature with
+/// it needs.
+#[derive(Debug, Clone)]
+enum CertKey {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    /// An uncompressed SEC1 point.
+    P256(Vec<u8>),
+    /// Of a kind that signs no attestation (named in the refusal).
+    Other,
+}
+
+fn cert_key(cert_der: &[u8]) -> Result<CertKey, String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| format!("the attestation's certificate is not X.509 DER: {e}"))?;
+    let spki = cert.public_key();
+    let key_oid = spki.algorithm.algorithm.to_id_string();
+    let bytes = spki.subject_public_key.data.as_ref();
+    if key_oid == ED25519_OID {
+        let b = <[u8; 32]>::try_from(bytes)
+            .map_err(|_| "the certificate's Ed25519 key is not 32 bytes".to_string())?;
+        let k = ed25519_dalek::VerifyingKey::from_bytes(&b)
+            .map_err(|_| "the certificate's Ed25519 key is not a valid point".to_string())?;
+        return Ok(CertKey::Ed25519(k));
+    }
+    let p256 = key_oid == EC_PUBLIC_KEY_OID
+        && spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .is_some_and(|o| o.to_id_string() == P256_OID);
+    Ok(if p256 {
+        CertKey::P256(bytes.to_vec())
+    } else {
+        CertKey::Other
+    })
+}
+
+fn verify_with(a: &Attestation, key: &CertKey) -> Result<(), String> {
+    let bad =
+        || "the attestation's signature does not verify with its certificate's key".to_string();
+    match (a.scheme, key) {
+        // strict: a non-canonical signature or a weak key is refused, which
+        // no honest signer produces
+        (SignatureScheme::Ed25519, CertKey::Ed25519(k)) => {
+            let sig = ed25519_dalek::Signature::from_slice(&a.signature).map_err(|_| bad())?;
+            k.verify_strict(&a.message(), &sig).map_err(|_| bad())
+        }
+        (SignatureScheme::EcdsaP256Sha256, CertKey::P256(k)) => {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, k)
+                .verify(&a.message(), &a.signature)
+                .map_err(|_| bad())
+        }
+        (s, _) => Err(format!(
+            "the attestation claims {s:?}, but its certificate's key is of another kind"
+        )),
+    }
+}
+
 /// Checks that the key of the certificate the attestation carries made its
 /// signature, with the scheme it names, and that the key is of that kind.
 ///
 /// # Errors
 /// Why not, in words.
 pub fn verify_signature(a: &Attestation) -> Result<(), String> {
-    use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(&a.certificate)
-        .map_err(|e| format!("the attestation's certificate is not X.509 DER: {e}"))?;
-    let spki = cert.public_key();
-    let key_oid = spki.algorithm.algorithm.to_id_string();
-    let alg: &dyn ring::signature::VerificationAlgorithm = match a.scheme {
-        SignatureScheme::Ed25519 if key_oid == ED25519_OID => &ring::signature::ED25519,
-        SignatureScheme::EcdsaP256Sha256
-            if key_oid == EC_PUBLIC_KEY_OID
-                && spki
-                    .algorithm
-                    .parameters
-                    .as_ref()
-                    .and_then(|p| p.as_oid().ok())
-                    .is_some_and(|o| o.to_id_string() == P256_OID) =>
-        {
-            &ring::signature::ECDSA_P256_SHA256_ASN1
-        }
-        s => {
-            return Err(format!(
-                "the attestation claims {s:?}, but its certificate's key is of another kind"
-            ));
-        }
-    };
-    ring::signature::UnparsedPublicKey::new(alg, spki.subject_public_key.data.as_ref())
-        .verify(&a.message(), &a.signature)
-        .map_err(|_| {
-            "the attestation's signature does not verify with its certificate's key".into()
-        })
+    verify_with(a, &cert_key(&a.certificate)?)
 }
 
 /// Attestations whose signature verified, so the same attestation checked
@@ -104,6 +136,9 @@ pub fn verify_signature(a: &Attestation) -> Result<(), String> {
 #[derive(Debug, Default)]
 pub struct SignatureCache {
     inner: std::sync::Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// Certificates' keys by the blake3 of the certificate: parsing X.509
+    /// on every request cost about as much as a third of the signature check.
+    keys: std::sync::Mutex<std::collections::HashMap<[u8; 32], CertKey>>,
 }
 
 /// Signatures a [`SignatureCache`] keeps before it starts afresh.
@@ -135,7 +170,29 @@ impl SignatureCache {
         if seen(&key) {
             return Ok(());
         }
-        verify_signature(a)?;
+        let cert = *blake3::hash(&a.certificate).as_bytes();
+        let known = self
+            .keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&cert)
+            .cloned();
+        let ck = match known {
+            Some(k) => k,
+            None => {
+                let k = cert_key(&a.certificate)?;
+                let mut g = self
+                    .keys
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if g.len() >= SIGNATURE_CACHE_MAX {
+                    g.clear();
+                }
+                g.insert(cert, k.clone());
+                k
+            }
+        };
+        verify_with(a, &ck)?;
         let mut g = self
             .inner
             .lock()
@@ -196,6 +253,30 @@ mod tests {
             request_digest("ab", Some("c"), 0),
             request_digest("a", Some("bc"), 0)
         );
+    }
+
+    #[test]
+    fn an_ed25519_identity_signs_outside_tls_with_its_certificate_s_key() {
+        let id = identity(KeyAlg::Ed25519);
+        let key = id
+            .ed25519_public()
+            .expect("an Ed25519 identity keeps its key");
+        assert_eq!(key.to_bytes(), ed25519_key_of(&id.cert_der).unwrap());
+        // Ed25519 is deterministic: the TLS provider's signer gives the same bytes
+        let msg = b"an envelope";
+        let tls = id
+            .key
+            .key
+            .choose_scheme(&[rustls::SignatureScheme::ED25519])
+            .unwrap()
+            .sign(msg)
+            .unwrap();
+        assert_eq!(id.sign_ed25519(msg).unwrap(), tls);
+        // an ECDSA identity has no Ed25519 key and signs through the provider
+        let ec = identity(KeyAlg::EcdsaP256);
+        assert!(ec.ed25519_public().is_none());
+        assert!(ec.sign_ed25519(msg).is_err());
+        verify_signature(&signed(&ec)).unwrap();
     }
 
     #[test]

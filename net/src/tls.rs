@@ -53,11 +53,23 @@ impl<T> Cell<T> {
 }
 
 /// A certificate and key a side presents, loaded from PEM.
-#[derive(Debug)]
 pub struct Identity {
-    key: Arc<CertifiedKey>,
+    pub(crate) key: Arc<CertifiedKey>,
+    /// The same key for signing outside TLS (attestations, envelopes) when it
+    /// is Ed25519: ed25519-dalek signs in about half the time of the TLS
+    /// provider's signer on this machine class (`benches/README.md`).
+    ed25519: Option<ed25519_dalek::SigningKey>,
     /// The certificate (DER).
     pub cert_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("key", &self.key)
+            .field("cert_der", &self.cert_der.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Identity {
@@ -70,6 +82,13 @@ impl Identity {
         let certs = crate::identity::certs_from_pem(cert_pem).map_err(|e| TlsError(e.0))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| TlsError(format!("not a PEM private key: {e}")))?;
+        let ed25519 = match &key {
+            PrivateKeyDer::Pkcs8(der) => {
+                use ed25519_dalek::pkcs8::DecodePrivateKey;
+                ed25519_dalek::SigningKey::from_pkcs8_der(der.secret_pkcs8_der()).ok()
+            }
+            _ => None,
+        };
         let signer = provider()
             .key_provider
             .load_private_key(key)
@@ -79,7 +98,17 @@ impl Identity {
         let key = Arc::new(CertifiedKey::new(chain, signer));
         key.keys_match()
             .map_err(|e| TlsError(format!("the key does not belong to the certificate: {e}")))?;
-        Ok(Self { key, cert_der })
+        // the second form of the key must be the same key: its public half is
+        // the certificate's (otherwise signatures outside TLS would not verify)
+        let ed25519 = ed25519.filter(|k| {
+            crate::attest::ed25519_key_of(&cert_der)
+                .is_ok_and(|pk| pk == k.verifying_key().to_bytes())
+        });
+        Ok(Self {
+            key,
+            ed25519,
+            cert_der,
+        })
     }
 
     /// Loads a certificate file and a key file.
@@ -92,6 +121,16 @@ impl Identity {
                 .map_err(|e| TlsError(format!("reading {}: {e}", p.display())))
         };
         Self::from_pem(&read(cert)?, &read(key)?)
+    }
+
+    /// Its certificate's Ed25519 public key, when the key is Ed25519 (taken
+    /// from the private key when it was loaded, and checked then to be the
+    /// certificate's).
+    #[must_use]
+    pub fn ed25519_public(&self) -> Option<ed25519_dalek::VerifyingKey> {
+        self.ed25519
+            .as_ref()
+            .map(ed25519_dalek::SigningKey::verifying_key)
     }
 
     /// The algorithm of its key.
@@ -114,6 +153,12 @@ impl Identity {
     /// # Errors
     /// The key cannot sign with `scheme`, or signing failed.
     pub fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, TlsError> {
+        if scheme == SignatureScheme::ED25519
+            && let Some(k) = &self.ed25519
+        {
+            use ed25519_dalek::Signer;
+            return Ok(k.sign(message).to_bytes().to_vec());
+        }
         let signer = self.key.key.choose_scheme(&[scheme]).ok_or_else(|| {
             TlsError(format!(
                 "this certificate's {:?} key cannot sign with {scheme:?}",

@@ -103,9 +103,18 @@ impl Authority for NodeAuthority {
         if *node != self.me {
             return None;
         }
-        let key = scratchbird_net::attest::ed25519_key_of(&self.identity.0.get().cert_der).ok()?;
+        // the key as loaded with the certificate (checked to be its key then),
+        // not the certificate parsed again on every envelope
+        let id = self.identity.0.get();
+        let key = match id.ed25519_public() {
+            Some(k) => k,
+            None => ed25519_dalek::VerifyingKey::from_bytes(
+                &scratchbird_net::attest::ed25519_key_of(&id.cert_der).ok()?,
+            )
+            .ok()?,
+        };
         Some(Member {
-            key: ed25519_dalek::VerifyingKey::from_bytes(&key).ok()?,
+            key,
             enabled: true,
             coordinator: self.serving.load(Ordering::SeqCst),
         })

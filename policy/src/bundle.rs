@@ -144,6 +144,8 @@ pub struct Bundle {
     pub(crate) partial_entities: cedar_policy::PartialEntities,
     /// The model's entity type names, parsed once (Cedar's parser is not cheap).
     pub(crate) names: ModelNames,
+    /// [`Bundle::principal_type`], worked out once: every statement asks.
+    principal_type: Option<String>,
     canonical: Vec<u8>,
     hash: BundleHash,
 }
@@ -694,6 +696,13 @@ impl Bundle {
                     reason: format!("entities.json for partial evaluation: {e}"),
                 },
             )?;
+        let principal_type = {
+            let types: std::collections::BTreeSet<String> =
+                schema.principals().map(ToString::to_string).collect();
+            (types.len() == 1)
+                .then(|| types.into_iter().next())
+                .flatten()
+        };
         Ok(Self {
             dir,
             schema,
@@ -701,6 +710,7 @@ impl Bundle {
             entities,
             partial_entities,
             names: ModelNames::new()?,
+            principal_type,
             tables,
             domains,
             sources,
@@ -805,12 +815,7 @@ impl Bundle {
     /// say which entity it is).
     #[must_use]
     pub fn principal_type(&self) -> Option<String> {
-        let types: std::collections::BTreeSet<String> =
-            self.schema.principals().map(ToString::to_string).collect();
-        match types.len() {
-            1 => types.into_iter().next(),
-            _ => None,
-        }
+        self.principal_type.clone()
     }
 
     /// The principal a user name stands for: `<principal type>::"<name>"`.
