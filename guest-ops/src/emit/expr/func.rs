@@ -1,0 +1,329 @@
+//! Function calls: string functions through the runtime helpers, math,
+//! date parts and calendar arithmetic.
+
+use super::super::rt::Helper;
+use super::super::{EmitError, Gen, Val};
+use crate::plan::{DatePart, Expr, Func, Prim};
+use wasm_encoder::{Instruction as I, ValType};
+
+use super::MICROS_PER_DAY;
+
+impl Gen {
+    pub(super) fn call(&mut self, func: Func, args: &[Val]) -> Result<Val, EmitError> {
+        let arity = match func {
+            Func::Length | Func::Lower | Func::Upper | Func::Abs => 1,
+            Func::ExtractDate(_) | Func::ExtractTs(_) => 1,
+            Func::Position
+            | Func::Concat
+            | Func::TrimBoth
+            | Func::TrimLeading
+            | Func::TrimTrailing
+            | Func::AddMonths => 2,
+            Func::Like => 3,
+            Func::Substr => args.len().clamp(2, 3),
+        };
+        if args.len() != arity {
+            return Err(EmitError::Plan(format!(
+                "{func:?} takes {arity} arguments, the plan gives {}",
+                args.len()
+            )));
+        }
+        let out_prim = match func {
+            Func::Length | Func::Position | Func::ExtractDate(_) | Func::AddMonths => Prim::I32,
+            Func::ExtractTs(_) => Prim::I32,
+            Func::Like => Prim::Bool,
+            Func::Abs => args.first().map_or(Prim::I64, |a| a.prim),
+            _ => Prim::Str,
+        };
+        let null = self.any_null(args);
+        let out = self.fresh(out_prim, null.is_some());
+        if let (Some(n), Some(o)) = (null, out.null) {
+            self.f.get(n);
+            self.f.set(o);
+        }
+        let args = args.to_vec();
+        self.unless_null(null, |g| g.call_body(func, &args, &out))?;
+        Ok(out)
+    }
+
+    #[expect(
+        clippy::too_many_lines,
+        reason = "longer than 150 lines when the limit came in; split it when next changed"
+    )]
+    pub(super) fn call_body(&mut self, func: Func, a: &[Val], out: &Val) -> Result<(), EmitError> {
+        let arg = |i: usize| -> Result<Val, EmitError> {
+            a.get(i)
+                .copied()
+                .ok_or_else(|| EmitError::Plan("missing argument".into()))
+        };
+        match func {
+            Func::Length => {
+                let h = self.helper(Helper::CharLen);
+                self.push_val(&arg(0)?);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+            }
+            Func::Lower | Func::Upper => {
+                let h = self.helper(if func == Func::Lower {
+                    Helper::Lower
+                } else {
+                    Helper::Upper
+                });
+                let s = arg(0)?;
+                self.push_val(&s);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+                self.f.get(s.len);
+                self.f.set(out.len);
+            }
+            Func::Substr => {
+                let h = self.helper(Helper::Substr);
+                self.push_val(&arg(0)?);
+                self.f.get(arg(1)?.v);
+                if a.len() == 3 {
+                    self.f.get(arg(2)?.v);
+                    self.f.i32c(1);
+                } else {
+                    self.f.i64c(0);
+                    self.f.i32c(0);
+                }
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Func::Position => {
+                let h = self.helper(Helper::Position);
+                self.push_val(&arg(0)?);
+                self.push_val(&arg(1)?);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+            }
+            Func::Concat => {
+                let h = self.helper(Helper::Concat);
+                let (x, y) = (arg(0)?, arg(1)?);
+                self.push_val(&x);
+                self.push_val(&y);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+                self.f.get(x.len);
+                self.f.get(y.len);
+                self.f.i(I::I32Add);
+                self.f.set(out.len);
+            }
+            Func::TrimBoth | Func::TrimLeading | Func::TrimTrailing => {
+                let h = self.helper(Helper::Trim);
+                self.push_val(&arg(0)?);
+                self.push_val(&arg(1)?);
+                self.f.i32c(match func {
+                    Func::TrimBoth => 3,
+                    Func::TrimLeading => 1,
+                    _ => 2,
+                });
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Func::Like => {
+                let h = self.helper(Helper::Like);
+                self.push_val(&arg(0)?);
+                self.push_val(&arg(1)?);
+                self.f.get(arg(2)?.v);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+            }
+            Func::ExtractDate(part) => {
+                let d = arg(0)?;
+                self.f.get(d.v);
+                self.extract_civil(part, out)?;
+            }
+            Func::ExtractTs(part) => {
+                let ts = arg(0)?;
+                match part {
+                    DatePart::Year | DatePart::Month | DatePart::Day => {
+                        let days = self.f.scratch(ValType::I64);
+                        self.floor_div_local(ts.v, MICROS_PER_DAY, days);
+                        self.f.get(days);
+                        self.f.i(I::I32WrapI64);
+                        self.extract_civil(part, out)?;
+                    }
+                    DatePart::Hour | DatePart::Minute | DatePart::Second => {
+                        let (div, m) = match part {
+                            DatePart::Hour => (3_600_000_000, 24),
+                            DatePart::Minute => (60_000_000, 60),
+                            _ => (1_000_000, 60),
+                        };
+                        // ((ts mod day) / div) mod m, with a non-negative mod
+                        self.f.get(ts.v);
+                        self.f.i64c(MICROS_PER_DAY);
+                        self.f.i(I::I64RemS);
+                        self.f.i64c(MICROS_PER_DAY);
+                        self.f.i(I::I64Add);
+                        self.f.i64c(MICROS_PER_DAY);
+                        self.f.i(I::I64RemS);
+                        self.f.i64c(div);
+                        self.f.i(I::I64DivS);
+                        self.f.i64c(m);
+                        self.f.i(I::I64RemS);
+                        self.f.i(I::I32WrapI64);
+                        self.f.set(out.v);
+                    }
+                }
+            }
+            Func::AddMonths => self.add_months(&arg(0)?, &arg(1)?, out),
+            Func::Abs => {
+                let x = arg(0)?;
+                match x.prim {
+                    Prim::I32 | Prim::I64 => {
+                        let neg = Expr::Neg(x.prim, Box::new(Expr::Col(0)));
+                        let is32 = x.prim == Prim::I32;
+                        self.f.get(x.v);
+                        if is32 {
+                            self.f.i32c(0);
+                            self.f.i(I::I32LtS);
+                        } else {
+                            self.f.i64c(0);
+                            self.f.i(I::I64LtS);
+                        }
+                        self.f.if_();
+                        let n = self.expr(&neg, &[x])?;
+                        self.f.get(n.v);
+                        self.f.set(out.v);
+                        self.f.else_();
+                        self.f.get(x.v);
+                        self.f.set(out.v);
+                        self.f.end();
+                    }
+                    Prim::F64 => {
+                        self.f.get(x.v);
+                        self.f.i(I::F64Abs);
+                        self.f.set(out.v);
+                    }
+                    _ => return Err(EmitError::Plan("abs of a non-number".into())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn floor_div_local(&mut self, x: u32, k: i64, out: u32) {
+        self.f.get(x);
+        self.f.i64c(k);
+        self.f.i(I::I64DivS);
+        self.f.get(x);
+        self.f.i64c(k);
+        self.f.i(I::I64RemS);
+        self.f.i64c(0);
+        self.f.i(I::I64LtS);
+        self.f.i(I::I64ExtendI32U);
+        self.f.i(I::I64Sub);
+        self.f.set(out);
+    }
+
+    /// With days (i32) on the stack, sets `out` to the date part.
+    pub(super) fn extract_civil(&mut self, part: DatePart, out: &Val) -> Result<(), EmitError> {
+        let h = self.helper(Helper::Civil);
+        let (y, m, d) = (
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+        );
+        self.f.i(I::Call(h));
+        self.f.set(d);
+        self.f.set(m);
+        self.f.set(y);
+        self.f.get(match part {
+            DatePart::Year => y,
+            DatePart::Month => m,
+            DatePart::Day => d,
+            _ => return Err(EmitError::Plan("a time part of a date".into())),
+        });
+        self.f.set(out.v);
+        Ok(())
+    }
+
+    pub(super) fn add_months(&mut self, days: &Val, months: &Val, out: &Val) {
+        let civil = self.helper(Helper::Civil);
+        let mk = self.helper(Helper::Days);
+        let (y, m, d, total, ny, nm, last) = (
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I64),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+        );
+        let f = &mut self.f;
+        f.get(days.v);
+        f.i(I::Call(civil));
+        f.set(d);
+        f.set(m);
+        f.set(y);
+        // total = y*12 + (m-1) + n
+        f.get(y);
+        f.i(I::I64ExtendI32S);
+        f.i64c(12);
+        f.i(I::I64Mul);
+        f.get(m);
+        f.i32c(1);
+        f.i(I::I32Sub);
+        f.i(I::I64ExtendI32S);
+        f.i(I::I64Add);
+        f.get(months.v);
+        f.i(I::I64ExtendI32S);
+        f.i(I::I64Add);
+        f.set(total);
+        // ny = floor(total / 12); nm = total - ny*12 + 1
+        f.get(total);
+        f.i64c(12);
+        f.i(I::I64DivS);
+        f.get(total);
+        f.i64c(12);
+        f.i(I::I64RemS);
+        f.i64c(0);
+        f.i(I::I64LtS);
+        f.i(I::I64ExtendI32U);
+        f.i(I::I64Sub);
+        f.i(I::I32WrapI64);
+        f.set(ny);
+        f.get(total);
+        f.get(ny);
+        f.i(I::I64ExtendI32S);
+        f.i64c(12);
+        f.i(I::I64Mul);
+        f.i(I::I64Sub);
+        f.i(I::I32WrapI64);
+        f.i32c(1);
+        f.i(I::I32Add);
+        f.set(nm);
+        // last day of (ny, nm) = days(first of next month) - days(first of nm)
+        f.get(ny);
+        f.get(nm);
+        f.i32c(12);
+        f.i(I::I32Eq);
+        f.i(I::I32Add);
+        f.get(nm);
+        f.i32c(12);
+        f.i(I::I32RemU);
+        f.i32c(1);
+        f.i(I::I32Add);
+        f.i32c(1);
+        f.i(I::Call(mk));
+        f.get(ny);
+        f.get(nm);
+        f.i32c(1);
+        f.i(I::Call(mk));
+        f.i(I::I32Sub);
+        f.set(last);
+        f.get(ny);
+        f.get(nm);
+        f.get(d);
+        f.get(last);
+        f.get(d);
+        f.get(last);
+        f.i(I::I32LtS);
+        f.i(I::Select);
+        f.i(I::Call(mk));
+        f.set(out.v);
+    }
+}
