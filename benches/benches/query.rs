@@ -208,7 +208,7 @@ fn unsigned(store: &Arc<scratchbird_storage::Storage>, sandbox: &Sandbox, sql: &
         Box::new(scratchbird_host::Queued(
             inputs.into_iter().map(Into::into).collect(),
         )),
-        std::rc::Rc::new(|| Ok(AuditRecord::new("owner"))),
+        AuditRecord::new("owner"),
         Release::AfterReturn,
         Box::new(move |b| {
             n2.set(n2.get() + b.row_count());

@@ -20,7 +20,7 @@ use scratchbird_compiler::{self as compiler, QueryKind, Statement};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{Consistency, ReadAt, ReadAtWhy};
 use scratchbird_host::{
-    Cancel, Execution, Figures, HostError, Naming, Release, ResultBatch, ResultSink, Sandbox,
+    Cancel, Execution, Figures, HostError, Release, ResultBatch, ResultSink, Sandbox,
 };
 use scratchbird_types::SqlType;
 use scratchbird_types::env::Env;
@@ -1133,7 +1133,6 @@ impl Session {
                         return Err(HostError::internal("the merge stage was not compiled"));
                     }
                 };
-                let named: Naming = Rc::new(move || Ok(record.clone()));
                 let exec = Execution {
                     sandbox: &sandbox,
                     audit: audit.as_ref(),
@@ -1141,7 +1140,7 @@ impl Session {
                 };
                 let started = std::time::Instant::now();
                 let inputs = Box::new(fanout::FromShards(incoming));
-                let m = exec.merge(&prepared, inputs, named, release, sink)?;
+                let m = exec.merge(&prepared, inputs, record, release, sink)?;
                 Ok((m, started.elapsed()))
             })
         })?;

@@ -14,15 +14,7 @@ use crate::{
     Access, Cancel, ExecStats, HostError, MergeInputs, Prepared, ResultSink, Sandbox, touched,
 };
 use scratchbird_storage::Transaction;
-use std::rc::Rc;
 use std::sync::Arc;
-
-/// The record that names an execution (who runs it, for which envelope,
-/// under which bundle), made when it is first needed (a `started` record,
-/// or the execution's own). It fails when no record can be made; then
-/// nothing of the execution is released. (Every caller now knows the record
-/// before the execution begins; a plain record would do.)
-pub type Naming = Rc<dyn Fn() -> Result<AuditRecord, HostError>>;
 
 /// When a stage's batches leave this node's hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +55,9 @@ fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
 struct Held {
     sink: ResultSink,
     first: Option<crate::ResultBatch>,
-    /// What names the `started` record, until it is written.
-    started: Option<Naming>,
+    /// The `started` record (who runs the execution, for which envelope,
+    /// under which bundle), until it is written.
+    started: Option<AuditRecord>,
     log: Arc<AuditLog>,
 }
 
@@ -77,8 +70,7 @@ impl Held {
             self.first = Some(b);
             return Ok(());
         };
-        if let Some(named) = self.started.take() {
-            let mut r = named()?;
+        if let Some(mut r) = self.started.take() {
             r.outcome = "started".into();
             append(&self.log, r)?;
         }
@@ -102,7 +94,7 @@ impl Execution<'_> {
     /// behind a [`Held`], returned too so the caller can release what it holds.
     fn guard(
         &self,
-        named: Naming,
+        record: AuditRecord,
         release: Release,
         sink: ResultSink,
     ) -> (ResultSink, Option<Shared>) {
@@ -112,7 +104,7 @@ impl Execution<'_> {
         let held: Shared = std::rc::Rc::new(std::cell::RefCell::new(Held {
             sink,
             first: None,
-            started: Some(named),
+            started: Some(record),
             log: log.clone(),
         }));
         let h2 = held.clone();
@@ -146,8 +138,7 @@ impl Execution<'_> {
             Ok(m) => m,
             Err(e) => return (txn, self.failed(record, e.into())),
         };
-        let r2 = record.clone();
-        let (sink, held) = self.guard(Rc::new(move || Ok(r2.clone())), release, sink);
+        let (sink, held) = self.guard(record.clone(), release, sink);
         let (mut txn, result) = self
             .sandbox
             .run_until(&prepared, txn, access, sink, self.stop);
@@ -186,39 +177,27 @@ impl Execution<'_> {
     }
 
     /// Runs the merge stage `prepared` over the shard stage's outputs as
-    /// `inputs` hands them over, handing its batches to `sink`; `named`
-    /// names who runs it, asked when a record is first written (a second
-    /// batch's `started` record, or the execution's own after it).
+    /// `inputs` hands them over, handing its batches to `sink`; `record`
+    /// names who runs it (the coordinator knows that before the stage
+    /// starts), for a second batch's `started` record and the execution's own.
     ///
     /// # Errors
-    /// The merge failed, or its record could not be made or written (then
-    /// the batch held back, if any, is not released).
+    /// The merge failed, or its record could not be written (then the batch
+    /// held back, if any, is not released).
     pub fn merge(
         &self,
         prepared: &Prepared,
         inputs: Box<dyn MergeInputs>,
-        named: Naming,
+        mut record: AuditRecord,
         release: Release,
         sink: ResultSink,
     ) -> Result<ExecStats, HostError> {
-        let hash = prepared.hash;
-        let named: Naming = Rc::new(move || {
-            named().map(|mut r| {
-                r.modules = vec![hash];
-                r
-            })
-        });
-        let (sink, held) = self.guard(named.clone(), release, sink);
+        record.modules = vec![prepared.hash];
+        let (sink, held) = self.guard(record.clone(), release, sink);
         let result = self
             .sandbox
             .run_merge_from(prepared, inputs, sink, self.stop);
         if let Some(log) = self.audit {
-            let mut record = match named() {
-                Ok(r) => r,
-                // the stage failed before anything could name it (every
-                // shard stage failed): its error says why; nothing left
-                Err(e) => return Err(result.err().unwrap_or(e)),
-            };
             record.set_result(&result);
             append(log, record)?;
         }

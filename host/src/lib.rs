@@ -19,7 +19,7 @@ pub mod validate;
 
 pub use enforce::{Access, Principal};
 pub use error::HostError;
-pub use exec::{Execution, Naming, Release};
+pub use exec::{Execution, Release};
 pub use limits::SandboxLimits;
 pub use sandbox::{
     Cancel, ExecStats, Figures, MergeInputs, Prepared, Queued, ResultBatch, ResultSink, Sandbox,
