@@ -239,9 +239,15 @@ fn records(data: &Path) -> Result<Vec<AuditRecord>> {
             path.display()
         );
     }
-    Ok(read_records(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .0)
+    let (records, torn) =
+        read_records(&path).with_context(|| format!("reading {}", path.display()))?;
+    if torn {
+        eprintln!(
+            "warning: {} ends in a frame a crash left unfinished; it is not shown (the node cuts it when it next starts; `sb audit verify` says more)",
+            path.display()
+        );
+    }
+    Ok(records)
 }
 
 /// Runs an `sb audit` subcommand.

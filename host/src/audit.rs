@@ -197,9 +197,9 @@ enum End {
     Clean,
     /// Inside a frame that was not written whole, at byte `at`: it is cut short
     /// by the end of the file, or it is not a record (or not the record its
-    /// hash says, and ends in a zero byte) and nothing but zero bytes follows
-    /// it. The last append's write stopped part way (a crash); an append
-    /// writes nothing after its own frame.
+    /// hash says) and nothing but zero bytes follows it. The last append's
+    /// write stopped part way (a crash); an append writes nothing after its
+    /// own frame.
     Torn { at: usize },
     /// At a whole frame that is not a record, with more than zeros after it,
     /// at byte `at`.
@@ -218,11 +218,13 @@ fn zeros_from(bytes: &[u8], from: usize) -> bool {
     bytes.get(from..).is_none_or(|r| r.iter().all(|b| *b == 0))
 }
 
-/// Whether a frame that decodes to `r` reads as the last append's write cut
-/// short: its own hash does not match and it ends in a zero byte (the tail
-/// that did not reach the disk reads as the zeros the log was grown by).
-fn torn_record(r: &AuditRecord, frame: &[u8]) -> bool {
-    frame.last() == Some(&0) && record_hash(r).is_ok_and(|h| h != r.hash)
+/// Whether the last frame, decoded to `r`, reads as the last append's write
+/// cut short: its own hash does not match. Its pages are written over space
+/// the log was grown by, so after a power loss any of them may still be the
+/// zeros that were there (a hole anywhere in the frame, which can still
+/// decode). Such a frame is after the head, or the head's count finds it.
+fn torn_record(r: &AuditRecord) -> bool {
+    record_hash(r).is_ok_and(|h| h != r.hash)
 }
 
 fn frames(bytes: &[u8]) -> Frames {
@@ -255,7 +257,7 @@ fn frames(bytes: &[u8]) -> Frames {
         };
         let last = zeros_from(bytes, at + 4 + len);
         match ciborium::from_reader::<AuditRecord, _>(frame) {
-            Ok(r) if last && torn_record(&r, frame) => {
+            Ok(r) if last && torn_record(&r) => {
                 out.end = End::Torn { at };
                 return out;
             }
@@ -364,7 +366,7 @@ fn examine(dir: &Path) -> Result<Examined, AuditError> {
             if h.next_seq > n {
                 let reason = match &f.end {
                     End::Torn { .. } => format!(
-                        "the log ends inside record {n} (a torn write), which the head says was written whole"
+                        "record {n} is cut short, unreadable or modified (it reads as a torn write), and the head counts it as written whole"
                     ),
                     End::Damaged { reason, .. } => reason.clone(),
                     End::Clean => format!(
@@ -810,13 +812,7 @@ impl AuditLog {
         let mut frame = Vec::with_capacity(body.len() + 4);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
-        // past the zeros the file was grown by: grow it by the next step,
-        // written with the frame (zeros the record's fsync makes durable)
         let need = t.end + frame.len() as u64;
-        let grown = (need > t.allocated).then(|| need.next_multiple_of(LOG_GROWTH_BYTES));
-        if let Some(to) = grown {
-            frame.resize(usize::try_from(to - t.end).unwrap_or(usize::MAX), 0);
-        }
         let path = self.dir.join(LOG);
         let io = |source| AuditError::Io {
             path: path.clone(),
@@ -826,11 +822,25 @@ impl AuditLog {
         // known): the trail takes no more records until it is reopened
         t.failed = true;
         std::os::unix::fs::FileExt::write_all_at(&t.file, &frame, t.end).map_err(io)?;
+        // past the zeros the file was grown by: grow it by the next step (zeros
+        // the record's fsync makes durable). Written apart from the frame, so
+        // a disk too full for a step still takes the record, only not ahead
+        let allocated = if need > t.allocated {
+            let to = need.next_multiple_of(LOG_GROWTH_BYTES);
+            let zeros = vec![0u8; usize::try_from(to - need).unwrap_or(0)];
+            match std::os::unix::fs::FileExt::write_all_at(&t.file, &zeros, need) {
+                Ok(()) => to,
+                Err(e) => {
+                    tracing::warn!(trail = %self.dir.display(), "audit trail: could not grow the log ahead ({e}); records go on, each one also updating the file's size");
+                    need
+                }
+            }
+        } else {
+            t.allocated
+        };
         t.file.sync_data().map_err(io)?;
         t.end = need;
-        if let Some(to) = grown {
-            t.allocated = to;
-        }
+        t.allocated = allocated;
         // durable from here; the head follows off this path
         self.head.set(Head {
             next_seq: r.seq + 1,

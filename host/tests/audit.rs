@@ -380,7 +380,7 @@ fn records_after_a_head_whose_rename_was_lost_are_all_adopted() {
 #[test]
 fn what_no_crash_can_leave_after_the_head_is_a_break() {
     let d = tempfile::tempdir().unwrap();
-    log_of(d.path(), 3);
+    log_of(d.path(), 4);
     let (b, fr) = frames(d.path());
     rewrite_head(d.path(), 2, &b, &fr);
     let head2 = std::fs::read(d.path().join("audit.head")).unwrap();
@@ -394,8 +394,8 @@ fn what_no_crash_can_leave_after_the_head_is_a_break() {
             x.extend_from_slice(&ob[ofr[2].0..ofr[2].0 + ofr[2].1]);
             x
         }),
-        // the last record's principal rewritten, although the head does not
-        // count it yet: the frame still decodes, so it is no torn tail
+        // a record after the head modified, with a whole record behind it
+        // (only the last frame can be a write cut short)
         ("modified record", 2, {
             let mut x = b.clone();
             let frame = &mut x[fr[2].0..fr[2].0 + fr[2].1];
@@ -404,11 +404,6 @@ fn what_no_crash_can_leave_after_the_head_is_a_break() {
                 .position(|w| w == b"\"u2\"")
                 .expect("the principal is in the frame");
             frame[at + 2] = b'9';
-            // a last frame that ends in a zero byte and does not match its
-            // hash reads as a torn write: keep this one's last byte non-zero
-            if let Some(z) = frame.last_mut().filter(|z| **z == 0) {
-                *z = 1;
-            }
             x
         }),
     ];
@@ -424,6 +419,49 @@ fn what_no_crash_can_leave_after_the_head_is_a_break() {
         let e = open(d.path()).unwrap_err();
         assert!(e.to_string().contains("sb audit verify"), "{what}: {e}");
     }
+}
+
+#[test]
+fn a_last_frame_with_a_hole_reads_as_torn_after_the_head_and_as_a_break_under_it() {
+    // a frame written over the zeros the log was grown by: after a power loss
+    // any of its pages may still be zeros, the middle of a large record too,
+    // and it may still decode. After the head it is the crash it looks like;
+    // counted by the head, it is a break.
+    let d = tempfile::tempdir().unwrap();
+    log_of(d.path(), 2);
+    let log = open(d.path()).unwrap();
+    let mut r = AuditRecord::new("owner");
+    r.error = Some("x".repeat(20_000));
+    log.append(r).unwrap();
+    drop(log);
+    let (b, fr) = frames(d.path());
+    let (at, len) = fr[2];
+    let mut holed = b.clone();
+    holed[at + 4096..at + 8192].fill(0);
+    assert_ne!(
+        holed[at + len - 1],
+        0,
+        "the frame's own last byte is intact"
+    );
+    // counted by the head: a break naming the record
+    std::fs::write(d.path().join("audit.log"), &holed).unwrap();
+    let (n, why) = verify(d.path()).unwrap().first_break.unwrap();
+    assert!(n == 2 && why.contains("head counts it"), "{n}: {why}");
+    assert!(open(d.path()).is_err());
+    // after the head: cut on open, and the cut recorded
+    rewrite_head(d.path(), 2, &b, &fr);
+    let v = verify(d.path()).unwrap();
+    assert_eq!((v.first_break, v.records), (None, 2));
+    assert!(v.torn_bytes > 0);
+    let log = open(d.path()).unwrap();
+    assert!(
+        log.recovered().unwrap().contains("cut off"),
+        "{:?}",
+        log.recovered()
+    );
+    drop(log);
+    let v = verify(d.path()).unwrap();
+    assert_eq!((v.first_break, v.records, v.torn_bytes), (None, 3, 0));
 }
 
 #[test]
