@@ -88,7 +88,7 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
                         reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
                         return;
                     };
-                    subplan(&shared, &authority, &sessions, sp, f.id, &mut send)
+                    subplan(&shared, &authority, &sessions, sp, f.id, send)
                         .instrument(tracing::info_span!("subplan", rid = f.id))
                         .await;
                     return;
@@ -238,22 +238,22 @@ async fn subplan(
     sessions: &PeerSessions,
     sp: rpc::Subplan,
     rid: u64,
-    send: &mut quinn::SendStream,
+    mut send: quinn::SendStream,
 ) {
     let max = shared.frame_max;
     if !shared.cfg.roles.contains(&Role::Shard) {
-        reply(send, rid, Response::Error(not_a_shard(shared)), max).await;
+        reply(&mut send, rid, Response::Error(not_a_shard(shared)), max).await;
         return;
     }
     if let Err(e) = gate(shared) {
-        reply(send, rid, Response::Error(e), max).await;
+        reply(&mut send, rid, Response::Error(e), max).await;
         return;
     }
     let session = match sp.session {
         Some(n) => match session_of(shared, authority, sessions, n) {
             Ok(s) => s,
             Err(e) => {
-                reply(send, rid, Response::Error(e), max).await;
+                reply(&mut send, rid, Response::Error(e), max).await;
                 return;
             }
         },
@@ -280,59 +280,68 @@ async fn subplan(
             c2.raise("the coordinator went away");
         }
     });
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Response>(4);
+    // the stage's thread writes its frames itself (the runtime drives the
+    // stream): no channel, no wake-up of this task for every response
+    let handle = tokio::runtime::Handle::current();
     let c3 = cancel.clone();
     let span = tracing::Span::current();
     let job = tokio::task::spawn_blocking(move || {
         let _in = span.entered();
-        let Ok(mut session) = session.try_lock() else {
-            let _ = tx.blocking_send(Response::Error(session_busy()));
-            return;
-        };
-        let sink_tx = tx.clone();
-        let r = session.run(
-            &signed,
-            Release::Streamed,
-            Box::new(move |b| {
-                sink_tx
-                    .blocking_send(Response::Batch(wire(b)))
-                    .map_err(|_| HostError::Cancelled("the coordinator went away".into()))
-            }),
-            &c3,
-        );
-        let last = match r {
-            Ok(run) => Response::Done(Done {
-                rows: run.figures.rows_returned,
-                written: run.figures.rows_written,
-                read: run.figures.rows_read,
-                principal: Some(run.principal),
-                notes: run.figures.notes,
-                cached: run.figures.cached,
-                withheld: run
-                    .figures
-                    .withheld
-                    .map(|w| (w.rows_hidden, w.cells_masked)),
-                ..done_tag("SUBPLAN")
-            }),
-            Err(e) => {
-                let err = error_of(&SessionError::Host(e), "");
-                tracing::warn!(code = %err.code, "refused or failed a peer's subplan: {}", err.message);
-                Response::Error(err)
+        let out = std::rc::Rc::new(std::cell::RefCell::new(send));
+        let write = {
+            let (out, c4) = (out.clone(), c3.clone());
+            move |resp: &Response| {
+                let w = handle.block_on(rpc::write_frame(&mut *out.borrow_mut(), rid, resp, max));
+                if w.is_err() {
+                    c4.raise("the coordinator went away");
+                }
+                w.is_ok()
             }
         };
-        // the session is free before the coordinator hears the stage ended:
-        // its next statement may come at once
-        drop(session);
-        let _ = tx.blocking_send(last);
+        let last = match session.try_lock() {
+            Err(_) => Response::Error(session_busy()),
+            Ok(mut session) => {
+                let w2 = write.clone();
+                let r = session.run(
+                    &signed,
+                    Release::Streamed,
+                    Box::new(move |b| {
+                        if w2(&Response::Batch(wire(b))) {
+                            Ok(())
+                        } else {
+                            Err(HostError::Cancelled("the coordinator went away".into()))
+                        }
+                    }),
+                    &c3,
+                );
+                // the session is free before the coordinator hears the stage
+                // ended: its next statement may come at once
+                drop(session);
+                match r {
+                    Ok(run) => Response::Done(Done {
+                        rows: run.figures.rows_returned,
+                        written: run.figures.rows_written,
+                        read: run.figures.rows_read,
+                        principal: Some(run.principal),
+                        notes: run.figures.notes,
+                        cached: run.figures.cached,
+                        withheld: run
+                            .figures
+                            .withheld
+                            .map(|w| (w.rows_hidden, w.cells_masked)),
+                        ..done_tag("SUBPLAN")
+                    }),
+                    Err(e) => {
+                        let err = error_of(&SessionError::Host(e), "");
+                        tracing::warn!(code = %err.code, "refused or failed a peer's subplan: {}", err.message);
+                        Response::Error(err)
+                    }
+                }
+            }
+        };
+        write(&last);
+        let _ = out.borrow_mut().finish();
     });
-    while let Some(resp) = rx.recv().await {
-        if rpc::write_frame(send, rid, &resp, max).await.is_err() {
-            cancel.raise("the coordinator went away");
-            break;
-        }
-    }
-    drop(rx);
     let _ = job.await;
     watcher.abort();
-    let _ = send.finish();
 }
