@@ -48,15 +48,10 @@ pub fn sign(identity: &Identity, mut unsigned: Attestation) -> Result<Attestatio
 /// # Errors
 /// Not a certificate, or its key is not Ed25519.
 pub fn ed25519_key_of(cert_der: &[u8]) -> Result<[u8; 32], String> {
-    use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(cert_der)
-        .map_err(|e| format!("not an X.509 DER certificate: {e}"))?;
-    let spki = cert.public_key();
-    if spki.algorithm.algorithm.to_id_string() != ED25519_OID {
-        return Err("the certificate's key is not Ed25519".into());
+    match cert_key(cert_der)? {
+        CertKey::Ed25519(k) => Ok(k.to_bytes()),
+        _ => Err("the certificate's key is not Ed25519".into()),
     }
-    <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref())
-        .map_err(|_| "the certificate's Ed25519 key is not 32 bytes".into())
 }
 
 /// A certificate's public key, parsed once: what checking a signature with
@@ -73,7 +68,7 @@ enum CertKey {
 fn cert_key(cert_der: &[u8]) -> Result<CertKey, String> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(cert_der)
-        .map_err(|e| format!("the attestation's certificate is not X.509 DER: {e}"))?;
+        .map_err(|e| format!("the certificate is not X.509 DER: {e}"))?;
     let spki = cert.public_key();
     let key_oid = spki.algorithm.algorithm.to_id_string();
     let bytes = spki.subject_public_key.data.as_ref();
