@@ -200,6 +200,93 @@ impl SignatureCache {
     }
 }
 
+/// Ed25519 signatures this process made with an identity it holds, so that
+/// checking one again (a node's shard verifying the envelope its own
+/// coordinator just signed) costs a hash, not a verification. Only signatures
+/// made through [`OwnSignatures::sign`] are remembered, keyed by the public
+/// key, the message and the signature: a strict verification of a signature
+/// its key's owner made always holds, so the answer is the one
+/// `verify_strict` would give. Anything else is verified in full.
+#[derive(Debug, Default)]
+pub struct OwnSignatures {
+    made: std::sync::Mutex<OwnRing>,
+}
+
+#[derive(Debug, Default)]
+struct OwnRing {
+    set: std::collections::HashSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+/// Signatures an [`OwnSignatures`] remembers; the oldest are forgotten first
+/// (a forgotten one is verified in full).
+pub const OWN_SIGNATURES_MAX: usize = 1024;
+
+fn own_key(
+    key: &ed25519_dalek::VerifyingKey,
+    message: &[u8],
+    signature: &ed25519_dalek::Signature,
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"scratchbird own ed25519 signature v1");
+    h.update(key.as_bytes());
+    h.update(&signature.to_bytes());
+    h.update(&(message.len() as u64).to_le_bytes());
+    h.update(message);
+    *h.finalize().as_bytes()
+}
+
+impl OwnSignatures {
+    /// Signs `message` with `identity`'s Ed25519 key and remembers it.
+    ///
+    /// # Errors
+    /// The identity's key is not Ed25519.
+    pub fn sign(&self, identity: &Identity, message: &[u8]) -> Result<Vec<u8>, String> {
+        let Some(key) = identity.ed25519_public() else {
+            return Err(
+                "the node's certificate key is not Ed25519: it cannot sign envelopes".into(),
+            );
+        };
+        let sig = identity.sign_ed25519(message).map_err(|e| e.0)?;
+        let Ok(s) = ed25519_dalek::Signature::from_slice(&sig) else {
+            return Err("the Ed25519 signer gave a signature of another size".into());
+        };
+        let k = own_key(&key, message, &s);
+        let mut g = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if g.set.insert(k) {
+            g.order.push_back(k);
+            if g.order.len() > OWN_SIGNATURES_MAX
+                && let Some(old) = g.order.pop_front()
+            {
+                g.set.remove(&old);
+            }
+        }
+        Ok(sig)
+    }
+
+    /// Whether `key` made `signature` over `message` (strict Ed25519): from
+    /// memory when this process made it, else verified.
+    #[must_use]
+    pub fn verify(
+        &self,
+        key: &ed25519_dalek::VerifyingKey,
+        message: &[u8],
+        signature: &ed25519_dalek::Signature,
+    ) -> bool {
+        let k = own_key(key, message, signature);
+        let made = self
+            .made
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set
+            .contains(&k);
+        made || key.verify_strict(message, signature).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +419,41 @@ mod tests {
         let mut junk = signed(&identity(KeyAlg::Ed25519));
         junk.certificate = vec![0x30, 0x03, 1, 2, 3];
         assert!(verify_signature(&junk).is_err());
+    }
+
+    #[test]
+    fn own_signatures_answer_as_a_strict_verification_would() {
+        let own = OwnSignatures::default();
+        let id = identity(KeyAlg::Ed25519);
+        let key = id.ed25519_public().unwrap();
+        let msg = b"an envelope";
+        let sig = ed25519_dalek::Signature::from_slice(&own.sign(&id, msg).unwrap()).unwrap();
+        // remembered, and true of the signature itself
+        assert!(key.verify_strict(msg, &sig).is_ok());
+        assert!(own.verify(&key, msg, &sig));
+        // another message, signature or key is not what was made: each is
+        // verified in full and refused
+        assert!(!own.verify(&key, b"another envelope", &sig));
+        let mut bytes = sig.to_bytes();
+        bytes[0] ^= 1;
+        assert!(!own.verify(&key, msg, &ed25519_dalek::Signature::from_bytes(&bytes)));
+        let other = identity(KeyAlg::Ed25519).ed25519_public().unwrap();
+        assert!(!own.verify(&other, msg, &sig));
+        // a signature made elsewhere verifies in full without being remembered
+        let id2 = identity(KeyAlg::Ed25519);
+        let sig2 = ed25519_dalek::Signature::from_slice(&id2.sign_ed25519(msg).unwrap()).unwrap();
+        assert!(own.verify(&id2.ed25519_public().unwrap(), msg, &sig2));
+        assert_eq!(own.made.lock().unwrap().set.len(), 1);
+        // a P-256 identity cannot sign envelopes
+        assert!(own.sign(&identity(KeyAlg::EcdsaP256), msg).is_err());
+        // the oldest are forgotten first, and a forgotten one still verifies
+        for i in 0..OWN_SIGNATURES_MAX {
+            own.sign(&id, &i.to_le_bytes()).unwrap();
+        }
+        let g = own.made.lock().unwrap();
+        assert_eq!(g.set.len(), OWN_SIGNATURES_MAX);
+        assert!(!g.set.contains(&own_key(&key, msg, &sig)));
+        drop(g);
+        assert!(own.verify(&key, msg, &sig));
     }
 }

@@ -8,7 +8,7 @@
 use crate::shard::Principals;
 use scratchbird_host::envelope::{Attestation, Authority, LocalAuthority, Member, user_name};
 use scratchbird_net::Role;
-use scratchbird_net::attest::SignatureCache;
+use scratchbird_net::attest::{OwnSignatures, SignatureCache};
 use scratchbird_net::tls::{Cell, IdentityCell};
 use scratchbird_net::verify::{Expect, Membership, Trust, Verified, VerifiedCache, admit};
 use scratchbird_types::env::Env;
@@ -78,6 +78,9 @@ pub struct Checked {
     pub certs: VerifiedCache,
     /// Attestation signatures that verified.
     pub signatures: SignatureCache,
+    /// Envelope signatures this node made as a coordinator: its own shard
+    /// checks them from memory (`benches/README.md`, "Attested requests").
+    pub own: OwnSignatures,
 }
 
 /// What `sbnode` trusts: users by certificate, the bundle in force, and as the
@@ -130,6 +133,15 @@ impl Authority for NodeAuthority {
 
     fn bundle_hash(&self) -> BundleHash {
         self.principals.bundle_hash()
+    }
+
+    fn verify_ed25519(
+        &self,
+        key: &ed25519_dalek::VerifyingKey,
+        message: &[u8],
+        signature: &ed25519_dalek::Signature,
+    ) -> bool {
+        self.users.checked.own.verify(key, message, signature)
     }
 }
 

@@ -668,3 +668,94 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
     assert_eq!(refused.len(), 8, "every refusal is in the audit trail");
     assert!(refused.iter().all(|r| r["principal"] == "User::\"alice\""));
 }
+
+/// The node compiles a request while it checks the signature of its
+/// attestation, so a forged signature is found after the statement was
+/// planned and its stage signed. Nothing of it may run: an INSERT, a schema
+/// change and a transaction under an attestation whose signature does not
+/// verify are each refused, the table keeps its rows, no table appears, and the
+/// trail records the refusals.
+#[test]
+fn a_request_whose_signature_fails_runs_nothing_though_it_was_compiled_meanwhile() {
+    let s = setup(&["admin"], saas());
+    load_saas_demo(&s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let creds = Credentials::load(
+        &s.certs.join("admin.crt"),
+        &s.certs.join("admin.key"),
+        &s.certs.join("ca.crt"),
+    )
+    .unwrap();
+    let statements = [
+        "INSERT INTO customers VALUES (7, 1, 'Gale Gliders', 'g@gale.test', 'pro', 10.00)",
+        "CREATE TABLE forged (id BIGINT PRIMARY KEY)",
+        "BEGIN; DELETE FROM customers; COMMIT",
+        "DELETE FROM customers WHERE id = 1",
+    ];
+    rt.block_on(async {
+        let c = Client::connect(s.node.client_addr, &creds, &TransportLimits::default())
+            .await
+            .unwrap();
+        for sql in statements {
+            let digest = attest::request_digest(sql, None, 0);
+            // signed for this very request, this node and this connection;
+            // then changed, so only its signature is wrong
+            let mut forged = c.attestation(digest, 0).unwrap().unwrap();
+            forged.sequence += 100;
+            let q = Query {
+                sql: sql.into(),
+                deadline_ms: 0,
+                context: None,
+                attestation: Some(Box::new(forged)),
+            };
+            let e = sent(&c, q).await;
+            assert!(
+                e.contains("ATTESTATION_REFUSED") && e.contains("does not verify"),
+                "{sql}: {e}"
+            );
+        }
+        let count = responses(&c, "SELECT id FROM customers ORDER BY id").await;
+        assert!(
+            count
+                .iter()
+                .any(|l| l.starts_with("Done") && l.contains("rows: 6")),
+            "{count:?}"
+        );
+        let r = responses(&c, "SELECT count(*) FROM forged").await;
+        assert!(
+            r.iter()
+                .any(|l| l.contains("forged") && !l.starts_with("Done")),
+            "{r:?}"
+        );
+        c.close().await;
+    });
+    let records = sb_audit_json(&s.node.dir.join("data"));
+    let refused = records
+        .iter()
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("attestation refused"))
+        })
+        .count();
+    assert_eq!(
+        refused,
+        statements.len(),
+        "every refusal is in the audit trail"
+    );
+    // and nothing else failed: no shard was handed a stage or a change of
+    // these requests to refuse
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r["outcome"] == "error")
+        .filter(|r| {
+            !r["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("attestation refused"))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}

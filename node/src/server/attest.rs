@@ -3,6 +3,7 @@
 //! this node, then its sequence number is admitted once, within a window.
 
 use super::{Shared, lock};
+use scratchbird_host::envelope::Attestation;
 use scratchbird_net::SbUri;
 use scratchbird_net::rpc;
 use std::sync::Mutex;
@@ -35,18 +36,17 @@ impl Attested {
     }
 }
 
-/// Checks a request's attestation, in this order: present; version, size and
-/// validity window; it names the connection's user, carries the certificate the
-/// connection was made with, and names this node; it signs this very request
-/// (SQL, context, deadline); the certificate's key made it; the session is this
-/// connection's; the sequence number is new.
-pub(super) fn check_attestation(
+/// Checks what a request's attestation claims, in this order: present;
+/// version, size and validity window; it names the connection's user, carries
+/// the certificate the connection was made with, and names this node; it signs
+/// this very request (SQL, context, deadline). Returns the attestation; its
+/// signature and sequence number are [`check_signed`]'s.
+pub(super) fn check_claimed<'q>(
     shared: &Shared,
     peer: &SbUri,
     cert: &[u8],
-    state: &Mutex<Attested>,
-    q: &rpc::Query,
-) -> Result<(), String> {
+    q: &'q rpc::Query,
+) -> Result<&'q Attestation, String> {
     let a = q.attestation.as_deref().ok_or(
         "the request carries no attestation: this node runs only requests their user signs (use sb or scratchbird_net::Client of this version)",
     )?;
@@ -75,6 +75,18 @@ pub(super) fn check_attestation(
             "the attestation signs another request (SQL, context or deadline) than this one".into(),
         );
     }
+    Ok(a)
+}
+
+/// Checks that the key of the attestation's certificate made its signature,
+/// then admits its sequence number: the session is this connection's, and the
+/// number is new and within the window. Only an attestation whose signature
+/// verified spends a sequence number.
+pub(super) fn check_signed(
+    shared: &Shared,
+    state: &Mutex<Attested>,
+    a: &Attestation,
+) -> Result<(), String> {
     shared.authority.users.checked.signatures.verify(a)?;
     lock(state).admit(&a.session, a.sequence)
 }

@@ -17,6 +17,9 @@ struct Job {
     /// Fired when the job ran to its end (whatever the outcome); dropped unfired if
     /// the session thread died.
     finished: tokio::sync::oneshot::Sender<()>,
+    /// Whether its attestation's signature verified: the connection's task
+    /// decides while the session compiles ([`admit`]).
+    admission: Arc<admit::Admission>,
 }
 
 /// Jobs queued per connection beyond the running one.
@@ -162,6 +165,47 @@ pub(super) async fn reply(send: &mut quinn::SendStream, rid: u64, body: Response
     let _ = send.finish();
 }
 
+/// Refuses a request whose attestation broke a rule: an audit record of the
+/// refusal, the reason to the client, and after [`REFUSALS_MAX`] refusals the
+/// connection closed.
+async fn refuse(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    peer: &SbUri,
+    attested: &Mutex<Attested>,
+    send: &mut quinn::SendStream,
+    rid: u64,
+    reason: String,
+) {
+    tracing::warn!(peer = %peer, "refused a request: {reason}");
+    let mut rec = scratchbird_host::audit::AuditRecord::new(&principal_label(shared, peer));
+    rec.outcome = "error".into();
+    rec.error = Some(format!("attestation refused: {reason}"));
+    let audit = shared.audit.clone();
+    let audited = tokio::task::spawn_blocking(move || audit.append(rec)).await;
+    if !matches!(audited, Ok(Ok(_))) {
+        tracing::error!("the refusal could not be audited");
+    }
+    let err = RpcError::new("ATTESTATION_REFUSED", reason)
+        .hint("connect again with sb (or scratchbird_net::Client) of this version");
+    reply(send, rid, Response::Error(err), shared.frame_max).await;
+    let refused = {
+        let mut st = lock(attested);
+        st.refused += 1;
+        st.refused
+    };
+    if refused >= REFUSALS_MAX {
+        // the refusal reaches the client before the close does
+        let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        tracing::warn!(peer = %peer, "closing a connection after {refused} refused attestations");
+        conn.close(
+            CLOSE_REFUSED.into(),
+            format!("[ATTESTATION_REFUSED] {refused} requests with refused attestations")
+                .as_bytes(),
+        );
+    }
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one request's connection, its attestation state and its stream"
@@ -235,36 +279,14 @@ async fn request(
         reply(&mut send, rid, Response::Error(err), max).await;
         return;
     }
-    if let Err(reason) = check_attestation(&shared, &peer, &cert, &attested, &q) {
-        tracing::warn!(peer = %peer, "refused a request: {reason}");
-        let mut rec = scratchbird_host::audit::AuditRecord::new(&principal_label(&shared, &peer));
-        rec.outcome = "error".into();
-        rec.error = Some(format!("attestation refused: {reason}"));
-        let audit = shared.audit.clone();
-        let audited = tokio::task::spawn_blocking(move || audit.append(rec)).await;
-        if !matches!(audited, Ok(Ok(_))) {
-            tracing::error!("the refusal could not be audited");
+    let claimed = check_claimed(&shared, &peer, &cert, &q).cloned();
+    let attestation = match claimed {
+        Ok(a) => a,
+        Err(reason) => {
+            refuse(&shared, &conn, &peer, &attested, &mut send, rid, reason).await;
+            return;
         }
-        let err = RpcError::new("ATTESTATION_REFUSED", reason)
-            .hint("connect again with sb (or scratchbird_net::Client) of this version");
-        reply(&mut send, rid, Response::Error(err), max).await;
-        let refused = {
-            let mut st = lock(&attested);
-            st.refused += 1;
-            st.refused
-        };
-        if refused >= REFUSALS_MAX {
-            // the refusal reaches the client before the close does
-            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
-            tracing::warn!(peer = %peer, "closing a connection after {refused} refused attestations");
-            conn.close(
-                CLOSE_REFUSED.into(),
-                format!("[ATTESTATION_REFUSED] {refused} requests with refused attestations")
-                    .as_bytes(),
-            );
-        }
-        return;
-    }
+    };
     if *shared.shutdown.borrow() {
         let err = RpcError::new("SHUTTING_DOWN", "the node is shutting down")
             .hint("retry on another node or after it restarts");
@@ -296,14 +318,11 @@ async fn request(
             c3.raise(&format!("its deadline of {ms} ms passed"));
         })
     });
-    let Some(attestation) = q.attestation else {
-        // check_attestation refused requests without one
-        return;
-    };
+    let admission = admit::Ticket(Arc::default());
     let job = Job {
         id,
         claim: Claim {
-            attestation: *attestation,
+            attestation: attestation.clone(),
             asked: Asked {
                 sql: q.sql,
                 context: q.context,
@@ -313,6 +332,7 @@ async fn request(
         tx,
         cancel: cancel.clone(),
         finished,
+        admission: admission.0.clone(),
     };
     let refused = match jobs.try_send(job) {
         Ok(()) => None,
@@ -332,6 +352,21 @@ async fn request(
     let mut delivered = refused.is_none();
     if let Some(err) = refused {
         reply(&mut send, rid, Response::Error(err), max).await;
+    } else {
+        // the session thread compiles and signs meanwhile; it runs nothing,
+        // and nothing it answers leaves, before this verdict
+        let verdict = check_signed(&shared, &attested, &attestation);
+        admission.0.decide(verdict.clone());
+        if let Err(reason) = verdict {
+            cancel.raise("its attestation was refused");
+            drop(rx);
+            refuse(&shared, &conn, &peer, &attested, &mut send, rid, reason).await;
+            watcher.abort();
+            if let Some(d) = deadline {
+                d.abort();
+            }
+            return;
+        }
     }
     while delivered {
         let Some(resp) = rx.recv().await else { break };
@@ -386,10 +421,16 @@ async fn request(
 /// The shards this node's sessions run statements on: its own alone outside
 /// a cluster; under the control plane, every shard of the current map (its
 /// own in-process, the others over the peer endpoint).
-fn shards_of(shared: &Arc<Shared>) -> Result<Shards, String> {
+fn shards_of(shared: &Arc<Shared>, current: &Arc<admit::Current>) -> Result<Shards, String> {
+    let gated = |inner: Arc<dyn ShardTransport>| -> Arc<dyn ShardTransport> {
+        Arc::new(admit::Gated {
+            inner,
+            current: current.clone(),
+        })
+    };
     let Some(plane) = &shared.control else {
         return Ok(Shards {
-            transports: vec![Arc::new(InProcess(shared.shard.clone()))],
+            transports: vec![gated(Arc::new(InProcess(shared.shard.clone())))],
             home: 0,
             map_version: 0,
             names: vec!["this node's shard".into()],
@@ -405,14 +446,14 @@ fn shards_of(shared: &Arc<Shared>) -> Result<Shards, String> {
             None => format!("shard {i} (id {id})"),
         });
         if holds && p.mine == Some(i) {
-            transports.push(Arc::new(InProcess(shared.shard.clone())));
+            transports.push(gated(Arc::new(InProcess(shared.shard.clone()))));
             continue;
         }
-        transports.push(Arc::new(remote::RemoteShard {
+        transports.push(gated(Arc::new(remote::RemoteShard {
             shared: shared.clone(),
             position: i,
             serves: serves.clone(),
-        }));
+        })));
     }
     if transports.is_empty() {
         return Err("the current epoch's shard map names no shard".into());
@@ -426,7 +467,8 @@ fn shards_of(shared: &Arc<Shared>) -> Result<Shards, String> {
 }
 
 fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc::Receiver<Job>) {
-    let opened = shards_of(shared).and_then(|shards| {
+    let current = Arc::new(admit::Current::default());
+    let opened = shards_of(shared, &current).and_then(|shards| {
         Session::open_cluster(
             shared.creds.clone(),
             shards,
@@ -464,6 +506,7 @@ fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc:
         }
         let span = tracing::info_span!("statement", job = job.id);
         let _in = span.enter();
+        current.set(job.admission.clone());
         run_job(&mut session, job, shared);
     }
 }
@@ -475,6 +518,7 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
         tx,
         cancel,
         finished,
+        admission: _,
     } = job;
     session.set_stop(cancel.clone());
     let sink_tx = tx.clone();

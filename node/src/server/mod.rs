@@ -3,7 +3,7 @@
 //! flow control, reload of identities, roots, members and bundle without a restart,
 //! and a clean shutdown.
 
-use crate::authority::{NodeAuthority, PeerAuthority, UserCerts};
+use crate::authority::{Checked, NodeAuthority, PeerAuthority, UserCerts};
 use crate::config::{NodeConfig, OnCaChange};
 use crate::session::open_storage_keeping;
 use crate::shard::{InProcess, Principals, Refusal, Shard, ShardParts, ShardSessionOf, Users};
@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+mod admit;
 mod attest;
 mod churn;
 mod client;
@@ -44,7 +45,7 @@ mod remote;
 mod reply;
 mod schema;
 
-use attest::{Attested, check_attestation};
+use attest::{Attested, check_claimed, check_signed};
 use client::{Running, client_session, reply};
 use peer::peer_session;
 use reloading::{not_serving, recheck, reload, reload_loop};
@@ -147,6 +148,8 @@ struct NodeCreds {
     me: NodeName,
     identity: Arc<IdentityCell>,
     principals: Arc<Principals>,
+    /// Where the signatures it makes are remembered for this node's shard.
+    checked: Arc<Checked>,
 }
 
 impl Credentials for NodeCreds {
@@ -154,7 +157,7 @@ impl Credentials for NodeCreds {
         self.me
     }
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
-        self.identity.0.get().sign_ed25519(message).map_err(|e| e.0)
+        self.checked.own.sign(&self.identity.0.get(), message)
     }
     fn epoch(&self) -> Epoch {
         self.principals.epoch()
@@ -438,6 +441,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
             .service
             .anchor_audit(Arc::new(cluster::Trail(audit.clone())));
     }
+    let checked = Arc::new(Checked::default());
     let authority = Arc::new(NodeAuthority {
         me: name,
         identity: identity.clone(),
@@ -445,7 +449,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         users: UserCerts {
             trust: trust.clone(),
             members: members.clone(),
-            checked: Arc::default(),
+            checked: checked.clone(),
             env: env.clone(),
         },
         principals: principals.clone(),
@@ -485,6 +489,7 @@ pub async fn start_in(cfg: NodeConfig, env: Arc<dyn Env>) -> Result<RunningNode,
         me: name,
         identity: identity.clone(),
         principals: principals.clone(),
+        checked,
     });
     let client =
         endpoint::server(cfg.listen, identity.clone(), user_verifier, &transport).map_err(fail)?;

@@ -285,6 +285,11 @@ async fn subplan(
     let handle = tokio::runtime::Handle::current();
     let c3 = cancel.clone();
     let span = tracing::Span::current();
+    // the stage's thread checks the envelope's signature while this task
+    // checks the user's attestation inside it: the shard's own check of the
+    // attestation then finds it in the node's memory of checked signatures
+    // (it still makes every check; a refused attestation is not remembered)
+    let attestation = signed.envelope.clone();
     let job = tokio::task::spawn_blocking(move || {
         let _in = span.entered();
         let out = std::rc::Rc::new(std::cell::RefCell::new(send));
@@ -342,6 +347,9 @@ async fn subplan(
         write(&last);
         let _ = out.borrow_mut().finish();
     });
+    if let Ok(env) = scratchbird_host::envelope::Envelope::read(&attestation) {
+        let _ = shared.authority.users.user(&env.attestation);
+    }
     let _ = job.await;
     watcher.abort();
 }
