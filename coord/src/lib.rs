@@ -17,5 +17,5 @@ mod transport;
 
 pub use cache::{STATEMENT_BYTES_MAX, STATEMENTS_MAX, StatementCache};
 pub use outcome::{Outcome, SessionError, Step, StepSink, display_value};
-pub use session::{MERGE_INPUT_BYTES_MAX, Session};
+pub use session::{Gate, MERGE_INPUT_BYTES_MAX, Session};
 pub use transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport, Shards};

@@ -123,7 +123,15 @@ pub struct Session {
     /// Whether the running statement's stages ask what the policies
     /// withheld (EXPLAIN ANALYZE).
     inspect: bool,
+    /// Asked before a statement acts anywhere but through a shard stage (a
+    /// transaction or schema statement, a merge stage): whether the request
+    /// may act ([`Session::set_gate`]).
+    gate: Option<Gate>,
 }
+
+/// Whether the running request may act: `Ok` once it is admitted, an error
+/// if it is refused (it may wait for the verdict).
+pub type Gate = Arc<dyn Fn() -> Result<(), HostError> + Send + Sync>;
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,7 +248,22 @@ impl Session {
             nesting: 0,
             merge_hold: MERGE_INPUT_BYTES_MAX,
             inspect: false,
+            gate: None,
         }
+    }
+
+    /// Sets what is asked before a statement of a request acts other than
+    /// through a shard stage: transaction control and schema statements ask it
+    /// before they reach any shard, a statement with a merge stage before the
+    /// merge stage starts. (Shard stages are the transport's to hold back: a
+    /// node's gated transports ask the same verdict.) A node checks a request's
+    /// attestation while its statements compile, and sets the verdict here.
+    pub fn set_gate(&mut self, gate: Option<Gate>) {
+        self.gate = gate;
+    }
+
+    fn admitted(&self) -> Result<(), HostError> {
+        self.gate.as_ref().map_or(Ok(()), |g| g())
     }
 
     /// Continues as coordinator `creds` over a new session of `transport` (the
@@ -397,6 +420,16 @@ impl Session {
                 return Err(SessionError::Compile(e));
             }
         };
+        // a transaction or schema statement acts on the shards' sessions as a
+        // whole: nothing of it before the request is admitted
+        let acts = !matches!(
+            stmt,
+            Statement::Query(_) | Statement::Explain(_) | Statement::ExplainAnalyze(_)
+        );
+        if acts && let Err(e) = self.admitted() {
+            self.abandon();
+            return Err(e.into());
+        }
         match stmt {
             Statement::Query(c) => {
                 if let Some(r) = self.via_subqueries(p, &c, claim, index) {
@@ -412,6 +445,7 @@ impl Session {
                 self.abandon();
                 Ok(Outcome::Explain(text))
             }
+
             Statement::ExplainAnalyze(c) => match self.via_subqueries(p, &c, claim, index) {
                 Some(r) => r,
                 None => self.explain_analyze(&c, claim).map(Outcome::Explain),
@@ -1107,6 +1141,9 @@ impl Session {
             r.epoch = self.creds.epoch();
             r
         };
+        // the merge stage writes its own record: not for a request that is
+        // not admitted
+        self.admitted()?;
         let (merged, shards) = std::thread::scope(|scope| {
             let early = sandbox.cached(&merge.module);
             let compiling = early.is_none().then(|| {

@@ -455,6 +455,41 @@ struct Tail {
     failed: bool,
 }
 
+/// A point in the log: the bytes up to `end`, whose last record has number
+/// `next_seq - 1` and hash `last`.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    end: u64,
+    next_seq: u64,
+    last: [u8; 32],
+}
+
+/// What concurrent appends share to make their records durable: one
+/// `fdatasync` covers every frame written before it started (group commit).
+/// An append waits until the log is durable past its frame; if no fsync is
+/// running it starts one itself, covering its frame and any others written
+/// by then.
+struct Flush {
+    /// A second handle on the log, for `fdatasync` outside the tail's lock.
+    file: File,
+    state: Mutex<FlushState>,
+    done: Condvar,
+}
+
+struct FlushState {
+    /// Frames written (in order, under the tail's lock).
+    written: Mark,
+    /// Frames durable.
+    durable: Mark,
+    /// An fsync is running.
+    syncing: bool,
+    /// An fsync failed: what was written after `durable` is not known to be
+    /// on disk, and the trail takes no more records until it is reopened.
+    failed: bool,
+    /// Fsyncs made since the log was opened.
+    syncs: u64,
+}
+
 /// A node's audit log, open for appending.
 pub struct AuditLog {
     dir: PathBuf,
@@ -462,6 +497,7 @@ pub struct AuditLog {
     /// The clock records are stamped with.
     env: Arc<dyn Env>,
     tail: Mutex<Tail>,
+    flush: Flush,
     recovered: Option<String>,
     /// Moves the head over durable records, off the append path.
     head: Arc<HeadWriter>,
@@ -707,12 +743,29 @@ impl AuditLog {
                     source,
                 })?
         };
+        let at = Mark {
+            end: ex.keep as u64,
+            next_seq,
+            last,
+        };
+        let flush = Flush {
+            file: file.try_clone().map_err(io(path.clone()))?,
+            state: Mutex::new(FlushState {
+                written: at,
+                durable: at,
+                syncing: false,
+                failed: false,
+                syncs: 0,
+            }),
+            done: Condvar::new(),
+        };
         let log = Self {
             head,
             head_thread: Some(head_thread),
             dir: dir.to_owned(),
             node: node.to_string(),
             env,
+            flush,
             tail: Mutex::new(Tail {
                 file,
                 end: ex.keep as u64,
@@ -744,11 +797,15 @@ impl AuditLog {
     /// the trail is empty).
     #[must_use]
     pub fn tip(&self) -> Option<(u64, [u8; 32])> {
-        let t = self
-            .tail
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        t.next_seq.checked_sub(1).map(|seq| (seq, t.last))
+        let d = self.flush.lock().durable;
+        d.next_seq.checked_sub(1).map(|seq| (seq, d.last))
+    }
+
+    /// The `fdatasync`s the log has made since it was opened (concurrent
+    /// appends share them).
+    #[must_use]
+    pub fn syncs(&self) -> u64 {
+        self.flush.lock().syncs
     }
 
     /// The hash of record `seq` as the trail holds it now (`None`: it holds
@@ -773,7 +830,10 @@ impl AuditLog {
     /// Appends `r` (its `seq`, `time_us`, `node`, `prev` and `hash` are filled in)
     /// and makes it durable before returning it: the frame is written over the
     /// zeros after the last record (growing the file by [`LOG_GROWTH_BYTES`]
-    /// when they run out) and the log fsynced. The head is then replaced (written aside, fsynced, renamed) by the
+    /// when they run out) and the log fsynced. Concurrent appends share
+    /// fsyncs: one covers every frame written before it started, and an
+    /// append that finds one running waits for it (and for a second one if the
+    /// first started before its frame was written). The head is then replaced (written aside, fsynced, renamed) by the
     /// trail's head thread, not on this path; dropping the log waits for it to
     /// write the last head. A crash at any step leaves a state [`AuditLog::open`] recovers from
     /// (`docs/audit-trail.md`).
@@ -781,14 +841,28 @@ impl AuditLog {
     /// # Errors
     /// The record could not be written durably: the caller must not release the
     /// execution's result.
-    pub fn append(&self, mut r: AuditRecord) -> Result<AuditRecord, AuditError> {
+    pub fn append(&self, r: AuditRecord) -> Result<AuditRecord, AuditError> {
+        let (r, end) = self.write(r)?;
+        self.flush
+            .until(end, &self.head)
+            .map_err(|source| AuditError::Io {
+                path: self.dir.join(LOG),
+                source,
+            })?;
+        Ok(r)
+    }
+
+    /// Writes `r`'s frame after the last record, under the tail's lock, and
+    /// returns it with the end of its frame; not yet durable.
+    fn write(&self, mut r: AuditRecord) -> Result<(AuditRecord, u64), AuditError> {
         let mut t = self
             .tail
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if t.failed {
+        let path = self.dir.join(LOG);
+        if t.failed || self.flush.lock().failed {
             return Err(AuditError::Io {
-                path: self.dir.join(LOG),
+                path,
                 source: std::io::Error::other(
                     "an earlier append failed part way; restart the node to recover the trail",
                 ),
@@ -813,12 +887,11 @@ impl AuditLog {
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&body);
         let need = t.end + frame.len() as u64;
-        let path = self.dir.join(LOG);
         let io = |source| AuditError::Io {
             path: path.clone(),
             source,
         };
-        // a failed write or fsync is never retried (what reached the disk is not
+        // a failed write is never retried (what reached the disk is not
         // known): the trail takes no more records until it is reopened
         t.failed = true;
         std::os::unix::fs::FileExt::write_all_at(&t.file, &frame, t.end).map_err(io)?;
@@ -838,18 +911,75 @@ impl AuditLog {
         } else {
             t.allocated
         };
-        t.file.sync_data().map_err(io)?;
         t.end = need;
         t.allocated = allocated;
-        // durable from here; the head follows off this path
-        self.head.set(Head {
-            next_seq: r.seq + 1,
-            last: r.hash,
-        });
         t.failed = false;
         t.next_seq += 1;
         t.last = r.hash;
-        Ok(r)
+        // published under the tail's lock, so marks only move forward
+        self.flush.lock().written = Mark {
+            end: need,
+            next_seq: t.next_seq,
+            last: r.hash,
+        };
+        Ok((r, need))
+    }
+}
+
+impl Flush {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlushState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Returns once the log is durable up to `end`: at once if an fsync
+    /// already covered it; else after the running fsync and, if that one
+    /// started before the frame was written, after one this call makes (for
+    /// every frame written by then). The head follows each fsync, off this
+    /// path.
+    fn until(&self, end: u64, head: &HeadWriter) -> std::io::Result<()> {
+        let mut st = self.lock();
+        loop {
+            if st.durable.end >= end {
+                return Ok(());
+            }
+            if st.failed {
+                return Err(std::io::Error::other(
+                    "an fsync of the log failed; restart the node to recover the trail",
+                ));
+            }
+            if st.syncing {
+                st = self
+                    .done
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            st.syncing = true;
+            let target = st.written;
+            drop(st);
+            let synced = self.file.sync_data();
+            st = self.lock();
+            st.syncing = false;
+            st.syncs += 1;
+            match synced {
+                Ok(()) => {
+                    st.durable = target;
+                    // durable from here; the head follows off this path
+                    head.set(Head {
+                        next_seq: target.next_seq,
+                        last: target.last,
+                    });
+                }
+                Err(e) => {
+                    st.failed = true;
+                    self.done.notify_all();
+                    return Err(e);
+                }
+            }
+            self.done.notify_all();
+        }
     }
 }
 
@@ -906,5 +1036,86 @@ impl AuditRecord {
             prev: [0; 32],
             hash: [0; 32],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuditLog, AuditRecord};
+    use scratchbird_types::env::SystemEnv;
+    use std::sync::Arc;
+
+    fn log(dir: &std::path::Path) -> AuditLog {
+        AuditLog::open(
+            dir,
+            &scratchbird_types::NodeName::LOCAL,
+            Arc::new(SystemEnv::default()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_fsync_covers_every_frame_written_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        let log = log(d.path());
+        let before = log.syncs();
+        let ends: Vec<u64> = (0..3)
+            .map(|_| log.write(AuditRecord::new("owner")).unwrap().1)
+            .collect();
+        assert!(log.tip().is_none(), "written is not durable");
+        // the last frame's wait makes all three durable with one fsync
+        log.flush.until(ends[2], &log.head).unwrap();
+        assert_eq!(log.syncs(), before + 1);
+        assert_eq!(log.tip().map(|t| t.0), Some(2));
+        // the earlier frames' waits find them durable: no fsync of their own
+        log.flush.until(ends[0], &log.head).unwrap();
+        log.flush.until(ends[1], &log.head).unwrap();
+        assert_eq!(log.syncs(), before + 1);
+        // a frame written after that fsync needs one more
+        let (_, end) = log.write(AuditRecord::new("owner")).unwrap();
+        log.flush.until(end, &log.head).unwrap();
+        assert_eq!((log.syncs(), log.tip().map(|t| t.0)), (before + 2, Some(3)));
+    }
+
+    #[test]
+    fn an_append_is_durable_when_it_returns_under_concurrency() {
+        let d = tempfile::tempdir().unwrap();
+        let log = Arc::new(log(d.path()));
+        let threads = 8;
+        let each = 25;
+        let start = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (log, start) = (log.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let mut seqs = Vec::new();
+                    for _ in 0..each {
+                        let r = log.append(AuditRecord::new(&format!("t{i}"))).unwrap();
+                        // the durable tip is at or past the record just returned
+                        let (tip, _) = log.tip().unwrap();
+                        assert!(
+                            tip >= r.seq,
+                            "record {} returned before durable ({tip})",
+                            r.seq
+                        );
+                        seqs.push(r.seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let n = (threads * each) as u64;
+        assert_eq!(all, (0..n).collect::<Vec<_>>());
+        assert!(log.syncs() <= n);
+        drop(log);
+        let v = super::verify(d.path()).unwrap();
+        assert!(v.first_break.is_none(), "{:?}", v.first_break);
+        assert_eq!(v.records, n);
     }
 }

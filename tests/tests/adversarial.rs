@@ -676,7 +676,7 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
 /// verify are each refused, the table keeps its rows, no table appears, and the
 /// trail records the refusals.
 #[test]
-fn a_request_whose_signature_fails_runs_nothing_though_it_was_compiled_meanwhile() {
+fn a_refused_attestation_runs_nothing_though_its_request_was_compiled_meanwhile() {
     let s = setup(&["admin"], saas());
     load_saas_demo(&s);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -717,6 +717,26 @@ fn a_request_whose_signature_fails_runs_nothing_though_it_was_compiled_meanwhile
                 "{sql}: {e}"
             );
         }
+        // a genuine signature the gate alone must stop: the same attestation
+        // again (its sequence number is spent; the shard, which sees a fresh
+        // envelope, would run it)
+        let bump = "UPDATE customers SET mrr = mrr + 1 WHERE id = 1";
+        let once = c
+            .attestation(attest::request_digest(bump, None, 0), 0)
+            .unwrap()
+            .unwrap();
+        let q = || Query {
+            sql: bump.into(),
+            deadline_ms: 0,
+            context: None,
+            attestation: Some(Box::new(once.clone())),
+        };
+        assert_eq!(sent(&c, q()).await, "answered");
+        let e = sent(&c, q()).await;
+        assert!(
+            e.contains("ATTESTATION_REFUSED") && e.contains("replay"),
+            "{e}"
+        );
         let count = responses(&c, "SELECT id FROM customers ORDER BY id").await;
         assert!(
             count
@@ -732,6 +752,14 @@ fn a_request_whose_signature_fails_runs_nothing_though_it_was_compiled_meanwhile
         );
         c.close().await;
     });
+    // the replayed UPDATE ran once
+    let mrr = ok(&sb(
+        &s.node,
+        &s.certs,
+        "admin",
+        &["-c", "SELECT mrr FROM customers WHERE id = 1"],
+    ));
+    assert!(mrr.contains("1201.00"), "{mrr}");
     let records = sb_audit_json(&s.node.dir.join("data"));
     let refused = records
         .iter()
@@ -743,7 +771,7 @@ fn a_request_whose_signature_fails_runs_nothing_though_it_was_compiled_meanwhile
         .count();
     assert_eq!(
         refused,
-        statements.len(),
+        statements.len() + 1,
         "every refusal is in the audit trail"
     );
     // and nothing else failed: no shard was handed a stage or a change of

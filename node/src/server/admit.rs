@@ -82,7 +82,8 @@ impl Current {
         *lock(&self.0) = a;
     }
 
-    fn wait(&self) -> Result<(), HostError> {
+    /// Waits for the running request's verdict: an error unless admitted.
+    pub(super) fn wait(&self) -> Result<(), HostError> {
         let a = lock(&self.0).clone();
         a.wait()
     }
@@ -110,6 +111,19 @@ struct GatedSession {
     current: Arc<Current>,
 }
 
+impl GatedSession {
+    /// The verdict; a refused request also ends the statement's transaction
+    /// that reading the catalog opened (nothing inside BEGIN ... COMMIT), so
+    /// the next request does not read in its snapshot.
+    fn admitted(&mut self) -> Result<(), HostError> {
+        let v = self.current.wait();
+        if v.is_err() {
+            self.inner.abandon();
+        }
+        v
+    }
+}
+
 impl ShardSession for GatedSession {
     fn shard(&self) -> NodeName {
         self.inner.shard()
@@ -126,7 +140,7 @@ impl ShardSession for GatedSession {
         sink: ResultSink,
         stop: &Cancel,
     ) -> Result<scratchbird_coord::ShardRun, HostError> {
-        self.current.wait()?;
+        self.admitted()?;
         self.inner.run(stage, release, sink, stop)
     }
 
@@ -136,7 +150,7 @@ impl ShardSession for GatedSession {
         claim: &Claim,
         index: usize,
     ) -> Result<&'static str, HostError> {
-        self.current.wait()?;
+        self.admitted()?;
         self.inner.control(op, claim, index)
     }
 

@@ -349,24 +349,25 @@ async fn request(
         )),
     };
     drop(jobs);
+    // the session thread compiles and signs meanwhile; it runs nothing, and
+    // nothing it answers leaves, before this verdict (a request the session
+    // could not take is checked all the same: a forged one is refused and
+    // audited, not answered BUSY)
+    let verdict = check_signed(&shared, &attested, &attestation);
+    admission.0.decide(verdict.clone());
+    if let Err(reason) = verdict {
+        cancel.raise("its attestation was refused");
+        drop(rx);
+        refuse(&shared, &conn, &peer, &attested, &mut send, rid, reason).await;
+        watcher.abort();
+        if let Some(d) = deadline {
+            d.abort();
+        }
+        return;
+    }
     let mut delivered = refused.is_none();
     if let Some(err) = refused {
         reply(&mut send, rid, Response::Error(err), max).await;
-    } else {
-        // the session thread compiles and signs meanwhile; it runs nothing,
-        // and nothing it answers leaves, before this verdict
-        let verdict = check_signed(&shared, &attested, &attestation);
-        admission.0.decide(verdict.clone());
-        if let Err(reason) = verdict {
-            cancel.raise("its attestation was refused");
-            drop(rx);
-            refuse(&shared, &conn, &peer, &attested, &mut send, rid, reason).await;
-            watcher.abort();
-            if let Some(d) = deadline {
-                d.abort();
-            }
-            return;
-        }
     }
     while delivered {
         let Some(resp) = rx.recv().await else { break };
@@ -493,6 +494,8 @@ fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc:
         }
     };
     session.set_audit(shared.audit.clone());
+    let verdict = current.clone();
+    session.set_gate(Some(Arc::new(move || verdict.wait())));
     session.set_statements(shared.statements.clone());
     session.set_merge_hold(shared.cfg.limits.merge_hold_mib << 20);
     while let Ok(job) = jobs.recv() {

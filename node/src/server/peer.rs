@@ -347,7 +347,14 @@ async fn subplan(
         write(&last);
         let _ = out.borrow_mut().finish();
     });
-    if let Ok(env) = scratchbird_host::envelope::Envelope::read(&attestation) {
+    // only for an envelope this peer may send, addressed to this node: no
+    // other peer makes the node check attestations ahead of the envelope
+    if let Ok(env) = scratchbird_host::envelope::Envelope::read(&attestation)
+        && env.coordinator == authority.name
+        && Some(env.shard) == shared.me.node_name()
+        && scratchbird_host::envelope::Authority::member(authority.as_ref(), &env.coordinator)
+            .is_some_and(|m| m.coordinator)
+    {
         let _ = shared.authority.users.user(&env.attestation);
     }
     let _ = job.await;
