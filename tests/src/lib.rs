@@ -14,6 +14,7 @@ use scratchbird_net::{Role, SbUri};
 use scratchbird_policy::secret::TokenSecret;
 use scratchbird_policy::sign::{self, SigningKey};
 use scratchbird_types::{ClusterId, NodeId};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -590,13 +591,37 @@ pub fn sb_audit_json(data: &Path) -> Vec<serde_json::Value> {
 
 // ------------------------------------------------------------ control plane
 
-/// A free UDP port on loopback (QUIC listens on UDP).
+/// A free UDP port on loopback (QUIC listens on UDP) for a node to listen on
+/// later, as a cluster's members file names it. It is taken below the
+/// kernel's ephemeral range (`ip_local_port_range`), so a socket that another
+/// test's node binds to port 0 meanwhile cannot take it before this node
+/// starts (a port from the ephemeral range could be, and was: "Address
+/// already in use" at a node's start); and never the same twice in one test
+/// process.
 pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (lo, hi) = (10_000u16, ephemeral.max(10_001));
+    let mut tries = 0u64;
+    loop {
+        tries += 1;
+        assert!(tries < 10_000, "no free UDP port in {lo}..{hi}");
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(tries);
+        let port = lo + u16::try_from(h.finish() % u64::from(hi - lo)).unwrap();
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if given.contains(&port) || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        return port;
+    }
 }
 
 /// Runs `cmd`, which must succeed; returns its output.
