@@ -516,7 +516,12 @@ pub(crate) fn query(q: &ast::Query) -> Result<(), CompileError> {
         pipe_operators,
     } = q;
     refuse(&[
-        (with.is_some(), "WITH (common table expressions)"),
+        (with.as_ref().is_some_and(|w| w.recursive), "WITH RECURSIVE"),
+        (
+            with.as_ref()
+                .is_some_and(|w| w.cte_tables.iter().any(|c| c.from.is_some())),
+            "WITH ... FROM",
+        ),
         (!locks.is_empty(), "SELECT ... FOR UPDATE / FOR SHARE"),
         (for_clause.is_some(), "FOR XML / FOR JSON"),
         (settings.is_some(), "SETTINGS"),

@@ -122,4 +122,8 @@ pub mod codes {
     pub const INVALID_DEFINITION: &str = "42P16";
     /// A limit of the compiler.
     pub const LIMIT: &str = "54000";
+    /// A name given twice where it must be unique (WITH query names).
+    pub const DUPLICATE_ALIAS: &str = "42712";
+    /// More column names than columns (`WITH t(a, b, c) AS (SELECT 1, 2)`).
+    pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
 }

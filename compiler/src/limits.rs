@@ -32,6 +32,12 @@ pub const COLUMNS_MAX: usize = scratchbird_types::limits::COLUMNS_MAX;
 /// Bytes of one compiled module (the sandbox's default limit on what it accepts).
 pub const MODULE_BYTES_MAX: usize = 16 << 20;
 
+/// Places a statement reads a WITH query at: each binds the query it names
+/// (what the statement does is bounded by [`EXPRS_MAX`] and [`DEPTH_MAX`]
+/// counted with every WITH query read where it is named; this bounds the
+/// readings themselves).
+pub const CTE_USES_MAX: usize = 256;
+
 /// Tables and derived tables in one FROM clause, joins included (each table is a
 /// scan, and a module declares at most this many).
 pub const FROM_ITEMS_MAX: usize = scratchbird_guest_ops::abi::PLAN_ITEMS_MAX;

@@ -2,7 +2,9 @@
 //! how deep it nests, how many expressions it holds. Every later stage recurses
 //! over the tree; after this check none of them can be driven deeper than
 //! [`DEPTH_MAX`] levels, which is what [`STACK_BYTES`](crate::limits::STACK_BYTES)
-//! is sized for.
+//! is sized for. A WITH query counts where it is read, as the binder binds
+//! it there: its depth below the place that names it, its expressions once
+//! per place.
 //!
 //! The walk itself recurses, but never past the limit it enforces: it stops at
 //! the first level beyond it. The parser ([`crate::dialect`]) has already bounded
@@ -10,15 +12,35 @@
 //! finite in depth too.
 
 use crate::error::{CompileError, codes};
-use crate::limits::{DEPTH_MAX, EXPRS_MAX, SET_OPS_MAX};
-use sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+use crate::limits::{CTE_USES_MAX, DEPTH_MAX, EXPRS_MAX, SET_OPS_MAX};
+use sqlparser::ast::{Expr, Query, Statement, TableFactor, Visit, Visitor};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
+#[derive(Default)]
 struct Shape {
     depth: usize,
     exprs: usize,
+    /// The WITH queries in scope, innermost last: a table named as one of
+    /// them is measured as that query, where it is named (the binder binds
+    /// it there).
+    ctes: Vec<(String, Arc<Query>)>,
+    /// How many WITH queries each query being walked put in scope.
+    withs: Vec<usize>,
+    /// The WITH queries being measured where they are read: one is not read
+    /// again inside itself (a non-recursive WITH query cannot name itself;
+    /// the binder refuses that).
+    reading: Vec<String>,
+    /// WITH queries read so far.
+    uses: usize,
+    /// The queries of the WITH clauses being walked, by address: where a
+    /// WITH query is written it is measured as written, and its readings
+    /// inside are measured where it is read, not there too.
+    defs: Vec<usize>,
+    /// How many of those are being walked now.
+    defining: usize,
 }
 
 pub(crate) fn too_deep() -> CompileError {
@@ -49,12 +71,72 @@ impl Shape {
 impl Visitor for Shape {
     type Break = CompileError;
 
-    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<CompileError> {
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
+        let mut put = 0;
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                self.ctes.push((
+                    crate::bind::norm(&c.alias.name),
+                    Arc::new((*c.query).clone()),
+                ));
+                self.defs
+                    .push(std::ptr::from_ref::<Query>(&c.query) as usize);
+                put += 1;
+            }
+        }
+        self.withs.push(put);
+        if self.defs.contains(&(std::ptr::from_ref(q) as usize)) {
+            self.defining += 1;
+        }
         self.enter()
     }
 
-    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<CompileError> {
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
+        if self.defs.contains(&(std::ptr::from_ref(q) as usize)) {
+            self.defining = self.defining.saturating_sub(1);
+        }
+        let put = self.withs.pop().unwrap_or(0);
+        self.ctes.truncate(self.ctes.len().saturating_sub(put));
+        self.defs.truncate(self.defs.len().saturating_sub(put));
         self.leave()
+    }
+
+    fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<CompileError> {
+        let TableFactor::Table { name, .. } = f else {
+            return ControlFlow::Continue(());
+        };
+        let Some(n) = (name.0.len() == 1)
+            .then(|| crate::bind::object_name(name).ok())
+            .flatten()
+        else {
+            return ControlFlow::Continue(());
+        };
+        let Some(q) = self
+            .ctes
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == n)
+            .map(|(_, q)| q.clone())
+        else {
+            return ControlFlow::Continue(());
+        };
+        if self.defining > 0 || self.reading.contains(&n) {
+            return ControlFlow::Continue(());
+        }
+        self.uses += 1;
+        if self.uses > CTE_USES_MAX {
+            return ControlFlow::Break(
+                CompileError::new(
+                    codes::LIMIT,
+                    format!("the statement reads WITH queries at more than {CTE_USES_MAX} places (a WITH query read inside another counts at each place that one is read)"),
+                )
+                .hint("read a WITH query at fewer places, or split the statement"),
+            );
+        }
+        self.reading.push(n);
+        let r = q.visit(self);
+        self.reading.pop();
+        r
     }
 
     fn pre_visit_expr(&mut self, _e: &Expr) -> ControlFlow<CompileError> {
@@ -81,7 +163,7 @@ impl Visitor for Shape {
 /// # Errors
 /// A limit error naming the limit.
 pub(crate) fn check(stmt: &Statement) -> Result<(), CompileError> {
-    let mut s = Shape { depth: 0, exprs: 0 };
+    let mut s = Shape::default();
     match stmt.visit(&mut s) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
@@ -214,6 +296,6 @@ pub(crate) fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), CompileError>
 /// Whether `e` nests deeper than [`DEPTH_MAX`] levels: a walk that never goes
 /// deeper than that, whatever the tree.
 pub(crate) fn too_deep_expr(e: &Expr) -> bool {
-    let mut s = Shape { depth: 0, exprs: 0 };
+    let mut s = Shape::default();
     matches!(e.visit(&mut s), ControlFlow::Break(_))
 }

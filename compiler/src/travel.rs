@@ -6,7 +6,9 @@
 
 use crate::error::{CompileError, codes};
 use crate::typing::parse_timestamp;
-use sqlparser::ast::{Expr, Statement as Ast, TableFactor, TableVersion, Value, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, Query, Statement as Ast, TableFactor, TableVersion, Value, Visit, Visitor,
+};
 use std::ops::ControlFlow;
 
 /// The tables of a statement and the time each is read at.
@@ -18,13 +20,31 @@ struct Tables {
     names: Vec<String>,
     /// A version clause of another kind than `FOR SYSTEM_TIME AS OF`.
     other: bool,
+    /// The names of the statement's WITH queries: a FROM item naming one
+    /// without a version reads that query, whose own tables carry the time.
+    ctes: Vec<String>,
 }
 
 impl Visitor for Tables {
     type Break = ();
 
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(w) = &q.with {
+            self.ctes.extend(
+                w.cte_tables
+                    .iter()
+                    .map(|c| crate::bind::norm(&c.alias.name)),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
-        if let TableFactor::Table { version, name, .. } = f {
+        if let TableFactor::Table { version, name, .. } = f
+            && !(version.is_none()
+                && name.0.len() == 1
+                && crate::bind::object_name(name).is_ok_and(|n| self.ctes.contains(&n)))
+        {
             if let Ok(n) = crate::bind::object_name(name) {
                 self.names.push(n);
             }

@@ -115,7 +115,10 @@ fn walk() -> Vec<Walk> {
             vec![
                 ("SELECT a FROM t FOR UPDATE", "FOR UPDATE"),
                 ("SELECT a FROM t FOR SHARE", "FOR SHARE"),
-                ("WITH x AS (SELECT 1 AS y) SELECT y FROM x", "WITH"),
+                (
+                    "WITH RECURSIVE x AS (SELECT 1 AS y) SELECT y FROM x",
+                    "WITH RECURSIVE",
+                ),
                 ("SELECT a INTO v FROM t", "INTO"),
                 ("SELECT a FROM t WINDOW w AS (ORDER BY a)", "WINDOW"),
                 ("SELECT * FROM t AS x(c, d)", "column aliases"),

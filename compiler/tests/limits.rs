@@ -70,6 +70,23 @@ fn list(n: usize, f: impl Fn(usize) -> String, sep: &str) -> String {
 }
 
 /// Shapes at (or just under) each limit: they compile.
+/// WITH queries at the limits: each is measured where it is read.
+fn with_at_the_limits() -> Vec<(&'static str, String)> {
+    let n = DEPTH_MAX;
+    vec![(
+        "a chain of WITH queries, each reading the one before",
+        format!(
+            "WITH c0 AS (SELECT a FROM t), {} SELECT a FROM c{}",
+            list(
+                n - 8,
+                |i| format!("c{} AS (SELECT a FROM c{i})", i + 1),
+                ", "
+            ),
+            n - 8
+        ),
+    )]
+}
+
 fn at_the_limits() -> Vec<(&'static str, String)> {
     let n = DEPTH_MAX;
     vec![
@@ -242,6 +259,33 @@ fn beyond_the_limits() -> Vec<(&'static str, String, &'static str)> {
             "nests deeper than",
         ),
         (
+            "WITH queries shallow where written, deep where read",
+            format!(
+                "WITH c0 AS (SELECT a FROM t), {} SELECT a FROM c100",
+                list(
+                    100,
+                    |i| format!("c{} AS (SELECT (SELECT a FROM c{i} LIMIT 1) AS a)", i + 1),
+                    ", "
+                )
+            ),
+            "nests deeper than",
+        ),
+        (
+            "WITH queries read at too many places",
+            format!(
+                "WITH c0 AS (SELECT a FROM t), {} SELECT a FROM c9",
+                list(
+                    9,
+                    |i| format!(
+                        "c{} AS (SELECT a FROM c{i} UNION ALL SELECT a FROM c{i})",
+                        i + 1
+                    ),
+                    ", "
+                )
+            ),
+            "WITH queries at more than",
+        ),
+        (
             "very deep parentheses",
             format!("SELECT {}1{}", "(".repeat(300_000), ")".repeat(300_000)),
             "nests deeper than",
@@ -403,7 +447,7 @@ fn beyond_the_limits() -> Vec<(&'static str, String, &'static str)> {
 
 #[test]
 fn the_deepest_and_widest_shapes_within_the_limits_compile_on_the_stated_stack() {
-    for (what, sql) in at_the_limits() {
+    for (what, sql) in at_the_limits().into_iter().chain(with_at_the_limits()) {
         if let Err(e) = compile_on_limit_stack(sql) {
             panic!("{what}: {} [{}]", e.message, e.code);
         }

@@ -89,7 +89,24 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    match r.below(25) {
+    match r.below(28) {
+        // WITH queries, read where they are named
+        25 => (
+            format!("WITH c AS (SELECT id, g, s FROM t WHERE g = {g}) SELECT id, s FROM c"),
+            false,
+        ),
+        26 => (
+            format!(
+                "WITH c AS (SELECT g, count(*) AS n FROM t GROUP BY g) SELECT g, n FROM c WHERE n > {k} ORDER BY g"
+            ),
+            true,
+        ),
+        27 => (
+            format!(
+                "WITH c AS (SELECT t_id, v FROM big WHERE v < {k}), u AS (SELECT id FROM t WHERE id < {id}) SELECT u.id, c.v FROM u JOIN c ON u.id = c.t_id"
+            ),
+            false,
+        ),
         // uncorrelated subqueries: run first over the shards, their answers
         // put into the statement as values
         20 => (

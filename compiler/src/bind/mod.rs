@@ -177,6 +177,24 @@ pub(crate) struct Binder<'c> {
     init_keys: HashMap<String, usize>,
     next: ColId,
     exprs: usize,
+    /// The WITH queries in scope, innermost last.
+    ctes: Vec<Cte>,
+    /// WITH queries out of scope where one is being read: itself and those
+    /// after it (for the error that names them).
+    hidden: Vec<String>,
+}
+
+/// A WITH query in scope: a table named as it reads its query, bound where
+/// it is named.
+#[derive(Clone)]
+struct Cte {
+    name: String,
+    query: Arc<Query>,
+    /// The names given with it (`WITH t(a, b) AS ...`).
+    columns: Vec<String>,
+    /// How many enclosing queries' scopes it sees (those of the query whose
+    /// WITH defines it).
+    outer: usize,
 }
 
 /// A bound SELECT: relation, output names, ORDER BY keys.
@@ -329,6 +347,8 @@ impl<'c> Binder<'c> {
             init_keys: HashMap::new(),
             next: 0,
             exprs: 0,
+            ctes: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 

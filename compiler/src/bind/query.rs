@@ -6,6 +6,102 @@ use super::*;
 impl<'c> Binder<'c> {
     pub(crate) fn query(&mut self, q: &Query) -> Result<BoundQuery, CompileError> {
         crate::clauses::query(q)?;
+        let mark = self.ctes.len();
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                let name = norm(&c.alias.name);
+                if self.ctes[mark..].iter().any(|d| d.name == name) {
+                    self.ctes.truncate(mark);
+                    return Err(CompileError::new(
+                        codes::DUPLICATE_ALIAS,
+                        format!("WITH query name \"{name}\" specified more than once"),
+                    )
+                    .at(pos_of(c.query.as_ref())));
+                }
+                self.ctes.push(Cte {
+                    name,
+                    query: Arc::new((*c.query).clone()),
+                    columns: c.alias.columns.iter().map(|d| norm(&d.name)).collect(),
+                    outer: self.outer.len(),
+                });
+            }
+        }
+        let r = self.query_body(q);
+        self.ctes.truncate(mark);
+        r
+    }
+
+    /// Reads WITH query `i` where a FROM item names it (as `alias`, if
+    /// given): its query bound here, seeing the WITH queries before it (not
+    /// itself or later ones) and the scopes its own WITH sees.
+    pub(super) fn cte(
+        &mut self,
+        i: usize,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<(Rel, Scope), CompileError> {
+        let def = self.ctes[i].clone();
+        let later = self.ctes.split_off(i);
+        let hidden = self.hidden.len();
+        self.hidden.extend(later.iter().map(|c| c.name.clone()));
+        let deeper = self.outer.split_off(def.outer.min(self.outer.len()));
+        let b = self.query(&def.query);
+        self.outer.extend(deeper);
+        self.hidden.truncate(hidden);
+        self.ctes.extend(later);
+        let b = b?;
+        if def.columns.len() > b.names.len() {
+            return Err(CompileError::new(
+                codes::INVALID_COLUMN_REFERENCE,
+                format!(
+                    "WITH query \"{}\" has {} columns available but {} columns specified",
+                    def.name,
+                    b.names.len(),
+                    def.columns.len()
+                ),
+            ));
+        }
+        let q = alias.map_or_else(|| def.name.clone(), |a| norm(&a.name));
+        let renames: Vec<String> = alias
+            .map(|a| a.columns.iter().map(|c| norm(&c.name)).collect())
+            .unwrap_or_default();
+        let scope = Scope {
+            cols: b
+                .rel
+                .output()
+                .into_iter()
+                .zip(b.names)
+                .enumerate()
+                .map(|(k, (id, n))| ScopeCol {
+                    qualifier: Some(q.clone()),
+                    name: renames
+                        .get(k)
+                        .or_else(|| def.columns.get(k))
+                        .cloned()
+                        .unwrap_or(n),
+                    id,
+                })
+                .collect(),
+        };
+        Ok((b.rel, scope))
+    }
+
+    /// The WITH query in scope a FROM item's name names, innermost first
+    /// (only a plain, unqualified name can).
+    pub(super) fn cte_named(&self, name: &ObjectName) -> Option<usize> {
+        if name.0.len() != 1 {
+            return None;
+        }
+        let n = object_name(name).ok()?;
+        self.ctes.iter().rposition(|c| c.name == n)
+    }
+
+    /// A WITH query defined after the place that names it, in a WITH in scope:
+    /// named in the error that the table does not exist.
+    pub(super) fn cte_later(&self, name: &ObjectName) -> bool {
+        name.0.len() == 1 && object_name(name).is_ok_and(|n| self.hidden.contains(&n))
+    }
+
+    fn query_body(&mut self, q: &Query) -> Result<BoundQuery, CompileError> {
         let order: Vec<ast::OrderByExpr> = match &q.order_by {
             Some(ob) => match &ob.kind {
                 OrderByKind::Expressions(v) => v.clone(),

@@ -530,7 +530,18 @@ impl<'c> Binder<'c> {
                 if args.is_some() {
                     return Err(unsupported("table functions").at(pos_of(name)));
                 }
-                let t = self.table(name)?;
+                if let Some(i) = self.cte_named(name) {
+                    return self.cte(i, alias.as_ref());
+                }
+                let t = match self.table(name) {
+                    Ok(t) => t,
+                    Err(e) if self.cte_later(name) => {
+                        return Err(e.hint(format!(
+                            "there is a WITH query named \"{name}\", but a WITH query sees only those before it: put it first (WITH RECURSIVE is not supported yet)"
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let q = alias
                     .as_ref()
                     .map_or_else(|| t.name.clone(), |a| norm(&a.name));

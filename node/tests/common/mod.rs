@@ -237,6 +237,18 @@ pub fn pred(r: &mut Rng, q: &[&str], other: &str, d: u32) -> String {
 
 /// A query and whether its order is fixed.
 pub fn query(r: &mut Rng) -> (String, bool) {
+    let (sql, ordered) = query_of(r);
+    // some read t1 through a WITH query of the same rows, under t1's name
+    if r.chance(15) {
+        let sql = sql
+            .replace("FROM t1 x ", "FROM w1 x ")
+            .replace("FROM t1", "FROM w1 AS t1");
+        return (format!("WITH w1 AS (SELECT * FROM t1) {sql}"), ordered);
+    }
+    (sql, ordered)
+}
+
+fn query_of(r: &mut Rng) -> (String, bool) {
     match r.below(6) {
         0 | 1 => {
             let n = 1 + r.below(3);
