@@ -1075,7 +1075,11 @@ fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {
         )
     })?;
     let rel = match source.body.as_ref() {
-        ast::SetExpr::Values(v) if source.order_by.is_none() && source.limit_clause.is_none() => {
+        ast::SetExpr::Values(v)
+            if source.order_by.is_none()
+                && source.limit_clause.is_none()
+                && source.with.is_none() =>
+        {
             let bq = b.values(v, Some(&types))?;
             check_width(bq.rel.output().len(), types.len())?;
             bq.rel

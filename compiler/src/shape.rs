@@ -16,31 +16,106 @@ use crate::limits::{CTE_USES_MAX, DEPTH_MAX, EXPRS_MAX, SET_OPS_MAX};
 use sqlparser::ast::{Expr, Query, Statement, TableFactor, Visit, Visitor};
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 #[derive(Default)]
 struct Shape {
     depth: usize,
     exprs: usize,
-    /// The WITH queries in scope, innermost last: a table named as one of
-    /// them is measured as that query, where it is named (the binder binds
-    /// it there).
-    ctes: Vec<(String, Arc<Query>)>,
-    /// How many WITH queries each query being walked put in scope.
+    /// The WITH queries in scope, innermost last, each with what reading it
+    /// costs. One enters scope once its own query has been measured, so
+    /// (as in the binder) it sees the WITH queries before it, not itself
+    /// or later ones.
+    ctes: Vec<Cost>,
+    /// The queries of the WITH clauses being walked, by address, with their
+    /// names: where a WITH query is written it is measured once, and what
+    /// that costs is added at each place that reads it.
+    defs: Vec<(usize, String)>,
+    /// How many WITH queries each query being walked wrote.
     withs: Vec<usize>,
-    /// The WITH queries being measured where they are read: one is not read
-    /// again inside itself (a non-recursive WITH query cannot name itself;
-    /// the binder refuses that).
-    reading: Vec<String>,
-    /// WITH queries read so far.
+    /// The WITH queries being measured.
+    frames: Vec<Frame>,
+    /// WITH queries read so far (a reading inside a WITH query counts at
+    /// each place that one is read).
     uses: usize,
-    /// The queries of the WITH clauses being walked, by address: where a
-    /// WITH query is written it is measured as written, and its readings
-    /// inside are measured where it is read, not there too.
-    defs: Vec<usize>,
-    /// How many of those are being walked now.
-    defining: usize,
+    /// Where in `defs` each address is, and where in `ctes` each name is
+    /// (innermost last): lookups that do not grow with the statement.
+    def_at: HashMap<usize, usize>,
+    cte_at: HashMap<String, Vec<usize>>,
+}
+
+/// What reading a WITH query adds where it is read: the levels its query
+/// nests below that place, its expressions, and the WITH queries it reads.
+struct Cost {
+    name: String,
+    depth: usize,
+    exprs: usize,
+    uses: usize,
+}
+
+/// A WITH query being measured: the depth, expressions and readings when
+/// its query began, and the deepest level reached inside it.
+struct Frame {
+    addr: usize,
+    name: String,
+    at: usize,
+    deepest: usize,
+    exprs: usize,
+    /// What the WITH queries it reads add (the binder binds them only
+    /// where this one is read, so they count there, not here).
+    read_exprs: usize,
+    read_uses: usize,
+}
+
+impl Shape {
+    fn push_def(&mut self, a: usize, name: String) {
+        self.def_at.insert(a, self.defs.len());
+        self.defs.push((a, name));
+    }
+
+    fn pop_defs(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some((a, _)) = self.defs.pop() {
+                self.def_at.remove(&a);
+            }
+        }
+    }
+
+    fn push_cte(&mut self, c: Cost) {
+        self.cte_at
+            .entry(c.name.clone())
+            .or_default()
+            .push(self.ctes.len());
+        self.ctes.push(c);
+    }
+
+    fn pop_ctes(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some(c) = self.ctes.pop()
+                && let Some(v) = self.cte_at.get_mut(&c.name)
+            {
+                v.pop();
+            }
+        }
+    }
+
+    fn cte_named(&self, n: &str) -> Option<&Cost> {
+        let i = *self.cte_at.get(n)?.last()?;
+        self.ctes.get(i)
+    }
+}
+
+fn addr(q: &Query) -> usize {
+    std::ptr::from_ref(q) as usize
+}
+
+fn too_many_exprs() -> CompileError {
+    CompileError::new(
+        codes::LIMIT,
+        format!("the statement has more than {EXPRS_MAX} expressions"),
+    )
+    .hint("split it into several statements")
 }
 
 pub(crate) fn too_deep() -> CompileError {
@@ -56,6 +131,7 @@ pub(crate) fn too_deep() -> CompileError {
 impl Shape {
     fn enter(&mut self) -> ControlFlow<CompileError> {
         self.depth += 1;
+        self.reached(self.depth);
         if self.depth > DEPTH_MAX {
             return ControlFlow::Break(too_deep());
         }
@@ -66,39 +142,61 @@ impl Shape {
         self.depth = self.depth.saturating_sub(1);
         ControlFlow::Continue(())
     }
+
+    /// Level `d` is reached inside the WITH query being measured.
+    fn reached(&mut self, d: usize) {
+        if let Some(f) = self.frames.last_mut() {
+            f.deepest = f.deepest.max(d);
+        }
+    }
 }
 
 impl Visitor for Shape {
     type Break = CompileError;
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
-        let mut put = 0;
+        let here = addr(q);
+        if let Some(name) = self.def_at.get(&here).map(|&i| self.defs[i].1.clone()) {
+            self.frames.push(Frame {
+                addr: here,
+                name,
+                at: self.depth,
+                deepest: self.depth,
+                exprs: self.exprs,
+                read_exprs: 0,
+                read_uses: 0,
+            });
+        }
+        let mut wrote = 0;
         if let Some(w) = &q.with {
             for c in &w.cte_tables {
-                self.ctes.push((
-                    crate::bind::norm(&c.alias.name),
-                    Arc::new((*c.query).clone()),
-                ));
-                self.defs
-                    .push(std::ptr::from_ref::<Query>(&c.query) as usize);
-                put += 1;
+                self.push_def(addr(&c.query), crate::bind::norm(&c.alias.name));
+                wrote += 1;
             }
         }
-        self.withs.push(put);
-        if self.defs.contains(&(std::ptr::from_ref(q) as usize)) {
-            self.defining += 1;
-        }
+        self.withs.push(wrote);
         self.enter()
     }
 
     fn post_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
-        if self.defs.contains(&(std::ptr::from_ref(q) as usize)) {
-            self.defining = self.defining.saturating_sub(1);
+        // its own WITH queries leave scope (each entered it when measured)
+        let wrote = self.withs.pop().unwrap_or(0);
+        self.pop_defs(wrote);
+        self.pop_ctes(wrote);
+        let r = self.leave();
+        if self.frames.last().is_some_and(|f| f.addr == addr(q))
+            && let Some(f) = self.frames.pop()
+        {
+            self.reached(f.deepest);
+            let c = Cost {
+                name: f.name,
+                depth: f.deepest - f.at,
+                exprs: (self.exprs - f.exprs).saturating_add(f.read_exprs),
+                uses: f.read_uses,
+            };
+            self.push_cte(c);
         }
-        let put = self.withs.pop().unwrap_or(0);
-        self.ctes.truncate(self.ctes.len().saturating_sub(put));
-        self.defs.truncate(self.defs.len().saturating_sub(put));
-        self.leave()
+        r
     }
 
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<CompileError> {
@@ -111,19 +209,22 @@ impl Visitor for Shape {
         else {
             return ControlFlow::Continue(());
         };
-        let Some(q) = self
-            .ctes
-            .iter()
-            .rev()
-            .find(|(c, _)| *c == n)
-            .map(|(_, q)| q.clone())
-        else {
+        let Some(c) = self.cte_named(&n) else {
             return ControlFlow::Continue(());
         };
-        if self.defining > 0 || self.reading.contains(&n) {
+        // the binder binds the WITH query's query here, below this level
+        let (depth, exprs, uses) = (self.depth + c.depth, c.exprs, c.uses);
+        self.reached(depth);
+        if depth > DEPTH_MAX {
+            return ControlFlow::Break(too_deep());
+        }
+        if let Some(f) = self.frames.last_mut() {
+            // inside a WITH query being measured: part of what reading it costs
+            f.read_exprs = f.read_exprs.saturating_add(exprs);
+            f.read_uses = f.read_uses.saturating_add(1).saturating_add(uses);
             return ControlFlow::Continue(());
         }
-        self.uses += 1;
+        self.uses = self.uses.saturating_add(1).saturating_add(uses);
         if self.uses > CTE_USES_MAX {
             return ControlFlow::Break(
                 CompileError::new(
@@ -133,22 +234,17 @@ impl Visitor for Shape {
                 .hint("read a WITH query at fewer places, or split the statement"),
             );
         }
-        self.reading.push(n);
-        let r = q.visit(self);
-        self.reading.pop();
-        r
+        self.exprs = self.exprs.saturating_add(exprs);
+        if self.exprs > EXPRS_MAX {
+            return ControlFlow::Break(too_many_exprs());
+        }
+        ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, _e: &Expr) -> ControlFlow<CompileError> {
         self.exprs += 1;
         if self.exprs > EXPRS_MAX {
-            return ControlFlow::Break(
-                CompileError::new(
-                    codes::LIMIT,
-                    format!("the statement has more than {EXPRS_MAX} expressions"),
-                )
-                .hint("split it into several statements"),
-            );
+            return ControlFlow::Break(too_many_exprs());
         }
         self.enter()
     }

@@ -20,21 +20,48 @@ struct Tables {
     names: Vec<String>,
     /// A version clause of another kind than `FOR SYSTEM_TIME AS OF`.
     other: bool,
-    /// The names of the statement's WITH queries: a FROM item naming one
-    /// without a version reads that query, whose own tables carry the time.
+    /// The WITH queries in scope where the walk is, innermost last (as the
+    /// binder sees them: one enters scope after its own query): a FROM item
+    /// naming one reads that query, whose own tables carry the time.
     ctes: Vec<String>,
+    /// The queries of the WITH clauses being walked, by address, and their
+    /// names; the addresses each query being walked wrote.
+    defs: std::collections::HashMap<usize, String>,
+    withs: Vec<Vec<usize>>,
+    /// How many of `ctes` have each name.
+    in_scope: std::collections::HashMap<String, usize>,
 }
 
 impl Visitor for Tables {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        let mut wrote = Vec::new();
         if let Some(w) = &q.with {
-            self.ctes.extend(
-                w.cte_tables
-                    .iter()
-                    .map(|c| crate::bind::norm(&c.alias.name)),
-            );
+            for c in &w.cte_tables {
+                let a = std::ptr::from_ref::<Query>(&c.query) as usize;
+                self.defs.insert(a, crate::bind::norm(&c.alias.name));
+                wrote.push(a);
+            }
+        }
+        self.withs.push(wrote);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        // its own WITH queries leave scope; if it is a WITH query's query,
+        // that one enters it
+        for a in self.withs.pop().unwrap_or_default() {
+            self.defs.remove(&a);
+            if let Some(n) = self.ctes.pop()
+                && let Some(k) = self.in_scope.get_mut(&n)
+            {
+                *k = k.saturating_sub(1);
+            }
+        }
+        if let Some(name) = self.defs.get(&(std::ptr::from_ref(q) as usize)) {
+            *self.in_scope.entry(name.clone()).or_default() += 1;
+            self.ctes.push(name.clone());
         }
         ControlFlow::Continue(())
     }
@@ -43,7 +70,8 @@ impl Visitor for Tables {
         if let TableFactor::Table { version, name, .. } = f
             && !(version.is_none()
                 && name.0.len() == 1
-                && crate::bind::object_name(name).is_ok_and(|n| self.ctes.contains(&n)))
+                && crate::bind::object_name(name)
+                    .is_ok_and(|n| self.in_scope.get(&n).is_some_and(|&k| k > 0)))
         {
             if let Ok(n) = crate::bind::object_name(name) {
                 self.names.push(n);
@@ -207,6 +235,27 @@ mod tests {
             .unwrap(),
             Some(NOON)
         );
+        // a WITH query's name, where it is in scope, reads that query: its
+        // tables carry the time
+        assert_eq!(
+            at("WITH w AS (SELECT * FROM a FOR SYSTEM_TIME AS OF '2025-12-05 12:00') SELECT * FROM w")
+                .unwrap(),
+            Some(NOON)
+        );
+    }
+
+    #[test]
+    fn a_table_named_like_a_with_query_outside_its_scope_is_a_table() {
+        for sql in [
+            // inside its own query, `t` is the table
+            "WITH t AS (SELECT * FROM t) SELECT * FROM t, a FOR SYSTEM_TIME AS OF '2025-12-05'",
+            // outside the derived table that defines it, `t` is the table
+            "SELECT * FROM (WITH t AS (SELECT * FROM a FOR SYSTEM_TIME AS OF '2025-12-05') \
+             SELECT * FROM t) s CROSS JOIN t",
+        ] {
+            let e = at(sql).expect_err(sql);
+            assert!(e.to_string().contains("some of its tables"), "{sql}: {e}");
+        }
     }
 
     #[test]

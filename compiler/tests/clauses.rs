@@ -119,6 +119,10 @@ fn walk() -> Vec<Walk> {
                     "WITH RECURSIVE x AS (SELECT 1 AS y) SELECT y FROM x",
                     "WITH RECURSIVE",
                 ),
+                (
+                    "WITH x AS (SELECT a FROM t) SELECT a FROM x FOR SYSTEM_TIME AS OF TIMESTAMP '2026-01-01 00:00:00'",
+                    "which is not a table",
+                ),
                 ("SELECT a INTO v FROM t", "INTO"),
                 ("SELECT a FROM t WINDOW w AS (ORDER BY a)", "WINDOW"),
                 ("SELECT * FROM t AS x(c, d)", "column aliases"),

@@ -271,6 +271,23 @@ fn beyond_the_limits() -> Vec<(&'static str, String, &'static str)> {
             "nests deeper than",
         ),
         (
+            "a chain of WITH queries read through an inner WITH that shadows one of it",
+            format!(
+                "WITH c0 AS (SELECT 1 AS x), {} SELECT x FROM (WITH c299 AS (SELECT 1 AS x) SELECT x FROM c300) s",
+                list(300, |i| format!("c{} AS (SELECT x FROM c{i})", i + 1), ", ")
+            ),
+            "nests deeper than",
+        ),
+        (
+            "WITH queries of one name, each reading the one outside it twice",
+            format!(
+                "{}SELECT 1 AS x{}",
+                "WITH t AS (".repeat(20),
+                ") SELECT a.x FROM t a, t b".repeat(20)
+            ),
+            "WITH queries at more than",
+        ),
+        (
             "WITH queries read at too many places",
             format!(
                 "WITH c0 AS (SELECT a FROM t), {} SELECT a FROM c9",

@@ -867,8 +867,20 @@ impl<'c> Binder<'c> {
         r
     }
 
-    /// Registers an init plan, or returns the one already made for the same text.
+    /// Registers an init plan, or returns the one already made for the same
+    /// text read in the same WITH queries (the same text can name another
+    /// WITH query, or a table, elsewhere).
     pub(super) fn add_init(&mut self, kind: InitKind, rel: Rel, key: String) -> usize {
+        let key = if self.ctes.is_empty() {
+            key
+        } else {
+            let scope: Vec<String> = self
+                .ctes
+                .iter()
+                .map(|c| format!("{:p}", Arc::as_ptr(&c.query)))
+                .collect();
+            format!("{key}\u{1}{}", scope.join(","))
+        };
         if let Some(i) = self.init_keys.get(&key) {
             return *i;
         }

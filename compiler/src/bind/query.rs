@@ -8,9 +8,10 @@ impl<'c> Binder<'c> {
         crate::clauses::query(q)?;
         let mark = self.ctes.len();
         if let Some(w) = &q.with {
+            let mut names = std::collections::HashSet::new();
             for c in &w.cte_tables {
                 let name = norm(&c.alias.name);
-                if self.ctes[mark..].iter().any(|d| d.name == name) {
+                if !names.insert(name.clone()) {
                     self.ctes.truncate(mark);
                     return Err(CompileError::new(
                         codes::DUPLICATE_ALIAS,

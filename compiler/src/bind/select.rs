@@ -525,12 +525,24 @@ impl<'c> Binder<'c> {
         crate::clauses::table_factor(f)?;
         match f {
             TableFactor::Table {
-                name, alias, args, ..
+                name,
+                alias,
+                args,
+                version,
+                ..
             } => {
                 if args.is_some() {
                     return Err(unsupported("table functions").at(pos_of(name)));
                 }
                 if let Some(i) = self.cte_named(name) {
+                    if version.is_some() {
+                        return Err(CompileError::new(
+                            codes::NOT_SUPPORTED,
+                            format!("FOR SYSTEM_TIME AS OF on WITH query \"{name}\", which is not a table"),
+                        )
+                        .at(pos_of(name))
+                        .hint("put FOR SYSTEM_TIME AS OF on the tables its query reads"));
+                    }
                     return self.cte(i, alias.as_ref());
                 }
                 let t = match self.table(name) {
