@@ -236,15 +236,34 @@ impl Parsed {
             error: None,
         };
         let _ = Visit::visit(&self.ast, &mut w);
+        // a subquery sees the statement's WITH queries: it runs with them
+        // (one with a WITH of its own is not run first: the statement is
+        // then refused or runs whole)
+        let with = match &self.ast {
+            Ast::Query(q) => q.with.clone(),
+            Ast::Explain { statement, .. } => match &**statement {
+                Ast::Query(q) => q.with.clone(),
+                _ => None,
+            },
+            _ => None,
+        };
+        if with.is_some() && w.found.iter().any(|(_, q)| q.with.is_some()) {
+            return Vec::new();
+        }
         w.found
             .into_iter()
-            .map(|(used, q)| Subquery {
-                used,
-                query: Parsed {
-                    ast: Ast::Query(Box::new(q)),
-                    wasm: false,
-                    distribute: None,
-                },
+            .map(|(used, mut q)| {
+                if q.with.is_none() {
+                    q.with.clone_from(&with);
+                }
+                Subquery {
+                    used,
+                    query: Parsed {
+                        ast: Ast::Query(Box::new(q)),
+                        wasm: false,
+                        distribute: None,
+                    },
+                }
             })
             .collect()
     }

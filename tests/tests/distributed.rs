@@ -89,7 +89,15 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    match r.below(28) {
+    match r.below(29) {
+        // a subquery over several shards that reads a WITH query: run first
+        // with the statement's WITH queries
+        28 => (
+            format!(
+                "WITH c AS (SELECT v FROM big WHERE t_id < {id}) SELECT id, s FROM t WHERE g IN (SELECT v FROM c)"
+            ),
+            false,
+        ),
         // WITH queries, read where they are named
         25 => (
             format!("WITH c AS (SELECT id, g, s FROM t WHERE g = {g}) SELECT id, s FROM c"),
