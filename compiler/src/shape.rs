@@ -23,32 +23,100 @@ use std::ops::ControlFlow;
 struct Shape {
     depth: usize,
     exprs: usize,
-    /// The WITH queries in scope, innermost last, each with what reading it
-    /// costs. One enters scope once its own query has been measured, so
-    /// (as in the binder) it sees the WITH queries before it, not itself
-    /// or later ones.
-    ctes: Vec<Cost>,
-    /// The queries of the WITH clauses being walked, by address, with their
-    /// names: where a WITH query is written it is measured once, and what
-    /// that costs is added at each place that reads it.
-    defs: Vec<(usize, String)>,
-    /// How many WITH queries each query being walked wrote.
-    withs: Vec<usize>,
+    /// The WITH queries in scope, each with what reading it costs: where a
+    /// WITH query is written it is measured once, and that cost is added at
+    /// each place that reads it.
+    scope: WithScope<Cost>,
     /// The WITH queries being measured.
     frames: Vec<Frame>,
     /// WITH queries read so far (a reading inside a WITH query counts at
     /// each place that one is read).
     uses: usize,
-    /// Where in `defs` each address is, and where in `ctes` each name is
-    /// (innermost last): lookups that do not grow with the statement.
-    def_at: HashMap<usize, usize>,
-    cte_at: HashMap<String, Vec<usize>>,
+}
+
+/// The WITH queries in scope during a walk of a statement's tree, as the
+/// binder sees them: those a query's WITH writes enter scope one by one,
+/// each once its own query has been walked (so it sees the ones before it,
+/// not itself or later ones), and leave with that query. Lookups are hashed:
+/// they do not grow with the statement.
+pub(crate) struct WithScope<T> {
+    /// The queries of the WITH clauses being walked, by address, and their
+    /// names.
+    defs: HashMap<usize, String>,
+    /// The addresses each query being walked wrote.
+    withs: Vec<Vec<usize>>,
+    /// In scope, innermost last; and where each name is.
+    entries: Vec<(String, T)>,
+    at: HashMap<String, Vec<usize>>,
+}
+
+impl<T> Default for WithScope<T> {
+    fn default() -> Self {
+        Self {
+            defs: HashMap::new(),
+            withs: Vec::new(),
+            entries: Vec::new(),
+            at: HashMap::new(),
+        }
+    }
+}
+
+impl<T> WithScope<T> {
+    /// Entering query `q`: the queries of its WITH are being written.
+    /// Returns the name of the WITH query whose query `q` is, if it is one.
+    pub(crate) fn enter(&mut self, q: &Query) -> Option<String> {
+        let own = self.defs.get(&addr(q)).cloned();
+        let mut wrote = Vec::new();
+        if let Some(w) = &q.with {
+            for c in &w.cte_tables {
+                let a = addr(&c.query);
+                self.defs.insert(a, crate::bind::norm(&c.alias.name));
+                wrote.push(a);
+            }
+        }
+        self.withs.push(wrote);
+        own
+    }
+
+    /// Leaving query `q`: the WITH queries it wrote leave scope. Returns the
+    /// name of the WITH query whose query `q` is, if it is one: the caller
+    /// puts it in scope with [`WithScope::add`].
+    pub(crate) fn leave(&mut self, q: &Query) -> Option<String> {
+        for a in self.withs.pop().unwrap_or_default() {
+            self.defs.remove(&a);
+            if let Some((n, _)) = self.entries.pop()
+                && let Some(v) = self.at.get_mut(&n)
+            {
+                v.pop();
+            }
+        }
+        self.defs.get(&addr(q)).cloned()
+    }
+
+    /// Puts WITH query `name` in scope, with `value`.
+    pub(crate) fn add(&mut self, name: String, value: T) {
+        self.at
+            .entry(name.clone())
+            .or_default()
+            .push(self.entries.len());
+        self.entries.push((name, value));
+    }
+
+    /// The WITH query in scope a FROM item's name names (only a plain,
+    /// unqualified name can).
+    pub(crate) fn named(&self, name: &sqlparser::ast::ObjectName) -> Option<&T> {
+        if name.0.len() != 1 {
+            return None;
+        }
+        let n = crate::bind::object_name(name).ok()?;
+        let i = *self.at.get(&n)?.last()?;
+        self.entries.get(i).map(|(_, v)| v)
+    }
 }
 
 /// What reading a WITH query adds where it is read: the levels its query
 /// nests below that place, its expressions, and the WITH queries it reads.
 struct Cost {
-    name: String,
     depth: usize,
     exprs: usize,
     uses: usize,
@@ -57,8 +125,6 @@ struct Cost {
 /// A WITH query being measured: the depth, expressions and readings when
 /// its query began, and the deepest level reached inside it.
 struct Frame {
-    addr: usize,
-    name: String,
     at: usize,
     deepest: usize,
     exprs: usize,
@@ -66,44 +132,6 @@ struct Frame {
     /// where this one is read, so they count there, not here).
     read_exprs: usize,
     read_uses: usize,
-}
-
-impl Shape {
-    fn push_def(&mut self, a: usize, name: String) {
-        self.def_at.insert(a, self.defs.len());
-        self.defs.push((a, name));
-    }
-
-    fn pop_defs(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some((a, _)) = self.defs.pop() {
-                self.def_at.remove(&a);
-            }
-        }
-    }
-
-    fn push_cte(&mut self, c: Cost) {
-        self.cte_at
-            .entry(c.name.clone())
-            .or_default()
-            .push(self.ctes.len());
-        self.ctes.push(c);
-    }
-
-    fn pop_ctes(&mut self, n: usize) {
-        for _ in 0..n {
-            if let Some(c) = self.ctes.pop()
-                && let Some(v) = self.cte_at.get_mut(&c.name)
-            {
-                v.pop();
-            }
-        }
-    }
-
-    fn cte_named(&self, n: &str) -> Option<&Cost> {
-        let i = *self.cte_at.get(n)?.last()?;
-        self.ctes.get(i)
-    }
 }
 
 fn addr(q: &Query) -> usize {
@@ -155,11 +183,8 @@ impl Visitor for Shape {
     type Break = CompileError;
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
-        let here = addr(q);
-        if let Some(name) = self.def_at.get(&here).map(|&i| self.defs[i].1.clone()) {
+        if self.scope.enter(q).is_some() {
             self.frames.push(Frame {
-                addr: here,
-                name,
                 at: self.depth,
                 deepest: self.depth,
                 exprs: self.exprs,
@@ -167,34 +192,22 @@ impl Visitor for Shape {
                 read_uses: 0,
             });
         }
-        let mut wrote = 0;
-        if let Some(w) = &q.with {
-            for c in &w.cte_tables {
-                self.push_def(addr(&c.query), crate::bind::norm(&c.alias.name));
-                wrote += 1;
-            }
-        }
-        self.withs.push(wrote);
         self.enter()
     }
 
     fn post_visit_query(&mut self, q: &Query) -> ControlFlow<CompileError> {
-        // its own WITH queries leave scope (each entered it when measured)
-        let wrote = self.withs.pop().unwrap_or(0);
-        self.pop_defs(wrote);
-        self.pop_ctes(wrote);
+        let written = self.scope.leave(q);
         let r = self.leave();
-        if self.frames.last().is_some_and(|f| f.addr == addr(q))
+        if let Some(name) = written
             && let Some(f) = self.frames.pop()
         {
             self.reached(f.deepest);
             let c = Cost {
-                name: f.name,
                 depth: f.deepest - f.at,
                 exprs: (self.exprs - f.exprs).saturating_add(f.read_exprs),
                 uses: f.read_uses,
             };
-            self.push_cte(c);
+            self.scope.add(name, c);
         }
         r
     }
@@ -203,13 +216,7 @@ impl Visitor for Shape {
         let TableFactor::Table { name, .. } = f else {
             return ControlFlow::Continue(());
         };
-        let Some(n) = (name.0.len() == 1)
-            .then(|| crate::bind::object_name(name).ok())
-            .flatten()
-        else {
-            return ControlFlow::Continue(());
-        };
-        let Some(c) = self.cte_named(&n) else {
+        let Some(c) = self.scope.named(name) else {
             return ControlFlow::Continue(());
         };
         // the binder binds the WITH query's query here, below this level

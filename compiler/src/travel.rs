@@ -20,58 +20,30 @@ struct Tables {
     names: Vec<String>,
     /// A version clause of another kind than `FOR SYSTEM_TIME AS OF`.
     other: bool,
-    /// The WITH queries in scope where the walk is, innermost last (as the
-    /// binder sees them: one enters scope after its own query): a FROM item
-    /// naming one reads that query, whose own tables carry the time.
-    ctes: Vec<String>,
-    /// The queries of the WITH clauses being walked, by address, and their
-    /// names; the addresses each query being walked wrote.
-    defs: std::collections::HashMap<usize, String>,
-    withs: Vec<Vec<usize>>,
-    /// How many of `ctes` have each name.
-    in_scope: std::collections::HashMap<String, usize>,
+    /// The WITH queries in scope where the walk is, as the binder sees
+    /// them: a FROM item naming one reads that query, whose own tables carry
+    /// the time.
+    ctes: crate::shape::WithScope<()>,
 }
 
 impl Visitor for Tables {
     type Break = ();
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        let mut wrote = Vec::new();
-        if let Some(w) = &q.with {
-            for c in &w.cte_tables {
-                let a = std::ptr::from_ref::<Query>(&c.query) as usize;
-                self.defs.insert(a, crate::bind::norm(&c.alias.name));
-                wrote.push(a);
-            }
-        }
-        self.withs.push(wrote);
+        self.ctes.enter(q);
         ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        // its own WITH queries leave scope; if it is a WITH query's query,
-        // that one enters it
-        for a in self.withs.pop().unwrap_or_default() {
-            self.defs.remove(&a);
-            if let Some(n) = self.ctes.pop()
-                && let Some(k) = self.in_scope.get_mut(&n)
-            {
-                *k = k.saturating_sub(1);
-            }
-        }
-        if let Some(name) = self.defs.get(&(std::ptr::from_ref(q) as usize)) {
-            *self.in_scope.entry(name.clone()).or_default() += 1;
-            self.ctes.push(name.clone());
+        if let Some(name) = self.ctes.leave(q) {
+            self.ctes.add(name, ());
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table { version, name, .. } = f
-            && !(version.is_none()
-                && name.0.len() == 1
-                && crate::bind::object_name(name)
-                    .is_ok_and(|n| self.in_scope.get(&n).is_some_and(|&k| k > 0)))
+            && !(version.is_none() && self.ctes.named(name).is_some())
         {
             if let Ok(n) = crate::bind::object_name(name) {
                 self.names.push(n);

@@ -49,7 +49,7 @@ impl<'c> Binder<'c> {
         self.outer.extend(deeper);
         self.hidden.truncate(hidden);
         self.ctes.extend(later);
-        let b = b?;
+        let mut b = b?;
         if def.columns.len() > b.names.len() {
             return Err(CompileError::new(
                 codes::INVALID_COLUMN_REFERENCE,
@@ -61,29 +61,12 @@ impl<'c> Binder<'c> {
                 ),
             ));
         }
+        // names given with the WITH query, then the alias's, rename columns
+        for (n, c) in b.names.iter_mut().zip(&def.columns) {
+            n.clone_from(c);
+        }
         let q = alias.map_or_else(|| def.name.clone(), |a| norm(&a.name));
-        let renames: Vec<String> = alias
-            .map(|a| a.columns.iter().map(|c| norm(&c.name)).collect())
-            .unwrap_or_default();
-        let scope = Scope {
-            cols: b
-                .rel
-                .output()
-                .into_iter()
-                .zip(b.names)
-                .enumerate()
-                .map(|(k, (id, n))| ScopeCol {
-                    qualifier: Some(q.clone()),
-                    name: renames
-                        .get(k)
-                        .or_else(|| def.columns.get(k))
-                        .cloned()
-                        .unwrap_or(n),
-                    id,
-                })
-                .collect(),
-        };
-        Ok((b.rel, scope))
+        Ok(super::select::derived(b, Some(q), alias))
     }
 
     /// The WITH query in scope a FROM item's name names, innermost first

@@ -581,25 +581,7 @@ impl<'c> Binder<'c> {
                 }
                 let b = self.query(subquery)?;
                 let q = alias.as_ref().map(|a| norm(&a.name));
-                let renames: Vec<String> = alias
-                    .as_ref()
-                    .map(|a| a.columns.iter().map(|c| norm(&c.name)).collect())
-                    .unwrap_or_default();
-                let scope = Scope {
-                    cols: b
-                        .rel
-                        .output()
-                        .into_iter()
-                        .zip(b.names)
-                        .enumerate()
-                        .map(|(i, (id, n))| ScopeCol {
-                            qualifier: q.clone(),
-                            name: renames.get(i).cloned().unwrap_or(n),
-                            id,
-                        })
-                        .collect(),
-                };
-                Ok((b.rel, scope))
+                Ok(derived(b, q, alias.as_ref()))
             }
             TableFactor::NestedJoin {
                 table_with_joins, ..
@@ -609,4 +591,31 @@ impl<'c> Binder<'c> {
     }
 
     // -------------------------------------------------------------- expressions
+}
+
+/// A derived table's relation and scope: its query's columns under
+/// `qualifier`, renamed by the alias's column names where it gives them.
+pub(super) fn derived(
+    b: BoundQuery,
+    qualifier: Option<String>,
+    alias: Option<&ast::TableAlias>,
+) -> (Rel, Scope) {
+    let renames: Vec<String> = alias
+        .map(|a| a.columns.iter().map(|c| norm(&c.name)).collect())
+        .unwrap_or_default();
+    let scope = Scope {
+        cols: b
+            .rel
+            .output()
+            .into_iter()
+            .zip(b.names)
+            .enumerate()
+            .map(|(i, (id, n))| ScopeCol {
+                qualifier: qualifier.clone(),
+                name: renames.get(i).cloned().unwrap_or(n),
+                id,
+            })
+            .collect(),
+    };
+    (b.rel, scope)
 }
