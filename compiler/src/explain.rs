@@ -160,6 +160,16 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
                 .map(|e| format!(" on {}", expr(e, meta)))
                 .unwrap_or_default()
         ),
+        Rel::Mark { on, test, mark, .. } => format!(
+            "Mark join{}{} as {}",
+            on.as_ref()
+                .map(|e| format!(" on {}", expr(e, meta)))
+                .unwrap_or_default(),
+            test.as_ref()
+                .map(|e| format!(" test {}", expr(e, meta)))
+                .unwrap_or_default(),
+            meta.get(mark).map_or("mark", |m| m.name.as_str())
+        ),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
         Rel::Exchange { input, .. } => format!("Exchange (shard output {input})"),
@@ -172,7 +182,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
         | Rel::Distinct { input } => walk(input, meta, depth + 1, out),
-        Rel::Join { left, right, .. } => {
+        Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             walk(left, meta, depth + 1, out);
             walk(right, meta, depth + 1, out);
         }

@@ -78,6 +78,10 @@ pub struct Compiled {
     /// Whether the plan is correct only when one shard holds every row it reads
     /// (joins over grouped inputs, uncorrelated subqueries).
     pub single_shard: bool,
+    /// The text of each subquery compiled as a join with the query around it
+    /// (a correlated one): a coordinator of several shards does not run these
+    /// first on their own (see [`Parsed::subqueries`]).
+    pub correlated: Vec<String>,
     /// The plan, as EXPLAIN prints it.
     pub plan: String,
     /// The version of the schema it was compiled against: a shard runs it
@@ -956,6 +960,7 @@ fn finish_select(
         columns,
         merge,
         single_shard: cut.single_shard,
+        correlated: b.correlated.clone(),
         schema: cat.version(),
         route,
         spread,
@@ -1005,6 +1010,7 @@ fn finish_write(
         merge: None,
         // writes run where the rows live; until routing, on the one shard
         single_shard: true,
+        correlated: b.correlated.clone(),
         columns: vec![],
         schema: cat.version(),
         route,
@@ -1308,6 +1314,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Sort { .. } => "Sort",
         Op::HashJoin { .. } => "HashJoin",
         Op::NestedLoop { .. } => "NestedLoop",
+        Op::MarkJoin { .. } => "MarkJoin",
         Op::UnionAll { .. } => "UnionAll",
     }
 }

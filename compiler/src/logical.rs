@@ -315,6 +315,23 @@ pub enum Rel {
         /// Condition.
         on: Option<BExpr>,
     },
+    /// Each row of `left` once, with a BOOLEAN column `mark` saying whether some
+    /// row of `right` matches it: a right row is a candidate where `on` is TRUE
+    /// (NULL counts as FALSE); the mark is TRUE if some candidate makes `test`
+    /// TRUE (no test: if there is a candidate), else NULL if some candidate makes
+    /// it NULL, else FALSE. A correlated EXISTS or IN subquery, decorrelated.
+    Mark {
+        /// The outer rows.
+        left: Box<Rel>,
+        /// The subquery's rows.
+        right: Box<Rel>,
+        /// The correlation: a two-valued condition over both sides.
+        on: Option<BExpr>,
+        /// The three-valued test (the comparison of an IN).
+        test: Option<BExpr>,
+        /// The mark column.
+        mark: ColId,
+    },
     /// UNION ALL: inputs of the same column types, positionally.
     UnionAll {
         /// Inputs.
@@ -350,7 +367,9 @@ impl Rel {
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }
             | Rel::Distinct { input } => input.reads_tables(),
-            Rel::Join { left, right, .. } => left.reads_tables() || right.reads_tables(),
+            Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
+                left.reads_tables() || right.reads_tables()
+            }
             Rel::UnionAll { inputs, .. } => inputs.iter().any(Rel::reads_tables),
         }
     }
@@ -380,6 +399,11 @@ impl Rel {
             Rel::Join { left, right, .. } => {
                 let mut v = left.output();
                 v.extend(right.output());
+                v
+            }
+            Rel::Mark { left, mark, .. } => {
+                let mut v = left.output();
+                v.push(*mark);
                 v
             }
         }

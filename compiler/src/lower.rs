@@ -337,6 +337,19 @@ pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
             used_cols(left, used);
             used_cols(right, used);
         }
+        Rel::Mark {
+            left,
+            right,
+            on,
+            test,
+            ..
+        } => {
+            for e in on.iter().chain(test) {
+                used_in_expr(e, used);
+            }
+            used_cols(left, used);
+            used_cols(right, used);
+        }
         Rel::UnionAll { inputs, .. } => {
             for i in inputs {
                 used.extend(i.output());
@@ -344,6 +357,39 @@ pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
             }
         }
     }
+}
+
+/// The conjuncts of a join condition that equate an expression of the left
+/// side with one of the right (hash keys, left's then right's), and the rest.
+fn equi_keys(
+    on: Option<&BExpr>,
+    lset: &HashSet<ColId>,
+    rset: &HashSet<ColId>,
+) -> (Vec<BExpr>, Vec<BExpr>, Vec<BExpr>) {
+    let mut pk = Vec::new();
+    let mut bk = Vec::new();
+    let mut rest = Vec::new();
+    let side = |e: &BExpr, set: &HashSet<ColId>| {
+        let mut v = Vec::new();
+        e.columns(&mut v);
+        !v.is_empty() && v.iter().all(|x| set.contains(x))
+    };
+    for c in on.cloned().map(BExpr::conjuncts).unwrap_or_default() {
+        if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind {
+            if side(a, lset) && side(b, rset) {
+                pk.push((**a).clone());
+                bk.push((**b).clone());
+                continue;
+            }
+            if side(b, lset) && side(a, rset) {
+                pk.push((**b).clone());
+                bk.push((**a).clone());
+                continue;
+            }
+        }
+        rest.push(c);
+    }
+    (pk, bk, rest)
 }
 
 /// Builds the program and manifest of one statement.
@@ -544,6 +590,13 @@ impl<'a> Builder<'a> {
                 kind,
                 on,
             } => self.join(left, right, *kind, on.as_ref()),
+            Rel::Mark {
+                left,
+                right,
+                on,
+                test,
+                mark,
+            } => self.mark(left, right, on.as_ref(), test.as_ref(), *mark),
             Rel::Exchange { input, cols } => {
                 let types: Vec<SqlType> =
                     cols.iter().map(|c| self.ty(*c)).collect::<Result<_, _>>()?;
@@ -645,29 +698,7 @@ impl<'a> Builder<'a> {
         } else {
             JoinKind::Inner
         };
-        let mut pk = Vec::new();
-        let mut bk = Vec::new();
-        let mut rest = Vec::new();
-        for c in on.cloned().map(BExpr::conjuncts).unwrap_or_default() {
-            let side = |e: &BExpr, set: &HashSet<ColId>| {
-                let mut v = Vec::new();
-                e.columns(&mut v);
-                !v.is_empty() && v.iter().all(|x| set.contains(x))
-            };
-            if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind {
-                if side(a, &lset) && side(b, &rset) {
-                    pk.push((**a).clone());
-                    bk.push((**b).clone());
-                    continue;
-                }
-                if side(b, &lset) && side(a, &rset) {
-                    pk.push((**b).clone());
-                    bk.push((**a).clone());
-                    continue;
-                }
-            }
-            rest.push(c);
-        }
+        let (pk, bk, rest) = equi_keys(on, &lset, &rset);
         let full = Self::slot_map(&schema);
         let lmap = Self::slot_map(&lschema);
         let rmap = Self::slot_map(&rschema);
@@ -701,6 +732,51 @@ impl<'a> Builder<'a> {
                 build_keys,
                 kind: jkind,
                 residual,
+            },
+            schema,
+        ))
+    }
+
+    fn mark(
+        &mut self,
+        left: &Rel,
+        right: &Rel,
+        on: Option<&BExpr>,
+        test: Option<&BExpr>,
+        mark: ColId,
+    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let (lop, lschema) = self.rel(left)?;
+        let (rop, rschema) = self.rel(right)?;
+        let lset: HashSet<ColId> = lschema.iter().copied().collect();
+        let rset: HashSet<ColId> = rschema.iter().copied().collect();
+        let mut joined = lschema.clone();
+        joined.extend(rschema.iter().copied());
+        let (pk, bk, rest) = equi_keys(on, &lset, &rset);
+        let full = Self::slot_map(&joined);
+        let lmap = Self::slot_map(&lschema);
+        let rmap = Self::slot_map(&rschema);
+        let residual = BExpr::and_all(rest)
+            .map(|e| Lowerer { slots: &full }.expr(&e))
+            .transpose()?;
+        let test = test.map(|e| Lowerer { slots: &full }.expr(e)).transpose()?;
+        let probe_keys = pk
+            .iter()
+            .map(|e| Lowerer { slots: &lmap }.expr(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let build_keys = bk
+            .iter()
+            .map(|e| Lowerer { slots: &rmap }.expr(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut schema = lschema;
+        schema.push(mark);
+        Ok((
+            Op::MarkJoin {
+                probe: Box::new(lop),
+                build: Box::new(rop),
+                probe_keys,
+                build_keys,
+                residual,
+                test,
             },
             schema,
         ))

@@ -67,6 +67,19 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
             kind,
             on,
         },
+        Rel::Mark {
+            left,
+            right,
+            on,
+            test,
+            mark,
+        } => Rel::Mark {
+            left: Box::new(f(*left)),
+            right: Box::new(f(*right)),
+            on,
+            test,
+            mark,
+        },
         Rel::UnionAll { inputs, cols } => Rel::UnionAll {
             inputs: inputs.into_iter().map(&mut *f).collect(),
             cols,
@@ -152,6 +165,48 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
                     right,
                     kind: JoinType::Left,
                     on,
+                },
+                keep,
+            )
+        }
+        Rel::Mark {
+            left,
+            right,
+            on,
+            test,
+            mark,
+        } => {
+            // a condition on the outer rows moves below; one on the mark stays.
+            // Conditions of the correlation on the subquery's rows alone filter
+            // its rows; those on the outer rows alone stay in the correlation
+            // (they decide the mark, not which rows are kept).
+            let lcols: HashSet<ColId> = left.output().into_iter().collect();
+            let rcols: HashSet<ColId> = right.output().into_iter().collect();
+            let (mut lp, mut keep) = (Vec::new(), Vec::new());
+            for p in preds {
+                let c = cols_of(&p);
+                if !c.is_empty() && c.is_subset(&lcols) {
+                    lp.push(p);
+                } else {
+                    keep.push(p);
+                }
+            }
+            let (mut rp, mut jp) = (Vec::new(), Vec::new());
+            for p in on.map(BExpr::conjuncts).unwrap_or_default() {
+                let c = cols_of(&p);
+                if !c.is_empty() && c.is_subset(&rcols) {
+                    rp.push(p);
+                } else {
+                    jp.push(p);
+                }
+            }
+            wrap(
+                Rel::Mark {
+                    left: Box::new(push_into(*left, lp)),
+                    right: Box::new(push_into(*right, rp)),
+                    on: BExpr::and_all(jp),
+                    test,
+                    mark,
                 },
                 keep,
             )

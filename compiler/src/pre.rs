@@ -58,8 +58,17 @@ struct Walk<'a> {
     depth: usize,
     found: Vec<(SubqueryUse, Query)>,
     answers: Option<&'a [Answer]>,
+    /// Subqueries that stay in the statement (correlated ones, compiled as
+    /// joins), by their text.
+    skip: &'a [String],
     next: usize,
     error: Option<CompileError>,
+}
+
+impl Walk<'_> {
+    fn taken<'e>(&self, e: &'e Expr) -> Option<(SubqueryUse, &'e Query)> {
+        use_of(e).filter(|(_, q)| self.skip.is_empty() || !self.skip.contains(&q.to_string()))
+    }
 }
 
 fn use_of(e: &Expr) -> Option<(SubqueryUse, &Query)> {
@@ -89,7 +98,7 @@ impl Visitor for Walk<'_> {
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         if self.depth == 1
-            && let Some((used, q)) = use_of(e)
+            && let Some((used, q)) = self.taken(e)
         {
             self.found.push((used, q.clone()));
         }
@@ -111,7 +120,7 @@ impl VisitorMut for Walk<'_> {
     }
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if self.depth != 1 || use_of(e).is_none() {
+        if self.depth != 1 || self.taken(e).is_none() {
             return ControlFlow::Continue(());
         }
         let Some(a) = self.answers.and_then(|a| a.get(self.next)) else {
@@ -212,10 +221,12 @@ fn replaced(e: &Expr, a: &Answer) -> Result<Expr, CompileError> {
 
 impl Parsed {
     /// The subqueries of this SELECT's outermost level (not those in a
-    /// derived table or inside another subquery), in the order they appear;
-    /// none for any other statement.
+    /// derived table or inside another subquery), in the order they appear,
+    /// except those `correlated` names (`Compiled::correlated`: they read
+    /// the query around them and stay in it, compiled as joins); none for
+    /// any other statement.
     #[must_use]
-    pub fn subqueries(&self) -> Vec<Subquery> {
+    pub fn subqueries(&self, correlated: &[String]) -> Vec<Subquery> {
         let query = match &self.ast {
             Ast::Query(_) => true,
             Ast::Explain {
@@ -232,6 +243,7 @@ impl Parsed {
             depth: 0,
             found: Vec::new(),
             answers: None,
+            skip: correlated,
             next: 0,
             error: None,
         };
@@ -274,12 +286,17 @@ impl Parsed {
     /// # Errors
     /// A scalar subquery gave more than one row, an IN list would be longer
     /// than [`SUBQUERY_VALUES_MAX`], or `answers` does not match.
-    pub fn with_answers(&self, answers: &[Answer]) -> Result<Self, CompileError> {
+    pub fn with_answers(
+        &self,
+        answers: &[Answer],
+        correlated: &[String],
+    ) -> Result<Self, CompileError> {
         let mut ast = self.ast.clone();
         let mut w = Walk {
             depth: 0,
             found: Vec::new(),
             answers: Some(answers),
+            skip: correlated,
             next: 0,
             error: None,
         };
@@ -319,7 +336,7 @@ mod tests {
             "SELECT a, (SELECT max(x) FROM m) FROM t WHERE b IN (SELECT c FROM u WHERE d IN (SELECT e FROM v)) \
              AND NOT EXISTS (SELECT 1 FROM w) AND a IN (SELECT f FROM (SELECT f FROM z) AS s)",
         );
-        let uses: Vec<SubqueryUse> = p.subqueries().iter().map(|s| s.used).collect();
+        let uses: Vec<SubqueryUse> = p.subqueries(&[]).iter().map(|s| s.used).collect();
         assert_eq!(
             uses,
             [
@@ -331,7 +348,7 @@ mod tests {
         );
         // the inner one stays in its subquery (run first in turn)
         assert!(
-            p.subqueries()[1]
+            p.subqueries(&[])[1]
                 .query
                 .sql()
                 .contains("IN (SELECT e FROM v)")
@@ -339,12 +356,12 @@ mod tests {
         // a subquery inside a derived table is the derived table's
         assert!(
             one("SELECT * FROM (SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d")
-                .subqueries()
+                .subqueries(&[])
                 .is_empty()
         );
         assert!(
             one("INSERT INTO t SELECT * FROM u WHERE a IN (SELECT b FROM v)")
-                .subqueries()
+                .subqueries(&[])
                 .is_empty()
         );
     }
@@ -356,12 +373,15 @@ mod tests {
              AND NOT EXISTS (SELECT 1 FROM w) AND a NOT IN (SELECT f FROM z)",
         );
         let sql = p
-            .with_answers(&[
-                int(&[]),
-                int(&[Value::Integer(1), Value::Null]),
-                int(&[Value::Integer(7)]),
-                int(&[]),
-            ])
+            .with_answers(
+                &[
+                    int(&[]),
+                    int(&[Value::Integer(1), Value::Null]),
+                    int(&[Value::Integer(7)]),
+                    int(&[]),
+                ],
+                &[],
+            )
             .unwrap()
             .sql();
         assert_eq!(
@@ -370,24 +390,34 @@ mod tests {
              AND false AND true"
         );
         let texts = one("SELECT a FROM t WHERE a = (SELECT b FROM u)")
-            .with_answers(&[Answer {
-                ty: SqlType::Varchar { max_chars: 5 },
-                values: vec![Value::Text("it's".into())],
-            }])
+            .with_answers(
+                &[Answer {
+                    ty: SqlType::Varchar { max_chars: 5 },
+                    values: vec![Value::Text("it's".into())],
+                }],
+                &[],
+            )
             .unwrap()
             .sql();
         assert!(texts.contains("CAST('it''s' AS VARCHAR(5))"), "{texts}");
         let e = one("SELECT (SELECT b FROM u)")
-            .with_answers(&[int(&[Value::Integer(1), Value::Integer(2)])])
+            .with_answers(&[int(&[Value::Integer(1), Value::Integer(2)])], &[])
             .unwrap_err();
         assert!(e.to_string().contains("more than one row"), "{e}");
-        assert!(one("SELECT (SELECT b FROM u)").with_answers(&[]).is_err());
+        assert!(
+            one("SELECT (SELECT b FROM u)")
+                .with_answers(&[], &[])
+                .is_err()
+        );
         // doubles at any magnitude read back as themselves; others are refused
         let doubles = one("SELECT a FROM t WHERE x IN (SELECT d FROM u)")
-            .with_answers(&[Answer {
-                ty: SqlType::Double,
-                values: vec![Value::Double(1e300), Value::Double(-2.5e-300)],
-            }])
+            .with_answers(
+                &[Answer {
+                    ty: SqlType::Double,
+                    values: vec![Value::Double(1e300), Value::Double(-2.5e-300)],
+                }],
+                &[],
+            )
             .unwrap()
             .sql();
         assert!(
@@ -396,19 +426,41 @@ mod tests {
         );
         for bad in [Value::Double(f64::NAN), Value::Blob(vec![1])] {
             let e = one("SELECT (SELECT d FROM u)")
-                .with_answers(&[Answer {
-                    ty: SqlType::Double,
-                    values: vec![bad],
-                }])
+                .with_answers(
+                    &[Answer {
+                        ty: SqlType::Double,
+                        values: vec![bad],
+                    }],
+                    &[],
+                )
                 .unwrap_err();
             assert!(e.to_string().contains("cannot be put"), "{e}");
         }
         // EXPLAIN ANALYZE's query has its subqueries too
         assert_eq!(
             one("EXPLAIN ANALYZE SELECT a FROM t WHERE b IN (SELECT c FROM u)")
-                .subqueries()
+                .subqueries(&[])
                 .len(),
             1
+        );
+    }
+
+    #[test]
+    fn correlated_subqueries_stay() {
+        let p = one(
+            "SELECT a FROM t WHERE b > (SELECT avg(x) FROM m) AND NOT EXISTS (SELECT 1 FROM u WHERE u.c = t.a)",
+        );
+        let skip = vec!["SELECT 1 FROM u WHERE u.c = t.a".to_owned()];
+        let subs = p.subqueries(&skip);
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0].used, SubqueryUse::Scalar);
+        let sql = p
+            .with_answers(&[int(&[Value::Integer(3)])], &skip)
+            .unwrap()
+            .sql();
+        assert!(
+            sql.contains("NOT EXISTS (SELECT 1 FROM u WHERE u.c = t.a)") && sql.contains("CAST(3"),
+            "{sql}"
         );
     }
 }

@@ -149,6 +149,11 @@ fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>)
             walk(left, conds, out);
             walk(right, conds, out);
         }
+        // what holds above a mark join holds for its outer rows only
+        Rel::Mark { left, right, .. } => {
+            walk(left, conds, out);
+            walk(right, &mut Vec::new(), out);
+        }
         Rel::Aggregate { input, .. }
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }

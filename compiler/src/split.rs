@@ -150,6 +150,11 @@ fn loc(rel: &Rel) -> Option<Loc> {
             kind,
             on,
         } => join_loc(loc(left)?, loc(right)?, *kind, on.as_ref())?,
+        // one row per outer row, whose mark needs every matching row: placed
+        // as a LEFT JOIN would be
+        Rel::Mark {
+            left, right, on, ..
+        } => join_loc(loc(left)?, loc(right)?, JoinType::Left, on.as_ref())?,
         Rel::UnionAll { inputs, .. } => {
             let locs = inputs.iter().map(loc).collect::<Option<Vec<_>>>()?;
             let everywhere = locs.iter().filter(|l| **l == Loc::Everywhere).count();
@@ -211,7 +216,9 @@ fn shard_only(rel: &Rel) -> bool {
         | Rel::Sort { .. }
         | Rel::Limit { .. } => false,
         Rel::Filter { input, .. } | Rel::Project { input, .. } => shard_only(input),
-        Rel::Join { left, right, .. } => shard_only(left) && shard_only(right),
+        Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
+            shard_only(left) && shard_only(right)
+        }
         Rel::UnionAll { inputs, .. } => inputs.iter().all(shard_only),
     }
 }
@@ -355,6 +362,30 @@ impl Splitter<'_> {
                     right: Box::new(right),
                     kind,
                     on,
+                })
+            }
+            j @ Rel::Mark { .. } if !self.spread => {
+                if !shard_only(&j) {
+                    self.single_shard = true;
+                }
+                Part::Shard(j)
+            }
+            j @ Rel::Mark { .. } if shard_only(&j) && self.local(&j) => Part::Shard(j),
+            Rel::Mark {
+                left,
+                right,
+                on,
+                test,
+                mark,
+            } => {
+                let left = self.merge_input(*left)?;
+                let right = self.merge_input(*right)?;
+                Part::Merge(Rel::Mark {
+                    left: Box::new(left),
+                    right: Box::new(right),
+                    on,
+                    test,
+                    mark,
                 })
             }
             Rel::UnionAll { inputs, cols } => {
@@ -514,7 +545,7 @@ fn exchanges_mut(rel: &mut Rel, f: &mut impl FnMut(usize, &mut Vec<ColId>)) {
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
         | Rel::Distinct { input } => exchanges_mut(input, f),
-        Rel::Join { left, right, .. } => {
+        Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             exchanges_mut(left, f);
             exchanges_mut(right, f);
         }

@@ -580,7 +580,7 @@ impl Session {
         {
             return None;
         }
-        let subs = p.subqueries();
+        let subs = p.subqueries(&c.correlated);
         if subs.is_empty() {
             return None;
         }
@@ -605,7 +605,7 @@ impl Session {
             }
         }
         self.nesting += 1;
-        let answered = self.answered(p, &subs, claim, index);
+        let answered = self.answered(p, &subs, &c.correlated, claim, index);
         self.nesting -= 1;
         let r = answered.and_then(|a| self.execute_one(&a, claim, index, false));
         self.pinned = outer;
@@ -619,6 +619,7 @@ impl Session {
         &mut self,
         p: &compiler::Parsed,
         subs: &[compiler::Subquery],
+        correlated: &[String],
         claim: &Claim,
         index: usize,
     ) -> Result<compiler::Parsed, SessionError> {
@@ -665,7 +666,8 @@ impl Session {
         if let Some(e) = failed {
             return Err(e);
         }
-        p.with_answers(&answers).map_err(SessionError::Compile)
+        p.with_answers(&answers, correlated)
+            .map_err(SessionError::Compile)
     }
 
     /// Transaction control on every shard of a cluster. BEGIN begins on each

@@ -420,6 +420,28 @@ pub enum Op {
         /// Join condition over the joined tuple.
         cond: Option<Expr>,
     },
+    /// For each probe row, whether some build row matches it: slots are the
+    /// probe's then one Bool, the mark. A build row is a candidate when its keys
+    /// equal the probe row's (no keys: every build row) and `residual` is TRUE
+    /// over the joined tuple (NULL counts as FALSE). The mark is TRUE when some
+    /// candidate makes `test` TRUE (no test: when there is a candidate), else
+    /// NULL when some candidate makes it NULL, else FALSE: SQL's `IN` and
+    /// `EXISTS` over a correlated subquery.
+    MarkJoin {
+        /// The probe side: one output row per input row.
+        probe: Box<Op>,
+        /// The build side, materialised first.
+        build: Box<Op>,
+        /// Keys over the probe's slots (may be empty).
+        probe_keys: Vec<Expr>,
+        /// Keys over the build's slots (same types, pairwise).
+        build_keys: Vec<Expr>,
+        /// A further condition over the joined tuple (probe then build slots).
+        residual: Option<Expr>,
+        /// The three-valued test over the joined tuple; the mark can be NULL
+        /// only when there is one.
+        test: Option<Expr>,
+    },
     /// The rows of every input (same slot types), in order.
     UnionAll {
         /// Inputs.

@@ -580,3 +580,45 @@ fn emission_is_deterministic() {
     let m = manifest(&[Prim::Str, Prim::I64]);
     assert_eq!(emit(&p, &m).unwrap(), emit(&p, &m).unwrap());
 }
+
+#[test]
+fn mark_joins_validate() {
+    let mark = |keys: bool, test: bool| Op::MarkJoin {
+        probe: Box::new(scan()),
+        build: Box::new(scan()),
+        probe_keys: if keys { vec![Expr::Col(3)] } else { vec![] },
+        build_keys: if keys { vec![Expr::Col(3)] } else { vec![] },
+        // slots: the probe's 7 (6 columns and the key), then the build's
+        residual: Some(Expr::Col(11)),
+        test: test.then(|| Expr::Cmp {
+            op: CmpOp::Eq,
+            prim: Prim::I32,
+            l: c(0),
+            r: c(7),
+        }),
+    };
+    let proj = |input: Op| Op::Project {
+        input: Box::new(input),
+        exprs: vec![Expr::Col(3), Expr::Col(0), Expr::Col(7)],
+    };
+    let out = vec![Prim::Str, Prim::I32, Prim::Bool];
+    for op in [
+        proj(mark(true, true)),
+        proj(mark(false, true)),
+        proj(mark(true, false)),
+        proj(Op::Filter {
+            input: Box::new(mark(false, false)),
+            pred: Expr::Col(7),
+        }),
+    ] {
+        let bytes = emit(
+            &Program {
+                inits: vec![],
+                pipelines: vec![(op, Sink::Output(0))],
+            },
+            &manifest(&out),
+        )
+        .unwrap();
+        validate(&bytes);
+    }
+}

@@ -448,7 +448,7 @@ fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
     };
     let q = t.name;
     let w = |r: &mut Rng| pred(r, q, &cols, &t.rows, &t.cols, 2);
-    match r.below(if case.join.is_some() { 6 } else { 5 }) {
+    match r.below(if case.join.is_some() { 8 } else { 5 }) {
         0 => {
             let n = 1 + r.below(3) as usize;
             let proj: Vec<String> = (0..n)
@@ -506,6 +506,30 @@ fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
                 ),
                 true,
             )
+        }
+        6 | 7 if case.join.is_some() => {
+            // correlated subqueries over the second table (compiled as
+            // joins): what they see of it is filtered and masked alike
+            let (a, b) = (&case.tables[0], &case.tables[1]);
+            let (ca, cols_a) = side(r, 0, a, readable);
+            let (cb, cols_b) = side(r, 1, b, readable);
+            let pa = pred(r, "a", &cols_a, &a.rows, &a.cols, 1);
+            let pb = pred(r, "b", &cols_b, &b.rows, &b.cols, 1);
+            let on = case.join.unwrap_or("TRUE");
+            let sql = if r.below(2) == 0 {
+                format!(
+                    "SELECT a.{ca} FROM {} a WHERE {pa} AND {}EXISTS (SELECT b.{cb} FROM {} b WHERE {on} AND {pb})",
+                    a.name,
+                    r.pick(&["", "NOT "]),
+                    b.name
+                )
+            } else {
+                format!(
+                    "SELECT a.{ca}, (SELECT count(*) FROM {1} b WHERE {on} AND {pb}), (SELECT count(b.{cb}) FROM {1} b WHERE {on}) FROM {0} a WHERE {pa}",
+                    a.name, b.name
+                )
+            };
+            (sql, false)
         }
         _ => {
             // the two tables joined, each side showing one readable column

@@ -89,32 +89,11 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    match r.below(29) {
-        // a subquery over several shards that reads a WITH query: run first
-        // with the statement's WITH queries
-        28 => (
-            format!(
-                "WITH c AS (SELECT v FROM big WHERE t_id < {id}) SELECT id, s FROM t WHERE g IN (SELECT v FROM c)"
-            ),
-            false,
-        ),
-        // WITH queries, read where they are named
-        25 => (
-            format!("WITH c AS (SELECT id, g, s FROM t WHERE g = {g}) SELECT id, s FROM c"),
-            false,
-        ),
-        26 => (
-            format!(
-                "WITH c AS (SELECT g, count(*) AS n FROM t GROUP BY g) SELECT g, n FROM c WHERE n > {k} ORDER BY g"
-            ),
-            true,
-        ),
-        27 => (
-            format!(
-                "WITH c AS (SELECT t_id, v FROM big WHERE v < {k}), u AS (SELECT id FROM t WHERE id < {id}) SELECT u.id, c.v FROM u JOIN c ON u.id = c.t_id"
-            ),
-            false,
-        ),
+    let n = r.below(33);
+    if n >= 25 {
+        return with_and_correlated(n, id, g, k);
+    }
+    match n {
         // uncorrelated subqueries: run first over the shards, their answers
         // put into the statement as values
         20 => (
@@ -231,6 +210,66 @@ fn query(r: &mut Rng) -> (String, bool) {
             ),
             true,
         ),
+    }
+}
+
+/// The generated queries with WITH and with correlated subqueries (`n` is
+/// the generator's pick).
+fn with_and_correlated(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
+    match n {
+        // correlated subqueries, compiled as joins: co-located with the
+        // outer rows, or meeting them in the merge stage; beside an
+        // uncorrelated one, which is run first
+        29 => (
+            format!(
+                "SELECT id, s FROM t WHERE EXISTS (SELECT 1 FROM big WHERE big.t_id = t.id AND big.v < {k})"
+            ),
+            false,
+        ),
+        30 => (
+            format!(
+                "SELECT d, name FROM digits WHERE NOT EXISTS (SELECT 1 FROM big WHERE big.v = digits.d AND big.t_id < {id}) ORDER BY d"
+            ),
+            true,
+        ),
+        31 => (
+            format!(
+                "SELECT id, (SELECT count(*) FROM big WHERE big.t_id = t.id), (SELECT max(v) FROM big WHERE big.t_id = t.id) FROM t WHERE g = {g}"
+            ),
+            false,
+        ),
+        32 => (
+            format!(
+                "SELECT id FROM t WHERE g IN (SELECT v FROM big WHERE big.t_id = t.id) AND id < (SELECT max(d) FROM digits) + {id}"
+            ),
+            false,
+        ),
+        // a subquery over several shards that reads a WITH query: run first
+        // with the statement's WITH queries
+        28 => (
+            format!(
+                "WITH c AS (SELECT v FROM big WHERE t_id < {id}) SELECT id, s FROM t WHERE g IN (SELECT v FROM c)"
+            ),
+            false,
+        ),
+        // WITH queries, read where they are named
+        25 => (
+            format!("WITH c AS (SELECT id, g, s FROM t WHERE g = {g}) SELECT id, s FROM c"),
+            false,
+        ),
+        26 => (
+            format!(
+                "WITH c AS (SELECT g, count(*) AS n FROM t GROUP BY g) SELECT g, n FROM c WHERE n > {k} ORDER BY g"
+            ),
+            true,
+        ),
+        27 => (
+            format!(
+                "WITH c AS (SELECT t_id, v FROM big WHERE v < {k}), u AS (SELECT id FROM t WHERE id < {id}) SELECT u.id, c.v FROM u JOIN c ON u.id = c.t_id"
+            ),
+            false,
+        ),
+        _ => unreachable!("the generator picks below 33"),
     }
 }
 

@@ -239,16 +239,20 @@ impl<'c> Binder<'c> {
                         let c: ColId = id.parse().map_err(|_| mismatch("internal wildcard"))?;
                         return self.col_expr(c);
                     }
-                    let c = find(scope, None, &norm(i), ident_pos(i))
-                        .map_err(|e| self.correlated(None, &norm(i), e))?;
+                    let c = match find(scope, None, &norm(i), ident_pos(i)) {
+                        Ok(c) => c,
+                        Err(e) => self.outer_col(None, &norm(i), e)?,
+                    };
                     self.col_expr(c)?
                 }
                 Expr::CompoundIdentifier(parts) => {
                     let [q, c] = parts.as_slice() else {
                         return Err(unsupported("names with more than two parts"));
                     };
-                    let id = find(scope, Some(&norm(q)), &norm(c), ident_pos(q))
-                        .map_err(|e| self.correlated(Some(&norm(q)), &norm(c), e))?;
+                    let id = match find(scope, Some(&norm(q)), &norm(c), ident_pos(q)) {
+                        Ok(id) => id,
+                        Err(e) => self.outer_col(Some(&norm(q)), &norm(c), e)?,
+                    };
                     self.col_expr(id)?
                 }
                 Expr::Value(v) => match &v.value {
@@ -429,7 +433,11 @@ impl<'c> Binder<'c> {
                         ast::InTarget::List(list) => list,
                         ast::InTarget::Subquery(q) => {
                             let x = self.expr(expr, scope, agg.as_deref_mut())?;
-                            let (rel, ty) = self.subquery_one_column(q, scope)?;
+                            let (rel, ty, refs) = self.subquery_one_column(q, scope)?;
+                            if !refs.is_empty() {
+                                let v = self.correlated_in(q, x, rel, &refs)?;
+                                return Ok(if *negated { not(v) } else { v });
+                            }
                             let t = if is_null_lit(&x) {
                                 ty
                             } else {
@@ -669,12 +677,19 @@ impl<'c> Binder<'c> {
                     mk(BK::Func(f, vec![s, chars]), SqlType::Text, n)
                 }
                 Expr::Subquery(q) => {
-                    let (rel, ty) = self.subquery_one_column(q, scope)?;
+                    let (rel, ty, refs) = self.subquery_one_column(q, scope)?;
+                    if !refs.is_empty() {
+                        return self.correlated_scalar(q, rel, &refs);
+                    }
                     let i = self.add_init(InitKind::Scalar, rel, format!("scalar {q}"));
                     mk(BK::Init(i), ty, true)
                 }
                 Expr::Exists { subquery, negated } => {
-                    let bq = self.subquery(subquery, scope)?;
+                    let (bq, refs) = self.subquery(subquery, scope)?;
+                    if !refs.is_empty() {
+                        let v = self.correlated_exists(subquery, bq.rel, &refs)?;
+                        return Ok(if *negated { not(v) } else { v });
+                    }
                     let i = self.add_init(InitKind::Exists, bq.rel, format!("exists {subquery}"));
                     let v = mk(BK::Init(i), SqlType::Boolean, false);
                     if *negated { not(v) } else { v }
@@ -829,42 +844,19 @@ impl<'c> Binder<'c> {
         Ok(Some(mk(BK::InSet(Box::new(x), i), SqlType::Boolean, true)))
     }
 
-    /// An unknown column that names a column of an enclosing query is a correlated
-    /// reference: say so rather than "does not exist".
-    pub(super) fn correlated(
-        &self,
-        qualifier: Option<&str>,
-        name: &str,
-        e: CompileError,
-    ) -> CompileError {
-        let outer = self.outer.iter().any(|s| {
-            s.cols.iter().any(|c| {
-                c.name == name && (qualifier.is_none() || c.qualifier.as_deref() == qualifier)
-            })
-        });
-        if outer && e.code == codes::UNDEFINED_COLUMN {
-            let pos = e.pos;
-            unsupported(
-                "correlated subqueries (a subquery that refers to a column of the outer query)",
-            )
-            .at(pos)
-            .hint("rewrite it as a join")
-        } else {
-            e
-        }
-    }
-
-    /// Binds a subquery seeing `scope` as its enclosing query (for error messages:
-    /// only uncorrelated subqueries are compiled).
+    /// Binds a subquery seeing `scope` as its enclosing query; also returns
+    /// the columns of `scope` it reads (none: it is uncorrelated).
     pub(super) fn subquery(
         &mut self,
         q: &Query,
         scope: &Scope,
-    ) -> Result<BoundQuery, CompileError> {
+    ) -> Result<(BoundQuery, Vec<ColId>), CompileError> {
         self.outer.push(scope.clone());
+        self.corr.push(Vec::new());
         let r = self.query(q);
         self.outer.pop();
-        r
+        let refs = self.corr.pop().unwrap_or_default();
+        Ok((r?, refs))
     }
 
     /// Registers an init plan, or returns the one already made for the same
@@ -895,8 +887,8 @@ impl<'c> Binder<'c> {
         &mut self,
         q: &Query,
         scope: &Scope,
-    ) -> Result<(Rel, SqlType), CompileError> {
-        let bq = self.subquery(q, scope)?;
+    ) -> Result<(Rel, SqlType, Vec<ColId>), CompileError> {
+        let (bq, refs) = self.subquery(q, scope)?;
         let out = bq.rel.output();
         let [c] = out.as_slice() else {
             return Err(mismatch(format!(
@@ -906,6 +898,6 @@ impl<'c> Binder<'c> {
             .at(pos_of(q)));
         };
         let ty = self.meta(*c)?.ty;
-        Ok((bq.rel, ty))
+        Ok((bq.rel, ty, refs))
     }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::limits::{COLUMNS_MAX, EXPRS_MAX, FROM_ITEMS_MAX};
 
+mod correlate;
 mod expr;
 mod func;
 mod query;
@@ -172,6 +173,14 @@ pub(crate) struct Binder<'c> {
     pub(crate) inits: Vec<(InitKind, Rel)>,
     /// The scopes of the queries enclosing the one being bound.
     outer: Vec<Scope>,
+    /// For each of those, the columns of it the subquery inside it read
+    /// (correlated references).
+    corr: Vec<Vec<ColId>>,
+    /// The clauses open to take decorrelated subqueries.
+    frames: correlate::Frames,
+    /// The text of each subquery decorrelated into a join (a coordinator of
+    /// several shards cannot run these first, on their own).
+    pub(crate) correlated: Vec<String>,
     /// Init plans by subquery text (and kind and type), so that the same subquery
     /// bound twice (a GROUP BY key and its select item) is one plan.
     init_keys: HashMap<String, usize>,
@@ -344,6 +353,9 @@ impl<'c> Binder<'c> {
             meta: HashMap::new(),
             inits: Vec::new(),
             outer: Vec::new(),
+            corr: Vec::new(),
+            frames: correlate::Frames::default(),
+            correlated: Vec::new(),
             init_keys: HashMap::new(),
             next: 0,
             exprs: 0,

@@ -45,8 +45,10 @@ impl<'c> Binder<'c> {
         let hidden = self.hidden.len();
         self.hidden.extend(later.iter().map(|c| c.name.clone()));
         let deeper = self.outer.split_off(def.outer.min(self.outer.len()));
+        let deeper_corr = self.corr.split_off(def.outer.min(self.corr.len()));
         let b = self.query(&def.query);
         self.outer.extend(deeper);
+        self.corr.extend(deeper_corr);
         self.hidden.truncate(hidden);
         self.ctes.extend(later);
         let mut b = b?;

@@ -56,8 +56,11 @@ impl<'c> Binder<'c> {
                 .at(pos_of(w))
                 .hint("filter groups with HAVING"));
             }
-            let p = self.expr(w, &scope, None)?;
-            let p = self.boolean(p, "WHERE").map_err(|e| e.at(pos_of(w)))?;
+            self.open_clause();
+            let p = self.expr(w, &scope, None);
+            let applies = self.close_clause();
+            rel = Self::joined(rel, applies);
+            let p = self.boolean(p?, "WHERE").map_err(|e| e.at(pos_of(w)))?;
             rel = Rel::Filter {
                 input: Box::new(rel),
                 pred: crate::fold::fold(p),
@@ -238,38 +241,21 @@ impl<'c> Binder<'c> {
             }
             outputs.extend(hidden);
         } else {
-            for ((e, _), n) in items.iter().zip(&names) {
-                let b = crate::fold::fold(self.expr(e, &scope, None)?);
-                outputs.push((self.new_col(n, b.ty, b.nullable), b));
-            }
-            let mut hidden = Vec::new();
-            for o in order {
-                let col = match self.order_target(&o.expr, &names)? {
-                    Some(i) => outputs
-                        .get(i)
-                        .map(|x| x.0)
-                        .ok_or_else(|| mismatch("ORDER BY position"))?,
-                    None => {
-                        let b = crate::fold::fold(self.expr(&o.expr, &scope, None)?);
-                        if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
-                            *c
-                        } else {
-                            if distinct {
-                                return Err(CompileError::new(
-                                    codes::GROUPING,
-                                    "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
-                                )
-                                .at(pos_of(&o.expr)));
-                            }
-                            let c = self.new_col("?order?", b.ty, b.nullable);
-                            hidden.push((c, b));
-                            c
-                        }
-                    }
-                };
-                sort_keys.push(sort_key(col, o));
-            }
-            outputs.extend(hidden);
+            // correlated subqueries of the select list and ORDER BY join the
+            // FROM below the projection
+            self.open_clause();
+            let r = self.plain_outputs(
+                &items,
+                &names,
+                order,
+                &scope,
+                distinct,
+                &mut outputs,
+                &mut sort_keys,
+            );
+            let applies = self.close_clause();
+            r?;
+            rel = Self::joined(rel, applies);
         }
         rel = Rel::Project {
             input: Box::new(rel),
@@ -281,6 +267,56 @@ impl<'c> Binder<'c> {
             };
         }
         Ok((rel, names, sort_keys))
+    }
+
+    /// The select list and ORDER BY keys of a query that does not aggregate.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of the select being bound"
+    )]
+    fn plain_outputs(
+        &mut self,
+        items: &[(Expr, String)],
+        names: &[String],
+        order: &[ast::OrderByExpr],
+        scope: &Scope,
+        distinct: bool,
+        outputs: &mut Vec<(ColId, BExpr)>,
+        sort_keys: &mut Vec<BSortKey>,
+    ) -> Result<(), CompileError> {
+        for ((e, _), n) in items.iter().zip(names) {
+            let b = crate::fold::fold(self.expr(e, scope, None)?);
+            outputs.push((self.new_col(n, b.ty, b.nullable), b));
+        }
+        let mut hidden = Vec::new();
+        for o in order {
+            let col = match self.order_target(&o.expr, names)? {
+                Some(i) => outputs
+                    .get(i)
+                    .map(|x| x.0)
+                    .ok_or_else(|| mismatch("ORDER BY position"))?,
+                None => {
+                    let b = crate::fold::fold(self.expr(&o.expr, scope, None)?);
+                    if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
+                        *c
+                    } else {
+                        if distinct {
+                            return Err(CompileError::new(
+                                codes::GROUPING,
+                                "for SELECT DISTINCT, ORDER BY expressions must appear in the select list",
+                            )
+                            .at(pos_of(&o.expr)));
+                        }
+                        let c = self.new_col("?order?", b.ty, b.nullable);
+                        hidden.push((c, b));
+                        c
+                    }
+                }
+            };
+            sort_keys.push(sort_key(col, o));
+        }
+        outputs.extend(hidden);
+        Ok(())
     }
 
     /// The select-list position an ORDER BY item names (a number or an alias).

@@ -248,8 +248,61 @@ pub fn query(r: &mut Rng) -> (String, bool) {
     (sql, ordered)
 }
 
+/// A predicate with a subquery over t2 correlated with t1's row.
+fn correlated(r: &mut Rng) -> String {
+    let corr = format!(
+        "z.a = t1.a{}",
+        match r.below(3) {
+            0 => format!(" AND z.c {} t1.b", r.pick(&["<", ">", "<>"])),
+            1 => format!(" AND z.c > {}", r.int()),
+            _ => String::new(),
+        }
+    );
+    match r.below(3) {
+        0 => format!(
+            "{}EXISTS (SELECT 1 FROM t2 z WHERE {corr})",
+            if r.chance(40) { "NOT " } else { "" }
+        ),
+        1 => format!(
+            "{} {}IN (SELECT z.{} FROM t2 z WHERE {corr})",
+            int_expr(r, &["t1"], "b", 0),
+            if r.chance(40) { "NOT " } else { "" },
+            r.pick(&["c", "id"])
+        ),
+        _ => format!(
+            "{} {} (SELECT {}(z.c) FROM t2 z WHERE z.a = t1.a)",
+            int_expr(r, &["t1"], "b", 0),
+            r.pick(&["=", "<", ">=", "<>"]),
+            r.pick(&["max", "min", "count", "sum"])
+        ),
+    }
+}
+
 fn query_of(r: &mut Rng) -> (String, bool) {
-    match r.below(6) {
+    match r.below(7) {
+        6 => {
+            // correlated subqueries, in WHERE and in the select list
+            let sel = if r.chance(50) {
+                format!(
+                    "(SELECT {}(z.c) FROM t2 z WHERE z.a = t1.a)",
+                    r.pick(&["max", "min", "count", "sum"])
+                )
+            } else {
+                format!("CASE WHEN {} THEN 1 ELSE 0 END", correlated(r))
+            };
+            let mut w = correlated(r);
+            if r.chance(50) {
+                w = format!(
+                    "({w}) {} {}",
+                    r.pick(&["AND", "OR"]),
+                    pred(r, &["t1"], "b", 1)
+                );
+            }
+            (
+                format!("SELECT t1.id, {sel} FROM t1 WHERE {w} ORDER BY t1.id"),
+                true,
+            )
+        }
         0 | 1 => {
             let n = 1 + r.below(3);
             let cols: Vec<String> = (0..n)

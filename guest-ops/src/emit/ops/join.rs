@@ -2,31 +2,31 @@
 
 use super::*;
 
+/// What is done with each candidate build tuple of a probe row.
+type Candidate<'a> = dyn FnMut(&mut Gen, Vec<Val>) -> Result<(), EmitError> + 'a;
+
 impl Gen {
-    #[expect(clippy::too_many_arguments, reason = "the fields of Op::HashJoin")]
-    pub(super) fn hash_join(
+    /// Materialises `build` into a chained hash directory on `build_keys` (rows
+    /// with a NULL key are left out: they never match). Returns the directory
+    /// and capacity locals and the build's slot types. An entry is the hash at
+    /// 0, the chain link at 8, then the build slots, then the key slots.
+    fn hash_build(
         &mut self,
-        probe: &Op,
+        probe_prims: &[Prim],
         build: &Op,
         probe_keys: &[Expr],
         build_keys: &[Expr],
-        kind: JoinKind,
-        residual: Option<&Expr>,
-        consume: &mut Consume<'_>,
-    ) -> Result<(), EmitError> {
+    ) -> Result<(u32, u32, Vec<Prim>), EmitError> {
         if probe_keys.len() != build_keys.len() || probe_keys.is_empty() {
             return Err(EmitError::Plan("join keys do not pair up".into()));
         }
         let build_prims = self.slots(build)?;
-        let probe_prims = self.slots(probe)?;
         for (p, b) in probe_keys.iter().zip(build_keys) {
-            if expr_prim(p, &probe_prims, &self.inits)? != expr_prim(b, &build_prims, &self.inits)?
-            {
+            if expr_prim(p, probe_prims, &self.inits)? != expr_prim(b, &build_prims, &self.inits)? {
                 return Err(EmitError::Plan("join keys of different types".into()));
             }
         }
         let nb = build_prims.len() as u32;
-        // entry: hash @0, next @8, then build slots, then key slots
         let entry_bytes = (ENTRY_HEAD + SLOT * (nb + build_keys.len() as u32)) as i32;
         let dir = self.f.local(ValType::I32);
         let cap = self.f.local(ValType::I32);
@@ -65,10 +65,89 @@ impl Gen {
             g.f.end();
             Ok(())
         })?;
-        let key_prims = build_keys
-            .iter()
-            .map(|k| expr_prim(k, &build_prims, &self.inits))
-            .collect::<Result<Vec<_>, _>>()?;
+        Ok((dir, cap, build_prims))
+    }
+
+    /// Walks the chain of the directory entries whose keys equal `kv` (the probe
+    /// row's keys, none NULL), handing each entry's build tuple to `body` inside
+    /// a "next candidate" block (`br_cont` skips to the next entry). `found`, if
+    /// given, is a label `body` may branch to, which lies outside the walk.
+    fn chain_walk(
+        &mut self,
+        dir: u32,
+        cap: u32,
+        kv: &[Val],
+        build_prims: &[Prim],
+        body: &mut Candidate<'_>,
+    ) -> Result<(), EmitError> {
+        let nb = build_prims.len() as u32;
+        let h = self.hash_vals(kv);
+        let rec = self.f.local(ValType::I32);
+        self.f.get(dir);
+        self.f.get(h);
+        self.f.i(I::I32WrapI64);
+        self.f.get(cap);
+        self.f.i32c(1);
+        self.f.i(I::I32Sub);
+        self.f.i(I::I32And);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(rec);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(rec);
+        self.f.i(I::I32Eqz);
+        self.f.br_if(done);
+        let next = self.f.block();
+        self.cont.push(next);
+        self.f.get(rec);
+        self.f.i(I::I64Load(mem(0, 3)));
+        self.f.get(h);
+        self.f.i(I::I64Ne);
+        self.br_cont()?;
+        self.keys_equal(rec, ENTRY_HEAD + SLOT * nb, kv);
+        self.f.i(I::I32Eqz);
+        self.br_cont()?;
+        let bt = self.load_record(rec, ENTRY_HEAD, build_prims);
+        body(self, bt)?;
+        self.cont.pop();
+        self.f.end();
+        self.f.get(rec);
+        self.f.i(I::I32Load(mem(8, 2)));
+        self.f.set(rec);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    /// Skips to the next candidate unless the Bool `p` is TRUE.
+    fn unless_true(&mut self, p: &Val) -> Result<(), EmitError> {
+        self.f.get(p.v);
+        self.f.i(I::I32Eqz);
+        if let Some(n) = p.null {
+            self.f.get(n);
+            self.f.i(I::I32Or);
+        }
+        self.br_cont()
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "the fields of Op::HashJoin")]
+    pub(super) fn hash_join(
+        &mut self,
+        probe: &Op,
+        build: &Op,
+        probe_keys: &[Expr],
+        build_keys: &[Expr],
+        kind: JoinKind,
+        residual: Option<&Expr>,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let probe_prims = self.slots(probe)?;
+        let (dir, cap, build_prims) =
+            self.hash_build(&probe_prims, build, probe_keys, build_keys)?;
         self.produce(probe, &mut |g, t| {
             let kv = probe_keys
                 .iter()
@@ -82,59 +161,16 @@ impl Gen {
                 g.f.i(I::I32Eqz);
                 g.f.if_();
             }
-            let h = g.hash_vals(&kv);
-            let rec = g.f.local(ValType::I32);
-            g.f.get(dir);
-            g.f.get(h);
-            g.f.i(I::I32WrapI64);
-            g.f.get(cap);
-            g.f.i32c(1);
-            g.f.i(I::I32Sub);
-            g.f.i(I::I32And);
-            g.f.i32c(2);
-            g.f.i(I::I32Shl);
-            g.f.i(I::I32Add);
-            g.f.i(I::I32Load(mem(0, 2)));
-            g.f.set(rec);
-            let done = g.f.block();
-            let lp = g.f.loop_();
-            g.f.get(rec);
-            g.f.i(I::I32Eqz);
-            g.f.br_if(done);
-            let next = g.f.block();
-            g.cont.push(next);
-            g.f.get(rec);
-            g.f.i(I::I64Load(mem(0, 3)));
-            g.f.get(h);
-            g.f.i(I::I64Ne);
-            g.br_cont()?;
-            let _ = &key_prims;
-            g.keys_equal(rec, ENTRY_HEAD + SLOT * nb, &kv);
-            g.f.i(I::I32Eqz);
-            g.br_cont()?;
-            let bt = g.load_record(rec, ENTRY_HEAD, &build_prims);
-            let mut joined = t.to_vec();
-            joined.extend(bt);
-            if let Some(r) = residual {
-                let p = g.expr(r, &joined)?;
-                g.f.get(p.v);
-                g.f.i(I::I32Eqz);
-                if let Some(n) = p.null {
-                    g.f.get(n);
-                    g.f.i(I::I32Or);
+            g.chain_walk(dir, cap, &kv, &build_prims, &mut |g, bt| {
+                let mut joined = t.to_vec();
+                joined.extend(bt);
+                if let Some(r) = residual {
+                    let p = g.expr(r, &joined)?;
+                    g.unless_true(&p)?;
                 }
-                g.br_cont()?;
-            }
-            g.f.set_i32(matched, 1);
-            consume(g, &joined)?;
-            g.cont.pop();
-            g.f.end();
-            g.f.get(rec);
-            g.f.i(I::I32Load(mem(8, 2)));
-            g.f.set(rec);
-            g.f.br(lp);
-            g.f.end();
-            g.f.end();
+                g.f.set_i32(matched, 1);
+                consume(g, &joined)
+            })?;
             if null.is_some() {
                 g.f.end();
             }
@@ -149,6 +185,136 @@ impl Gen {
                 g.f.end();
             }
             Ok(())
+        })
+    }
+
+    /// [`Op::MarkJoin`]: each probe row once, with whether a build row matches it.
+    #[expect(clippy::too_many_arguments, reason = "the fields of Op::MarkJoin")]
+    pub(super) fn mark_join(
+        &mut self,
+        probe: &Op,
+        build: &Op,
+        probe_keys: &[Expr],
+        build_keys: &[Expr],
+        residual: Option<&Expr>,
+        test: Option<&Expr>,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let probe_prims = self.slots(probe)?;
+        let keyed = !probe_keys.is_empty() || !build_keys.is_empty();
+        let (dir, cap, build_prims, all) = if keyed {
+            let (d, c, p) = self.hash_build(&probe_prims, build, probe_keys, build_keys)?;
+            (d, c, p, None)
+        } else {
+            let ((arr, _cap, len), p) = self.materialise(build)?;
+            (0, 0, p, Some((arr, len)))
+        };
+        self.produce(probe, &mut |g, t| {
+            let mark = g.f.local(ValType::I32);
+            let maybe = g.f.local(ValType::I32);
+            g.f.set_i32(mark, 0);
+            g.f.set_i32(maybe, 0);
+            // `found` is left as soon as one candidate makes the mark TRUE
+            let found = g.f.block();
+            let mut candidate = |g: &mut Gen, bt: Vec<Val>| -> Result<(), EmitError> {
+                let mut joined = t.to_vec();
+                joined.extend(bt);
+                if let Some(r) = residual {
+                    let p = g.expr(r, &joined)?;
+                    g.unless_true(&p)?;
+                }
+                match test {
+                    None => {
+                        g.f.set_i32(mark, 1);
+                        g.f.br(found);
+                    }
+                    Some(x) => {
+                        let p = g.expr(x, &joined)?;
+                        if p.prim != Prim::Bool {
+                            return Err(EmitError::Plan("a mark test that is not boolean".into()));
+                        }
+                        if let Some(n) = p.null {
+                            // NULL: remember it, and go on looking for a TRUE
+                            g.f.get(n);
+                            g.f.if_();
+                            g.f.set_i32(maybe, 1);
+                            g.f.end();
+                            g.f.get(n);
+                            g.br_cont()?;
+                        }
+                        g.f.get(p.v);
+                        g.f.if_();
+                        g.f.set_i32(mark, 1);
+                        g.f.br(found);
+                        g.f.end();
+                    }
+                }
+                Ok(())
+            };
+            match all {
+                None => {
+                    let kv = probe_keys
+                        .iter()
+                        .map(|k| g.expr(k, t))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let null = g.any_null(&kv);
+                    if let Some(n) = null {
+                        g.f.get(n);
+                        g.f.i(I::I32Eqz);
+                        g.f.if_();
+                    }
+                    g.chain_walk(dir, cap, &kv, &build_prims, &mut candidate)?;
+                    if null.is_some() {
+                        g.f.end();
+                    }
+                }
+                Some((arr, len)) => {
+                    let j = g.f.local(ValType::I32);
+                    let rec = g.f.local(ValType::I32);
+                    g.f.set_i32(j, 0);
+                    let done = g.f.block();
+                    let lp = g.f.loop_();
+                    g.f.get(j);
+                    g.f.get(len);
+                    g.f.i(I::I32GeU);
+                    g.f.br_if(done);
+                    g.f.get(arr);
+                    g.f.get(j);
+                    g.f.i32c(2);
+                    g.f.i(I::I32Shl);
+                    g.f.i(I::I32Add);
+                    g.f.i(I::I32Load(mem(0, 2)));
+                    g.f.set(rec);
+                    let next = g.f.block();
+                    g.cont.push(next);
+                    let bt = g.load_record(rec, 0, &build_prims);
+                    candidate(g, bt)?;
+                    g.cont.pop();
+                    g.f.end();
+                    g.f.inc(j);
+                    g.f.br(lp);
+                    g.f.end();
+                    g.f.end();
+                }
+            }
+            g.f.end();
+            let null = test.map(|_| g.f.local(ValType::I32));
+            if let Some(n) = null {
+                // NULL when nothing made it TRUE but something made it NULL
+                g.f.get(maybe);
+                g.f.get(mark);
+                g.f.i(I::I32Eqz);
+                g.f.i(I::I32And);
+                g.f.set(n);
+            }
+            let mut out = t.to_vec();
+            out.push(Val {
+                prim: Prim::Bool,
+                v: mark,
+                len: 0,
+                null,
+            });
+            g.row(consume, &out)
         })
     }
 

@@ -204,6 +204,11 @@ impl Gen {
                 v.extend(self.slots(right)?);
                 v
             }
+            Op::MarkJoin { probe, .. } => {
+                let mut v = self.slots(probe)?;
+                v.push(Prim::Bool);
+                v
+            }
             Op::UnionAll { inputs } => match inputs.first() {
                 Some(i) => self.slots(i)?,
                 None => return Err(EmitError::Plan("UNION ALL without inputs".into())),
@@ -326,6 +331,22 @@ impl Gen {
                 kind,
                 cond,
             } => self.nested_loop(left, right, *kind, cond.as_ref(), consume),
+            Op::MarkJoin {
+                probe,
+                build,
+                probe_keys,
+                build_keys,
+                residual,
+                test,
+            } => self.mark_join(
+                probe,
+                build,
+                probe_keys,
+                build_keys,
+                residual.as_ref(),
+                test.as_ref(),
+                consume,
+            ),
             Op::UnionAll { inputs } => {
                 let first = match inputs.first() {
                     Some(i) => self.slots(i)?,
