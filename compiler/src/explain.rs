@@ -154,6 +154,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
             match kind {
                 JoinType::Inner => "Inner",
                 JoinType::Left => "Left",
+                JoinType::Full => "Full",
                 JoinType::Cross => "Cross",
             },
             on.as_ref()

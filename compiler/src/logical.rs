@@ -225,8 +225,10 @@ pub struct BAgg {
 pub enum JoinType {
     /// INNER JOIN.
     Inner,
-    /// LEFT [OUTER] JOIN.
+    /// LEFT [OUTER] JOIN (a RIGHT JOIN is one with its sides swapped).
     Left,
+    /// FULL [OUTER] JOIN: an equi-join; both sides' unmatched rows are kept.
+    Full,
     /// CROSS JOIN (or a comma).
     Cross,
 }

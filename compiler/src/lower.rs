@@ -693,10 +693,10 @@ impl<'a> Builder<'a> {
         let rset: HashSet<ColId> = rschema.iter().copied().collect();
         let mut schema = lschema.clone();
         schema.extend(rschema.iter().copied());
-        let jkind = if kind == JoinType::Left {
-            JoinKind::Left
-        } else {
-            JoinKind::Inner
+        let jkind = match kind {
+            JoinType::Left => JoinKind::Left,
+            JoinType::Full => JoinKind::Full,
+            JoinType::Inner | JoinType::Cross => JoinKind::Inner,
         };
         let (pk, bk, rest) = equi_keys(on, &lset, &rset);
         let full = Self::slot_map(&schema);
@@ -705,6 +705,13 @@ impl<'a> Builder<'a> {
         let residual = BExpr::and_all(rest)
             .map(|e| Lowerer { slots: &full }.expr(&e))
             .transpose()?;
+        if pk.is_empty() && kind == JoinType::Full {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                "FULL JOIN is supported only with a condition that equates a column (or expression) of each side",
+            )
+            .hint("join ON left.x = right.y (further conditions may follow with AND)"));
+        }
         if pk.is_empty() {
             return Ok((
                 Op::NestedLoop {

@@ -176,6 +176,26 @@ fn loc(rel: &Rel) -> Option<Loc> {
 }
 
 fn join_loc(l: Loc, r: Loc, kind: JoinType, on: Option<&BExpr>) -> Option<Loc> {
+    if kind == JoinType::Full {
+        // each row comes once from the shard it is on, joined or not, when
+        // both sides are placed alike and joined on their placing columns;
+        // which placing value a row then has, none can say
+        return match (l, r) {
+            (Loc::Placed { cols: lc, rule: lr }, Loc::Placed { cols: rc, rule: rr })
+                if lr == rr =>
+            {
+                let mut pairs = Vec::new();
+                equated(on, &mut pairs);
+                pairs
+                    .iter()
+                    .any(|(x, y)| {
+                        (lc.contains(x) && rc.contains(y)) || (lc.contains(y) && rc.contains(x))
+                    })
+                    .then_some(Loc::Scattered)
+            }
+            _ => None,
+        };
+    }
     Some(match (l, r) {
         (Loc::Everywhere, Loc::Everywhere) => Loc::Everywhere,
         // constant rows beside placed ones: each shard joins its own rows with

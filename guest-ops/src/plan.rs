@@ -320,6 +320,10 @@ pub enum JoinKind {
     Inner,
     /// Keep it with NULLs for the build side.
     Left,
+    /// Keep it with NULLs for the build side, and after the probe side each
+    /// build row that matched no probe row, with NULLs for the probe side
+    /// (hash joins only).
+    Full,
 }
 
 /// A physical operator. Its output is a tuple of typed slots.

@@ -538,15 +538,22 @@ fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
             let (cb, cols_b) = side(r, 1, b, readable);
             let pa = pred(r, "a", &cols_a, &a.rows, &a.cols, 1);
             let pb = pred(r, "b", &cols_b, &b.rows, &b.cols, 1);
-            (
+            // outer joins keep rows the other side's filter removed: with
+            // NULLs, never with what it hides
+            let kind = r.pick(&["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"]);
+            let on = case.join.unwrap_or("TRUE");
+            let sql = if kind == "JOIN" || r.below(2) == 0 {
                 format!(
-                    "SELECT a.{ca}, b.{cb} FROM {} a JOIN {} b ON {} WHERE {pa} AND {pb}",
-                    a.name,
-                    b.name,
-                    case.join.unwrap_or("TRUE")
-                ),
-                false,
-            )
+                    "SELECT a.{ca}, b.{cb} FROM {} a {kind} {} b ON {on} WHERE {pa} AND {pb}",
+                    a.name, b.name
+                )
+            } else {
+                format!(
+                    "SELECT a.{ca}, b.{cb} FROM {} a {kind} {} b ON {on} AND {pa} AND {pb}",
+                    a.name, b.name
+                )
+            };
+            (sql, false)
         }
     }
 }

@@ -89,9 +89,9 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(33);
+    let n = r.below(36);
     if n >= 25 {
-        return with_and_correlated(n, id, g, k);
+        return more_shapes(n, id, g, k);
     }
     match n {
         // uncorrelated subqueries: run first over the shards, their answers
@@ -213,10 +213,29 @@ fn query(r: &mut Rng) -> (String, bool) {
     }
 }
 
-/// The generated queries with WITH and with correlated subqueries (`n` is
-/// the generator's pick).
-fn with_and_correlated(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
+/// The generated queries with WITH, correlated subqueries and outer joins
+/// (`n` is the generator's pick).
+fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
     match n {
+        // FULL and RIGHT joins: co-located, or in the merge stage
+        33 => (
+            format!(
+                "SELECT t.id, big.id FROM t FULL JOIN big ON t.id = big.t_id AND big.v < {k} WHERE t.id IS NULL OR t.g = {g}"
+            ),
+            false,
+        ),
+        34 => (
+            format!(
+                "SELECT d.d, big.id FROM digits d FULL JOIN big ON big.v = d.d AND big.t_id < {id}"
+            ),
+            false,
+        ),
+        35 => (
+            format!(
+                "SELECT t.id, d.name FROM digits d RIGHT JOIN t ON t.g = d.d WHERE t.id < {id}"
+            ),
+            false,
+        ),
         // correlated subqueries, compiled as joins: co-located with the
         // outer rows, or meeting them in the merge stage; beside an
         // uncorrelated one, which is run first
@@ -269,7 +288,7 @@ fn with_and_correlated(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 33"),
+        _ => unreachable!("the generator picks below 36"),
     }
 }
 

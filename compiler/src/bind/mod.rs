@@ -150,6 +150,10 @@ struct ScopeCol {
     qualifier: Option<String>,
     name: String,
     id: ColId,
+    /// Named only with its qualifier, and not part of `SELECT *`: a column
+    /// of a join's USING list on one side (the joined column, unqualified,
+    /// answers to the bare name).
+    hidden: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -460,7 +464,13 @@ fn find(
     let hits: Vec<&ScopeCol> = scope
         .cols
         .iter()
-        .filter(|c| c.name == name && (qualifier.is_none() || c.qualifier.as_deref() == qualifier))
+        .filter(|c| {
+            c.name == name
+                && match qualifier {
+                    None => !c.hidden,
+                    Some(q) => c.qualifier.as_deref() == Some(q),
+                }
+        })
         .collect();
     match hits.as_slice() {
         [one] => Ok(one.id),

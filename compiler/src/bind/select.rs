@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The kind of a join as written.
+#[derive(PartialEq, Clone, Copy)]
+enum Side {
+    Inner,
+    Left,
+    Right,
+    Full,
+    Cross,
+}
+
 impl<'c> Binder<'c> {
     /// An expression over the columns of one table (UPDATE and DELETE).
     pub(crate) fn bind_table_expr(
@@ -21,6 +31,7 @@ impl<'c> Binder<'c> {
                     qualifier: Some(qualifier.to_owned()),
                     name: c.name.clone(),
                     id: *id,
+                    hidden: false,
                 })
                 .collect(),
         };
@@ -85,7 +96,7 @@ impl<'c> Binder<'c> {
                     items.push((expr.clone(), norm(alias)))
                 }
                 SelectItem::Wildcard(_) => {
-                    for c in &scope.cols {
+                    for c in scope.cols.iter().filter(|c| !c.hidden) {
                         let e = Expr::Identifier(Ident::new(format!("\u{1}{}", c.id)));
                         items.push((e, c.name.clone()));
                         star.push((c.id, c.name.clone()));
@@ -454,6 +465,183 @@ impl<'c> Binder<'c> {
 
     // --------------------------------------------------------------------- FROM
 
+    /// `left JOIN right` as `j` says: the relation and the scope of the join.
+    /// A RIGHT JOIN is the LEFT JOIN of the sides swapped (the scope keeps
+    /// their order); USING (and NATURAL, USING every name the sides share)
+    /// joins on equal columns, which then answer to their bare name once, first
+    /// in `SELECT *`: the left side's (the right's for RIGHT JOIN, COALESCE of
+    /// both for FULL JOIN), while each side's stays reachable qualified.
+    fn join(
+        &mut self,
+        rel: Rel,
+        scope: Scope,
+        r: Rel,
+        rs: Scope,
+        j: &ast::Join,
+    ) -> Result<(Rel, Scope), CompileError> {
+        let (side, cons) = match &j.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (Side::Inner, Some(c)),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (Side::Left, Some(c)),
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (Side::Right, Some(c)),
+            JoinOperator::FullOuter(c) => (Side::Full, Some(c)),
+            JoinOperator::CrossJoin(_) => (Side::Cross, None),
+            _ => return Err(unsupported("this kind of join").at(pos_of(&j.relation))),
+        };
+        let using: Option<Vec<(String, Option<Pos>)>> = match cons {
+            Some(JoinConstraint::Using(cols)) => Some(
+                cols.iter()
+                    .map(|c| Ok((object_name(c)?, pos_of(c))))
+                    .collect::<Result<_, CompileError>>()?,
+            ),
+            Some(JoinConstraint::Natural) => Some(
+                scope
+                    .cols
+                    .iter()
+                    .filter(|c| !c.hidden)
+                    .filter(|c| rs.cols.iter().any(|x| !x.hidden && x.name == c.name))
+                    .map(|c| (c.name.clone(), None))
+                    .fold(Vec::new(), |mut v, n| {
+                        if !v.iter().any(|(x, _)| *x == n.0) {
+                            v.push(n);
+                        }
+                        v
+                    }),
+            ),
+            _ => None,
+        };
+        let mut both = scope.clone();
+        both.cols.extend(rs.cols.iter().cloned());
+        // (left column, right column) of each USING name
+        let mut pairs = Vec::new();
+        let on = match (cons, &using) {
+            (Some(JoinConstraint::On(e)), _) => {
+                let b = self.expr(e, &both, None)?;
+                Some(crate::fold::fold(
+                    self.boolean(b, "ON").map_err(|x| x.at(pos_of(e)))?,
+                ))
+            }
+            (_, Some(names)) => {
+                let mut parts = Vec::new();
+                for (n, at) in names {
+                    let l = find(&scope, None, n, *at)?;
+                    let r = find(&rs, None, n, *at)?;
+                    let (le, re) = (self.col_expr(l)?, self.col_expr(r)?);
+                    parts.push(self.compare(CmpOp::Eq, le, re)?);
+                    pairs.push((n.clone(), l, r));
+                }
+                BExpr::and_all(parts)
+            }
+            (Some(JoinConstraint::None) | None, None) => None,
+            (Some(_), None) => return Err(unsupported("this join condition")),
+        };
+        if side != Side::Cross && on.is_none() && using.as_ref().is_none_or(|u| !u.is_empty()) {
+            return Err(
+                CompileError::new(codes::SYNTAX, "JOIN needs ON or USING").at(pos_of(&j.relation))
+            );
+        }
+        // the side that may be NULL-extended has nullable columns
+        let mut nullable = |cols: &[ScopeCol]| {
+            for c in cols {
+                if let Some(m) = self.meta.get_mut(&c.id) {
+                    m.nullable = true;
+                }
+            }
+        };
+        match side {
+            Side::Left => nullable(&rs.cols),
+            Side::Right => nullable(&scope.cols),
+            Side::Full => {
+                nullable(&rs.cols);
+                nullable(&scope.cols);
+            }
+            Side::Inner | Side::Cross => {}
+        }
+        let kind = match side {
+            Side::Inner => JoinType::Inner,
+            Side::Left | Side::Right => JoinType::Left,
+            Side::Full => JoinType::Full,
+            // NATURAL with no shared names is a cross join
+            Side::Cross => JoinType::Cross,
+        };
+        let kind = if on.is_none() { JoinType::Cross } else { kind };
+        let rel = if side == Side::Right {
+            Rel::Join {
+                left: Box::new(r),
+                right: Box::new(rel),
+                kind,
+                on,
+            }
+        } else {
+            Rel::Join {
+                left: Box::new(rel),
+                right: Box::new(r),
+                kind,
+                on,
+            }
+        };
+        if pairs.is_empty() {
+            return Ok((rel, both));
+        }
+        self.merge_using(rel, both, &pairs, side)
+    }
+
+    /// The scope of a join on USING columns `pairs` (name, left column,
+    /// right column): the joined columns first, by their bare names, each
+    /// side's then reachable only qualified.
+    fn merge_using(
+        &mut self,
+        mut rel: Rel,
+        mut both: Scope,
+        pairs: &[(String, ColId, ColId)],
+        side: Side,
+    ) -> Result<(Rel, Scope), CompileError> {
+        let mut merged = Vec::with_capacity(pairs.len());
+        let mut coalesced = Vec::new();
+        for (n, l, r) in pairs {
+            let id = match side {
+                Side::Right => *r,
+                Side::Full => {
+                    let (le, re) = (self.col_expr(*l)?, self.col_expr(*r)?);
+                    let (le, re) = self.unify(le, re)?;
+                    let ty = le.ty;
+                    let e = mk(
+                        BK::Case(vec![(not(is_null(le.clone())), le)], Box::new(re)),
+                        ty,
+                        true,
+                    );
+                    let c = self.new_col(n, ty, true);
+                    coalesced.push((c, e));
+                    c
+                }
+                _ => *l,
+            };
+            merged.push(ScopeCol {
+                qualifier: None,
+                name: n.clone(),
+                id,
+                hidden: false,
+            });
+        }
+        for c in &mut both.cols {
+            if pairs.iter().any(|(_, l, r)| c.id == *l || c.id == *r) {
+                c.hidden = true;
+            }
+        }
+        merged.extend(both.cols);
+        if !coalesced.is_empty() {
+            let mut exprs = Vec::new();
+            for c in rel.output() {
+                exprs.push((c, self.col_expr(c)?));
+            }
+            exprs.extend(coalesced);
+            rel = Rel::Project {
+                input: Box::new(rel),
+                exprs,
+            };
+        }
+        Ok((rel, Scope { cols: merged }))
+    }
+
     pub(super) fn from(&mut self, from: &[TableWithJoins]) -> Result<(Rel, Scope), CompileError> {
         // joins nest the plan one level each
         let items: usize = from.iter().map(|t| 1 + t.joins.len()).sum();
@@ -471,64 +659,7 @@ impl<'c> Binder<'c> {
             for j in &twj.joins {
                 crate::clauses::join(j)?;
                 let (r, rs) = self.factor(&j.relation)?;
-                let (kind, cons) = match &j.join_operator {
-                    JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinType::Inner, Some(c)),
-                    JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinType::Left, Some(c)),
-                    JoinOperator::CrossJoin(_) => (JoinType::Cross, None),
-                    JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                        return Err(unsupported("RIGHT JOIN")
-                            .at(pos_of(&j.relation))
-                            .hint("swap the tables and use LEFT JOIN"));
-                    }
-                    JoinOperator::FullOuter(_) => {
-                        return Err(unsupported("FULL JOIN").at(pos_of(&j.relation)));
-                    }
-                    _ => return Err(unsupported("this kind of join").at(pos_of(&j.relation))),
-                };
-                let mut both = scope.clone();
-                both.cols.extend(rs.cols.iter().cloned());
-                let on = match cons {
-                    Some(JoinConstraint::On(e)) => {
-                        let b = self.expr(e, &both, None)?;
-                        Some(crate::fold::fold(
-                            self.boolean(b, "ON").map_err(|x| x.at(pos_of(e)))?,
-                        ))
-                    }
-                    Some(JoinConstraint::Using(cols)) => {
-                        let mut parts = Vec::new();
-                        for c in cols {
-                            let n = object_name(c)?;
-                            let l = find(&scope, None, &n, pos_of(c))?;
-                            let r = find(&rs, None, &n, pos_of(c))?;
-                            let (le, re) = (self.col_expr(l)?, self.col_expr(r)?);
-                            parts.push(self.compare(CmpOp::Eq, le, re)?);
-                            // the joined column is named once, by its left side
-                            both.cols.retain(|x| x.id != r);
-                        }
-                        BExpr::and_all(parts)
-                    }
-                    Some(JoinConstraint::None) | None => None,
-                    Some(_) => return Err(unsupported("NATURAL JOIN")),
-                };
-                if kind != JoinType::Cross && on.is_none() {
-                    return Err(CompileError::new(codes::SYNTAX, "JOIN needs ON or USING")
-                        .at(pos_of(&j.relation)));
-                }
-                if kind == JoinType::Left {
-                    // the right side's columns become nullable
-                    for c in &rs.cols {
-                        if let Some(m) = self.meta.get_mut(&c.id) {
-                            m.nullable = true;
-                        }
-                    }
-                }
-                rel = Rel::Join {
-                    left: Box::new(rel),
-                    right: Box::new(r),
-                    kind,
-                    on,
-                };
-                scope = both;
+                (rel, scope) = self.join(rel, scope, r, rs, j)?;
             }
             acc = Some(match acc {
                 None => (rel, scope),
@@ -601,6 +732,7 @@ impl<'c> Binder<'c> {
                             qualifier: Some(q.clone()),
                             name: n,
                             id,
+                            hidden: false,
                         })
                         .collect(),
                 };
@@ -650,6 +782,7 @@ pub(super) fn derived(
                 qualifier: qualifier.clone(),
                 name: renames.get(i).cloned().unwrap_or(n),
                 id,
+                hidden: false,
             })
             .collect(),
     };

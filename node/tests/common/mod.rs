@@ -365,7 +365,7 @@ fn query_of(r: &mut Rng) -> (String, bool) {
             (sql, false)
         }
         3 => {
-            let kind = if r.chance(50) { "JOIN" } else { "LEFT JOIN" };
+            let kind = r.pick(&["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"]);
             let on = if r.chance(70) {
                 "x.a = y.a".to_owned()
             } else {

@@ -3,19 +3,27 @@
 use super::*;
 
 /// What is done with each candidate build tuple of a probe row.
-type Candidate<'a> = dyn FnMut(&mut Gen, Vec<Val>) -> Result<(), EmitError> + 'a;
+/// (The entry's address is in the local given beside the tuple.)
+type Candidate<'a> = dyn FnMut(&mut Gen, Vec<Val>, u32) -> Result<(), EmitError> + 'a;
+
+/// Where an entry of a FULL join's directory records that a probe row matched
+/// it (an i32 between the chain link and the slots).
+const MATCHED_AT: u32 = 12;
 
 impl Gen {
     /// Materialises `build` into a chained hash directory on `build_keys` (rows
-    /// with a NULL key are left out: they never match). Returns the directory
-    /// and capacity locals and the build's slot types. An entry is the hash at
-    /// 0, the chain link at 8, then the build slots, then the key slots.
+    /// with a NULL key never match: they are left out, or with `nulls` kept
+    /// as entries in that list). Returns the directory and capacity locals
+    /// and the build's slot types. An entry is the hash at 0, the chain link
+    /// at 8, a matched flag at [`MATCHED_AT`], then the build slots, then the
+    /// key slots.
     fn hash_build(
         &mut self,
         probe_prims: &[Prim],
         build: &Op,
         probe_keys: &[Expr],
         build_keys: &[Expr],
+        nulls: Option<PtrVec>,
     ) -> Result<(u32, u32, Vec<Prim>), EmitError> {
         if probe_keys.len() != build_keys.len() || probe_keys.is_empty() {
             return Err(EmitError::Plan("join keys do not pair up".into()));
@@ -41,6 +49,16 @@ impl Gen {
                 .collect::<Result<Vec<_>, _>>()?;
             // a NULL key never matches
             if let Some(n) = g.any_null(&kv) {
+                if let Some(list) = nulls {
+                    g.f.get(n);
+                    g.f.if_();
+                    g.call_alloc_const(entry_bytes, e);
+                    for (k, v) in t.iter().enumerate() {
+                        g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
+                    }
+                    g.vec_push(list, e);
+                    g.f.end();
+                }
                 g.f.get(n);
                 g.br_cont()?;
             }
@@ -49,6 +67,9 @@ impl Gen {
             g.f.get(e);
             g.f.get(h);
             g.f.i(I::I64Store(mem(0, 3)));
+            g.f.get(e);
+            g.f.i32c(0);
+            g.f.i(I::I32Store(mem(MATCHED_AT, 2)));
             for (k, v) in t.iter().enumerate() {
                 g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
             }
@@ -111,7 +132,7 @@ impl Gen {
         self.f.i(I::I32Eqz);
         self.br_cont()?;
         let bt = self.load_record(rec, ENTRY_HEAD, build_prims);
-        body(self, bt)?;
+        body(self, bt, rec)?;
         self.cont.pop();
         self.f.end();
         self.f.get(rec);
@@ -146,8 +167,9 @@ impl Gen {
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
         let probe_prims = self.slots(probe)?;
+        let nulls = (kind == JoinKind::Full).then(|| self.vec_new());
         let (dir, cap, build_prims) =
-            self.hash_build(&probe_prims, build, probe_keys, build_keys)?;
+            self.hash_build(&probe_prims, build, probe_keys, build_keys, nulls)?;
         self.produce(probe, &mut |g, t| {
             let kv = probe_keys
                 .iter()
@@ -161,7 +183,7 @@ impl Gen {
                 g.f.i(I::I32Eqz);
                 g.f.if_();
             }
-            g.chain_walk(dir, cap, &kv, &build_prims, &mut |g, bt| {
+            g.chain_walk(dir, cap, &kv, &build_prims, &mut |g, bt, rec| {
                 let mut joined = t.to_vec();
                 joined.extend(bt);
                 if let Some(r) = residual {
@@ -169,12 +191,17 @@ impl Gen {
                     g.unless_true(&p)?;
                 }
                 g.f.set_i32(matched, 1);
+                if kind == JoinKind::Full {
+                    g.f.get(rec);
+                    g.f.i32c(1);
+                    g.f.i(I::I32Store(mem(MATCHED_AT, 2)));
+                }
                 consume(g, &joined)
             })?;
             if null.is_some() {
                 g.f.end();
             }
-            if kind == JoinKind::Left {
+            if kind != JoinKind::Inner {
                 g.f.get(matched);
                 g.f.i(I::I32Eqz);
                 g.f.if_();
@@ -185,7 +212,84 @@ impl Gen {
                 g.f.end();
             }
             Ok(())
-        })
+        })?;
+        if let Some(list) = nulls {
+            self.unmatched_build(dir, cap, list, &probe_prims, &build_prims, consume)?;
+        }
+        Ok(())
+    }
+
+    /// A FULL join's rest, after its probe side: each build row no probe row
+    /// matched (in the directory, or with a NULL key in `list`), with NULLs
+    /// for the probe side.
+    fn unmatched_build(
+        &mut self,
+        dir: u32,
+        cap: u32,
+        (arr, _, len): PtrVec,
+        probe_prims: &[Prim],
+        build_prims: &[Prim],
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let j = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        // the directory's chains
+        self.f.set_i32(j, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(cap);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.dir_slot(dir, j);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(e);
+        let cd = self.f.block();
+        let cl = self.f.loop_();
+        self.f.get(e);
+        self.f.i(I::I32Eqz);
+        self.f.br_if(cd);
+        self.f.get(e);
+        self.f.i(I::I32Load(mem(MATCHED_AT, 2)));
+        self.f.i(I::I32Eqz);
+        self.f.if_();
+        let mut row = self.null_tuple(probe_prims);
+        row.extend(self.load_record(e, ENTRY_HEAD, build_prims));
+        self.row(consume, &row)?;
+        self.f.end();
+        self.f.get(e);
+        self.f.i(I::I32Load(mem(8, 2)));
+        self.f.set(e);
+        self.f.br(cl);
+        self.f.end();
+        self.f.end();
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        // the rows with a NULL key
+        self.f.set_i32(j, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(len);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.f.get(arr);
+        self.f.get(j);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(e);
+        let mut row = self.null_tuple(probe_prims);
+        row.extend(self.load_record(e, ENTRY_HEAD, build_prims));
+        self.row(consume, &row)?;
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
     }
 
     /// [`Op::MarkJoin`]: each probe row once, with whether a build row matches it.
@@ -203,7 +307,7 @@ impl Gen {
         let probe_prims = self.slots(probe)?;
         let keyed = !probe_keys.is_empty() || !build_keys.is_empty();
         let (dir, cap, build_prims, all) = if keyed {
-            let (d, c, p) = self.hash_build(&probe_prims, build, probe_keys, build_keys)?;
+            let (d, c, p) = self.hash_build(&probe_prims, build, probe_keys, build_keys, None)?;
             (d, c, p, None)
         } else {
             let ((arr, _cap, len), p) = self.materialise(build)?;
@@ -216,7 +320,7 @@ impl Gen {
             g.f.set_i32(maybe, 0);
             // `found` is left as soon as one candidate makes the mark TRUE
             let found = g.f.block();
-            let mut candidate = |g: &mut Gen, bt: Vec<Val>| -> Result<(), EmitError> {
+            let mut candidate = |g: &mut Gen, bt: Vec<Val>, _rec: u32| -> Result<(), EmitError> {
                 let mut joined = t.to_vec();
                 joined.extend(bt);
                 if let Some(r) = residual {
@@ -288,7 +392,7 @@ impl Gen {
                     let next = g.f.block();
                     g.cont.push(next);
                     let bt = g.load_record(rec, 0, &build_prims);
-                    candidate(g, bt)?;
+                    candidate(g, bt, rec)?;
                     g.cont.pop();
                     g.f.end();
                     g.f.inc(j);
@@ -422,6 +526,11 @@ impl Gen {
         cond: Option<&Expr>,
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
+        if kind == JoinKind::Full {
+            return Err(EmitError::Unsupported(
+                "a FULL join without equality keys".into(),
+            ));
+        }
         let ((arr, _cap, len), rprims) = self.materialise(right)?;
         self.produce(left, &mut |g, t| {
             let matched = g.f.local(ValType::I32);
