@@ -145,6 +145,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
                 )
             }
         }
+        Rel::Repeat { count, .. } => format!("Repeat {} times", expr(count, meta)),
         Rel::Limit { limit, offset, .. } => format!(
             "Limit {} offset {offset}",
             limit.map_or_else(|| "all".to_owned(), |l| l.to_string())
@@ -182,6 +183,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         | Rel::Aggregate { input, .. }
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
+        | Rel::Repeat { input, .. }
         | Rel::Distinct { input } => walk(input, meta, depth + 1, out),
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             walk(left, meta, depth + 1, out);

@@ -1310,6 +1310,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::Filter { .. } => "Filter",
         Op::Project { .. } => "Project",
         Op::Limit { .. } => "Limit",
+        Op::Repeat { .. } => "Repeat",
         Op::Aggregate { .. } => "HashAggregate",
         Op::Sort { .. } => "Sort",
         Op::HashJoin { .. } => "HashJoin",

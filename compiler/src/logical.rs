@@ -297,6 +297,14 @@ pub enum Rel {
         /// Top-k.
         limit: Option<u64>,
     },
+    /// Each row of `input` `count` times (a BIGINT over the row; NULL or
+    /// below one: not at all): INTERSECT ALL and EXCEPT ALL.
+    Repeat {
+        /// Input.
+        input: Box<Rel>,
+        /// How many times.
+        count: BExpr,
+    },
     /// OFFSET / LIMIT.
     Limit {
         /// Input.
@@ -368,6 +376,7 @@ impl Rel {
             | Rel::Aggregate { input, .. }
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }
+            | Rel::Repeat { input, .. }
             | Rel::Distinct { input } => input.reads_tables(),
             Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
                 left.reads_tables() || right.reads_tables()
@@ -391,6 +400,7 @@ impl Rel {
             Rel::Filter { input, .. }
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }
+            | Rel::Repeat { input, .. }
             | Rel::Distinct { input } => input.output(),
             Rel::Project { exprs, .. } => exprs.iter().map(|(c, _)| *c).collect(),
             Rel::Aggregate { keys, aggs, .. } => keys

@@ -324,6 +324,10 @@ pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
             used_cols(input, used);
         }
         Rel::Limit { input, .. } => used_cols(input, used),
+        Rel::Repeat { input, count } => {
+            used_in_expr(count, used);
+            used_cols(input, used);
+        }
         Rel::Distinct { input } => {
             used.extend(input.output());
             used_cols(input, used);
@@ -465,6 +469,18 @@ impl<'a> Builder<'a> {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok((Op::Values { prims, rows }, cols.clone()))
+            }
+            Rel::Repeat { input, count } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let count = Lowerer { slots: &map }.expr(count)?;
+                Ok((
+                    Op::Repeat {
+                        input: Box::new(op),
+                        count,
+                    },
+                    schema,
+                ))
             }
             Rel::Filter { input, pred } => {
                 let (op, schema) = self.rel(input)?;

@@ -53,6 +53,10 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
             limit,
             offset,
         },
+        Rel::Repeat { input, count } => Rel::Repeat {
+            input: Box::new(f(*input)),
+            count,
+        },
         Rel::Distinct { input } => Rel::Distinct {
             input: Box::new(f(*input)),
         },

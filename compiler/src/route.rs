@@ -157,6 +157,7 @@ fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>)
         Rel::Aggregate { input, .. }
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
+        | Rel::Repeat { input, .. }
         | Rel::Distinct { input } => walk(input, &mut Vec::new(), out),
         Rel::UnionAll { inputs, .. } => {
             for i in inputs {

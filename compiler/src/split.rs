@@ -128,7 +128,7 @@ fn loc(rel: &Rel) -> Option<Loc> {
             }
         }
         Rel::Values { .. } => Loc::Everywhere,
-        Rel::Filter { input, .. } => loc(input)?,
+        Rel::Filter { input, .. } | Rel::Repeat { input, .. } => loc(input)?,
         Rel::Project { input, exprs } => match loc(input)? {
             Loc::Placed { cols, rule } => {
                 let kept: Vec<ColId> = exprs
@@ -235,7 +235,9 @@ fn shard_only(rel: &Rel) -> bool {
         | Rel::Distinct { .. }
         | Rel::Sort { .. }
         | Rel::Limit { .. } => false,
-        Rel::Filter { input, .. } | Rel::Project { input, .. } => shard_only(input),
+        Rel::Filter { input, .. } | Rel::Project { input, .. } | Rel::Repeat { input, .. } => {
+            shard_only(input)
+        }
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             shard_only(left) && shard_only(right)
         }
@@ -298,6 +300,16 @@ impl Splitter<'_> {
                 Part::Merge(m) => Part::Merge(Rel::Filter {
                     input: Box::new(m),
                     pred,
+                }),
+            },
+            Rel::Repeat { input, count } => match self.part(*input)? {
+                Part::Shard(s) => Part::Shard(Rel::Repeat {
+                    input: Box::new(s),
+                    count,
+                }),
+                Part::Merge(m) => Part::Merge(Rel::Repeat {
+                    input: Box::new(m),
+                    count,
                 }),
             },
             Rel::Project { input, exprs } => match self.part(*input)? {
@@ -564,6 +576,7 @@ fn exchanges_mut(rel: &mut Rel, f: &mut impl FnMut(usize, &mut Vec<ColId>)) {
         | Rel::Aggregate { input, .. }
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
+        | Rel::Repeat { input, .. }
         | Rel::Distinct { input } => exchanges_mut(input, f),
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             exchanges_mut(left, f);

@@ -367,6 +367,14 @@ pub enum Op {
         /// One expression per output slot.
         exprs: Vec<Expr>,
     },
+    /// Each input row `count` times (an I64 over the row; NULL or below one:
+    /// not at all).
+    Repeat {
+        /// Input.
+        input: Box<Op>,
+        /// How many times.
+        count: Expr,
+    },
     /// Skips `offset` rows, then passes at most `limit`.
     Limit {
         /// Input.

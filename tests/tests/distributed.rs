@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(36);
+    let n = r.below(38);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -217,6 +217,17 @@ fn query(r: &mut Rng) -> (String, bool) {
 /// (`n` is the generator's pick).
 fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
     match n {
+        // INTERSECT and EXCEPT
+        36 => (
+            format!(
+                "SELECT g FROM t WHERE id < {id} INTERSECT ALL SELECT v FROM big WHERE v < {k}"
+            ),
+            false,
+        ),
+        37 => (
+            format!("SELECT g, s FROM t EXCEPT SELECT v, 'ant' FROM big WHERE t_id > {id}"),
+            false,
+        ),
         // FULL and RIGHT joins: co-located, or in the merge stage
         33 => (
             format!(
@@ -288,7 +299,7 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 36"),
+        _ => unreachable!("the generator picks below 38"),
     }
 }
 

@@ -93,6 +93,10 @@ fn rel_reads(rel: &Rel, out: &mut Vec<ColId>) {
             rel_reads(input, out);
         }
         Rel::Limit { input, .. } | Rel::Distinct { input } => rel_reads(input, out),
+        Rel::Repeat { input, count } => {
+            count.columns(out);
+            rel_reads(input, out);
+        }
         Rel::Join {
             left, right, on, ..
         } => {

@@ -29,6 +29,10 @@ mod func;
 mod query;
 mod select;
 
+/// INTERSECT and EXCEPT operations in one statement, at most: each nests the
+/// plan a few levels (a run of UNIONs is bound flat, these are not).
+pub(crate) const SET_COMBINES_MAX: usize = 32;
+
 /// IN lists of at least this many constants become a hash set.
 const IN_SET_MIN: usize = 16;
 
@@ -182,6 +186,8 @@ pub(crate) struct Binder<'c> {
     corr: Vec<Vec<ColId>>,
     /// The clauses open to take decorrelated subqueries.
     frames: correlate::Frames,
+    /// INTERSECT and EXCEPT operations bound so far.
+    combines: usize,
     /// The text of each subquery decorrelated into a join (a coordinator of
     /// several shards cannot run these first, on their own).
     pub(crate) correlated: Vec<String>,
@@ -360,6 +366,7 @@ impl<'c> Binder<'c> {
             corr: Vec::new(),
             frames: correlate::Frames::default(),
             correlated: Vec::new(),
+            combines: 0,
             init_keys: HashMap::new(),
             next: 0,
             exprs: 0,

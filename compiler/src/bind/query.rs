@@ -257,13 +257,16 @@ impl<'c> Binder<'c> {
         }
     }
 
-    /// A chain of set operations. sqlparser builds `a UNION b UNION c ...` as a
-    /// left-deep tree as deep as the chain is long; it is walked here in a loop
-    /// and bound flat: one UNION ALL over every branch (under one DISTINCT when
-    /// any link is a plain UNION, which removes duplicates from everything before
-    /// it too), so a 4,000-branch UNION ALL is one node, not 4,000 nested ones.
+    /// A chain of set operations. sqlparser builds `a UNION b EXCEPT c ...` as
+    /// a left-deep tree as deep as the chain is long; it is walked here in a
+    /// loop. A run of UNIONs is bound flat: one UNION ALL over its branches
+    /// (under one DISTINCT when any link is a plain UNION, which removes
+    /// duplicates from everything before it too), so a 4,000-branch UNION ALL
+    /// is one node, not 4,000 nested ones. An INTERSECT or EXCEPT combines
+    /// everything before it with its branch ([`Binder::intersect_except`]);
+    /// a statement has at most [`SET_COMBINES_MAX`] of them.
     pub(super) fn set_operations(&mut self, s: &SetExpr) -> Result<BoundQuery, CompileError> {
-        let mut links: Vec<(bool, &SetExpr)> = Vec::new();
+        let mut links: Vec<(SetOperator, bool, &SetExpr)> = Vec::new();
         let mut cur = s;
         while let SetExpr::SetOperation {
             left,
@@ -272,32 +275,48 @@ impl<'c> Binder<'c> {
             right,
         } = cur
         {
-            if *op != SetOperator::Union {
+            if !matches!(
+                op,
+                SetOperator::Union | SetOperator::Intersect | SetOperator::Except
+            ) {
                 return Err(unsupported(format!("{op}")));
             }
             let all = match set_quantifier {
                 SetQuantifier::All => true,
                 SetQuantifier::None | SetQuantifier::Distinct => false,
-                other => return Err(unsupported(format!("UNION {other}"))),
+                other => return Err(unsupported(format!("{op} {other}"))),
             };
-            links.push((all, right.as_ref()));
+            if *op != SetOperator::Union {
+                self.combines += 1;
+                if self.combines > SET_COMBINES_MAX {
+                    return Err(CompileError::new(
+                        codes::LIMIT,
+                        format!(
+                            "a statement has more than {SET_COMBINES_MAX} INTERSECT or EXCEPT operations"
+                        ),
+                    )
+                    .at(pos_of(right.as_ref()))
+                    .hint("split the query, or put the rows in a table"));
+                }
+            }
+            links.push((*op, all, right.as_ref()));
             cur = left.as_ref();
         }
         links.reverse();
         let first = self.set_expr(cur)?;
         let width = first.rel.output().len();
         let mut branches = vec![first.rel];
-        let mut alls = Vec::with_capacity(links.len());
-        for (all, right) in links {
+        let mut ops = Vec::with_capacity(links.len());
+        for (op, all, right) in links {
             let r = self.set_expr(right)?;
             let w = r.rel.output().len();
             if w != width {
                 return Err(mismatch(format!(
-                    "each side of UNION must have the same number of columns ({width} and {w})"
+                    "each side of {op} must have the same number of columns ({width} and {w})"
                 )));
             }
             branches.push(r.rel);
-            alls.push(all);
+            ops.push((op, all));
         }
         // one type per column, common to every branch
         let mut types: Vec<(SqlType, bool)> = Vec::with_capacity(width);
@@ -308,19 +327,22 @@ impl<'c> Binder<'c> {
                     .output()
                     .get(i)
                     .copied()
-                    .ok_or_else(|| mismatch("UNION column"))?;
+                    .ok_or_else(|| mismatch("set operation column"))?;
                 let m = self.meta(c)?;
                 t = Some(match t {
                     None => (m.ty, m.nullable),
                     Some((p, n)) => (
                         common_type(&p, &m.ty).ok_or_else(|| {
-                            mismatch(format!("UNION column types {p} and {} do not match", m.ty))
+                            mismatch(format!(
+                                "set operation column types {p} and {} do not match",
+                                m.ty
+                            ))
                         })?,
                         n || m.nullable,
                     ),
                 });
             }
-            types.push(t.ok_or_else(|| mismatch("UNION column"))?);
+            types.push(t.ok_or_else(|| mismatch("set operation column"))?);
         }
         let mut conformed = Vec::with_capacity(branches.len());
         for b in branches {
@@ -328,9 +350,16 @@ impl<'c> Binder<'c> {
         }
         let names = first.names;
         let mut it = conformed.into_iter();
+        // the UNION run being gathered, and whether it removes duplicates
         let mut inputs: Vec<Rel> = it.next().into_iter().collect();
         let mut distinct = false;
-        for (b, all) in it.zip(alls) {
+        for (b, (op, all)) in it.zip(ops) {
+            if op != SetOperator::Union {
+                let so_far = self.union_run(std::mem::take(&mut inputs), distinct, &names, &types);
+                inputs.push(self.intersect_except(so_far, b, op, all, &names, &types)?);
+                distinct = false;
+                continue;
+            }
             if all && distinct {
                 // UNION ALL after a UNION: the rows so far lose their duplicates,
                 // the new branch keeps its own
@@ -353,13 +382,145 @@ impl<'c> Binder<'c> {
             }
             inputs.push(b);
         }
-        let mut rel = self.union_of(inputs, &names, &types);
-        if distinct {
-            rel = Rel::Distinct {
-                input: Box::new(rel),
-            };
-        }
+        let rel = self.union_run(inputs, distinct, &names, &types);
         Ok(BoundQuery { rel, names })
+    }
+
+    /// A gathered UNION run as one relation.
+    fn union_run(
+        &mut self,
+        mut inputs: Vec<Rel>,
+        distinct: bool,
+        names: &[String],
+        types: &[(SqlType, bool)],
+    ) -> Rel {
+        let rel = if inputs.len() == 1 && !distinct {
+            inputs.pop().unwrap_or(Rel::Values {
+                cols: vec![],
+                rows: vec![],
+            })
+        } else {
+            self.union_of(inputs, names, types)
+        };
+        if distinct {
+            Rel::Distinct {
+                input: Box::new(rel),
+            }
+        } else {
+            rel
+        }
+    }
+
+    /// `left INTERSECT|EXCEPT [ALL] right` (both already of `types`): each
+    /// side's rows tagged, grouped by every column (NULLs group together, as
+    /// these operations compare), and each group kept by how many rows each
+    /// side has: INTERSECT once if both have some (ALL: the smaller number of
+    /// times), EXCEPT once if only the left has some (ALL: as many times as
+    /// the left has more).
+    pub(super) fn intersect_except(
+        &mut self,
+        left: Rel,
+        right: Rel,
+        op: SetOperator,
+        all: bool,
+        names: &[String],
+        types: &[(SqlType, bool)],
+    ) -> Result<Rel, CompileError> {
+        let one = BExpr::lit(Value::BigInt(1), SqlType::BigInt);
+        let none = BExpr::lit(Value::Null, SqlType::BigInt);
+        let mut tagged = Vec::with_capacity(2);
+        for (rel, l, r) in [
+            (left, one.clone(), none.clone()),
+            (right, none.clone(), one.clone()),
+        ] {
+            let mut exprs = Vec::new();
+            for c in rel.output() {
+                exprs.push((c, self.col_expr(c)?));
+            }
+            let lc = self.new_col("l", SqlType::BigInt, true);
+            let rc = self.new_col("r", SqlType::BigInt, true);
+            exprs.push((lc, l));
+            exprs.push((rc, r));
+            tagged.push(Rel::Project {
+                input: Box::new(rel),
+                exprs,
+            });
+        }
+        let mut all_names = names.to_vec();
+        all_names.extend(["l".to_owned(), "r".to_owned()]);
+        let mut all_types = types.to_vec();
+        all_types.extend([(SqlType::BigInt, true), (SqlType::BigInt, true)]);
+        let u = self.union_of(tagged, &all_names, &all_types);
+        let ucols = u.output();
+        let (Some(&ul), Some(&ur)) = (ucols.get(names.len()), ucols.get(names.len() + 1)) else {
+            return Err(mismatch("set operation tags"));
+        };
+        let mut keys = Vec::with_capacity(names.len());
+        for (c, n) in ucols.iter().zip(names) {
+            let e = self.col_expr(*c)?;
+            keys.push((self.new_col(n, e.ty, e.nullable), e));
+        }
+        let cl = self.new_col("l", SqlType::BigInt, false);
+        let cr = self.new_col("r", SqlType::BigInt, false);
+        let count = |c: ColId, this: &Self| -> Result<BAgg, CompileError> {
+            Ok(BAgg {
+                kind: AggKind::Count,
+                arg: Some(this.col_expr(c)?),
+                ty: SqlType::BigInt,
+            })
+        };
+        let aggs = vec![(cl, count(ul, self)?), (cr, count(ur, self)?)];
+        let out: Vec<ColId> = keys.iter().map(|(c, _)| *c).collect();
+        let grouped = Rel::Aggregate {
+            input: Box::new(u),
+            keys,
+            aggs,
+        };
+        let (l, r) = (self.col_expr(cl)?, self.col_expr(cr)?);
+        let zero = BExpr::lit(Value::BigInt(0), SqlType::BigInt);
+        let intersect = op == SetOperator::Intersect;
+        let kept = if all {
+            // how many times
+            let n = if intersect {
+                let less = cmp(CmpOp::Lt, l.clone(), r.clone());
+                mk(
+                    BK::Case(vec![(less, l)], Box::new(r)),
+                    SqlType::BigInt,
+                    false,
+                )
+            } else {
+                let more = cmp(CmpOp::Gt, l.clone(), r.clone());
+                let diff = self.arith(ArithOp::Sub, l, r)?;
+                mk(
+                    BK::Case(vec![(more, diff)], Box::new(zero)),
+                    SqlType::BigInt,
+                    false,
+                )
+            };
+            Rel::Repeat {
+                input: Box::new(grouped),
+                count: n,
+            }
+        } else {
+            let left_has = cmp(CmpOp::Gt, l, zero.clone());
+            let right_test = if intersect {
+                cmp(CmpOp::Gt, r, zero)
+            } else {
+                cmp(CmpOp::Eq, r, zero)
+            };
+            Rel::Filter {
+                input: Box::new(grouped),
+                pred: and(left_has, right_test),
+            }
+        };
+        let mut exprs = Vec::with_capacity(out.len());
+        for c in out {
+            exprs.push((c, self.col_expr(c)?));
+        }
+        Ok(Rel::Project {
+            input: Box::new(kept),
+            exprs,
+        })
     }
 
     /// UNION ALL of `inputs` (already of `types`), with new output columns.

@@ -399,7 +399,10 @@ fn query_of(r: &mut Rng) -> (String, bool) {
                 pred(r, &["t2"], "c", 1)
             );
             (
-                format!("{a} UNION{} {b}", if r.chance(50) { " ALL" } else { "" }),
+                format!(
+                    "{a} {} {b}",
+                    r.pick(&["UNION", "UNION ALL", "INTERSECT", "EXCEPT"])
+                ),
                 false,
             )
         }

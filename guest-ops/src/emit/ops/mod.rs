@@ -173,9 +173,10 @@ impl Gen {
                     .collect::<Result<Vec<_>, _>>()?
             }
             Op::Values { prims, .. } => prims.clone(),
-            Op::Filter { input, .. } | Op::Limit { input, .. } | Op::Sort { input, .. } => {
-                self.slots(input)?
-            }
+            Op::Filter { input, .. }
+            | Op::Limit { input, .. }
+            | Op::Sort { input, .. }
+            | Op::Repeat { input, .. } => self.slots(input)?,
             Op::Project { input, exprs } => {
                 let i = self.slots(input)?;
                 exprs
@@ -288,6 +289,34 @@ impl Gen {
                     g.br_cont()?;
                 }
                 consume(g, t)
+            }),
+            Op::Repeat { input, count } => self.produce(input, &mut |g, t| {
+                let n = g.expr(count, t)?;
+                if n.prim != Prim::I64 {
+                    return Err(EmitError::Plan("a repeat count that is not I64".into()));
+                }
+                if let Some(nl) = n.null {
+                    g.f.get(nl);
+                    g.br_cont()?;
+                }
+                let i = g.f.local(ValType::I64);
+                g.f.i64c(0);
+                g.f.set(i);
+                let done = g.f.block();
+                let lp = g.f.loop_();
+                g.f.get(i);
+                g.f.get(n.v);
+                g.f.i(I::I64GeS);
+                g.f.br_if(done);
+                g.row(consume, t)?;
+                g.f.get(i);
+                g.f.i64c(1);
+                g.f.i(I::I64Add);
+                g.f.set(i);
+                g.f.br(lp);
+                g.f.end();
+                g.f.end();
+                Ok(())
             }),
             Op::Project { input, exprs } => self.produce(input, &mut |g, t| {
                 let mut out = Vec::with_capacity(exprs.len());
