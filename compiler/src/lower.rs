@@ -161,7 +161,11 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
             _ => c(Cast::I64ToF64(pow10(sf)?), e),
         },
         (T::Double, t) if numeric(t) => {
-            let wide = c(Cast::F64ToI64(pow10(st)?), e);
+            let wide = if matches!(t, T::Decimal { .. }) {
+                c(Cast::F64ToI64(pow10(st)?), e)
+            } else {
+                c(Cast::F64ToInt, e)
+            };
             let wide = match t {
                 T::Decimal { precision, .. } if *precision < 18 => {
                     c(Cast::CheckDigits(*precision), wide)
@@ -721,12 +725,18 @@ impl<'a> Builder<'a> {
         let residual = BExpr::and_all(rest)
             .map(|e| Lowerer { slots: &full }.expr(&e))
             .transpose()?;
+        let (mut pk, mut bk) = (pk, bk);
         if pk.is_empty() && kind == JoinType::Full {
-            return Err(CompileError::new(
-                codes::NOT_SUPPORTED,
-                "FULL JOIN is supported only with a condition that equates a column (or expression) of each side",
-            )
-            .hint("join ON left.x = right.y (further conditions may follow with AND)"));
+            // no equality to hash on: every build row under one constant key,
+            // so the hash join's matched flags still find the rows no probe
+            // row matched, and the whole condition is the residual
+            let one = BExpr {
+                kind: BK::Lit(Value::Boolean(true)),
+                ty: SqlType::Boolean,
+                nullable: false,
+            };
+            pk.push(one.clone());
+            bk.push(one);
         }
         if pk.is_empty() {
             return Ok((

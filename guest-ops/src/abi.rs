@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -136,11 +136,58 @@ pub const TEXT_F64: HostImport = HostImport {
     results: &[AbiType::F64],
 };
 
+/// `f64_math(op: i32, x: f64, y: f64) -> f64`: the DOUBLE PRECISION function
+/// `op` (a [`MathOp`]) of `x` (and `y`, for a power), as the C library computes
+/// it, so that results equal PostgreSQL's to the last bit. An argument outside
+/// the function's domain (the square root or logarithm of a negative number,
+/// the logarithm of zero, zero to a negative power, a negative number to a
+/// fractional power) ends the execution with [`ErrorCode::InvalidArgument`]; a
+/// result too large with [`ErrorCode::Overflow`]. Pure: it reads nothing.
+pub const F64_MATH: HostImport = HostImport {
+    name: "f64_math",
+    params: &[AbiType::I32, AbiType::F64, AbiType::F64],
+    results: &[AbiType::F64],
+};
+
+/// The functions of `f64_math`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum MathOp {
+    /// Square root.
+    Sqrt = 1,
+    /// Cube root.
+    Cbrt = 2,
+    /// e to the power x.
+    Exp = 3,
+    /// Natural logarithm.
+    Ln = 4,
+    /// Base-10 logarithm.
+    Log10 = 5,
+    /// x to the power y.
+    Pow = 6,
+}
+
+impl MathOp {
+    /// The function for a raw value from a guest.
+    #[must_use]
+    pub fn from_i32(op: i32) -> Option<Self> {
+        Some(match op {
+            1 => Self::Sqrt,
+            2 => Self::Cbrt,
+            3 => Self::Exp,
+            4 => Self::Ln,
+            5 => Self::Log10,
+            6 => Self::Pow,
+            _ => return None,
+        })
+    }
+}
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 8] = [
-    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64,
+pub const IMPORTS: [HostImport; 9] = [
+    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64, F64_MATH,
 ];
 
 /// Errors a guest raises through `fail`.

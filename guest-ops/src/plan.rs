@@ -118,8 +118,12 @@ pub enum Cast {
     I64ToF64(i64),
     /// `i32` to `f64`.
     I32ToF64,
-    /// `f64` times `10^k`, rounded half away from zero, to `i64`, checked.
+    /// `f64` times `10^k`, rounded half away from zero, to `i64`, checked (a
+    /// double to a decimal).
     F64ToI64(i64),
+    /// `f64` rounded to the nearest integer, ties to even, to `i64`, checked (a
+    /// double to an integer, as PostgreSQL's `rint`).
+    F64ToInt,
     /// `i64` times the factor, checked (a decimal to a larger scale).
     Rescale(i64),
     /// `i64` divided by the factor, rounded half away from zero (a smaller scale).
@@ -211,6 +215,24 @@ pub enum Func {
     AddMonths,
     /// `abs(x)`, checked.
     Abs,
+    /// A DOUBLE PRECISION function (args: F64 [, F64 for a power]) -> F64.
+    Math(MathFn),
+}
+
+/// DOUBLE PRECISION functions: rounding in the guest, the rest through
+/// `f64_math` ([`crate::abi::MathOp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MathFn {
+    /// To the nearest integer, ties to even (C's `rint`, as PostgreSQL rounds).
+    Round,
+    /// Toward zero.
+    Trunc,
+    /// Up.
+    Ceil,
+    /// Down.
+    Floor,
+    /// Through the host.
+    Host(crate::abi::MathOp),
 }
 
 /// An expression over the slots of the input tuple.

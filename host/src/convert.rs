@@ -1,5 +1,72 @@
 //! Pure conversions the guest asks the host for, where exact results need more code
-//! than is worth emitting into every module: DOUBLE PRECISION to and from text.
+//! than is worth emitting into every module: DOUBLE PRECISION to and from text,
+//! and the DOUBLE PRECISION functions of the C library.
+
+use crate::HostError;
+use scratchbird_guest_ops::abi::{ErrorCode, MathOp};
+
+/// `f64_math`: function `op` of `x` (and `y` for a power), with PostgreSQL's
+/// checks: the same domain errors and the same overflow and underflow errors
+/// (`exp(-1000)` is an error there, not 0).
+///
+/// # Errors
+/// A SQL error for an argument outside the domain, a result out of range, or
+/// an unknown `op`.
+pub fn f64_math(op: i32, x: f64, y: f64) -> Result<f64, HostError> {
+    let bad = |detail: &str| HostError::Sql {
+        code: ErrorCode::InvalidArgument,
+        detail: detail.to_owned(),
+    };
+    let range = |detail: &str| HostError::Sql {
+        code: ErrorCode::Overflow,
+        detail: detail.to_owned(),
+    };
+    let Some(op) = MathOp::from_i32(op) else {
+        return Err(HostError::abi(format!("f64_math: unknown function {op}")));
+    };
+    let r = match op {
+        MathOp::Sqrt => {
+            if x < 0.0 {
+                return Err(bad("cannot take square root of a negative number"));
+            }
+            x.sqrt()
+        }
+        MathOp::Cbrt => x.cbrt(),
+        MathOp::Exp => x.exp(),
+        MathOp::Ln | MathOp::Log10 => {
+            if x == 0.0 {
+                return Err(bad("cannot take logarithm of zero"));
+            }
+            if x < 0.0 {
+                return Err(bad("cannot take logarithm of a negative number"));
+            }
+            if op == MathOp::Ln { x.ln() } else { x.log10() }
+        }
+        MathOp::Pow => {
+            if x == 0.0 && y < 0.0 {
+                return Err(bad("zero raised to a negative power is undefined"));
+            }
+            if x < 0.0 && y.floor() != y {
+                return Err(bad(
+                    "a negative number raised to a non-integer power yields a complex result",
+                ));
+            }
+            x.powf(y)
+        }
+    };
+    if r.is_infinite() && x.is_finite() && y.is_finite() {
+        return Err(range("value out of range: overflow"));
+    }
+    let underflow = match op {
+        MathOp::Exp => r == 0.0 && x.is_finite(),
+        MathOp::Pow => r == 0.0 && x != 0.0 && x.is_finite() && y.is_finite(),
+        _ => false,
+    };
+    if underflow {
+        return Err(range("value out of range: underflow"));
+    }
+    Ok(r)
+}
 
 /// The text of `x` as PostgreSQL prints a DOUBLE PRECISION (12 and later): the
 /// shortest digits that read back exactly, in plain notation when the decimal
@@ -115,5 +182,28 @@ mod tests {
         ] {
             assert_eq!(text_f64(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn math_has_postgresql_domains_and_ranges() {
+        use scratchbird_guest_ops::abi::MathOp as M;
+        let ok = |op: M, x: f64, y: f64| f64_math(op as i32, x, y).unwrap();
+        let err = |op: M, x: f64, y: f64| f64_math(op as i32, x, y).unwrap_err().to_string();
+        assert_eq!(ok(M::Sqrt, 2.0, 0.0), 2f64.sqrt());
+        assert_eq!(ok(M::Cbrt, -27.0, 0.0), -3.0);
+        assert_eq!(ok(M::Exp, 1.0, 0.0), std::f64::consts::E);
+        assert_eq!(ok(M::Ln, 2.0, 0.0), std::f64::consts::LN_2);
+        assert_eq!(ok(M::Log10, 1000.0, 0.0), 3.0);
+        assert_eq!(ok(M::Pow, -2.0, 3.0), -8.0);
+        assert_eq!(ok(M::Pow, 0.0, 0.0), 1.0);
+        assert!(err(M::Sqrt, -1.0, 0.0).contains("square root of a negative"));
+        assert!(err(M::Ln, 0.0, 0.0).contains("logarithm of zero"));
+        assert!(err(M::Log10, -1.0, 0.0).contains("logarithm of a negative"));
+        assert!(err(M::Pow, 0.0, -1.0).contains("zero raised to a negative power"));
+        assert!(err(M::Pow, -8.0, 0.5).contains("complex result"));
+        assert!(err(M::Exp, 1000.0, 0.0).contains("overflow"));
+        assert!(err(M::Exp, -1000.0, 0.0).contains("underflow"));
+        assert!(err(M::Pow, 10.0, 400.0).contains("overflow"));
+        assert!(f64_math(99, 1.0, 1.0).is_err());
     }
 }

@@ -169,6 +169,17 @@ impl Binder<'_> {
         self.frames.open.push((depth, Vec::new()));
     }
 
+    /// Takes the open clauses away (while a WITH query is bound where it is
+    /// read: its subqueries join to its own clauses, never to the reader's).
+    pub(super) fn take_clauses(&mut self) -> Frames {
+        std::mem::take(&mut self.frames)
+    }
+
+    /// Puts back what [`Binder::take_clauses`] took.
+    pub(super) fn restore_clauses(&mut self, f: Frames) {
+        self.frames = f;
+    }
+
     /// Closes the innermost clause: its decorrelated subqueries.
     pub(super) fn close_clause(&mut self) -> Vec<Apply> {
         self.frames.open.pop().map(|(_, v)| v).unwrap_or_default()
@@ -337,7 +348,11 @@ impl Binder<'_> {
                 kind,
                 on,
             } => {
-                if rel_reads_any(&right, outer) || on.as_ref().is_some_and(|e| reads_any(e, outer))
+                // a LEFT JOIN keeps its left side's rows alone: conditions on
+                // them can move above it; a FULL JOIN keeps both sides' rows
+                if rel_reads_any(&right, outer)
+                    || on.as_ref().is_some_and(|e| reads_any(e, outer))
+                    || (kind == JoinType::Full && rel_reads_any(&left, outer))
                 {
                     return Err(cant_pull());
                 }
@@ -385,9 +400,21 @@ impl Binder<'_> {
         })
     }
 
-    /// `rel` without what cannot change whether a row exists or which values
-    /// an IN sees: duplicate removal, ordering, and a LIMIT of at least one
-    /// row from the start (a projection is left to the caller).
+    /// `rel` without what cannot change which values an IN sees: duplicate
+    /// removal and ordering (not a LIMIT, which keeps some of them).
+    fn strip_in(rel: Rel) -> Rel {
+        match rel {
+            Rel::Distinct { input }
+            | Rel::Sort {
+                input, limit: None, ..
+            } => Self::strip_in(*input),
+            other => other,
+        }
+    }
+
+    /// `rel` without what cannot change whether a row exists: duplicate
+    /// removal, ordering, and a LIMIT of at least one row from the start (a
+    /// projection is left to the caller).
     fn strip(rel: Rel) -> Rel {
         match rel {
             Rel::Distinct { input } | Rel::Sort { input, .. } => Self::strip(*input),
@@ -442,7 +469,7 @@ impl Binder<'_> {
         refs: &[ColId],
     ) -> Result<BExpr, CompileError> {
         let outer: HashSet<ColId> = refs.iter().copied().collect();
-        let rel = Self::strip(rel);
+        let rel = Self::strip_in(rel);
         // the compared value: the select list's expression, read in the join
         let (rel, value) = match rel {
             Rel::Project { input, exprs } if exprs.len() == 1 => {
@@ -451,7 +478,7 @@ impl Binder<'_> {
                     .next()
                     .map(|(_, e)| e)
                     .ok_or_else(|| mismatch("IN subquery column"))?;
-                (Self::strip(*input), value)
+                (Self::strip_in(*input), value)
             }
             other => {
                 let c = *other

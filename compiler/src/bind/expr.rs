@@ -694,6 +694,24 @@ impl<'c> Binder<'c> {
                     let v = mk(BK::Init(i), SqlType::Boolean, false);
                     if *negated { not(v) } else { v }
                 }
+                Expr::Ceil { expr, field } | Expr::Floor { expr, field } => {
+                    let name = if matches!(e, Expr::Ceil { .. }) {
+                        "ceil"
+                    } else {
+                        "floor"
+                    };
+                    if !matches!(
+                        field,
+                        ast::CeilFloorKind::DateTimeField(DateTimeField::NoDateTime)
+                    ) {
+                        return Err(unsupported(format!(
+                            "{} with a scale or unit",
+                            name.to_uppercase()
+                        )));
+                    }
+                    let x = self.expr(expr, scope, agg)?;
+                    self.rounding(name, vec![x])?
+                }
                 Expr::Interval(_) => {
                     return Err(unsupported("an INTERVAL here")
                         .hint("add an interval to a DATE: d + INTERVAL '3' DAY"));

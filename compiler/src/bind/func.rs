@@ -378,10 +378,13 @@ impl<'c> Binder<'c> {
                 let acc = parts.pop();
                 acc.unwrap_or_else(|| BExpr::lit(Value::Text(String::new()), SqlType::Text))
             }
+            "round" | "trunc" | "ceil" | "ceiling" | "floor" | "sign" | "mod" | "sqrt" | "cbrt"
+            | "exp" | "ln" | "log" | "log10" | "power" | "pow" | "pi" | "greatest" | "least"
+            | "strpos" => self.math(&name, bound).map_err(|e| e.at(pos_of(f)))?,
             other => {
                 return Err(CompileError::new(codes::UNDEFINED_FUNCTION, format!("function {other}() does not exist"))
                     .at(pos_of(f))
-                    .hint("supported: length, lower, upper, substring, position, trim, abs, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
+                    .hint("supported: length, lower, upper, substring, position, strpos, trim, abs, round, trunc, ceil, floor, sign, mod, sqrt, cbrt, exp, ln, log, log10, power, pi, greatest, least, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
             }
         })
     }
@@ -517,5 +520,390 @@ impl<'c> Binder<'c> {
                 col(self, c)?
             }
         })
+    }
+
+    /// The math functions (and `strpos`), with PostgreSQL's types: DECIMAL
+    /// rounding is exact (round half away from zero, as a cast to a smaller
+    /// scale does), DOUBLE PRECISION rounding is C's (`rint`: ties to even),
+    /// and the transcendental functions compute in DOUBLE PRECISION through
+    /// the C library, so their results are PostgreSQL's to the last bit (for
+    /// DECIMAL arguments PostgreSQL computes in NUMERIC instead: the digits
+    /// shown can differ).
+    fn math(&mut self, name: &str, mut args: Vec<BExpr>) -> Result<BExpr, CompileError> {
+        use scratchbird_guest_ops::abi::MathOp;
+        use scratchbird_guest_ops::plan::MathFn;
+        let n = args.len();
+        let arity = |lo: usize, hi: usize| -> Result<(), CompileError> {
+            if (lo..=hi).contains(&n) {
+                Ok(())
+            } else if lo == hi {
+                Err(mismatch(format!(
+                    "{name} takes {lo} argument(s), {n} given"
+                )))
+            } else {
+                Err(mismatch(format!(
+                    "{name} takes {lo} to {hi} arguments, {n} given"
+                )))
+            }
+        };
+        let number = |b: &BExpr| -> Result<(), CompileError> {
+            if is_numeric(&b.ty) || is_null_lit(b) {
+                Ok(())
+            } else {
+                Err(mismatch(format!("{name} takes a number, not {}", b.ty)))
+            }
+        };
+        let double = |b: BExpr| coerce(b, SqlType::Double);
+        let host = |op: MathOp, args: Vec<BExpr>| {
+            let nl = args.iter().any(|a| a.nullable);
+            mk(
+                BK::Func(Func::Math(MathFn::Host(op)), args),
+                SqlType::Double,
+                nl,
+            )
+        };
+        Ok(match name {
+            "pi" => {
+                arity(0, 0)?;
+                BExpr::lit(Value::Double(std::f64::consts::PI), SqlType::Double)
+            }
+            "sqrt" | "cbrt" | "exp" | "ln" | "log10" => {
+                arity(1, 1)?;
+                let x = args.remove(0);
+                number(&x)?;
+                let op = match name {
+                    "sqrt" => MathOp::Sqrt,
+                    "cbrt" => MathOp::Cbrt,
+                    "exp" => MathOp::Exp,
+                    "ln" => MathOp::Ln,
+                    _ => MathOp::Log10,
+                };
+                host(op, vec![double(x)])
+            }
+            "log" => {
+                arity(1, 2)?;
+                for a in &args {
+                    number(a)?;
+                }
+                if n == 1 {
+                    host(MathOp::Log10, vec![double(args.remove(0))])
+                } else {
+                    // log(b, x) = ln(x) / ln(b)
+                    let x = args.pop().ok_or_else(|| mismatch("log"))?;
+                    let b = args.pop().ok_or_else(|| mismatch("log"))?;
+                    let lx = host(MathOp::Ln, vec![double(x)]);
+                    let lb = host(MathOp::Ln, vec![double(b)]);
+                    self.arith(ArithOp::Div, lx, lb)?
+                }
+            }
+            "power" | "pow" => {
+                arity(2, 2)?;
+                for a in &args {
+                    number(a)?;
+                }
+                host(MathOp::Pow, args.into_iter().map(double).collect())
+            }
+            "mod" => {
+                arity(2, 2)?;
+                let b = args.pop().ok_or_else(|| mismatch("mod"))?;
+                let a = args.pop().ok_or_else(|| mismatch("mod"))?;
+                number(&a)?;
+                number(&b)?;
+                if a.ty == SqlType::Double || b.ty == SqlType::Double {
+                    return Err(mismatch(
+                        "mod takes integers or DECIMALs, not DOUBLE PRECISION",
+                    ));
+                }
+                self.arith(ArithOp::Mod, a, b)?
+            }
+            "strpos" => {
+                arity(2, 2)?;
+                let sub = args.pop().ok_or_else(|| mismatch("strpos"))?;
+                let s = args.pop().ok_or_else(|| mismatch("strpos"))?;
+                let text = |b: BExpr| -> Result<BExpr, CompileError> {
+                    if is_text(&b.ty) || is_null_lit(&b) {
+                        Ok(coerce(b, SqlType::Text))
+                    } else {
+                        Err(mismatch(format!("strpos takes text, not {}", b.ty)))
+                    }
+                };
+                let (s, sub) = (text(s)?, text(sub)?);
+                let nl = s.nullable || sub.nullable;
+                mk(BK::Func(Func::Position, vec![sub, s]), SqlType::Integer, nl)
+            }
+            "greatest" | "least" => self.extreme(name, args)?,
+            "sign" => {
+                arity(1, 1)?;
+                let x = args.remove(0);
+                number(&x)?;
+                self.sign(x)?
+            }
+            _ => return self.rounding(name, args),
+        })
+    }
+
+    /// round, trunc, ceil and floor.
+    pub(super) fn rounding(
+        &mut self,
+        name: &str,
+        mut args: Vec<BExpr>,
+    ) -> Result<BExpr, CompileError> {
+        use scratchbird_guest_ops::plan::MathFn;
+        let with_digits = matches!(name, "round" | "trunc");
+        let n = args.len();
+        if !(1..=if with_digits { 2 } else { 1 }).contains(&n) {
+            return Err(mismatch(format!(
+                "{name} takes {} argument(s), {n} given",
+                if with_digits { "1 or 2" } else { "1" }
+            )));
+        }
+        // the number of decimal digits kept: a constant from 0
+        let digits = match args.get(1) {
+            None => None,
+            Some(d) => match &crate::fold::fold(d.clone()).kind {
+                BK::Lit(v) if !v.is_null() => {
+                    let k = match v {
+                        Value::SmallInt(i) => i64::from(*i),
+                        Value::Integer(i) => i64::from(*i),
+                        Value::BigInt(i) => *i,
+                        _ => {
+                            return Err(mismatch(format!(
+                                "{name}'s second argument is a whole number of digits"
+                            )));
+                        }
+                    };
+                    if !(0..=i64::from(DECIMAL_COMPUTE_DIGITS)).contains(&k) {
+                        return Err(unsupported(format!(
+                            "{name} to {k} decimal digits (from 0 to {DECIMAL_COMPUTE_DIGITS})"
+                        )));
+                    }
+                    Some(u8::try_from(k).unwrap_or(0))
+                }
+                BK::Lit(_) => {
+                    return Ok(BExpr::lit(
+                        Value::Null,
+                        SqlType::Decimal {
+                            precision: DECIMAL_COMPUTE_DIGITS,
+                            scale: 0,
+                        },
+                    ));
+                }
+                _ => {
+                    return Err(unsupported(format!(
+                        "{name} with a number of digits that is not a constant"
+                    )));
+                }
+            },
+        };
+        let x = args.remove(0);
+        let int_digits = |t: &SqlType| -> u8 {
+            match t {
+                SqlType::SmallInt => 5,
+                SqlType::Integer => 10,
+                _ => DECIMAL_COMPUTE_DIGITS,
+            }
+        };
+        match x.ty {
+            SqlType::Double => {
+                if digits.is_some() {
+                    return Err(mismatch(format!(
+                        "{name}(double precision, integer) does not exist"
+                    ))
+                    .hint(format!(
+                        "cast the first argument to DECIMAL: {name}(CAST(x AS DECIMAL(18, 6)), n)"
+                    )));
+                }
+                let f = match name {
+                    "round" => MathFn::Round,
+                    "trunc" => MathFn::Trunc,
+                    "ceil" | "ceiling" => MathFn::Ceil,
+                    _ => MathFn::Floor,
+                };
+                let nl = x.nullable;
+                Ok(mk(BK::Func(Func::Math(f), vec![x]), SqlType::Double, nl))
+            }
+            SqlType::SmallInt | SqlType::Integer | SqlType::BigInt => match digits {
+                None => Ok(x),
+                Some(k) => {
+                    let p = int_digits(&x.ty)
+                        .saturating_add(k)
+                        .min(DECIMAL_COMPUTE_DIGITS);
+                    Ok(coerce(
+                        x,
+                        SqlType::Decimal {
+                            precision: p,
+                            scale: k,
+                        },
+                    ))
+                }
+            },
+            SqlType::Decimal { precision, scale } => {
+                self.round_decimal(name, x, digits, precision, scale)
+            }
+            _ if is_null_lit(&x) => Ok(BExpr::lit(Value::Null, SqlType::Double)),
+            other => Err(mismatch(format!("{name} takes a number, not {other}"))),
+        }
+    }
+
+    /// `e` converted to `ty` (a cast node even where `coerce` would keep it).
+    fn cast_to(e: BExpr, ty: SqlType) -> BExpr {
+        coerce(e, ty)
+    }
+
+    /// greatest and least: the common type of the arguments, NULLs left out.
+    fn extreme(&mut self, name: &str, args: Vec<BExpr>) -> Result<BExpr, CompileError> {
+        let n = args.len();
+        if n == 0 {
+            return Err(mismatch(format!("{name} needs arguments")));
+        }
+        let mut ty: Option<SqlType> = None;
+        for a in &args {
+            if is_null_lit(a) {
+                continue;
+            }
+            ty = Some(match ty {
+                None => a.ty,
+                Some(t) => common_type(&t, &a.ty).ok_or_else(|| {
+                    mismatch(format!("{name} types {t} and {} cannot be matched", a.ty))
+                })?,
+            });
+        }
+        let ty = ty.unwrap_or(SqlType::Text);
+        let mut parts: Vec<BExpr> = args.into_iter().map(|a| coerce(a, ty)).collect();
+        let op = if name == "greatest" {
+            CmpOp::Gt
+        } else {
+            CmpOp::Lt
+        };
+        // a balanced tournament: each pairing reads both sides twice,
+        // so the expression grows with n log n, not 2^n
+        while parts.len() > 1 {
+            let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+            let mut it = parts.into_iter();
+            while let Some(a) = it.next() {
+                let Some(b) = it.next() else {
+                    next.push(a);
+                    break;
+                };
+                // b wins where it compares so, or where a is NULL
+                // (NULLs are left out; all NULL gives NULL)
+                let (b1, a1, a2) = (self.dup(&b)?, self.dup(&a)?, self.dup(&a)?);
+                let wins = or(self.compare(op, b1, a1)?, is_null(a2));
+                let nl = a.nullable && b.nullable;
+                next.push(mk(BK::Case(vec![(wins, b)], Box::new(a)), ty, nl));
+            }
+            parts = next;
+        }
+        parts.pop().ok_or_else(|| mismatch(name.to_owned()))
+    }
+
+    /// sign: -1, 0 or 1 of the argument's type (DECIMAL: scale 0).
+    fn sign(&mut self, x: BExpr) -> Result<BExpr, CompileError> {
+        let ty = match x.ty {
+            SqlType::Decimal { .. } => SqlType::Decimal {
+                precision: 1,
+                scale: 0,
+            },
+            t => t,
+        };
+        let unit = |v: i64| coerce(BExpr::lit(Value::BigInt(v), SqlType::BigInt), ty);
+        let zero = BExpr::lit(Value::BigInt(0), SqlType::BigInt);
+        let (x1, x2) = (self.dup(&x)?, self.dup(&x)?);
+        let pos = self.compare(CmpOp::Gt, x1, zero.clone())?;
+        let neg = self.compare(CmpOp::Lt, x2, zero.clone())?;
+        let nl = x.nullable;
+        let is_zero = self.compare(CmpOp::Eq, x, zero)?;
+        Ok(crate::fold::fold(mk(
+            BK::Case(
+                vec![(pos, unit(1)), (neg, unit(-1)), (is_zero, unit(0))],
+                Box::new(BExpr::lit(Value::Null, ty)),
+            ),
+            ty,
+            nl,
+        )))
+    }
+
+    /// round, trunc, ceil and floor of a DECIMAL(precision, scale), to
+    /// `digits` decimal digits (none: 0).
+    fn round_decimal(
+        &mut self,
+        name: &str,
+        x: BExpr,
+        digits: Option<u8>,
+        precision: u8,
+        scale: u8,
+    ) -> Result<BExpr, CompileError> {
+        let whole = precision.saturating_sub(scale);
+        let to = |k: u8| SqlType::Decimal {
+            precision: whole
+                .saturating_add(k)
+                .saturating_add(1)
+                .min(DECIMAL_COMPUTE_DIGITS),
+            scale: k,
+        };
+        let k = digits.unwrap_or(0);
+        if k >= scale {
+            // nothing to drop: the same value at scale k
+            let p = precision
+                .saturating_add(k - scale)
+                .min(DECIMAL_COMPUTE_DIGITS);
+            return Ok(coerce(
+                x,
+                SqlType::Decimal {
+                    precision: p,
+                    scale: k,
+                },
+            ));
+        }
+        // a cast to a smaller scale rounds half away from zero
+        let round = |e: BExpr| Self::cast_to(e, to(k));
+        let t = match name {
+            "round" => return Ok(round(x)),
+            _ => {
+                // toward zero: move half a unit of the last kept digit
+                // toward zero first
+                let half = Value::Decimal(scratchbird_types::Decimal::new(5, k + 1));
+                let half_ty = SqlType::Decimal {
+                    precision: 1,
+                    scale: k + 1,
+                };
+                let h = BExpr::lit(half.clone(), half_ty);
+                let (x1, x2, x3, x4, x5) = (
+                    self.dup(&x)?,
+                    self.dup(&x)?,
+                    self.dup(&x)?,
+                    self.dup(&x)?,
+                    self.dup(&x)?,
+                );
+                let zero = BExpr::lit(Value::BigInt(0), SqlType::BigInt);
+                let neg = self.compare(CmpOp::Lt, x1, zero.clone())?;
+                let pos = self.compare(CmpOp::Gt, x4, zero)?;
+                let minus = self.arith(ArithOp::Sub, x2, h.clone())?;
+                let plus = self.arith(ArithOp::Add, x3, h)?;
+                let (plus, minus) = self.unify(plus, minus)?;
+                let ty = plus.ty;
+                // zero stays zero
+                let same = coerce(x5, ty);
+                let moved = mk(
+                    BK::Case(vec![(neg, plus), (pos, minus)], Box::new(same)),
+                    ty,
+                    x.nullable,
+                );
+                round(moved)
+            }
+        };
+        if name == "trunc" {
+            return Ok(t);
+        }
+        // floor and ceil: one unit further where the dropped digits were not zero
+        let up = matches!(name, "ceil" | "ceiling");
+        let (t1, t2) = (self.dup(&t)?, self.dup(&t)?);
+        let beyond = self.compare(if up { CmpOp::Gt } else { CmpOp::Lt }, x, t1)?;
+        let one = BExpr::lit(Value::BigInt(1), SqlType::BigInt);
+        let step = self.arith(if up { ArithOp::Add } else { ArithOp::Sub }, t2, one)?;
+        let (step, t) = self.unify(step, t)?;
+        let ty = step.ty;
+        let nl = t.nullable;
+        Ok(mk(BK::Case(vec![(beyond, step)], Box::new(t)), ty, nl))
     }
 }

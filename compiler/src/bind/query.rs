@@ -46,7 +46,9 @@ impl<'c> Binder<'c> {
         self.hidden.extend(later.iter().map(|c| c.name.clone()));
         let deeper = self.outer.split_off(def.outer.min(self.outer.len()));
         let deeper_corr = self.corr.split_off(def.outer.min(self.corr.len()));
+        let frames = self.take_clauses();
         let b = self.query(&def.query);
+        self.restore_clauses(frames);
         self.outer.extend(deeper);
         self.corr.extend(deeper_corr);
         self.hidden.truncate(hidden);

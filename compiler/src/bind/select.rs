@@ -563,6 +563,11 @@ impl<'c> Binder<'c> {
             // NATURAL with no shared names is a cross join
             Side::Cross => JoinType::Cross,
         };
+        // NATURAL with no shared names: an outer join keeps its rows, ON TRUE
+        let on = match (on, side) {
+            (None, Side::Left | Side::Right | Side::Full) => Some(bool_lit(true)),
+            (on, _) => on,
+        };
         let kind = if on.is_none() { JoinType::Cross } else { kind };
         let rel = if side == Side::Right {
             Rel::Join {

@@ -167,6 +167,20 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
     .map_err(err)?;
     l.func_wrap(
         m,
+        abi::F64_MATH.name,
+        |mut c: Caller<'_, HostState<T>>, op: i32, x: f64, y: f64| -> wasmtime::Result<f64> {
+            match crate::convert::f64_math(op, x, y) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    let st = c.data_mut();
+                    Err(stop(st, e))
+                }
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
         abi::FAIL.name,
         |mut c: Caller<'_, HostState<T>>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let detail = match c.data().memory {

@@ -84,19 +84,24 @@ impl Gen {
                 self.f.i(I::F64ConvertI32S);
                 self.f.set(out.v);
             }
-            Cast::F64ToI64(k) => {
+            Cast::F64ToI64(_) | Cast::F64ToInt => {
                 let x = self.f.scratch(ValType::F64);
                 self.f.get(a.v);
-                if k != 1 {
-                    self.f.i(I::F64Const((k as f64).into()));
-                    self.f.i(I::F64Mul);
+                if let Cast::F64ToI64(k) = c {
+                    if k != 1 {
+                        self.f.i(I::F64Const((k as f64).into()));
+                        self.f.i(I::F64Mul);
+                    }
+                    // round half away from zero
+                    self.f.i(I::F64Const(0.5.into()));
+                    self.f.get(a.v);
+                    self.f.i(I::F64Copysign);
+                    self.f.i(I::F64Add);
+                    self.f.i(I::F64Trunc);
+                } else {
+                    // to the nearest, ties to even
+                    self.f.i(I::F64Nearest);
                 }
-                // round half away from zero
-                self.f.i(I::F64Const(0.5.into()));
-                self.f.get(a.v);
-                self.f.i(I::F64Copysign);
-                self.f.i(I::F64Add);
-                self.f.i(I::F64Trunc);
                 self.f.set(x);
                 // NaN or out of range
                 self.f.get(x);

@@ -1,9 +1,11 @@
 //! Function calls: string functions through the runtime helpers, math,
 //! date parts and calendar arithmetic.
 
+use super::super::F64_MATH_FN;
 use super::super::rt::Helper;
 use super::super::{EmitError, Gen, Val};
-use crate::plan::{DatePart, Expr, Func, Prim};
+use crate::abi::MathOp;
+use crate::plan::{DatePart, Expr, Func, MathFn, Prim};
 use wasm_encoder::{Instruction as I, ValType};
 
 use super::MICROS_PER_DAY;
@@ -12,6 +14,8 @@ impl Gen {
     pub(super) fn call(&mut self, func: Func, args: &[Val]) -> Result<Val, EmitError> {
         let arity = match func {
             Func::Length | Func::Lower | Func::Upper | Func::Abs => 1,
+            Func::Math(MathFn::Host(MathOp::Pow)) => 2,
+            Func::Math(_) => 1,
             Func::ExtractDate(_) | Func::ExtractTs(_) => 1,
             Func::Position
             | Func::Concat
@@ -32,6 +36,7 @@ impl Gen {
             Func::Length | Func::Position | Func::ExtractDate(_) | Func::AddMonths => Prim::I32,
             Func::ExtractTs(_) => Prim::I32,
             Func::Like => Prim::Bool,
+            Func::Math(_) => Prim::F64,
             Func::Abs => args.first().map_or(Prim::I64, |a| a.prim),
             _ => Prim::Str,
         };
@@ -57,6 +62,34 @@ impl Gen {
                 .ok_or_else(|| EmitError::Plan("missing argument".into()))
         };
         match func {
+            Func::Math(m) => {
+                for x in a {
+                    if x.prim != Prim::F64 {
+                        return Err(EmitError::Plan(format!("{m:?} of a non-double")));
+                    }
+                }
+                match m {
+                    MathFn::Round | MathFn::Trunc | MathFn::Ceil | MathFn::Floor => {
+                        self.f.get(arg(0)?.v);
+                        self.f.i(match m {
+                            MathFn::Round => I::F64Nearest,
+                            MathFn::Trunc => I::F64Trunc,
+                            MathFn::Ceil => I::F64Ceil,
+                            _ => I::F64Floor,
+                        });
+                    }
+                    MathFn::Host(op) => {
+                        self.f.i32c(op as i32);
+                        self.f.get(arg(0)?.v);
+                        match a.get(1) {
+                            Some(y) => self.f.get(y.v),
+                            None => self.f.i(I::F64Const(0.0.into())),
+                        }
+                        self.f.i(I::Call(F64_MATH_FN));
+                    }
+                }
+                self.f.set(out.v);
+            }
             Func::Length => {
                 let h = self.helper(Helper::CharLen);
                 self.push_val(&arg(0)?);

@@ -439,7 +439,7 @@ pub fn cast_types(c: Cast) -> (Prim, Prim) {
         Cast::I64ToI32 | Cast::TsToDate => (Prim::I64, Prim::I32),
         Cast::I64ToF64(_) => (Prim::I64, Prim::F64),
         Cast::I32ToF64 => (Prim::I32, Prim::F64),
-        Cast::F64ToI64(_) => (Prim::F64, Prim::I64),
+        Cast::F64ToI64(_) | Cast::F64ToInt => (Prim::F64, Prim::I64),
         Cast::Rescale(_) | Cast::Unscale(_) | Cast::FloorDiv(_) | Cast::CheckDigits(_) => {
             (Prim::I64, Prim::I64)
         }

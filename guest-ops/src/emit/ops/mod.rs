@@ -87,6 +87,7 @@ fn expr_prim(e: &Expr, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, EmitE
             | Func::ExtractTs(_)
             | Func::AddMonths => Prim::I32,
             Func::Like => Prim::Bool,
+            Func::Math(_) => Prim::F64,
             Func::Abs => match args.first() {
                 Some(a) => expr_prim(a, input, inits)?,
                 None => return Err(EmitError::Plan("abs without argument".into())),
@@ -639,7 +640,12 @@ impl Gen {
         self.f.i64c(0);
         self.f.set(seen);
         let stop = limit.map(|l| offset.saturating_add(l));
-        self.produce(input, &mut |g, t| {
+        // the limit ends its own input, not the whole pipeline: what follows
+        // that input in the same pipeline (the next branch of a UNION ALL, a
+        // FULL join's unmatched rows) still runs
+        let exit = self.f.block();
+        self.exit.push(exit);
+        let r = self.produce(input, &mut |g, t| {
             g.f.get(seen);
             g.f.i64c(1);
             g.f.i(I::I64Add);
@@ -662,7 +668,10 @@ impl Gen {
                 g.f.br_if(exit);
             }
             Ok(())
-        })
+        });
+        self.exit.pop();
+        self.f.end();
+        r
     }
 
     // -------------------------------------------------------------- aggregates
