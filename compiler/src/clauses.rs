@@ -705,13 +705,12 @@ pub(crate) fn function(f: &ast::Function) -> Result<(), CompileError> {
         parameters,
         args: _,
         within_group,
-        filter,
+        filter: _,
         null_treatment,
         over,
     } = f;
     refuse(&[
         (over.is_some(), "window functions"),
-        (filter.is_some(), "aggregate FILTER (WHERE ...)"),
         (!within_group.is_empty(), "WITHIN GROUP"),
         (null_treatment.is_some(), "IGNORE / RESPECT NULLS"),
         (

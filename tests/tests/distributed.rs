@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(38);
+    let n = r.below(40);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -217,6 +217,19 @@ fn query(r: &mut Rng) -> (String, bool) {
 /// (`n` is the generator's pick).
 fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
     match n {
+        // aggregate FILTER, and functions
+        38 => (
+            format!(
+                "SELECT g, count(*) FILTER (WHERE id < {id}), sum(id) FILTER (WHERE s = 'ant'), max(left(s, 2)) FROM t GROUP BY g"
+            ),
+            false,
+        ),
+        39 => (
+            format!(
+                "SELECT id, right(s, -1), round(id / 7.0, 2), greatest(g, {k}), sqrt(id) FROM t WHERE g = {g}"
+            ),
+            false,
+        ),
         // INTERSECT and EXCEPT
         36 => (
             format!(
@@ -299,7 +312,7 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 38"),
+        _ => unreachable!("the generator picks below 40"),
     }
 }
 

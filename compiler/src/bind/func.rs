@@ -221,7 +221,15 @@ impl<'c> Binder<'c> {
                 .at(pos_of(f)));
             };
             return self
-                .aggregate(&name, kind, &args, distinct, scope, ctx)
+                .aggregate(
+                    &name,
+                    kind,
+                    &args,
+                    distinct,
+                    f.filter.as_deref(),
+                    scope,
+                    ctx,
+                )
                 .map_err(|e| e.at(pos_of(f)));
         }
         if distinct {
@@ -378,6 +386,12 @@ impl<'c> Binder<'c> {
                 let acc = parts.pop();
                 acc.unwrap_or_else(|| BExpr::lit(Value::Text(String::new()), SqlType::Text))
             }
+            "left" | "right" | "starts_with" => {
+                want(2)?;
+                let n = bound.pop().ok_or_else(|| mismatch("left/right"))?;
+                let s = text(bound.pop().ok_or_else(|| mismatch("left/right"))?)?;
+                self.ends(&name, s, n).map_err(|e| e.at(pos_of(f)))?
+            }
             "round" | "trunc" | "ceil" | "ceiling" | "floor" | "sign" | "mod" | "sqrt" | "cbrt"
             | "exp" | "ln" | "log" | "log10" | "power" | "pow" | "pi" | "greatest" | "least"
             | "strpos" => self.math(&name, bound).map_err(|e| e.at(pos_of(f)))?,
@@ -389,12 +403,17 @@ impl<'c> Binder<'c> {
         })
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one aggregate call and the context it binds in"
+    )]
     pub(super) fn aggregate(
         &mut self,
         name: &str,
         kind: AggKind,
         args: &[FunctionArg],
         distinct: bool,
+        filter: Option<&Expr>,
         scope: &Scope,
         ctx: &mut AggCtx,
     ) -> Result<BExpr, CompileError> {
@@ -414,11 +433,35 @@ impl<'c> Binder<'c> {
             }
             _ => return Err(mismatch(format!("{name} takes one argument"))),
         };
-        let kind = if arg.is_none() {
+        let mut kind = if arg.is_none() {
             AggKind::CountStar
         } else {
             kind
         };
+        // FILTER (WHERE p): the aggregate of CASE WHEN p THEN arg END, which
+        // every aggregate skips where it is NULL (count(*) counts a constant)
+        let mut arg = arg;
+        if let Some(w) = filter {
+            if contains_agg(w) {
+                return Err(CompileError::new(
+                    codes::GROUPING,
+                    "aggregate functions are not allowed in FILTER",
+                )
+                .at(pos_of(w)));
+            }
+            let p = self.expr(w, scope, None)?;
+            let p = crate::fold::fold(self.boolean(p, "FILTER").map_err(|e| e.at(pos_of(w)))?);
+            let value = arg.unwrap_or_else(|| BExpr::lit(Value::BigInt(1), SqlType::BigInt));
+            let t = value.ty;
+            arg = Some(mk(
+                BK::Case(vec![(p, value)], Box::new(BExpr::lit(Value::Null, t))),
+                t,
+                true,
+            ));
+            if kind == AggKind::CountStar {
+                kind = AggKind::Count;
+            }
+        }
         if let Some(a) = &arg {
             let ok = match kind {
                 AggKind::Sum => is_numeric(&a.ty),
@@ -905,5 +948,86 @@ impl<'c> Binder<'c> {
         let ty = step.ty;
         let nl = t.nullable;
         Ok(mk(BK::Case(vec![(beyond, step)], Box::new(t)), ty, nl))
+    }
+
+    /// left(s, n) and right(s, n) (n < 0: all but the last or first |n|
+    /// characters), and starts_with(s, prefix), from substring and length.
+    fn ends(&mut self, name: &str, s: BExpr, n: BExpr) -> Result<BExpr, CompileError> {
+        let big = |e: BExpr| coerce(e, SqlType::BigInt);
+        let lit = |v: i64| BExpr::lit(Value::BigInt(v), SqlType::BigInt);
+        let len = |this: &mut Self, s: &BExpr| -> Result<BExpr, CompileError> {
+            let s = this.dup(s)?;
+            let nl = s.nullable;
+            Ok(big(mk(
+                BK::Func(Func::Length, vec![s]),
+                SqlType::Integer,
+                nl,
+            )))
+        };
+        let substr = |args: Vec<BExpr>| {
+            let nl = args.iter().any(|a| a.nullable);
+            mk(BK::Func(Func::Substr, args), SqlType::Text, nl)
+        };
+        if name == "starts_with" {
+            if !(is_text(&n.ty) || is_null_lit(&n)) {
+                return Err(mismatch(format!("starts_with takes text, not {}", n.ty)));
+            }
+            let p = coerce(n, SqlType::Text);
+            let lp = len(self, &p)?;
+            let head = substr(vec![s, lit(1), lp]);
+            return self.compare(CmpOp::Eq, head, p);
+        }
+        if !matches!(n.ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)
+            && !is_null_lit(&n)
+        {
+            return Err(mismatch(format!(
+                "{name} takes an integer count, not {}",
+                n.ty
+            )));
+        }
+        let n = big(n);
+        let zero = lit(0);
+        let n1 = self.dup(&n)?;
+        let negative = self.compare(CmpOp::Lt, n1, zero.clone())?;
+        let nl = s.nullable || n.nullable;
+        let e = if name == "left" {
+            // n >= 0: the first n; else the first length + n (none below 0)
+            let (ls, n2) = (len(self, &s)?, self.dup(&n)?);
+            let keep = self.arith(ArithOp::Add, ls, n2)?;
+            let k1 = self.dup(&keep)?;
+            let pos = self.compare(CmpOp::Gt, k1, zero.clone())?;
+            let keep = mk(
+                BK::Case(vec![(pos, keep)], Box::new(zero)),
+                SqlType::BigInt,
+                nl,
+            );
+            let s1 = self.dup(&s)?;
+            let first = substr(vec![s1, lit(1), keep]);
+            let firstn = substr(vec![s, lit(1), n]);
+            mk(
+                BK::Case(vec![(negative, first)], Box::new(firstn)),
+                SqlType::Text,
+                nl,
+            )
+        } else {
+            // n < 0: from character 1 - n; n >= length: all; else the last n
+            let n2 = self.dup(&n)?;
+            let from_neg = self.arith(ArithOp::Sub, lit(1), n2)?;
+            let s1 = self.dup(&s)?;
+            let drop_first = substr(vec![s1, from_neg]);
+            let (n3, ls) = (self.dup(&n)?, len(self, &s)?);
+            let all = self.compare(CmpOp::Ge, n3, ls)?;
+            let ls2 = len(self, &s)?;
+            let start = self.arith(ArithOp::Sub, ls2, n)?;
+            let start = self.arith(ArithOp::Add, start, lit(1))?;
+            let s2 = self.dup(&s)?;
+            let last = substr(vec![s2, start]);
+            mk(
+                BK::Case(vec![(negative, drop_first), (all, s)], Box::new(last)),
+                SqlType::Text,
+                nl,
+            )
+        };
+        Ok(e)
     }
 }
