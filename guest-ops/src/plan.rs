@@ -217,6 +217,16 @@ pub enum Func {
     Abs,
     /// A DOUBLE PRECISION function (args: F64 [, F64 for a power]) -> F64.
     Math(MathFn),
+    /// `repeat(s, n)` (args: Str, I64).
+    Repeat,
+    /// `reverse(s)`, by characters.
+    Reverse,
+    /// `replace(s, from, to)`.
+    Replace,
+    /// `split_part(s, delimiter, n)` (args: Str, Str, I64).
+    SplitPart,
+    /// `initcap(s)` (ASCII letters).
+    Initcap,
 }
 
 /// DOUBLE PRECISION functions: rounding in the guest, the rest through

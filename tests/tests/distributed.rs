@@ -226,7 +226,7 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
         ),
         39 => (
             format!(
-                "SELECT id, right(s, -1), round(id / 7.0, 2), greatest(g, {k}), sqrt(id) FROM t WHERE g = {g}"
+                "SELECT id, right(s, -1), round(id / 7.0, 2), greatest(g, {k}), sqrt(id), replace(s, 'e', 'E'), split_part(s, 'e', 1), lpad(s, 5, '*'), initcap(reverse(s)) FROM t WHERE g = {g}"
             ),
             false,
         ),

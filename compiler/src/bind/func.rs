@@ -386,6 +386,45 @@ impl<'c> Binder<'c> {
                 let acc = parts.pop();
                 acc.unwrap_or_else(|| BExpr::lit(Value::Text(String::new()), SqlType::Text))
             }
+            "repeat" | "reverse" | "replace" | "split_part" | "initcap" | "lpad" | "rpad" => {
+                let mut args = Vec::with_capacity(bound.len());
+                let (lo, hi, ints): (usize, usize, &[usize]) = match name.as_str() {
+                    "reverse" | "initcap" => (1, 1, &[]),
+                    "repeat" => (2, 2, &[1]),
+                    "replace" => (3, 3, &[]),
+                    "split_part" => (3, 3, &[2]),
+                    _ => (2, 3, &[1]),
+                };
+                if !(lo..=hi).contains(&bound.len()) {
+                    return Err(mismatch(format!(
+                        "{name} takes {} argument(s), {} given",
+                        if lo == hi {
+                            lo.to_string()
+                        } else {
+                            format!("{lo} to {hi}")
+                        },
+                        bound.len()
+                    ))
+                    .at(pos_of(f)));
+                }
+                for (i, b) in bound.into_iter().enumerate() {
+                    if ints.contains(&i) {
+                        if !matches!(b.ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt)
+                            && !is_null_lit(&b)
+                        {
+                            return Err(mismatch(format!(
+                                "{name} takes an integer here, not {}",
+                                b.ty
+                            ))
+                            .at(pos_of(f)));
+                        }
+                        args.push(coerce(b, SqlType::BigInt));
+                    } else {
+                        args.push(text(b)?);
+                    }
+                }
+                self.text_fn(&name, args)?
+            }
             "left" | "right" | "starts_with" => {
                 want(2)?;
                 let n = bound.pop().ok_or_else(|| mismatch("left/right"))?;
@@ -1029,5 +1068,70 @@ impl<'c> Binder<'c> {
             )
         };
         Ok(e)
+    }
+
+    /// repeat, reverse, replace, split_part and initcap (guest helpers), and
+    /// lpad and rpad built from repeat, substring and length.
+    fn text_fn(&mut self, name: &str, mut args: Vec<BExpr>) -> Result<BExpr, CompileError> {
+        let nl = args.iter().any(|a| a.nullable);
+        let call = |f: Func, args: Vec<BExpr>| {
+            let nl = args.iter().any(|a| a.nullable);
+            mk(BK::Func(f, args), SqlType::Text, nl)
+        };
+        Ok(match name {
+            "repeat" => call(Func::Repeat, args),
+            "reverse" => call(Func::Reverse, args),
+            "replace" => call(Func::Replace, args),
+            "split_part" => call(Func::SplitPart, args),
+            "initcap" => call(Func::Initcap, args),
+            _ => {
+                // lpad / rpad (s, n [, fill]): the first n characters when the
+                // string has that many, else the fill repeated to make n
+                let fill = if args.len() == 3 {
+                    args.pop().ok_or_else(|| mismatch("pad"))?
+                } else {
+                    BExpr::lit(Value::Text(" ".into()), SqlType::Text)
+                };
+                let n = args.pop().ok_or_else(|| mismatch("pad"))?;
+                let s = args.pop().ok_or_else(|| mismatch("pad"))?;
+                let big = |e: BExpr| coerce(e, SqlType::BigInt);
+                let lit = |v: i64| BExpr::lit(Value::BigInt(v), SqlType::BigInt);
+                let len = |this: &mut Self, s: &BExpr| -> Result<BExpr, CompileError> {
+                    let s = this.dup(s)?;
+                    let nl = s.nullable;
+                    Ok(big(mk(
+                        BK::Func(Func::Length, vec![s]),
+                        SqlType::Integer,
+                        nl,
+                    )))
+                };
+                let (n1, l1) = (self.dup(&n)?, len(self, &s)?);
+                let short = self.compare(CmpOp::Le, n1, l1)?;
+                let (n2, n3) = (self.dup(&n)?, self.dup(&n)?);
+                let positive = self.compare(CmpOp::Gt, n2, lit(0))?;
+                let keep = mk(
+                    BK::Case(vec![(positive, n3)], Box::new(lit(0))),
+                    SqlType::BigInt,
+                    nl,
+                );
+                let s1 = self.dup(&s)?;
+                let cut = call(Func::Substr, vec![s1, lit(1), keep]);
+                let n4 = self.dup(&n)?;
+                let filled = call(Func::Repeat, vec![fill, n4]);
+                let l2 = len(self, &s)?;
+                let missing = self.arith(ArithOp::Sub, n, l2)?;
+                let pad = call(Func::Substr, vec![filled, lit(1), missing]);
+                let padded = if name == "lpad" {
+                    call(Func::Concat, vec![pad, s])
+                } else {
+                    call(Func::Concat, vec![s, pad])
+                };
+                mk(
+                    BK::Case(vec![(short, cut)], Box::new(padded)),
+                    SqlType::Text,
+                    nl,
+                )
+            }
+        })
     }
 }

@@ -197,6 +197,12 @@ impl Fb {
         self.depth += 1;
     }
 
+    /// An `if` whose branches each leave one value of type `t`.
+    pub(crate) fn if_with(&mut self, t: ValType) {
+        self.i(Instruction::If(BlockType::Result(t)));
+        self.depth += 1;
+    }
+
     pub(crate) fn else_(&mut self) {
         self.i(Instruction::Else);
     }

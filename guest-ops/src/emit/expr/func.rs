@@ -14,6 +14,9 @@ impl Gen {
     pub(super) fn call(&mut self, func: Func, args: &[Val]) -> Result<Val, EmitError> {
         let arity = match func {
             Func::Length | Func::Lower | Func::Upper | Func::Abs => 1,
+            Func::Reverse | Func::Initcap => 1,
+            Func::Repeat => 2,
+            Func::Replace | Func::SplitPart => 3,
             Func::Math(MathFn::Host(MathOp::Pow)) => 2,
             Func::Math(_) => 1,
             Func::ExtractDate(_) | Func::ExtractTs(_) => 1,
@@ -62,6 +65,36 @@ impl Gen {
                 .ok_or_else(|| EmitError::Plan("missing argument".into()))
         };
         match func {
+            Func::Repeat | Func::Replace | Func::SplitPart => {
+                let h = self.helper(match func {
+                    Func::Repeat => Helper::Repeat,
+                    Func::Replace => Helper::Replace,
+                    _ => Helper::SplitPart,
+                });
+                for x in a {
+                    if x.prim == Prim::Str {
+                        self.push_val(x);
+                    } else {
+                        self.f.get(x.v);
+                    }
+                }
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Func::Reverse | Func::Initcap => {
+                let h = self.helper(if func == Func::Reverse {
+                    Helper::Reverse
+                } else {
+                    Helper::Initcap
+                });
+                let s = arg(0)?;
+                self.push_val(&s);
+                self.f.i(I::Call(h));
+                self.f.set(out.v);
+                self.f.get(s.len);
+                self.f.set(out.len);
+            }
             Func::Math(m) => {
                 for x in a {
                     if x.prim != Prim::F64 {

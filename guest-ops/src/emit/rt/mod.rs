@@ -62,7 +62,29 @@ pub(crate) enum Helper {
     /// `(p l with_time i32) -> i64`: `YYYY-MM-DD` (days), or with time
     /// `YYYY-MM-DD[ |T]HH:MM[:SS[.ffffff]]` (microseconds); fails with InvalidCast.
     ParseDateTime,
+    /// `(p l n:i64) -> (p' l')` the string n times (none for n < 1); fails with
+    /// StringTooLong beyond [`STRING_RESULT_MAX`] bytes.
+    Repeat,
+    /// `(p l) -> p'` the characters in reverse order (length l).
+    Reverse,
+    /// `(sp sl fp fl tp tl) -> (p' l')` every occurrence of the second string
+    /// (left to right, not overlapping) replaced by the third; the same string
+    /// when the second is empty. Fails with StringTooLong beyond
+    /// [`STRING_RESULT_MAX`] bytes.
+    Replace,
+    /// `(sp sl dp dl n:i64) -> (p' l')` field n of the string split at the
+    /// delimiter (from the end for n < 0; empty beyond the fields; an empty
+    /// delimiter makes the string one field); n = 0 fails with
+    /// InvalidArgument. A view into the string.
+    SplitPart,
+    /// `(p l) -> p'` each word's first letter upper case and the rest lower
+    /// (ASCII letters; a word is a run of letters and digits, any byte from
+    /// 0x80 counting as a letter), length l.
+    Initcap,
 }
+
+/// Bytes a string function may build (a row's limit).
+pub(crate) const STRING_RESULT_MAX: i32 = 4 * 1024 * 1024;
 
 impl Helper {
     pub(crate) fn sig(self) -> (Vec<ValType>, Vec<ValType>) {
@@ -83,6 +105,10 @@ impl Helper {
             Self::AllValid => (vec![I32, I32], vec![I32]),
             Self::FmtDateTime => (vec![I32, I64, I32], vec![I32, I32]),
             Self::ParseDateTime => (vec![I32, I32, I32], vec![I64]),
+            Self::Repeat => (vec![I32, I32, I64], vec![I32, I32]),
+            Self::Reverse | Self::Initcap => (vec![I32, I32], vec![I32]),
+            Self::Replace => (vec![I32; 6], vec![I32, I32]),
+            Self::SplitPart => (vec![I32, I32, I32, I32, I64], vec![I32, I32]),
         }
     }
 }
@@ -138,6 +164,11 @@ impl Gen {
             Helper::AllValid => h_allvalid(),
             Helper::FmtDateTime => self.h_fmt_datetime(),
             Helper::ParseDateTime => self.h_parse_datetime(),
+            Helper::Repeat => self.h_repeat(),
+            Helper::Reverse => self.h_reverse(),
+            Helper::Replace => self.h_replace(),
+            Helper::SplitPart => self.h_split_part(),
+            Helper::Initcap => self.h_initcap(),
         }
     }
 
