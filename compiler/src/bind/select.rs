@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Aggregates of one kind: their DISTINCT argument (none: plain ones) and
+/// each aggregate with its column and DISTINCT flag.
+type AggKindGroup = (Option<BExpr>, Vec<(ColId, BAgg, bool)>);
+
 /// The kind of a join as written.
 #[derive(PartialEq, Clone, Copy)]
 enum Side {
@@ -429,9 +433,7 @@ impl<'c> Binder<'c> {
             .iter()
             .any(|(_, a, d)| !*d || a.arg.as_ref() != Some(&arg))
         {
-            return Err(unsupported(
-                "mixing DISTINCT aggregates with other aggregates or DISTINCT over different arguments",
-            ));
+            return self.aggregate_parts(input, keys, ctx);
         }
         let mut inner_keys: Vec<(ColId, BExpr)> = Vec::new();
         let mut outer_keys: Vec<(ColId, BExpr)> = Vec::new();
@@ -461,6 +463,126 @@ impl<'c> Binder<'c> {
             keys: outer_keys,
             aggs,
         })
+    }
+
+    /// Aggregates of several kinds (plain ones, and DISTINCT ones over
+    /// different arguments): each kind grouped on its own over the same
+    /// input, the parts joined on the group keys (NULL keys matching, as
+    /// grouping has them; no keys: each part is one row), then the keys and
+    /// aggregates in their order.
+    fn aggregate_parts(
+        &mut self,
+        input: Rel,
+        keys: Vec<(ColId, BExpr)>,
+        ctx: AggCtx,
+    ) -> Result<Rel, CompileError> {
+        // the kinds, in the order their first aggregate appears
+        // (the DISTINCT argument, or none for plain aggregates; its aggregates)
+        let mut kinds: Vec<AggKindGroup> = Vec::new();
+        let order: Vec<ColId> = ctx.aggs.iter().map(|(c, _, _)| *c).collect();
+        for (c, a, d) in ctx.aggs {
+            let kind = if d { a.arg.clone() } else { None };
+            match kinds.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, v)) => v.push((c, a, d)),
+                None => kinds.push((kind, vec![(c, a, d)])),
+            }
+        }
+        let mut joined: Option<(Rel, Vec<ColId>)> = None;
+        for (_, aggs) in kinds {
+            let mut part_keys = Vec::with_capacity(keys.len());
+            let mut ids = Vec::with_capacity(keys.len());
+            for (_, e) in &keys {
+                let c = self.new_col("$k", e.ty, e.nullable);
+                part_keys.push((c, e.clone()));
+                ids.push(c);
+            }
+            let part_ctx = AggCtx {
+                aggs,
+                ..AggCtx::default()
+            };
+            let part = self.aggregate_rel(input.clone(), part_keys, part_ctx)?;
+            joined = Some(match joined {
+                None => (part, ids),
+                Some((left, left_ids)) => {
+                    let mut on = Vec::with_capacity(2 * ids.len());
+                    for (l, r) in left_ids.iter().zip(&ids) {
+                        let (le, re) = (self.col_expr(*l)?, self.col_expr(*r)?);
+                        on.extend(self.null_safe_eq(le, re)?);
+                    }
+                    let on = BExpr::and_all(on);
+                    let kind = if on.is_some() {
+                        JoinType::Inner
+                    } else {
+                        JoinType::Cross
+                    };
+                    (
+                        Rel::Join {
+                            left: Box::new(left),
+                            right: Box::new(part),
+                            kind,
+                            on,
+                        },
+                        left_ids,
+                    )
+                }
+            });
+        }
+        let (rel, ids) = joined.ok_or_else(|| mismatch("aggregates without a kind"))?;
+        let mut exprs = Vec::with_capacity(keys.len() + order.len());
+        for ((c, _), k) in keys.iter().zip(&ids) {
+            exprs.push((*c, self.col_expr(*k)?));
+        }
+        for c in order {
+            exprs.push((c, self.col_expr(c)?));
+        }
+        Ok(Rel::Project {
+            input: Box::new(rel),
+            exprs,
+        })
+    }
+
+    /// `a` and `b` equal or both NULL, as two equalities a hash join can
+    /// key on: whether each is NULL, and each with NULL read as a constant.
+    fn null_safe_eq(&mut self, a: BExpr, b: BExpr) -> Result<Vec<BExpr>, CompileError> {
+        let (a, b) = self.unify(a, b)?;
+        if !a.nullable && !b.nullable {
+            return Ok(vec![self.compare(CmpOp::Eq, a, b)?]);
+        }
+        let stand_in = match a.ty {
+            SqlType::Boolean => Value::Boolean(false),
+            SqlType::SmallInt => Value::SmallInt(0),
+            SqlType::Integer => Value::Integer(0),
+            SqlType::Date => Value::Date(scratchbird_types::Date(0)),
+            SqlType::BigInt => Value::BigInt(0),
+            SqlType::Timestamp => Value::Timestamp(scratchbird_types::Timestamp(0)),
+            SqlType::Double => Value::Double(0.0),
+            SqlType::Decimal { scale, .. } => {
+                Value::Decimal(scratchbird_types::Decimal::new(0, scale))
+            }
+            SqlType::Varchar { .. } | SqlType::Text => Value::Text(String::new()),
+            SqlType::Blob => Value::Blob(Vec::new()),
+            other => {
+                return Err(unsupported(format!(
+                    "grouping by a {other} key beside aggregates of several kinds"
+                )));
+            }
+        };
+        let filled = |e: BExpr| {
+            let ty = e.ty;
+            mk(
+                BK::Case(
+                    vec![(is_null(e.clone()), BExpr::lit(stand_in.clone(), ty))],
+                    Box::new(e),
+                ),
+                ty,
+                false,
+            )
+        };
+        let (an, bn) = (is_null(a.clone()), is_null(b.clone()));
+        Ok(vec![
+            self.compare(CmpOp::Eq, an, bn)?,
+            self.compare(CmpOp::Eq, filled(a), filled(b))?,
+        ])
     }
 
     // --------------------------------------------------------------------- FROM

@@ -345,7 +345,10 @@ fn query_of(r: &mut Rng) -> (String, bool) {
                 str_expr(r, &["t1"], 1)
             };
             let agg = |r: &mut Rng| -> String {
-                match r.below(5) {
+                match r.below(7) {
+                    // DISTINCT aggregates beside others, over other arguments
+                    5 => format!("count(DISTINCT {})", int_expr(r, &["t1"], "b", 0)),
+                    6 => format!("sum(DISTINCT {})", int_expr(r, &["t1"], "b", 1)),
                     0 => "count(*)".to_owned(),
                     1 => format!("count({})", int_expr(r, &["t1"], "b", 1)),
                     2 => format!("sum({})", int_expr(r, &["t1"], "b", 1)),
