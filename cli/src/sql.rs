@@ -9,7 +9,7 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::Consistency;
 use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
-use scratchbird_shard::{LocalSession, Outcome, display_value, open_storage};
+use scratchbird_shard::{LocalSession, Outcome, SessionError, display_value, open_storage};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -306,18 +306,23 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
 }
 
 fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
-    let started = Instant::now();
-    match session.execute(sql) {
-        Ok(outs) => {
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            for o in &outs {
-                if let Err(e) = print_outcome(o, args.format, args.timing.then_some(ms)) {
-                    eprintln!("error: {e:#}");
-                    return false;
-                }
-            }
-            true
+    // each statement's result is printed as soon as it finishes, so the
+    // results of those before a failing one are shown
+    let mut started = Instant::now();
+    let mut print_failed = false;
+    let r = session.execute_each(sql, &mut |o| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(e) = print_outcome(&o, args.format, args.timing.then_some(ms)) {
+            eprintln!("error: {e:#}");
+            print_failed = true;
+            return Err(SessionError::Session("printing a result failed".into()));
         }
+        started = Instant::now();
+        Ok(())
+    });
+    match r {
+        Ok(()) => true,
+        Err(_) if print_failed => false,
         Err(e) => {
             eprintln!("{}", e.render(sql));
             false

@@ -208,3 +208,23 @@ fn a_relative_data_directory_works_and_its_trail_is_private() {
     assert_eq!(mode("rel/db/audit"), 0o700);
     assert_eq!(mode("rel/db/audit/audit.log"), 0o600);
 }
+
+#[test]
+fn results_before_a_failing_statement_are_printed() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db");
+    let db = db.to_str().unwrap();
+    let o = sb(&[
+        "sql",
+        "--local",
+        db,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS a; SELECT 2 AS b; SELECT nosuch; SELECT 3 AS c",
+    ]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out, "a\n1\nb\n2\n", "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch"));
+}
