@@ -129,7 +129,6 @@ fn walk() -> Vec<Walk> {
                 ("SELECT * FROM ONLY t", "ONLY"),
                 ("SELECT * FROM t TABLESAMPLE BERNOULLI (10)", "TABLESAMPLE"),
                 ("SELECT * FROM t, LATERAL (SELECT 1 AS y) x", "LATERAL"),
-                ("SELECT sum(a) FILTER (WHERE a > 0) FROM t", "FILTER"),
                 ("SELECT count(*) OVER () FROM t", "window functions"),
                 (
                     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a) FROM t",
