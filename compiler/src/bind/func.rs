@@ -994,15 +994,6 @@ impl<'c> Binder<'c> {
     fn ends(&mut self, name: &str, s: BExpr, n: BExpr) -> Result<BExpr, CompileError> {
         let big = |e: BExpr| coerce(e, SqlType::BigInt);
         let lit = |v: i64| BExpr::lit(Value::BigInt(v), SqlType::BigInt);
-        let len = |this: &mut Self, s: &BExpr| -> Result<BExpr, CompileError> {
-            let s = this.dup(s)?;
-            let nl = s.nullable;
-            Ok(big(mk(
-                BK::Func(Func::Length, vec![s]),
-                SqlType::Integer,
-                nl,
-            )))
-        };
         let substr = |args: Vec<BExpr>| {
             let nl = args.iter().any(|a| a.nullable);
             mk(BK::Func(Func::Substr, args), SqlType::Text, nl)
@@ -1012,7 +1003,7 @@ impl<'c> Binder<'c> {
                 return Err(mismatch(format!("starts_with takes text, not {}", n.ty)));
             }
             let p = coerce(n, SqlType::Text);
-            let lp = len(self, &p)?;
+            let lp = self.char_len(&p)?;
             let head = substr(vec![s, lit(1), lp]);
             return self.compare(CmpOp::Eq, head, p);
         }
@@ -1031,7 +1022,7 @@ impl<'c> Binder<'c> {
         let nl = s.nullable || n.nullable;
         let e = if name == "left" {
             // n >= 0: the first n; else the first length + n (none below 0)
-            let (ls, n2) = (len(self, &s)?, self.dup(&n)?);
+            let (ls, n2) = (self.char_len(&s)?, self.dup(&n)?);
             let keep = self.arith(ArithOp::Add, ls, n2)?;
             let k1 = self.dup(&keep)?;
             let pos = self.compare(CmpOp::Gt, k1, zero.clone())?;
@@ -1054,9 +1045,9 @@ impl<'c> Binder<'c> {
             let from_neg = self.arith(ArithOp::Sub, lit(1), n2)?;
             let s1 = self.dup(&s)?;
             let drop_first = substr(vec![s1, from_neg]);
-            let (n3, ls) = (self.dup(&n)?, len(self, &s)?);
+            let (n3, ls) = (self.dup(&n)?, self.char_len(&s)?);
             let all = self.compare(CmpOp::Ge, n3, ls)?;
-            let ls2 = len(self, &s)?;
+            let ls2 = self.char_len(&s)?;
             let start = self.arith(ArithOp::Sub, ls2, n)?;
             let start = self.arith(ArithOp::Add, start, lit(1))?;
             let s2 = self.dup(&s)?;
@@ -1094,18 +1085,8 @@ impl<'c> Binder<'c> {
                 };
                 let n = args.pop().ok_or_else(|| mismatch("pad"))?;
                 let s = args.pop().ok_or_else(|| mismatch("pad"))?;
-                let big = |e: BExpr| coerce(e, SqlType::BigInt);
                 let lit = |v: i64| BExpr::lit(Value::BigInt(v), SqlType::BigInt);
-                let len = |this: &mut Self, s: &BExpr| -> Result<BExpr, CompileError> {
-                    let s = this.dup(s)?;
-                    let nl = s.nullable;
-                    Ok(big(mk(
-                        BK::Func(Func::Length, vec![s]),
-                        SqlType::Integer,
-                        nl,
-                    )))
-                };
-                let (n1, l1) = (self.dup(&n)?, len(self, &s)?);
+                let (n1, l1) = (self.dup(&n)?, self.char_len(&s)?);
                 let short = self.compare(CmpOp::Le, n1, l1)?;
                 let (n2, n3) = (self.dup(&n)?, self.dup(&n)?);
                 let positive = self.compare(CmpOp::Gt, n2, lit(0))?;
@@ -1118,7 +1099,7 @@ impl<'c> Binder<'c> {
                 let cut = call(Func::Substr, vec![s1, lit(1), keep]);
                 let n4 = self.dup(&n)?;
                 let filled = call(Func::Repeat, vec![fill, n4]);
-                let l2 = len(self, &s)?;
+                let l2 = self.char_len(&s)?;
                 let missing = self.arith(ArithOp::Sub, n, l2)?;
                 let pad = call(Func::Substr, vec![filled, lit(1), missing]);
                 let padded = if name == "lpad" {
@@ -1133,5 +1114,15 @@ impl<'c> Binder<'c> {
                 )
             }
         })
+    }
+
+    /// length(s) as a BIGINT (a copy of `s`, counted against the budget).
+    fn char_len(&mut self, s: &BExpr) -> Result<BExpr, CompileError> {
+        let s = self.dup(s)?;
+        let nl = s.nullable;
+        Ok(coerce(
+            mk(BK::Func(Func::Length, vec![s]), SqlType::Integer, nl),
+            SqlType::BigInt,
+        ))
     }
 }

@@ -515,33 +515,9 @@ fn find(
 
 /// Replaces subtrees equal to a group key with the key's column.
 fn replace_keys(e: BExpr, keys: &[(BExpr, ColId)], b: &Binder<'_>) -> BExpr {
-    if let Some((_, c)) = keys.iter().find(|(k, _)| *k == e)
-        && let Ok(x) = b.col_expr(*c)
-    {
-        return x;
-    }
-    let r = |x: Box<BExpr>| Box::new(replace_keys(*x, keys, b));
-    let kind = match e.kind {
-        BK::Arith(o, x, y) => BK::Arith(o, r(x), r(y)),
-        BK::Cmp(o, x, y) => BK::Cmp(o, r(x), r(y)),
-        BK::And(x, y) => BK::And(r(x), r(y)),
-        BK::Or(x, y) => BK::Or(r(x), r(y)),
-        BK::Neg(x) => BK::Neg(r(x)),
-        BK::Not(x) => BK::Not(r(x)),
-        BK::IsNull(x) => BK::IsNull(r(x)),
-        BK::Cast(x) => BK::Cast(r(x)),
-        BK::Case(w, els) => BK::Case(
-            w.into_iter()
-                .map(|(c, v)| (replace_keys(c, keys, b), replace_keys(v, keys, b)))
-                .collect(),
-            r(els),
-        ),
-        BK::Func(f, args) => BK::Func(
-            f,
-            args.into_iter().map(|a| replace_keys(a, keys, b)).collect(),
-        ),
-        BK::InSet(x, i) => BK::InSet(r(x), i),
-        k @ (BK::Col(_) | BK::Lit(_) | BK::Init(_)) => k,
-    };
-    BExpr { kind, ..e }
+    correlate::substitute(e, &|x: &BExpr| {
+        keys.iter()
+            .find(|(k, _)| k == x)
+            .and_then(|(_, c)| b.col_expr(*c).ok())
+    })
 }

@@ -144,6 +144,45 @@ impl Gen {
         Ok(())
     }
 
+    /// Walks the records `arr[0..len]` (each with `prims` from byte `off`),
+    /// handing each record's tuple and address to `body` inside a "next
+    /// record" block (`br_cont` skips to the next).
+    fn records_walk(
+        &mut self,
+        (arr, len): (u32, u32),
+        off: u32,
+        prims: &[Prim],
+        body: &mut Candidate<'_>,
+    ) -> Result<(), EmitError> {
+        let j = self.f.local(ValType::I32);
+        let rec = self.f.local(ValType::I32);
+        self.f.set_i32(j, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(len);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.f.get(arr);
+        self.f.get(j);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(rec);
+        let next = self.f.block();
+        self.cont.push(next);
+        let t = self.load_record(rec, off, prims);
+        body(self, t, rec)?;
+        self.cont.pop();
+        self.f.end();
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
     /// Skips to the next candidate unless the Bool `p` is TRUE.
     fn unless_true(&mut self, p: &Val) -> Result<(), EmitError> {
         self.f.get(p.v);
@@ -268,28 +307,11 @@ impl Gen {
         self.f.end();
         self.f.end();
         // the rows with a NULL key
-        self.f.set_i32(j, 0);
-        let done = self.f.block();
-        let lp = self.f.loop_();
-        self.f.get(j);
-        self.f.get(len);
-        self.f.i(I::I32GeU);
-        self.f.br_if(done);
-        self.f.get(arr);
-        self.f.get(j);
-        self.f.i32c(2);
-        self.f.i(I::I32Shl);
-        self.f.i(I::I32Add);
-        self.f.i(I::I32Load(mem(0, 2)));
-        self.f.set(e);
-        let mut row = self.null_tuple(probe_prims);
-        row.extend(self.load_record(e, ENTRY_HEAD, build_prims));
-        self.row(consume, &row)?;
-        self.f.inc(j);
-        self.f.br(lp);
-        self.f.end();
-        self.f.end();
-        Ok(())
+        self.records_walk((arr, len), ENTRY_HEAD, build_prims, &mut |g, bt, _| {
+            let mut row = g.null_tuple(probe_prims);
+            row.extend(bt);
+            consume(g, &row)
+        })
     }
 
     /// [`Op::MarkJoin`]: each probe row once, with whether a build row matches it.
@@ -372,34 +394,7 @@ impl Gen {
                         g.f.end();
                     }
                 }
-                Some((arr, len)) => {
-                    let j = g.f.local(ValType::I32);
-                    let rec = g.f.local(ValType::I32);
-                    g.f.set_i32(j, 0);
-                    let done = g.f.block();
-                    let lp = g.f.loop_();
-                    g.f.get(j);
-                    g.f.get(len);
-                    g.f.i(I::I32GeU);
-                    g.f.br_if(done);
-                    g.f.get(arr);
-                    g.f.get(j);
-                    g.f.i32c(2);
-                    g.f.i(I::I32Shl);
-                    g.f.i(I::I32Add);
-                    g.f.i(I::I32Load(mem(0, 2)));
-                    g.f.set(rec);
-                    let next = g.f.block();
-                    g.cont.push(next);
-                    let bt = g.load_record(rec, 0, &build_prims);
-                    candidate(g, bt, rec)?;
-                    g.cont.pop();
-                    g.f.end();
-                    g.f.inc(j);
-                    g.f.br(lp);
-                    g.f.end();
-                    g.f.end();
-                }
+                Some(all) => g.records_walk(all, 0, &build_prims, &mut candidate)?,
             }
             g.f.end();
             let null = test.map(|_| g.f.local(ValType::I32));
@@ -535,45 +530,16 @@ impl Gen {
         self.produce(left, &mut |g, t| {
             let matched = g.f.local(ValType::I32);
             g.f.set_i32(matched, 0);
-            let j = g.f.local(ValType::I32);
-            let rec = g.f.local(ValType::I32);
-            g.f.set_i32(j, 0);
-            let done = g.f.block();
-            let lp = g.f.loop_();
-            g.f.get(j);
-            g.f.get(len);
-            g.f.i(I::I32GeU);
-            g.f.br_if(done);
-            g.f.get(arr);
-            g.f.get(j);
-            g.f.i32c(2);
-            g.f.i(I::I32Shl);
-            g.f.i(I::I32Add);
-            g.f.i(I::I32Load(mem(0, 2)));
-            g.f.set(rec);
-            let next = g.f.block();
-            g.cont.push(next);
-            let rt = g.load_record(rec, 0, &rprims);
-            let mut joined = t.to_vec();
-            joined.extend(rt);
-            if let Some(c) = cond {
-                let p = g.expr(c, &joined)?;
-                g.f.get(p.v);
-                g.f.i(I::I32Eqz);
-                if let Some(n) = p.null {
-                    g.f.get(n);
-                    g.f.i(I::I32Or);
+            g.records_walk((arr, len), 0, &rprims, &mut |g, rt, _| {
+                let mut joined = t.to_vec();
+                joined.extend(rt);
+                if let Some(c) = cond {
+                    let p = g.expr(c, &joined)?;
+                    g.unless_true(&p)?;
                 }
-                g.br_cont()?;
-            }
-            g.f.set_i32(matched, 1);
-            consume(g, &joined)?;
-            g.cont.pop();
-            g.f.end();
-            g.f.inc(j);
-            g.f.br(lp);
-            g.f.end();
-            g.f.end();
+                g.f.set_i32(matched, 1);
+                consume(g, &joined)
+            })?;
             if kind == JoinKind::Left {
                 g.f.get(matched);
                 g.f.i(I::I32Eqz);
