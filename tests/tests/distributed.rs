@@ -220,7 +220,7 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
         // aggregate FILTER, and functions
         38 => (
             format!(
-                "SELECT g, count(*) FILTER (WHERE id < {id}), sum(id) FILTER (WHERE s = 'ant'), max(left(s, 2)), count(DISTINCT s), sum(DISTINCT id % {k}) FROM t GROUP BY g"
+                "SELECT g, count(*) FILTER (WHERE id < {id}), sum(id) FILTER (WHERE s = 'ant'), max(left(s, 2)), count(DISTINCT s), sum(DISTINCT id % {k}), bool_or(s = 'ant'), bool_and(id > {k}) FROM t GROUP BY g"
             ),
             false,
         ),

@@ -472,37 +472,16 @@ impl<'c> Binder<'c> {
             }
             _ => return Err(mismatch(format!("{name} takes one argument"))),
         };
-        let mut kind = if arg.is_none() {
+        let kind = if arg.is_none() {
             AggKind::CountStar
         } else {
             kind
         };
-        // FILTER (WHERE p): the aggregate of CASE WHEN p THEN arg END, which
-        // every aggregate skips where it is NULL (count(*) counts a constant)
-        let mut arg = arg;
-        if let Some(w) = filter {
-            if contains_agg(w) {
-                return Err(CompileError::new(
-                    codes::GROUPING,
-                    "aggregate functions are not allowed in FILTER",
-                )
-                .at(pos_of(w)));
-            }
-            let p = self.expr(w, scope, None)?;
-            let p = crate::fold::fold(self.boolean(p, "FILTER").map_err(|e| e.at(pos_of(w)))?);
-            let value = arg.unwrap_or_else(|| BExpr::lit(Value::BigInt(1), SqlType::BigInt));
-            let t = value.ty;
-            arg = Some(mk(
-                BK::Case(vec![(p, value)], Box::new(BExpr::lit(Value::Null, t))),
-                t,
-                true,
-            ));
-            if kind == AggKind::CountStar {
-                kind = AggKind::Count;
-            }
-        }
+        let (arg, kind) = self.filtered(arg, kind, filter, scope)?;
+        let boolean = matches!(name, "bool_and" | "every" | "bool_or");
         if let Some(a) = &arg {
             let ok = match kind {
+                _ if boolean => a.ty == SqlType::Boolean || is_null_lit(a),
                 AggKind::Sum => is_numeric(&a.ty),
                 AggKind::Min | AggKind::Max => a.ty != SqlType::Blob && a.ty != SqlType::Boolean,
                 _ => true,
@@ -594,6 +573,26 @@ impl<'c> Binder<'c> {
                 };
                 let c = get(self, AggKind::Sum, Some(a), st, true);
                 col(self, c)?
+            }
+            (_, k) if boolean => {
+                // the MIN (AND) or MAX (OR) of 1 for TRUE and 0 for FALSE,
+                // NULLs left out
+                let a = arg.ok_or_else(|| mismatch(format!("{name}(*)")))?;
+                let a = coerce(a, SqlType::Boolean);
+                let one = BExpr::lit(Value::Integer(1), SqlType::Integer);
+                let zero = BExpr::lit(Value::Integer(0), SqlType::Integer);
+                let a2 = self.dup(&a)?;
+                let bits = mk(
+                    BK::Case(
+                        vec![(a, one.clone()), (not(a2), zero)],
+                        Box::new(BExpr::lit(Value::Null, SqlType::Integer)),
+                    ),
+                    SqlType::Integer,
+                    true,
+                );
+                let c = get(self, k, Some(bits), SqlType::Integer, true);
+                let m = col(self, c)?;
+                self.compare(CmpOp::Eq, m, one)?
             }
             (_, k) => {
                 let a = arg.ok_or_else(|| mismatch("min/max(*)"))?;
@@ -1124,5 +1123,39 @@ impl<'c> Binder<'c> {
             mk(BK::Func(Func::Length, vec![s]), SqlType::Integer, nl),
             SqlType::BigInt,
         ))
+    }
+
+    /// An aggregate's argument under FILTER (WHERE p): CASE WHEN p THEN arg
+    /// END, which every aggregate skips where it is NULL (count(*) counts a
+    /// constant, as a count of it).
+    fn filtered(
+        &mut self,
+        mut arg: Option<BExpr>,
+        mut kind: AggKind,
+        filter: Option<&Expr>,
+        scope: &Scope,
+    ) -> Result<(Option<BExpr>, AggKind), CompileError> {
+        if let Some(w) = filter {
+            if contains_agg(w) {
+                return Err(CompileError::new(
+                    codes::GROUPING,
+                    "aggregate functions are not allowed in FILTER",
+                )
+                .at(pos_of(w)));
+            }
+            let p = self.expr(w, scope, None)?;
+            let p = crate::fold::fold(self.boolean(p, "FILTER").map_err(|e| e.at(pos_of(w)))?);
+            let value = arg.unwrap_or_else(|| BExpr::lit(Value::BigInt(1), SqlType::BigInt));
+            let t = value.ty;
+            arg = Some(mk(
+                BK::Case(vec![(p, value)], Box::new(BExpr::lit(Value::Null, t))),
+                t,
+                true,
+            ));
+            if kind == AggKind::CountStar {
+                kind = AggKind::Count;
+            }
+        }
+        Ok((arg, kind))
     }
 }

@@ -229,8 +229,8 @@ fn is_agg_name(n: &str) -> Option<AggKind> {
     Some(match n {
         "count" => AggKind::Count,
         "sum" | "avg" => AggKind::Sum,
-        "min" => AggKind::Min,
-        "max" => AggKind::Max,
+        "min" | "bool_and" | "every" => AggKind::Min,
+        "max" | "bool_or" => AggKind::Max,
         _ => return None,
     })
 }
