@@ -400,6 +400,18 @@ fn equi_keys(
     (pk, bk, rest)
 }
 
+/// A join's two sides, lowered (see `Builder::join_sides`).
+struct JoinSides {
+    lop: Op,
+    rop: Op,
+    lschema: Vec<ColId>,
+    /// The left's columns then the right's.
+    joined: Vec<ColId>,
+    probe_keys: Vec<Expr>,
+    build_keys: Vec<Expr>,
+    residual: Option<Expr>,
+}
+
 /// Builds the program and manifest of one statement.
 pub(crate) struct Builder<'a> {
     pub(crate) meta: &'a HashMap<ColId, ColMeta>,
@@ -700,36 +712,25 @@ impl<'a> Builder<'a> {
         ))
     }
 
-    fn join(
+    /// Both sides of a join lowered, and its condition split into hash keys
+    /// (the probe's, the build's) and the rest, lowered over the joined tuple.
+    /// With `constant_key` and no equality to hash on, every build row goes
+    /// under one constant key.
+    fn join_sides(
         &mut self,
         left: &Rel,
         right: &Rel,
-        kind: JoinType,
         on: Option<&BExpr>,
-    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        constant_key: bool,
+    ) -> Result<JoinSides, CompileError> {
         let (lop, lschema) = self.rel(left)?;
         let (rop, rschema) = self.rel(right)?;
         let lset: HashSet<ColId> = lschema.iter().copied().collect();
         let rset: HashSet<ColId> = rschema.iter().copied().collect();
-        let mut schema = lschema.clone();
-        schema.extend(rschema.iter().copied());
-        let jkind = match kind {
-            JoinType::Left => JoinKind::Left,
-            JoinType::Full => JoinKind::Full,
-            JoinType::Inner | JoinType::Cross => JoinKind::Inner,
-        };
-        let (pk, bk, rest) = equi_keys(on, &lset, &rset);
-        let full = Self::slot_map(&schema);
-        let lmap = Self::slot_map(&lschema);
-        let rmap = Self::slot_map(&rschema);
-        let residual = BExpr::and_all(rest)
-            .map(|e| Lowerer { slots: &full }.expr(&e))
-            .transpose()?;
-        let (mut pk, mut bk) = (pk, bk);
-        if pk.is_empty() && kind == JoinType::Full {
-            // no equality to hash on: every build row under one constant key,
-            // so the hash join's matched flags still find the rows no probe
-            // row matched, and the whole condition is the residual
+        let mut joined = lschema.clone();
+        joined.extend(rschema.iter().copied());
+        let (mut pk, mut bk, rest) = equi_keys(on, &lset, &rset);
+        if pk.is_empty() && constant_key {
             let one = BExpr {
                 kind: BK::Lit(Value::Boolean(true)),
                 ty: SqlType::Boolean,
@@ -738,17 +739,12 @@ impl<'a> Builder<'a> {
             pk.push(one.clone());
             bk.push(one);
         }
-        if pk.is_empty() {
-            return Ok((
-                Op::NestedLoop {
-                    left: Box::new(lop),
-                    right: Box::new(rop),
-                    kind: jkind,
-                    cond: residual,
-                },
-                schema,
-            ));
-        }
+        let full = Self::slot_map(&joined);
+        let lmap = Self::slot_map(&lschema);
+        let rmap = Self::slot_map(&rschema);
+        let residual = BExpr::and_all(rest)
+            .map(|e| Lowerer { slots: &full }.expr(&e))
+            .transpose()?;
         let probe_keys = pk
             .iter()
             .map(|e| Lowerer { slots: &lmap }.expr(e))
@@ -757,16 +753,53 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|e| Lowerer { slots: &rmap }.expr(e))
             .collect::<Result<Vec<_>, _>>()?;
+        Ok(JoinSides {
+            lop,
+            rop,
+            lschema,
+            joined,
+            probe_keys,
+            build_keys,
+            residual,
+        })
+    }
+
+    fn join(
+        &mut self,
+        left: &Rel,
+        right: &Rel,
+        kind: JoinType,
+        on: Option<&BExpr>,
+    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let jkind = match kind {
+            JoinType::Left => JoinKind::Left,
+            JoinType::Full => JoinKind::Full,
+            JoinType::Inner | JoinType::Cross => JoinKind::Inner,
+        };
+        // a FULL join without an equality still hashes (on a constant), so
+        // that its matched flags find the build rows no probe row matched
+        let j = self.join_sides(left, right, on, kind == JoinType::Full)?;
+        if j.probe_keys.is_empty() {
+            return Ok((
+                Op::NestedLoop {
+                    left: Box::new(j.lop),
+                    right: Box::new(j.rop),
+                    kind: jkind,
+                    cond: j.residual,
+                },
+                j.joined,
+            ));
+        }
         Ok((
             Op::HashJoin {
-                probe: Box::new(lop),
-                build: Box::new(rop),
-                probe_keys,
-                build_keys,
+                probe: Box::new(j.lop),
+                build: Box::new(j.rop),
+                probe_keys: j.probe_keys,
+                build_keys: j.build_keys,
                 kind: jkind,
-                residual,
+                residual: j.residual,
             },
-            schema,
+            j.joined,
         ))
     }
 
@@ -778,37 +811,18 @@ impl<'a> Builder<'a> {
         test: Option<&BExpr>,
         mark: ColId,
     ) -> Result<(Op, Vec<ColId>), CompileError> {
-        let (lop, lschema) = self.rel(left)?;
-        let (rop, rschema) = self.rel(right)?;
-        let lset: HashSet<ColId> = lschema.iter().copied().collect();
-        let rset: HashSet<ColId> = rschema.iter().copied().collect();
-        let mut joined = lschema.clone();
-        joined.extend(rschema.iter().copied());
-        let (pk, bk, rest) = equi_keys(on, &lset, &rset);
-        let full = Self::slot_map(&joined);
-        let lmap = Self::slot_map(&lschema);
-        let rmap = Self::slot_map(&rschema);
-        let residual = BExpr::and_all(rest)
-            .map(|e| Lowerer { slots: &full }.expr(&e))
-            .transpose()?;
+        let j = self.join_sides(left, right, on, false)?;
+        let full = Self::slot_map(&j.joined);
         let test = test.map(|e| Lowerer { slots: &full }.expr(e)).transpose()?;
-        let probe_keys = pk
-            .iter()
-            .map(|e| Lowerer { slots: &lmap }.expr(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let build_keys = bk
-            .iter()
-            .map(|e| Lowerer { slots: &rmap }.expr(e))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut schema = lschema;
+        let mut schema = j.lschema;
         schema.push(mark);
         Ok((
             Op::MarkJoin {
-                probe: Box::new(lop),
-                build: Box::new(rop),
-                probe_keys,
-                build_keys,
-                residual,
+                probe: Box::new(j.lop),
+                build: Box::new(j.rop),
+                probe_keys: j.probe_keys,
+                build_keys: j.build_keys,
+                residual: j.residual,
                 test,
             },
             schema,

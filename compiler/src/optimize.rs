@@ -103,6 +103,14 @@ fn pushdown(rel: Rel) -> Rel {
     }
 }
 
+/// The predicates that read only (and some of) `cols`, and the rest.
+fn within(preds: Vec<BExpr>, cols: &HashSet<ColId>) -> (Vec<BExpr>, Vec<BExpr>) {
+    preds.into_iter().partition(|p| {
+        let c = cols_of(p);
+        !c.is_empty() && c.is_subset(cols)
+    })
+}
+
 fn wrap(rel: Rel, preds: Vec<BExpr>) -> Rel {
     match BExpr::and_all(preds) {
         Some(pred) => Rel::Filter {
@@ -154,15 +162,7 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
         } => {
             // only conditions on the preserved (left) side move below a left join
             let lcols: HashSet<ColId> = left.output().into_iter().collect();
-            let (mut lp, mut keep) = (Vec::new(), Vec::new());
-            for p in preds {
-                let c = cols_of(&p);
-                if !c.is_empty() && c.is_subset(&lcols) {
-                    lp.push(p);
-                } else {
-                    keep.push(p);
-                }
-            }
+            let (lp, keep) = within(preds, &lcols);
             wrap(
                 Rel::Join {
                     left: Box::new(push_into(*left, lp)),
@@ -186,24 +186,8 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
             // (they decide the mark, not which rows are kept).
             let lcols: HashSet<ColId> = left.output().into_iter().collect();
             let rcols: HashSet<ColId> = right.output().into_iter().collect();
-            let (mut lp, mut keep) = (Vec::new(), Vec::new());
-            for p in preds {
-                let c = cols_of(&p);
-                if !c.is_empty() && c.is_subset(&lcols) {
-                    lp.push(p);
-                } else {
-                    keep.push(p);
-                }
-            }
-            let (mut rp, mut jp) = (Vec::new(), Vec::new());
-            for p in on.map(BExpr::conjuncts).unwrap_or_default() {
-                let c = cols_of(&p);
-                if !c.is_empty() && c.is_subset(&rcols) {
-                    rp.push(p);
-                } else {
-                    jp.push(p);
-                }
-            }
+            let (lp, keep) = within(preds, &lcols);
+            let (rp, jp) = within(on.map(BExpr::conjuncts).unwrap_or_default(), &rcols);
             wrap(
                 Rel::Mark {
                     left: Box::new(push_into(*left, lp)),

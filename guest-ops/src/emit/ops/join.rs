@@ -2,10 +2,6 @@
 
 use super::*;
 
-/// What is done with each candidate build tuple of a probe row.
-/// (The entry's address is in the local given beside the tuple.)
-type Candidate<'a> = dyn FnMut(&mut Gen, Vec<Val>, u32) -> Result<(), EmitError> + 'a;
-
 /// Where an entry of a FULL join's directory records that a probe row matched
 /// it (an i32 between the chain link and the slots).
 const MATCHED_AT: u32 = 12;
@@ -138,45 +134,6 @@ impl Gen {
         self.f.get(rec);
         self.f.i(I::I32Load(mem(8, 2)));
         self.f.set(rec);
-        self.f.br(lp);
-        self.f.end();
-        self.f.end();
-        Ok(())
-    }
-
-    /// Walks the records `arr[0..len]` (each with `prims` from byte `off`),
-    /// handing each record's tuple and address to `body` inside a "next
-    /// record" block (`br_cont` skips to the next).
-    fn records_walk(
-        &mut self,
-        (arr, len): (u32, u32),
-        off: u32,
-        prims: &[Prim],
-        body: &mut Candidate<'_>,
-    ) -> Result<(), EmitError> {
-        let j = self.f.local(ValType::I32);
-        let rec = self.f.local(ValType::I32);
-        self.f.set_i32(j, 0);
-        let done = self.f.block();
-        let lp = self.f.loop_();
-        self.f.get(j);
-        self.f.get(len);
-        self.f.i(I::I32GeU);
-        self.f.br_if(done);
-        self.f.get(arr);
-        self.f.get(j);
-        self.f.i32c(2);
-        self.f.i(I::I32Shl);
-        self.f.i(I::I32Add);
-        self.f.i(I::I32Load(mem(0, 2)));
-        self.f.set(rec);
-        let next = self.f.block();
-        self.cont.push(next);
-        let t = self.load_record(rec, off, prims);
-        body(self, t, rec)?;
-        self.cont.pop();
-        self.f.end();
-        self.f.inc(j);
         self.f.br(lp);
         self.f.end();
         self.f.end();

@@ -55,6 +55,10 @@ pub(crate) enum InitSlot {
 
 type Consume<'a> = dyn FnMut(&mut Gen, &[Val]) -> Result<(), EmitError> + 'a;
 
+/// What is done with each record of a walk (a join's candidate build row):
+/// its tuple, and its address in the local given beside it.
+type Candidate<'a> = dyn FnMut(&mut Gen, Vec<Val>, u32) -> Result<(), EmitError> + 'a;
+
 fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match e {
         Expr::And(a, b) => {
@@ -577,7 +581,46 @@ impl Gen {
         Ok((v, prims))
     }
 
-    /// Loops over records `arr[0..min(len, limit)]`, handing each to `consume`.
+    /// Walks the records `arr[0..len]` (each with `prims` from byte `off`),
+    /// handing each record's tuple and address to `body` inside a "next
+    /// record" block (`br_cont` skips to the next).
+    pub(super) fn records_walk(
+        &mut self,
+        (arr, len): (u32, u32),
+        off: u32,
+        prims: &[Prim],
+        body: &mut Candidate<'_>,
+    ) -> Result<(), EmitError> {
+        let j = self.f.local(ValType::I32);
+        let rec = self.f.local(ValType::I32);
+        self.f.set_i32(j, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(len);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.f.get(arr);
+        self.f.get(j);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(rec);
+        let next = self.f.block();
+        self.cont.push(next);
+        let t = self.load_record(rec, off, prims);
+        body(self, t, rec)?;
+        self.cont.pop();
+        self.f.end();
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    /// Hands the records `arr[0..min(len, limit)]` to `consume`.
     fn for_records(
         &mut self,
         arr: u32,
@@ -586,8 +629,6 @@ impl Gen {
         prims: &[Prim],
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
-        let j = self.f.local(ValType::I32);
-        let rec = self.f.local(ValType::I32);
         let end = self.f.local(ValType::I32);
         self.f.get(len);
         self.f.set(end);
@@ -601,27 +642,7 @@ impl Gen {
             self.f.i(I::Select);
             self.f.set(end);
         }
-        self.f.set_i32(j, 0);
-        let done = self.f.block();
-        let lp = self.f.loop_();
-        self.f.get(j);
-        self.f.get(end);
-        self.f.i(I::I32GeU);
-        self.f.br_if(done);
-        self.f.get(arr);
-        self.f.get(j);
-        self.f.i32c(2);
-        self.f.i(I::I32Shl);
-        self.f.i(I::I32Add);
-        self.f.i(I::I32Load(mem(0, 2)));
-        self.f.set(rec);
-        let t = self.load_record(rec, 0, prims);
-        self.row(consume, &t)?;
-        self.f.inc(j);
-        self.f.br(lp);
-        self.f.end();
-        self.f.end();
-        Ok(())
+        self.records_walk((arr, end), 0, prims, &mut |g, t, _| consume(g, &t))
     }
 
     // ------------------------------------------------------------------- limit
