@@ -106,6 +106,31 @@ impl Postgres {
         run(c, "psql")
     }
 
+    /// Runs a file of SQL; returns psql's output as CSV with a header (`--csv`).
+    /// psql stops at the first error.
+    ///
+    /// # Errors
+    /// psql failed (the error is in the message).
+    pub fn csv_file(&self, file: &Path) -> Result<String> {
+        let mut c = as_postgres(&format!("{BIN}/psql"));
+        c.args([
+            "-h",
+            &self.dir.display().to_string(),
+            "-p",
+            &self.port.to_string(),
+            "-d",
+            "postgres",
+            "-X",
+            "-q",
+            "--csv",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            &file.display().to_string(),
+        ]);
+        run(c, "psql")
+    }
+
     /// The server-side time of one statement, in seconds (psql's `\timing`).
     ///
     /// # Errors

@@ -189,8 +189,10 @@ pub(crate) async fn shell(
     }
     if let Some(f) = &args.file {
         let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        if !run_text(client, &sql, args).await {
-            bail!("a statement in {} failed", f.display());
+        for chunk in crate::sql::script_chunks(&sql) {
+            if !run_text(client, chunk, args).await {
+                bail!("a statement in {} failed", f.display());
+            }
         }
         return Ok(());
     }

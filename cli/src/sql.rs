@@ -330,6 +330,63 @@ fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
     }
 }
 
+/// The text of a script in runs of whole statements, each at most
+/// [`SCRIPT_CHUNK_BYTES`] unless one statement alone is longer: a file of any
+/// size runs statement by statement under the node's limit on one text, and a
+/// failure stops it where it happened. A `;` ends a statement outside quotes
+/// (`'...'`, `"..."`) and comments (`-- ...`, `/* ... */`).
+pub(crate) fn script_chunks(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut last_end = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b';' => {
+                let end = i + 1;
+                if end - start > SCRIPT_CHUNK_BYTES && last_end > start {
+                    out.push(&text[start..last_end]);
+                    start = last_end;
+                }
+                last_end = end;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if text.len() - start > SCRIPT_CHUNK_BYTES && last_end > start {
+        out.push(&text[start..last_end]);
+        start = last_end;
+    }
+    if !text[start..].trim().is_empty() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// How much of a script `sb sql -f` sends at once: well under the node's limit
+/// on one text (1 MiB), so many small statements share a round trip.
+pub(crate) const SCRIPT_CHUNK_BYTES: usize = 256 * 1024;
+
 /// Whether `buf` ends a statement: a `;` outside quotes at the end.
 pub(crate) fn complete(buf: &str) -> bool {
     let mut in_str = false;
@@ -430,8 +487,10 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     }
     if let Some(f) = &args.file {
         let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        if !run_text(&mut session, &sql, args) {
-            anyhow::bail!("a statement in {} failed", f.display());
+        for chunk in script_chunks(&sql) {
+            if !run_text(&mut session, chunk, args) {
+                anyhow::bail!("a statement in {} failed", f.display());
+            }
         }
         return Ok(());
     }
@@ -481,6 +540,28 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_split_between_statements_only() {
+        let one = "INSERT INTO t VALUES ('a;b'); -- c;d\nSELECT 1 /* ; */;";
+        assert_eq!(script_chunks(one), vec![one], "small scripts go at once");
+        let stmt = format!("INSERT INTO t VALUES ('{}');\n", "x".repeat(100_000));
+        let big = stmt.repeat(6);
+        let chunks = script_chunks(&big);
+        assert!(chunks.len() > 1, "{}", chunks.len());
+        assert_eq!(chunks.concat(), big, "nothing lost or repeated");
+        for c in &chunks {
+            assert!(c.len() <= SCRIPT_CHUNK_BYTES, "{}", c.len());
+            assert!(c.trim_end().ends_with(';'), "whole statements");
+        }
+        let huge = format!("SELECT '{}'", "y".repeat(SCRIPT_CHUNK_BYTES * 2));
+        assert_eq!(
+            script_chunks(&huge),
+            vec![huge.as_str()],
+            "one long statement stays whole"
+        );
+        assert!(script_chunks("  \n").is_empty());
+    }
 
     #[test]
     fn consistency_modes_read_as_the_help_says() {

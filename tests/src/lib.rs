@@ -8,6 +8,8 @@
     reason = "a test harness: a failure is a test failure"
 )]
 
+pub mod tpch;
+
 use scratchbird_net::identity::{self, Issued, KeyAlg, Validity};
 use scratchbird_net::verify::{MembersList, NodeEntry, UserEntry};
 use scratchbird_net::{Role, SbUri};

@@ -96,6 +96,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "control",
                 "node",
                 "cli",
+                // the TPC-H generator, queries and answer comparison
+                "tests",
             ][..],
         ),
     ])
