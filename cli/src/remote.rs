@@ -403,13 +403,15 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                         }
                         rows.clear();
                     }
-                    ("INSERT" | "UPDATE" | "DELETE", _) => say!("{} {}", d.tag, d.rows),
+                    ("INSERT" | "UPDATE" | "DELETE", _) => {
+                        crate::sql::status(args.format, format_args!("{} {}", d.tag, d.rows))
+                    }
                     (_, Some(text)) => {
                         for l in text.lines() {
                             say!("{l}");
                         }
                     }
-                    (tag, None) => say!("{tag}"),
+                    (tag, None) => crate::sql::status(args.format, format_args!("{tag}")),
                 }
                 for n in &d.notes {
                     eprintln!("note: {n}");

@@ -47,7 +47,8 @@ pub struct SqlArgs {
         conflicts_with = "command"
     )]
     pub file: Option<PathBuf>,
-    /// How to print rows.
+    /// How to print rows. With csv or json, standard output holds only the
+    /// rows; status lines (INSERT 3, CREATE VIEW) go to standard error.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Print how long each statement took and what the sandbox did.
@@ -262,6 +263,17 @@ pub(crate) fn print_data_rows(
     }
 }
 
+/// A statement's status line (`INSERT 3`, `CREATE VIEW`): on standard output
+/// beside a table, on standard error beside CSV or JSON, so that what a
+/// script writes there is the data alone.
+pub(crate) fn status(format: Format, line: std::fmt::Arguments<'_>) {
+    if format == Format::Table {
+        say!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
 fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()> {
     match o {
         Outcome::Rows {
@@ -289,13 +301,13 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
             }
         }
         Outcome::Written { verb, rows, .. } => {
-            say!("{verb} {rows}");
+            status(format, format_args!("{verb} {rows}"));
             if let Some(ms) = timing {
                 eprintln!("time: {ms:.3} ms");
             }
         }
-        Outcome::Done(what) => say!("{what}"),
-        Outcome::Streamed { rows, .. } => say!("({rows} rows)"),
+        Outcome::Done(what) => status(format, format_args!("{what}")),
+        Outcome::Streamed { rows, .. } => status(format, format_args!("({rows} rows)")),
         Outcome::Explain(text) => {
             for l in text.lines() {
                 say!("{l}");

@@ -45,6 +45,7 @@ pub(crate) fn statement(stmt: &ast::Statement) -> Result<(), CompileError> {
         S::CreateTable(ct) => create_table(ct),
         S::CreateIndex(ci) => create_index(ci),
         S::CreateDomain(d) => create_domain(d),
+        S::CreateView(v) => create_view(v),
         S::DropDomain(ast::DropDomain {
             if_exists: _,
             name: _,
@@ -120,6 +121,51 @@ pub(crate) fn statement(stmt: &ast::Statement) -> Result<(), CompileError> {
         _ => Ok(()),
     };
     r.map_err(|e| e.at(at))
+}
+
+fn create_view(v: &ast::CreateView) -> Result<(), CompileError> {
+    let ast::CreateView {
+        or_alter,
+        or_replace,
+        materialized,
+        secure,
+        name: _,
+        name_before_not_exists: _,
+        columns,
+        query: _,
+        options,
+        cluster_by,
+        comment,
+        with_no_schema_binding,
+        if_not_exists,
+        temporary,
+        copy_grants,
+        to,
+        params,
+    } = v;
+    refuse(&[
+        (*or_alter || *or_replace, "CREATE OR REPLACE VIEW"),
+        (*materialized, "CREATE MATERIALIZED VIEW"),
+        (*temporary, "CREATE TEMPORARY VIEW"),
+        (*if_not_exists, "CREATE VIEW IF NOT EXISTS"),
+        (
+            *secure
+                || !matches!(options, ast::CreateTableOptions::None)
+                || !cluster_by.is_empty()
+                || comment.is_some()
+                || *with_no_schema_binding
+                || *copy_grants
+                || to.is_some()
+                || params.is_some(),
+            "a CREATE VIEW option of another dialect",
+        ),
+        (
+            columns
+                .iter()
+                .any(|c| c.data_type.is_some() || c.options.is_some()),
+            "a type or option on a view's column",
+        ),
+    ])
 }
 
 fn insert(i: &ast::Insert) -> Result<(), CompileError> {
@@ -653,8 +699,10 @@ pub(crate) fn table_factor(f: &TableFactor) -> Result<(), CompileError> {
             (sample.is_some(), "TABLESAMPLE"),
             (inheritance.is_some(), "ONLY / table inheritance"),
             (
-                alias.as_ref().is_some_and(|a| !a.columns.is_empty()),
-                "column aliases for a table",
+                alias
+                    .as_ref()
+                    .is_some_and(|a| a.columns.iter().any(|c| c.data_type.is_some())),
+                "a type on a column alias",
             ),
         ]),
         TableFactor::Derived {

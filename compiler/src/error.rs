@@ -126,4 +126,6 @@ pub mod codes {
     pub const DUPLICATE_ALIAS: &str = "42712";
     /// More column names than columns (`WITH t(a, b, c) AS (SELECT 1, 2)`).
     pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
+    /// duplicate_column.
+    pub const DUPLICATE_COLUMN: &str = "42701";
 }

@@ -176,6 +176,24 @@ pub enum Statement {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// CREATE VIEW: its query bound here (it names what exists), kept as text.
+    CreateView {
+        /// Name.
+        name: String,
+        /// Column names given with it (empty: the query's own).
+        columns: Vec<String>,
+        /// The query, as SQL text.
+        query: String,
+        /// The tables and views the query names.
+        depends: Vec<String>,
+    },
+    /// DROP VIEW.
+    DropView {
+        /// Names.
+        names: Vec<String>,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
     /// CREATE DOMAIN.
     CreateDomain {
         /// Name.
@@ -273,6 +291,7 @@ impl Parsed {
         matches!(
             self.ast,
             Ast::CreateTable(_)
+                | Ast::CreateView(_)
                 | Ast::Drop { .. }
                 | Ast::CreateDomain(_)
                 | Ast::DropDomain(_)
@@ -553,12 +572,17 @@ fn compile_definition(ast: &Ast, cat: &Catalog) -> Result<Statement, CompileErro
                     names,
                     if_exists: *if_exists,
                 }),
+                ast::ObjectType::View => Ok(Statement::DropView {
+                    names,
+                    if_exists: *if_exists,
+                }),
                 other => Err(CompileError::new(
                     codes::NOT_SUPPORTED,
                     format!("DROP {other} is not supported"),
                 )),
             }
         }
+        Ast::CreateView(v) => create_view(v, cat),
         Ast::CreateDomain(d) => {
             let base = sql_type(&d.data_type, cat)?;
             let default = d
@@ -658,6 +682,52 @@ fn compile_definition(ast: &Ast, cat: &Catalog) -> Result<Statement, CompileErro
             ))
         }
     }
+}
+
+/// CREATE VIEW: the query is bound as any query would be (so it names tables
+/// and views that exist, and its columns have distinct names); what it names
+/// is recorded, and the text kept is the parser's rendering of the query.
+fn create_view(v: &ast::CreateView, cat: &Catalog) -> Result<Statement, CompileError> {
+    let name = object_name(&v.name)?;
+    let mut b = Binder::new(cat);
+    let bq = b.query(&v.query)?;
+    let columns: Vec<String> = v.columns.iter().map(|c| norm(&c.name)).collect();
+    if columns.len() > bq.names.len() {
+        return Err(CompileError::new(
+            codes::SYNTAX,
+            format!(
+                "CREATE VIEW gives {} column names for a query of {} columns",
+                columns.len(),
+                bq.names.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, n) in bq.names.iter().enumerate() {
+        let n = columns.get(i).unwrap_or(n);
+        if !seen.insert(n.clone()) {
+            return Err(CompileError::new(
+                codes::DUPLICATE_COLUMN,
+                format!("column \"{n}\" is given more than once in view \"{name}\""),
+            )
+            .hint("name the columns: CREATE VIEW v (a, b) AS ... or give each an alias"));
+        }
+    }
+    let mut depends = b.named();
+    depends.sort();
+    depends.dedup();
+    if depends.contains(&name) {
+        return Err(CompileError::new(
+            codes::SYNTAX,
+            format!("view \"{name}\" cannot name itself"),
+        ));
+    }
+    Ok(Statement::CreateView {
+        name,
+        columns,
+        query: v.query.to_string(),
+        depends,
+    })
 }
 
 fn const_value(e: &ast::Expr, ty: SqlType, cat: &Catalog) -> Result<Value, CompileError> {

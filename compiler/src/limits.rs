@@ -51,3 +51,6 @@ pub const FROM_ITEMS_MAX: usize = scratchbird_guest_ops::abi::PLAN_ITEMS_MAX;
 /// the deepest and widest shapes the limits allow on a thread of exactly this
 /// size.
 pub const STACK_BYTES: usize = 8 << 20;
+
+/// How deeply views may name views.
+pub const VIEW_DEPTH_MAX: usize = 16;

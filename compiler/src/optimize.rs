@@ -1,4 +1,4 @@
-//! The optimiser: predicate pushdown (into join inputs and join conditions), limit
+//! The optimiser: dropping projected columns nothing reads, predicate pushdown (into join inputs and join conditions), limit
 //! pushdown into sorts (top-k), and the choice of an index scan for a filter on an
 //! indexed column. Projection pushdown happens in lowering (each scan reads only
 //! the columns the statement uses); constant folding happens while binding.
@@ -13,9 +13,137 @@ use std::collections::HashSet;
 /// Rewrites `rel`.
 #[must_use]
 pub fn optimize(rel: Rel, cat: &Catalog) -> Rel {
+    let need: HashSet<ColId> = rel.output().into_iter().collect();
+    let rel = prune(rel, &need);
     let rel = pushdown(rel);
     let rel = topk(rel);
     index_scans(rel, cat)
+}
+
+/// Drops the expressions of projections whose columns nothing above reads
+/// (`need`: the columns the parent reads of this relation's output), so a
+/// scan under a view or a derived table reads only the columns the
+/// statement uses: a principal may read a view through the columns the
+/// bundle lets it read, whatever else the view's query selects.
+fn prune(rel: Rel, need: &HashSet<ColId>) -> Rel {
+    let with = |extra: &mut dyn Iterator<Item = ColId>| -> HashSet<ColId> {
+        let mut n = need.clone();
+        n.extend(extra);
+        n
+    };
+    match rel {
+        Rel::Project { input, exprs } => {
+            let exprs: Vec<(ColId, BExpr)> = exprs
+                .into_iter()
+                .filter(|(c, _)| need.contains(c))
+                .collect();
+            let mut n = HashSet::new();
+            for (_, e) in &exprs {
+                n.extend(cols_of(e));
+            }
+            Rel::Project {
+                input: Box::new(prune(*input, &n)),
+                exprs,
+            }
+        }
+        Rel::Filter { input, pred } => {
+            let n = with(&mut cols_of(&pred).into_iter());
+            Rel::Filter {
+                input: Box::new(prune(*input, &n)),
+                pred,
+            }
+        }
+        Rel::Aggregate { input, keys, aggs } => {
+            // an aggregate keeps every aggregate it computes: its input
+            // needs what they read
+            let mut n = HashSet::new();
+            for (_, e) in &keys {
+                n.extend(cols_of(e));
+            }
+            for (_, a) in &aggs {
+                if let Some(e) = &a.arg {
+                    n.extend(cols_of(e));
+                }
+            }
+            Rel::Aggregate {
+                input: Box::new(prune(*input, &n)),
+                keys,
+                aggs,
+            }
+        }
+        Rel::Sort { input, keys, limit } => {
+            let n = with(&mut keys.iter().map(|k| k.col));
+            Rel::Sort {
+                input: Box::new(prune(*input, &n)),
+                keys,
+                limit,
+            }
+        }
+        Rel::Limit {
+            input,
+            limit,
+            offset,
+        } => Rel::Limit {
+            input: Box::new(prune(*input, need)),
+            limit,
+            offset,
+        },
+        Rel::Repeat { input, count } => {
+            let n = with(&mut cols_of(&count).into_iter());
+            Rel::Repeat {
+                input: Box::new(prune(*input, &n)),
+                count,
+            }
+        }
+        Rel::Join {
+            left,
+            right,
+            kind,
+            on,
+        } => {
+            let n = with(&mut on.iter().flat_map(cols_of));
+            Rel::Join {
+                left: Box::new(prune(*left, &n)),
+                right: Box::new(prune(*right, &n)),
+                kind,
+                on,
+            }
+        }
+        Rel::Mark {
+            left,
+            right,
+            on,
+            test,
+            mark,
+        } => {
+            let n = with(&mut on.iter().chain(&test).flat_map(cols_of));
+            Rel::Mark {
+                left: Box::new(prune(*left, &n)),
+                right: Box::new(prune(*right, &n)),
+                on,
+                test,
+                mark,
+            }
+        }
+        // rows are compared whole, and a union's columns are positional
+        Rel::Distinct { input } => {
+            let n = input.output().into_iter().collect();
+            Rel::Distinct {
+                input: Box::new(prune(*input, &n)),
+            }
+        }
+        Rel::UnionAll { inputs, cols } => Rel::UnionAll {
+            inputs: inputs
+                .into_iter()
+                .map(|i| {
+                    let n = i.output().into_iter().collect();
+                    prune(i, &n)
+                })
+                .collect(),
+            cols,
+        },
+        leaf @ (Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. }) => leaf,
+    }
 }
 
 fn cols_of(e: &BExpr) -> HashSet<ColId> {

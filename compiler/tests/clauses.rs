@@ -125,7 +125,6 @@ fn walk() -> Vec<Walk> {
                 ),
                 ("SELECT a INTO v FROM t", "INTO"),
                 ("SELECT a FROM t WINDOW w AS (ORDER BY a)", "WINDOW"),
-                ("SELECT * FROM t AS x(c, d)", "column aliases"),
                 ("SELECT * FROM ONLY t", "ONLY"),
                 ("SELECT * FROM t TABLESAMPLE BERNOULLI (10)", "TABLESAMPLE"),
                 ("SELECT * FROM t, LATERAL (SELECT 1 AS y) x", "LATERAL"),
@@ -219,6 +218,25 @@ fn walk() -> Vec<Walk> {
             vec![
                 ("COMMIT AND CHAIN", "AND CHAIN"),
                 ("ROLLBACK AND CHAIN", "AND CHAIN"),
+            ],
+        ),
+        (
+            "CREATE VIEW",
+            "CREATE VIEW v AS SELECT a FROM t",
+            vec![
+                (
+                    "CREATE OR REPLACE VIEW v AS SELECT a FROM t",
+                    "CREATE OR REPLACE VIEW",
+                ),
+                (
+                    "CREATE MATERIALIZED VIEW v AS SELECT a FROM t",
+                    "MATERIALIZED",
+                ),
+                ("CREATE TEMPORARY VIEW v AS SELECT a FROM t", "TEMPORARY"),
+                (
+                    "CREATE VIEW IF NOT EXISTS v AS SELECT a FROM t",
+                    "IF NOT EXISTS",
+                ),
             ],
         ),
         (

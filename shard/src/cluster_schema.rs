@@ -13,7 +13,7 @@ use super::{
 use scratchbird_host::audit::AuditRecord;
 use scratchbird_host::envelope::{SchemaClaim, user_name};
 use scratchbird_storage::IdSource;
-use scratchbird_types::{DomainId, IndexId, TableId};
+use scratchbird_types::{DomainId, IndexId, TableId, ViewId};
 use std::sync::Arc;
 
 /// How long applying a change waits for a table lock a running transaction
@@ -52,6 +52,10 @@ fn noop(op: &Statement, cat: &Catalog) -> Option<&'static str> {
             name,
             if_exists: true,
         } if cat.domain_by_name(name).is_none() => Some("DROP DOMAIN"),
+        Statement::DropView {
+            names,
+            if_exists: true,
+        } if names.iter().all(|n| cat.view_by_name(n).is_none()) => Some("DROP VIEW"),
         Statement::DropIndex {
             names,
             if_exists: true,
@@ -111,6 +115,7 @@ fn created_already(op: &Statement, cat: &Catalog, first: [u8; 16]) -> bool {
         Statement::CreateTable { .. } => cat.table(TableId::from_random_bytes(first)).is_some(),
         Statement::CreateDomain { .. } => cat.domain(DomainId::from_random_bytes(first)).is_some(),
         Statement::CreateIndex { .. } => cat.index(IndexId::from_random_bytes(first)).is_some(),
+        Statement::CreateView { .. } => cat.view(ViewId::from_random_bytes(first)).is_some(),
         _ => false,
     }
 }

@@ -25,7 +25,9 @@ use scratchbird_host::{
     Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
 };
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
-use scratchbird_storage::catalog::{ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec};
+use scratchbird_storage::catalog::{
+    ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec, ViewSpec,
+};
 use scratchbird_storage::{
     AsOf, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions,
 };
@@ -1164,6 +1166,8 @@ fn is_schema_change(op: &Statement) -> bool {
         op,
         Statement::CreateTable { .. }
             | Statement::DropTable { .. }
+            | Statement::CreateView { .. }
+            | Statement::DropView { .. }
             | Statement::CreateDomain { .. }
             | Statement::DropDomain { .. }
             | Statement::CreateIndex { .. }
@@ -1205,6 +1209,12 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             tables(SchemaAction::Create, std::slice::from_ref(name)),
         ),
         Statement::DropTable { names, .. } => ("DROP TABLE", tables(SchemaAction::Drop, names)),
+        // a view is a relation: the bundle's rights on a table of its name
+        Statement::CreateView { name, .. } => (
+            "CREATE VIEW",
+            tables(SchemaAction::Create, std::slice::from_ref(name)),
+        ),
+        Statement::DropView { names, .. } => ("DROP VIEW", tables(SchemaAction::Drop, names)),
         Statement::CreateDomain { name, .. } => (
             "CREATE DOMAIN",
             vec![(SchemaAction::Create, Object::Domain(name.clone()))],
@@ -1479,6 +1489,34 @@ fn apply_schema_change(
                 Ok(())
             })?;
             Ok("DROP TABLE")
+        }
+        Statement::CreateView {
+            name,
+            columns,
+            query,
+            depends,
+        } => {
+            txn.statement(|t| {
+                t.create_view(&ViewSpec {
+                    name,
+                    columns,
+                    query,
+                    depends,
+                })
+            })?;
+            Ok("CREATE VIEW")
+        }
+        Statement::DropView { names, if_exists } => {
+            txn.statement(|t| {
+                for n in &names {
+                    if if_exists && cat.view_by_name(n).is_none() {
+                        continue;
+                    }
+                    t.drop_view(n)?;
+                }
+                Ok(())
+            })?;
+            Ok("DROP VIEW")
         }
         Statement::CreateDomain {
             name,

@@ -1,4 +1,4 @@
-//! The catalog: tables, columns, domains and indexes.
+//! The catalog: tables, columns, domains, indexes and views.
 //!
 //! Every object has a UUID; names resolve to UUIDs. The catalog is stored as rows of
 //! the system table `SB$OBJECTS`, so catalog changes are transactional exactly like
@@ -13,6 +13,7 @@
 use crate::error::{Result, StorageError};
 use crate::limits::{
     CHECK_TEXT_MAX_BYTES, IDENTIFIER_MAX_BYTES, KEY_COLUMNS_MAX, TABLE_COLUMNS_MAX,
+    VIEW_TEXT_MAX_BYTES,
 };
 use scratchbird_types::{ColumnId, DomainId, IndexId, SqlType, TableId, Value};
 use serde::{Deserialize, Serialize};
@@ -26,7 +27,7 @@ const fn fixed_id(v: u128) -> [u8; 16] {
 use scratchbird_types::placement;
 pub use scratchbird_types::schema::{
     ColumnCheck, ColumnDef, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
-    SchemaVersion, TableDef,
+    SchemaVersion, TableDef, ViewDef,
 };
 
 /// The catalog as one transaction sees it: the shared [`Schema`].
@@ -121,6 +122,20 @@ pub struct DomainSpec {
     pub check: Option<String>,
 }
 
+/// A view to create. The SQL layer has bound its query (so it names objects
+/// that exist) and lists what it names in `depends`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewSpec {
+    /// Name.
+    pub name: String,
+    /// Column names given with it (empty: the query's own).
+    pub columns: Vec<String>,
+    /// The query, as SQL text.
+    pub query: String,
+    /// The tables and views the query names.
+    pub depends: Vec<String>,
+}
+
 /// An index to create.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexSpec {
@@ -140,12 +155,16 @@ pub(crate) enum ObjectDef {
     Table(TableDef),
     Index(IndexDef),
     Domain(DomainDef),
+    View(ViewDef),
 }
 
 impl ObjectDef {
     pub(crate) fn kind_code(&self) -> i16 {
         match self {
-            Self::Table(_) => KIND_TABLE,
+            // tables and views share one namespace (as relations do in SQL):
+            // the unique index on (KIND, NAME) refuses a view named as a
+            // table, even when two transactions create them at once
+            Self::Table(_) | Self::View(_) => KIND_TABLE,
             Self::Index(_) => KIND_INDEX,
             Self::Domain(_) => KIND_DOMAIN,
         }
@@ -156,6 +175,7 @@ impl ObjectDef {
             Self::Table(t) => &t.name,
             Self::Index(i) => &i.name,
             Self::Domain(d) => &d.name,
+            Self::View(v) => &v.name,
         }
     }
 
@@ -164,6 +184,7 @@ impl ObjectDef {
             Self::Table(t) => *t.id.as_bytes(),
             Self::Index(i) => *i.id.as_bytes(),
             Self::Domain(d) => *d.id.as_bytes(),
+            Self::View(v) => *v.id.as_bytes(),
         }
     }
 
@@ -502,6 +523,27 @@ fn build_distribution(
     Ok(Distribution::Range {
         column,
         splits: splits.clone(),
+    })
+}
+
+/// Builds a validated view definition.
+pub(crate) fn build_view(spec: &ViewSpec, id: scratchbird_types::ViewId) -> Result<ViewDef> {
+    check_identifier("view", &spec.name)?;
+    for c in &spec.columns {
+        check_identifier("column", c)?;
+    }
+    if spec.query.len() > VIEW_TEXT_MAX_BYTES {
+        return Err(StorageError::InvalidDefinition {
+            object: format!("view {}", spec.name),
+            reason: "its query is longer than the limit on a view's text (64 KiB)",
+        });
+    }
+    Ok(ViewDef {
+        id,
+        name: spec.name.clone(),
+        columns: spec.columns.clone(),
+        query: spec.query.clone(),
+        depends: spec.depends.clone(),
     })
 }
 

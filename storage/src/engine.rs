@@ -400,6 +400,8 @@ impl Inner {
                     ObjectDef::Domain(d) => {
                         domains.insert(d.id, d);
                     }
+                    // a view has no store: it is read from the catalog
+                    ObjectDef::View(_) => {}
                 }
                 Ok(())
             };
@@ -885,15 +887,17 @@ impl Inner {
         let sys = self.system_table()?;
         let st = sys.read();
         let (mut tables, mut indexes, mut domains) = (Vec::new(), Vec::new(), Vec::new());
+        let mut views = Vec::new();
         self.for_each_visible(&sys, &st, view, |_, row| {
             match ObjectDef::from_row(&sys.row_values(row)?)? {
                 ObjectDef::Table(t) => tables.push(t),
                 ObjectDef::Index(i) => indexes.push(i),
                 ObjectDef::Domain(d) => domains.push(d),
+                ObjectDef::View(v) => views.push(v),
             }
             Ok(())
         })?;
-        Ok(Catalog::new(tables, indexes, domains))
+        Ok(Catalog::new(tables, indexes, domains).with_views(views))
     }
 
     /// Calls `f` with every row `view` sees, in key order.

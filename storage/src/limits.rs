@@ -13,5 +13,8 @@ pub const KEY_COLUMNS_MAX: usize = 16;
 pub const PAGE_ROWS_MAX: usize = 4_096;
 /// Largest CHECK expression text of a domain, in bytes.
 pub const CHECK_TEXT_MAX_BYTES: usize = 16 * 1_024;
+
+/// Longest text of a view's query.
+pub const VIEW_TEXT_MAX_BYTES: usize = 64 * 1_024;
 /// How many keys a reader prunes cooperatively after one batch.
 pub const COOPERATIVE_GC_KEYS_MAX: usize = 64;

@@ -126,7 +126,7 @@ fn versions(dirs: &[PathBuf]) -> Vec<String> {
 #[test]
 fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
     let c = control_cluster(3);
-    let mut nodes: Vec<Option<Node>> = c.dirs.iter().map(|d| Some(Node::spawn(d))).collect();
+    let nodes: Vec<Option<Node>> = c.dirs.iter().map(|d| Some(Node::spawn(d))).collect();
     let s = c.wait(
         nodes[0].as_ref().unwrap(),
         "epoch 1 effective with three voters",
@@ -262,14 +262,34 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
     let a = send_as_node(&c, &c.dirs[2], &c.peers[0], &other);
     assert!(a.starts_with("NOT_SENDER"), "{a}");
 
+    catch_up_after_a_stop(&c, nodes);
+}
+
+/// n3 is down while the schema changes (an index dropped, a table and a view
+/// created); back, it catches up, and every node ends with the same schema.
+fn catch_up_after_a_stop(c: &ControlCluster, mut nodes: Vec<Option<Node>>) {
     // n3 is down while the schema changes; back, it catches up
     nodes[2].take().unwrap().terminate(Duration::from_secs(10));
     let all: Vec<&Node> = nodes.iter().flatten().collect();
-    ops(&c, all[0], "DROP INDEX t_e");
-    ops(&c, all[1], "CREATE TABLE digits (id BIGINT PRIMARY KEY)");
+    ops(c, all[0], "DROP INDEX t_e");
+    ops(c, all[1], "CREATE TABLE digits (id BIGINT PRIMARY KEY)");
+    // a view is a schema change as well: every node applies it, with its id
+    ops(
+        c,
+        all[0],
+        "CREATE VIEW t_ids (n) AS SELECT id FROM t WHERE id > 0",
+    );
     nodes[2] = Some(Node::spawn(&c.dirs[2]));
     let all: Vec<&Node> = nodes.iter().map(|n| n.as_ref().unwrap()).collect();
-    everywhere(&c, &all, "SELECT count(*) FROM digits");
+    everywhere(c, &all, "SELECT count(*) FROM digits");
+    everywhere(c, &all, "SELECT count(n) FROM t_ids");
+    // a table a view names is not dropped from under it, at any node
+    let o = sql(c, all[2], &c.certs(), "ops", "DROP TABLE t");
+    assert!(
+        !o.status.success() && out(&o).contains("view t_ids names it"),
+        "{}",
+        out(&o)
+    );
     assert!(
         all[2].log().contains("applied the cluster's schema change"),
         "{}",
@@ -283,7 +303,7 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
     });
 
     // the table the hostile node tried to drop is still there, everywhere
-    everywhere(&c, &all, "SELECT count(*) FROM t");
+    everywhere(c, &all, "SELECT count(*) FROM t");
     for n in nodes.into_iter().flatten() {
         n.terminate(Duration::from_secs(10));
     }

@@ -20,7 +20,6 @@ const SF: f64 = 0.01;
 const NOT_YET: &[(&str, &str)] = &[
     // sum(DECIMAL(15,2) * INTEGER) * 0.0100000000 needs more than 18 digits
     ("q11", "numeric value out of range"),
-    ("q15", "CREATE VIEW is not supported"),
 ];
 
 fn sb_local(dir: &std::path::Path, file: &std::path::Path, csv: bool) -> std::process::Output {

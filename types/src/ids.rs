@@ -83,6 +83,12 @@ uuid_id!(
 );
 
 uuid_id!(
+    /// A view (a named query, expanded where it is used).
+    ViewId,
+    "view"
+);
+
+uuid_id!(
     /// A cluster: the UUID its CA certificate and every member's `sb://` name
     /// carry.
     ClusterId,

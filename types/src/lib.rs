@@ -47,7 +47,7 @@ pub fn hex(bytes: &[u8]) -> String {
 pub use error::TypeError;
 pub use ids::{
     BundleHash, ClusterId, ColumnId, CommitNumber, DomainId, Epoch, IndexId, NodeId, NodeName,
-    TableId, TxnId, UserName,
+    TableId, TxnId, UserName, ViewId,
 };
 pub use sqltype::{PhysicalType, SqlType};
 pub use value::{Date, Decimal, Timestamp, Value};

@@ -13,7 +13,7 @@
 use crate::error::TypeError;
 use crate::key::encode_key_value;
 use crate::row::RowLayout;
-use crate::{ColumnId, DomainId, IndexId, SqlType, TableId, Value};
+use crate::{ColumnId, DomainId, IndexId, SqlType, TableId, Value, ViewId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -181,6 +181,23 @@ pub struct DomainDef {
     pub check: Option<String>,
 }
 
+/// A view: a named query, expanded into each statement that names it and
+/// bound there, so the rows it shows are those the running principal may read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// Identity.
+    pub id: ViewId,
+    /// Name, unique among tables and views.
+    pub name: String,
+    /// The column names given with it (empty: its query's own names).
+    pub columns: Vec<String>,
+    /// The query, as SQL text.
+    pub query: String,
+    /// The tables and views its query names (a view cannot be dropped while
+    /// another names it, nor a table while a view names it).
+    pub depends: Vec<String>,
+}
+
 /// A secondary index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDef {
@@ -235,6 +252,8 @@ pub struct Schema {
     index_names: HashMap<String, IndexId>,
     domains: BTreeMap<DomainId, Arc<DomainDef>>,
     domain_names: HashMap<String, DomainId>,
+    views: BTreeMap<ViewId, Arc<ViewDef>>,
+    view_names: HashMap<String, ViewId>,
     version: SchemaVersion,
 }
 
@@ -264,6 +283,8 @@ impl Schema {
             index_names: HashMap::new(),
             domains: BTreeMap::new(),
             domain_names: HashMap::new(),
+            views: BTreeMap::new(),
+            view_names: HashMap::new(),
             version: SchemaVersion([0; 32]),
         };
         for t in tables {
@@ -280,6 +301,42 @@ impl Schema {
         }
         s.version = s.digest();
         s
+    }
+
+    /// This schema with `views` added (a later one with the id or name of an
+    /// earlier one replaces it).
+    #[must_use]
+    pub fn with_views(mut self, views: Vec<ViewDef>) -> Self {
+        for v in views {
+            self.view_names.insert(v.name.clone(), v.id);
+            self.views.insert(v.id, Arc::new(v));
+        }
+        self.version = self.digest();
+        self
+    }
+
+    /// A view by id.
+    #[must_use]
+    pub fn view(&self, id: ViewId) -> Option<&Arc<ViewDef>> {
+        self.views.get(&id)
+    }
+
+    /// A view by name.
+    #[must_use]
+    pub fn view_by_name(&self, name: &str) -> Option<&Arc<ViewDef>> {
+        self.view_names.get(name).and_then(|id| self.views.get(id))
+    }
+
+    /// All views, by id.
+    pub fn views(&self) -> impl Iterator<Item = &Arc<ViewDef>> {
+        self.views.values()
+    }
+
+    /// The views whose query names `name` (a table or a view).
+    pub fn views_on<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Arc<ViewDef>> {
+        self.views
+            .values()
+            .filter(move |v| v.depends.iter().any(|d| d == name))
     }
 
     /// The version: equal for equal content.
@@ -409,6 +466,25 @@ impl Schema {
             h.value(d.base, d.default.as_ref());
             h.bytes(d.check.as_deref().unwrap_or("").as_bytes());
             h.flag(d.check.is_some());
+        }
+        // views add nothing when there are none, so schemas written before
+        // views keep their version
+        if !self.views.is_empty() {
+            h.bytes(b"views");
+            h.count(self.views.len());
+            for v in self.views.values() {
+                h.bytes(v.id.as_bytes());
+                h.bytes(v.name.as_bytes());
+                h.count(v.columns.len());
+                for c in &v.columns {
+                    h.bytes(c.as_bytes());
+                }
+                h.bytes(v.query.as_bytes());
+                h.count(v.depends.len());
+                for d in &v.depends {
+                    h.bytes(d.as_bytes());
+                }
+            }
         }
         SchemaVersion(*h.0.finalize().as_bytes())
     }

@@ -201,6 +201,10 @@ pub(crate) struct Binder<'c> {
     /// WITH queries out of scope where one is being read: itself and those
     /// after it (for the error that names them).
     hidden: Vec<String>,
+    /// The tables and views FROM items name (what a view depends on).
+    named: Vec<String>,
+    /// Views being expanded, outermost first.
+    views: Vec<String>,
 }
 
 /// A WITH query in scope: a table named as it reads its query, bound where
@@ -372,7 +376,15 @@ impl<'c> Binder<'c> {
             exprs: 0,
             ctes: Vec::new(),
             hidden: Vec::new(),
+            named: Vec::new(),
+            views: Vec::new(),
         }
+    }
+
+    /// The tables and views the FROM items bound so far name directly (not
+    /// those a view names in its own query).
+    pub(crate) fn named(&self) -> Vec<String> {
+        self.named.clone()
     }
 
     pub(crate) fn new_col(&mut self, name: &str, ty: SqlType, nullable: bool) -> ColId {
@@ -433,7 +445,9 @@ impl<'c> Binder<'c> {
     pub(crate) fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>, CompileError> {
         let n = object_name(name)?;
         user_table(self.cat, &n).cloned().ok_or_else(|| {
-            let known = user_table_names(self.cat);
+            let mut known = user_table_names(self.cat);
+            known.extend(self.cat.views().map(|v| v.name.as_str()));
+            known.sort_unstable();
             CompileError::new(
                 codes::UNDEFINED_TABLE,
                 format!("table \"{n}\" does not exist"),

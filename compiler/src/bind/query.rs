@@ -73,6 +73,84 @@ impl<'c> Binder<'c> {
         Ok(super::select::derived(b, Some(q), alias))
     }
 
+    /// Reads view `v` where a FROM item names it (as `alias`, if given): its
+    /// query parsed from the catalog's text and bound here, as a derived
+    /// table that sees nothing of the statement around it (no WITH queries,
+    /// no enclosing query's columns). Whatever its query reads is read as the
+    /// principal running the statement, under the same bundle.
+    pub(super) fn view(
+        &mut self,
+        v: &scratchbird_types::schema::ViewDef,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<(Rel, Scope), CompileError> {
+        if self.views.len() >= crate::limits::VIEW_DEPTH_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "views nest deeper than {} levels: {} -> {}",
+                    crate::limits::VIEW_DEPTH_MAX,
+                    self.views.join(" -> "),
+                    v.name
+                ),
+            ));
+        }
+        if self.views.contains(&v.name) {
+            return Err(CompileError::new(
+                codes::INVALID_DEFINITION,
+                format!(
+                    "view \"{}\" names itself through {}",
+                    v.name,
+                    self.views.join(" -> ")
+                ),
+            ));
+        }
+        let broken = |e: CompileError| {
+            CompileError::new(
+                e.code,
+                format!("view \"{}\" no longer binds: {}", v.name, e.message),
+            )
+            .hint("DROP VIEW and create it again over the tables as they are now")
+        };
+        let parsed = crate::parse(&v.query).map_err(broken)?;
+        let q = match parsed.as_slice() {
+            [p] => match &p.ast {
+                ast::Statement::Query(q) => q.clone(),
+                _ => return Err(broken(unsupported("a view that is not a query"))),
+            },
+            _ => return Err(broken(unsupported("a view of several statements"))),
+        };
+        // the view's query sees only the catalog
+        let ctes = std::mem::take(&mut self.ctes);
+        let hidden = std::mem::take(&mut self.hidden);
+        let outer = std::mem::take(&mut self.outer);
+        let corr = std::mem::take(&mut self.corr);
+        let frames = self.take_clauses();
+        self.views.push(v.name.clone());
+        let b = self.query(&q);
+        self.views.pop();
+        self.restore_clauses(frames);
+        self.corr = corr;
+        self.outer = outer;
+        self.hidden = hidden;
+        self.ctes = ctes;
+        let mut b = b.map_err(broken)?;
+        if v.columns.len() > b.names.len() {
+            return Err(broken(CompileError::new(
+                codes::INVALID_COLUMN_REFERENCE,
+                format!(
+                    "it names {} columns, its query now gives {}",
+                    v.columns.len(),
+                    b.names.len()
+                ),
+            )));
+        }
+        for (n, c) in b.names.iter_mut().zip(&v.columns) {
+            n.clone_from(c);
+        }
+        let q = alias.map_or_else(|| v.name.clone(), |a| norm(&a.name));
+        Ok(super::select::derived(b, Some(q), alias))
+    }
+
     /// The WITH query in scope a FROM item's name names, innermost first
     /// (only a plain, unqualified name can).
     pub(super) fn cte_named(&self, name: &ObjectName) -> Option<usize> {

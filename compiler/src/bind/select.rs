@@ -839,6 +839,25 @@ impl<'c> Binder<'c> {
                     }
                     return self.cte(i, alias.as_ref());
                 }
+                if let Ok(n) = object_name(name)
+                    && user_table(self.cat, &n).is_none()
+                    && let Some(v) = self.cat.view_by_name(&n).cloned()
+                {
+                    if version.is_some() {
+                        return Err(CompileError::new(
+                            codes::NOT_SUPPORTED,
+                            format!("FOR SYSTEM_TIME AS OF on view \"{n}\""),
+                        )
+                        .at(pos_of(name))
+                        .hint("put FOR SYSTEM_TIME AS OF on the tables its query reads"));
+                    }
+                    if self.views.is_empty() {
+                        self.named.push(n);
+                    }
+                    return self
+                        .view(&v, alias.as_ref())
+                        .map_err(|e| e.at(pos_of(name)));
+                }
                 let t = match self.table(name) {
                     Ok(t) => t,
                     Err(e) if self.cte_later(name) => {
@@ -848,10 +867,29 @@ impl<'c> Binder<'c> {
                     }
                     Err(e) => return Err(e),
                 };
+                if self.views.is_empty() {
+                    self.named.push(t.name.clone());
+                }
                 let q = alias
                     .as_ref()
                     .map_or_else(|| t.name.clone(), |a| norm(&a.name));
-                let (rel, named) = self.scan(&t, &q, false);
+                let (rel, mut named) = self.scan(&t, &q, false);
+                if let Some(a) = alias {
+                    if a.columns.len() > named.len() {
+                        return Err(CompileError::new(
+                            codes::INVALID_COLUMN_REFERENCE,
+                            format!(
+                                "table \"{q}\" has {} columns available but {} columns specified",
+                                named.len(),
+                                a.columns.len()
+                            ),
+                        )
+                        .at(pos_of(name)));
+                    }
+                    for ((n, _), c) in named.iter_mut().zip(&a.columns) {
+                        *n = norm(&c.name);
+                    }
+                }
                 let scope = Scope {
                     cols: named
                         .into_iter()

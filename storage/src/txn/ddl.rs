@@ -14,6 +14,8 @@ impl Transaction {
             ObjectDef::Table(_) => "table",
             ObjectDef::Index(_) => "index",
             ObjectDef::Domain(_) => "domain",
+            // a table or view of that name: they share one namespace
+            ObjectDef::View(_) => "relation",
         };
         match self.write_record(&sys, &key, Op::Insert(row, values)) {
             Err(
@@ -119,12 +121,75 @@ impl Transaction {
                     reason: "the system catalog cannot be dropped",
                 });
             }
+            if let Some(on) = cat.views_on(name).next() {
+                return Err(StorageError::ObjectInUse {
+                    name: name.to_owned(),
+                    reason: format!("view {} names it: drop that view first", on.name),
+                });
+            }
             t.lock_table(&def, TableLockMode::Exclusive)?;
             let indexes: Vec<IndexId> = cat.indexes_of(def.id).map(|i| i.id).collect();
             for i in indexes {
                 t.delete_object(*i.as_bytes())?;
             }
             t.delete_object(*def.id.as_bytes())
+        })
+    }
+
+    /// Creates a view.
+    ///
+    /// # Errors
+    /// Invalid definition, a table or view of the name exists, or a table or
+    /// view it names does not.
+    pub fn create_view(&mut self, spec: &ViewSpec) -> Result<ViewId> {
+        self.check_writable()?;
+        self.statement(|t| {
+            let cat = t.catalog()?;
+            if cat.table_by_name(&spec.name).is_some() || cat.view_by_name(&spec.name).is_some() {
+                return Err(StorageError::AlreadyExists {
+                    kind: "relation",
+                    name: spec.name.clone(),
+                });
+            }
+            if let Some(missing) = spec
+                .depends
+                .iter()
+                .find(|d| cat.table_by_name(d).is_none() && cat.view_by_name(d).is_none())
+            {
+                return Err(StorageError::NotFound {
+                    kind: "table or view",
+                    name: missing.clone(),
+                });
+            }
+            let id = ViewId::from_random_bytes(t.new_random());
+            let def = build_view(spec, id)?;
+            t.insert_object(ObjectDef::View(def))?;
+            Ok(id)
+        })
+    }
+
+    /// Drops a view no other view names.
+    ///
+    /// # Errors
+    /// Unknown view, or another view names it.
+    pub fn drop_view(&mut self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        self.statement(|t| {
+            let cat = t.catalog()?;
+            let v = cat
+                .view_by_name(name)
+                .ok_or_else(|| StorageError::NotFound {
+                    kind: "view",
+                    name: name.to_owned(),
+                })?
+                .clone();
+            if let Some(on) = cat.views_on(name).next() {
+                return Err(StorageError::ObjectInUse {
+                    name: name.to_owned(),
+                    reason: format!("view {} names it: drop that view first", on.name),
+                });
+            }
+            t.delete_object(*v.id.as_bytes())
         })
     }
 

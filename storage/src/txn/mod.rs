@@ -11,8 +11,8 @@
 //! * Commit writes one record (inventory + commit log) and waits for its fsync.
 
 use crate::catalog::{
-    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec,
-    build_domain, build_index, build_table, system_table_id,
+    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec, ViewSpec,
+    build_domain, build_index, build_table, build_view, system_table_id,
 };
 use crate::commitlog::{ChangeKind, encode_bulk_page, encode_row_change};
 use crate::engine::{Inner, SnapshotGuard, SnapshotWanted, lock};
@@ -29,7 +29,7 @@ use crate::table::{
     encode_page_meta, encode_version, has_null, next_rowid_key,
 };
 use crate::tip::{TipRecord, TxnState, encode_record};
-use scratchbird_types::{ColumnId, CommitNumber, DomainId, IndexId, TableId, TxnId, Value};
+use scratchbird_types::{ColumnId, CommitNumber, DomainId, IndexId, TableId, TxnId, Value, ViewId};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
