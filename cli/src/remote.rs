@@ -189,7 +189,10 @@ pub(crate) async fn shell(
     }
     if let Some(f) = &args.file {
         let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        for chunk in crate::sql::script_chunks(&sql) {
+        let chunks = crate::sql::script_chunks(&sql).map_err(|e| {
+            anyhow::anyhow!("{}: nothing of it ran\n{}", f.display(), e.render(&sql))
+        })?;
+        for chunk in chunks {
             if !run_text(client, chunk, args).await {
                 bail!("a statement in {} failed", f.display());
             }

@@ -345,45 +345,24 @@ fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
 /// The text of a script in runs of whole statements, each at most
 /// [`SCRIPT_CHUNK_BYTES`] unless one statement alone is longer: a file of any
 /// size runs statement by statement under the node's limit on one text, and a
-/// failure stops it where it happened. A `;` ends a statement outside quotes
-/// (`'...'`, `"..."`) and comments (`-- ...`, `/* ... */`).
-pub(crate) fn script_chunks(text: &str) -> Vec<&str> {
+/// failure stops it where it happened. Statements end where the compiler's
+/// own tokenizer reads a `;` (strings of every form, quoted names and
+/// comments are never cut).
+///
+/// # Errors
+/// The script does not tokenize (an unterminated string or comment): nothing
+/// of it should run.
+pub(crate) fn script_chunks(text: &str) -> Result<Vec<&str>, scratchbird_compiler::CompileError> {
+    let ends = scratchbird_compiler::statement_ends(text)?;
     let mut out = Vec::new();
     let mut start = 0;
     let mut last_end = 0;
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            q @ (b'\'' | b'"') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != q {
-                    i += 1;
-                }
-            }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    i += 1;
-                }
-                i += 1;
-            }
-            b';' => {
-                let end = i + 1;
-                if end - start > SCRIPT_CHUNK_BYTES && last_end > start {
-                    out.push(&text[start..last_end]);
-                    start = last_end;
-                }
-                last_end = end;
-            }
-            _ => {}
+    for end in ends {
+        if end - start > SCRIPT_CHUNK_BYTES && last_end > start {
+            out.push(&text[start..last_end]);
+            start = last_end;
         }
-        i += 1;
+        last_end = end;
     }
     if text.len() - start > SCRIPT_CHUNK_BYTES && last_end > start {
         out.push(&text[start..last_end]);
@@ -392,7 +371,7 @@ pub(crate) fn script_chunks(text: &str) -> Vec<&str> {
     if !text[start..].trim().is_empty() {
         out.push(&text[start..]);
     }
-    out
+    Ok(out)
 }
 
 /// How much of a script `sb sql -f` sends at once: well under the node's limit
@@ -499,7 +478,10 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     }
     if let Some(f) = &args.file {
         let sql = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        for chunk in script_chunks(&sql) {
+        let chunks = script_chunks(&sql).map_err(|e| {
+            anyhow::anyhow!("{}: nothing of it ran\n{}", f.display(), e.render(&sql))
+        })?;
+        for chunk in chunks {
             if !run_text(&mut session, chunk, args) {
                 anyhow::bail!("a statement in {} failed", f.display());
             }
@@ -556,10 +538,14 @@ mod tests {
     #[test]
     fn scripts_split_between_statements_only() {
         let one = "INSERT INTO t VALUES ('a;b'); -- c;d\nSELECT 1 /* ; */;";
-        assert_eq!(script_chunks(one), vec![one], "small scripts go at once");
+        assert_eq!(
+            script_chunks(one).unwrap(),
+            vec![one],
+            "small scripts go at once"
+        );
         let stmt = format!("INSERT INTO t VALUES ('{}');\n", "x".repeat(100_000));
         let big = stmt.repeat(6);
-        let chunks = script_chunks(&big);
+        let chunks = script_chunks(&big).unwrap();
         assert!(chunks.len() > 1, "{}", chunks.len());
         assert_eq!(chunks.concat(), big, "nothing lost or repeated");
         for c in &chunks {
@@ -568,11 +554,26 @@ mod tests {
         }
         let huge = format!("SELECT '{}'", "y".repeat(SCRIPT_CHUNK_BYTES * 2));
         assert_eq!(
-            script_chunks(&huge),
+            script_chunks(&huge).unwrap(),
             vec![huge.as_str()],
             "one long statement stays whole"
         );
-        assert!(script_chunks("  \n").is_empty());
+        assert!(script_chunks("  \n").unwrap().is_empty());
+        // what the tokenizer reads as a string or comment is never cut, in
+        // any of its forms: a commented-out statement past a cut stays out
+        let tricky = format!(
+            "INSERT INTO t VALUES (E'a\\'b;');\n{}-- we don't; DELETE FROM t;\n/* a ; /* b; */ c; */ SELECT 'é;';\n",
+            stmt.repeat(3)
+        );
+        let chunks = script_chunks(&tricky).unwrap();
+        assert!(chunks.len() > 1, "{}", chunks.len());
+        assert_eq!(chunks.concat(), tricky);
+        for c in &chunks {
+            assert!(!c.trim_start().starts_with("DELETE"), "{c:.80}");
+            assert!(!c.trim_start().starts_with("b;"), "{c:.80}");
+            assert!(!c.trim_start().starts_with("c;"), "{c:.80}");
+        }
+        assert!(script_chunks("SELECT 'unterminated; SELECT 1;").is_err());
     }
 
     #[test]

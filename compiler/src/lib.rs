@@ -399,6 +399,59 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
         .collect())
 }
 
+/// Where each statement of a script ends: the byte offset just after each
+/// `;` the tokenizer reads as one (outside strings of every form, quoted
+/// names and comments, exactly as [`parse`] will read them). `sb sql -f`
+/// sends a long script in runs of whole statements cut there.
+///
+/// # Errors
+/// The text does not tokenize (an unterminated string or comment), with the
+/// position.
+pub fn statement_ends(sql: &str) -> Result<Vec<usize>, CompileError> {
+    let dialect = dialect::SbDialect::default();
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| parse_error(&ParserError::TokenizerError(e.to_string())))?;
+    let mut line_starts = vec![0usize];
+    line_starts.extend(
+        sql.bytes()
+            .enumerate()
+            .filter(|(_, b)| *b == b'\n')
+            .map(|(i, _)| i + 1),
+    );
+    // a cursor over (line, column in characters, byte), moved forward only
+    let (mut line, mut col, mut at) = (1u64, 1u64, 0usize);
+    let mut out = Vec::new();
+    for t in tokens {
+        if t.token != sqlparser::tokenizer::Token::SemiColon {
+            continue;
+        }
+        let want = t.span.start;
+        if want.line != line {
+            let start = usize::try_from(want.line)
+                .ok()
+                .and_then(|l| line_starts.get(l.checked_sub(1)?))
+                .copied()
+                .ok_or_else(|| {
+                    CompileError::new(codes::SYNTAX, "a token past the end of the text")
+                })?;
+            (line, col, at) = (want.line, 1, start);
+        }
+        let mut chars = sql[at..].char_indices();
+        while col < want.column {
+            let (_, c) = chars.next().ok_or_else(|| {
+                CompileError::new(codes::SYNTAX, "a token past the end of its line")
+            })?;
+            at += c.len_utf8();
+            col += 1;
+        }
+        if sql.as_bytes().get(at) == Some(&b';') {
+            out.push(at + 1);
+        }
+    }
+    Ok(out)
+}
+
 fn find_explain_wasm(s: &str) -> Option<usize> {
     let lower = s.to_ascii_lowercase();
     let mut from = 0;
@@ -689,6 +742,13 @@ fn compile_definition(ast: &Ast, cat: &Catalog) -> Result<Statement, CompileErro
 /// is recorded, and the text kept is the parser's rendering of the query.
 fn create_view(v: &ast::CreateView, cat: &Catalog) -> Result<Statement, CompileError> {
     let name = object_name(&v.name)?;
+    if !matches!(travel::as_of(&Ast::Query(v.query.clone())), Ok(None)) {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "a view cannot read the past (FOR SYSTEM_TIME AS OF in its query)",
+        )
+        .hint("put FOR SYSTEM_TIME AS OF on the tables of the statement that reads them"));
+    }
     let mut b = Binder::new(cat);
     let bq = b.query(&v.query)?;
     let columns: Vec<String> = v.columns.iter().map(|c| norm(&c.name)).collect();
@@ -1094,7 +1154,22 @@ fn target_table(
     b: &Binder<'_>,
     name: &ast::ObjectName,
 ) -> Result<std::sync::Arc<TableDef>, CompileError> {
+    if let Ok(n) = object_name(name)
+        && catalog::user_table(cat_of(b), &n).is_none()
+        && cat_of(b).view_by_name(&n).is_some()
+    {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            format!("\"{n}\" is a view: a view cannot be written to"),
+        )
+        .at(pos_of(name))
+        .hint("write to the tables its query reads"));
+    }
     b.table(name)
+}
+
+fn cat_of<'c>(b: &Binder<'c>) -> &'c Catalog {
+    b.catalog()
 }
 
 fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {

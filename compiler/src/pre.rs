@@ -1,14 +1,16 @@
 //! Subqueries a coordinator of several shards runs first. An uncorrelated
 //! subquery compiles into an init plan that runs inside the statement's
 //! module, which is right only where one shard holds every row it reads. Over
-//! several shards the coordinator runs each subquery of the statement's
-//! outermost level as a statement of its own (distributed like any other, its
+//! several shards the coordinator runs each subquery that no other subquery
+//! encloses (in the statement's own query, or in a derived table or WITH
+//! query of it) as a statement of its own (distributed like any other, its
 //! own subqueries the same way), and puts its answer into the statement as
 //! values: a scalar subquery's one value (NULL for no row; more than one row
 //! is the same error as on one shard), EXISTS's truth, IN's list (an empty
 //! one is FALSE, NOT IN of it TRUE, as SQL has it). Each value is written as a
 //! literal cast to the subquery column's type, so the statement types as it
-//! did.
+//! did. A subquery inside a derived table or WITH query that has a WITH of its
+//! own stays (its names could mean that WITH's queries), as do correlated ones.
 
 use crate::error::{CompileError, codes};
 use crate::{Parsed, dialect::SbDialect};
@@ -53,9 +55,15 @@ pub struct Answer {
     pub values: Vec<Value>,
 }
 
-/// Finds (or, with answers, replaces) the subqueries at query depth 1.
+/// Finds (or, with answers, replaces) the subqueries no other subquery
+/// encloses, outside the reach of a nested WITH.
 struct Walk<'a> {
     depth: usize,
+    /// Subquery expressions around the place visited.
+    inside: usize,
+    /// Queries below the statement's own with a WITH of their own, around
+    /// the place visited.
+    shadowed: usize,
     found: Vec<(SubqueryUse, Query)>,
     answers: Option<&'a [Answer]>,
     /// Subqueries that stay in the statement (correlated ones, compiled as
@@ -67,7 +75,24 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn taken<'e>(&self, e: &'e Expr) -> Option<(SubqueryUse, &'e Query)> {
+        if self.inside > 0 || self.shadowed > 0 {
+            return None;
+        }
         use_of(e).filter(|(_, q)| self.skip.is_empty() || !self.skip.contains(&q.to_string()))
+    }
+
+    fn enter_query(&mut self, q: &Query) {
+        self.depth += 1;
+        if self.depth > 1 && q.with.is_some() {
+            self.shadowed += 1;
+        }
+    }
+
+    fn leave_query(&mut self, q: &Query) {
+        if self.depth > 1 && q.with.is_some() {
+            self.shadowed -= 1;
+        }
+        self.depth -= 1;
     }
 }
 
@@ -86,21 +111,29 @@ fn use_of(e: &Expr) -> Option<(SubqueryUse, &Query)> {
 impl Visitor for Walk<'_> {
     type Break = ();
 
-    fn pre_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-        self.depth += 1;
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        self.enter_query(q);
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, _q: &Query) -> ControlFlow<()> {
-        self.depth -= 1;
+    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        self.leave_query(q);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-        if self.depth == 1
-            && let Some((used, q)) = self.taken(e)
-        {
+        if let Some((used, q)) = self.taken(e) {
             self.found.push((used, q.clone()));
+        }
+        if use_of(e).is_some() {
+            self.inside += 1;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if use_of(e).is_some() {
+            self.inside -= 1;
         }
         ControlFlow::Continue(())
     }
@@ -109,18 +142,28 @@ impl Visitor for Walk<'_> {
 impl VisitorMut for Walk<'_> {
     type Break = ();
 
-    fn pre_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-        self.depth += 1;
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.enter_query(q);
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, _q: &mut Query) -> ControlFlow<()> {
-        self.depth -= 1;
+    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.leave_query(q);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if use_of(e).is_some() {
+            self.inside += 1;
+        }
         ControlFlow::Continue(())
     }
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if self.depth != 1 || self.taken(e).is_none() {
+        if use_of(e).is_some() {
+            self.inside -= 1;
+        }
+        if self.taken(e).is_none() {
             return ControlFlow::Continue(());
         }
         let Some(a) = self.answers.and_then(|a| a.get(self.next)) else {
@@ -241,6 +284,8 @@ impl Parsed {
         }
         let mut w = Walk {
             depth: 0,
+            inside: 0,
+            shadowed: 0,
             found: Vec::new(),
             answers: None,
             skip: correlated,
@@ -294,6 +339,8 @@ impl Parsed {
         let mut ast = self.ast.clone();
         let mut w = Walk {
             depth: 0,
+            inside: 0,
+            shadowed: 0,
             found: Vec::new(),
             answers: Some(answers),
             skip: correlated,
@@ -353,9 +400,25 @@ mod tests {
                 .sql()
                 .contains("IN (SELECT e FROM v)")
         );
-        // a subquery inside a derived table is the derived table's
+        // a subquery inside a derived table or WITH query runs first too,
+        // unless a WITH of its own could give its names another meaning
+        let d = one(
+            "WITH w AS (SELECT (SELECT max(y) FROM n) AS m) SELECT * FROM (SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d, w",
+        );
+        let found: Vec<String> = d.subqueries(&[]).iter().map(|s| s.query.sql()).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("max(y) FROM n"), "{found:?}");
+        assert!(found[1].contains("SELECT b FROM u"), "{found:?}");
+        let replaced = d
+            .with_answers(&[int(&[Value::Integer(4)]), int(&[Value::Integer(1)])], &[])
+            .unwrap()
+            .sql();
         assert!(
-            one("SELECT * FROM (SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d")
+            !replaced.contains("FROM n") && !replaced.contains("FROM u"),
+            "{replaced}"
+        );
+        assert!(
+            one("SELECT * FROM (WITH u AS (SELECT 1 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d")
                 .subqueries(&[])
                 .is_empty()
         );

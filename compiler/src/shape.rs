@@ -22,6 +22,8 @@ use std::ops::ControlFlow;
 #[derive(Default)]
 struct Shape {
     depth: usize,
+    /// The deepest level reached.
+    deepest: usize,
     exprs: usize,
     /// The WITH queries in scope, each with what reading it costs: where a
     /// WITH query is written it is measured once, and that cost is added at
@@ -159,6 +161,7 @@ pub(crate) fn too_deep() -> CompileError {
 impl Shape {
     fn enter(&mut self) -> ControlFlow<CompileError> {
         self.depth += 1;
+        self.deepest = self.deepest.max(self.depth);
         self.reached(self.depth);
         if self.depth > DEPTH_MAX {
             return ControlFlow::Break(too_deep());
@@ -221,6 +224,7 @@ impl Visitor for Shape {
         };
         // the binder binds the WITH query's query here, below this level
         let (depth, exprs, uses) = (self.depth + c.depth, c.exprs, c.uses);
+        self.deepest = self.deepest.max(depth);
         self.reached(depth);
         if depth > DEPTH_MAX {
             return ControlFlow::Break(too_deep());
@@ -270,6 +274,19 @@ pub(crate) fn check(stmt: &Statement) -> Result<(), CompileError> {
     match stmt.visit(&mut s) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// How deep a view's query nests and how many expressions it has, measured
+/// as [`check`] measures a statement (a WITH query counted where it is read).
+///
+/// # Errors
+/// The query alone is beyond a limit.
+pub(crate) fn measure(q: &Query) -> Result<(usize, usize), CompileError> {
+    let mut s = Shape::default();
+    match q.visit(&mut s) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok((s.deepest, s.exprs)),
     }
 }
 

@@ -485,6 +485,74 @@ fn shapes_beyond_the_limits_are_refused_naming_the_limit() {
     }
 }
 
+/// The catalog of [`catalog`] with views, each (name, query).
+fn with_views(views: &[(&str, String)]) -> Catalog {
+    let defs = views
+        .iter()
+        .enumerate()
+        .map(|(i, (name, query))| scratchbird_types::schema::ViewDef {
+            id: scratchbird_types::ViewId::from_bytes([u8::try_from(i + 10).unwrap(); 16]),
+            name: (*name).to_owned(),
+            columns: vec![],
+            query: query.clone(),
+            depends: vec![],
+        })
+        .collect();
+    catalog().with_views(defs)
+}
+
+fn compile_with_views(views: Vec<(&'static str, String)>, sql: String) -> Result<(), CompileError> {
+    std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || {
+            let cat = with_views(&views);
+            for p in parse(&sql)? {
+                compile(&p, &cat)?;
+            }
+            Ok(())
+        })
+        .unwrap()
+        .join()
+        .expect("the compiling thread died")
+}
+
+/// Views are expanded where a statement reads them: a statement as deep as
+/// the limit reading a view as deep as the limit compiles on the stated
+/// stack; views read through views count their depths together, and the
+/// text a statement reads through views is bounded as its own is.
+#[test]
+fn views_nest_and_weigh_within_the_limits() {
+    let n = DEPTH_MAX - 8;
+    let deep = |from: &str| {
+        format!(
+            "SELECT {}a{} AS a FROM {from}",
+            "(".repeat(n),
+            ")".repeat(n)
+        )
+    };
+    // the deepest statement reading the deepest view
+    compile_with_views(vec![("v1", deep("t"))], deep("v1")).unwrap();
+    // a view reading a view, each near the limit: their depths add up
+    let e = compile_with_views(
+        vec![("v1", deep("t")), ("v2", deep("v1"))],
+        "SELECT a FROM v2".into(),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "54000", "{}", e.message);
+    assert!(e.message.contains("v2 -> v1 nest deeper"), "{}", e.message);
+    // many readings of a large view: the bytes they parse are bounded
+    let big = format!("SELECT '{}' AS x", "x".repeat(60_000));
+    let readings = list(20, |i| format!("v0 r{i}"), ", ");
+    let e = compile_with_views(
+        vec![("v0", big)],
+        format!("SELECT count(*) FROM {readings}"),
+    )
+    .unwrap_err();
+    assert_eq!(e.code, "54000", "{}", e.message);
+    assert!(e.message.contains("bytes of SQL"), "{}", e.message);
+    assert!(e.hint.is_some());
+}
+
 /// The SQL statements of the sqllogictest files and example scripts.
 fn corpus() -> Vec<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1441,6 +1441,24 @@ impl Drop for ShardSessionOf {
 
 /// Applies a schema change in `txn`, whose catalog is `cat`. Returns its
 /// command tag.
+/// The views of one DROP VIEW in an order that drops each after the views
+/// among them that name it (`DROP VIEW a, b` where `b` names `a`).
+fn views_in_drop_order(cat: &Catalog, names: &[String]) -> Vec<String> {
+    let mut left: Vec<String> = names.to_vec();
+    let mut out = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let free = left.iter().position(|n| {
+            !cat.views_on(n)
+                .any(|v| left.contains(&v.name) && v.name != *n)
+        });
+        // a name nothing frees (not possible among views, which cannot name
+        // each other in a cycle) goes as written, and fails as it would
+        let i = free.unwrap_or(0);
+        out.push(left.remove(i));
+    }
+    out
+}
+
 fn apply_schema_change(
     txn: &mut Transaction,
     cat: &Catalog,
@@ -1481,7 +1499,10 @@ fn apply_schema_change(
         Statement::DropTable { names, if_exists } => {
             txn.statement(|t| {
                 for n in &names {
-                    if if_exists && cat.table_by_name(n).is_none_or(|t| t.is_system()) {
+                    if if_exists
+                        && cat.table_by_name(n).is_none_or(|t| t.is_system())
+                        && cat.view_by_name(n).is_none()
+                    {
                         continue;
                     }
                     t.drop_table(n)?;
@@ -1507,12 +1528,15 @@ fn apply_schema_change(
             Ok("CREATE VIEW")
         }
         Statement::DropView { names, if_exists } => {
+            let names: Vec<String> = names
+                .into_iter()
+                .filter(|n| {
+                    !(if_exists && cat.view_by_name(n).is_none() && cat.table_by_name(n).is_none())
+                })
+                .collect();
             txn.statement(|t| {
-                for n in &names {
-                    if if_exists && cat.view_by_name(n).is_none() {
-                        continue;
-                    }
-                    t.drop_view(n)?;
+                for n in views_in_drop_order(cat, &names) {
+                    t.drop_view(&n)?;
                 }
                 Ok(())
             })?;

@@ -884,11 +884,7 @@ impl<'c> Binder<'c> {
         let key = if self.ctes.is_empty() {
             key
         } else {
-            let scope: Vec<String> = self
-                .ctes
-                .iter()
-                .map(|c| format!("{:p}", Arc::as_ptr(&c.query)))
-                .collect();
+            let scope: Vec<String> = self.ctes.iter().map(|c| c.id.to_string()).collect();
             format!("{key}\u{1}{}", scope.join(","))
         };
         if let Some(i) = self.init_keys.get(&key) {

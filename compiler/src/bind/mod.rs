@@ -205,12 +205,20 @@ pub(crate) struct Binder<'c> {
     named: Vec<String>,
     /// Views being expanded, outermost first.
     views: Vec<String>,
+    /// How deep the views being expanded nest, added up (see `view`).
+    view_depth: usize,
+    /// The bytes of view text read so far.
+    view_bytes: usize,
+    /// WITH queries defined so far (their ids).
+    cte_seq: usize,
 }
 
 /// A WITH query in scope: a table named as it reads its query, bound where
 /// it is named.
 #[derive(Clone)]
 struct Cte {
+    /// Unique in the statement: init plans read in its scope are keyed by it.
+    id: usize,
     name: String,
     query: Arc<Query>,
     /// The names given with it (`WITH t(a, b) AS ...`).
@@ -378,7 +386,15 @@ impl<'c> Binder<'c> {
             hidden: Vec::new(),
             named: Vec::new(),
             views: Vec::new(),
+            view_depth: 0,
+            view_bytes: 0,
+            cte_seq: 0,
         }
+    }
+
+    /// The catalog it binds against.
+    pub(crate) fn catalog(&self) -> &'c Catalog {
+        self.cat
     }
 
     /// The tables and views the FROM items bound so far name directly (not

@@ -19,7 +19,9 @@ impl<'c> Binder<'c> {
                     )
                     .at(pos_of(c.query.as_ref())));
                 }
+                self.cte_seq += 1;
                 self.ctes.push(Cte {
+                    id: self.cte_seq,
                     name,
                     query: Arc::new((*c.query).clone()),
                     columns: c.alias.columns.iter().map(|d| norm(&d.name)).collect(),
@@ -105,12 +107,30 @@ impl<'c> Binder<'c> {
             ));
         }
         let broken = |e: CompileError| {
+            if e.code == codes::LIMIT || e.message.contains(" no longer binds: ") {
+                return e;
+            }
             CompileError::new(
                 e.code,
                 format!("view \"{}\" no longer binds: {}", v.name, e.message),
             )
             .hint("DROP VIEW and create it again over the tables as they are now")
         };
+        // what a statement reads through views is bounded as its own text
+        // is: in bytes parsed (each place a view is read parses its text),
+        // and in depth (the binder and the stages after it recurse through
+        // the views nested in each other as through one tree)
+        self.view_bytes = self.view_bytes.saturating_add(v.query.len());
+        if self.view_bytes > crate::SQL_BYTES_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the views the statement reads hold more than {} bytes of SQL (each place a view is read counts)",
+                    crate::SQL_BYTES_MAX
+                ),
+            )
+            .hint("read fewer views, or views that read fewer views"));
+        }
         let parsed = crate::parse(&v.query).map_err(broken)?;
         let q = match parsed.as_slice() {
             [p] => match &p.ast {
@@ -119,6 +139,20 @@ impl<'c> Binder<'c> {
             },
             _ => return Err(broken(unsupported("a view of several statements"))),
         };
+        let (depth, _) = crate::shape::measure(&q).map_err(broken)?;
+        if self.view_depth + depth > crate::limits::DEPTH_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the views read through {} -> {} nest deeper than {} levels, added up",
+                    self.views.join(" -> "),
+                    v.name,
+                    crate::limits::DEPTH_MAX
+                ),
+            )
+            .hint("simplify the views' queries, or read fewer views through each other"));
+        }
+        self.view_depth += depth;
         // the view's query sees only the catalog
         let ctes = std::mem::take(&mut self.ctes);
         let hidden = std::mem::take(&mut self.hidden);
@@ -128,6 +162,7 @@ impl<'c> Binder<'c> {
         self.views.push(v.name.clone());
         let b = self.query(&q);
         self.views.pop();
+        self.view_depth -= depth;
         self.restore_clauses(frames);
         self.corr = corr;
         self.outer = outer;

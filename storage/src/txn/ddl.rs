@@ -114,6 +114,12 @@ impl Transaction {
         self.check_writable()?;
         self.statement(|t| {
             let cat = t.catalog()?;
+            if cat.table_by_name(name).is_none() && cat.view_by_name(name).is_some() {
+                return Err(StorageError::InvalidDefinition {
+                    object: format!("view {name}"),
+                    reason: "it is a view, not a table: DROP VIEW drops it",
+                });
+            }
             let def = cat.resolve_table(name)?.clone();
             if def.id == system_table_id() {
                 return Err(StorageError::InvalidDefinition {
@@ -161,6 +167,14 @@ impl Transaction {
                     name: missing.clone(),
                 });
             }
+            // the tables it names stay while it is created: a DROP TABLE
+            // running at once waits for it, then finds the view naming them
+            for d in &spec.depends {
+                if let Some(table) = cat.table_by_name(d) {
+                    let table = table.clone();
+                    t.lock_table(&table, TableLockMode::Shared)?;
+                }
+            }
             let id = ViewId::from_random_bytes(t.new_random());
             let def = build_view(spec, id)?;
             t.insert_object(ObjectDef::View(def))?;
@@ -176,6 +190,12 @@ impl Transaction {
         self.check_writable()?;
         self.statement(|t| {
             let cat = t.catalog()?;
+            if cat.view_by_name(name).is_none() && cat.table_by_name(name).is_some() {
+                return Err(StorageError::InvalidDefinition {
+                    object: format!("table {name}"),
+                    reason: "it is a table, not a view: DROP TABLE drops it",
+                });
+            }
             let v = cat
                 .view_by_name(name)
                 .ok_or_else(|| StorageError::NotFound {
