@@ -53,6 +53,11 @@ fn arith(op: scratchbird_guest_ops::plan::ArithOp) -> &'static str {
         A::Mul => "*",
         A::Div | A::DivRound => "/",
         A::Mod => "%",
+        A::BitAnd => "&",
+        A::BitOr => "|",
+        A::BitXor => "#",
+        A::Shl | A::Shl16 => "<<",
+        A::Shr => ">>",
     }
 }
 

@@ -67,7 +67,47 @@ fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
+/// A bit operator on two integers, into `ty` (the operator's result type).
+fn bits(op: ArithOp, a: &Value, b: &Value, ty: &SqlType) -> Option<Value> {
+    let int = |v: &Value| match v {
+        Value::SmallInt(x) => Some(i64::from(*x)),
+        Value::Integer(x) => Some(i64::from(*x)),
+        Value::BigInt(x) => Some(*x),
+        _ => None,
+    };
+    let (x, y) = (int(a)?, int(b)?);
+    // a shift count is taken modulo the width, as wasm and x86 do
+    let count = u32::try_from(y & 63).ok()?;
+    let r: i64 = match (op, ty) {
+        (ArithOp::BitAnd, _) => x & y,
+        (ArithOp::BitOr, _) => x | y,
+        (ArithOp::BitXor, _) => x ^ y,
+        (ArithOp::Shl, SqlType::BigInt) => x.wrapping_shl(count),
+        (ArithOp::Shr, SqlType::BigInt) => x.wrapping_shr(count),
+        (ArithOp::Shl | ArithOp::Shl16, _) => {
+            let r = i32::try_from(x).ok()?.wrapping_shl(count);
+            if op == ArithOp::Shl16 {
+                let bytes = r.to_le_bytes();
+                i64::from(i16::from_le_bytes([bytes[0], bytes[1]]))
+            } else {
+                i64::from(r)
+            }
+        }
+        (ArithOp::Shr, _) => i64::from(i32::try_from(x).ok()?.wrapping_shr(count)),
+        _ => return None,
+    };
+    Some(match ty {
+        SqlType::SmallInt => Value::SmallInt(i16::try_from(r).ok()?),
+        SqlType::Integer => Value::Integer(i32::try_from(r).ok()?),
+        SqlType::BigInt => Value::BigInt(r),
+        _ => return None,
+    })
+}
+
 fn arith(op: ArithOp, a: &Value, b: &Value, ty: &SqlType) -> Option<Value> {
+    if op.is_bitwise() {
+        return bits(op, a, b, ty);
+    }
     if let (Value::Double(x), Value::Double(y)) = (a, b) {
         let r = match op {
             ArithOp::Add => x + y,
@@ -79,7 +119,7 @@ fn arith(op: ArithOp, a: &Value, b: &Value, ty: &SqlType) -> Option<Value> {
                 }
                 x / y
             }
-            ArithOp::Mod => return None,
+            _ => return None,
         };
         return r.is_finite().then_some(Value::Double(r));
     }
@@ -113,6 +153,13 @@ fn arith(op: ArithOp, a: &Value, b: &Value, ty: &SqlType) -> Option<Value> {
             (r, s)
         }
         ArithOp::Mul => (ma.checked_mul(mb)?, sa + sb),
+        // folded by `bits`, never here
+        ArithOp::BitAnd
+        | ArithOp::BitOr
+        | ArithOp::BitXor
+        | ArithOp::Shl
+        | ArithOp::Shl16
+        | ArithOp::Shr => return None,
         ArithOp::Div | ArithOp::DivRound => {
             if mb == 0 {
                 return None;

@@ -168,6 +168,9 @@ pub enum Statement {
         if_not_exists: bool,
         /// DISTRIBUTE BY, if given (split points already of the column's type).
         distribution: Option<DistributionSpec>,
+        /// UNIQUE constraints: each a name (the constraint's, or none) and
+        /// its columns; each becomes a unique index of the table.
+        unique: Vec<(Option<String>, Vec<String>)>,
     },
     /// DROP TABLE.
     DropTable {
@@ -804,6 +807,7 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
     }
     let mut columns = Vec::with_capacity(ct.columns.len());
     let mut primary_key: Vec<String> = Vec::new();
+    let mut unique: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for c in &ct.columns {
         let name = norm(&c.name);
         let (ty, domain) = match &c.data_type {
@@ -844,13 +848,17 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
                     col.not_null = true;
                     primary_key.push(name.clone());
                 }
+                ast::ColumnOption::Unique(u) => {
+                    check_unique(u)?;
+                    unique.push((u.name.as_ref().map(norm), vec![name.clone()]));
+                }
                 other => {
                     return Err(CompileError::new(
                         codes::NOT_SUPPORTED,
                         format!("the column option {other} is not supported"),
                     )
                     .at(pos_of(c))
-                    .hint("UNIQUE: CREATE UNIQUE INDEX after the table; CHECK: use a domain"));
+                    .hint("CHECK: use a domain"));
                 }
             }
         }
@@ -882,13 +890,37 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
                     }
                 }
             }
+            ast::TableConstraint::Unique(u) => {
+                check_unique(u)?;
+                let mut cols = Vec::with_capacity(u.columns.len());
+                for ic in &u.columns {
+                    match &ic.column.expr {
+                        ast::Expr::Identifier(i) => cols.push(norm(i)),
+                        other => {
+                            return Err(CompileError::new(
+                                codes::NOT_SUPPORTED,
+                                format!("a UNIQUE constraint on the expression {other}"),
+                            ));
+                        }
+                    }
+                }
+                unique.push((u.name.as_ref().map(norm), cols));
+            }
             other => {
                 return Err(CompileError::new(
                     codes::NOT_SUPPORTED,
                     format!("the constraint {other} is not supported"),
                 )
-                .hint("UNIQUE: CREATE UNIQUE INDEX after the table"));
+                .hint("CHECK: use a domain"));
             }
+        }
+    }
+    for (_, cols) in &unique {
+        if let Some(c) = cols.iter().find(|c| !columns.iter().any(|x| x.name == **c)) {
+            return Err(CompileError::new(
+                codes::UNDEFINED_COLUMN,
+                format!("column \"{c}\" named in a UNIQUE constraint does not exist"),
+            ));
         }
     }
     Ok(Statement::CreateTable {
@@ -897,7 +929,31 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
         primary_key,
         if_not_exists: ct.if_not_exists,
         distribution: None,
+        unique,
     })
+}
+
+/// A UNIQUE constraint as SQL's default has it (NULLs distinct, checked at
+/// each statement); the other forms are refused by name.
+fn check_unique(u: &ast::UniqueConstraint) -> Result<(), CompileError> {
+    let refused = if !u.include.is_empty() {
+        Some("UNIQUE ... INCLUDE")
+    } else if !u.index_options.is_empty() || u.index_type.is_some() || u.index_name.is_some() {
+        Some("index options of a UNIQUE constraint")
+    } else if u.characteristics.is_some() {
+        Some("DEFERRABLE / INITIALLY on a UNIQUE constraint")
+    } else if matches!(u.nulls_distinct, ast::NullsDistinctOption::NotDistinct) {
+        Some("UNIQUE NULLS NOT DISTINCT")
+    } else {
+        None
+    };
+    match refused {
+        Some(what) => Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            format!("{what} is not supported"),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn hash(bytes: &[u8]) -> [u8; 32] {

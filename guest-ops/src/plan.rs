@@ -86,6 +86,31 @@ pub enum ArithOp {
     DivRound,
     /// `%`, with the sign of the dividend.
     Mod,
+    /// `&` on integers.
+    BitAnd,
+    /// `|` on integers.
+    BitOr,
+    /// `#` (exclusive or) on integers.
+    BitXor,
+    /// `<<` on INTEGER or BIGINT: the count taken modulo the width (as
+    /// PostgreSQL's C shift does on x86).
+    Shl,
+    /// `<<` on a SMALLINT computed as an INTEGER: then the low 16 bits,
+    /// sign-extended (PostgreSQL's `int2shl`).
+    Shl16,
+    /// `>>`, arithmetic (the sign shifted in), the count modulo the width.
+    Shr,
+}
+
+impl ArithOp {
+    /// Whether it is one of the bit operators (integers only).
+    #[must_use]
+    pub fn is_bitwise(self) -> bool {
+        matches!(
+            self,
+            Self::BitAnd | Self::BitOr | Self::BitXor | Self::Shl | Self::Shl16 | Self::Shr
+        )
+    }
 }
 
 /// Comparison.

@@ -97,6 +97,37 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
             "statement {n} the user signed is not a schema change"
         )));
     }
+    if let Statement::CreateTable {
+        columns,
+        primary_key,
+        distribution,
+        unique,
+        ..
+    } = &op
+    {
+        // unique on each shard is unique in the table only when the rows
+        // that could clash are on one shard: the placing column is among
+        // the constraint's
+        let placing = match distribution {
+            Some(
+                scratchbird_storage::catalog::DistributionSpec::Hash(c)
+                | scratchbird_storage::catalog::DistributionSpec::Range(c, _),
+            ) => Some(c.clone()),
+            None => primary_key
+                .first()
+                .cloned()
+                .or_else(|| columns.first().map(|c| c.name.clone())),
+        };
+        if let Some(p) = placing
+            && let Some((_, cols)) = unique.iter().find(|(_, cols)| !cols.contains(&p))
+        {
+            return Err(HostError::Envelope(format!(
+                "UNIQUE ({}) cannot be kept across shards: rows are placed by {p}, so two rows equal on ({}) could be on two shards; add {p} to the constraint, or place the table by one of its columns (DISTRIBUTE BY HASH (...))",
+                cols.join(", "),
+                cols.join(", ")
+            )));
+        }
+    }
     if matches!(op, Statement::CreateIndex { unique: true, .. }) {
         // whether the rows are unique depends on each node's rows: nodes
         // would part on it

@@ -1441,6 +1441,40 @@ impl Drop for ShardSessionOf {
 
 /// Applies a schema change in `txn`, whose catalog is `cat`. Returns its
 /// command tag.
+/// The unique indexes of a new table's UNIQUE constraints: named as the
+/// constraint, else `TABLE_COLUMNS_key` as PostgreSQL names them (with a
+/// number when an index has that name).
+fn unique_indexes(
+    cat: &Catalog,
+    table: &str,
+    unique: Vec<(Option<String>, Vec<String>)>,
+) -> Vec<IndexSpec> {
+    let mut taken: Vec<String> = Vec::new();
+    unique
+        .into_iter()
+        .map(|(name, columns)| {
+            let name = name.unwrap_or_else(|| {
+                let base = format!("{table}_{}_key", columns.join("_"));
+                let free = |n: &String| cat.index_by_name(n).is_none() && !taken.contains(n);
+                let mut n = base.clone();
+                let mut k = 0;
+                while !free(&n) {
+                    k += 1;
+                    n = format!("{base}{k}");
+                }
+                n
+            });
+            taken.push(name.clone());
+            IndexSpec {
+                name,
+                table: table.to_owned(),
+                columns,
+                unique: true,
+            }
+        })
+        .collect()
+}
+
 /// The views of one DROP VIEW in an order that drops each after the views
 /// among them that name it (`DROP VIEW a, b` where `b` names `a`).
 fn views_in_drop_order(cat: &Catalog, names: &[String]) -> Vec<String> {
@@ -1471,10 +1505,13 @@ fn apply_schema_change(
             primary_key,
             if_not_exists,
             distribution,
+            unique,
         } => {
             if if_not_exists && cat.table_by_name(&name).is_some_and(|t| !t.is_system()) {
                 return Ok("CREATE TABLE");
             }
+            let table = name.clone();
+            let indexes = unique_indexes(cat, &table, unique);
             let spec = TableSpec {
                 distribution,
                 name,
@@ -1493,7 +1530,14 @@ fn apply_schema_change(
                     .collect(),
                 primary_key,
             };
-            txn.statement(|t| t.create_table(&spec))?;
+            txn.statement(|t| {
+                t.create_table(&spec)?;
+                // each UNIQUE constraint is a unique index, made with the table
+                for i in &indexes {
+                    t.create_index(i)?;
+                }
+                Ok(())
+            })?;
             Ok("CREATE TABLE")
         }
         Statement::DropTable { names, if_exists } => {

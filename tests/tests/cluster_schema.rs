@@ -174,6 +174,7 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
         "{}",
         out(&o)
     );
+    unique_constraints_hold_only_with_the_placing_column(&c, all[1]);
     let changes = |n: &Node| c.status(n).unwrap()["schema_changes"].as_u64().unwrap();
     let before = changes(all[0]);
     ops(
@@ -263,6 +264,32 @@ fn a_schema_change_made_at_one_node_is_every_nodes_with_the_same_ids() {
     assert!(a.starts_with("NOT_SENDER"), "{a}");
 
     catch_up_after_a_stop(&c, nodes);
+}
+
+/// A UNIQUE constraint in a cluster is kept shard by shard: it is refused
+/// unless it holds the column the rows are placed by, so that rows equal on
+/// it are on one shard.
+fn unique_constraints_hold_only_with_the_placing_column(c: &ControlCluster, n: &Node) {
+    let o = sql(
+        c,
+        n,
+        &c.certs(),
+        "ops",
+        "CREATE TABLE wide (id BIGINT PRIMARY KEY, e VARCHAR(10) UNIQUE)",
+    );
+    assert!(
+        !o.status.success() && out(&o).contains("cannot be kept across shards"),
+        "{}",
+        out(&o)
+    );
+    ops(
+        c,
+        n,
+        "CREATE TABLE wide (id BIGINT PRIMARY KEY, e VARCHAR(10), UNIQUE (e, id))",
+    );
+    ops(c, n, "INSERT INTO wide VALUES (1, 'a')");
+    let o = sql(c, n, &c.certs(), "ops", "INSERT INTO wide VALUES (1, 'a')");
+    assert!(!o.status.success(), "{}", out(&o));
 }
 
 /// n3 is down while the schema changes (an index dropped, a table and a view

@@ -108,6 +108,82 @@ impl<'c> Binder<'c> {
         Ok((coerce(a, t), coerce(b, t)))
     }
 
+    /// `a & b`, `a | b`, `a # b` on integers: of SMALLINT with SMALLINT a
+    /// SMALLINT (a bitwise result of two stays in its range), else of the
+    /// wider one.
+    pub(super) fn bits(
+        &self,
+        op: ArithOp,
+        word: &str,
+        a: BExpr,
+        b: BExpr,
+    ) -> Result<BExpr, CompileError> {
+        let (a, b) = if is_null_lit(&a) || is_null_lit(&b) {
+            self.unify(a, b)?
+        } else {
+            (a, b)
+        };
+        let t = match (integer_rank(&a.ty), integer_rank(&b.ty)) {
+            (Some(1), Some(1)) => SqlType::SmallInt,
+            (Some(x), Some(y)) if x.max(y) == 3 => SqlType::BigInt,
+            (Some(_), Some(_)) => SqlType::Integer,
+            _ => {
+                return Err(mismatch(format!(
+                    "operator {word} does not apply to {} and {}",
+                    a.ty, b.ty
+                ))
+                .hint("the bit operators take SMALLINT, INTEGER or BIGINT"));
+            }
+        };
+        let n = a.nullable || b.nullable;
+        let (a, b) = (coerce(a, t), coerce(b, t));
+        Ok(mk(BK::Arith(op, Box::new(a), Box::new(b)), t, n))
+    }
+
+    /// `a << n` and `a >> n`: `a` an integer (the result has its type), `n`
+    /// a SMALLINT or INTEGER count (PostgreSQL has no shift by a BIGINT).
+    pub(super) fn shift(&self, left: bool, a: BExpr, n: BExpr) -> Result<BExpr, CompileError> {
+        let word = if left { "<<" } else { ">>" };
+        let a = if is_null_lit(&a) {
+            BExpr::lit(Value::Null, SqlType::Integer)
+        } else {
+            a
+        };
+        let n = if is_null_lit(&n) {
+            BExpr::lit(Value::Null, SqlType::Integer)
+        } else {
+            n
+        };
+        let (Some(ra), Some(rn)) = (integer_rank(&a.ty), integer_rank(&n.ty)) else {
+            return Err(mismatch(format!(
+                "operator {word} does not apply to {} and {}",
+                a.ty, n.ty
+            ))
+            .hint("shift a SMALLINT, INTEGER or BIGINT by an INTEGER count"));
+        };
+        if rn == 3 {
+            return Err(mismatch(format!(
+                "operator {word} does not apply to {} and {}: the count is an INTEGER",
+                a.ty, n.ty
+            ))
+            .hint("CAST the count AS INTEGER"));
+        }
+        let t = a.ty;
+        let nullable = a.nullable || n.nullable;
+        // a SMALLINT shifts as an INTEGER; a left shift then keeps 16 bits
+        let (op, compute) = match (ra, left) {
+            (1, true) => (ArithOp::Shl16, SqlType::Integer),
+            (1, false) => (ArithOp::Shr, SqlType::Integer),
+            (3, l) => (if l { ArithOp::Shl } else { ArithOp::Shr }, SqlType::BigInt),
+            (_, l) => (
+                if l { ArithOp::Shl } else { ArithOp::Shr },
+                SqlType::Integer,
+            ),
+        };
+        let (a, n) = (coerce(a, compute), coerce(n, compute));
+        Ok(mk(BK::Arith(op, Box::new(a), Box::new(n)), t, nullable))
+    }
+
     pub(super) fn compare(&self, op: CmpOp, a: BExpr, b: BExpr) -> Result<BExpr, CompileError> {
         let (a, b) = self.unify(a, b)?;
         if matches!(a.ty, SqlType::Blob) && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
@@ -302,6 +378,12 @@ impl<'c> Binder<'c> {
                         let (t, n) = (b.ty, b.nullable);
                         mk(BK::Neg(Box::new(b)), t, n)
                     }
+                    UnaryOperator::BitwiseNot => {
+                        // ~x is x # -1
+                        let b = self.expr(expr, scope, agg)?;
+                        let ones = BExpr::lit(Value::Integer(-1), SqlType::Integer);
+                        self.bits(ArithOp::BitXor, "~", b, ones)?
+                    }
                     other => return Err(unsupported(format!("the operator {other}"))),
                 },
                 Expr::BinaryOp {
@@ -361,6 +443,11 @@ impl<'c> Binder<'c> {
                             and(self.boolean(a, "AND")?, self.boolean(b, "AND")?)
                         }
                         BinaryOperator::Or => or(self.boolean(a, "OR")?, self.boolean(b, "OR")?),
+                        BinaryOperator::BitwiseAnd => self.bits(ArithOp::BitAnd, "&", a, b)?,
+                        BinaryOperator::BitwiseOr => self.bits(ArithOp::BitOr, "|", a, b)?,
+                        BinaryOperator::PGBitwiseXor => self.bits(ArithOp::BitXor, "#", a, b)?,
+                        BinaryOperator::PGBitwiseShiftLeft => self.shift(true, a, b)?,
+                        BinaryOperator::PGBitwiseShiftRight => self.shift(false, a, b)?,
                         other => return Err(unsupported(format!("the operator {other}"))),
                     }
                 }
@@ -913,5 +1000,15 @@ impl<'c> Binder<'c> {
         };
         let ty = self.meta(*c)?.ty;
         Ok((bq.rel, ty, refs))
+    }
+}
+
+/// 1 SMALLINT, 2 INTEGER, 3 BIGINT; `None` for any other type.
+fn integer_rank(t: &SqlType) -> Option<u8> {
+    match t {
+        SqlType::SmallInt => Some(1),
+        SqlType::Integer => Some(2),
+        SqlType::BigInt => Some(3),
+        _ => None,
     }
 }

@@ -49,6 +49,27 @@ impl Gen {
     ) -> Result<(), EmitError> {
         let f = &mut self.f;
         match op {
+            ArithOp::BitAnd
+            | ArithOp::BitOr
+            | ArithOp::BitXor
+            | ArithOp::Shl
+            | ArithOp::Shl16
+            | ArithOp::Shr => {
+                // wasm masks shift counts by the width, as x86 does
+                f.get(a.v);
+                f.get(b.v);
+                f.i(match op {
+                    ArithOp::BitAnd => I::I32And,
+                    ArithOp::BitOr => I::I32Or,
+                    ArithOp::BitXor => I::I32Xor,
+                    ArithOp::Shr => I::I32ShrS,
+                    _ => I::I32Shl,
+                });
+                if op == ArithOp::Shl16 {
+                    f.i(I::I32Extend16S);
+                }
+                f.set(out.v);
+            }
             ArithOp::Add | ArithOp::Sub | ArithOp::Mul => {
                 let w = f.scratch(ValType::I64);
                 f.get(a.v);
@@ -102,6 +123,24 @@ impl Gen {
     /// Checked i64 arithmetic of locals `a` and `b` into local `out`.
     pub(crate) fn arith_i64(&mut self, op: ArithOp, a: u32, b: u32, out: u32) {
         match op {
+            ArithOp::BitAnd
+            | ArithOp::BitOr
+            | ArithOp::BitXor
+            | ArithOp::Shl
+            | ArithOp::Shl16
+            | ArithOp::Shr => {
+                let f = &mut self.f;
+                f.get(a);
+                f.get(b);
+                f.i(match op {
+                    ArithOp::BitAnd => I::I64And,
+                    ArithOp::BitOr => I::I64Or,
+                    ArithOp::BitXor => I::I64Xor,
+                    ArithOp::Shr => I::I64ShrS,
+                    _ => I::I64Shl,
+                });
+                f.set(out);
+            }
             ArithOp::Add | ArithOp::Sub => {
                 let r = self.f.scratch(ValType::I64);
                 let f = &mut self.f;
@@ -285,6 +324,16 @@ impl Gen {
             ArithOp::Mod => {
                 return Err(EmitError::Unsupported(
                     "% on DOUBLE PRECISION (use integers or decimals)".into(),
+                ));
+            }
+            ArithOp::BitAnd
+            | ArithOp::BitOr
+            | ArithOp::BitXor
+            | ArithOp::Shl
+            | ArithOp::Shl16
+            | ArithOp::Shr => {
+                return Err(EmitError::Unsupported(
+                    "a bit operator on DOUBLE PRECISION (they take integers)".into(),
                 ));
             }
         });
