@@ -209,6 +209,28 @@ pub enum DatePart {
     Second,
 }
 
+/// What `date_trunc` keeps of a TIMESTAMP: everything from the unit up
+/// (a week starts on Monday, as ISO 8601 has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncUnit {
+    /// January 1st.
+    Year,
+    /// The first day of the quarter.
+    Quarter,
+    /// The first day of the month.
+    Month,
+    /// Monday.
+    Week,
+    /// Midnight.
+    Day,
+    /// The hour.
+    Hour,
+    /// The minute.
+    Minute,
+    /// The second.
+    Second,
+}
+
 /// Scalar functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Func {
@@ -238,6 +260,8 @@ pub enum Func {
     ExtractTs(DatePart),
     /// `date + n months` (args: I32 days, I32 months) -> I32.
     AddMonths,
+    /// `date_trunc(unit, TIMESTAMP)`: a TIMESTAMP.
+    DateTrunc(TruncUnit),
     /// `abs(x)`, checked.
     Abs,
     /// A DOUBLE PRECISION function (args: F64 [, F64 for a power]) -> F64.

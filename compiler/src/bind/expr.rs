@@ -701,15 +701,7 @@ impl<'c> Binder<'c> {
                         DateTimeField::Second | DateTimeField::Seconds => DatePart::Second,
                         other => return Err(unsupported(format!("EXTRACT({other})"))),
                     };
-                    let f = match (b.ty, part) {
-                        (SqlType::Date, DatePart::Year | DatePart::Month | DatePart::Day) => {
-                            Func::ExtractDate(part)
-                        }
-                        (SqlType::Timestamp, _) => Func::ExtractTs(part),
-                        (t, _) => return Err(mismatch(format!("EXTRACT({part:?}) from {t}"))),
-                    };
-                    let n = b.nullable;
-                    mk(BK::Func(f, vec![b]), SqlType::Integer, n)
+                    extract(part, b)?
                 }
                 Expr::Substring {
                     expr,
@@ -1011,4 +1003,24 @@ fn integer_rank(t: &SqlType) -> Option<u8> {
         SqlType::BigInt => Some(3),
         _ => None,
     }
+}
+
+/// EXTRACT(`part` FROM `b`) (and `date_part`): an INTEGER. A time part of a
+/// DATE is of its midnight.
+pub(super) fn extract(part: DatePart, b: BExpr) -> Result<BExpr, CompileError> {
+    let b = if is_null_lit(&b) {
+        BExpr::lit(Value::Null, SqlType::Timestamp)
+    } else {
+        b
+    };
+    let (f, b) = match (b.ty, part) {
+        (SqlType::Date, DatePart::Year | DatePart::Month | DatePart::Day) => {
+            (Func::ExtractDate(part), b)
+        }
+        (SqlType::Date, _) => (Func::ExtractTs(part), coerce(b, SqlType::Timestamp)),
+        (SqlType::Timestamp, _) => (Func::ExtractTs(part), b),
+        (t, _) => return Err(mismatch(format!("EXTRACT({part:?}) from {t}"))),
+    };
+    let n = b.nullable;
+    Ok(mk(BK::Func(f, vec![b]), SqlType::Integer, n))
 }

@@ -425,6 +425,23 @@ impl<'c> Binder<'c> {
                 }
                 self.text_fn(&name, args)?
             }
+            "date_part" | "date_trunc" => {
+                want(2)?;
+                let x = bound.pop().ok_or_else(|| mismatch(name.clone()))?;
+                let field = bound.pop().ok_or_else(|| mismatch(name.clone()))?;
+                let Some(unit) = is_text_lit(&field).map(str::to_ascii_lowercase) else {
+                    return Err(
+                        unsupported(format!("{name} with a unit that is not a literal"))
+                            .at(pos_of(f)),
+                    );
+                };
+                if name == "date_part" {
+                    date_part(&unit, x)
+                } else {
+                    date_trunc(&unit, x)
+                }
+                .map_err(|e| e.at(pos_of(f)))?
+            }
             "left" | "right" | "starts_with" => {
                 want(2)?;
                 let n = bound.pop().ok_or_else(|| mismatch("left/right"))?;
@@ -1158,4 +1175,58 @@ impl<'c> Binder<'c> {
         }
         Ok((arg, kind))
     }
+}
+
+/// `date_part('unit', x)`: EXTRACT of that unit.
+fn date_part(unit: &str, x: BExpr) -> Result<BExpr, CompileError> {
+    let part = match unit {
+        "year" | "years" => DatePart::Year,
+        "month" | "months" => DatePart::Month,
+        "day" | "days" => DatePart::Day,
+        "hour" | "hours" => DatePart::Hour,
+        "minute" | "minutes" => DatePart::Minute,
+        "second" | "seconds" => DatePart::Second,
+        other => return Err(unsupported(format!("date_part('{other}', ...)"))),
+    };
+    super::expr::extract(part, x)
+}
+
+/// `date_trunc('unit', x)`: a TIMESTAMP (of a DATE, its midnight first).
+fn date_trunc(unit: &str, x: BExpr) -> Result<BExpr, CompileError> {
+    use scratchbird_guest_ops::plan::TruncUnit;
+    let u = match unit {
+        "year" => TruncUnit::Year,
+        "quarter" => TruncUnit::Quarter,
+        "month" => TruncUnit::Month,
+        "week" => TruncUnit::Week,
+        "day" => TruncUnit::Day,
+        "hour" => TruncUnit::Hour,
+        "minute" => TruncUnit::Minute,
+        "second" => TruncUnit::Second,
+        "microseconds" | "milliseconds" | "decade" | "century" | "millennium" => {
+            return Err(unsupported(format!("date_trunc('{unit}', ...)")));
+        }
+        other => {
+            return Err(CompileError::new(
+                codes::INVALID_LITERAL,
+                format!("date_trunc unit \"{other}\" not recognized"),
+            )
+            .hint("year, quarter, month, week, day, hour, minute or second"));
+        }
+    };
+    let x = match x.ty {
+        _ if is_null_lit(&x) => BExpr::lit(Value::Null, SqlType::Timestamp),
+        SqlType::Date | SqlType::Timestamp => coerce(x, SqlType::Timestamp),
+        t => {
+            return Err(mismatch(format!(
+                "date_trunc takes a DATE or TIMESTAMP, not {t}"
+            )));
+        }
+    };
+    let n = x.nullable;
+    Ok(mk(
+        BK::Func(Func::DateTrunc(u), vec![x]),
+        SqlType::Timestamp,
+        n,
+    ))
 }

@@ -5,7 +5,7 @@ use super::super::F64_MATH_FN;
 use super::super::rt::Helper;
 use super::super::{EmitError, Gen, Val};
 use crate::abi::MathOp;
-use crate::plan::{DatePart, Expr, Func, MathFn, Prim};
+use crate::plan::{DatePart, Expr, Func, MathFn, Prim, TruncUnit};
 use wasm_encoder::{Instruction as I, ValType};
 
 use super::MICROS_PER_DAY;
@@ -19,7 +19,7 @@ impl Gen {
             Func::Replace | Func::SplitPart => 3,
             Func::Math(MathFn::Host(MathOp::Pow)) => 2,
             Func::Math(_) => 1,
-            Func::ExtractDate(_) | Func::ExtractTs(_) => 1,
+            Func::ExtractDate(_) | Func::ExtractTs(_) | Func::DateTrunc(_) => 1,
             Func::Position
             | Func::Concat
             | Func::TrimBoth
@@ -38,6 +38,7 @@ impl Gen {
         let out_prim = match func {
             Func::Length | Func::Position | Func::ExtractDate(_) | Func::AddMonths => Prim::I32,
             Func::ExtractTs(_) => Prim::I32,
+            Func::DateTrunc(_) => Prim::I64,
             Func::Like => Prim::Bool,
             Func::Math(_) => Prim::F64,
             Func::Abs => args.first().map_or(Prim::I64, |a| a.prim),
@@ -236,6 +237,7 @@ impl Gen {
                 }
             }
             Func::AddMonths => self.add_months(&arg(0)?, &arg(1)?, out),
+            Func::DateTrunc(unit) => self.date_trunc(unit, &arg(0)?, out),
             Func::Abs => {
                 let x = arg(0)?;
                 match x.prim {
@@ -269,6 +271,84 @@ impl Gen {
             }
         }
         Ok(())
+    }
+
+    /// Sets `out` to TIMESTAMP `ts` truncated to `unit`.
+    fn date_trunc(&mut self, unit: TruncUnit, ts: &Val, out: &Val) {
+        let step = match unit {
+            TruncUnit::Second => Some(1_000_000),
+            TruncUnit::Minute => Some(60_000_000),
+            TruncUnit::Hour => Some(3_600_000_000),
+            TruncUnit::Day => Some(MICROS_PER_DAY),
+            _ => None,
+        };
+        let q = self.f.scratch(ValType::I64);
+        if let Some(k) = step {
+            // floor(ts / k) * k
+            self.floor_div_local(ts.v, k, q);
+            self.f.get(q);
+            self.f.i64c(k);
+            self.f.i(I::I64Mul);
+            self.f.set(out.v);
+            return;
+        }
+        self.floor_div_local(ts.v, MICROS_PER_DAY, q);
+        if unit == TruncUnit::Week {
+            // days back to Monday: 1970-01-01 was a Thursday
+            let f = &mut self.f;
+            f.get(q);
+            f.get(q);
+            f.i64c(3);
+            f.i(I::I64Add);
+            f.i64c(7);
+            f.i(I::I64RemS);
+            f.i64c(7);
+            f.i(I::I64Add);
+            f.i64c(7);
+            f.i(I::I64RemS);
+            f.i(I::I64Sub);
+            f.i64c(MICROS_PER_DAY);
+            f.i(I::I64Mul);
+            f.set(out.v);
+            return;
+        }
+        let civil = self.helper(Helper::Civil);
+        let mk = self.helper(Helper::Days);
+        let (y, m, d) = (
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+            self.f.scratch(ValType::I32),
+        );
+        let f = &mut self.f;
+        f.get(q);
+        f.i(I::I32WrapI64);
+        f.i(I::Call(civil));
+        f.set(d);
+        f.set(m);
+        f.set(y);
+        f.get(y);
+        match unit {
+            TruncUnit::Month => f.get(m),
+            TruncUnit::Quarter => {
+                // ((m - 1) / 3) * 3 + 1
+                f.get(m);
+                f.i32c(1);
+                f.i(I::I32Sub);
+                f.i32c(3);
+                f.i(I::I32DivU);
+                f.i32c(3);
+                f.i(I::I32Mul);
+                f.i32c(1);
+                f.i(I::I32Add);
+            }
+            _ => f.i32c(1),
+        }
+        f.i32c(1);
+        f.i(I::Call(mk));
+        f.i(I::I64ExtendI32S);
+        f.i64c(MICROS_PER_DAY);
+        f.i(I::I64Mul);
+        f.set(out.v);
     }
 
     pub(super) fn floor_div_local(&mut self, x: u32, k: i64, out: u32) {

@@ -90,6 +90,7 @@ fn expr_prim(e: &Expr, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, EmitE
             | Func::ExtractDate(_)
             | Func::ExtractTs(_)
             | Func::AddMonths => Prim::I32,
+            Func::DateTrunc(_) => Prim::I64,
             Func::Like => Prim::Bool,
             Func::Math(_) => Prim::F64,
             Func::Abs => match args.first() {
