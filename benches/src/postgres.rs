@@ -89,6 +89,15 @@ impl Postgres {
     /// # Errors
     /// psql failed.
     pub fn sql(&self, sql: &str) -> Result<String> {
+        let mut c = self.psql();
+        c.args(["-A", "-t"]);
+        c.args(["-c", "\\timing on", "-c", sql]);
+        run(c, "psql")
+    }
+
+    /// psql, connected to the cluster's `postgres` database, quiet, without
+    /// a startup file.
+    fn psql(&self) -> Command {
         let mut c = as_postgres(&format!("{BIN}/psql"));
         c.args([
             "-h",
@@ -99,11 +108,8 @@ impl Postgres {
             "postgres",
             "-X",
             "-q",
-            "-A",
-            "-t",
         ]);
-        c.args(["-c", "\\timing on", "-c", sql]);
-        run(c, "psql")
+        c
     }
 
     /// Runs a file of SQL; returns psql's output as CSV with a header (`--csv`).
@@ -112,16 +118,8 @@ impl Postgres {
     /// # Errors
     /// psql failed (the error is in the message).
     pub fn csv_file(&self, file: &Path) -> Result<String> {
-        let mut c = as_postgres(&format!("{BIN}/psql"));
+        let mut c = self.psql();
         c.args([
-            "-h",
-            &self.dir.display().to_string(),
-            "-p",
-            &self.port.to_string(),
-            "-d",
-            "postgres",
-            "-X",
-            "-q",
             "--csv",
             "-v",
             "ON_ERROR_STOP=1",

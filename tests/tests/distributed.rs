@@ -319,16 +319,23 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
 /// The rows of `sql` at `c`, each as its values joined by `|`, or the error's
 /// code and message.
 async fn answer(c: &Client, sql: &str) -> Result<Vec<String>, String> {
+    Ok(answer_rows(c, sql)
+        .await?
+        .iter()
+        .map(|row| {
+            let v: Vec<String> = row.iter().map(ToString::to_string).collect();
+            v.join("|")
+        })
+        .collect())
+}
+
+/// The rows of `sql`'s answer, or its error as `CODE: message`.
+async fn answer_rows(c: &Client, sql: &str) -> Result<Vec<Vec<Value>>, String> {
     let mut r = c.query(sql, 0).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     loop {
         match r.next().await {
-            Ok(Some(Response::Batch(b))) => {
-                for row in b.rows().map_err(|e| e.to_string())? {
-                    let v: Vec<String> = row.iter().map(ToString::to_string).collect();
-                    out.push(v.join("|"));
-                }
-            }
+            Ok(Some(Response::Batch(b))) => out.extend(b.rows().map_err(|e| e.to_string())?),
             Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => {
                 return Err(format!("{}: {}", e.code, e.message));
             }
@@ -1473,38 +1480,26 @@ fn explain_analyze_shows_what_the_policies_withheld_only_to_whom_the_bundle_perm
 /// The answer to `sql` as CSV with a header line, values as `sb sql` prints
 /// them (what `tpch::compare` reads).
 async fn answer_csv(c: &Client, sql: &str) -> Result<String, String> {
-    let mut r = c.query(sql, 0).await.map_err(|e| e.to_string())?;
     let mut out = String::from("(header)\n");
-    loop {
-        match r.next().await {
-            Ok(Some(Response::Batch(b))) => {
-                for row in b.rows().map_err(|e| e.to_string())? {
-                    let cells: Vec<String> = row
-                        .iter()
-                        .map(|v| {
-                            // NULL as psql --csv writes it: nothing
-                            if v.is_null() {
-                                String::new()
-                            } else {
-                                format!(
-                                    "\"{}\"",
-                                    scratchbird_node::display_value(v).replace('"', "\"\"")
-                                )
-                            }
-                        })
-                        .collect();
-                    out.push_str(&cells.join(","));
-                    out.push('\n');
+    for row in answer_rows(c, sql).await? {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|v| {
+                // NULL as psql --csv writes it: nothing
+                if v.is_null() {
+                    String::new()
+                } else {
+                    format!(
+                        "\"{}\"",
+                        scratchbird_node::display_value(v).replace('"', "\"\"")
+                    )
                 }
-            }
-            Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => {
-                return Err(format!("{}: {}", e.code, e.message));
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return Ok(out),
-            Err(e) => return Err(e.to_string()),
-        }
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
     }
+    Ok(out)
 }
 
 /// TPC-H over three shards: the 22 queries at scale factor 0.01, the rows

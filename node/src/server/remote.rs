@@ -226,16 +226,23 @@ impl RemoteSession {
                     HostError::internal("a remote shard without the control plane")
                 })?;
                 // a connection kept for the shard may be closed too (the
-                // shard closed them all when it renewed its certificate): a
-                // request that could not be written ran nowhere, so each dead
-                // one is replaced in turn, a few times
-                let mut last = e;
+                // shard closed them all when it renewed its certificate), and
+                // so may a new one while it does: a request that could not be
+                // written ran nowhere, so each dead connection is replaced in
+                // turn, and a failed connect tried again, a few times
+                let mut last = e.to_string();
                 for _ in 0..RECONNECTS_MAX {
-                    let client = self
-                        .shared
-                        .handle
-                        .block_on(plane.peer_client_again(self.node.node, &self.addr, &self.client))
-                        .map_err(|why| self.lost(format!("{last}; connecting again: {why}")))?;
+                    let client = match self.shared.handle.block_on(plane.peer_client_again(
+                        self.node.node,
+                        &self.addr,
+                        &self.client,
+                    )) {
+                        Ok(c) => c,
+                        Err(why) => {
+                            last = format!("{last}; connecting again: {why}");
+                            continue;
+                        }
+                    };
                     self.client = client;
                     self.broken.set(false);
                     self.layouts.clear();
@@ -247,10 +254,10 @@ impl RemoteSession {
                         Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => {
                             return Err(self.sent(e));
                         }
-                        Err(e) => last = e,
+                        Err(e) => last = e.to_string(),
                     }
                 }
-                Err(self.sent(last))
+                Err(self.lost(last))
             }
         }
     }

@@ -8,6 +8,24 @@ use crate::abi::ErrorCode;
 use crate::plan::{ArithOp, CmpOp, Prim};
 use wasm_encoder::{Instruction as I, ValType};
 
+/// The instruction of bit operator `op` on i32 values (i64 when `wide`).
+/// wasm takes a shift count modulo the width, as x86 (and so PostgreSQL)
+/// does.
+fn bit_instr(op: ArithOp, wide: bool) -> I<'static> {
+    match (op, wide) {
+        (ArithOp::BitAnd, false) => I::I32And,
+        (ArithOp::BitOr, false) => I::I32Or,
+        (ArithOp::BitXor, false) => I::I32Xor,
+        (ArithOp::Shr, false) => I::I32ShrS,
+        (_, false) => I::I32Shl,
+        (ArithOp::BitAnd, true) => I::I64And,
+        (ArithOp::BitOr, true) => I::I64Or,
+        (ArithOp::BitXor, true) => I::I64Xor,
+        (ArithOp::Shr, true) => I::I64ShrS,
+        (_, true) => I::I64Shl,
+    }
+}
+
 impl Gen {
     pub(super) fn overflow_if(&mut self) {
         self.f.if_();
@@ -55,16 +73,9 @@ impl Gen {
             | ArithOp::Shl
             | ArithOp::Shl16
             | ArithOp::Shr => {
-                // wasm masks shift counts by the width, as x86 does
                 f.get(a.v);
                 f.get(b.v);
-                f.i(match op {
-                    ArithOp::BitAnd => I::I32And,
-                    ArithOp::BitOr => I::I32Or,
-                    ArithOp::BitXor => I::I32Xor,
-                    ArithOp::Shr => I::I32ShrS,
-                    _ => I::I32Shl,
-                });
+                f.i(bit_instr(op, false));
                 if op == ArithOp::Shl16 {
                     f.i(I::I32Extend16S);
                 }
@@ -132,13 +143,7 @@ impl Gen {
                 let f = &mut self.f;
                 f.get(a);
                 f.get(b);
-                f.i(match op {
-                    ArithOp::BitAnd => I::I64And,
-                    ArithOp::BitOr => I::I64Or,
-                    ArithOp::BitXor => I::I64Xor,
-                    ArithOp::Shr => I::I64ShrS,
-                    _ => I::I64Shl,
-                });
+                f.i(bit_instr(op, true));
                 f.set(out);
             }
             ArithOp::Add | ArithOp::Sub => {
