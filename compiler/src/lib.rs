@@ -351,15 +351,15 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
     }
     // EXPLAIN WASM is ours: mark it and let the parser see EXPLAIN VERBOSE
     let mut text = String::with_capacity(sql.len());
-    let mut rest = sql;
     let mut wasm_at: Vec<usize> = Vec::new();
-    while let Some(i) = find_explain_wasm(rest) {
-        text.push_str(&rest[..i]);
+    let mut prev = 0;
+    for (at, end) in explain_wasm_at(sql) {
+        text.push_str(&sql[prev..at]);
         wasm_at.push(text.len());
         text.push_str("EXPLAIN VERBOSE");
-        rest = &rest[i + "EXPLAIN WASM".len()..];
+        prev = end;
     }
-    text.push_str(rest);
+    text.push_str(&sql[prev..]);
     let dialect = dialect::SbDialect::default();
     let tokens = Tokenizer::new(&dialect, &text)
         .with_unescape(true)
@@ -415,6 +415,56 @@ pub fn statement_ends(sql: &str) -> Result<Vec<usize>, CompileError> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| parse_error(&ParserError::TokenizerError(e.to_string())))?;
+    let semis: Vec<_> = tokens
+        .iter()
+        .filter(|t| t.token == sqlparser::tokenizer::Token::SemiColon)
+        .map(|t| t.span.start)
+        .collect();
+    let at = offsets(sql, &semis)
+        .ok_or_else(|| CompileError::new(codes::SYNTAX, "a token past the end of the text"))?;
+    Ok(at
+        .into_iter()
+        .filter(|&b| sql.as_bytes().get(b) == Some(&b';'))
+        .map(|b| b + 1)
+        .collect())
+}
+
+/// Where `EXPLAIN WASM` is in `sql` (the two words, one blank apart), as
+/// tokens: never inside a string, a quoted name or a comment; each as its
+/// start and end byte. Text that does not tokenize has none (parsing it
+/// reports why).
+fn explain_wasm_at(sql: &str) -> Vec<(usize, usize)> {
+    use sqlparser::tokenizer::{Token, Whitespace};
+    if !sql.to_ascii_lowercase().contains("wasm") {
+        return Vec::new();
+    }
+    let dialect = dialect::SbDialect::default();
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize_with_location() else {
+        return Vec::new();
+    };
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut starts = Vec::new();
+    for k in 0..tokens.len().saturating_sub(2) {
+        if word(&tokens[k].token, "explain")
+            && matches!(
+                tokens[k + 1].token,
+                Token::Whitespace(Whitespace::Space | Whitespace::Tab | Whitespace::Newline)
+            )
+            && word(&tokens[k + 2].token, "wasm")
+        {
+            starts.push(tokens[k].span.start);
+            starts.push(tokens[k + 2].span.start);
+        }
+    }
+    let at = offsets(sql, &starts).unwrap_or_default();
+    at.chunks_exact(2)
+        .map(|p| (p[0], p[1] + "wasm".len()))
+        .collect()
+}
+
+/// The byte offsets of token positions (line and column in characters, in
+/// order) in `sql`.
+fn offsets(sql: &str, at: &[sqlparser::tokenizer::Location]) -> Option<Vec<usize>> {
     let mut line_starts = vec![0usize];
     line_starts.extend(
         sql.bytes()
@@ -422,54 +472,22 @@ pub fn statement_ends(sql: &str) -> Result<Vec<usize>, CompileError> {
             .filter(|(_, b)| *b == b'\n')
             .map(|(i, _)| i + 1),
     );
-    // a cursor over (line, column in characters, byte), moved forward only
-    let (mut line, mut col, mut at) = (1u64, 1u64, 0usize);
-    let mut out = Vec::new();
-    for t in tokens {
-        if t.token != sqlparser::tokenizer::Token::SemiColon {
-            continue;
-        }
-        let want = t.span.start;
+    // a cursor over (line, column, byte), moved forward only
+    let (mut line, mut col, mut byte) = (1u64, 1u64, 0usize);
+    let mut out = Vec::with_capacity(at.len());
+    for want in at {
         if want.line != line {
-            let start = usize::try_from(want.line)
-                .ok()
-                .and_then(|l| line_starts.get(l.checked_sub(1)?))
-                .copied()
-                .ok_or_else(|| {
-                    CompileError::new(codes::SYNTAX, "a token past the end of the text")
-                })?;
-            (line, col, at) = (want.line, 1, start);
+            let l = usize::try_from(want.line).ok()?.checked_sub(1)?;
+            (line, col, byte) = (want.line, 1, *line_starts.get(l)?);
         }
-        let mut chars = sql[at..].char_indices();
+        let mut chars = sql.get(byte..)?.chars();
         while col < want.column {
-            let (_, c) = chars.next().ok_or_else(|| {
-                CompileError::new(codes::SYNTAX, "a token past the end of its line")
-            })?;
-            at += c.len_utf8();
+            byte += chars.next()?.len_utf8();
             col += 1;
         }
-        if sql.as_bytes().get(at) == Some(&b';') {
-            out.push(at + 1);
-        }
+        out.push(byte);
     }
-    Ok(out)
-}
-
-fn find_explain_wasm(s: &str) -> Option<usize> {
-    let lower = s.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(i) = lower[from..].find("explain") {
-        let at = from + i;
-        let after = lower[at + 7..].trim_start();
-        if after.starts_with("wasm") && after[4..].starts_with(|c: char| c.is_whitespace()) {
-            let gap = lower[at + 7..].len() - after.len();
-            if gap == 1 {
-                return Some(at);
-            }
-        }
-        from = at + 7;
-    }
-    None
+    Some(out)
 }
 
 /// Compiles one parsed statement against `catalog`.
@@ -1518,5 +1536,31 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::NestedLoop { .. } => "NestedLoop",
         Op::MarkJoin { .. } => "MarkJoin",
         Op::UnionAll { .. } => "UnionAll",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_wasm_is_read_as_tokens_not_inside_strings_or_comments() {
+        let p = parse("SELECT 'explain wasm x' AS s /* explain wasm */").unwrap();
+        assert!(!p[0].wasm);
+        assert!(p[0].sql().contains("'explain wasm x'"), "{}", p[0].sql());
+        for text in [
+            "EXPLAIN WASM SELECT 1",
+            "explain\r\nwasm select 1",
+            "Explain\twasm SELECT 1",
+        ] {
+            let p = parse(text).unwrap();
+            assert!(p[0].wasm, "{text}");
+        }
+        // statements end where the tokenizer ends them, in bytes
+        let s = "SELECT 'é;' ; -- ;\nSELECT 2;";
+        let ends = statement_ends(s).unwrap();
+        assert_eq!(ends.len(), 2);
+        assert_eq!(&s[..ends[0]], "SELECT 'é;' ;");
+        assert_eq!(ends[1], s.len());
     }
 }
