@@ -168,7 +168,9 @@ impl Transaction {
                 });
             }
             // the tables it names stay while it is created: a DROP TABLE
-            // running at once waits for it, then finds the view naming them
+            // that has not yet checked for views waits for it (one that
+            // checked before this view existed and then waits for the lock
+            // still drops the table: SECURITY.md, views and the schema)
             for d in &spec.depends {
                 if let Some(table) = cat.table_by_name(d) {
                     let table = table.clone();
