@@ -117,7 +117,7 @@ pub enum StorageError {
         reason: String,
     },
     /// The table was dropped by a transaction that committed after this one started.
-    #[error("table {table} was dropped by a concurrent transaction")]
+    #[error("table or view {table} was dropped by a concurrent transaction")]
     TableDropped {
         /// Table name.
         table: String,

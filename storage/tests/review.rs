@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use scratchbird_storage::catalog::{ColumnSpec, IndexSpec, TableSpec};
+use scratchbird_storage::catalog::{ColumnSpec, IndexSpec, TableSpec, ViewSpec};
 use scratchbird_storage::{Faults, ManualEnv, Storage, StorageError, TxnOptions};
 use scratchbird_types::{SqlType, TableId, Value};
 use std::sync::Arc;
@@ -256,4 +256,89 @@ fn commit_timestamps_never_go_backwards_across_a_restart() {
         .unwrap()
         .commit_ts;
     assert!(ts >= last_ts, "{ts} < {last_ts}");
+}
+
+fn view_on(name: &str, on: &str) -> ViewSpec {
+    ViewSpec {
+        name: name.into(),
+        columns: Vec::new(),
+        query: format!("SELECT * FROM {on}"),
+        depends: vec![on.into()],
+    }
+}
+
+/// A DROP that waited for the lock a CREATE VIEW held must see the view that
+/// committed meanwhile, although its own snapshot predates it: otherwise the
+/// view is left naming nothing.
+#[test]
+fn a_drop_that_waited_for_a_new_view_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let store = Arc::new(store);
+    create_kv(&store, "kv");
+    let mut v = store.begin(TxnOptions::snapshot()).unwrap();
+    v.create_view(&view_on("v", "kv")).unwrap();
+    let s2 = store.clone();
+    let dropper = std::thread::spawn(move || {
+        let mut d = s2.begin(TxnOptions::snapshot()).unwrap();
+        d.drop_table("kv")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    v.commit().unwrap();
+    let err = dropper.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, StorageError::ObjectInUse { ref reason, .. } if reason.contains("view v")),
+        "{err}"
+    );
+
+    // the same for a view on a view
+    let mut w = store.begin(TxnOptions::snapshot()).unwrap();
+    w.create_view(&view_on("w", "v")).unwrap();
+    let s2 = store.clone();
+    let dropper = std::thread::spawn(move || {
+        let mut d = s2.begin(TxnOptions::snapshot()).unwrap();
+        d.drop_view("v")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    w.commit().unwrap();
+    let err = dropper.join().unwrap().unwrap_err();
+    assert!(
+        matches!(err, StorageError::ObjectInUse { ref reason, .. } if reason.contains("view w")),
+        "{err}"
+    );
+    let t = store.begin(TxnOptions::snapshot()).unwrap();
+    let cat = t.catalog().unwrap();
+    assert!(cat.table_by_name("kv").is_some() && cat.view_by_name("v").is_some());
+}
+
+/// A CREATE VIEW that waited for a DROP fails once the drop commits.
+#[test]
+fn a_view_that_waited_for_a_drop_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let store = Arc::new(store);
+    create_kv(&store, "kv");
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    t.create_view(&view_on("v", "kv")).unwrap();
+    t.commit().unwrap();
+    for (drop, on) in [("v", "v"), ("kv", "kv")] {
+        let mut d = store.begin(TxnOptions::snapshot()).unwrap();
+        if drop == "v" {
+            d.drop_view("v").unwrap();
+        } else {
+            d.drop_table("kv").unwrap();
+        }
+        let s2 = store.clone();
+        let creator = std::thread::spawn(move || {
+            let mut c = s2.begin(TxnOptions::snapshot()).unwrap();
+            c.create_view(&view_on("w", on))
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        d.commit().unwrap();
+        let err = creator.join().unwrap().unwrap_err();
+        assert!(
+            matches!(err, StorageError::TableDropped { ref table } if table == on),
+            "{err}"
+        );
+    }
 }

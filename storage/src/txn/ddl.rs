@@ -134,6 +134,14 @@ impl Transaction {
                 });
             }
             t.lock_table(&def, TableLockMode::Exclusive)?;
+            // a view created by a transaction that committed while this one
+            // waited for the lock is not in this snapshot's catalog
+            if let Some(on) = t.latest_catalog()?.views_on(name).next() {
+                return Err(StorageError::ObjectInUse {
+                    name: name.to_owned(),
+                    reason: format!("view {} names it: drop that view first", on.name),
+                });
+            }
             let indexes: Vec<IndexId> = cat.indexes_of(def.id).map(|i| i.id).collect();
             for i in indexes {
                 t.delete_object(*i.as_bytes())?;
@@ -167,14 +175,17 @@ impl Transaction {
                     name: missing.clone(),
                 });
             }
-            // the tables it names stay while it is created: a DROP TABLE
-            // that has not yet checked for views waits for it (one that
-            // checked before this view existed and then waits for the lock
-            // still drops the table: SECURITY.md, views and the schema)
+            // the tables and views it names stay while it is created: a
+            // DROP waits for this transaction, then finds the new view in
+            // the latest catalog and refuses; a DROP that got its lock
+            // first makes this lock fail once it has committed
             for d in &spec.depends {
                 if let Some(table) = cat.table_by_name(d) {
                     let table = table.clone();
                     t.lock_table(&table, TableLockMode::Shared)?;
+                } else if let Some(view) = cat.view_by_name(d) {
+                    let view = view.clone();
+                    t.lock_view(&view, TableLockMode::Shared)?;
                 }
             }
             let id = ViewId::from_random_bytes(t.new_random());
@@ -206,6 +217,13 @@ impl Transaction {
                 })?
                 .clone();
             if let Some(on) = cat.views_on(name).next() {
+                return Err(StorageError::ObjectInUse {
+                    name: name.to_owned(),
+                    reason: format!("view {} names it: drop that view first", on.name),
+                });
+            }
+            t.lock_view(&v, TableLockMode::Exclusive)?;
+            if let Some(on) = t.latest_catalog()?.views_on(name).next() {
                 return Err(StorageError::ObjectInUse {
                     name: name.to_owned(),
                     reason: format!("view {} names it: drop that view first", on.name),

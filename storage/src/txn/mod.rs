@@ -11,8 +11,8 @@
 //! * Commit writes one record (inventory + commit log) and waits for its fsync.
 
 use crate::catalog::{
-    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec, ViewSpec,
-    build_domain, build_index, build_table, build_view, system_table_id,
+    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec, ViewDef,
+    ViewSpec, build_domain, build_index, build_table, build_view, system_table_id,
 };
 use crate::commitlog::{ChangeKind, encode_bulk_page, encode_row_change};
 use crate::engine::{Inner, SnapshotGuard, SnapshotWanted, lock};
@@ -477,14 +477,43 @@ impl Transaction {
         self.shared_locked.insert(def.id);
         // The table may have been dropped by a transaction that committed after this
         // one's snapshot: writing into it would write into nothing.
-        let latest = self.inner.catalog_for(
+        if self.latest_catalog()?.table(def.id).is_none() {
+            return Err(StorageError::TableDropped {
+                table: def.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The catalog as committed now (plus this transaction's own changes),
+    /// whatever this transaction's snapshot: what a lock holder must check
+    /// after it waited, since others may have committed meanwhile.
+    fn latest_catalog(&self) -> Result<Arc<Catalog>> {
+        self.inner.catalog_for(
             ReadView {
                 me: self.id,
                 snapshot: self.inner.visible(),
             },
             self.ddl,
-        )?;
-        if latest.table(def.id).is_none() {
+        )
+    }
+
+    /// Locks a view against DROP VIEW (shared) or against new views naming it
+    /// (exclusive). Views are locked by their id in the table lock space: ids
+    /// are random UUIDs, so a view's never equals a table's.
+    fn lock_view(&mut self, def: &ViewDef, mode: TableLockMode) -> Result<()> {
+        let id = TableId::from_bytes(*def.id.as_bytes());
+        if mode == TableLockMode::Shared && self.shared_locked.contains(&id) {
+            return Ok(());
+        }
+        if mode == TableLockMode::Exclusive && self.inner.locks.holds_exclusive(self.id, id) {
+            return Ok(());
+        }
+        self.inner
+            .locks
+            .lock_table(self.id, id, &def.name, mode, self.opts.wait)?;
+        self.shared_locked.insert(id);
+        if self.latest_catalog()?.view_by_name(&def.name).map(|v| v.id) != Some(def.id) {
             return Err(StorageError::TableDropped {
                 table: def.name.clone(),
             });
