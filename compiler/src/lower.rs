@@ -54,12 +54,20 @@ fn pow10(k: i32) -> Result<i64, CompileError> {
 }
 
 pub(crate) fn prim(ty: &SqlType) -> Result<Prim, CompileError> {
-    prim_of(ty).ok_or_else(|| {
-        unsupported(format!(
-            "computing with {ty} (DECIMAL above 18 digits can be stored, not yet used in queries)"
-        ))
-        .hint("declare the column as DECIMAL(18, s) or less")
-    })
+    prim_of(ty).ok_or_else(|| unsupported(format!("computing with {ty}")))
+}
+
+/// 10^k as a 128-bit factor (k up to 38).
+fn pow10_wide(k: i32) -> Result<u8, CompileError> {
+    u8::try_from(k)
+        .ok()
+        .filter(|k| *k <= crate::typing::DECIMAL_WIDE_DIGITS)
+        .ok_or_else(|| {
+            CompileError::new(
+                codes::OUT_OF_RANGE,
+                "a DECIMAL scale difference above 38 digits",
+            )
+        })
 }
 
 fn heap_for(types: &[SqlType]) -> u32 {
@@ -97,6 +105,32 @@ pub(crate) fn lit(v: &Value, ty: &SqlType) -> Result<Lit, CompileError> {
             })?;
             Lit::I64(m)
         }
+        (Value::Decimal(d), Prim::I128) => {
+            let want = i32::from(scale_of(ty));
+            let have = i32::from(d.scale());
+            let m = if want >= have {
+                10i128
+                    .checked_pow(u32::try_from(want - have).unwrap_or(u32::MAX))
+                    .and_then(|k| d.mantissa().checked_mul(k))
+            } else {
+                None
+            };
+            Lit::I128(m.ok_or_else(|| {
+                CompileError::new(
+                    codes::OUT_OF_RANGE,
+                    format!("the constant {d:?} does not fit {ty}"),
+                )
+            })?)
+        }
+        (Value::SmallInt(_) | Value::Integer(_) | Value::BigInt(_), Prim::I128) => {
+            let x = match v {
+                Value::SmallInt(x) => i128::from(*x),
+                Value::Integer(x) => i128::from(*x),
+                Value::BigInt(x) => i128::from(*x),
+                _ => 0,
+            };
+            return lit(&Value::Decimal(scratchbird_types::Decimal::new(x, 0)), ty);
+        }
         (Value::Double(x), Prim::F64) => Lit::F64(*x),
         (Value::Text(s), Prim::Str) => Lit::Str(s.as_bytes().to_vec()),
         (Value::Blob(b), Prim::Str) => Lit::Str(b.clone()),
@@ -115,6 +149,54 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
         _ if from == to => e,
         (T::Varchar { .. } | T::Text, T::Varchar { .. } | T::Text) => e,
         (T::Blob, T::Blob) => e,
+        (f, t) if numeric(f) && numeric(t) && (pf == Prim::I128 || pt == Prim::I128) => {
+            // through 128 bits: widen, rescale, then check or narrow
+            let mut w = match pf {
+                Prim::I32 => c(Cast::Widen, c(Cast::I32ToI64, e)),
+                Prim::I64 => c(Cast::Widen, e),
+                _ => e,
+            };
+            if st > sf {
+                w = c(Cast::Rescale128(pow10_wide(st - sf)?), w);
+            } else if st < sf {
+                w = c(Cast::Unscale128(pow10_wide(sf - st)?), w);
+            }
+            match (pt, t) {
+                (Prim::I128, T::Decimal { precision, .. }) if *precision < 38 => {
+                    c(Cast::CheckDigits128(*precision), w)
+                }
+                (Prim::I128, _) => w,
+                (Prim::I64, T::Decimal { precision, .. }) if *precision < 18 => {
+                    c(Cast::CheckDigits(*precision), c(Cast::Narrow, w))
+                }
+                (Prim::I64, _) => c(Cast::Narrow, w),
+                _ => c(Cast::I64ToI32, c(Cast::Narrow, w)),
+            }
+        }
+        (f, T::Double) if numeric(f) && pf == Prim::I128 => c(Cast::I128ToF64(scale_of(f)), e),
+        (T::Double, t) if numeric(t) && pt == Prim::I128 => {
+            // through 64 bits: a double beyond 18 digits is out of range
+            let w = c(Cast::Widen, c(Cast::F64ToI64(pow10(st)?), e));
+            match t {
+                T::Decimal { precision, .. } if *precision < 38 => {
+                    c(Cast::CheckDigits128(*precision), w)
+                }
+                _ => w,
+            }
+        }
+        (f, T::Varchar { .. } | T::Text) if numeric(f) && pf == Prim::I128 => {
+            c(Cast::Dec128ToStr(scale_of(f)), e)
+        }
+        (T::Varchar { .. } | T::Text, t) if numeric(t) && pt == Prim::I128 => {
+            // parsed in 64 bits: text of more than 18 digits is out of range
+            let w = c(Cast::Widen, c(Cast::StrToDec(scale_of(t)), e));
+            match t {
+                T::Decimal { precision, .. } if *precision < 38 => {
+                    c(Cast::CheckDigits128(*precision), w)
+                }
+                _ => w,
+            }
+        }
         (f, t) if numeric(f) && numeric(t) => {
             // to i64 at the target scale, then narrow
             let wide = match pf {
@@ -240,10 +322,21 @@ impl Lowerer<'_> {
                     let (sa, sb) = (i32::from(scale_of(&l.ty)), i32::from(scale_of(&r.ty)));
                     let k = i32::from(scale) - sa + sb;
                     let mut left = self.expr(l)?;
+                    let wide = p == Prim::I128;
                     if k > 0 {
-                        left = Expr::Cast(Cast::Rescale(pow10(k)?), Box::new(left));
+                        let c = if wide {
+                            Cast::Rescale128(pow10_wide(k)?)
+                        } else {
+                            Cast::Rescale(pow10(k)?)
+                        };
+                        left = Expr::Cast(c, Box::new(left));
                     } else if k < 0 {
-                        left = Expr::Cast(Cast::Unscale(pow10(-k)?), Box::new(left));
+                        let c = if wide {
+                            Cast::Unscale128(pow10_wide(-k)?)
+                        } else {
+                            Cast::Unscale(pow10(-k)?)
+                        };
+                        left = Expr::Cast(c, Box::new(left));
                     }
                     Expr::Arith {
                         op: ArithOp::DivRound,
@@ -541,6 +634,7 @@ impl<'a> Builder<'a> {
                             func: match a.kind {
                                 AggKind::CountStar => AggFunc::CountStar,
                                 AggKind::Count => AggFunc::Count,
+                                AggKind::Sum if crate::typing::is_wide(&a.ty) => AggFunc::SumWide,
                                 AggKind::Sum => AggFunc::Sum,
                                 AggKind::Min => AggFunc::Min,
                                 AggKind::Max => AggFunc::Max,

@@ -6,8 +6,33 @@ use crate::logical::{BExpr, BK};
 use scratchbird_guest_ops::plan::ArithOp;
 use scratchbird_types::{Date, Decimal, SqlType, Timestamp, Value};
 
-/// Digits of the DECIMAL arithmetic in generated code.
+/// Digits of the narrow DECIMAL arithmetic in generated code (64-bit).
 pub const DECIMAL_COMPUTE_DIGITS: u8 = 18;
+/// Digits of the wide DECIMAL arithmetic (128-bit): sums of DECIMALs, and
+/// whatever computes with a DECIMAL of more than 18 digits.
+pub const DECIMAL_WIDE_DIGITS: u8 = 38;
+/// A DECIMAL product of a larger scale is computed wide: with a scale above
+/// 6, 64 bits would leave fewer than 12 digits before the point.
+pub const PRODUCT_NARROW_SCALE_MAX: u8 = 6;
+
+/// Whether `t` is a DECIMAL computed in 128 bits (more than 18 digits).
+#[must_use]
+pub fn is_wide(t: &SqlType) -> bool {
+    matches!(t, SqlType::Decimal { precision, .. } if *precision > DECIMAL_COMPUTE_DIGITS)
+}
+
+/// The DECIMAL a computation of scale `scale` yields: wide when `wide`.
+#[must_use]
+pub fn computed_decimal(wide: bool, scale: u8) -> SqlType {
+    SqlType::Decimal {
+        precision: if wide {
+            DECIMAL_WIDE_DIGITS
+        } else {
+            DECIMAL_COMPUTE_DIGITS
+        },
+        scale,
+    }
+}
 /// Scale of a DECIMAL quotient at least.
 pub const DIVISION_SCALE_MIN: u8 = 6;
 
@@ -48,10 +73,7 @@ pub fn common_numeric(a: &SqlType, b: &SqlType) -> Option<SqlType> {
     let (ra, rb) = (rank(a)?, rank(b)?);
     Some(match ra.max(rb) {
         5 => SqlType::Double,
-        4 => SqlType::Decimal {
-            precision: DECIMAL_COMPUTE_DIGITS,
-            scale: scale(a).max(scale(b)),
-        },
+        4 => computed_decimal(is_wide(a) || is_wide(b), scale(a).max(scale(b))),
         3 => SqlType::BigInt,
         _ => SqlType::Integer,
     })
@@ -224,10 +246,10 @@ pub fn parse_number(s: &str) -> Result<(Value, SqlType), CompileError> {
             .map_err(|_| bad())?
             .max(scale)
             .max(1);
-        if precision > DECIMAL_COMPUTE_DIGITS {
+        if precision > DECIMAL_WIDE_DIGITS {
             return Err(CompileError::new(
                 codes::OUT_OF_RANGE,
-                format!("{s} has more than {DECIMAL_COMPUTE_DIGITS} digits"),
+                format!("{s} has more than {DECIMAL_WIDE_DIGITS} digits"),
             ));
         }
         let m: i128 = if digits.is_empty() {
@@ -241,16 +263,31 @@ pub fn parse_number(s: &str) -> Result<(Value, SqlType), CompileError> {
             SqlType::Decimal { precision, scale },
         ));
     }
-    let n: i64 = s.parse().map_err(|_| {
-        if s.bytes().all(|c| c.is_ascii_digit()) {
-            CompileError::new(
-                codes::OUT_OF_RANGE,
-                format!("{s} is out of range for BIGINT"),
-            )
-        } else {
-            bad()
+    let Ok(n) = s.parse::<i64>() else {
+        // beyond BIGINT: a DECIMAL of up to 38 digits, as PostgreSQL's NUMERIC
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
         }
-    })?;
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > usize::from(DECIMAL_WIDE_DIGITS) {
+            return Err(CompileError::new(
+                codes::OUT_OF_RANGE,
+                format!("{s} has more than {DECIMAL_WIDE_DIGITS} digits"),
+            ));
+        }
+        let m: i128 = digits.parse().map_err(|_| bad())?;
+        return Ok((
+            Value::Decimal(Decimal::new(if neg { -m } else { m }, 0)),
+            SqlType::Decimal {
+                precision: u8::try_from(digits.len()).unwrap_or(DECIMAL_WIDE_DIGITS),
+                scale: 0,
+            },
+        ));
+    };
     Ok(match i32::try_from(n) {
         Ok(i) => (Value::Integer(i), SqlType::Integer),
         Err(_) => (Value::BigInt(n), SqlType::BigInt),
@@ -271,22 +308,19 @@ pub fn arith_type(op: ArithOp, a: &SqlType, b: &SqlType) -> Result<SqlType, Comp
     Ok(match (op, common) {
         (ArithOp::Mul, SqlType::Decimal { .. }) => {
             let s = scale(a) + scale(b);
-            if s > DECIMAL_COMPUTE_DIGITS {
+            if s > DECIMAL_WIDE_DIGITS {
                 return Err(CompileError::new(
                     codes::OUT_OF_RANGE,
                     format!("the product of {a} and {b} would have {s} digits after the point"),
                 )
                 .hint("CAST an operand to a smaller scale first"));
             }
-            SqlType::Decimal {
-                precision: DECIMAL_COMPUTE_DIGITS,
-                scale: s,
-            }
+            computed_decimal(is_wide(a) || is_wide(b) || s > PRODUCT_NARROW_SCALE_MAX, s)
         }
-        (ArithOp::Div | ArithOp::DivRound, SqlType::Decimal { .. }) => SqlType::Decimal {
-            precision: DECIMAL_COMPUTE_DIGITS,
-            scale: scale(a).max(scale(b)).max(DIVISION_SCALE_MIN),
-        },
+        (ArithOp::Div | ArithOp::DivRound, SqlType::Decimal { .. }) => computed_decimal(
+            is_wide(a) || is_wide(b),
+            scale(a).max(scale(b)).max(DIVISION_SCALE_MIN),
+        ),
         (_, t) => t,
     })
 }

@@ -21,10 +21,13 @@ pub enum Prim {
     F64,
     /// A pointer and a length into guest memory (VARCHAR, TEXT, BLOB).
     Str,
+    /// A signed 128-bit integer as two `i64`, low then high (DECIMAL of 19
+    /// to 38 digits as a scaled integer, at most 10^38 - 1 in magnitude).
+    I128,
 }
 
-/// The register type of a SQL type; `None` for DECIMAL above 18 digits, which
-/// generated code does not compute with.
+/// The register type of a SQL type (`Option` for callers that predate
+/// [`Prim::I128`]: every type has one now).
 #[must_use]
 pub fn prim_of(ty: &scratchbird_types::SqlType) -> Option<Prim> {
     use scratchbird_types::PhysicalType as P;
@@ -34,7 +37,7 @@ pub fn prim_of(ty: &scratchbird_types::SqlType) -> Option<Prim> {
         P::I64 => Prim::I64,
         P::F64 => Prim::F64,
         P::Bytes => Prim::Str,
-        P::I128 => return None,
+        P::I128 => Prim::I128,
     })
 }
 
@@ -53,6 +56,8 @@ pub enum Lit {
     F64(f64),
     /// Bytes (UTF-8 for text).
     Str(Vec<u8>),
+    /// A 128-bit integer (a wide DECIMAL's scaled value).
+    I128(i128),
 }
 
 impl Lit {
@@ -66,6 +71,7 @@ impl Lit {
             Self::I64(_) => Prim::I64,
             Self::F64(_) => Prim::F64,
             Self::Str(_) => Prim::Str,
+            Self::I128(_) => Prim::I128,
         }
     }
 }
@@ -190,6 +196,21 @@ pub enum Cast {
     DateToTs,
     /// Timestamp to date (floor of days).
     TsToDate,
+    /// `i64` to `i128` (sign-extended).
+    Widen,
+    /// `i128` to `i64`, checked.
+    Narrow,
+    /// `i128` times `10^k`, checked against 38 digits (a wide decimal to a
+    /// larger scale).
+    Rescale128(u8),
+    /// `i128` divided by `10^k`, rounded half away from zero.
+    Unscale128(u8),
+    /// An `i128` checked to have at most this many digits, unchanged.
+    CheckDigits128(u8),
+    /// `i128` to `f64`, dividing by `10^k`.
+    I128ToF64(u8),
+    /// `i128` decimal of scale k to text.
+    Dec128ToStr(u8),
 }
 
 /// A date part for `EXTRACT`.
@@ -368,6 +389,9 @@ pub enum AggFunc {
     Count,
     /// `SUM(e)`: I32 and I64 sum to I64 (checked), F64 to F64; NULL without input.
     Sum,
+    /// `SUM(e)` of a DECIMAL: I64 and I128 sum to I128 (checked against 38
+    /// digits); NULL without input.
+    SumWide,
     /// `MIN(e)`; NULL without input.
     Min,
     /// `MAX(e)`; NULL without input.

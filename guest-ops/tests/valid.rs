@@ -22,6 +22,10 @@ fn sql_of(p: Prim) -> SqlType {
         Prim::I64 => SqlType::BigInt,
         Prim::F64 => SqlType::Double,
         Prim::Str => SqlType::Text,
+        Prim::I128 => SqlType::Decimal {
+            precision: 38,
+            scale: 2,
+        },
     }
 }
 
@@ -97,6 +101,7 @@ fn lit_of(p: Prim) -> Expr {
         Prim::I64 => Lit::I64(7),
         Prim::F64 => Lit::F64(1.5),
         Prim::Str => Lit::Str(b"12.5".to_vec()),
+        Prim::I128 => Lit::I128(-(10i128.pow(30))),
     })
 }
 
@@ -212,6 +217,96 @@ fn every_arithmetic_and_comparison_validates() {
         prim: Prim::Str,
     });
     project(exprs);
+}
+
+#[test]
+fn every_wide_operation_validates() {
+    let w = || Box::new(Expr::Cast(Cast::Widen, c(1)));
+    let mut exprs = Vec::new();
+    for op in [
+        ArithOp::Add,
+        ArithOp::Sub,
+        ArithOp::Mul,
+        ArithOp::Div,
+        ArithOp::DivRound,
+        ArithOp::Mod,
+    ] {
+        exprs.push(Expr::Arith {
+            op,
+            prim: Prim::I128,
+            l: w(),
+            r: Box::new(lit_of(Prim::I128)),
+        });
+    }
+    for op in [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+    ] {
+        exprs.push(Expr::Cmp {
+            op,
+            prim: Prim::I128,
+            l: w(),
+            r: Box::new(lit_of(Prim::I128)),
+        });
+    }
+    exprs.push(Expr::Neg(Prim::I128, w()));
+    exprs.push(Expr::Call {
+        func: Func::Abs,
+        args: vec![*w()],
+    });
+    for k in [
+        Cast::Narrow,
+        Cast::Rescale128(20),
+        Cast::Unscale128(21),
+        Cast::CheckDigits128(30),
+        Cast::I128ToF64(2),
+        Cast::Dec128ToStr(2),
+    ] {
+        exprs.push(Expr::Cast(k, w()));
+    }
+    exprs.push(Expr::Case {
+        whens: vec![(Expr::Col(4), *w())],
+        els: Box::new(Expr::Lit(Lit::Null(Prim::I128))),
+        prim: Prim::I128,
+    });
+    project(exprs);
+    // a wide sum, grouped by a wide key, sorted by it
+    let agg = Op::Aggregate {
+        input: Box::new(scan()),
+        keys: vec![*w()],
+        aggs: vec![
+            AggCall {
+                func: AggFunc::SumWide,
+                arg: Some(Expr::Col(1)),
+            },
+            AggCall {
+                func: AggFunc::Max,
+                arg: Some(*w()),
+            },
+        ],
+    };
+    let op = Op::Sort {
+        input: Box::new(agg),
+        keys: vec![SortKey {
+            col: 0,
+            desc: true,
+            nulls_first: false,
+        }],
+        limit: None,
+    };
+    let bytes = emit(
+        &Program {
+            inits: vec![],
+            pipelines: vec![(op, Sink::Output(0))],
+        },
+        &manifest(&[Prim::I128; 3]),
+    )
+    .unwrap();
+    validate(&bytes);
 }
 
 #[test]

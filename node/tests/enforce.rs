@@ -637,17 +637,7 @@ mod hostile {
             }],
             inputs: vec![],
         };
-        let prims = row
-            .iter()
-            .map(|l| match l {
-                Lit::Null(p) => *p,
-                Lit::Bool(_) => Prim::Bool,
-                Lit::I32(_) => Prim::I32,
-                Lit::I64(_) => Prim::I64,
-                Lit::F64(_) => Prim::F64,
-                Lit::Str(_) => Prim::Str,
-            })
-            .collect();
+        let prims = row.iter().map(Lit::prim).collect();
         let prog = Program {
             inits: vec![],
             pipelines: vec![(

@@ -1572,15 +1572,9 @@ fn tpch_on_three_shards_gives_postgresqls_answers() {
         for (i, (name, q)) in tpch::queries(SF).into_iter().enumerate() {
             let got = answer_csv(&at[i % 3], &q).await;
             let expected = std::fs::read_to_string(answers.join(format!("{name}.csv"))).unwrap();
-            match (name.as_str(), got) {
-                // as on one node: sum(DECIMAL(15,2) * INTEGER) * 0.0100000000
-                // needs more than 18 digits
-                ("q11", Err(e)) if e.contains("out of range") => {}
-                ("q11", other) => failed.push(format!(
-                    "q11 was expected to fail as on one node: {other:?}"
-                )),
-                (_, Err(e)) => failed.push(format!("{name}: {e}")),
-                (_, Ok(got)) => {
+            match got {
+                Err(e) => failed.push(format!("{name}: {e}")),
+                Ok(got) => {
                     if let Err(e) = tpch::compare(&expected, &got) {
                         failed.push(format!("{name}: {e}"));
                     }

@@ -234,27 +234,18 @@ impl<'c> Binder<'c> {
         let rt = arith_type(op, &a.ty, &b.ty)?;
         let n = a.nullable || b.nullable;
         let (a, b) = match (op, rt) {
-            (ArithOp::Mul | ArithOp::Div | ArithOp::DivRound, T::Decimal { .. }) => {
-                // keep each operand's scale; lowering aligns them
+            (ArithOp::Mul | ArithOp::Div | ArithOp::DivRound, T::Decimal { precision, .. }) => {
+                // keep each operand's scale; lowering aligns them. The
+                // operands are computed as wide as the result.
                 let to_dec = |e: BExpr| {
-                    if matches!(e.ty, T::Decimal { .. }) {
-                        let sc = crate::lower::scale_of(&e.ty);
-                        coerce(
-                            e,
-                            T::Decimal {
-                                precision: DECIMAL_COMPUTE_DIGITS,
-                                scale: sc,
-                            },
-                        )
-                    } else {
-                        coerce(
-                            e,
-                            T::Decimal {
-                                precision: DECIMAL_COMPUTE_DIGITS,
-                                scale: 0,
-                            },
-                        )
-                    }
+                    let sc = crate::lower::scale_of(&e.ty);
+                    coerce(
+                        e,
+                        T::Decimal {
+                            precision,
+                            scale: sc,
+                        },
+                    )
                 };
                 (to_dec(a), to_dec(b))
             }

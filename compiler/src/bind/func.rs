@@ -525,12 +525,12 @@ impl<'c> Binder<'c> {
             ctx.aggs.push((c, BAgg { kind, arg, ty }, distinct));
             c
         };
+        // a DECIMAL sums in 38 digits, whatever its own precision: a sum of
+        // many 18-digit values would otherwise overflow long before
+        // PostgreSQL's would
         let sum_type = |t: &SqlType| match t {
             SqlType::Double => SqlType::Double,
-            SqlType::Decimal { scale, .. } => SqlType::Decimal {
-                precision: DECIMAL_COMPUTE_DIGITS,
-                scale: *scale,
-            },
+            SqlType::Decimal { scale, .. } => crate::typing::computed_decimal(true, *scale),
             _ => SqlType::BigInt,
         };
         let col = |this: &Self, c: ColId| this.col_expr(c);
@@ -555,24 +555,13 @@ impl<'c> Binder<'c> {
                     self.arith(ArithOp::Div, se, coerce(ne, SqlType::Double))?
                 } else {
                     let sc = crate::lower::scale_of(&st).max(crate::typing::DIVISION_SCALE_MIN);
-                    let out = SqlType::Decimal {
-                        precision: DECIMAL_COMPUTE_DIGITS,
-                        scale: sc,
-                    };
+                    let wide = crate::typing::is_wide(&st);
+                    let out = crate::typing::computed_decimal(wide, sc);
                     let se = coerce(
                         se,
-                        SqlType::Decimal {
-                            precision: DECIMAL_COMPUTE_DIGITS,
-                            scale: crate::lower::scale_of(&st),
-                        },
+                        crate::typing::computed_decimal(wide, crate::lower::scale_of(&st)),
                     );
-                    let ne = coerce(
-                        ne,
-                        SqlType::Decimal {
-                            precision: DECIMAL_COMPUTE_DIGITS,
-                            scale: 0,
-                        },
-                    );
+                    let ne = coerce(ne, crate::typing::computed_decimal(wide, 0));
                     mk(
                         BK::Arith(ArithOp::Div, Box::new(se), Box::new(ne)),
                         out,
@@ -932,19 +921,20 @@ impl<'c> Binder<'c> {
         scale: u8,
     ) -> Result<BExpr, CompileError> {
         let whole = precision.saturating_sub(scale);
+        // a wide value stays wide (narrowing it could overflow)
+        let cap = if precision > DECIMAL_COMPUTE_DIGITS {
+            crate::typing::DECIMAL_WIDE_DIGITS
+        } else {
+            DECIMAL_COMPUTE_DIGITS
+        };
         let to = |k: u8| SqlType::Decimal {
-            precision: whole
-                .saturating_add(k)
-                .saturating_add(1)
-                .min(DECIMAL_COMPUTE_DIGITS),
+            precision: whole.saturating_add(k).saturating_add(1).min(cap),
             scale: k,
         };
         let k = digits.unwrap_or(0);
         if k >= scale {
             // nothing to drop: the same value at scale k
-            let p = precision
-                .saturating_add(k - scale)
-                .min(DECIMAL_COMPUTE_DIGITS);
+            let p = precision.saturating_add(k - scale).min(cap);
             return Ok(coerce(
                 x,
                 SqlType::Decimal {

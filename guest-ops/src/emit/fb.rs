@@ -18,6 +18,8 @@ pub(crate) enum Temp {
     Ptr,
     /// A string's length.
     Len,
+    /// The high half of a 128-bit value (its low half is a `Value` of `i64`).
+    Hi,
     /// A NULL flag.
     Null,
     /// Scratch space of one computation.
@@ -29,6 +31,7 @@ impl Temp {
         let code = match self {
             Temp::Value(c) | Temp::Scratch(c) => c,
             Temp::Ptr | Temp::Len | Temp::Null => 0,
+            Temp::Hi => 1,
         };
         match code {
             1 => ValType::I64,

@@ -84,14 +84,33 @@ pub enum EmitError {
     Limit(String),
 }
 
-/// A value in locals: its type, value local (the pointer for Str), length local
-/// (Str only) and NULL flag local (absent when it cannot be NULL).
+/// A value in locals: its type, value local (the pointer for Str, the low half
+/// for I128), length local (Str; the high half for I128) and NULL flag local
+/// (absent when it cannot be NULL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Val {
     pub(crate) prim: Prim,
     pub(crate) v: u32,
     pub(crate) len: u32,
     pub(crate) null: Option<u32>,
+}
+
+impl Val {
+    /// Whether the value takes two locals: `v` and `len` (a string's pointer
+    /// and length, a 128-bit integer's low and high halves).
+    pub(crate) fn two(&self) -> bool {
+        matches!(self.prim, Prim::Str | Prim::I128)
+    }
+
+    /// Every local the value occupies.
+    pub(crate) fn locals(&self) -> Vec<u32> {
+        let mut ls = vec![self.v];
+        if self.two() {
+            ls.push(self.len);
+        }
+        ls.extend(self.null);
+        ls
+    }
 }
 
 /// The module under construction.

@@ -2,7 +2,7 @@
 //! and division by zero are errors, as in PostgreSQL), rounding, floating point,
 //! and comparisons of every type.
 
-use super::super::rt::{Helper, fail};
+use super::super::rt::{Helper, fail, neg128};
 use super::super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
 use crate::plan::{ArithOp, CmpOp, Prim};
@@ -54,8 +54,74 @@ impl Gen {
                 Ok(())
             }
             Prim::F64 => self.arith_f64(op, a, b, out),
+            Prim::I128 => self.arith_i128(op, a, b, out),
             _ => Err(EmitError::Plan("arithmetic on a non-number".into())),
         }
+    }
+
+    /// `out = -x` for 128-bit values (within 38 digits: cannot overflow).
+    pub(crate) fn neg128(&mut self, lo: u32, hi: u32, olo: u32, ohi: u32) {
+        self.f.get(lo);
+        self.f.set(olo);
+        self.f.get(hi);
+        self.f.set(ohi);
+        neg128(&mut self.f, olo, ohi);
+    }
+
+    /// Checked 128-bit arithmetic (wide DECIMAL values).
+    fn arith_i128(&mut self, op: ArithOp, a: &Val, b: &Val, out: &Val) -> Result<(), EmitError> {
+        match op {
+            ArithOp::Add | ArithOp::Mul | ArithOp::DivRound => {
+                let h = self.helper(match op {
+                    ArithOp::Add => Helper::Add128,
+                    ArithOp::Mul => Helper::Mul128,
+                    _ => Helper::DivRound128,
+                });
+                self.push_val(a);
+                self.push_val(b);
+                self.f.i(I::Call(h));
+            }
+            ArithOp::Sub => {
+                let h = self.helper(Helper::Add128);
+                let (lo, hi) = (self.f.scratch(ValType::I64), self.f.scratch(ValType::I64));
+                self.neg128(b.v, b.len, lo, hi);
+                self.push_val(a);
+                self.f.get(lo);
+                self.f.get(hi);
+                self.f.i(I::Call(h));
+            }
+            ArithOp::Div | ArithOp::Mod => {
+                let h = self.helper(Helper::DivMod128);
+                self.push_val(a);
+                self.push_val(b);
+                self.f.i(I::Call(h));
+                if op == ArithOp::Div {
+                    self.f.i(I::Drop);
+                    self.f.i(I::Drop);
+                } else {
+                    let (lo, hi) = (self.f.scratch(ValType::I64), self.f.scratch(ValType::I64));
+                    self.f.set(hi);
+                    self.f.set(lo);
+                    self.f.i(I::Drop);
+                    self.f.i(I::Drop);
+                    self.f.get(lo);
+                    self.f.get(hi);
+                }
+            }
+            ArithOp::BitAnd
+            | ArithOp::BitOr
+            | ArithOp::BitXor
+            | ArithOp::Shl
+            | ArithOp::Shl16
+            | ArithOp::Shr => {
+                return Err(EmitError::Plan(
+                    "a bit operator on a DECIMAL (they take integers)".into(),
+                ));
+            }
+        }
+        self.f.set(out.len);
+        self.f.set(out.v);
+        Ok(())
     }
 
     pub(super) fn arith_i32(
@@ -377,6 +443,10 @@ impl Gen {
             });
             return;
         }
+        if prim == Prim::I128 {
+            self.cmp128(op, a, b);
+            return;
+        }
         self.f.get(a.v);
         self.f.get(b.v);
         let ins = match prim {
@@ -388,7 +458,8 @@ impl Gen {
                 CmpOp::Gt => I::I32GtS,
                 CmpOp::Ge => I::I32GeS,
             },
-            Prim::I64 => match op {
+            // (I128 was compared above)
+            Prim::I64 | Prim::I128 => match op {
                 CmpOp::Eq => I::I64Eq,
                 CmpOp::Ne => I::I64Ne,
                 CmpOp::Lt => I::I64LtS,
@@ -406,6 +477,46 @@ impl Gen {
             },
         };
         self.f.i(ins);
+    }
+
+    /// Pushes the i32 result of comparing non-NULL 128-bit `a` and `b`: the
+    /// high halves signed, then the low halves unsigned.
+    fn cmp128(&mut self, op: CmpOp, a: &Val, b: &Val) {
+        let f = &mut self.f;
+        let eq_hi = |f: &mut super::super::fb::Fb| {
+            f.get(a.len);
+            f.get(b.len);
+            f.i(I::I64Eq);
+        };
+        match op {
+            CmpOp::Eq | CmpOp::Ne => {
+                eq_hi(f);
+                f.get(a.v);
+                f.get(b.v);
+                f.i(I::I64Eq);
+                f.i(I::I32And);
+                if op == CmpOp::Ne {
+                    f.i(I::I32Eqz);
+                }
+            }
+            _ => {
+                let (hi, lo) = match op {
+                    CmpOp::Lt => (I::I64LtS, I::I64LtU),
+                    CmpOp::Le => (I::I64LtS, I::I64LeU),
+                    CmpOp::Gt => (I::I64GtS, I::I64GtU),
+                    _ => (I::I64GtS, I::I64GeU),
+                };
+                f.get(a.len);
+                f.get(b.len);
+                f.i(hi);
+                eq_hi(f);
+                f.get(a.v);
+                f.get(b.v);
+                f.i(lo);
+                f.i(I::I32And);
+                f.i(I::I32Or);
+            }
+        }
     }
 
     /// `out = x * k` for local i64 `x`, checked by comparing against compile-time

@@ -1,7 +1,7 @@
 //! Conversions between types (`CAST`, and the implicit ones the binder
 //! inserts): numbers, DECIMAL scales, text, dates and timestamps.
 
-use super::super::rt::{Helper, fail_text};
+use super::super::rt::{Helper, fail_text, neg128, outside};
 use super::super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
 use crate::plan::Cast;
@@ -330,6 +330,169 @@ impl Gen {
                 self.f.i(I::Call(crate::emit::TEXT_F64_FN));
                 self.f.set(out.v);
             }
+            Cast::Widen
+            | Cast::Narrow
+            | Cast::Rescale128(_)
+            | Cast::Unscale128(_)
+            | Cast::CheckDigits128(_)
+            | Cast::I128ToF64(_)
+            | Cast::Dec128ToStr(_) => self.cast_wide(c, a, out)?,
+        }
+        Ok(())
+    }
+
+    /// The conversions to, from and between 128-bit values.
+    fn cast_wide(&mut self, c: Cast, a: &Val, out: &Val) -> Result<(), EmitError> {
+        let pow10 = |k: u8| -> Result<i128, EmitError> {
+            10i128
+                .checked_pow(u32::from(k))
+                .ok_or_else(|| EmitError::Plan(format!("a DECIMAL scale step of {k} digits")))
+        };
+        match c {
+            Cast::Widen => {
+                self.f.get(a.v);
+                self.f.set(out.v);
+                self.f.get(a.v);
+                self.f.i64c(63);
+                self.f.i(I::I64ShrS);
+                self.f.set(out.len);
+            }
+            Cast::Narrow => {
+                // fits when the high half is the low half's sign
+                self.f.get(a.len);
+                self.f.get(a.v);
+                self.f.i64c(63);
+                self.f.i(I::I64ShrS);
+                self.f.i(I::I64Ne);
+                self.overflow_if();
+                self.f.get(a.v);
+                self.f.set(out.v);
+            }
+            Cast::Rescale128(k) => {
+                let m = pow10(k)?;
+                let h = self.helper(Helper::Mul128);
+                self.push_val(a);
+                self.f.i64c(m as i64);
+                self.f.i64c((m >> 64) as i64);
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            Cast::Unscale128(k) => {
+                // the magnitude divided by 10^(k-1) in steps of at most 10^9,
+                // then by 10: the last digit dropped decides the rounding
+                let h = self.helper(Helper::DivSmall);
+                let neg = self.f.scratch(ValType::I32);
+                let digit = self.f.scratch(ValType::I64);
+                self.f.get(a.v);
+                self.f.set(out.v);
+                self.f.get(a.len);
+                self.f.set(out.len);
+                if k > 0 {
+                    self.f.get(out.len);
+                    self.f.i64c(0);
+                    self.f.i(I::I64LtS);
+                    self.f.set(neg);
+                    self.f.get(neg);
+                    self.f.if_();
+                    neg128(&mut self.f, out.v, out.len);
+                    self.f.end();
+                    let mut left = k - 1;
+                    while left > 0 {
+                        let step = left.min(9);
+                        left -= step;
+                        self.f.get(out.v);
+                        self.f.get(out.len);
+                        self.f.i64c(10i64.pow(u32::from(step)));
+                        self.f.i(I::Call(h));
+                        self.f.i(I::Drop);
+                        self.f.set(out.len);
+                        self.f.set(out.v);
+                    }
+                    self.f.get(out.v);
+                    self.f.get(out.len);
+                    self.f.i64c(10);
+                    self.f.i(I::Call(h));
+                    self.f.set(digit);
+                    self.f.set(out.len);
+                    self.f.set(out.v);
+                    self.f.get(digit);
+                    self.f.i64c(5);
+                    self.f.i(I::I64GeU);
+                    self.f.if_();
+                    // + 1 (the quotient is far below 2^127)
+                    self.f.get(out.v);
+                    self.f.i64c(1);
+                    self.f.i(I::I64Add);
+                    self.f.set(out.v);
+                    self.f.get(out.len);
+                    self.f.get(out.v);
+                    self.f.i(I::I64Eqz);
+                    self.f.i(I::I64ExtendI32U);
+                    self.f.i(I::I64Add);
+                    self.f.set(out.len);
+                    self.f.end();
+                    self.f.get(neg);
+                    self.f.if_();
+                    neg128(&mut self.f, out.v, out.len);
+                    self.f.end();
+                }
+            }
+            Cast::CheckDigits128(p) => {
+                if p < 38 {
+                    outside(&mut self.f, a.v, a.len, pow10(p)? - 1);
+                    self.overflow_if();
+                }
+                self.f.get(a.v);
+                self.f.set(out.v);
+                self.f.get(a.len);
+                self.f.set(out.len);
+            }
+            Cast::I128ToF64(k) => {
+                // the magnitude's high * 2^64 + low, signed, then / 10^k (the
+                // magnitude, so that a small negative value stays exact)
+                let (lo, hi) = (self.f.scratch(ValType::I64), self.f.scratch(ValType::I64));
+                let neg = self.f.scratch(ValType::I32);
+                self.f.get(a.v);
+                self.f.set(lo);
+                self.f.get(a.len);
+                self.f.set(hi);
+                self.f.get(hi);
+                self.f.i64c(0);
+                self.f.i(I::I64LtS);
+                self.f.set(neg);
+                self.f.get(neg);
+                self.f.if_();
+                neg128(&mut self.f, lo, hi);
+                self.f.end();
+                self.f.get(hi);
+                self.f.i(I::F64ConvertI64U);
+                self.f.i(I::F64Const(18_446_744_073_709_551_616.0.into()));
+                self.f.i(I::F64Mul);
+                self.f.get(lo);
+                self.f.i(I::F64ConvertI64U);
+                self.f.i(I::F64Add);
+                self.f.set(out.v);
+                self.f.get(out.v);
+                self.f.i(I::F64Neg);
+                self.f.get(out.v);
+                self.f.get(neg);
+                self.f.i(I::Select);
+                if k > 0 {
+                    self.f.i(I::F64Const((pow10(k)? as f64).into()));
+                    self.f.i(I::F64Div);
+                }
+                self.f.set(out.v);
+            }
+            Cast::Dec128ToStr(k) => {
+                let h = self.helper(Helper::FmtDec128);
+                self.push_val(a);
+                self.f.i32c(i32::from(k));
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            _ => return Err(EmitError::Plan(format!("{c:?} is not a wide conversion"))),
         }
         Ok(())
     }

@@ -266,6 +266,18 @@ impl Gen {
                         self.f.i(I::F64Abs);
                         self.f.set(out.v);
                     }
+                    Prim::I128 => {
+                        self.f.get(x.v);
+                        self.f.set(out.v);
+                        self.f.get(x.len);
+                        self.f.set(out.len);
+                        self.f.get(x.len);
+                        self.f.i64c(0);
+                        self.f.i(I::I64LtS);
+                        self.f.if_();
+                        self.neg128(x.v, x.len, out.v, out.len);
+                        self.f.end();
+                    }
                     _ => return Err(EmitError::Plan("abs of a non-number".into())),
                 }
             }

@@ -22,7 +22,7 @@ const MICROS_PER_DAY: i64 = 86_400_000_000;
 pub(crate) fn vt(p: Prim) -> ValType {
     match p {
         Prim::Bool | Prim::I32 | Prim::Str => ValType::I32,
-        Prim::I64 => ValType::I64,
+        Prim::I64 | Prim::I128 => ValType::I64,
         Prim::F64 => ValType::F64,
     }
 }
@@ -37,10 +37,10 @@ impl Gen {
         } else {
             self.f.temp(Temp::Value(Temp::code(vt(prim))))
         };
-        let len = if prim == Prim::Str {
-            self.f.temp(Temp::Len)
-        } else {
-            0
+        let len = match prim {
+            Prim::Str => self.f.temp(Temp::Len),
+            Prim::I128 => self.f.temp(Temp::Hi),
+            _ => 0,
         };
         let null = nullable.then(|| self.f.temp(Temp::Null));
         Val { prim, v, len, null }
@@ -49,11 +49,7 @@ impl Gen {
     /// Releases the locals of `v` that are temporaries allocated since `mark`:
     /// its consumer is done with it.
     pub(crate) fn release(&mut self, mark: usize, v: &Val) {
-        let mut ls = vec![v.v];
-        if v.prim == Prim::Str {
-            ls.push(v.len);
-        }
-        ls.extend(v.null);
+        let ls = v.locals();
         self.f.release(mark, &ls);
     }
 
@@ -65,10 +61,11 @@ impl Gen {
         }
     }
 
-    /// Pushes the value of `v` (pointer then length for Str).
+    /// Pushes the value of `v` (pointer then length for Str, low then high
+    /// for I128).
     pub(crate) fn push_val(&mut self, v: &Val) {
         self.f.get(v.v);
-        if v.prim == Prim::Str {
+        if v.two() {
             self.f.get(v.len);
         }
     }
@@ -76,7 +73,7 @@ impl Gen {
     /// Sets `dst` from `src` (same prim; `dst` must be nullable if `src` is).
     pub(crate) fn copy_val(&mut self, src: &Val, dst: &Val) {
         self.push_val(src);
-        if dst.prim == Prim::Str {
+        if dst.two() {
             self.f.set(dst.len);
         }
         self.f.set(dst.v);
@@ -147,6 +144,14 @@ impl Gen {
                 self.f.set(v.v);
                 v
             }
+            Lit::I128(x) => {
+                let v = self.fresh(Prim::I128, false);
+                self.f.i64c(*x as i64);
+                self.f.set(v.v);
+                self.f.i64c((*x >> 64) as i64);
+                self.f.set(v.len);
+                v
+            }
             Lit::F64(x) => {
                 let v = self.fresh(Prim::F64, false);
                 self.f.i(I::F64Const((*x).into()));
@@ -168,12 +173,7 @@ impl Gen {
     pub(crate) fn expr(&mut self, e: &Expr, t: &[Val]) -> Result<Val, EmitError> {
         let mark = self.f.mark();
         let v = self.expr_at(e, t)?;
-        let mut keep = vec![v.v];
-        if v.prim == Prim::Str {
-            keep.push(v.len);
-        }
-        keep.extend(v.null);
-        self.f.release_since(mark, &keep);
+        self.f.release_since(mark, &v.locals());
         Ok(v)
     }
 
@@ -206,37 +206,7 @@ impl Gen {
                     self.f.get(n);
                     self.f.set(o);
                 }
-                self.unless_null(a.null, |g| {
-                    match prim {
-                        Prim::I32 | Prim::I64 => {
-                            let (c, eq, sub) = if *prim == Prim::I32 {
-                                (I::I32Const(i32::MIN), I::I32Eq, I::I32Sub)
-                            } else {
-                                (I::I64Const(i64::MIN), I::I64Eq, I::I64Sub)
-                            };
-                            g.f.get(a.v);
-                            g.f.i(c);
-                            g.f.i(eq);
-                            g.f.if_();
-                            fail(&mut g.f, ErrorCode::Overflow);
-                            g.f.end();
-                            if *prim == Prim::I32 {
-                                g.f.i32c(0);
-                            } else {
-                                g.f.i64c(0);
-                            }
-                            g.f.get(a.v);
-                            g.f.i(sub);
-                        }
-                        Prim::F64 => {
-                            g.f.get(a.v);
-                            g.f.i(I::F64Neg);
-                        }
-                        _ => return Err(EmitError::Plan("negation of a non-number".into())),
-                    }
-                    g.f.set(out.v);
-                    Ok(())
-                })?;
+                self.unless_null(a.null, |g| g.neg(*prim, &a, &out))?;
                 Ok(out)
             }
             Expr::Cmp { op, prim, l, r } => {
@@ -327,6 +297,44 @@ impl Gen {
                 self.in_set(&v, *i)
             }
         }
+    }
+
+    /// `out = -a` for non-NULL `a` (integers checked).
+    fn neg(&mut self, prim: Prim, a: &Val, out: &Val) -> Result<(), EmitError> {
+        match prim {
+            Prim::I32 | Prim::I64 => {
+                let (c, eq, sub) = if prim == Prim::I32 {
+                    (I::I32Const(i32::MIN), I::I32Eq, I::I32Sub)
+                } else {
+                    (I::I64Const(i64::MIN), I::I64Eq, I::I64Sub)
+                };
+                self.f.get(a.v);
+                self.f.i(c);
+                self.f.i(eq);
+                self.f.if_();
+                fail(&mut self.f, ErrorCode::Overflow);
+                self.f.end();
+                if prim == Prim::I32 {
+                    self.f.i32c(0);
+                } else {
+                    self.f.i64c(0);
+                }
+                self.f.get(a.v);
+                self.f.i(sub);
+            }
+            Prim::F64 => {
+                self.f.get(a.v);
+                self.f.i(I::F64Neg);
+            }
+            Prim::I128 => {
+                // within 38 digits: the negation cannot overflow
+                self.neg128(a.v, a.len, out.v, out.len);
+                return Ok(());
+            }
+            _ => return Err(EmitError::Plan("negation of a non-number".into())),
+        }
+        self.f.set(out.v);
+        Ok(())
     }
 
     fn want(&self, v: &Val, p: Prim) -> Result<(), EmitError> {
@@ -455,5 +463,12 @@ pub fn cast_types(c: Cast) -> (Prim, Prim) {
         Cast::StrToTs => (Prim::Str, Prim::I64),
         Cast::StrTruncate(_) => (Prim::Str, Prim::Str),
         Cast::DateToTs => (Prim::I32, Prim::I64),
+        Cast::Widen => (Prim::I64, Prim::I128),
+        Cast::Narrow => (Prim::I128, Prim::I64),
+        Cast::Rescale128(_) | Cast::Unscale128(_) | Cast::CheckDigits128(_) => {
+            (Prim::I128, Prim::I128)
+        }
+        Cast::I128ToF64(_) => (Prim::I128, Prim::F64),
+        Cast::Dec128ToStr(_) => (Prim::I128, Prim::Str),
     }
 }

@@ -5,7 +5,17 @@ use super::*;
 
 impl Gen {
     /// Initialises the state slot of `a` at `base + off`.
-    pub(super) fn agg_init(&mut self, base: u32, off: u32, a: &AggCall) {
+    pub(super) fn agg_init(&mut self, base: u32, off: u32, a: &AggCall, prim: Prim) {
+        if prim == Prim::I128 {
+            // NULL until a value arrives
+            self.f.get(base);
+            self.f.i64c(I128_NULL);
+            self.f.i(I::I64Store(mem(off, 3)));
+            self.f.get(base);
+            self.f.i64c(0);
+            self.f.i(I::I64Store(mem(off + 8, 3)));
+            return;
+        }
         let null = i32::from(!matches!(a.func, AggFunc::CountStar | AggFunc::Count));
         self.f.get(base);
         self.f.i32c(null);
@@ -89,6 +99,67 @@ impl Gen {
                 self.f.i32c(0);
                 self.f.i(I::I32Store(mem(off, 2)));
             }
+            AggFunc::SumWide => {
+                // the state's high half is I128_NULL until the first value
+                let (lo, hi) = (self.f.local(ValType::I64), self.f.local(ValType::I64));
+                self.f.get(base);
+                self.f.i(I::I64Load(mem(off + 8, 3)));
+                self.f.set(lo);
+                self.f.get(base);
+                self.f.i(I::I64Load(mem(off, 3)));
+                self.f.set(hi);
+                self.f.get(hi);
+                self.f.i64c(I128_NULL);
+                self.f.i(I::I64Eq);
+                self.f.if_();
+                self.f.i64c(0);
+                self.f.set(hi);
+                self.f.end();
+                match x.prim {
+                    Prim::I128 => {
+                        let h = self.helper(Helper::Add128);
+                        self.f.get(lo);
+                        self.f.get(hi);
+                        self.push_val(&x);
+                        self.f.i(I::Call(h));
+                        self.f.set(hi);
+                        self.f.set(lo);
+                    }
+                    _ => {
+                        // a 64-bit addend: add with carry, which cannot leave
+                        // 38 digits before 2^62 rows
+                        let w = self.f.local(ValType::I64);
+                        self.f.get(x.v);
+                        if x.prim == Prim::I32 {
+                            self.f.i(I::I64ExtendI32S);
+                        }
+                        self.f.set(w);
+                        self.f.get(hi);
+                        self.f.get(w);
+                        self.f.i64c(63);
+                        self.f.i(I::I64ShrS);
+                        self.f.i(I::I64Add);
+                        self.f.get(lo);
+                        self.f.get(w);
+                        self.f.i(I::I64Add);
+                        self.f.set(w);
+                        self.f.get(w);
+                        self.f.get(lo);
+                        self.f.i(I::I64LtU);
+                        self.f.i(I::I64ExtendI32U);
+                        self.f.i(I::I64Add);
+                        self.f.set(hi);
+                        self.f.get(w);
+                        self.f.set(lo);
+                    }
+                }
+                self.f.get(base);
+                self.f.get(lo);
+                self.f.i(I::I64Store(mem(off + 8, 3)));
+                self.f.get(base);
+                self.f.get(hi);
+                self.f.i(I::I64Store(mem(off, 3)));
+            }
             AggFunc::Min | AggFunc::Max => {
                 let cur = self.load_slot(base, off, x.prim);
                 // replace when the state is NULL or x beats it
@@ -127,8 +198,12 @@ impl Gen {
         let state = self.static_alloc(SLOT * aggs.len().max(1) as u32, 16);
         let base = self.f.local(ValType::I32);
         self.f.set_i32(base, state as i32);
-        for (k, a) in aggs.iter().enumerate() {
-            self.agg_init(base, SLOT * k as u32, a);
+        let prims = aggs
+            .iter()
+            .map(|a| agg_prim(a, &in_prims, &self.inits))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (k, (a, p)) in aggs.iter().zip(&prims).enumerate() {
+            self.agg_init(base, SLOT * k as u32, a, *p);
         }
         self.sub_pipeline(input, &mut |g, t| {
             for (k, a) in aggs.iter().enumerate() {
@@ -136,10 +211,6 @@ impl Gen {
             }
             Ok(())
         })?;
-        let prims = aggs
-            .iter()
-            .map(|a| agg_prim(a, &in_prims, &self.inits))
-            .collect::<Result<Vec<_>, _>>()?;
         self.f.set_i32(base, state as i32);
         let t = self.load_record(base, 0, &prims);
         self.row(consume, &t)
@@ -176,6 +247,15 @@ impl Gen {
                     let hb = g.helper(Helper::Hash);
                     g.push_val(v);
                     g.f.i(I::Call(hb));
+                    g.f.set(hv);
+                }
+                Prim::I128 => {
+                    // equal values have equal halves: one representation each
+                    g.f.get(v.len);
+                    g.f.i64c(0x2545_F491_4F6C_DD1D);
+                    g.f.i(I::I64Mul);
+                    g.f.get(v.v);
+                    g.f.i(I::I64Xor);
                     g.f.set(hv);
                 }
             };
@@ -291,8 +371,8 @@ impl Gen {
             for (k, v) in kv.iter().enumerate() {
                 g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
             }
-            for (k, a) in aggs.iter().enumerate() {
-                g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a);
+            for (k, (a, p)) in aggs.iter().zip(&agg_prims).enumerate() {
+                g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, *p);
             }
             g.dir_slot(dir, idx);
             g.f.get(e);

@@ -22,8 +22,11 @@ mod sink;
 mod sort;
 
 /// Bytes per materialised slot: NULL flag (u32) at 0, value at 8 (Str: pointer at 8,
-/// length at 12).
+/// length at 12). An I128 fills the slot: high half at 0, low half at 8, and
+/// NULL is a high half of [`I128_NULL`].
 const SLOT: u32 = 16;
+/// The high half of a NULL I128 slot: no value within 38 digits has it.
+const I128_NULL: i64 = i64::MIN;
 /// Bytes before the slots of a hash table entry: hash (i64) at 0, chain link at 8.
 const ENTRY_HEAD: u32 = 16;
 /// Rows per iteration of the NULL-free scan loop: the loop head (where wasmtime
@@ -123,6 +126,15 @@ fn agg_prim(a: &AggCall, input: &[Prim], inits: &[InitSlot]) -> Result<Prim, Emi
             Some(Prim::F64) => Prim::F64,
             Some(Prim::I32 | Prim::I64) => Prim::I64,
             _ => return Err(EmitError::Plan("SUM of a non-number".into())),
+        },
+        AggFunc::SumWide => match a
+            .arg
+            .as_ref()
+            .map(|e| expr_prim(e, input, inits))
+            .transpose()?
+        {
+            Some(Prim::I32 | Prim::I64 | Prim::I128) => Prim::I128,
+            _ => return Err(EmitError::Plan("a wide SUM of a non-integer".into())),
         },
         AggFunc::Min | AggFunc::Max => match &a.arg {
             Some(e) => expr_prim(e, input, inits)?,
@@ -405,6 +417,23 @@ impl Gen {
     /// Stores `v` as a slot at `base + off` (base a local). With `copy`, a string is
     /// copied into the permanent arena first.
     fn store_slot(&mut self, base: u32, off: u32, v: &Val, copy: bool) {
+        if v.prim == Prim::I128 {
+            self.f.get(base);
+            self.f.get(v.v);
+            self.f.i(I::I64Store(mem(off + 8, 3)));
+            self.f.get(base);
+            if let Some(n) = v.null {
+                // NULL: the marker, whatever the value locals hold
+                self.f.i64c(I128_NULL);
+                self.f.get(v.len);
+                self.f.get(n);
+                self.f.i(I::Select);
+            } else {
+                self.f.get(v.len);
+            }
+            self.f.i(I::I64Store(mem(off, 3)));
+            return;
+        }
         self.f.get(base);
         self.push_null(v);
         self.f.i(I::I32Store(mem(off, 2)));
@@ -414,7 +443,7 @@ impl Gen {
                 g.f.get(v.v);
                 g.f.i(I::I32Store(mem(off + 8, 2)));
             }
-            Prim::I64 => {
+            Prim::I64 | Prim::I128 => {
                 g.f.get(base);
                 g.f.get(v.v);
                 g.f.i(I::I64Store(mem(off + 8, 3)));
@@ -465,6 +494,22 @@ impl Gen {
 
     fn load_slot(&mut self, base: u32, off: u32, prim: Prim) -> Val {
         let v = self.fresh(prim, true);
+        if prim == Prim::I128 {
+            let f = &mut self.f;
+            f.get(base);
+            f.i(I::I64Load(mem(off + 8, 3)));
+            f.set(v.v);
+            f.get(base);
+            f.i(I::I64Load(mem(off, 3)));
+            f.set(v.len);
+            if let Some(n) = v.null {
+                f.get(v.len);
+                f.i64c(I128_NULL);
+                f.i(I::I64Eq);
+                f.set(n);
+            }
+            return v;
+        }
         let f = &mut self.f;
         f.get(base);
         f.i(I::I32Load(mem(off, 2)));
@@ -474,7 +519,7 @@ impl Gen {
         f.get(base);
         match prim {
             Prim::Bool | Prim::I32 | Prim::Str => f.i(I::I32Load(mem(off + 8, 2))),
-            Prim::I64 => f.i(I::I64Load(mem(off + 8, 3))),
+            Prim::I64 | Prim::I128 => f.i(I::I64Load(mem(off + 8, 3))),
             Prim::F64 => f.i(I::F64Load(mem(off + 8, 3))),
         }
         f.set(v.v);

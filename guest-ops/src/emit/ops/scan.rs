@@ -236,6 +236,15 @@ impl Gen {
         let base = buf + vr.start as u32;
         let f = &mut self.f;
         match ty.physical() {
+            PhysicalType::I128 => {
+                for (half, local) in [(0, val.v), (8, val.len)] {
+                    f.get(i);
+                    f.i32c(4);
+                    f.i(I::I32Shl);
+                    f.i(I::I64Load(mem(base + half, 3)));
+                    f.set(local);
+                }
+            }
             PhysicalType::Bytes => {
                 let heap = buf + layout.heap_range().start as u32;
                 f.get(i);
@@ -257,11 +266,7 @@ impl Gen {
                     PhysicalType::I16 => (2, 1),
                     PhysicalType::I32 => (4, 2),
                     PhysicalType::I64 | PhysicalType::F64 => (8, 3),
-                    _ => {
-                        return Err(EmitError::Unsupported(format!(
-                            "columns of type {ty} (DECIMAL above 18 digits)"
-                        )));
-                    }
+                    _ => return Err(EmitError::Plan(format!("a column of type {ty}"))),
                 };
                 f.get(i);
                 if shift > 0 {
@@ -323,7 +328,12 @@ impl Gen {
                 }
                 let mut slot = [0u8; SLOT as usize];
                 match l {
+                    Lit::Null(Prim::I128) => slot[0..8].copy_from_slice(&I128_NULL.to_le_bytes()),
                     Lit::Null(_) => slot[0] = 1,
+                    Lit::I128(x) => {
+                        slot[0..8].copy_from_slice(&((*x >> 64) as i64).to_le_bytes());
+                        slot[8..16].copy_from_slice(&(*x as i64).to_le_bytes());
+                    }
                     Lit::Bool(b) => slot[8] = u8::from(*b),
                     Lit::I32(x) => slot[8..12].copy_from_slice(&x.to_le_bytes()),
                     Lit::I64(x) => slot[8..16].copy_from_slice(&x.to_le_bytes()),

@@ -263,9 +263,13 @@ impl Gen {
                     f.get(st.row);
                     f.i32c(4);
                     f.i(I::I32Shl);
-                    f.get(v.v);
-                    f.i64c(63);
-                    f.i(I::I64ShrS);
+                    if v.prim == Prim::I128 {
+                        f.get(v.len);
+                    } else {
+                        f.get(v.v);
+                        f.i64c(63);
+                        f.i(I::I64ShrS);
+                    }
                     f.i(I::I64Store(mem(base + 8, 3)));
                 }
             }

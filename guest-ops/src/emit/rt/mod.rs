@@ -12,6 +12,9 @@ use wasm_encoder::{BlockType, Instruction as I, ValType};
 mod calendar;
 mod number;
 mod text;
+mod wide;
+
+pub(crate) use wide::{neg128, outside};
 
 use calendar::{h_civil, h_days};
 use number::h_parsedec;
@@ -81,6 +84,21 @@ pub(crate) enum Helper {
     /// (ASCII letters; a word is a run of letters and digits, any byte from
     /// 0x80 counting as a letter), length l.
     Initcap,
+    /// `(a:i64 b:i64) -> (lo hi)` the unsigned 128-bit product.
+    MulWideU,
+    /// `(alo ahi blo bhi) -> (lo hi)` sum checked against 38 digits.
+    Add128,
+    /// `(alo ahi blo bhi) -> (lo hi)` product checked against 38 digits.
+    Mul128,
+    /// `(alo ahi blo bhi) -> (qlo qhi rlo rhi)` truncated quotient and
+    /// remainder; fails with DivisionByZero.
+    DivMod128,
+    /// `(alo ahi blo bhi) -> (lo hi)` quotient rounded half away from zero.
+    DivRound128,
+    /// `(lo hi d:i64) -> (qlo qhi r)` unsigned, `0 < d < 2^32`.
+    DivSmall,
+    /// `(lo hi scale:i32) -> (p l)` decimal text.
+    FmtDec128,
 }
 
 /// Bytes a string function may build (a row's limit).
@@ -109,6 +127,11 @@ impl Helper {
             Self::Reverse | Self::Initcap => (vec![I32, I32], vec![I32]),
             Self::Replace => (vec![I32; 6], vec![I32, I32]),
             Self::SplitPart => (vec![I32, I32, I32, I32, I64], vec![I32, I32]),
+            Self::MulWideU => (vec![I64, I64], vec![I64, I64]),
+            Self::Add128 | Self::Mul128 | Self::DivRound128 => (vec![I64; 4], vec![I64, I64]),
+            Self::DivMod128 => (vec![I64; 4], vec![I64; 4]),
+            Self::DivSmall => (vec![I64; 3], vec![I64; 3]),
+            Self::FmtDec128 => (vec![I64, I64, I32], vec![I32, I32]),
         }
     }
 }
@@ -169,6 +192,13 @@ impl Gen {
             Helper::Replace => self.h_replace(),
             Helper::SplitPart => self.h_split_part(),
             Helper::Initcap => self.h_initcap(),
+            Helper::MulWideU => Self::h_mulwu(),
+            Helper::Add128 => Self::h_add128(),
+            Helper::Mul128 => self.h_mul128(),
+            Helper::DivMod128 => Self::h_divmod128(),
+            Helper::DivRound128 => self.h_divround128(),
+            Helper::DivSmall => Self::h_divsmall(),
+            Helper::FmtDec128 => self.h_fmtdec128(),
         }
     }
 
