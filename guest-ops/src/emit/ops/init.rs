@@ -19,15 +19,7 @@ impl Gen {
                 let base = self.f.local(ValType::I32);
                 let seen = self.f.local(ValType::I32);
                 self.f.set_i32(base, addr as i32);
-                // NULL until a row arrives (an I128 slot's NULL is its marker)
-                self.f.get(base);
-                if prim == Prim::I128 {
-                    self.f.i64c(I128_NULL);
-                    self.f.i(I::I64Store(mem(0, 3)));
-                } else {
-                    self.f.i32c(1);
-                    self.f.i(I::I32Store(mem(0, 2)));
-                }
+                self.slot_null(base, prim);
                 self.f.set_i32(seen, 0);
                 self.sub_pipeline(op, &mut |g, t| {
                     let v = *t

@@ -492,6 +492,18 @@ impl Gen {
         }
     }
 
+    /// Marks the slot at `base` NULL (an I128 slot's NULL is its marker).
+    fn slot_null(&mut self, base: u32, prim: Prim) {
+        self.f.get(base);
+        if prim == Prim::I128 {
+            self.f.i64c(I128_NULL);
+            self.f.i(I::I64Store(mem(0, 3)));
+        } else {
+            self.f.i32c(1);
+            self.f.i(I::I32Store(mem(0, 2)));
+        }
+    }
+
     fn load_slot(&mut self, base: u32, off: u32, prim: Prim) -> Val {
         let v = self.fresh(prim, true);
         if prim == Prim::I128 {
