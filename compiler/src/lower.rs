@@ -188,8 +188,7 @@ pub(crate) fn cast(e: Expr, from: &SqlType, to: &SqlType) -> Result<Expr, Compil
             c(Cast::Dec128ToStr(scale_of(f)), e)
         }
         (T::Varchar { .. } | T::Text, t) if numeric(t) && pt == Prim::I128 => {
-            // parsed in 64 bits: text of more than 18 digits is out of range
-            let w = c(Cast::Widen, c(Cast::StrToDec(scale_of(t)), e));
+            let w = c(Cast::StrToDec128(scale_of(t)), e);
             match t {
                 T::Decimal { precision, .. } if *precision < 38 => {
                     c(Cast::CheckDigits128(*precision), w)

@@ -211,6 +211,8 @@ pub enum Cast {
     I128ToF64(u8),
     /// `i128` decimal of scale k to text.
     Dec128ToStr(u8),
+    /// Text to an `i128` decimal of scale k, checked against 38 digits.
+    StrToDec128(u8),
 }
 
 /// A date part for `EXTRACT`.

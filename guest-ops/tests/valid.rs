@@ -253,6 +253,12 @@ fn every_wide_operation_validates() {
             r: Box::new(lit_of(Prim::I128)),
         });
     }
+    exprs.push(Expr::Arith {
+        op: ArithOp::DivRound,
+        prim: Prim::I128,
+        l: Box::new(Expr::Cast(Cast::Rescale128(6), w())),
+        r: w(),
+    });
     exprs.push(Expr::Neg(Prim::I128, w()));
     exprs.push(Expr::Call {
         func: Func::Abs,
@@ -268,6 +274,7 @@ fn every_wide_operation_validates() {
     ] {
         exprs.push(Expr::Cast(k, w()));
     }
+    exprs.push(Expr::Cast(Cast::StrToDec128(4), c(3)));
     exprs.push(Expr::Case {
         whens: vec![(Expr::Col(4), *w())],
         els: Box::new(Expr::Lit(Lit::Null(Prim::I128))),

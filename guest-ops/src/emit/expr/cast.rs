@@ -336,7 +336,8 @@ impl Gen {
             | Cast::Unscale128(_)
             | Cast::CheckDigits128(_)
             | Cast::I128ToF64(_)
-            | Cast::Dec128ToStr(_) => self.cast_wide(c, a, out)?,
+            | Cast::Dec128ToStr(_)
+            | Cast::StrToDec128(_) => self.cast_wide(c, a, out)?,
         }
         Ok(())
     }
@@ -378,66 +379,7 @@ impl Gen {
                 self.f.set(out.len);
                 self.f.set(out.v);
             }
-            Cast::Unscale128(k) => {
-                // the magnitude divided by 10^(k-1) in steps of at most 10^9,
-                // then by 10: the last digit dropped decides the rounding
-                let h = self.helper(Helper::DivSmall);
-                let neg = self.f.scratch(ValType::I32);
-                let digit = self.f.scratch(ValType::I64);
-                self.f.get(a.v);
-                self.f.set(out.v);
-                self.f.get(a.len);
-                self.f.set(out.len);
-                if k > 0 {
-                    self.f.get(out.len);
-                    self.f.i64c(0);
-                    self.f.i(I::I64LtS);
-                    self.f.set(neg);
-                    self.f.get(neg);
-                    self.f.if_();
-                    neg128(&mut self.f, out.v, out.len);
-                    self.f.end();
-                    let mut left = k - 1;
-                    while left > 0 {
-                        let step = left.min(9);
-                        left -= step;
-                        self.f.get(out.v);
-                        self.f.get(out.len);
-                        self.f.i64c(10i64.pow(u32::from(step)));
-                        self.f.i(I::Call(h));
-                        self.f.i(I::Drop);
-                        self.f.set(out.len);
-                        self.f.set(out.v);
-                    }
-                    self.f.get(out.v);
-                    self.f.get(out.len);
-                    self.f.i64c(10);
-                    self.f.i(I::Call(h));
-                    self.f.set(digit);
-                    self.f.set(out.len);
-                    self.f.set(out.v);
-                    self.f.get(digit);
-                    self.f.i64c(5);
-                    self.f.i(I::I64GeU);
-                    self.f.if_();
-                    // + 1 (the quotient is far below 2^127)
-                    self.f.get(out.v);
-                    self.f.i64c(1);
-                    self.f.i(I::I64Add);
-                    self.f.set(out.v);
-                    self.f.get(out.len);
-                    self.f.get(out.v);
-                    self.f.i(I::I64Eqz);
-                    self.f.i(I::I64ExtendI32U);
-                    self.f.i(I::I64Add);
-                    self.f.set(out.len);
-                    self.f.end();
-                    self.f.get(neg);
-                    self.f.if_();
-                    neg128(&mut self.f, out.v, out.len);
-                    self.f.end();
-                }
-            }
+            Cast::Unscale128(k) => self.unscale128(k, a, out),
             Cast::CheckDigits128(p) => {
                 if p < 38 {
                     outside(&mut self.f, a.v, a.len, pow10(p)? - 1);
@@ -492,8 +434,79 @@ impl Gen {
                 self.f.set(out.len);
                 self.f.set(out.v);
             }
+            Cast::StrToDec128(k) => {
+                let h = self.helper(Helper::ParseDec128);
+                self.push_val(a);
+                self.f.i32c(i32::from(k));
+                self.f.i(I::Call(h));
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
             _ => return Err(EmitError::Plan(format!("{c:?} is not a wide conversion"))),
         }
         Ok(())
+    }
+    /// `out = a / 10^k`, rounded half away from zero: the magnitude divided
+    /// by 10^(k-1) in steps of at most 10^9, then by 10, the last digit
+    /// dropped deciding the rounding.
+    fn unscale128(&mut self, k: u8, a: &Val, out: &Val) {
+        // the magnitude divided by 10^(k-1) in steps of at most 10^9,
+        // then by 10: the last digit dropped decides the rounding
+        let h = self.helper(Helper::DivSmall);
+        let neg = self.f.scratch(ValType::I32);
+        let digit = self.f.scratch(ValType::I64);
+        self.f.get(a.v);
+        self.f.set(out.v);
+        self.f.get(a.len);
+        self.f.set(out.len);
+        if k > 0 {
+            self.f.get(out.len);
+            self.f.i64c(0);
+            self.f.i(I::I64LtS);
+            self.f.set(neg);
+            self.f.get(neg);
+            self.f.if_();
+            neg128(&mut self.f, out.v, out.len);
+            self.f.end();
+            let mut left = k - 1;
+            while left > 0 {
+                let step = left.min(9);
+                left -= step;
+                self.f.get(out.v);
+                self.f.get(out.len);
+                self.f.i64c(10i64.pow(u32::from(step)));
+                self.f.i(I::Call(h));
+                self.f.i(I::Drop);
+                self.f.set(out.len);
+                self.f.set(out.v);
+            }
+            self.f.get(out.v);
+            self.f.get(out.len);
+            self.f.i64c(10);
+            self.f.i(I::Call(h));
+            self.f.set(digit);
+            self.f.set(out.len);
+            self.f.set(out.v);
+            self.f.get(digit);
+            self.f.i64c(5);
+            self.f.i(I::I64GeU);
+            self.f.if_();
+            // + 1 (the quotient is far below 2^127)
+            self.f.get(out.v);
+            self.f.i64c(1);
+            self.f.i(I::I64Add);
+            self.f.set(out.v);
+            self.f.get(out.len);
+            self.f.get(out.v);
+            self.f.i(I::I64Eqz);
+            self.f.i(I::I64ExtendI32U);
+            self.f.i(I::I64Add);
+            self.f.set(out.len);
+            self.f.end();
+            self.f.get(neg);
+            self.f.if_();
+            neg128(&mut self.f, out.v, out.len);
+            self.f.end();
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::fb::Temp;
 use super::rt::fail;
 use super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
-use crate::plan::{Cast, Expr, Lit, Prim};
+use crate::plan::{ArithOp, Cast, Expr, Lit, Prim};
 use wasm_encoder::{Instruction as I, ValType};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
@@ -184,6 +184,19 @@ impl Gen {
                 .copied()
                 .ok_or_else(|| EmitError::Plan(format!("column slot {i} is out of range"))),
             Expr::Lit(l) => Ok(self.lit(l)),
+            Expr::Arith {
+                op: ArithOp::DivRound,
+                prim: Prim::I128,
+                l,
+                r,
+            } if matches!(**l, Expr::Cast(Cast::Rescale128(_), _)) => {
+                // (a * 10^k) / b: computed without forming a * 10^k, which
+                // may pass 38 digits when the quotient does not
+                match &**l {
+                    Expr::Cast(Cast::Rescale128(k), inner) => self.div_scaled(*k, inner, r, t),
+                    _ => Err(EmitError::Plan("a scaled division".into())),
+                }
+            }
             Expr::Arith { op, prim, l, r } => {
                 let a = self.expr(l, t)?;
                 let b = self.expr(r, t)?;
@@ -297,6 +310,31 @@ impl Gen {
                 self.in_set(&v, *i)
             }
         }
+    }
+
+    /// `(a * 10^k) / b` of 128-bit values, rounded half away from zero.
+    fn div_scaled(&mut self, k: u8, l: &Expr, r: &Expr, t: &[Val]) -> Result<Val, EmitError> {
+        let a = self.expr(l, t)?;
+        let b = self.expr(r, t)?;
+        self.want(&a, Prim::I128)?;
+        self.want(&b, Prim::I128)?;
+        let null = self.any_null(&[a, b]);
+        let out = self.fresh(Prim::I128, null.is_some());
+        if let (Some(n), Some(o)) = (null, out.null) {
+            self.f.get(n);
+            self.f.set(o);
+        }
+        let h = self.helper(super::rt::Helper::DivScaled128);
+        self.unless_null(null, |g| {
+            g.push_val(&a);
+            g.push_val(&b);
+            g.f.i32c(i32::from(k));
+            g.f.i(I::Call(h));
+            g.f.set(out.len);
+            g.f.set(out.v);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// `out = -a` for non-NULL `a` (integers checked).
@@ -470,5 +508,6 @@ pub fn cast_types(c: Cast) -> (Prim, Prim) {
         }
         Cast::I128ToF64(_) => (Prim::I128, Prim::F64),
         Cast::Dec128ToStr(_) => (Prim::I128, Prim::Str),
+        Cast::StrToDec128(_) => (Prim::Str, Prim::I128),
     }
 }

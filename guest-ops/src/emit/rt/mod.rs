@@ -95,10 +95,15 @@ pub(crate) enum Helper {
     DivMod128,
     /// `(alo ahi blo bhi) -> (lo hi)` quotient rounded half away from zero.
     DivRound128,
+    /// `(alo ahi blo bhi k:i32) -> (lo hi)` `a * 10^k / b` rounded half away
+    /// from zero, checked against 38 digits (the quotient, not `a * 10^k`).
+    DivScaled128,
     /// `(lo hi d:i64) -> (qlo qhi r)` unsigned, `0 < d < 2^32`.
     DivSmall,
     /// `(lo hi scale:i32) -> (p l)` decimal text.
     FmtDec128,
+    /// `(p l scale i32) -> (lo hi)` parse decimal text of up to 38 digits.
+    ParseDec128,
 }
 
 /// Bytes a string function may build (a row's limit).
@@ -130,8 +135,10 @@ impl Helper {
             Self::MulWideU => (vec![I64, I64], vec![I64, I64]),
             Self::Add128 | Self::Mul128 | Self::DivRound128 => (vec![I64; 4], vec![I64, I64]),
             Self::DivMod128 => (vec![I64; 4], vec![I64; 4]),
+            Self::DivScaled128 => (vec![I64, I64, I64, I64, I32], vec![I64, I64]),
             Self::DivSmall => (vec![I64; 3], vec![I64; 3]),
             Self::FmtDec128 => (vec![I64, I64, I32], vec![I32, I32]),
+            Self::ParseDec128 => (vec![I32; 3], vec![I64, I64]),
         }
     }
 }
@@ -183,7 +190,8 @@ impl Gen {
             Helper::Civil => h_civil(),
             Helper::Days => h_days(),
             Helper::FmtDec => self.h_fmtdec(),
-            Helper::ParseDec => h_parsedec(),
+            Helper::ParseDec => h_parsedec(false),
+            Helper::ParseDec128 => h_parsedec(true),
             Helper::AllValid => h_allvalid(),
             Helper::FmtDateTime => self.h_fmt_datetime(),
             Helper::ParseDateTime => self.h_parse_datetime(),
@@ -197,6 +205,7 @@ impl Gen {
             Helper::Mul128 => self.h_mul128(),
             Helper::DivMod128 => Self::h_divmod128(),
             Helper::DivRound128 => self.h_divround128(),
+            Helper::DivScaled128 => self.h_divscaled128(),
             Helper::DivSmall => Self::h_divsmall(),
             Helper::FmtDec128 => self.h_fmtdec128(),
         }

@@ -103,19 +103,65 @@ impl Gen {
     clippy::too_many_lines,
     reason = "longer than 150 lines when the limit came in; split it when next changed"
 )]
-pub(super) fn h_parsedec() -> Fb {
-    // (p l scale) -> i64: [spaces][+-]digits[.digits][spaces], rounded half away
-    // from zero to `scale` digits; anything else fails with InvalidCast.
+pub(super) fn h_parsedec(wide: bool) -> Fb {
+    // (p l scale) -> i64 (wide: -> (lo hi)): [spaces][+-]digits[.digits][spaces],
+    // rounded half away from zero to `scale` digits; anything else, or a
+    // value beyond 18 (wide: 38) digits, fails with InvalidCast.
     let mut f = Fb::new(3);
     let i = f.local(ValType::I32);
     let c = f.local(ValType::I32);
     let neg = f.local(ValType::I32);
     let v = f.local(ValType::I64);
+    // the high half of a wide value, and scratch for it
+    let vhi = f.local(ValType::I64);
+    let (tlo, thi) = (f.local(ValType::I64), f.local(ValType::I64));
     let frac = f.local(ValType::I32);
     let seen_point = f.local(ValType::I32);
     let digits = f.local(ValType::I32);
     let round = f.local(ValType::I32);
     let bad = |f: &mut Fb| fail_text(f, ErrorCode::InvalidCast, 0, 1);
+    // v *= 10, checked: narrow, v stays <= 0x0CCC_CCCC_CCCC_CCCC before the
+    // multiplication; wide, within 38 digits after it
+    let times10 = |f: &mut Fb| {
+        if wide {
+            super::wide::outside(f, v, vhi, super::wide::WIDE_MAX / 10);
+        } else {
+            f.get(v);
+            f.i(I::I64Const(922_337_203_685_477_580));
+            f.i(I::I64GtU);
+        }
+        f.if_();
+        bad(f);
+        f.end();
+        if wide {
+            super::wide::mul10(f, v, vhi, tlo, thi);
+        } else {
+            f.get(v);
+            f.i64c(10);
+            f.i(I::I64Mul);
+            f.set(v);
+        }
+    };
+    // v += the i64 on the stack (0..=9), checked
+    let plus = |f: &mut Fb| {
+        if wide {
+            f.set(tlo);
+            f.i64c(0);
+            f.set(thi);
+            super::wide::add_u128(f, v, vhi, tlo, thi);
+            super::wide::outside(f, v, vhi, super::wide::WIDE_MAX);
+        } else {
+            f.get(v);
+            f.i(I::I64Add);
+            f.set(v);
+            f.get(v);
+            f.i64c(0);
+            f.i(I::I64LtS);
+        }
+        f.if_();
+        bad(f);
+        f.end();
+    };
     let peek = |f: &mut Fb| {
         f.get(0);
         f.get(i);
@@ -209,28 +255,13 @@ pub(super) fn h_parsedec() -> Fb {
     inc(&mut f);
     f.br(l);
     f.end();
-    // v = v * 10 + digit, checked (v stays <= 0x0CCC_CCCC_CCCC_CCCC before the mul)
-    f.get(v);
-    f.i(I::I64Const(922_337_203_685_477_580));
-    f.i(I::I64GtU);
-    f.if_();
-    bad(&mut f);
-    f.end();
-    f.get(v);
-    f.i64c(10);
-    f.i(I::I64Mul);
+    // v = v * 10 + digit, checked
+    times10(&mut f);
     f.get(c);
     f.i32c(48);
     f.i(I::I32Sub);
     f.i(I::I64ExtendI32U);
-    f.i(I::I64Add);
-    f.set(v);
-    f.get(v);
-    f.i64c(0);
-    f.i(I::I64LtS);
-    f.if_();
-    bad(&mut f);
-    f.end();
+    plus(&mut f);
     f.get(seen_point);
     f.if_();
     f.inc(frac);
@@ -257,36 +288,28 @@ pub(super) fn h_parsedec() -> Fb {
     f.get(2);
     f.i(I::I32GeS);
     f.br_if(d);
-    f.get(v);
-    f.i(I::I64Const(922_337_203_685_477_580));
-    f.i(I::I64GtU);
-    f.if_();
-    bad(&mut f);
-    f.end();
-    f.get(v);
-    f.i64c(10);
-    f.i(I::I64Mul);
-    f.set(v);
+    times10(&mut f);
     f.inc(frac);
     f.br(l);
     f.end();
     f.end();
-    f.get(v);
     f.get(round);
     f.i(I::I64ExtendI32U);
-    f.i(I::I64Add);
-    f.set(v);
-    f.get(v);
-    f.i64c(0);
-    f.i(I::I64LtS);
-    f.if_();
-    bad(&mut f);
-    f.end();
-    f.i64c(0);
-    f.get(v);
-    f.i(I::I64Sub);
-    f.get(v);
-    f.get(neg);
-    f.i(I::Select);
+    plus(&mut f);
+    if wide {
+        f.get(neg);
+        f.if_();
+        super::wide::neg128(&mut f, v, vhi);
+        f.end();
+        f.get(v);
+        f.get(vhi);
+    } else {
+        f.i64c(0);
+        f.get(v);
+        f.i(I::I64Sub);
+        f.get(v);
+        f.get(neg);
+        f.i(I::Select);
+    }
     f
 }

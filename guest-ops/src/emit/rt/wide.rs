@@ -10,7 +10,7 @@ use super::*;
 const M32: i64 = 0xFFFF_FFFF;
 
 /// The largest magnitude of a wide DECIMAL: 10^38 - 1.
-const WIDE_MAX: i128 = 10i128.pow(38) - 1;
+pub(super) const WIDE_MAX: i128 = 10i128.pow(38) - 1;
 
 /// Negates the 128-bit value in locals `lo`, `hi` in place.
 pub(crate) fn neg128(f: &mut Fb, lo: u32, hi: u32) {
@@ -132,7 +132,153 @@ fn shl1(f: &mut Fb, lo: u32, hi: u32) {
     f.set(lo);
 }
 
+/// (lo, hi) = (lo, hi) * 10, unsigned, using `tlo`, `thi` as scratch; the
+/// caller makes sure it cannot overflow.
+pub(super) fn mul10(f: &mut Fb, lo: u32, hi: u32, tlo: u32, thi: u32) {
+    f.get(lo);
+    f.set(tlo);
+    f.get(hi);
+    f.set(thi);
+    shl1(f, tlo, thi);
+    shl1(f, lo, hi);
+    shl1(f, lo, hi);
+    shl1(f, lo, hi);
+    add_u128(f, lo, hi, tlo, thi);
+}
+
+/// (alo, ahi) += (blo, bhi), unsigned, wrapping.
+pub(super) fn add_u128(f: &mut Fb, alo: u32, ahi: u32, blo: u32, bhi: u32) {
+    f.get(alo);
+    f.get(blo);
+    f.i(I::I64Add);
+    f.set(alo);
+    f.get(ahi);
+    f.get(bhi);
+    f.i(I::I64Add);
+    f.get(alo);
+    f.get(blo);
+    f.i(I::I64LtU);
+    f.i(I::I64ExtendI32U);
+    f.i(I::I64Add);
+    f.set(ahi);
+}
+
 impl Gen {
+    /// `(alo ahi blo bhi k:i32) -> (lo hi)`: `a * 10^k / b` rounded half away
+    /// from zero, without forming `a * 10^k` (which may pass 38 digits when
+    /// the quotient does not): the integer quotient, then one decimal digit of
+    /// the remainder at a time, then the rounding digit.
+    pub(super) fn h_divscaled128(&mut self) -> Fb {
+        let divmod = self.helper(Helper::DivMod128);
+        let mut f = Fb::new(5);
+        let (alo, ahi, blo, bhi, k) = (0, 1, 2, 3, 4);
+        let neg = f.local(ValType::I32);
+        let n = f.local(ValType::I32);
+        let d = f.local(ValType::I64);
+        let [qlo, qhi, rlo, rhi, tlo, thi] = [(); 6].map(|()| f.local(ValType::I64));
+        f.get(blo);
+        f.get(bhi);
+        f.i(I::I64Or);
+        f.i64c(0);
+        f.i(I::I64Eq);
+        f.if_();
+        fail(&mut f, ErrorCode::DivisionByZero);
+        f.end();
+        f.get(ahi);
+        f.get(bhi);
+        f.i(I::I64Xor);
+        f.i64c(0);
+        f.i(I::I64LtS);
+        f.set(neg);
+        abs128(&mut f, alo, ahi, n);
+        abs128(&mut f, blo, bhi, n);
+        // a remainder below b is multiplied by 10: b must stay below 2^128 / 10
+        f.get(bhi);
+        f.i64c(0x1999_9999_9999_9999);
+        f.i(I::I64GeU);
+        f.if_();
+        fail(&mut f, ErrorCode::Overflow);
+        f.end();
+        f.get(alo);
+        f.get(ahi);
+        f.get(blo);
+        f.get(bhi);
+        f.i(I::Call(divmod));
+        f.set(rhi);
+        f.set(rlo);
+        f.set(qhi);
+        f.set(qlo);
+        // k digits, then one more that rounds
+        f.get(k);
+        f.i32c(1);
+        f.i(I::I32Add);
+        f.set(n);
+        let done = f.block();
+        let lp = f.loop_();
+        f.get(n);
+        f.i(I::I32Eqz);
+        f.br_if(done);
+        mul10(&mut f, rlo, rhi, tlo, thi);
+        f.i64c(0);
+        f.set(d);
+        let sub_done = f.block();
+        let sub = f.loop_();
+        uge128(&mut f, rlo, rhi, blo, bhi);
+        f.i(I::I32Eqz);
+        f.br_if(sub_done);
+        sub128(&mut f, rlo, rhi, blo, bhi);
+        f.get(d);
+        f.i64c(1);
+        f.i(I::I64Add);
+        f.set(d);
+        f.br(sub);
+        f.end();
+        f.end();
+        f.get(n);
+        f.i32c(1);
+        f.i(I::I32Eq);
+        f.if_();
+        // the rounding digit
+        f.get(d);
+        f.i64c(5);
+        f.i(I::I64GeU);
+        f.if_();
+        f.i64c(1);
+        f.set(tlo);
+        f.i64c(0);
+        f.set(thi);
+        add_u128(&mut f, qlo, qhi, tlo, thi);
+        f.end();
+        f.else_();
+        // q = q * 10 + d, within 38 digits
+        outside(&mut f, qlo, qhi, WIDE_MAX / 10);
+        f.if_();
+        fail(&mut f, ErrorCode::Overflow);
+        f.end();
+        mul10(&mut f, qlo, qhi, tlo, thi);
+        f.get(d);
+        f.set(tlo);
+        f.i64c(0);
+        f.set(thi);
+        add_u128(&mut f, qlo, qhi, tlo, thi);
+        f.end();
+        f.get(n);
+        f.i32c(1);
+        f.i(I::I32Sub);
+        f.set(n);
+        f.br(lp);
+        f.end();
+        f.end();
+        check38(&mut f, qlo, qhi);
+        f.get(neg);
+        f.if_();
+        neg128(&mut f, qlo, qhi);
+        f.end();
+        f.get(qlo);
+        f.get(qhi);
+        f
+    }
+
     /// `(a b) -> (lo hi)`: the unsigned 128-bit product of two u64.
     pub(super) fn h_mulwu() -> Fb {
         let mut f = Fb::new(2);
