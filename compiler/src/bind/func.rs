@@ -572,11 +572,8 @@ impl<'c> Binder<'c> {
             (_, AggKind::Sum) => {
                 let a = arg.ok_or_else(|| mismatch("sum(*)"))?;
                 let st = sum_type(&a.ty);
-                let a = if matches!(st, SqlType::Decimal { .. }) {
-                    coerce(a, st)
-                } else {
-                    a
-                };
+                // a DECIMAL argument is summed as it is (same scale): a
+                // 64-bit one into the 128-bit sum without widening each row
                 let c = get(self, AggKind::Sum, Some(a), st, true);
                 col(self, c)?
             }

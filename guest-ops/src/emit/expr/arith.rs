@@ -27,7 +27,7 @@ fn bit_instr(op: ArithOp, wide: bool) -> I<'static> {
 }
 
 impl Gen {
-    pub(super) fn overflow_if(&mut self) {
+    pub(crate) fn overflow_if(&mut self) {
         self.f.if_();
         fail(&mut self.f, ErrorCode::Overflow);
         self.f.end();

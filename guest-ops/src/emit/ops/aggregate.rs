@@ -5,7 +5,21 @@ use super::*;
 
 impl Gen {
     /// Initialises the state slot of `a` at `base + off`.
-    pub(super) fn agg_init(&mut self, base: u32, off: u32, a: &AggCall, prim: Prim) {
+    /// Initialises the state slot of `a` (of register type `prim`) at
+    /// `base + off`. A wide sum of 64-bit values (`wide64`) keeps the narrow
+    /// layout's NULL flag, a count of wraps beside it, and its low half: see
+    /// [`Gen::sum_wide_64`].
+    pub(super) fn agg_init(&mut self, base: u32, off: u32, a: &AggCall, prim: Prim, wide64: bool) {
+        if wide64 {
+            // NULL flag 1, no wraps, 0
+            self.f.get(base);
+            self.f.i64c(1);
+            self.f.i(I::I64Store(mem(off, 3)));
+            self.f.get(base);
+            self.f.i64c(0);
+            self.f.i(I::I64Store(mem(off + 8, 3)));
+            return;
+        }
         if prim == Prim::I128 {
             // NULL until a value arrives
             self.f.get(base);
@@ -99,7 +113,7 @@ impl Gen {
                 self.f.i32c(0);
                 self.f.i(I::I32Store(mem(off, 2)));
             }
-            AggFunc::SumWide => {
+            AggFunc::SumWide if x.prim == Prim::I128 => {
                 // the state's high half is I128_NULL until the first value
                 let (lo, hi) = (self.f.local(ValType::I64), self.f.local(ValType::I64));
                 self.f.get(base);
@@ -115,44 +129,13 @@ impl Gen {
                 self.f.i64c(0);
                 self.f.set(hi);
                 self.f.end();
-                match x.prim {
-                    Prim::I128 => {
-                        let h = self.helper(Helper::Add128);
-                        self.f.get(lo);
-                        self.f.get(hi);
-                        self.push_val(&x);
-                        self.f.i(I::Call(h));
-                        self.f.set(hi);
-                        self.f.set(lo);
-                    }
-                    _ => {
-                        // a 64-bit addend: add with carry, which cannot leave
-                        // 38 digits before 2^62 rows
-                        let w = self.f.local(ValType::I64);
-                        self.f.get(x.v);
-                        if x.prim == Prim::I32 {
-                            self.f.i(I::I64ExtendI32S);
-                        }
-                        self.f.set(w);
-                        self.f.get(hi);
-                        self.f.get(w);
-                        self.f.i64c(63);
-                        self.f.i(I::I64ShrS);
-                        self.f.i(I::I64Add);
-                        self.f.get(lo);
-                        self.f.get(w);
-                        self.f.i(I::I64Add);
-                        self.f.set(w);
-                        self.f.get(w);
-                        self.f.get(lo);
-                        self.f.i(I::I64LtU);
-                        self.f.i(I::I64ExtendI32U);
-                        self.f.i(I::I64Add);
-                        self.f.set(hi);
-                        self.f.get(w);
-                        self.f.set(lo);
-                    }
-                }
+                let h = self.helper(Helper::Add128);
+                self.f.get(lo);
+                self.f.get(hi);
+                self.push_val(&x);
+                self.f.i(I::Call(h));
+                self.f.set(hi);
+                self.f.set(lo);
                 self.f.get(base);
                 self.f.get(lo);
                 self.f.i(I::I64Store(mem(off + 8, 3)));
@@ -160,6 +143,7 @@ impl Gen {
                 self.f.get(hi);
                 self.f.i(I::I64Store(mem(off, 3)));
             }
+            AggFunc::SumWide => self.sum_wide_64(base, off, &x),
             AggFunc::Min | AggFunc::Max => {
                 let cur = self.load_slot(base, off, x.prim);
                 // replace when the state is NULL or x beats it
@@ -188,6 +172,118 @@ impl Gen {
         Ok(())
     }
 
+    /// A wide sum of 64-bit values: a NULL flag (i32 at 0, as narrow states
+    /// have), a count of wraps (i32 at 4: +1 past i64::MAX, -1 past
+    /// i64::MIN) and a wrapping i64 sum (at 8), so that a row costs what a
+    /// narrow checked sum costs; the count is touched only when the sum
+    /// wraps, and fails with Overflow past i32 (2^32 rows of the largest
+    /// values). The value is wraps * 2^64 + the sum read as signed:
+    /// [`Gen::finish_wide_sums`] reads it as a two's complement I128.
+    fn sum_wide_64(&mut self, base: u32, off: u32, x: &Val) {
+        let (lo, w, r) = (
+            self.f.local(ValType::I64),
+            self.f.local(ValType::I64),
+            self.f.local(ValType::I64),
+        );
+        let wraps = self.f.local(ValType::I32);
+        self.f.get(x.v);
+        if x.prim == Prim::I32 {
+            self.f.i(I::I64ExtendI32S);
+        }
+        self.f.set(w);
+        self.f.get(base);
+        self.f.i(I::I64Load(mem(off + 8, 3)));
+        self.f.set(lo);
+        self.f.get(lo);
+        self.f.get(w);
+        self.f.i(I::I64Add);
+        self.f.set(r);
+        // wrapped: ((lo ^ r) & (w ^ r)) < 0
+        self.f.get(lo);
+        self.f.get(r);
+        self.f.i(I::I64Xor);
+        self.f.get(w);
+        self.f.get(r);
+        self.f.i(I::I64Xor);
+        self.f.i(I::I64And);
+        self.f.i64c(0);
+        self.f.i(I::I64LtS);
+        self.f.if_();
+        self.f.get(base);
+        self.f.i(I::I32Load(mem(off + 4, 2)));
+        self.f.set(wraps);
+        // at the i32 limit in the direction of the wrap: overflow
+        self.f.get(wraps);
+        self.f.i32c(i32::MIN);
+        self.f.i32c(i32::MAX);
+        self.f.get(w);
+        self.f.i64c(0);
+        self.f.i(I::I64LtS);
+        self.f.i(I::Select);
+        self.f.i(I::I32Eq);
+        self.overflow_if();
+        self.f.get(base);
+        self.f.get(wraps);
+        self.f.i32c(-1);
+        self.f.i32c(1);
+        self.f.get(w);
+        self.f.i64c(0);
+        self.f.i(I::I64LtS);
+        self.f.i(I::Select);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Store(mem(off + 4, 2)));
+        self.f.end();
+        self.f.get(base);
+        self.f.get(r);
+        self.f.i(I::I64Store(mem(off + 8, 3)));
+        self.f.get(base);
+        self.f.i32c(0);
+        self.f.i(I::I32Store(mem(off, 2)));
+    }
+
+    /// Whether each of `aggs` is a wide sum of 64-bit values.
+    fn wide64s(&self, aggs: &[AggCall], in_prims: &[Prim]) -> Result<Vec<bool>, EmitError> {
+        aggs.iter()
+            .map(|a| {
+                Ok(a.func == AggFunc::SumWide
+                    && match &a.arg {
+                        Some(e) => expr_prim(e, in_prims, &self.inits)? != Prim::I128,
+                        None => false,
+                    })
+            })
+            .collect()
+    }
+
+    /// Reads the states of wide sums of 64-bit values (`wide64`, one per
+    /// aggregate, whose slots start at `base + off`) into `vals` as I128
+    /// values (`load_slot` read them with the I128 layout, which they do not
+    /// have).
+    fn finish_wide_sums(&mut self, base: u32, off: u32, wide64: &[bool], vals: &[Val]) {
+        for (k, (w, v)) in wide64.iter().zip(vals).enumerate() {
+            if !*w {
+                continue;
+            }
+            let at = off + SLOT * k as u32;
+            self.f.get(base);
+            self.f.i(I::I64Load(mem(at + 8, 3)));
+            self.f.set(v.v);
+            // high = wraps + (low < 0 ? -1 : 0)
+            self.f.get(base);
+            self.f.i(I::I32Load(mem(at + 4, 2)));
+            self.f.i(I::I64ExtendI32S);
+            self.f.get(v.v);
+            self.f.i64c(63);
+            self.f.i(I::I64ShrS);
+            self.f.i(I::I64Add);
+            self.f.set(v.len);
+            if let Some(n) = v.null {
+                self.f.get(base);
+                self.f.i(I::I32Load(mem(at, 2)));
+                self.f.set(n);
+            }
+        }
+    }
+
     pub(super) fn aggregate_all(
         &mut self,
         input: &Op,
@@ -202,8 +298,9 @@ impl Gen {
             .iter()
             .map(|a| agg_prim(a, &in_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
-        for (k, (a, p)) in aggs.iter().zip(&prims).enumerate() {
-            self.agg_init(base, SLOT * k as u32, a, *p);
+        let wide64 = self.wide64s(aggs, &in_prims)?;
+        for (k, ((a, p), w)) in aggs.iter().zip(&prims).zip(&wide64).enumerate() {
+            self.agg_init(base, SLOT * k as u32, a, *p, *w);
         }
         self.sub_pipeline(input, &mut |g, t| {
             for (k, a) in aggs.iter().enumerate() {
@@ -213,6 +310,7 @@ impl Gen {
         })?;
         self.f.set_i32(base, state as i32);
         let t = self.load_record(base, 0, &prims);
+        self.finish_wide_sums(base, 0, &wide64, &t);
         self.row(consume, &t)
     }
 
@@ -333,6 +431,7 @@ impl Gen {
             .iter()
             .map(|a| agg_prim(a, &in_prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
+        let wide64 = self.wide64s(aggs, &in_prims)?;
         let nk = keys.len() as u32;
         let entry_bytes = (ENTRY_HEAD + SLOT * (nk + aggs.len() as u32)) as i32;
         let dir = self.f.local(ValType::I32);
@@ -371,8 +470,8 @@ impl Gen {
             for (k, v) in kv.iter().enumerate() {
                 g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
             }
-            for (k, (a, p)) in aggs.iter().zip(&agg_prims).enumerate() {
-                g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, *p);
+            for (k, ((a, p), w)) in aggs.iter().zip(&agg_prims).zip(&wide64).enumerate() {
+                g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, *p, *w);
             }
             g.dir_slot(dir, idx);
             g.f.get(e);
@@ -430,6 +529,7 @@ impl Gen {
         self.f.get(e);
         self.f.if_();
         let t = self.load_record(e, ENTRY_HEAD, &prims);
+        self.finish_wide_sums(e, ENTRY_HEAD + SLOT * nk, &wide64, &t[keys.len()..]);
         self.row(consume, &t)?;
         self.f.end();
         self.f.inc(j);
