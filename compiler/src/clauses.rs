@@ -682,7 +682,10 @@ pub(crate) fn table_factor(f: &TableFactor) -> Result<(), CompileError> {
             index_directives,
             inheritance,
         } => refuse(&[
-            (args.is_some(), "table functions"),
+            (
+                args.as_ref().is_some_and(|a| a.settings.is_some()),
+                "table function SETTINGS",
+            ),
             (
                 !with_hints.is_empty() || !index_directives.is_empty(),
                 "table hints",

@@ -54,3 +54,7 @@ pub const STACK_BYTES: usize = 8 << 20;
 
 /// How deeply views may name views.
 pub const VIEW_DEPTH_MAX: usize = 16;
+
+/// Rows a `generate_series` in FROM may produce: its rows are computed by the
+/// compiler and carried in the module as constants.
+pub const SERIES_ROWS_MAX: usize = 100_000;

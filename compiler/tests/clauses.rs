@@ -143,7 +143,10 @@ fn walk() -> Vec<Walk> {
                     "SELECT a FROM t ORDER BY a FETCH FIRST 1 ROWS WITH TIES",
                     "WITH TIES",
                 ),
-                ("SELECT * FROM generate_series(1, 3)", "table functions"),
+                (
+                    "SELECT * FROM generate_series(1, 3) WITH ORDINALITY",
+                    "WITH ORDINALITY",
+                ),
             ],
         ),
         (

@@ -825,8 +825,12 @@ impl<'c> Binder<'c> {
                 version,
                 ..
             } => {
-                if args.is_some() {
-                    return Err(unsupported("table functions").at(pos_of(name)));
+                if let Some(a) = args {
+                    if version.is_some() {
+                        return Err(unsupported("FOR SYSTEM_TIME AS OF on a table function")
+                            .at(pos_of(name)));
+                    }
+                    return self.series(name, a, alias.as_ref());
                 }
                 if let Some(i) = self.cte_named(name) {
                     if version.is_some() {
@@ -921,6 +925,166 @@ impl<'c> Binder<'c> {
             } => self.from(std::slice::from_ref(table_with_joins)),
             _ => Err(unsupported("this FROM item")),
         }
+    }
+
+    /// `generate_series(start, stop [, step])` in FROM, of integers or
+    /// DECIMALs given as constants: its rows, computed here, as a VALUES
+    /// list of one column (named after the alias, as PostgreSQL names it).
+    fn series(
+        &mut self,
+        name: &ast::ObjectName,
+        args: &ast::TableFunctionArgs,
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<(Rel, Scope), CompileError> {
+        let f = object_name(name)?;
+        if f != "generate_series" {
+            return Err(CompileError::new(
+                codes::UNDEFINED_FUNCTION,
+                format!("table function {f} does not exist"),
+            )
+            .at(pos_of(name))
+            .hint("the table function there is: generate_series(start, stop [, step])"));
+        }
+        let mut vals = Vec::with_capacity(args.args.len());
+        for a in &args.args {
+            let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) = a else {
+                return Err(
+                    mismatch("generate_series takes its arguments by position").at(pos_of(name))
+                );
+            };
+            let b = self.expr(e, &Scope::default(), None).map_err(|err| {
+                if err.code == codes::UNDEFINED_COLUMN {
+                    err.hint("generate_series's bounds are constants: the columns of other FROM items are not in scope (LATERAL is not supported yet)")
+                } else {
+                    err
+                }
+            })?;
+            vals.push((crate::fold::fold(b), e));
+        }
+        if !(2..=3).contains(&vals.len()) {
+            return Err(mismatch(format!(
+                "generate_series takes 2 or 3 arguments, {} given",
+                vals.len()
+            ))
+            .at(pos_of(name)));
+        }
+        let mut ty: Option<SqlType> = None;
+        for (b, e) in &vals {
+            if is_null_lit(b) {
+                continue;
+            }
+            let t = match b.ty {
+                SqlType::SmallInt | SqlType::Integer => SqlType::Integer,
+                t @ (SqlType::BigInt | SqlType::Decimal { .. }) => t,
+                other => {
+                    return Err(mismatch(format!(
+                        "generate_series takes integers or DECIMALs, not {other}"
+                    ))
+                    .at(pos_of(*e)));
+                }
+            };
+            ty = Some(match ty {
+                None => t,
+                Some(prev) => common_numeric(&prev, &t).unwrap_or(t),
+            });
+        }
+        let ty = ty.unwrap_or(SqlType::Integer);
+        let scale = crate::lower::scale_of(&ty);
+        let mut ends = Vec::with_capacity(3);
+        for (b, e) in vals {
+            let c = crate::fold::fold(coerce(b, ty));
+            let BK::Lit(v) = c.kind else {
+                return Err(
+                    unsupported("generate_series with an argument that is not a constant")
+                        .at(pos_of(e))
+                        .hint(
+                            "compute the bounds first, or join a series wide enough and filter it",
+                        ),
+                );
+            };
+            ends.push(match v {
+                Value::Null => None,
+                Value::Integer(x) => Some(i128::from(x)),
+                Value::BigInt(x) => Some(i128::from(x)),
+                Value::Decimal(d) if d.scale() == scale => Some(d.mantissa()),
+                other => {
+                    return Err(CompileError::new(
+                        "XX000",
+                        format!("internal compiler error: a series bound {other:?} of {ty}"),
+                    ));
+                }
+            });
+        }
+        let unit = 10i128.pow(u32::from(scale));
+        let (start, stop) = (
+            ends.first().copied().flatten(),
+            ends.get(1).copied().flatten(),
+        );
+        let step = match ends.get(2) {
+            None => Some(unit),
+            Some(s) => *s,
+        };
+        let mut rows = Vec::new();
+        if let (Some(start), Some(stop), Some(step)) = (start, stop, step) {
+            if step == 0 {
+                return Err(CompileError::new(
+                    "22023",
+                    "generate_series: step size cannot equal zero",
+                ));
+            }
+            let n = if (step > 0 && start > stop) || (step < 0 && start < stop) {
+                0
+            } else {
+                (stop - start) / step + 1
+            };
+            if n > crate::limits::SERIES_ROWS_MAX as i128 {
+                return Err(CompileError::new(
+                    codes::LIMIT,
+                    format!(
+                        "generate_series of {n} rows: at most {} rows",
+                        crate::limits::SERIES_ROWS_MAX
+                    ),
+                )
+                .at(pos_of(name))
+                .hint("a series is computed by the compiler: join smaller series for more rows (one of 1,000 with one of 1,000 gives 1,000,000)"));
+            }
+            let mut x = start;
+            for _ in 0..n {
+                rows.push(vec![match ty {
+                    SqlType::Integer => Value::Integer(i32::try_from(x).unwrap_or_default()),
+                    SqlType::BigInt => Value::BigInt(i64::try_from(x).unwrap_or_default()),
+                    _ => Value::Decimal(scratchbird_types::Decimal::new(x, scale)),
+                }]);
+                x += step;
+            }
+        }
+        let q = alias.map_or_else(|| "generate_series".to_owned(), |a| norm(&a.name));
+        let col_name = alias
+            .and_then(|a| a.columns.first())
+            .map_or_else(|| q.clone(), |c| norm(&c.name));
+        if alias.is_some_and(|a| a.columns.len() > 1) {
+            return Err(CompileError::new(
+                codes::INVALID_COLUMN_REFERENCE,
+                format!("table \"{q}\" has 1 column available but more were specified"),
+            )
+            .at(pos_of(name)));
+        }
+        let c = self.new_col(&col_name, ty, false);
+        let scope = Scope {
+            cols: vec![ScopeCol {
+                qualifier: Some(q),
+                name: col_name,
+                id: c,
+                hidden: false,
+            }],
+        };
+        Ok((
+            Rel::Values {
+                cols: vec![c],
+                rows,
+            },
+            scope,
+        ))
     }
 
     // -------------------------------------------------------------- expressions
