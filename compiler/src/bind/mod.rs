@@ -240,7 +240,8 @@ pub(crate) struct BoundQuery {
 fn is_agg_name(n: &str) -> Option<AggKind> {
     Some(match n {
         "count" => AggKind::Count,
-        "sum" | "avg" => AggKind::Sum,
+        "sum" | "avg" | "variance" | "var_samp" | "var_pop" | "stddev" | "stddev_samp"
+        | "stddev_pop" => AggKind::Sum,
         "min" | "bool_and" | "every" => AggKind::Min,
         "max" | "bool_or" => AggKind::Max,
         _ => return None,
