@@ -525,14 +525,7 @@ impl<'c> Binder<'c> {
             ctx.aggs.push((c, BAgg { kind, arg, ty }, distinct));
             c
         };
-        // a DECIMAL sums in 38 digits, whatever its own precision: a sum of
-        // many 18-digit values would otherwise overflow long before
-        // PostgreSQL's would
-        let sum_type = |t: &SqlType| match t {
-            SqlType::Double => SqlType::Double,
-            SqlType::Decimal { scale, .. } => crate::typing::computed_decimal(true, *scale),
-            _ => SqlType::BigInt,
-        };
+        let sum_type = wide_sum_type;
         let col = |this: &Self, c: ColId| this.col_expr(c);
         Ok(match (name, kind) {
             (_, AggKind::CountStar) | (_, AggKind::Count) => {
@@ -540,78 +533,8 @@ impl<'c> Binder<'c> {
                 col(self, c)?
             }
             ("variance" | "var_samp" | "var_pop" | "stddev" | "stddev_samp" | "stddev_pop", _) => {
-                // (n * sum(x*x) - sum(x)^2) / (n * (n - 1)), or n * n for the
-                // population: exact for integers and DECIMALs (38 digits),
-                // NULL below two rows (one for the population); stddev is
-                // its square root, through DOUBLE PRECISION
                 let a = arg.ok_or_else(|| mismatch(format!("{name}(*)")))?;
-                let pop = name.ends_with("_pop");
-                let double = a.ty == SqlType::Double;
-                let wide = if double {
-                    SqlType::Double
-                } else {
-                    crate::typing::computed_decimal(true, crate::lower::scale_of(&a.ty))
-                };
-                let x = coerce(a.clone(), wide);
-                let sq = {
-                    let x2 = self.dup(&x)?;
-                    self.arith(ArithOp::Mul, x, x2)?
-                };
-                let sq_ty = sq.ty;
-                let s1 = get(self, AggKind::Sum, Some(a.clone()), sum_type(&a.ty), true);
-                let s2 = get(self, AggKind::Sum, Some(sq), sum_type(&sq_ty), true);
-                let n = get(self, AggKind::Count, Some(a), SqlType::BigInt, false);
-                let (s1, s2, n) = (col(self, s1)?, col(self, s2)?, col(self, n)?);
-                let count = |e: BExpr| {
-                    coerce(
-                        e,
-                        if double {
-                            SqlType::Double
-                        } else {
-                            crate::typing::computed_decimal(true, 0)
-                        },
-                    )
-                };
-                let s1b = self.dup(&s1)?;
-                let sq1 = self.arith(ArithOp::Mul, s1, s1b)?;
-                let n1 = self.dup(&n)?;
-                let ns2 = self.arith(ArithOp::Mul, count(n1), s2)?;
-                let num = self.arith(ArithOp::Sub, ns2, sq1)?;
-                let (n2, n3) = (self.dup(&n)?, self.dup(&n)?);
-                let other = if pop {
-                    count(n3)
-                } else {
-                    let one = BExpr::lit(Value::BigInt(1), SqlType::BigInt);
-                    count(self.arith(ArithOp::Sub, n3, one)?)
-                };
-                let den = self.arith(ArithOp::Mul, count(n2), other)?;
-                let var = self.arith(ArithOp::Div, num, den)?;
-                let enough = self.compare(
-                    CmpOp::Gt,
-                    n,
-                    BExpr::lit(Value::BigInt(i64::from(!pop)), SqlType::BigInt),
-                )?;
-                let ty = var.ty;
-                let var = mk(
-                    BK::Case(vec![(enough, var)], Box::new(BExpr::lit(Value::Null, ty))),
-                    ty,
-                    true,
-                );
-                if name.starts_with("stddev") {
-                    let root = mk(
-                        BK::Func(
-                            Func::Math(scratchbird_guest_ops::plan::MathFn::Host(
-                                scratchbird_guest_ops::abi::MathOp::Sqrt,
-                            )),
-                            vec![coerce(var, SqlType::Double)],
-                        ),
-                        SqlType::Double,
-                        true,
-                    );
-                    if double { root } else { coerce(root, ty) }
-                } else {
-                    var
-                }
+                self.variance(name, a, &mut get)?
             }
             ("avg", _) => {
                 let a = arg.ok_or_else(|| mismatch("avg(*)"))?;
@@ -797,6 +720,93 @@ impl<'c> Binder<'c> {
                 self.sign(x)?
             }
             _ => return self.rounding(name, args),
+        })
+    }
+
+    /// variance, var_samp, var_pop, stddev, stddev_samp and stddev_pop of
+    /// `a`, from the aggregates `get` adds.
+    fn variance(
+        &mut self,
+        name: &str,
+        a: BExpr,
+        get: &mut impl FnMut(&mut Self, AggKind, Option<BExpr>, SqlType, bool) -> ColId,
+    ) -> Result<BExpr, CompileError> {
+        // (n * sum(x*x) - sum(x)^2) / (n * (n - 1)), or n * n for the
+        // population: exact for integers and DECIMALs (38 digits),
+        // NULL below two rows (one for the population); stddev is
+        // its square root, through DOUBLE PRECISION
+        let pop = name.ends_with("_pop");
+        let double = a.ty == SqlType::Double;
+        let wide = if double {
+            SqlType::Double
+        } else {
+            crate::typing::computed_decimal(true, crate::lower::scale_of(&a.ty))
+        };
+        let x = coerce(a.clone(), wide);
+        let sq = {
+            let x2 = self.dup(&x)?;
+            self.arith(ArithOp::Mul, x, x2)?
+        };
+        let sq_ty = sq.ty;
+        let s1 = get(
+            self,
+            AggKind::Sum,
+            Some(a.clone()),
+            wide_sum_type(&a.ty),
+            true,
+        );
+        let s2 = get(self, AggKind::Sum, Some(sq), wide_sum_type(&sq_ty), true);
+        let n = get(self, AggKind::Count, Some(a), SqlType::BigInt, false);
+        let (s1, s2, n) = (self.col_expr(s1)?, self.col_expr(s2)?, self.col_expr(n)?);
+        let count = |e: BExpr| {
+            coerce(
+                e,
+                if double {
+                    SqlType::Double
+                } else {
+                    crate::typing::computed_decimal(true, 0)
+                },
+            )
+        };
+        let s1b = self.dup(&s1)?;
+        let sq1 = self.arith(ArithOp::Mul, s1, s1b)?;
+        let n1 = self.dup(&n)?;
+        let ns2 = self.arith(ArithOp::Mul, count(n1), s2)?;
+        let num = self.arith(ArithOp::Sub, ns2, sq1)?;
+        let (n2, n3) = (self.dup(&n)?, self.dup(&n)?);
+        let other = if pop {
+            count(n3)
+        } else {
+            let one = BExpr::lit(Value::BigInt(1), SqlType::BigInt);
+            count(self.arith(ArithOp::Sub, n3, one)?)
+        };
+        let den = self.arith(ArithOp::Mul, count(n2), other)?;
+        let var = self.arith(ArithOp::Div, num, den)?;
+        let enough = self.compare(
+            CmpOp::Gt,
+            n,
+            BExpr::lit(Value::BigInt(i64::from(!pop)), SqlType::BigInt),
+        )?;
+        let ty = var.ty;
+        let var = mk(
+            BK::Case(vec![(enough, var)], Box::new(BExpr::lit(Value::Null, ty))),
+            ty,
+            true,
+        );
+        Ok(if name.starts_with("stddev") {
+            let root = mk(
+                BK::Func(
+                    Func::Math(scratchbird_guest_ops::plan::MathFn::Host(
+                        scratchbird_guest_ops::abi::MathOp::Sqrt,
+                    )),
+                    vec![coerce(var, SqlType::Double)],
+                ),
+                SqlType::Double,
+                true,
+            );
+            if double { root } else { coerce(root, ty) }
+        } else {
+            var
         })
     }
 
@@ -1290,4 +1300,15 @@ fn date_trunc(unit: &str, x: BExpr) -> Result<BExpr, CompileError> {
         SqlType::Timestamp,
         n,
     ))
+}
+
+/// The type of SUM over `t`: a DECIMAL sums in 38 digits, whatever its own
+/// precision (a sum of many 18-digit values would otherwise overflow long
+/// before PostgreSQL's would); integers sum to BIGINT.
+fn wide_sum_type(t: &SqlType) -> SqlType {
+    match t {
+        SqlType::Double => SqlType::Double,
+        SqlType::Decimal { scale, .. } => crate::typing::computed_decimal(true, *scale),
+        _ => SqlType::BigInt,
+    }
 }
