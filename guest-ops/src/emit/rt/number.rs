@@ -79,24 +79,30 @@ impl Gen {
         f.br_if(lp);
         f.end();
         f.end();
-        f.get(neg);
-        f.if_();
-        f.get(pos);
-        f.i32c(1);
-        f.i(I::I32Sub);
-        f.set(pos);
-        f.get(pos);
-        f.i32c(45);
-        f.i(I::I32Store8(mem(0, 0)));
-        f.end();
-        f.get(pos);
-        f.get(buf);
-        f.i32c(48);
-        f.i(I::I32Add);
-        f.get(pos);
-        f.i(I::I32Sub);
+        sign_and_span(&mut f, neg, pos, buf);
         f
     }
+}
+
+/// Ends a number written right to left into the 48 bytes at `buf` down to
+/// `pos`: a '-' before it when `neg`, then pushes its pointer and length.
+pub(super) fn sign_and_span(f: &mut Fb, neg: u32, pos: u32, buf: u32) {
+    f.get(neg);
+    f.if_();
+    f.get(pos);
+    f.i32c(1);
+    f.i(I::I32Sub);
+    f.set(pos);
+    f.get(pos);
+    f.i32c(45);
+    f.i(I::I32Store8(mem(0, 0)));
+    f.end();
+    f.get(pos);
+    f.get(buf);
+    f.i32c(48);
+    f.i(I::I32Add);
+    f.get(pos);
+    f.i(I::I32Sub);
 }
 
 #[expect(

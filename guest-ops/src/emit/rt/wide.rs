@@ -84,6 +84,33 @@ fn abs128(f: &mut Fb, lo: u32, hi: u32, neg: u32) {
     f.end();
 }
 
+/// A division's operands (locals `alo, ahi, blo, bhi`): fails on a zero
+/// divisor, sets `qneg` to whether the quotient is negative and `aneg`,
+/// `bneg` to each operand's sign, and makes both operands their magnitudes.
+fn operands(
+    f: &mut Fb,
+    (alo, ahi, blo, bhi): (u32, u32, u32, u32),
+    qneg: u32,
+    aneg: u32,
+    bneg: u32,
+) {
+    f.get(blo);
+    f.get(bhi);
+    f.i(I::I64Or);
+    f.i(I::I64Eqz);
+    f.if_();
+    fail(f, ErrorCode::DivisionByZero);
+    f.end();
+    f.get(ahi);
+    f.get(bhi);
+    f.i(I::I64Xor);
+    f.i64c(0);
+    f.i(I::I64LtS);
+    f.set(qneg);
+    abs128(f, alo, ahi, aneg);
+    abs128(f, blo, bhi, bneg);
+}
+
 /// Pushes 1 if unsigned (alo, ahi) >= (blo, bhi).
 fn uge128(f: &mut Fb, alo: u32, ahi: u32, blo: u32, bhi: u32) {
     f.get(ahi);
@@ -176,22 +203,7 @@ impl Gen {
         let n = f.local(ValType::I32);
         let d = f.local(ValType::I64);
         let [qlo, qhi, rlo, rhi, tlo, thi] = [(); 6].map(|()| f.local(ValType::I64));
-        f.get(blo);
-        f.get(bhi);
-        f.i(I::I64Or);
-        f.i64c(0);
-        f.i(I::I64Eq);
-        f.if_();
-        fail(&mut f, ErrorCode::DivisionByZero);
-        f.end();
-        f.get(ahi);
-        f.get(bhi);
-        f.i(I::I64Xor);
-        f.i64c(0);
-        f.i(I::I64LtS);
-        f.set(neg);
-        abs128(&mut f, alo, ahi, n);
-        abs128(&mut f, blo, bhi, n);
+        operands(&mut f, (alo, ahi, blo, bhi), neg, n, n);
         // a remainder below b is multiplied by 10: b must stay below 2^128 / 10
         f.get(bhi);
         f.i64c(0x1999_9999_9999_9999);
@@ -466,21 +478,7 @@ impl Gen {
         let rneg = f.local(ValType::I32);
         let i = f.local(ValType::I32);
         let [qlo, qhi, rlo, rhi] = [(); 4].map(|()| f.local(ValType::I64));
-        f.get(blo);
-        f.get(bhi);
-        f.i(I::I64Or);
-        f.i(I::I64Eqz);
-        f.if_();
-        fail(&mut f, ErrorCode::DivisionByZero);
-        f.end();
-        f.get(ahi);
-        f.get(bhi);
-        f.i(I::I64Xor);
-        f.i64c(0);
-        f.i(I::I64LtS);
-        f.set(qneg);
-        abs128(&mut f, alo, ahi, rneg);
-        abs128(&mut f, blo, bhi, i);
+        operands(&mut f, (alo, ahi, blo, bhi), qneg, rneg, i);
         f.get(ahi);
         f.get(bhi);
         f.i(I::I64Or);
@@ -728,22 +726,7 @@ impl Gen {
         f.br_if(lp);
         f.end();
         f.end();
-        f.get(neg);
-        f.if_();
-        f.get(pos);
-        f.i32c(1);
-        f.i(I::I32Sub);
-        f.set(pos);
-        f.get(pos);
-        f.i32c(45);
-        f.i(I::I32Store8(mem(0, 0)));
-        f.end();
-        f.get(pos);
-        f.get(buf);
-        f.i32c(48);
-        f.i(I::I32Add);
-        f.get(pos);
-        f.i(I::I32Sub);
+        super::number::sign_and_span(&mut f, neg, pos, buf);
         f
     }
 }
