@@ -216,6 +216,8 @@ pub(crate) async fn shell(
     std::thread::spawn(move || read_input(tty, &prompt_rx, &lines_tx));
     let mut buf = String::new();
     let mut ok = true;
+    // the shell's \timing and \x change these for what follows
+    let mut args = args.clone();
     loop {
         if prompts
             .send(if buf.is_empty() { "sb> " } else { "..> " })
@@ -241,6 +243,26 @@ pub(crate) async fn shell(
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
         }
+        if buf.is_empty()
+            && line.trim_start().starts_with('\\')
+            && !line.trim_start().starts_with("\\consistency")
+        {
+            match crate::sql::shell_command(&line, &mut args) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ok = false;
+                }
+                None => {
+                    eprintln!(
+                        "error: {} is not a command of this shell: \\? lists them",
+                        line.trim()
+                    );
+                    ok = false;
+                }
+            }
+            continue;
+        }
         if buf.is_empty() && line.trim_start().starts_with("\\consistency") {
             let mode = line.trim().trim_start_matches("\\consistency").trim();
             if mode.is_empty() {
@@ -258,7 +280,7 @@ pub(crate) async fn shell(
         }
         buf.push_str(&line);
         if complete(&buf) {
-            ok &= run_text(client, &buf, args).await;
+            ok &= run_text(client, &buf, &args).await;
             buf.clear();
             if crate::out::closed() {
                 // the reader went away: run nothing more
@@ -267,7 +289,7 @@ pub(crate) async fn shell(
         }
     }
     if !buf.trim().is_empty() && !crate::out::closed() {
-        ok &= run_text(client, &buf, args).await;
+        ok &= run_text(client, &buf, &args).await;
     }
     if !tty && !ok {
         bail!("a statement failed");
@@ -390,7 +412,7 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                     }
                 };
                 match args.format {
-                    Format::Table => rows.extend(batch),
+                    Format::Table | Format::Expanded => rows.extend(batch),
                     other => print_data_rows(&columns, &batch, other),
                 }
                 if crate::out::closed() {
@@ -401,8 +423,8 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
             Ok(Some(Response::Done(d))) => {
                 match (d.tag.as_str(), &d.text) {
                     ("SELECT", _) => {
-                        if args.format == Format::Table {
-                            print_rows(&columns, &rows, Format::Table);
+                        if args.format.for_reading() {
+                            print_rows(&columns, &rows, args.format);
                         }
                         rows.clear();
                     }

@@ -24,10 +24,21 @@ pub enum Format {
     Csv,
     /// One JSON object per row.
     Json,
+    /// One block per row, a line per column (the shell's `\x`).
+    Expanded,
+}
+
+impl Format {
+    /// Whether rows are printed for a person (a table or blocks, with status
+    /// lines beside them) rather than as data.
+    #[must_use]
+    pub fn for_reading(self) -> bool {
+        matches!(self, Self::Table | Self::Expanded)
+    }
 }
 
 /// Arguments of `sb sql`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SqlArgs {
     /// Run a node in this process over the data directory DIR (created if missing).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["connect", "profile"])]
@@ -215,7 +226,72 @@ pub(crate) fn print_rows(
             print_data_rows(columns, rows, format);
         }
         Format::Json => print_data_rows(columns, rows, format),
+        Format::Expanded => {
+            let w = columns
+                .iter()
+                .map(|(n, _)| n.chars().count())
+                .max()
+                .unwrap_or(0);
+            for (i, r) in rows.iter().enumerate() {
+                say!("-[ RECORD {} ]", i + 1);
+                for ((n, _), v) in columns.iter().zip(r) {
+                    say!("{n:<w$} | {}", display_value(v));
+                }
+            }
+            say!(
+                "({} row{})",
+                rows.len(),
+                if rows.len() == 1 { "" } else { "s" }
+            );
+        }
     }
+}
+
+/// The shell's help (`\?`).
+pub(crate) const SHELL_HELP: &str = "\\q                 quit (also quit, exit, Ctrl-D)
+\\timing [on|off]   print how long each statement took
+\\x [on|off]        one block per row, a line per column (the table format)
+\\consistency MODE  how statements read across shards (with --connect)
+\\?                 this help
+End a statement with ';'. sb sql --help lists the options.";
+
+/// Runs a line of the shell's own (`\timing`, `\x`, `\?`) on `args`;
+/// `None` when `line` is not one of them.
+pub(crate) fn shell_command(line: &str, args: &mut SqlArgs) -> Option<Result<(), String>> {
+    let line = line.trim();
+    let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let toggle = |now: bool| -> Result<bool, String> {
+        match rest.trim() {
+            "" => Ok(!now),
+            "on" => Ok(true),
+            "off" => Ok(false),
+            other => Err(format!("{cmd} takes on or off, not \"{other}\"")),
+        }
+    };
+    let on = |b: bool| if b { "on" } else { "off" };
+    Some(match cmd {
+        "\\timing" => toggle(args.timing).map(|t| {
+            args.timing = t;
+            say!("Timing is {}.", on(t));
+        }),
+        "\\x" => {
+            if !args.format.for_reading() {
+                return Some(Err(format!(
+                    "\\x applies to the table format, and this shell prints {:?}",
+                    args.format
+                )));
+            }
+            toggle(args.format == Format::Expanded).map(|x| {
+                args.format = if x { Format::Expanded } else { Format::Table };
+                say!("Expanded display is {}.", on(x));
+            })
+        }
+        "\\?" => {
+            say!("{SHELL_HELP}");
+            Ok(())
+        }
+        _ => return None,
+    })
 }
 
 /// The header line of CSV output.
@@ -258,7 +334,7 @@ pub(crate) fn print_data_rows(
                     .collect();
                 say!("{}", serde_json::Value::Object(obj));
             }
-            Format::Table => {}
+            Format::Table | Format::Expanded => {}
         }
     }
 }
@@ -267,7 +343,7 @@ pub(crate) fn print_data_rows(
 /// beside a table, on standard error beside CSV or JSON, so that what a
 /// script writes there is the data alone.
 pub(crate) fn status(format: Format, line: std::fmt::Arguments<'_>) {
-    if format == Format::Table {
+    if format.for_reading() {
         say!("{line}");
     } else {
         eprintln!("{line}");
@@ -499,6 +575,8 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let mut buf = String::new();
     let mut ok = true;
+    // the shell's \timing and \x change these for what follows
+    let mut args = args.clone();
     loop {
         if tty {
             eprint!("{}", if buf.is_empty() { "sb> " } else { "..> " });
@@ -516,14 +594,31 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
         }
+        if buf.is_empty() && line.trim_start().starts_with('\\') {
+            match shell_command(&line, &mut args) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ok = false;
+                }
+                None => {
+                    eprintln!(
+                        "error: {} is not a command of this shell: \\? lists them",
+                        line.trim()
+                    );
+                    ok = false;
+                }
+            }
+            continue;
+        }
         buf.push_str(&line);
         if complete(&buf) {
-            ok &= run_text(&mut session, &buf, args);
+            ok &= run_text(&mut session, &buf, &args);
             buf.clear();
         }
     }
     if !buf.trim().is_empty() {
-        ok &= run_text(&mut session, &buf, args);
+        ok &= run_text(&mut session, &buf, &args);
     }
     if !tty && !ok {
         anyhow::bail!("a statement failed");

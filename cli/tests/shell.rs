@@ -1,0 +1,100 @@
+//! The `sb sql` shell's own commands, as a user types them: the real binary,
+//! statements and commands on standard input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn shell(dir: &std::path::Path, input: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sb"))
+        .args(["sql", "--local"])
+        .arg(dir)
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn timing_and_expanded_display_change_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = shell(
+        dir.path(),
+        "\\timing\nSELECT 1 AS a, 2 AS bb;\n\\timing off\nSELECT 3 AS a;\n\\x\n\
+         SELECT 1 AS a, NULL AS longer_name;\nSELECT a FROM (VALUES (1), (2)) v(a);\n\
+         \\x off\nSELECT 4 AS a;\n\\x on\n\\?\n",
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{err}");
+    // \timing: one time line, for the one statement run while it was on
+    assert_eq!(err.matches("time: ").count(), 1, "{err}");
+    assert!(out.contains("Timing is on.") && out.contains("Timing is off."));
+    // \x: a block per row, names aligned
+    assert!(
+        out.contains(
+            "Expanded display is on.\n-[ RECORD 1 ]\na           | 1\nlonger_name | NULL\n(1 row)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("-[ RECORD 1 ]\na | 1\n-[ RECORD 2 ]\na | 2\n(2 rows)"),
+        "{out}"
+    );
+    // and back to the table
+    assert!(
+        out.contains("Expanded display is off.\na\n-\n4\n(1 row)"),
+        "{out}"
+    );
+    // \? lists the commands
+    for c in ["\\timing", "\\x", "\\q", "\\consistency"] {
+        assert!(out.contains(c), "{c} in the help: {out}");
+    }
+}
+
+#[test]
+fn an_unknown_command_or_argument_is_an_error_and_the_shell_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = shell(dir.path(), "\\d\n\\x maybe\nSELECT 5 AS a;\n");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(!o.status.success(), "a failed line fails a script");
+    assert!(
+        err.contains("\\d is not a command of this shell: \\? lists them"),
+        "{err}"
+    );
+    assert!(err.contains("\\x takes on or off, not \"maybe\""), "{err}");
+    assert!(
+        out.contains("a\n-\n5\n(1 row)"),
+        "the statement after ran: {out}"
+    );
+    // \x is for reading: with --format csv the rows stay data
+    let o = Command::new(env!("CARGO_BIN_EXE_sb"))
+        .args(["sql", "--format", "csv", "--local"])
+        .arg(dir.path())
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut c = o;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"\\x\nSELECT 6 AS a;\n")
+        .unwrap();
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("\\x applies to the table format"), "{err}");
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "a\n6\n");
+}
