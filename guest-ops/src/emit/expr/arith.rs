@@ -2,7 +2,7 @@
 //! and division by zero are errors, as in PostgreSQL), rounding, floating point,
 //! and comparisons of every type.
 
-use super::super::rt::{Helper, fail, neg128};
+use super::super::rt::{Helper, fail_if, neg128};
 use super::super::{EmitError, Gen, Val};
 use crate::abi::ErrorCode;
 use crate::plan::{ArithOp, CmpOp, Prim};
@@ -28,15 +28,11 @@ fn bit_instr(op: ArithOp, wide: bool) -> I<'static> {
 
 impl Gen {
     pub(crate) fn overflow_if(&mut self) {
-        self.f.if_();
-        fail(&mut self.f, ErrorCode::Overflow);
-        self.f.end();
+        fail_if(&mut self.f, ErrorCode::Overflow);
     }
 
     pub(super) fn divzero_if(&mut self) {
-        self.f.if_();
-        fail(&mut self.f, ErrorCode::DivisionByZero);
-        self.f.end();
+        fail_if(&mut self.f, ErrorCode::DivisionByZero);
     }
 
     pub(super) fn arith(

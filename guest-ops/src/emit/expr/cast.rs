@@ -344,6 +344,12 @@ impl Gen {
 
     /// The conversions to, from and between 128-bit values.
     fn cast_wide(&mut self, c: Cast, a: &Val, out: &Val) -> Result<(), EmitError> {
+        if let Cast::Dec128ToStr(k) | Cast::StrToDec128(k) = c
+            && k > 38
+        {
+            // the text helpers' buffers hold 38 digits and a point
+            return Err(EmitError::Plan(format!("a DECIMAL text of scale {k}")));
+        }
         let pow10 = |k: u8| -> Result<i128, EmitError> {
             10i128
                 .checked_pow(u32::from(k))

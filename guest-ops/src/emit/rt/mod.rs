@@ -158,6 +158,13 @@ pub(crate) fn fail_text(f: &mut Fb, code: ErrorCode, ptr: u32, len: u32) {
     f.i(I::Unreachable);
 }
 
+/// Emits "if the i32 on the stack is not 0, `fail(code)`".
+pub(crate) fn fail_if(f: &mut Fb, code: ErrorCode) {
+    f.if_();
+    fail(f, code);
+    f.end();
+}
+
 /// Emits `fail(code, 0, 0)`; the host never returns from it, `unreachable` follows.
 pub(crate) fn fail(f: &mut Fb, code: ErrorCode) {
     f.i32c(code as i32);

@@ -66,9 +66,19 @@ pub(crate) fn outside(f: &mut Fb, lo: u32, hi: u32, bound: i128) {
 /// Fails with Overflow if the value in `lo`, `hi` has more than 38 digits.
 fn check38(f: &mut Fb, lo: u32, hi: u32) {
     outside(f, lo, hi, WIDE_MAX);
+    fail_if(f, ErrorCode::Overflow);
+}
+
+/// Pushes the magnitude in `lo`, `hi`, checked against 38 digits, negated
+/// when the i32 local `neg` is set.
+fn signed_result(f: &mut Fb, lo: u32, hi: u32, neg: u32) {
+    check38(f, lo, hi);
+    f.get(neg);
     f.if_();
-    fail(f, ErrorCode::Overflow);
+    neg128(f, lo, hi);
     f.end();
+    f.get(lo);
+    f.get(hi);
 }
 
 /// Makes `lo`, `hi` its magnitude; pushes nothing. `neg` (an i32 local) is
@@ -98,9 +108,7 @@ fn operands(
     f.get(bhi);
     f.i(I::I64Or);
     f.i(I::I64Eqz);
-    f.if_();
-    fail(f, ErrorCode::DivisionByZero);
-    f.end();
+    fail_if(f, ErrorCode::DivisionByZero);
     f.get(ahi);
     f.get(bhi);
     f.i(I::I64Xor);
@@ -208,9 +216,7 @@ impl Gen {
         f.get(bhi);
         f.i64c(0x1999_9999_9999_9999);
         f.i(I::I64GeU);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         f.get(alo);
         f.get(ahi);
         f.get(blo);
@@ -264,9 +270,7 @@ impl Gen {
         f.else_();
         // q = q * 10 + d, within 38 digits
         outside(&mut f, qlo, qhi, WIDE_MAX / 10);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         mul10(&mut f, qlo, qhi, tlo, thi);
         f.get(d);
         f.set(tlo);
@@ -281,13 +285,7 @@ impl Gen {
         f.br(lp);
         f.end();
         f.end();
-        check38(&mut f, qlo, qhi);
-        f.get(neg);
-        f.if_();
-        neg128(&mut f, qlo, qhi);
-        f.end();
-        f.get(qlo);
-        f.get(qhi);
+        signed_result(&mut f, qlo, qhi, neg);
         f
     }
 
@@ -374,9 +372,7 @@ impl Gen {
         f.i(I::I64And);
         f.i64c(0);
         f.i(I::I64LtS);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         check38(&mut f, lo, hi);
         f.get(lo);
         f.get(hi);
@@ -408,9 +404,7 @@ impl Gen {
         f.i64c(0);
         f.i(I::I64Ne);
         f.i(I::I32And);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         // make a the one within 64 bits
         f.get(ahi);
         f.i64c(0);
@@ -439,9 +433,7 @@ impl Gen {
         f.get(qhi);
         f.i64c(0);
         f.i(I::I64Ne);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         f.get(phi);
         f.get(qlo);
         f.i(I::I64Add);
@@ -449,23 +441,13 @@ impl Gen {
         f.get(t);
         f.get(phi);
         f.i(I::I64LtU);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
+        fail_if(&mut f, ErrorCode::Overflow);
         // the magnitude as a signed value: beyond 2^127 it reads negative
         f.get(t);
         f.i64c(0);
         f.i(I::I64LtS);
-        f.if_();
-        fail(&mut f, ErrorCode::Overflow);
-        f.end();
-        check38(&mut f, plo, t);
-        f.get(neg);
-        f.if_();
-        neg128(&mut f, plo, t);
-        f.end();
-        f.get(plo);
-        f.get(t);
+        fail_if(&mut f, ErrorCode::Overflow);
+        signed_result(&mut f, plo, t, neg);
         f
     }
 
