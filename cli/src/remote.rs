@@ -216,6 +216,8 @@ pub(crate) async fn shell(
     std::thread::spawn(move || read_input(tty, &prompt_rx, &lines_tx));
     let mut buf = String::new();
     let mut ok = true;
+    // a COPY ... FROM STDIN read: its rows are the lines up to \.
+    let mut rows_follow = false;
     // the shell's \timing and \x change these for what follows
     let mut args = args.clone();
     loop {
@@ -242,6 +244,10 @@ pub(crate) async fn shell(
         };
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
+        }
+        if buf.is_empty() && line.trim_start().starts_with("\\copy") {
+            ok &= run_text(client, line.trim(), &args).await;
+            continue;
         }
         if buf.is_empty()
             && line.trim_start().starts_with('\\')
@@ -278,8 +284,21 @@ pub(crate) async fn shell(
             }
             continue;
         }
+        if rows_follow {
+            buf.push_str(&line);
+            if line.trim_end_matches(['\r', '\n']) == "\\." {
+                rows_follow = false;
+                ok &= run_text(client, &buf, &args).await;
+                buf.clear();
+            }
+            continue;
+        }
         buf.push_str(&line);
         if complete(&buf) {
+            if crate::sql::awaits_rows(&buf) {
+                rows_follow = true;
+                continue;
+            }
             ok &= run_text(client, &buf, &args).await;
             buf.clear();
             if crate::out::closed() {
@@ -380,7 +399,61 @@ pub(crate) async fn run_text(client: &Client, sql: &str, args: &SqlArgs) -> bool
     }
 }
 
+/// `\copy` over `client`: the file's rows sent in runs ([`crate::load`]);
+/// false if it failed.
+async fn run_copy(client: &Client, line: &str, args: &SqlArgs) -> bool {
+    let go = async {
+        let run = crate::load::parse_meta(line)?;
+        let (runs, size) = crate::load::Runs::open(&run)?;
+        let mut progress = crate::load::Progress::new(&run, size);
+        for r in runs {
+            let r = r?;
+            match send_rows(client, &r.text, args).await {
+                Ok(rows) => progress.add(rows, r.bytes),
+                Err(why) => {
+                    progress.finish(false);
+                    bail!(crate::load::failed(&run, &r, progress.rows(), &why));
+                }
+            }
+        }
+        progress.finish(args.timing);
+        Ok::<u64, anyhow::Error>(progress.rows())
+    };
+    match go.await {
+        Ok(rows) => {
+            crate::sql::status(args.format, format_args!("COPY {rows}"));
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            false
+        }
+    }
+}
+
+/// Sends one run of rows (a `COPY ... FROM STDIN` request) and returns the
+/// rows the node wrote, or its error as the shell prints it.
+async fn send_rows(client: &Client, text: &str, args: &SqlArgs) -> Result<u64, String> {
+    let mut r = client
+        .query_in(text, args.timeout_ms, args.context.as_deref())
+        .await
+        .map_err(|e| format!("error: {e}"))?;
+    let mut rows = 0;
+    loop {
+        match r.next().await {
+            Ok(Some(Response::Done(d))) => rows += d.rows,
+            Ok(Some(Response::Error(e))) | Err(ClientError::Rpc(e)) => return Err(e.display()),
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(rows),
+            Err(e) => return Err(format!("error: {e}")),
+        }
+    }
+}
+
 async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
+    if sql.trim_start().starts_with("\\copy") {
+        return run_copy(client, sql.trim(), args).await;
+    }
     let started = Instant::now();
     let mut r = match client
         .query_in(sql, args.timeout_ms, args.context.as_deref())
@@ -428,7 +501,7 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
                         }
                         rows.clear();
                     }
-                    ("INSERT" | "UPDATE" | "DELETE", _) => {
+                    ("INSERT" | "UPDATE" | "DELETE" | "COPY", _) => {
                         crate::sql::status(args.format, format_args!("{} {}", d.tag, d.rows))
                     }
                     (_, Some(text)) => {

@@ -249,6 +249,8 @@ pub(crate) fn print_rows(
 
 /// The shell's help (`\?`).
 pub(crate) const SHELL_HELP: &str = "\\q                 quit (also quit, exit, Ctrl-D)
+\\copy t [(cols)] FROM 'file' [WITH (FORMAT csv, HEADER, ...)]
+                   load a file's rows into t, with progress (also sb load)
 \\timing [on|off]   print how long each statement took
 \\x [on|off]        one block per row, a line per column (the table format)
 \\consistency MODE  how statements read across shards (with --connect)
@@ -393,7 +395,57 @@ fn print_outcome(o: &Outcome, format: Format, timing: Option<f64>) -> Result<()>
     Ok(())
 }
 
+/// `\copy` on a local session: the file's rows sent in runs
+/// ([`crate::load`]); false if it failed.
+fn run_copy(session: &mut LocalSession, line: &str, args: &SqlArgs) -> bool {
+    let mut go = || -> Result<u64> {
+        let run = crate::load::parse_meta(line)?;
+        let (runs, size) = crate::load::Runs::open(&run)?;
+        let mut progress = crate::load::Progress::new(&run, size);
+        for r in runs {
+            let r = r?;
+            let mut rows = 0;
+            let done = session.execute_each(&r.text, &mut |o| {
+                if let Outcome::Written { rows: n, .. } = o {
+                    rows += n;
+                }
+                Ok(())
+            });
+            if let Err(e) = done {
+                progress.finish(false);
+                let why = e.render(&run.copy.head);
+                anyhow::bail!(crate::load::failed(&run, &r, progress.rows(), &why));
+            }
+            progress.add(rows, r.bytes);
+        }
+        progress.finish(args.timing);
+        Ok(progress.rows())
+    };
+    match go() {
+        Ok(rows) => {
+            status(args.format, format_args!("COPY {rows}"));
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            false
+        }
+    }
+}
+
+/// Whether the shell's `buf` is a `COPY ... FROM STDIN` whose rows follow
+/// on the next lines (up to a line `\.`), as a script piped in gives them.
+pub(crate) fn awaits_rows(buf: &str) -> bool {
+    buf.trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
+        && scratchbird_compiler::copy::copy_in(buf).is_ok()
+}
+
 fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
+    if sql.trim_start().starts_with("\\copy") {
+        return run_copy(session, sql.trim(), args);
+    }
     // each statement's result is printed as soon as it finishes, so the
     // results of those before a failing one are shown
     let mut started = Instant::now();
@@ -575,6 +627,8 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     let stdin = std::io::stdin();
     let mut buf = String::new();
     let mut ok = true;
+    // a COPY ... FROM STDIN read: its rows are the lines up to \.
+    let mut rows_follow = false;
     // the shell's \timing and \x change these for what follows
     let mut args = args.clone();
     loop {
@@ -594,6 +648,10 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         if buf.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
             break;
         }
+        if buf.is_empty() && line.trim_start().starts_with("\\copy") {
+            ok &= run_copy(&mut session, line.trim(), &args);
+            continue;
+        }
         if buf.is_empty() && line.trim_start().starts_with('\\') {
             match shell_command(&line, &mut args) {
                 Some(Ok(())) => {}
@@ -611,8 +669,21 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
             }
             continue;
         }
+        if rows_follow {
+            buf.push_str(&line);
+            if line.trim_end_matches(['\r', '\n']) == "\\." {
+                rows_follow = false;
+                ok &= run_text(&mut session, &buf, &args);
+                buf.clear();
+            }
+            continue;
+        }
         buf.push_str(&line);
         if complete(&buf) {
+            if awaits_rows(&buf) {
+                rows_follow = true;
+                continue;
+            }
             ok &= run_text(&mut session, &buf, &args);
             buf.clear();
         }

@@ -9,6 +9,7 @@
 mod bind;
 pub mod catalog;
 mod clauses;
+pub mod copy;
 mod dialect;
 pub mod error;
 mod explain;
@@ -41,6 +42,7 @@ use scratchbird_types::{SqlType, Value};
 use sqlparser::ast::{self, Statement as Ast};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Tokenizer;
+use std::sync::Arc;
 
 pub use limits::SQL_BYTES_MAX;
 
@@ -95,6 +97,11 @@ pub struct Compiled {
     /// The time it reads at (`FOR SYSTEM_TIME AS OF`), microseconds since
     /// 1970-01-01 UTC: the shards read the commits made at or before it.
     pub as_of: Option<i64>,
+    /// A COPY's rows: the coordinator reads them into batches per shard
+    /// ([`copy::Load::batches`]) and sends each shard its own with the load
+    /// stage (`module`), which writes them. Never kept in a statement cache:
+    /// the rows are this request's.
+    pub load: Option<Arc<copy::Load>>,
 }
 
 impl Compiled {
@@ -590,6 +597,7 @@ fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileEr
             )?)))
         }
         Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat)?))),
+        Ast::Copy { .. } => Ok(Statement::Query(Box::new(copy_from(ast, cat)?))),
         Ast::Update(u) => Ok(Statement::Query(Box::new(update(u, cat)?))),
         Ast::Delete(d) => Ok(Statement::Query(Box::new(delete(d, cat)?))),
         Ast::Explain {
@@ -1169,6 +1177,7 @@ fn finish_select(
         route,
         spread,
         as_of: None,
+        load: None,
     })
 }
 
@@ -1221,6 +1230,7 @@ fn finish_write(
         // a write runs on one shard: the same module either way
         spread: false,
         as_of: None,
+        load: None,
     })
 }
 
@@ -1261,34 +1271,12 @@ fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {
         ));
     }
     let table = target_table(&b, tname)?;
-    let positions: Vec<usize> = if ins.columns.is_empty() {
-        (0..table.columns.len()).collect()
-    } else {
-        let mut v = Vec::with_capacity(ins.columns.len());
-        for c in &ins.columns {
-            let n = object_name(c)?;
-            let p = table
-                .columns
-                .iter()
-                .position(|x| x.name == n)
-                .ok_or_else(|| {
-                    CompileError::new(
-                        codes::UNDEFINED_COLUMN,
-                        format!("column \"{n}\" of table \"{}\" does not exist", table.name),
-                    )
-                    .at(pos_of(c))
-                })?;
-            if v.contains(&p) {
-                return Err(CompileError::new(
-                    codes::SYNTAX,
-                    format!("column \"{n}\" is given twice"),
-                )
-                .at(pos_of(c)));
-            }
-            v.push(p);
-        }
-        v
-    };
+    let named = ins
+        .columns
+        .iter()
+        .map(|c| Ok((object_name(c)?, pos_of(c))))
+        .collect::<Result<Vec<_>, CompileError>>()?;
+    let positions = column_positions(&table, &named)?;
     let types: Vec<SqlType> = positions
         .iter()
         .filter_map(|p| table.columns.get(*p).map(|c| c.ty))
@@ -1334,6 +1322,157 @@ fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {
         &positions,
         cat,
     )
+}
+
+/// The positions in `table` of the columns `named` (with where each is
+/// named), in order; all of them when none is named.
+fn column_positions(
+    table: &TableDef,
+    named: &[(String, Option<Pos>)],
+) -> Result<Vec<usize>, CompileError> {
+    if named.is_empty() {
+        return Ok((0..table.columns.len()).collect());
+    }
+    let mut v = Vec::with_capacity(named.len());
+    for (n, at) in named {
+        let p = table
+            .columns
+            .iter()
+            .position(|x| x.name == *n)
+            .ok_or_else(|| {
+                CompileError::new(
+                    codes::UNDEFINED_COLUMN,
+                    format!("column \"{n}\" of table \"{}\" does not exist", table.name),
+                )
+                .at(*at)
+            })?;
+        if v.contains(&p) {
+            return Err(
+                CompileError::new(codes::SYNTAX, format!("column \"{n}\" is given twice")).at(*at),
+            );
+        }
+        v.push(p);
+    }
+    Ok(v)
+}
+
+/// `COPY t [(columns)] FROM STDIN [WITH (...)]` and the rows after it: a load
+/// stage that writes the rows it is sent as its input 0, as an INSERT of
+/// those columns writes (defaults, NOT NULL, the bundle's write rules), and
+/// the rows themselves ([`copy::Load`]).
+fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
+    let Ast::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        payload,
+    } = ast
+    else {
+        return Err(CompileError::new(codes::SYNTAX, "not a COPY"));
+    };
+    if *to {
+        return Err(CompileError::new(codes::NOT_SUPPORTED, "COPY ... TO")
+            .hint("SELECT the rows instead: sb sql --format csv -c \"SELECT ...\" > rows.csv"));
+    }
+    let ast::CopySource::Table {
+        table_name,
+        columns,
+    } = source
+    else {
+        return Err(CompileError::new(
+            codes::SYNTAX,
+            "COPY (query) FROM: only a table can be copied into",
+        ));
+    };
+    if !matches!(target, ast::CopyTarget::Stdin) {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            "COPY FROM a file or a program: a node reads no file of a client's",
+        )
+        .hint("send the rows with the statement: \\copy t FROM 'rows.csv' WITH (FORMAT csv) in sb sql, or sb load t rows.csv"));
+    }
+    let options = copy::CopyOptions::of(options, legacy_options)?;
+    let Some(payload) = payload else {
+        return Err(CompileError::new(
+            codes::SYNTAX,
+            "COPY ... FROM STDIN with no rows after it",
+        )
+        .hint("the rows follow the statement's ';' on the lines after it, up to a line \\.; in sb sql, \\copy t FROM 'rows.csv' sends a file"));
+    };
+    let mut b = Binder::new(cat);
+    let table = target_table(&b, table_name)?;
+    let named: Vec<(String, Option<Pos>)> = columns
+        .iter()
+        .map(|c| {
+            let at = (c.span.start.line > 0).then_some(Pos {
+                line: c.span.start.line,
+                column: c.span.start.column,
+            });
+            (norm(c), at)
+        })
+        .collect();
+    let positions = column_positions(&table, &named)?;
+    let mut names = Vec::with_capacity(positions.len());
+    let mut types = Vec::with_capacity(positions.len());
+    let mut cols = Vec::with_capacity(positions.len());
+    for p in &positions {
+        let c = table
+            .columns
+            .get(*p)
+            .ok_or_else(|| CompileError::new(codes::UNDEFINED_COLUMN, "a column"))?;
+        names.push(c.name.clone());
+        types.push(c.ty);
+        cols.push(b.new_col(&c.name, c.ty, true));
+    }
+    let rel = Rel::Exchange { input: 0, cols };
+    let mut c = finish_write(
+        &b,
+        rel,
+        QueryKind::Insert,
+        &table,
+        WriteKind::Insert,
+        &positions,
+        cat,
+    )?;
+    let (rows_max, heap_bytes) = c
+        .manifest
+        .inputs
+        .first()
+        .map(|i| (i.rows_max, i.heap_bytes))
+        .ok_or_else(|| CompileError::new(codes::SYNTAX, "a load stage without its input"))?;
+    let route = c
+        .route
+        .write
+        .clone()
+        .ok_or_else(|| CompileError::new(codes::SYNTAX, "a load stage without its table"))?;
+    c.plan = format!(
+        "Copy into {} ({}) from {} bytes of {} rows\n{}",
+        table.name,
+        names.join(", "),
+        payload.data.len(),
+        match options.format {
+            copy::CopyFormat::Text => "text",
+            copy::CopyFormat::Csv => "csv",
+        },
+        c.plan
+    );
+    let place = positions
+        .iter()
+        .position(|p| *p == table.placement().column());
+    c.load = Some(Arc::new(copy::Load {
+        table: table.name.clone(),
+        names,
+        types,
+        options,
+        payload: Arc::from(payload.data.as_str()),
+        place,
+        route,
+        rows_max,
+        heap_bytes,
+    }));
+    Ok(c)
 }
 
 fn check_width(have: usize, want: usize) -> Result<(), CompileError> {

@@ -48,6 +48,9 @@ pub(crate) struct Signer<'a> {
     /// Whether it asks the shards what the policies withheld (EXPLAIN
     /// ANALYZE).
     pub(crate) inspect: bool,
+    /// A load stage's rows for the shard it is signed for (a COPY's): the
+    /// envelope names their digest and they travel with it.
+    pub(crate) rows: Option<&'a [scratchbird_types::batch::SizedBatch]>,
 }
 
 impl Signer<'_> {
@@ -82,9 +85,14 @@ impl Signer<'_> {
             coordinator: self.creds.node(),
             shard: session.shard(),
             nonce,
+            rows: self.rows.map(scratchbird_types::batch::SizedBatch::digest),
         };
         let creds = self.creds.clone();
-        SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))
+        let mut signed = SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))?;
+        if let Some(rows) = self.rows {
+            signed.rows = rows.to_vec();
+        }
+        Ok(signed)
     }
 
     /// Runs the shard stage of `c` on `session`, signed in the epoch this

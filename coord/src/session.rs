@@ -431,12 +431,13 @@ impl Session {
             return Err(e.into());
         }
         match stmt {
+            Statement::Query(c) if c.load.is_some() => self.run_load(&c, claim),
             Statement::Query(c) => {
                 if let Some(r) = self.via_subqueries(p, &c, claim, index) {
                     return r;
                 }
                 let c: Arc<compiler::Compiled> = Arc::from(c);
-                if let (true, Some(cache)) = (keep, &self.statements) {
+                if let (true, Some(cache)) = (keep && c.load.is_none(), &self.statements) {
                     cache.insert(&claim.asked.sql, &cat, c.clone());
                 }
                 self.run_query(&c, claim)
@@ -798,6 +799,7 @@ impl Session {
             read_at: self.read_at,
             trace: self.trace,
             inspect: self.inspect,
+            rows: None,
         }
     }
 
@@ -953,6 +955,124 @@ impl Session {
                 rows: figures.rows_written,
                 figures,
             },
+        })
+    }
+
+    /// A COPY (`c`, with its rows): the rows are read into batches here, per
+    /// shard by their placing values, and each shard that gets rows runs the
+    /// load stage with its own, signed with them. Inside BEGIN ... COMMIT
+    /// the rows must all go to one shard (the one the transaction writes
+    /// on). Outside, each shard's rows are a statement of their own there,
+    /// committed when they are written: a COPY whose rows span shards is not
+    /// one transaction, and when a shard fails the error says which shards
+    /// had already committed their rows (`docs/consistency.md`).
+    fn run_load(&mut self, c: &compiler::Compiled, claim: &Claim) -> Result<Outcome, SessionError> {
+        let Some(load) = c.load.clone() else {
+            return Err(SessionError::Session("a COPY without its rows".into()));
+        };
+        let n = self.slots.len();
+        let loaded = match load.batches(n) {
+            Ok(l) => l,
+            Err(e) => {
+                self.abandon();
+                return Err(SessionError::Compile(e));
+            }
+        };
+        let targets: Vec<usize> = (0..n)
+            .filter(|i| loaded.rows.get(*i).is_some_and(|r| *r > 0))
+            .collect();
+        let written = |runs: &[(usize, ShardRun)]| -> u64 {
+            runs.iter().map(|(_, r)| r.figures.rows_written).sum()
+        };
+        if targets.is_empty() {
+            self.abandon();
+            return Ok(Outcome::Written {
+                verb: "COPY",
+                rows: 0,
+                figures: Figures::default(),
+            });
+        }
+        if self.in_transaction() {
+            let elsewhere = self.writer.is_some_and(|w| targets.iter().any(|t| *t != w));
+            if targets.len() > 1 || elsewhere {
+                let set: BTreeSet<usize> = targets.iter().copied().collect();
+                self.abandon();
+                return Err(HostError::Route {
+                    code: "CROSS_SHARD_WRITE",
+                    message: format!(
+                        "inside this transaction the COPY would write rows of {} on {}{}: a transaction writes on one shard only; run the COPY outside BEGIN ... COMMIT (each shard's rows then commit on their own), or send each shard's rows in a transaction of its own",
+                        load.table,
+                        shard_list(&set),
+                        if elsewhere { " (the transaction has written on another)" } else { "" }
+                    ),
+                }
+                .into());
+            }
+        }
+        self.trace = self.env.random_bytes();
+        let span = tracing::info_span!("statement", trace = %scratchbird_types::hex(&self.trace));
+        let _in = span.enter();
+        self.read_at = None;
+        if !targets.contains(&self.home) && !self.in_transaction() {
+            // the statement transaction the catalog was read in
+            if let Some(h) = self.slots[self.home].session.as_mut() {
+                h.abandon();
+            }
+        }
+        let mut runs: Vec<(usize, ShardRun)> = Vec::with_capacity(targets.len());
+        for &i in &targets {
+            let stop = self.stop.clone();
+            let slot = self
+                .slots
+                .get_mut(i)
+                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
+            slot.session()?;
+            let mut session = slot
+                .session
+                .take()
+                .ok_or_else(|| HostError::internal("a shard session"))?;
+            let mut signer = self.signer();
+            signer.rows = loaded.batches.get(i).map(Vec::as_slice);
+            let sink: ResultSink = Box::new(|_| Err(HostError::abi("a load stage returned rows")));
+            let r = signer.run(
+                session.as_mut(),
+                c,
+                claim,
+                Release::AfterReturn,
+                sink,
+                &stop,
+            );
+            self.slots[i].session = Some(session);
+            match r {
+                Ok(run) => runs.push((i, run)),
+                Err(e) if runs.is_empty() => return Err(e.into()),
+                Err(e) => {
+                    let committed: Vec<String> = runs
+                        .iter()
+                        .map(|(k, r)| {
+                            format!("{} rows on {}", r.figures.rows_written, self.slots[*k].name)
+                        })
+                        .collect();
+                    return Err(SessionError::Session(format!(
+                        "COPY into {} failed on {}: {e}; the rows of the shards before it were committed ({}: {} of the COPY's rows), the rest were not: each shard's rows of a COPY commit on their own outside a transaction",
+                        load.table,
+                        self.slots[i].name,
+                        committed.join(", "),
+                        written(&runs)
+                    )));
+                }
+            }
+        }
+        let rows = written(&runs);
+        if rows > 0 && self.in_transaction() {
+            self.writer = targets.first().copied();
+        }
+        let all: Vec<ShardRun> = runs.iter().map(|(_, r)| r.clone()).collect();
+        self.last_runs = runs;
+        Ok(Outcome::Written {
+            verb: "COPY",
+            rows,
+            figures: sum(&all),
         })
     }
 

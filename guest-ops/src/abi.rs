@@ -424,15 +424,25 @@ pub struct PlanManifest {
     pub outputs: Vec<OutputDecl>,
     /// Write targets, by index.
     pub writes: Vec<WriteDecl>,
-    /// Inputs of a merge stage, by index (empty for a shard stage).
+    /// Inputs of a merge stage, or the rows of a load stage, by index
+    /// (empty for a shard stage that reads tables).
     pub inputs: Vec<InputDecl>,
 }
 
 impl PlanManifest {
-    /// Whether this is a merge stage: it reads inputs, never tables.
+    /// Whether this is a merge stage: it reads inputs, never tables, and
+    /// writes nothing.
     #[must_use]
     pub fn is_merge(&self) -> bool {
-        !self.inputs.is_empty()
+        !self.inputs.is_empty() && self.writes.is_empty()
+    }
+
+    /// Whether this is a load stage (a COPY on a shard): it reads the rows
+    /// that travel with it as its inputs and writes them to its targets; it
+    /// reads no table.
+    #[must_use]
+    pub fn is_load(&self) -> bool {
+        !self.inputs.is_empty() && !self.writes.is_empty()
     }
 }
 

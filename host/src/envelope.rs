@@ -12,13 +12,14 @@ use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use scratchbird_guest_ops::abi::PlanManifest;
+use scratchbird_types::batch::SizedBatch;
 use scratchbird_types::{BundleHash, ColumnId, Epoch, NodeName, TableId, UserName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Version of the envelope format.
-pub const ENVELOPE_VERSION: u32 = 7;
+pub const ENVELOPE_VERSION: u32 = 8;
 
 /// Coordinator sessions remembered for replay detection, at most.
 pub const SEEN_MAX: usize = 1 << 20;
@@ -151,6 +152,11 @@ pub struct Envelope {
     /// an envelope at or below the highest counter a shard has seen from that
     /// session is refused as a replay ([`ReplayGuard`]).
     pub nonce: [u8; 16],
+    /// A load stage's rows (a COPY's, for this shard): their digest
+    /// ([`SizedBatch::digest`]), which the rows that travel with the
+    /// envelope must match. `None` for every other stage, which carries no
+    /// rows.
+    pub rows: Option<[u8; 32]>,
 }
 
 impl Envelope {
@@ -202,6 +208,10 @@ pub struct SignedEnvelope {
     pub signature: Vec<u8>,
     /// The module.
     pub module: Vec<u8>,
+    /// A load stage's rows, in the layout of the module's input 0 (the
+    /// envelope names their digest); empty for every other stage.
+    #[serde(default)]
+    pub rows: Vec<SizedBatch>,
 }
 
 /// A user's claim to one schema change: the attestation, the request it signs,
@@ -288,6 +298,7 @@ impl SignedEnvelope {
             signature,
             envelope,
             module,
+            rows: Vec::new(),
         })
     }
 
@@ -630,6 +641,27 @@ pub fn verify_with(
         return Err(refuse("the module's hash does not match the envelope"));
     }
     let manifest = manifest_of(&signed.module)?;
+    match (env.rows, manifest.is_load()) {
+        (None, false) if signed.rows.is_empty() => {}
+        (None, false) => {
+            return Err(refuse("rows travel with a stage that is not a load stage"));
+        }
+        (Some(d), true) => {
+            if SizedBatch::digest(&signed.rows) != d {
+                return Err(refuse(
+                    "the rows sent with the load stage are not the rows its envelope names",
+                ));
+            }
+        }
+        (None, true) => {
+            return Err(refuse("a load stage whose envelope names no rows"));
+        }
+        (Some(_), false) => {
+            return Err(refuse(
+                "the envelope names rows for a stage that is not a load stage",
+            ));
+        }
+    }
     let (tables, columns) = referenced(&manifest);
     if tables != env.tables || columns != env.columns {
         return Err(refuse(

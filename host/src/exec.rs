@@ -14,6 +14,7 @@ use crate::{
     Access, Cancel, ExecStats, HostError, MergeInputs, Prepared, ResultSink, Sandbox, touched,
 };
 use scratchbird_storage::Transaction;
+use scratchbird_types::batch::{BatchLayout, SizedBatch};
 use std::sync::Arc;
 
 /// When a stage's batches leave this node's hands.
@@ -119,6 +120,48 @@ impl Execution<'_> {
     pub fn shard(
         &self,
         module: &[u8],
+        txn: Transaction,
+        access: &Access,
+        record: AuditRecord,
+        release: Release,
+        sink: ResultSink,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        self.stage(module, None, txn, access, record, release, sink)
+    }
+
+    /// Runs the load stage `module` (a COPY's rows on this shard) as one
+    /// statement of `txn` for `access`: it writes `rows`, which travel with
+    /// it, under the same write rules, audit rule and undo as
+    /// [`Execution::shard`]. A load stage returns no rows.
+    pub fn load(
+        &self,
+        module: &[u8],
+        rows: &[SizedBatch],
+        txn: Transaction,
+        access: &Access,
+        record: AuditRecord,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        let sink: ResultSink =
+            Box::new(|_| Err(HostError::abi("a load stage emitted rows: it only writes")));
+        self.stage(
+            module,
+            Some(rows),
+            txn,
+            access,
+            record,
+            Release::AfterReturn,
+            sink,
+        )
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the one body of shard and load stages: each argument is a distinct input"
+    )]
+    fn stage(
+        &self,
+        module: &[u8],
+        rows: Option<&[SizedBatch]>,
         mut txn: Transaction,
         access: &Access,
         mut record: AuditRecord,
@@ -127,6 +170,10 @@ impl Execution<'_> {
     ) -> (Transaction, Result<ExecStats, HostError>) {
         let (prepared, cached) = match self.sandbox.prepare(module) {
             Ok(p) => p,
+            Err(e) => return (txn, self.failed(record, e)),
+        };
+        let rows = match rows.map(|r| queued_rows(&prepared.manifest, r)).transpose() {
+            Ok(r) => r,
             Err(e) => return (txn, self.failed(record, e)),
         };
         record.modules = vec![prepared.hash];
@@ -139,9 +186,14 @@ impl Execution<'_> {
             Err(e) => return (txn, self.failed(record, e.into())),
         };
         let (sink, held) = self.guard(record.clone(), release, sink);
-        let (mut txn, result) = self
-            .sandbox
-            .run_until(&prepared, txn, access, sink, self.stop);
+        let (mut txn, result) = match rows {
+            Some(rows) => self
+                .sandbox
+                .run_load_until(&prepared, txn, access, rows, sink, self.stop),
+            None => self
+                .sandbox
+                .run_until(&prepared, txn, access, sink, self.stop),
+        };
         record.set_result(&result);
         // durable before the statement completes (and so before its transaction
         // can commit or its result be released)
@@ -206,4 +258,39 @@ impl Execution<'_> {
         }
         result
     }
+}
+
+/// The rows sent with a load stage as its input 0: each batch in a layout of
+/// the input's column types, no larger than the declared one (a batch is
+/// compacted for its trip), checked as strictly as a batch a module emits.
+fn queued_rows(
+    manifest: &scratchbird_guest_ops::abi::PlanManifest,
+    rows: &[SizedBatch],
+) -> Result<Box<dyn MergeInputs>, HostError> {
+    let [input] = manifest.inputs.as_slice() else {
+        return Err(HostError::refused(
+            "rows were sent with a stage that does not declare exactly one input",
+        ));
+    };
+    if !manifest.is_load() {
+        return Err(HostError::refused(
+            "rows were sent with a stage that is not a load stage",
+        ));
+    }
+    let mut q = std::collections::VecDeque::with_capacity(rows.len());
+    for b in rows {
+        if b.rows_max > input.rows_max || b.heap_bytes > input.heap_bytes {
+            return Err(HostError::refused(
+                "a batch of rows sent with the stage is larger than its declared input",
+            ));
+        }
+        let layout = BatchLayout::new(&input.types, b.rows_max, b.heap_bytes)
+            .map_err(|e| HostError::refused_by("the layout of a batch of rows", e))?;
+        q.push_back(crate::ResultBatch::from_bytes(
+            0,
+            Arc::new(layout),
+            b.bytes.clone(),
+        )?);
+    }
+    Ok(Box::new(crate::sandbox::Queued(vec![q])))
 }

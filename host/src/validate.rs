@@ -218,9 +218,14 @@ pub fn validate(bytes: &[u8], limits: &SandboxLimits) -> Result<PlanManifest, Ho
             "its plan declares more than {PLAN_ITEMS_MAX} scans, outputs, write targets or inputs"
         )));
     }
-    if manifest.is_merge() && (!manifest.scans.is_empty() || !manifest.writes.is_empty()) {
+    if !manifest.inputs.is_empty() && !manifest.scans.is_empty() {
         return Err(refuse(
-            "it declares merge inputs and also table scans or writes: a merge stage only reads its inputs",
+            "it declares inputs and also table scans: a merge stage only reads its inputs, a load stage only the rows sent with it",
+        ));
+    }
+    if manifest.is_load() && !manifest.outputs.is_empty() {
+        return Err(refuse(
+            "it declares rows to load and also outputs: a load stage only writes",
         ));
     }
     for i in &manifest.inputs {

@@ -117,6 +117,7 @@ fn world() -> World {
         shard: node("s1"),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [4; 16],
+        rows: None,
     };
     World {
         authority,

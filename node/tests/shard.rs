@@ -164,6 +164,7 @@ impl Cluster {
             shard: NodeName::LOCAL,
             asked: scratchbird_host::envelope::Asked::default(),
             nonce: [self.nonce.get(); 16],
+            rows: None,
         };
         tamper(&mut env);
         SignedEnvelope::sign(&env, c.module, &key(1)).unwrap()

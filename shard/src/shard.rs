@@ -846,9 +846,9 @@ impl ShardSessionOf {
             // what the policies withheld, when asked (EXPLAIN ANALYZE) and
             // the bundle lets the principal see it for every table read
             let inspect = v.envelope.inspect && may_inspect(&access, &txn, &v.envelope.tables);
-            Ok((access, txn, note, inspect))
+            Ok((access, txn, note, inspect, v.envelope.rows.is_some()))
         });
-        let (access, txn, note, inspect) = match checked {
+        let (access, txn, note, inspect, load) = match checked {
             Ok(x) => x,
             Err(e) => {
                 // a plan of another epoch did not run: the statement's
@@ -882,7 +882,11 @@ impl ShardSessionOf {
             audit: shard.audit.as_ref(),
             stop,
         };
-        let (txn, result) = exec.shard(&signed.module, txn, &access, rec, release, sink);
+        let (txn, result) = if load {
+            exec.load(&signed.module, &signed.rows, txn, &access, rec)
+        } else {
+            exec.shard(&signed.module, txn, &access, rec, release, sink)
+        };
         self.end_statement(txn, result.is_ok())?;
         let stats = result?;
         let mut figures = stats.figures();

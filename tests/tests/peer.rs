@@ -155,6 +155,7 @@ fn envelope_of(
         signature: s.signature,
         module: s.module,
         session: None,
+        rows: Vec::new(),
     }
 }
 

@@ -731,7 +731,39 @@ impl Sandbox {
                 )),
             );
         }
+        if prepared.manifest.is_load() {
+            return (
+                txn,
+                Err(HostError::refused(
+                    "it is a load stage: it runs with the rows sent for it (Sandbox::run_load_until)",
+                )),
+            );
+        }
         self.execute(&self.linker, prepared, txn, access, None, sink, stop)
+    }
+
+    /// Runs a load stage (a COPY's rows on this shard) in `txn`: the module
+    /// reads `rows` as its input 0 and writes them through its write
+    /// targets, under `access`'s write rules as any write is. Each batch's
+    /// layout is checked as it is read.
+    pub fn run_load_until(
+        &self,
+        prepared: &Prepared,
+        txn: Transaction,
+        access: &Access,
+        rows: Box<dyn MergeInputs>,
+        sink: ResultSink,
+        stop: &Cancel,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        if !prepared.manifest.is_load() {
+            return (
+                txn,
+                Err(HostError::refused(
+                    "rows were sent with a stage that is not a load stage",
+                )),
+            );
+        }
+        self.execute(&self.linker, prepared, txn, access, Some(rows), sink, stop)
     }
 
     /// Runs a merge stage over `inputs` (input `i` is every batch the shard stages
