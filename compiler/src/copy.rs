@@ -752,7 +752,7 @@ fn looks_numeric(s: &str) -> bool {
 
 fn unhex(h: &str) -> Option<Vec<u8>> {
     let h = h.as_bytes();
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     h.chunks(2)
@@ -784,37 +784,32 @@ fn decimal(s: &str, precision: u8, scale: u8) -> Option<Decimal> {
     {
         return None;
     }
-    // the digits, and the power of ten that scales them to `scale` places
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    let shift = i64::from(exp) - frac.len() as i64 + i64::from(scale);
-    let max = usize::from(scale).max(1) + 40;
-    let m: i128 = if digits.is_empty() {
-        0
-    } else if shift >= 0 {
-        if digits.len() + usize::try_from(shift).ok()? > max {
-            return None;
-        }
-        let base: i128 = digits.parse().ok()?;
-        base.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?
+    // the significant digits, and the power of ten that scales them to
+    // `scale` places
+    let all = || int.bytes().chain(frac.bytes());
+    let lead = all().take_while(|c| *c == b'0').count();
+    let n = int.len() + frac.len() - lead;
+    let shift = i64::from(exp) - i64::try_from(frac.len()).ok()? + i64::from(scale);
+    let (keep, up) = if shift >= 0 {
+        (n, false)
     } else {
         let cut = usize::try_from(-shift).ok()?;
-        if cut > digits.len() {
-            0
-        } else {
-            let (keep, dropped) = digits.split_at(digits.len() - cut);
-            if keep.len() > max {
-                return None;
-            }
-            let k: i128 = if keep.is_empty() {
-                0
-            } else {
-                keep.parse().ok()?
-            };
-            let up = dropped.as_bytes().first().is_some_and(|c| *c >= b'5');
-            k.checked_add(i128::from(up))?
+        match n.checked_sub(cut) {
+            Some(k) => (k, all().nth(lead + k).is_some_and(|c| c >= b'5')),
+            None => (0, false),
         }
     };
+    if keep > 38 {
+        return None;
+    }
+    let mut m: i128 = 0;
+    for c in all().skip(lead).take(keep) {
+        m = m.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
+    }
+    m = m.checked_add(i128::from(up))?;
+    if shift > 0 {
+        m = m.checked_mul(10i128.checked_pow(u32::try_from(shift).ok()?)?)?;
+    }
     let d = Decimal::new(if neg { -m } else { m }, scale);
     d.fits_precision(precision).then_some(d)
 }
@@ -912,10 +907,7 @@ mod tests {
         assert_eq!(d("1e3", 6, 2), s("1000.00"));
         assert_eq!(d("2.5E-1", 4, 2), s("0.25"));
         assert_eq!(d("999.995", 5, 2), None);
-        assert_eq!(
-            d("99999999999999999999999999999999999999", 38, 0).is_some(),
-            true
-        );
+        assert!(d("99999999999999999999999999999999999999", 38, 0).is_some());
         assert_eq!(d("1e40", 38, 0), None);
         assert_eq!(d("abc", 10, 2), None);
         assert_eq!(d("1.2.3", 10, 2), None);

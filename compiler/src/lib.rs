@@ -356,6 +356,63 @@ pub fn parse(sql: &str) -> Result<Vec<Parsed>, CompileError> {
             format!("the SQL text is longer than {SQL_BYTES_MAX} bytes"),
         ));
     }
+    if let Some(p) = copy_alone(sql) {
+        return Ok(p);
+    }
+    parse_text(sql)
+}
+
+/// A request of one `COPY ... FROM STDIN;` line and its rows up to a line
+/// `\.` (what `\copy` and `sb load` send): the statement's line is parsed
+/// alone and the rows are taken as they stand, as the tokenizer would take
+/// them, without reading them character by character. `None` for anything
+/// else (the full parse handles it).
+fn copy_alone(sql: &str) -> Option<Vec<Parsed>> {
+    let nl = sql.find('\n')?;
+    let head = sql.get(..nl)?;
+    let t = head.trim_start();
+    if !t.get(..4)?.eq_ignore_ascii_case("copy") || !head.trim_end().ends_with(';') {
+        return None;
+    }
+    let rest = sql.get(nl + 1..)?;
+    let ends_line = |at: usize| matches!(rest.as_bytes().get(at), None | Some(b'\n' | b'\r'));
+    let mut from = 0;
+    let at = loop {
+        let i = if from == 0 && rest.starts_with("\\.") {
+            0
+        } else {
+            from + rest.get(from..)?.find("\n\\.")? + 1
+        };
+        if ends_line(i + 2) {
+            break i;
+        }
+        from = i + 2;
+    };
+    let after = rest.get(at + 2..)?;
+    if !after.trim().is_empty() {
+        return None;
+    }
+    let mut parsed = parse_text(head).ok()?;
+    let [one] = parsed.as_mut_slice() else {
+        return None;
+    };
+    let Ast::Copy {
+        payload: payload @ None,
+        target: ast::CopyTarget::Stdin,
+        to: false,
+        ..
+    } = &mut one.ast
+    else {
+        return None;
+    };
+    *payload = Some(ast::CopyPayload {
+        data: rest.get(..at)?.to_owned(),
+        terminated: true,
+    });
+    Some(parsed)
+}
+
+fn parse_text(sql: &str) -> Result<Vec<Parsed>, CompileError> {
     // EXPLAIN WASM is ours: mark it and let the parser see EXPLAIN VERBOSE
     let mut text = String::with_capacity(sql.len());
     let mut wasm_at: Vec<usize> = Vec::new();

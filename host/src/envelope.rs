@@ -28,7 +28,17 @@ pub const SEEN_MAX: usize = 1 << 20;
 /// room other coordinators need.
 pub const SEEN_PER_COORDINATOR_MAX: usize = SEEN_MAX / 8;
 
-const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v4\0";
+const ENVELOPE_TAG: &[u8] = b"scratchbird subplan envelope v5\0";
+
+/// What a coordinator signs for an envelope: the domain tag and the blake3
+/// digest of the envelope's canonical bytes (an envelope carries the whole
+/// request it serves, a COPY's rows included: Ed25519 over a digest keeps
+/// signing and checking it a fixed cost).
+fn signed_message(envelope: &[u8]) -> Vec<u8> {
+    let mut m = ENVELOPE_TAG.to_vec();
+    m.extend_from_slice(blake3::hash(envelope).as_bytes());
+    m
+}
 
 pub use scratchbird_types::attest::{
     ATTESTATION_TTL_MAX_US, Asked, Attestation, CERTIFICATE_BYTES_MAX, Consistency, SignatureScheme,
@@ -204,7 +214,7 @@ pub enum ReadAtWhy {
 pub struct SignedEnvelope {
     /// The canonical CBOR of an [`Envelope`].
     pub envelope: Vec<u8>,
-    /// ed25519 over the domain tag and `envelope`.
+    /// Ed25519 over the domain tag and the blake3 digest of `envelope`.
     pub signature: Vec<u8>,
     /// The module.
     pub module: Vec<u8>,
@@ -291,8 +301,7 @@ impl SignedEnvelope {
         signer: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
     ) -> Result<Self, HostError> {
         let envelope = cbor(env)?;
-        let mut m = ENVELOPE_TAG.to_vec();
-        m.extend_from_slice(&envelope);
+        let m = signed_message(&envelope);
         let signature = signer(&m).map_err(|e| HostError::internal_by("signing an envelope", e))?;
         Ok(Self {
             signature,
@@ -611,8 +620,7 @@ pub fn verify_with(
             env.coordinator
         )));
     }
-    let mut m = ENVELOPE_TAG.to_vec();
-    m.extend_from_slice(&signed.envelope);
+    let m = signed_message(&signed.envelope);
     let sig = signature(&signed.signature, "the envelope's signature")?;
     if !authority.verify_ed25519(&member.key, &m, &sig) {
         return Err(HostError::Signature(format!(

@@ -457,3 +457,96 @@ fn a_schema_claims_id_ignores_the_signature_bytes_only() {
     assert_eq!(SchemaClaim::decode(&bytes).unwrap(), claim);
     assert!(SchemaClaim::decode(&bytes[..bytes.len() - 1]).is_err());
 }
+
+/// A load stage: its input 0 (one BIGINT column) into a write target.
+fn load_module() -> Vec<u8> {
+    use scratchbird_guest_ops::abi::{InputDecl, WriteDecl, WriteKind};
+    let m = PlanManifest {
+        abi: ABI_VERSION,
+        scans: vec![],
+        outputs: vec![],
+        writes: vec![WriteDecl {
+            table: TableId::from_bytes([1; 16]),
+            kind: WriteKind::Insert,
+            columns: vec![ScanColumn {
+                id: ColumnId::from_bytes([2; 16]),
+                ty: SqlType::BigInt,
+            }],
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+        inputs: vec![InputDecl {
+            types: vec![SqlType::BigInt],
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+    };
+    let p = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::Input {
+                input: 0,
+                nullable: vec![true],
+            },
+            Sink::Write(0),
+        )],
+    };
+    emit(&p, &m).unwrap()
+}
+
+fn rows_of(values: &[i64]) -> Vec<scratchbird_types::batch::SizedBatch> {
+    use scratchbird_types::batch::{BatchLayout, BatchWriter, SizedBatch};
+    let layout = BatchLayout::new(&[SqlType::BigInt], 1024, 0).unwrap();
+    let mut buf = vec![0u8; layout.total_bytes()];
+    let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
+    for (i, v) in values.iter().enumerate() {
+        w.set_fixed(0, i, &v.to_le_bytes()).unwrap();
+    }
+    w.finish(values.len()).unwrap();
+    vec![SizedBatch::of(&layout, buf).unwrap()]
+}
+
+/// The rows of a COPY travel beside the envelope, which names their digest:
+/// a coordinator cannot swap them, add rows to a stage that is not a load
+/// stage, or send a load stage without naming its rows.
+#[test]
+fn rows_travel_only_with_a_load_stage_and_only_as_the_envelope_names_them() {
+    let mut w = world();
+    w.module = load_module();
+    let manifest =
+        scratchbird_host::validate::validate(&w.module, &SandboxLimits::default()).unwrap();
+    assert!(manifest.is_load() && !manifest.is_merge());
+    (w.env.tables, w.env.columns) = referenced(&manifest);
+    w.env.module_hash = *blake3::hash(&w.module).as_bytes();
+    let rows = rows_of(&[1, 2, 3]);
+    let digest = scratchbird_types::batch::SizedBatch::digest(&rows);
+    let with =
+        |w: &World, named: Option<[u8; 32]>, sent: &[scratchbird_types::batch::SizedBatch]| {
+            let mut s = signed(w, &key(1), |e| e.rows = named);
+            s.rows = sent.to_vec();
+            s
+        };
+    check(&w, &with(&w, Some(digest), &rows)).unwrap();
+    refused(
+        check(&w, &with(&w, Some(digest), &rows_of(&[1, 2, 4]))),
+        "not the rows its envelope names",
+    );
+    refused(
+        check(&w, &with(&w, Some(digest), &[])),
+        "not the rows its envelope names",
+    );
+    refused(
+        check(&w, &with(&w, None, &rows)),
+        "a load stage whose envelope names no rows",
+    );
+    // a query stage: no rows with it, and none named
+    let q = world();
+    refused(
+        check(&q, &with(&q, None, &rows)),
+        "rows travel with a stage that is not a load stage",
+    );
+    refused(
+        check(&q, &with(&q, Some(digest), &[])),
+        "names rows for a stage that is not a load stage",
+    );
+}

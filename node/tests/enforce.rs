@@ -272,6 +272,47 @@ fn writes_need_the_grant_and_must_satisfy_the_write_policy() {
     );
 }
 
+/// COPY writes through the same path as INSERT: the grant, the write policy
+/// and domain checks apply to every row, and a refused row writes none of
+/// the COPY's rows.
+#[test]
+fn copy_needs_the_grant_and_every_row_must_satisfy_the_write_policy() {
+    let mut d = db();
+    d.as_user("bob");
+    permission(
+        &d.err("COPY invoices FROM STDIN;\n20\t2\t4\t1.00\tpaid\t\\N\n\\.\n"),
+        "permission denied to insert into table invoices",
+    );
+    d.as_user("alice");
+    // one row of another tenant among hers: refused, nothing written
+    permission(
+        &d.err(
+            "COPY invoices FROM STDIN WITH (FORMAT csv);\n21,1,1,1.00,paid,\n22,2,4,2.00,paid,\n23,1,1,3.00,paid,\n\\.\n",
+        ),
+        "violates the write policy of table invoices",
+    );
+    assert_eq!(
+        d.written(
+            "COPY invoices FROM STDIN WITH (FORMAT csv);\n21,1,1,1.00,paid,2026-03-01\n23,1,1,3.00,paid,\n\\.\n"
+        ),
+        2
+    );
+    // alice may not read mrr: she copies the columns she writes
+    let e = d
+        .err("COPY customers (id, tenant_id, name, email, plan) FROM STDIN WITH (FORMAT csv);\n7,1,G,g@g.test,pro\n8,1,H,not-an-email,pro\n\\.\n")
+        .to_string();
+    assert!(
+        e.contains("violation of the CHECK of domain email on customers.email"),
+        "{e}"
+    );
+    d.as_owner();
+    assert_eq!(
+        d.rows("SELECT id, tenant_id, amount, issued FROM invoices WHERE id > 20 ORDER BY id"),
+        ["21|1|1.00|2026-03-01", "23|1|3.00|NULL"]
+    );
+    assert_eq!(d.rows("SELECT count(*) FROM customers"), ["5"]);
+}
+
 #[test]
 fn domain_checks_refuse_bad_values_from_everyone_and_write_nothing() {
     let mut d = db();

@@ -700,3 +700,58 @@ fn store_text_table(t: &mut scratchbird_storage::Transaction) -> TableId {
     })
     .unwrap()
 }
+
+/// COPY's write path: rows above every key go into pages (in key order,
+/// whatever order they came in), the rest row by row; the same checks either
+/// way, and the table's lock taken only when it is free.
+#[test]
+fn insert_many_appends_in_pages_when_it_can_and_row_by_row_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let table = create_kv(&store, "kv");
+    let kv = |k: i64| vec![Value::BigInt(k), Value::BigInt(k * 10)];
+    // out of order within the rows: sorted, then written as pages
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let mut first: Vec<Vec<Value>> = (0..2_000).rev().map(kv).collect();
+    first.swap(3, 1_500);
+    assert_eq!(t.insert_many(table, first).unwrap(), 2_000);
+    t.commit().unwrap();
+    let pages = store.stats().pages;
+    assert!(pages > 0, "an append goes into pages");
+    // some keys below the table's last one: those row by row, the rest pages
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let mixed: Vec<Vec<Value>> = (3_000..5_000).chain([-5, -4]).map(kv).collect();
+    assert_eq!(t.insert_many(table, mixed).unwrap(), 2_002);
+    t.commit().unwrap();
+    assert!(store.stats().pages > pages);
+    let got = kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table);
+    assert_eq!(got.len(), 4_002);
+    // a key given twice, or one the table has, is refused and nothing stays
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let twice: Vec<Vec<Value>> = (6_000..7_000).chain([6_500]).map(kv).collect();
+    let e = t.insert_many(table, twice).unwrap_err();
+    assert!(matches!(e, StorageError::PrimaryKeyViolation { .. }), "{e}");
+    let again: Vec<Vec<Value>> = (7_000..8_000).chain([4_000]).map(kv).collect();
+    let e = t.insert_many(table, again).unwrap_err();
+    assert!(matches!(e, StorageError::PrimaryKeyViolation { .. }), "{e}");
+    assert_eq!(kv_rows(&t, table).len(), 4_002);
+    t.rollback().unwrap();
+    // another transaction writing the table: the rows go in row by row, and
+    // neither waits for the other
+    let mut w = store.begin(TxnOptions::snapshot()).unwrap();
+    put(&mut w, table, 100_000, 1);
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    let pages = store.stats().pages;
+    assert_eq!(
+        t.insert_many(table, (9_000..10_000).map(kv).collect())
+            .unwrap(),
+        1_000
+    );
+    assert_eq!(store.stats().pages, pages, "no page while another writes");
+    t.commit().unwrap();
+    w.commit().unwrap();
+    assert_eq!(
+        kv_rows(&store.begin(TxnOptions::snapshot()).unwrap(), table).len(),
+        5_003
+    );
+}

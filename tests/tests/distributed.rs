@@ -638,6 +638,109 @@ fn writes_that_would_touch_two_shards_are_refused_and_write_nothing() {
     three.stop();
 }
 
+/// `sb load` against a coordinator of three real shards: the file's rows
+/// go to the shards their placing values name (each shard's rows a
+/// statement of their own there), every row once; inside a transaction a
+/// COPY whose rows span shards is refused before anything is written.
+#[test]
+fn sb_load_spreads_a_file_over_three_shards_and_a_transaction_keeps_to_one() {
+    let three = Running::start(3);
+    // 30,000 rows: several runs of rows, each spanning the three shards
+    let file = three.c.tmp.path().join("ld.csv");
+    let mut text = String::from("id,g,s\n");
+    for i in 10_000..40_000u64 {
+        text.push_str(&format!("{i},{},\"w {i}, \"\"q\"\"\"\n", i % 7));
+    }
+    std::fs::write(&file, &text).unwrap();
+    let (dir, user) = &three.loader;
+    let out = Command::new(bin("sb"))
+        .arg("load")
+        .arg("t")
+        .arg(&file)
+        .arg("--header")
+        .arg("--connect")
+        .arg(three.node(1).client_addr.to_string())
+        .arg("--cert")
+        .arg(dir.join(format!("{user}.crt")))
+        .arg("--key")
+        .arg(dir.join(format!("{user}.key")))
+        .arg("--ca")
+        .arg(three.ca())
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "sb load failed:\n{o}\n{e}");
+    assert!(o.contains("COPY 30000"), "{o}\n{e}");
+    assert_eq!(
+        three
+            .ops(
+                2,
+                "SELECT count(*), sum(g), count(DISTINCT id), max(s) FROM t WHERE id >= 10000"
+            )
+            .unwrap(),
+        ["30000|90001|30000|'w 39999, \"q\"'"]
+    );
+    // each shard holds the rows its placement names
+    let on = |shard: usize| {
+        (10_000..40_000i64)
+            .filter(|i| {
+                shard_of(
+                    &Distribution::Hash { column: 0 },
+                    &SqlType::BigInt,
+                    &Value::BigInt(*i),
+                    3,
+                )
+                .unwrap()
+                    == shard
+            })
+            .count()
+    };
+    assert!((0..3).all(|k| on(k) > 5_000), "the rows spread");
+    // a transaction's COPY over two shards is refused, and writes nothing
+    let at = |id: i64| {
+        shard_of(
+            &Distribution::Hash { column: 0 },
+            &SqlType::BigInt,
+            &Value::BigInt(id),
+            3,
+        )
+        .unwrap()
+    };
+    let a = 100_000i64;
+    let b = (a + 1..).find(|b| at(*b) != at(a)).unwrap();
+    let e = three
+        .ops(
+            0,
+            &format!("BEGIN; COPY t FROM STDIN;\n{a}\t1\tx\n{b}\t2\ty\n\\.\nCOMMIT"),
+        )
+        .unwrap_err();
+    assert!(
+        e.starts_with("CROSS_SHARD_WRITE") && e.contains("COPY"),
+        "{e}"
+    );
+    // one shard's rows in a transaction: written with it
+    three
+        .ops(
+            0,
+            &format!("BEGIN; COPY t FROM STDIN;\n{a}\t1\tx\n\\.\nCOMMIT"),
+        )
+        .unwrap();
+    assert_eq!(
+        three
+            .ops(
+                1,
+                &format!("SELECT count(*) FROM t WHERE id = {a} OR id = {b}")
+            )
+            .unwrap(),
+        ["1"]
+    );
+    three.stop();
+}
+
 #[test]
 fn a_shard_killed_during_queries_fails_them_naming_the_shard_and_the_rest_goes_on() {
     let mut three = Running::start(3);

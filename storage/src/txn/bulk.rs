@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// Fewest rows [`Transaction::insert_many`] writes as a bulk load: fewer go in
+/// row by row (a page for a handful of rows would leave the table in many
+/// small pages).
+pub(crate) const BULK_ROWS_MIN: usize = 128;
+
 impl Transaction {
     /// Loads rows straight into pages, for large appends. The table is locked
     /// exclusively for the rest of the transaction. Rows must come in ascending key
@@ -17,6 +22,99 @@ impl Transaction {
         rows: impl IntoIterator<Item = Vec<Value>>,
     ) -> Result<u64> {
         self.statement(|t| t.bulk_insert_inner(table, rows))
+    }
+
+    /// Inserts `rows` (values for every column of the table) as one
+    /// statement. The rows whose keys are above every key the table holds go
+    /// in as a bulk load straight into pages, in key order, when they are at
+    /// least [`BULK_ROWS_MIN`] and the table's exclusive lock is free at once
+    /// (the table then stays locked exclusively for the rest of the
+    /// transaction); the others go in row by row, as [`Transaction::insert`]
+    /// puts them. Either way the same checks apply (types, NOT NULL, domains,
+    /// unique keys, placement). COPY's write path. Returns the rows inserted.
+    ///
+    /// # Errors
+    /// As [`Transaction::insert`] (nothing of the rows remains).
+    pub fn insert_many(&mut self, table: TableId, rows: Vec<Vec<Value>>) -> Result<u64> {
+        self.statement(|t| {
+            let (def, store) = t.table_for_write(table)?;
+            if rows.len() < BULK_ROWS_MIN {
+                return t.insert_rows(table, rows);
+            }
+            if def.is_keyless() {
+                return if t.locked_now(&def)? {
+                    t.bulk_insert_inner(table, rows)
+                } else {
+                    t.insert_rows(table, rows)
+                };
+            }
+            let mut keyed: Vec<(Vec<u8>, Vec<Value>)> = Vec::with_capacity(rows.len());
+            let mut rows = rows.into_iter();
+            for values in rows.by_ref() {
+                match store.key_of_values(&values) {
+                    Ok(k) => keyed.push((k, values)),
+                    Err(_) => {
+                        // the row path says what is wrong with it
+                        let all = keyed
+                            .into_iter()
+                            .map(|(_, r)| r)
+                            .chain([values])
+                            .chain(rows);
+                        return t.insert_rows(table, all);
+                    }
+                }
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            let max: Option<Vec<u8>> = {
+                let st = store.read();
+                let a = st.pages.values().next_back().map(|m| m.last_key.clone());
+                let b = st.delta.keys().next_back().cloned();
+                a.into_iter().chain(b).max()
+            };
+            let at = keyed.partition_point(|(k, _)| max.as_ref().is_some_and(|m| k <= m));
+            let above = keyed.split_off(at);
+            let distinct = above
+                .windows(2)
+                .all(|w| w.first().map(|x| &x.0) < w.get(1).map(|x| &x.0));
+            if above.len() < BULK_ROWS_MIN || !distinct || !t.locked_now(&def)? {
+                // a key given twice is a violation the row path names
+                let all = keyed.into_iter().chain(above).map(|(_, r)| r);
+                return t.insert_rows(table, all);
+            }
+            let mut n = t.insert_rows(table, keyed.into_iter().map(|(_, r)| r))?;
+            n += t.bulk_insert_inner(table, above.into_iter().map(|(_, r)| r))?;
+            Ok(n)
+        })
+    }
+
+    fn insert_rows(
+        &mut self,
+        table: TableId,
+        rows: impl IntoIterator<Item = Vec<Value>>,
+    ) -> Result<u64> {
+        let mut n = 0u64;
+        for r in rows {
+            self.insert_row(table, r)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Whether this transaction holds `def`'s exclusive lock, taking it when
+    /// it is free now (no wait: another transaction writing the table keeps
+    /// a load on the row path).
+    fn locked_now(&mut self, def: &TableDef) -> Result<bool> {
+        if self.inner.locks.holds_exclusive(self.id, def.id) {
+            return Ok(true);
+        }
+        let wait = std::mem::replace(&mut self.opts.wait, crate::locks::LockWait::NoWait);
+        let locked = self.lock_table(def, TableLockMode::Exclusive);
+        self.opts.wait = wait;
+        match locked {
+            Ok(()) => Ok(true),
+            Err(StorageError::ObjectInUse { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn bulk_insert_inner(
@@ -42,6 +140,7 @@ impl Transaction {
         let mut count = 0u64;
         for values in rows {
             encode_checked_values(&def, &store, &values)?;
+            self.check_placed(&def, &values)?;
             let key = if def.is_keyless() {
                 next_rowid_key(&store)
             } else {
