@@ -128,7 +128,7 @@ fn envelopes(c: &mut Criterion) {
         coordinator: NodeName::LOCAL,
         shard: NodeName::LOCAL,
         nonce: [1; 16],
-        rows: None,
+        load: None,
     };
     let authority = LocalAuthority {
         members: std::collections::HashMap::from([(

@@ -548,7 +548,7 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
         coordinator: me,
         shard: to,
         nonce,
-        rows: None,
+        load: None,
     };
     let key = scratchbird_net::tls::Identity::load(&n1.0.join("node.crt"), &n1.0.join("node.key"))?;
     let signed = SignedEnvelope::sign_with(&env, c.module.clone(), |m| {
@@ -568,7 +568,6 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
             signature: signed.signature,
             module: signed.module,
             session: None,
-            rows: Vec::new(),
         }))
         .await?;
     let out = loop {

@@ -112,7 +112,7 @@ pub(crate) struct Run {
 
 /// The runs of rows of a source.
 pub(crate) struct Runs {
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     head: String,
     /// CSV: the quote and escape characters (a row may span lines).
     csv: Option<(u8, u8)>,
@@ -128,7 +128,7 @@ impl Runs {
     /// # Errors
     /// The file cannot be opened.
     pub(crate) fn open(run: &CopyRun) -> Result<(Self, Option<u64>)> {
-        let (reader, size): (Box<dyn BufRead>, Option<u64>) = match &run.file {
+        let (reader, size): (Box<dyn BufRead + Send>, Option<u64>) = match &run.file {
             Some(f) => {
                 let file =
                     std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
@@ -228,6 +228,29 @@ impl Runs {
             first_line,
             bytes,
         }))
+    }
+}
+
+impl Runs {
+    /// The runs, read on a thread of their own one run ahead of the caller
+    /// (the reading overlaps the node's work on the run before).
+    ///
+    /// # Errors
+    /// No thread could be started.
+    pub(crate) fn ahead(self) -> Result<std::sync::mpsc::IntoIter<Result<Run>>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("copy reader".into())
+            .spawn(move || {
+                for r in self {
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .context("starting the thread that reads the rows")?;
+        Ok(rx.into_iter())
     }
 }
 

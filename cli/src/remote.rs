@@ -406,7 +406,7 @@ async fn run_copy(client: &Client, line: &str, args: &SqlArgs) -> bool {
         let run = crate::load::parse_meta(line)?;
         let (runs, size) = crate::load::Runs::open(&run)?;
         let mut progress = crate::load::Progress::new(&run, size);
-        for r in runs {
+        for r in runs.ahead()? {
             let r = r?;
             match send_rows(client, &r.text, args).await {
                 Ok(rows) => progress.add(rows, r.bytes),

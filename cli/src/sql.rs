@@ -402,7 +402,7 @@ fn run_copy(session: &mut LocalSession, line: &str, args: &SqlArgs) -> bool {
         let run = crate::load::parse_meta(line)?;
         let (runs, size) = crate::load::Runs::open(&run)?;
         let mut progress = crate::load::Progress::new(&run, size);
-        for r in runs {
+        for r in runs.ahead()? {
             let r = r?;
             let mut rows = 0;
             let done = session.execute_each(&r.text, &mut |o| {

@@ -1,10 +1,11 @@
 //! `COPY table [(columns)] FROM STDIN [WITH (...)]`: the statement's options,
 //! and the rows that follow it in the request (its payload, up to the `\.`
 //! line) read into batches of the target columns' types, each row placed on
-//! the shard its placing value names. Pure: the coordinator asks
-//! [`Load::batches`] for each shard's batches and sends them with the
-//! statement's load stage, which writes them under the bundle's write rules
-//! as an INSERT does.
+//! the shard its placing value names. Pure: a shard reads the rows the user
+//! signed ([`Load::batches`], its own rows only) as its load stage writes
+//! them, under the bundle's write rules as an INSERT's; a coordinator of
+//! several shards reads them first ([`Load::plan`]) to know which shards get
+//! rows.
 //!
 //! The formats are PostgreSQL's: `text` (the default: tab-separated, `\N` for
 //! NULL, backslash escapes) and `csv` (comma-separated, `"` quotes, an
@@ -14,7 +15,7 @@
 use crate::error::{CompileError, codes};
 use crate::route::TableRoute;
 use crate::typing::{parse_date, parse_timestamp};
-use scratchbird_types::batch::{BatchLayout, BatchWriter, SizedBatch};
+use scratchbird_types::batch::{BatchLayout, BatchWriter};
 use scratchbird_types::row::{RawValue, value_bytes_for};
 use scratchbird_types::value::Decimal;
 use scratchbird_types::{SqlType, Value, placement};
@@ -222,7 +223,7 @@ pub fn copy_in(sql: &str) -> Result<CopyIn, CompileError> {
     })
 }
 
-/// A COPY's rows and where they go: what the coordinator reads into batches.
+/// A COPY's rows and where they go.
 #[derive(Debug, Clone)]
 pub struct Load {
     /// The table, for messages.
@@ -247,54 +248,43 @@ pub struct Load {
     pub heap_bytes: u32,
 }
 
-/// A COPY's rows in batches, per shard.
-#[derive(Debug, Clone, Default)]
-pub struct Loaded {
-    /// Shard `i`'s batches (shards in map order).
-    pub batches: Vec<Vec<SizedBatch>>,
-    /// Shard `i`'s rows.
-    pub rows: Vec<u64>,
-}
-
 impl Load {
-    /// The rows read into batches of the load stage's input, per shard of a
-    /// map of `shards` shards.
+    /// Reads every row (every value is checked) and counts the rows each
+    /// shard of a map of `shards` shards gets: where a coordinator sends the
+    /// load stage, before any shard writes.
     ///
     /// # Errors
-    /// A row that cannot be read (its line and column named), or a value too
-    /// large for a batch.
-    pub fn batches(&self, shards: usize) -> Result<Loaded, CompileError> {
-        let shards = shards.max(1);
-        let layout = BatchLayout::new(&self.types, self.rows_max, self.heap_bytes)
-            .map_err(|e| CompileError::new(codes::LIMIT, format!("a COPY batch: {e}")))?;
-        let fixed = if shards == 1 {
-            Some(0)
-        } else if self.place.is_none() {
-            let at = self.route.shards(shards).and_then(|s| s.first().copied());
-            Some(at.unwrap_or(0))
-        } else {
-            None
-        };
-        let mut pending: Vec<Pending> = (0..shards).map(|_| Pending::default()).collect();
-        let mut out = Loaded {
-            batches: vec![Vec::new(); shards],
-            rows: vec![0; shards],
-        };
-        let mut reader = Reader::new(&self.payload, &self.options);
-        let mut fields: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.types.len());
-        if self.options.header {
-            reader.record(&mut fields)?;
-        }
-        while let Some(line) = reader.record(&mut fields)? {
-            let row = self.row(&fields, line)?;
-            let at = match (fixed, self.place.and_then(|i| row.get(i))) {
-                (Some(s), _) => s,
-                (None, Some(v)) => {
-                    placement::shard_of(&self.route.placement, &self.route.column.1, v, shards)
-                        .map_err(|e| self.bad(line, self.place.unwrap_or(0), &e.to_string()))?
-                }
-                (None, None) => 0,
-            };
+    /// A row that cannot be read (its line and column named).
+    pub fn plan(&self, shards: usize) -> Result<Vec<u64>, CompileError> {
+        let mut rows = vec![0u64; shards.max(1)];
+        self.read(shards, None, &mut |at, _| {
+            if let Some(n) = rows.get_mut(at) {
+                *n += 1;
+            }
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// The rows of shard `keep` of `shards` (all rows when `shards` is 1)
+    /// in batches of the load stage's input layout, each handed to `out` as
+    /// soon as it is full: the bytes of a batch laid out by
+    /// [`Load::layout`]. A shard runs this as its load stage reads.
+    ///
+    /// # Errors
+    /// A row that cannot be read (its line and column named), a value too
+    /// large for a batch, or an error of `out`.
+    pub fn batches(
+        &self,
+        keep: usize,
+        shards: usize,
+        out: &mut dyn FnMut(Vec<u8>) -> Result<(), CompileError>,
+    ) -> Result<u64, CompileError> {
+        let layout = self.layout()?;
+        let mut p = Pending::default();
+        let mut n = 0u64;
+        self.read(shards, Some(keep), &mut |_, row| {
+            let Some(row) = row else { return Ok(()) };
             let var: usize = row
                 .iter()
                 .map(|v| match v {
@@ -303,36 +293,97 @@ impl Load {
                     _ => 0,
                 })
                 .sum();
-            if var > layout.heap_bytes() as usize {
-                return Err(CompileError::new(
-                    codes::LIMIT,
-                    format!(
-                        "line {line} of the COPY into {} holds {var} bytes of text, more than a batch holds ({})",
-                        self.table,
-                        layout.heap_bytes()
-                    ),
-                ));
-            }
-            let p = pending
-                .get_mut(at)
-                .ok_or_else(|| CompileError::new(codes::LIMIT, "a shard beyond the map"))?;
             if p.rows.len() >= layout.rows_max() as usize
                 || p.heap + var > layout.heap_bytes() as usize
             {
-                let b = p.flush(&layout, &self.types)?;
-                out.batches[at].push(b);
+                out(p.flush(&layout, &self.types)?)?;
             }
             p.heap += var;
             p.rows.push(row);
-            out.rows[at] += 1;
+            n += 1;
+            Ok(())
+        })?;
+        if !p.rows.is_empty() {
+            out(p.flush(&layout, &self.types)?)?;
         }
-        for (at, p) in pending.iter_mut().enumerate() {
-            if !p.rows.is_empty() {
-                let b = p.flush(&layout, &self.types)?;
-                out.batches[at].push(b);
+        Ok(n)
+    }
+
+    /// The layout of the load stage's input batches.
+    ///
+    /// # Errors
+    /// The layout is out of range (not for a compiled COPY).
+    pub fn layout(&self) -> Result<BatchLayout, CompileError> {
+        BatchLayout::new(&self.types, self.rows_max, self.heap_bytes)
+            .map_err(|e| CompileError::new(codes::LIMIT, format!("a COPY batch: {e}")))
+    }
+
+    /// Reads the rows in order, handing each to `each` with the position of
+    /// its shard among `shards`: with `keep`, the values of rows of other
+    /// shards are read only as far as placing them needs (`None` is given
+    /// for such a row).
+    fn read(
+        &self,
+        shards: usize,
+        keep: Option<usize>,
+        each: &mut dyn FnMut(usize, Option<Vec<Value>>) -> Result<(), CompileError>,
+    ) -> Result<(), CompileError> {
+        let shards = shards.max(1);
+        let fixed = if shards == 1 {
+            Some(0)
+        } else if self.place.is_none() {
+            let at = self.route.shards(shards).and_then(|s| s.first().copied());
+            Some(at.unwrap_or(0))
+        } else {
+            None
+        };
+        let heap_max = self.heap_bytes as usize;
+        let mut reader = Reader::new(&self.payload, &self.options);
+        let mut fields: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(self.types.len());
+        if self.options.header {
+            reader.record(&mut fields)?;
+        }
+        while let Some(line) = reader.record(&mut fields)? {
+            self.arity(&fields, line)?;
+            let at = match (fixed, self.place) {
+                (Some(s), _) => s,
+                (None, Some(i)) => {
+                    let v = match (fields.get(i), self.types.get(i)) {
+                        (Some(Some(f)), Some(ty)) => {
+                            parse(f, ty).map_err(|why| self.bad(line, i, &why))?
+                        }
+                        _ => Value::Null,
+                    };
+                    placement::shard_of(&self.route.placement, &self.route.column.1, &v, shards)
+                        .map_err(|e| self.bad(line, i, &e.to_string()))?
+                }
+                (None, None) => 0,
+            };
+            if keep.is_some_and(|k| k != at) {
+                each(at, None)?;
+                continue;
             }
+            let row = self.row(&fields, line)?;
+            let var: usize = row
+                .iter()
+                .map(|v| match v {
+                    Value::Text(s) => s.len(),
+                    Value::Blob(b) => b.len(),
+                    _ => 0,
+                })
+                .sum();
+            if var > heap_max {
+                return Err(CompileError::new(
+                    codes::LIMIT,
+                    format!(
+                        "line {line} of the COPY into {} holds {var} bytes of text, more than a batch holds ({heap_max})",
+                        self.table
+                    ),
+                ));
+            }
+            each(at, Some(row))?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn bad(&self, line: u64, col: usize, why: &str) -> CompileError {
@@ -345,6 +396,18 @@ impl Load {
 
     /// A record's fields as values of the columns' types.
     fn row(&self, fields: &[Option<Cow<'_, str>>], line: u64) -> Result<Vec<Value>, CompileError> {
+        let mut row = Vec::with_capacity(fields.len());
+        for (i, (f, ty)) in fields.iter().zip(&self.types).enumerate() {
+            row.push(match f {
+                None => Value::Null,
+                Some(s) => parse(s, ty).map_err(|why| self.bad(line, i, &why))?,
+            });
+        }
+        Ok(row)
+    }
+
+    /// Checks that a record has a field for each column.
+    fn arity(&self, fields: &[Option<Cow<'_, str>>], line: u64) -> Result<(), CompileError> {
         if fields.len() < self.types.len() {
             let missing = self.names.get(fields.len()).map_or("?", String::as_str);
             return Err(CompileError::new(
@@ -370,14 +433,7 @@ impl Load {
             )
             .hint("list the columns the file has: COPY t (a, b, ...) FROM STDIN"));
         }
-        let mut row = Vec::with_capacity(fields.len());
-        for (i, (f, ty)) in fields.iter().zip(&self.types).enumerate() {
-            row.push(match f {
-                None => Value::Null,
-                Some(s) => parse(s, ty).map_err(|why| self.bad(line, i, &why))?,
-            });
-        }
-        Ok(row)
+        Ok(())
     }
 }
 
@@ -389,11 +445,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn flush(
-        &mut self,
-        layout: &BatchLayout,
-        types: &[SqlType],
-    ) -> Result<SizedBatch, CompileError> {
+    fn flush(&mut self, layout: &BatchLayout, types: &[SqlType]) -> Result<Vec<u8>, CompileError> {
         let err = |e: scratchbird_types::TypeError| {
             CompileError::new(codes::LIMIT, format!("a COPY batch: {e}"))
         };
@@ -415,7 +467,7 @@ impl Pending {
         w.finish(self.rows.len()).map_err(err)?;
         self.rows.clear();
         self.heap = 0;
-        SizedBatch::of(layout, buf).map_err(err)
+        Ok(buf)
     }
 }
 

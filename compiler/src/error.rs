@@ -26,6 +26,13 @@ pub struct CompileError {
 }
 
 impl CompileError {
+    /// A caller's callback stopped the compiler's work (the consumer of a
+    /// COPY's batches went away): code `57014`.
+    #[must_use]
+    pub fn stopped(message: impl Into<String>) -> Self {
+        Self::new(codes::CANCELED, message)
+    }
+
     pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -128,4 +135,6 @@ pub mod codes {
     pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
     /// duplicate_column.
     pub const DUPLICATE_COLUMN: &str = "42701";
+    /// The work was stopped by its caller (query_canceled).
+    pub const CANCELED: &str = "57014";
 }

@@ -48,9 +48,9 @@ pub(crate) struct Signer<'a> {
     /// Whether it asks the shards what the policies withheld (EXPLAIN
     /// ANALYZE).
     pub(crate) inspect: bool,
-    /// A load stage's rows for the shard it is signed for (a COPY's): the
-    /// envelope names their digest and they travel with it.
-    pub(crate) rows: Option<&'a [scratchbird_types::batch::SizedBatch]>,
+    /// A load stage's statement: which statement of the request is the
+    /// COPY whose rows the shard reads from the request.
+    pub(crate) load: Option<u32>,
 }
 
 impl Signer<'_> {
@@ -85,14 +85,10 @@ impl Signer<'_> {
             coordinator: self.creds.node(),
             shard: session.shard(),
             nonce,
-            rows: self.rows.map(scratchbird_types::batch::SizedBatch::digest),
+            load: self.load,
         };
         let creds = self.creds.clone();
-        let mut signed = SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))?;
-        if let Some(rows) = self.rows {
-            signed.rows = rows.to_vec();
-        }
-        Ok(signed)
+        SignedEnvelope::sign_with(&env, c.module.clone(), |m| creds.sign(m))
     }
 
     /// Runs the shard stage of `c` on `session`, signed in the epoch this

@@ -431,7 +431,7 @@ impl Session {
             return Err(e.into());
         }
         match stmt {
-            Statement::Query(c) if c.load.is_some() => self.run_load(&c, claim),
+            Statement::Query(c) if c.load.is_some() => self.run_load(&c, claim, index),
             Statement::Query(c) => {
                 if let Some(r) = self.via_subqueries(p, &c, claim, index) {
                     return r;
@@ -799,7 +799,7 @@ impl Session {
             read_at: self.read_at,
             trace: self.trace,
             inspect: self.inspect,
-            rows: None,
+            load: None,
         }
     }
 
@@ -958,28 +958,41 @@ impl Session {
         })
     }
 
-    /// A COPY (`c`, with its rows): the rows are read into batches here, per
-    /// shard by their placing values, and each shard that gets rows runs the
-    /// load stage with its own, signed with them. Inside BEGIN ... COMMIT
-    /// the rows must all go to one shard (the one the transaction writes
-    /// on). Outside, each shard's rows are a statement of their own there,
+    /// A COPY (`c`, statement `index` of the request, with its rows): each
+    /// shard that gets rows runs the load stage, reading its own rows from
+    /// the request the user signed. Over several shards the rows are read
+    /// here first (every value checked, so a bad row writes nothing
+    /// anywhere) to know which shards get rows. Inside BEGIN ... COMMIT the
+    /// rows must all go to one shard (the one the transaction writes on).
+    /// Outside, each shard's rows are a statement of their own there,
     /// committed when they are written: a COPY whose rows span shards is not
     /// one transaction, and when a shard fails the error says which shards
     /// had already committed their rows (`docs/consistency.md`).
-    fn run_load(&mut self, c: &compiler::Compiled, claim: &Claim) -> Result<Outcome, SessionError> {
+    fn run_load(
+        &mut self,
+        c: &compiler::Compiled,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<Outcome, SessionError> {
         let Some(load) = c.load.clone() else {
             return Err(SessionError::Session("a COPY without its rows".into()));
         };
         let n = self.slots.len();
-        let loaded = match load.batches(n) {
-            Ok(l) => l,
-            Err(e) => {
-                self.abandon();
-                return Err(SessionError::Compile(e));
+        let rows = if n == 1 {
+            vec![1]
+        } else {
+            match load.plan(n) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abandon();
+                    return Err(SessionError::Compile(e));
+                }
             }
         };
+        let statement = u32::try_from(index)
+            .map_err(|_| SessionError::Session("a request of too many statements".into()))?;
         let targets: Vec<usize> = (0..n)
-            .filter(|i| loaded.rows.get(*i).is_some_and(|r| *r > 0))
+            .filter(|i| rows.get(*i).is_some_and(|r| *r > 0))
             .collect();
         let written = |runs: &[(usize, ShardRun)]| -> u64 {
             runs.iter().map(|(_, r)| r.figures.rows_written).sum()
@@ -1032,7 +1045,7 @@ impl Session {
                 .take()
                 .ok_or_else(|| HostError::internal("a shard session"))?;
             let mut signer = self.signer();
-            signer.rows = loaded.batches.get(i).map(Vec::as_slice);
+            signer.load = Some(statement);
             let sink: ResultSink = Box::new(|_| Err(HostError::abi("a load stage returned rows")));
             let r = signer.run(
                 session.as_mut(),

@@ -46,7 +46,6 @@ fn parts(data: &[u8]) -> SignedEnvelope {
         envelope: body.get(..a).unwrap_or_default().to_vec(),
         signature: body.get(a..b).unwrap_or_default().to_vec(),
         module: body.get(b..).unwrap_or_default().to_vec(),
-        rows: Vec::new(),
     }
 }
 

@@ -12,7 +12,6 @@ use crate::limits::SandboxLimits;
 use crate::validate::validate;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use scratchbird_guest_ops::abi::PlanManifest;
-use scratchbird_types::batch::SizedBatch;
 use scratchbird_types::{BundleHash, ColumnId, Epoch, NodeName, TableId, UserName};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
@@ -162,11 +161,12 @@ pub struct Envelope {
     /// an envelope at or below the highest counter a shard has seen from that
     /// session is refused as a replay ([`ReplayGuard`]).
     pub nonce: [u8; 16],
-    /// A load stage's rows (a COPY's, for this shard): their digest
-    /// ([`SizedBatch::digest`]), which the rows that travel with the
-    /// envelope must match. `None` for every other stage, which carries no
-    /// rows.
-    pub rows: Option<[u8; 32]>,
+    /// A load stage's statement: which statement of `asked` (from 0) is
+    /// the `COPY ... FROM STDIN` whose rows the stage writes. The shard reads
+    /// the rows from the request the user signed, compiles the statement
+    /// itself and runs the stage only if it is this module. `None` for every
+    /// other stage.
+    pub load: Option<u32>,
 }
 
 impl Envelope {
@@ -218,10 +218,6 @@ pub struct SignedEnvelope {
     pub signature: Vec<u8>,
     /// The module.
     pub module: Vec<u8>,
-    /// A load stage's rows, in the layout of the module's input 0 (the
-    /// envelope names their digest); empty for every other stage.
-    #[serde(default)]
-    pub rows: Vec<SizedBatch>,
 }
 
 /// A user's claim to one schema change: the attestation, the request it signs,
@@ -307,7 +303,6 @@ impl SignedEnvelope {
             signature,
             envelope,
             module,
-            rows: Vec::new(),
         })
     }
 
@@ -649,24 +644,16 @@ pub fn verify_with(
         return Err(refuse("the module's hash does not match the envelope"));
     }
     let manifest = manifest_of(&signed.module)?;
-    match (env.rows, manifest.is_load()) {
-        (None, false) if signed.rows.is_empty() => {}
-        (None, false) => {
-            return Err(refuse("rows travel with a stage that is not a load stage"));
-        }
-        (Some(d), true) => {
-            if SizedBatch::digest(&signed.rows) != d {
-                return Err(refuse(
-                    "the rows sent with the load stage are not the rows its envelope names",
-                ));
-            }
-        }
+    match (env.load, manifest.is_load()) {
+        (Some(_), true) | (None, false) => {}
         (None, true) => {
-            return Err(refuse("a load stage whose envelope names no rows"));
+            return Err(refuse(
+                "a load stage whose envelope names no COPY statement",
+            ));
         }
         (Some(_), false) => {
             return Err(refuse(
-                "the envelope names rows for a stage that is not a load stage",
+                "the envelope names a COPY statement for a stage that is not a load stage",
             ));
         }
     }

@@ -145,6 +145,17 @@ pub enum HostError {
     /// context is bound per transaction.
     #[error("{0}")]
     Bound(String),
+    /// A COPY's rows could not be read (a value that is not of its column's
+    /// type, a missing field, an unterminated quote): the code is the
+    /// SQL error's (`22007`, `22003`, `54000`, ...), the message names the
+    /// line and the column.
+    #[error("{message}")]
+    Rows {
+        /// The SQL error code.
+        code: &'static str,
+        /// What is wrong, where, and what to do.
+        message: String,
+    },
     /// `SESSION`: a rule of a shard session was broken (COMMIT without BEGIN, a
     /// statement for another principal than the one its transaction is bound to).
     #[error("{0}")]
@@ -191,6 +202,7 @@ impl HostError {
             Self::Audit(_) => "AUDIT_FAILED",
             Self::Bound(_) => "CONTEXT_IN_TRANSACTION",
             Self::Session(_) => "SESSION",
+            Self::Rows { code, .. } => code,
         }
     }
 

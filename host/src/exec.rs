@@ -14,7 +14,6 @@ use crate::{
     Access, Cancel, ExecStats, HostError, MergeInputs, Prepared, ResultSink, Sandbox, touched,
 };
 use scratchbird_storage::Transaction;
-use scratchbird_types::batch::{BatchLayout, SizedBatch};
 use std::sync::Arc;
 
 /// When a stage's batches leave this node's hands.
@@ -130,13 +129,13 @@ impl Execution<'_> {
     }
 
     /// Runs the load stage `module` (a COPY's rows on this shard) as one
-    /// statement of `txn` for `access`: it writes `rows`, which travel with
-    /// it, under the same write rules, audit rule and undo as
-    /// [`Execution::shard`]. A load stage returns no rows.
+    /// statement of `txn` for `access`: it writes the batches `rows` hands
+    /// over, as they come, under the same write rules, audit rule and undo
+    /// as [`Execution::shard`]. A load stage returns no rows.
     pub fn load(
         &self,
         module: &[u8],
-        rows: &[SizedBatch],
+        rows: Box<dyn MergeInputs>,
         txn: Transaction,
         access: &Access,
         record: AuditRecord,
@@ -161,7 +160,7 @@ impl Execution<'_> {
     fn stage(
         &self,
         module: &[u8],
-        rows: Option<&[SizedBatch]>,
+        rows: Option<Box<dyn MergeInputs>>,
         mut txn: Transaction,
         access: &Access,
         mut record: AuditRecord,
@@ -172,10 +171,11 @@ impl Execution<'_> {
             Ok(p) => p,
             Err(e) => return (txn, self.failed(record, e)),
         };
-        let rows = match rows.map(|r| queued_rows(&prepared.manifest, r)).transpose() {
-            Ok(r) => r,
-            Err(e) => return (txn, self.failed(record, e)),
-        };
+        if rows.is_some() != prepared.manifest.is_load() {
+            let e =
+                HostError::refused("rows go with a load stage, and a load stage needs its rows");
+            return (txn, self.failed(record, e));
+        }
         record.modules = vec![prepared.hash];
         (record.tables, record.columns) = match txn.catalog() {
             Ok(cat) => touched(&prepared.manifest, &cat),
@@ -258,39 +258,4 @@ impl Execution<'_> {
         }
         result
     }
-}
-
-/// The rows sent with a load stage as its input 0: each batch in a layout of
-/// the input's column types, no larger than the declared one (a batch is
-/// compacted for its trip), checked as strictly as a batch a module emits.
-fn queued_rows(
-    manifest: &scratchbird_guest_ops::abi::PlanManifest,
-    rows: &[SizedBatch],
-) -> Result<Box<dyn MergeInputs>, HostError> {
-    let [input] = manifest.inputs.as_slice() else {
-        return Err(HostError::refused(
-            "rows were sent with a stage that does not declare exactly one input",
-        ));
-    };
-    if !manifest.is_load() {
-        return Err(HostError::refused(
-            "rows were sent with a stage that is not a load stage",
-        ));
-    }
-    let mut q = std::collections::VecDeque::with_capacity(rows.len());
-    for b in rows {
-        if b.rows_max > input.rows_max || b.heap_bytes > input.heap_bytes {
-            return Err(HostError::refused(
-                "a batch of rows sent with the stage is larger than its declared input",
-            ));
-        }
-        let layout = BatchLayout::new(&input.types, b.rows_max, b.heap_bytes)
-            .map_err(|e| HostError::refused_by("the layout of a batch of rows", e))?;
-        q.push_back(crate::ResultBatch::from_bytes(
-            0,
-            Arc::new(layout),
-            b.bytes.clone(),
-        )?);
-    }
-    Ok(Box::new(crate::sandbox::Queued(vec![q])))
 }

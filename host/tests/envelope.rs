@@ -117,7 +117,7 @@ fn world() -> World {
         shard: node("s1"),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [4; 16],
-        rows: None,
+        load: None,
     };
     World {
         authority,
@@ -494,23 +494,11 @@ fn load_module() -> Vec<u8> {
     emit(&p, &m).unwrap()
 }
 
-fn rows_of(values: &[i64]) -> Vec<scratchbird_types::batch::SizedBatch> {
-    use scratchbird_types::batch::{BatchLayout, BatchWriter, SizedBatch};
-    let layout = BatchLayout::new(&[SqlType::BigInt], 1024, 0).unwrap();
-    let mut buf = vec![0u8; layout.total_bytes()];
-    let mut w = BatchWriter::new(&layout, &mut buf).unwrap();
-    for (i, v) in values.iter().enumerate() {
-        w.set_fixed(0, i, &v.to_le_bytes()).unwrap();
-    }
-    w.finish(values.len()).unwrap();
-    vec![SizedBatch::of(&layout, buf).unwrap()]
-}
-
-/// The rows of a COPY travel beside the envelope, which names their digest:
-/// a coordinator cannot swap them, add rows to a stage that is not a load
-/// stage, or send a load stage without naming its rows.
+/// A load stage's envelope names the COPY statement of the request whose
+/// rows the shard reads (the rows are the user's signed text, never the
+/// coordinator's): only a load stage names one, and a load stage must.
 #[test]
-fn rows_travel_only_with_a_load_stage_and_only_as_the_envelope_names_them() {
+fn only_a_load_stage_names_a_copy_statement_and_a_load_stage_must() {
     let mut w = world();
     w.module = load_module();
     let manifest =
@@ -518,35 +506,14 @@ fn rows_travel_only_with_a_load_stage_and_only_as_the_envelope_names_them() {
     assert!(manifest.is_load() && !manifest.is_merge());
     (w.env.tables, w.env.columns) = referenced(&manifest);
     w.env.module_hash = *blake3::hash(&w.module).as_bytes();
-    let rows = rows_of(&[1, 2, 3]);
-    let digest = scratchbird_types::batch::SizedBatch::digest(&rows);
-    let with =
-        |w: &World, named: Option<[u8; 32]>, sent: &[scratchbird_types::batch::SizedBatch]| {
-            let mut s = signed(w, &key(1), |e| e.rows = named);
-            s.rows = sent.to_vec();
-            s
-        };
-    check(&w, &with(&w, Some(digest), &rows)).unwrap();
+    check(&w, &signed(&w, &key(1), |e| e.load = Some(0))).unwrap();
     refused(
-        check(&w, &with(&w, Some(digest), &rows_of(&[1, 2, 4]))),
-        "not the rows its envelope names",
+        check(&w, &signed(&w, &key(1), |e| e.load = None)),
+        "a load stage whose envelope names no COPY statement",
     );
-    refused(
-        check(&w, &with(&w, Some(digest), &[])),
-        "not the rows its envelope names",
-    );
-    refused(
-        check(&w, &with(&w, None, &rows)),
-        "a load stage whose envelope names no rows",
-    );
-    // a query stage: no rows with it, and none named
     let q = world();
     refused(
-        check(&q, &with(&q, None, &rows)),
-        "rows travel with a stage that is not a load stage",
-    );
-    refused(
-        check(&q, &with(&q, Some(digest), &[])),
-        "names rows for a stage that is not a load stage",
+        check(&q, &signed(&q, &key(1), |e| e.load = Some(0))),
+        "names a COPY statement for a stage that is not a load stage",
     );
 }

@@ -129,10 +129,6 @@ pub struct Subplan {
     /// transaction of its own, committed when it succeeds.
     #[serde(default)]
     pub session: Option<u64>,
-    /// A load stage's rows (a COPY's, for this shard), which the envelope
-    /// names by digest; empty for every other stage.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rows: Vec<scratchbird_types::batch::SizedBatch>,
 }
 
 /// Run SQL.

@@ -164,7 +164,7 @@ impl Cluster {
             shard: NodeName::LOCAL,
             asked: scratchbird_host::envelope::Asked::default(),
             nonce: [self.nonce.get(); 16],
-            rows: None,
+            load: None,
         };
         tamper(&mut env);
         SignedEnvelope::sign(&env, c.module, &key(1)).unwrap()
@@ -996,5 +996,73 @@ fn a_snapshot_time_a_shard_cannot_read_at_reads_its_present_and_says_so() {
     assert!(
         notes[0].contains("read its present state") && notes[0].contains("clock is behind"),
         "{notes:?}"
+    );
+}
+
+/// A load stage writes the rows of the COPY the user signed, read by the
+/// shard from the signed request: a coordinator that compiles the COPY into
+/// another table, names a statement the request does not have, or names a
+/// statement that is not a COPY, is refused and nothing is written.
+#[test]
+fn a_load_stage_writes_only_the_rows_the_user_signed_where_the_user_said() {
+    let c = cluster();
+    let session = || {
+        LocalSession::new(
+            c.storage.clone(),
+            Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap()),
+        )
+    };
+    session()
+        .execute("CREATE TABLE scratch (id BIGINT PRIMARY KEY, tenant_id INTEGER)")
+        .unwrap();
+    let user_sql = "COPY customers (id, tenant_id, name, plan) FROM STDIN WITH (FORMAT csv);\n7,1,Gale,pro\n8,1,Hops,free\n\\.\n";
+    let asked = scratchbird_host::envelope::Asked {
+        sql: user_sql.into(),
+        ..Default::default()
+    };
+    let signed_by_alice = || {
+        scratchbird_host::envelope::local_attestation_for(
+            "alice",
+            node("c1"),
+            &asked,
+            NOW - 1,
+            NOW + HOUR,
+            &key(10),
+        )
+    };
+    let stage = |coordinator_sql: &str, load: Option<u32>| {
+        c.subplan(coordinator_sql, signed_by_alice(), |e| {
+            e.asked = asked.clone();
+            e.load = load;
+        })
+    };
+    let count = |sql: &str| match session().execute(sql).unwrap().pop() {
+        Some(scratchbird_node::Outcome::Rows { batches, .. }) => {
+            display_value(&batches[0].rows().unwrap()[0][0])
+        }
+        other => panic!("{other:?}"),
+    };
+    // the coordinator compiled another COPY (into another table)
+    let e = c
+        .rows(&stage(
+            "COPY scratch (id, tenant_id) FROM STDIN WITH (FORMAT csv);\n7,1\n\\.\n",
+            Some(0),
+        ))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not the module the user's COPY compiles to"),
+        "{e}"
+    );
+    // a statement the request does not have
+    let e = c.rows(&stage(user_sql, Some(1))).unwrap_err();
+    assert!(e.to_string().contains("no statement 1"), "{e}");
+    assert_eq!(count("SELECT count(*) FROM scratch"), "0");
+    assert_eq!(count("SELECT count(*) FROM customers"), "3");
+    // the honest stage: the user's rows, under the bundle's write rules
+    c.rows(&stage(user_sql, Some(0))).unwrap();
+    assert_eq!(
+        count("SELECT count(*) FROM customers WHERE id IN (7, 8)"),
+        "2"
     );
 }

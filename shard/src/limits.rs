@@ -16,6 +16,10 @@ pub const SANDBOX_STACK_BYTES: usize = 8 << 20;
 pub const SESSION_STACK_BYTES: usize =
     scratchbird_compiler::limits::STACK_BYTES + SANDBOX_STACK_BYTES;
 
+/// Batches of a COPY's rows its reader may have ready before the load stage
+/// takes them (each at most a batch's layout, about 1 MiB with text).
+pub const COPY_BATCHES_AHEAD: usize = 4;
+
 /// Starts a thread named `name` with the stack a session needs.
 ///
 /// # Errors

@@ -440,6 +440,55 @@ impl Shard {
         Ok(())
     }
 
+    /// The rows of a load stage: statement `index` of the request the user
+    /// signed (`sql`) must be a `COPY ... FROM STDIN` that compiles, against
+    /// the schema `txn` sees, to exactly `module`: a coordinator can neither
+    /// send other rows than the user's nor write them elsewhere.
+    fn copy_of(
+        &self,
+        module: &[u8],
+        index: u32,
+        sql: &str,
+        txn: &Transaction,
+    ) -> Result<Arc<scratchbird_compiler::copy::Load>, HostError> {
+        let refuse = |m: String| HostError::Envelope(m);
+        let parsed = scratchbird_compiler::parse(sql).map_err(|e| {
+            refuse(format!(
+                "the request of the load stage does not parse: {}",
+                e.message
+            ))
+        })?;
+        let p = usize::try_from(index)
+            .ok()
+            .and_then(|i| parsed.get(i))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "the request has no statement {index} for the load stage"
+                ))
+            })?;
+        let cat = txn.catalog()?;
+        let (_, shards) = self.storage.placement();
+        let c = match scratchbird_compiler::compile_over(p, &cat, shards) {
+            Ok(Statement::Query(c)) => c,
+            Ok(_) => return Err(refuse("the load stage's statement is not a COPY".into())),
+            Err(e) => {
+                return Err(refuse(format!(
+                    "the load stage's COPY does not compile here: {}",
+                    e.message
+                )));
+            }
+        };
+        let load = c.load.clone().ok_or_else(|| {
+            refuse("the load stage's statement is not a COPY ... FROM STDIN".into())
+        })?;
+        if c.hash != *blake3::hash(module).as_bytes() {
+            return Err(refuse(
+                "the load stage is not the module the user's COPY compiles to".into(),
+            ));
+        }
+        Ok(load)
+    }
+
     fn begin(&self, opts: TxnOptions) -> Result<Transaction, HostError> {
         // lock waits are bounded by the query time limit: a module blocked in a
         // host call is not interrupted by the sandbox deadline
@@ -452,6 +501,81 @@ impl Shard {
 /// Whether `access` may see what the policies withheld in a stage reading
 /// `tables` (the bundle's `Inspect` on each; an owner, whom no policy
 /// restricts, may). Undecidable is no (logged).
+/// A load stage's rows as its input 0: read (this shard's only) on a
+/// thread of their own from the request the user signed, each batch handed
+/// to the stage as soon as it is full, so reading and writing go on at once.
+/// The reader stops when the stage ends.
+fn load_rows(
+    exec: &Execution<'_>,
+    module: &[u8],
+    load: &Arc<scratchbird_compiler::copy::Load>,
+    (keep, shards): (usize, usize),
+    txn: Transaction,
+    access: &Access,
+    rec: AuditRecord,
+) -> (Transaction, Result<scratchbird_host::ExecStats, HostError>) {
+    let layout = match load.layout() {
+        Ok(l) => Arc::new(l),
+        Err(e) => return (txn, Err(rows_error(e))),
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, HostError>>(
+            crate::limits::COPY_BATCHES_AHEAD,
+        );
+        let reader = std::thread::Builder::new()
+            .name("copy rows".into())
+            .spawn_scoped(scope, move || {
+                let r = load.batches(keep, shards, &mut |b| {
+                    tx.send(Ok(b)).map_err(|_| {
+                        scratchbird_compiler::CompileError::stopped("the load stage ended")
+                    })
+                });
+                if let Err(e) = r {
+                    let _ = tx.send(Err(rows_error(e)));
+                }
+            });
+        if let Err(e) = reader {
+            return (
+                txn,
+                Err(HostError::internal(format!(
+                    "no thread to read the rows: {e}"
+                ))),
+            );
+        }
+        exec.load(module, Box::new(Streamed { rx, layout }), txn, access, rec)
+    })
+}
+
+fn rows_error(e: scratchbird_compiler::CompileError) -> HostError {
+    HostError::Rows {
+        code: e.code,
+        message: match e.hint {
+            Some(h) => format!("{}\n  hint: {h}", e.message),
+            None => e.message,
+        },
+    }
+}
+
+/// The batches a load stage's reader hands over, as its input 0.
+struct Streamed {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>, HostError>>,
+    layout: Arc<scratchbird_types::batch::BatchLayout>,
+}
+
+impl scratchbird_host::MergeInputs for Streamed {
+    fn next(&mut self, input: usize) -> Result<Option<ResultBatch>, HostError> {
+        if input != 0 {
+            return Ok(None);
+        }
+        match self.rx.recv() {
+            Ok(Ok(bytes)) => ResultBatch::from_bytes(0, self.layout.clone(), bytes).map(Some),
+            Ok(Err(e)) => Err(e),
+            // the reader read every row
+            Err(_) => Ok(None),
+        }
+    }
+}
+
 fn may_inspect(access: &Access, txn: &Transaction, tables: &[scratchbird_types::TableId]) -> bool {
     let Access::Principal(p) = access else {
         return true;
@@ -846,7 +970,8 @@ impl ShardSessionOf {
             // what the policies withheld, when asked (EXPLAIN ANALYZE) and
             // the bundle lets the principal see it for every table read
             let inspect = v.envelope.inspect && may_inspect(&access, &txn, &v.envelope.tables);
-            Ok((access, txn, note, inspect, v.envelope.rows.is_some()))
+            let load = v.envelope.load.map(|i| (i, v.envelope.asked.sql.clone()));
+            Ok((access, txn, note, inspect, load))
         });
         let (access, txn, note, inspect, load) = match checked {
             Ok(x) => x,
@@ -882,10 +1007,28 @@ impl ShardSessionOf {
             audit: shard.audit.as_ref(),
             stop,
         };
-        let (txn, result) = if load {
-            exec.load(&signed.module, &signed.rows, txn, &access, rec)
-        } else {
-            exec.shard(&signed.module, txn, &access, rec, release, sink)
+        let (txn, result) = match load {
+            Some((index, sql)) => {
+                let rows = match shard.copy_of(&signed.module, index, &sql, &txn) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.end_statement(txn, false)?;
+                        shard.audit_refusal(rec, &e)?;
+                        return Err(e);
+                    }
+                };
+                let (keep, shards) = shard.storage.placement();
+                load_rows(
+                    &exec,
+                    &signed.module,
+                    &rows,
+                    (keep, shards),
+                    txn,
+                    &access,
+                    rec,
+                )
+            }
+            None => exec.shard(&signed.module, txn, &access, rec, release, sink),
         };
         self.end_statement(txn, result.is_ok())?;
         let stats = result?;

@@ -133,6 +133,20 @@ impl Storage {
         })
     }
 
+    /// Which shard of how many this store is, as [`Storage::set_placement`]
+    /// last set it: `(0, 1)` outside a cluster.
+    #[must_use]
+    pub fn placement(&self) -> (usize, usize) {
+        let packed = self
+            .inner
+            .placement
+            .load(std::sync::atomic::Ordering::Acquire);
+        if packed == 0 {
+            return (0, 1);
+        }
+        ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize)
+    }
+
     /// This store is shard `index` (its position in the cluster's shard map)
     /// of `shards`: from now on a row written to a table (not a system table)
     /// whose placing value puts it on another shard is refused

@@ -51,7 +51,6 @@ fn junk_plan(dir: &Path, ca: &Path, peer: &str) -> String {
             signature: vec![0; 64],
             module: vec![0, 0x61, 0x73, 0x6d],
             session: None,
-            rows: Vec::new(),
         };
         let mut r = c.send(&Request::Subplan(sp)).await.unwrap();
         match r.next().await {

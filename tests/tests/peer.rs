@@ -146,7 +146,7 @@ fn envelope_of(
         coordinator: by.uri,
         shard: NodeName::parse(&to.name).unwrap(),
         nonce: n,
-        rows: None,
+        load: None,
     };
     tamper(&mut env);
     let s = SignedEnvelope::sign_with(&env, c.module, |m| by.key.sign_ed25519(m).map_err(|e| e.0))
@@ -156,7 +156,6 @@ fn envelope_of(
         signature: s.signature,
         module: s.module,
         session: None,
-        rows: Vec::new(),
     }
 }
 

@@ -955,60 +955,6 @@ impl<'b> BatchView<'b> {
     }
 }
 
-/// A batch as it travels with rows for a statement to write (a COPY's rows on
-/// their way to a shard): its bytes and the capacities of its layout, whose
-/// column types the receiver knows from the stage it is for. The receiver
-/// checks the bytes against that layout as strictly as a batch a module emits.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SizedBatch {
-    /// Row capacity of the layout.
-    pub rows_max: u32,
-    /// Heap capacity of the layout.
-    pub heap_bytes: u32,
-    /// The batch.
-    #[serde(with = "serde_bytes")]
-    pub bytes: Vec<u8>,
-}
-
-impl SizedBatch {
-    /// The batch in `buf` (laid out by `layout`, `rows` rows written),
-    /// compacted to the smallest layout that holds it when that saves
-    /// space ([`compact`]).
-    ///
-    /// # Errors
-    /// The batch is malformed.
-    pub fn of(layout: &BatchLayout, buf: Vec<u8>) -> Result<Self, TypeError> {
-        Ok(match compact(layout, &buf)? {
-            Some((small, bytes)) => Self {
-                rows_max: small.rows_max,
-                heap_bytes: small.heap_bytes,
-                bytes,
-            },
-            None => Self {
-                rows_max: layout.rows_max,
-                heap_bytes: layout.heap_bytes,
-                bytes: buf,
-            },
-        })
-    }
-
-    /// The digest of `batches` in order, capacities included: what a signed
-    /// stage names for the rows that travel with it.
-    #[must_use]
-    pub fn digest(batches: &[SizedBatch]) -> [u8; 32] {
-        let mut h = blake3::Hasher::new();
-        h.update(b"scratchbird rows v1");
-        h.update(&(batches.len() as u64).to_le_bytes());
-        for b in batches {
-            h.update(&b.rows_max.to_le_bytes());
-            h.update(&b.heap_bytes.to_le_bytes());
-            h.update(&(b.bytes.len() as u64).to_le_bytes());
-            h.update(&b.bytes);
-        }
-        *h.finalize().as_bytes()
-    }
-}
-
 /// Whether a physical type is stored in the heap.
 #[must_use]
 pub fn is_var(phys: PhysicalType) -> bool {

@@ -301,7 +301,7 @@ pub fn envelope_case(f: &Fixture) -> (SignedEnvelope, LocalAuthority) {
         shard: node("s1"),
         asked: scratchbird_host::envelope::Asked::default(),
         nonce: [2; 16],
-        rows: None,
+        load: None,
     };
     (SignedEnvelope::sign(&env, module, &key(1)).unwrap(), auth)
 }

@@ -267,7 +267,6 @@ async fn subplan(
         envelope: sp.envelope,
         signature: sp.signature,
         module: sp.module,
-        rows: sp.rows,
     };
     // the coordinator closing its side, or the node shutting down, cancels the stage
     let cancel = Cancel::new();

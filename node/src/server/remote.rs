@@ -399,7 +399,6 @@ impl ShardSession for RemoteSession {
             signature: stage.signature.clone(),
             module: stage.module.clone(),
             session: Some(self.n),
-            rows: stage.rows.clone(),
         };
         let mut r = self.send(|n| {
             Request::Subplan(Subplan {
