@@ -1131,12 +1131,12 @@ fn finish_select(
     cat: &Catalog,
     spread: bool,
 ) -> Result<Compiled, CompileError> {
-    let rel = optimize::optimize(rel, cat);
+    let rel = optimize::optimize(rel, cat, &b.meta);
     let out = rel.output();
     let inits: Vec<_> = b
         .inits
         .iter()
-        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
+        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat, &b.meta)))
         .collect();
     let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
     let route = route::of(&rel, &init_rels);
@@ -1247,11 +1247,11 @@ fn finish_write(
     positions: &[usize],
     cat: &Catalog,
 ) -> Result<Compiled, CompileError> {
-    let rel = optimize::optimize(rel, cat);
+    let rel = optimize::optimize(rel, cat, &b.meta);
     let inits: Vec<_> = b
         .inits
         .iter()
-        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat)))
+        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat, &b.meta)))
         .collect();
     let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
     let mut route = route::of(&rel, &init_rels);

@@ -1,23 +1,211 @@
-//! The optimiser: dropping projected columns nothing reads, predicate pushdown (into join inputs and join conditions), limit
+//! The optimiser: the order of inner joins (no cross product where a join
+//! condition can connect the next table), dropping projected columns nothing reads, predicate pushdown (into join inputs and join conditions), limit
 //! pushdown into sorts (top-k), and the choice of an index scan for a filter on an
 //! indexed column. Projection pushdown happens in lowering (each scan reads only
 //! the columns the statement uses); constant folding happens while binding.
 
 use crate::catalog::Catalog;
-use crate::logical::{BExpr, BK, ColId, JoinType, Rel};
+use crate::logical::{BExpr, BK, ColId, ColMeta, JoinType, Rel};
 use scratchbird_guest_ops::abi::ScanRangeDecl;
 use scratchbird_guest_ops::plan::CmpOp;
 use scratchbird_types::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Rewrites `rel`.
 #[must_use]
-pub fn optimize(rel: Rel, cat: &Catalog) -> Rel {
+pub fn optimize(rel: Rel, cat: &Catalog, meta: &HashMap<ColId, ColMeta>) -> Rel {
+    let rel = order_joins(rel, meta);
     let need: HashSet<ColId> = rel.output().into_iter().collect();
     let rel = prune(rel, &need);
     let rel = pushdown(rel);
     let rel = topk(rel);
     index_scans(rel, cat)
+}
+
+fn is_inner(rel: &Rel) -> bool {
+    matches!(
+        rel,
+        Rel::Join {
+            kind: JoinType::Inner | JoinType::Cross,
+            ..
+        }
+    )
+}
+
+/// A run of inner joins, with the filters right above them: its inputs
+/// (anything but an inner join) and the columns each condition reads.
+fn chain<'a>(rel: &'a Rel, inputs: &mut Vec<&'a Rel>, conds: &mut Vec<HashSet<ColId>>) {
+    fn split(e: &BExpr, out: &mut Vec<HashSet<ColId>>) {
+        match &e.kind {
+            BK::And(a, b) => {
+                split(a, out);
+                split(b, out);
+            }
+            _ => out.push(cols_of(e)),
+        }
+    }
+    match rel {
+        Rel::Join {
+            left,
+            right,
+            kind: JoinType::Inner | JoinType::Cross,
+            on,
+        } => {
+            chain(left, inputs, conds);
+            chain(right, inputs, conds);
+            if let Some(on) = on {
+                split(on, conds);
+            }
+        }
+        Rel::Filter { input, pred } if is_inner(input) => {
+            split(pred, conds);
+            chain(input, inputs, conds);
+        }
+        other => inputs.push(other),
+    }
+}
+
+/// The same as [`chain`], taking the tree apart.
+fn take_chain(rel: Rel, inputs: &mut Vec<Rel>, preds: &mut Vec<BExpr>) {
+    match rel {
+        Rel::Join {
+            left,
+            right,
+            kind: JoinType::Inner | JoinType::Cross,
+            on,
+        } => {
+            take_chain(*left, inputs, preds);
+            take_chain(*right, inputs, preds);
+            if let Some(on) = on {
+                preds.extend(on.conjuncts());
+            }
+        }
+        Rel::Filter { input, pred } if is_inner(&input) => {
+            preds.extend(pred.conjuncts());
+            take_chain(*input, inputs, preds);
+        }
+        other => inputs.push(other),
+    }
+}
+
+/// The order to join `inputs` (their columns) in: FROM's order, except that
+/// an input no condition connects to those joined before it waits until one
+/// does, when some later input can be joined by a condition instead. So a
+/// chain of tables listed in an unlucky order, or TPC-H Q9's `FROM part,
+/// supplier, lineitem, ...`, joins along its conditions rather than building
+/// a cross product first. There are no statistics yet: the first input stays
+/// first and ties keep FROM's order.
+fn join_order(inputs: &[HashSet<ColId>], conds: &[HashSet<ColId>]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(inputs.len());
+    let mut left: Vec<usize> = (0..inputs.len()).collect();
+    let mut have: HashSet<ColId> = HashSet::new();
+    while !left.is_empty() {
+        let joins = |i: usize| {
+            inputs.get(i).is_some_and(|cols| {
+                conds.iter().any(|c| {
+                    !c.is_disjoint(&have)
+                        && !c.is_disjoint(cols)
+                        && c.iter().all(|x| have.contains(x) || cols.contains(x))
+                })
+            })
+        };
+        let at = if order.is_empty() {
+            0
+        } else {
+            left.iter().position(|i| joins(*i)).unwrap_or(0)
+        };
+        let next = left.remove(at);
+        if let Some(cols) = inputs.get(next) {
+            have.extend(cols.iter().copied());
+        }
+        order.push(next);
+    }
+    order
+}
+
+/// Reorders each run of inner joins by [`join_order`] where that differs from
+/// FROM's order: the inputs joined left-deep, the conditions in one filter
+/// above (pushdown then places each), and a projection that keeps the run's
+/// columns in their order. Elsewhere the plan is unchanged.
+fn order_joins(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
+    if !is_inner(&rel) && !matches!(&rel, Rel::Filter { input, .. } if is_inner(input)) {
+        return map_children(rel, &mut |r| order_joins(r, meta));
+    }
+    let (order, out) = {
+        let mut inputs = Vec::new();
+        let mut conds = Vec::new();
+        chain(&rel, &mut inputs, &mut conds);
+        let cols: Vec<HashSet<ColId>> = inputs
+            .iter()
+            .map(|r| r.output().into_iter().collect())
+            .collect();
+        (join_order(&cols, &conds), rel.output())
+    };
+    let keep =
+        order.iter().enumerate().all(|(k, i)| k == *i) || out.iter().any(|c| !meta.contains_key(c));
+    if keep {
+        return inner_children(rel, meta);
+    }
+    let mut inputs = Vec::new();
+    let mut preds = Vec::new();
+    take_chain(rel, &mut inputs, &mut preds);
+    let mut slots: Vec<Option<Rel>> = inputs
+        .into_iter()
+        .map(|r| Some(order_joins(r, meta)))
+        .collect();
+    let mut joined: Option<Rel> = None;
+    for i in order {
+        let Some(next) = slots.get_mut(i).and_then(Option::take) else {
+            continue;
+        };
+        joined = Some(match joined {
+            None => next,
+            Some(l) => Rel::Join {
+                left: Box::new(l),
+                right: Box::new(next),
+                kind: JoinType::Cross,
+                on: None,
+            },
+        });
+    }
+    let Some(joined) = joined else {
+        // not reached: a run of joins has inputs
+        return Rel::Values {
+            cols: out,
+            rows: Vec::new(),
+        };
+    };
+    let exprs = out
+        .iter()
+        .filter_map(|c| meta.get(c).map(|m| (*c, BExpr::col(*c, m))))
+        .collect();
+    Rel::Project {
+        input: Box::new(wrap(joined, preds)),
+        exprs,
+    }
+}
+
+/// A run of inner joins kept as it is, with [`order_joins`] applied to its
+/// inputs.
+fn inner_children(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
+    match rel {
+        Rel::Join {
+            left,
+            right,
+            kind: kind @ (JoinType::Inner | JoinType::Cross),
+            on,
+        } => Rel::Join {
+            left: Box::new(inner_children(*left, meta)),
+            right: Box::new(inner_children(*right, meta)),
+            kind,
+            on,
+        },
+        Rel::Filter { input, pred } if is_inner(&input) => Rel::Filter {
+            input: Box::new(inner_children(*input, meta)),
+            pred,
+        },
+        other => order_joins(other, meta),
+    }
 }
 
 /// Drops the expressions of projections whose columns nothing above reads
@@ -220,12 +408,70 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
     }
 }
 
+/// The terms of an OR tree.
+fn disjuncts(e: BExpr, out: &mut Vec<BExpr>) {
+    match e.kind {
+        BK::Or(a, b) => {
+            disjuncts(*a, out);
+            disjuncts(*b, out);
+        }
+        _ => out.push(e),
+    }
+}
+
+/// Takes the conditions every branch of an OR shares out of it:
+/// `(a AND b) OR (a AND c)` is `a AND (b OR c)` (also in SQL's three-valued
+/// logic), so a join condition written in each branch, as in TPC-H Q19,
+/// joins by key instead of filtering a cross product.
+fn factor(preds: Vec<BExpr>) -> Vec<BExpr> {
+    let mut out = Vec::with_capacity(preds.len());
+    for p in preds {
+        if !matches!(p.kind, BK::Or(..)) {
+            out.push(p);
+            continue;
+        }
+        let whole = p.clone();
+        let mut terms = Vec::new();
+        disjuncts(p, &mut terms);
+        let branches: Vec<Vec<BExpr>> = terms.into_iter().map(BExpr::conjuncts).collect();
+        let Some((first, rest)) = branches.split_first() else {
+            out.push(whole);
+            continue;
+        };
+        let common: Vec<BExpr> = first
+            .iter()
+            .filter(|c| rest.iter().all(|b| b.contains(c)))
+            .cloned()
+            .collect();
+        if common.is_empty() {
+            out.push(whole);
+            continue;
+        }
+        let mut left = Vec::with_capacity(branches.len());
+        let mut always = false;
+        for b in branches {
+            let r: Vec<BExpr> = b.into_iter().filter(|c| !common.contains(c)).collect();
+            match BExpr::and_all(r) {
+                Some(e) => left.push(e),
+                // a branch that is only the shared conditions: the OR holds
+                // whenever they do
+                None => always = true,
+            }
+        }
+        out.extend(common);
+        if !always && let Some(e) = BExpr::or_all(left) {
+            out.push(e);
+        }
+    }
+    out
+}
+
 /// Pushes filter conjuncts as far down as they can go.
 fn pushdown(rel: Rel) -> Rel {
     match rel {
         Rel::Filter { input, pred } => {
             let input = pushdown(*input);
-            push_into(input, pred.conjuncts())
+            push_into(input, factor(pred.conjuncts()))
         }
         other => map_children(other, &mut pushdown),
     }
@@ -260,10 +506,12 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
             let lcols: HashSet<ColId> = left.output().into_iter().collect();
             let rcols: HashSet<ColId> = right.output().into_iter().collect();
             let (mut lp, mut rp, mut jp) = (Vec::new(), Vec::new(), Vec::new());
-            for p in preds
-                .into_iter()
-                .chain(on.map(BExpr::conjuncts).unwrap_or_default())
-            {
+            for p in factor(
+                preds
+                    .into_iter()
+                    .chain(on.map(BExpr::conjuncts).unwrap_or_default())
+                    .collect(),
+            ) {
                 let c = cols_of(&p);
                 if !c.is_empty() && c.is_subset(&lcols) {
                     lp.push(p);
