@@ -129,6 +129,35 @@ impl Postgres {
         run(c, "psql")
     }
 
+    /// The best of `runs` runs of a file of statements, in seconds: psql's
+    /// `\timing` of each statement, summed over a run's statements.
+    ///
+    /// # Errors
+    /// psql failed or printed no timing.
+    pub fn time_file(&self, file: &Path, runs: usize) -> Result<f64> {
+        let mut c = self.psql();
+        c.args(["-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "\\timing on"]);
+        let f = file.display().to_string();
+        for _ in 0..runs {
+            c.args(["-f", &f]);
+        }
+        let out = run(c, "psql")?;
+        let times: Vec<f64> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("Time:"))
+            .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+            .collect();
+        let per = times.len() / runs.max(1);
+        if per == 0 || !times.len().is_multiple_of(runs.max(1)) {
+            bail!("psql printed {} timings for {runs} runs", times.len());
+        }
+        let best = times
+            .chunks(per)
+            .map(|c| c.iter().sum::<f64>())
+            .fold(f64::INFINITY, f64::min);
+        Ok(best / 1000.0)
+    }
+
     /// The server-side time of one statement, in seconds (psql's `\timing`).
     ///
     /// # Errors

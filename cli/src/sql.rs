@@ -48,7 +48,12 @@ pub struct SqlArgs {
     #[command(flatten)]
     pub conn: crate::remote::Conn,
     /// Run these statements and exit (instead of the interactive shell).
-    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "SQL",
+        allow_hyphen_values = true
+    )]
     pub command: Option<String>,
     /// Run the statements in this file and exit.
     #[arg(

@@ -228,3 +228,20 @@ fn results_before_a_failing_statement_are_printed() {
     assert_eq!(out, "a\n1\nb\n2\n", "{out}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch"));
 }
+
+#[test]
+fn a_command_may_start_with_a_comment() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("db");
+    let db = db.to_str().unwrap();
+    let out = ok(&[
+        "sql",
+        "--local",
+        db,
+        "--format",
+        "csv",
+        "-c",
+        "-- the schema's first line is often a comment\nSELECT 1 AS a",
+    ]);
+    assert_eq!(out, "a\n1\n", "{out}");
+}

@@ -5,6 +5,8 @@
 //! benches/setup-postgres.sh      # once: installs PostgreSQL 15 if missing
 //! cargo run --release -p scratchbird-benches --bin tpch -- gen --sf 1 --out /tmp/tpch-sf1
 //! cargo run --release -p scratchbird-benches --bin tpch -- answers --sf 0.01
+//! cargo build --release -p scratchbird-cli -p scratchbird-benches
+//! target/release/tpch bench --sf 1 --data /tmp/tpch-sf1
 //! ```
 //!
 //! `answers` loads the generated rows into a private PostgreSQL and writes
@@ -20,22 +22,37 @@
 use anyhow::{Context, Result, bail};
 use scratchbird_benches::postgres::Postgres;
 use scratchbird_tests::tpch;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
-const HELP: &str = "tpch: TPC-H data and PostgreSQL 15's answers.
+const HELP: &str = "tpch: TPC-H data, PostgreSQL 15's answers, and the 22 queries timed beside it.
 
 Usage:
   tpch gen --sf SF --out DIR        write TABLE.csv for the 8 tables (CSV with a header)
   tpch answers --sf SF [--out DIR]  load them into PostgreSQL 15 and write qNN.csv for the
                                     22 queries (default DIR: tests/tpch/answers/sfSF)
+  tpch bench --sf SF [--data DIR] [--runs N] [--sb PATH] [--timeout-ms MS] [--memory-mib MIB]
+                                    load the tables into PostgreSQL 15 (COPY) and into
+                                    ScratchBird (`sb load --local`), run each query N times
+                                    (default 3) in one psql and one `sb sql --local` process,
+                                    print the best time of each beside the other and whether
+                                    the answers are equal, and the geometric mean ratio
+                                    (--data: CSVs `gen` wrote; default: generate them)
 
 SF is the scale factor: 1 is 8.66 M rows (6 M in lineitem), 0.01 is 87 k.
-PostgreSQL must be installed: benches/setup-postgres.sh.";
+PostgreSQL must be installed: benches/setup-postgres.sh. bench runs the sb binary
+beside this program (build it: cargo build --release -p scratchbird-cli).";
 
 struct Args {
     cmd: String,
     sf: f64,
     out: Option<PathBuf>,
+    data: Option<PathBuf>,
+    sb: Option<PathBuf>,
+    runs: usize,
+    timeout_ms: u64,
+    memory_mib: u64,
 }
 
 fn args() -> Result<Args> {
@@ -48,6 +65,11 @@ fn args() -> Result<Args> {
         cmd: v[0].clone(),
         sf: 0.01,
         out: None,
+        data: None,
+        sb: None,
+        runs: 3,
+        timeout_ms: 600_000,
+        memory_mib: 4096,
     };
     let mut i = 1;
     while i < v.len() {
@@ -57,12 +79,22 @@ fn args() -> Result<Args> {
         match v[i].as_str() {
             "--sf" => a.sf = val.parse().context("--sf takes a number, like 0.01 or 1")?,
             "--out" => a.out = Some(PathBuf::from(val)),
+            "--data" => a.data = Some(PathBuf::from(val)),
+            "--sb" => a.sb = Some(PathBuf::from(val)),
+            "--runs" => a.runs = val.parse().context("--runs takes a whole number")?,
+            "--timeout-ms" => {
+                a.timeout_ms = val.parse().context("--timeout-ms takes milliseconds")?
+            }
+            "--memory-mib" => a.memory_mib = val.parse().context("--memory-mib takes MiB")?,
             other => bail!("unknown option {other}\n\n{HELP}"),
         }
         i += 2;
     }
     if !(a.sf > 0.0 && a.sf <= 100.0) {
         bail!("--sf must be above 0 and at most 100");
+    }
+    if !(1..=20).contains(&a.runs) {
+        bail!("--runs must be from 1 to 20");
     }
     Ok(a)
 }
@@ -76,6 +108,7 @@ fn main() -> Result<()> {
             println!("wrote the 8 tables at SF {} into {}", a.sf, out.display());
         }
         "answers" => answers(a.sf, a.out)?,
+        "bench" => bench(&a)?,
         other => bail!("unknown command {other}\n\n{HELP}"),
     }
     Ok(())
@@ -115,5 +148,246 @@ fn answers(sf: f64, out: Option<PathBuf>) -> Result<()> {
         println!("{name}: {} rows", answer.lines().count().saturating_sub(1));
     }
     println!("answers in {}", out.display());
+    Ok(())
+}
+
+/// Indexes on the foreign keys, as TPC-H allows (spec 1.4.2.3), for
+/// PostgreSQL.
+const PG_INDEXES: &str = "
+CREATE INDEX ON lineitem (l_partkey, l_suppkey);
+CREATE INDEX ON lineitem (l_suppkey);
+CREATE INDEX ON partsupp (ps_suppkey);
+CREATE INDEX ON orders (o_custkey);
+CREATE INDEX ON customer (c_nationkey);
+CREATE INDEX ON supplier (s_nationkey);
+CREATE INDEX ON nation (n_regionkey);";
+
+/// `sb sql --local DIR`.
+fn sb(bin: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["sql", "--local"]).arg(dir);
+    c
+}
+
+fn checked(mut c: Command, what: &str) -> Result<std::process::Output> {
+    let o = c.output().with_context(|| format!("running {what}"))?;
+    if !o.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    Ok(o)
+}
+
+/// One query's figures.
+struct Timed {
+    name: String,
+    sb: Result<f64, String>,
+    pg: Result<f64, String>,
+    equal: Result<(), String>,
+}
+
+/// Runs `file` `runs` times in one `sb sql --local` process: the first run's
+/// CSV and the best run's time (the `time:` lines of `--timing`, summed per
+/// run).
+fn sb_query(
+    a: &Args,
+    bin: &Path,
+    dir: &Path,
+    tmp: &Path,
+    name: &str,
+    q: &str,
+) -> Result<(String, f64), String> {
+    let f = tmp.join(format!("{name}-x{}.sql", a.runs));
+    let mut text = String::new();
+    for _ in 0..a.runs {
+        text.push_str(q);
+        text.push('\n');
+    }
+    std::fs::write(&f, text).map_err(|e| e.to_string())?;
+    let mut c = sb(bin, dir);
+    c.args(["--format", "csv", "--timing"])
+        .args(["--timeout-ms", &a.timeout_ms.to_string()])
+        .args(["--memory-mib", &a.memory_mib.to_string()])
+        .arg("-f")
+        .arg(&f);
+    let o = c.output().map_err(|e| e.to_string())?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if !o.status.success() {
+        let why = err
+            .lines()
+            .find(|l| l.contains("rror"))
+            .unwrap_or_else(|| err.trim());
+        return Err(why.to_owned());
+    }
+    let times: Vec<f64> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("time: "))
+        .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+        .collect();
+    let per = times.len() / a.runs;
+    if per == 0 || !times.len().is_multiple_of(a.runs) {
+        return Err(format!("{} timings for {} runs", times.len(), a.runs));
+    }
+    let best = times
+        .chunks(per)
+        .map(|c| c.iter().sum::<f64>())
+        .fold(f64::INFINITY, f64::min)
+        / 1000.0;
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    if !lines.len().is_multiple_of(a.runs) {
+        return Err(format!(
+            "{} lines of output for {} runs",
+            lines.len(),
+            a.runs
+        ));
+    }
+    let first = lines[..lines.len() / a.runs].join("\n");
+    Ok((first, best))
+}
+
+fn bench(a: &Args) -> Result<()> {
+    if !Postgres::available() {
+        bail!("PostgreSQL 15 is not installed: run benches/setup-postgres.sh");
+    }
+    let bin = match &a.sb {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("sb"),
+    };
+    if !bin.exists() {
+        bail!(
+            "no sb binary at {}: build it with `cargo build --release -p scratchbird-cli`, or name it with --sb",
+            bin.display()
+        );
+    }
+    let tmp = tempfile::Builder::new().prefix("sb-tpch-bench").tempdir()?;
+    // PostgreSQL's server reads the files as the postgres user
+    Command::new("chmod")
+        .args(["755", &tmp.path().display().to_string()])
+        .status()?;
+    let data = match &a.data {
+        Some(d) => d.clone(),
+        None => {
+            eprintln!("writing TPC-H at SF {}", a.sf);
+            tpch::write_csv(tmp.path(), a.sf)?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let dir = tmp.path().join("sb");
+    eprintln!("loading ScratchBird (sb load)");
+    let t = Instant::now();
+    let schema = tmp.path().join("schema.sql");
+    std::fs::write(&schema, tpch::schema())?;
+    let mut c = sb(&bin, &dir);
+    c.arg("-f").arg(&schema);
+    checked(c, "sb sql (schema)")?;
+    for t in tpch::TABLES {
+        let mut c = Command::new(&bin);
+        c.args(["load", t])
+            .arg(data.join(format!("{t}.csv")))
+            .args(["--header", "--local"])
+            .arg(&dir);
+        checked(c, &format!("sb load {t}"))?;
+    }
+    let sb_load = t.elapsed().as_secs_f64();
+    eprintln!("loading PostgreSQL 15 (COPY, ANALYZE)");
+    let pg = Postgres::start(5495)?;
+    let t = Instant::now();
+    let load = tmp.path().join("load.sql");
+    let mut sql = tpch::schema();
+    for t in tpch::TABLES {
+        sql.push_str(&format!(
+            "\nCOPY {t} FROM '{}' WITH (FORMAT csv, HEADER true);",
+            data.join(format!("{t}.csv")).display()
+        ));
+    }
+    // the indexes TPC-H allows (foreign keys), without which PostgreSQL runs
+    // Q17's and Q20's correlated subqueries as a scan of lineitem per row
+    sql.push_str(PG_INDEXES);
+    sql.push_str("\nANALYZE;\n");
+    std::fs::write(&load, sql)?;
+    pg.csv_file(&load)?;
+    let pg_load = t.elapsed().as_secs_f64();
+    pg.sql(&format!(
+        "ALTER SYSTEM SET statement_timeout = {}",
+        a.timeout_ms
+    ))?;
+    pg.sql("SELECT pg_reload_conf()")?;
+    let mut rows: Vec<Timed> = Vec::new();
+    for (name, q) in tpch::queries(a.sf) {
+        eprintln!("{name}");
+        let f = tmp.path().join(format!("{name}.sql"));
+        std::fs::write(&f, &q)?;
+        let expected = pg.csv_file(&f).map_err(|e| e.to_string());
+        let pg_s = match &expected {
+            Ok(_) => pg.time_file(&f, a.runs).map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        let (sb_s, equal) = match (sb_query(a, &bin, &dir, tmp.path(), &name, &q), &expected) {
+            (Ok((got, s)), Ok(expected)) => (Ok(s), tpch::compare(expected, &got)),
+            (Ok((_, s)), Err(_)) => (Ok(s), Err("PostgreSQL did not answer".into())),
+            (Err(e), _) => (Err(e), Err("did not run".into())),
+        };
+        eprintln!(
+            "{name}: ScratchBird {}, PostgreSQL {}, same answer: {}",
+            match &sb_s {
+                Ok(s) => format!("{:.1} ms", s * 1000.0),
+                Err(e) => format!("failed ({e})"),
+            },
+            match &pg_s {
+                Ok(s) => format!("{:.1} ms", s * 1000.0),
+                Err(e) => format!("failed ({})", e.lines().next().unwrap_or_default()),
+            },
+            match &equal {
+                Ok(()) => "yes".to_owned(),
+                Err(e) => e.lines().next().unwrap_or_default().to_owned(),
+            }
+        );
+        rows.push(Timed {
+            name,
+            sb: sb_s,
+            pg: pg_s,
+            equal,
+        });
+    }
+    println!(
+        "TPC-H SF {}, best of {} runs each, one core each; load: ScratchBird {sb_load:.1} s (sb load), PostgreSQL {pg_load:.1} s (COPY and ANALYZE)\n",
+        a.sf, a.runs
+    );
+    println!("| query | ScratchBird | PostgreSQL 15 | PostgreSQL / ScratchBird | same answer |");
+    println!("|---|---|---|---|---|");
+    let mut logs = 0.0;
+    let mut n = 0u32;
+    for r in &rows {
+        let s = match &r.sb {
+            Ok(s) => format!("{:.1} ms", s * 1000.0),
+            Err(e) => format!("failed: {e}"),
+        };
+        let p = match &r.pg {
+            Ok(p) => format!("{:.1} ms", p * 1000.0),
+            Err(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+        };
+        let ratio = match (&r.sb, &r.pg) {
+            (Ok(s), Ok(p)) => {
+                logs += (p / s).ln();
+                n += 1;
+                format!("{:.2}", p / s)
+            }
+            _ => "-".into(),
+        };
+        let eq = match &r.equal {
+            Ok(()) => "yes".to_owned(),
+            Err(e) => format!("**no**: {}", e.lines().next().unwrap_or_default()),
+        };
+        println!("| {} | {s} | {p} | {ratio} | {eq} |", r.name);
+    }
+    if n > 0 {
+        println!(
+            "\ngeometric mean of PostgreSQL / ScratchBird over the {n} queries both ran: {:.2}",
+            (logs / f64::from(n)).exp()
+        );
+    }
     Ok(())
 }
