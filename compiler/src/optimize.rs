@@ -1,6 +1,8 @@
 //! The optimiser: the order of inner joins (no cross product where a join
-//! condition can connect the next table), dropping projected columns nothing reads, predicate pushdown (into join inputs and join conditions), limit
-//! pushdown into sorts (top-k), and the choice of an index scan for a filter on an
+//! condition can connect the next table), conditions shared by an OR's
+//! branches taken out of it, dropping projected columns nothing reads,
+//! predicate pushdown (into join inputs and join conditions), limit pushdown
+//! into sorts (top-k), and the choice of an index scan for a filter on an
 //! indexed column. Projection pushdown happens in lowering (each scan reads only
 //! the columns the statement uses); constant folding happens while binding.
 

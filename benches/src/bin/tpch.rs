@@ -22,6 +22,7 @@
 use anyhow::{Context, Result, bail};
 use scratchbird_benches::postgres::Postgres;
 use scratchbird_tests::tpch;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -33,12 +34,15 @@ Usage:
   tpch answers --sf SF [--out DIR]  load them into PostgreSQL 15 and write qNN.csv for the
                                     22 queries (default DIR: tests/tpch/answers/sfSF)
   tpch bench --sf SF [--data DIR] [--runs N] [--sb PATH] [--timeout-ms MS] [--memory-mib MIB]
+             [--no-duckdb]
                                     load the tables into PostgreSQL 15 (COPY) and into
                                     ScratchBird (`sb load --local`), run each query N times
                                     (default 3) in one psql and one `sb sql --local` process,
                                     print the best time of each beside the other and whether
                                     the answers are equal, and the geometric mean ratio
-                                    (--data: CSVs `gen` wrote; default: generate them)
+                                    (--data: CSVs `gen` wrote; default: generate them);
+                                    and DuckDB (the Python package, one thread, in memory,
+                                    installed by benches/setup-duckdb.sh) beside them
 
 SF is the scale factor: 1 is 8.66 M rows (6 M in lineitem), 0.01 is 87 k.
 PostgreSQL must be installed: benches/setup-postgres.sh. bench runs the sb binary
@@ -53,6 +57,7 @@ struct Args {
     runs: usize,
     timeout_ms: u64,
     memory_mib: u64,
+    duckdb: bool,
 }
 
 fn args() -> Result<Args> {
@@ -70,9 +75,15 @@ fn args() -> Result<Args> {
         runs: 3,
         timeout_ms: 600_000,
         memory_mib: 4096,
+        duckdb: true,
     };
     let mut i = 1;
     while i < v.len() {
+        if v[i] == "--no-duckdb" {
+            a.duckdb = false;
+            i += 1;
+            continue;
+        }
         let val = v
             .get(i + 1)
             .with_context(|| format!("{} needs a value", v[i]))?;
@@ -315,6 +326,14 @@ fn bench(a: &Args) -> Result<()> {
         a.timeout_ms
     ))?;
     pg.sql("SELECT pg_reload_conf()")?;
+    let duck = if a.duckdb {
+        duckdb(a, &data, tmp.path())
+    } else {
+        Err("--no-duckdb".to_owned())
+    };
+    if let Err(e) = &duck {
+        eprintln!("DuckDB: {e}");
+    }
     let mut rows: Vec<Timed> = Vec::new();
     for (name, q) in tpch::queries(a.sf) {
         eprintln!("{name}");
@@ -352,15 +371,28 @@ fn bench(a: &Args) -> Result<()> {
             equal,
         });
     }
+    report(a, &rows, &duck.unwrap_or_default(), sb_load, pg_load);
+    Ok(())
+}
+
+/// Prints the table of `bench`'s figures and the geometric means.
+fn report(a: &Args, rows: &[Timed], duck: &HashMap<String, f64>, sb_load: f64, pg_load: f64) {
     println!(
-        "TPC-H SF {}, best of {} runs each, one core each; load: ScratchBird {sb_load:.1} s (sb load), PostgreSQL {pg_load:.1} s (COPY and ANALYZE)\n",
-        a.sf, a.runs
+        "TPC-H SF {}, best of {} runs each, one core each; load: ScratchBird {sb_load:.1} s (sb load), PostgreSQL {pg_load:.1} s (COPY and ANALYZE){}\n",
+        a.sf,
+        a.runs,
+        duck.get("load")
+            .map(|s| format!(", DuckDB {s:.1} s (COPY, in memory)"))
+            .unwrap_or_default()
     );
-    println!("| query | ScratchBird | PostgreSQL 15 | PostgreSQL / ScratchBird | same answer |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| query | ScratchBird | PostgreSQL 15 | PostgreSQL / ScratchBird | DuckDB | DuckDB / ScratchBird | same answer as PostgreSQL |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut logs = 0.0;
     let mut n = 0u32;
-    for r in &rows {
+    let (mut dlogs, mut dn) = (0.0, 0u32);
+    for r in rows {
         let s = match &r.sb {
             Ok(s) => format!("{:.1} ms", s * 1000.0),
             Err(e) => format!("failed: {e}"),
@@ -381,7 +413,17 @@ fn bench(a: &Args) -> Result<()> {
             Ok(()) => "yes".to_owned(),
             Err(e) => format!("**no**: {}", e.lines().next().unwrap_or_default()),
         };
-        println!("| {} | {s} | {p} | {ratio} | {eq} |", r.name);
+        let d = duck.get(&r.name);
+        let (dt, dr) = match (d, &r.sb) {
+            (Some(d), Ok(s)) => {
+                dlogs += (d / s).ln();
+                dn += 1;
+                (format!("{:.1} ms", d * 1000.0), format!("{:.2}", d / s))
+            }
+            (Some(d), Err(_)) => (format!("{:.1} ms", d * 1000.0), "-".into()),
+            (None, _) => ("-".into(), "-".into()),
+        };
+        println!("| {} | {s} | {p} | {ratio} | {dt} | {dr} | {eq} |", r.name);
     }
     if n > 0 {
         println!(
@@ -389,5 +431,58 @@ fn bench(a: &Args) -> Result<()> {
             (logs / f64::from(n)).exp()
         );
     }
-    Ok(())
+    if dn > 0 {
+        println!(
+            "geometric mean of DuckDB / ScratchBird over the {dn} queries both ran: {:.2}",
+            (dlogs / f64::from(dn)).exp()
+        );
+    }
+}
+
+/// DuckDB's best time per query (and `load`), from `duckdb_tpch.py` run by
+/// the Python of `setup-duckdb.sh`'s environment.
+fn duckdb(a: &Args, data: &Path, tmp: &Path) -> Result<HashMap<String, f64>, String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let setup = Command::new("bash")
+        .arg(here.join("setup-duckdb.sh"))
+        .output()
+        .map_err(|e| format!("setup-duckdb.sh: {e}"))?;
+    if !setup.status.success() {
+        return Err(format!(
+            "setup-duckdb.sh failed: {}",
+            String::from_utf8_lossy(&setup.stderr).trim()
+        ));
+    }
+    let python = String::from_utf8_lossy(&setup.stdout).trim().to_owned();
+    let schema = tmp.join("duckdb-schema.sql");
+    std::fs::write(&schema, tpch::schema()).map_err(|e| e.to_string())?;
+    let mut files = Vec::new();
+    for (name, q) in tpch::queries(a.sf) {
+        let f = tmp.join(format!("duckdb-{name}.sql"));
+        std::fs::write(&f, q).map_err(|e| e.to_string())?;
+        files.push(f);
+    }
+    eprintln!("DuckDB: loading and running the 22 queries");
+    let o = Command::new(python)
+        .arg(here.join("duckdb_tpch.py"))
+        .arg(data)
+        .arg(&schema)
+        .arg(a.runs.to_string())
+        .args(&files)
+        .output()
+        .map_err(|e| format!("python: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "duckdb_tpch.py failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, secs) = l.split_once(' ')?;
+            let name = name.strip_prefix("duckdb-").unwrap_or(name);
+            Some((name.to_owned(), secs.trim().parse().ok()?))
+        })
+        .collect())
 }
