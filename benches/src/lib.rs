@@ -263,3 +263,22 @@ impl Rng {
         self.0
     }
 }
+
+/// The `sb` binary a harness runs: `given`, or the one beside the harness
+/// (the same target directory).
+///
+/// # Errors
+/// There is no such file (the message says how to build it).
+pub fn sb_binary(given: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    let bin = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()?.with_file_name("sb"),
+    };
+    if !bin.exists() {
+        anyhow::bail!(
+            "no sb binary at {}: build it with `cargo build --release -p scratchbird-cli`, or name it with --sb",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

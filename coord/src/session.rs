@@ -1035,15 +1035,7 @@ impl Session {
         let mut runs: Vec<(usize, ShardRun)> = Vec::with_capacity(targets.len());
         for &i in &targets {
             let stop = self.stop.clone();
-            let slot = self
-                .slots
-                .get_mut(i)
-                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
-            slot.session()?;
-            let mut session = slot
-                .session
-                .take()
-                .ok_or_else(|| HostError::internal("a shard session"))?;
+            let mut session = self.take_session(i)?;
             let mut signer = self.signer();
             signer.load = Some(statement);
             let sink: ResultSink = Box::new(|_| Err(HostError::abi("a load stage returned rows")));
@@ -1158,15 +1150,7 @@ impl Session {
     ) -> Result<Vec<ShardRun>, HostError> {
         if let [one] = targets {
             let stop = self.stop.clone();
-            let slot = self
-                .slots
-                .get_mut(*one)
-                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
-            slot.session()?;
-            let mut session = slot
-                .session
-                .take()
-                .ok_or_else(|| HostError::internal("a shard session"))?;
+            let mut session = self.take_session(*one)?;
             let r = self
                 .signer()
                 .run(session.as_mut(), c, claim, release, sink, &stop);
@@ -1197,20 +1181,11 @@ impl Session {
     ) -> Result<(R, Vec<ShardRun>), HostError> {
         let mut sessions = Vec::with_capacity(targets.len());
         for &i in targets {
-            let slot = self
-                .slots
-                .get_mut(i)
-                .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
-            let opened = slot.session().map(|_| ());
-            match (opened, slot.session.take()) {
-                (Ok(()), Some(s)) => sessions.push((i, s)),
-                (Err(e), _) => {
+            match self.take_session(i) {
+                Ok(s) => sessions.push((i, s)),
+                Err(e) => {
                     self.put_back(sessions);
                     return Err(e);
-                }
-                (Ok(()), None) => {
-                    self.put_back(sessions);
-                    return Err(HostError::internal("a shard session"));
                 }
             }
         }
@@ -1231,6 +1206,19 @@ impl Session {
             self.last_runs = targets.iter().copied().zip(runs.iter().cloned()).collect();
         }
         r
+    }
+
+    /// Shard `i`'s session (opened if it was not), taken out of its slot
+    /// for a run: the caller puts it back.
+    fn take_session(&mut self, i: usize) -> Result<Box<dyn ShardSession>, HostError> {
+        let slot = self
+            .slots
+            .get_mut(i)
+            .ok_or_else(|| HostError::internal("a shard beyond the map"))?;
+        slot.session()?;
+        slot.session
+            .take()
+            .ok_or_else(|| HostError::internal("a shard session"))
     }
 
     fn put_back(&mut self, sessions: Vec<(usize, Box<dyn ShardSession>)>) {

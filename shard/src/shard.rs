@@ -498,9 +498,6 @@ impl Shard {
     }
 }
 
-/// Whether `access` may see what the policies withheld in a stage reading
-/// `tables` (the bundle's `Inspect` on each; an owner, whom no policy
-/// restricts, may). Undecidable is no (logged).
 /// A load stage's rows as its input 0: read (this shard's only) on a
 /// thread of their own from the request the user signed, each batch handed
 /// to the stage as soon as it is full, so reading and writing go on at once.
@@ -519,20 +516,20 @@ fn load_rows(
         Err(e) => return (txn, Err(rows_error(e))),
     };
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, HostError>>(
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Option<Vec<u8>>, HostError>>(
             crate::limits::COPY_BATCHES_AHEAD,
         );
         let reader = std::thread::Builder::new()
             .name("copy rows".into())
             .spawn_scoped(scope, move || {
                 let r = load.batches(keep, shards, &mut |b| {
-                    tx.send(Ok(b)).map_err(|_| {
+                    tx.send(Ok(Some(b))).map_err(|_| {
                         scratchbird_compiler::CompileError::stopped("the load stage ended")
                     })
                 });
-                if let Err(e) = r {
-                    let _ = tx.send(Err(rows_error(e)));
-                }
+                // the end is said, so a reader that died is not taken for one
+                // that read every row
+                let _ = tx.send(r.map(|_| None).map_err(rows_error));
             });
         if let Err(e) = reader {
             return (
@@ -542,7 +539,17 @@ fn load_rows(
                 ))),
             );
         }
-        exec.load(module, Box::new(Streamed { rx, layout }), txn, access, rec)
+        exec.load(
+            module,
+            Box::new(Streamed {
+                rx,
+                layout,
+                done: false,
+            }),
+            txn,
+            access,
+            rec,
+        )
     })
 }
 
@@ -558,24 +565,34 @@ fn rows_error(e: scratchbird_compiler::CompileError) -> HostError {
 
 /// The batches a load stage's reader hands over, as its input 0.
 struct Streamed {
-    rx: std::sync::mpsc::Receiver<Result<Vec<u8>, HostError>>,
+    rx: std::sync::mpsc::Receiver<Result<Option<Vec<u8>>, HostError>>,
     layout: Arc<scratchbird_types::batch::BatchLayout>,
+    /// The reader said it read every row.
+    done: bool,
 }
 
 impl scratchbird_host::MergeInputs for Streamed {
     fn next(&mut self, input: usize) -> Result<Option<ResultBatch>, HostError> {
-        if input != 0 {
+        if input != 0 || self.done {
             return Ok(None);
         }
         match self.rx.recv() {
-            Ok(Ok(bytes)) => ResultBatch::from_bytes(0, self.layout.clone(), bytes).map(Some),
+            Ok(Ok(Some(bytes))) => ResultBatch::from_bytes(0, self.layout.clone(), bytes).map(Some),
+            Ok(Ok(None)) => {
+                self.done = true;
+                Ok(None)
+            }
             Ok(Err(e)) => Err(e),
-            // the reader read every row
-            Err(_) => Ok(None),
+            Err(_) => Err(HostError::internal(
+                "the reader of the COPY's rows stopped before their end",
+            )),
         }
     }
 }
 
+/// Whether `access` may see what the policies withheld in a stage reading
+/// `tables` (the bundle's `Inspect` on each; an owner, whom no policy
+/// restricts, may). Undecidable is no (logged).
 fn may_inspect(access: &Access, txn: &Transaction, tables: &[scratchbird_types::TableId]) -> bool {
     let Access::Principal(p) = access else {
         return true;

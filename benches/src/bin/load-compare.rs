@@ -60,8 +60,9 @@ fn args() -> Result<Args> {
         rows: 2_000_000,
         sf: 1.0,
         pg: true,
-        sb: std::env::current_exe()?.with_file_name("sb"),
+        sb: PathBuf::new(),
     };
+    let mut given: Option<PathBuf> = None;
     let mut i = 0;
     while i < v.len() {
         if v[i] == "--no-pg" {
@@ -75,7 +76,7 @@ fn args() -> Result<Args> {
         match v[i].as_str() {
             "--rows" => a.rows = val.parse().context("--rows takes a whole number")?,
             "--sf" => a.sf = val.parse().context("--sf takes a number, like 0.1 or 1")?,
-            "--sb" => a.sb = PathBuf::from(val),
+            "--sb" => given = Some(PathBuf::from(val)),
             other => bail!("unknown option {other}\n\n{HELP}"),
         }
         i += 2;
@@ -83,12 +84,7 @@ fn args() -> Result<Args> {
     if !(0.0..=10.0).contains(&a.sf) {
         bail!("--sf must be from 0 to 10");
     }
-    if !a.sb.exists() {
-        bail!(
-            "no sb binary at {}: build it with `cargo build --release -p scratchbird-cli`, or name it with --sb",
-            a.sb.display()
-        );
-    }
+    a.sb = scratchbird_benches::sb_binary(given.as_deref())?;
     if a.pg && !Postgres::available() {
         bail!("PostgreSQL 15 is not installed: run benches/setup-postgres.sh (or pass --no-pg)");
     }

@@ -263,16 +263,7 @@ fn bench(a: &Args) -> Result<()> {
     if !Postgres::available() {
         bail!("PostgreSQL 15 is not installed: run benches/setup-postgres.sh");
     }
-    let bin = match &a.sb {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?.with_file_name("sb"),
-    };
-    if !bin.exists() {
-        bail!(
-            "no sb binary at {}: build it with `cargo build --release -p scratchbird-cli`, or name it with --sb",
-            bin.display()
-        );
-    }
+    let bin = scratchbird_benches::sb_binary(a.sb.as_deref())?;
     let tmp = tempfile::Builder::new().prefix("sb-tpch-bench").tempdir()?;
     // PostgreSQL's server reads the files as the postgres user
     Command::new("chmod")

@@ -21,7 +21,7 @@ impl Transaction {
         table: TableId,
         rows: impl IntoIterator<Item = Vec<Value>>,
     ) -> Result<u64> {
-        self.statement(|t| t.bulk_insert_inner(table, rows))
+        self.statement(|t| t.bulk_insert_inner(table, rows.into_iter().map(|r| (None, r))))
     }
 
     /// Inserts `rows` (values for every column of the table) as one
@@ -43,7 +43,7 @@ impl Transaction {
             }
             if def.is_keyless() {
                 return if t.locked_now(&def)? {
-                    t.bulk_insert_inner(table, rows)
+                    t.bulk_insert_inner(table, rows.into_iter().map(|r| (None, r)))
                 } else {
                     t.insert_rows(table, rows)
                 };
@@ -82,7 +82,7 @@ impl Transaction {
                 return t.insert_rows(table, all);
             }
             let mut n = t.insert_rows(table, keyed.into_iter().map(|(_, r)| r))?;
-            n += t.bulk_insert_inner(table, above.into_iter().map(|(_, r)| r))?;
+            n += t.bulk_insert_inner(table, above.into_iter().map(|(k, r)| (Some(k), r)))?;
             Ok(n)
         })
     }
@@ -117,10 +117,12 @@ impl Transaction {
         }
     }
 
+    /// The rows, each with its record key when the caller computed it
+    /// already (`insert_many` sorts by it).
     fn bulk_insert_inner(
         &mut self,
         table: TableId,
-        rows: impl IntoIterator<Item = Vec<Value>>,
+        rows: impl IntoIterator<Item = (Option<Vec<u8>>, Vec<Value>)>,
     ) -> Result<u64> {
         let (def, store) = self.table_for_write(table)?;
         self.lock_table(&def, TableLockMode::Exclusive)?;
@@ -138,13 +140,13 @@ impl Transaction {
         let mut first: Option<Vec<u8>> = None;
         let mut entries: Vec<Vec<u8>> = Vec::new();
         let mut count = 0u64;
-        for values in rows {
+        for (given, values) in rows {
             encode_checked_values(&def, &store, &values)?;
             self.check_placed(&def, &values)?;
-            let key = if def.is_keyless() {
-                next_rowid_key(&store)
-            } else {
-                store.key_of_values(&values)?
+            let key = match given {
+                Some(k) => k,
+                None if def.is_keyless() => next_rowid_key(&store),
+                None => store.key_of_values(&values)?,
             };
             if max_key.as_ref().is_some_and(|m| key <= *m) {
                 return Err(StorageError::BulkLoad {
