@@ -248,6 +248,10 @@ pub struct Load {
     pub heap_bytes: u32,
 }
 
+/// A row of this shard's as [`Load::read`] gives it: its values and their
+/// bytes of text and binary data.
+type Read = (Vec<Value>, usize);
+
 impl Load {
     /// Reads every row (every value is checked) and counts the rows each
     /// shard of a map of `shards` shards gets: where a coordinator sends the
@@ -284,15 +288,9 @@ impl Load {
         let mut p = Pending::default();
         let mut n = 0u64;
         self.read(shards, Some(keep), &mut |_, row| {
-            let Some(row) = row else { return Ok(()) };
-            let var: usize = row
-                .iter()
-                .map(|v| match v {
-                    Value::Text(s) => s.len(),
-                    Value::Blob(b) => b.len(),
-                    _ => 0,
-                })
-                .sum();
+            let Some((row, var)) = row else {
+                return Ok(());
+            };
             if p.rows.len() >= layout.rows_max() as usize
                 || p.heap + var > layout.heap_bytes() as usize
             {
@@ -319,14 +317,15 @@ impl Load {
     }
 
     /// Reads the rows in order, handing each to `each` with the position of
-    /// its shard among `shards`: with `keep`, the values of rows of other
-    /// shards are read only as far as placing them needs (`None` is given
-    /// for such a row).
+    /// its shard among `shards`, and with its values and their bytes of text
+    /// and binary data: with `keep`, the values of rows of other shards are
+    /// read only as far as placing them needs (`None` is given for such a
+    /// row).
     fn read(
         &self,
         shards: usize,
         keep: Option<usize>,
-        each: &mut dyn FnMut(usize, Option<Vec<Value>>) -> Result<(), CompileError>,
+        each: &mut dyn FnMut(usize, Option<Read>) -> Result<(), CompileError>,
     ) -> Result<(), CompileError> {
         let shards = shards.max(1);
         let fixed = if shards == 1 {
@@ -381,7 +380,7 @@ impl Load {
                     ),
                 ));
             }
-            each(at, Some(row))?;
+            each(at, Some((row, var)))?;
         }
         Ok(())
     }
