@@ -758,10 +758,9 @@ pub(crate) fn function(f: &ast::Function) -> Result<(), CompileError> {
         within_group,
         filter: _,
         null_treatment,
-        over,
+        over: _,
     } = f;
     refuse(&[
-        (over.is_some(), "window functions"),
         (!within_group.is_empty(), "WITHIN GROUP"),
         (null_treatment.is_some(), "IGNORE / RESPECT NULLS"),
         (

@@ -135,6 +135,9 @@ pub mod codes {
     pub const INVALID_COLUMN_REFERENCE: &str = "42P10";
     /// duplicate_column.
     pub const DUPLICATE_COLUMN: &str = "42701";
+    /// A window function where none may be, or a frame that is not valid
+    /// (windowing_error).
+    pub const WINDOWING: &str = "42P20";
     /// The work was stopped by its caller (query_canceled).
     pub const CANCELED: &str = "57014";
 }

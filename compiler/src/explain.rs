@@ -73,6 +73,37 @@ fn cmp(op: scratchbird_guest_ops::plan::CmpOp) -> &'static str {
     }
 }
 
+/// A window's line: its functions, partition and order.
+fn window_line(
+    partition: &[ColId],
+    order: &[crate::logical::BSortKey],
+    funcs: &[(ColId, crate::logical::BWin)],
+    meta: &HashMap<ColId, ColMeta>,
+) -> String {
+    format!(
+        "Window [{}] partition by [{}] order by [{}]",
+        funcs
+            .iter()
+            .map(|(_, w)| format!(
+                "{:?}({})",
+                w.func,
+                w.arg.as_ref().map(|e| expr(e, meta)).unwrap_or_default()
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        partition
+            .iter()
+            .map(|c| name(meta, *c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        order
+            .iter()
+            .map(|k| format!("{}{}", name(meta, k.col), if k.desc { " DESC" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut String) {
     let pad = "  ".repeat(depth);
     let line = match rel {
@@ -179,6 +210,12 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         ),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
+        Rel::Window {
+            partition,
+            order,
+            funcs,
+            ..
+        } => window_line(partition, order, funcs, meta),
         Rel::Exchange { input, .. } => format!("Exchange (shard output {input})"),
     };
     let _ = writeln!(out, "{pad}{line}");
@@ -189,6 +226,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
         | Rel::Repeat { input, .. }
+        | Rel::Window { input, .. }
         | Rel::Distinct { input } => walk(input, meta, depth + 1, out),
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             walk(left, meta, depth + 1, out);

@@ -1732,6 +1732,7 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::NestedLoop { .. } => "NestedLoop",
         Op::MarkJoin { .. } => "MarkJoin",
         Op::UnionAll { .. } => "UnionAll",
+        Op::Window { .. } => "Window",
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::catalog::TableDef;
 use scratchbird_guest_ops::abi::ScanRangeDecl;
-use scratchbird_guest_ops::plan::{ArithOp, CmpOp, Func};
+use scratchbird_guest_ops::plan::{ArithOp, CmpOp, Frame, Func, WinFunc};
 use scratchbird_types::{SqlType, Value};
 use std::sync::Arc;
 
@@ -220,6 +220,19 @@ pub struct BAgg {
     pub ty: SqlType,
 }
 
+/// One window function of a [`Rel::Window`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BWin {
+    /// Function (an aggregate already resolved to its physical form).
+    pub func: WinFunc,
+    /// Argument, over the input's columns.
+    pub arg: Option<BExpr>,
+    /// `lag` and `lead`'s default, over the current row's columns.
+    pub default: Option<BExpr>,
+    /// Frame.
+    pub frame: Frame,
+}
+
 /// How two relations are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
@@ -342,6 +355,18 @@ pub enum Rel {
         /// The mark column.
         mark: ColId,
     },
+    /// Window functions over partitions of the input: output is the
+    /// input's columns then one per function.
+    Window {
+        /// Input.
+        input: Box<Rel>,
+        /// Columns whose equal values make a partition.
+        partition: Vec<ColId>,
+        /// The order within a partition (equal rows are peers).
+        order: Vec<BSortKey>,
+        /// The functions and their columns.
+        funcs: Vec<(ColId, BWin)>,
+    },
     /// UNION ALL: inputs of the same column types, positionally.
     UnionAll {
         /// Inputs.
@@ -377,6 +402,7 @@ impl Rel {
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }
             | Rel::Repeat { input, .. }
+            | Rel::Window { input, .. }
             | Rel::Distinct { input } => input.reads_tables(),
             Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
                 left.reads_tables() || right.reads_tables()
@@ -416,6 +442,11 @@ impl Rel {
             Rel::Mark { left, mark, .. } => {
                 let mut v = left.output();
                 v.push(*mark);
+                v
+            }
+            Rel::Window { input, funcs, .. } => {
+                let mut v = input.output();
+                v.extend(funcs.iter().map(|(c, _)| *c));
                 v
             }
         }

@@ -11,7 +11,7 @@ use scratchbird_guest_ops::abi::{
 };
 use scratchbird_guest_ops::plan::{
     AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
-    SortKey, prim_of,
+    SortKey, WinCall, prim_of,
 };
 use scratchbird_types::{SqlType, Value};
 use std::collections::{HashMap, HashSet};
@@ -456,6 +456,21 @@ pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
                 used_cols(i, used);
             }
         }
+        Rel::Window {
+            input,
+            partition,
+            order,
+            funcs,
+        } => {
+            used.extend(partition.iter().copied());
+            used.extend(order.iter().map(|k| k.col));
+            for (_, w) in funcs {
+                for e in w.arg.iter().chain(&w.default) {
+                    used_in_expr(e, used);
+                }
+            }
+            used_cols(input, used);
+        }
     }
 }
 
@@ -673,6 +688,52 @@ impl<'a> Builder<'a> {
                         limit: *limit,
                     },
                     schema,
+                ))
+            }
+            Rel::Window {
+                input,
+                partition,
+                order,
+                funcs,
+            } => {
+                let (op, schema) = self.rel(input)?;
+                let map = Self::slot_map(&schema);
+                let slot = |c: &ColId| {
+                    map.get(c)
+                        .copied()
+                        .ok_or_else(|| internal("window key not in scope"))
+                };
+                let partition = partition.iter().map(slot).collect::<Result<_, _>>()?;
+                let order = order
+                    .iter()
+                    .map(|k| {
+                        Ok(SortKey {
+                            col: slot(&k.col)?,
+                            desc: k.desc,
+                            nulls_first: k.nulls_first,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CompileError>>()?;
+                let l = Lowerer { slots: &map };
+                let calls = funcs
+                    .iter()
+                    .map(|(_, w)| {
+                        Ok(WinCall {
+                            func: w.func,
+                            arg: w.arg.as_ref().map(|e| l.expr(e)).transpose()?,
+                            default: w.default.as_ref().map(|e| l.expr(e)).transpose()?,
+                            frame: w.frame,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, CompileError>>()?;
+                Ok((
+                    Op::Window {
+                        input: Box::new(op),
+                        partition,
+                        order,
+                        calls,
+                    },
+                    rel.output(),
                 ))
             }
             Rel::Limit {

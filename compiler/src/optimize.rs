@@ -332,6 +332,27 @@ fn prune(rel: Rel, need: &HashSet<ColId>) -> Rel {
                 .collect(),
             cols,
         },
+        Rel::Window {
+            input,
+            partition,
+            order,
+            funcs,
+        } => {
+            // every function is kept: its input needs what they read
+            let mut n = with(&mut partition.iter().copied());
+            n.extend(order.iter().map(|k| k.col));
+            for (_, w) in &funcs {
+                for e in w.arg.iter().chain(&w.default) {
+                    n.extend(cols_of(e));
+                }
+            }
+            Rel::Window {
+                input: Box::new(prune(*input, &n)),
+                partition,
+                order,
+                funcs,
+            }
+        }
         leaf @ (Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. }) => leaf,
     }
 }
@@ -377,6 +398,17 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
         },
         Rel::Distinct { input } => Rel::Distinct {
             input: Box::new(f(*input)),
+        },
+        Rel::Window {
+            input,
+            partition,
+            order,
+            funcs,
+        } => Rel::Window {
+            input: Box::new(f(*input)),
+            partition,
+            order,
+            funcs,
         },
         Rel::Join {
             left,

@@ -158,6 +158,7 @@ fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>)
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
         | Rel::Repeat { input, .. }
+        | Rel::Window { input, .. }
         | Rel::Distinct { input } => walk(input, &mut Vec::new(), out),
         Rel::UnionAll { inputs, .. } => {
             for i in inputs {

@@ -171,6 +171,7 @@ fn loc(rel: &Rel) -> Option<Loc> {
         | Rel::Sort { .. }
         | Rel::Limit { .. }
         | Rel::Distinct { .. }
+        | Rel::Window { .. }
         | Rel::Exchange { .. } => return None,
     })
 }
@@ -234,6 +235,7 @@ fn shard_only(rel: &Rel) -> bool {
         | Rel::Aggregate { .. }
         | Rel::Distinct { .. }
         | Rel::Sort { .. }
+        | Rel::Window { .. }
         | Rel::Limit { .. } => false,
         Rel::Filter { input, .. } | Rel::Project { input, .. } | Rel::Repeat { input, .. } => {
             shard_only(input)
@@ -251,6 +253,28 @@ impl Splitter<'_> {
         let input = self.outputs.len();
         self.outputs.push(shard);
         Rel::Exchange { input, cols }
+    }
+
+    /// A window needs every row of a partition: it runs where the shards'
+    /// rows meet.
+    fn window(&mut self, w: Rel) -> Result<Part, CompileError> {
+        let Rel::Window {
+            input,
+            partition,
+            order,
+            funcs,
+        } = w
+        else {
+            return Err(internal("not a window"));
+        };
+        let p = self.part(*input)?;
+        let m = self.merge_side(p);
+        Ok(Part::Merge(Rel::Window {
+            input: Box::new(m),
+            partition,
+            order,
+            funcs,
+        }))
     }
 
     fn merge_side(&mut self, p: Part) -> Rel {
@@ -353,6 +377,9 @@ impl Splitter<'_> {
                     limit,
                 })
             }
+            // a window needs every row of a partition: it runs where the
+            // shards' rows meet
+            w @ Rel::Window { .. } => self.window(w)?,
             Rel::Limit {
                 input,
                 limit,
@@ -577,6 +604,7 @@ fn exchanges_mut(rel: &mut Rel, f: &mut impl FnMut(usize, &mut Vec<ColId>)) {
         | Rel::Sort { input, .. }
         | Rel::Limit { input, .. }
         | Rel::Repeat { input, .. }
+        | Rel::Window { input, .. }
         | Rel::Distinct { input } => exchanges_mut(input, f),
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             exchanges_mut(left, f);

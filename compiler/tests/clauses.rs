@@ -128,7 +128,15 @@ fn walk() -> Vec<Walk> {
                 ("SELECT * FROM ONLY t", "ONLY"),
                 ("SELECT * FROM t TABLESAMPLE BERNOULLI (10)", "TABLESAMPLE"),
                 ("SELECT * FROM t, LATERAL (SELECT 1 AS y) x", "LATERAL"),
-                ("SELECT count(*) OVER () FROM t", "window functions"),
+                ("SELECT count(*) OVER w FROM t", "named windows"),
+                (
+                    "SELECT sum(a) OVER (ORDER BY a GROUPS 1 PRECEDING) FROM t",
+                    "GROUPS frames",
+                ),
+                (
+                    "SELECT sum(a) OVER (ORDER BY a RANGE 1 PRECEDING) FROM t",
+                    "RANGE frames with an offset",
+                ),
                 (
                     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a) FROM t",
                     "WITHIN GROUP",

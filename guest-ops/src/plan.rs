@@ -420,6 +420,88 @@ pub struct SortKey {
     pub nulls_first: bool,
 }
 
+/// Where a window frame starts or ends, relative to the current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameBound {
+    /// The partition's first row.
+    UnboundedPreceding,
+    /// `n` rows before the current one (ROWS frames only).
+    Preceding(u64),
+    /// The current row (ROWS), or its first or last peer (RANGE).
+    CurrentRow,
+    /// `n` rows after the current one (ROWS frames only).
+    Following(u64),
+    /// The partition's last row.
+    UnboundedFollowing,
+}
+
+/// The rows of the partition a window aggregate or value function reads for
+/// the current row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// ROWS (counted in rows) rather than RANGE (the current row's bounds are
+    /// its peer group's: the rows with equal ORDER BY keys).
+    pub rows: bool,
+    /// The first row.
+    pub start: FrameBound,
+    /// The last row.
+    pub end: FrameBound,
+}
+
+impl Frame {
+    /// SQL's default: RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW (the
+    /// whole partition when there is no ORDER BY: every row is a peer).
+    pub const DEFAULT: Frame = Frame {
+        rows: false,
+        start: FrameBound::UnboundedPreceding,
+        end: FrameBound::CurrentRow,
+    };
+}
+
+/// A window function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WinFunc {
+    /// `row_number()` -> I64.
+    RowNumber,
+    /// `rank()`: 1 + the rows before the peer group -> I64.
+    Rank,
+    /// `dense_rank()`: the peer group's number -> I64.
+    DenseRank,
+    /// `percent_rank()`: (rank - 1) / (rows - 1), 0 for one row -> F64.
+    PercentRank,
+    /// `cume_dist()`: rows up to the peer group's last / rows -> F64.
+    CumeDist,
+    /// `ntile(n)` (n > 0): the bucket 1..=n, earlier buckets one row larger
+    /// when the rows do not divide evenly -> I32.
+    Ntile(i64),
+    /// `lag(arg, k, default)` (k > 0 here means that many rows back) and
+    /// `lead` (k < 0): the argument at that row of the partition, else the
+    /// default (NULL without one).
+    Shift(i64),
+    /// `first_value(arg)` of the frame.
+    FirstValue,
+    /// `last_value(arg)` of the frame.
+    LastValue,
+    /// `nth_value(arg, n)` (n > 0) of the frame, NULL when it is shorter.
+    NthValue(i64),
+    /// An aggregate over the frame.
+    Agg(AggFunc),
+}
+
+/// One function of an [`Op::Window`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinCall {
+    /// The function.
+    pub func: WinFunc,
+    /// Its argument, over the input's slots (`None` for the ranking
+    /// functions and `COUNT(*)`).
+    pub arg: Option<Expr>,
+    /// `lag` and `lead`'s default, over the current row's slots.
+    pub default: Option<Expr>,
+    /// The frame (read by the value functions and aggregates).
+    pub frame: Frame,
+}
+
 /// How a join treats a probe row without a match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
@@ -560,6 +642,18 @@ pub enum Op {
         /// The three-valued test over the joined tuple; the mark can be NULL
         /// only when there is one.
         test: Option<Expr>,
+    },
+    /// Window functions: slots are the input's then one per call. The rows
+    /// come out grouped by partition, in ORDER BY order within each.
+    Window {
+        /// Input.
+        input: Box<Op>,
+        /// Slots whose equal values make a partition.
+        partition: Vec<usize>,
+        /// The order within a partition; rows equal on it are peers.
+        order: Vec<SortKey>,
+        /// The functions.
+        calls: Vec<WinCall>,
     },
     /// The rows of every input (same slot types), in order.
     UnionAll {

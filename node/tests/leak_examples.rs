@@ -448,6 +448,25 @@ fn query(r: &mut Rng, case: &Case, readable: &[Vec<bool>]) -> (String, bool) {
     };
     let q = t.name;
     let w = |r: &mut Rng| pred(r, q, &cols, &t.rows, &t.cols, 2);
+    if r.chance(12)
+        && let (Some(c), Some(g)) = (
+            pick(r, &[Kind::Int, Kind::Text]),
+            pick(r, &[Kind::Int, Kind::Text]),
+        )
+    {
+        // window functions see the rows and cells the principal sees:
+        // ranks, neighbours and partition counts of them, no more (DECIMALs
+        // are text in SQLite: they would order otherwise)
+        return (
+            format!(
+                "SELECT {q}.id, {q}.{c}, row_number() OVER (ORDER BY {q}.id), count(*) OVER (PARTITION BY {q}.{g}), lag({q}.{c}) OVER (ORDER BY {q}.id), max({q}.{c}) OVER (PARTITION BY {q}.{g} ORDER BY {q}.id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING), rank() OVER (ORDER BY {q}.{g} NULLS FIRST) FROM {q} WHERE {}",
+                w(r),
+                c = c.name,
+                g = g.name,
+            ),
+            false,
+        );
+    }
     match r.below(if case.join.is_some() { 8 } else { 5 }) {
         0 => {
             let n = 1 + r.below(3) as usize;

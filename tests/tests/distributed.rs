@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(40);
+    let n = r.below(43);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -312,7 +312,24 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 40"),
+        // window functions: where the shards' rows meet
+        40 => (
+            format!(
+                "SELECT id, g, row_number() OVER (PARTITION BY g ORDER BY id DESC), sum(id) OVER (PARTITION BY g ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), lag(s, {k}) OVER (ORDER BY id), ntile({k}) OVER (ORDER BY id) FROM t WHERE id < {id}"
+            ),
+            false,
+        ),
+        41 => (
+            "SELECT g, count(*), rank() OVER (ORDER BY count(*) DESC), sum(count(*)) OVER (), first_value(g) OVER (ORDER BY count(*), g ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) FROM t GROUP BY g".into(),
+            false,
+        ),
+        42 => (
+            format!(
+                "SELECT id, v FROM (SELECT t.id, big.v, dense_rank() OVER (PARTITION BY t.g ORDER BY big.v) AS r FROM t JOIN big ON t.id = big.t_id) x WHERE r <= {k}"
+            ),
+            false,
+        ),
+        _ => unreachable!("the generator picks below 43"),
     }
 }
 

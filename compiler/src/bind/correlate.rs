@@ -124,6 +124,21 @@ fn rel_reads(rel: &Rel, out: &mut Vec<ColId>) {
                 rel_reads(i, out);
             }
         }
+        Rel::Window {
+            input,
+            partition,
+            order,
+            funcs,
+        } => {
+            out.extend(partition.iter().copied());
+            out.extend(order.iter().map(|k| k.col));
+            for (_, w) in funcs {
+                for e in w.arg.iter().chain(&w.default) {
+                    e.columns(out);
+                }
+            }
+            rel_reads(input, out);
+        }
     }
 }
 

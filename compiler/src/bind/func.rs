@@ -212,6 +212,9 @@ impl<'c> Binder<'c> {
                 )
             }
         };
+        if f.over.is_some() {
+            return self.window_call(f, &name, &args, distinct, scope, agg);
+        }
         if let Some(kind) = is_agg_name(&name) {
             let Some(ctx) = agg else {
                 return Err(CompileError::new(
@@ -229,6 +232,7 @@ impl<'c> Binder<'c> {
                     f.filter.as_deref(),
                     scope,
                     ctx,
+                    None,
                 )
                 .map_err(|e| e.at(pos_of(f)));
         }
@@ -472,28 +476,65 @@ impl<'c> Binder<'c> {
         filter: Option<&Expr>,
         scope: &Scope,
         ctx: &mut AggCtx,
+        outer: Option<&mut AggCtx>,
     ) -> Result<BExpr, CompileError> {
-        let arg = match args {
+        // a window aggregate's argument may hold the query's aggregates
+        // (`sum(count(*)) OVER ()`); no argument may hold a window function
+        let windows = self.windows.take();
+        let arg = self.aggregate_arg(name, args, distinct, scope, outer);
+        self.windows = windows;
+        let arg = arg?;
+        let kind = if arg.is_none() {
+            AggKind::CountStar
+        } else {
+            kind
+        };
+        self.aggregate_of(name, kind, arg, distinct, filter, scope, ctx)
+    }
+
+    /// An aggregate's argument (`None` for `count(*)`).
+    fn aggregate_arg(
+        &mut self,
+        name: &str,
+        args: &[FunctionArg],
+        distinct: bool,
+        scope: &Scope,
+        outer: Option<&mut AggCtx>,
+    ) -> Result<Option<BExpr>, CompileError> {
+        Ok(match args {
             [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if name == "count" && !distinct => {
                 None
             }
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] => {
-                if contains_agg(x) {
+                if outer.is_none() && contains_agg(x) {
                     return Err(CompileError::new(
                         codes::GROUPING,
                         "aggregate calls cannot be nested",
                     )
                     .at(pos_of(x)));
                 }
-                Some(crate::fold::fold(self.expr(x, scope, None)?))
+                Some(crate::fold::fold(self.expr(x, scope, outer)?))
             }
             _ => return Err(mismatch(format!("{name} takes one argument"))),
-        };
-        let kind = if arg.is_none() {
-            AggKind::CountStar
-        } else {
-            kind
-        };
+        })
+    }
+
+    /// The aggregate `name` of a bound argument, registered in `ctx`; the
+    /// expression that reads it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one aggregate call and the context it binds in"
+    )]
+    fn aggregate_of(
+        &mut self,
+        name: &str,
+        kind: AggKind,
+        arg: Option<BExpr>,
+        distinct: bool,
+        filter: Option<&Expr>,
+        scope: &Scope,
+        ctx: &mut AggCtx,
+    ) -> Result<BExpr, CompileError> {
         let (arg, kind) = self.filtered(arg, kind, filter, scope)?;
         let boolean = matches!(name, "bool_and" | "every" | "bool_or");
         if let Some(a) = &arg {

@@ -28,6 +28,7 @@ mod expr;
 mod func;
 mod query;
 mod select;
+mod window;
 
 /// INTERSECT and EXCEPT operations in one statement, at most: each nests the
 /// plan a few levels (a run of UNIONs is bound flat, these are not).
@@ -211,6 +212,9 @@ pub(crate) struct Binder<'c> {
     view_bytes: usize,
     /// WITH queries defined so far (their ids).
     cte_seq: usize,
+    /// The window functions of the SELECT being bound, where one may appear
+    /// (its select list and ORDER BY); `None` elsewhere.
+    windows: Option<Vec<window::PendingWin>>,
 }
 
 /// A WITH query in scope: a table named as it reads its query, bound where
@@ -390,6 +394,7 @@ impl<'c> Binder<'c> {
             view_depth: 0,
             view_bytes: 0,
             cte_seq: 0,
+            windows: None,
         }
     }
 

@@ -51,11 +51,23 @@ impl<'c> Binder<'c> {
 
     // ------------------------------------------------------------------- SELECT
 
+    pub(super) fn select(
+        &mut self,
+        s: &Select,
+        order: &[ast::OrderByExpr],
+    ) -> Result<SelectParts, CompileError> {
+        // an enclosing SELECT's window functions are not this one's
+        let outer = self.windows.take();
+        let r = self.select_inner(s, order);
+        self.windows = outer;
+        r
+    }
+
     #[expect(
         clippy::too_many_lines,
         reason = "longer than 150 lines when the limit came in; split it when next changed"
     )]
-    pub(super) fn select(
+    fn select_inner(
         &mut self,
         s: &Select,
         order: &[ast::OrderByExpr],
@@ -173,10 +185,12 @@ impl<'c> Binder<'c> {
             }
             let mut ctx = AggCtx::default();
             let mut bound_items = Vec::with_capacity(items.len());
+            self.windows = Some(Vec::new());
             for (e, _) in &items {
                 let b = self.expr(e, &scope, Some(&mut ctx))?;
                 bound_items.push((b, e));
             }
+            let wins_so_far = self.windows.take();
             let having = match &s.having {
                 Some(h) => {
                     let b = self.expr(h, &scope, Some(&mut ctx))?;
@@ -184,6 +198,7 @@ impl<'c> Binder<'c> {
                 }
                 None => None,
             };
+            self.windows = wins_so_far;
             let mut bound_order = Vec::with_capacity(order.len());
             for o in order {
                 match self.order_target(&o.expr, &names)? {
@@ -194,10 +209,14 @@ impl<'c> Binder<'c> {
                     }
                 }
             }
+            let wins = self.windows.take().unwrap_or_default();
             let agg_rel = self.aggregate_rel(rel, keys.clone(), ctx)?;
             rel = agg_rel;
             let key_map: Vec<(BExpr, ColId)> = keys.iter().map(|(c, e)| (e.clone(), *c)).collect();
-            let agg_out: std::collections::HashSet<ColId> = rel.output().into_iter().collect();
+            let mut agg_out: std::collections::HashSet<ColId> = rel.output().into_iter().collect();
+            // the window functions' columns are there when the select list
+            // is computed
+            agg_out.extend(wins.iter().map(|w| w.col));
             let finish = |this: &Self, b: BExpr, at: &Expr| -> Result<BExpr, CompileError> {
                 let b = replace_keys(crate::fold::fold(b), &key_map, this);
                 let mut cols = Vec::new();
@@ -222,6 +241,27 @@ impl<'c> Binder<'c> {
                     input: Box::new(rel),
                     pred: h,
                 };
+            }
+            if !wins.is_empty() {
+                let mut done = Vec::with_capacity(wins.len());
+                for mut w in wins {
+                    let at = w.at.clone();
+                    let fin = |this: &Self, e: BExpr| finish(this, e, &at);
+                    w.partition = w
+                        .partition
+                        .into_iter()
+                        .map(|e| fin(self, e))
+                        .collect::<Result<_, _>>()?;
+                    w.order = w
+                        .order
+                        .into_iter()
+                        .map(|(e, d, n)| Ok((fin(self, e)?, d, n)))
+                        .collect::<Result<_, CompileError>>()?;
+                    w.win.arg = w.win.arg.map(|e| fin(self, e)).transpose()?;
+                    w.win.default = w.win.default.map(|e| fin(self, e)).transpose()?;
+                    done.push(w);
+                }
+                rel = self.window_rel(rel, done)?;
             }
             for ((b, e), n) in bound_items.into_iter().zip(&names) {
                 let b = finish(self, b, e)?;
@@ -259,6 +299,7 @@ impl<'c> Binder<'c> {
             // correlated subqueries of the select list and ORDER BY join the
             // FROM below the projection
             self.open_clause();
+            self.windows = Some(Vec::new());
             let r = self.plain_outputs(
                 &items,
                 &names,
@@ -268,9 +309,13 @@ impl<'c> Binder<'c> {
                 &mut outputs,
                 &mut sort_keys,
             );
+            let wins = self.windows.take().unwrap_or_default();
             let applies = self.close_clause();
             r?;
             rel = Self::joined(rel, applies);
+            if !wins.is_empty() {
+                rel = self.window_rel(rel, wins)?;
+            }
         }
         rel = Rel::Project {
             input: Box::new(rel),

@@ -278,8 +278,155 @@ fn correlated(r: &mut Rng) -> String {
     }
 }
 
+/// A window specification over t1: a partition, an order (with t1.id last
+/// when `total`, so that every row has its own place), and a frame.
+fn window_spec(r: &mut Rng, total: bool, frame: bool) -> String {
+    let mut parts = Vec::new();
+    if r.chance(60) {
+        parts.push(format!(
+            "PARTITION BY {}",
+            if r.chance(70) {
+                int_expr(r, &["t1"], "b", 1)
+            } else {
+                str_expr(r, &["t1"], 0)
+            }
+        ));
+    }
+    let mut order: Vec<String> = Vec::new();
+    if total || r.chance(70) {
+        for _ in 0..1 + r.below(2) {
+            let e = if r.chance(70) {
+                int_expr(r, &["t1"], "b", 1)
+            } else {
+                str_expr(r, &["t1"], 0)
+            };
+            order.push(format!(
+                "{e} {} NULLS {}",
+                r.pick(&["ASC", "DESC"]),
+                r.pick(&["FIRST", "LAST"])
+            ));
+        }
+    }
+    if total {
+        order.push(format!("t1.id {}", r.pick(&["ASC", "DESC"])));
+    }
+    if !order.is_empty() {
+        parts.push(format!("ORDER BY {}", order.join(", ")));
+    }
+    if frame && total {
+        let n = |r: &mut Rng| r.below(4);
+        let f = match r.below(8) {
+            0 => format!("ROWS BETWEEN {} PRECEDING AND CURRENT ROW", n(r)),
+            1 => format!("ROWS BETWEEN {} PRECEDING AND {} FOLLOWING", n(r), n(r)),
+            2 => format!("ROWS BETWEEN CURRENT ROW AND {} FOLLOWING", n(r)),
+            3 => "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING".to_owned(),
+            4 => format!("ROWS BETWEEN {} FOLLOWING AND UNBOUNDED FOLLOWING", n(r)),
+            5 => format!("ROWS BETWEEN UNBOUNDED PRECEDING AND {} PRECEDING", n(r)),
+            6 => "RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING".to_owned(),
+            _ => format!("ROWS {} PRECEDING", n(r)),
+        };
+        parts.push(f);
+    }
+    format!("OVER ({})", parts.join(" "))
+}
+
+/// A query with window functions over t1 (SQLite and PostgreSQL define
+/// them alike; an order that leaves ties is used only where ties cannot
+/// change the answer: ranks and aggregates over peers).
+fn window_query(r: &mut Rng) -> (String, bool) {
+    let call = |r: &mut Rng| -> String {
+        let x = if r.chance(75) {
+            int_expr(r, &["t1"], "b", 1)
+        } else {
+            str_expr(r, &["t1"], 0)
+        };
+        match r.below(11) {
+            0 => format!("row_number() {}", window_spec(r, true, false)),
+            1 => format!(
+                "{}() {}",
+                r.pick(&["rank", "dense_rank", "percent_rank", "cume_dist"]),
+                window_spec(r, false, false)
+            ),
+            2 => format!("ntile({}) {}", 1 + r.below(5), window_spec(r, true, false)),
+            3 => {
+                let f = r.pick(&["lag", "lead"]);
+                let k = r.below(3);
+                let int_arg = int_expr(r, &["t1"], "b", 1);
+                if r.chance(50) {
+                    format!(
+                        "{f}({int_arg}, {k}, {}) {}",
+                        r.int(),
+                        window_spec(r, true, false)
+                    )
+                } else {
+                    format!("{f}({x}, {k}) {}", window_spec(r, true, false))
+                }
+            }
+            4 => format!(
+                "{}({x}) {}",
+                r.pick(&["first_value", "last_value"]),
+                window_spec(r, true, true)
+            ),
+            5 => format!(
+                "nth_value({x}, {}) {}",
+                1 + r.below(3),
+                window_spec(r, true, true)
+            ),
+            6 => format!("count(*) {}", window_spec(r, false, false)),
+            7 => format!(
+                "{}({}) {}",
+                r.pick(&["sum", "count", "min", "max"]),
+                int_expr(r, &["t1"], "b", 1),
+                window_spec(r, true, true)
+            ),
+            8 => format!(
+                "{}({x}) {}",
+                r.pick(&["count", "min", "max"]),
+                window_spec(r, false, false)
+            ),
+            9 => format!(
+                "sum({}) FILTER (WHERE {}) {}",
+                int_expr(r, &["t1"], "b", 1),
+                pred(r, &["t1"], "b", 0),
+                window_spec(r, true, true)
+            ),
+            _ => format!(
+                "sum({}) {}",
+                int_expr(r, &["t1"], "b", 1),
+                window_spec(r, false, false)
+            ),
+        }
+    };
+    if r.chance(15) {
+        // over groups
+        let key = int_expr(r, &["t1"], "b", 1);
+        let agg = r.pick(&["count(*)", "sum(t1.a)", "min(t1.b)", "max(t1.s)"]);
+        let f = r.pick(&["rank", "dense_rank", "percent_rank", "cume_dist"]);
+        return (
+            format!(
+                "SELECT {key}, {agg}, {f}() OVER (ORDER BY {agg} {} NULLS {}), sum(count(*)) OVER () FROM t1 GROUP BY 1",
+                r.pick(&["ASC", "DESC"]),
+                r.pick(&["FIRST", "LAST"])
+            ),
+            false,
+        );
+    }
+    let n = 1 + r.below(3);
+    let calls: Vec<String> = (0..n).map(|_| call(r)).collect();
+    let mut sql = format!("SELECT t1.id, {} FROM t1", calls.join(", "));
+    if r.chance(50) {
+        sql.push_str(&format!(" WHERE {}", pred(r, &["t1"], "b", 1)));
+    }
+    if r.chance(50) {
+        sql.push_str(" ORDER BY t1.id");
+        return (sql, true);
+    }
+    (sql, false)
+}
+
 fn query_of(r: &mut Rng) -> (String, bool) {
-    match r.below(7) {
+    match r.below(8) {
+        7 => window_query(r),
         6 => {
             // correlated subqueries, in WHERE and in the select list
             let sel = if r.chance(50) {

@@ -49,6 +49,7 @@ impl Gen {
         a: &AggCall,
         t: &[Val],
         in_prims: &[Prim],
+        copy: bool,
     ) -> Result<(), EmitError> {
         if a.func == AggFunc::CountStar {
             self.f.get(base);
@@ -161,7 +162,7 @@ impl Gen {
                 );
                 self.f.i(I::I32Or);
                 self.f.if_();
-                self.store_slot(base, off, &Val { null: None, ..x }, true);
+                self.store_slot(base, off, &Val { null: None, ..x }, copy);
                 self.f.end();
             }
             AggFunc::CountStar => {}
@@ -242,7 +243,11 @@ impl Gen {
     }
 
     /// Whether each of `aggs` is a wide sum of 64-bit values.
-    fn wide64s(&self, aggs: &[AggCall], in_prims: &[Prim]) -> Result<Vec<bool>, EmitError> {
+    pub(super) fn wide64s(
+        &self,
+        aggs: &[AggCall],
+        in_prims: &[Prim],
+    ) -> Result<Vec<bool>, EmitError> {
         aggs.iter()
             .map(|a| {
                 Ok(a.func == AggFunc::SumWide
@@ -258,7 +263,7 @@ impl Gen {
     /// aggregate, whose slots start at `base + off`) into `vals` as I128
     /// values (`load_slot` read them with the I128 layout, which they do not
     /// have).
-    fn finish_wide_sums(&mut self, base: u32, off: u32, wide64: &[bool], vals: &[Val]) {
+    pub(super) fn finish_wide_sums(&mut self, base: u32, off: u32, wide64: &[bool], vals: &[Val]) {
         for (k, (w, v)) in wide64.iter().zip(vals).enumerate() {
             if !*w {
                 continue;
@@ -304,7 +309,7 @@ impl Gen {
         }
         self.sub_pipeline(input, &mut |g, t| {
             for (k, a) in aggs.iter().enumerate() {
-                g.agg_update(base, SLOT * k as u32, a, t, &in_prims)?;
+                g.agg_update(base, SLOT * k as u32, a, t, &in_prims, true)?;
             }
             Ok(())
         })?;
@@ -508,7 +513,14 @@ impl Gen {
             g.f.end();
             g.f.end();
             for (k, a) in aggs.iter().enumerate() {
-                g.agg_update(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, t, &in_prims)?;
+                g.agg_update(
+                    e,
+                    ENTRY_HEAD + SLOT * (nk + k as u32),
+                    a,
+                    t,
+                    &in_prims,
+                    true,
+                )?;
             }
             Ok(())
         })?;

@@ -20,6 +20,7 @@ mod join;
 mod scan;
 mod sink;
 mod sort;
+mod window;
 
 /// Bytes per materialised slot: NULL flag (u32) at 0, value at 8 (Str: pointer at 8,
 /// length at 12). An I128 fills the slot: high half at 0, low half at 8, and
@@ -228,6 +229,14 @@ impl Gen {
                 v.push(Prim::Bool);
                 v
             }
+            Op::Window { input, calls, .. } => {
+                let i = self.slots(input)?;
+                let mut v = i.clone();
+                for c in calls {
+                    v.push(window::win_prim(c, &i, &self.inits)?);
+                }
+                v
+            }
             Op::UnionAll { inputs } => match inputs.first() {
                 Some(i) => self.slots(i)?,
                 None => return Err(EmitError::Plan("UNION ALL without inputs".into())),
@@ -394,6 +403,12 @@ impl Gen {
                 test.as_ref(),
                 consume,
             ),
+            Op::Window {
+                input,
+                partition,
+                order,
+                calls,
+            } => self.window(input, partition, order, calls, consume),
             Op::UnionAll { inputs } => {
                 let first = match inputs.first() {
                     Some(i) => self.slots(i)?,
