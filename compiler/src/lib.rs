@@ -102,6 +102,9 @@ pub struct Compiled {
     /// stage (`module`), which writes them. Never kept in a statement cache:
     /// the rows are this request's.
     pub load: Option<Arc<copy::Load>>,
+    /// It holds the statement's time (`now()`, `current_date`): never kept
+    /// in a statement cache.
+    pub volatile: bool,
 }
 
 impl Compiled {
@@ -573,10 +576,26 @@ pub fn compile_over(
     catalog: &Catalog,
     shards: usize,
 ) -> Result<Statement, CompileError> {
+    compile_at(p, catalog, shards, None)
+}
+
+/// As [`compile_over`], for a statement whose time (for `now()`,
+/// `current_timestamp` and `current_date`) is `now`, in microseconds since
+/// 1970-01-01 UTC. Without one those functions are refused.
+///
+/// # Errors
+/// What is wrong with the statement, where, and a hint.
+pub fn compile_at(
+    p: &Parsed,
+    catalog: &Catalog,
+    shards: usize,
+    now: Option<i64>,
+) -> Result<Statement, CompileError> {
     let stmt_pos = pos_of(&p.ast);
     let o = Opts {
         wasm: p.wasm,
         spread: shards > 1,
+        now,
     };
     let mut s = compile_ast(&p.ast, o, catalog).map_err(|e| e.at(stmt_pos))?;
     if let Statement::Query(c) | Statement::ExplainAnalyze(c) = &mut s {
@@ -641,22 +660,24 @@ struct Opts {
     /// The shard stage runs on several shards: only joins of co-located
     /// inputs and plans that read tables stay in it.
     spread: bool,
+    /// The statement's time, for `now()` and `current_date`.
+    now: Option<i64>,
 }
 
 fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileError> {
     clauses::statement(ast)?;
     match ast {
         Ast::Query(q) => {
-            let mut b = Binder::new(cat);
+            let mut b = Binder::at(cat, o.now);
             let bq = b.query(q)?;
             Ok(Statement::Query(Box::new(finish_select(
                 &b, bq.rel, &bq.names, cat, o.spread,
             )?)))
         }
-        Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat)?))),
+        Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat, o.now)?))),
         Ast::Copy { .. } => Ok(Statement::Query(Box::new(copy_from(ast, cat)?))),
-        Ast::Update(u) => Ok(Statement::Query(Box::new(update(u, cat)?))),
-        Ast::Delete(d) => Ok(Statement::Query(Box::new(delete(d, cat)?))),
+        Ast::Update(u) => Ok(Statement::Query(Box::new(update(u, cat, o.now)?))),
+        Ast::Delete(d) => Ok(Statement::Query(Box::new(delete(d, cat, o.now)?))),
         Ast::Explain {
             statement, analyze, ..
         } => {
@@ -835,7 +856,9 @@ fn create_view(v: &ast::CreateView, cat: &Catalog) -> Result<Statement, CompileE
         )
         .hint("put FOR SYSTEM_TIME AS OF on the tables of the statement that reads them"));
     }
-    let mut b = Binder::new(cat);
+    // the view keeps its text: `now()` in it is the time of the statement
+    // that reads it, and any time checks it here
+    let mut b = Binder::at(cat, Some(0));
     let bq = b.query(&v.query)?;
     let columns: Vec<String> = v.columns.iter().map(|c| norm(&c.name)).collect();
     if columns.len() > bq.names.len() {
@@ -1235,6 +1258,7 @@ fn finish_select(
         spread,
         as_of: None,
         load: None,
+        volatile: b.used_now,
     })
 }
 
@@ -1288,6 +1312,7 @@ fn finish_write(
         spread: false,
         as_of: None,
         load: None,
+        volatile: b.used_now,
     })
 }
 
@@ -1313,8 +1338,8 @@ fn cat_of<'c>(b: &Binder<'c>) -> &'c Catalog {
     b.catalog()
 }
 
-fn insert(ins: &ast::Insert, cat: &Catalog) -> Result<Compiled, CompileError> {
-    let mut b = Binder::new(cat);
+fn insert(ins: &ast::Insert, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
+    let mut b = Binder::at(cat, now);
     let ast::TableObject::TableName(tname) = &ins.table else {
         return Err(CompileError::new(
             codes::NOT_SUPPORTED,
@@ -1592,14 +1617,14 @@ fn qualifier(f: &ast::TableFactor, table: &TableDef) -> String {
     }
 }
 
-fn update(u: &ast::Update, cat: &Catalog) -> Result<Compiled, CompileError> {
+fn update(u: &ast::Update, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
     if u.from.is_some() || u.returning.is_some() || !u.table.joins.is_empty() {
         return Err(CompileError::new(
             codes::NOT_SUPPORTED,
             "UPDATE ... FROM / RETURNING / joins is not supported yet",
         ));
     }
-    let mut b = Binder::new(cat);
+    let mut b = Binder::at(cat, now);
     let (table, rel, cols, key) = keyed_scan(&mut b, &u.table.relation)?;
     let q = qualifier(&u.table.relation, &table);
     let rel = where_filter(&mut b, rel, &table, &cols, &q, u.selection.as_ref())?;
@@ -1669,7 +1694,7 @@ fn update(u: &ast::Update, cat: &Catalog) -> Result<Compiled, CompileError> {
     )
 }
 
-fn delete(d: &ast::Delete, cat: &Catalog) -> Result<Compiled, CompileError> {
+fn delete(d: &ast::Delete, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
     let from = match &d.from {
         ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
     };
@@ -1685,7 +1710,7 @@ fn delete(d: &ast::Delete, cat: &Catalog) -> Result<Compiled, CompileError> {
             "DELETE ... USING / RETURNING / joins is not supported yet",
         ));
     }
-    let mut b = Binder::new(cat);
+    let mut b = Binder::at(cat, now);
     let (table, rel, cols, key) = keyed_scan(&mut b, &twj.relation)?;
     let q = qualifier(&twj.relation, &table);
     let rel = where_filter(&mut b, rel, &table, &cols, &q, d.selection.as_ref())?;

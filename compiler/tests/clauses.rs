@@ -146,7 +146,10 @@ fn walk() -> Vec<Walk> {
                     "clauses inside",
                 ),
                 ("SELECT a FROM t GROUP BY ROLLUP (a)", "ROLLUP"),
-                ("SELECT DISTINCT ON (a) a FROM t", "DISTINCT ON"),
+                (
+                    "SELECT DISTINCT ON (a) a, b FROM t ORDER BY b, a",
+                    "must match initial ORDER BY",
+                ),
                 (
                     "SELECT a FROM t ORDER BY a FETCH FIRST 1 ROWS WITH TIES",
                     "WITH TIES",

@@ -3,8 +3,10 @@
 //! compiling (the sandbox's module cache then skips Cranelift too).
 //!
 //! Compiling is a pure function of the SQL text and the catalog: it names no
-//! user, reads no clock and sees no data; what a user may see is decided where
-//! the module runs. So one entry serves every session and every user. An entry
+//! user and sees no data; what a user may see is decided where the module
+//! runs. So one entry serves every session and every user. The one input
+//! besides those is the statement's time, for `now()` and `current_date`: a
+//! statement that reads it holds it in its module and is never kept here. An entry
 //! is keyed by the text, by whether it was compiled for one shard or several,
 //! and by the version of the schema it was compiled against
 //! (a digest of the schema's whole content: ids, names, types, keys, indexes,

@@ -413,7 +413,9 @@ impl Session {
         keep: bool,
     ) -> Result<Outcome, SessionError> {
         let cat = self.home()?.catalog(claim.attestation.consistency)?;
-        let stmt = match compiler::compile_over(p, &cat, self.slots.len()) {
+        // the statement's time (now(), current_date) is the coordinator's
+        let now = self.env.now_micros();
+        let stmt = match compiler::compile_at(p, &cat, self.slots.len(), Some(now)) {
             Ok(s) => s,
             Err(e) => {
                 self.abandon();
@@ -437,7 +439,9 @@ impl Session {
                     return r;
                 }
                 let c: Arc<compiler::Compiled> = Arc::from(c);
-                if let (true, Some(cache)) = (keep && c.load.is_none(), &self.statements) {
+                if let (true, Some(cache)) =
+                    (keep && c.load.is_none() && !c.volatile, &self.statements)
+                {
                     cache.insert(&claim.asked.sql, &cat, c.clone());
                 }
                 self.run_query(&c, claim)

@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(43);
+    let n = r.below(44);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -329,7 +329,11 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 43"),
+        43 => (
+            format!("SELECT DISTINCT ON (g) g, id, s FROM t WHERE id < {id} ORDER BY g, id DESC"),
+            true,
+        ),
+        _ => unreachable!("the generator picks below 44"),
     }
 }
 

@@ -215,6 +215,9 @@ impl<'c> Binder<'c> {
         if f.over.is_some() {
             return self.window_call(f, &name, &args, distinct, scope, agg);
         }
+        if let Some(e) = self.statement_time(&name, &args)? {
+            return Ok(e);
+        }
         if let Some(kind) = is_agg_name(&name) {
             let Some(ctx) = agg else {
                 return Err(CompileError::new(
@@ -1252,6 +1255,51 @@ impl<'c> Binder<'c> {
             mk(BK::Func(Func::Length, vec![s]), SqlType::Integer, nl),
             SqlType::BigInt,
         ))
+    }
+
+    /// `now()`, `current_timestamp`, `localtimestamp` and `current_date`: the
+    /// statement's time, which the coordinator fixes when the statement is
+    /// compiled (ScratchBird has no time zones: a TIMESTAMP in UTC, and
+    /// UTC's date). `None` for any other function.
+    fn statement_time(
+        &mut self,
+        name: &str,
+        args: &[FunctionArg],
+    ) -> Result<Option<BExpr>, CompileError> {
+        let date = match name {
+            "now"
+            | "current_timestamp"
+            | "localtimestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp" => false,
+            "current_date" => true,
+            _ => return Ok(None),
+        };
+        if !args.is_empty() {
+            return Err(unsupported(format!("{name} with a precision")));
+        }
+        let Some(now) = self.now else {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("{name} has no time here"),
+            )
+            .hint(
+                "the statement's time is fixed when a statement runs; a DEFAULT or a CHECK \
+                 constraint cannot hold it yet: give the value in the INSERT",
+            ));
+        };
+        self.used_now = true;
+        Ok(Some(if date {
+            let days = i32::try_from(now.div_euclid(86_400_000_000)).map_err(|_| {
+                CompileError::new(codes::OUT_OF_RANGE, "the statement's date is out of range")
+            })?;
+            BExpr::lit(Value::Date(scratchbird_types::Date(days)), SqlType::Date)
+        } else {
+            BExpr::lit(
+                Value::Timestamp(scratchbird_types::Timestamp(now)),
+                SqlType::Timestamp,
+            )
+        }))
     }
 
     /// An aggregate's argument under FILTER (WHERE p): CASE WHEN p THEN arg

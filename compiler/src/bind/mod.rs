@@ -215,6 +215,13 @@ pub(crate) struct Binder<'c> {
     /// The window functions of the SELECT being bound, where one may appear
     /// (its select list and ORDER BY); `None` elsewhere.
     windows: Option<Vec<window::PendingWin>>,
+    /// The statement's time (microseconds since 1970-01-01 UTC), which
+    /// `now()`, `current_timestamp` and `current_date` read; `None` where
+    /// there is none (a DEFAULT, a CHECK).
+    pub(crate) now: Option<i64>,
+    /// Whether the statement read it: its module then holds this statement's
+    /// time and is never reused.
+    pub(crate) used_now: bool,
 }
 
 /// A WITH query in scope: a table named as it reads its query, bound where
@@ -395,7 +402,16 @@ impl<'c> Binder<'c> {
             view_bytes: 0,
             cte_seq: 0,
             windows: None,
+            now: None,
+            used_now: false,
         }
+    }
+
+    /// The binder of a statement that runs at `now` (see [`Binder::now`]).
+    pub(crate) fn at(cat: &'c Catalog, now: Option<i64>) -> Self {
+        let mut b = Self::new(cat);
+        b.now = now;
+        b
     }
 
     /// The catalog it binds against.

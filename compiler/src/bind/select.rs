@@ -159,15 +159,30 @@ impl<'c> Binder<'c> {
             .at(pos_of(s))
             .hint("select fewer columns, or split the query"));
         }
+        // DISTINCT ON's expressions are bound as ORDER BY items are (an
+        // output position or name, or an expression), ahead of the real ones
+        let on: Vec<ast::OrderByExpr> = match &s.distinct {
+            Some(Distinct::On(v)) => v
+                .iter()
+                .map(|e| ast::OrderByExpr {
+                    expr: e.clone(),
+                    options: ast::OrderByOptions {
+                        sort: None,
+                        nulls_first: None,
+                    },
+                    with_fill: None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let distinct_on = matches!(s.distinct, Some(Distinct::On(_)));
+        let order_all: Vec<ast::OrderByExpr> = on.iter().chain(order).cloned().collect();
+        let order = &order_all[..];
         let aggregating = !group.is_empty()
             || items.iter().any(|(e, _)| contains_agg(e))
             || s.having.as_ref().is_some_and(contains_agg)
             || order.iter().any(|o| contains_agg(&o.expr));
-        let distinct = match &s.distinct {
-            None | Some(Distinct::All) => false,
-            Some(Distinct::Distinct) => true,
-            Some(Distinct::On(_)) => return Err(unsupported("DISTINCT ON")),
-        };
+        let distinct = matches!(s.distinct, Some(Distinct::Distinct));
         let mut outputs: Vec<(ColId, BExpr)> = Vec::new();
         let names: Vec<String> = items.iter().map(|(_, n)| n.clone()).collect();
         let mut sort_keys = Vec::new();
@@ -276,7 +291,7 @@ impl<'c> Binder<'c> {
                         .ok_or_else(|| mismatch("ORDER BY position"))?,
                     (Some(b), None) => {
                         let b = finish(self, b, &o.expr)?;
-                        if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
+                        if let Some((c, _)) = outputs.iter().chain(&hidden).find(|(_, e)| *e == b) {
                             *c
                         } else {
                             let c = self.new_col("?order?", b.ty, b.nullable);
@@ -326,7 +341,73 @@ impl<'c> Binder<'c> {
                 input: Box::new(rel),
             };
         }
+        if distinct_on {
+            let order_keys = sort_keys.split_off(on.len());
+            rel = self.distinct_on(rel, &sort_keys, &order_keys)?;
+            sort_keys = order_keys;
+        }
         Ok((rel, names, sort_keys))
+    }
+
+    /// SELECT DISTINCT ON (`on`): the first row of each group of rows equal
+    /// on `on`, in the order of `order` (whose leading keys must be `on`'s,
+    /// in any order, as PostgreSQL requires).
+    fn distinct_on(
+        &mut self,
+        rel: Rel,
+        on: &[BSortKey],
+        order: &[BSortKey],
+    ) -> Result<Rel, CompileError> {
+        let on_cols: Vec<ColId> = on.iter().map(|k| k.col).collect();
+        let mut seen = std::collections::HashSet::new();
+        for k in order {
+            if on_cols.contains(&k.col) {
+                seen.insert(k.col);
+            } else if seen.len()
+                < on_cols
+                    .iter()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            {
+                return Err(CompileError::new(
+                    codes::INVALID_COLUMN_REFERENCE,
+                    "SELECT DISTINCT ON expressions must match initial ORDER BY expressions",
+                )
+                .hint(
+                    "order by the DISTINCT ON expressions first, then by what picks the row kept",
+                ));
+            } else {
+                break;
+            }
+        }
+        let rn = self.new_col("?distinct on?", SqlType::BigInt, false);
+        let rel = Rel::Window {
+            input: Box::new(rel),
+            partition: on_cols,
+            order: order.to_vec(),
+            funcs: vec![(
+                rn,
+                crate::logical::BWin {
+                    func: scratchbird_guest_ops::plan::WinFunc::RowNumber,
+                    arg: None,
+                    default: None,
+                    frame: scratchbird_guest_ops::plan::Frame::DEFAULT,
+                },
+            )],
+        };
+        let first = mk(
+            BK::Cmp(
+                CmpOp::Eq,
+                Box::new(self.col_expr(rn)?),
+                Box::new(BExpr::lit(Value::BigInt(1), SqlType::BigInt)),
+            ),
+            SqlType::Boolean,
+            false,
+        );
+        Ok(Rel::Filter {
+            input: Box::new(rel),
+            pred: first,
+        })
     }
 
     /// The select list and ORDER BY keys of a query that does not aggregate.
@@ -357,7 +438,7 @@ impl<'c> Binder<'c> {
                     .ok_or_else(|| mismatch("ORDER BY position"))?,
                 None => {
                     let b = crate::fold::fold(self.expr(&o.expr, scope, None)?);
-                    if let Some((c, _)) = outputs.iter().find(|(_, e)| *e == b) {
+                    if let Some((c, _)) = outputs.iter().chain(&hidden).find(|(_, e)| *e == b) {
                         *c
                     } else {
                         if distinct {
