@@ -25,6 +25,10 @@ pub const EXPRS_MAX: usize = 100_000;
 /// Set operations (UNION, INTERSECT, EXCEPT) in one statement.
 pub const SET_OPS_MAX: usize = 4_096;
 
+/// Grouping sets of one GROUP BY (ROLLUP, CUBE, GROUPING SETS): each one
+/// aggregates the rows once.
+pub const GROUPING_SETS_MAX: usize = 256;
+
 /// Result columns of a query, and columns of any row passed between its stages:
 /// the width of a columnar batch.
 pub const COLUMNS_MAX: usize = scratchbird_types::limits::COLUMNS_MAX;

@@ -145,10 +145,9 @@ fn walk() -> Vec<Walk> {
                     "SELECT string_agg(b, ',' ORDER BY b) FROM t",
                     "clauses inside",
                 ),
-                ("SELECT a FROM t GROUP BY ROLLUP (a)", "ROLLUP"),
                 (
-                    "SELECT DISTINCT ON (a) a, b FROM t ORDER BY b, a",
-                    "must match initial ORDER BY",
+                    "SELECT a FROM t GROUP BY GROUPING SETS ((a), ROLLUP (a))",
+                    "inside GROUPING SETS",
                 ),
                 (
                     "SELECT a FROM t ORDER BY a FETCH FIRST 1 ROWS WITH TIES",

@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(44);
+    let n = r.below(45);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -333,7 +333,13 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             format!("SELECT DISTINCT ON (g) g, id, s FROM t WHERE id < {id} ORDER BY g, id DESC"),
             true,
         ),
-        _ => unreachable!("the generator picks below 44"),
+        44 => (
+            format!(
+                "SELECT g, s, GROUPING(g, s), count(*), sum(id), count(DISTINCT id % {k}) FROM t WHERE id < {id} GROUP BY ROLLUP (g, s)"
+            ),
+            false,
+        ),
+        _ => unreachable!("the generator picks below 45"),
     }
 }
 

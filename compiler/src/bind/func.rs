@@ -218,6 +218,15 @@ impl<'c> Binder<'c> {
         if let Some(e) = self.statement_time(&name, &args)? {
             return Ok(e);
         }
+        if matches!(name.as_str(), "rollup" | "cube") && f.over.is_none() {
+            // the parser reads them as calls inside GROUPING SETS (...)
+            return Err(unsupported("ROLLUP or CUBE inside GROUPING SETS").at(pos_of(f)));
+        }
+        if name == "grouping" {
+            return self
+                .grouping_call(&args, scope, agg)
+                .map_err(|e| e.at(pos_of(f)));
+        }
         if let Some(kind) = is_agg_name(&name) {
             let Some(ctx) = agg else {
                 return Err(CompileError::new(
@@ -935,7 +944,9 @@ impl<'c> Binder<'c> {
                 Ok(mk(BK::Func(Func::Math(f), vec![x]), SqlType::Double, nl))
             }
             SqlType::SmallInt | SqlType::Integer | SqlType::BigInt => match digits {
-                None => Ok(x),
+                // PostgreSQL resolves round(integer) and the like to the
+                // DOUBLE PRECISION form (its numbers' preferred type)
+                None => Ok(coerce(x, SqlType::Double)),
                 Some(k) => {
                     let p = int_digits(&x.ty)
                         .saturating_add(k)
@@ -1016,6 +1027,9 @@ impl<'c> Binder<'c> {
                 precision: 1,
                 scale: 0,
             },
+            // PostgreSQL has sign(numeric) and sign(double precision): an
+            // integer takes the second (its category's preferred type)
+            SqlType::SmallInt | SqlType::Integer | SqlType::BigInt => SqlType::Double,
             t => t,
         };
         let unit = |v: i64| coerce(BExpr::lit(Value::BigInt(v), SqlType::BigInt), ty);

@@ -26,6 +26,7 @@ use crate::limits::{COLUMNS_MAX, EXPRS_MAX, FROM_ITEMS_MAX};
 mod correlate;
 mod expr;
 mod func;
+mod grouping;
 mod query;
 mod select;
 mod window;
@@ -172,6 +173,10 @@ struct AggCtx {
     aggs: Vec<(ColId, BAgg, bool)>,
     /// Bound argument and function of each aggregate, to reuse duplicates.
     seen: Vec<(AggKind, Option<BExpr>, bool, ColId)>,
+    /// The group keys, for GROUPING(...), and the column that says which
+    /// keys a row's grouping set leaves out (one bit per key, key 0 lowest;
+    /// `None` without grouping sets: every key is in).
+    grouping: Option<(Vec<BExpr>, Option<ColId>)>,
 }
 
 /// The statement's binder.

@@ -93,15 +93,24 @@ impl<'c> Binder<'c> {
                 pred: crate::fold::fold(p),
             };
         }
-        let group: Vec<Expr> = match &s.group_by {
+        let group_sets: Vec<Vec<Expr>> = match &s.group_by {
             GroupByExpr::Expressions(v, m) => {
                 if !m.is_empty() {
-                    return Err(unsupported("ROLLUP / CUBE / GROUPING SETS"));
+                    return Err(unsupported(
+                        "GROUP BY ... WITH ROLLUP / CUBE (use ROLLUP (...))",
+                    ));
                 }
-                v.clone()
+                grouping::sets(v)?
             }
             GroupByExpr::All(_) => return Err(unsupported("GROUP BY ALL")),
         };
+        // every expression any grouping set names, in order
+        let mut group: Vec<Expr> = Vec::new();
+        for e in group_sets.iter().flatten() {
+            if !group.contains(e) {
+                group.push(e.clone());
+            }
+        }
         // the select list, with wildcards expanded
         let mut items: Vec<(Expr, String)> = Vec::new();
         let mut star: Vec<(ColId, String)> = Vec::new();
@@ -179,6 +188,8 @@ impl<'c> Binder<'c> {
         let order_all: Vec<ast::OrderByExpr> = on.iter().chain(order).cloned().collect();
         let order = &order_all[..];
         let aggregating = !group.is_empty()
+            || group_sets.len() > 1
+            || matches!(&s.group_by, GroupByExpr::Expressions(v, _) if !v.is_empty())
             || items.iter().any(|(e, _)| contains_agg(e))
             || s.having.as_ref().is_some_and(contains_agg)
             || order.iter().any(|o| contains_agg(&o.expr));
@@ -188,17 +199,26 @@ impl<'c> Binder<'c> {
         let mut sort_keys = Vec::new();
         if aggregating {
             let mut keys: Vec<(ColId, BExpr)> = Vec::new();
+            // each GROUP BY expression's key
+            let mut key_of: Vec<(Expr, usize)> = Vec::new();
             for g in &group {
                 // GROUP BY position or output alias
                 let ge = self.group_item(g, &items, &scope)?;
                 let b = crate::fold::fold(self.expr(&ge, &scope, None)?);
-                if keys.iter().any(|(_, k)| *k == b) {
-                    continue;
-                }
-                let id = self.new_col(&output_name(&ge), b.ty, b.nullable);
-                keys.push((id, b));
+                let k = match keys.iter().position(|(_, k)| *k == b) {
+                    Some(k) => k,
+                    None => {
+                        let id = self.new_col(&output_name(&ge), b.ty, b.nullable);
+                        keys.push((id, b));
+                        keys.len() - 1
+                    }
+                };
+                key_of.push((g.clone(), k));
             }
+            let sets = grouping::key_sets(&group_sets, &key_of, keys.len())?;
             let mut ctx = AggCtx::default();
+            let gid = (sets.len() > 1).then(|| self.new_col("?grouping?", SqlType::Integer, false));
+            ctx.grouping = Some((keys.iter().map(|(_, e)| e.clone()).collect(), gid));
             let mut bound_items = Vec::with_capacity(items.len());
             self.windows = Some(Vec::new());
             for (e, _) in &items {
@@ -225,7 +245,10 @@ impl<'c> Binder<'c> {
                 }
             }
             let wins = self.windows.take().unwrap_or_default();
-            let agg_rel = self.aggregate_rel(rel, keys.clone(), ctx)?;
+            let agg_rel = match gid {
+                Some(gid) => self.grouping_sets(rel, &keys, &sets, ctx, gid)?,
+                None => self.aggregate_rel(rel, keys.clone(), ctx)?,
+            };
             rel = agg_rel;
             let key_map: Vec<(BExpr, ColId)> = keys.iter().map(|(c, e)| (e.clone(), *c)).collect();
             let mut agg_out: std::collections::HashSet<ColId> = rel.output().into_iter().collect();

@@ -611,14 +611,35 @@ pub fn compare_with(
     conn: &rusqlite::Connection,
     queries: usize,
     label: &str,
+    next: impl FnMut() -> (String, bool),
+) -> (usize, usize, Vec<String>) {
+    compare_against(
+        s,
+        queries,
+        label,
+        next,
+        |sql| sqlite_rows(conn, sql).ok(),
+        str::to_owned,
+    )
+}
+
+/// As [`compare_with`], against any reference: `reference` gives a query's
+/// rows as text (NULL as `NULL`), or `None` when it cannot run the query;
+/// `cell` puts each cell of both sides in the form they are compared in.
+pub fn compare_against(
+    s: &mut scratchbird_node::LocalSession,
+    queries: usize,
+    label: &str,
     mut next: impl FnMut() -> (String, bool),
+    mut reference: impl FnMut(&str) -> Option<Vec<Vec<String>>>,
+    cell: impl Fn(&str) -> String,
 ) -> (usize, usize, Vec<String>) {
     use scratchbird_node::{Outcome, display_value};
     let (mut compared, mut skipped) = (0usize, 0usize);
     let mut mismatches = Vec::new();
     for _ in 0..queries {
         let (sql, ordered) = next();
-        let Ok(theirs) = sqlite_rows(conn, &sql) else {
+        let Some(theirs) = reference(&sql) else {
             skipped += 1;
             continue;
         };
@@ -642,7 +663,12 @@ pub fn compare_with(
                 continue;
             }
         };
-        let (mut a, mut b) = (ours, theirs);
+        let norm = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+            rows.into_iter()
+                .map(|r| r.iter().map(|c| cell(c)).collect())
+                .collect()
+        };
+        let (mut a, mut b) = (norm(ours), norm(theirs));
         if !ordered {
             a.sort();
             b.sort();
