@@ -562,7 +562,6 @@ pub(crate) fn query(q: &ast::Query) -> Result<(), CompileError> {
         pipe_operators,
     } = q;
     refuse(&[
-        (with.as_ref().is_some_and(|w| w.recursive), "WITH RECURSIVE"),
         (
             with.as_ref()
                 .is_some_and(|w| w.cte_tables.iter().any(|c| c.from.is_some())),
@@ -755,13 +754,12 @@ pub(crate) fn function(f: &ast::Function) -> Result<(), CompileError> {
         uses_odbc_syntax,
         parameters,
         args: _,
-        within_group,
+        within_group: _,
         filter: _,
         null_treatment,
         over: _,
     } = f;
     refuse(&[
-        (!within_group.is_empty(), "WITHIN GROUP"),
         (null_treatment.is_some(), "IGNORE / RESPECT NULLS"),
         (
             !matches!(parameters, FunctionArguments::None),

@@ -210,6 +210,10 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         ),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
+        Rel::Recursive { work, .. } => {
+            format!("Recursive (work table {work}): base, then step until no rows")
+        }
+        Rel::WorkTable { work, .. } => format!("WorkTable {work}"),
         Rel::Window {
             partition,
             order,
@@ -232,12 +236,16 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
             walk(left, meta, depth + 1, out);
             walk(right, meta, depth + 1, out);
         }
+        Rel::Recursive { base, step, .. } => {
+            walk(base, meta, depth + 1, out);
+            walk(step, meta, depth + 1, out);
+        }
         Rel::UnionAll { inputs, .. } => {
             for i in inputs {
                 walk(i, meta, depth + 1, out);
             }
         }
-        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => {}
     }
 }
 

@@ -1758,6 +1758,8 @@ pub fn op_name(op: &Op) -> &'static str {
         Op::MarkJoin { .. } => "MarkJoin",
         Op::UnionAll { .. } => "UnionAll",
         Op::Window { .. } => "Window",
+        Op::Recursive { .. } => "Recursive",
+        Op::WorkTable { .. } => "WorkTable",
     }
 }
 

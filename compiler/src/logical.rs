@@ -367,6 +367,26 @@ pub enum Rel {
         /// The functions and their columns.
         funcs: Vec<(ColId, BWin)>,
     },
+    /// WITH RECURSIVE ... UNION ALL: `base`'s rows, then what `step` makes
+    /// from the last rows (reading them as `Rel::WorkTable` `work`), until
+    /// it makes none. Columns positionally, of `base`'s types.
+    Recursive {
+        /// The non-recursive term.
+        base: Box<Rel>,
+        /// The recursive term.
+        step: Box<Rel>,
+        /// The work table `step` reads.
+        work: usize,
+        /// Output columns.
+        cols: Vec<ColId>,
+    },
+    /// The last rows of recursion `work`, inside its step.
+    WorkTable {
+        /// Which recursion's.
+        work: usize,
+        /// Its columns.
+        cols: Vec<ColId>,
+    },
     /// UNION ALL: inputs of the same column types, positionally.
     UnionAll {
         /// Inputs.
@@ -395,7 +415,8 @@ impl Rel {
     pub fn reads_tables(&self) -> bool {
         match self {
             Rel::Scan { .. } => true,
-            Rel::Values { .. } | Rel::Exchange { .. } => false,
+            Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => false,
+            Rel::Recursive { base, step, .. } => base.reads_tables() || step.reads_tables(),
             Rel::Filter { input, .. }
             | Rel::Project { input, .. }
             | Rel::Aggregate { input, .. }
@@ -420,9 +441,11 @@ impl Rel {
                 v.extend(key.iter().copied());
                 v
             }
-            Rel::Values { cols, .. } | Rel::UnionAll { cols, .. } | Rel::Exchange { cols, .. } => {
-                cols.clone()
-            }
+            Rel::Values { cols, .. }
+            | Rel::UnionAll { cols, .. }
+            | Rel::Exchange { cols, .. }
+            | Rel::Recursive { cols, .. }
+            | Rel::WorkTable { cols, .. } => cols.clone(),
             Rel::Filter { input, .. }
             | Rel::Sort { input, .. }
             | Rel::Limit { input, .. }

@@ -393,7 +393,14 @@ fn used_in_expr(e: &BExpr, used: &mut HashSet<ColId>) {
 
 pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
     match rel {
-        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => {}
+        Rel::Recursive { base, step, .. } => {
+            // columns are positional: every one of both terms
+            used.extend(base.output());
+            used.extend(step.output());
+            used_cols(base, used);
+            used_cols(step, used);
+        }
         Rel::Filter { input, pred } => {
             used_in_expr(pred, used);
             used_cols(input, used);
@@ -689,6 +696,30 @@ impl<'a> Builder<'a> {
                     },
                     schema,
                 ))
+            }
+            Rel::Recursive {
+                base,
+                step,
+                work,
+                cols,
+            } => {
+                let (b, _) = self.rel(base)?;
+                let (s, _) = self.rel(step)?;
+                Ok((
+                    Op::Recursive {
+                        base: Box::new(b),
+                        step: Box::new(s),
+                        work: *work,
+                    },
+                    cols.clone(),
+                ))
+            }
+            Rel::WorkTable { work, cols } => {
+                let prims = cols
+                    .iter()
+                    .map(|c| prim(&self.ty(*c)?))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((Op::WorkTable { work: *work, prims }, cols.clone()))
             }
             Rel::Window {
                 input,

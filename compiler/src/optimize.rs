@@ -353,7 +353,33 @@ fn prune(rel: Rel, need: &HashSet<ColId>) -> Rel {
                 funcs,
             }
         }
-        leaf @ (Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. }) => leaf,
+        r @ Rel::Recursive { .. } => prune_recursive(r),
+        leaf @ (Rel::Scan { .. }
+        | Rel::Values { .. }
+        | Rel::Exchange { .. }
+        | Rel::WorkTable { .. }) => leaf,
+    }
+}
+
+/// A recursion keeps every column of both terms (they are positional).
+fn prune_recursive(r: Rel) -> Rel {
+    match r {
+        Rel::Recursive {
+            base,
+            step,
+            work,
+            cols,
+        } => {
+            let nb = base.output().into_iter().collect();
+            let ns = step.output().into_iter().collect();
+            Rel::Recursive {
+                base: Box::new(prune(*base, &nb)),
+                step: Box::new(prune(*step, &ns)),
+                work,
+                cols,
+            }
+        }
+        other => other,
     }
 }
 
@@ -399,6 +425,17 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
         Rel::Distinct { input } => Rel::Distinct {
             input: Box::new(f(*input)),
         },
+        Rel::Recursive {
+            base,
+            step,
+            work,
+            cols,
+        } => Rel::Recursive {
+            base: Box::new(f(*base)),
+            step: Box::new(f(*step)),
+            work,
+            cols,
+        },
         Rel::Window {
             input,
             partition,
@@ -438,7 +475,10 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
             inputs: inputs.into_iter().map(&mut *f).collect(),
             cols,
         },
-        r @ (Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. }) => r,
+        r @ (Rel::Scan { .. }
+        | Rel::Values { .. }
+        | Rel::Exchange { .. }
+        | Rel::WorkTable { .. }) => r,
     }
 }
 

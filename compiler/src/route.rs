@@ -165,7 +165,11 @@ fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>)
                 walk(i, &mut Vec::new(), out);
             }
         }
-        Rel::Values { .. } | Rel::Exchange { .. } => {}
+        Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => {}
+        Rel::Recursive { base, step, .. } => {
+            walk(base, &mut Vec::new(), out);
+            walk(step, &mut Vec::new(), out);
+        }
     }
 }
 

@@ -127,7 +127,9 @@ fn loc(rel: &Rel) -> Option<Loc> {
                 _ => Loc::Scattered,
             }
         }
-        Rel::Values { .. } => Loc::Everywhere,
+        Rel::Values { .. } | Rel::WorkTable { .. } => Loc::Everywhere,
+        Rel::Recursive { .. } if !rel.reads_tables() => Loc::Everywhere,
+        Rel::Recursive { .. } => return None,
         Rel::Filter { input, .. } | Rel::Repeat { input, .. } => loc(input)?,
         Rel::Project { input, exprs } => match loc(input)? {
             Loc::Placed { cols, rule } => {
@@ -230,7 +232,9 @@ fn internal(msg: &str) -> CompileError {
 /// Whether `rel` runs whole on the shards (nothing in it needs a merge).
 fn shard_only(rel: &Rel) -> bool {
     match rel {
-        Rel::Scan { .. } | Rel::Values { .. } => true,
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::WorkTable { .. } | Rel::Recursive { .. } => {
+            true
+        }
         Rel::Exchange { .. }
         | Rel::Aggregate { .. }
         | Rel::Distinct { .. }
@@ -275,6 +279,15 @@ impl Splitter<'_> {
             order,
             funcs,
         }))
+    }
+
+    /// A recursion runs whole where its rows are: one that reads tables
+    /// over several shards is correct only while one holds them all.
+    fn recursion(&mut self, r: Rel) -> Part {
+        if self.spread && r.reads_tables() {
+            self.single_shard = true;
+        }
+        Part::Shard(r)
     }
 
     fn merge_side(&mut self, p: Part) -> Rel {
@@ -380,6 +393,7 @@ impl Splitter<'_> {
             // a window needs every row of a partition: it runs where the
             // shards' rows meet
             w @ Rel::Window { .. } => self.window(w)?,
+            r @ (Rel::Recursive { .. } | Rel::WorkTable { .. }) => self.recursion(r),
             Rel::Limit {
                 input,
                 limit,
@@ -606,6 +620,11 @@ fn exchanges_mut(rel: &mut Rel, f: &mut impl FnMut(usize, &mut Vec<ColId>)) {
         | Rel::Repeat { input, .. }
         | Rel::Window { input, .. }
         | Rel::Distinct { input } => exchanges_mut(input, f),
+        Rel::WorkTable { .. } => {}
+        Rel::Recursive { base, step, .. } => {
+            exchanges_mut(base, f);
+            exchanges_mut(step, f);
+        }
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
             exchanges_mut(left, f);
             exchanges_mut(right, f);

@@ -210,6 +210,9 @@ pub enum ErrorCode {
     InvalidArgument = 7,
     /// A NOT NULL target got a NULL.
     NullViolation = 8,
+    /// A limit of the query's own work was passed (WITH RECURSIVE's rows or
+    /// rounds).
+    LimitExceeded = 9,
 }
 
 impl ErrorCode {
@@ -225,6 +228,7 @@ impl ErrorCode {
             6 => Self::CardinalityViolation,
             7 => Self::InvalidArgument,
             8 => Self::NullViolation,
+            9 => Self::LimitExceeded,
             _ => return None,
         })
     }
@@ -243,6 +247,7 @@ impl ErrorCode {
             }
             Self::InvalidArgument => "invalid argument to a function",
             Self::NullViolation => "NULL value in a column that does not allow NULL",
+            Self::LimitExceeded => "the query passed a limit",
         }
     }
 }

@@ -459,7 +459,7 @@ impl Frame {
 }
 
 /// A window function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum WinFunc {
     /// `row_number()` -> I64.
     RowNumber,
@@ -486,6 +486,20 @@ pub enum WinFunc {
     NthValue(i64),
     /// An aggregate over the frame.
     Agg(AggFunc),
+    /// `string_agg(arg, separator)` over the frame: its non-NULL arguments
+    /// joined, each but the first after its own row's separator (the call's
+    /// `default`; a NULL one adds nothing); NULL without any. At most 4 MiB.
+    StringAgg,
+    /// `percentile_cont(f)`: of the frame's non-NULL arguments (F64) in the
+    /// window's order, the value at position f * (n - 1), interpolated
+    /// between its neighbours as PostgreSQL does.
+    PercentileCont(f64),
+    /// `percentile_disc(f)`: the first of the frame's non-NULL arguments in
+    /// the window's order whose position reaches f * n.
+    PercentileDisc(f64),
+    /// `mode()`: the most frequent non-NULL argument of the frame, the first
+    /// in the window's order among equally frequent ones.
+    Mode,
 }
 
 /// One function of an [`Op::Window`].
@@ -655,12 +669,37 @@ pub enum Op {
         /// The functions.
         calls: Vec<WinCall>,
     },
+    /// WITH RECURSIVE's UNION ALL: the rows of `base`, then those `step`
+    /// makes from them (reading them as work table `work`), then those it
+    /// makes from its own last rows, until it makes none. At most
+    /// [`RECURSIVE_ROWS_MAX`] rows and [`RECURSIVE_DEPTH_MAX`] rounds: past
+    /// either, the query fails ([`crate::abi::ErrorCode::LimitExceeded`]).
+    Recursive {
+        /// The non-recursive term.
+        base: Box<Op>,
+        /// The recursive term (same slot types).
+        step: Box<Op>,
+        /// The work table `step` reads.
+        work: usize,
+    },
+    /// Inside a [`Op::Recursive`]'s step: the rows of its last round.
+    WorkTable {
+        /// Which recursion's.
+        work: usize,
+        /// Slot types.
+        prims: Vec<Prim>,
+    },
     /// The rows of every input (same slot types), in order.
     UnionAll {
         /// Inputs.
         inputs: Vec<Op>,
     },
 }
+
+/// Rows one WITH RECURSIVE may make.
+pub const RECURSIVE_ROWS_MAX: u32 = 1_000_000;
+/// Rounds of one WITH RECURSIVE's recursive term.
+pub const RECURSIVE_DEPTH_MAX: u32 = 100_000;
 
 /// Where a pipeline's rows go.
 #[derive(Debug, Clone, PartialEq)]

@@ -233,8 +233,14 @@ fn dec_expr(r: &mut Rng, d: u32) -> String {
         8 => format!("COALESCE({}, {})", x(r), x(r)),
         9 => format!("NULLIF({}, {})", x(r), x(r)),
         10 => format!("{}({}, {})", r.pick(&["greatest", "least"]), x(r), x(r)),
-        // exact in six decimal places
-        11 => format!("({} / {})", x(r), r.pick(&["2", "4", "5", "-4"])),
+        // exact in six decimal places: a dividend of at most four (a
+        // ScratchBird DECIMAL quotient has max(scales, 6) places,
+        // PostgreSQL's at least 16 significant digits)
+        11 => format!(
+            "({} / {})",
+            r.pick(&["t3.d", "t3.e", "t3.a", "(t3.d + t3.e)", "round(t3.e, 1)"]),
+            r.pick(&["2", "4", "5", "-4"])
+        ),
         12 => format!("sign({})", x(r)),
         _ => format!("(- {})", x(r)),
     }
@@ -337,7 +343,42 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             String::new()
         }
     };
-    match r.below(6) {
+    match r.below(8) {
+        7 => {
+            // WITH RECURSIVE: a chain through the table, and numbers
+            let k = r.below(9);
+            let step = r.below(20) + 1;
+            (
+                if r.chance(50) {
+                    format!(
+                        "WITH RECURSIVE c(id, a, depth) AS (SELECT t3.id, t3.a, 0 FROM t3 WHERE t3.id < {k} UNION ALL SELECT t3.id, t3.a + c.a, c.depth + 1 FROM t3 JOIN c ON t3.id = c.id + {step} WHERE c.depth < {k}) SELECT id, a, depth FROM c"
+                    )
+                } else {
+                    format!(
+                        "WITH RECURSIVE n(v) AS (SELECT {k} UNION ALL SELECT v - 1 FROM n WHERE v > -{step}) SELECT n.v, count(t3.id), sum(t3.d) FROM n LEFT JOIN t3 ON t3.a = n.v GROUP BY n.v"
+                    )
+                },
+                false,
+            )
+        }
+        6 => {
+            // string_agg, the percentiles and mode
+            let key = r.pick(&["t3.s", "EXTRACT(YEAR FROM t3.dt)", "sign(t3.a)", "1"]);
+            let f = r.below(11) as f64 / 10.0;
+            (
+                format!(
+                    "SELECT {key}, string_agg(t3.s, '{}' ORDER BY t3.s {} NULLS {}, t3.id), percentile_cont({f}) WITHIN GROUP (ORDER BY {}), percentile_disc({f}) WITHIN GROUP (ORDER BY t3.a {}), mode() WITHIN GROUP (ORDER BY {}), count(*) FROM t3{} GROUP BY 1",
+                    r.pick(&[",", "", " / "]),
+                    r.pick(&["ASC", "DESC"]),
+                    r.pick(&["FIRST", "LAST"]),
+                    r.pick(&["t3.d", "t3.a", "t3.e"]),
+                    r.pick(&["ASC", "DESC"]),
+                    r.pick(&["t3.a", "t3.s", "t3.dt"]),
+                    where_(r)
+                ),
+                false,
+            )
+        }
         5 => {
             // grouping sets
             // (no BOOLEAN key: psql shows t and f)

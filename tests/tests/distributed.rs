@@ -89,7 +89,7 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(45);
+    let n = r.below(47);
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -339,7 +339,20 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 45"),
+        45 => (
+            format!(
+                "SELECT g, string_agg(s, ',' ORDER BY s, id), percentile_cont(0.5) WITHIN GROUP (ORDER BY id), mode() WITHIN GROUP (ORDER BY s), count(*) FROM t WHERE id < {id} GROUP BY g"
+            ),
+            false,
+        ),
+        // a recursion that reads no table runs beside any shard's rows
+        46 => (
+            format!(
+                "WITH RECURSIVE r(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM r WHERE v < {k}) SELECT t.id, r.v FROM t JOIN r ON t.g = r.v WHERE t.id < {id}"
+            ),
+            false,
+        ),
+        _ => unreachable!("the generator picks below 47"),
     }
 }
 
@@ -571,6 +584,14 @@ fn three_shards_answer_generated_queries_as_one_node_does() {
                 compared += 1;
             }
         }
+        // a recursion over a table spread on three shards is refused, by
+        // name, where one node answers it
+        let (_, at3, at1) = &pairs[0];
+        let rec = "WITH RECURSIVE c(id) AS (SELECT id FROM t WHERE id = 1 UNION ALL SELECT t.id FROM t JOIN c ON t.id = c.id + 1 WHERE t.id < 5) SELECT id FROM c";
+        let one = answer(at1, rec).await.unwrap();
+        assert_eq!(one.len(), 4, "{one:?}");
+        let three = answer(&at3[0], rec).await.unwrap_err();
+        assert!(three.starts_with("NOT_DISTRIBUTED"), "{three}");
         compared
     });
     assert_eq!(compared, queries * 2);

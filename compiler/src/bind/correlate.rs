@@ -66,7 +66,11 @@ fn reads_any(e: &BExpr, set: &HashSet<ColId>) -> bool {
 /// Every column `rel` reads in its expressions.
 fn rel_reads(rel: &Rel, out: &mut Vec<ColId>) {
     match rel {
-        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } => {}
+        Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => {}
+        Rel::Recursive { base, step, .. } => {
+            rel_reads(base, out);
+            rel_reads(step, out);
+        }
         Rel::Filter { input, pred } => {
             pred.columns(out);
             rel_reads(input, out);

@@ -203,7 +203,12 @@ impl<'c> Binder<'c> {
                 return Err(unsupported("a subquery as function argument"));
             }
             FunctionArguments::List(l) => {
-                if !l.clauses.is_empty() {
+                let string_agg_order = name == "string_agg"
+                    && matches!(
+                        l.clauses.as_slice(),
+                        [ast::FunctionArgumentClause::OrderBy(_)]
+                    );
+                if !l.clauses.is_empty() && !string_agg_order {
                     return Err(unsupported(format!("clauses inside {name}(...)")));
                 }
                 (
@@ -221,6 +226,18 @@ impl<'c> Binder<'c> {
         if matches!(name.as_str(), "rollup" | "cube") && f.over.is_none() {
             // the parser reads them as calls inside GROUPING SETS (...)
             return Err(unsupported("ROLLUP or CUBE inside GROUPING SETS").at(pos_of(f)));
+        }
+        if ordered::is_ordered_name(&name) && f.over.is_none() {
+            return self
+                .ordered_agg(f, &name, &args, distinct, scope, agg)
+                .map_err(|e| e.at(pos_of(f)));
+        }
+        if !f.within_group.is_empty() {
+            return Err(CompileError::new(
+                codes::GROUPING,
+                format!("{name} is not an ordered-set aggregate, so it cannot have WITHIN GROUP"),
+            )
+            .at(pos_of(f)));
         }
         if name == "grouping" {
             return self

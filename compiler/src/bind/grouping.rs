@@ -123,6 +123,11 @@ impl Binder<'_> {
         ctx: AggCtx,
         gid: ColId,
     ) -> Result<Rel, CompileError> {
+        if !ctx.ordered.is_empty() {
+            return Err(unsupported(
+                "string_agg, the percentiles or mode with ROLLUP, CUBE or GROUPING SETS",
+            ));
+        }
         let mut inputs = Vec::with_capacity(sets.len());
         for set in sets {
             let mut set_keys = Vec::with_capacity(set.len());
@@ -149,6 +154,7 @@ impl Binder<'_> {
                     aggs,
                     seen: Vec::new(),
                     grouping: None,
+                    ordered: Vec::new(),
                 },
             )?;
             let mut exprs = Vec::with_capacity(keys.len() + agg_cols.len() + 1);

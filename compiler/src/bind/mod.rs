@@ -27,7 +27,9 @@ mod correlate;
 mod expr;
 mod func;
 mod grouping;
+mod ordered;
 mod query;
+mod recursive;
 mod select;
 mod window;
 
@@ -177,6 +179,9 @@ struct AggCtx {
     /// keys a row's grouping set leaves out (one bit per key, key 0 lowest;
     /// `None` without grouping sets: every key is in).
     grouping: Option<(Vec<BExpr>, Option<ColId>)>,
+    /// string_agg, the percentiles and mode: computed over the sorted rows
+    /// of each group (see `ordered`).
+    ordered: Vec<(ColId, ordered::OrderedAgg)>,
 }
 
 /// The statement's binder.
@@ -220,6 +225,11 @@ pub(crate) struct Binder<'c> {
     /// The window functions of the SELECT being bound, where one may appear
     /// (its select list and ORDER BY); `None` elsewhere.
     windows: Option<Vec<window::PendingWin>>,
+    /// The work tables of the recursive WITH queries being bound, innermost
+    /// last.
+    works: Vec<recursive::WorkRef>,
+    /// Recursive WITH queries bound so far (their work table ids).
+    work_seq: usize,
     /// The statement's time (microseconds since 1970-01-01 UTC), which
     /// `now()`, `current_timestamp` and `current_date` read; `None` where
     /// there is none (a DEFAULT, a CHECK).
@@ -242,6 +252,8 @@ struct Cte {
     /// How many enclosing queries' scopes it sees (those of the query whose
     /// WITH defines it).
     outer: usize,
+    /// Defined in a WITH RECURSIVE (it may read itself).
+    recursive: bool,
 }
 
 /// A bound SELECT: relation, output names, ORDER BY keys.
@@ -300,7 +312,7 @@ impl ast::Visitor for AggFinder {
         }
         if self.depth == 0
             && let Expr::Function(f) = e
-            && is_agg_name(&func_name(f)).is_some()
+            && (is_agg_name(&func_name(f)).is_some() || ordered::is_ordered_name(&func_name(f)))
             && f.over.is_none()
         {
             self.found = true;
@@ -407,6 +419,8 @@ impl<'c> Binder<'c> {
             view_bytes: 0,
             cte_seq: 0,
             windows: None,
+            works: Vec::new(),
+            work_seq: 0,
             now: None,
             used_now: false,
         }

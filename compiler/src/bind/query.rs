@@ -26,6 +26,7 @@ impl<'c> Binder<'c> {
                     query: Arc::new((*c.query).clone()),
                     columns: c.alias.columns.iter().map(|d| norm(&d.name)).collect(),
                     outer: self.outer.len(),
+                    recursive: w.recursive,
                 });
             }
         }
@@ -43,13 +44,21 @@ impl<'c> Binder<'c> {
         alias: Option<&ast::TableAlias>,
     ) -> Result<(Rel, Scope), CompileError> {
         let def = self.ctes[i].clone();
+        let recursion = if def.recursive {
+            recursive::shape(&def)?
+        } else {
+            None
+        };
         let later = self.ctes.split_off(i);
         let hidden = self.hidden.len();
         self.hidden.extend(later.iter().map(|c| c.name.clone()));
         let deeper = self.outer.split_off(def.outer.min(self.outer.len()));
         let deeper_corr = self.corr.split_off(def.outer.min(self.corr.len()));
         let frames = self.take_clauses();
-        let b = self.query(&def.query);
+        let b = match recursion {
+            Some((base, step)) => self.recursive_cte(&def, base, step),
+            None => self.query(&def.query),
+        };
         self.restore_clauses(frames);
         self.outer.extend(deeper);
         self.corr.extend(deeper_corr);

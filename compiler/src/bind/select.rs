@@ -562,6 +562,9 @@ impl<'c> Binder<'c> {
         keys: Vec<(ColId, BExpr)>,
         ctx: AggCtx,
     ) -> Result<Rel, CompileError> {
+        if !ctx.ordered.is_empty() {
+            return self.ordered_aggregate(input, &keys, ctx);
+        }
         let any_distinct = ctx.aggs.iter().any(|(_, _, d)| *d);
         if !any_distinct {
             return Ok(Rel::Aggregate {
@@ -981,6 +984,17 @@ impl<'c> Binder<'c> {
                     }
                     return self.series(name, a, alias.as_ref());
                 }
+                if let Some(w) = self.work_named(name) {
+                    if version.is_some() {
+                        return Err(
+                            unsupported("FOR SYSTEM_TIME AS OF on a recursive reference")
+                                .at(pos_of(name)),
+                        );
+                    }
+                    return self
+                        .work_table(w, alias.as_ref())
+                        .map_err(|e| e.at(pos_of(name)));
+                }
                 if let Some(i) = self.cte_named(name) {
                     if version.is_some() {
                         return Err(CompileError::new(
@@ -1015,7 +1029,7 @@ impl<'c> Binder<'c> {
                     Ok(t) => t,
                     Err(e) if self.cte_later(name) => {
                         return Err(e.hint(format!(
-                            "there is a WITH query named \"{name}\", but a WITH query sees only those before it: put it first (WITH RECURSIVE is not supported yet)"
+                            "there is a WITH query named \"{name}\", but a WITH query sees only those before it: put it first, or write WITH RECURSIVE for one that reads itself"
                         )));
                     }
                     Err(e) => return Err(e),

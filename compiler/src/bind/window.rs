@@ -36,7 +36,7 @@ fn windowing(msg: impl Into<String>) -> CompileError {
 }
 
 /// The physical form of an aggregate over a window.
-fn agg_func(kind: AggKind, ty: &SqlType) -> AggFunc {
+pub(super) fn agg_func(kind: AggKind, ty: &SqlType) -> AggFunc {
     match kind {
         AggKind::CountStar => AggFunc::CountStar,
         AggKind::Count => AggFunc::Count,
@@ -98,6 +98,24 @@ impl Binder<'_> {
             return Err(unsupported(
                 "DISTINCT in a window function (PostgreSQL does not implement it either)",
             ));
+        }
+        if matches!(&f.args, FunctionArguments::List(l) if !l.clauses.is_empty()) {
+            return Err(unsupported(
+                "ORDER BY inside an aggregate used as a window function (PostgreSQL refuses it too)",
+            ));
+        }
+        if !f.within_group.is_empty()
+            || super::ordered::is_ordered_name(name) && name != "string_agg"
+        {
+            return Err(if super::ordered::is_ordered_name(name) {
+                unsupported(format!(
+                    "OVER for the ordered-set aggregate {name} (PostgreSQL refuses it too)"
+                ))
+            } else {
+                mismatch(format!(
+                    "{name} is not an ordered-set aggregate, so it cannot have WITHIN GROUP"
+                ))
+            });
         }
         let mut partition = Vec::with_capacity(spec.partition_by.len());
         for e in &spec.partition_by {
@@ -263,6 +281,26 @@ impl Binder<'_> {
                 let back = if name == "lag" { k } else { k.saturating_neg() };
                 let ty = x.ty;
                 Ok((WinFunc::Shift(back), Some(x), default, ty, true))
+            }
+            "string_agg" => {
+                arity(2, 2)?;
+                let mut it = bound.into_iter();
+                let x = it.next().ok_or_else(|| mismatch(name))?;
+                let sep = it.next().ok_or_else(|| mismatch(name))?;
+                let text = |e: &BExpr| crate::typing::is_text(&e.ty) || is_null_lit(e);
+                if !text(&x) || !text(&sep) {
+                    return Err(mismatch(format!(
+                        "string_agg takes text, not {} and {}",
+                        x.ty, sep.ty
+                    )));
+                }
+                Ok((
+                    WinFunc::StringAgg,
+                    Some(coerce(x, SqlType::Text)),
+                    Some(coerce(sep, SqlType::Text)),
+                    SqlType::Text,
+                    true,
+                ))
             }
             "first_value" | "last_value" => {
                 arity(1, 1)?;

@@ -132,6 +132,9 @@ pub(crate) struct Gen {
     pub(crate) exit: Vec<fb::Label>,
     /// Where each init plan's result lives.
     pub(crate) inits: Vec<ops::InitSlot>,
+    /// The work tables of the recursions being emitted: the locals of their
+    /// records' array and of the last round's range in it.
+    pub(crate) works: HashMap<usize, (u32, u32, u32)>,
 }
 
 impl Gen {
@@ -149,6 +152,7 @@ impl Gen {
             cont: Vec::new(),
             exit: Vec::new(),
             inits: Vec::new(),
+            works: HashMap::new(),
         };
         g.temp_base = g.static_alloc(TEMP_BYTES, 16);
         g

@@ -17,6 +17,7 @@ use wasm_encoder::{Instruction as I, ValType};
 mod aggregate;
 mod init;
 mod join;
+mod recursive;
 mod scan;
 mod sink;
 mod sort;
@@ -191,7 +192,8 @@ impl Gen {
                     })
                     .collect::<Result<Vec<_>, _>>()?
             }
-            Op::Values { prims, .. } => prims.clone(),
+            Op::Values { prims, .. } | Op::WorkTable { prims, .. } => prims.clone(),
+            Op::Recursive { base, .. } => self.slots(base)?,
             Op::Filter { input, .. }
             | Op::Limit { input, .. }
             | Op::Sort { input, .. }
@@ -409,6 +411,8 @@ impl Gen {
                 order,
                 calls,
             } => self.window(input, partition, order, calls, consume),
+            Op::Recursive { base, step, work } => self.recursive(base, step, *work, consume),
+            Op::WorkTable { work, prims } => self.work_table(*work, prims, consume),
             Op::UnionAll { inputs } => {
                 let first = match inputs.first() {
                     Some(i) => self.slots(i)?,

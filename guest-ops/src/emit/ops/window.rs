@@ -30,16 +30,21 @@ pub(super) fn win_prim(c: &WinCall, input: &[Prim], inits: &[InitSlot]) -> Resul
         WinFunc::RowNumber | WinFunc::Rank | WinFunc::DenseRank => Prim::I64,
         WinFunc::Ntile(_) => Prim::I32,
         WinFunc::PercentRank | WinFunc::CumeDist => Prim::F64,
-        WinFunc::Shift(_) | WinFunc::FirstValue | WinFunc::LastValue | WinFunc::NthValue(_) => {
-            match &c.arg {
-                Some(e) => expr_prim(e, input, inits)?,
-                None => {
-                    return Err(EmitError::Plan(
-                        "a window value function without argument".into(),
-                    ));
-                }
+        WinFunc::StringAgg => Prim::Str,
+        WinFunc::PercentileCont(_) => Prim::F64,
+        WinFunc::Shift(_)
+        | WinFunc::FirstValue
+        | WinFunc::LastValue
+        | WinFunc::NthValue(_)
+        | WinFunc::PercentileDisc(_)
+        | WinFunc::Mode => match &c.arg {
+            Some(e) => expr_prim(e, input, inits)?,
+            None => {
+                return Err(EmitError::Plan(
+                    "a window value function without argument".into(),
+                ));
             }
-        }
+        },
         WinFunc::Agg(func) => agg_prim(
             &AggCall {
                 func,
@@ -102,6 +107,20 @@ impl Gen {
         let state = self.static_alloc(SLOT * calls.len().max(1) as u32, 16);
         let base = self.f.local(ValType::I32);
         let read: Vec<u32> = calls.iter().map(|_| self.f.local(ValType::I32)).collect();
+        // the functions computed over a whole frame at once keep their last
+        // frame and value: a frame seen again (every row of a partition
+        // whose frame is all of it) costs nothing
+        let mut cached = Vec::with_capacity(calls.len());
+        for (c, prim) in calls.iter().zip(&out_prims) {
+            cached.push(if ordered(c.func) {
+                let (lfs, lfe) = (self.f.local(ValType::I32), self.f.local(ValType::I32));
+                self.f.set_i32(lfs, -1);
+                self.f.set_i32(lfe, -1);
+                Some((lfs, lfe, self.fresh(*prim, true)))
+            } else {
+                None
+            });
+        }
         let p = Pos {
             arr,
             i: self.f.local(ValType::I32),
@@ -174,7 +193,12 @@ impl Gen {
         self.f.set(rec);
         let mut t = self.load_record(rec, 0, &prims);
         for (k, (c, prim)) in calls.iter().zip(&out_prims).enumerate() {
-            let v = self.win_value(p, c, *prim, &t, &prims, (base, SLOT * k as u32), read[k])?;
+            let v = match cached.get(k).copied().flatten() {
+                Some(cache) => self.frame_ordered(p, c, *prim, &prims, cache)?,
+                None => {
+                    self.win_value(p, c, *prim, &t, &prims, (base, SLOT * k as u32), read[k])?
+                }
+            };
             t.push(v);
         }
         self.row(consume, &t)?;
@@ -388,6 +412,14 @@ impl Gen {
                 self.frame_value(p, c, prim, prims)?
             }
             WinFunc::Agg(func) => self.frame_agg(p, c, func, prim, prims, (base, off), read)?,
+            WinFunc::StringAgg
+            | WinFunc::PercentileCont(_)
+            | WinFunc::PercentileDisc(_)
+            | WinFunc::Mode => {
+                return Err(EmitError::Plan(
+                    "a whole-frame function without its cache".into(),
+                ));
+            }
         })
     }
 
@@ -555,6 +587,420 @@ impl Gen {
         Ok(v)
     }
 
+    /// string_agg, the percentiles and mode over the current row's frame,
+    /// computed when the frame is not the one computed last.
+    fn frame_ordered(
+        &mut self,
+        p: Pos,
+        c: &WinCall,
+        prim: Prim,
+        prims: &[Prim],
+        (lfs, lfe, out): (u32, u32, Val),
+    ) -> Result<Val, EmitError> {
+        let arg = c
+            .arg
+            .as_ref()
+            .ok_or_else(|| EmitError::Plan("a whole-frame function without argument".into()))?;
+        let (fs, fe) = self.frame_bounds(p, c.frame);
+        self.f.get(fs);
+        self.f.get(lfs);
+        self.f.i(I::I32Ne);
+        self.f.get(fe);
+        self.f.get(lfe);
+        self.f.i(I::I32Ne);
+        self.f.i(I::I32Or);
+        self.f.if_();
+        self.f.get(fs);
+        self.f.set(lfs);
+        self.f.get(fe);
+        self.f.set(lfe);
+        match c.func {
+            WinFunc::StringAgg => {
+                self.string_agg(p.arr, (fs, fe), arg, c.default.as_ref(), prims, &out)?
+            }
+            WinFunc::Mode => self.mode(p.arr, (fs, fe), arg, prim, prims, &out)?,
+            f => self.percentile(p.arr, (fs, fe), arg, f, prims, &out)?,
+        }
+        self.f.end();
+        Ok(out)
+    }
+
+    /// Calls `body` with each row index of `[from, to)` in an `i32` local,
+    /// inside a "next row" block (`br_cont` skips to the next).
+    fn for_rows(
+        &mut self,
+        (from, to): (u32, u32),
+        body: &mut dyn FnMut(&mut Gen, u32) -> Result<(), EmitError>,
+    ) -> Result<(), EmitError> {
+        let j = self.f.local(ValType::I32);
+        self.f.get(from);
+        self.f.set(j);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(to);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        let next = self.f.block();
+        self.cont.push(next);
+        body(self, j)?;
+        self.cont.pop();
+        self.f.end();
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    /// `e` over the record `arr[j]`.
+    fn expr_of_row(
+        &mut self,
+        arr: u32,
+        j: u32,
+        e: &Expr,
+        prims: &[Prim],
+    ) -> Result<Val, EmitError> {
+        let rec = self.f.local(ValType::I32);
+        self.record_at(arr, j);
+        self.f.set(rec);
+        let t = self.load_record(rec, 0, prims);
+        self.expr(e, &t)
+    }
+
+    /// string_agg over `[fs, fe)` into `out`: one pass for the length, one
+    /// to copy.
+    fn string_agg(
+        &mut self,
+        arr: u32,
+        frame: (u32, u32),
+        arg: &Expr,
+        sep: Option<&Expr>,
+        prims: &[Prim],
+        out: &Val,
+    ) -> Result<(), EmitError> {
+        let total = self.f.local(ValType::I64);
+        let first = self.f.local(ValType::I32);
+        let pos = self.f.local(ValType::I32);
+        // pass 1 measures, pass 2 copies to `pos`
+        for copy in [false, true] {
+            if copy {
+                self.f.get(total);
+                self.f.i64c(i64::from(super::super::rt::STRING_RESULT_MAX));
+                self.f.i(I::I64GtS);
+                self.f.if_();
+                fail(&mut self.f, ErrorCode::StringTooLong);
+                self.f.end();
+                let alloc = self.helper(Helper::Alloc);
+                self.f.get(total);
+                self.f.i(I::I32WrapI64);
+                self.f.i(I::Call(alloc));
+                self.f.set(pos);
+                self.f.get(pos);
+                self.f.set(out.v);
+                self.f.get(total);
+                self.f.i(I::I32WrapI64);
+                self.f.set(out.len);
+            } else {
+                self.f.i64c(0);
+                self.f.set(total);
+            }
+            self.f.set_i32(first, 1);
+            self.for_rows(frame, &mut |g, j| {
+                let x = g.expr_of_row(arr, j, arg, prims)?;
+                if x.prim != Prim::Str {
+                    return Err(EmitError::Plan("string_agg of a non-string".into()));
+                }
+                if let Some(n) = x.null {
+                    g.f.get(n);
+                    g.br_cont()?;
+                }
+                let piece = |g: &mut Gen, v: &Val| {
+                    if copy {
+                        g.f.get(pos);
+                        g.f.get(v.v);
+                        g.f.get(v.len);
+                        g.f.i(I::MemoryCopy {
+                            src_mem: 0,
+                            dst_mem: 0,
+                        });
+                        g.f.get(pos);
+                        g.f.get(v.len);
+                        g.f.i(I::I32Add);
+                        g.f.set(pos);
+                    } else {
+                        g.f.get(total);
+                        g.f.get(v.len);
+                        g.f.i(I::I64ExtendI32U);
+                        g.f.i(I::I64Add);
+                        g.f.set(total);
+                    }
+                };
+                if let Some(sep) = sep {
+                    g.f.get(first);
+                    g.f.i(I::I32Eqz);
+                    g.f.if_();
+                    let s = g.expr_of_row(arr, j, sep, prims)?;
+                    if s.prim != Prim::Str {
+                        return Err(EmitError::Plan(
+                            "a string_agg separator that is not a string".into(),
+                        ));
+                    }
+                    match s.null {
+                        Some(n) => {
+                            g.f.get(n);
+                            g.f.i(I::I32Eqz);
+                            g.f.if_();
+                            piece(g, &s);
+                            g.f.end();
+                        }
+                        None => piece(g, &s),
+                    }
+                    g.f.end();
+                }
+                piece(g, &x);
+                g.f.set_i32(first, 0);
+                Ok(())
+            })?;
+            if !copy {
+                // no value: NULL, and no second pass
+                if let Some(n) = out.null {
+                    self.f.get(first);
+                    self.f.set(n);
+                }
+                self.f.get(first);
+                self.f.i(I::I32Eqz);
+                self.f.if_();
+            }
+        }
+        self.f.end();
+        Ok(())
+    }
+
+    /// The non-NULL arguments of `[fs, fe)`: how many (`n`), and the index
+    /// of the first (`start`; the window sorts by the argument, so they are
+    /// together, after the NULLs or before them).
+    fn non_nulls(
+        &mut self,
+        arr: u32,
+        (fs, fe): (u32, u32),
+        arg: &Expr,
+        prims: &[Prim],
+    ) -> Result<(u32, u32), EmitError> {
+        let n = self.f.local(ValType::I32);
+        let start = self.f.local(ValType::I32);
+        self.f.set_i32(n, 0);
+        self.for_rows((fs, fe), &mut |g, j| {
+            let x = g.expr_of_row(arr, j, arg, prims)?;
+            if let Some(nl) = x.null {
+                g.f.get(nl);
+                g.br_cont()?;
+            }
+            g.f.inc(n);
+            Ok(())
+        })?;
+        self.f.get(fs);
+        self.f.set(start);
+        self.f.get(n);
+        self.f.if_();
+        let x = self.expr_of_row(arr, fs, arg, prims)?;
+        if let Some(nl) = x.null {
+            self.f.get(nl);
+            self.f.if_();
+            self.f.get(fe);
+            self.f.get(n);
+            self.f.i(I::I32Sub);
+            self.f.set(start);
+            self.f.end();
+        }
+        self.f.end();
+        Ok((n, start))
+    }
+
+    /// percentile_cont and percentile_disc over `[fs, fe)` into `out`, as
+    /// PostgreSQL computes them (orderedsetaggs.c).
+    fn percentile(
+        &mut self,
+        arr: u32,
+        frame: (u32, u32),
+        arg: &Expr,
+        f: WinFunc,
+        prims: &[Prim],
+        out: &Val,
+    ) -> Result<(), EmitError> {
+        let (n, start) = self.non_nulls(arr, frame, arg, prims)?;
+        if let Some(nl) = out.null {
+            self.f.get(n);
+            self.f.i(I::I32Eqz);
+            self.f.set(nl);
+        }
+        self.f.get(n);
+        self.f.if_();
+        let at = self.f.local(ValType::I32);
+        match f {
+            WinFunc::PercentileDisc(frac) => {
+                // row ceil(f * n), counted from 1; the first for 0
+                self.f.i(I::F64Const(frac.into()));
+                self.f.get(n);
+                self.f.i(I::F64ConvertI32U);
+                self.f.i(I::F64Mul);
+                self.f.i(I::F64Ceil);
+                self.f.i(I::I32TruncSatF64S);
+                self.f.i32c(1);
+                self.f.i(I::I32Sub);
+                self.f.set(at);
+                self.clamp_index(at, n);
+                self.f.get(start);
+                self.f.get(at);
+                self.f.i(I::I32Add);
+                self.f.set(at);
+                let v = self.expr_of_row(arr, at, arg, prims)?;
+                self.copy_val(&v, out);
+            }
+            WinFunc::PercentileCont(frac) => {
+                // first = floor(f * (n - 1)), second = ceil(...),
+                // lo + (f * (n - 1) - first) * (hi - lo)
+                let x = self.f.local(ValType::F64);
+                let lo = self.f.local(ValType::I32);
+                let hi = self.f.local(ValType::I32);
+                self.f.i(I::F64Const(frac.into()));
+                self.f.get(n);
+                self.f.i32c(1);
+                self.f.i(I::I32Sub);
+                self.f.i(I::F64ConvertI32U);
+                self.f.i(I::F64Mul);
+                self.f.set(x);
+                for (idx, round) in [(lo, I::F64Floor), (hi, I::F64Ceil)] {
+                    self.f.get(x);
+                    self.f.i(round);
+                    self.f.i(I::I32TruncSatF64S);
+                    self.f.set(idx);
+                    self.clamp_index(idx, n);
+                    self.f.get(start);
+                    self.f.get(idx);
+                    self.f.i(I::I32Add);
+                    self.f.set(idx);
+                }
+                let a = self.expr_of_row(arr, lo, arg, prims)?;
+                if a.prim != Prim::F64 {
+                    return Err(EmitError::Plan("percentile_cont of a non-double".into()));
+                }
+                self.f.get(a.v);
+                self.f.set(out.v);
+                self.f.get(lo);
+                self.f.get(hi);
+                self.f.i(I::I32Ne);
+                self.f.if_();
+                let b = self.expr_of_row(arr, hi, arg, prims)?;
+                // lo + (x - floor(x)) * (hi - lo)
+                self.f.get(a.v);
+                self.f.get(x);
+                self.f.get(x);
+                self.f.i(I::F64Floor);
+                self.f.i(I::F64Sub);
+                self.f.get(b.v);
+                self.f.get(a.v);
+                self.f.i(I::F64Sub);
+                self.f.i(I::F64Mul);
+                self.f.i(I::F64Add);
+                self.f.set(out.v);
+                self.f.end();
+            }
+            _ => return Err(EmitError::Plan("not a percentile".into())),
+        }
+        self.f.end();
+        Ok(())
+    }
+
+    /// `idx = min(max(idx, 0), n - 1)` (n > 0).
+    fn clamp_index(&mut self, idx: u32, n: u32) {
+        self.f.get(idx);
+        self.f.i32c(0);
+        self.f.get(idx);
+        self.f.i32c(0);
+        self.f.i(I::I32GtS);
+        self.f.i(I::Select);
+        self.f.set(idx);
+        self.f.get(idx);
+        self.f.get(n);
+        self.f.i32c(1);
+        self.f.i(I::I32Sub);
+        self.f.get(idx);
+        self.f.get(n);
+        self.f.i32c(1);
+        self.f.i(I::I32Sub);
+        self.f.i(I::I32LtS);
+        self.f.i(I::Select);
+        self.f.set(idx);
+    }
+
+    /// mode over `[fs, fe)` into `out`: the longest run of equal non-NULL
+    /// arguments (the window sorts by the argument), the first of equals.
+    fn mode(
+        &mut self,
+        arr: u32,
+        frame: (u32, u32),
+        arg: &Expr,
+        prim: Prim,
+        prims: &[Prim],
+        out: &Val,
+    ) -> Result<(), EmitError> {
+        let best = self.f.local(ValType::I32);
+        let best_at = self.f.local(ValType::I32);
+        let run = self.f.local(ValType::I32);
+        let run_at = self.f.local(ValType::I32);
+        let prev = self.fresh(prim, false);
+        self.f.set_i32(best, 0);
+        self.f.set_i32(run, 0);
+        self.for_rows(frame, &mut |g, j| {
+            let x = g.expr_of_row(arr, j, arg, prims)?;
+            if x.prim != prim {
+                return Err(EmitError::Plan("mode of another type".into()));
+            }
+            if let Some(nl) = x.null {
+                g.f.get(nl);
+                g.br_cont()?;
+            }
+            let xv = Val { null: None, ..x };
+            // the same value as the run's: longer; else a new run
+            g.f.get(run);
+            g.f.if_with(ValType::I32);
+            g.cmp(CmpOp::Eq, prim, &xv, &prev);
+            g.f.else_();
+            g.f.i32c(0);
+            g.f.end();
+            g.f.if_();
+            g.f.inc(run);
+            g.f.else_();
+            g.f.set_i32(run, 1);
+            g.f.get(j);
+            g.f.set(run_at);
+            g.copy_val(&xv, &prev);
+            g.f.end();
+            g.f.get(run);
+            g.f.get(best);
+            g.f.i(I::I32GtU);
+            g.f.if_();
+            g.f.get(run);
+            g.f.set(best);
+            g.f.get(run_at);
+            g.f.set(best_at);
+            g.f.end();
+            Ok(())
+        })?;
+        if let Some(nl) = out.null {
+            self.f.get(best);
+            self.f.i(I::I32Eqz);
+            self.f.set(nl);
+        }
+        self.f.get(best);
+        self.f.if_();
+        let v = self.expr_of_row(arr, best_at, arg, prims)?;
+        self.copy_val(&v, out);
+        self.f.end();
+        Ok(())
+    }
+
     /// `ntile(k)`: with n rows, q = n / k and r = n % k, the first r buckets
     /// hold q + 1 rows and the rest q.
     fn ntile(&mut self, p: Pos, k: i64) -> Result<Val, EmitError> {
@@ -631,6 +1077,17 @@ impl Gen {
             self.f.set(v.len);
         }
     }
+}
+
+/// Whether `f` is computed over its whole frame at once (and cached).
+fn ordered(f: WinFunc) -> bool {
+    matches!(
+        f,
+        WinFunc::StringAgg
+            | WinFunc::PercentileCont(_)
+            | WinFunc::PercentileDisc(_)
+            | WinFunc::Mode
+    )
 }
 
 /// Refuses a frame the walk does not compute.

@@ -1,0 +1,130 @@
+//! WITH RECURSIVE: the base term's rows and each round's new rows kept as
+//! records in one array; the step reads the last round's range of it as its
+//! work table, and what it makes is appended, until a round makes nothing.
+//! Then every record goes to the consumer, in the order made.
+
+use super::*;
+use crate::plan::{RECURSIVE_DEPTH_MAX, RECURSIVE_ROWS_MAX};
+
+impl Gen {
+    pub(super) fn recursive(
+        &mut self,
+        base: &Op,
+        step: &Op,
+        work: usize,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let prims = self.slots(base)?;
+        if self.slots(step)? != prims {
+            return Err(EmitError::Plan(
+                "a recursive term of other types than its base".into(),
+            ));
+        }
+        if self.works.contains_key(&work) {
+            return Err(EmitError::Plan(format!("work table {work} emitted twice")));
+        }
+        let all = self.vec_new();
+        let width = SLOT as i32 * prims.len() as i32;
+        let rec = self.f.local(ValType::I32);
+        let too_many = format!("WITH RECURSIVE made more than {RECURSIVE_ROWS_MAX} rows");
+        let too_deep = format!("WITH RECURSIVE ran more than {RECURSIVE_DEPTH_MAX} rounds");
+        let mut keep = |g: &mut Gen, t: &[Val]| -> Result<(), EmitError> {
+            g.f.get(all.2);
+            g.f.i32c(i32::try_from(RECURSIVE_ROWS_MAX).unwrap_or(i32::MAX));
+            g.f.i(I::I32GeU);
+            g.f.if_();
+            g.fail_message(ErrorCode::LimitExceeded, too_many.as_bytes());
+            g.f.end();
+            g.call_alloc_const(width.max(8), rec);
+            for (k, val) in t.iter().enumerate() {
+                g.store_slot(rec, SLOT * k as u32, val, true);
+            }
+            g.vec_push(all, rec);
+            Ok(())
+        };
+        self.sub_pipeline(base, &mut keep)?;
+        let (ws, we, depth) = (
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+        );
+        self.f.set_i32(ws, 0);
+        self.f.get(all.2);
+        self.f.set(we);
+        self.f.set_i32(depth, 0);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        // the last round made nothing: done
+        self.f.get(ws);
+        self.f.get(we);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        self.f.inc(depth);
+        self.f.get(depth);
+        self.f
+            .i32c(i32::try_from(RECURSIVE_DEPTH_MAX).unwrap_or(i32::MAX));
+        self.f.i(I::I32GtU);
+        self.f.if_();
+        self.fail_message(ErrorCode::LimitExceeded, too_deep.as_bytes());
+        self.f.end();
+        self.works.insert(work, (all.0, ws, we));
+        let r = self.sub_pipeline(step, &mut keep);
+        self.works.remove(&work);
+        r?;
+        self.f.get(we);
+        self.f.set(ws);
+        self.f.get(all.2);
+        self.f.set(we);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        self.records_walk((all.0, all.2), 0, &prims, &mut |g, t, _| consume(g, &t))
+    }
+
+    /// The last round's records of recursion `work`.
+    pub(super) fn work_table(
+        &mut self,
+        work: usize,
+        prims: &[Prim],
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        let (arr, ws, we) = *self.works.get(&work).ok_or_else(|| {
+            EmitError::Plan(format!("work table {work} read outside its recursion"))
+        })?;
+        let j = self.f.local(ValType::I32);
+        let rec = self.f.local(ValType::I32);
+        self.f.get(ws);
+        self.f.set(j);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(j);
+        self.f.get(we);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        // the array may have moved (rows appended): read it again each time
+        self.f.get(arr);
+        self.f.get(j);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::I32Add);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(rec);
+        let t = self.load_record(rec, 0, prims);
+        self.row(consume, &t)?;
+        self.f.inc(j);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        Ok(())
+    }
+
+    /// Fails the query with `code` and the message `msg`.
+    fn fail_message(&mut self, code: ErrorCode, msg: &[u8]) {
+        let at = self.string(msg);
+        self.f.i32c(code as i32);
+        self.f.i32c(i32::try_from(at).unwrap_or(0));
+        self.f.i32c(i32::try_from(msg.len()).unwrap_or(0));
+        self.f.i(I::Call(super::super::FAIL_FN));
+        self.f.i(I::Unreachable);
+    }
+}
