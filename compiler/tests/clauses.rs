@@ -116,8 +116,8 @@ fn walk() -> Vec<Walk> {
                 ("SELECT a FROM t FOR UPDATE", "FOR UPDATE"),
                 ("SELECT a FROM t FOR SHARE", "FOR SHARE"),
                 (
-                    "WITH RECURSIVE x AS (SELECT 1 AS y) SELECT y FROM x",
-                    "WITH RECURSIVE",
+                    "WITH RECURSIVE x AS (SELECT 1 AS y UNION SELECT y FROM x) SELECT y FROM x",
+                    "UNION (without ALL)",
                 ),
                 (
                     "WITH x AS (SELECT a FROM t) SELECT a FROM x FOR SYSTEM_TIME AS OF TIMESTAMP '2026-01-01 00:00:00'",
@@ -138,13 +138,10 @@ fn walk() -> Vec<Walk> {
                     "RANGE frames with an offset",
                 ),
                 (
-                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a) FROM t",
-                    "WITHIN GROUP",
+                    "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a) OVER () FROM t",
+                    "OVER for the ordered-set aggregate",
                 ),
-                (
-                    "SELECT string_agg(b, ',' ORDER BY b) FROM t",
-                    "clauses inside",
-                ),
+                ("SELECT count(b ORDER BY b) FROM t", "clauses inside"),
                 (
                     "SELECT a FROM t GROUP BY GROUPING SETS ((a), ROLLUP (a))",
                     "inside GROUPING SETS",

@@ -33,6 +33,25 @@ pub(super) fn is_ordered_name(name: &str) -> bool {
     )
 }
 
+/// string_agg's value and separator, as TEXT.
+///
+/// # Errors
+/// Not two arguments, or not text.
+pub(super) fn string_agg_args(bound: Vec<BExpr>) -> Result<(BExpr, BExpr), CompileError> {
+    let [x, sep]: [BExpr; 2] = bound
+        .try_into()
+        .map_err(|_| mismatch("string_agg takes 2 arguments: a value and a separator"))?;
+    let text = |e: &BExpr| is_text(&e.ty) || is_null_lit(e);
+    if !text(&x) || !text(&sep) {
+        return Err(mismatch(format!(
+            "string_agg takes text, not {} and {}",
+            x.ty, sep.ty
+        ))
+        .hint("cast the value to TEXT"));
+    }
+    Ok((coerce(x, SqlType::Text), coerce(sep, SqlType::Text)))
+}
+
 /// The whole partition.
 const WHOLE: Frame = Frame {
     rows: false,
@@ -152,19 +171,7 @@ impl Binder<'_> {
                     "string_agg is not an ordered-set aggregate: ORDER BY goes inside its parentheses",
                 ));
             }
-            let [x, sep]: [BExpr; 2] = bound
-                .try_into()
-                .map_err(|_| mismatch("string_agg takes 2 arguments: a value and a separator"))?;
-            let text = |e: &BExpr| is_text(&e.ty) || is_null_lit(e);
-            if !text(&x) || !text(&sep) {
-                return Err(mismatch(format!(
-                    "string_agg takes text, not {} and {}",
-                    x.ty, sep.ty
-                ))
-                .hint("cast the value to TEXT"));
-            }
-            let x = coerce(x, SqlType::Text);
-            let sep = coerce(sep, SqlType::Text);
+            let (x, sep) = string_agg_args(bound)?;
             return Ok((WinFunc::StringAgg, x, Some(sep), order, SqlType::Text));
         }
         // the ordered-set aggregates: one ORDER BY item, the argument

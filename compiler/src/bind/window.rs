@@ -283,24 +283,8 @@ impl Binder<'_> {
                 Ok((WinFunc::Shift(back), Some(x), default, ty, true))
             }
             "string_agg" => {
-                arity(2, 2)?;
-                let mut it = bound.into_iter();
-                let x = it.next().ok_or_else(|| mismatch(name))?;
-                let sep = it.next().ok_or_else(|| mismatch(name))?;
-                let text = |e: &BExpr| crate::typing::is_text(&e.ty) || is_null_lit(e);
-                if !text(&x) || !text(&sep) {
-                    return Err(mismatch(format!(
-                        "string_agg takes text, not {} and {}",
-                        x.ty, sep.ty
-                    )));
-                }
-                Ok((
-                    WinFunc::StringAgg,
-                    Some(coerce(x, SqlType::Text)),
-                    Some(coerce(sep, SqlType::Text)),
-                    SqlType::Text,
-                    true,
-                ))
+                let (x, sep) = super::ordered::string_agg_args(bound)?;
+                Ok((WinFunc::StringAgg, Some(x), Some(sep), SqlType::Text, true))
             }
             "first_value" | "last_value" => {
                 arity(1, 1)?;

@@ -668,9 +668,24 @@ impl Gen {
         prims: &[Prim],
         body: &mut Candidate<'_>,
     ) -> Result<(), EmitError> {
-        let j = self.f.local(ValType::I32);
+        let from = self.f.local(ValType::I32);
+        self.f.set_i32(from, 0);
+        self.records_walk_range((arr, from, len), off, prims, body)
+    }
+
+    /// As [`Gen::records_walk`], over `arr[from..to]` (`arr` is read again
+    /// for each record: an array that grows as it is walked may move).
+    pub(super) fn records_walk_range(
+        &mut self,
+        (arr, from, to): (u32, u32, u32),
+        off: u32,
+        prims: &[Prim],
+        body: &mut Candidate<'_>,
+    ) -> Result<(), EmitError> {
+        let (j, len) = (self.f.local(ValType::I32), to);
         let rec = self.f.local(ValType::I32);
-        self.f.set_i32(j, 0);
+        self.f.get(from);
+        self.f.set(j);
         let done = self.f.block();
         let lp = self.f.loop_();
         self.f.get(j);

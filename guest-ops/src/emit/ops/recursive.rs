@@ -91,31 +91,7 @@ impl Gen {
         let (arr, ws, we) = *self.works.get(&work).ok_or_else(|| {
             EmitError::Plan(format!("work table {work} read outside its recursion"))
         })?;
-        let j = self.f.local(ValType::I32);
-        let rec = self.f.local(ValType::I32);
-        self.f.get(ws);
-        self.f.set(j);
-        let done = self.f.block();
-        let lp = self.f.loop_();
-        self.f.get(j);
-        self.f.get(we);
-        self.f.i(I::I32GeU);
-        self.f.br_if(done);
-        // the array may have moved (rows appended): read it again each time
-        self.f.get(arr);
-        self.f.get(j);
-        self.f.i32c(2);
-        self.f.i(I::I32Shl);
-        self.f.i(I::I32Add);
-        self.f.i(I::I32Load(mem(0, 2)));
-        self.f.set(rec);
-        let t = self.load_record(rec, 0, prims);
-        self.row(consume, &t)?;
-        self.f.inc(j);
-        self.f.br(lp);
-        self.f.end();
-        self.f.end();
-        Ok(())
+        self.records_walk_range((arr, ws, we), 0, prims, &mut |g, t, _| consume(g, &t))
     }
 
     /// Fails the query with `code` and the message `msg`.

@@ -16,20 +16,32 @@ impl Gen {
                 return Err(EmitError::Plan("sort key out of range".into()));
             }
         }
-        if !keys.is_empty() {
-            let cmp = self.comparator(keys, &prims);
-            let ms = self.merge_sort(cmp);
-            let alloc = self.helper(Helper::Alloc);
-            self.f.get(arr);
-            self.f.get(len);
-            self.f.get(len);
-            self.f.i32c(2);
-            self.f.i(I::I32Shl);
-            self.f.i(I::Call(alloc));
-            self.f.i(I::Call(ms));
-            self.f.set(arr);
-        }
+        self.sort_records((arr, len), keys, &prims);
         self.for_records(arr, len, limit, &prims, consume)
+    }
+
+    /// Sorts the record pointers `arr[0..len]` by `keys` (stable; nothing
+    /// for no keys), `arr` then naming the sorted array.
+    pub(super) fn sort_records(
+        &mut self,
+        (arr, len): (u32, u32),
+        keys: &[SortKey],
+        prims: &[Prim],
+    ) {
+        if keys.is_empty() {
+            return;
+        }
+        let cmp = self.comparator(keys, prims);
+        let ms = self.merge_sort(cmp);
+        let alloc = self.helper(Helper::Alloc);
+        self.f.get(arr);
+        self.f.get(len);
+        self.f.get(len);
+        self.f.i32c(2);
+        self.f.i(I::I32Shl);
+        self.f.i(I::Call(alloc));
+        self.f.i(I::Call(ms));
+        self.f.set(arr);
     }
 
     /// `cmp(a, b) -> i32` over two records for `keys`.

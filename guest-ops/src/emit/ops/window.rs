@@ -80,19 +80,7 @@ impl Gen {
             .collect();
         let mut all = pkeys.clone();
         all.extend_from_slice(order);
-        if !all.is_empty() {
-            let cmp = self.comparator(&all, &prims);
-            let ms = self.merge_sort(cmp);
-            let alloc = self.helper(Helper::Alloc);
-            self.f.get(arr);
-            self.f.get(len);
-            self.f.get(len);
-            self.f.i32c(2);
-            self.f.i(I::I32Shl);
-            self.f.i(I::Call(alloc));
-            self.f.i(I::Call(ms));
-            self.f.set(arr);
-        }
+        self.sort_records((arr, len), &all, &prims);
         let pcmp = (!pkeys.is_empty()).then(|| self.comparator(&pkeys, &prims));
         let ocmp = (!order.is_empty()).then(|| self.comparator(order, &prims));
         let out_prims = calls
