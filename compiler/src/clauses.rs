@@ -176,7 +176,7 @@ fn insert(i: &ast::Insert) -> Result<(), CompileError> {
         ignore,
         into: _,
         table: _,
-        table_alias,
+        table_alias: _,
         columns: _,
         by_name,
         overwrite,
@@ -187,7 +187,7 @@ fn insert(i: &ast::Insert) -> Result<(), CompileError> {
         overriding,
         has_table_keyword,
         on,
-        returning,
+        returning: _,
         output,
         replace_into,
         priority,
@@ -206,11 +206,25 @@ fn insert(i: &ast::Insert) -> Result<(), CompileError> {
         ),
         (*ignore, "INSERT IGNORE"),
         (*replace_into, "REPLACE INTO"),
-        (on.is_some(), "INSERT ... ON CONFLICT / ON DUPLICATE KEY"),
-        (returning.is_some(), "INSERT ... RETURNING"),
+        (
+            matches!(on, Some(ast::OnInsert::DuplicateKeyUpdate(_))),
+            "INSERT ... ON DUPLICATE KEY UPDATE (use PostgreSQL's ON CONFLICT)",
+        ),
+        (
+            matches!(
+                on,
+                Some(ast::OnInsert::OnConflict(ast::OnConflict {
+                    conflict_target: Some(ast::ConflictTarget::Columns {
+                        predicate: Some(_),
+                        ..
+                    }),
+                    ..
+                }))
+            ),
+            "ON CONFLICT (...) WHERE (an index predicate: there are no partial indexes)",
+        ),
         (output.is_some(), "INSERT ... OUTPUT"),
         (overriding.is_some(), "INSERT ... OVERRIDING"),
-        (table_alias.is_some(), "an alias for the INSERT target"),
         (!assignments.is_empty(), "INSERT ... SET"),
         (*by_name, "INSERT ... BY NAME"),
         (*overwrite, "INSERT OVERWRITE"),
@@ -243,7 +257,7 @@ fn update(u: &ast::Update) -> Result<(), CompileError> {
         assignments: _,
         from,
         selection: _,
-        returning,
+        returning: _,
         output,
         or,
         order_by,
@@ -251,8 +265,10 @@ fn update(u: &ast::Update) -> Result<(), CompileError> {
         settings,
     } = u;
     refuse(&[
-        (from.is_some(), "UPDATE ... FROM"),
-        (returning.is_some(), "UPDATE ... RETURNING"),
+        (
+            matches!(from, Some(ast::UpdateTableFromKind::BeforeSet(_))),
+            "UPDATE FROM ... SET (write UPDATE t SET ... FROM ...)",
+        ),
         (output.is_some(), "UPDATE ... OUTPUT"),
         (or.is_some(), "UPDATE OR ..."),
         (
@@ -272,9 +288,9 @@ fn delete(d: &ast::Delete) -> Result<(), CompileError> {
         tables,
         from: _,
         on_cluster,
-        using,
+        using: _,
         selection: _,
-        returning,
+        returning: _,
         output,
         order_by,
         limit,
@@ -282,8 +298,6 @@ fn delete(d: &ast::Delete) -> Result<(), CompileError> {
     } = d;
     refuse(&[
         (!tables.is_empty(), "DELETE of several tables"),
-        (using.is_some(), "DELETE ... USING"),
-        (returning.is_some(), "DELETE ... RETURNING"),
         (output.is_some(), "DELETE ... OUTPUT"),
         (
             !order_by.is_empty() || limit.is_some(),

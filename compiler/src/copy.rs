@@ -16,7 +16,6 @@ use crate::error::{CompileError, codes};
 use crate::route::TableRoute;
 use crate::typing::{parse_date, parse_timestamp};
 use scratchbird_types::batch::{BatchLayout, BatchWriter};
-use scratchbird_types::row::{RawValue, value_bytes_for};
 use scratchbird_types::value::Decimal;
 use scratchbird_types::{SqlType, Value, placement};
 use sqlparser::ast;
@@ -294,7 +293,7 @@ impl Load {
             if p.rows.len() >= layout.rows_max() as usize
                 || p.heap + var > layout.heap_bytes() as usize
             {
-                out(p.flush(&layout, &self.types)?)?;
+                out(p.flush(&layout)?)?;
             }
             p.heap += var;
             p.rows.push(row);
@@ -302,7 +301,7 @@ impl Load {
             Ok(())
         })?;
         if !p.rows.is_empty() {
-            out(p.flush(&layout, &self.types)?)?;
+            out(p.flush(&layout)?)?;
         }
         Ok(n)
     }
@@ -444,23 +443,18 @@ struct Pending {
 }
 
 impl Pending {
-    fn flush(&mut self, layout: &BatchLayout, types: &[SqlType]) -> Result<Vec<u8>, CompileError> {
+    fn flush(&mut self, layout: &BatchLayout) -> Result<Vec<u8>, CompileError> {
         let err = |e: scratchbird_types::TypeError| {
             CompileError::new(codes::LIMIT, format!("a COPY batch: {e}"))
         };
         let mut buf = vec![0u8; layout.total_bytes()];
         let mut w = BatchWriter::new(layout, &mut buf).map_err(err)?;
         for (r, row) in self.rows.iter().enumerate() {
-            for (c, (v, ty)) in row.iter().zip(types).enumerate() {
-                if matches!(v, Value::Null) {
-                    w.set_null(c, r).map_err(err)?;
-                    continue;
-                }
-                match value_bytes_for(ty, v).map_err(err)? {
-                    RawValue::Fixed(b, n) => w.set_fixed(c, r, b.get(..n).unwrap_or_default()),
-                    RawValue::Var(b) => w.set_bytes(c, r, b),
-                }
-                .map_err(err)?;
+            if !w.put_row(r, row).map_err(err)? {
+                return Err(CompileError::new(
+                    codes::LIMIT,
+                    "a COPY batch: its rows outgrew the batch's heap",
+                ));
             }
         }
         w.finish(self.rows.len()).map_err(err)?;

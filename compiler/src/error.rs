@@ -111,6 +111,8 @@ pub mod codes {
     pub const UNDEFINED_TABLE: &str = "42P01";
     /// An unknown column.
     pub const UNDEFINED_COLUMN: &str = "42703";
+    /// An object (a constraint) that does not exist.
+    pub const UNDEFINED_OBJECT: &str = "42704";
     /// A column name that matches more than one column.
     pub const AMBIGUOUS_COLUMN: &str = "42702";
     /// An operator or function applied to types it does not take.

@@ -119,6 +119,9 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
                 } => {
                     format!(" using index {index} [{lower:?} .. {upper:?}]")
                 }
+                ScanRangeDecl::Written { target } => {
+                    format!(": the rows write {target} wrote (RETURNING)")
+                }
             };
             format!(
                 "Scan {}{r}{}",

@@ -11,6 +11,7 @@ pub mod catalog;
 mod clauses;
 pub mod copy;
 mod dialect;
+mod dml;
 pub mod error;
 mod explain;
 mod fold;
@@ -33,7 +34,7 @@ pub use travel::points as time_travel_points;
 
 use bind::{Binder, norm, object_name, pos_of, sql_type};
 use error::codes;
-use logical::{BExpr, BSortKey, ColId, Rel};
+use logical::Rel;
 use lower::{Builder, program};
 use scratchbird_guest_ops::abi::{self, PlanManifest, WriteKind};
 use scratchbird_guest_ops::plan::{Op, Sink};
@@ -674,10 +675,10 @@ fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileEr
                 &b, bq.rel, &bq.names, cat, o.spread,
             )?)))
         }
-        Ast::Insert(ins) => Ok(Statement::Query(Box::new(insert(ins, cat, o.now)?))),
+        Ast::Insert(ins) => Ok(Statement::Query(Box::new(dml::insert(ins, cat, o.now)?))),
         Ast::Copy { .. } => Ok(Statement::Query(Box::new(copy_from(ast, cat)?))),
-        Ast::Update(u) => Ok(Statement::Query(Box::new(update(u, cat, o.now)?))),
-        Ast::Delete(d) => Ok(Statement::Query(Box::new(delete(d, cat, o.now)?))),
+        Ast::Update(u) => Ok(Statement::Query(Box::new(dml::update(u, cat, o.now)?))),
+        Ast::Delete(d) => Ok(Statement::Query(Box::new(dml::delete(d, cat, o.now)?))),
         Ast::Explain {
             statement, analyze, ..
         } => {
@@ -1262,182 +1263,6 @@ fn finish_select(
     })
 }
 
-fn finish_write(
-    b: &Binder<'_>,
-    rel: Rel,
-    kind: QueryKind,
-    table: &TableDef,
-    wk: WriteKind,
-    positions: &[usize],
-    cat: &Catalog,
-) -> Result<Compiled, CompileError> {
-    let rel = optimize::optimize(rel, cat, &b.meta);
-    let inits: Vec<_> = b
-        .inits
-        .iter()
-        .map(|(k, r)| (*k, optimize::optimize(r.clone(), cat, &b.meta)))
-        .collect();
-    let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
-    let mut route = route::of(&rel, &init_rels);
-    route.write = Some(match wk {
-        WriteKind::Insert => route::insert(&rel, table, positions),
-        _ => route::change(&route, table),
-    });
-    let mut builder = Builder::new(&b.meta, &[&rel], &inits);
-    let init_plans = builder.inits(&inits)?;
-    let (op, _) = builder.rel(&rel)?;
-    let target = builder.write_target(table, wk, positions)?;
-    let manifest = builder.manifest;
-    let prog = program(init_plans, vec![(op, Sink::Write(target))]);
-    let module = emit(&prog, &manifest)?;
-    Ok(Compiled {
-        kind,
-        hash: hash(&module),
-        plan: format!(
-            "Write {:?} into {}\n{}",
-            wk,
-            table.name,
-            explain::tree(std::slice::from_ref(&rel), &b.meta)
-        ),
-        module,
-        manifest,
-        merge: None,
-        // writes run where the rows live; until routing, on the one shard
-        single_shard: true,
-        correlated: b.correlated.clone(),
-        columns: vec![],
-        schema: cat.version(),
-        route,
-        // a write runs on one shard: the same module either way
-        spread: false,
-        as_of: None,
-        load: None,
-        volatile: b.used_now,
-    })
-}
-
-fn target_table(
-    b: &Binder<'_>,
-    name: &ast::ObjectName,
-) -> Result<std::sync::Arc<TableDef>, CompileError> {
-    if let Ok(n) = object_name(name)
-        && catalog::user_table(cat_of(b), &n).is_none()
-        && cat_of(b).view_by_name(&n).is_some()
-    {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            format!("\"{n}\" is a view: a view cannot be written to"),
-        )
-        .at(pos_of(name))
-        .hint("write to the tables its query reads"));
-    }
-    b.table(name)
-}
-
-fn cat_of<'c>(b: &Binder<'c>) -> &'c Catalog {
-    b.catalog()
-}
-
-fn insert(ins: &ast::Insert, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
-    let mut b = Binder::at(cat, now);
-    let ast::TableObject::TableName(tname) = &ins.table else {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "INSERT into a table function",
-        ));
-    };
-    if ins.on.is_some() || ins.returning.is_some() {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "INSERT ... ON CONFLICT / RETURNING is not supported yet",
-        ));
-    }
-    let table = target_table(&b, tname)?;
-    let named = ins
-        .columns
-        .iter()
-        .map(|c| Ok((object_name(c)?, pos_of(c))))
-        .collect::<Result<Vec<_>, CompileError>>()?;
-    let positions = column_positions(&table, &named)?;
-    let types: Vec<SqlType> = positions
-        .iter()
-        .filter_map(|p| table.columns.get(*p).map(|c| c.ty))
-        .collect();
-    let source = ins.source.as_ref().ok_or_else(|| {
-        CompileError::new(
-            codes::NOT_SUPPORTED,
-            "INSERT ... DEFAULT VALUES is not supported yet",
-        )
-    })?;
-    let rel = match source.body.as_ref() {
-        ast::SetExpr::Values(v)
-            if source.order_by.is_none()
-                && source.limit_clause.is_none()
-                && source.with.is_none() =>
-        {
-            let bq = b.values(v, Some(&types))?;
-            check_width(bq.rel.output().len(), types.len())?;
-            bq.rel
-        }
-        _ => {
-            let bq = b.query(source)?;
-            let out = bq.rel.output();
-            check_width(out.len(), types.len())?;
-            let mut exprs = Vec::with_capacity(out.len());
-            for (c, t) in out.iter().zip(&types) {
-                let e = b.assign(b.col_expr(*c)?, *t)?;
-                let nullable = e.nullable;
-                exprs.push((b.new_col("$v", *t, nullable), e));
-            }
-            Rel::Project {
-                input: Box::new(bq.rel),
-                exprs,
-            }
-        }
-    };
-    finish_write(
-        &b,
-        rel,
-        QueryKind::Insert,
-        &table,
-        WriteKind::Insert,
-        &positions,
-        cat,
-    )
-}
-
-/// The positions in `table` of the columns `named` (with where each is
-/// named), in order; all of them when none is named.
-fn column_positions(
-    table: &TableDef,
-    named: &[(String, Option<Pos>)],
-) -> Result<Vec<usize>, CompileError> {
-    if named.is_empty() {
-        return Ok((0..table.columns.len()).collect());
-    }
-    let mut v = Vec::with_capacity(named.len());
-    for (n, at) in named {
-        let p = table
-            .columns
-            .iter()
-            .position(|x| x.name == *n)
-            .ok_or_else(|| {
-                CompileError::new(
-                    codes::UNDEFINED_COLUMN,
-                    format!("column \"{n}\" of table \"{}\" does not exist", table.name),
-                )
-                .at(*at)
-            })?;
-        if v.contains(&p) {
-            return Err(
-                CompileError::new(codes::SYNTAX, format!("column \"{n}\" is given twice")).at(*at),
-            );
-        }
-        v.push(p);
-    }
-    Ok(v)
-}
-
 /// `COPY t [(columns)] FROM STDIN [WITH (...)]` and the rows after it: a load
 /// stage that writes the rows it is sent as its input 0, as an INSERT of
 /// those columns writes (defaults, NOT NULL, the bundle's write rules), and
@@ -1484,7 +1309,7 @@ fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
         .hint("the rows follow the statement's ';' on the lines after it, up to a line \\.; in sb sql, \\copy t FROM 'rows.csv' sends a file"));
     };
     let mut b = Binder::new(cat);
-    let table = target_table(&b, table_name)?;
+    let table = dml::target_table(&b, table_name)?;
     let named: Vec<(String, Option<Pos>)> = columns
         .iter()
         .map(|c| {
@@ -1495,7 +1320,7 @@ fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
             (norm(c), at)
         })
         .collect();
-    let positions = column_positions(&table, &named)?;
+    let positions = dml::column_positions(&table, &named)?;
     let mut names = Vec::with_capacity(positions.len());
     let mut types = Vec::with_capacity(positions.len());
     let mut cols = Vec::with_capacity(positions.len());
@@ -1509,13 +1334,15 @@ fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
         cols.push(b.new_col(&c.name, c.ty, true));
     }
     let rel = Rel::Exchange { input: 0, cols };
-    let mut c = finish_write(
+    let mut c = dml::finish_write(
         &b,
-        rel,
-        QueryKind::Insert,
-        &table,
-        WriteKind::Insert,
-        &positions,
+        dml::WriteStage::new(
+            rel,
+            QueryKind::Insert,
+            &table,
+            WriteKind::Insert,
+            positions.clone(),
+        ),
         cat,
     )?;
     let (rows_max, heap_bytes) = c
@@ -1555,189 +1382,6 @@ fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
         heap_bytes,
     }));
     Ok(c)
-}
-
-fn check_width(have: usize, want: usize) -> Result<(), CompileError> {
-    if have == want {
-        Ok(())
-    } else {
-        Err(CompileError::new(
-            codes::SYNTAX,
-            format!("INSERT has {have} values for {want} columns"),
-        )
-        .hint("list the columns: INSERT INTO t (a, b) VALUES (...)"))
-    }
-}
-
-/// The table of an UPDATE or DELETE: its scan with record keys, its column ids and
-/// the key column.
-type KeyedScan = (std::sync::Arc<TableDef>, Rel, Vec<ColId>, ColId);
-
-/// The table of an UPDATE or DELETE, scanned with its record keys.
-fn keyed_scan(b: &mut Binder<'_>, f: &ast::TableFactor) -> Result<KeyedScan, CompileError> {
-    let ast::TableFactor::Table { name, alias, .. } = f else {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "UPDATE/DELETE of something other than a table",
-        ));
-    };
-    let table = b.table(name)?;
-    let q = match alias {
-        Some(a) => norm(&a.name),
-        None => table.name.clone(),
-    };
-    let (rel, _named) = b.scan(&table, &q, true);
-    let (cols, key) = match &rel {
-        Rel::Scan { cols, key, .. } => (cols.clone(), key.unwrap_or(0)),
-        _ => (vec![], 0),
-    };
-    Ok((table, rel, cols, key))
-}
-
-fn where_filter(
-    b: &mut Binder<'_>,
-    rel: Rel,
-    table: &TableDef,
-    cols: &[ColId],
-    qual: &str,
-    sel: Option<&ast::Expr>,
-) -> Result<Rel, CompileError> {
-    let Some(w) = sel else { return Ok(rel) };
-    let pred = b.bind_table_expr(w, table, cols, qual)?;
-    Ok(Rel::Filter {
-        input: Box::new(rel),
-        pred,
-    })
-}
-
-fn qualifier(f: &ast::TableFactor, table: &TableDef) -> String {
-    match f {
-        ast::TableFactor::Table { alias: Some(a), .. } => norm(&a.name),
-        _ => table.name.clone(),
-    }
-}
-
-fn update(u: &ast::Update, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
-    if u.from.is_some() || u.returning.is_some() || !u.table.joins.is_empty() {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "UPDATE ... FROM / RETURNING / joins is not supported yet",
-        ));
-    }
-    let mut b = Binder::at(cat, now);
-    let (table, rel, cols, key) = keyed_scan(&mut b, &u.table.relation)?;
-    let q = qualifier(&u.table.relation, &table);
-    let rel = where_filter(&mut b, rel, &table, &cols, &q, u.selection.as_ref())?;
-    let mut values: Vec<Option<BExpr>> = vec![None; table.columns.len()];
-    for a in &u.assignments {
-        let ast::AssignmentTarget::ColumnName(n) = &a.target else {
-            return Err(CompileError::new(codes::NOT_SUPPORTED, "tuple assignment"));
-        };
-        let name = object_name(n)?;
-        let p = table
-            .columns
-            .iter()
-            .position(|c| c.name == name)
-            .ok_or_else(|| {
-                CompileError::new(
-                    codes::UNDEFINED_COLUMN,
-                    format!(
-                        "column \"{name}\" of table \"{}\" does not exist",
-                        table.name
-                    ),
-                )
-                .at(pos_of(n))
-            })?;
-        let ty = table
-            .columns
-            .get(p)
-            .map(|c| c.ty)
-            .ok_or_else(|| CompileError::new("XX000", "column"))?;
-        let e = b.bind_table_expr(&a.value, &table, &cols, &q)?;
-        let e = b.assign(e, ty).map_err(|x| x.at(pos_of(&a.value)))?;
-        if let Some(slot) = values.get_mut(p) {
-            if slot.is_some() {
-                return Err(CompileError::new(
-                    codes::SYNTAX,
-                    format!("column \"{name}\" is assigned twice"),
-                ));
-            }
-            *slot = Some(e);
-        }
-    }
-    let mut exprs = vec![(b.new_col("$key", SqlType::Blob, false), b.col_expr(key)?)];
-    for (i, v) in values.into_iter().enumerate() {
-        let c = *cols
-            .get(i)
-            .ok_or_else(|| CompileError::new("XX000", "column"))?;
-        let e = match v {
-            Some(e) => e,
-            None => b.col_expr(c)?,
-        };
-        let nullable = e.nullable;
-        let ty = e.ty;
-        exprs.push((b.new_col("$v", ty, nullable), e));
-    }
-    let rel = buffer(Rel::Project {
-        input: Box::new(rel),
-        exprs,
-    });
-    let positions: Vec<usize> = (0..table.columns.len()).collect();
-    finish_write(
-        &b,
-        rel,
-        QueryKind::Update,
-        &table,
-        WriteKind::Update,
-        &positions,
-        cat,
-    )
-}
-
-fn delete(d: &ast::Delete, cat: &Catalog, now: Option<i64>) -> Result<Compiled, CompileError> {
-    let from = match &d.from {
-        ast::FromTable::WithFromKeyword(v) | ast::FromTable::WithoutKeyword(v) => v,
-    };
-    let [twj] = from.as_slice() else {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "DELETE from more than one table",
-        ));
-    };
-    if !twj.joins.is_empty() || d.using.is_some() || d.returning.is_some() || !d.tables.is_empty() {
-        return Err(CompileError::new(
-            codes::NOT_SUPPORTED,
-            "DELETE ... USING / RETURNING / joins is not supported yet",
-        ));
-    }
-    let mut b = Binder::at(cat, now);
-    let (table, rel, cols, key) = keyed_scan(&mut b, &twj.relation)?;
-    let q = qualifier(&twj.relation, &table);
-    let rel = where_filter(&mut b, rel, &table, &cols, &q, d.selection.as_ref())?;
-    let rel = buffer(Rel::Project {
-        input: Box::new(rel),
-        exprs: vec![(b.new_col("$key", SqlType::Blob, false), b.col_expr(key)?)],
-    });
-    finish_write(
-        &b,
-        rel,
-        QueryKind::Delete,
-        &table,
-        WriteKind::Delete,
-        &[],
-        cat,
-    )
-}
-
-/// All rows are read before the first is written (a statement never sees its own
-/// changes while it scans).
-fn buffer(rel: Rel) -> Rel {
-    let keys: Vec<BSortKey> = Vec::new();
-    Rel::Sort {
-        input: Box::new(rel),
-        keys,
-        limit: None,
-    }
 }
 
 /// Operators used in the module, for EXPLAIN.

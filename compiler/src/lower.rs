@@ -7,7 +7,8 @@ use crate::catalog::TableDef;
 use crate::error::{CompileError, codes};
 use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, InitKind, JoinType, Rel};
 use scratchbird_guest_ops::abi::{
-    ABI_VERSION, InputDecl, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl, WriteKind,
+    ABI_VERSION, InputDecl, OnConflict, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl,
+    WriteKind,
 };
 use scratchbird_guest_ops::plan::{
     AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
@@ -757,6 +758,10 @@ impl<'a> Builder<'a> {
                         })
                     })
                     .collect::<Result<Vec<_>, CompileError>>()?;
+                // the input's slots as lowered (a scan reads only the columns
+                // used), then one per function
+                let mut out = schema;
+                out.extend(funcs.iter().map(|(c, _)| *c));
                 Ok((
                     Op::Window {
                         input: Box::new(op),
@@ -764,7 +769,7 @@ impl<'a> Builder<'a> {
                         order,
                         calls,
                     },
-                    rel.output(),
+                    out,
                 ))
             }
             Rel::Limit {
@@ -1056,6 +1061,8 @@ impl<'a> Builder<'a> {
         table: &TableDef,
         kind: WriteKind,
         positions: &[usize],
+        on_conflict: OnConflict,
+        sets: Vec<u32>,
     ) -> Result<usize, CompileError> {
         let columns = positions
             .iter()
@@ -1076,6 +1083,8 @@ impl<'a> Builder<'a> {
             table: table.id,
             kind,
             columns,
+            on_conflict,
+            sets,
             rows_max: BATCH_ROWS,
             heap_bytes: heap_for(&types),
         });

@@ -11,6 +11,7 @@
 //! further down.
 
 use crate::logical::{BExpr, BK, ColId, Rel};
+use scratchbird_guest_ops::abi::ScanRangeDecl;
 use scratchbird_guest_ops::plan::CmpOp;
 use scratchbird_types::placement;
 use scratchbird_types::schema::{Distribution, TableDef};
@@ -137,6 +138,11 @@ pub(crate) fn change(route: &Route, table: &TableDef) -> TableRoute {
 
 fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>) {
     match rel {
+        // rows the statement wrote, read back for RETURNING: no read of the table
+        Rel::Scan {
+            range: ScanRangeDecl::Written { .. },
+            ..
+        } => {}
         Rel::Scan { table, cols, .. } => out.push(scan(table, cols, conds)),
         Rel::Filter { input, pred } => {
             let n = conds.len();

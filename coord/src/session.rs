@@ -945,7 +945,8 @@ impl Session {
         }
         let batches = std::mem::take(&mut *batches.borrow_mut());
         Ok(match c.kind {
-            QueryKind::Select => Outcome::Rows {
+            // a write with RETURNING answers with rows
+            k if k == QueryKind::Select || !c.columns.is_empty() => Outcome::Rows {
                 columns: c.columns.clone(),
                 batches,
                 figures,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -276,6 +276,14 @@ pub enum ScanRangeDecl {
         /// Upper bound and whether it is inclusive.
         upper: Option<(Vec<Value>, bool)>,
     },
+    /// The rows write target `target` (of this table) has written in this
+    /// execution so far, as stored: the new rows of an insert or update, the
+    /// removed rows of a delete (a `RETURNING` clause). The host reads them
+    /// back through the principal's read rules, as it would the table.
+    Written {
+        /// The write target.
+        target: u32,
+    },
 }
 
 /// A scan the module may open.
@@ -379,10 +387,37 @@ impl InputDecl {
 pub enum WriteKind {
     /// Insert rows (the declared columns, in order; others get their defaults).
     Insert,
-    /// Replace the rows whose record key is column 0 with the declared columns.
+    /// Replace the declared columns of the rows whose record key is column
+    /// 0; their other columns keep their stored values.
     Update,
     /// Delete the rows whose record key is column 0.
     Delete,
+    /// Column 0 is a record key or NULL: NULL inserts the declared columns
+    /// as a new row, a key replaces that row's columns listed in
+    /// [`WriteDecl::sets`] (an `INSERT ... ON CONFLICT DO UPDATE`). A row
+    /// may be replaced once per execution.
+    Upsert,
+}
+
+/// What an insert does with a row whose primary key or unique key another
+/// row already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnConflict {
+    /// The statement fails with the violation.
+    #[default]
+    Fail,
+    /// The row is not inserted (`ON CONFLICT DO NOTHING`): on a conflict
+    /// with any unique key (`None`), or only with the one named.
+    Skip(Option<Arbiter>),
+}
+
+/// The unique key an `ON CONFLICT (columns)` clause names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arbiter {
+    /// The table's primary key.
+    PrimaryKey,
+    /// A unique index.
+    Index(IndexId),
 }
 
 /// A table the module writes.
@@ -392,8 +427,15 @@ pub struct WriteDecl {
     pub table: TableId,
     /// What to do.
     pub kind: WriteKind,
-    /// The columns the batch carries (after the key column for update and delete).
+    /// The columns the batch carries (after the key column for update,
+    /// delete and upsert).
     pub columns: Vec<ScanColumn>,
+    /// What an insert does with a row a unique key refuses (always
+    /// [`OnConflict::Fail`] for the other kinds).
+    pub on_conflict: OnConflict,
+    /// For an upsert: which of `columns` (by index) a replacement changes;
+    /// the row's others keep their stored values. Empty for the other kinds.
+    pub sets: Vec<u32>,
     /// Rows per batch.
     pub rows_max: u32,
     /// Bytes for variable-length values per batch.

@@ -68,6 +68,8 @@ fn manifest(out: &[Prim]) -> PlanManifest {
         writes: vec![WriteDecl {
             table: TableId::from_bytes([1; 16]),
             kind: WriteKind::Delete,
+            on_conflict: scratchbird_guest_ops::abi::OnConflict::Fail,
+            sets: vec![],
             columns: vec![],
             rows_max: 1024,
             heap_bytes: 65536,

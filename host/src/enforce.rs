@@ -817,6 +817,9 @@ impl WriteGuard {
             K::Insert => (enf.grants.insert, "insert into"),
             K::Update => (enf.grants.update, "update"),
             K::Delete => (enf.grants.delete, "delete from"),
+            // ON CONFLICT DO UPDATE inserts some rows and updates others
+            K::Upsert if !enf.grants.insert => (false, "insert into"),
+            K::Upsert => (enf.grants.update, "update (ON CONFLICT DO UPDATE)"),
         };
         if !granted {
             return Err(denied(format!(
@@ -875,5 +878,103 @@ impl WriteGuard {
                 *n = o.clone();
             }
         }
+    }
+}
+
+/// What reading back the rows a write wrote (a `RETURNING` clause) enforces:
+/// exactly what a scan of the table would for the principal. The grant to
+/// read the table, every returned column readable, masked columns masked,
+/// and a row the row rule hides refused (PostgreSQL refuses such a row too:
+/// the statement fails and nothing it wrote stays).
+pub(crate) struct ReturnGuard {
+    enforcement: Arc<Enforcement>,
+    principal: Arc<Principal>,
+    names: Vec<String>,
+    columns: Vec<Returned>,
+}
+
+/// A column RETURNING reads: its table position, type and mask (with its
+/// domain, when the principal sees it masked).
+type Returned = (usize, SqlType, Option<(String, MaskFn)>);
+
+impl ReturnGuard {
+    /// Checks the grant and the columns of a read-back of `def`'s columns at
+    /// `positions`.
+    pub(crate) fn open(
+        principal: &Arc<Principal>,
+        enf: Arc<Enforcement>,
+        def: &TableDef,
+        positions: &[usize],
+    ) -> Result<Self, HostError> {
+        if !enf.grants.select {
+            return Err(denied(format!(
+                "permission denied for table {}: RETURNING reads the rows written, which needs the grant to read the table",
+                def.name
+            )));
+        }
+        let mut columns = Vec::with_capacity(positions.len());
+        for p in positions {
+            let (col, rule) = def
+                .columns
+                .get(*p)
+                .zip(enf.columns.get(*p))
+                .ok_or_else(|| internal("column rule out of range"))?;
+            if rule.column != col.name {
+                return Err(internal(format!(
+                    "column rules out of order at {}",
+                    col.name
+                )));
+            }
+            if !rule.readable {
+                return Err(denied(format!(
+                    "permission denied for column {}.{}: RETURNING may name only columns this principal reads",
+                    def.name, col.name
+                )));
+            }
+            columns.push((*p, col.ty, rule.mask.clone()));
+        }
+        Ok(Self {
+            enforcement: enf,
+            principal: principal.clone(),
+            names: def.columns.iter().map(|c| c.name.clone()).collect(),
+            columns,
+        })
+    }
+
+    /// The returned columns of `row` (a whole stored row), masked; an error
+    /// for a row the principal may not read.
+    pub(crate) fn row(
+        &self,
+        row: &[Value],
+        counts: &mut ReadCounts,
+    ) -> Result<Vec<Value>, HostError> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let visible = self
+            .enforcement
+            .read
+            .eval(&Rows::from_values(&names, row))
+            .map(|v| v.first().copied().unwrap_or(false))
+            .map_err(|e| HostError::policy(format!("table {}", self.enforcement.table), e))?;
+        counts.scanned += 1;
+        if !visible {
+            return Err(denied(format!(
+                "permission denied: a row this statement wrote into {} is one the bundle's row rule hides from this principal, so RETURNING may not show it; nothing was written",
+                self.enforcement.table
+            )));
+        }
+        let mut out = Vec::with_capacity(self.columns.len());
+        for (p, ty, mask) in &self.columns {
+            let v = row.get(*p).cloned().unwrap_or(Value::Null);
+            out.push(match mask {
+                Some((domain, f)) => {
+                    if !v.is_null() {
+                        counts.masked += 1;
+                    }
+                    f.apply(ty, &v, &self.principal.mask_key, domain)
+                }
+                None => v,
+            });
+        }
+        Ok(out)
     }
 }

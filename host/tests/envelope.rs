@@ -468,6 +468,8 @@ fn load_module() -> Vec<u8> {
         writes: vec![WriteDecl {
             table: TableId::from_bytes([1; 16]),
             kind: WriteKind::Insert,
+            on_conflict: scratchbird_guest_ops::abi::OnConflict::Fail,
+            sets: vec![],
             columns: vec![ScanColumn {
                 id: ColumnId::from_bytes([2; 16]),
                 ty: SqlType::BigInt,

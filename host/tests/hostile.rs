@@ -354,6 +354,8 @@ mod review {
         m.writes = vec![WriteDecl {
             table: f.table,
             kind: WriteKind::Insert,
+            on_conflict: scratchbird_guest_ops::abi::OnConflict::Fail,
+            sets: vec![],
             columns: vec![col.clone(), col],
             rows_max: 8,
             heap_bytes: 0,
@@ -365,6 +367,71 @@ mod review {
         let e = run(&f, &module(&wasm, &m)).unwrap_err();
         assert!(
             matches!(&e, HostError::Refused { what: msg, .. } if msg.contains("twice")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+
+    /// A read-back of written rows (RETURNING) names a write target of its
+    /// own table, carries no record keys, and an insert alone skips rows a
+    /// unique key refuses.
+    #[test]
+    fn read_backs_and_conflict_skips_outside_their_rules_are_refused() {
+        use scratchbird_guest_ops::abi::{OnConflict, ScanRangeDecl};
+        let f = fixture();
+        let open = wrap(r#"(func (export "sb_main") (drop (call $open (i32.const 0))))"#);
+        // no write target to read back
+        let mut m = manifest(&f);
+        m.scans[0].range = ScanRangeDecl::Written { target: 0 };
+        let e = run(&f, &module(&open, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what, .. } if what.contains("undeclared write target")),
+            "{e:?}"
+        );
+        // a target of another table
+        let target = WriteDecl {
+            table: f.table,
+            kind: WriteKind::Insert,
+            on_conflict: OnConflict::Fail,
+            sets: vec![],
+            columns: m.scans[0].columns.clone(),
+            rows_max: 8,
+            heap_bytes: 0,
+        };
+        m.writes = vec![WriteDecl {
+            table: scratchbird_types::TableId::from_bytes([9; 16]),
+            ..target.clone()
+        }];
+        let e = run(&f, &module(&open, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what, .. } if what.contains("another table")),
+            "{e:?}"
+        );
+        // record keys of written rows
+        m.writes = vec![target.clone()];
+        m.scans[0].with_keys = true;
+        let e = run(&f, &module(&open, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what, .. } if what.contains("record keys")),
+            "{e:?}"
+        );
+        // well-formed, before anything was written: no rows
+        m.scans[0].with_keys = false;
+        assert_eq!(run(&f, &module(&open, &m)).unwrap(), 0);
+        // an update that would skip conflicts
+        let mut m = manifest(&f);
+        m.writes = vec![WriteDecl {
+            kind: WriteKind::Update,
+            on_conflict: OnConflict::Skip(None),
+            ..target
+        }];
+        let len = m.writes[0].layout().unwrap().total_bytes();
+        let wasm = format!(
+            "(module {IMPORTS} (import \"sb\" \"write\" (func $write (param i32 i32 i32) (result i64))) (memory (export \"memory\") 2 16384) (func (export \"sb_main\") (drop (call $write (i32.const 0) (i32.const 1024) (i32.const {len})))))"
+        );
+        let e = run(&f, &module(&wasm, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what, .. } if what.contains("only an insert may skip")),
             "{e:?}"
         );
         healthy(&f);

@@ -9,6 +9,8 @@
     reason = "test"
 )]
 
+mod common;
+
 use scratchbird_host::audit::{AuditLog, read_records};
 use scratchbird_host::{Access, HostError, Principal, Sandbox, SandboxLimits};
 use scratchbird_node::{LocalSession, Outcome, SessionError, SystemEnv, display_value};
@@ -64,6 +66,16 @@ fn bundle_dir() -> &'static Path {
 }
 
 fn db_with(extra: &str) -> Db {
+    let mut d = db_under(bundle_dir(), SCHEMA, DATA);
+    if !extra.is_empty() {
+        d.s.execute(extra).unwrap();
+    }
+    d
+}
+
+/// A database made by `schema` and `data` (as the owner), under the bundle
+/// in `bundle`.
+fn db_under(bundle: &Path, schema: &str, data: &str) -> Db {
     let dir = tempfile::tempdir().unwrap();
     // no retention, so that `fold` can put every committed version into pages;
     // one clock and seed for every database, so that two built by the same DDL
@@ -73,12 +85,9 @@ fn db_with(extra: &str) -> Db {
     let storage = Arc::new(Storage::open(dir.path(), config).unwrap());
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
     let mut s = LocalSession::new(storage.clone(), sandbox.clone());
-    s.execute(SCHEMA).unwrap();
-    s.execute(DATA).unwrap();
-    if !extra.is_empty() {
-        s.execute(extra).unwrap();
-    }
-    let deriver = Arc::new(Deriver::new(Arc::new(Bundle::load(bundle_dir()).unwrap())));
+    s.execute(schema).unwrap();
+    s.execute(data).unwrap();
+    let deriver = Arc::new(Deriver::new(Arc::new(Bundle::load(bundle).unwrap())));
     Db {
         _dir: dir,
         s,
@@ -127,6 +136,12 @@ impl Db {
             .flat_map(|b| b.rows().unwrap())
             .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|"))
             .collect()
+    }
+
+    fn sorted(&mut self, sql: &str) -> Vec<String> {
+        let mut v = self.rows(sql);
+        v.sort();
+        v
     }
 
     fn err(&mut self, sql: &str) -> SessionError {
@@ -367,74 +382,32 @@ fn domain_checks_refuse_bad_values_from_everyone_and_write_nothing() {
 #[test]
 fn updates_through_a_masked_primary_key_are_refused() {
     let bundle = tempfile::tempdir().unwrap();
-    let write = |name: &str, text: &str| std::fs::write(bundle.path().join(name), text).unwrap();
-    write(
-        "schema.cedarschema",
-        r#"entity User;
-entity Table;
-entity Column;
-entity Domain = { base: String, mask: String, check?: String };
-@table("k")
-entity K = { "code": String, "v"?: Long };
-type Session = {};
-action Select, Insert, Update, Delete appliesTo { principal: User, resource: Table, context: Session };
-action Read, Write appliesTo { principal: User, resource: [K], context: Session };
-action ReadColumn appliesTo { principal: User, resource: Column, context: Session };
-action Unmask appliesTo { principal: User, resource: Domain, context: Session };
-"#,
+    common::redacting_bundle(
+        bundle.path(),
+        "k",
+        "K",
+        r#"{ "code": String, "v"?: Long }"#,
+        "VARCHAR(8)",
     );
-    write(
-        "policies.cedar",
-        r#"@id("all")
-permit (principal, action, resource);
-@id("masked-for-u")
-forbid (principal == User::"u", action == Action::"Unmask", resource);
-"#,
-    );
-    write(
-        "entities.json",
-        r#"[{"uid": {"type": "User", "id": "u"}, "attrs": {}, "parents": []},
-{"uid": {"type": "User", "id": "w"}, "attrs": {}, "parents": []},
-{"uid": {"type": "Domain", "id": "code"}, "attrs": {"base": "VARCHAR(8)", "mask": "redact"}, "parents": []}]"#,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let storage = Arc::new(
-        Storage::open(
-            dir.path(),
-            StorageConfig::new(Arc::new(SystemEnv::default())),
-        )
-        .unwrap(),
-    );
-    let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
-    let mut s = LocalSession::new(storage, sandbox);
-    s.execute(
+    let mut d = db_under(
+        bundle.path(),
         "CREATE DOMAIN code AS VARCHAR(8);
-         CREATE TABLE k (code code PRIMARY KEY, v INTEGER);
-         INSERT INTO k VALUES ('secret1', 1), ('secret2', 2);",
-    )
-    .unwrap();
-    let deriver = Arc::new(Deriver::new(Arc::new(Bundle::load(bundle.path()).unwrap())));
-    let as_user = |s: &mut LocalSession, u: &str| {
-        let p = Principal::new(
-            deriver.clone(),
-            SecurityContext::new(&format!("User::\"{u}\"")),
-            &SECRET,
-        );
-        s.set_access(Access::Principal(Arc::new(p))).unwrap();
-    };
-    as_user(&mut s, "u");
+         CREATE TABLE k (code code PRIMARY KEY, v INTEGER);",
+        "INSERT INTO k VALUES ('secret1', 1), ('secret2', 2);",
+    );
+    d.as_user("u");
     // reading is fine: the key column arrives masked
-    assert!(s.execute("SELECT code, v FROM k").is_ok());
+    assert!(d.s.execute("SELECT code, v FROM k").is_ok());
     for sql in ["UPDATE k SET v = 3", "DELETE FROM k WHERE v = 1"] {
-        let e = s.execute(sql).expect_err(sql).to_string();
+        let e = d.s.execute(sql).expect_err(sql).to_string();
         assert!(
             e.contains("key column code is masked for this principal"),
             "{sql}: {e}"
         );
     }
     // who reads the key unmasked may
-    as_user(&mut s, "w");
-    match s.execute("UPDATE k SET v = 3").unwrap().pop() {
+    d.as_user("w");
+    match d.s.execute("UPDATE k SET v = 3").unwrap().pop() {
         Some(Outcome::Written { rows, .. }) => assert_eq!(rows, 2),
         other => panic!("{other:?}"),
     }
@@ -673,6 +646,8 @@ mod hostile {
                 table: def.id,
                 kind,
                 columns,
+                on_conflict: scratchbird_guest_ops::abi::OnConflict::Fail,
+                sets: vec![],
                 rows_max: 8,
                 heap_bytes: 1024,
             }],
@@ -883,5 +858,180 @@ fn an_index_range_over_a_masked_column_is_refused() {
     assert_eq!(
         index_probe(&d, "alice", "a").unwrap(),
         vec![Value::BigInt(2), Value::BigInt(1)]
+    );
+}
+
+// RETURNING, INSERT ... ON CONFLICT, UPDATE ... FROM and DELETE ... USING: what
+// a write returns is what the principal may read of the rows written, masked;
+// an upsert changes only rows the principal sees and may write; a join in a
+// write reads only visible rows.
+
+#[test]
+fn returning_names_only_readable_columns_and_shows_only_readable_rows() {
+    let mut d = db();
+    d.as_user("alice");
+    // RETURNING * names mrr, which alice may not read: the insert is undone
+    permission(
+        &d.err("INSERT INTO customers (id, tenant_id, name, email, plan) VALUES (6, 1, 'Fox', 'f@fox.test', 'pro') RETURNING *"),
+        "customers.mrr",
+    );
+    assert_eq!(
+        d.rows("INSERT INTO customers (id, tenant_id, name, email, plan) VALUES (6, 1, 'Fox', 'f@fox.test', 'pro') RETURNING id, name, email"),
+        ["6|Fox|f@fox.test"]
+    );
+    // a free customer without revenue on record is one alice may write but
+    // not read: RETURNING may not show it, and the insert is undone
+    permission(
+        &d.err(
+            "INSERT INTO customers (id, tenant_id, name, plan) VALUES (7, 1, 'Gap', 'free') RETURNING id",
+        ),
+        "row rule hides",
+    );
+    // an update returns the rows alice sees (not the draft, not tenant 2's)
+    assert_eq!(
+        d.rows("UPDATE invoices SET amount = amount + 1 RETURNING id, amount"),
+        ["10|101.00"]
+    );
+    // an update that makes a row one alice may not read is refused whole
+    permission(
+        &d.err("UPDATE invoices SET status = 'draft' WHERE id = 10 RETURNING id, status"),
+        "row rule hides",
+    );
+    assert_eq!(
+        d.rows("DELETE FROM invoices RETURNING id, status"),
+        ["10|paid"]
+    );
+    d.as_owner();
+    assert_eq!(
+        d.sorted("SELECT id, name FROM customers"),
+        ["1|Acme", "2|Bolt", "3|Crux", "4|Dyne", "5|Eon", "6|Fox"]
+    );
+    assert_eq!(
+        d.sorted("SELECT id, amount, status FROM invoices"),
+        ["11|50.00|draft", "12|70.00|paid"]
+    );
+}
+
+#[test]
+fn upserts_change_only_rows_the_principal_sees_and_may_write() {
+    let mut d = db();
+    d.as_user("alice");
+    // customer 3 is hidden from alice and customer 4 is another tenant's: the
+    // upsert does not find them, so it inserts, and their keys refuse it
+    for (id, tenant) in [(3, 1), (4, 2)] {
+        let e = d
+            .err(&format!(
+                "INSERT INTO customers (id, tenant_id, name, plan) VALUES ({id}, {tenant}, 'Mine', 'pro') ON CONFLICT (id) DO UPDATE SET name = excluded.name RETURNING id, name"
+            ))
+            .to_string();
+        assert!(
+            e.contains("PRIMARY KEY") || e.contains("write policy"),
+            "{id}: {e}"
+        );
+    }
+    // DO NOTHING skips them without a word (as an INSERT's key violation, it
+    // tells that the key is taken: PostgreSQL's behaviour too)
+    assert!(
+        d.rows("INSERT INTO customers (id, tenant_id, name, plan) VALUES (3, 1, 'Mine', 'pro') ON CONFLICT DO NOTHING RETURNING id")
+            .is_empty()
+    );
+    // a row alice sees is updated; moving it to another tenant is refused
+    assert_eq!(
+        d.rows("INSERT INTO customers (id, tenant_id, name, plan) VALUES (1, 1, 'x', 'pro') ON CONFLICT (id) DO UPDATE SET name = customers.name || '+' RETURNING id, name, plan"),
+        ["1|Acme+|pro"]
+    );
+    permission(
+        &d.err("INSERT INTO customers (id, tenant_id, name, plan) VALUES (1, 1, 'x', 'pro') ON CONFLICT (id) DO UPDATE SET tenant_id = 2"),
+        "write policy",
+    );
+    // an upsert needs both grants: bob may not insert, support may not write
+    for who in ["bob", "sam"] {
+        d.as_user(who);
+        assert!(
+            matches!(
+                d.err("INSERT INTO customers (id, tenant_id, name, plan) VALUES (1, 1, 'x', 'pro') ON CONFLICT (id) DO UPDATE SET name = 'y'"),
+                SessionError::Host(HostError::Permission(_))
+            ),
+            "{who}"
+        );
+    }
+    d.as_owner();
+    assert_eq!(
+        d.sorted("SELECT id, tenant_id, name FROM customers"),
+        ["1|1|Acme+", "2|1|Bolt", "3|1|Crux", "4|2|Dyne", "5|2|Eon"]
+    );
+}
+
+#[test]
+fn joins_in_writes_read_only_visible_rows() {
+    let mut d = db();
+    d.as_user("alice");
+    // invoice 11 (a draft) is hidden: nothing matches it
+    assert!(
+        d.rows("UPDATE customers SET name = 'drafty' FROM invoices i WHERE i.customer_id = customers.id AND i.status = 'draft' RETURNING customers.id")
+            .is_empty()
+    );
+    // invoice 12 is another tenant's
+    assert!(
+        d.rows("DELETE FROM customers USING invoices i WHERE i.customer_id = customers.id AND i.tenant_id = 2 RETURNING id")
+            .is_empty()
+    );
+    // a visible match is used, once per row however many match
+    assert_eq!(
+        d.rows("UPDATE customers SET name = name || '!' FROM invoices i WHERE i.customer_id = customers.id RETURNING id, name"),
+        ["1|Acme!"]
+    );
+    d.as_owner();
+    assert_eq!(
+        d.sorted("SELECT id, name FROM customers"),
+        ["1|Acme!", "2|Bolt", "3|Crux", "4|Dyne", "5|Eon"]
+    );
+}
+
+/// A table whose `secret` column `u` sees redacted, under a bundle that
+/// lets `u` do everything else; the bundle's directory is kept with it.
+fn masked() -> (Db, tempfile::TempDir) {
+    let bundle = tempfile::tempdir().unwrap();
+    common::redacting_bundle(
+        bundle.path(),
+        "p",
+        "P",
+        r#"{ "id": Long, "secret"?: String, "n"?: Long }"#,
+        "VARCHAR(12)",
+    );
+    let d = db_under(
+        bundle.path(),
+        "CREATE DOMAIN code AS VARCHAR(12);
+         CREATE TABLE p (id INTEGER PRIMARY KEY, secret code, n INTEGER);",
+        "INSERT INTO p VALUES (1, 'topsecret1', 1), (2, 'topsecret2', 2);",
+    );
+    (d, bundle)
+}
+
+#[test]
+fn returning_masks_what_a_select_masks() {
+    let (mut d, _bundle) = masked();
+    d.as_user("u");
+    let shown = d.sorted("UPDATE p SET n = n + 10 RETURNING id, secret, n");
+    assert_eq!(shown, ["1|****|11", "2|****|12"]);
+    assert_eq!(
+        d.rows("INSERT INTO p VALUES (3, 'topsecret3', 3) RETURNING *"),
+        ["3|****|3"]
+    );
+    assert_eq!(
+        d.rows("INSERT INTO p VALUES (3, 'other', 30) ON CONFLICT (id) DO UPDATE SET n = excluded.n RETURNING secret, n"),
+        ["****|30"]
+    );
+    // an expression over a masked column computes over the mask
+    assert_eq!(
+        d.rows("DELETE FROM p WHERE id = 3 RETURNING upper(secret), length(secret)"),
+        ["****|4"]
+    );
+    // the stored values are the real ones: a masked value passed back by an
+    // update or an upsert did not overwrite them
+    d.as_owner();
+    assert_eq!(
+        d.sorted("SELECT id, secret, n FROM p"),
+        ["1|topsecret1|11", "2|topsecret2|12"]
     );
 }

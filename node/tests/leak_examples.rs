@@ -641,6 +641,7 @@ fn run(case: &Case, seed: u64) {
             .unwrap();
     }
     let mut total = 0usize;
+    let mut written = 0usize;
     let mut counts = Vec::new();
     for (n, (principal, context)) in case.principals.iter().enumerate() {
         if n == case.principals.len() / 2 {
@@ -772,8 +773,21 @@ fn run(case: &Case, seed: u64) {
             &label,
         );
         total += compared;
+        let (w_ok, w_refused) = write_probes(
+            &mut s,
+            &conn,
+            &mut rng,
+            case,
+            &readable,
+            &secrets(&o, case, &readable, &bundle, &key),
+            &label,
+        );
+        written += w_ok;
+        eprintln!("{label}: {w_ok} writes returned what a SELECT shows, {w_refused} refused");
         s.set_access(Access::Owner).unwrap();
     }
+    // the write probes must have returned rows somewhere, not only failed
+    assert!(written > 0, "{}: no write probe returned rows", case.bundle);
     // the bundle must make a difference for the test to mean something: someone
     // sees rows, and someone sees fewer than all
     assert!(counts.iter().any(|(v, _)| *v > 0), "{counts:?}");
@@ -783,6 +797,137 @@ fn run(case: &Case, seed: u64) {
         case.bundle,
         case.principals.len()
     );
+}
+
+/// Text the principal must never see: values of rows hidden from it, of
+/// columns it may not read, and the raw form of cells it sees masked (less
+/// whatever it does see, and short values that would match by chance).
+fn secrets(
+    o: &Oracle<'_>,
+    case: &Case,
+    readable: &[Vec<bool>],
+    bundle: &Bundle,
+    key: &MaskKey,
+) -> Vec<String> {
+    let mut hidden = std::collections::BTreeSet::new();
+    let mut shown = std::collections::BTreeSet::new();
+    for (t, ok) in case.tables.iter().zip(readable) {
+        for row in &t.rows {
+            let visible = o.reads_row(t, row);
+            for ((c, v), ok) in t.cols.iter().zip(row).zip(ok) {
+                let Value::Text(raw) = v else { continue };
+                let unmasked = c
+                    .domain
+                    .is_none_or(|d| o.allows("Unmask", &format!("Domain::\"{d}\""), None));
+                if visible && *ok {
+                    if unmasked {
+                        shown.insert(raw.clone());
+                    } else {
+                        let d = c.domain.unwrap_or_default();
+                        if let Value::Text(m) = bundle.domains()[d].mask.apply(&c.ty, v, key, d) {
+                            shown.insert(m);
+                        }
+                        hidden.insert(raw.clone());
+                    }
+                } else {
+                    hidden.insert(raw.clone());
+                }
+            }
+        }
+    }
+    hidden
+        .into_iter()
+        .filter(|h| h.len() >= 5 && !shown.iter().any(|s| s.contains(h.as_str())))
+        .collect()
+}
+
+/// Writes with RETURNING as the principal, each rolled back: DELETE, a
+/// no-op UPDATE, INSERT ... SELECT of visible rows with ON CONFLICT DO
+/// NOTHING (every row collides) and DO UPDATE. What one returns must be
+/// what the oracle's SELECT of the same rows shows (the rows the principal
+/// sees, masked; nothing for DO NOTHING); one the bundle refuses must fail
+/// with nothing returned; no error may name a secret. Returns the probes
+/// that returned rows and those refused.
+fn write_probes(
+    s: &mut LocalSession,
+    conn: &rusqlite::Connection,
+    r: &mut Rng,
+    case: &Case,
+    readable: &[Vec<bool>],
+    secrets: &[String],
+    label: &str,
+) -> (usize, usize) {
+    let probes: usize = env_or("SB_LEAK_WRITES", 60);
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..probes {
+        let ti = r.below(case.tables.len() as u64) as usize;
+        let t = &case.tables[ti];
+        let cols = readable_cols(t, &readable[ti]);
+        if cols.is_empty() {
+            continue;
+        }
+        let q = t.name;
+        let w = pred(r, q, &cols, &t.rows, &t.cols, 2);
+        let list: Vec<String> = cols.iter().map(|c| format!("{q}.{}", c.name)).collect();
+        let list = list.join(", ");
+        let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+        let names = names.join(", ");
+        let first = cols[r.below(cols.len() as u64) as usize].name;
+        let (sql, nothing) = match r.below(4) {
+            0 => (format!("DELETE FROM {q} WHERE {w} RETURNING {list}"), false),
+            1 => (
+                format!("UPDATE {q} SET {first} = {first} WHERE {w} RETURNING {list}"),
+                false,
+            ),
+            2 => (
+                format!(
+                    "INSERT INTO {q} ({names}) SELECT {list} FROM {q} WHERE {w} ON CONFLICT DO NOTHING RETURNING {list}"
+                ),
+                true,
+            ),
+            _ => (
+                format!(
+                    "INSERT INTO {q} ({names}) SELECT {list} FROM {q} WHERE {w} ON CONFLICT (id) DO UPDATE SET {first} = excluded.{first} RETURNING {list}"
+                ),
+                false,
+            ),
+        };
+        s.execute("BEGIN").unwrap();
+        let res = s.execute(&sql);
+        s.execute("ROLLBACK").unwrap();
+        match res {
+            Ok(mut outs) => {
+                let Some(scratchbird_node::Outcome::Rows { batches, .. }) = outs.pop() else {
+                    panic!("{label}: {sql}: no rows");
+                };
+                let mut ours: Vec<Vec<String>> = batches
+                    .iter()
+                    .flat_map(|b| b.rows().unwrap())
+                    .map(|r| r.iter().map(display_value).collect())
+                    .collect();
+                let mut theirs = if nothing {
+                    Vec::new()
+                } else {
+                    common::sqlite_rows(conn, &format!("SELECT {list} FROM {q} WHERE {w}")).unwrap()
+                };
+                ours.sort();
+                theirs.sort();
+                assert_eq!(ours, theirs, "{label}: {sql}");
+                ok += usize::from(!ours.is_empty());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for x in secrets {
+                    assert!(
+                        !msg.contains(x.as_str()),
+                        "{label}: {sql}: the error names {x}: {msg}"
+                    );
+                }
+                refused += 1;
+            }
+        }
+    }
+    (ok, refused)
 }
 
 /// `sql` with every table a FROM or JOIN names read through its view

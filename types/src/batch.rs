@@ -672,6 +672,45 @@ impl<'b> BatchWriter<'b> {
         Ok(())
     }
 
+    /// Writes the values of one row at `row`, one per column (of the types
+    /// the layout has). Returns `false`, writing nothing, when the heap has
+    /// no room for the row's variable-length values (the caller ends the
+    /// batch before it).
+    ///
+    /// # Errors
+    /// Out of bounds, a value count other than the column count, or a value
+    /// not of its column's type.
+    pub fn put_row(&mut self, row: usize, values: &[Value]) -> Result<bool, TypeError> {
+        if values.len() != self.layout.columns.len() {
+            return Err(batch_err(
+                "a row with another number of values than columns",
+            ));
+        }
+        let types = self.layout.types();
+        let mut var = 0usize;
+        for (v, ty) in values.iter().zip(&types) {
+            if !v.is_null() && is_var(ty.physical()) {
+                var += crate::row::value_bytes_for(ty, v)?.as_slice().len();
+            }
+        }
+        if var > self.heap_remaining() {
+            return Ok(false);
+        }
+        for (c, (v, ty)) in values.iter().zip(&types).enumerate() {
+            if v.is_null() {
+                self.set_null(c, row)?;
+                continue;
+            }
+            match crate::row::value_bytes_for(ty, v)? {
+                crate::row::RawValue::Fixed(b, n) => {
+                    self.set_fixed(c, row, b.get(..n).unwrap_or_default())?;
+                }
+                crate::row::RawValue::Var(b) => self.set_bytes(c, row, b)?,
+            }
+        }
+        Ok(true)
+    }
+
     /// Records the row count and heap use in the header. Returns the row count.
     ///
     /// # Errors

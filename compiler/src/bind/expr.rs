@@ -61,7 +61,7 @@ impl<'c> Binder<'c> {
         }
     }
 
-    pub(super) fn boolean(&self, e: BExpr, clause: &str) -> Result<BExpr, CompileError> {
+    pub(crate) fn boolean(&self, e: BExpr, clause: &str) -> Result<BExpr, CompileError> {
         if e.ty == SqlType::Boolean {
             return Ok(e);
         }

@@ -32,6 +32,9 @@ mod query;
 mod recursive;
 mod select;
 mod window;
+mod write;
+
+pub(crate) use write::Changed;
 
 /// INTERSECT and EXCEPT operations in one statement, at most: each nests the
 /// plan a few levels (a run of UNIONs is bound flat, these are not).

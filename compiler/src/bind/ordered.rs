@@ -317,19 +317,7 @@ impl Binder<'_> {
             .chain(ordered_cols(&wins))
             .collect();
         let rel = self.window_rel(rel, wins)?;
-        let first = mk(
-            BK::Cmp(
-                CmpOp::Eq,
-                Box::new(self.col_expr(rn)?),
-                Box::new(BExpr::lit(Value::BigInt(1), SqlType::BigInt)),
-            ),
-            SqlType::Boolean,
-            false,
-        );
-        let rel = Rel::Filter {
-            input: Box::new(rel),
-            pred: first,
-        };
+        let rel = self.first_rows(rel, rn)?;
         if !keys.is_empty() {
             let exprs = outputs
                 .iter()

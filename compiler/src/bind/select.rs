@@ -18,37 +18,6 @@ enum Side {
 }
 
 impl<'c> Binder<'c> {
-    /// An expression over the columns of one table (UPDATE and DELETE).
-    pub(crate) fn bind_table_expr(
-        &mut self,
-        e: &Expr,
-        table: &TableDef,
-        cols: &[ColId],
-        qualifier: &str,
-    ) -> Result<BExpr, CompileError> {
-        let scope = Scope {
-            cols: table
-                .columns
-                .iter()
-                .zip(cols)
-                .map(|(c, id)| ScopeCol {
-                    qualifier: Some(qualifier.to_owned()),
-                    name: c.name.clone(),
-                    id: *id,
-                    hidden: false,
-                })
-                .collect(),
-        };
-        if contains_agg(e) {
-            return Err(CompileError::new(
-                codes::GROUPING,
-                "aggregate functions are not allowed here",
-            )
-            .at(pos_of(e)));
-        }
-        Ok(crate::fold::fold(self.expr(e, &scope, None)?))
-    }
-
     // ------------------------------------------------------------------- SELECT
 
     pub(super) fn select(
@@ -403,34 +372,7 @@ impl<'c> Binder<'c> {
                 break;
             }
         }
-        let rn = self.new_col("?distinct on?", SqlType::BigInt, false);
-        let rel = Rel::Window {
-            input: Box::new(rel),
-            partition: on_cols,
-            order: order.to_vec(),
-            funcs: vec![(
-                rn,
-                crate::logical::BWin {
-                    func: scratchbird_guest_ops::plan::WinFunc::RowNumber,
-                    arg: None,
-                    default: None,
-                    frame: scratchbird_guest_ops::plan::Frame::DEFAULT,
-                },
-            )],
-        };
-        let first = mk(
-            BK::Cmp(
-                CmpOp::Eq,
-                Box::new(self.col_expr(rn)?),
-                Box::new(BExpr::lit(Value::BigInt(1), SqlType::BigInt)),
-            ),
-            SqlType::Boolean,
-            false,
-        );
-        Ok(Rel::Filter {
-            input: Box::new(rel),
-            pred: first,
-        })
+        self.first_per(rel, on_cols, order.to_vec(), "?distinct on?")
     }
 
     /// The select list and ORDER BY keys of a query that does not aggregate.

@@ -251,6 +251,28 @@ fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, Host
     i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
 }
 
+/// A principal and what the bundle enforces for it on a table.
+type Enforced = (
+    Arc<crate::enforce::Principal>,
+    Arc<scratchbird_policy::derive::Enforcement>,
+);
+
+/// The principal the execution runs for and what the bundle enforces for it
+/// on `def` (its reasons to record noted); `None` for the owner.
+fn enforced<T: TxnSlot>(
+    st: &mut HostState<T>,
+    def: &scratchbird_storage::catalog::TableDef,
+    cat: &scratchbird_storage::catalog::Catalog,
+) -> Result<Option<Enforced>, HostError> {
+    let Access::Principal(p) = &st.access else {
+        return Ok(None);
+    };
+    let p = p.clone();
+    let enf = p.enforcement(def, cat)?;
+    note_recorded(&mut st.recorded, enf.recorded.iter());
+    Ok(Some((p, enf)))
+}
+
 fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostError> {
     let d = usize::try_from(decl)
         .ok()
@@ -294,6 +316,9 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         positions.push(pos);
     }
     let range = match &d.range {
+        ScanRangeDecl::Written { target } => {
+            return returned_open(st, &d, *target, def, &cat, &positions);
+        }
         ScanRangeDecl::All => ScanRange::All,
         ScanRangeDecl::Index {
             index,
@@ -315,13 +340,13 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     let layout = d
         .layout()
         .map_err(|e| HostError::refused_by("a declared layout", e))?;
-    let (guard, positions) = match &st.access {
-        Access::Owner => (None, positions),
-        Access::Principal(p) => {
+    let (guard, positions) = match enforced(st, def, &cat)? {
+        None => (None, positions),
+        Some((p, enf)) => {
             // an index range selects rows by the raw values of the index's
             // columns: those must be columns the principal reads unmasked
             let ranged: Vec<usize> = match &d.range {
-                ScanRangeDecl::All => Vec::new(),
+                ScanRangeDecl::All | ScanRangeDecl::Written { .. } => Vec::new(),
                 ScanRangeDecl::Index { index, .. } => cat
                     .index(*index)
                     .filter(|i| i.table == d.table)
@@ -340,10 +365,8 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             } else {
                 Vec::new()
             };
-            let enf = p.enforcement(def, &cat)?;
-            note_recorded(&mut st.recorded, enf.recorded.iter());
             (
-                ReadGuard::open(p, enf, def, &positions, &ranged, &keyed, &layout)?,
+                ReadGuard::open(&p, enf, def, &positions, &ranged, &keyed, &layout)?,
                 positions,
             )
         }
@@ -371,6 +394,67 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
 }
 
+/// Opens the read-back of write target `target` (a `RETURNING` clause) as
+/// scan `d` of table `def` (its columns at `positions`): the rows the
+/// target wrote so far, through the principal's read rules (see
+/// [`ReturnGuard`]).
+fn returned_open<T: TxnSlot>(
+    st: &mut HostState<T>,
+    d: &abi::ScanDecl,
+    target: u32,
+    def: &scratchbird_storage::catalog::TableDef,
+    cat: &scratchbird_storage::catalog::Catalog,
+    positions: &[usize],
+) -> Result<i32, HostError> {
+    if d.with_keys {
+        return Err(HostError::abi(
+            "a read-back of written rows declared with record keys",
+        ));
+    }
+    let w = usize::try_from(target)
+        .ok()
+        .filter(|w| *w < st.manifest.writes.len())
+        .ok_or_else(|| {
+            HostError::abi(format!("a read-back of undeclared write target {target}"))
+        })?;
+    if st.manifest.writes.get(w).map(|x| x.table) != Some(d.table) {
+        return Err(HostError::abi(format!(
+            "a read-back of write target {w} as a scan of another table"
+        )));
+    }
+    let layout = d
+        .layout()
+        .map_err(|e| HostError::refused_by("a declared layout", e))?;
+    let guard = match enforced(st, def, cat)? {
+        None => None,
+        Some((p, enf)) => Some(ReturnGuard::open(&p, enf, def, positions)?),
+    };
+    // the rows written so far; later ones are kept for a later read-back
+    let written = st
+        .targets
+        .get_mut(w)
+        .and_then(Option::as_mut)
+        .and_then(|t| t.returned.as_mut())
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut rows = Vec::with_capacity(written.len());
+    for r in &written {
+        rows.push(match &guard {
+            Some(g) => g.row(r, &mut st.counts)?,
+            None => positions
+                .iter()
+                .map(|p| r.get(*p).cloned().unwrap_or(Value::Null))
+                .collect(),
+        });
+    }
+    st.stats.rows_read += rows.len() as u64;
+    st.scans.push(Open::Returned {
+        rows: rows.into_iter(),
+        layout,
+    });
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+}
+
 fn scan_next<T: TxnSlot>(
     data: &mut [u8],
     st: &mut HostState<T>,
@@ -387,6 +471,41 @@ fn scan_next<T: TxnSlot>(
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     let sc = match open {
         Open::Table(sc) => sc,
+        Open::Returned { rows, layout } => {
+            let r = region(size, buf, len, layout.total_bytes())?;
+            if kbuf != 0 || klen != 0 {
+                return Err(HostError::abi(
+                    "a key buffer for a read-back of written rows",
+                ));
+            }
+            let slice = data
+                .get_mut(r)
+                .ok_or_else(|| HostError::internal("region"))?;
+            let mut w = BatchWriter::new(layout, slice)
+                .map_err(|e| HostError::internal_by("a returned batch", e))?;
+            let mut n = 0usize;
+            while n < layout.rows_max() as usize {
+                let Some(row) = rows.as_slice().first() else {
+                    break;
+                };
+                if !w
+                    .put_row(n, row)
+                    .map_err(|e| HostError::internal_by("a returned row", e))?
+                {
+                    if n == 0 {
+                        return Err(HostError::internal(
+                            "one returned row does not fit a whole batch",
+                        ));
+                    }
+                    break;
+                }
+                rows.next();
+                n += 1;
+            }
+            w.finish(n)
+                .map_err(|e| HostError::internal_by("a returned batch", e))?;
+            return i32::try_from(n).map_err(|_| HostError::internal("batch size"));
+        }
         Open::Input {
             input,
             layout,
@@ -571,12 +690,71 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             def.name
         )));
     }
-    if d.kind == WriteKind::Update && positions.len() != def.columns.len() {
+    if d.kind == WriteKind::Upsert && positions.len() != def.columns.len() {
         return Err(HostError::refused(format!(
-            "an update of {} must carry every column of the table",
+            "an upsert into {} must carry every column of the table",
             def.name
         )));
     }
+    // the table positions a row named by its key has replaced
+    let replaced: Vec<usize> = match d.kind {
+        WriteKind::Update => positions.clone(),
+        WriteKind::Upsert => {
+            let mut v = Vec::with_capacity(d.sets.len());
+            for i in &d.sets {
+                let p = usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| positions.get(i))
+                    .ok_or_else(|| {
+                        HostError::abi(format!(
+                            "an upsert sets column {i}, which it does not carry"
+                        ))
+                    })?;
+                if v.contains(p) {
+                    return Err(HostError::abi("an upsert sets a column twice"));
+                }
+                v.push(*p);
+            }
+            v
+        }
+        WriteKind::Insert | WriteKind::Delete if !d.sets.is_empty() => {
+            return Err(HostError::abi(
+                "only an upsert lists the columns a replacement sets",
+            ));
+        }
+        WriteKind::Insert | WriteKind::Delete => Vec::new(),
+    };
+    let skip = match d.on_conflict {
+        OnConflict::Fail => Skip::Never,
+        OnConflict::Skip(_) if d.kind != WriteKind::Insert => {
+            return Err(HostError::abi(
+                "only an insert may skip rows a unique key refuses",
+            ));
+        }
+        OnConflict::Skip(None) => Skip::AnyKey,
+        OnConflict::Skip(Some(Arbiter::PrimaryKey)) if def.primary_key.is_empty() => {
+            return Err(HostError::refused(format!(
+                "table {} has no primary key to decide conflicts by",
+                def.name
+            )));
+        }
+        OnConflict::Skip(Some(Arbiter::PrimaryKey)) => Skip::PrimaryKey,
+        OnConflict::Skip(Some(Arbiter::Index(i))) => match cat.index(i) {
+            Some(x) if x.table == d.table && x.unique => Skip::Index(x.name.clone()),
+            _ => {
+                return Err(HostError::refused(format!(
+                    "unique index {i} of table {} does not exist (any more); compile the statement again",
+                    def.name
+                )));
+            }
+        },
+    };
+    let target = u32::try_from(w).unwrap_or(u32::MAX);
+    let returning = st
+        .manifest
+        .scans
+        .iter()
+        .any(|s| s.table == d.table && s.range == ScanRangeDecl::Written { target });
     let defaults = def
         .columns
         .iter()
@@ -585,13 +763,9 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
     let layout = d
         .layout()
         .map_err(|e| HostError::refused_by("a declared layout", e))?;
-    let guard = match &st.access {
-        Access::Owner => None,
-        Access::Principal(p) => {
-            let enf = p.enforcement(def, &cat)?;
-            note_recorded(&mut st.recorded, enf.recorded.iter());
-            Some(WriteGuard::open(p, enf, def, d.kind)?)
-        }
+    let guard = match enforced(st, def, &cat)? {
+        None => None,
+        Some((p, enf)) => Some(WriteGuard::open(&p, enf, def, d.kind)?),
     };
     if let Some(slot) = st.targets.get_mut(w) {
         *slot = Some(Target {
@@ -601,9 +775,27 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             defaults,
             layout,
             guard,
+            skip,
+            replaced,
+            returned: returning.then(Vec::new),
+            returned_bytes: 0,
+            upserted: std::collections::HashSet::new(),
         });
     }
     Ok(())
+}
+
+/// Roughly the bytes a row kept in memory takes.
+fn row_bytes(row: &[Value]) -> usize {
+    row.iter()
+        .map(|v| {
+            16 + match v {
+                Value::Text(s) => s.len(),
+                Value::Blob(b) => b.len(),
+                _ => 0,
+            }
+        })
+        .sum()
 }
 
 fn write<T: TxnSlot>(
@@ -625,91 +817,187 @@ fn write<T: TxnSlot>(
     let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
     let view = BatchView::new(&t.layout, bytes).map_err(|e| HostError::abi_by("write batch", e))?;
     check_heap_use(&view, &t.layout, bytes)?;
-    let mut affected = 0i64;
     let (table, kind) = (t.table, t.kind);
     let positions = t.positions.clone();
+    let replaced = t.replaced.clone();
     let defaults = t.defaults.clone();
     let guard = t.guard.as_ref();
+    let keep = t.returned.is_some();
     // every row is checked before any is written: a refused row leaves the batch
     // unapplied (and the caller undoes the statement)
-    let mut planned: Vec<(Option<RecordKey>, Option<Vec<Value>>)> = Vec::with_capacity(view.rows());
+    let mut planned: Vec<Planned> = Vec::with_capacity(view.rows());
     for r in 0..view.rows() {
         let vals = view
             .row(r)
             .map_err(|e| HostError::abi_by(format!("write batch, row {r}"), e))?;
-        match kind {
-            WriteKind::Insert => {
-                let mut row = defaults.clone();
-                for (v, p) in vals.into_iter().zip(&positions) {
-                    if let Some(slot) = row.get_mut(*p) {
-                        *slot = v;
-                    }
-                }
-                if let Some(g) = guard {
-                    g.check_new(&row)?;
-                }
-                planned.push((None, Some(row)));
-            }
-            WriteKind::Update | WriteKind::Delete => {
-                let mut it = vals.into_iter();
-                let Some(Value::Blob(k)) = it.next() else {
+        let mut it = vals.into_iter();
+        let key = match kind {
+            WriteKind::Insert => None,
+            WriteKind::Update | WriteKind::Delete => match it.next() {
+                Some(Value::Blob(k)) => Some(RecordKey::from_bytes(k)),
+                _ => {
                     return Err(HostError::abi(
                         "an update or delete row without its record key",
                     ));
-                };
-                let key = RecordKey::from_bytes(k);
-                let mut row = None;
-                if kind == WriteKind::Update {
-                    let mut new = defaults.clone();
-                    for (v, p) in it.zip(&positions) {
-                        if let Some(slot) = new.get_mut(*p) {
-                            *slot = v;
-                        }
-                    }
-                    row = Some(new);
                 }
-                if let Some(g) = guard {
-                    // the key names a row the principal sees, or no row at all
-                    let Some(old) = st.txn.get()?.get_by_key(table, &key)? else {
-                        continue;
-                    };
-                    if !g.visible(&old)? {
-                        continue;
-                    }
-                    if let Some(new) = row.as_mut() {
-                        g.unmask_update(&old, new);
-                        g.check_new(new)?;
-                    }
+            },
+            WriteKind::Upsert => match it.next() {
+                Some(Value::Blob(k)) => Some(RecordKey::from_bytes(k)),
+                Some(Value::Null) => None,
+                _ => {
+                    return Err(HostError::abi(
+                        "an upsert row without its record key or NULL",
+                    ));
                 }
-                planned.push((Some(key), row));
+            },
+        };
+        let given: Vec<Value> = it.collect();
+        let mut old = None;
+        if let Some(k) = &key
+            && (guard.is_some() || keep || kind != WriteKind::Delete)
+        {
+            // the key names a row the principal sees, or no row at all
+            let Some(o) = st.txn.get()?.get_by_key(table, k)? else {
+                continue;
+            };
+            if let Some(g) = guard
+                && !g.visible(&o)?
+            {
+                continue;
             }
+            old = Some(o);
         }
+        let mut row = match (&old, kind) {
+            (_, WriteKind::Delete) => None,
+            // a replacement: the stored row with the columns it sets
+            (Some(o), _) => {
+                let mut new = o.clone();
+                for (v, p) in given.into_iter().zip(&positions) {
+                    if replaced.contains(p)
+                        && let Some(slot) = new.get_mut(*p)
+                    {
+                        *slot = v;
+                    }
+                }
+                Some(new)
+            }
+            (None, _) => {
+                let mut new = defaults.clone();
+                for (v, p) in given.into_iter().zip(&positions) {
+                    if let Some(slot) = new.get_mut(*p) {
+                        *slot = v;
+                    }
+                }
+                Some(new)
+            }
+        };
+        if let Some(g) = guard
+            && let Some(new) = row.as_mut()
+        {
+            if let Some(o) = &old {
+                g.unmask_update(o, new);
+            }
+            g.check_new(new)?;
+        }
+        planned.push(Planned { key, row, old });
     }
     if kind == WriteKind::Insert && st.manifest.is_load() {
         // a COPY's rows: appended straight into pages when they come in key
         // order (the storage decides), else one by one
-        let rows: Vec<Vec<Value>> = planned.into_iter().filter_map(|(_, r)| r).collect();
+        let rows: Vec<Vec<Value>> = planned.into_iter().filter_map(|p| p.row).collect();
         let n = st.txn.get()?.insert_many(table, rows)?;
         st.stats.rows_written += n;
         return i64::try_from(n).map_err(|_| HostError::internal("rows written"));
     }
-    for (key, row) in planned {
-        let txn = st.txn.get()?;
-        match (key, row) {
-            (None, Some(row)) => {
-                txn.insert(table, row)?;
-                affected += 1;
+    let (affected, kept) = apply(st, w, table, kind, planned)?;
+    st.stats.rows_written += affected as u64;
+    if let Some(t) = st.targets.get_mut(w).and_then(Option::as_mut)
+        && let Some(list) = t.returned.as_mut()
+    {
+        for r in kept {
+            t.returned_bytes += row_bytes(&r);
+            if t.returned_bytes > st.result_bytes_max {
+                return Err(HostError::internal(format!(
+                    "the rows RETURNING would show take more than {} bytes",
+                    st.result_bytes_max
+                )));
             }
-            (Some(key), row) => {
-                let done = match row {
-                    None => txn.delete(table, &key)?,
-                    Some(row) => txn.update(table, &key, row)?,
-                };
-                affected += i64::from(done);
+            list.push(r);
+        }
+    }
+    Ok(affected)
+}
+
+/// A row of a write batch, checked: its record key (update, delete, an
+/// upsert's replacement), its new values (insert, update, upsert), and the
+/// stored row it replaces or removes (when a guard or RETURNING needed it).
+struct Planned {
+    key: Option<RecordKey>,
+    row: Option<Vec<Value>>,
+    old: Option<Vec<Value>>,
+}
+
+/// Applies the checked rows of a batch to target `w` (of `table`). Returns
+/// the rows affected and, when the target keeps them for RETURNING, the
+/// rows as stored (the new rows; a delete's removed rows).
+fn apply<T: TxnSlot>(
+    st: &mut HostState<T>,
+    w: usize,
+    table: TableId,
+    kind: WriteKind,
+    planned: Vec<Planned>,
+) -> Result<(i64, Vec<Vec<Value>>), HostError> {
+    let t = st
+        .targets
+        .get_mut(w)
+        .and_then(Option::as_mut)
+        .ok_or_else(|| HostError::internal("target"))?;
+    let keep = t.returned.is_some();
+    let skip = t.skip.clone();
+    let mut upserted = std::mem::take(&mut t.upserted);
+    let mut affected = 0i64;
+    let mut kept = Vec::new();
+    for p in planned {
+        let txn = st.txn.get()?;
+        match (p.key, p.row) {
+            (None, Some(row)) => {
+                let copy = keep.then(|| row.clone());
+                match txn.insert(table, row) {
+                    Ok(k) => {
+                        if kind == WriteKind::Upsert {
+                            upserted.insert(k.as_bytes().to_vec());
+                        }
+                    }
+                    Err(e) if skip.skips(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                affected += 1;
+                kept.extend(copy);
+            }
+            (Some(key), Some(row)) => {
+                if kind == WriteKind::Upsert && !upserted.insert(key.as_bytes().to_vec()) {
+                    return Err(HostError::Sql {
+                        code: ErrorCode::CardinalityViolation,
+                        detail: "ON CONFLICT DO UPDATE command cannot affect row a second time: two rows proposed for insertion have the same constrained values".into(),
+                    });
+                }
+                let copy = keep.then(|| row.clone());
+                if txn.update(table, &key, row)? {
+                    affected += 1;
+                    kept.extend(copy);
+                }
+            }
+            (Some(key), None) => {
+                if txn.delete(table, &key)? {
+                    affected += 1;
+                    kept.extend(p.old.filter(|_| keep));
+                }
             }
             (None, None) => {}
         }
     }
-    st.stats.rows_written += affected as u64;
-    Ok(affected)
+    if let Some(t) = st.targets.get_mut(w).and_then(Option::as_mut) {
+        t.upserted = upserted;
+    }
+    Ok((affected, kept))
 }

@@ -1,11 +1,13 @@
 //! The wasmtime sandbox: one engine per node, compiled modules cached by hash, and
 //! executions bounded in memory, stack, time and output.
 
-use crate::enforce::{Access, ReadCounts, ReadGuard, WriteGuard};
+use crate::enforce::{Access, ReadCounts, ReadGuard, ReturnGuard, WriteGuard};
 use crate::error::HostError;
 use crate::limits::{EPOCH_TICK_MS, SandboxLimits};
 use crate::validate::validate;
-use scratchbird_guest_ops::abi::{self, ErrorCode, PlanManifest, ScanRangeDecl, WriteKind};
+use scratchbird_guest_ops::abi::{
+    self, Arbiter, ErrorCode, OnConflict, PlanManifest, ScanRangeDecl, WriteKind,
+};
 use scratchbird_storage::scan::{ScanCursor, ScanRange, ScanSpec};
 use scratchbird_storage::{RecordKey, Transaction};
 use scratchbird_types::batch::{BatchLayout, BatchView, BatchWriter};
@@ -382,11 +384,53 @@ struct Target {
     layout: BatchLayout,
     /// The bundle's grant, write predicate and row re-checks for the principal.
     guard: Option<WriteGuard>,
+    /// Which rows a unique key refuses an insert skips.
+    skip: Skip,
+    /// The table positions a row named by its key (an update's, an
+    /// upsert's replacement) takes from the batch; the others keep their
+    /// stored values.
+    replaced: Vec<usize>,
+    /// The rows written so far (as stored), kept for the read-back a
+    /// `RETURNING` clause declares; `None` when the module declares none.
+    returned: Option<Vec<Vec<Value>>>,
+    /// Bytes `returned` holds (roughly), bounded by the result limit.
+    returned_bytes: usize,
+    /// The records an upsert has replaced or inserted: each at most once.
+    upserted: std::collections::HashSet<Vec<u8>>,
 }
 
-/// An open scan handle: a table cursor, or a merge stage's input.
+/// Which refusals of a unique key an insert skips (`ON CONFLICT DO
+/// NOTHING`) rather than fails on.
+#[derive(Debug, Clone)]
+enum Skip {
+    Never,
+    AnyKey,
+    PrimaryKey,
+    /// The unique index of this name.
+    Index(String),
+}
+
+impl Skip {
+    fn skips(&self, e: &scratchbird_storage::StorageError) -> bool {
+        use scratchbird_storage::StorageError as E;
+        match (self, e) {
+            (Self::AnyKey, E::PrimaryKeyViolation { .. } | E::UniqueViolation { .. })
+            | (Self::PrimaryKey, E::PrimaryKeyViolation { .. }) => true,
+            (Self::Index(n), E::UniqueViolation { index, .. }) => index == n,
+            _ => false,
+        }
+    }
+}
+
+/// An open scan handle: a table cursor, a merge stage's input, or the rows
+/// a write target wrote, read back for `RETURNING`.
 enum Open {
     Table(Box<OpenScan>),
+    Returned {
+        /// The returned columns of each row, already filtered and masked.
+        rows: std::vec::IntoIter<Vec<Value>>,
+        layout: BatchLayout,
+    },
     Input {
         /// Which of the stage's inputs.
         input: usize,

@@ -685,3 +685,45 @@ pub fn compare_against(
     }
     (compared, skipped, mismatches)
 }
+
+/// Writes into `dir` a bundle over one table `table` (Cedar entity `entity`
+/// with attributes `attrs`) in which everyone may do everything, with users
+/// `u` and `w`, and in which `u` sees domain `code` (base type `base`)
+/// redacted.
+pub fn redacting_bundle(dir: &std::path::Path, table: &str, entity: &str, attrs: &str, base: &str) {
+    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "schema.cedarschema",
+        format!(
+            r#"entity User;
+entity Table;
+entity Column;
+entity Domain = {{ base: String, mask: String, check?: String }};
+@table("{table}")
+entity {entity} = {attrs};
+type Session = {{}};
+action Select, Insert, Update, Delete appliesTo {{ principal: User, resource: Table, context: Session }};
+action Read, Write appliesTo {{ principal: User, resource: [{entity}], context: Session }};
+action ReadColumn appliesTo {{ principal: User, resource: Column, context: Session }};
+action Unmask appliesTo {{ principal: User, resource: Domain, context: Session }};
+"#
+        ),
+    );
+    write(
+        "policies.cedar",
+        r#"@id("all")
+permit (principal, action, resource);
+@id("masked-for-u")
+forbid (principal == User::"u", action == Action::"Unmask", resource);
+"#
+        .to_owned(),
+    );
+    write(
+        "entities.json",
+        format!(
+            r#"[{{"uid": {{"type": "User", "id": "u"}}, "attrs": {{}}, "parents": []}},
+{{"uid": {{"type": "User", "id": "w"}}, "attrs": {{}}, "parents": []}},
+{{"uid": {{"type": "Domain", "id": "code"}}, "attrs": {{"base": "{base}", "mask": "redact"}}, "parents": []}}]"#
+        ),
+    );
+}
