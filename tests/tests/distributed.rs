@@ -678,6 +678,48 @@ fn writes_that_would_touch_two_shards_are_refused_and_write_nothing() {
             .unwrap(),
         ["5"]
     );
+    // RETURNING and ON CONFLICT run on the shard the row is on, and answer
+    // with rows through the coordinator
+    assert_eq!(
+        three
+            .ops(
+                1,
+                &format!("UPDATE t SET g = 6 WHERE id = {a} RETURNING id, g")
+            )
+            .unwrap(),
+        [format!("{a}|6")]
+    );
+    assert_eq!(
+        three
+            .ops(
+                2,
+                &format!("INSERT INTO t VALUES ({a}, 7, 'u'), ({a} + 0, 8, 'v') ON CONFLICT (id) DO NOTHING RETURNING g")
+            )
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        three
+            .ops(
+                0,
+                &format!("INSERT INTO t VALUES ({a}, 7, 'u') ON CONFLICT (id) DO UPDATE SET g = t.g + excluded.g RETURNING g, s")
+            )
+            .unwrap(),
+        ["13|'x'"]
+    );
+    // an upsert whose rows are for two shards is refused as an INSERT is
+    refused(&format!(
+        "INSERT INTO t VALUES ({a}, 1, 'x'), ({b}, 2, 'y') ON CONFLICT (id) DO UPDATE SET g = 0 RETURNING id"
+    ));
+    assert_eq!(
+        three
+            .ops(1, &format!("DELETE FROM t WHERE id = {a} RETURNING id, g"))
+            .unwrap(),
+        [format!("{a}|13")]
+    );
+    three
+        .ops(1, &format!("INSERT INTO t VALUES ({a}, 5, 'x')"))
+        .unwrap();
     // the placing value of a row cannot move it to another shard
     let e = three
         .ops(0, &format!("UPDATE t SET id = {b} WHERE id = {a}"))

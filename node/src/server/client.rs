@@ -548,12 +548,30 @@ fn run_job(session: &mut Session, job: Job, shared: &Shared) {
         Ok(())
     })));
     let mut last = Instant::now();
-    let r = session.execute_each(&claim, &mut |o| {
-        let d = done_of(o, last.elapsed());
+    let r = session.execute_each(&claim, &mut |mut o| {
+        // rows not streamed (a write's RETURNING: released once the
+        // statement is done) go before its end
+        let mut held_rows = Vec::new();
+        if let Outcome::Rows {
+            columns: c,
+            batches,
+            ..
+        } = &mut o
+        {
+            *lock(&columns) = Some(Response::Columns(c.clone()));
+            held_rows = std::mem::take(batches);
+        }
+        let rows: u64 = held_rows.iter().map(|b| b.row_count() as u64).sum();
+        let was_rows = matches!(o, Outcome::Rows { .. });
+        let mut d = done_of(o, last.elapsed());
+        if was_rows {
+            d.rows = rows;
+        }
         last = Instant::now();
         // a query that returned no batch still sends its columns
         let first = lock(&columns).take();
-        for r in first.into_iter().chain([Response::Done(d)]) {
+        let batches = held_rows.into_iter().map(|b| Response::Batch(wire(b)));
+        for r in first.into_iter().chain(batches).chain([Response::Done(d)]) {
             tx.blocking_send(r).map_err(|_| {
                 SessionError::Host(HostError::Cancelled("the client went away".into()))
             })?;
