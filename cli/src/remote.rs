@@ -250,22 +250,18 @@ pub(crate) async fn shell(
             continue;
         }
         if buf.is_empty()
+            && let Some(sql) = crate::sql::describe_query(&line)
+        {
+            ok &= run_text(client, &sql, &args).await;
+            continue;
+        }
+        if buf.is_empty()
             && line.trim_start().starts_with('\\')
             && !line.trim_start().starts_with("\\consistency")
         {
-            match crate::sql::shell_command(&line, &mut args) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    ok = false;
-                }
-                None => {
-                    eprintln!(
-                        "error: {} is not a command of this shell: \\? lists them",
-                        line.trim()
-                    );
-                    ok = false;
-                }
+            if let Err(e) = crate::sql::shell_line(&line, &mut args) {
+                eprintln!("error: {e}");
+                ok = false;
             }
             continue;
         }

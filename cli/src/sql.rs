@@ -256,11 +256,64 @@ pub(crate) fn print_rows(
 pub(crate) const SHELL_HELP: &str = "\\q                 quit (also quit, exit, Ctrl-D)
 \\copy t [(cols)] FROM 'file' [WITH (FORMAT csv, HEADER, ...)]
                    load a file's rows into t, with progress (also sb load)
+\\d [NAME]          the tables and views you may see; with NAME, its columns and keys
+\\dt [PATTERN]      tables (PATTERN: a name, * for any characters)
+\\dv [PATTERN]      views
 \\timing [on|off]   print how long each statement took
 \\x [on|off]        one block per row, a line per column (the table format)
 \\consistency MODE  how statements read across shards (with --connect)
 \\?                 this help
 End a statement with ';'. sb sql --help lists the options.";
+
+/// The statements a describing line of the shell runs (`\d`, `\dt`, `\dv`,
+/// `\d NAME`): queries over `information_schema`, whose rows the shard's host
+/// limits to what the user may see. `None` when `line` is not one.
+pub(crate) fn describe_query(line: &str) -> Option<String> {
+    let line = line.trim().trim_end_matches(';');
+    let (cmd, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let name = rest.trim();
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let pattern = |s: &str| lit(&s.replace('*', "%"));
+    let list = |kind: Option<&str>| {
+        let mut w = Vec::new();
+        if let Some(k) = kind {
+            w.push(format!("table_type = {}", lit(k)));
+        }
+        if !name.is_empty() {
+            w.push(format!("table_name LIKE {}", pattern(name)));
+        }
+        format!(
+            "SELECT table_name AS name, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END AS type FROM information_schema.tables{} ORDER BY table_name",
+            if w.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", w.join(" AND "))
+            }
+        )
+    };
+    Some(match cmd {
+        "\\d" if name.is_empty() => list(None),
+        "\\dt" => list(Some("BASE TABLE")),
+        "\\dv" => list(Some("VIEW")),
+        "\\d" => format!(
+            "SELECT column_name AS column, CASE WHEN character_maximum_length IS NOT NULL THEN data_type || '(' || CAST(character_maximum_length AS TEXT) || ')' WHEN data_type = 'numeric' THEN 'numeric(' || CAST(numeric_precision AS TEXT) || ',' || CAST(numeric_scale AS TEXT) || ')' ELSE data_type END AS type, CASE is_nullable WHEN 'NO' THEN 'not null' ELSE '' END AS nullable, coalesce(column_default, '') AS default, coalesce(domain_name, '') AS domain FROM information_schema.columns WHERE table_name = {0} ORDER BY ordinal_position; \
+             SELECT c.constraint_name AS key, c.constraint_type AS type, coalesce(string_agg(k.column_name, ', ' ORDER BY k.ordinal_position), '') AS columns FROM information_schema.table_constraints c LEFT JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name AND k.table_name = c.table_name WHERE c.table_name = {0} GROUP BY c.constraint_name, c.constraint_type ORDER BY c.constraint_type, c.constraint_name",
+            lit(name)
+        ),
+        _ => return None,
+    })
+}
+
+/// Runs a line of the shell's own on `args`: an error for one it does not
+/// know.
+pub(crate) fn shell_line(line: &str, args: &mut SqlArgs) -> Result<(), String> {
+    shell_command(line, args).unwrap_or_else(|| {
+        Err(format!(
+            "{} is not a command of this shell: \\? lists them",
+            line.trim()
+        ))
+    })
+}
 
 /// Runs a line of the shell's own (`\timing`, `\x`, `\?`) on `args`;
 /// `None` when `line` is not one of them.
@@ -657,20 +710,16 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
             ok &= run_copy(&mut session, line.trim(), &args);
             continue;
         }
+        if buf.is_empty()
+            && let Some(sql) = describe_query(&line)
+        {
+            ok &= run_text(&mut session, &sql, &args);
+            continue;
+        }
         if buf.is_empty() && line.trim_start().starts_with('\\') {
-            match shell_command(&line, &mut args) {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    eprintln!("error: {e}");
-                    ok = false;
-                }
-                None => {
-                    eprintln!(
-                        "error: {} is not a command of this shell: \\? lists them",
-                        line.trim()
-                    );
-                    ok = false;
-                }
+            if let Err(e) = shell_line(&line, &mut args) {
+                eprintln!("error: {e}");
+                ok = false;
             }
             continue;
         }

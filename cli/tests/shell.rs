@@ -56,7 +56,7 @@ fn timing_and_expanded_display_change_what_follows() {
         "{out}"
     );
     // \? lists the commands
-    for c in ["\\timing", "\\x", "\\q", "\\consistency"] {
+    for c in ["\\timing", "\\x", "\\q", "\\consistency", "\\d", "\\dt"] {
         assert!(out.contains(c), "{c} in the help: {out}");
     }
 }
@@ -64,12 +64,12 @@ fn timing_and_expanded_display_change_what_follows() {
 #[test]
 fn an_unknown_command_or_argument_is_an_error_and_the_shell_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let o = shell(dir.path(), "\\d\n\\x maybe\nSELECT 5 AS a;\n");
+    let o = shell(dir.path(), "\\dz\n\\x maybe\nSELECT 5 AS a;\n");
     let out = String::from_utf8(o.stdout).unwrap();
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(!o.status.success(), "a failed line fails a script");
     assert!(
-        err.contains("\\d is not a command of this shell: \\? lists them"),
+        err.contains("\\dz is not a command of this shell: \\? lists them"),
         "{err}"
     );
     assert!(err.contains("\\x takes on or off, not \"maybe\""), "{err}");
@@ -97,4 +97,45 @@ fn an_unknown_command_or_argument_is_an_error_and_the_shell_goes_on() {
     let err = String::from_utf8(o.stderr).unwrap();
     assert!(err.contains("\\x applies to the table format"), "{err}");
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "a\n6\n");
+}
+
+#[test]
+fn describing_commands_list_tables_views_and_a_table_s_columns_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = shell(
+        dir.path(),
+        "CREATE DOMAIN email AS VARCHAR(50);\n\
+         CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT 'n', mail email UNIQUE, score DECIMAL(10,2));\n\
+         CREATE TABLE other (x INTEGER);\n\
+         CREATE VIEW names AS SELECT name FROM person;\n\
+         \\d\n\\dt\n\\dv\n\\dt p*\n\\d person\n",
+    );
+    let out = String::from_utf8(o.stdout).unwrap();
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(o.status.success(), "{err}");
+    // \d: tables and views
+    assert!(
+        out.contains(
+            "name   | type\n-------+------\nnames  | view\nother  | table\nperson | table\n(3 rows)"
+        ),
+        "{out}"
+    );
+    // \dt, \dv, a pattern
+    assert!(
+        out.contains("other  | table\nperson | table\n(2 rows)"),
+        "{out}"
+    );
+    assert!(out.contains("names | view\n(1 row)"), "{out}");
+    assert!(out.contains("person | table\n(1 row)"), "{out}");
+    // \d NAME: columns with their types, then the keys
+    for line in [
+        "id     | integer               | not null |         |",
+        "name   | text                  | not null | 'n'     |",
+        "mail   | character varying(50) |          |         | email",
+        "score  | numeric(10,2)         |          |         |",
+        "person_pkey     | PRIMARY KEY | id",
+        "person_mail_key | UNIQUE      | mail",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
 }

@@ -1164,6 +1164,9 @@ fn finish_select(
         .collect();
     let init_rels: Vec<&Rel> = inits.iter().map(|(_, r)| r).collect();
     let route = route::of(&rel, &init_rels);
+    // a catalog view is whole on every shard: read beside tables spread
+    // over several, the statement runs on one shard or is refused
+    let views = rel.reads_catalog_views() || init_rels.iter().any(|r| r.reads_catalog_views());
     let mut meta = b.meta.clone();
     // init plans that read tables must see every shard's rows: such a statement
     // stays whole; the others (the sets of IN lists) run in both stages
@@ -1252,7 +1255,7 @@ fn finish_select(
         manifest,
         columns,
         merge,
-        single_shard: cut.single_shard,
+        single_shard: cut.single_shard || (views && !route.reads.is_empty()),
         correlated: b.correlated.clone(),
         schema: cat.version(),
         route,

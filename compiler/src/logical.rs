@@ -413,10 +413,21 @@ impl Rel {
     /// the set of an IN list of constants, can run in any stage).
     #[must_use]
     pub fn reads_tables(&self) -> bool {
+        self.scans_any(&|_| true)
+    }
+
+    /// Whether it reads a catalog view (`information_schema.tables`, ...).
+    #[must_use]
+    pub fn reads_catalog_views(&self) -> bool {
+        self.scans_any(&|t| scratchbird_types::infoschema::View::by_id(t.id).is_some())
+    }
+
+    /// Whether it scans a table for which `f` holds.
+    fn scans_any(&self, f: &dyn Fn(&TableDef) -> bool) -> bool {
         match self {
-            Rel::Scan { .. } => true,
+            Rel::Scan { table, .. } => f(table),
             Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => false,
-            Rel::Recursive { base, step, .. } => base.reads_tables() || step.reads_tables(),
+            Rel::Recursive { base, step, .. } => base.scans_any(f) || step.scans_any(f),
             Rel::Filter { input, .. }
             | Rel::Project { input, .. }
             | Rel::Aggregate { input, .. }
@@ -424,11 +435,11 @@ impl Rel {
             | Rel::Limit { input, .. }
             | Rel::Repeat { input, .. }
             | Rel::Window { input, .. }
-            | Rel::Distinct { input } => input.reads_tables(),
+            | Rel::Distinct { input } => input.scans_any(f),
             Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
-                left.reads_tables() || right.reads_tables()
+                left.scans_any(f) || right.scans_any(f)
             }
-            Rel::UnionAll { inputs, .. } => inputs.iter().any(Rel::reads_tables),
+            Rel::UnionAll { inputs, .. } => inputs.iter().any(|i| i.scans_any(f)),
         }
     }
 

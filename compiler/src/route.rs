@@ -13,6 +13,7 @@
 use crate::logical::{BExpr, BK, ColId, Rel};
 use scratchbird_guest_ops::abi::ScanRangeDecl;
 use scratchbird_guest_ops::plan::CmpOp;
+use scratchbird_types::infoschema::View;
 use scratchbird_types::placement;
 use scratchbird_types::schema::{Distribution, TableDef};
 use scratchbird_types::{SqlType, TableId, Value};
@@ -138,11 +139,13 @@ pub(crate) fn change(route: &Route, table: &TableDef) -> TableRoute {
 
 fn walk<'a>(rel: &'a Rel, conds: &mut Vec<&'a BExpr>, out: &mut Vec<TableRoute>) {
     match rel {
-        // rows the statement wrote, read back for RETURNING: no read of the table
+        // rows the statement wrote, read back for RETURNING, and catalog
+        // views (every shard's catalog is the same): no read of a table
         Rel::Scan {
             range: ScanRangeDecl::Written { .. },
             ..
         } => {}
+        Rel::Scan { table, .. } if View::by_id(table.id).is_some() => {}
         Rel::Scan { table, cols, .. } => out.push(scan(table, cols, conds)),
         Rel::Filter { input, pred } => {
             let n = conds.len();

@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod envelope;
 pub mod error;
 pub mod exec;
+mod infoschema;
 pub mod limits;
 pub mod sandbox;
 pub mod validate;

@@ -437,6 +437,39 @@ mod review {
         healthy(&f);
     }
 
+    /// A catalog view is read whole: no record keys, no index range, only
+    /// its own columns.
+    #[test]
+    fn catalog_view_scans_outside_their_rules_are_refused() {
+        use scratchbird_guest_ops::abi::ScanColumn;
+        use scratchbird_types::infoschema::View;
+        let f = fixture();
+        let open = wrap(r#"(func (export "sb_main") (drop (call $open (i32.const 0))))"#);
+        let view = View::Tables.def();
+        let mut m = manifest(&f);
+        m.scans[0].table = view.id;
+        // a column of a table, not of the view
+        let e = run(&f, &module(&open, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Refused { what, .. } if what.contains("has no column")),
+            "{e:?}"
+        );
+        m.scans[0].columns = vec![ScanColumn {
+            id: view.columns[2].id,
+            ty: view.columns[2].ty,
+        }];
+        m.scans[0].heap_bytes = 4096;
+        m.scans[0].with_keys = true;
+        let e = run(&f, &module(&open, &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what, .. } if what.contains("catalog view")),
+            "{e:?}"
+        );
+        m.scans[0].with_keys = false;
+        assert_eq!(run(&f, &module(&open, &m)).unwrap(), 0);
+        healthy(&f);
+    }
+
     #[test]
     fn plan_sections_that_are_huge_or_not_canonical_are_refused() {
         let f = fixture();

@@ -1035,3 +1035,65 @@ fn returning_masks_what_a_select_masks() {
         ["1|topsecret1|11", "2|topsecret2|12"]
     );
 }
+
+/// The catalog views list what the principal may see: tables it holds a
+/// grant on (a table the bundle does not know is no one's), the columns it
+/// may read, the views whose tables it sees, and keys over readable columns;
+/// nothing else reaches a row. The owner sees everything.
+#[test]
+fn catalog_views_show_only_what_the_principal_may_see() {
+    let mut d = db_with(
+        "CREATE TABLE secrets (id BIGINT PRIMARY KEY, word VARCHAR(20) UNIQUE);
+         CREATE VIEW v_secret AS SELECT word FROM secrets;
+         CREATE VIEW v_names AS SELECT name FROM customers;",
+    );
+    let every_view = [
+        "information_schema.tables",
+        "information_schema.columns",
+        "information_schema.views",
+        "information_schema.table_constraints",
+        "information_schema.key_column_usage",
+        "information_schema.domains",
+        "pg_catalog.pg_tables",
+    ];
+    d.as_user("alice");
+    assert_eq!(
+        d.rows("SELECT table_name, table_type FROM information_schema.tables ORDER BY table_name"),
+        [
+            "customers|BASE TABLE",
+            "invoices|BASE TABLE",
+            "v_names|VIEW"
+        ]
+    );
+    // alice may not read mrr
+    assert_eq!(
+        d.rows("SELECT column_name FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position"),
+        ["id", "tenant_id", "name", "email", "plan"]
+    );
+    for v in every_view {
+        for r in d.rows(&format!("SELECT * FROM {v}")) {
+            assert!(
+                !r.contains("secret") && !r.contains("mrr"),
+                "{v} shows alice {r}"
+            );
+        }
+    }
+    // finance reads mrr
+    d.as_user("fran");
+    assert_eq!(
+        d.rows("SELECT count(*) FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'mrr'"),
+        ["1"]
+    );
+    // the catalog views are read only, for everyone
+    d.as_owner();
+    let e = d.err("DELETE FROM information_schema.tables").to_string();
+    assert!(e.contains("catalog view"), "{e}");
+    assert_eq!(
+        d.rows("SELECT table_name FROM information_schema.tables ORDER BY table_name"),
+        ["customers", "invoices", "secrets", "v_names", "v_secret"]
+    );
+    assert_eq!(
+        d.rows("SELECT constraint_name FROM information_schema.table_constraints WHERE table_name = 'secrets' ORDER BY 1"),
+        ["secrets_pkey", "secrets_word_key"]
+    );
+}

@@ -755,6 +755,7 @@ fn run(case: &Case, seed: u64) {
                 );
             }
         }
+        catalog_views_agree(&mut s, &o, case, &readable, &label);
         let mut rng = Rng((seed ^ (n as u64 * 0x9E37)) | 1);
         let (compared, _) = assert_agree(
             compare_with(&mut s, &conn, queries, &label, || {
@@ -796,6 +797,63 @@ fn run(case: &Case, seed: u64) {
         "leak oracle {}: {total} queries identical across {} principals",
         case.bundle,
         case.principals.len()
+    );
+}
+
+/// The catalog views list what Cedar grants the principal: the tables it may
+/// select from or write (Cedar: `Select`, `Insert`, `Update`, `Delete` on the
+/// table), of those the columns it may read (`ReadColumn`), and the views
+/// over them.
+fn catalog_views_agree(
+    s: &mut LocalSession,
+    o: &Oracle<'_>,
+    case: &Case,
+    readable: &[Vec<bool>],
+    label: &str,
+) {
+    let mut columns = Vec::new();
+    let mut tables = Vec::new();
+    for (t, ok) in case.tables.iter().zip(readable) {
+        let granted = ["Select", "Insert", "Update", "Delete"]
+            .iter()
+            .any(|a| o.allows(a, &format!("Table::\"{}\"", t.name), None));
+        if !granted {
+            continue;
+        }
+        tables.push(format!("{}|BASE TABLE", t.name));
+        tables.push(format!("v_{}|VIEW", t.name));
+        for (c, ok) in t.cols.iter().zip(ok) {
+            if *ok {
+                columns.push(format!("{}|{}", t.name, c.name));
+            }
+        }
+    }
+    let mut rows = |sql: &str| -> Vec<String> {
+        let out = s
+            .execute(sql)
+            .unwrap_or_else(|e| panic!("{label}: {sql}: {e}"));
+        let Some(scratchbird_node::Outcome::Rows { batches, .. }) = out.into_iter().last() else {
+            panic!("{label}: {sql}: no rows");
+        };
+        let mut v: Vec<String> = batches
+            .iter()
+            .flat_map(|b| b.rows().unwrap())
+            .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|"))
+            .collect();
+        v.sort();
+        v
+    };
+    columns.sort();
+    tables.sort();
+    assert_eq!(
+        rows("SELECT table_name, column_name FROM information_schema.columns"),
+        columns,
+        "{label}"
+    );
+    assert_eq!(
+        rows("SELECT table_name, table_type FROM information_schema.tables"),
+        tables,
+        "{label}"
     );
 }
 

@@ -720,6 +720,27 @@ fn writes_that_would_touch_two_shards_are_refused_and_write_nothing() {
     three
         .ops(1, &format!("INSERT INTO t VALUES ({a}, 5, 'x')"))
         .unwrap();
+    // the catalog views answer from one shard, the same through every node;
+    // beside a table spread over the shards they are refused by name
+    let listed = three
+        .ops(0, "SELECT table_name, count(*) FROM information_schema.columns GROUP BY table_name ORDER BY table_name")
+        .unwrap();
+    assert_eq!(listed, ["'big'|3", "'digits'|2", "'t'|3"]);
+    for i in 1..3 {
+        assert_eq!(
+            three
+                .ops(i, "SELECT table_name, count(*) FROM information_schema.columns GROUP BY table_name ORDER BY table_name")
+                .unwrap(),
+            listed
+        );
+    }
+    let e = three
+        .ops(
+            0,
+            "SELECT count(*) FROM t JOIN information_schema.columns c ON c.ordinal_position = t.g",
+        )
+        .unwrap_err();
+    assert!(e.starts_with("NOT_DISTRIBUTED"), "{e}");
     // the placing value of a row cannot move it to another shard
     let e = three
         .ops(0, &format!("UPDATE t SET id = {b} WHERE id = {a}"))

@@ -8,6 +8,9 @@
 //! * [`schema`]: tables, columns, indexes and domains with their ids, and a
 //!   versioned [`schema::Schema`]: storage's catalog, the compiler's and the policy
 //!   deriver's one description of the database.
+//! * [`infoschema`]: the catalog views SQL reads (`information_schema.*`,
+//!   `pg_catalog.pg_tables`): their ids and columns; the shard's host makes
+//!   their rows.
 //! * [`row`]: the compact row encoding used for record versions and the commit log.
 //! * [`key`]: the order-preserving ("memcomparable") key encoding used for primary keys
 //!   and index entries.
@@ -22,6 +25,7 @@ pub mod batch;
 pub mod env;
 pub mod error;
 pub mod ids;
+pub mod infoschema;
 pub mod key;
 pub mod limits;
 pub mod placement;

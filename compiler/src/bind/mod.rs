@@ -75,6 +75,16 @@ pub(crate) fn object_name(n: &ObjectName) -> Result<String, CompileError> {
         .ok_or_else(|| CompileError::new(codes::SYNTAX, format!("\"{n}\" is not a plain name")))
 }
 
+/// The catalog view (`information_schema.tables`, `pg_catalog.pg_tables`,
+/// ...) a two-part name names.
+pub(crate) fn catalog_view(n: &ObjectName) -> Option<scratchbird_types::infoschema::View> {
+    let [schema, name] = n.0.as_slice() else {
+        return None;
+    };
+    let (schema, name) = (norm(schema.as_ident()?), norm(name.as_ident()?));
+    scratchbird_types::infoschema::View::named(&schema, &name)
+}
+
 fn unsupported(what: impl Into<String>) -> CompileError {
     CompileError::new(
         codes::NOT_SUPPORTED,
@@ -503,6 +513,17 @@ impl<'c> Binder<'c> {
     }
 
     pub(crate) fn table(&self, name: &ObjectName) -> Result<Arc<TableDef>, CompileError> {
+        if let Some(v) = catalog_view(name) {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!(
+                    "{}.{} is a catalog view: it can only be read",
+                    v.schema(),
+                    v.name()
+                ),
+            )
+            .at(pos_of(name)));
+        }
         let n = object_name(name)?;
         user_table(self.cat, &n).cloned().ok_or_else(|| {
             let mut known = user_table_names(self.cat);

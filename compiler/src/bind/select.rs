@@ -967,7 +967,11 @@ impl<'c> Binder<'c> {
                         .view(&v, alias.as_ref())
                         .map_err(|e| e.at(pos_of(name)));
                 }
-                let t = match self.table(name) {
+                let t = match catalog_view(name) {
+                    Some(v) => Ok(v.def()),
+                    None => self.table(name),
+                };
+                let t = match t {
                     Ok(t) => t,
                     Err(e) if self.cte_later(name) => {
                         return Err(e.hint(format!(
@@ -979,9 +983,10 @@ impl<'c> Binder<'c> {
                 if self.views.is_empty() {
                     self.named.push(t.name.clone());
                 }
-                let q = alias
-                    .as_ref()
-                    .map_or_else(|| t.name.clone(), |a| norm(&a.name));
+                // a catalog view answers to its name without its schema
+                let own =
+                    catalog_view(name).map_or_else(|| t.name.clone(), |v| v.name().to_owned());
+                let q = alias.as_ref().map_or(own, |a| norm(&a.name));
                 let (rel, mut named) = self.scan(&t, &q, false);
                 if let Some(a) = alias {
                     if a.columns.len() > named.len() {

@@ -284,6 +284,9 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             "more than {SCANS_OPEN_MAX} scans opened in one execution"
         )));
     }
+    if let Some(view) = scratchbird_types::infoschema::View::by_id(d.table) {
+        return catalog_view_open(st, &d, view);
+    }
     let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
         HostError::refused(format!(
@@ -448,7 +451,60 @@ fn returned_open<T: TxnSlot>(
         });
     }
     st.stats.rows_read += rows.len() as u64;
-    st.scans.push(Open::Returned {
+    st.scans.push(Open::Rows {
+        rows: rows.into_iter(),
+        layout,
+    });
+    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+}
+
+/// Opens scan `d` of catalog view `view`: its rows made from the shard's
+/// catalog with only what the principal may see (`crate::infoschema`).
+fn catalog_view_open<T: TxnSlot>(
+    st: &mut HostState<T>,
+    d: &abi::ScanDecl,
+    view: scratchbird_types::infoschema::View,
+) -> Result<i32, HostError> {
+    if d.with_keys || d.range != ScanRangeDecl::All {
+        return Err(HostError::abi(format!(
+            "a scan of catalog view {}.{} with record keys or a range",
+            view.schema(),
+            view.name()
+        )));
+    }
+    let def = view.def();
+    let positions = positions_of(&def, &d.columns, "catalog view", "")?;
+    let layout = d
+        .layout()
+        .map_err(|e| HostError::refused_by("a declared layout", e))?;
+    let cat = st.txn.get()?.catalog()?;
+    let access = st.access.clone();
+    // what the principal sees of each table: nothing without a grant (or
+    // where the bundle cannot say: closed), else the columns it reads
+    let mut sight = |t: &scratchbird_storage::catalog::TableDef| match &access {
+        Access::Owner => Some(vec![(true, false); t.columns.len()]),
+        Access::Principal(p) => {
+            let enf = p.enforcement(t, &cat).ok()?;
+            let g = &enf.grants;
+            (g.select || g.insert || g.update || g.delete).then(|| {
+                enf.columns
+                    .iter()
+                    .map(|r| (r.readable, r.mask.is_some()))
+                    .collect()
+            })
+        }
+    };
+    let rows: Vec<Vec<Value>> = crate::infoschema::rows(view, &cat, &mut sight)
+        .into_iter()
+        .map(|r| {
+            positions
+                .iter()
+                .map(|p| r.get(*p).cloned().unwrap_or(Value::Null))
+                .collect()
+        })
+        .collect();
+    st.stats.rows_read += rows.len() as u64;
+    st.scans.push(Open::Rows {
         rows: rows.into_iter(),
         layout,
     });
@@ -471,7 +527,7 @@ fn scan_next<T: TxnSlot>(
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     let sc = match open {
         Open::Table(sc) => sc,
-        Open::Returned { rows, layout } => {
+        Open::Rows { rows, layout } => {
             let r = region(size, buf, len, layout.total_bytes())?;
             if kbuf != 0 || klen != 0 {
                 return Err(HostError::abi(
@@ -653,6 +709,31 @@ fn emit<T: TxnSlot>(
     })
 }
 
+/// The positions in `def` (a `what`) of the declared `columns`, each of the
+/// type declared; a refusal naming the first that is not there (`later`
+/// says since when).
+fn positions_of(
+    def: &scratchbird_storage::catalog::TableDef,
+    columns: &[abi::ScanColumn],
+    what: &str,
+    later: &str,
+) -> Result<Vec<usize>, HostError> {
+    columns
+        .iter()
+        .map(|c| {
+            def.columns
+                .iter()
+                .position(|x| x.id == c.id && x.ty == c.ty)
+                .ok_or_else(|| {
+                    HostError::refused(format!(
+                        "{what} {} has no column {} of type {}{later}",
+                        def.name, c.id, c.ty
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), HostError> {
     if st.targets.get(w).is_some_and(Option::is_some) {
         return Ok(());
@@ -667,20 +748,7 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
     let def = cat.table(d.table).ok_or_else(|| {
         HostError::refused(format!("table {} does not exist (any more)", d.table))
     })?;
-    let mut positions = Vec::with_capacity(d.columns.len());
-    for c in &d.columns {
-        let pos = def
-            .columns
-            .iter()
-            .position(|x| x.id == c.id && x.ty == c.ty)
-            .ok_or_else(|| {
-                HostError::refused(format!(
-                    "table {} has no column {} of type {} (any more)",
-                    def.name, c.id, c.ty
-                ))
-            })?;
-        positions.push(pos);
-    }
+    let positions = positions_of(def, &d.columns, "table", " (any more)")?;
     let mut seen = positions.clone();
     seen.sort_unstable();
     seen.dedup();

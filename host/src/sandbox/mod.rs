@@ -422,12 +422,15 @@ impl Skip {
     }
 }
 
-/// An open scan handle: a table cursor, a merge stage's input, or the rows
-/// a write target wrote, read back for `RETURNING`.
+/// An open scan handle: a table cursor, a merge stage's input, or rows the
+/// host made (those a write target wrote, read back for `RETURNING`; a
+/// catalog view's).
 enum Open {
     Table(Box<OpenScan>),
-    Returned {
-        /// The returned columns of each row, already filtered and masked.
+    /// Rows the host made whole: written rows read back (RETURNING), or a
+    /// catalog view's.
+    Rows {
+        /// The declared columns of each row, already filtered and masked.
         rows: std::vec::IntoIter<Vec<Value>>,
         layout: BatchLayout,
     },

@@ -1,0 +1,222 @@
+//! The rows of the catalog views (`types::infoschema`), made from the shard's
+//! catalog when a scan of one opens, with only what the principal may see:
+//! the tables it holds some grant on, of those the columns it may read (a
+//! masked column's default is not shown), the views whose every table it
+//! sees, the domains of the columns it reads, and the keys' columns it reads.
+//! What the principal may not see is not in the rows at all, so a query over
+//! the views cannot reach it.
+
+use scratchbird_types::Value;
+use scratchbird_types::infoschema::{CATALOG_NAME, USER_SCHEMA, View, describe};
+use scratchbird_types::schema::{Schema, TableDef, ViewDef};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// What the principal may see of a table: nothing (`None`), or per column
+/// whether it may read it and whether it sees it masked.
+pub(crate) type Sight = Option<Vec<(bool, bool)>>;
+
+/// A table the principal sees, with what it sees of each column.
+type Seen<'a> = (&'a Arc<TableDef>, Vec<(bool, bool)>);
+
+/// How deep views over views are followed to decide whether one is shown.
+const VIEW_DEPTH_MAX: usize = 32;
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_owned())
+}
+
+fn int(n: Option<i32>) -> Value {
+    n.map_or(Value::Null, Value::Integer)
+}
+
+fn position(i: usize) -> Value {
+    Value::Integer(i32::try_from(i + 1).unwrap_or(i32::MAX))
+}
+
+/// Whether the views' name `n` is one the principal sees: a table in
+/// `tables`, a catalog view, or a view whose every dependency it sees.
+fn shown(n: &str, cat: &Schema, tables: &BTreeSet<&str>, depth: usize) -> bool {
+    if tables.contains(n)
+        || n.split_once('.')
+            .is_some_and(|(s, v)| View::named(s, v).is_some())
+    {
+        return true;
+    }
+    depth < VIEW_DEPTH_MAX
+        && cat
+            .view_by_name(n)
+            .is_some_and(|v| view_shown(v, cat, tables, depth + 1))
+}
+
+fn view_shown(v: &ViewDef, cat: &Schema, tables: &BTreeSet<&str>, depth: usize) -> bool {
+    v.depends.iter().all(|d| shown(d, cat, tables, depth))
+}
+
+/// The rows of `view` over catalog `cat`, where `sight` says what the
+/// principal may see of each table; in the view's column order.
+pub(crate) fn rows(
+    view: View,
+    cat: &Schema,
+    sight: &mut dyn FnMut(&TableDef) -> Sight,
+) -> Vec<Vec<Value>> {
+    let mut tables: Vec<Seen<'_>> = cat
+        .tables()
+        .filter(|t| !t.is_system())
+        .filter_map(|t| sight(t).map(|s| (t, s)))
+        .collect();
+    tables.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let names: BTreeSet<&str> = tables.iter().map(|(t, _)| t.name.as_str()).collect();
+    let mut views: Vec<&Arc<ViewDef>> = cat
+        .views()
+        .filter(|v| view_shown(v, cat, &names, 0))
+        .collect();
+    views.sort_by(|a, b| a.name.cmp(&b.name));
+    let readable = |s: &[(bool, bool)], i: usize| s.get(i).is_some_and(|c| c.0);
+    let here = || [text(CATALOG_NAME), text(USER_SCHEMA)];
+    let mut out = Vec::new();
+    match view {
+        View::Schemata => {
+            for s in [USER_SCHEMA, "information_schema", "pg_catalog"] {
+                out.push(vec![text(CATALOG_NAME), text(s), Value::Null]);
+            }
+        }
+        View::Tables => {
+            for (t, _) in &tables {
+                let mut r = here().to_vec();
+                r.extend([text(&t.name), text("BASE TABLE"), text("YES")]);
+                out.push(r);
+            }
+            for v in &views {
+                let mut r = here().to_vec();
+                r.extend([text(&v.name), text("VIEW"), text("NO")]);
+                out.push(r);
+            }
+        }
+        View::Columns => columns(cat, &tables, &mut out),
+        View::Views => {
+            for v in &views {
+                let mut r = here().to_vec();
+                r.extend([text(&v.name), text(&v.query)]);
+                out.push(r);
+            }
+        }
+        View::TableConstraints | View::KeyColumnUsage => keys(view, cat, &tables, &mut out),
+        View::Domains => {
+            let used: BTreeSet<_> = tables
+                .iter()
+                .flat_map(|(t, s)| {
+                    t.columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| readable(s, *i))
+                        .filter_map(|(_, c)| c.domain)
+                })
+                .collect();
+            let mut domains: Vec<_> = cat.domains().filter(|d| used.contains(&d.id)).collect();
+            domains.sort_by(|a, b| a.name.cmp(&b.name));
+            for d in domains {
+                let (ty, len, precision, scale) = describe(d.base);
+                let mut r = here().to_vec();
+                r.extend([
+                    text(&d.name),
+                    text(ty),
+                    int(len),
+                    int(precision),
+                    int(scale),
+                    d.default
+                        .as_ref()
+                        .map_or(Value::Null, |v| text(&v.to_string())),
+                ]);
+                out.push(r);
+            }
+        }
+        View::PgTables => {
+            for (t, _) in &tables {
+                let indexed = !t.primary_key.is_empty() || cat.indexes_of(t.id).next().is_some();
+                out.push(vec![
+                    text(USER_SCHEMA),
+                    text(&t.name),
+                    Value::Null,
+                    Value::Boolean(indexed),
+                ]);
+            }
+        }
+    }
+    out
+}
+
+/// The readable columns of `tables`, as `information_schema.columns` shows them.
+fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
+    for (t, s) in tables {
+        for (i, c) in t.columns.iter().enumerate() {
+            let Some((true, masked)) = s.get(i).copied() else {
+                continue;
+            };
+            let (ty, len, precision, scale) = describe(c.ty);
+            let default = match (&c.default, masked) {
+                (Some(d), false) => text(&d.to_string()),
+                _ => Value::Null,
+            };
+            let domain = c
+                .domain
+                .and_then(|d| cat.domain(d))
+                .map_or(Value::Null, |d| text(&d.name));
+            out.push(vec![
+                text(CATALOG_NAME),
+                text(USER_SCHEMA),
+                text(&t.name),
+                text(&c.name),
+                position(i),
+                default,
+                text(if c.nullable { "YES" } else { "NO" }),
+                text(ty),
+                int(len),
+                int(precision),
+                int(scale),
+                domain,
+            ]);
+        }
+    }
+}
+
+/// The primary keys and unique indexes of `tables`: one row each
+/// (`table_constraints`), or one per readable column of each
+/// (`key_column_usage`, `view`).
+fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
+    for (t, s) in tables {
+        let mut keys: Vec<(String, &str, &[usize])> = Vec::new();
+        if !t.primary_key.is_empty() {
+            keys.push((format!("{}_pkey", t.name), "PRIMARY KEY", &t.primary_key));
+        }
+        let mut unique: Vec<_> = cat.indexes_of(t.id).filter(|i| i.unique).collect();
+        unique.sort_by(|a, b| a.name.cmp(&b.name));
+        for i in unique {
+            keys.push((i.name.clone(), "UNIQUE", &i.columns));
+        }
+        for (name, kind, cols) in keys {
+            let head = [
+                text(CATALOG_NAME),
+                text(USER_SCHEMA),
+                text(&name),
+                text(CATALOG_NAME),
+                text(USER_SCHEMA),
+                text(&t.name),
+            ];
+            if view == View::TableConstraints {
+                let mut r = head.to_vec();
+                r.push(text(kind));
+                out.push(r);
+                continue;
+            }
+            for (k, c) in cols.iter().enumerate() {
+                let (Some(col), Some((true, _))) = (t.columns.get(*c), s.get(*c)) else {
+                    continue;
+                };
+                let mut r = head.to_vec();
+                r.extend([text(&col.name), position(k)]);
+                out.push(r);
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The catalog views SQL reads to find its way around: `information_schema`'s
+//! `schemata`, `tables`, `columns`, `views`, `table_constraints`,
+//! `key_column_usage` and `domains`, and `pg_catalog.pg_tables`. Each has
+//! fixed ids and columns here and holds no rows: the shard's host makes a
+//! view's rows from its catalog when a scan of it opens, keeping only what the
+//! principal may see (tables it holds a grant on, columns it may read), so the
+//! compiler and the coordinator never decide what a listing shows.
+
+use crate::ids::{ColumnId, TableId};
+use crate::schema::{ColumnDef, TableDef};
+use crate::sqltype::SqlType;
+use std::sync::{Arc, OnceLock};
+
+/// One catalog view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `information_schema.schemata`.
+    Schemata,
+    /// `information_schema.tables`.
+    Tables,
+    /// `information_schema.columns`.
+    Columns,
+    /// `information_schema.views`.
+    Views,
+    /// `information_schema.table_constraints`.
+    TableConstraints,
+    /// `information_schema.key_column_usage`.
+    KeyColumnUsage,
+    /// `information_schema.domains`.
+    Domains,
+    /// `pg_catalog.pg_tables`.
+    PgTables,
+}
+
+/// The catalog name the views show (PostgreSQL's database name).
+pub const CATALOG_NAME: &str = "scratchbird";
+
+/// The schema user tables are in.
+pub const USER_SCHEMA: &str = "public";
+
+const T: SqlType = SqlType::Text;
+const I: SqlType = SqlType::Integer;
+
+impl View {
+    /// Every view, in a fixed order (its position is in its ids).
+    pub const ALL: [Self; 8] = [
+        Self::Schemata,
+        Self::Tables,
+        Self::Columns,
+        Self::Views,
+        Self::TableConstraints,
+        Self::KeyColumnUsage,
+        Self::Domains,
+        Self::PgTables,
+    ];
+
+    /// Its schema.
+    #[must_use]
+    pub fn schema(self) -> &'static str {
+        match self {
+            Self::PgTables => "pg_catalog",
+            _ => "information_schema",
+        }
+    }
+
+    /// Its name in its schema.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Schemata => "schemata",
+            Self::Tables => "tables",
+            Self::Columns => "columns",
+            Self::Views => "views",
+            Self::TableConstraints => "table_constraints",
+            Self::KeyColumnUsage => "key_column_usage",
+            Self::Domains => "domains",
+            Self::PgTables => "pg_tables",
+        }
+    }
+
+    /// Its columns, in order.
+    #[must_use]
+    pub fn columns(self) -> &'static [(&'static str, SqlType)] {
+        match self {
+            Self::Schemata => &[("catalog_name", T), ("schema_name", T), ("schema_owner", T)],
+            Self::Tables => &[
+                ("table_catalog", T),
+                ("table_schema", T),
+                ("table_name", T),
+                ("table_type", T),
+                ("is_insertable_into", T),
+            ],
+            Self::Columns => &[
+                ("table_catalog", T),
+                ("table_schema", T),
+                ("table_name", T),
+                ("column_name", T),
+                ("ordinal_position", I),
+                ("column_default", T),
+                ("is_nullable", T),
+                ("data_type", T),
+                ("character_maximum_length", I),
+                ("numeric_precision", I),
+                ("numeric_scale", I),
+                ("domain_name", T),
+            ],
+            Self::Views => &[
+                ("table_catalog", T),
+                ("table_schema", T),
+                ("table_name", T),
+                ("view_definition", T),
+            ],
+            Self::TableConstraints => &[
+                ("constraint_catalog", T),
+                ("constraint_schema", T),
+                ("constraint_name", T),
+                ("table_catalog", T),
+                ("table_schema", T),
+                ("table_name", T),
+                ("constraint_type", T),
+            ],
+            Self::KeyColumnUsage => &[
+                ("constraint_catalog", T),
+                ("constraint_schema", T),
+                ("constraint_name", T),
+                ("table_catalog", T),
+                ("table_schema", T),
+                ("table_name", T),
+                ("column_name", T),
+                ("ordinal_position", I),
+            ],
+            Self::Domains => &[
+                ("domain_catalog", T),
+                ("domain_schema", T),
+                ("domain_name", T),
+                ("data_type", T),
+                ("character_maximum_length", I),
+                ("numeric_precision", I),
+                ("numeric_scale", I),
+                ("domain_default", T),
+            ],
+            Self::PgTables => &[
+                ("schemaname", T),
+                ("tablename", T),
+                ("tableowner", T),
+                ("hasindexes", SqlType::Boolean),
+            ],
+        }
+    }
+
+    fn position(self) -> u8 {
+        Self::ALL
+            .iter()
+            .position(|v| *v == self)
+            .and_then(|p| u8::try_from(p).ok())
+            .unwrap_or(u8::MAX)
+    }
+
+    /// Its table id: no table storage makes has it (storage's ids are
+    /// random, version 4 UUIDs; these have version 0).
+    #[must_use]
+    pub fn id(self) -> TableId {
+        let mut b = [0u8; 16];
+        b[0] = 0x5b;
+        b[1] = 0x1f;
+        b[15] = self.position();
+        TableId::from_bytes(b)
+    }
+
+    /// The view whose table id is `id`.
+    #[must_use]
+    pub fn by_id(id: TableId) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.id() == id)
+    }
+
+    /// The view `schema.name` (both as the catalog spells them).
+    #[must_use]
+    pub fn named(schema: &str, name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.schema() == schema && v.name() == name)
+    }
+
+    /// Its definition as a table, for the compiler to scan.
+    #[must_use]
+    pub fn def(self) -> Arc<TableDef> {
+        static DEFS: OnceLock<Vec<Arc<TableDef>>> = OnceLock::new();
+        let defs = DEFS.get_or_init(|| Self::ALL.iter().map(|v| Arc::new(v.make())).collect());
+        defs.get(usize::from(self.position()))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(self.make()))
+    }
+
+    fn make(self) -> TableDef {
+        let table = self.id();
+        let columns = self
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, (name, ty))| {
+                let mut b = *table.as_bytes();
+                b[14] = u8::try_from(i + 1).unwrap_or(u8::MAX);
+                ColumnDef {
+                    id: ColumnId::from_bytes(b),
+                    name: (*name).to_owned(),
+                    ty: *ty,
+                    nullable: true,
+                    default: None,
+                    domain: None,
+                    check: None,
+                }
+            })
+            .collect();
+        TableDef {
+            id: table,
+            name: format!("{}.{}", self.schema(), self.name()),
+            columns,
+            primary_key: Vec::new(),
+            distribution: None,
+        }
+    }
+}
+
+/// PostgreSQL's description of type `ty`: the `data_type` information_schema
+/// shows, and its character length, numeric precision and scale.
+#[must_use]
+pub fn describe(ty: SqlType) -> (&'static str, Option<i32>, Option<i32>, Option<i32>) {
+    match ty {
+        SqlType::Boolean => ("boolean", None, None, None),
+        SqlType::SmallInt => ("smallint", None, Some(16), Some(0)),
+        SqlType::Integer => ("integer", None, Some(32), Some(0)),
+        SqlType::BigInt => ("bigint", None, Some(64), Some(0)),
+        SqlType::Double => ("double precision", None, Some(53), None),
+        SqlType::Decimal { precision, scale } => (
+            "numeric",
+            None,
+            Some(i32::from(precision)),
+            Some(i32::from(scale)),
+        ),
+        SqlType::Varchar { max_chars } => (
+            "character varying",
+            i32::try_from(max_chars).ok(),
+            None,
+            None,
+        ),
+        SqlType::Text => ("text", None, None, None),
+        SqlType::Date => ("date", None, None, None),
+        SqlType::Timestamp => ("timestamp without time zone", None, None, None),
+        SqlType::Blob => ("bytea", None, None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_view_is_found_by_its_name_and_its_id_and_has_distinct_column_ids() {
+        for v in View::ALL {
+            assert_eq!(View::named(v.schema(), v.name()), Some(v));
+            assert_eq!(View::by_id(v.id()), Some(v));
+            let d = v.def();
+            assert_eq!(d.id, v.id());
+            let mut ids: Vec<_> = d.columns.iter().map(|c| c.id).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), v.columns().len(), "{v:?}");
+        }
+        assert_eq!(View::named("public", "tables"), None);
+    }
+}
