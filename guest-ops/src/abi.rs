@@ -183,11 +183,46 @@ impl MathOp {
     }
 }
 
+/// `regex(op, s, s_len, pattern, pattern_len, replacement, replacement_len,
+/// flags, flags_len, out, out_cap) -> i32`: PostgreSQL's regular expression
+/// functions over UTF-8 text, run by the host's regex engine (time linear in
+/// the text; a pattern of at most [`REGEX_PATTERN_BYTES_MAX`] bytes, compiled
+/// to at most [`REGEX_PROGRAM_BYTES_MAX`]). [`RegexOp::Like`]: 1 where `s`
+/// matches `pattern`, else 0 (replacement and output unused, 0). [`RegexOp::Replace`]:
+/// `s` with the first match (every match with flag `g`) replaced, written to
+/// `out[..out_cap]`, and its length returned; a result longer than `out_cap` is
+/// not written, only its length returned (the guest calls again with room).
+/// Flags: `g`, `i` (case-insensitive), `c` (case-sensitive), `n` (newline
+/// sensitive). A bad pattern or flag ends the execution with
+/// [`ErrorCode::InvalidArgument`], a result over 4 MiB with
+/// [`ErrorCode::StringTooLong`]. Pure: it reads nothing else.
+pub const REGEX: HostImport = HostImport {
+    name: "regex",
+    params: &[AbiType::I32; 11],
+    results: &[AbiType::I32],
+};
+
+/// Longest pattern `regex` compiles, in bytes.
+pub const REGEX_PATTERN_BYTES_MAX: usize = 4096;
+
+/// Largest program a pattern of `regex` may compile to, in bytes.
+pub const REGEX_PROGRAM_BYTES_MAX: usize = 1 << 20;
+
+/// The functions of `regex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum RegexOp {
+    /// Whether the text matches.
+    Like = 1,
+    /// The text with matches replaced.
+    Replace = 2,
+}
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 9] = [
-    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64, F64_MATH,
+pub const IMPORTS: [HostImport; 10] = [
+    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64, F64_MATH, REGEX,
 ];
 
 /// Errors a guest raises through `fail`.

@@ -299,6 +299,12 @@ pub enum Func {
     SplitPart,
     /// `initcap(s)` (ASCII letters).
     Initcap,
+    /// `regexp_like(s, pattern, flags)` (and `~`, `~*`) through the host's
+    /// `regex` -> Bool.
+    RegexLike,
+    /// `regexp_replace(s, pattern, replacement, flags)` through the host's
+    /// `regex`.
+    RegexReplace,
 }
 
 /// DOUBLE PRECISION functions: rounding in the guest, the rest through

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 mod infoschema;
 pub mod limits;
+mod pattern;
 pub mod sandbox;
 pub mod validate;
 

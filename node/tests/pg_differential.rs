@@ -310,7 +310,22 @@ fn time_expr(r: &mut Rng) -> String {
 fn text_expr(r: &mut Rng) -> String {
     let s = "t3.s";
     let k = r.below(4);
-    match r.below(16) {
+    match r.below(19) {
+        16 => format!(
+            "regexp_replace({s}, '{}', '{}', '{}')",
+            r.pick(&["a+", "[b_]", "^.", "(a)(b)?", "x*", "[[:digit:]]"]),
+            r.pick(&["", "<\\&>", "\\1Z", "#"]),
+            r.pick(&["", "g", "gi", "i"])
+        ),
+        17 => format!(
+            "CASE WHEN {s} {} '{}' THEN 'm' ELSE 'n' END",
+            r.pick(&["~", "~*", "!~", "!~*"]),
+            r.pick(&["^a", "b$", "a.b", "[ab]{2}", "A"])
+        ),
+        18 => format!(
+            "CAST(regexp_like({s}, '{}', 'i') AS TEXT)",
+            r.pick(&["a", "^$", "_"])
+        ),
         0 => format!(
             "replace({s}, '{}', '{}')",
             r.pick(&["a", "b", "_"]),

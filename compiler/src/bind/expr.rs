@@ -61,6 +61,46 @@ impl<'c> Binder<'c> {
         }
     }
 
+    /// `a ~ b`, `~*`, `!~`, `!~*`: PostgreSQL's regular expression match
+    /// (case-insensitive with `*`, negated with `!`), as `regexp_like`.
+    fn regex_match(&self, op: &BinaryOperator, a: BExpr, b: BExpr) -> Result<BExpr, CompileError> {
+        for x in [&a, &b] {
+            if !is_text(&x.ty) && !is_null_lit(x) {
+                return Err(mismatch(format!("operator {op} takes text, not {}", x.ty)));
+            }
+        }
+        let insensitive = matches!(
+            op,
+            BinaryOperator::PGRegexIMatch | BinaryOperator::PGRegexNotIMatch
+        );
+        let nl = a.nullable || b.nullable;
+        let m = mk(
+            BK::Func(
+                Func::RegexLike,
+                vec![
+                    coerce(a, SqlType::Text),
+                    coerce(b, SqlType::Text),
+                    BExpr::lit(
+                        Value::Text(if insensitive { "i" } else { "" }.into()),
+                        SqlType::Text,
+                    ),
+                ],
+            ),
+            SqlType::Boolean,
+            nl,
+        );
+        Ok(
+            if matches!(
+                op,
+                BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch
+            ) {
+                mk(BK::Not(Box::new(m)), SqlType::Boolean, nl)
+            } else {
+                m
+            },
+        )
+    }
+
     pub(crate) fn boolean(&self, e: BExpr, clause: &str) -> Result<BExpr, CompileError> {
         if e.ty == SqlType::Boolean {
             return Ok(e);
@@ -439,6 +479,10 @@ impl<'c> Binder<'c> {
                         BinaryOperator::PGBitwiseXor => self.bits(ArithOp::BitXor, "#", a, b)?,
                         BinaryOperator::PGBitwiseShiftLeft => self.shift(true, a, b)?,
                         BinaryOperator::PGBitwiseShiftRight => self.shift(false, a, b)?,
+                        op @ (BinaryOperator::PGRegexMatch
+                        | BinaryOperator::PGRegexIMatch
+                        | BinaryOperator::PGRegexNotMatch
+                        | BinaryOperator::PGRegexNotIMatch) => self.regex_match(op, a, b)?,
                         other => return Err(unsupported(format!("the operator {other}"))),
                     }
                 }

@@ -52,6 +52,8 @@ pub(crate) const F64_TEXT_FN: u32 = 6;
 pub(crate) const TEXT_F64_FN: u32 = 7;
 /// Function index of `sb.f64_math`.
 pub(crate) const F64_MATH_FN: u32 = 8;
+/// Function index of `sb.regex`.
+pub(crate) const REGEX_FN: u32 = 9;
 /// Global: top of the permanent arena.
 pub(crate) const G_HEAP: u32 = 0;
 /// Global: top of the temporary arena.

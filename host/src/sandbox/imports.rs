@@ -181,6 +181,35 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
     .map_err(err)?;
     l.func_wrap(
         m,
+        abi::REGEX.name,
+        |mut c: Caller<'_, HostState<T>>,
+         op: i32,
+         s: i32,
+         s_len: i32,
+         p: i32,
+         p_len: i32,
+         r: i32,
+         r_len: i32,
+         f: i32,
+         f_len: i32,
+         out: i32,
+         cap: i32|
+         -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::abi("no memory")));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            let args = [(s, s_len), (p, p_len), (r, r_len), (f, f_len)];
+            match regex(data, &mut st.patterns, op, args, (out, cap)) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
+    l.func_wrap(
+        m,
         abi::FAIL.name,
         |mut c: Caller<'_, HostState<T>>, code: i32, ptr: i32, len: i32| -> wasmtime::Result<()> {
             let detail = match c.data().memory {
@@ -209,6 +238,55 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
     )
     .map_err(err)?;
     Ok(())
+}
+
+/// The `regex` import: the four texts at `args` (text, pattern, replacement,
+/// flags) read from guest memory `data`, the answer written to `out`.
+fn regex(
+    data: &mut [u8],
+    patterns: &mut crate::pattern::Patterns,
+    op: i32,
+    args: [(i32, i32); 4],
+    out: (i32, i32),
+) -> Result<i32, HostError> {
+    use crate::pattern::Answer;
+    let op = match op {
+        1 => abi::RegexOp::Like,
+        2 => abi::RegexOp::Replace,
+        other => return Err(HostError::abi(format!("regex of unknown op {other}"))),
+    };
+    let mut texts = Vec::with_capacity(4);
+    for (ptr, len) in args {
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        let r = region(data.len(), ptr, len, want)?;
+        let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
+        texts.push(
+            std::str::from_utf8(bytes)
+                .map_err(|_| HostError::abi("regex of text that is not UTF-8"))?
+                .to_owned(),
+        );
+    }
+    let [text, pattern, repl, flags] =
+        <[String; 4]>::try_from(texts).map_err(|_| HostError::internal("regex arguments"))?;
+    match crate::pattern::run(patterns, op, &text, &pattern, &repl, &flags)? {
+        Answer::Matches(m) => Ok(i32::from(m)),
+        Answer::Replaced(s) => {
+            let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
+            if n <= out.1 {
+                let r = region(
+                    data.len(),
+                    out.0,
+                    out.1,
+                    usize::try_from(out.1).unwrap_or(0),
+                )?;
+                data.get_mut(r)
+                    .and_then(|o| o.get_mut(..s.len()))
+                    .ok_or_else(|| HostError::internal("regex output"))?
+                    .copy_from_slice(s.as_bytes());
+            }
+            Ok(n)
+        }
+    }
 }
 
 fn note_recorded<'a>(into: &mut Vec<String>, reasons: impl Iterator<Item = &'a String>) {

@@ -489,6 +489,8 @@ struct HostState<T: TxnSlot> {
     stats: ExecStats,
     error: Option<HostError>,
     result_bytes_max: usize,
+    /// The patterns `regex` compiled in this execution.
+    patterns: crate::pattern::Patterns,
 }
 
 /// The per-execution resource limits; remembers a refused memory growth so the
@@ -951,6 +953,7 @@ impl Sandbox {
             stats: ExecStats::default(),
             error: None,
             result_bytes_max: self.limits.result_bytes_max,
+            patterns: crate::pattern::Patterns::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -1,10 +1,10 @@
 //! Function calls: string functions through the runtime helpers, math,
 //! date parts and calendar arithmetic.
 
-use super::super::F64_MATH_FN;
 use super::super::rt::Helper;
 use super::super::{EmitError, Gen, Val};
-use crate::abi::MathOp;
+use super::super::{F64_MATH_FN, REGEX_FN};
+use crate::abi::{MathOp, RegexOp};
 use crate::plan::{DatePart, Expr, Func, MathFn, Prim, TruncUnit};
 use wasm_encoder::{Instruction as I, ValType};
 
@@ -16,7 +16,8 @@ impl Gen {
             Func::Length | Func::Lower | Func::Upper | Func::Abs => 1,
             Func::Reverse | Func::Initcap => 1,
             Func::Repeat => 2,
-            Func::Replace | Func::SplitPart => 3,
+            Func::Replace | Func::SplitPart | Func::RegexLike => 3,
+            Func::RegexReplace => 4,
             Func::Math(MathFn::Host(MathOp::Pow)) => 2,
             Func::Math(_) => 1,
             Func::ExtractDate(_) | Func::ExtractTs(_) | Func::DateTrunc(_) => 1,
@@ -39,7 +40,7 @@ impl Gen {
             Func::Length | Func::Position | Func::ExtractDate(_) | Func::AddMonths => Prim::I32,
             Func::ExtractTs(_) => Prim::I32,
             Func::DateTrunc(_) => Prim::I64,
-            Func::Like => Prim::Bool,
+            Func::Like | Func::RegexLike => Prim::Bool,
             Func::Math(_) => Prim::F64,
             Func::Abs => args.first().map_or(Prim::I64, |a| a.prim),
             _ => Prim::Str,
@@ -55,6 +56,48 @@ impl Gen {
         Ok(out)
     }
 
+    /// `regexp_replace` through the host: into room for the text, the
+    /// replacement and a little more, or, when the host says the result is
+    /// longer, into room for exactly that.
+    fn regex_replace(&mut self, a: &[Val; 4], out: &Val) {
+        let talloc = self.helper(Helper::TAlloc);
+        let cap = self.f.local(ValType::I32);
+        let n = self.f.local(ValType::I32);
+        self.f.get(a[0].len);
+        self.f.get(a[2].len);
+        self.f.i(I::I32Add);
+        self.f.i32c(64);
+        self.f.i(I::I32Add);
+        self.f.set(cap);
+        self.f.get(cap);
+        self.f.i(I::Call(talloc));
+        self.f.set(out.v);
+        let call = |g: &mut Self| {
+            g.f.i32c(RegexOp::Replace as i32);
+            for x in a {
+                g.push_val(x);
+            }
+            g.f.get(out.v);
+            g.f.get(cap);
+            g.f.i(I::Call(REGEX_FN));
+            g.f.set(n);
+        };
+        call(self);
+        self.f.get(n);
+        self.f.get(cap);
+        self.f.i(I::I32GtU);
+        self.f.if_();
+        self.f.get(n);
+        self.f.set(cap);
+        self.f.get(cap);
+        self.f.i(I::Call(talloc));
+        self.f.set(out.v);
+        call(self);
+        self.f.end();
+        self.f.get(n);
+        self.f.set(out.len);
+    }
+
     #[expect(
         clippy::too_many_lines,
         reason = "longer than 150 lines when the limit came in; split it when next changed"
@@ -66,6 +109,19 @@ impl Gen {
                 .ok_or_else(|| EmitError::Plan("missing argument".into()))
         };
         match func {
+            Func::RegexLike => {
+                self.f.i32c(RegexOp::Like as i32);
+                self.push_val(&arg(0)?);
+                self.push_val(&arg(1)?);
+                self.f.i32c(0);
+                self.f.i32c(0);
+                self.push_val(&arg(2)?);
+                self.f.i32c(0);
+                self.f.i32c(0);
+                self.f.i(I::Call(REGEX_FN));
+                self.f.set(out.v);
+            }
+            Func::RegexReplace => self.regex_replace(&[arg(0)?, arg(1)?, arg(2)?, arg(3)?], out),
             Func::Repeat | Func::Replace | Func::SplitPart => {
                 let h = self.helper(match func {
                     Func::Repeat => Helper::Repeat,
