@@ -310,7 +310,22 @@ fn time_expr(r: &mut Rng) -> String {
 fn text_expr(r: &mut Rng) -> String {
     let s = "t3.s";
     let k = r.below(4);
-    match r.below(19) {
+    match r.below(21) {
+        19 => format!(
+            "to_char(t3.ts, '{}')",
+            r.pick(&[
+                "YYYY-MM-DD HH24:MI:SS",
+                "FMMonth FMDD, YYYY",
+                "Dy DD Mon YY HH12:MI am",
+                "DDD D Q",
+                "\"day\" FMDay",
+                "HH:MI PM",
+            ])
+        ),
+        20 => format!(
+            "'[' || to_char(t3.dt, '{}') || ']'",
+            r.pick(&["Month", "DAY", "YYYY\"Q\"Q", "FMMM/FMDD"])
+        ),
         16 => format!(
             "regexp_replace({s}, '{}', '{}', '{}')",
             r.pick(&["a+", "[b_]", "^.", "(a)(b)?", "x*", "[[:digit:]]"]),

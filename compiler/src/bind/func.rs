@@ -419,6 +419,17 @@ impl<'c> Binder<'c> {
                 let acc = parts.pop();
                 acc.unwrap_or_else(|| BExpr::lit(Value::Text(String::new()), SqlType::Text))
             }
+            "to_char" => {
+                want(2)?;
+                let fmt = bound.pop().ok_or_else(|| mismatch("to_char"))?;
+                let x = bound.pop().ok_or_else(|| mismatch("to_char"))?;
+                let Some(fmt) = is_text_lit(&fmt).map(str::to_owned) else {
+                    return Err(
+                        unsupported("to_char with a format that is not a literal").at(pos_of(f))
+                    );
+                };
+                self.bind_to_char(x, &fmt).map_err(|e| e.at(pos_of(f)))?
+            }
             "regexp_like" | "regexp_replace" => {
                 let like = name == "regexp_like";
                 let (lo, hi) = if like { (2, 3) } else { (3, 4) };
@@ -517,7 +528,7 @@ impl<'c> Binder<'c> {
             other => {
                 return Err(CompileError::new(codes::UNDEFINED_FUNCTION, format!("function {other}() does not exist"))
                     .at(pos_of(f))
-                    .hint("supported: length, lower, upper, substring, position, strpos, trim, replace, split_part, left, right, lpad, rpad, repeat, reverse, initcap, starts_with, regexp_like, regexp_replace, abs, round, trunc, ceil, floor, sign, mod, sqrt, cbrt, exp, ln, log, log10, power, pi, greatest, least, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
+                    .hint("supported: length, lower, upper, substring, position, strpos, trim, replace, split_part, left, right, lpad, rpad, repeat, reverse, initcap, starts_with, regexp_like, regexp_replace, to_char, abs, round, trunc, ceil, floor, sign, mod, sqrt, cbrt, exp, ln, log, log10, power, pi, greatest, least, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
             }
         })
     }
@@ -1255,7 +1266,11 @@ impl<'c> Binder<'c> {
 
     /// repeat, reverse, replace, split_part and initcap (guest helpers), and
     /// lpad and rpad built from repeat, substring and length.
-    fn text_fn(&mut self, name: &str, mut args: Vec<BExpr>) -> Result<BExpr, CompileError> {
+    pub(super) fn text_fn(
+        &mut self,
+        name: &str,
+        mut args: Vec<BExpr>,
+    ) -> Result<BExpr, CompileError> {
         let nl = args.iter().any(|a| a.nullable);
         let call = |f: Func, args: Vec<BExpr>| {
             let nl = args.iter().any(|a| a.nullable);

@@ -31,6 +31,7 @@ mod ordered;
 mod query;
 mod recursive;
 mod select;
+mod tochar;
 mod window;
 mod write;
 
