@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
+/// How many times a stage a shard refused for its signature is signed and
+/// sent again (nothing ran: it is always safe).
+const SIGN_AGAIN_MAX: u32 = 3;
+
 /// Batches in flight from the shards of one statement before they wait.
 const IN_FLIGHT: usize = 16;
 
@@ -111,11 +115,13 @@ impl Signer<'_> {
         let delivered = std::rc::Rc::new(std::cell::Cell::new(false));
         let started = Instant::now();
         let wait = Duration::from_millis(EPOCH_WAIT_MS);
-        // at most once each: a read sent again after a lost connection, a
-        // stage signed again after a refused signature (both happen around
-        // a certificate renewal, sometimes to one statement)
+        // a read sent again after a lost connection (at most once), a stage
+        // signed again after a refused signature (at most SIGN_AGAIN_MAX
+        // times: nodes renewing their certificates one after another can
+        // refuse it more than once); both happen around a certificate
+        // renewal, sometimes to one statement
         let mut resent = false;
-        let mut signed_again = false;
+        let mut signed_again = 0u32;
         loop {
             let signed_epoch = self.creds.epoch();
             let signed = match self.envelope(c, claim, signed_epoch, session) {
@@ -155,9 +161,14 @@ impl Signer<'_> {
                 Err(HostError::Remote {
                     code: "BAD_SIGNATURE",
                     ..
-                }) if !signed_again && !session.in_transaction() && stop.raised().is_none() => {
-                    signed_again = true;
-                    std::thread::sleep(Duration::from_millis(EPOCH_POLL_MS * 5));
+                }) if signed_again < SIGN_AGAIN_MAX
+                    && !session.in_transaction()
+                    && stop.raised().is_none() =>
+                {
+                    signed_again += 1;
+                    std::thread::sleep(Duration::from_millis(
+                        EPOCH_POLL_MS * 5 * u64::from(signed_again),
+                    ));
                     tracing::debug!("a shard refused this node's signature: connecting again");
                 }
                 Err(

@@ -21,7 +21,13 @@ const SILENT_MAX: Duration = Duration::from_secs(120);
 
 /// How many times a session outside a transaction replaces a connection it
 /// could not write a request on.
-const RECONNECTS_MAX: usize = 3;
+const RECONNECTS_MAX: u32 = 5;
+
+/// The pause before the second attempt to replace a connection, doubled for
+/// each after it (10, 20, 40, 80 ms): a shard renewing its certificate closes
+/// the connections made while it swaps it, and attempts made at once all
+/// fall into that moment.
+const RECONNECT_PAUSE_MS: u64 = 10;
 
 /// How often a waiting coordinator looks at its cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(100);
@@ -231,7 +237,12 @@ impl RemoteSession {
                 // written ran nowhere, so each dead connection is replaced in
                 // turn, and a failed connect tried again, a few times
                 let mut last = e.to_string();
-                for _ in 0..RECONNECTS_MAX {
+                for attempt in 0..RECONNECTS_MAX {
+                    if attempt > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            RECONNECT_PAUSE_MS << (attempt - 1),
+                        ));
+                    }
                     let client = match self.shared.handle.block_on(plane.peer_client_again(
                         self.node.node,
                         &self.addr,
