@@ -6,6 +6,7 @@
 //! bytes. The compiler is untrusted by design: it decides nothing about security,
 //! the shard's host does.
 
+mod alter;
 mod bind;
 pub mod catalog;
 mod clauses;
@@ -152,6 +153,67 @@ pub struct NewColumn {
     pub default: Option<Value>,
 }
 
+/// One action of ALTER TABLE.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterAction {
+    /// ADD COLUMN (its UNIQUE and CHECK options follow as their own actions).
+    AddColumn {
+        /// The column.
+        column: NewColumn,
+        /// IF NOT EXISTS.
+        if_not_exists: bool,
+    },
+    /// DROP COLUMN.
+    DropColumn {
+        /// The column.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+    /// RENAME COLUMN.
+    RenameColumn {
+        /// The column.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// ALTER COLUMN SET DEFAULT / DROP DEFAULT (`None`).
+    SetDefault {
+        /// The column.
+        column: String,
+        /// The default.
+        default: Option<Value>,
+    },
+    /// ALTER COLUMN SET NOT NULL / DROP NOT NULL.
+    SetNotNull {
+        /// The column.
+        column: String,
+        /// NOT NULL.
+        not_null: bool,
+    },
+    /// ADD [CONSTRAINT name] CHECK (expression).
+    AddCheck {
+        /// The name given.
+        name: Option<String>,
+        /// The expression as SQL text.
+        expr: String,
+    },
+    /// ADD [CONSTRAINT name] UNIQUE (columns): a unique index.
+    AddUnique {
+        /// The name given.
+        name: Option<String>,
+        /// The columns.
+        columns: Vec<String>,
+    },
+    /// DROP CONSTRAINT: a CHECK, or a UNIQUE constraint's index.
+    DropConstraint {
+        /// The constraint.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+    },
+}
+
 /// Isolation of BEGIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {
@@ -182,6 +244,18 @@ pub enum Statement {
         /// UNIQUE constraints: each a name (the constraint's, or none) and
         /// its columns; each becomes a unique index of the table.
         unique: Vec<(Option<String>, Vec<String>)>,
+        /// CHECK constraints (the columns' and the table's): each a name
+        /// (or none) and its expression, as SQL text over the columns.
+        checks: Vec<(Option<String>, String)>,
+    },
+    /// ALTER TABLE: its actions, in order, as one statement.
+    AlterTable {
+        /// The table.
+        name: String,
+        /// IF EXISTS.
+        if_exists: bool,
+        /// What it does.
+        actions: Vec<AlterAction>,
     },
     /// DROP TABLE.
     DropTable {
@@ -305,6 +379,7 @@ impl Parsed {
         matches!(
             self.ast,
             Ast::CreateTable(_)
+                | Ast::AlterTable(_)
                 | Ast::CreateView(_)
                 | Ast::Drop { .. }
                 | Ast::CreateDomain(_)
@@ -714,6 +789,7 @@ fn compile_ast(ast: &Ast, o: Opts, cat: &Catalog) -> Result<Statement, CompileEr
 fn compile_definition(ast: &Ast, cat: &Catalog) -> Result<Statement, CompileError> {
     match ast {
         Ast::CreateTable(ct) => create_table(ct, cat),
+        Ast::AlterTable(at) => alter::alter_table(at, cat),
         Ast::Drop {
             object_type,
             if_exists,
@@ -905,6 +981,73 @@ fn const_value(e: &ast::Expr, ty: SqlType, cat: &Catalog) -> Result<Value, Compi
     b.const_expr(e, ty)
 }
 
+/// The column `c` declares; whether it is declared the PRIMARY KEY; its
+/// UNIQUE and CHECK options added to `unique` and `checks`.
+fn column_of(
+    c: &ast::ColumnDef,
+    cat: &Catalog,
+    unique: &mut Vec<(Option<String>, Vec<String>)>,
+    checks: &mut Vec<(Option<String>, String)>,
+) -> Result<(NewColumn, bool), CompileError> {
+    let mut pk = false;
+    let name = norm(&c.name);
+    let (ty, domain) = match &c.data_type {
+        ast::DataType::Custom(n, m) if m.is_empty() => {
+            let d = object_name(n)?;
+            if cat.domain_by_name(&d).is_some() {
+                (None, Some(d))
+            } else {
+                (Some(sql_type(&c.data_type, cat)?), None)
+            }
+        }
+        dt => (Some(sql_type(dt, cat)?), None),
+    };
+    let effective = ty.or_else(|| {
+        domain
+            .as_ref()
+            .and_then(|d| cat.domain_by_name(d))
+            .map(|d| d.base)
+    });
+    let mut col = NewColumn {
+        name: name.clone(),
+        ty,
+        domain,
+        not_null: false,
+        default: None,
+    };
+    for o in &c.options {
+        match &o.option {
+            ast::ColumnOption::NotNull => col.not_null = true,
+            ast::ColumnOption::Null => col.not_null = false,
+            ast::ColumnOption::Default(e) => {
+                let t = effective.ok_or_else(|| {
+                    CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type")
+                })?;
+                col.default = Some(const_value(e, t, cat).map_err(|x| x.at(pos_of(e)))?);
+            }
+            ast::ColumnOption::PrimaryKey(_) => {
+                col.not_null = true;
+                pk = true;
+            }
+            ast::ColumnOption::Unique(u) => {
+                check_unique(u)?;
+                unique.push((u.name.as_ref().map(norm), vec![name.clone()]));
+            }
+            ast::ColumnOption::Check(k) => {
+                checks.push(alter::check_of(k, o.name.as_ref())?);
+            }
+            other => {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    format!("the column option {other} is not supported"),
+                )
+                .at(pos_of(c)));
+            }
+        }
+    }
+    Ok((col, pk))
+}
+
 fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, CompileError> {
     if ct.query.is_some() || ct.like.is_some() {
         return Err(CompileError::new(
@@ -915,59 +1058,11 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
     let mut columns = Vec::with_capacity(ct.columns.len());
     let mut primary_key: Vec<String> = Vec::new();
     let mut unique: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let mut checks: Vec<(Option<String>, String)> = Vec::new();
     for c in &ct.columns {
-        let name = norm(&c.name);
-        let (ty, domain) = match &c.data_type {
-            ast::DataType::Custom(n, m) if m.is_empty() => {
-                let d = object_name(n)?;
-                if cat.domain_by_name(&d).is_some() {
-                    (None, Some(d))
-                } else {
-                    (Some(sql_type(&c.data_type, cat)?), None)
-                }
-            }
-            dt => (Some(sql_type(dt, cat)?), None),
-        };
-        let effective = ty.or_else(|| {
-            domain
-                .as_ref()
-                .and_then(|d| cat.domain_by_name(d))
-                .map(|d| d.base)
-        });
-        let mut col = NewColumn {
-            name: name.clone(),
-            ty,
-            domain,
-            not_null: false,
-            default: None,
-        };
-        for o in &c.options {
-            match &o.option {
-                ast::ColumnOption::NotNull => col.not_null = true,
-                ast::ColumnOption::Null => col.not_null = false,
-                ast::ColumnOption::Default(e) => {
-                    let t = effective.ok_or_else(|| {
-                        CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type")
-                    })?;
-                    col.default = Some(const_value(e, t, cat).map_err(|x| x.at(pos_of(e)))?);
-                }
-                ast::ColumnOption::PrimaryKey(_) => {
-                    col.not_null = true;
-                    primary_key.push(name.clone());
-                }
-                ast::ColumnOption::Unique(u) => {
-                    check_unique(u)?;
-                    unique.push((u.name.as_ref().map(norm), vec![name.clone()]));
-                }
-                other => {
-                    return Err(CompileError::new(
-                        codes::NOT_SUPPORTED,
-                        format!("the column option {other} is not supported"),
-                    )
-                    .at(pos_of(c))
-                    .hint("CHECK: use a domain"));
-                }
-            }
+        let (col, pk) = column_of(c, cat, &mut unique, &mut checks)?;
+        if pk {
+            primary_key.push(col.name.clone());
         }
         columns.push(col);
     }
@@ -998,27 +1093,14 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
                 }
             }
             ast::TableConstraint::Unique(u) => {
-                check_unique(u)?;
-                let mut cols = Vec::with_capacity(u.columns.len());
-                for ic in &u.columns {
-                    match &ic.column.expr {
-                        ast::Expr::Identifier(i) => cols.push(norm(i)),
-                        other => {
-                            return Err(CompileError::new(
-                                codes::NOT_SUPPORTED,
-                                format!("a UNIQUE constraint on the expression {other}"),
-                            ));
-                        }
-                    }
-                }
-                unique.push((u.name.as_ref().map(norm), cols));
+                unique.push((u.name.as_ref().map(norm), unique_columns(u)?));
             }
+            ast::TableConstraint::Check(k) => checks.push(alter::check_of(k, None)?),
             other => {
                 return Err(CompileError::new(
                     codes::NOT_SUPPORTED,
                     format!("the constraint {other} is not supported"),
-                )
-                .hint("CHECK: use a domain"));
+                ));
             }
         }
     }
@@ -1037,7 +1119,23 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
         if_not_exists: ct.if_not_exists,
         distribution: None,
         unique,
+        checks,
     })
+}
+
+/// The columns of UNIQUE constraint `u`, checked as [`check_unique`] does.
+fn unique_columns(u: &ast::UniqueConstraint) -> Result<Vec<String>, CompileError> {
+    check_unique(u)?;
+    u.columns
+        .iter()
+        .map(|ic| match &ic.column.expr {
+            ast::Expr::Identifier(i) => Ok(norm(i)),
+            other => Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("a UNIQUE constraint on the expression {other}"),
+            )),
+        })
+        .collect()
 }
 
 /// A UNIQUE constraint as SQL's default has it (NULLs distinct, checked at

@@ -18,6 +18,7 @@ use scratchbird_types::{ColumnId, SqlType, TableId};
 fn catalog() -> Catalog {
     let table = |id: u8, name: &str| TableDef {
         distribution: None,
+        checks: Vec::new(),
         id: TableId::from_bytes([id; 16]),
         name: name.into(),
         columns: vec![

@@ -21,6 +21,7 @@ use scratchbird_types::{ColumnId, SqlType, TableId};
 fn catalog() -> Catalog {
     let t = TableDef {
         distribution: None,
+        checks: Vec::new(),
         id: TableId::from_bytes([1; 16]),
         name: "t".into(),
         columns: vec![

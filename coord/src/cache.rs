@@ -220,6 +220,7 @@ mod tests {
         Catalog::new(
             vec![TableDef {
                 distribution: None,
+                checks: Vec::new(),
                 id: TableId::from_bytes([n; 16]),
                 name: format!("t{n}"),
                 columns: vec![ColumnDef {

@@ -68,6 +68,13 @@ impl Principal {
         self.deriver.bundle().hash()
     }
 
+    /// Why the bundle singles out column `column` of `table` (see
+    /// [`scratchbird_policy::Bundle::names_column`]), if it does.
+    #[must_use]
+    pub fn bundle_names_column(&self, table: &str, column: &str) -> Option<String> {
+        self.deriver.bundle().names_column(table, column)
+    }
+
     /// The security context.
     #[must_use]
     pub fn context(&self) -> &SecurityContext {

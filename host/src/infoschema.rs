@@ -6,9 +6,12 @@
 //! What the principal may not see is not in the rows at all, so a query over
 //! the views cannot reach it.
 
-use scratchbird_types::Value;
-use scratchbird_types::infoschema::{CATALOG_NAME, USER_SCHEMA, View, describe};
-use scratchbird_types::schema::{Schema, TableDef, ViewDef};
+use scratchbird_types::infoschema::{
+    CATALOG_NAME, INFORMATION_SCHEMA_OID, PG_BUILTIN_TYPES, PG_CATALOG_OID, PUBLIC_OID,
+    USER_SCHEMA, View, describe, oid_of, pg_type,
+};
+use scratchbird_types::schema::{DomainDef, Schema, TableDef, ViewDef};
+use scratchbird_types::{SqlType, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -28,6 +31,10 @@ fn text(s: &str) -> Value {
 
 fn int(n: Option<i32>) -> Value {
     n.map_or(Value::Null, Value::Integer)
+}
+
+fn count(n: usize) -> Value {
+    Value::Integer(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 fn position(i: usize) -> Value {
@@ -72,7 +79,6 @@ pub(crate) fn rows(
         .filter(|v| view_shown(v, cat, &names, 0))
         .collect();
     views.sort_by(|a, b| a.name.cmp(&b.name));
-    let readable = |s: &[(bool, bool)], i: usize| s.get(i).is_some_and(|c| c.0);
     let here = || [text(CATALOG_NAME), text(USER_SCHEMA)];
     let mut out = Vec::new();
     match view {
@@ -103,18 +109,7 @@ pub(crate) fn rows(
         }
         View::TableConstraints | View::KeyColumnUsage => keys(view, cat, &tables, &mut out),
         View::Domains => {
-            let used: BTreeSet<_> = tables
-                .iter()
-                .flat_map(|(t, s)| {
-                    t.columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| readable(s, *i))
-                        .filter_map(|(_, c)| c.domain)
-                })
-                .collect();
-            let mut domains: Vec<_> = cat.domains().filter(|d| used.contains(&d.id)).collect();
-            domains.sort_by(|a, b| a.name.cmp(&b.name));
+            let domains = used_domains(cat, &tables);
             for d in domains {
                 let (ty, len, precision, scale) = describe(d.base);
                 let mut r = here().to_vec();
@@ -142,8 +137,160 @@ pub(crate) fn rows(
                 ]);
             }
         }
+        View::PgNamespace => {
+            for (oid, name) in [
+                (PG_CATALOG_OID, "pg_catalog"),
+                (PUBLIC_OID, USER_SCHEMA),
+                (INFORMATION_SCHEMA_OID, "information_schema"),
+            ] {
+                out.push(vec![
+                    Value::BigInt(oid),
+                    text(name),
+                    Value::BigInt(OWNER_OID),
+                ]);
+            }
+        }
+        View::PgClass => pg_class(cat, &tables, &views, &mut out),
+        View::PgAttribute => pg_attribute(cat, &tables, &mut out),
+        View::PgType => {
+            for ty in PG_BUILTIN_TYPES {
+                let (oid, name, len, _) = pg_type(ty);
+                out.push(vec![
+                    Value::BigInt(oid),
+                    text(name),
+                    Value::BigInt(PG_CATALOG_OID),
+                    Value::Integer(len),
+                    text("b"),
+                    Value::BigInt(0),
+                    Value::Boolean(false),
+                ]);
+            }
+            for d in used_domains(cat, &tables) {
+                let (base, _, len, _) = pg_type(d.base);
+                out.push(vec![
+                    Value::BigInt(oid_of(d.id.as_bytes())),
+                    text(&d.name),
+                    Value::BigInt(PUBLIC_OID),
+                    Value::Integer(len),
+                    text("d"),
+                    Value::BigInt(base),
+                    Value::Boolean(!d.nullable),
+                ]);
+            }
+        }
     }
     out
+}
+
+/// PostgreSQL's oid of its bootstrap superuser, the owner `pg_catalog` shows
+/// for everything.
+const OWNER_OID: i64 = 10;
+
+/// The domains of the readable columns of `tables`, by name.
+fn used_domains<'a>(cat: &'a Schema, tables: &[Seen<'_>]) -> Vec<&'a Arc<DomainDef>> {
+    let used: BTreeSet<_> = tables
+        .iter()
+        .flat_map(|(t, s)| {
+            t.columns
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| s.get(*i).is_some_and(|c| c.0))
+                .filter_map(|(_, c)| c.domain)
+        })
+        .collect();
+    let mut domains: Vec<_> = cat.domains().filter(|d| used.contains(&d.id)).collect();
+    domains.sort_by(|a, b| a.name.cmp(&b.name));
+    domains
+}
+
+/// `pg_class`: the tables, views and indexes (of readable columns) shown.
+fn pg_class(cat: &Schema, tables: &[Seen<'_>], views: &[&Arc<ViewDef>], out: &mut Vec<Vec<Value>>) {
+    let row = |oid: i64, name: &str, kind: &str, atts: Value, indexed: bool| {
+        vec![
+            Value::BigInt(oid),
+            text(name),
+            Value::BigInt(PUBLIC_OID),
+            text(kind),
+            atts,
+            Value::Boolean(indexed),
+            Value::BigInt(OWNER_OID),
+        ]
+    };
+    for (t, s) in tables {
+        let readable = |c: &usize| s.get(*c).is_some_and(|x| x.0);
+        let indexes: Vec<_> = cat
+            .indexes_of(t.id)
+            .filter(|i| i.columns.iter().all(readable))
+            .collect();
+        let atts = (0..t.columns.len()).filter(readable).count();
+        out.push(row(
+            oid_of(t.id.as_bytes()),
+            &t.name,
+            "r",
+            count(atts),
+            !t.primary_key.is_empty() || !indexes.is_empty(),
+        ));
+        // the primary key, an index of its own in PostgreSQL
+        if !t.primary_key.is_empty() && t.primary_key.iter().all(readable) {
+            let mut id = *t.id.as_bytes();
+            for b in id.iter_mut().take(4) {
+                *b ^= 0xA5;
+            }
+            out.push(row(
+                oid_of(&id),
+                &format!("{}_pkey", t.name),
+                "i",
+                count(t.primary_key.len()),
+                false,
+            ));
+        }
+        for i in indexes {
+            out.push(row(
+                oid_of(i.id.as_bytes()),
+                &i.name,
+                "i",
+                count(i.columns.len()),
+                false,
+            ));
+        }
+    }
+    // a view's columns are its query's, which only compiling it tells
+    for v in views {
+        out.push(row(
+            oid_of(v.id.as_bytes()),
+            &v.name,
+            "v",
+            Value::Null,
+            false,
+        ));
+    }
+}
+
+/// `pg_attribute`: the readable columns of the tables shown.
+fn pg_attribute(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
+    for (t, s) in tables {
+        for (i, c) in t.columns.iter().enumerate() {
+            let Some((true, masked)) = s.get(i).copied() else {
+                continue;
+            };
+            let (oid, _, len, typmod) = pg_type(c.ty);
+            let ty = c
+                .domain
+                .and_then(|d| cat.domain(d))
+                .map_or(oid, |d| oid_of(d.id.as_bytes()));
+            out.push(vec![
+                Value::BigInt(oid_of(t.id.as_bytes())),
+                text(&c.name),
+                Value::BigInt(ty),
+                Value::Integer(len),
+                position(i),
+                Value::Integer(typmod),
+                Value::Boolean(!c.nullable),
+                Value::Boolean(c.default.is_some() && !masked),
+                Value::Boolean(false),
+            ]);
+        }
+    }
 }
 
 /// The readable columns of `tables`, as `information_schema.columns` shows them.
@@ -193,6 +340,27 @@ fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>
         unique.sort_by(|a, b| a.name.cmp(&b.name));
         for i in unique {
             keys.push((i.name.clone(), "UNIQUE", &i.columns));
+        }
+        // a CHECK, in table_constraints only (as in PostgreSQL), when every
+        // column it reads is readable: its name may carry a column's
+        let named: Vec<(String, SqlType)> =
+            t.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        let mut checks: Vec<&str> = Vec::new();
+        if view == View::TableConstraints {
+            for k in &t.checks {
+                let readable = scratchbird_storage::check::Check::parse_table(&k.expr, &named)
+                    .is_ok_and(|c| {
+                        c.columns()
+                            .iter()
+                            .all(|i| s.get(*i).is_some_and(|(r, _)| *r))
+                    });
+                if readable {
+                    checks.push(&k.name);
+                }
+            }
+        }
+        for name in checks {
+            keys.push((name.to_owned(), "CHECK", &[]));
         }
         for (name, kind, cols) in keys {
             let head = [

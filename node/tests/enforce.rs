@@ -1097,3 +1097,70 @@ fn catalog_views_show_only_what_the_principal_may_see() {
         ["secrets_pkey", "secrets_word_key"]
     );
 }
+
+#[test]
+fn alter_table_needs_the_grant_and_cannot_move_a_column_out_from_under_its_rules() {
+    let mut d = db();
+    d.as_user("alice");
+    permission(
+        &d.err("ALTER TABLE customers ADD COLUMN note VARCHAR(20)"),
+        r#"to Alter Table::"customers""#,
+    );
+    // the bundle's dba role alters tables, within the bundle's names
+    d.as_user("admin");
+    d.s.execute("ALTER TABLE customers ADD COLUMN note VARCHAR(20)")
+        .unwrap();
+    d.s.execute("ALTER TABLE customers RENAME COLUMN note TO remark")
+        .unwrap();
+    // a column a policy names (customers.mrr, which only finance reads)
+    // cannot be renamed out from under its policy, nor another moved under it
+    permission(
+        &d.err("ALTER TABLE customers RENAME COLUMN mrr TO revenue"),
+        "names the attribute mrr",
+    );
+    permission(
+        &d.err("ALTER TABLE customers RENAME COLUMN remark TO mrr"),
+        "nothing names customers.remark",
+    );
+    permission(
+        &d.err("ALTER TABLE customers DROP COLUMN tenant_id"),
+        "row policies read",
+    );
+    d.s.execute("ALTER TABLE customers DROP COLUMN remark")
+        .unwrap();
+    // after the column changes the table holds the same rows, and alice sees
+    // what she saw
+    d.as_user("alice");
+    assert_eq!(
+        d.rows("SELECT id, name FROM customers ORDER BY id"),
+        vec!["1|Acme", "2|Bolt"]
+    );
+    d.as_user("admin");
+    d.s.execute("ALTER TABLE customers ADD CONSTRAINT named CHECK (length(name) > 1)")
+        .unwrap();
+    d.as_user("alice");
+    // a violation names the constraint, never the row's values
+    let e = d
+        .err("UPDATE customers SET name = 'Q' WHERE id = 1")
+        .to_string();
+    assert!(
+        e.contains("violates its CHECK constraint named") && !e.contains("120"),
+        "{e}"
+    );
+    d.as_user("admin");
+    d.s.execute(
+        "ALTER TABLE customers ADD CONSTRAINT revenue_sane CHECK (name <> 'xx' OR mrr >= 0)",
+    )
+    .unwrap();
+    d.as_user("alice");
+    // a CHECK that reads a column alice may not read, beside the one she
+    // changes, would answer questions about it: refused before anything runs
+    permission(
+        &d.err("UPDATE customers SET name = 'xx' WHERE id = 1"),
+        "CHECK constraint revenue_sane of table customers reads column mrr",
+    );
+    // finance reads mrr: the same update runs, and the CHECK decides
+    d.as_user("admin");
+    d.s.execute("UPDATE customers SET name = 'xx' WHERE id = 1")
+        .unwrap();
+}

@@ -855,6 +855,23 @@ fn catalog_views_agree(
         tables,
         "{label}"
     );
+    // pg_catalog shows the same, as drivers read it
+    assert_eq!(
+        rows(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON a.attrelid = c.oid WHERE c.relkind = 'r'"
+        ),
+        columns,
+        "{label}"
+    );
+    let classes: Vec<String> = tables
+        .iter()
+        .map(|t| t.replace("|BASE TABLE", "|r").replace("|VIEW", "|v"))
+        .collect();
+    assert_eq!(
+        rows("SELECT relname, relkind FROM pg_catalog.pg_class WHERE relkind <> 'i'"),
+        classes,
+        "{label}"
+    );
 }
 
 /// Text the principal must never see: values of rows hidden from it, of

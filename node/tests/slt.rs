@@ -100,6 +100,13 @@ fn files() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        // SB_SLT_ONLY=094 runs only the files whose name holds it
+        .filter(|p| {
+            std::env::var("SB_SLT_ONLY").map_or(true, |only| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(&only))
+            })
+        })
         .collect();
     v.sort();
     assert!(!v.is_empty(), "no .slt files in {}", dir.display());

@@ -842,6 +842,45 @@ impl Bundle {
         EntityUid::from_str(principal).is_ok_and(|uid| self.entities.get(&uid).is_some())
     }
 
+    /// Why this bundle singles out column `column` of table `table`, if it
+    /// does: the table's row type names it as an attribute (row policies
+    /// read it), or a policy or an entity names the column's entity (its
+    /// `ReadColumn` decisions may differ from another column's). A column
+    /// renamed out of such a name, or into one, would move its values out
+    /// from under the rules written for them.
+    #[must_use]
+    pub fn names_column(&self, table: &str, column: &str) -> Option<String> {
+        if self
+            .tables
+            .get(table)
+            .is_some_and(|r| r.attrs.contains_key(column))
+        {
+            return Some(format!(
+                "the bundle's row type of {table} names the attribute {column}, which its row policies read"
+            ));
+        }
+        let quoted = format!("\"{table}.{column}\"");
+        if let Some(p) = self
+            .policies
+            .policies()
+            .find(|p| p.to_string().contains(&quoted))
+        {
+            return Some(format!(
+                "policy {} names the column {table}.{column}",
+                p.id()
+            ));
+        }
+        let mut json = Vec::new();
+        if self.entities.write_to_json(&mut json).is_err()
+            || String::from_utf8_lossy(&json).contains(&quoted)
+        {
+            return Some(format!(
+                "the bundle's entities name the column {table}.{column}"
+            ));
+        }
+        None
+    }
+
     /// The policies.
     #[must_use]
     pub fn policies(&self) -> &PolicySet {

@@ -125,6 +125,7 @@ impl Catalog {
             }
             tables.push(TableDef {
                 distribution: None,
+                checks: Vec::new(),
                 id: TableId::from_bytes(id_of_name("table", &t.name)),
                 name: t.name,
                 columns,

@@ -636,6 +636,7 @@ pub fn schema_of_row_types(bundle: &Bundle) -> Schema {
 fn table_from_row_type(row: &RowType) -> TableDef {
     TableDef {
         distribution: None,
+        checks: Vec::new(),
         id: TableId::from_bytes(id_of_name("table", &row.table)),
         name: row.table.clone(),
         columns: row

@@ -416,3 +416,35 @@ fn a_bundle_rebuilt_from_its_canonical_form_is_the_same_bundle() {
     ));
     assert!(Bundle::from_canonical(b"not cbor", "epoch").is_err());
 }
+
+#[test]
+fn a_bundle_names_the_columns_its_row_type_policies_or_entities_single_out() {
+    let b = Bundle::load(example("hr")).unwrap();
+    let why = b.names_column("employees", "name").unwrap();
+    assert!(
+        why.contains("row type of employees names the attribute name"),
+        "{why}"
+    );
+    assert!(b.names_column("employees", "nickname").is_none());
+    assert!(b.names_column("nosuch", "name").is_none());
+    // a column the row type leaves out is still singled out by a policy
+    // naming its Column entity
+    let d = copy("hr");
+    edit(d.path(), "schema.cedarschema", |s| {
+        s.replace("  \"salary\": decimal,\n", "")
+    });
+    let b = Bundle::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
+    let why = b.names_column("employees", "salary").unwrap();
+    assert!(why.contains("names the column employees.salary"), "{why}");
+    // and by an entity that names it (a column in a group, say)
+    edit(d.path(), "entities.json", |s| {
+        s.replacen(
+            '[',
+            "[\n  { \"uid\": { \"type\": \"Column\", \"id\": \"employees.nickname\" }, \"attrs\": {}, \"parents\": [] },",
+            1,
+        )
+    });
+    let b = Bundle::load(d.path()).unwrap_or_else(|e| panic!("{e}"));
+    let why = b.names_column("employees", "nickname").unwrap();
+    assert!(why.contains("entities name the column"), "{why}");
+}

@@ -7,8 +7,8 @@
 
 use super::{
     Bound, Catalog, HostError, NodeName, Shard, Statement, TxnOptions, UserName,
-    apply_schema_change, check_claim, check_grants, describe_change, is_schema_change,
-    schema_objects, tables_of,
+    apply_schema_change, check_claim, check_columns_governed, check_grants, describe_change,
+    is_schema_change, schema_objects, tables_of,
 };
 use scratchbird_host::audit::AuditRecord;
 use scratchbird_host::envelope::{SchemaClaim, user_name};
@@ -60,6 +60,11 @@ fn noop(op: &Statement, cat: &Catalog) -> Option<&'static str> {
             names,
             if_exists: true,
         } if names.iter().all(|n| cat.index_by_name(n).is_none()) => Some("DROP INDEX"),
+        Statement::AlterTable {
+            name,
+            if_exists: true,
+            ..
+        } if !table(name) => Some("ALTER TABLE"),
         _ => None,
     }
 }
@@ -128,6 +133,25 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
             )));
         }
     }
+    if let Statement::AlterTable { actions, .. } = &op {
+        use scratchbird_compiler::AlterAction as A;
+        // whether each shard's rows satisfy a new constraint depends on the
+        // rows each holds: nodes would part on it
+        let refused = actions.iter().find_map(|a| match a {
+            A::AddCheck { .. } => Some("ADD CHECK"),
+            A::AddUnique { .. } => Some("ADD UNIQUE"),
+            A::SetNotNull { not_null: true, .. } => Some("SET NOT NULL"),
+            A::AddColumn { column, .. } if column.not_null && column.default.is_none() => {
+                Some("ADD COLUMN ... NOT NULL without a DEFAULT")
+            }
+            _ => None,
+        });
+        if let Some(what) = refused {
+            return Err(HostError::Envelope(format!(
+                "ALTER TABLE ... {what} cannot be made in a cluster yet: whether the rows each shard holds satisfy it would differ between shards, and the shards would part; declare it when the table is created (CREATE TABLE takes CHECK, UNIQUE and NOT NULL)"
+            )));
+        }
+    }
     if matches!(op, Statement::CreateIndex { unique: true, .. }) {
         // whether the rows are unique depends on each node's rows: nodes
         // would part on it
@@ -144,6 +168,12 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
 fn created_already(op: &Statement, cat: &Catalog, first: [u8; 16]) -> bool {
     match op {
         Statement::CreateTable { .. } => cat.table(TableId::from_random_bytes(first)).is_some(),
+        // a change of columns writes the table anew under the first id; an
+        // ADD UNIQUE makes an index with it; the other changes draw no id
+        Statement::AlterTable { .. } => {
+            cat.table(TableId::from_random_bytes(first)).is_some()
+                || cat.index(IndexId::from_random_bytes(first)).is_some()
+        }
         Statement::CreateDomain { .. } => cat.domain(DomainId::from_random_bytes(first)).is_some(),
         Statement::CreateIndex { .. } => cat.index(IndexId::from_random_bytes(first)).is_some(),
         Statement::CreateView { .. } => cat.view(ViewId::from_random_bytes(first)).is_some(),
@@ -200,6 +230,7 @@ impl Shard {
         let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
         let (_, objects) = schema_objects(&op, &cat)?;
         check_grants(&access, &objects, &mut Vec::new())?;
+        check_columns_governed(&access, &op)?;
         Ok(noop(&op, &cat))
     }
 

@@ -26,7 +26,7 @@ use scratchbird_host::{
 };
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{
-    ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableSpec, ViewSpec,
+    ColumnSpec, ColumnType, DomainSpec, IndexSpec, TableChange, TableSpec, ViewSpec,
 };
 use scratchbird_storage::{
     AsOf, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions,
@@ -1316,6 +1316,7 @@ impl ShardSessionOf {
             rec.change = Some(describe_change(tag, &objects));
             rec.tables = tables_of(&objects);
             check_grants(access, &objects, &mut rec.recorded)?;
+            check_columns_governed(access, &op)?;
             apply_schema_change(&mut txn, &cat, op)
         })();
         let ok = r.is_ok();
@@ -1329,6 +1330,7 @@ fn is_schema_change(op: &Statement) -> bool {
     matches!(
         op,
         Statement::CreateTable { .. }
+            | Statement::AlterTable { .. }
             | Statement::DropTable { .. }
             | Statement::CreateView { .. }
             | Statement::DropView { .. }
@@ -1373,6 +1375,10 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             tables(SchemaAction::Create, std::slice::from_ref(name)),
         ),
         Statement::DropTable { names, .. } => ("DROP TABLE", tables(SchemaAction::Drop, names)),
+        Statement::AlterTable { name, .. } => (
+            "ALTER TABLE",
+            tables(SchemaAction::Alter, std::slice::from_ref(name)),
+        ),
         // a view is a relation: the bundle's rights on a table of its name
         Statement::CreateView { name, .. } => (
             "CREATE VIEW",
@@ -1435,6 +1441,59 @@ fn check_grants(
                 action.name(),
                 object.as_ref()
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `access` may rename or drop the columns `op` renames or drops. A
+/// principal may not rename a column when the bundle singles out one of its
+/// old and new names and not the other: the values would move out from
+/// under the rules written for the old name, or under rules written for
+/// another column. (A bundle that names both, as one made for the rename
+/// does, lets it happen.) Nor may it drop a column the bundle's row
+/// policies read. The owner, outside a cluster, may.
+///
+/// # Errors
+/// `PERMISSION_DENIED`, naming the rule.
+fn check_columns_governed(access: &Access, op: &Statement) -> Result<(), HostError> {
+    let (Access::Principal(p), Statement::AlterTable { name, actions, .. }) = (access, op) else {
+        return Ok(());
+    };
+    let denied = |what: String| {
+        HostError::Permission(format!(
+            "permission denied: {} may not {what}; sign a bundle that names both the old and the new name (for a rename) or no longer reads the column (for a drop), then retry",
+            p.name()
+        ))
+    };
+    for a in actions {
+        match a {
+            scratchbird_compiler::AlterAction::RenameColumn { from, to } => {
+                match (
+                    p.bundle_names_column(name, from),
+                    p.bundle_names_column(name, to),
+                ) {
+                    (Some(why), None) => {
+                        return Err(denied(format!(
+                            "rename column {name}.{from} to {to}: {why}, and nothing names {name}.{to}"
+                        )));
+                    }
+                    (None, Some(why)) => {
+                        return Err(denied(format!(
+                            "rename column {name}.{from} to {to}: {why}, and nothing names {name}.{from}"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            scratchbird_compiler::AlterAction::DropColumn { name: c, .. } => {
+                if let Some(why) = p.bundle_names_column(name, c)
+                    && why.contains("row policies")
+                {
+                    return Err(denied(format!("drop column {name}.{c}: {why}")));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -1608,6 +1667,97 @@ impl Drop for ShardSessionOf {
 /// The unique indexes of a new table's UNIQUE constraints: named as the
 /// constraint, else `TABLE_COLUMNS_key` as PostgreSQL names them (with a
 /// number when an index has that name).
+/// Applies one action of ALTER TABLE to `table`.
+fn alter_action(
+    t: &mut Transaction,
+    table: &str,
+    a: scratchbird_compiler::AlterAction,
+) -> Result<(), StorageError> {
+    use scratchbird_compiler::AlterAction as A;
+    let change = match a {
+        A::AddColumn {
+            column,
+            if_not_exists,
+        } => {
+            let cat = t.catalog()?;
+            if if_not_exists
+                && cat
+                    .table_by_name(table)
+                    .is_some_and(|d| d.columns.iter().any(|c| c.name == column.name))
+            {
+                return Ok(());
+            }
+            TableChange::AddColumn(column_spec(column))
+        }
+        A::DropColumn { name, if_exists } => {
+            let cat = t.catalog()?;
+            if if_exists
+                && cat
+                    .table_by_name(table)
+                    .is_some_and(|d| !d.columns.iter().any(|c| c.name == name))
+            {
+                return Ok(());
+            }
+            TableChange::DropColumn(name)
+        }
+        A::RenameColumn { from, to } => TableChange::RenameColumn { from, to },
+        A::SetDefault { column, default } => TableChange::SetDefault { column, default },
+        A::SetNotNull { column, not_null } => TableChange::SetNotNull { column, not_null },
+        A::AddCheck { name, expr } => TableChange::AddCheck { name, expr },
+        A::AddUnique { name, columns } => {
+            let cat = t.catalog()?;
+            for i in unique_indexes(&cat, table, vec![(name, columns)]) {
+                if cat
+                    .table_by_name(table)
+                    .is_some_and(|d| d.checks.iter().any(|k| k.name == i.name))
+                {
+                    return Err(StorageError::AlreadyExists {
+                        kind: "constraint",
+                        name: format!("{} of table {table}", i.name),
+                    });
+                }
+                t.create_index(&i)?;
+            }
+            return Ok(());
+        }
+        A::DropConstraint { name, if_exists } => {
+            let cat = t.catalog()?;
+            let def = scratchbird_storage::catalog::Resolve::resolve_table(&*cat, table)?.clone();
+            if def.checks.iter().any(|k| k.name == name) {
+                TableChange::DropCheck(name)
+            } else if let Some(i) = cat
+                .index_by_name(&name)
+                .filter(|i| i.table == def.id && i.unique)
+            {
+                let n = i.name.clone();
+                return t.drop_index(&n);
+            } else if if_exists {
+                return Ok(());
+            } else {
+                return Err(StorageError::NotFound {
+                    kind: "constraint",
+                    name: format!("{name} of table {table}"),
+                });
+            }
+        }
+    };
+    t.alter_table(table, &change)
+}
+
+/// A new column as storage takes it.
+fn column_spec(c: scratchbird_compiler::NewColumn) -> ColumnSpec {
+    ColumnSpec {
+        name: c.name,
+        ty: match (c.ty, c.domain) {
+            (_, Some(d)) => ColumnType::Domain(d),
+            (Some(t), None) => ColumnType::Sql(t),
+            (None, None) => ColumnType::Sql(SqlType::Text),
+        },
+        not_null: c.not_null,
+        default: c.default,
+    }
+}
+
 fn unique_indexes(
     cat: &Catalog,
     table: &str,
@@ -1670,6 +1820,7 @@ fn apply_schema_change(
             if_not_exists,
             distribution,
             unique,
+            checks,
         } => {
             if if_not_exists && cat.table_by_name(&name).is_some_and(|t| !t.is_system()) {
                 return Ok("CREATE TABLE");
@@ -1679,19 +1830,7 @@ fn apply_schema_change(
             let spec = TableSpec {
                 distribution,
                 name,
-                columns: columns
-                    .into_iter()
-                    .map(|c| ColumnSpec {
-                        name: c.name,
-                        ty: match (c.ty, c.domain) {
-                            (_, Some(d)) => ColumnType::Domain(d),
-                            (Some(t), None) => ColumnType::Sql(t),
-                            (None, None) => ColumnType::Sql(SqlType::Text),
-                        },
-                        not_null: c.not_null,
-                        default: c.default,
-                    })
-                    .collect(),
+                columns: columns.into_iter().map(column_spec).collect(),
                 primary_key,
             };
             txn.statement(|t| {
@@ -1700,9 +1839,25 @@ fn apply_schema_change(
                 for i in &indexes {
                     t.create_index(i)?;
                 }
-                Ok(())
+                checks.into_iter().try_for_each(|(name, expr)| {
+                    t.alter_table(&table, &TableChange::AddCheck { name, expr })
+                })
             })?;
             Ok("CREATE TABLE")
+        }
+        Statement::AlterTable {
+            name,
+            if_exists,
+            actions,
+        } => {
+            if !(if_exists && cat.table_by_name(&name).is_none_or(|t| t.is_system())) {
+                txn.statement(|t| {
+                    actions
+                        .into_iter()
+                        .try_for_each(|a| alter_action(t, &name, a))
+                })?;
+            }
+            Ok("ALTER TABLE")
         }
         Statement::DropTable { names, if_exists } => {
             txn.statement(|t| {

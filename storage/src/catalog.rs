@@ -27,7 +27,7 @@ const fn fixed_id(v: u128) -> [u8; 16] {
 use scratchbird_types::placement;
 pub use scratchbird_types::schema::{
     ColumnCheck, ColumnDef, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
-    SchemaVersion, TableDef, ViewDef,
+    SchemaVersion, TableCheck, TableDef, ViewDef,
 };
 
 /// The catalog as one transaction sees it: the shared [`Schema`].
@@ -149,6 +149,52 @@ pub struct IndexSpec {
     pub unique: bool,
 }
 
+/// A change ALTER TABLE makes to a table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableChange {
+    /// ADD COLUMN, last: the rows the table holds take its default (NULL
+    /// without one). The table is rewritten.
+    AddColumn(ColumnSpec),
+    /// DROP COLUMN, with the indexes and CHECK constraints that name it. The
+    /// table is rewritten.
+    DropColumn(String),
+    /// RENAME COLUMN; the CHECK constraints that name it are rewritten.
+    RenameColumn {
+        /// The column's name.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// ALTER COLUMN SET DEFAULT (`Some`) or DROP DEFAULT (`None`); the rows
+    /// the table holds keep their values.
+    SetDefault {
+        /// The column.
+        column: String,
+        /// The default.
+        default: Option<Value>,
+    },
+    /// ALTER COLUMN SET NOT NULL (`true`, checked against every row the table
+    /// holds) or DROP NOT NULL.
+    SetNotNull {
+        /// The column.
+        column: String,
+        /// NOT NULL.
+        not_null: bool,
+    },
+    /// ADD [CONSTRAINT name] CHECK (expr), checked against every row the
+    /// table holds. Unnamed, it is named as PostgreSQL names it:
+    /// `table_column_check` when it reads one column, else `table_check`
+    /// (and a number after a name taken).
+    AddCheck {
+        /// The constraint's name.
+        name: Option<String>,
+        /// The expression, over the table's columns by name.
+        expr: String,
+    },
+    /// DROP CONSTRAINT of a CHECK constraint.
+    DropCheck(String),
+}
+
 /// What is stored in the definition column of `SB$OBJECTS`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum ObjectDef {
@@ -255,6 +301,7 @@ pub(crate) fn system_table_def() -> TableDef {
     };
     TableDef {
         distribution: None,
+        checks: Vec::new(),
         id: system_table_id(),
         name: SYSTEM_TABLE_NAME.to_owned(),
         columns: vec![
@@ -349,6 +396,72 @@ fn invalid(object: String, reason: &'static str) -> StorageError {
     StorageError::InvalidDefinition { object, reason }
 }
 
+/// A validated column of table `table`, with the id `id`.
+pub(crate) fn build_column(
+    table: &str,
+    c: &ColumnSpec,
+    catalog: &Catalog,
+    id: ColumnId,
+) -> Result<ColumnDef> {
+    check_identifier("column", &c.name)?;
+    let cobj = || format!("column {}.{}", table, c.name);
+    let (ty, mut nullable, mut default, domain, check) = match &c.ty {
+        ColumnType::Sql(ty) => (*ty, true, None, None, None),
+        ColumnType::Domain(name) => {
+            let d = catalog
+                .domain_by_name(name)
+                .ok_or_else(|| StorageError::NotFound {
+                    kind: "domain",
+                    name: name.clone(),
+                })?;
+            (
+                d.base,
+                d.nullable,
+                d.default.clone(),
+                Some(d.id),
+                d.check.clone().map(|expr| ColumnCheck {
+                    domain: d.name.clone(),
+                    expr,
+                }),
+            )
+        }
+    };
+    ty.validate().map_err(|source| StorageError::ColumnValue {
+        table: table.to_owned(),
+        column: c.name.clone(),
+        source,
+    })?;
+    if c.not_null {
+        nullable = false;
+    }
+    if let Some(v) = &c.default {
+        default = Some(v.clone());
+    }
+    if let Some(v) = &default {
+        ty.check_value(v)
+            .map_err(|source| StorageError::ColumnValue {
+                table: table.to_owned(),
+                column: c.name.clone(),
+                source,
+            })?;
+        if v.is_null() && !nullable {
+            return Err(invalid(
+                cobj(),
+                "the default is NULL but the column is NOT NULL",
+            ));
+        }
+    }
+    Ok(ColumnDef {
+        id,
+        name: c.name.clone(),
+        ty,
+        nullable,
+        default,
+        domain,
+        check,
+    })
+}
+
 /// Builds a validated table definition. `new_id` supplies fresh column ids.
 pub(crate) fn build_table(
     spec: &TableSpec,
@@ -366,66 +479,13 @@ pub(crate) fn build_table(
     }
     let mut columns: Vec<ColumnDef> = Vec::with_capacity(spec.columns.len());
     for c in &spec.columns {
-        check_identifier("column", &c.name)?;
-        let cobj = || format!("column {}.{}", spec.name, c.name);
         if columns.iter().any(|d| d.name == c.name) {
-            return Err(invalid(cobj(), "two columns have this name"));
+            return Err(invalid(
+                format!("column {}.{}", spec.name, c.name),
+                "two columns have this name",
+            ));
         }
-        let (ty, mut nullable, mut default, domain, check) = match &c.ty {
-            ColumnType::Sql(ty) => (*ty, true, None, None, None),
-            ColumnType::Domain(name) => {
-                let d = catalog
-                    .domain_by_name(name)
-                    .ok_or_else(|| StorageError::NotFound {
-                        kind: "domain",
-                        name: name.clone(),
-                    })?;
-                (
-                    d.base,
-                    d.nullable,
-                    d.default.clone(),
-                    Some(d.id),
-                    d.check.clone().map(|expr| ColumnCheck {
-                        domain: d.name.clone(),
-                        expr,
-                    }),
-                )
-            }
-        };
-        ty.validate().map_err(|source| StorageError::ColumnValue {
-            table: spec.name.clone(),
-            column: c.name.clone(),
-            source,
-        })?;
-        if c.not_null {
-            nullable = false;
-        }
-        if let Some(v) = &c.default {
-            default = Some(v.clone());
-        }
-        if let Some(v) = &default {
-            ty.check_value(v)
-                .map_err(|source| StorageError::ColumnValue {
-                    table: spec.name.clone(),
-                    column: c.name.clone(),
-                    source,
-                })?;
-            if v.is_null() && !nullable {
-                return Err(invalid(
-                    cobj(),
-                    "the default is NULL but the column is NOT NULL",
-                ));
-            }
-        }
-        columns.push(ColumnDef {
-            id: new_column_id(),
-            name: c.name.clone(),
-            ty,
-            nullable,
-            default,
-            domain,
-            check,
-        });
+        columns.push(build_column(&spec.name, c, catalog, new_column_id())?);
     }
     if spec.primary_key.len() > KEY_COLUMNS_MAX {
         return Err(invalid(obj(), "a primary key has at most 16 columns"));
@@ -458,6 +518,7 @@ pub(crate) fn build_table(
         columns,
         primary_key,
         distribution,
+        checks: Vec::new(),
     };
     def.row_layout()?;
     Ok(def)

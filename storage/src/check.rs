@@ -1,11 +1,13 @@
-//! Domain CHECK constraints: a small expression language over `VALUE`, parsed
-//! when the domain is created (an expression outside it is refused there, with
-//! what to write instead) and evaluated on every value written to a column of the
-//! domain, whoever writes it. SQL's rule: a value violates the CHECK only when the
-//! expression is false; NULL (unknown) passes.
+//! CHECK constraints: a small expression language, over `VALUE` for a
+//! domain's CHECK and over the table's columns by name for a table's, parsed
+//! when the domain or constraint is created (an expression outside it is
+//! refused there, with what to write instead) and evaluated on every value or
+//! row written, whoever writes it. SQL's rule: a row violates the CHECK only
+//! when the expression is false; NULL (unknown) passes.
 //!
-//! The language: `VALUE`, integer / decimal / string literals, `TRUE`, `FALSE`,
-//! `NULL`, `DATE 'YYYY-MM-DD'`; comparisons `= <> != < <= > >=`; `[NOT] LIKE`
+//! The language: `VALUE` (a domain's) or column names (a table's), integer /
+//! decimal / string literals, `TRUE`, `FALSE`, `NULL`, `DATE 'YYYY-MM-DD'`;
+//! `+`, `-`, `*` of numbers; comparisons `= <> != < <= > >=`; `[NOT] LIKE`
 //! (`%`, `_`), `[NOT] BETWEEN .. AND ..`, `[NOT] IN (..)`, `IS [NOT] NULL`;
 //! `AND`, `OR`, `NOT`, parentheses; `length` / `char_length` /
 //! `character_length`, `upper`, `lower`, `trim` of a string.
@@ -31,6 +33,9 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq)]
 enum Expr {
     Value,
+    /// A table CHECK's column, by position.
+    Column(usize),
+    Arith(Box<Expr>, ArOp, Box<Expr>),
     Lit(Lit),
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
@@ -41,6 +46,13 @@ enum Expr {
     In(Box<Expr>, Vec<Expr>, bool),
     IsNull(Box<Expr>, bool),
     Func(Func, Box<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ArOp {
+    Add,
+    Sub,
+    Mul,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,6 +163,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 '>' => ">",
                 '-' => "-",
                 '+' => "+",
+                '*' => "*",
                 other => return Err(format!("unexpected character {other:?}")),
             };
             out.push(Tok::Sym(one));
@@ -160,13 +173,65 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
-struct Parser {
+/// `text` with every mention of the column `from` (a name outside string
+/// literals, in any case) replaced by `to`; the rest as written.
+#[must_use]
+pub fn rename_column(text: &str, from: &str, to: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0usize;
+    while let Some(&c) = b.get(i) {
+        if c == '\'' {
+            // a literal, copied whole ('' inside it included)
+            out.push(c);
+            i += 1;
+            while let Some(&ch) = b.get(i) {
+                out.push(ch);
+                i += 1;
+                if ch == '\'' {
+                    if b.get(i) == Some(&'\'') {
+                        out.push('\'');
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let start = i;
+            while b.get(i).is_some_and(|x| x.is_alphanumeric() || *x == '_') {
+                i += 1;
+            }
+            let w: String = b.get(start..i).unwrap_or_default().iter().collect();
+            if w.eq_ignore_ascii_case(from) {
+                out.push_str(to);
+            } else {
+                out.push_str(&w);
+            }
+        } else if c.is_ascii_digit() {
+            // a number: digits, a point and digits (never a name)
+            while b.get(i).is_some_and(|x| x.is_ascii_digit() || *x == '.') {
+                out.push(b.get(i).copied().unwrap_or('0'));
+                i += 1;
+            }
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
+struct Parser<'c> {
     toks: Vec<Tok>,
     at: usize,
     depth: usize,
+    /// A table CHECK's column names (lower case), by position; `None` for a
+    /// domain's CHECK, which names `VALUE`.
+    columns: Option<&'c [String]>,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.at)
     }
@@ -252,7 +317,7 @@ impl Parser {
     }
 
     fn pred(&mut self) -> Result<Expr, String> {
-        let left = self.operand()?;
+        let left = self.sum()?;
         let op = match self.peek() {
             Some(Tok::Sym("=")) => Some(Op::Eq),
             Some(Tok::Sym("<>")) => Some(Op::Ne),
@@ -264,7 +329,7 @@ impl Parser {
         };
         if let Some(op) = op {
             self.at += 1;
-            let right = self.operand()?;
+            let right = self.sum()?;
             return Ok(Expr::Cmp(Box::new(left), op, Box::new(right)));
         }
         if self.word("IS") {
@@ -291,11 +356,11 @@ impl Parser {
             return Ok(Expr::Like(Box::new(left), p, negated));
         }
         if self.word("BETWEEN") {
-            let lo = self.operand()?;
+            let lo = self.sum()?;
             if !self.word("AND") {
                 return Err(format!("expected AND in BETWEEN at {}", self.here()));
             }
-            let hi = self.operand()?;
+            let hi = self.sum()?;
             return Ok(Expr::Between(
                 Box::new(left),
                 Box::new(lo),
@@ -305,9 +370,9 @@ impl Parser {
         }
         if self.word("IN") {
             self.expect_sym("(")?;
-            let mut list = vec![self.operand()?];
+            let mut list = vec![self.sum()?];
             while self.sym(",") {
-                list.push(self.operand()?);
+                list.push(self.sum()?);
             }
             self.expect_sym(")")?;
             return Ok(Expr::In(Box::new(left), list, negated));
@@ -319,6 +384,36 @@ impl Parser {
             ));
         }
         Ok(left)
+    }
+
+    /// `a + b - c`: products joined by `+` and `-`.
+    fn sum(&mut self) -> Result<Expr, String> {
+        let base = self.depth;
+        let mut e = self.product()?;
+        loop {
+            let op = if self.sym("+") {
+                ArOp::Add
+            } else if self.sym("-") {
+                ArOp::Sub
+            } else {
+                break;
+            };
+            self.nest()?;
+            e = Expr::Arith(Box::new(e), op, Box::new(self.product()?));
+        }
+        self.depth = base;
+        Ok(e)
+    }
+
+    fn product(&mut self) -> Result<Expr, String> {
+        let base = self.depth;
+        let mut e = self.operand()?;
+        while self.sym("*") {
+            self.nest()?;
+            e = Expr::Arith(Box::new(e), ArOp::Mul, Box::new(self.operand()?));
+        }
+        self.depth = base;
+        Ok(e)
     }
 
     fn operand(&mut self) -> Result<Expr, String> {
@@ -338,12 +433,23 @@ impl Parser {
                     self.at += 1;
                     number(&n, s == "-").map(Expr::Lit)
                 }
-                _ => Err(format!("expected a number after {s}")),
+                _ if s == "-" => {
+                    // -x is 0 - x
+                    self.nest()?;
+                    let e = self.operand()?;
+                    self.depth -= 1;
+                    Ok(Expr::Arith(
+                        Box::new(Expr::Lit(Lit::Num(0, 0))),
+                        ArOp::Sub,
+                        Box::new(e),
+                    ))
+                }
+                _ => self.operand(),
             },
             Tok::Num(n) => number(&n, false).map(Expr::Lit),
             Tok::Str(s) => Ok(Expr::Lit(Lit::Str(s))),
             Tok::Word(w) => match w.as_str() {
-                "VALUE" => Ok(Expr::Value),
+                "VALUE" if self.columns.is_none() => Ok(Expr::Value),
                 "NULL" => Ok(Expr::Lit(Lit::Null)),
                 "TRUE" => Ok(Expr::Lit(Lit::Bool(true))),
                 "FALSE" => Ok(Expr::Lit(Lit::Bool(false))),
@@ -366,9 +472,21 @@ impl Parser {
                     self.expect_sym(")")?;
                     Ok(Expr::Func(f, Box::new(arg)))
                 }
-                other => Err(format!(
-                    "{other} is not part of a domain CHECK (write conditions on VALUE with comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, length/upper/lower/trim)"
-                )),
+                other => match self.columns {
+                    Some(cols) => cols
+                        .iter()
+                        .position(|c| c.eq_ignore_ascii_case(other))
+                        .map(Expr::Column)
+                        .ok_or_else(|| {
+                            format!(
+                                "{} is not a column of the table, nor part of a CHECK (write conditions on the columns with + - *, comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, length/upper/lower/trim)",
+                                other.to_lowercase()
+                            )
+                        }),
+                    None => Err(format!(
+                        "{other} is not part of a domain CHECK (write conditions on VALUE with comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, length/upper/lower/trim)"
+                    )),
+                },
             },
             Tok::Sym(s) => Err(format!("unexpected {s}")),
         }
@@ -494,10 +612,57 @@ fn as_f64(l: &Lit) -> Option<f64> {
     }
 }
 
+/// `a op b` of two numbers; NULL when either is NULL. Exact on decimals while
+/// 38 digits hold the result, in floating point beyond.
+fn arith(a: &Lit, op: ArOp, b: &Lit) -> Lit {
+    let float = |x: f64, y: f64| {
+        Lit::Float(match op {
+            ArOp::Add => x + y,
+            ArOp::Sub => x - y,
+            ArOp::Mul => x * y,
+        })
+    };
+    match (a, b) {
+        (Lit::Null, _) | (_, Lit::Null) => Lit::Null,
+        (Lit::Num(x, sx), Lit::Num(y, sy)) => {
+            let exact = match op {
+                ArOp::Mul => x.checked_mul(*y).map(|m| (m, sx + sy)),
+                ArOp::Add | ArOp::Sub => {
+                    let s = (*sx).max(*sy);
+                    let up = |m: i128, from: u32| {
+                        10i128.checked_pow(s - from).and_then(|p| m.checked_mul(p))
+                    };
+                    match (up(*x, *sx), up(*y, *sy)) {
+                        (Some(x), Some(y)) if op == ArOp::Add => x.checked_add(y).map(|m| (m, s)),
+                        (Some(x), Some(y)) => x.checked_sub(y).map(|m| (m, s)),
+                        _ => None,
+                    }
+                }
+            };
+            match exact {
+                Some((m, s)) if s <= 38 => Lit::Num(m, s),
+                _ => match (as_f64(a), as_f64(b)) {
+                    (Some(x), Some(y)) => float(x, y),
+                    _ => Lit::Other,
+                },
+            }
+        }
+        (Lit::Num(..) | Lit::Float(_), Lit::Num(..) | Lit::Float(_)) => {
+            match (as_f64(a), as_f64(b)) {
+                (Some(x), Some(y)) => float(x, y),
+                _ => Lit::Other,
+            }
+        }
+        _ => Lit::Other,
+    }
+}
+
 impl Expr {
-    fn value(&self, v: &Value) -> Lit {
+    fn value(&self, v: &[Value]) -> Lit {
         match self {
-            Self::Value => lit_of(v),
+            Self::Value => v.first().map_or(Lit::Null, lit_of),
+            Self::Column(i) => v.get(*i).map_or(Lit::Null, lit_of),
+            Self::Arith(a, op, b) => arith(&a.value(v), *op, &b.value(v)),
             Self::Lit(l) => l.clone(),
             Self::Func(f, arg) => match (f, arg.value(v)) {
                 (_, Lit::Null) => Lit::Null,
@@ -515,7 +680,7 @@ impl Expr {
     }
 
     /// Three-valued truth: `None` is unknown.
-    fn truth(&self, v: &Value) -> Option<bool> {
+    fn truth(&self, v: &[Value]) -> Option<bool> {
         match self {
             Self::Not(e) => e.truth(v).map(|b| !b),
             Self::And(a, b) => match (a.truth(v), b.truth(v)) {
@@ -571,10 +736,12 @@ impl Expr {
                 if unknown { None } else { Some(*negated) }
             }
             Self::IsNull(a, negated) => Some((a.value(v) == Lit::Null) != *negated),
-            Self::Value | Self::Lit(_) | Self::Func(..) => match self.value(v) {
-                Lit::Bool(b) => Some(b),
-                _ => None,
-            },
+            Self::Value | Self::Column(_) | Self::Arith(..) | Self::Lit(_) | Self::Func(..) => {
+                match self.value(v) {
+                    Lit::Bool(b) => Some(b),
+                    _ => None,
+                }
+            }
         }
     }
 }
@@ -637,9 +804,9 @@ fn comparable(a: Kind, b: Kind) -> Result<(), String> {
 }
 
 impl Expr {
-    /// The kind of the expression over a `VALUE` of kind `value`, or why it does
-    /// not type.
-    fn kind(&self, value: Kind) -> Result<Kind, String> {
+    /// The kind of the expression over a `VALUE` (or columns) of kinds `value`,
+    /// or why it does not type.
+    fn kind(&self, value: &[Kind]) -> Result<Kind, String> {
         let truth = |e: &Self| -> Result<(), String> {
             match e.kind(value)? {
                 Kind::Bool | Kind::Any => Ok(()),
@@ -647,7 +814,15 @@ impl Expr {
             }
         };
         match self {
-            Self::Value => Ok(value),
+            Self::Value => Ok(value.first().copied().unwrap_or(Kind::Any)),
+            Self::Column(i) => Ok(value.get(*i).copied().unwrap_or(Kind::Any)),
+            Self::Arith(a, _, b) => match (a.kind(value)?, b.kind(value)?) {
+                (Kind::Num | Kind::Any, Kind::Num | Kind::Any) => Ok(Kind::Num),
+                (Kind::Num | Kind::Any, k) | (k, _) => Err(format!(
+                    "arithmetic on {} (+, - and * take numbers)",
+                    k.name()
+                )),
+            },
             Self::Lit(l) => Ok(match l {
                 Lit::Null => Kind::Any,
                 Lit::Bool(_) => Kind::Bool,
@@ -705,7 +880,7 @@ impl Check {
     /// As [`Check::parse`]; and an expression that does not type, saying where.
     pub fn parse_for(text: &str, base: &SqlType) -> Result<Self, String> {
         let c = Self::parse(text)?;
-        match c.expr.kind(Kind::of(base))? {
+        match c.expr.kind(&[Kind::of(base)])? {
             Kind::Bool | Kind::Any => Ok(c),
             k => Err(format!(
                 "the expression is {}, not a condition (compare VALUE with something)",
@@ -720,10 +895,15 @@ impl Check {
     /// The expression is not in the language this module describes; the message
     /// says where and what is allowed.
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_over(text, None)
+    }
+
+    fn parse_over(text: &str, columns: Option<&[String]>) -> Result<Self, String> {
         let mut p = Parser {
             toks: lex(text)?,
             at: 0,
             depth: 0,
+            columns,
         };
         let expr = p.or()?;
         if p.at != p.toks.len() {
@@ -735,6 +915,61 @@ impl Check {
         })
     }
 
+    /// Parses the CHECK expression `text` of a table whose columns are
+    /// `columns` (names and types, in order), and checks that it types as
+    /// [`Check::parse_for`] does.
+    ///
+    /// # Errors
+    /// As [`Check::parse_for`]; and a name that is not one of the columns.
+    pub fn parse_table(text: &str, columns: &[(String, SqlType)]) -> Result<Self, String> {
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        let kinds: Vec<Kind> = columns.iter().map(|(_, t)| Kind::of(t)).collect();
+        let c = Self::parse_over(text, Some(&names))?;
+        match c.expr.kind(&kinds)? {
+            Kind::Bool | Kind::Any => Ok(c),
+            k => Err(format!(
+                "the expression is {}, not a condition (compare columns with something)",
+                k.name()
+            )),
+        }
+    }
+
+    /// The positions of the columns a table CHECK reads.
+    #[must_use]
+    pub fn columns(&self) -> Vec<usize> {
+        fn walk(e: &Expr, out: &mut Vec<usize>) {
+            match e {
+                Expr::Column(i) => {
+                    if !out.contains(i) {
+                        out.push(*i);
+                    }
+                }
+                Expr::Value | Expr::Lit(_) => {}
+                Expr::Not(a) | Expr::Func(_, a) | Expr::IsNull(a, _) | Expr::Like(a, ..) => {
+                    walk(a, out);
+                }
+                Expr::And(a, b) | Expr::Or(a, b) | Expr::Cmp(a, _, b) | Expr::Arith(a, _, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Between(a, b, c, _) => {
+                    walk(a, out);
+                    walk(b, out);
+                    walk(c, out);
+                }
+                Expr::In(a, list, _) => {
+                    walk(a, out);
+                    for x in list {
+                        walk(x, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.expr, &mut out);
+        out
+    }
+
     /// The expression as written.
     #[must_use]
     pub fn text(&self) -> &str {
@@ -744,7 +979,14 @@ impl Check {
     /// Whether `v` satisfies the CHECK: true unless the expression is false.
     #[must_use]
     pub fn admits(&self, v: &Value) -> bool {
-        self.expr.truth(v) != Some(false)
+        self.expr.truth(std::slice::from_ref(v)) != Some(false)
+    }
+
+    /// Whether the row `row` (a table CHECK's: every column in order)
+    /// satisfies the CHECK: true unless the expression is false.
+    #[must_use]
+    pub fn admits_row(&self, row: &[Value]) -> bool {
+        self.expr.truth(row) != Some(false)
     }
 }
 
@@ -845,6 +1087,52 @@ mod tests {
         assert!(Check::parse_for("VALUE", &SqlType::Boolean).is_ok());
         assert!(Check::parse_for("VALUE = 1 AND 'x'", &int).is_err());
         assert!(Check::parse_for("upper(VALUE) = 'A' OR VALUE IS NULL", &text_ty).is_ok());
+    }
+
+    #[test]
+    fn table_checks_read_columns_by_name_and_do_arithmetic() {
+        let cols = vec![
+            ("qty".to_owned(), SqlType::Integer),
+            (
+                "price".to_owned(),
+                SqlType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
+            ("name".to_owned(), SqlType::Text),
+        ];
+        let c = Check::parse_table("qty * price < 100 AND -qty < 0", &cols).unwrap();
+        let row = |q: i32, p: i128| {
+            vec![
+                Value::Integer(q),
+                Value::Decimal(Decimal::new(p, 2)),
+                text("x"),
+            ]
+        };
+        assert!(c.admits_row(&row(3, 3_333)));
+        assert!(!c.admits_row(&row(3, 3_334)));
+        assert!(!c.admits_row(&row(0, 1)));
+        assert!(c.admits_row(&[Value::Null, Value::Null, Value::Null]));
+        assert_eq!(c.columns(), vec![0, 1]);
+        assert!(Check::parse_table("QTY - 1 + Price > 0", &cols).is_ok());
+        assert!(Check::parse_table("VALUE > 0", &cols).is_err());
+        assert!(Check::parse_table("name * 2 > 0", &cols).is_err());
+        assert!(Check::parse_table("qty + 1", &cols).is_err());
+        // i128 overflow falls back to floating point, not to unknown
+        let big =
+            Check::parse_table("qty * 99999999999999999999999999999999999 > 0", &cols).unwrap();
+        assert!(big.admits_row(&row(1_000_000, 0)));
+        assert!(Check::parse("VALUE - 1 > 0").is_ok());
+    }
+
+    #[test]
+    fn renaming_a_column_rewrites_its_mentions_only() {
+        assert_eq!(
+            rename_column("qty > 0 AND qty2 < 'qty' AND Qty <> 1.5", "qty", "n"),
+            "n > 0 AND qty2 < 'qty' AND n <> 1.5"
+        );
+        assert_eq!(rename_column("a = 'it''s a'", "a", "b"), "b = 'it''s a'");
     }
 
     #[test]

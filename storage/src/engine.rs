@@ -570,6 +570,30 @@ impl Inner {
         }
     }
 
+    /// Puts each table's store under the table's latest committed
+    /// definition. ALTER TABLE leaves several versions of a table's catalog
+    /// row until sweep folds them, and opening installs the one it read last.
+    pub(crate) fn settle_table_defs(&self) -> Result<()> {
+        let view = crate::table::ReadView {
+            me: scratchbird_types::TxnId(u64::MAX),
+            snapshot: self.visible(),
+        };
+        let cat = self.catalog_for(view, false)?;
+        let mut tables = self
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for def in cat.tables() {
+            if let Some(store) = tables.get(&def.id)
+                && *store.def != **def
+            {
+                let next = Arc::new(store.redefined(def.clone())?);
+                tables.insert(def.id, next);
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn table(&self, id: TableId) -> Option<Arc<TableStore>> {
         self.tables
             .read()

@@ -122,6 +122,48 @@ pub enum StorageError {
         /// Table name.
         table: String,
     },
+    /// The table was altered by a transaction that committed after this one
+    /// took its snapshot: what this one bound against is not the table now.
+    #[error(
+        "table {table} was altered by a transaction that committed after this one took its snapshot; retry in a new transaction (or statement)"
+    )]
+    TableAltered {
+        /// Table name.
+        table: String,
+    },
+    /// A row written makes one of its table's CHECK constraints false. The
+    /// message names neither the row's values nor the expression: an
+    /// UPDATE's row holds columns the writer may not read, and the
+    /// expression may name them.
+    #[error(
+        "new row for table {table} violates its CHECK constraint {constraint}; write a row the constraint admits"
+    )]
+    TableCheckViolation {
+        /// Table name.
+        table: String,
+        /// The constraint's name.
+        constraint: String,
+        /// Its expression.
+        check: String,
+    },
+    /// A constraint added to a table that holds rows breaking it.
+    #[error("{what}; change or delete those rows first")]
+    ExistingRows {
+        /// What the rows break, naming the table and the constraint.
+        what: String,
+    },
+    /// A table CHECK expression outside the language CHECKs are written in.
+    #[error(
+        "CHECK constraint {constraint} of table {table}: the expression is not supported: {reason}"
+    )]
+    TableCheckUnsupported {
+        /// Table name.
+        table: String,
+        /// Constraint name.
+        constraint: String,
+        /// What is wrong, and what is allowed.
+        reason: String,
+    },
     /// Writing in a read-only transaction.
     #[error("attempt to write in a read-only transaction")]
     ReadOnly,
@@ -281,12 +323,18 @@ impl StorageError {
             Self::PrimaryKeyViolation { .. } => "PRIMARY_KEY_VIOLATION",
             Self::UniqueViolation { .. } => "UNIQUE_VIOLATION",
             Self::NotNull { .. } => "NOT_NULL_VIOLATION",
-            Self::CheckViolation(_) => "CHECK_VIOLATION",
+            Self::CheckViolation(_)
+            | Self::TableCheckViolation { .. }
+            | Self::ExistingRows { .. } => "CHECK_VIOLATION",
             Self::ColumnValue { .. } => "COLUMN_VALUE",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::AlreadyExists { .. } => "ALREADY_EXISTS",
-            Self::InvalidDefinition { .. } | Self::CheckUnsupported { .. } => "INVALID_DEFINITION",
-            Self::ObjectInUse { .. } | Self::TableDropped { .. } => "OBJECT_IN_USE",
+            Self::InvalidDefinition { .. }
+            | Self::CheckUnsupported { .. }
+            | Self::TableCheckUnsupported { .. } => "INVALID_DEFINITION",
+            Self::ObjectInUse { .. } | Self::TableDropped { .. } | Self::TableAltered { .. } => {
+                "OBJECT_IN_USE"
+            }
             Self::ReadOnly => "READ_ONLY",
             Self::WrongShard { .. } => "WRONG_SHARD",
             Self::TransactionEnded(_) | Self::NoSuchSavepoint(_) | Self::NotInLimbo { .. } => {

@@ -122,6 +122,7 @@ impl Storage {
         let inner = Inner::open(path.as_ref(), config)?;
         // Remove what the interrupted transactions left before anyone reads.
         inner.sweep()?;
+        inner.settle_table_defs()?;
         let weak = Arc::downgrade(&inner);
         let sweeper = std::thread::Builder::new()
             .name("sb-sweep".into())

@@ -175,16 +175,21 @@ pub(crate) struct TableStore {
     pub types_shared: Arc<[SqlType]>,
     pub key_types: Vec<SqlType>,
     pub layout: RowLayout,
-    pub state: RwLock<TableState>,
+    /// Pages and chains. Shared with the store of the same table under an
+    /// ALTER TABLE's new definition ([`TableStore::redefined`]).
+    pub state: Arc<RwLock<TableState>>,
     /// Every index that physically exists for this table: created (even if not yet
     /// committed) and not yet removed by sweep. Writers maintain all of them.
-    pub indexes: RwLock<Vec<Arc<IndexDef>>>,
-    pub next_rowid: AtomicU64,
+    pub indexes: Arc<RwLock<Vec<Arc<IndexDef>>>>,
+    pub next_rowid: Arc<AtomicU64>,
     /// Per column: its domain's CHECK (name and parsed expression), if any. A
     /// stored CHECK this build cannot parse (written before CHECKs were
     /// validated) keeps the reason: writes to the column are refused with it,
     /// reads go on, and the directory still opens.
     pub checks: Vec<Option<(String, std::result::Result<crate::check::Check, String>)>>,
+    /// The table's own CHECK constraints: name and parsed expression (or why
+    /// a stored one does not parse: writes are then refused with it).
+    pub table_checks: Vec<(String, std::result::Result<crate::check::Check, String>)>,
 }
 
 /// Where pages are read from: the store, through the buffer pool (`cache: None`
@@ -213,17 +218,46 @@ impl TableStore {
                     .map(|cc| (cc.domain.clone(), crate::check::Check::parse(&cc.expr)))
             })
             .collect();
+        let columns: Vec<(String, SqlType)> =
+            def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        let table_checks = def
+            .checks
+            .iter()
+            .map(|k| {
+                (
+                    k.name.clone(),
+                    crate::check::Check::parse_table(&k.expr, &columns),
+                )
+            })
+            .collect();
         Ok(Self {
             checks,
+            table_checks,
             types: def.types(),
             types_shared: Arc::from(def.types()),
             key_types: def.key_types(),
             layout: def.row_layout()?,
             def,
-            state: RwLock::new(TableState::default()),
-            indexes: RwLock::new(Vec::new()),
-            next_rowid: AtomicU64::new(1),
+            state: Arc::new(RwLock::new(TableState::default())),
+            indexes: Arc::new(RwLock::new(Vec::new())),
+            next_rowid: Arc::new(AtomicU64::new(1)),
         })
+    }
+
+    /// The same table's store under the definition `def`: another name,
+    /// default, nullability or constraint, never another row layout. It
+    /// shares this store's pages, chains, indexes and row numbers.
+    pub(crate) fn redefined(&self, def: Arc<TableDef>) -> Result<Self> {
+        let mut next = Self::new(def)?;
+        if next.def.id != self.def.id || next.types != self.types {
+            return Err(StorageError::Internal(
+                "a redefinition that changes the table's id or row layout",
+            ));
+        }
+        next.state = self.state.clone();
+        next.indexes = self.indexes.clone();
+        next.next_rowid = self.next_rowid.clone();
+        Ok(next)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, TableState> {

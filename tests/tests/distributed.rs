@@ -1800,3 +1800,106 @@ fn tpch_on_three_shards_gives_postgresqls_answers() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     three.stop();
 }
+
+/// ALTER TABLE through the cluster's control log, on three real shards:
+/// every node applies the change alike (a change of columns writes each
+/// shard's part of the table anew), CHECKs hold on every shard, and the
+/// changes whose outcome would depend on each shard's rows are refused.
+#[test]
+fn alter_table_and_checks_apply_alike_on_every_shard() {
+    let three = Running::start(3);
+    three
+        .ops(
+            0,
+            "CREATE TABLE wide (id BIGINT PRIMARY KEY, g INTEGER CHECK (g >= 0), s VARCHAR(10))",
+        )
+        .unwrap();
+    let inserts: Vec<String> = (1..=30)
+        .map(|i| format!("INSERT INTO wide VALUES ({i}, {}, 's{i}')", i % 4))
+        .collect();
+    let until = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = three.ops(2, "SELECT count(*) FROM wide") {
+        assert!(
+            Instant::now() < until,
+            "the table did not reach node 2: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    three.ops(1, &inserts.join("; ")).unwrap();
+    let (a, b) = ids_on_two_shards();
+    // the CHECK holds on whichever shard the row goes to
+    for id in [a, b] {
+        let e = three
+            .ops(2, &format!("INSERT INTO wide VALUES ({id}, -1, 'x')"))
+            .unwrap_err();
+        assert!(
+            e.starts_with("CHECK_VIOLATION") && e.contains("wide_g_check"),
+            "{e}"
+        );
+    }
+    three
+        .ops(0, "ALTER TABLE wide ADD COLUMN w INTEGER DEFAULT 7")
+        .unwrap();
+    three
+        .ops(0, "ALTER TABLE wide RENAME COLUMN s TO label")
+        .unwrap();
+    // through every node: the rows of every shard, with the new column
+    for i in 0..3 {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            match three.ops(i, "SELECT count(*), sum(w), min(label) FROM wide") {
+                Ok(r) => {
+                    assert_eq!(r, ["30|210|'s1'"]);
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < until, "node {i}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    three
+        .ops(
+            1,
+            "ALTER TABLE wide DROP COLUMN label, ALTER COLUMN w SET DEFAULT 9",
+        )
+        .unwrap();
+    three
+        .ops(
+            2,
+            &format!(
+                "INSERT INTO wide (id, g) VALUES ({a}, 1); INSERT INTO wide (id, g) VALUES ({b}, 2)"
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        three
+            .ops(0, "SELECT count(*), sum(w), sum(g) FROM wide")
+            .unwrap(),
+        ["32|228|48"]
+    );
+    // whether each shard's rows satisfy a new constraint would differ
+    // between shards: refused before it reaches the log
+    for sql in [
+        "ALTER TABLE wide ADD CHECK (g < 3)",
+        "ALTER TABLE wide ALTER COLUMN g SET NOT NULL",
+        "ALTER TABLE wide ADD COLUMN n INTEGER NOT NULL",
+    ] {
+        let e = three.ops(0, sql).unwrap_err();
+        assert!(e.contains("cannot be made in a cluster yet"), "{sql}: {e}");
+    }
+    // and nothing of them was applied anywhere
+    for i in 0..3 {
+        three
+            .ops(
+                i,
+                &format!(
+                    "INSERT INTO wide (id, g) VALUES ({}, 5)",
+                    a + 1000 * (i as u64 + 1)
+                ),
+            )
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
+    }
+    three.stop();
+}

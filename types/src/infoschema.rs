@@ -1,6 +1,8 @@
 //! The catalog views SQL reads to find its way around: `information_schema`'s
 //! `schemata`, `tables`, `columns`, `views`, `table_constraints`,
-//! `key_column_usage` and `domains`, and `pg_catalog.pg_tables`. Each has
+//! `key_column_usage` and `domains`, and `pg_catalog`'s `pg_tables`,
+//! `pg_namespace`, `pg_class`, `pg_attribute` and `pg_type` (the columns of
+//! them drivers and tools read first). Each has
 //! fixed ids and columns here and holds no rows: the shard's host makes a
 //! view's rows from its catalog when a scan of it opens, keeping only what the
 //! principal may see (tables it holds a grant on, columns it may read), so the
@@ -30,7 +32,79 @@ pub enum View {
     Domains,
     /// `pg_catalog.pg_tables`.
     PgTables,
+    /// `pg_catalog.pg_namespace`.
+    PgNamespace,
+    /// `pg_catalog.pg_class`: tables, views and indexes.
+    PgClass,
+    /// `pg_catalog.pg_attribute`: the columns of tables.
+    PgAttribute,
+    /// `pg_catalog.pg_type`: the built-in types and the domains.
+    PgType,
 }
+
+/// The oid `pg_namespace` gives schema `pg_catalog` (PostgreSQL's).
+pub const PG_CATALOG_OID: i64 = 11;
+/// The oid of schema `public` (PostgreSQL's).
+pub const PUBLIC_OID: i64 = 2200;
+/// The oid of schema `information_schema`.
+pub const INFORMATION_SCHEMA_OID: i64 = 13_000;
+
+/// The oid a table, view, index or domain shows in `pg_catalog`: its id's
+/// first four bytes, above PostgreSQL's built-in oids (2^30 and up). Stable
+/// for the object's life; two objects may share one (one chance in about a
+/// billion per pair).
+#[must_use]
+pub fn oid_of(id: &[u8; 16]) -> i64 {
+    let n = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    i64::from((n & 0x3FFF_FFFF) | 0x4000_0000)
+}
+
+/// PostgreSQL's oid, name and length (-1: variable) of the type `ty` is
+/// stored as, and its type modifier (-1: none).
+#[must_use]
+pub fn pg_type(ty: SqlType) -> (i64, &'static str, i32, i32) {
+    match ty {
+        SqlType::Boolean => (16, "bool", 1, -1),
+        SqlType::SmallInt => (21, "int2", 2, -1),
+        SqlType::Integer => (23, "int4", 4, -1),
+        SqlType::BigInt => (20, "int8", 8, -1),
+        SqlType::Double => (701, "float8", 8, -1),
+        SqlType::Decimal { precision, scale } => (
+            1700,
+            "numeric",
+            -1,
+            ((i32::from(precision) << 16) | i32::from(scale)) + 4,
+        ),
+        SqlType::Varchar { max_chars } => (
+            1043,
+            "varchar",
+            -1,
+            i32::try_from(max_chars).map_or(-1, |n| n.saturating_add(4)),
+        ),
+        SqlType::Text => (25, "text", -1, -1),
+        SqlType::Date => (1082, "date", 4, -1),
+        SqlType::Timestamp => (1114, "timestamp", 8, -1),
+        SqlType::Blob => (17, "bytea", -1, -1),
+    }
+}
+
+/// Every built-in type `pg_type` lists.
+pub const PG_BUILTIN_TYPES: [SqlType; 11] = [
+    SqlType::Boolean,
+    SqlType::SmallInt,
+    SqlType::Integer,
+    SqlType::BigInt,
+    SqlType::Double,
+    SqlType::Decimal {
+        precision: 38,
+        scale: 0,
+    },
+    SqlType::Varchar { max_chars: 1 },
+    SqlType::Text,
+    SqlType::Date,
+    SqlType::Timestamp,
+    SqlType::Blob,
+];
 
 /// The catalog name the views show (PostgreSQL's database name).
 pub const CATALOG_NAME: &str = "scratchbird";
@@ -40,10 +114,13 @@ pub const USER_SCHEMA: &str = "public";
 
 const T: SqlType = SqlType::Text;
 const I: SqlType = SqlType::Integer;
+const B: SqlType = SqlType::Boolean;
+/// PostgreSQL's `oid`, an unsigned 32-bit number.
+const O: SqlType = SqlType::BigInt;
 
 impl View {
     /// Every view, in a fixed order (its position is in its ids).
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 12] = [
         Self::Schemata,
         Self::Tables,
         Self::Columns,
@@ -52,13 +129,21 @@ impl View {
         Self::KeyColumnUsage,
         Self::Domains,
         Self::PgTables,
+        Self::PgNamespace,
+        Self::PgClass,
+        Self::PgAttribute,
+        Self::PgType,
     ];
 
     /// Its schema.
     #[must_use]
     pub fn schema(self) -> &'static str {
         match self {
-            Self::PgTables => "pg_catalog",
+            Self::PgTables
+            | Self::PgNamespace
+            | Self::PgClass
+            | Self::PgAttribute
+            | Self::PgType => "pg_catalog",
             _ => "information_schema",
         }
     }
@@ -75,6 +160,10 @@ impl View {
             Self::KeyColumnUsage => "key_column_usage",
             Self::Domains => "domains",
             Self::PgTables => "pg_tables",
+            Self::PgNamespace => "pg_namespace",
+            Self::PgClass => "pg_class",
+            Self::PgAttribute => "pg_attribute",
+            Self::PgType => "pg_type",
         }
     }
 
@@ -144,6 +233,36 @@ impl View {
                 ("tablename", T),
                 ("tableowner", T),
                 ("hasindexes", SqlType::Boolean),
+            ],
+            Self::PgNamespace => &[("oid", O), ("nspname", T), ("nspowner", O)],
+            Self::PgClass => &[
+                ("oid", O),
+                ("relname", T),
+                ("relnamespace", O),
+                ("relkind", T),
+                ("relnatts", I),
+                ("relhasindex", B),
+                ("relowner", O),
+            ],
+            Self::PgAttribute => &[
+                ("attrelid", O),
+                ("attname", T),
+                ("atttypid", O),
+                ("attlen", I),
+                ("attnum", I),
+                ("atttypmod", I),
+                ("attnotnull", B),
+                ("atthasdef", B),
+                ("attisdropped", B),
+            ],
+            Self::PgType => &[
+                ("oid", O),
+                ("typname", T),
+                ("typnamespace", O),
+                ("typlen", I),
+                ("typtype", T),
+                ("typbasetype", O),
+                ("typnotnull", B),
             ],
         }
     }
@@ -217,6 +336,7 @@ impl View {
             columns,
             primary_key: Vec::new(),
             distribution: None,
+            checks: Vec::new(),
         }
     }
 }

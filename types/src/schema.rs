@@ -66,6 +66,20 @@ pub struct TableDef {
     /// BY`); `None` takes the default ([`TableDef::placement`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<Distribution>,
+    /// CHECK constraints over the table's columns (a column's CHECK is one of
+    /// them), checked by storage on every row written, whoever writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<TableCheck>,
+}
+
+/// A table's CHECK constraint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCheck {
+    /// The constraint's name, unique among the table's constraints.
+    pub name: String,
+    /// The expression, over the table's columns by name (the language of
+    /// storage's CHECKs).
+    pub expr: String,
 }
 
 /// How a table's rows are placed on shards (see [`crate::placement`]).
@@ -448,6 +462,15 @@ impl Schema {
                     }
                 }
             }
+            // likewise CHECKs: a table without any keeps its version
+            if !t.checks.is_empty() {
+                h.bytes(b"checks");
+                h.count(t.checks.len());
+                for k in &t.checks {
+                    h.bytes(k.name.as_bytes());
+                    h.bytes(k.expr.as_bytes());
+                }
+            }
         }
         h.count(self.indexes.len());
         for i in self.indexes.values() {
@@ -545,6 +568,7 @@ mod tests {
     fn table(name: &str, ty: SqlType) -> TableDef {
         TableDef {
             distribution: None,
+            checks: Vec::new(),
             id: TableId::from_bytes([7; 16]),
             name: name.to_owned(),
             columns: vec![ColumnDef {

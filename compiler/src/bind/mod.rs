@@ -86,6 +86,26 @@ pub(crate) fn catalog_view(n: &ObjectName) -> Option<scratchbird_types::infosche
     scratchbird_types::infoschema::View::named(&schema, &name)
 }
 
+/// The catalog view a name names: a two-part name, or (as PostgreSQL's
+/// search path finds `pg_catalog` first) the name of a `pg_catalog` view
+/// alone, when no table of `cat` has it.
+pub(crate) fn catalog_view_in(
+    n: &ObjectName,
+    cat: &Catalog,
+) -> Option<scratchbird_types::infoschema::View> {
+    if let Some(v) = catalog_view(n) {
+        return Some(v);
+    }
+    let [name] = n.0.as_slice() else {
+        return None;
+    };
+    let name = norm(name.as_ident()?);
+    if user_table(cat, &name).is_some() {
+        return None;
+    }
+    scratchbird_types::infoschema::View::named("pg_catalog", &name)
+}
+
 fn unsupported(what: impl Into<String>) -> CompileError {
     CompileError::new(
         codes::NOT_SUPPORTED,

@@ -967,7 +967,7 @@ impl<'c> Binder<'c> {
                         .view(&v, alias.as_ref())
                         .map_err(|e| e.at(pos_of(name)));
                 }
-                let t = match catalog_view(name) {
+                let t = match catalog_view_in(name, self.cat) {
                     Some(v) => Ok(v.def()),
                     None => self.table(name),
                 };
@@ -984,8 +984,8 @@ impl<'c> Binder<'c> {
                     self.named.push(t.name.clone());
                 }
                 // a catalog view answers to its name without its schema
-                let own =
-                    catalog_view(name).map_or_else(|| t.name.clone(), |v| v.name().to_owned());
+                let own = catalog_view_in(name, self.cat)
+                    .map_or_else(|| t.name.clone(), |v| v.name().to_owned());
                 let q = alias.as_ref().map_or(own, |a| norm(&a.name));
                 let (rel, mut named) = self.scan(&t, &q, false);
                 if let Some(a) = alias {

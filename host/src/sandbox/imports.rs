@@ -528,6 +528,15 @@ fn returned_open<T: TxnSlot>(
                 .collect(),
         });
     }
+    open_rows(st, rows, layout)
+}
+
+/// Opens a scan over `rows`, made whole in the host: their handle.
+fn open_rows<T: TxnSlot>(
+    st: &mut HostState<T>,
+    rows: Vec<Vec<Value>>,
+    layout: scratchbird_types::batch::BatchLayout,
+) -> Result<i32, HostError> {
     st.stats.rows_read += rows.len() as u64;
     st.scans.push(Open::Rows {
         rows: rows.into_iter(),
@@ -581,12 +590,7 @@ fn catalog_view_open<T: TxnSlot>(
                 .collect()
         })
         .collect();
-    st.stats.rows_read += rows.len() as u64;
-    st.scans.push(Open::Rows {
-        rows: rows.into_iter(),
-        layout,
-    });
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+    open_rows(st, rows, layout)
 }
 
 fn scan_next<T: TxnSlot>(
@@ -911,7 +915,10 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .map_err(|e| HostError::refused_by("a declared layout", e))?;
     let guard = match enforced(st, def, &cat)? {
         None => None,
-        Some((p, enf)) => Some(WriteGuard::open(&p, enf, def, d.kind)?),
+        Some((p, enf)) => {
+            checks_tell_nothing(def, &enf, &replaced)?;
+            Some(WriteGuard::open(&p, enf, def, d.kind)?)
+        }
     };
     if let Some(slot) = st.targets.get_mut(w) {
         *slot = Some(Target {
@@ -927,6 +934,47 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             returned_bytes: 0,
             upserted: std::collections::HashSet::new(),
         });
+    }
+    Ok(())
+}
+
+/// Refuses a replacement (UPDATE, upsert) of the columns `replaced` when a
+/// CHECK of the table reads one of them beside a column the principal may
+/// not read unmasked and does not replace: whether the statement fails would
+/// tell how the stored value of that column compares with what the
+/// principal wrote.
+fn checks_tell_nothing(
+    def: &scratchbird_storage::catalog::TableDef,
+    enf: &scratchbird_policy::derive::Enforcement,
+    replaced: &[usize],
+) -> Result<(), HostError> {
+    if replaced.is_empty() || def.checks.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<(String, scratchbird_types::SqlType)> =
+        def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+    for k in &def.checks {
+        // a CHECK storage cannot read refuses every write anyway
+        let Ok(check) = scratchbird_storage::check::Check::parse_table(&k.expr, &named) else {
+            continue;
+        };
+        let read = check.columns();
+        if !read.iter().any(|c| replaced.contains(c)) {
+            continue;
+        }
+        let hidden = read.iter().find(|&&c| {
+            !replaced.contains(&c)
+                && enf
+                    .columns
+                    .get(c)
+                    .is_none_or(|r| !r.readable || r.mask.is_some())
+        });
+        if let Some(c) = hidden.and_then(|&c| def.columns.get(c)) {
+            return Err(HostError::Permission(format!(
+                "permission denied: CHECK constraint {} of table {} reads column {}, which this principal may not read unmasked, beside a column this statement changes: whether the statement fails would tell about the stored value; assign {} too, or have the constraint dropped",
+                k.name, def.name, c.name, c.name
+            )));
+        }
     }
     Ok(())
 }

@@ -119,7 +119,7 @@ impl Transaction {
 
     /// The rows, each with its record key when the caller computed it
     /// already (`insert_many` sorts by it).
-    fn bulk_insert_inner(
+    pub(super) fn bulk_insert_inner(
         &mut self,
         table: TableId,
         rows: impl IntoIterator<Item = (Option<Vec<u8>>, Vec<Value>)>,

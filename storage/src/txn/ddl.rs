@@ -3,6 +3,25 @@
 //! table holds.
 
 use super::*;
+use crate::catalog::{Distribution, TableChange, TableCheck, build_column, check_identifier};
+use crate::check::Check;
+use crate::limits::{CHECK_TEXT_MAX_BYTES, TABLE_COLUMNS_MAX};
+use scratchbird_types::SqlType;
+
+/// What [`Transaction::current_rows`] calls with each batch of rows: `false`
+/// stops it.
+type RowsFn<'a> = dyn FnMut(&mut Transaction, Vec<Vec<Value>>) -> Result<bool> + 'a;
+
+/// The position of column `n` of `def`.
+fn column_at(def: &TableDef, n: &str) -> Result<usize> {
+    def.columns
+        .iter()
+        .position(|c| c.name == n)
+        .ok_or_else(|| StorageError::NotFound {
+            kind: "column",
+            name: format!("{}.{n}", def.name),
+        })
+}
 
 impl Transaction {
     fn insert_object(&mut self, def: ObjectDef) -> Result<()> {
@@ -390,6 +409,448 @@ impl Transaction {
             }
             t.delete_object(*idx.id.as_bytes())
         })
+    }
+
+    /// Changes a table (ALTER TABLE). A change of columns (ADD, DROP) writes
+    /// the table anew, under a new id, with its indexes: readers whose
+    /// snapshot is older go on reading the old one. The other changes keep
+    /// the rows where they are. Either way the table is locked exclusively,
+    /// and a constraint added is checked against every row it holds.
+    ///
+    /// # Errors
+    /// Unknown table or column, a name taken, a change that would break a
+    /// row the table holds, a view that names the table (for a change of its
+    /// columns' names or number), or the table in use.
+    pub fn alter_table(&mut self, name: &str, change: &TableChange) -> Result<()> {
+        self.check_writable()?;
+        self.statement(|t| {
+            let cat = t.catalog()?;
+            if cat.table_by_name(name).is_none() && cat.view_by_name(name).is_some() {
+                return Err(StorageError::InvalidDefinition {
+                    object: format!("view {name}"),
+                    reason: "it is a view, not a table: drop it and create it anew",
+                });
+            }
+            let old: TableDef = (**cat.resolve_table(name)?).clone();
+            if old.is_system() || old.id == system_table_id() {
+                return Err(StorageError::InvalidDefinition {
+                    object: format!("table {name}"),
+                    reason: "system tables cannot be altered",
+                });
+            }
+            t.lock_table(&old, TableLockMode::Exclusive)?;
+            let mut new = old.clone();
+            match change {
+                TableChange::AddColumn(spec) => {
+                    if old.columns.iter().any(|c| c.name == spec.name) {
+                        return Err(StorageError::AlreadyExists {
+                            kind: "column",
+                            name: format!("{}.{}", old.name, spec.name),
+                        });
+                    }
+                    if old.columns.len() >= TABLE_COLUMNS_MAX {
+                        return Err(StorageError::InvalidDefinition {
+                            object: format!("table {name}"),
+                            reason: "a table has at most 1024 columns",
+                        });
+                    }
+                    let id = TableId::from_random_bytes(t.new_random());
+                    let col = build_column(
+                        &old.name,
+                        spec,
+                        &cat,
+                        ColumnId::from_random_bytes(t.new_random()),
+                    )?;
+                    new.id = id;
+                    new.columns.push(col);
+                    let fill = new.columns.last().and_then(|c| c.default.clone());
+                    t.rewrite(&old, new, &|mut row| {
+                        row.push(fill.clone().unwrap_or(Value::Null));
+                        row
+                    })
+                }
+                TableChange::DropColumn(n) => t.drop_column(&old, n),
+                TableChange::RenameColumn { from, to } => {
+                    let at = column_at(&old, from)?;
+                    check_identifier("column", to)?;
+                    if old.columns.iter().any(|c| c.name == *to) {
+                        return Err(StorageError::AlreadyExists {
+                            kind: "column",
+                            name: format!("{}.{to}", old.name),
+                        });
+                    }
+                    t.no_views(name, "rename the column")?;
+                    if let Some(c) = new.columns.get_mut(at) {
+                        c.name.clone_from(to);
+                    }
+                    for k in &mut new.checks {
+                        k.expr = crate::check::rename_column(&k.expr, from, to);
+                    }
+                    t.redefine(&old, new)
+                }
+                TableChange::SetDefault { column: n, default } => {
+                    let at = column_at(&old, n)?;
+                    if let (Some(c), Some(v)) = (old.columns.get(at), default) {
+                        c.ty.check_value(v)
+                            .map_err(|source| StorageError::ColumnValue {
+                                table: old.name.clone(),
+                                column: n.clone(),
+                                source,
+                            })?;
+                    }
+                    if let Some(c) = new.columns.get_mut(at) {
+                        c.default = default.clone().filter(|v| !v.is_null());
+                    }
+                    t.redefine(&old, new)
+                }
+                TableChange::SetNotNull {
+                    column: n,
+                    not_null,
+                } => {
+                    let at = column_at(&old, n)?;
+                    if !*not_null && old.primary_key.contains(&at) {
+                        return Err(StorageError::ObjectInUse {
+                            name: format!("{}.{n}", old.name),
+                            reason: "it is part of the table's primary key, which is NOT NULL"
+                                .into(),
+                        });
+                    }
+                    if *not_null {
+                        let mut nulls = false;
+                        t.current_rows(&old, &mut |_, rows| {
+                            nulls |= rows.iter().any(|r| r.get(at).is_none_or(Value::is_null));
+                            Ok(!nulls)
+                        })?;
+                        if nulls {
+                            return Err(StorageError::ExistingRows {
+                                what: format!(
+                                    "column {n} of table {} holds NULL in some rows",
+                                    old.name
+                                ),
+                            });
+                        }
+                    }
+                    if let Some(c) = new.columns.get_mut(at) {
+                        c.nullable = !*not_null;
+                    }
+                    t.redefine(&old, new)
+                }
+                TableChange::AddCheck { name: given, expr } => {
+                    t.add_check(&cat, &old, given.as_deref(), expr)
+                }
+                TableChange::DropCheck(n) => {
+                    let before = new.checks.len();
+                    new.checks.retain(|k| k.name != *n);
+                    if new.checks.len() == before {
+                        return Err(StorageError::NotFound {
+                            kind: "constraint",
+                            name: format!("{n} of table {}", old.name),
+                        });
+                    }
+                    t.redefine(&old, new)
+                }
+            }
+        })
+    }
+
+    /// ALTER TABLE ... DROP COLUMN `n` of `old`.
+    fn drop_column(&mut self, old: &TableDef, n: &str) -> Result<()> {
+        let mut new = old.clone();
+        let at = column_at(old, n)?;
+        self.no_views(&old.name, "drop the column")?;
+        if old.primary_key.contains(&at) {
+            return Err(StorageError::ObjectInUse {
+                name: format!("{}.{n}", old.name),
+                reason: "it is part of the table's primary key, which keys its rows; create a new table without it and copy the rows".into(),
+            });
+        }
+        if old.distribution.is_some() && old.placement().column() == at {
+            return Err(StorageError::ObjectInUse {
+                name: format!("{}.{n}", old.name),
+                reason: "it places the table's rows on shards (DISTRIBUTE BY)".into(),
+            });
+        }
+        if old.columns.len() == 1 {
+            return Err(StorageError::InvalidDefinition {
+                object: format!("table {}", old.name),
+                reason: "a table needs at least one column: drop the table instead",
+            });
+        }
+        let columns: Vec<(String, SqlType)> =
+            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        new.id = TableId::from_random_bytes(self.new_random());
+        new.columns.remove(at);
+        let shift = |i: usize| if i > at { i - 1 } else { i };
+        new.primary_key = old.primary_key.iter().map(|&i| shift(i)).collect();
+        if let Some(d) = &mut new.distribution {
+            match d {
+                Distribution::Hash { column } | Distribution::Range { column, .. } => {
+                    *column = shift(*column);
+                }
+            }
+        }
+        // the CHECKs that read the column go with it, as in SQL
+        new.checks.retain(|k| {
+            Check::parse_table(&k.expr, &columns).map_or(true, |c| !c.columns().contains(&at))
+        });
+        self.rewrite(old, new, &|mut row| {
+            if at < row.len() {
+                row.remove(at);
+            }
+            row
+        })
+    }
+
+    /// ALTER TABLE ... ADD [CONSTRAINT `given`] CHECK (`expr`) of `old`.
+    fn add_check(
+        &mut self,
+        cat: &Catalog,
+        old: &TableDef,
+        given: Option<&str>,
+        expr: &str,
+    ) -> Result<()> {
+        let mut new = old.clone();
+        let columns: Vec<(String, SqlType)> =
+            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        let provisional = given.map_or_else(|| format!("{}_check", old.name), str::to_owned);
+        if expr.len() > CHECK_TEXT_MAX_BYTES {
+            return Err(StorageError::TableCheckUnsupported {
+                table: old.name.clone(),
+                constraint: provisional,
+                reason: format!("longer than {CHECK_TEXT_MAX_BYTES} bytes"),
+            });
+        }
+        let check = Check::parse_table(expr, &columns).map_err(|reason| {
+            StorageError::TableCheckUnsupported {
+                table: old.name.clone(),
+                constraint: provisional.clone(),
+                reason,
+            }
+        })?;
+        let taken = |n: &str| {
+            old.checks.iter().any(|k| k.name == n)
+                || cat.index_by_name(n).is_some_and(|i| i.table == old.id)
+        };
+        let cname = match given {
+            Some(n) => {
+                check_identifier("constraint", n)?;
+                if taken(n) {
+                    return Err(StorageError::AlreadyExists {
+                        kind: "constraint",
+                        name: format!("{n} of table {}", old.name),
+                    });
+                }
+                n.to_owned()
+            }
+            None => {
+                // PostgreSQL's name: after the column when
+                // it reads exactly one
+                let read = check.columns();
+                let base = match read.as_slice() {
+                    [one] => match old.columns.get(*one) {
+                        Some(c) => format!("{}_{}_check", old.name, c.name),
+                        None => format!("{}_check", old.name),
+                    },
+                    _ => format!("{}_check", old.name),
+                };
+                let mut n = base.clone();
+                let mut k = 0u32;
+                while taken(&n) {
+                    k += 1;
+                    n = format!("{base}{k}");
+                }
+                n
+            }
+        };
+        let mut broken = false;
+        self.current_rows(old, &mut |_, rows| {
+            broken |= rows.iter().any(|r| !check.admits_row(r));
+            Ok(!broken)
+        })?;
+        if broken {
+            return Err(StorageError::ExistingRows {
+                what: format!(
+                    "check constraint {cname} of table {} is violated by some row",
+                    old.name
+                ),
+            });
+        }
+        new.checks.push(TableCheck {
+            name: cname,
+            expr: expr.to_owned(),
+        });
+        self.redefine(old, new)
+    }
+
+    /// Refuses a change that needs `what` when a view names table `name`.
+    fn no_views(&self, name: &str, what: &str) -> Result<()> {
+        match self.latest_catalog()?.views_on(name).next() {
+            Some(v) => Err(StorageError::ObjectInUse {
+                name: name.to_owned(),
+                reason: format!(
+                    "view {} names it: drop that view, {what}, then create the view again",
+                    v.name
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts `new` in place of `old`, a definition of the same table with the
+    /// same row layout: its catalog row, and the store writers check rows
+    /// against (restored if the transaction or statement is undone).
+    fn redefine(&mut self, old: &TableDef, new: TableDef) -> Result<()> {
+        new.row_layout()?;
+        let store = self.inner.table(old.id).ok_or(StorageError::Internal(
+            "a table of the catalog has no store",
+        ))?;
+        let next = Arc::new(store.redefined(Arc::new(new.clone()))?);
+        self.delete_object(*old.id.as_bytes())?;
+        self.insert_object(ObjectDef::Table(new))?;
+        self.inner
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(old.id, next);
+        self.undo.push(Undo::Redefined(store));
+        Ok(())
+    }
+
+    /// Writes the rows of `old` into the new table `new` (another id), each
+    /// through `map`, then puts `new` in place of `old` with `old`'s indexes
+    /// on the columns it keeps.
+    fn rewrite(
+        &mut self,
+        old: &TableDef,
+        new: TableDef,
+        map: &dyn Fn(Vec<Value>) -> Vec<Value>,
+    ) -> Result<()> {
+        new.row_layout()?;
+        let cat = self.catalog()?;
+        let indexes: Vec<Arc<IndexDef>> = cat.indexes_of(old.id).cloned().collect();
+        let id = new.id;
+        let store = Arc::new(TableStore::new(Arc::new(new.clone()))?);
+        self.inner
+            .tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, store);
+        self.undo.push(Undo::CreatedTable(id));
+        self.inner.locks.lock_table(
+            self.id,
+            id,
+            &new.name,
+            TableLockMode::Exclusive,
+            LockWait::NoWait,
+        )?;
+        self.shared_locked.insert(id);
+        // the new column's NOT NULL without a default, said as SQL says it
+        if let Some(c) = new.columns.iter().find(|c| {
+            !c.nullable && c.default.is_none() && !old.columns.iter().any(|o| o.id == c.id)
+        }) {
+            let mut any = false;
+            self.current_rows(old, &mut |_, rows| {
+                any |= !rows.is_empty();
+                Ok(!any)
+            })?;
+            if any {
+                return Err(StorageError::ExistingRows {
+                    what: format!(
+                        "column {} of table {} would hold NULL in the rows the table holds (give it a DEFAULT)",
+                        c.name, old.name
+                    ),
+                });
+            }
+        }
+        for i in &indexes {
+            self.delete_object(*i.id.as_bytes())?;
+        }
+        self.delete_object(*old.id.as_bytes())?;
+        self.insert_object(ObjectDef::Table(new.clone()))?;
+        self.current_rows(old, &mut |t, rows| {
+            let rows: Vec<(Option<Vec<u8>>, Vec<Value>)> =
+                rows.into_iter().map(|r| (None, map(r))).collect();
+            t.bulk_insert_inner(id, rows)?;
+            Ok(true)
+        })?;
+        // the indexes on the columns it keeps, built anew over its rows
+        for i in indexes {
+            let names: Option<Vec<String>> = i
+                .columns
+                .iter()
+                .map(|&c| old.columns.get(c).map(|c| c.name.clone()))
+                .collect();
+            let Some(names) = names else { continue };
+            if !names
+                .iter()
+                .all(|n| new.columns.iter().any(|c| c.name == *n))
+            {
+                continue;
+            }
+            let spec = IndexSpec {
+                name: i.name.clone(),
+                table: new.name.clone(),
+                columns: names,
+                unique: i.unique,
+            };
+            let iid = IndexId::from_random_bytes(self.new_random());
+            let def = Arc::new(build_index(&spec, iid, &new)?);
+            let store = self
+                .inner
+                .table(id)
+                .ok_or(StorageError::Internal("table without store"))?;
+            store
+                .indexes
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(def.clone());
+            self.undo.push(Undo::CreatedIndex {
+                table: id,
+                index: iid,
+            });
+            self.build_index(&store, &def)?;
+            self.insert_object(ObjectDef::Index((*def).clone()))?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the rows of `table` as the latest commits and this
+    /// transaction's own writes hold them (whatever its snapshot: a holder
+    /// of the table's exclusive lock sees everything there is), in record
+    /// key order, a batch at a time, until `f` returns `false`.
+    fn current_rows(&mut self, table: &TableDef, f: &mut RowsFn<'_>) -> Result<()> {
+        let store = self.inner.table(table.id).ok_or(StorageError::Internal(
+            "a table of the catalog has no store",
+        ))?;
+        let (cn, guard) = self.inner.current_snapshot();
+        let view = ReadView {
+            me: self.id,
+            snapshot: cn,
+        };
+        let cols: Vec<usize> = (0..table.columns.len()).collect();
+        let mut cursor = ScanCursor::new(
+            store,
+            ScanSpec::full(table.id, cols),
+            None,
+            view,
+            Some(guard),
+        )?;
+        let layout = cursor.layout(4096, 8 << 20)?;
+        let mut buf = vec![0u8; layout.total_bytes()];
+        loop {
+            let n = self.advance(&mut cursor, &layout, &mut buf, None, None)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let view = scratchbird_types::batch::BatchView::new(&layout, &buf)?;
+            let mut rows = Vec::with_capacity(n);
+            for r in 0..n {
+                rows.push(view.row(r)?);
+            }
+            if !f(self, rows)? {
+                return Ok(());
+            }
+        }
     }
 
     // ---------------------------------------------------------------- end

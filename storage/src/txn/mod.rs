@@ -194,6 +194,8 @@ enum Undo {
         seq: u64,
     },
     CreatedTable(TableId),
+    /// A table's store replaced by ALTER TABLE: the one it replaced.
+    Redefined(Arc<TableStore>),
     CreatedIndex {
         table: TableId,
         index: IndexId,
@@ -459,8 +461,13 @@ impl Transaction {
                 reason: "the system catalog is changed by DDL only",
             });
         }
-        let (def, store) = self.table_for(table)?;
+        let (def, _) = self.table_for(table)?;
         self.lock_table(&def, TableLockMode::Shared)?;
+        // the store as of the lock: an ALTER TABLE that held it may have
+        // replaced (and, undone, restored) the one seen before
+        let store = self.inner.table(table).ok_or(StorageError::Internal(
+            "a table of the catalog has no store",
+        ))?;
         Ok((def, store))
     }
 
@@ -475,12 +482,27 @@ impl Transaction {
             .locks
             .lock_table(self.id, def.id, &def.name, mode, self.opts.wait)?;
         self.shared_locked.insert(def.id);
-        // The table may have been dropped by a transaction that committed after this
-        // one's snapshot: writing into it would write into nothing.
-        if self.latest_catalog()?.table(def.id).is_none() {
-            return Err(StorageError::TableDropped {
-                table: def.name.clone(),
-            });
+        // The table may have been dropped or altered by a transaction that
+        // committed after this one's snapshot: writing into it would write
+        // into nothing, or rows of another shape.
+        let latest = self.latest_catalog()?;
+        match latest.table(def.id) {
+            None if latest.table_by_name(&def.name).is_some() => {
+                return Err(StorageError::TableAltered {
+                    table: def.name.clone(),
+                });
+            }
+            None => {
+                return Err(StorageError::TableDropped {
+                    table: def.name.clone(),
+                });
+            }
+            Some(now) if **now != *def => {
+                return Err(StorageError::TableAltered {
+                    table: def.name.clone(),
+                });
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -690,6 +712,13 @@ impl Transaction {
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .remove(&id);
+            }
+            Undo::Redefined(store) => {
+                inner
+                    .tables
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(store.def.id, store);
             }
             Undo::CreatedIndex { table, index } => {
                 if let Some(store) = inner.table(table) {
@@ -1591,6 +1620,29 @@ fn encode_checked_values(def: &TableDef, store: &TableStore, values: &[Value]) -
                 column: c.name.clone(),
                 source,
             })?;
+    }
+    for (name, check) in &store.table_checks {
+        match check {
+            // fail closed: a CHECK that cannot be evaluated admits nothing
+            Err(reason) => {
+                return Err(StorageError::TableCheckUnsupported {
+                    table: def.name.clone(),
+                    constraint: name.clone(),
+                    reason: format!(
+                        "{reason}; writes to {} are refused until the constraint is dropped",
+                        def.name
+                    ),
+                });
+            }
+            Ok(check) if !check.admits_row(values) => {
+                return Err(StorageError::TableCheckViolation {
+                    table: def.name.clone(),
+                    constraint: name.clone(),
+                    check: check.text().to_owned(),
+                });
+            }
+            Ok(_) => {}
+        }
     }
     Ok(())
 }
