@@ -4,7 +4,9 @@
 
 use crate::bind::{norm, object_name, pos_of};
 use crate::error::{CompileError, codes};
-use crate::{AlterAction, Catalog, Statement, column_of, const_value, unique_columns};
+use crate::{
+    AlterAction, Catalog, Statement, column_of, const_value, time_default, unique_columns,
+};
 use sqlparser::ast;
 
 /// A CHECK constraint: its name (`name`, the column option's, else its own)
@@ -177,7 +179,15 @@ fn alter_column(
         ast::AlterColumnOperation::DropDefault => AlterAction::SetDefault {
             column,
             default: None,
+            default_fn: None,
         },
+        ast::AlterColumnOperation::SetDefault { value } if time_default(value).is_some() => {
+            AlterAction::SetDefault {
+                column,
+                default: None,
+                default_fn: time_default(value),
+            }
+        }
         ast::AlterColumnOperation::SetDefault { value } => {
             let ty = table
                 .and_then(|t| t.columns.iter().find(|c| c.name == column))
@@ -192,6 +202,7 @@ fn alter_column(
             AlterAction::SetDefault {
                 column,
                 default: Some(v),
+                default_fn: None,
             }
         }
         other => {

@@ -253,6 +253,7 @@ pub(crate) fn insert(
             }
         }
     };
+    let (rel, positions) = with_time_defaults(&mut b, &table, rel, positions)?;
     let on_conflict = match &ins.on {
         None => OnConflict::Fail,
         Some(ast::OnInsert::OnConflict(oc)) => match &oc.action {
@@ -290,6 +291,45 @@ pub(crate) fn insert(
     w.on_conflict = on_conflict;
     w.returning = ret;
     finish_write(&b, w, cat)
+}
+
+/// `rel`'s rows (the columns at `positions`) with the columns they leave
+/// out whose DEFAULT is the statement's time added, at that time: the
+/// coordinator fixes it, as it fixes `now()`.
+fn with_time_defaults(
+    b: &mut Binder<'_>,
+    table: &TableDef,
+    rel: Rel,
+    mut positions: Vec<usize>,
+) -> Result<(Rel, Vec<usize>), CompileError> {
+    let timed: Vec<(usize, scratchbird_types::schema::DefaultFn, SqlType)> = table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !positions.contains(i))
+        .filter_map(|(i, c)| c.default_fn.map(|f| (i, f, c.ty)))
+        .collect();
+    if timed.is_empty() {
+        return Ok((rel, positions));
+    }
+    let mut exprs = Vec::new();
+    for c in rel.output() {
+        let e = b.col_expr(c)?;
+        let (name, ty) = (format!("$v{}", exprs.len()), e.ty);
+        exprs.push((b.new_col(&name, ty, e.nullable), e));
+    }
+    for (i, f, ty) in timed {
+        let e = b.time_default(f, ty)?;
+        exprs.push((b.new_col("$now", ty, false), e));
+        positions.push(i);
+    }
+    Ok((
+        Rel::Project {
+            input: Box::new(rel),
+            exprs,
+        },
+        positions,
+    ))
 }
 
 /// The unique key an ON CONFLICT target names, and its columns (table
@@ -397,7 +437,10 @@ fn upsert(
                 *out.get(j)
                     .ok_or_else(|| CompileError::new("XX000", "internal: a proposed column"))?,
             )?,
-            None => BExpr::lit(c.default.clone().unwrap_or(Value::Null), c.ty),
+            None => match c.default_fn {
+                Some(f) => b.time_default(f, c.ty)?,
+                None => BExpr::lit(c.default.clone().unwrap_or(Value::Null), c.ty),
+            },
         };
         let id = b.new_col(&c.name, c.ty, e.nullable);
         excluded.push(id);

@@ -39,7 +39,7 @@ use logical::Rel;
 use lower::{Builder, program};
 use scratchbird_guest_ops::abi::{self, PlanManifest, WriteKind};
 use scratchbird_guest_ops::plan::{Op, Sink};
-use scratchbird_types::schema::DistributionSpec;
+use scratchbird_types::schema::{DefaultFn, DistributionSpec};
 use scratchbird_types::{SqlType, Value};
 use sqlparser::ast::{self, Statement as Ast};
 use sqlparser::parser::{Parser, ParserError};
@@ -151,6 +151,8 @@ pub struct NewColumn {
     pub not_null: bool,
     /// DEFAULT (a constant).
     pub default: Option<Value>,
+    /// A DEFAULT of the statement's time, in place of `default`.
+    pub default_fn: Option<DefaultFn>,
 }
 
 /// One action of ALTER TABLE.
@@ -183,6 +185,8 @@ pub enum AlterAction {
         column: String,
         /// The default.
         default: Option<Value>,
+        /// A default of the statement's time, in place of `default`.
+        default_fn: Option<DefaultFn>,
     },
     /// ALTER COLUMN SET NOT NULL / DROP NOT NULL.
     SetNotNull {
@@ -1014,11 +1018,15 @@ fn column_of(
         domain,
         not_null: false,
         default: None,
+        default_fn: None,
     };
     for o in &c.options {
         match &o.option {
             ast::ColumnOption::NotNull => col.not_null = true,
             ast::ColumnOption::Null => col.not_null = false,
+            ast::ColumnOption::Default(e) if time_default(e).is_some() => {
+                col.default_fn = time_default(e);
+            }
             ast::ColumnOption::Default(e) => {
                 let t = effective.ok_or_else(|| {
                     CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type")
@@ -1121,6 +1129,31 @@ fn create_table(ct: &ast::CreateTable, cat: &Catalog) -> Result<Statement, Compi
         unique,
         checks,
     })
+}
+
+/// The statement-time default `e` writes (`now()`, `CURRENT_TIMESTAMP`,
+/// `CURRENT_DATE`, ...), if it is one.
+pub(crate) fn time_default(e: &ast::Expr) -> Option<DefaultFn> {
+    let ast::Expr::Function(f) = e else {
+        return None;
+    };
+    let empty = match &f.args {
+        ast::FunctionArguments::None => true,
+        ast::FunctionArguments::List(l) => l.args.is_empty(),
+        ast::FunctionArguments::Subquery(_) => false,
+    };
+    if !empty || f.over.is_some() || f.filter.is_some() {
+        return None;
+    }
+    match object_name(&f.name).ok()?.as_str() {
+        "now"
+        | "current_timestamp"
+        | "localtimestamp"
+        | "transaction_timestamp"
+        | "statement_timestamp" => Some(DefaultFn::Now),
+        "current_date" => Some(DefaultFn::CurrentDate),
+        _ => None,
+    }
 }
 
 /// The columns of UNIQUE constraint `u`, checked as [`check_unique`] does.
@@ -1422,6 +1455,25 @@ fn copy_from(ast: &Ast, cat: &Catalog) -> Result<Compiled, CompileError> {
         })
         .collect();
     let positions = dml::column_positions(&table, &named)?;
+    // every shard compiles a load again and must get the same module: the
+    // statement's time is not in it
+    if let Some(c) = table
+        .columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| c.default_fn.is_some() && !positions.contains(i))
+        .map(|(_, c)| c)
+    {
+        return Err(CompileError::new(
+            codes::NOT_SUPPORTED,
+            format!(
+                "COPY leaves out column {}, whose DEFAULT is {}: a load does not take the statement's time",
+                c.name,
+                c.default_fn.map_or("", |f| f.sql())
+            ),
+        )
+        .hint("list the column in the COPY's column list and give its values, or INSERT the rows"));
+    }
     let mut names = Vec::with_capacity(positions.len());
     let mut types = Vec::with_capacity(positions.len());
     let mut cols = Vec::with_capacity(positions.len());

@@ -19,6 +19,7 @@ fn catalog() -> Catalog {
     let table = |id: u8, name: &str| TableDef {
         distribution: None,
         checks: Vec::new(),
+        revision: None,
         id: TableId::from_bytes([id; 16]),
         name: name.into(),
         columns: vec![
@@ -30,6 +31,7 @@ fn catalog() -> Catalog {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             },
             ColumnDef {
                 id: ColumnId::from_bytes([id + 2; 16]),
@@ -39,6 +41,7 @@ fn catalog() -> Catalog {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             },
         ],
         primary_key: vec![0],

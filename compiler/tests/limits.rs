@@ -22,6 +22,7 @@ fn catalog() -> Catalog {
     let t = TableDef {
         distribution: None,
         checks: Vec::new(),
+        revision: None,
         id: TableId::from_bytes([1; 16]),
         name: "t".into(),
         columns: vec![
@@ -33,6 +34,7 @@ fn catalog() -> Catalog {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             },
             ColumnDef {
                 id: ColumnId::from_bytes([3; 16]),
@@ -42,6 +44,7 @@ fn catalog() -> Catalog {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             },
         ],
         primary_key: vec![],

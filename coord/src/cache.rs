@@ -221,6 +221,7 @@ mod tests {
             vec![TableDef {
                 distribution: None,
                 checks: Vec::new(),
+                revision: None,
                 id: TableId::from_bytes([n; 16]),
                 name: format!("t{n}"),
                 columns: vec![ColumnDef {
@@ -231,6 +232,7 @@ mod tests {
                     default: None,
                     domain: None,
                     check: None,
+                    default_fn: None,
                 }],
                 primary_key: vec![],
             }],

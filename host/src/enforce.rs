@@ -118,6 +118,30 @@ impl Principal {
 
     /// What the bundle enforces for this principal on `def` (derived once per
     /// context and table, then cached by the deriver).
+    /// Whether this principal sees every row of table `def` and reads the
+    /// columns at `columns` unmasked: what a schema change whose outcome
+    /// depends on every row's values of those columns (a constraint added
+    /// over the rows held) may tell only such a principal.
+    ///
+    /// # Errors
+    /// The bundle could not decide.
+    pub fn sees_whole(
+        &self,
+        def: &TableDef,
+        cat: &Catalog,
+        columns: &[usize],
+    ) -> Result<bool, HostError> {
+        let enf = self.enforcement(def, cat)?;
+        Ok(
+            matches!(enf.read, scratchbird_policy::derive::RowFilter::All)
+                && columns.iter().all(|c| {
+                    enf.columns
+                        .get(*c)
+                        .is_some_and(|r| r.readable && r.mask.is_none())
+                }),
+        )
+    }
+
     pub(crate) fn enforcement(
         &self,
         def: &TableDef,

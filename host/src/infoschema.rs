@@ -286,7 +286,7 @@ fn pg_attribute(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
                 position(i),
                 Value::Integer(typmod),
                 Value::Boolean(!c.nullable),
-                Value::Boolean(c.default.is_some() && !masked),
+                Value::Boolean((c.default.is_some() || c.default_fn.is_some()) && !masked),
                 Value::Boolean(false),
             ]);
         }
@@ -301,8 +301,9 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
                 continue;
             };
             let (ty, len, precision, scale) = describe(c.ty);
-            let default = match (&c.default, masked) {
-                (Some(d), false) => text(&d.to_string()),
+            let default = match (&c.default, c.default_fn, masked) {
+                (_, Some(f), false) => text(f.sql()),
+                (Some(d), None, false) => text(&d.to_string()),
                 _ => Value::Null,
             };
             let domain = c

@@ -1164,3 +1164,100 @@ fn alter_table_needs_the_grant_and_cannot_move_a_column_out_from_under_its_rules
     d.s.execute("UPDATE customers SET name = 'xx' WHERE id = 1")
         .unwrap();
 }
+
+#[test]
+fn a_load_must_give_a_column_whose_default_is_the_statements_time() {
+    let mut d =
+        db_with("CREATE TABLE ev (id INTEGER PRIMARY KEY, at TIMESTAMP DEFAULT now(), n INTEGER)");
+    // every shard compiles a load again, to the same module: the
+    // statement's time cannot be in it
+    let e = d
+        .err("COPY ev (id, n) FROM STDIN WITH (FORMAT csv);\n1,1\n\\.\n")
+        .to_string();
+    assert!(
+        e.contains("COPY leaves out column at, whose DEFAULT is now()"),
+        "{e}"
+    );
+    assert_eq!(
+        d.written(
+            "COPY ev (id, at, n) FROM STDIN WITH (FORMAT csv);\n1,2026-01-01 00:00:00,1\n\\.\n"
+        ),
+        1
+    );
+    // an INSERT takes the coordinator's time for it
+    assert_eq!(d.written("INSERT INTO ev (id, n) VALUES (2, 2)"), 1);
+    assert_eq!(
+        d.rows("SELECT id, at IS NOT NULL, at <= now() FROM ev WHERE id = 2"),
+        vec!["2|true|true"]
+    );
+}
+
+/// The SaaS bundle, with Alter granted to alice (who sees her tenant's rows
+/// only), e-mail addresses masked for her, and an attribute `approved` of
+/// invoices that the table has no column for.
+fn bundle_with_alter_for_alice() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(bundle_dir()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let grants = dir.path().join("grants.cedar");
+    let mut text = std::fs::read_to_string(&grants).unwrap();
+    text.push_str(
+        "\n@id(\"alice-alters\")\npermit (principal == User::\"alice\", action == Action::\"Alter\", resource);\n\
+         @id(\"alice-sees-emails-masked\")\nforbid (principal == User::\"alice\", action == Action::\"Unmask\", resource == Domain::\"email\");\n",
+    );
+    std::fs::write(&grants, text).unwrap();
+    // and its row policies may read an attribute invoices has no column for
+    let schema = dir.path().join("schema.cedarschema");
+    let text = std::fs::read_to_string(&schema).unwrap().replacen(
+        "\"status\": String,",
+        "\"status\": String,\n  \"approved\"?: Bool,",
+        1,
+    );
+    std::fs::write(&schema, text).unwrap();
+    dir
+}
+
+#[test]
+fn constraints_over_rows_or_values_a_principal_does_not_see_are_refused() {
+    let bundle = bundle_with_alter_for_alice();
+    let mut d = db_under(bundle.path(), SCHEMA, DATA);
+    d.as_user("alice");
+    // whether each of these succeeds would tell about rows of other tenants
+    // (or customer 3, hidden from her) or values she does not read
+    for sql in [
+        "ALTER TABLE customers ADD CHECK (plan <> 'gold')",
+        "ALTER TABLE customers ALTER COLUMN email SET NOT NULL",
+        "ALTER TABLE customers ADD COLUMN n INTEGER NOT NULL",
+        "ALTER TABLE customers ADD CONSTRAINT u UNIQUE (name)",
+        "CREATE UNIQUE INDEX ci ON customers (name)",
+    ] {
+        permission(&d.err(sql), "does not see every row of the table");
+    }
+    // nor may she add a column the row policies read
+    permission(
+        &d.err("ALTER TABLE invoices ADD COLUMN approved BOOLEAN"),
+        "may not add column invoices.approved",
+    );
+    // even over a column the statement adds: whether it fails would tell
+    // whether the table holds rows she does not see
+    permission(
+        &d.err("ALTER TABLE customers ADD COLUMN z INTEGER DEFAULT 1, ADD CHECK (z > 5)"),
+        "does not see every row of the table",
+    );
+    // what tells nothing she may do
+    d.s.execute("ALTER TABLE customers ADD COLUMN z INTEGER DEFAULT 1")
+        .unwrap();
+    // a CHECK over a column she sees masked, beside one she changes: the
+    // masked value she writes back is replaced by the stored one, so the
+    // outcome would tell about it
+    d.as_user("admin");
+    d.s.execute("ALTER TABLE customers ADD CONSTRAINT acme_mail CHECK (name <> 'zz' OR email LIKE '%@acme.test')")
+        .unwrap();
+    d.as_user("alice");
+    permission(
+        &d.err("UPDATE customers SET name = 'zz', email = email WHERE id = 1"),
+        "CHECK constraint acme_mail of table customers reads column email",
+    );
+}

@@ -114,6 +114,7 @@ impl Catalog {
                             default: None,
                             domain,
                             check: None,
+                            default_fn: None,
                         });
                     }
                     Err(e) => diags.push(Diagnostic::file(
@@ -126,6 +127,7 @@ impl Catalog {
             tables.push(TableDef {
                 distribution: None,
                 checks: Vec::new(),
+                revision: None,
                 id: TableId::from_bytes(id_of_name("table", &t.name)),
                 name: t.name,
                 columns,

@@ -637,6 +637,7 @@ fn table_from_row_type(row: &RowType) -> TableDef {
     TableDef {
         distribution: None,
         checks: Vec::new(),
+        revision: None,
         id: TableId::from_bytes(id_of_name("table", &row.table)),
         name: row.table.clone(),
         columns: row
@@ -658,6 +659,7 @@ fn table_from_row_type(row: &RowType) -> TableDef {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             })
             .collect(),
         primary_key: Vec::new(),

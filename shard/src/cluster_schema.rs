@@ -141,8 +141,15 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
             A::AddCheck { .. } => Some("ADD CHECK"),
             A::AddUnique { .. } => Some("ADD UNIQUE"),
             A::SetNotNull { not_null: true, .. } => Some("SET NOT NULL"),
-            A::AddColumn { column, .. } if column.not_null && column.default.is_none() => {
-                Some("ADD COLUMN ... NOT NULL without a DEFAULT")
+            A::AddColumn { column, .. } if column.default_fn.is_some() => {
+                Some("ADD COLUMN ... DEFAULT now() (the rows held would take each node's clock)")
+            }
+            A::AddColumn { column, .. } => {
+                let domain = column.domain.as_ref().and_then(|d| cat.domain_by_name(d));
+                let not_null = column.not_null || domain.is_some_and(|d| !d.nullable);
+                let default =
+                    column.default.is_some() || domain.is_some_and(|d| d.default.is_some());
+                (not_null && !default).then_some("ADD COLUMN ... NOT NULL without a DEFAULT")
             }
             _ => None,
         });
@@ -169,10 +176,12 @@ fn created_already(op: &Statement, cat: &Catalog, first: [u8; 16]) -> bool {
     match op {
         Statement::CreateTable { .. } => cat.table(TableId::from_random_bytes(first)).is_some(),
         // a change of columns writes the table anew under the first id; an
-        // ADD UNIQUE makes an index with it; the other changes draw no id
+        // ADD UNIQUE makes an index with it; the other changes stamp it on
+        // the table as its revision
         Statement::AlterTable { .. } => {
             cat.table(TableId::from_random_bytes(first)).is_some()
                 || cat.index(IndexId::from_random_bytes(first)).is_some()
+                || cat.tables().any(|t| t.revision == Some(first))
         }
         Statement::CreateDomain { .. } => cat.domain(DomainId::from_random_bytes(first)).is_some(),
         Statement::CreateIndex { .. } => cat.index(IndexId::from_random_bytes(first)).is_some(),
@@ -230,7 +239,7 @@ impl Shard {
         let op = signed_change(&claim.asked.sql, claim.index, &cat)?;
         let (_, objects) = schema_objects(&op, &cat)?;
         check_grants(&access, &objects, &mut Vec::new())?;
-        check_columns_governed(&access, &op)?;
+        check_columns_governed(&access, &op, &cat)?;
         Ok(noop(&op, &cat))
     }
 

@@ -1316,7 +1316,7 @@ impl ShardSessionOf {
             rec.change = Some(describe_change(tag, &objects));
             rec.tables = tables_of(&objects);
             check_grants(access, &objects, &mut rec.recorded)?;
-            check_columns_governed(access, &op)?;
+            check_columns_governed(access, &op, &cat)?;
             apply_schema_change(&mut txn, &cat, op)
         })();
         let ok = r.is_ok();
@@ -1446,29 +1446,85 @@ fn check_grants(
     Ok(())
 }
 
-/// Whether `access` may rename or drop the columns `op` renames or drops. A
-/// principal may not rename a column when the bundle singles out one of its
-/// old and new names and not the other: the values would move out from
-/// under the rules written for the old name, or under rules written for
-/// another column. (A bundle that names both, as one made for the rename
-/// does, lets it happen.) Nor may it drop a column the bundle's row
-/// policies read. The owner, outside a cluster, may.
+/// Whether `access` may make the changes of columns and constraints `op`
+/// makes. A principal may not:
+/// - rename a column when the bundle singles out one of its old and new
+///   names and not the other: the values would move out from under the
+///   rules written for the old name, or under rules written for another
+///   column (a bundle that names both, as one made for the rename does, lets
+///   it happen);
+/// - drop a column the bundle's row policies read, nor add one they read
+///   (its values, filled into every row, would decide which rows show);
+/// - add a constraint over the rows held (a CHECK, NOT NULL, UNIQUE, a NOT
+///   NULL column without a default) unless it sees every row of the table
+///   and reads the columns the constraint reads unmasked: whether the change
+///   fails would tell about the rows and values it does not see.
+///
+/// The owner, outside a cluster, may.
 ///
 /// # Errors
 /// `PERMISSION_DENIED`, naming the rule.
-fn check_columns_governed(access: &Access, op: &Statement) -> Result<(), HostError> {
-    let (Access::Principal(p), Statement::AlterTable { name, actions, .. }) = (access, op) else {
+fn check_columns_governed(access: &Access, op: &Statement, cat: &Catalog) -> Result<(), HostError> {
+    let Access::Principal(p) = access else {
         return Ok(());
+    };
+    let (name, actions) = match op {
+        Statement::AlterTable { name, actions, .. } => (name, actions.as_slice()),
+        Statement::CreateIndex {
+            table,
+            columns,
+            unique: true,
+            ..
+        } => {
+            let Some(def) = cat.table_by_name(table) else {
+                return Ok(());
+            };
+            let at: Vec<usize> = columns
+                .iter()
+                .filter_map(|c| def.columns.iter().position(|x| x.name == *c))
+                .collect();
+            if !p.sees_whole(def, cat, &at)? {
+                return Err(whole_denied(
+                    p,
+                    &format!("create a unique index on {table}"),
+                ));
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
     let denied = |what: String| {
         HostError::Permission(format!(
-            "permission denied: {} may not {what}; sign a bundle that names both the old and the new name (for a rename) or no longer reads the column (for a drop), then retry",
+            "permission denied: {} may not {what}; sign a bundle that names both the old and the new name (for a rename) or no longer reads the column (for a drop or an add), then retry",
             p.name()
         ))
     };
+    let Some(def) = cat.table_by_name(name) else {
+        return Ok(());
+    };
+    // the table's columns as the actions before each one leave them: name,
+    // type, and position in the table as it is (none for one this statement
+    // adds, whose values are the principal's)
+    let mut columns: Vec<(String, SqlType, Option<usize>)> = def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), c.ty, Some(i)))
+        .collect();
+    let position = |columns: &[(String, SqlType, Option<usize>)], c: &str| {
+        columns.iter().position(|x| x.0 == c)
+    };
+    let whole = |columns: &[(String, SqlType, Option<usize>)], read: &[usize]| {
+        let old: Vec<usize> = read
+            .iter()
+            .filter_map(|&i| columns.get(i).and_then(|c| c.2))
+            .collect();
+        p.sees_whole(def, cat, &old)
+    };
+    use scratchbird_compiler::AlterAction as A;
     for a in actions {
         match a {
-            scratchbird_compiler::AlterAction::RenameColumn { from, to } => {
+            A::RenameColumn { from, to } => {
                 match (
                     p.bundle_names_column(name, from),
                     p.bundle_names_column(name, to),
@@ -1485,18 +1541,89 @@ fn check_columns_governed(access: &Access, op: &Statement) -> Result<(), HostErr
                     }
                     _ => {}
                 }
+                if let Some(i) = position(&columns, from)
+                    && let Some(c) = columns.get_mut(i)
+                {
+                    c.0.clone_from(to);
+                }
             }
-            scratchbird_compiler::AlterAction::DropColumn { name: c, .. } => {
+            A::DropColumn { name: c, .. } => {
                 if let Some(why) = p.bundle_names_column(name, c)
                     && why.contains("row policies")
                 {
                     return Err(denied(format!("drop column {name}.{c}: {why}")));
+                }
+                if let Some(i) = position(&columns, c) {
+                    columns.remove(i);
+                }
+            }
+            A::AddColumn { column, .. } => {
+                if let Some(why) = p.bundle_names_column(name, &column.name)
+                    && why.contains("row policies")
+                {
+                    return Err(denied(format!("add column {name}.{}: {why}", column.name)));
+                }
+                let domain = column.domain.as_ref().and_then(|d| cat.domain_by_name(d));
+                let not_null = column.not_null || domain.is_some_and(|d| !d.nullable);
+                let default = column.default.is_some()
+                    || column.default_fn.is_some()
+                    || domain.is_some_and(|d| d.default.is_some());
+                if not_null && !default && !whole(&columns, &[])? {
+                    return Err(whole_denied(
+                        p,
+                        &format!(
+                            "add the NOT NULL column {} without a default to {name}",
+                            column.name
+                        ),
+                    ));
+                }
+                let ty = column
+                    .ty
+                    .or_else(|| domain.map(|d| d.base))
+                    .unwrap_or(SqlType::Text);
+                columns.push((column.name.clone(), ty, None));
+            }
+            A::SetNotNull {
+                column,
+                not_null: true,
+            } => {
+                let at: Vec<usize> = position(&columns, column).into_iter().collect();
+                if !whole(&columns, &at)? {
+                    return Err(whole_denied(p, &format!("set {name}.{column} NOT NULL")));
+                }
+            }
+            A::AddCheck { expr, .. } => {
+                // one that does not parse is refused before any row is read
+                let named: Vec<(String, SqlType)> =
+                    columns.iter().map(|c| (c.0.clone(), c.1)).collect();
+                if let Ok(k) = scratchbird_storage::check::Check::parse_table(expr, &named)
+                    && !whole(&columns, &k.columns())?
+                {
+                    return Err(whole_denied(p, &format!("add a CHECK to {name}")));
+                }
+            }
+            A::AddUnique { columns: on, .. } => {
+                let at: Vec<usize> = on.iter().filter_map(|c| position(&columns, c)).collect();
+                if !whole(&columns, &at)? {
+                    return Err(whole_denied(
+                        p,
+                        &format!("add a UNIQUE constraint to {name}"),
+                    ));
                 }
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The refusal of a constraint over rows or values the principal does not
+/// see.
+fn whole_denied(p: &Principal, what: &str) -> HostError {
+    HostError::Permission(format!(
+        "permission denied: {} may not {what}: it does not see every row of the table, or reads a column the constraint reads masked or not at all, and whether the change succeeds would tell about those; ask a principal who sees the whole table",
+        p.name()
+    ))
 }
 
 /// The tables a schema change acts on, as its audit record names them.
@@ -1701,7 +1828,15 @@ fn alter_action(
             TableChange::DropColumn(name)
         }
         A::RenameColumn { from, to } => TableChange::RenameColumn { from, to },
-        A::SetDefault { column, default } => TableChange::SetDefault { column, default },
+        A::SetDefault {
+            column,
+            default,
+            default_fn,
+        } => TableChange::SetDefault {
+            column,
+            default,
+            default_fn,
+        },
         A::SetNotNull { column, not_null } => TableChange::SetNotNull { column, not_null },
         A::AddCheck { name, expr } => TableChange::AddCheck { name, expr },
         A::AddUnique { name, columns } => {
@@ -1755,6 +1890,7 @@ fn column_spec(c: scratchbird_compiler::NewColumn) -> ColumnSpec {
         },
         not_null: c.not_null,
         default: c.default,
+        default_fn: c.default_fn,
     }
 }
 

@@ -26,7 +26,7 @@ const fn fixed_id(v: u128) -> [u8; 16] {
 
 use scratchbird_types::placement;
 pub use scratchbird_types::schema::{
-    ColumnCheck, ColumnDef, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
+    ColumnCheck, ColumnDef, DefaultFn, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
     SchemaVersion, TableCheck, TableDef, ViewDef,
 };
 
@@ -53,6 +53,9 @@ pub struct ColumnSpec {
     pub not_null: bool,
     /// DEFAULT.
     pub default: Option<Value>,
+    /// A DEFAULT that is the statement's time (in place of `default`): a
+    /// TIMESTAMP or DATE column's.
+    pub default_fn: Option<DefaultFn>,
 }
 
 impl ColumnSpec {
@@ -64,6 +67,7 @@ impl ColumnSpec {
             ty: ColumnType::Sql(ty),
             not_null: false,
             default: None,
+            default_fn: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl ColumnSpec {
             ty: ColumnType::Domain(domain.to_owned()),
             not_null: false,
             default: None,
+            default_fn: None,
         }
     }
 
@@ -172,6 +177,8 @@ pub enum TableChange {
         column: String,
         /// The default.
         default: Option<Value>,
+        /// A default of the statement's time, in place of `default`.
+        default_fn: Option<DefaultFn>,
     },
     /// ALTER COLUMN SET NOT NULL (`true`, checked against every row the table
     /// holds) or DROP NOT NULL.
@@ -298,10 +305,12 @@ pub(crate) fn system_table_def() -> TableDef {
         default: None,
         domain: None,
         check: None,
+        default_fn: None,
     };
     TableDef {
         distribution: None,
         checks: Vec::new(),
+        revision: None,
         id: system_table_id(),
         name: SYSTEM_TABLE_NAME.to_owned(),
         columns: vec![
@@ -396,6 +405,25 @@ fn invalid(object: String, reason: &'static str) -> StorageError {
     StorageError::InvalidDefinition { object, reason }
 }
 
+/// Gives each column of a domain the domain's CHECK where its definition
+/// does not carry it (tables created before columns carried it), so that
+/// every definition of a table, whichever version of its catalog row it is
+/// read from, checks what the domain checks.
+pub(crate) fn carry_domain_checks(tables: &mut [TableDef], domains: &[DomainDef]) {
+    for t in tables {
+        for c in &mut t.columns {
+            if c.check.is_none()
+                && let Some(d) = c.domain.and_then(|d| domains.iter().find(|x| x.id == d))
+            {
+                c.check = d.check.clone().map(|expr| ColumnCheck {
+                    domain: d.name.clone(),
+                    expr,
+                });
+            }
+        }
+    }
+}
+
 /// A validated column of table `table`, with the id `id`.
 pub(crate) fn build_column(
     table: &str,
@@ -437,6 +465,15 @@ pub(crate) fn build_column(
     if let Some(v) = &c.default {
         default = Some(v.clone());
     }
+    if c.default_fn.is_some() {
+        if !matches!(ty, SqlType::Timestamp | SqlType::Date) {
+            return Err(invalid(
+                cobj(),
+                "a DEFAULT of the statement's time (now(), CURRENT_DATE) needs a TIMESTAMP or DATE column",
+            ));
+        }
+        default = None;
+    }
     if let Some(v) = &default {
         ty.check_value(v)
             .map_err(|source| StorageError::ColumnValue {
@@ -444,6 +481,16 @@ pub(crate) fn build_column(
                 column: c.name.clone(),
                 source,
             })?;
+        // the rows an ADD COLUMN fills take it: refused here, alike on every
+        // node, rather than by some nodes' rows
+        if let Some(k) = &check
+            && crate::check::Check::parse_for(&k.expr, &ty).is_ok_and(|k| !k.admits(v))
+        {
+            return Err(invalid(
+                cobj(),
+                "the default is refused by the domain's CHECK",
+            ));
+        }
         if v.is_null() && !nullable {
             return Err(invalid(
                 cobj(),
@@ -459,6 +506,7 @@ pub(crate) fn build_column(
         default,
         domain,
         check,
+        default_fn: c.default_fn,
     })
 }
 
@@ -519,6 +567,7 @@ pub(crate) fn build_table(
         primary_key,
         distribution,
         checks: Vec::new(),
+        revision: None,
     };
     def.row_layout()?;
     Ok(def)

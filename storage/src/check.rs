@@ -433,18 +433,21 @@ impl Parser<'_> {
                     self.at += 1;
                     number(&n, s == "-").map(Expr::Lit)
                 }
-                _ if s == "-" => {
-                    // -x is 0 - x
+                _ => {
+                    // -x is 0 - x; +x is x
                     self.nest()?;
                     let e = self.operand()?;
                     self.depth -= 1;
-                    Ok(Expr::Arith(
-                        Box::new(Expr::Lit(Lit::Num(0, 0))),
-                        ArOp::Sub,
-                        Box::new(e),
-                    ))
+                    Ok(if s == "-" {
+                        Expr::Arith(
+                            Box::new(Expr::Lit(Lit::Num(0, 0))),
+                            ArOp::Sub,
+                            Box::new(e),
+                        )
+                    } else {
+                        e
+                    })
                 }
-                _ => self.operand(),
             },
             Tok::Num(n) => number(&n, false).map(Expr::Lit),
             Tok::Str(s) => Ok(Expr::Lit(Lit::Str(s))),
@@ -473,6 +476,18 @@ impl Parser<'_> {
                     Ok(Expr::Func(f, Box::new(arg)))
                 }
                 other => match self.columns {
+                    Some(cols)
+                        if cols
+                            .iter()
+                            .filter(|c| c.eq_ignore_ascii_case(other))
+                            .count()
+                            > 1 =>
+                    {
+                        Err(format!(
+                            "{} names two columns that differ only in case",
+                            other.to_lowercase()
+                        ))
+                    }
                     Some(cols) => cols
                         .iter()
                         .position(|c| c.eq_ignore_ascii_case(other))

@@ -921,6 +921,7 @@ impl Inner {
             }
             Ok(())
         })?;
+        crate::catalog::carry_domain_checks(&mut tables, &domains);
         Ok(Catalog::new(tables, indexes, domains).with_views(views))
     }
 

@@ -241,6 +241,7 @@ fn not_null_default_and_rename_keep_the_rows_where_they_are() {
         &TableChange::SetDefault {
             column: "v".into(),
             default: Some(Value::BigInt(99)),
+            default_fn: None,
         },
     )
     .unwrap();
@@ -315,10 +316,13 @@ fn a_writer_whose_snapshot_predates_a_change_must_retry() {
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     t.alter_table("kv", &check("v > 0")).unwrap();
     t.commit().unwrap();
-    let e = old
-        .insert(id, vec![Value::BigInt(1), Value::BigInt(-1)])
-        .unwrap_err();
-    assert!(matches!(e, StorageError::TableAltered { .. }), "{e}");
+    // and again when it retries in the same transaction
+    for _ in 0..2 {
+        let e = old
+            .insert(id, vec![Value::BigInt(1), Value::BigInt(-1)])
+            .unwrap_err();
+        assert!(matches!(e, StorageError::TableAltered { .. }), "{e}");
+    }
     old.rollback().unwrap();
 
     let mut old = store.begin(TxnOptions::snapshot()).unwrap();
@@ -358,4 +362,59 @@ fn rows_committed_after_the_alterers_snapshot_are_carried() {
         rows(&t, id2),
         vec![vec![Value::BigInt(1), Value::BigInt(1), Value::Null]]
     );
+}
+
+#[test]
+fn a_rename_that_would_change_what_a_check_reads_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    create_kv(&store, "kv");
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    t.alter_table("kv", &check("v > 0")).unwrap();
+    for to in ["null", "K", "1x"] {
+        let r = t.alter_table(
+            "kv",
+            &TableChange::RenameColumn {
+                from: "v".into(),
+                to: to.into(),
+            },
+        );
+        assert!(r.is_err(), "renaming v to {to} was allowed");
+    }
+    // a plain one is taken, and the CHECK follows it
+    t.alter_table(
+        "kv",
+        &TableChange::RenameColumn {
+            from: "v".into(),
+            to: "w".into(),
+        },
+    )
+    .unwrap();
+    let def = t.catalog().unwrap().table_by_name("kv").unwrap().clone();
+    assert_eq!(def.checks[0].expr, "w > 0");
+}
+
+#[test]
+fn a_transaction_stamps_one_revision_on_the_tables_it_alters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    create_kv(&store, "kv");
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    t.alter_table("kv", &check("v > 0")).unwrap();
+    let first = t.catalog().unwrap().table_by_name("kv").unwrap().revision;
+    assert!(first.is_some());
+    t.alter_table(
+        "kv",
+        &TableChange::AddColumn(ColumnSpec::new("w", SqlType::Integer)),
+    )
+    .unwrap();
+    t.alter_table("kv", &check("v < 100")).unwrap();
+    let def = t.catalog().unwrap().table_by_name("kv").unwrap().clone();
+    assert_eq!(def.revision, first, "one transaction, one revision");
+    t.commit().unwrap();
+    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+    t.alter_table("kv", &TableChange::DropCheck("kv_v_check".into()))
+        .unwrap();
+    let next = t.catalog().unwrap().table_by_name("kv").unwrap().revision;
+    assert!(next.is_some() && next != first);
 }

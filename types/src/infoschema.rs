@@ -327,6 +327,7 @@ impl View {
                     default: None,
                     domain: None,
                     check: None,
+                    default_fn: None,
                 }
             })
             .collect();
@@ -337,6 +338,7 @@ impl View {
             primary_key: Vec::new(),
             distribution: None,
             checks: Vec::new(),
+            revision: None,
         }
     }
 }

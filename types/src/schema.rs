@@ -39,6 +39,31 @@ pub struct ColumnDef {
     /// The domain's CHECK, checked on every value written to the column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<ColumnCheck>,
+    /// A DEFAULT that is the statement's time (`now()`, `CURRENT_DATE`, ...),
+    /// in place of `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_fn: Option<DefaultFn>,
+}
+
+/// A column DEFAULT that is not a constant: the statement's time, as the
+/// coordinator fixes it for `now()` in the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DefaultFn {
+    /// `now()`, `CURRENT_TIMESTAMP`, `LOCALTIMESTAMP`, ...: the timestamp.
+    Now,
+    /// `CURRENT_DATE`: its date.
+    CurrentDate,
+}
+
+impl DefaultFn {
+    /// As SQL writes it.
+    #[must_use]
+    pub fn sql(self) -> &'static str {
+        match self {
+            Self::Now => "now()",
+            Self::CurrentDate => "CURRENT_DATE",
+        }
+    }
 }
 
 /// A domain's CHECK as the columns of the domain carry it.
@@ -70,6 +95,11 @@ pub struct TableDef {
     /// them), checked by storage on every row written, whoever writes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<TableCheck>,
+    /// The first id the last transaction that altered it drew (ALTER TABLE):
+    /// a cluster's node that applies a change of its log again after a crash
+    /// knows by it that the change is in (not part of the schema's version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<[u8; 16]>,
 }
 
 /// A table's CHECK constraint.
@@ -441,6 +471,10 @@ impl Schema {
                         h.bytes(k.expr.as_bytes());
                     }
                 }
+                // none adds nothing: schemas from before keep their version
+                if let Some(f) = c.default_fn {
+                    h.bytes(f.sql().as_bytes());
+                }
             }
             h.positions(&t.primary_key);
             // a declared placement is part of the version; the default adds
@@ -569,6 +603,7 @@ mod tests {
         TableDef {
             distribution: None,
             checks: Vec::new(),
+            revision: None,
             id: TableId::from_bytes([7; 16]),
             name: name.to_owned(),
             columns: vec![ColumnDef {
@@ -579,6 +614,7 @@ mod tests {
                 default: None,
                 domain: None,
                 check: None,
+                default_fn: None,
             }],
             primary_key: vec![0],
         }

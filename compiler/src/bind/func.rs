@@ -1333,6 +1333,36 @@ impl<'c> Binder<'c> {
         ))
     }
 
+    /// The value a column of type `ty` whose DEFAULT is `f` takes: the
+    /// statement's time (or date), as `now()` and `current_date` give it.
+    pub(crate) fn time_default(
+        &mut self,
+        f: scratchbird_types::schema::DefaultFn,
+        ty: SqlType,
+    ) -> Result<BExpr, CompileError> {
+        let Some(now) = self.now else {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("a DEFAULT {} has no time here", f.sql()),
+            )
+            .hint("give the column's value"));
+        };
+        self.used_now = true;
+        let day = now.div_euclid(86_400_000_000);
+        let v = match (f, ty) {
+            (scratchbird_types::schema::DefaultFn::Now, SqlType::Timestamp) => {
+                Value::Timestamp(scratchbird_types::Timestamp(now))
+            }
+            (_, SqlType::Timestamp) => {
+                Value::Timestamp(scratchbird_types::Timestamp(day * 86_400_000_000))
+            }
+            _ => Value::Date(scratchbird_types::Date(i32::try_from(day).map_err(
+                |_| CompileError::new(codes::OUT_OF_RANGE, "the statement's date is out of range"),
+            )?)),
+        };
+        Ok(BExpr::lit(v, ty))
+    }
+
     /// `now()`, `current_timestamp`, `localtimestamp` and `current_date`: the
     /// statement's time, which the coordinator fixes when the statement is
     /// compiled (ScratchBird has no time zones: a TIMESTAMP in UTC, and
@@ -1360,8 +1390,8 @@ impl<'c> Binder<'c> {
                 format!("{name} has no time here"),
             )
             .hint(
-                "the statement's time is fixed when a statement runs; a DEFAULT or a CHECK \
-                 constraint cannot hold it yet: give the value in the INSERT",
+                "the statement's time is fixed when a statement runs; a DEFAULT holds it only \
+                 as now() or CURRENT_DATE alone, and a CHECK never: give the value in the INSERT",
             ));
         };
         self.used_now = true;

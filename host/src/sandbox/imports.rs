@@ -940,9 +940,9 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
 
 /// Refuses a replacement (UPDATE, upsert) of the columns `replaced` when a
 /// CHECK of the table reads one of them beside a column the principal may
-/// not read unmasked and does not replace: whether the statement fails would
-/// tell how the stored value of that column compares with what the
-/// principal wrote.
+/// not read and does not replace, or one it sees masked: whether the
+/// statement fails would tell how the stored value of that column compares
+/// with what the principal wrote.
 fn checks_tell_nothing(
     def: &scratchbird_storage::catalog::TableDef,
     enf: &scratchbird_policy::derive::Enforcement,
@@ -962,12 +962,11 @@ fn checks_tell_nothing(
         if !read.iter().any(|c| replaced.contains(c)) {
             continue;
         }
-        let hidden = read.iter().find(|&&c| {
-            !replaced.contains(&c)
-                && enf
-                    .columns
-                    .get(c)
-                    .is_none_or(|r| !r.readable || r.mask.is_some())
+        // a masked column the statement assigns may keep its stored value
+        // (a masked value written back is the stored one): hidden either way
+        let hidden = read.iter().find(|&&c| match enf.columns.get(c) {
+            None => true,
+            Some(r) => r.mask.is_some() || (!r.readable && !replaced.contains(&c)),
         });
         if let Some(c) = hidden.and_then(|&c| def.columns.get(c)) {
             return Err(HostError::Permission(format!(

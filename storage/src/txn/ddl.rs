@@ -3,7 +3,9 @@
 //! table holds.
 
 use super::*;
-use crate::catalog::{Distribution, TableChange, TableCheck, build_column, check_identifier};
+use crate::catalog::{
+    ColumnSpec, DefaultFn, Distribution, TableChange, TableCheck, build_column, check_identifier,
+};
 use crate::check::Check;
 use crate::limits::{CHECK_TEXT_MAX_BYTES, TABLE_COLUMNS_MAX};
 use scratchbird_types::SqlType;
@@ -442,54 +444,29 @@ impl Transaction {
             let mut new = old.clone();
             match change {
                 TableChange::AddColumn(spec) => {
-                    if old.columns.iter().any(|c| c.name == spec.name) {
-                        return Err(StorageError::AlreadyExists {
-                            kind: "column",
-                            name: format!("{}.{}", old.name, spec.name),
-                        });
-                    }
-                    if old.columns.len() >= TABLE_COLUMNS_MAX {
-                        return Err(StorageError::InvalidDefinition {
-                            object: format!("table {name}"),
-                            reason: "a table has at most 1024 columns",
-                        });
-                    }
-                    let id = TableId::from_random_bytes(t.new_random());
-                    let col = build_column(
-                        &old.name,
-                        spec,
-                        &cat,
-                        ColumnId::from_random_bytes(t.new_random()),
-                    )?;
-                    new.id = id;
-                    new.columns.push(col);
-                    let fill = new.columns.last().and_then(|c| c.default.clone());
-                    t.rewrite(&old, new, &|mut row| {
-                        row.push(fill.clone().unwrap_or(Value::Null));
-                        row
-                    })
+                    t.add_column(&cat, &old, spec)
                 }
                 TableChange::DropColumn(n) => t.drop_column(&old, n),
                 TableChange::RenameColumn { from, to } => {
-                    let at = column_at(&old, from)?;
-                    check_identifier("column", to)?;
-                    if old.columns.iter().any(|c| c.name == *to) {
-                        return Err(StorageError::AlreadyExists {
-                            kind: "column",
-                            name: format!("{}.{to}", old.name),
+                    t.rename_column(&old, from, to)
+                }
+                TableChange::SetDefault {
+                    column: n,
+                    default,
+                    default_fn,
+                } => {
+                    let at = column_at(&old, n)?;
+                    if default_fn.is_some()
+                        && old
+                            .columns
+                            .get(at)
+                            .is_some_and(|c| !matches!(c.ty, SqlType::Timestamp | SqlType::Date))
+                    {
+                        return Err(StorageError::InvalidDefinition {
+                            object: format!("column {}.{n}", old.name),
+                            reason: "a DEFAULT of the statement's time (now(), CURRENT_DATE) needs a TIMESTAMP or DATE column",
                         });
                     }
-                    t.no_views(name, "rename the column")?;
-                    if let Some(c) = new.columns.get_mut(at) {
-                        c.name.clone_from(to);
-                    }
-                    for k in &mut new.checks {
-                        k.expr = crate::check::rename_column(&k.expr, from, to);
-                    }
-                    t.redefine(&old, new)
-                }
-                TableChange::SetDefault { column: n, default } => {
-                    let at = column_at(&old, n)?;
                     if let (Some(c), Some(v)) = (old.columns.get(at), default) {
                         c.ty.check_value(v)
                             .map_err(|source| StorageError::ColumnValue {
@@ -499,7 +476,8 @@ impl Transaction {
                             })?;
                     }
                     if let Some(c) = new.columns.get_mut(at) {
-                        c.default = default.clone().filter(|v| !v.is_null());
+                        c.default = default.clone().filter(|v| !v.is_null() && default_fn.is_none());
+                        c.default_fn = *default_fn;
                     }
                     t.redefine(&old, new)
                 }
@@ -551,6 +529,93 @@ impl Transaction {
                 }
             }
         })
+    }
+
+    /// ALTER TABLE ... ADD COLUMN `spec` to `old`.
+    fn add_column(&mut self, cat: &Catalog, old: &TableDef, spec: &ColumnSpec) -> Result<()> {
+        let mut new = old.clone();
+        if old.columns.iter().any(|c| c.name == spec.name) {
+            return Err(StorageError::AlreadyExists {
+                kind: "column",
+                name: format!("{}.{}", old.name, spec.name),
+            });
+        }
+        if old.columns.len() >= TABLE_COLUMNS_MAX {
+            return Err(StorageError::InvalidDefinition {
+                object: format!("table {}", old.name),
+                reason: "a table has at most 1024 columns",
+            });
+        }
+        let id = TableId::from_random_bytes(self.new_random());
+        let col = build_column(
+            &old.name,
+            spec,
+            cat,
+            ColumnId::from_random_bytes(self.new_random()),
+        )?;
+        new.id = id;
+        new.columns.push(col);
+        // the rows held take the default; one of the statement's
+        // time takes this shard's clock's, as PostgreSQL takes
+        // its own
+        let now = self.inner.config.env.now_micros();
+        let day = now.div_euclid(86_400_000_000);
+        let fill = new.columns.last().and_then(|c| match (c.default_fn, c.ty) {
+            (Some(DefaultFn::Now), SqlType::Timestamp) => {
+                Some(Value::Timestamp(scratchbird_types::Timestamp(now)))
+            }
+            (Some(_), SqlType::Timestamp) => Some(Value::Timestamp(scratchbird_types::Timestamp(
+                day * 86_400_000_000,
+            ))),
+            (Some(_), _) => i32::try_from(day)
+                .ok()
+                .map(|d| Value::Date(scratchbird_types::Date(d))),
+            (None, _) => c.default.clone(),
+        });
+        self.rewrite(old, new, &|mut row| {
+            row.push(fill.clone().unwrap_or(Value::Null));
+            row
+        })
+    }
+
+    /// ALTER TABLE ... RENAME COLUMN `from` TO `to` of `old`.
+    fn rename_column(&mut self, old: &TableDef, from: &str, to: &str) -> Result<()> {
+        let mut new = old.clone();
+        let at = column_at(old, from)?;
+        check_identifier("column", to)?;
+        if old.columns.iter().any(|c| c.name == *to) {
+            return Err(StorageError::AlreadyExists {
+                kind: "column",
+                name: format!("{}.{to}", old.name),
+            });
+        }
+        self.no_views(&old.name, "rename the column")?;
+        if let Some(c) = new.columns.get_mut(at) {
+            to.clone_into(&mut c.name);
+        }
+        let before: Vec<(String, SqlType)> =
+            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        let after: Vec<(String, SqlType)> =
+            new.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        for k in &mut new.checks {
+            let was = Check::parse_table(&k.expr, &before).map(|c| c.columns());
+            k.expr = crate::check::rename_column(&k.expr, from, to);
+            // the expression must read the same columns under
+            // the new name: a name such as NULL, 1 or one that
+            // differs from another column only in case would
+            // change what it says
+            let now = Check::parse_table(&k.expr, &after).map(|c| c.columns());
+            if was.is_ok() && was != now {
+                return Err(StorageError::TableCheckUnsupported {
+                    table: old.name.clone(),
+                    constraint: k.name.clone(),
+                    reason: format!(
+                        "the name {to} cannot stand for column {from} in its expression; drop the constraint, rename the column, and add it again"
+                    ),
+                });
+            }
+        }
+        self.redefine(old, new)
     }
 
     /// ALTER TABLE ... DROP COLUMN `n` of `old`.
@@ -682,6 +747,25 @@ impl Transaction {
         self.redefine(old, new)
     }
 
+    /// The revision an ALTER of `old` stamps on the table: a fresh id the
+    /// first time this transaction alters it, else the one drawn then.
+    fn revision_for(&self, old: &TableDef) -> Result<[u8; 16]> {
+        let committed = self.inner.catalog_for(
+            ReadView {
+                me: TxnId(u64::MAX),
+                snapshot: self.inner.visible(),
+            },
+            false,
+        )?;
+        let first = committed
+            .table(old.id)
+            .is_some_and(|t| t.revision == old.revision);
+        Ok(match old.revision {
+            Some(r) if !first => r,
+            _ => self.new_random(),
+        })
+    }
+
     /// Refuses a change that needs `what` when a view names table `name`.
     fn no_views(&self, name: &str, what: &str) -> Result<()> {
         match self.latest_catalog()?.views_on(name).next() {
@@ -699,8 +783,9 @@ impl Transaction {
     /// Puts `new` in place of `old`, a definition of the same table with the
     /// same row layout: its catalog row, and the store writers check rows
     /// against (restored if the transaction or statement is undone).
-    fn redefine(&mut self, old: &TableDef, new: TableDef) -> Result<()> {
+    fn redefine(&mut self, old: &TableDef, mut new: TableDef) -> Result<()> {
         new.row_layout()?;
+        new.revision = Some(self.revision_for(old)?);
         let store = self.inner.table(old.id).ok_or(StorageError::Internal(
             "a table of the catalog has no store",
         ))?;
@@ -722,11 +807,14 @@ impl Transaction {
     fn rewrite(
         &mut self,
         old: &TableDef,
-        new: TableDef,
+        mut new: TableDef,
         map: &dyn Fn(Vec<Value>) -> Vec<Value>,
     ) -> Result<()> {
         new.row_layout()?;
-        let cat = self.catalog()?;
+        new.revision = Some(self.revision_for(old)?);
+        // the indexes as committed now: one made while this waited for the
+        // lock is carried too
+        let cat = self.latest_catalog()?;
         let indexes: Vec<Arc<IndexDef>> = cat.indexes_of(old.id).cloned().collect();
         let id = new.id;
         let store = Arc::new(TableStore::new(Arc::new(new.clone()))?);

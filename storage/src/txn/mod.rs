@@ -481,7 +481,6 @@ impl Transaction {
         self.inner
             .locks
             .lock_table(self.id, def.id, &def.name, mode, self.opts.wait)?;
-        self.shared_locked.insert(def.id);
         // The table may have been dropped or altered by a transaction that
         // committed after this one's snapshot: writing into it would write
         // into nothing, or rows of another shape.
@@ -504,6 +503,8 @@ impl Transaction {
             }
             Some(_) => {}
         }
+        // only now: a retry in this transaction checks again
+        self.shared_locked.insert(def.id);
         Ok(())
     }
 
