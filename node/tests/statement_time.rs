@@ -74,9 +74,30 @@ fn the_statement_time_is_read_each_time_a_statement_runs() {
     s.execute("CREATE VIEW recent AS SELECT id FROM ev WHERE at > now() - INTERVAL '1 day'")
         .unwrap();
     assert_eq!(one(&mut s, "SELECT count(*) FROM recent"), Value::BigInt(1));
-    // a DEFAULT cannot hold it yet: refused, with what to do
+    // a DEFAULT of it: each INSERT that leaves the column out reads the
+    // time again (never the cached statement's)
+    s.execute("CREATE TABLE d (id INTEGER PRIMARY KEY, at TIMESTAMP DEFAULT now())")
+        .unwrap();
+    let mut last = 0;
+    for id in 0..3 {
+        let before = wall();
+        s.execute(&format!("INSERT INTO d (id) VALUES ({id})"))
+            .unwrap();
+        let after = wall();
+        let Value::Timestamp(t) = one(&mut s, &format!("SELECT at FROM d WHERE id = {id}")) else {
+            panic!("the default is not a TIMESTAMP");
+        };
+        assert!(
+            before <= t.0 && t.0 <= after,
+            "{before} <= {} <= {after}",
+            t.0
+        );
+        assert!(t.0 > last, "each INSERT read the time again");
+        last = t.0;
+    }
+    // an expression over it cannot be a DEFAULT yet: refused, with what to do
     let e = s
-        .execute("CREATE TABLE d (id INTEGER PRIMARY KEY, at TIMESTAMP DEFAULT now())")
+        .execute("CREATE TABLE e (id INTEGER PRIMARY KEY, at TIMESTAMP DEFAULT now() + INTERVAL '1 day')")
         .unwrap_err()
         .to_string();
     assert!(e.contains("no time here"), "{e}");
