@@ -1865,6 +1865,20 @@ fn alter_table_and_checks_apply_alike_on_every_shard() {
             "ALTER TABLE wide DROP COLUMN label, ALTER COLUMN w SET DEFAULT 9",
         )
         .unwrap();
+    // a node applies the cluster's schema changes as they come: every one
+    // has this one before rows take the new default on its shard
+    for i in 0..3 {
+        let until = Instant::now() + Duration::from_secs(20);
+        while three
+            .ops(i, "SELECT column_default FROM information_schema.columns WHERE table_name = 'wide' AND column_name = 'w'")
+            .ok()
+            .as_deref()
+            != Some(&["'9'".to_owned()][..])
+        {
+            assert!(Instant::now() < until, "the new default did not reach node {i}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     three
         .ops(
             2,
