@@ -6,12 +6,12 @@
 //! What the principal may not see is not in the rows at all, so a query over
 //! the views cannot reach it.
 
+use scratchbird_types::Value;
 use scratchbird_types::infoschema::{
     CATALOG_NAME, INFORMATION_SCHEMA_OID, PG_BUILTIN_TYPES, PG_CATALOG_OID, PUBLIC_OID,
     USER_SCHEMA, View, describe, oid_of, pg_type,
 };
 use scratchbird_types::schema::{DomainDef, Schema, TableDef, ViewDef};
-use scratchbird_types::{SqlType, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -344,13 +344,11 @@ fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>
         }
         // a CHECK, in table_constraints only (as in PostgreSQL), when every
         // column it reads is readable: its name may carry a column's
-        let named: Vec<(String, SqlType)> =
-            t.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
         let mut checks: Vec<&str> = Vec::new();
         if view == View::TableConstraints {
             for k in &t.checks {
-                let readable = scratchbird_storage::check::Check::parse_table(&k.expr, &named)
-                    .is_ok_and(|c| {
+                let readable =
+                    scratchbird_storage::check::Check::parse_in(&k.expr, t).is_ok_and(|c| {
                         c.columns()
                             .iter()
                             .all(|i| s.get(*i).is_some_and(|(r, _)| *r))

@@ -949,6 +949,16 @@ impl Check {
         }
     }
 
+    /// [`Check::parse_table`] over the columns of table `def`.
+    ///
+    /// # Errors
+    /// As [`Check::parse_table`].
+    pub fn parse_in(text: &str, def: &scratchbird_types::schema::TableDef) -> Result<Self, String> {
+        let columns: Vec<(String, SqlType)> =
+            def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        Self::parse_table(text, &columns)
+    }
+
     /// The positions of the columns a table CHECK reads.
     #[must_use]
     pub fn columns(&self) -> Vec<usize> {

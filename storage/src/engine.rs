@@ -424,19 +424,11 @@ impl Inner {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         tables.insert(sys.def.id, sys);
+        // a table created before columns carried their domain's CHECK takes
+        // it from the domain
+        let domains: Vec<crate::catalog::DomainDef> = domains.into_values().collect();
         for (id, mut def) in table_defs {
-            // a table created before columns carried their domain's CHECK takes
-            // it from the domain
-            for c in &mut def.columns {
-                if c.check.is_none()
-                    && let Some(d) = c.domain.and_then(|d| domains.get(&d))
-                {
-                    c.check = d.check.clone().map(|expr| crate::catalog::ColumnCheck {
-                        domain: d.name.clone(),
-                        expr,
-                    });
-                }
-            }
+            crate::catalog::carry_domain_checks(std::slice::from_mut(&mut def), &domains);
             let store = Arc::new(TableStore::new(Arc::new(def))?);
             let mut idx: Vec<Arc<IndexDef>> = index_defs
                 .values()

@@ -218,17 +218,10 @@ impl TableStore {
                     .map(|cc| (cc.domain.clone(), crate::check::Check::parse(&cc.expr)))
             })
             .collect();
-        let columns: Vec<(String, SqlType)> =
-            def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
         let table_checks = def
             .checks
             .iter()
-            .map(|k| {
-                (
-                    k.name.clone(),
-                    crate::check::Check::parse_table(&k.expr, &columns),
-                )
-            })
+            .map(|k| (k.name.clone(), crate::check::Check::parse_in(&k.expr, &def)))
             .collect();
         Ok(Self {
             checks,

@@ -951,11 +951,9 @@ fn checks_tell_nothing(
     if replaced.is_empty() || def.checks.is_empty() {
         return Ok(());
     }
-    let named: Vec<(String, scratchbird_types::SqlType)> =
-        def.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
     for k in &def.checks {
         // a CHECK storage cannot read refuses every write anyway
-        let Ok(check) = scratchbird_storage::check::Check::parse_table(&k.expr, &named) else {
+        let Ok(check) = scratchbird_storage::check::Check::parse_in(&k.expr, def) else {
             continue;
         };
         let read = check.columns();

@@ -593,18 +593,15 @@ impl Transaction {
         if let Some(c) = new.columns.get_mut(at) {
             to.clone_into(&mut c.name);
         }
-        let before: Vec<(String, SqlType)> =
-            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
-        let after: Vec<(String, SqlType)> =
-            new.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
+        let renamed = new.clone();
         for k in &mut new.checks {
-            let was = Check::parse_table(&k.expr, &before).map(|c| c.columns());
+            let was = Check::parse_in(&k.expr, old).map(|c| c.columns());
             k.expr = crate::check::rename_column(&k.expr, from, to);
             // the expression must read the same columns under
             // the new name: a name such as NULL, 1 or one that
             // differs from another column only in case would
             // change what it says
-            let now = Check::parse_table(&k.expr, &after).map(|c| c.columns());
+            let now = Check::parse_in(&k.expr, &renamed).map(|c| c.columns());
             if was.is_ok() && was != now {
                 return Err(StorageError::TableCheckUnsupported {
                     table: old.name.clone(),
@@ -641,8 +638,6 @@ impl Transaction {
                 reason: "a table needs at least one column: drop the table instead",
             });
         }
-        let columns: Vec<(String, SqlType)> =
-            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
         new.id = TableId::from_random_bytes(self.new_random());
         new.columns.remove(at);
         let shift = |i: usize| if i > at { i - 1 } else { i };
@@ -655,9 +650,8 @@ impl Transaction {
             }
         }
         // the CHECKs that read the column go with it, as in SQL
-        new.checks.retain(|k| {
-            Check::parse_table(&k.expr, &columns).map_or(true, |c| !c.columns().contains(&at))
-        });
+        new.checks
+            .retain(|k| Check::parse_in(&k.expr, old).map_or(true, |c| !c.columns().contains(&at)));
         self.rewrite(old, new, &|mut row| {
             if at < row.len() {
                 row.remove(at);
@@ -675,8 +669,6 @@ impl Transaction {
         expr: &str,
     ) -> Result<()> {
         let mut new = old.clone();
-        let columns: Vec<(String, SqlType)> =
-            old.columns.iter().map(|c| (c.name.clone(), c.ty)).collect();
         let provisional = given.map_or_else(|| format!("{}_check", old.name), str::to_owned);
         if expr.len() > CHECK_TEXT_MAX_BYTES {
             return Err(StorageError::TableCheckUnsupported {
@@ -685,13 +677,12 @@ impl Transaction {
                 reason: format!("longer than {CHECK_TEXT_MAX_BYTES} bytes"),
             });
         }
-        let check = Check::parse_table(expr, &columns).map_err(|reason| {
-            StorageError::TableCheckUnsupported {
+        let check =
+            Check::parse_in(expr, old).map_err(|reason| StorageError::TableCheckUnsupported {
                 table: old.name.clone(),
                 constraint: provisional.clone(),
                 reason,
-            }
-        })?;
+            })?;
         let taken = |n: &str| {
             old.checks.iter().any(|k| k.name == n)
                 || cat.index_by_name(n).is_some_and(|i| i.table == old.id)
