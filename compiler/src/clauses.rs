@@ -224,7 +224,10 @@ fn insert(i: &ast::Insert) -> Result<(), CompileError> {
             "ON CONFLICT (...) WHERE (an index predicate: there are no partial indexes)",
         ),
         (output.is_some(), "INSERT ... OUTPUT"),
-        (overriding.is_some(), "INSERT ... OVERRIDING"),
+        (
+            matches!(overriding, Some(ast::InsertOverriding::User)),
+            "INSERT ... OVERRIDING USER VALUE (leave the identity column out: it takes the next value)",
+        ),
         (!assignments.is_empty(), "INSERT ... SET"),
         (*by_name, "INSERT ... BY NAME"),
         (*overwrite, "INSERT OVERWRITE"),

@@ -17,6 +17,7 @@ use crate::lower::{Builder, program};
 use crate::{Compiled, QueryKind, emit, explain, hash, optimize, route};
 use scratchbird_guest_ops::abi::{Arbiter, OnConflict, WriteKind};
 use scratchbird_guest_ops::plan::Sink;
+use scratchbird_types::schema::DefaultFn;
 use scratchbird_types::{SqlType, Value};
 use sqlparser::ast;
 use std::sync::Arc;
@@ -230,6 +231,8 @@ pub(crate) fn insert(
                 && source.with.is_none() =>
         {
             fewer(&mut positions, v.rows.first().map_or(0, |r| r.len()));
+            let owned = without_defaults(v, &mut positions, &table)?;
+            let v = owned.as_ref().unwrap_or(v);
             let types = types_of(&positions);
             let bq = b.values(v, Some(&types))?;
             check_width(bq.rel.output().len(), types.len())?;
@@ -253,6 +256,7 @@ pub(crate) fn insert(
             }
         }
     };
+    generated_always(&table, &positions, ins.overriding.as_ref())?;
     let (rel, positions) = with_time_defaults(&mut b, &table, rel, positions)?;
     let on_conflict = match &ins.on {
         None => OnConflict::Fail,
@@ -293,6 +297,81 @@ pub(crate) fn insert(
     finish_write(&b, w, cat)
 }
 
+/// Refuses values for a GENERATED ALWAYS identity column of `table` among
+/// the columns at `positions`, unless the INSERT says OVERRIDING SYSTEM VALUE.
+fn generated_always(
+    table: &TableDef,
+    positions: &[usize],
+    overriding: Option<&ast::InsertOverriding>,
+) -> Result<(), CompileError> {
+    // (OVERRIDING USER VALUE is refused with the clauses not supported)
+    if overriding.is_some() {
+        return Ok(());
+    }
+    for p in positions {
+        if let Some(c) = table.columns.get(*p)
+            && c.default_fn == Some(DefaultFn::IdentityAlways)
+        {
+            return Err(CompileError::new(
+                codes::GENERATED_ALWAYS,
+                format!("cannot insert a non-DEFAULT value into column \"{}\"", c.name),
+            )
+            .hint(format!(
+                "column \"{}\" is an identity column defined as GENERATED ALWAYS: leave it out, or write INSERT ... OVERRIDING SYSTEM VALUE",
+                c.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `e` is the keyword DEFAULT in a VALUES row.
+fn is_default(e: &ast::Expr) -> bool {
+    matches!(e, ast::Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// `v` without the columns that are DEFAULT in every row (those columns
+/// then take their defaults, as when the INSERT leaves them out), their
+/// positions taken out of `positions`; `None` when no row says DEFAULT.
+fn without_defaults(
+    v: &ast::Values,
+    positions: &mut Vec<usize>,
+    table: &TableDef,
+) -> Result<Option<ast::Values>, CompileError> {
+    if !v.rows.iter().any(|r| r.content.iter().any(is_default)) {
+        return Ok(None);
+    }
+    let width = v.rows.first().map_or(0, |r| r.content.len());
+    let mut keep = Vec::with_capacity(width);
+    for j in 0..width {
+        let defaults = v
+            .rows
+            .iter()
+            .filter(|r| r.get(j).is_some_and(is_default))
+            .count();
+        if defaults != 0 && defaults != v.rows.len() {
+            let name = positions
+                .get(j)
+                .and_then(|p| table.columns.get(*p))
+                .map_or("?", |c| c.name.as_str());
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!("DEFAULT in some rows of column \"{name}\" but not in others"),
+            )
+            .hint("insert the rows that take the default in an INSERT of their own"));
+        }
+        keep.push(defaults == 0);
+    }
+    let mut out = v.clone();
+    for r in &mut out.rows {
+        let mut k = keep.iter();
+        r.content.retain(|_| k.next().copied().unwrap_or(true));
+    }
+    let mut k = keep.iter();
+    positions.retain(|_| k.next().copied().unwrap_or(true));
+    Ok(Some(out))
+}
+
 /// `rel`'s rows (the columns at `positions`) with the columns they leave
 /// out whose DEFAULT is the statement's time added, at that time: the
 /// coordinator fixes it, as it fixes `now()`.
@@ -307,7 +386,7 @@ fn with_time_defaults(
         .iter()
         .enumerate()
         .filter(|(i, _)| !positions.contains(i))
-        .filter_map(|(i, c)| c.default_fn.map(|f| (i, f, c.ty)))
+        .filter_map(|(i, c)| c.default_fn.filter(|f| f.is_time()).map(|f| (i, f, c.ty)))
         .collect();
     if timed.is_empty() {
         return Ok((rel, positions));
@@ -437,6 +516,11 @@ fn upsert(
                 *out.get(j)
                     .ok_or_else(|| CompileError::new("XX000", "internal: a proposed column"))?,
             )?,
+            // the store draws it when the row is inserted: EXCLUDED shows
+            // NULL, and no stored row's key equals it
+            None if c.default_fn.is_some_and(DefaultFn::is_identity) => {
+                BExpr::lit(Value::Null, c.ty)
+            }
             None => match c.default_fn {
                 Some(f) => b.time_default(f, c.ty)?,
                 None => BExpr::lit(c.default.clone().unwrap_or(Value::Null), c.ty),
@@ -481,14 +565,33 @@ fn upsert(
     // the others as stored); one that does not, every column to insert
     let mut exprs = vec![(b.new_col("$key", SqlType::Blob, true), key)];
     let mut sets = Vec::new();
+    let mut carried = Vec::with_capacity(table.columns.len());
     for (i, v) in values.into_iter().enumerate() {
         let (Some(x), Some(c)) = (excluded.get(i), table.columns.get(i)) else {
             return Err(CompileError::new("XX000", "internal: a column"));
         };
+        let drawn = !positions.contains(&i) && c.default_fn.is_some_and(DefaultFn::is_identity);
+        if drawn && v.is_none() {
+            // left out of the batch: the store draws an inserted row's
+            // value, and a replacement keeps the stored one
+            continue;
+        }
+        if drawn {
+            return Err(CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!(
+                    "ON CONFLICT DO UPDATE SET {} when the INSERT leaves that SERIAL or identity column out",
+                    c.name
+                ),
+            )
+            .hint("give the column in the INSERT, or leave it out of the SET list"));
+        }
         let inserted = b.col_expr(*x)?;
+        let at = carried.len();
+        carried.push(i);
         let e = match v {
             Some(updated) => {
-                sets.push(u32::try_from(i).map_err(|_| CompileError::new("XX000", "a column"))?);
+                sets.push(u32::try_from(at).map_err(|_| CompileError::new("XX000", "a column"))?);
                 let nullable = updated.nullable || inserted.nullable;
                 BExpr {
                     kind: BK::Case(vec![(fresh.clone(), inserted)], Box::new(updated)),
@@ -505,13 +608,7 @@ fn upsert(
         exprs,
     });
     let ret = returning(&mut b, ins.returning.as_deref(), table, qualifier)?;
-    let mut w = WriteStage::new(
-        rel,
-        QueryKind::Insert,
-        table,
-        WriteKind::Upsert,
-        (0..table.columns.len()).collect(),
-    );
+    let mut w = WriteStage::new(rel, QueryKind::Insert, table, WriteKind::Upsert, carried);
     w.route_by = Some(route_by);
     w.sets = sets;
     w.returning = ret;
@@ -609,6 +706,16 @@ fn assignments(
             .get(p)
             .map(|c| c.ty)
             .ok_or_else(|| CompileError::new("XX000", "column"))?;
+        if table.columns.get(p).and_then(|c| c.default_fn) == Some(DefaultFn::IdentityAlways) {
+            return Err(CompileError::new(
+                codes::GENERATED_ALWAYS,
+                format!("column \"{name}\" can only be updated to DEFAULT"),
+            )
+            .hint(format!(
+                "column \"{name}\" is an identity column defined as GENERATED ALWAYS: leave it out of the SET list"
+            ))
+            .at(pos_of(n)));
+        }
         let e = b.changed_expr(&a.value, ch, clause)?;
         let e = b.assign(e, ty).map_err(|x| x.at(pos_of(&a.value)))?;
         let slot = values

@@ -142,4 +142,6 @@ pub mod codes {
     pub const WINDOWING: &str = "42P20";
     /// The work was stopped by its caller (query_canceled).
     pub const CANCELED: &str = "57014";
+    /// A value for a GENERATED ALWAYS identity column.
+    pub const GENERATED_ALWAYS: &str = "428C9";
 }

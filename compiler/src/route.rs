@@ -47,6 +47,11 @@ pub struct TableRoute {
     /// The placing values the statement keeps, when it keeps only those;
     /// `None`: any.
     pub keys: Option<Vec<Value>>,
+    /// Rows written that place themselves: their placing column is SERIAL
+    /// or identity and the INSERT leaves it out, so whichever shard takes
+    /// the rows draws values that place on it. The statement runs on one
+    /// shard, any.
+    pub anywhere: bool,
 }
 
 impl TableRoute {
@@ -62,6 +67,7 @@ impl TableRoute {
             placement,
             column,
             keys,
+            anywhere: false,
         }
     }
 
@@ -109,6 +115,17 @@ pub(crate) fn of(rel: &Rel, inits: &[&Rel]) -> Route {
 /// constants.
 pub(crate) fn insert(rel: &Rel, table: &TableDef, positions: &[usize]) -> TableRoute {
     let p = table.placement().column();
+    if !positions.contains(&p)
+        && table
+            .columns
+            .get(p)
+            .and_then(|c| c.default_fn)
+            .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
+    {
+        let mut r = TableRoute::of(table, None);
+        r.anywhere = true;
+        return r;
+    }
     let keys = match (positions.iter().position(|&x| x == p), rel) {
         // not given: every row takes the column's default
         (None, _) => Some(vec![

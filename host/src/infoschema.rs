@@ -11,7 +11,7 @@ use scratchbird_types::infoschema::{
     CATALOG_NAME, INFORMATION_SCHEMA_OID, PG_BUILTIN_TYPES, PG_CATALOG_OID, PUBLIC_OID,
     USER_SCHEMA, View, describe, oid_of, pg_type,
 };
-use scratchbird_types::schema::{DomainDef, Schema, TableDef, ViewDef};
+use scratchbird_types::schema::{DefaultFn, DomainDef, Schema, TableDef, ViewDef};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -286,8 +286,19 @@ fn pg_attribute(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
                 position(i),
                 Value::Integer(typmod),
                 Value::Boolean(!c.nullable),
-                Value::Boolean((c.default.is_some() || c.default_fn.is_some()) && !masked),
+                Value::Boolean(
+                    (c.default.is_some()
+                        || c.default_fn.is_some_and(|f| {
+                            !matches!(f, DefaultFn::Identity | DefaultFn::IdentityAlways)
+                        }))
+                        && !masked,
+                ),
                 Value::Boolean(false),
+                text(match c.default_fn {
+                    Some(DefaultFn::IdentityAlways) => "a",
+                    Some(DefaultFn::Identity) => "d",
+                    _ => "",
+                }),
             ]);
         }
     }
@@ -302,6 +313,10 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
             };
             let (ty, len, precision, scale) = describe(c.ty);
             let default = match (&c.default, c.default_fn, masked) {
+                (_, Some(DefaultFn::Identity | DefaultFn::IdentityAlways), _) => Value::Null,
+                (_, Some(DefaultFn::Serial), false) => {
+                    text(&format!("nextval('{}_{}_seq'::regclass)", t.name, c.name))
+                }
                 (_, Some(f), false) => text(f.sql()),
                 (Some(d), None, false) => text(&d.to_string()),
                 _ => Value::Null,
@@ -323,6 +338,15 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
                 int(precision),
                 int(scale),
                 domain,
+                text(match c.default_fn {
+                    Some(DefaultFn::Identity | DefaultFn::IdentityAlways) => "YES",
+                    _ => "NO",
+                }),
+                match c.default_fn {
+                    Some(DefaultFn::IdentityAlways) => text("ALWAYS"),
+                    Some(DefaultFn::Identity) => text("BY DEFAULT"),
+                    _ => Value::Null,
+                },
             ]);
         }
     }

@@ -1230,6 +1230,9 @@ fn constraints_over_rows_or_values_a_principal_does_not_see_are_refused() {
         "ALTER TABLE customers ADD CHECK (plan <> 'gold')",
         "ALTER TABLE customers ALTER COLUMN email SET NOT NULL",
         "ALTER TABLE customers ADD COLUMN n INTEGER NOT NULL",
+        // (a SERIAL column is added only to a table without rows)
+        "ALTER TABLE customers ADD COLUMN n SERIAL",
+        "ALTER TABLE customers ADD COLUMN n INTEGER GENERATED ALWAYS AS IDENTITY",
         "ALTER TABLE customers ADD CONSTRAINT u UNIQUE (name)",
         "CREATE UNIQUE INDEX ci ON customers (name)",
     ] {

@@ -141,6 +141,13 @@ fn signed_change(sql: &str, index: u32, cat: &Catalog) -> Result<Statement, Host
             A::AddCheck { .. } => Some("ADD CHECK"),
             A::AddUnique { .. } => Some("ADD UNIQUE"),
             A::SetNotNull { not_null: true, .. } => Some("SET NOT NULL"),
+            A::AddColumn { column, .. }
+                if column
+                    .default_fn
+                    .is_some_and(scratchbird_types::schema::DefaultFn::is_identity) =>
+            {
+                Some("ADD COLUMN ... SERIAL or GENERATED AS IDENTITY")
+            }
             A::AddColumn { column, .. } if column.default_fn.is_some() => {
                 Some("ADD COLUMN ... DEFAULT now() (the rows held would take each node's clock)")
             }

@@ -1565,8 +1565,12 @@ fn check_columns_governed(access: &Access, op: &Statement, cat: &Catalog) -> Res
                 }
                 let domain = column.domain.as_ref().and_then(|d| cat.domain_by_name(d));
                 let not_null = column.not_null || domain.is_some_and(|d| !d.nullable);
+                // (a SERIAL column added to a table that holds rows is
+                // refused: that tells whether it holds any)
                 let default = column.default.is_some()
-                    || column.default_fn.is_some()
+                    || column
+                        .default_fn
+                        .is_some_and(scratchbird_types::schema::DefaultFn::is_time)
                     || domain.is_some_and(|d| d.default.is_some());
                 if not_null && !default && !whole(&columns, &[])? {
                     return Err(whole_denied(

@@ -465,7 +465,28 @@ pub(crate) fn build_column(
     if let Some(v) = &c.default {
         default = Some(v.clone());
     }
-    if c.default_fn.is_some() {
+    if c.default_fn.is_some_and(DefaultFn::is_identity) {
+        if !matches!(ty, SqlType::SmallInt | SqlType::Integer | SqlType::BigInt) {
+            return Err(invalid(
+                cobj(),
+                "a SERIAL or identity column needs a SMALLINT, INTEGER or BIGINT type",
+            ));
+        }
+        if domain.is_some() {
+            return Err(invalid(
+                cobj(),
+                "a SERIAL or identity column cannot be of a domain",
+            ));
+        }
+        if c.default.is_some() {
+            return Err(invalid(
+                cobj(),
+                "a SERIAL or identity column cannot also have a DEFAULT",
+            ));
+        }
+        nullable = false;
+        default = None;
+    } else if c.default_fn.is_some() {
         if !matches!(ty, SqlType::Timestamp | SqlType::Date) {
             return Err(invalid(
                 cobj(),

@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// Which shard of how many this store is, packed (index << 32 | count);
     /// 0 while it is not one of several ([`crate::Storage::set_placement`]).
     pub placement: AtomicU64,
+    /// SERIAL and identity columns' counters ([`crate::identity`]).
+    pub identity: Mutex<crate::identity::Counters>,
 }
 
 #[derive(Debug, Default)]
@@ -141,7 +143,7 @@ pub(crate) fn decode_commit_record(cn: CommitNumber, v: &[u8]) -> Result<(TxnId,
     Ok(out)
 }
 
-fn meta_u64(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64>> {
+pub(crate) fn meta_u64(meta: &fjall::Keyspace, key: &[u8]) -> Result<Option<u64>> {
     match meta.get(key)? {
         None => Ok(None),
         Some(v) => {
@@ -336,6 +338,7 @@ impl Inner {
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
             page_cache: crate::page::PageCache::new(config.page_cache_bytes),
             placement: AtomicU64::new(0),
+            identity: Mutex::new(crate::identity::Counters::default()),
             config,
         });
         inner.load_tables()?;
@@ -646,7 +649,7 @@ impl Inner {
             .map_err(|e| self.poison(format!("journal write failed: {e}")))
     }
 
-    fn sync(&self) -> Result<()> {
+    pub(crate) fn sync(&self) -> Result<()> {
         if let Some(f) = &self.config.faults
             && f.take_fsync_failure()
         {

@@ -184,6 +184,16 @@ pub enum StorageError {
         /// This shard (position in the map).
         this: usize,
     },
+    /// A SERIAL or identity column's counter has no value left to give.
+    #[error("column {column} of table {table} has no value left to give: {reason}")]
+    IdentityExhausted {
+        /// Table name.
+        table: String,
+        /// The column.
+        column: String,
+        /// Why (the type's largest value, or the shard's range).
+        reason: String,
+    },
     /// The transaction is no longer active.
     #[error("transaction {0} is no longer active")]
     TransactionEnded(TxnId),
@@ -337,6 +347,7 @@ impl StorageError {
             }
             Self::ReadOnly => "READ_ONLY",
             Self::WrongShard { .. } => "WRONG_SHARD",
+            Self::IdentityExhausted { .. } => "IDENTITY_EXHAUSTED",
             Self::TransactionEnded(_) | Self::NoSuchSavepoint(_) | Self::NotInLimbo { .. } => {
                 "TRANSACTION_STATE"
             }

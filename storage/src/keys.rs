@@ -20,6 +20,9 @@ pub(crate) const META_GC_FLOOR: &[u8] = b"gc_floor_cn";
 pub(crate) const META_TIP_FLOOR: &[u8] = b"tip_floor_txn";
 pub(crate) const META_LAST_CN: &[u8] = b"last_cn";
 pub(crate) const META_LAST_TS: &[u8] = b"last_commit_ts";
+/// Prefix of a SERIAL or identity column's counter: the column id follows;
+/// the value is the largest number it may have given.
+pub(crate) const META_IDENTITY: &[u8] = b"identity/";
 
 fn bad(what: &'static str) -> StorageError {
     StorageError::Corruption {

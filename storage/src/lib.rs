@@ -42,6 +42,7 @@ pub mod commitlog;
 mod config;
 mod engine;
 mod error;
+pub(crate) mod identity;
 mod keys;
 pub mod limits;
 mod locks;

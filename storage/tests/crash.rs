@@ -2,7 +2,8 @@
 //! bulk loads, background sweeps) and is killed with SIGKILL at a random moment; the
 //! parent reopens the store and checks that every acknowledged commit is present,
 //! that a transaction in flight is either wholly present or wholly absent, and that
-//! indexes agree with tables. Repeated for `SB_CRASH_CYCLES` cycles (default 50) on
+//! indexes agree with tables, and that no value of an identity column was given
+//! twice (a fourth writer draws them, printing each one it is given). Repeated for `SB_CRASH_CYCLES` cycles (default 50) on
 //! one data directory.
 //!
 //! Run directly: `cargo test -p scratchbird-storage --test crash`.
@@ -13,7 +14,7 @@
     reason = "test harness"
 )]
 
-use scratchbird_storage::catalog::{ColumnSpec, IndexSpec, TableSpec};
+use scratchbird_storage::catalog::{ColumnSpec, DefaultFn, IndexSpec, TableSpec};
 use scratchbird_storage::{Durability, Env, Storage, StorageConfig, StorageError, TxnOptions};
 use scratchbird_types::{SqlType, TableId, Value};
 use std::collections::HashMap;
@@ -71,11 +72,15 @@ impl Rng {
     }
 }
 
-fn tables(store: &Storage) -> (TableId, TableId) {
+fn tables(store: &Storage) -> (TableId, TableId, TableId) {
     let t = store.begin(TxnOptions::snapshot()).unwrap();
     let cat = t.catalog().unwrap();
-    if let (Some(a), Some(b)) = (cat.table_by_name("kv"), cat.table_by_name("bulk")) {
-        return (a.id, b.id);
+    if let (Some(a), Some(b), Some(c)) = (
+        cat.table_by_name("kv"),
+        cat.table_by_name("bulk"),
+        cat.table_by_name("serials"),
+    ) {
+        return (a.id, b.id, c.id);
     }
     drop(t);
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
@@ -108,13 +113,23 @@ fn tables(store: &Storage) -> (TableId, TableId) {
             primary_key: vec![],
         })
         .unwrap();
+    let mut id = ColumnSpec::new("id", SqlType::BigInt);
+    id.default_fn = Some(DefaultFn::Identity);
+    let serials = t
+        .create_table(&TableSpec {
+            distribution: None,
+            name: "serials".into(),
+            columns: vec![id, ColumnSpec::new("seq", SqlType::BigInt)],
+            primary_key: vec!["id".into()],
+        })
+        .unwrap();
     t.commit().unwrap();
-    (kv, bulk)
+    (kv, bulk, serials)
 }
 
 fn child(dir: &str, seed: u64) {
     let store = Arc::new(Storage::open(dir, config(Some(20))).unwrap());
-    let (kv, bulk) = tables(&store);
+    let (kv, bulk, serials) = tables(&store);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |out: &Mutex<std::io::Stdout>, line: String| {
         let mut o = out.lock().unwrap();
@@ -123,6 +138,34 @@ fn child(dir: &str, seed: u64) {
     };
     say(&out, "READY".into());
     let mut handles = Vec::new();
+    {
+        // draws identity values, printing each as it is given; commits
+        // most transactions, rolls some back
+        let (store, out) = (store.clone(), out.clone());
+        handles.push(std::thread::spawn(move || {
+            let mut rng = Rng(seed.wrapping_mul(97) | 1);
+            for seq in 0i64.. {
+                let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+                let mut ids = Vec::new();
+                for _ in 0..1 + rng.below(40) {
+                    let Value::BigInt(id) = t.next_identity(serials, 0).unwrap() else {
+                        panic!("an identity value that is not a BIGINT");
+                    };
+                    say(&out, format!("D {id}"));
+                    t.insert(serials, vec![Value::BigInt(id), Value::BigInt(seq)])
+                        .unwrap();
+                    ids.push(id.to_string());
+                }
+                if rng.below(4) == 0 {
+                    t.rollback().unwrap();
+                    continue;
+                }
+                say(&out, format!("S {}", ids.join(" ")));
+                t.commit().unwrap();
+                say(&out, format!("SA {}", ids.join(" ")));
+            }
+        }));
+    }
     for w in 0..WRITERS {
         let (store, out) = (store.clone(), out.clone());
         handles.push(std::thread::spawn(move || {
@@ -188,6 +231,10 @@ fn child(dir: &str, seed: u64) {
 struct Expect {
     kv: HashMap<i64, i64>,
     bulk_rows: u64,
+    /// Every identity value any child was given.
+    drawn: std::collections::HashSet<i64>,
+    /// The identity values of acknowledged commits.
+    serials: std::collections::BTreeSet<i64>,
 }
 
 #[expect(
@@ -242,6 +289,7 @@ fn parent() {
         // What was acknowledged, and what was in flight.
         let mut pending: HashMap<i64, Vec<(i64, Option<i64>)>> = HashMap::new();
         let mut bulk_pending: Option<u64> = None;
+        let mut serials_pending: Vec<i64> = Vec::new();
         let mut acked = 0usize;
         for l in &lines {
             let parts: Vec<&str> = l.split(' ').collect();
@@ -274,6 +322,20 @@ fn parent() {
                     }
                     acked += 1;
                 }
+                Some("D") => {
+                    let id: i64 = parts[1].parse().unwrap();
+                    assert!(
+                        expect.drawn.insert(id),
+                        "cycle {cycle}: identity value {id} was given twice"
+                    );
+                }
+                Some("S") => {
+                    serials_pending = parts[1..].iter().map(|x| x.parse().unwrap()).collect();
+                }
+                Some("SA") => {
+                    expect.serials.extend(serials_pending.drain(..));
+                    acked += 1;
+                }
                 Some("L") => bulk_pending = Some(parts[2].parse().unwrap()),
                 Some("LA") => {
                     expect.bulk_rows += bulk_pending.take().unwrap();
@@ -287,8 +349,28 @@ fn parent() {
         // Reopen and check.
         let store = Storage::open(dir.path(), config(None))
             .unwrap_or_else(|e| panic!("cycle {cycle}: reopen failed: {e}"));
-        let (kv, bulk) = tables(&store);
+        let (kv, bulk, serials) = tables(&store);
         let t = store.begin(TxnOptions::snapshot()).unwrap();
+        // every acknowledged identity row is there; an in-flight commit's
+        // rows are there wholly or not at all
+        let held: std::collections::BTreeSet<i64> =
+            scratchbird_storage::scan::collect_rows(&t, serials)
+                .unwrap()
+                .into_iter()
+                .map(|r| match r[0] {
+                    Value::BigInt(id) => id,
+                    _ => panic!("bad identity row"),
+                })
+                .collect();
+        let mut want = expect.serials.clone();
+        if !serials_pending.is_empty() && serials_pending.iter().all(|id| held.contains(id)) {
+            want.extend(serials_pending.iter().copied());
+        }
+        assert_eq!(
+            held, want,
+            "cycle {cycle}: the identity rows differ from what was acknowledged"
+        );
+        expect.serials = want;
         let actual: HashMap<i64, i64> = scratchbird_storage::scan::collect_rows(&t, kv)
             .unwrap()
             .into_iter()
@@ -368,6 +450,17 @@ fn parent() {
             );
         }
         drop(t);
+        // a value drawn now is past every value a child was given
+        let mut d = store.begin(TxnOptions::snapshot()).unwrap();
+        let Value::BigInt(next) = d.next_identity(serials, 0).unwrap() else {
+            panic!("an identity value that is not a BIGINT");
+        };
+        d.rollback().unwrap();
+        assert!(
+            expect.drawn.iter().all(|x| *x < next),
+            "cycle {cycle}: after the restart the counter gave {next}, not past every value given before"
+        );
+        expect.drawn.insert(next);
         let report = store.check().unwrap();
         assert!(
             report.problems.is_empty(),
@@ -384,9 +477,10 @@ fn parent() {
         "the children acknowledged too little work to mean anything: {acked_total}"
     );
     println!(
-        "crash test: {cycles} cycles, {acked_total} acknowledged commits checked, {} live keys, {} bulk rows",
+        "crash test: {cycles} cycles, {acked_total} acknowledged commits checked, {} live keys, {} bulk rows, {} identity values drawn",
         expect.kv.len(),
-        expect.bulk_rows
+        expect.bulk_rows,
+        expect.drawn.len()
     );
 }
 

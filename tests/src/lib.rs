@@ -473,7 +473,7 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits`, `big` and `wide`;
+/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits`, `big`, `wide` and `serials`;
 /// `admin`, `ops` and `erin` administrators (every action, schema changes too);
 /// `reader`, who reads and changes nothing.
 #[must_use]

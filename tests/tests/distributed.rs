@@ -27,6 +27,7 @@ use scratchbird_tests::{
 use scratchbird_types::placement::shard_of;
 use scratchbird_types::schema::Distribution;
 use scratchbird_types::{SqlType, Value};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -1915,5 +1916,103 @@ fn alter_table_and_checks_apply_alike_on_every_shard() {
             )
             .unwrap_or_else(|e| panic!("node {i}: {e}"));
     }
+    three.stop();
+}
+
+#[test]
+fn serial_keys_are_drawn_by_the_shard_that_stores_the_row() {
+    let three = Running::start(3);
+    three
+        .ops(
+            0,
+            "CREATE TABLE serials (id BIGSERIAL PRIMARY KEY, node INTEGER, k INTEGER GENERATED ALWAYS AS IDENTITY)",
+        )
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    for i in 0..3 {
+        while let Err(e) = three.ops(i, "SELECT count(*) FROM serials") {
+            assert!(
+                Instant::now() < until,
+                "the table did not reach node {i}: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let at = |id: &str| {
+        shard_of(
+            &Distribution::Hash { column: 0 },
+            &SqlType::BigInt,
+            &Value::BigInt(id.parse().unwrap()),
+            3,
+        )
+        .unwrap()
+    };
+    // each autocommitted INSERT goes to a shard the coordinator picks, which
+    // draws a key it holds
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let sql: Vec<String> = (0..20)
+            .map(|_| format!("INSERT INTO serials (node) VALUES ({i}) RETURNING id"))
+            .collect();
+        ids.extend(three.ops(i, &sql.join("; ")).unwrap());
+    }
+    assert_eq!(ids.len(), 60);
+    let shards: BTreeSet<usize> = ids.iter().map(|id| at(id)).collect();
+    assert!(shards.len() > 1, "every insert went to shard {shards:?}");
+    // a statement's rows, and a transaction's, keep to one shard
+    let rows = three
+        .ops(
+            1,
+            "INSERT INTO serials (node) VALUES (7), (7), (7) RETURNING id; BEGIN; INSERT INTO serials (node) VALUES (8) RETURNING id; INSERT INTO serials (node) VALUES (8) RETURNING id; COMMIT",
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        rows[..3]
+            .iter()
+            .map(|id| at(id))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        1
+    );
+    assert_eq!(
+        rows[3..]
+            .iter()
+            .map(|id| at(id))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        1
+    );
+    // no key and no value of the other identity column given twice
+    for i in 0..3 {
+        assert_eq!(
+            three
+                .ops(i, "SELECT count(*), count(DISTINCT id), count(DISTINCT k), min(k) > 0 FROM serials")
+                .unwrap(),
+            ["65|65|65|TRUE"],
+            "node {i}"
+        );
+    }
+    let e = three
+        .ops(2, "INSERT INTO serials (node, k) VALUES (1, 5)")
+        .unwrap_err();
+    assert!(
+        e.contains("cannot insert a non-DEFAULT value into column \"k\""),
+        "{e}"
+    );
+    // a key given keeps its shard, as any other
+    let (a, _) = ids_on_two_shards();
+    three
+        .ops(
+            0,
+            &format!("INSERT INTO serials (id, node) VALUES ({a}, 9)"),
+        )
+        .unwrap();
+    assert_eq!(
+        three
+            .ops(2, &format!("SELECT node FROM serials WHERE id = {a}"))
+            .unwrap(),
+        ["9"]
+    );
     three.stop();
 }

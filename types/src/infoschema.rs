@@ -192,6 +192,8 @@ impl View {
                 ("numeric_precision", I),
                 ("numeric_scale", I),
                 ("domain_name", T),
+                ("is_identity", T),
+                ("identity_generation", T),
             ],
             Self::Views => &[
                 ("table_catalog", T),
@@ -254,6 +256,7 @@ impl View {
                 ("attnotnull", B),
                 ("atthasdef", B),
                 ("attisdropped", B),
+                ("attidentity", T),
             ],
             Self::PgType => &[
                 ("oid", O),

@@ -840,7 +840,15 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             def.name
         )));
     }
-    if d.kind == WriteKind::Upsert && positions.len() != def.columns.len() {
+    // (but a SERIAL or identity column it leaves out, which the store draws)
+    if d.kind == WriteKind::Upsert
+        && def.columns.iter().enumerate().any(|(i, c)| {
+            !positions.contains(&i)
+                && !c
+                    .default_fn
+                    .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
+        })
+    {
         return Err(HostError::refused(format!(
             "an upsert into {} must carry every column of the table",
             def.name
@@ -910,6 +918,19 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .iter()
         .map(|c| c.default.clone().unwrap_or(Value::Null))
         .collect();
+    // SERIAL and identity columns the rows leave out: the store draws each
+    // inserted row's value
+    let drawn = def
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            c.default_fn
+                .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
+                && !positions.contains(i)
+        })
+        .map(|(i, _)| i)
+        .collect();
     let layout = d
         .layout()
         .map_err(|e| HostError::refused_by("a declared layout", e))?;
@@ -926,6 +947,7 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             kind: d.kind,
             positions,
             defaults,
+            drawn,
             layout,
             guard,
             skip,
@@ -1012,6 +1034,7 @@ fn write<T: TxnSlot>(
     let positions = t.positions.clone();
     let replaced = t.replaced.clone();
     let defaults = t.defaults.clone();
+    let drawn = t.drawn.clone();
     let guard = t.guard.as_ref();
     let keep = t.returned.is_some();
     // every row is checked before any is written: a refused row leaves the batch
@@ -1076,6 +1099,12 @@ fn write<T: TxnSlot>(
                 let mut new = defaults.clone();
                 for (v, p) in given.into_iter().zip(&positions) {
                     if let Some(slot) = new.get_mut(*p) {
+                        *slot = v;
+                    }
+                }
+                for &p in &drawn {
+                    let v = st.txn.get()?.next_identity(table, p)?;
+                    if let Some(slot) = new.get_mut(p) {
                         *slot = v;
                     }
                 }

@@ -381,6 +381,9 @@ struct Target {
     positions: Vec<usize>,
     /// Default of every table column (used for columns an insert does not give).
     defaults: Vec<Value>,
+    /// Positions of the SERIAL and identity columns an inserted row leaves
+    /// out: the store draws their values.
+    drawn: Vec<usize>,
     layout: BatchLayout,
     /// The bundle's grant, write predicate and row re-checks for the principal.
     guard: Option<WriteGuard>,

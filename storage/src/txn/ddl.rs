@@ -456,6 +456,7 @@ impl Transaction {
                     default_fn,
                 } => {
                     let at = column_at(&old, n)?;
+                    identity_stays(&old, at, n)?;
                     if default_fn.is_some()
                         && old
                             .columns
@@ -486,6 +487,9 @@ impl Transaction {
                     not_null,
                 } => {
                     let at = column_at(&old, n)?;
+                    if !*not_null {
+                        identity_stays(&old, at, n)?;
+                    }
                     if !*not_null && old.primary_key.contains(&at) {
                         return Err(StorageError::ObjectInUse {
                             name: format!("{}.{n}", old.name),
@@ -832,6 +836,14 @@ impl Transaction {
                 any |= !rows.is_empty();
                 Ok(!any)
             })?;
+            if any && c.default_fn.is_some_and(DefaultFn::is_identity) {
+                return Err(StorageError::ExistingRows {
+                    what: format!(
+                        "column {} of table {} is SERIAL or an identity column, and adding one to a table that holds rows is not supported yet (create a table with it and INSERT ... SELECT the rows into it)",
+                        c.name, old.name
+                    ),
+                });
+            }
             if any {
                 return Err(StorageError::ExistingRows {
                     what: format!(
@@ -933,4 +945,22 @@ impl Transaction {
     }
 
     // ---------------------------------------------------------------- end
+}
+
+/// Refuses to drop the DEFAULT or NOT NULL of column `n` (at `at`) of `def`
+/// when it is an identity column, as PostgreSQL does (a SERIAL column's
+/// DEFAULT may be replaced: it then stops drawing values).
+fn identity_stays(def: &TableDef, at: usize, n: &str) -> Result<()> {
+    if def
+        .columns
+        .get(at)
+        .and_then(|c| c.default_fn)
+        .is_some_and(|f| matches!(f, DefaultFn::Identity | DefaultFn::IdentityAlways))
+    {
+        return Err(StorageError::InvalidDefinition {
+            object: format!("column {}.{n}", def.name),
+            reason: "it is an identity column: its DEFAULT and NOT NULL cannot be changed",
+        });
+    }
+    Ok(())
 }

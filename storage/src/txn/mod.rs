@@ -11,8 +11,8 @@
 //! * Commit writes one record (inventory + commit log) and waits for its fsync.
 
 use crate::catalog::{
-    Catalog, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec, ViewDef,
-    ViewSpec, build_domain, build_index, build_table, build_view, system_table_id,
+    Catalog, DefaultFn, DomainSpec, IndexDef, IndexSpec, ObjectDef, Resolve, TableDef, TableSpec,
+    ViewDef, ViewSpec, build_domain, build_index, build_table, build_view, system_table_id,
 };
 use crate::commitlog::{ChangeKind, encode_bulk_page, encode_row_change};
 use crate::engine::{Inner, SnapshotGuard, SnapshotWanted, lock};
@@ -1025,13 +1025,43 @@ impl Transaction {
                 })?;
                 *slot = Some(v);
             }
-            let full = row
-                .into_iter()
-                .zip(&def.columns)
-                .map(|(v, c)| v.unwrap_or_else(|| c.default.clone().unwrap_or(Value::Null)))
-                .collect();
+            let mut full = Vec::with_capacity(row.len());
+            for (i, (v, c)) in row.into_iter().zip(&def.columns).enumerate() {
+                full.push(match v {
+                    Some(v) => v,
+                    None if c.default_fn.is_some_and(DefaultFn::is_identity) => {
+                        t.inner.draw_identity(&def, i)?
+                    }
+                    None => c.default.clone().unwrap_or(Value::Null),
+                });
+            }
             t.insert_row(table, full)
         })
+    }
+
+    /// The next value of column `column` (its position) of `table`, a SERIAL
+    /// or identity column, for a row this transaction inserts without one.
+    /// The value is never given again, whether or not the transaction
+    /// commits (see `docs/storage-format.md`, identity counters).
+    ///
+    /// # Errors
+    /// An unknown table or column, a column that is not SERIAL or identity,
+    /// [`StorageError::IdentityExhausted`], and a failed durable write.
+    pub fn next_identity(&mut self, table: TableId, column: usize) -> Result<Value> {
+        self.check_active()?;
+        let (def, _) = self.table_for(table)?;
+        if !def
+            .columns
+            .get(column)
+            .and_then(|c| c.default_fn)
+            .is_some_and(DefaultFn::is_identity)
+        {
+            return Err(StorageError::InvalidDefinition {
+                object: format!("column {}.#{column}", def.name),
+                reason: "only a SERIAL or identity column draws values",
+            });
+        }
+        self.inner.draw_identity(&def, column)
     }
 
     /// Refuses a row this shard does not hold, when it is one of several

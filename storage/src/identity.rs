@@ -1,0 +1,151 @@
+//! The counters of SERIAL and identity columns.
+//!
+//! Each column has one counter per store, keyed by the column's id (which an
+//! ALTER TABLE that writes the table anew keeps). A value is given once: the
+//! counter reserves [`BLOCK`] values at a time by writing the largest value
+//! it may give to the meta keyspace and making that durable before the first
+//! value of the block is handed out, so a restart starts past every value any
+//! transaction could hold. Gaps are normal: a rolled-back insert does not
+//! give its value back, and a restart skips the rest of the reserved block.
+//!
+//! When the store is one of several shards, the values each shard gives are
+//! disjoint without asking any other: on the table's placing column a shard
+//! gives only values that place on it (so a row whose key it draws belongs
+//! where it is written); on any other column, the values congruent to its
+//! position modulo the shard count.
+
+use crate::engine::{Inner, lock, meta_u64, meta_value};
+use crate::error::{Result, StorageError};
+use crate::keys::META_IDENTITY;
+use scratchbird_types::schema::TableDef;
+use scratchbird_types::{ColumnId, SqlType, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+/// Values reserved by one durable write.
+pub(crate) const BLOCK: i64 = 1_024;
+
+/// Candidates a shard looks through for one value it holds, per shard in
+/// the cluster (a hash places about one in `shards` on it).
+const TRIES_PER_SHARD: usize = 64;
+
+/// Every column's counter that has given a value since the store opened.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    map: HashMap<ColumnId, Counter>,
+}
+
+/// The next candidate, and the largest value reserved durably.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    next: i128,
+    limit: i128,
+}
+
+fn key(column: ColumnId) -> Vec<u8> {
+    let mut k = META_IDENTITY.to_vec();
+    k.extend_from_slice(column.as_bytes());
+    k
+}
+
+impl Inner {
+    /// The next value of column `at` of `def`, a SERIAL or identity column.
+    pub(crate) fn draw_identity(&self, def: &TableDef, at: usize) -> Result<Value> {
+        let c = def.columns.get(at).ok_or_else(|| StorageError::NotFound {
+            kind: "column",
+            name: format!("{}.#{at}", def.name),
+        })?;
+        let exhausted = |reason: String| StorageError::IdentityExhausted {
+            table: def.name.clone(),
+            column: c.name.clone(),
+            reason,
+        };
+        let max = match c.ty {
+            SqlType::SmallInt => i128::from(i16::MAX),
+            SqlType::Integer => i128::from(i32::MAX),
+            SqlType::BigInt => i128::from(i64::MAX),
+            _ => {
+                return Err(StorageError::InvalidDefinition {
+                    object: format!("column {}.{}", def.name, c.name),
+                    reason: "a SERIAL or identity column needs a SMALLINT, INTEGER or BIGINT type",
+                });
+            }
+        };
+        let packed = self.placement.load(Ordering::Acquire);
+        let (this, shards) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let several = shards > 1 && !def.is_system();
+        let placing = def.placement();
+        let on_placing = several && placing.column() == at;
+        let value = |v: i128| -> Result<Value> {
+            let x = i64::try_from(v).map_err(|_| exhausted("out of range".into()))?;
+            Ok(match c.ty {
+                SqlType::SmallInt => {
+                    Value::SmallInt(i16::try_from(x).map_err(|_| exhausted("out of range".into()))?)
+                }
+                SqlType::Integer => {
+                    Value::Integer(i32::try_from(x).map_err(|_| exhausted("out of range".into()))?)
+                }
+                _ => Value::BigInt(x),
+            })
+        };
+        let mut all = lock(&self.identity);
+        let ctr = match all.map.get(&c.id) {
+            Some(ctr) => *ctr,
+            None => {
+                let k = key(c.id);
+                let limit = i128::from(meta_u64(&self.ks.meta, &k)?.unwrap_or(0));
+                Counter {
+                    next: limit + 1,
+                    limit,
+                }
+            }
+        };
+        let mut ctr = ctr;
+        let tries = if several {
+            TRIES_PER_SHARD.saturating_mul(shards)
+        } else {
+            1
+        };
+        let mut found = None;
+        for _ in 0..tries {
+            let v = ctr.next;
+            if v > max {
+                all.map.insert(c.id, ctr);
+                return Err(exhausted(format!(
+                    "it has reached its type's largest value, {max}"
+                )));
+            }
+            ctr.next = v + 1;
+            let mine = if !several {
+                true
+            } else if on_placing {
+                scratchbird_types::placement::shard_of(&placing, &c.ty, &value(v)?, shards)? == this
+            } else {
+                (v - 1).rem_euclid(shards as i128) == this as i128
+            };
+            if mine {
+                found = Some(v);
+                break;
+            }
+        }
+        let Some(v) = found else {
+            all.map.insert(c.id, ctr);
+            return Err(exhausted(format!(
+                "none of the next {tries} values places on this shard ({this} of {shards}); the range of the table's placement that this shard holds may be used up"
+            )));
+        };
+        if v > ctr.limit {
+            // reserve a block, durably, before its first value is given
+            let limit = (v + i128::from(BLOCK) - 1).min(max);
+            let k = key(c.id);
+            let stored = u64::try_from(limit).map_err(|_| exhausted("out of range".into()))?;
+            self.check_writable()?;
+            self.ks.meta.insert(&k, meta_value(&k, stored))?;
+            self.sync()?;
+            ctr.limit = limit;
+        }
+        all.map.insert(c.id, ctr);
+        drop(all);
+        value(v)
+    }
+}
