@@ -237,7 +237,8 @@ pub struct Load {
     pub payload: Arc<str>,
     /// Which of the columns places a row on its shard; `None` when the
     /// placing column is not given (every row takes its default, whose
-    /// place `route` names).
+    /// place `route` names, or, when `route.anywhere`, a value the shard
+    /// that takes them draws: one shard, picked by the rows' digest).
     pub place: Option<usize>,
     /// The table's placement.
     pub route: TableRoute,
@@ -329,6 +330,14 @@ impl Load {
         let shards = shards.max(1);
         let fixed = if shards == 1 {
             Some(0)
+        } else if self.place.is_none() && self.route.anywhere {
+            // rows that place themselves (a SERIAL placing column left
+            // out): all on one shard, the same for the coordinator and
+            // every shard, spread over COPYs by the rows' digest
+            let d = blake3::hash(self.payload.as_bytes());
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&d.as_bytes()[..8]);
+            Some(usize::try_from(u64::from_le_bytes(x) % shards as u64).unwrap_or(0))
         } else if self.place.is_none() {
             let at = self.route.shards(shards).and_then(|s| s.first().copied());
             Some(at.unwrap_or(0))

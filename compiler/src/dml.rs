@@ -34,8 +34,9 @@ pub(crate) struct WriteStage<'t> {
     sets: Vec<u32>,
     /// The rows that route the statement (its reads and the placing values
     /// it writes), when not `rel` itself: an upsert's proposed rows (the
-    /// stored rows they collide with are on the shard they are written to).
-    route_by: Option<Rel>,
+    /// stored rows they collide with are on the shard they are written to),
+    /// with the table position of each of their columns.
+    route_by: Option<(Rel, Vec<usize>)>,
     /// RETURNING: its relation over the rows written, and its names.
     returning: Option<(Rel, Vec<String>)>,
 }
@@ -85,11 +86,15 @@ pub(crate) fn finish_write(
     if let Some((r, _)) = &ret {
         init_rels.push(r);
     }
-    let route_by = w.route_by.map(|r| optimize::optimize(r, cat, &b.meta));
-    let by = route_by.as_ref().unwrap_or(&rel);
+    let route_by = w
+        .route_by
+        .map(|(r, p)| (optimize::optimize(r, cat, &b.meta), p));
+    let (by, by_positions) = route_by
+        .as_ref()
+        .map_or((&rel, &w.positions), |(r, p)| (r, p));
     let mut route = route::of(by, &init_rels);
     route.write = Some(match w.wk {
-        WriteKind::Insert | WriteKind::Upsert => route::insert(by, w.table, &w.positions),
+        WriteKind::Insert | WriteKind::Upsert => route::insert(by, w.table, by_positions),
         WriteKind::Update | WriteKind::Delete => route::change(&route, w.table),
     });
     let mut roots = vec![&rel];
@@ -342,6 +347,8 @@ fn without_defaults(
         return Ok(None);
     }
     let width = v.rows.first().map_or(0, |r| r.content.len());
+    // a row wider than the columns is refused before a DEFAULT is taken out
+    check_width(width, positions.len())?;
     let mut keep = Vec::with_capacity(width);
     for j in 0..width {
         let defaults = v
@@ -530,7 +537,8 @@ fn upsert(
         excluded.push(id);
         exprs.push((id, e));
     }
-    let route_by = rel.clone();
+    // the proposed rows, in the INSERT's column order, place the upsert
+    let route_by = (rel.clone(), positions.to_vec());
     let full = Rel::Project {
         input: Box::new(rel),
         exprs,

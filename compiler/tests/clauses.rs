@@ -86,8 +86,8 @@ fn walk() -> Vec<Walk> {
                     "index predicate",
                 ),
                 (
-                    "INSERT INTO t OVERRIDING SYSTEM VALUE VALUES (1, 'x')",
-                    "OVERRIDING",
+                    "INSERT INTO t OVERRIDING USER VALUE VALUES (1, 'x')",
+                    "OVERRIDING USER VALUE",
                 ),
             ],
         ),

@@ -12,9 +12,12 @@
 //! disjoint without asking any other: on the table's placing column a shard
 //! gives only values that place on it (so a row whose key it draws belongs
 //! where it is written); on any other column, the values congruent to its
-//! position modulo the shard count.
+//! position modulo the shard count. The counter records the placement it
+//! gave values under and refuses to give more under another: after the
+//! shard map changes, values another shard gave could be its own.
 
-use crate::engine::{Inner, lock, meta_u64, meta_value};
+use crate::codec::{Reader, seal, unseal};
+use crate::engine::{Inner, lock};
 use crate::error::{Result, StorageError};
 use crate::keys::META_IDENTITY;
 use scratchbird_types::schema::TableDef;
@@ -35,17 +38,37 @@ pub(crate) struct Counters {
     map: HashMap<ColumnId, Counter>,
 }
 
-/// The next candidate, and the largest value reserved durably.
+/// The next candidate, the largest value reserved durably, and the
+/// placement (this shard's position, the shard count; 0 and 0 alone) the
+/// values were given under.
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     next: i128,
     limit: i128,
+    placed: (u32, u32),
 }
 
 fn key(column: ColumnId) -> Vec<u8> {
     let mut k = META_IDENTITY.to_vec();
     k.extend_from_slice(column.as_bytes());
     k
+}
+
+/// `[limit u64][position u32][shards u32]`, sealed.
+fn encode(k: &[u8], limit: u64, placed: (u32, u32)) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16);
+    p.extend_from_slice(&limit.to_le_bytes());
+    p.extend_from_slice(&placed.0.to_le_bytes());
+    p.extend_from_slice(&placed.1.to_le_bytes());
+    seal(k, p)
+}
+
+fn decode(k: &[u8], v: &[u8]) -> Result<(u64, (u32, u32))> {
+    let p = unseal("identity counter", k, v)?;
+    let mut r = Reader::new("identity counter", p);
+    let out = (r.u64()?, (r.u32()?, r.u32()?));
+    r.finish()?;
+    Ok(out)
 }
 
 impl Inner {
@@ -73,6 +96,7 @@ impl Inner {
         };
         let packed = self.placement.load(Ordering::Acquire);
         let (this, shards) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        let placed = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
         let several = shards > 1 && !def.is_system();
         let placing = def.placement();
         let on_placing = several && placing.column() == at;
@@ -89,18 +113,41 @@ impl Inner {
             })
         };
         let mut all = lock(&self.identity);
-        let ctr = match all.map.get(&c.id) {
+        let mut ctr = match all.map.get(&c.id) {
             Some(ctr) => *ctr,
             None => {
                 let k = key(c.id);
-                let limit = i128::from(meta_u64(&self.ks.meta, &k)?.unwrap_or(0));
-                Counter {
-                    next: limit + 1,
-                    limit,
+                match self.ks.meta.get(&k)? {
+                    None => Counter {
+                        next: 1,
+                        limit: 0,
+                        placed,
+                    },
+                    Some(v) => {
+                        let (limit, at) = decode(&k, &v)?;
+                        let limit = i128::from(limit);
+                        Counter {
+                            next: limit + 1,
+                            limit,
+                            placed: at,
+                        }
+                    }
                 }
             }
         };
-        let mut ctr = ctr;
+        // values given under another shard map are in other shards' share
+        // of this one: the counter cannot know which are free
+        if ctr.placed != placed && ctr.limit > 0 {
+            return Err(StorageError::IdentityExhausted {
+                table: def.name.clone(),
+                column: c.name.clone(),
+                reason: format!(
+                    "its values were given while this store was shard {} of {}, and it is shard {} of {} now: values given under the old shard map could be given again, so none is (the table's rows must be placed anew under the new map first)",
+                    ctr.placed.0, ctr.placed.1, placed.0, placed.1
+                ),
+            });
+        }
+        ctr.placed = placed;
         let tries = if several {
             TRIES_PER_SHARD.saturating_mul(shards)
         } else {
@@ -140,7 +187,7 @@ impl Inner {
             let k = key(c.id);
             let stored = u64::try_from(limit).map_err(|_| exhausted("out of range".into()))?;
             self.check_writable()?;
-            self.ks.meta.insert(&k, meta_value(&k, stored))?;
+            self.ks.meta.insert(&k, encode(&k, stored, placed))?;
             self.sync()?;
             ctr.limit = limit;
         }

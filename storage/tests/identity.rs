@@ -189,3 +189,33 @@ fn shards_give_disjoint_values_each_placing_its_own_rows() {
     let max = *by_key.iter().next_back().unwrap();
     assert!(max < 1_000, "largest id {max}");
 }
+
+#[test]
+fn a_counter_refuses_to_give_values_under_another_shard_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    store.set_placement(0, 3);
+    let t = create(&store, "s", SqlType::BigInt, None);
+    insert(&store, t, 3);
+    drop(store);
+    // reopened as the second of two shards: the values it gave as the first
+    // of three may be the other shard's to give now
+    let (store, _) = open(dir.path());
+    store.set_placement(1, 2);
+    let mut tx = store.begin(TxnOptions::snapshot()).unwrap();
+    let e = tx.next_identity(t, 0).unwrap_err();
+    assert!(
+        matches!(e, StorageError::IdentityExhausted { .. })
+            && e.to_string().contains("shard 0 of 3")
+            && e.to_string().contains("shard 1 of 2"),
+        "{e}"
+    );
+    drop(tx);
+    // under the map it gave them under, it goes on
+    store.set_placement(0, 3);
+    let mut tx = store.begin(TxnOptions::snapshot()).unwrap();
+    tx.next_identity(t, 0).unwrap();
+    // a read-only transaction draws nothing
+    let mut ro = store.begin(TxnOptions::snapshot().read_only()).unwrap();
+    assert!(ro.next_identity(t, 0).is_err());
+}

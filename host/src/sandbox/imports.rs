@@ -930,7 +930,18 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
                 && !positions.contains(i)
         })
         .map(|(i, _)| i)
-        .collect();
+        .collect::<Vec<usize>>();
+    // the keys a drawn value is part of: a violation of one names no key
+    // (the drawn value tells the counter's position, and the principal
+    // may not read the column)
+    let drawn_keys = DrawnKeys {
+        primary: def.primary_key.iter().any(|p| drawn.contains(p)),
+        unique: cat
+            .indexes_of(d.table)
+            .filter(|i| i.unique && i.columns.iter().any(|c| drawn.contains(c)))
+            .map(|i| i.name.clone())
+            .collect(),
+    };
     let layout = d
         .layout()
         .map_err(|e| HostError::refused_by("a declared layout", e))?;
@@ -948,6 +959,7 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             positions,
             defaults,
             drawn,
+            drawn_keys,
             layout,
             guard,
             skip,
@@ -1035,6 +1047,7 @@ fn write<T: TxnSlot>(
     let replaced = t.replaced.clone();
     let defaults = t.defaults.clone();
     let drawn = t.drawn.clone();
+    let drawn_keys = t.drawn_keys.clone();
     let guard = t.guard.as_ref();
     let keep = t.returned.is_some();
     // every row is checked before any is written: a refused row leaves the batch
@@ -1125,7 +1138,11 @@ fn write<T: TxnSlot>(
         // a COPY's rows: appended straight into pages when they come in key
         // order (the storage decides), else one by one
         let rows: Vec<Vec<Value>> = planned.into_iter().filter_map(|p| p.row).collect();
-        let n = st.txn.get()?.insert_many(table, rows)?;
+        let n = st
+            .txn
+            .get()?
+            .insert_many(table, rows)
+            .map_err(|e| drawn_keys.redact(e))?;
         st.stats.rows_written += n;
         return i64::try_from(n).map_err(|_| HostError::internal("rows written"));
     }
@@ -1174,6 +1191,7 @@ fn apply<T: TxnSlot>(
         .ok_or_else(|| HostError::internal("target"))?;
     let keep = t.returned.is_some();
     let skip = t.skip.clone();
+    let drawn_keys = t.drawn_keys.clone();
     let mut upserted = std::mem::take(&mut t.upserted);
     let mut affected = 0i64;
     let mut kept = Vec::new();
@@ -1189,7 +1207,7 @@ fn apply<T: TxnSlot>(
                         }
                     }
                     Err(e) if skip.skips(&e) => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(drawn_keys.redact(e).into()),
                 }
                 affected += 1;
                 kept.extend(copy);

@@ -384,6 +384,8 @@ struct Target {
     /// Positions of the SERIAL and identity columns an inserted row leaves
     /// out: the store draws their values.
     drawn: Vec<usize>,
+    /// The keys those columns are part of.
+    drawn_keys: DrawnKeys,
     layout: BatchLayout,
     /// The bundle's grant, write predicate and row re-checks for the principal.
     guard: Option<WriteGuard>,
@@ -421,6 +423,38 @@ impl Skip {
             | (Self::PrimaryKey, E::PrimaryKeyViolation { .. }) => true,
             (Self::Index(n), E::UniqueViolation { index, .. }) => index == n,
             _ => false,
+        }
+    }
+}
+
+/// The primary key and unique indexes of a write target that a drawn value
+/// (SERIAL, identity) is part of.
+#[derive(Clone, Debug, Default)]
+struct DrawnKeys {
+    primary: bool,
+    unique: Vec<String>,
+}
+
+impl DrawnKeys {
+    /// `e`, without the key when it is a violation of one of these keys by
+    /// a row that drew a value: the value tells the counter's position, in
+    /// a column the principal may not read.
+    fn redact(&self, e: scratchbird_storage::StorageError) -> scratchbird_storage::StorageError {
+        use scratchbird_storage::StorageError as E;
+        const DRAWN: &str = "a value its SERIAL or identity column drew";
+        match e {
+            E::PrimaryKeyViolation { table, .. } if self.primary => E::PrimaryKeyViolation {
+                table,
+                key: DRAWN.into(),
+            },
+            E::UniqueViolation { index, table, .. } if self.unique.contains(&index) => {
+                E::UniqueViolation {
+                    index,
+                    table,
+                    key: DRAWN.into(),
+                }
+            }
+            other => other,
         }
     }
 }

@@ -1048,7 +1048,7 @@ impl Transaction {
     /// An unknown table or column, a column that is not SERIAL or identity,
     /// [`StorageError::IdentityExhausted`], and a failed durable write.
     pub fn next_identity(&mut self, table: TableId, column: usize) -> Result<Value> {
-        self.check_active()?;
+        self.check_writable()?;
         let (def, _) = self.table_for(table)?;
         if !def
             .columns
