@@ -726,3 +726,20 @@ fn mark_joins_validate() {
         validate(&bytes);
     }
 }
+
+#[test]
+fn modules_may_grow_to_all_a_32_bit_memory_addresses() {
+    // the host's limit (`--memory-mib`) is what stops a module: one that
+    // declared less would fail below a higher limit (TPC-H Q21 at SF 1
+    // needs 1.3 GiB and failed at the 1 GiB a module used to declare)
+    let bytes = project(vec![*c(0)]);
+    let mut maximum = None;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::MemorySection(s) = payload.unwrap() {
+            for m in s {
+                maximum = m.unwrap().maximum;
+            }
+        }
+    }
+    assert_eq!(maximum, Some(65_536));
+}

@@ -93,10 +93,14 @@ pub enum HostError {
         ms: u64,
     },
     /// `QUERY_MEMORY`: the guest needed more memory than its limit.
-    #[error("the query needed more than its memory limit of {bytes} bytes")]
+    #[error(
+        "the query needed more than its memory limit of {bytes} bytes (it held {held} bytes when it asked for more)"
+    )]
     Memory {
         /// The limit.
         bytes: usize,
+        /// The sandbox memory it held then.
+        held: usize,
     },
     /// `CANCELLED`: the execution was cancelled: the client went away, asked
     /// to stop, its deadline passed, or the node is shutting down.
@@ -329,7 +333,7 @@ mod tests {
                 "SQL_RUNTIME",
             ),
             (HostError::Timeout { ms: 1 }, "QUERY_TIMEOUT"),
-            (HostError::Memory { bytes: 1 }, "QUERY_MEMORY"),
+            (HostError::Memory { bytes: 1, held: 0 }, "QUERY_MEMORY"),
             (HostError::Cancelled(String::new()), "CANCELLED"),
             (HostError::Stack, "INTERNAL"),
             (HostError::abi(""), "INTERNAL"),

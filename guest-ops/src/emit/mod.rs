@@ -63,9 +63,10 @@ pub(crate) const TEMP_BYTES: u32 = 1 << 20;
 /// First address the emitter hands out.
 const STATIC_BASE: u32 = 1024;
 
-/// The largest memory, in pages, a module declares (1 GiB). The host applies its own,
-/// usually lower, limit on top.
-pub const MEMORY_PAGES_MAX: u64 = 16_384;
+/// The largest memory, in pages, a module declares: 4 GiB, all a 32-bit memory
+/// can address. The host applies its own limit on top (`--memory-mib`, 512 MiB
+/// by default); a module that declared less would fail below a higher limit.
+pub const MEMORY_PAGES_MAX: u64 = 65_536;
 
 /// Locals one function may declare (the WebAssembly validator's limit).
 pub const FUNCTION_LOCALS_MAX: usize = 50_000;

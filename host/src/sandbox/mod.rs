@@ -1024,6 +1024,7 @@ impl Sandbox {
                 if state.limits.denied {
                     HostError::Memory {
                         bytes: self.limits.memory_bytes_max,
+                        held: memory_bytes,
                     }
                 } else {
                     self.classify(&e)
@@ -1036,6 +1037,7 @@ impl Sandbox {
                 ..
             } => HostError::Memory {
                 bytes: self.limits.memory_bytes_max,
+                held: memory_bytes,
             },
             other => other,
         });
