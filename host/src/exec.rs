@@ -44,6 +44,10 @@ pub struct Execution<'a> {
     pub stop: &'a Cancel,
 }
 
+/// Times an upsert under READ COMMITTED runs again after its insert collided
+/// with a row committed since its statement began (each run is audited).
+const UPSERT_RETRIES: u32 = 3;
+
 fn append(log: &AuditLog, r: AuditRecord) -> Result<AuditRecord, HostError> {
     log.append(r).map_err(HostError::Audit)
 }
@@ -125,7 +129,37 @@ impl Execution<'_> {
         release: Release,
         sink: ResultSink,
     ) -> (Transaction, Result<ExecStats, HostError>) {
-        self.stage(module, None, txn, access, record, release, sink)
+        self.stage(module, None, txn, access, record, release, sink, None)
+    }
+
+    /// [`Execution::shard`] for the one statement of an autocommit
+    /// transaction: an upsert whose insert collides with a row committed
+    /// since the transaction began runs again in the transaction `renew`
+    /// begins (the first is rolled back), under SNAPSHOT too.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "Execution::shard's arguments and the transaction it may begin anew"
+    )]
+    pub fn shard_autocommit(
+        &self,
+        module: &[u8],
+        txn: Transaction,
+        access: &Access,
+        record: AuditRecord,
+        release: Release,
+        sink: ResultSink,
+        renew: &dyn Fn() -> Result<Transaction, HostError>,
+    ) -> (Transaction, Result<ExecStats, HostError>) {
+        self.stage(
+            module,
+            None,
+            txn,
+            access,
+            record,
+            release,
+            sink,
+            Some(renew),
+        )
     }
 
     /// Runs the load stage `module` (a COPY's rows on this shard) as one
@@ -150,6 +184,7 @@ impl Execution<'_> {
             record,
             Release::AfterReturn,
             sink,
+            None,
         )
     }
 
@@ -166,6 +201,7 @@ impl Execution<'_> {
         mut record: AuditRecord,
         release: Release,
         sink: ResultSink,
+        renew: Option<&dyn Fn() -> Result<Transaction, HostError>>,
     ) -> (Transaction, Result<ExecStats, HostError>) {
         let (prepared, cached) = match self.sandbox.prepare(module) {
             Ok(p) => p,
@@ -181,40 +217,107 @@ impl Execution<'_> {
             Ok(cat) => touched(&prepared.manifest, &cat),
             Err(e) => return (txn, self.failed(record, e.into())),
         };
-        let mark = match txn.statement_begin() {
-            Ok(m) => m,
-            Err(e) => return (txn, self.failed(record, e.into())),
+        // An upsert whose insert collides with a row committed after its
+        // statement began (it waited for the writer, or the writer committed
+        // in between: a key violation, or an update conflict on the record
+        // key) runs again and then sees that row and updates it, as
+        // PostgreSQL's ON CONFLICT DO UPDATE does: under READ COMMITTED as a
+        // new statement of the transaction (a new statement snapshot); as
+        // the one statement of an autocommit transaction, in a new one. Only
+        // while it has emitted nothing.
+        let read_committed = matches!(
+            txn.options().isolation,
+            scratchbird_storage::Isolation::ReadCommitted(_)
+        );
+        let retries = if rows.is_none()
+            && (read_committed || renew.is_some())
+            && prepared
+                .manifest
+                .writes
+                .iter()
+                .any(|w| w.kind == scratchbird_guest_ops::abi::WriteKind::Upsert)
+        {
+            UPSERT_RETRIES
+        } else {
+            0
         };
-        let (sink, held) = self.guard(record.clone(), release, sink);
-        let (mut txn, result) = match rows {
-            Some(rows) => self
-                .sandbox
-                .run_load_until(&prepared, txn, access, rows, sink, self.stop),
-            None => self
-                .sandbox
-                .run_until(&prepared, txn, access, sink, self.stop),
-        };
-        record.set_result(&result);
-        // durable before the statement completes (and so before its transaction
-        // can commit or its result be released)
-        let audited = self
-            .audit
-            .map_or(Ok(()), |log| append(log, record).map(drop));
-        // then the batch held back (if any) goes on
-        let released = match (&result, &audited, held) {
-            (Ok(_), Ok(()), Some(h)) => h.borrow_mut().release(),
-            _ => Ok(()),
-        };
-        let audited = audited.and(released);
-        let failed = result.is_err() || audited.is_err();
-        if let Err(e) = txn.statement_end(mark, failed) {
-            return (txn, Err(e.into()));
+        let sink = std::rc::Rc::new(std::cell::RefCell::new(sink));
+        let emitted = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut rows = rows;
+        let mut attempt = 0;
+        loop {
+            let mark = match txn.statement_begin() {
+                Ok(m) => m,
+                Err(e) => return (txn, self.failed(record, e.into())),
+            };
+            let forward: ResultSink = {
+                let (sink, emitted) = (sink.clone(), emitted.clone());
+                Box::new(move |b| {
+                    emitted.set(true);
+                    (sink.borrow_mut())(b)
+                })
+            };
+            let (forward, held) = self.guard(record.clone(), release, forward);
+            let (next, result) = match rows.take() {
+                Some(rows) => self
+                    .sandbox
+                    .run_load_until(&prepared, txn, access, rows, forward, self.stop),
+                None => self
+                    .sandbox
+                    .run_until(&prepared, txn, access, forward, self.stop),
+            };
+            txn = next;
+            let mut attempt_record = record.clone();
+            attempt_record.set_result(&result);
+            // durable before the statement completes (and so before its
+            // transaction can commit or its result be released)
+            let audited = self
+                .audit
+                .map_or(Ok(()), |log| append(log, attempt_record).map(drop));
+            // then the batch held back (if any) goes on
+            let released = match (&result, &audited, held) {
+                (Ok(_), Ok(()), Some(h)) => h.borrow_mut().release(),
+                _ => Ok(()),
+            };
+            let audited = audited.and(released);
+            let failed = result.is_err() || audited.is_err();
+            if let Err(e) = txn.statement_end(mark, failed) {
+                return (txn, Err(e.into()));
+            }
+            let collided = matches!(
+                &result,
+                Err(HostError::Storage(
+                    scratchbird_storage::StorageError::PrimaryKeyViolation { .. }
+                        | scratchbird_storage::StorageError::UniqueViolation { .. }
+                        | scratchbird_storage::StorageError::UpdateConflict { .. }
+                ))
+            );
+            if collided && audited.is_ok() && !emitted.get() && attempt < retries {
+                attempt += 1;
+                if read_committed {
+                    continue;
+                }
+                if let Some(renew) = renew {
+                    // SNAPSHOT: the row is seen only by a transaction begun
+                    // after it committed
+                    match renew() {
+                        Ok(fresh) => {
+                            let old = std::mem::replace(&mut txn, fresh);
+                            if let Err(e) = old.rollback() {
+                                return (txn, Err(e.into()));
+                            }
+                            continue;
+                        }
+                        Err(e) => return (txn, Err(e)),
+                    }
+                }
+            }
+            let result = audited.and(result).map(|mut s| {
+                s.cached = cached;
+                s
+            });
+            return (txn, result);
         }
-        let result = audited.and(result).map(|mut s| {
-            s.cached = cached;
-            s
-        });
-        (txn, result)
     }
 
     /// A stage that failed before it ran (its module refused, its transaction

@@ -1045,6 +1045,13 @@ impl ShardSessionOf {
                     rec,
                 )
             }
+            None if !self.in_transaction() => {
+                // the statement's own transaction: an upsert that collides
+                // with a row committed meanwhile runs again in a new one
+                let opts = txn.options();
+                let renew = || shard.begin(opts);
+                exec.shard_autocommit(&signed.module, txn, &access, rec, release, sink, &renew)
+            }
             None => exec.shard(&signed.module, txn, &access, rec, release, sink),
         };
         self.end_statement(txn, result.is_ok())?;

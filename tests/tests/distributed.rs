@@ -2032,3 +2032,52 @@ fn serial_keys_are_drawn_by_the_shard_that_stores_the_row() {
     );
     three.stop();
 }
+
+#[test]
+fn an_upsert_racing_an_insert_of_its_key_updates_under_read_committed() {
+    let one = Running::start(1);
+    one.ops(
+        0,
+        "CREATE TABLE wide (id BIGINT PRIMARY KEY, g INTEGER, s VARCHAR(10))",
+    )
+    .unwrap();
+    let (n, (dir, user), ca) = (one.node(0), &one.loader, one.ca());
+    let ca = &ca;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let got = std::thread::scope(|s| {
+        // inside a READ COMMITTED transaction of its own: it waits for the
+        // insert, then runs again with a statement snapshot that sees its
+        // row (under SNAPSHOT, BEGIN's default, it fails with an update
+        // conflict, as PostgreSQL's REPEATABLE READ does)
+        let b = s.spawn(move || {
+            rx.recv().unwrap();
+            scratchbird_tests::block_on(async {
+                let b = connect(n, dir, user, ca).await;
+                let r = answer(
+                    &b,
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; INSERT INTO wide VALUES (1, 5, 'b') ON CONFLICT (id) DO UPDATE SET g = wide.g + excluded.g RETURNING g, s; COMMIT",
+                )
+                .await;
+                b.close().await;
+                r
+            })
+        });
+        scratchbird_tests::block_on(async {
+            let a = connect(n, dir, user, ca).await;
+            answer(&a, "BEGIN; INSERT INTO wide VALUES (1, 10, 'a')")
+                .await
+                .unwrap();
+            tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            answer(&a, "COMMIT").await.unwrap();
+            a.close().await;
+        });
+        b.join().unwrap()
+    });
+    assert_eq!(got, Ok(vec!["15|'a'".to_owned()]));
+    assert_eq!(
+        one.ops(0, "SELECT g FROM wide WHERE id = 1").unwrap(),
+        ["15"]
+    );
+    one.stop();
+}
