@@ -828,18 +828,18 @@ impl Session {
                     // rows whose placing values the shard draws: the shard
                     // the transaction writes on, the one shard the
                     // statement reads, or any
-                    _ if w.anywhere => BTreeSet::from([self.writer.unwrap_or_else(|| match reads
-                        .as_ref()
-                        .map(|r| r.iter().copied().collect::<Vec<_>>())
-                    {
-                        Some(r) if r.len() == 1 => r.first().copied().unwrap_or(self.home),
-                        _ => {
+                    _ if w.anywhere => {
+                        let read = reads
+                            .as_ref()
+                            .filter(|r| r.len() == 1)
+                            .and_then(|r| r.first().copied());
+                        BTreeSet::from([self.writer.or(read).unwrap_or_else(|| {
                             let b = self.env.random_bytes();
                             let mut x = [0u8; 8];
                             x.copy_from_slice(&b[..8]);
                             usize::try_from(u64::from_le_bytes(x) % n as u64).unwrap_or(self.home)
-                        }
-                    })]),
+                        })])
+                    }
                     (Some(s), _) if !s.is_empty() => s,
                     (_, Some(r)) if !r.is_empty() => r.clone(),
                     (_, Some(_)) => {

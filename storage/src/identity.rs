@@ -95,8 +95,8 @@ impl Inner {
             }
         };
         let packed = self.placement.load(Ordering::Acquire);
-        let (this, shards) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
         let placed = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
+        let (this, shards) = (placed.0 as usize, placed.1 as usize);
         let several = shards > 1 && !def.is_system();
         let placing = def.placement();
         let on_placing = several && placing.column() == at;
@@ -138,14 +138,10 @@ impl Inner {
         // values given under another shard map are in other shards' share
         // of this one: the counter cannot know which are free
         if ctr.placed != placed && ctr.limit > 0 {
-            return Err(StorageError::IdentityExhausted {
-                table: def.name.clone(),
-                column: c.name.clone(),
-                reason: format!(
-                    "its values were given while this store was shard {} of {}, and it is shard {} of {} now: values given under the old shard map could be given again, so none is (the table's rows must be placed anew under the new map first)",
-                    ctr.placed.0, ctr.placed.1, placed.0, placed.1
-                ),
-            });
+            return Err(exhausted(format!(
+                "its values were given while this store was shard {} of {}, and it is shard {} of {} now: values given under the old shard map could be given again, so none is (the table's rows must be placed anew under the new map first)",
+                ctr.placed.0, ctr.placed.1, placed.0, placed.1
+            )));
         }
         ctr.placed = placed;
         let tries = if several {

@@ -840,14 +840,22 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
             def.name
         )));
     }
-    // (but a SERIAL or identity column it leaves out, which the store draws)
-    if d.kind == WriteKind::Upsert
-        && def.columns.iter().enumerate().any(|(i, c)| {
-            !positions.contains(&i)
-                && !c
-                    .default_fn
-                    .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
+    // SERIAL and identity columns the rows leave out: the store draws each
+    // inserted row's value
+    let drawn = def
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            c.default_fn
+                .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
+                && !positions.contains(i)
         })
+        .map(|(i, _)| i)
+        .collect::<Vec<usize>>();
+    // (but a column the store draws)
+    if d.kind == WriteKind::Upsert
+        && (0..def.columns.len()).any(|i| !positions.contains(&i) && !drawn.contains(&i))
     {
         return Err(HostError::refused(format!(
             "an upsert into {} must carry every column of the table",
@@ -918,19 +926,6 @@ fn resolve_target<T: TxnSlot>(st: &mut HostState<T>, w: usize) -> Result<(), Hos
         .iter()
         .map(|c| c.default.clone().unwrap_or(Value::Null))
         .collect();
-    // SERIAL and identity columns the rows leave out: the store draws each
-    // inserted row's value
-    let drawn = def
-        .columns
-        .iter()
-        .enumerate()
-        .filter(|(i, c)| {
-            c.default_fn
-                .is_some_and(scratchbird_types::schema::DefaultFn::is_identity)
-                && !positions.contains(i)
-        })
-        .map(|(i, _)| i)
-        .collect::<Vec<usize>>();
     // the keys a drawn value is part of: a violation of one names no key
     // (the drawn value tells the counter's position, and the principal
     // may not read the column)
