@@ -47,7 +47,7 @@ fn unsigned(id: &Identity, user: &str) -> Attestation {
         session: [7; 16],
         sequence: 1,
         consistency: Consistency::ReadCommitted,
-        request: request_digest(SQL, None, 0),
+        request: request_digest(SQL, None, 0, &[]),
         issued_us: 1_800_000_000_000_000,
         expires_us: 1_800_000_660_000_000,
         scheme: scheme_of(id).unwrap(),
@@ -71,7 +71,7 @@ fn attestations(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("node checks", name), &signed, |b, s| {
             b.iter(|| {
                 let s = black_box(s);
-                assert_eq!(s.request, request_digest(SQL, None, 0));
+                assert_eq!(s.request, request_digest(SQL, None, 0, &[]));
                 s.check_window(1_800_000_000_000_001).unwrap();
                 verify_signature(s).unwrap();
             });
@@ -101,6 +101,7 @@ fn envelopes(c: &mut Criterion) {
         sql: SQL_NO_TABLE.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     let now = 1_800_000_000_000_000;
     let env = Envelope {

@@ -258,6 +258,7 @@ impl TcpClient {
             context: None,
             sql: n.to_string(),
             deadline_ms: 0,
+            params: Vec::new(),
             attestation: None,
         });
         self.0.write_all(&rpc::encode(9, &q, MAX).unwrap()).unwrap();

@@ -367,6 +367,7 @@ impl Ctx<'_> {
             context: None,
             token_secret: None,
             consistency: scratchbird_host::envelope::Consistency::ReadCommitted,
+            bind: None,
         }
     }
 
@@ -494,6 +495,7 @@ async fn hostile_subplan(l: &Layout, bundle: &Path) -> Result<String> {
         sql: sql.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     let alice = scratchbird_net::tls::Identity::load(
         &l.users.join("alice.crt"),

@@ -493,6 +493,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         context: args.context,
         token_secret: None,
         consistency: scratchbird_host::envelope::Consistency::ReadCommitted,
+        bind: None,
     })
 }
 

@@ -252,7 +252,11 @@ pub(crate) async fn shell(
         if buf.is_empty()
             && let Some(sql) = crate::sql::describe_query(&line)
         {
-            ok &= run_text(client, &sql, &args).await;
+            let plain = SqlArgs {
+                bind: None,
+                ..args.clone()
+            };
+            ok &= run_text(client, &sql, &plain).await;
             continue;
         }
         if buf.is_empty()
@@ -296,6 +300,8 @@ pub(crate) async fn shell(
                 continue;
             }
             ok &= run_text(client, &buf, &args).await;
+            // \bind's values are for one statement
+            args.bind = None;
             buf.clear();
             if crate::out::closed() {
                 // the reader went away: run nothing more
@@ -451,8 +457,9 @@ async fn stream_text(client: &Client, sql: &str, args: &SqlArgs) -> bool {
         return run_copy(client, sql.trim(), args).await;
     }
     let started = Instant::now();
+    let params = args.bind.as_deref().unwrap_or_default();
     let mut r = match client
-        .query_in(sql, args.timeout_ms, args.context.as_deref())
+        .query_with(sql, params, args.timeout_ms, args.context.as_deref())
         .await
     {
         Ok(r) => r,

@@ -106,6 +106,9 @@ pub struct SqlArgs {
     /// `\consistency MODE` changes it for the statements that follow.
     #[arg(long, value_name = "MODE", default_value = "read-committed", value_parser = parse_consistency)]
     pub consistency: Consistency,
+    /// The shell's `\bind` values, for the next statement it runs.
+    #[arg(skip)]
+    pub bind: Option<Vec<Option<String>>>,
 }
 
 /// `read-committed`, `snapshot`, or `staleness=DURATION` (`5s`, `250ms`,
@@ -261,6 +264,8 @@ pub(crate) const SHELL_HELP: &str = "\\q                 quit (also quit, exit, 
 \\dv [PATTERN]      views
 \\timing [on|off]   print how long each statement took
 \\x [on|off]        one block per row, a line per column (the table format)
+\\bind [VALUE ...]  values of $1, $2, ... for the next statement (quote one with
+                   spaces as 'a b'); it travels beside the text, never in it
 \\consistency MODE  how statements read across shards (with --connect)
 \\?                 this help
 End a statement with ';'. sb sql --help lists the options.";
@@ -350,8 +355,49 @@ pub(crate) fn shell_command(line: &str, args: &mut SqlArgs) -> Option<Result<(),
             say!("{SHELL_HELP}");
             Ok(())
         }
+        "\\bind" => bind_values(rest).map(|v| args.bind = Some(v)),
         _ => return None,
     })
+}
+
+/// `\bind`'s values, as psql reads them: separated by spaces, each a word or
+/// a single-quoted text (`''` inside is one quote).
+pub(crate) fn bind_values(rest: &str) -> Result<Vec<Option<String>>, String> {
+    let mut out = Vec::new();
+    let mut chars = rest.trim().chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&first) = chars.peek() else {
+            break;
+        };
+        let mut v = String::new();
+        if first == '\'' {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                        v.push('\'');
+                    }
+                    Some('\'') => break,
+                    Some(c) => v.push(c),
+                    None => return Err("\\bind: a quoted value is not closed".into()),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                v.push(c);
+                chars.next();
+            }
+        }
+        out.push(Some(v));
+    }
+    Ok(out)
 }
 
 /// The header line of CSV output.
@@ -508,7 +554,8 @@ fn run_text(session: &mut LocalSession, sql: &str, args: &SqlArgs) -> bool {
     // results of those before a failing one are shown
     let mut started = Instant::now();
     let mut print_failed = false;
-    let r = session.execute_each(sql, &mut |o| {
+    let params = args.bind.as_deref().unwrap_or_default();
+    let r = session.execute_with(sql, params, &mut |o| {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if let Err(e) = print_outcome(&o, args.format, args.timing.then_some(ms)) {
             eprintln!("error: {e:#}");
@@ -713,7 +760,11 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         if buf.is_empty()
             && let Some(sql) = describe_query(&line)
         {
-            ok &= run_text(&mut session, &sql, &args);
+            let plain = SqlArgs {
+                bind: None,
+                ..args.clone()
+            };
+            ok &= run_text(&mut session, &sql, &plain);
             continue;
         }
         if buf.is_empty() && line.trim_start().starts_with('\\') {
@@ -739,6 +790,8 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
                 continue;
             }
             ok &= run_text(&mut session, &buf, &args);
+            // \bind's values are for one statement
+            args.bind = None;
             buf.clear();
         }
     }

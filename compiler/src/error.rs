@@ -144,4 +144,16 @@ pub mod codes {
     pub const CANCELED: &str = "57014";
     /// A value for a GENERATED ALWAYS identity column.
     pub const GENERATED_ALWAYS: &str = "428C9";
+    /// A `$n` the statement has no value for (undefined_parameter).
+    pub const UNDEFINED_PARAMETER: &str = "42P02";
+    /// A parameter whose type nothing tells (indeterminate_datatype).
+    pub const INDETERMINATE_DATATYPE: &str = "42P18";
+    /// A request that does not fit its statement: more parameter values than
+    /// it has parameters (protocol_violation).
+    pub const PROTOCOL: &str = "08P01";
+    /// EXECUTE or DEALLOCATE of a name no statement was prepared under
+    /// (invalid_sql_statement_name).
+    pub const NO_PREPARED_STATEMENT: &str = "26000";
+    /// PREPARE under a name already taken (duplicate_prepared_statement).
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
 }

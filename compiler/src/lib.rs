@@ -20,6 +20,7 @@ pub mod limits;
 pub mod logical;
 mod lower;
 mod optimize;
+pub mod params;
 mod pre;
 pub mod route;
 mod shape;
@@ -29,6 +30,7 @@ mod typing;
 
 pub use catalog::{Catalog, ColumnDef, DomainDef, IndexDef, Schema, SchemaVersion, TableDef};
 pub use error::{CompileError, Pos};
+pub use params::{Arguments, Prepared, SessionOp};
 pub use pre::{Answer, SUBQUERY_VALUES_MAX, Subquery, SubqueryUse};
 pub use route::{Route, TableRoute};
 pub use travel::points as time_travel_points;

@@ -53,6 +53,23 @@ const SUBQUERY_NESTING_MAX: usize = 8;
 /// memory limit).
 pub const MERGE_INPUT_BYTES_MAX: usize = 512 << 20;
 
+/// The statement cache's key for a request of one statement with
+/// parameters: its text and every value, each length-prefixed, after a NUL
+/// (no request text that is kept starts with one).
+fn params_key(sql: &str, params: &[Option<String>]) -> String {
+    let mut k = format!("\0p{}:{sql}", sql.len());
+    for p in params {
+        match p {
+            None => k.push('N'),
+            Some(v) => {
+                k.push_str(&format!("S{}:", v.len()));
+                k.push_str(v);
+            }
+        }
+    }
+    k
+}
+
 /// One shard of the session: how to reach it, and the session there once
 /// opened.
 struct Slot {
@@ -127,6 +144,8 @@ pub struct Session {
     /// transaction or schema statement, a merge stage): whether the request
     /// may act ([`Session::set_gate`]).
     gate: Option<Gate>,
+    /// The session's prepared statements, by name.
+    prepared: compiler::params::PreparedStatements,
 }
 
 /// Whether the running request may act: `Ok` once it is admitted, an error
@@ -249,6 +268,7 @@ impl Session {
             merge_hold: MERGE_INPUT_BYTES_MAX,
             inspect: false,
             gate: None,
+            prepared: compiler::params::PreparedStatements::default(),
         }
     }
 
@@ -357,35 +377,140 @@ impl Session {
         claim: &Claim,
         each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
     ) -> Result<(), SessionError> {
-        if let Some(cache) = self.statements.clone() {
+        let sql = &claim.asked.sql;
+        let params = &claim.asked.params;
+        // what the statement cache knows a one-statement request by: its
+        // text, and its parameters' values when it has any (a text that
+        // starts with NUL is never kept, so no text reads as such a key)
+        let key = if params.is_empty() {
+            (!sql.starts_with('\0')).then(|| sql.clone())
+        } else {
+            Some(params_key(sql, params))
+        };
+        if let (Some(cache), Some(key)) = (self.statements.clone(), &key) {
             let cat = self.home()?.catalog(claim.attestation.consistency)?;
-            if let Some(c) = cache.get(&claim.asked.sql, &cat, self.spread()) {
+            if let Some(c) = cache.get(key, &cat, self.spread()) {
                 match self.run_query(&c, claim) {
                     Err(e) if self.recompile(&e) => {}
                     r => return each(r?),
                 }
             }
         }
-        let parsed = compiler::parse(&claim.asked.sql).map_err(SessionError::Compile)?;
+        let parsed = compiler::parse(sql)
+            .and_then(|p| compiler::params::bind_request(p, params))
+            .map_err(SessionError::Compile)?;
         // only a request of one statement is kept: its text names it
-        let keep = parsed.len() == 1;
+        let keep = if parsed.len() == 1 { key } else { None };
         for (index, p) in parsed.iter().enumerate() {
-            // a shard of another schema ran nothing: compile again (against
-            // the home shard's catalog, caught up meanwhile) and send again,
-            // while shards behind the cluster's log catch up
-            let until = std::time::Instant::now() + SCHEMA_WAIT;
-            let o = loop {
-                match self.execute_one(p, claim, index, keep) {
-                    Err(e) if self.recompile(&e) && std::time::Instant::now() < until => {
-                        tracing::debug!(error = %e, "a shard saw another schema: compiling again");
-                        std::thread::sleep(SCHEMA_POLL);
+            let o = match p.session_op() {
+                Ok(Some(op)) => {
+                    let r = self.session_op(op, claim, index);
+                    if r.is_err() {
+                        // an error ends the open transaction, as any
+                        // statement's does
+                        self.abandon();
                     }
-                    r => break r?,
+                    r?
+                }
+                Ok(None) => self.execute_retrying(p, claim, index, keep.as_deref())?,
+                Err(e) => {
+                    self.abandon();
+                    return Err(SessionError::Compile(e));
                 }
             };
             each(o)?;
         }
         Ok(())
+    }
+
+    /// Runs `p`; a shard of another schema ran nothing: compile again
+    /// (against the home shard's catalog, caught up meanwhile) and send again,
+    /// while shards behind the cluster's log catch up.
+    fn execute_retrying(
+        &mut self,
+        p: &compiler::Parsed,
+        claim: &Claim,
+        index: usize,
+        keep: Option<&str>,
+    ) -> Result<Outcome, SessionError> {
+        let until = std::time::Instant::now() + SCHEMA_WAIT;
+        loop {
+            match self.execute_one(p, claim, index, keep) {
+                Err(e) if self.recompile(&e) && std::time::Instant::now() < until => {
+                    tracing::debug!(error = %e, "a shard saw another schema: compiling again");
+                    std::thread::sleep(SCHEMA_POLL);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// PREPARE, EXECUTE and DEALLOCATE: the session's own statements. A
+    /// prepared statement lives in this session until DEALLOCATE or the
+    /// session's end (a transaction's ROLLBACK keeps it, as on PostgreSQL).
+    fn session_op(
+        &mut self,
+        op: compiler::SessionOp,
+        claim: &Claim,
+        index: usize,
+    ) -> Result<Outcome, SessionError> {
+        use compiler::error::codes;
+        match op {
+            compiler::SessionOp::Prepare(prep) => {
+                self.prepared
+                    .check_room(&prep)
+                    .map_err(SessionError::Compile)?;
+                // compiled once with NULL values, so a table, column or type
+                // that does not exist is named now, as PostgreSQL does
+                // (an error a NULL itself causes waits for EXECUTE's values)
+                let cat = self.home()?.catalog(claim.attestation.consistency)?;
+                let nulls = prep.with_nulls().map_err(SessionError::Compile)?;
+                if let Err(e) = compiler::compile_at(
+                    &nulls,
+                    &cat,
+                    self.slots.len(),
+                    Some(self.env.now_micros()),
+                ) && [
+                    codes::UNDEFINED_TABLE,
+                    codes::UNDEFINED_COLUMN,
+                    codes::UNDEFINED_OBJECT,
+                    codes::UNDEFINED_FUNCTION,
+                    codes::AMBIGUOUS_COLUMN,
+                    codes::SYNTAX,
+                ]
+                .contains(&e.code)
+                {
+                    return Err(SessionError::Compile(e));
+                }
+                self.admitted()?;
+                self.prepared.insert(prep);
+                Ok(Outcome::Done("PREPARE"))
+            }
+            compiler::SessionOp::Execute { name, args } => {
+                let prep = self.prepared.get(&name).map_err(SessionError::Compile)?;
+                let p = prep.bind(&args).map_err(SessionError::Compile)?;
+                let key = p.sql();
+                let key = format!("\0x{}:{key}", key.len());
+                if let Some(cache) = self.statements.clone() {
+                    let cat = self.home()?.catalog(claim.attestation.consistency)?;
+                    if let Some(c) = cache.get(&key, &cat, self.spread()) {
+                        match self.run_query(&c, claim) {
+                            Err(e) if self.recompile(&e) => {}
+                            r => return r,
+                        }
+                    }
+                }
+                self.execute_retrying(&p, claim, index, Some(&key))
+            }
+            compiler::SessionOp::Deallocate(name) => {
+                self.admitted()?;
+                let tag = self
+                    .prepared
+                    .deallocate(name.as_deref())
+                    .map_err(SessionError::Compile)?;
+                Ok(Outcome::Done(tag))
+            }
+        }
     }
 
     /// Whether a statement that failed with `e` is compiled again and run
@@ -410,7 +535,7 @@ impl Session {
         p: &compiler::Parsed,
         claim: &Claim,
         index: usize,
-        keep: bool,
+        keep: Option<&str>,
     ) -> Result<Outcome, SessionError> {
         let cat = self.home()?.catalog(claim.attestation.consistency)?;
         // the statement's time (now(), current_date) is the coordinator's
@@ -439,10 +564,11 @@ impl Session {
                     return r;
                 }
                 let c: Arc<compiler::Compiled> = Arc::from(c);
-                if let (true, Some(cache)) =
-                    (keep && c.load.is_none() && !c.volatile, &self.statements)
+                if let (Some(key), Some(cache)) = (keep, &self.statements)
+                    && c.load.is_none()
+                    && !c.volatile
                 {
-                    cache.insert(&claim.asked.sql, &cat, c.clone());
+                    cache.insert(key, &cat, c.clone());
                 }
                 self.run_query(&c, claim)
             }
@@ -612,7 +738,7 @@ impl Session {
         self.nesting += 1;
         let answered = self.answered(p, &subs, &c.correlated, claim, index);
         self.nesting -= 1;
-        let r = answered.and_then(|a| self.execute_one(&a, claim, index, false));
+        let r = answered.and_then(|a| self.execute_one(&a, claim, index, None));
         self.pinned = outer;
         Some(r)
     }
@@ -633,7 +759,7 @@ impl Session {
         let mut answers = Vec::with_capacity(subs.len());
         let mut failed = None;
         for sub in subs {
-            match self.execute_one(&sub.query, claim, index, false) {
+            match self.execute_one(&sub.query, claim, index, None) {
                 Ok(Outcome::Rows {
                     columns, batches, ..
                 }) => {

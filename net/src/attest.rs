@@ -314,7 +314,7 @@ mod tests {
             session: [3; 16],
             sequence: 1,
             consistency: Consistency::Snapshot,
-            request: request_digest("SELECT 1", None, 0),
+            request: request_digest("SELECT 1", None, 0, &[]),
             issued_us: 10,
             expires_us: 20,
             scheme: scheme_of(id).unwrap(),
@@ -326,14 +326,33 @@ mod tests {
 
     #[test]
     fn the_request_digest_separates_its_parts() {
-        let d = request_digest("SELECT 1", None, 0);
-        assert_ne!(d, request_digest("SELECT 1", Some(""), 0));
-        assert_ne!(d, request_digest("SELECT 1", None, 1));
-        assert_ne!(d, request_digest("SELECT 2", None, 0));
+        let d = request_digest("SELECT 1", None, 0, &[]);
+        assert_ne!(d, request_digest("SELECT 1", Some(""), 0, &[]));
+        assert_ne!(d, request_digest("SELECT 1", None, 1, &[]));
+        assert_ne!(d, request_digest("SELECT 2", None, 0, &[]));
         assert_ne!(
-            request_digest("ab", Some("c"), 0),
-            request_digest("a", Some("bc"), 0)
+            request_digest("ab", Some("c"), 0, &[]),
+            request_digest("a", Some("bc"), 0, &[])
         );
+        let one = |p: &[Option<&str>]| {
+            let p: Vec<Option<String>> = p.iter().map(|v| v.map(str::to_owned)).collect();
+            request_digest("SELECT $1", None, 0, &p)
+        };
+        // a NULL, an empty text, another value and another split all differ
+        let all = [
+            one(&[]),
+            one(&[None]),
+            one(&[Some("")]),
+            one(&[Some("1")]),
+            one(&[Some("1"), Some("2")]),
+            one(&[Some("12")]),
+            one(&[Some("1"), None]),
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
     }
 
     #[test]

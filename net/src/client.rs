@@ -344,6 +344,26 @@ impl Client {
         deadline_ms: u64,
         context: Option<&str>,
     ) -> Result<Responses, ClientError> {
+        self.query_with(sql, &[], deadline_ms, context).await
+    }
+
+    /// Runs the one statement `sql` with the values of its parameters `$1`,
+    /// `$2`, ... (`None`: NULL). Each value travels apart from the text, as
+    /// text, and the node reads it as a literal of the type its place asks for
+    /// (write `$1::int` to name one), so a value can never change what the
+    /// statement is. The node keeps the compiled statement by its text and
+    /// these values.
+    ///
+    /// # Errors
+    /// The request could not be sent, or passes a limit ([`rpc::SQL_MAX`],
+    /// `PARAMS_MAX`, `PARAM_BYTES_MAX`, [`rpc::CONTEXT_MAX`]).
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        params: &[Option<String>],
+        deadline_ms: u64,
+        context: Option<&str>,
+    ) -> Result<Responses, ClientError> {
         if sql.len() > rpc::SQL_MAX {
             return Err(ClientError::Setup(format!(
                 "the SQL text is {} bytes; at most {} are sent",
@@ -351,11 +371,12 @@ impl Client {
                 rpc::SQL_MAX
             )));
         }
+        check_params(params).map_err(ClientError::Setup)?;
         if let Some(c) = context {
             check_context(c).map_err(ClientError::Setup)?;
         }
         let attestation = self.attestation(
-            crate::attest::request_digest(sql, context, deadline_ms),
+            crate::attest::request_digest(sql, context, deadline_ms, params),
             deadline_ms,
         )?;
         self.open(&Request::Query(Query {
@@ -363,6 +384,7 @@ impl Client {
             deadline_ms,
             context: context.map(str::to_owned),
             attestation: attestation.map(Box::new),
+            params: params.to_vec(),
         }))
         .await
     }
@@ -479,3 +501,6 @@ impl Responses {
 
 /// Checks a session context's shape ([`scratchbird_types::attest::check_context`]).
 pub use scratchbird_types::attest::check_context;
+/// Checks a request's parameters against their limits
+/// ([`scratchbird_types::attest::check_params`]).
+pub use scratchbird_types::attest::{PARAM_BYTES_MAX, PARAMS_MAX, check_params};

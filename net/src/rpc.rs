@@ -21,10 +21,15 @@ pub const NESTING_MAX: usize = 32;
 /// Longest SQL text a query may carry, in bytes.
 pub const SQL_MAX: usize = 1 << 20;
 /// Largest request frame a node reads: a query of [`SQL_MAX`], its session
-/// context, its attestation (whose certificate is at most
-/// `CERTIFICATE_BYTES_MAX`) and the framing.
-pub const REQUEST_MAX: usize =
-    SQL_MAX + CONTEXT_MAX + scratchbird_types::attest::CERTIFICATE_BYTES_MAX + (4 << 10);
+/// context, its parameters (at most `PARAM_BYTES_MAX` bytes of values and
+/// `PARAMS_MAX` of them, each framed in at most 9 bytes), its attestation (whose
+/// certificate is at most `CERTIFICATE_BYTES_MAX`) and the framing.
+pub const REQUEST_MAX: usize = SQL_MAX
+    + CONTEXT_MAX
+    + scratchbird_types::attest::PARAM_BYTES_MAX
+    + 9 * scratchbird_types::attest::PARAMS_MAX
+    + scratchbird_types::attest::CERTIFICATE_BYTES_MAX
+    + (4 << 10);
 
 /// What is wrong with a frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +154,11 @@ pub struct Query {
     /// refuses a query without one.
     #[serde(default)]
     pub attestation: Option<Box<Attestation>>,
+    /// The values of the statement's parameters `$1`, `$2`, ... as text
+    /// (`None`: NULL); the attestation signs them with the SQL text. A request
+    /// with parameters holds one statement.
+    #[serde(default)]
+    pub params: Vec<Option<String>>,
 }
 
 /// Largest session context a request carries, in bytes.
@@ -502,6 +512,7 @@ mod tests {
             context: None,
             sql: "SELECT 1".into(),
             deadline_ms: 5,
+            params: Vec::new(),
             attestation: None,
         });
         let bytes = encode(7, &req, FRAME_MAX).unwrap();

@@ -642,6 +642,7 @@ fn run(case: &Case, seed: u64) {
     }
     let mut total = 0usize;
     let mut written = 0usize;
+    let mut prepared = 0usize;
     let mut counts = Vec::new();
     for (n, (principal, context)) in case.principals.iter().enumerate() {
         if n == case.principals.len() / 2 {
@@ -785,10 +786,17 @@ fn run(case: &Case, seed: u64) {
         );
         written += w_ok;
         eprintln!("{label}: {w_ok} writes returned what a SELECT shows, {w_refused} refused");
+        let (p_same, p_values) =
+            prepared_probes(&mut s, &mut rng, case, &readable, queries / 10, &label);
+        prepared += p_same + p_values;
+        eprintln!(
+            "{label}: {p_same} prepared and {p_values} with values sent apart answered as written out"
+        );
         s.set_access(Access::Owner).unwrap();
     }
     // the write probes must have returned rows somewhere, not only failed
     assert!(written > 0, "{}: no write probe returned rows", case.bundle);
+    assert!(prepared > 0, "{}: no prepared probe ran", case.bundle);
     // the bundle must make a difference for the test to mean something: someone
     // sees rows, and someone sees fewer than all
     assert!(counts.iter().any(|(v, _)| *v > 0), "{counts:?}");
@@ -1003,6 +1011,83 @@ fn write_probes(
         }
     }
     (ok, refused)
+}
+
+/// A statement's rows (each row's cells as text) or its error's code.
+fn outcome(
+    r: Result<Vec<scratchbird_node::Outcome>, scratchbird_node::SessionError>,
+) -> Result<Vec<String>, String> {
+    match r {
+        Ok(mut outs) => match outs.pop() {
+            Some(scratchbird_node::Outcome::Rows { batches, .. }) => Ok(batches
+                .iter()
+                .flat_map(|b| b.rows().unwrap())
+                .map(|r| r.iter().map(display_value).collect::<Vec<_>>().join("|"))
+                .collect()),
+            other => Err(format!("not rows: {other:?}")),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Generated queries run by the restricted principal three ways: as written
+/// (which the oracle has checked against Cedar), through PREPARE and
+/// EXECUTE, and with each literal after a comparison sent apart as a
+/// parameter's value. The three must answer alike: a value in a parameter's
+/// place reaches no more than the same value written in. Returns how many
+/// agreed each way.
+fn prepared_probes(
+    s: &mut LocalSession,
+    rng: &mut Rng,
+    case: &Case,
+    readable: &[Vec<bool>],
+    n: usize,
+    label: &str,
+) -> (usize, usize) {
+    let (mut same, mut valued) = (0, 0);
+    for _ in 0..n {
+        let (sql, _) = query(rng, case, readable);
+        let Ok(direct) = outcome(s.execute(&sql)) else {
+            continue;
+        };
+        let prepared = outcome(s.execute(&format!("PREPARE px AS {sql}; EXECUTE px")));
+        s.execute("DEALLOCATE ALL").unwrap();
+        assert_eq!(prepared.as_ref(), Ok(&direct), "{label}: PREPARE AS {sql}");
+        same += 1;
+        // literals after a comparison, as values: they take the compared
+        // column's type, as the literal did
+        let words: Vec<&str> = sql.split(' ').collect();
+        let mut values = Vec::new();
+        let mut text = Vec::with_capacity(words.len());
+        for (i, w) in words.iter().enumerate() {
+            let after_cmp = i > 0 && matches!(words[i - 1], "=" | "<" | ">" | "<=" | ">=" | "<>");
+            let num = w.trim_end_matches(')');
+            if after_cmp && !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            {
+                values.push(Some(num.to_owned()));
+                text.push(format!("${}{}", values.len(), &w[num.len()..]));
+            } else {
+                text.push((*w).to_owned());
+            }
+        }
+        if values.is_empty() {
+            continue;
+        }
+        let text = text.join(" ");
+        let mut outs = Vec::new();
+        let r = s.execute_with(&text, &values, &mut |o| {
+            outs.push(o);
+            Ok(())
+        });
+        let with_values = outcome(r.map(|()| outs));
+        assert_eq!(
+            with_values.as_ref(),
+            Ok(&direct),
+            "{label}: {text} with {values:?}"
+        );
+        valued += 1;
+    }
+    (same, valued)
 }
 
 /// `sql` with every table a FROM or JOIN names read through its view

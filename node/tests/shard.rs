@@ -301,6 +301,7 @@ fn a_control_request_must_be_a_statement_the_user_signed() {
             sql: sql.into(),
             context: None,
             deadline_ms: 0,
+            params: Vec::new(),
         };
         Claim {
             // for this shard's own coordinator (`Shard::new` names the node "")
@@ -588,6 +589,7 @@ fn alice_claim_now(sql: &str) -> scratchbird_coord::Claim {
         sql: sql.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     scratchbird_coord::Claim {
         attestation: local_attestation_for(

@@ -330,10 +330,27 @@ impl LocalSession {
         sql: &str,
         each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
     ) -> Result<(), SessionError> {
+        self.execute_with(sql, &[], each)
+    }
+
+    /// Runs the one statement `sql` with the values of its parameters `$1`,
+    /// `$2`, ... (`None`: NULL), each read as a literal of the type its place
+    /// asks for; with no values, as [`LocalSession::execute_each`].
+    ///
+    /// # Errors
+    /// The statement failed, or the values do not fit it.
+    pub fn execute_with(
+        &mut self,
+        sql: &str,
+        params: &[Option<String>],
+        each: &mut dyn FnMut(Outcome) -> Result<(), SessionError>,
+    ) -> Result<(), SessionError> {
+        scratchbird_types::attest::check_params(params).map_err(SessionError::Session)?;
         let asked = Asked {
             sql: sql.to_owned(),
             context: None,
             deadline_ms: 0,
+            params: params.to_vec(),
         };
         let now = self.storage.env().now_micros();
         let attestation = local_attestation_for(

@@ -554,6 +554,7 @@ fn query(a: Option<Attestation>) -> Query {
     Query {
         sql: COUNT.into(),
         deadline_ms: 0,
+        params: Vec::new(),
         context: None,
         attestation: a.map(Box::new),
     }
@@ -585,7 +586,7 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
     let (alice_crt, alice_key) = files("alice");
     let alice_id = Identity::load(&alice_crt, &alice_key).unwrap();
     let limits = TransportLimits::default();
-    let digest = attest::request_digest(COUNT, None, 0);
+    let digest = attest::request_digest(COUNT, None, 0, &[]);
     rt.block_on(async {
         let c = Client::connect(s.node.client_addr, &creds("alice"), &limits)
             .await
@@ -629,7 +630,7 @@ fn requests_without_a_valid_fresh_attestation_of_their_user_are_refused_and_audi
                 "another connection's session",
             ),
             (
-                c.attestation(attest::request_digest("SELECT 1", None, 0), 0)
+                c.attestation(attest::request_digest("SELECT 1", None, 0, &[]), 0)
                     .unwrap(),
                 "signs another request",
             ),
@@ -700,7 +701,7 @@ fn a_refused_attestation_runs_nothing_though_its_request_was_compiled_meanwhile(
             .await
             .unwrap();
         for sql in statements {
-            let digest = attest::request_digest(sql, None, 0);
+            let digest = attest::request_digest(sql, None, 0, &[]);
             // signed for this very request, this node and this connection;
             // then changed, so only its signature is wrong
             let mut forged = c.attestation(digest, 0).unwrap().unwrap();
@@ -708,6 +709,7 @@ fn a_refused_attestation_runs_nothing_though_its_request_was_compiled_meanwhile(
             let q = Query {
                 sql: sql.into(),
                 deadline_ms: 0,
+                params: Vec::new(),
                 context: None,
                 attestation: Some(Box::new(forged)),
             };
@@ -722,12 +724,13 @@ fn a_refused_attestation_runs_nothing_though_its_request_was_compiled_meanwhile(
         // envelope, would run it)
         let bump = "UPDATE customers SET mrr = mrr + 1 WHERE id = 1";
         let once = c
-            .attestation(attest::request_digest(bump, None, 0), 0)
+            .attestation(attest::request_digest(bump, None, 0, &[]), 0)
             .unwrap()
             .unwrap();
         let q = || Query {
             sql: bump.into(),
             deadline_ms: 0,
+            params: Vec::new(),
             context: None,
             attestation: Some(Box::new(once.clone())),
         };

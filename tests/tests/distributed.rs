@@ -372,7 +372,19 @@ async fn answer(c: &Client, sql: &str) -> Result<Vec<String>, String> {
 
 /// The rows of `sql`'s answer, or its error as `CODE: message`.
 async fn answer_rows(c: &Client, sql: &str) -> Result<Vec<Vec<Value>>, String> {
-    let mut r = c.query(sql, 0).await.map_err(|e| e.to_string())?;
+    answer_with(c, sql, &[]).await
+}
+
+/// The rows of `sql` with the values `params` of its parameters.
+async fn answer_with(
+    c: &Client,
+    sql: &str,
+    params: &[Option<String>],
+) -> Result<Vec<Vec<Value>>, String> {
+    let mut r = c
+        .query_with(sql, params, 0, None)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     loop {
         match r.next().await {
@@ -2029,6 +2041,111 @@ fn serial_keys_are_drawn_by_the_shard_that_stores_the_row() {
             .ops(2, &format!("SELECT node FROM serials WHERE id = {a}"))
             .unwrap(),
         ["9"]
+    );
+    three.stop();
+}
+
+/// Parameters over three shards: a value decides the shard a write goes to
+/// and the shards a read prunes to as a literal in its place does; a
+/// prepared statement lives in the coordinator's session, and the same text
+/// with other values is never served another value's compiled statement.
+#[test]
+fn parameters_route_and_prune_on_three_shards_as_literals_do() {
+    let three = Running::start(3);
+    let (a, b) = ids_on_two_shards();
+    let (n, (dir, user), ca) = (three.node(1), &three.loader, three.ca());
+    let got = scratchbird_tests::block_on(async {
+        let c = connect(n, dir, user, &ca).await;
+        let insert = "INSERT INTO t (id, s) VALUES ($1, $2) RETURNING id";
+        let read = "SELECT s FROM t WHERE id = $1";
+        let mut got = Vec::new();
+        for (k, v) in [(a, "on a"), (b, "on b")] {
+            got.push(
+                answer_with(&c, insert, &[Some(k.to_string()), Some(v.into())])
+                    .await
+                    .map(|r| r.len()),
+            );
+        }
+        // each value twice: the second from the node's statement cache
+        for k in [a, b, a, b] {
+            got.push(
+                answer_with(&c, read, &[Some(k.to_string())])
+                    .await
+                    .map(|r| {
+                        usize::from(
+                            r == [[Value::Text(format!(
+                                "on {}",
+                                if k == a { "a" } else { "b" }
+                            ))]],
+                        )
+                    }),
+            );
+        }
+        // a read by a value of the placing key runs on the one shard that
+        // holds it, as it does with the value written in
+        let mut explained = Vec::new();
+        for sql in [
+            format!("EXPLAIN ANALYZE SELECT s FROM t WHERE id = {a}"),
+            "EXPLAIN ANALYZE SELECT s FROM t WHERE id = $1".to_owned(),
+        ] {
+            let params = if sql.contains('$') {
+                vec![Some(a.to_string())]
+            } else {
+                Vec::new()
+            };
+            let mut r = c.query_with(&sql, &params, 0, None).await.unwrap();
+            while let Some(x) = r.next().await.unwrap() {
+                if let Response::Done(d) = x {
+                    let text = d.text.unwrap_or_default();
+                    explained.push(
+                        text.lines()
+                            .filter(|l| {
+                                l.trim_start().starts_with("shard ") && l.contains(" ms, module ")
+                            })
+                            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                            .collect::<Vec<_>>(),
+                    );
+                }
+            }
+        }
+        assert_eq!(explained.len(), 2, "{explained:?}");
+        assert_eq!(explained[0].len(), 1, "{explained:?}");
+        assert_eq!(explained[0], explained[1]);
+        // a transaction that would write on both shards is refused, values
+        // or not
+        let txn = answer(&c, "BEGIN").await;
+        let first = answer_with(
+            &c,
+            "UPDATE t SET s = $1 WHERE id = $2",
+            &[Some("x".into()), Some(a.to_string())],
+        )
+        .await;
+        let second = answer_with(
+            &c,
+            "UPDATE t SET s = $1 WHERE id = $2",
+            &[Some("y".into()), Some(b.to_string())],
+        )
+        .await;
+        let _ = answer(&c, "ROLLBACK").await;
+        c.close().await;
+        (got, txn, first, second)
+    });
+    let (got, txn, first, second) = got;
+    assert_eq!(got, [Ok(1), Ok(1), Ok(1), Ok(1), Ok(1), Ok(1)]);
+    assert!(txn.is_ok() && first.is_ok(), "{txn:?} {first:?}");
+    let e = second.unwrap_err();
+    assert!(e.starts_with("CROSS_SHARD_WRITE"), "{e}");
+    // PREPARE and EXECUTE in one request, on another node
+    assert_eq!(
+        three
+            .ops(
+                2,
+                &format!(
+                    "PREPARE g (bigint) AS SELECT s FROM t WHERE id = $1; EXECUTE g ({a}); EXECUTE g ({b}); EXECUTE g (0)"
+                )
+            )
+            .unwrap(),
+        ["'on a'", "'on b'"]
     );
     three.stop();
 }

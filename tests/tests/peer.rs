@@ -142,6 +142,7 @@ fn envelope_of(
             sql: sql.into(),
             context: None,
             deadline_ms: 0,
+            params: Vec::new(),
         },
         coordinator: by.uri,
         shard: NodeName::parse(&to.name).unwrap(),
@@ -296,6 +297,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         sql: SQL.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     // issued now, as a client does (the node started before)
     let fresh = || (now_us(), now_us() + 60_000_000);
@@ -406,6 +408,7 @@ fn a_hostile_coordinator_gets_only_what_the_bundle_allows_and_is_refused_otherwi
         sql: slow_sql.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     let slow = envelope_of(
         slow_sql,
@@ -562,6 +565,7 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
             sql: sql.into(),
             context: None,
             deadline_ms: 0,
+            params: Vec::new(),
         };
         let att = attest(&certs, cluster, user, &coord.uri, &asked, fresh());
         Script { asked, att }
@@ -651,6 +655,7 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
         sql: "BEGIN".into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     let t = Script {
         att: attest(&certs, cluster, "admin", &plain.uri, &asked, fresh()),
@@ -764,6 +769,7 @@ fn a_compromised_coordinator_on_three_shards_gets_only_what_the_bundle_allows() 
         sql: sql.into(),
         context: None,
         deadline_ms: 0,
+        params: Vec::new(),
     };
     let fresh = || (now_us(), now_us() + 60_000_000);
     let att = |user: &str, sql: &str| attest(&people, me.cluster, user, &me, &asked(sql), fresh());

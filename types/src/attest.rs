@@ -42,6 +42,33 @@ pub fn check_context(c: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Most parameters (`$1`, `$2`, ...) a request carries.
+pub const PARAMS_MAX: usize = 10_000;
+
+/// Largest total size of a request's parameter values, in bytes.
+pub const PARAM_BYTES_MAX: usize = 1 << 20;
+
+/// Checks a request's parameters against [`PARAMS_MAX`] and
+/// [`PARAM_BYTES_MAX`]. The client checks before it signs, the node again.
+///
+/// # Errors
+/// Which limit they pass.
+pub fn check_params(params: &[Option<String>]) -> Result<(), String> {
+    if params.len() > PARAMS_MAX {
+        return Err(format!(
+            "the request carries {} parameters; at most {PARAMS_MAX} are taken",
+            params.len()
+        ));
+    }
+    let bytes: usize = params.iter().flatten().map(String::len).sum();
+    if bytes > PARAM_BYTES_MAX {
+        return Err(format!(
+            "the request's parameters are {bytes} bytes; at most {PARAM_BYTES_MAX} are taken"
+        ));
+    }
+    Ok(())
+}
+
 /// Longest an attestation may be valid for: a request's deadline plus a margin
 /// must fit in it.
 pub const ATTESTATION_TTL_MAX_US: i64 = 24 * 3600 * 1_000_000;
@@ -127,21 +154,38 @@ pub struct Asked {
     pub context: Option<String>,
     /// The request's deadline in milliseconds (0: none).
     pub deadline_ms: u64,
+    /// The values of the statement's parameters `$1`, `$2`, ... as text
+    /// (`None`: NULL), each read as a literal of the type its place asks for;
+    /// empty for a request without parameters.
+    #[serde(default)]
+    pub params: Vec<Option<String>>,
 }
 
 impl Asked {
     /// [`request_digest`] of this request.
     #[must_use]
     pub fn digest(&self) -> [u8; 32] {
-        request_digest(&self.sql, self.context.as_deref(), self.deadline_ms)
+        request_digest(
+            &self.sql,
+            self.context.as_deref(),
+            self.deadline_ms,
+            &self.params,
+        )
     }
 }
 
 /// The digest of what a request asks, which its attestation signs: blake3 over a
-/// tag, the SQL text, the session context (absent and empty differ) and the
-/// deadline, each length-prefixed.
+/// tag, the SQL text, the session context (absent and empty differ), the
+/// deadline and, when there are any, the parameters (each NULL or
+/// length-prefixed text), each length-prefixed. A request without parameters
+/// digests as it did before they existed.
 #[must_use]
-pub fn request_digest(sql: &str, context: Option<&str>, deadline_ms: u64) -> [u8; 32] {
+pub fn request_digest(
+    sql: &str,
+    context: Option<&str>,
+    deadline_ms: u64,
+    params: &[Option<String>],
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"scratchbird request v1\0");
     h.update(&(sql.len() as u64).to_le_bytes());
@@ -157,6 +201,21 @@ pub fn request_digest(sql: &str, context: Option<&str>, deadline_ms: u64) -> [u8
         }
     }
     h.update(&deadline_ms.to_le_bytes());
+    if !params.is_empty() {
+        h.update(&(params.len() as u64).to_le_bytes());
+        for p in params {
+            match p {
+                None => {
+                    h.update(&[0]);
+                }
+                Some(v) => {
+                    h.update(&[1]);
+                    h.update(&(v.len() as u64).to_le_bytes());
+                    h.update(v.as_bytes());
+                }
+            }
+        }
+    }
     *h.finalize().as_bytes()
 }
 

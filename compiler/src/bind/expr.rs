@@ -3,6 +3,31 @@
 
 use super::*;
 
+/// The DECIMAL type a numeric literal's text has (its digits and its
+/// scale), for a cast to NUMERIC without a precision; `None` for text of
+/// another form (an exponent, more than 38 digits), which takes scale 0.
+fn literal_decimal(s: &str) -> Option<SqlType> {
+    let t = s.trim();
+    let t = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let int = int.trim_start_matches('0').len();
+    let scale = u8::try_from(frac.len()).ok()?;
+    let digits = int + frac.len();
+    let precision = if digits <= usize::from(crate::typing::DECIMAL_COMPUTE_DIGITS) {
+        crate::typing::DECIMAL_COMPUTE_DIGITS
+    } else if digits <= 38 {
+        38
+    } else {
+        return None;
+    };
+    Some(SqlType::Decimal { precision, scale })
+}
+
 impl<'c> Binder<'c> {
     /// Converts a value for storing into a column of type `to`.
     pub(crate) fn assign(&self, e: BExpr, to: SqlType) -> Result<BExpr, CompileError> {
@@ -377,6 +402,16 @@ impl<'c> Binder<'c> {
                     }
                     ast::Value::Boolean(b) => bool_lit(*b),
                     ast::Value::Null => BExpr::lit(Value::Null, SqlType::Text),
+                    ast::Value::Placeholder(p) => {
+                        return Err(CompileError::new(
+                            codes::UNDEFINED_PARAMETER,
+                            format!("there is no parameter {p}"),
+                        )
+                        .hint(
+                            "send the values with the statement (sb sql's \\bind, \
+                             Client::query_with), or PREPARE it and EXECUTE it with them",
+                        ));
+                    }
                     other => return Err(unsupported(format!("the literal {other}"))),
                 },
                 Expr::TypedString(ts) => {
@@ -712,8 +747,25 @@ impl<'c> Binder<'c> {
                         return Err(unsupported("TRY_CAST"));
                     }
                     crate::clauses::cast(e)?;
-                    let t = sql_type(data_type, self.cat)?;
+                    let mut t = sql_type(data_type, self.cat)?;
                     let b = self.expr(expr, scope, agg)?;
+                    // NUMERIC without a precision keeps the value's own
+                    // scale, as PostgreSQL's unconstrained numeric does
+                    if matches!(
+                        data_type,
+                        DataType::Numeric(ast::ExactNumberInfo::None)
+                            | DataType::Decimal(ast::ExactNumberInfo::None)
+                            | DataType::Dec(ast::ExactNumberInfo::None)
+                    ) {
+                        if matches!(b.ty, SqlType::Decimal { .. }) {
+                            return Ok(b);
+                        }
+                        if let Some(s) = is_text_lit(&b)
+                            && let Some(own) = literal_decimal(s)
+                        {
+                            t = own;
+                        }
+                    }
                     if let Some(s) = is_text_lit(&b) {
                         self.text_literal_as(s, t)?
                     } else if is_null_lit(&b) && t == SqlType::Text {

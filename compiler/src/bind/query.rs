@@ -271,7 +271,12 @@ impl<'c> Binder<'c> {
 
     pub(super) fn const_u64(&mut self, e: &Expr, what: &str) -> Result<u64, CompileError> {
         let b = self.expr(e, &Scope::default(), None)?;
-        let b = crate::fold::fold(b);
+        let mut b = crate::fold::fold(b);
+        // a string literal takes the type LIMIT asks for (as a parameter's
+        // value does: LIMIT $1)
+        if let BK::Lit(Value::Text(s)) = &b.kind {
+            b = self.text_literal_as(&s.clone(), SqlType::BigInt)?;
+        }
         match b.kind {
             BK::Lit(Value::Integer(n)) if n >= 0 => Ok(u64::try_from(n).unwrap_or(0)),
             BK::Lit(Value::BigInt(n)) if n >= 0 => Ok(u64::try_from(n).unwrap_or(0)),

@@ -39,7 +39,7 @@ impl Attested {
 /// Checks what a request's attestation claims, in this order: present;
 /// version, size and validity window; it names the connection's user, carries
 /// the certificate the connection was made with, and names this node; it signs
-/// this very request (SQL, context, deadline). Returns the attestation; its
+/// this very request (SQL, context, deadline, parameters). Returns the attestation; its
 /// signature and sequence number are [`check_signed`]'s.
 pub(super) fn check_claimed<'q>(
     shared: &Shared,
@@ -69,10 +69,15 @@ pub(super) fn check_claimed<'q>(
         ));
     }
     if a.request
-        != scratchbird_net::attest::request_digest(&q.sql, q.context.as_deref(), q.deadline_ms)
+        != scratchbird_net::attest::request_digest(
+            &q.sql,
+            q.context.as_deref(),
+            q.deadline_ms,
+            &q.params,
+        )
     {
         return Err(
-            "the attestation signs another request (SQL, context or deadline) than this one".into(),
+            "the attestation signs another request (SQL, context, deadline or parameters) than this one".into(),
         );
     }
     Ok(a)

@@ -279,6 +279,12 @@ async fn request(
         reply(&mut send, rid, Response::Error(err), max).await;
         return;
     }
+    if let Err(why) = scratchbird_types::attest::check_params(&q.params) {
+        let err = RpcError::new("TOO_MANY_PARAMETERS", why)
+            .hint("send fewer or smaller values, or load them with COPY");
+        reply(&mut send, rid, Response::Error(err), max).await;
+        return;
+    }
     let claimed = check_claimed(&shared, &peer, &cert, &q).cloned();
     let attestation = match claimed {
         Ok(a) => a,
@@ -327,6 +333,7 @@ async fn request(
                 sql: q.sql,
                 context: q.context,
                 deadline_ms: q.deadline_ms,
+                params: q.params,
             },
         },
         tx,
