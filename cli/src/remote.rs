@@ -247,6 +247,8 @@ pub(crate) async fn shell(
         }
         if buf.is_empty() && line.trim_start().starts_with("\\copy") {
             ok &= run_text(client, line.trim(), &args).await;
+            // \bind's values are for the next statement, which this was
+            args.bind = None;
             continue;
         }
         if buf.is_empty()
@@ -289,6 +291,7 @@ pub(crate) async fn shell(
             if line.trim_end_matches(['\r', '\n']) == "\\." {
                 rows_follow = false;
                 ok &= run_text(client, &buf, &args).await;
+                args.bind = None;
                 buf.clear();
             }
             continue;

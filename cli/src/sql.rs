@@ -755,6 +755,8 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
         }
         if buf.is_empty() && line.trim_start().starts_with("\\copy") {
             ok &= run_copy(&mut session, line.trim(), &args);
+            // \bind's values are for the next statement, which this was
+            args.bind = None;
             continue;
         }
         if buf.is_empty()
@@ -779,6 +781,7 @@ fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
             if line.trim_end_matches(['\r', '\n']) == "\\." {
                 rows_follow = false;
                 ok &= run_text(&mut session, &buf, &args);
+                args.bind = None;
                 buf.clear();
             }
             continue;

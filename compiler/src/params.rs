@@ -29,6 +29,14 @@ pub const PARAM_NUMBER_MAX: usize = 65_535;
 /// Prepared statements a session keeps at most.
 pub const PREPARED_MAX: usize = 1000;
 
+/// Most bytes of SQL text a session's prepared statements hold together.
+pub const PREPARED_BYTES_MAX: usize = 16 << 20;
+
+/// Most bytes the values put into a statement, counting a value once for
+/// each place it goes (`SELECT $1, $1, ...` with a long value would
+/// otherwise grow one request into gigabytes before anything checks it).
+pub const PARAM_EXPANSION_BYTES_MAX: usize = 16 << 20;
+
 /// A prepared statement's name, at most this many bytes.
 pub const PREPARED_NAME_MAX: usize = 63;
 
@@ -65,7 +73,8 @@ fn number(text: &str, at: Option<Pos>) -> Result<usize, CompileError> {
 /// Finds the placeholders of a statement.
 struct Find {
     highest: usize,
-    seen: Vec<bool>,
+    /// How many places name each `$n`.
+    seen: Vec<usize>,
     error: Option<CompileError>,
 }
 
@@ -78,9 +87,9 @@ impl Visitor for Find {
                 Ok(n) => {
                     self.highest = self.highest.max(n);
                     if self.seen.len() < n {
-                        self.seen.resize(n, false);
+                        self.seen.resize(n, 0);
                     }
-                    self.seen[n - 1] = true;
+                    self.seen[n - 1] += 1;
                 }
                 Err(e) => {
                     self.error = Some(e);
@@ -212,10 +221,28 @@ impl Parsed {
             .hint("send one value for each of $1, $2, ... the statement names"));
         }
         let exprs: Vec<Expr> = values.iter().map(|v| text_value(v.as_deref())).collect();
-        self.bound(&exprs)
+        let sizes: Vec<usize> = values
+            .iter()
+            .map(|v| v.as_ref().map_or(4, String::len))
+            .collect();
+        self.bound(&f, &exprs, &sizes)
     }
 
-    fn bound(&self, values: &[Expr]) -> Result<Self, CompileError> {
+    /// The statement with `values` in its parameters' places; `sizes` are
+    /// their sizes in bytes, each counted once per place it goes.
+    fn bound(&self, f: &Find, values: &[Expr], sizes: &[usize]) -> Result<Self, CompileError> {
+        let grown = f.seen.iter().zip(sizes).fold(0usize, |sum, (n, b)| {
+            sum.saturating_add(n.saturating_mul(*b))
+        });
+        if grown > PARAM_EXPANSION_BYTES_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "the parameters' values would put {grown} bytes into the statement; at most {PARAM_EXPANSION_BYTES_MAX} are taken"
+                ),
+            )
+            .hint("send large values once each, or load them with COPY"));
+        }
         let mut ast = self.ast.clone();
         let mut b = Bind {
             values,
@@ -260,8 +287,11 @@ impl Parsed {
                     distribute: None,
                 };
                 let f = inner.find_params()?;
-                if let Some(gap) = f.seen.iter().position(|s| !s)
-                    && gap >= data_types.len()
+                if let Some(gap) = f
+                    .seen
+                    .iter()
+                    .enumerate()
+                    .position(|(i, n)| *n == 0 && i >= data_types.len())
                 {
                     return Err(CompileError::new(
                         codes::INDETERMINATE_DATATYPE,
@@ -277,11 +307,13 @@ impl Parsed {
                         format!("PREPARE declares more than {PARAM_NUMBER_MAX} parameters"),
                     ));
                 }
+                let text = inner.sql();
                 SessionOp::Prepare(Box::new(Prepared {
                     params: f.highest.max(data_types.len()),
                     name,
                     types: data_types.clone(),
                     statement: inner,
+                    text,
                 }))
             }
             Ast::Execute {
@@ -416,6 +448,8 @@ pub struct Prepared {
     /// The parameters `EXECUTE` must give: the highest `$n` or the number of
     /// types declared, whichever is more.
     params: usize,
+    /// The statement as SQL.
+    text: String,
 }
 
 impl Prepared {
@@ -441,14 +475,25 @@ impl Prepared {
                 }
             })
             .collect();
-        self.statement.bound(&nulls)
+        let f = self.statement.find_params()?;
+        self.statement.bound(&f, &nulls, &vec![4; nulls.len()])
     }
 
-    /// The statement with `args` in place of its parameters (each cast to
-    /// its declared type, where it has one).
+    /// The SQL text it holds, in bytes.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The statement with `args` in place of its parameters: each cast to
+    /// its declared type where it has one; where not, a literal argument
+    /// goes in as a string literal of its text, which takes the type its
+    /// place asks for (as PostgreSQL types such a parameter by its place),
+    /// and a cast one as it is, in parentheses.
     ///
     /// # Errors
-    /// Another number of arguments than the statement has parameters.
+    /// Another number of arguments than the statement has parameters, or
+    /// values too large.
     pub fn bind(&self, args: &Arguments) -> Result<Parsed, CompileError> {
         if args.len() != self.params {
             return Err(CompileError::new(
@@ -461,16 +506,71 @@ impl Prepared {
                 ),
             ));
         }
+        let mut sizes = Vec::with_capacity(args.len());
         let values: Vec<Expr> = args
             .0
             .iter()
             .enumerate()
-            .map(|(i, a)| match self.types.get(i) {
-                Some(t) => cast(a.clone(), t),
-                None => a.clone(),
+            .map(|(i, a)| {
+                sizes.push(a.to_string().len());
+                match (self.types.get(i), literal_text(a)) {
+                    (Some(t), _) => cast(a.clone(), t),
+                    (None, Some(v)) => text_value(v.as_deref()),
+                    (None, None) => Expr::Nested(Box::new(a.clone())),
+                }
             })
             .collect();
-        self.statement.bound(&values)
+        let f = self.statement.find_params()?;
+        self.statement.bound(&f, &values, &sizes)
+    }
+
+    /// What the statement cache knows `self` run with `args` by: the
+    /// statement's text, the declared types and each argument, each
+    /// length-prefixed, after a NUL and `x` (no request text that is kept
+    /// starts with a NUL).
+    #[must_use]
+    pub fn cache_key(&self, args: &Arguments) -> String {
+        let mut k = format!("\0x{}:{}", self.text.len(), self.text);
+        k.push_str(&format!("T{}", self.types.len()));
+        for t in &self.types {
+            let t = t.to_string();
+            k.push_str(&format!("{}:{t}", t.len()));
+        }
+        for a in &args.0 {
+            let a = a.to_string();
+            k.push_str(&format!("A{}:{a}", a.len()));
+        }
+        k
+    }
+}
+
+/// The text of a literal argument (`None` inside: NULL): a number, with its
+/// sign, a string or a boolean. `None` for anything else (a cast).
+fn literal_text(e: &Expr) -> Option<Option<String>> {
+    match e {
+        Expr::Nested(x) => literal_text(x),
+        Expr::Value(v) => match &v.value {
+            AstValue::Number(n, _) => Some(Some(n.clone())),
+            AstValue::SingleQuotedString(s)
+            | AstValue::EscapedStringLiteral(s)
+            | AstValue::DoubleQuotedString(s) => Some(Some(s.clone())),
+            AstValue::DollarQuotedString(d) => Some(Some(d.value.clone())),
+            AstValue::Boolean(b) => Some(Some(b.to_string())),
+            AstValue::Null => Some(None),
+            _ => None,
+        },
+        Expr::UnaryOp { op, expr } => match (op, expr.as_ref()) {
+            (UnaryOperator::Minus, Expr::Value(v)) => match &v.value {
+                AstValue::Number(n, _) => Some(Some(format!("-{n}"))),
+                _ => None,
+            },
+            (UnaryOperator::Plus, Expr::Value(v)) => match &v.value {
+                AstValue::Number(n, _) => Some(Some(n.clone())),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -498,7 +598,11 @@ pub fn bind_request(
 
 /// A session's prepared statements, by name (at most [`PREPARED_MAX`]).
 #[derive(Debug, Default)]
-pub struct PreparedStatements(HashMap<String, Arc<Prepared>>);
+pub struct PreparedStatements {
+    by_name: HashMap<String, Arc<Prepared>>,
+    /// Their SQL text's bytes together (at most [`PREPARED_BYTES_MAX`]).
+    bytes: usize,
+}
 
 impl PreparedStatements {
     /// Whether `p` may be kept: its name is free and there is room.
@@ -506,17 +610,26 @@ impl PreparedStatements {
     /// # Errors
     /// The name is taken, or the session keeps [`PREPARED_MAX`] already.
     pub fn check_room(&self, p: &Prepared) -> Result<(), CompileError> {
-        if self.0.contains_key(p.name()) {
+        if self.by_name.contains_key(p.name()) {
             return Err(CompileError::new(
                 codes::DUPLICATE_PREPARED_STATEMENT,
                 format!("prepared statement \"{}\" already exists", p.name()),
             )
             .hint("DEALLOCATE it first, or choose another name"));
         }
-        if self.0.len() >= PREPARED_MAX {
+        if self.by_name.len() >= PREPARED_MAX {
             return Err(CompileError::new(
                 codes::LIMIT,
                 format!("a session keeps at most {PREPARED_MAX} prepared statements"),
+            )
+            .hint("DEALLOCATE those no longer needed"));
+        }
+        if self.bytes.saturating_add(p.bytes()) > PREPARED_BYTES_MAX {
+            return Err(CompileError::new(
+                codes::LIMIT,
+                format!(
+                    "a session's prepared statements hold at most {PREPARED_BYTES_MAX} bytes of SQL"
+                ),
             )
             .hint("DEALLOCATE those no longer needed"));
         }
@@ -525,7 +638,10 @@ impl PreparedStatements {
 
     /// Keeps `p` under its name ([`PreparedStatements::check_room`] first).
     pub fn insert(&mut self, p: Box<Prepared>) {
-        self.0.insert(p.name().to_owned(), Arc::from(p));
+        self.bytes += p.bytes();
+        if let Some(old) = self.by_name.insert(p.name().to_owned(), Arc::from(p)) {
+            self.bytes -= old.bytes();
+        }
     }
 
     /// The statement prepared under `name`.
@@ -533,7 +649,7 @@ impl PreparedStatements {
     /// # Errors
     /// None is.
     pub fn get(&self, name: &str) -> Result<Arc<Prepared>, CompileError> {
-        self.0.get(name).cloned().ok_or_else(|| missing(name))
+        self.by_name.get(name).cloned().ok_or_else(|| missing(name))
     }
 
     /// DEALLOCATE `name` (`None`: ALL); returns the command's tag.
@@ -543,11 +659,13 @@ impl PreparedStatements {
     pub fn deallocate(&mut self, name: Option<&str>) -> Result<&'static str, CompileError> {
         match name {
             None => {
-                self.0.clear();
+                self.by_name.clear();
+                self.bytes = 0;
                 Ok("DEALLOCATE ALL")
             }
             Some(n) => {
-                self.0.remove(n).ok_or_else(|| missing(n))?;
+                let p = self.by_name.remove(n).ok_or_else(|| missing(n))?;
+                self.bytes -= p.bytes();
                 Ok("DEALLOCATE")
             }
         }
@@ -645,5 +763,73 @@ mod tests {
             Some(SessionOp::Deallocate(Some(n))) if n == "All"
         ));
         assert!(one("SELECT 1").session_op().unwrap().is_none());
+        let e = one("PREPARE r (int, int) AS SELECT $1, $4")
+            .session_op()
+            .unwrap_err();
+        assert_eq!(e.code, codes::INDETERMINATE_DATATYPE, "{e}");
+    }
+
+    fn prepared(sql: &str) -> Box<Prepared> {
+        match one(sql).session_op().unwrap() {
+            Some(SessionOp::Prepare(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn args(sql: &str) -> Arguments {
+        match one(sql).session_op().unwrap() {
+            Some(SessionOp::Execute { args, .. }) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_argument_is_a_value_never_a_position_and_keys_tell_runs_apart() {
+        // ORDER BY $1 sorts by a constant, as on PostgreSQL, not by column 2
+        let p = prepared("PREPARE o AS SELECT a, b FROM t ORDER BY $1");
+        assert_eq!(
+            p.bind(&args("EXECUTE o (2)")).unwrap().sql(),
+            "SELECT a, b FROM t ORDER BY '2'"
+        );
+        // a cast argument keeps its parentheses
+        let p = prepared("PREPARE n AS SELECT -$1");
+        assert_eq!(
+            p.bind(&args("EXECUTE n (CAST(5 AS SMALLINT))"))
+                .unwrap()
+                .sql(),
+            "SELECT -(CAST(5 AS SMALLINT))"
+        );
+        // two runs that would print alike keep apart in the cache
+        let a = prepared("PREPARE a AS SELECT $1::SMALLINT");
+        let b = prepared("PREPARE b AS SELECT -$1::SMALLINT");
+        assert_ne!(
+            a.cache_key(&args("EXECUTE a (-5)")),
+            b.cache_key(&args("EXECUTE b (5)"))
+        );
+        assert_ne!(
+            a.cache_key(&args("EXECUTE a (1)")),
+            a.cache_key(&args("EXECUTE a (2)"))
+        );
+    }
+
+    #[test]
+    fn a_value_named_in_many_places_is_counted_in_each() {
+        let many = format!("SELECT {}", vec!["$1"; 100].join(", "));
+        let big = "x".repeat(PARAM_EXPANSION_BYTES_MAX / 50);
+        let e = one(&many).with_params(&[Some(big.clone())]).unwrap_err();
+        assert_eq!(e.code, codes::LIMIT, "{e}");
+        assert!(one("SELECT $1").with_params(&[Some(big)]).is_ok());
+        let mut kept = PreparedStatements::default();
+        // statements of about 1 MB each (the longest request is 1 MiB)
+        let body = format!("SELECT '{}'", "y".repeat(1_000_000));
+        for i in 1..=16 {
+            let p = prepared(&format!("PREPARE p{i} AS {body}"));
+            kept.check_room(&p).unwrap();
+            kept.insert(p);
+        }
+        let p = prepared(&format!("PREPARE p17 AS {body}"));
+        assert_eq!(kept.check_room(&p).unwrap_err().code, codes::LIMIT);
+        kept.deallocate(Some("p1")).unwrap();
+        assert!(kept.check_room(&p).is_ok());
     }
 }

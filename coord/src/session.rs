@@ -489,8 +489,7 @@ impl Session {
             compiler::SessionOp::Execute { name, args } => {
                 let prep = self.prepared.get(&name).map_err(SessionError::Compile)?;
                 let p = prep.bind(&args).map_err(SessionError::Compile)?;
-                let key = p.sql();
-                let key = format!("\0x{}:{key}", key.len());
+                let key = prep.cache_key(&args);
                 if let Some(cache) = self.statements.clone() {
                     let cat = self.home()?.catalog(claim.attestation.consistency)?;
                     if let Some(c) = cache.get(&key, &cat, self.spread()) {

@@ -1125,6 +1125,15 @@ impl ShardSessionOf {
     /// against the catalog this session sees: what a control request may run,
     /// so a coordinator cannot turn a signed `SELECT` into a `DROP TABLE`.
     fn signed(&mut self, claim: &Claim, index: usize) -> Result<Statement, HostError> {
+        // a control statement never takes parameters (the coordinator refuses
+        // values beside anything but a query or a write): a request with
+        // values is no control request the user made
+        if !claim.asked.params.is_empty() {
+            return Err(HostError::Envelope(
+                "the user's request carries parameter values, which no control statement takes"
+                    .into(),
+            ));
+        }
         // `claimed` checked that the attestation signs exactly this request
         let digest = claim.attestation.request;
         let parsed = match &self.signed_sql {

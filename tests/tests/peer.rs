@@ -650,6 +650,23 @@ fn a_remote_coordinator_runs_a_users_transaction_in_a_shard_session() {
         assert!(e.contains("ALREADY_EXISTS"), "{e}");
     });
 
+    // a control statement never takes parameter values: a request the user
+    // signed with values is no control request, however it is signed
+    let valued = Asked {
+        sql: "BEGIN".into(),
+        context: None,
+        deadline_ms: 0,
+        params: vec![Some("1".into())],
+    };
+    let t = Script {
+        att: attest(&certs, cluster, "admin", &coord.uri, &valued, fresh()),
+        asked: valued,
+    };
+    let e = as_peer(&node, &coord, async |c| {
+        answer(c, &control(&t, 9, 0)).await.unwrap_err()
+    });
+    assert!(e.contains("parameter values"), "{e}");
+
     // a node without the coordinator role sends no control statements
     let asked = Asked {
         sql: "BEGIN".into(),

@@ -4,28 +4,39 @@
 use super::*;
 
 /// The DECIMAL type a numeric literal's text has (its digits and its
-/// scale), for a cast to NUMERIC without a precision; `None` for text of
-/// another form (an exponent, more than 38 digits), which takes scale 0.
+/// scale, an exponent counted in), for a cast to NUMERIC without a
+/// precision; past 38 digits, the scale that keeps 38 (the most a DECIMAL
+/// holds). `None` for text that is not a number, which the cast refuses.
 fn literal_decimal(s: &str) -> Option<SqlType> {
     let t = s.trim();
     let t = t.strip_prefix(['-', '+']).unwrap_or(t);
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let (mantissa, exp) = match t.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (t, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     if int.is_empty() && frac.is_empty()
         || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
     {
         return None;
     }
-    let int = int.trim_start_matches('0').len();
-    let scale = u8::try_from(frac.len()).ok()?;
-    let digits = int + frac.len();
-    let precision = if digits <= usize::from(crate::typing::DECIMAL_COMPUTE_DIGITS) {
-        crate::typing::DECIMAL_COMPUTE_DIGITS
-    } else if digits <= 38 {
-        38
+    let int = i32::try_from(int.trim_start_matches('0').len()).ok()?;
+    let frac = i32::try_from(frac.len()).ok()?;
+    // the value's digits left and right of the point once the exponent moves it
+    let left = (int + exp).max(0);
+    let scale = (frac - exp).max(0);
+    let digits = left + scale;
+    let (precision, scale) = if digits <= i32::from(crate::typing::DECIMAL_COMPUTE_DIGITS) {
+        (crate::typing::DECIMAL_COMPUTE_DIGITS, scale)
+    } else if left <= 38 {
+        (38, scale.min(38 - left))
     } else {
         return None;
     };
-    Some(SqlType::Decimal { precision, scale })
+    Some(SqlType::Decimal {
+        precision,
+        scale: u8::try_from(scale).ok()?,
+    })
 }
 
 impl<'c> Binder<'c> {
