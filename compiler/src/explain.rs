@@ -213,8 +213,12 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         ),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
-        Rel::Recursive { work, .. } => {
-            format!("Recursive (work table {work}): base, then step until no rows")
+        Rel::Recursive { work, distinct, .. } => {
+            format!(
+                "Recursive{} (work table {work}): base, then step until no {}rows",
+                if *distinct { " UNION" } else { "" },
+                if *distinct { "new " } else { "" }
+            )
         }
         Rel::WorkTable { work, .. } => format!("WorkTable {work}"),
         Rel::Window {

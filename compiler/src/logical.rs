@@ -367,7 +367,7 @@ pub enum Rel {
         /// The functions and their columns.
         funcs: Vec<(ColId, BWin)>,
     },
-    /// WITH RECURSIVE ... UNION ALL: `base`'s rows, then what `step` makes
+    /// WITH RECURSIVE ... UNION [ALL]: `base`'s rows, then what `step` makes
     /// from the last rows (reading them as `Rel::WorkTable` `work`), until
     /// it makes none. Columns positionally, of `base`'s types.
     Recursive {
@@ -377,6 +377,8 @@ pub enum Rel {
         step: Box<Rel>,
         /// The work table `step` reads.
         work: usize,
+        /// UNION (not ALL): a row equal to one made before is dropped.
+        distinct: bool,
         /// Output columns.
         cols: Vec<ColId>,
     },

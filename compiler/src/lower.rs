@@ -702,6 +702,7 @@ impl<'a> Builder<'a> {
                 base,
                 step,
                 work,
+                distinct,
                 cols,
             } => {
                 let (b, _) = self.rel(base)?;
@@ -711,6 +712,7 @@ impl<'a> Builder<'a> {
                         base: Box::new(b),
                         step: Box::new(s),
                         work: *work,
+                        distinct: *distinct,
                     },
                     cols.clone(),
                 ))

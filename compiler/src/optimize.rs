@@ -368,6 +368,7 @@ fn prune_recursive(r: Rel) -> Rel {
             base,
             step,
             work,
+            distinct,
             cols,
         } => {
             let nb = base.output().into_iter().collect();
@@ -376,6 +377,7 @@ fn prune_recursive(r: Rel) -> Rel {
                 base: Box::new(prune(*base, &nb)),
                 step: Box::new(prune(*step, &ns)),
                 work,
+                distinct,
                 cols,
             }
         }
@@ -429,11 +431,13 @@ fn map_children(rel: Rel, f: &mut impl FnMut(Rel) -> Rel) -> Rel {
             base,
             step,
             work,
+            distinct,
             cols,
         } => Rel::Recursive {
             base: Box::new(f(*base)),
             step: Box::new(f(*step)),
             work,
+            distinct,
             cols,
         },
         Rel::Window {

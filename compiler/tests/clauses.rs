@@ -108,8 +108,8 @@ fn walk() -> Vec<Walk> {
                 ("SELECT a FROM t FOR UPDATE", "FOR UPDATE"),
                 ("SELECT a FROM t FOR SHARE", "FOR SHARE"),
                 (
-                    "WITH RECURSIVE x AS (SELECT 1 AS y UNION SELECT y FROM x) SELECT y FROM x",
-                    "UNION (without ALL)",
+                    "WITH RECURSIVE x AS (SELECT 1 AS y UNION SELECT y FROM x ORDER BY 1) SELECT y FROM x",
+                    "ORDER BY, LIMIT or WITH on a recursive query",
                 ),
                 (
                     "WITH x AS (SELECT a FROM t) SELECT a FROM x FOR SYSTEM_TIME AS OF TIMESTAMP '2026-01-01 00:00:00'",

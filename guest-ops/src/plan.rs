@@ -687,6 +687,9 @@ pub enum Op {
         step: Box<Op>,
         /// The work table `step` reads.
         work: usize,
+        /// UNION (not ALL): a row equal to one kept before is not kept
+        /// (nor read by the next round).
+        distinct: bool,
     },
     /// Inside a [`Op::Recursive`]'s step: the rows of its last round.
     WorkTable {

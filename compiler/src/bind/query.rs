@@ -56,7 +56,7 @@ impl<'c> Binder<'c> {
         let deeper_corr = self.corr.split_off(def.outer.min(self.corr.len()));
         let frames = self.take_clauses();
         let b = match recursion {
-            Some((base, step)) => self.recursive_cte(&def, base, step),
+            Some((base, step, distinct)) => self.recursive_cte(&def, base, step, distinct),
             None => self.query(&def.query),
         };
         self.restore_clauses(frames);

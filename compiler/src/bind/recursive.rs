@@ -1,4 +1,4 @@
-//! WITH RECURSIVE: a WITH query `base UNION ALL step` whose step reads the
+//! WITH RECURSIVE: a WITH query `base UNION [ALL] step` whose step reads the
 //! query itself. The base is bound first (it cannot read the query); the
 //! step is bound with the query's name meaning its work table, the rows of
 //! the last round, typed as the base's columns; its columns take the base's
@@ -35,9 +35,9 @@ fn reads(e: &SetExpr, name: &str) -> bool {
 /// for one that does not.
 ///
 /// # Errors
-/// A shape PostgreSQL refuses, or one not implemented (UNION without ALL,
-/// ORDER BY or LIMIT on it).
-pub(super) fn shape(def: &Cte) -> Result<Option<(&SetExpr, &SetExpr)>, CompileError> {
+/// A shape PostgreSQL refuses, or one not implemented (ORDER BY or LIMIT on
+/// it).
+pub(super) fn shape(def: &Cte) -> Result<Option<(&SetExpr, &SetExpr, bool)>, CompileError> {
     if !reads(&def.query.body, &def.name) {
         return Ok(None);
     }
@@ -64,18 +64,20 @@ pub(super) fn shape(def: &Cte) -> Result<Option<(&SetExpr, &SetExpr)>, CompileEr
             ),
         ));
     }
-    if !matches!(set_quantifier, SetQuantifier::All) {
-        return Err(unsupported("WITH RECURSIVE with UNION (without ALL)").hint(
-            "use UNION ALL, with a condition in the recursive term that ends the recursion",
-        ));
-    }
+    let distinct = match set_quantifier {
+        SetQuantifier::All => false,
+        SetQuantifier::None | SetQuantifier::Distinct => true,
+        other => {
+            return Err(unsupported(format!("WITH RECURSIVE with UNION {other}")));
+        }
+    };
     if def.query.order_by.is_some() || def.query.limit_clause.is_some() || def.query.with.is_some()
     {
         return Err(unsupported(
             "ORDER BY, LIMIT or WITH on a recursive query itself (put them on the query that reads it)",
         ));
     }
-    Ok(Some((left.as_ref(), right.as_ref())))
+    Ok(Some((left.as_ref(), right.as_ref(), distinct)))
 }
 
 impl Binder<'_> {
@@ -85,6 +87,7 @@ impl Binder<'_> {
         def: &Cte,
         base: &SetExpr,
         step: &SetExpr,
+        distinct: bool,
     ) -> Result<BoundQuery, CompileError> {
         let b = self.set_expr(base)?;
         let base_cols = b.rel.output();
@@ -161,6 +164,7 @@ impl Binder<'_> {
                 base: Box::new(b.rel),
                 step: Box::new(step_rel),
                 work,
+                distinct,
                 cols: out,
             },
             names,

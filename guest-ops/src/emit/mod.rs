@@ -137,7 +137,7 @@ pub(crate) struct Gen {
     pub(crate) inits: Vec<ops::InitSlot>,
     /// The work tables of the recursions being emitted: the locals of their
     /// records' array and of the last round's range in it.
-    pub(crate) works: HashMap<usize, (u32, u32, u32)>,
+    pub(crate) works: HashMap<usize, (u32, u32, u32, u32)>,
 }
 
 impl Gen {

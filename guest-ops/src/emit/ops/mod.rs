@@ -411,7 +411,12 @@ impl Gen {
                 order,
                 calls,
             } => self.window(input, partition, order, calls, consume),
-            Op::Recursive { base, step, work } => self.recursive(base, step, *work, consume),
+            Op::Recursive {
+                base,
+                step,
+                work,
+                distinct,
+            } => self.recursive(base, step, *work, *distinct, consume),
             Op::WorkTable { work, prims } => self.work_table(*work, prims, consume),
             Op::UnionAll { inputs } => {
                 let first = match inputs.first() {

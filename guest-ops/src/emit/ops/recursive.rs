@@ -1,7 +1,11 @@
 //! WITH RECURSIVE: the base term's rows and each round's new rows kept as
 //! records in one array; the step reads the last round's range of it as its
 //! work table, and what it makes is appended, until a round makes nothing.
-//! Then every record goes to the consumer, in the order made.
+//! Then every record goes to the consumer, in the order made. Under UNION
+//! (not ALL) each record is also an entry of a hash directory, and a row
+//! equal to one kept before (NULL equal to NULL) is not kept: the rounds end
+//! once a step makes only rows already seen, so a walk over a graph with
+//! cycles ends.
 
 use super::*;
 use crate::plan::{RECURSIVE_DEPTH_MAX, RECURSIVE_ROWS_MAX};
@@ -12,6 +16,7 @@ impl Gen {
         base: &Op,
         step: &Op,
         work: usize,
+        distinct: bool,
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
         let prims = self.slots(base)?;
@@ -25,7 +30,20 @@ impl Gen {
         }
         let all = self.vec_new();
         let width = SLOT as i32 * prims.len() as i32;
+        // under UNION a record is a directory entry: its hash, then its slots
+        let off = if distinct { ENTRY_HEAD } else { 0 };
         let rec = self.f.local(ValType::I32);
+        let (dir, cap, count, idx, e) = (
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+            self.f.local(ValType::I32),
+        );
+        if distinct {
+            self.dir_new(dir, cap, DIR_INITIAL);
+            self.f.set_i32(count, 0);
+        }
         let too_many = format!("WITH RECURSIVE made more than {RECURSIVE_ROWS_MAX} rows");
         let too_deep = format!("WITH RECURSIVE ran more than {RECURSIVE_DEPTH_MAX} rounds");
         let mut keep = |g: &mut Gen, t: &[Val]| -> Result<(), EmitError> {
@@ -35,11 +53,75 @@ impl Gen {
             g.f.if_();
             g.fail_message(ErrorCode::LimitExceeded, too_many.as_bytes());
             g.f.end();
-            g.call_alloc_const(width.max(8), rec);
-            for (k, val) in t.iter().enumerate() {
-                g.store_slot(rec, SLOT * k as u32, val, true);
+            if !distinct {
+                g.call_alloc_const(width.max(8), rec);
+                for (k, val) in t.iter().enumerate() {
+                    g.store_slot(rec, SLOT * k as u32, val, true);
+                }
+                g.vec_push(all, rec);
+                return Ok(());
             }
+            let h = g.hash_vals(t);
+            g.f.get(h);
+            g.f.i(I::I32WrapI64);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            let seen = g.f.block();
+            let new = g.f.block();
+            let probe = g.f.loop_();
+            g.dir_slot(dir, idx);
+            g.f.i(I::I32Load(mem(0, 2)));
+            g.f.set(e);
+            g.f.get(e);
+            g.f.i(I::I32Eqz);
+            g.f.if_();
+            // not seen before: a new entry, kept
+            g.call_alloc_const(ENTRY_HEAD as i32 + width.max(8), rec);
+            g.f.get(rec);
+            g.f.get(h);
+            g.f.i(I::I64Store(mem(0, 3)));
+            for (k, val) in t.iter().enumerate() {
+                g.store_slot(rec, ENTRY_HEAD + SLOT * k as u32, val, true);
+            }
+            g.dir_slot(dir, idx);
+            g.f.get(rec);
+            g.f.i(I::I32Store(mem(0, 2)));
+            g.f.inc(count);
+            g.f.get(count);
+            g.f.i32c(1);
+            g.f.i(I::I32Shl);
+            g.f.get(cap);
+            g.f.i(I::I32GtU);
+            g.f.if_();
+            g.dir_grow_open(dir, cap);
+            g.f.end();
+            g.f.br(new);
+            g.f.end();
+            // the same row kept before: nothing to keep
+            g.f.get(e);
+            g.f.i(I::I64Load(mem(0, 3)));
+            g.f.get(h);
+            g.f.i(I::I64Eq);
+            g.f.if_();
+            g.keys_equal(e, ENTRY_HEAD, t);
+            g.f.br_if(seen);
+            g.f.end();
+            g.f.get(idx);
+            g.f.i32c(1);
+            g.f.i(I::I32Add);
+            g.f.get(cap);
+            g.f.i32c(1);
+            g.f.i(I::I32Sub);
+            g.f.i(I::I32And);
+            g.f.set(idx);
+            g.f.br(probe);
+            g.f.end();
+            g.f.end();
             g.vec_push(all, rec);
+            g.f.end();
             Ok(())
         };
         self.sub_pipeline(base, &mut keep)?;
@@ -67,7 +149,7 @@ impl Gen {
         self.f.if_();
         self.fail_message(ErrorCode::LimitExceeded, too_deep.as_bytes());
         self.f.end();
-        self.works.insert(work, (all.0, ws, we));
+        self.works.insert(work, (all.0, ws, we, off));
         let r = self.sub_pipeline(step, &mut keep);
         self.works.remove(&work);
         r?;
@@ -78,7 +160,7 @@ impl Gen {
         self.f.br(lp);
         self.f.end();
         self.f.end();
-        self.records_walk((all.0, all.2), 0, &prims, &mut |g, t, _| consume(g, &t))
+        self.records_walk((all.0, all.2), off, &prims, &mut |g, t, _| consume(g, &t))
     }
 
     /// The last round's records of recursion `work`.
@@ -88,10 +170,10 @@ impl Gen {
         prims: &[Prim],
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
-        let (arr, ws, we) = *self.works.get(&work).ok_or_else(|| {
+        let (arr, ws, we, off) = *self.works.get(&work).ok_or_else(|| {
             EmitError::Plan(format!("work table {work} read outside its recursion"))
         })?;
-        self.records_walk_range((arr, ws, we), 0, prims, &mut |g, t, _| consume(g, &t))
+        self.records_walk_range((arr, ws, we), off, prims, &mut |g, t, _| consume(g, &t))
     }
 
     /// Fails the query with `code` and the message `msg`.
