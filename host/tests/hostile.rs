@@ -503,7 +503,7 @@ mod review {
             r#"(func (export "sb_main") (loop $l (drop (call $open (i32.const 0))) (br $l)))"#;
         let e = run(&f, &module(&wrap(body), &m)).unwrap_err();
         assert!(
-            matches!(&e, HostError::Abi { what: msg, .. } if msg.contains("scans opened")),
+            matches!(&e, HostError::Abi { what: msg, .. } if msg.contains("scans open at once")),
             "{e:?}"
         );
         healthy(&f);

@@ -316,17 +316,53 @@ fn input_open<T: TxnSlot>(st: &mut HostState<T>, input: i32) -> Result<i32, Host
     if std::mem::replace(opened, true) {
         return Err(HostError::abi(format!("input {i} opened twice")));
     }
-    if st.scans.len() >= SCANS_OPEN_MAX {
-        return Err(HostError::abi(format!(
-            "more than {SCANS_OPEN_MAX} scans opened in one execution"
-        )));
+    room(st)?;
+    place(
+        st,
+        Open::Input {
+            input: i,
+            layout,
+            ended: false,
+        },
+    )
+}
+
+/// Whether another scan may be opened: fewer than [`SCANS_OPEN_MAX`] slots,
+/// or one whose scan ended.
+fn room<T: TxnSlot>(st: &HostState<T>) -> Result<(), HostError> {
+    if st.scans.len() < SCANS_OPEN_MAX || st.scans.iter().any(|o| matches!(o, Open::Ended)) {
+        Ok(())
+    } else {
+        Err(HostError::abi(format!(
+            "more than {SCANS_OPEN_MAX} scans open at once in one execution"
+        )))
     }
-    st.scans.push(Open::Input {
-        input: i,
-        layout,
-        ended: false,
-    });
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+}
+
+/// Gives `open` a handle: a new slot while there are fewer than
+/// [`SCANS_OPEN_MAX`], else the first whose scan ended.
+fn place<T: TxnSlot>(st: &mut HostState<T>, open: Open) -> Result<i32, HostError> {
+    let at = if st.scans.len() < SCANS_OPEN_MAX {
+        st.scans.push(open);
+        st.scans.len() - 1
+    } else {
+        let at = st
+            .scans
+            .iter()
+            .position(|o| matches!(o, Open::Ended))
+            .ok_or_else(|| {
+                HostError::abi(format!(
+                    "more than {SCANS_OPEN_MAX} scans open at once in one execution"
+                ))
+            })?;
+        let slot = st
+            .scans
+            .get_mut(at)
+            .ok_or_else(|| HostError::internal("handle"))?;
+        *slot = open;
+        at
+    };
+    i32::try_from(at).map_err(|_| HostError::internal("handle"))
 }
 
 /// A principal and what the bundle enforces for it on a table.
@@ -357,11 +393,7 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         .and_then(|i| st.manifest.scans.get(i))
         .ok_or_else(|| HostError::abi(format!("scan_open of undeclared scan {decl}")))?
         .clone();
-    if st.scans.len() >= SCANS_OPEN_MAX {
-        return Err(HostError::abi(format!(
-            "more than {SCANS_OPEN_MAX} scans opened in one execution"
-        )));
-    }
+    room(st)?;
     if let Some(view) = scratchbird_types::infoschema::View::by_id(d.table) {
         return catalog_view_open(st, &d, view);
     }
@@ -465,14 +497,16 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     } else {
         None
     };
-    st.scans.push(Open::Table(Box::new(OpenScan {
-        cursor,
-        layout,
-        key_layout,
-        keys: Vec::new(),
-        guard,
-    })));
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+    place(
+        st,
+        Open::Table(Box::new(OpenScan {
+            cursor,
+            layout,
+            key_layout,
+            keys: Vec::new(),
+            guard,
+        })),
+    )
 }
 
 /// Opens the read-back of write target `target` (a `RETURNING` clause) as
@@ -538,11 +572,13 @@ fn open_rows<T: TxnSlot>(
     layout: scratchbird_types::batch::BatchLayout,
 ) -> Result<i32, HostError> {
     st.stats.rows_read += rows.len() as u64;
-    st.scans.push(Open::Rows {
-        rows: rows.into_iter(),
-        layout,
-    });
-    i32::try_from(st.scans.len() - 1).map_err(|_| HostError::internal("handle"))
+    place(
+        st,
+        Open::Rows {
+            rows: rows.into_iter(),
+            layout,
+        },
+    )
 }
 
 /// Opens scan `d` of catalog view `view`: its rows made from the shard's
@@ -609,6 +645,7 @@ fn scan_next<T: TxnSlot>(
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     let sc = match open {
         Open::Table(sc) => sc,
+        Open::Ended => return Ok(0),
         Open::Rows { rows, layout } => {
             let r = region(size, buf, len, layout.total_bytes())?;
             if kbuf != 0 || klen != 0 {
@@ -642,6 +679,9 @@ fn scan_next<T: TxnSlot>(
             }
             w.finish(n)
                 .map_err(|e| HostError::internal_by("a returned batch", e))?;
+            if n == 0 {
+                *open = Open::Ended;
+            }
             return i32::try_from(n).map_err(|_| HostError::internal("batch size"));
         }
         Open::Input {
@@ -743,6 +783,12 @@ fn scan_next<T: TxnSlot>(
         st.stats.rows_scanned += n as u64;
     }
     st.stats.rows_read += n as u64;
+    if n == 0 {
+        // read to its end: its cursor and buffers go, its slot may be reused
+        if let Some(o) = usize::try_from(h).ok().and_then(|i| st.scans.get_mut(i)) {
+            *o = Open::Ended;
+        }
+    }
     i32::try_from(n).map_err(|_| HostError::internal("batch size"))
 }
 

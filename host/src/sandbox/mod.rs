@@ -281,7 +281,10 @@ impl ExecStats {
     }
 }
 
-/// Scans one execution may open (each holds a cursor and a key buffer).
+/// Scans one execution may hold open at once (each holds a cursor and a key
+/// buffer). A scan read to its end gives its slot to the next one opened, so
+/// a WITH RECURSIVE term that scans a table every round runs as many rounds
+/// as it needs.
 const SCANS_OPEN_MAX: usize = 64;
 
 /// A batch of input `i` in another layout than the merge stage declares.
@@ -478,6 +481,10 @@ enum Open {
         /// Whether its last batch was read.
         ended: bool,
     },
+    /// A table scan or host-made rows read to their end: what they held is
+    /// dropped, `scan_next` gives 0 rows, and the slot goes to the next scan
+    /// opened when every slot is taken.
+    Ended,
 }
 
 /// Where a merge stage's inputs come from, batch by batch, as it reads them:
