@@ -675,7 +675,7 @@ pub enum Op {
         /// The functions.
         calls: Vec<WinCall>,
     },
-    /// WITH RECURSIVE's UNION ALL: the rows of `base`, then those `step`
+    /// WITH RECURSIVE's UNION [ALL]: the rows of `base`, then those `step`
     /// makes from them (reading them as work table `work`), then those it
     /// makes from its own last rows, until it makes none. At most
     /// [`RECURSIVE_ROWS_MAX`] rows and [`RECURSIVE_DEPTH_MAX`] rounds: past

@@ -495,6 +495,55 @@ mod review {
         healthy(&f);
     }
 
+    /// A scan read to its end gives its slot to the next: a module may open
+    /// a scan again and again (as a recursive query does each round), and a
+    /// handle whose slot was given away reads the scan that took it, one the
+    /// module opened itself under the same rules.
+    #[test]
+    fn scans_read_to_their_end_give_their_slots_to_the_next() {
+        let f = fixture();
+        let m = manifest(&f);
+        let len = m.scans[0].layout().unwrap().total_bytes();
+        let drain = |h: &str| {
+            format!(
+                "(loop $d (br_if $d (call $next {h} (i32.const 1024) (i32.const {len}) (i32.const 0) (i32.const 0))))"
+            )
+        };
+        // 100 scans opened and read through, one after another
+        let again = format!(
+            r#"(func (export "sb_main") (local $i i32) (local $h i32)
+                (loop $l
+                  (local.set $h (call $open (i32.const 0)))
+                  {}
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if $l (i32.lt_u (local.get $i) (i32.const 100)))))"#,
+            drain("(local.get $h)")
+        );
+        run(&f, &module(&wrap(&again), &m)).unwrap();
+        // 64 open, the first read through: the next scan takes its handle,
+        // and that handle reads the new scan's rows
+        let stale = format!(
+            r#"(func (export "sb_main") (local $i i32)
+                (loop $l
+                  (drop (call $open (i32.const 0)))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br_if $l (i32.lt_u (local.get $i) (i32.const 64))))
+                {}
+                (if (i32.ne (call $open (i32.const 0)) (i32.const 0)) (then unreachable))
+                (if (i32.eqz (call $next (i32.const 0) (i32.const 1024) (i32.const {len}) (i32.const 0) (i32.const 0)))
+                  (then unreachable))
+                ;; still 64 open: one more is refused
+                (drop (call $open (i32.const 0))))"#,
+            drain("(i32.const 0)")
+        );
+        let e = run(&f, &module(&wrap(&stale), &m)).unwrap_err();
+        assert!(
+            matches!(&e, HostError::Abi { what: msg, .. } if msg.contains("scans open at once")),
+            "{e:?}"
+        );
+        healthy(&f);
+    }
+
     #[test]
     fn opening_scans_without_bound_is_stopped() {
         let f = fixture();

@@ -283,8 +283,9 @@ impl ExecStats {
 
 /// Scans one execution may hold open at once (each holds a cursor and a key
 /// buffer). A scan read to its end gives its slot to the next one opened, so
-/// a WITH RECURSIVE term that scans a table every round runs as many rounds
-/// as it needs.
+/// a WITH RECURSIVE term that reads a table through every round runs as many
+/// rounds as it needs (one that stops reading early, under a LIMIT, keeps
+/// its scan open).
 const SCANS_OPEN_MAX: usize = 64;
 
 /// A batch of input `i` in another layout than the merge stage declares.

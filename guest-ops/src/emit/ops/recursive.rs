@@ -46,14 +46,19 @@ impl Gen {
         }
         let too_many = format!("WITH RECURSIVE made more than {RECURSIVE_ROWS_MAX} rows");
         let too_deep = format!("WITH RECURSIVE ran more than {RECURSIVE_DEPTH_MAX} rounds");
-        let mut keep = |g: &mut Gen, t: &[Val]| -> Result<(), EmitError> {
+        // the row limit counts rows kept: under UNION a row seen before is
+        // not one, so it is checked where a new row is kept
+        let limit = |g: &mut Gen| {
             g.f.get(all.2);
             g.f.i32c(i32::try_from(RECURSIVE_ROWS_MAX).unwrap_or(i32::MAX));
             g.f.i(I::I32GeU);
             g.f.if_();
             g.fail_message(ErrorCode::LimitExceeded, too_many.as_bytes());
             g.f.end();
+        };
+        let mut keep = |g: &mut Gen, t: &[Val]| -> Result<(), EmitError> {
             if !distinct {
+                limit(g);
                 g.call_alloc_const(width.max(8), rec);
                 for (k, val) in t.iter().enumerate() {
                     g.store_slot(rec, SLOT * k as u32, val, true);
@@ -79,6 +84,7 @@ impl Gen {
             g.f.i(I::I32Eqz);
             g.f.if_();
             // not seen before: a new entry, kept
+            limit(g);
             g.call_alloc_const(ENTRY_HEAD as i32 + width.max(8), rec);
             g.f.get(rec);
             g.f.get(h);
