@@ -387,14 +387,10 @@ impl Session {
         } else {
             Some(params_key(sql, params))
         };
-        if let (Some(cache), Some(key)) = (self.statements.clone(), &key) {
-            let cat = self.home()?.catalog(claim.attestation.consistency)?;
-            if let Some(c) = cache.get(key, &cat, self.spread()) {
-                match self.run_query(&c, claim) {
-                    Err(e) if self.recompile(&e) => {}
-                    r => return each(r?),
-                }
-            }
+        if let Some(key) = &key
+            && let Some(o) = self.run_cached(key, claim)?
+        {
+            return each(o);
         }
         let parsed = compiler::parse(sql)
             .and_then(|p| compiler::params::bind_request(p, params))
@@ -421,6 +417,23 @@ impl Session {
             each(o)?;
         }
         Ok(())
+    }
+
+    /// Runs the statement the cache keeps under `key` for the catalog the
+    /// home shard gives, if it keeps one; `None` when it does not, or when a
+    /// shard saw another schema (nothing ran: the caller compiles again).
+    fn run_cached(&mut self, key: &str, claim: &Claim) -> Result<Option<Outcome>, SessionError> {
+        let Some(cache) = self.statements.clone() else {
+            return Ok(None);
+        };
+        let cat = self.home()?.catalog(claim.attestation.consistency)?;
+        let Some(c) = cache.get(key, &cat, self.spread()) else {
+            return Ok(None);
+        };
+        match self.run_query(&c, claim) {
+            Err(e) if self.recompile(&e) => Ok(None),
+            r => r.map(Some),
+        }
     }
 
     /// Runs `p`; a shard of another schema ran nothing: compile again
@@ -490,14 +503,8 @@ impl Session {
                 let prep = self.prepared.get(&name).map_err(SessionError::Compile)?;
                 let p = prep.bind(&args).map_err(SessionError::Compile)?;
                 let key = prep.cache_key(&args);
-                if let Some(cache) = self.statements.clone() {
-                    let cat = self.home()?.catalog(claim.attestation.consistency)?;
-                    if let Some(c) = cache.get(&key, &cat, self.spread()) {
-                        match self.run_query(&c, claim) {
-                            Err(e) if self.recompile(&e) => {}
-                            r => return r,
-                        }
-                    }
+                if let Some(o) = self.run_cached(&key, claim)? {
+                    return Ok(o);
                 }
                 self.execute_retrying(&p, claim, index, Some(&key))
             }

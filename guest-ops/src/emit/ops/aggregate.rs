@@ -444,6 +444,7 @@ impl Gen {
         let count = self.f.local(ValType::I32);
         let e = self.f.local(ValType::I32);
         let idx = self.f.local(ValType::I32);
+        let fresh = self.f.local(ValType::I32);
         self.dir_new(dir, cap, DIR_INITIAL);
         self.f.set_i32(count, 0);
         self.sub_pipeline(input, &mut |g, t| {
@@ -452,65 +453,13 @@ impl Gen {
                 .map(|k| g.expr(k, t))
                 .collect::<Result<Vec<_>, _>>()?;
             let h = g.hash_vals(&kv);
-            g.f.get(h);
-            g.f.i(I::I32WrapI64);
-            g.f.get(cap);
-            g.f.i32c(1);
-            g.f.i(I::I32Sub);
-            g.f.i(I::I32And);
-            g.f.set(idx);
-            let found = g.f.block();
-            let probe = g.f.loop_();
-            g.dir_slot(dir, idx);
-            g.f.i(I::I32Load(mem(0, 2)));
-            g.f.set(e);
-            g.f.get(e);
-            g.f.i(I::I32Eqz);
+            g.dir_find_or_insert((dir, cap, count), (h, &kv), entry_bytes, (e, idx, fresh));
+            // a new group starts its aggregates
+            g.f.get(fresh);
             g.f.if_();
-            // new group
-            g.call_alloc_const(entry_bytes, e);
-            g.f.get(e);
-            g.f.get(h);
-            g.f.i(I::I64Store(mem(0, 3)));
-            for (k, v) in kv.iter().enumerate() {
-                g.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
-            }
             for (k, ((a, p), w)) in aggs.iter().zip(&agg_prims).zip(&wide64).enumerate() {
                 g.agg_init(e, ENTRY_HEAD + SLOT * (nk + k as u32), a, *p, *w);
             }
-            g.dir_slot(dir, idx);
-            g.f.get(e);
-            g.f.i(I::I32Store(mem(0, 2)));
-            g.f.inc(count);
-            g.f.get(count);
-            g.f.i32c(1);
-            g.f.i(I::I32Shl);
-            g.f.get(cap);
-            g.f.i(I::I32GtU);
-            g.f.if_();
-            g.dir_grow_open(dir, cap);
-            g.f.end();
-            g.f.br(found);
-            g.f.end();
-            // same hash and keys?
-            g.f.get(e);
-            g.f.i(I::I64Load(mem(0, 3)));
-            g.f.get(h);
-            g.f.i(I::I64Eq);
-            g.f.if_();
-            g.keys_equal(e, ENTRY_HEAD, &kv);
-            g.f.br_if(found);
-            g.f.end();
-            g.f.get(idx);
-            g.f.i32c(1);
-            g.f.i(I::I32Add);
-            g.f.get(cap);
-            g.f.i32c(1);
-            g.f.i(I::I32Sub);
-            g.f.i(I::I32And);
-            g.f.set(idx);
-            g.f.br(probe);
-            g.f.end();
             g.f.end();
             for (k, a) in aggs.iter().enumerate() {
                 g.agg_update(
@@ -549,6 +498,77 @@ impl Gen {
         self.f.end();
         self.f.end();
         Ok(())
+    }
+
+    /// Finds the entry of `vals` (hash `h`) in the open-addressing directory
+    /// `(dir, cap, count)`, or makes one of `entry_bytes` (the hash, then
+    /// `vals` from [`ENTRY_HEAD`]) and puts it in, growing the directory as it
+    /// fills. Leaves the entry in `e`; sets `fresh` to 1 when it is new, 0
+    /// when it was there (NULL equal to NULL). `idx` is a scratch local.
+    pub(super) fn dir_find_or_insert(
+        &mut self,
+        (dir, cap, count): (u32, u32, u32),
+        (h, vals): (u32, &[Val]),
+        entry_bytes: i32,
+        (e, idx, fresh): (u32, u32, u32),
+    ) {
+        self.f.set_i32(fresh, 0);
+        self.f.get(h);
+        self.f.i(I::I32WrapI64);
+        self.f.get(cap);
+        self.f.i32c(1);
+        self.f.i(I::I32Sub);
+        self.f.i(I::I32And);
+        self.f.set(idx);
+        let found = self.f.block();
+        let probe = self.f.loop_();
+        self.dir_slot(dir, idx);
+        self.f.i(I::I32Load(mem(0, 2)));
+        self.f.set(e);
+        self.f.get(e);
+        self.f.i(I::I32Eqz);
+        self.f.if_();
+        self.call_alloc_const(entry_bytes, e);
+        self.f.get(e);
+        self.f.get(h);
+        self.f.i(I::I64Store(mem(0, 3)));
+        for (k, v) in vals.iter().enumerate() {
+            self.store_slot(e, ENTRY_HEAD + SLOT * k as u32, v, true);
+        }
+        self.dir_slot(dir, idx);
+        self.f.get(e);
+        self.f.i(I::I32Store(mem(0, 2)));
+        self.f.set_i32(fresh, 1);
+        self.f.inc(count);
+        self.f.get(count);
+        self.f.i32c(1);
+        self.f.i(I::I32Shl);
+        self.f.get(cap);
+        self.f.i(I::I32GtU);
+        self.f.if_();
+        self.dir_grow_open(dir, cap);
+        self.f.end();
+        self.f.br(found);
+        self.f.end();
+        self.f.get(e);
+        self.f.i(I::I64Load(mem(0, 3)));
+        self.f.get(h);
+        self.f.i(I::I64Eq);
+        self.f.if_();
+        self.keys_equal(e, ENTRY_HEAD, vals);
+        self.f.br_if(found);
+        self.f.end();
+        self.f.get(idx);
+        self.f.i32c(1);
+        self.f.i(I::I32Add);
+        self.f.get(cap);
+        self.f.i32c(1);
+        self.f.i(I::I32Sub);
+        self.f.i(I::I32And);
+        self.f.set(idx);
+        self.f.br(probe);
+        self.f.end();
+        self.f.end();
     }
 
     pub(super) fn dir_new(&mut self, dir: u32, cap: u32, size: i32) {

@@ -68,6 +68,7 @@ impl Gen {
                 let has_null = self.f.local(ValType::I32);
                 let e = self.f.local(ValType::I32);
                 let idx = self.f.local(ValType::I32);
+                let fresh = self.f.local(ValType::I32);
                 self.dir_new(dir, cap, DIR_INITIAL);
                 self.f.set_i32(count, 0);
                 self.f.set_i32(has_null, 0);
@@ -86,59 +87,12 @@ impl Gen {
                     }
                     let v = Val { null: None, ..v };
                     let h = g.hash_vals(&[v]);
-                    g.f.get(h);
-                    g.f.i(I::I32WrapI64);
-                    g.f.get(cap);
-                    g.f.i32c(1);
-                    g.f.i(I::I32Sub);
-                    g.f.i(I::I32And);
-                    g.f.set(idx);
-                    let done = g.f.block();
-                    let probe = g.f.loop_();
-                    g.dir_slot(dir, idx);
-                    g.f.i(I::I32Load(mem(0, 2)));
-                    g.f.set(e);
-                    g.f.get(e);
-                    g.f.i(I::I32Eqz);
-                    g.f.if_();
-                    g.call_alloc_const(entry_bytes, e);
-                    g.f.get(e);
-                    g.f.get(h);
-                    g.f.i(I::I64Store(mem(0, 3)));
-                    g.store_slot(e, ENTRY_HEAD, &v, true);
-                    g.dir_slot(dir, idx);
-                    g.f.get(e);
-                    g.f.i(I::I32Store(mem(0, 2)));
-                    g.f.inc(count);
-                    g.f.get(count);
-                    g.f.i32c(1);
-                    g.f.i(I::I32Shl);
-                    g.f.get(cap);
-                    g.f.i(I::I32GtU);
-                    g.f.if_();
-                    g.dir_grow_open(dir, cap);
-                    g.f.end();
-                    g.f.br(done);
-                    g.f.end();
-                    g.f.get(e);
-                    g.f.i(I::I64Load(mem(0, 3)));
-                    g.f.get(h);
-                    g.f.i(I::I64Eq);
-                    g.f.if_();
-                    g.keys_equal(e, ENTRY_HEAD, &[v]);
-                    g.f.br_if(done);
-                    g.f.end();
-                    g.f.get(idx);
-                    g.f.i32c(1);
-                    g.f.i(I::I32Add);
-                    g.f.get(cap);
-                    g.f.i32c(1);
-                    g.f.i(I::I32Sub);
-                    g.f.i(I::I32And);
-                    g.f.set(idx);
-                    g.f.br(probe);
-                    g.f.end();
-                    g.f.end();
+                    g.dir_find_or_insert(
+                        (dir, cap, count),
+                        (h, &[v]),
+                        entry_bytes,
+                        (e, idx, fresh),
+                    );
                     Ok(())
                 })?;
                 InitSlot::Set {

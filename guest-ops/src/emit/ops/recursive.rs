@@ -33,7 +33,7 @@ impl Gen {
         // under UNION a record is a directory entry: its hash, then its slots
         let off = if distinct { ENTRY_HEAD } else { 0 };
         let rec = self.f.local(ValType::I32);
-        let (dir, cap, count, idx, e) = (
+        let (dir, cap, count, idx, fresh) = (
             self.f.local(ValType::I32),
             self.f.local(ValType::I32),
             self.f.local(ValType::I32),
@@ -67,65 +67,16 @@ impl Gen {
                 return Ok(());
             }
             let h = g.hash_vals(t);
-            g.f.get(h);
-            g.f.i(I::I32WrapI64);
-            g.f.get(cap);
-            g.f.i32c(1);
-            g.f.i(I::I32Sub);
-            g.f.i(I::I32And);
-            g.f.set(idx);
-            let seen = g.f.block();
-            let new = g.f.block();
-            let probe = g.f.loop_();
-            g.dir_slot(dir, idx);
-            g.f.i(I::I32Load(mem(0, 2)));
-            g.f.set(e);
-            g.f.get(e);
-            g.f.i(I::I32Eqz);
+            g.dir_find_or_insert(
+                (dir, cap, count),
+                (h, t),
+                ENTRY_HEAD as i32 + width.max(8),
+                (rec, idx, fresh),
+            );
+            // a row seen before is not kept
+            g.f.get(fresh);
             g.f.if_();
-            // not seen before: a new entry, kept
             limit(g);
-            g.call_alloc_const(ENTRY_HEAD as i32 + width.max(8), rec);
-            g.f.get(rec);
-            g.f.get(h);
-            g.f.i(I::I64Store(mem(0, 3)));
-            for (k, val) in t.iter().enumerate() {
-                g.store_slot(rec, ENTRY_HEAD + SLOT * k as u32, val, true);
-            }
-            g.dir_slot(dir, idx);
-            g.f.get(rec);
-            g.f.i(I::I32Store(mem(0, 2)));
-            g.f.inc(count);
-            g.f.get(count);
-            g.f.i32c(1);
-            g.f.i(I::I32Shl);
-            g.f.get(cap);
-            g.f.i(I::I32GtU);
-            g.f.if_();
-            g.dir_grow_open(dir, cap);
-            g.f.end();
-            g.f.br(new);
-            g.f.end();
-            // the same row kept before: nothing to keep
-            g.f.get(e);
-            g.f.i(I::I64Load(mem(0, 3)));
-            g.f.get(h);
-            g.f.i(I::I64Eq);
-            g.f.if_();
-            g.keys_equal(e, ENTRY_HEAD, t);
-            g.f.br_if(seen);
-            g.f.end();
-            g.f.get(idx);
-            g.f.i32c(1);
-            g.f.i(I::I32Add);
-            g.f.get(cap);
-            g.f.i32c(1);
-            g.f.i(I::I32Sub);
-            g.f.i(I::I32And);
-            g.f.set(idx);
-            g.f.br(probe);
-            g.f.end();
-            g.f.end();
             g.vec_push(all, rec);
             g.f.end();
             Ok(())
