@@ -101,7 +101,7 @@ pub(crate) fn finish_write(
     if let Some((r, _)) = &ret {
         roots.push(r);
     }
-    let mut builder = Builder::new(&b.meta, &roots, &inits);
+    let mut builder = Builder::new(&b.meta, &roots, &inits).with_estimates(cat);
     let init_plans = builder.inits(&inits)?;
     let (op, _) = builder.rel(&rel)?;
     let target = builder.write_target(w.table, w.wk, &w.positions, w.on_conflict, w.sets)?;
@@ -116,7 +116,11 @@ pub(crate) fn finish_write(
         "Write {:?} into {}\n{}",
         w.wk,
         w.table.name,
-        explain::tree(std::slice::from_ref(&rel), &b.meta)
+        explain::tree(
+            std::slice::from_ref(&rel),
+            &b.meta,
+            Some(&crate::cost::Estimator::new(cat))
+        )
     );
     let mut columns = Vec::new();
     if let Some((r, names)) = &ret {
@@ -133,7 +137,11 @@ pub(crate) fn finish_write(
             )
             .collect();
         plan.push_str("Returning\n");
-        plan.push_str(&explain::tree(std::slice::from_ref(r), &b.meta));
+        plan.push_str(&explain::tree(
+            std::slice::from_ref(r),
+            &b.meta,
+            Some(&crate::cost::Estimator::new(cat)),
+        ));
     }
     let manifest = builder.manifest;
     let module = emit(&program(init_plans, pipelines), &manifest)?;

@@ -1,6 +1,7 @@
 //! EXPLAIN: the plan tree, module size and hash; EXPLAIN WASM: the module as text.
 
 use crate::Compiled;
+use crate::cost::Estimator;
 use crate::error::CompileError;
 use crate::logical::{BExpr, BK, ColId, ColMeta, JoinType, Rel};
 use scratchbird_guest_ops::abi::ScanRangeDecl;
@@ -104,7 +105,70 @@ fn window_line(
     )
 }
 
-fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut String) {
+/// Says that a LEFT (`outer`) or mark join holds its left side.
+fn held(
+    est: Option<&Estimator<'_>>,
+    outer: bool,
+    left: &Rel,
+    right: &Rel,
+    on: Option<&BExpr>,
+) -> &'static str {
+    if outer && est.is_some_and(|e| crate::cost::holds_left(e, left, right, on)) {
+        " (holds the left side)"
+    } else {
+        ""
+    }
+}
+
+/// A join's line: its kind, condition, and the side it holds.
+fn join_line(rel: &Rel, meta: &HashMap<ColId, ColMeta>, est: Option<&Estimator<'_>>) -> String {
+    match rel {
+        Rel::Join {
+            kind,
+            on,
+            left,
+            right,
+        } => format!(
+            "{} join{}{}",
+            match kind {
+                JoinType::Inner => "Inner",
+                JoinType::Left => "Left",
+                JoinType::Full => "Full",
+                JoinType::Cross => "Cross",
+            },
+            on.as_ref()
+                .map(|e| format!(" on {}", expr(e, meta)))
+                .unwrap_or_default(),
+            held(est, *kind == JoinType::Left, left, right, on.as_ref())
+        ),
+        Rel::Mark {
+            on,
+            test,
+            mark,
+            left,
+            right,
+        } => format!(
+            "Mark join{}{} as {}{}",
+            on.as_ref()
+                .map(|e| format!(" on {}", expr(e, meta)))
+                .unwrap_or_default(),
+            test.as_ref()
+                .map(|e| format!(" test {}", expr(e, meta)))
+                .unwrap_or_default(),
+            meta.get(mark).map_or("mark", |m| m.name.as_str()),
+            held(est, true, left, right, on.as_ref())
+        ),
+        _ => String::new(),
+    }
+}
+
+fn walk(
+    rel: &Rel,
+    meta: &HashMap<ColId, ColMeta>,
+    est: Option<&Estimator<'_>>,
+    depth: usize,
+    out: &mut String,
+) {
     let pad = "  ".repeat(depth);
     let line = match rel {
         Rel::Scan {
@@ -189,28 +253,7 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
             "Limit {} offset {offset}",
             limit.map_or_else(|| "all".to_owned(), |l| l.to_string())
         ),
-        Rel::Join { kind, on, .. } => format!(
-            "{} join{}",
-            match kind {
-                JoinType::Inner => "Inner",
-                JoinType::Left => "Left",
-                JoinType::Full => "Full",
-                JoinType::Cross => "Cross",
-            },
-            on.as_ref()
-                .map(|e| format!(" on {}", expr(e, meta)))
-                .unwrap_or_default()
-        ),
-        Rel::Mark { on, test, mark, .. } => format!(
-            "Mark join{}{} as {}",
-            on.as_ref()
-                .map(|e| format!(" on {}", expr(e, meta)))
-                .unwrap_or_default(),
-            test.as_ref()
-                .map(|e| format!(" test {}", expr(e, meta)))
-                .unwrap_or_default(),
-            meta.get(mark).map_or("mark", |m| m.name.as_str())
-        ),
+        Rel::Join { .. } | Rel::Mark { .. } => join_line(rel, meta, est),
         Rel::UnionAll { inputs, .. } => format!("UnionAll ({} inputs)", inputs.len()),
         Rel::Distinct { .. } => "Distinct".to_owned(),
         Rel::Recursive { work, distinct, .. } => {
@@ -238,18 +281,18 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
         | Rel::Limit { input, .. }
         | Rel::Repeat { input, .. }
         | Rel::Window { input, .. }
-        | Rel::Distinct { input } => walk(input, meta, depth + 1, out),
+        | Rel::Distinct { input } => walk(input, meta, est, depth + 1, out),
         Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
-            walk(left, meta, depth + 1, out);
-            walk(right, meta, depth + 1, out);
+            walk(left, meta, est, depth + 1, out);
+            walk(right, meta, est, depth + 1, out);
         }
         Rel::Recursive { base, step, .. } => {
-            walk(base, meta, depth + 1, out);
-            walk(step, meta, depth + 1, out);
+            walk(base, meta, est, depth + 1, out);
+            walk(step, meta, est, depth + 1, out);
         }
         Rel::UnionAll { inputs, .. } => {
             for i in inputs {
-                walk(i, meta, depth + 1, out);
+                walk(i, meta, est, depth + 1, out);
             }
         }
         Rel::Scan { .. } | Rel::Values { .. } | Rel::Exchange { .. } | Rel::WorkTable { .. } => {}
@@ -258,14 +301,21 @@ fn walk(rel: &Rel, meta: &HashMap<ColId, ColMeta>, depth: usize, out: &mut Strin
 
 /// The optimised plan as an indented tree; several roots (a shard stage's
 /// outputs) are numbered.
-pub(crate) fn tree(rels: &[Rel], meta: &HashMap<ColId, ColMeta>) -> String {
+///
+/// With `est` (a shard stage's, where the rows are), a LEFT or mark join
+/// that holds its left side in its hash directory says so.
+pub(crate) fn tree(
+    rels: &[Rel],
+    meta: &HashMap<ColId, ColMeta>,
+    est: Option<&Estimator<'_>>,
+) -> String {
     let mut s = String::new();
     if let [one] = rels {
-        walk(one, meta, 0, &mut s);
+        walk(one, meta, est, 0, &mut s);
     } else {
         for (i, r) in rels.iter().enumerate() {
             let _ = writeln!(s, "Output {i}");
-            walk(r, meta, 1, &mut s);
+            walk(r, meta, est, 1, &mut s);
         }
     }
     s

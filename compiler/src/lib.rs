@@ -2,8 +2,8 @@
 //!
 //! [`parse`] splits and parses SQL text; [`compile`] binds one statement against a
 //! [`Catalog`], optimises it, lowers it to the guest's physical plan and emits the
-//! module. Compilation is deterministic: the same SQL and catalog give the same
-//! bytes. The compiler is untrusted by design: it decides nothing about security,
+//! module. Compilation is deterministic: the same SQL, catalog and row
+//! estimates (which choose the join order) give the same bytes. The compiler is untrusted by design: it decides nothing about security,
 //! the shard's host does.
 
 mod alter;
@@ -11,6 +11,7 @@ mod bind;
 pub mod catalog;
 mod clauses;
 pub mod copy;
+mod cost;
 mod dialect;
 mod dml;
 pub mod error;
@@ -1377,7 +1378,8 @@ fn finish_select(
     let order_error = || CompileError::new("XX000", "internal compiler error: output order");
     // the shard stage: one output per exchange (or the statement's result)
     let roots: Vec<&Rel> = cut.shard_outputs.iter().collect();
-    let mut builder = Builder::new(&meta, &roots, &inits);
+    let est = crate::cost::Estimator::new(cat);
+    let mut builder = Builder::new(&meta, &roots, &inits).with_estimates(cat);
     let init_plans = builder.inits(&inits)?;
     let mut pipelines = Vec::with_capacity(roots.len());
     for (i, r) in roots.iter().enumerate() {
@@ -1407,7 +1409,7 @@ fn finish_select(
     let mut plan = String::new();
     let merge = match &cut.merge {
         None => {
-            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta));
+            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta, Some(&est)));
             None
         }
         Some(m) => {
@@ -1424,12 +1426,12 @@ fn finish_select(
                 "Merge stage
 ",
             );
-            plan.push_str(&explain::tree(std::slice::from_ref(m), &meta));
+            plan.push_str(&explain::tree(std::slice::from_ref(m), &meta, None));
             plan.push_str(
                 "Shard stage
 ",
             );
-            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta));
+            plan.push_str(&explain::tree(&cut.shard_outputs[..], &meta, Some(&est)));
             Some(MergeStage {
                 hash: hash(&mmod),
                 module: mmod,

@@ -484,7 +484,7 @@ pub(crate) fn used_cols(rel: &Rel, used: &mut HashSet<ColId>) {
 
 /// The conjuncts of a join condition that equate an expression of the left
 /// side with one of the right (hash keys, left's then right's), and the rest.
-fn equi_keys(
+pub(crate) fn equi_keys(
     on: Option<&BExpr>,
     lset: &HashSet<ColId>,
     rset: &HashSet<ColId>,
@@ -532,6 +532,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) meta: &'a HashMap<ColId, ColMeta>,
     used: HashSet<ColId>,
     pub(crate) manifest: PlanManifest,
+    /// Row estimates, which choose the side a LEFT or mark join holds.
+    est: Option<crate::cost::Estimator<'a>>,
 }
 
 impl<'a> Builder<'a> {
@@ -559,7 +561,24 @@ impl<'a> Builder<'a> {
                 writes: Vec::new(),
                 inputs: Vec::new(),
             },
+            est: None,
         }
+    }
+
+    /// This builder choosing join sides by `cat`'s row estimates (without:
+    /// a LEFT or mark join holds its right side).
+    pub(crate) fn with_estimates(mut self, cat: &'a crate::catalog::Catalog) -> Self {
+        self.est = Some(crate::cost::Estimator::new(cat));
+        self
+    }
+
+    /// Whether a join of `left` with `right` on `on` should hold `left` (the
+    /// side every row of which it keeps) rather than `right`: when `left`
+    /// is estimated smaller and an equality gives hash keys.
+    fn holds_left(&self, left: &Rel, right: &Rel, on: Option<&BExpr>) -> bool {
+        self.est
+            .as_ref()
+            .is_some_and(|est| crate::cost::holds_left(est, left, right, on))
     }
 
     fn ty(&self, c: ColId) -> Result<SqlType, CompileError> {
@@ -968,6 +987,9 @@ impl<'a> Builder<'a> {
             JoinType::Full => JoinKind::Full,
             JoinType::Inner | JoinType::Cross => JoinKind::Inner,
         };
+        if kind == JoinType::Left && self.holds_left(left, right, on) {
+            return self.left_join_held(left, right, on);
+        }
         // a FULL join without an equality still hashes (on a constant), so
         // that its matched flags find the build rows no probe row matched
         let j = self.join_sides(left, right, on, kind == JoinType::Full)?;
@@ -995,6 +1017,39 @@ impl<'a> Builder<'a> {
         ))
     }
 
+    /// A LEFT JOIN holding its left side: a RIGHT hash join probed by the
+    /// right side, projected back to the left's slots then the right's.
+    fn left_join_held(
+        &mut self,
+        left: &Rel,
+        right: &Rel,
+        on: Option<&BExpr>,
+    ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let j = self.join_sides(right, left, on, false)?;
+        let k = j.lschema.len();
+        let n = j.joined.len();
+        let order: Vec<usize> = (k..n).chain(0..k).collect();
+        let schema = order
+            .iter()
+            .map(|i| j.joined.get(*i).copied())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| internal("join slots"))?;
+        Ok((
+            Op::Project {
+                input: Box::new(Op::HashJoin {
+                    probe: Box::new(j.lop),
+                    build: Box::new(j.rop),
+                    probe_keys: j.probe_keys,
+                    build_keys: j.build_keys,
+                    kind: JoinKind::Right,
+                    residual: j.residual,
+                }),
+                exprs: order.into_iter().map(Expr::Col).collect(),
+            },
+            schema,
+        ))
+    }
+
     fn mark(
         &mut self,
         left: &Rel,
@@ -1003,6 +1058,7 @@ impl<'a> Builder<'a> {
         test: Option<&BExpr>,
         mark: ColId,
     ) -> Result<(Op, Vec<ColId>), CompileError> {
+        let build_outer = self.holds_left(left, right, on);
         let j = self.join_sides(left, right, on, false)?;
         let full = Self::slot_map(&j.joined);
         let test = test.map(|e| Lowerer { slots: &full }.expr(e)).transpose()?;
@@ -1016,6 +1072,7 @@ impl<'a> Builder<'a> {
                 build_keys: j.build_keys,
                 residual: j.residual,
                 test,
+                build_outer,
             },
             schema,
         ))

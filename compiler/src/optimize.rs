@@ -1,5 +1,6 @@
-//! The optimiser: the order of inner joins (no cross product where a join
-//! condition can connect the next table), conditions shared by an OR's
+//! The optimiser: the tree of each run of inner joins, chosen by estimated
+//! rows ([`crate::cost`]: no cross product where a join condition can connect
+//! two inputs, the smaller side of each join built), conditions shared by an OR's
 //! branches taken out of it, dropping projected columns nothing reads,
 //! predicate pushdown (into join inputs and join conditions), limit pushdown
 //! into sorts (top-k), and the choice of an index scan for a filter on an
@@ -7,6 +8,7 @@
 //! the columns the statement uses); constant folding happens while binding.
 
 use crate::catalog::Catalog;
+use crate::cost::{self, Estimator};
 use crate::logical::{BExpr, BK, ColId, ColMeta, JoinType, Rel};
 use scratchbird_guest_ops::abi::ScanRangeDecl;
 use scratchbird_guest_ops::plan::CmpOp;
@@ -16,7 +18,11 @@ use std::collections::{HashMap, HashSet};
 /// Rewrites `rel`.
 #[must_use]
 pub fn optimize(rel: Rel, cat: &Catalog, meta: &HashMap<ColId, ColMeta>) -> Rel {
-    let rel = order_joins(rel, meta);
+    // conditions first sit where they apply (a WHERE above a decorrelated
+    // subquery's join holds the join conditions of the tables under it), so
+    // the join order sees each run's conditions and each input's filters;
+    // after reordering, they are placed again
+    let rel = order_joins(pushdown(rel), &Estimator::new(cat), meta);
     let need: HashSet<ColId> = rel.output().into_iter().collect();
     let rel = prune(rel, &need);
     let rel = pushdown(rel);
@@ -34,40 +40,8 @@ fn is_inner(rel: &Rel) -> bool {
     )
 }
 
-/// A run of inner joins, with the filters right above them: its inputs
-/// (anything but an inner join) and the columns each condition reads.
-fn chain<'a>(rel: &'a Rel, inputs: &mut Vec<&'a Rel>, conds: &mut Vec<HashSet<ColId>>) {
-    fn split(e: &BExpr, out: &mut Vec<HashSet<ColId>>) {
-        match &e.kind {
-            BK::And(a, b) => {
-                split(a, out);
-                split(b, out);
-            }
-            _ => out.push(cols_of(e)),
-        }
-    }
-    match rel {
-        Rel::Join {
-            left,
-            right,
-            kind: JoinType::Inner | JoinType::Cross,
-            on,
-        } => {
-            chain(left, inputs, conds);
-            chain(right, inputs, conds);
-            if let Some(on) = on {
-                split(on, conds);
-            }
-        }
-        Rel::Filter { input, pred } if is_inner(input) => {
-            split(pred, conds);
-            chain(input, inputs, conds);
-        }
-        other => inputs.push(other),
-    }
-}
-
-/// The same as [`chain`], taking the tree apart.
+/// A run of inner joins, with the filters right above them, taken apart: its
+/// inputs (anything but an inner join) and its conditions' conjuncts.
 fn take_chain(rel: Rel, inputs: &mut Vec<Rel>, preds: &mut Vec<BExpr>) {
     match rel {
         Rel::Join {
@@ -90,86 +64,44 @@ fn take_chain(rel: Rel, inputs: &mut Vec<Rel>, preds: &mut Vec<BExpr>) {
     }
 }
 
-/// The order to join `inputs` (their columns) in: FROM's order, except that
-/// an input no condition connects to those joined before it waits until one
-/// does, when some later input can be joined by a condition instead. So a
-/// chain of tables listed in an unlucky order, or TPC-H Q9's `FROM part,
-/// supplier, lineitem, ...`, joins along its conditions rather than building
-/// a cross product first. There are no statistics yet: the first input stays
-/// first and ties keep FROM's order.
-fn join_order(inputs: &[HashSet<ColId>], conds: &[HashSet<ColId>]) -> Vec<usize> {
-    let mut order = Vec::with_capacity(inputs.len());
-    let mut left: Vec<usize> = (0..inputs.len()).collect();
-    let mut have: HashSet<ColId> = HashSet::new();
-    while !left.is_empty() {
-        let joins = |i: usize| {
-            inputs.get(i).is_some_and(|cols| {
-                conds.iter().any(|c| {
-                    !c.is_disjoint(&have)
-                        && !c.is_disjoint(cols)
-                        && c.iter().all(|x| have.contains(x) || cols.contains(x))
-                })
-            })
-        };
-        let at = if order.is_empty() {
-            0
-        } else {
-            left.iter().position(|i| joins(*i)).unwrap_or(0)
-        };
-        let next = left.remove(at);
-        if let Some(cols) = inputs.get(next) {
-            have.extend(cols.iter().copied());
-        }
-        order.push(next);
-    }
-    order
-}
-
-/// Reorders each run of inner joins by [`join_order`] where that differs from
-/// FROM's order: the inputs joined left-deep, the conditions in one filter
-/// above (pushdown then places each), and a projection that keeps the run's
-/// columns in their order. Elsewhere the plan is unchanged.
-fn order_joins(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
+/// Replans each run of inner joins by [`cost::join_tree`]: the inputs joined
+/// in the tree it picks (each join's build side its smaller one), the
+/// conditions in one filter above (pushdown then places each), and a
+/// projection that keeps the run's columns in their order. Elsewhere the
+/// plan is unchanged.
+fn order_joins(rel: Rel, est: &Estimator<'_>, meta: &HashMap<ColId, ColMeta>) -> Rel {
     if !is_inner(&rel) && !matches!(&rel, Rel::Filter { input, .. } if is_inner(input)) {
-        return map_children(rel, &mut |r| order_joins(r, meta));
+        return map_children(rel, &mut |r| order_joins(r, est, meta));
     }
-    let (order, out) = {
-        let mut inputs = Vec::new();
-        let mut conds = Vec::new();
-        chain(&rel, &mut inputs, &mut conds);
-        let cols: Vec<HashSet<ColId>> = inputs
-            .iter()
-            .map(|r| r.output().into_iter().collect())
-            .collect();
-        (join_order(&cols, &conds), rel.output())
-    };
-    let keep =
-        order.iter().enumerate().all(|(k, i)| k == *i) || out.iter().any(|c| !meta.contains_key(c));
-    if keep {
-        return inner_children(rel, meta);
+    let out = rel.output();
+    if out.iter().any(|c| !meta.contains_key(c)) {
+        return inner_children(rel, est, meta);
     }
     let mut inputs = Vec::new();
     let mut preds = Vec::new();
     take_chain(rel, &mut inputs, &mut preds);
-    let mut slots: Vec<Option<Rel>> = inputs
+    // an OR's shared conditions count as join conditions
+    let preds = factor(preds);
+    let inputs: Vec<Rel> = inputs
         .into_iter()
-        .map(|r| Some(order_joins(r, meta)))
+        .map(|r| order_joins(r, est, meta))
         .collect();
-    let mut joined: Option<Rel> = None;
-    for i in order {
-        let Some(next) = slots.get_mut(i).and_then(Option::take) else {
-            continue;
-        };
-        joined = Some(match joined {
+    let tree = {
+        let refs: Vec<&Rel> = inputs.iter().collect();
+        cost::join_tree(est, &refs, &preds)
+    };
+    let mut slots: Vec<Option<Rel>> = inputs.into_iter().map(Some).collect();
+    let joined = match tree {
+        Some(t) => build_tree(t, &mut slots),
+        None => None,
+    };
+    // inputs the tree did not place (more than it plans for): FROM's order
+    let joined = slots.into_iter().flatten().fold(joined, |acc, next| {
+        Some(match acc {
             None => next,
-            Some(l) => Rel::Join {
-                left: Box::new(l),
-                right: Box::new(next),
-                kind: JoinType::Cross,
-                on: None,
-            },
-        });
-    }
+            Some(l) => cross(l, next),
+        })
+    });
     let Some(joined) = joined else {
         // not reached: a run of joins has inputs
         return Rel::Values {
@@ -177,19 +109,48 @@ fn order_joins(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
             rows: Vec::new(),
         };
     };
+    let same_order = joined.output() == out;
+    let filtered = wrap(joined, preds);
+    if same_order {
+        return filtered;
+    }
     let exprs = out
         .iter()
         .filter_map(|c| meta.get(c).map(|m| (*c, BExpr::col(*c, m))))
         .collect();
     Rel::Project {
-        input: Box::new(wrap(joined, preds)),
+        input: Box::new(filtered),
         exprs,
+    }
+}
+
+fn cross(probe: Rel, build: Rel) -> Rel {
+    Rel::Join {
+        left: Box::new(probe),
+        right: Box::new(build),
+        kind: JoinType::Cross,
+        on: None,
+    }
+}
+
+/// The relation of join tree `t` over `slots` (each taken once).
+fn build_tree(t: cost::Tree, slots: &mut [Option<Rel>]) -> Option<Rel> {
+    match t {
+        cost::Tree::Leaf(i) => slots.get_mut(i).and_then(Option::take),
+        cost::Tree::Join { probe, build } => {
+            let p = build_tree(*probe, slots);
+            let b = build_tree(*build, slots);
+            match (p, b) {
+                (Some(p), Some(b)) => Some(cross(p, b)),
+                (p, b) => p.or(b),
+            }
+        }
     }
 }
 
 /// A run of inner joins kept as it is, with [`order_joins`] applied to its
 /// inputs.
-fn inner_children(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
+fn inner_children(rel: Rel, est: &Estimator<'_>, meta: &HashMap<ColId, ColMeta>) -> Rel {
     match rel {
         Rel::Join {
             left,
@@ -197,16 +158,16 @@ fn inner_children(rel: Rel, meta: &HashMap<ColId, ColMeta>) -> Rel {
             kind: kind @ (JoinType::Inner | JoinType::Cross),
             on,
         } => Rel::Join {
-            left: Box::new(inner_children(*left, meta)),
-            right: Box::new(inner_children(*right, meta)),
+            left: Box::new(inner_children(*left, est, meta)),
+            right: Box::new(inner_children(*right, est, meta)),
             kind,
             on,
         },
         Rel::Filter { input, pred } if is_inner(&input) => Rel::Filter {
-            input: Box::new(inner_children(*input, meta)),
+            input: Box::new(inner_children(*input, est, meta)),
             pred,
         },
-        other => order_joins(other, meta),
+        other => order_joins(other, est, meta),
     }
 }
 

@@ -2,9 +2,13 @@
 //! SQL text was compiled before, against the same catalog, skips parsing and
 //! compiling (the sandbox's module cache then skips Cranelift too).
 //!
-//! Compiling is a pure function of the SQL text and the catalog: it names no
-//! user and sees no data; what a user may see is decided where the module
-//! runs. So one entry serves every session and every user. The one input
+//! Compiling is a pure function of the SQL text, the catalog and the row
+//! estimates the home shard lets the user's plans use (which choose join
+//! orders and sides): it sees no data; what a user may see is decided where
+//! the module runs. A statement planned without estimates serves every
+//! session and every user; one planned with them is kept under its text and
+//! the estimates' scope (the session passes a key naming the user they were
+//! given for). The one input
 //! besides those is the statement's time, for `now()` and `current_date`: a
 //! statement that reads it holds it in its module and is never kept here. An entry
 //! is keyed by the text, by whether it was compiled for one shard or several,

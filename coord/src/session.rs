@@ -16,7 +16,7 @@ use crate::cache::StatementCache;
 use crate::fanout::{self, Signer};
 use crate::outcome::{Outcome, SessionError, Step, StepSink};
 use crate::transport::{Claim, Credentials, ShardRun, ShardSession, ShardTransport, Shards};
-use scratchbird_compiler::{self as compiler, QueryKind, Statement};
+use scratchbird_compiler::{self as compiler, Catalog, QueryKind, Statement};
 use scratchbird_host::audit::{AuditLog, AuditRecord};
 use scratchbird_host::envelope::{Consistency, ReadAt, ReadAtWhy};
 use scratchbird_host::{
@@ -52,6 +52,16 @@ const SUBQUERY_NESTING_MAX: usize = 8;
 /// input streams it and keeps only its own state (within the sandbox's
 /// memory limit).
 pub const MERGE_INPUT_BYTES_MAX: usize = 512 << 20;
+
+/// The statement cache's key for `key` planned with the row estimates of
+/// `scope` (see [`Session::planning_catalog`]).
+fn scoped(key: &str, scope: &str) -> String {
+    if scope.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{key}\0rows\0{scope}")
+    }
+}
 
 /// The statement cache's key for a request of one statement with
 /// parameters: its text and every value, each length-prefixed, after a NUL
@@ -351,6 +361,23 @@ impl Session {
             .session()
     }
 
+    /// The catalog a statement of `claim` is planned against: the home
+    /// shard's, with the row estimates that shard lets this user's plans use
+    /// ([`ShardSession::row_estimates`]), and the scope they were given for
+    /// (empty without any), which keys the statement cache: a plan chosen by
+    /// estimates serves only statements planned with the same ones.
+    fn planning_catalog(&mut self, claim: &Claim) -> Result<(Arc<Catalog>, String), HostError> {
+        let home = self.home()?;
+        let cat = home.catalog(claim.attestation.consistency)?;
+        Ok(match home.row_estimates(claim, &cat) {
+            Some((scope, rows)) => (
+                Arc::new(cat.as_ref().clone().with_row_estimates(rows)),
+                scope,
+            ),
+            None => (cat, String::new()),
+        })
+    }
+
     /// Ends the statement's transaction where one was opened to read the
     /// catalog or run (outside BEGIN ... COMMIT).
     fn abandon(&mut self) {
@@ -426,8 +453,8 @@ impl Session {
         let Some(cache) = self.statements.clone() else {
             return Ok(None);
         };
-        let cat = self.home()?.catalog(claim.attestation.consistency)?;
-        let Some(c) = cache.get(key, &cat, self.spread()) else {
+        let (cat, scope) = self.planning_catalog(claim)?;
+        let Some(c) = cache.get(&scoped(key, &scope), &cat, self.spread()) else {
             return Ok(None);
         };
         match self.run_query(&c, claim) {
@@ -543,7 +570,7 @@ impl Session {
         index: usize,
         keep: Option<&str>,
     ) -> Result<Outcome, SessionError> {
-        let cat = self.home()?.catalog(claim.attestation.consistency)?;
+        let (cat, scope) = self.planning_catalog(claim)?;
         // the statement's time (now(), current_date) is the coordinator's
         let now = self.env.now_micros();
         let stmt = match compiler::compile_at(p, &cat, self.slots.len(), Some(now)) {
@@ -574,7 +601,7 @@ impl Session {
                     && c.load.is_none()
                     && !c.volatile
                 {
-                    cache.insert(key, &cat, c.clone());
+                    cache.insert(&scoped(key, &scope), &cat, c.clone());
                 }
                 self.run_query(&c, claim)
             }

@@ -4,6 +4,7 @@
 use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_host::envelope::{Asked, Attestation, Consistency, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
+use scratchbird_types::schema::RowEstimates;
 use scratchbird_types::{BundleHash, Epoch, NodeName};
 use std::sync::Arc;
 
@@ -65,6 +66,21 @@ pub trait ShardSession: Send {
     /// # Errors
     /// The shard could not open a transaction or read its catalog.
     fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError>;
+
+    /// The row estimates the planner may use for a statement of `claim`'s
+    /// user over `catalog` (which chose its join order and join sides), and
+    /// the scope they were given for (the statement cache keeps a plan under
+    /// it). A plan, its EXPLAIN and the order of its unordered rows follow
+    /// the estimates, so a shard gives a principal only those of tables whose
+    /// every row it may read (what `count(*)` tells it anyway). By default,
+    /// none: every table is planned as of unknown size.
+    fn row_estimates(
+        &mut self,
+        _claim: &Claim,
+        _catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn RowEstimates>)> {
+        None
+    }
 
     /// Runs a signed shard stage in the session's transaction (a transaction of
     /// its own, committed when it succeeds, outside BEGIN ... COMMIT), handing

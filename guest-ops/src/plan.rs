@@ -533,6 +533,10 @@ pub enum JoinKind {
     /// build row that matched no probe row, with NULLs for the probe side
     /// (hash joins only).
     Full,
+    /// Drop it, and after the probe side each build row that matched no
+    /// probe row, with NULLs for the probe side: a LEFT JOIN whose kept side
+    /// is the smaller one, built (hash joins only).
+    Right,
 }
 
 /// A physical operator. Its output is a tuple of typed slots.
@@ -662,6 +666,11 @@ pub enum Op {
         /// The three-valued test over the joined tuple; the mark can be NULL
         /// only when there is one.
         test: Option<Expr>,
+        /// Hold the probe side instead (it is the smaller one): its rows go
+        /// into the hash directory with their marks, the build side streams
+        /// past them, and the probe rows come out at the end, in no
+        /// particular order (keyed joins only).
+        build_outer: bool,
     },
     /// Window functions: slots are the input's then one per call. The rows
     /// come out grouped by partition, in ORDER BY order within each.

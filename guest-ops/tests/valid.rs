@@ -686,8 +686,35 @@ fn emission_is_deterministic() {
 }
 
 #[test]
+fn right_hash_joins_validate() {
+    // a LEFT join holding its kept side: RIGHT, its unmatched build rows last
+    let right = Op::HashJoin {
+        probe: Box::new(scan()),
+        build: Box::new(scan()),
+        probe_keys: vec![Expr::Col(3), Expr::Col(0)],
+        build_keys: vec![Expr::Col(3), Expr::Col(0)],
+        kind: JoinKind::Right,
+        residual: Some(Expr::Col(4)),
+    };
+    let op = Op::Project {
+        input: Box::new(right),
+        exprs: vec![Expr::Col(10), Expr::Col(7), Expr::Col(3)],
+    };
+    let bytes = emit(
+        &Program {
+            inits: vec![],
+            pipelines: vec![(op, Sink::Output(0))],
+        },
+        &manifest(&[Prim::Str, Prim::I32, Prim::Str]),
+    )
+    .unwrap();
+    validate(&bytes);
+}
+
+#[test]
 fn mark_joins_validate() {
-    let mark = |keys: bool, test: bool| Op::MarkJoin {
+    let marked = |keys: bool, test: bool, build_outer: bool| Op::MarkJoin {
+        build_outer,
         probe: Box::new(scan()),
         build: Box::new(scan()),
         probe_keys: if keys { vec![Expr::Col(3)] } else { vec![] },
@@ -701,12 +728,16 @@ fn mark_joins_validate() {
             r: c(7),
         }),
     };
+    let mark = |keys: bool, test: bool| marked(keys, test, false);
     let proj = |input: Op| Op::Project {
         input: Box::new(input),
         exprs: vec![Expr::Col(3), Expr::Col(0), Expr::Col(7)],
     };
     let out = vec![Prim::Str, Prim::I32, Prim::Bool];
     for op in [
+        // holding the outer side (its marks in the directory)
+        proj(marked(true, true, true)),
+        proj(marked(true, false, true)),
         proj(mark(true, true)),
         proj(mark(false, true)),
         proj(mark(true, false)),

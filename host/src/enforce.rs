@@ -142,6 +142,16 @@ impl Principal {
         )
     }
 
+    /// Whether this principal may know how many rows table `def` holds: it
+    /// may read the table and its row policy hides none of them. Undecidable
+    /// is no.
+    #[must_use]
+    pub fn may_count(&self, def: &TableDef, cat: &Catalog) -> bool {
+        self.enforcement(def, cat).is_ok_and(|e| {
+            e.grants.select && matches!(e.read, scratchbird_policy::derive::RowFilter::All)
+        })
+    }
+
     pub(crate) fn enforcement(
         &self,
         def: &TableDef,

@@ -539,6 +539,47 @@ fn rows_hidden_from_a_principal_change_nothing_they_can_observe() {
     assert_eq!(more.rows("SELECT count(*) FROM customers"), ["8"]);
 }
 
+/// The plan text of `sql` (an EXPLAIN) as the current principal.
+fn explained(d: &mut Db, sql: &str) -> String {
+    let out = d.s.execute(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    match out.into_iter().last() {
+        Some(Outcome::Explain(text)) => text,
+        other => panic!("no plan from {sql}: {other:?}"),
+    }
+}
+
+#[test]
+fn plans_follow_only_the_row_counts_a_principal_may_know() {
+    // ten invoices of a tenant alice and bob do not see: with them the
+    // invoices outnumber the customers, without them not
+    let rows: Vec<String> = (100..110)
+        .map(|i| format!("({i}, 3, 6, 1.00, 'paid', NULL)"))
+        .collect();
+    let hidden = format!("INSERT INTO invoices VALUES {};", rows.join(", "));
+    let mut plain = db();
+    let mut more = db_with(&hidden);
+    let probe =
+        "EXPLAIN SELECT c.id, i.id FROM customers c LEFT JOIN invoices i ON i.customer_id = c.id";
+    // the owner's plans follow the counts (so the estimates are live): the
+    // LEFT JOIN holds the customers once they are the smaller side
+    plain.as_owner();
+    more.as_owner();
+    let (a, b) = (explained(&mut plain, probe), explained(&mut more, probe));
+    assert!(!a.contains("holds the left side"), "{a}");
+    assert!(b.contains("holds the left side"), "{b}");
+    // a principal whose row policy hides rows of a table is planned as if
+    // its size were unknown: the same plan over either database
+    for user in ["alice", "bob"] {
+        plain.as_user(user);
+        more.as_user(user);
+        assert_eq!(
+            explained(&mut plain, probe),
+            explained(&mut more, probe),
+            "{user} can tell the databases apart by the plan"
+        );
+    }
+}
+
 #[test]
 fn hidden_rows_and_masked_cells_are_counted_for_the_audit_and_never_shown() {
     let mut d = db();

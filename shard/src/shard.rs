@@ -32,7 +32,7 @@ use scratchbird_storage::{
     AsOf, ReadCommittedMode, Storage, StorageError, Transaction, TxnOptions,
 };
 use scratchbird_types::attest::CLOCK_SKEW_MAX_US;
-use scratchbird_types::schema::SchemaVersion;
+use scratchbird_types::schema::{RowEstimates, SchemaVersion};
 use scratchbird_types::{BundleHash, Epoch, NodeName, SqlType, UserName};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -612,6 +612,28 @@ fn may_inspect(access: &Access, txn: &Transaction, tables: &[scratchbird_types::
             tracing::warn!("deciding Inspect: {e}");
             false
         })
+}
+
+/// The row estimates a principal's statements are planned with: only of the
+/// tables whose every row it may read (what `count(*)` would tell it); the
+/// others are planned as of unknown size, so no plan, EXPLAIN or order of
+/// unordered rows depends on rows the bundle hides from it.
+#[derive(Debug)]
+struct CountableRows {
+    all: Arc<dyn RowEstimates>,
+    principal: Arc<scratchbird_host::Principal>,
+    catalog: Arc<Catalog>,
+}
+
+impl RowEstimates for CountableRows {
+    fn rows(&self, table: scratchbird_types::TableId) -> Option<u64> {
+        let def = self.catalog.table(table)?;
+        if self.principal.may_count(def, &self.catalog) {
+            self.all.rows(table)
+        } else {
+            None
+        }
+    }
 }
 
 /// A shard's session for one coordinator session ([`Shard::session`]).
@@ -1677,6 +1699,40 @@ impl ShardSession for ShardSessionOf {
     fn catalog(&mut self, consistency: Consistency) -> Result<Arc<Catalog>, HostError> {
         // the schema the transaction sees, which the compiler binds against as it is
         Ok(self.txn(consistency)?.catalog()?)
+    }
+
+    fn row_estimates(
+        &mut self,
+        claim: &Claim,
+        catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn RowEstimates>)> {
+        // the user the attestation proves (a claim that proves none is
+        // planned without estimates, and refused where it runs)
+        let now = self.shard.storage.env().now_micros();
+        let who = Bound {
+            user: scratchbird_host::envelope::check_claim(
+                &claim.attestation,
+                &claim.asked,
+                self.coordinator(),
+                self.authority.as_ref(),
+                now,
+            )
+            .ok()?,
+            context: claim.asked.context.clone(),
+        };
+        let (access, label) = self.shard.access(&who).ok()?;
+        let all = self.shard.storage.row_estimates();
+        Some(match access {
+            Access::Owner => (label, all),
+            Access::Principal(principal) => (
+                format!("{label}\0{}", who.context.as_deref().unwrap_or("")),
+                Arc::new(CountableRows {
+                    all,
+                    principal,
+                    catalog: catalog.clone(),
+                }),
+            ),
+        })
     }
 
     fn run(

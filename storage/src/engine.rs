@@ -68,13 +68,34 @@ impl Active {
     }
 }
 
+/// The planner's row estimates, read live from the tables' directories: the
+/// rows of their pages plus the records with versions not yet folded into
+/// one (a record in both counts twice; a deletion counts as a row until
+/// folded). Nothing is read from disk.
+#[derive(Debug)]
+struct TableRows(std::sync::Weak<RwLock<HashMap<TableId, Arc<TableStore>>>>);
+
+impl scratchbird_types::schema::RowEstimates for TableRows {
+    fn rows(&self, table: TableId) -> Option<u64> {
+        let tables = self.0.upgrade()?;
+        let store = tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&table)
+            .cloned()?;
+        let st = store.read();
+        let paged: u64 = st.pages.values().map(|m| u64::from(m.rows)).sum();
+        Some(paged.saturating_add(st.delta.len() as u64))
+    }
+}
+
 pub(crate) struct Inner {
     pub db: Database,
     pub ks: Keyspaces,
     pub config: StorageConfig,
     pub tip: Tip,
     pub locks: LockManager,
-    pub tables: RwLock<HashMap<TableId, Arc<TableStore>>>,
+    pub tables: Arc<RwLock<HashMap<TableId, Arc<TableStore>>>>,
     pub commit: Mutex<CommitState>,
     pub commit_cv: Condvar,
     pub visible_cn: AtomicU64,
@@ -311,7 +332,7 @@ impl Inner {
             ks,
             tip,
             locks: LockManager::default(),
-            tables: RwLock::new(HashMap::new()),
+            tables: Arc::new(RwLock::new(HashMap::new())),
             commit: Mutex::new(CommitState {
                 next_cn: last_cn + 1,
                 written: last_cn,
@@ -918,6 +939,11 @@ impl Inner {
         })?;
         crate::catalog::carry_domain_checks(&mut tables, &domains);
         Ok(Catalog::new(tables, indexes, domains).with_views(views))
+    }
+
+    /// Live estimates of every table's rows, for the planner.
+    pub(crate) fn row_estimates(&self) -> Arc<dyn scratchbird_types::schema::RowEstimates> {
+        Arc::new(TableRows(Arc::downgrade(&self.tables)))
     }
 
     /// Calls `f` with every row `view` sees, in key order.

@@ -172,6 +172,15 @@ impl Storage {
         &self.inner.config.env
     }
 
+    /// Live estimates of how many rows each table holds (every row, whoever
+    /// may see it): read from the tables' directories in memory, never from
+    /// a row. Whoever hands them to a planner decides whom its plans serve
+    /// (they count rows a principal's row policy hides).
+    #[must_use]
+    pub fn row_estimates(&self) -> Arc<dyn scratchbird_types::schema::RowEstimates> {
+        self.inner.row_estimates()
+    }
+
     /// Starts a transaction.
     ///
     /// # Errors

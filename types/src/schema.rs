@@ -326,6 +326,18 @@ pub struct Schema {
     views: BTreeMap<ViewId, Arc<ViewDef>>,
     view_names: HashMap<String, ViewId>,
     version: SchemaVersion,
+    /// Where the planner reads how many rows each table holds (not part of
+    /// the version: estimates change with every write).
+    rows: Option<Arc<dyn RowEstimates>>,
+}
+
+/// Live estimates of how many rows a table holds, for the planner's join
+/// order: storage answers from what it already keeps in memory, without
+/// reading a row. An estimate may lag or lead the truth (versions not yet
+/// folded count once each); it changes plans, never results.
+pub trait RowEstimates: Send + Sync + std::fmt::Debug {
+    /// About how many rows `table` holds, if known.
+    fn rows(&self, table: TableId) -> Option<u64>;
 }
 
 impl Default for Schema {
@@ -357,6 +369,7 @@ impl Schema {
             views: BTreeMap::new(),
             view_names: HashMap::new(),
             version: SchemaVersion([0; 32]),
+            rows: None,
         };
         for t in tables {
             s.table_names.insert(t.name.clone(), t.id);
@@ -384,6 +397,20 @@ impl Schema {
         }
         self.version = self.digest();
         self
+    }
+
+    /// This schema with `rows` answering [`Schema::row_estimate`].
+    #[must_use]
+    pub fn with_row_estimates(mut self, rows: Arc<dyn RowEstimates>) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// About how many rows `table` holds, where whoever built this schema
+    /// knows (storage does; a catalog received from elsewhere does not).
+    #[must_use]
+    pub fn row_estimate(&self, table: TableId) -> Option<u64> {
+        self.rows.as_ref().and_then(|r| r.rows(table))
     }
 
     /// A view by id.

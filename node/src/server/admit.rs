@@ -133,6 +133,14 @@ impl ShardSession for GatedSession {
         self.inner.catalog(consistency)
     }
 
+    fn row_estimates(
+        &mut self,
+        claim: &scratchbird_coord::Claim,
+        catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn scratchbird_types::schema::RowEstimates>)> {
+        self.inner.row_estimates(claim, catalog)
+    }
+
     fn run(
         &mut self,
         stage: &SignedEnvelope,

@@ -2,9 +2,21 @@
 
 use super::*;
 
-/// Where an entry of a FULL join's directory records that a probe row matched
-/// it (an i32 between the chain link and the slots).
+/// Where an entry of a FULL or RIGHT join's directory records that a probe
+/// row matched it, and a mark join holding its outer side the entry's mark
+/// (an i32 between the chain link and the slots).
 const MATCHED_AT: u32 = 12;
+
+/// The fields of an [`Op::MarkJoin`].
+#[derive(Clone, Copy)]
+pub(super) struct MarkSides<'a> {
+    pub probe: &'a Op,
+    pub build: &'a Op,
+    pub probe_keys: &'a [Expr],
+    pub build_keys: &'a [Expr],
+    pub residual: Option<&'a Expr>,
+    pub test: Option<&'a Expr>,
+}
 
 impl Gen {
     /// Materialises `build` into a chained hash directory on `build_keys` (rows
@@ -140,6 +152,35 @@ impl Gen {
         Ok(())
     }
 
+    /// [`Gen::chain_walk`] over the entries whose keys equal `keys` computed
+    /// over tuple `t`; none when one of them is NULL (a NULL key matches
+    /// nothing).
+    fn keyed_walk(
+        &mut self,
+        keys: &[Expr],
+        t: &[Val],
+        dir: u32,
+        cap: u32,
+        prims: &[Prim],
+        body: &mut Candidate<'_>,
+    ) -> Result<(), EmitError> {
+        let kv = keys
+            .iter()
+            .map(|k| self.expr(k, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let null = self.any_null(&kv);
+        if let Some(n) = null {
+            self.f.get(n);
+            self.f.i(I::I32Eqz);
+            self.f.if_();
+        }
+        self.chain_walk(dir, cap, &kv, prims, body)?;
+        if null.is_some() {
+            self.f.end();
+        }
+        Ok(())
+    }
+
     /// Skips to the next candidate unless the Bool `p` is TRUE.
     fn unless_true(&mut self, p: &Val) -> Result<(), EmitError> {
         self.f.get(p.v);
@@ -163,23 +204,15 @@ impl Gen {
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
         let probe_prims = self.slots(probe)?;
-        let nulls = (kind == JoinKind::Full).then(|| self.vec_new());
+        // the build rows that may come out unmatched
+        let keeps_build = matches!(kind, JoinKind::Full | JoinKind::Right);
+        let nulls = keeps_build.then(|| self.vec_new());
         let (dir, cap, build_prims) =
             self.hash_build(&probe_prims, build, probe_keys, build_keys, nulls)?;
         self.produce(probe, &mut |g, t| {
-            let kv = probe_keys
-                .iter()
-                .map(|k| g.expr(k, t))
-                .collect::<Result<Vec<_>, _>>()?;
             let matched = g.f.local(ValType::I32);
             g.f.set_i32(matched, 0);
-            let null = g.any_null(&kv);
-            if let Some(n) = null {
-                g.f.get(n);
-                g.f.i(I::I32Eqz);
-                g.f.if_();
-            }
-            g.chain_walk(dir, cap, &kv, &build_prims, &mut |g, bt, rec| {
+            g.keyed_walk(probe_keys, t, dir, cap, &build_prims, &mut |g, bt, rec| {
                 let mut joined = t.to_vec();
                 joined.extend(bt);
                 if let Some(r) = residual {
@@ -187,17 +220,14 @@ impl Gen {
                     g.unless_true(&p)?;
                 }
                 g.f.set_i32(matched, 1);
-                if kind == JoinKind::Full {
+                if keeps_build {
                     g.f.get(rec);
                     g.f.i32c(1);
                     g.f.i(I::I32Store(mem(MATCHED_AT, 2)));
                 }
                 consume(g, &joined)
             })?;
-            if null.is_some() {
-                g.f.end();
-            }
-            if kind != JoinKind::Inner {
+            if matches!(kind, JoinKind::Left | JoinKind::Full) {
                 g.f.get(matched);
                 g.f.i(I::I32Eqz);
                 g.f.if_();
@@ -215,9 +245,9 @@ impl Gen {
         Ok(())
     }
 
-    /// A FULL join's rest, after its probe side: each build row no probe row
-    /// matched (in the directory, or with a NULL key in `list`), with NULLs
-    /// for the probe side.
+    /// A FULL or RIGHT join's rest, after its probe side: each build row no
+    /// probe row matched (in the directory, or with a NULL key in `list`),
+    /// with NULLs for the probe side.
     fn unmatched_build(
         &mut self,
         dir: u32,
@@ -227,9 +257,35 @@ impl Gen {
         build_prims: &[Prim],
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
+        self.dir_entries(dir, cap, &mut |g, e| {
+            g.f.get(e);
+            g.f.i(I::I32Load(mem(MATCHED_AT, 2)));
+            g.f.i(I::I32Eqz);
+            g.f.if_();
+            let mut row = g.null_tuple(probe_prims);
+            row.extend(g.load_record(e, ENTRY_HEAD, build_prims));
+            g.row(consume, &row)?;
+            g.f.end();
+            Ok(())
+        })?;
+        // the rows with a NULL key
+        self.records_walk((arr, len), ENTRY_HEAD, build_prims, &mut |g, bt, _| {
+            let mut row = g.null_tuple(probe_prims);
+            row.extend(bt);
+            consume(g, &row)
+        })
+    }
+
+    /// Calls `body` with each entry of a chained directory (a local holding
+    /// its address), chain by chain.
+    fn dir_entries(
+        &mut self,
+        dir: u32,
+        cap: u32,
+        body: &mut dyn FnMut(&mut Gen, u32) -> Result<(), EmitError>,
+    ) -> Result<(), EmitError> {
         let j = self.f.local(ValType::I32);
         let e = self.f.local(ValType::I32);
-        // the directory's chains
         self.f.set_i32(j, 0);
         let done = self.f.block();
         let lp = self.f.loop_();
@@ -245,14 +301,7 @@ impl Gen {
         self.f.get(e);
         self.f.i(I::I32Eqz);
         self.f.br_if(cd);
-        self.f.get(e);
-        self.f.i(I::I32Load(mem(MATCHED_AT, 2)));
-        self.f.i(I::I32Eqz);
-        self.f.if_();
-        let mut row = self.null_tuple(probe_prims);
-        row.extend(self.load_record(e, ENTRY_HEAD, build_prims));
-        self.row(consume, &row)?;
-        self.f.end();
+        body(self, e)?;
         self.f.get(e);
         self.f.i(I::I32Load(mem(8, 2)));
         self.f.set(e);
@@ -263,26 +312,23 @@ impl Gen {
         self.f.br(lp);
         self.f.end();
         self.f.end();
-        // the rows with a NULL key
-        self.records_walk((arr, len), ENTRY_HEAD, build_prims, &mut |g, bt, _| {
-            let mut row = g.null_tuple(probe_prims);
-            row.extend(bt);
-            consume(g, &row)
-        })
+        Ok(())
     }
 
     /// [`Op::MarkJoin`]: each probe row once, with whether a build row matches it.
-    #[expect(clippy::too_many_arguments, reason = "the fields of Op::MarkJoin")]
     pub(super) fn mark_join(
         &mut self,
-        probe: &Op,
-        build: &Op,
-        probe_keys: &[Expr],
-        build_keys: &[Expr],
-        residual: Option<&Expr>,
-        test: Option<&Expr>,
+        j: &MarkSides<'_>,
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
+        let MarkSides {
+            probe,
+            build,
+            probe_keys,
+            build_keys,
+            residual,
+            test,
+        } = *j;
         let probe_prims = self.slots(probe)?;
         let keyed = !probe_keys.is_empty() || !build_keys.is_empty();
         let (dir, cap, build_prims, all) = if keyed {
@@ -335,22 +381,7 @@ impl Gen {
                 Ok(())
             };
             match all {
-                None => {
-                    let kv = probe_keys
-                        .iter()
-                        .map(|k| g.expr(k, t))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let null = g.any_null(&kv);
-                    if let Some(n) = null {
-                        g.f.get(n);
-                        g.f.i(I::I32Eqz);
-                        g.f.if_();
-                    }
-                    g.chain_walk(dir, cap, &kv, &build_prims, &mut candidate)?;
-                    if null.is_some() {
-                        g.f.end();
-                    }
-                }
+                None => g.keyed_walk(probe_keys, t, dir, cap, &build_prims, &mut candidate)?,
                 Some(all) => g.records_walk(all, 0, &build_prims, &mut candidate)?,
             }
             g.f.end();
@@ -372,6 +403,126 @@ impl Gen {
             });
             g.row(consume, &out)
         })
+    }
+
+    /// [`Op::MarkJoin`] holding its probe (outer) side: the outer rows go
+    /// into a directory on their keys, each with a mark state at
+    /// [`MATCHED_AT`] (0: no candidate made the test TRUE or NULL, 1: one
+    /// made it NULL, 2: one made it TRUE); the build rows stream past them;
+    /// then every outer row comes out with its mark, those with a NULL key
+    /// (which no row matches) FALSE.
+    pub(super) fn mark_join_outer_built(
+        &mut self,
+        j: &MarkSides<'_>,
+        consume: &mut Consume<'_>,
+    ) -> Result<(), EmitError> {
+        if j.probe_keys.is_empty() {
+            return Err(EmitError::Plan(
+                "a mark join holding its outer side needs keys".into(),
+            ));
+        }
+        let inner_prims = self.slots(j.build)?;
+        let list = self.vec_new();
+        let (dir, cap, outer_prims) = self.hash_build(
+            &inner_prims,
+            j.probe,
+            j.build_keys,
+            j.probe_keys,
+            Some(list),
+        )?;
+        let (residual, test) = (j.residual, j.test);
+        self.produce(j.build, &mut |g, t| {
+            g.keyed_walk(
+                j.build_keys,
+                t,
+                dir,
+                cap,
+                &outer_prims,
+                &mut |g, ot, rec| {
+                    // already TRUE: nothing more to learn from this row
+                    g.f.get(rec);
+                    g.f.i(I::I32Load(mem(MATCHED_AT, 2)));
+                    g.f.i32c(2);
+                    g.f.i(I::I32Eq);
+                    g.br_cont()?;
+                    let mut joined = ot;
+                    joined.extend(t.iter().cloned());
+                    if let Some(r) = residual {
+                        let p = g.expr(r, &joined)?;
+                        g.unless_true(&p)?;
+                    }
+                    let Some(x) = test else {
+                        g.set_mark(rec, 2);
+                        return Ok(());
+                    };
+                    let p = g.expr(x, &joined)?;
+                    if p.prim != Prim::Bool {
+                        return Err(EmitError::Plan("a mark test that is not boolean".into()));
+                    }
+                    if let Some(n) = p.null {
+                        // NULL: remembered unless a TRUE comes
+                        g.f.get(n);
+                        g.f.if_();
+                        g.set_mark(rec, 1);
+                        g.f.end();
+                        g.f.get(n);
+                        g.br_cont()?;
+                    }
+                    g.f.get(p.v);
+                    g.f.if_();
+                    g.set_mark(rec, 2);
+                    g.f.end();
+                    Ok(())
+                },
+            )
+        })?;
+        let null = test.map(|_| self.f.local(ValType::I32));
+        self.dir_entries(dir, cap, &mut |g, e| {
+            let mark = g.f.local(ValType::I32);
+            g.f.get(e);
+            g.f.i(I::I32Load(mem(MATCHED_AT, 2)));
+            g.f.i32c(2);
+            g.f.i(I::I32Eq);
+            g.f.set(mark);
+            if let Some(n) = null {
+                g.f.get(e);
+                g.f.i(I::I32Load(mem(MATCHED_AT, 2)));
+                g.f.i32c(1);
+                g.f.i(I::I32Eq);
+                g.f.set(n);
+            }
+            let mut row = g.load_record(e, ENTRY_HEAD, &outer_prims);
+            row.push(Val {
+                prim: Prim::Bool,
+                v: mark,
+                len: 0,
+                null,
+            });
+            g.row(consume, &row)
+        })?;
+        let (arr, _, len) = list;
+        self.records_walk((arr, len), ENTRY_HEAD, &outer_prims, &mut |g, ot, _| {
+            let mark = g.f.local(ValType::I32);
+            g.f.set_i32(mark, 0);
+            if let Some(n) = null {
+                g.f.set_i32(n, 0);
+            }
+            let mut row = ot;
+            row.push(Val {
+                prim: Prim::Bool,
+                v: mark,
+                len: 0,
+                null,
+            });
+            consume(g, &row)
+        })
+    }
+
+    /// Stores mark state `v` in directory entry `rec`.
+    fn set_mark(&mut self, rec: u32, v: i32) {
+        self.f.get(rec);
+        self.f.i32c(v);
+        self.f.i(I::I32Store(mem(MATCHED_AT, 2)));
     }
 
     /// Like [`Gen::row`] (kept for call sites inside an `if`).
@@ -478,9 +629,9 @@ impl Gen {
         cond: Option<&Expr>,
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
-        if kind == JoinKind::Full {
+        if matches!(kind, JoinKind::Full | JoinKind::Right) {
             return Err(EmitError::Unsupported(
-                "a FULL join without equality keys".into(),
+                "a FULL or RIGHT join without equality keys".into(),
             ));
         }
         let ((arr, _cap, len), rprims) = self.materialise(right)?;

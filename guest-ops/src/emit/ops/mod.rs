@@ -17,6 +17,7 @@ use wasm_encoder::{Instruction as I, ValType};
 mod aggregate;
 mod init;
 mod join;
+use join::MarkSides;
 mod recursive;
 mod scan;
 mod sink;
@@ -396,15 +397,22 @@ impl Gen {
                 build_keys,
                 residual,
                 test,
-            } => self.mark_join(
-                probe,
-                build,
-                probe_keys,
-                build_keys,
-                residual.as_ref(),
-                test.as_ref(),
-                consume,
-            ),
+                build_outer,
+            } => {
+                let j = MarkSides {
+                    probe,
+                    build,
+                    probe_keys,
+                    build_keys,
+                    residual: residual.as_ref(),
+                    test: test.as_ref(),
+                };
+                if *build_outer {
+                    self.mark_join_outer_built(&j, consume)
+                } else {
+                    self.mark_join(&j, consume)
+                }
+            }
             Op::Window {
                 input,
                 partition,
