@@ -362,6 +362,7 @@ impl Ctx<'_> {
             timing: false,
             timeout_ms: 60_000,
             memory_mib: 512,
+            cache_mib: 256,
             bundle: None,
             user: None,
             context: None,

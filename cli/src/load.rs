@@ -488,6 +488,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         timing: args.timing,
         timeout_ms: args.timeout_ms,
         memory_mib: 512,
+        cache_mib: 256,
         bundle: args.bundle,
         user: args.user,
         context: args.context,

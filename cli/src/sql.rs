@@ -9,7 +9,10 @@ use scratchbird_host::audit::AuditLog;
 use scratchbird_host::envelope::Consistency;
 use scratchbird_host::{Access, Principal, Sandbox, SandboxLimits};
 use scratchbird_policy::derive::{Deriver, SecurityContext};
-use scratchbird_shard::{LocalSession, Outcome, SessionError, display_value, open_storage};
+use scratchbird_shard::{
+    LocalSession, Outcome, SessionError, StorageSizes, display_value, open_storage_keeping,
+};
+use scratchbird_types::env::SystemEnv;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +79,12 @@ pub struct SqlArgs {
     /// Sandbox memory limit per query, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     pub memory_mib: usize,
+    /// With --local: the buffer pool of parsed pages, in MiB (as a node's
+    /// `limits.page_cache_mib`). A table scanned often whose pages do not fit
+    /// is read and checked again from the key-value store on every scan.
+    #[arg(long, value_name = "MIB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(16..=65_536))]
+    pub cache_mib: u64,
     /// Run as a principal under this security bundle (with --user): rows, columns
     /// and masks as the bundle allows. Without it you are the data directory's
     /// owner and nothing is filtered.
@@ -650,10 +659,20 @@ pub fn run(args: &SqlArgs) -> Result<()> {
     })
 }
 
+/// How `--local` sizes its storage: `--cache-mib` of parsed pages, the
+/// defaults otherwise (a node's retention and key-value cache).
+fn local_sizes(args: &SqlArgs) -> StorageSizes {
+    StorageSizes {
+        retention_secs: 900,
+        page_cache_bytes: usize::try_from(args.cache_mib << 20).unwrap_or(usize::MAX),
+        kv_cache_bytes: 256 << 20,
+    }
+}
+
 fn run_local(local: &std::path::Path, args: &SqlArgs) -> Result<()> {
     std::fs::create_dir_all(local)
         .with_context(|| format!("creating the data directory {}", local.display()))?;
-    let storage = open_storage(local)
+    let storage = open_storage_keeping(local, Arc::new(SystemEnv::default()), local_sizes(args))
         .with_context(|| format!("opening the data directory {}", local.display()))?;
     let limits = SandboxLimits {
         timeout_ms: args.timeout_ms,

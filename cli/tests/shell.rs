@@ -139,3 +139,24 @@ fn describing_commands_list_tables_views_and_a_table_s_columns_and_keys() {
         assert!(out.contains(line), "{line}: {out}");
     }
 }
+
+#[test]
+fn the_page_cache_of_a_local_directory_is_sized_within_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |mib: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sb"))
+            .args(["sql", "--local"])
+            .arg(dir.path())
+            .args(["--cache-mib", mib, "-c", "SELECT 41 + 1 AS x"])
+            .env("HOME", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    let small = run("8");
+    assert!(!small.status.success());
+    let err = String::from_utf8(small.stderr).unwrap();
+    assert!(err.contains("--cache-mib") && err.contains("16..=65536"), "{err}");
+    let ok = run("64");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8(ok.stdout).unwrap().contains("42"));
+}

@@ -221,6 +221,8 @@ fn sb_query(
     c.args(["--format", "csv", "--timing"])
         .args(["--timeout-ms", &a.timeout_ms.to_string()])
         .args(["--memory-mib", &a.memory_mib.to_string()])
+        // the buffer pool PostgreSQL gets (shared_buffers=3GB)
+        .args(["--cache-mib", "3072"])
         .arg("-f")
         .arg(&f);
     let o = c.output().map_err(|e| e.to_string())?;
