@@ -155,8 +155,15 @@ fn the_page_cache_of_a_local_directory_is_sized_within_bounds() {
     let small = run("8");
     assert!(!small.status.success());
     let err = String::from_utf8(small.stderr).unwrap();
-    assert!(err.contains("--cache-mib") && err.contains("16..=65536"), "{err}");
+    assert!(
+        err.contains("--cache-mib") && err.contains("16..=65536"),
+        "{err}"
+    );
     let ok = run("64");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8(ok.stdout).unwrap().contains("42"));
 }
