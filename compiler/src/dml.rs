@@ -148,6 +148,7 @@ pub(crate) fn finish_write(
     Ok(Compiled {
         kind: w.kind,
         hash: hash(&module),
+        planned_with: crate::planned_with(cat, &manifest),
         plan,
         module,
         manifest,

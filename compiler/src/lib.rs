@@ -110,6 +110,34 @@ pub struct Compiled {
     /// It holds the statement's time (`now()`, `current_date`): never kept
     /// in a statement cache.
     pub volatile: bool,
+    /// The row estimates its plan was chosen with: each table it reads and
+    /// the scale of its estimate then ([`estimate_scale`]). A statement
+    /// cache serves it only while they are still of that scale.
+    pub planned_with: Vec<(scratchbird_types::TableId, Option<u32>)>,
+}
+
+/// The scale of `table`'s row estimate in `catalog`: the power of two at or
+/// above it (0 for an empty table; `None` without an estimate). A table
+/// that has doubled or halved has changed scale, and plans chosen for the
+/// old one are chosen again.
+#[must_use]
+pub fn estimate_scale(catalog: &Catalog, table: scratchbird_types::TableId) -> Option<u32> {
+    catalog
+        .row_estimate(table)
+        .map(|n| u64::BITS - n.leading_zeros())
+}
+
+/// The tables `manifest` reads with the scales of their estimates.
+pub(crate) fn planned_with(
+    catalog: &Catalog,
+    manifest: &PlanManifest,
+) -> Vec<(scratchbird_types::TableId, Option<u32>)> {
+    let tables: std::collections::BTreeSet<scratchbird_types::TableId> =
+        manifest.scans.iter().map(|s| s.table).collect();
+    tables
+        .into_iter()
+        .map(|t| (t, estimate_scale(catalog, t)))
+        .collect()
 }
 
 impl Compiled {
@@ -118,6 +146,15 @@ impl Compiled {
     #[must_use]
     pub fn fits(&self, spread: bool) -> bool {
         self.kind != QueryKind::Select || self.spread == spread
+    }
+
+    /// Whether `catalog`'s row estimates are of the scale its plan was
+    /// chosen with ([`estimate_scale`]).
+    #[must_use]
+    pub fn planned_alike(&self, catalog: &Catalog) -> bool {
+        self.planned_with
+            .iter()
+            .all(|(t, s)| estimate_scale(catalog, *t) == *s)
     }
 }
 
@@ -1450,6 +1487,7 @@ fn finish_select(
     Ok(Compiled {
         kind: QueryKind::Select,
         hash: hash(&module),
+        planned_with: planned_with(cat, &manifest),
         plan,
         module,
         manifest,

@@ -8,7 +8,10 @@
 //! the module runs. A statement planned without estimates serves every
 //! session and every user; one planned with them is kept under its text and
 //! the estimates' scope (the session passes a key naming the user they were
-//! given for). The one input
+//! given for), and only while each table it reads keeps the scale its
+//! estimate had (`Compiled::planned_alike`: the same power of two), so a
+//! plan chosen over an empty table is chosen again once the table has
+//! rows. The one input
 //! besides those is the statement's time, for `now()` and `current_date`: a
 //! statement that reads it holds it in its module and is never kept here. An entry
 //! is keyed by the text, by whether it was compiled for one shard or several,
@@ -137,7 +140,7 @@ impl StatementCache {
         let found = g
             .pinned(catalog.version())
             .and_then(|p| p.statements.get(sql))
-            .filter(|e| e.compiled.fits(spread))
+            .filter(|e| e.compiled.fits(spread) && e.compiled.planned_alike(catalog))
             .map(|e| e.compiled.clone());
         if found.is_some() {
             g.hits += 1;
@@ -163,12 +166,13 @@ impl StatementCache {
         if g.pinned(version).is_some_and(|p| {
             p.statements
                 .get(sql)
-                .is_some_and(|e| e.compiled.fits(spread))
+                .is_some_and(|e| e.compiled.fits(spread) && e.compiled.planned_alike(catalog))
         }) {
             return;
         }
         // the same text compiled for another number of shards (the shard map
-        // changed) gives way
+        // changed), or planned when its tables' estimates were of another
+        // scale, gives way
         if let Some(old) = g.pinned(version).and_then(|p| p.statements.remove(sql)) {
             g.entries -= 1;
             g.bytes -= old.bytes;
@@ -272,6 +276,45 @@ mod tests {
         assert!(cache.get("SELECT 1", &a, true).is_some());
         assert!(cache.get("SELECT 1", &a, false).is_none());
         assert_eq!(cache.figures().0, 1);
+    }
+
+    #[derive(Debug)]
+    struct Rows(u64);
+
+    impl scratchbird_types::schema::RowEstimates for Rows {
+        fn rows(&self, _table: TableId) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn a_plan_chosen_by_estimates_serves_while_they_keep_their_scale() {
+        let cache = StatementCache::default();
+        let at = |n: u64| schema(0).with_row_estimates(Arc::new(Rows(n)));
+        let c = compiled("SELECT a FROM t0", &at(1000));
+        assert_eq!(c.planned_with.len(), 1);
+        cache.insert("SELECT a FROM t0", &at(1000), c.clone());
+        // grown, but within its power of two: the same plan
+        assert!(Arc::ptr_eq(
+            &cache.get("SELECT a FROM t0", &at(1020), false).unwrap(),
+            &c
+        ));
+        // doubled (or without estimates): planned anew, and the new plan
+        // takes the old one's place
+        assert!(cache.get("SELECT a FROM t0", &at(2100), false).is_none());
+        assert!(cache.get("SELECT a FROM t0", &schema(0), false).is_none());
+        let d = compiled("SELECT a FROM t0", &at(2100));
+        cache.insert("SELECT a FROM t0", &at(2100), d.clone());
+        assert!(Arc::ptr_eq(
+            &cache.get("SELECT a FROM t0", &at(4000), false).unwrap(),
+            &d
+        ));
+        assert!(cache.get("SELECT a FROM t0", &at(1000), false).is_none());
+        assert_eq!(cache.figures().0, 1);
+        // a statement that reads no table is planned alike at any scale
+        let one = compiled("SELECT 1", &at(5));
+        cache.insert("SELECT 1", &at(5), one);
+        assert!(cache.get("SELECT 1", &at(1 << 40), false).is_some());
     }
 
     #[test]
