@@ -323,6 +323,18 @@ impl Page {
             })
     }
 
+    /// Column `col` of row `i` as a value.
+    pub(crate) fn value(&self, col: usize, i: usize) -> Result<Value> {
+        let ty = self
+            .types
+            .get(col)
+            .ok_or(StorageError::Internal("page column out of range"))?;
+        match self.raw(col, i) {
+            None => Ok(Value::Null),
+            Some(raw) => value_from_bytes(ty, raw).map_err(StorageError::from),
+        }
+    }
+
     /// Row `i` as values.
     pub(crate) fn values(&self, i: usize) -> Result<Vec<Value>> {
         self.types

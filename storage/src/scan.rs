@@ -45,7 +45,20 @@ pub enum ScanRange {
         /// Upper bound.
         upper: Bound<Vec<Value>>,
     },
+    /// Records whose key (`index`: `None` the primary key, else that index's)
+    /// begins with one of `points` (each a prefix of the key columns, all of
+    /// one length), point after point in key order; a point given twice is
+    /// read once. At most [`POINTS_MAX`] points.
+    Points {
+        /// The index, or `None` for the primary key.
+        index: Option<IndexId>,
+        /// The key prefixes.
+        points: Vec<Vec<Value>>,
+    },
 }
+
+/// Most points one [`ScanRange::Points`] scan may read.
+pub const POINTS_MAX: usize = 1 << 20;
 
 /// Decides which rows a selecting scan returns, before their columns are copied
 /// (see [`Transaction::next_batch_where`]): a row filter over a few columns. A row
@@ -140,6 +153,9 @@ pub struct ScanCursor {
     index: Option<Arc<IndexDef>>,
     cursor: Cursor,
     done: bool,
+    /// The ranges `[lo, hi)` of the points still to read after the current
+    /// one (a [`ScanRange::Points`] scan), next first.
+    points: std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
     blocked: Option<TxnId>,
     gc: Vec<Vec<u8>>,
     /// Rows a selector decided and the scan went past, and how many of them it
@@ -193,6 +209,42 @@ fn bounds(
         Bound::Excluded(v) => Some(enc(v)?),
     };
     Ok((lo, hi, empty))
+}
+
+/// The byte ranges `[lo, hi)` of `points` (key prefixes over `types`), in
+/// key order, each once.
+fn point_ranges(
+    types: &[SqlType],
+    points: &[Vec<Value>],
+) -> Result<std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>> {
+    if points.len() > POINTS_MAX {
+        return Err(StorageError::InvalidDefinition {
+            object: "scan by points".into(),
+            reason: "more points than a scan may read",
+        });
+    }
+    let mut enc = Vec::with_capacity(points.len());
+    for p in points {
+        if p.is_empty() || p.len() > types.len() {
+            return Err(StorageError::InvalidDefinition {
+                object: "scan point".into(),
+                reason: "a point needs between one value and as many as the key has columns",
+            });
+        }
+        let mut k = Vec::new();
+        encode_key(types, p, &mut k)?;
+        crate::table::check_key_len(&k)?;
+        enc.push(k);
+    }
+    enc.sort_unstable();
+    enc.dedup();
+    Ok(enc
+        .into_iter()
+        .map(|k| {
+            let hi = prefix_successor(&k);
+            (k, hi)
+        })
+        .collect())
 }
 
 impl<'t> Scan<'t> {
@@ -254,6 +306,7 @@ impl ScanCursor {
                 name: format!("{}.#{c}", store.def.name),
             })?);
         }
+        let mut ranges = std::collections::VecDeque::new();
         let (lo, hi, empty) = match (&spec.range, &index) {
             (ScanRange::All, _) => (None, None, false),
             (ScanRange::Key { lower, upper }, _) => bounds(&store.key_types, lower, upper)?,
@@ -267,6 +320,34 @@ impl ScanCursor {
             }
             (ScanRange::Index { .. }, None) => {
                 return Err(StorageError::Internal("index scan without index"));
+            }
+            (
+                ScanRange::Points {
+                    index: None,
+                    points,
+                },
+                _,
+            ) => {
+                ranges = point_ranges(&store.key_types, points)?;
+                (None, None, true)
+            }
+            (
+                ScanRange::Points {
+                    index: Some(_),
+                    points,
+                },
+                Some(idx),
+            ) => {
+                let types: Vec<SqlType> = idx
+                    .columns
+                    .iter()
+                    .filter_map(|&c| store.types.get(c).copied())
+                    .collect();
+                ranges = point_ranges(&types, points)?;
+                (None, None, true)
+            }
+            (ScanRange::Points { .. }, None) => {
+                return Err(StorageError::Internal("index points without index"));
             }
         };
         let done = empty || matches!((&lo, &hi), (Some(l), Some(h)) if l >= h);
@@ -288,6 +369,7 @@ impl ScanCursor {
             index,
             cursor: Cursor::Start,
             done,
+            points: ranges,
             blocked: None,
             gc: Vec::new(),
             examined: 0,
@@ -591,13 +673,24 @@ impl ScanCursor {
             }
             self.refresh_view(txn);
             let mut w = BatchWriter::new(layout, buf)?;
-            let n = if self.done {
-                0
-            } else if self.index.is_some() {
-                self.fill_index(txn, &mut w, keys.as_deref_mut(), sel.as_deref_mut())?
-            } else {
-                self.fill_keys(txn, &mut w, keys.as_deref_mut(), sel.as_deref_mut())?
-            };
+            let rows_max = layout.rows_max() as usize;
+            let mut n = 0;
+            loop {
+                if self.done {
+                    // the next point, if any, while the batch has room
+                    if n == rows_max || self.blocked.is_some() || !self.next_point() {
+                        break;
+                    }
+                }
+                n = if self.index.is_some() {
+                    self.fill_index(txn, &mut w, n, keys.as_deref_mut(), sel.as_deref_mut())?
+                } else {
+                    self.fill_keys(txn, &mut w, n, keys.as_deref_mut(), sel.as_deref_mut())?
+                };
+                if !self.done {
+                    break;
+                }
+            }
             w.finish(n)?;
             if !self.gc.is_empty() {
                 let keys = std::mem::take(&mut self.gc);
@@ -608,6 +701,19 @@ impl ScanCursor {
             }
             return Ok(n);
         }
+    }
+
+    /// Moves to the next point of a [`ScanRange::Points`] scan; false when
+    /// there is none.
+    fn next_point(&mut self) -> bool {
+        let Some((lo, hi)) = self.points.pop_front() else {
+            return false;
+        };
+        self.lo = Some(lo);
+        self.hi = hi;
+        self.cursor = Cursor::Start;
+        self.done = false;
+        true
     }
 
     /// READ COMMITTED RECORD_VERSION / NO RECORD_VERSION read the newest commits at
@@ -651,6 +757,7 @@ impl ScanCursor {
         &mut self,
         txn: &Transaction,
         w: &mut BatchWriter<'_>,
+        from: usize,
         mut keys: Option<&mut Vec<RecordKey>>,
         mut sel: Option<&mut (dyn RowSelect + '_)>,
     ) -> Result<usize> {
@@ -658,7 +765,7 @@ impl ScanCursor {
         let inner = txn.inner.clone();
         let st = store.read();
         let rows_max = w.layout().rows_max() as usize;
-        let mut n = 0usize;
+        let mut n = from;
         while n < rows_max && !self.done {
             let pos: Bound<Vec<u8>> = match &self.cursor {
                 Cursor::Start => self.lo.clone().map_or(Bound::Unbounded, Bound::Included),
@@ -899,11 +1006,12 @@ impl ScanCursor {
         &mut self,
         txn: &Transaction,
         w: &mut BatchWriter<'_>,
+        from: usize,
         mut keys: Option<&mut Vec<RecordKey>>,
         mut sel: Option<&mut (dyn RowSelect + '_)>,
     ) -> Result<usize> {
         let Some(idx) = self.index.clone() else {
-            return Ok(0);
+            return Ok(from);
         };
         let store = self.store.clone();
         let inner = txn.inner.clone();
@@ -921,7 +1029,7 @@ impl ScanCursor {
         };
         let st = store.read();
         let rows_max = w.layout().rows_max() as usize;
-        let mut n = 0usize;
+        let mut n = from;
         let mut exhausted = true;
         for kv in inner.ks.index.range((start, end)) {
             if n == rows_max {
@@ -941,7 +1049,7 @@ impl ScanCursor {
             if let Some(src) = store.visible_row(&st, &inner.pages(), &inner.tip, self.view, rk)? {
                 // Entries exist for every retained version: keep the one that matches
                 // the version this snapshot sees, so the result equals a table scan.
-                if store.index_key_of(&idx, &store.row_values(&src)?)? == ik {
+                if store.index_key_of_row(&idx, &src)? == ik {
                     let take = match sel.as_deref_mut() {
                         None => true,
                         Some(s) => self.select_row(&src, s)?,

@@ -375,6 +375,23 @@ impl TableStore {
         }
     }
 
+    /// The index key of row `row` for `index`, reading only the index's
+    /// columns of a page row.
+    pub(crate) fn index_key_of_row(&self, index: &IndexDef, row: &RowSource) -> Result<Vec<u8>> {
+        match row {
+            RowSource::Delta(_) => self.index_key_of(index, &self.row_values(row)?),
+            RowSource::Page(page, i) => {
+                let mut values = vec![Value::Null; self.types.len()];
+                for &c in &index.columns {
+                    if let Some(v) = values.get_mut(c) {
+                        *v = page.value(c, *i)?;
+                    }
+                }
+                self.index_key_of(index, &values)
+            }
+        }
+    }
+
     /// The index key of a row for `index`, `None` if a key column is NULL and the
     /// index is unique (NULLs never collide).
     pub(crate) fn index_key_of(&self, index: &IndexDef, values: &[Value]) -> Result<Vec<u8>> {

@@ -885,7 +885,10 @@ impl Transaction {
         self.check_active()?;
         let (def, store) = self.table_for(spec.table)?;
         let index = match &spec.range {
-            crate::scan::ScanRange::Index { index, .. } => {
+            crate::scan::ScanRange::Index { index, .. }
+            | crate::scan::ScanRange::Points {
+                index: Some(index), ..
+            } => {
                 let cat = self.catalog()?;
                 let idx = cat
                     .index(*index)
