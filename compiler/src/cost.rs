@@ -85,6 +85,11 @@ impl<'a> Estimator<'a> {
         Self { cat }
     }
 
+    /// The catalog it estimates from.
+    pub(crate) fn catalog(&self) -> &'a Catalog {
+        self.cat
+    }
+
     /// Rows and unique sets of `rel`, bottom up (each node once).
     pub(crate) fn info(&self, rel: &Rel) -> Info {
         let (rows, uniques) = match rel {
@@ -200,8 +205,28 @@ impl<'a> Estimator<'a> {
                         let conds = e.clone().conjuncts();
                         self.pair_sel(&conds, &sides)
                     });
+                // a side whose unique key the equalities cover matches each
+                // row of the other side at most once: that side's unique
+                // sets stay unique in the join
+                let mut uniques = Vec::new();
+                if matches!(kind, JoinType::Inner | JoinType::Cross)
+                    && let Some(e) = on
+                {
+                    let (lk, rk) = equi_cols(&e.clone().conjuncts(), &sides[0].0);
+                    let covers = |i: &Info, keys: &HashSet<ColId>| {
+                        i.uniques
+                            .iter()
+                            .any(|u| !u.cols.is_empty() && u.cols.iter().all(|c| keys.contains(c)))
+                    };
+                    if covers(&r, &rk) {
+                        uniques.extend(l.uniques.iter().cloned());
+                    }
+                    if covers(&l, &lk) {
+                        uniques.extend(r.uniques.iter().cloned());
+                    }
+                }
                 match kind {
-                    JoinType::Inner | JoinType::Cross => (inner, Vec::new()),
+                    JoinType::Inner | JoinType::Cross => (inner, uniques),
                     JoinType::Left => (inner.max(l.rows), Vec::new()),
                     JoinType::Full => (inner.max(l.rows).max(r.rows), Vec::new()),
                 }
@@ -290,6 +315,24 @@ impl<'a> Estimator<'a> {
         };
         others / domain.max(1.0)
     }
+}
+
+/// The columns of the left side (`lcols`) and of the right side that the
+/// equalities among `conds` join on.
+fn equi_cols(conds: &[BExpr], lcols: &HashSet<ColId>) -> (HashSet<ColId>, HashSet<ColId>) {
+    let mut l = HashSet::new();
+    let mut r = HashSet::new();
+    for c in conds {
+        if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind
+            && let (Some(x), Some(y)) = (as_col(a), as_col(b))
+            && lcols.contains(&x) != lcols.contains(&y)
+        {
+            let (lx, ry) = if lcols.contains(&x) { (x, y) } else { (y, x) };
+            l.insert(lx);
+            r.insert(ry);
+        }
+    }
+    (l, r)
 }
 
 /// `a = b` over one relation.

@@ -139,7 +139,15 @@ fn join_line(rel: &Rel, meta: &HashMap<ColId, ColMeta>, est: Option<&Estimator<'
             on.as_ref()
                 .map(|e| format!(" on {}", expr(e, meta)))
                 .unwrap_or_default(),
-            held(est, *kind == JoinType::Left, left, right, on.as_ref())
+            {
+                let mut h = held(est, *kind == JoinType::Left, left, right, on.as_ref()).to_owned();
+                if let Some(c) =
+                    est.and_then(|e| crate::lookup::for_join(e, left, right, *kind, on.as_ref()))
+                {
+                    let _ = write!(h, " ({})", c.describe());
+                }
+                h
+            }
         ),
         Rel::Mark {
             on,
@@ -186,6 +194,8 @@ fn walk(
                 ScanRangeDecl::Written { target } => {
                     format!(": the rows write {target} wrote (RETURNING)")
                 }
+                // chosen while lowering, not in the logical plan
+                ScanRangeDecl::Lookup { .. } => " by lookup".to_owned(),
             };
             format!(
                 "Scan {}{r}{}",

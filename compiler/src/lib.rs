@@ -19,6 +19,7 @@ mod explain;
 mod fold;
 pub mod limits;
 pub mod logical;
+mod lookup;
 mod lower;
 mod optimize;
 pub mod params;

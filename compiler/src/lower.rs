@@ -7,8 +7,8 @@ use crate::catalog::TableDef;
 use crate::error::{CompileError, codes};
 use crate::logical::{AggKind, BExpr, BK, ColId, ColMeta, InitKind, JoinType, Rel};
 use scratchbird_guest_ops::abi::{
-    ABI_VERSION, InputDecl, OnConflict, OutputDecl, PlanManifest, ScanColumn, ScanDecl, WriteDecl,
-    WriteKind,
+    ABI_VERSION, InputDecl, OnConflict, OutputDecl, PlanManifest, ScanColumn, ScanDecl,
+    ScanRangeDecl, WriteDecl, WriteKind,
 };
 use scratchbird_guest_ops::plan::{
     AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
@@ -534,6 +534,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) manifest: PlanManifest,
     /// Row estimates, which choose the side a LEFT or mark join holds.
     est: Option<crate::cost::Estimator<'a>>,
+    /// The manifest scan that reads each column of a table scan lowered.
+    scan_at: HashMap<ColId, usize>,
 }
 
 impl<'a> Builder<'a> {
@@ -562,6 +564,7 @@ impl<'a> Builder<'a> {
                 inputs: Vec::new(),
             },
             est: None,
+            scan_at: HashMap::new(),
         }
     }
 
@@ -914,6 +917,8 @@ impl<'a> Builder<'a> {
             heap_bytes: heap_for(&types),
         });
         schema.extend(key);
+        let at = self.manifest.scans.len() - 1;
+        self.scan_at.extend(cols.iter().map(|c| (*c, at)));
         Ok((
             Op::Scan {
                 scan: self.manifest.scans.len() - 1,
@@ -987,8 +992,12 @@ impl<'a> Builder<'a> {
             JoinType::Full => JoinKind::Full,
             JoinType::Inner | JoinType::Cross => JoinKind::Inner,
         };
+        let choice = self
+            .est
+            .as_ref()
+            .and_then(|e| crate::lookup::for_join(e, left, right, kind, on));
         if kind == JoinType::Left && self.holds_left(left, right, on) {
-            return self.left_join_held(left, right, on);
+            return self.left_join_held(left, right, on, choice);
         }
         // a FULL join without an equality still hashes (on a constant), so
         // that its matched flags find the build rows no probe row matched
@@ -1004,6 +1013,10 @@ impl<'a> Builder<'a> {
                 j.joined,
             ));
         }
+        let lookup = match choice {
+            Some(c) if jkind == JoinKind::Inner => self.lookup(&c, &j),
+            _ => None,
+        };
         Ok((
             Op::HashJoin {
                 probe: Box::new(j.lop),
@@ -1012,9 +1025,37 @@ impl<'a> Builder<'a> {
                 build_keys: j.build_keys,
                 kind: jkind,
                 residual: j.residual,
+                lookup,
             },
             j.joined,
         ))
+    }
+
+    /// Makes the scan `c` chose, lowered on `j`'s probe side, a lookup by
+    /// `j`'s build keys; `None` (and no change) where the lowered join does
+    /// not match the choice.
+    fn lookup(
+        &mut self,
+        c: &crate::lookup::Choice<'_>,
+        j: &JoinSides,
+    ) -> Option<scratchbird_guest_ops::plan::Lookup> {
+        let at = *self.scan_at.get(c.scan_cols.first()?)?;
+        for (i, col) in c.pairs.iter().zip(&c.probe_cols) {
+            match j.probe_keys.get(*i)? {
+                Expr::Col(slot) if j.lschema.get(*slot) == Some(col) => {}
+                _ => return None,
+            }
+            j.build_keys.get(*i)?;
+        }
+        let decl = self.manifest.scans.get_mut(at)?;
+        if decl.range != ScanRangeDecl::All || decl.with_keys || decl.table != c.table.id {
+            return None;
+        }
+        decl.range = c.range();
+        Some(scratchbird_guest_ops::plan::Lookup {
+            scan: at,
+            keys: c.pairs.clone(),
+        })
     }
 
     /// A LEFT JOIN holding its left side: a RIGHT hash join probed by the
@@ -1024,8 +1065,10 @@ impl<'a> Builder<'a> {
         left: &Rel,
         right: &Rel,
         on: Option<&BExpr>,
+        choice: Option<crate::lookup::Choice<'_>>,
     ) -> Result<(Op, Vec<ColId>), CompileError> {
         let j = self.join_sides(right, left, on, false)?;
+        let lookup = choice.and_then(|c| self.lookup(&c, &j));
         let k = j.lschema.len();
         let n = j.joined.len();
         let order: Vec<usize> = (k..n).chain(0..k).collect();
@@ -1043,6 +1086,7 @@ impl<'a> Builder<'a> {
                     build_keys: j.build_keys,
                     kind: JoinKind::Right,
                     residual: j.residual,
+                    lookup,
                 }),
                 exprs: order.into_iter().map(Expr::Col).collect(),
             },

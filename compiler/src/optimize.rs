@@ -505,6 +505,45 @@ fn factor(preds: Vec<BExpr>) -> Vec<BExpr> {
     out
 }
 
+/// What OR `p` implies for columns `cols` alone: the OR of each branch's
+/// conditions on them, when every branch has some. TPC-H Q19's condition
+/// `(p_brand = 'Brand#12' AND ... AND l_quantity <= 11) OR (...) OR (...)`
+/// implies `(p_brand = 'Brand#12' AND ...) OR (...) OR (...)` for part,
+/// which filters part before the join (and is kept in the join too).
+fn implied(p: &BExpr, cols: &HashSet<ColId>) -> Option<BExpr> {
+    if !matches!(p.kind, BK::Or(..)) {
+        return None;
+    }
+    let mut terms = Vec::new();
+    disjuncts(p.clone(), &mut terms);
+    let mut branches = Vec::with_capacity(terms.len());
+    for t in terms {
+        let mine: Vec<BExpr> = t
+            .conjuncts()
+            .into_iter()
+            .filter(|c| {
+                let used = cols_of(c);
+                !used.is_empty() && used.is_subset(cols)
+            })
+            .collect();
+        branches.push(BExpr::and_all(mine)?);
+    }
+    BExpr::or_all(branches)
+}
+
+/// Whether a filter in `rel` (through joins) already has conjunct `e`.
+fn has_conjunct(rel: &Rel, e: &BExpr) -> bool {
+    match rel {
+        Rel::Filter { input, pred } => {
+            pred.clone().conjuncts().contains(e) || has_conjunct(input, e)
+        }
+        Rel::Join { left, right, .. } | Rel::Mark { left, right, .. } => {
+            has_conjunct(left, e) || has_conjunct(right, e)
+        }
+        _ => false,
+    }
+}
+
 /// Pushes filter conjuncts as far down as they can go.
 fn pushdown(rel: Rel) -> Rel {
     match rel {
@@ -558,6 +597,17 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
                     rp.push(p);
                 } else {
                     jp.push(p);
+                }
+            }
+            // what an OR over both sides implies for each side alone
+            for p in &jp {
+                for (side, cols, preds) in [(&left, &lcols, &mut lp), (&right, &rcols, &mut rp)] {
+                    if let Some(e) = implied(p, cols)
+                        && !preds.contains(&e)
+                        && !has_conjunct(side, &e)
+                    {
+                        preds.push(e);
+                    }
                 }
             }
             let on = BExpr::and_all(jp);

@@ -204,3 +204,86 @@ fn the_same_statement_and_estimates_compile_to_the_same_module() {
     };
     assert_eq!(compiled(), compiled());
 }
+
+/// `star(true)` with an index on `fact (d2, v)`.
+fn star_indexed() -> Catalog {
+    let tables = vec![
+        table(1, "fact", &["id", "d1", "d2", "v"]),
+        table(2, "dim1", &["id", "x"]),
+        table(3, "dim2", &["id", "y"]),
+    ];
+    let index = scratchbird_types::schema::IndexDef {
+        id: scratchbird_types::IndexId::from_bytes([9; 16]),
+        name: "fact_d2".into(),
+        table: TableId::from_bytes([1; 16]),
+        columns: vec![2, 3],
+        unique: false,
+    };
+    let rows = Rows(HashMap::from([
+        (TableId::from_bytes([1; 16]), 1_000_000),
+        (TableId::from_bytes([2; 16]), 100),
+        (TableId::from_bytes([3; 16]), 1_000),
+    ]));
+    Catalog::new(tables, vec![index], vec![]).with_row_estimates(Arc::new(rows))
+}
+
+#[test]
+fn a_few_build_keys_look_the_large_side_up_by_an_index() {
+    let cat = star_indexed();
+    // dim2 filtered to about 100 rows: about 1,000 fact rows per key found
+    // through fact_d2, against a scan of a million
+    let p = plan(
+        &cat,
+        "SELECT count(*) FROM fact JOIN dim2 ON fact.d2 = dim2.id WHERE dim2.y = 7 AND dim2.id < 500",
+    );
+    assert!(p.contains("(looks up fact by index fact_d2, up to "), "{p}");
+    // no index leads with d1: a scan
+    let p = plan(
+        &cat,
+        "SELECT count(*) FROM fact JOIN dim1 ON fact.d1 = dim1.id WHERE dim1.x = 7",
+    );
+    assert!(!p.contains("looks up"), "{p}");
+    // every dim2 row: looking each key up costs more than the scan
+    let p = plan(
+        &cat,
+        "SELECT count(*) FROM fact JOIN dim2 ON fact.d2 = dim2.id",
+    );
+    assert!(!p.contains("looks up"), "{p}");
+}
+
+#[test]
+fn a_few_build_keys_look_the_large_side_up_by_its_primary_key() {
+    let cat = star_indexed();
+    let p = plan(
+        &cat,
+        "SELECT fact.v FROM dim1 JOIN fact ON fact.id = dim1.id WHERE dim1.x = 3",
+    );
+    assert!(
+        p.contains("(looks up fact by its primary key, up to "),
+        "{p}"
+    );
+    // without estimates nothing is looked up
+    let p = plan(
+        &star(false),
+        "SELECT fact.v FROM dim1 JOIN fact ON fact.id = dim1.id WHERE dim1.x = 3",
+    );
+    assert!(!p.contains("looks up"), "{p}");
+}
+
+#[test]
+fn a_lookup_never_reads_the_side_a_join_keeps_whole() {
+    let cat = star_indexed();
+    // fact is the kept side of this LEFT join: each of its rows must come
+    // out, so it is never looked up
+    let p = plan(
+        &cat,
+        "SELECT fact.v, dim1.x FROM fact LEFT JOIN dim1 ON fact.id = dim1.id AND dim1.x = 3",
+    );
+    assert!(!p.contains("looks up"), "{p}");
+    // the same below a FULL join
+    let p = plan(
+        &cat,
+        "SELECT fact.v, dim1.x FROM dim1 FULL JOIN fact ON fact.id = dim1.id AND dim1.x = 3",
+    );
+    assert!(!p.contains("looks up"), "{p}");
+}

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -218,11 +218,24 @@ pub enum RegexOp {
     Replace = 2,
 }
 
+/// `scan_keys(handle, buf, len) -> ()`: hands a scan declared
+/// [`ScanRangeDecl::Lookup`], opened and not yet read, a batch of keys in the
+/// layout of [`ScanDecl::lookup_layout`] (header row count set). The scan
+/// returns at least the rows whose key begins with one of the keys given
+/// (rows with a NULL key are ignored); it may return more (a lookup is an
+/// optimisation: the plan must not depend on it returning only those).
+pub const SCAN_KEYS: HostImport = HostImport {
+    name: "scan_keys",
+    params: &[AbiType::I32, AbiType::I32, AbiType::I32],
+    results: &[],
+};
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 10] = [
+pub const IMPORTS: [HostImport; 11] = [
     SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64, F64_MATH, REGEX,
+    SCAN_KEYS,
 ];
 
 /// Errors a guest raises through `fail`.
@@ -311,6 +324,22 @@ pub enum ScanRangeDecl {
         /// Upper bound and whether it is inclusive.
         upper: Option<(Vec<Value>, bool)>,
     },
+    /// The records whose key (`index`: `None` the primary key, else that
+    /// index's) begins with one of the keys the module hands the open scan
+    /// with `scan_keys` before reading it: at least those records, perhaps
+    /// more (where the host cannot or would rather not look them up, it reads
+    /// the whole table). `key_types` are the types of the key's first
+    /// columns, as the module was compiled for them.
+    Lookup {
+        /// The index, or `None` for the primary key.
+        index: Option<IndexId>,
+        /// Types of the key columns the keys give, in key order.
+        key_types: Vec<SqlType>,
+        /// Most distinct keys worth looking up one by one: with more, the
+        /// host reads the whole table instead (the module's estimate of where
+        /// a scan gets cheaper; the host's own limit applies too).
+        keys_max: u32,
+    },
     /// The rows write target `target` (of this table) has written in this
     /// execution so far, as stored: the new rows of an insert or update, the
     /// removed rows of a delete (a `RETURNING` clause). The host reads them
@@ -351,6 +380,26 @@ impl ScanDecl {
     ) -> Result<scratchbird_types::batch::BatchLayout, scratchbird_types::TypeError> {
         let types: Vec<SqlType> = self.columns.iter().map(|c| c.ty).collect();
         scratchbird_types::batch::BatchLayout::new(&types, self.rows_max, self.heap_bytes)
+    }
+
+    /// The layout of the key batches a [`ScanRangeDecl::Lookup`] scan is
+    /// handed (`scan_keys`): the key columns, as many rows as the scan's
+    /// batches; `None` for another scan.
+    ///
+    /// # Errors
+    /// Out-of-range bounds.
+    pub fn lookup_layout(
+        &self,
+    ) -> Result<Option<scratchbird_types::batch::BatchLayout>, scratchbird_types::TypeError> {
+        let ScanRangeDecl::Lookup { key_types, .. } = &self.range else {
+            return Ok(None);
+        };
+        scratchbird_types::batch::BatchLayout::new(
+            key_types,
+            self.rows_max,
+            self.rows_max.saturating_mul(KEY_HEAP_PER_ROW),
+        )
+        .map(Some)
     }
 
     /// The layout of this scan's key batches (one BLOB column).

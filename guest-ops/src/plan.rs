@@ -539,6 +539,18 @@ pub enum JoinKind {
     Right,
 }
 
+/// A scan a hash join looks up by its build rows' keys (see
+/// [`Op::HashJoin::lookup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The scan (declared [`crate::abi::ScanRangeDecl::Lookup`]) somewhere on
+    /// the probe side, read once, after the build.
+    pub scan: usize,
+    /// The build keys (indexes into `build_keys`) that give its key columns,
+    /// in key order.
+    pub keys: Vec<usize>,
+}
+
 /// A physical operator. Its output is a tuple of typed slots.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -632,6 +644,10 @@ pub enum Op {
         /// A further condition over the joined tuple (part of the join condition
         /// for a left join).
         residual: Option<Expr>,
+        /// Read a scan of the probe side by this join's keys: the build rows'
+        /// keys are handed to it (`scan_keys`) as they are built, so it reads
+        /// only records with a key some build row has (and perhaps more).
+        lookup: Option<Lookup>,
     },
     /// Every pair of rows (the right side is materialised), optionally filtered by a
     /// condition that is part of the join (matters for a left join).

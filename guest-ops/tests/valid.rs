@@ -488,6 +488,7 @@ fn every_operator_validates() {
         build_keys: vec![Expr::Col(3), Expr::Col(0)],
         kind: JoinKind::Left,
         residual: Some(Expr::Col(4)),
+        lookup: None,
     };
     let nl = Op::NestedLoop {
         left: Box::new(scan()),
@@ -695,6 +696,7 @@ fn right_hash_joins_validate() {
         build_keys: vec![Expr::Col(3), Expr::Col(0)],
         kind: JoinKind::Right,
         residual: Some(Expr::Col(4)),
+        lookup: None,
     };
     let op = Op::Project {
         input: Box::new(right),

@@ -805,3 +805,176 @@ mod conversions {
         healthy(&f);
     }
 }
+
+/// `manifest(f)` with scan 1, a lookup of `t` by its primary key, and output
+/// 0 of two BIGINT columns.
+fn lookup_manifest(f: &Fixture) -> PlanManifest {
+    use scratchbird_guest_ops::abi::ScanRangeDecl;
+    let mut m = manifest(f);
+    let mut look = m.scans[0].clone();
+    look.range = ScanRangeDecl::Lookup {
+        index: None,
+        key_types: vec![SqlType::BigInt],
+        keys_max: 100,
+    };
+    m.scans.push(look);
+    m.outputs[0] = OutputDecl {
+        names: vec!["a".into(), "k".into()],
+        types: vec![SqlType::BigInt, SqlType::BigInt],
+        rows_max: 8,
+        heap_bytes: 0,
+    };
+    m
+}
+
+#[test]
+fn a_lookup_reads_only_the_rows_of_the_keys_its_join_built() {
+    use scratchbird_guest_ops::plan::{Expr, JoinKind, Lit, Lookup, Prim};
+    let f = fixture();
+    let m = lookup_manifest(&f);
+    // keys 5, 7 twice, NULL and one past the table's rows
+    let keys = [
+        Lit::I64(5),
+        Lit::I64(7),
+        Lit::I64(7),
+        Lit::Null(Prim::I64),
+        Lit::I64(5_000),
+    ];
+    let program = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::HashJoin {
+                probe: Box::new(Op::Scan {
+                    scan: 1,
+                    nullable: vec![false],
+                }),
+                build: Box::new(Op::Values {
+                    prims: vec![Prim::I64],
+                    rows: keys.iter().map(|k| vec![k.clone()]).collect(),
+                }),
+                probe_keys: vec![Expr::Col(0)],
+                build_keys: vec![Expr::Col(0)],
+                kind: JoinKind::Inner,
+                residual: None,
+                lookup: Some(Lookup {
+                    scan: 1,
+                    keys: vec![0],
+                }),
+            },
+            Sink::Output(0),
+        )],
+    };
+    let (p, _) = f.sandbox.prepare(&emit(&program, &m).unwrap()).unwrap();
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g2 = got.clone();
+    let (txn, r) = f.sandbox.run(
+        &p,
+        txn,
+        &Access::Owner,
+        Box::new(move |b| {
+            for r in b.rows().unwrap() {
+                g2.borrow_mut().push((r[0].clone(), r[1].clone()));
+            }
+            Ok(())
+        }),
+    );
+    txn.rollback().unwrap();
+    let stats = r.unwrap();
+    let mut got = got.borrow().clone();
+    got.sort_by_key(|(a, _)| format!("{a:?}"));
+    let v = |n| Value::BigInt(n);
+    assert_eq!(got, vec![(v(5), v(5)), (v(7), v(7)), (v(7), v(7))]);
+    // the two rows with those keys, not the table's 3,000
+    assert_eq!(stats.rows_read, 2);
+    // more distinct keys than the lookup's `keys_max`: the whole table is
+    // read, and the join's answer is the same
+    let mut few = m.clone();
+    if let scratchbird_guest_ops::abi::ScanRangeDecl::Lookup { keys_max, .. } =
+        &mut few.scans[1].range
+    {
+        *keys_max = 2;
+    }
+    let (p, _) = f.sandbox.prepare(&emit(&program, &few).unwrap()).unwrap();
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let n = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let n2 = n.clone();
+    let (txn, r) = f.sandbox.run(
+        &p,
+        txn,
+        &Access::Owner,
+        Box::new(move |b| {
+            n2.set(n2.get() + b.row_count());
+            Ok(())
+        }),
+    );
+    txn.rollback().unwrap();
+    assert_eq!(r.unwrap().rows_read, 3_000);
+    assert_eq!(n.get(), 3);
+    // the same join without the lookup reads every row
+    let mut plain = program.clone();
+    if let Some((Op::HashJoin { lookup, probe, .. }, _)) = plain.pipelines.first_mut() {
+        *lookup = None;
+        **probe = Op::Scan {
+            scan: 0,
+            nullable: vec![false],
+        };
+    }
+    let (p, _) = f.sandbox.prepare(&emit(&plain, &m).unwrap()).unwrap();
+    let txn = f.storage.begin(TxnOptions::snapshot()).unwrap();
+    let (txn, r) = f.sandbox.run(&p, txn, &Access::Owner, Box::new(|_| Ok(())));
+    txn.rollback().unwrap();
+    assert_eq!(r.unwrap().rows_read, 3_000);
+    healthy(&f);
+}
+
+#[test]
+fn hostile_lookup_keys_end_the_execution_not_the_host() {
+    let f = fixture();
+    let m = lookup_manifest(&f);
+    let key_len = m.scans[1].lookup_layout().unwrap().unwrap().total_bytes();
+    let layout_len = m.scans[1].layout().unwrap().total_bytes();
+    let imports = r#"
+      (import "sb" "scan_open" (func $open (param i32) (result i32)))
+      (import "sb" "scan_next" (func $next (param i32 i32 i32 i32 i32) (result i32)))
+      (import "sb" "scan_keys" (func $keys (param i32 i32 i32)))
+    "#;
+    let cases = [
+        // keys for a scan that is not a lookup
+        format!("(call $keys (call $open (i32.const 0)) (i32.const 1024) (i32.const {key_len}))"),
+        // keys for a handle never opened
+        format!("(call $keys (i32.const 9) (i32.const 1024) (i32.const {key_len}))"),
+        // a key batch past the end of memory, and of the wrong length
+        format!("(call $keys (call $open (i32.const 1)) (i32.const 131000) (i32.const {key_len}))"),
+        "(call $keys (call $open (i32.const 1)) (i32.const 1024) (i32.const 24))".to_owned(),
+        // a forged header: more rows than the layout holds
+        format!(
+            "(i32.store (i32.const 1024) (i32.const 100000)) (i32.store (i32.const 1028) (i32.const 1)) (call $keys (call $open (i32.const 1)) (i32.const 1024) (i32.const {key_len}))"
+        ),
+        // keys after the lookup was read: it is a table scan by then
+        format!(
+            "(local $h i32) (local.set $h (call $open (i32.const 1))) (drop (call $next (local.get $h) (i32.const 4096) (i32.const {layout_len}) (i32.const 0) (i32.const 0))) (call $keys (local.get $h) (i32.const 1024) (i32.const {key_len}))"
+        ),
+    ];
+    for c in &cases {
+        let body = format!("(func (export \"sb_main\") {c})");
+        let wat = format!("(module {imports} (memory (export \"memory\") 2 16384) {body})");
+        let e = run(&f, &module(&wat, &m)).unwrap_err();
+        assert!(matches!(e, HostError::Abi { .. }), "{c}: {e:?}");
+        healthy(&f);
+    }
+    // a lookup declared by key columns the key does not begin with
+    let mut wrong = m.clone();
+    wrong.scans[1].range = scratchbird_guest_ops::abi::ScanRangeDecl::Lookup {
+        index: None,
+        key_types: vec![SqlType::Text],
+        keys_max: 100,
+    };
+    let body = format!(
+        "(func (export \"sb_main\") (drop (call $next (call $open (i32.const 1)) (i32.const 4096) (i32.const {layout_len}) (i32.const 0) (i32.const 0))))"
+    );
+    let wat = format!("(module {imports} (memory (export \"memory\") 2 16384) {body})");
+    let e = run(&f, &module(&wat, &wrong)).unwrap_err();
+    refused(&e, "key does not begin with");
+    healthy(&f);
+}

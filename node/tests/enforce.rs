@@ -902,6 +902,130 @@ fn an_index_range_over_a_masked_column_is_refused() {
     );
 }
 
+/// A hand-built lookup of `customers` through index `customers_email` by
+/// `keys`, joined to them, run as `user`: the ids it returns and the rows
+/// it read.
+fn email_lookup(d: &Db, user: &str, keys: &[&str]) -> Result<(Vec<Value>, u64), HostError> {
+    use scratchbird_guest_ops::abi::{
+        ABI_VERSION, OutputDecl, PlanManifest, ScanColumn, ScanDecl, ScanRangeDecl,
+    };
+    use scratchbird_guest_ops::emit::emit;
+    use scratchbird_guest_ops::plan::{Expr, JoinKind, Lit, Lookup, Op, Prim, Program, Sink};
+    use scratchbird_storage::TxnOptions;
+    let t = d.storage.begin(TxnOptions::snapshot()).unwrap();
+    let cat = t.catalog().unwrap();
+    let def = cat.table_by_name("customers").unwrap().clone();
+    let index = cat
+        .indexes_of(def.id)
+        .find(|i| i.name == "customers_email")
+        .unwrap()
+        .id;
+    let email = def.columns.iter().find(|c| c.name == "email").unwrap();
+    let manifest = PlanManifest {
+        abi: ABI_VERSION,
+        scans: vec![ScanDecl {
+            table: def.id,
+            columns: vec![
+                ScanColumn {
+                    id: def.columns[0].id,
+                    ty: SqlType::BigInt,
+                },
+                ScanColumn {
+                    id: email.id,
+                    ty: email.ty,
+                },
+            ],
+            range: ScanRangeDecl::Lookup {
+                index: Some(index),
+                key_types: vec![email.ty],
+                keys_max: 1_000,
+            },
+            with_keys: false,
+            rows_max: 1024,
+            heap_bytes: 64 * 1024,
+        }],
+        outputs: vec![OutputDecl {
+            names: vec!["id".into()],
+            types: vec![SqlType::BigInt],
+            rows_max: 1024,
+            heap_bytes: 0,
+        }],
+        writes: vec![],
+        inputs: vec![],
+    };
+    let join = Op::HashJoin {
+        probe: Box::new(Op::Scan {
+            scan: 0,
+            nullable: vec![false, true],
+        }),
+        build: Box::new(Op::Values {
+            prims: vec![Prim::Str],
+            rows: keys
+                .iter()
+                .map(|k| vec![Lit::Str(k.as_bytes().to_vec())])
+                .collect(),
+        }),
+        probe_keys: vec![Expr::Col(1)],
+        build_keys: vec![Expr::Col(0)],
+        kind: JoinKind::Inner,
+        residual: None,
+        lookup: Some(Lookup {
+            scan: 0,
+            keys: vec![0],
+        }),
+    };
+    let prog = Program {
+        inits: vec![],
+        pipelines: vec![(
+            Op::Project {
+                input: Box::new(join),
+                exprs: vec![Expr::Col(0)],
+            },
+            Sink::Output(0),
+        )],
+    };
+    let bytes = emit(&prog, &manifest).unwrap();
+    let (p, _) = d.sandbox.prepare(&bytes).unwrap();
+    let who = Principal::new(
+        d.deriver.clone(),
+        SecurityContext::new(&format!("User::\"{user}\"")),
+        &SECRET,
+    );
+    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let g2 = got.clone();
+    let (t, r) = d.sandbox.run(
+        &p,
+        t,
+        &Access::Principal(Arc::new(who)),
+        Box::new(move |b| {
+            g2.borrow_mut()
+                .extend(b.rows().unwrap().into_iter().map(|mut r| r.remove(0)));
+            Ok(())
+        }),
+    );
+    t.rollback().unwrap();
+    r.map(|s| (got.take(), s.rows_read))
+}
+
+#[test]
+fn a_lookup_by_a_masked_column_reads_the_table_as_a_scan() {
+    let d = db_with("CREATE INDEX customers_email ON customers (email)");
+    let keys = ["ops@acme.test", "a@dyne.test", "nobody@none.test"];
+    // alice reads e-mails unmasked: the lookup finds her tenant's row by its
+    // raw address and reads only that row
+    assert_eq!(
+        email_lookup(&d, "alice", &keys).unwrap(),
+        (vec![Value::BigInt(1)], 1)
+    );
+    // sam (support) sees e-mails masked: selecting records by raw addresses
+    // would probe them, so the host reads the table as a plain scan would:
+    // every row sam may read, compared by their masked addresses, which no
+    // raw address equals. No error, and nothing the raw values decide
+    let (ids, read) = email_lookup(&d, "sam", &keys).unwrap();
+    assert!(ids.is_empty(), "{ids:?}");
+    assert_eq!(read, 4, "the four customers sam reads, as a scan");
+}
+
 // RETURNING, INSERT ... ON CONFLICT, UPDATE ... FROM and DELETE ... USING: what
 // a write returns is what the principal may read of the rows written, masked;
 // an upsert changes only rows the principal sees and may write; a join in a

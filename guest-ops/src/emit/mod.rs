@@ -54,6 +54,8 @@ pub(crate) const TEXT_F64_FN: u32 = 7;
 pub(crate) const F64_MATH_FN: u32 = 8;
 /// Function index of `sb.regex`.
 pub(crate) const REGEX_FN: u32 = 9;
+/// Function index of `sb.scan_keys`.
+pub(crate) const SCAN_KEYS_FN: u32 = 10;
 /// Global: top of the permanent arena.
 pub(crate) const G_HEAP: u32 = 0;
 /// Global: top of the temporary arena.
@@ -138,6 +140,9 @@ pub(crate) struct Gen {
     /// The work tables of the recursions being emitted: the locals of their
     /// records' array and of the last round's range in it.
     pub(crate) works: HashMap<usize, (u32, u32, u32, u32)>,
+    /// The lookup scans opened by a hash join and not yet read: the local of
+    /// each one's handle.
+    pub(crate) lookups: HashMap<usize, u32>,
 }
 
 impl Gen {
@@ -156,6 +161,7 @@ impl Gen {
             exit: Vec::new(),
             inits: Vec::new(),
             works: HashMap::new(),
+            lookups: HashMap::new(),
         };
         g.temp_base = g.static_alloc(TEMP_BYTES, 16);
         g

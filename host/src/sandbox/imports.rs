@@ -93,8 +93,92 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
         },
     )
     .map_err(err)?;
+    l.func_wrap(
+        m,
+        abi::SCAN_KEYS.name,
+        |mut c: Caller<'_, HostState<T>>, h: i32, buf: i32, len: i32| -> wasmtime::Result<()> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::abi("no memory")));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match scan_keys(data, st, h, buf, len) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
     link_helpers(&mut l)?;
     Ok(l)
+}
+
+/// `scan_keys`: adds the keys of the batch at `buf[..len]` to lookup scan
+/// `h`, opened and not yet read.
+fn scan_keys<T: TxnSlot>(
+    data: &[u8],
+    st: &mut HostState<T>,
+    h: i32,
+    buf: i32,
+    len: i32,
+) -> Result<(), HostError> {
+    let open = usize::try_from(h)
+        .ok()
+        .and_then(|i| st.scans.get_mut(i))
+        .ok_or_else(|| HostError::abi(format!("scan_keys of unknown handle {h}")))?;
+    let Open::Lookup {
+        decl,
+        keys,
+        seen,
+        whole,
+    } = open
+    else {
+        return Err(HostError::abi(format!(
+            "scan_keys of handle {h}, which is not a lookup scan waiting for its keys"
+        )));
+    };
+    let layout = decl
+        .lookup_layout()
+        .map_err(|e| HostError::refused_by("a lookup's key layout", e))?
+        .ok_or_else(|| HostError::internal("a lookup scan without key columns"))?;
+    let r = region(data.len(), buf, len, layout.total_bytes())?;
+    let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
+    let view = BatchView::new(&layout, bytes).map_err(|e| HostError::abi_by("key batch", e))?;
+    check_heap_use(&view, &layout, bytes)?;
+    if *whole {
+        return Ok(());
+    }
+    let (types, most) = match &decl.range {
+        ScanRangeDecl::Lookup {
+            key_types,
+            keys_max,
+            ..
+        } => (key_types, (*keys_max as usize).min(LOOKUP_KEYS_MAX)),
+        _ => return Err(HostError::internal("a lookup scan without key columns")),
+    };
+    for row in 0..view.rows() {
+        let key = view
+            .row(row)
+            .map_err(|e| HostError::abi_by("key batch", e))?;
+        // a NULL key equals no key
+        if key.iter().any(Value::is_null) {
+            continue;
+        }
+        let mut enc = Vec::new();
+        scratchbird_types::key::encode_key(types, &key, &mut enc)
+            .map_err(|e| HostError::abi_by("key batch", e))?;
+        if seen.insert(enc) {
+            keys.push(key);
+        }
+        if keys.len() > most {
+            // more than are worth looking up: the whole table
+            *whole = true;
+            *keys = Vec::new();
+            *seen = std::collections::HashSet::new();
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The pure helpers a module imports (DOUBLE to and from text) and `fail`.
@@ -387,6 +471,9 @@ fn enforced<T: TxnSlot>(
     Ok(Some((p, enf)))
 }
 
+/// `scan_open`: a handle on declared scan `decl` (a lookup scan waits for
+/// its keys, given with `scan_keys`, and opens its table at its first
+/// `scan_next`).
 fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostError> {
     let d = usize::try_from(decl)
         .ok()
@@ -397,6 +484,31 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     if let Some(view) = scratchbird_types::infoschema::View::by_id(d.table) {
         return catalog_view_open(st, &d, view);
     }
+    if let ScanRangeDecl::Lookup { .. } = &d.range {
+        if d.with_keys {
+            return Err(HostError::abi("a lookup scan declared with record keys"));
+        }
+        return place(
+            st,
+            Open::Lookup {
+                decl: Box::new(d),
+                keys: Vec::new(),
+                seen: std::collections::HashSet::new(),
+                whole: false,
+            },
+        );
+    }
+    let open = table_open(st, &d, None)?;
+    place(st, open)
+}
+
+/// Opens scan `d` of a table; for a lookup scan, by `points` (`None`: the
+/// whole table).
+fn table_open<T: TxnSlot>(
+    st: &mut HostState<T>,
+    d: &abi::ScanDecl,
+    points: Option<Vec<Vec<Value>>>,
+) -> Result<Open, HostError> {
     let cat = st.txn.get()?.catalog()?;
     let def = cat.table(d.table).ok_or_else(|| {
         HostError::refused(format!(
@@ -428,10 +540,51 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
         }
         positions.push(pos);
     }
-    let range = match &d.range {
-        ScanRangeDecl::Written { target } => {
-            return returned_open(st, &d, *target, def, &cat, &positions);
+    // a lookup's key columns (table positions), checked against the scan's
+    // declaration
+    let looked_up = match &d.range {
+        ScanRangeDecl::Lookup {
+            index, key_types, ..
+        } => {
+            let cols = match index {
+                None => def.primary_key.clone(),
+                Some(i) => cat
+                    .index(*i)
+                    .filter(|x| x.table == d.table)
+                    .map(|x| x.columns.clone())
+                    .ok_or_else(|| {
+                        HostError::refused(format!(
+                            "index {i} of table {} does not exist (any more); compile the query again",
+                            def.name
+                        ))
+                    })?,
+            };
+            let types: Vec<SqlType> = cols
+                .iter()
+                .take(key_types.len())
+                .filter_map(|c| def.columns.get(*c).map(|x| x.ty))
+                .collect();
+            if key_types.is_empty() || types != *key_types {
+                return Err(HostError::refused(format!(
+                    "a lookup of {} by key columns of types {key_types:?}, which its key does not begin with; compile the query again",
+                    def.name
+                )));
+            }
+            cols.into_iter().take(key_types.len()).collect()
         }
+        _ => Vec::new(),
+    };
+    let mut range = match &d.range {
+        ScanRangeDecl::Written { target } => {
+            return returned_open(st, d, *target, def, &cat, &positions);
+        }
+        ScanRangeDecl::Lookup { index, .. } => match points {
+            Some(points) => ScanRange::Points {
+                index: *index,
+                points,
+            },
+            None => ScanRange::All,
+        },
         ScanRangeDecl::All => ScanRange::All,
         ScanRangeDecl::Index {
             index,
@@ -460,6 +613,23 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
             // columns: those must be columns the principal reads unmasked
             let ranged: Vec<usize> = match &d.range {
                 ScanRangeDecl::All | ScanRangeDecl::Written { .. } => Vec::new(),
+                // a lookup by columns the principal may not read unmasked
+                // reads the whole table instead: the rows it gives are those
+                // the plan would see without the lookup (a lookup may give
+                // more than its keys' rows)
+                ScanRangeDecl::Lookup { .. } => {
+                    let plain = looked_up.iter().all(|c| {
+                        enf.columns
+                            .get(*c)
+                            .is_some_and(|r| r.readable && r.mask.is_none())
+                    });
+                    if plain {
+                        looked_up.clone()
+                    } else {
+                        range = ScanRange::All;
+                        Vec::new()
+                    }
+                }
                 ScanRangeDecl::Index { index, .. } => cat
                     .index(*index)
                     .filter(|i| i.table == d.table)
@@ -497,16 +667,13 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     } else {
         None
     };
-    place(
-        st,
-        Open::Table(Box::new(OpenScan {
-            cursor,
-            layout,
-            key_layout,
-            keys: Vec::new(),
-            guard,
-        })),
-    )
+    Ok(Open::Table(Box::new(OpenScan {
+        cursor,
+        layout,
+        key_layout,
+        keys: Vec::new(),
+        guard,
+    })))
 }
 
 /// Opens the read-back of write target `target` (a `RETURNING` clause) as
@@ -520,7 +687,7 @@ fn returned_open<T: TxnSlot>(
     def: &scratchbird_storage::catalog::TableDef,
     cat: &scratchbird_storage::catalog::Catalog,
     positions: &[usize],
-) -> Result<i32, HostError> {
+) -> Result<Open, HostError> {
     if d.with_keys {
         return Err(HostError::abi(
             "a read-back of written rows declared with record keys",
@@ -562,23 +729,20 @@ fn returned_open<T: TxnSlot>(
                 .collect(),
         });
     }
-    open_rows(st, rows, layout)
+    Ok(open_rows(st, rows, layout))
 }
 
-/// Opens a scan over `rows`, made whole in the host: their handle.
+/// A scan over `rows`, made whole in the host.
 fn open_rows<T: TxnSlot>(
     st: &mut HostState<T>,
     rows: Vec<Vec<Value>>,
     layout: scratchbird_types::batch::BatchLayout,
-) -> Result<i32, HostError> {
+) -> Open {
     st.stats.rows_read += rows.len() as u64;
-    place(
-        st,
-        Open::Rows {
-            rows: rows.into_iter(),
-            layout,
-        },
-    )
+    Open::Rows {
+        rows: rows.into_iter(),
+        layout,
+    }
 }
 
 /// Opens scan `d` of catalog view `view`: its rows made from the shard's
@@ -626,7 +790,8 @@ fn catalog_view_open<T: TxnSlot>(
                 .collect()
         })
         .collect();
-    open_rows(st, rows, layout)
+    let open = open_rows(st, rows, layout);
+    place(st, open)
 }
 
 fn scan_next<T: TxnSlot>(
@@ -639,13 +804,36 @@ fn scan_next<T: TxnSlot>(
     klen: i32,
 ) -> Result<i32, HostError> {
     let size = data.len();
-    let open = usize::try_from(h)
+    let at = usize::try_from(h)
         .ok()
-        .and_then(|i| st.scans.get_mut(i))
+        .filter(|i| *i < st.scans.len())
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
+    if let Some(Open::Lookup { .. }) = st.scans.get(at) {
+        // the keys are all in: open the table by them
+        let Some(Open::Lookup {
+            decl, keys, whole, ..
+        }) = st
+            .scans
+            .get_mut(at)
+            .map(|o| std::mem::replace(o, Open::Ended))
+        else {
+            return Err(HostError::internal("lookup handle"));
+        };
+        let opened = table_open(st, &decl, (!whole).then_some(keys))?;
+        let slot = st
+            .scans
+            .get_mut(at)
+            .ok_or_else(|| HostError::internal("handle"))?;
+        *slot = opened;
+    }
+    let open = st
+        .scans
+        .get_mut(at)
+        .ok_or_else(|| HostError::internal("handle"))?;
     let sc = match open {
         Open::Table(sc) => sc,
         Open::Ended => return Ok(0),
+        Open::Lookup { .. } => return Err(HostError::internal("a lookup left unopened")),
         Open::Rows { rows, layout } => {
             let r = region(size, buf, len, layout.total_bytes())?;
             if kbuf != 0 || klen != 0 {

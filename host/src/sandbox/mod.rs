@@ -288,6 +288,11 @@ impl ExecStats {
 /// its scan open).
 const SCANS_OPEN_MAX: usize = 64;
 
+/// Most distinct keys a lookup scan looks up one by one; past them it reads
+/// its whole table (which a lookup may: it returns at least the rows with
+/// its keys).
+const LOOKUP_KEYS_MAX: usize = 262_144;
+
 /// A batch of input `i` in another layout than the merge stage declares.
 fn wrong_layout(i: usize) -> HostError {
     HostError::refused(format!(
@@ -481,6 +486,19 @@ enum Open {
         layout: BatchLayout,
         /// Whether its last batch was read.
         ended: bool,
+    },
+    /// A lookup scan opened and collecting its keys (`scan_keys`); its first
+    /// `scan_next` opens the table by them.
+    Lookup {
+        /// The scan as declared.
+        decl: Box<abi::ScanDecl>,
+        /// The distinct keys handed so far (none NULL).
+        keys: Vec<Vec<Value>>,
+        /// Their encodings, to keep each key once.
+        seen: std::collections::HashSet<Vec<u8>>,
+        /// More distinct keys than the scan's `keys_max` (or
+        /// [`LOOKUP_KEYS_MAX`]) came: the whole table is read.
+        whole: bool,
     },
     /// A table scan or host-made rows read to their end: what they held is
     /// dropped, `scan_next` gives 0 rows, and the slot goes to the next scan

@@ -32,6 +32,7 @@ impl Gen {
         probe_keys: &[Expr],
         build_keys: &[Expr],
         nulls: Option<PtrVec>,
+        lookup: Option<(&SinkState, &[usize])>,
     ) -> Result<(u32, u32, Vec<Prim>), EmitError> {
         if probe_keys.len() != build_keys.len() || probe_keys.is_empty() {
             return Err(EmitError::Plan("join keys do not pair up".into()));
@@ -69,6 +70,14 @@ impl Gen {
                 }
                 g.f.get(n);
                 g.br_cont()?;
+            }
+            if let Some((keys, which)) = lookup {
+                let row = which
+                    .iter()
+                    .map(|i| kv.get(*i).copied())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| EmitError::Plan("a lookup key out of range".into()))?;
+                g.sink_row(keys, &row)?;
             }
             let h = g.hash_vals(&kv);
             g.call_alloc_const(entry_bytes, e);
@@ -201,14 +210,32 @@ impl Gen {
         build_keys: &[Expr],
         kind: JoinKind,
         residual: Option<&Expr>,
+        lookup: Option<&Lookup>,
         consume: &mut Consume<'_>,
     ) -> Result<(), EmitError> {
         let probe_prims = self.slots(probe)?;
         // the build rows that may come out unmatched
         let keeps_build = matches!(kind, JoinKind::Full | JoinKind::Right);
         let nulls = keeps_build.then(|| self.vec_new());
-        let (dir, cap, build_prims) =
-            self.hash_build(&probe_prims, build, probe_keys, build_keys, nulls)?;
+        // a probe row that matches no build row must not come out for a
+        // lookup: the scan may skip it
+        if lookup.is_some() && matches!(kind, JoinKind::Left | JoinKind::Full) {
+            return Err(EmitError::Plan(
+                "a lookup on the probe side of a join that keeps unmatched probe rows".into(),
+            ));
+        }
+        let keys = lookup.map(|l| self.lookup_begin(l.scan)).transpose()?;
+        let (dir, cap, build_prims) = self.hash_build(
+            &probe_prims,
+            build,
+            probe_keys,
+            build_keys,
+            nulls,
+            keys.as_ref().zip(lookup.map(|l| l.keys.as_slice())),
+        )?;
+        if let Some(k) = &keys {
+            self.sink_flush(k, true);
+        }
         self.produce(probe, &mut |g, t| {
             let matched = g.f.local(ValType::I32);
             g.f.set_i32(matched, 0);
@@ -332,7 +359,8 @@ impl Gen {
         let probe_prims = self.slots(probe)?;
         let keyed = !probe_keys.is_empty() || !build_keys.is_empty();
         let (dir, cap, build_prims, all) = if keyed {
-            let (d, c, p) = self.hash_build(&probe_prims, build, probe_keys, build_keys, None)?;
+            let (d, c, p) =
+                self.hash_build(&probe_prims, build, probe_keys, build_keys, None, None)?;
             (d, c, p, None)
         } else {
             let ((arr, _cap, len), p) = self.materialise(build)?;
@@ -429,6 +457,7 @@ impl Gen {
             j.build_keys,
             j.probe_keys,
             Some(list),
+            None,
         )?;
         let (residual, test) = (j.residual, j.test);
         self.produce(j.build, &mut |g, t| {

@@ -4,11 +4,12 @@ use super::expr::cast_types;
 use super::fb::{Fb, mem};
 use super::rt::{Helper, fail};
 use super::{
-    EMIT_FN, EmitError, G_TEMP, Gen, INPUT_OPEN_FN, SCAN_NEXT_FN, SCAN_OPEN_FN, Val, WRITE_FN,
+    EMIT_FN, EmitError, G_TEMP, Gen, INPUT_OPEN_FN, SCAN_KEYS_FN, SCAN_NEXT_FN, SCAN_OPEN_FN, Val,
+    WRITE_FN,
 };
 use crate::abi::ErrorCode;
 use crate::plan::{
-    AggCall, AggFunc, CmpOp, Expr, Func, JoinKind, Lit, Op, Prim, Sink, SortKey, prim_of,
+    AggCall, AggFunc, CmpOp, Expr, Func, JoinKind, Lit, Lookup, Op, Prim, Sink, SortKey, prim_of,
 };
 use scratchbird_types::batch::{BatchLayout, LAYOUT_VERSION};
 use scratchbird_types::{PhysicalType, SqlType};
@@ -375,6 +376,7 @@ impl Gen {
                 build_keys,
                 kind,
                 residual,
+                lookup,
             } => self.hash_join(
                 probe,
                 build,
@@ -382,6 +384,7 @@ impl Gen {
                 build_keys,
                 *kind,
                 residual.as_ref(),
+                lookup.as_ref(),
                 consume,
             ),
             Op::NestedLoop {
@@ -821,4 +824,6 @@ struct SinkState {
     heap: u32,
     call: u32,
     index: i32,
+    /// The handle `call` takes, in this local, instead of `index`.
+    handle: Option<u32>,
 }

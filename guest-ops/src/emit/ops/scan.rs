@@ -59,9 +59,32 @@ impl Gen {
         let h = self.f.local(ValType::I32);
         let n = self.f.local(ValType::I32);
         let i = self.f.local(ValType::I32);
-        self.f.i32c(index as i32);
-        self.f.i(I::Call(open));
-        self.f.set(h);
+        let looked_up = match source {
+            Source::Scan(s) => self.lookups.remove(&s),
+            Source::Input(_) => None,
+        };
+        match looked_up {
+            // opened by its join, which handed it the keys
+            Some(l) => {
+                self.f.get(l);
+                self.f.set(h);
+            }
+            None => {
+                if let Source::Scan(s) = source
+                    && matches!(
+                        self.manifest.scans.get(s).map(|d| &d.range),
+                        Some(crate::abi::ScanRangeDecl::Lookup { .. })
+                    )
+                {
+                    return Err(EmitError::Plan(format!(
+                        "lookup scan {s} read outside the probe side of its join"
+                    )));
+                }
+                self.f.i32c(index as i32);
+                self.f.i(I::Call(open));
+                self.f.set(h);
+            }
+        }
         let done = self.f.block();
         let batch = self.f.loop_();
         self.f.i32c(self.temp_base as i32);

@@ -42,6 +42,50 @@ impl Gen {
             heap,
             call,
             index: index as i32,
+            handle: None,
+        };
+        self.sink_clear(&st);
+        Ok(st)
+    }
+
+    /// A sink of lookup keys for scan `scan` (declared
+    /// [`crate::abi::ScanRangeDecl::Lookup`]), which it opens: its batches go
+    /// to `scan_keys` on the handle it keeps.
+    pub(super) fn lookup_begin(&mut self, scan: usize) -> Result<SinkState, EmitError> {
+        let d = self
+            .manifest
+            .scans
+            .get(scan)
+            .ok_or_else(|| EmitError::Plan(format!("scan {scan} is not declared")))?;
+        let layout = d
+            .lookup_layout()
+            .map_err(|e| EmitError::Plan(e.to_string()))?
+            .ok_or_else(|| EmitError::Plan(format!("scan {scan} is not a lookup")))?;
+        if self.lookups.contains_key(&scan) {
+            return Err(EmitError::Plan(format!("scan {scan} is looked up twice")));
+        }
+        let total = u32::try_from(layout.total_bytes())
+            .map_err(|_| EmitError::Limit("key batch too large".into()))?;
+        let buf = self.static_alloc(total, 16);
+        let handle = self.f.local(ValType::I32);
+        let row = self.f.local(ValType::I32);
+        let heap = self.f.local(ValType::I32);
+        self.f.i32c(scan as i32);
+        self.f.i(I::Call(SCAN_OPEN_FN));
+        self.f.set(handle);
+        self.f.set_i32(row, 0);
+        self.f.set_i32(heap, 0);
+        self.lookups.insert(scan, handle);
+        let st = SinkState {
+            types: layout.types(),
+            layout,
+            buf,
+            total,
+            row,
+            heap,
+            call: SCAN_KEYS_FN,
+            index: scan as i32,
+            handle: Some(handle),
         };
         self.sink_clear(&st);
         Ok(st)
@@ -74,7 +118,10 @@ impl Gen {
         f.i32c(b);
         f.i32c(LAYOUT_VERSION as i32);
         f.i(I::I32Store(mem(12, 2)));
-        f.i32c(st.index);
+        match st.handle {
+            Some(h) => f.get(h),
+            None => f.i32c(st.index),
+        }
         f.i32c(b);
         f.i32c(st.total as i32);
         f.i(I::Call(st.call));
