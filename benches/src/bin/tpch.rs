@@ -173,6 +173,17 @@ CREATE INDEX ON customer (c_nationkey);
 CREATE INDEX ON supplier (s_nationkey);
 CREATE INDEX ON nation (n_regionkey);";
 
+/// The same indexes, named, for ScratchBird (made after the load: each
+/// builds from the rows in one pass).
+const SB_INDEXES: &str = "
+CREATE INDEX lineitem_part_supp ON lineitem (l_partkey, l_suppkey);
+CREATE INDEX lineitem_supp ON lineitem (l_suppkey);
+CREATE INDEX partsupp_supp ON partsupp (ps_suppkey);
+CREATE INDEX orders_cust ON orders (o_custkey);
+CREATE INDEX customer_nation ON customer (c_nationkey);
+CREATE INDEX supplier_nation ON supplier (s_nationkey);
+CREATE INDEX nation_region ON nation (n_regionkey);";
+
 /// `sb sql --local DIR`.
 fn sb(bin: &Path, dir: &Path) -> Command {
     let mut c = Command::new(bin);
@@ -295,6 +306,11 @@ fn bench(a: &Args) -> Result<()> {
             .arg(&dir);
         checked(c, &format!("sb load {t}"))?;
     }
+    let indexes = tmp.path().join("indexes.sql");
+    std::fs::write(&indexes, SB_INDEXES)?;
+    let mut c = sb(&bin, &dir);
+    c.arg("-f").arg(&indexes);
+    checked(c, "sb sql (indexes)")?;
     let sb_load = t.elapsed().as_secs_f64();
     eprintln!("loading PostgreSQL 15 (COPY, ANALYZE)");
     let pg = Postgres::start(5495)?;
