@@ -155,7 +155,7 @@ pub struct ScanCursor {
     done: bool,
     /// The ranges `[lo, hi)` of the points still to read after the current
     /// one (a [`ScanRange::Points`] scan), next first.
-    points: std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
+    points: PointRanges,
     blocked: Option<TxnId>,
     gc: Vec<Vec<u8>>,
     /// Rows a selector decided and the scan went past, and how many of them it
@@ -211,12 +211,12 @@ fn bounds(
     Ok((lo, hi, empty))
 }
 
+/// Byte ranges `[lo, hi)` (`None`: unbounded above) of a points scan.
+type PointRanges = std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// The byte ranges `[lo, hi)` of `points` (key prefixes over `types`), in
 /// key order, each once.
-fn point_ranges(
-    types: &[SqlType],
-    points: &[Vec<Value>],
-) -> Result<std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>> {
+fn point_ranges(types: &[SqlType], points: &[Vec<Value>]) -> Result<PointRanges> {
     if points.len() > POINTS_MAX {
         return Err(StorageError::InvalidDefinition {
             object: "scan by points".into(),

@@ -502,6 +502,46 @@ fn scan_open<T: TxnSlot>(st: &mut HostState<T>, decl: i32) -> Result<i32, HostEr
     place(st, open)
 }
 
+/// A lookup scan's key columns (table positions), checked against its
+/// declaration; none for another scan.
+fn lookup_columns(
+    d: &abi::ScanDecl,
+    def: &scratchbird_storage::catalog::TableDef,
+    cat: &scratchbird_storage::catalog::Catalog,
+) -> Result<Vec<usize>, HostError> {
+    let ScanRangeDecl::Lookup {
+        index, key_types, ..
+    } = &d.range
+    else {
+        return Ok(Vec::new());
+    };
+    let cols = match index {
+        None => def.primary_key.clone(),
+        Some(i) => cat
+            .index(*i)
+            .filter(|x| x.table == d.table)
+            .map(|x| x.columns.clone())
+            .ok_or_else(|| {
+                HostError::refused(format!(
+                    "index {i} of table {} does not exist (any more); compile the query again",
+                    def.name
+                ))
+            })?,
+    };
+    let types: Vec<SqlType> = cols
+        .iter()
+        .take(key_types.len())
+        .filter_map(|c| def.columns.get(*c).map(|x| x.ty))
+        .collect();
+    if key_types.is_empty() || types != *key_types {
+        return Err(HostError::refused(format!(
+            "a lookup of {} by key columns of types {key_types:?}, which its key does not begin with; compile the query again",
+            def.name
+        )));
+    }
+    Ok(cols.into_iter().take(key_types.len()).collect())
+}
+
 /// Opens scan `d` of a table; for a lookup scan, by `points` (`None`: the
 /// whole table).
 fn table_open<T: TxnSlot>(
@@ -540,40 +580,7 @@ fn table_open<T: TxnSlot>(
         }
         positions.push(pos);
     }
-    // a lookup's key columns (table positions), checked against the scan's
-    // declaration
-    let looked_up = match &d.range {
-        ScanRangeDecl::Lookup {
-            index, key_types, ..
-        } => {
-            let cols = match index {
-                None => def.primary_key.clone(),
-                Some(i) => cat
-                    .index(*i)
-                    .filter(|x| x.table == d.table)
-                    .map(|x| x.columns.clone())
-                    .ok_or_else(|| {
-                        HostError::refused(format!(
-                            "index {i} of table {} does not exist (any more); compile the query again",
-                            def.name
-                        ))
-                    })?,
-            };
-            let types: Vec<SqlType> = cols
-                .iter()
-                .take(key_types.len())
-                .filter_map(|c| def.columns.get(*c).map(|x| x.ty))
-                .collect();
-            if key_types.is_empty() || types != *key_types {
-                return Err(HostError::refused(format!(
-                    "a lookup of {} by key columns of types {key_types:?}, which its key does not begin with; compile the query again",
-                    def.name
-                )));
-            }
-            cols.into_iter().take(key_types.len()).collect()
-        }
-        _ => Vec::new(),
-    };
+    let looked_up = lookup_columns(d, def, &cat)?;
     let mut range = match &d.range {
         ScanRangeDecl::Written { target } => {
             return returned_open(st, d, *target, def, &cat, &positions);
@@ -794,6 +801,58 @@ fn catalog_view_open<T: TxnSlot>(
     place(st, open)
 }
 
+/// Opens lookup scan `at`, its keys all in: its table by them (or whole).
+fn lookup_ready<T: TxnSlot>(st: &mut HostState<T>, at: usize) -> Result<(), HostError> {
+    let Some(Open::Lookup {
+        decl, keys, whole, ..
+    }) = st
+        .scans
+        .get_mut(at)
+        .map(|o| std::mem::replace(o, Open::Ended))
+    else {
+        return Err(HostError::internal("lookup handle"));
+    };
+    let opened = table_open(st, &decl, (!whole).then_some(keys))?;
+    let slot = st
+        .scans
+        .get_mut(at)
+        .ok_or_else(|| HostError::internal("handle"))?;
+    *slot = opened;
+    Ok(())
+}
+
+/// Fills `slice` (a batch in `layout`) with the next of `rows`; their count.
+fn rows_next(
+    rows: &mut std::vec::IntoIter<Vec<Value>>,
+    layout: &scratchbird_types::batch::BatchLayout,
+    slice: &mut [u8],
+) -> Result<usize, HostError> {
+    let mut w = BatchWriter::new(layout, slice)
+        .map_err(|e| HostError::internal_by("a returned batch", e))?;
+    let mut n = 0usize;
+    while n < layout.rows_max() as usize {
+        let Some(row) = rows.as_slice().first() else {
+            break;
+        };
+        if !w
+            .put_row(n, row)
+            .map_err(|e| HostError::internal_by("a returned row", e))?
+        {
+            if n == 0 {
+                return Err(HostError::internal(
+                    "one returned row does not fit a whole batch",
+                ));
+            }
+            break;
+        }
+        rows.next();
+        n += 1;
+    }
+    w.finish(n)
+        .map_err(|e| HostError::internal_by("a returned batch", e))?;
+    Ok(n)
+}
+
 fn scan_next<T: TxnSlot>(
     data: &mut [u8],
     st: &mut HostState<T>,
@@ -809,22 +868,7 @@ fn scan_next<T: TxnSlot>(
         .filter(|i| *i < st.scans.len())
         .ok_or_else(|| HostError::abi(format!("scan_next of unknown handle {h}")))?;
     if let Some(Open::Lookup { .. }) = st.scans.get(at) {
-        // the keys are all in: open the table by them
-        let Some(Open::Lookup {
-            decl, keys, whole, ..
-        }) = st
-            .scans
-            .get_mut(at)
-            .map(|o| std::mem::replace(o, Open::Ended))
-        else {
-            return Err(HostError::internal("lookup handle"));
-        };
-        let opened = table_open(st, &decl, (!whole).then_some(keys))?;
-        let slot = st
-            .scans
-            .get_mut(at)
-            .ok_or_else(|| HostError::internal("handle"))?;
-        *slot = opened;
+        lookup_ready(st, at)?;
     }
     let open = st
         .scans
@@ -844,29 +888,7 @@ fn scan_next<T: TxnSlot>(
             let slice = data
                 .get_mut(r)
                 .ok_or_else(|| HostError::internal("region"))?;
-            let mut w = BatchWriter::new(layout, slice)
-                .map_err(|e| HostError::internal_by("a returned batch", e))?;
-            let mut n = 0usize;
-            while n < layout.rows_max() as usize {
-                let Some(row) = rows.as_slice().first() else {
-                    break;
-                };
-                if !w
-                    .put_row(n, row)
-                    .map_err(|e| HostError::internal_by("a returned row", e))?
-                {
-                    if n == 0 {
-                        return Err(HostError::internal(
-                            "one returned row does not fit a whole batch",
-                        ));
-                    }
-                    break;
-                }
-                rows.next();
-                n += 1;
-            }
-            w.finish(n)
-                .map_err(|e| HostError::internal_by("a returned batch", e))?;
+            let n = rows_next(rows, layout, slice)?;
             if n == 0 {
                 *open = Open::Ended;
             }

@@ -59,32 +59,7 @@ impl Gen {
         let h = self.f.local(ValType::I32);
         let n = self.f.local(ValType::I32);
         let i = self.f.local(ValType::I32);
-        let looked_up = match source {
-            Source::Scan(s) => self.lookups.remove(&s),
-            Source::Input(_) => None,
-        };
-        match looked_up {
-            // opened by its join, which handed it the keys
-            Some(l) => {
-                self.f.get(l);
-                self.f.set(h);
-            }
-            None => {
-                if let Source::Scan(s) = source
-                    && matches!(
-                        self.manifest.scans.get(s).map(|d| &d.range),
-                        Some(crate::abi::ScanRangeDecl::Lookup { .. })
-                    )
-                {
-                    return Err(EmitError::Plan(format!(
-                        "lookup scan {s} read outside the probe side of its join"
-                    )));
-                }
-                self.f.i32c(index as i32);
-                self.f.i(I::Call(open));
-                self.f.set(h);
-            }
-        }
+        self.scan_handle(source, index, open, h)?;
         let done = self.f.block();
         let batch = self.f.loop_();
         self.f.i32c(self.temp_base as i32);
@@ -172,6 +147,40 @@ impl Gen {
         self.f.br(batch);
         self.f.end();
         self.f.end();
+        Ok(())
+    }
+
+    /// Sets local `h` to the handle of `source`: opened here with `open`, or
+    /// for a lookup scan, opened by its join, which handed it the keys.
+    fn scan_handle(
+        &mut self,
+        source: Source,
+        index: usize,
+        open: u32,
+        h: u32,
+    ) -> Result<(), EmitError> {
+        let looked_up = match source {
+            Source::Scan(s) => self.lookups.remove(&s),
+            Source::Input(_) => None,
+        };
+        if let Some(l) = looked_up {
+            self.f.get(l);
+            self.f.set(h);
+            return Ok(());
+        }
+        if let Source::Scan(s) = source
+            && matches!(
+                self.manifest.scans.get(s).map(|d| &d.range),
+                Some(crate::abi::ScanRangeDecl::Lookup { .. })
+            )
+        {
+            return Err(EmitError::Plan(format!(
+                "lookup scan {s} read outside the probe side of its join"
+            )));
+        }
+        self.f.i32c(index as i32);
+        self.f.i(I::Call(open));
+        self.f.set(h);
         Ok(())
     }
 
