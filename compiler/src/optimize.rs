@@ -599,6 +599,27 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
                     jp.push(p);
                 }
             }
+            // a side's `col IN (subquery)` holds for the column it equals on
+            // the other side, in every pair the join keeps
+            let eqs = col_equalities(&jp, &lcols);
+            let to_right: Vec<BExpr> = lp
+                .iter()
+                .filter_map(|p| transferred(p, &eqs, false))
+                .collect();
+            let to_left: Vec<BExpr> = rp
+                .iter()
+                .filter_map(|p| transferred(p, &eqs, true))
+                .collect();
+            for e in to_right {
+                if !rp.contains(&e) && !has_conjunct(&right, &e) {
+                    rp.push(e);
+                }
+            }
+            for e in to_left {
+                if !lp.contains(&e) && !has_conjunct(&left, &e) {
+                    lp.push(e);
+                }
+            }
             // what an OR over both sides implies for each side alone
             for p in &jp {
                 for (side, cols, preds) in [(&left, &lcols, &mut lp), (&right, &rcols, &mut rp)] {
@@ -628,10 +649,20 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
             // only conditions on the preserved (left) side move below a left join
             let lcols: HashSet<ColId> = left.output().into_iter().collect();
             let (lp, keep) = within(preds, &lcols);
+            // a right row whose join column fails a left row's `col IN
+            // (subquery)` matches no left row kept: it may go (TPC-H Q20's
+            // correlated sum, grouped by the key, reads only the parts asked)
+            let conds = on.clone().map(BExpr::conjuncts).unwrap_or_default();
+            let eqs = col_equalities(&conds, &lcols);
+            let rp: Vec<BExpr> = lp
+                .iter()
+                .filter_map(|p| transferred(p, &eqs, false))
+                .filter(|e| !has_conjunct(&right, e))
+                .collect();
             wrap(
                 Rel::Join {
                     left: Box::new(push_into(*left, lp)),
-                    right,
+                    right: Box::new(push_into(*right, rp)),
                     kind: JoinType::Left,
                     on,
                 },
@@ -669,8 +700,136 @@ fn push_into(rel: Rel, preds: Vec<BExpr>) -> Rel {
             all.extend(preds);
             push_into(*input, all)
         }
+        Rel::Aggregate { input, keys, aggs } if !keys.is_empty() => {
+            // a condition on grouping keys that are input columns filters the
+            // input instead: the groups it keeps get the same rows
+            let (down, keep) = through(preds, &keys);
+            wrap(
+                Rel::Aggregate {
+                    input: Box::new(push_into(*input, down)),
+                    keys,
+                    aggs,
+                },
+                keep,
+            )
+        }
+        Rel::Project { input, exprs } => {
+            // a condition on columns passed through (or renamed) holds below
+            let (down, keep) = through(preds, &exprs);
+            wrap(
+                Rel::Project {
+                    input: Box::new(push_into(*input, down)),
+                    exprs,
+                },
+                keep,
+            )
+        }
         other => wrap(other, preds),
     }
+}
+
+/// `preds` split into those over outputs of `outs` that are input columns,
+/// renamed to those (they can be applied below), and the rest.
+fn through(preds: Vec<BExpr>, outs: &[(ColId, BExpr)]) -> (Vec<BExpr>, Vec<BExpr>) {
+    let map: HashMap<ColId, ColId> = outs
+        .iter()
+        .filter_map(|(out, e)| match &e.kind {
+            BK::Col(c) => Some((*out, *c)),
+            _ => None,
+        })
+        .collect();
+    let (mut down, mut keep) = (Vec::new(), Vec::new());
+    for p in preds {
+        match renamed(&p, &map) {
+            Some(e) if !cols_of(&p).is_empty() => down.push(e),
+            _ => keep.push(p),
+        }
+    }
+    (down, keep)
+}
+
+/// `e` with each column renamed by `map`; `None` if it reads a column `map`
+/// does not name.
+fn renamed(e: &BExpr, map: &HashMap<ColId, ColId>) -> Option<BExpr> {
+    let r = |x: &BExpr| renamed(x, map).map(Box::new);
+    let kind = match &e.kind {
+        BK::Col(c) => BK::Col(*map.get(c)?),
+        BK::Lit(v) => BK::Lit(v.clone()),
+        BK::Init(i) => BK::Init(*i),
+        BK::Arith(op, a, b) => BK::Arith(*op, r(a)?, r(b)?),
+        BK::Cmp(op, a, b) => BK::Cmp(*op, r(a)?, r(b)?),
+        BK::And(a, b) => BK::And(r(a)?, r(b)?),
+        BK::Or(a, b) => BK::Or(r(a)?, r(b)?),
+        BK::Neg(a) => BK::Neg(r(a)?),
+        BK::Not(a) => BK::Not(r(a)?),
+        BK::IsNull(a) => BK::IsNull(r(a)?),
+        BK::Cast(a) => BK::Cast(r(a)?),
+        BK::InSet(a, i) => BK::InSet(r(a)?, *i),
+        BK::Case(w, x) => BK::Case(
+            w.iter()
+                .map(|(c, v)| Some((renamed(c, map)?, renamed(v, map)?)))
+                .collect::<Option<Vec<_>>>()?,
+            r(x)?,
+        ),
+        BK::Func(f, args) => BK::Func(
+            *f,
+            args.iter()
+                .map(|a| renamed(a, map))
+                .collect::<Option<Vec<_>>>()?,
+        ),
+    };
+    Some(BExpr {
+        kind,
+        ty: e.ty,
+        nullable: e.nullable,
+    })
+}
+
+/// The column pairs `(left, right)` that equalities among `conds` join (a
+/// left column in `lcols`, both of one type).
+fn col_equalities(conds: &[BExpr], lcols: &HashSet<ColId>) -> Vec<(ColId, ColId)> {
+    let mut out = Vec::new();
+    for c in conds {
+        if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind
+            && let (BK::Col(x), BK::Col(y)) = (&a.kind, &b.kind)
+            && a.ty == b.ty
+            && lcols.contains(x) != lcols.contains(y)
+        {
+            out.push(if lcols.contains(x) {
+                (*x, *y)
+            } else {
+                (*y, *x)
+            });
+        }
+    }
+    out
+}
+
+/// `p` if it is `col IN (subquery)` on a column `pairs` maps (first to
+/// second, or with `back` second to first), over the column it maps to.
+/// (Only sets move across a join: a comparison repeated on both sides would
+/// be counted twice by the join's estimate.)
+fn transferred(p: &BExpr, pairs: &[(ColId, ColId)], back: bool) -> Option<BExpr> {
+    let BK::InSet(e, i) = &p.kind else {
+        return None;
+    };
+    let BK::Col(c) = &e.kind else { return None };
+    let to = pairs
+        .iter()
+        .find(|(a, b)| if back { b == c } else { a == c })
+        .map(|(a, b)| if back { *a } else { *b })?;
+    Some(BExpr {
+        kind: BK::InSet(
+            Box::new(BExpr {
+                kind: BK::Col(to),
+                ty: e.ty,
+                nullable: e.nullable,
+            }),
+            *i,
+        ),
+        ty: p.ty,
+        nullable: p.nullable,
+    })
 }
 
 /// Sort followed by LIMIT keeps only what the limit needs.
