@@ -281,24 +281,13 @@ impl<'a> Estimator<'a> {
     /// rows; anything else its own selectivity.
     fn pair_sel(&self, conds: &[BExpr], sides: &[(HashSet<ColId>, Info); 2]) -> f64 {
         let [(lcols, l), (_, r)] = sides;
-        let mut lkeys = HashSet::new();
-        let mut rkeys = HashSet::new();
-        let mut others = 1.0;
-        let mut equi = 0usize;
-        for c in conds {
-            if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind
-                && let (Some(x), Some(y)) = (as_col(a), as_col(b))
-                && lcols.contains(&x) != lcols.contains(&y)
-            {
-                let (lx, ry) = if lcols.contains(&x) { (x, y) } else { (y, x) };
-                lkeys.insert(lx);
-                rkeys.insert(ry);
-                equi += 1;
-            } else {
-                others *= self.sel(c, &[]);
-            }
-        }
-        if equi == 0 {
+        let (lkeys, rkeys) = equi_cols(conds, lcols);
+        let others: f64 = conds
+            .iter()
+            .filter(|c| equi_pair(c, lcols).is_none())
+            .map(|c| self.sel(c, &[]))
+            .product();
+        if lkeys.is_empty() {
             return others;
         }
         let covered = |i: &Info, keys: &HashSet<ColId>| {
@@ -320,19 +309,21 @@ impl<'a> Estimator<'a> {
 /// The columns of the left side (`lcols`) and of the right side that the
 /// equalities among `conds` join on.
 fn equi_cols(conds: &[BExpr], lcols: &HashSet<ColId>) -> (HashSet<ColId>, HashSet<ColId>) {
-    let mut l = HashSet::new();
-    let mut r = HashSet::new();
-    for c in conds {
-        if let BK::Cmp(CmpOp::Eq, a, b) = &c.kind
-            && let (Some(x), Some(y)) = (as_col(a), as_col(b))
-            && lcols.contains(&x) != lcols.contains(&y)
-        {
-            let (lx, ry) = if lcols.contains(&x) { (x, y) } else { (y, x) };
-            l.insert(lx);
-            r.insert(ry);
-        }
+    conds.iter().filter_map(|c| equi_pair(c, lcols)).unzip()
+}
+
+/// The left (in `lcols`) and right columns `c` equates, if it is such an
+/// equality.
+fn equi_pair(c: &BExpr, lcols: &HashSet<ColId>) -> Option<(ColId, ColId)> {
+    let BK::Cmp(CmpOp::Eq, a, b) = &c.kind else {
+        return None;
+    };
+    let (x, y) = (as_col(a)?, as_col(b)?);
+    match (lcols.contains(&x), lcols.contains(&y)) {
+        (true, false) => Some((x, y)),
+        (false, true) => Some((y, x)),
+        _ => None,
     }
-    (l, r)
 }
 
 /// `a = b` over one relation.

@@ -93,6 +93,16 @@ impl Choice<'_> {
     }
 }
 
+/// The input column that output `c` of `exprs` passes through (renamed or
+/// not), if it is one.
+fn passed(exprs: &[(ColId, BExpr)], c: ColId) -> Option<ColId> {
+    let (_, e) = exprs.iter().find(|(o, _)| *o == c)?;
+    match &e.kind {
+        BK::Col(i) => Some(*i),
+        _ => None,
+    }
+}
+
 /// The table scan that column `c` of `rel` comes from, and the column's
 /// position in it, if the path from `rel` down to the scan lets extra
 /// records of the scan make only rows that keep their value of `c` (see the
@@ -109,13 +119,7 @@ fn source(rel: &Rel, c: ColId) -> Option<(&Rel, usize)> {
         Rel::Project { input, exprs }
         | Rel::Aggregate {
             input, keys: exprs, ..
-        } => {
-            let (_, e) = exprs.iter().find(|(o, _)| *o == c)?;
-            match &e.kind {
-                BK::Col(i) => source(input, *i),
-                _ => None,
-            }
-        }
+        } => source(input, passed(exprs, c)?),
         Rel::Join {
             left, right, kind, ..
         } => match kind {
@@ -243,13 +247,7 @@ fn below(rel: &Rel, c: ColId) -> Option<(&Rel, ColId)> {
         Rel::Project { input, exprs }
         | Rel::Aggregate {
             input, keys: exprs, ..
-        } => {
-            let (_, e) = exprs.iter().find(|(o, _)| *o == c)?;
-            match &e.kind {
-                BK::Col(i) => Some((input, *i)),
-                _ => None,
-            }
-        }
+        } => Some((input, passed(exprs, c)?)),
         Rel::Join { left, right, .. } => {
             if left.output().contains(&c) {
                 Some((left, c))

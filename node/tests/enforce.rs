@@ -859,8 +859,18 @@ fn index_probe(d: &Db, user: &str, from: &str) -> Result<Vec<Value>, HostError> 
             Sink::Output(0),
         )],
     };
-    let bytes = emit(&prog, &manifest).unwrap();
-    let (p, _) = d.sandbox.prepare(&bytes).unwrap();
+    run_as(d, t, user, &emit(&prog, &manifest).unwrap()).map(|(ids, _)| ids)
+}
+
+/// Runs module `bytes` in `t` as `user`: the first column of its rows, and
+/// the rows it read.
+fn run_as(
+    d: &Db,
+    t: scratchbird_storage::Transaction,
+    user: &str,
+    bytes: &[u8],
+) -> Result<(Vec<Value>, u64), HostError> {
+    let (p, _) = d.sandbox.prepare(bytes).unwrap();
     let who = Principal::new(
         d.deriver.clone(),
         SecurityContext::new(&format!("User::\"{user}\"")),
@@ -879,7 +889,7 @@ fn index_probe(d: &Db, user: &str, from: &str) -> Result<Vec<Value>, HostError> 
         }),
     );
     t.rollback().unwrap();
-    r.map(|_| got.take())
+    r.map(|s| (got.take(), s.rows_read))
 }
 
 #[test]
@@ -984,27 +994,7 @@ fn email_lookup(d: &Db, user: &str, keys: &[&str]) -> Result<(Vec<Value>, u64), 
             Sink::Output(0),
         )],
     };
-    let bytes = emit(&prog, &manifest).unwrap();
-    let (p, _) = d.sandbox.prepare(&bytes).unwrap();
-    let who = Principal::new(
-        d.deriver.clone(),
-        SecurityContext::new(&format!("User::\"{user}\"")),
-        &SECRET,
-    );
-    let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let g2 = got.clone();
-    let (t, r) = d.sandbox.run(
-        &p,
-        t,
-        &Access::Principal(Arc::new(who)),
-        Box::new(move |b| {
-            g2.borrow_mut()
-                .extend(b.rows().unwrap().into_iter().map(|mut r| r.remove(0)));
-            Ok(())
-        }),
-    );
-    t.rollback().unwrap();
-    r.map(|s| (got.take(), s.rows_read))
+    run_as(d, t, user, &emit(&prog, &manifest).unwrap())
 }
 
 #[test]

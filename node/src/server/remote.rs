@@ -21,12 +21,14 @@ const SILENT_MAX: Duration = Duration::from_secs(120);
 
 /// How many times a session outside a transaction replaces a connection it
 /// could not write a request on.
-const RECONNECTS_MAX: u32 = 5;
+const RECONNECTS_MAX: u32 = 8;
 
 /// The pause before the second attempt to replace a connection, doubled for
-/// each after it (10, 20, 40, 80 ms): a shard renewing its certificate closes
-/// the connections made while it swaps it, and attempts made at once all
-/// fall into that moment.
+/// each after it (10, 20, ... 640 ms: 1.27 s in all): a shard renewing its
+/// certificate closes the connections made while it swaps it, and attempts
+/// made at once all fall into that moment. Five attempts (150 ms) were too few
+/// on a loaded two-core machine: a CA rotation under load lost a statement
+/// whose every attempt was closed by the renewing shard.
 const RECONNECT_PAUSE_MS: u64 = 10;
 
 /// How often a waiting coordinator looks at its cancel flag.
