@@ -16,11 +16,15 @@
 //! key columns. Along that path an extra record can only make rows whose key
 //! no build row has, which the lookup join then drops.
 //!
-//! The choice is made from estimates, like the join order: the build side's
-//! rows (at most that many keys), the records each key finds (one through a
-//! unique key; the table's rows over the values of the build's unique key
-//! the join columns cover, for a foreign key; else a tenth of the table),
-//! against the table's rows. Estimates change plans, never results.
+//! The work of a lookup is estimated like the join order: a seek per key,
+//! then the records each key finds (one through a unique key; the table's
+//! rows over the values of the build's unique key the join columns cover,
+//! for a foreign key; else a tenth of the table). From it comes `keys_max`,
+//! the distinct keys up to which looking them up costs less than reading
+//! the table; it goes into the module, and the host decides by the keys that
+//! really come. The plan tries a lookup when the build side's estimated
+//! distinct keys are within [`OPTIMISM`] times `keys_max`. Estimates change
+//! plans, never results.
 
 use crate::catalog::Catalog;
 use crate::cost::Estimator;
