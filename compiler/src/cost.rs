@@ -213,15 +213,10 @@ impl<'a> Estimator<'a> {
                     && let Some(e) = on
                 {
                     let (lk, rk) = equi_cols(&e.clone().conjuncts(), &sides[0].0);
-                    let covers = |i: &Info, keys: &HashSet<ColId>| {
-                        i.uniques
-                            .iter()
-                            .any(|u| !u.cols.is_empty() && u.cols.iter().all(|c| keys.contains(c)))
-                    };
-                    if covers(&r, &rk) {
+                    if covered(&r, &rk).is_some() {
                         uniques.extend(l.uniques.iter().cloned());
                     }
-                    if covers(&l, &lk) {
+                    if covered(&l, &lk).is_some() {
                         uniques.extend(r.uniques.iter().cloned());
                     }
                 }
@@ -290,13 +285,6 @@ impl<'a> Estimator<'a> {
         if lkeys.is_empty() {
             return others;
         }
-        let covered = |i: &Info, keys: &HashSet<ColId>| {
-            i.uniques
-                .iter()
-                .filter(|u| u.cols.iter().all(|c| keys.contains(c)))
-                .map(|u| u.domain)
-                .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))))
-        };
         let domain = match (covered(l, &lkeys), covered(r, &rkeys)) {
             (Some(a), Some(b)) => a.max(b),
             (Some(a), None) | (None, Some(a)) => a,
@@ -304,6 +292,17 @@ impl<'a> Estimator<'a> {
         };
         others / domain.max(1.0)
     }
+}
+
+/// The largest domain of the unique sets of `i` that `keys` cover, if any:
+/// with those columns equal, a row of the other side of a join matches at
+/// most one row of `i`.
+fn covered(i: &Info, keys: &HashSet<ColId>) -> Option<f64> {
+    i.uniques
+        .iter()
+        .filter(|u| u.cols.iter().all(|c| keys.contains(c)))
+        .map(|u| u.domain)
+        .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))))
 }
 
 /// The columns of the left side (`lcols`) and of the right side that the

@@ -810,7 +810,7 @@ fn col_equalities(conds: &[BExpr], lcols: &HashSet<ColId>) -> Vec<(ColId, ColId)
 /// (Only sets move across a join: a comparison repeated on both sides would
 /// be counted twice by the join's estimate.)
 fn transferred(p: &BExpr, pairs: &[(ColId, ColId)], back: bool) -> Option<BExpr> {
-    let BK::InSet(e, i) = &p.kind else {
+    let BK::InSet(e, _) = &p.kind else {
         return None;
     };
     let BK::Col(c) = &e.kind else { return None };
@@ -818,18 +818,7 @@ fn transferred(p: &BExpr, pairs: &[(ColId, ColId)], back: bool) -> Option<BExpr>
         .iter()
         .find(|(a, b)| if back { b == c } else { a == c })
         .map(|(a, b)| if back { *a } else { *b })?;
-    Some(BExpr {
-        kind: BK::InSet(
-            Box::new(BExpr {
-                kind: BK::Col(to),
-                ty: e.ty,
-                nullable: e.nullable,
-            }),
-            *i,
-        ),
-        ty: p.ty,
-        nullable: p.nullable,
-    })
+    renamed(p, &HashMap::from([(*c, to)]))
 }
 
 /// Sort followed by LIMIT keeps only what the limit needs.

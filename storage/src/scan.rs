@@ -311,43 +311,22 @@ impl ScanCursor {
             (ScanRange::All, _) => (None, None, false),
             (ScanRange::Key { lower, upper }, _) => bounds(&store.key_types, lower, upper)?,
             (ScanRange::Index { lower, upper, .. }, Some(idx)) => {
-                let types: Vec<SqlType> = idx
-                    .columns
-                    .iter()
-                    .filter_map(|&c| store.types.get(c).copied())
-                    .collect();
-                bounds(&types, lower, upper)?
+                bounds(&store.index_types(idx), lower, upper)?
             }
             (ScanRange::Index { .. }, None) => {
                 return Err(StorageError::Internal("index scan without index"));
             }
-            (
-                ScanRange::Points {
-                    index: None,
-                    points,
-                },
-                _,
-            ) => {
-                ranges = point_ranges(&store.key_types, points)?;
-                (None, None, true)
-            }
-            (
-                ScanRange::Points {
-                    index: Some(_),
-                    points,
-                },
-                Some(idx),
-            ) => {
-                let types: Vec<SqlType> = idx
-                    .columns
-                    .iter()
-                    .filter_map(|&c| store.types.get(c).copied())
-                    .collect();
+            (ScanRange::Points { index: by, points }, idx) => {
+                let types = match (by, idx) {
+                    (None, _) => store.key_types.clone(),
+                    (Some(_), Some(idx)) => store.index_types(idx),
+                    (Some(_), None) => {
+                        return Err(StorageError::Internal("index points without index"));
+                    }
+                };
+                // the first point is taken from the queue like the rest
                 ranges = point_ranges(&types, points)?;
                 (None, None, true)
-            }
-            (ScanRange::Points { .. }, None) => {
-                return Err(StorageError::Internal("index points without index"));
             }
         };
         let done = empty || matches!((&lo, &hi), (Some(l), Some(h)) if l >= h);

@@ -380,33 +380,38 @@ impl TableStore {
     pub(crate) fn index_key_of_row(&self, index: &IndexDef, row: &RowSource) -> Result<Vec<u8>> {
         match row {
             RowSource::Delta(_) => self.index_key_of(index, &self.row_values(row)?),
-            RowSource::Page(page, i) => {
-                let mut values = vec![Value::Null; self.types.len()];
-                for &c in &index.columns {
-                    if let Some(v) = values.get_mut(c) {
-                        *v = page.value(c, *i)?;
-                    }
-                }
-                self.index_key_of(index, &values)
-            }
+            RowSource::Page(page, i) => self.index_key_with(index, |c| page.value(c, *i)),
         }
     }
 
     /// The index key of a row for `index`, `None` if a key column is NULL and the
     /// index is unique (NULLs never collide).
     pub(crate) fn index_key_of(&self, index: &IndexDef, values: &[Value]) -> Result<Vec<u8>> {
-        let types: Vec<SqlType> = index
+        self.index_key_with(index, |c| Ok(values.get(c).cloned().unwrap_or(Value::Null)))
+    }
+
+    /// The types of `index`'s columns, in key order.
+    pub(crate) fn index_types(&self, index: &IndexDef) -> Vec<SqlType> {
+        index
             .columns
             .iter()
             .filter_map(|&c| self.types.get(c).copied())
-            .collect();
-        let vals: Vec<Value> = index
+            .collect()
+    }
+
+    /// The index key for `index` of the row whose column `c` is `value_of(c)`.
+    fn index_key_with(
+        &self,
+        index: &IndexDef,
+        value_of: impl Fn(usize) -> Result<Value>,
+    ) -> Result<Vec<u8>> {
+        let vals = index
             .columns
             .iter()
-            .map(|&c| values.get(c).cloned().unwrap_or(Value::Null))
-            .collect();
+            .map(|&c| value_of(c))
+            .collect::<Result<Vec<Value>>>()?;
         let mut k = Vec::new();
-        encode_key(&types, &vals, &mut k)?;
+        encode_key(&self.index_types(index), &vals, &mut k)?;
         check_key_len(&k)?;
         Ok(k)
     }

@@ -823,7 +823,15 @@ struct SinkState {
     row: u32,
     heap: u32,
     call: u32,
-    index: i32,
-    /// The handle `call` takes, in this local, instead of `index`.
-    handle: Option<u32>,
+    /// What `call` is handed first.
+    to: SinkTo,
+}
+
+/// The first argument of a sink's host call.
+#[derive(Clone, Copy)]
+enum SinkTo {
+    /// A declared output or write target, by index.
+    Declared(i32),
+    /// A scan handle, in this local (a lookup's keys).
+    Handle(u32),
 }

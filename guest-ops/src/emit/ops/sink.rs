@@ -26,6 +26,18 @@ impl Gen {
                     (l.clone(), l.types(), WRITE_FN, *w)
                 }
             };
+        self.sink_new(layout, types, call, SinkTo::Declared(index as i32))
+    }
+
+    /// A sink of batches in `layout` (columns `types`) handed to host
+    /// function `call`: its buffer and its row and heap cursors, cleared.
+    fn sink_new(
+        &mut self,
+        layout: BatchLayout,
+        types: Vec<SqlType>,
+        call: u32,
+        to: SinkTo,
+    ) -> Result<SinkState, EmitError> {
         let total = u32::try_from(layout.total_bytes())
             .map_err(|_| EmitError::Limit("output batch too large".into()))?;
         let buf = self.static_alloc(total, 16);
@@ -41,8 +53,7 @@ impl Gen {
             row,
             heap,
             call,
-            index: index as i32,
-            handle: None,
+            to,
         };
         self.sink_clear(&st);
         Ok(st)
@@ -64,31 +75,13 @@ impl Gen {
         if self.lookups.contains_key(&scan) {
             return Err(EmitError::Plan(format!("scan {scan} is looked up twice")));
         }
-        let total = u32::try_from(layout.total_bytes())
-            .map_err(|_| EmitError::Limit("key batch too large".into()))?;
-        let buf = self.static_alloc(total, 16);
         let handle = self.f.local(ValType::I32);
-        let row = self.f.local(ValType::I32);
-        let heap = self.f.local(ValType::I32);
         self.f.i32c(scan as i32);
         self.f.i(I::Call(SCAN_OPEN_FN));
         self.f.set(handle);
-        self.f.set_i32(row, 0);
-        self.f.set_i32(heap, 0);
         self.lookups.insert(scan, handle);
-        let st = SinkState {
-            types: layout.types(),
-            layout,
-            buf,
-            total,
-            row,
-            heap,
-            call: SCAN_KEYS_FN,
-            index: scan as i32,
-            handle: Some(handle),
-        };
-        self.sink_clear(&st);
-        Ok(st)
+        let types = layout.types();
+        self.sink_new(layout, types, SCAN_KEYS_FN, SinkTo::Handle(handle))
     }
 
     pub(super) fn sink_clear(&mut self, st: &SinkState) {
@@ -118,9 +111,9 @@ impl Gen {
         f.i32c(b);
         f.i32c(LAYOUT_VERSION as i32);
         f.i(I::I32Store(mem(12, 2)));
-        match st.handle {
-            Some(h) => f.get(h),
-            None => f.i32c(st.index),
+        match st.to {
+            SinkTo::Declared(i) => f.i32c(i),
+            SinkTo::Handle(h) => f.get(h),
         }
         f.i32c(b);
         f.i32c(st.total as i32);
