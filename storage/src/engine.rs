@@ -13,6 +13,7 @@ use crate::keys::{
     split_page_key, tip_key, u64_key,
 };
 use crate::locks::LockManager;
+use crate::pagedir::PageDir;
 use crate::table::{
     PageMeta, ReadView, RowSource, TableState, TableStore, Version, decode_page_meta,
     decode_version,
@@ -84,8 +85,7 @@ impl scratchbird_types::schema::RowEstimates for TableRows {
             .get(&table)
             .cloned()?;
         let st = store.read();
-        let paged: u64 = st.pages.values().map(|m| u64::from(m.rows)).sum();
-        Some(paged.saturating_add(st.delta.len() as u64))
+        Some(st.pages.rows().saturating_add(st.delta.len() as u64))
     }
 }
 
@@ -561,7 +561,7 @@ impl Inner {
         delta: Option<BTreeMap<Vec<u8>, Vec<Version>>>,
     ) {
         let mut st = store.write();
-        st.pages = pages.unwrap_or_default();
+        st.pages = PageDir::from_map(pages.unwrap_or_default());
         st.delta = delta.unwrap_or_default();
         st.delta_bytes = st.delta.values().flatten().map(Version::mem_bytes).sum();
         self.delta_bytes.fetch_add(st.delta_bytes, Ordering::SeqCst);

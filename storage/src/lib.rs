@@ -47,6 +47,7 @@ mod keys;
 pub mod limits;
 mod locks;
 mod page;
+mod pagedir;
 pub mod scan;
 mod sweep;
 mod table;

@@ -74,8 +74,22 @@ pub(crate) struct Page {
     creator: TxnId,
     key_offsets: Range<usize>,
     key_data: Range<usize>,
+    /// Each row's key's first 8 bytes (zero-padded) as a big-endian number,
+    /// so that a search compares numbers in one array and reads a key only
+    /// among rows whose first 8 bytes are equal (a search through the keys
+    /// themselves costs a cache miss or two a step).
+    key_prefixes: Box<[u64]>,
     cols: Vec<ColumnChunk>,
     types: Arc<[SqlType]>,
+}
+
+/// The first 8 bytes of `key` as a number that orders as the bytes do.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    for (d, s) in b.iter_mut().zip(key) {
+        *d = *s;
+    }
+    u64::from_be_bytes(b)
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {
@@ -200,19 +214,27 @@ impl Page {
                 }
             }
         }
-        Ok(Self {
+        let mut page = Self {
             buf,
             rows,
             creator,
             key_offsets,
             key_data,
+            key_prefixes: Box::new([]),
             cols,
             types,
-        })
+        };
+        page.key_prefixes = (0..rows).map(|i| key_prefix(page.key(i))).collect();
+        Ok(page)
     }
 
     fn bytes(&self) -> &[u8] {
         self.buf.bytes()
+    }
+
+    /// Memory the page holds in the buffer pool.
+    pub(crate) fn mem_bytes(&self) -> usize {
+        self.buf.payload_len + 8 * self.key_prefixes.len()
     }
 
     pub(crate) fn rows(&self) -> usize {
@@ -240,7 +262,12 @@ impl Page {
 
     /// Binary search for `key`: `Ok(row)` or `Err(insertion point)`.
     pub(crate) fn find(&self, key: &[u8]) -> std::result::Result<usize, usize> {
-        let (mut lo, mut hi) = (0usize, self.rows);
+        // Rows whose prefix is smaller have smaller keys, those whose prefix
+        // is larger larger ones: only the rows of an equal prefix compare keys.
+        let p = key_prefix(key);
+        let ps = &self.key_prefixes;
+        let mut lo = ps.partition_point(|x| *x < p);
+        let mut hi = lo + ps.get(lo..).map_or(0, |r| r.partition_point(|x| *x == p));
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.key(mid).cmp(key) {
@@ -269,6 +296,9 @@ impl Page {
     }
 
     pub(crate) fn is_null(&self, col: usize, i: usize) -> bool {
+        if self.cols.get(col).is_some_and(|c| c.no_nulls) {
+            return i >= self.rows;
+        }
         self.validity(col)
             .get(i / 8)
             .is_none_or(|b| b & (1 << (i % 8)) == 0)
@@ -363,7 +393,9 @@ pub(crate) struct PageCache {
 
 #[derive(Debug, Default)]
 struct CacheShard {
-    map: std::collections::HashMap<u64, (Arc<Page>, u64)>,
+    /// By generation: numbers storage hands out itself, so no hostile key
+    /// could crowd one bucket, and a multiply hashes them.
+    map: rustc_hash::FxHashMap<u64, (Arc<Page>, u64)>,
     bytes: usize,
 }
 
@@ -400,12 +432,12 @@ impl PageCache {
             return;
         }
         let now = self.tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let size = page.buf.payload_len;
+        let size = page.mem_bytes();
         let Some(mut shard) = self.shard(generation) else {
             return;
         };
         if let Some((old, _)) = shard.map.insert(generation, (page, now)) {
-            shard.bytes = shard.bytes.saturating_sub(old.buf.payload_len);
+            shard.bytes = shard.bytes.saturating_sub(old.mem_bytes());
         }
         shard.bytes += size;
         if shard.bytes > self.shard_budget {
@@ -417,7 +449,7 @@ impl PageCache {
             shard.map.retain(|_, (p, t)| {
                 let keep = *t >= cut;
                 if !keep {
-                    freed += p.buf.payload_len;
+                    freed += p.mem_bytes();
                 }
                 keep
             });

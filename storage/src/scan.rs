@@ -165,6 +165,11 @@ pub struct ScanCursor {
     scratch: Option<Box<Scratch>>,
     /// The output's variable-length columns (table positions).
     var_columns: Vec<usize>,
+    /// The page the last batch ended in (its generation, and the row after
+    /// the last one read when that row is where the cursor stands), so the
+    /// next batch starts there without asking the buffer pool or searching
+    /// the page for the cursor's key again.
+    held: Option<(u64, Arc<Page>, Option<usize>)>,
 }
 
 /// Encodes scan bounds as the byte range `[lo, hi)`; the flag is set when the
@@ -355,6 +360,7 @@ impl ScanCursor {
             rejected: 0,
             scratch: None,
             var_columns,
+            held: None,
         })
     }
 
@@ -769,11 +775,15 @@ impl ScanCursor {
                 (Some(a), Some(b)) => Some(a.min(b).clone()),
                 (a, b) => a.clone().or_else(|| b.clone()),
             };
-            let page: Option<Arc<Page>> = match &seg {
-                Some((first, meta)) => {
-                    Some(store.fetch_page(&inner.pages(), first, meta.generation)?)
-                }
-                None => None,
+            let (page, resume) = match &seg {
+                Some((first, meta)) => match self.held.take() {
+                    Some((g, p, resume)) if g == meta.generation => (Some(p), resume),
+                    _ => (
+                        Some(store.fetch_page(&inner.pages(), first, meta.generation)?),
+                        None,
+                    ),
+                },
+                None => (None, None),
             };
             let page_visible = seg
                 .as_ref()
@@ -787,6 +797,12 @@ impl ScanCursor {
                         Bound::Unbounded => 0,
                         Bound::Included(k) if Some(k.as_slice()) == first => 0,
                         Bound::Included(k) => p.find(k).unwrap_or_else(|e| e),
+                        // the row after the cursor's, where the last batch stopped
+                        Bound::Excluded(k)
+                            if resume.is_some_and(|r| r > 0 && p.key(r - 1) == k.as_slice()) =>
+                        {
+                            resume.unwrap_or(0)
+                        }
                         Bound::Excluded(k) => p.find(k).map_or_else(|e| e, |i| i + 1),
                     };
                     let j = match &end {
@@ -924,6 +940,9 @@ impl ScanCursor {
                 }
             } else {
                 // Stopped: the batch is full (rows or heap), or a read must wait.
+                if let (Some((_, meta)), Some(p)) = (&seg, page) {
+                    self.held = Some((meta.generation, p, Some(i)));
+                }
                 break;
             }
         }

@@ -12,12 +12,13 @@ use crate::codec::{Reader, corrupt, seal, unseal};
 use crate::error::{Result, StorageError};
 use crate::keys::page_key;
 use crate::page::{Page, PageBuf};
+use crate::pagedir::PageDir;
 use crate::tip::{Tip, TxnState};
 use scratchbird_types::key::encode_key;
 use scratchbird_types::row::RowLayout;
 use scratchbird_types::{CommitNumber, SqlType, TxnId, Value};
 use std::collections::BTreeMap;
-use std::ops::Bound;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -127,7 +128,7 @@ pub(crate) type KeyRange = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// The mutable part of a table, behind one lock.
 #[derive(Debug, Default)]
 pub(crate) struct TableState {
-    pub pages: BTreeMap<Vec<u8>, PageMeta>,
+    pub pages: PageDir,
     pub delta: BTreeMap<Vec<u8>, Vec<Version>>,
     pub delta_bytes: usize,
 }
@@ -135,17 +136,13 @@ pub(crate) struct TableState {
 impl TableState {
     /// The first key of the page whose range holds `key`, if there are pages.
     pub(crate) fn page_for(&self, key: &[u8]) -> Option<(&Vec<u8>, &PageMeta)> {
-        self.pages
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
-            .or_else(|| self.pages.iter().next())
+        self.pages.at_or_before(key).or_else(|| self.pages.first())
     }
 
     /// The first key of the page that may hold `key` as a row (not only cover it).
     pub(crate) fn page_holding(&self, key: &[u8]) -> Option<(&Vec<u8>, &PageMeta)> {
         self.pages
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back()
+            .at_or_before(key)
             .filter(|(_, m)| m.last_key.as_slice() >= key)
     }
 
@@ -154,16 +151,10 @@ impl TableState {
     pub(crate) fn page_range(&self, first: &[u8]) -> KeyRange {
         let is_first = self
             .pages
-            .keys()
-            .next()
-            .is_some_and(|k| k.as_slice() == first);
+            .first()
+            .is_some_and(|(k, _)| k.as_slice() == first);
         let start = if is_first { None } else { Some(first.to_vec()) };
-        let end = self
-            .pages
-            .range::<[u8], _>((Bound::Excluded(first), Bound::Unbounded))
-            .next()
-            .map(|(k, _)| k.clone());
-        (start, end)
+        (start, self.pages.next_first(first).cloned())
     }
 }
 
