@@ -5,8 +5,13 @@
 //! Row counts come from storage ([`Catalog::row_estimate`]: the rows its
 //! tables' directories hold, read without touching a row); a catalog without
 //! them (one a coordinator received from elsewhere) assumes
-//! [`UNKNOWN_ROWS`] per table. Selectivities are fixed fractions (an
-//! equality keeps a tenth, a range a third) except where a key says more:
+//! [`UNKNOWN_ROWS`] per table. Where storage's statistics know a column's
+//! distinct values ([`Catalog::distinct_estimate`]), `col = value` keeps one
+//! row in them, an equi-join one pair in the larger of its two columns'
+//! values, and a grouping makes no more groups than the product of its keys'
+//! (TPC-H Q8's `p_type`, 150 values, filters part more than its orders'
+//! dates filter orders). Otherwise selectivities are fixed fractions (an
+//! equality keeps a tenth, a range a third), and everywhere a key says more:
 //! `col = value` on a unique column keeps one row, and a join whose columns
 //! cover a unique key of one side matches each row of the other side at most
 //! once (the foreign-key join of every schema with primary keys). Join
@@ -55,6 +60,21 @@ pub(crate) struct Unique {
 pub(crate) struct Info {
     pub rows: f64,
     pub uniques: Vec<Unique>,
+    /// About how many distinct values a column takes, where storage's
+    /// statistics say (never more than `rows`).
+    pub distinct: HashMap<ColId, f64>,
+}
+
+/// `distinct` of `cols` renamed by `renamed` (columns it does not name are
+/// dropped).
+fn renamed_distinct(
+    distinct: &HashMap<ColId, f64>,
+    renamed: &HashMap<ColId, ColId>,
+) -> HashMap<ColId, f64> {
+    distinct
+        .iter()
+        .filter_map(|(c, d)| renamed.get(c).map(|o| (*o, *d)))
+        .collect()
 }
 
 /// Row and selectivity estimates over one catalog.
@@ -80,6 +100,17 @@ fn capped(n: f64, limit: Option<u64>) -> f64 {
     limit.map_or(n, |l| n.min(l as f64))
 }
 
+impl Info {
+    /// Nothing known.
+    pub(crate) fn unknown() -> Self {
+        Self {
+            rows: UNKNOWN_ROWS,
+            uniques: Vec::new(),
+            distinct: HashMap::new(),
+        }
+    }
+}
+
 impl<'a> Estimator<'a> {
     pub(crate) fn new(cat: &'a Catalog) -> Self {
         Self { cat }
@@ -92,39 +123,18 @@ impl<'a> Estimator<'a> {
 
     /// Rows and unique sets of `rel`, bottom up (each node once).
     pub(crate) fn info(&self, rel: &Rel) -> Info {
+        let mut distinct = HashMap::new();
         let (rows, uniques) = match rel {
             Rel::Scan { table, cols, .. } => {
-                let rows = self
-                    .cat
-                    .row_estimate(table.id)
-                    .map_or(UNKNOWN_ROWS, |n| n as f64)
-                    .max(1.0);
-                let pick = |pos: &[usize]| -> Option<Vec<ColId>> {
-                    pos.iter().map(|p| cols.get(*p).copied()).collect()
-                };
-                let mut u = Vec::new();
-                if !table.primary_key.is_empty()
-                    && let Some(c) = pick(&table.primary_key)
-                {
-                    u.push(Unique {
-                        cols: c,
-                        domain: rows,
-                    });
-                }
-                for ix in self.cat.indexes_of(table.id).filter(|i| i.unique) {
-                    if let Some(c) = pick(&ix.columns) {
-                        u.push(Unique {
-                            cols: c,
-                            domain: rows,
-                        });
-                    }
-                }
+                let (rows, u, d) = self.scan_info(table, cols);
+                distinct = d;
                 (rows, u)
             }
             Rel::Values { rows, .. } => (rows.len() as f64, Vec::new()),
             Rel::Filter { input, pred } => {
                 let i = self.info(input);
-                (i.rows * self.sel(pred, &i.uniques), i.uniques)
+                distinct = i.distinct.clone();
+                (i.rows * self.sel(pred, &i), i.uniques)
             }
             Rel::Project { input, exprs } => {
                 let i = self.info(input);
@@ -132,6 +142,7 @@ impl<'a> Estimator<'a> {
                     .iter()
                     .filter_map(|(out, e)| as_col(e).map(|c| (c, *out)))
                     .collect();
+                distinct = renamed_distinct(&i.distinct, &renamed);
                 let uniques = i
                     .uniques
                     .into_iter()
@@ -152,14 +163,17 @@ impl<'a> Estimator<'a> {
             }
             Rel::Sort { input, limit, .. } => {
                 let i = self.info(input);
+                distinct = i.distinct;
                 (capped(i.rows, *limit), i.uniques)
             }
             Rel::Limit { input, limit, .. } => {
                 let i = self.info(input);
+                distinct = i.distinct;
                 (capped(i.rows, *limit), i.uniques)
             }
             Rel::Mark { left, .. } => {
                 let i = self.info(left);
+                distinct = i.distinct;
                 (i.rows, i.uniques)
             }
             Rel::Aggregate { input, keys, .. } => {
@@ -167,21 +181,14 @@ impl<'a> Estimator<'a> {
                 if keys.is_empty() {
                     (1.0, Vec::new())
                 } else {
-                    let kc: HashSet<ColId> = keys.iter().filter_map(|(_, e)| as_col(e)).collect();
-                    let by_unique = i
-                        .uniques
-                        .iter()
-                        .any(|u| u.cols.iter().all(|c| kc.contains(c)));
-                    let rows = if by_unique { i.rows } else { i.rows * GROUPS };
-                    let u = Unique {
-                        cols: keys.iter().map(|(c, _)| *c).collect(),
-                        domain: rows.max(1.0),
-                    };
-                    (rows, vec![u])
+                    let (rows, u, d) = grouped(&i, keys);
+                    distinct = d;
+                    (rows, u)
                 }
             }
             Rel::Distinct { input } => {
                 let i = self.info(input);
+                distinct = i.distinct.clone();
                 let rows = i.rows * OTHER;
                 let mut u = i.uniques;
                 u.push(Unique {
@@ -197,6 +204,8 @@ impl<'a> Estimator<'a> {
                 on,
             } => {
                 let (l, r) = (self.info(left), self.info(right));
+                distinct.extend(l.distinct.iter().map(|(c, d)| (*c, *d)));
+                distinct.extend(r.distinct.iter().map(|(c, d)| (*c, *d)));
                 let lcols: HashSet<ColId> = left.output().into_iter().collect();
                 let sides = [(lcols, l.clone()), (Default::default(), r.clone())];
                 let inner = l.rows
@@ -232,21 +241,68 @@ impl<'a> Estimator<'a> {
             Rel::Recursive { base, .. } => (self.info(base).rows * 10.0, Vec::new()),
             Rel::WorkTable { .. } | Rel::Exchange { .. } => (UNKNOWN_ROWS, Vec::new()),
         };
+        let rows = rows.max(1.0);
+        for d in distinct.values_mut() {
+            *d = d.min(rows);
+        }
         Info {
-            rows: rows.max(1.0),
+            rows,
             uniques,
+            distinct,
         }
     }
 
-    /// What share of a relation's rows `e` keeps (`uniques`: the relation's).
-    pub(crate) fn sel(&self, e: &BExpr, uniques: &[Unique]) -> f64 {
+    /// Rows, unique sets and distinct values of a scan of `table` whose
+    /// columns are `cols` (by table position).
+    fn scan_info(
+        &self,
+        table: &scratchbird_types::schema::TableDef,
+        cols: &[ColId],
+    ) -> (f64, Vec<Unique>, HashMap<ColId, f64>) {
+        let mut distinct = HashMap::new();
+        for (pos, c) in cols.iter().enumerate() {
+            if let Some(d) = self.cat.distinct_estimate(table.id, pos) {
+                distinct.insert(*c, d);
+            }
+        }
+        let rows = self
+            .cat
+            .row_estimate(table.id)
+            .map_or(UNKNOWN_ROWS, |n| n as f64)
+            .max(1.0);
+        let pick = |pos: &[usize]| -> Option<Vec<ColId>> {
+            pos.iter().map(|p| cols.get(*p).copied()).collect()
+        };
+        let mut u = Vec::new();
+        if !table.primary_key.is_empty()
+            && let Some(c) = pick(&table.primary_key)
+        {
+            u.push(Unique {
+                cols: c,
+                domain: rows,
+            });
+        }
+        for ix in self.cat.indexes_of(table.id).filter(|i| i.unique) {
+            if let Some(c) = pick(&ix.columns) {
+                u.push(Unique {
+                    cols: c,
+                    domain: rows,
+                });
+            }
+        }
+        (rows, u, distinct)
+    }
+
+    /// What share of a relation's rows `e` keeps (`known`: what is known of
+    /// the relation).
+    pub(crate) fn sel(&self, e: &BExpr, known: &Info) -> f64 {
         let s = match &e.kind {
-            BK::And(a, b) => self.sel(a, uniques) * self.sel(b, uniques),
+            BK::And(a, b) => self.sel(a, known) * self.sel(b, known),
             BK::Or(a, b) => {
-                let (x, y) = (self.sel(a, uniques), self.sel(b, uniques));
+                let (x, y) = (self.sel(a, known), self.sel(b, known));
                 x + y - x * y
             }
-            BK::Not(a) => 1.0 - self.sel(a, uniques),
+            BK::Not(a) => 1.0 - self.sel(a, known),
             BK::IsNull(a) => {
                 if a.nullable {
                     NULLS
@@ -256,13 +312,13 @@ impl<'a> Estimator<'a> {
             }
             BK::Lit(Value::Boolean(true)) => 1.0,
             BK::Lit(_) => 0.0,
-            BK::Cmp(CmpOp::Eq, a, b) => eq_sel(a, b, uniques),
-            BK::Cmp(CmpOp::Ne, a, b) => 1.0 - eq_sel(a, b, uniques),
+            BK::Cmp(CmpOp::Eq, a, b) => eq_sel(a, b, known),
+            BK::Cmp(CmpOp::Ne, a, b) => 1.0 - eq_sel(a, b, known),
             BK::Cmp(..) => RANGE,
             BK::Func(Func::Like, args) => match args.get(1).map(|p| &p.kind) {
                 Some(BK::Lit(Value::Text(p))) if !p.contains(['%', '_']) => args
                     .first()
-                    .map_or(EQ, |s| eq_sel(s, args.get(1).unwrap_or(s), uniques)),
+                    .map_or(EQ, |s| eq_sel(s, args.get(1).unwrap_or(s), known)),
                 _ => LIKE,
             },
             _ => OTHER,
@@ -280,7 +336,7 @@ impl<'a> Estimator<'a> {
         let others: f64 = conds
             .iter()
             .filter(|c| equi_pair(c, lcols).is_none())
-            .map(|c| self.sel(c, &[]))
+            .map(|c| self.sel(c, &Info::unknown()))
             .product();
         if lkeys.is_empty() {
             return others;
@@ -288,10 +344,54 @@ impl<'a> Estimator<'a> {
         let domain = match (covered(l, &lkeys), covered(r, &rkeys)) {
             (Some(a), Some(b)) => a.max(b),
             (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => l.rows.max(r.rows),
+            // each equality keeps one pair in the larger of its two
+            // columns' distinct values, where statistics know them
+            (None, None) => conds
+                .iter()
+                .filter_map(|c| equi_pair(c, lcols))
+                .try_fold(1.0f64, |p, (x, y)| {
+                    let d = match (l.distinct.get(&x), r.distinct.get(&y)) {
+                        (Some(a), Some(b)) => a.max(*b),
+                        (Some(a), None) | (None, Some(a)) => *a,
+                        (None, None) => return None,
+                    };
+                    Some(p * d)
+                })
+                .unwrap_or_else(|| l.rows.max(r.rows)),
         };
         others / domain.max(1.0)
     }
+}
+
+/// Rows, unique sets and distinct values of a grouping of a relation known as
+/// `i` by `keys` (at least one): as many groups as rows where the keys hold a
+/// unique set; else no more than the product of the keys' distinct values,
+/// where every key is a column statistics know; else a fixed share.
+fn grouped(i: &Info, keys: &[(ColId, BExpr)]) -> (f64, Vec<Unique>, HashMap<ColId, f64>) {
+    let kc: HashSet<ColId> = keys.iter().filter_map(|(_, e)| as_col(e)).collect();
+    let by_unique = i
+        .uniques
+        .iter()
+        .any(|u| u.cols.iter().all(|c| kc.contains(c)));
+    let product = keys.iter().try_fold(1.0f64, |p, (_, e)| {
+        as_col(e).and_then(|c| i.distinct.get(&c)).map(|d| p * d)
+    });
+    let rows = if by_unique {
+        i.rows
+    } else if let Some(p) = product {
+        i.rows.min(p)
+    } else {
+        i.rows * GROUPS
+    };
+    let renamed: HashMap<ColId, ColId> = keys
+        .iter()
+        .filter_map(|(out, e)| as_col(e).map(|c| (c, *out)))
+        .collect();
+    let u = Unique {
+        cols: keys.iter().map(|(c, _)| *c).collect(),
+        domain: rows.max(1.0),
+    };
+    (rows, vec![u], renamed_distinct(&i.distinct, &renamed))
 }
 
 /// The largest domain of the unique sets of `i` that `keys` cover, if any:
@@ -325,18 +425,22 @@ fn equi_pair(c: &BExpr, lcols: &HashSet<ColId>) -> Option<(ColId, ColId)> {
     }
 }
 
-/// `a = b` over one relation.
-fn eq_sel(a: &BExpr, b: &BExpr, uniques: &[Unique]) -> f64 {
+/// `a = b` over one relation: one in the column's distinct values where
+/// statistics know them, else a fixed share; no more than one row of a
+/// unique column.
+fn eq_sel(a: &BExpr, b: &BExpr, known: &Info) -> f64 {
     let col = match (as_col(a), as_col(b)) {
         (Some(c), None) if constant(b) => c,
         (None, Some(c)) if constant(a) => c,
         _ => return EQ,
     };
-    uniques
+    let base = known.distinct.get(&col).map_or(EQ, |d| 1.0 / d.max(1.0));
+    known
+        .uniques
         .iter()
         .filter(|u| u.cols.as_slice() == [col])
         .map(|u| 1.0 / u.domain.max(1.0))
-        .fold(EQ, f64::min)
+        .fold(base, f64::min)
 }
 
 /// Whether a LEFT or mark join of `left` with `right` on `on` holds `left`
@@ -403,7 +507,7 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         if m.count_ones() == 1 {
             let i = m.trailing_zeros() as usize;
             if let (Some(r), Some(info)) = (rows.get_mut(i), infos.get(i)) {
-                *r *= est.sel(c, &info.uniques);
+                *r *= est.sel(c, info);
             }
             continue;
         }
@@ -420,7 +524,7 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         if m.count_ones() >= 2 {
             edges.push(Edge {
                 mask: m,
-                sel: est.sel(c, &[]),
+                sel: est.sel(c, &Info::unknown()),
             });
         }
     }
@@ -463,15 +567,24 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         for e in eqs {
             let mut v = Vec::new();
             e.columns(&mut v);
+            let a = rows.get(*i).copied().unwrap_or(1.0);
+            let b = rows.get(*j).copied().unwrap_or(1.0);
+            // the larger of the two columns' distinct values (each no more
+            // than its side's rows), where statistics know either
+            let stat = |c: &ColId| {
+                let (info, r) = if ci.contains(c) { (ii, a) } else { (ij, b) };
+                info.distinct.get(c).map(|d| d.min(r))
+            };
+            let stats = v
+                .iter()
+                .filter_map(stat)
+                .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
             let d = v
                 .first()
                 .and_then(|c| ndv.get(c))
                 .copied()
-                .unwrap_or_else(|| {
-                    let a = rows.get(*i).copied().unwrap_or(1.0);
-                    let b = rows.get(*j).copied().unwrap_or(1.0);
-                    a.max(b)
-                });
+                .or(stats)
+                .unwrap_or_else(|| a.max(b));
             edges.push(Edge {
                 mask,
                 sel: 1.0 / d.max(1.0),

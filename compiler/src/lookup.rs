@@ -206,10 +206,21 @@ pub(crate) fn choose<'r>(
         .collect();
     // distinct keys: no more than the build's rows, nor than the rows of
     // the relation each key column comes from
-    let mut keys = est.info(build).rows;
+    let build_info = est.info(build);
+    let mut keys = build_info.rows;
     for c in &given {
         keys = keys.min(distinct(est, build, *c));
+        if let Some(d) = build_info.distinct.get(c) {
+            keys = keys.min(*d);
+        }
     }
+    // the table's values of the key's columns, where statistics know them
+    let probe_info = est.info(scan_rel);
+    let values = key_cols.iter().take(width).try_fold(1.0f64, |p, pos| {
+        cols.get(*pos)
+            .and_then(|c| probe_info.distinct.get(c))
+            .map(|d| p * d)
+    });
     let per_key = if unique && width == key_cols.len() {
         1.0
     } else if given.len() == pairs.len()
@@ -217,6 +228,8 @@ pub(crate) fn choose<'r>(
     {
         // a foreign key: the table's rows spread over the key's values
         (records / d.max(1.0)).max(1.0)
+    } else if let Some(v) = values {
+        (records / v.max(1.0)).max(1.0)
     } else {
         (records * UNKNOWN_SHARE).max(1.0)
     };

@@ -1419,3 +1419,52 @@ fn constraints_over_rows_or_values_a_principal_does_not_see_are_refused() {
         "CHECK constraint acme_mail of table customers reads column email",
     );
 }
+
+/// A table of 300 rows whose `secret` column (masked for `u`) holds
+/// `secrets` distinct values, every record folded into pages (so storage
+/// has counted them).
+fn counted(secrets: u32) -> (Db, tempfile::TempDir) {
+    let bundle = tempfile::tempdir().unwrap();
+    common::redacting_bundle(
+        bundle.path(),
+        "p",
+        "P",
+        r#"{ "id": Long, "secret"?: String, "n"?: Long }"#,
+        "VARCHAR(12)",
+    );
+    let d = db_under(
+        bundle.path(),
+        "CREATE DOMAIN code AS VARCHAR(12);
+         CREATE TABLE p (id INTEGER PRIMARY KEY, secret code, n INTEGER);",
+        &format!(
+            "INSERT INTO p SELECT g, 's' || (g % {secrets}), g FROM generate_series(1, 300) AS t(g);"
+        ),
+    );
+    d.fold();
+    (d, bundle)
+}
+
+/// Storage counts each column's distinct values and the planner uses them,
+/// but a principal's plans use only those of columns it reads unmasked in
+/// tables whose every row it sees: how many values a masked column holds
+/// changes nothing it can observe.
+#[test]
+fn plans_follow_only_the_distinct_values_a_principal_may_know() {
+    // `x`'s equality keeps one row in the values of `secret`; `y`'s range a
+    // third: with two values `y` is the smaller side, with 300 `x`
+    let probe = "EXPLAIN SELECT x.id FROM p x JOIN p y ON x.n = y.id \
+                 WHERE x.secret = 's1' AND y.n < 1000";
+    let (mut few, _a) = counted(2);
+    let (mut many, _b) = counted(300);
+    few.as_owner();
+    many.as_owner();
+    let (f, m) = (explained(&mut few, probe), explained(&mut many, probe));
+    assert_ne!(f, m, "the owner's plans follow the counts");
+    few.as_user("u");
+    many.as_user("u");
+    assert_eq!(
+        explained(&mut few, probe),
+        explained(&mut many, probe),
+        "u can tell how many values the column it reads masked holds"
+    );
+}

@@ -615,9 +615,10 @@ fn may_inspect(access: &Access, txn: &Transaction, tables: &[scratchbird_types::
 }
 
 /// The row estimates a principal's statements are planned with: only of the
-/// tables whose every row it may read (what `count(*)` would tell it); the
+/// tables whose every row it may read (what `count(*)` would tell it), and
+/// distinct values only of the columns of those it reads unmasked; the
 /// others are planned as of unknown size, so no plan, EXPLAIN or order of
-/// unordered rows depends on rows the bundle hides from it.
+/// unordered rows depends on rows or values the bundle hides from it.
 #[derive(Debug)]
 struct CountableRows {
     all: Arc<dyn RowEstimates>,
@@ -630,6 +631,22 @@ impl RowEstimates for CountableRows {
         let def = self.catalog.table(table)?;
         if self.principal.may_count(def, &self.catalog) {
             self.all.rows(table)
+        } else {
+            None
+        }
+    }
+
+    /// Only of a column it reads unmasked in a table it may count (what
+    /// `count(DISTINCT col)` would tell it).
+    fn distinct(&self, table: scratchbird_types::TableId, column: usize) -> Option<f64> {
+        let def = self.catalog.table(table)?;
+        let sees = self.principal.may_count(def, &self.catalog)
+            && self
+                .principal
+                .sees_whole(def, &self.catalog, &[column])
+                .unwrap_or(false);
+        if sees {
+            self.all.distinct(table, column)
         } else {
             None
         }

@@ -14,6 +14,7 @@ use crate::keys::{
 };
 use crate::locks::LockManager;
 use crate::pagedir::PageDir;
+use crate::stats::TableStats;
 use crate::table::{
     PageMeta, ReadView, RowSource, TableState, TableStore, Version, decode_page_meta,
     decode_version,
@@ -21,7 +22,7 @@ use crate::table::{
 use crate::tip::{Tip, TipRecord, TxnState, decode_record, encode_record};
 use fjall::{Database, KeyspaceCreateOptions, PersistMode};
 use scratchbird_types::{CommitNumber, IndexId, TableId, TxnId};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -72,20 +73,46 @@ impl Active {
 /// The planner's row estimates, read live from the tables' directories: the
 /// rows of their pages plus the records with versions not yet folded into
 /// one (a record in both counts twice; a deletion counts as a row until
-/// folded). Nothing is read from disk.
+/// folded). Nothing is read from disk. Distinct values come from the
+/// tables' statistics ([`crate::stats`]).
 #[derive(Debug)]
-struct TableRows(std::sync::Weak<RwLock<HashMap<TableId, Arc<TableStore>>>>);
+struct TableRows {
+    tables: std::sync::Weak<RwLock<HashMap<TableId, Arc<TableStore>>>>,
+    stats: std::sync::Weak<RwLock<StatsMap>>,
+}
+
+/// Every table's statistics.
+pub(crate) type StatsMap = HashMap<TableId, Arc<TableStats>>;
+
+impl TableRows {
+    fn store(&self, table: TableId) -> Option<Arc<TableStore>> {
+        let tables = self.tables.upgrade()?;
+        tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&table)
+            .cloned()
+    }
+}
 
 impl scratchbird_types::schema::RowEstimates for TableRows {
     fn rows(&self, table: TableId) -> Option<u64> {
-        let tables = self.0.upgrade()?;
-        let store = tables
+        let store = self.store(table)?;
+        let st = store.read();
+        Some(st.pages.rows().saturating_add(st.delta.len() as u64))
+    }
+
+    fn distinct(&self, table: TableId, column: usize) -> Option<f64> {
+        let store = self.store(table)?;
+        let id = store.def.columns.get(column)?.id;
+        let rows = self.rows(table)?;
+        let stats = self.stats.upgrade()?;
+        let s = stats
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&table)
             .cloned()?;
-        let st = store.read();
-        Some(st.pages.rows().saturating_add(st.delta.len() as u64))
+        s.distinct(id, rows)
     }
 }
 
@@ -124,6 +151,8 @@ pub(crate) struct Inner {
     /// Which shard of how many this store is, packed (index << 32 | count);
     /// 0 while it is not one of several ([`crate::Storage::set_placement`]).
     pub placement: AtomicU64,
+    /// Every table's column statistics ([`crate::stats`]).
+    pub stats: Arc<RwLock<StatsMap>>,
     /// SERIAL and identity columns' counters ([`crate::identity`]).
     pub identity: Mutex<crate::identity::Counters>,
 }
@@ -359,10 +388,12 @@ impl Inner {
             sweeper_wake: (Mutex::new(SweeperSignal::default()), Condvar::new()),
             page_cache: crate::page::PageCache::new(config.page_cache_bytes),
             placement: AtomicU64::new(0),
+            stats: Arc::new(RwLock::new(HashMap::new())),
             identity: Mutex::new(crate::identity::Counters::default()),
             config,
         });
         inner.load_tables()?;
+        inner.load_stats()?;
         inner.restore_limbo_locks()?;
         // A DDL commit before the restart is not known: every catalog is built fresh.
         inner.last_ddl_cn.store(last_cn, Ordering::SeqCst);
@@ -941,9 +972,122 @@ impl Inner {
         Ok(Catalog::new(tables, indexes, domains).with_views(views))
     }
 
+    /// Reads the stored statistics (a record that is not one is left for the
+    /// sweep to compute again).
+    fn load_stats(&self) -> Result<()> {
+        let mut map = StatsMap::new();
+        for kv in self.ks.meta.prefix(b"stats/") {
+            let (k, v) = kv.into_inner()?;
+            let id = k
+                .get(6..22)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(TableId::from_bytes);
+            if let (Some(id), Some(s)) = (id, crate::stats::decode(&v)) {
+                map.insert(id, Arc::new(s));
+            }
+        }
+        *self
+            .stats
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = map;
+        Ok(())
+    }
+
+    /// `table`'s statistics, if it has any.
+    pub(crate) fn table_stats(&self, table: TableId) -> Option<Arc<TableStats>> {
+        self.stats
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&table)
+            .cloned()
+    }
+
+    /// Keeps `stats` as `table`'s, in memory and in the `meta` keyspace
+    /// (no fsync: a lost record is computed again).
+    pub(crate) fn put_stats(&self, table: TableId, stats: TableStats) -> Result<()> {
+        let bytes = crate::stats::encode(&stats)?;
+        self.check_writable()?;
+        self.ks
+            .meta
+            .insert(crate::stats::stats_key(table), bytes)
+            .map_err(|e| self.poison(format!("journal write failed: {e}")))?;
+        self.stats
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(table, Arc::new(stats));
+        Ok(())
+    }
+
+    /// Adds what a committed bulk load counted to `def`'s statistics.
+    pub(crate) fn merge_stats(&self, def: &TableDef, added: &TableStats) -> Result<()> {
+        let mut s = self
+            .table_stats(def.id)
+            .map_or_else(|| TableStats::empty(def), |s| s.as_ref().clone());
+        s.merge(added);
+        self.put_stats(def.id, s)
+    }
+
+    /// Counts `store`'s pages again, when its statistics are missing or its
+    /// rows have changed by more than [`crate::stats::STALE_SHARE`] since.
+    pub(crate) fn refresh_stats(&self, store: &TableStore) -> Result<bool> {
+        let rows = store.read().pages.rows();
+        let fresh = self
+            .table_stats(store.def.id)
+            .is_some_and(|s| !s.stale(rows));
+        if fresh || rows == 0 {
+            return Ok(false);
+        }
+        let pages: Vec<(Vec<u8>, u64)> = store
+            .read()
+            .pages
+            .iter()
+            .map(|(k, m)| (k.clone(), m.generation))
+            .collect();
+        let mut s = TableStats::empty(&store.def);
+        let reader = self.pages();
+        for (first, generation) in &pages {
+            match store.fetch_page(&reader, first, *generation) {
+                Ok(p) => s.add_page(&store.def, &p),
+                // folded or removed since: its rows are counted in the next one
+                Err(StorageError::Corruption { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.put_stats(store.def.id, s)?;
+        Ok(true)
+    }
+
+    /// Forgets the statistics of tables that are gone (dropped, or written
+    /// anew under another id by ALTER TABLE).
+    pub(crate) fn forget_stats(&self, live: &HashSet<TableId>) -> Result<()> {
+        let gone: Vec<TableId> = self
+            .stats
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .filter(|t| !live.contains(t))
+            .copied()
+            .collect();
+        for t in gone {
+            self.check_writable()?;
+            self.ks
+                .meta
+                .remove(crate::stats::stats_key(t))
+                .map_err(|e| self.poison(format!("journal write failed: {e}")))?;
+            self.stats
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&t);
+        }
+        Ok(())
+    }
+
     /// Live estimates of every table's rows, for the planner.
     pub(crate) fn row_estimates(&self) -> Arc<dyn scratchbird_types::schema::RowEstimates> {
-        Arc::new(TableRows(Arc::downgrade(&self.tables)))
+        Arc::new(TableRows {
+            tables: Arc::downgrade(&self.tables),
+            stats: Arc::downgrade(&self.stats),
+        })
     }
 
     /// Calls `f` with every row `view` sees, in key order.

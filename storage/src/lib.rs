@@ -49,6 +49,7 @@ mod locks;
 mod page;
 mod pagedir;
 pub mod scan;
+mod stats;
 mod sweep;
 mod table;
 mod tip;

@@ -592,6 +592,38 @@ impl PageBuilder {
         self.push(page.key(i), |c| page.raw(c, i))
     }
 
+    /// Counts each column's values into its sketch in `sketches` (by
+    /// position), as [`crate::stats::TableStats::add_page`] counts a stored
+    /// page's: the same bytes, so the two agree.
+    pub(crate) fn sketch_into(&self, sketches: &mut [crate::stats::Sketch]) {
+        for ((col, ty), sketch) in self.cols.iter().zip(self.types.iter()).zip(sketches) {
+            let valid = |i: usize| {
+                col.validity
+                    .get(i / 8)
+                    .is_some_and(|b| b & (1 << (i % 8)) != 0)
+            };
+            match ty.physical().fixed_width() {
+                Some(w) => {
+                    for (i, v) in col.values.chunks_exact(w).enumerate() {
+                        if valid(i) {
+                            sketch.add(crate::stats::hash_value(v));
+                        }
+                    }
+                }
+                None => {
+                    for (i, pair) in col.offsets.windows(2).enumerate() {
+                        if let [s, e] = pair
+                            && valid(i)
+                            && let Some(v) = col.values.get(*s as usize..*e as usize)
+                        {
+                            sketch.add(crate::stats::hash_value(v));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The page bytes (not yet sealed).
     pub(crate) fn finish(self, creator: TxnId) -> Result<Vec<u8>> {
         let ncols =

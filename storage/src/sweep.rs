@@ -43,6 +43,8 @@ pub struct SweepReport {
     pub indexes_removed: u64,
     /// Commit log records trimmed.
     pub log_records_trimmed: u64,
+    /// Tables whose column statistics were computed again.
+    pub stats_computed: u64,
 }
 
 const CHUNK_KEYS: usize = 1_024;
@@ -263,9 +265,14 @@ impl Inner {
         // record refers to it.
         self.trim_commit_log(h, &mut report)?;
         let sys_id = crate::catalog::system_table_id();
-        for store in self.stores().iter().filter(|s| s.def.id != sys_id) {
+        let stores = self.stores();
+        for store in stores.iter().filter(|s| s.def.id != sys_id) {
             self.sweep_table(store, h, &mut report)?;
+            if self.refresh_stats(store)? {
+                report.stats_computed += 1;
+            }
         }
+        self.forget_stats(&stores.iter().map(|s| s.def.id).collect())?;
         self.remove_dead_objects(h, &mut report)?;
         let sys = self.system_table()?;
         self.sweep_table(&sys, h, &mut report)?;

@@ -338,6 +338,13 @@ pub struct Schema {
 pub trait RowEstimates: Send + Sync + std::fmt::Debug {
     /// About how many rows `table` holds, if known.
     fn rows(&self, table: TableId) -> Option<u64>;
+
+    /// About how many distinct values (NULL not counted) the column at
+    /// position `column` of `table` holds, if known.
+    fn distinct(&self, table: TableId, column: usize) -> Option<f64> {
+        let _ = (table, column);
+        None
+    }
 }
 
 impl Default for Schema {
@@ -411,6 +418,13 @@ impl Schema {
     #[must_use]
     pub fn row_estimate(&self, table: TableId) -> Option<u64> {
         self.rows.as_ref().and_then(|r| r.rows(table))
+    }
+
+    /// About how many distinct values column `column` (a position) of
+    /// `table` holds, where whoever built this schema knows.
+    #[must_use]
+    pub fn distinct_estimate(&self, table: TableId, column: usize) -> Option<f64> {
+        self.rows.as_ref().and_then(|r| r.distinct(table, column))
     }
 
     /// A view by id.

@@ -202,6 +202,12 @@ impl Transaction {
         let last_key = builder.last_key().map(<[u8]>::to_vec).unwrap_or_default();
         let rows =
             u32::try_from(builder.rows()).map_err(|_| StorageError::Internal("page rows"))?;
+        let counted = self
+            .loaded
+            .entry(store.def.id)
+            .or_insert_with(|| (vec![crate::stats::Sketch::default(); store.types.len()], 0));
+        builder.sketch_into(&mut counted.0);
+        counted.1 += u64::from(rows);
         let bytes = builder.finish(self.id)?;
         let inner = self.inner.clone();
         let pk = page_key(store.def.id, &first);

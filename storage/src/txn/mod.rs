@@ -256,6 +256,10 @@ pub struct Transaction {
     /// Where the ids of objects this transaction creates come from, when
     /// they are given ([`Transaction::set_ids`]); randomness otherwise.
     ids: Mutex<Option<GivenIds>>,
+    /// What this transaction's bulk loads counted of each table's columns
+    /// (by position) and how many rows: added to the table's statistics when
+    /// it commits ([`crate::stats`]).
+    loaded: HashMap<TableId, (Vec<crate::stats::Sketch>, u64)>,
 }
 
 /// An [`IdSource`] a transaction holds.
@@ -336,6 +340,7 @@ impl Transaction {
             catalog_cache: Mutex::new(None),
             shared_locked: HashSet::new(),
             ids: Mutex::new(None),
+            loaded: HashMap::new(),
         })
     }
 
@@ -1489,9 +1494,14 @@ impl Transaction {
     pub fn commit(mut self) -> Result<CommitInfo> {
         self.check_active()?;
         let result = if self.wrote {
-            self.inner
+            let r = self
+                .inner
                 .commit_txn(self.id, self.ddl, self.txlog_seq)
-                .map(Some)
+                .map(Some);
+            if r.is_ok() {
+                self.count_loaded();
+            }
+            r
         } else {
             // Nothing written: nothing to make durable.
             self.inner
@@ -1504,6 +1514,25 @@ impl Transaction {
             txn: self.id,
             commit,
         })
+    }
+
+    /// Adds what the committed bulk loads counted to their tables'
+    /// statistics. A failure is logged, not returned: the commit stands, and
+    /// the sweep computes statistics it finds missing or stale.
+    fn count_loaded(&mut self) {
+        for (table, (sketches, rows)) in std::mem::take(&mut self.loaded) {
+            let Some(store) = self.inner.table(table) else {
+                continue;
+            };
+            let def = &store.def;
+            let added = crate::stats::TableStats {
+                rows,
+                columns: def.columns.iter().map(|c| c.id).zip(sketches).collect(),
+            };
+            if let Err(e) = self.inner.merge_stats(def, &added) {
+                tracing::warn!(table = %def.name, error = %e, "keeping a load's column statistics failed");
+            }
+        }
     }
 
     /// Rolls back: undoes every version this transaction wrote.
