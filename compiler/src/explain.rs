@@ -184,6 +184,9 @@ fn walk(
         } => {
             let r = match range {
                 ScanRangeDecl::All => String::new(),
+                ScanRangeDecl::Key { lower, upper } => {
+                    format!(" by primary key [{lower:?} .. {upper:?}]")
+                }
                 ScanRangeDecl::Index {
                     index,
                     lower,

@@ -18,9 +18,9 @@ use scratchbird_types::{SqlType, Value};
 use std::collections::{HashMap, HashSet};
 
 /// Rows per batch everywhere.
-pub const BATCH_ROWS: u32 = 1024;
+pub const BATCH_ROWS: u32 = 4096;
 /// Heap of a batch with variable-length columns.
-pub const BATCH_HEAP_BYTES: u32 = 1 << 20;
+pub const BATCH_HEAP_BYTES: u32 = 4 << 20;
 
 fn unsupported(what: impl Into<String>) -> CompileError {
     CompileError::new(

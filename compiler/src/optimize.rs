@@ -885,6 +885,9 @@ fn index_scans(rel: Rel, cat: &Catalog) -> Rel {
     }
 }
 
+/// A lower and an upper bound, each with whether it is inclusive.
+type Bounds = (Option<(Vec<Value>, bool)>, Option<(Vec<Value>, bool)>);
+
 fn choose_index(
     table: &crate::catalog::TableDef,
     cols: &[ColId],
@@ -892,36 +895,20 @@ fn choose_index(
     cat: &Catalog,
 ) -> Option<ScanRangeDecl> {
     let conj = pred.clone().conjuncts();
+    // the primary key first: its records are read in place, an index's
+    // through their entries
+    if let Some(first) = table.primary_key.first()
+        && let (Some(col), Some(c)) = (cols.get(*first), table.columns.get(*first))
+        && let (lower, upper) = bounds_of(&conj, *col, c.ty)
+        && (lower.is_some() || upper.is_some())
+    {
+        return Some(ScanRangeDecl::Key { lower, upper });
+    }
     for idx in cat.indexes_of(table.id) {
         let first = *idx.columns.first()?;
         let col = *cols.get(first)?;
         let ty = table.columns.get(first)?.ty;
-        let mut lower: Option<(Vec<Value>, bool)> = None;
-        let mut upper: Option<(Vec<Value>, bool)> = None;
-        for c in &conj {
-            let BK::Cmp(op, a, b) = &c.kind else { continue };
-            let (op, v) = match (&a.kind, &b.kind) {
-                (BK::Col(x), BK::Lit(v)) if *x == col => (*op, v),
-                (BK::Lit(v), BK::Col(x)) if *x == col => (flip(*op), v),
-                _ => continue,
-            };
-            if v.is_null() || a.ty != ty || b.ty != ty {
-                continue;
-            }
-            match op {
-                CmpOp::Eq => {
-                    lower = Some((vec![v.clone()], true));
-                    upper = Some((vec![v.clone()], true));
-                }
-                CmpOp::Gt | CmpOp::Ge if lower.is_none() => {
-                    lower = Some((vec![v.clone()], op == CmpOp::Ge))
-                }
-                CmpOp::Lt | CmpOp::Le if upper.is_none() => {
-                    upper = Some((vec![v.clone()], op == CmpOp::Le))
-                }
-                _ => {}
-            }
-        }
+        let (lower, upper) = bounds_of(&conj, col, ty);
         if lower.is_some() || upper.is_some() {
             return Some(ScanRangeDecl::Index {
                 index: idx.id,
@@ -931,6 +918,52 @@ fn choose_index(
         }
     }
     None
+}
+
+/// The bounds the conjuncts `conj` give column `col` (of type `ty`): a
+/// literal's equality, or its first lower and upper comparisons.
+fn bounds_of(conj: &[BExpr], col: ColId, ty: scratchbird_types::SqlType) -> Bounds {
+    let mut lower: Option<(Vec<Value>, bool)> = None;
+    let mut upper: Option<(Vec<Value>, bool)> = None;
+    let text = |t: &scratchbird_types::SqlType| {
+        matches!(
+            t,
+            scratchbird_types::SqlType::Varchar { .. } | scratchbird_types::SqlType::Text
+        )
+    };
+    // the column itself, of its type; or a text column cast to text (the
+    // same bytes, compared as the key orders them)
+    let is_col = |e: &BExpr| match &e.kind {
+        BK::Col(x) => *x == col && e.ty == ty,
+        BK::Cast(inner) => matches!(inner.kind, BK::Col(x) if x == col) && text(&ty) && text(&e.ty),
+        _ => false,
+    };
+    for c in conj {
+        let BK::Cmp(op, a, b) = &c.kind else { continue };
+        let (op, v, lit) = match (&a.kind, &b.kind) {
+            (_, BK::Lit(v)) if is_col(a) => (*op, v, b),
+            (BK::Lit(v), _) if is_col(b) => (flip(*op), v, a),
+            _ => continue,
+        };
+        let fits = lit.ty == ty || (text(&ty) && matches!(v, Value::Text(_)));
+        if v.is_null() || !fits {
+            continue;
+        }
+        match op {
+            CmpOp::Eq => {
+                lower = Some((vec![v.clone()], true));
+                upper = Some((vec![v.clone()], true));
+            }
+            CmpOp::Gt | CmpOp::Ge if lower.is_none() => {
+                lower = Some((vec![v.clone()], op == CmpOp::Ge))
+            }
+            CmpOp::Lt | CmpOp::Le if upper.is_none() => {
+                upper = Some((vec![v.clone()], op == CmpOp::Le))
+            }
+            _ => {}
+        }
+    }
+    (lower, upper)
 }
 
 fn flip(op: CmpOp) -> CmpOp {

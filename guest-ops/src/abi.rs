@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 5;
+pub const ABI_VERSION: u32 = 6;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -314,6 +314,17 @@ pub struct ScanColumn {
 pub enum ScanRangeDecl {
     /// All records.
     All,
+    /// Records whose primary key lies between the bounds (a prefix of the
+    /// key's columns; `None` is unbounded). At least those records: where
+    /// the principal does not read the bounded key columns unmasked, the host
+    /// reads the whole table instead (a filter the module applies to what it
+    /// reads gives the same rows either way).
+    Key {
+        /// Lower bound and whether it is inclusive.
+        lower: Option<(Vec<Value>, bool)>,
+        /// Upper bound and whether it is inclusive.
+        upper: Option<(Vec<Value>, bool)>,
+    },
     /// Records whose key in `index` lies between the bounds (a prefix of the index
     /// columns; `None` is unbounded).
     Index {

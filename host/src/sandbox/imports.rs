@@ -593,22 +593,19 @@ fn table_open<T: TxnSlot>(
             None => ScanRange::All,
         },
         ScanRangeDecl::All => ScanRange::All,
+        ScanRangeDecl::Key { lower, upper } => ScanRange::Key {
+            lower: bound(lower),
+            upper: bound(upper),
+        },
         ScanRangeDecl::Index {
             index,
             lower,
             upper,
-        } => {
-            let b = |x: &Option<(Vec<Value>, bool)>| match x {
-                None => Bound::Unbounded,
-                Some((v, true)) => Bound::Included(v.clone()),
-                Some((v, false)) => Bound::Excluded(v.clone()),
-            };
-            ScanRange::Index {
-                index: *index,
-                lower: b(lower),
-                upper: b(upper),
-            }
-        }
+        } => ScanRange::Index {
+            index: *index,
+            lower: bound(lower),
+            upper: bound(upper),
+        },
     };
     let layout = d
         .layout()
@@ -620,6 +617,29 @@ fn table_open<T: TxnSlot>(
             // columns: those must be columns the principal reads unmasked
             let ranged: Vec<usize> = match &d.range {
                 ScanRangeDecl::All | ScanRangeDecl::Written { .. } => Vec::new(),
+                // a key range by columns the principal may not read unmasked
+                // reads the whole table instead: its module filters what it
+                // reads as if it had no range, so the rows are the same
+                ScanRangeDecl::Key { lower, upper } => {
+                    let width = [lower, upper]
+                        .iter()
+                        .filter_map(|b| b.as_ref().map(|(v, _)| v.len()))
+                        .max()
+                        .unwrap_or(0);
+                    let bounded: Vec<usize> =
+                        def.primary_key.iter().take(width).copied().collect();
+                    let plain = bounded.iter().all(|c| {
+                        enf.columns
+                            .get(*c)
+                            .is_some_and(|r| r.readable && r.mask.is_none())
+                    });
+                    if plain {
+                        bounded
+                    } else {
+                        range = ScanRange::All;
+                        Vec::new()
+                    }
+                }
                 // a lookup by columns the principal may not read unmasked
                 // reads the whole table instead: the rows it gives are those
                 // the plan would see without the lookup (a lookup may give
@@ -1045,6 +1065,15 @@ fn emit<T: TxnSlot>(
         bytes,
         rows,
     })
+}
+
+/// A declared bound as storage takes it.
+fn bound(x: &Option<(Vec<Value>, bool)>) -> Bound<Vec<Value>> {
+    match x {
+        None => Bound::Unbounded,
+        Some((v, true)) => Bound::Included(v.clone()),
+        Some((v, false)) => Bound::Excluded(v.clone()),
+    }
 }
 
 /// The positions in `def` (a `what`) of the declared `columns`, each of the
