@@ -259,8 +259,20 @@ impl Parsed {
         })
     }
 
-    /// `PREPARE`, `EXECUTE` or `DEALLOCATE`, which the coordinator's session
-    /// runs itself; `None` for any other statement.
+    /// This EXPLAIN with `inner`'s statement in place of its own (an
+    /// EXPLAIN EXECUTE's, once the prepared statement has its arguments);
+    /// any other statement as it is.
+    #[must_use]
+    pub fn explaining(&self, inner: &Self) -> Self {
+        let mut out = self.clone();
+        if let Ast::Explain { statement, .. } = &mut out.ast {
+            **statement = inner.ast.clone();
+        }
+        out
+    }
+
+    /// `PREPARE`, `EXECUTE`, `EXPLAIN EXECUTE` or `DEALLOCATE`, which the
+    /// coordinator's session runs itself; `None` for any other statement.
     ///
     /// # Errors
     /// A PREPARE of a statement that cannot be prepared, or with a
@@ -343,6 +355,21 @@ impl Parsed {
                     args: Arguments(parameters.clone()),
                 }
             }
+            Ast::Explain { statement, .. } if matches!(statement.as_ref(), Ast::Execute { .. }) => {
+                let inner = Self {
+                    ast: statement.as_ref().clone(),
+                    wasm: false,
+                    distribute: None,
+                };
+                let Some(SessionOp::Execute { name, args }) = inner.session_op()? else {
+                    return Err(unsupported_execute());
+                };
+                SessionOp::ExplainExecute {
+                    name,
+                    args,
+                    explain: Box::new(self.clone()),
+                }
+            }
             Ast::Deallocate { name, prepare: _ } => {
                 if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
                     SessionOp::Deallocate(None)
@@ -418,6 +445,17 @@ pub enum SessionOp {
     },
     /// `DEALLOCATE [PREPARE] name` (`None`: `ALL`).
     Deallocate(Option<String>),
+    /// `EXPLAIN [ANALYZE] EXECUTE name [(args)]`: the EXPLAIN of the
+    /// statement kept under the name with those arguments.
+    ExplainExecute {
+        /// The prepared statement's name.
+        name: String,
+        /// Its arguments.
+        args: Arguments,
+        /// The EXPLAIN as written, whose statement [`Parsed::explaining`]
+        /// replaces.
+        explain: Box<Parsed>,
+    },
 }
 
 /// EXECUTE's arguments, each a constant.

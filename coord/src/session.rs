@@ -535,6 +535,15 @@ impl Session {
                 }
                 self.execute_retrying(&p, claim, index, Some(&key))
             }
+            compiler::SessionOp::ExplainExecute {
+                name,
+                args,
+                explain,
+            } => {
+                let prep = self.prepared.get(&name).map_err(SessionError::Compile)?;
+                let p = prep.bind(&args).map_err(SessionError::Compile)?;
+                self.execute_retrying(&explain.explaining(&p), claim, index, None)
+            }
             compiler::SessionOp::Deallocate(name) => {
                 self.admitted()?;
                 let tag = self

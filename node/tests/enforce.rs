@@ -1511,3 +1511,37 @@ fn a_key_range_over_a_masked_key_reads_the_table_as_a_scan() {
     d.as_user("w");
     assert_eq!(d.rows(probe), ["1"]);
 }
+
+/// EXPLAIN [ANALYZE] EXECUTE shows the plan of the prepared statement with
+/// its arguments in place, as EXPLAIN of the statement written out does.
+#[test]
+fn explain_execute_explains_the_prepared_statement_with_its_arguments() {
+    let mut d = db();
+    d.as_owner();
+    d.s.execute("PREPARE q (bigint) AS SELECT name FROM customers WHERE id = $1")
+        .unwrap();
+    let plan = explained(&mut d, "EXPLAIN EXECUTE q (2)");
+    assert_eq!(
+        plan,
+        explained(
+            &mut d,
+            "EXPLAIN SELECT name FROM customers WHERE id = 2::bigint"
+        )
+    );
+    assert!(plan.contains("by primary key"), "{plan}");
+    let analyzed = explained(&mut d, "EXPLAIN ANALYZE EXECUTE q (2)");
+    assert!(analyzed.contains("rows"), "{analyzed}");
+    let e = d.err("EXPLAIN EXECUTE nope (1)").to_string();
+    assert!(e.contains("nope"), "{e}");
+    // as a principal, through the bundle like EXECUTE itself
+    d.as_user("bob");
+    d.s.execute("PREPARE b (bigint) AS SELECT name FROM customers WHERE id = $1")
+        .unwrap();
+    assert_eq!(
+        explained(&mut d, "EXPLAIN EXECUTE b (4)"),
+        explained(
+            &mut d,
+            "EXPLAIN SELECT name FROM customers WHERE id = 4::bigint"
+        )
+    );
+}
