@@ -95,17 +95,21 @@ impl TableRows {
     }
 }
 
+/// The rows `store` holds, as [`TableRows`] counts them.
+fn rows_held(store: &TableStore) -> u64 {
+    let st = store.read();
+    st.pages.rows().saturating_add(st.delta.len() as u64)
+}
+
 impl scratchbird_types::schema::RowEstimates for TableRows {
     fn rows(&self, table: TableId) -> Option<u64> {
-        let store = self.store(table)?;
-        let st = store.read();
-        Some(st.pages.rows().saturating_add(st.delta.len() as u64))
+        self.store(table).map(|s| rows_held(&s))
     }
 
     fn distinct(&self, table: TableId, column: usize) -> Option<f64> {
         let store = self.store(table)?;
         let id = store.def.columns.get(column)?.id;
-        let rows = self.rows(table)?;
+        let rows = rows_held(&store);
         let stats = self.stats.upgrade()?;
         let s = stats
             .read()
@@ -976,13 +980,9 @@ impl Inner {
     /// sweep to compute again).
     fn load_stats(&self) -> Result<()> {
         let mut map = StatsMap::new();
-        for kv in self.ks.meta.prefix(b"stats/") {
+        for kv in self.ks.meta.prefix(crate::stats::STATS_PREFIX) {
             let (k, v) = kv.into_inner()?;
-            let id = k
-                .get(6..22)
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .map(TableId::from_bytes);
-            if let (Some(id), Some(s)) = (id, crate::stats::decode(&v)) {
+            if let (Some(id), Some(s)) = (crate::stats::table_of(&k), crate::stats::decode(&v)) {
                 map.insert(id, Arc::new(s));
             }
         }

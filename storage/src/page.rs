@@ -85,11 +85,7 @@ pub(crate) struct Page {
 
 /// The first 8 bytes of `key` as a number that orders as the bytes do.
 fn key_prefix(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    for (d, s) in b.iter_mut().zip(key) {
-        *d = *s;
-    }
-    u64::from_be_bytes(b)
+    (crate::pagedir::prefix(key) >> 64) as u64
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32> {

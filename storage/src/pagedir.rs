@@ -34,8 +34,9 @@ struct Finder {
     pages: Vec<(Vec<u8>, PageMeta)>,
 }
 
-/// The first 16 bytes of `key` as a number that orders as the bytes do.
-fn prefix(key: &[u8]) -> u128 {
+/// The first 16 bytes of `key` (zero-padded) as a number that orders as the
+/// bytes do wherever they differ.
+pub(crate) fn prefix(key: &[u8]) -> u128 {
     let mut b = [0u8; 16];
     for (d, s) in b.iter_mut().zip(key) {
         *d = *s;

@@ -172,11 +172,20 @@ impl TableStats {
     }
 }
 
+/// What every statistics key in `meta` begins with.
+pub(crate) const STATS_PREFIX: &[u8] = b"stats/";
+
 /// The `meta` key of `table`'s statistics.
 pub(crate) fn stats_key(table: TableId) -> Vec<u8> {
-    let mut k = b"stats/".to_vec();
+    let mut k = STATS_PREFIX.to_vec();
     k.extend_from_slice(table.as_bytes());
     k
+}
+
+/// The table a statistics key names, if it is one.
+pub(crate) fn table_of(key: &[u8]) -> Option<TableId> {
+    let id = key.strip_prefix(STATS_PREFIX)?;
+    <[u8; 16]>::try_from(id).ok().map(TableId::from_bytes)
 }
 
 /// A stored record.
