@@ -931,11 +931,16 @@ fn bounds_of(conj: &[BExpr], col: ColId, ty: scratchbird_types::SqlType) -> Boun
             scratchbird_types::SqlType::Varchar { .. } | scratchbird_types::SqlType::Text
         )
     };
-    // the column itself, of its type; or a text column cast to text (the
-    // same bytes, compared as the key orders them)
+    // the column itself, of its type; or a text column cast to unbounded
+    // TEXT (the same bytes, compared as the key orders them; a cast to
+    // VARCHAR(n) could cut them)
     let is_col = |e: &BExpr| match &e.kind {
         BK::Col(x) => *x == col && e.ty == ty,
-        BK::Cast(inner) => matches!(inner.kind, BK::Col(x) if x == col) && text(&ty) && text(&e.ty),
+        BK::Cast(inner) => {
+            matches!(inner.kind, BK::Col(x) if x == col)
+                && text(&ty)
+                && e.ty == scratchbird_types::SqlType::Text
+        }
         _ => false,
     };
     for c in conj {
