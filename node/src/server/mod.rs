@@ -88,6 +88,9 @@ struct Open {
     kind: Kind,
     /// The bundle its session was bound to (principals only).
     bundle: Option<BundleHash>,
+    /// Raised when this node renewed its certificate: a peer connection then
+    /// runs no new request and closes once those it runs have answered.
+    retire: watch::Sender<bool>,
 }
 
 /// State every connection shares.
@@ -758,6 +761,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         return;
     }
     let id = shared.next.fetch_add(1, Ordering::Relaxed);
+    let (retire, retired) = watch::channel(false);
     lock(&shared.conns).insert(
         id,
         Open {
@@ -765,6 +769,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
             peer: peer.clone(),
             kind,
             bundle: None,
+            retire,
         },
     );
     // everything this connection does is logged inside its span: the node, the
@@ -783,7 +788,7 @@ async fn connection(shared: Arc<Shared>, incoming: quinn::Incoming, kind: Kind) 
         recheck(&shared);
         match kind {
             Kind::Client => client_session(&shared, &conn, &peer.uri, id).await,
-            Kind::Peer => peer_session(&shared, &conn, &peer).await,
+            Kind::Peer => peer_session(&shared, &conn, &peer, retired).await,
         }
         lock(&shared.conns).remove(&id);
         shared.churn.disconnected(&peer.uri.to_string());

@@ -13,8 +13,16 @@ const PEER_SUBPLANS_MAX: usize = 16;
 /// who began it; closing the connection rolls every one back.
 type PeerSessions = Arc<Mutex<HashMap<u64, Arc<Mutex<ShardSessionOf>>>>>;
 
-pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection, peer: &Verified) {
+pub(super) async fn peer_session(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    peer: &Verified,
+    mut retired: watch::Receiver<bool>,
+) {
     let mut shutdown = shared.shutdown.clone();
+    // each request that runs holds one; a retiring connection waits for them all
+    let running_any = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT as usize));
+    let mut retiring = false;
     let cert = endpoint::peer_certificate(conn).unwrap_or_default();
     let running = Arc::new(tokio::sync::Semaphore::new(PEER_SUBPLANS_MAX));
     // the peer endpoint verifies node certificates only; anything else is closed
@@ -35,6 +43,13 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
             _ = shutdown.changed() => break,
+            r = retired.changed(), if !retiring => {
+                if r.is_ok() && *retired.borrow() {
+                    retiring = true;
+                    retire(conn.clone(), running_any.clone());
+                }
+                continue;
+            }
         };
         let Ok((mut send, mut recv)) = stream else {
             break;
@@ -42,6 +57,8 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
         let shared = shared.clone();
         let peer = peer.clone();
         let running = running.clone();
+        let running_any = running_any.clone();
+        let retired = retired.clone();
         let authority = authority.clone();
         let sessions = sessions.clone();
         let span = tracing::Span::current();
@@ -50,6 +67,25 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
             else {
                 return;
             };
+            // once the connection retires no request runs on it; one that
+            // could not take a place before (the retirement took them all)
+            // did not run either, and is told so
+            let place = if *retired.borrow() {
+                None
+            } else {
+                running_any.try_acquire_owned().ok()
+            };
+            let harmless = matches!(f.body, Request::Ping(_) | Request::EndSession(_));
+            if place.is_none() && !harmless {
+                let err = RpcError::new(
+                    IDENTITY_CHANGED,
+                    "this node renewed its certificate; the request was not run",
+                )
+                .hint("connect again (a new connection sees the new certificate) and send it there");
+                reply(&mut send, f.id, Response::Error(err), shared.frame_max).await;
+                return;
+            }
+            let _place = place;
             let body = match f.body {
                 Request::Ping(echo) => Response::Pong(Pong {
                     node: shared.me.to_string(),
@@ -98,6 +134,46 @@ pub(super) async fn peer_session(shared: &Arc<Shared>, conn: &quinn::Connection,
             let _ = send.finish();
         }.instrument(span));
     }
+}
+
+/// The code a retiring connection answers each new request with: the request
+/// did not run, and runs on a new connection.
+pub(crate) const IDENTITY_CHANGED: &str = "IDENTITY_CHANGED";
+
+/// Requests one peer connection may have running at once (QUIC's stream limit
+/// keeps them far fewer): the places a retiring connection waits for.
+const IN_FLIGHT: u32 = 1 << 16;
+
+/// How long a retiring connection waits for the requests it runs (a stage's
+/// own limits end it well before).
+const RETIRE_MAX: Duration = Duration::from_secs(120);
+
+/// How long a retiring connection stays open once its last request answered,
+/// for the answer to reach the peer (closing drops data in flight); the peer
+/// usually closes it first.
+const RETIRE_LINGER: Duration = Duration::from_secs(2);
+
+/// Retires a peer connection after this node renewed its certificate: new
+/// requests are refused (see [`IDENTITY_CHANGED`]) while those running
+/// finish, then it is closed. Closing at once would cut requests mid-way, and
+/// their coordinators could not tell whether a write among them committed.
+fn retire(conn: quinn::Connection, running: Arc<tokio::sync::Semaphore>) {
+    tokio::spawn(async move {
+        let drained = tokio::time::timeout(RETIRE_MAX, running.acquire_many_owned(IN_FLIGHT))
+            .await
+            .is_ok();
+        if !drained {
+            tracing::warn!(
+                "a retiring peer connection still runs requests after {} s: closing it",
+                RETIRE_MAX.as_secs()
+            );
+        }
+        tokio::time::sleep(RETIRE_LINGER).await;
+        conn.close(
+            CLOSE_REVOKED.into(),
+            b"[IDENTITY_CHANGED] this node's certificate was renewed; reconnect",
+        );
+    });
 }
 
 /// A summary of a statement that returns no rows.

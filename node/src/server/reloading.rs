@@ -102,16 +102,16 @@ pub(super) fn reload(shared: &Shared) {
     match fresh {
         Ok(id) if id.cert_der != shared.identity.0.get().cert_der => {
             shared.identity.0.set(id);
-            // peers see the new certificate only on a new connection: close
-            // theirs (they reconnect, and observe it under the current epoch)
-            // and this node's own to them
+            // peers see the new certificate only on a new connection: theirs
+            // retire (each runs no new request, answering it IDENTITY_CHANGED
+            // so that the peer connects again and observes the new
+            // certificate under the current epoch, and closes once the
+            // requests it was running have answered), and this node's own to
+            // them are made again
             tracing::info!("this node's certificate was renewed: peers reconnect to see it");
             for o in lock(&shared.conns).values() {
                 if o.kind == Kind::Peer {
-                    o.conn.close(
-                        CLOSE_REVOKED.into(),
-                        b"[IDENTITY_CHANGED] this node's certificate was renewed; reconnect",
-                    );
+                    o.retire.send_replace(true);
                 }
             }
             if let Some(c) = &shared.control {

@@ -176,12 +176,25 @@ fn known_code(code: &str) -> &'static str {
         "SHARD_MAP_CHANGED",
         "CROSS_SHARD_WRITE",
         "BAD_SIGNATURE",
+        "IDENTITY_CHANGED",
     ];
     KNOWN
         .iter()
         .find(|k| **k == code)
         .copied()
         .unwrap_or("SHARD_ERROR")
+}
+
+/// A request's stream and its first answer, or why there is none.
+type Answered = Result<
+    (scratchbird_net::client::Responses, Option<Response>),
+    scratchbird_net::client::ClientError,
+>;
+
+/// Whether a shard answered that the connection retired and the request did
+/// not run.
+fn retired(e: &scratchbird_net::client::ClientError) -> bool {
+    matches!(e, scratchbird_net::client::ClientError::Rpc(r) if r.code == super::peer::IDENTITY_CHANGED)
 }
 
 impl RemoteSession {
@@ -200,14 +213,18 @@ impl RemoteSession {
         }
     }
 
-    /// Sends `req` over the session's connection. Outside a transaction, a
-    /// connection that is gone (the shard node restarted, or renewed its
-    /// certificate) is replaced and the request sent once more: nothing was
-    /// sent over the dead one, and the shard holds nothing for the session.
-    fn send(
+    /// Sends `req` over the session's connection and waits for its first
+    /// answer. Outside a transaction, a connection that is gone (the shard
+    /// node restarted) or retiring (the shard renewed its certificate, and
+    /// answered [`IDENTITY_CHANGED`](super::peer::IDENTITY_CHANGED): the
+    /// request did not run) is replaced and the request sent once more:
+    /// nothing ran over the old one, and the shard holds nothing for the
+    /// session.
+    fn ask(
         &mut self,
         req: impl Fn(u64) -> Request,
-    ) -> Result<scratchbird_net::client::Responses, HostError> {
+        stop: &Cancel,
+    ) -> Result<(scratchbird_net::client::Responses, Option<Response>), HostError> {
         // outside a transaction, a connection this node no longer keeps (it
         // renewed its certificate: the shard would check this node's
         // signatures against the old key) is replaced first
@@ -222,22 +239,23 @@ impl RemoteSession {
                 "its last stream was lost".into(),
             ))
         } else {
-            self.shared.handle.block_on(self.client.send(&req(self.n)))
+            self.exchange(&req, stop)?
         };
         match first {
             Ok(r) => Ok(r),
-            Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => Err(self.sent(e)),
+            Err(e @ scratchbird_net::client::ClientError::Rpc(_)) if !retired(&e) => {
+                Err(self.sent(e))
+            }
             Err(e) if self.in_txn => Err(self.sent(e)),
             Err(e) => {
-                tracing::debug!(shard = %self.node, error = %e, "the connection to a shard is gone or replaced: connecting again");
+                tracing::debug!(shard = %self.node, error = %e, "the connection to a shard is gone or retiring: connecting again");
                 let plane = self.shared.control.clone().ok_or_else(|| {
                     HostError::internal("a remote shard without the control plane")
                 })?;
-                // a connection kept for the shard may be closed too (the
-                // shard closed them all when it renewed its certificate), and
-                // so may a new one while it does: a request that could not be
-                // written ran nowhere, so each dead connection is replaced in
-                // turn, and a failed connect tried again, a few times
+                // a connection kept for the shard may be gone or retiring too,
+                // and a connect may fail while the shard restarts: a request
+                // that was not run is sent again on a new connection, and a
+                // failed connect tried again, a few times
                 let mut last = e.to_string();
                 for attempt in 0..RECONNECTS_MAX {
                     if attempt > 0 {
@@ -262,15 +280,40 @@ impl RemoteSession {
                     // a new session number: the shard may still be ending the
                     // old one's request
                     self.n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-                    match self.shared.handle.block_on(self.client.send(&req(self.n))) {
+                    match self.exchange(&req, stop)? {
                         Ok(r) => return Ok(r),
-                        Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => {
+                        Err(e @ scratchbird_net::client::ClientError::Rpc(_)) if !retired(&e) => {
                             return Err(self.sent(e));
                         }
                         Err(e) => last = e.to_string(),
                     }
                 }
                 Err(self.lost(last))
+            }
+        }
+    }
+
+    /// Sends `req` and waits for its first answer. The outer error ends the
+    /// statement (cancelled, or a shard that stopped answering after the
+    /// request was written); the inner one is for [`Self::ask`] to judge:
+    /// whether the request ran is known only for an error answer and a
+    /// request that could not be written.
+    fn exchange(
+        &self,
+        req: &impl Fn(u64) -> Request,
+        stop: &Cancel,
+    ) -> Result<Answered, HostError> {
+        let mut r = match self.shared.handle.block_on(self.client.send(&req(self.n))) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        match self.next_raw(&mut r, stop)? {
+            Ok(first) => Ok(Ok((r, first))),
+            Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => Ok(Err(e)),
+            // the request was written: whether it ran is not known
+            Err(e) => {
+                self.broken.set(true);
+                Err(self.lost(e))
             }
         }
     }
@@ -319,6 +362,24 @@ impl RemoteSession {
         r: &mut scratchbird_net::client::Responses,
         stop: &Cancel,
     ) -> Result<Option<Response>, HostError> {
+        match self.next_raw(r, stop)? {
+            Ok(x) => Ok(x),
+            // the shard answered with an error: it keeps its code
+            Err(scratchbird_net::client::ClientError::Rpc(e)) => Err(self.failed(&e)),
+            Err(e) => {
+                self.broken.set(true);
+                Err(self.lost(e))
+            }
+        }
+    }
+
+    /// The next answer of `r` as the connection gave it, waiting while `stop`
+    /// is not raised.
+    fn next_raw(
+        &self,
+        r: &mut scratchbird_net::client::Responses,
+        stop: &Cancel,
+    ) -> Result<Result<Option<Response>, scratchbird_net::client::ClientError>, HostError> {
         let started = Instant::now();
         loop {
             if let Some(why) = stop.raised() {
@@ -329,15 +390,7 @@ impl RemoteSession {
                 .handle
                 .block_on(async { tokio::time::timeout(CANCEL_POLL, r.next()).await })
             {
-                Ok(Ok(x)) => return Ok(x),
-                // the shard answered with an error: it keeps its code
-                Ok(Err(scratchbird_net::client::ClientError::Rpc(e))) => {
-                    return Err(self.failed(&e));
-                }
-                Ok(Err(e)) => {
-                    self.broken.set(true);
-                    return Err(self.lost(e));
-                }
+                Ok(x) => return Ok(x),
                 Err(_) if started.elapsed() > SILENT_MAX => {
                     return Err(self.lost(format!("no answer within {} s", SILENT_MAX.as_secs())));
                 }
@@ -413,14 +466,22 @@ impl ShardSession for RemoteSession {
             module: stage.module.clone(),
             session: Some(self.n),
         };
-        let mut r = self.send(|n| {
-            Request::Subplan(Subplan {
-                session: Some(n),
-                ..req.clone()
-            })
-        })?;
+        let (mut r, first) = self.ask(
+            |n| {
+                Request::Subplan(Subplan {
+                    session: Some(n),
+                    ..req.clone()
+                })
+            },
+            stop,
+        )?;
+        let mut first = Some(first);
         loop {
-            match self.next(&mut r, stop)? {
+            let answer = match first.take() {
+                Some(a) => a,
+                None => self.next(&mut r, stop)?,
+            };
+            match answer {
                 Some(Response::Batch(w)) => {
                     let b = self.batch(w)?;
                     sink(b)?;
@@ -483,13 +544,16 @@ impl ShardSession for RemoteSession {
                 .map_err(|_| HostError::Envelope("a statement index beyond 2^32".into()))?,
         };
         let answer = self
-            .send(|n| {
-                Request::Control(scratchbird_net::rpc::Control {
-                    session: n,
-                    ..req.clone()
-                })
-            })
-            .and_then(|mut r| self.next(&mut r, &Cancel::never()));
+            .ask(
+                |n| {
+                    Request::Control(scratchbird_net::rpc::Control {
+                        session: n,
+                        ..req.clone()
+                    })
+                },
+                &Cancel::never(),
+            )
+            .map(|(_, first)| first);
         // a connection lost during COMMIT or ROLLBACK ends the transaction
         // here: the shard rolls back what a lost session held
         if answer.is_err() && matches!(op, Statement::Commit | Statement::Rollback) {
