@@ -246,6 +246,9 @@ pub struct Transaction {
     stmt_snapshot: Option<(CommitNumber, SnapshotGuard)>,
     active: bool,
     wrote: bool,
+    /// The whole transaction is being rolled back: a sweep may remove its
+    /// versions (and move the inventory floor past it) while it undoes them.
+    rolling_back: bool,
     ddl: bool,
     undo: Vec<Undo>,
     savepoints: Vec<Savepoint>,
@@ -332,6 +335,7 @@ impl Transaction {
             stmt_snapshot: None,
             active: true,
             wrote: false,
+            rolling_back: false,
             ddl: false,
             undo: Vec::new(),
             savepoints: Vec::new(),
@@ -676,9 +680,12 @@ impl Transaction {
                     .ok_or(StorageError::Internal("undo of an unknown table"))?;
                 let mut st = store.write();
                 // A rollback marks the transaction rolled back before undoing, so a
-                // sweep or a reader may have pruned the version (and its index
-                // entries) already. Inside an active transaction nothing prunes it.
-                let pruned = self.inner.tip.state(self.id) == TxnState::RolledBack;
+                // sweep may have pruned the version (and its index entries)
+                // already, and then moved the inventory floor past the
+                // transaction (below the floor every transaction reads as
+                // committed: its state is no guide here). Inside an active
+                // transaction nothing prunes it.
+                let pruned = self.rolling_back;
                 let Some(pos) = st
                     .delta
                     .get(&key)
@@ -1556,6 +1563,7 @@ impl Transaction {
                 TxnState::Committed(CommitNumber(0))
             },
         );
+        self.rolling_back = self.wrote;
         let mut first_err = None;
         if self.inner.check_writable().is_ok() {
             // Undo everything possible; what an error leaves is garbage of a
@@ -1566,9 +1574,15 @@ impl Transaction {
                 }
             }
             if self.wrote {
-                let r = self
-                    .undo_to(0, 0)
-                    .and_then(|()| self.inner.write_tip(self.id, TxnState::RolledBack, false));
+                // a sweep that moved the floor past it removed its record too
+                let below_floor = self.id < self.inner.tip.floor();
+                let r = self.undo_to(0, 0).and_then(|()| {
+                    if below_floor {
+                        Ok(())
+                    } else {
+                        self.inner.write_tip(self.id, TxnState::RolledBack, false)
+                    }
+                });
                 if let Err(e) = r {
                     first_err.get_or_insert(e);
                 }
