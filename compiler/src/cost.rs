@@ -532,6 +532,17 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         *r = r.max(1.0);
     }
     let ndv = classes(&pairs, &infos);
+    // a class spanning three inputs or more keeps one value's share per input
+    // it adds, however many of its equalities a join holds
+    let wide = wide_classes(conds, &owner, &infos);
+    let in_wide: HashSet<ColId> = wide.iter().flatten().map(|(c, _)| *c).collect();
+    let groups = class_edges(&wide, &ndv, &rows, &infos);
+    for eqs in pairs.values_mut() {
+        eqs.retain(|e| {
+            !same_type_eq(e).is_some_and(|(x, y)| in_wide.contains(&x) && in_wide.contains(&y))
+        });
+    }
+    pairs.retain(|_, eqs| !eqs.is_empty());
     for ((i, j), eqs) in &pairs {
         let (Some(ci), Some(ii), Some(ij)) = (cols.get(*i), infos.get(*i), infos.get(*j)) else {
             continue;
@@ -603,18 +614,175 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
                 c *= e.sel;
             }
         }
+        for g in &groups {
+            let k = (g.mask & m).count_ones();
+            if k >= 2 {
+                c *= g.sel.powi(k.cast_signed() - 1);
+            }
+        }
         c.max(1.0)
     };
     let connects = |a: u64, b: u64| {
         edges
             .iter()
             .any(|e| e.mask & (a | b) == e.mask && e.mask & a != 0 && e.mask & b != 0)
+            || groups.iter().any(|g| g.mask & a != 0 && g.mask & b != 0)
     };
     Some(if n <= EXHAUSTIVE_MAX {
         exhaustive(n, &card, &connects)
     } else {
         greedy(n, &card, &connects)
     })
+}
+
+/// The plain equality `a = b` of two columns of one type, as its two columns.
+fn same_type_eq(c: &BExpr) -> Option<(ColId, ColId)> {
+    match &c.kind {
+        BK::Cmp(CmpOp::Eq, a, b) => match (&a.kind, &b.kind) {
+            (BK::Col(x), BK::Col(y)) if a.ty == b.ty && x != y => Some((*x, *y)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Classes of columns that plain equalities between columns of one type tie
+/// together (`a = b AND b = c`), where a class spans three inputs or more
+/// (`owner`: the input each column comes from): each column with its input,
+/// in column order. Any two of those inputs may be joined by an equality of
+/// their members (implied where it is not written: equality of one type is
+/// transitive, and NULL equals nothing), which is how TPC-H Q5 joins customer
+/// to nation, through supplier's nation key, before it reads orders. The
+/// equalities of two inputs that together cover a composite unique key of
+/// either (partsupp's in Q9) stay out: that pair matches once per row, which
+/// a class's share per input would not know.
+fn wide_classes(
+    conds: &[BExpr],
+    owner: &HashMap<ColId, usize>,
+    infos: &[Info],
+) -> Vec<Vec<(ColId, usize)>> {
+    let mut by_pair: BTreeMap<(usize, usize), Vec<(ColId, ColId)>> = BTreeMap::new();
+    for c in conds {
+        let Some((x, y)) = same_type_eq(c) else {
+            continue;
+        };
+        if let (Some(&i), Some(&j)) = (owner.get(&x), owner.get(&y))
+            && i != j
+        {
+            let e = if i < j { (x, y) } else { (y, x) };
+            by_pair.entry((i.min(j), i.max(j))).or_default().push(e);
+        }
+    }
+    let composite = |i: usize, keys: &HashSet<ColId>| {
+        infos.get(i).is_some_and(|info| {
+            info.uniques
+                .iter()
+                .any(|u| u.cols.len() > 1 && u.cols.iter().all(|c| keys.contains(c)))
+        })
+    };
+    let mut parent: BTreeMap<ColId, ColId> = BTreeMap::new();
+    fn root(p: &BTreeMap<ColId, ColId>, c: ColId) -> ColId {
+        let mut r = c;
+        while let Some(&n) = p.get(&r) {
+            if n == r {
+                break;
+            }
+            r = n;
+        }
+        r
+    }
+    for ((i, j), eqs) in &by_pair {
+        let ikeys: HashSet<ColId> = eqs.iter().map(|(x, _)| *x).collect();
+        let jkeys: HashSet<ColId> = eqs.iter().map(|(_, y)| *y).collect();
+        if composite(*i, &ikeys) || composite(*j, &jkeys) {
+            continue;
+        }
+        for &(x, y) in eqs {
+            parent.entry(x).or_insert(x);
+            parent.entry(y).or_insert(y);
+            let (rx, ry) = (root(&parent, x), root(&parent, y));
+            if rx != ry {
+                parent.insert(rx.max(ry), rx.min(ry));
+            }
+        }
+    }
+    let mut by_root: BTreeMap<ColId, Vec<(ColId, usize)>> = BTreeMap::new();
+    for &c in parent.keys() {
+        if let Some(&i) = owner.get(&c) {
+            by_root.entry(root(&parent, c)).or_default().push((c, i));
+        }
+    }
+    by_root
+        .into_values()
+        .filter(|m| m.iter().map(|(_, i)| *i).collect::<HashSet<_>>().len() >= 3)
+        .collect()
+}
+
+/// Which input of `inputs` gives each column.
+fn owners(inputs: &[&Rel]) -> HashMap<ColId, usize> {
+    inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.output().into_iter().map(move |c| (c, i)))
+        .collect()
+}
+
+/// The equalities a run of inner joins' conditions imply between inputs that
+/// none joins directly ([`wide_classes`]): every two inputs of a class get
+/// one, between the first member of each, so the join order may join them
+/// first. The plan joins along them like written ones; a join that holds a
+/// redundant one checks it again, which never changes its rows.
+pub(crate) fn implied_equalities(
+    est: &Estimator<'_>,
+    inputs: &[&Rel],
+    conds: &[BExpr],
+) -> Vec<BExpr> {
+    if !(3..=64).contains(&inputs.len()) {
+        return Vec::new();
+    }
+    let owner = owners(inputs);
+    let infos: Vec<Info> = inputs.iter().map(|r| est.info(r)).collect();
+    let mut out = Vec::new();
+    for members in wide_classes(conds, &owner, &infos) {
+        let in_class = |c: &ColId| members.iter().any(|(m, _)| m == c);
+        // the pairs of inputs an equality of the class already joins, and an
+        // expression of each member (its type and nullability)
+        let mut joined: HashSet<(usize, usize)> = HashSet::new();
+        let mut expr: HashMap<ColId, &BExpr> = HashMap::new();
+        for c in conds {
+            if let (Some((x, y)), BK::Cmp(_, a, b)) = (same_type_eq(c), &c.kind)
+                && in_class(&x)
+                && in_class(&y)
+                && let (Some(&i), Some(&j)) = (owner.get(&x), owner.get(&y))
+            {
+                joined.insert((i.min(j), i.max(j)));
+                expr.insert(x, a);
+                expr.insert(y, b);
+            }
+        }
+        let mut first: Vec<(usize, ColId)> = Vec::new();
+        for (c, i) in &members {
+            if !first.iter().any(|(j, _)| j == i) {
+                first.push((*i, *c));
+            }
+        }
+        for (n, (i, x)) in first.iter().enumerate() {
+            for (j, y) in first.iter().skip(n + 1) {
+                if joined.contains(&((*i).min(*j), (*i).max(*j))) {
+                    continue;
+                }
+                let (Some(a), Some(b)) = (expr.get(x), expr.get(y)) else {
+                    continue;
+                };
+                out.push(BExpr {
+                    kind: BK::Cmp(CmpOp::Eq, Box::new((*a).clone()), Box::new((*b).clone())),
+                    ty: scratchbird_types::SqlType::Boolean,
+                    nullable: a.nullable || b.nullable,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The number of values of each join column tied by equalities to a
@@ -664,6 +832,45 @@ fn classes(pairs: &BTreeMap<(usize, usize), Vec<&BExpr>>, infos: &[Info]) -> Has
             domain.get(&root).map(|d| (c, *d))
         })
         .collect()
+}
+
+/// One edge per class of [`wide_classes`]: the share of rows one value keeps
+/// (the class's unique key's domain, else the most distinct values
+/// statistics know of a member, else its largest input's rows), applied once
+/// per input a join adds to the class.
+fn class_edges(
+    wide: &[Vec<(ColId, usize)>],
+    ndv: &HashMap<ColId, f64>,
+    rows: &[f64],
+    infos: &[Info],
+) -> Vec<Edge> {
+    let mut groups = Vec::new();
+    for members in wide {
+        let mask = members.iter().fold(0u64, |m, (_, i)| m | (1u64 << i));
+        let d = members
+            .iter()
+            .find_map(|(c, _)| ndv.get(c).copied())
+            .or_else(|| {
+                members
+                    .iter()
+                    .filter_map(|(c, i)| {
+                        let r = rows.get(*i).copied().unwrap_or(1.0);
+                        infos.get(*i)?.distinct.get(c).map(|d| d.min(r))
+                    })
+                    .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))))
+            })
+            .unwrap_or_else(|| {
+                members
+                    .iter()
+                    .filter_map(|(_, i)| rows.get(*i).copied())
+                    .fold(1.0, f64::max)
+            });
+        groups.push(Edge {
+            mask,
+            sel: 1.0 / d.max(1.0),
+        });
+    }
+    groups
 }
 
 /// One join of `a` and `b` (cardinalities `ca`, `cb`): the smaller built.

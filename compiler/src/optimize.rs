@@ -81,13 +81,15 @@ fn order_joins(rel: Rel, est: &Estimator<'_>, meta: &HashMap<ColId, ColMeta>) ->
     let mut preds = Vec::new();
     take_chain(rel, &mut inputs, &mut preds);
     // an OR's shared conditions count as join conditions
-    let preds = factor(preds);
+    let mut preds = factor(preds);
     let inputs: Vec<Rel> = inputs
         .into_iter()
         .map(|r| order_joins(r, est, meta))
         .collect();
     let tree = {
         let refs: Vec<&Rel> = inputs.iter().collect();
+        let implied = cost::implied_equalities(est, &refs, &preds);
+        preds.extend(implied);
         cost::join_tree(est, &refs, &preds)
     };
     let mut slots: Vec<Option<Rel>> = inputs.into_iter().map(Some).collect();
