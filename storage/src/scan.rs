@@ -1041,13 +1041,18 @@ impl ScanCursor {
                 exhausted = false;
                 break;
             }
-            if let Some(c) = st.delta.get(rk) {
+            let chain = st.delta.get(rk);
+            if let Some(c) = chain {
                 self.note_garbage(txn, rk, c);
             }
             if let Some(src) = store.visible_row(&st, &inner.pages(), &inner.tip, self.view, rk)? {
                 // Entries exist for every retained version: keep the one that matches
                 // the version this snapshot sees, so the result equals a table scan.
-                if store.index_key_of_row(&idx, &src)? == ik {
+                // A record without versions above its page row has the entries of
+                // that row alone (folding, pruning and undo remove the entries no
+                // remaining version carries, in the batch that removes the version).
+                let only_row = chain.is_none() && matches!(src, RowSource::Page(..));
+                if only_row || store.index_key_of_row(&idx, &src)? == ik {
                     let take = match sel.as_deref_mut() {
                         None => true,
                         Some(s) => self.select_row(&src, s)?,
