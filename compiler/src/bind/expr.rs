@@ -777,6 +777,25 @@ impl<'c> Binder<'c> {
                             t = own;
                         }
                     }
+                    // an explicit cast to VARCHAR(n) cuts the text to n
+                    // characters, as PostgreSQL's does (storing a longer
+                    // value is refused instead)
+                    if let SqlType::Varchar { max_chars } = t
+                        && !is_null_lit(&b)
+                    {
+                        let text = match is_text_lit(&b) {
+                            Some(s) => self.text_literal_as(s, SqlType::Text)?,
+                            None => coerce(b, SqlType::Text),
+                        };
+                        let nullable = text.nullable;
+                        let lit = |v: i64| BExpr::lit(Value::BigInt(v), SqlType::BigInt);
+                        let cut = mk(
+                            BK::Func(Func::Substr, vec![text, lit(1), lit(i64::from(max_chars))]),
+                            SqlType::Text,
+                            nullable,
+                        );
+                        return Ok(coerce(cut, t));
+                    }
                     if let Some(s) = is_text_lit(&b) {
                         self.text_literal_as(s, t)?
                     } else if is_null_lit(&b) && t == SqlType::Text {
