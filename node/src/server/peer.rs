@@ -44,9 +44,14 @@ pub(super) async fn peer_session(
             s = conn.accept_bi() => s,
             _ = shutdown.changed() => break,
             r = retired.changed(), if !retiring => {
-                if r.is_ok() && *retired.borrow() {
-                    retiring = true;
-                    retire(conn.clone(), running_any.clone());
+                match r {
+                    Ok(()) if *retired.borrow() => {
+                        retiring = true;
+                        retire(conn.clone(), running_any.clone());
+                    }
+                    Ok(()) => {}
+                    // the flag's sender is gone: nothing can raise it now
+                    Err(_) => retiring = true,
                 }
                 continue;
             }
