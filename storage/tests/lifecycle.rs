@@ -376,10 +376,10 @@ fn scans_return_columnar_batches_with_projection_and_ranges() {
     assert_eq!(seen, 2_000);
 }
 
-#[test]
-fn index_scans_and_table_scans_always_agree() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path());
+/// Table `kv` of 3,000 rows (`v` = `k % 37`) with index `kv_v` on `v`,
+/// committed.
+fn kv_indexed_by_v(dir: &std::path::Path) -> (Storage, TableId) {
+    let (store, _) = open(dir);
     let table = create_kv(&store, "kv");
     let mut t = store.begin(TxnOptions::snapshot()).unwrap();
     for k in 0..3_000 {
@@ -393,6 +393,13 @@ fn index_scans_and_table_scans_always_agree() {
     })
     .unwrap();
     t.commit().unwrap();
+    (store, table)
+}
+
+#[test]
+fn index_scans_and_table_scans_always_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, table) = kv_indexed_by_v(dir.path());
     let old = store.begin(TxnOptions::snapshot()).unwrap();
     let mut w = store.begin(TxnOptions::snapshot()).unwrap();
     for k in (0..3_000).step_by(5) {
@@ -873,20 +880,7 @@ fn a_rollback_racing_the_sweep_ends_cleanly_and_shows_nothing() {
 #[test]
 fn index_reads_agree_with_the_table_once_changes_are_folded_into_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path());
-    let table = create_kv(&store, "kv");
-    let mut t = store.begin(TxnOptions::snapshot()).unwrap();
-    for k in 0..3_000 {
-        put(&mut t, table, k, k % 37);
-    }
-    t.create_index(&IndexSpec {
-        name: "kv_v".into(),
-        table: "kv".into(),
-        columns: vec!["v".into()],
-        unique: false,
-    })
-    .unwrap();
-    t.commit().unwrap();
+    let (store, table) = kv_indexed_by_v(dir.path());
     store.sweep().unwrap();
     let mut w = store.begin(TxnOptions::snapshot()).unwrap();
     for k in (0..3_000).step_by(3) {
