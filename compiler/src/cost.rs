@@ -474,8 +474,14 @@ struct Edge {
 /// pair whose join gives the fewest rows first); a tree joins along
 /// conditions wherever it can (a cross product only where none connects),
 /// minimising the rows every join gives plus what it probes and builds,
-/// with the smaller side built.
-pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -> Option<Tree> {
+/// with the smaller side built. Adds to `conds` the equalities they imply
+/// between inputs none joins directly ([`implied`]), for the plan to join
+/// along.
+pub(crate) fn join_tree(
+    est: &Estimator<'_>,
+    inputs: &[&Rel],
+    conds: &mut Vec<BExpr>,
+) -> Option<Tree> {
     let n = inputs.len();
     if !(2..=64).contains(&n) {
         return None;
@@ -490,6 +496,13 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         .enumerate()
         .flat_map(|(i, c)| c.iter().map(move |c| (*c, i)))
         .collect();
+    // classes of equal columns spanning three inputs or more: each keeps one
+    // value's share per input it adds, however many of its equalities a join
+    // holds
+    let wide = wide_classes(conds, &owner, &infos);
+    let more = implied(&wide, conds, &owner);
+    conds.extend(more);
+    let conds: &[BExpr] = conds;
     let mask_of = |e: &BExpr| -> u64 {
         let mut v = Vec::new();
         e.columns(&mut v);
@@ -532,17 +545,8 @@ pub(crate) fn join_tree(est: &Estimator<'_>, inputs: &[&Rel], conds: &[BExpr]) -
         *r = r.max(1.0);
     }
     let ndv = classes(&pairs, &infos);
-    // a class spanning three inputs or more keeps one value's share per input
-    // it adds, however many of its equalities a join holds
-    let wide = wide_classes(conds, &owner, &infos);
-    let in_wide: HashSet<ColId> = wide.iter().flatten().map(|(c, _)| *c).collect();
     let groups = class_edges(&wide, &ndv, &rows, &infos);
-    for eqs in pairs.values_mut() {
-        eqs.retain(|e| {
-            !same_type_eq(e).is_some_and(|(x, y)| in_wide.contains(&x) && in_wide.contains(&y))
-        });
-    }
-    pairs.retain(|_, eqs| !eqs.is_empty());
+    leave_to_classes(&mut pairs, &wide);
     for ((i, j), eqs) in &pairs {
         let (Some(ci), Some(ii), Some(ij)) = (cols.get(*i), infos.get(*i), infos.get(*j)) else {
             continue;
@@ -680,17 +684,7 @@ fn wide_classes(
                 .any(|u| u.cols.len() > 1 && u.cols.iter().all(|c| keys.contains(c)))
         })
     };
-    let mut parent: BTreeMap<ColId, ColId> = BTreeMap::new();
-    fn root(p: &BTreeMap<ColId, ColId>, c: ColId) -> ColId {
-        let mut r = c;
-        while let Some(&n) = p.get(&r) {
-            if n == r {
-                break;
-            }
-            r = n;
-        }
-        r
-    }
+    let mut equal = Equal::default();
     for ((i, j), eqs) in &by_pair {
         let ikeys: HashSet<ColId> = eqs.iter().map(|(x, _)| *x).collect();
         let jkeys: HashSet<ColId> = eqs.iter().map(|(_, y)| *y).collect();
@@ -698,18 +692,13 @@ fn wide_classes(
             continue;
         }
         for &(x, y) in eqs {
-            parent.entry(x).or_insert(x);
-            parent.entry(y).or_insert(y);
-            let (rx, ry) = (root(&parent, x), root(&parent, y));
-            if rx != ry {
-                parent.insert(rx.max(ry), rx.min(ry));
-            }
+            equal.join(x, y);
         }
     }
     let mut by_root: BTreeMap<ColId, Vec<(ColId, usize)>> = BTreeMap::new();
-    for &c in parent.keys() {
+    for c in equal.members() {
         if let Some(&i) = owner.get(&c) {
-            by_root.entry(root(&parent, c)).or_default().push((c, i));
+            by_root.entry(equal.root(c)).or_default().push((c, i));
         }
     }
     by_root
@@ -718,32 +707,18 @@ fn wide_classes(
         .collect()
 }
 
-/// Which input of `inputs` gives each column.
-fn owners(inputs: &[&Rel]) -> HashMap<ColId, usize> {
-    inputs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, r)| r.output().into_iter().map(move |c| (c, i)))
-        .collect()
-}
-
-/// The equalities a run of inner joins' conditions imply between inputs that
-/// none joins directly ([`wide_classes`]): every two inputs of a class get
-/// one, between the first member of each, so the join order may join them
-/// first. The plan joins along them like written ones; a join that holds a
+/// The equalities `conds` imply between inputs that none joins directly,
+/// for each class of [`wide_classes`]: every two inputs of a class get one,
+/// between the first member of each, so the join order may join them first.
+/// The plan joins along them like written ones; a join that holds a
 /// redundant one checks it again, which never changes its rows.
-pub(crate) fn implied_equalities(
-    est: &Estimator<'_>,
-    inputs: &[&Rel],
+fn implied(
+    wide: &[Vec<(ColId, usize)>],
     conds: &[BExpr],
+    owner: &HashMap<ColId, usize>,
 ) -> Vec<BExpr> {
-    if !(3..=64).contains(&inputs.len()) {
-        return Vec::new();
-    }
-    let owner = owners(inputs);
-    let infos: Vec<Info> = inputs.iter().map(|r| est.info(r)).collect();
     let mut out = Vec::new();
-    for members in wide_classes(conds, &owner, &infos) {
+    for members in wide {
         let in_class = |c: &ColId| members.iter().any(|(m, _)| m == c);
         // the pairs of inputs an equality of the class already joins, and an
         // expression of each member (its type and nullability)
@@ -761,7 +736,7 @@ pub(crate) fn implied_equalities(
             }
         }
         let mut first: Vec<(usize, ColId)> = Vec::new();
-        for (c, i) in &members {
+        for (c, i) in members {
             if !first.iter().any(|(j, _)| j == i) {
                 first.push((*i, *c));
             }
@@ -785,30 +760,50 @@ pub(crate) fn implied_equalities(
     out
 }
 
-/// The number of values of each join column tied by equalities to a
-/// single-column unique key: the smallest such key's domain.
-fn classes(pairs: &BTreeMap<(usize, usize), Vec<&BExpr>>, infos: &[Info]) -> HashMap<ColId, f64> {
-    let mut parent: HashMap<ColId, ColId> = HashMap::new();
-    fn find(p: &mut HashMap<ColId, ColId>, c: ColId) -> ColId {
+/// Columns tied by equalities: each class's root is its smallest column.
+#[derive(Default)]
+struct Equal(BTreeMap<ColId, ColId>);
+
+impl Equal {
+    fn root(&self, c: ColId) -> ColId {
         let mut r = c;
-        while let Some(&n) = p.get(&r) {
+        while let Some(&n) = self.0.get(&r) {
             if n == r {
                 break;
             }
             r = n;
         }
-        p.insert(c, r);
         r
     }
+
+    fn join(&mut self, x: ColId, y: ColId) {
+        self.0.entry(x).or_insert(x);
+        self.0.entry(y).or_insert(y);
+        let (rx, ry) = (self.root(x), self.root(y));
+        if rx != ry {
+            self.0.insert(rx.max(ry), rx.min(ry));
+        }
+    }
+
+    fn contains(&self, c: ColId) -> bool {
+        self.0.contains_key(&c)
+    }
+
+    fn members(&self) -> Vec<ColId> {
+        self.0.keys().copied().collect()
+    }
+}
+
+/// The number of values of each join column tied by equalities to a
+/// single-column unique key: the smallest such key's domain.
+fn classes(pairs: &BTreeMap<(usize, usize), Vec<&BExpr>>, infos: &[Info]) -> HashMap<ColId, f64> {
+    let mut equal = Equal::default();
     for eqs in pairs.values() {
         for e in eqs {
             if let BK::Cmp(_, a, b) = &e.kind
                 && let (Some(x), Some(y)) = (as_col(a), as_col(b))
             {
-                let (rx, ry) = (find(&mut parent, x), find(&mut parent, y));
-                if rx != ry {
-                    parent.insert(rx, ry);
-                }
+                equal.join(x, y);
             }
         }
     }
@@ -816,22 +811,33 @@ fn classes(pairs: &BTreeMap<(usize, usize), Vec<&BExpr>>, infos: &[Info]) -> Has
     for info in infos {
         for u in &info.uniques {
             if let [c] = u.cols.as_slice()
-                && parent.contains_key(c)
+                && equal.contains(*c)
             {
-                let root = find(&mut parent, *c);
-                let d = domain.entry(root).or_insert(u.domain);
+                let d = domain.entry(equal.root(*c)).or_insert(u.domain);
                 *d = d.min(u.domain);
             }
         }
     }
-    let members: Vec<ColId> = parent.keys().copied().collect();
-    members
+    equal
+        .members()
         .into_iter()
-        .filter_map(|c| {
-            let root = find(&mut parent, c);
-            domain.get(&root).map(|d| (c, *d))
-        })
+        .filter_map(|c| domain.get(&equal.root(c)).map(|d| (c, *d)))
         .collect()
+}
+
+/// Takes the equalities of [`wide_classes`]' classes out of `pairs`: their
+/// class counts them.
+fn leave_to_classes(
+    pairs: &mut BTreeMap<(usize, usize), Vec<&BExpr>>,
+    wide: &[Vec<(ColId, usize)>],
+) {
+    let in_wide: HashSet<ColId> = wide.iter().flatten().map(|(c, _)| *c).collect();
+    for eqs in pairs.values_mut() {
+        eqs.retain(|e| {
+            !same_type_eq(e).is_some_and(|(x, y)| in_wide.contains(&x) && in_wide.contains(&y))
+        });
+    }
+    pairs.retain(|_, eqs| !eqs.is_empty());
 }
 
 /// One edge per class of [`wide_classes`]: the share of rows one value keeps

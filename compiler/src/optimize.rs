@@ -88,9 +88,7 @@ fn order_joins(rel: Rel, est: &Estimator<'_>, meta: &HashMap<ColId, ColMeta>) ->
         .collect();
     let tree = {
         let refs: Vec<&Rel> = inputs.iter().collect();
-        let implied = cost::implied_equalities(est, &refs, &preds);
-        preds.extend(implied);
-        cost::join_tree(est, &refs, &preds)
+        cost::join_tree(est, &refs, &mut preds)
     };
     let mut slots: Vec<Option<Rel>> = inputs.into_iter().map(Some).collect();
     let joined = match tree {

@@ -307,15 +307,12 @@ impl RemoteSession {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        match self.next_raw(&mut r, stop)? {
-            Ok(first) => Ok(Ok((r, first))),
-            Err(e @ scratchbird_net::client::ClientError::Rpc(_)) => Ok(Err(e)),
-            // the request was written: whether it ran is not known
-            Err(e) => {
-                self.broken.set(true);
-                Err(self.lost(e))
-            }
-        }
+        // a connection lost now ends the statement (`next_raw`): the request
+        // was written, and whether it ran is not known
+        Ok(match self.next_raw(&mut r, stop)? {
+            Ok(first) => Ok((r, first)),
+            Err(e) => Err(scratchbird_net::client::ClientError::Rpc(e)),
+        })
     }
 
     /// A request that could not be sent, or was answered with an error.
@@ -362,24 +359,17 @@ impl RemoteSession {
         r: &mut scratchbird_net::client::Responses,
         stop: &Cancel,
     ) -> Result<Option<Response>, HostError> {
-        match self.next_raw(r, stop)? {
-            Ok(x) => Ok(x),
-            // the shard answered with an error: it keeps its code
-            Err(scratchbird_net::client::ClientError::Rpc(e)) => Err(self.failed(&e)),
-            Err(e) => {
-                self.broken.set(true);
-                Err(self.lost(e))
-            }
-        }
+        // the shard answered with an error: it keeps its code
+        self.next_raw(r, stop)?.map_err(|e| self.failed(&e))
     }
 
-    /// The next answer of `r` as the connection gave it, waiting while `stop`
-    /// is not raised.
+    /// The next answer of `r`, or the error the shard answered with, waiting
+    /// while `stop` is not raised; a lost connection ends the statement.
     fn next_raw(
         &self,
         r: &mut scratchbird_net::client::Responses,
         stop: &Cancel,
-    ) -> Result<Result<Option<Response>, scratchbird_net::client::ClientError>, HostError> {
+    ) -> Result<Result<Option<Response>, RpcError>, HostError> {
         let started = Instant::now();
         loop {
             if let Some(why) = stop.raised() {
@@ -390,7 +380,12 @@ impl RemoteSession {
                 .handle
                 .block_on(async { tokio::time::timeout(CANCEL_POLL, r.next()).await })
             {
-                Ok(x) => return Ok(x),
+                Ok(Ok(x)) => return Ok(Ok(x)),
+                Ok(Err(scratchbird_net::client::ClientError::Rpc(e))) => return Ok(Err(e)),
+                Ok(Err(e)) => {
+                    self.broken.set(true);
+                    return Err(self.lost(e));
+                }
                 Err(_) if started.elapsed() > SILENT_MAX => {
                     return Err(self.lost(format!("no answer within {} s", SILENT_MAX.as_secs())));
                 }
