@@ -5,7 +5,7 @@ use scratchbird_compiler::{Catalog, Statement};
 use scratchbird_host::envelope::{Asked, Attestation, Consistency, SignedEnvelope};
 use scratchbird_host::{Cancel, Figures, HostError, Release, ResultSink};
 use scratchbird_types::schema::RowEstimates;
-use scratchbird_types::{BundleHash, Epoch, NodeName};
+use scratchbird_types::{BundleHash, Epoch, NodeName, UserName};
 use std::sync::Arc;
 
 /// The coordinator's identity in the cluster and what it believes is in force.
@@ -77,6 +77,22 @@ pub trait ShardSession: Send {
     fn row_estimates(
         &mut self,
         _claim: &Claim,
+        _catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn RowEstimates>)> {
+        None
+    }
+
+    /// [`ShardSession::row_estimates`] for `user` with the session context
+    /// `context`, whom the caller has proven already: a node's own
+    /// coordinator, whose client connection proved the user by mutual TLS and
+    /// whose request's attestation was checked against that connection (its
+    /// signature check still running while the plan is chosen). Nothing of the
+    /// plan runs, and nothing is answered, before the request is admitted. No
+    /// transport between nodes offers it: by default, none.
+    fn row_estimates_proven(
+        &mut self,
+        _user: &UserName,
+        _context: Option<&str>,
         _catalog: &Arc<Catalog>,
     ) -> Option<(String, Arc<dyn RowEstimates>)> {
         None

@@ -233,6 +233,65 @@ pub(crate) struct ReadGuard {
     /// values of those rows per guest column.
     chosen: Vec<usize>,
     masked: Vec<Vec<Value>>,
+    /// The most heap bytes any host batch of this scan used: the part of the
+    /// heap zeroed again before `buf` goes back to [`SPARE`].
+    heap_high: usize,
+    /// A refill failed part-way: what storage wrote is not known, so `buf` is
+    /// freed rather than kept.
+    spoiled: bool,
+}
+
+/// Host batches of finished scans, every byte zero again, for the next scan to
+/// take instead of a fresh one. A guard's batch is the guest's whole batch,
+/// 4 MiB of heap when it has a string column, and zeroing a fresh one for each
+/// scan cost a point query more than its lookup.
+static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// Batches [`SPARE`] keeps, and the bytes they may hold together.
+const SPARE_MAX: usize = 8;
+const SPARE_BYTES_MAX: usize = 64 << 20;
+
+/// A zeroed buffer of `len` bytes: a spare one if there is one large enough.
+fn take_spare(len: usize) -> Vec<u8> {
+    let spare = SPARE.lock().ok().and_then(|mut s| {
+        let i = s.iter().position(|b| b.capacity() >= len)?;
+        Some(s.swap_remove(i))
+    });
+    match spare {
+        Some(mut b) => {
+            // zero throughout: truncating keeps zeros, growing writes them
+            b.truncate(len);
+            b.resize(len, 0);
+            b
+        }
+        None => vec![0u8; len],
+    }
+}
+
+/// Hands `buf` back to [`SPARE`], its first `dirty` bytes zeroed first.
+fn give_spare(mut buf: Vec<u8>, dirty: usize) {
+    if let Some(d) = buf.get_mut(..dirty) {
+        d.fill(0);
+    } else {
+        buf.fill(0);
+    }
+    if let Ok(mut s) = SPARE.lock() {
+        let held: usize = s.iter().map(Vec::capacity).sum();
+        if s.len() < SPARE_MAX && held + buf.capacity() <= SPARE_BYTES_MAX {
+            s.push(buf);
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        if self.spoiled {
+            return;
+        }
+        // storage writes a batch's header, validity and values, and its heap
+        // from the start up to what the header says it used
+        let dirty = self.layout.heap_range().start + self.heap_high;
+        give_spare(std::mem::take(&mut self.buf), dirty);
+    }
 }
 
 /// What an enforced scan did, for the audit record.
@@ -379,7 +438,7 @@ impl ReadGuard {
             .iter()
             .zip(&guest_types)
             .all(|(m, t)| m.is_none() || t.physical().fixed_width().is_some());
-        let buf = vec![0u8; layout.total_bytes()];
+        let buf = take_spare(layout.total_bytes());
         let n = positions.len();
         Ok(Some(Self {
             principal: principal.clone(),
@@ -396,6 +455,8 @@ impl ReadGuard {
             whole,
             chosen: Vec::new(),
             masked: vec![Vec::new(); n],
+            heap_high: 0,
+            spoiled: false,
         }))
     }
 
@@ -506,7 +567,9 @@ impl ReadGuard {
             };
             copy(out, vr.clone())?;
             let Some((domain, f)) = self.masks.get(c).and_then(Option::as_ref) else {
-                copy(out, vals)?;
+                // the batch's rows only: a fixed value or a (offset, length) entry each
+                let w = ty.physical().fixed_width().unwrap_or(8);
+                copy(out, vals.start..vals.start + rows * w)?;
                 continue;
             };
             let w = ty
@@ -606,6 +669,8 @@ impl ReadGuard {
         } else {
             None
         };
+        // until storage has finished the batch, what it wrote where is unknown
+        self.spoiled = true;
         let n = match &mut self.selector {
             None => {
                 let n = txn.next_batch(cursor, &self.layout, &mut self.buf, keys)?;
@@ -626,6 +691,11 @@ impl ReadGuard {
                 n
             }
         };
+        let used = BatchView::new(&self.layout, &self.buf)
+            .map_err(internal)?
+            .heap_used();
+        self.heap_high = self.heap_high.max(used);
+        self.spoiled = false;
         self.rows = n;
         self.next = 0;
         if n == 0 {
@@ -1017,5 +1087,33 @@ impl ReturnGuard {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{give_spare, take_spare};
+
+    #[test]
+    fn a_spare_batch_comes_back_zeroed_whatever_the_scan_before_left_in_it() {
+        // a scan's raw (unmasked) values, the heap included, then a buffer of
+        // another size taken: nothing of the first scan may show in it
+        let len = 64 * 1024;
+        let mut dirty = take_spare(len);
+        assert!(dirty.iter().all(|b| *b == 0));
+        dirty.fill(0xAB);
+        give_spare(dirty, len);
+        for want in [len, len / 2, len * 2] {
+            let b = take_spare(want);
+            assert_eq!(b.len(), want);
+            assert!(b.iter().all(|b| *b == 0), "{want} bytes");
+            give_spare(b, 0);
+        }
+        // a dirty part beyond the buffer (a bad mark): the whole of it zeroed
+        let mut short = take_spare(100);
+        short.fill(1);
+        give_spare(short, 1000);
+        let again = take_spare(100);
+        assert!(again.iter().all(|b| *b == 0));
     }
 }

@@ -395,9 +395,11 @@ impl Authority for LocalAuthority {
     }
 }
 
-/// An envelope that passed every check.
+/// An envelope that passed every check, and its module.
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub struct Verified<'a> {
+    /// The module, with the hash the envelope names (checked).
+    pub module: crate::ModuleBytes<'a>,
     /// The envelope.
     pub envelope: Envelope,
     /// Its identity ([`SignedEnvelope::id`]).
@@ -551,26 +553,27 @@ impl ReplayGuard {
 /// # Errors
 /// [`HostError::Envelope`] naming the rule, or [`HostError::Refused`] for a module
 /// that breaks the ABI.
-pub fn verify(
-    signed: &SignedEnvelope,
+pub fn verify<'a>(
+    signed: &'a SignedEnvelope,
     authority: &dyn Authority,
     shard: &NodeName,
     limits: &SandboxLimits,
     replay: &ReplayGuard,
     now_us: i64,
-) -> Result<Verified, HostError> {
+) -> Result<Verified<'a>, HostError> {
     verify_with(
         signed,
         authority,
         shard,
-        &|m| validate(m, limits).map(Arc::new),
+        &|m| validate(m.bytes(), limits).map(Arc::new),
         replay,
         now_us,
     )
 }
 
 /// Validates a module and returns its manifest ([`verify_with`]).
-pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<Arc<PlanManifest>, HostError> + 'a;
+pub type ManifestOf<'a> =
+    dyn Fn(crate::ModuleBytes<'_>) -> Result<Arc<PlanManifest>, HostError> + 'a;
 
 /// [`verify`], with the module validated by `manifest_of` (which must validate
 /// as [`validate`] does and return the module's manifest): a shard passes its
@@ -579,14 +582,14 @@ pub type ManifestOf<'a> = dyn Fn(&[u8]) -> Result<Arc<PlanManifest>, HostError> 
 ///
 /// # Errors
 /// As [`verify`].
-pub fn verify_with(
-    signed: &SignedEnvelope,
+pub fn verify_with<'a>(
+    signed: &'a SignedEnvelope,
     authority: &dyn Authority,
     shard: &NodeName,
     manifest_of: &ManifestOf<'_>,
     replay: &ReplayGuard,
     now_us: i64,
-) -> Result<Verified, HostError> {
+) -> Result<Verified<'a>, HostError> {
     let env = Envelope::read(&signed.envelope)?;
     if cbor(&env)? != signed.envelope {
         return Err(refuse("the envelope is not in canonical form"));
@@ -640,10 +643,11 @@ pub fn verify_with(
             "the envelope names another security bundle than the one in force on this shard",
         ));
     }
-    if *blake3::hash(&signed.module).as_bytes() != env.module_hash {
+    let module = crate::ModuleBytes::new(&signed.module);
+    if module.hash() != env.module_hash {
         return Err(refuse("the module's hash does not match the envelope"));
     }
-    let manifest = manifest_of(&signed.module)?;
+    let manifest = manifest_of(module)?;
     match (env.load, manifest.is_load()) {
         (Some(_), true) | (None, false) => {}
         (None, true) => {
@@ -678,6 +682,7 @@ pub fn verify_with(
         now_us,
     )?;
     Ok(Verified {
+        module,
         principal: format!("User::{user:?}"),
         user,
         envelope: env,

@@ -11,7 +11,8 @@
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::{
-    Access, Cancel, ExecStats, HostError, MergeInputs, Prepared, ResultSink, Sandbox, touched,
+    Access, Cancel, ExecStats, HostError, MergeInputs, ModuleBytes, Prepared, ResultSink, Sandbox,
+    touched,
 };
 use scratchbird_storage::Transaction;
 use std::sync::Arc;
@@ -120,16 +121,25 @@ impl Execution<'_> {
     /// envelope, coordinator, epoch, bundle); the tables, columns and figures are
     /// filled in here. On error, or when the record cannot be written, the
     /// statement's own changes are undone; the transaction comes back either way.
-    pub fn shard(
+    pub fn shard<'m>(
         &self,
-        module: &[u8],
+        module: impl Into<ModuleBytes<'m>>,
         txn: Transaction,
         access: &Access,
         record: AuditRecord,
         release: Release,
         sink: ResultSink,
     ) -> (Transaction, Result<ExecStats, HostError>) {
-        self.stage(module, None, txn, access, record, release, sink, None)
+        self.stage(
+            module.into(),
+            None,
+            txn,
+            access,
+            record,
+            release,
+            sink,
+            None,
+        )
     }
 
     /// [`Execution::shard`] for the one statement of an autocommit
@@ -140,9 +150,9 @@ impl Execution<'_> {
         clippy::too_many_arguments,
         reason = "Execution::shard's arguments and the transaction it may begin anew"
     )]
-    pub fn shard_autocommit(
+    pub fn shard_autocommit<'m>(
         &self,
-        module: &[u8],
+        module: impl Into<ModuleBytes<'m>>,
         txn: Transaction,
         access: &Access,
         record: AuditRecord,
@@ -151,7 +161,7 @@ impl Execution<'_> {
         renew: &dyn Fn() -> Result<Transaction, HostError>,
     ) -> (Transaction, Result<ExecStats, HostError>) {
         self.stage(
-            module,
+            module.into(),
             None,
             txn,
             access,
@@ -166,9 +176,9 @@ impl Execution<'_> {
     /// statement of `txn` for `access`: it writes the batches `rows` hands
     /// over, as they come, under the same write rules, audit rule and undo
     /// as [`Execution::shard`]. A load stage returns no rows.
-    pub fn load(
+    pub fn load<'m>(
         &self,
-        module: &[u8],
+        module: impl Into<ModuleBytes<'m>>,
         rows: Box<dyn MergeInputs>,
         txn: Transaction,
         access: &Access,
@@ -177,7 +187,7 @@ impl Execution<'_> {
         let sink: ResultSink =
             Box::new(|_| Err(HostError::abi("a load stage emitted rows: it only writes")));
         self.stage(
-            module,
+            module.into(),
             Some(rows),
             txn,
             access,
@@ -194,7 +204,7 @@ impl Execution<'_> {
     )]
     fn stage(
         &self,
-        module: &[u8],
+        module: ModuleBytes<'_>,
         rows: Option<Box<dyn MergeInputs>>,
         mut txn: Transaction,
         access: &Access,

@@ -24,6 +24,6 @@ pub use error::HostError;
 pub use exec::{Execution, Release};
 pub use limits::SandboxLimits;
 pub use sandbox::{
-    Cancel, ExecStats, Figures, MergeInputs, Prepared, Queued, ResultBatch, ResultSink, Sandbox,
-    Withheld, touched,
+    Cancel, ExecStats, Figures, MergeInputs, ModuleBytes, Prepared, Queued, ResultBatch,
+    ResultSink, Sandbox, Withheld, touched,
 };

@@ -199,6 +199,7 @@ fn a_coordinator_session_counts_up_and_an_older_envelope_is_a_replay() {
             &replay,
             NOW,
         )
+        .map(drop)
     };
     ok(&at(1, 5)).unwrap();
     ok(&at(1, 6)).unwrap();

@@ -22,7 +22,8 @@ use scratchbird_host::envelope::{
     check_claim, verify_with,
 };
 use scratchbird_host::{
-    Access, Cancel, Execution, Figures, HostError, Principal, Release, ResultBatch, Sandbox,
+    Access, Cancel, Execution, Figures, HostError, ModuleBytes, Principal, Release, ResultBatch,
+    Sandbox,
 };
 use scratchbird_policy::derive::{Deriver, SchemaAction, SchemaObject, SecurityContext};
 use scratchbird_storage::catalog::{
@@ -36,7 +37,7 @@ use scratchbird_types::schema::{RowEstimates, SchemaVersion};
 use scratchbird_types::{BundleHash, Epoch, NodeName, SqlType, UserName};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// Why a user gets no access, with a stable code and what to do.
 #[derive(Debug, Clone)]
@@ -69,7 +70,23 @@ pub struct Principals {
     /// in force, changed together.
     in_force: RwLock<(Arc<Deriver>, Epoch)>,
     mask_key: [u8; 32],
+    /// Who each user ran as with each context, and under which bundle: a
+    /// statement asks twice (its plan's estimates, its stage), and working it
+    /// out (the principal's name parsed, the context checked against the
+    /// bundle's schema, the mask key derived) cost more than the stage's
+    /// lookup. An entry of another bundle than the one in force is not used.
+    known: std::sync::Mutex<std::collections::HashMap<(UserName, Option<String>), Known>>,
 }
+
+/// An entry of [`Principals::known`]: the bundle it was worked out under.
+#[derive(Debug)]
+struct Known {
+    deriver: Arc<Deriver>,
+    access: Access,
+}
+
+/// Users and contexts [`Principals::known`] keeps before it starts afresh.
+const KNOWN_MAX: usize = 1024;
 
 impl Principals {
     /// Users under `deriver`'s bundle; tokens and masks keyed by the cluster
@@ -81,6 +98,7 @@ impl Principals {
         Self {
             in_force: RwLock::new((deriver, epoch)),
             mask_key,
+            known: std::sync::Mutex::default(),
         }
     }
 
@@ -150,6 +168,37 @@ impl Principals {
     /// The bundle cannot name the user, or the context does not fit the bundle.
     pub fn access(&self, user: &UserName, context: Option<&str>) -> Result<Access, Refusal> {
         let deriver = self.deriver();
+        let key = (user.clone(), context.map(str::to_owned));
+        let known = |g: &std::collections::HashMap<_, Known>| {
+            g.get(&key)
+                .filter(|k| Arc::ptr_eq(&k.deriver, &deriver))
+                .map(|k| k.access.clone())
+        };
+        if let Some(a) = known(&self.known.lock().unwrap_or_else(PoisonError::into_inner)) {
+            return Ok(a);
+        }
+        let access = self.work_out(&deriver, user, context)?;
+        let mut g = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.len() >= KNOWN_MAX {
+            g.clear();
+        }
+        g.insert(
+            key,
+            Known {
+                deriver,
+                access: access.clone(),
+            },
+        );
+        Ok(access)
+    }
+
+    /// [`Principals::access`] under `deriver`'s bundle, worked out afresh.
+    fn work_out(
+        &self,
+        deriver: &Arc<Deriver>,
+        user: &UserName,
+        context: Option<&str>,
+    ) -> Result<Access, Refusal> {
         let principal = deriver.bundle().principal_of(user.as_str()).map_err(|e| {
             Refusal::new(
                 "BUNDLE_PRINCIPALS",
@@ -185,7 +234,7 @@ impl Principals {
                 .map_err(|e| bad(format!("the session context does not fit the bundle: {e}")))?;
         }
         Ok(Access::Principal(Arc::new(Principal::new(
-            deriver,
+            deriver.clone(),
             ctx,
             &self.mask_key,
         ))))
@@ -446,7 +495,7 @@ impl Shard {
     /// send other rows than the user's nor write them elsewhere.
     fn copy_of(
         &self,
-        module: &[u8],
+        module: ModuleBytes<'_>,
         index: u32,
         sql: &str,
         txn: &Transaction,
@@ -481,7 +530,7 @@ impl Shard {
         let load = c.load.clone().ok_or_else(|| {
             refuse("the load stage's statement is not a COPY ... FROM STDIN".into())
         })?;
-        if c.hash != *blake3::hash(module).as_bytes() {
+        if c.hash != module.hash() {
             return Err(refuse(
                 "the load stage is not the module the user's COPY compiles to".into(),
             ));
@@ -504,7 +553,7 @@ impl Shard {
 /// The reader stops when the stage ends.
 fn load_rows(
     exec: &Execution<'_>,
-    module: &[u8],
+    module: ModuleBytes<'_>,
     load: &Arc<scratchbird_compiler::copy::Load>,
     (keep, shards): (usize, usize),
     txn: Transaction,
@@ -962,7 +1011,6 @@ impl ShardSessionOf {
         let authority = self.authority.clone();
         let mut rec = AuditRecord::new("unverified");
         rec.envelope = Some(signed.id());
-        rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
         rec.epoch = authority.epoch();
         rec.bundle = Some(authority.bundle_hash().0);
         // validated (and compiled) by the sandbox's prepare, so a module in its
@@ -1027,11 +1075,12 @@ impl ShardSessionOf {
             // the bundle lets the principal see it for every table read
             let inspect = v.envelope.inspect && may_inspect(&access, &txn, &v.envelope.tables);
             let load = v.envelope.load.map(|i| (i, v.envelope.asked.sql.clone()));
-            Ok((access, txn, note, inspect, load))
+            Ok((access, txn, note, inspect, load, v.module))
         });
-        let (access, txn, note, inspect, load) = match checked {
+        let (access, txn, note, inspect, load, module) = match checked {
             Ok(x) => x,
             Err(e) => {
+                rec.modules = vec![*blake3::hash(&signed.module).as_bytes()];
                 // a plan of another epoch did not run: the statement's
                 // transaction (its catalog compiled the plan) stays for the
                 // coordinator's retry in the epoch in force, or its abandon
@@ -1042,6 +1091,7 @@ impl ShardSessionOf {
                 return Err(e);
             }
         };
+        rec.modules = vec![module.hash()];
         // the stage's log lines name who it runs as, in which transaction
         let span = tracing::info_span!(
             "stage",
@@ -1065,7 +1115,7 @@ impl ShardSessionOf {
         };
         let (txn, result) = match load {
             Some((index, sql)) => {
-                let rows = match shard.copy_of(&signed.module, index, &sql, &txn) {
+                let rows = match shard.copy_of(module, index, &sql, &txn) {
                     Ok(r) => r,
                     Err(e) => {
                         self.end_statement(txn, false)?;
@@ -1074,24 +1124,16 @@ impl ShardSessionOf {
                     }
                 };
                 let (keep, shards) = shard.storage.placement();
-                load_rows(
-                    &exec,
-                    &signed.module,
-                    &rows,
-                    (keep, shards),
-                    txn,
-                    &access,
-                    rec,
-                )
+                load_rows(&exec, module, &rows, (keep, shards), txn, &access, rec)
             }
             None if !self.in_transaction() => {
                 // the statement's own transaction: an upsert that collides
                 // with a row committed meanwhile runs again in a new one
                 let opts = txn.options();
                 let renew = || shard.begin(opts);
-                exec.shard_autocommit(&signed.module, txn, &access, rec, release, sink, &renew)
+                exec.shard_autocommit(module, txn, &access, rec, release, sink, &renew)
             }
-            None => exec.shard(&signed.module, txn, &access, rec, release, sink),
+            None => exec.shard(module, txn, &access, rec, release, sink),
         };
         self.end_statement(txn, result.is_ok())?;
         let stats = result?;
@@ -1726,16 +1768,26 @@ impl ShardSession for ShardSessionOf {
         // the user the attestation proves (a claim that proves none is
         // planned without estimates, and refused where it runs)
         let now = self.shard.storage.env().now_micros();
+        let user = scratchbird_host::envelope::check_claim(
+            &claim.attestation,
+            &claim.asked,
+            self.coordinator(),
+            self.authority.as_ref(),
+            now,
+        )
+        .ok()?;
+        self.row_estimates_proven(&user, claim.asked.context.as_deref(), catalog)
+    }
+
+    fn row_estimates_proven(
+        &mut self,
+        user: &UserName,
+        context: Option<&str>,
+        catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn RowEstimates>)> {
         let who = Bound {
-            user: scratchbird_host::envelope::check_claim(
-                &claim.attestation,
-                &claim.asked,
-                self.coordinator(),
-                self.authority.as_ref(),
-                now,
-            )
-            .ok()?,
-            context: claim.asked.context.clone(),
+            user: user.clone(),
+            context: context.map(str::to_owned),
         };
         let (access, label) = self.shard.access(&who).ok()?;
         let all = self.shard.storage.row_estimates();

@@ -666,6 +666,56 @@ fn region(
 /// Compiled modules by blake3 hash, and their insertion order for eviction.
 type ModuleCache = (HashMap<[u8; 32], Arc<Prepared>>, VecDeque<[u8; 32]>);
 
+/// A module's bytes and their blake3 hash, which keys the sandbox's cache:
+/// made once (an envelope's check makes it, [`crate::envelope::Verified`]),
+/// so a stage's module is hashed once however many steps look it up.
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleBytes<'a> {
+    bytes: &'a [u8],
+    hash: [u8; 32],
+}
+
+impl<'a> ModuleBytes<'a> {
+    /// `bytes`, hashed.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            hash: *blake3::hash(bytes).as_bytes(),
+        }
+    }
+
+    /// The bytes.
+    #[must_use]
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Their blake3 hash.
+    #[must_use]
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
+impl<'a> From<&'a [u8]> for ModuleBytes<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for ModuleBytes<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for ModuleBytes<'a> {
+    fn from(bytes: &'a [u8; N]) -> Self {
+        Self::new(bytes)
+    }
+}
+
 /// The sandbox of a node.
 pub struct Sandbox {
     engine: Engine,
@@ -772,8 +822,8 @@ impl Sandbox {
 
     /// The compiled module of `bytes` if it is in the cache.
     #[must_use]
-    pub fn cached(&self, bytes: &[u8]) -> Option<Arc<Prepared>> {
-        let hash = *blake3::hash(bytes).as_bytes();
+    pub fn cached<'a>(&self, bytes: impl Into<ModuleBytes<'a>>) -> Option<Arc<Prepared>> {
+        let hash = bytes.into().hash;
         let c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         c.0.get(&hash).cloned()
     }
@@ -782,8 +832,11 @@ impl Sandbox {
     ///
     /// # Errors
     /// [`HostError::Refused`] for a module that breaks a rule.
-    pub fn prepare(&self, bytes: &[u8]) -> Result<(Arc<Prepared>, bool), HostError> {
-        let hash = *blake3::hash(bytes).as_bytes();
+    pub fn prepare<'a>(
+        &self,
+        bytes: impl Into<ModuleBytes<'a>>,
+    ) -> Result<(Arc<Prepared>, bool), HostError> {
+        let ModuleBytes { bytes, hash } = bytes.into();
         {
             let c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(p) = c.0.get(&hash) {

@@ -66,32 +66,41 @@ impl Drop for Ticket {
 }
 
 /// The admission of the request a session thread is running, shared with
-/// the session's gated transports. Before the first request it refuses.
+/// the session's gated transports, and the user of the session's connection.
+/// Before the first request it refuses.
 #[derive(Debug)]
-pub(super) struct Current(Mutex<Arc<Admission>>);
-
-impl Default for Current {
-    fn default() -> Self {
-        Self(Mutex::new(Admission::refused("no request is running")))
-    }
+pub(super) struct Current {
+    admission: Mutex<Arc<Admission>>,
+    /// Whom the connection's mutual TLS proved: every request the session
+    /// runs was checked to be this user's before it was handed over.
+    pub(super) user: scratchbird_types::UserName,
 }
 
 impl Current {
+    /// The requests of `user`'s connection, none running yet.
+    pub(super) fn new(user: scratchbird_types::UserName) -> Self {
+        Self {
+            admission: Mutex::new(Admission::refused("no request is running")),
+            user,
+        }
+    }
+
     /// The request the session runs from now on.
     pub(super) fn set(&self, a: Arc<Admission>) {
-        *lock(&self.0) = a;
+        *lock(&self.admission) = a;
     }
 
     /// Waits for the running request's verdict: an error unless admitted.
     pub(super) fn wait(&self) -> Result<(), HostError> {
-        let a = lock(&self.0).clone();
+        let a = lock(&self.admission).clone();
         a.wait()
     }
 }
 
 /// A transport whose sessions act only for an admitted request: running a
 /// stage and transaction or schema control wait for the verdict; reading the
-/// catalog to compile against does not.
+/// catalog to compile against, and the connection's user's row estimates to
+/// choose the plan by, do not.
 pub(super) struct Gated {
     pub(super) inner: Arc<dyn ShardTransport>,
     pub(super) current: Arc<Current>,
@@ -138,7 +147,30 @@ impl ShardSession for GatedSession {
         claim: &scratchbird_coord::Claim,
         catalog: &Arc<Catalog>,
     ) -> Option<(String, Arc<dyn scratchbird_types::schema::RowEstimates>)> {
+        // The connection's user, proven by its mutual TLS, with the request's
+        // attestation checked against it (user and certificate) before the
+        // job was handed over: the plan is chosen with that user's estimates
+        // while the connection's task checks the signature, instead of
+        // checking it a second time here, on the request's path. Nothing of
+        // the plan runs and nothing is answered before the verdict.
+        let user = &self.current.user;
+        if scratchbird_host::envelope::user_name(&claim.attestation) == user.as_str() {
+            return self
+                .inner
+                .row_estimates_proven(user, claim.asked.context.as_deref(), catalog);
+        }
+        // not expected: the claim's own check, once it is admitted
+        self.current.wait().ok()?;
         self.inner.row_estimates(claim, catalog)
+    }
+
+    fn row_estimates_proven(
+        &mut self,
+        user: &scratchbird_types::UserName,
+        context: Option<&str>,
+        catalog: &Arc<Catalog>,
+    ) -> Option<(String, Arc<dyn scratchbird_types::schema::RowEstimates>)> {
+        self.inner.row_estimates_proven(user, context, catalog)
     }
 
     fn run(
@@ -178,7 +210,7 @@ mod tests {
 
     #[test]
     fn an_admission_is_decided_once_and_a_dropped_ticket_refuses() {
-        let c = Current::default();
+        let c = Current::new(scratchbird_types::UserName::new("alice").unwrap());
         assert!(c.wait().is_err(), "before any request");
         let a = Arc::new(Admission::default());
         c.set(a.clone());

@@ -475,7 +475,7 @@ fn shards_of(shared: &Arc<Shared>, current: &Arc<admit::Current>) -> Result<Shar
 }
 
 fn session_thread(shared: &Arc<Shared>, user: &UserName, jobs: &std::sync::mpsc::Receiver<Job>) {
-    let current = Arc::new(admit::Current::default());
+    let current = Arc::new(admit::Current::new(user.clone()));
     let opened = shards_of(shared, &current).and_then(|shards| {
         Session::open_cluster(
             shared.creds.clone(),
