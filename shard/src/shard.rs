@@ -74,7 +74,8 @@ pub struct Principals {
     /// statement asks twice (its plan's estimates, its stage), and working it
     /// out (the principal's name parsed, the context checked against the
     /// bundle's schema, the mask key derived) cost more than the stage's
-    /// lookup. An entry of another bundle than the one in force is not used.
+    /// lookup. An entry of another bundle than the one in force is not used,
+    /// and a change of bundle forgets them all.
     known: std::sync::Mutex<std::collections::HashMap<(UserName, Option<String>), Known>>,
 }
 
@@ -133,17 +134,31 @@ impl Principals {
     /// reloading its signed bundle).
     pub fn set_deriver(&self, d: Arc<Deriver>) {
         self.write(|g| g.0 = d);
+        self.forget();
+    }
+
+    /// Forgets the accesses worked out under earlier bundles (each would keep
+    /// its bundle in memory until its user came back).
+    fn forget(&self) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// Puts epoch `epoch` in force with the bundle `d` it names (`None`: the
     /// bundle in force already is that epoch's).
     pub fn set_epoch(&self, epoch: Epoch, d: Option<Arc<Deriver>>) {
+        let changed = d.is_some();
         self.write(|g| {
             if let Some(d) = d {
                 g.0 = d;
             }
             g.1 = epoch;
         });
+        if changed {
+            self.forget();
+        }
     }
 
     /// The hash of the bundle in force.
@@ -2251,5 +2266,54 @@ pub struct InProcess(pub Arc<Shard>);
 impl ShardTransport for InProcess {
     fn open(&self) -> Result<Box<dyn ShardSession>, HostError> {
         Ok(Box::new(self.0.session()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Access, Principals};
+    use scratchbird_policy::bundle::Bundle;
+    use scratchbird_policy::derive::Deriver;
+    use scratchbird_types::{Epoch, UserName};
+    use std::sync::Arc;
+
+    fn deriver() -> Arc<Deriver> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bundles/saas");
+        Arc::new(Deriver::new(Arc::new(Bundle::load(dir).unwrap())))
+    }
+
+    fn principal(a: Access) -> Arc<scratchbird_host::Principal> {
+        match a {
+            Access::Principal(p) => p,
+            Access::Owner => panic!("a cluster user is a principal"),
+        }
+    }
+
+    #[test]
+    fn an_access_is_remembered_only_while_its_bundle_is_in_force() {
+        let p = Principals::new(deriver(), Epoch::INITIAL, [1; 32]);
+        let alice = UserName::new("alice").unwrap();
+        let first = principal(p.access(&alice, None).unwrap());
+        let again = principal(p.access(&alice, None).unwrap());
+        assert!(Arc::ptr_eq(&first, &again), "remembered");
+        // another context is another access
+        let ctx = principal(p.access(&alice, Some("{}")).unwrap());
+        assert!(!Arc::ptr_eq(&first, &ctx));
+        // a context that is not JSON is refused every time, never remembered
+        for _ in 0..2 {
+            assert!(p.access(&alice, Some("{not json")).is_err());
+        }
+        // a new bundle in force: worked out afresh under it
+        p.set_deriver(deriver());
+        let after = principal(p.access(&alice, None).unwrap());
+        assert!(!Arc::ptr_eq(&first, &after), "not the old bundle's");
+        let after_again = principal(p.access(&alice, None).unwrap());
+        assert!(Arc::ptr_eq(&after, &after_again));
+        // and through an epoch that names a bundle
+        p.set_epoch(Epoch::INITIAL, Some(deriver()));
+        assert!(!Arc::ptr_eq(
+            &after,
+            &principal(p.access(&alice, None).unwrap())
+        ));
     }
 }
