@@ -1456,13 +1456,15 @@ impl Session {
         // not admitted
         self.admitted()?;
         let (merged, shards) = std::thread::scope(|scope| {
-            let early = sandbox.cached(&merge.module);
+            // hashed once for both lookups
+            let module = scratchbird_host::ModuleBytes::new(&merge.module);
+            let early = sandbox.cached(module);
             let compiling = early.is_none().then(|| {
                 let sandbox = &sandbox;
                 std::thread::Builder::new()
                     .name("merge compile".into())
                     .stack_size(MERGE_COMPILE_STACK_BYTES)
-                    .spawn_scoped(scope, move || sandbox.prepare(&merge.module))
+                    .spawn_scoped(scope, move || sandbox.prepare(module))
             });
             self.fan(c, claim, targets, Release::Streamed, |incoming| {
                 let prepared = match (early, compiling) {

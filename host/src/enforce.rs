@@ -250,10 +250,17 @@ static SPARE: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new())
 const SPARE_MAX: usize = 8;
 const SPARE_BYTES_MAX: usize = 64 << 20;
 
-/// A zeroed buffer of `len` bytes: a spare one if there is one large enough.
+/// A zeroed buffer of `len` bytes: a spare one whose capacity holds it if
+/// there is one, the shortest already that long, else the longest (what a
+/// buffer grows by is zeroed again).
 fn take_spare(len: usize) -> Vec<u8> {
     let spare = SPARE.lock().ok().and_then(|mut s| {
-        let i = s.iter().position(|b| b.capacity() >= len)?;
+        let i = s
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= len)
+            .min_by_key(|(_, b)| (b.len() < len, b.len().abs_diff(len)))
+            .map(|(i, _)| i)?;
         Some(s.swap_remove(i))
     });
     match spare {
