@@ -187,6 +187,18 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
                 }
             }
         }
+        // the error above may be a connection admitted just before the
+        // disable took effect there and then closed for it (counted as ended,
+        // not refused); from now on every attempt is refused as it connects
+        let again = connect_as_node(&c.dirs[d], &ca, peer);
+        assert!(
+            again
+                .as_ref()
+                .is_err_and(|e| e.contains("disabled") || e.contains("DISABLED")),
+            "node n{} connects to n{} again: {again:?}",
+            d + 1,
+            i + 1
+        );
     }
     let keep = (0..3).find(|i| *i != d).unwrap();
     let s = c.wait(
