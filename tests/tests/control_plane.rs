@@ -168,38 +168,7 @@ fn three_voters_converge_survive_their_leader_and_refuse_a_disabled_node() {
     // committed on the leader when the command returns
     let started = Instant::now();
     let ca = c.tmp.path().join("ca/ca.crt");
-    for (i, peer) in c.peers.iter().enumerate() {
-        if i == d {
-            continue;
-        }
-        loop {
-            match connect_as_node(&c.dirs[d], &ca, peer) {
-                Err(e) if e.contains("disabled") || e.contains("DISABLED") => break,
-                other => {
-                    assert!(
-                        started.elapsed() < Duration::from_secs(2),
-                        "node n{} still admitted by n{} {:?} after the disable: {other:?}",
-                        d + 1,
-                        i + 1,
-                        started.elapsed()
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
-        // the error above may be a connection admitted just before the
-        // disable took effect there and then closed for it (counted as ended,
-        // not refused); from now on every attempt is refused as it connects
-        let again = connect_as_node(&c.dirs[d], &ca, peer);
-        assert!(
-            again
-                .as_ref()
-                .is_err_and(|e| e.contains("disabled") || e.contains("DISABLED")),
-            "node n{} connects to n{} again: {again:?}",
-            d + 1,
-            i + 1
-        );
-    }
+    refused_by_every_peer(&c, &ca, d, started);
     let keep = (0..3).find(|i| *i != d).unwrap();
     let s = c.wait(
         nodes[keep].as_ref().unwrap(),
@@ -416,6 +385,49 @@ fn five_voters_a_minority_cannot_publish_and_a_new_node_joins_by_enrolment() {
         effective(s, 3) && voters(s) == 6
     });
     assert_eq!(s["answered_by"].as_str().unwrap(), node_id(&n6).to_string());
+}
+
+/// Node `d`, disabled at `started`, is refused by every other node of `c`
+/// (CA `ca`) within 2 s, and then refused as it connects (so each counts a
+/// refusal).
+fn refused_by_every_peer(
+    c: &scratchbird_tests::ControlCluster,
+    ca: &Path,
+    d: usize,
+    started: Instant,
+) {
+    for (i, peer) in c.peers.iter().enumerate() {
+        if i == d {
+            continue;
+        }
+        loop {
+            match connect_as_node(&c.dirs[d], ca, peer) {
+                Err(e) if e.contains("disabled") || e.contains("DISABLED") => break,
+                other => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(2),
+                        "node n{} still admitted by n{} {:?} after the disable: {other:?}",
+                        d + 1,
+                        i + 1,
+                        started.elapsed()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        // the error above may be a connection admitted just before the
+        // disable took effect there and then closed for it (counted as ended,
+        // not refused); from now on every attempt is refused as it connects
+        let again = connect_as_node(&c.dirs[d], ca, peer);
+        assert!(
+            again
+                .as_ref()
+                .is_err_and(|e| e.contains("disabled") || e.contains("DISABLED")),
+            "node n{} connects to n{} again: {again:?}",
+            d + 1,
+            i + 1
+        );
+    }
 }
 
 /// Node `n` counts connection churn per peer: the disabled node in `dir`'s
