@@ -9,15 +9,19 @@
 //! is the same error as on one shard), EXISTS's truth, IN's list (an empty
 //! one is FALSE, NOT IN of it TRUE, as SQL has it). Each value is written as a
 //! literal cast to the subquery column's type, so the statement types as it
-//! did. A subquery inside a derived table or WITH query that has a WITH of its
-//! own stays (its names could mean that WITH's queries), as do correlated ones.
+//! did. Each subquery runs with the WITH queries its place sees (the
+//! statement's, a derived table's, its own; in a WITH query's body only those
+//! before it), joined into one WITH when that means the same: where it would
+//! not (a name given at two levels, RECURSIVE beside another level) none runs
+//! first. Correlated subqueries stay in the statement.
 
 use crate::error::{CompileError, codes};
 use crate::{Parsed, dialect::SbDialect};
 use scratchbird_types::{SqlType, Value};
+use sqlparser::ast::helpers::attached_token::AttachedToken;
 use sqlparser::ast::{
-    Expr, InTarget, Query, Statement as Ast, Value as AstValue, Visit, VisitMut, Visitor,
-    VisitorMut,
+    Cte, Expr, InTarget, Query, Statement as Ast, Value as AstValue, Visit, VisitMut, Visitor,
+    VisitorMut, With,
 };
 use sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -56,15 +60,13 @@ pub struct Answer {
 }
 
 /// Finds (or, with answers, replaces) the subqueries no other subquery
-/// encloses, outside the reach of a nested WITH.
+/// encloses, each with the WITH queries its place sees.
 struct Walk<'a> {
-    depth: usize,
+    /// The queries around the place visited, outermost first.
+    frames: Vec<Frame>,
     /// Subquery expressions around the place visited.
     inside: usize,
-    /// Queries below the statement's own with a WITH of their own, around
-    /// the place visited.
-    shadowed: usize,
-    found: Vec<(SubqueryUse, Query)>,
+    found: Vec<(SubqueryUse, Query, Vec<Scope>)>,
     answers: Option<&'a [Answer]>,
     /// Subqueries that stay in the statement (correlated ones, compiled as
     /// joins), by their text.
@@ -73,26 +75,130 @@ struct Walk<'a> {
     error: Option<CompileError>,
 }
 
+/// A query around the place visited, and the WITH queries of its own.
+struct Frame {
+    with: Option<With>,
+    /// Its WITH queries' bodies, by address: a query entered that is one of
+    /// them sees only the WITH queries before it (all, under RECURSIVE).
+    bodies: Vec<usize>,
+    /// While inside the body of WITH query `i`: `i`.
+    within: Option<usize>,
+}
+
+/// The WITH queries of one enclosing query that a place sees.
+#[derive(Debug, Clone)]
+struct Scope {
+    recursive: bool,
+    ctes: Vec<Cte>,
+}
+
 impl Walk<'_> {
+    fn new<'a>(answers: Option<&'a [Answer]>, skip: &'a [String]) -> Walk<'a> {
+        Walk {
+            frames: Vec::new(),
+            inside: 0,
+            found: Vec::new(),
+            answers,
+            skip,
+            next: 0,
+            error: None,
+        }
+    }
+
     fn taken<'e>(&self, e: &'e Expr) -> Option<(SubqueryUse, &'e Query)> {
-        if self.inside > 0 || self.shadowed > 0 {
+        if self.inside > 0 {
             return None;
         }
         use_of(e).filter(|(_, q)| self.skip.is_empty() || !self.skip.contains(&q.to_string()))
     }
 
     fn enter_query(&mut self, q: &Query) {
-        self.depth += 1;
-        if self.depth > 1 && q.with.is_some() {
-            self.shadowed += 1;
+        let at = std::ptr::from_ref(q) as usize;
+        if let Some(f) = self.frames.last_mut() {
+            f.within = f.bodies.iter().position(|b| *b == at);
+        }
+        self.frames.push(Frame {
+            with: q.with.clone(),
+            bodies: q.with.as_ref().map_or_else(Vec::new, |w| {
+                w.cte_tables
+                    .iter()
+                    .map(|c| std::ptr::from_ref::<Query>(&c.query) as usize)
+                    .collect()
+            }),
+            within: None,
+        });
+    }
+
+    fn leave_query(&mut self) {
+        self.frames.pop();
+        if let Some(f) = self.frames.last_mut() {
+            f.within = None;
         }
     }
 
-    fn leave_query(&mut self, q: &Query) {
-        if self.depth > 1 && q.with.is_some() {
-            self.shadowed -= 1;
+    /// The WITH queries the place visited sees, outermost first: in a WITH
+    /// query's body, only those before it (all of them under RECURSIVE).
+    fn scopes(&self) -> Vec<Scope> {
+        self.frames
+            .iter()
+            .filter_map(|f| {
+                let w = f.with.as_ref()?;
+                let seen = match f.within {
+                    Some(i) if !w.recursive => i,
+                    _ => w.cte_tables.len(),
+                };
+                Some(Scope {
+                    recursive: w.recursive,
+                    ctes: w.cte_tables[..seen].to_vec(),
+                })
+            })
+            .filter(|s| !s.ctes.is_empty())
+            .collect()
+    }
+}
+
+/// One WITH for a subquery that ran inside `scopes` (and has `own`): the
+/// WITH queries of every level, outermost first, when that list means what
+/// the levels meant: one level, or several that are not RECURSIVE and share
+/// no name (a query's body sees the queries before it, as it did). `Err`
+/// when it would not.
+fn joined(mut scopes: Vec<Scope>, own: Option<With>) -> Result<Option<With>, ()> {
+    if let Some(w) = own {
+        scopes.push(Scope {
+            recursive: w.recursive,
+            ctes: w.cte_tables,
+        });
+    }
+    match scopes.len() {
+        0 => return Ok(None),
+        1 => {
+            let s = scopes.remove(0);
+            return Ok(Some(with_of(s.recursive, s.ctes)));
         }
-        self.depth -= 1;
+        _ => {}
+    }
+    if scopes.iter().any(|s| s.recursive) {
+        return Err(());
+    }
+    let ctes: Vec<Cte> = scopes.into_iter().flat_map(|s| s.ctes).collect();
+    let mut names: Vec<String> = ctes
+        .iter()
+        .map(|c| c.alias.name.value.to_lowercase())
+        .collect();
+    names.sort_unstable();
+    let n = names.len();
+    names.dedup();
+    if names.len() != n {
+        return Err(());
+    }
+    Ok(Some(with_of(false, ctes)))
+}
+
+fn with_of(recursive: bool, cte_tables: Vec<Cte>) -> With {
+    With {
+        with_token: AttachedToken::empty(),
+        recursive,
+        cte_tables,
     }
 }
 
@@ -116,14 +222,15 @@ impl Visitor for Walk<'_> {
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
-        self.leave_query(q);
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.leave_query();
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         if let Some((used, q)) = self.taken(e) {
-            self.found.push((used, q.clone()));
+            let scopes = self.scopes();
+            self.found.push((used, q.clone(), scopes));
         }
         if use_of(e).is_some() {
             self.inside += 1;
@@ -147,8 +254,8 @@ impl VisitorMut for Walk<'_> {
         ControlFlow::Continue(())
     }
 
-    fn post_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
-        self.leave_query(q);
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.leave_query();
         ControlFlow::Continue(())
     }
 
@@ -263,8 +370,9 @@ fn replaced(e: &Expr, a: &Answer) -> Result<Expr, CompileError> {
 }
 
 impl Parsed {
-    /// The subqueries of this SELECT's outermost level (not those in a
-    /// derived table or inside another subquery), in the order they appear,
+    /// The subqueries of this SELECT that no other subquery encloses (in
+    /// its own query, its derived tables and WITH queries), in the order
+    /// they appear, each with the WITH queries its place sees,
     /// except those `correlated` names (`Compiled::correlated`: they read
     /// the query around them and stay in it, compiled as joins); none for
     /// any other statement.
@@ -282,47 +390,27 @@ impl Parsed {
         if !query {
             return Vec::new();
         }
-        let mut w = Walk {
-            depth: 0,
-            inside: 0,
-            shadowed: 0,
-            found: Vec::new(),
-            answers: None,
-            skip: correlated,
-            next: 0,
-            error: None,
-        };
+        let mut w = Walk::new(None, correlated);
         let _ = Visit::visit(&self.ast, &mut w);
-        // a subquery sees the statement's WITH queries: it runs with them
-        // (one with a WITH of its own is not run first: the statement is
-        // then refused or runs whole)
-        let with = match &self.ast {
-            Ast::Query(q) => q.with.clone(),
-            Ast::Explain { statement, .. } => match &**statement {
-                Ast::Query(q) => q.with.clone(),
-                _ => None,
-            },
-            _ => None,
-        };
-        if with.is_some() && w.found.iter().any(|(_, q)| q.with.is_some()) {
-            return Vec::new();
+        // each runs with the WITH queries its place sees: all or none of
+        // them run first (a statement keeps its subqueries, and is refused
+        // over several shards or runs whole on one, when one cannot)
+        let mut out = Vec::with_capacity(w.found.len());
+        for (used, mut q, scopes) in w.found {
+            let Ok(with) = joined(scopes, q.with.take()) else {
+                return Vec::new();
+            };
+            q.with = with;
+            out.push(Subquery {
+                used,
+                query: Parsed {
+                    ast: Ast::Query(Box::new(q)),
+                    wasm: false,
+                    distribute: None,
+                },
+            });
         }
-        w.found
-            .into_iter()
-            .map(|(used, mut q)| {
-                if q.with.is_none() {
-                    q.with.clone_from(&with);
-                }
-                Subquery {
-                    used,
-                    query: Parsed {
-                        ast: Ast::Query(Box::new(q)),
-                        wasm: false,
-                        distribute: None,
-                    },
-                }
-            })
-            .collect()
+        out
     }
 
     /// This statement with each of its [`Parsed::subqueries`] replaced by
@@ -337,16 +425,7 @@ impl Parsed {
         correlated: &[String],
     ) -> Result<Self, CompileError> {
         let mut ast = self.ast.clone();
-        let mut w = Walk {
-            depth: 0,
-            inside: 0,
-            shadowed: 0,
-            found: Vec::new(),
-            answers: Some(answers),
-            skip: correlated,
-            next: 0,
-            error: None,
-        };
+        let mut w = Walk::new(Some(answers), correlated);
         let _ = VisitMut::visit(&mut ast, &mut w);
         if let Some(e) = w.error {
             return Err(e);
@@ -400,8 +479,7 @@ mod tests {
                 .sql()
                 .contains("IN (SELECT e FROM v)")
         );
-        // a subquery inside a derived table or WITH query runs first too,
-        // unless a WITH of its own could give its names another meaning
+        // a subquery inside a derived table or WITH query runs first too
         let d = one(
             "WITH w AS (SELECT (SELECT max(y) FROM n) AS m) SELECT * FROM (SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d, w",
         );
@@ -418,15 +496,79 @@ mod tests {
             "{replaced}"
         );
         assert!(
-            one("SELECT * FROM (WITH u AS (SELECT 1 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d")
-                .subqueries(&[])
-                .is_empty()
-        );
-        assert!(
             one("INSERT INTO t SELECT * FROM u WHERE a IN (SELECT b FROM v)")
                 .subqueries(&[])
                 .is_empty()
         );
+    }
+
+    fn texts(sql: &str) -> Vec<String> {
+        one(sql)
+            .subqueries(&[])
+            .iter()
+            .map(|s| s.query.sql())
+            .collect()
+    }
+
+    #[test]
+    fn a_subquery_runs_with_the_with_queries_its_place_sees() {
+        // a derived table's own WITH, beside the statement's
+        assert_eq!(
+            texts(
+                "WITH o AS (SELECT 2 AS c) SELECT * FROM (WITH u AS (SELECT c AS b FROM o) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d"
+            ),
+            ["WITH o AS (SELECT 2 AS c), u AS (SELECT c AS b FROM o) SELECT b FROM u"]
+        );
+        assert_eq!(
+            texts(
+                "SELECT * FROM (WITH u AS (SELECT 1 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d"
+            ),
+            ["WITH u AS (SELECT 1 AS b) SELECT b FROM u"]
+        );
+        // in a WITH query's body, only the WITH queries before it: a later
+        // one's name means a table there
+        assert_eq!(
+            texts(
+                "WITH a AS (SELECT * FROM t WHERE x = (SELECT max(y) FROM b)), b AS (SELECT 1 AS y) SELECT * FROM a, b"
+            ),
+            ["SELECT max(y) FROM b"]
+        );
+        assert_eq!(
+            texts(
+                "WITH a AS (SELECT 1 AS y), b AS (SELECT * FROM t WHERE x = (SELECT max(y) FROM a)) SELECT * FROM b"
+            ),
+            ["WITH a AS (SELECT 1 AS y) SELECT max(y) FROM a"]
+        );
+        // the subquery's own WITH comes last
+        assert_eq!(
+            texts(
+                "WITH o AS (SELECT 1 AS c) SELECT * FROM t WHERE a IN (WITH i AS (SELECT c FROM o) SELECT c FROM i)"
+            ),
+            ["WITH o AS (SELECT 1 AS c), i AS (SELECT c FROM o) SELECT c FROM i"]
+        );
+        // a name given at two levels, or RECURSIVE beside another level:
+        // one WITH could not mean the same, so none runs first
+        for kept in [
+            "WITH u AS (SELECT 1 AS b) SELECT * FROM (WITH u AS (SELECT 2 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT * FROM (WITH u AS (SELECT 1 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d, r",
+        ] {
+            assert!(texts(kept).is_empty(), "{kept}");
+        }
+        // answers replace the same subqueries the walk found
+        let p = one(
+            "SELECT * FROM (WITH u AS (SELECT 1 AS b) SELECT * FROM t WHERE a IN (SELECT b FROM u)) AS d",
+        );
+        let sql = p
+            .with_answers(
+                &[Answer {
+                    ty: SqlType::Integer,
+                    values: vec![Value::Integer(1)],
+                }],
+                &[],
+            )
+            .unwrap()
+            .sql();
+        assert!(sql.contains("a IN ((CAST(1 AS INTEGER)))"), "{sql}");
     }
 
     #[test]

@@ -1063,7 +1063,7 @@ impl Session {
             return Err(HostError::Route {
                 code: "NOT_DISTRIBUTED",
                 message: format!(
-                    "this query reads {} on {}, and its shape (a join over a grouped or limited input, or a subquery inside a derived table) runs on one shard only so far; restrict it to one shard by the placing column, or compute the inner part in a query of its own",
+                    "this query reads {} on {}, and its shape (WITH RECURSIVE over tables, a catalog view beside tables, or a subquery whose WITH queries give one name twice or beside a RECURSIVE one) runs on one shard only so far; restrict it to one shard by the placing column, or compute the inner part in a query of its own",
                     tables.into_iter().collect::<Vec<_>>().join(", "),
                     shard_list(&set)
                 ),

@@ -90,7 +90,10 @@ fn query(r: &mut Rng) -> (String, bool) {
     let g = r.below(7);
     let k = r.below(9) + 1;
     let w = WORDS[r.below(5) as usize];
-    let n = r.below(47);
+    let n = r.below(56);
+    if n >= 47 {
+        return merged_inputs(n, id, g, k);
+    }
     if n >= 25 {
         return more_shapes(n, id, g, k);
     }
@@ -353,7 +356,79 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
             ),
             false,
         ),
-        _ => unreachable!("the generator picks below 47"),
+        _ => unreachable!("more_shapes takes 25 to 46"),
+    }
+}
+
+/// Joins whose inputs need a merge of their own (a grouping, a DISTINCT, a
+/// LIMIT, a window): each input combined where the shards' rows meet, then
+/// joined there.
+fn merged_inputs(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
+    match n {
+        // grouped by the placing column of the other side
+        47 => (
+            format!(
+                "SELECT t.id, c.n, c.top FROM t JOIN (SELECT t_id, count(*) AS n, max(v) AS top FROM big GROUP BY t_id) c ON t.id = c.t_id WHERE t.g = {g}"
+            ),
+            false,
+        ),
+        // grouped by another column, joined to a table placed by ranges
+        48 => (
+            format!(
+                "SELECT d.name, c.n FROM digits d JOIN (SELECT v, count(*) AS n FROM big WHERE t_id < {id} GROUP BY v) c ON c.v = d.d"
+            ),
+            false,
+        ),
+        // a limited input
+        49 => (
+            format!(
+                "SELECT t.id, t.s, b.id FROM t JOIN (SELECT id, t_id FROM big ORDER BY id DESC LIMIT {k}) b ON t.id = b.t_id"
+            ),
+            false,
+        ),
+        // a DISTINCT input
+        50 => (
+            format!(
+                "SELECT t.id, b.v FROM t JOIN (SELECT DISTINCT v FROM big WHERE t_id < {id}) b ON t.g = b.v WHERE t.id < {}",
+                id + 10
+            ),
+            false,
+        ),
+        // both sides grouped, an outer join
+        51 => (
+            "SELECT a.g, a.n, b.m FROM (SELECT g, count(*) AS n FROM t GROUP BY g) a LEFT JOIN (SELECT v, max(id) AS m FROM big GROUP BY v) b ON a.g = b.v".into(),
+            false,
+        ),
+        // a grouped input with its own uncorrelated subquery
+        52 => (
+            format!(
+                "SELECT t.id, c.n FROM t JOIN (SELECT t_id, count(*) AS n FROM big WHERE v < (SELECT max(d) FROM digits WHERE d < {k}) GROUP BY t_id) c ON t.id = c.t_id ORDER BY t.id"
+            ),
+            true,
+        ),
+        // a window's rows as an input, and a grouped one counted again
+        53 => (
+            format!(
+                "SELECT x.g, count(*) FROM (SELECT g, row_number() OVER (PARTITION BY g ORDER BY id) AS r FROM t) x JOIN (SELECT v FROM big GROUP BY v HAVING count(*) > {}) y ON x.g = y.v WHERE x.r <= {k} GROUP BY x.g",
+                k / 3
+            ),
+            false,
+        ),
+        // a derived table with a WITH of its own, whose subquery reads it:
+        // run first with that WITH (and the statement's)
+        54 => (
+            format!(
+                "WITH o AS (SELECT t_id FROM big WHERE v < {k}) SELECT x.id, x.s, big.v FROM (WITH c AS (SELECT v FROM big WHERE t_id IN (SELECT t_id FROM o)) SELECT id, s FROM t WHERE g IN (SELECT v FROM c)) x JOIN big ON x.id = big.t_id"
+            ),
+            false,
+        ),
+        55 => (
+            format!(
+                "WITH a AS (SELECT max(v) AS m FROM big), b AS (SELECT id FROM t WHERE g < (SELECT m FROM a) AND id < {id}) SELECT count(*), min(id) FROM b"
+            ),
+            true,
+        ),
+        _ => unreachable!("the generator picks below 56"),
     }
 }
 
