@@ -104,6 +104,21 @@ pub(crate) fn alter_table(at: &ast::AlterTable, cat: &Catalog) -> Result<Stateme
                 from: norm(old_column_name),
                 to: norm(new_column_name),
             }),
+            A::RenameTable { table_name } => {
+                let ast::RenameTableNameKind::To(to) = table_name else {
+                    return Err(refused("RENAME AS (write RENAME TO)"));
+                };
+                if at.operations.len() > 1 {
+                    return Err(CompileError::new(
+                        codes::SYNTAX,
+                        "ALTER TABLE ... RENAME TO cannot be combined with other actions",
+                    )
+                    .hint("rename the table in an ALTER TABLE of its own"));
+                }
+                actions.push(AlterAction::RenameTable {
+                    to: object_name(to)?,
+                });
+            }
             A::AlterColumn { column_name, op } => {
                 actions.push(alter_column(&name, table, norm(column_name), op, cat)?);
             }
@@ -139,7 +154,7 @@ pub(crate) fn alter_table(at: &ast::AlterTable, cat: &Catalog) -> Result<Stateme
                     .map(str::to_owned)
                     .collect();
                 return Err(refused(&format!(
-                    "{} (ADD / DROP / RENAME COLUMN, ALTER COLUMN SET / DROP DEFAULT and NOT NULL, ADD / DROP CONSTRAINT are)",
+                    "{} (ADD / DROP / RENAME COLUMN, RENAME TO, ALTER COLUMN SET / DROP DEFAULT and NOT NULL, ADD / DROP CONSTRAINT are)",
                     words.join(" ")
                 )));
             }

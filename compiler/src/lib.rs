@@ -213,6 +213,11 @@ pub enum AlterAction {
         /// IF EXISTS.
         if_exists: bool,
     },
+    /// RENAME TO (the statement's only action).
+    RenameTable {
+        /// The new name.
+        to: String,
+    },
     /// RENAME COLUMN.
     RenameColumn {
         /// The column.

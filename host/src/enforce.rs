@@ -75,6 +75,13 @@ impl Principal {
         self.deriver.bundle().names_column(table, column)
     }
 
+    /// Why the bundle singles out table `table` (see
+    /// [`scratchbird_policy::Bundle::names_table`]), if it does.
+    #[must_use]
+    pub fn bundle_names_table(&self, table: &str) -> Option<String> {
+        self.deriver.bundle().names_table(table)
+    }
+
     /// The security context.
     #[must_use]
     pub fn context(&self) -> &SecurityContext {

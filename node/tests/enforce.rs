@@ -1320,6 +1320,49 @@ fn alter_table_needs_the_grant_and_cannot_move_a_column_out_from_under_its_rules
         .unwrap();
 }
 
+/// A table renamed keeps its rows; the bundle's rules name tables by name,
+/// so a table they name cannot be renamed out from under them, nor another
+/// moved under them.
+#[test]
+fn a_table_cannot_be_renamed_out_from_under_the_bundles_rules() {
+    let mut d = db();
+    d.as_user("alice");
+    permission(
+        &d.err("ALTER TABLE customers RENAME TO clients"),
+        r#"to Alter Table::"customers""#,
+    );
+    d.as_user("admin");
+    // customers has a row type and a column policy (customers.mrr)
+    permission(
+        &d.err("ALTER TABLE customers RENAME TO clients"),
+        "rename table customers to clients",
+    );
+    // a table the bundle gives no row type: only the owner reads it
+    d.as_owner();
+    d.s.execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    d.s.execute("INSERT INTO scratch VALUES (1), (2)").unwrap();
+    d.as_user("admin");
+    d.s.execute("DROP TABLE invoices").unwrap();
+    // invoices is gone, but the bundle's rules for it are not: another
+    // table may not take its name and its rules
+    permission(
+        &d.err("ALTER TABLE scratch RENAME TO invoices"),
+        "nothing names scratch",
+    );
+    // names the bundle does not name: renamed, rows and all
+    d.s.execute("ALTER TABLE scratch RENAME TO scratch2")
+        .unwrap();
+    d.as_owner();
+    assert_eq!(d.rows("SELECT id FROM scratch2 ORDER BY id"), ["1", "2"]);
+    // alice still sees her rows of customers, as before
+    d.as_user("alice");
+    assert_eq!(
+        d.rows("SELECT id, name FROM customers ORDER BY id"),
+        vec!["1|Acme", "2|Bolt"]
+    );
+}
+
 #[test]
 fn a_load_must_give_a_column_whose_default_is_the_statements_time() {
     let mut d =

@@ -842,6 +842,46 @@ impl Bundle {
         EntityUid::from_str(principal).is_ok_and(|uid| self.entities.get(&uid).is_some())
     }
 
+    /// Why this bundle singles out table `table`, if it does: it gives the
+    /// table a row type (its row policies read the rows), or a policy or an
+    /// entity names the table's entity or one of its columns' (`"t"` or
+    /// `"t.c"` anywhere in its text: a policy that merely mentions such a
+    /// string counts too). A table renamed out of such a name, or into one,
+    /// would move its rows out from under the rules written for them, or
+    /// under rules written for other rows.
+    #[must_use]
+    pub fn names_table(&self, table: &str) -> Option<String> {
+        if self.tables.contains_key(table) {
+            return Some(format!(
+                "the bundle gives {table} a row type, which its row policies read"
+            ));
+        }
+        let whole = format!("\"{table}\"");
+        let column = format!("\"{table}.");
+        if let Some(p) = self.policies.policies().find(|p| {
+            let text = p.to_string();
+            text.contains(&whole) || text.contains(&column)
+        }) {
+            return Some(format!(
+                "policy {} names the table {table} or one of its columns",
+                p.id()
+            ));
+        }
+        let mut json = Vec::new();
+        if self.entities.write_to_json(&mut json).is_err() {
+            return Some(format!(
+                "the bundle's entities could not be read to tell whether they name {table}"
+            ));
+        }
+        let text = String::from_utf8_lossy(&json);
+        if text.contains(&whole) || text.contains(&column) {
+            return Some(format!(
+                "the bundle's entities name the table {table} or one of its columns"
+            ));
+        }
+        None
+    }
+
     /// Why this bundle singles out column `column` of table `table`, if it
     /// does: the table's row type names it as an attribute (row policies
     /// read it), or a policy or an entity names the column's entity (its

@@ -1487,10 +1487,16 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             tables(SchemaAction::Create, std::slice::from_ref(name)),
         ),
         Statement::DropTable { names, .. } => ("DROP TABLE", tables(SchemaAction::Drop, names)),
-        Statement::AlterTable { name, .. } => (
-            "ALTER TABLE",
-            tables(SchemaAction::Alter, std::slice::from_ref(name)),
-        ),
+        Statement::AlterTable { name, actions, .. } => {
+            let mut needs = tables(SchemaAction::Alter, std::slice::from_ref(name));
+            // a relation of the new name is made: the right to create one
+            for a in actions {
+                if let scratchbird_compiler::AlterAction::RenameTable { to } = a {
+                    needs.push((SchemaAction::Create, Object::Table(to.clone())));
+                }
+            }
+            ("ALTER TABLE", needs)
+        }
         // a view is a relation: the bundle's rights on a table of its name
         Statement::CreateView { name, .. } => (
             "CREATE VIEW",
@@ -1527,6 +1533,23 @@ fn schema_objects(op: &Statement, cat: &Catalog) -> Result<(&'static str, Needs)
             )));
         }
     })
+}
+
+/// A rename (`what`) from `names.0` to `names.1` is refused when the bundle
+/// singles out one of the names (`from` and `to` say why) and not the other:
+/// the rows or values would leave their rules, or come under others'. `Err`
+/// is the denial's text.
+fn one_side_named(
+    from: Option<String>,
+    to: Option<String>,
+    what: &str,
+    names: (&str, &str),
+) -> Result<(), String> {
+    match (from, to) {
+        (Some(why), None) => Err(format!("{what}: {why}, and nothing names {}", names.1)),
+        (None, Some(why)) => Err(format!("{what}: {why}, and nothing names {}", names.0)),
+        _ => Ok(()),
+    }
 }
 
 /// Whether `access` may make a schema change needing `objects`: a principal
@@ -1636,23 +1659,21 @@ fn check_columns_governed(access: &Access, op: &Statement, cat: &Catalog) -> Res
     use scratchbird_compiler::AlterAction as A;
     for a in actions {
         match a {
+            A::RenameTable { to } => one_side_named(
+                p.bundle_names_table(name),
+                p.bundle_names_table(to),
+                &format!("rename table {name} to {to}"),
+                (name, to),
+            )
+            .map_err(denied)?,
             A::RenameColumn { from, to } => {
-                match (
+                one_side_named(
                     p.bundle_names_column(name, from),
                     p.bundle_names_column(name, to),
-                ) {
-                    (Some(why), None) => {
-                        return Err(denied(format!(
-                            "rename column {name}.{from} to {to}: {why}, and nothing names {name}.{to}"
-                        )));
-                    }
-                    (None, Some(why)) => {
-                        return Err(denied(format!(
-                            "rename column {name}.{from} to {to}: {why}, and nothing names {name}.{from}"
-                        )));
-                    }
-                    _ => {}
-                }
+                    &format!("rename column {name}.{from} to {to}"),
+                    (&format!("{name}.{from}"), &format!("{name}.{to}")),
+                )
+                .map_err(denied)?;
                 if let Some(i) = position(&columns, from)
                     && let Some(c) = columns.get_mut(i)
                 {
@@ -1988,6 +2009,7 @@ fn alter_action(
             TableChange::DropColumn(name)
         }
         A::RenameColumn { from, to } => TableChange::RenameColumn { from, to },
+        A::RenameTable { to } => TableChange::RenameTable { to },
         A::SetDefault {
             column,
             default,

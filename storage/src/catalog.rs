@@ -163,6 +163,12 @@ pub enum TableChange {
     /// DROP COLUMN, with the indexes and CHECK constraints that name it. The
     /// table is rewritten.
     DropColumn(String),
+    /// RENAME TO: the table keeps its id, rows, indexes and constraints
+    /// under a new name (refused while a view names it).
+    RenameTable {
+        /// The new name.
+        to: String,
+    },
     /// RENAME COLUMN; the CHECK constraints that name it are rewritten.
     RenameColumn {
         /// The column's name.

@@ -418,3 +418,43 @@ fn a_transaction_stamps_one_revision_on_the_tables_it_alters() {
     let next = t.catalog().unwrap().table_by_name("kv").unwrap().revision;
     assert!(next.is_some() && next != first);
 }
+
+/// RENAME TO keeps the table's id and rows; an older snapshot still reads it
+/// by its old name; an undone rename gives the old name back; the old name
+/// is free for another table; both survive a reopen.
+#[test]
+fn a_renamed_table_keeps_its_rows_and_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let (store, _) = open(dir.path());
+        let id = create_kv(&store, "kv");
+        create_kv(&store, "taken");
+        let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+        for k in 0..50 {
+            put(&mut t, id, k, k + 1);
+        }
+        t.commit().unwrap();
+        let rename = |to: &str| TableChange::RenameTable { to: to.into() };
+        let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+        let e = t.alter_table("kv", &rename("taken")).unwrap_err();
+        assert!(matches!(e, StorageError::AlreadyExists { .. }), "{e}");
+        t.alter_table("kv", &rename("kv2")).unwrap();
+        t.rollback().unwrap();
+        let before = store.begin(TxnOptions::snapshot()).unwrap();
+        let mut t = store.begin(TxnOptions::snapshot()).unwrap();
+        assert_eq!(t.table_id("kv").unwrap(), id, "undone: the old name again");
+        t.alter_table("kv", &rename("kv2")).unwrap();
+        t.commit().unwrap();
+        assert_eq!(before.table_id("kv").unwrap(), id);
+        assert_eq!(rows(&before, id).len(), 50);
+        drop(before);
+        // the old name is free for another table
+        assert_ne!(create_kv(&store, "kv"), id);
+        id
+    };
+    let (store, _) = open(dir.path());
+    let t = store.begin(TxnOptions::snapshot()).unwrap();
+    assert_eq!(t.table_id("kv2").unwrap(), id);
+    assert_ne!(t.table_id("kv").unwrap(), id);
+    assert_eq!(rows(&t, id).len(), 50);
+}

@@ -473,7 +473,8 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits`, `big`, `wide` and `serials`;
+/// The tests' own bundle (`tests/bundles/ops`): tables `t`, `digits`, `big`, `wide` (and
+/// `broad`, its name after a rename) and `serials`;
 /// `admin`, `ops` and `erin` administrators (every action, schema changes too);
 /// `reader`, who reads and changes nothing.
 #[must_use]

@@ -2003,6 +2003,26 @@ fn alter_table_and_checks_apply_alike_on_every_shard() {
             )
             .unwrap_or_else(|e| panic!("node {i}: {e}"));
     }
+    // RENAME TO: every node serves the table, every shard's rows, by its
+    // new name alone
+    three.ops(2, "ALTER TABLE wide RENAME TO broad").unwrap();
+    for i in 0..3 {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            match three.ops(i, "SELECT count(*), sum(g) FROM broad") {
+                Ok(r) => {
+                    assert_eq!(r, ["35|63"], "node {i}");
+                    break;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < until, "node {i}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let e = three.ops(i, "SELECT count(*) FROM wide").unwrap_err();
+        assert!(e.contains("wide"), "node {i}: {e}");
+    }
     three.stop();
 }
 

@@ -450,6 +450,7 @@ impl Transaction {
                 TableChange::RenameColumn { from, to } => {
                     t.rename_column(&old, from, to)
                 }
+                TableChange::RenameTable { to } => t.rename_table(&cat, &old, to),
                 TableChange::SetDefault {
                     column: n,
                     default,
@@ -580,6 +581,22 @@ impl Transaction {
             row.push(fill.clone().unwrap_or(Value::Null));
             row
         })
+    }
+
+    /// ALTER TABLE ... RENAME TO `to` of `old`: the same table (id, rows,
+    /// indexes, constraints) under another name.
+    fn rename_table(&mut self, cat: &Catalog, old: &TableDef, to: &str) -> Result<()> {
+        check_identifier("table", to)?;
+        if cat.table_by_name(to).is_some() || cat.view_by_name(to).is_some() {
+            return Err(StorageError::AlreadyExists {
+                kind: "relation",
+                name: to.to_owned(),
+            });
+        }
+        self.no_views(&old.name, "rename the table")?;
+        let mut new = old.clone();
+        to.clone_into(&mut new.name);
+        self.redefine(old, new)
     }
 
     /// ALTER TABLE ... RENAME COLUMN `from` TO `to` of `old`.
