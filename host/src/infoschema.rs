@@ -2,7 +2,8 @@
 //! catalog when a scan of one opens, with only what the principal may see:
 //! the tables it holds some grant on, of those the columns it may read (a
 //! masked column's default is not shown), the views whose every table it
-//! sees, the domains of the columns it reads, and the keys' columns it reads.
+//! sees, the domains of the columns it reads, and the keys, indexes and
+//! constraints over columns it reads.
 //! What the principal may not see is not in the rows at all, so a query over
 //! the views cannot reach it.
 
@@ -152,6 +153,8 @@ pub(crate) fn rows(
         }
         View::PgClass => pg_class(cat, &tables, &views, &mut out),
         View::PgAttribute => pg_attribute(cat, &tables, &mut out),
+        View::PgIndex => pg_index(cat, &tables, &mut out),
+        View::PgConstraint => pg_constraint(cat, &tables, &mut out),
         View::PgType => {
             for ty in PG_BUILTIN_TYPES {
                 let (oid, name, len, _) = pg_type(ty);
@@ -232,12 +235,8 @@ fn pg_class(cat: &Schema, tables: &[Seen<'_>], views: &[&Arc<ViewDef>], out: &mu
         ));
         // the primary key, an index of its own in PostgreSQL
         if !t.primary_key.is_empty() && t.primary_key.iter().all(readable) {
-            let mut id = *t.id.as_bytes();
-            for b in id.iter_mut().take(4) {
-                *b ^= 0xA5;
-            }
             out.push(row(
-                oid_of(&id),
+                pkey_oid(t),
                 &format!("{}_pkey", t.name),
                 "i",
                 count(t.primary_key.len()),
@@ -263,6 +262,120 @@ fn pg_class(cat: &Schema, tables: &[Seen<'_>], views: &[&Arc<ViewDef>], out: &mu
             Value::Null,
             false,
         ));
+    }
+}
+
+/// `id` with its first four bytes changed by `x`: the oid of an object
+/// PostgreSQL has and ScratchBird keeps no id of (a primary key's index, a
+/// constraint), stable for the object it derives from.
+fn derived_oid(id: &[u8; 16], x: u8) -> i64 {
+    let mut id = *id;
+    for b in id.iter_mut().take(4) {
+        *b ^= x;
+    }
+    oid_of(&id)
+}
+
+/// The oid of table `t`'s primary key's index.
+fn pkey_oid(t: &TableDef) -> i64 {
+    derived_oid(t.id.as_bytes(), 0xA5)
+}
+
+/// Columns' numbers from 1, as PostgreSQL prints an int2vector (`1 2`) or an
+/// int2[] (`{1,2}`).
+fn attnums(cols: &[usize], sep: &str) -> String {
+    cols.iter()
+        .map(|c| (c + 1).to_string())
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// `pg_index`: the primary keys and indexes of the tables shown whose every
+/// column the principal reads (as `pg_class` lists them).
+fn pg_index(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
+    for (t, s) in tables {
+        let readable = |c: &usize| s.get(*c).is_some_and(|x| x.0);
+        let row = |oid: i64, cols: &[usize], unique: bool, primary: bool| {
+            vec![
+                Value::BigInt(oid),
+                Value::BigInt(oid_of(t.id.as_bytes())),
+                count(cols.len()),
+                Value::Boolean(unique),
+                Value::Boolean(primary),
+                text(&attnums(cols, " ")),
+            ]
+        };
+        if !t.primary_key.is_empty() && t.primary_key.iter().all(readable) {
+            out.push(row(pkey_oid(t), &t.primary_key, true, true));
+        }
+        let mut indexes: Vec<_> = cat
+            .indexes_of(t.id)
+            .filter(|i| i.columns.iter().all(readable))
+            .collect();
+        indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        for i in indexes {
+            out.push(row(oid_of(i.id.as_bytes()), &i.columns, i.unique, false));
+        }
+    }
+}
+
+/// `pg_constraint`: the primary keys, UNIQUE and CHECK constraints of the
+/// tables shown whose every column the principal reads (a constraint's name
+/// may carry a column's).
+fn pg_constraint(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
+    for (t, s) in tables {
+        let readable = |c: &usize| s.get(*c).is_some_and(|x| x.0);
+        let row = |oid: i64, name: &str, kind: &str, index: i64, cols: &[usize]| {
+            vec![
+                Value::BigInt(oid),
+                text(name),
+                Value::BigInt(PUBLIC_OID),
+                text(kind),
+                Value::BigInt(oid_of(t.id.as_bytes())),
+                Value::BigInt(index),
+                text(&format!("{{{}}}", attnums(cols, ","))),
+            ]
+        };
+        if !t.primary_key.is_empty() && t.primary_key.iter().all(readable) {
+            out.push(row(
+                derived_oid(t.id.as_bytes(), 0x5A),
+                &format!("{}_pkey", t.name),
+                "p",
+                pkey_oid(t),
+                &t.primary_key,
+            ));
+        }
+        let mut unique: Vec<_> = cat
+            .indexes_of(t.id)
+            .filter(|i| i.unique && i.columns.iter().all(readable))
+            .collect();
+        unique.sort_by(|a, b| a.name.cmp(&b.name));
+        for i in unique {
+            out.push(row(
+                derived_oid(i.id.as_bytes(), 0x5A),
+                &i.name,
+                "u",
+                oid_of(i.id.as_bytes()),
+                &i.columns,
+            ));
+        }
+        for k in &t.checks {
+            let Ok(check) = scratchbird_storage::check::Check::parse_in(&k.expr, t) else {
+                continue;
+            };
+            let mut cols = check.columns();
+            cols.sort_unstable();
+            cols.dedup();
+            if !cols.iter().all(readable) {
+                continue;
+            }
+            let mut h = blake3::Hasher::new();
+            h.update(t.id.as_bytes());
+            h.update(k.name.as_bytes());
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+            out.push(row(oid_of(&id), &k.name, "c", 0, &cols));
+        }
     }
 }
 
@@ -361,7 +474,12 @@ fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>
         if !t.primary_key.is_empty() {
             keys.push((format!("{}_pkey", t.name), "PRIMARY KEY", &t.primary_key));
         }
-        let mut unique: Vec<_> = cat.indexes_of(t.id).filter(|i| i.unique).collect();
+        // a UNIQUE constraint whose every column is readable: its name may
+        // carry a column's, as a CHECK's may
+        let mut unique: Vec<_> = cat
+            .indexes_of(t.id)
+            .filter(|i| i.unique && i.columns.iter().all(|c| s.get(*c).is_some_and(|x| x.0)))
+            .collect();
         unique.sort_by(|a, b| a.name.cmp(&b.name));
         for i in unique {
             keys.push((i.name.clone(), "UNIQUE", &i.columns));

@@ -1210,6 +1210,7 @@ fn catalog_views_show_only_what_the_principal_may_see() {
         "information_schema.key_column_usage",
         "information_schema.domains",
         "pg_catalog.pg_tables",
+        "pg_catalog.pg_constraint",
     ];
     d.as_user("alice");
     assert_eq!(

@@ -880,6 +880,37 @@ fn catalog_views_agree(
         classes,
         "{label}"
     );
+    // keys, indexes and constraints: only over the tables shown and the
+    // columns the principal reads (a constraint's name may carry a column's)
+    let reads = |table: &str, nums: &str| -> bool {
+        let Some(i) = case.tables.iter().position(|t| t.name == table) else {
+            return false;
+        };
+        nums.split([' ', ',', '{', '}'])
+            .filter(|n| !n.is_empty())
+            .all(|n| {
+                n.parse::<usize>()
+                    .ok()
+                    .and_then(|n| n.checked_sub(1))
+                    .and_then(|n| readable[i].get(n))
+                    .copied()
+                    .unwrap_or(false)
+            })
+    };
+    let keyed = rows(
+        "SELECT c.relname, x.indkey FROM pg_index x JOIN pg_class c ON x.indrelid = c.oid",
+    )
+    .into_iter()
+    .chain(rows(
+        "SELECT c.relname, k.conkey FROM pg_constraint k JOIN pg_class c ON k.conrelid = c.oid",
+    ));
+    for r in keyed {
+        let (t, nums) = r.split_once('|').unwrap_or((&r, ""));
+        assert!(
+            tables.contains(&format!("{t}|BASE TABLE")) && reads(t, nums),
+            "{label}: pg_index or pg_constraint shows {r}"
+        );
+    }
 }
 
 /// Text the principal must never see: values of rows hidden from it, of

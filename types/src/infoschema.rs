@@ -1,8 +1,8 @@
 //! The catalog views SQL reads to find its way around: `information_schema`'s
 //! `schemata`, `tables`, `columns`, `views`, `table_constraints`,
 //! `key_column_usage` and `domains`, and `pg_catalog`'s `pg_tables`,
-//! `pg_namespace`, `pg_class`, `pg_attribute` and `pg_type` (the columns of
-//! them drivers and tools read first). Each has
+//! `pg_namespace`, `pg_class`, `pg_attribute`, `pg_type`, `pg_index` and
+//! `pg_constraint` (the columns of them drivers and tools read first). Each has
 //! fixed ids and columns here and holds no rows: the shard's host makes a
 //! view's rows from its catalog when a scan of it opens, keeping only what the
 //! principal may see (tables it holds a grant on, columns it may read), so the
@@ -40,6 +40,10 @@ pub enum View {
     PgAttribute,
     /// `pg_catalog.pg_type`: the built-in types and the domains.
     PgType,
+    /// `pg_catalog.pg_index`: the primary keys and indexes.
+    PgIndex,
+    /// `pg_catalog.pg_constraint`: primary keys, UNIQUE and CHECK constraints.
+    PgConstraint,
 }
 
 /// The oid `pg_namespace` gives schema `pg_catalog` (PostgreSQL's).
@@ -120,7 +124,7 @@ const O: SqlType = SqlType::BigInt;
 
 impl View {
     /// Every view, in a fixed order (its position is in its ids).
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Schemata,
         Self::Tables,
         Self::Columns,
@@ -133,6 +137,8 @@ impl View {
         Self::PgClass,
         Self::PgAttribute,
         Self::PgType,
+        Self::PgIndex,
+        Self::PgConstraint,
     ];
 
     /// Its schema.
@@ -143,7 +149,9 @@ impl View {
             | Self::PgNamespace
             | Self::PgClass
             | Self::PgAttribute
-            | Self::PgType => "pg_catalog",
+            | Self::PgType
+            | Self::PgIndex
+            | Self::PgConstraint => "pg_catalog",
             _ => "information_schema",
         }
     }
@@ -164,6 +172,8 @@ impl View {
             Self::PgClass => "pg_class",
             Self::PgAttribute => "pg_attribute",
             Self::PgType => "pg_type",
+            Self::PgIndex => "pg_index",
+            Self::PgConstraint => "pg_constraint",
         }
     }
 
@@ -266,6 +276,26 @@ impl View {
                 ("typtype", T),
                 ("typbasetype", O),
                 ("typnotnull", B),
+            ],
+            // `indkey` is PostgreSQL's int2vector as it prints: the
+            // columns' numbers, space separated
+            Self::PgIndex => &[
+                ("indexrelid", O),
+                ("indrelid", O),
+                ("indnatts", I),
+                ("indisunique", B),
+                ("indisprimary", B),
+                ("indkey", T),
+            ],
+            // `conkey` is PostgreSQL's int2[] as it prints: `{1,2}`
+            Self::PgConstraint => &[
+                ("oid", O),
+                ("conname", T),
+                ("connamespace", O),
+                ("contype", T),
+                ("conrelid", O),
+                ("conindid", O),
+                ("conkey", T),
             ],
         }
     }
