@@ -431,23 +431,34 @@ pub struct SortKey {
 pub enum FrameBound {
     /// The partition's first row.
     UnboundedPreceding,
-    /// `n` rows before the current one (ROWS frames only).
+    /// `n` rows (ROWS) or peer groups (GROUPS) before the current one.
     Preceding(u64),
-    /// The current row (ROWS), or its first or last peer (RANGE).
+    /// The current row (ROWS), or its first or last peer (RANGE, GROUPS).
     CurrentRow,
-    /// `n` rows after the current one (ROWS frames only).
+    /// `n` rows (ROWS) or peer groups (GROUPS) after the current one.
     Following(u64),
     /// The partition's last row.
     UnboundedFollowing,
+}
+
+/// What a frame's offsets count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameUnits {
+    /// Rows.
+    Rows,
+    /// Values of the ORDER BY key: a bound at the current row is its peer
+    /// group's (the rows with equal ORDER BY keys); no offsets.
+    Range,
+    /// Peer groups.
+    Groups,
 }
 
 /// The rows of the partition a window aggregate or value function reads for
 /// the current row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
-    /// ROWS (counted in rows) rather than RANGE (the current row's bounds are
-    /// its peer group's: the rows with equal ORDER BY keys).
-    pub rows: bool,
+    /// What the bounds count.
+    pub units: FrameUnits,
     /// The first row.
     pub start: FrameBound,
     /// The last row.
@@ -458,7 +469,7 @@ impl Frame {
     /// SQL's default: RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW (the
     /// whole partition when there is no ORDER BY: every row is a peer).
     pub const DEFAULT: Frame = Frame {
-        rows: false,
+        units: FrameUnits::Range,
         start: FrameBound::UnboundedPreceding,
         end: FrameBound::CurrentRow,
     };

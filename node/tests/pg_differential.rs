@@ -11,8 +11,8 @@
 //! Beside those, queries PostgreSQL and SQLite define differently: DECIMAL
 //! arithmetic up to 38 digits, rounding and the math functions, DATE and
 //! TIMESTAMP arithmetic with integers and INTERVALs, EXTRACT and
-//! date_trunc, and the string functions, over a table with NULLs in every
-//! column. A PostgreSQL NUMERIC carries its own scale per value where a
+//! date_trunc, the string functions, and window frames in peer groups
+//! (GROUPS) and rows, over a table with NULLs in every column. A PostgreSQL NUMERIC carries its own scale per value where a
 //! ScratchBird DECIMAL has its type's (`greatest(1.50, 2.0000)` shows
 //! 2.0000 in ScratchBird, 2.0 in PostgreSQL): numbers are compared by value.
 //!
@@ -373,7 +373,22 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             String::new()
         }
     };
-    match r.below(8) {
+    match r.below(9) {
+        8 => {
+            // window frames: GROUPS (offsets in peer groups, over keys with
+            // ties and NULLs) and ROWS (over a key without ties)
+            let (x, y) = (r.below(4), r.below(4));
+            let key = r.pick(&["t3.a", "t3.s", "sign(t3.d)", "t3.dt"]);
+            (
+                format!(
+                    "SELECT t3.id, sum(t3.id) OVER (ORDER BY {key} {} GROUPS BETWEEN {x} PRECEDING AND {y} FOLLOWING), count(*) OVER (PARTITION BY sign(t3.a) ORDER BY {key} GROUPS BETWEEN {} AND UNBOUNDED FOLLOWING), min(t3.id) OVER (ORDER BY {key} GROUPS {x} PRECEDING), max(t3.a) OVER (ORDER BY t3.id ROWS BETWEEN {x} PRECEDING AND {y} FOLLOWING) FROM t3{}",
+                    r.pick(&["ASC", "DESC", "NULLS FIRST"]),
+                    r.pick(&["CURRENT ROW", "1 FOLLOWING", "2 PRECEDING"]),
+                    where_(r)
+                ),
+                false,
+            )
+        }
         7 => {
             // WITH RECURSIVE: a chain through the table, and numbers
             let k = r.below(9);

@@ -10,7 +10,7 @@
 use super::window::PendingWin;
 use super::*;
 use crate::logical::BWin;
-use scratchbird_guest_ops::plan::{Frame, FrameBound, WinFunc};
+use scratchbird_guest_ops::plan::{Frame, FrameBound, FrameUnits, WinFunc};
 
 /// One of these aggregates, bound.
 #[derive(Debug, Clone)]
@@ -54,7 +54,7 @@ pub(super) fn string_agg_args(bound: Vec<BExpr>) -> Result<(BExpr, BExpr), Compi
 
 /// The whole partition.
 const WHOLE: Frame = Frame {
-    rows: false,
+    units: FrameUnits::Range,
     start: FrameBound::UnboundedPreceding,
     end: FrameBound::UnboundedFollowing,
 };

@@ -9,7 +9,7 @@
 
 use super::*;
 use crate::logical::BWin;
-use scratchbird_guest_ops::plan::{AggFunc, Frame, FrameBound, WinFunc};
+use scratchbird_guest_ops::plan::{AggFunc, Frame, FrameBound, FrameUnits, WinFunc};
 
 /// A window function found while binding a SELECT, over the rows the window
 /// sees (the groups, when the query groups).
@@ -132,7 +132,7 @@ impl Binder<'_> {
             let k = sort_key(0, o);
             order.push((b, k.desc, k.nulls_first));
         }
-        let frame = self.frame(spec.window_frame.as_ref())?;
+        let frame = self.frame(spec.window_frame.as_ref(), !order.is_empty())?;
         let at = Expr::Function(f.clone());
         if let Some(kind) = is_agg_name(name) {
             let mut wctx = AggCtx::default();
@@ -319,42 +319,50 @@ impl Binder<'_> {
 
     /// The frame of a window (SQL's default when none is given), checked as
     /// PostgreSQL checks it.
-    fn frame(&mut self, wf: Option<&ast::WindowFrame>) -> Result<Frame, CompileError> {
+    fn frame(
+        &mut self,
+        wf: Option<&ast::WindowFrame>,
+        ordered: bool,
+    ) -> Result<Frame, CompileError> {
         let Some(wf) = wf else {
             return Ok(Frame::DEFAULT);
         };
-        let rows = match wf.units {
-            ast::WindowFrameUnits::Rows => true,
-            ast::WindowFrameUnits::Range => false,
-            ast::WindowFrameUnits::Groups => return Err(unsupported("GROUPS frames")),
+        let units = match wf.units {
+            ast::WindowFrameUnits::Rows => FrameUnits::Rows,
+            ast::WindowFrameUnits::Range => FrameUnits::Range,
+            ast::WindowFrameUnits::Groups if !ordered => {
+                return Err(windowing("GROUPS mode requires an ORDER BY clause"));
+            }
+            ast::WindowFrameUnits::Groups => FrameUnits::Groups,
         };
-        let mut bound =
-            |b: &ast::WindowFrameBound, start: bool| -> Result<FrameBound, CompileError> {
-                let which = if start { "starting" } else { "ending" };
-                let offset = |this: &mut Self, e: &Expr| -> Result<u64, CompileError> {
-                    if !rows {
-                        return Err(unsupported(
-                            "RANGE frames with an offset (use ROWS, or UNBOUNDED / CURRENT ROW)",
-                        ));
-                    }
-                    let n = this.const_u64(e, &format!("the frame {which} offset"))?;
-                    if n == u64::MAX {
-                        return Err(windowing(format!("frame {which} offset must not be null")));
-                    }
-                    Ok(n)
-                };
-                Ok(match b {
-                    ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
-                    ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
-                    ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
-                    ast::WindowFrameBound::Preceding(Some(e)) => {
-                        FrameBound::Preceding(offset(self, e)?)
-                    }
-                    ast::WindowFrameBound::Following(Some(e)) => {
-                        FrameBound::Following(offset(self, e)?)
-                    }
-                })
+        let mut bound = |b: &ast::WindowFrameBound,
+                         start: bool|
+         -> Result<FrameBound, CompileError> {
+            let which = if start { "starting" } else { "ending" };
+            let offset = |this: &mut Self, e: &Expr| -> Result<u64, CompileError> {
+                if units == FrameUnits::Range {
+                    return Err(unsupported(
+                        "RANGE frames with an offset (use ROWS or GROUPS, or UNBOUNDED / CURRENT ROW)",
+                    ));
+                }
+                let n = this.const_u64(e, &format!("the frame {which} offset"))?;
+                if n == u64::MAX {
+                    return Err(windowing(format!("frame {which} offset must not be null")));
+                }
+                Ok(n)
             };
+            Ok(match b {
+                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                ast::WindowFrameBound::Preceding(Some(e)) => {
+                    FrameBound::Preceding(offset(self, e)?)
+                }
+                ast::WindowFrameBound::Following(Some(e)) => {
+                    FrameBound::Following(offset(self, e)?)
+                }
+            })
+        };
         let start = bound(&wf.start_bound, true)?;
         let end = match &wf.end_bound {
             Some(b) => bound(b, false)?,
@@ -376,7 +384,7 @@ impl Binder<'_> {
         if let Some(m) = bad {
             return Err(windowing(m));
         }
-        Ok(Frame { rows, start, end })
+        Ok(Frame { units, start, end })
     }
 
     /// The window relations over `rel` for the calls found: one per

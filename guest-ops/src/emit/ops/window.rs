@@ -9,12 +9,15 @@
 //! time proportional to the frame's length.
 
 use super::*;
-use crate::plan::{Frame, FrameBound, WinCall, WinFunc};
+use crate::plan::{Frame, FrameBound, FrameUnits, WinCall, WinFunc};
 
 /// The walk's position, as `i32` locals: the row, its partition `[ps, pe)`,
-/// its peer group `[qs, qe)` and the peer group's number in the partition.
+/// its peer group `[qs, qe)` and the peer group's number in the partition;
+/// and the function that tells whether two rows differ in the ORDER BY key
+/// (none without one: every row is a peer).
 #[derive(Clone, Copy)]
 struct Pos {
+    cmp: Option<u32>,
     arr: u32,
     i: u32,
     ps: u32,
@@ -110,6 +113,7 @@ impl Gen {
             });
         }
         let p = Pos {
+            cmp: ocmp,
             arr,
             i: self.f.local(ValType::I32),
             ps: self.f.local(ValType::I32),
@@ -230,6 +234,132 @@ impl Gen {
         self.f.end();
     }
 
+    /// For a GROUPS frame, pushes (as an `i64`) where bound `b` (`n`
+    /// PRECEDING or FOLLOWING) puts the frame's first row (`end` false) or
+    /// the row after its last: the first row of the peer group `n` groups
+    /// before or after the current row's, or the end of that group. Fewer
+    /// groups than `n` before the current one end the frame before the
+    /// partition (empty) and start it at the partition's first row; fewer
+    /// after, at its end.
+    fn groups_bound(&mut self, p: Pos, b: FrameBound, end: bool) {
+        let (n, preceding) = match b {
+            FrameBound::Preceding(n) => (n, true),
+            FrameBound::Following(n) => (n, false),
+            _ => (0, false),
+        };
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        let Some(cmp) = p.cmp else {
+            // no ORDER BY (refused before this): the partition is one group
+            let at = match (preceding, end, n) {
+                (true, true, 0) => p.qe,
+                (true, _, _) => p.ps,
+                (false, false, 0) => p.qs,
+                (false, _, _) => p.pe,
+            };
+            self.f.get(at);
+            self.f.i(I::I64ExtendI32U);
+            return;
+        };
+        let at = self.f.local(ValType::I32);
+        let k = self.f.local(ValType::I32);
+        let e = self.f.local(ValType::I32);
+        self.f.set_i32(k, n);
+        if preceding {
+            // at: the first row of the group n groups before the current one
+            self.f.get(p.qs);
+            self.f.set(at);
+            let (j, jm, last) = (
+                self.f.local(ValType::I32),
+                self.f.local(ValType::I32),
+                self.f.local(ValType::I32),
+            );
+            let done = self.f.block();
+            let lp = self.f.loop_();
+            self.f.get(k);
+            self.f.i(I::I32Eqz);
+            self.f.br_if(done);
+            self.f.get(at);
+            self.f.get(p.ps);
+            self.f.i(I::I32LeU);
+            self.f.br_if(done);
+            // the previous group: back from its last row while peers
+            self.f.get(at);
+            self.f.i32c(1);
+            self.f.i(I::I32Sub);
+            self.f.set(last);
+            self.f.get(last);
+            self.f.set(j);
+            let d2 = self.f.block();
+            let l2 = self.f.loop_();
+            self.f.get(j);
+            self.f.get(p.ps);
+            self.f.i(I::I32LeU);
+            self.f.br_if(d2);
+            self.f.get(j);
+            self.f.i32c(1);
+            self.f.i(I::I32Sub);
+            self.f.set(jm);
+            self.record_at(p.arr, jm);
+            self.record_at(p.arr, last);
+            self.f.i(I::Call(cmp));
+            self.f.br_if(d2);
+            self.f.get(jm);
+            self.f.set(j);
+            self.f.br(l2);
+            self.f.end();
+            self.f.end();
+            self.f.get(j);
+            self.f.set(at);
+            self.f.get(k);
+            self.f.i32c(1);
+            self.f.i(I::I32Sub);
+            self.f.set(k);
+            self.f.br(lp);
+            self.f.end();
+            self.f.end();
+            if end {
+                // the end of that group; none when there were fewer groups
+                self.f.get(k);
+                self.f.i(I::I32Eqz);
+                self.f.if_();
+                self.run_end(p, at, e, p.pe, cmp);
+                self.f.else_();
+                self.f.get(p.ps);
+                self.f.set(e);
+                self.f.end();
+                self.f.get(e);
+            } else {
+                self.f.get(at);
+            }
+        } else {
+            // over n groups from the current group's first row (the start)
+            // or from the row after it (the end)
+            self.f.get(if end { p.qe } else { p.qs });
+            self.f.set(at);
+            let done = self.f.block();
+            let lp = self.f.loop_();
+            self.f.get(k);
+            self.f.i(I::I32Eqz);
+            self.f.br_if(done);
+            self.f.get(at);
+            self.f.get(p.pe);
+            self.f.i(I::I32GeU);
+            self.f.br_if(done);
+            self.run_end(p, at, e, p.pe, cmp);
+            self.f.get(e);
+            self.f.set(at);
+            self.f.get(k);
+            self.f.i32c(1);
+            self.f.i(I::I32Sub);
+            self.f.set(k);
+            self.f.br(lp);
+            self.f.end();
+            self.f.end();
+            self.f.get(at);
+        }
+        self.f.i(I::I64ExtendI32U);
+    }
+
     /// The frame of the current row as `i32` locals `[fs, fe)`, within the
     /// partition (empty when `fe <= fs`).
     fn frame_bounds(&mut self, p: Pos, fr: Frame) -> (u32, u32) {
@@ -253,9 +383,14 @@ impl Gen {
                     g.f.get(p.pe);
                     g.f.i(I::I64ExtendI32U);
                 }
+                FrameBound::Preceding(_) | FrameBound::Following(_)
+                    if fr.units == FrameUnits::Groups =>
+                {
+                    g.groups_bound(p, b, end);
+                }
                 FrameBound::Preceding(n) => rows_off(g, n, -1),
                 FrameBound::Following(n) => rows_off(g, n, 1),
-                FrameBound::CurrentRow if fr.rows => rows_off(g, 0, 1),
+                FrameBound::CurrentRow if fr.units == FrameUnits::Rows => rows_off(g, 0, 1),
                 FrameBound::CurrentRow => {
                     g.f.get(if end { p.qe } else { p.qs });
                     g.f.i(I::I64ExtendI32U);
@@ -1082,7 +1217,7 @@ fn ordered(f: WinFunc) -> bool {
 fn check_frame(c: &WinCall) -> Result<(), EmitError> {
     let f = c.frame;
     let offset = |b: FrameBound| matches!(b, FrameBound::Preceding(_) | FrameBound::Following(_));
-    if !f.rows && (offset(f.start) || offset(f.end)) {
+    if f.units == FrameUnits::Range && (offset(f.start) || offset(f.end)) {
         return Err(EmitError::Unsupported(
             "RANGE frames with an offset (use ROWS)".into(),
         ));
