@@ -122,10 +122,6 @@ fn walk() -> Vec<Walk> {
                 ("SELECT * FROM t, LATERAL (SELECT 1 AS y) x", "LATERAL"),
                 ("SELECT count(*) OVER w FROM t", "named windows"),
                 (
-                    "SELECT sum(a) OVER (ORDER BY a GROUPS 1 PRECEDING) FROM t",
-                    "GROUPS frames",
-                ),
-                (
                     "SELECT sum(a) OVER (ORDER BY a RANGE 1 PRECEDING) FROM t",
                     "RANGE frames with an offset",
                 ),

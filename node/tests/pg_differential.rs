@@ -407,12 +407,13 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             )
         }
         6 => {
-            // string_agg, the percentiles and mode
+            // string_agg, the percentiles and mode, beside DISTINCT
+            // aggregates
             let key = r.pick(&["t3.s", "EXTRACT(YEAR FROM t3.dt)", "sign(t3.a)", "1"]);
             let f = r.below(11) as f64 / 10.0;
             (
                 format!(
-                    "SELECT {key}, string_agg(t3.s, '{}' ORDER BY t3.s {} NULLS {}, t3.id), percentile_cont({f}) WITHIN GROUP (ORDER BY {}), percentile_disc({f}) WITHIN GROUP (ORDER BY t3.a {}), mode() WITHIN GROUP (ORDER BY {}), count(*) FROM t3{} GROUP BY 1",
+                    "SELECT {key}, string_agg(t3.s, '{}' ORDER BY t3.s {} NULLS {}, t3.id), percentile_cont({f}) WITHIN GROUP (ORDER BY {}), percentile_disc({f}) WITHIN GROUP (ORDER BY t3.a {}), mode() WITHIN GROUP (ORDER BY {}), count(*), count(DISTINCT t3.a), sum(DISTINCT t3.d) FROM t3{} GROUP BY 1",
                     r.pick(&[",", "", " / "]),
                     r.pick(&["ASC", "DESC"]),
                     r.pick(&["FIRST", "LAST"]),

@@ -233,6 +233,57 @@ impl Binder<'_> {
         Ok((func, x, None, order, ty))
     }
 
+    /// The aggregates `aggs` with each DISTINCT one reading each distinct
+    /// value of its argument once per group (`partition`): on the first row
+    /// of the value's rows (numbered over the group and the value, by a
+    /// window pushed on `wins` before the aggregates' windows), NULL on the
+    /// others, which every aggregate skips.
+    fn distinct_once(
+        &mut self,
+        aggs: Vec<(ColId, BAgg, bool)>,
+        partition: &[BExpr],
+        at: &Expr,
+        wins: &mut Vec<PendingWin>,
+    ) -> Result<Vec<(ColId, BAgg)>, CompileError> {
+        let mut out = Vec::with_capacity(aggs.len());
+        for (c, mut a, distinct) in aggs {
+            if distinct && let Some(x) = a.arg.clone() {
+                let rn = self.new_col("?distinct value row?", SqlType::BigInt, false);
+                let mut by = partition.to_vec();
+                by.push(x.clone());
+                wins.push(PendingWin {
+                    col: rn,
+                    partition: by,
+                    order: Vec::new(),
+                    win: BWin {
+                        func: WinFunc::RowNumber,
+                        arg: None,
+                        default: None,
+                        frame: WHOLE,
+                    },
+                    at: at.clone(),
+                });
+                let first = BExpr {
+                    kind: BK::Cmp(
+                        scratchbird_guest_ops::plan::CmpOp::Eq,
+                        Box::new(self.col_expr(rn)?),
+                        Box::new(BExpr::lit(Value::BigInt(1), SqlType::BigInt)),
+                    ),
+                    ty: SqlType::Boolean,
+                    nullable: false,
+                };
+                let ty = x.ty;
+                a.arg = Some(BExpr {
+                    kind: BK::Case(vec![(first, x)], Box::new(BExpr::lit(Value::Null, ty))),
+                    ty,
+                    nullable: true,
+                });
+            }
+            out.push((c, a));
+        }
+        Ok(out)
+    }
+
     /// The aggregation of a query with one of these aggregates, over
     /// `input` grouped by `keys`: the keys' and aggregates' own columns, as
     /// a plain aggregation has them.
@@ -242,11 +293,6 @@ impl Binder<'_> {
         keys: &[(ColId, BExpr)],
         ctx: AggCtx,
     ) -> Result<Rel, CompileError> {
-        if ctx.aggs.iter().any(|(_, _, d)| *d) {
-            return Err(unsupported(
-                "DISTINCT aggregates beside string_agg, the percentiles or mode",
-            ));
-        }
         // the rows, with their group keys
         let out = input.output();
         let mut exprs = out
@@ -264,8 +310,9 @@ impl Binder<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let at = Expr::Identifier(Ident::new("aggregate"));
         let mut wins = Vec::new();
+        let aggs = self.distinct_once(ctx.aggs, &partition, &at, &mut wins)?;
         let mut counts = Vec::new();
-        for (c, a, _) in &ctx.aggs {
+        for (c, a) in &aggs {
             if matches!(a.kind, AggKind::Count | AggKind::CountStar) {
                 counts.push(*c);
             }
@@ -313,7 +360,7 @@ impl Binder<'_> {
         let outputs: Vec<ColId> = keys
             .iter()
             .map(|(c, _)| *c)
-            .chain(ctx.aggs.iter().map(|(c, _, _)| *c))
+            .chain(aggs.iter().map(|(c, _)| *c))
             .chain(ordered_cols(&wins))
             .collect();
         let rel = self.window_rel(rel, wins)?;
