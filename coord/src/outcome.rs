@@ -30,8 +30,10 @@ impl SessionError {
     }
 }
 
-/// A value as the shell and the test harness print it: NULL, numbers as they are,
-/// text without quotes, dates and timestamps in ISO form, booleans as true/false.
+/// A value as the shell and the test harness print it: NULL, numbers as they are
+/// (a DOUBLE PRECISION as PostgreSQL prints one: `2.6645352591003757e-15`,
+/// `Infinity`), text without quotes, dates and timestamps in ISO form, booleans
+/// as true/false.
 #[must_use]
 pub fn display_value(v: &scratchbird_types::Value) -> String {
     use scratchbird_types::Value as V;
@@ -39,6 +41,7 @@ pub fn display_value(v: &scratchbird_types::Value) -> String {
         V::Null => "NULL".to_owned(),
         V::Boolean(b) => if *b { "true" } else { "false" }.to_owned(),
         V::Text(s) => s.clone(),
+        V::Double(x) => scratchbird_host::convert::f64_text(*x),
         V::Date(d) => d.to_string(),
         // as PostgreSQL prints it: a fraction only when not zero, without
         // trailing zeros (the same text CAST(t AS TEXT) gives)

@@ -426,7 +426,7 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             )
         }
         5 => {
-            // grouping sets
+            // grouping sets, with string_agg and a percentile
             // (no BOOLEAN key: psql shows t and f)
             let keys = ["t3.s", "t3.a", "EXTRACT(YEAR FROM t3.dt)", "sign(t3.d)"];
             let i = r.below(4) as usize;
@@ -440,7 +440,7 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             };
             (
                 format!(
-                    "SELECT {k1}, {k2}, GROUPING({k1}, {k2}), count(*), sum({}), count(DISTINCT t3.s) FROM t3{} GROUP BY {group}",
+                    "SELECT {k1}, {k2}, GROUPING({k1}, {k2}), count(*), sum({}), count(DISTINCT t3.s), string_agg(t3.s, ',' ORDER BY t3.s, t3.id), percentile_disc(0.5) WITHIN GROUP (ORDER BY t3.a) FROM t3{} GROUP BY {group}",
                     dec_expr(r, 1),
                     where_(r)
                 ),

@@ -1,8 +1,8 @@
 //! GROUP BY ROLLUP, CUBE and GROUPING SETS. Each grouping set is aggregated
-//! on its own over the same rows (so DISTINCT aggregates and FILTER work as
-//! in a plain GROUP BY), the keys a set leaves out are NULL, and the results
-//! are appended, with a column that says which keys each row's set leaves
-//! out: what GROUPING(...) reads.
+//! on its own over the same rows (so DISTINCT aggregates, FILTER, string_agg,
+//! the percentiles and mode work as in a plain GROUP BY), the keys a set
+//! leaves out are NULL, and the results are appended, with a column that
+//! says which keys each row's set leaves out: what GROUPING(...) reads.
 
 use super::*;
 use crate::limits::GROUPING_SETS_MAX;
@@ -123,11 +123,6 @@ impl Binder<'_> {
         ctx: AggCtx,
         gid: ColId,
     ) -> Result<Rel, CompileError> {
-        if !ctx.ordered.is_empty() {
-            return Err(unsupported(
-                "string_agg, the percentiles or mode with ROLLUP, CUBE or GROUPING SETS",
-            ));
-        }
         let mut inputs = Vec::with_capacity(sets.len());
         for set in sets {
             let mut set_keys = Vec::with_capacity(set.len());
@@ -146,7 +141,16 @@ impl Binder<'_> {
                 let m = self.meta(*c)?.clone();
                 aggs.push((self.new_col(&m.name, m.ty, m.nullable), a.clone(), *d));
             }
-            let agg_cols: Vec<ColId> = aggs.iter().map(|(c, _, _)| *c).collect();
+            let mut ordered = Vec::with_capacity(ctx.ordered.len());
+            for (c, o) in &ctx.ordered {
+                let m = self.meta(*c)?.clone();
+                ordered.push((self.new_col(&m.name, m.ty, m.nullable), o.clone()));
+            }
+            let agg_cols: Vec<ColId> = aggs
+                .iter()
+                .map(|(c, _, _)| *c)
+                .chain(ordered.iter().map(|(c, _)| *c))
+                .collect();
             let part = self.aggregate_rel(
                 input.clone(),
                 set_keys,
@@ -154,7 +158,7 @@ impl Binder<'_> {
                     aggs,
                     seen: Vec::new(),
                     grouping: None,
-                    ordered: Vec::new(),
+                    ordered,
                 },
             )?;
             let mut exprs = Vec::with_capacity(keys.len() + agg_cols.len() + 1);
@@ -194,6 +198,7 @@ impl Binder<'_> {
         // select list, HAVING and ORDER BY were bound over
         let mut cols: Vec<ColId> = keys.iter().map(|(c, _)| *c).collect();
         cols.extend(ctx.aggs.iter().map(|(c, _, _)| *c));
+        cols.extend(ctx.ordered.iter().map(|(c, _)| *c));
         cols.push(gid);
         Ok(Rel::UnionAll { inputs, cols })
     }
