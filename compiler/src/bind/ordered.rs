@@ -59,6 +59,22 @@ const WHOLE: Frame = Frame {
     end: FrameBound::UnboundedFollowing,
 };
 
+/// `row_number()` over `partition` (in no order) into `col`.
+fn row_number(col: ColId, partition: Vec<BExpr>, at: Expr) -> PendingWin {
+    PendingWin {
+        col,
+        partition,
+        order: Vec::new(),
+        win: BWin {
+            func: WinFunc::RowNumber,
+            arg: None,
+            default: None,
+            frame: WHOLE,
+        },
+        at,
+    }
+}
+
 impl Binder<'_> {
     /// One of these aggregates in a select list, HAVING or ORDER BY: its
     /// column, registered in `agg`.
@@ -251,18 +267,7 @@ impl Binder<'_> {
                 let rn = self.new_col("?distinct value row?", SqlType::BigInt, false);
                 let mut by = partition.to_vec();
                 by.push(x.clone());
-                wins.push(PendingWin {
-                    col: rn,
-                    partition: by,
-                    order: Vec::new(),
-                    win: BWin {
-                        func: WinFunc::RowNumber,
-                        arg: None,
-                        default: None,
-                        frame: WHOLE,
-                    },
-                    at: at.clone(),
-                });
+                wins.push(row_number(rn, by, at.clone()));
                 let first = BExpr {
                     kind: BK::Cmp(
                         scratchbird_guest_ops::plan::CmpOp::Eq,
@@ -345,18 +350,7 @@ impl Binder<'_> {
         }
         // one row of each group
         let rn = self.new_col("?group row?", SqlType::BigInt, false);
-        wins.push(PendingWin {
-            col: rn,
-            partition,
-            order: Vec::new(),
-            win: BWin {
-                func: WinFunc::RowNumber,
-                arg: None,
-                default: None,
-                frame: WHOLE,
-            },
-            at,
-        });
+        wins.push(row_number(rn, partition, at));
         let outputs: Vec<ColId> = keys
             .iter()
             .map(|(c, _)| *c)

@@ -183,6 +183,14 @@ impl Fb {
         self.set(l);
     }
 
+    /// `dst = src - 1` (`i32` locals; `dst` may be `src`).
+    pub(crate) fn set_less_one(&mut self, dst: u32, src: u32) {
+        self.get(src);
+        self.i32c(1);
+        self.i(Instruction::I32Sub);
+        self.set(dst);
+    }
+
     pub(crate) fn block(&mut self) -> Label {
         self.i(Instruction::Block(BlockType::Empty));
         self.depth += 1;

@@ -273,50 +273,30 @@ impl Gen {
                 self.f.local(ValType::I32),
                 self.f.local(ValType::I32),
             );
-            let done = self.f.block();
-            let lp = self.f.loop_();
-            self.f.get(k);
-            self.f.i(I::I32Eqz);
-            self.f.br_if(done);
-            self.f.get(at);
-            self.f.get(p.ps);
-            self.f.i(I::I32LeU);
-            self.f.br_if(done);
-            // the previous group: back from its last row while peers
-            self.f.get(at);
-            self.f.i32c(1);
-            self.f.i(I::I32Sub);
-            self.f.set(last);
-            self.f.get(last);
-            self.f.set(j);
-            let d2 = self.f.block();
-            let l2 = self.f.loop_();
-            self.f.get(j);
-            self.f.get(p.ps);
-            self.f.i(I::I32LeU);
-            self.f.br_if(d2);
-            self.f.get(j);
-            self.f.i32c(1);
-            self.f.i(I::I32Sub);
-            self.f.set(jm);
-            self.record_at(p.arr, jm);
-            self.record_at(p.arr, last);
-            self.f.i(I::Call(cmp));
-            self.f.br_if(d2);
-            self.f.get(jm);
-            self.f.set(j);
-            self.f.br(l2);
-            self.f.end();
-            self.f.end();
-            self.f.get(j);
-            self.f.set(at);
-            self.f.get(k);
-            self.f.i32c(1);
-            self.f.i(I::I32Sub);
-            self.f.set(k);
-            self.f.br(lp);
-            self.f.end();
-            self.f.end();
+            self.over_groups(k, at, p.ps, I::I32LeU, |g| {
+                // the previous group: back from its last row while peers
+                g.f.set_less_one(last, at);
+                g.f.get(last);
+                g.f.set(j);
+                let d2 = g.f.block();
+                let l2 = g.f.loop_();
+                g.f.get(j);
+                g.f.get(p.ps);
+                g.f.i(I::I32LeU);
+                g.f.br_if(d2);
+                g.f.set_less_one(jm, j);
+                g.record_at(p.arr, jm);
+                g.record_at(p.arr, last);
+                g.f.i(I::Call(cmp));
+                g.f.br_if(d2);
+                g.f.get(jm);
+                g.f.set(j);
+                g.f.br(l2);
+                g.f.end();
+                g.f.end();
+                g.f.get(j);
+                g.f.set(at);
+            });
             if end {
                 // the end of that group; none when there were fewer groups
                 self.f.get(k);
@@ -336,28 +316,41 @@ impl Gen {
             // or from the row after it (the end)
             self.f.get(if end { p.qe } else { p.qs });
             self.f.set(at);
-            let done = self.f.block();
-            let lp = self.f.loop_();
-            self.f.get(k);
-            self.f.i(I::I32Eqz);
-            self.f.br_if(done);
-            self.f.get(at);
-            self.f.get(p.pe);
-            self.f.i(I::I32GeU);
-            self.f.br_if(done);
-            self.run_end(p, at, e, p.pe, cmp);
-            self.f.get(e);
-            self.f.set(at);
-            self.f.get(k);
-            self.f.i32c(1);
-            self.f.i(I::I32Sub);
-            self.f.set(k);
-            self.f.br(lp);
-            self.f.end();
-            self.f.end();
+            self.over_groups(k, at, p.pe, I::I32GeU, |g| {
+                g.run_end(p, at, e, p.pe, cmp);
+                g.f.get(e);
+                g.f.set(at);
+            });
             self.f.get(at);
         }
         self.f.i(I::I64ExtendI32U);
+    }
+
+    /// Moves `at` over at most `k` peer groups (counting `k` down), one
+    /// `step` each, stopping early once `stop` holds of `at` and `bound` (the
+    /// partition's end is reached).
+    fn over_groups(
+        &mut self,
+        k: u32,
+        at: u32,
+        bound: u32,
+        stop: I<'static>,
+        step: impl FnOnce(&mut Self),
+    ) {
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(k);
+        self.f.i(I::I32Eqz);
+        self.f.br_if(done);
+        self.f.get(at);
+        self.f.get(bound);
+        self.f.i(stop);
+        self.f.br_if(done);
+        step(self);
+        self.f.set_less_one(k, k);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
     }
 
     /// The frame of the current row as `i32` locals `[fs, fe)`, within the
