@@ -231,6 +231,25 @@ pub struct BWin {
     pub default: Option<BExpr>,
     /// Frame.
     pub frame: Frame,
+    /// A RANGE frame's offset bounds, as tests of another row's ORDER BY
+    /// key against the current row's.
+    pub range: Option<RangeTests>,
+}
+
+/// The tests a RANGE frame with an offset makes: whether another row (its
+/// ORDER BY key in column `other`) is on the frame's side of the start bound
+/// and of the end bound of the current row (its key in `cur`); the keys are
+/// not NULL when tested. `None` for a bound that is not an offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeTests {
+    /// The other row's key.
+    pub other: ColId,
+    /// The current row's key.
+    pub cur: ColId,
+    /// At or after the frame's start.
+    pub start: Option<BExpr>,
+    /// At or before the frame's end.
+    pub end: Option<BExpr>,
 }
 
 /// How two relations are joined.

@@ -11,8 +11,8 @@ use scratchbird_guest_ops::abi::{
     ScanRangeDecl, WriteDecl, WriteKind,
 };
 use scratchbird_guest_ops::plan::{
-    AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program, Sink,
-    SortKey, WinCall, prim_of,
+    AggCall, AggFunc, ArithOp, Cast, CmpOp, Expr, InitPlan, JoinKind, Lit, Op, Prim, Program,
+    RangeTests, Sink, SortKey, WinCall, prim_of,
 };
 use scratchbird_types::{SqlType, Value};
 use std::collections::{HashMap, HashSet};
@@ -21,6 +21,17 @@ use std::collections::{HashMap, HashSet};
 pub const BATCH_ROWS: u32 = 4096;
 /// Heap of a batch with variable-length columns.
 pub const BATCH_HEAP_BYTES: u32 = 4 << 20;
+
+/// A RANGE frame's tests over their two slots: the other row's key, the
+/// current row's.
+fn range_tests(t: &crate::logical::RangeTests) -> Result<RangeTests, CompileError> {
+    let slots = HashMap::from([(t.other, 0), (t.cur, 1)]);
+    let l = Lowerer { slots: &slots };
+    Ok(RangeTests {
+        start: t.start.as_ref().map(|e| l.expr(e)).transpose()?,
+        end: t.end.as_ref().map(|e| l.expr(e)).transpose()?,
+    })
+}
 
 fn unsupported(what: impl Into<String>) -> CompileError {
     CompileError::new(
@@ -779,6 +790,7 @@ impl<'a> Builder<'a> {
                             arg: w.arg.as_ref().map(|e| l.expr(e)).transpose()?,
                             default: w.default.as_ref().map(|e| l.expr(e)).transpose()?,
                             frame: w.frame,
+                            range: w.range.as_ref().map(range_tests).transpose()?,
                         })
                     })
                     .collect::<Result<Vec<_>, CompileError>>()?;

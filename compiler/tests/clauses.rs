@@ -122,10 +122,6 @@ fn walk() -> Vec<Walk> {
                 ("SELECT * FROM t, LATERAL (SELECT 1 AS y) x", "LATERAL"),
                 ("SELECT count(*) OVER w FROM t", "named windows"),
                 (
-                    "SELECT sum(a) OVER (ORDER BY a RANGE 1 PRECEDING) FROM t",
-                    "RANGE frames with an offset",
-                ),
-                (
                     "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY a) OVER () FROM t",
                     "OVER for the ordered-set aggregate",
                 ),

@@ -531,6 +531,21 @@ pub struct WinCall {
     pub default: Option<Expr>,
     /// The frame (read by the value functions and aggregates).
     pub frame: Frame,
+    /// A RANGE frame's offset bounds (the frame's `Preceding` and
+    /// `Following` counts are then unused).
+    pub range: Option<RangeTests>,
+}
+
+/// The tests a RANGE frame with an offset makes, each over two slots: 0,
+/// another row's ORDER BY key, and 1, the current row's, neither NULL. The
+/// window has exactly one ORDER BY key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeTests {
+    /// Whether the other row is at or after the frame's start (for an offset
+    /// start bound).
+    pub start: Option<Expr>,
+    /// Whether it is at or before the frame's end (for an offset end bound).
+    pub end: Option<Expr>,
 }
 
 /// How a join treats a probe row without a match.

@@ -12,7 +12,8 @@
 //! arithmetic up to 38 digits, rounding and the math functions, DATE and
 //! TIMESTAMP arithmetic with integers and INTERVALs, EXTRACT and
 //! date_trunc, the string functions, and window frames in peer groups
-//! (GROUPS) and rows, over a table with NULLs in every column. A PostgreSQL NUMERIC carries its own scale per value where a
+//! (GROUPS), rows, and key ranges (RANGE with offsets, INTERVALs for dates),
+//! over a table with NULLs in every column. A PostgreSQL NUMERIC carries its own scale per value where a
 //! ScratchBird DECIMAL has its type's (`greatest(1.50, 2.0000)` shows
 //! 2.0000 in ScratchBird, 2.0 in PostgreSQL): numbers are compared by value.
 //!
@@ -374,6 +375,39 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
         }
     };
     match r.below(9) {
+        8 if r.chance(50) => {
+            // RANGE frames with offsets in the key's units: numbers, DECIMALs
+            // of 10 and 30 digits, DATEs and TIMESTAMPs with INTERVALs, keys
+            // with ties and NULLs, both directions
+            let (x, y) = (r.below(4), r.below(4));
+            let (key, o1, o2) = match r.below(5) {
+                0 => ("t3.a", format!("{x}"), format!("{y}")),
+                1 => ("t3.d", format!("{}.5", x * 20), format!("{}", y * 37)),
+                2 => (
+                    "t3.e",
+                    format!("{}.25", x * 1_000_000_000),
+                    format!("{}", y * 2_000_000_000),
+                ),
+                3 => (
+                    "t3.dt",
+                    format!("INTERVAL '{} days'", x * 20),
+                    format!("INTERVAL '{y} month'"),
+                ),
+                _ => (
+                    "t3.ts",
+                    format!("INTERVAL '{} hours'", x * 100),
+                    format!("INTERVAL '{} days'", y * 15),
+                ),
+            };
+            let dir = r.pick(&["ASC", "DESC", "NULLS FIRST", "DESC NULLS LAST"]);
+            (
+                format!(
+                    "SELECT t3.id, sum(t3.id) OVER (ORDER BY {key} {dir} RANGE BETWEEN {o1} PRECEDING AND {o2} FOLLOWING), count(*) OVER (PARTITION BY sign(t3.a) ORDER BY {key} {dir} RANGE BETWEEN UNBOUNDED PRECEDING AND {o1} PRECEDING), min(t3.id) OVER (ORDER BY {key} {dir} RANGE {o2} PRECEDING), max(t3.id) OVER (ORDER BY {key} {dir} RANGE BETWEEN {o1} FOLLOWING AND UNBOUNDED FOLLOWING) FROM t3{}",
+                    where_(r)
+                ),
+                false,
+            )
+        }
         8 => {
             // window frames: GROUPS (offsets in peer groups, over keys with
             // ties and NULLs) and ROWS (over a key without ties)

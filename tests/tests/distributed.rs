@@ -319,7 +319,7 @@ fn more_shapes(n: u64, id: u64, g: u64, k: u64) -> (String, bool) {
         // window functions: where the shards' rows meet
         40 => (
             format!(
-                "SELECT id, g, row_number() OVER (PARTITION BY g ORDER BY id DESC), sum(id) OVER (PARTITION BY g ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), lag(s, {k}) OVER (ORDER BY id), ntile({k}) OVER (ORDER BY id) FROM t WHERE id < {id}"
+                "SELECT id, g, row_number() OVER (PARTITION BY g ORDER BY id DESC), sum(id) OVER (PARTITION BY g ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW), lag(s, {k}) OVER (ORDER BY id), ntile({k}) OVER (ORDER BY id), sum(id) OVER (ORDER BY g DESC RANGE BETWEEN {k} PRECEDING AND 1 FOLLOWING) FROM t WHERE id < {id}"
             ),
             false,
         ),

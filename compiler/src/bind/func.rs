@@ -44,108 +44,12 @@ impl<'c> Binder<'c> {
             BinaryOperator::Minus => -1,
             _ => return Err(unsupported("this operator with an INTERVAL")),
         };
-        let text = match iv.value.as_ref() {
-            Expr::Value(v) => match &v.value {
-                ast::Value::SingleQuotedString(s) => s.clone(),
-                ast::Value::Number(n, _) => n.clone(),
-                _ => return Err(unsupported("a non-constant INTERVAL")),
-            },
-            _ => return Err(unsupported("a non-constant INTERVAL")),
-        };
-        let mut words = text.split_whitespace();
-        let n: i64 = words.next().and_then(|w| w.parse().ok()).ok_or_else(|| {
-            CompileError::new(codes::INVALID_LITERAL, format!("invalid INTERVAL '{text}'"))
-        })?;
-        let unit = match (&iv.leading_field, words.next()) {
-            (Some(f), None) => f.to_string().to_lowercase(),
-            (None, Some(u)) => u.to_lowercase(),
-            (None, None) => "day".to_owned(),
-            _ => {
-                return Err(CompileError::new(
-                    codes::INVALID_LITERAL,
-                    format!("invalid INTERVAL '{text}'"),
-                ));
-            }
-        };
-        let unit = unit.trim_end_matches('s').to_owned();
+        let (n, unit) = interval_of(iv)?;
         let d = self.expr(left, scope, None)?;
         let n = n
             .checked_mul(sign)
             .ok_or_else(|| CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range"))?;
-        let months = match unit.as_str() {
-            "year" => Some(n.checked_mul(12)),
-            "month" => Some(Some(n)),
-            _ => None,
-        };
-        let nl = d.nullable;
-        match (d.ty, months) {
-            (SqlType::Date, Some(m)) => {
-                let m = m.and_then(|m| i32::try_from(m).ok()).ok_or_else(|| {
-                    CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range")
-                })?;
-                Ok(crate::fold::fold(mk(
-                    BK::Func(
-                        Func::AddMonths,
-                        vec![d, BExpr::lit(Value::Integer(m), SqlType::Integer)],
-                    ),
-                    SqlType::Date,
-                    nl,
-                )))
-            }
-            (SqlType::Date, None) => {
-                let days = match unit.as_str() {
-                    "day" => n,
-                    "week" => n.checked_mul(7).unwrap_or(i64::MAX),
-                    _ => {
-                        return Err(unsupported(format!("DATE + INTERVAL in {unit}s"))
-                            .hint("use DAY, WEEK, MONTH or YEAR"));
-                    }
-                };
-                let days = i32::try_from(days)
-                    .map_err(|_| CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range"))?;
-                Ok(crate::fold::fold(mk(
-                    BK::Arith(
-                        ArithOp::Add,
-                        Box::new(d),
-                        Box::new(BExpr::lit(Value::Integer(days), SqlType::Integer)),
-                    ),
-                    SqlType::Date,
-                    nl,
-                )))
-            }
-            (SqlType::Timestamp, None) => {
-                let micros = match unit.as_str() {
-                    "day" => 86_400_000_000i64,
-                    "hour" => 3_600_000_000,
-                    "minute" => 60_000_000,
-                    "second" => 1_000_000,
-                    "week" => 7 * 86_400_000_000,
-                    _ => return Err(unsupported(format!("TIMESTAMP + INTERVAL in {unit}s"))),
-                };
-                let v = n.checked_mul(micros).ok_or_else(|| {
-                    CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range")
-                })?;
-                let mut e = mk(
-                    BK::Arith(
-                        ArithOp::Add,
-                        Box::new(d),
-                        Box::new(BExpr::lit(Value::BigInt(v), SqlType::BigInt)),
-                    ),
-                    SqlType::BigInt,
-                    nl,
-                );
-                // computed on the microsecond count
-                e.ty = SqlType::Timestamp;
-                if let BK::Arith(_, a, _) = &mut e.kind {
-                    a.ty = SqlType::Timestamp;
-                }
-                Ok(e)
-            }
-            (SqlType::Timestamp, Some(_)) => {
-                Err(unsupported("TIMESTAMP + INTERVAL in months or years"))
-            }
-            (t, _) => Err(mismatch(format!("{t} + INTERVAL"))),
-        }
+        add_interval(d, n, &unit)
     }
 
     pub(super) fn case(
@@ -1505,5 +1409,112 @@ fn wide_sum_type(t: &SqlType) -> SqlType {
         SqlType::Double => SqlType::Double,
         SqlType::Decimal { scale, .. } => crate::typing::computed_decimal(true, *scale),
         _ => SqlType::BigInt,
+    }
+}
+
+/// A constant INTERVAL's count and unit (singular, lower case): `INTERVAL
+/// '3 days'`, `INTERVAL '3' DAY`, a bare count meaning days.
+pub(super) fn interval_of(iv: &ast::Interval) -> Result<(i64, String), CompileError> {
+    let text = match iv.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            _ => return Err(unsupported("a non-constant INTERVAL")),
+        },
+        _ => return Err(unsupported("a non-constant INTERVAL")),
+    };
+    let mut words = text.split_whitespace();
+    let n: i64 = words.next().and_then(|w| w.parse().ok()).ok_or_else(|| {
+        CompileError::new(codes::INVALID_LITERAL, format!("invalid INTERVAL '{text}'"))
+    })?;
+    let unit = match (&iv.leading_field, words.next()) {
+        (Some(f), None) => f.to_string().to_lowercase(),
+        (None, Some(u)) => u.to_lowercase(),
+        (None, None) => "day".to_owned(),
+        _ => {
+            return Err(CompileError::new(
+                codes::INVALID_LITERAL,
+                format!("invalid INTERVAL '{text}'"),
+            ));
+        }
+    };
+    Ok((n, unit.trim_end_matches('s').to_owned()))
+}
+
+/// `d + n unit`s, `d` a DATE or TIMESTAMP.
+pub(super) fn add_interval(d: BExpr, n: i64, unit: &str) -> Result<BExpr, CompileError> {
+    let months = match unit {
+        "year" => Some(n.checked_mul(12)),
+        "month" => Some(Some(n)),
+        _ => None,
+    };
+    let nl = d.nullable;
+    match (d.ty, months) {
+        (SqlType::Date, Some(m)) => {
+            let m = m
+                .and_then(|m| i32::try_from(m).ok())
+                .ok_or_else(|| CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range"))?;
+            Ok(crate::fold::fold(mk(
+                BK::Func(
+                    Func::AddMonths,
+                    vec![d, BExpr::lit(Value::Integer(m), SqlType::Integer)],
+                ),
+                SqlType::Date,
+                nl,
+            )))
+        }
+        (SqlType::Date, None) => {
+            let days = match unit {
+                "day" => n,
+                "week" => n.checked_mul(7).unwrap_or(i64::MAX),
+                _ => {
+                    return Err(unsupported(format!("DATE + INTERVAL in {unit}s"))
+                        .hint("use DAY, WEEK, MONTH or YEAR"));
+                }
+            };
+            let days = i32::try_from(days)
+                .map_err(|_| CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range"))?;
+            Ok(crate::fold::fold(mk(
+                BK::Arith(
+                    ArithOp::Add,
+                    Box::new(d),
+                    Box::new(BExpr::lit(Value::Integer(days), SqlType::Integer)),
+                ),
+                SqlType::Date,
+                nl,
+            )))
+        }
+        (SqlType::Timestamp, None) => {
+            let micros = match unit {
+                "day" => 86_400_000_000i64,
+                "hour" => 3_600_000_000,
+                "minute" => 60_000_000,
+                "second" => 1_000_000,
+                "week" => 7 * 86_400_000_000,
+                _ => return Err(unsupported(format!("TIMESTAMP + INTERVAL in {unit}s"))),
+            };
+            let v = n
+                .checked_mul(micros)
+                .ok_or_else(|| CompileError::new(codes::OUT_OF_RANGE, "INTERVAL out of range"))?;
+            let mut e = mk(
+                BK::Arith(
+                    ArithOp::Add,
+                    Box::new(d),
+                    Box::new(BExpr::lit(Value::BigInt(v), SqlType::BigInt)),
+                ),
+                SqlType::BigInt,
+                nl,
+            );
+            // computed on the microsecond count
+            e.ty = SqlType::Timestamp;
+            if let BK::Arith(_, a, _) = &mut e.kind {
+                a.ty = SqlType::Timestamp;
+            }
+            Ok(e)
+        }
+        (SqlType::Timestamp, Some(_)) => {
+            Err(unsupported("TIMESTAMP + INTERVAL in months or years"))
+        }
+        (t, _) => Err(mismatch(format!("{t} + INTERVAL"))),
     }
 }

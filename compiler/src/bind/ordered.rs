@@ -70,6 +70,7 @@ fn row_number(col: ColId, partition: Vec<BExpr>, at: Expr) -> PendingWin {
             arg: None,
             default: None,
             frame: WHOLE,
+            range: None,
         },
         at,
     }
@@ -330,6 +331,7 @@ impl Binder<'_> {
                     arg: a.arg.clone(),
                     default: None,
                     frame: WHOLE,
+                    range: None,
                 },
                 at: at.clone(),
             });
@@ -344,6 +346,7 @@ impl Binder<'_> {
                     arg: Some(o.arg),
                     default: o.sep,
                     frame: WHOLE,
+                    range: None,
                 },
                 at: at.clone(),
             });

@@ -8,7 +8,7 @@
 //! parts computed over the frame.
 
 use super::*;
-use crate::logical::BWin;
+use crate::logical::{BWin, RangeTests};
 use scratchbird_guest_ops::plan::{AggFunc, Frame, FrameBound, FrameUnits, WinFunc};
 
 /// A window function found while binding a SELECT, over the rows the window
@@ -132,7 +132,7 @@ impl Binder<'_> {
             let k = sort_key(0, o);
             order.push((b, k.desc, k.nulls_first));
         }
-        let frame = self.frame(spec.window_frame.as_ref(), !order.is_empty())?;
+        let (frame, range) = self.frame(spec.window_frame.as_ref(), &order)?;
         let at = Expr::Function(f.clone());
         if let Some(kind) = is_agg_name(name) {
             let mut wctx = AggCtx::default();
@@ -156,6 +156,7 @@ impl Binder<'_> {
                         arg: a.arg,
                         default: None,
                         frame,
+                        range: range.clone(),
                     },
                     at: at.clone(),
                 });
@@ -178,6 +179,7 @@ impl Binder<'_> {
                     arg,
                     default,
                     frame,
+                    range: range.clone(),
                 },
                 at: at.clone(),
             });
@@ -318,51 +320,88 @@ impl Binder<'_> {
     }
 
     /// The frame of a window (SQL's default when none is given), checked as
-    /// PostgreSQL checks it.
+    /// PostgreSQL checks it, and a RANGE frame's offset bounds as tests.
     fn frame(
         &mut self,
         wf: Option<&ast::WindowFrame>,
-        ordered: bool,
-    ) -> Result<Frame, CompileError> {
+        order: &[(BExpr, bool, bool)],
+    ) -> Result<(Frame, Option<RangeTests>), CompileError> {
         let Some(wf) = wf else {
-            return Ok(Frame::DEFAULT);
+            return Ok((Frame::DEFAULT, None));
         };
         let units = match wf.units {
             ast::WindowFrameUnits::Rows => FrameUnits::Rows,
             ast::WindowFrameUnits::Range => FrameUnits::Range,
-            ast::WindowFrameUnits::Groups if !ordered => {
+            ast::WindowFrameUnits::Groups if order.is_empty() => {
                 return Err(windowing("GROUPS mode requires an ORDER BY clause"));
             }
             ast::WindowFrameUnits::Groups => FrameUnits::Groups,
         };
-        let mut bound = |b: &ast::WindowFrameBound,
-                         start: bool|
-         -> Result<FrameBound, CompileError> {
-            let which = if start { "starting" } else { "ending" };
-            let offset = |this: &mut Self, e: &Expr| -> Result<u64, CompileError> {
-                if units == FrameUnits::Range {
-                    return Err(unsupported(
-                        "RANGE frames with an offset (use ROWS or GROUPS, or UNBOUNDED / CURRENT ROW)",
-                    ));
-                }
-                let n = this.const_u64(e, &format!("the frame {which} offset"))?;
-                if n == u64::MAX {
-                    return Err(windowing(format!("frame {which} offset must not be null")));
-                }
-                Ok(n)
-            };
-            Ok(match b {
-                ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
-                ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
-                ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
-                ast::WindowFrameBound::Preceding(Some(e)) => {
-                    FrameBound::Preceding(offset(self, e)?)
-                }
-                ast::WindowFrameBound::Following(Some(e)) => {
-                    FrameBound::Following(offset(self, e)?)
-                }
-            })
+        let is_offset = |b: &ast::WindowFrameBound| {
+            matches!(
+                b,
+                ast::WindowFrameBound::Preceding(Some(_))
+                    | ast::WindowFrameBound::Following(Some(_))
+            )
         };
+        let mut range = None;
+        if units == FrameUnits::Range
+            && (is_offset(&wf.start_bound) || wf.end_bound.as_ref().is_some_and(is_offset))
+        {
+            let [(key, desc, _)] = order else {
+                return Err(windowing(
+                    "RANGE with offset PRECEDING/FOLLOWING requires exactly one ORDER BY column",
+                ));
+            };
+            let other = self.new_col("?range other?", key.ty, false);
+            let cur = self.new_col("?range current?", key.ty, false);
+            let mut tests = RangeTests {
+                other,
+                cur,
+                start: None,
+                end: None,
+            };
+            let test = |this: &mut Self, b: &ast::WindowFrameBound, start: bool| match b {
+                ast::WindowFrameBound::Preceding(Some(e)) => this
+                    .range_test(e, (key.ty, *desc), start, true, (other, cur))
+                    .map(Some),
+                ast::WindowFrameBound::Following(Some(e)) => this
+                    .range_test(e, (key.ty, *desc), start, false, (other, cur))
+                    .map(Some),
+                _ => Ok(None),
+            };
+            tests.start = test(self, &wf.start_bound, true)?;
+            if let Some(b) = &wf.end_bound {
+                tests.end = test(self, b, false)?;
+            }
+            range = Some(tests);
+        }
+        let mut bound =
+            |b: &ast::WindowFrameBound, start: bool| -> Result<FrameBound, CompileError> {
+                let which = if start { "starting" } else { "ending" };
+                let offset = |this: &mut Self, e: &Expr| -> Result<u64, CompileError> {
+                    if units == FrameUnits::Range {
+                        // the offset is in the range tests
+                        return Ok(0);
+                    }
+                    let n = this.const_u64(e, &format!("the frame {which} offset"))?;
+                    if n == u64::MAX {
+                        return Err(windowing(format!("frame {which} offset must not be null")));
+                    }
+                    Ok(n)
+                };
+                Ok(match b {
+                    ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
+                    ast::WindowFrameBound::Preceding(None) => FrameBound::UnboundedPreceding,
+                    ast::WindowFrameBound::Following(None) => FrameBound::UnboundedFollowing,
+                    ast::WindowFrameBound::Preceding(Some(e)) => {
+                        FrameBound::Preceding(offset(self, e)?)
+                    }
+                    ast::WindowFrameBound::Following(Some(e)) => {
+                        FrameBound::Following(offset(self, e)?)
+                    }
+                })
+            };
         let start = bound(&wf.start_bound, true)?;
         let end = match &wf.end_bound {
             Some(b) => bound(b, false)?,
@@ -384,7 +423,164 @@ impl Binder<'_> {
         if let Some(m) = bad {
             return Err(windowing(m));
         }
-        Ok(Frame { units, start, end })
+        Ok((Frame { units, start, end }, range))
+    }
+
+    /// The test a RANGE frame's offset bound `e` makes of another row's
+    /// ORDER BY key (column `other`, of type `key`, descending when `desc`)
+    /// against the current row's (`cur`): whether the other row lies on the
+    /// frame's side of the bound, as PostgreSQL's `in_range` functions decide
+    /// it. Integer keys are compared as NUMERIC, so no offset overflows.
+    fn range_test(
+        &mut self,
+        e: &Expr,
+        (key, desc): (SqlType, bool),
+        start: bool,
+        preceding: bool,
+        (other, cur): (ColId, ColId),
+    ) -> Result<BExpr, CompileError> {
+        use SqlType as T;
+        let which = if start { "starting" } else { "ending" };
+        let bad_size = || {
+            CompileError::new(
+                "22013",
+                "invalid preceding or following size in window function",
+            )
+        };
+        let bad_type = |off: &str| {
+            CompileError::new(
+                codes::NOT_SUPPORTED,
+                format!(
+                    "RANGE with offset PRECEDING/FOLLOWING is not supported for column type {key} \
+                     and offset type {off}"
+                ),
+            )
+            .hint("Cast the offset value to an appropriate type.")
+        };
+        // PostgreSQL's in_range(val, base, offset, sub, less): is val <= (less)
+        // or >= base - offset (sub) or base + offset; a descending key turns
+        // both around
+        let sub = preceding != desc;
+        let less = start == desc;
+        let (ov, cv) = (self.col_expr(other)?, self.col_expr(cur)?);
+        // the parser reads a quoted offset as an INTERVAL: for a number key
+        // it is a literal of the key's type
+        let e = match e {
+            Expr::Interval(iv)
+                if iv.leading_field.is_none()
+                    && is_numeric(&key)
+                    && matches!(iv.value.as_ref(), Expr::Value(v)
+                        if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
+            {
+                iv.value.as_ref()
+            }
+            e => e,
+        };
+        let sum = if let Expr::Interval(iv) = e {
+            if !matches!(key, T::Date | T::Timestamp) {
+                return Err(bad_type("interval"));
+            }
+            let (n, unit) = super::func::interval_of(iv)?;
+            if n < 0 {
+                return Err(bad_size());
+            }
+            super::func::add_interval(cv, if sub { -n } else { n }, &unit)?
+        } else {
+            let mut off =
+                crate::fold::fold(self.expr(e, &Scope::default(), None).map_err(|x| {
+                    if x.code == codes::UNDEFINED_COLUMN {
+                        CompileError::new(
+                            codes::INVALID_COLUMN_REFERENCE,
+                            "argument of RANGE must not contain variables",
+                        )
+                        .hint("write the offset as a constant")
+                    } else {
+                        x
+                    }
+                })?);
+            if let BK::Lit(Value::Text(s)) = &off.kind
+                && is_numeric(&key)
+            {
+                let (v, vt) = parse_number(s.trim()).map_err(|_| {
+                    CompileError::new(
+                        codes::INVALID_LITERAL,
+                        format!("'{s}' is not a valid {key}"),
+                    )
+                })?;
+                off = BExpr::lit(v, vt);
+            }
+            if matches!(off.kind, BK::Lit(Value::Null)) {
+                return Err(CompileError::new(
+                    "22004",
+                    format!("frame {which} offset must not be null"),
+                ));
+            }
+            let fits = match (&key, &off.ty) {
+                (T::SmallInt | T::Integer | T::BigInt, T::SmallInt | T::Integer | T::BigInt) => {
+                    true
+                }
+                (T::Decimal { .. }, T::SmallInt | T::Integer | T::BigInt | T::Decimal { .. }) => {
+                    true
+                }
+                (T::Double, t) if is_numeric(t) => true,
+                (T::SmallInt | T::Integer | T::BigInt | T::Decimal { .. } | T::Double, t) => {
+                    return Err(bad_type(&t.to_string()));
+                }
+                (T::Date | T::Timestamp, t) => return Err(bad_type(&t.to_string())),
+                _ => false,
+            };
+            if !fits {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    format!(
+                        "RANGE with offset PRECEDING/FOLLOWING is not supported for column type {key}"
+                    ),
+                ));
+            }
+            let negative = match &off.kind {
+                BK::Lit(Value::SmallInt(n)) => *n < 0,
+                BK::Lit(Value::Integer(n)) => *n < 0,
+                BK::Lit(Value::BigInt(n)) => *n < 0,
+                BK::Lit(Value::Double(f)) => f.is_nan() || *f < 0.0,
+                BK::Lit(Value::Decimal(d)) => d.mantissa() < 0,
+                _ => {
+                    return Err(CompileError::new(
+                        codes::INVALID_COLUMN_REFERENCE,
+                        "argument of RANGE must be a constant here",
+                    )
+                    .hint(
+                        "write the offset as a number (or an INTERVAL for a DATE or TIMESTAMP key)",
+                    ));
+                }
+            };
+            if negative {
+                return Err(bad_size());
+            }
+            let (base, off) = if matches!(key, T::SmallInt | T::Integer | T::BigInt) {
+                let wide = T::Decimal {
+                    precision: 20,
+                    scale: 0,
+                };
+                (coerce(cv.clone(), wide), coerce(off, wide))
+            } else {
+                (cv.clone(), coerce(off, key))
+            };
+            // (no DOUBLE PRECISION value here is infinite or NaN, so
+            // PostgreSQL's rules for those do not arise)
+            self.arith(if sub { ArithOp::Sub } else { ArithOp::Add }, base, off)?
+        };
+        let ov = if matches!(key, T::SmallInt | T::Integer | T::BigInt) {
+            coerce(
+                ov,
+                T::Decimal {
+                    precision: 20,
+                    scale: 0,
+                },
+            )
+        } else {
+            ov
+        };
+        self.compare(if less { CmpOp::Le } else { CmpOp::Ge }, ov, sum)
     }
 
     /// The window relations over `rel` for the calls found: one per

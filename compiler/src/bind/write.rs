@@ -151,6 +151,7 @@ impl Binder<'_> {
                     arg: None,
                     default: None,
                     frame: scratchbird_guest_ops::plan::Frame::DEFAULT,
+                    range: None,
                 },
             )],
         };

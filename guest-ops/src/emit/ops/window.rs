@@ -9,7 +9,7 @@
 //! time proportional to the frame's length.
 
 use super::*;
-use crate::plan::{Frame, FrameBound, FrameUnits, WinCall, WinFunc};
+use crate::plan::{FrameBound, FrameUnits, WinCall, WinFunc};
 
 /// The walk's position, as `i32` locals: the row, its partition `[ps, pe)`,
 /// its peer group `[qs, qe)` and the peer group's number in the partition;
@@ -25,6 +25,17 @@ struct Pos {
     qs: u32,
     qe: u32,
     dense: u32,
+    /// The ORDER BY key's slot and type, when it has exactly one (a RANGE
+    /// frame with an offset reads it).
+    key: Option<(usize, Prim)>,
+}
+
+/// A window call and its walk state: where its RANGE offset bounds (start,
+/// end) were last found.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    c: &'a WinCall,
+    last: (u32, u32),
 }
 
 /// The register type of a window call's result over input slots `input`.
@@ -91,7 +102,7 @@ impl Gen {
             .map(|c| win_prim(c, &prims, &self.inits))
             .collect::<Result<Vec<_>, _>>()?;
         for c in calls {
-            check_frame(c)?;
+            check_frame(c, order, &prims, &self.inits)?;
         }
         // aggregate states, one slot per call; running ones keep how far
         // they have read
@@ -121,7 +132,17 @@ impl Gen {
             qs: self.f.local(ValType::I32),
             qe: self.f.local(ValType::I32),
             dense: self.f.local(ValType::I32),
+            key: match order {
+                [k] => Some((k.col, prims[k.col])),
+                _ => None,
+            },
         };
+        // where each call's RANGE offset bounds were last found: they only
+        // move forward, so finding them costs O(rows) in all
+        let lasts: Vec<(u32, u32)> = calls
+            .iter()
+            .map(|_| (self.f.local(ValType::I32), self.f.local(ValType::I32)))
+            .collect();
         self.f.set_i32(base, state as i32);
         self.f.set_i32(p.i, 0);
         self.f.set_i32(p.pe, 0);
@@ -185,10 +206,11 @@ impl Gen {
         self.f.set(rec);
         let mut t = self.load_record(rec, 0, &prims);
         for (k, (c, prim)) in calls.iter().zip(&out_prims).enumerate() {
+            let at = Call { c, last: lasts[k] };
             let v = match cached.get(k).copied().flatten() {
-                Some(cache) => self.frame_ordered(p, c, *prim, &prims, cache)?,
+                Some(cache) => self.frame_ordered(p, at, *prim, &prims, cache)?,
                 None => {
-                    self.win_value(p, c, *prim, &t, &prims, (base, SLOT * k as u32), read[k])?
+                    self.win_value(p, at, *prim, &t, &prims, (base, SLOT * k as u32), read[k])?
                 }
             };
             t.push(v);
@@ -355,8 +377,10 @@ impl Gen {
 
     /// The frame of the current row as `i32` locals `[fs, fe)`, within the
     /// partition (empty when `fe <= fs`).
-    fn frame_bounds(&mut self, p: Pos, fr: Frame) -> (u32, u32) {
-        let bound = |g: &mut Gen, b: FrameBound, end: bool| {
+    fn frame_bounds(&mut self, p: Pos, at: Call<'_>) -> Result<(u32, u32), EmitError> {
+        let fr = at.c.frame;
+        let tests = at.c.range.as_ref();
+        let bound = |g: &mut Gen, b: FrameBound, end: bool| -> Result<(), EmitError> {
             // as i64, before clamping to the partition
             let rows_off = |g: &mut Gen, n: u64, sign: i64| {
                 let n = i64::try_from(n)
@@ -381,6 +405,21 @@ impl Gen {
                 {
                     g.groups_bound(p, b, end);
                 }
+                FrameBound::Preceding(_) | FrameBound::Following(_)
+                    if fr.units == FrameUnits::Range =>
+                {
+                    let test = tests
+                        .and_then(|t| {
+                            if end {
+                                t.end.as_ref()
+                            } else {
+                                t.start.as_ref()
+                            }
+                        })
+                        .ok_or_else(|| EmitError::Plan("a RANGE offset without its test".into()))?;
+                    let last = if end { at.last.1 } else { at.last.0 };
+                    g.range_bound(p, test, end, last)?;
+                }
                 FrameBound::Preceding(n) => rows_off(g, n, -1),
                 FrameBound::Following(n) => rows_off(g, n, 1),
                 FrameBound::CurrentRow if fr.units == FrameUnits::Rows => rows_off(g, 0, 1),
@@ -389,6 +428,7 @@ impl Gen {
                     g.f.i(I::I64ExtendI32U);
                 }
             }
+            Ok(())
         };
         let clamp = |g: &mut Gen, out: u32| {
             // out = min(max(x, ps), pe), x an i64 on the stack
@@ -416,9 +456,9 @@ impl Gen {
         };
         let fs = self.f.local(ValType::I32);
         let fe = self.f.local(ValType::I32);
-        bound(self, fr.start, false);
+        bound(self, fr.start, false)?;
         clamp(self, fs);
-        bound(self, fr.end, true);
+        bound(self, fr.end, true)?;
         clamp(self, fe);
         // an end before the start: empty
         self.f.get(fe);
@@ -428,7 +468,108 @@ impl Gen {
         self.f.i(I::I32GtU);
         self.f.i(I::Select);
         self.f.set(fe);
-        (fs, fe)
+        Ok((fs, fe))
+    }
+
+    /// For a RANGE frame, pushes (as an `i64`) where the offset bound tested
+    /// by `test` puts the frame's first row (`end` false) or the row after
+    /// its last. A current row whose key is NULL has its peers (the NULLs)
+    /// for its frame. Otherwise the walk goes forward from the partition's
+    /// first row, or from where the bound was found for the row before
+    /// (`last`: the bound never moves back), past the rows outside the
+    /// frame (a start bound) or inside it (an end bound). A NULL key before
+    /// the current row is passed (they sort before every value), one after
+    /// it ends the walk.
+    fn range_bound(&mut self, p: Pos, test: &Expr, end: bool, last: u32) -> Result<(), EmitError> {
+        let (col, prim) = p
+            .key
+            .ok_or_else(|| EmitError::Plan("a RANGE offset without one ORDER BY key".into()))?;
+        let off = SLOT * col as u32;
+        let rec = self.f.local(ValType::I32);
+        self.record_at(p.arr, p.i);
+        self.f.set(rec);
+        let cur = self.load_slot(rec, off, prim);
+        let at = self.f.local(ValType::I32);
+        match cur.null {
+            Some(n) => {
+                self.f.get(n);
+                self.f.if_();
+                self.f.get(if end { p.qe } else { p.qs });
+                self.f.set(at);
+                self.f.else_();
+            }
+            None => {
+                // a block for the else arm's end
+                self.f.block();
+            }
+        }
+        // at = max(last, ps)
+        self.f.get(last);
+        self.f.get(p.ps);
+        self.f.get(last);
+        self.f.get(p.ps);
+        self.f.i(I::I32GtU);
+        self.f.i(I::Select);
+        self.f.set(at);
+        let done = self.f.block();
+        let lp = self.f.loop_();
+        self.f.get(at);
+        self.f.get(p.pe);
+        self.f.i(I::I32GeU);
+        self.f.br_if(done);
+        let orec = self.f.local(ValType::I32);
+        self.record_at(p.arr, at);
+        self.f.set(orec);
+        let other = self.load_slot(orec, off, prim);
+        let step = self.f.block();
+        if let Some(n) = other.null {
+            // a NULL: passed before the current row, the end after it
+            self.f.get(n);
+            self.f.if_();
+            self.f.get(at);
+            self.f.get(p.qs);
+            self.f.i(I::I32GeU);
+            self.f.br_if(done);
+            self.f.br(step);
+            self.f.end();
+        }
+        let t = self.expr(
+            test,
+            &[
+                Val {
+                    null: None,
+                    ..other
+                },
+                Val { null: None, ..cur },
+            ],
+        )?;
+        if t.prim != Prim::Bool {
+            return Err(EmitError::Plan("a RANGE test that is not a BOOLEAN".into()));
+        }
+        // in range (and not NULL)
+        self.f.get(t.v);
+        if let Some(n) = t.null {
+            self.f.get(n);
+            self.f.i(I::I32Eqz);
+            self.f.i(I::I32And);
+        }
+        if !end {
+            // a start bound stops at the first row in range
+            self.f.i(I::I32Eqz);
+        }
+        self.f.i(I::I32Eqz);
+        self.f.br_if(done);
+        self.f.end();
+        self.f.inc(at);
+        self.f.br(lp);
+        self.f.end();
+        self.f.end();
+        self.f.end();
+        self.f.get(at);
+        self.f.set(last);
+        self.f.get(at);
+        self.f.i(I::I64ExtendI32U);
+        Ok(())
     }
 
     /// The value of `arg` at row `idx` (an `i32` local) of the sorted input,
@@ -460,13 +601,14 @@ impl Gen {
     fn win_value(
         &mut self,
         p: Pos,
-        c: &WinCall,
+        at: Call<'_>,
         prim: Prim,
         cur: &[Val],
         prims: &[Prim],
         (base, off): (u32, u32),
         read: u32,
     ) -> Result<Val, EmitError> {
+        let c = at.c;
         let sub = |g: &mut Gen, a: u32, b: u32| {
             g.f.get(a);
             g.f.get(b);
@@ -525,9 +667,9 @@ impl Gen {
             WinFunc::Ntile(k) => self.ntile(p, k)?,
             WinFunc::Shift(back) => self.shift_value(p, c, back, prim, cur, prims)?,
             WinFunc::FirstValue | WinFunc::LastValue | WinFunc::NthValue(_) => {
-                self.frame_value(p, c, prim, prims)?
+                self.frame_value(p, at, prim, prims)?
             }
-            WinFunc::Agg(func) => self.frame_agg(p, c, func, prim, prims, (base, off), read)?,
+            WinFunc::Agg(func) => self.frame_agg(p, at, func, prim, prims, (base, off), read)?,
             WinFunc::StringAgg
             | WinFunc::PercentileCont(_)
             | WinFunc::PercentileDisc(_)
@@ -597,16 +739,17 @@ impl Gen {
     fn frame_value(
         &mut self,
         p: Pos,
-        c: &WinCall,
+        at: Call<'_>,
         prim: Prim,
         prims: &[Prim],
     ) -> Result<Val, EmitError> {
+        let c = at.c;
         let arg = c
             .arg
             .as_ref()
             .ok_or_else(|| EmitError::Plan("a value function without argument".into()))?;
         let out = self.fresh(prim, true);
-        let (fs, fe) = self.frame_bounds(p, c.frame);
+        let (fs, fe) = self.frame_bounds(p, at)?;
         let j = self.f.local(ValType::I64);
         match c.func {
             WinFunc::FirstValue => {
@@ -661,19 +804,20 @@ impl Gen {
     fn frame_agg(
         &mut self,
         p: Pos,
-        c: &WinCall,
+        at: Call<'_>,
         func: AggFunc,
         prim: Prim,
         prims: &[Prim],
         (base, off): (u32, u32),
         read: u32,
     ) -> Result<Val, EmitError> {
+        let c = at.c;
         let a = AggCall {
             func,
             arg: c.arg.clone(),
         };
         let wide = self.wide64s(std::slice::from_ref(&a), prims)?[0];
-        let (fs, fe) = self.frame_bounds(p, c.frame);
+        let (fs, fe) = self.frame_bounds(p, at)?;
         if c.frame.start != FrameBound::UnboundedPreceding {
             // aggregated afresh over [fs, fe)
             self.agg_init(base, off, &a, prim, wide);
@@ -708,16 +852,17 @@ impl Gen {
     fn frame_ordered(
         &mut self,
         p: Pos,
-        c: &WinCall,
+        at: Call<'_>,
         prim: Prim,
         prims: &[Prim],
         (lfs, lfe, out): (u32, u32, Val),
     ) -> Result<Val, EmitError> {
+        let c = at.c;
         let arg = c
             .arg
             .as_ref()
             .ok_or_else(|| EmitError::Plan("a whole-frame function without argument".into()))?;
-        let (fs, fe) = self.frame_bounds(p, c.frame);
+        let (fs, fe) = self.frame_bounds(p, at)?;
         self.f.get(fs);
         self.f.get(lfs);
         self.f.i(I::I32Ne);
@@ -1207,12 +1352,39 @@ fn ordered(f: WinFunc) -> bool {
 }
 
 /// Refuses a frame the walk does not compute.
-fn check_frame(c: &WinCall) -> Result<(), EmitError> {
+fn check_frame(
+    c: &WinCall,
+    order: &[SortKey],
+    prims: &[Prim],
+    inits: &[InitSlot],
+) -> Result<(), EmitError> {
     let f = c.frame;
     let offset = |b: FrameBound| matches!(b, FrameBound::Preceding(_) | FrameBound::Following(_));
     if f.units == FrameUnits::Range && (offset(f.start) || offset(f.end)) {
-        return Err(EmitError::Unsupported(
-            "RANGE frames with an offset (use ROWS)".into(),
+        let [key] = order else {
+            return Err(EmitError::Plan(
+                "a RANGE frame with an offset needs exactly one ORDER BY key".into(),
+            ));
+        };
+        let t = c
+            .range
+            .as_ref()
+            .ok_or_else(|| EmitError::Plan("a RANGE offset without its tests".into()))?;
+        let two = [prims[key.col], prims[key.col]];
+        for (has, test) in [(offset(f.start), &t.start), (offset(f.end), &t.end)] {
+            match test {
+                Some(e) if has && expr_prim(e, &two, inits)? == Prim::Bool => {}
+                None if !has => {}
+                _ => {
+                    return Err(EmitError::Plan(
+                        "RANGE tests that do not match the frame's bounds".into(),
+                    ));
+                }
+            }
+        }
+    } else if c.range.is_some() {
+        return Err(EmitError::Plan(
+            "RANGE tests for a frame without offsets".into(),
         ));
     }
     if f.start == FrameBound::UnboundedFollowing || f.end == FrameBound::UnboundedPreceding {
