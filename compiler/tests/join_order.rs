@@ -232,6 +232,7 @@ fn star_indexed() -> Catalog {
         table: TableId::from_bytes([1; 16]),
         columns: vec![2, 3],
         unique: false,
+        plain: true,
     };
     let rows = Rows(HashMap::from([
         (TableId::from_bytes([1; 16]), 1_000_000),

@@ -347,7 +347,7 @@ fn pg_constraint(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
         }
         let mut unique: Vec<_> = cat
             .indexes_of(t.id)
-            .filter(|i| i.unique && i.columns.iter().all(readable))
+            .filter(|i| i.unique && !i.plain && i.columns.iter().all(readable))
             .collect();
         unique.sort_by(|a, b| a.name.cmp(&b.name));
         for i in unique {
@@ -465,7 +465,8 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
     }
 }
 
-/// The primary keys and unique indexes of `tables`: one row each
+/// The primary keys and UNIQUE constraints of `tables` (not the unique
+/// indexes CREATE UNIQUE INDEX made, as in PostgreSQL): one row each
 /// (`table_constraints`), or one per readable column of each
 /// (`key_column_usage`, `view`).
 fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
@@ -478,7 +479,9 @@ fn keys(view: View, cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>
         // carry a column's, as a CHECK's may
         let mut unique: Vec<_> = cat
             .indexes_of(t.id)
-            .filter(|i| i.unique && i.columns.iter().all(|c| s.get(*c).is_some_and(|x| x.0)))
+            .filter(|i| {
+                i.unique && !i.plain && i.columns.iter().all(|c| s.get(*c).is_some_and(|x| x.0))
+            })
             .collect();
         unique.sort_by(|a, b| a.name.cmp(&b.name));
         for i in unique {

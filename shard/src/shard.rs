@@ -2044,7 +2044,7 @@ fn alter_action(
                 TableChange::DropCheck(name)
             } else if let Some(i) = cat
                 .index_by_name(&name)
-                .filter(|i| i.table == def.id && i.unique)
+                .filter(|i| i.table == def.id && i.unique && !i.plain)
             {
                 let n = i.name.clone();
                 return t.drop_index(&n);
@@ -2102,6 +2102,7 @@ fn unique_indexes(
                 table: table.to_owned(),
                 columns,
                 unique: true,
+                plain: false,
             }
         })
         .collect()
@@ -2258,26 +2259,50 @@ fn apply_schema_change(
                     table,
                     columns,
                     unique,
+                    plain: true,
                 })
             })?;
             Ok("CREATE INDEX")
         }
         Statement::DropIndex { names, if_exists } => {
-            txn.statement(|t| {
-                for n in &names {
-                    if if_exists && cat.index_by_name(n).is_none() {
-                        continue;
-                    }
-                    t.drop_index(n)?;
-                }
-                Ok(())
-            })?;
+            drop_indexes(txn, cat, &names, if_exists)?;
             Ok("DROP INDEX")
         }
         other => Err(HostError::internal(format!(
             "not a schema change: {other:?}"
         ))),
     }
+}
+
+/// DROP INDEX: each named index, refusing a UNIQUE constraint's (it goes
+/// with the constraint, as in PostgreSQL).
+fn drop_indexes(
+    txn: &mut Transaction,
+    cat: &Catalog,
+    names: &[String],
+    if_exists: bool,
+) -> Result<(), HostError> {
+    txn.statement(|t| {
+        for n in names {
+            if if_exists && cat.index_by_name(n).is_none() {
+                continue;
+            }
+            // a UNIQUE constraint's index goes with the constraint
+            if let Some(i) = cat.index_by_name(n).filter(|i| i.unique && !i.plain) {
+                let table = cat.table(i.table).map_or("?", |d| d.name.as_str());
+                return Err(StorageError::ObjectInUse {
+                    name: format!("index {n}"),
+                    reason: format!(
+                        "constraint {n} on table {table} requires it; drop the \
+                         constraint instead: ALTER TABLE {table} DROP CONSTRAINT {n}"
+                    ),
+                });
+            }
+            t.drop_index(n)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// The in-process transport: a coordinator's shard sessions on a [`Shard`] of

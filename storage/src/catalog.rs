@@ -152,6 +152,9 @@ pub struct IndexSpec {
     pub columns: Vec<String>,
     /// UNIQUE.
     pub unique: bool,
+    /// Made by CREATE INDEX rather than by a UNIQUE constraint
+    /// ([`IndexDef::plain`]).
+    pub plain: bool,
 }
 
 /// A change ALTER TABLE makes to a table.
@@ -337,6 +340,7 @@ pub(crate) fn system_index_def() -> IndexDef {
         table: system_table_id(),
         columns: vec![1, 2],
         unique: true,
+        plain: false,
     }
 }
 
@@ -759,6 +763,7 @@ pub(crate) fn build_index(spec: &IndexSpec, id: IndexId, table: &TableDef) -> Re
         table: table.id,
         columns,
         unique: spec.unique,
+        plain: spec.plain,
     })
 }
 

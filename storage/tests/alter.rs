@@ -37,6 +37,7 @@ fn add_column_fills_old_rows_with_its_default_and_keeps_indexes() {
         table: "kv".into(),
         columns: vec!["v".into()],
         unique: true,
+        plain: true,
     })
     .unwrap();
     t.commit().unwrap();
@@ -107,6 +108,7 @@ fn drop_column_takes_its_indexes_and_checks_and_refuses_the_key() {
         table: "kv".into(),
         columns: vec!["w".into()],
         unique: false,
+        plain: true,
     })
     .unwrap();
     let e = t

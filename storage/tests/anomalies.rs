@@ -228,6 +228,7 @@ fn unique_table(store: &Storage) -> TableId {
         table: "users".into(),
         columns: vec!["email".into()],
         unique: true,
+        plain: true,
     })
     .unwrap();
     t.commit().unwrap();

@@ -183,6 +183,7 @@ fn given_ids_make_equal_schemas_on_separate_stores() {
             table: "p".into(),
             columns: vec!["n".into()],
             unique: false,
+            plain: true,
         })
         .unwrap();
         let version = t.catalog().unwrap().version();

@@ -100,6 +100,7 @@ fn tables(store: &Storage) -> (TableId, TableId, TableId) {
         table: "kv".into(),
         columns: vec!["v".into()],
         unique: false,
+        plain: true,
     })
     .unwrap();
     let bulk = t

@@ -390,6 +390,7 @@ fn kv_indexed_by_v(dir: &std::path::Path) -> (Storage, TableId) {
         table: "kv".into(),
         columns: vec!["v".into()],
         unique: false,
+        plain: true,
     })
     .unwrap();
     t.commit().unwrap();

@@ -39,6 +39,7 @@ fn unique_email(store: &Storage) {
         table: "users".into(),
         columns: vec!["email".into()],
         unique: true,
+        plain: true,
     })
     .unwrap();
     t.commit().unwrap();
@@ -136,6 +137,7 @@ fn an_index_created_by_a_rolled_back_transaction_disappears_even_with_a_folded_c
         table: "users".into(),
         columns: vec!["email".into()],
         unique: true,
+        plain: true,
     })
     .unwrap();
     let txn = c.prepare().unwrap();

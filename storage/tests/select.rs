@@ -94,6 +94,7 @@ fn setup(store: &scratchbird_storage::Storage) -> (TableId, IndexId) {
             table: "t".into(),
             columns: vec!["v".into()],
             unique: false,
+            plain: true,
         })
         .unwrap();
     t.commit().unwrap();

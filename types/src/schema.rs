@@ -282,6 +282,16 @@ pub struct IndexDef {
     pub columns: Vec<usize>,
     /// Whether two current rows may not share a (non-NULL) key.
     pub unique: bool,
+    /// Made by CREATE [UNIQUE] INDEX, not by a UNIQUE constraint: the
+    /// catalog views list it as an index only, and DROP CONSTRAINT does not
+    /// reach it. (Directories written before this was recorded read every
+    /// unique index as a constraint's.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub plain: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The version of a schema: a digest of everything in it. Equal versions mean equal
@@ -581,6 +591,7 @@ impl Schema {
             h.bytes(i.table.as_bytes());
             h.positions(&i.columns);
             h.flag(i.unique);
+            h.flag(i.plain);
         }
         h.count(self.domains.len());
         for d in self.domains.values() {

@@ -900,6 +900,7 @@ impl Transaction {
                 table: new.name.clone(),
                 columns: names,
                 unique: i.unique,
+                plain: i.plain,
             };
             let iid = IndexId::from_random_bytes(self.new_random());
             let def = Arc::new(build_index(&spec, iid, &new)?);
