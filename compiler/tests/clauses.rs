@@ -85,10 +85,6 @@ fn walk() -> Vec<Walk> {
                     "INSERT INTO t VALUES (1, 'x') ON CONFLICT (a) WHERE a > 0 DO NOTHING",
                     "index predicate",
                 ),
-                (
-                    "INSERT INTO t OVERRIDING USER VALUE VALUES (1, 'x')",
-                    "OVERRIDING USER VALUE",
-                ),
             ],
         ),
         (
@@ -264,5 +260,5 @@ fn every_clause_the_compiler_does_not_implement_is_refused_by_name() {
             }
         }
     }
-    assert!(refusals > 50, "{refusals}");
+    assert!(refusals > 45, "{refusals}");
 }
