@@ -384,11 +384,12 @@ impl Binder<'_> {
                         // the offset is in the range tests
                         return Ok(0);
                     }
-                    let n = this.const_u64(e, &format!("the frame {which} offset"))?;
-                    if n == u64::MAX {
-                        return Err(windowing(format!("frame {which} offset must not be null")));
-                    }
-                    Ok(n)
+                    let what = if units == FrameUnits::Rows {
+                        "ROWS"
+                    } else {
+                        "GROUPS"
+                    };
+                    this.count_offset(e, what, which)
                 };
                 Ok(match b {
                     ast::WindowFrameBound::CurrentRow => FrameBound::CurrentRow,
@@ -424,6 +425,71 @@ impl Binder<'_> {
             return Err(windowing(m));
         }
         Ok((Frame { units, start, end }, range))
+    }
+
+    /// A ROWS or GROUPS frame's offset (`what`) for its `which` (starting or
+    /// ending) bound: a constant BIGINT as PostgreSQL takes it (a NUMERIC
+    /// rounded, a quoted number read), neither NULL nor negative.
+    fn count_offset(&mut self, e: &Expr, what: &str, which: &str) -> Result<u64, CompileError> {
+        let e = match e {
+            Expr::Interval(iv)
+                if iv.leading_field.is_none()
+                    && matches!(iv.value.as_ref(), Expr::Value(v)
+                        if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
+            {
+                iv.value.as_ref()
+            }
+            e => e,
+        };
+        let mut b = crate::fold::fold(self.expr(e, &Scope::default(), None).map_err(|x| {
+            if x.code == codes::UNDEFINED_COLUMN {
+                CompileError::new(
+                    codes::INVALID_COLUMN_REFERENCE,
+                    format!("argument of {what} must not contain variables"),
+                )
+            } else {
+                x
+            }
+        })?);
+        if let BK::Lit(Value::Text(s)) = &b.kind {
+            b = crate::fold::fold(self.text_literal_as(&s.clone(), SqlType::BigInt)?);
+        }
+        let n: i128 = match &b.kind {
+            BK::Lit(Value::Null) => {
+                return Err(CompileError::new(
+                    "22004",
+                    format!("frame {which} offset must not be null"),
+                ));
+            }
+            BK::Lit(Value::SmallInt(n)) => i128::from(*n),
+            BK::Lit(Value::Integer(n)) => i128::from(*n),
+            BK::Lit(Value::BigInt(n)) => i128::from(*n),
+            BK::Lit(Value::Decimal(d)) => {
+                // rounded half away from zero, as NUMERIC to BIGINT is
+                let p = 10i128.pow(u32::from(d.scale()));
+                let (q, r) = (d.mantissa() / p, d.mantissa() % p);
+                q + if r.abs() * 2 >= p { r.signum() } else { 0 }
+            }
+            _ if !is_numeric(&b.ty) || matches!(b.ty, SqlType::Double) => {
+                return Err(mismatch(format!(
+                    "argument of {what} must be type bigint, not type {}",
+                    b.ty
+                )));
+            }
+            _ => {
+                return Err(CompileError::new(
+                    codes::INVALID_COLUMN_REFERENCE,
+                    format!("argument of {what} must be a constant here"),
+                ));
+            }
+        };
+        if n < 0 {
+            return Err(CompileError::new(
+                "22013",
+                format!("frame {which} offset must not be negative"),
+            ));
+        }
+        u64::try_from(n).map_err(|_| CompileError::new(codes::OUT_OF_RANGE, "bigint out of range"))
     }
 
     /// The test a RANGE frame's offset bound `e` makes of another row's
