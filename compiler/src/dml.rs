@@ -530,7 +530,7 @@ fn arbiter(
                 return Ok(Some((Arbiter::PrimaryKey, table.primary_key.clone())));
             }
             cat.indexes_of(table.id)
-                .find(|i| i.unique && i.name == n)
+                .find(|i| i.unique && !i.plain && i.name == n)
                 .map(|i| Some((Arbiter::Index(i.id), i.columns.clone())))
                 .ok_or_else(|| {
                     CompileError::new(

@@ -591,7 +591,10 @@ impl Schema {
             h.bytes(i.table.as_bytes());
             h.positions(&i.columns);
             h.flag(i.unique);
-            h.flag(i.plain);
+            // (only when set, so the versions of schemas without it stay)
+            if i.plain {
+                h.bytes(b"plain");
+            }
         }
         h.count(self.domains.len());
         for d in self.domains.values() {

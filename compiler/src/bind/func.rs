@@ -1413,7 +1413,7 @@ fn wide_sum_type(t: &SqlType) -> SqlType {
 }
 
 /// A constant INTERVAL's count and unit (singular, lower case): `INTERVAL
-/// '3 days'`, `INTERVAL '3' DAY`, a bare count meaning days.
+/// '3 days'`, `INTERVAL '3' DAY`, a bare count meaning seconds.
 pub(super) fn interval_of(iv: &ast::Interval) -> Result<(i64, String), CompileError> {
     let text = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
@@ -1430,7 +1430,8 @@ pub(super) fn interval_of(iv: &ast::Interval) -> Result<(i64, String), CompileEr
     let unit = match (&iv.leading_field, words.next()) {
         (Some(f), None) => f.to_string().to_lowercase(),
         (None, Some(u)) => u.to_lowercase(),
-        (None, None) => "day".to_owned(),
+        // a bare number is seconds, as PostgreSQL reads INTERVAL '3'
+        (None, None) => "second".to_owned(),
         _ => {
             return Err(CompileError::new(
                 codes::INVALID_LITERAL,

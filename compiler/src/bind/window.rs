@@ -529,6 +529,7 @@ impl Binder<'_> {
         let sub = preceding != desc;
         let less = start == desc;
         let (ov, cv) = (self.col_expr(other)?, self.col_expr(cur)?);
+        let mut wide = None;
         // the parser reads a quoted offset as an INTERVAL: for a number key
         // it is a literal of the key's type
         let e = match e {
@@ -622,29 +623,35 @@ impl Binder<'_> {
             if negative {
                 return Err(bad_size());
             }
-            let (base, off) = if matches!(key, T::SmallInt | T::Integer | T::BigInt) {
-                let wide = T::Decimal {
+            // numbers compared exactly, wide enough that no offset overflows
+            // or is rounded: integers as NUMERIC(20), a DECIMAL key at the
+            // larger of its and the offset's scales
+            let scale_of = |t: &SqlType| match t {
+                T::Decimal { scale, .. } => *scale,
+                _ => 0,
+            };
+            wide = match key {
+                T::SmallInt | T::Integer | T::BigInt => Some(T::Decimal {
                     precision: 20,
                     scale: 0,
-                };
-                (coerce(cv.clone(), wide), coerce(off, wide))
-            } else {
-                (cv.clone(), coerce(off, key))
+                }),
+                T::Decimal { scale, .. } => Some(T::Decimal {
+                    precision: 38,
+                    scale: scale.max(scale_of(&off.ty)),
+                }),
+                _ => None,
+            };
+            let (base, off) = match wide {
+                Some(w) => (coerce(cv, w), coerce(off, w)),
+                None => (cv, coerce(off, key)),
             };
             // (no DOUBLE PRECISION value here is infinite or NaN, so
             // PostgreSQL's rules for those do not arise)
             self.arith(if sub { ArithOp::Sub } else { ArithOp::Add }, base, off)?
         };
-        let ov = if matches!(key, T::SmallInt | T::Integer | T::BigInt) {
-            coerce(
-                ov,
-                T::Decimal {
-                    precision: 20,
-                    scale: 0,
-                },
-            )
-        } else {
-            ov
+        let ov = match wide {
+            Some(w) => coerce(ov, w),
+            None => ov,
         };
         self.compare(if less { CmpOp::Le } else { CmpOp::Ge }, ov, sum)
     }

@@ -143,6 +143,12 @@ impl Gen {
             .iter()
             .map(|_| (self.f.local(ValType::I32), self.f.local(ValType::I32)))
             .collect();
+        // (from the first row each time the window runs: a recursive step
+        // runs it again every round)
+        for &(s, e) in &lasts {
+            self.f.set_i32(s, 0);
+            self.f.set_i32(e, 0);
+        }
         self.f.set_i32(base, state as i32);
         self.f.set_i32(p.i, 0);
         self.f.set_i32(p.pe, 0);
