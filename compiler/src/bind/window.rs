@@ -427,30 +427,28 @@ impl Binder<'_> {
         Ok((Frame { units, start, end }, range))
     }
 
-    /// A ROWS or GROUPS frame's offset (`what`) for its `which` (starting or
-    /// ending) bound: a constant BIGINT as PostgreSQL takes it (a NUMERIC
-    /// rounded, a quoted number read), neither NULL nor negative.
-    fn count_offset(&mut self, e: &Expr, what: &str, which: &str) -> Result<u64, CompileError> {
-        let e = match e {
-            Expr::Interval(iv)
-                if iv.leading_field.is_none()
-                    && matches!(iv.value.as_ref(), Expr::Value(v)
-                        if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
-            {
-                iv.value.as_ref()
-            }
-            e => e,
-        };
-        let mut b = crate::fold::fold(self.expr(e, &Scope::default(), None).map_err(|x| {
+    /// A frame offset bound and folded; a column in it is refused as
+    /// PostgreSQL refuses it (`what`: ROWS, GROUPS or RANGE).
+    fn offset_expr(&mut self, e: &Expr, what: &str) -> Result<BExpr, CompileError> {
+        let b = self.expr(e, &Scope::default(), None).map_err(|x| {
             if x.code == codes::UNDEFINED_COLUMN {
                 CompileError::new(
                     codes::INVALID_COLUMN_REFERENCE,
                     format!("argument of {what} must not contain variables"),
                 )
+                .hint("write the offset as a constant")
             } else {
                 x
             }
-        })?);
+        })?;
+        Ok(crate::fold::fold(b))
+    }
+
+    /// A ROWS or GROUPS frame's offset (`what`) for its `which` (starting or
+    /// ending) bound: a constant BIGINT as PostgreSQL takes it (a NUMERIC
+    /// rounded, a quoted number read), neither NULL nor negative.
+    fn count_offset(&mut self, e: &Expr, what: &str, which: &str) -> Result<u64, CompileError> {
+        let mut b = self.offset_expr(quoted(e).unwrap_or(e), what)?;
         if let BK::Lit(Value::Text(s)) = &b.kind {
             b = crate::fold::fold(self.text_literal_as(&s.clone(), SqlType::BigInt)?);
         }
@@ -532,16 +530,9 @@ impl Binder<'_> {
         let mut wide = None;
         // the parser reads a quoted offset as an INTERVAL: for a number key
         // it is a literal of the key's type
-        let e = match e {
-            Expr::Interval(iv)
-                if iv.leading_field.is_none()
-                    && is_numeric(&key)
-                    && matches!(iv.value.as_ref(), Expr::Value(v)
-                        if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
-            {
-                iv.value.as_ref()
-            }
-            e => e,
+        let e = match quoted(e) {
+            Some(q) if is_numeric(&key) => q,
+            _ => e,
         };
         let sum = if let Expr::Interval(iv) = e {
             if !matches!(key, T::Date | T::Timestamp) {
@@ -553,18 +544,7 @@ impl Binder<'_> {
             }
             super::func::add_interval(cv, if sub { -n } else { n }, &unit)?
         } else {
-            let mut off =
-                crate::fold::fold(self.expr(e, &Scope::default(), None).map_err(|x| {
-                    if x.code == codes::UNDEFINED_COLUMN {
-                        CompileError::new(
-                            codes::INVALID_COLUMN_REFERENCE,
-                            "argument of RANGE must not contain variables",
-                        )
-                        .hint("write the offset as a constant")
-                    } else {
-                        x
-                    }
-                })?);
+            let mut off = self.offset_expr(e, "RANGE")?;
             if let BK::Lit(Value::Text(s)) = &off.kind
                 && is_numeric(&key)
             {
@@ -714,5 +694,20 @@ impl Binder<'_> {
             };
         }
         Ok(rel)
+    }
+}
+
+/// The text of a quoted frame offset without a unit (`'2' PRECEDING`), which
+/// the parser reads as an INTERVAL whatever the frame counts.
+fn quoted(e: &Expr) -> Option<&Expr> {
+    match e {
+        Expr::Interval(iv)
+            if iv.leading_field.is_none()
+                && matches!(iv.value.as_ref(), Expr::Value(v)
+                    if matches!(v.value, ast::Value::SingleQuotedString(_))) =>
+        {
+            Some(iv.value.as_ref())
+        }
+        _ => None,
     }
 }

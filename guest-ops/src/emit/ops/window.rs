@@ -25,9 +25,10 @@ struct Pos {
     qs: u32,
     qe: u32,
     dense: u32,
-    /// The ORDER BY key's slot and type, when it has exactly one (a RANGE
-    /// frame with an offset reads it).
-    key: Option<(usize, Prim)>,
+    /// The ORDER BY key's slot and the current row's value of it, when it
+    /// has exactly one (a RANGE frame with an offset reads them); set once
+    /// the walk has loaded the row.
+    key: Option<(usize, Val)>,
 }
 
 /// A window call and its walk state: where its RANGE offset bounds (start,
@@ -132,10 +133,7 @@ impl Gen {
             qs: self.f.local(ValType::I32),
             qe: self.f.local(ValType::I32),
             dense: self.f.local(ValType::I32),
-            key: match order {
-                [k] => Some((k.col, prims[k.col])),
-                _ => None,
-            },
+            key: None,
         };
         // where each call's RANGE offset bounds were last found: they only
         // move forward, so finding them costs O(rows) in all
@@ -211,6 +209,13 @@ impl Gen {
         self.record_at(arr, p.i);
         self.f.set(rec);
         let mut t = self.load_record(rec, 0, &prims);
+        let p = Pos {
+            key: match order {
+                [k] => Some((k.col, t[k.col])),
+                _ => None,
+            },
+            ..p
+        };
         for (k, (c, prim)) in calls.iter().zip(&out_prims).enumerate() {
             let at = Call { c, last: lasts[k] };
             let v = match cached.get(k).copied().flatten() {
@@ -487,14 +492,10 @@ impl Gen {
     /// the current row is passed (they sort before every value), one after
     /// it ends the walk.
     fn range_bound(&mut self, p: Pos, test: &Expr, end: bool, last: u32) -> Result<(), EmitError> {
-        let (col, prim) = p
+        let (col, cur) = p
             .key
             .ok_or_else(|| EmitError::Plan("a RANGE offset without one ORDER BY key".into()))?;
         let off = SLOT * col as u32;
-        let rec = self.f.local(ValType::I32);
-        self.record_at(p.arr, p.i);
-        self.f.set(rec);
-        let cur = self.load_slot(rec, off, prim);
         let at = self.f.local(ValType::I32);
         match cur.null {
             Some(n) => {
@@ -526,7 +527,7 @@ impl Gen {
         let orec = self.f.local(ValType::I32);
         self.record_at(p.arr, at);
         self.f.set(orec);
-        let other = self.load_slot(orec, off, prim);
+        let other = self.load_slot(orec, off, cur.prim);
         let step = self.f.block();
         if let Some(n) = other.null {
             // a NULL: passed before the current row, the end after it
