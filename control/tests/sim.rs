@@ -557,12 +557,31 @@ fn the_control_plane_stays_safe_under_seeded_faults() {
             (0..n).collect()
         }
     };
-    for seed in seeds {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(run_seed(seed));
-    }
+    // each seed is its own world on its own runtime: share them out over the
+    // cores (a failure names its seed either way)
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, 4);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<u64> = seeds.iter().copied().skip(w).step_by(workers).collect();
+                s.spawn(move || {
+                    for seed in mine {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .start_paused(true)
+                            .build()
+                            .unwrap();
+                        rt.block_on(run_seed(seed));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
 }

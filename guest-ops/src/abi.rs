@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this ABI. A module states it in its plan section; the host refuses any
 /// other.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// The module every import comes from.
 pub const IMPORT_MODULE: &str = "sb";
@@ -230,12 +230,61 @@ pub const SCAN_KEYS: HostImport = HostImport {
     results: &[],
 };
 
+/// `to_char_number(kind, value, value_len, format, format_len, out, out_cap)
+/// -> i32`: PostgreSQL's `to_char` of a number ([`crate::plan`]'s
+/// `Func::ToCharNumber`): `value` is the number as text ([`NumberKind`]),
+/// `format` the format, which the compiler has checked. The result is written
+/// to `out[..out_cap]` and its length returned; a result longer than `out_cap`
+/// is not written, only its length returned (the guest calls again with room).
+/// A format the host refuses, or a value that is not a number of its kind,
+/// ends the execution with [`ErrorCode::InvalidArgument`]. Pure: it reads only
+/// its two texts.
+pub const TO_CHAR_NUMBER: HostImport = HostImport {
+    name: "to_char_number",
+    params: &[AbiType::I32; 7],
+    results: &[AbiType::I32],
+};
+
+/// The kinds of number `to_char_number` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum NumberKind {
+    /// An integer or DECIMAL, as its exact decimal text (`-12.50`): rounded
+    /// half away from zero.
+    Exact = 1,
+    /// A DOUBLE PRECISION, as text that reads back as the same value:
+    /// written with at most 15 significant digits, rounded half to even.
+    Double = 2,
+}
+
+impl NumberKind {
+    /// The kind for a raw value from a guest.
+    #[must_use]
+    pub fn from_i32(k: i32) -> Option<Self> {
+        match k {
+            1 => Some(Self::Exact),
+            2 => Some(Self::Double),
+            _ => None,
+        }
+    }
+}
+
 /// Every import a module may have, in the order the emitter declares them (so
 /// function index `i` is `IMPORTS[i]` in every emitted module). The host accepts
 /// these names with exactly these signatures and nothing else.
-pub const IMPORTS: [HostImport; 11] = [
-    SCAN_OPEN, SCAN_NEXT, EMIT, WRITE, FAIL, INPUT_OPEN, F64_TEXT, TEXT_F64, F64_MATH, REGEX,
+pub const IMPORTS: [HostImport; 12] = [
+    SCAN_OPEN,
+    SCAN_NEXT,
+    EMIT,
+    WRITE,
+    FAIL,
+    INPUT_OPEN,
+    F64_TEXT,
+    TEXT_F64,
+    F64_MATH,
+    REGEX,
     SCAN_KEYS,
+    TO_CHAR_NUMBER,
 ];
 
 /// Errors a guest raises through `fail`.

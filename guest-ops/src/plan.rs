@@ -305,6 +305,9 @@ pub enum Func {
     /// `regexp_replace(s, pattern, replacement, flags)` through the host's
     /// `regex`.
     RegexReplace,
+    /// `to_char(number, format)` through the host's `to_char_number` (args:
+    /// Str, the number as text of the kind, and Str, the format).
+    ToCharNumber(crate::abi::NumberKind),
 }
 
 /// DOUBLE PRECISION functions: rounding in the guest, the rest through

@@ -806,6 +806,104 @@ mod conversions {
     }
 }
 
+/// `to_char_number` checks what a hostile module hands it: pointers, kinds,
+/// text that is not UTF-8 or not a number, a format the compiler would have
+/// refused, and a result larger than the room given.
+mod to_char_number {
+    use super::*;
+    use scratchbird_guest_ops::abi::ErrorCode;
+    use scratchbird_types::numfmt::NumFormat;
+
+    fn with_import(body: &str) -> String {
+        format!(
+            "(module {IMPORTS} \
+             (import \"sb\" \"to_char_number\" (func $tc (param i32 i32 i32 i32 i32 i32 i32) (result i32))) \
+             (memory (export \"memory\") 2 16384) \
+             (data (i32.const 64) \"-1234.5\") (data (i32.const 80) \"FM9,999.99\") \
+             (data (i32.const 96) \"12x\") (data (i32.const 100) \"\\ff\\fe\") \
+             (data (i32.const 112) \"9.9.9\") (data (i32.const 128) \"1e400\") \
+             {body})"
+        )
+    }
+
+    /// A module whose main makes one call `(kind value value_len format
+    /// format_len out cap)`.
+    fn call(args: &str) -> String {
+        format!(r#"(func (export "sb_main") (drop (call $tc {args})))"#)
+    }
+
+    #[test]
+    fn pointers_outside_memory_and_unknown_kinds_are_abi_errors() {
+        let f = fixture();
+        let m = manifest(&f);
+        for args in [
+            "(i32.const 3) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+            "(i32.const 1) (i32.const 131070) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+            "(i32.const 1) (i32.const 64) (i32.const -7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+            "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const -80) (i32.const 10) (i32.const 200) (i32.const 64)",
+            "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 131070) (i32.const 64)",
+            "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const -1)",
+            // not UTF-8
+            "(i32.const 1) (i32.const 100) (i32.const 2) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+        ] {
+            let e = run(&f, &module(&with_import(&call(args)), &m)).unwrap_err();
+            assert!(matches!(e, HostError::Abi { .. }), "{args}: {e:?}");
+        }
+        healthy(&f);
+    }
+
+    #[test]
+    fn a_bad_value_or_format_is_a_sql_error_and_a_small_room_gets_the_length() {
+        let f = fixture();
+        let m = manifest(&f);
+        for (args, want) in [
+            (
+                "(i32.const 1) (i32.const 96) (i32.const 3) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+                "to_char of \"12x\", which is not a number",
+            ),
+            (
+                "(i32.const 2) (i32.const 96) (i32.const 3) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+                "to_char of \"12x\", which is not a number",
+            ),
+            (
+                "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const 112) (i32.const 5) (i32.const 200) (i32.const 64)",
+                "multiple decimal points",
+            ),
+        ] {
+            match run(&f, &module(&with_import(&call(args)), &m)).unwrap_err() {
+                HostError::Sql { code, detail } => {
+                    assert_eq!(code, ErrorCode::InvalidArgument, "{args}");
+                    assert_eq!(detail, want, "{args}");
+                }
+                other => panic!("{args}: {other:?}"),
+            }
+        }
+        // a double that overflows reads as infinity: written as PostgreSQL
+        // writes one, not trusted to be finite
+        let inf = "(i32.const 2) (i32.const 128) (i32.const 5) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)";
+        run(&f, &module(&with_import(&call(inf)), &m)).unwrap();
+        // room for 2 bytes: nothing written past them, the length returned
+        let want = NumFormat::parse("FM9,999.99")
+            .unwrap()
+            .format_exact("-1234.5")
+            .unwrap();
+        assert_eq!(want, "-1,234.5");
+        let body = format!(
+            r#"(func (export "sb_main")
+                 (if (i32.ne (call $tc (i32.const 1) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 2)) (i32.const {}))
+                   (then unreachable))
+                 (if (i32.ne (i32.load8_u (i32.const 202)) (i32.const 0)) (then unreachable))
+                 (if (i32.ne (call $tc (i32.const 1) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)) (i32.const {}))
+                   (then unreachable))
+                 (if (i32.ne (i32.load8_u (i32.const 201)) (i32.const 49)) (then unreachable)))"#,
+            want.len(),
+            want.len()
+        );
+        run(&f, &module(&with_import(&body), &m)).unwrap();
+        healthy(&f);
+    }
+}
+
 /// `manifest(f)` with scan 1, a lookup of `t` by its primary key, and output
 /// 0 of two BIGINT columns.
 fn lookup_manifest(f: &Fixture) -> PlanManifest {

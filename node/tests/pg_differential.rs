@@ -495,6 +495,7 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
                 false,
             )
         }
+        3 if r.chance(40) => to_char_query(r, &where_),
         3 => {
             let cols: Vec<String> = (0..1 + r.below(3)).map(|_| text_expr(r)).collect();
             (
@@ -519,6 +520,72 @@ fn pg_query(r: &mut Rng) -> (String, bool) {
             )
         }
     }
+}
+
+/// to_char of integers, DECIMALs and DOUBLE PRECISION values with generated
+/// formats, in brackets so blanks count.
+fn to_char_query(r: &mut Rng, where_: &dyn Fn(&mut Rng) -> String) -> (String, bool) {
+    let cols: Vec<String> = (0..1 + r.below(3))
+        .map(|_| {
+            let v = match r.below(6) {
+                0 => "t3.a".to_owned(),
+                1 => "t3.d".to_owned(),
+                2 => "t3.e".to_owned(),
+                3 => dec_expr(r, 1),
+                4 => format!(
+                    "(CAST(t3.a AS DOUBLE PRECISION) / {})",
+                    r.pick(&["7", "8", "3"])
+                ),
+                _ => format!("CAST({} AS DOUBLE PRECISION)", r.pick(&["t3.d", "t3.e"])),
+            };
+            format!("'[' || to_char({v}, '{}') || ']'", num_format(r))
+        })
+        .collect();
+    (
+        format!("SELECT t3.id, {} FROM t3{}", cols.join(", "), where_(r)),
+        false,
+    )
+}
+
+/// A numeric format for `to_char`: digits (`9`, `0`) with group separators,
+/// a decimal point, a sign in one of its forms, fill mode, ordinals, text.
+fn num_format(r: &mut Rng) -> String {
+    let mut f = String::new();
+    if r.chance(30) {
+        f.push_str("FM");
+    }
+    if r.chance(10) {
+        f.push_str(r.pick(&["\"$\"", "x", " "]));
+    }
+    let lead = r.pick(&["", "", "", "S", "MI", "PL", "SG"]);
+    f.push_str(lead);
+    let digits = |r: &mut Rng, f: &mut String, n: usize, groups: bool| {
+        for i in 0..n {
+            if groups && i > 0 && r.chance(15) {
+                f.push_str(r.pick(&[",", "G"]));
+            }
+            f.push_str(r.pick(&["9", "9", "9", "0"]));
+        }
+    };
+    let n = r.below(12) as usize;
+    digits(r, &mut f, n, true);
+    let point = r.chance(60);
+    if point {
+        f.push_str(r.pick(&[".", ".", "D"]));
+        let (n, groups) = (r.below(5) as usize, r.chance(10));
+        digits(r, &mut f, n, groups);
+    }
+    let tail: &[&str] = match lead {
+        "" if point => &["", "", "S", "MI", "PL", "SG", "PR"],
+        "" => &["", "", "S", "MI", "PL", "SG", "PR", "th", "TH"],
+        "S" => &["", "", "", "th"],
+        _ => &["", "", "MI", "PL", "th"],
+    };
+    f.push_str(r.pick(tail));
+    if r.chance(10) {
+        f.push_str(r.pick(&["\" units\"", "%"]));
+    }
+    f
 }
 
 /// A number's text without trailing zeros after its point (see the module's
@@ -550,22 +617,53 @@ fn generated_queries_agree_with_postgresql() {
     pg.rows(&setup).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sandbox = Arc::new(Sandbox::new(SandboxLimits::default(), None).unwrap());
-    let mut s = LocalSession::new(Arc::new(open_storage(dir.path()).unwrap()), sandbox);
-    s.execute(&setup).unwrap();
-    let (compared, skipped, mismatches) = compare_against(
-        &mut s,
-        queries,
-        "postgresql",
-        || {
+    let storage = Arc::new(open_storage(dir.path()).unwrap());
+    LocalSession::new(Arc::clone(&storage), Arc::clone(&sandbox))
+        .execute(&setup)
+        .unwrap();
+    // the queries, made in order from the seed, then compared in two halves
+    // side by side (each its own session over the same rows; PostgreSQL's
+    // psql is a process per query either way)
+    let generated: Vec<(String, bool)> = (0..queries)
+        .map(|_| {
             if rng.chance(35) {
                 pg_query(&mut rng)
             } else {
                 query(&mut rng)
             }
-        },
-        |sql| pg.rows(sql).ok(),
-        by_value,
-    );
+        })
+        .collect();
+    let (mut compared, mut skipped, mut mismatches) = (0, 0, Vec::new());
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = generated
+            .chunks(queries.div_ceil(2).max(1))
+            .map(|half| {
+                let (storage, sandbox, pg) = (&storage, &sandbox, &pg);
+                sc.spawn(move || {
+                    let mut s = LocalSession::new(Arc::clone(storage), Arc::clone(sandbox));
+                    let mut it = half.iter().cloned();
+                    compare_against(
+                        &mut s,
+                        half.len(),
+                        "postgresql",
+                        || it.next().unwrap(),
+                        |sql| pg.rows(sql).ok(),
+                        by_value,
+                    )
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok((c, sk, m)) => {
+                    compared += c;
+                    skipped += sk;
+                    mismatches.extend(m);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
     assert!(
         mismatches.is_empty(),
         "{} of the queries differ (seed {seed}):\n{}",

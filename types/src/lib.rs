@@ -11,6 +11,8 @@
 //! * [`infoschema`]: the catalog views SQL reads (`information_schema.*`,
 //!   `pg_catalog.pg_tables`): their ids and columns; the shard's host makes
 //!   their rows.
+//! * [`numfmt`]: `to_char` of a number: PostgreSQL's numeric format patterns,
+//!   parsed by the compiler and applied by the shard's host.
 //! * [`row`]: the compact row encoding used for record versions and the commit log.
 //! * [`key`]: the order-preserving ("memcomparable") key encoding used for primary keys
 //!   and index entries.
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod infoschema;
 pub mod key;
 pub mod limits;
+pub mod numfmt;
 pub mod placement;
 pub mod row;
 pub mod schema;

@@ -1,5 +1,7 @@
 //! `to_char(DATE or TIMESTAMP, 'format')` with PostgreSQL's common
-//! patterns, written out when the statement is compiled: each pattern
+//! patterns, written out when the statement is compiled (`to_char` of a
+//! number is checked here and written by the shard's host: `types::numfmt`):
+//! each pattern
 //! becomes the date part it names, zero-padded (or blank-padded, for names)
 //! as PostgreSQL pads it unless `FM` precedes it, and the pieces are
 //! concatenated. A format pattern this does not know is refused by name, not
@@ -229,6 +231,32 @@ fn parse(f: &str) -> Result<Vec<Piece>, CompileError> {
     Ok(out)
 }
 
+/// `to_char(x, format)` of a number `x`: the format checked now, applied by
+/// the shard's host to the number's text (`to_char_number`).
+fn to_char_number(x: BExpr, format: &str) -> Result<BExpr, CompileError> {
+    use scratchbird_guest_ops::abi::NumberKind;
+    use scratchbird_types::numfmt::{NumFormat, NumFormatError};
+    NumFormat::parse(format).map_err(|e| match e {
+        NumFormatError::Syntax(m) => CompileError::new(codes::SYNTAX, m),
+        NumFormatError::Unsupported(_) => CompileError::new(codes::NOT_SUPPORTED, e.to_string())
+            .hint("to_char of a number knows 9, 0, . and D, , and G, S, MI, PL, SG, PR, TH and FM; put other text in double quotes"),
+    })?;
+    let kind = if x.ty == SqlType::Double {
+        NumberKind::Double
+    } else {
+        NumberKind::Exact
+    };
+    let nl = x.nullable;
+    Ok(mk(
+        BK::Func(
+            Func::ToCharNumber(kind),
+            vec![coerce(x, SqlType::Text), lit_text(format)],
+        ),
+        SqlType::Text,
+        nl,
+    ))
+}
+
 fn cased(s: &str, c: Case) -> String {
     match c {
         Case::Upper => s.to_uppercase(),
@@ -252,9 +280,14 @@ impl Binder<'_> {
         let ts = match x.ty {
             _ if is_null_lit(&x) => BExpr::lit(Value::Null, SqlType::Timestamp),
             SqlType::Date | SqlType::Timestamp => coerce(x, SqlType::Timestamp),
+            SqlType::SmallInt
+            | SqlType::Integer
+            | SqlType::BigInt
+            | SqlType::Decimal { .. }
+            | SqlType::Double => return to_char_number(x, format),
             t => {
                 return Err(refused(format!(
-                    "to_char of {t} is not supported yet (of a DATE or TIMESTAMP it is)"
+                    "to_char of {t} is not supported yet (of a number, a DATE or a TIMESTAMP it is)"
                 )));
             }
         };

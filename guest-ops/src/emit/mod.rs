@@ -56,6 +56,8 @@ pub(crate) const F64_MATH_FN: u32 = 8;
 pub(crate) const REGEX_FN: u32 = 9;
 /// Function index of `sb.scan_keys`.
 pub(crate) const SCAN_KEYS_FN: u32 = 10;
+/// Function index of `sb.to_char_number`.
+pub(crate) const TO_CHAR_NUMBER_FN: u32 = 11;
 /// Global: top of the permanent arena.
 pub(crate) const G_HEAP: u32 = 0;
 /// Global: top of the temporary arena.

@@ -110,6 +110,7 @@ pub(super) fn build_linker<T: TxnSlot>(engine: &Engine) -> Result<Linker<HostSta
     )
     .map_err(err)?;
     link_helpers(&mut l)?;
+    link_to_char(&mut l)?;
     Ok(l)
 }
 
@@ -178,6 +179,43 @@ fn scan_keys<T: TxnSlot>(
             break;
         }
     }
+    Ok(())
+}
+
+/// `to_char_number`: a number written in a format.
+fn link_to_char<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostError> {
+    let m = abi::IMPORT_MODULE;
+    let err = |e: wasmtime::Error| HostError::internal_by("linker", e);
+    l.func_wrap(
+        m,
+        abi::TO_CHAR_NUMBER.name,
+        |mut c: Caller<'_, HostState<T>>,
+         kind: i32,
+         v: i32,
+         v_len: i32,
+         f: i32,
+         f_len: i32,
+         out: i32,
+         cap: i32|
+         -> wasmtime::Result<i32> {
+            let Some(mem) = c.data().memory else {
+                let st = c.data_mut();
+                return Err(stop(st, HostError::abi("no memory")));
+            };
+            let (data, st) = mem.data_and_store_mut(&mut c);
+            match to_char_number(
+                data,
+                &mut st.num_format,
+                kind,
+                [(v, v_len), (f, f_len)],
+                (out, cap),
+            ) {
+                Ok(n) => Ok(n),
+                Err(e) => Err(stop(st, e)),
+            }
+        },
+    )
+    .map_err(err)?;
     Ok(())
 }
 
@@ -371,6 +409,65 @@ fn regex(
             Ok(n)
         }
     }
+}
+
+/// The `to_char_number` import: the number (text of `kind`) and the format at
+/// `args` read from guest memory `data`, the result written to `out`.
+fn to_char_number(
+    data: &mut [u8],
+    parsed: &mut Option<(String, scratchbird_types::numfmt::NumFormat)>,
+    kind: i32,
+    args: [(i32, i32); 2],
+    out: (i32, i32),
+) -> Result<i32, HostError> {
+    use scratchbird_types::numfmt::NumFormat;
+    let invalid = |detail: String| HostError::Sql {
+        code: ErrorCode::InvalidArgument,
+        detail,
+    };
+    let kind = abi::NumberKind::from_i32(kind)
+        .ok_or_else(|| HostError::abi(format!("to_char_number of unknown kind {kind}")))?;
+    // the room must be memory, written or not
+    let room = region(
+        data.len(),
+        out.0,
+        out.1,
+        usize::try_from(out.1).unwrap_or(usize::MAX),
+    )?;
+    let mut texts = Vec::with_capacity(2);
+    for (ptr, len) in args {
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        let r = region(data.len(), ptr, len, want)?;
+        let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
+        texts.push(
+            std::str::from_utf8(bytes)
+                .map_err(|_| HostError::abi("to_char_number of text that is not UTF-8"))?
+                .to_owned(),
+        );
+    }
+    let [value, format] =
+        <[String; 2]>::try_from(texts).map_err(|_| HostError::internal("to_char arguments"))?;
+    if parsed.as_ref().is_none_or(|(f, _)| *f != format) {
+        let nf = NumFormat::parse(&format).map_err(|e| invalid(e.to_string()))?;
+        *parsed = Some((format, nf));
+    }
+    let nf = &parsed
+        .as_ref()
+        .ok_or_else(|| HostError::internal("to_char format"))?
+        .1;
+    let s = match kind {
+        abi::NumberKind::Exact => nf.format_exact(&value),
+        abi::NumberKind::Double => value.parse::<f64>().ok().map(|v| nf.format_f64(v)),
+    }
+    .ok_or_else(|| invalid(format!("to_char of \"{value}\", which is not a number")))?;
+    let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
+    if s.len() <= room.len() {
+        data.get_mut(room)
+            .and_then(|o| o.get_mut(..s.len()))
+            .ok_or_else(|| HostError::internal("to_char output"))?
+            .copy_from_slice(s.as_bytes());
+    }
+    Ok(n)
 }
 
 fn note_recorded<'a>(into: &mut Vec<String>, reasons: impl Iterator<Item = &'a String>) {

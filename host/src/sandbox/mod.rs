@@ -554,6 +554,8 @@ struct HostState<T: TxnSlot> {
     result_bytes_max: usize,
     /// The patterns `regex` compiled in this execution.
     patterns: crate::pattern::Patterns,
+    /// The format `to_char_number` parsed last, by its text.
+    num_format: Option<(String, scratchbird_types::numfmt::NumFormat)>,
 }
 
 /// The per-execution resource limits; remembers a refused memory growth so the
@@ -1070,6 +1072,7 @@ impl Sandbox {
             error: None,
             result_bytes_max: self.limits.result_bytes_max,
             patterns: crate::pattern::Patterns::default(),
+            num_format: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -3,8 +3,8 @@
 
 use super::super::rt::Helper;
 use super::super::{EmitError, Gen, Val};
-use super::super::{F64_MATH_FN, REGEX_FN};
-use crate::abi::{MathOp, RegexOp};
+use super::super::{F64_MATH_FN, REGEX_FN, TO_CHAR_NUMBER_FN};
+use crate::abi::{MathOp, NumberKind, RegexOp};
 use crate::plan::{DatePart, Expr, Func, MathFn, Prim, TruncUnit};
 use wasm_encoder::{Instruction as I, ValType};
 
@@ -15,7 +15,7 @@ impl Gen {
         let arity = match func {
             Func::Length | Func::Lower | Func::Upper | Func::Abs => 1,
             Func::Reverse | Func::Initcap => 1,
-            Func::Repeat => 2,
+            Func::Repeat | Func::ToCharNumber(_) => 2,
             Func::Replace | Func::SplitPart | Func::RegexLike => 3,
             Func::RegexReplace => 4,
             Func::Math(MathFn::Host(MathOp::Pow)) => 2,
@@ -98,6 +98,50 @@ impl Gen {
         self.f.set(out.len);
     }
 
+    /// `to_char` of a number through the host: into room for twice the
+    /// format and the number, or, when the host says the result is longer,
+    /// into room for exactly that.
+    fn number_text(&mut self, kind: NumberKind, a: &[Val; 2], out: &Val) {
+        let talloc = self.helper(Helper::TAlloc);
+        let cap = self.f.local(ValType::I32);
+        let n = self.f.local(ValType::I32);
+        self.f.get(a[1].len);
+        self.f.i32c(1);
+        self.f.i(I::I32Shl);
+        self.f.get(a[0].len);
+        self.f.i(I::I32Add);
+        self.f.i32c(16);
+        self.f.i(I::I32Add);
+        self.f.set(cap);
+        self.f.get(cap);
+        self.f.i(I::Call(talloc));
+        self.f.set(out.v);
+        let call = |g: &mut Self| {
+            g.f.i32c(kind as i32);
+            for x in a {
+                g.push_val(x);
+            }
+            g.f.get(out.v);
+            g.f.get(cap);
+            g.f.i(I::Call(TO_CHAR_NUMBER_FN));
+            g.f.set(n);
+        };
+        call(self);
+        self.f.get(n);
+        self.f.get(cap);
+        self.f.i(I::I32GtU);
+        self.f.if_();
+        self.f.get(n);
+        self.f.set(cap);
+        self.f.get(cap);
+        self.f.i(I::Call(talloc));
+        self.f.set(out.v);
+        call(self);
+        self.f.end();
+        self.f.get(n);
+        self.f.set(out.len);
+    }
+
     #[expect(
         clippy::too_many_lines,
         reason = "longer than 150 lines when the limit came in; split it when next changed"
@@ -122,6 +166,7 @@ impl Gen {
                 self.f.set(out.v);
             }
             Func::RegexReplace => self.regex_replace(&[arg(0)?, arg(1)?, arg(2)?, arg(3)?], out),
+            Func::ToCharNumber(kind) => self.number_text(kind, &[arg(0)?, arg(1)?], out),
             Func::Repeat | Func::Replace | Func::SplitPart => {
                 let h = self.helper(match func {
                     Func::Repeat => Helper::Repeat,
