@@ -219,13 +219,31 @@ pub(crate) fn insert(
         .map(|c| Ok((object_name(c)?, pos_of(c))))
         .collect::<Result<Vec<_>, CompileError>>()?;
     let mut positions = column_positions(&table, &named)?;
-    let source = ins.source.as_ref().ok_or_else(|| {
-        CompileError::new(
-            codes::NOT_SUPPORTED,
-            "INSERT ... DEFAULT VALUES is not supported yet",
-        )
-        .hint("leave the columns that take their defaults out of the column list")
-    })?;
+    // DEFAULT VALUES: one row of DEFAULT in every column
+    let every_default;
+    let source = match ins.source.as_ref() {
+        Some(q) => q,
+        None => {
+            let row = vec![ast::Expr::Identifier(ast::Ident::new("DEFAULT")); positions.len()];
+            every_default = ast::Query {
+                with: None,
+                body: Box::new(ast::SetExpr::Values(ast::Values {
+                    explicit_row: false,
+                    value_keyword: false,
+                    rows: vec![ast::Parens::with_empty_span(row)],
+                })),
+                order_by: None,
+                limit_clause: None,
+                fetch: None,
+                locks: Vec::new(),
+                for_clause: None,
+                settings: None,
+                format_clause: None,
+                pipe_operators: Vec::new(),
+            };
+            &every_default
+        }
+    };
     // without a column list, fewer values fill the first columns
     let fewer = |positions: &mut Vec<usize>, have: usize| {
         if named.is_empty() && have < positions.len() {

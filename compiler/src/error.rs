@@ -127,6 +127,10 @@ pub mod codes {
     pub const INVALID_LITERAL: &str = "22007";
     /// A numeric value out of range.
     pub const OUT_OF_RANGE: &str = "22003";
+    /// invalid_parameter_value: a parameter of a definition is out of its
+    /// range (an identity column's INCREMENT of 0, a START outside its
+    /// bounds).
+    pub const INVALID_PARAMETER: &str = "22023";
     /// A duplicate or invalid object definition.
     pub const INVALID_DEFINITION: &str = "42P16";
     /// A limit of the compiler.

@@ -43,7 +43,7 @@ use logical::Rel;
 use lower::{Builder, program};
 use scratchbird_guest_ops::abi::{self, PlanManifest, WriteKind};
 use scratchbird_guest_ops::plan::{Op, Sink};
-use scratchbird_types::schema::{DefaultFn, DistributionSpec};
+use scratchbird_types::schema::{DefaultFn, DistributionSpec, SeqOptions};
 use scratchbird_types::{SqlType, Value};
 use sqlparser::ast::{self, Statement as Ast};
 use sqlparser::parser::{Parser, ParserError};
@@ -194,6 +194,8 @@ pub struct NewColumn {
     pub default: Option<Value>,
     /// A DEFAULT of the statement's time, in place of `default`.
     pub default_fn: Option<DefaultFn>,
+    /// An identity column's sequence options, resolved (`None`: none given).
+    pub seq: Option<SeqOptions>,
 }
 
 /// One action of ALTER TABLE.
@@ -1031,6 +1033,108 @@ fn const_value(e: &ast::Expr, ty: SqlType, cat: &Catalog) -> Result<Value, Compi
     b.const_expr(e, ty)
 }
 
+/// An identity column's options (`START WITH`, `INCREMENT BY`, `MINVALUE`,
+/// `MAXVALUE`, `CACHE`, `NO CYCLE`) resolved as PostgreSQL resolves them for
+/// a column of type `ty`, with its errors.
+fn seq_options(
+    opts: &[ast::SequenceOptions],
+    ty: SqlType,
+    cat: &Catalog,
+) -> Result<SeqOptions, CompileError> {
+    let (lo, hi, tname) = match ty {
+        SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX), "smallint"),
+        SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX), "integer"),
+        SqlType::BigInt => (i64::MIN, i64::MAX, "bigint"),
+        other => {
+            return Err(CompileError::new(
+                codes::DATATYPE_MISMATCH,
+                format!("identity column type must be smallint, integer, or bigint, not {other}"),
+            ));
+        }
+    };
+    let bad = |m: String| CompileError::new(codes::INVALID_PARAMETER, m);
+    let num = |e: &ast::Expr| -> Result<i64, CompileError> {
+        match const_value(e, SqlType::BigInt, cat)? {
+            Value::BigInt(v) => Ok(v),
+            other => Err(bad(format!(
+                "a sequence option must be an integer, not {other:?}"
+            ))),
+        }
+    };
+    let (mut start, mut inc, mut min, mut max) = (None, None, None, None);
+    let mut seen = std::collections::HashSet::new();
+    for o in opts {
+        let kind = std::mem::discriminant(o);
+        if !seen.insert(kind) {
+            return Err(CompileError::new(
+                codes::SYNTAX,
+                "conflicting or redundant options",
+            ));
+        }
+        match o {
+            ast::SequenceOptions::StartWith(e, _) => start = Some(num(e)?),
+            ast::SequenceOptions::IncrementBy(e, _) => inc = Some(num(e)?),
+            ast::SequenceOptions::MinValue(e) => min = e.as_ref().map(num).transpose()?,
+            ast::SequenceOptions::MaxValue(e) => max = e.as_ref().map(num).transpose()?,
+            ast::SequenceOptions::Cache(e) => {
+                let n = num(e)?;
+                if n < 1 {
+                    return Err(bad(format!("CACHE ({n}) must be greater than zero")));
+                }
+            }
+            ast::SequenceOptions::Cycle(true) => {}
+            ast::SequenceOptions::Cycle(false) => {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    "CYCLE is not supported: an identity column gives each value once",
+                )
+                .hint("leave it out (NO CYCLE), and give the column a type wide enough"));
+            }
+            ast::SequenceOptions::DataType(_) | ast::SequenceOptions::OwnedBy(_) => {
+                return Err(CompileError::new(
+                    codes::NOT_SUPPORTED,
+                    format!("identity option{o} is not supported"),
+                ));
+            }
+        }
+    }
+    let inc = inc.unwrap_or(1);
+    if inc == 0 {
+        return Err(bad("INCREMENT must not be zero".into()));
+    }
+    let max = max.unwrap_or(if inc > 0 { hi } else { -1 });
+    let min = min.unwrap_or(if inc > 0 { 1 } else { lo });
+    for (what, v) in [("MAXVALUE", max), ("MINVALUE", min)] {
+        if v < lo || v > hi {
+            return Err(bad(format!(
+                "{what} ({v}) is out of range for sequence data type {tname}"
+            )));
+        }
+    }
+    if min >= max {
+        return Err(bad(format!(
+            "MINVALUE ({min}) must be less than MAXVALUE ({max})"
+        )));
+    }
+    let start = start.unwrap_or(if inc > 0 { min } else { max });
+    if start < min {
+        return Err(bad(format!(
+            "START value ({start}) cannot be less than MINVALUE ({min})"
+        )));
+    }
+    if start > max {
+        return Err(bad(format!(
+            "START value ({start}) cannot be greater than MAXVALUE ({max})"
+        )));
+    }
+    Ok(SeqOptions {
+        start,
+        increment: inc,
+        min,
+        max,
+    })
+}
+
 /// The column `c` declares; whether it is declared the PRIMARY KEY; its
 /// UNIQUE and CHECK options added to `unique` and `checks`.
 fn column_of(
@@ -1067,6 +1171,7 @@ fn column_of(
         not_null: serial.is_some(),
         default: None,
         default_fn: serial.map(|_| DefaultFn::Serial),
+        seq: None,
     };
     for o in &c.options {
         match &o.option {
@@ -1084,13 +1189,11 @@ fn column_of(
                     .hint("compute the value in the INSERT, or in a view over the table")
                     .at(pos_of(c)));
                 }
-                if sequence_options.as_ref().is_some_and(|o| !o.is_empty()) {
-                    return Err(CompileError::new(
-                        codes::NOT_SUPPORTED,
-                        "identity options (START WITH, INCREMENT BY, CACHE, ...) are not supported: an identity column counts from 1 by 1",
-                    )
-                    .hint("leave the options out: GENERATED BY DEFAULT AS IDENTITY")
-                    .at(pos_of(c)));
+                if let Some(opts) = sequence_options.as_ref().filter(|o| !o.is_empty()) {
+                    let t = effective.ok_or_else(|| {
+                        CompileError::new(codes::DATATYPE_MISMATCH, "unknown column type")
+                    })?;
+                    col.seq = Some(seq_options(opts, t, cat).map_err(|e| e.at(pos_of(c)))?);
                 }
                 if col.default_fn.is_some() {
                     return Err(CompileError::new(

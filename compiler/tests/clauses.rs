@@ -32,6 +32,7 @@ fn catalog() -> Catalog {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             },
             ColumnDef {
                 id: ColumnId::from_bytes([id + 2; 16]),
@@ -42,6 +43,7 @@ fn catalog() -> Catalog {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             },
         ],
         primary_key: vec![0],

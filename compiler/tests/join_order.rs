@@ -65,6 +65,7 @@ fn table(id: u8, name: &str, cols: &[&str]) -> TableDef {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             })
             .collect(),
         primary_key: vec![0],

@@ -35,6 +35,7 @@ fn catalog() -> Catalog {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             },
             ColumnDef {
                 id: ColumnId::from_bytes([3; 16]),
@@ -45,6 +46,7 @@ fn catalog() -> Catalog {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             },
         ],
         primary_key: vec![],

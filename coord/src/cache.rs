@@ -241,6 +241,7 @@ mod tests {
                     domain: None,
                     check: None,
                     default_fn: None,
+                    seq: None,
                 }],
                 primary_key: vec![],
             }],

@@ -115,6 +115,7 @@ impl Catalog {
                             domain,
                             check: None,
                             default_fn: None,
+                            seq: None,
                         });
                     }
                     Err(e) => diags.push(Diagnostic::file(

@@ -660,6 +660,7 @@ fn table_from_row_type(row: &RowType) -> TableDef {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             })
             .collect(),
         primary_key: Vec::new(),

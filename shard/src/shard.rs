@@ -2073,6 +2073,7 @@ fn column_spec(c: scratchbird_compiler::NewColumn) -> ColumnSpec {
         not_null: c.not_null,
         default: c.default,
         default_fn: c.default_fn,
+        seq: c.seq,
     }
 }
 

@@ -27,7 +27,7 @@ const fn fixed_id(v: u128) -> [u8; 16] {
 use scratchbird_types::placement;
 pub use scratchbird_types::schema::{
     ColumnCheck, ColumnDef, DefaultFn, Distribution, DistributionSpec, DomainDef, IndexDef, Schema,
-    SchemaVersion, TableCheck, TableDef, ViewDef,
+    SchemaVersion, SeqOptions, TableCheck, TableDef, ViewDef,
 };
 
 /// The catalog as one transaction sees it: the shared [`Schema`].
@@ -56,6 +56,8 @@ pub struct ColumnSpec {
     /// A DEFAULT that is the statement's time (in place of `default`): a
     /// TIMESTAMP or DATE column's.
     pub default_fn: Option<DefaultFn>,
+    /// A SERIAL or identity column's sequence options (`None`: from 1 by 1).
+    pub seq: Option<SeqOptions>,
 }
 
 impl ColumnSpec {
@@ -68,6 +70,7 @@ impl ColumnSpec {
             not_null: false,
             default: None,
             default_fn: None,
+            seq: None,
         }
     }
 
@@ -80,6 +83,7 @@ impl ColumnSpec {
             not_null: false,
             default: None,
             default_fn: None,
+            seq: None,
         }
     }
 
@@ -315,6 +319,7 @@ pub(crate) fn system_table_def() -> TableDef {
         domain: None,
         check: None,
         default_fn: None,
+        seq: None,
     };
     TableDef {
         distribution: None,
@@ -494,6 +499,27 @@ pub(crate) fn build_column(
                 "a SERIAL or identity column cannot also have a DEFAULT",
             ));
         }
+        if let Some(q) = &c.seq {
+            let (lo, hi) = match ty {
+                SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX)),
+                SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX)),
+                _ => (i64::MIN, i64::MAX),
+            };
+            let why = if q.increment == 0 {
+                Some("its INCREMENT is 0")
+            } else if q.min >= q.max {
+                Some("its MINVALUE is not less than its MAXVALUE")
+            } else if q.min < lo || q.max > hi {
+                Some("its MINVALUE or MAXVALUE is out of the column type's range")
+            } else if q.start < q.min || q.start > q.max {
+                Some("its START is outside MINVALUE..MAXVALUE")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(invalid(cobj(), why));
+            }
+        }
         nullable = false;
         default = None;
     } else if c.default_fn.is_some() {
@@ -538,6 +564,9 @@ pub(crate) fn build_column(
         domain,
         check,
         default_fn: c.default_fn,
+        seq: c
+            .seq
+            .filter(|_| c.default_fn.is_some_and(DefaultFn::is_identity)),
     })
 }
 

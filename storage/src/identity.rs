@@ -8,6 +8,11 @@
 //! transaction could hold. Gaps are normal: a rolled-back insert does not
 //! give its value back, and a restart skips the rest of the reserved block.
 //!
+//! A column with sequence options (`START WITH`, `INCREMENT BY`, `MINVALUE`,
+//! `MAXVALUE`) gives, as its k-th value, the sequence's k-th
+//! ([`SeqOptions::nth`]); the counter and what it stores count values given,
+//! which for a column without options are the values themselves.
+//!
 //! When the store is one of several shards, the values each shard gives are
 //! disjoint without asking any other: on the table's placing column a shard
 //! gives only values that place on it (so a row whose key it draws belongs
@@ -20,12 +25,13 @@ use crate::codec::{Reader, seal, unseal};
 use crate::engine::{Inner, lock};
 use crate::error::{Result, StorageError};
 use crate::keys::META_IDENTITY;
-use scratchbird_types::schema::TableDef;
+use scratchbird_types::schema::{SeqOptions, TableDef};
 use scratchbird_types::{ColumnId, SqlType, Value};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-/// Values reserved by one durable write.
+/// Values reserved by one durable write (at most: a sequence of fewer than
+/// 16 blocks' values reserves a sixteenth of them at a time).
 pub(crate) const BLOCK: i64 = 1_024;
 
 /// Candidates a shard looks through for one value it holds, per shard in
@@ -83,10 +89,10 @@ impl Inner {
             column: c.name.clone(),
             reason,
         };
-        let max = match c.ty {
-            SqlType::SmallInt => i128::from(i16::MAX),
-            SqlType::Integer => i128::from(i32::MAX),
-            SqlType::BigInt => i128::from(i64::MAX),
+        let type_max = match c.ty {
+            SqlType::SmallInt => i64::from(i16::MAX),
+            SqlType::Integer => i64::from(i32::MAX),
+            SqlType::BigInt => i64::MAX,
             _ => {
                 return Err(StorageError::InvalidDefinition {
                     object: format!("column {}.{}", def.name, c.name),
@@ -94,14 +100,23 @@ impl Inner {
                 });
             }
         };
+        // the counter counts values given (k = 1, 2, ...); the k-th is the
+        // sequence's (without options, k itself)
+        let seq = c.seq.unwrap_or(SeqOptions::plain(type_max));
+        let span = if seq.increment > 0 {
+            (i128::from(seq.max) - i128::from(seq.start)) / i128::from(seq.increment)
+        } else {
+            (i128::from(seq.start) - i128::from(seq.min)) / -i128::from(seq.increment)
+        };
+        let max = span.max(-1) + 1;
         let packed = self.placement.load(Ordering::Acquire);
         let placed = ((packed >> 32) as u32, (packed & 0xffff_ffff) as u32);
         let (this, shards) = (placed.0 as usize, placed.1 as usize);
         let several = shards > 1 && !def.is_system();
         let placing = def.placement();
         let on_placing = several && placing.column() == at;
-        let value = |v: i128| -> Result<Value> {
-            let x = i64::try_from(v).map_err(|_| exhausted("out of range".into()))?;
+        let value = |k: i128| -> Result<Value> {
+            let x = seq.nth(k).ok_or_else(|| exhausted("out of range".into()))?;
             Ok(match c.ty {
                 SqlType::SmallInt => {
                     Value::SmallInt(i16::try_from(x).map_err(|_| exhausted("out of range".into()))?)
@@ -154,9 +169,13 @@ impl Inner {
             let v = ctr.next;
             if v > max {
                 all.map.insert(c.id, ctr);
-                return Err(exhausted(format!(
-                    "it has reached its type's largest value, {max}"
-                )));
+                return Err(exhausted(if c.seq.is_none() {
+                    format!("it has reached its type's largest value, {type_max}")
+                } else if seq.increment > 0 {
+                    format!("it has reached its MAXVALUE, {}", seq.max)
+                } else {
+                    format!("it has reached its MINVALUE, {}", seq.min)
+                }));
             }
             ctr.next = v + 1;
             let mine = if !several {
@@ -179,7 +198,10 @@ impl Inner {
         };
         if v > ctr.limit {
             // reserve a block, durably, before its first value is given
-            let limit = (v + i128::from(BLOCK) - 1).min(max);
+            // a short sequence reserves less at a time, so a restart
+            // does not use up much of it
+            let block = i128::from(BLOCK).min((max / 16).max(1));
+            let limit = (v + block - 1).min(max);
             let k = key(c.id);
             let stored = u64::try_from(limit).map_err(|_| exhausted("out of range".into()))?;
             self.check_writable()?;

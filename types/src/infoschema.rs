@@ -204,6 +204,11 @@ impl View {
                 ("domain_name", T),
                 ("is_identity", T),
                 ("identity_generation", T),
+                ("identity_start", T),
+                ("identity_increment", T),
+                ("identity_maximum", T),
+                ("identity_minimum", T),
+                ("identity_cycle", T),
             ],
             Self::Views => &[
                 ("table_catalog", T),
@@ -361,6 +366,7 @@ impl View {
                     domain: None,
                     check: None,
                     default_fn: None,
+                    seq: None,
                 }
             })
             .collect();

@@ -43,6 +43,48 @@ pub struct ColumnDef {
     /// in place of `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_fn: Option<DefaultFn>,
+    /// An identity column's sequence options; `None`: from 1 by 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<SeqOptions>,
+}
+
+/// The sequence options of a SERIAL or identity column (`START WITH`,
+/// `INCREMENT BY`, `MINVALUE`, `MAXVALUE`, as PostgreSQL resolves them):
+/// the k-th value the column's counter gives is `start + (k - 1) *
+/// increment`, for as long as it stays within `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqOptions {
+    /// The first value.
+    pub start: i64,
+    /// The step, not 0; negative for a descending sequence.
+    pub increment: i64,
+    /// The least value given.
+    pub min: i64,
+    /// The largest value given.
+    pub max: i64,
+}
+
+impl SeqOptions {
+    /// The options of a column without any: from 1 by 1 up to `type_max`.
+    #[must_use]
+    pub fn plain(type_max: i64) -> Self {
+        Self {
+            start: 1,
+            increment: 1,
+            min: 1,
+            max: type_max,
+        }
+    }
+
+    /// The `k`-th value (from 1), or `None` past the sequence's end.
+    #[must_use]
+    pub fn nth(&self, k: i128) -> Option<i64> {
+        let v = i128::from(self.start) + (k - 1) * i128::from(self.increment);
+        (i128::from(self.min)..=i128::from(self.max))
+            .contains(&v)
+            .then(|| i64::try_from(v).ok())
+            .flatten()
+    }
 }
 
 /// A column DEFAULT that is not a constant: the statement's time, as the
@@ -553,6 +595,12 @@ impl Schema {
                 if let Some(f) = c.default_fn {
                     h.bytes(f.sql().as_bytes());
                 }
+                if let Some(q) = &c.seq {
+                    h.bytes(b"seq");
+                    for x in [q.start, q.increment, q.min, q.max] {
+                        h.bytes(&x.to_le_bytes());
+                    }
+                }
             }
             h.positions(&t.primary_key);
             // a declared placement is part of the version; the default adds
@@ -697,6 +745,7 @@ mod tests {
                 domain: None,
                 check: None,
                 default_fn: None,
+                seq: None,
             }],
             primary_key: vec![0],
         }
