@@ -184,21 +184,29 @@ impl MathOp {
 }
 
 /// `regex(op, s, s_len, pattern, pattern_len, replacement, replacement_len,
-/// flags, flags_len, out, out_cap) -> i32`: PostgreSQL's regular expression
-/// functions over UTF-8 text, run by the host's regex engine (time linear in
-/// the text; a pattern of at most [`REGEX_PATTERN_BYTES_MAX`] bytes, compiled
-/// to at most [`REGEX_PROGRAM_BYTES_MAX`]). [`RegexOp::Like`]: 1 where `s`
-/// matches `pattern`, else 0 (replacement and output unused, 0). [`RegexOp::Replace`]:
-/// `s` with the first match (every match with flag `g`) replaced, written to
-/// `out[..out_cap]`, and its length returned; a result longer than `out_cap` is
+/// flags, flags_len, start, n, endoption, subexpr, out, out_cap) -> i32`:
+/// PostgreSQL's regular expression functions over UTF-8 text, run by the
+/// host's regex engine (time linear in the text; a pattern of at most
+/// [`REGEX_PATTERN_BYTES_MAX`] bytes, compiled to at most
+/// [`REGEX_PROGRAM_BYTES_MAX`]). Matches are searched from character `start`
+/// (from 1); `n` picks one (from 1), `subexpr` a capture group of it (0: the
+/// whole match). [`RegexOp::Like`]: 1 where `s` matches `pattern`, else 0.
+/// [`RegexOp::Replace`]: `s` with matches replaced (the first, or every one
+/// with flag `g`; when `endoption` is 1, `n` was given: the `n`-th, or every
+/// one for 0). [`RegexOp::Count`]: the number of matches. [`RegexOp::Instr`]:
+/// the character position of the `n`-th match (of its end when `endoption`
+/// is 1), 0 when there is none. [`RegexOp::Substr`]: the `n`-th match's
+/// text, or -1 (NULL) when there is none. A text answer is written to
+/// `out[..out_cap]` and its length returned; one longer than `out_cap` is
 /// not written, only its length returned (the guest calls again with room).
-/// Flags: `g`, `i` (case-insensitive), `c` (case-sensitive), `n` (newline
-/// sensitive). A bad pattern or flag ends the execution with
-/// [`ErrorCode::InvalidArgument`], a result over 4 MiB with
-/// [`ErrorCode::StringTooLong`]. Pure: it reads nothing else.
+/// Flags: `g` (Replace only), `i` (case-insensitive), `c` (case-sensitive),
+/// `n` (newline sensitive). A bad pattern, flag or integer argument ends
+/// the execution with [`ErrorCode::InvalidArgument`] and PostgreSQL's
+/// message, a result over 4 MiB with [`ErrorCode::StringTooLong`]. Pure: it
+/// reads nothing else.
 pub const REGEX: HostImport = HostImport {
     name: "regex",
-    params: &[AbiType::I32; 11],
+    params: &[AbiType::I32; 15],
     results: &[AbiType::I32],
 };
 
@@ -216,6 +224,39 @@ pub enum RegexOp {
     Like = 1,
     /// The text with matches replaced.
     Replace = 2,
+    /// How many matches.
+    Count = 3,
+    /// Where a match is.
+    Instr = 4,
+    /// A match's text.
+    Substr = 5,
+}
+
+impl RegexOp {
+    /// The op for a raw value from a guest.
+    #[must_use]
+    pub fn from_i32(op: i32) -> Option<Self> {
+        Some(match op {
+            1 => Self::Like,
+            2 => Self::Replace,
+            3 => Self::Count,
+            4 => Self::Instr,
+            5 => Self::Substr,
+            _ => return None,
+        })
+    }
+
+    /// The SQL function's name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Like => "regexp_like",
+            Self::Replace => "regexp_replace",
+            Self::Count => "regexp_count",
+            Self::Instr => "regexp_instr",
+            Self::Substr => "regexp_substr",
+        }
+    }
 }
 
 /// `scan_keys(handle, buf, len) -> ()`: hands a scan declared
@@ -236,14 +277,24 @@ pub const SCAN_KEYS: HostImport = HostImport {
 /// `format` the format, which the compiler has checked. The result is written
 /// to `out[..out_cap]` and its length returned; a result longer than `out_cap`
 /// is not written, only its length returned (the guest calls again with room).
-/// A format the host refuses, or a value that is not a number of its kind,
-/// ends the execution with [`ErrorCode::InvalidArgument`]. Pure: it reads only
-/// its two texts.
+/// A format the host refuses or longer than [`TO_CHAR_FORMAT_BYTES_MAX`], or
+/// a value that is not a number of its kind or longer than
+/// [`TO_CHAR_VALUE_BYTES_MAX`], ends the execution with
+/// [`ErrorCode::InvalidArgument`]. Pure: it reads only its two texts.
 pub const TO_CHAR_NUMBER: HostImport = HostImport {
     name: "to_char_number",
     params: &[AbiType::I32; 7],
     results: &[AbiType::I32],
 };
+
+/// Longest format `to_char_number` takes, in bytes (the compiler refuses a
+/// longer one).
+pub const TO_CHAR_FORMAT_BYTES_MAX: usize = 4096;
+
+/// Longest number text `to_char_number` takes, in bytes: a DECIMAL of 38
+/// digits with its sign and point, or a DOUBLE PRECISION's text, is far
+/// shorter.
+pub const TO_CHAR_VALUE_BYTES_MAX: usize = 128;
 
 /// The kinds of number `to_char_number` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -302,9 +302,18 @@ pub enum Func {
     /// `regexp_like(s, pattern, flags)` (and `~`, `~*`) through the host's
     /// `regex` -> Bool.
     RegexLike,
-    /// `regexp_replace(s, pattern, replacement, flags)` through the host's
-    /// `regex`.
+    /// `regexp_replace(s, pattern, replacement, flags, start, n, n_given)`
+    /// through the host's `regex` (args: four Str, three I32; `n_given` 1
+    /// when the call names `n`).
     RegexReplace,
+    /// `regexp_count(s, pattern, flags, start)` (args: three Str, I32) -> I32.
+    RegexCount,
+    /// `regexp_instr(s, pattern, flags, start, n, endoption, subexpr)`
+    /// (args: three Str, four I32) -> I32.
+    RegexInstr,
+    /// `regexp_substr(s, pattern, flags, start, n, subexpr)` (args: three
+    /// Str, three I32) -> Str, NULL when there is no such match.
+    RegexSubstr,
     /// `to_char(number, format)` through the host's `to_char_number` (args:
     /// Str, the number as text of the kind, and Str, the format).
     ToCharNumber(crate::abi::NumberKind),

@@ -7,12 +7,12 @@
 //! What the principal may not see is not in the rows at all, so a query over
 //! the views cannot reach it.
 
-use scratchbird_types::{SqlType, Value};
 use scratchbird_types::infoschema::{
     CATALOG_NAME, INFORMATION_SCHEMA_OID, PG_BUILTIN_TYPES, PG_CATALOG_OID, PUBLIC_OID,
     USER_SCHEMA, View, describe, oid_of, pg_type,
 };
 use scratchbird_types::schema::{DefaultFn, DomainDef, Schema, SeqOptions, TableDef, ViewDef};
+use scratchbird_types::{SqlType, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -482,7 +482,13 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
                         text(&q.min.to_string()),
                         text("NO"),
                     ]),
-                    None => row.extend([Value::Null, Value::Null, Value::Null, Value::Null, text("NO")]),
+                    None => row.extend([
+                        Value::Null,
+                        Value::Null,
+                        Value::Null,
+                        Value::Null,
+                        text("NO"),
+                    ]),
                 }
             }
         }

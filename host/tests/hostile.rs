@@ -869,6 +869,15 @@ mod to_char_number {
                 "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const 112) (i32.const 5) (i32.const 200) (i32.const 64)",
                 "multiple decimal points",
             ),
+            // bounded before the host copies or parses anything
+            (
+                "(i32.const 1) (i32.const 64) (i32.const 7) (i32.const 80) (i32.const 60000) (i32.const 200) (i32.const 64)",
+                "to_char of a format of 60000 bytes, more than 4096",
+            ),
+            (
+                "(i32.const 1) (i32.const 64) (i32.const 60000) (i32.const 80) (i32.const 10) (i32.const 200) (i32.const 64)",
+                "to_char of a number of 60000 bytes, more than 128",
+            ),
         ] {
             match run(&f, &module(&with_import(&call(args)), &m)).unwrap_err() {
                 HostError::Sql { code, detail } => {

@@ -327,6 +327,7 @@ fn text_expr(r: &mut Rng) -> String {
             "'[' || to_char(t3.dt, '{}') || ']'",
             r.pick(&["Month", "DAY", "YYYY\"Q\"Q", "FMMM/FMDD"])
         ),
+        16 if r.chance(50) => regex_fn(r, s),
         16 => format!(
             "regexp_replace({s}, '{}', '{}', '{}')",
             r.pick(&["a+", "[b_]", "^.", "(a)(b)?", "x*", "[[:digit:]]"]),
@@ -362,6 +363,32 @@ fn text_expr(r: &mut Rng) -> String {
         13 => format!("trim({s})"),
         14 => format!("CASE WHEN starts_with({s}, 'a') THEN 'yes' ELSE 'no' END"),
         _ => format!("COALESCE({s}, 'none')"),
+    }
+}
+
+/// regexp_count, regexp_instr, regexp_substr and regexp_replace with a start
+/// and an n, over t3.s, as text.
+fn regex_fn(r: &mut Rng, s: &str) -> String {
+    let p = r.pick(&["a+", "[b_]", "^.", "(a)(b)?", "x*", "[[:alpha:]]", "b$"]);
+    let start = 1 + r.below(4);
+    let n = 1 + r.below(3);
+    let flags = r.pick(&["", "i", "c"]);
+    match r.below(4) {
+        0 => format!("CAST(regexp_count({s}, '{p}', {start}, '{flags}') AS TEXT)"),
+        1 => format!(
+            "CAST(regexp_instr({s}, '{p}', {start}, {n}, {}, '{flags}', {}) AS TEXT)",
+            r.below(2),
+            r.below(3)
+        ),
+        2 => format!(
+            "COALESCE(regexp_substr({s}, '{p}', {start}, {n}, '{flags}', {}), '-')",
+            r.below(3)
+        ),
+        _ => format!(
+            "regexp_replace({s}, '{p}', '{}', {start}, {}, '{flags}')",
+            r.pick(&["", "<\\&>", "\\1Z", "#"]),
+            r.below(3)
+        ),
     }
 }
 

@@ -103,6 +103,11 @@ impl Inner {
         // the counter counts values given (k = 1, 2, ...); the k-th is the
         // sequence's (without options, k itself)
         let seq = c.seq.unwrap_or(SeqOptions::plain(type_max));
+        if seq.increment == 0 {
+            // refused when the column was made; a catalog that says so anyway
+            // gives nothing rather than divide by it
+            return Err(exhausted("its INCREMENT is 0".into()));
+        }
         let span = if seq.increment > 0 {
             (i128::from(seq.max) - i128::from(seq.start)) / i128::from(seq.increment)
         } else {

@@ -161,11 +161,10 @@ fn lex(f: &str) -> Result<Vec<(Option<Word>, String)>, NumFormatError> {
             let mut end = rest.len();
             while let Some((i, ch)) = it.next() {
                 match ch {
-                    '\\' => {
-                        if let Some((_, q)) = it.next() {
-                            text(&mut out, q);
-                        }
-                    }
+                    '\\' => match it.next() {
+                        Some((_, q)) => text(&mut out, q),
+                        None => text(&mut out, '\\'),
+                    },
                     '"' => {
                         end = i + 1;
                         break;
@@ -177,12 +176,13 @@ fn lex(f: &str) -> Result<Vec<(Option<Word>, String)>, NumFormatError> {
             continue;
         }
         if c == '\\' {
-            let after = rest.get(1..).unwrap_or_default();
-            if let Some(q) = after.chars().next() {
-                text(&mut out, q);
-                rest = after.get(q.len_utf8()..).unwrap_or_default();
+            // outside quotes a backslash is text, and escapes only a quote
+            if rest.get(1..2) == Some("\"") {
+                text(&mut out, '"');
+                rest = rest.get(2..).unwrap_or_default();
             } else {
-                rest = "";
+                text(&mut out, '\\');
+                rest = rest.get(1..).unwrap_or_default();
             }
             continue;
         }
@@ -364,8 +364,11 @@ impl NumFormat {
             return self.render(false, "NaN");
         }
         if value.is_infinite() {
-            // more integer digits than any format has places
-            return self.render(value < 0.0, &"9".repeat(self.pre + 1));
+            // written as the eight-character number `Infinity`, as
+            // PostgreSQL's printf writes it
+            let mut nf = self.clone();
+            nf.post = self.post.min(15 - 8);
+            return nf.render(value < 0.0, "Infinity");
         }
         let int_len = format!("{:.0}", value.abs()).len();
         let post = if int_len >= 15 {
@@ -439,7 +442,8 @@ impl NumFormat {
                 }
             }
             if self.zero_end > pad {
-                l = l.max(self.zero_end - pad);
+                // never past the number (a DOUBLE PRECISION cut to 15 digits)
+                l = l.max((self.zero_end - pad).min(num.len().saturating_sub(1)));
             }
             last = Some(l);
         }
@@ -733,6 +737,19 @@ mod tests {
         assert_eq!(dbl(f64::NAN, "999.9"), " NaN");
         assert_eq!(dbl(f64::NAN, "FM9"), "#");
         assert_eq!(dbl(f64::INFINITY, "S9"), "+#");
+        assert_eq!(dbl(f64::INFINITY, "999999999"), "  Infinity");
+        assert_eq!(dbl(f64::NEG_INFINITY, "999999999"), " -Infinity");
+        assert_eq!(dbl(f64::INFINITY, "9.99999999"), " #.#######");
+        assert_eq!(dbl(f64::NAN, "99999999999.999999999"), "         NaN");
+        assert_eq!(
+            dbl(-1_234_567_890_123.5, "FM9999999999999.000PR"),
+            "<1234567890123.50>"
+        );
+        // a backslash outside quotes is text, escaping only a quote
+        assert_eq!(ex("5", "\\9"), "\\ 5");
+        assert_eq!(ex("5", "9\\"), " 5\\");
+        assert_eq!(ex("5", "\\\"9"), "\" 5");
+        assert_eq!(ex("5", "\"a\\\"b\"9"), "a\"b 5");
     }
 
     #[test]

@@ -334,36 +334,8 @@ impl<'c> Binder<'c> {
                 };
                 self.bind_to_char(x, &fmt).map_err(|e| e.at(pos_of(f)))?
             }
-            "regexp_like" | "regexp_replace" => {
-                let like = name == "regexp_like";
-                let (lo, hi) = if like { (2, 3) } else { (3, 4) };
-                if !(lo..=hi).contains(&bound.len()) {
-                    return Err(mismatch(format!(
-                        "{name} takes {lo} or {hi} arguments, {} given",
-                        bound.len()
-                    ))
-                    .hint(if like {
-                        "regexp_like(string, pattern [, flags])"
-                    } else {
-                        "regexp_replace(source, pattern, replacement [, flags]); a start position or an occurrence is not supported yet"
-                    })
-                    .at(pos_of(f)));
-                }
-                let mut args = bound
-                    .into_iter()
-                    .map(text)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| e.at(pos_of(f)))?;
-                if args.len() == lo {
-                    args.push(BExpr::lit(Value::Text(String::new()), SqlType::Text));
-                }
-                let nl = args.iter().any(|a| a.nullable);
-                if like {
-                    mk(BK::Func(Func::RegexLike, args), SqlType::Boolean, nl)
-                } else {
-                    mk(BK::Func(Func::RegexReplace, args), SqlType::Text, nl)
-                }
-            }
+            "regexp_like" | "regexp_replace" | "regexp_count" | "regexp_instr"
+            | "regexp_substr" => self.bind_regex(&name, bound).map_err(|e| e.at(pos_of(f)))?,
             "repeat" | "reverse" | "replace" | "split_part" | "initcap" | "lpad" | "rpad" => {
                 let mut args = Vec::with_capacity(bound.len());
                 let (lo, hi, ints): (usize, usize, &[usize]) = match name.as_str() {
@@ -432,7 +404,7 @@ impl<'c> Binder<'c> {
             other => {
                 return Err(CompileError::new(codes::UNDEFINED_FUNCTION, format!("function {other}() does not exist"))
                     .at(pos_of(f))
-                    .hint("supported: length, lower, upper, substring, position, strpos, trim, replace, split_part, left, right, lpad, rpad, repeat, reverse, initcap, starts_with, regexp_like, regexp_replace, to_char, abs, round, trunc, ceil, floor, sign, mod, sqrt, cbrt, exp, ln, log, log10, power, pi, greatest, least, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
+                    .hint("supported: length, lower, upper, substring, position, strpos, trim, replace, split_part, left, right, lpad, rpad, repeat, reverse, initcap, starts_with, regexp_like, regexp_replace, regexp_count, regexp_instr, regexp_substr, to_char, abs, round, trunc, ceil, floor, sign, mod, sqrt, cbrt, exp, ln, log, log10, power, pi, greatest, least, coalesce, nullif, concat, and the aggregates count, sum, avg, min, max"));
             }
         })
     }

@@ -30,6 +30,7 @@ mod grouping;
 mod ordered;
 mod query;
 mod recursive;
+mod regex;
 mod select;
 mod tochar;
 mod window;

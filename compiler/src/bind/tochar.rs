@@ -176,11 +176,10 @@ fn parse(f: &str) -> Result<Vec<Piece>, CompileError> {
             let mut end = rest.len();
             while let Some((i, ch)) = it.next() {
                 match ch {
-                    '\\' => {
-                        if let Some((_, q)) = it.next() {
-                            text(&mut out, q);
-                        }
-                    }
+                    '\\' => match it.next() {
+                        Some((_, q)) => text(&mut out, q),
+                        None => text(&mut out, '\\'),
+                    },
                     '"' => {
                         end = i + 1;
                         break;
@@ -192,12 +191,13 @@ fn parse(f: &str) -> Result<Vec<Piece>, CompileError> {
             continue;
         }
         if c == '\\' {
-            let mut it = rest.chars().skip(1);
-            if let Some(q) = it.next() {
-                text(&mut out, q);
-                rest = rest.get(1 + q.len_utf8()..).unwrap_or_default();
+            // outside quotes a backslash is text, and escapes only a quote
+            if rest.get(1..2) == Some("\"") {
+                text(&mut out, '"');
+                rest = rest.get(2..).unwrap_or_default();
             } else {
-                rest = "";
+                text(&mut out, '\\');
+                rest = rest.get(1..).unwrap_or_default();
             }
             continue;
         }
@@ -234,8 +234,17 @@ fn parse(f: &str) -> Result<Vec<Piece>, CompileError> {
 /// `to_char(x, format)` of a number `x`: the format checked now, applied by
 /// the shard's host to the number's text (`to_char_number`).
 fn to_char_number(x: BExpr, format: &str) -> Result<BExpr, CompileError> {
-    use scratchbird_guest_ops::abi::NumberKind;
+    use scratchbird_guest_ops::abi::{NumberKind, TO_CHAR_FORMAT_BYTES_MAX};
     use scratchbird_types::numfmt::{NumFormat, NumFormatError};
+    if format.len() > TO_CHAR_FORMAT_BYTES_MAX {
+        return Err(CompileError::new(
+            codes::LIMIT,
+            format!(
+                "a to_char format of {} bytes: at most {TO_CHAR_FORMAT_BYTES_MAX}",
+                format.len()
+            ),
+        ));
+    }
     NumFormat::parse(format).map_err(|e| match e {
         NumFormatError::Syntax(m) => CompileError::new(codes::SYNTAX, m),
         NumFormatError::Unsupported(_) => CompileError::new(codes::NOT_SUPPORTED, e.to_string())
@@ -511,9 +520,19 @@ mod tests {
                 Piece::Text("m".into()),
             ]
         );
+        // outside quotes a backslash is text and escapes only a quote, as
+        // PostgreSQL reads it
         assert_eq!(
-            parse("\\Y \"a\\\"b\"").unwrap(),
-            vec![Piece::Text("Y a\"b".into())]
+            parse("\\x \"a\\\"b\"").unwrap(),
+            vec![Piece::Text("\\x a\"b".into())]
+        );
+        assert_eq!(
+            parse("\\YYYY\\\"").unwrap(),
+            vec![
+                Piece::Text("\\".into()),
+                Piece::Pattern(Pat::Year4, false),
+                Piece::Text("\"".into()),
+            ]
         );
     }
 }

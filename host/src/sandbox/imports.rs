@@ -314,6 +314,10 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
          r_len: i32,
          f: i32,
          f_len: i32,
+         start: i32,
+         n: i32,
+         endoption: i32,
+         subexpr: i32,
          out: i32,
          cap: i32|
          -> wasmtime::Result<i32> {
@@ -323,7 +327,13 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
             };
             let (data, st) = mem.data_and_store_mut(&mut c);
             let args = [(s, s_len), (p, p_len), (r, r_len), (f, f_len)];
-            match regex(data, &mut st.patterns, op, args, (out, cap)) {
+            let ints = crate::pattern::Args {
+                start,
+                n,
+                endoption,
+                subexpr,
+            };
+            match regex(data, &mut st.patterns, op, args, ints, (out, cap)) {
                 Ok(n) => Ok(n),
                 Err(e) => Err(stop(st, e)),
             }
@@ -369,14 +379,12 @@ fn regex(
     patterns: &mut crate::pattern::Patterns,
     op: i32,
     args: [(i32, i32); 4],
+    ints: crate::pattern::Args,
     out: (i32, i32),
 ) -> Result<i32, HostError> {
     use crate::pattern::Answer;
-    let op = match op {
-        1 => abi::RegexOp::Like,
-        2 => abi::RegexOp::Replace,
-        other => return Err(HostError::abi(format!("regex of unknown op {other}"))),
-    };
+    let op = abi::RegexOp::from_i32(op)
+        .ok_or_else(|| HostError::abi(format!("regex of unknown op {op}")))?;
     let mut texts = Vec::with_capacity(4);
     for (ptr, len) in args {
         let want = usize::try_from(len).unwrap_or(usize::MAX);
@@ -390,9 +398,11 @@ fn regex(
     }
     let [text, pattern, repl, flags] =
         <[String; 4]>::try_from(texts).map_err(|_| HostError::internal("regex arguments"))?;
-    match crate::pattern::run(patterns, op, &text, &pattern, &repl, &flags)? {
+    match crate::pattern::run(patterns, op, &text, &pattern, &repl, &flags, ints)? {
         Answer::Matches(m) => Ok(i32::from(m)),
-        Answer::Replaced(s) => {
+        Answer::Number(n) => Ok(n),
+        Answer::Text(None) => Ok(-1),
+        Answer::Text(Some(s)) => {
             let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
             if n <= out.1 {
                 let r = region(
@@ -435,9 +445,19 @@ fn to_char_number(
         usize::try_from(out.1).unwrap_or(usize::MAX),
     )?;
     let mut texts = Vec::with_capacity(2);
-    for (ptr, len) in args {
+    // both bounded before anything is copied: the host's work and memory per
+    // call stay small whatever a module hands it
+    for ((ptr, len), (what, max)) in args.into_iter().zip([
+        ("number", abi::TO_CHAR_VALUE_BYTES_MAX),
+        ("format", abi::TO_CHAR_FORMAT_BYTES_MAX),
+    ]) {
         let want = usize::try_from(len).unwrap_or(usize::MAX);
         let r = region(data.len(), ptr, len, want)?;
+        if want > max {
+            return Err(invalid(format!(
+                "to_char of a {what} of {want} bytes, more than {max}"
+            )));
+        }
         let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
         texts.push(
             std::str::from_utf8(bytes)

@@ -17,7 +17,9 @@ impl Gen {
             Func::Reverse | Func::Initcap => 1,
             Func::Repeat | Func::ToCharNumber(_) => 2,
             Func::Replace | Func::SplitPart | Func::RegexLike => 3,
-            Func::RegexReplace => 4,
+            Func::RegexCount => 4,
+            Func::RegexSubstr => 6,
+            Func::RegexReplace | Func::RegexInstr => 7,
             Func::Math(MathFn::Host(MathOp::Pow)) => 2,
             Func::Math(_) => 1,
             Func::ExtractDate(_) | Func::ExtractTs(_) | Func::DateTrunc(_) => 1,
@@ -41,14 +43,19 @@ impl Gen {
             Func::ExtractTs(_) => Prim::I32,
             Func::DateTrunc(_) => Prim::I64,
             Func::Like | Func::RegexLike => Prim::Bool,
+            Func::RegexCount | Func::RegexInstr => Prim::I32,
             Func::Math(_) => Prim::F64,
             Func::Abs => args.first().map_or(Prim::I64, |a| a.prim),
             _ => Prim::Str,
         };
         let null = self.any_null(args);
-        let out = self.fresh(out_prim, null.is_some());
-        if let (Some(n), Some(o)) = (null, out.null) {
-            self.f.get(n);
+        // regexp_substr is NULL without a match, whatever its arguments
+        let out = self.fresh(out_prim, null.is_some() || func == Func::RegexSubstr);
+        if let Some(o) = out.null {
+            match null {
+                Some(n) => self.f.get(n),
+                None => self.f.i32c(0),
+            }
             self.f.set(o);
         }
         let args = args.to_vec();
@@ -56,27 +63,58 @@ impl Gen {
         Ok(out)
     }
 
-    /// `regexp_replace` through the host: into room for the text, the
-    /// replacement and a little more, or, when the host says the result is
-    /// longer, into room for exactly that.
-    fn regex_replace(&mut self, a: &[Val; 4], out: &Val) {
+    /// Pushes a `regex` call's arguments but the output room: `op`, the four
+    /// texts (text, pattern, replacement, flags; a missing one empty) and the
+    /// four integers (start, n, endoption, subexpr; missing ones 1, 1, 0, 0).
+    fn regex_args(&mut self, op: RegexOp, texts: [Option<&Val>; 4], ints: [Option<&Val>; 4]) {
+        self.f.i32c(op as i32);
+        for t in texts {
+            match t {
+                Some(v) => self.push_val(v),
+                None => {
+                    self.f.i32c(0);
+                    self.f.i32c(0);
+                }
+            }
+        }
+        for (i, v) in ints.into_iter().enumerate() {
+            match v {
+                Some(v) => self.push_val(v),
+                None => self.f.i32c(if i < 2 { 1 } else { 0 }),
+            }
+        }
+    }
+
+    /// A `regex` call that answers text (`regexp_replace`, `regexp_substr`):
+    /// into room for the text, the replacement and a little more, or, when
+    /// the host says the result is longer, into room for exactly that; a
+    /// length of -1 is NULL.
+    fn regex_text(
+        &mut self,
+        op: RegexOp,
+        texts: [Option<&Val>; 4],
+        ints: [Option<&Val>; 4],
+        out: &Val,
+    ) {
         let talloc = self.helper(Helper::TAlloc);
         let cap = self.f.local(ValType::I32);
         let n = self.f.local(ValType::I32);
-        self.f.get(a[0].len);
-        self.f.get(a[2].len);
-        self.f.i(I::I32Add);
+        let lens: Vec<u32> = [texts[0], texts[2]]
+            .into_iter()
+            .flatten()
+            .map(|v| v.len)
+            .collect();
         self.f.i32c(64);
-        self.f.i(I::I32Add);
+        for l in lens {
+            self.f.get(l);
+            self.f.i(I::I32Add);
+        }
         self.f.set(cap);
         self.f.get(cap);
         self.f.i(I::Call(talloc));
         self.f.set(out.v);
         let call = |g: &mut Self| {
-            g.f.i32c(RegexOp::Replace as i32);
-            for x in a {
-                g.push_val(x);
-            }
+            g.regex_args(op, texts, ints);
             g.f.get(out.v);
             g.f.get(cap);
             g.f.i(I::Call(REGEX_FN));
@@ -85,7 +123,7 @@ impl Gen {
         call(self);
         self.f.get(n);
         self.f.get(cap);
-        self.f.i(I::I32GtU);
+        self.f.i(I::I32GtS);
         self.f.if_();
         self.f.get(n);
         self.f.set(cap);
@@ -94,8 +132,22 @@ impl Gen {
         self.f.set(out.v);
         call(self);
         self.f.end();
-        self.f.get(n);
-        self.f.set(out.len);
+        if let Some(o) = out.null {
+            self.f.get(n);
+            self.f.i32c(0);
+            self.f.i(I::I32LtS);
+            self.f.set(o);
+            self.f.get(n);
+            self.f.i32c(0);
+            self.f.get(n);
+            self.f.i32c(0);
+            self.f.i(I::I32GeS);
+            self.f.i(I::Select);
+            self.f.set(out.len);
+        } else {
+            self.f.get(n);
+            self.f.set(out.len);
+        }
     }
 
     /// `to_char` of a number through the host: into room for twice the
@@ -153,19 +205,37 @@ impl Gen {
                 .ok_or_else(|| EmitError::Plan("missing argument".into()))
         };
         match func {
-            Func::RegexLike => {
-                self.f.i32c(RegexOp::Like as i32);
-                self.push_val(&arg(0)?);
-                self.push_val(&arg(1)?);
-                self.f.i32c(0);
-                self.f.i32c(0);
-                self.push_val(&arg(2)?);
+            Func::RegexLike | Func::RegexCount | Func::RegexInstr => {
+                let (s, p, f) = (arg(0)?, arg(1)?, arg(2)?);
+                let (op, ints) = match func {
+                    Func::RegexLike => (RegexOp::Like, [None, None, None, None]),
+                    Func::RegexCount => (RegexOp::Count, [a.get(3), None, None, None]),
+                    _ => (RegexOp::Instr, [a.get(3), a.get(4), a.get(5), a.get(6)]),
+                };
+                self.regex_args(op, [Some(&s), Some(&p), None, Some(&f)], ints);
                 self.f.i32c(0);
                 self.f.i32c(0);
                 self.f.i(I::Call(REGEX_FN));
                 self.f.set(out.v);
             }
-            Func::RegexReplace => self.regex_replace(&[arg(0)?, arg(1)?, arg(2)?, arg(3)?], out),
+            Func::RegexReplace => {
+                let texts = [a.first(), a.get(1), a.get(2), a.get(3)];
+                self.regex_text(
+                    RegexOp::Replace,
+                    texts,
+                    [a.get(4), a.get(5), a.get(6), None],
+                    out,
+                );
+            }
+            Func::RegexSubstr => {
+                let texts = [a.first(), a.get(1), None, a.get(2)];
+                self.regex_text(
+                    RegexOp::Substr,
+                    texts,
+                    [a.get(3), a.get(4), None, a.get(5)],
+                    out,
+                );
+            }
             Func::ToCharNumber(kind) => self.number_text(kind, &[arg(0)?, arg(1)?], out),
             Func::Repeat | Func::Replace | Func::SplitPart => {
                 let h = self.helper(match func {
