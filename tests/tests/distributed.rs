@@ -6,7 +6,8 @@
 //! the live shards go on.
 //!
 //! `SB_DISTRIBUTED_QUERIES` sets how many queries are generated (default
-//! 1,000, each run for both principals on both clusters);
+//! 600, each run for both principals on both clusters; 500 per example
+//! bundle);
 //! `SB_DISTRIBUTED_SEED` picks the seed (printed, so a failure can be run
 //! again).
 
@@ -625,7 +626,7 @@ fn three_shards_answer_generated_queries_as_one_node_does() {
     let queries: usize = std::env::var("SB_DISTRIBUTED_QUERIES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000);
+        .unwrap_or(600);
     let seed = seed();
     eprintln!("SB_DISTRIBUTED_SEED={seed} SB_DISTRIBUTED_QUERIES={queries}");
     let three = Running::start(3);
