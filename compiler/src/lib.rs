@@ -1041,17 +1041,13 @@ fn seq_options(
     ty: SqlType,
     cat: &Catalog,
 ) -> Result<SeqOptions, CompileError> {
-    let (lo, hi, tname) = match ty {
-        SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX), "smallint"),
-        SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX), "integer"),
-        SqlType::BigInt => (i64::MIN, i64::MAX, "bigint"),
-        other => {
-            return Err(CompileError::new(
-                codes::DATATYPE_MISMATCH,
-                format!("identity column type must be smallint, integer, or bigint, not {other}"),
-            ));
-        }
+    let Some((lo, hi)) = SeqOptions::type_range(ty) else {
+        return Err(CompileError::new(
+            codes::DATATYPE_MISMATCH,
+            format!("identity column type must be smallint, integer, or bigint, not {ty}"),
+        ));
     };
+    let tname = ty.to_string().to_lowercase();
     let bad = |m: String| CompileError::new(codes::INVALID_PARAMETER, m);
     let num = |e: &ast::Expr| -> Result<i64, CompileError> {
         match const_value(e, SqlType::BigInt, cat)? {

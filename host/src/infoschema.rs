@@ -7,12 +7,12 @@
 //! What the principal may not see is not in the rows at all, so a query over
 //! the views cannot reach it.
 
+use scratchbird_types::Value;
 use scratchbird_types::infoschema::{
     CATALOG_NAME, INFORMATION_SCHEMA_OID, PG_BUILTIN_TYPES, PG_CATALOG_OID, PUBLIC_OID,
     USER_SCHEMA, View, describe, oid_of, pg_type,
 };
 use scratchbird_types::schema::{DefaultFn, DomainDef, Schema, SeqOptions, TableDef, ViewDef};
-use scratchbird_types::{SqlType, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -463,14 +463,9 @@ fn columns(cat: &Schema, tables: &[Seen<'_>], out: &mut Vec<Vec<Value>>) {
             ]);
             // PostgreSQL's sequence columns, as text, for identity columns
             let seq = match c.default_fn {
-                Some(DefaultFn::Identity | DefaultFn::IdentityAlways) => {
-                    let type_max = match c.ty {
-                        SqlType::SmallInt => i64::from(i16::MAX),
-                        SqlType::Integer => i64::from(i32::MAX),
-                        _ => i64::MAX,
-                    };
-                    Some(c.seq.unwrap_or(SeqOptions::plain(type_max)))
-                }
+                Some(DefaultFn::Identity | DefaultFn::IdentityAlways) => c.seq.or_else(|| {
+                    SeqOptions::type_range(c.ty).map(|(_, max)| SeqOptions::plain(max))
+                }),
                 _ => None,
             };
             if let Some(row) = out.last_mut() {

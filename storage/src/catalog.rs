@@ -500,11 +500,8 @@ pub(crate) fn build_column(
             ));
         }
         if let Some(q) = &c.seq {
-            let (lo, hi) = match ty {
-                SqlType::SmallInt => (i64::from(i16::MIN), i64::from(i16::MAX)),
-                SqlType::Integer => (i64::from(i32::MIN), i64::from(i32::MAX)),
-                _ => (i64::MIN, i64::MAX),
-            };
+            // the type was checked above
+            let (lo, hi) = SeqOptions::type_range(ty).unwrap_or((i64::MIN, i64::MAX));
             let why = if q.increment == 0 {
                 Some("its INCREMENT is 0")
             } else if q.min >= q.max {

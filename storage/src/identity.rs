@@ -89,16 +89,11 @@ impl Inner {
             column: c.name.clone(),
             reason,
         };
-        let type_max = match c.ty {
-            SqlType::SmallInt => i64::from(i16::MAX),
-            SqlType::Integer => i64::from(i32::MAX),
-            SqlType::BigInt => i64::MAX,
-            _ => {
-                return Err(StorageError::InvalidDefinition {
-                    object: format!("column {}.{}", def.name, c.name),
-                    reason: "a SERIAL or identity column needs a SMALLINT, INTEGER or BIGINT type",
-                });
-            }
+        let Some((_, type_max)) = SeqOptions::type_range(c.ty) else {
+            return Err(StorageError::InvalidDefinition {
+                object: format!("column {}.{}", def.name, c.name),
+                reason: "a SERIAL or identity column needs a SMALLINT, INTEGER or BIGINT type",
+            });
         };
         // the counter counts values given (k = 1, 2, ...); the k-th is the
         // sequence's (without options, k itself)

@@ -147,43 +147,46 @@ fn syntax(m: &str) -> NumFormatError {
     NumFormatError::Syntax(m.to_owned())
 }
 
-/// The pieces of `f`: words and text (quoted text, `\` before a character).
+/// Literal text at the start of a `to_char` format, date or number, as
+/// PostgreSQL reads it: a double-quoted run (inside it `\` takes the next
+/// character as it is; an unclosed run goes to the end), or a backslash
+/// outside quotes, which is text itself and escapes only a following quote.
+/// The text and the rest of the format; `None` when `rest` begins with
+/// neither.
+#[must_use]
+pub fn format_literal(rest: &str) -> Option<(String, &str)> {
+    if let Some(after) = rest.strip_prefix('"') {
+        let mut text = String::new();
+        let mut it = after.char_indices();
+        while let Some((i, ch)) = it.next() {
+            match ch {
+                '\\' => text.push(it.next().map_or('\\', |(_, q)| q)),
+                '"' => return Some((text, after.get(i + 1..).unwrap_or_default())),
+                other => text.push(other),
+            }
+        }
+        return Some((text, ""));
+    }
+    let after = rest.strip_prefix('\\')?;
+    Some(match after.strip_prefix('"') {
+        Some(more) => ("\"".to_owned(), more),
+        None => ("\\".to_owned(), after),
+    })
+}
+
+/// The pieces of `f`: words and text ([`format_literal`]).
 fn lex(f: &str) -> Result<Vec<(Option<Word>, String)>, NumFormatError> {
     let mut out: Vec<(Option<Word>, String)> = Vec::new();
-    let text = |out: &mut Vec<(Option<Word>, String)>, c: char| match out.last_mut() {
-        Some((None, t)) => t.push(c),
-        _ => out.push((None, c.to_string())),
+    let text = |out: &mut Vec<(Option<Word>, String)>, t: &str| match out.last_mut() {
+        Some((None, s)) => s.push_str(t),
+        _ if t.is_empty() => {}
+        _ => out.push((None, t.to_owned())),
     };
     let mut rest = f;
     while let Some(c) = rest.chars().next() {
-        if c == '"' {
-            let mut it = rest.char_indices().skip(1);
-            let mut end = rest.len();
-            while let Some((i, ch)) = it.next() {
-                match ch {
-                    '\\' => match it.next() {
-                        Some((_, q)) => text(&mut out, q),
-                        None => text(&mut out, '\\'),
-                    },
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    other => text(&mut out, other),
-                }
-            }
-            rest = rest.get(end..).unwrap_or_default();
-            continue;
-        }
-        if c == '\\' {
-            // outside quotes a backslash is text, and escapes only a quote
-            if rest.get(1..2) == Some("\"") {
-                text(&mut out, '"');
-                rest = rest.get(2..).unwrap_or_default();
-            } else {
-                text(&mut out, '\\');
-                rest = rest.get(1..).unwrap_or_default();
-            }
+        if let Some((t, after)) = format_literal(rest) {
+            text(&mut out, &t);
+            rest = after;
             continue;
         }
         if let Some((name, word)) = WORDS.iter().find(|(name, _)| rest.starts_with(name)) {
@@ -194,8 +197,9 @@ fn lex(f: &str) -> Result<Vec<(Option<Word>, String)>, NumFormatError> {
             rest = rest.get(name.len()..).unwrap_or_default();
             continue;
         }
-        text(&mut out, c);
-        rest = rest.get(c.len_utf8()..).unwrap_or_default();
+        let (here, after) = rest.split_at(c.len_utf8());
+        text(&mut out, here);
+        rest = after;
     }
     Ok(out)
 }
@@ -352,7 +356,7 @@ impl NumFormat {
             s.push('.');
             s.push_str(&String::from_utf8_lossy(f));
         }
-        Some(self.render(neg && !zero, &s))
+        Some(self.render(self.post, neg && !zero, &s))
     }
 
     /// `value` written in this format, as PostgreSQL writes a DOUBLE
@@ -361,14 +365,12 @@ impl NumFormat {
     #[must_use]
     pub fn format_f64(&self, value: f64) -> String {
         if value.is_nan() {
-            return self.render(false, "NaN");
+            return self.render(self.post, false, "NaN");
         }
         if value.is_infinite() {
             // written as the eight-character number `Infinity`, as
             // PostgreSQL's printf writes it
-            let mut nf = self.clone();
-            nf.post = self.post.min(15 - 8);
-            return nf.render(value < 0.0, "Infinity");
+            return self.render(self.post.min(15 - 8), value < 0.0, "Infinity");
         }
         let int_len = format!("{:.0}", value.abs()).len();
         let post = if int_len >= 15 {
@@ -381,23 +383,21 @@ impl NumFormat {
             Some(d) => (true, d.to_owned()),
             None => (false, s),
         };
-        let mut nf = self.clone();
-        nf.post = post;
-        nf.render(neg, &digits)
+        self.render(post, neg, &digits)
     }
 
-    /// Writes the unsigned number `digits` (rounded to this format's places
-    /// after the point, which it has exactly when `post` is not 0) with sign
-    /// `neg`.
+    /// Writes the unsigned number `digits`, rounded to `post` places after
+    /// the point (this format's, or fewer for a DOUBLE PRECISION cut to 15
+    /// digits), which it has exactly when `post` is not 0, with sign `neg`.
     #[expect(clippy::too_many_lines, reason = "one walk over the format")]
-    fn render(&self, neg: bool, digits: &str) -> String {
+    fn render(&self, post: usize, neg: bool, digits: &str) -> String {
         let int_len = digits.find('.').unwrap_or(digits.len());
         let mut pad = 0;
         let num: Vec<u8> = if int_len < self.pre {
             pad = self.pre - int_len;
             digits.bytes().collect()
         } else if int_len > self.pre {
-            let mut n = vec![b'#'; self.pre + self.post + 1];
+            let mut n = vec![b'#'; self.pre + post + 1];
             if let Some(p) = n.get_mut(self.pre) {
                 *p = b'.';
             }
@@ -448,7 +448,7 @@ impl NumFormat {
             last = Some(l);
         }
         let last_is_point = last.is_some_and(|l| num.get(l) == Some(&b'.'));
-        let mut count = isize::try_from(self.pre + self.post).unwrap_or(isize::MAX) - 1;
+        let mut count = isize::try_from(self.pre + post).unwrap_or(isize::MAX) - 1;
         if !signed && pad == 0 {
             count += 1;
         }
@@ -463,7 +463,7 @@ impl NumFormat {
                     let lead_zero = self.zero_from.is_none()
                         && at == 0
                         && num.first() == Some(&b'0')
-                        && self.post != 0;
+                        && post != 0;
                     if !signed
                         && (place >= pad || self.zero_from == Some(place))
                         && (!lead_zero || last_is_point)

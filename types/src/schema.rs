@@ -76,6 +76,18 @@ impl SeqOptions {
         }
     }
 
+    /// The values a SERIAL or identity column of type `ty` can hold (the
+    /// bounds of SMALLINT, INTEGER or BIGINT); `None` for any other type.
+    #[must_use]
+    pub fn type_range(ty: SqlType) -> Option<(i64, i64)> {
+        match ty {
+            SqlType::SmallInt => Some((i64::from(i16::MIN), i64::from(i16::MAX))),
+            SqlType::Integer => Some((i64::from(i32::MIN), i64::from(i32::MAX))),
+            SqlType::BigInt => Some((i64::MIN, i64::MAX)),
+            _ => None,
+        }
+    }
+
     /// The `k`-th value (from 1), or `None` past the sequence's end.
     #[must_use]
     pub fn nth(&self, k: i128) -> Option<i64> {

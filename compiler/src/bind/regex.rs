@@ -103,16 +103,17 @@ impl Binder<'_> {
         }
         let nl = args.iter().any(|a| a.nullable);
         // the plan's argument order: texts (string, pattern[, replacement],
-        // flags), then integers, each missing one given its default
-        let mut it = args.into_iter();
-        let mut take = |n: usize| -> Vec<BExpr> { it.by_ref().take(n).collect() };
+        // flags), then integers, each missing one given its default; `rest`
+        // holds the arguments after the pattern as the call gives them
+        let mut rest: Vec<Option<BExpr>> = args
+            .split_off(2.min(args.len()))
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut out = args;
         let pick = |v: &mut Vec<Option<BExpr>>, i: usize| v.get_mut(i).and_then(Option::take);
         let text_or = |e: Option<BExpr>| e.unwrap_or_else(|| lit_text(""));
         let int_or = |e: Option<BExpr>, d: i32| e.unwrap_or_else(|| lit_int(d));
-        let mut rest: Vec<Option<BExpr>> = Vec::new();
-        let head = take(2);
-        rest.extend(take(usize::MAX).into_iter().map(Some));
-        let mut out = head;
         Ok(match name {
             "regexp_like" => {
                 out.push(text_or(pick(&mut rest, 0)));

@@ -170,35 +170,11 @@ fn parse(f: &str) -> Result<Vec<Piece>, CompileError> {
             rest = rest.get(2..).unwrap_or_default();
             continue;
         }
-        if c == '"' {
-            // quoted text, \" inside it a quote
-            let mut it = rest.char_indices().skip(1);
-            let mut end = rest.len();
-            while let Some((i, ch)) = it.next() {
-                match ch {
-                    '\\' => match it.next() {
-                        Some((_, q)) => text(&mut out, q),
-                        None => text(&mut out, '\\'),
-                    },
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    other => text(&mut out, other),
-                }
+        if let Some((t, after)) = scratchbird_types::numfmt::format_literal(rest) {
+            for ch in t.chars() {
+                text(&mut out, ch);
             }
-            rest = rest.get(end..).unwrap_or_default();
-            continue;
-        }
-        if c == '\\' {
-            // outside quotes a backslash is text, and escapes only a quote
-            if rest.get(1..2) == Some("\"") {
-                text(&mut out, '"');
-                rest = rest.get(2..).unwrap_or_default();
-            } else {
-                text(&mut out, '\\');
-                rest = rest.get(1..).unwrap_or_default();
-            }
+            rest = after;
             continue;
         }
         let hit = PATTERNS.iter().find(|(name, _, exact)| {

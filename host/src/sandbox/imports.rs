@@ -372,6 +372,42 @@ fn link_helpers<T: TxnSlot>(l: &mut Linker<HostState<T>>) -> Result<(), HostErro
     Ok(())
 }
 
+/// UTF-8 text a module passes at `ptr[..len]` in `data`, for import `call`:
+/// at most `max` bytes (longer: an SQL error naming it as `what`), checked
+/// against the memory first.
+fn guest_text<'d>(
+    data: &'d [u8],
+    (ptr, len): (i32, i32),
+    call: &str,
+    (what, max): (&str, usize),
+) -> Result<&'d str, HostError> {
+    let want = usize::try_from(len).unwrap_or(usize::MAX);
+    let r = region(data.len(), ptr, len, want)?;
+    if want > max {
+        return Err(HostError::Sql {
+            code: ErrorCode::InvalidArgument,
+            detail: format!("{call} of a {what} of {want} bytes, more than {max}"),
+        });
+    }
+    let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
+    std::str::from_utf8(bytes)
+        .map_err(|_| HostError::abi(format!("{call} of text that is not UTF-8")))
+}
+
+/// A text answer: written to `out[..out_cap]` when it fits there, its
+/// length returned either way (the guest calls again with room).
+fn answer_text(data: &mut [u8], (out, cap): (i32, i32), s: &str) -> Result<i32, HostError> {
+    let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
+    if n <= cap {
+        let r = region(data.len(), out, cap, usize::try_from(cap).unwrap_or(0))?;
+        data.get_mut(r)
+            .and_then(|o| o.get_mut(..s.len()))
+            .ok_or_else(|| HostError::internal("text output"))?
+            .copy_from_slice(s.as_bytes());
+    }
+    Ok(n)
+}
+
 /// The `regex` import: the four texts at `args` (text, pattern, replacement,
 /// flags) read from guest memory `data`, the answer written to `out`.
 fn regex(
@@ -385,39 +421,16 @@ fn regex(
     use crate::pattern::Answer;
     let op = abi::RegexOp::from_i32(op)
         .ok_or_else(|| HostError::abi(format!("regex of unknown op {op}")))?;
-    let mut texts = Vec::with_capacity(4);
-    for (ptr, len) in args {
-        let want = usize::try_from(len).unwrap_or(usize::MAX);
-        let r = region(data.len(), ptr, len, want)?;
-        let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
-        texts.push(
-            std::str::from_utf8(bytes)
-                .map_err(|_| HostError::abi("regex of text that is not UTF-8"))?
-                .to_owned(),
-        );
-    }
-    let [text, pattern, repl, flags] =
-        <[String; 4]>::try_from(texts).map_err(|_| HostError::internal("regex arguments"))?;
-    match crate::pattern::run(patterns, op, &text, &pattern, &repl, &flags, ints)? {
+    let answer = {
+        let [text, pattern, repl, flags] =
+            args.map(|a| guest_text(data, a, "regex", ("text", usize::MAX)));
+        crate::pattern::run(patterns, op, text?, pattern?, repl?, flags?, ints)?
+    };
+    match answer {
         Answer::Matches(m) => Ok(i32::from(m)),
         Answer::Number(n) => Ok(n),
         Answer::Text(None) => Ok(-1),
-        Answer::Text(Some(s)) => {
-            let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
-            if n <= out.1 {
-                let r = region(
-                    data.len(),
-                    out.0,
-                    out.1,
-                    usize::try_from(out.1).unwrap_or(0),
-                )?;
-                data.get_mut(r)
-                    .and_then(|o| o.get_mut(..s.len()))
-                    .ok_or_else(|| HostError::internal("regex output"))?
-                    .copy_from_slice(s.as_bytes());
-            }
-            Ok(n)
-        }
+        Answer::Text(Some(s)) => answer_text(data, out, &s),
     }
 }
 
@@ -427,7 +440,7 @@ fn to_char_number(
     data: &mut [u8],
     parsed: &mut Option<(String, scratchbird_types::numfmt::NumFormat)>,
     kind: i32,
-    args: [(i32, i32); 2],
+    [value, format]: [(i32, i32); 2],
     out: (i32, i32),
 ) -> Result<i32, HostError> {
     use scratchbird_types::numfmt::NumFormat;
@@ -438,56 +451,39 @@ fn to_char_number(
     let kind = abi::NumberKind::from_i32(kind)
         .ok_or_else(|| HostError::abi(format!("to_char_number of unknown kind {kind}")))?;
     // the room must be memory, written or not
-    let room = region(
+    region(
         data.len(),
         out.0,
         out.1,
         usize::try_from(out.1).unwrap_or(usize::MAX),
     )?;
-    let mut texts = Vec::with_capacity(2);
-    // both bounded before anything is copied: the host's work and memory per
-    // call stay small whatever a module hands it
-    for ((ptr, len), (what, max)) in args.into_iter().zip([
-        ("number", abi::TO_CHAR_VALUE_BYTES_MAX),
-        ("format", abi::TO_CHAR_FORMAT_BYTES_MAX),
-    ]) {
-        let want = usize::try_from(len).unwrap_or(usize::MAX);
-        let r = region(data.len(), ptr, len, want)?;
-        if want > max {
-            return Err(invalid(format!(
-                "to_char of a {what} of {want} bytes, more than {max}"
-            )));
+    let s = {
+        // both bounded before anything is read: the host's work per call
+        // stays small whatever a module hands it; nothing is copied but a
+        // format not seen before
+        let call = "to_char";
+        let value = guest_text(data, value, call, ("number", abi::TO_CHAR_VALUE_BYTES_MAX))?;
+        let format = guest_text(
+            data,
+            format,
+            call,
+            ("format", abi::TO_CHAR_FORMAT_BYTES_MAX),
+        )?;
+        if parsed.as_ref().is_none_or(|(f, _)| f != format) {
+            let nf = NumFormat::parse(format).map_err(|e| invalid(e.to_string()))?;
+            *parsed = Some((format.to_owned(), nf));
         }
-        let bytes = data.get(r).ok_or_else(|| HostError::internal("region"))?;
-        texts.push(
-            std::str::from_utf8(bytes)
-                .map_err(|_| HostError::abi("to_char_number of text that is not UTF-8"))?
-                .to_owned(),
-        );
-    }
-    let [value, format] =
-        <[String; 2]>::try_from(texts).map_err(|_| HostError::internal("to_char arguments"))?;
-    if parsed.as_ref().is_none_or(|(f, _)| *f != format) {
-        let nf = NumFormat::parse(&format).map_err(|e| invalid(e.to_string()))?;
-        *parsed = Some((format, nf));
-    }
-    let nf = &parsed
-        .as_ref()
-        .ok_or_else(|| HostError::internal("to_char format"))?
-        .1;
-    let s = match kind {
-        abi::NumberKind::Exact => nf.format_exact(&value),
-        abi::NumberKind::Double => value.parse::<f64>().ok().map(|v| nf.format_f64(v)),
-    }
-    .ok_or_else(|| invalid(format!("to_char of \"{value}\", which is not a number")))?;
-    let n = i32::try_from(s.len()).map_err(|_| HostError::internal("result length"))?;
-    if s.len() <= room.len() {
-        data.get_mut(room)
-            .and_then(|o| o.get_mut(..s.len()))
-            .ok_or_else(|| HostError::internal("to_char output"))?
-            .copy_from_slice(s.as_bytes());
-    }
-    Ok(n)
+        let nf = &parsed
+            .as_ref()
+            .ok_or_else(|| HostError::internal("to_char format"))?
+            .1;
+        match kind {
+            abi::NumberKind::Exact => nf.format_exact(value),
+            abi::NumberKind::Double => value.parse::<f64>().ok().map(|v| nf.format_f64(v)),
+        }
+        .ok_or_else(|| invalid(format!("to_char of \"{value}\", which is not a number")))?
+    };
+    answer_text(data, out, &s)
 }
 
 fn note_recorded<'a>(into: &mut Vec<String>, reasons: impl Iterator<Item = &'a String>) {

@@ -85,39 +85,31 @@ impl Gen {
         }
     }
 
-    /// A `regex` call that answers text (`regexp_replace`, `regexp_substr`):
-    /// into room for the text, the replacement and a little more, or, when
-    /// the host says the result is longer, into room for exactly that; a
-    /// length of -1 is NULL.
-    fn regex_text(
+    /// Calls host import `import`, which writes text into room the guest
+    /// gives: `room` pushes the first room's size, `args` the import's
+    /// arguments before the room's address and size. A returned length
+    /// larger than the room calls again with room for exactly that (a
+    /// negative one, NULL, is not). Returns the local holding the length.
+    fn host_text(
         &mut self,
-        op: RegexOp,
-        texts: [Option<&Val>; 4],
-        ints: [Option<&Val>; 4],
+        import: u32,
+        room: impl Fn(&mut Self),
+        args: impl Fn(&mut Self),
         out: &Val,
-    ) {
+    ) -> u32 {
         let talloc = self.helper(Helper::TAlloc);
         let cap = self.f.local(ValType::I32);
         let n = self.f.local(ValType::I32);
-        let lens: Vec<u32> = [texts[0], texts[2]]
-            .into_iter()
-            .flatten()
-            .map(|v| v.len)
-            .collect();
-        self.f.i32c(64);
-        for l in lens {
-            self.f.get(l);
-            self.f.i(I::I32Add);
-        }
+        room(self);
         self.f.set(cap);
         self.f.get(cap);
         self.f.i(I::Call(talloc));
         self.f.set(out.v);
         let call = |g: &mut Self| {
-            g.regex_args(op, texts, ints);
+            args(g);
             g.f.get(out.v);
             g.f.get(cap);
-            g.f.i(I::Call(REGEX_FN));
+            g.f.i(I::Call(import));
             g.f.set(n);
         };
         call(self);
@@ -132,6 +124,32 @@ impl Gen {
         self.f.set(out.v);
         call(self);
         self.f.end();
+        n
+    }
+
+    /// A `regex` call that answers text (`regexp_replace`, `regexp_substr`):
+    /// into room for the text, the replacement and a little more; a length
+    /// of -1 is NULL.
+    fn regex_text(
+        &mut self,
+        op: RegexOp,
+        texts: [Option<&Val>; 4],
+        ints: [Option<&Val>; 4],
+        out: &Val,
+    ) {
+        let lens: Vec<u32> = [texts[0], texts[2]]
+            .into_iter()
+            .flatten()
+            .map(|v| v.len)
+            .collect();
+        let room = |g: &mut Self| {
+            g.f.i32c(64);
+            for l in &lens {
+                g.f.get(*l);
+                g.f.i(I::I32Add);
+            }
+        };
+        let n = self.host_text(REGEX_FN, room, |g| g.regex_args(op, texts, ints), out);
         if let Some(o) = out.null {
             self.f.get(n);
             self.f.i32c(0);
@@ -151,45 +169,24 @@ impl Gen {
     }
 
     /// `to_char` of a number through the host: into room for twice the
-    /// format and the number, or, when the host says the result is longer,
-    /// into room for exactly that.
+    /// format and the number.
     fn number_text(&mut self, kind: NumberKind, a: &[Val; 2], out: &Val) {
-        let talloc = self.helper(Helper::TAlloc);
-        let cap = self.f.local(ValType::I32);
-        let n = self.f.local(ValType::I32);
-        self.f.get(a[1].len);
-        self.f.i32c(1);
-        self.f.i(I::I32Shl);
-        self.f.get(a[0].len);
-        self.f.i(I::I32Add);
-        self.f.i32c(16);
-        self.f.i(I::I32Add);
-        self.f.set(cap);
-        self.f.get(cap);
-        self.f.i(I::Call(talloc));
-        self.f.set(out.v);
-        let call = |g: &mut Self| {
+        let room = |g: &mut Self| {
+            g.f.get(a[1].len);
+            g.f.i32c(1);
+            g.f.i(I::I32Shl);
+            g.f.get(a[0].len);
+            g.f.i(I::I32Add);
+            g.f.i32c(16);
+            g.f.i(I::I32Add);
+        };
+        let args = |g: &mut Self| {
             g.f.i32c(kind as i32);
             for x in a {
                 g.push_val(x);
             }
-            g.f.get(out.v);
-            g.f.get(cap);
-            g.f.i(I::Call(TO_CHAR_NUMBER_FN));
-            g.f.set(n);
         };
-        call(self);
-        self.f.get(n);
-        self.f.get(cap);
-        self.f.i(I::I32GtU);
-        self.f.if_();
-        self.f.get(n);
-        self.f.set(cap);
-        self.f.get(cap);
-        self.f.i(I::Call(talloc));
-        self.f.set(out.v);
-        call(self);
-        self.f.end();
+        let n = self.host_text(TO_CHAR_NUMBER_FN, room, args, out);
         self.f.get(n);
         self.f.set(out.len);
     }
